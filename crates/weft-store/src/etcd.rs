@@ -1,0 +1,306 @@
+//! The etcd v3 store, for real clusters.
+//!
+//! A thin mapping of [`Store`] onto etcd's KV, lease and watch APIs. Conditional writes
+//! are etcd transactions comparing `create_revision == 0` (absent) or `mod_revision`.
+//! The watch runs in its own task that reconnects after errors, resumes from the last
+//! revision it delivered, and resyncs from a fresh listing when etcd says that history
+//! was compacted.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use etcd_client::{
+    Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity,
+    PutOptions, TlsOptions, Txn, TxnOp, WatchOptions,
+};
+use tokio::sync::mpsc;
+
+use crate::{KeyValue, LeaseId, Listing, Revision, Store, StoreError, StoreResult, Watch, WatchEvent};
+
+/// How to reach an etcd cluster.
+#[derive(Debug, Clone, Default)]
+pub struct EtcdConfig {
+    /// Client URLs, e.g. `http://127.0.0.1:2379`; `https://` when TLS is configured.
+    pub endpoints: Vec<String>,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+/// A store backed by etcd v3.
+#[derive(Clone)]
+pub struct EtcdStore {
+    client: Client,
+}
+
+fn unavailable(op: &'static str) -> impl Fn(etcd_client::Error) -> StoreError {
+    move |e| {
+        // etcd says "requested lease not found" over gRPC and the client's keep-alive
+        // stream says "lease not found"; both mean the lease is gone, not that etcd is.
+        if e.to_string().contains("lease not found") {
+            StoreError::LeaseNotFound(0)
+        } else {
+            StoreError::Unavailable { op, detail: e.to_string() }
+        }
+    }
+}
+
+fn to_kv(kv: &etcd_client::KeyValue) -> KeyValue {
+    KeyValue {
+        key: String::from_utf8_lossy(kv.key()).into_owned(),
+        value: kv.value().to_vec(),
+        create_revision: kv.create_revision(),
+        mod_revision: kv.mod_revision(),
+        lease: (kv.lease() != 0).then_some(kv.lease()),
+    }
+}
+
+fn put_options(lease: Option<LeaseId>) -> Option<PutOptions> {
+    lease.map(|l| PutOptions::new().with_lease(l))
+}
+
+fn read_file(path: &PathBuf, what: &str) -> StoreResult<Vec<u8>> {
+    std::fs::read(path)
+        .map_err(|e| StoreError::Invalid(format!("cannot read etcd {what} {}: {e}", path.display())))
+}
+
+impl EtcdStore {
+    /// Connects to the cluster. Fails fast when no endpoint answers; callers retry.
+    pub async fn connect(cfg: &EtcdConfig) -> StoreResult<Self> {
+        if cfg.endpoints.is_empty() {
+            return Err(StoreError::Invalid("no etcd endpoints given".into()));
+        }
+        let mut opts = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(3))
+            .with_timeout(Duration::from_secs(10))
+            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
+        if let (Some(user), Some(pass)) = (&cfg.username, &cfg.password) {
+            opts = opts.with_user(user, pass);
+        }
+        if cfg.ca_file.is_some() || cfg.cert_file.is_some() {
+            let mut tls = TlsOptions::new();
+            if let Some(ca) = &cfg.ca_file {
+                tls = tls.ca_certificate(Certificate::from_pem(read_file(ca, "CA file")?));
+            }
+            match (&cfg.cert_file, &cfg.key_file) {
+                (Some(cert), Some(key)) => {
+                    tls = tls.identity(Identity::from_pem(
+                        read_file(cert, "client certificate")?,
+                        read_file(key, "client key")?,
+                    ));
+                }
+                (None, None) => {}
+                _ => {
+                    return Err(StoreError::Invalid(
+                        "etcd client certificate and key must be given together".into(),
+                    ))
+                }
+            }
+            opts = opts.with_tls(tls);
+        }
+        let mut client = Client::connect(&cfg.endpoints, Some(opts))
+            .await
+            .map_err(unavailable("connect"))?;
+        // Connecting is lazy; a status call proves an endpoint really answers.
+        client.status().await.map_err(unavailable("connect"))?;
+        Ok(EtcdStore { client })
+    }
+
+    /// Drops history up to `revision` (etcd compaction).
+    async fn compact_history(&self, revision: Revision) -> StoreResult<()> {
+        self.client.kv_client().compact(revision, None).await.map_err(unavailable("compact"))?;
+        Ok(())
+    }
+
+    async fn conditional_put(
+        &self,
+        op: &'static str,
+        compare: Compare,
+        key: &str,
+        value: &[u8],
+        lease: Option<LeaseId>,
+    ) -> StoreResult<Option<Revision>> {
+        let txn = Txn::new()
+            .when([compare])
+            .and_then([TxnOp::put(key, value, put_options(lease))]);
+        let resp = self.client.kv_client().txn(txn).await.map_err(unavailable(op))?;
+        if !resp.succeeded() {
+            return Ok(None);
+        }
+        Ok(Some(resp.header().map(|h| h.revision()).unwrap_or_default()))
+    }
+
+    async fn feed_watch(self, prefix: String, mut next: Revision, tx: mpsc::Sender<WatchEvent>) {
+        let mut backoff = Duration::from_millis(200);
+        while !tx.is_closed() {
+            match self.watch_once(&prefix, &mut next, &tx).await {
+                Ok(()) => backoff = Duration::from_millis(200),
+                Err(e) => {
+                    tracing::warn!(error = %e, prefix, next, "etcd watch interrupted; reconnecting");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Runs one watch stream until it ends; `next` tracks what was delivered.
+    async fn watch_once(
+        &self,
+        prefix: &str,
+        next: &mut Revision,
+        tx: &mpsc::Sender<WatchEvent>,
+    ) -> StoreResult<()> {
+        let opts = WatchOptions::new().with_prefix().with_start_revision(*next).with_progress_notify();
+        let mut stream =
+            self.client.watch_client().watch(prefix, Some(opts)).await.map_err(unavailable("watch"))?;
+        loop {
+            let resp = tokio::select! {
+                r = stream.message() => r.map_err(unavailable("watch"))?,
+                _ = tx.closed() => return Ok(()),
+            };
+            let Some(resp) = resp else { return Ok(()) };
+            if resp.compact_revision() > 0 || resp.canceled() {
+                let Listing { kvs, revision } = self.list(prefix).await?;
+                tracing::info!(prefix, revision, "etcd watch history compacted; resynced from a fresh list");
+                *next = revision + 1;
+                if tx.send(WatchEvent::Resync { kvs, revision }).await.is_err() {
+                    return Ok(());
+                }
+                return Ok(()); // open a new stream from the fresh revision
+            }
+            for event in resp.events() {
+                let Some(kv) = event.kv() else { continue };
+                let out = match event.event_type() {
+                    EventType::Put => WatchEvent::Put(to_kv(kv)),
+                    EventType::Delete => WatchEvent::Delete {
+                        key: String::from_utf8_lossy(kv.key()).into_owned(),
+                        revision: kv.mod_revision(),
+                    },
+                };
+                *next = out.revision() + 1;
+                if tx.send(out).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for EtcdStore {
+    async fn get(&self, key: &str) -> StoreResult<Option<KeyValue>> {
+        let resp = self.client.kv_client().get(key, None).await.map_err(unavailable("get"))?;
+        Ok(resp.kvs().first().map(to_kv))
+    }
+
+    async fn list(&self, prefix: &str) -> StoreResult<Listing> {
+        let resp = self
+            .client
+            .kv_client()
+            .get(prefix, Some(GetOptions::new().with_prefix()))
+            .await
+            .map_err(unavailable("list"))?;
+        Ok(Listing {
+            kvs: resp.kvs().iter().map(to_kv).collect(),
+            revision: resp.header().map(|h| h.revision()).unwrap_or_default(),
+        })
+    }
+
+    async fn put(&self, key: &str, value: &[u8], lease: Option<LeaseId>) -> StoreResult<Revision> {
+        let resp = self
+            .client
+            .kv_client()
+            .put(key, value, put_options(lease))
+            .await
+            .map_err(|e| match unavailable("put")(e) {
+                StoreError::LeaseNotFound(_) => StoreError::LeaseNotFound(lease.unwrap_or(0)),
+                other => other,
+            })?;
+        Ok(resp.header().map(|h| h.revision()).unwrap_or_default())
+    }
+
+    async fn create(
+        &self,
+        key: &str,
+        value: &[u8],
+        lease: Option<LeaseId>,
+    ) -> StoreResult<Option<Revision>> {
+        let compare = Compare::create_revision(key, CompareOp::Equal, 0);
+        self.conditional_put("create", compare, key, value, lease).await
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        value: &[u8],
+        expected: Revision,
+        lease: Option<LeaseId>,
+    ) -> StoreResult<Option<Revision>> {
+        let compare = Compare::mod_revision(key, CompareOp::Equal, expected);
+        self.conditional_put("compare-and-swap", compare, key, value, lease).await
+    }
+
+    async fn delete(&self, key: &str) -> StoreResult<bool> {
+        let resp = self.client.kv_client().delete(key, None).await.map_err(unavailable("delete"))?;
+        Ok(resp.deleted() > 0)
+    }
+
+    async fn grant(&self, ttl: Duration) -> StoreResult<LeaseId> {
+        let secs = ttl.as_secs().max(1) as i64;
+        let resp = self
+            .client
+            .lease_client()
+            .grant(secs, None)
+            .await
+            .map_err(unavailable("grant lease"))?;
+        Ok(resp.id())
+    }
+
+    async fn keep_alive(&self, lease: LeaseId) -> StoreResult<Option<Duration>> {
+        let once = async {
+            let (mut keeper, mut stream) = self.client.lease_client().keep_alive(lease).await?;
+            keeper.keep_alive().await?;
+            stream.message().await
+        };
+        match once.await.map_err(unavailable("keep lease alive")) {
+            Ok(resp) => Ok(resp.filter(|r| r.ttl() > 0).map(|r| Duration::from_secs(r.ttl() as u64))),
+            Err(StoreError::LeaseNotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn time_to_live(&self, lease: LeaseId) -> StoreResult<Option<Duration>> {
+        let resp = self
+            .client
+            .lease_client()
+            .time_to_live(lease, None)
+            .await
+            .map_err(unavailable("read lease"))?;
+        Ok((resp.ttl() > 0).then(|| Duration::from_secs(resp.ttl() as u64)))
+    }
+
+    async fn revoke(&self, lease: LeaseId) -> StoreResult<()> {
+        match self.client.lease_client().revoke(lease).await {
+            Ok(_) => Ok(()),
+            Err(e) => match unavailable("revoke lease")(e) {
+                StoreError::LeaseNotFound(_) => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn watch(&self, prefix: &str, from: Revision) -> StoreResult<Watch> {
+        let (tx, rx) = mpsc::channel(1024);
+        let store = self.clone();
+        let prefix = prefix.to_owned();
+        tokio::spawn(async move { store.feed_watch(prefix, from, tx).await });
+        Ok(Watch::new(rx))
+    }
+
+    async fn compact(&self, revision: Revision) -> StoreResult<()> {
+        self.compact_history(revision).await
+    }
+}

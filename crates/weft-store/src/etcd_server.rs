@@ -1,0 +1,157 @@
+//! Starts a throw-away etcd server: for the contract tests and for the lab.
+//!
+//! The server gets its own data directory, listens only where it is told (loopback by
+//! default), and is killed when the handle is dropped, or when the thread that started it
+//! dies, so a crashed test never leaves an etcd behind.
+
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running etcd child process.
+pub struct EtcdServer {
+    child: Child,
+    /// The client URL, e.g. `http://127.0.0.1:23791`.
+    pub endpoint: String,
+    data_dir: PathBuf,
+    owns_dir: bool,
+}
+
+fn free_port(ip: IpAddr) -> std::io::Result<u16> {
+    Ok(TcpListener::bind((ip, 0))?.local_addr()?.port())
+}
+
+impl EtcdServer {
+    /// Starts etcd on loopback with free ports and a fresh temporary data directory.
+    pub fn start_loopback() -> std::io::Result<Self> {
+        let dir = std::env::temp_dir().join(format!(
+            "weft-etcd-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        let mut server = Self::start(Ipv4Addr::LOCALHOST.into(), None, &dir, None)?;
+        server.owns_dir = true;
+        Ok(server)
+    }
+
+    /// Starts etcd listening on `ip` (ports chosen freely unless `client_port` is given),
+    /// keeping data in `data_dir`, logging to `log` if given, tied to this thread's life.
+    pub fn start(
+        ip: IpAddr,
+        client_port: Option<u16>,
+        data_dir: &Path,
+        log: Option<&Path>,
+    ) -> std::io::Result<Self> {
+        Self::start_in(None, ip, client_port, data_dir, log, false)
+    }
+
+    /// As [`EtcdServer::start`], inside network namespace `netns` when given. A `detached`
+    /// server outlives the caller (the lab's); take its pid with [`EtcdServer::detach`].
+    pub fn start_in(
+        netns: Option<&str>,
+        ip: IpAddr,
+        client_port: Option<u16>,
+        data_dir: &Path,
+        log: Option<&Path>,
+        detached: bool,
+    ) -> std::io::Result<Self> {
+        let (client, peer) = match client_port {
+            Some(p) => (p, p + 1),
+            None => (free_port(ip)?, free_port(ip)?),
+        };
+        std::fs::create_dir_all(data_dir)?;
+        let client_url = format!("http://{ip}:{client}");
+        let peer_url = format!("http://{ip}:{peer}");
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "etcd"]);
+                c
+            }
+            None => Command::new("etcd"),
+        };
+        cmd.arg("--name=weft")
+            .arg(format!("--data-dir={}", data_dir.display()))
+            .arg(format!("--listen-client-urls={client_url}"))
+            .arg(format!("--advertise-client-urls={client_url}"))
+            .arg(format!("--listen-peer-urls={peer_url}"))
+            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+            .arg(format!("--initial-cluster=weft={peer_url}"))
+            .arg("--logger=zap")
+            .arg("--log-level=warn")
+            .stdin(Stdio::null());
+        match log {
+            Some(path) => {
+                let f = std::fs::File::create(path)?;
+                cmd.stdout(f.try_clone()?).stderr(f);
+            }
+            None => {
+                cmd.stdout(Stdio::null()).stderr(Stdio::null());
+            }
+        }
+        // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill etcd when
+        // the thread that started it dies.
+        if !detached {
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc_prctl_pdeathsig();
+                    Ok(())
+                });
+            }
+        } else {
+            cmd.process_group(0);
+        }
+        let child = cmd.spawn().map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot start etcd (is etcd-server installed?): {e}"))
+        })?;
+        let mut server =
+            EtcdServer { child, endpoint: client_url, data_dir: data_dir.to_path_buf(), owns_dir: false };
+        server.wait_ready(ip, client)?;
+        Ok(server)
+    }
+
+    fn wait_ready(&mut self, ip: IpAddr, port: u16) -> std::io::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                return Err(std::io::Error::other(format!("etcd exited early: {status}")));
+            }
+            if std::net::TcpStream::connect_timeout(&(ip, port).into(), Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(std::io::Error::other("etcd did not start listening within 20 s"))
+    }
+
+    /// Leaves the server running and returns its pid; the caller stops it later.
+    pub fn detach(self) -> u32 {
+        let pid = self.child.id();
+        std::mem::forget(self);
+        pid
+    }
+}
+
+fn libc_prctl_pdeathsig() {
+    const PR_SET_PDEATHSIG: i32 = 1;
+    const SIGKILL: u64 = 9;
+    extern "C" {
+        fn prctl(option: i32, ...) -> i32;
+    }
+    // SAFETY: PR_SET_PDEATHSIG takes one unsigned long argument.
+    unsafe {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+    }
+}
+
+impl Drop for EtcdServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if self.owns_dir {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
+    }
+}
