@@ -1,0 +1,319 @@
+//! The network config, stored at `<prefix>/config` in flannel's JSON format.
+//!
+//! A flannel config works unchanged: the same keys, the same defaults (`SubnetLen` 24, or
+//! the network's prefix + 2 for networks smaller than /22; `SubnetMin`/`SubnetMax` the
+//! second and last subnets; backend `vxlan`). Validation collects every problem instead of
+//! stopping at the first, so an operator fixes a config in one go.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// The data planes Weft knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BackendKind {
+    #[serde(rename = "host-gw")]
+    HostGw,
+    #[serde(rename = "vxlan")]
+    Vxlan,
+    #[serde(rename = "udp")]
+    Udp,
+    #[serde(rename = "ipip")]
+    Ipip,
+    #[serde(rename = "bgp")]
+    Bgp,
+}
+
+impl BackendKind {
+    pub const ALL: [BackendKind; 5] =
+        [BackendKind::HostGw, BackendKind::Vxlan, BackendKind::Udp, BackendKind::Ipip, BackendKind::Bgp];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::HostGw => "host-gw",
+            BackendKind::Vxlan => "vxlan",
+            BackendKind::Udp => "udp",
+            BackendKind::Ipip => "ipip",
+            BackendKind::Bgp => "bgp",
+        }
+    }
+
+    /// Bytes of encapsulation each packet carries, subtracted from the external MTU.
+    pub fn mtu_overhead(self) -> u32 {
+        match self {
+            BackendKind::HostGw | BackendKind::Bgp => 0,
+            BackendKind::Vxlan => 50,
+            BackendKind::Udp => 28,
+            BackendKind::Ipip => 20,
+        }
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for BackendKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        BackendKind::ALL.into_iter().find(|k| k.name() == s).ok_or_else(|| {
+            let known: Vec<_> = BackendKind::ALL.iter().map(|k| k.name()).collect();
+            format!("unknown backend type {s:?} (known: {})", known.join(", "))
+        })
+    }
+}
+
+/// The config exactly as stored: flannel's field names, everything optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    network: Option<String>,
+    #[serde(rename = "IPv6Network", default, skip_serializing_if = "Option::is_none")]
+    ipv6_network: Option<String>,
+    #[serde(rename = "EnableIPv4", default, skip_serializing_if = "Option::is_none")]
+    enable_ipv4: Option<bool>,
+    #[serde(rename = "EnableIPv6", default, skip_serializing_if = "Option::is_none")]
+    enable_ipv6: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    subnet_len: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    subnet_min: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    subnet_max: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    backend: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// A validated network config with every default filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworkConfig {
+    pub network: Ipv4Net,
+    pub subnet_len: u8,
+    pub subnet_min: Ipv4Addr,
+    pub subnet_max: Ipv4Addr,
+    pub backend: BackendKind,
+    /// The whole `Backend` object, for backend-specific options (`VNI`, `Port`, ...).
+    pub backend_options: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Why a config was refused.
+#[derive(Debug, Error, PartialEq)]
+pub enum ConfigError {
+    #[error("network config is not valid JSON: {0}")]
+    Json(String),
+    #[error("network config is invalid: {}", .0.join("; "))]
+    Invalid(Vec<String>),
+}
+
+fn parse_v4(field: &str, s: &str, problems: &mut Vec<String>) -> Option<Ipv4Addr> {
+    match s.parse() {
+        Ok(ip) => Some(ip),
+        Err(_) => {
+            problems.push(format!("{field} {s:?} is not an IPv4 address"));
+            None
+        }
+    }
+}
+
+impl NetworkConfig {
+    /// Parses and validates flannel-format JSON.
+    pub fn parse(json: &[u8]) -> Result<Self, ConfigError> {
+        let raw: RawConfig = serde_json::from_slice(json).map_err(|e| ConfigError::Json(e.to_string()))?;
+        Self::validate(raw)
+    }
+
+    /// A config for `network` with `backend` and flannel's defaults for the rest.
+    pub fn new(network: Ipv4Net, backend: BackendKind) -> Result<Self, ConfigError> {
+        let mut b = serde_json::Map::new();
+        b.insert("Type".into(), backend.name().into());
+        Self::validate(RawConfig { network: Some(network.to_string()), backend: Some(b), ..Default::default() })
+    }
+
+    fn validate(raw: RawConfig) -> Result<Self, ConfigError> {
+        let mut problems = Vec::new();
+        if raw.enable_ipv6 == Some(true) || raw.ipv6_network.is_some() {
+            problems.push("IPv6 (EnableIPv6, IPv6Network) is not supported yet".into());
+        }
+        if raw.enable_ipv4 == Some(false) {
+            problems.push("EnableIPv4 false is not supported: Weft needs an IPv4 network".into());
+        }
+        let network = match raw.network.as_deref() {
+            None => {
+                problems.push("Network is missing".into());
+                None
+            }
+            Some(s) => match s.parse::<Ipv4Net>() {
+                Ok(n) if n.network() != n.addr() => {
+                    problems.push(format!("Network {s} has host bits set (did you mean {}?)", n.trunc()));
+                    None
+                }
+                Ok(n) => Some(n),
+                Err(_) => {
+                    problems.push(format!("Network {s:?} is not an IPv4 CIDR such as 10.244.0.0/16"));
+                    None
+                }
+            },
+        };
+        let backend_options = raw.backend.unwrap_or_default();
+        let backend = match backend_options.get("Type") {
+            None => Some(BackendKind::Vxlan),
+            Some(serde_json::Value::String(t)) => match t.parse() {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    problems.push(format!("Backend.Type: {e}"));
+                    None
+                }
+            },
+            Some(other) => {
+                problems.push(format!("Backend.Type must be a string, not {other}"));
+                None
+            }
+        };
+        let min = raw.subnet_min.as_deref().and_then(|s| parse_v4("SubnetMin", s, &mut problems));
+        let max = raw.subnet_max.as_deref().and_then(|s| parse_v4("SubnetMax", s, &mut problems));
+
+        let Some(network) = network else { return Err(ConfigError::Invalid(problems)) };
+        let subnet_len = match raw.subnet_len.filter(|&l| l > 0) {
+            Some(l) => {
+                if l < network.prefix_len() {
+                    problems.push(format!(
+                        "SubnetLen /{l} is larger than the Network /{}: not even one subnet fits",
+                        network.prefix_len()
+                    ));
+                }
+                if l > 30 {
+                    problems.push(format!("SubnetLen /{l} is out of range: at most /30"));
+                }
+                l
+            }
+            None if network.prefix_len() > 28 => {
+                problems.push(format!(
+                    "Network {network} is too small: the smallest useful network is a /28"
+                ));
+                30
+            }
+            None if network.prefix_len() <= 22 => 24,
+            None => network.prefix_len() + 2,
+        };
+        let size = 1u64 << (32 - subnet_len.min(32));
+        let net_start = u32::from(network.network()) as u64;
+        let net_end = net_start + (1u64 << (32 - network.prefix_len())); // exclusive
+        let mask = !((size - 1) as u32);
+        let check_bound = |name: &str, ip: Option<Ipv4Addr>, default: u64, problems: &mut Vec<String>| {
+            match ip {
+                None => Ipv4Addr::from(default.min(u32::MAX as u64) as u32),
+                Some(ip) => {
+                    if !network.contains(&ip) {
+                        problems.push(format!("{name} {ip} is outside the Network {network}"));
+                    }
+                    if u32::from(ip) & mask != u32::from(ip) {
+                        problems.push(format!("{name} {ip} is not aligned to a /{subnet_len} boundary"));
+                    }
+                    ip
+                }
+            }
+        };
+        let subnet_min = check_bound("SubnetMin", min, net_start + size, &mut problems);
+        let subnet_max = check_bound("SubnetMax", max, net_end.saturating_sub(size), &mut problems);
+        if subnet_min > subnet_max {
+            problems.push(format!("SubnetMin {subnet_min} is above SubnetMax {subnet_max}"));
+        }
+        match (problems.is_empty(), backend) {
+            (true, Some(backend)) => {
+                Ok(NetworkConfig { network, subnet_len, subnet_min, subnet_max, backend, backend_options })
+            }
+            _ => Err(ConfigError::Invalid(problems)),
+        }
+    }
+
+    /// The config as flannel-format JSON, with defaults written out.
+    pub fn to_json(&self) -> String {
+        let mut backend = self.backend_options.clone();
+        backend.insert("Type".into(), self.backend.name().into());
+        let raw = RawConfig {
+            network: Some(self.network.to_string()),
+            subnet_len: Some(self.subnet_len),
+            subnet_min: Some(self.subnet_min.to_string()),
+            subnet_max: Some(self.subnet_max.to_string()),
+            backend: Some(backend),
+            ..Default::default()
+        };
+        serde_json::to_string_pretty(&raw).expect("config serializes")
+    }
+
+    /// A backend option as an unsigned number, if present.
+    pub fn backend_u64(&self, key: &str) -> Option<u64> {
+        self.backend_options.get(key).and_then(|v| v.as_u64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<NetworkConfig, ConfigError> {
+        NetworkConfig::parse(s.as_bytes())
+    }
+
+    fn problems(s: &str) -> Vec<String> {
+        match parse(s) {
+            Err(ConfigError::Invalid(p)) => p,
+            other => panic!("expected invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn flannel_defaults() {
+        let c = parse(r#"{"Network": "10.244.0.0/16"}"#).unwrap();
+        assert_eq!(c.subnet_len, 24);
+        assert_eq!(c.subnet_min, "10.244.1.0".parse::<Ipv4Addr>().unwrap());
+        assert_eq!(c.subnet_max, "10.244.255.0".parse::<Ipv4Addr>().unwrap());
+        assert_eq!(c.backend, BackendKind::Vxlan);
+    }
+
+    #[test]
+    fn small_network_splits_in_four() {
+        let c = parse(r#"{"Network": "10.0.0.0/24"}"#).unwrap();
+        assert_eq!(c.subnet_len, 26);
+        let p = problems(r#"{"Network": "10.0.0.0/29"}"#);
+        assert!(p[0].contains("too small"), "{p:?}");
+    }
+
+    #[test]
+    fn flannel_example_config_is_accepted() {
+        let c = parse(
+            r#"{"Network":"10.5.0.0/16","SubnetLen":24,"SubnetMin":"10.5.10.0","SubnetMax":"10.5.99.0",
+                "Backend":{"Type":"host-gw","Unknown":1}}"#,
+        )
+        .unwrap();
+        assert_eq!((c.backend, c.subnet_min.octets()[2], c.subnet_max.octets()[2]), (BackendKind::HostGw, 10, 99));
+        assert_eq!(parse(&c.to_json()).unwrap(), c, "round trip");
+    }
+
+    #[test]
+    fn every_problem_is_named() {
+        let p = problems(
+            r#"{"Network":"10.5.0.0/16","SubnetLen":31,"SubnetMin":"10.6.0.0","SubnetMax":"10.5.0.7","Backend":{"Type":"carrier-pigeon"}}"#,
+        );
+        let all = p.join("\n");
+        for needle in ["carrier-pigeon", "SubnetLen /31", "SubnetMin 10.6.0.0 is outside", "SubnetMax 10.5.0.7 is not aligned"] {
+            assert!(all.contains(needle), "missing {needle:?} in {all}");
+        }
+    }
+
+    #[test]
+    fn bad_json_and_missing_network() {
+        assert!(matches!(parse("{nope"), Err(ConfigError::Json(_))));
+        assert_eq!(problems("{}"), ["Network is missing"]);
+        assert!(problems(r#"{"Network":"10.5.1.0/16"}"#)[0].contains("host bits"));
+        assert!(problems(r#"{"Network":"10.0.0.0/16","SubnetLen":8}"#)[0].contains("not even one subnet"));
+        assert!(problems(r#"{"Network":"10.0.0.0/16","SubnetMin":"10.0.9.0","SubnetMax":"10.0.3.0"}"#)[0]
+            .contains("above SubnetMax"));
+    }
+}

@@ -1,0 +1,49 @@
+//! A node's claim on a subnet, stored in flannel's format at `<prefix>/subnets/<key name>`:
+//! `{"PublicIP":"192.168.64.3","PublicIPv6":null,"BackendType":"vxlan","BackendData":{...}}`.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use weft_store::{LeaseId, Revision};
+
+/// What a lease says about its node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaseAttrs {
+    #[serde(rename = "PublicIP")]
+    pub public_ip: Ipv4Addr,
+    #[serde(rename = "PublicIPv6", default)]
+    pub public_ipv6: Option<std::net::Ipv6Addr>,
+    #[serde(rename = "BackendType", default)]
+    pub backend_type: String,
+    /// Per-backend data (VXLAN's VTEP MAC, for example); `null` for host-gw.
+    #[serde(rename = "BackendData", default)]
+    pub backend_data: serde_json::Value,
+}
+
+impl LeaseAttrs {
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("lease attributes serialize")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        serde_json::from_slice(bytes).map_err(|e| e.to_string())
+    }
+}
+
+/// A lease as read from the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lease {
+    pub subnet: Ipv4Net,
+    pub attrs: LeaseAttrs,
+    /// The store lease behind the TTL; `None` for a reservation, which never expires.
+    pub store_lease: Option<LeaseId>,
+    /// For compare-and-swap on renewal.
+    pub mod_revision: Revision,
+}
+
+impl Lease {
+    pub fn is_reservation(&self) -> bool {
+        self.store_lease.is_none()
+    }
+}

@@ -1,0 +1,16 @@
+//! Address management: which slice of the cluster network each node gets.
+//!
+//! - [`config`]: the network config, in flannel's JSON format, and its validation.
+//! - [`pool`]: the per-node subnets a config allows, and the key names they are stored under.
+//! - [`lease`]: a node's claim on one subnet, in flannel's lease format.
+//! - [`registry`]: reading and writing all of that in a [`weft_store::Store`], including the
+//!   atomic claim that keeps two nodes from ever holding the same subnet.
+
+pub mod config;
+pub mod lease;
+pub mod pool;
+pub mod registry;
+
+pub use config::{BackendKind, ConfigError, NetworkConfig};
+pub use lease::{Lease, LeaseAttrs};
+pub use registry::{AcquireError, Registry, DEFAULT_PREFIX};

@@ -1,0 +1,340 @@
+//! The network's shared state in a [`Store`], under flannel's key layout:
+//!
+//! ```text
+//! <prefix>/config                  network config (flannel JSON)
+//! <prefix>/subnets/10.244.3.0-24   one lease per node, bound to a store lease (TTL)
+//! <prefix>/weft/status/<subnet>    what each node's agent reports (Weft's own addition)
+//! ```
+//!
+//! The default prefix is flannel's `/coreos.com/network`, so `etcdctl` habits carry over.
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use rand::seq::IndexedRandom;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use weft_store::{KeyValue, Revision, Store, StoreError};
+
+use crate::config::{ConfigError, NetworkConfig};
+use crate::lease::{Lease, LeaseAttrs};
+use crate::pool;
+
+pub const DEFAULT_PREFIX: &str = "/coreos.com/network";
+
+/// flannel picks at random among the first this-many free subnets, so nodes starting
+/// together rarely collide yet the pool fills from the bottom.
+const RANDOM_WINDOW: usize = 100;
+/// Lost races before giving up; each loss means another node got a subnet.
+const MAX_ATTEMPTS: usize = 32;
+
+#[derive(Debug, Error)]
+pub enum RegistryError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no network config at {key}; write one with `weftctl network init`")]
+    NoConfig { key: String },
+    #[error("config at {key}: {source}")]
+    Config {
+        key: String,
+        #[source]
+        source: ConfigError,
+    },
+}
+
+#[derive(Debug, Error)]
+pub enum AcquireError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("subnet pool exhausted: all {size} subnets of /{len} between {min} and {max} are leased")]
+    Exhausted { size: u64, len: u8, min: Ipv4Addr, max: Ipv4Addr },
+    #[error("gave up claiming a subnet after {0} lost races")]
+    Contention(usize),
+}
+
+impl AcquireError {
+    pub fn is_transient(&self) -> bool {
+        match self {
+            AcquireError::Store(e) => e.is_transient(),
+            AcquireError::Exhausted { .. } => false,
+            AcquireError::Contention(_) => true,
+        }
+    }
+}
+
+/// A lease key whose value could not be read; reported, never acted on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Skipped {
+    pub key: String,
+    pub reason: String,
+}
+
+/// Every lease at one revision.
+#[derive(Debug, Clone, Default)]
+pub struct LeaseSnapshot {
+    pub leases: Vec<Lease>,
+    pub skipped: Vec<Skipped>,
+    /// Subnets with a key, readable or not: none of them may be handed out again.
+    pub taken: HashSet<Ipv4Net>,
+    pub revision: Revision,
+}
+
+/// What an agent reports about its own view, for `weftctl leases`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    #[serde(rename = "PublicIP")]
+    pub public_ip: Option<Ipv4Addr>,
+    #[serde(rename = "Backend")]
+    pub backend: String,
+    /// Peers this node cannot route to, with the reason.
+    #[serde(rename = "Unreachable", default)]
+    pub unreachable: Vec<Unreachable>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Unreachable {
+    #[serde(rename = "Subnet")]
+    pub subnet: Ipv4Net,
+    #[serde(rename = "Reason")]
+    pub reason: String,
+}
+
+/// Reads and writes the network's state in a store.
+#[derive(Clone)]
+pub struct Registry {
+    store: Arc<dyn Store>,
+    prefix: String,
+}
+
+impl Registry {
+    pub fn new(store: Arc<dyn Store>, prefix: &str) -> Self {
+        Registry { store, prefix: prefix.trim_end_matches('/').to_owned() }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn config_key(&self) -> String {
+        format!("{}/config", self.prefix)
+    }
+
+    pub fn subnets_prefix(&self) -> String {
+        format!("{}/subnets/", self.prefix)
+    }
+
+    pub fn lease_key(&self, subnet: &Ipv4Net) -> String {
+        format!("{}{}", self.subnets_prefix(), pool::key_name(subnet))
+    }
+
+    pub fn status_prefix(&self) -> String {
+        format!("{}/weft/status/", self.prefix)
+    }
+
+    /// Reads and validates the network config.
+    pub async fn config(&self) -> Result<NetworkConfig, RegistryError> {
+        let key = self.config_key();
+        let kv = self.store.get(&key).await?.ok_or(RegistryError::NoConfig { key: key.clone() })?;
+        NetworkConfig::parse(&kv.value).map_err(|source| RegistryError::Config { key, source })
+    }
+
+    /// Reads the config as stored, without validating it.
+    pub async fn raw_config(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.store.get(&self.config_key()).await?.map(|kv| kv.value))
+    }
+
+    pub async fn put_config(&self, cfg: &NetworkConfig) -> Result<(), StoreError> {
+        self.store.put(&self.config_key(), cfg.to_json().as_bytes(), None).await?;
+        Ok(())
+    }
+
+    /// Turns a lease key and value into a [`Lease`], or says what is wrong with it.
+    pub fn parse_lease(&self, kv: &KeyValue) -> Result<Lease, Skipped> {
+        let skip = |reason: String| Skipped { key: kv.key.clone(), reason };
+        let name = kv.key.strip_prefix(&self.subnets_prefix()).unwrap_or(&kv.key);
+        let subnet = pool::parse_key_name(name)
+            .ok_or_else(|| skip(format!("key name {name:?} is not a subnet like 10.244.1.0-24")))?;
+        let attrs = LeaseAttrs::decode(&kv.value).map_err(|e| skip(format!("value is not a lease: {e}")))?;
+        Ok(Lease { subnet, attrs, store_lease: kv.lease, mod_revision: kv.mod_revision })
+    }
+
+    /// Every lease, with unreadable ones listed apart.
+    pub async fn leases(&self) -> Result<LeaseSnapshot, StoreError> {
+        let listing = self.store.list(&self.subnets_prefix()).await?;
+        let mut snap = LeaseSnapshot { revision: listing.revision, ..Default::default() };
+        for kv in &listing.kvs {
+            let name = kv.key.strip_prefix(&self.subnets_prefix()).unwrap_or(&kv.key);
+            if let Some(subnet) = pool::parse_key_name(name) {
+                snap.taken.insert(subnet);
+            }
+            match self.parse_lease(kv) {
+                Ok(l) => snap.leases.push(l),
+                Err(s) => snap.skipped.push(s),
+            }
+        }
+        Ok(snap)
+    }
+
+    /// Claims a subnet for the node with `attrs`, flannel's way: the lease that already
+    /// carries this node's public IP, else `previous` (from the subnet file) if still
+    /// free, else a random free one. Claims are create-if-absent, so two racing nodes
+    /// never both win; the loser tries again.
+    ///
+    /// Re-claiming an unchanged lease writes nothing, so peers see no event.
+    pub async fn acquire(
+        &self,
+        cfg: &NetworkConfig,
+        attrs: &LeaseAttrs,
+        previous: Option<Ipv4Net>,
+        ttl: Duration,
+    ) -> Result<Lease, AcquireError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let snap = self.leases().await?;
+            let mine = snap
+                .leases
+                .iter()
+                .find(|l| l.attrs.public_ip == attrs.public_ip && pool::contains(cfg, &l.subnet));
+            if let Some(existing) = mine {
+                if let Some(lease) = self.reclaim(existing, attrs, ttl).await? {
+                    return Ok(lease);
+                }
+                continue;
+            }
+            let candidate = match previous.filter(|p| pool::contains(cfg, p) && !snap.taken.contains(p)) {
+                Some(p) => p,
+                None => {
+                    let free: Vec<Ipv4Net> =
+                        pool::subnets(cfg).filter(|s| !snap.taken.contains(s)).take(RANDOM_WINDOW).collect();
+                    match free.choose(&mut rand::rng()) {
+                        Some(s) => *s,
+                        None => {
+                            return Err(AcquireError::Exhausted {
+                                size: pool::size(cfg),
+                                len: cfg.subnet_len,
+                                min: cfg.subnet_min,
+                                max: cfg.subnet_max,
+                            })
+                        }
+                    }
+                }
+            };
+            let store_lease = self.store.grant(ttl).await?;
+            let key = self.lease_key(&candidate);
+            match self.store.create(&key, &attrs.encode(), Some(store_lease)).await? {
+                Some(rev) => {
+                    return Ok(Lease {
+                        subnet: candidate,
+                        attrs: attrs.clone(),
+                        store_lease: Some(store_lease),
+                        mod_revision: rev,
+                    })
+                }
+                None => {
+                    tracing::debug!(subnet = %candidate, "lost the race for a subnet; trying another");
+                    let _ = self.store.revoke(store_lease).await;
+                }
+            }
+        }
+        Err(AcquireError::Contention(MAX_ATTEMPTS))
+    }
+
+    /// Takes over a lease that already names this node. `Ok(None)`: it changed under us.
+    async fn reclaim(
+        &self,
+        existing: &Lease,
+        attrs: &LeaseAttrs,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, StoreError> {
+        let key = self.lease_key(&existing.subnet);
+        let alive = match existing.store_lease {
+            Some(id) => self.store.keep_alive(id).await?.map(|_| id),
+            None => None,
+        };
+        if existing.is_reservation() || alive.is_some() {
+            if &existing.attrs == attrs {
+                return Ok(Some(existing.clone()));
+            }
+            let rev = self.store.compare_and_swap(&key, &attrs.encode(), existing.mod_revision, alive).await?;
+            return Ok(rev.map(|mod_revision| Lease { attrs: attrs.clone(), mod_revision, ..existing.clone() }));
+        }
+        // The store lease is gone (expired in the meantime): bind the key to a new one.
+        let id = self.store.grant(ttl).await?;
+        match self.store.compare_and_swap(&key, &attrs.encode(), existing.mod_revision, Some(id)).await? {
+            Some(mod_revision) => Ok(Some(Lease {
+                subnet: existing.subnet,
+                attrs: attrs.clone(),
+                store_lease: Some(id),
+                mod_revision,
+            })),
+            None => {
+                let _ = self.store.revoke(id).await;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Refreshes a lease's TTL. `Ok(false)`: the lease is gone and must be claimed again.
+    pub async fn renew(&self, lease: &Lease) -> Result<bool, StoreError> {
+        match lease.store_lease {
+            None => Ok(self.store.get(&self.lease_key(&lease.subnet)).await?.is_some()),
+            Some(id) => Ok(self.store.keep_alive(id).await?.is_some()),
+        }
+    }
+
+    /// Time left on a lease; `None` for reservations (and leases already gone).
+    pub async fn expires_in(&self, lease: &Lease) -> Result<Option<Duration>, StoreError> {
+        match lease.store_lease {
+            None => Ok(None),
+            Some(id) => self.store.time_to_live(id).await,
+        }
+    }
+
+    /// Removes a node's lease (the node leaves; peers drop their routes to it).
+    pub async fn delete_lease(&self, subnet: &Ipv4Net) -> Result<bool, StoreError> {
+        let _ = self.store.delete(&self.status_key(subnet)).await;
+        self.store.delete(&self.lease_key(subnet)).await
+    }
+
+    /// Reserves `subnet` for the node with `public_ip`: a lease without TTL.
+    pub async fn reserve(&self, subnet: &Ipv4Net, public_ip: Ipv4Addr, backend: &str) -> Result<(), StoreError> {
+        let attrs = LeaseAttrs {
+            public_ip,
+            public_ipv6: None,
+            backend_type: backend.to_owned(),
+            backend_data: serde_json::Value::Null,
+        };
+        self.store.put(&self.lease_key(subnet), &attrs.encode(), None).await?;
+        Ok(())
+    }
+
+    fn status_key(&self, subnet: &Ipv4Net) -> String {
+        format!("{}{}", self.status_prefix(), pool::key_name(subnet))
+    }
+
+    /// Publishes this node's view, bound to its lease so it vanishes with it.
+    pub async fn put_status(&self, lease: &Lease, status: &NodeStatus) -> Result<(), StoreError> {
+        let value = serde_json::to_vec(status).expect("status serializes");
+        let key = self.status_key(&lease.subnet);
+        if self.store.get(&key).await?.is_some_and(|kv| kv.value == value) {
+            return Ok(());
+        }
+        self.store.put(&key, &value, lease.store_lease).await?;
+        Ok(())
+    }
+
+    /// Every node's published view, by subnet.
+    pub async fn statuses(&self) -> Result<Vec<(Ipv4Net, NodeStatus)>, StoreError> {
+        let listing = self.store.list(&self.status_prefix()).await?;
+        Ok(listing
+            .kvs
+            .iter()
+            .filter_map(|kv| {
+                let subnet = pool::parse_key_name(kv.key.strip_prefix(&self.status_prefix())?)?;
+                Some((subnet, serde_json::from_slice(&kv.value).ok()?))
+            })
+            .collect())
+    }
+}

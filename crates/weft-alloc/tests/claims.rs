@@ -1,0 +1,185 @@
+//! Subnet claims through the registry, on both stores: reuse after restart, reservations,
+//! exhaustion, unreadable leases, and several *processes* racing for one small pool.
+//!
+//! The racing children are this same test binary, re-run with `WEFT_CLAIM_CHILD` set:
+//! each opens its own store connection and claims one subnet, as separate agents would.
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use weft_alloc::registry::AcquireError;
+use weft_alloc::{BackendKind, LeaseAttrs, NetworkConfig, Registry};
+use weft_store::embedded::EmbeddedStore;
+use weft_store::etcd::{EtcdConfig, EtcdStore};
+use weft_store::etcd_server::EtcdServer;
+use weft_store::Store;
+
+const TTL: Duration = Duration::from_secs(600);
+
+fn attrs(i: u8) -> LeaseAttrs {
+    LeaseAttrs {
+        public_ip: Ipv4Addr::new(192, 0, 2, i),
+        public_ipv6: None,
+        backend_type: "host-gw".into(),
+        backend_data: serde_json::Value::Null,
+    }
+}
+
+/// A store named by a spec string, so a child process can open the same one.
+async fn open(spec: &str) -> Arc<dyn Store> {
+    match spec.split_once(':') {
+        Some(("embedded", path)) => Arc::new(EmbeddedStore::open(path).unwrap()),
+        Some(("etcd", url)) => {
+            let cfg = EtcdConfig { endpoints: vec![url.to_owned()], ..Default::default() };
+            Arc::new(EtcdStore::connect(&cfg).await.unwrap())
+        }
+        _ => panic!("bad store spec {spec}"),
+    }
+}
+
+/// 8 subnets: the /29s of 10.9.0.0/25 from 10.9.0.8 to 10.9.0.64.
+fn small_config() -> NetworkConfig {
+    let json = r#"{"Network":"10.9.0.0/25","SubnetLen":29,"SubnetMin":"10.9.0.8","SubnetMax":"10.9.0.64",
+                   "Backend":{"Type":"host-gw"}}"#;
+    NetworkConfig::parse(json.as_bytes()).unwrap()
+}
+
+/// Child mode: claim one subnet and print it (or the error) on stdout.
+#[tokio::test]
+async fn claim_child() {
+    let Ok(spec) = std::env::var("WEFT_CLAIM_CHILD") else { return };
+    let i: u8 = std::env::var("WEFT_CLAIM_INDEX").unwrap().parse().unwrap();
+    let reg = Registry::new(open(&spec).await, "/race");
+    match reg.acquire(&small_config(), &attrs(i), None, TTL).await {
+        Ok(l) => println!("CLAIMED {}", l.subnet),
+        Err(AcquireError::Exhausted { .. }) => println!("EXHAUSTED"),
+        Err(e) => println!("ERROR {e}"),
+    }
+}
+
+fn race(spec: &str, processes: u8) -> (Vec<Ipv4Net>, usize) {
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = (1..=processes)
+        .map(|i| {
+            Command::new(&exe)
+                .args(["--exact", "claim_child", "--nocapture", "--test-threads=1"])
+                .env("WEFT_CLAIM_CHILD", spec)
+                .env("WEFT_CLAIM_INDEX", i.to_string())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let (mut claimed, mut exhausted) = (Vec::new(), 0);
+    for child in children {
+        let out = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap();
+        // libtest prints "test claim_child ... " before the child's own line.
+        let verdict = ["CLAIMED ", "EXHAUSTED", "ERROR "]
+            .iter()
+            .find_map(|tag| out.find(tag).map(|at| out[at..].lines().next().unwrap_or_default()))
+            .unwrap_or_else(|| panic!("child printed nothing useful: {out}"));
+        match verdict.strip_prefix("CLAIMED ") {
+            Some(subnet) => claimed.push(subnet.trim().parse().unwrap()),
+            None if verdict == "EXHAUSTED" => exhausted += 1,
+            None => panic!("child failed: {verdict}"),
+        }
+    }
+    (claimed, exhausted)
+}
+
+async fn racing_processes_never_share(spec: &str) {
+    let reg = Registry::new(open(spec).await, "/race");
+    reg.put_config(&small_config()).await.unwrap();
+    // 12 processes for 8 subnets: exactly 8 win, all distinct, 4 are told the pool is full.
+    let (claimed, exhausted) = race(spec, 12);
+    let distinct: HashSet<_> = claimed.iter().collect();
+    assert_eq!(distinct.len(), claimed.len(), "two processes got one subnet: {claimed:?}");
+    assert_eq!((claimed.len(), exhausted), (8, 4));
+    assert_eq!(reg.leases().await.unwrap().leases.len(), 8);
+}
+
+async fn lifecycle(store: Arc<dyn Store>) {
+    let reg = Registry::new(store.clone(), "/life");
+    let cfg = NetworkConfig::new("10.244.0.0/16".parse().unwrap(), BackendKind::HostGw).unwrap();
+    reg.put_config(&cfg).await.unwrap();
+    assert_eq!(reg.config().await.unwrap(), cfg);
+
+    // Restart with the same public IP: same subnet, and no write at all.
+    let a = reg.acquire(&cfg, &attrs(1), None, TTL).await.unwrap();
+    let rev = store.list("/").await.unwrap().revision;
+    let again = reg.acquire(&cfg, &attrs(1), None, TTL).await.unwrap();
+    assert_eq!(again.subnet, a.subnet);
+    assert_eq!(store.list("/").await.unwrap().revision, rev, "re-claiming an unchanged lease writes nothing");
+
+    // New public IP but the subnet file remembers the subnet: it is reused if free.
+    reg.delete_lease(&a.subnet).await.unwrap();
+    let moved = reg.acquire(&cfg, &attrs(2), Some(a.subnet), TTL).await.unwrap();
+    assert_eq!(moved.subnet, a.subnet);
+    // ... but never when another node holds it.
+    let other = reg.acquire(&cfg, &attrs(3), Some(a.subnet), TTL).await.unwrap();
+    assert_ne!(other.subnet, a.subnet);
+
+    // A reservation is used by the node with that IP and never expires.
+    let reserved: Ipv4Net = "10.244.200.0/24".parse().unwrap();
+    reg.reserve(&reserved, Ipv4Addr::new(192, 0, 2, 9), "host-gw").await.unwrap();
+    let r = reg.acquire(&cfg, &attrs(9), None, TTL).await.unwrap();
+    assert_eq!((r.subnet, r.is_reservation()), (reserved, true));
+    assert!(reg.renew(&r).await.unwrap());
+
+    // A lease whose store TTL ran out is gone for renewal and claimable again.
+    let short = reg.acquire(&cfg, &attrs(4), None, Duration::from_secs(2)).await.unwrap();
+    assert!(reg.renew(&short).await.unwrap());
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(!reg.renew(&short).await.unwrap(), "expired lease cannot be renewed");
+    assert!(reg.leases().await.unwrap().leases.iter().all(|l| l.subnet != short.subnet));
+
+    // An unreadable lease is skipped by name and its subnet is never handed out.
+    let junk: Ipv4Net = "10.244.7.0/24".parse().unwrap();
+    store.put(&reg.lease_key(&junk), b"{not json", None).await.unwrap();
+    let snap = reg.leases().await.unwrap();
+    assert_eq!(snap.skipped.len(), 1);
+    assert!(snap.skipped[0].key.ends_with("10.244.7.0-24"));
+    assert!(snap.taken.contains(&junk));
+    let taken = reg.acquire(&cfg, &attrs(5), Some(junk), TTL).await.unwrap();
+    assert_ne!(taken.subnet, junk);
+}
+
+async fn exhaustion(store: Arc<dyn Store>) {
+    let reg = Registry::new(store, "/full");
+    let cfg = small_config();
+    for i in 1..=8 {
+        reg.acquire(&cfg, &attrs(i), None, TTL).await.unwrap();
+    }
+    let err = reg.acquire(&cfg, &attrs(50), None, TTL).await.unwrap_err();
+    assert!(matches!(err, AcquireError::Exhausted { size: 8, .. }), "{err}");
+    assert!(err.to_string().contains("all 8 subnets of /29"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn embedded_store_claims() {
+    if std::env::var("WEFT_CLAIM_CHILD").is_ok() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let spec = format!("embedded:{}", path.display());
+    lifecycle(open(&spec).await).await;
+    exhaustion(open(&spec).await).await;
+    racing_processes_never_share(&spec).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn etcd_store_claims() {
+    if std::env::var("WEFT_CLAIM_CHILD").is_ok() {
+        return;
+    }
+    let server = EtcdServer::start_loopback().unwrap();
+    let spec = format!("etcd:{}", server.endpoint);
+    lifecycle(open(&spec).await).await;
+    exhaustion(open(&spec).await).await;
+    racing_processes_never_share(&spec).await;
+}
