@@ -1,0 +1,23 @@
+//! The kernel side of Weft, kept thin on purpose.
+//!
+//! Deciding what the host should look like is done elsewhere, by pure functions; this
+//! crate only reads what the kernel has and changes the difference:
+//!
+//! - [`route`]: Weft's routes as values and the pure diff between wanted and present.
+//! - [`netlink`]: reading links, addresses and routes, and applying a route diff.
+//! - [`iface`]: choosing the external interface and public IP (pure, over a snapshot).
+//! - [`nft`]: the forwarding and masquerade rules, rendered as text and applied atomically.
+//! - [`sysctl`]: the few sysctls a router needs.
+//!
+//! Every object Weft owns is marked: routes carry protocol [`route::WEFT_PROTO`], rules
+//! live in the nftables table `weft` and iptables rules carry the comment `weft`. Nothing
+//! without the mark is ever changed or removed.
+
+pub mod iface;
+pub mod netlink;
+pub mod nft;
+pub mod route;
+pub mod sysctl;
+
+pub use netlink::{Kernel, KernelError};
+pub use route::{Route, RouteChange, WEFT_PROTO};

@@ -1,0 +1,211 @@
+//! Forwarding and masquerade rules.
+//!
+//! Weft's rules live in one nftables table, `ip weft`, rendered as text by [`render`] and
+//! loaded with `nft -f -` in one transaction (delete-and-recreate is atomic, so there is
+//! never a moment without rules). The table's comment carries a fingerprint of its
+//! contents: when the kernel already has the same fingerprint nothing is loaded, so an
+//! agent restart changes nothing.
+//!
+//! An accept in Weft's own table cannot overrule a drop in someone else's: nftables runs
+//! every base chain on a hook. Docker (and others) set iptables' FORWARD policy to DROP;
+//! there Weft inserts two ACCEPT rules for the cluster network at the top of iptables'
+//! FORWARD chain, marked with the comment [`IPTABLES_COMMENT`], as flannel does.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use ipnet::Ipv4Net;
+use thiserror::Error;
+
+pub const TABLE: &str = "weft";
+pub const IPTABLES_COMMENT: &str = "weft: accept cluster network";
+
+/// What the rules must do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FirewallPlan {
+    /// The whole cluster network.
+    pub network: Ipv4Net,
+    /// This node's subnet.
+    pub local_subnet: Ipv4Net,
+    /// Masquerade traffic leaving the cluster network (flannel's `--ip-masq`).
+    pub ip_masq: bool,
+}
+
+#[derive(Debug, Error)]
+pub enum NftError {
+    #[error("cannot run {cmd}: {source} (is the nftables package installed?)")]
+    Spawn {
+        cmd: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{cmd} refused the rules: {stderr}")]
+    Refused { cmd: &'static str, stderr: String },
+}
+
+/// FNV-1a: a fingerprint that is stable across builds, unlike std's hasher.
+fn fingerprint(s: &str) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in s.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("{h:016x}")
+}
+
+fn body(p: &FirewallPlan) -> String {
+    let net = p.network;
+    let mut s = format!(
+        "  chain forward {{\n    type filter hook forward priority filter; policy accept;\n\
+         \x20   ip saddr {net} accept\n    ip daddr {net} accept\n  }}\n"
+    );
+    if p.ip_masq {
+        // flannel's four rules: pods talking to pods keep their addresses; pods going
+        // out are masqueraded (multicast excepted); traffic from outside to this node's
+        // pods is left alone; traffic from outside to other nodes' pods is masqueraded.
+        s += &format!(
+            "  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n\
+             \x20   ip saddr {net} ip daddr {net} return\n\
+             \x20   ip saddr {net} ip daddr != 224.0.0.0/4 masquerade fully-random\n\
+             \x20   ip saddr != {net} ip daddr {local} return\n\
+             \x20   ip saddr != {net} ip daddr {net} masquerade fully-random\n  }}\n",
+            local = p.local_subnet
+        );
+    }
+    s
+}
+
+/// The full `nft -f` script: create-or-keep, delete, recreate, all in one transaction.
+pub fn render(p: &FirewallPlan) -> String {
+    let body = body(p);
+    format!(
+        "table ip {TABLE}\ndelete table ip {TABLE}\ntable ip {TABLE} {{\n  comment \"weft {}\"\n{body}}}\n",
+        fingerprint(&body)
+    )
+}
+
+fn run(cmd: &'static str, args: &[&str], stdin: Option<&str>) -> Result<(bool, String, String), NftError> {
+    let mut child = Command::new(cmd)
+        .args(args)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| NftError::Spawn { cmd, source })?;
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(input.as_bytes()).map_err(|source| NftError::Spawn { cmd, source })?;
+    }
+    let out = child.wait_with_output().map_err(|source| NftError::Spawn { cmd, source })?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+    ))
+}
+
+/// Loads the rules unless the kernel already has exactly these. Returns whether it loaded.
+pub fn apply(p: &FirewallPlan) -> Result<bool, NftError> {
+    let script = render(p);
+    let wanted = format!("comment \"weft {}\"", fingerprint(&body(p)));
+    let (ok, current, _) = run("nft", &["list", "table", "ip", TABLE], None)?;
+    if ok && current.contains(&wanted) {
+        return Ok(false);
+    }
+    let (ok, _, stderr) = run("nft", &["-f", "-"], Some(&script))?;
+    if !ok {
+        return Err(NftError::Refused { cmd: "nft", stderr });
+    }
+    Ok(true)
+}
+
+/// Removes Weft's table (for `weftd --cleanup` style teardown and tests).
+pub fn remove() -> Result<(), NftError> {
+    let (ok, _, stderr) = run("nft", &["delete", "table", "ip", TABLE], None)?;
+    if !ok && !stderr.contains("No such file") {
+        return Err(NftError::Refused { cmd: "nft", stderr });
+    }
+    Ok(())
+}
+
+/// The iptables rules that let cluster traffic through a FORWARD chain whose policy is DROP.
+fn forward_rules(network: &Ipv4Net) -> [Vec<String>; 2] {
+    let rule = |dir: &str| {
+        [dir, &network.to_string(), "-m", "comment", "--comment", IPTABLES_COMMENT, "-j", "ACCEPT"]
+            .map(String::from)
+            .to_vec()
+    };
+    [rule("-s"), rule("-d")]
+}
+
+/// Whether a FORWARD chain listing (`iptables -S FORWARD`) drops by default.
+pub fn forward_policy_drops(listing: &str) -> bool {
+    listing.lines().any(|l| l.trim() == "-P FORWARD DROP")
+}
+
+/// If iptables is present and its FORWARD policy is DROP, makes sure Weft's ACCEPT rules
+/// stand at the top. Returns how many rules were inserted.
+pub fn ensure_iptables_forward(network: &Ipv4Net) -> Result<usize, NftError> {
+    let listing = match run("iptables", &["-w", "-S", "FORWARD"], None) {
+        Ok((true, out, _)) => out,
+        Ok((false, _, _)) | Err(NftError::Spawn { .. }) => return Ok(0), // no iptables here
+        Err(e) => return Err(e),
+    };
+    if !forward_policy_drops(&listing) {
+        return Ok(0);
+    }
+    let mut inserted = 0;
+    for rule in forward_rules(network).iter().rev() {
+        let args: Vec<&str> = rule.iter().map(String::as_str).collect();
+        let check: Vec<&str> = ["-w", "-C", "FORWARD"].into_iter().chain(args.iter().copied()).collect();
+        if run("iptables", &check, None)?.0 {
+            continue;
+        }
+        let insert: Vec<&str> = ["-w", "-I", "FORWARD", "1"].into_iter().chain(args.iter().copied()).collect();
+        let (ok, _, stderr) = run("iptables", &insert, None)?;
+        if !ok {
+            return Err(NftError::Refused { cmd: "iptables", stderr });
+        }
+        inserted += 1;
+    }
+    Ok(inserted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(masq: bool) -> FirewallPlan {
+        FirewallPlan {
+            network: "10.244.0.0/16".parse().unwrap(),
+            local_subnet: "10.244.3.0/24".parse().unwrap(),
+            ip_masq: masq,
+        }
+    }
+
+    #[test]
+    fn masquerade_never_between_pods() {
+        let s = render(&plan(true));
+        let lines: Vec<&str> = s.lines().map(str::trim).collect();
+        let first_nat = lines.iter().position(|l| l.contains("masquerade")).unwrap();
+        let pod_to_pod = lines.iter().position(|l| *l == "ip saddr 10.244.0.0/16 ip daddr 10.244.0.0/16 return").unwrap();
+        assert!(pod_to_pod < first_nat, "pod-to-pod return comes before any masquerade:\n{s}");
+        assert!(s.contains("ip saddr != 10.244.0.0/16 ip daddr 10.244.3.0/24 return"));
+    }
+
+    #[test]
+    fn no_nat_chain_without_ip_masq_and_fingerprint_tracks_content() {
+        let off = render(&plan(false));
+        assert!(!off.contains("postrouting"));
+        assert!(off.contains("ip saddr 10.244.0.0/16 accept") && off.contains("ip daddr 10.244.0.0/16 accept"));
+        assert_ne!(fingerprint(&body(&plan(false))), fingerprint(&body(&plan(true))));
+        assert_eq!(render(&plan(true)), render(&plan(true)), "rendering is deterministic");
+    }
+
+    #[test]
+    fn docker_style_drop_policy_is_detected() {
+        assert!(forward_policy_drops("-P FORWARD DROP\n-A FORWARD -j DOCKER-USER\n"));
+        assert!(!forward_policy_drops("-P FORWARD ACCEPT\n"));
+        let rules = forward_rules(&"10.244.0.0/16".parse().unwrap());
+        assert_eq!(rules[0][..2], ["-s".to_string(), "10.244.0.0/16".to_string()]);
+    }
+}
