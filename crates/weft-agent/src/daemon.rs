@@ -1,0 +1,431 @@
+//! `weftd`'s life: start up, then keep the host in step with the store until told to stop.
+//!
+//! Start-up: connect to the store (retrying with backoff), read the network config
+//! (waiting until there is a valid one), choose the external interface, claim the
+//! subnet, write the host files, set up forwarding and masquerade, then plan and apply.
+//!
+//! Running: every change under the network's prefix updates an in-memory picture of the
+//! leases; each update recomputes the plan and applies the difference. A periodic resync
+//! re-applies the plan (repairing drift) and renews the lease when it nears expiry.
+//!
+//! What never happens: a bad config value, an unreadable lease or a lost store removes a
+//! working route. Bad values are logged by key and the last good value is kept; while the
+//! store is away the kernel is left as it is. On exit the routes and the lease stay, so
+//! a restart finds everything in place and changes nothing.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use thiserror::Error;
+use tracing::{debug, error, info, warn};
+use weft_alloc::registry::{AcquireError, NodeStatus, RegistryError, Unreachable};
+use weft_alloc::{pool, Lease, LeaseAttrs, NetworkConfig, Registry};
+use weft_backends::{Backend, NodeContext};
+use weft_kernel::{nft, sysctl, Kernel, KernelError};
+use weft_store::{KeyValue, WatchEvent};
+
+use crate::hostfiles::{self, NodeNetwork};
+use crate::AgentOptions;
+
+#[derive(Debug, Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    #[error("cannot claim a subnet: {0}")]
+    Acquire(AcquireError),
+    #[error("{0}")]
+    Backend(String),
+    #[error("cannot write {path}: {source}")]
+    HostFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("host setup failed: {0}")]
+    HostSetup(String),
+}
+
+/// Retries `f` with exponential backoff (0.5 s up to 10 s) while it fails transiently,
+/// logging each failure once with what is being waited for.
+async fn with_backoff<T, E: std::fmt::Display>(
+    what: &str,
+    mut f: impl AsyncFnMut() -> Result<T, E>,
+    transient: impl Fn(&E) -> bool,
+) -> Result<T, E> {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if transient(&e) => {
+                warn!("{what}: {e}; retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Runs the agent until `shutdown` completes.
+pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
+    let store = with_backoff(
+        &format!("{} unreachable", opts.store.describe()),
+        async || opts.store.connect().await,
+        |e| e.is_transient(),
+    )
+    .await
+    .map_err(|e| AgentError::HostSetup(format!("cannot open {}: {e}", opts.store.describe())))?;
+    info!(store = %opts.store.describe(), prefix = %opts.store.etcd_prefix, "connected to the store");
+    let registry = Registry::new(store, &opts.store.etcd_prefix);
+
+    let config = with_backoff(
+        "waiting for a valid network config",
+        async || registry.config().await,
+        |_: &RegistryError| true,
+    )
+    .await
+    .expect("retried until valid");
+    info!(network = %config.network, subnet_len = config.subnet_len, backend = %config.backend, "network config");
+
+    let backend = weft_backends::for_kind(config.backend).map_err(AgentError::Backend)?;
+    let kernel = Kernel::connect()?;
+    let external = kernel.external_interface(&opts.iface).await?;
+    let public_ip = opts.public_ip.unwrap_or(external.addr);
+    info!(iface = %external.name, addr = %external.addr, public_ip = %public_ip, mtu = external.mtu, "external interface");
+
+    let attrs = LeaseAttrs {
+        public_ip,
+        public_ipv6: None,
+        backend_type: backend.kind().name().to_owned(),
+        backend_data: backend.backend_data(),
+    };
+    let previous = std::fs::read_to_string(&opts.subnet_file).ok().and_then(|t| hostfiles::subnet_from_env(&t));
+    let lease = with_backoff(
+        "claiming a subnet",
+        async || registry.acquire(&config, &attrs, previous, opts.subnet_lease_ttl).await,
+        |e| e.is_transient(),
+    )
+    .await
+    .map_err(AgentError::Acquire)?;
+    info!(subnet = %lease.subnet, reused = previous == Some(lease.subnet), reservation = lease.is_reservation(), "subnet lease held");
+
+    let mut agent = Agent {
+        node: NodeContext { external, lease },
+        registry,
+        kernel,
+        backend,
+        config,
+        attrs,
+        peers: BTreeMap::new(),
+        last_unreachable: Vec::new(),
+        opts,
+    };
+    agent.write_host_files()?;
+    agent.setup_host()?;
+
+    let snapshot = with_backoff("listing leases", async || agent.registry.leases().await, |e| e.is_transient())
+        .await
+        .map_err(|e| AgentError::HostSetup(e.to_string()))?;
+    for s in &snapshot.skipped {
+        warn!(key = %s.key, reason = %s.reason, "skipping unreadable lease");
+    }
+    agent.peers = snapshot.leases.into_iter().map(|l| (l.subnet, l)).collect();
+    agent.reconcile().await;
+    info!(peers = agent.peers.len().saturating_sub(1), "ready");
+
+    let watch_prefix = format!("{}/", agent.opts.store.etcd_prefix.trim_end_matches('/'));
+    let mut watch = agent
+        .registry
+        .store()
+        .watch(&watch_prefix, snapshot.revision + 1)
+        .await
+        .map_err(|e| AgentError::HostSetup(format!("cannot watch the store: {e}")))?;
+    let mut resync = tokio::time::interval(agent.opts.resync_interval);
+    resync.tick().await;
+    let renew_every = (agent.opts.subnet_lease_ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let mut renew = tokio::time::interval(renew_every);
+    renew.tick().await;
+    tokio::pin!(shutdown);
+
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => {
+                info!("stopping; routes and lease stay in place for the next start");
+                return Ok(());
+            }
+            event = watch.next() => {
+                let Some(event) = event else {
+                    error!("store watch ended; the kernel is left as it is");
+                    return Err(AgentError::HostSetup("store watch ended".into()));
+                };
+                let mut dirty = agent.on_event(event).await;
+                // Coalesce a burst of events into one plan.
+                while let Ok(Some(more)) = tokio::time::timeout(Duration::from_millis(20), watch.next()).await {
+                    dirty |= agent.on_event(more).await;
+                }
+                if dirty {
+                    agent.reconcile().await;
+                }
+            }
+            _ = resync.tick() => {
+                if let Err(e) = agent.setup_host() {
+                    warn!(error = %e, "host setup check failed; will retry");
+                }
+                agent.reconcile().await;
+            }
+            _ = renew.tick() => agent.renew_if_due().await,
+        }
+    }
+}
+
+struct Agent {
+    opts: AgentOptions,
+    registry: Registry,
+    kernel: Kernel,
+    backend: Box<dyn Backend>,
+    /// The last valid config; an invalid update never replaces it.
+    config: NetworkConfig,
+    attrs: LeaseAttrs,
+    node: NodeContext,
+    /// Every readable lease by subnet, our own included.
+    peers: BTreeMap<Ipv4Net, Lease>,
+    last_unreachable: Vec<Unreachable>,
+}
+
+impl Agent {
+    fn node_network(&self) -> NodeNetwork {
+        NodeNetwork {
+            network: self.config.network,
+            subnet: self.node.lease.subnet,
+            mtu: self.backend.mtu(self.node.external.mtu),
+            ip_masq: self.opts.ip_masq,
+        }
+    }
+
+    fn write_host_files(&self) -> Result<(), AgentError> {
+        let n = self.node_network();
+        for (path, content) in [
+            (&self.opts.subnet_file, hostfiles::render_subnet_env(&n)),
+            (&self.opts.docker_opts_file, hostfiles::render_docker_opts(&n)),
+        ] {
+            let wrote = hostfiles::write_atomic(path, &content)
+                .map_err(|source| AgentError::HostFile { path: path.display().to_string(), source })?;
+            if wrote {
+                info!(path = %path.display(), "wrote host file");
+            }
+        }
+        Ok(())
+    }
+
+    /// Forwarding, nftables rules and the iptables FORWARD-DROP workaround. Idempotent.
+    fn setup_host(&self) -> Result<(), AgentError> {
+        if sysctl::ensure_forwarding().map_err(|e| AgentError::HostSetup(e.to_string()))? {
+            info!("enabled net.ipv4.ip_forward");
+        }
+        let plan = nft::FirewallPlan {
+            network: self.config.network,
+            local_subnet: self.node.lease.subnet,
+            ip_masq: self.opts.ip_masq,
+        };
+        if nft::apply(&plan).map_err(|e| AgentError::HostSetup(e.to_string()))? {
+            info!(table = nft::TABLE, ip_masq = plan.ip_masq, "loaded nftables rules");
+        }
+        let inserted =
+            nft::ensure_iptables_forward(&self.config.network).map_err(|e| AgentError::HostSetup(e.to_string()))?;
+        if inserted > 0 {
+            info!(rules = inserted, "iptables FORWARD policy is DROP; inserted accept rules for the cluster network");
+        }
+        Ok(())
+    }
+
+    fn is_lease_key(&self, key: &str) -> bool {
+        key.starts_with(&self.registry.subnets_prefix())
+    }
+
+    /// Updates the picture from one store change; returns whether the plan may change.
+    async fn on_event(&mut self, event: WatchEvent) -> bool {
+        match event {
+            WatchEvent::Put(kv) if kv.key == self.registry.config_key() => {
+                self.on_config(&kv.value);
+                false
+            }
+            WatchEvent::Delete { key, .. } if key == self.registry.config_key() => {
+                error!(key, "network config deleted; keeping the last good one");
+                false
+            }
+            WatchEvent::Put(kv) if self.is_lease_key(&kv.key) => self.on_lease_put(&kv),
+            WatchEvent::Delete { key, .. } if self.is_lease_key(&key) => {
+                let name = key.trim_start_matches(&self.registry.subnets_prefix());
+                let Some(subnet) = pool::parse_key_name(name) else { return false };
+                if subnet == self.node.lease.subnet {
+                    warn!(%subnet, "our own lease was deleted; claiming a subnet again");
+                    self.reacquire().await;
+                    return true;
+                }
+                let gone = self.peers.remove(&subnet);
+                if let Some(l) = &gone {
+                    info!(%subnet, public_ip = %l.attrs.public_ip, "peer left");
+                }
+                gone.is_some()
+            }
+            WatchEvent::Resync { kvs, revision } => {
+                info!(revision, "store history was compacted; rebuilding from a full listing");
+                self.on_resync(kvs).await;
+                true
+            }
+            _ => false, // status records and anything else under the prefix
+        }
+    }
+
+    fn on_config(&mut self, value: &[u8]) {
+        match NetworkConfig::parse(value) {
+            Err(e) => error!(error = %e, "new network config rejected; keeping the last good one"),
+            Ok(c) if c == self.config => {}
+            Ok(c) => {
+                if c.network != self.config.network || c.subnet_len != self.config.subnet_len || c.backend != self.config.backend {
+                    warn!(network = %c.network, backend = %c.backend, "network config changed in a way that needs a restart of every agent; running on the previous one until then");
+                } else {
+                    info!("network config updated");
+                    self.config = c;
+                }
+            }
+        }
+    }
+
+    fn on_lease_put(&mut self, kv: &KeyValue) -> bool {
+        match self.registry.parse_lease(kv) {
+            Err(s) => {
+                // Keep whatever we knew of that subnet: a garbled write must not cut it off.
+                warn!(key = %s.key, reason = %s.reason, "skipping unreadable lease; keeping the previous value");
+                false
+            }
+            Ok(lease) => {
+                if lease.subnet == self.node.lease.subnet {
+                    if lease.attrs != self.attrs {
+                        warn!(subnet = %lease.subnet, public_ip = %lease.attrs.public_ip, "our subnet's lease was overwritten by another writer");
+                    }
+                    self.node.lease.mod_revision = lease.mod_revision;
+                    self.node.lease.store_lease = lease.store_lease;
+                }
+                let changed = self.peers.get(&lease.subnet).map(|l| &l.attrs) != Some(&lease.attrs);
+                if changed {
+                    info!(subnet = %lease.subnet, public_ip = %lease.attrs.public_ip, backend = %lease.attrs.backend_type, "peer lease");
+                }
+                self.peers.insert(lease.subnet, lease);
+                changed
+            }
+        }
+    }
+
+    async fn on_resync(&mut self, kvs: Vec<KeyValue>) {
+        let mut fresh = BTreeMap::new();
+        for kv in &kvs {
+            if kv.key == self.registry.config_key() {
+                self.on_config(&kv.value);
+            } else if self.is_lease_key(&kv.key) {
+                match self.registry.parse_lease(kv) {
+                    Ok(l) => {
+                        fresh.insert(l.subnet, l);
+                    }
+                    Err(s) => {
+                        warn!(key = %s.key, reason = %s.reason, "skipping unreadable lease; keeping the previous value");
+                        let name = kv.key.trim_start_matches(&self.registry.subnets_prefix());
+                        if let Some(old) = pool::parse_key_name(name).and_then(|n| self.peers.get(&n)) {
+                            fresh.insert(old.subnet, old.clone());
+                        }
+                    }
+                }
+            }
+        }
+        let own_gone = !fresh.contains_key(&self.node.lease.subnet);
+        self.peers = fresh;
+        if own_gone {
+            warn!(subnet = %self.node.lease.subnet, "our lease is gone; claiming a subnet again");
+            self.reacquire().await;
+        }
+    }
+
+    /// Claims a subnet again (ours, if still free) after losing the lease.
+    async fn reacquire(&mut self) {
+        let ttl = self.opts.subnet_lease_ttl;
+        let previous = Some(self.node.lease.subnet);
+        match self.registry.acquire(&self.config, &self.attrs, previous, ttl).await {
+            Ok(lease) => {
+                if lease.subnet != self.node.lease.subnet {
+                    warn!(old = %self.node.lease.subnet, new = %lease.subnet, "subnet changed; containers on the old subnet must be restarted");
+                } else {
+                    info!(subnet = %lease.subnet, "subnet lease held again");
+                }
+                self.peers.insert(lease.subnet, lease.clone());
+                self.node.lease = lease;
+                if let Err(e) = self.write_host_files() {
+                    error!(error = %e, "cannot update host files");
+                }
+            }
+            Err(e) => error!(error = %e, "cannot claim a subnet now; will retry at the next renewal check"),
+        }
+    }
+
+    async fn renew_if_due(&mut self) {
+        let lease = self.node.lease.clone();
+        if lease.is_reservation() {
+            return;
+        }
+        let left = match self.registry.expires_in(&lease).await {
+            Ok(left) => left,
+            Err(e) => {
+                warn!(error = %e, "cannot read the lease's TTL; will retry");
+                return;
+            }
+        };
+        match left {
+            Some(left) if left > self.opts.subnet_lease_renew_margin => {}
+            Some(_) => match self.registry.renew(&lease).await {
+                Ok(true) => info!(subnet = %lease.subnet, ttl = ?self.opts.subnet_lease_ttl, "renewed subnet lease"),
+                Ok(false) => self.reacquire().await,
+                Err(e) => warn!(error = %e, "lease renewal failed; retrying"),
+            },
+            None => self.reacquire().await,
+        }
+    }
+
+    /// Plans from the current picture and applies the difference to the kernel.
+    async fn reconcile(&mut self) {
+        let peers: Vec<Lease> = self
+            .peers
+            .values()
+            .filter(|l| pool::contains(&self.config, &l.subnet) || self.config.network.contains(&l.subnet))
+            .cloned()
+            .collect();
+        let plane = self.backend.plan(&self.node, &peers);
+        if plane.unreachable != self.last_unreachable {
+            for u in &plane.unreachable {
+                warn!(subnet = %u.subnet, reason = %u.reason, "no route to peer");
+            }
+            self.last_unreachable = plane.unreachable.clone();
+        }
+        match self.kernel.apply_routes(&plane.routes).await {
+            Ok(report) => {
+                if report.changed() {
+                    info!(added = report.added, replaced = report.replaced, removed = report.removed, failed = report.failed.len(), elapsed_ms = report.elapsed.as_millis() as u64, routes = plane.routes.len(), "applied route plan");
+                } else {
+                    debug!(routes = plane.routes.len(), "routes already as planned");
+                }
+                for (change, why) in &report.failed {
+                    error!(?change, error = %why, "kernel refused a route change");
+                }
+            }
+            Err(e) => error!(error = %e, "cannot read or change routes; will retry"),
+        }
+        let status = NodeStatus {
+            public_ip: Some(self.attrs.public_ip),
+            backend: self.backend.kind().name().into(),
+            unreachable: self.last_unreachable.clone(),
+        };
+        if let Err(e) = self.registry.put_status(&self.node.lease, &status).await {
+            debug!(error = %e, "cannot publish node status");
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The files other programs read to learn this node's network, in flannel's formats:
+//!
+//! - the subnet file (`/run/flannel/subnet.env`), read by flannel's CNI plugin and by
+//!   `mk-docker-opts.sh`, and by Weft itself after a restart to ask for the same subnet;
+//! - the Docker options file, for `dockerd $DOCKER_NETWORK_OPTIONS`.
+//!
+//! Both are written atomically (temporary file, then rename) and only when their
+//! content changes.
+
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use ipnet::Ipv4Net;
+
+/// What the files say.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeNetwork {
+    pub network: Ipv4Net,
+    pub subnet: Ipv4Net,
+    pub mtu: u32,
+    pub ip_masq: bool,
+}
+
+/// The subnet's first usable address with its length: `10.244.3.1/24`, as flannel writes.
+pub fn gateway(subnet: &Ipv4Net) -> Ipv4Net {
+    let first = Ipv4Addr::from(u32::from(subnet.network()) + 1);
+    Ipv4Net::new(first, subnet.prefix_len()).expect("same prefix length")
+}
+
+pub fn render_subnet_env(n: &NodeNetwork) -> String {
+    format!(
+        "FLANNEL_NETWORK={}\nFLANNEL_SUBNET={}\nFLANNEL_MTU={}\nFLANNEL_IPMASQ={}\n",
+        n.network,
+        gateway(&n.subnet),
+        n.mtu,
+        n.ip_masq
+    )
+}
+
+/// Reads `KEY=value` lines; later keys win, comments and junk are ignored.
+pub fn parse_env(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let (k, v) = l.trim().split_once('=')?;
+            (!k.starts_with('#')).then(|| (k.trim().to_owned(), v.trim().trim_matches('"').to_owned()))
+        })
+        .collect()
+}
+
+/// The node subnet recorded in a subnet file, if it has a readable one.
+pub fn subnet_from_env(text: &str) -> Option<Ipv4Net> {
+    let (_, v) = parse_env(text).into_iter().rev().find(|(k, _)| k == "FLANNEL_SUBNET")?;
+    v.parse::<Ipv4Net>().ok().map(|n| n.trunc())
+}
+
+/// The whole subnet file, for tools (the lab) that read it back.
+pub fn parse_subnet_env(text: &str) -> Option<NodeNetwork> {
+    let env = parse_env(text);
+    let get = |key: &str| env.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    Some(NodeNetwork {
+        network: get("FLANNEL_NETWORK")?.parse().ok()?,
+        subnet: get("FLANNEL_SUBNET")?.parse::<Ipv4Net>().ok()?.trunc(),
+        mtu: get("FLANNEL_MTU")?.parse().ok()?,
+        ip_masq: get("FLANNEL_IPMASQ")? == "true",
+    })
+}
+
+pub fn render_docker_opts(n: &NodeNetwork) -> String {
+    let bip = format!("--bip={}", gateway(&n.subnet));
+    // Weft masquerades itself when asked; Docker must not do it twice.
+    let masq = format!("--ip-masq={}", !n.ip_masq);
+    let mtu = format!("--mtu={}", n.mtu);
+    format!(
+        "DOCKER_OPT_BIP=\"{bip}\"\nDOCKER_OPT_IPMASQ=\"{masq}\"\nDOCKER_OPT_MTU=\"{mtu}\"\n\
+         DOCKER_NETWORK_OPTIONS=\" {bip} {masq} {mtu}\"\n"
+    )
+}
+
+/// Writes `content` to `path` atomically unless it is already there. Returns whether it wrote.
+pub fn write_atomic(path: &Path, content: &str) -> std::io::Result<bool> {
+    if std::fs::read_to_string(path).is_ok_and(|c| c == content) {
+        return Ok(false);
+    }
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(content.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net() -> NodeNetwork {
+        NodeNetwork {
+            network: "10.244.0.0/16".parse().unwrap(),
+            subnet: "10.244.74.0/24".parse().unwrap(),
+            mtu: 1450,
+            ip_masq: true,
+        }
+    }
+
+    #[test]
+    fn subnet_env_in_flannel_format() {
+        let s = render_subnet_env(&net());
+        assert_eq!(s, "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.74.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n");
+        assert_eq!(subnet_from_env(&s), Some("10.244.74.0/24".parse().unwrap()));
+        assert_eq!(parse_subnet_env(&s), Some(net()));
+        assert_eq!(subnet_from_env("# nothing\ngarbage\n"), None);
+    }
+
+    #[test]
+    fn docker_opts_as_mk_docker_opts_writes_them() {
+        let s = render_docker_opts(&net());
+        assert!(s.contains("DOCKER_OPT_BIP=\"--bip=10.244.74.1/24\"\n"));
+        assert!(s.contains("DOCKER_OPT_IPMASQ=\"--ip-masq=false\"\n"));
+        assert!(s.contains("DOCKER_OPT_MTU=\"--mtu=1450\"\n"));
+        assert!(s.contains("DOCKER_NETWORK_OPTIONS=\" --bip=10.244.74.1/24 --ip-masq=false --mtu=1450\"\n"));
+    }
+
+    #[test]
+    fn atomic_write_only_on_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sub/subnet.env");
+        assert!(write_atomic(&p, "A=1\n").unwrap());
+        assert!(!write_atomic(&p, "A=1\n").unwrap());
+        assert!(write_atomic(&p, "A=2\n").unwrap());
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "A=2\n");
+        assert_eq!(std::fs::read_dir(p.parent().unwrap()).unwrap().count(), 1, "no temporary left behind");
+    }
+}

@@ -1,0 +1,115 @@
+//! Command-line options. Names follow flannel's where flannel has the same knob
+//! (`--etcd-endpoints`, `--iface`, `--public-ip`, `--ip-masq`, `--subnet-file`, ...).
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use weft_kernel::iface::IfaceSpec;
+use weft_store::embedded::EmbeddedStore;
+use weft_store::etcd::{EtcdConfig, EtcdStore};
+use weft_store::{Store, StoreError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    /// A SQLite file shared by the processes of one machine (no server).
+    Embedded,
+    /// An etcd v3 cluster.
+    Etcd,
+}
+
+/// Where the shared state lives.
+#[derive(Debug, Clone, Args)]
+pub struct StoreOptions {
+    /// Which store holds the network state.
+    #[arg(long, value_enum, env = "WEFT_STORE", default_value = "embedded")]
+    pub store: StoreKind,
+    /// The embedded store's file.
+    #[arg(long, env = "WEFT_STORE_PATH", default_value = "/var/lib/weft/store.db")]
+    pub store_path: PathBuf,
+    /// etcd client URLs, comma-separated.
+    #[arg(long, env = "WEFT_ETCD_ENDPOINTS", value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    pub etcd_endpoints: Vec<String>,
+    /// Key prefix of the network state (flannel's default, so flannel's keys are found).
+    #[arg(long, alias = "prefix", env = "WEFT_ETCD_PREFIX", default_value = weft_alloc::DEFAULT_PREFIX)]
+    pub etcd_prefix: String,
+    /// CA certificate to verify etcd with (enables TLS; use https:// endpoints).
+    #[arg(long)]
+    pub etcd_cafile: Option<PathBuf>,
+    /// Client certificate for etcd.
+    #[arg(long)]
+    pub etcd_certfile: Option<PathBuf>,
+    /// Client key for etcd.
+    #[arg(long)]
+    pub etcd_keyfile: Option<PathBuf>,
+    #[arg(long, env = "WEFT_ETCD_USERNAME")]
+    pub etcd_username: Option<String>,
+    #[arg(long, env = "WEFT_ETCD_PASSWORD", hide_env_values = true)]
+    pub etcd_password: Option<String>,
+}
+
+impl StoreOptions {
+    /// Opens the store once; callers decide whether to retry.
+    pub async fn connect(&self) -> Result<Arc<dyn Store>, StoreError> {
+        Ok(match self.store {
+            StoreKind::Embedded => Arc::new(EmbeddedStore::open(&self.store_path)?),
+            StoreKind::Etcd => Arc::new(
+                EtcdStore::connect(&EtcdConfig {
+                    endpoints: self.etcd_endpoints.clone(),
+                    ca_file: self.etcd_cafile.clone(),
+                    cert_file: self.etcd_certfile.clone(),
+                    key_file: self.etcd_keyfile.clone(),
+                    username: self.etcd_username.clone(),
+                    password: self.etcd_password.clone(),
+                })
+                .await?,
+            ),
+        })
+    }
+
+    /// Where the store is, for log lines.
+    pub fn describe(&self) -> String {
+        match self.store {
+            StoreKind::Embedded => format!("embedded store {}", self.store_path.display()),
+            StoreKind::Etcd => format!("etcd {}", self.etcd_endpoints.join(",")),
+        }
+    }
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    crate::duration::parse(s)
+}
+
+/// `weftd`'s options.
+#[derive(Debug, Clone, Args)]
+pub struct AgentOptions {
+    #[command(flatten)]
+    pub store: StoreOptions,
+    /// External interface by name, IPv4 address or pattern; repeat to give fallbacks.
+    /// Default: the interface of the default route.
+    #[arg(long, value_parser = |s: &str| s.parse::<IfaceSpec>())]
+    pub iface: Vec<IfaceSpec>,
+    /// The address peers reach this node at, if not the external interface's.
+    #[arg(long)]
+    pub public_ip: Option<Ipv4Addr>,
+    /// Where to write the subnet file (flannel's CNI plugin reads /run/flannel/subnet.env).
+    #[arg(long, default_value = "/run/flannel/subnet.env")]
+    pub subnet_file: PathBuf,
+    /// Where to write Docker's options (DOCKER_OPT_BIP, ...).
+    #[arg(long, default_value = "/run/weft/docker.env")]
+    pub docker_opts_file: PathBuf,
+    /// Masquerade traffic from the cluster network to the outside (never between pods).
+    #[arg(long)]
+    pub ip_masq: bool,
+    /// How long a subnet lease lives without renewal.
+    #[arg(long, value_parser = duration, default_value = "24h")]
+    pub subnet_lease_ttl: Duration,
+    /// Renew the lease when this little time is left.
+    #[arg(long, value_parser = duration, default_value = "1h")]
+    pub subnet_lease_renew_margin: Duration,
+    /// How often to re-check the whole host against the plan, repairing drift.
+    #[arg(long, value_parser = duration, default_value = "30s")]
+    pub resync_interval: Duration,
+}

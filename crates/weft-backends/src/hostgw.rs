@@ -1,0 +1,101 @@
+//! host-gw: a plain route to each peer's subnet via the peer's public IP.
+//!
+//! No encapsulation, so no overhead, but the peer must be one L2 hop away: its public IP
+//! must lie in the external interface's on-link network. A peer elsewhere would need a
+//! gateway that knows nothing of container subnets, so it gets no route and is reported.
+
+use weft_alloc::{BackendKind, Lease};
+use weft_kernel::Route;
+
+use crate::{Backend, DataPlane, NodeContext, Unreachable};
+
+pub struct HostGw;
+
+impl Backend for HostGw {
+    fn kind(&self) -> BackendKind {
+        BackendKind::HostGw
+    }
+
+    fn plan(&self, node: &NodeContext, peers: &[Lease]) -> DataPlane {
+        let ext = &node.external;
+        let mut plane = DataPlane::default();
+        for peer in peers {
+            if peer.subnet == node.lease.subnet {
+                continue;
+            }
+            let ip = peer.attrs.public_ip;
+            let reason = if peer.attrs.backend_type != BackendKind::HostGw.name() {
+                Some(format!("peer runs backend {:?}, not host-gw", peer.attrs.backend_type))
+            } else if ip == node.lease.attrs.public_ip {
+                Some(format!("peer claims this node's own public IP {ip} (stale lease?)"))
+            } else if !ext.network.contains(&ip) {
+                Some(format!(
+                    "peer {ip} is not on the same L2 subnet as {} ({}); host-gw needs one L2 segment",
+                    ext.name, ext.network
+                ))
+            } else {
+                None
+            };
+            match reason {
+                Some(reason) => plane.unreachable.push(Unreachable { subnet: peer.subnet, reason }),
+                None => plane.routes.push(Route { dst: peer.subnet, via: Some(ip), dev: ext.index, onlink: false }),
+            }
+        }
+        plane.routes.sort();
+        plane
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weft_alloc::LeaseAttrs;
+    use weft_kernel::iface::ExternalInterface;
+
+    fn lease(subnet: &str, ip: &str, backend: &str) -> Lease {
+        Lease {
+            subnet: subnet.parse().unwrap(),
+            attrs: LeaseAttrs {
+                public_ip: ip.parse().unwrap(),
+                public_ipv6: None,
+                backend_type: backend.into(),
+                backend_data: serde_json::Value::Null,
+            },
+            store_lease: Some(1),
+            mod_revision: 1,
+        }
+    }
+
+    fn node() -> NodeContext {
+        NodeContext {
+            external: ExternalInterface {
+                index: 7,
+                name: "eth0".into(),
+                mtu: 1500,
+                addr: "192.168.1.1".parse().unwrap(),
+                network: "192.168.1.0/24".parse().unwrap(),
+            },
+            lease: lease("10.244.1.0/24", "192.168.1.1", "host-gw"),
+        }
+    }
+
+    #[test]
+    fn routes_via_peers_on_the_segment_only() {
+        let n = node();
+        let peers = [
+            n.lease.clone(),
+            lease("10.244.3.0/24", "192.168.1.3", "host-gw"),
+            lease("10.244.2.0/24", "192.168.1.2", "host-gw"),
+            lease("10.244.9.0/24", "172.16.0.9", "host-gw"),
+            lease("10.244.8.0/24", "192.168.1.8", "vxlan"),
+        ];
+        let plane = HostGw.plan(&n, &peers);
+        let routes: Vec<String> = plane.routes.iter().map(|r| r.to_string()).collect();
+        assert_eq!(routes, ["10.244.2.0/24 via 192.168.1.2 dev #7", "10.244.3.0/24 via 192.168.1.3 dev #7"]);
+        let why: Vec<_> = plane.unreachable.iter().map(|u| (u.subnet.to_string(), u.reason.clone())).collect();
+        assert_eq!(why.len(), 2);
+        assert!(why[0].1.contains("not on the same L2 subnet as eth0 (192.168.1.0/24)"), "{why:?}");
+        assert!(why[1].1.contains("vxlan"), "{why:?}");
+        assert_eq!(HostGw.mtu(1500), 1500);
+    }
+}
