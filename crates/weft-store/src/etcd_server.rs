@@ -91,12 +91,12 @@ impl EtcdServer {
                 cmd.stdout(Stdio::null()).stderr(Stdio::null());
             }
         }
-        // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill etcd when
-        // the thread that started it dies.
         if !detached {
+            // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill etcd
+            // when the thread that started it dies.
             unsafe {
                 cmd.pre_exec(|| {
-                    libc_prctl_pdeathsig();
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                     Ok(())
                 });
             }
@@ -108,22 +108,43 @@ impl EtcdServer {
         })?;
         let mut server =
             EtcdServer { child, endpoint: client_url, data_dir: data_dir.to_path_buf(), owns_dir: false };
-        server.wait_ready(ip, client)?;
+        server.wait_ready(netns, ip, client)?;
         Ok(server)
     }
 
-    fn wait_ready(&mut self, ip: IpAddr, port: u16) -> std::io::Result<()> {
+    /// Waits until etcd accepts connections. The probe runs in a thread that joins
+    /// `netns` first: an address inside a lab namespace must never be dialled from the
+    /// machine's own namespace.
+    fn wait_ready(&mut self, netns: Option<&str>, ip: IpAddr, port: u16) -> std::io::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait()? {
-                return Err(std::io::Error::other(format!("etcd exited early: {status}")));
+        let ns_file = match netns {
+            Some(ns) => Some(std::fs::File::open(format!("/run/netns/{ns}"))?),
+            None => None,
+        };
+        let probe = std::thread::spawn(move || -> std::io::Result<bool> {
+            if let Some(f) = &ns_file {
+                // SAFETY: setns on a namespace file only affects this thread.
+                if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(f), libc::CLONE_NEWNET) } != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
-            if std::net::TcpStream::connect_timeout(&(ip, port).into(), Duration::from_millis(200)).is_ok() {
-                return Ok(());
+            while Instant::now() < deadline {
+                if std::net::TcpStream::connect_timeout(&(ip, port).into(), Duration::from_millis(200)).is_ok() {
+                    return Ok(true);
+                }
+                std::thread::sleep(Duration::from_millis(50));
             }
-            std::thread::sleep(Duration::from_millis(50));
+            Ok(false)
+        });
+        let ready = probe.join().map_err(|_| std::io::Error::other("etcd readiness probe panicked"))??;
+        if let Some(status) = self.child.try_wait()? {
+            return Err(std::io::Error::other(format!("etcd exited early: {status}")));
         }
-        Err(std::io::Error::other("etcd did not start listening within 20 s"))
+        if ready {
+            Ok(())
+        } else {
+            Err(std::io::Error::other("etcd did not start listening within 20 s"))
+        }
     }
 
     /// Leaves the server running and returns its pid; the caller stops it later.
@@ -131,18 +152,6 @@ impl EtcdServer {
         let pid = self.child.id();
         std::mem::forget(self);
         pid
-    }
-}
-
-fn libc_prctl_pdeathsig() {
-    const PR_SET_PDEATHSIG: i32 = 1;
-    const SIGKILL: u64 = 9;
-    extern "C" {
-        fn prctl(option: i32, ...) -> i32;
-    }
-    // SAFETY: PR_SET_PDEATHSIG takes one unsigned long argument.
-    unsafe {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
     }
 }
 

@@ -1,0 +1,137 @@
+//! `weftctl leases`: every node's subnet lease, with what the nodes report about reaching it.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use clap::{Args, Subcommand, ValueEnum};
+use ipnet::Ipv4Net;
+use serde_json::json;
+use weft_alloc::registry::NodeStatus;
+use weft_alloc::{Lease, Registry};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct LeasesArgs {
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: Output,
+    #[command(subcommand)]
+    pub action: Option<LeaseAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LeaseAction {
+    /// Delete a lease: the node loses its subnet and every peer drops its route to it.
+    Delete { subnet: Ipv4Net },
+    /// Reserve a subnet for the node with this public IP (a lease that never expires).
+    Reserve {
+        subnet: Ipv4Net,
+        #[arg(long)]
+        public_ip: Ipv4Addr,
+    },
+}
+
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{}s", s / 60, s % 60),
+        _ => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// Who cannot reach `lease`, from the nodes' published statuses.
+fn unreachable_from(lease: &Lease, statuses: &[(Ipv4Net, NodeStatus)]) -> Vec<(Ipv4Net, String)> {
+    statuses
+        .iter()
+        .filter_map(|(node, st)| {
+            st.unreachable.iter().find(|u| u.subnet == lease.subnet).map(|u| (*node, u.reason.clone()))
+        })
+        .collect()
+}
+
+pub async fn run(registry: &Registry, args: LeasesArgs) -> Result<i32, String> {
+    match args.action {
+        Some(LeaseAction::Delete { subnet }) => {
+            let existed = registry.delete_lease(&subnet.trunc()).await.map_err(|e| e.to_string())?;
+            if !existed {
+                return Err(format!("no lease for {subnet}"));
+            }
+            println!("deleted lease {subnet}");
+            return Ok(0);
+        }
+        Some(LeaseAction::Reserve { subnet, public_ip }) => {
+            let cfg = registry.config().await.map_err(|e| e.to_string())?;
+            if !weft_alloc::pool::contains(&cfg, &subnet) {
+                return Err(format!(
+                    "{subnet} is not one of the network's subnets (/{} between {} and {})",
+                    cfg.subnet_len, cfg.subnet_min, cfg.subnet_max
+                ));
+            }
+            registry.reserve(&subnet, public_ip, cfg.backend.name()).await.map_err(|e| e.to_string())?;
+            println!("reserved {subnet} for {public_ip}");
+            return Ok(0);
+        }
+        None => {}
+    }
+    let snap = registry.leases().await.map_err(|e| e.to_string())?;
+    let statuses = registry.statuses().await.map_err(|e| e.to_string())?;
+    let mut rows = Vec::new();
+    for l in &snap.leases {
+        let ttl = registry.expires_in(l).await.map_err(|e| e.to_string())?;
+        rows.push((l, ttl, unreachable_from(l, &statuses)));
+    }
+    match args.output {
+        Output::Json => {
+            let leases: Vec<_> = rows
+                .iter()
+                .map(|(l, ttl, unreach)| {
+                    json!({
+                        "subnet": l.subnet.to_string(),
+                        "public_ip": l.attrs.public_ip.to_string(),
+                        "backend_type": l.attrs.backend_type,
+                        "backend_data": l.attrs.backend_data,
+                        "reservation": l.is_reservation(),
+                        "expires_in_seconds": ttl.map(|d| d.as_secs()),
+                        "unreachable_from": unreach.iter().map(|(n, r)| json!({"node": n.to_string(), "reason": r})).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            let skipped: Vec<_> = snap.skipped.iter().map(|s| json!({"key": s.key, "error": s.reason})).collect();
+            println!("{}", serde_json::to_string_pretty(&json!({"leases": leases, "unreadable": skipped})).unwrap());
+        }
+        Output::Table => {
+            println!("{:<18} {:<16} {:<9} {:<9} STATUS", "SUBNET", "PUBLIC IP", "BACKEND", "EXPIRES");
+            for (l, ttl, unreach) in &rows {
+                let expires = match (l.is_reservation(), ttl) {
+                    (true, _) => "reserved".to_string(),
+                    (false, Some(d)) => human(*d),
+                    (false, None) => "expired".to_string(),
+                };
+                let status = match unreach.as_slice() {
+                    [] => "ok".to_string(),
+                    [(node, reason), rest @ ..] => {
+                        let more = if rest.is_empty() { String::new() } else { format!(" (and {} more)", rest.len()) };
+                        format!("unreachable from {node}{more}: {reason}")
+                    }
+                };
+                println!(
+                    "{:<18} {:<16} {:<9} {:<9} {status}",
+                    l.subnet.to_string(),
+                    l.attrs.public_ip.to_string(),
+                    l.attrs.backend_type,
+                    expires
+                );
+            }
+            for s in &snap.skipped {
+                println!("{:<18} unreadable: {}", s.key.rsplit('/').next().unwrap_or(&s.key), s.reason);
+            }
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,103 @@
+//! `weftctl`, the operator's command line.
+//!
+//! - [`network`]: `network init|show`, the flannel-format config.
+//! - [`leases`]: `leases` (table or JSON), `leases delete`, `leases reserve`.
+//! - `lab ...`: handed to [`weft_lab`].
+//!
+//! `--lab NAME` points the store commands at a lab's store; for an etcd lab, whose etcd
+//! lives in the lab's underlay namespace, weftctl re-runs itself inside that namespace.
+
+pub mod leases;
+pub mod network;
+
+use std::process::Command;
+
+use clap::{Parser, Subcommand};
+use weft_agent::options::{StoreKind, StoreOptions};
+use weft_alloc::Registry;
+use weft_lab::{LabCommand, LabState};
+
+#[derive(Debug, Parser)]
+#[command(name = "weftctl", version, about = "Operate a Weft container network: config, leases and the local lab")]
+pub struct Cli {
+    #[command(flatten)]
+    pub store: StoreOptions,
+    /// Use the store of the lab called NAME (see `weftctl lab up`).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub lab: Option<String>,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Write or show the network config.
+    #[command(subcommand)]
+    Network(network::NetworkCmd),
+    /// List subnet leases, or delete / reserve one.
+    Leases(leases::LeasesArgs),
+    /// A multi-host lab in network namespaces on this machine.
+    #[command(subcommand)]
+    Lab(LabCommand),
+}
+
+/// Runs weftctl; returns the exit code.
+pub fn main(cli: Cli) -> i32 {
+    let Cli { mut store, lab, command } = cli;
+    if let Cmd::Lab(cmd) = command {
+        return report(weft_lab::run(cmd).map_err(|e| e.to_string()));
+    }
+    if let Some(name) = &lab {
+        match use_lab_store(name, &mut store) {
+            Ok(None) => {}
+            Ok(Some(code)) => return code,
+            Err(e) => return report(Err(e)),
+        }
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    report(rt.block_on(async move {
+        let s = store.connect().await.map_err(|e| format!("cannot open {}: {e}", store.describe()))?;
+        let registry = Registry::new(s, &store.etcd_prefix);
+        match command {
+            Cmd::Network(cmd) => network::run(&registry, cmd).await,
+            Cmd::Leases(args) => leases::run(&registry, args).await,
+            Cmd::Lab(_) => unreachable!("handled above"),
+        }
+    }))
+}
+
+fn report(r: Result<i32, String>) -> i32 {
+    r.unwrap_or_else(|e| {
+        eprintln!("weftctl: {e}");
+        1
+    })
+}
+
+/// Points `store` at lab `name`'s store. For an etcd lab run from outside its underlay
+/// namespace, re-runs this command inside it and returns the exit code.
+fn use_lab_store(name: &str, store: &mut StoreOptions) -> Result<Option<i32>, String> {
+    let state = LabState::load(name).map_err(|e| e.to_string())?;
+    match state.store_kind() {
+        StoreKind::Embedded => {
+            store.store = StoreKind::Embedded;
+            store.store_path = state.store_path();
+            Ok(None)
+        }
+        StoreKind::Etcd if std::env::var_os("WEFT_LAB_INSIDE").is_some() => {
+            store.store = StoreKind::Etcd;
+            store.etcd_endpoints = vec![state.etcd_endpoint()];
+            Ok(None)
+        }
+        StoreKind::Etcd => {
+            let me = std::env::current_exe().map_err(|e| e.to_string())?;
+            let status = Command::new("ip")
+                .args(["netns", "exec", &weft_lab::topology::underlay_ns(name)])
+                .arg(me)
+                .args(std::env::args_os().skip(1))
+                .env("WEFT_LAB_INSIDE", "1")
+                .status()
+                .map_err(|e| format!("cannot enter lab {name}'s underlay namespace: {e}"))?;
+            Ok(Some(status.code().unwrap_or(1)))
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! `weftctl network init|show`.
+
+use clap::Subcommand;
+use ipnet::Ipv4Net;
+use weft_alloc::{BackendKind, NetworkConfig, Registry};
+
+#[derive(Debug, Subcommand)]
+pub enum NetworkCmd {
+    /// Write the network config (flannel's JSON format) to the store.
+    Init {
+        /// The cluster network, split into one subnet per node.
+        #[arg(long)]
+        network: Ipv4Net,
+        #[arg(long, default_value = "host-gw")]
+        backend: BackendKind,
+        /// Prefix length of each node's subnet (default: flannel's, /24).
+        #[arg(long)]
+        subnet_len: Option<u8>,
+        #[arg(long)]
+        subnet_min: Option<std::net::Ipv4Addr>,
+        #[arg(long)]
+        subnet_max: Option<std::net::Ipv4Addr>,
+        /// Replace an existing config.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the stored config, and whether it is valid.
+    Show,
+}
+
+pub async fn run(registry: &Registry, cmd: NetworkCmd) -> Result<i32, String> {
+    match cmd {
+        NetworkCmd::Init { network, backend, subnet_len, subnet_min, subnet_max, force } => {
+            let mut json = serde_json::json!({ "Network": network.to_string(), "Backend": { "Type": backend.name() } });
+            if let Some(l) = subnet_len {
+                json["SubnetLen"] = l.into();
+            }
+            if let Some(m) = subnet_min {
+                json["SubnetMin"] = m.to_string().into();
+            }
+            if let Some(m) = subnet_max {
+                json["SubnetMax"] = m.to_string().into();
+            }
+            let cfg = NetworkConfig::parse(json.to_string().as_bytes()).map_err(|e| e.to_string())?;
+            let existing = registry.raw_config().await.map_err(|e| e.to_string())?;
+            if existing.is_some() && !force {
+                return Err(format!("a network config already exists at {}; pass --force to replace it", registry.config_key()));
+            }
+            registry.put_config(&cfg).await.map_err(|e| e.to_string())?;
+            println!("{}", cfg.to_json());
+            Ok(0)
+        }
+        NetworkCmd::Show => {
+            let raw = registry
+                .raw_config()
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no network config at {}; write one with `weftctl network init`", registry.config_key()))?;
+            println!("{}", String::from_utf8_lossy(&raw).trim_end());
+            match NetworkConfig::parse(&raw) {
+                Ok(c) => {
+                    let pool = weft_alloc::pool::size(&c);
+                    eprintln!("valid: {} subnets of /{} from {} to {}, backend {}", pool, c.subnet_len, c.subnet_min, c.subnet_max, c.backend);
+                    Ok(0)
+                }
+                Err(e) => {
+                    eprintln!("INVALID: {e}");
+                    Ok(2)
+                }
+            }
+        }
+    }
+}

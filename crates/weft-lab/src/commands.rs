@@ -1,0 +1,385 @@
+//! `weftctl lab ...`: build, inspect and tear down a lab.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand, ValueEnum};
+use weft_store::etcd_server::EtcdServer;
+
+use crate::error::{LabError, LabResult};
+use crate::state::{self, LabState};
+use crate::{agents, ping, sh, topology};
+
+#[derive(Debug, Clone, Args)]
+pub struct LabName {
+    /// The lab's name; namespaces are called NAME-h1, NAME-c1, NAME-ul, ...
+    #[arg(long, env = "WEFT_LAB", default_value = "weft")]
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LabStore {
+    Embedded,
+    Etcd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AgentAction {
+    Start,
+    Stop,
+    Restart,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Build a lab: N hosts on one underlay, a container per host, weftd on each host;
+    /// wait until every container reaches every other and print the ping matrix.
+    Up {
+        #[command(flatten)]
+        lab: LabName,
+        #[arg(long, default_value_t = 3)]
+        hosts: u32,
+        #[arg(long, default_value = "host-gw")]
+        backend: String,
+        #[arg(long, value_enum, default_value = "embedded")]
+        store: LabStore,
+        /// The cluster network.
+        #[arg(long, default_value = "10.244.0.0/16")]
+        network: String,
+        /// An extra option for every agent (repeatable), e.g. --agent-arg=--resync-interval=5s.
+        #[arg(long, allow_hyphen_values = true)]
+        agent_arg: Vec<String>,
+    },
+    /// Print the container ping matrix; exit non-zero if any pair fails.
+    Ping {
+        #[command(flatten)]
+        lab: LabName,
+        /// Keep trying for this many seconds until every pair answers.
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
+    },
+    /// Run a command in a lab namespace: h1 (host), c1 (container) or ul (underlay).
+    Exec {
+        #[command(flatten)]
+        lab: LabName,
+        node: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Start, stop or restart a host's agent.
+    Agent {
+        #[command(flatten)]
+        lab: LabName,
+        /// The host, e.g. h1.
+        host: String,
+        #[arg(value_enum)]
+        action: AgentAction,
+    },
+    /// Add or remove a host.
+    #[command(subcommand)]
+    Host(HostCommand),
+    /// Remove every namespace, process and file of the lab.
+    Down {
+        #[command(flatten)]
+        lab: LabName,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HostCommand {
+    /// Add the next host (and its container) to a running lab.
+    Add {
+        #[command(flatten)]
+        lab: LabName,
+    },
+    /// Stop a host's agent, delete its lease and remove its namespaces.
+    Remove {
+        #[command(flatten)]
+        lab: LabName,
+        host: String,
+    },
+}
+
+const SUBNET_WAIT: Duration = Duration::from_secs(30);
+const CONVERGE_WAIT: Duration = Duration::from_secs(60);
+
+/// Runs a lab command; returns the process exit code.
+pub fn run(cmd: LabCommand) -> LabResult<i32> {
+    match cmd {
+        LabCommand::Up { lab, hosts, backend, store, network, agent_arg } => {
+            up(&lab.name, hosts, &backend, store, &network, agent_arg)
+        }
+        LabCommand::Ping { lab, wait } => {
+            let state = LabState::load(&lab.name)?;
+            let m = converge(&state, Duration::from_secs(wait));
+            print!("{}", m.render());
+            Ok(if m.all_ok() { 0 } else { 1 })
+        }
+        LabCommand::Exec { lab, node, command } => {
+            let ns = topology::node_ns(&lab.name, &node)
+                .ok_or_else(|| LabError::Usage(format!("unknown node {node:?}: use h1, c1 or ul")))?;
+            let status = Command::new("ip")
+                .args(["netns", "exec", &ns])
+                .args(&command)
+                .status()
+                .map_err(|source| LabError::Spawn { cmd: command.join(" "), source })?;
+            Ok(status.code().unwrap_or(1))
+        }
+        LabCommand::Agent { lab, host, action } => {
+            let state = LabState::load(&lab.name)?;
+            let i = host_of(&state, &host)?;
+            if matches!(action, AgentAction::Stop | AgentAction::Restart) {
+                let was = agents::stop(&state, i)?;
+                println!("h{i}: agent {}", if was { "stopped" } else { "was not running" });
+            }
+            if matches!(action, AgentAction::Start | AgentAction::Restart) {
+                let from = agents::log_len(&state, i);
+                let pid = agents::start(&state, i)?;
+                agents::wait_ready(&state, i, from, SUBNET_WAIT)?;
+                println!("h{i}: agent running (pid {pid})");
+            }
+            Ok(0)
+        }
+        LabCommand::Host(HostCommand::Add { lab }) => {
+            let mut state = LabState::load(&lab.name)?;
+            let i = state.hosts.iter().max().copied().unwrap_or(0) + 1;
+            add_host(&mut state, i)?;
+            let n = attach_container(&state, i)?;
+            println!("added h{i} ({}) with subnet {}", topology::host_ip(i), n.subnet);
+            Ok(0)
+        }
+        LabCommand::Host(HostCommand::Remove { lab, host }) => {
+            let mut state = LabState::load(&lab.name)?;
+            let i = host_of(&state, &host)?;
+            remove_host(&mut state, i)?;
+            println!("removed h{i}");
+            Ok(0)
+        }
+        LabCommand::Down { lab } => {
+            down(&lab.name)?;
+            Ok(0)
+        }
+    }
+}
+
+fn host_of(state: &LabState, host: &str) -> LabResult<u32> {
+    topology::host_index(&state.name, host)
+        .filter(|i| state.hosts.contains(i))
+        .ok_or_else(|| LabError::Usage(format!("lab {} has no host {host:?} (hosts: {:?})", state.name, state.hosts)))
+}
+
+fn check_name(name: &str) -> LabResult<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 24
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(LabError::Usage(format!("lab name {name:?}: use up to 24 letters, digits, - or _")))
+    }
+}
+
+fn up(name: &str, hosts: u32, backend: &str, store: LabStore, network: &str, agent_args: Vec<String>) -> LabResult<i32> {
+    check_name(name)?;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(LabError::Usage("the lab needs root: it creates network namespaces".into()));
+    }
+    if !(1..=topology::MAX_HOSTS).contains(&hosts) {
+        return Err(LabError::Usage(format!("--hosts must be 1 to {}", topology::MAX_HOSTS)));
+    }
+    if state::dir(name).join("lab.json").exists() || sh::namespaces()?.contains(&topology::underlay_ns(name)) {
+        return Err(LabError::Exists(name.to_owned()));
+    }
+    let dir = state::dir(name);
+    std::fs::create_dir_all(&dir).map_err(|source| LabError::Io { path: dir.display().to_string(), source })?;
+    let mut state = LabState {
+        name: name.to_owned(),
+        backend: backend.to_owned(),
+        store: match store {
+            LabStore::Embedded => "embedded".into(),
+            LabStore::Etcd => "etcd".into(),
+        },
+        network: network.to_owned(),
+        hosts: vec![],
+        etcd_pid: None,
+        agent_args,
+    };
+    state.save()?;
+
+    let ul = topology::underlay_ns(name);
+    sh::run(&["ip", "netns", "add", &ul])?;
+    sh::ip_in(&ul, &["link", "set", "lo", "up"])?;
+    sh::ip_in(&ul, &["link", "add", "br0", "type", "bridge"])?;
+    sh::ip_in(&ul, &["link", "set", "br0", "up"])?;
+    let gw = format!("{}/{}", topology::UNDERLAY_GW, topology::UNDERLAY_PREFIX);
+    sh::ip_in(&ul, &["addr", "add", &gw, "dev", "br0"])?;
+    println!("underlay {ul}: bridge br0 {gw}");
+
+    if store == LabStore::Etcd {
+        let etcd_dir = dir.join("etcd");
+        let server = EtcdServer::start_in(
+            Some(&ul),
+            topology::UNDERLAY_GW.into(),
+            Some(topology::ETCD_PORT),
+            &etcd_dir,
+            Some(&dir.join("etcd.log")),
+            true,
+        )
+        .map_err(|source| LabError::Io { path: "etcd".into(), source })?;
+        println!("etcd on {} (in {ul})", server.endpoint);
+        state.etcd_pid = Some(server.detach());
+        state.save()?;
+    }
+    store_command(&state, &["network", "init", "--network", network, "--backend", backend])?;
+
+    for i in 1..=hosts {
+        add_host(&mut state, i)?;
+    }
+    for i in 1..=hosts {
+        let n = attach_container(&state, i)?;
+        println!("h{i} {}  subnet {}  container c{i} {}", topology::host_ip(i), n.subnet, ping::container_addr(&n.subnet));
+    }
+    let m = converge(&state, CONVERGE_WAIT);
+    print!("{}", m.render());
+    if m.all_ok() {
+        println!("lab {name} is up. Try: weftctl --lab {name} leases; weftctl lab exec --name {name} h1 ip route");
+        Ok(0)
+    } else {
+        eprintln!("some pairs cannot reach each other; agent logs are in {}", dir.display());
+        Ok(1)
+    }
+}
+
+/// Pings until every pair answers or `within` passes; returns the last matrix.
+fn converge(state: &LabState, within: Duration) -> ping::Matrix {
+    let deadline = Instant::now() + within;
+    loop {
+        let m = ping::matrix(state);
+        if m.all_ok() || Instant::now() >= deadline {
+            return m;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Runs a `weftctl` store command against the lab's store.
+fn store_command(state: &LabState, args: &[&str]) -> LabResult<String> {
+    let me = std::env::current_exe().map_err(|source| LabError::Io { path: "current executable".into(), source })?;
+    let weftctl = [me.with_file_name("weftctl"), me.parent().map(|p| p.join("../weftctl")).unwrap_or_default()]
+        .into_iter()
+        .find(|p| p.exists())
+        .unwrap_or(me);
+    let mut all = vec![weftctl.to_string_lossy().into_owned(), "--lab".into(), state.name.clone()];
+    all.extend(args.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+    sh::run(&refs)
+}
+
+fn add_host(state: &mut LabState, i: u32) -> LabResult<()> {
+    let (ul, ns) = (topology::underlay_ns(&state.name), topology::host_ns(&state.name, i));
+    let port = topology::underlay_port(i);
+    sh::run(&["ip", "netns", "add", &ns])?;
+    sh::ip_in(&ul, &["link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
+    sh::ip_in(&ul, &["link", "set", &port, "master", "br0", "up"])?;
+    sh::ip_in(&ns, &["link", "set", "lo", "up"])?;
+    sh::ip_in(&ns, &["link", "set", "eth0", "up"])?;
+    let addr = format!("{}/{}", topology::host_ip(i), topology::UNDERLAY_PREFIX);
+    sh::ip_in(&ns, &["addr", "add", &addr, "dev", "eth0"])?;
+    sh::ip_in(&ns, &["route", "add", "default", "via", &topology::UNDERLAY_GW.to_string()])?;
+    state.hosts.push(i);
+    state.save()?;
+    agents::start(state, i)?;
+    Ok(())
+}
+
+/// Creates host `i`'s container once its agent has a subnet.
+fn attach_container(state: &LabState, i: u32) -> LabResult<weft_agent::hostfiles::NodeNetwork> {
+    let n = agents::wait_subnet(state, i, SUBNET_WAIT)?;
+    let (host, ctr) = (topology::host_ns(&state.name, i), topology::container_ns(&state.name, i));
+    let gw = weft_agent::hostfiles::gateway(&n.subnet);
+    let addr = format!("{}/{}", ping::container_addr(&n.subnet), n.subnet.prefix_len());
+    let mtu = n.mtu.to_string();
+    sh::run(&["ip", "netns", "add", &ctr])?;
+    sh::ip_in(&host, &["link", "add", topology::HOST_CTR_LINK, "mtu", &mtu, "type", "veth", "peer", "name", "eth0", "mtu", &mtu, "netns", &ctr])?;
+    sh::ip_in(&host, &["addr", "add", &gw.to_string(), "dev", topology::HOST_CTR_LINK])?;
+    sh::ip_in(&host, &["link", "set", topology::HOST_CTR_LINK, "up"])?;
+    sh::ip_in(&ctr, &["link", "set", "lo", "up"])?;
+    sh::ip_in(&ctr, &["link", "set", "eth0", "up"])?;
+    sh::ip_in(&ctr, &["addr", "add", &addr, "dev", "eth0"])?;
+    sh::ip_in(&ctr, &["route", "add", "default", "via", &gw.addr().to_string()])?;
+    Ok(n)
+}
+
+fn remove_host(state: &mut LabState, i: u32) -> LabResult<()> {
+    agents::stop(state, i)?;
+    if let Some(n) = state.host_network(i) {
+        store_command(state, &["leases", "delete", &n.subnet.to_string()])?;
+    }
+    for ns in [topology::container_ns(&state.name, i), topology::host_ns(&state.name, i)] {
+        kill_namespace(&ns);
+    }
+    state.hosts.retain(|&h| h != i);
+    state.save()?;
+    let _ = std::fs::remove_dir_all(state.host_dir(i));
+    Ok(())
+}
+
+/// Kills whatever still runs in a namespace, then deletes it.
+fn kill_namespace(ns: &str) {
+    if let Ok(pids) = sh::run(&["ip", "netns", "pids", ns]) {
+        for pid in pids.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+            // SAFETY: these processes run inside the lab's own namespace.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+    let _ = sh::run(&["ip", "netns", "del", ns]);
+}
+
+/// Whether `ns` is one of lab `name`'s namespaces (and not another lab's).
+fn belongs(name: &str, ns: &str) -> bool {
+    let Some(rest) = ns.strip_prefix(name).and_then(|r| r.strip_prefix('-')) else { return false };
+    rest == "ul" || (rest.len() > 1 && rest[1..].chars().all(|c| c.is_ascii_digit()) && matches!(&rest[..1], "h" | "c"))
+}
+
+fn down(name: &str) -> LabResult<()> {
+    check_name(name)?;
+    let state = LabState::load(name).ok();
+    if let Some(state) = &state {
+        for &i in &state.hosts {
+            agents::stop(state, i)?;
+        }
+    }
+    let mut removed = 0;
+    for ns in sh::namespaces()?.into_iter().filter(|ns| belongs(name, ns)) {
+        kill_namespace(&ns);
+        removed += 1;
+    }
+    if let Some(pid) = state.as_ref().and_then(|s| s.etcd_pid) {
+        // SAFETY: the lab's own etcd, started detached by `lab up`.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGKILL);
+        }
+    }
+    let dir = state::dir(name);
+    let had_dir = dir.exists();
+    if had_dir {
+        std::fs::remove_dir_all(&dir).map_err(|source| LabError::Io { path: dir.display().to_string(), source })?;
+    }
+    println!("lab {name}: removed {removed} namespaces{}", if had_dir { " and its state" } else { "" });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::belongs;
+
+    #[test]
+    fn down_only_touches_its_own_namespaces() {
+        assert!(belongs("weft", "weft-ul") && belongs("weft", "weft-h12") && belongs("weft", "weft-c1"));
+        assert!(!belongs("weft", "weft-2-h1") && !belongs("weft", "weftx-h1") && !belongs("weft", "weft-hx"));
+        assert!(!belongs("weft", "weft-h") && !belongs("weft", "other"));
+    }
+}

@@ -1,0 +1,25 @@
+//! The lab: several Weft hosts on one machine, built from network namespaces.
+//!
+//! ```text
+//!                 LAB-ul: bridge br0 192.168.77.254/24 (etcd listens here with --store etcd)
+//!        ┌──────────────┼──────────────┐
+//!   LAB-h1 eth0      LAB-h2 eth0     LAB-h3 eth0      192.168.77.N/24, default via .254
+//!   weftd            weftd           weftd
+//!    └ ctr0 ─ LAB-c1  └ ctr0 ─ LAB-c2 └ ctr0 ─ LAB-c3  container eth0 = <node subnet>.2
+//! ```
+//!
+//! Everything lives inside namespaces the lab creates (the machine's own namespace gets no
+//! link, address or route), and `weftctl lab down` removes every namespace, process and
+//! file the lab made. State is kept in `/run/weft-lab/LAB/` (override with `WEFT_LAB_DIR`).
+
+pub mod agents;
+pub mod commands;
+pub mod error;
+pub mod ping;
+pub mod sh;
+pub mod state;
+pub mod topology;
+
+pub use commands::{run, LabCommand};
+pub use error::LabError;
+pub use state::LabState;

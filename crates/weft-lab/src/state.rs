@@ -1,0 +1,89 @@
+//! What a lab remembers between `weftctl` invocations: `/run/weft-lab/LAB/lab.json`.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use weft_agent::hostfiles::{self, NodeNetwork};
+use weft_agent::options::StoreKind;
+
+use crate::error::{LabError, LabResult};
+use crate::topology;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabState {
+    pub name: String,
+    pub backend: String,
+    /// `embedded` or `etcd`.
+    pub store: String,
+    pub network: String,
+    pub hosts: Vec<u32>,
+    /// The lab's etcd, when `store` is `etcd`.
+    pub etcd_pid: Option<u32>,
+    /// Extra options passed to every agent.
+    #[serde(default)]
+    pub agent_args: Vec<String>,
+}
+
+/// Where all labs keep their state.
+pub fn root() -> PathBuf {
+    std::env::var_os("WEFT_LAB_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/run/weft-lab"))
+}
+
+pub fn dir(lab: &str) -> PathBuf {
+    root().join(lab)
+}
+
+impl LabState {
+    pub fn dir(&self) -> PathBuf {
+        dir(&self.name)
+    }
+
+    pub fn host_dir(&self, i: u32) -> PathBuf {
+        self.dir().join(format!("h{i}"))
+    }
+
+    pub fn store_kind(&self) -> StoreKind {
+        if self.store == "etcd" {
+            StoreKind::Etcd
+        } else {
+            StoreKind::Embedded
+        }
+    }
+
+    pub fn store_path(&self) -> PathBuf {
+        self.dir().join("store.db")
+    }
+
+    pub fn etcd_endpoint(&self) -> String {
+        format!("http://{}:{}", topology::UNDERLAY_GW, topology::ETCD_PORT)
+    }
+
+    /// The store options every agent and store command of this lab uses.
+    pub fn store_args(&self) -> Vec<String> {
+        match self.store_kind() {
+            StoreKind::Embedded => vec!["--store=embedded".into(), format!("--store-path={}", self.store_path().display())],
+            StoreKind::Etcd => vec!["--store=etcd".into(), format!("--etcd-endpoints={}", self.etcd_endpoint())],
+        }
+    }
+
+    pub fn load(lab: &str) -> LabResult<Self> {
+        let path = dir(lab).join("lab.json");
+        let text = std::fs::read_to_string(&path).map_err(|_| LabError::NoSuchLab(lab.to_owned()))?;
+        serde_json::from_str(&text)
+            .map_err(|e| LabError::Usage(format!("{} is corrupt ({e}); run `weftctl lab down --name {lab}`", path.display())))
+    }
+
+    pub fn save(&self) -> LabResult<()> {
+        let path = self.dir().join("lab.json");
+        let text = serde_json::to_string_pretty(self).expect("state serializes");
+        hostfiles::write_atomic(&path, &text)
+            .map(|_| ())
+            .map_err(|source| LabError::Io { path: path.display().to_string(), source })
+    }
+
+    /// Host `i`'s network as its agent wrote it in the subnet file, if it has.
+    pub fn host_network(&self, i: u32) -> Option<NodeNetwork> {
+        let text = std::fs::read_to_string(self.host_dir(i).join("subnet.env")).ok()?;
+        hostfiles::parse_subnet_env(&text)
+    }
+}

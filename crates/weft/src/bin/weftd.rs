@@ -1,0 +1,44 @@
+//! weftd: the Weft node agent.
+
+use clap::Parser;
+use tokio::signal::unix::{signal, SignalKind};
+use weft_agent::AgentOptions;
+
+#[derive(Parser)]
+#[command(name = "weftd", version, about = "Weft node agent: leases this node's subnet and routes to every other node's")]
+struct Cli {
+    #[command(flatten)]
+    agent: AgentOptions,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let code = rt.block_on(async {
+        let shutdown = async {
+            let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+            let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        };
+        match weft_agent::run(cli.agent, shutdown).await {
+            Ok(()) => 0,
+            Err(e) => {
+                tracing::error!("{e}");
+                1
+            }
+        }
+    });
+    std::process::exit(code);
+}
