@@ -2,6 +2,7 @@
 //!
 //! - [`network`]: `network init|show`, the flannel-format config.
 //! - [`leases`]: `leases` (table or JSON), `leases delete`, `leases reserve`.
+//! - [`store`]: raw key access, like `etcdctl`.
 //! - `lab ...`: handed to [`weft_lab`].
 //!
 //! `--lab NAME` points the store commands at a lab's store; for an etcd lab, whose etcd
@@ -9,6 +10,7 @@
 
 pub mod leases;
 pub mod network;
+pub mod store;
 
 use std::process::Command;
 
@@ -36,6 +38,9 @@ pub enum Cmd {
     Network(network::NetworkCmd),
     /// List subnet leases, or delete / reserve one.
     Leases(leases::LeasesArgs),
+    /// Raw keys: get, put, del, ls (like etcdctl).
+    #[command(subcommand)]
+    Store(store::StoreCmd),
     /// A multi-host lab in network namespaces on this machine.
     #[command(subcommand)]
     Lab(LabCommand),
@@ -61,6 +66,7 @@ pub fn main(cli: Cli) -> i32 {
         match command {
             Cmd::Network(cmd) => network::run(&registry, cmd).await,
             Cmd::Leases(args) => leases::run(&registry, args).await,
+            Cmd::Store(cmd) => store::run(registry.store().as_ref(), cmd).await,
             Cmd::Lab(_) => unreachable!("handled above"),
         }
     }))

@@ -1,0 +1,51 @@
+//! `weftctl store`: raw access to the store's keys, like `etcdctl get/put/del`, for the
+//! embedded store (which has no other client) and for debugging.
+
+use clap::Subcommand;
+use weft_store::Store;
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCmd {
+    /// Print one key's value.
+    Get { key: String },
+    /// Write a key (no TTL). The agent validates what it reads; this does not.
+    Put { key: String, value: String },
+    /// Delete a key.
+    Del { key: String },
+    /// List keys under a prefix.
+    Ls {
+        #[arg(default_value = "/")]
+        prefix: String,
+    },
+}
+
+pub async fn run(store: &dyn Store, cmd: StoreCmd) -> Result<i32, String> {
+    match cmd {
+        StoreCmd::Get { key } => match store.get(&key).await.map_err(|e| e.to_string())? {
+            Some(kv) => {
+                println!("{}", String::from_utf8_lossy(&kv.value));
+                Ok(0)
+            }
+            None => Err(format!("no key {key}")),
+        },
+        StoreCmd::Put { key, value } => {
+            let rev = store.put(&key, value.as_bytes(), None).await.map_err(|e| e.to_string())?;
+            println!("revision {rev}");
+            Ok(0)
+        }
+        StoreCmd::Del { key } => {
+            if store.delete(&key).await.map_err(|e| e.to_string())? {
+                Ok(0)
+            } else {
+                Err(format!("no key {key}"))
+            }
+        }
+        StoreCmd::Ls { prefix } => {
+            for kv in store.list(&prefix).await.map_err(|e| e.to_string())?.kvs {
+                let lease = kv.lease.map(|l| format!("  (lease {l:x})")).unwrap_or_default();
+                println!("{}{lease}", kv.key);
+            }
+            Ok(0)
+        }
+    }
+}
