@@ -101,10 +101,16 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
         backend_type: backend.kind().name().to_owned(),
         backend_data: backend.backend_data(),
     };
-    let previous = std::fs::read_to_string(&opts.subnet_file).ok().and_then(|t| hostfiles::subnet_from_env(&t));
+    let previous = std::fs::read_to_string(&opts.subnet_file)
+        .ok()
+        .and_then(|t| hostfiles::subnet_from_env(&t));
     let lease = with_backoff(
         "claiming a subnet",
-        async || registry.acquire(&config, &attrs, previous, opts.subnet_lease_ttl).await,
+        async || {
+            registry
+                .acquire(&config, &attrs, previous, opts.subnet_lease_ttl)
+                .await
+        },
         |e| e.is_transient(),
     )
     .await
@@ -125,9 +131,13 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
     agent.write_host_files()?;
     agent.setup_host()?;
 
-    let snapshot = with_backoff("listing leases", async || agent.registry.leases().await, |e| e.is_transient())
-        .await
-        .map_err(|e| AgentError::HostSetup(e.to_string()))?;
+    let snapshot = with_backoff(
+        "listing leases",
+        async || agent.registry.leases().await,
+        |e| e.is_transient(),
+    )
+    .await
+    .map_err(|e| AgentError::HostSetup(e.to_string()))?;
     for s in &snapshot.skipped {
         warn!(key = %s.key, reason = %s.reason, "skipping unreadable lease");
     }
@@ -144,7 +154,8 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
         .map_err(|e| AgentError::HostSetup(format!("cannot watch the store: {e}")))?;
     let mut resync = tokio::time::interval(agent.opts.resync_interval);
     resync.tick().await;
-    let renew_every = (agent.opts.subnet_lease_ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let renew_every =
+        (agent.opts.subnet_lease_ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
     let mut renew = tokio::time::interval(renew_every);
     renew.tick().await;
     tokio::pin!(shutdown);
@@ -208,10 +219,16 @@ impl Agent {
         let n = self.node_network();
         for (path, content) in [
             (&self.opts.subnet_file, hostfiles::render_subnet_env(&n)),
-            (&self.opts.docker_opts_file, hostfiles::render_docker_opts(&n)),
+            (
+                &self.opts.docker_opts_file,
+                hostfiles::render_docker_opts(&n),
+            ),
         ] {
-            let wrote = hostfiles::write_atomic(path, &content)
-                .map_err(|source| AgentError::HostFile { path: path.display().to_string(), source })?;
+            let wrote =
+                hostfiles::write_atomic(path, &content).map_err(|source| AgentError::HostFile {
+                    path: path.display().to_string(),
+                    source,
+                })?;
             if wrote {
                 info!(path = %path.display(), "wrote host file");
             }
@@ -230,12 +247,19 @@ impl Agent {
             ip_masq: self.opts.ip_masq,
         };
         if nft::apply(&plan).map_err(|e| AgentError::HostSetup(e.to_string()))? {
-            info!(table = nft::TABLE, ip_masq = plan.ip_masq, "loaded nftables rules");
+            info!(
+                table = nft::TABLE,
+                ip_masq = plan.ip_masq,
+                "loaded nftables rules"
+            );
         }
-        let inserted =
-            nft::ensure_iptables_forward(&self.config.network).map_err(|e| AgentError::HostSetup(e.to_string()))?;
+        let inserted = nft::ensure_iptables_forward(&self.config.network)
+            .map_err(|e| AgentError::HostSetup(e.to_string()))?;
         if inserted > 0 {
-            info!(rules = inserted, "iptables FORWARD policy is DROP; inserted accept rules for the cluster network");
+            info!(
+                rules = inserted,
+                "iptables FORWARD policy is DROP; inserted accept rules for the cluster network"
+            );
         }
         Ok(())
     }
@@ -258,7 +282,9 @@ impl Agent {
             WatchEvent::Put(kv) if self.is_lease_key(&kv.key) => self.on_lease_put(&kv),
             WatchEvent::Delete { key, .. } if self.is_lease_key(&key) => {
                 let name = key.trim_start_matches(&self.registry.subnets_prefix());
-                let Some(subnet) = pool::parse_key_name(name) else { return false };
+                let Some(subnet) = pool::parse_key_name(name) else {
+                    return false;
+                };
                 if subnet == self.node.lease.subnet {
                     warn!(%subnet, "our own lease was deleted; claiming a subnet again");
                     self.reacquire().await;
@@ -271,7 +297,10 @@ impl Agent {
                 gone.is_some()
             }
             WatchEvent::Resync { kvs, revision } => {
-                info!(revision, "store history was compacted; rebuilding from a full listing");
+                info!(
+                    revision,
+                    "store history was compacted; rebuilding from a full listing"
+                );
                 self.on_resync(kvs).await;
                 true
             }
@@ -284,7 +313,10 @@ impl Agent {
             Err(e) => error!(error = %e, "new network config rejected; keeping the last good one"),
             Ok(c) if c == self.config => {}
             Ok(c) => {
-                if c.network != self.config.network || c.subnet_len != self.config.subnet_len || c.backend != self.config.backend {
+                if c.network != self.config.network
+                    || c.subnet_len != self.config.subnet_len
+                    || c.backend != self.config.backend
+                {
                     warn!(network = %c.network, backend = %c.backend, "network config changed in a way that needs a restart of every agent; running on the previous one until then");
                 } else {
                     info!("network config updated");
@@ -332,7 +364,9 @@ impl Agent {
                     Err(s) => {
                         warn!(key = %s.key, reason = %s.reason, "skipping unreadable lease; keeping the previous value");
                         let name = kv.key.trim_start_matches(&self.registry.subnets_prefix());
-                        if let Some(old) = pool::parse_key_name(name).and_then(|n| self.peers.get(&n)) {
+                        if let Some(old) =
+                            pool::parse_key_name(name).and_then(|n| self.peers.get(&n))
+                        {
                             fresh.insert(old.subnet, old.clone());
                         }
                     }
@@ -351,7 +385,11 @@ impl Agent {
     async fn reacquire(&mut self) {
         let ttl = self.opts.subnet_lease_ttl;
         let previous = Some(self.node.lease.subnet);
-        match self.registry.acquire(&self.config, &self.attrs, previous, ttl).await {
+        match self
+            .registry
+            .acquire(&self.config, &self.attrs, previous, ttl)
+            .await
+        {
             Ok(lease) => {
                 if lease.subnet != self.node.lease.subnet {
                     warn!(old = %self.node.lease.subnet, new = %lease.subnet, "subnet changed; containers on the old subnet must be restarted");
@@ -364,7 +402,9 @@ impl Agent {
                     error!(error = %e, "cannot update host files");
                 }
             }
-            Err(e) => error!(error = %e, "cannot claim a subnet now; will retry at the next renewal check"),
+            Err(e) => {
+                error!(error = %e, "cannot claim a subnet now; will retry at the next renewal check")
+            }
         }
     }
 
@@ -383,7 +423,9 @@ impl Agent {
         match left {
             Some(left) if left > self.opts.subnet_lease_renew_margin => {}
             Some(_) => match self.registry.renew(&lease).await {
-                Ok(true) => info!(subnet = %lease.subnet, ttl = ?self.opts.subnet_lease_ttl, "renewed subnet lease"),
+                Ok(true) => {
+                    info!(subnet = %lease.subnet, ttl = ?self.opts.subnet_lease_ttl, "renewed subnet lease")
+                }
                 Ok(false) => self.reacquire().await,
                 Err(e) => warn!(error = %e, "lease renewal failed; retrying"),
             },
@@ -396,7 +438,9 @@ impl Agent {
         let peers: Vec<Lease> = self
             .peers
             .values()
-            .filter(|l| pool::contains(&self.config, &l.subnet) || self.config.network.contains(&l.subnet))
+            .filter(|l| {
+                pool::contains(&self.config, &l.subnet) || self.config.network.contains(&l.subnet)
+            })
             .cloned()
             .collect();
         let plane = self.backend.plan(&self.node, &peers);
@@ -409,7 +453,15 @@ impl Agent {
         match self.kernel.apply_routes(&plane.routes).await {
             Ok(report) => {
                 if report.changed() {
-                    info!(added = report.added, replaced = report.replaced, removed = report.removed, failed = report.failed.len(), elapsed_ms = report.elapsed.as_millis() as u64, routes = plane.routes.len(), "applied route plan");
+                    info!(
+                        added = report.added,
+                        replaced = report.replaced,
+                        removed = report.removed,
+                        failed = report.failed.len(),
+                        elapsed_ms = report.elapsed.as_millis() as u64,
+                        routes = plane.routes.len(),
+                        "applied route plan"
+                    );
                 } else {
                     debug!(routes = plane.routes.len(), "routes already as planned");
                 }

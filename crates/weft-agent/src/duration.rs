@@ -17,9 +17,15 @@ pub fn parse(s: &str) -> Result<Duration, String> {
             'm' => 60,
             'h' => 3600,
             'd' => 86400,
-            _ => return Err(format!("bad duration {s:?}: unknown unit {c:?} (use s, m, h, d)")),
+            _ => {
+                return Err(format!(
+                    "bad duration {s:?}: unknown unit {c:?} (use s, m, h, d)"
+                ))
+            }
         };
-        let n: u64 = num.parse().map_err(|_| format!("bad duration {s:?}: a number must precede {c:?}"))?;
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("bad duration {s:?}: a number must precede {c:?}"))?;
         total += n * unit;
         num.clear();
     }
@@ -36,6 +42,10 @@ mod tests {
         assert_eq!(super::parse("24h").unwrap().as_secs(), 86400);
         assert_eq!(super::parse("1h30m").unwrap().as_secs(), 5400);
         assert_eq!(super::parse("45").unwrap().as_secs(), 45);
-        assert!(super::parse("5x").is_err() && super::parse("h").is_err() && super::parse("5m3").is_err());
+        assert!(
+            super::parse("5x").is_err()
+                && super::parse("h").is_err()
+                && super::parse("5m3").is_err()
+        );
     }
 }

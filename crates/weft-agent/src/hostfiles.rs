@@ -43,21 +43,30 @@ pub fn parse_env(text: &str) -> Vec<(String, String)> {
     text.lines()
         .filter_map(|l| {
             let (k, v) = l.trim().split_once('=')?;
-            (!k.starts_with('#')).then(|| (k.trim().to_owned(), v.trim().trim_matches('"').to_owned()))
+            (!k.starts_with('#'))
+                .then(|| (k.trim().to_owned(), v.trim().trim_matches('"').to_owned()))
         })
         .collect()
 }
 
 /// The node subnet recorded in a subnet file, if it has a readable one.
 pub fn subnet_from_env(text: &str) -> Option<Ipv4Net> {
-    let (_, v) = parse_env(text).into_iter().rev().find(|(k, _)| k == "FLANNEL_SUBNET")?;
+    let (_, v) = parse_env(text)
+        .into_iter()
+        .rev()
+        .find(|(k, _)| k == "FLANNEL_SUBNET")?;
     v.parse::<Ipv4Net>().ok().map(|n| n.trunc())
 }
 
 /// The whole subnet file, for tools (the lab) that read it back.
 pub fn parse_subnet_env(text: &str) -> Option<NodeNetwork> {
     let env = parse_env(text);
-    let get = |key: &str| env.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    let get = |key: &str| {
+        env.iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
     Some(NodeNetwork {
         network: get("FLANNEL_NETWORK")?.parse().ok()?,
         subnet: get("FLANNEL_SUBNET")?.parse::<Ipv4Net>().ok()?.trunc(),
@@ -82,7 +91,10 @@ pub fn write_atomic(path: &Path, content: &str) -> std::io::Result<bool> {
     if std::fs::read_to_string(path).is_ok_and(|c| c == content) {
         return Ok(false);
     }
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
@@ -121,7 +133,9 @@ mod tests {
         assert!(s.contains("DOCKER_OPT_BIP=\"--bip=10.244.74.1/24\"\n"));
         assert!(s.contains("DOCKER_OPT_IPMASQ=\"--ip-masq=false\"\n"));
         assert!(s.contains("DOCKER_OPT_MTU=\"--mtu=1450\"\n"));
-        assert!(s.contains("DOCKER_NETWORK_OPTIONS=\" --bip=10.244.74.1/24 --ip-masq=false --mtu=1450\"\n"));
+        assert!(s.contains(
+            "DOCKER_NETWORK_OPTIONS=\" --bip=10.244.74.1/24 --ip-masq=false --mtu=1450\"\n"
+        ));
     }
 
     #[test]
@@ -132,6 +146,10 @@ mod tests {
         assert!(!write_atomic(&p, "A=1\n").unwrap());
         assert!(write_atomic(&p, "A=2\n").unwrap());
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "A=2\n");
-        assert_eq!(std::fs::read_dir(p.parent().unwrap()).unwrap().count(), 1, "no temporary left behind");
+        assert_eq!(
+            std::fs::read_dir(p.parent().unwrap()).unwrap().count(),
+            1,
+            "no temporary left behind"
+        );
     }
 }

@@ -27,10 +27,19 @@ pub struct StoreOptions {
     #[arg(long, value_enum, env = "WEFT_STORE", default_value = "embedded")]
     pub store: StoreKind,
     /// The embedded store's file.
-    #[arg(long, env = "WEFT_STORE_PATH", default_value = "/var/lib/weft/store.db")]
+    #[arg(
+        long,
+        env = "WEFT_STORE_PATH",
+        default_value = "/var/lib/weft/store.db"
+    )]
     pub store_path: PathBuf,
     /// etcd client URLs, comma-separated.
-    #[arg(long, env = "WEFT_ETCD_ENDPOINTS", value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    #[arg(
+        long,
+        env = "WEFT_ETCD_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:2379"
+    )]
     pub etcd_endpoints: Vec<String>,
     /// Key prefix of the network state (flannel's default, so flannel's keys are found).
     #[arg(long, alias = "prefix", env = "WEFT_ETCD_PREFIX", default_value = weft_alloc::DEFAULT_PREFIX)]

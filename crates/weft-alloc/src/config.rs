@@ -28,8 +28,13 @@ pub enum BackendKind {
 }
 
 impl BackendKind {
-    pub const ALL: [BackendKind; 5] =
-        [BackendKind::HostGw, BackendKind::Vxlan, BackendKind::Udp, BackendKind::Ipip, BackendKind::Bgp];
+    pub const ALL: [BackendKind; 5] = [
+        BackendKind::HostGw,
+        BackendKind::Vxlan,
+        BackendKind::Udp,
+        BackendKind::Ipip,
+        BackendKind::Bgp,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -61,10 +66,13 @@ impl fmt::Display for BackendKind {
 impl std::str::FromStr for BackendKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        BackendKind::ALL.into_iter().find(|k| k.name() == s).ok_or_else(|| {
-            let known: Vec<_> = BackendKind::ALL.iter().map(|k| k.name()).collect();
-            format!("unknown backend type {s:?} (known: {})", known.join(", "))
-        })
+        BackendKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                let known: Vec<_> = BackendKind::ALL.iter().map(|k| k.name()).collect();
+                format!("unknown backend type {s:?} (known: {})", known.join(", "))
+            })
     }
 }
 
@@ -74,11 +82,23 @@ impl std::str::FromStr for BackendKind {
 struct RawConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     network: Option<String>,
-    #[serde(rename = "IPv6Network", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "IPv6Network",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     ipv6_network: Option<String>,
-    #[serde(rename = "EnableIPv4", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "EnableIPv4",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     enable_ipv4: Option<bool>,
-    #[serde(rename = "EnableIPv6", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "EnableIPv6",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     enable_ipv6: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     subnet_len: Option<u8>,
@@ -124,7 +144,8 @@ fn parse_v4(field: &str, s: &str, problems: &mut Vec<String>) -> Option<Ipv4Addr
 impl NetworkConfig {
     /// Parses and validates flannel-format JSON.
     pub fn parse(json: &[u8]) -> Result<Self, ConfigError> {
-        let raw: RawConfig = serde_json::from_slice(json).map_err(|e| ConfigError::Json(e.to_string()))?;
+        let raw: RawConfig =
+            serde_json::from_slice(json).map_err(|e| ConfigError::Json(e.to_string()))?;
         Self::validate(raw)
     }
 
@@ -132,7 +153,11 @@ impl NetworkConfig {
     pub fn new(network: Ipv4Net, backend: BackendKind) -> Result<Self, ConfigError> {
         let mut b = serde_json::Map::new();
         b.insert("Type".into(), backend.name().into());
-        Self::validate(RawConfig { network: Some(network.to_string()), backend: Some(b), ..Default::default() })
+        Self::validate(RawConfig {
+            network: Some(network.to_string()),
+            backend: Some(b),
+            ..Default::default()
+        })
     }
 
     fn validate(raw: RawConfig) -> Result<Self, ConfigError> {
@@ -150,12 +175,17 @@ impl NetworkConfig {
             }
             Some(s) => match s.parse::<Ipv4Net>() {
                 Ok(n) if n.network() != n.addr() => {
-                    problems.push(format!("Network {s} has host bits set (did you mean {}?)", n.trunc()));
+                    problems.push(format!(
+                        "Network {s} has host bits set (did you mean {}?)",
+                        n.trunc()
+                    ));
                     None
                 }
                 Ok(n) => Some(n),
                 Err(_) => {
-                    problems.push(format!("Network {s:?} is not an IPv4 CIDR such as 10.244.0.0/16"));
+                    problems.push(format!(
+                        "Network {s:?} is not an IPv4 CIDR such as 10.244.0.0/16"
+                    ));
                     None
                 }
             },
@@ -175,10 +205,18 @@ impl NetworkConfig {
                 None
             }
         };
-        let min = raw.subnet_min.as_deref().and_then(|s| parse_v4("SubnetMin", s, &mut problems));
-        let max = raw.subnet_max.as_deref().and_then(|s| parse_v4("SubnetMax", s, &mut problems));
+        let min = raw
+            .subnet_min
+            .as_deref()
+            .and_then(|s| parse_v4("SubnetMin", s, &mut problems));
+        let max = raw
+            .subnet_max
+            .as_deref()
+            .and_then(|s| parse_v4("SubnetMax", s, &mut problems));
 
-        let Some(network) = network else { return Err(ConfigError::Invalid(problems)) };
+        let Some(network) = network else {
+            return Err(ConfigError::Invalid(problems));
+        };
         let subnet_len = match raw.subnet_len.filter(|&l| l > 0) {
             Some(l) => {
                 if l < network.prefix_len() {
@@ -205,29 +243,42 @@ impl NetworkConfig {
         let net_start = u32::from(network.network()) as u64;
         let net_end = net_start + (1u64 << (32 - network.prefix_len())); // exclusive
         let mask = !((size - 1) as u32);
-        let check_bound = |name: &str, ip: Option<Ipv4Addr>, default: u64, problems: &mut Vec<String>| {
-            match ip {
+        let check_bound =
+            |name: &str, ip: Option<Ipv4Addr>, default: u64, problems: &mut Vec<String>| match ip {
                 None => Ipv4Addr::from(default.min(u32::MAX as u64) as u32),
                 Some(ip) => {
                     if !network.contains(&ip) {
                         problems.push(format!("{name} {ip} is outside the Network {network}"));
                     }
                     if u32::from(ip) & mask != u32::from(ip) {
-                        problems.push(format!("{name} {ip} is not aligned to a /{subnet_len} boundary"));
+                        problems.push(format!(
+                            "{name} {ip} is not aligned to a /{subnet_len} boundary"
+                        ));
                     }
                     ip
                 }
-            }
-        };
+            };
         let subnet_min = check_bound("SubnetMin", min, net_start + size, &mut problems);
-        let subnet_max = check_bound("SubnetMax", max, net_end.saturating_sub(size), &mut problems);
+        let subnet_max = check_bound(
+            "SubnetMax",
+            max,
+            net_end.saturating_sub(size),
+            &mut problems,
+        );
         if subnet_min > subnet_max {
-            problems.push(format!("SubnetMin {subnet_min} is above SubnetMax {subnet_max}"));
+            problems.push(format!(
+                "SubnetMin {subnet_min} is above SubnetMax {subnet_max}"
+            ));
         }
         match (problems.is_empty(), backend) {
-            (true, Some(backend)) => {
-                Ok(NetworkConfig { network, subnet_len, subnet_min, subnet_max, backend, backend_options })
-            }
+            (true, Some(backend)) => Ok(NetworkConfig {
+                network,
+                subnet_len,
+                subnet_min,
+                subnet_max,
+                backend,
+                backend_options,
+            }),
             _ => Err(ConfigError::Invalid(problems)),
         }
     }
@@ -292,7 +343,14 @@ mod tests {
                 "Backend":{"Type":"host-gw","Unknown":1}}"#,
         )
         .unwrap();
-        assert_eq!((c.backend, c.subnet_min.octets()[2], c.subnet_max.octets()[2]), (BackendKind::HostGw, 10, 99));
+        assert_eq!(
+            (
+                c.backend,
+                c.subnet_min.octets()[2],
+                c.subnet_max.octets()[2]
+            ),
+            (BackendKind::HostGw, 10, 99)
+        );
         assert_eq!(parse(&c.to_json()).unwrap(), c, "round trip");
     }
 
@@ -302,7 +360,12 @@ mod tests {
             r#"{"Network":"10.5.0.0/16","SubnetLen":31,"SubnetMin":"10.6.0.0","SubnetMax":"10.5.0.7","Backend":{"Type":"carrier-pigeon"}}"#,
         );
         let all = p.join("\n");
-        for needle in ["carrier-pigeon", "SubnetLen /31", "SubnetMin 10.6.0.0 is outside", "SubnetMax 10.5.0.7 is not aligned"] {
+        for needle in [
+            "carrier-pigeon",
+            "SubnetLen /31",
+            "SubnetMin 10.6.0.0 is outside",
+            "SubnetMax 10.5.0.7 is not aligned",
+        ] {
             assert!(all.contains(needle), "missing {needle:?} in {all}");
         }
     }
@@ -312,8 +375,11 @@ mod tests {
         assert!(matches!(parse("{nope"), Err(ConfigError::Json(_))));
         assert_eq!(problems("{}"), ["Network is missing"]);
         assert!(problems(r#"{"Network":"10.5.1.0/16"}"#)[0].contains("host bits"));
-        assert!(problems(r#"{"Network":"10.0.0.0/16","SubnetLen":8}"#)[0].contains("not even one subnet"));
-        assert!(problems(r#"{"Network":"10.0.0.0/16","SubnetMin":"10.0.9.0","SubnetMax":"10.0.3.0"}"#)[0]
-            .contains("above SubnetMax"));
+        assert!(problems(r#"{"Network":"10.0.0.0/16","SubnetLen":8}"#)[0]
+            .contains("not even one subnet"));
+        assert!(problems(
+            r#"{"Network":"10.0.0.0/16","SubnetMin":"10.0.9.0","SubnetMax":"10.0.3.0"}"#
+        )[0]
+        .contains("above SubnetMax"));
     }
 }

@@ -13,9 +13,9 @@ pub fn subnets(cfg: &NetworkConfig) -> impl Iterator<Item = Ipv4Net> + '_ {
     let step = 1u64 << (32 - cfg.subnet_len);
     let first = u32::from(cfg.subnet_min) as u64;
     let last = u32::from(cfg.subnet_max) as u64;
-    (first..=last)
-        .step_by(step as usize)
-        .map(move |a| Ipv4Net::new(Ipv4Addr::from(a as u32), cfg.subnet_len).expect("prefix length <= 32"))
+    (first..=last).step_by(step as usize).map(move |a| {
+        Ipv4Net::new(Ipv4Addr::from(a as u32), cfg.subnet_len).expect("prefix length <= 32")
+    })
 }
 
 /// How many subnets the pool holds.

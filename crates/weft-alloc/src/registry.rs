@@ -49,8 +49,15 @@ pub enum RegistryError {
 pub enum AcquireError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("subnet pool exhausted: all {size} subnets of /{len} between {min} and {max} are leased")]
-    Exhausted { size: u64, len: u8, min: Ipv4Addr, max: Ipv4Addr },
+    #[error(
+        "subnet pool exhausted: all {size} subnets of /{len} between {min} and {max} are leased"
+    )]
+    Exhausted {
+        size: u64,
+        len: u8,
+        min: Ipv4Addr,
+        max: Ipv4Addr,
+    },
     #[error("gave up claiming a subnet after {0} lost races")]
     Contention(usize),
 }
@@ -111,7 +118,10 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(store: Arc<dyn Store>, prefix: &str) -> Self {
-        Registry { store, prefix: prefix.trim_end_matches('/').to_owned() }
+        Registry {
+            store,
+            prefix: prefix.trim_end_matches('/').to_owned(),
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -137,7 +147,11 @@ impl Registry {
     /// Reads and validates the network config.
     pub async fn config(&self) -> Result<NetworkConfig, RegistryError> {
         let key = self.config_key();
-        let kv = self.store.get(&key).await?.ok_or(RegistryError::NoConfig { key: key.clone() })?;
+        let kv = self
+            .store
+            .get(&key)
+            .await?
+            .ok_or(RegistryError::NoConfig { key: key.clone() })?;
         NetworkConfig::parse(&kv.value).map_err(|source| RegistryError::Config { key, source })
     }
 
@@ -147,26 +161,49 @@ impl Registry {
     }
 
     pub async fn put_config(&self, cfg: &NetworkConfig) -> Result<(), StoreError> {
-        self.store.put(&self.config_key(), cfg.to_json().as_bytes(), None).await?;
+        self.store
+            .put(&self.config_key(), cfg.to_json().as_bytes(), None)
+            .await?;
         Ok(())
     }
 
     /// Turns a lease key and value into a [`Lease`], or says what is wrong with it.
     pub fn parse_lease(&self, kv: &KeyValue) -> Result<Lease, Skipped> {
-        let skip = |reason: String| Skipped { key: kv.key.clone(), reason };
-        let name = kv.key.strip_prefix(&self.subnets_prefix()).unwrap_or(&kv.key);
-        let subnet = pool::parse_key_name(name)
-            .ok_or_else(|| skip(format!("key name {name:?} is not a subnet like 10.244.1.0-24")))?;
-        let attrs = LeaseAttrs::decode(&kv.value).map_err(|e| skip(format!("value is not a lease: {e}")))?;
-        Ok(Lease { subnet, attrs, store_lease: kv.lease, mod_revision: kv.mod_revision })
+        let skip = |reason: String| Skipped {
+            key: kv.key.clone(),
+            reason,
+        };
+        let name = kv
+            .key
+            .strip_prefix(&self.subnets_prefix())
+            .unwrap_or(&kv.key);
+        let subnet = pool::parse_key_name(name).ok_or_else(|| {
+            skip(format!(
+                "key name {name:?} is not a subnet like 10.244.1.0-24"
+            ))
+        })?;
+        let attrs = LeaseAttrs::decode(&kv.value)
+            .map_err(|e| skip(format!("value is not a lease: {e}")))?;
+        Ok(Lease {
+            subnet,
+            attrs,
+            store_lease: kv.lease,
+            mod_revision: kv.mod_revision,
+        })
     }
 
     /// Every lease, with unreadable ones listed apart.
     pub async fn leases(&self) -> Result<LeaseSnapshot, StoreError> {
         let listing = self.store.list(&self.subnets_prefix()).await?;
-        let mut snap = LeaseSnapshot { revision: listing.revision, ..Default::default() };
+        let mut snap = LeaseSnapshot {
+            revision: listing.revision,
+            ..Default::default()
+        };
         for kv in &listing.kvs {
-            let name = kv.key.strip_prefix(&self.subnets_prefix()).unwrap_or(&kv.key);
+            let name = kv
+                .key
+                .strip_prefix(&self.subnets_prefix())
+                .unwrap_or(&kv.key);
             if let Some(subnet) = pool::parse_key_name(name) {
                 snap.taken.insert(subnet);
             }
@@ -203,27 +240,34 @@ impl Registry {
                 }
                 continue;
             }
-            let candidate = match previous.filter(|p| pool::contains(cfg, p) && !snap.taken.contains(p)) {
-                Some(p) => p,
-                None => {
-                    let free: Vec<Ipv4Net> =
-                        pool::subnets(cfg).filter(|s| !snap.taken.contains(s)).take(RANDOM_WINDOW).collect();
-                    match free.choose(&mut rand::rng()) {
-                        Some(s) => *s,
-                        None => {
-                            return Err(AcquireError::Exhausted {
-                                size: pool::size(cfg),
-                                len: cfg.subnet_len,
-                                min: cfg.subnet_min,
-                                max: cfg.subnet_max,
-                            })
+            let candidate =
+                match previous.filter(|p| pool::contains(cfg, p) && !snap.taken.contains(p)) {
+                    Some(p) => p,
+                    None => {
+                        let free: Vec<Ipv4Net> = pool::subnets(cfg)
+                            .filter(|s| !snap.taken.contains(s))
+                            .take(RANDOM_WINDOW)
+                            .collect();
+                        match free.choose(&mut rand::rng()) {
+                            Some(s) => *s,
+                            None => {
+                                return Err(AcquireError::Exhausted {
+                                    size: pool::size(cfg),
+                                    len: cfg.subnet_len,
+                                    min: cfg.subnet_min,
+                                    max: cfg.subnet_max,
+                                })
+                            }
                         }
                     }
-                }
-            };
+                };
             let store_lease = self.store.grant(ttl).await?;
             let key = self.lease_key(&candidate);
-            match self.store.create(&key, &attrs.encode(), Some(store_lease)).await? {
+            match self
+                .store
+                .create(&key, &attrs.encode(), Some(store_lease))
+                .await?
+            {
                 Some(rev) => {
                     return Ok(Lease {
                         subnet: candidate,
@@ -257,12 +301,23 @@ impl Registry {
             if &existing.attrs == attrs {
                 return Ok(Some(existing.clone()));
             }
-            let rev = self.store.compare_and_swap(&key, &attrs.encode(), existing.mod_revision, alive).await?;
-            return Ok(rev.map(|mod_revision| Lease { attrs: attrs.clone(), mod_revision, ..existing.clone() }));
+            let rev = self
+                .store
+                .compare_and_swap(&key, &attrs.encode(), existing.mod_revision, alive)
+                .await?;
+            return Ok(rev.map(|mod_revision| Lease {
+                attrs: attrs.clone(),
+                mod_revision,
+                ..existing.clone()
+            }));
         }
         // The store lease is gone (expired in the meantime): bind the key to a new one.
         let id = self.store.grant(ttl).await?;
-        match self.store.compare_and_swap(&key, &attrs.encode(), existing.mod_revision, Some(id)).await? {
+        match self
+            .store
+            .compare_and_swap(&key, &attrs.encode(), existing.mod_revision, Some(id))
+            .await?
+        {
             Some(mod_revision) => Ok(Some(Lease {
                 subnet: existing.subnet,
                 attrs: attrs.clone(),
@@ -279,7 +334,11 @@ impl Registry {
     /// Refreshes a lease's TTL. `Ok(false)`: the lease is gone and must be claimed again.
     pub async fn renew(&self, lease: &Lease) -> Result<bool, StoreError> {
         match lease.store_lease {
-            None => Ok(self.store.get(&self.lease_key(&lease.subnet)).await?.is_some()),
+            None => Ok(self
+                .store
+                .get(&self.lease_key(&lease.subnet))
+                .await?
+                .is_some()),
             Some(id) => Ok(self.store.keep_alive(id).await?.is_some()),
         }
     }
@@ -299,14 +358,21 @@ impl Registry {
     }
 
     /// Reserves `subnet` for the node with `public_ip`: a lease without TTL.
-    pub async fn reserve(&self, subnet: &Ipv4Net, public_ip: Ipv4Addr, backend: &str) -> Result<(), StoreError> {
+    pub async fn reserve(
+        &self,
+        subnet: &Ipv4Net,
+        public_ip: Ipv4Addr,
+        backend: &str,
+    ) -> Result<(), StoreError> {
         let attrs = LeaseAttrs {
             public_ip,
             public_ipv6: None,
             backend_type: backend.to_owned(),
             backend_data: serde_json::Value::Null,
         };
-        self.store.put(&self.lease_key(subnet), &attrs.encode(), None).await?;
+        self.store
+            .put(&self.lease_key(subnet), &attrs.encode(), None)
+            .await?;
         Ok(())
     }
 
@@ -318,7 +384,12 @@ impl Registry {
     pub async fn put_status(&self, lease: &Lease, status: &NodeStatus) -> Result<(), StoreError> {
         let value = serde_json::to_vec(status).expect("status serializes");
         let key = self.status_key(&lease.subnet);
-        if self.store.get(&key).await?.is_some_and(|kv| kv.value == value) {
+        if self
+            .store
+            .get(&key)
+            .await?
+            .is_some_and(|kv| kv.value == value)
+        {
             return Ok(());
         }
         self.store.put(&key, &value, lease.store_lease).await?;

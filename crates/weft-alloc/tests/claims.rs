@@ -34,7 +34,10 @@ async fn open(spec: &str) -> Arc<dyn Store> {
     match spec.split_once(':') {
         Some(("embedded", path)) => Arc::new(EmbeddedStore::open(path).unwrap()),
         Some(("etcd", url)) => {
-            let cfg = EtcdConfig { endpoints: vec![url.to_owned()], ..Default::default() };
+            let cfg = EtcdConfig {
+                endpoints: vec![url.to_owned()],
+                ..Default::default()
+            };
             Arc::new(EtcdStore::connect(&cfg).await.unwrap())
         }
         _ => panic!("bad store spec {spec}"),
@@ -51,7 +54,9 @@ fn small_config() -> NetworkConfig {
 /// Child mode: claim one subnet and print it (or the error) on stdout.
 #[tokio::test]
 async fn claim_child() {
-    let Ok(spec) = std::env::var("WEFT_CLAIM_CHILD") else { return };
+    let Ok(spec) = std::env::var("WEFT_CLAIM_CHILD") else {
+        return;
+    };
     let i: u8 = std::env::var("WEFT_CLAIM_INDEX").unwrap().parse().unwrap();
     let reg = Registry::new(open(&spec).await, "/race");
     match reg.acquire(&small_config(), &attrs(i), None, TTL).await {
@@ -80,7 +85,10 @@ fn race(spec: &str, processes: u8) -> (Vec<Ipv4Net>, usize) {
         // libtest prints "test claim_child ... " before the child's own line.
         let verdict = ["CLAIMED ", "EXHAUSTED", "ERROR "]
             .iter()
-            .find_map(|tag| out.find(tag).map(|at| out[at..].lines().next().unwrap_or_default()))
+            .find_map(|tag| {
+                out.find(tag)
+                    .map(|at| out[at..].lines().next().unwrap_or_default())
+            })
             .unwrap_or_else(|| panic!("child printed nothing useful: {out}"));
         match verdict.strip_prefix("CLAIMED ") {
             Some(subnet) => claimed.push(subnet.trim().parse().unwrap()),
@@ -97,7 +105,11 @@ async fn racing_processes_never_share(spec: &str) {
     // 12 processes for 8 subnets: exactly 8 win, all distinct, 4 are told the pool is full.
     let (claimed, exhausted) = race(spec, 12);
     let distinct: HashSet<_> = claimed.iter().collect();
-    assert_eq!(distinct.len(), claimed.len(), "two processes got one subnet: {claimed:?}");
+    assert_eq!(
+        distinct.len(),
+        claimed.len(),
+        "two processes got one subnet: {claimed:?}"
+    );
     assert_eq!((claimed.len(), exhausted), (8, 4));
     assert_eq!(reg.leases().await.unwrap().leases.len(), 8);
 }
@@ -113,33 +125,60 @@ async fn lifecycle(store: Arc<dyn Store>) {
     let rev = store.list("/").await.unwrap().revision;
     let again = reg.acquire(&cfg, &attrs(1), None, TTL).await.unwrap();
     assert_eq!(again.subnet, a.subnet);
-    assert_eq!(store.list("/").await.unwrap().revision, rev, "re-claiming an unchanged lease writes nothing");
+    assert_eq!(
+        store.list("/").await.unwrap().revision,
+        rev,
+        "re-claiming an unchanged lease writes nothing"
+    );
 
     // New public IP but the subnet file remembers the subnet: it is reused if free.
     reg.delete_lease(&a.subnet).await.unwrap();
-    let moved = reg.acquire(&cfg, &attrs(2), Some(a.subnet), TTL).await.unwrap();
+    let moved = reg
+        .acquire(&cfg, &attrs(2), Some(a.subnet), TTL)
+        .await
+        .unwrap();
     assert_eq!(moved.subnet, a.subnet);
     // ... but never when another node holds it.
-    let other = reg.acquire(&cfg, &attrs(3), Some(a.subnet), TTL).await.unwrap();
+    let other = reg
+        .acquire(&cfg, &attrs(3), Some(a.subnet), TTL)
+        .await
+        .unwrap();
     assert_ne!(other.subnet, a.subnet);
 
     // A reservation is used by the node with that IP and never expires.
     let reserved: Ipv4Net = "10.244.200.0/24".parse().unwrap();
-    reg.reserve(&reserved, Ipv4Addr::new(192, 0, 2, 9), "host-gw").await.unwrap();
+    reg.reserve(&reserved, Ipv4Addr::new(192, 0, 2, 9), "host-gw")
+        .await
+        .unwrap();
     let r = reg.acquire(&cfg, &attrs(9), None, TTL).await.unwrap();
     assert_eq!((r.subnet, r.is_reservation()), (reserved, true));
     assert!(reg.renew(&r).await.unwrap());
 
     // A lease whose store TTL ran out is gone for renewal and claimable again.
-    let short = reg.acquire(&cfg, &attrs(4), None, Duration::from_secs(2)).await.unwrap();
+    let short = reg
+        .acquire(&cfg, &attrs(4), None, Duration::from_secs(2))
+        .await
+        .unwrap();
     assert!(reg.renew(&short).await.unwrap());
     tokio::time::sleep(Duration::from_secs(4)).await;
-    assert!(!reg.renew(&short).await.unwrap(), "expired lease cannot be renewed");
-    assert!(reg.leases().await.unwrap().leases.iter().all(|l| l.subnet != short.subnet));
+    assert!(
+        !reg.renew(&short).await.unwrap(),
+        "expired lease cannot be renewed"
+    );
+    assert!(reg
+        .leases()
+        .await
+        .unwrap()
+        .leases
+        .iter()
+        .all(|l| l.subnet != short.subnet));
 
     // An unreadable lease is skipped by name and its subnet is never handed out.
     let junk: Ipv4Net = "10.244.7.0/24".parse().unwrap();
-    store.put(&reg.lease_key(&junk), b"{not json", None).await.unwrap();
+    store
+        .put(&reg.lease_key(&junk), b"{not json", None)
+        .await
+        .unwrap();
     let snap = reg.leases().await.unwrap();
     assert_eq!(snap.skipped.len(), 1);
     assert!(snap.skipped[0].key.ends_with("10.244.7.0-24"));
@@ -155,7 +194,10 @@ async fn exhaustion(store: Arc<dyn Store>) {
         reg.acquire(&cfg, &attrs(i), None, TTL).await.unwrap();
     }
     let err = reg.acquire(&cfg, &attrs(50), None, TTL).await.unwrap_err();
-    assert!(matches!(err, AcquireError::Exhausted { size: 8, .. }), "{err}");
+    assert!(
+        matches!(err, AcquireError::Exhausted { size: 8, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("all 8 subnets of /29"), "{err}");
 }
 

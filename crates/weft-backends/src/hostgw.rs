@@ -25,9 +25,14 @@ impl Backend for HostGw {
             }
             let ip = peer.attrs.public_ip;
             let reason = if peer.attrs.backend_type != BackendKind::HostGw.name() {
-                Some(format!("peer runs backend {:?}, not host-gw", peer.attrs.backend_type))
+                Some(format!(
+                    "peer runs backend {:?}, not host-gw",
+                    peer.attrs.backend_type
+                ))
             } else if ip == node.lease.attrs.public_ip {
-                Some(format!("peer claims this node's own public IP {ip} (stale lease?)"))
+                Some(format!(
+                    "peer claims this node's own public IP {ip} (stale lease?)"
+                ))
             } else if !ext.network.contains(&ip) {
                 Some(format!(
                     "peer {ip} is not on the same L2 subnet as {} ({}); host-gw needs one L2 segment",
@@ -37,8 +42,16 @@ impl Backend for HostGw {
                 None
             };
             match reason {
-                Some(reason) => plane.unreachable.push(Unreachable { subnet: peer.subnet, reason }),
-                None => plane.routes.push(Route { dst: peer.subnet, via: Some(ip), dev: ext.index, onlink: false }),
+                Some(reason) => plane.unreachable.push(Unreachable {
+                    subnet: peer.subnet,
+                    reason,
+                }),
+                None => plane.routes.push(Route {
+                    dst: peer.subnet,
+                    via: Some(ip),
+                    dev: ext.index,
+                    onlink: false,
+                }),
             }
         }
         plane.routes.sort();
@@ -91,10 +104,25 @@ mod tests {
         ];
         let plane = HostGw.plan(&n, &peers);
         let routes: Vec<String> = plane.routes.iter().map(|r| r.to_string()).collect();
-        assert_eq!(routes, ["10.244.2.0/24 via 192.168.1.2 dev #7", "10.244.3.0/24 via 192.168.1.3 dev #7"]);
-        let why: Vec<_> = plane.unreachable.iter().map(|u| (u.subnet.to_string(), u.reason.clone())).collect();
+        assert_eq!(
+            routes,
+            [
+                "10.244.2.0/24 via 192.168.1.2 dev #7",
+                "10.244.3.0/24 via 192.168.1.3 dev #7"
+            ]
+        );
+        let why: Vec<_> = plane
+            .unreachable
+            .iter()
+            .map(|u| (u.subnet.to_string(), u.reason.clone()))
+            .collect();
         assert_eq!(why.len(), 2);
-        assert!(why[0].1.contains("not on the same L2 subnet as eth0 (192.168.1.0/24)"), "{why:?}");
+        assert!(
+            why[0]
+                .1
+                .contains("not on the same L2 subnet as eth0 (192.168.1.0/24)"),
+            "{why:?}"
+        );
         assert!(why[1].1.contains("vxlan"), "{why:?}");
         assert_eq!(HostGw.mtu(1500), 1500);
     }

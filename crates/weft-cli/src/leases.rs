@@ -50,7 +50,10 @@ fn unreachable_from(lease: &Lease, statuses: &[(Ipv4Net, NodeStatus)]) -> Vec<(I
     statuses
         .iter()
         .filter_map(|(node, st)| {
-            st.unreachable.iter().find(|u| u.subnet == lease.subnet).map(|u| (*node, u.reason.clone()))
+            st.unreachable
+                .iter()
+                .find(|u| u.subnet == lease.subnet)
+                .map(|u| (*node, u.reason.clone()))
         })
         .collect()
 }
@@ -58,7 +61,10 @@ fn unreachable_from(lease: &Lease, statuses: &[(Ipv4Net, NodeStatus)]) -> Vec<(I
 pub async fn run(registry: &Registry, args: LeasesArgs) -> Result<i32, String> {
     match args.action {
         Some(LeaseAction::Delete { subnet }) => {
-            let existed = registry.delete_lease(&subnet.trunc()).await.map_err(|e| e.to_string())?;
+            let existed = registry
+                .delete_lease(&subnet.trunc())
+                .await
+                .map_err(|e| e.to_string())?;
             if !existed {
                 return Err(format!("no lease for {subnet}"));
             }
@@ -73,7 +79,10 @@ pub async fn run(registry: &Registry, args: LeasesArgs) -> Result<i32, String> {
                     cfg.subnet_len, cfg.subnet_min, cfg.subnet_max
                 ));
             }
-            registry.reserve(&subnet, public_ip, cfg.backend.name()).await.map_err(|e| e.to_string())?;
+            registry
+                .reserve(&subnet, public_ip, cfg.backend.name())
+                .await
+                .map_err(|e| e.to_string())?;
             println!("reserved {subnet} for {public_ip}");
             return Ok(0);
         }
@@ -102,11 +111,22 @@ pub async fn run(registry: &Registry, args: LeasesArgs) -> Result<i32, String> {
                     })
                 })
                 .collect();
-            let skipped: Vec<_> = snap.skipped.iter().map(|s| json!({"key": s.key, "error": s.reason})).collect();
-            println!("{}", serde_json::to_string_pretty(&json!({"leases": leases, "unreadable": skipped})).unwrap());
+            let skipped: Vec<_> = snap
+                .skipped
+                .iter()
+                .map(|s| json!({"key": s.key, "error": s.reason}))
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json!({"leases": leases, "unreadable": skipped}))
+                    .unwrap()
+            );
         }
         Output::Table => {
-            println!("{:<18} {:<16} {:<9} {:<9} STATUS", "SUBNET", "PUBLIC IP", "BACKEND", "EXPIRES");
+            println!(
+                "{:<18} {:<16} {:<9} {:<9} STATUS",
+                "SUBNET", "PUBLIC IP", "BACKEND", "EXPIRES"
+            );
             for (l, ttl, unreach) in &rows {
                 let expires = match (l.is_reservation(), ttl) {
                     (true, _) => "reserved".to_string(),
@@ -116,7 +136,11 @@ pub async fn run(registry: &Registry, args: LeasesArgs) -> Result<i32, String> {
                 let status = match unreach.as_slice() {
                     [] => "ok".to_string(),
                     [(node, reason), rest @ ..] => {
-                        let more = if rest.is_empty() { String::new() } else { format!(" (and {} more)", rest.len()) };
+                        let more = if rest.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (and {} more)", rest.len())
+                        };
                         format!("unreachable from {node}{more}: {reason}")
                     }
                 };
@@ -129,7 +153,11 @@ pub async fn run(registry: &Registry, args: LeasesArgs) -> Result<i32, String> {
                 );
             }
             for s in &snap.skipped {
-                println!("{:<18} unreadable: {}", s.key.rsplit('/').next().unwrap_or(&s.key), s.reason);
+                println!(
+                    "{:<18} unreadable: {}",
+                    s.key.rsplit('/').next().unwrap_or(&s.key),
+                    s.reason
+                );
             }
         }
     }

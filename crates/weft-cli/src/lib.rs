@@ -20,7 +20,11 @@ use weft_alloc::Registry;
 use weft_lab::{LabCommand, LabState};
 
 #[derive(Debug, Parser)]
-#[command(name = "weftctl", version, about = "Operate a Weft container network: config, leases and the local lab")]
+#[command(
+    name = "weftctl",
+    version,
+    about = "Operate a Weft container network: config, leases and the local lab"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub store: StoreOptions,
@@ -48,7 +52,11 @@ pub enum Cmd {
 
 /// Runs weftctl; returns the exit code.
 pub fn main(cli: Cli) -> i32 {
-    let Cli { mut store, lab, command } = cli;
+    let Cli {
+        mut store,
+        lab,
+        command,
+    } = cli;
     if let Cmd::Lab(cmd) = command {
         return report(weft_lab::run(cmd).map_err(|e| e.to_string()));
     }
@@ -59,9 +67,15 @@ pub fn main(cli: Cli) -> i32 {
             Err(e) => return report(Err(e)),
         }
     }
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     report(rt.block_on(async move {
-        let s = store.connect().await.map_err(|e| format!("cannot open {}: {e}", store.describe()))?;
+        let s = store
+            .connect()
+            .await
+            .map_err(|e| format!("cannot open {}: {e}", store.describe()))?;
         let registry = Registry::new(s, &store.etcd_prefix);
         match command {
             Cmd::Network(cmd) => network::run(&registry, cmd).await,

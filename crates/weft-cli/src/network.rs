@@ -30,7 +30,14 @@ pub enum NetworkCmd {
 
 pub async fn run(registry: &Registry, cmd: NetworkCmd) -> Result<i32, String> {
     match cmd {
-        NetworkCmd::Init { network, backend, subnet_len, subnet_min, subnet_max, force } => {
+        NetworkCmd::Init {
+            network,
+            backend,
+            subnet_len,
+            subnet_min,
+            subnet_max,
+            force,
+        } => {
             let mut json = serde_json::json!({ "Network": network.to_string(), "Backend": { "Type": backend.name() } });
             if let Some(l) = subnet_len {
                 json["SubnetLen"] = l.into();
@@ -41,10 +48,14 @@ pub async fn run(registry: &Registry, cmd: NetworkCmd) -> Result<i32, String> {
             if let Some(m) = subnet_max {
                 json["SubnetMax"] = m.to_string().into();
             }
-            let cfg = NetworkConfig::parse(json.to_string().as_bytes()).map_err(|e| e.to_string())?;
+            let cfg =
+                NetworkConfig::parse(json.to_string().as_bytes()).map_err(|e| e.to_string())?;
             let existing = registry.raw_config().await.map_err(|e| e.to_string())?;
             if existing.is_some() && !force {
-                return Err(format!("a network config already exists at {}; pass --force to replace it", registry.config_key()));
+                return Err(format!(
+                    "a network config already exists at {}; pass --force to replace it",
+                    registry.config_key()
+                ));
             }
             registry.put_config(&cfg).await.map_err(|e| e.to_string())?;
             println!("{}", cfg.to_json());
@@ -55,12 +66,20 @@ pub async fn run(registry: &Registry, cmd: NetworkCmd) -> Result<i32, String> {
                 .raw_config()
                 .await
                 .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("no network config at {}; write one with `weftctl network init`", registry.config_key()))?;
+                .ok_or_else(|| {
+                    format!(
+                        "no network config at {}; write one with `weftctl network init`",
+                        registry.config_key()
+                    )
+                })?;
             println!("{}", String::from_utf8_lossy(&raw).trim_end());
             match NetworkConfig::parse(&raw) {
                 Ok(c) => {
                     let pool = weft_alloc::pool::size(&c);
-                    eprintln!("valid: {} subnets of /{} from {} to {}, backend {}", pool, c.subnet_len, c.subnet_min, c.subnet_max, c.backend);
+                    eprintln!(
+                        "valid: {} subnets of /{} from {} to {}, backend {}",
+                        pool, c.subnet_len, c.subnet_min, c.subnet_max, c.backend
+                    );
                     Ok(0)
                 }
                 Err(e) => {

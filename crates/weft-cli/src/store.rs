@@ -29,7 +29,10 @@ pub async fn run(store: &dyn Store, cmd: StoreCmd) -> Result<i32, String> {
             None => Err(format!("no key {key}")),
         },
         StoreCmd::Put { key, value } => {
-            let rev = store.put(&key, value.as_bytes(), None).await.map_err(|e| e.to_string())?;
+            let rev = store
+                .put(&key, value.as_bytes(), None)
+                .await
+                .map_err(|e| e.to_string())?;
             println!("revision {rev}");
             Ok(0)
         }
@@ -42,7 +45,10 @@ pub async fn run(store: &dyn Store, cmd: StoreCmd) -> Result<i32, String> {
         }
         StoreCmd::Ls { prefix } => {
             for kv in store.list(&prefix).await.map_err(|e| e.to_string())?.kvs {
-                let lease = kv.lease.map(|l| format!("  (lease {l:x})")).unwrap_or_default();
+                let lease = kv
+                    .lease
+                    .map(|l| format!("  (lease {l:x})"))
+                    .unwrap_or_default();
                 println!("{}{lease}", kv.key);
             }
             Ok(0)

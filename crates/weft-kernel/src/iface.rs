@@ -41,10 +41,14 @@ impl std::str::FromStr for IfaceSpec {
             return Ok(IfaceSpec::Address(ip));
         }
         if s.chars().any(|c| "*?[]^$+()|\\{}".contains(c)) {
-            return Regex::new(s).map(IfaceSpec::Pattern).map_err(|e| format!("bad interface pattern {s:?}: {e}"));
+            return Regex::new(s)
+                .map(IfaceSpec::Pattern)
+                .map_err(|e| format!("bad interface pattern {s:?}: {e}"));
         }
         if s.is_empty() || s.len() > 15 || s.contains('/') || s.contains(char::is_whitespace) {
-            return Err(format!("{s:?} is neither an IPv4 address, an interface name nor a pattern"));
+            return Err(format!(
+                "{s:?} is neither an IPv4 address, an interface name nor a pattern"
+            ));
         }
         Ok(IfaceSpec::Name(s.to_owned()))
     }
@@ -83,7 +87,9 @@ pub struct ExternalInterface {
 pub enum IfaceError {
     #[error("no interface matches {specs}; interfaces with IPv4 addresses here: {available}")]
     NoMatch { specs: String, available: String },
-    #[error("no default route to take the interface from; pass --iface (interfaces here: {available})")]
+    #[error(
+        "no default route to take the interface from; pass --iface (interfaces here: {available})"
+    )]
     NoDefaultRoute { available: String },
     #[error("interface {name} (of the default route) has no IPv4 address; pass --iface")]
     NoAddress { name: String },
@@ -110,7 +116,9 @@ fn external(link: &LinkInfo, a: &AddrInfo) -> ExternalInterface {
         name: link.name.clone(),
         mtu: link.mtu,
         addr: a.addr,
-        network: Ipv4Net::new(a.addr, a.prefix_len).expect("valid prefix").trunc(),
+        network: Ipv4Net::new(a.addr, a.prefix_len)
+            .expect("valid prefix")
+            .trunc(),
     }
 }
 
@@ -126,27 +134,44 @@ pub fn choose(
     if specs.is_empty() {
         let available = describe(links, addrs);
         let index = default_route_dev.ok_or(IfaceError::NoDefaultRoute { available })?;
-        let link = link_of(index).ok_or(IfaceError::NoAddress { name: format!("#{index}") })?;
-        let a = first_addr(index).ok_or(IfaceError::NoAddress { name: link.name.clone() })?;
+        let link = link_of(index).ok_or(IfaceError::NoAddress {
+            name: format!("#{index}"),
+        })?;
+        let a = first_addr(index).ok_or(IfaceError::NoAddress {
+            name: link.name.clone(),
+        })?;
         return Ok(external(link, a));
     }
     for spec in specs {
         let found = match spec {
-            IfaceSpec::Name(n) => links.iter().find(|l| &l.name == n).and_then(|l| Some((l, first_addr(l.index)?))),
-            IfaceSpec::Address(ip) => {
-                addrs.iter().find(|a| a.addr == *ip).and_then(|a| Some((link_of(a.index)?, a)))
+            IfaceSpec::Name(n) => links
+                .iter()
+                .find(|l| &l.name == n)
+                .and_then(|l| Some((l, first_addr(l.index)?))),
+            IfaceSpec::Address(ip) => addrs
+                .iter()
+                .find(|a| a.addr == *ip)
+                .and_then(|a| Some((link_of(a.index)?, a))),
+            IfaceSpec::Pattern(re) => {
+                addrs
+                    .iter()
+                    .filter(|a| !a.addr.is_loopback())
+                    .find_map(|a| {
+                        let l = link_of(a.index)?;
+                        (re.is_match(&l.name) || re.is_match(&a.addr.to_string())).then_some((l, a))
+                    })
             }
-            IfaceSpec::Pattern(re) => addrs.iter().filter(|a| !a.addr.is_loopback()).find_map(|a| {
-                let l = link_of(a.index)?;
-                (re.is_match(&l.name) || re.is_match(&a.addr.to_string())).then_some((l, a))
-            }),
         };
         if let Some((l, a)) = found {
             return Ok(external(l, a));
         }
     }
     Err(IfaceError::NoMatch {
-        specs: specs.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", "),
+        specs: specs
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
         available: describe(links, addrs),
     })
 }
@@ -157,14 +182,41 @@ mod tests {
 
     fn host() -> (Vec<LinkInfo>, Vec<AddrInfo>) {
         let links = vec![
-            LinkInfo { index: 1, name: "lo".into(), mtu: 65536, up: true },
-            LinkInfo { index: 2, name: "eth0".into(), mtu: 1500, up: true },
-            LinkInfo { index: 3, name: "ens4".into(), mtu: 9000, up: true },
+            LinkInfo {
+                index: 1,
+                name: "lo".into(),
+                mtu: 65536,
+                up: true,
+            },
+            LinkInfo {
+                index: 2,
+                name: "eth0".into(),
+                mtu: 1500,
+                up: true,
+            },
+            LinkInfo {
+                index: 3,
+                name: "ens4".into(),
+                mtu: 9000,
+                up: true,
+            },
         ];
         let addrs = vec![
-            AddrInfo { index: 1, addr: "127.0.0.1".parse().unwrap(), prefix_len: 8 },
-            AddrInfo { index: 2, addr: "192.168.1.10".parse().unwrap(), prefix_len: 24 },
-            AddrInfo { index: 3, addr: "10.0.0.5".parse().unwrap(), prefix_len: 16 },
+            AddrInfo {
+                index: 1,
+                addr: "127.0.0.1".parse().unwrap(),
+                prefix_len: 8,
+            },
+            AddrInfo {
+                index: 2,
+                addr: "192.168.1.10".parse().unwrap(),
+                prefix_len: 24,
+            },
+            AddrInfo {
+                index: 3,
+                addr: "10.0.0.5".parse().unwrap(),
+                prefix_len: 16,
+            },
         ];
         (links, addrs)
     }
@@ -177,25 +229,58 @@ mod tests {
     fn default_route_interface_when_nothing_given() {
         let (l, a) = host();
         let e = choose(&[], &l, &a, Some(3)).unwrap();
-        assert_eq!((e.name.as_str(), e.mtu, e.network.to_string()), ("ens4", 9000, "10.0.0.0/16".into()));
-        assert!(matches!(choose(&[], &l, &a, None), Err(IfaceError::NoDefaultRoute { .. })));
+        assert_eq!(
+            (e.name.as_str(), e.mtu, e.network.to_string()),
+            ("ens4", 9000, "10.0.0.0/16".into())
+        );
+        assert!(matches!(
+            choose(&[], &l, &a, None),
+            Err(IfaceError::NoDefaultRoute { .. })
+        ));
     }
 
     #[test]
     fn by_name_address_or_pattern_first_match_wins() {
         let (l, a) = host();
-        assert_eq!(choose(&[spec("eth0")], &l, &a, None).unwrap().addr.to_string(), "192.168.1.10");
-        assert_eq!(choose(&[spec("10.0.0.5")], &l, &a, None).unwrap().name, "ens4");
-        assert_eq!(choose(&[spec("^ens[0-9]+$")], &l, &a, None).unwrap().name, "ens4");
-        assert_eq!(choose(&[spec("^192\\.168\\..*")], &l, &a, None).unwrap().name, "eth0");
-        assert_eq!(choose(&[spec("wlan0"), spec("eth0")], &l, &a, None).unwrap().name, "eth0");
+        assert_eq!(
+            choose(&[spec("eth0")], &l, &a, None)
+                .unwrap()
+                .addr
+                .to_string(),
+            "192.168.1.10"
+        );
+        assert_eq!(
+            choose(&[spec("10.0.0.5")], &l, &a, None).unwrap().name,
+            "ens4"
+        );
+        assert_eq!(
+            choose(&[spec("^ens[0-9]+$")], &l, &a, None).unwrap().name,
+            "ens4"
+        );
+        assert_eq!(
+            choose(&[spec("^192\\.168\\..*")], &l, &a, None)
+                .unwrap()
+                .name,
+            "eth0"
+        );
+        assert_eq!(
+            choose(&[spec("wlan0"), spec("eth0")], &l, &a, None)
+                .unwrap()
+                .name,
+            "eth0"
+        );
     }
 
     #[test]
     fn no_match_names_what_exists() {
         let (l, a) = host();
-        let err = choose(&[spec("wlan0")], &l, &a, Some(2)).unwrap_err().to_string();
-        assert!(err.contains("name wlan0") && err.contains("eth0 (192.168.1.10/24)"), "{err}");
+        let err = choose(&[spec("wlan0")], &l, &a, Some(2))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("name wlan0") && err.contains("eth0 (192.168.1.10/24)"),
+            "{err}"
+        );
         assert!(!err.contains("127.0.0.1"));
         assert!("bad name with space".parse::<IfaceSpec>().is_err());
         assert!("([".parse::<IfaceSpec>().is_err());

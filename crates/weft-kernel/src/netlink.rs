@@ -72,7 +72,14 @@ impl Kernel {
     }
 
     pub async fn links(&self) -> Result<Vec<LinkInfo>, KernelError> {
-        let msgs: Vec<_> = self.handle.link().get().execute().try_collect().await.map_err(nl("list links"))?;
+        let msgs: Vec<_> = self
+            .handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(nl("list links"))?;
         Ok(msgs
             .into_iter()
             .map(|m| {
@@ -95,8 +102,14 @@ impl Kernel {
     }
 
     pub async fn ipv4_addresses(&self) -> Result<Vec<AddrInfo>, KernelError> {
-        let msgs: Vec<_> =
-            self.handle.address().get().execute().try_collect().await.map_err(nl("list addresses"))?;
+        let msgs: Vec<_> = self
+            .handle
+            .address()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(nl("list addresses"))?;
         Ok(msgs
             .into_iter()
             .filter(|m| m.header.family == AddressFamily::Inet)
@@ -105,33 +118,57 @@ impl Kernel {
                     AddressAttribute::Local(std::net::IpAddr::V4(ip)) => Some(*ip),
                     _ => None,
                 })?;
-                Some(AddrInfo { index: m.header.index, addr, prefix_len: m.header.prefix_len })
+                Some(AddrInfo {
+                    index: m.header.index,
+                    addr,
+                    prefix_len: m.header.prefix_len,
+                })
             })
             .collect())
     }
 
     async fn ipv4_routes(&self) -> Result<Vec<RouteMessage>, KernelError> {
         let req = RouteMessageBuilder::<Ipv4Addr>::new().build();
-        self.handle.route().get(req).execute().try_collect().await.map_err(nl("list routes"))
+        self.handle
+            .route()
+            .get(req)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(nl("list routes"))
     }
 
     /// The output interface of the main table's IPv4 default route, if any.
     pub async fn default_route_dev(&self) -> Result<Option<u32>, KernelError> {
         Ok(self.ipv4_routes().await?.into_iter().find_map(|m| {
             let main = m.header.table == MAIN_TABLE;
-            (main && m.header.destination_prefix_length == 0).then(|| oif(&m)).flatten()
+            (main && m.header.destination_prefix_length == 0)
+                .then(|| oif(&m))
+                .flatten()
         }))
     }
 
     /// Chooses the external interface (see [`iface::choose`]).
-    pub async fn external_interface(&self, specs: &[IfaceSpec]) -> Result<ExternalInterface, KernelError> {
-        let (links, addrs, dev) = (self.links().await?, self.ipv4_addresses().await?, self.default_route_dev().await?);
+    pub async fn external_interface(
+        &self,
+        specs: &[IfaceSpec],
+    ) -> Result<ExternalInterface, KernelError> {
+        let (links, addrs, dev) = (
+            self.links().await?,
+            self.ipv4_addresses().await?,
+            self.default_route_dev().await?,
+        );
         Ok(iface::choose(specs, &links, &addrs, dev)?)
     }
 
     /// Weft's routes in the main table: those with protocol [`WEFT_PROTO`].
     pub async fn weft_routes(&self) -> Result<Vec<Route>, KernelError> {
-        Ok(self.ipv4_routes().await?.iter().filter_map(to_route).collect())
+        Ok(self
+            .ipv4_routes()
+            .await?
+            .iter()
+            .filter_map(to_route)
+            .collect())
     }
 
     /// Makes Weft's routes equal to `desired`, changing only the difference.
@@ -159,7 +196,14 @@ impl Kernel {
     async fn change(&self, change: RouteChange) -> Result<(), rtnetlink::Error> {
         match change {
             RouteChange::Add(r) => self.handle.route().add(message(&r)).execute().await,
-            RouteChange::Replace(r) => self.handle.route().add(message(&r)).replace().execute().await,
+            RouteChange::Replace(r) => {
+                self.handle
+                    .route()
+                    .add(message(&r))
+                    .replace()
+                    .execute()
+                    .await
+            }
             RouteChange::Remove(r) => self.handle.route().del(message(&r)).execute().await,
         }
     }

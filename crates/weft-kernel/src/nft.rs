@@ -84,18 +84,29 @@ pub fn render(p: &FirewallPlan) -> String {
     )
 }
 
-fn run(cmd: &'static str, args: &[&str], stdin: Option<&str>) -> Result<(bool, String, String), NftError> {
+fn run(
+    cmd: &'static str,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Result<(bool, String, String), NftError> {
     let mut child = Command::new(cmd)
         .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|source| NftError::Spawn { cmd, source })?;
     if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(input.as_bytes()).map_err(|source| NftError::Spawn { cmd, source })?;
+        pipe.write_all(input.as_bytes())
+            .map_err(|source| NftError::Spawn { cmd, source })?;
     }
-    let out = child.wait_with_output().map_err(|source| NftError::Spawn { cmd, source })?;
+    let out = child
+        .wait_with_output()
+        .map_err(|source| NftError::Spawn { cmd, source })?;
     Ok((
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -130,9 +141,18 @@ pub fn remove() -> Result<(), NftError> {
 /// The iptables rules that let cluster traffic through a FORWARD chain whose policy is DROP.
 fn forward_rules(network: &Ipv4Net) -> [Vec<String>; 2] {
     let rule = |dir: &str| {
-        [dir, &network.to_string(), "-m", "comment", "--comment", IPTABLES_COMMENT, "-j", "ACCEPT"]
-            .map(String::from)
-            .to_vec()
+        [
+            dir,
+            &network.to_string(),
+            "-m",
+            "comment",
+            "--comment",
+            IPTABLES_COMMENT,
+            "-j",
+            "ACCEPT",
+        ]
+        .map(String::from)
+        .to_vec()
     };
     [rule("-s"), rule("-d")]
 }
@@ -156,14 +176,23 @@ pub fn ensure_iptables_forward(network: &Ipv4Net) -> Result<usize, NftError> {
     let mut inserted = 0;
     for rule in forward_rules(network).iter().rev() {
         let args: Vec<&str> = rule.iter().map(String::as_str).collect();
-        let check: Vec<&str> = ["-w", "-C", "FORWARD"].into_iter().chain(args.iter().copied()).collect();
+        let check: Vec<&str> = ["-w", "-C", "FORWARD"]
+            .into_iter()
+            .chain(args.iter().copied())
+            .collect();
         if run("iptables", &check, None)?.0 {
             continue;
         }
-        let insert: Vec<&str> = ["-w", "-I", "FORWARD", "1"].into_iter().chain(args.iter().copied()).collect();
+        let insert: Vec<&str> = ["-w", "-I", "FORWARD", "1"]
+            .into_iter()
+            .chain(args.iter().copied())
+            .collect();
         let (ok, _, stderr) = run("iptables", &insert, None)?;
         if !ok {
-            return Err(NftError::Refused { cmd: "iptables", stderr });
+            return Err(NftError::Refused {
+                cmd: "iptables",
+                stderr,
+            });
         }
         inserted += 1;
     }
@@ -187,8 +216,14 @@ mod tests {
         let s = render(&plan(true));
         let lines: Vec<&str> = s.lines().map(str::trim).collect();
         let first_nat = lines.iter().position(|l| l.contains("masquerade")).unwrap();
-        let pod_to_pod = lines.iter().position(|l| *l == "ip saddr 10.244.0.0/16 ip daddr 10.244.0.0/16 return").unwrap();
-        assert!(pod_to_pod < first_nat, "pod-to-pod return comes before any masquerade:\n{s}");
+        let pod_to_pod = lines
+            .iter()
+            .position(|l| *l == "ip saddr 10.244.0.0/16 ip daddr 10.244.0.0/16 return")
+            .unwrap();
+        assert!(
+            pod_to_pod < first_nat,
+            "pod-to-pod return comes before any masquerade:\n{s}"
+        );
         assert!(s.contains("ip saddr != 10.244.0.0/16 ip daddr 10.244.3.0/24 return"));
     }
 
@@ -196,16 +231,31 @@ mod tests {
     fn no_nat_chain_without_ip_masq_and_fingerprint_tracks_content() {
         let off = render(&plan(false));
         assert!(!off.contains("postrouting"));
-        assert!(off.contains("ip saddr 10.244.0.0/16 accept") && off.contains("ip daddr 10.244.0.0/16 accept"));
-        assert_ne!(fingerprint(&body(&plan(false))), fingerprint(&body(&plan(true))));
-        assert_eq!(render(&plan(true)), render(&plan(true)), "rendering is deterministic");
+        assert!(
+            off.contains("ip saddr 10.244.0.0/16 accept")
+                && off.contains("ip daddr 10.244.0.0/16 accept")
+        );
+        assert_ne!(
+            fingerprint(&body(&plan(false))),
+            fingerprint(&body(&plan(true)))
+        );
+        assert_eq!(
+            render(&plan(true)),
+            render(&plan(true)),
+            "rendering is deterministic"
+        );
     }
 
     #[test]
     fn docker_style_drop_policy_is_detected() {
-        assert!(forward_policy_drops("-P FORWARD DROP\n-A FORWARD -j DOCKER-USER\n"));
+        assert!(forward_policy_drops(
+            "-P FORWARD DROP\n-A FORWARD -j DOCKER-USER\n"
+        ));
         assert!(!forward_policy_drops("-P FORWARD ACCEPT\n"));
         let rules = forward_rules(&"10.244.0.0/16".parse().unwrap());
-        assert_eq!(rules[0][..2], ["-s".to_string(), "10.244.0.0/16".to_string()]);
+        assert_eq!(
+            rules[0][..2],
+            ["-s".to_string(), "10.244.0.0/16".to_string()]
+        );
     }
 }

@@ -80,12 +80,20 @@ mod tests {
     use super::*;
 
     fn r(dst: &str, via: &str) -> Route {
-        Route { dst: dst.parse().unwrap(), via: Some(via.parse().unwrap()), dev: 2, onlink: false }
+        Route {
+            dst: dst.parse().unwrap(),
+            via: Some(via.parse().unwrap()),
+            dev: 2,
+            onlink: false,
+        }
     }
 
     #[test]
     fn identical_sets_need_nothing() {
-        let set = [r("10.244.1.0/24", "192.168.1.1"), r("10.244.2.0/24", "192.168.1.2")];
+        let set = [
+            r("10.244.1.0/24", "192.168.1.1"),
+            r("10.244.2.0/24", "192.168.1.2"),
+        ];
         assert!(plan(&set, &set).is_empty());
         let reversed: Vec<_> = set.iter().rev().copied().collect();
         assert!(plan(&set, &reversed).is_empty(), "order does not matter");
@@ -93,8 +101,14 @@ mod tests {
 
     #[test]
     fn adds_replaces_removes() {
-        let current = [r("10.244.1.0/24", "192.168.1.1"), r("10.244.2.0/24", "192.168.1.2")];
-        let desired = [r("10.244.2.0/24", "192.168.1.9"), r("10.244.3.0/24", "192.168.1.3")];
+        let current = [
+            r("10.244.1.0/24", "192.168.1.1"),
+            r("10.244.2.0/24", "192.168.1.2"),
+        ];
+        let desired = [
+            r("10.244.2.0/24", "192.168.1.9"),
+            r("10.244.3.0/24", "192.168.1.3"),
+        ];
         assert_eq!(
             plan(&desired, &current),
             [

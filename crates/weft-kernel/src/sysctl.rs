@@ -13,8 +13,9 @@ pub fn ensure(path: &str, value: &str) -> std::io::Result<bool> {
     if current.trim() == value {
         return Ok(false);
     }
-    std::fs::write(&file, value)
-        .map_err(|e| std::io::Error::new(e.kind(), format!("write {} = {value}: {e}", file.display())))?;
+    std::fs::write(&file, value).map_err(|e| {
+        std::io::Error::new(e.kind(), format!("write {} = {value}: {e}", file.display()))
+    })?;
     Ok(true)
 }
 

@@ -19,7 +19,10 @@ pub fn weftd_path() -> PathBuf {
     let me = std::env::current_exe().unwrap_or_default();
     let dir = me.parent().map(PathBuf::from).unwrap_or_default();
     // Test binaries live in target/*/deps; the real binaries one level up.
-    [dir.join("weftd"), dir.join("../weftd")].into_iter().find(|p| p.exists()).unwrap_or_else(|| dir.join("weftd"))
+    [dir.join("weftd"), dir.join("../weftd")]
+        .into_iter()
+        .find(|p| p.exists())
+        .unwrap_or_else(|| dir.join("weftd"))
 }
 
 fn pid_file(lab: &LabState, i: u32) -> PathBuf {
@@ -28,7 +31,11 @@ fn pid_file(lab: &LabState, i: u32) -> PathBuf {
 
 /// The agent's pid if it is running.
 pub fn running_pid(lab: &LabState, i: u32) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(pid_file(lab, i)).ok()?.trim().parse().ok()?;
+    let pid: u32 = std::fs::read_to_string(pid_file(lab, i))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     alive(pid).then_some(pid)
 }
 
@@ -39,8 +46,13 @@ fn alive(pid: u32) -> bool {
     unsafe {
         libc::waitpid(pid as i32, std::ptr::null_mut(), libc::WNOHANG);
     }
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
-    let state = stat.rsplit(')').next().and_then(|r| r.split_whitespace().next());
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rsplit(')')
+        .next()
+        .and_then(|r| r.split_whitespace().next());
     let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     state != Some("Z") && String::from_utf8_lossy(&cmd).contains("weftd")
 }
@@ -50,37 +62,59 @@ pub fn start(lab: &LabState, i: u32) -> LabResult<u32> {
         return Ok(pid);
     }
     let dir = lab.host_dir(i);
-    std::fs::create_dir_all(&dir).map_err(|source| LabError::Io { path: dir.display().to_string(), source })?;
+    std::fs::create_dir_all(&dir).map_err(|source| LabError::Io {
+        path: dir.display().to_string(),
+        source,
+    })?;
     let log_path = dir.join("weftd.log");
     let log = File::options()
         .create(true)
         .append(true)
         .open(&log_path)
-        .map_err(|source| LabError::Io { path: log_path.display().to_string(), source })?;
+        .map_err(|source| LabError::Io {
+            path: log_path.display().to_string(),
+            source,
+        })?;
     let weftd = weftd_path();
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", &topology::host_ns(&lab.name, i)])
         .arg(&weftd)
         .args(lab.store_args())
-        .arg(format!("--subnet-file={}", dir.join("subnet.env").display()))
-        .arg(format!("--docker-opts-file={}", dir.join("docker.env").display()))
+        .arg(format!(
+            "--subnet-file={}",
+            dir.join("subnet.env").display()
+        ))
+        .arg(format!(
+            "--docker-opts-file={}",
+            dir.join("docker.env").display()
+        ))
         .arg("--ip-masq")
         .arg("--resync-interval=10s")
         .args(&lab.agent_args)
         .stdin(Stdio::null())
-        .stdout(log.try_clone().map_err(|source| LabError::Io { path: log_path.display().to_string(), source })?)
+        .stdout(log.try_clone().map_err(|source| LabError::Io {
+            path: log_path.display().to_string(),
+            source,
+        })?)
         .stderr(log)
         .process_group(0);
-    let child = cmd.spawn().map_err(|source| LabError::Spawn { cmd: weftd.display().to_string(), source })?;
+    let child = cmd.spawn().map_err(|source| LabError::Spawn {
+        cmd: weftd.display().to_string(),
+        source,
+    })?;
     let pid = child.id();
-    std::fs::write(pid_file(lab, i), format!("{pid}\n"))
-        .map_err(|source| LabError::Io { path: pid_file(lab, i).display().to_string(), source })?;
+    std::fs::write(pid_file(lab, i), format!("{pid}\n")).map_err(|source| LabError::Io {
+        path: pid_file(lab, i).display().to_string(),
+        source,
+    })?;
     Ok(pid)
 }
 
 /// Stops host `i`'s agent (SIGTERM, then SIGKILL after 10 s). Returns whether one ran.
 pub fn stop(lab: &LabState, i: u32) -> LabResult<bool> {
-    let Some(pid) = running_pid(lab, i) else { return Ok(false) };
+    let Some(pid) = running_pid(lab, i) else {
+        return Ok(false);
+    };
     // SAFETY: sending a signal to a pid we verified is a weftd.
     unsafe {
         libc::kill(pid as i32, libc::SIGTERM);
@@ -100,14 +134,19 @@ pub fn stop(lab: &LabState, i: u32) -> LabResult<bool> {
 }
 
 /// Waits until the agent has written its subnet file.
-pub fn wait_subnet(lab: &LabState, i: u32, within: Duration) -> LabResult<weft_agent::hostfiles::NodeNetwork> {
+pub fn wait_subnet(
+    lab: &LabState,
+    i: u32,
+    within: Duration,
+) -> LabResult<weft_agent::hostfiles::NodeNetwork> {
     let deadline = Instant::now() + within;
     loop {
         if let Some(n) = lab.host_network(i) {
             return Ok(n);
         }
         if Instant::now() > deadline {
-            let log = std::fs::read_to_string(lab.host_dir(i).join("weftd.log")).unwrap_or_default();
+            let log =
+                std::fs::read_to_string(lab.host_dir(i).join("weftd.log")).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(8).collect();
             return Err(LabError::Timeout(format!(
                 "host h{i}'s agent wrote no subnet file within {within:?}; its log ends:\n{}",
@@ -130,12 +169,16 @@ pub fn wait_ready(lab: &LabState, i: u32, from: u64, within: Duration) -> LabRes
     let deadline = Instant::now() + within;
     loop {
         let log = std::fs::read(&path).unwrap_or_default();
-        let new = String::from_utf8_lossy(log.get(from as usize..).unwrap_or_default()).into_owned();
+        let new =
+            String::from_utf8_lossy(log.get(from as usize..).unwrap_or_default()).into_owned();
         if new.contains(" ready") {
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(LabError::Timeout(format!("host h{i}'s agent not ready within {within:?}; see {}", path.display())));
+            return Err(LabError::Timeout(format!(
+                "host h{i}'s agent not ready within {within:?}; see {}",
+                path.display()
+            )));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -143,5 +186,7 @@ pub fn wait_ready(lab: &LabState, i: u32, from: u64, within: Duration) -> LabRes
 
 /// Current size of an agent's log, to wait for what comes after it.
 pub fn log_len(lab: &LabState, i: u32) -> u64 {
-    std::fs::metadata(lab.host_dir(i).join("weftd.log")).map(|m| m.len()).unwrap_or(0)
+    std::fs::metadata(lab.host_dir(i).join("weftd.log"))
+        .map(|m| m.len())
+        .unwrap_or(0)
 }

@@ -106,9 +106,14 @@ const CONVERGE_WAIT: Duration = Duration::from_secs(60);
 /// Runs a lab command; returns the process exit code.
 pub fn run(cmd: LabCommand) -> LabResult<i32> {
     match cmd {
-        LabCommand::Up { lab, hosts, backend, store, network, agent_arg } => {
-            up(&lab.name, hosts, &backend, store, &network, agent_arg)
-        }
+        LabCommand::Up {
+            lab,
+            hosts,
+            backend,
+            store,
+            network,
+            agent_arg,
+        } => up(&lab.name, hosts, &backend, store, &network, agent_arg),
         LabCommand::Ping { lab, wait } => {
             let state = LabState::load(&lab.name)?;
             let m = converge(&state, Duration::from_secs(wait));
@@ -116,13 +121,17 @@ pub fn run(cmd: LabCommand) -> LabResult<i32> {
             Ok(if m.all_ok() { 0 } else { 1 })
         }
         LabCommand::Exec { lab, node, command } => {
-            let ns = topology::node_ns(&lab.name, &node)
-                .ok_or_else(|| LabError::Usage(format!("unknown node {node:?}: use h1, c1 or ul")))?;
+            let ns = topology::node_ns(&lab.name, &node).ok_or_else(|| {
+                LabError::Usage(format!("unknown node {node:?}: use h1, c1 or ul"))
+            })?;
             let status = Command::new("ip")
                 .args(["netns", "exec", &ns])
                 .args(&command)
                 .status()
-                .map_err(|source| LabError::Spawn { cmd: command.join(" "), source })?;
+                .map_err(|source| LabError::Spawn {
+                    cmd: command.join(" "),
+                    source,
+                })?;
             Ok(status.code().unwrap_or(1))
         }
         LabCommand::Agent { lab, host, action } => {
@@ -130,7 +139,10 @@ pub fn run(cmd: LabCommand) -> LabResult<i32> {
             let i = host_of(&state, &host)?;
             if matches!(action, AgentAction::Stop | AgentAction::Restart) {
                 let was = agents::stop(&state, i)?;
-                println!("h{i}: agent {}", if was { "stopped" } else { "was not running" });
+                println!(
+                    "h{i}: agent {}",
+                    if was { "stopped" } else { "was not running" }
+                );
             }
             if matches!(action, AgentAction::Start | AgentAction::Restart) {
                 let from = agents::log_len(&state, i);
@@ -145,7 +157,11 @@ pub fn run(cmd: LabCommand) -> LabResult<i32> {
             let i = state.hosts.iter().max().copied().unwrap_or(0) + 1;
             add_host(&mut state, i)?;
             let n = attach_container(&state, i)?;
-            println!("added h{i} ({}) with subnet {}", topology::host_ip(i), n.subnet);
+            println!(
+                "added h{i} ({}) with subnet {}",
+                topology::host_ip(i),
+                n.subnet
+            );
             Ok(0)
         }
         LabCommand::Host(HostCommand::Remove { lab, host }) => {
@@ -165,34 +181,60 @@ pub fn run(cmd: LabCommand) -> LabResult<i32> {
 fn host_of(state: &LabState, host: &str) -> LabResult<u32> {
     topology::host_index(&state.name, host)
         .filter(|i| state.hosts.contains(i))
-        .ok_or_else(|| LabError::Usage(format!("lab {} has no host {host:?} (hosts: {:?})", state.name, state.hosts)))
+        .ok_or_else(|| {
+            LabError::Usage(format!(
+                "lab {} has no host {host:?} (hosts: {:?})",
+                state.name, state.hosts
+            ))
+        })
 }
 
 fn check_name(name: &str) -> LabResult<()> {
     let ok = !name.is_empty()
         && name.len() <= 24
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if ok {
         Ok(())
     } else {
-        Err(LabError::Usage(format!("lab name {name:?}: use up to 24 letters, digits, - or _")))
+        Err(LabError::Usage(format!(
+            "lab name {name:?}: use up to 24 letters, digits, - or _"
+        )))
     }
 }
 
-fn up(name: &str, hosts: u32, backend: &str, store: LabStore, network: &str, agent_args: Vec<String>) -> LabResult<i32> {
+fn up(
+    name: &str,
+    hosts: u32,
+    backend: &str,
+    store: LabStore,
+    network: &str,
+    agent_args: Vec<String>,
+) -> LabResult<i32> {
     check_name(name)?;
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        return Err(LabError::Usage("the lab needs root: it creates network namespaces".into()));
+        return Err(LabError::Usage(
+            "the lab needs root: it creates network namespaces".into(),
+        ));
     }
     if !(1..=topology::MAX_HOSTS).contains(&hosts) {
-        return Err(LabError::Usage(format!("--hosts must be 1 to {}", topology::MAX_HOSTS)));
+        return Err(LabError::Usage(format!(
+            "--hosts must be 1 to {}",
+            topology::MAX_HOSTS
+        )));
     }
-    if state::dir(name).join("lab.json").exists() || sh::namespaces()?.contains(&topology::underlay_ns(name)) {
+    if state::dir(name).join("lab.json").exists()
+        || sh::namespaces()?.contains(&topology::underlay_ns(name))
+    {
         return Err(LabError::Exists(name.to_owned()));
     }
     let dir = state::dir(name);
-    std::fs::create_dir_all(&dir).map_err(|source| LabError::Io { path: dir.display().to_string(), source })?;
+    std::fs::create_dir_all(&dir).map_err(|source| LabError::Io {
+        path: dir.display().to_string(),
+        source,
+    })?;
     let mut state = LabState {
         name: name.to_owned(),
         backend: backend.to_owned(),
@@ -226,19 +268,37 @@ fn up(name: &str, hosts: u32, backend: &str, store: LabStore, network: &str, age
             Some(&dir.join("etcd.log")),
             true,
         )
-        .map_err(|source| LabError::Io { path: "etcd".into(), source })?;
+        .map_err(|source| LabError::Io {
+            path: "etcd".into(),
+            source,
+        })?;
         println!("etcd on {} (in {ul})", server.endpoint);
         state.etcd_pid = Some(server.detach());
         state.save()?;
     }
-    store_command(&state, &["network", "init", "--network", network, "--backend", backend])?;
+    store_command(
+        &state,
+        &[
+            "network",
+            "init",
+            "--network",
+            network,
+            "--backend",
+            backend,
+        ],
+    )?;
 
     for i in 1..=hosts {
         add_host(&mut state, i)?;
     }
     for i in 1..=hosts {
         let n = attach_container(&state, i)?;
-        println!("h{i} {}  subnet {}  container c{i} {}", topology::host_ip(i), n.subnet, ping::container_addr(&n.subnet));
+        println!(
+            "h{i} {}  subnet {}  container c{i} {}",
+            topology::host_ip(i),
+            n.subnet,
+            ping::container_addr(&n.subnet)
+        );
     }
     let m = converge(&state, CONVERGE_WAIT);
     print!("{}", m.render());
@@ -246,7 +306,10 @@ fn up(name: &str, hosts: u32, backend: &str, store: LabStore, network: &str, age
         println!("lab {name} is up. Try: weftctl --lab {name} leases; weftctl lab exec --name {name} h1 ip route");
         Ok(0)
     } else {
-        eprintln!("some pairs cannot reach each other; agent logs are in {}", dir.display());
+        eprintln!(
+            "some pairs cannot reach each other; agent logs are in {}",
+            dir.display()
+        );
         Ok(1)
     }
 }
@@ -265,28 +328,57 @@ fn converge(state: &LabState, within: Duration) -> ping::Matrix {
 
 /// Runs a `weftctl` store command against the lab's store.
 fn store_command(state: &LabState, args: &[&str]) -> LabResult<String> {
-    let me = std::env::current_exe().map_err(|source| LabError::Io { path: "current executable".into(), source })?;
-    let weftctl = [me.with_file_name("weftctl"), me.parent().map(|p| p.join("../weftctl")).unwrap_or_default()]
-        .into_iter()
-        .find(|p| p.exists())
-        .unwrap_or(me);
-    let mut all = vec![weftctl.to_string_lossy().into_owned(), "--lab".into(), state.name.clone()];
+    let me = std::env::current_exe().map_err(|source| LabError::Io {
+        path: "current executable".into(),
+        source,
+    })?;
+    let weftctl = [
+        me.with_file_name("weftctl"),
+        me.parent()
+            .map(|p| p.join("../weftctl"))
+            .unwrap_or_default(),
+    ]
+    .into_iter()
+    .find(|p| p.exists())
+    .unwrap_or(me);
+    let mut all = vec![
+        weftctl.to_string_lossy().into_owned(),
+        "--lab".into(),
+        state.name.clone(),
+    ];
     all.extend(args.iter().map(|s| s.to_string()));
     let refs: Vec<&str> = all.iter().map(String::as_str).collect();
     sh::run(&refs)
 }
 
 fn add_host(state: &mut LabState, i: u32) -> LabResult<()> {
-    let (ul, ns) = (topology::underlay_ns(&state.name), topology::host_ns(&state.name, i));
+    let (ul, ns) = (
+        topology::underlay_ns(&state.name),
+        topology::host_ns(&state.name, i),
+    );
     let port = topology::underlay_port(i);
     sh::run(&["ip", "netns", "add", &ns])?;
-    sh::ip_in(&ul, &["link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
+    sh::ip_in(
+        &ul,
+        &[
+            "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+        ],
+    )?;
     sh::ip_in(&ul, &["link", "set", &port, "master", "br0", "up"])?;
     sh::ip_in(&ns, &["link", "set", "lo", "up"])?;
     sh::ip_in(&ns, &["link", "set", "eth0", "up"])?;
     let addr = format!("{}/{}", topology::host_ip(i), topology::UNDERLAY_PREFIX);
     sh::ip_in(&ns, &["addr", "add", &addr, "dev", "eth0"])?;
-    sh::ip_in(&ns, &["route", "add", "default", "via", &topology::UNDERLAY_GW.to_string()])?;
+    sh::ip_in(
+        &ns,
+        &[
+            "route",
+            "add",
+            "default",
+            "via",
+            &topology::UNDERLAY_GW.to_string(),
+        ],
+    )?;
     state.hosts.push(i);
     state.save()?;
     agents::start(state, i)?;
@@ -296,18 +388,55 @@ fn add_host(state: &mut LabState, i: u32) -> LabResult<()> {
 /// Creates host `i`'s container once its agent has a subnet.
 fn attach_container(state: &LabState, i: u32) -> LabResult<weft_agent::hostfiles::NodeNetwork> {
     let n = agents::wait_subnet(state, i, SUBNET_WAIT)?;
-    let (host, ctr) = (topology::host_ns(&state.name, i), topology::container_ns(&state.name, i));
+    let (host, ctr) = (
+        topology::host_ns(&state.name, i),
+        topology::container_ns(&state.name, i),
+    );
     let gw = weft_agent::hostfiles::gateway(&n.subnet);
-    let addr = format!("{}/{}", ping::container_addr(&n.subnet), n.subnet.prefix_len());
+    let addr = format!(
+        "{}/{}",
+        ping::container_addr(&n.subnet),
+        n.subnet.prefix_len()
+    );
     let mtu = n.mtu.to_string();
     sh::run(&["ip", "netns", "add", &ctr])?;
-    sh::ip_in(&host, &["link", "add", topology::HOST_CTR_LINK, "mtu", &mtu, "type", "veth", "peer", "name", "eth0", "mtu", &mtu, "netns", &ctr])?;
-    sh::ip_in(&host, &["addr", "add", &gw.to_string(), "dev", topology::HOST_CTR_LINK])?;
+    sh::ip_in(
+        &host,
+        &[
+            "link",
+            "add",
+            topology::HOST_CTR_LINK,
+            "mtu",
+            &mtu,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "mtu",
+            &mtu,
+            "netns",
+            &ctr,
+        ],
+    )?;
+    sh::ip_in(
+        &host,
+        &[
+            "addr",
+            "add",
+            &gw.to_string(),
+            "dev",
+            topology::HOST_CTR_LINK,
+        ],
+    )?;
     sh::ip_in(&host, &["link", "set", topology::HOST_CTR_LINK, "up"])?;
     sh::ip_in(&ctr, &["link", "set", "lo", "up"])?;
     sh::ip_in(&ctr, &["link", "set", "eth0", "up"])?;
     sh::ip_in(&ctr, &["addr", "add", &addr, "dev", "eth0"])?;
-    sh::ip_in(&ctr, &["route", "add", "default", "via", &gw.addr().to_string()])?;
+    sh::ip_in(
+        &ctr,
+        &["route", "add", "default", "via", &gw.addr().to_string()],
+    )?;
     Ok(n)
 }
 
@@ -316,7 +445,10 @@ fn remove_host(state: &mut LabState, i: u32) -> LabResult<()> {
     if let Some(n) = state.host_network(i) {
         store_command(state, &["leases", "delete", &n.subnet.to_string()])?;
     }
-    for ns in [topology::container_ns(&state.name, i), topology::host_ns(&state.name, i)] {
+    for ns in [
+        topology::container_ns(&state.name, i),
+        topology::host_ns(&state.name, i),
+    ] {
         kill_namespace(&ns);
     }
     state.hosts.retain(|&h| h != i);
@@ -328,7 +460,10 @@ fn remove_host(state: &mut LabState, i: u32) -> LabResult<()> {
 /// Kills whatever still runs in a namespace, then deletes it.
 fn kill_namespace(ns: &str) {
     if let Ok(pids) = sh::run(&["ip", "netns", "pids", ns]) {
-        for pid in pids.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+        for pid in pids
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
             // SAFETY: these processes run inside the lab's own namespace.
             unsafe {
                 libc::kill(pid, libc::SIGKILL);
@@ -340,8 +475,13 @@ fn kill_namespace(ns: &str) {
 
 /// Whether `ns` is one of lab `name`'s namespaces (and not another lab's).
 fn belongs(name: &str, ns: &str) -> bool {
-    let Some(rest) = ns.strip_prefix(name).and_then(|r| r.strip_prefix('-')) else { return false };
-    rest == "ul" || (rest.len() > 1 && rest[1..].chars().all(|c| c.is_ascii_digit()) && matches!(&rest[..1], "h" | "c"))
+    let Some(rest) = ns.strip_prefix(name).and_then(|r| r.strip_prefix('-')) else {
+        return false;
+    };
+    rest == "ul"
+        || (rest.len() > 1
+            && rest[1..].chars().all(|c| c.is_ascii_digit())
+            && matches!(&rest[..1], "h" | "c"))
 }
 
 fn down(name: &str) -> LabResult<()> {
@@ -366,9 +506,15 @@ fn down(name: &str) -> LabResult<()> {
     let dir = state::dir(name);
     let had_dir = dir.exists();
     if had_dir {
-        std::fs::remove_dir_all(&dir).map_err(|source| LabError::Io { path: dir.display().to_string(), source })?;
+        std::fs::remove_dir_all(&dir).map_err(|source| LabError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
     }
-    println!("lab {name}: removed {removed} namespaces{}", if had_dir { " and its state" } else { "" });
+    println!(
+        "lab {name}: removed {removed} namespaces{}",
+        if had_dir { " and its state" } else { "" }
+    );
     Ok(())
 }
 
@@ -378,8 +524,14 @@ mod tests {
 
     #[test]
     fn down_only_touches_its_own_namespaces() {
-        assert!(belongs("weft", "weft-ul") && belongs("weft", "weft-h12") && belongs("weft", "weft-c1"));
-        assert!(!belongs("weft", "weft-2-h1") && !belongs("weft", "weftx-h1") && !belongs("weft", "weft-hx"));
+        assert!(
+            belongs("weft", "weft-ul") && belongs("weft", "weft-h12") && belongs("weft", "weft-c1")
+        );
+        assert!(
+            !belongs("weft", "weft-2-h1")
+                && !belongs("weft", "weftx-h1")
+                && !belongs("weft", "weft-hx")
+        );
         assert!(!belongs("weft", "weft-h") && !belongs("weft", "other"));
     }
 }

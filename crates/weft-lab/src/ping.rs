@@ -26,7 +26,11 @@ impl Matrix {
     }
 
     pub fn render(&self) -> String {
-        let names: Vec<String> = self.containers.iter().map(|(i, _)| format!("c{i}")).collect();
+        let names: Vec<String> = self
+            .containers
+            .iter()
+            .map(|(i, _)| format!("c{i}"))
+            .collect();
         let mut s = format!("{:<20}", "from \\ to");
         for n in &names {
             let _ = write!(s, "{n:>6}");
@@ -36,7 +40,13 @@ impl Matrix {
             let a = addr.map(|a| a.to_string()).unwrap_or_else(|| "?".into());
             let _ = write!(s, "{:<20}", format!("c{i} {a}"));
             for col in 0..self.containers.len() {
-                let cell = if row == col { "-" } else if self.ok[row][col] { "ok" } else { "FAIL" };
+                let cell = if row == col {
+                    "-"
+                } else if self.ok[row][col] {
+                    "ok"
+                } else {
+                    "FAIL"
+                };
                 let _ = write!(s, "{cell:>6}");
             }
             s.push('\n');
@@ -81,8 +91,10 @@ fn ping(ns: &str, to: Option<Ipv4Addr>) -> bool {
     let to = to.to_string();
     // Up to 3 tries: the first packet may wait for ARP on a fresh path.
     (0..3).any(|_| {
-        crate::sh::output(&["ip", "netns", "exec", ns, "ping", "-c", "1", "-W", "1", "-q", &to])
-            .map(|o| o.status.success())
-            .unwrap_or(false)
+        crate::sh::output(&[
+            "ip", "netns", "exec", ns, "ping", "-c", "1", "-W", "1", "-q", &to,
+        ])
+        .map(|o| o.status.success())
+        .unwrap_or(false)
     })
 }

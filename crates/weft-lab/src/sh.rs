@@ -27,7 +27,10 @@ pub fn output(args: &[&str]) -> LabResult<Output> {
     Command::new(args[0])
         .args(&args[1..])
         .output()
-        .map_err(|source| LabError::Spawn { cmd: describe(args), source })
+        .map_err(|source| LabError::Spawn {
+            cmd: describe(args),
+            source,
+        })
 }
 
 /// Runs `ip -n NS ...`.

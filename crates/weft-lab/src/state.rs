@@ -26,7 +26,9 @@ pub struct LabState {
 
 /// Where all labs keep their state.
 pub fn root() -> PathBuf {
-    std::env::var_os("WEFT_LAB_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/run/weft-lab"))
+    std::env::var_os("WEFT_LAB_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/run/weft-lab"))
 }
 
 pub fn dir(lab: &str) -> PathBuf {
@@ -61,16 +63,27 @@ impl LabState {
     /// The store options every agent and store command of this lab uses.
     pub fn store_args(&self) -> Vec<String> {
         match self.store_kind() {
-            StoreKind::Embedded => vec!["--store=embedded".into(), format!("--store-path={}", self.store_path().display())],
-            StoreKind::Etcd => vec!["--store=etcd".into(), format!("--etcd-endpoints={}", self.etcd_endpoint())],
+            StoreKind::Embedded => vec![
+                "--store=embedded".into(),
+                format!("--store-path={}", self.store_path().display()),
+            ],
+            StoreKind::Etcd => vec![
+                "--store=etcd".into(),
+                format!("--etcd-endpoints={}", self.etcd_endpoint()),
+            ],
         }
     }
 
     pub fn load(lab: &str) -> LabResult<Self> {
         let path = dir(lab).join("lab.json");
-        let text = std::fs::read_to_string(&path).map_err(|_| LabError::NoSuchLab(lab.to_owned()))?;
-        serde_json::from_str(&text)
-            .map_err(|e| LabError::Usage(format!("{} is corrupt ({e}); run `weftctl lab down --name {lab}`", path.display())))
+        let text =
+            std::fs::read_to_string(&path).map_err(|_| LabError::NoSuchLab(lab.to_owned()))?;
+        serde_json::from_str(&text).map_err(|e| {
+            LabError::Usage(format!(
+                "{} is corrupt ({e}); run `weftctl lab down --name {lab}`",
+                path.display()
+            ))
+        })
     }
 
     pub fn save(&self) -> LabResult<()> {
@@ -78,7 +91,10 @@ impl LabState {
         let text = serde_json::to_string_pretty(self).expect("state serializes");
         hostfiles::write_atomic(&path, &text)
             .map(|_| ())
-            .map_err(|source| LabError::Io { path: path.display().to_string(), source })
+            .map_err(|source| LabError::Io {
+                path: path.display().to_string(),
+                source,
+            })
     }
 
     /// Host `i`'s network as its agent wrote it in the subnet file, if it has.

@@ -52,14 +52,21 @@ async fn put_get_list_delete(s: Arc<dyn Store>, p: String) {
     let kv = s.get(&format!("{p}a")).await.unwrap().unwrap();
     assert_eq!(kv.value, b"1");
     assert_eq!(kv.lease, None);
-    let l = s.list(&format!("{p}")).await.unwrap();
-    let keys: Vec<_> = l.kvs.iter().map(|k| k.key.trim_start_matches(&p).to_owned()).collect();
+    let l = s.list(&p).await.unwrap();
+    let keys: Vec<_> = l
+        .kvs
+        .iter()
+        .map(|k| k.key.trim_start_matches(&p).to_owned())
+        .collect();
     assert_eq!(keys, ["-other", "a", "b"]);
     let l = s.list(&format!("{p}a")).await.unwrap();
     assert_eq!(l.kvs.len(), 1, "prefix listing is exact");
     assert!(l.revision >= kv.mod_revision);
     assert!(s.delete(&format!("{p}a")).await.unwrap());
-    assert!(!s.delete(&format!("{p}a")).await.unwrap(), "second delete reports absence");
+    assert!(
+        !s.delete(&format!("{p}a")).await.unwrap(),
+        "second delete reports absence"
+    );
     assert!(s.get(&format!("{p}a")).await.unwrap().is_none());
 }
 
@@ -83,10 +90,22 @@ async fn create_if_absent(s: Arc<dyn Store>, p: String) {
 
 async fn compare_and_swap(s: Arc<dyn Store>, p: String) {
     let k = format!("{p}k");
-    assert_eq!(s.compare_and_swap(&k, b"x", 1, None).await.unwrap(), None, "absent key");
+    assert_eq!(
+        s.compare_and_swap(&k, b"x", 1, None).await.unwrap(),
+        None,
+        "absent key"
+    );
     let r1 = s.put(&k, b"1", None).await.unwrap();
-    let r2 = s.compare_and_swap(&k, b"2", r1, None).await.unwrap().expect("matching revision wins");
-    assert_eq!(s.compare_and_swap(&k, b"3", r1, None).await.unwrap(), None, "stale revision loses");
+    let r2 = s
+        .compare_and_swap(&k, b"2", r1, None)
+        .await
+        .unwrap()
+        .expect("matching revision wins");
+    assert_eq!(
+        s.compare_and_swap(&k, b"3", r1, None).await.unwrap(),
+        None,
+        "stale revision loses"
+    );
     let kv = s.get(&k).await.unwrap().unwrap();
     assert_eq!((kv.value.as_slice(), kv.mod_revision), (&b"2"[..], r2));
 }
@@ -94,22 +113,49 @@ async fn compare_and_swap(s: Arc<dyn Store>, p: String) {
 async fn lease_binds_and_revokes(s: Arc<dyn Store>, p: String) {
     let lease = s.grant(Duration::from_secs(60)).await.unwrap();
     s.put(&format!("{p}a"), b"1", Some(lease)).await.unwrap();
-    s.create(&format!("{p}b"), b"2", Some(lease)).await.unwrap().unwrap();
+    s.create(&format!("{p}b"), b"2", Some(lease))
+        .await
+        .unwrap()
+        .unwrap();
     s.put(&format!("{p}c"), b"3", None).await.unwrap();
-    assert_eq!(s.get(&format!("{p}a")).await.unwrap().unwrap().lease, Some(lease));
+    assert_eq!(
+        s.get(&format!("{p}a")).await.unwrap().unwrap().lease,
+        Some(lease)
+    );
     let ttl = s.time_to_live(lease).await.unwrap().expect("lease alive");
-    assert!(ttl <= Duration::from_secs(60) && ttl > Duration::from_secs(50), "ttl {ttl:?}");
+    assert!(
+        ttl <= Duration::from_secs(60) && ttl > Duration::from_secs(50),
+        "ttl {ttl:?}"
+    );
     s.revoke(lease).await.unwrap();
-    let left: Vec<_> = s.list(&p).await.unwrap().kvs.into_iter().map(|k| k.key).collect();
-    assert_eq!(left, [format!("{p}c")], "revoke removes exactly the bound keys");
+    let left: Vec<_> = s
+        .list(&p)
+        .await
+        .unwrap()
+        .kvs
+        .into_iter()
+        .map(|k| k.key)
+        .collect();
+    assert_eq!(
+        left,
+        [format!("{p}c")],
+        "revoke removes exactly the bound keys"
+    );
     assert_eq!(s.time_to_live(lease).await.unwrap(), None);
-    assert_eq!(s.keep_alive(lease).await.unwrap(), None, "revoked lease cannot be kept alive");
+    assert_eq!(
+        s.keep_alive(lease).await.unwrap(),
+        None,
+        "revoked lease cannot be kept alive"
+    );
 }
 
 async fn wait_gone(s: &Arc<dyn Store>, key: &str, within: Duration) -> Duration {
     let start = Instant::now();
     while s.get(key).await.unwrap().is_some() {
-        assert!(start.elapsed() < within, "{key} still present after {within:?}");
+        assert!(
+            start.elapsed() < within,
+            "{key} still present after {within:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     start.elapsed()
@@ -129,16 +175,26 @@ async fn keep_alive_extends_lease(s: Arc<dyn Store>, p: String) {
     s.put(&k, b"1", Some(lease)).await.unwrap();
     for _ in 0..5 {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let ttl = s.keep_alive(lease).await.unwrap().expect("lease alive while kept");
+        let ttl = s
+            .keep_alive(lease)
+            .await
+            .unwrap()
+            .expect("lease alive while kept");
         assert_eq!(ttl.as_secs(), 3);
     }
-    assert!(s.get(&k).await.unwrap().is_some(), "kept-alive key survives past its TTL");
+    assert!(
+        s.get(&k).await.unwrap().is_some(),
+        "kept-alive key survives past its TTL"
+    );
 }
 
 async fn put_on_dead_lease_fails(s: Arc<dyn Store>, p: String) {
     let lease = s.grant(Duration::from_secs(30)).await.unwrap();
     s.revoke(lease).await.unwrap();
-    let err = s.put(&format!("{p}k"), b"1", Some(lease)).await.unwrap_err();
+    let err = s
+        .put(&format!("{p}k"), b"1", Some(lease))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::LeaseNotFound(_)), "got {err}");
     assert!(s.get(&format!("{p}k")).await.unwrap().is_none());
 }
@@ -154,7 +210,11 @@ async fn watch_delivers_changes_in_order(s: Arc<dyn Store>, p: String) {
     let mut seen = Vec::new();
     for _ in 0..4 {
         seen.push(match next_event(&mut w).await {
-            WatchEvent::Put(kv) => format!("put {} {}", kv.key.trim_start_matches(&p), String::from_utf8_lossy(&kv.value)),
+            WatchEvent::Put(kv) => format!(
+                "put {} {}",
+                kv.key.trim_start_matches(&p),
+                String::from_utf8_lossy(&kv.value)
+            ),
             WatchEvent::Delete { key, .. } => format!("del {}", key.trim_start_matches(&p)),
             WatchEvent::Resync { .. } => panic!("unexpected resync"),
         });
@@ -167,9 +227,15 @@ async fn watch_replays_history(s: Arc<dyn Store>, p: String) {
     s.put(&format!("{p}a"), b"2", None).await.unwrap();
     let mut w = s.watch(&p, r1).await.unwrap();
     let first = next_event(&mut w).await;
-    assert!(matches!(&first, WatchEvent::Put(kv) if kv.value == b"1" && kv.mod_revision == r1), "{first:?}");
+    assert!(
+        matches!(&first, WatchEvent::Put(kv) if kv.value == b"1" && kv.mod_revision == r1),
+        "{first:?}"
+    );
     let second = next_event(&mut w).await;
-    assert!(matches!(&second, WatchEvent::Put(kv) if kv.value == b"2"), "{second:?}");
+    assert!(
+        matches!(&second, WatchEvent::Put(kv) if kv.value == b"2"),
+        "{second:?}"
+    );
 }
 
 async fn watch_resyncs_after_compaction(s: Arc<dyn Store>, p: String) {
@@ -181,7 +247,10 @@ async fn watch_resyncs_after_compaction(s: Arc<dyn Store>, p: String) {
     let mut w = s.watch(&p, r1).await.unwrap();
     match next_event(&mut w).await {
         WatchEvent::Resync { kvs, revision } => {
-            let keys: Vec<_> = kvs.iter().map(|k| k.key.trim_start_matches(&p).to_owned()).collect();
+            let keys: Vec<_> = kvs
+                .iter()
+                .map(|k| k.key.trim_start_matches(&p).to_owned())
+                .collect();
             assert_eq!(keys, ["b", "c"], "resync lists the current state");
             assert!(revision >= r_last);
         }
@@ -211,7 +280,9 @@ async fn racing_creates_have_one_winner(s: Arc<dyn Store>, p: String) {
     let tasks: Vec<_> = (0..16)
         .map(|i| {
             let (s, k) = (s.clone(), k.clone());
-            tokio::spawn(async move { s.create(&k, format!("{i}").as_bytes(), None).await.unwrap() })
+            tokio::spawn(
+                async move { s.create(&k, format!("{i}").as_bytes(), None).await.unwrap() },
+            )
         })
         .collect();
     let mut winners = 0;

@@ -21,7 +21,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::mpsc;
 
-use crate::{KeyValue, LeaseId, Listing, Revision, Store, StoreError, StoreResult, Watch, WatchEvent};
+use crate::{
+    KeyValue, LeaseId, Listing, Revision, Store, StoreError, StoreResult, Watch, WatchEvent,
+};
 
 /// How many past events are kept for watchers that fall behind.
 const HISTORY: i64 = 10_000;
@@ -73,7 +75,11 @@ impl EmbeddedStore {
     /// Opens (creating if needed) the store file at `path`.
     pub fn open(path: impl AsRef<Path>) -> StoreResult<Self> {
         let path = path.as_ref().to_path_buf();
-        let err = |op, source| StoreError::Embedded { path: path.display().to_string(), op, source };
+        let err = |op, source| StoreError::Embedded {
+            path: path.display().to_string(),
+            op,
+            source,
+        };
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() {
                 std::fs::create_dir_all(dir).map_err(|e| {
@@ -82,10 +88,18 @@ impl EmbeddedStore {
             }
         }
         let conn = Connection::open(&path).map_err(|e| err("open", e))?;
-        conn.busy_timeout(Duration::from_secs(10)).map_err(|e| err("set busy timeout", e))?;
-        conn.execute_batch(SCHEMA).map_err(|e| err("create schema", e))?;
-        conn.execute_batch("PRAGMA synchronous=FULL;").map_err(|e| err("set synchronous", e))?;
-        Ok(EmbeddedStore { inner: Arc::new(Inner { path, conn: Mutex::new(conn) }) })
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(|e| err("set busy timeout", e))?;
+        conn.execute_batch(SCHEMA)
+            .map_err(|e| err("create schema", e))?;
+        conn.execute_batch("PRAGMA synchronous=FULL;")
+            .map_err(|e| err("set synchronous", e))?;
+        Ok(EmbeddedStore {
+            inner: Arc::new(Inner {
+                path,
+                conn: Mutex::new(conn),
+            }),
+        })
     }
 
     /// Where the store lives.
@@ -109,7 +123,10 @@ impl EmbeddedStore {
             })
         })
         .await
-        .map_err(|e| StoreError::Unavailable { op, detail: format!("worker thread failed: {e}") })?
+        .map_err(|e| StoreError::Unavailable {
+            op,
+            detail: format!("worker thread failed: {e}"),
+        })?
     }
 
     /// Runs `f` inside a write transaction that first expires overdue leases.
@@ -175,14 +192,18 @@ fn row_to_kv(row: &rusqlite::Row<'_>) -> rusqlite::Result<KeyValue> {
 }
 
 fn current_rev(conn: &Connection) -> rusqlite::Result<Revision> {
-    conn.query_row("SELECT value FROM meta WHERE name = 'rev'", [], |r| r.get(0))
+    conn.query_row("SELECT value FROM meta WHERE name = 'rev'", [], |r| {
+        r.get(0)
+    })
 }
 
 /// Allocates the next revision.
 fn next_rev(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<Revision> {
-    tx.query_row("UPDATE meta SET value = value + 1 WHERE name = 'rev' RETURNING value", [], |r| {
-        r.get(0)
-    })
+    tx.query_row(
+        "UPDATE meta SET value = value + 1 WHERE name = 'rev' RETURNING value",
+        [],
+        |r| r.get(0),
+    )
 }
 
 /// Records a change in the history and trims history older than [`HISTORY`] events.
@@ -206,7 +227,10 @@ fn record(
 
 fn compact_to(tx: &rusqlite::Transaction<'_>, rev: Revision) -> rusqlite::Result<()> {
     tx.execute("DELETE FROM events WHERE rev <= ?1", params![rev])?;
-    tx.execute("UPDATE meta SET value = max(value, ?1) WHERE name = 'compacted'", params![rev])?;
+    tx.execute(
+        "UPDATE meta SET value = max(value, ?1) WHERE name = 'compacted'",
+        params![rev],
+    )?;
     Ok(())
 }
 
@@ -219,7 +243,9 @@ fn upsert(
     let lease = lease.unwrap_or(0);
     if lease != 0 {
         let alive: Option<i64> = tx
-            .query_row("SELECT id FROM leases WHERE id = ?1", params![lease], |r| r.get(0))
+            .query_row("SELECT id FROM leases WHERE id = ?1", params![lease], |r| {
+                r.get(0)
+            })
             .optional()?;
         if alive.is_none() {
             return Err(WriteError::NoLease(lease));
@@ -227,7 +253,11 @@ fn upsert(
     }
     let rev = next_rev(tx)?;
     let create_rev: Revision = tx
-        .query_row("SELECT create_rev FROM kv WHERE key = ?1", params![key], |r| r.get(0))
+        .query_row(
+            "SELECT create_rev FROM kv WHERE key = ?1",
+            params![key],
+            |r| r.get(0),
+        )
         .optional()?
         .unwrap_or(rev);
     tx.execute(
@@ -310,7 +340,8 @@ impl Store for EmbeddedStore {
 
     async fn put(&self, key: &str, value: &[u8], lease: Option<LeaseId>) -> StoreResult<Revision> {
         let (key, value) = (key.to_owned(), value.to_vec());
-        self.write("put", move |tx| upsert(tx, &key, &value, lease)).await
+        self.write("put", move |tx| upsert(tx, &key, &value, lease))
+            .await
     }
 
     async fn create(
@@ -321,10 +352,11 @@ impl Store for EmbeddedStore {
     ) -> StoreResult<Option<Revision>> {
         let (key, value) = (key.to_owned(), value.to_vec());
         self.write("create", move |tx| {
-            let exists: bool =
-                tx.query_row("SELECT EXISTS(SELECT 1 FROM kv WHERE key = ?1)", params![key], |r| {
-                    r.get(0)
-                })?;
+            let exists: bool = tx.query_row(
+                "SELECT EXISTS(SELECT 1 FROM kv WHERE key = ?1)",
+                params![key],
+                |r| r.get(0),
+            )?;
             if exists {
                 return Ok(None);
             }
@@ -343,7 +375,9 @@ impl Store for EmbeddedStore {
         let (key, value) = (key.to_owned(), value.to_vec());
         self.write("compare-and-swap", move |tx| {
             let current: Option<Revision> = tx
-                .query_row("SELECT mod_rev FROM kv WHERE key = ?1", params![key], |r| r.get(0))
+                .query_row("SELECT mod_rev FROM kv WHERE key = ?1", params![key], |r| {
+                    r.get(0)
+                })
                 .optional()?;
             if current != Some(expected) {
                 return Ok(None);
@@ -376,7 +410,11 @@ impl Store for EmbeddedStore {
     async fn keep_alive(&self, lease: LeaseId) -> StoreResult<Option<Duration>> {
         self.write("keep lease alive", move |tx| {
             let ttl: Option<i64> = tx
-                .query_row("SELECT ttl_ms FROM leases WHERE id = ?1", params![lease], |r| r.get(0))
+                .query_row(
+                    "SELECT ttl_ms FROM leases WHERE id = ?1",
+                    params![lease],
+                    |r| r.get(0),
+                )
                 .optional()?;
             if let Some(ttl) = ttl {
                 tx.execute(
@@ -392,18 +430,23 @@ impl Store for EmbeddedStore {
     async fn time_to_live(&self, lease: LeaseId) -> StoreResult<Option<Duration>> {
         self.run("read lease", move |conn| {
             let expires: Option<i64> = conn
-                .query_row("SELECT expires_ms FROM leases WHERE id = ?1", params![lease], |r| {
-                    r.get(0)
-                })
+                .query_row(
+                    "SELECT expires_ms FROM leases WHERE id = ?1",
+                    params![lease],
+                    |r| r.get(0),
+                )
                 .optional()?;
             let now = now_ms();
-            Ok(expires.filter(|&e| e > now).map(|e| Duration::from_millis((e - now) as u64)))
+            Ok(expires
+                .filter(|&e| e > now)
+                .map(|e| Duration::from_millis((e - now) as u64)))
         })
         .await
     }
 
     async fn revoke(&self, lease: LeaseId) -> StoreResult<()> {
-        self.write("revoke lease", move |tx| Ok(drop_lease(tx, lease)?)).await
+        self.write("revoke lease", move |tx| Ok(drop_lease(tx, lease)?))
+            .await
     }
 
     async fn watch(&self, prefix: &str, from: Revision) -> StoreResult<Watch> {
@@ -423,7 +466,8 @@ impl EmbeddedStore {
     /// Drops the history up to `revision`, as etcd's compaction does. Watchers older
     /// than that resync from a fresh listing.
     async fn compact_history(&self, revision: Revision) -> StoreResult<()> {
-        self.write("compact", move |tx| Ok(compact_to(tx, revision)?)).await
+        self.write("compact", move |tx| Ok(compact_to(tx, revision)?))
+            .await
     }
 
     /// The watch loop: sweep expiries, replay history after `next`, or resync when that
@@ -463,7 +507,9 @@ impl EmbeddedStore {
         self.run("watch", move |conn| {
             let tx = conn.transaction()?;
             let compacted: Revision =
-                tx.query_row("SELECT value FROM meta WHERE name = 'compacted'", [], |r| r.get(0))?;
+                tx.query_row("SELECT value FROM meta WHERE name = 'compacted'", [], |r| {
+                    r.get(0)
+                })?;
             if next <= compacted {
                 let Listing { kvs, revision } = Self::list_in(&tx, &prefix)?;
                 return Ok(vec![WatchEvent::Resync { kvs, revision }]);

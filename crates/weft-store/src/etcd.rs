@@ -15,7 +15,9 @@ use etcd_client::{
 };
 use tokio::sync::mpsc;
 
-use crate::{KeyValue, LeaseId, Listing, Revision, Store, StoreError, StoreResult, Watch, WatchEvent};
+use crate::{
+    KeyValue, LeaseId, Listing, Revision, Store, StoreError, StoreResult, Watch, WatchEvent,
+};
 
 /// How to reach an etcd cluster.
 #[derive(Debug, Clone, Default)]
@@ -42,7 +44,10 @@ fn unavailable(op: &'static str) -> impl Fn(etcd_client::Error) -> StoreError {
         if e.to_string().contains("lease not found") {
             StoreError::LeaseNotFound(0)
         } else {
-            StoreError::Unavailable { op, detail: e.to_string() }
+            StoreError::Unavailable {
+                op,
+                detail: e.to_string(),
+            }
         }
     }
 }
@@ -62,8 +67,9 @@ fn put_options(lease: Option<LeaseId>) -> Option<PutOptions> {
 }
 
 fn read_file(path: &PathBuf, what: &str) -> StoreResult<Vec<u8>> {
-    std::fs::read(path)
-        .map_err(|e| StoreError::Invalid(format!("cannot read etcd {what} {}: {e}", path.display())))
+    std::fs::read(path).map_err(|e| {
+        StoreError::Invalid(format!("cannot read etcd {what} {}: {e}", path.display()))
+    })
 }
 
 impl EtcdStore {
@@ -110,7 +116,11 @@ impl EtcdStore {
 
     /// Drops history up to `revision` (etcd compaction).
     async fn compact_history(&self, revision: Revision) -> StoreResult<()> {
-        self.client.kv_client().compact(revision, None).await.map_err(unavailable("compact"))?;
+        self.client
+            .kv_client()
+            .compact(revision, None)
+            .await
+            .map_err(unavailable("compact"))?;
         Ok(())
     }
 
@@ -125,11 +135,18 @@ impl EtcdStore {
         let txn = Txn::new()
             .when([compare])
             .and_then([TxnOp::put(key, value, put_options(lease))]);
-        let resp = self.client.kv_client().txn(txn).await.map_err(unavailable(op))?;
+        let resp = self
+            .client
+            .kv_client()
+            .txn(txn)
+            .await
+            .map_err(unavailable(op))?;
         if !resp.succeeded() {
             return Ok(None);
         }
-        Ok(Some(resp.header().map(|h| h.revision()).unwrap_or_default()))
+        Ok(Some(
+            resp.header().map(|h| h.revision()).unwrap_or_default(),
+        ))
     }
 
     async fn feed_watch(self, prefix: String, mut next: Revision, tx: mpsc::Sender<WatchEvent>) {
@@ -153,9 +170,16 @@ impl EtcdStore {
         next: &mut Revision,
         tx: &mpsc::Sender<WatchEvent>,
     ) -> StoreResult<()> {
-        let opts = WatchOptions::new().with_prefix().with_start_revision(*next).with_progress_notify();
-        let mut stream =
-            self.client.watch_client().watch(prefix, Some(opts)).await.map_err(unavailable("watch"))?;
+        let opts = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(*next)
+            .with_progress_notify();
+        let mut stream = self
+            .client
+            .watch_client()
+            .watch(prefix, Some(opts))
+            .await
+            .map_err(unavailable("watch"))?;
         loop {
             let resp = tokio::select! {
                 r = stream.message() => r.map_err(unavailable("watch"))?,
@@ -164,7 +188,11 @@ impl EtcdStore {
             let Some(resp) = resp else { return Ok(()) };
             if resp.compact_revision() > 0 || resp.canceled() {
                 let Listing { kvs, revision } = self.list(prefix).await?;
-                tracing::info!(prefix, revision, "etcd watch history compacted; resynced from a fresh list");
+                tracing::info!(
+                    prefix,
+                    revision,
+                    "etcd watch history compacted; resynced from a fresh list"
+                );
                 *next = revision + 1;
                 if tx.send(WatchEvent::Resync { kvs, revision }).await.is_err() {
                     return Ok(());
@@ -192,7 +220,12 @@ impl EtcdStore {
 #[async_trait::async_trait]
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> StoreResult<Option<KeyValue>> {
-        let resp = self.client.kv_client().get(key, None).await.map_err(unavailable("get"))?;
+        let resp = self
+            .client
+            .kv_client()
+            .get(key, None)
+            .await
+            .map_err(unavailable("get"))?;
         Ok(resp.kvs().first().map(to_kv))
     }
 
@@ -229,7 +262,8 @@ impl Store for EtcdStore {
         lease: Option<LeaseId>,
     ) -> StoreResult<Option<Revision>> {
         let compare = Compare::create_revision(key, CompareOp::Equal, 0);
-        self.conditional_put("create", compare, key, value, lease).await
+        self.conditional_put("create", compare, key, value, lease)
+            .await
     }
 
     async fn compare_and_swap(
@@ -240,11 +274,17 @@ impl Store for EtcdStore {
         lease: Option<LeaseId>,
     ) -> StoreResult<Option<Revision>> {
         let compare = Compare::mod_revision(key, CompareOp::Equal, expected);
-        self.conditional_put("compare-and-swap", compare, key, value, lease).await
+        self.conditional_put("compare-and-swap", compare, key, value, lease)
+            .await
     }
 
     async fn delete(&self, key: &str) -> StoreResult<bool> {
-        let resp = self.client.kv_client().delete(key, None).await.map_err(unavailable("delete"))?;
+        let resp = self
+            .client
+            .kv_client()
+            .delete(key, None)
+            .await
+            .map_err(unavailable("delete"))?;
         Ok(resp.deleted() > 0)
     }
 
@@ -266,7 +306,9 @@ impl Store for EtcdStore {
             stream.message().await
         };
         match once.await.map_err(unavailable("keep lease alive")) {
-            Ok(resp) => Ok(resp.filter(|r| r.ttl() > 0).map(|r| Duration::from_secs(r.ttl() as u64))),
+            Ok(resp) => Ok(resp
+                .filter(|r| r.ttl() > 0)
+                .map(|r| Duration::from_secs(r.ttl() as u64))),
             Err(StoreError::LeaseNotFound(_)) => Ok(None),
             Err(e) => Err(e),
         }

@@ -104,10 +104,17 @@ impl EtcdServer {
             cmd.process_group(0);
         }
         let child = cmd.spawn().map_err(|e| {
-            std::io::Error::new(e.kind(), format!("cannot start etcd (is etcd-server installed?): {e}"))
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot start etcd (is etcd-server installed?): {e}"),
+            )
         })?;
-        let mut server =
-            EtcdServer { child, endpoint: client_url, data_dir: data_dir.to_path_buf(), owns_dir: false };
+        let mut server = EtcdServer {
+            child,
+            endpoint: client_url,
+            data_dir: data_dir.to_path_buf(),
+            owns_dir: false,
+        };
         server.wait_ready(netns, ip, client)?;
         Ok(server)
     }
@@ -124,26 +131,39 @@ impl EtcdServer {
         let probe = std::thread::spawn(move || -> std::io::Result<bool> {
             if let Some(f) = &ns_file {
                 // SAFETY: setns on a namespace file only affects this thread.
-                if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(f), libc::CLONE_NEWNET) } != 0 {
+                if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(f), libc::CLONE_NEWNET) }
+                    != 0
+                {
                     return Err(std::io::Error::last_os_error());
                 }
             }
             while Instant::now() < deadline {
-                if std::net::TcpStream::connect_timeout(&(ip, port).into(), Duration::from_millis(200)).is_ok() {
+                if std::net::TcpStream::connect_timeout(
+                    &(ip, port).into(),
+                    Duration::from_millis(200),
+                )
+                .is_ok()
+                {
                     return Ok(true);
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
             Ok(false)
         });
-        let ready = probe.join().map_err(|_| std::io::Error::other("etcd readiness probe panicked"))??;
+        let ready = probe
+            .join()
+            .map_err(|_| std::io::Error::other("etcd readiness probe panicked"))??;
         if let Some(status) = self.child.try_wait()? {
-            return Err(std::io::Error::other(format!("etcd exited early: {status}")));
+            return Err(std::io::Error::other(format!(
+                "etcd exited early: {status}"
+            )));
         }
         if ready {
             Ok(())
         } else {
-            Err(std::io::Error::other("etcd did not start listening within 20 s"))
+            Err(std::io::Error::other(
+                "etcd did not start listening within 20 s",
+            ))
         }
     }
 

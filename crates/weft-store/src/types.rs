@@ -33,10 +33,16 @@ pub struct Listing {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WatchEvent {
     Put(KeyValue),
-    Delete { key: String, revision: Revision },
+    Delete {
+        key: String,
+        revision: Revision,
+    },
     /// The watch could not replay history and starts over from this full listing:
     /// every key not in `kvs` is gone.
-    Resync { kvs: Vec<KeyValue>, revision: Revision },
+    Resync {
+        kvs: Vec<KeyValue>,
+        revision: Revision,
+    },
 }
 
 impl WatchEvent {

@@ -22,7 +22,10 @@ async fn two_handles_share_one_file() {
     let mut w = b.watch("/x/", start).await.unwrap();
     a.put("/x/k", b"v", None).await.unwrap();
     assert_eq!(b.get("/x/k").await.unwrap().unwrap().value, b"v");
-    assert!(matches!(w.next().await, Some(weft_store::WatchEvent::Put(_))));
+    assert!(matches!(
+        w.next().await,
+        Some(weft_store::WatchEvent::Put(_))
+    ));
     assert_eq!(b.create("/x/k", b"w", None).await.unwrap(), None);
 }
 
@@ -38,5 +41,8 @@ async fn reopened_store_keeps_data() {
     let s = EmbeddedStore::open(&path).unwrap();
     let kv = s.get("/k").await.unwrap().unwrap();
     assert_eq!((kv.value.as_slice(), kv.mod_revision), (&b"v"[..], rev));
-    assert!(s.put("/k2", b"v", None).await.unwrap() > rev, "revisions continue after reopen");
+    assert!(
+        s.put("/k2", b"v", None).await.unwrap() > rev,
+        "revisions continue after reopen"
+    );
 }

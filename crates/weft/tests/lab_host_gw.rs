@@ -18,14 +18,34 @@ struct Lab {
 
 impl Lab {
     fn up(tag: &str, store: &str, hosts: u32) -> Lab {
-        let lab = Lab { name: format!("t{}{tag}", std::process::id() % 100_000) };
-        let out = lab.ctl(&["lab", "up", "--name", &lab.name, "--hosts", &hosts.to_string(), "--store", store]);
-        assert!(out.status.success(), "lab up failed:\n{}{}", text(&out.stdout), text(&out.stderr));
+        let lab = Lab {
+            name: format!("t{}{tag}", std::process::id() % 100_000),
+        };
+        let out = lab.ctl(&[
+            "lab",
+            "up",
+            "--name",
+            &lab.name,
+            "--hosts",
+            &hosts.to_string(),
+            "--store",
+            store,
+        ]);
+        assert!(
+            out.status.success(),
+            "lab up failed:\n{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
         lab
     }
 
     fn ctl(&self, args: &[&str]) -> Output {
-        Command::new(WEFTCTL).args(args).env("WEFT_WEFTD", WEFTD).output().expect("run weftctl")
+        Command::new(WEFTCTL)
+            .args(args)
+            .env("WEFT_WEFTD", WEFTD)
+            .output()
+            .expect("run weftctl")
     }
 
     /// `weftctl lab <sub> --name LAB <rest>`.
@@ -38,7 +58,12 @@ impl Lab {
     }
 
     fn ok(&self, out: Output, what: &str) -> String {
-        assert!(out.status.success(), "{what} failed:\n{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{what} failed:\n{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
         text(&out.stdout)
     }
 
@@ -54,13 +79,20 @@ impl Lab {
 
     /// Weft's routes (proto 77) in a host namespace.
     fn weft_routes(&self, host: &str) -> String {
-        let out = Command::new("ip").args(["-n", &self.ns(host), "route", "show", "proto", "77"]).output().unwrap();
+        let out = Command::new("ip")
+            .args(["-n", &self.ns(host), "route", "show", "proto", "77"])
+            .output()
+            .unwrap();
         text(&out.stdout)
     }
 
     fn subnet_of(&self, host: &str) -> String {
-        let env = std::fs::read_to_string(format!("/run/weft-lab/{}/{host}/subnet.env", self.name)).unwrap();
-        let line = env.lines().find(|l| l.starts_with("FLANNEL_SUBNET=")).unwrap();
+        let env = std::fs::read_to_string(format!("/run/weft-lab/{}/{host}/subnet.env", self.name))
+            .unwrap();
+        let line = env
+            .lines()
+            .find(|l| l.starts_with("FLANNEL_SUBNET="))
+            .unwrap();
         let gw = &line["FLANNEL_SUBNET=".len()..];
         let (ip, len) = gw.split_once('/').unwrap();
         let mut o: Vec<u8> = ip.split('.').map(|p| p.parse().unwrap()).collect();
@@ -69,7 +101,8 @@ impl Lab {
     }
 
     fn log(&self, host: &str) -> String {
-        std::fs::read_to_string(format!("/run/weft-lab/{}/{host}/weftd.log", self.name)).unwrap_or_default()
+        std::fs::read_to_string(format!("/run/weft-lab/{}/{host}/weftd.log", self.name))
+            .unwrap_or_default()
     }
 
     fn ping_all(&self, wait: u64) {
@@ -80,7 +113,10 @@ impl Lab {
     fn wait_until(&self, what: &str, within: Duration, mut f: impl FnMut() -> bool) {
         let deadline = Instant::now() + within;
         while !f() {
-            assert!(Instant::now() < deadline, "{what} did not happen within {within:?}");
+            assert!(
+                Instant::now() < deadline,
+                "{what} did not happen within {within:?}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -109,7 +145,12 @@ fn scenario(tag: &str, store: &str) {
     lab.ping_all(0);
     let hosts = ["h1", "h2", "h3"];
     for h in hosts {
-        assert_eq!(lab.weft_routes(h).lines().count(), 2, "{h} routes to both peers:\n{}", lab.weft_routes(h));
+        assert_eq!(
+            lab.weft_routes(h).lines().count(),
+            2,
+            "{h} routes to both peers:\n{}",
+            lab.weft_routes(h)
+        );
     }
     let leases = lab.ok(lab.store_cmd(&["leases", "-o", "json"]), "leases");
     let json: serde_json::Value = serde_json::from_str(&leases).unwrap();
@@ -119,7 +160,11 @@ fn scenario(tag: &str, store: &str) {
     lab.ok(lab.lab(&["host", "add"], &[]), "host add");
     let h4 = lab.subnet_of("h4");
     for h in hosts {
-        lab.wait_until(&format!("{h} routes to h4"), Duration::from_secs(10), || lab.weft_routes(h).contains(&h4));
+        lab.wait_until(
+            &format!("{h} routes to h4"),
+            Duration::from_secs(10),
+            || lab.weft_routes(h).contains(&h4),
+        );
     }
     lab.ping_all(15);
 
@@ -140,7 +185,11 @@ fn scenario(tag: &str, store: &str) {
 
     // Another tool sets FORWARD to DROP (as Docker does); Weft lets cluster traffic through.
     let h2 = lab.ns("h2");
-    assert!(Command::new("ip").args(["netns", "exec", &h2, "iptables", "-P", "FORWARD", "DROP"]).status().unwrap().success());
+    assert!(Command::new("ip")
+        .args(["netns", "exec", &h2, "iptables", "-P", "FORWARD", "DROP"])
+        .status()
+        .unwrap()
+        .success());
     lab.ok(lab.lab(&["agent"], &["h2", "restart"]), "agent restart");
     lab.ping_all(10);
 
@@ -148,75 +197,173 @@ fn scenario(tag: &str, store: &str) {
     let h3 = lab.subnet_of("h3");
     let h3_key = format!("/coreos.com/network/subnets/{}", h3.replace('/', "-"));
     let h3_lease = lab.ok(lab.store_cmd(&["store", "get", &h3_key]), "store get");
-    lab.ok(lab.store_cmd(&["store", "put", &h3_key, "{not a lease"]), "store put");
-    lab.ok(lab.store_cmd(&["store", "put", "/coreos.com/network/config", "{\"Network\": 12}"]), "store put");
-    lab.wait_until("h1 to warn about the bad lease", Duration::from_secs(10), || {
-        lab.log("h1").contains("skipping unreadable lease") && lab.log("h1").contains(&h3_key)
-    });
-    lab.wait_until("h1 to reject the bad config", Duration::from_secs(10), || lab.log("h1").contains("config rejected"));
-    assert!(lab.weft_routes("h1").contains(&h3), "route to h3 kept despite its garbled lease");
+    lab.ok(
+        lab.store_cmd(&["store", "put", &h3_key, "{not a lease"]),
+        "store put",
+    );
+    lab.ok(
+        lab.store_cmd(&[
+            "store",
+            "put",
+            "/coreos.com/network/config",
+            "{\"Network\": 12}",
+        ]),
+        "store put",
+    );
+    lab.wait_until(
+        "h1 to warn about the bad lease",
+        Duration::from_secs(10),
+        || lab.log("h1").contains("skipping unreadable lease") && lab.log("h1").contains(&h3_key),
+    );
+    lab.wait_until(
+        "h1 to reject the bad config",
+        Duration::from_secs(10),
+        || lab.log("h1").contains("config rejected"),
+    );
+    assert!(
+        lab.weft_routes("h1").contains(&h3),
+        "route to h3 kept despite its garbled lease"
+    );
     lab.ping_all(5);
-    lab.ok(lab.store_cmd(&["store", "put", &h3_key, h3_lease.trim()]), "restore lease");
+    lab.ok(
+        lab.store_cmd(&["store", "put", &h3_key, h3_lease.trim()]),
+        "restore lease",
+    );
     let good = "{\"Network\":\"10.244.0.0/16\",\"Backend\":{\"Type\":\"host-gw\"}}";
-    lab.ok(lab.store_cmd(&["store", "put", "/coreos.com/network/config", good]), "restore config");
+    lab.ok(
+        lab.store_cmd(&["store", "put", "/coreos.com/network/config", good]),
+        "restore config",
+    );
 
     // A peer off the L2 segment gets no route, and both the log and `leases` say why.
-    lab.ok(lab.store_cmd(&["leases", "reserve", "10.244.250.0/24", "--public-ip", "172.16.0.9"]), "reserve");
-    lab.wait_until("leases to report the unreachable peer", Duration::from_secs(10), || {
-        let t = text(&lab.store_cmd(&["leases"]).stdout);
-        t.lines().any(|l| l.starts_with("10.244.250.0/24") && l.contains("unreachable from") && l.contains("same L2 subnet"))
-    });
-    assert!(!lab.weft_routes("h1").contains("10.244.250.0"), "no broken route to an off-segment peer");
+    lab.ok(
+        lab.store_cmd(&[
+            "leases",
+            "reserve",
+            "10.244.250.0/24",
+            "--public-ip",
+            "172.16.0.9",
+        ]),
+        "reserve",
+    );
+    lab.wait_until(
+        "leases to report the unreachable peer",
+        Duration::from_secs(10),
+        || {
+            let t = text(&lab.store_cmd(&["leases"]).stdout);
+            t.lines().any(|l| {
+                l.starts_with("10.244.250.0/24")
+                    && l.contains("unreachable from")
+                    && l.contains("same L2 subnet")
+            })
+        },
+    );
+    assert!(
+        !lab.weft_routes("h1").contains("10.244.250.0"),
+        "no broken route to an off-segment peer"
+    );
     assert!(lab.log("h1").contains("not on the same L2 subnet"));
-    lab.ok(lab.store_cmd(&["leases", "delete", "10.244.250.0/24"]), "delete reservation");
+    lab.ok(
+        lab.store_cmd(&["leases", "delete", "10.244.250.0/24"]),
+        "delete reservation",
+    );
 
     // A host leaves (its lease deleted): its route disappears everywhere.
     lab.ok(lab.lab(&["host", "remove"], &["h4"]), "host remove");
     for h in hosts {
-        lab.wait_until(&format!("{h} drops its route to h4"), Duration::from_secs(10), || !lab.weft_routes(h).contains(&h4));
+        lab.wait_until(
+            &format!("{h} drops its route to h4"),
+            Duration::from_secs(10),
+            || !lab.weft_routes(h).contains(&h4),
+        );
     }
     lab.ping_all(5);
 
     // The store goes away for a while: every route stays; the agents pick up changes after.
     if store == "etcd" {
-        let state: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(format!("/run/weft-lab/{}/lab.json", lab.name)).unwrap()).unwrap();
+        let state: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(format!("/run/weft-lab/{}/lab.json", lab.name)).unwrap(),
+        )
+        .unwrap();
         let pid = state["etcd_pid"].as_u64().unwrap().to_string();
-        assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+        assert!(Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap()
+            .success());
         std::thread::sleep(Duration::from_secs(3));
         for h in hosts {
-            assert_eq!(lab.weft_routes(h).lines().count(), 2, "{h} keeps its routes while etcd is away");
+            assert_eq!(
+                lab.weft_routes(h).lines().count(),
+                2,
+                "{h} keeps its routes while etcd is away"
+            );
         }
         lab.ping_all(0);
-        assert!(Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+        assert!(Command::new("kill")
+            .args(["-CONT", &pid])
+            .status()
+            .unwrap()
+            .success());
         let added = lab.ok(lab.lab(&["host", "add"], &[]), "host add after the outage");
-        let new_host = added.split_whitespace().nth(1).expect("`added hN ...`").to_owned();
+        let new_host = added
+            .split_whitespace()
+            .nth(1)
+            .expect("`added hN ...`")
+            .to_owned();
         let subnet = lab.subnet_of(&new_host);
         for h in hosts {
-            lab.wait_until(&format!("{h} routes to {new_host}"), Duration::from_secs(30), || {
-                lab.weft_routes(h).contains(&subnet)
-            });
+            lab.wait_until(
+                &format!("{h} routes to {new_host}"),
+                Duration::from_secs(30),
+                || lab.weft_routes(h).contains(&subnet),
+            );
         }
     }
 
     // An agent whose store is unreachable at start says so and keeps retrying.
     let mut lonely = Command::new("ip")
-        .args(["netns", "exec", &lab.ns("h1"), WEFTD, "--store=etcd", "--etcd-endpoints=http://127.0.0.1:9"])
-        .arg(format!("--subnet-file=/run/weft-lab/{}/lonely.env", lab.name))
+        .args([
+            "netns",
+            "exec",
+            &lab.ns("h1"),
+            WEFTD,
+            "--store=etcd",
+            "--etcd-endpoints=http://127.0.0.1:9",
+        ])
+        .arg(format!(
+            "--subnet-file=/run/weft-lab/{}/lonely.env",
+            lab.name
+        ))
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_secs(2));
-    assert!(lonely.try_wait().unwrap().is_none(), "agent keeps retrying instead of exiting");
+    assert!(
+        lonely.try_wait().unwrap().is_none(),
+        "agent keeps retrying instead of exiting"
+    );
     lonely.kill().unwrap();
     let err = text(&lonely.wait_with_output().unwrap().stderr);
-    assert!(err.contains("unreachable") && err.contains("retrying in"), "{err}");
+    assert!(
+        err.contains("unreachable") && err.contains("retrying in"),
+        "{err}"
+    );
 
     // Down removes everything.
     let name = lab.name.clone();
     drop(lab);
-    let left = text(&Command::new("ip").args(["netns", "list"]).output().unwrap().stdout);
-    assert!(!left.lines().any(|l| l.starts_with(&format!("{name}-"))), "namespaces left: {left}");
+    let left = text(
+        &Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    assert!(
+        !left.lines().any(|l| l.starts_with(&format!("{name}-"))),
+        "namespaces left: {left}"
+    );
     assert!(!std::path::Path::new(&format!("/run/weft-lab/{name}")).exists());
 }
 

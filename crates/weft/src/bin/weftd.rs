@@ -5,7 +5,11 @@ use tokio::signal::unix::{signal, SignalKind};
 use weft_agent::AgentOptions;
 
 #[derive(Parser)]
-#[command(name = "weftd", version, about = "Weft node agent: leases this node's subnet and routes to every other node's")]
+#[command(
+    name = "weftd",
+    version,
+    about = "Weft node agent: leases this node's subnet and routes to every other node's"
+)]
 struct Cli {
     #[command(flatten)]
     agent: AgentOptions,
@@ -15,7 +19,8 @@ fn main() {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

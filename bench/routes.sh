@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Benchmark: program routes for 1,000 remote leases into one host, against `ip -batch`
+# adding the same 1,000 routes, side by side in the same run (issue: within 2x of
+# `ip -batch`, agent RSS under 30 MB). Everything happens inside a network namespace
+# this script creates and removes. Needs root. Usage: bench/routes.sh [LEASES] [ROUNDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-1000}
+ROUNDS=${2:-3}
+cargo build --release -q --bin weftd --bin weftctl
+BIN=$PWD/target/release
+NS=weftbench$$
+PEER=weftbenchp$$
+WORK=$(mktemp -d /tmp/weft-bench.XXXXXX)
+PID=
+cleanup() {
+  [ -n "$PID" ] && kill "$PID" 2>/dev/null || true
+  ip netns del "$NS" 2>/dev/null || true
+  ip netns del "$PEER" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+ip netns add "$NS"
+ip netns add "$PEER"
+ip -n "$NS" link add eth0 type veth peer name eth0 netns "$PEER"
+ip -n "$NS" link set lo up
+ip -n "$NS" link set eth0 up
+ip -n "$PEER" link set eth0 up
+# One /16 L2 segment, so every peer's public IP is on-link (host-gw's requirement).
+ip -n "$NS" addr add 192.168.0.1/16 dev eth0
+ip -n "$NS" route add default via 192.168.0.2
+
+# Lease i: subnet 10.(i/256).(i%256).0/24 at public IP 192.168.(1+i/250).(1+i%250).
+subnet() { echo "10.$(( $1 / 256 )).$(( $1 % 256 )).0"; }
+pubip() { echo "192.168.$(( 1 + $1 / 250 )).$(( 1 + $1 % 250 ))"; }
+for i in $(seq 1 "$N"); do
+  echo "route add $(subnet "$i")/24 via $(pubip "$i") dev eth0 proto 77"
+done > "$WORK/batch"
+
+STORE="--store=embedded --store-path=$WORK/store.db"
+$BIN/weftctl $STORE network init --network 10.0.0.0/8 --subnet-len 24 --backend host-gw >/dev/null
+for i in $(seq 1 "$N"); do
+  printf '%s\t{"PublicIP":"%s","PublicIPv6":null,"BackendType":"host-gw","BackendData":null}\n' \
+    "/coreos.com/network/subnets/$(subnet "$i")-24" "$(pubip "$i")"
+done > "$WORK/leases.tsv"
+python3 - "$WORK/store.db" "$WORK/leases.tsv" <<'PY'
+# Seed the embedded store directly in one transaction (1,000 `weftctl store put` calls
+# would only measure process start-up). Same schema the store creates.
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+rev = db.execute("SELECT value FROM meta WHERE name='rev'").fetchone()[0]
+for line in open(sys.argv[2]):
+    key, value = line.rstrip("\n").split("\t")
+    rev += 1
+    db.execute("INSERT INTO kv(key,value,create_rev,mod_rev,lease) VALUES(?,?,?,?,0)", (key, value.encode(), rev, rev))
+    db.execute("INSERT INTO events(rev,key,value,create_rev,lease) VALUES(?,?,?,?,0)", (rev, key, value.encode(), rev))
+db.execute("UPDATE meta SET value=? WHERE name='rev'", (rev,))
+db.commit()
+PY
+
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+count() { ip -n "$NS" route show proto 77 | wc -l; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+declare -a IPB APPLY START RSS
+for r in $(seq 1 "$ROUNDS"); do
+  ip -n "$NS" route flush proto 77
+  t0=$(now_ms); ip -n "$NS" -batch "$WORK/batch"; t1=$(now_ms)
+  [ "$(count)" -eq "$N" ] || { echo "ip -batch installed $(count) routes, expected $N" >&2; exit 1; }
+  IPB+=($(( t1 - t0 )))
+
+  ip -n "$NS" route flush proto 77
+  rm -f "$WORK/subnet.env" "$WORK/weftd.log"
+  t0=$(now_ms)
+  ip netns exec "$NS" $BIN/weftd $STORE --iface eth0 --subnet-file "$WORK/subnet.env" \
+     --docker-opts-file "$WORK/docker.env" 2> "$WORK/weftd.log" &
+  PID=$!
+  until [ "$(count)" -ge "$N" ]; do
+    kill -0 "$PID" 2>/dev/null || { cat "$WORK/weftd.log" >&2; exit 1; }
+    sleep 0.01
+  done
+  t1=$(now_ms)
+  START+=($(( t1 - t0 )))
+  APPLY+=($(grep -o 'applied route plan.*elapsed_ms=[0-9]*' "$WORK/weftd.log" | head -1 | grep -o 'elapsed_ms=[0-9]*' | cut -d= -f2))
+  sleep 0.5
+  RSS+=($(awk '/VmRSS/ {print $2}' /proc/$PID/status))
+  kill "$PID"; wait "$PID" 2>/dev/null || true; PID=
+done
+
+ipb=$(printf '%s\n' "${IPB[@]}" | median)
+apply=$(printf '%s\n' "${APPLY[@]}" | median)
+start=$(printf '%s\n' "${START[@]}" | median)
+rss=$(printf '%s\n' "${RSS[@]}" | median)
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) b = 1; printf "%.2f", a / b }'; }
+echo
+echo "Routes for $N remote leases, median of $ROUNDS rounds (same namespace, same run)"
+echo
+printf '| %-52s | %9s | %-13s |\n' "what" "ms" "vs ip -batch"
+printf '|%s|%s|%s|\n' "------------------------------------------------------" "-----------" "---------------"
+printf '| %-52s | %9s | %-13s |\n' "ip -batch: $N x 'route add'" "$ipb" "1.00 (baseline)"
+printf '| %-52s | %9s | %-13s |\n' "weftd: netlink apply of $N routes (its own timing)" "$apply" "$(ratio "$apply" "$ipb")"
+printf '| %-52s | %9s | %-13s |\n' "weftd: process start to $N routes in the kernel" "$start" "$(ratio "$start" "$ipb")"
+echo
+echo "weftd RSS after convergence: $(awk -v k="$rss" 'BEGIN { printf "%.1f", k / 1024 }') MB (target: under 30 MB)"
+echo "target: weftd within 2x of ip -batch"
