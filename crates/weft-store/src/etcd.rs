@@ -335,11 +335,8 @@ impl Store for EtcdStore {
     }
 
     async fn watch(&self, prefix: &str, from: Revision) -> StoreResult<Watch> {
-        let (tx, rx) = mpsc::channel(1024);
-        let store = self.clone();
-        let prefix = prefix.to_owned();
-        tokio::spawn(async move { store.feed_watch(prefix, from, tx).await });
-        Ok(Watch::new(rx))
+        let (store, prefix) = (self.clone(), prefix.to_owned());
+        Ok(Watch::spawn(move |tx| store.feed_watch(prefix, from, tx)))
     }
 
     async fn compact(&self, revision: Revision) -> StoreResult<()> {

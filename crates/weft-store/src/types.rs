@@ -61,7 +61,14 @@ pub struct Watch {
 }
 
 impl Watch {
-    pub(crate) fn new(rx: mpsc::Receiver<WatchEvent>) -> Self {
+    /// Starts `feed` in a task that sends events until the returned `Watch` is dropped.
+    pub(crate) fn spawn<F, Fut>(feed: F) -> Self
+    where
+        F: FnOnce(mpsc::Sender<WatchEvent>) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel(1024);
+        tokio::spawn(feed(tx));
         Watch { rx }
     }
 
