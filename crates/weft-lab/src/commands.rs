@@ -4,7 +4,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand, ValueEnum};
-use weft_store::etcd_server::EtcdServer;
+use weft_store::etcd_server::{EtcdOptions, EtcdServer};
 
 use crate::error::{LabError, LabResult};
 use crate::state::{self, LabState};
@@ -260,18 +260,21 @@ fn up(
 
     if store == LabStore::Etcd {
         let etcd_dir = dir.join("etcd");
-        let server = EtcdServer::start_in(
-            Some(&ul),
-            topology::UNDERLAY_GW.into(),
-            Some(topology::ETCD_PORT),
-            &etcd_dir,
-            Some(&dir.join("etcd.log")),
-            true,
-        )
-        .map_err(|source| LabError::Io {
-            path: "etcd".into(),
-            source,
-        })?;
+        let log = dir.join("etcd.log");
+        let opts = EtcdOptions {
+            netns: Some(&ul),
+            client_port: Some(topology::ETCD_PORT),
+            log: Some(&log),
+            detached: true,
+            tls: None,
+        };
+        let server =
+            EtcdServer::start(topology::UNDERLAY_GW.into(), &etcd_dir, opts).map_err(|source| {
+                LabError::Io {
+                    path: "etcd".into(),
+                    source,
+                }
+            })?;
         println!("etcd on {} (in {ul})", server.endpoint);
         state.etcd_pid = Some(server.detach());
         state.save()?;

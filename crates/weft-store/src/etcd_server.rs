@@ -10,6 +10,30 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// How to start an etcd.
+#[derive(Debug, Default)]
+pub struct EtcdOptions<'a> {
+    /// Run inside this network namespace (`ip netns exec`).
+    pub netns: Option<&'a str>,
+    /// The client port (peer port = client + 1); free ports when `None`.
+    pub client_port: Option<u16>,
+    /// Where etcd's output goes; discarded when `None`.
+    pub log: Option<&'a Path>,
+    /// Outlive the caller (the lab's etcd); take its pid with [`EtcdServer::detach`].
+    /// Otherwise etcd dies with the thread that started it.
+    pub detached: bool,
+    /// Serve clients over TLS, requiring client certificates signed by `ca`.
+    pub tls: Option<ServerTls>,
+}
+
+/// The server side of etcd's client TLS.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+}
+
 /// A running etcd child process.
 pub struct EtcdServer {
     child: Child,
@@ -31,38 +55,36 @@ impl EtcdServer {
             std::process::id(),
             rand::random::<u32>()
         ));
-        let mut server = Self::start(Ipv4Addr::LOCALHOST.into(), None, &dir, None)?;
+        Self::start_loopback_with(&dir, None)
+    }
+
+    /// As [`EtcdServer::start_loopback`], serving clients over TLS with `tls` when given.
+    pub fn start_loopback_with(dir: &Path, tls: Option<ServerTls>) -> std::io::Result<Self> {
+        let opts = EtcdOptions {
+            tls,
+            ..Default::default()
+        };
+        let mut server = Self::start(Ipv4Addr::LOCALHOST.into(), dir, opts)?;
         server.owns_dir = true;
         Ok(server)
     }
 
-    /// Starts etcd listening on `ip` (ports chosen freely unless `client_port` is given),
-    /// keeping data in `data_dir`, logging to `log` if given, tied to this thread's life.
-    pub fn start(
-        ip: IpAddr,
-        client_port: Option<u16>,
-        data_dir: &Path,
-        log: Option<&Path>,
-    ) -> std::io::Result<Self> {
-        Self::start_in(None, ip, client_port, data_dir, log, false)
-    }
-
-    /// As [`EtcdServer::start`], inside network namespace `netns` when given. A `detached`
-    /// server outlives the caller (the lab's); take its pid with [`EtcdServer::detach`].
-    pub fn start_in(
-        netns: Option<&str>,
-        ip: IpAddr,
-        client_port: Option<u16>,
-        data_dir: &Path,
-        log: Option<&Path>,
-        detached: bool,
-    ) -> std::io::Result<Self> {
+    /// Starts etcd as `opts` say, listening on `ip`, keeping data in `data_dir`.
+    pub fn start(ip: IpAddr, data_dir: &Path, opts: EtcdOptions<'_>) -> std::io::Result<Self> {
+        let EtcdOptions {
+            netns,
+            client_port,
+            log,
+            detached,
+            tls,
+        } = opts;
         let (client, peer) = match client_port {
             Some(p) => (p, p + 1),
             None => (free_port(ip)?, free_port(ip)?),
         };
         std::fs::create_dir_all(data_dir)?;
-        let client_url = format!("http://{ip}:{client}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let client_url = format!("{scheme}://{ip}:{client}");
         let peer_url = format!("http://{ip}:{peer}");
         let mut cmd = match netns {
             Some(ns) => {
@@ -82,6 +104,12 @@ impl EtcdServer {
             .arg("--logger=zap")
             .arg("--log-level=warn")
             .stdin(Stdio::null());
+        if let Some(t) = &tls {
+            cmd.arg(format!("--cert-file={}", t.cert.display()))
+                .arg(format!("--key-file={}", t.key.display()))
+                .arg(format!("--trusted-ca-file={}", t.ca.display()))
+                .arg("--client-cert-auth");
+        }
         match log {
             Some(path) => {
                 let f = std::fs::File::create(path)?;

@@ -18,19 +18,19 @@ struct Lab {
 
 impl Lab {
     fn up(tag: &str, store: &str, hosts: u32) -> Lab {
+        Lab::up_with(tag, store, hosts, &[])
+    }
+
+    fn up_with(tag: &str, store: &str, hosts: u32, extra: &[&str]) -> Lab {
         let lab = Lab {
             name: format!("t{}{tag}", std::process::id() % 100_000),
         };
-        let out = lab.ctl(&[
-            "lab",
-            "up",
-            "--name",
-            &lab.name,
-            "--hosts",
-            &hosts.to_string(),
-            "--store",
-            store,
-        ]);
+        let hosts = hosts.to_string();
+        let mut args = vec![
+            "lab", "up", "--name", &lab.name, "--hosts", &hosts, "--store", store,
+        ];
+        args.extend_from_slice(extra);
+        let out = lab.ctl(&args);
         assert!(
             out.status.success(),
             "lab up failed:\n{}{}",
@@ -128,6 +128,13 @@ impl Drop for Lab {
     }
 }
 
+/// A lab container's address: the second address of its host's subnet.
+fn container_addr(subnet: &str) -> String {
+    let ip = subnet.split('/').next().unwrap();
+    let (head, last) = ip.rsplit_once('.').unwrap();
+    format!("{head}.{}", last.parse::<u8>().unwrap() + 2)
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -155,6 +162,56 @@ fn scenario(tag: &str, store: &str) {
     let leases = lab.ok(lab.store_cmd(&["leases", "-o", "json"]), "leases");
     let json: serde_json::Value = serde_json::from_str(&leases).unwrap();
     assert_eq!(json["leases"].as_array().unwrap().len(), 3);
+
+    // Masquerade: pod to outside is masqueraded (the underlay gateway has no route back to
+    // pods, so its reply arrives only if the source was rewritten); pod to pod is not.
+    let c = |node: &str, args: &[&str]| {
+        let mut all = vec!["netns", "exec", &lab.ns(node)]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>();
+        all.extend(args.iter().map(|a| a.to_string()));
+        Command::new("ip").args(&all).output().unwrap()
+    };
+    assert!(
+        c("c1", &["ping", "-c", "1", "-W", "2", "192.168.77.254"])
+            .status
+            .success(),
+        "pod reaches outside via masquerade"
+    );
+    let c1_addr = container_addr(&lab.subnet_of("h1"));
+    let c2_addr = container_addr(&lab.subnet_of("h2"));
+    let filter = format!("icmp and src host {c1_addr}");
+    let capture = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.ns("c2"),
+            "timeout",
+            "10",
+            "tcpdump",
+            "-l",
+            "-n",
+            "-c",
+            "1",
+            "-i",
+            "eth0",
+            &filter,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    for _ in 0..5 {
+        c("c1", &["ping", "-c", "1", "-W", "1", &c2_addr]);
+    }
+    let seen = capture.wait_with_output().unwrap();
+    assert!(
+        text(&seen.stdout).contains(&format!("{c1_addr} > {c2_addr}")),
+        "pod-to-pod keeps the source address: {}",
+        text(&seen.stdout)
+    );
 
     // A 4th host joins: every host routes to it and every pair pings.
     lab.ok(lab.lab(&["host", "add"], &[]), "host add");
@@ -365,6 +422,62 @@ fn scenario(tag: &str, store: &str) {
         "namespaces left: {left}"
     );
     assert!(!std::path::Path::new(&format!("/run/weft-lab/{name}")).exists());
+}
+
+/// Short-lived leases are renewed without any route change; a lease that expires (its
+/// agent frozen) takes its routes away everywhere, and comes back with the same subnet
+/// when the agent resumes.
+#[test]
+fn leases_renew_expire_and_come_back() {
+    let ttl = [
+        "--agent-arg=--subnet-lease-ttl=4s",
+        "--agent-arg=--subnet-lease-renew-margin=3s",
+    ];
+    let lab = Lab::up_with("r", "embedded", 2, &ttl);
+    let (s1, s2) = (lab.subnet_of("h1"), lab.subnet_of("h2"));
+    let mut monitor = monitor_routes(&lab, "h1");
+    std::thread::sleep(Duration::from_secs(8));
+    monitor.kill().unwrap();
+    assert_eq!(
+        text(&monitor.wait_with_output().unwrap().stdout),
+        "",
+        "renewals change no route"
+    );
+    assert!(
+        lab.log("h1").contains("renewed subnet lease"),
+        "h1 renewed:\n{}",
+        lab.log("h1")
+    );
+    assert!(lab.weft_routes("h1").contains(&s2));
+    lab.ping_all(0);
+
+    let pid = std::fs::read_to_string(format!("/run/weft-lab/{}/h2/weftd.pid", lab.name))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    lab.wait_until(
+        "h2's lease to expire and h1 to drop its route",
+        Duration::from_secs(15),
+        || !lab.weft_routes("h1").contains(&s2),
+    );
+    assert!(Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    lab.wait_until(
+        "h2 to claim its subnet again and h1 to route to it",
+        Duration::from_secs(15),
+        || lab.weft_routes("h1").contains(&s2),
+    );
+    assert_eq!(lab.subnet_of("h2"), s2, "same subnet after expiry");
+    assert_eq!(lab.subnet_of("h1"), s1);
+    lab.ping_all(10);
 }
 
 #[test]
