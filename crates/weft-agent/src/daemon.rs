@@ -4,9 +4,13 @@
 //! (waiting until there is a valid one), choose the external interface, claim the
 //! subnet, write the host files, set up forwarding and masquerade, then plan and apply.
 //!
-//! Running: every change under the network's prefix updates an in-memory picture of the
-//! leases; each update recomputes the plan and applies the difference. A periodic resync
-//! re-applies the plan (repairing drift) and renews the lease when it nears expiry.
+//! Running, three things wake the agent, and each leads to the same [`Agent::reconcile`]:
+//! a store change (the in-memory picture of the leases is updated first), a kernel change
+//! to something Weft owns (a route, its VXLAN device, a neighbour or FDB entry, an
+//! address), and the periodic resync. Reconcile re-reads everything Weft owns from the
+//! kernel, compares it with the backend's plan and changes only the difference, so a
+//! route deleted by hand or a VXLAN device removed by an operator is back within a
+//! fraction of a second, and a missed event cannot leave a wrong view behind.
 //!
 //! What never happens: a bad config value, an unreadable lease or a lost store removes a
 //! working route. Bad values are logged by key and the last good value is kept; while the
@@ -19,11 +23,16 @@ use std::time::Duration;
 
 use ipnet::Ipv4Net;
 use thiserror::Error;
+use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 use weft_alloc::registry::{AcquireError, NodeStatus, RegistryError, Unreachable};
 use weft_alloc::{pool, Lease, LeaseAttrs, NetworkConfig, Registry};
-use weft_backends::{Backend, NodeContext};
-use weft_kernel::{nft, sysctl, Kernel, KernelError};
+use weft_backends::{Backend, BackendSettings, NodeContext};
+use weft_kernel::diff::Applied;
+use weft_kernel::link::LinkOutcome;
+use weft_kernel::monitor::{self, KernelEvent};
+use weft_kernel::nft::{self, EncapFilter, FirewallPlan};
+use weft_kernel::{sysctl, Kernel, KernelError};
 use weft_store::{KeyValue, WatchEvent};
 
 use crate::hostfiles::{self, NodeNetwork};
@@ -47,8 +56,24 @@ pub enum AgentError {
     HostSetup(String),
 }
 
+/// What woke a reconcile; decides how changes are logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Why {
+    Start,
+    Store,
+    Kernel,
+    Resync,
+}
+
+impl Why {
+    /// Changes made for these reasons repair drift someone else caused.
+    fn is_repair(self) -> bool {
+        matches!(self, Why::Kernel | Why::Resync)
+    }
+}
+
 /// Retries `f` with exponential backoff (0.5 s up to 10 s) while it fails transiently,
-/// logging each failure once with what is being waited for.
+/// logging each failure with what is being waited for.
 async fn with_backoff<T, E: std::fmt::Display>(
     what: &str,
     mut f: impl AsyncFnMut() -> Result<T, E>,
@@ -65,6 +90,13 @@ async fn with_backoff<T, E: std::fmt::Display>(
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+fn settings(opts: &AgentOptions, public_ip: std::net::Ipv4Addr) -> BackendSettings {
+    BackendSettings {
+        public_ip,
+        tx_checksum_off: !opts.vxlan_tx_checksum_offload,
     }
 }
 
@@ -89,11 +121,14 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
     .expect("retried until valid");
     info!(network = %config.network, subnet_len = config.subnet_len, backend = %config.backend, "network config");
 
-    let backend = weft_backends::for_kind(config.backend).map_err(AgentError::Backend)?;
     let kernel = Kernel::connect()?;
+    // Subscribe before reading anything, so no change between the read and the watch is lost.
+    let mut kernel_events = monitor::watch()?;
     let external = kernel.external_interface(&opts.iface).await?;
     let public_ip = opts.public_ip.unwrap_or(external.addr);
     info!(iface = %external.name, addr = %external.addr, public_ip = %public_ip, mtu = external.mtu, "external interface");
+    let backend =
+        weft_backends::build(&config, &settings(&opts, public_ip)).map_err(AgentError::Backend)?;
 
     let attrs = LeaseAttrs {
         public_ip,
@@ -118,7 +153,11 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
     info!(subnet = %lease.subnet, reused = previous == Some(lease.subnet), reservation = lease.is_reservation(), "subnet lease held");
 
     let mut agent = Agent {
-        node: NodeContext { external, lease },
+        node: NodeContext {
+            external,
+            lease,
+            overlay: None,
+        },
         registry,
         kernel,
         backend,
@@ -126,6 +165,8 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
         attrs,
         peers: BTreeMap::new(),
         last_unreachable: Vec::new(),
+        last_firewall: None,
+        last_status: None,
         opts,
     };
     agent.write_host_files()?;
@@ -142,7 +183,7 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
         warn!(key = %s.key, reason = %s.reason, "skipping unreadable lease");
     }
     agent.peers = snapshot.leases.into_iter().map(|l| (l.subnet, l)).collect();
-    agent.reconcile().await;
+    agent.reconcile(Why::Start).await;
     info!(peers = agent.peers.len().saturating_sub(1), "ready");
 
     let watch_prefix = format!("{}/", agent.opts.store.etcd_prefix.trim_end_matches('/'));
@@ -177,14 +218,30 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
                     dirty |= agent.on_event(more).await;
                 }
                 if dirty {
-                    agent.reconcile().await;
+                    agent.reconcile(Why::Store).await;
                 }
+            }
+            event = kernel_events.recv() => {
+                match event {
+                    Some(KernelEvent::Lost) | None => {
+                        warn!("lost the kernel event monitor; re-reading everything and resubscribing");
+                        kernel_events = monitor::watch().unwrap_or_else(|e| {
+                            error!(error = %e, "cannot resubscribe to kernel events; relying on the periodic resync");
+                            mpsc::channel(1).1
+                        });
+                    }
+                    Some(ev) => debug!(?ev, "kernel change"),
+                }
+                // Let a burst (an interface flap, our own changes) settle, then re-read all.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                while kernel_events.try_recv().is_ok() {}
+                agent.reconcile(Why::Kernel).await;
             }
             _ = resync.tick() => {
                 if let Err(e) = agent.setup_host() {
                     warn!(error = %e, "host setup check failed; will retry");
                 }
-                agent.reconcile().await;
+                agent.reconcile(Why::Resync).await;
             }
             _ = renew.tick() => agent.renew_if_due().await,
         }
@@ -203,6 +260,34 @@ struct Agent {
     /// Every readable lease by subnet, our own included.
     peers: BTreeMap<Ipv4Net, Lease>,
     last_unreachable: Vec<Unreachable>,
+    last_firewall: Option<FirewallPlan>,
+    last_status: Option<NodeStatus>,
+}
+
+/// Logs what a diff changed; `elapsed_ms` when the caller timed it.
+fn log_applied<T: std::fmt::Debug>(
+    what: &str,
+    why: Why,
+    applied: &Applied<T>,
+    elapsed_ms: Option<u64>,
+) {
+    if applied.changed() {
+        let (added, replaced, removed) = (applied.added, applied.replaced, applied.removed);
+        if why.is_repair() {
+            warn!(
+                added,
+                replaced,
+                removed,
+                ?why,
+                "repaired {what}s: the kernel had drifted from the plan"
+            );
+        } else {
+            info!(added, replaced, removed, elapsed_ms, "applied {what} plan");
+        }
+    }
+    for (change, err) in &applied.failed {
+        error!(?change, error = %err, "kernel refused a {what} change");
+    }
 }
 
 impl Agent {
@@ -230,28 +315,16 @@ impl Agent {
                     source,
                 })?;
             if wrote {
-                info!(path = %path.display(), "wrote host file");
+                info!(path = %path.display(), mtu = n.mtu, "wrote host file");
             }
         }
         Ok(())
     }
 
-    /// Forwarding, nftables rules and the iptables FORWARD-DROP workaround. Idempotent.
-    fn setup_host(&self) -> Result<(), AgentError> {
+    /// Forwarding and the iptables FORWARD-DROP workaround. Idempotent.
+    fn setup_host(&mut self) -> Result<(), AgentError> {
         if sysctl::ensure_forwarding().map_err(|e| AgentError::HostSetup(e.to_string()))? {
             info!("enabled net.ipv4.ip_forward");
-        }
-        let plan = nft::FirewallPlan {
-            network: self.config.network,
-            local_subnet: self.node.lease.subnet,
-            ip_masq: self.opts.ip_masq,
-        };
-        if nft::apply(&plan).map_err(|e| AgentError::HostSetup(e.to_string()))? {
-            info!(
-                table = nft::TABLE,
-                ip_masq = plan.ip_masq,
-                "loaded nftables rules"
-            );
         }
         let inserted = nft::ensure_iptables_forward(&self.config.network)
             .map_err(|e| AgentError::HostSetup(e.to_string()))?;
@@ -261,7 +334,43 @@ impl Agent {
                 "iptables FORWARD policy is DROP; inserted accept rules for the cluster network"
             );
         }
+        self.apply_firewall(true);
         Ok(())
+    }
+
+    /// Loads the nftables table when its plan changed (or when `force`d, which still
+    /// loads nothing if the kernel's table carries the same fingerprint).
+    fn apply_firewall(&mut self, force: bool) {
+        let encap = self
+            .backend
+            .encap_port()
+            .filter(|_| self.opts.encap_source_filter)
+            .map(|port| {
+                let mut members: Vec<_> = self.peers.values().map(|l| l.attrs.public_ip).collect();
+                members.push(self.attrs.public_ip);
+                members.sort();
+                members.dedup();
+                EncapFilter { port, members }
+            });
+        let plan = FirewallPlan {
+            network: self.config.network,
+            local_subnet: self.node.lease.subnet,
+            ip_masq: self.opts.ip_masq,
+            encap,
+        };
+        if !force && self.last_firewall.as_ref() == Some(&plan) {
+            return;
+        }
+        match nft::apply(&plan) {
+            Ok(loaded) => {
+                if loaded {
+                    let members = plan.encap.as_ref().map(|e| e.members.len());
+                    info!(table = nft::TABLE, ip_masq = plan.ip_masq, encap_members = ?members, "loaded nftables rules");
+                }
+                self.last_firewall = Some(plan);
+            }
+            Err(e) => error!(error = %e, "cannot load nftables rules; will retry"),
+        }
     }
 
     fn is_lease_key(&self, key: &str) -> bool {
@@ -272,8 +381,7 @@ impl Agent {
     async fn on_event(&mut self, event: WatchEvent) -> bool {
         match event {
             WatchEvent::Put(kv) if kv.key == self.registry.config_key() => {
-                self.on_config(&kv.value);
-                false
+                self.on_config(&kv.value)
             }
             WatchEvent::Delete { key, .. } if key == self.registry.config_key() => {
                 error!(key, "network config deleted; keeping the last good one");
@@ -308,19 +416,33 @@ impl Agent {
         }
     }
 
-    fn on_config(&mut self, value: &[u8]) {
+    /// Takes a new config if it is valid and can apply without a restart.
+    fn on_config(&mut self, value: &[u8]) -> bool {
         match NetworkConfig::parse(value) {
-            Err(e) => error!(error = %e, "new network config rejected; keeping the last good one"),
-            Ok(c) if c == self.config => {}
+            Err(e) => {
+                error!(error = %e, "new network config rejected; keeping the last good one");
+                false
+            }
+            Ok(c) if c == self.config => false,
             Ok(c) => {
                 if c.network != self.config.network
                     || c.subnet_len != self.config.subnet_len
                     || c.backend != self.config.backend
                 {
                     warn!(network = %c.network, backend = %c.backend, "network config changed in a way that needs a restart of every agent; running on the previous one until then");
-                } else {
-                    info!("network config updated");
-                    self.config = c;
+                    return false;
+                }
+                match weft_backends::build(&c, &settings(&self.opts, self.attrs.public_ip)) {
+                    Ok(backend) => {
+                        info!("network config updated");
+                        self.backend = backend;
+                        self.config = c;
+                        true
+                    }
+                    Err(e) => {
+                        error!(error = %e, "new network config rejected; keeping the last good one");
+                        false
+                    }
                 }
             }
         }
@@ -433,14 +555,87 @@ impl Agent {
         }
     }
 
+    /// Follows a change of the external interface. When its address moved (and no
+    /// `--public-ip` pins it), this node's lease is rewritten in place: same subnet, new
+    /// public IP and VTEP, and every peer updates its entries for this node.
+    async fn check_external(&mut self) {
+        let ext = match self.kernel.external_interface(&self.opts.iface).await {
+            Ok(ext) => ext,
+            Err(e) => {
+                warn!(error = %e, "cannot read the external interface; keeping the current one");
+                return;
+            }
+        };
+        if ext == self.node.external {
+            return;
+        }
+        if ext.addr == self.node.external.addr || self.opts.public_ip.is_some() {
+            info!(iface = %ext.name, mtu = ext.mtu, "external interface changed");
+            self.node.external = ext;
+            return;
+        }
+        let backend = match weft_backends::build(&self.config, &settings(&self.opts, ext.addr)) {
+            Ok(b) => b,
+            Err(e) => return error!(error = %e, "cannot follow the new public IP"),
+        };
+        let attrs = LeaseAttrs {
+            public_ip: ext.addr,
+            backend_data: backend.backend_data(),
+            ..self.attrs.clone()
+        };
+        match self.registry.update_lease(&self.node.lease, &attrs).await {
+            Ok(Some(lease)) => {
+                warn!(old = %self.attrs.public_ip, new = %ext.addr, subnet = %lease.subnet, "public IP changed; lease updated, subnet kept");
+                self.peers.insert(lease.subnet, lease.clone());
+                self.node = NodeContext {
+                    external: ext,
+                    lease,
+                    overlay: self.node.overlay,
+                };
+                self.backend = backend;
+                self.attrs = attrs;
+            }
+            Ok(None) => {
+                warn!("our lease changed while updating the public IP; claiming again");
+                self.reacquire().await;
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot update the lease with the new public IP; will retry")
+            }
+        }
+    }
+
     /// Plans from the current picture and applies the difference to the kernel.
-    async fn reconcile(&mut self) {
+    async fn reconcile(&mut self, why: Why) {
+        if why.is_repair() {
+            self.check_external().await;
+        }
+        self.node.overlay = None;
+        if let Some(spec) = self.backend.overlay(&self.node) {
+            match self.kernel.ensure_vxlan(&spec).await {
+                Ok((index, outcome)) => {
+                    match &outcome {
+                        LinkOutcome::Unchanged => {}
+                        LinkOutcome::Created if why == Why::Start => {
+                            info!(dev = %spec.name, mac = %spec.mac, mtu = spec.mtu, "created overlay device")
+                        }
+                        other => {
+                            warn!(dev = %spec.name, outcome = %other, ?why, "repaired overlay device")
+                        }
+                    }
+                    self.node.overlay = Some(index);
+                }
+                Err(e) => {
+                    // Without the device no plan can be right; leave everything as it is.
+                    error!(dev = %spec.name, error = %e, "cannot set up the overlay device; leaving the data plane as it is");
+                    return;
+                }
+            }
+        }
         let peers: Vec<Lease> = self
             .peers
             .values()
-            .filter(|l| {
-                pool::contains(&self.config, &l.subnet) || self.config.network.contains(&l.subnet)
-            })
+            .filter(|l| self.config.network.contains(&l.subnet))
             .cloned()
             .collect();
         let plane = self.backend.plan(&self.node, &peers);
@@ -450,34 +645,41 @@ impl Agent {
             }
             self.last_unreachable = plane.unreachable.clone();
         }
-        match self.kernel.apply_routes(&plane.routes).await {
-            Ok(report) => {
-                if report.changed() {
-                    info!(
-                        added = report.added,
-                        replaced = report.replaced,
-                        removed = report.removed,
-                        failed = report.failed.len(),
-                        elapsed_ms = report.elapsed.as_millis() as u64,
-                        routes = plane.routes.len(),
-                        "applied route plan"
-                    );
-                } else {
-                    debug!(routes = plane.routes.len(), "routes already as planned");
-                }
-                for (change, why) in &report.failed {
-                    error!(?change, error = %why, "kernel refused a route change");
-                }
+        self.apply_firewall(false);
+        if let Some(index) = self.node.overlay {
+            match self.kernel.apply_neighbours(index, &plane.neighbours).await {
+                Ok(a) => log_applied("neighbour", why, &a, None),
+                Err(e) => error!(error = %e, "cannot read or change neighbours; will retry"),
             }
+            match self.kernel.apply_fdb(index, &plane.fdb).await {
+                Ok(a) => log_applied("fdb entry", why, &a, None),
+                Err(e) => error!(error = %e, "cannot read or change FDB entries; will retry"),
+            }
+        }
+        match self.kernel.apply_routes(&plane.routes).await {
+            Ok(report) => log_applied(
+                "route",
+                why,
+                &report.applied,
+                Some(report.elapsed.as_millis() as u64),
+            ),
             Err(e) => error!(error = %e, "cannot read or change routes; will retry"),
         }
+        self.publish_status().await;
+    }
+
+    async fn publish_status(&mut self) {
         let status = NodeStatus {
             public_ip: Some(self.attrs.public_ip),
             backend: self.backend.kind().name().into(),
             unreachable: self.last_unreachable.clone(),
         };
-        if let Err(e) = self.registry.put_status(&self.node.lease, &status).await {
-            debug!(error = %e, "cannot publish node status");
+        if self.last_status.as_ref() == Some(&status) {
+            return;
+        }
+        match self.registry.put_status(&self.node.lease, &status).await {
+            Ok(()) => self.last_status = Some(status),
+            Err(e) => debug!(error = %e, "cannot publish node status"),
         }
     }
 }

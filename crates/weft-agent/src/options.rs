@@ -118,6 +118,13 @@ pub struct AgentOptions {
     /// Renew the lease when this little time is left.
     #[arg(long, value_parser = duration, default_value = "1h")]
     pub subnet_lease_renew_margin: Duration,
+    /// Accept encapsulated (VXLAN) traffic only from current nodes' addresses.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub encap_source_filter: bool,
+    /// TX checksum offload on the VXLAN device; `false` works around the kernel bug that
+    /// delays VXLAN traffic by 63 s on some kernels.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub vxlan_tx_checksum_offload: bool,
     /// How often to re-check the whole host against the plan, repairing drift.
     #[arg(long, value_parser = duration, default_value = "30s")]
     pub resync_interval: Duration,

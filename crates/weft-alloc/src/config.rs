@@ -141,6 +141,30 @@ fn parse_v4(field: &str, s: &str, problems: &mut Vec<String>) -> Option<Ipv4Addr
     }
 }
 
+/// VXLAN's options, flannel's names: `VNI` (1), `Port` (8472), `DirectRouting`, `MTU`.
+fn check_vxlan_options(o: &serde_json::Map<String, serde_json::Value>, problems: &mut Vec<String>) {
+    let num = |k: &str, lo: u64, hi: u64, problems: &mut Vec<String>| {
+        if let Some(v) = o.get(k) {
+            match v.as_u64() {
+                Some(n) if (lo..=hi).contains(&n) => {}
+                _ => problems.push(format!(
+                    "Backend.{k} must be a number from {lo} to {hi}, not {v}"
+                )),
+            }
+        }
+    };
+    num("VNI", 1, 16_777_215, problems);
+    num("Port", 1, 65_535, problems);
+    num("MTU", 576, 65_535, problems);
+    if let Some(v) = o.get("DirectRouting") {
+        if !v.is_boolean() {
+            problems.push(format!(
+                "Backend.DirectRouting must be true or false, not {v}"
+            ));
+        }
+    }
+}
+
 impl NetworkConfig {
     /// Parses and validates flannel-format JSON.
     pub fn parse(json: &[u8]) -> Result<Self, ConfigError> {
@@ -205,6 +229,9 @@ impl NetworkConfig {
                 None
             }
         };
+        if backend == Some(BackendKind::Vxlan) {
+            check_vxlan_options(&backend_options, &mut problems);
+        }
         let min = raw
             .subnet_min
             .as_deref()
@@ -368,6 +395,25 @@ mod tests {
         ] {
             assert!(all.contains(needle), "missing {needle:?} in {all}");
         }
+    }
+
+    #[test]
+    fn vxlan_options_are_checked() {
+        let c = parse(r#"{"Network":"10.5.0.0/16","Backend":{"Type":"vxlan","VNI":4096,"Port":4789,"DirectRouting":true}}"#).unwrap();
+        assert_eq!(
+            (c.backend_u64("VNI"), c.backend_u64("Port")),
+            (Some(4096), Some(4789))
+        );
+        let p = problems(
+            r#"{"Network":"10.5.0.0/16","Backend":{"Type":"vxlan","VNI":0,"Port":70000,"DirectRouting":"yes"}}"#,
+        );
+        let all = p.join("\n");
+        assert!(
+            all.contains("Backend.VNI")
+                && all.contains("Backend.Port")
+                && all.contains("DirectRouting"),
+            "{all}"
+        );
     }
 
     #[test]

@@ -331,6 +331,25 @@ impl Registry {
         }
     }
 
+    /// Rewrites this node's own lease with new attributes (its public IP moved), keeping
+    /// subnet and TTL. `Ok(None)`: the lease changed under us and must be claimed again.
+    pub async fn update_lease(
+        &self,
+        lease: &Lease,
+        attrs: &LeaseAttrs,
+    ) -> Result<Option<Lease>, StoreError> {
+        let key = self.lease_key(&lease.subnet);
+        let rev = self
+            .store
+            .compare_and_swap(&key, &attrs.encode(), lease.mod_revision, lease.store_lease)
+            .await?;
+        Ok(rev.map(|mod_revision| Lease {
+            attrs: attrs.clone(),
+            mod_revision,
+            ..lease.clone()
+        }))
+    }
+
     /// Refreshes a lease's TTL. `Ok(false)`: the lease is gone and must be claimed again.
     pub async fn renew(&self, lease: &Lease) -> Result<bool, StoreError> {
         match lease.store_lease {

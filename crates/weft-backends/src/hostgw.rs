@@ -17,46 +17,51 @@ impl Backend for HostGw {
     }
 
     fn plan(&self, node: &NodeContext, peers: &[Lease]) -> DataPlane {
-        let ext = &node.external;
         let mut plane = DataPlane::default();
-        for peer in peers {
-            if peer.subnet == node.lease.subnet {
-                continue;
-            }
-            let ip = peer.attrs.public_ip;
-            let reason = if peer.attrs.backend_type != BackendKind::HostGw.name() {
-                Some(format!(
+        for peer in peers.iter().filter(|p| p.subnet != node.lease.subnet) {
+            let route = if peer.attrs.backend_type != BackendKind::HostGw.name() {
+                Err(format!(
                     "peer runs backend {:?}, not host-gw",
                     peer.attrs.backend_type
                 ))
-            } else if ip == node.lease.attrs.public_ip {
-                Some(format!(
-                    "peer claims this node's own public IP {ip} (stale lease?)"
-                ))
-            } else if !ext.network.contains(&ip) {
-                Some(format!(
-                    "peer {ip} is not on the same L2 subnet as {} ({}); host-gw needs one L2 segment",
-                    ext.name, ext.network
-                ))
             } else {
-                None
+                direct_route(node, peer)
             };
-            match reason {
-                Some(reason) => plane.unreachable.push(Unreachable {
+            match route {
+                Ok(r) => plane.routes.push(r),
+                Err(reason) => plane.unreachable.push(Unreachable {
                     subnet: peer.subnet,
                     reason,
-                }),
-                None => plane.routes.push(Route {
-                    dst: peer.subnet,
-                    via: Some(ip),
-                    dev: ext.index,
-                    onlink: false,
                 }),
             }
         }
         plane.routes.sort();
         plane
     }
+}
+
+/// The plain route to a peer one L2 hop away (host-gw, and VXLAN's DirectRouting), or why
+/// there can be none.
+pub(crate) fn direct_route(node: &NodeContext, peer: &Lease) -> Result<Route, String> {
+    let ext = &node.external;
+    let ip = peer.attrs.public_ip;
+    if ip == node.lease.attrs.public_ip {
+        return Err(format!(
+            "peer claims this node's own public IP {ip} (stale lease?)"
+        ));
+    }
+    if !ext.network.contains(&ip) {
+        return Err(format!(
+            "peer {ip} is not on the same L2 subnet as {} ({}); host-gw needs one L2 segment",
+            ext.name, ext.network
+        ));
+    }
+    Ok(Route {
+        dst: peer.subnet,
+        via: Some(ip),
+        dev: ext.index,
+        onlink: false,
+    })
 }
 
 #[cfg(test)]
@@ -89,6 +94,7 @@ mod tests {
                 network: "192.168.1.0/24".parse().unwrap(),
             },
             lease: lease("10.244.1.0/24", "192.168.1.1", "host-gw"),
+            overlay: None,
         }
     }
 

@@ -7,16 +7,22 @@
 //! given a broken route.
 
 pub mod hostgw;
+pub mod vxlan;
 
-use weft_alloc::{BackendKind, Lease};
+use std::net::Ipv4Addr;
+
+use weft_alloc::{BackendKind, Lease, NetworkConfig};
 use weft_kernel::iface::ExternalInterface;
-use weft_kernel::Route;
+use weft_kernel::link::VxlanSpec;
+use weft_kernel::{FdbEntry, Neighbour, Route};
 
 /// What the node knows about itself when planning.
 #[derive(Debug, Clone)]
 pub struct NodeContext {
     pub external: ExternalInterface,
     pub lease: Lease,
+    /// The overlay device's index, once the agent has made it (see [`Backend::overlay`]).
+    pub overlay: Option<u32>,
 }
 
 /// A peer that gets no route, and why (published as-is in the node's status).
@@ -26,6 +32,10 @@ pub use weft_alloc::registry::Unreachable;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DataPlane {
     pub routes: Vec<Route>,
+    /// Permanent neighbour entries on the overlay device.
+    pub neighbours: Vec<Neighbour>,
+    /// FDB entries on the overlay device.
+    pub fdb: Vec<FdbEntry>,
     pub unreachable: Vec<Unreachable>,
 }
 
@@ -43,16 +53,36 @@ pub trait Backend: Send + Sync {
         external_mtu - self.kind().mtu_overhead()
     }
 
-    /// What the host should look like with these peers (every lease but our own).
+    /// The overlay device this node needs, if the backend uses one. The agent creates or
+    /// repairs it before planning and passes its index in [`NodeContext::overlay`].
+    fn overlay(&self, _node: &NodeContext) -> Option<VxlanSpec> {
+        None
+    }
+
+    /// The UDP port encapsulated traffic arrives on, if any: only member nodes may use it.
+    fn encap_port(&self) -> Option<u16> {
+        None
+    }
+
+    /// What the host should look like with these peers (every lease, our own included).
     fn plan(&self, node: &NodeContext, peers: &[Lease]) -> DataPlane;
 }
 
+/// Node-local settings a backend needs besides the network config.
+#[derive(Debug, Clone)]
+pub struct BackendSettings {
+    pub public_ip: Ipv4Addr,
+    /// Turn TX checksum offload off on the overlay device.
+    pub tx_checksum_off: bool,
+}
+
 /// The backend for a config, or a clear word that this build has none.
-pub fn for_kind(kind: BackendKind) -> Result<Box<dyn Backend>, String> {
-    match kind {
+pub fn build(cfg: &NetworkConfig, settings: &BackendSettings) -> Result<Box<dyn Backend>, String> {
+    match cfg.backend {
         BackendKind::HostGw => Ok(Box::new(hostgw::HostGw)),
+        BackendKind::Vxlan => Ok(Box::new(vxlan::Vxlan::new(cfg, settings))),
         other => Err(format!(
-            "backend {other} is not implemented in this version of Weft (available: host-gw)"
+            "backend {other} is not implemented in this version of Weft (available: host-gw, vxlan)"
         )),
     }
 }

@@ -6,15 +6,24 @@ use std::time::{Duration, Instant};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use ipnet::Ipv4Net;
 use netlink_packet_route::address::AddressAttribute;
-use netlink_packet_route::link::{LinkAttribute, LinkFlags};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage,
+};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::AddressFamily;
-use rtnetlink::{Handle, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkUnspec, LinkVxlan, RouteMessageBuilder};
 use thiserror::Error;
 
+use crate::diff::{diff, Applied, Change};
 use crate::iface::{self, AddrInfo, ExternalInterface, IfaceError, IfaceSpec, LinkInfo};
+use crate::link::{must_recreate, LinkOutcome, VxlanSpec, VxlanState};
+use crate::mac::MacAddr;
+use crate::neigh::{FdbEntry, Neighbour};
 use crate::route::{plan, Route, RouteChange, WEFT_PROTO};
 
 const MAIN_TABLE: u8 = 254;
@@ -34,26 +43,24 @@ pub enum KernelError {
     },
     #[error(transparent)]
     Iface(#[from] IfaceError),
+    #[error("link {0} vanished right after it was created")]
+    Vanished(String),
 }
 
 fn nl(op: &'static str) -> impl Fn(rtnetlink::Error) -> KernelError {
     move |source| KernelError::Netlink { op, source }
 }
 
-/// What one reconciliation did.
+/// What one route reconciliation did, and how long it took.
 #[derive(Debug, Default, Clone)]
 pub struct ApplyReport {
-    pub added: usize,
-    pub replaced: usize,
-    pub removed: usize,
-    /// Changes the kernel refused, with its reason; the rest were still applied.
-    pub failed: Vec<(RouteChange, String)>,
+    pub applied: Applied<Route>,
     pub elapsed: Duration,
 }
 
 impl ApplyReport {
     pub fn changed(&self) -> bool {
-        self.added + self.replaced + self.removed > 0 || !self.failed.is_empty()
+        self.applied.changed()
     }
 }
 
@@ -175,22 +182,294 @@ impl Kernel {
     pub async fn apply_routes(&self, desired: &[Route]) -> Result<ApplyReport, KernelError> {
         let start = Instant::now();
         let changes = plan(desired, &self.weft_routes().await?);
-        let mut report = ApplyReport::default();
         let results: Vec<_> = stream::iter(changes)
             .map(|change| async move { (change, self.change(change).await) })
             .buffer_unordered(PIPELINE)
             .collect()
             .await;
+        let mut applied = Applied::default();
         for (change, result) in results {
-            match (change, result) {
-                (_, Err(e)) => report.failed.push((change, e.to_string())),
-                (RouteChange::Add(_), Ok(())) => report.added += 1,
-                (RouteChange::Replace(_), Ok(())) => report.replaced += 1,
-                (RouteChange::Remove(_), Ok(())) => report.removed += 1,
+            applied.record(change, result);
+        }
+        Ok(ApplyReport {
+            applied,
+            elapsed: start.elapsed(),
+        })
+    }
+
+    /// A link by name, if it exists.
+    async fn link_by_name(&self, name: &str) -> Result<Option<LinkMessage>, KernelError> {
+        let mut stream = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_owned())
+            .execute();
+        match stream.try_next().await {
+            Ok(link) => Ok(link),
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc_enodev() => Ok(None),
+            Err(e) => Err(nl("read link")(e)),
+        }
+    }
+
+    /// Makes the VXLAN device match `spec`: created if missing, recreated if a property
+    /// that cannot change in place differs, else adjusted in place; then its address.
+    /// Returns its index and what it took.
+    pub async fn ensure_vxlan(&self, spec: &VxlanSpec) -> Result<(u32, LinkOutcome), KernelError> {
+        let mut outcome = LinkOutcome::Unchanged;
+        let existing = self
+            .link_by_name(&spec.name)
+            .await?
+            .map(|m| vxlan_state(&m));
+        let index = match existing {
+            Some(have) => match must_recreate(spec, &have) {
+                Some(why) => {
+                    self.handle
+                        .link()
+                        .del(have.index)
+                        .execute()
+                        .await
+                        .map_err(nl("delete link"))?;
+                    outcome = LinkOutcome::Recreated(why);
+                    self.create_vxlan(spec).await?
+                }
+                None => {
+                    let mut what = Vec::new();
+                    let mut set = LinkUnspec::new_with_index(have.index);
+                    if have.mtu != spec.mtu {
+                        what.push(format!("mtu {} -> {}", have.mtu, spec.mtu));
+                        set = set.mtu(spec.mtu);
+                    }
+                    if have.mac != Some(spec.mac) {
+                        what.push(format!("mac -> {}", spec.mac));
+                        set = set.address(spec.mac.0.to_vec());
+                    }
+                    if !have.up {
+                        what.push("up".into());
+                        set = set.up();
+                    }
+                    if !what.is_empty() {
+                        self.handle
+                            .link()
+                            .set(set.build())
+                            .execute()
+                            .await
+                            .map_err(nl("set link"))?;
+                        outcome = LinkOutcome::Updated(what.join(", "));
+                    }
+                    have.index
+                }
+            },
+            None => {
+                outcome = LinkOutcome::Created;
+                self.create_vxlan(spec).await?
+            }
+        };
+        if self.ensure_only_address(index, spec.address).await? && outcome == LinkOutcome::Unchanged
+        {
+            outcome = LinkOutcome::Updated(format!("address {}", spec.address));
+        }
+        if spec.tx_checksum_off && outcome != LinkOutcome::Unchanged {
+            set_tx_checksum_off(&spec.name);
+        }
+        Ok((index, outcome))
+    }
+
+    async fn create_vxlan(&self, spec: &VxlanSpec) -> Result<u32, KernelError> {
+        let msg = LinkVxlan::new(&spec.name, spec.vni)
+            .dev(spec.underlay)
+            .port(spec.port)
+            .local(spec.local)
+            .learning(false)
+            .mtu(spec.mtu)
+            .address(spec.mac.0.to_vec())
+            .up()
+            .build();
+        self.handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(nl("create vxlan link"))?;
+        let link = self.link_by_name(&spec.name).await?;
+        link.map(|l| l.header.index)
+            .ok_or(KernelError::Vanished(spec.name.clone()))
+    }
+
+    /// Makes `address` the only IPv4 address on the link. Returns whether it changed anything.
+    async fn ensure_only_address(&self, index: u32, address: Ipv4Net) -> Result<bool, KernelError> {
+        let have: Vec<AddrInfo> = self
+            .ipv4_addresses()
+            .await?
+            .into_iter()
+            .filter(|a| a.index == index)
+            .collect();
+        let mut changed = false;
+        for a in &have {
+            if a.addr != address.addr() || a.prefix_len != address.prefix_len() {
+                let msgs: Vec<_> = self
+                    .handle
+                    .address()
+                    .get()
+                    .set_link_index_filter(index)
+                    .set_address_filter(a.addr.into())
+                    .execute()
+                    .try_collect()
+                    .await
+                    .map_err(nl("read address"))?;
+                for m in msgs {
+                    self.handle
+                        .address()
+                        .del(m)
+                        .execute()
+                        .await
+                        .map_err(nl("delete address"))?;
+                }
+                changed = true;
             }
         }
-        report.elapsed = start.elapsed();
-        Ok(report)
+        if !have
+            .iter()
+            .any(|a| a.addr == address.addr() && a.prefix_len == address.prefix_len())
+        {
+            self.handle
+                .address()
+                .add(index, address.addr().into(), address.prefix_len())
+                .execute()
+                .await
+                .map_err(nl("add address"))?;
+            changed = true;
+        }
+        Ok(changed)
+    }
+
+    /// Permanent IPv4 neighbour entries on a link.
+    pub async fn neighbours(&self, index: u32) -> Result<Vec<Neighbour>, KernelError> {
+        let msgs: Vec<_> = self
+            .handle
+            .neighbours()
+            .get()
+            .set_address_family(AddressFamily::Inet)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(nl("list neighbours"))?;
+        Ok(msgs
+            .iter()
+            .filter(|m| m.header.ifindex == index && m.header.state == NeighbourState::Permanent)
+            .filter_map(|m| {
+                Some(Neighbour {
+                    ip: neigh_ip(m)?,
+                    mac: neigh_mac(m)?,
+                })
+            })
+            .collect())
+    }
+
+    /// FDB entries (MAC to remote VTEP) on a VXLAN link.
+    pub async fn fdb(&self, index: u32) -> Result<Vec<FdbEntry>, KernelError> {
+        let msgs: Vec<_> = self
+            .handle
+            .neighbours()
+            .get()
+            .set_address_family(AddressFamily::Bridge)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(nl("list fdb"))?;
+        Ok(msgs
+            .iter()
+            .filter(|m| m.header.ifindex == index)
+            .filter_map(|m| {
+                Some(FdbEntry {
+                    mac: neigh_mac(m)?,
+                    dst: neigh_ip(m)?,
+                })
+            })
+            .collect())
+    }
+
+    /// Makes the permanent neighbours on `index` equal to `desired`.
+    pub async fn apply_neighbours(
+        &self,
+        index: u32,
+        desired: &[Neighbour],
+    ) -> Result<Applied<Neighbour>, KernelError> {
+        let current = self.neighbours(index).await?;
+        let changes = diff(
+            desired.iter().map(|n| (n.ip, *n)),
+            current.iter().map(|n| (n.ip, *n)),
+        );
+        let mut applied = Applied::default();
+        for change in changes {
+            let result = match change {
+                Change::Add(n) | Change::Replace(n) => {
+                    self.handle
+                        .neighbours()
+                        .add(index, n.ip.into())
+                        .link_layer_address(&n.mac.0)
+                        .state(NeighbourState::Permanent)
+                        .replace()
+                        .execute()
+                        .await
+                }
+                Change::Remove(n) => {
+                    let mut m = NeighbourMessage::default();
+                    m.header.family = AddressFamily::Inet;
+                    m.header.ifindex = index;
+                    m.attributes
+                        .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
+                            n.ip,
+                        )));
+                    self.handle.neighbours().del(m).execute().await
+                }
+            };
+            applied.record(change, result);
+        }
+        Ok(applied)
+    }
+
+    /// Makes the FDB entries on `index` equal to `desired`.
+    pub async fn apply_fdb(
+        &self,
+        index: u32,
+        desired: &[FdbEntry],
+    ) -> Result<Applied<FdbEntry>, KernelError> {
+        let current = self.fdb(index).await?;
+        let changes = diff(
+            desired.iter().map(|f| (f.mac, *f)),
+            current.iter().map(|f| (f.mac, *f)),
+        );
+        let mut applied = Applied::default();
+        for change in changes {
+            let result = match change {
+                Change::Add(f) | Change::Replace(f) => {
+                    self.handle
+                        .neighbours()
+                        .add_bridge(index, &f.mac.0)
+                        .flags(NeighbourFlags::Own)
+                        .destination(f.dst.into())
+                        .replace()
+                        .execute()
+                        .await
+                }
+                Change::Remove(f) => {
+                    let mut m = NeighbourMessage::default();
+                    m.header.family = AddressFamily::Bridge;
+                    m.header.ifindex = index;
+                    m.header.flags = NeighbourFlags::Own;
+                    m.attributes
+                        .push(NeighbourAttribute::LinkLayerAddress(f.mac.0.to_vec()));
+                    m.attributes
+                        .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
+                            f.dst,
+                        )));
+                    self.handle.neighbours().del(m).execute().await
+                }
+            };
+            applied.record(change, result);
+        }
+        Ok(applied)
     }
 
     async fn change(&self, change: RouteChange) -> Result<(), rtnetlink::Error> {
@@ -205,6 +484,77 @@ impl Kernel {
                     .await
             }
             RouteChange::Remove(r) => self.handle.route().del(message(&r)).execute().await,
+        }
+    }
+}
+
+const fn libc_enodev() -> i32 {
+    19 // ENODEV: "no such device", what a lookup of a missing link returns
+}
+
+fn neigh_ip(m: &NeighbourMessage) -> Option<Ipv4Addr> {
+    m.attributes.iter().find_map(|a| match a {
+        NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(*ip),
+        _ => None,
+    })
+}
+
+fn neigh_mac(m: &NeighbourMessage) -> Option<MacAddr> {
+    m.attributes.iter().find_map(|a| match a {
+        NeighbourAttribute::LinkLayerAddress(b) => MacAddr::from_slice(b),
+        _ => None,
+    })
+}
+
+/// Reads the properties Weft cares about from a link dump.
+fn vxlan_state(m: &LinkMessage) -> VxlanState {
+    let mut s = VxlanState {
+        index: m.header.index,
+        up: m.header.flags.contains(LinkFlags::Up),
+        ..Default::default()
+    };
+    for a in &m.attributes {
+        match a {
+            LinkAttribute::Mtu(mtu) => s.mtu = *mtu,
+            LinkAttribute::Address(mac) => s.mac = MacAddr::from_slice(mac),
+            LinkAttribute::LinkInfo(infos) => {
+                for info in infos {
+                    match info {
+                        NlLinkInfo::Kind(InfoKind::Vxlan) => s.is_vxlan = true,
+                        NlLinkInfo::Data(InfoData::Vxlan(attrs)) => {
+                            for v in attrs {
+                                match v {
+                                    InfoVxlan::Id(id) => s.vni = Some(*id),
+                                    InfoVxlan::Port(p) => s.port = Some(*p),
+                                    InfoVxlan::Local(ip) => s.local = Some(*ip),
+                                    InfoVxlan::Link(l) => s.underlay = Some(*l),
+                                    InfoVxlan::Learning(l) => s.learning = Some(*l),
+                                    _ => {}
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    s
+}
+
+/// Turns TX checksum offload off with ethtool; logged, never fatal.
+fn set_tx_checksum_off(dev: &str) {
+    match std::process::Command::new("ethtool")
+        .args(["-K", dev, "tx", "off"])
+        .output()
+    {
+        Ok(o) if o.status.success() => tracing::info!(dev, "turned TX checksum offload off"),
+        Ok(o) => {
+            tracing::warn!(dev, error = %String::from_utf8_lossy(&o.stderr).trim(), "cannot turn TX checksum offload off")
+        }
+        Err(e) => {
+            tracing::warn!(dev, error = %e, "cannot run ethtool to turn TX checksum offload off")
         }
     }
 }

@@ -29,6 +29,16 @@ pub struct FirewallPlan {
     pub local_subnet: Ipv4Net,
     /// Masquerade traffic leaving the cluster network (flannel's `--ip-masq`).
     pub ip_masq: bool,
+    /// Accept encapsulated traffic only from member nodes.
+    pub encap: Option<EncapFilter>,
+}
+
+/// Drops encapsulated packets (UDP to `port`) whose source is not a current node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncapFilter {
+    pub port: u16,
+    /// Every node's public IP, sorted (the rendering must be deterministic).
+    pub members: Vec<std::net::Ipv4Addr>,
 }
 
 #[derive(Debug, Error)]
@@ -59,6 +69,19 @@ fn body(p: &FirewallPlan) -> String {
         "  chain forward {{\n    type filter hook forward priority filter; policy accept;\n\
          \x20   ip saddr {net} accept\n    ip daddr {net} accept\n  }}\n"
     );
+    if let Some(f) = &p.encap {
+        let members: Vec<String> = f.members.iter().map(|m| m.to_string()).collect();
+        let from = if members.is_empty() {
+            String::new()
+        } else {
+            format!(" ip saddr != {{ {} }}", members.join(", "))
+        };
+        s += &format!(
+            "  chain input {{\n    type filter hook input priority filter; policy accept;\n\
+             \x20   udp dport {port}{from} counter drop comment \"encapsulated traffic from a non-member\"\n  }}\n",
+            port = f.port
+        );
+    }
     if p.ip_masq {
         // flannel's four rules: pods talking to pods keep their addresses; pods going
         // out are masqueraded (multicast excepted); traffic from outside to this node's
@@ -208,7 +231,30 @@ mod tests {
             network: "10.244.0.0/16".parse().unwrap(),
             local_subnet: "10.244.3.0/24".parse().unwrap(),
             ip_masq: masq,
+            encap: None,
         }
+    }
+
+    #[test]
+    fn encapsulated_traffic_only_from_members() {
+        let mut p = plan(false);
+        p.encap = Some(EncapFilter {
+            port: 8472,
+            members: vec![
+                "192.168.1.1".parse().unwrap(),
+                "192.168.1.2".parse().unwrap(),
+            ],
+        });
+        let s = render(&p);
+        assert!(
+            s.contains("udp dport 8472 ip saddr != { 192.168.1.1, 192.168.1.2 } counter drop"),
+            "{s}"
+        );
+        p.encap = Some(EncapFilter {
+            port: 4789,
+            members: vec![],
+        });
+        assert!(render(&p).contains("udp dport 4789 counter drop"));
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! Weft's routes as plain values, and the diff that turns what the kernel has into
 //! what it should have.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::net::Ipv4Addr;
 
@@ -37,42 +36,16 @@ impl fmt::Display for Route {
     }
 }
 
-/// One change to make in the kernel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RouteChange {
-    Add(Route),
-    /// Same destination, different next hop or device: replaced in one atomic step.
-    Replace(Route),
-    Remove(Route),
-}
+/// One change to a route.
+pub type RouteChange = crate::diff::Change<Route>;
 
-/// The changes that turn `current` (Weft's routes in the kernel) into `desired`.
-///
-/// Routes are keyed by destination: the kernel holds one route per prefix in the main
-/// table. Identical routes produce no change, which is what makes restarts churn-free.
-/// The order is removals, then replacements, then additions, each by destination.
+/// The changes that turn `current` (Weft's routes in the kernel) into `desired`, keyed by
+/// destination (the kernel holds one route per prefix in the main table).
 pub fn plan(desired: &[Route], current: &[Route]) -> Vec<RouteChange> {
-    let want: BTreeMap<Ipv4Net, Route> = desired.iter().map(|r| (r.dst, *r)).collect();
-    let have: BTreeMap<Ipv4Net, Route> = current.iter().map(|r| (r.dst, *r)).collect();
-    let mut changes = Vec::new();
-    for (dst, r) in &have {
-        if !want.contains_key(dst) {
-            changes.push(RouteChange::Remove(*r));
-        }
-    }
-    for (dst, r) in &want {
-        if let Some(h) = have.get(dst) {
-            if h != r {
-                changes.push(RouteChange::Replace(*r));
-            }
-        }
-    }
-    for (dst, r) in &want {
-        if !have.contains_key(dst) {
-            changes.push(RouteChange::Add(*r));
-        }
-    }
-    changes
+    crate::diff::diff(
+        desired.iter().map(|r| (r.dst, *r)),
+        current.iter().map(|r| (r.dst, *r)),
+    )
 }
 
 #[cfg(test)]

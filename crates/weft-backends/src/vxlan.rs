@@ -1,0 +1,337 @@
+//! vxlan: flannel's layout, wire-compatible with it.
+//!
+//! One device `weft.<VNI>` (VNI 1, UDP port 8472 by default, learning off) holding this
+//! node's `<subnet>.0/32`, with a VTEP MAC derived from the node's public IP and the VNI,
+//! so it stays the same across restarts and recreations and peers never hold a stale one.
+//! The MAC is published in the lease: `"BackendData":{"VNI":1,"VtepMAC":"..."}`.
+//!
+//! Per remote node, in flannel's order: a permanent neighbour entry (remote `.0` to the
+//! remote VTEP MAC), a permanent FDB entry (that MAC to the remote public IP), and the
+//! route `<remote subnet> via <remote .0> dev weft.<VNI> onlink`.
+//!
+//! With `DirectRouting` (Calico's `CrossSubnet`), a peer on the same L2 segment gets a
+//! plain route via its public IP instead: no encapsulation where none is needed.
+
+use std::net::Ipv4Addr;
+
+use weft_alloc::{BackendKind, Lease, NetworkConfig};
+use weft_kernel::link::VxlanSpec;
+use weft_kernel::{FdbEntry, MacAddr, Neighbour, Route};
+
+use crate::hostgw::direct_route;
+use crate::{Backend, BackendSettings, DataPlane, NodeContext, Unreachable};
+
+pub const DEFAULT_VNI: u32 = 1;
+/// The Linux kernel's (and flannel's) default VXLAN port; 4789 is IANA's.
+pub const DEFAULT_PORT: u16 = 8472;
+
+pub struct Vxlan {
+    vni: u32,
+    port: u16,
+    direct_routing: bool,
+    mtu: Option<u32>,
+    mac: MacAddr,
+    tx_checksum_off: bool,
+}
+
+impl Vxlan {
+    /// Options come from the validated config (`VNI`, `Port`, `DirectRouting`, `MTU`).
+    pub fn new(cfg: &NetworkConfig, settings: &BackendSettings) -> Vxlan {
+        let vni = cfg
+            .backend_u64("VNI")
+            .map(|v| v as u32)
+            .unwrap_or(DEFAULT_VNI);
+        Vxlan {
+            vni,
+            port: cfg
+                .backend_u64("Port")
+                .map(|p| p as u16)
+                .unwrap_or(DEFAULT_PORT),
+            direct_routing: cfg
+                .backend_options
+                .get("DirectRouting")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
+            mtu: cfg.backend_u64("MTU").map(|m| m as u32),
+            mac: vtep_mac(settings.public_ip, vni),
+            tx_checksum_off: settings.tx_checksum_off,
+        }
+    }
+
+    pub fn device_name(&self) -> String {
+        format!("weft.{}", self.vni)
+    }
+}
+
+/// The VTEP MAC for a node: a function of its public IP and the VNI only.
+pub fn vtep_mac(public_ip: Ipv4Addr, vni: u32) -> MacAddr {
+    MacAddr::derived(format!("weft-vtep {public_ip} {vni}").as_bytes())
+}
+
+/// A peer's VTEP, from its lease's backend data.
+fn peer_vtep(peer: &Lease, vni: u32) -> Result<MacAddr, String> {
+    let data = &peer.attrs.backend_data;
+    let peer_vni = data
+        .get("VNI")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(DEFAULT_VNI as u64);
+    if peer_vni != vni as u64 {
+        return Err(format!("peer uses VNI {peer_vni}, this node {vni}"));
+    }
+    let mac = data
+        .get("VtepMAC")
+        .and_then(|m| m.as_str())
+        .ok_or("peer's lease has no VtepMAC")?;
+    mac.parse().map_err(|e| format!("peer's VtepMAC: {e}"))
+}
+
+impl Backend for Vxlan {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Vxlan
+    }
+
+    fn backend_data(&self) -> serde_json::Value {
+        serde_json::json!({ "VNI": self.vni, "VtepMAC": self.mac.to_string() })
+    }
+
+    fn mtu(&self, external_mtu: u32) -> u32 {
+        self.mtu
+            .unwrap_or(external_mtu - BackendKind::Vxlan.mtu_overhead())
+    }
+
+    fn overlay(&self, node: &NodeContext) -> Option<VxlanSpec> {
+        let subnet = node.lease.subnet;
+        Some(VxlanSpec {
+            name: self.device_name(),
+            vni: self.vni,
+            port: self.port,
+            local: node.external.addr,
+            underlay: node.external.index,
+            mac: self.mac,
+            mtu: self.mtu(node.external.mtu),
+            address: ipnet::Ipv4Net::new(subnet.network(), 32).expect("/32"),
+            tx_checksum_off: self.tx_checksum_off,
+        })
+    }
+
+    fn encap_port(&self) -> Option<u16> {
+        Some(self.port)
+    }
+
+    fn plan(&self, node: &NodeContext, peers: &[Lease]) -> DataPlane {
+        let mut plane = DataPlane::default();
+        let Some(dev) = node.overlay else {
+            return plane;
+        };
+        for peer in peers.iter().filter(|p| p.subnet != node.lease.subnet) {
+            let unreachable = |reason: String| Unreachable {
+                subnet: peer.subnet,
+                reason,
+            };
+            if peer.attrs.backend_type != BackendKind::Vxlan.name() {
+                let why = format!("peer runs backend {:?}, not vxlan", peer.attrs.backend_type);
+                plane.unreachable.push(unreachable(why));
+                continue;
+            }
+            if self.direct_routing {
+                if let Ok(route) = direct_route(node, peer) {
+                    plane.routes.push(route);
+                    continue;
+                }
+            }
+            if peer.attrs.public_ip == node.lease.attrs.public_ip {
+                let why = format!(
+                    "peer claims this node's own public IP {} (stale lease?)",
+                    peer.attrs.public_ip
+                );
+                plane.unreachable.push(unreachable(why));
+                continue;
+            }
+            match peer_vtep(peer, self.vni) {
+                Err(why) => plane.unreachable.push(unreachable(why)),
+                Ok(mac) => {
+                    let gw = peer.subnet.network();
+                    plane.neighbours.push(Neighbour { ip: gw, mac });
+                    plane.fdb.push(FdbEntry {
+                        mac,
+                        dst: peer.attrs.public_ip,
+                    });
+                    plane.routes.push(Route {
+                        dst: peer.subnet,
+                        via: Some(gw),
+                        dev,
+                        onlink: true,
+                    });
+                }
+            }
+        }
+        plane.routes.sort();
+        plane.neighbours.sort();
+        plane.fdb.sort();
+        plane
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weft_alloc::LeaseAttrs;
+    use weft_kernel::iface::ExternalInterface;
+
+    fn lease(subnet: &str, ip: &str, data: serde_json::Value) -> Lease {
+        Lease {
+            subnet: subnet.parse().unwrap(),
+            attrs: LeaseAttrs {
+                public_ip: ip.parse().unwrap(),
+                public_ipv6: None,
+                backend_type: "vxlan".into(),
+                backend_data: data,
+            },
+            store_lease: Some(1),
+            mod_revision: 1,
+        }
+    }
+
+    fn vtep(ip: &str) -> serde_json::Value {
+        serde_json::json!({"VNI": 1, "VtepMAC": vtep_mac(ip.parse().unwrap(), 1).to_string()})
+    }
+
+    fn backend(json: &str) -> Vxlan {
+        let cfg = NetworkConfig::parse(json.as_bytes()).unwrap();
+        Vxlan::new(
+            &cfg,
+            &BackendSettings {
+                public_ip: "192.168.1.1".parse().unwrap(),
+                tx_checksum_off: false,
+            },
+        )
+    }
+
+    fn node() -> NodeContext {
+        NodeContext {
+            external: ExternalInterface {
+                index: 2,
+                name: "eth0".into(),
+                mtu: 1500,
+                addr: "192.168.1.1".parse().unwrap(),
+                network: "192.168.1.0/24".parse().unwrap(),
+            },
+            lease: lease("10.244.1.0/24", "192.168.1.1", vtep("192.168.1.1")),
+            overlay: Some(9),
+        }
+    }
+
+    #[test]
+    fn flannel_layout_per_peer() {
+        let b = backend(r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}"#);
+        let n = node();
+        let peers = [
+            n.lease.clone(),
+            lease("10.244.2.0/24", "192.168.2.7", vtep("192.168.2.7")),
+        ];
+        let plane = b.plan(&n, &peers);
+        let mac = vtep_mac("192.168.2.7".parse().unwrap(), 1);
+        assert_eq!(
+            plane.neighbours,
+            [Neighbour {
+                ip: "10.244.2.0".parse().unwrap(),
+                mac
+            }]
+        );
+        assert_eq!(
+            plane.fdb,
+            [FdbEntry {
+                mac,
+                dst: "192.168.2.7".parse().unwrap()
+            }]
+        );
+        assert_eq!(
+            plane.routes[0].to_string(),
+            "10.244.2.0/24 via 10.244.2.0 dev #9 onlink"
+        );
+        let spec = b.overlay(&n).unwrap();
+        assert_eq!(
+            (spec.name.as_str(), spec.vni, spec.port, spec.mtu),
+            ("weft.1", 1, 8472, 1450)
+        );
+        assert_eq!(spec.address.to_string(), "10.244.1.0/32");
+        assert_eq!(b.backend_data()["VtepMAC"], vtep("192.168.1.1")["VtepMAC"]);
+    }
+
+    #[test]
+    fn direct_routing_only_on_the_segment() {
+        let b = backend(
+            r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","DirectRouting":true,"VNI":7,"Port":4789}}"#,
+        );
+        let mut n = node();
+        n.lease.attrs.backend_data = serde_json::json!({"VNI": 7, "VtepMAC": "02:00:00:00:00:01"});
+        let near = lease(
+            "10.244.2.0/24",
+            "192.168.1.2",
+            serde_json::json!({"VNI": 7, "VtepMAC": "02:00:00:00:00:02"}),
+        );
+        let far = lease(
+            "10.244.3.0/24",
+            "192.168.9.3",
+            serde_json::json!({"VNI": 7, "VtepMAC": "02:00:00:00:00:03"}),
+        );
+        let plane = b.plan(&n, &[near, far]);
+        let routes: Vec<String> = plane.routes.iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            routes,
+            [
+                "10.244.2.0/24 via 192.168.1.2 dev #2",
+                "10.244.3.0/24 via 10.244.3.0 dev #9 onlink"
+            ]
+        );
+        assert_eq!(plane.fdb.len(), 1, "only the far peer is encapsulated");
+        assert_eq!(b.overlay(&n).unwrap().port, 4789);
+    }
+
+    #[test]
+    fn bad_backend_data_is_reported_not_routed() {
+        let b = backend(r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}"#);
+        let peers = [
+            lease(
+                "10.244.2.0/24",
+                "192.168.2.2",
+                serde_json::json!({"VNI": 1}),
+            ),
+            lease(
+                "10.244.3.0/24",
+                "192.168.2.3",
+                serde_json::json!({"VNI": 2, "VtepMAC": "02:00:00:00:00:03"}),
+            ),
+            lease(
+                "10.244.4.0/24",
+                "192.168.2.4",
+                serde_json::json!({"VNI": 1, "VtepMAC": "nope"}),
+            ),
+        ];
+        let plane = b.plan(&node(), &peers);
+        assert!(plane.routes.is_empty() && plane.fdb.is_empty() && plane.neighbours.is_empty());
+        let why: Vec<_> = plane
+            .unreachable
+            .iter()
+            .map(|u| u.reason.as_str())
+            .collect();
+        assert!(
+            why[0].contains("no VtepMAC") && why[1].contains("VNI 2") && why[2].contains("VtepMAC"),
+            "{why:?}"
+        );
+    }
+
+    #[test]
+    fn mac_is_stable_and_mtu_configurable() {
+        assert_eq!(
+            vtep_mac("10.0.0.1".parse().unwrap(), 1),
+            vtep_mac("10.0.0.1".parse().unwrap(), 1)
+        );
+        assert_ne!(
+            vtep_mac("10.0.0.1".parse().unwrap(), 1),
+            vtep_mac("10.0.0.1".parse().unwrap(), 2)
+        );
+        let b = backend(r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","MTU":1400}}"#);
+        assert_eq!(b.mtu(9000), 1400);
+    }
+}

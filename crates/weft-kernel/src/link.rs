@@ -1,0 +1,145 @@
+//! Links Weft owns, described as values. Their names start with `weft` (the VXLAN device
+//! is `weft.<VNI>`), and nothing else is ever created, changed or deleted.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+
+use crate::mac::MacAddr;
+
+/// The VXLAN device as it should be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VxlanSpec {
+    pub name: String,
+    pub vni: u32,
+    /// UDP destination port (8472 as flannel and the kernel default, or 4789).
+    pub port: u16,
+    /// The local VTEP address.
+    pub local: Ipv4Addr,
+    /// The underlay interface the encapsulated packets leave by.
+    pub underlay: u32,
+    pub mac: MacAddr,
+    pub mtu: u32,
+    /// The address the device holds: this node's subnet's `.0`, as a /32.
+    pub address: Ipv4Net,
+    /// Turn TX checksum offload off (the kernel bug that delays VXLAN traffic).
+    pub tx_checksum_off: bool,
+}
+
+/// What making a link match its spec took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkOutcome {
+    Unchanged,
+    Created,
+    /// Deleted and created again: a property that cannot be changed in place differed.
+    Recreated(String),
+    /// Changed in place (MTU, MAC, state, address).
+    Updated(String),
+}
+
+impl fmt::Display for LinkOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LinkOutcome::Unchanged => f.write_str("unchanged"),
+            LinkOutcome::Created => f.write_str("created"),
+            LinkOutcome::Recreated(why) => write!(f, "recreated ({why})"),
+            LinkOutcome::Updated(what) => write!(f, "updated ({what})"),
+        }
+    }
+}
+
+/// The properties of an existing VXLAN link that matter to Weft.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VxlanState {
+    pub index: u32,
+    pub is_vxlan: bool,
+    pub vni: Option<u32>,
+    pub port: Option<u16>,
+    pub local: Option<Ipv4Addr>,
+    pub underlay: Option<u32>,
+    pub learning: Option<bool>,
+    pub mac: Option<MacAddr>,
+    pub mtu: u32,
+    pub up: bool,
+}
+
+/// Why an existing link must be recreated, if it must (pure, tested).
+pub fn must_recreate(spec: &VxlanSpec, have: &VxlanState) -> Option<String> {
+    if !have.is_vxlan {
+        return Some("not a vxlan device".into());
+    }
+    let mut why = Vec::new();
+    if have.vni != Some(spec.vni) {
+        why.push(format!("VNI {:?} != {}", have.vni, spec.vni));
+    }
+    if have.port != Some(spec.port) {
+        why.push(format!("port {:?} != {}", have.port, spec.port));
+    }
+    if have.local != Some(spec.local) {
+        why.push(format!("local {:?} != {}", have.local, spec.local));
+    }
+    if have.underlay != Some(spec.underlay) {
+        why.push(format!(
+            "underlay device {:?} != {}",
+            have.underlay, spec.underlay
+        ));
+    }
+    if have.learning != Some(false) {
+        why.push("learning on".into());
+    }
+    (!why.is_empty()).then(|| why.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> VxlanSpec {
+        VxlanSpec {
+            name: "weft.1".into(),
+            vni: 1,
+            port: 8472,
+            local: "192.168.1.1".parse().unwrap(),
+            underlay: 2,
+            mac: "02:00:00:00:00:01".parse().unwrap(),
+            mtu: 1450,
+            address: "10.244.1.0/32".parse().unwrap(),
+            tx_checksum_off: false,
+        }
+    }
+
+    #[test]
+    fn recreate_only_for_fixed_properties() {
+        let s = spec();
+        let ok = VxlanState {
+            index: 9,
+            is_vxlan: true,
+            vni: Some(1),
+            port: Some(8472),
+            local: Some(s.local),
+            underlay: Some(2),
+            learning: Some(false),
+            mac: Some(s.mac),
+            mtu: 1400,
+            up: false,
+        };
+        assert_eq!(
+            must_recreate(&s, &ok),
+            None,
+            "MTU and state change in place"
+        );
+        let moved = VxlanState {
+            local: Some("192.168.1.9".parse().unwrap()),
+            ..ok.clone()
+        };
+        assert!(must_recreate(&s, &moved).unwrap().contains("local"));
+        let other_vni = VxlanState {
+            vni: Some(7),
+            learning: Some(true),
+            ..ok
+        };
+        let why = must_recreate(&s, &other_vni).unwrap();
+        assert!(why.contains("VNI") && why.contains("learning"), "{why}");
+    }
+}
