@@ -170,7 +170,6 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
         opts,
     };
     agent.write_host_files()?;
-    agent.setup_host()?;
 
     let snapshot = with_backoff(
         "listing leases",
@@ -183,6 +182,8 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
         warn!(key = %s.key, reason = %s.reason, "skipping unreadable lease");
     }
     agent.peers = snapshot.leases.into_iter().map(|l| (l.subnet, l)).collect();
+    // After the leases: the firewall's member list must be whole from its first load.
+    agent.setup_host()?;
     agent.reconcile(Why::Start).await;
     info!(peers = agent.peers.len().saturating_sub(1), "ready");
 

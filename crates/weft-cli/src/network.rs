@@ -20,6 +20,18 @@ pub enum NetworkCmd {
         subnet_min: Option<std::net::Ipv4Addr>,
         #[arg(long)]
         subnet_max: Option<std::net::Ipv4Addr>,
+        /// vxlan: the VXLAN network identifier (default 1).
+        #[arg(long)]
+        vni: Option<u32>,
+        /// vxlan: the UDP port (default 8472; 4789 is IANA's).
+        #[arg(long)]
+        port: Option<u16>,
+        /// vxlan: route directly to peers on the same L2 segment, encapsulate only the rest.
+        #[arg(long)]
+        direct_routing: bool,
+        /// The MTU containers get (default: the external interface's minus the overhead).
+        #[arg(long)]
+        mtu: Option<u32>,
         /// Replace an existing config.
         #[arg(long)]
         force: bool,
@@ -36,6 +48,10 @@ pub async fn run(registry: &Registry, cmd: NetworkCmd) -> Result<i32, String> {
             subnet_len,
             subnet_min,
             subnet_max,
+            vni,
+            port,
+            direct_routing,
+            mtu,
             force,
         } => {
             let mut json = serde_json::json!({ "Network": network.to_string(), "Backend": { "Type": backend.name() } });
@@ -47,6 +63,19 @@ pub async fn run(registry: &Registry, cmd: NetworkCmd) -> Result<i32, String> {
             }
             if let Some(m) = subnet_max {
                 json["SubnetMax"] = m.to_string().into();
+            }
+            let b = &mut json["Backend"];
+            if let Some(v) = vni {
+                b["VNI"] = v.into();
+            }
+            if let Some(p) = port {
+                b["Port"] = p.into();
+            }
+            if direct_routing {
+                b["DirectRouting"] = true.into();
+            }
+            if let Some(m) = mtu {
+                b["MTU"] = m.into();
             }
             let cfg =
                 NetworkConfig::parse(json.to_string().as_bytes()).map_err(|e| e.to_string())?;

@@ -495,6 +495,11 @@ const fn libc_enodev() -> i32 {
 fn neigh_ip(m: &NeighbourMessage) -> Option<Ipv4Addr> {
     m.attributes.iter().find_map(|a| match a {
         NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(*ip),
+        // An FDB entry (family AF_BRIDGE) carries its IPv4 destination as raw bytes:
+        // the parser cannot tell the address family from the message's.
+        NeighbourAttribute::Destination(NeighbourAddress::Other(b)) if b.len() == 4 => {
+            Some(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+        }
         _ => None,
     })
 }

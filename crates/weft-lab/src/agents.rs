@@ -88,7 +88,7 @@ pub fn start(lab: &LabState, i: u32) -> LabResult<u32> {
             "--docker-opts-file={}",
             dir.join("docker.env").display()
         ))
-        .arg("--ip-masq")
+        .args(lab.ip_masq.then_some("--ip-masq"))
         .arg("--resync-interval=10s")
         .args(&lab.agent_args)
         .stdin(Stdio::null())

@@ -49,6 +49,21 @@ pub enum LabCommand {
         /// An extra option for every agent (repeatable), e.g. --agent-arg=--resync-interval=5s.
         #[arg(long, allow_hyphen_values = true)]
         agent_arg: Vec<String>,
+        /// Spread the hosts over this many underlay subnets, routed by the underlay namespace.
+        #[arg(long, default_value_t = 1)]
+        subnets: u32,
+        /// vxlan: route directly between hosts on one subnet, encapsulate across subnets.
+        #[arg(long)]
+        direct_routing: bool,
+        /// vxlan: the VNI.
+        #[arg(long)]
+        vni: Option<u32>,
+        /// vxlan: the UDP port.
+        #[arg(long)]
+        port: Option<u16>,
+        /// Run the agents without --ip-masq (no NAT, so no connection tracking).
+        #[arg(long)]
+        no_ip_masq: bool,
     },
     /// Print the container ping matrix; exit non-zero if any pair fails.
     Ping {
@@ -113,7 +128,44 @@ pub fn run(cmd: LabCommand) -> LabResult<i32> {
             store,
             network,
             agent_arg,
-        } => up(&lab.name, hosts, &backend, store, &network, agent_arg),
+            subnets,
+            direct_routing,
+            vni,
+            port,
+            no_ip_masq,
+        } => {
+            let mut init: Vec<String> = [
+                "network",
+                "init",
+                "--network",
+                &network,
+                "--backend",
+                &backend,
+            ]
+            .map(String::from)
+            .to_vec();
+            if direct_routing {
+                init.push("--direct-routing".into());
+            }
+            if let Some(v) = vni {
+                init.extend(["--vni".into(), v.to_string()]);
+            }
+            if let Some(p) = port {
+                init.extend(["--port".into(), p.to_string()]);
+            }
+            let spec = LabSpec {
+                name: lab.name,
+                hosts,
+                backend,
+                store,
+                network,
+                agent_args: agent_arg,
+                subnets,
+                init,
+                ip_masq: !no_ip_masq,
+            };
+            up(spec)
+        }
         LabCommand::Ping { lab, wait } => {
             let state = LabState::load(&lab.name)?;
             let m = converge(&state, Duration::from_secs(wait));
@@ -157,11 +209,7 @@ pub fn run(cmd: LabCommand) -> LabResult<i32> {
             let i = state.hosts.iter().max().copied().unwrap_or(0) + 1;
             add_host(&mut state, i)?;
             let n = attach_container(&state, i)?;
-            println!(
-                "added h{i} ({}) with subnet {}",
-                topology::host_ip(i),
-                n.subnet
-            );
+            println!("added h{i} ({}) with subnet {}", state.host_ip(i), n.subnet);
             Ok(0)
         }
         LabCommand::Host(HostCommand::Remove { lab, host }) => {
@@ -204,15 +252,40 @@ fn check_name(name: &str) -> LabResult<()> {
     }
 }
 
-fn up(
-    name: &str,
+/// Everything `lab up` was asked for.
+struct LabSpec {
+    name: String,
     hosts: u32,
-    backend: &str,
+    backend: String,
     store: LabStore,
-    network: &str,
+    network: String,
     agent_args: Vec<String>,
-) -> LabResult<i32> {
+    subnets: u32,
+    /// The `weftctl network init ...` arguments.
+    init: Vec<String>,
+    ip_masq: bool,
+}
+
+fn up(spec: LabSpec) -> LabResult<i32> {
+    let LabSpec {
+        name,
+        hosts,
+        backend,
+        store,
+        network,
+        agent_args,
+        subnets,
+        init,
+        ip_masq,
+    } = spec;
+    let name = name.as_str();
     check_name(name)?;
+    if !(1..=topology::MAX_SUBNETS).contains(&subnets) {
+        return Err(LabError::Usage(format!(
+            "--subnets must be 1 to {}",
+            topology::MAX_SUBNETS
+        )));
+    }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Err(LabError::Usage(
@@ -237,26 +310,36 @@ fn up(
     })?;
     let mut state = LabState {
         name: name.to_owned(),
-        backend: backend.to_owned(),
+        backend: backend.clone(),
         store: match store {
             LabStore::Embedded => "embedded".into(),
             LabStore::Etcd => "etcd".into(),
         },
-        network: network.to_owned(),
+        network: network.clone(),
         hosts: vec![],
         etcd_pid: None,
         agent_args,
+        subnets,
+        ip_masq,
     };
     state.save()?;
 
     let ul = topology::underlay_ns(name);
     sh::run(&["ip", "netns", "add", &ul])?;
     sh::ip_in(&ul, &["link", "set", "lo", "up"])?;
-    sh::ip_in(&ul, &["link", "add", "br0", "type", "bridge"])?;
-    sh::ip_in(&ul, &["link", "set", "br0", "up"])?;
-    let gw = format!("{}/{}", topology::UNDERLAY_GW, topology::UNDERLAY_PREFIX);
-    sh::ip_in(&ul, &["addr", "add", &gw, "dev", "br0"])?;
-    println!("underlay {ul}: bridge br0 {gw}");
+    for s in 0..subnets {
+        let br = topology::underlay_bridge(s);
+        sh::ip_in(&ul, &["link", "add", &br, "type", "bridge"])?;
+        sh::ip_in(&ul, &["link", "set", &br, "up"])?;
+        let gw = format!("{}/{}", topology::underlay_gw(s), topology::UNDERLAY_PREFIX);
+        sh::ip_in(&ul, &["addr", "add", &gw, "dev", &br])?;
+        println!("underlay {ul}: bridge {br} {gw}");
+    }
+    if subnets > 1 {
+        // The underlay namespace routes between its subnets (and nowhere else: it has
+        // no other links and no default route).
+        sh::in_ns(&ul, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])?;
+    }
 
     if store == LabStore::Etcd {
         let etcd_dir = dir.join("etcd");
@@ -279,17 +362,8 @@ fn up(
         state.etcd_pid = Some(server.detach());
         state.save()?;
     }
-    store_command(
-        &state,
-        &[
-            "network",
-            "init",
-            "--network",
-            network,
-            "--backend",
-            backend,
-        ],
-    )?;
+    let init: Vec<&str> = init.iter().map(String::as_str).collect();
+    store_command(&state, &init)?;
 
     for i in 1..=hosts {
         add_host(&mut state, i)?;
@@ -298,7 +372,7 @@ fn up(
         let n = attach_container(&state, i)?;
         println!(
             "h{i} {}  subnet {}  container c{i} {}",
-            topology::host_ip(i),
+            state.host_ip(i),
             n.subnet,
             ping::container_addr(&n.subnet)
         );
@@ -367,10 +441,21 @@ fn add_host(state: &mut LabState, i: u32) -> LabResult<()> {
             "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns,
         ],
     )?;
-    sh::ip_in(&ul, &["link", "set", &port, "master", "br0", "up"])?;
+    let s = topology::underlay_of(i, state.subnets);
+    sh::ip_in(
+        &ul,
+        &[
+            "link",
+            "set",
+            &port,
+            "master",
+            &topology::underlay_bridge(s),
+            "up",
+        ],
+    )?;
     sh::ip_in(&ns, &["link", "set", "lo", "up"])?;
     sh::ip_in(&ns, &["link", "set", "eth0", "up"])?;
-    let addr = format!("{}/{}", topology::host_ip(i), topology::UNDERLAY_PREFIX);
+    let addr = format!("{}/{}", state.host_ip(i), topology::UNDERLAY_PREFIX);
     sh::ip_in(&ns, &["addr", "add", &addr, "dev", "eth0"])?;
     sh::ip_in(
         &ns,
@@ -379,7 +464,7 @@ fn add_host(state: &mut LabState, i: u32) -> LabResult<()> {
             "add",
             "default",
             "via",
-            &topology::UNDERLAY_GW.to_string(),
+            &topology::underlay_gw(s).to_string(),
         ],
     )?;
     state.hosts.push(i);

@@ -22,6 +22,21 @@ pub struct LabState {
     /// Extra options passed to every agent.
     #[serde(default)]
     pub agent_args: Vec<String>,
+    /// How many underlay subnets the hosts are spread over (joined by the underlay
+    /// namespace as a router).
+    #[serde(default = "one")]
+    pub subnets: u32,
+    /// Agents masquerade traffic leaving the cluster network (`--ip-masq`).
+    #[serde(default = "yes")]
+    pub ip_masq: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// Where all labs keep their state.
@@ -42,6 +57,10 @@ impl LabState {
 
     pub fn host_dir(&self, i: u32) -> PathBuf {
         self.dir().join(format!("h{i}"))
+    }
+
+    pub fn host_ip(&self, i: u32) -> std::net::Ipv4Addr {
+        topology::host_ip(i, self.subnets)
     }
 
     pub fn store_kind(&self) -> StoreKind {

@@ -26,9 +26,29 @@ pub fn container_ns(lab: &str, i: u32) -> String {
     format!("{lab}-c{i}")
 }
 
-pub fn host_ip(i: u32) -> Ipv4Addr {
-    Ipv4Addr::new(192, 168, 77, i as u8)
+/// Which underlay subnet host `i` sits on when the lab has `subnets` of them.
+pub fn underlay_of(i: u32, subnets: u32) -> u32 {
+    (i - 1) % subnets.max(1)
 }
+
+/// Underlay subnet `s`'s gateway: the underlay namespace's address on bridge `br<s>`.
+/// Subnet 0's is [`UNDERLAY_GW`].
+pub fn underlay_gw(s: u32) -> Ipv4Addr {
+    Ipv4Addr::new(192, 168, 77 + s as u8, 254)
+}
+
+/// Host `i`'s underlay address: `192.168.<77 + its subnet>.<i>`.
+pub fn host_ip(i: u32, subnets: u32) -> Ipv4Addr {
+    Ipv4Addr::new(192, 168, 77 + underlay_of(i, subnets) as u8, i as u8)
+}
+
+/// The bridge of underlay subnet `s` in the underlay namespace.
+pub fn underlay_bridge(s: u32) -> String {
+    format!("br{s}")
+}
+
+/// At most this many underlay subnets (192.168.77.0/24 to 192.168.84.0/24).
+pub const MAX_SUBNETS: u32 = 8;
 
 /// The link in the underlay namespace that leads to host `i`.
 pub fn underlay_port(i: u32) -> String {
@@ -67,6 +87,9 @@ mod tests {
         assert_eq!(node_ns("weft", "ul").as_deref(), Some("weft-ul"));
         assert_eq!(node_ns("weft", "x1"), None);
         assert_eq!(host_index("lab", "lab-h12"), Some(12));
-        assert_eq!(host_ip(3).to_string(), "192.168.77.3");
+        assert_eq!(host_ip(3, 1).to_string(), "192.168.77.3");
+        assert_eq!(host_ip(4, 2).to_string(), "192.168.78.4");
+        assert_eq!(host_ip(5, 2).to_string(), "192.168.77.5");
+        assert_eq!(underlay_gw(1).to_string(), "192.168.78.254");
     }
 }

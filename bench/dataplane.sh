@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Benchmark: container-to-container TCP throughput (iperf3, 1 and 4 streams) and ping RTT
+# over three paths measured in the same run, side by side:
+#   raw veth  - two namespaces joined by one veth pair (the floor any design pays)
+#   host-gw   - a 2-host Weft lab, container -> host -> host -> container, plain routes
+#   vxlan     - the same over Weft's VXLAN device (MTU 1450)
+# Each Weft path is measured twice: as the lab runs by default, with --ip-masq (NAT, so
+# every packet goes through connection tracking), and without it.
+# Targets (issue 3): host-gw >= 95% of raw veth; vxlan >= 85% of host-gw.
+# Everything runs in namespaces this script creates and removes. Needs root.
+# Usage: bench/dataplane.sh [SECONDS_PER_RUN] [ROUNDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${1:-5}
+ROUNDS=${2:-2}
+cargo build --release -q --bin weftd --bin weftctl
+W=$PWD/target/release/weftctl
+export WEFT_WEFTD=$PWD/target/release/weftd
+TAG=b$$
+RAW_A=${TAG}ra RAW_B=${TAG}rb
+OUT=$(mktemp -d /tmp/weft-bench.XXXXXX)
+cleanup() {
+  for l in g v G V; do $W lab down --name "${TAG}$l" >/dev/null 2>&1 || true; done
+  ip netns del "$RAW_A" 2>/dev/null || true
+  ip netns del "$RAW_B" 2>/dev/null || true
+  rm -rf "$OUT"
+}
+trap cleanup EXIT
+
+ip netns add "$RAW_A"; ip netns add "$RAW_B"
+ip -n "$RAW_A" link add eth0 type veth peer name eth0 netns "$RAW_B"
+for ns in "$RAW_A" "$RAW_B"; do ip -n "$ns" link set lo up; ip -n "$ns" link set eth0 up; done
+ip -n "$RAW_A" addr add 192.168.200.1/24 dev eth0
+ip -n "$RAW_B" addr add 192.168.200.2/24 dev eth0
+
+$W lab up --name "${TAG}g" --hosts 2 --backend host-gw >/dev/null
+$W lab up --name "${TAG}v" --hosts 2 --backend vxlan >/dev/null
+$W lab up --name "${TAG}G" --hosts 2 --backend host-gw --no-ip-masq >/dev/null
+$W lab up --name "${TAG}V" --hosts 2 --backend vxlan --no-ip-masq >/dev/null
+ctr_addr() { sed -n 's/^FLANNEL_SUBNET=\(.*\)\.1\/.*/\1.2/p' "/run/weft-lab/$1/h2/subnet.env"; }
+
+# path -> "client-namespace server-namespace server-address"
+declare -A PATHS=(
+  [raw-veth]="$RAW_A $RAW_B 192.168.200.2"
+  [host-gw]="${TAG}g-c1 ${TAG}g-c2 $(ctr_addr "${TAG}g")"
+  [vxlan]="${TAG}v-c1 ${TAG}v-c2 $(ctr_addr "${TAG}v")"
+  [host-gw-nomasq]="${TAG}G-c1 ${TAG}G-c2 $(ctr_addr "${TAG}G")"
+  [vxlan-nomasq]="${TAG}V-c1 ${TAG}V-c2 $(ctr_addr "${TAG}V")"
+)
+ORDER=(raw-veth host-gw vxlan host-gw-nomasq vxlan-nomasq)
+
+iperf() { # client server addr streams -> Gbit/s
+  ip netns exec "$2" iperf3 -s -1 -D -p 5201 >/dev/null
+  sleep 0.3
+  ip netns exec "$1" iperf3 -c "$3" -p 5201 -t "$SECS" -P "$4" -J > "$OUT/iperf.json"
+  python3 -c 'import json,sys; print("%.2f" % (json.load(open(sys.argv[1]))["end"]["sum_received"]["bits_per_second"] / 1e9))' "$OUT/iperf.json"
+}
+rtt() { # client addr -> p50 ms
+  ip netns exec "$1" ping -c 40 -i 0.02 -q -W 1 "$2" >/dev/null 2>&1 || true
+  ip netns exec "$1" ping -c 100 -i 0.01 -W 1 "$2" | sed -n 's/.*time=\([0-9.]*\) ms/\1/p' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
+}
+
+declare -A ONE FOUR RTT
+for r in $(seq 1 "$ROUNDS"); do
+  for p in "${ORDER[@]}"; do
+    read -r cl sv addr <<< "${PATHS[$p]}"
+    ONE[$p]+="$(iperf "$cl" "$sv" "$addr" 1) "
+    FOUR[$p]+="$(iperf "$cl" "$sv" "$addr" 4) "
+    RTT[$p]+="$(rtt "$cl" "$addr") "
+  done
+done
+median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f%%", 100 * a / b }'; }
+
+declare -A M1 M4 MR
+for p in "${ORDER[@]}"; do
+  M1[$p]=$(echo "${ONE[$p]}" | median); M4[$p]=$(echo "${FOUR[$p]}" | median); MR[$p]=$(echo "${RTT[$p]}" | median)
+done
+row() { printf '| %-24s | %8s | %9s | %8s | %-30s |\n' "$@"; }
+echo
+echo "Container to container, median of $ROUNDS rounds of ${SECS}s per test, all in this run"
+echo
+row path "1 stream" "4 streams" "RTT p50" "ratio (1 / 4 streams)"
+row "" "Gbit/s" "Gbit/s" "ms" ""
+printf '|%s|%s|%s|%s|%s|\n' -------------------------- ---------- ----------- ---------- --------------------------------
+row "raw veth" "${M1[raw-veth]}" "${M4[raw-veth]}" "${MR[raw-veth]}" "baseline"
+for m in "" -nomasq; do
+  label=$([ -z "$m" ] && echo "with --ip-masq" || echo "without --ip-masq")
+  g=host-gw$m; v=vxlan$m
+  row "host-gw, $label" "${M1[$g]}" "${M4[$g]}" "${MR[$g]}" "$(pct "${M1[$g]}" "${M1[raw-veth]}") / $(pct "${M4[$g]}" "${M4[raw-veth]}") of raw veth"
+  row "vxlan, $label" "${M1[$v]}" "${M4[$v]}" "${MR[$v]}" "$(pct "${M1[$v]}" "${M1[$g]}") / $(pct "${M4[$v]}" "${M4[$g]}") of host-gw"
+done
+echo
+echo "targets: host-gw >= 95% of raw veth; vxlan >= 85% of host-gw"

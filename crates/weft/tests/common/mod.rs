@@ -1,0 +1,224 @@
+//! The lab, driven as a user drives it, for the end-to-end tests. Every lab gets a unique
+//! name and is torn down by `Drop`, also when an assertion fails.
+#![allow(dead_code)] // each test file uses its own share of the helpers
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const WEFTCTL: &str = env!("CARGO_BIN_EXE_weftctl");
+pub const WEFTD: &str = env!("CARGO_BIN_EXE_weftd");
+
+pub struct Lab {
+    pub name: String,
+}
+
+impl Lab {
+    pub fn up(tag: &str, store: &str, hosts: u32) -> Lab {
+        Lab::up_with(tag, store, hosts, &[])
+    }
+
+    pub fn up_with(tag: &str, store: &str, hosts: u32, extra: &[&str]) -> Lab {
+        let lab = Lab {
+            name: format!("t{}{tag}", std::process::id() % 100_000),
+        };
+        let hosts = hosts.to_string();
+        let mut args = vec![
+            "lab", "up", "--name", &lab.name, "--hosts", &hosts, "--store", store,
+        ];
+        args.extend_from_slice(extra);
+        let out = lab.ctl(&args);
+        assert!(
+            out.status.success(),
+            "lab up failed:\n{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        lab
+    }
+
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        Command::new(WEFTCTL)
+            .args(args)
+            .env("WEFT_WEFTD", WEFTD)
+            .output()
+            .expect("run weftctl")
+    }
+
+    /// `weftctl lab <sub> --name LAB <rest>`.
+    pub fn lab(&self, sub: &[&str], rest: &[&str]) -> Output {
+        let mut args = vec!["lab"];
+        args.extend_from_slice(sub);
+        args.extend_from_slice(&["--name", &self.name]);
+        args.extend_from_slice(rest);
+        self.ctl(&args)
+    }
+
+    pub fn ok(&self, out: Output, what: &str) -> String {
+        assert!(
+            out.status.success(),
+            "{what} failed:\n{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    pub fn store_cmd(&self, args: &[&str]) -> Output {
+        let mut all = vec!["--lab", self.name.as_str()];
+        all.extend_from_slice(args);
+        self.ctl(&all)
+    }
+
+    pub fn ns(&self, node: &str) -> String {
+        format!("{}-{node}", self.name)
+    }
+
+    /// Weft's routes (proto 77) in a host namespace.
+    pub fn weft_routes(&self, host: &str) -> String {
+        let out = Command::new("ip")
+            .args(["-n", &self.ns(host), "route", "show", "proto", "77"])
+            .output()
+            .unwrap();
+        text(&out.stdout)
+    }
+
+    pub fn subnet_of(&self, host: &str) -> String {
+        let env = std::fs::read_to_string(format!("/run/weft-lab/{}/{host}/subnet.env", self.name))
+            .unwrap();
+        let line = env
+            .lines()
+            .find(|l| l.starts_with("FLANNEL_SUBNET="))
+            .unwrap();
+        let gw = &line["FLANNEL_SUBNET=".len()..];
+        let (ip, len) = gw.split_once('/').unwrap();
+        let mut o: Vec<u8> = ip.split('.').map(|p| p.parse().unwrap()).collect();
+        o[3] -= 1;
+        format!("{}.{}.{}.{}/{len}", o[0], o[1], o[2], o[3])
+    }
+
+    pub fn log(&self, host: &str) -> String {
+        std::fs::read_to_string(format!("/run/weft-lab/{}/{host}/weftd.log", self.name))
+            .unwrap_or_default()
+    }
+
+    pub fn ping_all(&self, wait: u64) {
+        let out = self.lab(&["ping"], &["--wait", &wait.to_string()]);
+        self.ok(out, "ping matrix");
+    }
+
+    pub fn wait_until(&self, what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + within;
+        while !f() {
+            assert!(
+                Instant::now() < deadline,
+                "{what} did not happen within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self.lab(&["down"], &[]);
+    }
+}
+
+/// A lab container's address: the second address of its host's subnet.
+pub fn container_addr(subnet: &str) -> String {
+    let ip = subnet.split('/').next().unwrap();
+    let (head, last) = ip.rsplit_once('.').unwrap();
+    format!("{head}.{}", last.parse::<u8>().unwrap() + 2)
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+pub fn monitor_routes(lab: &Lab, host: &str) -> Child {
+    Command::new("ip")
+        .args(["-4", "-n", &lab.ns(host), "monitor", "route"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+impl Lab {
+    /// Runs a command inside one of the lab's namespaces (`h1`, `c2`, `ul`).
+    pub fn exec(&self, node: &str, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns(node)])
+            .args(args)
+            .output()
+            .expect("ip netns exec")
+    }
+
+    /// A host's counter for its VXLAN device (`tx_packets`, `rx_packets`).
+    pub fn vxlan_counter(&self, host: &str, counter: &str) -> u64 {
+        let out = self.exec(
+            host,
+            &[
+                "cat",
+                &format!("/sys/class/net/weft.1/statistics/{counter}"),
+            ],
+        );
+        text(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("no weft.1 counter on {host}"))
+    }
+
+    /// `n` pings from a container; true if any answered.
+    pub fn ping_from(&self, ctr: &str, to: &str, n: u32) -> bool {
+        let n = n.to_string();
+        self.exec(ctr, &["ping", "-c", &n, "-i", "0.05", "-W", "1", "-q", to])
+            .status
+            .success()
+    }
+}
+
+/// Watches every kind of kernel object Weft owns in a host namespace: IPv4 routes,
+/// neighbour entries, links and FDB entries. `stop` returns the lines that concern Weft.
+pub struct KernelWatch {
+    children: Vec<Child>,
+}
+
+impl KernelWatch {
+    pub fn start(lab: &Lab, host: &str) -> KernelWatch {
+        let ns = lab.ns(host);
+        let spawn = |args: &[&str]| {
+            Command::new("ip")
+                .args(["netns", "exec", &ns])
+                .args(args)
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let children = vec![
+            spawn(&["ip", "-4", "monitor", "route", "neigh", "link"]),
+            spawn(&["bridge", "monitor", "fdb"]),
+        ];
+        std::thread::sleep(Duration::from_millis(300));
+        KernelWatch { children }
+    }
+
+    pub fn stop(self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for mut c in self.children {
+            c.kill().unwrap();
+            let out = text(&c.wait_with_output().unwrap().stdout);
+            // Weft's objects: proto 77 routes, anything on weft.1, permanent entries.
+            lines.extend(
+                out.lines()
+                    .filter(|l| {
+                        l.contains("proto 77")
+                            || l.contains("weft.")
+                            || l.contains("PERMANENT")
+                            || l.contains("permanent")
+                    })
+                    .map(str::to_owned),
+            );
+        }
+        lines
+    }
+}

@@ -1,0 +1,284 @@
+//! End to end, in network namespaces: the vxlan backend in a lab built by `weftctl lab`.
+//!
+//! - 3 hosts on one segment, all through VXLAN, every pair pings (etcd store);
+//! - 4 hosts on 2 underlay subnets in cross-subnet mode: same-subnet pairs are routed
+//!   directly, cross-subnet pairs through VXLAN (routes and device counters prove it);
+//!   the advertised MTU passes with DF and one byte more gets "fragmentation needed";
+//!   a route deleted by hand and the VXLAN device deleted by hand come back; an agent
+//!   restart changes no route, neighbour, FDB entry or link; a peer's public IP changes
+//!   and traffic resumes with no stale FDB entry; a VXLAN packet from a non-member is dropped.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn vxlan_three_hosts_on_etcd() {
+    let lab = Lab::up_with("w", "etcd", 3, &["--backend", "vxlan"]);
+    lab.ping_all(0);
+    for h in ["h1", "h2", "h3"] {
+        let routes = lab.weft_routes(h);
+        assert_eq!(
+            routes
+                .lines()
+                .filter(|l| l.contains("dev weft.1 onlink"))
+                .count(),
+            2,
+            "{h}:\n{routes}"
+        );
+        let fdb = text(
+            &lab.exec(h, &["bridge", "fdb", "show", "dev", "weft.1"])
+                .stdout,
+        );
+        assert_eq!(
+            fdb.lines().filter(|l| l.contains("permanent")).count(),
+            2,
+            "{h} fdb:\n{fdb}"
+        );
+    }
+    let env = std::fs::read_to_string(format!("/run/weft-lab/{}/h1/subnet.env", lab.name)).unwrap();
+    assert!(
+        env.contains("FLANNEL_MTU=1450"),
+        "subnet file carries the VXLAN MTU:\n{env}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&lab.store_cmd(&["leases", "-o", "json"]).stdout).unwrap();
+    for l in json["leases"].as_array().unwrap() {
+        assert_eq!(l["backend_data"]["VNI"], 1);
+        assert!(
+            l["backend_data"]["VtepMAC"].as_str().unwrap().len() == 17,
+            "{l}"
+        );
+    }
+}
+
+#[test]
+fn vxlan_cross_subnet_healing_and_membership() {
+    // h1, h3 on 192.168.77.0/24; h2, h4 on 192.168.78.0/24.
+    let lab = Lab::up_with(
+        "v",
+        "embedded",
+        4,
+        &["--backend", "vxlan", "--subnets", "2", "--direct-routing"],
+    );
+    lab.ping_all(0);
+    let (s2, s3) = (lab.subnet_of("h2"), lab.subnet_of("h3"));
+    let h1_routes = lab.weft_routes("h1");
+    assert!(
+        h1_routes.contains(&format!("{s3} via 192.168.77.3 dev eth0")),
+        "same subnet: direct\n{h1_routes}"
+    );
+    assert!(
+        h1_routes.contains(&format!(
+            "{s2} via {} dev weft.1 onlink",
+            s2.split('/').next().unwrap()
+        )),
+        "cross subnet: VXLAN\n{h1_routes}"
+    );
+
+    // Device counters: traffic to h3 bypasses VXLAN, traffic to h2 uses it.
+    let (c2, c3) = (container_addr(&s2), container_addr(&s3));
+    let before = lab.vxlan_counter("h1", "tx_packets");
+    assert!(lab.ping_from("c1", &c3, 10));
+    let after_direct = lab.vxlan_counter("h1", "tx_packets");
+    assert!(
+        after_direct - before < 3,
+        "direct path used VXLAN: {before} -> {after_direct}"
+    );
+    assert!(lab.ping_from("c1", &c2, 10));
+    assert!(
+        lab.vxlan_counter("h1", "tx_packets") >= after_direct + 10,
+        "cross-subnet traffic goes through weft.1"
+    );
+
+    // MTU truth: 1450 with DF passes; 1451 from a container that believes in 1500 gets
+    // "fragmentation needed" from its host instead of vanishing.
+    let ok = lab.exec(
+        "c1",
+        &["ping", "-c", "1", "-W", "2", "-M", "do", "-s", "1422", &c2],
+    );
+    assert!(
+        ok.status.success(),
+        "a full 1450-byte packet passes: {}",
+        text(&ok.stdout)
+    );
+    for (node, dev) in [("c1", "eth0"), ("h1", "ctr0")] {
+        assert!(lab
+            .exec(node, &["ip", "link", "set", dev, "mtu", "1500"])
+            .status
+            .success());
+    }
+    let big = lab.exec(
+        "c1",
+        &["ping", "-c", "1", "-W", "2", "-M", "do", "-s", "1423", &c2],
+    );
+    let said = text(&big.stdout) + &text(&big.stderr);
+    assert!(
+        said.contains("Frag needed") && said.contains("mtu = 1450"),
+        "one byte more is refused: {said}"
+    );
+    for (node, dev) in [("c1", "eth0"), ("h1", "ctr0")] {
+        lab.exec(node, &["ip", "link", "set", dev, "mtu", "1450"]);
+    }
+
+    // A Weft route deleted by hand is back within a second.
+    assert!(lab
+        .exec("h1", &["ip", "route", "del", &s2])
+        .status
+        .success());
+    let t = Instant::now();
+    lab.wait_until(
+        "the deleted route to return",
+        Duration::from_secs(1),
+        || lab.weft_routes("h1").contains(&s2),
+    );
+    eprintln!("route repaired in {:?}", t.elapsed());
+    // The VXLAN device deleted by hand comes back, with its entries, and traffic flows.
+    assert!(lab
+        .exec("h1", &["ip", "link", "del", "weft.1"])
+        .status
+        .success());
+    lab.wait_until(
+        "weft.1 and its route to return",
+        Duration::from_secs(2),
+        || lab.weft_routes("h1").contains(&s2),
+    );
+    assert!(lab.log("h1").contains("repaired overlay device"));
+    lab.ping_all(5);
+
+    // An agent restart changes nothing Weft owns in the kernel.
+    let watch = KernelWatch::start(&lab, "h2");
+    lab.ok(lab.lab(&["agent"], &["h2", "restart"]), "agent restart");
+    std::thread::sleep(Duration::from_secs(1));
+    let changes = watch.stop();
+    assert!(
+        changes.is_empty(),
+        "kernel changes during h2's restart: {changes:#?}"
+    );
+
+    // h4's public IP changes: it keeps its subnet, peers follow, no stale FDB entry.
+    let s4 = lab.subnet_of("h4");
+    let ip = lab.exec("h4", &["sh", "-c", "ip addr flush dev eth0 && ip addr add 192.168.78.44/24 dev eth0 && ip route replace default via 192.168.78.254"]);
+    assert!(ip.status.success(), "{}", text(&ip.stderr));
+    lab.wait_until(
+        "h1's FDB to follow h4's new address",
+        Duration::from_secs(5),
+        || {
+            let fdb = text(
+                &lab.exec("h1", &["bridge", "fdb", "show", "dev", "weft.1"])
+                    .stdout,
+            );
+            fdb.contains("dst 192.168.78.44") && !fdb.contains("dst 192.168.78.4 ")
+        },
+    );
+    lab.wait_until(
+        "h2's direct route to follow",
+        Duration::from_secs(5),
+        || {
+            lab.weft_routes("h2")
+                .contains(&format!("{s4} via 192.168.78.44 dev eth0"))
+        },
+    );
+    assert_eq!(
+        lab.subnet_of("h4"),
+        s4,
+        "subnet kept across the address change"
+    );
+    let fdb = text(
+        &lab.exec("h1", &["bridge", "fdb", "show", "dev", "weft.1"])
+            .stdout,
+    );
+    assert_eq!(
+        fdb.lines().count(),
+        2,
+        "one entry per encapsulated peer, nothing stale:\n{fdb}"
+    );
+    lab.ping_all(10);
+
+    // Encapsulated traffic is accepted only from members: a stranger on the underlay
+    // sends to h1's VXLAN port and is dropped; a member's datagram is not.
+    let intruder = Intruder::attach(&lab);
+    let drops = || {
+        let t = text(
+            &lab.exec("h1", &["nft", "list", "chain", "ip", "weft", "input"])
+                .stdout,
+        );
+        let at = t.find("counter packets ").expect("encap filter rule") + "counter packets ".len();
+        t[at..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let rx_before = lab.vxlan_counter("h1", "rx_packets");
+    let d0 = drops();
+    intruder.send_udp("192.168.77.1", 8472, 3);
+    lab.wait_until(
+        "the non-member's datagrams to be dropped",
+        Duration::from_secs(2),
+        || drops() >= d0 + 3,
+    );
+    let d1 = drops();
+    let member = lab.exec(
+        "h3",
+        &["bash", "-c", "echo -n hello > /dev/udp/192.168.77.1/8472"],
+    );
+    assert!(member.status.success());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(drops(), d1, "a member's datagram is not dropped");
+    assert!(
+        lab.vxlan_counter("h1", "rx_packets") >= rx_before,
+        "counter sanity"
+    );
+}
+
+/// A namespace on the lab's underlay that is no Weft node.
+struct Intruder {
+    ns: String,
+}
+
+impl Intruder {
+    fn attach(lab: &Lab) -> Intruder {
+        let ns = format!("{}x-intruder", lab.name);
+        let run = |args: &[&str]| {
+            assert!(
+                Command::new("ip").args(args).status().unwrap().success(),
+                "{args:?}"
+            )
+        };
+        let _ = Command::new("ip")
+            .args(["netns", "del", &ns])
+            .stderr(std::process::Stdio::null())
+            .status();
+        run(&["netns", "add", &ns]);
+        let intruder = Intruder { ns: ns.clone() };
+        let ul = lab.ns("ul");
+        run(&[
+            "-n", &ul, "link", "add", "intr", "type", "veth", "peer", "name", "eth0", "netns", &ns,
+        ]);
+        run(&["-n", &ul, "link", "set", "intr", "master", "br0", "up"]);
+        run(&["-n", &ns, "link", "set", "eth0", "up"]);
+        run(&["-n", &ns, "addr", "add", "192.168.77.200/24", "dev", "eth0"]);
+        intruder
+    }
+
+    fn send_udp(&self, to: &str, port: u16, n: u32) {
+        let script =
+            format!("for i in $(seq {n}); do echo -n not-vxlan > /dev/udp/{to}/{port}; done");
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.ns, "bash", "-c", &script])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+}
+
+impl Drop for Intruder {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
