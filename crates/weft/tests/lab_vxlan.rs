@@ -17,8 +17,22 @@ use common::*;
 
 #[test]
 fn vxlan_three_hosts_on_etcd() {
-    let lab = Lab::up_with("w", "etcd", 3, &["--backend", "vxlan"]);
+    let lab = Lab::up_with(
+        "w",
+        "etcd",
+        3,
+        &[
+            "--backend",
+            "vxlan",
+            "--agent-arg=--vxlan-tx-checksum-offload=false",
+        ],
+    );
     lab.ping_all(0);
+    let offload = text(&lab.exec("h1", &["ethtool", "-k", "weft.1"]).stdout);
+    assert!(
+        offload.contains("tx-checksumming: off"),
+        "TX checksum offload turned off:\n{offload}"
+    );
     for h in ["h1", "h2", "h3"] {
         let routes = lab.weft_routes(h);
         assert_eq!(
@@ -148,6 +162,38 @@ fn vxlan_cross_subnet_healing_and_membership() {
     );
     assert!(lab.log("h1").contains("repaired overlay device"));
     lab.ping_all(5);
+
+    // An interface flap takes the routes via eth0 with it; they come back when it is up.
+    let s3_route = format!("{s3} via 192.168.77.3 dev eth0");
+    assert!(lab
+        .exec("h1", &["ip", "link", "set", "eth0", "down"])
+        .status
+        .success());
+    lab.wait_until(
+        "the kernel to drop routes via eth0",
+        Duration::from_secs(2),
+        || !lab.weft_routes("h1").contains(&s3_route),
+    );
+    assert!(lab
+        .exec("h1", &["ip", "link", "set", "eth0", "up"])
+        .status
+        .success());
+    assert!(lab
+        .exec(
+            "h1",
+            &["ip", "route", "replace", "default", "via", "192.168.77.254"]
+        )
+        .status
+        .success());
+    lab.wait_until(
+        "routes via eth0 to return after the flap",
+        Duration::from_secs(3),
+        || {
+            let r = lab.weft_routes("h1");
+            r.contains(&s3_route) && r.contains("dev weft.1")
+        },
+    );
+    lab.ping_all(10);
 
     // An agent restart changes nothing Weft owns in the kernel.
     let watch = KernelWatch::start(&lab, "h2");
