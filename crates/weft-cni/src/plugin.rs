@@ -1,0 +1,300 @@
+//! The plugin's entry point: environment and stdin in, result or error JSON out.
+
+use std::io::Read;
+use std::path::Path;
+
+use ipnet::Ipv4Net;
+use serde_json::json;
+use weft_agent::hostfiles::{self, NodeNetwork};
+
+use crate::attach::{self, Request};
+use crate::ipam::{Claimant, Ipam};
+use crate::spec::{AddResult, CniError, CniResult, Code, Mode, NetConf, LATEST, SUPPORTED};
+
+/// The environment a runtime sets (CNI_*), read once.
+#[derive(Debug, Default, Clone)]
+pub struct Env {
+    pub command: String,
+    pub container_id: String,
+    pub netns: String,
+    pub ifname: String,
+    pub args: String,
+}
+
+impl Env {
+    pub fn from_process() -> Env {
+        let get = |k: &str| std::env::var(k).unwrap_or_default();
+        Env {
+            command: get("CNI_COMMAND"),
+            container_id: get("CNI_CONTAINERID"),
+            netns: get("CNI_NETNS"),
+            ifname: get("CNI_IFNAME"),
+            args: get("CNI_ARGS"),
+        }
+    }
+
+    fn require(&self, name: &str, value: &str) -> CniResult<()> {
+        if value.is_empty() {
+            return Err(CniError::new(
+                Code::InvalidEnvironment,
+                format!("{name} is not set"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What a run prints and how it exits.
+pub struct Outcome {
+    pub stdout: String,
+    pub code: i32,
+}
+
+/// Runs one plugin invocation.
+pub fn run(env: &Env, stdin: &[u8]) -> Outcome {
+    let version = serde_json::from_slice::<serde_json::Value>(stdin)
+        .ok()
+        .and_then(|v| {
+            v.get("cniVersion")
+                .and_then(|s| s.as_str())
+                .map(String::from)
+        })
+        .filter(|v| SUPPORTED.contains(&v.as_str()))
+        .unwrap_or_else(|| LATEST.to_owned());
+    match dispatch(env, stdin) {
+        Ok(out) => Outcome {
+            stdout: out,
+            code: 0,
+        },
+        Err(e) => Outcome {
+            stdout: e.to_json(&version).to_string(),
+            code: 1,
+        },
+    }
+}
+
+fn dispatch(env: &Env, stdin: &[u8]) -> CniResult<String> {
+    if env.command.is_empty() {
+        return Err(CniError::new(
+            Code::InvalidEnvironment,
+            "CNI_COMMAND is not set",
+        ));
+    }
+    if env.command == "VERSION" {
+        return Ok(json!({ "cniVersion": LATEST, "supportedVersions": SUPPORTED }).to_string());
+    }
+    let conf = NetConf::parse(stdin)?;
+    match env.command.as_str() {
+        "ADD" => add(env, &conf),
+        "DEL" => del(env, &conf).map(|()| String::new()),
+        "CHECK" => check(env, &conf).map(|()| String::new()),
+        "STATUS" => status(&conf).map(|()| String::new()),
+        "GC" => gc(&conf).map(|()| String::new()),
+        other => Err(CniError::new(
+            Code::InvalidEnvironment,
+            format!("unknown CNI_COMMAND {other:?}"),
+        )),
+    }
+}
+
+fn node(conf: &NetConf) -> CniResult<NodeNetwork> {
+    let path = &conf.subnet_file;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        CniError::new(
+            Code::TryAgainLater,
+            format!(
+                "cannot read the subnet file {}: is weftd running on this node?",
+                path.display()
+            ),
+        )
+        .with_details(e.to_string())
+    })?;
+    hostfiles::parse_subnet_env(&text).ok_or_else(|| {
+        CniError::new(
+            Code::InvalidConfig,
+            format!(
+                "the subnet file {} lacks FLANNEL_NETWORK/SUBNET/MTU",
+                path.display()
+            ),
+        )
+    })
+}
+
+fn ipam(conf: &NetConf, node: &NodeNetwork) -> CniResult<Ipam> {
+    Ipam::open(
+        &conf.data_dir,
+        node.subnet,
+        hostfiles::gateway(&node.subnet).addr(),
+    )
+}
+
+/// Runs `f` with a netlink handle in the plugin's own (the host's) namespace.
+fn with_host<T, F: std::future::Future<Output = CniResult<T>>>(
+    f: impl FnOnce(rtnetlink::Handle) -> F,
+) -> CniResult<T> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(|e| CniError::new(Code::Io, e.to_string()))?;
+    rt.block_on(async {
+        let (conn, handle, _) =
+            rtnetlink::new_connection().map_err(|e| CniError::new(Code::Io, e.to_string()))?;
+        tokio::spawn(conn);
+        f(handle).await
+    })
+}
+
+fn add(env: &Env, conf: &NetConf) -> CniResult<String> {
+    env.require("CNI_CONTAINERID", &env.container_id)?;
+    env.require("CNI_NETNS", &env.netns)?;
+    env.require("CNI_IFNAME", &env.ifname)?;
+    if !Path::new(&env.netns).exists() {
+        return Err(CniError::new(
+            Code::InvalidEnvironment,
+            format!("network namespace {} does not exist", env.netns),
+        ));
+    }
+    let node = node(conf)?;
+    let ipam = ipam(conf, &node)?;
+    let wanted = conf.requested_ips(&env.args)?;
+    if wanted.len() > 1 {
+        return Err(CniError::new(
+            Code::InvalidConfig,
+            "asked for more than one IPv4 address; Weft gives one per interface",
+        ));
+    }
+    let who = Claimant {
+        container_id: &env.container_id,
+        ifname: &env.ifname,
+        network: &conf.name,
+    };
+    let ip = ipam.allocate(&who, wanted.first().copied())?;
+    let gateway = hostfiles::gateway(&node.subnet);
+    let address = Ipv4Net::new(ip, node.subnet.prefix_len()).expect("valid prefix");
+    let mtu = conf.mtu.unwrap_or(node.mtu);
+    let req = Request {
+        mode: conf.mode,
+        bridge: &conf.bridge,
+        hairpin: conf.hairpin_mode,
+        netns: Path::new(&env.netns),
+        ifname: &env.ifname,
+        container_id: &env.container_id,
+        address,
+        gateway,
+        mtu,
+    };
+    let attached = with_host(|h| async move { attach::add(&h, &req).await });
+    let (host, ctr) = match attached {
+        Ok(x) => x,
+        Err(e) => {
+            // Nothing half-made stays behind: the address goes back to the pool.
+            let _ = ipam.release(&env.container_id, &env.ifname);
+            return Err(e);
+        }
+    };
+    let mut interfaces = Vec::new();
+    interfaces.extend(host.bridge);
+    interfaces.push(host.veth);
+    interfaces.push(ctr);
+    let (address, gw) = match conf.mode {
+        Mode::Bridge => (address, gateway.addr()),
+        Mode::Routed => (Ipv4Net::new(ip, 32).expect("/32"), attach::ROUTED_GATEWAY),
+    };
+    let result = AddResult {
+        container_interface: interfaces.len() - 1,
+        interfaces,
+        address,
+        gateway: gw,
+        mtu,
+    };
+    Ok(result.to_json(&conf.cni_version).to_string())
+}
+
+fn del(env: &Env, conf: &NetConf) -> CniResult<()> {
+    env.require("CNI_CONTAINERID", &env.container_id)?;
+    env.require("CNI_IFNAME", &env.ifname)?;
+    // The subnet file may be gone (weftd stopped): allocations are freed wherever they are.
+    for pool in Ipam::everywhere(&conf.data_dir)? {
+        pool.release(&env.container_id, &env.ifname)?;
+    }
+    with_host(|h| async move { attach::del(&h, &env.container_id, &env.ifname).await })
+}
+
+fn check(env: &Env, conf: &NetConf) -> CniResult<()> {
+    if !conf.at_least("0.4.0") {
+        return Err(CniError::new(
+            Code::IncompatibleVersion,
+            format!(
+                "CHECK needs CNI version 0.4.0 or later, not {}",
+                conf.cni_version
+            ),
+        ));
+    }
+    env.require("CNI_CONTAINERID", &env.container_id)?;
+    env.require("CNI_NETNS", &env.netns)?;
+    env.require("CNI_IFNAME", &env.ifname)?;
+    let node = node(conf)?;
+    let alloc = ipam(conf, &node)?
+        .find(&env.container_id, &env.ifname)?
+        .ok_or_else(|| {
+            CniError::new(
+                Code::UnknownContainer,
+                format!(
+                    "no address is allocated to {}/{}",
+                    env.container_id, env.ifname
+                ),
+            )
+        })?;
+    attach::check(Path::new(&env.netns), &env.ifname, alloc.ip)
+}
+
+fn status(conf: &NetConf) -> CniResult<()> {
+    if !conf.at_least("1.1.0") {
+        return Err(CniError::new(
+            Code::IncompatibleVersion,
+            "STATUS needs CNI version 1.1.0",
+        ));
+    }
+    node(conf)
+        .map(|_| ())
+        .map_err(|e| CniError::new(Code::NotAvailable, e.msg).with_details(e.details))
+}
+
+fn gc(conf: &NetConf) -> CniResult<()> {
+    if !conf.at_least("1.1.0") {
+        return Err(CniError::new(
+            Code::IncompatibleVersion,
+            "GC needs CNI version 1.1.0",
+        ));
+    }
+    let valid: Vec<(String, String)> = conf
+        .valid_attachments
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|a| (a.container_id.clone(), a.ifname.clone()))
+        .collect();
+    for pool in Ipam::everywhere(&conf.data_dir)? {
+        pool.gc(&conf.name, &valid)?;
+    }
+    Ok(())
+}
+
+/// The binary's `main`: reads the process's environment and stdin, prints, exits.
+pub fn main() -> i32 {
+    let env = Env::from_process();
+    let mut stdin = Vec::new();
+    if env.command != "VERSION" || !atty_stdin() {
+        let _ = std::io::stdin().read_to_end(&mut stdin);
+    }
+    let out = run(&env, &stdin);
+    if !out.stdout.is_empty() {
+        println!("{}", out.stdout);
+    }
+    out.code
+}
+
+fn atty_stdin() -> bool {
+    // SAFETY: isatty only inspects the descriptor.
+    unsafe { libc::isatty(0) == 1 }
+}
