@@ -65,6 +65,31 @@ fn is_exists(e: &rtnetlink::Error) -> bool {
     matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -libc::EEXIST)
 }
 
+/// Refuses a CNI_NETNS that is not a network namespace file (on nsfs), before anything
+/// is allocated or created.
+pub fn validate_netns(netns: &Path) -> CniResult<()> {
+    const NSFS_MAGIC: i64 = 0x6e73_6673;
+    let bad = |why: String| {
+        CniError::new(
+            Code::InvalidEnvironment,
+            format!("CNI_NETNS {} is not a network namespace", netns.display()),
+        )
+        .with_details(why)
+    };
+    let file = File::open(netns).map_err(|e| bad(e.to_string()))?;
+    // SAFETY: fstatfs writes into the zeroed struct we own.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstatfs(file.as_raw_fd(), &mut st) } != 0 {
+        return Err(bad(std::io::Error::last_os_error().to_string()));
+    }
+    if st.f_type as i64 != NSFS_MAGIC {
+        return Err(bad(
+            "the file is not on nsfs (expected e.g. /run/netns/NAME or /proc/PID/ns/net)".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Runs `f` on a current-thread runtime in a thread that has joined `netns`, with a
 /// netlink handle opened there.
 pub fn in_netns<T: Send>(

@@ -148,12 +148,7 @@ fn add(env: &Env, conf: &NetConf) -> CniResult<String> {
     env.require("CNI_CONTAINERID", &env.container_id)?;
     env.require("CNI_NETNS", &env.netns)?;
     env.require("CNI_IFNAME", &env.ifname)?;
-    if !Path::new(&env.netns).exists() {
-        return Err(CniError::new(
-            Code::InvalidEnvironment,
-            format!("network namespace {} does not exist", env.netns),
-        ));
-    }
+    attach::validate_netns(Path::new(&env.netns))?;
     let node = node(conf)?;
     let ipam = ipam(conf, &node)?;
     let wanted = conf.requested_ips(&env.args)?;
