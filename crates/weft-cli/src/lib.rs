@@ -3,11 +3,13 @@
 //! - [`network`]: `network init|show`, the flannel-format config.
 //! - [`leases`]: `leases` (table or JSON), `leases delete`, `leases reserve`.
 //! - [`store`]: raw key access, like `etcdctl`.
+//! - [`ipam`]: the CNI plugin's allocations on a node.
 //! - `lab ...`: handed to [`weft_lab`].
 //!
 //! `--lab NAME` points the store commands at a lab's store; for an etcd lab, whose etcd
 //! lives in the lab's underlay namespace, weftctl re-runs itself inside that namespace.
 
+pub mod ipam;
 pub mod leases;
 pub mod network;
 pub mod store;
@@ -42,6 +44,9 @@ pub enum Cmd {
     Network(network::NetworkCmd),
     /// List subnet leases, or delete / reserve one.
     Leases(leases::LeasesArgs),
+    /// Container addresses handed out by the `weft` CNI plugin.
+    #[command(subcommand)]
+    Ipam(ipam::IpamCmd),
     /// Raw keys: get, put, del, ls (like etcdctl).
     #[command(subcommand)]
     Store(store::StoreCmd),
@@ -57,9 +62,11 @@ pub fn main(cli: Cli) -> i32 {
         lab,
         command,
     } = cli;
-    if let Cmd::Lab(cmd) = command {
-        return report(weft_lab::run(cmd).map_err(|e| e.to_string()));
-    }
+    let command = match command {
+        Cmd::Lab(cmd) => return report(weft_lab::run(cmd).map_err(|e| e.to_string())),
+        Cmd::Ipam(cmd) => return report(ipam::run(cmd, lab.as_deref())),
+        other => other,
+    };
     if let Some(name) = &lab {
         match use_lab_store(name, &mut store) {
             Ok(None) => {}
@@ -81,7 +88,7 @@ pub fn main(cli: Cli) -> i32 {
             Cmd::Network(cmd) => network::run(&registry, cmd).await,
             Cmd::Leases(args) => leases::run(&registry, args).await,
             Cmd::Store(cmd) => store::run(registry.store().as_ref(), cmd).await,
-            Cmd::Lab(_) => unreachable!("handled above"),
+            Cmd::Lab(_) | Cmd::Ipam(_) => unreachable!("handled above"),
         }
     }))
 }

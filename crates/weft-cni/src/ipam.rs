@@ -93,6 +93,11 @@ impl Ipam {
         })
     }
 
+    /// The subnet this pool hands out.
+    pub fn subnet(&self) -> Ipv4Net {
+        self.subnet
+    }
+
     /// Every allocation under `data_dir`, whatever subnet it came from (DEL and GC must
     /// find allocations even after the node's subnet changed, or without knowing it).
     pub fn everywhere(data_dir: &Path) -> CniResult<Vec<Ipam>> {

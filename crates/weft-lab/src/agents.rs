@@ -11,18 +11,23 @@ use crate::error::{LabError, LabResult};
 use crate::state::LabState;
 use crate::topology;
 
-/// The `weftd` binary: `WEFT_WEFTD`, else next to the running `weftctl`.
-pub fn weftd_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("WEFT_WEFTD") {
+/// A Weft binary (`weftd`, `weft`): `$env` if set, else next to the running `weftctl`.
+pub fn sibling(name: &str, env: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(env) {
         return p.into();
     }
     let me = std::env::current_exe().unwrap_or_default();
     let dir = me.parent().map(PathBuf::from).unwrap_or_default();
     // Test binaries live in target/*/deps; the real binaries one level up.
-    [dir.join("weftd"), dir.join("../weftd")]
+    [dir.join(name), dir.join("..").join(name)]
         .into_iter()
         .find(|p| p.exists())
-        .unwrap_or_else(|| dir.join("weftd"))
+        .unwrap_or_else(|| dir.join(name))
+}
+
+/// The `weftd` binary: `WEFT_WEFTD`, else next to the running `weftctl`.
+pub fn weftd_path() -> PathBuf {
+    sibling("weftd", "WEFT_WEFTD")
 }
 
 fn pid_file(lab: &LabState, i: u32) -> PathBuf {

@@ -8,7 +8,7 @@ use weft_store::etcd_server::{EtcdOptions, EtcdServer};
 
 use crate::error::{LabError, LabResult};
 use crate::state::{self, LabState};
-use crate::{agents, ping, sh, topology};
+use crate::{agents, cni, ping, sh, topology};
 
 #[derive(Debug, Clone, Args)]
 pub struct LabName {
@@ -21,6 +21,14 @@ pub struct LabName {
 pub enum LabStore {
     Embedded,
     Etcd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CniMode {
+    /// A host bridge holding the gateway (flannel's style).
+    Bridge,
+    /// A /32 route and proxy ARP per container (Calico's style).
+    Routed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -64,6 +72,9 @@ pub enum LabCommand {
         /// Run the agents without --ip-masq (no NAT, so no connection tracking).
         #[arg(long)]
         no_ip_masq: bool,
+        /// How the `weft` CNI plugin attaches containers.
+        #[arg(long, value_enum, default_value = "bridge")]
+        cni_mode: CniMode,
     },
     /// Print the container ping matrix; exit non-zero if any pair fails.
     Ping {
@@ -133,6 +144,7 @@ pub fn run(cmd: LabCommand) -> LabResult<i32> {
             vni,
             port,
             no_ip_masq,
+            cni_mode,
         } => {
             let mut init: Vec<String> = [
                 "network",
@@ -163,6 +175,10 @@ pub fn run(cmd: LabCommand) -> LabResult<i32> {
                 subnets,
                 init,
                 ip_masq: !no_ip_masq,
+                cni_mode: match cni_mode {
+                    CniMode::Bridge => "bridge".into(),
+                    CniMode::Routed => "routed".into(),
+                },
             };
             up(spec)
         }
@@ -208,7 +224,7 @@ pub fn run(cmd: LabCommand) -> LabResult<i32> {
             let mut state = LabState::load(&lab.name)?;
             let i = state.hosts.iter().max().copied().unwrap_or(0) + 1;
             add_host(&mut state, i)?;
-            let n = attach_container(&state, i)?;
+            let n = attach_container(&mut state, i)?;
             println!("added h{i} ({}) with subnet {}", state.host_ip(i), n.subnet);
             Ok(0)
         }
@@ -264,6 +280,7 @@ struct LabSpec {
     /// The `weftctl network init ...` arguments.
     init: Vec<String>,
     ip_masq: bool,
+    cni_mode: String,
 }
 
 fn up(spec: LabSpec) -> LabResult<i32> {
@@ -277,6 +294,7 @@ fn up(spec: LabSpec) -> LabResult<i32> {
         subnets,
         init,
         ip_masq,
+        cni_mode,
     } = spec;
     let name = name.as_str();
     check_name(name)?;
@@ -321,6 +339,8 @@ fn up(spec: LabSpec) -> LabResult<i32> {
         agent_args,
         subnets,
         ip_masq,
+        cni_mode,
+        containers: Default::default(),
     };
     state.save()?;
 
@@ -369,12 +389,17 @@ fn up(spec: LabSpec) -> LabResult<i32> {
         add_host(&mut state, i)?;
     }
     for i in 1..=hosts {
-        let n = attach_container(&state, i)?;
+        let n = attach_container(&mut state, i)?;
+        let addr = state
+            .containers
+            .get(&i)
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         println!(
-            "h{i} {}  subnet {}  container c{i} {}",
+            "h{i} {}  subnet {}  container c{i} {addr} ({})",
             state.host_ip(i),
             n.subnet,
-            ping::container_addr(&n.subnet)
+            state.cni_mode
         );
     }
     let m = converge(&state, CONVERGE_WAIT);
@@ -474,61 +499,33 @@ fn add_host(state: &mut LabState, i: u32) -> LabResult<()> {
 }
 
 /// Creates host `i`'s container once its agent has a subnet.
-fn attach_container(state: &LabState, i: u32) -> LabResult<weft_agent::hostfiles::NodeNetwork> {
+/// Creates host `i`'s container once its agent has a subnet, and attaches it through
+/// the `weft` CNI plugin as a runtime would.
+fn attach_container(state: &mut LabState, i: u32) -> LabResult<weft_agent::hostfiles::NodeNetwork> {
     let n = agents::wait_subnet(state, i, SUBNET_WAIT)?;
-    let (host, ctr) = (
-        topology::host_ns(&state.name, i),
-        topology::container_ns(&state.name, i),
-    );
-    let gw = weft_agent::hostfiles::gateway(&n.subnet);
-    let addr = format!(
-        "{}/{}",
-        ping::container_addr(&n.subnet),
-        n.subnet.prefix_len()
-    );
-    let mtu = n.mtu.to_string();
-    sh::run(&["ip", "netns", "add", &ctr])?;
-    sh::ip_in(
-        &host,
-        &[
-            "link",
-            "add",
-            topology::HOST_CTR_LINK,
-            "mtu",
-            &mtu,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "mtu",
-            &mtu,
-            "netns",
-            &ctr,
-        ],
-    )?;
-    sh::ip_in(
-        &host,
-        &[
-            "addr",
-            "add",
-            &gw.to_string(),
-            "dev",
-            topology::HOST_CTR_LINK,
-        ],
-    )?;
-    sh::ip_in(&host, &["link", "set", topology::HOST_CTR_LINK, "up"])?;
-    sh::ip_in(&ctr, &["link", "set", "lo", "up"])?;
-    sh::ip_in(&ctr, &["link", "set", "eth0", "up"])?;
-    sh::ip_in(&ctr, &["addr", "add", &addr, "dev", "eth0"])?;
-    sh::ip_in(
-        &ctr,
-        &["route", "add", "default", "via", &gw.addr().to_string()],
-    )?;
+    sh::run(&[
+        "ip",
+        "netns",
+        "add",
+        &topology::container_ns(&state.name, i),
+    ])?;
+    let result = cni::call(state, i, "ADD")?;
+    let addr = cni::address(&result).ok_or_else(|| {
+        LabError::Usage(format!(
+            "the plugin's ADD result for c{i} has no address: {result}"
+        ))
+    })?;
+    state.containers.insert(i, addr);
+    state.save()?;
     Ok(n)
 }
 
 fn remove_host(state: &mut LabState, i: u32) -> LabResult<()> {
+    // As a runtime would when the container goes: DEL first.
+    if let Err(e) = cni::call(state, i, "DEL") {
+        eprintln!("warning: {e}");
+    }
+    state.containers.remove(&i);
     agents::stop(state, i)?;
     if let Some(n) = state.host_network(i) {
         store_command(state, &["leases", "delete", &n.subnet.to_string()])?;

@@ -13,6 +13,7 @@
 //! file the lab made. State is kept in `/run/weft-lab/LAB/` (override with `WEFT_LAB_DIR`).
 
 pub mod agents;
+pub mod cni;
 pub mod commands;
 pub mod error;
 pub mod ping;

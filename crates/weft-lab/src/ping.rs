@@ -7,12 +7,6 @@ use std::thread;
 use crate::state::LabState;
 use crate::topology;
 
-/// A container's address: the second address of its host's subnet (the first is the
-/// host side of the container link).
-pub fn container_addr(subnet: &ipnet::Ipv4Net) -> Ipv4Addr {
-    Ipv4Addr::from(u32::from(subnet.network()) + 2)
-}
-
 pub struct Matrix {
     /// (host number, container address) per container; `None` if its host has no subnet yet.
     pub containers: Vec<(u32, Option<Ipv4Addr>)>,
@@ -63,7 +57,7 @@ pub fn matrix(lab: &LabState) -> Matrix {
     let containers: Vec<(u32, Option<Ipv4Addr>)> = lab
         .hosts
         .iter()
-        .map(|&i| (i, lab.host_network(i).map(|n| container_addr(&n.subnet))))
+        .map(|&i| (i, lab.containers.get(&i).copied()))
         .collect();
     let n = containers.len();
     let mut ok = vec![vec![true; n]; n];

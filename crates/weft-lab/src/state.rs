@@ -29,6 +29,16 @@ pub struct LabState {
     /// Agents masquerade traffic leaving the cluster network (`--ip-masq`).
     #[serde(default = "yes")]
     pub ip_masq: bool,
+    /// How the `weft` CNI plugin attaches the containers: `bridge` or `routed`.
+    #[serde(default = "bridge")]
+    pub cni_mode: String,
+    /// Each host's container address, as the plugin's ADD result gave it.
+    #[serde(default)]
+    pub containers: std::collections::BTreeMap<u32, std::net::Ipv4Addr>,
+}
+
+fn bridge() -> String {
+    "bridge".into()
 }
 
 fn yes() -> bool {
@@ -114,6 +124,23 @@ impl LabState {
                 path: path.display().to_string(),
                 source,
             })
+    }
+
+    /// Where host `i`'s CNI allocations live.
+    pub fn cni_data_dir(&self, i: u32) -> PathBuf {
+        self.host_dir(i).join("cni")
+    }
+
+    /// The CNI network config the lab's "runtime" hands the plugin on host `i`.
+    pub fn cni_config(&self, i: u32) -> serde_json::Value {
+        serde_json::json!({
+            "cniVersion": "1.1.0",
+            "name": "weft",
+            "type": "weft",
+            "mode": self.cni_mode,
+            "subnetFile": self.host_dir(i).join("subnet.env"),
+            "dataDir": self.cni_data_dir(i),
+        })
     }
 
     /// Host `i`'s network as its agent wrote it in the subnet file, if it has.

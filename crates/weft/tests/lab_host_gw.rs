@@ -25,6 +25,16 @@ fn scenario(tag: &str, store: &str) {
             lab.weft_routes(h)
         );
     }
+    let ipam = lab.ok(
+        lab.ctl(&["--lab", &lab.name, "ipam", "show", "--json"]),
+        "ipam show",
+    );
+    let ipam: serde_json::Value = serde_json::from_str(&ipam).unwrap();
+    assert_eq!(
+        ipam.as_array().unwrap().len(),
+        3,
+        "one allocation per container: {ipam}"
+    );
     let leases = lab.ok(lab.store_cmd(&["leases", "-o", "json"]), "leases");
     let json: serde_json::Value = serde_json::from_str(&leases).unwrap();
     assert_eq!(json["leases"].as_array().unwrap().len(), 3);

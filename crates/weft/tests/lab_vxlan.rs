@@ -17,6 +17,7 @@ use common::*;
 
 #[test]
 fn vxlan_three_hosts_on_etcd() {
+    // Containers attached by the CNI plugin in routed mode (bridge mode: the other tests).
     let lab = Lab::up_with(
         "w",
         "etcd",
@@ -24,6 +25,8 @@ fn vxlan_three_hosts_on_etcd() {
         &[
             "--backend",
             "vxlan",
+            "--cni-mode",
+            "routed",
             "--agent-arg=--vxlan-tx-checksum-offload=false",
         ],
     );
@@ -32,6 +35,11 @@ fn vxlan_three_hosts_on_etcd() {
     assert!(
         offload.contains("tx-checksumming: off"),
         "TX checksum offload turned off:\n{offload}"
+    );
+    let c1_routes = text(&lab.exec("c1", &["ip", "route"]).stdout);
+    assert!(
+        c1_routes.contains("default via 169.254.1.1"),
+        "routed mode inside the container:\n{c1_routes}"
     );
     for h in ["h1", "h2", "h3"] {
         let routes = lab.weft_routes(h);
@@ -119,11 +127,25 @@ fn vxlan_cross_subnet_healing_and_membership() {
         "a full 1450-byte packet passes: {}",
         text(&ok.stdout)
     );
-    for (node, dev) in [("c1", "eth0"), ("h1", "ctr0")] {
-        assert!(lab
-            .exec(node, &["ip", "link", "set", dev, "mtu", "1500"])
-            .status
-            .success());
+    // The container side, its bridge port and the bridge all believe in 1500.
+    let port = text(
+        &lab.exec("h1", &["ip", "-o", "link", "show", "master", "weftbr0"])
+            .stdout,
+    );
+    let port = port
+        .split(": ")
+        .nth(1)
+        .and_then(|n| n.split('@').next())
+        .expect("c1's bridge port")
+        .to_owned();
+    let widen = [("c1", "eth0"), ("h1", port.as_str()), ("h1", "weftbr0")];
+    for (node, dev) in widen {
+        assert!(
+            lab.exec(node, &["ip", "link", "set", dev, "mtu", "1500"])
+                .status
+                .success(),
+            "{node} {dev}"
+        );
     }
     let big = lab.exec(
         "c1",
@@ -134,7 +156,7 @@ fn vxlan_cross_subnet_healing_and_membership() {
         said.contains("Frag needed") && said.contains("mtu = 1450"),
         "one byte more is refused: {said}"
     );
-    for (node, dev) in [("c1", "eth0"), ("h1", "ctr0")] {
+    for (node, dev) in widen {
         lab.exec(node, &["ip", "link", "set", dev, "mtu", "1450"]);
     }
 

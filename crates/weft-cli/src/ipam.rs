@@ -1,0 +1,72 @@
+//! `weftctl ipam show`: the container addresses the `weft` CNI plugin handed out on a
+//! node (read from its data directory), or on every host of a lab with `--lab`.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use weft_cni::ipam::Ipam;
+use weft_lab::LabState;
+
+#[derive(Debug, Subcommand)]
+pub enum IpamCmd {
+    /// List allocations: node, subnet, address, container, interface, network.
+    Show {
+        /// The plugin's data directory (its `dataDir`).
+        #[arg(long, default_value = "/var/lib/cni/weft")]
+        data_dir: PathBuf,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(cmd: IpamCmd, lab: Option<&str>) -> Result<i32, String> {
+    let IpamCmd::Show { data_dir, json } = cmd;
+    let nodes: Vec<(String, PathBuf)> = match lab {
+        Some(name) => {
+            let state = LabState::load(name).map_err(|e| e.to_string())?;
+            state
+                .hosts
+                .iter()
+                .map(|&i| (format!("h{i}"), state.cni_data_dir(i)))
+                .collect()
+        }
+        None => vec![("local".into(), data_dir)],
+    };
+    let mut rows = Vec::new();
+    for (node, dir) in &nodes {
+        for pool in Ipam::everywhere(dir).map_err(|e| e.to_string())? {
+            for a in pool.list().map_err(|e| e.to_string())? {
+                rows.push((node.clone(), pool.subnet().to_string(), a));
+            }
+        }
+    }
+    if json {
+        let out: Vec<_> = rows
+            .iter()
+            .map(|(node, subnet, a)| {
+                serde_json::json!({"node": node, "subnet": subnet, "address": a.ip.to_string(),
+                    "container": a.container_id, "ifname": a.ifname, "network": a.network})
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).expect("serializes")
+        );
+    } else {
+        println!(
+            "{:<8} {:<18} {:<16} {:<24} {:<8} NETWORK",
+            "NODE", "SUBNET", "ADDRESS", "CONTAINER", "IFNAME"
+        );
+        for (node, subnet, a) in &rows {
+            println!(
+                "{node:<8} {subnet:<18} {:<16} {:<24} {:<8} {}",
+                a.ip.to_string(),
+                a.container_id,
+                a.ifname,
+                a.network
+            );
+        }
+    }
+    Ok(0)
+}

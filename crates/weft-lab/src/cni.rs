@@ -1,0 +1,79 @@
+//! The lab as a container runtime: it attaches each host's container by calling the
+//! `weft` CNI plugin exactly as Kubernetes or Podman would, CNI_* in the environment and
+//! the network config on stdin, run in the host's namespace.
+
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
+
+use crate::agents;
+use crate::error::{LabError, LabResult};
+use crate::state::LabState;
+use crate::topology;
+
+/// Runs the plugin for host `i`'s container; returns its JSON answer (empty for DEL).
+pub fn call(state: &LabState, i: u32, command: &str) -> LabResult<serde_json::Value> {
+    let plugin = agents::sibling("weft", "WEFT_CNI_PLUGIN");
+    let ctr = topology::container_ns(&state.name, i);
+    let plugin_dir = plugin
+        .parent()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &topology::host_ns(&state.name, i)])
+        .arg(&plugin)
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", &ctr)
+        .env("CNI_NETNS", format!("/run/netns/{ctr}"))
+        .env("CNI_IFNAME", "eth0")
+        .env(
+            "CNI_PATH",
+            format!("{plugin_dir}:/usr/lib/cni:/opt/cni/bin"),
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| LabError::Spawn {
+            cmd: plugin.display().to_string(),
+            source,
+        })?;
+    let conf = state.cni_config(i).to_string();
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(conf.as_bytes())
+        .map_err(|source| LabError::Io {
+            path: "plugin stdin".into(),
+            source,
+        })?;
+    let out = child.wait_with_output().map_err(|source| LabError::Spawn {
+        cmd: plugin.display().to_string(),
+        source,
+    })?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let answer: serde_json::Value = if stdout.trim().is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(stdout.trim()).unwrap_or_default()
+    };
+    if !out.status.success() {
+        return Err(LabError::Command {
+            cmd: format!("CNI {command} for c{i}"),
+            status: out.status.to_string(),
+            stderr: format!("{answer} {}", String::from_utf8_lossy(&out.stderr).trim()),
+        });
+    }
+    Ok(answer)
+}
+
+/// The container's address from an ADD result.
+pub fn address(result: &serde_json::Value) -> Option<Ipv4Addr> {
+    result["ips"][0]["address"]
+        .as_str()?
+        .split('/')
+        .next()?
+        .parse()
+        .ok()
+}
