@@ -23,11 +23,7 @@ pub const ROUTED_HOST_MAC: [u8; 6] = [0xee; 6];
 
 /// The host side's name: stable for a container interface, so DEL finds it.
 pub fn host_veth_name(container_id: &str, ifname: &str) -> String {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in container_id.bytes().chain([0]).chain(ifname.bytes()) {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x100000001b3);
-    }
+    let h = weft_kernel::hash::fnv1a(container_id.bytes().chain([0]).chain(ifname.bytes()));
     format!("weft{:011x}", h & 0xfff_ffff_ffff)
 }
 

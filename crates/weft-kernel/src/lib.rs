@@ -18,6 +18,7 @@
 //! without the mark is ever changed or removed.
 
 pub mod diff;
+pub mod hash;
 pub mod iface;
 pub mod link;
 pub mod mac;

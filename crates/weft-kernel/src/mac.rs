@@ -10,13 +10,7 @@ impl MacAddr {
     /// A locally administered unicast address derived from `seed`: the same seed always
     /// gives the same address, so a VTEP keeps its MAC across restarts and recreations.
     pub fn derived(seed: &[u8]) -> MacAddr {
-        // FNV-1a, stable across builds.
-        let mut h: u64 = 0xcbf29ce484222325;
-        for b in seed {
-            h ^= *b as u64;
-            h = h.wrapping_mul(0x100000001b3);
-        }
-        let b = h.to_be_bytes();
+        let b = crate::hash::fnv1a(seed.iter().copied()).to_be_bytes();
         MacAddr([(b[0] & 0xfe) | 0x02, b[1], b[2], b[3], b[4], b[5]])
     }
 

@@ -53,14 +53,9 @@ pub enum NftError {
     Refused { cmd: &'static str, stderr: String },
 }
 
-/// FNV-1a: a fingerprint that is stable across builds, unlike std's hasher.
+/// A fingerprint of the rules, stable across builds (see [`crate::hash`]).
 fn fingerprint(s: &str) -> String {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in s.bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    format!("{h:016x}")
+    format!("{:016x}", crate::hash::fnv1a(s.bytes()))
 }
 
 fn body(p: &FirewallPlan) -> String {
