@@ -53,7 +53,17 @@ print("|---------------------|------------|------------|------------|-----------
 for name in confs:
     a, d = lat[name]["ADD"], lat[name]["DEL"]
     print(f"| {name:<19} | {pct(a,.5):10.2f} | {pct(a,.99):10.2f} | {pct(d,.5):10.2f} | {pct(d,.99):10.2f} |")
+# The kernel's floor for DEL: deleting a veth pair with nothing else around it.
+floor = []
+for i in range(min(n, 50)):
+    subprocess.run(["ip", "link", "add", f"flr{i}", "type", "veth", "peer", "name", f"flp{i}"], check=True)
+    t = time.perf_counter()
+    subprocess.run(["ip", "link", "del", f"flr{i}"], check=True)
+    floor.append((time.perf_counter() - t) * 1000)
+print(f"| {'(ip link del veth)':<19} | {'':>10} | {'':>10} | {pct(floor,.5):10.2f} | {pct(floor,.99):10.2f} |")
 w, r = lat["weft"], lat["bridge+host-local"]
 print(f"\nweft / reference, p50: ADD {pct(w['ADD'],.5)/pct(r['ADD'],.5):.2f}, DEL {pct(w['DEL'],.5)/pct(r['DEL'],.5):.2f}"
       "  (target: at most 0.50)")
+print("(ip link del veth) is the kernel's cost of removing a veth pair alone, with `ip` started"
+      " as a process: a floor every plugin that removes the interface pays in DEL.")
 PY
