@@ -5,7 +5,10 @@
 #   host-gw   - a 2-host Weft lab, container -> host -> host -> container, plain routes
 #   vxlan     - the same over Weft's VXLAN device (MTU 1450)
 # Each Weft path is measured twice: as the lab runs by default, with --ip-masq (NAT, so
-# every packet goes through connection tracking), and without it.
+# every packet goes through connection tracking), and without it. A control row,
+# "plain routes", is the same 2-host lab topology with the agents stopped (their routes
+# stay) and Weft's nftables table removed: kernel routing alone over the same hops, which
+# separates what the topology costs from what Weft costs.
 # Targets (issue 3): host-gw >= 95% of raw veth; vxlan >= 85% of host-gw.
 # Everything runs in namespaces this script creates and removes. Needs root.
 # Usage: bench/dataplane.sh [SECONDS_PER_RUN] [ROUNDS]
@@ -20,7 +23,7 @@ TAG=b$$
 RAW_A=${TAG}ra RAW_B=${TAG}rb
 OUT=$(mktemp -d /tmp/weft-bench.XXXXXX)
 cleanup() {
-  for l in g v G V; do $W lab down --name "${TAG}$l" >/dev/null 2>&1 || true; done
+  for l in g v G V P; do $W lab down --name "${TAG}$l" >/dev/null 2>&1 || true; done
   ip netns del "$RAW_A" 2>/dev/null || true
   ip netns del "$RAW_B" 2>/dev/null || true
   rm -rf "$OUT"
@@ -37,7 +40,12 @@ $W lab up --name "${TAG}g" --hosts 2 --backend host-gw >/dev/null
 $W lab up --name "${TAG}v" --hosts 2 --backend vxlan >/dev/null
 $W lab up --name "${TAG}G" --hosts 2 --backend host-gw --no-ip-masq >/dev/null
 $W lab up --name "${TAG}V" --hosts 2 --backend vxlan --no-ip-masq >/dev/null
-ctr_addr() { sed -n 's/^FLANNEL_SUBNET=\(.*\)\.1\/.*/\1.2/p' "/run/weft-lab/$1/h2/subnet.env"; }
+$W lab up --name "${TAG}P" --hosts 2 --backend host-gw --no-ip-masq >/dev/null
+for h in h1 h2; do
+  $W lab agent --name "${TAG}P" $h stop >/dev/null
+  ip netns exec "${TAG}P-$h" nft delete table ip weft
+done
+ctr_addr() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["containers"]["2"])' "/run/weft-lab/$1/lab.json"; }
 
 # path -> "client-namespace server-namespace server-address"
 declare -A PATHS=(
@@ -46,8 +54,9 @@ declare -A PATHS=(
   [vxlan]="${TAG}v-c1 ${TAG}v-c2 $(ctr_addr "${TAG}v")"
   [host-gw-nomasq]="${TAG}G-c1 ${TAG}G-c2 $(ctr_addr "${TAG}G")"
   [vxlan-nomasq]="${TAG}V-c1 ${TAG}V-c2 $(ctr_addr "${TAG}V")"
+  [plain]="${TAG}P-c1 ${TAG}P-c2 $(ctr_addr "${TAG}P")"
 )
-ORDER=(raw-veth host-gw vxlan host-gw-nomasq vxlan-nomasq)
+ORDER=(raw-veth plain host-gw vxlan host-gw-nomasq vxlan-nomasq)
 
 iperf() { # client server addr streams -> Gbit/s
   ip netns exec "$2" iperf3 -s -1 -D -p 5201 >/dev/null
@@ -84,10 +93,12 @@ row path "1 stream" "4 streams" "RTT p50" "ratio (1 / 4 streams)"
 row "" "Gbit/s" "Gbit/s" "ms" ""
 printf '|%s|%s|%s|%s|%s|\n' -------------------------- ---------- ----------- ---------- --------------------------------
 row "raw veth" "${M1[raw-veth]}" "${M4[raw-veth]}" "${MR[raw-veth]}" "baseline"
+row "plain routes (control)" "${M1[plain]}" "${M4[plain]}" "${MR[plain]}" "$(pct "${M1[plain]}" "${M1[raw-veth]}") / $(pct "${M4[plain]}" "${M4[raw-veth]}") of raw veth"
 for m in "" -nomasq; do
   label=$([ -z "$m" ] && echo "with --ip-masq" || echo "without --ip-masq")
   g=host-gw$m; v=vxlan$m
   row "host-gw, $label" "${M1[$g]}" "${M4[$g]}" "${MR[$g]}" "$(pct "${M1[$g]}" "${M1[raw-veth]}") / $(pct "${M4[$g]}" "${M4[raw-veth]}") of raw veth"
+  row "" "" "" "" "$(pct "${M1[$g]}" "${M1[plain]}") / $(pct "${M4[$g]}" "${M4[plain]}") of plain routes"
   row "vxlan, $label" "${M1[$v]}" "${M4[$v]}" "${MR[$v]}" "$(pct "${M1[$v]}" "${M1[$g]}") / $(pct "${M4[$v]}" "${M4[$g]}") of host-gw"
 done
 echo

@@ -5,7 +5,7 @@
 //!        ┌──────────────┼──────────────┐
 //!   LAB-h1 eth0      LAB-h2 eth0     LAB-h3 eth0      192.168.77.N/24, default via .254
 //!   weftd            weftd           weftd
-//!    └ ctr0 ─ LAB-c1  └ ctr0 ─ LAB-c2 └ ctr0 ─ LAB-c3  container eth0 = <node subnet>.2
+//!    └ LAB-c1         └ LAB-c2        └ LAB-c3         attached by the `weft` CNI plugin
 //! ```
 //!
 //! Everything lives inside namespaces the lab creates (the machine's own namespace gets no

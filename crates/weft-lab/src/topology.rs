@@ -11,8 +11,6 @@ pub const UNDERLAY_GW: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 254);
 pub const ETCD_PORT: u16 = 2379;
 /// Hosts are numbered 1..=MAX_HOSTS.
 pub const MAX_HOSTS: u32 = 200;
-/// The container's interface on the host side.
-pub const HOST_CTR_LINK: &str = "ctr0";
 
 pub fn underlay_ns(lab: &str) -> String {
     format!("{lab}-ul")
