@@ -35,8 +35,11 @@ use weft_kernel::nft::{self, EncapFilter, FirewallPlan};
 use weft_kernel::{sysctl, Kernel, KernelError};
 use weft_store::{KeyValue, WatchEvent};
 
+use crate::health::Metrics;
 use crate::hostfiles::{self, NodeNetwork};
 use crate::AgentOptions;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 #[derive(Debug, Error)]
 pub enum AgentError {
@@ -121,6 +124,16 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
     .expect("retried until valid");
     info!(network = %config.network, subnet_len = config.subnet_len, backend = %config.backend, "network config");
 
+    let metrics = Arc::new(Metrics::default());
+    if opts.healthz_port != 0 {
+        let addr = std::net::SocketAddr::new(opts.healthz_ip, opts.healthz_port);
+        let (m, resync) = (metrics.clone(), opts.resync_interval);
+        tokio::spawn(async move {
+            if let Err(e) = crate::health::serve(addr, m, resync).await {
+                error!(%addr, error = %e, "cannot serve /healthz and /metrics");
+            }
+        });
+    }
     let kernel = Kernel::connect()?;
     // Subscribe before reading anything, so no change between the read and the watch is lost.
     let mut kernel_events = monitor::watch()?;
@@ -167,6 +180,7 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
         last_unreachable: Vec::new(),
         last_firewall: None,
         last_status: None,
+        metrics,
         opts,
     };
     agent.write_host_files()?;
@@ -263,6 +277,7 @@ struct Agent {
     last_unreachable: Vec<Unreachable>,
     last_firewall: Option<FirewallPlan>,
     last_status: Option<NodeStatus>,
+    metrics: Arc<Metrics>,
 }
 
 /// Logs what a diff changed; `elapsed_ms` when the caller timed it.
@@ -378,8 +393,21 @@ impl Agent {
         key.starts_with(&self.registry.subnets_prefix())
     }
 
+    /// Counts what an applied diff changed; returns whether it changed anything.
+    fn count<T>(&self, applied: &Applied<T>) -> bool {
+        let changes = (applied.added + applied.replaced + applied.removed) as u64;
+        self.metrics
+            .kernel_changes
+            .fetch_add(changes, Ordering::Relaxed);
+        self.metrics
+            .kernel_failures
+            .fetch_add(applied.failed.len() as u64, Ordering::Relaxed);
+        applied.changed()
+    }
+
     /// Updates the picture from one store change; returns whether the plan may change.
     async fn on_event(&mut self, event: WatchEvent) -> bool {
+        self.metrics.store_events.fetch_add(1, Ordering::Relaxed);
         match event {
             WatchEvent::Put(kv) if kv.key == self.registry.config_key() => {
                 self.on_config(&kv.value)
@@ -611,10 +639,12 @@ impl Agent {
         if why.is_repair() {
             self.check_external().await;
         }
+        let mut changed = false;
         self.node.overlay = None;
         if let Some(spec) = self.backend.overlay(&self.node) {
             match self.kernel.ensure_vxlan(&spec).await {
                 Ok((index, outcome)) => {
+                    changed |= outcome != LinkOutcome::Unchanged;
                     match &outcome {
                         LinkOutcome::Unchanged => {}
                         LinkOutcome::Created if why == Why::Start => {
@@ -649,23 +679,42 @@ impl Agent {
         self.apply_firewall(false);
         if let Some(index) = self.node.overlay {
             match self.kernel.apply_neighbours(index, &plane.neighbours).await {
-                Ok(a) => log_applied("neighbour", why, &a, None),
+                Ok(a) => {
+                    changed |= self.count(&a);
+                    log_applied("neighbour", why, &a, None)
+                }
                 Err(e) => error!(error = %e, "cannot read or change neighbours; will retry"),
             }
             match self.kernel.apply_fdb(index, &plane.fdb).await {
-                Ok(a) => log_applied("fdb entry", why, &a, None),
+                Ok(a) => {
+                    changed |= self.count(&a);
+                    log_applied("fdb entry", why, &a, None)
+                }
                 Err(e) => error!(error = %e, "cannot read or change FDB entries; will retry"),
             }
         }
         match self.kernel.apply_routes(&plane.routes).await {
-            Ok(report) => log_applied(
-                "route",
-                why,
-                &report.applied,
-                Some(report.elapsed.as_millis() as u64),
-            ),
+            Ok(report) => {
+                changed |= self.count(&report.applied);
+                log_applied(
+                    "route",
+                    why,
+                    &report.applied,
+                    Some(report.elapsed.as_millis() as u64),
+                )
+            }
             Err(e) => error!(error = %e, "cannot read or change routes; will retry"),
         }
+        let m = &self.metrics;
+        if changed && why.is_repair() {
+            m.repairs.fetch_add(1, Ordering::Relaxed);
+        }
+        m.routes.store(plane.routes.len() as u64, Ordering::Relaxed);
+        m.peers
+            .store(self.peers.len().saturating_sub(1) as u64, Ordering::Relaxed);
+        m.unreachable_peers
+            .store(plane.unreachable.len() as u64, Ordering::Relaxed);
+        m.reconciled();
         self.publish_status().await;
     }
 

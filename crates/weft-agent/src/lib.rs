@@ -1,12 +1,14 @@
 //! The node agent, `weftd`.
 //!
 //! - [`options`]: command-line options, including how to reach the store (shared with `weftctl`).
+//! - [`health`]: `/healthz` and `/metrics`.
 //! - [`hostfiles`]: `subnet.env` and the Docker options file, in flannel's format.
 //! - [`daemon`]: start-up (store, config, interface, lease) and the event loop that keeps
 //!   the kernel equal to what the backend plans from the store's leases.
 
 pub mod daemon;
 pub mod duration;
+pub mod health;
 pub mod hostfiles;
 pub mod options;
 

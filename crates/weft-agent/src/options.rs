@@ -125,6 +125,12 @@ pub struct AgentOptions {
     /// delays VXLAN traffic by 63 s on some kernels.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub vxlan_tx_checksum_offload: bool,
+    /// Address for `/healthz` and `/metrics` (flannel's option name).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub healthz_ip: std::net::IpAddr,
+    /// Port for `/healthz` and `/metrics`; 0 turns them off (flannel's default).
+    #[arg(long, default_value_t = 0)]
+    pub healthz_port: u16,
     /// How often to re-check the whole host against the plan, repairing drift.
     #[arg(long, value_parser = duration, default_value = "30s")]
     pub resync_interval: Duration,

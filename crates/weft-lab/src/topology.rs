@@ -9,6 +9,8 @@ pub const UNDERLAY_PREFIX: u8 = 24;
 /// where the lab's etcd listens.
 pub const UNDERLAY_GW: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 254);
 pub const ETCD_PORT: u16 = 2379;
+/// Every lab agent serves `/healthz` and `/metrics` on its host's 127.0.0.1 at this port.
+pub const HEALTHZ_PORT: u16 = 9462;
 /// Hosts are numbered 1..=MAX_HOSTS.
 pub const MAX_HOSTS: u32 = 200;
 

@@ -183,6 +183,14 @@ fn vxlan_cross_subnet_healing_and_membership() {
         || lab.weft_routes("h1").contains(&s2),
     );
     assert!(lab.log("h1").contains("repaired overlay device"));
+    // The agent says so on /metrics, and stays healthy.
+    assert!(
+        lab.metric("h1", "weft_repairs_total") >= 2,
+        "route and device repairs counted"
+    );
+    assert_eq!(lab.metric("h1", "weft_routes"), 3);
+    assert_eq!(lab.agent_http("h1", "/healthz"), (200, "ok".to_owned()));
+    assert_eq!(lab.agent_http("h1", "/nope").0, 404);
     lab.ping_all(5);
 
     // An interface flap takes the routes via eth0 with it; they come back when it is up.

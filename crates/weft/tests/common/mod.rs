@@ -168,6 +168,25 @@ impl Lab {
             .unwrap_or_else(|_| panic!("no weft.1 counter on {host}"))
     }
 
+    /// GET `path` from host's agent (`/healthz`, `/metrics`): status and body.
+    pub fn agent_http(&self, host: &str, path: &str) -> (u16, String) {
+        let script = format!(
+            "import urllib.request, urllib.error\ntry:\n  r = urllib.request.urlopen('http://127.0.0.1:9462{path}', timeout=5); print(r.status); print(r.read().decode())\nexcept urllib.error.HTTPError as e:\n  print(e.code); print(e.read().decode())"
+        );
+        let out = text(&self.exec(host, &["python3", "-c", &script]).stdout);
+        let (status, body) = out.split_once('\n').unwrap_or((&out, ""));
+        (status.trim().parse().unwrap_or(0), body.trim().to_owned())
+    }
+
+    /// A metric's value from host's `/metrics`.
+    pub fn metric(&self, host: &str, name: &str) -> u64 {
+        let (_, body) = self.agent_http(host, "/metrics");
+        body.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no metric {name} on {host}:\n{body}"))
+    }
+
     /// `n` pings from a container; true if any answered.
     pub fn ping_from(&self, ctr: &str, to: &str, n: u32) -> bool {
         let n = n.to_string();
