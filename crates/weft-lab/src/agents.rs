@@ -59,7 +59,9 @@ fn alive(pid: u32) -> bool {
         .next()
         .and_then(|r| r.split_whitespace().next());
     let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    state != Some("Z") && String::from_utf8_lossy(&cmd).contains("weftd")
+    // While `ip netns exec` turns into weftd, cmdline reads empty for a moment: accept
+    // that; reject only a process that is plainly something else (a reused pid).
+    state != Some("Z") && (cmd.is_empty() || String::from_utf8_lossy(&cmd).contains("weftd"))
 }
 
 pub fn start(lab: &LabState, i: u32) -> LabResult<u32> {
@@ -139,6 +141,13 @@ pub fn stop(lab: &LabState, i: u32) -> LabResult<bool> {
     Ok(true)
 }
 
+/// The last lines of host `i`'s agent log, for error messages.
+fn log_tail(lab: &LabState, i: u32) -> String {
+    let log = std::fs::read_to_string(lab.host_dir(i).join("weftd.log")).unwrap_or_default();
+    let tail: Vec<&str> = log.lines().rev().take(8).collect();
+    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+}
+
 /// Waits until the agent has written its subnet file.
 pub fn wait_subnet(
     lab: &LabState,
@@ -161,8 +170,8 @@ pub fn wait_subnet(
         }
         if running_pid(lab, i).is_none() {
             return Err(LabError::Usage(format!(
-                "host h{i}'s agent is not running; see {}",
-                lab.host_dir(i).join("weftd.log").display()
+                "host h{i}'s agent is not running; its log ends:\n{}",
+                log_tail(lab, i)
             )));
         }
         std::thread::sleep(Duration::from_millis(100));

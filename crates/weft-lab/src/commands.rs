@@ -459,6 +459,7 @@ fn add_host(state: &mut LabState, i: u32) -> LabResult<()> {
         topology::host_ns(&state.name, i),
     );
     let port = topology::underlay_port(i);
+    let _ = sh::ip_in(&ul, &["link", "del", &port]); // a leftover of a removed host, if any
     sh::run(&["ip", "netns", "add", &ns])?;
     sh::ip_in(
         &ul,
@@ -530,6 +531,12 @@ fn remove_host(state: &mut LabState, i: u32) -> LabResult<()> {
     if let Some(n) = state.host_network(i) {
         store_command(state, &["leases", "delete", &n.subnet.to_string()])?;
     }
+    // Deleting a namespace frees its devices asynchronously; delete the underlay's end of
+    // the host's link now, so the name is free for the next host at once.
+    let _ = sh::ip_in(
+        &topology::underlay_ns(&state.name),
+        &["link", "del", &topology::underlay_port(i)],
+    );
     for ns in [
         topology::container_ns(&state.name, i),
         topology::host_ns(&state.name, i),
