@@ -67,8 +67,8 @@ impl Node {
         self.dir.path().join("cni")
     }
 
-    /// Runs a plugin binary in the host namespace as a runtime would.
-    fn call(
+    /// Starts a plugin binary in the host namespace as a runtime would, config on stdin.
+    fn spawn(
         &self,
         plugin: &str,
         command: &str,
@@ -76,7 +76,7 @@ impl Node {
         id: &str,
         netns: &str,
         extra: &[(&str, &str)],
-    ) -> Call {
+    ) -> std::process::Child {
         let host = format!("{}-host", self.tag);
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &host, plugin])
@@ -103,7 +103,23 @@ impl Node {
             .unwrap()
             .write_all(conf.to_string().as_bytes())
             .unwrap();
-        let out = child.wait_with_output().unwrap();
+        child
+    }
+
+    /// Runs a plugin binary to completion; its exit code and JSON answer.
+    fn call(
+        &self,
+        plugin: &str,
+        command: &str,
+        conf: &Value,
+        id: &str,
+        netns: &str,
+        extra: &[(&str, &str)],
+    ) -> Call {
+        let out = self
+            .spawn(plugin, command, conf, id, netns, extra)
+            .wait_with_output()
+            .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         Call {
             code: out.status.code().unwrap_or(-1),
@@ -444,26 +460,10 @@ fn hundred_concurrent_adds_then_dels() {
 fn killed_mid_add_is_repaired() {
     let mut node = Node::new("k", "10.244.5.0/24");
     let conf = node.conf("1.1.0", "bridge");
-    let host = node.netns("host");
     for round in 0..8 {
         let ns = node.netns(&format!("k{round}"));
         let id = format!("kill-{round}");
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &host, PLUGIN])
-            .env("CNI_COMMAND", "ADD")
-            .env("CNI_CONTAINERID", &id)
-            .env("CNI_NETNS", format!("/run/netns/{ns}"))
-            .env("CNI_IFNAME", "eth0")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(conf.to_string().as_bytes())
-            .unwrap();
+        let mut child = node.spawn(PLUGIN, "ADD", &conf, &id, &format!("/run/netns/{ns}"), &[]);
         std::thread::sleep(Duration::from_micros(500 * round));
         let _ = child.kill();
         let _ = child.wait();

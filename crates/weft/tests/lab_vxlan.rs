@@ -290,7 +290,6 @@ fn vxlan_cross_subnet_healing_and_membership() {
             .parse::<u64>()
             .unwrap()
     };
-    let rx_before = lab.vxlan_counter("h1", "rx_packets");
     let d0 = drops();
     intruder.send_udp("192.168.77.1", 8472, 3);
     lab.wait_until(
@@ -306,10 +305,6 @@ fn vxlan_cross_subnet_healing_and_membership() {
     assert!(member.status.success());
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(drops(), d1, "a member's datagram is not dropped");
-    assert!(
-        lab.vxlan_counter("h1", "rx_packets") >= rx_before,
-        "counter sanity"
-    );
 }
 
 /// A namespace on the lab's underlay that is no Weft node.
