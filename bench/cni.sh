@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-200}
-cargo build --release -q --bin weft
+cargo build --release -q -p weft --bins
 PLUGIN=$PWD/target/release/weft
 REF=/usr/lib/cni
 [ -x "$REF/bridge" ] || { echo "needs containernetworking-plugins (scripts/setup)" >&2; exit 1; }

@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-5}
 ROUNDS=${2:-2}
-cargo build --release -q --bin weftd --bin weftctl
+cargo build --release -q -p weft --bins
 W=$PWD/target/release/weftctl
 export WEFT_WEFTD=$PWD/target/release/weftd
 TAG=b$$

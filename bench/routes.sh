@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000}
 ROUNDS=${2:-3}
-cargo build --release -q --bin weftd --bin weftctl
+cargo build --release -q -p weft --bins
 BIN=$PWD/target/release
 NS=weftbench$$
 PEER=weftbenchp$$
