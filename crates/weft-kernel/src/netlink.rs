@@ -400,33 +400,30 @@ impl Kernel {
             desired.iter().map(|n| (n.ip, *n)),
             current.iter().map(|n| (n.ip, *n)),
         );
-        let mut applied = Applied::default();
-        for change in changes {
-            let result = match change {
-                Change::Add(n) | Change::Replace(n) => {
-                    self.handle
-                        .neighbours()
-                        .add(index, n.ip.into())
-                        .link_layer_address(&n.mac.0)
-                        .state(NeighbourState::Permanent)
-                        .replace()
-                        .execute()
-                        .await
-                }
-                Change::Remove(n) => {
-                    let mut m = NeighbourMessage::default();
-                    m.header.family = AddressFamily::Inet;
-                    m.header.ifindex = index;
-                    m.attributes
-                        .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
-                            n.ip,
-                        )));
-                    self.handle.neighbours().del(m).execute().await
-                }
-            };
-            applied.record(change, result);
-        }
-        Ok(applied)
+        Ok(apply_each(changes, async |change| match change {
+            Change::Add(n) | Change::Replace(n) => {
+                let req = self
+                    .handle
+                    .neighbours()
+                    .add(index, n.ip.into())
+                    .link_layer_address(&n.mac.0);
+                req.state(NeighbourState::Permanent)
+                    .replace()
+                    .execute()
+                    .await
+            }
+            Change::Remove(n) => {
+                let mut m = NeighbourMessage::default();
+                m.header.family = AddressFamily::Inet;
+                m.header.ifindex = index;
+                m.attributes
+                    .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
+                        n.ip,
+                    )));
+                self.handle.neighbours().del(m).execute().await
+            }
+        })
+        .await)
     }
 
     /// Makes the FDB entries on `index` equal to `desired`.
@@ -440,36 +437,30 @@ impl Kernel {
             desired.iter().map(|f| (f.mac, *f)),
             current.iter().map(|f| (f.mac, *f)),
         );
-        let mut applied = Applied::default();
-        for change in changes {
-            let result = match change {
-                Change::Add(f) | Change::Replace(f) => {
-                    self.handle
-                        .neighbours()
-                        .add_bridge(index, &f.mac.0)
-                        .flags(NeighbourFlags::Own)
-                        .destination(f.dst.into())
-                        .replace()
-                        .execute()
-                        .await
-                }
-                Change::Remove(f) => {
-                    let mut m = NeighbourMessage::default();
-                    m.header.family = AddressFamily::Bridge;
-                    m.header.ifindex = index;
-                    m.header.flags = NeighbourFlags::Own;
-                    m.attributes
-                        .push(NeighbourAttribute::LinkLayerAddress(f.mac.0.to_vec()));
-                    m.attributes
-                        .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
-                            f.dst,
-                        )));
-                    self.handle.neighbours().del(m).execute().await
-                }
-            };
-            applied.record(change, result);
-        }
-        Ok(applied)
+        Ok(apply_each(changes, async |change| match change {
+            Change::Add(f) | Change::Replace(f) => {
+                let req = self
+                    .handle
+                    .neighbours()
+                    .add_bridge(index, &f.mac.0)
+                    .flags(NeighbourFlags::Own);
+                req.destination(f.dst.into()).replace().execute().await
+            }
+            Change::Remove(f) => {
+                let mut m = NeighbourMessage::default();
+                m.header.family = AddressFamily::Bridge;
+                m.header.ifindex = index;
+                m.header.flags = NeighbourFlags::Own;
+                m.attributes
+                    .push(NeighbourAttribute::LinkLayerAddress(f.mac.0.to_vec()));
+                m.attributes
+                    .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
+                        f.dst,
+                    )));
+                self.handle.neighbours().del(m).execute().await
+            }
+        })
+        .await)
     }
 
     async fn change(&self, change: RouteChange) -> Result<(), rtnetlink::Error> {
@@ -486,6 +477,20 @@ impl Kernel {
             RouteChange::Remove(r) => self.handle.route().del(message(&r)).execute().await,
         }
     }
+}
+
+/// Applies changes one by one, recording each outcome; a refused change does not stop
+/// the rest.
+async fn apply_each<T: Copy>(
+    changes: Vec<Change<T>>,
+    op: impl AsyncFn(Change<T>) -> Result<(), rtnetlink::Error>,
+) -> Applied<T> {
+    let mut applied = Applied::default();
+    for change in changes {
+        let result = op(change).await;
+        applied.record(change, result);
+    }
+    applied
 }
 
 const fn libc_enodev() -> i32 {
