@@ -1,0 +1,382 @@
+//! The worker loops. Each TUN queue has a transmit loop (TUN -> tunnel); each UDP socket
+//! a receive loop (tunnel -> TUN); IP-in-IP has one receive loop on its raw socket (a raw
+//! socket sees every packet, so several would each get a copy).
+//!
+//! Loops own all their buffers, allocated once; a packet is copied at most once on each
+//! side (segmenting on the way out, nothing on the way in: coalesced packets are written
+//! with `writev` straight from the receive buffers). Descriptors are non-blocking and
+//! waited on with a timeout, so a stop request is noticed within half a second.
+
+use std::net::SocketAddrV4;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tracing::{debug, error, warn};
+
+use crate::coalesce::Coalescer;
+use crate::encap::{self, IPIP_HEADER_LEN};
+use crate::packet::{self, Ipv4};
+use crate::segment::{self, Prepared};
+use crate::stats::{add, Stats};
+use crate::sys::{self, raw::RawIpip, tun, udp::RecvMeta, udp::UdpSocket};
+use crate::table::Table;
+use crate::vnet::{self, VnetHdr};
+
+const WAIT_MS: i32 = 500;
+/// Room for one TUN read: a 64 KiB super-packet, its virtio header and outer headroom.
+const READ_BUF: usize = 65_536 + vnet::LEN + IPIP_HEADER_LEN;
+/// Largest UDP GSO send: under the 64 KiB IP limit with room for the UDP/IP headers.
+const GSO_SEND_MAX: usize = 65_000;
+
+/// What every loop shares.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub table: Arc<ArcSwap<Table>>,
+    pub stats: Arc<Stats>,
+    pub stop: Arc<AtomicBool>,
+    /// Set when a loop ended on an error (the device was deleted, say).
+    pub dead: Arc<AtomicBool>,
+}
+
+/// Where transmitted packets go.
+pub(crate) enum Sender {
+    Udp { socket: Arc<UdpSocket>, port: u16 },
+    Ipip { socket: Arc<RawIpip> },
+}
+
+/// TUN -> tunnel, for one queue.
+pub(crate) fn transmit(queue: OwnedFd, sender: Sender, sh: Shared) {
+    let mut buf = vec![0u8; READ_BUF];
+    let mut out = vec![0u8; 2 * READ_BUF + 64 * 128];
+    let mut icmp = [0u8; 128];
+    let mut ipip_id: u16 = rand_seed();
+    while !sh.stop.load(Ordering::Relaxed) {
+        // The packet starts at offset 20: the virtio header's room becomes the outer
+        // IP-in-IP header, so a plain packet is never copied.
+        let n = match tun::read(&queue, &mut buf[IPIP_HEADER_LEN - vnet::LEN..]) {
+            Ok(Some(n)) if n > vnet::LEN => n - vnet::LEN,
+            Ok(Some(_)) => continue,
+            Ok(None) => {
+                if let Err(e) = sys::wait_readable(queue.as_fd(), WAIT_MS) {
+                    return fail(&sh, "waiting on the TUN", e);
+                }
+                continue;
+            }
+            Err(e) => return fail(&sh, "reading the TUN", e),
+        };
+        let hdr = VnetHdr::decode(
+            buf[IPIP_HEADER_LEN - vnet::LEN..IPIP_HEADER_LEN]
+                .try_into()
+                .expect("10 bytes"),
+        );
+        let table = sh.table.load();
+        let (head, pkt) = buf.split_at_mut(IPIP_HEADER_LEN);
+        let pkt = &mut pkt[..n];
+        let Some(dst) = packet::dst_of(pkt) else {
+            add(&sh.stats.dropped_malformed, 1);
+            continue;
+        };
+        let Some(peer) = table.lookup(dst) else {
+            if table.network.contains(&dst) && !table.local.contains(&dst) {
+                if let Some(len) = encap::net_unreachable(&mut icmp, pkt, table.address) {
+                    let plain = VnetHdr::PLAIN.encode();
+                    if tun::writev(&queue, &[tun::iovec(&plain), tun::iovec(&icmp[..len])]).is_ok()
+                    {
+                        add(&sh.stats.unreachable_sent, 1);
+                    }
+                }
+            }
+            continue;
+        };
+        let prepared = match segment::prepare(&hdr, pkt, &mut out, IPIP_HEADER_LEN) {
+            Ok(p) => p,
+            Err(e) => {
+                debug!(error = %e, "dropping a packet from the TUN");
+                add(&sh.stats.dropped_malformed, 1);
+                continue;
+            }
+        };
+        let (count, bytes) = match prepared {
+            Prepared::InPlace { len } => (1, len),
+            Prepared::Segments {
+                count,
+                seg_len,
+                last_len,
+                ..
+            } => (count, (count - 1) * seg_len + last_len),
+        };
+        let sends = match &sender {
+            Sender::Udp { socket, port } => {
+                let to = SocketAddrV4::new(peer, *port);
+                send_udp(socket, to, prepared, pkt, &out)
+            }
+            Sender::Ipip { socket } => match prepared {
+                Prepared::InPlace { len } => {
+                    encap::write_ipip_header(head, &pkt[..len], table.public_ip, peer, ipip_id);
+                    ipip_id = ipip_id.wrapping_add(1);
+                    let whole = &buf[..IPIP_HEADER_LEN + len];
+                    socket.send_batch(1, |_| (whole, peer))
+                }
+                Prepared::Segments {
+                    count,
+                    seg_len,
+                    last_len,
+                    ..
+                } => {
+                    let stride = prepared.stride();
+                    for i in 0..count {
+                        let len = if i + 1 == count { last_len } else { seg_len };
+                        let at = i * stride;
+                        let (h, inner) =
+                            out[at..at + IPIP_HEADER_LEN + len].split_at_mut(IPIP_HEADER_LEN);
+                        encap::write_ipip_header(h, inner, table.public_ip, peer, ipip_id);
+                        ipip_id = ipip_id.wrapping_add(1);
+                    }
+                    let out = &out;
+                    socket.send_batch(count, |i| {
+                        let len = if i + 1 == count { last_len } else { seg_len };
+                        (&out[i * stride..i * stride + IPIP_HEADER_LEN + len], peer)
+                    })
+                }
+            },
+        };
+        match sends {
+            Ok(s) => {
+                add(&sh.stats.tx_packets, count as u64);
+                add(&sh.stats.tx_bytes, bytes as u64);
+                add(&sh.stats.tx_sends, s as u64);
+            }
+            Err(e) => {
+                add(&sh.stats.errors, 1);
+                debug!(error = %e, %peer, "send failed");
+            }
+        }
+    }
+}
+
+/// Sends prepared segments to one peer: one GSO send per 64 KiB.
+fn send_udp(
+    socket: &UdpSocket,
+    to: SocketAddrV4,
+    p: Prepared,
+    pkt: &[u8],
+    out: &[u8],
+) -> std::io::Result<usize> {
+    match p {
+        Prepared::InPlace { len } => socket.send(&pkt[..len], to, len).map(|_| 1),
+        Prepared::Segments {
+            count,
+            seg_len,
+            last_len,
+            headroom,
+        } => {
+            let data = &out[headroom..headroom + (count - 1) * seg_len + last_len];
+            if !socket.gso() {
+                for chunk in data.chunks(seg_len) {
+                    socket.send(chunk, to, chunk.len())?;
+                }
+                return Ok(count);
+            }
+            let per_send = (GSO_SEND_MAX / seg_len).clamp(1, 64);
+            let mut sends = 0;
+            for chunk in data.chunks(per_send * seg_len) {
+                socket.send(chunk, to, seg_len)?;
+                sends += 1;
+            }
+            Ok(sends)
+        }
+    }
+}
+
+/// A received inner packet: which buffer, where, how long.
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    buf: u16,
+    start: u32,
+    len: u32,
+}
+
+/// Checks a decapsulated packet; returns its IP length if it may go to the TUN.
+fn accept_inner(p: &[u8], table: &Table, stats: &Stats) -> Option<usize> {
+    let Some(ip) = Ipv4::parse(p) else {
+        add(&stats.dropped_malformed, 1);
+        return None;
+    };
+    if !table.local.contains(&ip.dst()) {
+        add(&stats.dropped_misdirected, 1);
+        return None;
+    }
+    Some(ip.total_len())
+}
+
+/// Writes one batch of received packets to the TUN, coalesced.
+fn write_batch(
+    queue: &OwnedFd,
+    bufs: &[Vec<u8>],
+    slots: &[Slot],
+    co: &mut Coalescer,
+    sh: &Shared,
+    iov: &mut Vec<libc::iovec>,
+) {
+    let slice = |i: usize| {
+        let s = slots[i];
+        &bufs[s.buf as usize][s.start as usize..(s.start + s.len) as usize]
+    };
+    co.plan(slots.len(), slice);
+    let plain = VnetHdr::PLAIN.encode();
+    let mut scratch = [0u8; 128];
+    let mut writes = 0u64;
+    for g in co.groups() {
+        iov.clear();
+        let head = slice(g.head as usize);
+        let vnet_bytes;
+        match g.merged_header(head, &mut scratch) {
+            None => {
+                iov.push(tun::iovec(&plain));
+                iov.push(tun::iovec(head));
+            }
+            Some((vnet, hlen)) => {
+                vnet_bytes = vnet.encode();
+                iov.push(tun::iovec(&vnet_bytes));
+                iov.push(tun::iovec(&scratch[..hlen]));
+                for i in co.members(g) {
+                    iov.push(tun::iovec(&slice(i)[hlen..]));
+                }
+            }
+        }
+        match tun::writev(queue, iov) {
+            Ok(_) => writes += 1,
+            Err(e) => {
+                add(&sh.stats.errors, 1);
+                debug!(error = %e, "TUN write failed");
+            }
+        }
+    }
+    add(&sh.stats.rx_writes, writes);
+}
+
+/// Tunnel -> TUN over UDP, for one socket.
+pub(crate) fn receive_udp(queue: OwnedFd, socket: Arc<UdpSocket>, sh: Shared) {
+    const BUFS: usize = 8;
+    let mut bufs = vec![vec![0u8; 65_536]; BUFS];
+    let mut meta = vec![RecvMeta::default(); BUFS];
+    let mut slots: Vec<Slot> = Vec::with_capacity(BUFS * 64);
+    let mut co = Coalescer::new(false); // the UDP checksum covered every inner byte
+    let mut iov = Vec::with_capacity(80);
+    while !sh.stop.load(Ordering::Relaxed) {
+        let got = match socket.recv_batch(&mut bufs, &mut meta) {
+            Ok(0) => {
+                if let Err(e) = sys::wait_readable(socket.as_fd(), WAIT_MS) {
+                    return fail(&sh, "waiting on the UDP socket", e);
+                }
+                continue;
+            }
+            Ok(n) => n,
+            Err(e) => {
+                warn!(error = %e, "UDP receive failed");
+                continue;
+            }
+        };
+        let table = sh.table.load();
+        slots.clear();
+        let (mut packets, mut bytes, mut foreign) = (0u64, 0u64, 0u64);
+        for (b, m) in meta[..got].iter().enumerate() {
+            if !m.src.is_some_and(|s| table.is_member(*s.ip())) {
+                foreign += m.len.div_ceil(m.segment) as u64;
+                continue;
+            }
+            let mut at = 0;
+            while at < m.len {
+                let len = m.segment.min(m.len - at);
+                let p = &bufs[b][at..at + len];
+                if let Some(ip_len) = accept_inner(p, &table, &sh.stats) {
+                    slots.push(Slot {
+                        buf: b as u16,
+                        start: at as u32,
+                        len: ip_len.min(len) as u32,
+                    });
+                    packets += 1;
+                    bytes += len as u64;
+                }
+                at += len;
+            }
+        }
+        add(&sh.stats.dropped_nonmember, foreign);
+        add(&sh.stats.rx_packets, packets);
+        add(&sh.stats.rx_bytes, bytes);
+        write_batch(&queue, &bufs, &slots, &mut co, &sh, &mut iov);
+    }
+}
+
+/// Tunnel -> TUN over IP-in-IP.
+pub(crate) fn receive_ipip(queue: OwnedFd, socket: Arc<RawIpip>, sh: Shared) {
+    const BUFS: usize = sys::raw::BATCH;
+    let mut bufs = vec![vec![0u8; 2048]; BUFS];
+    let mut lens = vec![0usize; BUFS];
+    let mut slots: Vec<Slot> = Vec::with_capacity(BUFS);
+    let mut co = Coalescer::new(true); // no outer checksum covered the inner bytes
+    let mut iov = Vec::with_capacity(80);
+    while !sh.stop.load(Ordering::Relaxed) {
+        let got = match socket.recv_batch(&mut bufs, &mut lens) {
+            Ok(0) => {
+                if let Err(e) = sys::wait_readable(socket.as_fd(), WAIT_MS) {
+                    return fail(&sh, "waiting on the raw socket", e);
+                }
+                continue;
+            }
+            Ok(n) => n,
+            Err(e) => {
+                warn!(error = %e, "raw receive failed");
+                continue;
+            }
+        };
+        let table = sh.table.load();
+        slots.clear();
+        let (mut packets, mut bytes, mut foreign) = (0u64, 0u64, 0u64);
+        for b in 0..got {
+            let outer_bytes = &bufs[b][..lens[b]];
+            let Some(outer) =
+                Ipv4::parse(outer_bytes).filter(|o| o.protocol() == packet::PROTO_IPIP)
+            else {
+                add(&sh.stats.dropped_malformed, 1);
+                continue;
+            };
+            if !table.is_member(outer.src()) {
+                foreign += 1;
+                continue;
+            }
+            let start = outer.header_len();
+            let inner = outer.payload();
+            if let Some(ip_len) = accept_inner(inner, &table, &sh.stats) {
+                slots.push(Slot {
+                    buf: b as u16,
+                    start: start as u32,
+                    len: ip_len as u32,
+                });
+                packets += 1;
+                bytes += ip_len as u64;
+            }
+        }
+        add(&sh.stats.dropped_nonmember, foreign);
+        add(&sh.stats.rx_packets, packets);
+        add(&sh.stats.rx_bytes, bytes);
+        write_batch(&queue, &bufs, &slots, &mut co, &sh, &mut iov);
+    }
+}
+
+fn fail(sh: &Shared, what: &str, e: std::io::Error) {
+    if !sh.stop.load(Ordering::Relaxed) {
+        error!(error = %e, "{what} failed; this data-path worker stops and the agent will rebuild the tunnel");
+        sh.dead.store(true, Ordering::Relaxed);
+    }
+}
+
+fn rand_seed() -> u16 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    (t ^ (t >> 16)) as u16
+}
