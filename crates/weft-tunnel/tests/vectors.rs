@@ -26,7 +26,7 @@ fn ref_sum(parts: &[&[u8]]) -> u16 {
     let mut i = 0usize;
     for p in parts {
         for b in p.iter() {
-            s += if i % 2 == 0 {
+            s += if i.is_multiple_of(2) {
                 (*b as u64) << 8
             } else {
                 *b as u64
@@ -331,9 +331,9 @@ fn ipip_header_follows_rfc_2003() {
 
 #[test]
 fn net_unreachable_quotes_the_original() {
-    let mut p = super_packet(b"0123456789abcdef", &[], 0x10);
+    let p = super_packet(b"0123456789abcdef", &[], 0x10);
     let mut out = [0u8; 128];
-    let len = encap::net_unreachable(&mut out, &mut p, Ipv4Addr::new(10, 244, 1, 0)).unwrap();
+    let len = encap::net_unreachable(&mut out, &p, Ipv4Addr::new(10, 244, 1, 0)).unwrap();
     let icmp = &out[..len];
     assert_eq!(len, 20 + 8 + 28);
     assert!(ip_ok(icmp));
@@ -344,8 +344,8 @@ fn net_unreachable_quotes_the_original() {
     assert_eq!(ref_sum(&[&icmp[20..]]), 0xffff);
     assert_eq!(&icmp[28..], &p[..28]);
     // Never in answer to an ICMP error.
-    let mut err = icmp.to_vec();
-    assert!(encap::net_unreachable(&mut out, &mut err, Ipv4Addr::new(10, 244, 1, 0)).is_none());
+    let err = icmp.to_vec();
+    assert!(encap::net_unreachable(&mut out, &err, Ipv4Addr::new(10, 244, 1, 0)).is_none());
 }
 
 proptest! {
