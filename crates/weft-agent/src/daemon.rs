@@ -29,7 +29,7 @@ use weft_alloc::registry::{AcquireError, NodeStatus, RegistryError, Unreachable}
 use weft_alloc::{pool, Lease, LeaseAttrs, NetworkConfig, Registry};
 use weft_backends::{Backend, BackendSettings, NodeContext};
 use weft_kernel::diff::Applied;
-use weft_kernel::link::LinkOutcome;
+use weft_kernel::link::{LinkOutcome, OverlaySpec};
 use weft_kernel::monitor::{self, KernelEvent};
 use weft_kernel::nft::{self, EncapFilter, FirewallPlan};
 use weft_kernel::{sysctl, Kernel, KernelError};
@@ -37,9 +37,11 @@ use weft_store::{KeyValue, WatchEvent};
 
 use crate::health::Metrics;
 use crate::hostfiles::{self, NodeNetwork};
+use crate::options::IpipMode;
 use crate::AgentOptions;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use weft_tunnel::{Table, Tunnel, DEVICE};
 
 #[derive(Debug, Error)]
 pub enum AgentError {
@@ -96,10 +98,15 @@ async fn with_backoff<T, E: std::fmt::Display>(
     }
 }
 
-fn settings(opts: &AgentOptions, public_ip: std::net::Ipv4Addr) -> BackendSettings {
+fn settings(
+    opts: &AgentOptions,
+    public_ip: std::net::Ipv4Addr,
+    ipip_user_space: bool,
+) -> BackendSettings {
     BackendSettings {
         public_ip,
         tx_checksum_off: !opts.vxlan_tx_checksum_offload,
+        ipip_user_space,
     }
 }
 
@@ -140,8 +147,9 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
     let external = kernel.external_interface(&opts.iface).await?;
     let public_ip = opts.public_ip.unwrap_or(external.addr);
     info!(iface = %external.name, addr = %external.addr, public_ip = %public_ip, mtu = external.mtu, "external interface");
-    let backend =
-        weft_backends::build(&config, &settings(&opts, public_ip)).map_err(AgentError::Backend)?;
+    let ipip_user_space = opts.ipip_mode == IpipMode::UserSpace;
+    let backend = weft_backends::build(&config, &settings(&opts, public_ip, ipip_user_space))
+        .map_err(AgentError::Backend)?;
 
     let attrs = LeaseAttrs {
         public_ip,
@@ -180,6 +188,9 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
         last_unreachable: Vec::new(),
         last_firewall: None,
         last_status: None,
+        tunnel: None,
+        ipip_user_space,
+        tunnel_was_running: false,
         metrics,
         opts,
     };
@@ -277,6 +288,12 @@ struct Agent {
     last_unreachable: Vec<Unreachable>,
     last_firewall: Option<FirewallPlan>,
     last_status: Option<NodeStatus>,
+    /// The user-space tunnel, for the backends that run one.
+    tunnel: Option<Tunnel>,
+    /// IP-in-IP runs in user space (asked for, or the kernel has no `ipip`).
+    ipip_user_space: bool,
+    /// Whether a tunnel was running before the last (re)start: a restart is a repair.
+    tunnel_was_running: bool,
     metrics: Arc<Metrics>,
 }
 
@@ -461,7 +478,10 @@ impl Agent {
                     warn!(network = %c.network, backend = %c.backend, "network config changed in a way that needs a restart of every agent; running on the previous one until then");
                     return false;
                 }
-                match weft_backends::build(&c, &settings(&self.opts, self.attrs.public_ip)) {
+                match weft_backends::build(
+                    &c,
+                    &settings(&self.opts, self.attrs.public_ip, self.ipip_user_space),
+                ) {
                     Ok(backend) => {
                         info!("network config updated");
                         self.backend = backend;
@@ -603,7 +623,10 @@ impl Agent {
             self.node.external = ext;
             return;
         }
-        let backend = match weft_backends::build(&self.config, &settings(&self.opts, ext.addr)) {
+        let backend = match weft_backends::build(
+            &self.config,
+            &settings(&self.opts, ext.addr, self.ipip_user_space),
+        ) {
             Ok(b) => b,
             Err(e) => return error!(error = %e, "cannot follow the new public IP"),
         };
@@ -634,6 +657,72 @@ impl Agent {
         }
     }
 
+    /// Makes the backend's overlay device (and, for a TUN, the tunnel behind it) exist
+    /// as specified; returns its index.
+    async fn ensure_overlay(
+        &mut self,
+        spec: &OverlaySpec,
+    ) -> Result<(u32, LinkOutcome), KernelError> {
+        match spec {
+            OverlaySpec::Vxlan(s) => self.kernel.ensure_vxlan(s).await,
+            OverlaySpec::Ipip(s) => self.kernel.ensure_ipip(s).await,
+            OverlaySpec::Tun(s) => {
+                let restarted = self.ensure_tunnel(false);
+                match self.kernel.ensure_tun(s).await {
+                    Err(KernelError::Missing(_)) if !restarted => {
+                        // Deleted under a running tunnel: open it anew.
+                        self.ensure_tunnel(true);
+                        let (index, _) = self.kernel.ensure_tun(s).await?;
+                        Ok((index, LinkOutcome::Created))
+                    }
+                    Ok((index, LinkOutcome::Unchanged)) if restarted && self.tunnel_was_running => {
+                        Ok((index, LinkOutcome::Updated("tunnel restarted".into())))
+                    }
+                    other => other,
+                }
+            }
+        }
+    }
+
+    /// Starts the user-space tunnel if it is not running (or `force`); true if it started one.
+    fn ensure_tunnel(&mut self, force: bool) -> bool {
+        let Some(encap) = self.backend.user_space_encap() else {
+            return false;
+        };
+        let healthy = self
+            .tunnel
+            .as_ref()
+            .is_some_and(|t| t.is_alive() && t.encap == encap);
+        if healthy && !force {
+            return false;
+        }
+        self.tunnel_was_running = self.tunnel.is_some();
+        if let Some(old) = self.tunnel.take() {
+            // Joining its threads takes up to half a second; not on the async runtime.
+            tokio::task::spawn_blocking(move || drop(old));
+        }
+        let queues = match self.opts.tunnel_queues {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let table = Table::new(
+            self.config.network,
+            self.node.lease.subnet,
+            self.node.lease.subnet.network(),
+            self.attrs.public_ip,
+        );
+        match Tunnel::start(DEVICE, encap, queues, table, self.metrics.tunnel.clone()) {
+            Ok(t) => {
+                self.tunnel = Some(t);
+                true
+            }
+            Err(e) => {
+                error!(error = %e, "cannot start the user-space tunnel; will retry");
+                false
+            }
+        }
+    }
+
     /// Plans from the current picture and applies the difference to the kernel.
     async fn reconcile(&mut self, why: Why) {
         if why.is_repair() {
@@ -642,23 +731,35 @@ impl Agent {
         let mut changed = false;
         self.node.overlay = None;
         if let Some(spec) = self.backend.overlay(&self.node) {
-            match self.kernel.ensure_vxlan(&spec).await {
+            match self.ensure_overlay(&spec).await {
                 Ok((index, outcome)) => {
                     changed |= outcome != LinkOutcome::Unchanged;
                     match &outcome {
                         LinkOutcome::Unchanged => {}
                         LinkOutcome::Created if why == Why::Start => {
-                            info!(dev = %spec.name, mac = %spec.mac, mtu = spec.mtu, "created overlay device")
+                            info!(dev = %spec.name(), mtu = spec.mtu(), "created overlay device")
                         }
                         other => {
-                            warn!(dev = %spec.name, outcome = %other, ?why, "repaired overlay device")
+                            warn!(dev = %spec.name(), outcome = %other, ?why, "repaired overlay device")
                         }
                     }
                     self.node.overlay = Some(index);
                 }
+                Err(e) if e.is_unsupported() && self.opts.ipip_mode == IpipMode::Auto => {
+                    warn!(error = %e, "no kernel IP-in-IP here; running IP-in-IP in user space (same packets on the wire)");
+                    self.ipip_user_space = true;
+                    match weft_backends::build(
+                        &self.config,
+                        &settings(&self.opts, self.attrs.public_ip, true),
+                    ) {
+                        Ok(b) => self.backend = b,
+                        Err(e) => return error!(error = %e, "cannot switch to user-space IP-in-IP"),
+                    }
+                    return Box::pin(self.reconcile(why)).await;
+                }
                 Err(e) => {
                     // Without the device no plan can be right; leave everything as it is.
-                    error!(dev = %spec.name, error = %e, "cannot set up the overlay device; leaving the data plane as it is");
+                    error!(dev = %spec.name(), error = %e, "cannot set up the overlay device; leaving the data plane as it is");
                     return;
                 }
             }
@@ -669,7 +770,10 @@ impl Agent {
             .filter(|l| self.config.network.contains(&l.subnet))
             .cloned()
             .collect();
-        let plane = self.backend.plan(&self.node, &peers);
+        let mut plane = self.backend.plan(&self.node, &peers);
+        if let (Some(t), Some(table)) = (&self.tunnel, plane.tunnel.take()) {
+            t.set_table(table);
+        }
         if plane.unreachable != self.last_unreachable {
             for u in &plane.unreachable {
                 warn!(subnet = %u.subnet, reason = %u.reason, "no route to peer");

@@ -28,6 +28,8 @@ pub struct Metrics {
     pub unreachable_peers: AtomicU64,
     /// Unix seconds of the last completed reconcile (0: none yet).
     pub last_reconcile: AtomicU64,
+    /// The user-space tunnel's counters (all zero for kernel backends).
+    pub tunnel: std::sync::Arc<weft_tunnel::Stats>,
 }
 
 fn now_secs() -> u64 {
@@ -102,7 +104,14 @@ impl Metrics {
                 g(&self.last_reconcile),
             ),
         ];
+        let tunnel = self.tunnel.snapshot();
+        let tunnel_rows = tunnel
+            .fields()
+            .into_iter()
+            .map(|(field, help, v)| (format!("weft_tunnel_{field}_total"), "counter", help, v));
         rows.iter()
+            .map(|(name, kind, help, v)| (name.to_string(), *kind, *help, *v))
+            .chain(tunnel_rows)
             .map(|(name, kind, help, v)| {
                 format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n")
             })

@@ -91,6 +91,14 @@ fn duration(s: &str) -> Result<Duration, String> {
     crate::duration::parse(s)
 }
 
+/// Where the ipip backend runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IpipMode {
+    Auto,
+    Kernel,
+    UserSpace,
+}
+
 /// `weftd`'s options.
 #[derive(Debug, Clone, Args)]
 pub struct AgentOptions {
@@ -125,6 +133,13 @@ pub struct AgentOptions {
     /// delays VXLAN traffic by 63 s on some kernels.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub vxlan_tx_checksum_offload: bool,
+    /// Where IP-in-IP runs: `auto` uses the kernel's `ipip` module when it has one and
+    /// user space (TUN + raw socket, identical packets) when it does not.
+    #[arg(long, value_enum, default_value_t = IpipMode::Auto)]
+    pub ipip_mode: IpipMode,
+    /// Queues (and worker threads each way) of the user-space tunnel; 0: one per core.
+    #[arg(long, default_value_t = 0)]
+    pub tunnel_queues: usize,
     /// Address for `/healthz` and `/metrics` (flannel's option name).
     #[arg(long, default_value = "127.0.0.1")]
     pub healthz_ip: std::net::IpAddr,

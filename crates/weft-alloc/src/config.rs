@@ -141,8 +141,19 @@ fn parse_v4(field: &str, s: &str, problems: &mut Vec<String>) -> Option<Ipv4Addr
     }
 }
 
-/// VXLAN's options, flannel's names: `VNI` (1), `Port` (8472), `DirectRouting`, `MTU`.
-fn check_vxlan_options(o: &serde_json::Map<String, serde_json::Value>, problems: &mut Vec<String>) {
+/// Backend options, flannel's names: vxlan `VNI` (1) and `Port` (8472); udp `Port`
+/// (8285); vxlan, udp and ipip `MTU` and `DirectRouting` (cross-subnet mode).
+fn check_backend_options(
+    kind: BackendKind,
+    o: &serde_json::Map<String, serde_json::Value>,
+    problems: &mut Vec<String>,
+) {
+    if !matches!(
+        kind,
+        BackendKind::Vxlan | BackendKind::Udp | BackendKind::Ipip
+    ) {
+        return;
+    }
     let num = |k: &str, lo: u64, hi: u64, problems: &mut Vec<String>| {
         if let Some(v) = o.get(k) {
             match v.as_u64() {
@@ -153,8 +164,12 @@ fn check_vxlan_options(o: &serde_json::Map<String, serde_json::Value>, problems:
             }
         }
     };
-    num("VNI", 1, 16_777_215, problems);
-    num("Port", 1, 65_535, problems);
+    if kind == BackendKind::Vxlan {
+        num("VNI", 1, 16_777_215, problems);
+    }
+    if kind != BackendKind::Ipip {
+        num("Port", 1, 65_535, problems);
+    }
     num("MTU", 576, 65_535, problems);
     if let Some(v) = o.get("DirectRouting") {
         if !v.is_boolean() {
@@ -229,8 +244,8 @@ impl NetworkConfig {
                 None
             }
         };
-        if backend == Some(BackendKind::Vxlan) {
-            check_vxlan_options(&backend_options, &mut problems);
+        if let Some(kind) = backend {
+            check_backend_options(kind, &backend_options, &mut problems);
         }
         let min = raw
             .subnet_min

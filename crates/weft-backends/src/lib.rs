@@ -7,14 +7,24 @@
 //! given a broken route.
 
 pub mod hostgw;
+pub mod ipip;
+pub mod tunnel;
 pub mod vxlan;
 
 use std::net::Ipv4Addr;
 
 use weft_alloc::{BackendKind, Lease, NetworkConfig};
 use weft_kernel::iface::ExternalInterface;
-use weft_kernel::link::VxlanSpec;
+use weft_kernel::link::OverlaySpec;
 use weft_kernel::{FdbEntry, Neighbour, Route};
+
+/// `DirectRouting` (cross-subnet mode) from a backend's options.
+pub(crate) fn direct_routing(cfg: &NetworkConfig) -> bool {
+    cfg.backend_options
+        .get("DirectRouting")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false)
+}
 
 /// What the node knows about itself when planning.
 #[derive(Debug, Clone)]
@@ -36,6 +46,8 @@ pub struct DataPlane {
     pub neighbours: Vec<Neighbour>,
     /// FDB entries on the overlay device.
     pub fdb: Vec<FdbEntry>,
+    /// The forwarding table of the user-space tunnel, for the backends that run one.
+    pub tunnel: Option<weft_tunnel::Table>,
     pub unreachable: Vec<Unreachable>,
 }
 
@@ -55,7 +67,12 @@ pub trait Backend: Send + Sync {
 
     /// The overlay device this node needs, if the backend uses one. The agent creates or
     /// repairs it before planning and passes its index in [`NodeContext::overlay`].
-    fn overlay(&self, _node: &NodeContext) -> Option<VxlanSpec> {
+    fn overlay(&self, _node: &NodeContext) -> Option<OverlaySpec> {
+        None
+    }
+
+    /// The wire format of the user-space tunnel this backend runs, if it runs one.
+    fn user_space_encap(&self) -> Option<weft_tunnel::Encap> {
         None
     }
 
@@ -74,6 +91,8 @@ pub struct BackendSettings {
     pub public_ip: Ipv4Addr,
     /// Turn TX checksum offload off on the overlay device.
     pub tx_checksum_off: bool,
+    /// Run IP-in-IP in user space (the kernel has no `ipip` module, or the operator asked).
+    pub ipip_user_space: bool,
 }
 
 /// The backend for a config, or a clear word that this build has none.
@@ -81,8 +100,49 @@ pub fn build(cfg: &NetworkConfig, settings: &BackendSettings) -> Result<Box<dyn 
     match cfg.backend {
         BackendKind::HostGw => Ok(Box::new(hostgw::HostGw)),
         BackendKind::Vxlan => Ok(Box::new(vxlan::Vxlan::new(cfg, settings))),
+        BackendKind::Udp => Ok(Box::new(tunnel::UserTunnel::udp(cfg))),
+        BackendKind::Ipip if settings.ipip_user_space => {
+            Ok(Box::new(tunnel::UserTunnel::ipip(cfg)))
+        }
+        BackendKind::Ipip => Ok(Box::new(ipip::KernelIpip::new(cfg))),
         other => Err(format!(
-            "backend {other} is not implemented in this version of Weft (available: host-gw, vxlan)"
+            "backend {other} is not implemented in this version of Weft (available: host-gw, vxlan, udp, ipip)"
         )),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! A node and leases for the backends' unit tests.
+    use super::*;
+    use weft_alloc::LeaseAttrs;
+
+    pub fn lease(subnet: &str, ip: &str, backend: &str) -> Lease {
+        Lease {
+            subnet: subnet.parse().unwrap(),
+            attrs: LeaseAttrs {
+                public_ip: ip.parse().unwrap(),
+                public_ipv6: None,
+                backend_type: backend.into(),
+                backend_data: serde_json::Value::Null,
+            },
+            store_lease: Some(1),
+            mod_revision: 1,
+        }
+    }
+
+    /// Node 192.168.1.1 on eth0 (#7, 192.168.1.0/24) holding 10.244.1.0/24.
+    pub fn node(backend: &str) -> NodeContext {
+        NodeContext {
+            external: weft_kernel::iface::ExternalInterface {
+                index: 7,
+                name: "eth0".into(),
+                mtu: 1500,
+                addr: "192.168.1.1".parse().unwrap(),
+                network: "192.168.1.0/24".parse().unwrap(),
+            },
+            lease: lease("10.244.1.0/24", "192.168.1.1", backend),
+            overlay: None,
+        }
     }
 }

@@ -15,7 +15,7 @@
 use std::net::Ipv4Addr;
 
 use weft_alloc::{BackendKind, Lease, NetworkConfig};
-use weft_kernel::link::VxlanSpec;
+use weft_kernel::link::{OverlaySpec, VxlanSpec};
 use weft_kernel::{FdbEntry, MacAddr, Neighbour, Route};
 
 use crate::hostgw::direct_route;
@@ -99,9 +99,24 @@ impl Backend for Vxlan {
             .unwrap_or(external_mtu - BackendKind::Vxlan.mtu_overhead())
     }
 
-    fn overlay(&self, node: &NodeContext) -> Option<VxlanSpec> {
+    fn overlay(&self, node: &NodeContext) -> Option<OverlaySpec> {
+        Some(OverlaySpec::Vxlan(self.spec(node)))
+    }
+
+    fn encap_port(&self) -> Option<u16> {
+        Some(self.port)
+    }
+
+    fn plan(&self, node: &NodeContext, peers: &[Lease]) -> DataPlane {
+        self.plan_vxlan(node, peers)
+    }
+}
+
+impl Vxlan {
+    /// The VXLAN device this node needs.
+    pub fn spec(&self, node: &NodeContext) -> VxlanSpec {
         let subnet = node.lease.subnet;
-        Some(VxlanSpec {
+        VxlanSpec {
             name: self.device_name(),
             vni: self.vni,
             port: self.port,
@@ -111,14 +126,10 @@ impl Backend for Vxlan {
             mtu: self.mtu(node.external.mtu),
             address: ipnet::Ipv4Net::new(subnet.network(), 32).expect("/32"),
             tx_checksum_off: self.tx_checksum_off,
-        })
+        }
     }
 
-    fn encap_port(&self) -> Option<u16> {
-        Some(self.port)
-    }
-
-    fn plan(&self, node: &NodeContext, peers: &[Lease]) -> DataPlane {
+    fn plan_vxlan(&self, node: &NodeContext, peers: &[Lease]) -> DataPlane {
         let mut plane = DataPlane::default();
         let Some(dev) = node.overlay else {
             return plane;
@@ -203,6 +214,7 @@ mod tests {
             &BackendSettings {
                 public_ip: "192.168.1.1".parse().unwrap(),
                 tx_checksum_off: false,
+                ipip_user_space: false,
             },
         )
     }
@@ -249,7 +261,7 @@ mod tests {
             plane.routes[0].to_string(),
             "10.244.2.0/24 via 10.244.2.0 dev #9 onlink"
         );
-        let spec = b.overlay(&n).unwrap();
+        let spec = b.spec(&n);
         assert_eq!(
             (spec.name.as_str(), spec.vni, spec.port, spec.mtu),
             ("weft.1", 1, 8472, 1450)
@@ -285,7 +297,7 @@ mod tests {
             ]
         );
         assert_eq!(plane.fdb.len(), 1, "only the far peer is encapsulated");
-        assert_eq!(b.overlay(&n).unwrap().port, 4789);
+        assert_eq!(b.spec(&n).port, 4789);
     }
 
     #[test]

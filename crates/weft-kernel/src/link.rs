@@ -27,6 +27,54 @@ pub struct VxlanSpec {
     pub tx_checksum_off: bool,
 }
 
+/// Weft's TUN device (`weft0`) as it should be. The user-space tunnel opens (and thereby
+/// creates) it; the kernel side sets its MTU, state and address like any other link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunSpec {
+    pub name: String,
+    pub mtu: u32,
+    /// This node's subnet's `.0`, as a /32 (source of ICMP errors and host traffic).
+    pub address: Ipv4Net,
+}
+
+/// A one-to-many kernel IP-in-IP device (`ip link add NAME type ipip local LOCAL dev
+/// UNDERLAY`): no fixed remote, the peer is each route's gateway (`onlink`). TTL is
+/// inherited from the inner packet and path MTU discovery is on, the kernel defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpipSpec {
+    pub name: String,
+    pub local: Ipv4Addr,
+    pub underlay: u32,
+    pub mtu: u32,
+    pub address: Ipv4Net,
+}
+
+/// The overlay device a backend needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OverlaySpec {
+    Vxlan(VxlanSpec),
+    Tun(TunSpec),
+    Ipip(IpipSpec),
+}
+
+impl OverlaySpec {
+    pub fn name(&self) -> &str {
+        match self {
+            OverlaySpec::Vxlan(s) => &s.name,
+            OverlaySpec::Tun(s) => &s.name,
+            OverlaySpec::Ipip(s) => &s.name,
+        }
+    }
+
+    pub fn mtu(&self) -> u32 {
+        match self {
+            OverlaySpec::Vxlan(s) => s.mtu,
+            OverlaySpec::Tun(s) => s.mtu,
+            OverlaySpec::Ipip(s) => s.mtu,
+        }
+    }
+}
+
 /// What making a link match its spec took.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkOutcome {

@@ -92,11 +92,12 @@ impl Tunnel {
         encap: Encap,
         queues: usize,
         table: Table,
+        stats: Arc<Stats>,
     ) -> Result<Self, TunnelError> {
         let queues = queues.clamp(1, 16);
         let shared = Shared {
             table: Arc::new(ArcSwap::from_pointee(table)),
-            stats: Arc::new(Stats::default()),
+            stats,
             stop: Arc::new(AtomicBool::new(false)),
             dead: Arc::new(AtomicBool::new(false)),
         };
@@ -132,6 +133,12 @@ impl Tunnel {
         };
         for q in 0..queues {
             let fd = open(q)?;
+            if q == 0 {
+                // The tunnel carries IPv4 only; an IPv6 link-local address would only make
+                // the kernel send router solicitations into it.
+                let knob = format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6");
+                let _ = std::fs::write(knob, "1");
+            }
             let sh = tunnel.shared.clone();
             match (encap, &raw) {
                 (Encap::Udp { port }, _) => {

@@ -90,7 +90,12 @@ pub(crate) fn transmit(queue: OwnedFd, sender: Sender, sh: Shared) {
             }
             continue;
         };
-        let prepared = match segment::prepare(&hdr, pkt, &mut out, IPIP_HEADER_LEN) {
+        // UDP GSO needs the segments back to back; IP-in-IP wants room for its header.
+        let headroom = match sender {
+            Sender::Udp { .. } => 0,
+            Sender::Ipip { .. } => IPIP_HEADER_LEN,
+        };
+        let prepared = match segment::prepare(&hdr, pkt, &mut out, headroom) {
             Ok(p) => p,
             Err(e) => {
                 debug!(error = %e, "dropping a packet from the TUN");
@@ -172,6 +177,7 @@ fn send_udp(
             last_len,
             headroom,
         } => {
+            debug_assert_eq!(headroom, 0, "UDP GSO sends segments back to back");
             let data = &out[headroom..headroom + (count - 1) * seg_len + last_len];
             if !socket.gso() {
                 for chunk in data.chunks(seg_len) {

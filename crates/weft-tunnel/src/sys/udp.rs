@@ -75,6 +75,21 @@ impl UdpSocket {
         Ok(UdpSocket { fd, gso })
     }
 
+    /// The port the socket is bound to (for port 0: the one the kernel chose).
+    pub fn local_port(&self) -> io::Result<u16> {
+        let mut sa: libc::sockaddr_in = unsafe { mem::zeroed() };
+        let mut len = mem::size_of::<libc::sockaddr_in>() as u32;
+        // SAFETY: getsockname writes at most `len` bytes into `sa`.
+        check(unsafe {
+            libc::getsockname(
+                self.fd.as_raw_fd(),
+                &mut sa as *mut _ as *mut libc::sockaddr,
+                &mut len,
+            )
+        } as isize)?;
+        Ok(u16::from_be(sa.sin_port))
+    }
+
     pub fn gso(&self) -> bool {
         self.gso
     }
