@@ -20,6 +20,20 @@ pub const IPIP_HEADER_LEN: usize = 20;
 
 /// Writes the RFC 2003 outer header into `out[..20]` for `inner` (a whole IPv4 packet).
 pub fn write_ipip_header(out: &mut [u8], inner: &[u8], src: Ipv4Addr, dst: Ipv4Addr, id: u16) {
+    write_ipip_header_for(out, inner, inner.len(), src, dst, id)
+}
+
+/// Like [`write_ipip_header`] when only the inner packet's headers (`inner_head`, at least
+/// 20 bytes) are at hand and its whole length is `inner_len`.
+pub fn write_ipip_header_for(
+    out: &mut [u8],
+    inner_head: &[u8],
+    inner_len: usize,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    id: u16,
+) {
+    let inner = inner_head;
     let ecn = inner[1] & 0x03;
     let outer_ecn = if ecn == 0x03 { 0x02 } else { ecn };
     let h = &mut out[..IPIP_HEADER_LEN];
@@ -31,7 +45,7 @@ pub fn write_ipip_header(out: &mut [u8], inner: &[u8], src: Ipv4Addr, dst: Ipv4A
     h[9] = PROTO_IPIP;
     h[12..16].copy_from_slice(&src.octets());
     h[16..20].copy_from_slice(&dst.octets());
-    packet::set_ipv4_len_id(h, (IPIP_HEADER_LEN + inner.len()) as u16, id);
+    packet::set_ipv4_len_id(h, (IPIP_HEADER_LEN + inner_len) as u16, id);
 }
 
 /// Builds an ICMP "destination net unreachable" from `from` answering `original` into

@@ -6,10 +6,10 @@
 //! does what a NIC would: cut a super-packet into segments (headers copied, length, id,
 //! sequence number, flags and both checksums fixed per segment) and finish checksums.
 //!
-//! Segments are written one after another into an output buffer, each behind `headroom`
-//! bytes left free for an outer header (20 for IP-in-IP, 0 for UDP, whose segments must
-//! be contiguous so one UDP GSO send carries them all). Every segment but the last has
-//! the same length, which is what UDP GSO needs.
+//! Nothing is copied: only each segment's headers are written (into a small buffer,
+//! behind `headroom` bytes left free for an outer IP-in-IP header), and the sender
+//! gathers headers and payload slices with one scatter/gather call. Every segment but
+//! the last has the same length, which is what UDP GSO needs.
 
 use thiserror::Error;
 
@@ -27,29 +27,56 @@ pub enum SplitError {
     NoRoom(usize),
 }
 
-/// Where the segments of one packet went.
+/// What the tunnel sends for one packet read from the TUN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Prepared {
     /// The packet needed no cutting; its checksum (if any was pending) is done in place.
     InPlace { len: usize },
-    /// `count` segments in the output buffer: segment `i` starts at `i * stride()` +
-    /// headroom; all are `seg_len` long but the last, which is `last_len`.
+    /// `count` segments. Nothing is copied: segment `i` is its headers, written into the
+    /// header buffer at [`Prepared::header`], followed by its payload, which stays in the
+    /// packet at [`Prepared::payload`]. Every segment's payload is `mss` bytes but the
+    /// last one's (`last`).
     Segments {
         count: usize,
         headroom: usize,
-        seg_len: usize,
-        last_len: usize,
+        hlen: usize,
+        mss: usize,
+        last: usize,
     },
 }
 
 impl Prepared {
-    pub fn stride(&self) -> usize {
+    /// Range of segment `i`'s headers (after `headroom` free bytes) in the header buffer.
+    pub fn header(&self, i: usize) -> std::ops::Range<usize> {
         match *self {
-            Prepared::InPlace { len } => len,
-            Prepared::Segments {
-                headroom, seg_len, ..
-            } => headroom + seg_len,
+            Prepared::InPlace { .. } => 0..0,
+            Prepared::Segments { headroom, hlen, .. } => {
+                let at = i * (headroom + hlen) + headroom;
+                at..at + hlen
+            }
         }
+    }
+
+    /// Range of segment `i`'s payload in the packet.
+    pub fn payload(&self, i: usize) -> std::ops::Range<usize> {
+        match *self {
+            Prepared::InPlace { len } => 0..len,
+            Prepared::Segments {
+                count,
+                hlen,
+                mss,
+                last,
+                ..
+            } => {
+                let at = hlen + i * mss;
+                at..at + if i + 1 == count { last } else { mss }
+            }
+        }
+    }
+
+    /// Bytes of segment `i` (headers and payload).
+    pub fn segment_len(&self, i: usize) -> usize {
+        self.header(i).len() + self.payload(i).len()
     }
 }
 
@@ -69,11 +96,12 @@ fn finish_checksum(hdr: &VnetHdr, pkt: &mut [u8], protocol: u8) -> Result<(), Sp
     Ok(())
 }
 
-/// Prepares one packet read from the TUN (header already decoded) for the tunnel.
+/// Prepares one packet read from the TUN (header already decoded) for the tunnel;
+/// segment headers go to `headers`, each behind `headroom` free bytes.
 pub fn prepare(
     hdr: &VnetHdr,
     pkt: &mut [u8],
-    out: &mut [u8],
+    headers: &mut [u8],
     headroom: usize,
 ) -> Result<Prepared, SplitError> {
     let ip = Ipv4::parse(pkt).ok_or(SplitError::Malformed("not a complete IPv4 packet"))?;
@@ -85,7 +113,7 @@ pub fn prepare(
             }
             Ok(Prepared::InPlace { len: total })
         }
-        GsoType::TcpV4 if protocol == PROTO_TCP => split_tcp(hdr, &pkt[..total], out, headroom),
+        GsoType::TcpV4 if protocol == PROTO_TCP => split_tcp(hdr, &pkt[..total], headers, headroom),
         GsoType::TcpV4 => Err(SplitError::Malformed("TCPv4 GSO on a non-TCP packet")),
         other => Err(SplitError::Unsupported(other)),
     }
@@ -94,7 +122,7 @@ pub fn prepare(
 fn split_tcp(
     hdr: &VnetHdr,
     pkt: &[u8],
-    out: &mut [u8],
+    headers: &mut [u8],
     headroom: usize,
 ) -> Result<Prepared, SplitError> {
     let ip = Ipv4::parse(pkt).expect("checked by the caller");
@@ -111,31 +139,33 @@ fn split_tcp(
     if mss == 0 {
         return Err(SplitError::Malformed("GSO packet with gso_size 0"));
     }
-    let payload = &pkt[hlen..];
-    let count = payload.len().div_ceil(mss).max(1);
-    let seg_len = hlen + mss.min(payload.len());
-    let last_len = hlen + (payload.len() - (count - 1) * mss);
-    let stride = headroom + seg_len;
-    let need = stride * (count - 1) + headroom + last_len;
-    if out.len() < need {
+    let payload_len = pkt.len() - hlen;
+    let count = payload_len.div_ceil(mss).max(1);
+    let prepared = Prepared::Segments {
+        count,
+        headroom,
+        hlen,
+        mss,
+        last: payload_len - (count - 1) * mss,
+    };
+    let need = count * (headroom + hlen);
+    if headers.len() < need {
         return Err(SplitError::NoRoom(need));
     }
     let (src, dst) = (ip.src(), ip.dst());
     let id0 = ip.id();
     let seq0 = packet::be32(pkt, iphl + 4);
     let flags = pkt[iphl + 13];
-    for (i, chunk) in payload
-        .chunks(mss)
-        .chain(payload.is_empty().then_some(&[][..]))
-        .enumerate()
-    {
-        let start = i * stride + headroom;
-        let len = hlen + chunk.len();
-        let seg = &mut out[start..start + len];
-        seg[..hlen].copy_from_slice(&pkt[..hlen]);
-        seg[hlen..].copy_from_slice(chunk);
-        packet::set_ipv4_len_id(&mut seg[..iphl], len as u16, id0.wrapping_add(i as u16));
-        let tcp = &mut seg[iphl..];
+    // The pseudo-header and the TCP header minus the fields that change per segment are
+    // the same for all segments: sum the options once.
+    let options = checksum::add(0, &pkt[iphl + 20..hlen]);
+    for i in 0..count {
+        let payload = &pkt[prepared.payload(i)];
+        let h = &mut headers[prepared.header(i)];
+        h.copy_from_slice(&pkt[..hlen]);
+        let len = hlen + payload.len();
+        packet::set_ipv4_len_id(&mut h[..iphl], len as u16, id0.wrapping_add(i as u16));
+        let tcp = &mut h[iphl..];
         let seq = seq0.wrapping_add((i * mss) as u32);
         tcp[4..8].copy_from_slice(&seq.to_be_bytes());
         let mut f = flags;
@@ -147,14 +177,10 @@ fn split_tcp(
         }
         tcp[13] = f;
         tcp[16..18].copy_from_slice(&[0, 0]);
-        let sum = checksum::pseudo_header(src, dst, PROTO_TCP, tcp.len() as u16);
-        let c = checksum::finish(checksum::add(sum, tcp));
-        tcp[16..18].copy_from_slice(&c.to_be_bytes());
+        let mut sum = checksum::pseudo_header(src, dst, PROTO_TCP, (len - iphl) as u16);
+        sum = checksum::add(sum, &tcp[..20]) + options;
+        sum = checksum::add(sum, payload);
+        tcp[16..18].copy_from_slice(&checksum::finish(sum).to_be_bytes());
     }
-    Ok(Prepared::Segments {
-        count,
-        headroom,
-        seg_len,
-        last_len,
-    })
+    Ok(prepared)
 }

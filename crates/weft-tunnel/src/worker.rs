@@ -2,9 +2,9 @@
 //! a receive loop (tunnel -> TUN); IP-in-IP has one receive loop on its raw socket (a raw
 //! socket sees every packet, so several would each get a copy).
 //!
-//! Loops own all their buffers, allocated once; a packet is copied at most once on each
-//! side (segmenting on the way out, nothing on the way in: coalesced packets are written
-//! with `writev` straight from the receive buffers). Descriptors are non-blocking and
+//! Loops own all their buffers, allocated once, and never copy a payload in user space:
+//! segments go out as gathered headers and payload slices of the TUN read, and coalesced
+//! packets are written with `writev` straight from the receive buffers. Descriptors are non-blocking and
 //! waited on with a timeout, so a stop request is noticed within half a second.
 
 use std::net::SocketAddrV4;
@@ -49,7 +49,9 @@ pub(crate) enum Sender {
 /// TUN -> tunnel, for one queue.
 pub(crate) fn transmit(queue: OwnedFd, sender: Sender, sh: Shared) {
     let mut buf = vec![0u8; READ_BUF];
-    let mut out = vec![0u8; 2 * READ_BUF + 64 * 128];
+    // Headers of up to 1,024 segments, each behind room for an outer header.
+    let mut headers = vec![0u8; 1024 * (IPIP_HEADER_LEN + 120)];
+    let mut iov: Vec<libc::iovec> = Vec::with_capacity(130);
     let mut icmp = [0u8; 128];
     let mut ipip_id: u16 = rand_seed();
     while !sh.stop.load(Ordering::Relaxed) {
@@ -95,7 +97,7 @@ pub(crate) fn transmit(queue: OwnedFd, sender: Sender, sh: Shared) {
             Sender::Udp { .. } => 0,
             Sender::Ipip { .. } => IPIP_HEADER_LEN,
         };
-        let prepared = match segment::prepare(&hdr, pkt, &mut out, headroom) {
+        let prepared = match segment::prepare(&hdr, pkt, &mut headers, headroom) {
             Ok(p) => p,
             Err(e) => {
                 debug!(error = %e, "dropping a packet from the TUN");
@@ -103,46 +105,37 @@ pub(crate) fn transmit(queue: OwnedFd, sender: Sender, sh: Shared) {
                 continue;
             }
         };
-        let (count, bytes) = match prepared {
-            Prepared::InPlace { len } => (1, len),
-            Prepared::Segments {
-                count,
-                seg_len,
-                last_len,
-                ..
-            } => (count, (count - 1) * seg_len + last_len),
+        let count = match prepared {
+            Prepared::InPlace { .. } => 1,
+            Prepared::Segments { count, .. } => count,
         };
+        let bytes: usize = (0..count).map(|i| prepared.segment_len(i)).sum();
         let sends = match &sender {
             Sender::Udp { socket, port } => {
                 let to = SocketAddrV4::new(peer, *port);
-                send_udp(socket, to, prepared, pkt, &out)
+                send_udp(socket, to, prepared, pkt, &headers, &mut iov)
             }
             Sender::Ipip { socket } => match prepared {
                 Prepared::InPlace { len } => {
                     encap::write_ipip_header(head, &pkt[..len], table.public_ip, peer, ipip_id);
                     ipip_id = ipip_id.wrapping_add(1);
                     let whole = &buf[..IPIP_HEADER_LEN + len];
-                    socket.send_batch(1, |_| (whole, peer))
+                    socket.send_batch(1, |_| (whole, &[], peer))
                 }
-                Prepared::Segments {
-                    count,
-                    seg_len,
-                    last_len,
-                    ..
-                } => {
-                    let stride = prepared.stride();
+                Prepared::Segments { .. } => {
+                    // Outer header in the headroom in front of each segment's headers.
                     for i in 0..count {
-                        let len = if i + 1 == count { last_len } else { seg_len };
-                        let at = i * stride;
-                        let (h, inner) =
-                            out[at..at + IPIP_HEADER_LEN + len].split_at_mut(IPIP_HEADER_LEN);
-                        encap::write_ipip_header(h, inner, table.public_ip, peer, ipip_id);
+                        let h = prepared.header(i);
+                        let (outer, inner_head) =
+                            headers[h.start - IPIP_HEADER_LEN..h.end].split_at_mut(IPIP_HEADER_LEN);
+                        let inner_len = prepared.segment_len(i);
+                        encap::write_ipip_header_for(outer, inner_head, inner_len, table.public_ip, peer, ipip_id);
                         ipip_id = ipip_id.wrapping_add(1);
                     }
-                    let out = &out;
+                    let (headers, pkt) = (&headers, &*pkt);
                     socket.send_batch(count, |i| {
-                        let len = if i + 1 == count { last_len } else { seg_len };
-                        (&out[i * stride..i * stride + IPIP_HEADER_LEN + len], peer)
+                        let h = prepared.header(i);
+                        (&headers[h.start - IPIP_HEADER_LEN..h.end], &pkt[prepared.payload(i)], peer)
                     })
                 }
             },
@@ -161,39 +154,38 @@ pub(crate) fn transmit(queue: OwnedFd, sender: Sender, sh: Shared) {
     }
 }
 
-/// Sends prepared segments to one peer: one GSO send per 64 KiB.
+/// Sends prepared segments to one peer: one GSO send per 64 KiB, gathering each
+/// segment's headers and payload without copying.
 fn send_udp(
     socket: &UdpSocket,
     to: SocketAddrV4,
     p: Prepared,
     pkt: &[u8],
-    out: &[u8],
+    headers: &[u8],
+    iov: &mut Vec<libc::iovec>,
 ) -> std::io::Result<usize> {
-    match p {
-        Prepared::InPlace { len } => socket.send(&pkt[..len], to, len).map(|_| 1),
-        Prepared::Segments {
-            count,
-            seg_len,
-            last_len,
-            headroom,
-        } => {
-            debug_assert_eq!(headroom, 0, "UDP GSO sends segments back to back");
-            let data = &out[headroom..headroom + (count - 1) * seg_len + last_len];
-            if !socket.gso() {
-                for chunk in data.chunks(seg_len) {
-                    socket.send(chunk, to, chunk.len())?;
-                }
-                return Ok(count);
-            }
-            let per_send = (GSO_SEND_MAX / seg_len).clamp(1, 64);
-            let mut sends = 0;
-            for chunk in data.chunks(per_send * seg_len) {
-                socket.send(chunk, to, seg_len)?;
-                sends += 1;
-            }
-            Ok(sends)
+    let Prepared::Segments { count, .. } = p else {
+        let Prepared::InPlace { len } = p else { unreachable!() };
+        return socket.send(&pkt[..len], to, len).map(|_| 1);
+    };
+    let seg_len = p.segment_len(0);
+    let per_send = if socket.gso() { (GSO_SEND_MAX / seg_len).clamp(1, 64) } else { 1 };
+    let mut sends = 0;
+    let mut i = 0;
+    while i < count {
+        let end = (i + per_send).min(count);
+        iov.clear();
+        let mut len = 0;
+        for k in i..end {
+            iov.push(tun::iovec(&headers[p.header(k)]));
+            iov.push(tun::iovec(&pkt[p.payload(k)]));
+            len += p.segment_len(k);
         }
+        socket.send_iov(iov, len, to, seg_len)?;
+        sends += 1;
+        i = end;
     }
+    Ok(sends)
 }
 
 /// A received inner packet: which buffer, where, how long.

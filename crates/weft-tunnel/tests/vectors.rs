@@ -98,22 +98,11 @@ fn tso(hlen: usize, mss: u16) -> VnetHdr {
     }
 }
 
-fn segments(p: &Prepared, out: &[u8]) -> Vec<Vec<u8>> {
-    let Prepared::Segments {
-        count,
-        headroom,
-        seg_len,
-        last_len,
-    } = *p
-    else {
-        panic!("{p:?}")
-    };
+/// Each segment as it goes on the wire: its headers, then its slice of the payload.
+fn segments(p: &Prepared, headers: &[u8], pkt: &[u8]) -> Vec<Vec<u8>> {
+    let Prepared::Segments { count, .. } = *p else { panic!("{p:?}") };
     (0..count)
-        .map(|i| {
-            let at = i * p.stride() + headroom;
-            let len = if i + 1 == count { last_len } else { seg_len };
-            out[at..at + len].to_vec()
-        })
+        .map(|i| [&headers[p.header(i)], &pkt[p.payload(i)]].concat())
         .collect()
 }
 
@@ -122,7 +111,7 @@ fn splits_a_super_packet_exactly_as_expected() {
     let mut p = super_packet(b"ABCDEFGHIJ", &[], 0x18);
     let mut out = vec![0u8; 4096];
     let prepared = segment::prepare(&tso(40, 4), &mut p, &mut out, 0).unwrap();
-    let got = segments(&prepared, &out);
+    let got = segments(&prepared, &out, &p);
     let want = [
         "4500002c1234400040060fac0af401020af402039c401451000003e800001388501001f64866000041424344",
         "4500002c1235400040060fab0af401020af402039c401451000003ec00001388501001f6405a000045464748",
@@ -144,11 +133,14 @@ fn segments_leave_headroom_for_an_outer_header() {
         Prepared::Segments {
             count: 3,
             headroom: 20,
-            seg_len: 1440,
-            last_len: 240
+            hlen: 40,
+            mss: 1400,
+            last: 200
         }
     );
-    for s in segments(&prepared, &out) {
+    assert_eq!(prepared.header(1), 80..120, "each header behind 20 bytes of room");
+    assert_eq!(prepared.payload(2), 2840..3040);
+    for s in segments(&prepared, &out, &p) {
         assert!(ip_ok(&s) && l4_ok(&s, 6));
     }
 }
@@ -191,7 +183,7 @@ fn refuses_what_it_cannot_cut() {
     assert!(segment::prepare(&hdr, &mut p, &mut [0u8; 512], 0).is_err());
     let mut short = p[..30].to_vec();
     assert!(segment::prepare(&tso(40, 2), &mut short, &mut [0u8; 512], 0).is_err());
-    assert!(segment::prepare(&tso(40, 2), &mut p.clone(), &mut [0u8; 8], 0).is_err());
+    assert!(segment::prepare(&tso(40, 2), &mut p.clone(), &mut [0u8; 8], 0).is_err(), "no room for headers");
 }
 
 /// Coalesces `segs` and returns (vnet header, merged packet) per output packet.
@@ -223,7 +215,7 @@ fn coalescing_restores_the_super_packet() {
     let original = super_packet(&payload, &ts, 0x18);
     let mut out = vec![0u8; 16384];
     let prepared = segment::prepare(&tso(52, 1388), &mut original.clone(), &mut out, 0).unwrap();
-    let segs = segments(&prepared, &out);
+    let segs = segments(&prepared, &out, &original);
     assert_eq!(segs.len(), 4);
     for verify in [false, true] {
         let merged = coalesce(&segs, verify);
@@ -242,14 +234,14 @@ fn coalescing_keeps_flows_apart_and_in_order() {
     let mut out = vec![0u8; 16384];
     let a = super_packet(&[1u8; 300], &[], 0x10);
     let pa = segment::prepare(&tso(40, 100), &mut a.clone(), &mut out, 0).unwrap();
-    let sa = segments(&pa, &out);
+    let sa = segments(&pa, &out, &a);
     // A second flow: other source port.
     let mut b = super_packet(&[2u8; 200], &[], 0x10);
     b[20..22].copy_from_slice(&40001u16.to_be_bytes());
     let pseudo_l4 = ref_sum(&[&SRC, &DST, &[0, 6], &((b.len() - 20) as u16).to_be_bytes()]);
     b[36..38].copy_from_slice(&pseudo_l4.to_be_bytes());
     let pb = segment::prepare(&tso(40, 100), &mut b.clone(), &mut out, 0).unwrap();
-    let sb = segments(&pb, &out);
+    let sb = segments(&pb, &out, &b);
     // Interleaved: a0 b0 a1 b1 a2, then a SYN and a segment with a sequence gap.
     let mut syn = sa[0].clone();
     syn[33] = 0x02;
@@ -282,7 +274,7 @@ fn short_or_pushed_segment_closes_the_group() {
     let mut out = vec![0u8; 16384];
     let a = super_packet(&[1u8; 250], &[], 0x18);
     let p = segment::prepare(&tso(40, 100), &mut a.clone(), &mut out, 0).unwrap();
-    let s = segments(&p, &out); // 100, 100, 50 (PSH on the last)
+    let s = segments(&p, &out, &a); // 100, 100, 50 (PSH on the last)
     let mut next = s[0].clone(); // a segment that would follow the short one
     next[24..28].copy_from_slice(&(1000u32 + 250).to_be_bytes());
     let merged = coalesce(&[s[0].clone(), s[1].clone(), s[2].clone(), next], false);
@@ -358,7 +350,7 @@ proptest! {
         let hlen = 40 + options.len();
         let mut out = vec![0u8; 65536];
         let p = segment::prepare(&tso(hlen, mss), &mut original.clone(), &mut out, 0).unwrap();
-        let segs = segments(&p, &out);
+        let segs = segments(&p, &out, &original);
         prop_assert_eq!(segs.len(), len.div_ceil(mss as usize));
         for s in &segs {
             prop_assert!(ip_ok(s) && l4_ok(s, 6));

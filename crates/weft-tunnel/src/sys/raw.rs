@@ -47,11 +47,12 @@ impl RawIpip {
     }
 
     /// Sends whole outer packets, each to its destination, in as few calls as possible.
-    /// `packet(i)` gives packet `i` of `count` and where it goes.
+    /// `packet(i)` gives packet `i` of `count`, in two pieces (the second may be empty),
+    /// and where it goes. Returns the number of system calls made.
     pub fn send_batch<'a>(
         &self,
         count: usize,
-        packet: impl Fn(usize) -> (&'a [u8], Ipv4Addr),
+        packet: impl Fn(usize) -> (&'a [u8], &'a [u8], Ipv4Addr),
     ) -> io::Result<usize> {
         let (mut sent, mut calls) = (0, 0);
         while sent < count {
@@ -59,17 +60,17 @@ impl RawIpip {
             // SAFETY: arrays live until sendmmsg returns; pointers reference `packets`.
             let r = unsafe {
                 let mut names: [libc::sockaddr_in; BATCH] = mem::zeroed();
-                let mut iovs: [libc::iovec; BATCH] = mem::zeroed();
+                let mut iovs: [[libc::iovec; 2]; BATCH] = mem::zeroed();
                 let mut hdrs: [libc::mmsghdr; BATCH] = mem::zeroed();
                 for i in 0..n {
-                    let (data, to) = packet(sent + i);
+                    let (head, tail, to) = packet(sent + i);
                     names[i] = sockaddr(to, 0);
-                    iovs[i] = super::tun::iovec(data);
+                    iovs[i] = [super::tun::iovec(head), super::tun::iovec(tail)];
                     let h = &mut hdrs[i].msg_hdr;
                     h.msg_name = &mut names[i] as *mut _ as *mut libc::c_void;
                     h.msg_namelen = mem::size_of::<libc::sockaddr_in>() as u32;
-                    h.msg_iov = &mut iovs[i];
-                    h.msg_iovlen = 1;
+                    h.msg_iov = iovs[i].as_mut_ptr();
+                    h.msg_iovlen = if tail.is_empty() { 1 } else { 2 };
                 }
                 libc::sendmmsg(self.fd.as_raw_fd(), hdrs.as_mut_ptr(), n as u32, 0)
             };

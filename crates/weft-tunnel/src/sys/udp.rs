@@ -97,17 +97,28 @@ impl UdpSocket {
     /// Sends `data` to `to`: as datagrams of `segment` bytes (the last may be shorter)
     /// when `segment` is less than its length.
     pub fn send(&self, data: &[u8], to: SocketAddrV4, segment: usize) -> io::Result<()> {
+        self.send_iov(&[super::tun::iovec(data)], data.len(), to, segment)
+    }
+
+    /// Like [`UdpSocket::send`] with the data gathered from `iov` (`len` bytes in all).
+    pub fn send_iov(
+        &self,
+        iov: &[libc::iovec],
+        len: usize,
+        to: SocketAddrV4,
+        segment: usize,
+    ) -> io::Result<()> {
         let mut name = sockaddr(*to.ip(), to.port());
-        let mut iov = super::tun::iovec(data);
         let mut cmsg = [0u64; CMSG_BUF / 8];
-        // SAFETY: msghdr fields point at live locals for the duration of sendmsg.
+        // SAFETY: msghdr fields point at live locals and the caller's iovecs for the
+        // duration of sendmsg, which only reads them.
         unsafe {
             let mut msg: libc::msghdr = mem::zeroed();
             msg.msg_name = &mut name as *mut _ as *mut libc::c_void;
             msg.msg_namelen = mem::size_of::<libc::sockaddr_in>() as u32;
-            msg.msg_iov = &mut iov;
-            msg.msg_iovlen = 1;
-            if segment < data.len() {
+            msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
+            msg.msg_iovlen = iov.len();
+            if segment < len {
                 msg.msg_control = cmsg.as_mut_ptr() as *mut libc::c_void;
                 msg.msg_controllen = libc::CMSG_SPACE(mem::size_of::<u16>() as u32) as usize;
                 let c = libc::CMSG_FIRSTHDR(&msg);
