@@ -667,19 +667,20 @@ impl Agent {
             OverlaySpec::Vxlan(s) => self.kernel.ensure_vxlan(s).await,
             OverlaySpec::Ipip(s) => self.kernel.ensure_ipip(s).await,
             OverlaySpec::Tun(s) => {
-                let restarted = self.ensure_tunnel(false);
-                match self.kernel.ensure_tun(s).await {
-                    Err(KernelError::Missing(_)) if !restarted => {
-                        // Deleted under a running tunnel: open it anew.
-                        self.ensure_tunnel(true);
-                        let (index, _) = self.kernel.ensure_tun(s).await?;
-                        Ok((index, LinkOutcome::Created))
-                    }
-                    Ok((index, LinkOutcome::Unchanged)) if restarted && self.tunnel_was_running => {
-                        Ok((index, LinkOutcome::Updated("tunnel restarted".into())))
-                    }
-                    other => other,
-                }
+                let existed = self.kernel.link_index(&s.name).await?.is_some();
+                let restarted = self.ensure_tunnel(!existed && self.tunnel.is_some());
+                let (index, outcome) = self.kernel.ensure_tun(s).await?;
+                Ok((
+                    index,
+                    match outcome {
+                        // A device that did not exist was made by opening the tunnel.
+                        _ if !existed => LinkOutcome::Created,
+                        LinkOutcome::Unchanged if restarted && self.tunnel_was_running => {
+                            LinkOutcome::Updated("tunnel restarted".into())
+                        }
+                        other => other,
+                    },
+                ))
             }
         }
     }

@@ -213,6 +213,11 @@ impl Kernel {
         })
     }
 
+    /// A link's index by name, if it exists.
+    pub async fn link_index(&self, name: &str) -> Result<Option<u32>, KernelError> {
+        Ok(self.link_by_name(name).await?.map(|m| m.header.index))
+    }
+
     /// A link by name, if it exists.
     async fn link_by_name(&self, name: &str) -> Result<Option<LinkMessage>, KernelError> {
         let mut stream = self

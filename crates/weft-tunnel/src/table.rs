@@ -55,6 +55,15 @@ impl Table {
         self.peers.get(&(u32::from(dst) & mask)).copied()
     }
 
+    /// Where ICMP errors come from: the cluster network's own address, as if from a
+    /// router inside the tunnel. Not one of this host's addresses (the kernel drops a
+    /// packet arriving with a local source as a martian) and routed back through the TUN
+    /// (so reverse-path filtering accepts it); no node holds it (`SubnetMin` is the
+    /// network's second subnet).
+    pub fn icmp_source(&self) -> Ipv4Addr {
+        self.network.network()
+    }
+
     pub fn is_member(&self, ip: Ipv4Addr) -> bool {
         self.members.binary_search(&ip).is_ok()
     }

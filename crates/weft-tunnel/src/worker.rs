@@ -82,7 +82,7 @@ pub(crate) fn transmit(queue: OwnedFd, sender: Sender, sh: Shared) {
         };
         let Some(peer) = table.lookup(dst) else {
             if table.network.contains(&dst) && !table.local.contains(&dst) {
-                if let Some(len) = encap::net_unreachable(&mut icmp, pkt, table.address) {
+                if let Some(len) = encap::net_unreachable(&mut icmp, pkt, table.icmp_source()) {
                     let plain = VnetHdr::PLAIN.encode();
                     if tun::writev(&queue, &[tun::iovec(&plain), tun::iovec(&icmp[..len])]).is_ok()
                     {
@@ -129,13 +129,24 @@ pub(crate) fn transmit(queue: OwnedFd, sender: Sender, sh: Shared) {
                         let (outer, inner_head) =
                             headers[h.start - IPIP_HEADER_LEN..h.end].split_at_mut(IPIP_HEADER_LEN);
                         let inner_len = prepared.segment_len(i);
-                        encap::write_ipip_header_for(outer, inner_head, inner_len, table.public_ip, peer, ipip_id);
+                        encap::write_ipip_header_for(
+                            outer,
+                            inner_head,
+                            inner_len,
+                            table.public_ip,
+                            peer,
+                            ipip_id,
+                        );
                         ipip_id = ipip_id.wrapping_add(1);
                     }
                     let (headers, pkt) = (&headers, &*pkt);
                     socket.send_batch(count, |i| {
                         let h = prepared.header(i);
-                        (&headers[h.start - IPIP_HEADER_LEN..h.end], &pkt[prepared.payload(i)], peer)
+                        (
+                            &headers[h.start - IPIP_HEADER_LEN..h.end],
+                            &pkt[prepared.payload(i)],
+                            peer,
+                        )
                     })
                 }
             },
@@ -165,11 +176,17 @@ fn send_udp(
     iov: &mut Vec<libc::iovec>,
 ) -> std::io::Result<usize> {
     let Prepared::Segments { count, .. } = p else {
-        let Prepared::InPlace { len } = p else { unreachable!() };
+        let Prepared::InPlace { len } = p else {
+            unreachable!()
+        };
         return socket.send(&pkt[..len], to, len).map(|_| 1);
     };
     let seg_len = p.segment_len(0);
-    let per_send = if socket.gso() { (GSO_SEND_MAX / seg_len).clamp(1, 64) } else { 1 };
+    let per_send = if socket.gso() {
+        (GSO_SEND_MAX / seg_len).clamp(1, 64)
+    } else {
+        1
+    };
     let mut sends = 0;
     let mut i = 0;
     while i < count {

@@ -100,7 +100,9 @@ fn tso(hlen: usize, mss: u16) -> VnetHdr {
 
 /// Each segment as it goes on the wire: its headers, then its slice of the payload.
 fn segments(p: &Prepared, headers: &[u8], pkt: &[u8]) -> Vec<Vec<u8>> {
-    let Prepared::Segments { count, .. } = *p else { panic!("{p:?}") };
+    let Prepared::Segments { count, .. } = *p else {
+        panic!("{p:?}")
+    };
     (0..count)
         .map(|i| [&headers[p.header(i)], &pkt[p.payload(i)]].concat())
         .collect()
@@ -138,7 +140,11 @@ fn segments_leave_headroom_for_an_outer_header() {
             last: 200
         }
     );
-    assert_eq!(prepared.header(1), 80..120, "each header behind 20 bytes of room");
+    assert_eq!(
+        prepared.header(1),
+        80..120,
+        "each header behind 20 bytes of room"
+    );
     assert_eq!(prepared.payload(2), 2840..3040);
     for s in segments(&prepared, &out, &p) {
         assert!(ip_ok(&s) && l4_ok(&s, 6));
@@ -183,7 +189,10 @@ fn refuses_what_it_cannot_cut() {
     assert!(segment::prepare(&hdr, &mut p, &mut [0u8; 512], 0).is_err());
     let mut short = p[..30].to_vec();
     assert!(segment::prepare(&tso(40, 2), &mut short, &mut [0u8; 512], 0).is_err());
-    assert!(segment::prepare(&tso(40, 2), &mut p.clone(), &mut [0u8; 8], 0).is_err(), "no room for headers");
+    assert!(
+        segment::prepare(&tso(40, 2), &mut p.clone(), &mut [0u8; 8], 0).is_err(),
+        "no room for headers"
+    );
 }
 
 /// Coalesces `segs` and returns (vnet header, merged packet) per output packet.

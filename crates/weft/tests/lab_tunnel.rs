@@ -1,0 +1,287 @@
+//! End to end, in network namespaces: the user-space tunnel backends, `udp` (flannel's
+//! wire format) and `ipip` (this kernel has no `ipip` module, so the agent runs RFC 2003
+//! IP-in-IP in user space over TUN and a raw socket).
+//!
+//! For each: 3 hosts, every pair pings; a 100 MB TCP copy arrives intact (SHA-256
+//! compared); a packet for a subnet no node holds is answered with ICMP net-unreachable;
+//! a packet on the wire is captured and checked byte by byte against the format (UDP to
+//! port 8285 carrying the bare inner packet; RFC 2003's outer header); an encapsulated
+//! packet from a non-member is dropped and counted while a member's is taken; the TUN
+//! deleted by hand comes back; an agent restart changes no route; a peer that leaves is
+//! unreachable everywhere at once.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+const RECEIVER: &str = r#"
+import socket, hashlib
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 5001)); s.listen(1); s.settimeout(60)
+c, _ = s.accept(); c.settimeout(60); h = hashlib.sha256(); n = 0
+while True:
+    b = c.recv(1 << 20)
+    if not b: break
+    h.update(b); n += len(b)
+print(n, h.hexdigest())
+"#;
+
+const SENDER: &str = r#"
+import socket, hashlib, random, sys, time
+data = random.Random(7).randbytes(100 * 1024 * 1024)
+for _ in range(50):
+    try:
+        c = socket.create_connection((sys.argv[1], 5001), timeout=60); break
+    except OSError:
+        time.sleep(0.1)
+c.sendall(data); c.close()
+print(len(data), hashlib.sha256(data).hexdigest())
+"#;
+
+/// Copies 100 MB from c1 to c2 over TCP; both ends' length and SHA-256 must agree.
+fn big_copy_arrives_intact(lab: &Lab, c2_addr: &str) {
+    let server = Command::new("ip")
+        .args(["netns", "exec", &lab.ns("c2"), "python3", "-c", RECEIVER])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sent = lab.exec("c1", &["python3", "-c", SENDER, c2_addr]);
+    let got = server.wait_with_output().unwrap();
+    let (sent, got) = (text(&sent.stdout), text(&got.stdout));
+    assert!(sent.starts_with("104857600 "), "sender: {sent}");
+    assert_eq!(sent.trim(), got.trim(), "100 MB copy must arrive intact");
+}
+
+/// An encapsulated ICMP echo to `to`, sent from `from_node` to h1: as UDP to 8285 or as
+/// protocol 4 (the kernel adds the outer header).
+fn inject(lab: &Lab, from_node: &str, backend: &str, to: &str) {
+    let script = format!(
+        r#"
+import socket, struct
+def csum(b):
+    if len(b) % 2: b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+icmp = struct.pack("!BBHHH", 8, 0, 0, 77, 1) + b"weft-inject"
+icmp = icmp[:2] + struct.pack("!H", csum(icmp)) + icmp[4:]
+ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 1, 0, 64, 1, 0,
+                 socket.inet_aton("10.244.0.5"), socket.inet_aton("{to}"))
+ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+if "{backend}" == "udp":
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(ip + icmp, ("192.168.77.1", 8285))
+else:
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 4); s.sendto(ip + icmp, ("192.168.77.1", 0))
+"#
+    );
+    let out = lab.exec(from_node, &["python3", "-c", &script]);
+    assert!(out.status.success(), "inject: {}", text(&out.stderr));
+}
+
+/// Captures one encapsulated packet on h2's underlay interface while c1 pings c2; returns
+/// the outer IP packet's bytes (from tcpdump's hex dump, which starts at the IP header).
+fn capture(lab: &Lab, filter: &str, c2_addr: &str) -> Vec<u8> {
+    let dump = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.ns("h2"),
+            "timeout",
+            "20",
+            "tcpdump",
+            "-l",
+            "-n",
+            "-x",
+        ])
+        .args(["-s", "0", "-c", "1", "-i", "eth0", filter])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    for _ in 0..5 {
+        lab.ping_from("c1", c2_addr, 1);
+    }
+    let out = text(&dump.wait_with_output().unwrap().stdout);
+    // Lines like "\t0x0010:  c0a8 4d02 ..." hold the bytes.
+    let bytes: Vec<u8> = out
+        .lines()
+        .filter_map(|l| l.trim().split_once(":  "))
+        .filter(|(off, _)| off.starts_with("0x"))
+        .flat_map(|(_, hex)| {
+            hex.split_whitespace()
+                .flat_map(|w| {
+                    (0..w.len())
+                        .step_by(2)
+                        .map(move |i| u8::from_str_radix(&w[i..i + 2], 16).unwrap())
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(bytes.len() > 48, "captured nothing for {filter}:\n{out}");
+    bytes
+}
+
+fn ones_complement_ok(b: &[u8]) -> bool {
+    let mut s: u32 = b
+        .chunks(2)
+        .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32)
+        .sum();
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    s == 0xffff
+}
+
+/// The inner packet must be c1's ICMP echo to c2, untouched.
+fn check_inner(inner: &[u8], c1: &str, c2: &str) {
+    assert_eq!(inner[0], 0x45, "inner IPv4");
+    assert_eq!(inner[9], 1, "inner ICMP");
+    assert_eq!(
+        std::net::Ipv4Addr::new(inner[12], inner[13], inner[14], inner[15]).to_string(),
+        c1
+    );
+    assert_eq!(
+        std::net::Ipv4Addr::new(inner[16], inner[17], inner[18], inner[19]).to_string(),
+        c2
+    );
+    assert!(ones_complement_ok(&inner[..20]), "inner header checksum");
+    assert_eq!(inner[20], 8, "echo request");
+}
+
+fn tunnel_end_to_end(tag: &str, backend: &str) {
+    let lab = Lab::up_with(tag, "embedded", 3, &["--backend", backend]);
+    let log = lab.log("h1");
+    assert!(log.contains("user-space tunnel running"), "{log}");
+    if backend == "ipip" {
+        assert!(
+            log.contains("running IP-in-IP in user space"),
+            "kernel has no ipip module here:\n{log}"
+        );
+    }
+    let (c1, c2, c3) = (
+        container_addr(&lab.subnet_of("h1")),
+        container_addr(&lab.subnet_of("h2")),
+        container_addr(&lab.subnet_of("h3")),
+    );
+    let mtu = text(&lab.exec("c1", &["cat", "/sys/class/net/eth0/mtu"]).stdout);
+    assert_eq!(mtu.trim(), if backend == "udp" { "1472" } else { "1480" });
+    let routes = lab.weft_routes("h1");
+    assert_eq!(
+        routes.trim(),
+        "10.244.0.0/16 dev weft0 scope link",
+        "one route into the TUN"
+    );
+
+    big_copy_arrives_intact(&lab, &c2);
+
+    // The wire format, from a capture on the receiving host's underlay interface.
+    if backend == "udp" {
+        let outer = capture(&lab, "udp dst port 8285 and src host 192.168.77.1", &c2);
+        assert_eq!(outer[9], 17);
+        assert_eq!(
+            u16::from_be_bytes([outer[22], outer[23]]),
+            8285,
+            "flannel's udp port"
+        );
+        check_inner(&outer[28..], &c1, &c2);
+    } else {
+        let outer = capture(&lab, "ip proto 4 and src host 192.168.77.1", &c2);
+        // RFC 2003 section 3.1, filled as Linux's ipip device does by default.
+        assert_eq!(outer[0], 0x45, "version 4, IHL 5: no options");
+        assert_eq!(outer[1] & 0xfc, 0, "TOS 0");
+        let total = u16::from_be_bytes([outer[2], outer[3]]) as usize;
+        let inner_total = u16::from_be_bytes([outer[22], outer[23]]) as usize;
+        assert_eq!(total, 20 + inner_total, "outer length = 20 + inner length");
+        assert_eq!(outer[6] & 0x40, 0x40, "DF set");
+        assert_eq!(outer[9], 4, "protocol 4: IP in IP");
+        assert_eq!(outer[8], outer[28], "TTL copied from the inner packet");
+        assert_eq!(
+            &outer[12..20],
+            &[192, 168, 77, 1, 192, 168, 77, 2],
+            "tunnel end points"
+        );
+        assert!(ones_complement_ok(&outer[..20]), "outer header checksum");
+        check_inner(&outer[20..], &c1, &c2);
+    }
+
+    // No node holds 10.244.0.0/24 (SubnetMin is the second subnet).
+    let unreachable = lab.exec("c1", &["ping", "-c", "1", "-W", "2", "10.244.0.9"]);
+    let said = text(&unreachable.stdout);
+    assert!(said.contains("Destination Net Unreachable"), "{said}");
+    assert!(lab.metric("h1", "weft_tunnel_unreachable_sent_total") >= 1);
+
+    // A non-member (the underlay router) is dropped and counted; a member (h2) is not.
+    let dropped = lab.metric("h1", "weft_tunnel_dropped_nonmember_total");
+    let received = lab.metric("h1", "weft_tunnel_rx_packets_total");
+    inject(&lab, "ul", backend, &c1);
+    lab.wait_until(
+        "the non-member's packet to be dropped",
+        Duration::from_secs(5),
+        || lab.metric("h1", "weft_tunnel_dropped_nonmember_total") > dropped,
+    );
+    inject(&lab, "h2", backend, &c1);
+    lab.wait_until(
+        "the member's packet to be taken",
+        Duration::from_secs(5),
+        || lab.metric("h1", "weft_tunnel_rx_packets_total") > received,
+    );
+    assert_eq!(
+        lab.metric("h1", "weft_tunnel_dropped_nonmember_total"),
+        dropped + 1
+    );
+
+    // The TUN deleted by hand comes back and carries traffic again.
+    lab.exec("h1", &["ip", "link", "del", "weft0"]);
+    lab.wait_until("weft0 to come back", Duration::from_secs(10), || {
+        lab.exec("h1", &["ip", "link", "show", "weft0"])
+            .status
+            .success()
+            && lab.ping_from("c1", &c2, 1)
+    });
+    assert!(
+        lab.log("h1").contains("repaired overlay device"),
+        "{}",
+        lab.log("h1")
+    );
+
+    // An agent restart changes no route (the TUN is persistent, its route stays).
+    let watch = KernelWatch::start(&lab, "h1");
+    lab.ok(lab.lab(&["agent"], &["h1", "restart"]), "agent restart");
+    lab.ping_all(10);
+    std::thread::sleep(Duration::from_secs(1));
+    let changes: Vec<String> = watch
+        .stop()
+        .into_iter()
+        .filter(|l| l.contains("proto 77"))
+        .collect();
+    assert!(changes.is_empty(), "restart changed routes: {changes:?}");
+
+    // A peer that leaves: its subnet is answered as unreachable right away.
+    lab.ok(lab.lab(&["host", "remove"], &["h3"]), "host remove");
+    lab.wait_until(
+        "h3's subnet to be unknown on h1",
+        Duration::from_secs(10),
+        || {
+            let out = lab.exec("c1", &["ping", "-c", "1", "-W", "1", &c3]);
+            text(&out.stdout).contains("Destination Net Unreachable")
+        },
+    );
+    assert!(
+        lab.ping_from("c1", &c2, 3),
+        "the others still reach each other"
+    );
+}
+
+#[test]
+fn udp_backend_end_to_end() {
+    tunnel_end_to_end("udp", "udp");
+}
+
+#[test]
+fn ipip_in_user_space_end_to_end() {
+    tunnel_end_to_end("ipp", "ipip");
+}
