@@ -4,12 +4,16 @@
 #   raw veth  - two namespaces joined by one veth pair (the floor any design pays)
 #   host-gw   - a 2-host Weft lab, container -> host -> host -> container, plain routes
 #   vxlan     - the same over Weft's VXLAN device (MTU 1450)
+#   udp, ipip - the same over Weft's user-space tunnel (TUN weft0; flannel's udp format,
+#               MTU 1472; RFC 2003 IP-in-IP over a raw socket, MTU 1480), with the agents'
+#               CPU time per Gbit/s measured over the iperf runs
 # Each Weft path is measured twice: as the lab runs by default, with --ip-masq (NAT, so
 # every packet goes through connection tracking), and without it. A control row,
 # "plain routes", is the same 2-host lab topology with the agents stopped (their routes
 # stay) and Weft's nftables table removed: kernel routing alone over the same hops, which
 # separates what the topology costs from what Weft costs.
 # Targets (issue 3): host-gw >= 95% of raw veth; vxlan >= 85% of host-gw.
+# Targets (issue 4): udp >= 70% of vxlan (1 and 4 streams), udp RTT p50 within 2x of vxlan.
 # Everything runs in namespaces this script creates and removes. Needs root.
 # Usage: bench/dataplane.sh [SECONDS_PER_RUN] [ROUNDS]
 set -euo pipefail
@@ -23,7 +27,7 @@ TAG=b$$
 RAW_A=${TAG}ra RAW_B=${TAG}rb
 OUT=$(mktemp -d /tmp/weft-bench.XXXXXX)
 cleanup() {
-  for l in g v G V P; do $W lab down --name "${TAG}$l" >/dev/null 2>&1 || true; done
+  for l in g v G V P U I; do $W lab down --name "${TAG}$l" >/dev/null 2>&1 || true; done
   ip netns del "$RAW_A" 2>/dev/null || true
   ip netns del "$RAW_B" 2>/dev/null || true
   rm -rf "$OUT"
@@ -41,6 +45,8 @@ $W lab up --name "${TAG}v" --hosts 2 --backend vxlan >/dev/null
 $W lab up --name "${TAG}G" --hosts 2 --backend host-gw --no-ip-masq >/dev/null
 $W lab up --name "${TAG}V" --hosts 2 --backend vxlan --no-ip-masq >/dev/null
 $W lab up --name "${TAG}P" --hosts 2 --backend host-gw --no-ip-masq >/dev/null
+$W lab up --name "${TAG}U" --hosts 2 --backend udp >/dev/null
+$W lab up --name "${TAG}I" --hosts 2 --backend ipip >/dev/null
 for h in h1 h2; do
   $W lab agent --name "${TAG}P" $h stop >/dev/null
   ip netns exec "${TAG}P-$h" nft delete table ip weft
@@ -55,8 +61,20 @@ declare -A PATHS=(
   [host-gw-nomasq]="${TAG}G-c1 ${TAG}G-c2 $(ctr_addr "${TAG}G")"
   [vxlan-nomasq]="${TAG}V-c1 ${TAG}V-c2 $(ctr_addr "${TAG}V")"
   [plain]="${TAG}P-c1 ${TAG}P-c2 $(ctr_addr "${TAG}P")"
+  [udp]="${TAG}U-c1 ${TAG}U-c2 $(ctr_addr "${TAG}U")"
+  [ipip]="${TAG}I-c1 ${TAG}I-c2 $(ctr_addr "${TAG}I")"
 )
-ORDER=(raw-veth plain host-gw vxlan host-gw-nomasq vxlan-nomasq)
+ORDER=(raw-veth plain host-gw vxlan udp ipip host-gw-nomasq vxlan-nomasq)
+# The labs whose agents carry the data (their CPU time is measured).
+declare -A AGENT_LAB=([udp]="${TAG}U" [ipip]="${TAG}I")
+agent_cpu() { # lab -> CPU seconds used so far by both hosts' agents
+  local lab=$1 total=0
+  for h in h1 h2; do
+    pid=$(cat "/run/weft-lab/$lab/$h/weftd.pid")
+    total=$(awk -v t="$total" '{ print t + ($14 + $15) }' "/proc/$pid/stat")
+  done
+  awk -v t="$total" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.3f", t / hz }'
+}
 
 iperf() { # client server addr streams -> Gbit/s
   ip netns exec "$2" iperf3 -s -1 -D -p 5201 >/dev/null
@@ -69,22 +87,33 @@ rtt() { # client addr -> p50 ms
   ip netns exec "$1" ping -c 100 -i 0.01 -W 1 "$2" | sed -n 's/.*time=\([0-9.]*\) ms/\1/p' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
 }
 
-declare -A ONE FOUR RTT
+declare -A ONE FOUR RTT CPU
 for r in $(seq 1 "$ROUNDS"); do
   for p in "${ORDER[@]}"; do
     read -r cl sv addr <<< "${PATHS[$p]}"
-    ONE[$p]+="$(iperf "$cl" "$sv" "$addr" 1) "
-    FOUR[$p]+="$(iperf "$cl" "$sv" "$addr" 4) "
+    lab=${AGENT_LAB[$p]:-}
+    [ -n "$lab" ] && before=$(agent_cpu "$lab")
+    one=$(iperf "$cl" "$sv" "$addr" 1)
+    four=$(iperf "$cl" "$sv" "$addr" 4)
+    ONE[$p]+="$one "
+    FOUR[$p]+="$four "
+    if [ -n "$lab" ]; then
+      # Percent of one core per Gbit/s carried, both agents together, over both runs.
+      CPU[$p]+="$(awk -v a="$before" -v b="$(agent_cpu "$lab")" -v s="$SECS" -v g1="$one" -v g4="$four" \
+        'BEGIN { printf "%.1f", 100 * (b - a) / (s * (g1 + g4)) }') "
+    fi
     RTT[$p]+="$(rtt "$cl" "$addr") "
   done
 done
-median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+median() { tr ' ' '\n' | { grep -v '^$' || true; } | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f%%", 100 * a / b }'; }
 
-declare -A M1 M4 MR
+declare -A M1 M4 MR MC
 for p in "${ORDER[@]}"; do
   M1[$p]=$(echo "${ONE[$p]}" | median); M4[$p]=$(echo "${FOUR[$p]}" | median); MR[$p]=$(echo "${RTT[$p]}" | median)
+  MC[$p]=$(echo "${CPU[$p]:-}" | median)
 done
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
 row() { printf '| %-24s | %8s | %9s | %8s | %-30s |\n' "$@"; }
 echo
 echo "Container to container, median of $ROUNDS rounds of ${SECS}s per test, all in this run"
@@ -101,5 +130,11 @@ for m in "" -nomasq; do
   row "" "" "" "" "$(pct "${M1[$g]}" "${M1[plain]}") / $(pct "${M4[$g]}" "${M4[plain]}") of plain routes"
   row "vxlan, $label" "${M1[$v]}" "${M4[$v]}" "${MR[$v]}" "$(pct "${M1[$v]}" "${M1[$g]}") / $(pct "${M4[$v]}" "${M4[$g]}") of host-gw"
 done
+for t in udp ipip; do
+  row "$t (user space)" "${M1[$t]}" "${M4[$t]}" "${MR[$t]}" "$(pct "${M1[$t]}" "${M1[vxlan]}") / $(pct "${M4[$t]}" "${M4[vxlan]}") of vxlan"
+  row "" "" "" "" "RTT $(ratio "${MR[$t]}" "${MR[vxlan]}") of vxlan"
+  row "" "" "" "" "agents: ${MC[$t]}% of a core per Gbit/s"
+done
 echo
-echo "targets: host-gw >= 95% of raw veth; vxlan >= 85% of host-gw"
+echo "targets: host-gw >= 95% of raw veth; vxlan >= 85% of host-gw;"
+echo "         udp >= 70% of vxlan (1 and 4 streams) with RTT p50 <= 2x vxlan"

@@ -23,10 +23,10 @@ pub enum NetworkCmd {
         /// vxlan: the VXLAN network identifier (default 1).
         #[arg(long)]
         vni: Option<u32>,
-        /// vxlan: the UDP port (default 8472; 4789 is IANA's).
+        /// vxlan: the UDP port (default 8472; 4789 is IANA's); udp: the UDP port (default 8285).
         #[arg(long)]
         port: Option<u16>,
-        /// vxlan: route directly to peers on the same L2 segment, encapsulate only the rest.
+        /// vxlan, udp, ipip: route directly to peers on the same L2 segment, encapsulate only the rest.
         #[arg(long)]
         direct_routing: bool,
         /// The MTU containers get (default: the external interface's minus the overhead).

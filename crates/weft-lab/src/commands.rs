@@ -60,13 +60,13 @@ pub enum LabCommand {
         /// Spread the hosts over this many underlay subnets, routed by the underlay namespace.
         #[arg(long, default_value_t = 1)]
         subnets: u32,
-        /// vxlan: route directly between hosts on one subnet, encapsulate across subnets.
+        /// vxlan, udp, ipip: route directly between hosts on one subnet, encapsulate across subnets.
         #[arg(long)]
         direct_routing: bool,
         /// vxlan: the VNI.
         #[arg(long)]
         vni: Option<u32>,
-        /// vxlan: the UDP port.
+        /// vxlan or udp: the UDP port.
         #[arg(long)]
         port: Option<u16>,
         /// Run the agents without --ip-masq (no NAT, so no connection tracking).
