@@ -67,35 +67,10 @@ pub(crate) fn direct_route(node: &NodeContext, peer: &Lease) -> Result<Route, St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weft_alloc::LeaseAttrs;
-    use weft_kernel::iface::ExternalInterface;
-
-    fn lease(subnet: &str, ip: &str, backend: &str) -> Lease {
-        Lease {
-            subnet: subnet.parse().unwrap(),
-            attrs: LeaseAttrs {
-                public_ip: ip.parse().unwrap(),
-                public_ipv6: None,
-                backend_type: backend.into(),
-                backend_data: serde_json::Value::Null,
-            },
-            store_lease: Some(1),
-            mod_revision: 1,
-        }
-    }
+    use crate::testing::lease;
 
     fn node() -> NodeContext {
-        NodeContext {
-            external: ExternalInterface {
-                index: 7,
-                name: "eth0".into(),
-                mtu: 1500,
-                addr: "192.168.1.1".parse().unwrap(),
-                network: "192.168.1.0/24".parse().unwrap(),
-            },
-            lease: lease("10.244.1.0/24", "192.168.1.1", "host-gw"),
-            overlay: None,
-        }
+        crate::testing::node("host-gw")
     }
 
     #[test]

@@ -31,6 +31,29 @@ pub fn wait_readable(fd: BorrowedFd<'_>, timeout_ms: i32) -> io::Result<bool> {
     }
 }
 
+/// `recvmmsg` without waiting: the number of messages, 0 when none is waiting.
+///
+/// # Safety
+/// `hdrs[..n]` must describe buffers that stay valid for the call.
+pub(crate) unsafe fn recvmmsg(fd: i32, hdrs: &mut [libc::mmsghdr], n: usize) -> io::Result<usize> {
+    let r = libc::recvmmsg(
+        fd,
+        hdrs.as_mut_ptr(),
+        n as u32,
+        libc::MSG_DONTWAIT,
+        std::ptr::null_mut(),
+    );
+    match check(r as isize) {
+        Ok(got) => Ok(got),
+        Err(e)
+            if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted =>
+        {
+            Ok(0)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// `-1` into the last OS error, anything else into its value.
 pub(crate) fn check(r: isize) -> io::Result<usize> {
     if r < 0 {

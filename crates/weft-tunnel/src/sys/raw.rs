@@ -110,23 +110,7 @@ impl RawIpip {
                 hdrs[i].msg_hdr.msg_iov = &mut iovs[i];
                 hdrs[i].msg_hdr.msg_iovlen = 1;
             }
-            let r = libc::recvmmsg(
-                self.fd.as_raw_fd(),
-                hdrs.as_mut_ptr(),
-                n as u32,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            );
-            let got = match check(r as isize) {
-                Ok(got) => got,
-                Err(e)
-                    if e.kind() == io::ErrorKind::WouldBlock
-                        || e.kind() == io::ErrorKind::Interrupted =>
-                {
-                    return Ok(0)
-                }
-                Err(e) => return Err(e),
-            };
+            let got = super::recvmmsg(self.fd.as_raw_fd(), &mut hdrs, n)?;
             for i in 0..got {
                 lens[i] = hdrs[i].msg_len as usize;
             }

@@ -168,23 +168,7 @@ impl UdpSocket {
                 h.msg_control = cmsgs[i].as_mut_ptr() as *mut libc::c_void;
                 h.msg_controllen = CMSG_BUF;
             }
-            let r = libc::recvmmsg(
-                self.fd.as_raw_fd(),
-                hdrs.as_mut_ptr(),
-                n as u32,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            );
-            let got = match check(r as isize) {
-                Ok(got) => got,
-                Err(e)
-                    if e.kind() == io::ErrorKind::WouldBlock
-                        || e.kind() == io::ErrorKind::Interrupted =>
-                {
-                    return Ok(0)
-                }
-                Err(e) => return Err(e),
-            };
+            let got = super::recvmmsg(self.fd.as_raw_fd(), &mut hdrs, n)?;
             for i in 0..got {
                 let len = hdrs[i].msg_len as usize;
                 let mut segment = len;
