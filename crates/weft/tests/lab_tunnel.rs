@@ -8,7 +8,8 @@
 //! port 8285 carrying the bare inner packet; RFC 2003's outer header); an encapsulated
 //! packet from a non-member is dropped and counted while a member's is taken; the TUN
 //! deleted by hand comes back; an agent restart changes no route; a peer that leaves is
-//! unreachable everywhere at once.
+//! unreachable everywhere at once. In cross-subnet mode (ipip), same-subnet peers get
+//! plain routes and only the others go through the tunnel.
 
 mod common;
 
@@ -284,4 +285,40 @@ fn udp_backend_end_to_end() {
 #[test]
 fn ipip_in_user_space_end_to_end() {
     tunnel_end_to_end("ipp", "ipip");
+}
+
+#[test]
+fn ipip_cross_subnet_routes_neighbours_directly() {
+    // h1, h3 on 192.168.77.0/24; h2, h4 on 192.168.78.0/24 (Calico's IPIP CrossSubnet).
+    let lab = Lab::up_with(
+        "ipx",
+        "embedded",
+        4,
+        &["--backend", "ipip", "--subnets", "2", "--direct-routing"],
+    );
+    lab.ping_all(0);
+    let (s2, s3) = (lab.subnet_of("h2"), lab.subnet_of("h3"));
+    let routes = lab.weft_routes("h1");
+    assert!(
+        routes.contains(&format!("{s3} via 192.168.77.3 dev eth0")),
+        "same subnet: a plain route\n{routes}"
+    );
+    assert!(
+        routes.contains("10.244.0.0/16 dev weft0") && !routes.contains(&s2),
+        "other subnet: through the tunnel\n{routes}"
+    );
+    let (c2, c3) = (container_addr(&s2), container_addr(&s3));
+    let sent = || lab.metric("h1", "weft_tunnel_tx_packets_total");
+    let before = sent();
+    assert!(lab.ping_from("c1", &c3, 10));
+    let after_direct = sent();
+    assert!(
+        after_direct - before < 3,
+        "direct path used the tunnel: {before} -> {after_direct}"
+    );
+    assert!(lab.ping_from("c1", &c2, 10));
+    assert!(
+        sent() >= after_direct + 10,
+        "cross-subnet traffic goes through the tunnel"
+    );
 }
