@@ -15,6 +15,9 @@
 pub mod message;
 pub mod notification;
 pub mod open;
+pub mod rib;
+pub mod session;
+pub mod speaker;
 pub mod update;
 
 pub use message::{decode, Codec, Message, MAX_LEN};

@@ -1,0 +1,290 @@
+//! The routing decisions, as pure functions: which received path is best (RFC 4271
+//! section 9.1, reduced to what a container network needs), what a route reflector
+//! passes on (RFC 4456), and what each peer should be told.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+
+use crate::update::{AsSegment, Origin, PathAttributes};
+
+/// How Weft relates to a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PeerKind {
+    /// Another Weft node, full mesh (iBGP).
+    Mesh,
+    /// A route reflector's client (iBGP): what it sends is reflected to everyone.
+    RrClient,
+    /// A router outside the cluster, configured for every node.
+    Global,
+    /// A router outside the cluster, configured for this node only.
+    NodeSpecific,
+}
+
+impl PeerKind {
+    /// The names Calico's `node status` prints.
+    pub fn label(self) -> &'static str {
+        match self {
+            PeerKind::Mesh => "node-to-node mesh",
+            PeerKind::RrClient => "route reflector client",
+            PeerKind::Global => "global",
+            PeerKind::NodeSpecific => "node specific",
+        }
+    }
+}
+
+/// A path received from a peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Path {
+    pub attrs: PathAttributes,
+    pub next_hop: Ipv4Addr,
+    /// The peer it came from: address, BGP identifier, whether over eBGP, its kind.
+    pub from: Ipv4Addr,
+    pub from_id: Ipv4Addr,
+    pub ebgp: bool,
+    pub kind: PeerKind,
+}
+
+fn path_len(attrs: &PathAttributes) -> usize {
+    attrs
+        .as_path
+        .iter()
+        .map(|s| match s {
+            AsSegment::Sequence(a) => a.len(),
+            AsSegment::Set(_) => 1,
+        })
+        .sum()
+}
+
+/// Orders paths best first: LOCAL_PREF, AS_PATH length, ORIGIN, eBGP over iBGP, the
+/// lowest ORIGINATOR_ID or BGP identifier, the lowest peer address.
+pub fn better(a: &Path, b: &Path) -> std::cmp::Ordering {
+    let key = |p: &Path| {
+        (
+            std::cmp::Reverse(p.attrs.local_pref.unwrap_or(100)),
+            path_len(&p.attrs),
+            p.attrs.origin.unwrap_or(Origin::Incomplete),
+            !p.ebgp,
+            p.attrs.originator_id.unwrap_or(p.from_id),
+            p.from,
+        )
+    };
+    key(a).cmp(&key(b))
+}
+
+/// Whether a received path must be dropped as a loop: our AS in its AS_PATH, or (route
+/// reflection) our identifier as originator or our cluster in its cluster list.
+pub fn is_loop(
+    attrs: &PathAttributes,
+    local_as: u32,
+    router_id: Ipv4Addr,
+    cluster_id: Ipv4Addr,
+) -> bool {
+    let in_path = attrs.as_path.iter().any(|s| match s {
+        AsSegment::Sequence(a) | AsSegment::Set(a) => a.contains(&local_as),
+    });
+    in_path || attrs.originator_id == Some(router_id) || attrs.cluster_list.contains(&cluster_id)
+}
+
+/// Best path per prefix over every peer's received routes.
+pub fn best(adj_in: &BTreeMap<Ipv4Addr, BTreeMap<Ipv4Net, Path>>) -> BTreeMap<Ipv4Net, Path> {
+    let mut out: BTreeMap<Ipv4Net, Path> = BTreeMap::new();
+    for routes in adj_in.values() {
+        for (prefix, path) in routes {
+            match out.get(prefix) {
+                Some(cur) if better(cur, path).is_le() => {}
+                _ => {
+                    out.insert(*prefix, path.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// What this speaker is, for export decisions.
+#[derive(Debug, Clone, Copy)]
+pub struct Local {
+    pub asn: u32,
+    pub router_id: Ipv4Addr,
+    /// Reflects routes for its [`PeerKind::RrClient`] peers (cluster id = router id).
+    pub route_reflector: bool,
+}
+
+/// The routes one peer should have from us (prefix -> attributes), given our own
+/// prefixes and the best paths. `next_hop_self` is our address on that session.
+pub fn export(
+    local: &Local,
+    own: &[Ipv4Net],
+    best: &BTreeMap<Ipv4Net, Path>,
+    to: Ipv4Addr,
+    to_kind: PeerKind,
+    to_ebgp: bool,
+    next_hop_self: Ipv4Addr,
+) -> BTreeMap<Ipv4Net, PathAttributes> {
+    let mut out = BTreeMap::new();
+    for p in own {
+        out.insert(
+            *p,
+            PathAttributes {
+                origin: Some(Origin::Igp),
+                as_path: if to_ebgp {
+                    vec![AsSegment::Sequence(vec![local.asn])]
+                } else {
+                    vec![]
+                },
+                next_hop: Some(next_hop_self),
+                local_pref: (!to_ebgp).then_some(100),
+                ..Default::default()
+            },
+        );
+    }
+    if local.route_reflector && !to_ebgp {
+        for (prefix, path) in best {
+            if out.contains_key(prefix) || path.ebgp || path.from == to {
+                continue;
+            }
+            // RFC 4456 section 6: from a client, reflect to everyone; from a non-client,
+            // to clients only.
+            if path.kind != PeerKind::RrClient && to_kind != PeerKind::RrClient {
+                continue;
+            }
+            let mut attrs = path.attrs.clone();
+            attrs.next_hop = Some(path.next_hop);
+            attrs.originator_id.get_or_insert(path.from_id);
+            attrs.cluster_list.insert(0, local.router_id);
+            out.insert(*prefix, attrs);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    fn path(from: &str, kind: PeerKind, lp: Option<u32>, len: usize) -> Path {
+        Path {
+            attrs: PathAttributes {
+                origin: Some(Origin::Igp),
+                as_path: if len == 0 {
+                    vec![]
+                } else {
+                    vec![AsSegment::Sequence(vec![65000; len])]
+                },
+                local_pref: lp,
+                ..Default::default()
+            },
+            next_hop: ip(from),
+            from: ip(from),
+            from_id: ip(from),
+            ebgp: len > 0,
+            kind,
+        }
+    }
+
+    #[test]
+    fn best_path_order() {
+        let a = path("10.0.0.2", PeerKind::Mesh, Some(100), 0);
+        let b = path("10.0.0.3", PeerKind::Global, None, 2);
+        let c = path("10.0.0.1", PeerKind::Mesh, Some(200), 0);
+        assert!(better(&a, &b).is_lt(), "shorter AS path");
+        assert!(better(&c, &a).is_lt(), "higher LOCAL_PREF");
+        let d = path("10.0.0.1", PeerKind::Mesh, Some(100), 0);
+        assert!(better(&d, &a).is_lt(), "lower identifier breaks the tie");
+        let mut adj = BTreeMap::new();
+        let p: Ipv4Net = "10.244.1.0/24".parse().unwrap();
+        adj.insert(ip("10.0.0.2"), BTreeMap::from([(p, a.clone())]));
+        adj.insert(ip("10.0.0.3"), BTreeMap::from([(p, b)]));
+        assert_eq!(best(&adj)[&p].from, ip("10.0.0.2"));
+    }
+
+    #[test]
+    fn loops_are_dropped() {
+        let mut a = PathAttributes::default();
+        assert!(!is_loop(&a, 64512, ip("1.1.1.1"), ip("1.1.1.1")));
+        a.as_path = vec![AsSegment::Sequence(vec![65000, 64512])];
+        assert!(is_loop(&a, 64512, ip("1.1.1.1"), ip("1.1.1.1")));
+        let b = PathAttributes {
+            originator_id: Some(ip("1.1.1.1")),
+            ..Default::default()
+        };
+        assert!(is_loop(&b, 64512, ip("1.1.1.1"), ip("9.9.9.9")));
+        let c = PathAttributes {
+            cluster_list: vec![ip("9.9.9.9")],
+            ..Default::default()
+        };
+        assert!(is_loop(&c, 64512, ip("1.1.1.1"), ip("9.9.9.9")));
+    }
+
+    #[test]
+    fn export_own_and_reflected() {
+        let local = Local {
+            asn: 64512,
+            router_id: ip("10.0.0.9"),
+            route_reflector: true,
+        };
+        let own: Vec<Ipv4Net> = vec!["10.244.9.0/24".parse().unwrap()];
+        let mut best = BTreeMap::new();
+        let from_client = path("10.0.0.1", PeerKind::RrClient, Some(100), 0);
+        let from_mesh = path("10.0.0.2", PeerKind::Mesh, Some(100), 0);
+        best.insert("10.244.1.0/24".parse().unwrap(), from_client);
+        best.insert("10.244.2.0/24".parse().unwrap(), from_mesh);
+        // To another client: both (from a client and from a non-client).
+        let to_client = export(
+            &local,
+            &own,
+            &best,
+            ip("10.0.0.3"),
+            PeerKind::RrClient,
+            false,
+            ip("10.0.0.9"),
+        );
+        assert_eq!(to_client.len(), 3);
+        let r = &to_client[&"10.244.1.0/24".parse().unwrap()];
+        assert_eq!(r.next_hop, Some(ip("10.0.0.1")), "next hop unchanged");
+        assert_eq!(r.originator_id, Some(ip("10.0.0.1")));
+        assert_eq!(r.cluster_list, [ip("10.0.0.9")]);
+        // To a non-client: only what came from a client.
+        let to_mesh = export(
+            &local,
+            &own,
+            &best,
+            ip("10.0.0.4"),
+            PeerKind::Mesh,
+            false,
+            ip("10.0.0.9"),
+        );
+        assert_eq!(to_mesh.len(), 2);
+        // Never back to where it came from; eBGP peers get only our own, AS prepended.
+        let back = export(
+            &local,
+            &own,
+            &best,
+            ip("10.0.0.1"),
+            PeerKind::RrClient,
+            false,
+            ip("10.0.0.9"),
+        );
+        assert!(!back.contains_key(&"10.244.1.0/24".parse().unwrap()));
+        let ext = export(
+            &local,
+            &own,
+            &best,
+            ip("10.0.0.5"),
+            PeerKind::Global,
+            true,
+            ip("10.0.0.9"),
+        );
+        assert_eq!(ext.len(), 1);
+        assert_eq!(
+            ext.values().next().unwrap().as_path,
+            [AsSegment::Sequence(vec![64512])]
+        );
+    }
+}

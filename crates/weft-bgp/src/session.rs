@@ -1,0 +1,430 @@
+//! One BGP session over TCP: connect (or take an accepted connection), exchange OPENs and
+//! KEEPALIVEs (RFC 4271 section 8's OpenSent / OpenConfirm / Established), then carry
+//! messages both ways with the hold and keepalive timers, until an error or a stop. The
+//! routing decisions are not made here: received UPDATEs go to the speaker's core, and
+//! the core says what to send.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::{sleep, timeout, Instant};
+
+use crate::message::{decode, Codec, Message};
+use crate::notification::{code, Notification};
+use crate::open::{Capability, Open};
+use crate::update::{AFI_IPV4, SAFI_UNICAST};
+
+pub const BGP_PORT: u16 = 179;
+/// The hold time offered before a session is up (RFC 4271 suggests a large value).
+const OPEN_HOLD: Duration = Duration::from_secs(240);
+/// Graceful restart time this speaker advertises (RFC 4724, as receiving speaker).
+pub const RESTART_TIME: u16 = 120;
+
+/// What a session is told by the speaker's core.
+#[derive(Debug)]
+pub enum ToSession {
+    Send(Vec<Message>),
+}
+
+/// What a session tells the core.
+#[derive(Debug)]
+pub enum FromSession {
+    State {
+        peer: Ipv4Addr,
+        state: &'static str,
+        info: String,
+    },
+    Up {
+        peer: Ipv4Addr,
+        local: Ipv4Addr,
+        peer_id: Ipv4Addr,
+        /// The peer's graceful restart time, if it offered graceful restart.
+        restart_time: Option<u16>,
+        to_session: mpsc::Sender<ToSession>,
+    },
+    Received {
+        peer: Ipv4Addr,
+        message: Message,
+    },
+    Down {
+        peer: Ipv4Addr,
+        reason: String,
+        /// Whether the peer closed with a NOTIFICATION (no graceful restart then).
+        notified: bool,
+    },
+}
+
+/// Fixed parameters of one session.
+#[derive(Debug, Clone)]
+pub struct SessionParams {
+    pub peer: Ipv4Addr,
+    pub peer_as: u32,
+    pub local_as: u32,
+    pub router_id: Ipv4Addr,
+    pub hold_time: u16,
+    pub passive: bool,
+    pub connect_retry: Duration,
+    pub port: u16,
+}
+
+/// Why a connection ended.
+struct Ended {
+    reason: String,
+    notified: bool,
+}
+
+impl Ended {
+    fn local(n: Notification) -> Self {
+        Ended {
+            reason: format!("sent NOTIFICATION: {n}"),
+            notified: false,
+        }
+    }
+}
+
+fn our_open(p: &SessionParams) -> Open {
+    Open {
+        asn: p.local_as,
+        hold_time: p.hold_time,
+        bgp_id: p.router_id,
+        capabilities: vec![
+            Capability::Multiprotocol {
+                afi: AFI_IPV4,
+                safi: SAFI_UNICAST,
+            },
+            Capability::RouteRefresh,
+            Capability::GracefulRestart {
+                restarting: false,
+                time: RESTART_TIME,
+                families: vec![(AFI_IPV4, SAFI_UNICAST, false)],
+            },
+            Capability::FourOctetAs(p.local_as),
+        ],
+    }
+}
+
+/// A framed BGP connection.
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    codec: Codec,
+}
+
+impl Conn {
+    async fn send(&mut self, m: &Message) -> std::io::Result<()> {
+        self.stream.write_all(&m.encode(self.codec)).await
+    }
+
+    /// The next message; a decode error is sent back as NOTIFICATION and ends the connection.
+    async fn recv(&mut self) -> Result<Message, Ended> {
+        loop {
+            match decode(&self.buf, self.codec) {
+                Ok(Some((m, used))) => {
+                    self.buf.drain(..used);
+                    return Ok(m);
+                }
+                Ok(None) => {}
+                Err(n) => {
+                    let _ = self.send(&Message::Notification(n.clone())).await;
+                    return Err(Ended::local(n));
+                }
+            }
+            let mut chunk = [0u8; 16384];
+            match self.stream.read(&mut chunk).await {
+                Ok(0) => {
+                    return Err(Ended {
+                        reason: "connection closed by peer".into(),
+                        notified: false,
+                    })
+                }
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) => {
+                    return Err(Ended {
+                        reason: format!("connection error: {e}"),
+                        notified: false,
+                    })
+                }
+            }
+        }
+    }
+
+    async fn notify(&mut self, n: Notification) -> Ended {
+        let _ = self.send(&Message::Notification(n.clone())).await;
+        Ended::local(n)
+    }
+}
+
+/// Runs a peer's session until the core drops `incoming`'s sender and the events channel.
+pub async fn run(
+    p: SessionParams,
+    mut incoming: mpsc::Receiver<TcpStream>,
+    events: mpsc::Sender<FromSession>,
+) {
+    let state = |state: &'static str, info: String| FromSession::State {
+        peer: p.peer,
+        state,
+        info,
+    };
+    loop {
+        let _ = events
+            .send(state(
+                if p.passive { "Active" } else { "Connect" },
+                String::new(),
+            ))
+            .await;
+        let stream = if p.passive {
+            match incoming.recv().await {
+                Some(s) => s,
+                None => return,
+            }
+        } else {
+            let addr = SocketAddr::V4(SocketAddrV4::new(p.peer, p.port));
+            tokio::select! {
+                s = incoming.recv() => match s { Some(s) => s, None => return },
+                c = timeout(Duration::from_secs(5), TcpStream::connect(addr)) => match c {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        let _ = events.send(state("Active", format!("connect: {e}"))).await;
+                        if wait_or_incoming(&p, &mut incoming, &events).await { continue; } else { return; }
+                    }
+                    Err(_) => {
+                        let _ = events.send(state("Active", "connect: timed out".into())).await;
+                        if wait_or_incoming(&p, &mut incoming, &events).await { continue; } else { return; }
+                    }
+                },
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let ended = connection(&p, stream, &mut incoming, &events).await;
+        if events.is_closed() {
+            return;
+        }
+        let _ = events
+            .send(FromSession::Down {
+                peer: p.peer,
+                reason: ended.reason.clone(),
+                notified: ended.notified,
+            })
+            .await;
+        let _ = events.send(state("Idle", ended.reason)).await;
+        sleep(p.connect_retry).await;
+    }
+}
+
+/// Sleeps the connect-retry time; true to go on (also when a connection came in).
+async fn wait_or_incoming(
+    p: &SessionParams,
+    incoming: &mut mpsc::Receiver<TcpStream>,
+    events: &mpsc::Sender<FromSession>,
+) -> bool {
+    tokio::select! {
+        _ = sleep(p.connect_retry) => !events.is_closed(),
+        s = incoming.recv() => match s {
+            // Put it back in front by handling it now: run it as this attempt.
+            Some(s) => {
+                let ended = connection(p, s, incoming, events).await;
+                let _ = events.send(FromSession::Down { peer: p.peer, reason: ended.reason, notified: ended.notified }).await;
+                !events.is_closed()
+            }
+            None => false,
+        },
+    }
+}
+
+/// One TCP connection's life: handshake, then Established until it ends.
+async fn connection(
+    p: &SessionParams,
+    stream: TcpStream,
+    incoming: &mut mpsc::Receiver<TcpStream>,
+    events: &mpsc::Sender<FromSession>,
+) -> Ended {
+    let local = match stream.local_addr() {
+        Ok(SocketAddr::V4(a)) => *a.ip(),
+        _ => {
+            return Ended {
+                reason: "not an IPv4 connection".into(),
+                notified: false,
+            }
+        }
+    };
+    let mut c = Conn {
+        stream,
+        buf: Vec::new(),
+        codec: Codec::default(),
+    };
+    let state = |s: &'static str| FromSession::State {
+        peer: p.peer,
+        state: s,
+        info: String::new(),
+    };
+    if let Err(e) = c.send(&Message::Open(our_open(p))).await {
+        return Ended {
+            reason: format!("cannot send OPEN: {e}"),
+            notified: false,
+        };
+    }
+    let _ = events.send(state("OpenSent")).await;
+    let open = match timeout(OPEN_HOLD, c.recv()).await {
+        Err(_) => {
+            return c
+                .notify(Notification::new(code::HOLD_TIMER_EXPIRED, 0, vec![]))
+                .await
+        }
+        Ok(Err(e)) => return e,
+        Ok(Ok(Message::Open(o))) => o,
+        Ok(Ok(Message::Notification(n))) => {
+            return Ended {
+                reason: format!("peer sent NOTIFICATION: {n}"),
+                notified: true,
+            }
+        }
+        Ok(Ok(_)) => return c.notify(Notification::new(code::FSM, 1, vec![])).await,
+    };
+    if open.asn != p.peer_as {
+        return c
+            .notify(Notification::new(
+                code::OPEN,
+                crate::notification::open::BAD_PEER_AS,
+                (open.asn.min(65535) as u16).to_be_bytes(),
+            ))
+            .await;
+    }
+    if open.bgp_id == p.router_id {
+        return c
+            .notify(Notification::new(
+                code::OPEN,
+                crate::notification::open::BAD_BGP_ID,
+                vec![],
+            ))
+            .await;
+    }
+    // Collision (RFC 4271 section 6.8): if the peer also connected to us, keep the
+    // connection opened by the speaker with the higher BGP identifier.
+    if let Ok(other) = incoming.try_recv() {
+        let ours_outgoing = !p.passive;
+        if ours_outgoing && u32::from(open.bgp_id) > u32::from(p.router_id) {
+            let _ = c
+                .send(&Message::Notification(Notification::new(
+                    code::CEASE,
+                    7,
+                    vec![],
+                )))
+                .await;
+            return Box::pin(connection(p, other, incoming, events)).await;
+        }
+        drop(other);
+    }
+    c.codec.four_octet_as = open.four_octet_as().is_some();
+    let hold = Duration::from_secs(p.hold_time.min(open.hold_time) as u64);
+    let restart_time = open.capabilities.iter().find_map(|cap| match cap {
+        Capability::GracefulRestart { time, .. } => Some(*time),
+        _ => None,
+    });
+    if let Err(e) = c.send(&Message::Keepalive).await {
+        return Ended {
+            reason: format!("cannot send KEEPALIVE: {e}"),
+            notified: false,
+        };
+    }
+    let _ = events.send(state("OpenConfirm")).await;
+    match timeout(if hold.is_zero() { OPEN_HOLD } else { hold }, c.recv()).await {
+        Err(_) => {
+            return c
+                .notify(Notification::new(code::HOLD_TIMER_EXPIRED, 0, vec![]))
+                .await
+        }
+        Ok(Err(e)) => return e,
+        Ok(Ok(Message::Keepalive)) => {}
+        Ok(Ok(Message::Notification(n))) => {
+            return Ended {
+                reason: format!("peer sent NOTIFICATION: {n}"),
+                notified: true,
+            }
+        }
+        Ok(Ok(_)) => return c.notify(Notification::new(code::FSM, 2, vec![])).await,
+    }
+    let (to_tx, mut to_rx) = mpsc::channel(64);
+    let _ = events
+        .send(FromSession::Up {
+            peer: p.peer,
+            local,
+            peer_id: open.bgp_id,
+            restart_time,
+            to_session: to_tx,
+        })
+        .await;
+    established(p, c, hold, &mut to_rx, incoming, events).await
+}
+
+async fn established(
+    p: &SessionParams,
+    mut c: Conn,
+    hold: Duration,
+    to_rx: &mut mpsc::Receiver<ToSession>,
+    incoming: &mut mpsc::Receiver<TcpStream>,
+    events: &mpsc::Sender<FromSession>,
+) -> Ended {
+    let far = Instant::now() + Duration::from_secs(86_400 * 365);
+    let mut hold_deadline = if hold.is_zero() {
+        far
+    } else {
+        Instant::now() + hold
+    };
+    let keepalive_every = if hold.is_zero() {
+        Duration::from_secs(86_400)
+    } else {
+        hold / 3
+    };
+    let mut keepalive = tokio::time::interval(keepalive_every);
+    keepalive.tick().await;
+    loop {
+        tokio::select! {
+            m = c.recv() => {
+                let m = match m { Ok(m) => m, Err(e) => return e };
+                if !hold.is_zero() {
+                    hold_deadline = Instant::now() + hold;
+                }
+                match m {
+                    Message::Keepalive => {}
+                    Message::Notification(n) => {
+                        return Ended { reason: format!("peer sent NOTIFICATION: {n}"), notified: true };
+                    }
+                    Message::Open(_) => return c.notify(Notification::new(code::FSM, 3, vec![])).await,
+                    other => {
+                        if events.send(FromSession::Received { peer: p.peer, message: other }).await.is_err() {
+                            return c.notify(Notification::new(code::CEASE, 3, vec![])).await;
+                        }
+                    }
+                }
+            }
+            cmd = to_rx.recv() => match cmd {
+                Some(ToSession::Send(msgs)) => {
+                    for m in msgs {
+                        if let Err(e) = c.send(&m).await {
+                            return Ended { reason: format!("write: {e}"), notified: false };
+                        }
+                    }
+                }
+                None => return c.notify(Notification::new(code::CEASE, 3, vec![])).await, // peer deconfigured
+            },
+            _ = keepalive.tick() => {
+                if let Err(e) = c.send(&Message::Keepalive).await {
+                    return Ended { reason: format!("write: {e}"), notified: false };
+                }
+            }
+            _ = tokio::time::sleep_until(hold_deadline) => {
+                return c.notify(Notification::new(code::HOLD_TIMER_EXPIRED, 0, vec![])).await;
+            }
+            s = incoming.recv() => {
+                // Established wins every collision (RFC 4271 section 6.8).
+                if let Some(mut s) = s {
+                    let n = Message::Notification(Notification::new(code::CEASE, 7, vec![]));
+                    let _ = s.write_all(&n.encode(Codec::default())).await;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,576 @@
+//! The speaker: one listener, a session per peer, and a core task that owns the routing
+//! state. Sessions report what they hear; the core keeps each peer's received routes,
+//! chooses the best path per prefix ([`crate::rib`]), publishes the result, and tells
+//! each established peer exactly the difference between what it has and what it should
+//! have. Peers and this node's own prefixes can change at any time without a restart.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use ipnet::Ipv4Net;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::message::{Message, MAX_LEN};
+use crate::rib::{self, Local, Path, PeerKind};
+use crate::session::{self, FromSession, SessionParams, ToSession, BGP_PORT};
+use crate::update::{PathAttributes, Update};
+
+/// This speaker.
+#[derive(Debug, Clone)]
+pub struct SpeakerConfig {
+    pub asn: u32,
+    pub router_id: Ipv4Addr,
+    /// Where to accept sessions (port 179 on the node's address); `None`: active only.
+    pub listen: Option<SocketAddr>,
+    pub hold_time: u16,
+    pub connect_retry: Duration,
+    pub route_reflector: bool,
+    /// The port peers listen on (179; tests may use another).
+    pub peer_port: u16,
+}
+
+impl SpeakerConfig {
+    pub fn new(asn: u32, router_id: Ipv4Addr) -> Self {
+        SpeakerConfig {
+            asn,
+            router_id,
+            listen: Some(SocketAddr::V4(SocketAddrV4::new(router_id, BGP_PORT))),
+            hold_time: 90,
+            connect_retry: Duration::from_secs(2),
+            route_reflector: false,
+            peer_port: BGP_PORT,
+        }
+    }
+}
+
+/// One peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerConfig {
+    pub address: Ipv4Addr,
+    pub asn: u32,
+    pub kind: PeerKind,
+    /// Only accept the session, never connect.
+    pub passive: bool,
+}
+
+/// A peer's state, for `weftctl node status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStatus {
+    pub address: Ipv4Addr,
+    pub kind: PeerKind,
+    pub state: &'static str,
+    pub since: SystemTime,
+    pub info: String,
+    pub received: usize,
+    pub advertised: usize,
+}
+
+/// A route learned from a peer and chosen as best.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Learned {
+    pub next_hop: Ipv4Addr,
+    pub from: Ipv4Addr,
+}
+
+enum Cmd {
+    Peers(Vec<PeerConfig>),
+    Own(Vec<Ipv4Net>),
+}
+
+/// A running speaker. Dropping it ends every session.
+pub struct Speaker {
+    cmd: mpsc::Sender<Cmd>,
+    routes: watch::Receiver<BTreeMap<Ipv4Net, Learned>>,
+    status: Arc<Mutex<BTreeMap<Ipv4Addr, PeerStatus>>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Speaker {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Speaker {
+    /// Starts the listener (if any) and the core; no peers yet.
+    pub async fn start(cfg: SpeakerConfig) -> std::io::Result<Speaker> {
+        let (cmd_tx, cmd_rx) = mpsc::channel(16);
+        let (routes_tx, routes_rx) = watch::channel(BTreeMap::new());
+        let status = Arc::new(Mutex::new(BTreeMap::new()));
+        let accept: Arc<Mutex<HashMap<Ipv4Addr, mpsc::Sender<TcpStream>>>> = Arc::default();
+        let mut tasks = Vec::new();
+        if let Some(addr) = cfg.listen {
+            let listener = TcpListener::bind(addr).await?;
+            let accept = accept.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let Ok((stream, from)) = listener.accept().await else { continue };
+                    let SocketAddr::V4(from) = from else { continue };
+                    let tx = accept.lock().expect("lock").get(from.ip()).cloned();
+                    match tx {
+                        Some(tx) => {
+                            let _ = tx.send(stream).await;
+                        }
+                        None => warn!(peer = %from.ip(), "BGP connection from an address that is not a peer; closed"),
+                    }
+                }
+            }));
+        }
+        let core = Core {
+            cfg,
+            peers: BTreeMap::new(),
+            adj_in: BTreeMap::new(),
+            stale: BTreeMap::new(),
+            own: Vec::new(),
+            routes: routes_tx,
+            status: status.clone(),
+            accept,
+        };
+        tasks.push(tokio::spawn(core.run(cmd_rx)));
+        Ok(Speaker {
+            cmd: cmd_tx,
+            routes: routes_rx,
+            status,
+            tasks,
+        })
+    }
+
+    /// Makes the set of peers this; sessions of removed peers end, new ones start.
+    pub async fn set_peers(&self, peers: Vec<PeerConfig>) {
+        let _ = self.cmd.send(Cmd::Peers(peers)).await;
+    }
+
+    /// The prefixes this node originates.
+    pub async fn set_own(&self, prefixes: Vec<Ipv4Net>) {
+        let _ = self.cmd.send(Cmd::Own(prefixes)).await;
+    }
+
+    /// The best learned routes, updated as they change.
+    pub fn routes(&self) -> watch::Receiver<BTreeMap<Ipv4Net, Learned>> {
+        self.routes.clone()
+    }
+
+    pub fn status(&self) -> Vec<PeerStatus> {
+        self.status
+            .lock()
+            .expect("lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
+struct PeerState {
+    config: PeerConfig,
+    task: JoinHandle<()>,
+    up: Option<Up>,
+}
+
+struct Up {
+    local: Ipv4Addr,
+    peer_id: Ipv4Addr,
+    restart_time: Option<u16>,
+    tx: mpsc::Sender<ToSession>,
+    advertised: BTreeMap<Ipv4Net, PathAttributes>,
+    /// The initial table and its End-of-RIB have been sent.
+    synced: bool,
+}
+
+struct Core {
+    cfg: SpeakerConfig,
+    peers: BTreeMap<Ipv4Addr, PeerState>,
+    adj_in: BTreeMap<Ipv4Addr, BTreeMap<Ipv4Net, Path>>,
+    /// Graceful restart: a restarting peer's routes kept until this time, and which.
+    stale: BTreeMap<Ipv4Addr, (BTreeSet<Ipv4Net>, tokio::time::Instant)>,
+    own: Vec<Ipv4Net>,
+    routes: watch::Sender<BTreeMap<Ipv4Net, Learned>>,
+    status: Arc<Mutex<BTreeMap<Ipv4Addr, PeerStatus>>>,
+    accept: Arc<Mutex<HashMap<Ipv4Addr, mpsc::Sender<TcpStream>>>>,
+}
+
+impl Core {
+    async fn run(mut self, mut cmds: mpsc::Receiver<Cmd>) {
+        let (ev_tx, mut ev_rx) = mpsc::channel(256);
+        let mut sweep = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                c = cmds.recv() => match c {
+                    None => return,
+                    Some(Cmd::Peers(p)) => self.set_peers(p, &ev_tx),
+                    Some(Cmd::Own(o)) => self.own = o,
+                },
+                Some(ev) = ev_rx.recv() => self.on_event(ev),
+                _ = sweep.tick() => self.sweep_stale(),
+            }
+            self.converge().await;
+        }
+    }
+
+    fn set_status(&self, peer: Ipv4Addr, f: impl FnOnce(&mut PeerStatus)) {
+        if let Some(s) = self.status.lock().expect("lock").get_mut(&peer) {
+            f(s);
+        }
+    }
+
+    fn set_peers(&mut self, peers: Vec<PeerConfig>, events: &mpsc::Sender<FromSession>) {
+        let wanted: BTreeMap<Ipv4Addr, PeerConfig> =
+            peers.into_iter().map(|p| (p.address, p)).collect();
+        let gone: Vec<Ipv4Addr> = self
+            .peers
+            .iter()
+            .filter(|(a, s)| wanted.get(a) != Some(&s.config))
+            .map(|(a, _)| *a)
+            .collect();
+        for a in gone {
+            if let Some(s) = self.peers.remove(&a) {
+                s.task.abort();
+                info!(peer = %a, "BGP peer removed");
+            }
+            self.adj_in.remove(&a);
+            self.stale.remove(&a);
+            self.accept.lock().expect("lock").remove(&a);
+            self.status.lock().expect("lock").remove(&a);
+        }
+        for (a, config) in wanted {
+            if self.peers.contains_key(&a) {
+                continue;
+            }
+            let (in_tx, in_rx) = mpsc::channel(4);
+            self.accept.lock().expect("lock").insert(a, in_tx);
+            let params = SessionParams {
+                peer: a,
+                peer_as: config.asn,
+                local_as: self.cfg.asn,
+                router_id: self.cfg.router_id,
+                hold_time: self.cfg.hold_time,
+                passive: config.passive,
+                connect_retry: self.cfg.connect_retry,
+                port: self.cfg.peer_port,
+            };
+            self.status.lock().expect("lock").insert(
+                a,
+                PeerStatus {
+                    address: a,
+                    kind: config.kind,
+                    state: "Idle",
+                    since: SystemTime::now(),
+                    info: String::new(),
+                    received: 0,
+                    advertised: 0,
+                },
+            );
+            let task = tokio::spawn(session::run(params, in_rx, events.clone()));
+            info!(peer = %a, asn = config.asn, kind = config.kind.label(), "BGP peer added");
+            self.peers.insert(
+                a,
+                PeerState {
+                    config,
+                    task,
+                    up: None,
+                },
+            );
+        }
+    }
+
+    fn ebgp(&self, peer: &PeerConfig) -> bool {
+        peer.asn != self.cfg.asn
+    }
+
+    fn on_event(&mut self, ev: FromSession) {
+        match ev {
+            FromSession::State { peer, state, info } => self.set_status(peer, |s| {
+                if s.state != state {
+                    s.since = SystemTime::now();
+                }
+                s.state = state;
+                if !info.is_empty() || state != "Idle" {
+                    s.info = info;
+                }
+            }),
+            FromSession::Up {
+                peer,
+                local,
+                peer_id,
+                restart_time,
+                to_session,
+            } => {
+                let Some(p) = self.peers.get_mut(&peer) else {
+                    return;
+                };
+                info!(%peer, %peer_id, "BGP session established");
+                p.up = Some(Up {
+                    local,
+                    peer_id,
+                    restart_time,
+                    tx: to_session,
+                    advertised: BTreeMap::new(),
+                    synced: false,
+                });
+                self.set_status(peer, |s| {
+                    s.state = "Established";
+                    s.since = SystemTime::now();
+                    s.info = "Established".into();
+                });
+            }
+            FromSession::Down {
+                peer,
+                reason,
+                notified,
+            } => {
+                let Some(p) = self.peers.get_mut(&peer) else {
+                    return;
+                };
+                let was_up = p.up.take();
+                warn!(%peer, %reason, "BGP session down");
+                let keep = was_up
+                    .as_ref()
+                    .and_then(|u| u.restart_time)
+                    .filter(|_| !notified);
+                match keep {
+                    Some(secs) if secs > 0 => {
+                        // RFC 4724 receiving speaker: keep its routes, marked stale.
+                        let prefixes = self
+                            .adj_in
+                            .get(&peer)
+                            .map(|r| r.keys().copied().collect())
+                            .unwrap_or_default();
+                        let until = tokio::time::Instant::now() + Duration::from_secs(secs as u64);
+                        self.stale.insert(peer, (prefixes, until));
+                    }
+                    _ => {
+                        self.adj_in.remove(&peer);
+                    }
+                }
+                self.set_status(peer, |s| s.info = reason);
+            }
+            FromSession::Received { peer, message } => self.on_message(peer, message),
+        }
+    }
+
+    fn on_message(&mut self, peer: Ipv4Addr, message: Message) {
+        let Some(p) = self.peers.get(&peer) else {
+            return;
+        };
+        let Some(up) = &p.up else { return };
+        match message {
+            Message::Update(u) => {
+                if u.is_end_of_rib() {
+                    // The restarted peer has sent everything: what it did not resend is gone.
+                    if let Some((stale, _)) = self.stale.remove(&peer) {
+                        if let Some(routes) = self.adj_in.get_mut(&peer) {
+                            routes.retain(|prefix, _| !stale.contains(prefix));
+                        }
+                    }
+                    return;
+                }
+                if let Some(why) = &u.treat_as_withdraw {
+                    warn!(%peer, reason = %why, "malformed UPDATE: its routes are treated as withdrawn (RFC 7606)");
+                }
+                for (t, why) in &u.discarded {
+                    warn!(%peer, attribute = t, reason = %why, "malformed attribute discarded (RFC 7606)");
+                }
+                let ebgp = self.ebgp(&p.config);
+                let (kind, peer_id) = (p.config.kind, up.peer_id);
+                let looped = rib::is_loop(
+                    &u.attrs,
+                    self.cfg.asn,
+                    self.cfg.router_id,
+                    self.cfg.router_id,
+                );
+                let routes = self.adj_in.entry(peer).or_default();
+                for w in u.withdrawn_all() {
+                    routes.remove(w);
+                }
+                let stale = self.stale.get_mut(&peer);
+                let mut refreshed = Vec::new();
+                for (prefix, nh) in u.nlri.iter().map(|n| (*n, u.attrs.next_hop)).chain(
+                    u.attrs
+                        .mp_reach
+                        .iter()
+                        .flat_map(|m| m.nlri.iter().map(|n| (*n, Some(m.next_hop)))),
+                ) {
+                    let Some(next_hop) = nh else { continue };
+                    refreshed.push(prefix);
+                    if looped {
+                        routes.remove(&prefix);
+                        continue;
+                    }
+                    let mut attrs = u.attrs.clone();
+                    attrs.mp_reach = None;
+                    attrs.mp_unreach = None;
+                    routes.insert(
+                        prefix,
+                        Path {
+                            attrs,
+                            next_hop,
+                            from: peer,
+                            from_id: peer_id,
+                            ebgp,
+                            kind,
+                        },
+                    );
+                }
+                if let Some((set, _)) = stale {
+                    for r in refreshed {
+                        set.remove(&r);
+                    }
+                }
+                let n = routes.len();
+                self.set_status(peer, |s| s.received = n);
+            }
+            Message::RouteRefresh { .. } => {
+                // Re-send everything: forget what we told it.
+                if let Some(up) = self.peers.get_mut(&peer).and_then(|p| p.up.as_mut()) {
+                    up.advertised.clear();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn sweep_stale(&mut self) {
+        let now = tokio::time::Instant::now();
+        let expired: Vec<Ipv4Addr> = self
+            .stale
+            .iter()
+            .filter(|(_, (_, t))| *t <= now)
+            .map(|(a, _)| *a)
+            .collect();
+        for peer in expired {
+            if let Some((set, _)) = self.stale.remove(&peer) {
+                if let Some(routes) = self.adj_in.get_mut(&peer) {
+                    routes.retain(|p, _| !set.contains(p));
+                }
+                warn!(%peer, "graceful restart time over: the peer's stale routes are removed");
+            }
+        }
+    }
+
+    /// Publishes the best routes and brings every established peer up to date.
+    async fn converge(&mut self) {
+        let best = rib::best(&self.adj_in);
+        let learned: BTreeMap<Ipv4Net, Learned> = best
+            .iter()
+            .filter(|(p, _)| !self.own.contains(p))
+            .map(|(p, path)| {
+                (
+                    *p,
+                    Learned {
+                        next_hop: path.next_hop,
+                        from: path.from,
+                    },
+                )
+            })
+            .collect();
+        self.routes.send_if_modified(|cur| {
+            if *cur != learned {
+                *cur = learned;
+                true
+            } else {
+                false
+            }
+        });
+        let local = Local {
+            asn: self.cfg.asn,
+            router_id: self.cfg.router_id,
+            route_reflector: self.cfg.route_reflector,
+        };
+        let asn = self.cfg.asn;
+        let mut counts = Vec::new();
+        for (addr, p) in self.peers.iter_mut() {
+            let Some(up) = p.up.as_mut() else { continue };
+            let ebgp = p.config.asn != asn;
+            let want = rib::export(
+                &local,
+                &self.own,
+                &best,
+                *addr,
+                p.config.kind,
+                ebgp,
+                up.local,
+            );
+            let mut msgs = diff_updates(&up.advertised, &want);
+            if !up.synced {
+                msgs.push(Message::Update(Box::default())); // End-of-RIB (RFC 4724)
+            }
+            if !msgs.is_empty() {
+                if up.tx.send(ToSession::Send(msgs)).await.is_err() {
+                    continue;
+                }
+                up.advertised = want;
+                up.synced = true;
+            }
+            counts.push((*addr, up.advertised.len()));
+        }
+        for (a, n) in counts {
+            self.set_status(a, |s| s.advertised = n);
+        }
+    }
+}
+
+/// The UPDATEs that turn `have` into `want`: withdrawals packed together, announcements
+/// grouped by identical attributes, each message under 4,096 bytes.
+fn diff_updates(
+    have: &BTreeMap<Ipv4Net, PathAttributes>,
+    want: &BTreeMap<Ipv4Net, PathAttributes>,
+) -> Vec<Message> {
+    let mut msgs = Vec::new();
+    let withdrawn: Vec<Ipv4Net> = have
+        .keys()
+        .filter(|p| !want.contains_key(p))
+        .copied()
+        .collect();
+    // 4,096 - 19 (header) - 4 (two length fields): at most 5 bytes per prefix.
+    for chunk in withdrawn.chunks(800) {
+        msgs.push(Message::Update(Box::new(Update {
+            withdrawn: chunk.to_vec(),
+            ..Default::default()
+        })));
+    }
+    let mut groups: Vec<(&PathAttributes, Vec<Ipv4Net>)> = Vec::new();
+    for (p, a) in want {
+        if have.get(p) == Some(a) {
+            continue;
+        }
+        match groups.iter_mut().find(|(g, _)| *g == a) {
+            Some((_, v)) => v.push(*p),
+            None => groups.push((a, vec![*p])),
+        }
+    }
+    for (attrs, prefixes) in groups {
+        let mut size = 0;
+        // Sized with 4-octet AS numbers, the larger encoding.
+        let mut buf = Vec::new();
+        attrs.encode(true, &mut buf);
+        let room = MAX_LEN - 23 - buf.len();
+        let mut chunk = Vec::new();
+        for p in prefixes {
+            let len = 1 + (p.prefix_len() as usize).div_ceil(8);
+            if size + len > room {
+                msgs.push(Message::Update(Box::new(Update {
+                    attrs: attrs.clone(),
+                    nlri: std::mem::take(&mut chunk),
+                    ..Default::default()
+                })));
+                size = 0;
+            }
+            size += len;
+            chunk.push(p);
+        }
+        if !chunk.is_empty() {
+            msgs.push(Message::Update(Box::new(Update {
+                attrs: attrs.clone(),
+                nlri: chunk,
+                ..Default::default()
+            })));
+        }
+    }
+    msgs
+}

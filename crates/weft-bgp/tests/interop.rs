@@ -1,0 +1,354 @@
+//! Interop with real routers, in network namespaces: Weft's speaker (run in-process in
+//! one namespace) against BIRD 2 and GoBGP (Debian packages) in another. Sessions reach
+//! Established; the router's routes arrive at Weft and Weft's arrive at the router; a
+//! withdrawn route disappears on both sides; a router killed and restarted recovers.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ipnet::Ipv4Net;
+use weft_bgp::rib::PeerKind;
+use weft_bgp::speaker::{Learned, PeerConfig, Speaker, SpeakerConfig};
+
+/// Two namespaces joined by a veth pair: `a` 10.99.0.1/24, `b` 10.99.0.2/24.
+struct Pair {
+    a: String,
+    b: String,
+    dir: std::path::PathBuf,
+}
+
+fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .expect(args[0]);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+impl Pair {
+    fn new(tag: &str) -> Pair {
+        let id = std::process::id() % 100_000;
+        let (a, b) = (format!("t{id}{tag}a"), format!("t{id}{tag}b"));
+        let dir = std::env::temp_dir().join(format!("t{id}{tag}"));
+        let _ = std::fs::create_dir_all(&dir);
+        let p = Pair { a, b, dir };
+        sh(&["ip", "netns", "add", &p.a]);
+        sh(&["ip", "netns", "add", &p.b]);
+        sh(&[
+            "ip", "-n", &p.a, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0",
+            "netns", &p.b,
+        ]);
+        for (ns, ip) in [(&p.a, "10.99.0.1/24"), (&p.b, "10.99.0.2/24")] {
+            sh(&["ip", "-n", ns, "addr", "add", ip, "dev", "eth0"]);
+            sh(&["ip", "-n", ns, "link", "set", "eth0", "up"]);
+            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        }
+        p
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        for ns in [&self.a, &self.b] {
+            // Kill whatever still runs in it (the router), then remove it.
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-9", pid]).status();
+                }
+            }
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs `f` on a thread inside namespace `ns` with its own tokio runtime.
+fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let file = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
+    std::thread::spawn(move || {
+        // SAFETY: setns on this thread only, with a namespace file we hold open.
+        let r = unsafe { libc_setns(file.as_raw_fd()) };
+        assert_eq!(r, 0, "setns");
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+extern "C" {
+    fn setns(fd: i32, nstype: i32) -> i32;
+}
+
+unsafe fn libc_setns(fd: i32) -> i32 {
+    const CLONE_NEWNET: i32 = 0x4000_0000;
+    setns(fd, CLONE_NEWNET)
+}
+
+fn net(s: &str) -> Ipv4Net {
+    s.parse().unwrap()
+}
+
+async fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {secs}s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn learned(s: &Speaker) -> BTreeMap<Ipv4Net, Learned> {
+    s.routes().borrow().clone()
+}
+
+fn bird_conf(dir: &std::path::Path, statics: &[&str]) -> std::path::PathBuf {
+    let routes: String = statics
+        .iter()
+        .map(|r| format!("  route {r} blackhole;\n"))
+        .collect();
+    let conf = format!(
+        "router id 10.99.0.2;\nprotocol device {{}}\nprotocol static {{\n  ipv4;\n{routes}}}\n\
+         protocol bgp weft {{\n  local 10.99.0.2 as 64513;\n  neighbor 10.99.0.1 as 64512;\n  strict bind yes;\n  \
+         connect delay time 1;\n  ipv4 {{ import all; export all; }};\n}}\n"
+    );
+    let path = dir.join("bird.conf");
+    std::fs::write(&path, conf).unwrap();
+    path
+}
+
+fn start_bird(ns: &str, dir: &std::path::Path) -> Child {
+    Command::new("ip")
+        .args(["netns", "exec", ns, "bird", "-f", "-c"])
+        .arg(dir.join("bird.conf"))
+        .arg("-s")
+        .arg(dir.join("bird.ctl"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("bird")
+}
+
+fn birdc(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new("birdc")
+        .arg("-s")
+        .arg(dir.join("bird.ctl"))
+        .args(args)
+        .output()
+        .expect("birdc");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn speaker_config(peer_asn: u32) -> (SpeakerConfig, Vec<PeerConfig>) {
+    let mut cfg = SpeakerConfig::new(64512, Ipv4Addr::new(10, 99, 0, 1));
+    cfg.connect_retry = Duration::from_secs(1);
+    cfg.hold_time = 9;
+    let peer = PeerConfig {
+        address: Ipv4Addr::new(10, 99, 0, 2),
+        asn: peer_asn,
+        kind: PeerKind::Global,
+        passive: false,
+    };
+    (cfg, vec![peer])
+}
+
+fn established(s: &Speaker) -> bool {
+    s.status().first().is_some_and(|p| p.state == "Established")
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn bird_both_directions_withdrawal_and_restart() {
+    let p = Pair::new("bird");
+    let (ns, dir) = (p.b.clone(), p.dir.clone());
+    in_netns(&p.a, move || {
+        runtime().block_on(async move {
+            bird_conf(&dir, &["10.200.1.0/24", "10.200.2.0/24"]);
+            let mut bird = start_bird(&ns, &dir);
+            let show = |d: &std::path::Path| {
+                birdc(
+                    d,
+                    &["show", "route", "for", "10.244.1.1", "protocol", "weft"],
+                )
+            };
+            let (cfg, peers) = speaker_config(64513);
+            let s = Speaker::start(cfg).await.unwrap();
+            s.set_own(vec![net("10.244.1.0/24")]).await;
+            s.set_peers(peers).await;
+            wait_for("BIRD's routes at Weft", 30, || {
+                let r = learned(&s);
+                r.get(&net("10.200.1.0/24")).map(|l| l.next_hop)
+                    == Some(Ipv4Addr::new(10, 99, 0, 2))
+                    && r.contains_key(&net("10.200.2.0/24"))
+            })
+            .await;
+            let st = s.status();
+            assert_eq!(
+                (st[0].state, st[0].received, st[0].advertised),
+                ("Established", 2, 1),
+                "{st:?}"
+            );
+            wait_for("Weft's route at BIRD", 30, || {
+                show(&dir).contains("10.244.1.0/24")
+            })
+            .await;
+            assert!(
+                show(&dir).contains("10.99.0.1"),
+                "next hop is the Weft node:\n{}",
+                show(&dir)
+            );
+
+            // BIRD withdraws a route (reconfigured without it), then Weft withdraws its own.
+            bird_conf(&dir, &["10.200.1.0/24"]);
+            assert!(birdc(&dir, &["configure"]).contains("onfigur"));
+            wait_for("BIRD's withdrawal at Weft", 30, || {
+                !learned(&s).contains_key(&net("10.200.2.0/24"))
+            })
+            .await;
+            assert!(learned(&s).contains_key(&net("10.200.1.0/24")));
+            s.set_own(vec![]).await;
+            wait_for("Weft's withdrawal at BIRD", 30, || {
+                !show(&dir).contains("10.244.1.0/24")
+            })
+            .await;
+            s.set_own(vec![net("10.244.1.0/24")]).await;
+            wait_for("Weft's route back at BIRD", 30, || {
+                show(&dir).contains("10.244.1.0/24")
+            })
+            .await;
+
+            // BIRD killed: the session drops; restarted: it comes back with the routes.
+            let _ = bird.kill();
+            let _ = bird.wait();
+            wait_for("the session to drop", 30, || !established(&s)).await;
+            let mut bird = start_bird(&ns, &dir);
+            wait_for("the session to come back", 60, || established(&s)).await;
+            wait_for("BIRD's route at Weft again", 30, || {
+                learned(&s).contains_key(&net("10.200.1.0/24"))
+            })
+            .await;
+            wait_for("Weft's route at BIRD again", 30, || {
+                show(&dir).contains("10.244.1.0/24")
+            })
+            .await;
+            let _ = bird.kill();
+            let _ = bird.wait();
+        })
+    });
+}
+
+fn gobgp(dir: &std::path::Path, args: &[&str]) -> String {
+    let target = format!("unix://{}", dir.join("gobgp.sock").display());
+    let out = Command::new("gobgp")
+        .args(["--target", &target])
+        .args(args)
+        .output()
+        .expect("gobgp");
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+fn start_gobgp(ns: &str, dir: &std::path::Path) -> Child {
+    let conf = dir.join("gobgp.toml");
+    std::fs::write(
+        &conf,
+        "[global.config]\n  as = 64514\n  router-id = \"10.99.0.2\"\n  local-address-list = [\"10.99.0.2\"]\n\n\
+         [[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"10.99.0.1\"\n    peer-as = 64512\n\
+         \x20 [neighbors.timers.config]\n    connect-retry = 1\n",
+    )
+    .unwrap();
+    let _ = std::fs::remove_file(dir.join("gobgp.sock"));
+    Command::new("ip")
+        .args(["netns", "exec", ns, "gobgpd", "-f"])
+        .arg(&conf)
+        .arg(format!(
+            "--api-hosts=unix://{}",
+            dir.join("gobgp.sock").display()
+        ))
+        .arg("--pprof-disable")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("gobgpd")
+}
+
+#[test]
+fn gobgp_both_directions_withdrawal_and_restart() {
+    let p = Pair::new("gob");
+    let (ns, dir) = (p.b.clone(), p.dir.clone());
+    in_netns(&p.a, move || {
+        runtime().block_on(async move {
+            let mut gobgpd = start_gobgp(&ns, &dir);
+            let (cfg, peers) = speaker_config(64514);
+            let s = Speaker::start(cfg).await.unwrap();
+            s.set_own(vec![net("10.244.1.0/24")]).await;
+            s.set_peers(peers).await;
+            wait_for("the session", 30, || established(&s)).await;
+            wait_for("gobgpd's API", 10, || {
+                gobgp(&dir, &["global"]).contains("64514")
+            })
+            .await;
+            let add = gobgp(
+                &dir,
+                &["global", "rib", "add", "-a", "ipv4", "10.201.1.0/24"],
+            );
+            assert!(!add.contains("rror"), "{add}");
+            wait_for("GoBGP's route at Weft", 30, || {
+                learned(&s).get(&net("10.201.1.0/24")).map(|l| l.next_hop)
+                    == Some(Ipv4Addr::new(10, 99, 0, 2))
+            })
+            .await;
+            let rib = || gobgp(&dir, &["global", "rib", "-a", "ipv4"]);
+            wait_for("Weft's route at GoBGP", 30, || {
+                rib().contains("10.244.1.0/24")
+            })
+            .await;
+            assert!(
+                rib().contains("10.99.0.1"),
+                "next hop is the Weft node:\n{}",
+                rib()
+            );
+
+            gobgp(
+                &dir,
+                &["global", "rib", "del", "-a", "ipv4", "10.201.1.0/24"],
+            );
+            wait_for("GoBGP's withdrawal at Weft", 30, || {
+                !learned(&s).contains_key(&net("10.201.1.0/24"))
+            })
+            .await;
+            s.set_own(vec![]).await;
+            wait_for("Weft's withdrawal at GoBGP", 30, || {
+                !rib().contains("10.244.1.0/24")
+            })
+            .await;
+            s.set_own(vec![net("10.244.1.0/24")]).await;
+
+            let _ = gobgpd.kill();
+            let _ = gobgpd.wait();
+            wait_for("the session to drop", 30, || !established(&s)).await;
+            let mut gobgpd = start_gobgp(&ns, &dir);
+            wait_for("the session to come back", 60, || established(&s)).await;
+            wait_for("Weft's route at GoBGP again", 30, || {
+                rib().contains("10.244.1.0/24")
+            })
+            .await;
+            let _ = gobgpd.kill();
+            let _ = gobgpd.wait();
+        })
+    });
+}
