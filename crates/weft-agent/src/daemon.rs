@@ -35,6 +35,7 @@ use weft_kernel::nft::{self, EncapFilter, FirewallPlan};
 use weft_kernel::{sysctl, Kernel, KernelError};
 use weft_store::{KeyValue, WatchEvent};
 
+use crate::bgp::BgpRuntime;
 use crate::health::Metrics;
 use crate::hostfiles::{self, NodeNetwork};
 use crate::options::IpipMode;
@@ -178,6 +179,7 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
             external,
             lease,
             overlay: None,
+            learned: Vec::new(),
         },
         registry,
         kernel,
@@ -191,6 +193,7 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
         tunnel: None,
         ipip_user_space,
         tunnel_was_running: false,
+        bgp: None,
         metrics,
         opts,
     };
@@ -207,6 +210,27 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
         warn!(key = %s.key, reason = %s.reason, "skipping unreadable lease");
     }
     agent.peers = snapshot.leases.into_iter().map(|l| (l.subnet, l)).collect();
+    if let Some(bgp) = agent.backend.bgp() {
+        let mut rt = BgpRuntime::start(
+            bgp,
+            agent.attrs.public_ip,
+            agent.opts.bgp_status_file.clone(),
+        )
+        .await
+        .map_err(|e| AgentError::HostSetup(format!("cannot start the BGP speaker: {e}")))?;
+        let prefix = agent.registry.bgp_peers_prefix();
+        match agent.registry.store().list(&prefix).await {
+            Ok(listing) => {
+                for kv in listing.kvs {
+                    rt.on_put(&kv.key, &kv.value);
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot list external BGP peers; will follow the store watch")
+            }
+        }
+        agent.bgp = Some(rt);
+    }
     // After the leases: the firewall's member list must be whole from its first load.
     agent.setup_host()?;
     agent.reconcile(Why::Start).await;
@@ -219,6 +243,9 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
         .watch(&watch_prefix, snapshot.revision + 1)
         .await
         .map_err(|e| AgentError::HostSetup(format!("cannot watch the store: {e}")))?;
+    let mut bgp_routes = agent.bgp.as_ref().map(|b| b.subscribe());
+    // Session states change without a reconcile; the status file follows every 2 s.
+    let mut bgp_status = tokio::time::interval(Duration::from_secs(2));
     let mut resync = tokio::time::interval(agent.opts.resync_interval);
     resync.tick().await;
     let renew_every =
@@ -270,7 +297,29 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
                 agent.reconcile(Why::Resync).await;
             }
             _ = renew.tick() => agent.renew_if_due().await,
+            _ = bgp_status.tick(), if agent.bgp.is_some() => {
+                if let Some(rt) = agent.bgp.as_mut() {
+                    rt.write_status();
+                }
+            }
+            changed = bgp_change(&mut bgp_routes) => {
+                if !changed {
+                    bgp_routes = None;
+                }
+                agent.reconcile(Why::Store).await;
+            }
         }
+    }
+}
+
+/// Waits for the BGP speaker's learned routes to change (forever without a speaker);
+/// false when the speaker is gone.
+async fn bgp_change(
+    rx: &mut Option<tokio::sync::watch::Receiver<BTreeMap<Ipv4Net, weft_bgp::speaker::Learned>>>,
+) -> bool {
+    match rx.as_mut() {
+        Some(r) => r.changed().await.is_ok(),
+        None => std::future::pending().await,
     }
 }
 
@@ -294,6 +343,8 @@ struct Agent {
     ipip_user_space: bool,
     /// Whether a tunnel was running before the last (re)start: a restart is a repair.
     tunnel_was_running: bool,
+    /// The BGP speaker, for the bgp backend.
+    bgp: Option<BgpRuntime>,
     metrics: Arc<Metrics>,
 }
 
@@ -449,6 +500,17 @@ impl Agent {
                     info!(%subnet, public_ip = %l.attrs.public_ip, "peer left");
                 }
                 gone.is_some()
+            }
+            WatchEvent::Put(kv) if kv.key.starts_with(&self.registry.bgp_peers_prefix()) => {
+                match self.bgp.as_mut() {
+                    Some(b) => b.on_put(&kv.key, &kv.value),
+                    None => false,
+                }
+            }
+            WatchEvent::Delete { key, .. }
+                if key.starts_with(&self.registry.bgp_peers_prefix()) =>
+            {
+                self.bgp.as_mut().is_some_and(|b| b.on_delete(&key))
             }
             WatchEvent::Resync { kvs, revision } => {
                 info!(
@@ -643,6 +705,7 @@ impl Agent {
                     external: ext,
                     lease,
                     overlay: self.node.overlay,
+                    learned: std::mem::take(&mut self.node.learned),
                 };
                 self.backend = backend;
                 self.attrs = attrs;
@@ -771,6 +834,10 @@ impl Agent {
             .filter(|l| self.config.network.contains(&l.subnet))
             .cloned()
             .collect();
+        if let (Some(rt), Some(bgp)) = (self.bgp.as_mut(), self.backend.bgp()) {
+            rt.sync(bgp, &peers, self.node.lease.subnet).await;
+            self.node.learned = rt.learned();
+        }
         let mut plane = self.backend.plan(&self.node, &peers);
         if let (Some(t), Some(table)) = (&self.tunnel, plane.tunnel.take()) {
             t.set_table(table);
@@ -820,6 +887,9 @@ impl Agent {
         m.unreachable_peers
             .store(plane.unreachable.len() as u64, Ordering::Relaxed);
         m.reconciled();
+        if let Some(rt) = self.bgp.as_mut() {
+            rt.write_status();
+        }
         self.publish_status().await;
     }
 

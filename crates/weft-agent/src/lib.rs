@@ -6,6 +6,7 @@
 //! - [`daemon`]: start-up (store, config, interface, lease) and the event loop that keeps
 //!   the kernel equal to what the backend plans from the store's leases.
 
+pub mod bgp;
 pub mod daemon;
 pub mod duration;
 pub mod health;

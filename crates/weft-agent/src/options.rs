@@ -140,6 +140,9 @@ pub struct AgentOptions {
     /// Queues (and worker threads each way) of the user-space tunnel; 0: one per core.
     #[arg(long, default_value_t = 0)]
     pub tunnel_queues: usize,
+    /// Where the bgp backend writes its peers' state (read by `weftctl node status`).
+    #[arg(long, default_value = "/run/weft/bgp-status.json")]
+    pub bgp_status_file: PathBuf,
     /// Address for `/healthz` and `/metrics` (flannel's option name).
     #[arg(long, default_value = "127.0.0.1")]
     pub healthz_ip: std::net::IpAddr,

@@ -140,6 +140,13 @@ impl Registry {
         format!("{}{}", self.subnets_prefix(), pool::key_name(subnet))
     }
 
+    /// Where BGP peers outside the cluster are configured: one JSON value per key,
+    /// `{"PeerIP": "192.168.77.254", "ASNumber": 64513}` for every node, plus `"Node":
+    /// "<public IP>"` for one node only.
+    pub fn bgp_peers_prefix(&self) -> String {
+        format!("{}/weft/bgp/peers/", self.prefix)
+    }
+
     pub fn status_prefix(&self) -> String {
         format!("{}/weft/status/", self.prefix)
     }

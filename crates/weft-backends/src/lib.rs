@@ -6,6 +6,7 @@
 //! which changes only the difference. Peers a backend cannot reach are reported, never
 //! given a broken route.
 
+pub mod bgp;
 pub mod hostgw;
 pub mod ipip;
 pub mod tunnel;
@@ -33,6 +34,8 @@ pub struct NodeContext {
     pub lease: Lease,
     /// The overlay device's index, once the agent has made it (see [`Backend::overlay`]).
     pub overlay: Option<u32>,
+    /// Routes learned over BGP (prefix, next hop), for the bgp backend.
+    pub learned: Vec<(ipnet::Ipv4Net, Ipv4Addr)>,
 }
 
 /// A peer that gets no route, and why (published as-is in the node's status).
@@ -71,6 +74,11 @@ pub trait Backend: Send + Sync {
         None
     }
 
+    /// The BGP backend, for the agent to run its speaker.
+    fn bgp(&self) -> Option<&bgp::Bgp> {
+        None
+    }
+
     /// The wire format of the user-space tunnel this backend runs, if it runs one.
     fn user_space_encap(&self) -> Option<weft_tunnel::Encap> {
         None
@@ -105,9 +113,7 @@ pub fn build(cfg: &NetworkConfig, settings: &BackendSettings) -> Result<Box<dyn 
             Ok(Box::new(tunnel::UserTunnel::ipip(cfg)))
         }
         BackendKind::Ipip => Ok(Box::new(ipip::KernelIpip::new(cfg))),
-        other => Err(format!(
-            "backend {other} is not implemented in this version of Weft (available: host-gw, vxlan, udp, ipip)"
-        )),
+        BackendKind::Bgp => Ok(Box::new(bgp::Bgp::new(cfg))),
     }
 }
 
@@ -143,6 +149,7 @@ pub(crate) mod testing {
             },
             lease: lease("10.244.1.0/24", "192.168.1.1", backend),
             overlay: None,
+            learned: Vec::new(),
         }
     }
 }

@@ -230,6 +230,7 @@ mod tests {
             },
             lease: lease("10.244.1.0/24", "192.168.1.1", vtep("192.168.1.1")),
             overlay: Some(9),
+            learned: Vec::new(),
         }
     }
 

@@ -4,6 +4,7 @@
 //! - [`leases`]: `leases` (table or JSON), `leases delete`, `leases reserve`.
 //! - [`store`]: raw key access, like `etcdctl`.
 //! - [`ipam`]: the CNI plugin's allocations on a node.
+//! - [`node`]: `node status`, the BGP sessions of a node.
 //! - `lab ...`: handed to [`weft_lab`].
 //!
 //! `--lab NAME` points the store commands at a lab's store; for an etcd lab, whose etcd
@@ -12,6 +13,7 @@
 pub mod ipam;
 pub mod leases;
 pub mod network;
+pub mod node;
 pub mod store;
 
 use std::process::Command;
@@ -47,6 +49,9 @@ pub enum Cmd {
     /// Container addresses handed out by the `weft` CNI plugin.
     #[command(subcommand)]
     Ipam(ipam::IpamCmd),
+    /// This node's BGP sessions (bgp backend).
+    #[command(subcommand)]
+    Node(node::NodeCmd),
     /// Raw keys: get, put, del, ls (like etcdctl).
     #[command(subcommand)]
     Store(store::StoreCmd),
@@ -65,6 +70,7 @@ pub fn main(cli: Cli) -> i32 {
     let command = match command {
         Cmd::Lab(cmd) => return report(weft_lab::run(cmd).map_err(|e| e.to_string())),
         Cmd::Ipam(cmd) => return report(ipam::run(cmd, lab.as_deref())),
+        Cmd::Node(cmd) => return report(node::run(cmd, lab.as_deref())),
         other => other,
     };
     if let Some(name) = &lab {
@@ -88,7 +94,7 @@ pub fn main(cli: Cli) -> i32 {
             Cmd::Network(cmd) => network::run(&registry, cmd).await,
             Cmd::Leases(args) => leases::run(&registry, args).await,
             Cmd::Store(cmd) => store::run(registry.store().as_ref(), cmd).await,
-            Cmd::Lab(_) | Cmd::Ipam(_) => unreachable!("handled above"),
+            Cmd::Lab(_) | Cmd::Ipam(_) | Cmd::Node(_) => unreachable!("handled above"),
         }
     }))
 }

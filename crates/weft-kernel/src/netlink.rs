@@ -28,6 +28,8 @@ use crate::neigh::{FdbEntry, Neighbour};
 use crate::route::{plan, Route, RouteChange, WEFT_PROTO};
 
 const MAIN_TABLE: u8 = 254;
+/// The metric of Weft's blackhole routes.
+pub const BLACKHOLE_METRIC: u32 = 100_000;
 /// Route requests in flight at once: the kernel answers each with an ack, and keeping
 /// many outstanding avoids one round trip per route.
 const PIPELINE: usize = 64;
@@ -752,8 +754,12 @@ fn to_route(m: &RouteMessage) -> Option<Route> {
         RouteAttribute::Gateway(RouteAddress::Inet(ip)) => Some(*ip),
         _ => None,
     });
+    let dst = Ipv4Net::new(dst_ip, m.header.destination_prefix_length).ok()?;
+    if m.header.kind == RouteType::BlackHole {
+        return Some(Route::blackhole(dst));
+    }
     Some(Route {
-        dst: Ipv4Net::new(dst_ip, m.header.destination_prefix_length).ok()?,
+        dst,
         via,
         dev: oif(m)?,
         onlink: m.header.flags.contains(RouteFlags::Onlink),
@@ -762,6 +768,17 @@ fn to_route(m: &RouteMessage) -> Option<Route> {
 
 /// The netlink message for a Weft route.
 fn message(r: &Route) -> RouteMessage {
+    if r.is_blackhole() {
+        return RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(r.dst.addr(), r.dst.prefix_len())
+            .protocol(RouteProtocol::from(WEFT_PROTO))
+            .scope(RouteScope::Universe)
+            .kind(RouteType::BlackHole)
+            // Behind any other route for the same prefix (the bridge's connected route in
+            // bridge mode): the blackhole only catches what nothing else takes.
+            .priority(BLACKHOLE_METRIC)
+            .build();
+    }
     let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
         .destination_prefix(r.dst.addr(), r.dst.prefix_len())
         .output_interface(r.dev)

@@ -16,14 +16,34 @@ pub struct Route {
     pub dst: Ipv4Net,
     /// The next hop; `None` for a device route.
     pub via: Option<Ipv4Addr>,
-    /// Output interface index.
+    /// Output interface index; 0 for a blackhole route (see [`Route::blackhole`]).
     pub dev: u32,
     /// Next hop reachable on `dev` without a covering connected route (VXLAN's style).
     pub onlink: bool,
 }
 
+impl Route {
+    /// A route that drops what matches it (Calico's route for a node's own block: traffic
+    /// for an address no container holds stops here instead of following a default route).
+    pub fn blackhole(dst: Ipv4Net) -> Route {
+        Route {
+            dst,
+            via: None,
+            dev: 0,
+            onlink: false,
+        }
+    }
+
+    pub fn is_blackhole(&self) -> bool {
+        self.dev == 0
+    }
+}
+
 impl fmt::Display for Route {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_blackhole() {
+            return write!(f, "blackhole {}", self.dst);
+        }
         write!(f, "{}", self.dst)?;
         if let Some(via) = self.via {
             write!(f, " via {via}")?;

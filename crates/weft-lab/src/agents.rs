@@ -95,6 +95,10 @@ pub fn start(lab: &LabState, i: u32) -> LabResult<u32> {
             "--docker-opts-file={}",
             dir.join("docker.env").display()
         ))
+        .arg(format!(
+            "--bgp-status-file={}",
+            dir.join("bgp-status.json").display()
+        ))
         .args(lab.ip_masq.then_some("--ip-masq"))
         .arg("--resync-interval=10s")
         .arg(format!("--healthz-port={}", topology::HEALTHZ_PORT))

@@ -1,0 +1,217 @@
+//! The agent's side of the bgp backend: it runs the speaker, tells it which sessions to
+//! have (from the leases and the external peers in the store) and which subnet to
+//! announce, hands its learned routes to the plan, and writes the peers' state for
+//! `weftctl node status`.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+use std::time::{Duration, UNIX_EPOCH};
+
+use ipnet::Ipv4Net;
+use tokio::sync::watch;
+use tracing::{info, warn};
+use weft_alloc::Lease;
+use weft_backends::bgp::Bgp;
+use weft_bgp::rib::PeerKind;
+use weft_bgp::speaker::{Learned, PeerConfig, Speaker, SpeakerConfig};
+
+/// A router outside the cluster, from the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalPeer {
+    pub address: Ipv4Addr,
+    pub asn: u32,
+    /// Only this node peers with it (else every node does).
+    pub node: Option<Ipv4Addr>,
+}
+
+impl ExternalPeer {
+    /// Parses `{"PeerIP": "...", "ASNumber": N, "Node": "..."}` (Calico's field names).
+    pub fn parse(value: &[u8]) -> Result<Self, String> {
+        let v: serde_json::Value =
+            serde_json::from_slice(value).map_err(|e| format!("not JSON: {e}"))?;
+        let ip = |k: &str| -> Result<Option<Ipv4Addr>, String> {
+            match v.get(k) {
+                None => Ok(None),
+                Some(s) => s
+                    .as_str()
+                    .and_then(|s| s.parse().ok())
+                    .map(Some)
+                    .ok_or_else(|| format!("{k} must be an IPv4 address, not {s}")),
+            }
+        };
+        let address = ip("PeerIP")?.ok_or("PeerIP is missing")?;
+        let asn = v
+            .get("ASNumber")
+            .and_then(|a| a.as_u64())
+            .filter(|a| (1..=u32::MAX as u64).contains(a))
+            .ok_or("ASNumber must be a number from 1 to 4294967295")? as u32;
+        Ok(ExternalPeer {
+            address,
+            asn,
+            node: ip("Node")?,
+        })
+    }
+}
+
+pub struct BgpRuntime {
+    speaker: Speaker,
+    routes: watch::Receiver<BTreeMap<Ipv4Net, Learned>>,
+    external: BTreeMap<String, ExternalPeer>,
+    status_file: PathBuf,
+    last_status: String,
+    asn: u32,
+    router_id: Ipv4Addr,
+}
+
+impl BgpRuntime {
+    pub async fn start(
+        bgp: &Bgp,
+        router_id: Ipv4Addr,
+        status_file: PathBuf,
+    ) -> std::io::Result<Self> {
+        let mut cfg = SpeakerConfig::new(bgp.asn, router_id);
+        cfg.listen = Some(SocketAddr::V4(SocketAddrV4::new(
+            router_id,
+            weft_bgp::session::BGP_PORT,
+        )));
+        cfg.connect_retry = Duration::from_secs(2);
+        cfg.route_reflector = bgp.is_reflector(router_id);
+        let speaker = Speaker::start(cfg).await?;
+        info!(asn = bgp.asn, %router_id, route_reflector = bgp.is_reflector(router_id), "BGP speaker listening on port 179");
+        Ok(BgpRuntime {
+            routes: speaker.routes(),
+            speaker,
+            external: BTreeMap::new(),
+            status_file,
+            last_status: String::new(),
+            asn: bgp.asn,
+            router_id,
+        })
+    }
+
+    /// A receiver that wakes when the learned routes change.
+    pub fn subscribe(&self) -> watch::Receiver<BTreeMap<Ipv4Net, Learned>> {
+        self.speaker.routes()
+    }
+
+    /// Takes an external peer definition; a bad one is logged and the previous kept.
+    pub fn on_put(&mut self, key: &str, value: &[u8]) -> bool {
+        match ExternalPeer::parse(value) {
+            Ok(p) => {
+                info!(key, peer = %p.address, asn = p.asn, "external BGP peer");
+                let changed = self.external.get(key) != Some(&p);
+                self.external.insert(key.to_owned(), p);
+                changed
+            }
+            Err(e) => {
+                warn!(key, error = %e, "ignoring a malformed BGP peer; keeping the previous value");
+                false
+            }
+        }
+    }
+
+    pub fn on_delete(&mut self, key: &str) -> bool {
+        self.external.remove(key).is_some()
+    }
+
+    /// Makes the speaker's sessions and announcement match the leases and the store.
+    pub async fn sync(&mut self, bgp: &Bgp, leases: &[Lease], own: Ipv4Net) {
+        let me = self.router_id;
+        let mut peers: Vec<PeerConfig> = bgp
+            .peers(me, leases)
+            .into_iter()
+            .map(|w| PeerConfig {
+                address: w.address,
+                asn: w.asn,
+                kind: w.kind,
+                // Between Weft nodes only the higher address connects: no collisions.
+                passive: u32::from(w.address) > u32::from(me),
+            })
+            .collect();
+        for p in self.external.values() {
+            if p.node.is_some_and(|n| n != me) || peers.iter().any(|q| q.address == p.address) {
+                continue;
+            }
+            peers.push(PeerConfig {
+                address: p.address,
+                asn: p.asn,
+                kind: if p.node.is_some() {
+                    PeerKind::NodeSpecific
+                } else {
+                    PeerKind::Global
+                },
+                passive: false,
+            });
+        }
+        self.speaker.set_peers(peers).await;
+        self.speaker.set_own(vec![own]).await;
+    }
+
+    pub fn learned(&self) -> Vec<(Ipv4Net, Ipv4Addr)> {
+        self.routes
+            .borrow()
+            .iter()
+            .map(|(p, l)| (*p, l.next_hop))
+            .collect()
+    }
+
+    /// Writes the peers' state for `weftctl node status` when it changed.
+    pub fn write_status(&mut self) {
+        let peers: Vec<serde_json::Value> = self
+            .speaker
+            .status()
+            .into_iter()
+            .map(|s| {
+                serde_json::json!({
+                    "address": s.address.to_string(),
+                    "type": s.kind.label(),
+                    "state": s.state,
+                    "since": s.since.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+                    "info": s.info,
+                    "received": s.received,
+                    "advertised": s.advertised,
+                })
+            })
+            .collect();
+        let text = serde_json::json!({"asn": self.asn, "router_id": self.router_id.to_string(), "peers": peers}).to_string();
+        if text == self.last_status {
+            return;
+        }
+        match crate::hostfiles::write_atomic(&self.status_file, &text) {
+            Ok(_) => self.last_status = text,
+            Err(e) => {
+                warn!(path = %self.status_file.display(), error = %e, "cannot write the BGP status file")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn external_peers_parse_or_say_why() {
+        let p = ExternalPeer::parse(br#"{"PeerIP":"192.168.77.254","ASNumber":64513}"#).unwrap();
+        assert_eq!(
+            (p.address.to_string().as_str(), p.asn, p.node),
+            ("192.168.77.254", 64513, None)
+        );
+        let n = ExternalPeer::parse(br#"{"PeerIP":"10.0.0.1","ASNumber":1,"Node":"192.168.77.1"}"#)
+            .unwrap();
+        assert_eq!(n.node, Some("192.168.77.1".parse().unwrap()));
+        assert!(ExternalPeer::parse(b"{").unwrap_err().contains("JSON"));
+        assert!(ExternalPeer::parse(br#"{"ASNumber":1}"#)
+            .unwrap_err()
+            .contains("PeerIP"));
+        assert!(ExternalPeer::parse(br#"{"PeerIP":"x","ASNumber":1}"#)
+            .unwrap_err()
+            .contains("IPv4"));
+        assert!(
+            ExternalPeer::parse(br#"{"PeerIP":"10.0.0.1","ASNumber":0}"#)
+                .unwrap_err()
+                .contains("ASNumber")
+        );
+    }
+}

@@ -1,0 +1,144 @@
+//! `weftctl node status`: the BGP peers of a node running the bgp backend, in the table
+//! Calico users know (`PEER ADDRESS | PEER TYPE | STATE | SINCE | INFO`), plus the routes
+//! received from and advertised to each peer. Reads the file the agent keeps
+//! (`--bgp-status-file`), or every lab host's with `--lab`.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use weft_lab::LabState;
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCmd {
+    /// The node's BGP sessions.
+    Status {
+        /// The agent's status file (its `--bgp-status-file`).
+        #[arg(long, default_value = "/run/weft/bgp-status.json")]
+        file: PathBuf,
+    },
+}
+
+fn clock(unix: u64) -> String {
+    let s = unix % 86_400;
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+/// Renders one node's status file as the table.
+pub fn render(json: &str) -> Result<String, String> {
+    let v: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| format!("unreadable status: {e}"))?;
+    let mut rows = vec![[
+        "PEER ADDRESS".to_string(),
+        "PEER TYPE".into(),
+        "STATE".into(),
+        "SINCE".into(),
+        "INFO".into(),
+        "ROUTES RECEIVED".into(),
+        "ROUTES ADVERTISED".into(),
+    ]];
+    for p in v["peers"].as_array().into_iter().flatten() {
+        let state = p["state"].as_str().unwrap_or("?");
+        let info = p["info"]
+            .as_str()
+            .filter(|i| !i.is_empty())
+            .unwrap_or(state);
+        rows.push([
+            p["address"].as_str().unwrap_or("?").into(),
+            p["type"].as_str().unwrap_or("?").into(),
+            if state == "Established" {
+                "up"
+            } else {
+                "start"
+            }
+            .into(),
+            clock(p["since"].as_u64().unwrap_or(0)),
+            if state == "Established" {
+                info.to_string()
+            } else {
+                format!("{state} {info}").trim().to_string()
+            },
+            p["received"].to_string(),
+            p["advertised"].to_string(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..7)
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    let line = format!(
+        "+{}+\n",
+        widths
+            .iter()
+            .map(|w| "-".repeat(w + 2))
+            .collect::<Vec<_>>()
+            .join("+")
+    );
+    let mut out = format!(
+        "BGP speaker: AS {}, router id {}\n\nIPv4 BGP status\n",
+        v["asn"],
+        v["router_id"].as_str().unwrap_or("?")
+    );
+    for (i, r) in rows.iter().enumerate() {
+        if i <= 1 {
+            out.push_str(&line);
+        }
+        let cells: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!(" {c:<w$} "))
+            .collect();
+        out.push_str(&format!("|{}|\n", cells.join("|")));
+    }
+    out.push_str(&line);
+    Ok(out)
+}
+
+pub fn run(cmd: NodeCmd, lab: Option<&str>) -> Result<i32, String> {
+    let NodeCmd::Status { file } = cmd;
+    let files: Vec<(String, PathBuf)> = match lab {
+        Some(name) => {
+            let state = LabState::load(name).map_err(|e| e.to_string())?;
+            state
+                .hosts
+                .iter()
+                .map(|&i| (format!("h{i}"), state.host_dir(i).join("bgp-status.json")))
+                .collect()
+        }
+        None => vec![(String::new(), file)],
+    };
+    for (host, f) in files {
+        let text = std::fs::read_to_string(&f).map_err(|e| {
+            format!(
+                "cannot read {}: {e} (is weftd running with the bgp backend?)",
+                f.display()
+            )
+        })?;
+        if !host.is_empty() {
+            println!("== {host}");
+        }
+        print!("{}", render(&text)?);
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn calico_style_table() {
+        let t = super::render(
+            r#"{"asn":64512,"router_id":"192.168.77.1","peers":[{"address":"192.168.77.2","type":"node-to-node mesh","state":"Established","since":3600,"info":"Established","received":1,"advertised":1},{"address":"192.168.77.254","type":"global","state":"Active","since":0,"info":"connect: refused","received":0,"advertised":0}]}"#,
+        )
+        .unwrap();
+        assert!(
+            t.contains("| PEER ADDRESS   | PEER TYPE         | STATE | SINCE    | INFO"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| 192.168.77.2   | node-to-node mesh | up    | 01:00:00 | Established"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| start | 00:00:00 | Active connect: refused"),
+            "{t}"
+        );
+    }
+}
