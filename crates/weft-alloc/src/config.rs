@@ -148,6 +148,30 @@ fn check_backend_options(
     o: &serde_json::Map<String, serde_json::Value>,
     problems: &mut Vec<String>,
 ) {
+    if kind == BackendKind::Bgp {
+        if let Some(v) = o.get("ASN") {
+            if !v
+                .as_u64()
+                .is_some_and(|a| (1..=u32::MAX as u64).contains(&a))
+            {
+                problems.push(format!(
+                    "Backend.ASN must be a number from 1 to 4294967295, not {v}"
+                ));
+            }
+        }
+        if let Some(v) = o.get("RouteReflectors") {
+            let ok = v.as_array().is_some_and(|a| {
+                a.iter()
+                    .all(|ip| ip.as_str().is_some_and(|s| s.parse::<Ipv4Addr>().is_ok()))
+            });
+            if !ok {
+                problems.push(format!(
+                    "Backend.RouteReflectors must be a list of IPv4 addresses, not {v}"
+                ));
+            }
+        }
+        return;
+    }
     if !matches!(
         kind,
         BackendKind::Vxlan | BackendKind::Udp | BackendKind::Ipip
@@ -359,6 +383,23 @@ mod tests {
             Err(ConfigError::Invalid(p)) => p,
             other => panic!("expected invalid, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn bgp_options_are_checked() {
+        let bad = NetworkConfig::parse(
+            br#"{"Network":"10.244.0.0/16","Backend":{"Type":"bgp","ASN":0,"RouteReflectors":["x"]}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            bad.contains("Backend.ASN") && bad.contains("Backend.RouteReflectors"),
+            "{bad}"
+        );
+        NetworkConfig::parse(
+            br#"{"Network":"10.244.0.0/16","Backend":{"Type":"bgp","ASN":65001,"RouteReflectors":["192.168.77.1"]}}"#,
+        )
+        .unwrap();
     }
 
     #[test]

@@ -32,6 +32,13 @@ pub enum NetworkCmd {
         /// The MTU containers get (default: the external interface's minus the overhead).
         #[arg(long)]
         mtu: Option<u32>,
+        /// bgp: the cluster's AS number (default 64512).
+        #[arg(long)]
+        asn: Option<u32>,
+        /// bgp: a node (by public IP) that reflects routes for the others; repeat for
+        /// several. Turns the full mesh off.
+        #[arg(long)]
+        route_reflector: Vec<std::net::Ipv4Addr>,
         /// Replace an existing config.
         #[arg(long)]
         force: bool,
@@ -52,6 +59,8 @@ pub async fn run(registry: &Registry, cmd: NetworkCmd) -> Result<i32, String> {
             port,
             direct_routing,
             mtu,
+            asn,
+            route_reflector,
             force,
         } => {
             let mut json = serde_json::json!({ "Network": network.to_string(), "Backend": { "Type": backend.name() } });
@@ -76,6 +85,12 @@ pub async fn run(registry: &Registry, cmd: NetworkCmd) -> Result<i32, String> {
             }
             if let Some(m) = mtu {
                 b["MTU"] = m.into();
+            }
+            if let Some(a) = asn {
+                b["ASN"] = a.into();
+            }
+            if !route_reflector.is_empty() {
+                b["RouteReflectors"] = route_reflector.iter().map(|r| r.to_string()).collect();
             }
             let cfg =
                 NetworkConfig::parse(json.to_string().as_bytes()).map_err(|e| e.to_string())?;

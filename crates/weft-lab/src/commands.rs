@@ -66,6 +66,9 @@ pub enum LabCommand {
         /// vxlan: the VNI.
         #[arg(long)]
         vni: Option<u32>,
+        /// bgp: a host (by its underlay address) that reflects routes for the others.
+        #[arg(long)]
+        route_reflector: Vec<String>,
         /// vxlan or udp: the UDP port.
         #[arg(long)]
         port: Option<u16>,
@@ -145,6 +148,7 @@ pub fn run(cmd: LabCommand) -> LabResult<i32> {
             port,
             no_ip_masq,
             cni_mode,
+            route_reflector,
         } => {
             let mut init: Vec<String> = [
                 "network",
@@ -164,6 +168,9 @@ pub fn run(cmd: LabCommand) -> LabResult<i32> {
             }
             if let Some(p) = port {
                 init.extend(["--port".into(), p.to_string()]);
+            }
+            for r in route_reflector {
+                init.extend(["--route-reflector".into(), r]);
             }
             let spec = LabSpec {
                 name: lab.name,

@@ -1,0 +1,130 @@
+//! End to end, in network namespaces: the bgp backend in a lab built by `weftctl lab`.
+//!
+//! - 3 hosts in full mesh: every pair of containers pings with no encapsulation (plain
+//!   routes via the announcing node, the packets on the wire carry the containers'
+//!   addresses), each node has a blackhole for its own subnet, `weftctl node status`
+//!   shows the mesh sessions Established; a node leaves and its route is withdrawn
+//!   everywhere.
+//! - 4 hosts with a route reflector: clients peer only with the reflector and still get
+//!   every route, with the originating node as next hop.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn bgp_mesh_three_hosts_no_encapsulation_and_a_node_leaving() {
+    let lab = Lab::up_with("bgp", "embedded", 3, &["--backend", "bgp"]);
+    lab.ping_all(0);
+    let (s1, s2, s3) = (
+        lab.subnet_of("h1"),
+        lab.subnet_of("h2"),
+        lab.subnet_of("h3"),
+    );
+    let routes = lab.weft_routes("h1");
+    assert!(
+        routes.contains(&format!("{s2} via 192.168.77.2 dev eth0")),
+        "{routes}"
+    );
+    assert!(
+        routes.contains(&format!("{s3} via 192.168.77.3 dev eth0")),
+        "{routes}"
+    );
+    assert!(routes.contains(&format!("blackhole {s1}")), "{routes}");
+    let links = text(&lab.exec("h1", &["ip", "-o", "link"]).stdout);
+    assert!(
+        !links.contains("weft0") && !links.contains("weft.1"),
+        "no tunnel device:\n{links}"
+    );
+
+    let status = lab.ok(lab.store_cmd(&["node", "status"]), "node status");
+    assert_eq!(
+        status.matches("| node-to-node mesh | up ").count(),
+        6,
+        "{status}"
+    );
+
+    // On the wire between hosts: the containers' own addresses, no outer header.
+    let (c1, c2) = (container_addr(&s1), container_addr(&s2));
+    let dump = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.ns("h2"),
+            "timeout",
+            "10",
+            "tcpdump",
+            "-l",
+            "-n",
+            "-c",
+            "1",
+        ])
+        .args(["-i", "eth0", &format!("icmp and src host {c1}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    for _ in 0..5 {
+        lab.ping_from("c1", &c2, 1);
+    }
+    let seen = text(&dump.wait_with_output().unwrap().stdout);
+    assert!(
+        seen.contains(&format!("{c1} > {c2}: ICMP echo request")),
+        "plain IP on the wire: {seen}"
+    );
+
+    // h3 leaves: its route is withdrawn on the others.
+    lab.ok(lab.lab(&["host", "remove"], &["h3"]), "host remove");
+    lab.wait_until(
+        "h3's route to go from h1 and h2",
+        Duration::from_secs(20),
+        || !lab.weft_routes("h1").contains(&s3) && !lab.weft_routes("h2").contains(&s3),
+    );
+    assert!(lab.ping_from("c1", &c2, 3));
+    lab.wait_until(
+        "h1's status to list one peer",
+        Duration::from_secs(10),
+        || {
+            let st = text(&lab.store_cmd(&["node", "status"]).stdout);
+            st.matches("| node-to-node mesh | up ").count() == 2
+        },
+    );
+}
+
+#[test]
+fn bgp_route_reflector_four_hosts() {
+    let lab = Lab::up_with(
+        "brr",
+        "embedded",
+        4,
+        &["--backend", "bgp", "--route-reflector", "192.168.77.1"],
+    );
+    lab.ping_all(0);
+    let status = lab.ok(lab.store_cmd(&["node", "status"]), "node status");
+    assert_eq!(
+        status.matches("| route reflector client | up ").count(),
+        3,
+        "{status}"
+    );
+    assert_eq!(
+        status.matches("| node-to-node mesh      | up ").count()
+            + status.matches("| node-to-node mesh | up ").count(),
+        3,
+        "each client has one session, to the reflector:\n{status}"
+    );
+    // A client learns the other clients' routes, next hop the originating node.
+    let (s3, s4) = (lab.subnet_of("h3"), lab.subnet_of("h4"));
+    let routes = lab.weft_routes("h2");
+    assert!(
+        routes.contains(&format!("{s3} via 192.168.77.3 dev eth0")),
+        "{routes}"
+    );
+    assert!(
+        routes.contains(&format!("{s4} via 192.168.77.4 dev eth0")),
+        "{routes}"
+    );
+}
