@@ -66,6 +66,10 @@ pub enum LabCommand {
         /// vxlan: the VNI.
         #[arg(long)]
         vni: Option<u32>,
+        /// bgp: run a real BGP router (BIRD 2 or GoBGP) in the underlay namespace, peered
+        /// with every host.
+        #[arg(long)]
+        router: Option<String>,
         /// bgp: a host (by its underlay address) that reflects routes for the others.
         #[arg(long)]
         route_reflector: Vec<String>,
@@ -149,6 +153,7 @@ pub fn run(cmd: LabCommand) -> LabResult<i32> {
             no_ip_masq,
             cni_mode,
             route_reflector,
+            router,
         } => {
             let mut init: Vec<String> = [
                 "network",
@@ -186,6 +191,7 @@ pub fn run(cmd: LabCommand) -> LabResult<i32> {
                     CniMode::Bridge => "bridge".into(),
                     CniMode::Routed => "routed".into(),
                 },
+                router,
             };
             up(spec)
         }
@@ -288,6 +294,8 @@ struct LabSpec {
     init: Vec<String>,
     ip_masq: bool,
     cni_mode: String,
+    /// `bird` or `gobgp`: a BGP router in the underlay namespace.
+    router: Option<String>,
 }
 
 fn up(spec: LabSpec) -> LabResult<i32> {
@@ -302,6 +310,7 @@ fn up(spec: LabSpec) -> LabResult<i32> {
         init,
         ip_masq,
         cni_mode,
+        router,
     } = spec;
     let name = name.as_str();
     check_name(name)?;
@@ -391,6 +400,11 @@ fn up(spec: LabSpec) -> LabResult<i32> {
     }
     let init: Vec<&str> = init.iter().map(String::as_str).collect();
     store_command(&state, &init)?;
+    if let Some(kind) = &router {
+        crate::router::start(kind, &ul, &dir)?;
+        let value = crate::router::peer_value();
+        store_command(&state, &["store", "put", crate::router::PEER_KEY, &value])?;
+    }
 
     for i in 1..=hosts {
         add_host(&mut state, i)?;

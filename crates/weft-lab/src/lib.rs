@@ -17,6 +17,7 @@ pub mod cni;
 pub mod commands;
 pub mod error;
 pub mod ping;
+pub mod router;
 pub mod sh;
 pub mod state;
 pub mod topology;

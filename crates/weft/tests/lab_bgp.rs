@@ -128,3 +128,63 @@ fn bgp_route_reflector_four_hosts() {
         "{routes}"
     );
 }
+
+/// A lab with a real router in the underlay: it learns every host's subnet, and every
+/// host installs the router's own prefix via the router.
+fn with_router(tag: &str, router: &str, router_rib: impl Fn(&Lab) -> String) {
+    let lab = Lab::up_with(
+        tag,
+        "embedded",
+        2,
+        &["--backend", "bgp", "--router", router],
+    );
+    lab.ping_all(0);
+    let (s1, s2) = (lab.subnet_of("h1"), lab.subnet_of("h2"));
+    lab.wait_until(
+        "the router to learn both hosts' subnets",
+        Duration::from_secs(20),
+        || {
+            let rib = router_rib(&lab);
+            rib.contains(&s1) && rib.contains(&s2)
+        },
+    );
+    for h in ["h1", "h2"] {
+        lab.wait_until(
+            "the router's prefix at the host",
+            Duration::from_secs(20),
+            || {
+                lab.weft_routes(h)
+                    .contains("10.250.0.0/24 via 192.168.77.254 dev eth0")
+            },
+        );
+    }
+    let status = lab.ok(lab.store_cmd(&["node", "status"]), "node status");
+    assert_eq!(
+        status.matches("| global            | up ").count(),
+        2,
+        "{status}"
+    );
+}
+
+#[test]
+fn bgp_with_a_bird_router() {
+    // BIRD installs what it learns into the underlay's kernel: the router really routes.
+    with_router("bbi", "bird", |lab| {
+        text(
+            &lab.exec("ul", &["ip", "route", "show", "proto", "bird"])
+                .stdout,
+        )
+    });
+}
+
+#[test]
+fn bgp_with_a_gobgp_router() {
+    with_router("bgo", "gobgp", |lab| {
+        let sock = format!("unix:///run/weft-lab/{}/gobgp.sock", lab.name);
+        let out = Command::new("gobgp")
+            .args(["--target", &sock, "global", "rib", "-a", "ipv4"])
+            .output()
+            .unwrap();
+        text(&out.stdout)
+    });
+}
