@@ -306,6 +306,8 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
                 if !changed {
                     bgp_routes = None;
                 }
+                // A table arriving in many UPDATEs is one burst: plan once for all of it.
+                while let Ok(true) = tokio::time::timeout(Duration::from_millis(10), bgp_change(&mut bgp_routes)).await {}
                 agent.reconcile(Why::Store).await;
             }
         }

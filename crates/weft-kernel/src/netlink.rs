@@ -32,7 +32,7 @@ const MAIN_TABLE: u8 = 254;
 pub const BLACKHOLE_METRIC: u32 = 100_000;
 /// Route requests in flight at once: the kernel answers each with an ack, and keeping
 /// many outstanding avoids one round trip per route.
-const PIPELINE: usize = 64;
+const PIPELINE: usize = 512;
 
 #[derive(Debug, Error)]
 pub enum KernelError {
