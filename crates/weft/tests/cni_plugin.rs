@@ -213,9 +213,12 @@ fn every_version_add_check_del() {
         );
         let addr = address(&add.out);
         assert!(
-            in_ns(&ns, &["ping", "-c", "1", "-W", "1", "10.244.9.1"])
-                .status
-                .success(),
+            in_ns(
+                &ns,
+                &["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.244.9.1"]
+            )
+            .status
+            .success(),
             "{version}: container reaches its gateway"
         );
         let check = node.weft("CHECK", &conf, &id, &ns);

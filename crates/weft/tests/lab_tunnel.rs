@@ -210,7 +210,10 @@ fn tunnel_end_to_end(tag: &str, backend: &str) {
     }
 
     // No node holds 10.244.0.0/24 (SubnetMin is the second subnet).
-    let unreachable = lab.exec("c1", &["ping", "-c", "1", "-W", "2", "10.244.0.9"]);
+    let unreachable = lab.exec(
+        "c1",
+        &["ping", "-c", "3", "-i", "0.3", "-W", "2", "10.244.0.9"],
+    );
     let said = text(&unreachable.stdout);
     assert!(said.contains("Destination Net Unreachable"), "{said}");
     assert!(lab.metric("h1", "weft_tunnel_unreachable_sent_total") >= 1);
