@@ -206,7 +206,14 @@ impl Core {
                     Some(Cmd::Peers(p)) => self.set_peers(p, &ev_tx),
                     Some(Cmd::Own(o)) => self.own = o,
                 },
-                Some(ev) = ev_rx.recv() => self.on_event(ev),
+                Some(ev) = ev_rx.recv() => {
+                    self.on_event(ev);
+                    // Take everything already queued (a table arrives as a burst of
+                    // UPDATEs) before deciding once for all of it.
+                    while let Ok(ev) = ev_rx.try_recv() {
+                        self.on_event(ev);
+                    }
+                }
                 _ = sweep.tick() => self.sweep_stale(),
             }
             self.converge().await;
