@@ -113,5 +113,6 @@ printf '| %-36s | %8s | %-22s |\n' "weftd (bgp backend)" "$W50" "$(awk -v a="$W5
 echo
 echo "rounds (weftd / BIRD ms): ${WT[*]} / ${BT[*]}"
 echo "weftd RSS with $N routes: $RSS MB"
+grep -E "ERROR|WARN" "$WORK/weftd.log" | tail -5
 echo "weftd route applies (its own timing):"; grep "applied route plan" "$WORK/weftd.log" | sed -n "s/.*added=\([0-9]*\).*removed=\([0-9]*\).*elapsed_ms=\([0-9]*\).*/  +\1 -\2 routes in \3 ms/p" | tail -8
 echo "targets: weftd no slower than BIRD; RSS under 50 MB"

@@ -17,6 +17,7 @@
 //! live in the nftables table `weft` and iptables rules carry the comment `weft`. Nothing
 //! without the mark is ever changed or removed.
 
+pub mod batch;
 pub mod diff;
 pub mod hash;
 pub mod iface;

@@ -32,7 +32,9 @@ const MAIN_TABLE: u8 = 254;
 pub const BLACKHOLE_METRIC: u32 = 100_000;
 /// Route requests in flight at once: the kernel answers each with an ack, and keeping
 /// many outstanding avoids one round trip per route.
-const PIPELINE: usize = 512;
+const PIPELINE: usize = 64;
+/// From this many route changes on, they go to the kernel in batches ([`crate::batch`]).
+const BATCH_FROM: usize = 256;
 
 #[derive(Debug, Error)]
 pub enum KernelError {
@@ -200,15 +202,23 @@ impl Kernel {
     pub async fn apply_routes(&self, desired: &[Route]) -> Result<ApplyReport, KernelError> {
         let start = Instant::now();
         let changes = plan(desired, &self.weft_routes().await?);
-        let results: Vec<_> = stream::iter(changes)
-            .map(|change| async move { (change, self.change(change).await) })
-            .buffer_unordered(PIPELINE)
-            .collect()
-            .await;
-        let mut applied = Applied::default();
-        for (change, result) in results {
-            applied.record(change, result);
-        }
+        let applied = if changes.len() < BATCH_FROM {
+            let results: Vec<_> = stream::iter(changes)
+                .map(|change| async move { (change, self.change(change).await) })
+                .buffer_unordered(PIPELINE)
+                .collect()
+                .await;
+            let mut applied = Applied::default();
+            for (change, result) in results {
+                applied.record(change, result);
+            }
+            applied
+        } else {
+            tokio::task::spawn_blocking(move || crate::batch::apply(&changes, message))
+                .await
+                .expect("batch task")
+                .map_err(KernelError::Socket)?
+        };
         Ok(ApplyReport {
             applied,
             elapsed: start.elapsed(),
