@@ -774,7 +774,6 @@ impl Agent {
         let table = Table::new(
             self.config.network,
             self.node.lease.subnet,
-            self.node.lease.subnet.network(),
             self.attrs.public_ip,
         );
         match Tunnel::start(DEVICE, encap, queues, table, self.metrics.tunnel.clone()) {

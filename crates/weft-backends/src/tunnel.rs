@@ -82,12 +82,7 @@ impl Backend for UserTunnel {
             return plane;
         };
         let own = &node.lease;
-        let mut table = Table::new(
-            self.network,
-            own.subnet,
-            own.subnet.network(),
-            own.attrs.public_ip,
-        );
+        let mut table = Table::new(self.network, own.subnet, own.attrs.public_ip);
         plane.routes.push(Route {
             dst: self.network,
             via: None,

@@ -109,10 +109,6 @@ impl Open {
         })
     }
 
-    pub fn has(&self, want: &Capability) -> bool {
-        self.capabilities.iter().any(|c| c == want)
-    }
-
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         out.push(4);
         let two = u16::try_from(self.asn).unwrap_or(AS_TRANS);

@@ -31,7 +31,6 @@ pub mod table;
 pub mod vnet;
 mod worker;
 
-use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -195,27 +194,9 @@ impl Tunnel {
         }
     }
 
-    pub fn table(&self) -> Arc<Table> {
-        self.shared.table.load_full()
-    }
-
     /// False once a loop stopped on an error: the agent should start a new tunnel.
     pub fn is_alive(&self) -> bool {
         !self.shared.dead.load(Ordering::Relaxed)
-    }
-
-    pub fn stats(&self) -> Snapshot {
-        self.shared.stats.snapshot()
-    }
-
-    /// The live counters, for a metrics endpoint that outlives this tunnel.
-    pub fn stats_handle(&self) -> Arc<Stats> {
-        self.shared.stats.clone()
-    }
-
-    /// The TUN's own address (from the table), for callers that need it.
-    pub fn address(&self) -> Ipv4Addr {
-        self.shared.table.load().address
     }
 }
 

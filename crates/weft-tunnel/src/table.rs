@@ -13,8 +13,6 @@ pub struct Table {
     pub network: Ipv4Net,
     /// This node's subnet: packets arriving through the tunnel must be for it.
     pub local: Ipv4Net,
-    /// The TUN's own address (answers ICMP errors).
-    pub address: Ipv4Addr,
     /// This node's public IP (source of outer IP-in-IP headers).
     pub public_ip: Ipv4Addr,
     /// Peer subnet (all of one length) -> the peer's public IP.
@@ -25,11 +23,10 @@ pub struct Table {
 }
 
 impl Table {
-    pub fn new(network: Ipv4Net, local: Ipv4Net, address: Ipv4Addr, public_ip: Ipv4Addr) -> Self {
+    pub fn new(network: Ipv4Net, local: Ipv4Net, public_ip: Ipv4Addr) -> Self {
         Table {
             network,
             local,
-            address,
             public_ip,
             peers: HashMap::new(),
             prefix_len: local.prefix_len(),
@@ -82,7 +79,6 @@ mod tests {
         let mut t = Table::new(
             "10.244.0.0/16".parse().unwrap(),
             "10.244.1.0/24".parse().unwrap(),
-            "10.244.1.0".parse().unwrap(),
             "192.168.77.1".parse().unwrap(),
         );
         t.add_peer(

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use weft_tunnel::sys::udp::{RecvMeta, UdpSocket};
 
 #[test]
-fn gso_send_arrives_whole_with_its_segment_size() {
+fn gso_send_arrives_intact_whether_coalesced_or_not() {
     let rx = UdpSocket::bind(0).unwrap();
     let port = rx.local_port().unwrap();
     let tx = UdpSocket::bind(0).unwrap();
