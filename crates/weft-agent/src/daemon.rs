@@ -192,7 +192,6 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
         last_status: None,
         tunnel: None,
         ipip_user_space,
-        tunnel_was_running: false,
         bgp: None,
         metrics,
         opts,
@@ -325,6 +324,14 @@ async fn bgp_change(
     }
 }
 
+/// How [`Agent::ensure_tunnel`] started the user-space tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Started {
+    Fresh,
+    /// A running (dead or outdated) tunnel was replaced: a repair.
+    Replaced,
+}
+
 struct Agent {
     opts: AgentOptions,
     registry: Registry,
@@ -343,8 +350,6 @@ struct Agent {
     tunnel: Option<Tunnel>,
     /// IP-in-IP runs in user space (asked for, or the kernel has no `ipip`).
     ipip_user_space: bool,
-    /// Whether a tunnel was running before the last (re)start: a restart is a repair.
-    tunnel_was_running: bool,
     /// The BGP speaker, for the bgp backend.
     bgp: Option<BgpRuntime>,
     metrics: Arc<Metrics>,
@@ -733,14 +738,14 @@ impl Agent {
             OverlaySpec::Ipip(s) => self.kernel.ensure_ipip(s).await,
             OverlaySpec::Tun(s) => {
                 let existed = self.kernel.link_index(&s.name).await?.is_some();
-                let restarted = self.ensure_tunnel(!existed && self.tunnel.is_some());
+                let started = self.ensure_tunnel(!existed && self.tunnel.is_some());
                 let (index, outcome) = self.kernel.ensure_tun(s).await?;
                 Ok((
                     index,
                     match outcome {
                         // A device that did not exist was made by opening the tunnel.
                         _ if !existed => LinkOutcome::Created,
-                        LinkOutcome::Unchanged if restarted && self.tunnel_was_running => {
+                        LinkOutcome::Unchanged if started == Some(Started::Replaced) => {
                             LinkOutcome::Updated("tunnel restarted".into())
                         }
                         other => other,
@@ -750,19 +755,22 @@ impl Agent {
         }
     }
 
-    /// Starts the user-space tunnel if it is not running (or `force`); true if it started one.
-    fn ensure_tunnel(&mut self, force: bool) -> bool {
-        let Some(encap) = self.backend.user_space_encap() else {
-            return false;
-        };
+    /// Starts the user-space tunnel if it is not running (or `force`); says whether it
+    /// started one, and whether that replaced another.
+    fn ensure_tunnel(&mut self, force: bool) -> Option<Started> {
+        let encap = self.backend.user_space_encap()?;
         let healthy = self
             .tunnel
             .as_ref()
             .is_some_and(|t| t.is_alive() && t.encap == encap);
         if healthy && !force {
-            return false;
+            return None;
         }
-        self.tunnel_was_running = self.tunnel.is_some();
+        let started = if self.tunnel.is_some() {
+            Started::Replaced
+        } else {
+            Started::Fresh
+        };
         if let Some(old) = self.tunnel.take() {
             // Joining its threads takes up to half a second; not on the async runtime.
             tokio::task::spawn_blocking(move || drop(old));
@@ -779,11 +787,11 @@ impl Agent {
         match Tunnel::start(DEVICE, encap, queues, table, self.metrics.tunnel.clone()) {
             Ok(t) => {
                 self.tunnel = Some(t);
-                true
+                Some(started)
             }
             Err(e) => {
                 error!(error = %e, "cannot start the user-space tunnel; will retry");
-                false
+                None
             }
         }
     }
