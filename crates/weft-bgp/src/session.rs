@@ -168,6 +168,8 @@ pub async fn run(
         state,
         info,
     };
+    // A connection the peer opened while we were waiting to retry: used next.
+    let mut accepted: Option<TcpStream> = None;
     loop {
         let _ = events
             .send(state(
@@ -175,26 +177,33 @@ pub async fn run(
                 String::new(),
             ))
             .await;
-        let stream = if p.passive {
-            match incoming.recv().await {
+        let stream = match accepted.take() {
+            Some(s) => s,
+            None if p.passive => match incoming.recv().await {
                 Some(s) => s,
                 None => return,
-            }
-        } else {
-            let addr = SocketAddr::V4(SocketAddrV4::new(p.peer, p.port));
-            tokio::select! {
-                s = incoming.recv() => match s { Some(s) => s, None => return },
-                c = timeout(Duration::from_secs(5), TcpStream::connect(addr)) => match c {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        let _ = events.send(state("Active", format!("connect: {e}"))).await;
-                        if wait_or_incoming(&p, &mut incoming, &events).await { continue; } else { return; }
+            },
+            None => {
+                let addr = SocketAddr::V4(SocketAddrV4::new(p.peer, p.port));
+                let failed = tokio::select! {
+                    s = incoming.recv() => match s { Some(s) => Ok(s), None => return },
+                    c = timeout(Duration::from_secs(5), TcpStream::connect(addr)) => match c {
+                        Ok(Ok(s)) => Ok(s),
+                        Ok(Err(e)) => Err(format!("connect: {e}")),
+                        Err(_) => Err("connect: timed out".to_string()),
+                    },
+                };
+                match failed {
+                    Ok(s) => s,
+                    Err(info) => {
+                        let _ = events.send(state("Active", info)).await;
+                        tokio::select! {
+                            _ = sleep(p.connect_retry) => {}
+                            s = incoming.recv() => match s { Some(s) => accepted = Some(s), None => return },
+                        }
+                        continue;
                     }
-                    Err(_) => {
-                        let _ = events.send(state("Active", "connect: timed out".into())).await;
-                        if wait_or_incoming(&p, &mut incoming, &events).await { continue; } else { return; }
-                    }
-                },
+                }
             }
         };
         let _ = stream.set_nodelay(true);
@@ -211,26 +220,6 @@ pub async fn run(
             .await;
         let _ = events.send(state("Idle", ended.reason)).await;
         sleep(p.connect_retry).await;
-    }
-}
-
-/// Sleeps the connect-retry time; true to go on (also when a connection came in).
-async fn wait_or_incoming(
-    p: &SessionParams,
-    incoming: &mut mpsc::Receiver<TcpStream>,
-    events: &mpsc::Sender<FromSession>,
-) -> bool {
-    tokio::select! {
-        _ = sleep(p.connect_retry) => !events.is_closed(),
-        s = incoming.recv() => match s {
-            // Put it back in front by handling it now: run it as this attempt.
-            Some(s) => {
-                let ended = connection(p, s, incoming, events).await;
-                let _ = events.send(FromSession::Down { peer: p.peer, reason: ended.reason, notified: ended.notified }).await;
-                !events.is_closed()
-            }
-            None => false,
-        },
     }
 }
 
