@@ -1,5 +1,5 @@
-//! Route changes sent to the kernel in batches: hundreds of RTM_NEWROUTE / RTM_DELROUTE
-//! requests in one `sendmsg`, their acknowledgements read back and matched by sequence
+//! Route changes sent to the kernel in batches, the one way Weft changes routes: up to
+//! 256 RTM_NEWROUTE / RTM_DELROUTE requests in one `sendmsg`, their acknowledgements read back and matched by sequence
 //! number, so a change the kernel refuses is reported alone and the rest still apply.
 //!
 //! Written by hand because `rtnetlink` sends one request per message and waits for each

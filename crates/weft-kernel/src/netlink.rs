@@ -3,7 +3,7 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use futures::stream::{self, StreamExt, TryStreamExt};
+use futures::stream::TryStreamExt;
 use ipnet::Ipv4Net;
 use netlink_packet_route::address::AddressAttribute;
 use netlink_packet_route::link::{
@@ -25,16 +25,11 @@ use crate::iface::{self, AddrInfo, ExternalInterface, IfaceError, IfaceSpec, Lin
 use crate::link::{must_recreate, IpipSpec, LinkOutcome, TunSpec, VxlanSpec, VxlanState};
 use crate::mac::MacAddr;
 use crate::neigh::{FdbEntry, Neighbour};
-use crate::route::{plan, Route, RouteChange, WEFT_PROTO};
+use crate::route::{plan, Route, WEFT_PROTO};
 
 const MAIN_TABLE: u8 = 254;
 /// The metric of Weft's blackhole routes.
 pub const BLACKHOLE_METRIC: u32 = 100_000;
-/// Route requests in flight at once: the kernel answers each with an ack, and keeping
-/// many outstanding avoids one round trip per route.
-const PIPELINE: usize = 64;
-/// From this many route changes on, they go to the kernel in batches ([`crate::batch`]).
-const BATCH_FROM: usize = 256;
 
 #[derive(Debug, Error)]
 pub enum KernelError {
@@ -202,23 +197,10 @@ impl Kernel {
     pub async fn apply_routes(&self, desired: &[Route]) -> Result<ApplyReport, KernelError> {
         let start = Instant::now();
         let changes = plan(desired, &self.weft_routes().await?);
-        let applied = if changes.len() < BATCH_FROM {
-            let results: Vec<_> = stream::iter(changes)
-                .map(|change| async move { (change, self.change(change).await) })
-                .buffer_unordered(PIPELINE)
-                .collect()
-                .await;
-            let mut applied = Applied::default();
-            for (change, result) in results {
-                applied.record(change, result);
-            }
-            applied
-        } else {
-            tokio::task::spawn_blocking(move || crate::batch::apply(&changes, message))
-                .await
-                .expect("batch task")
-                .map_err(KernelError::Socket)?
-        };
+        let applied = tokio::task::spawn_blocking(move || crate::batch::apply(&changes, message))
+            .await
+            .expect("batch task")
+            .map_err(KernelError::Socket)?;
         Ok(ApplyReport {
             applied,
             elapsed: start.elapsed(),
@@ -600,21 +582,6 @@ impl Kernel {
             }
         })
         .await)
-    }
-
-    async fn change(&self, change: RouteChange) -> Result<(), rtnetlink::Error> {
-        match change {
-            RouteChange::Add(r) => self.handle.route().add(message(&r)).execute().await,
-            RouteChange::Replace(r) => {
-                self.handle
-                    .route()
-                    .add(message(&r))
-                    .replace()
-                    .execute()
-                    .await
-            }
-            RouteChange::Remove(r) => self.handle.route().del(message(&r)).execute().await,
-        }
     }
 }
 

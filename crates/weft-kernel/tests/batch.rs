@@ -1,6 +1,6 @@
 //! Route changes in batches, in a network namespace of the test's own: a thousand routes
-//! added, replaced and removed through `Kernel::apply_routes` (which batches from 256
-//! changes on), with one route the kernel refuses reported alone while the rest apply.
+//! added, replaced and removed through `Kernel::apply_routes` (256 requests per
+//! `sendmsg`), with one route the kernel refuses reported alone while the rest apply.
 
 use std::os::fd::AsRawFd;
 use std::process::Command;
