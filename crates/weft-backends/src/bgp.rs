@@ -133,11 +133,7 @@ impl Backend for Bgp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{lease, node};
-
-    fn cfg(json: &str) -> NetworkConfig {
-        NetworkConfig::parse(json.as_bytes()).unwrap()
-    }
+    use crate::testing::{cfg, lease, node};
 
     #[test]
     fn mesh_and_reflector_topologies() {

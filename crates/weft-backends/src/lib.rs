@@ -137,6 +137,11 @@ pub(crate) mod testing {
         }
     }
 
+    /// A validated config from JSON.
+    pub fn cfg(json: &str) -> NetworkConfig {
+        NetworkConfig::parse(json.as_bytes()).unwrap()
+    }
+
     /// Node 192.168.1.1 on eth0 (#7, 192.168.1.0/24) holding 10.244.1.0/24.
     pub fn node(backend: &str) -> NodeContext {
         NodeContext {

@@ -127,11 +127,7 @@ impl Backend for UserTunnel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{lease, node};
-
-    fn cfg(json: &str) -> NetworkConfig {
-        NetworkConfig::parse(json.as_bytes()).unwrap()
-    }
+    use crate::testing::{cfg, lease, node};
 
     #[test]
     fn one_route_into_the_tun_and_a_table_of_peers() {

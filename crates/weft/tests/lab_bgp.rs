@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -49,29 +49,8 @@ fn bgp_mesh_three_hosts_no_encapsulation_and_a_node_leaving() {
 
     // On the wire between hosts: the containers' own addresses, no outer header.
     let (c1, c2) = (container_addr(&s1), container_addr(&s2));
-    let dump = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.ns("h2"),
-            "timeout",
-            "10",
-            "tcpdump",
-            "-l",
-            "-n",
-            "-c",
-            "1",
-        ])
-        .args(["-i", "eth0", &format!("icmp and src host {c1}")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(800));
-    for _ in 0..5 {
-        lab.ping_from("c1", &c2, 1);
-    }
-    let seen = text(&dump.wait_with_output().unwrap().stdout);
+    let filter = format!("icmp and src host {c1}");
+    let seen = lab.capture_while_pinging("h2", &["-i", "eth0", &filter], "c1", &c2);
     assert!(
         seen.contains(&format!("{c1} > {c2}: ICMP echo request")),
         "plain IP on the wire: {seen}"

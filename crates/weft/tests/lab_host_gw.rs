@@ -58,35 +58,10 @@ fn scenario(tag: &str, store: &str) {
     let c1_addr = container_addr(&lab.subnet_of("h1"));
     let c2_addr = container_addr(&lab.subnet_of("h2"));
     let filter = format!("icmp and src host {c1_addr}");
-    let capture = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.ns("c2"),
-            "timeout",
-            "10",
-            "tcpdump",
-            "-l",
-            "-n",
-            "-c",
-            "1",
-            "-i",
-            "eth0",
-            &filter,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(800));
-    for _ in 0..5 {
-        c("c1", &["ping", "-c", "1", "-W", "1", &c2_addr]);
-    }
-    let seen = capture.wait_with_output().unwrap();
+    let seen = lab.capture_while_pinging("c2", &["-i", "eth0", &filter], "c1", &c2_addr);
     assert!(
-        text(&seen.stdout).contains(&format!("{c1_addr} > {c2_addr}")),
-        "pod-to-pod keeps the source address: {}",
-        text(&seen.stdout)
+        seen.contains(&format!("{c1_addr} > {c2_addr}")),
+        "pod-to-pod keeps the source address: {seen}"
     );
 
     // A 4th host joins: every host routes to it and every pair pings.

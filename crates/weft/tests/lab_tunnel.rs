@@ -85,28 +85,12 @@ else:
 /// Captures one encapsulated packet on h2's underlay interface while c1 pings c2; returns
 /// the outer IP packet's bytes (from tcpdump's hex dump, which starts at the IP header).
 fn capture(lab: &Lab, filter: &str, c2_addr: &str) -> Vec<u8> {
-    let dump = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.ns("h2"),
-            "timeout",
-            "20",
-            "tcpdump",
-            "-l",
-            "-n",
-            "-x",
-        ])
-        .args(["-s", "0", "-c", "1", "-i", "eth0", filter])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(800));
-    for _ in 0..5 {
-        lab.ping_from("c1", c2_addr, 1);
-    }
-    let out = text(&dump.wait_with_output().unwrap().stdout);
+    let out = lab.capture_while_pinging(
+        "h2",
+        &["-x", "-s", "0", "-i", "eth0", filter],
+        "c1",
+        c2_addr,
+    );
     // Lines like "\t0x0010:  c0a8 4d02 ..." hold the bytes.
     let bytes: Vec<u8> = out
         .lines()

@@ -187,6 +187,35 @@ impl Lab {
             .unwrap_or_else(|| panic!("no metric {name} on {host}:\n{body}"))
     }
 
+    /// The first packet tcpdump (`-l -n -c 1`, plus `args`: interface, filter, ...) sees
+    /// in namespace `node` while container `ctr` pings `to`; tcpdump's text output.
+    pub fn capture_while_pinging(&self, node: &str, args: &[&str], ctr: &str, to: &str) -> String {
+        let dump = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns(node),
+                "timeout",
+                "20",
+                "tcpdump",
+                "-l",
+                "-n",
+                "-c",
+                "1",
+            ])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Give tcpdump time to attach its filter before the first ping.
+        std::thread::sleep(Duration::from_millis(800));
+        for _ in 0..5 {
+            self.ping_from(ctr, to, 1);
+        }
+        text(&dump.wait_with_output().unwrap().stdout)
+    }
+
     /// `n` pings from a container; true if any answered.
     pub fn ping_from(&self, ctr: &str, to: &str, n: u32) -> bool {
         let n = n.to_string();
