@@ -37,7 +37,7 @@ ip -n "$W" addr add 10.98.1.2/24 dev eth0; ip -n "$W" link set eth0 up
 ip -n "$W" route add default via 10.98.1.1
 ip -n "$B" addr add 10.98.2.2/24 dev eth0; ip -n "$B" link set eth0 up
 
-# N prefixes 172.16.0.0/12 split into /28s: 172.(16 + i/65536*16...) kept simple.
+# N prefixes: consecutive /28s from 172.16.0.0 (room for 65,536 in 172.16.0.0/12).
 python3 - "$N" > "$WORK/routes.conf" <<'PY'
 import sys
 n = int(sys.argv[1])
