@@ -104,7 +104,7 @@ W50=$(median "${WT[@]}"); B50=$(median "${BT[@]}")
 RSS=$(awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$WPID/status")
 echo
 echo "$N prefixes from one BIRD peer until all are in the kernel, median of $ROUNDS rounds"
-echo "(polled every few ms with ip route; both sides measured in the same rounds)"
+echo "(both kernels polled with ip route in a loop; both sides measured in the same rounds)"
 echo
 printf '| %-36s | %8s | %-22s |\n' "who" "ms" "vs BIRD"
 printf '|%s|%s|%s|\n' -------------------------------------- ---------- ------------------------
