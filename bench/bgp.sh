@@ -8,7 +8,8 @@
 #   [weft ns] 10.98.1.2 --- 10.98.1.1 [source ns: BIRD, N static routes] 10.98.2.1 --- 10.98.2.2 [bird ns]
 #
 # Each round: the source's routes are disabled (both sides back to 0), then enabled at
-# T0; both sides are polled until they hold N routes. Needs root; namespaces are removed.
+# T0; each side is timed by its own kernel route events until it holds N routes
+# (bench/route_watch.py). Needs root; namespaces are removed.
 # Usage: bench/bgp.sh [PREFIXES] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -84,27 +85,31 @@ wait_for() { # what seconds cond...
 established() { grep -q '"state":"Established"' "$WORK/bgp.json" 2>/dev/null && birdc -s "$WORK/bird.ctl" show protocols upstream | grep -q Established; }
 wait_for "both sessions" 60 established
 
-now_ms() { date +%s%3N; }
-declare -a WT BT
+declare -a WT BT WF BF
 for r in $(seq 1 "$ROUNDS"); do
   birdc -s "$WORK/src.ctl" disable bench >/dev/null
   wait_for "withdrawal" 120 bash -c "[ \$(ip -n $W route show proto 77 | grep -c -v blackhole || true) -eq 0 ] && [ \$(ip -n $B route show proto bird | wc -l) -eq 0 ]"
   sleep 1
-  t0=$(now_ms); wdone=; bdone=
+  # Each side is timed by its kernel's route events (bench/route_watch.py), not by polling.
+  coproc WATCH { exec python3 bench/route_watch.py "$N" "$W:77" "$B:bird"; }
+  read -r ready <&"${WATCH[0]}"
+  [ "$ready" = ready ] || { echo "bench/bgp.sh: route watcher did not start" >&2; exit 1; }
+  t0=$(date +%s.%N)
   birdc -s "$WORK/src.ctl" enable bench >/dev/null
-  while [ -z "$wdone" ] || [ -z "$bdone" ]; do
-    if [ -z "$wdone" ] && [ "$(count "$W" 77)" -ge "$N" ]; then wdone=$(( $(now_ms) - t0 )); fi
-    if [ -z "$bdone" ] && [ "$(count "$B" bird)" -ge "$N" ]; then bdone=$(( $(now_ms) - t0 )); fi
-    if [ $(( $(now_ms) - t0 )) -gt 120000 ]; then echo "bench/bgp.sh: round $r timed out" >&2; exit 1; fi
+  for _ in 1 2; do
+    read -r -t 120 ns first last <&"${WATCH[0]}" || { echo "bench/bgp.sh: round $r timed out" >&2; exit 1; }
+    ms=$(awk -v a="$last" -v b="$t0" 'BEGIN{printf "%d", (a-b)*1000}')
+    fms=$(awk -v a="$first" -v b="$t0" 'BEGIN{printf "%d", (a-b)*1000}')
+    if [ "$ns" = "$W" ]; then WT+=("$ms"); WF+=("$fms"); else BT+=("$ms"); BF+=("$fms"); fi
   done
-  WT+=("$wdone"); BT+=("$bdone")
+  wait "$WATCH_PID" 2>/dev/null || true
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 W50=$(median "${WT[@]}"); B50=$(median "${BT[@]}")
 RSS=$(awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$WPID/status")
 echo
 echo "$N prefixes from one BIRD peer until all are in the kernel, median of $ROUNDS rounds"
-echo "(both kernels polled with ip route in a loop; both sides measured in the same rounds)"
+echo "(from enabling the source's routes to each kernel's N-th route event; same rounds)"
 echo
 printf '| %-36s | %8s | %-22s |\n' "who" "ms" "vs BIRD"
 printf '|%s|%s|%s|\n' -------------------------------------- ---------- ------------------------
@@ -112,6 +117,7 @@ printf '| %-36s | %8s | %-22s |\n' "BIRD 2 (bgp + kernel protocol)" "$B50" "1.00
 printf '| %-36s | %8s | %-22s |\n' "weftd (bgp backend)" "$W50" "$(awk -v a="$W50" -v b="$B50" 'BEGIN{printf "%.2f", a/b}')"
 echo
 echo "rounds (weftd / BIRD ms): ${WT[*]} / ${BT[*]}"
+echo "first route in the kernel (weftd / BIRD ms): ${WF[*]} / ${BF[*]}"
 echo "weftd RSS with $N routes: $RSS MB"
 grep -E "ERROR|WARN" "$WORK/weftd.log" | tail -5
 echo "weftd route applies (its own timing):"; grep "applied route plan" "$WORK/weftd.log" | sed -n "s/.*added=\([0-9]*\).*removed=\([0-9]*\).*elapsed_ms=\([0-9]*\).*/  +\1 -\2 routes in \3 ms/p" | tail -8

@@ -67,6 +67,8 @@ pub enum AgentError {
 enum Why {
     Start,
     Store,
+    /// The BGP speaker's learned routes changed.
+    Learned,
     Kernel,
     Resync,
 }
@@ -188,6 +190,8 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
         attrs,
         peers: BTreeMap::new(),
         last_unreachable: Vec::new(),
+        last_routes: Vec::new(),
+        routes_in_kernel: false,
         last_firewall: None,
         last_status: None,
         tunnel: None,
@@ -305,9 +309,10 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
                 if !changed {
                     bgp_routes = None;
                 }
-                // A table arriving in many UPDATEs is one burst: plan once for all of it.
-                while let Ok(true) = tokio::time::timeout(Duration::from_millis(10), bgp_change(&mut bgp_routes)).await {}
-                agent.reconcile(Why::Store).await;
+                // No waiting for a burst to end: the speaker publishes once per burst it
+                // has taken in, and whatever changes while this plan is applied is
+                // coalesced by the watch into the next one.
+                agent.reconcile(Why::Learned).await;
             }
         }
     }
@@ -344,6 +349,10 @@ struct Agent {
     /// Every readable lease by subnet, our own included.
     peers: BTreeMap<Ipv4Net, Lease>,
     last_unreachable: Vec<Unreachable>,
+    /// The routes of the last plan, to tell a repair from a plan that moved.
+    last_routes: Vec<weft_kernel::Route>,
+    /// The kernel held all of `last_routes` after the last apply.
+    routes_in_kernel: bool,
     last_firewall: Option<FirewallPlan>,
     last_status: Option<NodeStatus>,
     /// The user-space tunnel, for the backends that run one.
@@ -843,10 +852,20 @@ impl Agent {
             .filter(|l| self.config.network.contains(&l.subnet))
             .cloned()
             .collect();
+        let mut learned_moved = false;
         if let (Some(rt), Some(bgp)) = (self.bgp.as_mut(), self.backend.bgp()) {
             rt.sync(bgp, &peers, self.node.lease.subnet).await;
-            self.node.learned = rt.learned();
+            let learned = rt.learned();
+            learned_moved = learned != self.node.learned;
+            self.node.learned = learned;
         }
+        // Woken by the kernel or the timer, but routes were learned meanwhile: what
+        // changes now is news (a full apply, logged as such), not a repair of drift.
+        let why = if why.is_repair() && learned_moved {
+            Why::Store
+        } else {
+            why
+        };
         let mut plane = self.backend.plan(&self.node, &peers);
         if let (Some(t), Some(table)) = (&self.tunnel, plane.tunnel.take()) {
             t.set_table(table);
@@ -874,7 +893,28 @@ impl Agent {
                 Err(e) => error!(error = %e, "cannot read or change FDB entries; will retry"),
             }
         }
-        match self.kernel.apply_routes(&plane.routes).await {
+        let mut result = match (why, self.routes_in_kernel) {
+            // Learned routes stream in: change what moved since the last plan, which the
+            // kernel held in full, without reading all of it back first.
+            (Why::Learned, true) => {
+                self.kernel
+                    .apply_route_delta(&plane.routes, &self.last_routes)
+                    .await
+            }
+            _ => self.kernel.apply_routes(&plane.routes).await,
+        };
+        if why == Why::Learned
+            && self.routes_in_kernel
+            && result.as_ref().is_ok_and(|r| !r.applied.failed.is_empty())
+        {
+            // The kernel was not what the last plan said (someone else's edit): read it.
+            if let Ok(report) = &result {
+                log_applied("route", why, &report.applied, None);
+            }
+            result = self.kernel.apply_routes(&plane.routes).await;
+        }
+        self.routes_in_kernel = false;
+        match result {
             Ok(report) => {
                 changed |= self.count(&report.applied);
                 log_applied(
@@ -882,7 +922,8 @@ impl Agent {
                     why,
                     &report.applied,
                     Some(report.elapsed.as_millis() as u64),
-                )
+                );
+                self.routes_in_kernel = report.applied.failed.is_empty();
             }
             Err(e) => error!(error = %e, "cannot read or change routes; will retry"),
         }
@@ -891,6 +932,7 @@ impl Agent {
             m.repairs.fetch_add(1, Ordering::Relaxed);
         }
         m.routes.store(plane.routes.len() as u64, Ordering::Relaxed);
+        self.last_routes = plane.routes;
         m.peers
             .store(self.peers.len().saturating_sub(1) as u64, Ordering::Relaxed);
         m.unreachable_peers

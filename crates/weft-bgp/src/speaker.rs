@@ -16,9 +16,12 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::message::{Message, MAX_LEN};
-use crate::rib::{self, Local, Path, PeerKind};
+use crate::rib::{self, AdjIn, Local, Path, PeerKind};
 use crate::session::{self, FromSession, SessionParams, ToSession, BGP_PORT};
 use crate::update::{PathAttributes, Update};
+
+/// How many changed prefixes are decided and published at a time during a burst.
+const PUBLISH_EVERY: usize = 1000;
 
 /// This speaker.
 #[derive(Debug, Clone)]
@@ -127,6 +130,8 @@ impl Speaker {
             cfg,
             peers: BTreeMap::new(),
             adj_in: BTreeMap::new(),
+            best: BTreeMap::new(),
+            dirty: BTreeSet::new(),
             stale: BTreeMap::new(),
             own: Vec::new(),
             routes: routes_tx,
@@ -186,7 +191,12 @@ struct Up {
 struct Core {
     cfg: SpeakerConfig,
     peers: BTreeMap<Ipv4Addr, PeerState>,
-    adj_in: BTreeMap<Ipv4Addr, BTreeMap<Ipv4Net, Path>>,
+    adj_in: AdjIn,
+    /// The best path per prefix, kept up to date for the prefixes in `dirty`.
+    best: BTreeMap<Ipv4Net, Path>,
+    /// Prefixes whose received paths changed since the last [`Core::converge`]: only
+    /// these are decided again, so a burst costs what it changed, not the table size.
+    dirty: BTreeSet<Ipv4Net>,
     /// Graceful restart: a restarting peer's routes kept until this time, and which.
     stale: BTreeMap<Ipv4Addr, (BTreeSet<Ipv4Net>, tokio::time::Instant)>,
     own: Vec<Ipv4Net>,
@@ -204,14 +214,23 @@ impl Core {
                 c = cmds.recv() => match c {
                     None => return,
                     Some(Cmd::Peers(p)) => self.set_peers(p, &ev_tx),
-                    Some(Cmd::Own(o)) => self.own = o,
+                    Some(Cmd::Own(o)) => {
+                        // Own prefixes are not learned routes: decide them again.
+                        self.dirty.extend(self.own.iter().chain(&o).copied());
+                        self.own = o;
+                    }
                 },
                 Some(ev) = ev_rx.recv() => {
                     self.on_event(ev);
-                    // Take everything already queued (a table arrives as a burst of
-                    // UPDATEs) before deciding once for all of it.
-                    while let Ok(ev) = ev_rx.try_recv() {
-                        self.on_event(ev);
+                    // Take what is already queued (a table arrives as a burst of
+                    // UPDATEs) and decide once for it, but no more than about
+                    // PUBLISH_EVERY prefixes at a time: the agent installs the first
+                    // part while the rest is still being taken in.
+                    while self.dirty.len() < PUBLISH_EVERY {
+                        match ev_rx.try_recv() {
+                            Ok(ev) => self.on_event(ev),
+                            Err(_) => break,
+                        }
                     }
                 }
                 _ = sweep.tick() => self.sweep_stale(),
@@ -240,7 +259,7 @@ impl Core {
                 s.task.abort();
                 info!(peer = %a, "BGP peer removed");
             }
-            self.adj_in.remove(&a);
+            self.drop_routes(a);
             self.stale.remove(&a);
             self.accept.lock().expect("lock").remove(&a);
             self.status.lock().expect("lock").remove(&a);
@@ -351,9 +370,7 @@ impl Core {
                         let until = tokio::time::Instant::now() + Duration::from_secs(secs as u64);
                         self.stale.insert(peer, (prefixes, until));
                     }
-                    _ => {
-                        self.adj_in.remove(&peer);
-                    }
+                    _ => self.drop_routes(peer),
                 }
                 self.set_status(peer, |s| s.info = reason);
             }
@@ -371,9 +388,7 @@ impl Core {
                 if u.is_end_of_rib() {
                     // The restarted peer has sent everything: what it did not resend is gone.
                     if let Some((stale, _)) = self.stale.remove(&peer) {
-                        if let Some(routes) = self.adj_in.get_mut(&peer) {
-                            routes.retain(|prefix, _| !stale.contains(prefix));
-                        }
+                        self.drop_stale(peer, &stale);
                     }
                     return;
                 }
@@ -393,8 +408,14 @@ impl Core {
                 );
                 let routes = self.adj_in.entry(peer).or_default();
                 for w in u.withdrawn_all() {
-                    routes.remove(w);
+                    if routes.remove(w).is_some() {
+                        self.dirty.insert(*w);
+                    }
                 }
+                let mut shared = u.attrs.clone();
+                shared.mp_reach = None;
+                shared.mp_unreach = None;
+                let shared = Arc::new(shared);
                 let stale = self.stale.get_mut(&peer);
                 let mut refreshed = Vec::new();
                 for (prefix, nh) in u.nlri.iter().map(|n| (*n, u.attrs.next_hop)).chain(
@@ -405,17 +426,15 @@ impl Core {
                 ) {
                     let Some(next_hop) = nh else { continue };
                     refreshed.push(prefix);
+                    self.dirty.insert(prefix);
                     if looped {
                         routes.remove(&prefix);
                         continue;
                     }
-                    let mut attrs = u.attrs.clone();
-                    attrs.mp_reach = None;
-                    attrs.mp_unreach = None;
                     routes.insert(
                         prefix,
                         Path {
-                            attrs,
+                            attrs: shared.clone(),
                             next_hop,
                             from: peer,
                             from_id: peer_id,
@@ -452,38 +471,60 @@ impl Core {
             .collect();
         for peer in expired {
             if let Some((set, _)) = self.stale.remove(&peer) {
-                if let Some(routes) = self.adj_in.get_mut(&peer) {
-                    routes.retain(|p, _| !set.contains(p));
-                }
+                self.drop_stale(peer, &set);
                 warn!(%peer, "graceful restart time over: the peer's stale routes are removed");
             }
         }
     }
 
-    /// Publishes the best routes and brings every established peer up to date.
-    async fn converge(&mut self) {
-        let best = rib::best(&self.adj_in);
-        let learned: BTreeMap<Ipv4Net, Learned> = best
-            .iter()
-            .filter(|(p, _)| !self.own.contains(p))
-            .map(|(p, path)| {
-                (
-                    *p,
-                    Learned {
+    /// Forgets everything a peer sent.
+    fn drop_routes(&mut self, peer: Ipv4Addr) {
+        if let Some(routes) = self.adj_in.remove(&peer) {
+            self.dirty.extend(routes.into_keys());
+        }
+    }
+
+    /// Forgets a peer's routes that are still marked stale (graceful restart).
+    fn drop_stale(&mut self, peer: Ipv4Addr, stale: &BTreeSet<Ipv4Net>) {
+        if let Some(routes) = self.adj_in.get_mut(&peer) {
+            routes.retain(|p, _| !stale.contains(p));
+        }
+        self.dirty.extend(stale.iter().copied());
+    }
+
+    /// Decides the changed prefixes again and publishes the learned routes that changed.
+    fn decide(&mut self) {
+        let dirty = std::mem::take(&mut self.dirty);
+        for p in &dirty {
+            match rib::best_for(&self.adj_in, p) {
+                Some(path) => self.best.insert(*p, path.clone()),
+                None => self.best.remove(p),
+            };
+        }
+        let (best, own) = (&self.best, &self.own);
+        self.routes.send_if_modified(|cur| {
+            let mut modified = false;
+            for p in &dirty {
+                let want = best
+                    .get(p)
+                    .filter(|_| !own.contains(p))
+                    .map(|path| Learned {
                         next_hop: path.next_hop,
                         from: path.from,
-                    },
-                )
-            })
-            .collect();
-        self.routes.send_if_modified(|cur| {
-            if *cur != learned {
-                *cur = learned;
-                true
-            } else {
-                false
+                    });
+                modified |= match want {
+                    Some(l) => cur.insert(*p, l.clone()) != Some(l),
+                    None => cur.remove(p).is_some(),
+                };
             }
+            modified
         });
+    }
+
+    /// Publishes the best routes and brings every established peer up to date.
+    async fn converge(&mut self) {
+        self.decide();
+        let best = &self.best;
         let local = Local {
             asn: self.cfg.asn,
             router_id: self.cfg.router_id,
@@ -497,7 +538,7 @@ impl Core {
             let want = rib::export(
                 &local,
                 &self.own,
-                &best,
+                best,
                 *addr,
                 p.config.kind,
                 ebgp,

@@ -1,6 +1,8 @@
 //! Route changes sent to the kernel in batches, the one way Weft changes routes: up to
-//! 256 RTM_NEWROUTE / RTM_DELROUTE requests in one `sendmsg`, their acknowledgements read back and matched by sequence
-//! number, so a change the kernel refuses is reported alone and the rest still apply.
+//! 256 RTM_NEWROUTE / RTM_DELROUTE requests in one `sendmsg`. Only the last asks for an
+//! acknowledgement; the kernel answers every failed request with an error carrying its
+//! sequence number, before that last answer, so a change the kernel refuses is reported
+//! alone and the rest still apply, without 256 acknowledgements to allocate and read.
 //!
 //! Written by hand because `rtnetlink` sends one request per message and waits for each
 //! answer through a future: fine for a few routes, but installing 10,000 learned BGP
@@ -19,11 +21,30 @@ use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use crate::diff::{Applied, Change};
 use crate::route::{Route, RouteChange};
 
-/// Requests per `sendmsg`. Each ack is its own socket buffer (about 1 KiB of receive
-/// buffer accounting however small its bytes), so a chunk's acks must fit the buffer.
+/// Requests per `sendmsg`. Each answer (an error, or the closing ack) is its own socket
+/// buffer (about 1 KiB of receive buffer accounting however small its bytes), so the
+/// answers to a chunk where every request fails must still fit the buffer.
 const CHUNK: usize = 256;
 /// The receive buffer asked for (root may exceed `rmem_max`).
 const RCVBUF: i32 = 4 << 20;
+
+/// Sets a socket's receive buffer to `size`, past `rmem_max` when allowed (root).
+pub(crate) fn force_rcvbuf(socket: &mut Socket, size: i32) {
+    let fd = std::os::fd::AsRawFd::as_raw_fd(socket);
+    // SAFETY: a pointer to a live i32 and its size.
+    let forced = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            &size as *const i32 as *const libc::c_void,
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if forced != 0 {
+        let _ = socket.set_rx_buf_sz(size as usize);
+    }
+}
 
 /// Applies `changes` in batches; `message` builds each route's netlink message.
 pub fn apply(
@@ -31,24 +52,13 @@ pub fn apply(
     message: fn(&Route) -> RouteMessage,
 ) -> io::Result<Applied<Route>> {
     let mut socket = Socket::new(NETLINK_ROUTE)?;
-    socket.bind_auto()?;
+    let local = socket.bind_auto()?;
+    // The kernel names this socket in the notifications of these changes.
+    crate::monitor::note_own_port(local.port_number());
     socket.connect(&SocketAddr::new(0, 0))?;
     // Errors come back without the request echoed in them.
     let _ = socket.set_cap_ack(true);
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
-    // SAFETY: a pointer to a live i32 and its size.
-    let forced = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            &RCVBUF as *const i32 as *const libc::c_void,
-            std::mem::size_of::<i32>() as libc::socklen_t,
-        )
-    };
-    if forced != 0 {
-        let _ = socket.set_rx_buf_sz(RCVBUF as usize);
-    }
+    force_rcvbuf(&mut socket, RCVBUF);
     let mut applied = Applied::default();
     let mut buf = Vec::new();
     for (n, chunk) in changes.chunks(CHUNK).enumerate() {
@@ -67,7 +77,11 @@ pub fn apply(
                 Change::Remove(r) => (RouteNetlinkMessage::DelRoute(message(r)), 0),
             };
             let mut header = NetlinkHeader::default();
-            header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+            // Only the last request asks for an acknowledgement: the kernel reports
+            // every failure anyway, in order, so the last ack closes the chunk and
+            // whatever came back before it were the failures.
+            let ack = if i + 1 == chunk.len() { NLM_F_ACK } else { 0 };
+            header.flags = NLM_F_REQUEST | ack | flags;
             header.sequence_number = base + i as u32;
             let mut m = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(payload));
             m.finalize();
@@ -76,9 +90,10 @@ pub fn apply(
             m.serialize(&mut buf[at..]);
         }
         socket.send(&buf, 0)?;
-        let mut results: Vec<Option<Result<(), String>>> = vec![None; chunk.len()];
-        let mut pending = chunk.len();
-        while pending > 0 {
+        let mut results: Vec<Result<(), String>> = vec![Ok(()); chunk.len()];
+        let last = chunk.len() - 1;
+        let mut closed = false;
+        while !closed {
             let (data, _) = socket.recv_from_full()?;
             let mut off = 0;
             while off + 16 <= data.len() {
@@ -93,14 +108,12 @@ pub fn apply(
                     let seq = m.header.sequence_number;
                     if let NetlinkPayload::Error(e) = m.payload {
                         let idx = seq.wrapping_sub(base) as usize;
-                        if idx < results.len() && results[idx].is_none() {
-                            results[idx] = Some(match e.code {
-                                None => Ok(()),
-                                Some(_) => {
-                                    Err(io::Error::from_raw_os_error(-e.raw_code()).to_string())
-                                }
-                            });
-                            pending -= 1;
+                        if idx < results.len() {
+                            if e.code.is_some() {
+                                results[idx] =
+                                    Err(io::Error::from_raw_os_error(-e.raw_code()).to_string());
+                            }
+                            closed |= idx == last;
                         }
                     }
                 }
@@ -108,7 +121,7 @@ pub fn apply(
             }
         }
         for (change, result) in chunk.iter().zip(results) {
-            applied.record(*change, result.expect("every request answered"));
+            applied.record(*change, result);
         }
     }
     Ok(applied)

@@ -25,7 +25,7 @@ use crate::iface::{self, AddrInfo, ExternalInterface, IfaceError, IfaceSpec, Lin
 use crate::link::{must_recreate, IpipSpec, LinkOutcome, TunSpec, VxlanSpec, VxlanState};
 use crate::mac::MacAddr;
 use crate::neigh::{FdbEntry, Neighbour};
-use crate::route::{plan, Route, WEFT_PROTO};
+use crate::route::{plan, Route, RouteChange, WEFT_PROTO};
 
 const MAIN_TABLE: u8 = 254;
 /// The metric of Weft's blackhole routes.
@@ -197,6 +197,28 @@ impl Kernel {
     pub async fn apply_routes(&self, desired: &[Route]) -> Result<ApplyReport, KernelError> {
         let start = Instant::now();
         let changes = plan(desired, &self.weft_routes().await?);
+        Self::apply_changes(changes, start).await
+    }
+
+    /// Turns `previous`, a plan the kernel was last seen to hold in full, into `desired`
+    /// without reading the kernel's routes first. For a stream of learned routes: reading
+    /// 10,000 routes back before each burst would cost more than the burst. Whoever
+    /// calls it keeps the full [`Kernel::apply_routes`] for everything else; a change the
+    /// kernel refuses here (someone else's edit) shows as failed, and the caller goes
+    /// back to it.
+    pub async fn apply_route_delta(
+        &self,
+        desired: &[Route],
+        previous: &[Route],
+    ) -> Result<ApplyReport, KernelError> {
+        let start = Instant::now();
+        Self::apply_changes(plan(desired, previous), start).await
+    }
+
+    async fn apply_changes(
+        changes: Vec<RouteChange>,
+        start: Instant,
+    ) -> Result<ApplyReport, KernelError> {
         let applied = tokio::task::spawn_blocking(move || crate::batch::apply(&changes, message))
             .await
             .expect("batch task")

@@ -42,7 +42,7 @@ fn route(i: u32, via_last: u8, dev: u32) -> Route {
 }
 
 #[test]
-fn a_thousand_routes_in_batches_and_one_refused() {
+fn a_thousand_routes_in_batches_refusals_and_deltas() {
     let ns = Ns(format!("t{}batch", std::process::id() % 100_000));
     sh(&["ip", "netns", "add", &ns.0]);
     sh(&[
@@ -82,15 +82,28 @@ fn a_thousand_routes_in_batches_and_one_refused() {
                     dev,
                     onlink: false,
                 };
+                // The first change of the first chunk and the last of the last (whose
+                // answer closes the chunk) are both refused.
+                let bad_first = Route {
+                    dst: "1.2.3.0/24".parse().unwrap(),
+                    ..bad
+                };
                 want.push(bad);
+                want.push(bad_first);
                 let r = k.apply_routes(&want).await.unwrap();
                 assert_eq!(r.applied.added, 1000);
-                assert_eq!(r.applied.failed.len(), 1, "{:?}", r.applied.failed);
-                assert_eq!(r.applied.failed[0].0, weft_kernel::Change::Add(bad));
+                let failed: Vec<_> = r.applied.failed.iter().map(|(c, _)| *c).collect();
+                assert_eq!(
+                    failed,
+                    [
+                        weft_kernel::Change::Add(bad_first),
+                        weft_kernel::Change::Add(bad)
+                    ]
+                );
                 assert_eq!(k.weft_routes().await.unwrap().len(), 1000);
 
                 // 300 next hops change (replace), 500 routes go (remove).
-                want.pop();
+                want.truncate(1000);
                 for r in want.iter_mut().take(300) {
                     r.via = Some(
                         format!("192.168.200.{}", 1 + r.dst.addr().octets()[2] % 250)
@@ -109,7 +122,27 @@ fn a_thousand_routes_in_batches_and_one_refused() {
                 have.sort();
                 want.sort();
                 assert_eq!(have, want, "the kernel holds exactly the plan");
-                let _ = name;
+
+                // A delta from the last plan, without reading the kernel first.
+                let mut next = want.clone();
+                next.drain(..10);
+                next.extend((2001..=2010).map(|i| route(i, 7, dev)));
+                let r = k.apply_route_delta(&next, &want).await.unwrap();
+                assert_eq!(
+                    (r.applied.added, r.applied.replaced, r.applied.removed),
+                    (10, 0, 10)
+                );
+                let mut have = k.weft_routes().await.unwrap();
+                have.sort();
+                next.sort();
+                assert_eq!(have, next);
+                // Someone deleted a route the caller believes is there: refused, reported.
+                let gone = next[0];
+                sh(&["ip", "-n", &name, "route", "del", &gone.dst.to_string()]);
+                let r = k.apply_route_delta(&next[1..], &next).await.unwrap();
+                assert_eq!(r.applied.removed, 0);
+                assert_eq!(r.applied.failed.len(), 1, "{:?}", r.applied.failed);
+                assert_eq!(r.applied.failed[0].0, weft_kernel::Change::Remove(gone));
             })
     })
     .join()
