@@ -142,7 +142,9 @@ fn parse_v4(field: &str, s: &str, problems: &mut Vec<String>) -> Option<Ipv4Addr
 }
 
 /// Backend options, flannel's names: vxlan `VNI` (1) and `Port` (8472); udp `Port`
-/// (8285); vxlan, udp and ipip `MTU` and `DirectRouting` (cross-subnet mode).
+/// (8285); vxlan, udp and ipip `MTU` and `DirectRouting` (cross-subnet mode); bgp `ASN`,
+/// `RouteReflectors` and `CrossSubnet` (`"vxlan"`: peers off this node's L2 segment
+/// are reached through VXLAN, which then takes vxlan's `VNI`, `Port` and `MTU`).
 fn check_backend_options(
     kind: BackendKind,
     o: &serde_json::Map<String, serde_json::Value>,
@@ -170,11 +172,21 @@ fn check_backend_options(
                 ));
             }
         }
-        return;
+        match o.get("CrossSubnet") {
+            None => return,
+            Some(v) if v == "none" => return,
+            Some(v) if v == "vxlan" => {} // and the vxlan options below
+            Some(v) => {
+                problems.push(format!(
+                    "Backend.CrossSubnet must be \"vxlan\" or \"none\", not {v}"
+                ));
+                return;
+            }
+        }
     }
     if !matches!(
         kind,
-        BackendKind::Vxlan | BackendKind::Udp | BackendKind::Ipip
+        BackendKind::Vxlan | BackendKind::Udp | BackendKind::Ipip | BackendKind::Bgp
     ) {
         return;
     }
@@ -188,7 +200,7 @@ fn check_backend_options(
             }
         }
     };
-    if kind == BackendKind::Vxlan {
+    if matches!(kind, BackendKind::Vxlan | BackendKind::Bgp) {
         num("VNI", 1, 16_777_215, problems);
     }
     if kind != BackendKind::Ipip {
@@ -400,6 +412,28 @@ mod tests {
             br#"{"Network":"10.244.0.0/16","Backend":{"Type":"bgp","ASN":65001,"RouteReflectors":["192.168.77.1"]}}"#,
         )
         .unwrap();
+    }
+
+    #[test]
+    fn bgp_cross_subnet_takes_vxlan_and_its_options() {
+        let p = problems(
+            r#"{"Network":"10.244.0.0/16","Backend":{"Type":"bgp","CrossSubnet":"ipip"}}"#,
+        );
+        assert_eq!(
+            p,
+            [r#"Backend.CrossSubnet must be "vxlan" or "none", not "ipip""#]
+        );
+        let p = problems(
+            r#"{"Network":"10.244.0.0/16","Backend":{"Type":"bgp","CrossSubnet":"vxlan","VNI":0}}"#,
+        );
+        assert!(p[0].contains("Backend.VNI"), "{p:?}");
+        let c = parse(
+            r#"{"Network":"10.244.0.0/16","Backend":{"Type":"bgp","CrossSubnet":"vxlan","VNI":4,"Port":4789}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.backend_u64("VNI"), Some(4));
+        parse(r#"{"Network":"10.244.0.0/16","Backend":{"Type":"bgp","CrossSubnet":"none"}}"#)
+            .unwrap();
     }
 
     #[test]

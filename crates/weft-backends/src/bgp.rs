@@ -8,6 +8,12 @@
 //! reflectors peer with each other (non-clients) and with every other node (their
 //! clients); other nodes peer only with the reflectors (RFC 4456).
 //!
+//! `CrossSubnet: "vxlan"` (Calico's VXLAN `CrossSubnet`): a route whose next hop is a
+//! Weft node off this node's L2 segment goes through a VXLAN device laid out as the vxlan
+//! backend's (`weft.<VNI>`, the peer's `.0` and VTEP MAC from its lease, a permanent
+//! neighbour and FDB entry); next hops on the segment still get plain routes. Without
+//! it such a route is reported unreachable: a router would drop it anyway.
+//!
 //! Which sessions to run is a pure function of the leases and the config
 //! ([`Bgp::peers`]); the agent hands the result to the speaker after every change.
 
@@ -15,9 +21,11 @@ use std::net::Ipv4Addr;
 
 use weft_alloc::{BackendKind, Lease, NetworkConfig};
 use weft_bgp::rib::PeerKind;
-use weft_kernel::Route;
+use weft_kernel::link::OverlaySpec;
+use weft_kernel::{FdbEntry, Neighbour, Route};
 
-use crate::{Backend, DataPlane, NodeContext, Unreachable};
+use crate::vxlan::{peer_vtep, Vxlan};
+use crate::{Backend, BackendSettings, DataPlane, NodeContext, Unreachable};
 
 /// Calico's default AS for the cluster.
 pub const DEFAULT_ASN: u32 = 64512;
@@ -25,6 +33,8 @@ pub const DEFAULT_ASN: u32 = 64512;
 pub struct Bgp {
     pub asn: u32,
     pub reflectors: Vec<Ipv4Addr>,
+    /// How to reach next hops off this node's segment (`CrossSubnet: "vxlan"`).
+    pub cross_subnet: Option<Vxlan>,
 }
 
 /// A session the node should have.
@@ -36,7 +46,7 @@ pub struct WantedPeer {
 }
 
 impl Bgp {
-    pub fn new(cfg: &NetworkConfig) -> Self {
+    pub fn new(cfg: &NetworkConfig, settings: &BackendSettings) -> Self {
         let reflectors = cfg
             .backend_options
             .get("RouteReflectors")
@@ -49,6 +59,9 @@ impl Bgp {
                 .map(|a| a as u32)
                 .unwrap_or(DEFAULT_ASN),
             reflectors,
+            cross_subnet: (cfg.backend_options.get("CrossSubnet")
+                == Some(&serde_json::json!("vxlan")))
+            .then(|| Vxlan::new(cfg, settings)),
         }
     }
 
@@ -100,7 +113,30 @@ impl Backend for Bgp {
         Some(self)
     }
 
-    fn plan(&self, node: &NodeContext, _peers: &[Lease]) -> DataPlane {
+    fn backend_data(&self) -> serde_json::Value {
+        match &self.cross_subnet {
+            Some(vx) => vx.backend_data(),
+            None => serde_json::Value::Null,
+        }
+    }
+
+    fn mtu(&self, external_mtu: u32) -> u32 {
+        match &self.cross_subnet {
+            // Some paths are encapsulated: every container gets the smaller MTU.
+            Some(vx) => vx.mtu(external_mtu),
+            None => external_mtu,
+        }
+    }
+
+    fn overlay(&self, node: &NodeContext) -> Option<OverlaySpec> {
+        self.cross_subnet.as_ref()?.overlay(node)
+    }
+
+    fn encap_port(&self) -> Option<u16> {
+        self.cross_subnet.as_ref()?.encap_port()
+    }
+
+    fn plan(&self, node: &NodeContext, peers: &[Lease]) -> DataPlane {
         let mut plane = DataPlane::default();
         plane.routes.push(Route::blackhole(node.lease.subnet));
         let ext = &node.external;
@@ -115,25 +151,70 @@ impl Backend for Bgp {
                     dev: ext.index,
                     onlink: false,
                 });
-            } else {
-                plane.unreachable.push(Unreachable {
-                    subnet: *prefix,
-                    reason: format!(
-                        "learned over BGP via {next_hop}, which is not on {} ({})",
-                        ext.name, ext.network
-                    ),
-                });
+                continue;
             }
+            let off_segment = format!(
+                "learned over BGP via {next_hop}, which is not on {} ({})",
+                ext.name, ext.network
+            );
+            let reason = match (&self.cross_subnet, node.overlay) {
+                (None, _) => off_segment,
+                (Some(_), None) => format!("{off_segment}; the VXLAN device is not up yet"),
+                (Some(vx), Some(dev)) => match encapsulated(vx, dev, peers, *prefix, *next_hop) {
+                    Ok((route, neighbour, fdb)) => {
+                        plane.routes.push(route);
+                        plane.neighbours.push(neighbour);
+                        plane.fdb.push(fdb);
+                        continue;
+                    }
+                    Err(why) => format!("{off_segment}, and {why}"),
+                },
+            };
+            plane.unreachable.push(Unreachable {
+                subnet: *prefix,
+                reason,
+            });
         }
         plane.routes.sort();
+        plane.neighbours.sort();
+        plane.neighbours.dedup();
+        plane.fdb.sort();
+        plane.fdb.dedup();
         plane
     }
+}
+
+/// The route, neighbour and FDB entry that carry `prefix` to the Weft node `next_hop`
+/// through the VXLAN device `dev`, as the vxlan backend lays them out.
+fn encapsulated(
+    vx: &Vxlan,
+    dev: u32,
+    peers: &[Lease],
+    prefix: ipnet::Ipv4Net,
+    next_hop: Ipv4Addr,
+) -> Result<(Route, Neighbour, FdbEntry), String> {
+    let peer = peers
+        .iter()
+        .find(|l| l.attrs.public_ip == next_hop)
+        .ok_or_else(|| format!("{next_hop} is no Weft node to tunnel to"))?;
+    let mac = peer_vtep(peer, vx.vni())?;
+    let gw = peer.subnet.network();
+    Ok((
+        Route {
+            dst: prefix,
+            via: Some(gw),
+            dev,
+            onlink: true,
+        },
+        Neighbour { ip: gw, mac },
+        FdbEntry { mac, dst: next_hop },
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{cfg, lease, node};
+    use crate::testing::{cfg, lease, node, settings};
 
     #[test]
     fn mesh_and_reflector_topologies() {
@@ -144,15 +225,19 @@ mod tests {
             lease("10.244.4.0/24", "192.168.1.4", "vxlan"),
         ];
         let me: Ipv4Addr = "192.168.1.1".parse().unwrap();
-        let mesh = Bgp::new(&cfg(
-            r#"{"Network":"10.244.0.0/16","Backend":{"Type":"bgp"}}"#,
-        ));
+        let mesh = Bgp::new(
+            &cfg(r#"{"Network":"10.244.0.0/16","Backend":{"Type":"bgp"}}"#),
+            &settings(),
+        );
         let p = mesh.peers(me, &leases);
         assert_eq!(p.len(), 2);
         assert!(p.iter().all(|w| w.kind == PeerKind::Mesh && w.asn == 64512));
-        let rr = Bgp::new(&cfg(
-            r#"{"Network":"10.244.0.0/16","Backend":{"Type":"bgp","ASN":65001,"RouteReflectors":["192.168.1.1"]}}"#,
-        ));
+        let rr = Bgp::new(
+            &cfg(
+                r#"{"Network":"10.244.0.0/16","Backend":{"Type":"bgp","ASN":65001,"RouteReflectors":["192.168.1.1"]}}"#,
+            ),
+            &settings(),
+        );
         let at_rr = rr.peers(me, &leases);
         assert_eq!(
             at_rr
@@ -175,9 +260,10 @@ mod tests {
 
     #[test]
     fn blackhole_own_block_and_routes_via_next_hops() {
-        let b = Bgp::new(&cfg(
-            r#"{"Network":"10.244.0.0/16","Backend":{"Type":"bgp"}}"#,
-        ));
+        let b = Bgp::new(
+            &cfg(r#"{"Network":"10.244.0.0/16","Backend":{"Type":"bgp"}}"#),
+            &settings(),
+        );
         let mut n = node("bgp");
         n.learned = vec![
             (
@@ -200,5 +286,69 @@ mod tests {
         );
         assert_eq!(plane.unreachable.len(), 1);
         assert_eq!(b.mtu(1500), 1500, "no encapsulation, no overhead");
+        assert!(b.overlay(&n).is_none());
+    }
+
+    #[test]
+    fn cross_subnet_next_hops_go_through_vxlan() {
+        let b = Bgp::new(
+            &cfg(r#"{"Network":"10.244.0.0/16","Backend":{"Type":"bgp","CrossSubnet":"vxlan"}}"#),
+            &settings(),
+        );
+        let mut n = node("bgp");
+        let Some(OverlaySpec::Vxlan(spec)) = b.overlay(&n) else {
+            panic!("a VXLAN device")
+        };
+        assert_eq!(
+            (spec.name.as_str(), spec.vni, spec.mtu),
+            ("weft.1", 1, 1450)
+        );
+        assert_eq!(b.mtu(1500), 1450);
+        assert_eq!(b.backend_data()["VNI"], 1);
+        let far_mac = crate::vxlan::vtep_mac("172.16.0.3".parse().unwrap(), 1);
+        let mut far = lease("10.244.3.0/24", "172.16.0.3", "bgp");
+        far.attrs.backend_data = serde_json::json!({"VNI": 1, "VtepMAC": far_mac.to_string()});
+        let peers = [lease("10.244.2.0/24", "192.168.1.2", "bgp"), far];
+        let learned = |p: &str, nh: &str| (p.parse().unwrap(), nh.parse().unwrap());
+        n.learned = vec![
+            learned("10.244.2.0/24", "192.168.1.2"),
+            learned("10.244.3.0/24", "172.16.0.3"),
+            learned("10.244.200.7/32", "172.16.0.3"),
+            learned("10.250.0.0/24", "172.16.9.9"),
+        ];
+        let plane = b.plan(&n, &peers);
+        assert_eq!(plane.unreachable.len(), 3, "the device is not up yet");
+        n.overlay = Some(9);
+        let plane = b.plan(&n, &peers);
+        let routes: Vec<String> = plane.routes.iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            routes,
+            [
+                "blackhole 10.244.1.0/24",
+                "10.244.2.0/24 via 192.168.1.2 dev #7",
+                "10.244.3.0/24 via 10.244.3.0 dev #9 onlink",
+                "10.244.200.7/32 via 10.244.3.0 dev #9 onlink",
+            ]
+        );
+        assert_eq!(
+            plane.neighbours,
+            [Neighbour {
+                ip: "10.244.3.0".parse().unwrap(),
+                mac: far_mac
+            }]
+        );
+        assert_eq!(
+            plane.fdb,
+            [FdbEntry {
+                mac: far_mac,
+                dst: "172.16.0.3".parse().unwrap()
+            }]
+        );
+        assert_eq!(plane.unreachable.len(), 1);
+        assert!(
+            plane.unreachable[0].reason.contains("no Weft node"),
+            "{:?}",
+            plane.unreachable
+        );
     }
 }

@@ -113,7 +113,7 @@ pub fn build(cfg: &NetworkConfig, settings: &BackendSettings) -> Result<Box<dyn 
             Ok(Box::new(tunnel::UserTunnel::ipip(cfg)))
         }
         BackendKind::Ipip => Ok(Box::new(ipip::KernelIpip::new(cfg))),
-        BackendKind::Bgp => Ok(Box::new(bgp::Bgp::new(cfg))),
+        BackendKind::Bgp => Ok(Box::new(bgp::Bgp::new(cfg, settings))),
     }
 }
 
@@ -134,6 +134,15 @@ pub(crate) mod testing {
             },
             store_lease: Some(1),
             mod_revision: 1,
+        }
+    }
+
+    /// The settings of node 192.168.1.1.
+    pub fn settings() -> BackendSettings {
+        BackendSettings {
+            public_ip: "192.168.1.1".parse().unwrap(),
+            tx_checksum_off: false,
+            ipip_user_space: false,
         }
     }
 

@@ -58,6 +58,10 @@ impl Vxlan {
         }
     }
 
+    pub fn vni(&self) -> u32 {
+        self.vni
+    }
+
     pub fn device_name(&self) -> String {
         format!("weft.{}", self.vni)
     }
@@ -69,7 +73,7 @@ pub fn vtep_mac(public_ip: Ipv4Addr, vni: u32) -> MacAddr {
 }
 
 /// A peer's VTEP, from its lease's backend data.
-fn peer_vtep(peer: &Lease, vni: u32) -> Result<MacAddr, String> {
+pub(crate) fn peer_vtep(peer: &Lease, vni: u32) -> Result<MacAddr, String> {
     let data = &peer.attrs.backend_data;
     let peer_vni = data
         .get("VNI")

@@ -39,6 +39,10 @@ pub enum NetworkCmd {
         /// several. Turns the full mesh off.
         #[arg(long)]
         route_reflector: Vec<std::net::Ipv4Addr>,
+        /// bgp: reach nodes off this node's L2 segment through VXLAN ("vxlan") or not at
+        /// all ("none", the default).
+        #[arg(long)]
+        cross_subnet: Option<String>,
         /// Replace an existing config.
         #[arg(long)]
         force: bool,
@@ -61,6 +65,7 @@ pub async fn run(registry: &Registry, cmd: NetworkCmd) -> Result<i32, String> {
             mtu,
             asn,
             route_reflector,
+            cross_subnet,
             force,
         } => {
             let mut json = serde_json::json!({ "Network": network.to_string(), "Backend": { "Type": backend.name() } });
@@ -91,6 +96,9 @@ pub async fn run(registry: &Registry, cmd: NetworkCmd) -> Result<i32, String> {
             }
             if !route_reflector.is_empty() {
                 b["RouteReflectors"] = route_reflector.iter().map(|r| r.to_string()).collect();
+            }
+            if let Some(c) = cross_subnet {
+                b["CrossSubnet"] = c.into();
             }
             let cfg =
                 NetworkConfig::parse(json.to_string().as_bytes()).map_err(|e| e.to_string())?;

@@ -73,6 +73,9 @@ pub enum LabCommand {
         /// bgp: a host (by its underlay address) that reflects routes for the others.
         #[arg(long)]
         route_reflector: Vec<String>,
+        /// bgp: reach hosts on other underlay subnets through VXLAN (`vxlan`).
+        #[arg(long)]
+        cross_subnet: Option<String>,
         /// vxlan or udp: the UDP port.
         #[arg(long)]
         port: Option<u16>,
@@ -153,6 +156,7 @@ pub fn run(cmd: LabCommand) -> LabResult<i32> {
             no_ip_masq,
             cni_mode,
             route_reflector,
+            cross_subnet,
             router,
         } => {
             let mut init: Vec<String> = [
@@ -176,6 +180,9 @@ pub fn run(cmd: LabCommand) -> LabResult<i32> {
             }
             for r in route_reflector {
                 init.extend(["--route-reflector".into(), r]);
+            }
+            if let Some(c) = cross_subnet {
+                init.extend(["--cross-subnet".into(), c]);
             }
             let spec = LabSpec {
                 name: lab.name,

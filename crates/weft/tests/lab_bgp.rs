@@ -7,6 +7,8 @@
 //!   everywhere.
 //! - 4 hosts with a route reflector: clients peer only with the reflector and still get
 //!   every route, with the originating node as next hop.
+//! - 4 hosts on 2 underlay subnets with `CrossSubnet: "vxlan"`: plain routes within a
+//!   subnet, VXLAN (route, neighbour, FDB entry) across; both seen on the wire.
 
 mod common;
 
@@ -107,6 +109,66 @@ fn bgp_route_reflector_four_hosts() {
     assert!(
         routes.contains(&format!("{s4} via 192.168.77.4 dev eth0")),
         "{routes}"
+    );
+}
+
+#[test]
+fn bgp_cross_subnet_through_vxlan() {
+    // h1, h3 on 192.168.77.0/24; h2, h4 on 192.168.78.0/24 (Calico's VXLAN CrossSubnet).
+    let lab = Lab::up_with(
+        "bgx",
+        "embedded",
+        4,
+        &[
+            "--backend",
+            "bgp",
+            "--subnets",
+            "2",
+            "--cross-subnet",
+            "vxlan",
+        ],
+    );
+    lab.ping_all(0);
+    let (s2, s3) = (lab.subnet_of("h2"), lab.subnet_of("h3"));
+    let routes = lab.weft_routes("h1");
+    assert!(
+        routes.contains(&format!("{s3} via 192.168.77.3 dev eth0")),
+        "same subnet: a plain route\n{routes}"
+    );
+    let gw2 = s2.split('/').next().unwrap();
+    assert!(
+        routes.contains(&format!("{s2} via {gw2} dev weft.1 onlink")),
+        "other subnet: through VXLAN\n{routes}"
+    );
+    let neigh = text(
+        &lab.exec("h1", &["ip", "neigh", "show", "dev", "weft.1"])
+            .stdout,
+    );
+    assert!(neigh.contains(&format!("{gw2} lladdr")), "{neigh}");
+    let fdb = text(
+        &lab.exec("h1", &["bridge", "fdb", "show", "dev", "weft.1"])
+            .stdout,
+    );
+    assert!(fdb.contains("dst 192.168.78.2"), "{fdb}");
+
+    // On h1's wire: VXLAN to h2, the containers' own addresses to h3.
+    let (c1, c2, c3) = (
+        container_addr(&lab.subnet_of("h1")),
+        container_addr(&s2),
+        container_addr(&s3),
+    );
+    let seen = lab.capture_while_pinging("h1", &["-i", "eth0", "udp port 8472"], "c1", &c2);
+    assert!(
+        // tcpdump names port 8472 OTV; the header it prints is VXLAN's (flag I, VNI 1).
+        seen.contains("192.168.78.2.8472: OTV, flags [I] (0x08), overlay 0, instance 1")
+            && seen.contains(&format!("{c1} > {c2}: ICMP echo request")),
+        "encapsulated across subnets: {seen}"
+    );
+    let filter = format!("icmp and src host {c1}");
+    let seen = lab.capture_while_pinging("h1", &["-i", "eth0", &filter], "c1", &c3);
+    assert!(
+        seen.contains(&format!("{c1} > {c3}: ICMP echo request")),
+        "plain IP within a subnet: {seen}"
     );
 }
 
