@@ -116,7 +116,9 @@ impl BgpRuntime {
     }
 
     /// Makes the speaker's sessions and announcement match the leases and the store.
-    pub async fn sync(&mut self, bgp: &Bgp, leases: &[Lease], own: Ipv4Net) {
+    /// Sessions from the leases and external peers; `own`: what this node announces (its
+    /// subnet, and single addresses it holds outside it as /32s).
+    pub async fn sync(&mut self, bgp: &Bgp, leases: &[Lease], own: Vec<Ipv4Net>) {
         let me = self.router_id;
         let mut peers: Vec<PeerConfig> = bgp
             .peers(me, leases)
@@ -145,7 +147,7 @@ impl BgpRuntime {
             });
         }
         self.speaker.set_peers(peers).await;
-        self.speaker.set_own(vec![own]).await;
+        self.speaker.set_own(own).await;
     }
 
     pub fn learned(&self) -> Vec<(Ipv4Net, Ipv4Addr)> {

@@ -17,14 +17,16 @@
 //! store is away the kernel is left as it is. On exit the routes and the lease stay, so
 //! a restart finds everything in place and changes nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
 use thiserror::Error;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
+use weft_alloc::address::AddressClaim;
 use weft_alloc::registry::{AcquireError, NodeStatus, RegistryError, Unreachable};
 use weft_alloc::{pool, Lease, LeaseAttrs, NetworkConfig, Registry};
 use weft_backends::{Backend, BackendSettings, NodeContext};
@@ -190,6 +192,7 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
         attrs,
         peers: BTreeMap::new(),
         last_unreachable: Vec::new(),
+        held: BTreeSet::new(),
         last_routes: Vec::new(),
         routes_in_kernel: false,
         last_firewall: None,
@@ -213,6 +216,23 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
         warn!(key = %s.key, reason = %s.reason, "skipping unreadable lease");
     }
     agent.peers = snapshot.leases.into_iter().map(|l| (l.subnet, l)).collect();
+    match agent.registry.addresses().await {
+        Ok(claims) => {
+            for (ip, c) in claims {
+                agent.on_address(ip, Some(c));
+            }
+        }
+        Err(e) => warn!(error = %e, "cannot list held addresses; will follow the store watch"),
+    }
+    if !agent.opts.api_socket.as_os_str().is_empty() {
+        let (path, registry) = (agent.opts.api_socket.clone(), agent.registry.clone());
+        let node = agent.attrs.public_ip;
+        tokio::spawn(async move {
+            if let Err(e) = crate::api::serve(&path, registry, node).await {
+                error!(socket = %path.display(), error = %e, "cannot serve address claims");
+            }
+        });
+    }
     if let Some(bgp) = agent.backend.bgp() {
         let mut rt = BgpRuntime::start(
             bgp,
@@ -349,6 +369,8 @@ struct Agent {
     /// Every readable lease by subnet, our own included.
     peers: BTreeMap<Ipv4Net, Lease>,
     last_unreachable: Vec<Unreachable>,
+    /// Single addresses this node holds outside its subnet (announced as /32s).
+    held: BTreeSet<Ipv4Addr>,
     /// The routes of the last plan, to tell a repair from a plan that moved.
     last_routes: Vec<weft_kernel::Route>,
     /// The kernel held all of `last_routes` after the last apply.
@@ -528,6 +550,26 @@ impl Agent {
             {
                 self.bgp.as_mut().is_some_and(|b| b.on_delete(&key))
             }
+            WatchEvent::Put(kv) if kv.key.starts_with(&self.registry.addresses_prefix()) => {
+                match self.registry.parse_address(&kv.key, &kv.value) {
+                    Some((ip, c)) => self.on_address(ip, Some(c)),
+                    None => {
+                        warn!(key = %kv.key, "ignoring an unreadable address claim");
+                        false
+                    }
+                }
+            }
+            WatchEvent::Delete { key, .. }
+                if key.starts_with(&self.registry.addresses_prefix()) =>
+            {
+                match key
+                    .trim_start_matches(&self.registry.addresses_prefix())
+                    .parse()
+                {
+                    Ok(ip) => self.on_address(ip, None),
+                    Err(_) => false,
+                }
+            }
             WatchEvent::Resync { kvs, revision } => {
                 info!(
                     revision,
@@ -538,6 +580,20 @@ impl Agent {
             }
             _ => false, // status records and anything else under the prefix
         }
+    }
+
+    /// Follows one single-address claim (`None`: released); whether ours changed.
+    fn on_address(&mut self, ip: Ipv4Addr, claim: Option<AddressClaim>) -> bool {
+        let ours = claim.is_some_and(|c| c.node == self.attrs.public_ip);
+        let changed = if ours {
+            self.held.insert(ip)
+        } else {
+            self.held.remove(&ip)
+        };
+        if changed {
+            info!(%ip, held = ours, "address outside the subnet");
+        }
+        changed
     }
 
     /// Takes a new config if it is valid and can apply without a restart.
@@ -602,7 +658,12 @@ impl Agent {
 
     async fn on_resync(&mut self, kvs: Vec<KeyValue>) {
         let mut fresh = BTreeMap::new();
+        self.held.clear();
         for kv in &kvs {
+            if let Some((ip, c)) = self.registry.parse_address(&kv.key, &kv.value) {
+                self.on_address(ip, Some(c));
+                continue;
+            }
             if kv.key == self.registry.config_key() {
                 self.on_config(&kv.value);
             } else if self.is_lease_key(&kv.key) {
@@ -854,7 +915,9 @@ impl Agent {
             .collect();
         let mut learned_moved = false;
         if let (Some(rt), Some(bgp)) = (self.bgp.as_mut(), self.backend.bgp()) {
-            rt.sync(bgp, &peers, self.node.lease.subnet).await;
+            let mut own = vec![self.node.lease.subnet];
+            own.extend(self.held.iter().map(|ip| Ipv4Net::from(*ip)));
+            rt.sync(bgp, &peers, own).await;
             let learned = rt.learned();
             learned_moved = learned != self.node.learned;
             self.node.learned = learned;

@@ -2,10 +2,12 @@
 //!
 //! - [`options`]: command-line options, including how to reach the store (shared with `weftctl`).
 //! - [`health`]: `/healthz` and `/metrics`.
+//! - [`api`]: the local socket for claims of single addresses outside the node's subnet.
 //! - [`hostfiles`]: `subnet.env` and the Docker options file, in flannel's format.
 //! - [`daemon`]: start-up (store, config, interface, lease) and the event loop that keeps
 //!   the kernel equal to what the backend plans from the store's leases.
 
+pub mod api;
 pub mod bgp;
 pub mod daemon;
 pub mod duration;

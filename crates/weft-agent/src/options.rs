@@ -143,6 +143,10 @@ pub struct AgentOptions {
     /// Where the bgp backend writes its peers' state (read by `weftctl node status`).
     #[arg(long, default_value = "/run/weft/bgp-status.json")]
     pub bgp_status_file: PathBuf,
+    /// The local socket the CNI plugin asks for addresses outside this node's subnet
+    /// (routed mode, bgp backend); an empty path turns it off.
+    #[arg(long, default_value = "/run/weft/weftd.sock")]
+    pub api_socket: PathBuf,
     /// Address for `/healthz` and `/metrics` (flannel's option name).
     #[arg(long, default_value = "127.0.0.1")]
     pub healthz_ip: std::net::IpAddr,

@@ -5,7 +5,10 @@
 //! - [`lease`]: a node's claim on one subnet, in flannel's lease format.
 //! - [`registry`]: reading and writing all of that in a [`weft_store::Store`], including the
 //!   atomic claim that keeps two nodes from ever holding the same subnet.
+//! - [`address`]: single addresses a node holds from outside its subnet, claimed the
+//!   same way.
 
+pub mod address;
 pub mod config;
 pub mod lease;
 pub mod pool;

@@ -4,6 +4,8 @@
 //! <prefix>/config                  network config (flannel JSON)
 //! <prefix>/subnets/10.244.3.0-24   one lease per node, bound to a store lease (TTL)
 //! <prefix>/weft/status/<subnet>    what each node's agent reports (Weft's own addition)
+//! <prefix>/weft/addresses/<ip>     single addresses held outside a node's subnet
+//! <prefix>/weft/bgp/peers/<name>   BGP peers outside the cluster
 //! ```
 //!
 //! The default prefix is flannel's `/coreos.com/network`, so `etcdctl` habits carry over.
@@ -126,6 +128,11 @@ impl Registry {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// The key prefix everything lives under (`/coreos.com/network` by default).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     pub fn config_key(&self) -> String {

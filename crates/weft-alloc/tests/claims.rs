@@ -1,5 +1,6 @@
 //! Subnet claims through the registry, on both stores: reuse after restart, reservations,
-//! exhaustion, unreadable leases, and several *processes* racing for one small pool.
+//! exhaustion, unreadable leases, several *processes* racing for one small pool, and
+//! single addresses held outside a node's subnet.
 //!
 //! The racing children are this same test binary, re-run with `WEFT_CLAIM_CHILD` set:
 //! each opens its own store connection and claims one subnet, as separate agents would.
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
+use weft_alloc::address::{AddressClaim, ClaimError};
 use weft_alloc::registry::AcquireError;
 use weft_alloc::{BackendKind, LeaseAttrs, NetworkConfig, Registry};
 use weft_store::embedded::EmbeddedStore;
@@ -201,6 +203,50 @@ async fn exhaustion(store: Arc<dyn Store>) {
     assert!(err.to_string().contains("all 8 subnets of /29"), "{err}");
 }
 
+/// Single addresses outside any node's subnet: one holder at a time, idempotent for
+/// it, freed only by it; addresses a lease could cover are refused.
+async fn single_addresses(store: Arc<dyn Store>) {
+    let reg = Registry::new(store, "/addr");
+    let cfg =
+        NetworkConfig::parse(br#"{"Network":"10.244.0.0/16","Backend":{"Type":"bgp"}}"#).unwrap();
+    reg.put_config(&cfg).await.unwrap();
+    let lease = reg.acquire(&cfg, &attrs(1), None, TTL).await.unwrap();
+    let ip: Ipv4Addr = "10.244.0.7".parse().unwrap();
+    let mine = AddressClaim {
+        node: attrs(1).public_ip,
+        container_id: "c1".into(),
+    };
+    reg.claim_address(&cfg, ip, &mine).await.unwrap();
+    reg.claim_address(&cfg, ip, &mine).await.unwrap();
+    let theirs = AddressClaim {
+        node: attrs(2).public_ip,
+        container_id: "c2".into(),
+    };
+    let err = reg.claim_address(&cfg, ip, &theirs).await.unwrap_err();
+    assert!(matches!(err, ClaimError::Taken { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "10.244.0.7 is already held by container c1 on node 192.0.2.1"
+    );
+    let inside = lease.subnet.hosts().nth(5).unwrap();
+    let err = reg.claim_address(&cfg, inside, &theirs).await.unwrap_err();
+    assert!(
+        err.to_string().contains("range leases are drawn from"),
+        "{err}"
+    );
+    assert_eq!(reg.addresses().await.unwrap(), vec![(ip, mine.clone())]);
+    assert!(
+        !reg.release_address(ip, "c2").await.unwrap(),
+        "not c2's to free"
+    );
+    assert!(reg.release_address(ip, "c1").await.unwrap());
+    assert!(
+        !reg.release_address(ip, "c1").await.unwrap(),
+        "already free"
+    );
+    reg.claim_address(&cfg, ip, &theirs).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn embedded_store_claims() {
     if std::env::var("WEFT_CLAIM_CHILD").is_ok() {
@@ -211,6 +257,7 @@ async fn embedded_store_claims() {
     let spec = format!("embedded:{}", path.display());
     lifecycle(open(&spec).await).await;
     exhaustion(open(&spec).await).await;
+    single_addresses(open(&spec).await).await;
     racing_processes_never_share(&spec).await;
 }
 
@@ -223,5 +270,6 @@ async fn etcd_store_claims() {
     let spec = format!("etcd:{}", server.endpoint);
     lifecycle(open(&spec).await).await;
     exhaustion(open(&spec).await).await;
+    single_addresses(open(&spec).await).await;
     racing_processes_never_share(&spec).await;
 }

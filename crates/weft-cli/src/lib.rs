@@ -10,6 +10,7 @@
 //! `--lab NAME` points the store commands at a lab's store; for an etcd lab, whose etcd
 //! lives in the lab's underlay namespace, weftctl re-runs itself inside that namespace.
 
+pub mod addresses;
 pub mod ipam;
 pub mod leases;
 pub mod network;
@@ -49,6 +50,8 @@ pub enum Cmd {
     /// Container addresses handed out by the `weft` CNI plugin.
     #[command(subcommand)]
     Ipam(ipam::IpamCmd),
+    /// Single addresses held outside any node's subnet, and which node holds each.
+    Addresses,
     /// This node's BGP sessions (bgp backend).
     #[command(subcommand)]
     Node(node::NodeCmd),
@@ -93,6 +96,7 @@ pub fn main(cli: Cli) -> i32 {
         match command {
             Cmd::Network(cmd) => network::run(&registry, cmd).await,
             Cmd::Leases(args) => leases::run(&registry, args).await,
+            Cmd::Addresses => addresses::run(&registry).await,
             Cmd::Store(cmd) => store::run(registry.store().as_ref(), cmd).await,
             Cmd::Lab(_) | Cmd::Ipam(_) | Cmd::Node(_) => unreachable!("handled above"),
         }

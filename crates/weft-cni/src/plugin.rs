@@ -6,6 +6,7 @@ use std::path::Path;
 use ipnet::Ipv4Net;
 use serde_json::json;
 use weft_agent::hostfiles::{self, NodeNetwork};
+use weft_alloc::address::{ask_agent, AgentRequest};
 
 use crate::attach::{self, Request};
 use crate::ipam::{Claimant, Ipam};
@@ -163,7 +164,15 @@ fn add(env: &Env, conf: &NetConf) -> CniResult<String> {
         ifname: &env.ifname,
         network: &conf.name,
     };
-    let ip = ipam.allocate(&who, wanted.first().copied())?;
+    let wanted = wanted.first().copied();
+    let outside = wanted.filter(|ip| !node.subnet.contains(ip));
+    let (ipam, ip) = match outside {
+        None => {
+            let ip = ipam.allocate(&who, wanted)?;
+            (ipam, ip)
+        }
+        Some(ip) => (claim_outside(conf, &node, &who, ip)?, ip),
+    };
     let gateway = hostfiles::gateway(&node.subnet);
     let address = Ipv4Net::new(ip, node.subnet.prefix_len()).expect("valid prefix");
     let mtu = conf.mtu.unwrap_or(node.mtu);
@@ -184,6 +193,9 @@ fn add(env: &Env, conf: &NetConf) -> CniResult<String> {
         Err(e) => {
             // Nothing half-made stays behind: the address goes back to the pool.
             let _ = ipam.release(&env.container_id, &env.ifname);
+            if outside.is_some() {
+                let _ = release_outside(conf, &env.container_id, ip);
+            }
             return Err(e);
         }
     };
@@ -205,9 +217,63 @@ fn add(env: &Env, conf: &NetConf) -> CniResult<String> {
     Ok(result.to_json(&conf.cni_version).to_string())
 }
 
+/// An address outside the node's subnet (routed mode): claimed cluster-wide by the node's
+/// agent, then recorded locally. Returns the record's pool.
+fn claim_outside(
+    conf: &NetConf,
+    node: &NodeNetwork,
+    who: &Claimant,
+    ip: std::net::Ipv4Addr,
+) -> CniResult<Ipam> {
+    let refuse = |why: String| {
+        CniError::new(Code::AddressUnavailable, format!("cannot assign {ip}")).with_details(why)
+    };
+    if conf.mode != Mode::Routed {
+        return Err(refuse(format!(
+            "it is outside this node's subnet {}; only \"mode\": \"routed\" can hold such an address",
+            node.subnet
+        )));
+    }
+    let req = AgentRequest::Claim {
+        ip,
+        container_id: who.container_id.to_owned(),
+    };
+    ask_agent(&conf.agent_socket, &req).map_err(refuse)?;
+    let pool = Ipam::outside(&conf.data_dir)?;
+    match pool.allocate(who, Some(ip)) {
+        Ok(_) => Ok(pool),
+        Err(e) => {
+            let _ = release_outside(conf, who.container_id, ip);
+            Err(e)
+        }
+    }
+}
+
+/// Asks the agent to give up `ip` for this container.
+fn release_outside(conf: &NetConf, container_id: &str, ip: std::net::Ipv4Addr) -> CniResult<()> {
+    let req = AgentRequest::Release {
+        ip,
+        container_id: container_id.to_owned(),
+    };
+    ask_agent(&conf.agent_socket, &req).map_err(|why| {
+        CniError::new(
+            Code::TryAgainLater,
+            format!("cannot release {ip} held outside the node's subnet"),
+        )
+        .with_details(why)
+    })
+}
+
 fn del(env: &Env, conf: &NetConf) -> CniResult<()> {
     env.require("CNI_CONTAINERID", &env.container_id)?;
     env.require("CNI_IFNAME", &env.ifname)?;
+    // An address held outside the subnet is released cluster-wide first; if the agent
+    // cannot be reached the record stays, and the runtime's retry of DEL finishes it.
+    let outside = Ipam::outside(&conf.data_dir)?;
+    if let Some(a) = outside.find(&env.container_id, &env.ifname)? {
+        release_outside(conf, &env.container_id, a.ip)?;
+        outside.release(&env.container_id, &env.ifname)?;
+    }
     // The subnet file may be gone (weftd stopped): allocations are freed wherever they are.
     for pool in Ipam::everywhere(&conf.data_dir)? {
         pool.release(&env.container_id, &env.ifname)?;
@@ -271,6 +337,9 @@ fn gc(conf: &NetConf) -> CniResult<()> {
         .collect();
     for pool in Ipam::everywhere(&conf.data_dir)? {
         pool.gc(&conf.name, &valid)?;
+    }
+    for a in Ipam::outside(&conf.data_dir)?.gc(&conf.name, &valid)? {
+        release_outside(conf, &a.container_id, a.ip)?;
     }
     Ok(())
 }

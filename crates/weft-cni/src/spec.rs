@@ -118,6 +118,10 @@ pub struct NetConf {
     /// Where allocations are kept.
     #[serde(rename = "dataDir", default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// The node agent's socket, asked (routed mode) for an address outside the node's
+    /// subnet: what `weftd --api-socket` serves.
+    #[serde(rename = "agentSocket", default = "default_agent_socket")]
+    pub agent_socket: PathBuf,
     #[serde(rename = "hairpinMode", default)]
     pub hairpin_mode: bool,
     /// Overrides the MTU from the subnet file.
@@ -140,6 +144,10 @@ pub struct NetConf {
     pub disable_check: bool,
     #[serde(rename = "disableGC", default)]
     pub disable_gc: bool,
+}
+
+fn default_agent_socket() -> PathBuf {
+    "/run/weft/weftd.sock".into()
 }
 
 fn default_bridge() -> String {

@@ -99,6 +99,7 @@ pub fn start(lab: &LabState, i: u32) -> LabResult<u32> {
             "--bgp-status-file={}",
             dir.join("bgp-status.json").display()
         ))
+        .arg(format!("--api-socket={}", dir.join("weftd.sock").display()))
         .args(lab.ip_masq.then_some("--ip-masq"))
         .arg("--resync-interval=10s")
         .arg(format!("--healthz-port={}", topology::HEALTHZ_PORT))

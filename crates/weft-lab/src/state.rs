@@ -140,6 +140,7 @@ impl LabState {
             "mode": self.cni_mode,
             "subnetFile": self.host_dir(i).join("subnet.env"),
             "dataDir": self.cni_data_dir(i),
+            "agentSocket": self.host_dir(i).join("weftd.sock"),
         })
     }
 

@@ -7,6 +7,9 @@
 //!   everywhere.
 //! - 4 hosts with a route reflector: clients peer only with the reflector and still get
 //!   every route, with the originating node as next hop.
+//! - A container on one host holds an address outside every subnet (routed CNI mode):
+//!   claimed through that host's agent, announced as a /32 and reachable from the other
+//!   hosts' containers; no other node may take it until DEL releases it.
 //! - 4 hosts on 2 underlay subnets with `CrossSubnet: "vxlan"`: plain routes within a
 //!   subnet, VXLAN (route, neighbour, FDB entry) across; both seen on the wire.
 
@@ -74,6 +77,133 @@ fn bgp_mesh_three_hosts_no_encapsulation_and_a_node_leaving() {
             st.matches("| node-to-node mesh | up ").count() == 2
         },
     );
+}
+
+/// A network namespace made by the test, removed when dropped.
+struct Netns(String);
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// Runs the `weft` CNI plugin in host `h`'s namespace for container namespace `ctr`.
+fn cni(lab: &Lab, h: &str, ctr: &str, command: &str, mode: &str, ip: &str) -> (bool, String) {
+    let dir = format!("/run/weft-lab/{}/{h}", lab.name);
+    let conf = serde_json::json!({
+        "cniVersion": "1.1.0",
+        "name": "weft",
+        "type": "weft",
+        "mode": mode,
+        "subnetFile": format!("{dir}/subnet.env"),
+        "dataDir": format!("{dir}/cni"),
+        "agentSocket": format!("{dir}/weftd.sock"),
+        "runtimeConfig": { "ips": [ip] },
+    });
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &lab.ns(h), env!("CARGO_BIN_EXE_weft")])
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", ctr)
+        .env("CNI_NETNS", format!("/run/netns/{ctr}"))
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", "/usr/lib/cni")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(conf.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), text(&out.stdout))
+}
+
+#[test]
+fn bgp_single_address_outside_the_subnet_is_announced_as_a_32() {
+    // 10.244.0.0/24 is below SubnetMin: no lease ever covers it, so a container may hold
+    // one of its addresses on any node; that node announces it as a /32.
+    let lab = Lab::up_with("b32", "embedded", 3, &["--backend", "bgp"]);
+    lab.ping_all(0);
+    let x1 = Netns(lab.ns("x1"));
+    let x2 = Netns(lab.ns("x2"));
+    for ns in [&x1, &x2] {
+        assert!(Command::new("ip")
+            .args(["netns", "add", &ns.0])
+            .status()
+            .unwrap()
+            .success());
+    }
+    let ip = "10.244.0.10";
+    let (ok, out) = cni(&lab, "h1", &x1.0, "ADD", "bridge", ip);
+    assert!(
+        !ok && out.contains("only \\\"mode\\\": \\\"routed\\\""),
+        "bridge mode refuses: {out}"
+    );
+    let (ok, out) = cni(&lab, "h1", &x1.0, "ADD", "routed", ip);
+    assert!(ok, "routed ADD: {out}");
+    assert!(out.contains("\"address\":\"10.244.0.10/32\""), "{out}");
+    for h in ["h2", "h3"] {
+        lab.wait_until(
+            "the /32 at the other hosts",
+            Duration::from_secs(20),
+            || {
+                lab.weft_routes(h)
+                    .contains("10.244.0.10 via 192.168.77.1 dev eth0")
+            },
+        );
+    }
+    assert!(
+        lab.ping_from("c2", ip, 3),
+        "c2 reaches the address held on h1"
+    );
+    assert!(
+        lab.exec(
+            "x1",
+            &[
+                "ping",
+                "-c",
+                "2",
+                "-W",
+                "2",
+                &container_addr(&lab.subnet_of("h3"))
+            ]
+        )
+        .status
+        .success(),
+        "and it reaches c3"
+    );
+    let claims = lab.ok(lab.store_cmd(&["addresses"]), "weftctl addresses");
+    assert!(
+        claims.lines().any(|l| l.starts_with("10.244.0.10 ")
+            && l.contains(" 192.168.77.1 ")
+            && l.ends_with(&x1.0)),
+        "{claims}"
+    );
+
+    // Another node cannot take it while h1 holds it.
+    let (ok, out) = cni(&lab, "h2", &x2.0, "ADD", "routed", ip);
+    assert!(
+        !ok && out.contains("already held by container") && out.contains("on node 192.168.77.1"),
+        "{out}"
+    );
+    // DEL releases it everywhere; then h2 may hold it.
+    let (ok, out) = cni(&lab, "h1", &x1.0, "DEL", "routed", ip);
+    assert!(ok, "DEL: {out}");
+    lab.wait_until("the /32 to be withdrawn", Duration::from_secs(20), || {
+        !lab.weft_routes("h3").contains("10.244.0.10")
+    });
+    let (ok, out) = cni(&lab, "h2", &x2.0, "ADD", "routed", ip);
+    assert!(ok, "h2 takes it over: {out}");
+    lab.wait_until("the /32 via h2", Duration::from_secs(20), || {
+        lab.weft_routes("h3")
+            .contains("10.244.0.10 via 192.168.77.2 dev eth0")
+    });
+    assert!(lab.ping_from("c3", ip, 3));
 }
 
 #[test]

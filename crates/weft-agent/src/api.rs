@@ -1,0 +1,132 @@
+//! The agent's local socket: claims of single addresses outside the node's subnet, made
+//! for the CNI plugin (see [`weft_alloc::address`]). A Unix socket readable by root only,
+//! one JSON request line and one JSON answer line per connection.
+//!
+//! The claim itself goes to the store; the agent's own store watch then picks it up and
+//! announces the address, so the socket needs nothing from the main loop.
+
+use std::net::Ipv4Addr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tracing::{info, warn};
+use weft_alloc::address::{AddressClaim, AgentReply, AgentRequest};
+use weft_alloc::Registry;
+
+/// A request line longer than this is refused.
+const MAX_LINE: u64 = 4096;
+
+/// Listens on `path` (replacing a stale socket file) until the task ends.
+pub async fn serve(path: &Path, registry: Registry, node: Ipv4Addr) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    info!(socket = %path.display(), "serving address claims");
+    loop {
+        let (conn, _) = listener.accept().await?;
+        let registry = registry.clone();
+        tokio::spawn(async move {
+            if let Err(e) = answer(conn, &registry, node).await {
+                warn!(error = %e, "address claim connection failed");
+            }
+        });
+    }
+}
+
+async fn answer(conn: UnixStream, registry: &Registry, node: Ipv4Addr) -> std::io::Result<()> {
+    let (read, mut write) = conn.into_split();
+    let mut line = String::new();
+    tokio::io::AsyncReadExt::take(BufReader::new(read), MAX_LINE)
+        .read_line(&mut line)
+        .await?;
+    let error = match serde_json::from_str::<AgentRequest>(&line) {
+        Err(e) => Some(format!("unreadable request ({e}): {:?}", line.trim_end())),
+        Ok(req) => handle(req, registry, node).await.err(),
+    };
+    let mut out = serde_json::to_vec(&AgentReply { error }).expect("reply serializes");
+    out.push(b'\n');
+    write.write_all(&out).await
+}
+
+async fn handle(req: AgentRequest, registry: &Registry, node: Ipv4Addr) -> Result<(), String> {
+    match req {
+        AgentRequest::Claim { ip, container_id } => {
+            let cfg = registry.config().await.map_err(|e| e.to_string())?;
+            let claim = AddressClaim { node, container_id };
+            registry
+                .claim_address(&cfg, ip, &claim)
+                .await
+                .map_err(|e| e.to_string())?;
+            info!(%ip, container = %claim.container_id, "holding an address outside the subnet");
+            Ok(())
+        }
+        AgentRequest::Release { ip, container_id } => {
+            let freed = registry
+                .release_address(ip, &container_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            if freed {
+                info!(%ip, container = %container_id, "released an address outside the subnet");
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::Arc;
+    use weft_alloc::address::ask_agent;
+    use weft_alloc::NetworkConfig;
+    use weft_store::embedded::EmbeddedStore;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn claims_over_the_socket_and_bad_lines_get_a_clear_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(EmbeddedStore::open(dir.path().join("store.db")).unwrap());
+        let registry = Registry::new(store, "/t");
+        let cfg = NetworkConfig::parse(br#"{"Network":"10.244.0.0/16","Backend":{"Type":"bgp"}}"#)
+            .unwrap();
+        registry.put_config(&cfg).await.unwrap();
+        let sock = dir.path().join("weftd.sock");
+        let node: Ipv4Addr = "192.168.77.1".parse().unwrap();
+        let (path, reg) = (sock.clone(), registry.clone());
+        tokio::spawn(async move { serve(&path, reg, node).await });
+        let s = sock.clone();
+        tokio::task::spawn_blocking(move || {
+            for _ in 0..100 {
+                if s.exists() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            let claim = |ip: &str| AgentRequest::Claim {
+                ip: ip.parse().unwrap(),
+                container_id: "c1".into(),
+            };
+            ask_agent(&s, &claim("10.244.0.7")).unwrap();
+            let err = ask_agent(&s, &claim("10.244.9.7")).unwrap_err();
+            assert!(err.contains("range leases are drawn from"), "{err}");
+            let mut conn = std::os::unix::net::UnixStream::connect(&s).unwrap();
+            conn.write_all(b"{\"Claim\": 7}\n").unwrap();
+            let mut answer = String::new();
+            BufReader::new(conn).read_line(&mut answer).unwrap();
+            assert!(answer.contains("unreadable request"), "{answer}");
+        })
+        .await
+        .unwrap();
+        let held = registry.addresses().await.unwrap();
+        assert_eq!(held.len(), 1);
+        assert_eq!(held[0].1.node, node);
+    }
+}
