@@ -7,9 +7,11 @@
 #
 #   [weft ns] 10.98.1.2 --- 10.98.1.1 [source ns: BIRD, N static routes] 10.98.2.1 --- 10.98.2.2 [bird ns]
 #
-# Each round: the source's routes are disabled (both sides back to 0), then enabled at
-# T0; each side is timed by its own kernel route events until it holds N routes
-# (bench/route_watch.py). Needs root; namespaces are removed.
+# Each round measures twice: one at a time (the source's routes go to weftd alone, then
+# to the BIRD receiver alone, the order alternating), and both at once (the same burst to
+# both, which then share the 2 cores and the kernel's route lock). Each side is timed by
+# its own kernel's route events until it holds N routes (bench/route_watch.py), from
+# the moment the source's routes are enabled. Needs root; namespaces are removed.
 # Usage: bench/bgp.sh [PREFIXES] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,21 +41,24 @@ ip -n "$W" route add default via 10.98.1.1
 ip -n "$B" addr add 10.98.2.2/24 dev eth0; ip -n "$B" link set eth0 up
 
 # N prefixes: consecutive /28s from 172.16.0.0 (room for 65,536 in 172.16.0.0/12).
+# Three identical static protocols: "bench" goes to both receivers at once, "onlyw" to
+# weftd alone and "onlyb" to the BIRD receiver alone (export filters below).
 python3 - "$N" > "$WORK/routes.conf" <<'PY'
 import sys
 n = int(sys.argv[1])
-print("protocol static bench {\n  ipv4;")
-for i in range(n):
-    a = 0xAC100000 + i * 16   # 172.16.0.0/12 in /28s
-    print(f"  route {a >> 24}.{(a >> 16) & 255}.{(a >> 8) & 255}.{a & 255}/28 blackhole;")
-print("}")
+for name in ("bench", "onlyw", "onlyb"):
+    print(f"protocol static {name} {{\n  ipv4;")
+    for i in range(n):
+        a = 0xAC100000 + i * 16   # 172.16.0.0/12 in /28s
+        print(f"  route {a >> 24}.{(a >> 16) & 255}.{(a >> 8) & 255}.{a & 255}/28 blackhole;")
+    print("}")
 PY
 cat > "$WORK/src.conf" <<EOF2
 router id 10.98.1.1;
 protocol device {}
 include "$WORK/routes.conf";
-protocol bgp weft { local 10.98.1.1 as 65000; neighbor 10.98.1.2 as 64512; ipv4 { import none; export all; }; }
-protocol bgp receiver { local 10.98.2.1 as 65000; neighbor 10.98.2.2 as 64600; ipv4 { import none; export all; }; }
+protocol bgp weft { local 10.98.1.1 as 65000; neighbor 10.98.1.2 as 64512; ipv4 { import none; export where proto = "bench" || proto = "onlyw"; }; }
+protocol bgp receiver { local 10.98.2.1 as 65000; neighbor 10.98.2.2 as 64600; ipv4 { import none; export where proto = "bench" || proto = "onlyb"; }; }
 EOF2
 cat > "$WORK/bird.conf" <<EOF2
 router id 10.98.2.2;
@@ -63,7 +68,7 @@ protocol bgp upstream { local 10.98.2.2 as 64600; neighbor 10.98.2.1 as 65000; i
 EOF2
 ip netns exec "$SRC" bird -c "$WORK/src.conf" -s "$WORK/src.ctl"
 ip netns exec "$B" bird -c "$WORK/bird.conf" -s "$WORK/bird.ctl"
-birdc -s "$WORK/src.ctl" disable bench >/dev/null
+for p in bench onlyw onlyb; do birdc -s "$WORK/src.ctl" disable $p >/dev/null; done
 
 STORE=$WORK/store.db
 "$BIN/weftctl" --store-path "$STORE" network init --network 10.244.0.0/16 --backend bgp >/dev/null
@@ -85,39 +90,64 @@ wait_for() { # what seconds cond...
 established() { grep -q '"state":"Established"' "$WORK/bgp.json" 2>/dev/null && birdc -s "$WORK/bird.ctl" show protocols upstream | grep -q Established; }
 wait_for "both sessions" 60 established
 
-declare -a WT BT WF BF
-for r in $(seq 1 "$ROUNDS"); do
-  birdc -s "$WORK/src.ctl" disable bench >/dev/null
-  wait_for "withdrawal" 120 bash -c "[ \$(ip -n $W route show proto 77 | grep -c -v blackhole || true) -eq 0 ] && [ \$(ip -n $B route show proto bird | wc -l) -eq 0 ]"
-  sleep 1
-  # Each side is timed by its kernel's route events (bench/route_watch.py), not by polling.
-  coproc WATCH { exec python3 bench/route_watch.py "$N" "$W:77" "$B:bird"; }
-  read -r ready <&"${WATCH[0]}"
+# One measurement: enable the source's static protocol $1, time each namespace in
+# "NS:PROTO ..." ($2...) by its kernel's route events (bench/route_watch.py, not polling)
+# until it holds N routes, disable it and wait until both sides are empty again.
+# Appends "protocol ns ms first_ms" lines to $WORK/times.
+measure() {
+  local proto=$1; shift
+  coproc WATCH { exec python3 bench/route_watch.py "$N" "$@"; }
+  local ready; read -r ready <&"${WATCH[0]}"
   [ "$ready" = ready ] || { echo "bench/bgp.sh: route watcher did not start" >&2; exit 1; }
-  t0=$(date +%s.%N)
-  birdc -s "$WORK/src.ctl" enable bench >/dev/null
-  for _ in 1 2; do
-    read -r -t 120 ns first last <&"${WATCH[0]}" || { echo "bench/bgp.sh: round $r timed out" >&2; exit 1; }
-    ms=$(awk -v a="$last" -v b="$t0" 'BEGIN{printf "%d", (a-b)*1000}')
-    fms=$(awk -v a="$first" -v b="$t0" 'BEGIN{printf "%d", (a-b)*1000}')
-    if [ "$ns" = "$W" ]; then WT+=("$ms"); WF+=("$fms"); else BT+=("$ms"); BF+=("$fms"); fi
+  local t0; t0=$(date +%s.%N)
+  birdc -s "$WORK/src.ctl" enable "$proto" >/dev/null
+  local ns first last
+  for _ in "$@"; do
+    read -r -t 120 ns first last <&"${WATCH[0]}" || { echo "bench/bgp.sh: $proto timed out" >&2; exit 1; }
+    awk -v n="$ns" -v p="$proto" -v a="$last" -v f="$first" -v b="$t0" \
+      'BEGIN{printf "%s %s %d %d\n", p, n, (a-b)*1000, (f-b)*1000}' >> "$WORK/times"
   done
   wait "$WATCH_PID" 2>/dev/null || true
+  birdc -s "$WORK/src.ctl" disable "$proto" >/dev/null
+  wait_for "withdrawal" 120 bash -c "[ \$(ip -n $W route show proto 77 | grep -c -v blackhole || true) -eq 0 ] && [ \$(ip -n $B route show proto bird | wc -l) -eq 0 ]"
+  sleep 2 # let the freeing of the withdrawn routes (RCU callbacks) settle
+}
+
+: > "$WORK/times"
+for r in $(seq 1 "$ROUNDS"); do
+  # Apart: each learns alone, the order alternating by round.
+  if [ $((r % 2)) -eq 1 ]; then
+    measure onlyw "$W:77"; measure onlyb "$B:bird"
+  else
+    measure onlyb "$B:bird"; measure onlyw "$W:77"
+  fi
+  # Together: both learn the same burst at the same time.
+  measure bench "$W:77" "$B:bird"
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-W50=$(median "${WT[@]}"); B50=$(median "${BT[@]}")
+col() { awk -v p="$1" -v n="$2" -v c="$3" '$1 == p && $2 == n {print $c}' "$WORK/times" | xargs; }
 RSS=$(awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$WPID/status")
 echo
 echo "$N prefixes from one BIRD peer until all are in the kernel, median of $ROUNDS rounds"
-echo "(from enabling the source's routes to each kernel's N-th route event; same rounds)"
+echo "(from enabling the source's routes to the receiving kernel's N-th route event)"
 echo
-printf '| %-36s | %8s | %-22s |\n' "who" "ms" "vs BIRD"
-printf '|%s|%s|%s|\n' -------------------------------------- ---------- ------------------------
-printf '| %-36s | %8s | %-22s |\n' "BIRD 2 (bgp + kernel protocol)" "$B50" "1.00 (baseline)"
-printf '| %-36s | %8s | %-22s |\n' "weftd (bgp backend)" "$W50" "$(awk -v a="$W50" -v b="$B50" 'BEGIN{printf "%.2f", a/b}')"
+printf '| %-44s | %8s | %-16s |\n' "who" "ms" "vs BIRD"
+printf '|%s|%s|%s|\n' ---------------------------------------------- ---------- ------------------
+for mode in apart together; do
+  if [ $mode = apart ]; then pw=onlyw; pb=onlyb; what="one at a time"; else pw=bench; pb=bench; what="both at once"; fi
+  read -r -a wt <<< "$(col $pw "$W" 3)"; read -r -a bt <<< "$(col $pb "$B" 3)"
+  w50=$(median "${wt[@]}"); b50=$(median "${bt[@]}")
+  printf '| %-44s | %8s | %-16s |\n' "BIRD 2 (bgp + kernel protocol), $what" "$b50" "1.00 (baseline)"
+  printf '| %-44s | %8s | %-16s |\n' "weftd (bgp backend), $what" "$w50" "$(awk -v a="$w50" -v b="$b50" 'BEGIN{printf "%.2f", a/b}')"
+done
 echo
-echo "rounds (weftd / BIRD ms): ${WT[*]} / ${BT[*]}"
-echo "first route in the kernel (weftd / BIRD ms): ${WF[*]} / ${BF[*]}"
+echo "rounds, one at a time (weftd / BIRD ms): $(col onlyw "$W" 3) / $(col onlyb "$B" 3)"
+echo "  first route in the kernel: $(col onlyw "$W" 4) / $(col onlyb "$B" 4)"
+echo "rounds, both at once (weftd / BIRD ms): $(col bench "$W" 3) / $(col bench "$B" 3)"
+read -r -a wt <<< "$(col bench "$W" 3)"; read -r -a bt <<< "$(col bench "$B" 3)"
+ratios=(); for i in "${!wt[@]}"; do ratios+=("$(awk -v a="${wt[$i]}" -v b="${bt[$i]}" 'BEGIN{printf "%.2f", a/b}')"); done
+echo "  weftd / BIRD per round: ${ratios[*]} (median $(median "${ratios[@]}"))"
+echo "  first route in the kernel: $(col bench "$W" 4) / $(col bench "$B" 4)"
 echo "weftd RSS with $N routes: $RSS MB"
 grep -E "ERROR|WARN" "$WORK/weftd.log" | tail -5
 echo "weftd route applies (its own timing):"; grep "applied route plan" "$WORK/weftd.log" | sed -n "s/.*added=\([0-9]*\).*removed=\([0-9]*\).*elapsed_ms=\([0-9]*\).*/  +\1 -\2 routes in \3 ms/p" | tail -8

@@ -8,7 +8,7 @@ Opens an rtnetlink socket subscribed to IPv4 route events in each namespace (wit
 follows RTM_NEWROUTE/RTM_DELROUTE of the given protocol in the main table and, for each
 namespace, prints "NS FIRST LAST" once it holds N such routes: the wall-clock times
 (seconds since the epoch) of its first and of its N-th installed route, to about a
-millisecond (the sockets are drained every millisecond). Polling
+millisecond (each namespace has its own reader process, draining every millisecond). Polling
 `ip route show` instead costs a full dump per look and measures in steps of tens of
 milliseconds; the kernel's own events time each side to the route.
 """
@@ -71,38 +71,59 @@ def routes(data, proto):
         off += (length + 3) & ~3
 
 
+def follow(n, side):
+    """Reads one namespace's route events until it holds `n` routes; prints its line.
+
+    Each namespace is followed by a process of its own, timed at the read of each
+    event: one reader for both would time the second namespace late by however long
+    the first one's events took to parse. Sockets are drained every millisecond rather
+    than woken per event, which would cost the CPU the measured agents need.
+    """
+    s, have, first = side["socket"], set(), None
+    deadline = time.time() + 120
+    while len(have) < n:
+        if time.time() > deadline:
+            sys.exit(f"route_watch.py: {side['ns']}: not all routes arrived in 120 s")
+        while len(have) < n:
+            try:
+                data = s.recv(1 << 20, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+            now = time.time()
+            for added, dst in routes(data, side["proto"]):
+                if added:
+                    have.add(dst)
+                    first = first or now
+                else:
+                    have.discard(dst)
+        else:
+            break
+        time.sleep(0.001)
+    print(side["ns"], f"{first:.6f}", f"{now:.6f}", flush=True)
+
+
 def main():
     n = int(sys.argv[1])
-    sides = {}
+    sides = []
     for arg in sys.argv[2:]:
         ns, proto = arg.rsplit(":", 1)
         proto = PROTOCOLS.get(proto) or int(proto)
-        sides[socket_in(ns)] = {"ns": ns, "proto": proto, "have": set(), "first": None}
+        sides.append({"ns": ns, "proto": proto, "socket": socket_in(ns)})
+    # Every socket is subscribed before "ready": nothing after it is missed.
+    children = []
+    for side in sides:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                follow(n, side)
+            finally:
+                os._exit(0)
+        children.append(pid)
     print("ready", flush=True)
-    pending = set(sides)
-    deadline = time.time() + 120
-    # Drained every millisecond rather than woken per event: one wake-up per route
-    # event (tens of thousands) would cost the very CPU the measured agents need.
-    while pending:
-        if time.time() > deadline:
-            sys.exit("route_watch.py: not all routes arrived in 120 s")
-        for s in list(pending):
-            side = sides[s]
-            while True:
-                try:
-                    data = s.recv(1 << 20, socket.MSG_DONTWAIT)
-                except BlockingIOError:
-                    break
-                for added, dst in routes(data, side["proto"]):
-                    if added:
-                        side["have"].add(dst)
-                        side["first"] = side["first"] or time.time()
-                    else:
-                        side["have"].discard(dst)
-            if len(side["have"]) >= n:
-                print(side["ns"], f"{side['first']:.6f}", f"{time.time():.6f}", flush=True)
-                pending.discard(s)
-        time.sleep(0.001)
+    failed = 0
+    for pid in children:
+        failed |= os.waitpid(pid, 0)[1]
+    sys.exit(1 if failed else 0)
 
 if __name__ == "__main__":
     main()

@@ -142,11 +142,62 @@ pub fn classify(data: &[u8], own: impl Fn(u32) -> bool) -> Vec<KernelEvent> {
     out
 }
 
+/// A socket filter run by the kernel before queueing an event: drops RTM_NEWROUTE of
+/// protocol 77, which is Weft installing its own routes (10,000 of them for a BGP
+/// table) and would otherwise wake this thread once each. Deletions of Weft's routes
+/// still come through, since a route deleted by hand is what must be repaired; a route
+/// someone else adds with Weft's protocol is found by the next resync.
+fn own_additions_filter() -> [libc::sock_filter; 6] {
+    // Absolute loads read in network byte order; netlink headers are in host order.
+    let newroute = u16::from_be_bytes(RTM_NEWROUTE.to_ne_bytes()) as u32;
+    let stmt = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jump = |k: u32, jt: u8, jf: u8| libc::sock_filter {
+        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+        jt,
+        jf,
+        k,
+    };
+    [
+        stmt(libc::BPF_LD | libc::BPF_H | libc::BPF_ABS, 4), // nlmsg_type
+        jump(newroute, 0, 3),
+        stmt(libc::BPF_LD | libc::BPF_B | libc::BPF_ABS, 16 + 5), // rtm_protocol
+        jump(WEFT_PROTO as u32, 0, 1),
+        stmt(libc::BPF_RET | libc::BPF_K, 0),           // drop
+        stmt(libc::BPF_RET | libc::BPF_K, 0xffff_ffff), // keep
+    ]
+}
+
 fn open() -> io::Result<Socket> {
     let mut socket = Socket::new(NETLINK_ROUTE)?;
     let groups = RTMGRP_LINK | RTMGRP_NEIGH | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE;
     socket.bind(&SocketAddr::new(0, groups))?;
     crate::batch::force_rcvbuf(&mut socket, RCVBUF);
+    let filter = own_additions_filter();
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
+    // SAFETY: a pointer to a live sock_fprog whose program outlives the call (the
+    // kernel copies it).
+    let attached = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            &prog as *const libc::sock_fprog as *const libc::c_void,
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if attached != 0 {
+        // Only a cost, not a fault: the events are then dropped in user space.
+        tracing::debug!(error = %io::Error::last_os_error(), "no socket filter on the kernel event monitor");
+    }
     // Wake up now and then to notice that nobody listens any more.
     let timeout = libc::timeval {
         tv_sec: 1,
