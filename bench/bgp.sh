@@ -107,7 +107,7 @@ measure() {
     awk -v n="$ns" -v p="$proto" -v a="$last" -v f="$first" -v b="$t0" \
       'BEGIN{printf "%s %s %d %d\n", p, n, (a-b)*1000, (f-b)*1000}' >> "$WORK/times"
   done
-  wait "$WATCH_PID" 2>/dev/null || true
+  wait "${WATCH_PID:-}" 2>/dev/null || true # (unset once the coprocess has ended)
   birdc -s "$WORK/src.ctl" disable "$proto" >/dev/null
   wait_for "withdrawal" 120 bash -c "[ \$(ip -n $W route show proto 77 | grep -c -v blackhole || true) -eq 0 ] && [ \$(ip -n $B route show proto bird | wc -l) -eq 0 ]"
   sleep 2 # let the freeing of the withdrawn routes (RCU callbacks) settle
