@@ -264,18 +264,28 @@ impl Ipam {
     /// Frees every allocation of `network` whose container interface is not in `valid`.
     pub fn gc(&self, network: &str, valid: &[(String, String)]) -> CniResult<Vec<Allocation>> {
         let mut freed = Vec::new();
-        for a in self.list()?.into_iter().filter(|a| a.network == network) {
-            let keep = valid.iter().any(|(id, ifname)| {
-                *id == a.container_id && (ifname.is_empty() || *ifname == a.ifname)
-            });
-            if !keep {
-                let path = self.dir.join(a.ip.to_string());
-                if fs::remove_file(&path).is_ok() {
-                    freed.push(a);
-                }
+        for a in self.stale(network, valid)? {
+            let path = self.dir.join(a.ip.to_string());
+            if fs::remove_file(&path).is_ok() {
+                freed.push(a);
             }
         }
         Ok(freed)
+    }
+
+    /// The allocations of `network` whose container interface is not in `valid`, left
+    /// in place (for records that need something done before they go).
+    pub fn stale(&self, network: &str, valid: &[(String, String)]) -> CniResult<Vec<Allocation>> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .filter(|a| a.network == network)
+            .filter(|a| {
+                !valid.iter().any(|(id, ifname)| {
+                    *id == a.container_id && (ifname.is_empty() || *ifname == a.ifname)
+                })
+            })
+            .collect())
     }
 }
 

@@ -338,8 +338,12 @@ fn gc(conf: &NetConf) -> CniResult<()> {
     for pool in Ipam::everywhere(&conf.data_dir)? {
         pool.gc(&conf.name, &valid)?;
     }
-    for a in Ipam::outside(&conf.data_dir)?.gc(&conf.name, &valid)? {
+    // Addresses held outside the subnet: released cluster-wide first, the record last,
+    // so an unreachable agent loses nothing (the next GC tries again).
+    let outside = Ipam::outside(&conf.data_dir)?;
+    for a in outside.stale(&conf.name, &valid)? {
         release_outside(conf, &a.container_id, a.ip)?;
+        outside.release(&a.container_id, &a.ifname)?;
     }
     Ok(())
 }

@@ -91,7 +91,7 @@ impl Drop for Netns {
 /// Runs the `weft` CNI plugin in host `h`'s namespace for container namespace `ctr`.
 fn cni(lab: &Lab, h: &str, ctr: &str, command: &str, mode: &str, ip: &str) -> (bool, String) {
     let dir = format!("/run/weft-lab/{}/{h}", lab.name);
-    let conf = serde_json::json!({
+    let mut conf = serde_json::json!({
         "cniVersion": "1.1.0",
         "name": "weft",
         "type": "weft",
@@ -101,6 +101,9 @@ fn cni(lab: &Lab, h: &str, ctr: &str, command: &str, mode: &str, ip: &str) -> (b
         "agentSocket": format!("{dir}/weftd.sock"),
         "runtimeConfig": { "ips": [ip] },
     });
+    if command == "GC" {
+        conf["cni.dev/valid-attachments"] = serde_json::json!([]);
+    }
     let mut child = Command::new("ip")
         .args(["netns", "exec", &lab.ns(h), env!("CARGO_BIN_EXE_weft")])
         .env("CNI_COMMAND", command)
@@ -204,6 +207,14 @@ fn bgp_single_address_outside_the_subnet_is_announced_as_a_32() {
             .contains("10.244.0.10 via 192.168.77.2 dev eth0")
     });
     assert!(lab.ping_from("c3", ip, 3));
+    // GC of a container the runtime no longer lists gives the address back too.
+    let (ok, out) = cni(&lab, "h2", &x2.0, "GC", "routed", ip);
+    assert!(ok, "GC: {out}");
+    lab.wait_until("GC to withdraw the /32", Duration::from_secs(20), || {
+        !lab.weft_routes("h3").contains("10.244.0.10")
+    });
+    let claims = lab.ok(lab.store_cmd(&["addresses"]), "weftctl addresses");
+    assert!(!claims.contains("10.244.0.10"), "{claims}");
 }
 
 #[test]
