@@ -2,31 +2,11 @@
 //! added, replaced and removed through `Kernel::apply_routes` (256 requests per
 //! `sendmsg`), with one route the kernel refuses reported alone while the rest apply.
 
-use std::os::fd::AsRawFd;
-use std::process::Command;
-
 use weft_kernel::{Kernel, Route};
 
-extern "C" {
-    fn setns(fd: i32, nstype: i32) -> i32;
-}
+mod common;
 
-struct Ns(String);
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-fn sh(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use common::{in_netns, sh};
 
 fn route(i: u32, via_last: u8, dev: u32) -> Route {
     Route {
@@ -43,108 +23,79 @@ fn route(i: u32, via_last: u8, dev: u32) -> Route {
 
 #[test]
 fn a_thousand_routes_in_batches_refusals_and_deltas() {
-    let ns = Ns(format!("t{}batch", std::process::id() % 100_000));
-    sh(&["ip", "netns", "add", &ns.0]);
-    sh(&[
-        "ip", "-n", &ns.0, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
-    ]);
-    sh(&[
-        "ip",
-        "-n",
-        &ns.0,
-        "addr",
-        "add",
-        "192.168.0.1/16",
-        "dev",
-        "eth0",
-    ]);
-    sh(&["ip", "-n", &ns.0, "link", "set", "eth0", "up"]);
-    sh(&["ip", "-n", &ns.0, "link", "set", "eth1", "up"]);
-    let file = std::fs::File::open(format!("/run/netns/{}", ns.0)).unwrap();
-    let name = ns.0.clone();
-    std::thread::spawn(move || {
-        // SAFETY: this thread only, into a namespace whose file we hold open.
-        assert_eq!(unsafe { setns(file.as_raw_fd(), 0x4000_0000) }, 0);
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async move {
-                let k = Kernel::connect().unwrap();
-                let dev = k.link_index("eth0").await.unwrap().unwrap();
-                let mut want: Vec<Route> = (1..=1000)
-                    .map(|i| route(i, 1 + (i % 250) as u8, dev))
-                    .collect();
-                // Not on any connected network and not onlink: the kernel says no.
-                let bad = Route {
-                    dst: "172.31.0.0/24".parse().unwrap(),
-                    via: Some("10.9.9.9".parse().unwrap()),
-                    dev,
-                    onlink: false,
-                };
-                // The first change of the first chunk and the last of the last (whose
-                // answer closes the chunk) are both refused.
-                let bad_first = Route {
-                    dst: "1.2.3.0/24".parse().unwrap(),
-                    ..bad
-                };
-                want.push(bad);
-                want.push(bad_first);
-                let r = k.apply_routes(&want).await.unwrap();
-                assert_eq!(r.applied.added, 1000);
-                let failed: Vec<_> = r.applied.failed.iter().map(|(c, _)| *c).collect();
-                assert_eq!(
-                    failed,
-                    [
-                        weft_kernel::Change::Add(bad_first),
-                        weft_kernel::Change::Add(bad)
-                    ]
-                );
-                assert_eq!(k.weft_routes().await.unwrap().len(), 1000);
+    in_netns("batch", |name| async move {
+        let k = Kernel::connect().unwrap();
+        let dev = k.link_index("eth0").await.unwrap().unwrap();
+        let mut want: Vec<Route> = (1..=1000)
+            .map(|i| route(i, 1 + (i % 250) as u8, dev))
+            .collect();
+        // Not on any connected network and not onlink: the kernel says no.
+        let bad = Route {
+            dst: "172.31.0.0/24".parse().unwrap(),
+            via: Some("10.9.9.9".parse().unwrap()),
+            dev,
+            onlink: false,
+        };
+        // The first change of the first chunk and the last of the last (whose
+        // answer closes the chunk) are both refused.
+        let bad_first = Route {
+            dst: "1.2.3.0/24".parse().unwrap(),
+            ..bad
+        };
+        want.push(bad);
+        want.push(bad_first);
+        let r = k.apply_routes(&want).await.unwrap();
+        assert_eq!(r.applied.added, 1000);
+        let failed: Vec<_> = r.applied.failed.iter().map(|(c, _)| *c).collect();
+        assert_eq!(
+            failed,
+            [
+                weft_kernel::Change::Add(bad_first),
+                weft_kernel::Change::Add(bad)
+            ]
+        );
+        assert_eq!(k.weft_routes().await.unwrap().len(), 1000);
 
-                // 300 next hops change (replace), 500 routes go (remove).
-                want.truncate(1000);
-                for r in want.iter_mut().take(300) {
-                    r.via = Some(
-                        format!("192.168.200.{}", 1 + r.dst.addr().octets()[2] % 250)
-                            .parse()
-                            .unwrap(),
-                    );
-                }
-                want.truncate(500);
-                let r = k.apply_routes(&want).await.unwrap();
-                assert_eq!(
-                    (r.applied.added, r.applied.replaced, r.applied.removed),
-                    (0, 300, 500)
-                );
-                assert!(r.applied.failed.is_empty());
-                let mut have = k.weft_routes().await.unwrap();
-                have.sort();
-                want.sort();
-                assert_eq!(have, want, "the kernel holds exactly the plan");
+        // 300 next hops change (replace), 500 routes go (remove).
+        want.truncate(1000);
+        for r in want.iter_mut().take(300) {
+            r.via = Some(
+                format!("192.168.200.{}", 1 + r.dst.addr().octets()[2] % 250)
+                    .parse()
+                    .unwrap(),
+            );
+        }
+        want.truncate(500);
+        let r = k.apply_routes(&want).await.unwrap();
+        assert_eq!(
+            (r.applied.added, r.applied.replaced, r.applied.removed),
+            (0, 300, 500)
+        );
+        assert!(r.applied.failed.is_empty());
+        let mut have = k.weft_routes().await.unwrap();
+        have.sort();
+        want.sort();
+        assert_eq!(have, want, "the kernel holds exactly the plan");
 
-                // A delta from the last plan, without reading the kernel first.
-                let mut next = want.clone();
-                next.drain(..10);
-                next.extend((2001..=2010).map(|i| route(i, 7, dev)));
-                let r = k.apply_route_delta(&next, &want).await.unwrap();
-                assert_eq!(
-                    (r.applied.added, r.applied.replaced, r.applied.removed),
-                    (10, 0, 10)
-                );
-                let mut have = k.weft_routes().await.unwrap();
-                have.sort();
-                next.sort();
-                assert_eq!(have, next);
-                // Someone deleted a route the caller believes is there: refused, reported.
-                let gone = next[0];
-                sh(&["ip", "-n", &name, "route", "del", &gone.dst.to_string()]);
-                let r = k.apply_route_delta(&next[1..], &next).await.unwrap();
-                assert_eq!(r.applied.removed, 0);
-                assert_eq!(r.applied.failed.len(), 1, "{:?}", r.applied.failed);
-                assert_eq!(r.applied.failed[0].0, weft_kernel::Change::Remove(gone));
-            })
+        // A delta from the last plan, without reading the kernel first.
+        let mut next = want.clone();
+        next.drain(..10);
+        next.extend((2001..=2010).map(|i| route(i, 7, dev)));
+        let r = k.apply_route_delta(&next, &want).await.unwrap();
+        assert_eq!(
+            (r.applied.added, r.applied.replaced, r.applied.removed),
+            (10, 0, 10)
+        );
+        let mut have = k.weft_routes().await.unwrap();
+        have.sort();
+        next.sort();
+        assert_eq!(have, next);
+        // Someone deleted a route the caller believes is there: refused, reported.
+        let gone = next[0];
+        sh(&["ip", "-n", &name, "route", "del", &gone.dst.to_string()]);
+        let r = k.apply_route_delta(&next[1..], &next).await.unwrap();
+        assert_eq!(r.applied.removed, 0);
+        assert_eq!(r.applied.failed.len(), 1, "{:?}", r.applied.failed);
+        assert_eq!(r.applied.failed[0].0, weft_kernel::Change::Remove(gone));
     })
-    .join()
-    .unwrap();
 }
