@@ -30,18 +30,7 @@ const RCVBUF: i32 = 4 << 20;
 
 /// Sets a socket's receive buffer to `size`, past `rmem_max` when allowed (root).
 pub(crate) fn force_rcvbuf(socket: &mut Socket, size: i32) {
-    let fd = std::os::fd::AsRawFd::as_raw_fd(socket);
-    // SAFETY: a pointer to a live i32 and its size.
-    let forced = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            &size as *const i32 as *const libc::c_void,
-            std::mem::size_of::<i32>() as libc::socklen_t,
-        )
-    };
-    if forced != 0 {
+    if crate::sockopt::set(socket, libc::SO_RCVBUFFORCE, &size).is_err() {
         let _ = socket.set_rx_buf_sz(size as usize);
     }
 }

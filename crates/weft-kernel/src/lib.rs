@@ -28,6 +28,7 @@ pub mod neigh;
 pub mod netlink;
 pub mod nft;
 pub mod route;
+mod sockopt;
 pub mod sysctl;
 
 pub use diff::{Applied, Change};

@@ -182,38 +182,17 @@ fn open() -> io::Result<Socket> {
         len: filter.len() as u16,
         filter: filter.as_ptr() as *mut libc::sock_filter,
     };
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
-    // SAFETY: a pointer to a live sock_fprog whose program outlives the call (the
-    // kernel copies it).
-    let attached = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_ATTACH_FILTER,
-            &prog as *const libc::sock_fprog as *const libc::c_void,
-            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
-        )
-    };
-    if attached != 0 {
+    // The kernel copies the program.
+    if let Err(e) = crate::sockopt::set(&socket, libc::SO_ATTACH_FILTER, &prog) {
         // Only a cost, not a fault: the events are then dropped in user space.
-        tracing::debug!(error = %io::Error::last_os_error(), "no socket filter on the kernel event monitor");
+        tracing::debug!(error = %e, "no socket filter on the kernel event monitor");
     }
     // Wake up now and then to notice that nobody listens any more.
     let timeout = libc::timeval {
         tv_sec: 1,
         tv_usec: 0,
     };
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
-    // SAFETY: a pointer to a live timeval and its size.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            &timeout as *const libc::timeval as *const libc::c_void,
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        );
-    }
+    let _ = crate::sockopt::set(&socket, libc::SO_RCVTIMEO, &timeout);
     Ok(socket)
 }
 

@@ -17,7 +17,7 @@ use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::AddressFamily;
-use rtnetlink::{Handle, LinkIpIp, LinkUnspec, LinkVxlan, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkIpIp, LinkMessageBuilder, LinkUnspec, LinkVxlan, RouteMessageBuilder};
 use thiserror::Error;
 
 use crate::diff::{diff, Applied, Change};
@@ -286,12 +286,7 @@ impl Kernel {
                         set = set.up();
                     }
                     if !what.is_empty() {
-                        self.handle
-                            .link()
-                            .set(set.build())
-                            .execute()
-                            .await
-                            .map_err(nl("set link"))?;
+                        self.set_link(set).await?;
                         outcome = LinkOutcome::Updated(what.join(", "));
                     }
                     have.index
@@ -352,13 +347,17 @@ impl Kernel {
         if what.is_empty() {
             return Ok(None);
         }
+        self.set_link(set).await?;
+        Ok(Some(what.join(", ")))
+    }
+
+    async fn set_link(&self, set: LinkMessageBuilder<LinkUnspec>) -> Result<(), KernelError> {
         self.handle
             .link()
             .set(set.build())
             .execute()
             .await
-            .map_err(nl("set link"))?;
-        Ok(Some(what.join(", ")))
+            .map_err(nl("set link"))
     }
 
     /// Makes the (already opened) TUN device match `spec`: MTU, up, only its address.
