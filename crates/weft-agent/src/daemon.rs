@@ -193,8 +193,7 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
         peers: BTreeMap::new(),
         last_unreachable: Vec::new(),
         held: BTreeSet::new(),
-        last_routes: Vec::new(),
-        routes_in_kernel: false,
+        routes_in_kernel: None,
         last_firewall: None,
         last_status: None,
         tunnel: None,
@@ -371,10 +370,9 @@ struct Agent {
     last_unreachable: Vec<Unreachable>,
     /// Single addresses this node holds outside its subnet (announced as /32s).
     held: BTreeSet<Ipv4Addr>,
-    /// The routes of the last plan, to tell a repair from a plan that moved.
-    last_routes: Vec<weft_kernel::Route>,
-    /// The kernel held all of `last_routes` after the last apply.
-    routes_in_kernel: bool,
+    /// The last route plan, if the kernel took all of it: the base for applying
+    /// learned routes as a difference.
+    routes_in_kernel: Option<Vec<weft_kernel::Route>>,
     last_firewall: Option<FirewallPlan>,
     last_status: Option<NodeStatus>,
     /// The user-space tunnel, for the backends that run one.
@@ -956,28 +954,7 @@ impl Agent {
                 Err(e) => error!(error = %e, "cannot read or change FDB entries; will retry"),
             }
         }
-        let mut result = match (why, self.routes_in_kernel) {
-            // Learned routes stream in: change what moved since the last plan, which the
-            // kernel held in full, without reading all of it back first.
-            (Why::Learned, true) => {
-                self.kernel
-                    .apply_route_delta(&plane.routes, &self.last_routes)
-                    .await
-            }
-            _ => self.kernel.apply_routes(&plane.routes).await,
-        };
-        if why == Why::Learned
-            && self.routes_in_kernel
-            && result.as_ref().is_ok_and(|r| !r.applied.failed.is_empty())
-        {
-            // The kernel was not what the last plan said (someone else's edit): read it.
-            if let Ok(report) = &result {
-                log_applied("route", why, &report.applied, None);
-            }
-            result = self.kernel.apply_routes(&plane.routes).await;
-        }
-        self.routes_in_kernel = false;
-        match result {
+        let took_all = match self.apply_route_plan(why, &plane.routes).await {
             Ok(report) => {
                 changed |= self.count(&report.applied);
                 log_applied(
@@ -986,25 +963,50 @@ impl Agent {
                     &report.applied,
                     Some(report.elapsed.as_millis() as u64),
                 );
-                self.routes_in_kernel = report.applied.failed.is_empty();
+                report.applied.failed.is_empty()
             }
-            Err(e) => error!(error = %e, "cannot read or change routes; will retry"),
-        }
+            Err(e) => {
+                error!(error = %e, "cannot read or change routes; will retry");
+                false
+            }
+        };
         let m = &self.metrics;
         if changed && why.is_repair() {
             m.repairs.fetch_add(1, Ordering::Relaxed);
         }
         m.routes.store(plane.routes.len() as u64, Ordering::Relaxed);
-        self.last_routes = plane.routes;
         m.peers
             .store(self.peers.len().saturating_sub(1) as u64, Ordering::Relaxed);
         m.unreachable_peers
             .store(plane.unreachable.len() as u64, Ordering::Relaxed);
         m.reconciled();
+        if took_all {
+            self.routes_in_kernel = Some(plane.routes);
+        }
         if let Some(rt) = self.bgp.as_mut() {
             rt.write_status();
         }
         self.publish_status().await;
+    }
+
+    /// Applies a route plan. Learned routes stream in: they change only what moved since
+    /// the last plan the kernel took in full, without reading it all back first; if the
+    /// kernel refuses some of that (someone else's edit), it is read and diffed after all.
+    /// Everything else is read and diffed.
+    async fn apply_route_plan(
+        &mut self,
+        why: Why,
+        routes: &[weft_kernel::Route],
+    ) -> Result<weft_kernel::netlink::ApplyReport, KernelError> {
+        let base = self.routes_in_kernel.take();
+        if let (Why::Learned, Some(base)) = (why, base) {
+            let delta = self.kernel.apply_route_delta(routes, &base).await?;
+            if delta.applied.failed.is_empty() {
+                return Ok(delta);
+            }
+            log_applied("route", why, &delta.applied, None);
+        }
+        self.kernel.apply_routes(routes).await
     }
 
     async fn publish_status(&mut self) {
