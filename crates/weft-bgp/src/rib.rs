@@ -102,22 +102,6 @@ pub fn best_for<'a>(adj_in: &'a AdjIn, prefix: &Ipv4Net) -> Option<&'a Path> {
         .min_by(|a, b| better(a, b))
 }
 
-/// Best path per prefix over every peer's received routes.
-pub fn best(adj_in: &AdjIn) -> BTreeMap<Ipv4Net, Path> {
-    let mut out: BTreeMap<Ipv4Net, Path> = BTreeMap::new();
-    for routes in adj_in.values() {
-        for (prefix, path) in routes {
-            match out.get(prefix) {
-                Some(cur) if better(cur, path).is_le() => {}
-                _ => {
-                    out.insert(*prefix, path.clone());
-                }
-            }
-        }
-    }
-    out
-}
-
 /// What this speaker is, for export decisions.
 #[derive(Debug, Clone, Copy)]
 pub struct Local {
@@ -216,7 +200,6 @@ mod tests {
         let p: Ipv4Net = "10.244.1.0/24".parse().unwrap();
         adj.insert(ip("10.0.0.2"), BTreeMap::from([(p, a.clone())]));
         adj.insert(ip("10.0.0.3"), BTreeMap::from([(p, b)]));
-        assert_eq!(best(&adj)[&p].from, ip("10.0.0.2"));
         assert_eq!(best_for(&adj, &p).unwrap().from, ip("10.0.0.2"));
         assert_eq!(best_for(&adj, &"10.244.9.0/24".parse().unwrap()), None);
     }

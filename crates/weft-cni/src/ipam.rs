@@ -67,7 +67,8 @@ impl Ipam {
 
     /// The records of addresses held outside the node's subnet (claimed cluster-wide
     /// through the agent), in `<dataDir>/outside/`: kept like the others so DEL and GC
-    /// find them. The agent decided the address is fine; any is recorded.
+    /// find them. The agent decided the address is fine; the pool is 0.0.0.0/0, which
+    /// takes any address but 0.0.0.0 and 255.255.255.255.
     pub fn outside(data_dir: &Path) -> CniResult<Ipam> {
         let dir = data_dir.join("outside");
         fs::create_dir_all(&dir).map_err(|e| io("create", &dir, e))?;
@@ -79,9 +80,6 @@ impl Ipam {
     }
 
     fn usable(&self, ip: Ipv4Addr) -> Result<(), String> {
-        if self.subnet.prefix_len() == 0 {
-            return Ok(()); // the outside records
-        }
         if !self.subnet.contains(&ip) {
             return Err(format!(
                 "{ip} is outside this node's subnet {}",
