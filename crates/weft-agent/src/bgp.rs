@@ -4,9 +4,9 @@
 //! `weftctl node status`.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use ipnet::Ipv4Net;
 use tokio::sync::watch;
@@ -70,12 +70,8 @@ impl BgpRuntime {
         router_id: Ipv4Addr,
         status_file: PathBuf,
     ) -> std::io::Result<Self> {
+        // Listening on port 179 of the router id, connect retry 2 s: the defaults.
         let mut cfg = SpeakerConfig::new(bgp.asn, router_id);
-        cfg.listen = Some(SocketAddr::V4(SocketAddrV4::new(
-            router_id,
-            weft_bgp::session::BGP_PORT,
-        )));
-        cfg.connect_retry = Duration::from_secs(2);
         cfg.route_reflector = bgp.is_reflector(router_id);
         let speaker = Speaker::start(cfg).await?;
         info!(asn = bgp.asn, %router_id, route_reflector = bgp.is_reflector(router_id), "BGP speaker listening on port 179");

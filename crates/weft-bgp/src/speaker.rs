@@ -210,14 +210,18 @@ impl Core {
         let (ev_tx, mut ev_rx) = mpsc::channel(256);
         let mut sweep = tokio::time::interval(Duration::from_secs(1));
         loop {
-            tokio::select! {
+            // The agent restates peers and prefixes on every plan; only a change (or a
+            // session event) is worth deciding and exporting again.
+            let changed = tokio::select! {
                 c = cmds.recv() => match c {
                     None => return,
                     Some(Cmd::Peers(p)) => self.set_peers(p, &ev_tx),
+                    Some(Cmd::Own(o)) if o == self.own => false,
                     Some(Cmd::Own(o)) => {
                         // Own prefixes are not learned routes: decide them again.
                         self.dirty.extend(self.own.iter().chain(&o).copied());
                         self.own = o;
+                        true
                     }
                 },
                 Some(ev) = ev_rx.recv() => {
@@ -232,10 +236,13 @@ impl Core {
                             Err(_) => break,
                         }
                     }
+                    true
                 }
                 _ = sweep.tick() => self.sweep_stale(),
+            };
+            if changed {
+                self.converge().await;
             }
-            self.converge().await;
         }
     }
 
@@ -245,7 +252,8 @@ impl Core {
         }
     }
 
-    fn set_peers(&mut self, peers: Vec<PeerConfig>, events: &mpsc::Sender<FromSession>) {
+    /// Makes the set of peers this; whether anything changed.
+    fn set_peers(&mut self, peers: Vec<PeerConfig>, events: &mpsc::Sender<FromSession>) -> bool {
         let wanted: BTreeMap<Ipv4Addr, PeerConfig> =
             peers.into_iter().map(|p| (p.address, p)).collect();
         let gone: Vec<Ipv4Addr> = self
@@ -254,6 +262,7 @@ impl Core {
             .filter(|(a, s)| wanted.get(a) != Some(&s.config))
             .map(|(a, _)| *a)
             .collect();
+        let mut changed = !gone.is_empty();
         for a in gone {
             if let Some(s) = self.peers.remove(&a) {
                 s.task.abort();
@@ -268,6 +277,7 @@ impl Core {
             if self.peers.contains_key(&a) {
                 continue;
             }
+            changed = true;
             let (in_tx, in_rx) = mpsc::channel(4);
             self.accept.lock().expect("lock").insert(a, in_tx);
             let params = SessionParams {
@@ -303,6 +313,7 @@ impl Core {
                 },
             );
         }
+        changed
     }
 
     fn ebgp(&self, peer: &PeerConfig) -> bool {
@@ -461,7 +472,8 @@ impl Core {
         }
     }
 
-    fn sweep_stale(&mut self) {
+    /// Drops the stale routes whose graceful-restart time is over; whether any were.
+    fn sweep_stale(&mut self) -> bool {
         let now = tokio::time::Instant::now();
         let expired: Vec<Ipv4Addr> = self
             .stale
@@ -469,12 +481,13 @@ impl Core {
             .filter(|(_, (_, t))| *t <= now)
             .map(|(a, _)| *a)
             .collect();
-        for peer in expired {
+        for &peer in &expired {
             if let Some((set, _)) = self.stale.remove(&peer) {
                 self.drop_stale(peer, &set);
                 warn!(%peer, "graceful restart time over: the peer's stale routes are removed");
             }
         }
+        !expired.is_empty()
     }
 
     /// Forgets everything a peer sent.
