@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 use weft_cni::ipam::Ipam;
-use weft_lab::LabState;
 
 #[derive(Debug, Subcommand)]
 pub enum IpamCmd {
@@ -23,14 +22,7 @@ pub enum IpamCmd {
 pub fn run(cmd: IpamCmd, lab: Option<&str>) -> Result<i32, String> {
     let IpamCmd::Show { data_dir, json } = cmd;
     let nodes: Vec<(String, PathBuf)> = match lab {
-        Some(name) => {
-            let state = LabState::load(name).map_err(|e| e.to_string())?;
-            state
-                .hosts
-                .iter()
-                .map(|&i| (format!("h{i}"), state.cni_data_dir(i)))
-                .collect()
-        }
+        Some(name) => crate::lab_host_paths(name, |s, i| s.cni_data_dir(i))?,
         None => vec![("local".into(), data_dir)],
     };
     let mut rows = Vec::new();

@@ -138,3 +138,16 @@ fn use_lab_store(name: &str, store: &mut StoreOptions) -> Result<Option<i32>, St
         }
     }
 }
+
+/// One path per host of lab `name`, labelled `h<i>`: `path` says which file or folder.
+pub(crate) fn lab_host_paths(
+    name: &str,
+    path: impl Fn(&weft_lab::LabState, u32) -> std::path::PathBuf,
+) -> Result<Vec<(String, std::path::PathBuf)>, String> {
+    let state = weft_lab::LabState::load(name).map_err(|e| e.to_string())?;
+    Ok(state
+        .hosts
+        .iter()
+        .map(|&i| (format!("h{i}"), path(&state, i)))
+        .collect())
+}

@@ -6,7 +6,6 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use weft_lab::LabState;
 
 #[derive(Debug, Subcommand)]
 pub enum NodeCmd {
@@ -95,14 +94,7 @@ pub fn render(json: &str) -> Result<String, String> {
 pub fn run(cmd: NodeCmd, lab: Option<&str>) -> Result<i32, String> {
     let NodeCmd::Status { file } = cmd;
     let files: Vec<(String, PathBuf)> = match lab {
-        Some(name) => {
-            let state = LabState::load(name).map_err(|e| e.to_string())?;
-            state
-                .hosts
-                .iter()
-                .map(|&i| (format!("h{i}"), state.host_dir(i).join("bgp-status.json")))
-                .collect()
-        }
+        Some(name) => crate::lab_host_paths(name, |s, i| s.host_dir(i).join("bgp-status.json"))?,
         None => vec![(String::new(), file)],
     };
     for (host, f) in files {
