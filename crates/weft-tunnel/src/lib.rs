@@ -15,7 +15,9 @@
 //!   and `recvmmsg` receive many datagrams per call; raw IP-in-IP uses `sendmmsg`;
 //! - received TCP segments are merged back into super-packets ([`coalesce`]) and written
 //!   to the TUN with `writev` from the receive buffers, without copying;
-//! - one transmit and one receive loop per core, each with buffers allocated once.
+//! - one loop per core and TUN queue, moving packets both ways (so a reply caused by a
+//!   write to the TUN is sent on by the same thread, without a wake-up), each with
+//!   buffers allocated once.
 //!
 //! The agent owns a [`Tunnel`]: it opens it when the backend needs one, hands it a new
 //! table after every plan, and rebuilds it when a loop died (the device was deleted).
@@ -42,7 +44,7 @@ use tracing::info;
 pub use stats::{Snapshot, Stats};
 pub use table::Table;
 
-use worker::{Sender, Shared};
+use worker::{Receiver, Sender, Shared};
 
 /// The TUN device's name, for both user-space backends.
 pub const DEVICE: &str = "weft0";
@@ -114,13 +116,6 @@ impl Tunnel {
                 source,
             })
         };
-        let dup = |fd: &std::os::fd::OwnedFd, queue: usize| {
-            fd.try_clone().map_err(|source| TunnelError::Tun {
-                name: name.to_owned(),
-                queue,
-                source,
-            })
-        };
         let raw = match encap {
             Encap::Ipip => Some(Arc::new(sys::raw::RawIpip::open().map_err(|source| {
                 TunnelError::Socket {
@@ -139,7 +134,7 @@ impl Tunnel {
                 let _ = std::fs::write(knob, "1");
             }
             let sh = tunnel.shared.clone();
-            match (encap, &raw) {
+            let (sender, receiver) = match (encap, &raw) {
                 (Encap::Udp { port }, _) => {
                     let socket = Arc::new(sys::udp::UdpSocket::bind(port).map_err(|source| {
                         TunnelError::Socket {
@@ -147,28 +142,19 @@ impl Tunnel {
                             source,
                         }
                     })?);
-                    let rx = dup(&fd, q)?;
-                    let (s2, sh2) = (socket.clone(), sh.clone());
-                    tunnel.spawn(format!("weft-rx{q}"), move || {
-                        worker::receive_udp(rx, s2, sh2)
-                    })?;
-                    tunnel.spawn(format!("weft-tx{q}"), move || {
-                        worker::transmit(fd, Sender::Udp { socket, port }, sh)
-                    })?;
+                    let receiver = Some(Receiver::Udp(socket.clone()));
+                    (Sender::Udp { socket, port }, receiver)
                 }
                 (Encap::Ipip, Some(socket)) => {
-                    if q == 0 {
-                        let (rx, s2, sh2) = (dup(&fd, q)?, socket.clone(), sh.clone());
-                        tunnel
-                            .spawn("weft-rx".into(), move || worker::receive_ipip(rx, s2, sh2))?;
-                    }
+                    let receiver = (q == 0).then(|| Receiver::Ipip(socket.clone()));
                     let socket = socket.clone();
-                    tunnel.spawn(format!("weft-tx{q}"), move || {
-                        worker::transmit(fd, Sender::Ipip { socket }, sh)
-                    })?;
+                    (Sender::Ipip { socket }, receiver)
                 }
                 (Encap::Ipip, None) => unreachable!("raw socket opened above"),
-            }
+            };
+            tunnel.spawn(format!("weft-q{q}"), move || {
+                worker::run(fd, sender, receiver, sh)
+            })?;
         }
         info!(dev = name, ?encap, queues, "user-space tunnel running");
         Ok(tunnel)

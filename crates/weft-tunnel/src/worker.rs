@@ -1,11 +1,19 @@
-//! The worker loops. Each TUN queue has a transmit loop (TUN -> tunnel); each UDP socket
-//! a receive loop (tunnel -> TUN); IP-in-IP has one receive loop on its raw socket (a raw
-//! socket sees every packet, so several would each get a copy).
+//! The worker loops: one per TUN queue, each moving packets both ways.
+//!
+//! A loop reads its TUN queue and sends what it reads into the tunnel (UDP datagrams or
+//! raw IP-in-IP), and receives from its tunnel socket and writes what it receives to the
+//! same queue. Doing both in one thread is what keeps round trips short: writing a packet
+//! to the TUN runs the receiving container's stack in that very system call, so a reply
+//! (a TCP ACK, an echo reply) is usually waiting in the queue when the write returns, and
+//! the same thread sends it on without any thread having to be woken. (The kernel queues
+//! a flow's packets on the queue its opposite direction was written to.) IP-in-IP has one
+//! receiver, on queue 0: a raw socket sees every packet, so several would each get a copy.
 //!
 //! Loops own all their buffers, allocated once, and never copy a payload in user space:
 //! segments go out as gathered headers and payload slices of the TUN read, and coalesced
-//! packets are written with `writev` straight from the receive buffers. Descriptors are non-blocking and
-//! waited on with a timeout, so a stop request is noticed within half a second.
+//! packets are written with `writev` straight from the receive buffers. Descriptors are
+//! non-blocking and waited on with a timeout, so a stop request is noticed within half a
+//! second.
 
 use std::net::SocketAddrV4;
 use std::os::fd::{AsFd, OwnedFd};
@@ -29,6 +37,8 @@ const WAIT_MS: i32 = 500;
 const READ_BUF: usize = 65_536 + vnet::LEN + IPIP_HEADER_LEN;
 /// Largest UDP GSO send: under the 64 KiB IP limit with room for the UDP/IP headers.
 const GSO_SEND_MAX: usize = 65_000;
+/// TUN reads per turn of a loop before it looks at its socket again.
+const TX_BURST: usize = 8;
 
 /// What every loop shares.
 #[derive(Clone)]
@@ -46,27 +56,82 @@ pub(crate) enum Sender {
     Ipip { socket: Arc<RawIpip> },
 }
 
-/// TUN -> tunnel, for one queue.
-pub(crate) fn transmit(queue: OwnedFd, sender: Sender, sh: Shared) {
-    let mut buf = vec![0u8; READ_BUF];
-    // Headers of up to 1,024 segments, each behind room for an outer header.
-    let mut headers = vec![0u8; 1024 * (IPIP_HEADER_LEN + 120)];
-    let mut iov: Vec<libc::iovec> = Vec::with_capacity(130);
-    let mut icmp = [0u8; 128];
-    let mut ipip_id: u16 = rand_seed();
+/// Where received packets come from.
+pub(crate) enum Receiver {
+    Udp(Arc<UdpSocket>),
+    Ipip(Arc<RawIpip>),
+}
+
+/// The loop of one TUN queue: transmits what the queue gives, and, with a receiver,
+/// writes what arrives from the tunnel to the queue.
+pub(crate) fn run(queue: OwnedFd, sender: Sender, receiver: Option<Receiver>, sh: Shared) {
+    let mut tx = Transmit::new(sender);
+    let mut rx = receiver.map(Receive::new);
     while !sh.stop.load(Ordering::Relaxed) {
+        let mut busy = false;
+        if let Some(rx) = rx.as_mut() {
+            busy |= rx.step(&queue, &sh);
+        }
+        // Right after a write to the TUN, the replies it caused are in the queue.
+        for _ in 0..TX_BURST {
+            match tx.step(&queue, &sh) {
+                Ok(true) => busy = true,
+                Ok(false) => break,
+                Err(e) => return fail(&sh, "reading the TUN", e),
+            }
+        }
+        if !busy {
+            let waited = match rx.as_ref() {
+                Some(rx) => sys::wait_readable(&[queue.as_fd(), rx.fd()], WAIT_MS),
+                None => sys::wait_readable(&[queue.as_fd()], WAIT_MS),
+            };
+            if let Err(e) = waited {
+                return fail(&sh, "waiting on the TUN and the tunnel socket", e);
+            }
+        }
+    }
+}
+
+/// TUN -> tunnel: the transmit half of a loop, with its buffers.
+struct Transmit {
+    sender: Sender,
+    buf: Vec<u8>,
+    /// Headers of up to 1,024 segments, each behind room for an outer header.
+    headers: Vec<u8>,
+    iov: Vec<libc::iovec>,
+    icmp: [u8; 128],
+    ipip_id: u16,
+}
+
+impl Transmit {
+    fn new(sender: Sender) -> Self {
+        Transmit {
+            sender,
+            buf: vec![0u8; READ_BUF],
+            headers: vec![0u8; 1024 * (IPIP_HEADER_LEN + 120)],
+            iov: Vec::with_capacity(130),
+            icmp: [0u8; 128],
+            ipip_id: rand_seed(),
+        }
+    }
+
+    /// Reads one packet from the TUN and sends it on; false when the queue was empty.
+    /// An error means the TUN itself failed.
+    fn step(&mut self, queue: &OwnedFd, sh: &Shared) -> std::io::Result<bool> {
+        let Transmit {
+            sender,
+            buf,
+            headers,
+            iov,
+            icmp,
+            ipip_id,
+        } = self;
         // The packet starts at offset 20: the virtio header's room becomes the outer
         // IP-in-IP header, so a plain packet is never copied.
-        let n = match tun::read(&queue, &mut buf[IPIP_HEADER_LEN - vnet::LEN..]) {
-            Ok(Some(n)) if n > vnet::LEN => n - vnet::LEN,
-            Ok(Some(_)) => continue,
-            Ok(None) => {
-                if let Err(e) = sys::wait_readable(queue.as_fd(), WAIT_MS) {
-                    return fail(&sh, "waiting on the TUN", e);
-                }
-                continue;
-            }
-            Err(e) => return fail(&sh, "reading the TUN", e),
+        let n = match tun::read(queue, &mut buf[IPIP_HEADER_LEN - vnet::LEN..])? {
+            Some(n) if n > vnet::LEN => n - vnet::LEN,
+            Some(_) => return Ok(true),
+            None => return Ok(false),
         };
         let hdr = VnetHdr::decode(
             buf[IPIP_HEADER_LEN - vnet::LEN..IPIP_HEADER_LEN]
@@ -78,31 +143,30 @@ pub(crate) fn transmit(queue: OwnedFd, sender: Sender, sh: Shared) {
         let pkt = &mut pkt[..n];
         let Some(dst) = packet::dst_of(pkt) else {
             add(&sh.stats.dropped_malformed, 1);
-            continue;
+            return Ok(true);
         };
         let Some(peer) = table.lookup(dst) else {
             if table.network.contains(&dst) && !table.local.contains(&dst) {
-                if let Some(len) = encap::net_unreachable(&mut icmp, pkt, table.icmp_source()) {
+                if let Some(len) = encap::net_unreachable(icmp, pkt, table.icmp_source()) {
                     let plain = VnetHdr::PLAIN.encode();
-                    if tun::writev(&queue, &[tun::iovec(&plain), tun::iovec(&icmp[..len])]).is_ok()
-                    {
+                    if tun::writev(queue, &[tun::iovec(&plain), tun::iovec(&icmp[..len])]).is_ok() {
                         add(&sh.stats.unreachable_sent, 1);
                     }
                 }
             }
-            continue;
+            return Ok(true);
         };
         // UDP GSO needs the segments back to back; IP-in-IP wants room for its header.
         let headroom = match sender {
             Sender::Udp { .. } => 0,
             Sender::Ipip { .. } => IPIP_HEADER_LEN,
         };
-        let prepared = match segment::prepare(&hdr, pkt, &mut headers, headroom) {
+        let prepared = match segment::prepare(&hdr, pkt, headers, headroom) {
             Ok(p) => p,
             Err(e) => {
                 debug!(error = %e, "dropping a packet from the TUN");
                 add(&sh.stats.dropped_malformed, 1);
-                continue;
+                return Ok(true);
             }
         };
         let count = match prepared {
@@ -110,15 +174,15 @@ pub(crate) fn transmit(queue: OwnedFd, sender: Sender, sh: Shared) {
             Prepared::Segments { count, .. } => count,
         };
         let bytes: usize = (0..count).map(|i| prepared.segment_len(i)).sum();
-        let sends = match &sender {
+        let sends = match sender {
             Sender::Udp { socket, port } => {
                 let to = SocketAddrV4::new(peer, *port);
-                send_udp(socket, to, prepared, pkt, &headers, &mut iov)
+                send_udp(socket, to, prepared, pkt, headers, iov)
             }
             Sender::Ipip { socket } => match prepared {
                 Prepared::InPlace { len } => {
-                    encap::write_ipip_header(head, &pkt[..len], table.public_ip, peer, ipip_id);
-                    ipip_id = ipip_id.wrapping_add(1);
+                    encap::write_ipip_header(head, &pkt[..len], table.public_ip, peer, *ipip_id);
+                    *ipip_id = ipip_id.wrapping_add(1);
                     let whole = &buf[..IPIP_HEADER_LEN + len];
                     socket.send_batch(1, |_| (whole, &[], peer))
                 }
@@ -135,11 +199,11 @@ pub(crate) fn transmit(queue: OwnedFd, sender: Sender, sh: Shared) {
                             inner_len,
                             table.public_ip,
                             peer,
-                            ipip_id,
+                            *ipip_id,
                         );
-                        ipip_id = ipip_id.wrapping_add(1);
+                        *ipip_id = ipip_id.wrapping_add(1);
                     }
-                    let (headers, pkt) = (&headers, &*pkt);
+                    let (headers, pkt) = (&*headers, &*pkt);
                     socket.send_batch(count, |i| {
                         let h = prepared.header(i);
                         (
@@ -162,6 +226,7 @@ pub(crate) fn transmit(queue: OwnedFd, sender: Sender, sh: Shared) {
                 debug!(error = %e, %peer, "send failed");
             }
         }
+        Ok(true)
     }
 }
 
@@ -272,32 +337,84 @@ fn write_batch(
     add(&sh.stats.rx_writes, writes);
 }
 
-/// Tunnel -> TUN over UDP, for one socket.
-pub(crate) fn receive_udp(queue: OwnedFd, socket: Arc<UdpSocket>, sh: Shared) {
-    const BUFS: usize = 8;
-    let mut bufs = vec![vec![0u8; 65_536]; BUFS];
-    let mut meta = vec![RecvMeta::default(); BUFS];
-    let mut slots: Vec<Slot> = Vec::with_capacity(BUFS * 64);
-    let mut co = Coalescer::new(false); // the UDP checksum covered every inner byte
-    let mut iov = Vec::with_capacity(80);
-    while !sh.stop.load(Ordering::Relaxed) {
-        let got = match socket.recv_batch(&mut bufs, &mut meta) {
-            Ok(0) => {
-                if let Err(e) = sys::wait_readable(socket.as_fd(), WAIT_MS) {
-                    return fail(&sh, "waiting on the UDP socket", e);
-                }
-                continue;
-            }
+/// Tunnel -> TUN: the receive half of a loop, with its buffers.
+struct Receive {
+    from: Receiver,
+    bufs: Vec<Vec<u8>>,
+    /// Per buffer: what `recvmmsg` said about it (UDP).
+    meta: Vec<RecvMeta>,
+    /// Per buffer: the packet's length (IP-in-IP).
+    lens: Vec<usize>,
+    slots: Vec<Slot>,
+    co: Coalescer,
+    iov: Vec<libc::iovec>,
+}
+
+impl Receive {
+    fn new(from: Receiver) -> Self {
+        let (count, size, verify) = match from {
+            // The UDP checksum covered every inner byte.
+            Receiver::Udp(_) => (8, 65_536, false),
+            // No outer checksum covered the inner bytes.
+            Receiver::Ipip(_) => (sys::raw::BATCH, 2048, true),
+        };
+        Receive {
+            from,
+            bufs: vec![vec![0u8; size]; count],
+            meta: vec![RecvMeta::default(); count],
+            lens: vec![0usize; count],
+            slots: Vec::with_capacity(count * 64),
+            co: Coalescer::new(verify),
+            iov: Vec::with_capacity(80),
+        }
+    }
+
+    fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match &self.from {
+            Receiver::Udp(s) => s.as_fd(),
+            Receiver::Ipip(s) => s.as_fd(),
+        }
+    }
+
+    /// Receives one batch and writes it to the TUN; false when nothing was waiting.
+    fn step(&mut self, queue: &OwnedFd, sh: &Shared) -> bool {
+        let got = match &self.from {
+            Receiver::Udp(s) => s.recv_batch(&mut self.bufs, &mut self.meta),
+            Receiver::Ipip(s) => s.recv_batch(&mut self.bufs, &mut self.lens),
+        };
+        let got = match got {
+            Ok(0) => return false,
             Ok(n) => n,
             Err(e) => {
-                warn!(error = %e, "UDP receive failed");
-                continue;
+                warn!(error = %e, "tunnel receive failed");
+                return false;
             }
         };
         let table = sh.table.load();
-        slots.clear();
+        self.slots.clear();
+        let counts = match self.from {
+            Receiver::Udp(_) => self.split_udp(got, &table, &sh.stats),
+            Receiver::Ipip(_) => self.split_ipip(got, &table, &sh.stats),
+        };
+        let (packets, bytes, foreign) = counts;
+        add(&sh.stats.dropped_nonmember, foreign);
+        add(&sh.stats.rx_packets, packets);
+        add(&sh.stats.rx_bytes, bytes);
+        write_batch(
+            queue,
+            &self.bufs,
+            &self.slots,
+            &mut self.co,
+            sh,
+            &mut self.iov,
+        );
+        true
+    }
+
+    /// Cuts GRO-merged datagrams into their inner packets; (packets, bytes, foreign).
+    fn split_udp(&mut self, got: usize, table: &Table, stats: &Stats) -> (u64, u64, u64) {
         let (mut packets, mut bytes, mut foreign) = (0u64, 0u64, 0u64);
-        for (b, m) in meta[..got].iter().enumerate() {
+        for (b, m) in self.meta[..got].iter().enumerate() {
             if !m.src.is_some_and(|s| table.is_member(*s.ip())) {
                 foreign += m.len.div_ceil(m.segment) as u64;
                 continue;
@@ -305,9 +422,9 @@ pub(crate) fn receive_udp(queue: OwnedFd, socket: Arc<UdpSocket>, sh: Shared) {
             let mut at = 0;
             while at < m.len {
                 let len = m.segment.min(m.len - at);
-                let p = &bufs[b][at..at + len];
-                if let Some(ip_len) = accept_inner(p, &table, &sh.stats) {
-                    slots.push(Slot {
+                let p = &self.bufs[b][at..at + len];
+                if let Some(ip_len) = accept_inner(p, table, stats) {
+                    self.slots.push(Slot {
                         buf: b as u16,
                         start: at as u32,
                         len: ip_len.min(len) as u32,
@@ -318,44 +435,18 @@ pub(crate) fn receive_udp(queue: OwnedFd, socket: Arc<UdpSocket>, sh: Shared) {
                 at += len;
             }
         }
-        add(&sh.stats.dropped_nonmember, foreign);
-        add(&sh.stats.rx_packets, packets);
-        add(&sh.stats.rx_bytes, bytes);
-        write_batch(&queue, &bufs, &slots, &mut co, &sh, &mut iov);
+        (packets, bytes, foreign)
     }
-}
 
-/// Tunnel -> TUN over IP-in-IP.
-pub(crate) fn receive_ipip(queue: OwnedFd, socket: Arc<RawIpip>, sh: Shared) {
-    const BUFS: usize = sys::raw::BATCH;
-    let mut bufs = vec![vec![0u8; 2048]; BUFS];
-    let mut lens = vec![0usize; BUFS];
-    let mut slots: Vec<Slot> = Vec::with_capacity(BUFS);
-    let mut co = Coalescer::new(true); // no outer checksum covered the inner bytes
-    let mut iov = Vec::with_capacity(80);
-    while !sh.stop.load(Ordering::Relaxed) {
-        let got = match socket.recv_batch(&mut bufs, &mut lens) {
-            Ok(0) => {
-                if let Err(e) = sys::wait_readable(socket.as_fd(), WAIT_MS) {
-                    return fail(&sh, "waiting on the raw socket", e);
-                }
-                continue;
-            }
-            Ok(n) => n,
-            Err(e) => {
-                warn!(error = %e, "raw receive failed");
-                continue;
-            }
-        };
-        let table = sh.table.load();
-        slots.clear();
+    /// Strips the outer headers of IP-in-IP packets; (packets, bytes, foreign).
+    fn split_ipip(&mut self, got: usize, table: &Table, stats: &Stats) -> (u64, u64, u64) {
         let (mut packets, mut bytes, mut foreign) = (0u64, 0u64, 0u64);
         for b in 0..got {
-            let outer_bytes = &bufs[b][..lens[b]];
+            let outer_bytes = &self.bufs[b][..self.lens[b]];
             let Some(outer) =
                 Ipv4::parse(outer_bytes).filter(|o| o.protocol() == packet::PROTO_IPIP)
             else {
-                add(&sh.stats.dropped_malformed, 1);
+                add(&stats.dropped_malformed, 1);
                 continue;
             };
             if !table.is_member(outer.src()) {
@@ -363,9 +454,8 @@ pub(crate) fn receive_ipip(queue: OwnedFd, socket: Arc<RawIpip>, sh: Shared) {
                 continue;
             }
             let start = outer.header_len();
-            let inner = outer.payload();
-            if let Some(ip_len) = accept_inner(inner, &table, &sh.stats) {
-                slots.push(Slot {
+            if let Some(ip_len) = accept_inner(outer.payload(), table, stats) {
+                self.slots.push(Slot {
                     buf: b as u16,
                     start: start as u32,
                     len: ip_len as u32,
@@ -374,10 +464,7 @@ pub(crate) fn receive_ipip(queue: OwnedFd, socket: Arc<RawIpip>, sh: Shared) {
                 bytes += ip_len as u64;
             }
         }
-        add(&sh.stats.dropped_nonmember, foreign);
-        add(&sh.stats.rx_packets, packets);
-        add(&sh.stats.rx_bytes, bytes);
-        write_batch(&queue, &bufs, &slots, &mut co, &sh, &mut iov);
+        (packets, bytes, foreign)
     }
 }
 

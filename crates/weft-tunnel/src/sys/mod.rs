@@ -8,15 +8,19 @@ pub mod udp;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-/// Waits until `fd` is readable or `timeout_ms` passed; true if readable.
-pub fn wait_readable(fd: BorrowedFd<'_>, timeout_ms: i32) -> io::Result<bool> {
-    let mut p = libc::pollfd {
-        fd: fd.as_raw_fd(),
+/// Waits until one of `fds` is readable or `timeout_ms` passed; true if one is.
+pub fn wait_readable(fds: &[BorrowedFd<'_>], timeout_ms: i32) -> io::Result<bool> {
+    let mut p = [libc::pollfd {
+        fd: -1,
         events: libc::POLLIN,
         revents: 0,
-    };
-    // SAFETY: one valid pollfd for the duration of the call.
-    let r = unsafe { libc::poll(&mut p, 1, timeout_ms) };
+    }; 2];
+    let n = fds.len().min(p.len());
+    for (slot, fd) in p.iter_mut().zip(fds) {
+        slot.fd = fd.as_raw_fd();
+    }
+    // SAFETY: `n` valid pollfds for the duration of the call.
+    let r = unsafe { libc::poll(p.as_mut_ptr(), n as libc::nfds_t, timeout_ms) };
     match r {
         -1 => {
             let e = io::Error::last_os_error();
