@@ -192,9 +192,8 @@ fn row_to_kv(row: &rusqlite::Row<'_>) -> rusqlite::Result<KeyValue> {
 }
 
 fn current_rev(conn: &Connection) -> rusqlite::Result<Revision> {
-    conn.query_row("SELECT value FROM meta WHERE name = 'rev'", [], |r| {
-        r.get(0)
-    })
+    conn.prepare_cached("SELECT value FROM meta WHERE name = 'rev'")?
+        .query_row([], |r| r.get(0))
 }
 
 /// Allocates the next revision.
@@ -303,12 +302,9 @@ fn drop_lease(tx: &rusqlite::Transaction<'_>, lease: LeaseId) -> rusqlite::Resul
     Ok(())
 }
 
-fn has_expired_conn(conn: &mut Connection) -> rusqlite::Result<bool> {
-    conn.query_row(
-        "SELECT EXISTS(SELECT 1 FROM leases WHERE expires_ms <= ?1)",
-        params![now_ms()],
-        |r| r.get(0),
-    )
+fn has_expired_conn(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT EXISTS(SELECT 1 FROM leases WHERE expires_ms <= ?1)")?
+        .query_row(params![now_ms()], |r| r.get(0))
 }
 
 #[async_trait::async_trait]
@@ -496,17 +492,26 @@ impl EmbeddedStore {
         }
     }
 
+    /// One look at the store, every [`POLL`]: almost always it finds nothing new, so
+    /// that answer costs two cached one-row queries in one trip to the blocking pool.
     async fn poll_events(&self, prefix: &str, next: Revision) -> StoreResult<Vec<WatchEvent>> {
-        if self.run("check expiry", has_expired_conn).await? {
+        let quiet = self
+            .run("check for changes", move |conn| {
+                Ok(!has_expired_conn(conn)? && current_rev(conn)? < next)
+            })
+            .await?;
+        if quiet {
+            return Ok(Vec::new());
+        }
+        if self.run("check expiry", |conn| has_expired_conn(conn)).await? {
             self.write("expire leases", |_| Ok(())).await?;
         }
         let prefix = prefix.to_owned();
         self.run("watch", move |conn| {
             let tx = conn.transaction()?;
-            let compacted: Revision =
-                tx.query_row("SELECT value FROM meta WHERE name = 'compacted'", [], |r| {
-                    r.get(0)
-                })?;
+            let compacted: Revision = tx
+                .prepare_cached("SELECT value FROM meta WHERE name = 'compacted'")?
+                .query_row([], |r| r.get(0))?;
             if next <= compacted {
                 let Listing { kvs, revision } = Self::list_in(&tx, &prefix)?;
                 return Ok(vec![WatchEvent::Resync { kvs, revision }]);
