@@ -503,7 +503,10 @@ impl EmbeddedStore {
         if quiet {
             return Ok(Vec::new());
         }
-        if self.run("check expiry", |conn| has_expired_conn(conn)).await? {
+        if self
+            .run("check expiry", |conn| has_expired_conn(conn))
+            .await?
+        {
             self.write("expire leases", |_| Ok(())).await?;
         }
         let prefix = prefix.to_owned();
