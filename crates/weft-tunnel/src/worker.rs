@@ -354,7 +354,7 @@ impl Receive {
     fn new(from: Receiver) -> Self {
         let (count, size, verify) = match from {
             // The UDP checksum covered every inner byte.
-            Receiver::Udp(_) => (8, 65_536, false),
+            Receiver::Udp(_) => (sys::udp::RECV_BATCH, 65_536, false),
             // No outer checksum covered the inner bytes.
             Receiver::Ipip(_) => (sys::raw::BATCH, 2048, true),
         };

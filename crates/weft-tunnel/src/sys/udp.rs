@@ -17,6 +17,10 @@ use super::{check, from_sockaddr, setsockopt_int, sockaddr};
 const UDP_SEGMENT: i32 = 103;
 const UDP_GRO: i32 = 104;
 const CMSG_BUF: usize = 64;
+/// Buffers per `recvmmsg`. Each takes a whole GRO run (up to 64 KiB), so a few go a long
+/// way; the call's headers are rebuilt every time, and a loop that mostly transmits
+/// calls it on every turn, so they are kept small.
+pub const RECV_BATCH: usize = 8;
 const SOCKET_BUFFER: i32 = 4 << 20;
 
 /// What one received buffer holds.
@@ -148,13 +152,13 @@ impl UdpSocket {
 
     /// Receives up to `bufs.len()` buffers without waiting; returns how many.
     pub fn recv_batch(&self, bufs: &mut [Vec<u8>], meta: &mut [RecvMeta]) -> io::Result<usize> {
-        let n = bufs.len().min(meta.len()).min(64);
+        let n = bufs.len().min(meta.len()).min(RECV_BATCH);
         // SAFETY: all arrays below live until recvmmsg returns and are sized `n`.
         unsafe {
-            let mut names: [libc::sockaddr_in; 64] = mem::zeroed();
-            let mut iovs: [libc::iovec; 64] = mem::zeroed();
-            let mut cmsgs = [[0u64; CMSG_BUF / 8]; 64];
-            let mut hdrs: [libc::mmsghdr; 64] = mem::zeroed();
+            let mut names: [libc::sockaddr_in; RECV_BATCH] = mem::zeroed();
+            let mut iovs: [libc::iovec; RECV_BATCH] = mem::zeroed();
+            let mut cmsgs = [[0u64; CMSG_BUF / 8]; RECV_BATCH];
+            let mut hdrs: [libc::mmsghdr; RECV_BATCH] = mem::zeroed();
             for i in 0..n {
                 iovs[i] = libc::iovec {
                     iov_base: bufs[i].as_mut_ptr() as *mut libc::c_void,
