@@ -109,6 +109,11 @@ impl Backend for Bgp {
         BackendKind::Bgp
     }
 
+    /// Only with `CrossSubnet`: peers off the segment are reached through VXLAN.
+    fn encapsulates(&self) -> bool {
+        self.cross_subnet.is_some()
+    }
+
     fn bgp(&self) -> Option<&Bgp> {
         Some(self)
     }

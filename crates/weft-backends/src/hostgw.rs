@@ -16,6 +16,10 @@ impl Backend for HostGw {
         BackendKind::HostGw
     }
 
+    fn encapsulates(&self) -> bool {
+        false
+    }
+
     fn plan(&self, node: &NodeContext, peers: &[Lease]) -> DataPlane {
         let mut plane = DataPlane::default();
         for peer in peers.iter().filter(|p| p.subnet != node.lease.subnet) {

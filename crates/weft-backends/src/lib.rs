@@ -74,6 +74,13 @@ pub trait Backend: Send + Sync {
         None
     }
 
+    /// Whether this backend may encapsulate some packets. An outer IPv4 header cannot
+    /// describe a BIG TCP super-packet (over 64 KiB), so BIG TCP is only for backends
+    /// that never encapsulate.
+    fn encapsulates(&self) -> bool {
+        true
+    }
+
     /// The BGP backend, for the agent to run its speaker.
     fn bgp(&self) -> Option<&bgp::Bgp> {
         None
@@ -165,5 +172,26 @@ pub(crate) mod testing {
             overlay: None,
             learned: Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{cfg, settings};
+    use super::*;
+
+    #[test]
+    fn only_routing_backends_never_encapsulate() {
+        let encapsulates = |backend: &str| {
+            let json = format!(r#"{{"Network":"10.244.0.0/16","Backend":{backend}}}"#);
+            build(&cfg(&json), &settings()).unwrap().encapsulates()
+        };
+        assert!(!encapsulates(r#"{"Type":"host-gw"}"#));
+        assert!(!encapsulates(r#"{"Type":"bgp"}"#));
+        assert!(encapsulates(r#"{"Type":"bgp","CrossSubnet":"vxlan"}"#));
+        assert!(encapsulates(r#"{"Type":"vxlan"}"#));
+        assert!(encapsulates(r#"{"Type":"vxlan","DirectRouting":true}"#));
+        assert!(encapsulates(r#"{"Type":"udp"}"#));
+        assert!(encapsulates(r#"{"Type":"ipip"}"#));
     }
 }

@@ -18,6 +18,7 @@
 //! without the mark is ever changed or removed.
 
 pub mod batch;
+pub mod bigtcp;
 pub mod diff;
 pub mod hash;
 pub mod iface;

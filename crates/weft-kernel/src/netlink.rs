@@ -20,6 +20,7 @@ use netlink_packet_route::AddressFamily;
 use rtnetlink::{Handle, LinkIpIp, LinkMessageBuilder, LinkUnspec, LinkVxlan, RouteMessageBuilder};
 use thiserror::Error;
 
+use crate::bigtcp;
 use crate::diff::{diff, Applied, Change};
 use crate::iface::{self, AddrInfo, ExternalInterface, IfaceError, IfaceSpec, LinkInfo};
 use crate::link::{must_recreate, IpipSpec, LinkOutcome, TunSpec, VxlanSpec, VxlanState};
@@ -47,6 +48,12 @@ pub enum KernelError {
     Vanished(String),
     #[error("link {0} does not exist")]
     Missing(String),
+    #[error("cannot enter network namespace {path}: {source}")]
+    Netns {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("this kernel cannot make {kind} links ({source})")]
     Unsupported {
         kind: &'static str,
@@ -60,6 +67,35 @@ impl KernelError {
     pub fn is_unsupported(&self) -> bool {
         matches!(self, KernelError::Unsupported { .. })
     }
+}
+
+/// [`Kernel::ensure_big_tcp`] on any rtnetlink handle (the CNI plugin has its own).
+pub async fn ensure_big_tcp(
+    handle: &Handle,
+    index: u32,
+    wanted: u32,
+) -> Result<Option<u32>, KernelError> {
+    let mut stream = handle.link().get().match_index(index).execute();
+    let link = stream
+        .try_next()
+        .await
+        .map_err(nl("read link"))?
+        .ok_or_else(|| KernelError::Missing(format!("#{index}")))?;
+    let Some(limits) = bigtcp::Limits::of(&link) else {
+        return Ok(None);
+    };
+    let target = limits.target(wanted);
+    if !limits.at(target) {
+        let mut msg = LinkUnspec::new_with_index(index).build();
+        msg.attributes.extend(bigtcp::attributes(target));
+        handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(nl("set the IPv4 GSO/GRO limits"))?;
+    }
+    Ok(Some(target))
 }
 
 fn nl(op: &'static str) -> impl Fn(rtnetlink::Error) -> KernelError {
@@ -232,6 +268,56 @@ impl Kernel {
     /// A link's index by name, if it exists.
     pub async fn link_index(&self, name: &str) -> Result<Option<u32>, KernelError> {
         Ok(self.link_by_name(name).await?.map(|m| m.header.index))
+    }
+
+    /// Raises (or lowers) a link's IPv4 GSO and GRO limits to `wanted`, capped by what
+    /// the device can segment; changes nothing when they are already there. Returns the
+    /// limit in force afterwards, `None` when the kernel does not report one (too old for
+    /// BIG TCP).
+    pub async fn ensure_big_tcp(
+        &self,
+        index: u32,
+        wanted: u32,
+    ) -> Result<Option<u32>, KernelError> {
+        ensure_big_tcp(&self.handle, index, wanted).await
+    }
+
+    /// [`Kernel::ensure_big_tcp`] on a link of another network namespace, for tools (the
+    /// lab) that run outside it. Blocks; runs on a thread of its own that enters the
+    /// namespace, so the caller's namespace is untouched.
+    pub fn ensure_big_tcp_in(
+        netns: &std::path::Path,
+        link: &str,
+        wanted: u32,
+    ) -> Result<Option<u32>, KernelError> {
+        use std::os::fd::AsRawFd;
+        let enter = |source| KernelError::Netns {
+            path: netns.display().to_string(),
+            source,
+        };
+        let file = std::fs::File::open(netns).map_err(enter)?;
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // SAFETY: setns changes only this short-lived thread's namespace.
+                if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                    return Err(enter(std::io::Error::last_os_error()));
+                }
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_io()
+                    .build()
+                    .map_err(KernelError::Socket)?;
+                rt.block_on(async {
+                    let kernel = Kernel::connect()?;
+                    let index = kernel
+                        .link_index(link)
+                        .await?
+                        .ok_or_else(|| KernelError::Missing(link.to_owned()))?;
+                    kernel.ensure_big_tcp(index, wanted).await
+                })
+            })
+            .join()
+            .expect("the netns thread does not panic")
+        })
     }
 
     /// A link by name, if it exists.
