@@ -38,6 +38,7 @@ use weft_kernel::{sysctl, Kernel, KernelError};
 use weft_store::{KeyValue, WatchEvent};
 
 use crate::bgp::BgpRuntime;
+use crate::bigtcp;
 use crate::health::Metrics;
 use crate::hostfiles::{self, NodeNetwork};
 use crate::options::IpipMode;
@@ -155,6 +156,12 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
     let ipip_user_space = opts.ipip_mode == IpipMode::UserSpace;
     let backend = weft_backends::build(&config, &settings(&opts, public_ip, ipip_user_space))
         .map_err(AgentError::Backend)?;
+    let big_tcp = if opts.big_tcp {
+        bigtcp::check(backend.as_ref())?;
+        bigtcp::enable(&kernel, &external).await?
+    } else {
+        None
+    };
 
     let attrs = LeaseAttrs {
         public_ip,
@@ -198,6 +205,7 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
         last_status: None,
         tunnel: None,
         ipip_user_space,
+        big_tcp,
         bgp: None,
         metrics,
         opts,
@@ -379,6 +387,8 @@ struct Agent {
     tunnel: Option<Tunnel>,
     /// IP-in-IP runs in user space (asked for, or the kernel has no `ipip`).
     ipip_user_space: bool,
+    /// The IPv4 GSO/GRO limit in force with `--big-tcp` (published in the subnet file).
+    big_tcp: Option<u32>,
     /// The BGP speaker, for the bgp backend.
     bgp: Option<BgpRuntime>,
     metrics: Arc<Metrics>,
@@ -417,6 +427,7 @@ impl Agent {
             subnet: self.node.lease.subnet,
             mtu: self.backend.mtu(self.node.external.mtu),
             ip_masq: self.opts.ip_masq,
+            gso_max_size: self.big_tcp,
         }
     }
 
@@ -614,6 +625,10 @@ impl Agent {
                     &c,
                     &settings(&self.opts, self.attrs.public_ip, self.ipip_user_space),
                 ) {
+                    Ok(backend) if self.opts.big_tcp && backend.encapsulates() => {
+                        error!("new network config encapsulates, which --big-tcp cannot carry; keeping the last good one");
+                        false
+                    }
                     Ok(backend) => {
                         info!("network config updated");
                         self.backend = backend;
@@ -754,6 +769,15 @@ impl Agent {
         };
         if ext == self.node.external {
             return;
+        }
+        if self.opts.big_tcp && ext.index != self.node.external.index {
+            match bigtcp::enable(&self.kernel, &ext).await {
+                Ok(size) => self.big_tcp = size,
+                Err(e) => warn!(error = %e, "cannot raise the new external interface's GSO limit"),
+            }
+            if let Err(e) = self.write_host_files() {
+                warn!(error = %e, "cannot rewrite the host files");
+            }
         }
         if ext.addr == self.node.external.addr || self.opts.public_ip.is_some() {
             info!(iface = %ext.name, mtu = ext.mtu, "external interface changed");

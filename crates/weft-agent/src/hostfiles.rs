@@ -20,6 +20,9 @@ pub struct NodeNetwork {
     pub subnet: Ipv4Net,
     pub mtu: u32,
     pub ip_masq: bool,
+    /// With BIG TCP on: the IPv4 GSO/GRO limit for container links (`WEFT_GSO_MAX_SIZE`,
+    /// a key of Weft's own that flannel's plugin ignores).
+    pub gso_max_size: Option<u32>,
 }
 
 /// The subnet's first usable address with its length: `10.244.3.1/24`, as flannel writes.
@@ -29,13 +32,17 @@ pub fn gateway(subnet: &Ipv4Net) -> Ipv4Net {
 }
 
 pub fn render_subnet_env(n: &NodeNetwork) -> String {
-    format!(
+    let mut s = format!(
         "FLANNEL_NETWORK={}\nFLANNEL_SUBNET={}\nFLANNEL_MTU={}\nFLANNEL_IPMASQ={}\n",
         n.network,
         gateway(&n.subnet),
         n.mtu,
         n.ip_masq
-    )
+    );
+    if let Some(size) = n.gso_max_size {
+        s += &format!("WEFT_GSO_MAX_SIZE={size}\n");
+    }
+    s
 }
 
 /// Reads `KEY=value` lines; later keys win, comments and junk are ignored.
@@ -72,6 +79,10 @@ pub fn parse_subnet_env(text: &str) -> Option<NodeNetwork> {
         subnet: get("FLANNEL_SUBNET")?.parse::<Ipv4Net>().ok()?.trunc(),
         mtu: get("FLANNEL_MTU")?.parse().ok()?,
         ip_masq: get("FLANNEL_IPMASQ")? == "true",
+        gso_max_size: match get("WEFT_GSO_MAX_SIZE") {
+            None => None,
+            Some(v) => Some(v.parse().ok()?),
+        },
     })
 }
 
@@ -115,7 +126,28 @@ mod tests {
             subnet: "10.244.74.0/24".parse().unwrap(),
             mtu: 1450,
             ip_masq: true,
+            gso_max_size: None,
         }
+    }
+
+    #[test]
+    fn big_tcp_size_only_when_on() {
+        let big = NodeNetwork {
+            gso_max_size: Some(196_608),
+            ..net()
+        };
+        let s = render_subnet_env(&big);
+        assert!(s.ends_with("FLANNEL_IPMASQ=true\nWEFT_GSO_MAX_SIZE=196608\n"));
+        assert_eq!(parse_subnet_env(&s), Some(big));
+        assert!(!render_subnet_env(&net()).contains("WEFT_"));
+        // A garbled size makes the file unreadable rather than silently 64 KiB.
+        assert_eq!(
+            parse_subnet_env(&format!(
+                "{}WEFT_GSO_MAX_SIZE=big\n",
+                render_subnet_env(&net())
+            )),
+            None
+        );
     }
 
     #[test]

@@ -133,6 +133,12 @@ pub struct AgentOptions {
     /// delays VXLAN traffic by 63 s on some kernels.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub vxlan_tx_checksum_offload: bool,
+    /// BIG TCP: raise the IPv4 GSO/GRO limit to 192 KiB on the external interface and
+    /// (through the subnet file) on every container link, so each hop moves a third as
+    /// many packets. Only with backends that never encapsulate (host-gw, bgp without
+    /// CrossSubnet); every link between nodes must carry it too.
+    #[arg(long)]
+    pub big_tcp: bool,
     /// Where IP-in-IP runs: `auto` uses the kernel's `ipip` module when it has one and
     /// user space (TUN + raw socket, identical packets) when it does not.
     #[arg(long, value_enum, default_value_t = IpipMode::Auto)]

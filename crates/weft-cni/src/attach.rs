@@ -13,6 +13,8 @@ use ipnet::Ipv4Net;
 use netlink_packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkMessage};
 use netlink_packet_route::route::RouteScope;
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use weft_kernel::bigtcp;
+use weft_kernel::netlink::ensure_big_tcp;
 
 use crate::spec::{CniError, CniResult, Code, Interface, Mode};
 
@@ -148,6 +150,16 @@ pub struct Request<'a> {
     /// Bridge mode: the subnet's gateway, held by the bridge.
     pub gateway: Ipv4Net,
     pub mtu: u32,
+    /// BIG TCP: the IPv4 GSO/GRO limit for the links made here (from the subnet file).
+    pub gso_max_size: Option<u32>,
+}
+
+/// Adds the BIG TCP limits to a link message, when they are asked for.
+fn with_big_tcp(mut msg: LinkMessage, size: Option<u32>) -> LinkMessage {
+    if let Some(size) = size {
+        msg.attributes.extend(bigtcp::attributes(size));
+    }
+    msg
 }
 
 /// Makes sure the bridge exists, is up and holds the gateway address.
@@ -214,16 +226,20 @@ pub async fn add(host: &Handle, req: &Request<'_>) -> CniResult<(HostSide, Inter
         )
         .with_details(e.to_string())
     })?;
-    let peer = LinkUnspec::new_with_name(req.ifname)
-        .mtu(req.mtu)
-        .setns_by_fd(ns.as_raw_fd())
-        .build();
+    let peer = with_big_tcp(
+        LinkUnspec::new_with_name(req.ifname)
+            .mtu(req.mtu)
+            .setns_by_fd(ns.as_raw_fd())
+            .build(),
+        req.gso_max_size,
+    );
     let mut veth = LinkVeth::new(&veth_name, req.ifname).mtu(req.mtu);
     veth = veth.set_info_data(InfoData::Veth(InfoVeth::Peer(peer)));
     if req.mode == Mode::Routed {
         veth = veth.address(ROUTED_HOST_MAC.to_vec());
     }
-    host.link().add(veth.build()).execute().await.map_err(|e| {
+    let veth = with_big_tcp(veth.build(), req.gso_max_size);
+    host.link().add(veth).execute().await.map_err(|e| {
         let exists = is_exists(&e);
         let err = kernel(format!(
             "cannot create the veth pair {veth_name} / {}",
@@ -267,6 +283,19 @@ async fn finish(
         .execute()
         .await
         .map_err(kernel(format!("cannot set up {veth_name}")))?;
+    if let (Some(br), Some(size)) = (bridge, req.gso_max_size) {
+        // Every container's traffic crosses the bridge, which needs the BIG TCP limit as
+        // much as the veths; it can take it only once it has a port that can.
+        ensure_big_tcp(host, br.header.index, size)
+            .await
+            .map_err(|e| {
+                CniError::new(
+                    Code::Kernel,
+                    format!("cannot raise {}'s GSO limit", req.bridge),
+                )
+                .with_details(e.to_string())
+            })?;
+    }
     match req.mode {
         Mode::Bridge => {
             if req.hairpin {

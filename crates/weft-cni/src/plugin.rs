@@ -186,6 +186,7 @@ fn add(env: &Env, conf: &NetConf) -> CniResult<String> {
         address,
         gateway,
         mtu,
+        gso_max_size: node.gso_max_size,
     };
     let attached = with_host(|h| async move { attach::add(&h, &req).await });
     let (host, ctr) = match attached {

@@ -4,6 +4,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand, ValueEnum};
+use weft_kernel::bigtcp::BIG_TCP_SIZE;
 use weft_store::etcd_server::{EtcdOptions, EtcdServer};
 
 use crate::error::{LabError, LabResult};
@@ -507,6 +508,12 @@ fn add_host(state: &mut LabState, i: u32) -> LabResult<()> {
             "up",
         ],
     )?;
+    // The underlay is the lab's wire and switch: like real ones it passes frames of any
+    // size, so BIG TCP (`--agent-arg=--big-tcp`) is bounded by the hosts alone.
+    let ul_path = std::path::Path::new("/run/netns").join(&ul);
+    for link in [port.clone(), topology::underlay_bridge(s)] {
+        weft_kernel::Kernel::ensure_big_tcp_in(&ul_path, &link, BIG_TCP_SIZE)?;
+    }
     sh::ip_in(&ns, &["link", "set", "lo", "up"])?;
     sh::ip_in(&ns, &["link", "set", "eth0", "up"])?;
     let addr = format!("{}/{}", state.host_ip(i), topology::UNDERLAY_PREFIX);

@@ -26,6 +26,8 @@ pub enum LabError {
     Exists(String),
     #[error("{0}")]
     Usage(String),
+    #[error(transparent)]
+    Kernel(#[from] weft_kernel::KernelError),
     #[error("timed out: {0}")]
     Timeout(String),
 }

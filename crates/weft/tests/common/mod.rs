@@ -270,3 +270,41 @@ impl KernelWatch {
         lines
     }
 }
+
+const RECEIVER: &str = r#"
+import socket, hashlib
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 5001)); s.listen(1); s.settimeout(60)
+c, _ = s.accept(); c.settimeout(60); h = hashlib.sha256(); n = 0
+while True:
+    b = c.recv(1 << 20)
+    if not b: break
+    h.update(b); n += len(b)
+print(n, h.hexdigest())
+"#;
+
+const SENDER: &str = r#"
+import socket, hashlib, random, sys, time
+data = random.Random(7).randbytes(100 * 1024 * 1024)
+for _ in range(50):
+    try:
+        c = socket.create_connection((sys.argv[1], 5001), timeout=60); break
+    except OSError:
+        time.sleep(0.1)
+c.sendall(data); c.close()
+print(len(data), hashlib.sha256(data).hexdigest())
+"#;
+
+/// Copies 100 MB from c1 to c2 over TCP; both ends' length and SHA-256 must agree.
+pub fn big_copy_arrives_intact(lab: &Lab, c2_addr: &str) {
+    let server = Command::new("ip")
+        .args(["netns", "exec", &lab.ns("c2"), "python3", "-c", RECEIVER])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sent = lab.exec("c1", &["python3", "-c", SENDER, c2_addr]);
+    let got = server.wait_with_output().unwrap();
+    let (sent, got) = (text(&sent.stdout), text(&got.stdout));
+    assert!(sent.starts_with("104857600 "), "sender: {sent}");
+    assert_eq!(sent.trim(), got.trim(), "100 MB copy must arrive intact");
+}
