@@ -12,6 +12,8 @@
 # "plain routes", is the same 2-host lab topology with the agents stopped (their routes
 # stay) and Weft's nftables table removed: kernel routing alone over the same hops, which
 # separates what the topology costs from what Weft costs.
+# "host-gw, --big-tcp" is host-gw with `weftd --big-tcp` (192 KiB super-packets on every
+# hop); its fair floor, "raw veth, BIG TCP", is the raw pair with the same limit.
 # Targets (issue 3): host-gw >= 95% of raw veth; vxlan >= 85% of host-gw.
 # Targets (issue 4): udp >= 70% of vxlan (1 and 4 streams), udp RTT p50 within 2x of vxlan.
 # Everything runs in namespaces this script creates and removes. Needs root.
@@ -24,21 +26,25 @@ cargo build --release -q -p weft --bins
 W=$PWD/target/release/weftctl
 export WEFT_WEFTD=$PWD/target/release/weftd
 TAG=b$$
-RAW_A=${TAG}ra RAW_B=${TAG}rb
+RAW_A=${TAG}ra RAW_B=${TAG}rb BIG_A=${TAG}ba BIG_B=${TAG}bb
 OUT=$(mktemp -d /tmp/weft-bench.XXXXXX)
 cleanup() {
-  for l in g v G V P U I; do $W lab down --name "${TAG}$l" >/dev/null 2>&1 || true; done
-  ip netns del "$RAW_A" 2>/dev/null || true
-  ip netns del "$RAW_B" 2>/dev/null || true
+  for l in g v G V P U I B; do $W lab down --name "${TAG}$l" >/dev/null 2>&1 || true; done
+  for ns in "$RAW_A" "$RAW_B" "$BIG_A" "$BIG_B"; do ip netns del "$ns" 2>/dev/null || true; done
   rm -rf "$OUT"
 }
 trap cleanup EXIT
 
-ip netns add "$RAW_A"; ip netns add "$RAW_B"
-ip -n "$RAW_A" link add eth0 type veth peer name eth0 netns "$RAW_B"
-for ns in "$RAW_A" "$RAW_B"; do ip -n "$ns" link set lo up; ip -n "$ns" link set eth0 up; done
-ip -n "$RAW_A" addr add 192.168.200.1/24 dev eth0
-ip -n "$RAW_B" addr add 192.168.200.2/24 dev eth0
+raw_pair() { # a b: two namespaces joined by one veth pair, 192.168.200.1 and .2
+  ip netns add "$1"; ip netns add "$2"
+  ip -n "$1" link add eth0 type veth peer name eth0 netns "$2"
+  for ns in "$1" "$2"; do ip -n "$ns" link set lo up; ip -n "$ns" link set eth0 up; done
+  ip -n "$1" addr add 192.168.200.1/24 dev eth0
+  ip -n "$2" addr add 192.168.200.2/24 dev eth0
+}
+raw_pair "$RAW_A" "$RAW_B"
+raw_pair "$BIG_A" "$BIG_B"
+for ns in "$BIG_A" "$BIG_B"; do ip netns exec "$ns" python3 bench/lib/big-tcp.py eth0 196608; done
 
 $W lab up --name "${TAG}g" --hosts 2 --backend host-gw >/dev/null
 $W lab up --name "${TAG}v" --hosts 2 --backend vxlan >/dev/null
@@ -47,6 +53,7 @@ $W lab up --name "${TAG}V" --hosts 2 --backend vxlan --no-ip-masq >/dev/null
 $W lab up --name "${TAG}P" --hosts 2 --backend host-gw --no-ip-masq >/dev/null
 $W lab up --name "${TAG}U" --hosts 2 --backend udp >/dev/null
 $W lab up --name "${TAG}I" --hosts 2 --backend ipip >/dev/null
+$W lab up --name "${TAG}B" --hosts 2 --backend host-gw --agent-arg=--big-tcp >/dev/null
 for h in h1 h2; do
   $W lab agent --name "${TAG}P" $h stop >/dev/null
   ip netns exec "${TAG}P-$h" nft delete table ip weft
@@ -56,6 +63,8 @@ ctr_addr() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["co
 # path -> "client-namespace server-namespace server-address"
 declare -A PATHS=(
   [raw-veth]="$RAW_A $RAW_B 192.168.200.2"
+  [raw-big]="$BIG_A $BIG_B 192.168.200.2"
+  [host-gw-big]="${TAG}B-c1 ${TAG}B-c2 $(ctr_addr "${TAG}B")"
   [host-gw]="${TAG}g-c1 ${TAG}g-c2 $(ctr_addr "${TAG}g")"
   [vxlan]="${TAG}v-c1 ${TAG}v-c2 $(ctr_addr "${TAG}v")"
   [host-gw-nomasq]="${TAG}G-c1 ${TAG}G-c2 $(ctr_addr "${TAG}G")"
@@ -64,7 +73,7 @@ declare -A PATHS=(
   [udp]="${TAG}U-c1 ${TAG}U-c2 $(ctr_addr "${TAG}U")"
   [ipip]="${TAG}I-c1 ${TAG}I-c2 $(ctr_addr "${TAG}I")"
 )
-ORDER=(raw-veth plain host-gw vxlan udp ipip host-gw-nomasq vxlan-nomasq)
+ORDER=(raw-veth plain host-gw vxlan udp ipip host-gw-nomasq vxlan-nomasq raw-big host-gw-big)
 # The labs whose agents carry the data (their CPU time is measured).
 declare -A AGENT_LAB=([udp]="${TAG}U" [ipip]="${TAG}I")
 agent_cpu() { # lab -> CPU seconds used so far by both hosts' agents
@@ -114,13 +123,13 @@ for p in "${ORDER[@]}"; do
   MC[$p]=$(echo "${CPU[$p]:-}" | median)
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
-row() { printf '| %-24s | %8s | %9s | %8s | %-30s |\n' "$@"; }
+row() { printf '| %-26s | %8s | %9s | %8s | %-34s |\n' "$@"; }
 echo
 echo "Container to container, median of $ROUNDS rounds of ${SECS}s per test, all in this run"
 echo
 row path "1 stream" "4 streams" "RTT p50" "ratio (1 / 4 streams)"
 row "" "Gbit/s" "Gbit/s" "ms" ""
-printf '|%s|%s|%s|%s|%s|\n' -------------------------- ---------- ----------- ---------- --------------------------------
+printf '|%s|%s|%s|%s|%s|\n' ---------------------------- ---------- ----------- ---------- ------------------------------------
 row "raw veth" "${M1[raw-veth]}" "${M4[raw-veth]}" "${MR[raw-veth]}" "baseline"
 row "plain routes (control)" "${M1[plain]}" "${M4[plain]}" "${MR[plain]}" "$(pct "${M1[plain]}" "${M1[raw-veth]}") / $(pct "${M4[plain]}" "${M4[raw-veth]}") of raw veth"
 for m in "" -nomasq; do
@@ -130,6 +139,10 @@ for m in "" -nomasq; do
   row "" "" "" "" "$(pct "${M1[$g]}" "${M1[plain]}") / $(pct "${M4[$g]}" "${M4[plain]}") of plain routes"
   row "vxlan, $label" "${M1[$v]}" "${M4[$v]}" "${MR[$v]}" "$(pct "${M1[$v]}" "${M1[$g]}") / $(pct "${M4[$v]}" "${M4[$g]}") of host-gw"
 done
+row "raw veth, BIG TCP" "${M1[raw-big]}" "${M4[raw-big]}" "${MR[raw-big]}" "$(pct "${M1[raw-big]}" "${M1[raw-veth]}") / $(pct "${M4[raw-big]}" "${M4[raw-veth]}") of raw veth"
+row "host-gw, --big-tcp" "${M1[host-gw-big]}" "${M4[host-gw-big]}" "${MR[host-gw-big]}" "$(pct "${M1[host-gw-big]}" "${M1[raw-veth]}") / $(pct "${M4[host-gw-big]}" "${M4[raw-veth]}") of raw veth"
+row "" "" "" "" "$(pct "${M1[host-gw-big]}" "${M1[raw-big]}") / $(pct "${M4[host-gw-big]}" "${M4[raw-big]}") of raw veth, BIG TCP"
+row "" "" "" "" "$(pct "${M1[host-gw-big]}" "${M1[host-gw]}") / $(pct "${M4[host-gw-big]}" "${M4[host-gw]}") of host-gw"
 for t in udp ipip; do
   row "$t (user space)" "${M1[$t]}" "${M4[$t]}" "${MR[$t]}" "$(pct "${M1[$t]}" "${M1[vxlan]}") / $(pct "${M4[$t]}" "${M4[vxlan]}") of vxlan"
   row "" "" "" "" "RTT $(ratio "${MR[$t]}" "${MR[vxlan]}") of vxlan"
