@@ -15,6 +15,7 @@ use netlink_packet_route::route::RouteScope;
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use weft_kernel::bigtcp;
 use weft_kernel::netlink::ensure_big_tcp;
+use weft_kernel::netns::{self, NetnsError};
 
 use crate::spec::{CniError, CniResult, Code, Interface, Mode};
 
@@ -98,37 +99,32 @@ pub fn in_netns<T: Send>(
             -> std::pin::Pin<Box<dyn std::future::Future<Output = CniResult<T>> + 'a>>
         + Send,
 ) -> CniResult<T> {
-    let file = File::open(netns).map_err(|e| {
-        CniError::new(
-            Code::InvalidEnvironment,
-            format!("cannot open network namespace {}", netns.display()),
-        )
-        .with_details(e.to_string())
-    })?;
-    std::thread::scope(|s| {
-        s.spawn(move || {
-            // SAFETY: setns only changes this (scoped, short-lived) thread's namespace.
-            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                let e = std::io::Error::last_os_error();
-                return Err(CniError::new(
-                    Code::InvalidEnvironment,
-                    format!("{} is not a network namespace", netns.display()),
-                )
-                .with_details(e.to_string()));
-            }
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_io()
-                .build()
-                .map_err(|e| CniError::new(Code::Io, e.to_string()))?;
-            rt.block_on(async {
-                let (conn, handle, _) = rtnetlink::new_connection()
-                    .map_err(|e| CniError::new(Code::Io, e.to_string()))?;
-                tokio::spawn(conn);
-                f(&handle).await
-            })
+    let ran = netns::run_in(netns, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .map_err(|e| CniError::new(Code::Io, e.to_string()))?;
+        rt.block_on(async {
+            let (conn, handle, _) =
+                rtnetlink::new_connection().map_err(|e| CniError::new(Code::Io, e.to_string()))?;
+            tokio::spawn(conn);
+            f(&handle).await
         })
-        .join()
-        .unwrap_or_else(|_| Err(CniError::new(Code::Io, "namespace worker panicked")))
+    });
+    ran.unwrap_or_else(|e| {
+        Err(match e {
+            NetnsError::Open { source, .. } => CniError::new(
+                Code::InvalidEnvironment,
+                format!("cannot open network namespace {}", netns.display()),
+            )
+            .with_details(source.to_string()),
+            NetnsError::Enter { source, .. } => CniError::new(
+                Code::InvalidEnvironment,
+                format!("{} is not a network namespace", netns.display()),
+            )
+            .with_details(source.to_string()),
+            NetnsError::Panicked { .. } => CniError::new(Code::Io, "namespace worker panicked"),
+        })
     })
 }
 

@@ -27,6 +27,7 @@ pub mod mac;
 pub mod monitor;
 pub mod neigh;
 pub mod netlink;
+pub mod netns;
 pub mod nft;
 pub mod route;
 mod sockopt;

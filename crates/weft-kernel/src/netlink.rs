@@ -26,6 +26,7 @@ use crate::iface::{self, AddrInfo, ExternalInterface, IfaceError, IfaceSpec, Lin
 use crate::link::{must_recreate, IpipSpec, LinkOutcome, TunSpec, VxlanSpec, VxlanState};
 use crate::mac::MacAddr;
 use crate::neigh::{FdbEntry, Neighbour};
+use crate::netns::{self, NetnsError};
 use crate::route::{plan, Route, RouteChange, WEFT_PROTO};
 
 const MAIN_TABLE: u8 = 254;
@@ -48,12 +49,8 @@ pub enum KernelError {
     Vanished(String),
     #[error("link {0} does not exist")]
     Missing(String),
-    #[error("cannot enter network namespace {path}: {source}")]
-    Netns {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
     #[error("this kernel cannot make {kind} links ({source})")]
     Unsupported {
         kind: &'static str,
@@ -290,34 +287,20 @@ impl Kernel {
         link: &str,
         wanted: u32,
     ) -> Result<Option<u32>, KernelError> {
-        use std::os::fd::AsRawFd;
-        let enter = |source| KernelError::Netns {
-            path: netns.display().to_string(),
-            source,
-        };
-        let file = std::fs::File::open(netns).map_err(enter)?;
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                // SAFETY: setns changes only this short-lived thread's namespace.
-                if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                    return Err(enter(std::io::Error::last_os_error()));
-                }
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_io()
-                    .build()
-                    .map_err(KernelError::Socket)?;
-                rt.block_on(async {
-                    let kernel = Kernel::connect()?;
-                    let index = kernel
-                        .link_index(link)
-                        .await?
-                        .ok_or_else(|| KernelError::Missing(link.to_owned()))?;
-                    kernel.ensure_big_tcp(index, wanted).await
-                })
+        netns::run_in(netns, || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+                .map_err(KernelError::Socket)?;
+            rt.block_on(async {
+                let kernel = Kernel::connect()?;
+                let index = kernel
+                    .link_index(link)
+                    .await?
+                    .ok_or_else(|| KernelError::Missing(link.to_owned()))?;
+                kernel.ensure_big_tcp(index, wanted).await
             })
-            .join()
-            .expect("the netns thread does not panic")
-        })
+        })?
     }
 
     /// A link by name, if it exists.
