@@ -19,7 +19,6 @@
 
 pub mod batch;
 pub mod bigtcp;
-pub mod bpf;
 pub mod diff;
 pub mod hash;
 pub mod iface;
@@ -33,7 +32,6 @@ pub mod nft;
 pub mod route;
 mod sockopt;
 pub mod sysctl;
-pub mod tc;
 
 pub use diff::{Applied, Change};
 pub use mac::MacAddr;
