@@ -12,6 +12,8 @@
 # "plain routes", is the same 2-host lab topology with the agents stopped (their routes
 # stay) and Weft's nftables table removed: kernel routing alone over the same hops, which
 # separates what the topology costs from what Weft costs.
+# "host-gw, routed CNI" is host-gw without --ip-masq whose containers attach in routed
+# mode (each on its own veth, no bridge: Calico's layout) instead of the default bridge.
 # "host-gw, --big-tcp" is host-gw with `weftd --big-tcp` (192 KiB super-packets on every
 # hop); its fair floor, "raw veth, BIG TCP", is the raw pair with the same limit.
 # Targets (issue 3): host-gw >= 95% of raw veth; vxlan >= 85% of host-gw.
@@ -29,7 +31,7 @@ TAG=b$$
 RAW_A=${TAG}ra RAW_B=${TAG}rb BIG_A=${TAG}ba BIG_B=${TAG}bb
 OUT=$(mktemp -d /tmp/weft-bench.XXXXXX)
 cleanup() {
-  for l in g v G V P U I B; do $W lab down --name "${TAG}$l" >/dev/null 2>&1 || true; done
+  for l in g v G V P U I B R; do $W lab down --name "${TAG}$l" >/dev/null 2>&1 || true; done
   for ns in "$RAW_A" "$RAW_B" "$BIG_A" "$BIG_B"; do ip netns del "$ns" 2>/dev/null || true; done
   rm -rf "$OUT"
 }
@@ -54,6 +56,7 @@ $W lab up --name "${TAG}P" --hosts 2 --backend host-gw --no-ip-masq >/dev/null
 $W lab up --name "${TAG}U" --hosts 2 --backend udp >/dev/null
 $W lab up --name "${TAG}I" --hosts 2 --backend ipip >/dev/null
 $W lab up --name "${TAG}B" --hosts 2 --backend host-gw --agent-arg=--big-tcp >/dev/null
+$W lab up --name "${TAG}R" --hosts 2 --backend host-gw --no-ip-masq --cni-mode routed >/dev/null
 for h in h1 h2; do
   $W lab agent --name "${TAG}P" $h stop >/dev/null
   ip netns exec "${TAG}P-$h" nft delete table ip weft
@@ -67,13 +70,14 @@ declare -A PATHS=(
   [host-gw-big]="${TAG}B-c1 ${TAG}B-c2 $(ctr_addr "${TAG}B")"
   [host-gw]="${TAG}g-c1 ${TAG}g-c2 $(ctr_addr "${TAG}g")"
   [vxlan]="${TAG}v-c1 ${TAG}v-c2 $(ctr_addr "${TAG}v")"
+  [host-gw-routed]="${TAG}R-c1 ${TAG}R-c2 $(ctr_addr "${TAG}R")"
   [host-gw-nomasq]="${TAG}G-c1 ${TAG}G-c2 $(ctr_addr "${TAG}G")"
   [vxlan-nomasq]="${TAG}V-c1 ${TAG}V-c2 $(ctr_addr "${TAG}V")"
   [plain]="${TAG}P-c1 ${TAG}P-c2 $(ctr_addr "${TAG}P")"
   [udp]="${TAG}U-c1 ${TAG}U-c2 $(ctr_addr "${TAG}U")"
   [ipip]="${TAG}I-c1 ${TAG}I-c2 $(ctr_addr "${TAG}I")"
 )
-ORDER=(raw-veth plain host-gw vxlan udp ipip host-gw-nomasq vxlan-nomasq raw-big host-gw-big)
+ORDER=(raw-veth plain host-gw vxlan udp ipip host-gw-nomasq vxlan-nomasq host-gw-routed raw-big host-gw-big)
 # The labs whose agents carry the data (their CPU time is measured).
 declare -A AGENT_LAB=([udp]="${TAG}U" [ipip]="${TAG}I")
 agent_cpu() { # lab -> CPU seconds used so far by both hosts' agents
@@ -139,6 +143,9 @@ for m in "" -nomasq; do
   row "" "" "" "" "$(pct "${M1[$g]}" "${M1[plain]}") / $(pct "${M4[$g]}" "${M4[plain]}") of plain routes"
   row "vxlan, $label" "${M1[$v]}" "${M4[$v]}" "${MR[$v]}" "$(pct "${M1[$v]}" "${M1[$g]}") / $(pct "${M4[$v]}" "${M4[$g]}") of host-gw"
 done
+g=host-gw-routed
+row "host-gw, routed CNI" "${M1[$g]}" "${M4[$g]}" "${MR[$g]}" "$(pct "${M1[$g]}" "${M1[raw-veth]}") / $(pct "${M4[$g]}" "${M4[raw-veth]}") of raw veth"
+row "  (without --ip-masq)" "" "" "" "$(pct "${M1[$g]}" "${M1[host-gw-nomasq]}") / $(pct "${M4[$g]}" "${M4[host-gw-nomasq]}") of host-gw with a bridge"
 row "raw veth, BIG TCP" "${M1[raw-big]}" "${M4[raw-big]}" "${MR[raw-big]}" "$(pct "${M1[raw-big]}" "${M1[raw-veth]}") / $(pct "${M4[raw-big]}" "${M4[raw-veth]}") of raw veth"
 row "host-gw, --big-tcp" "${M1[host-gw-big]}" "${M4[host-gw-big]}" "${MR[host-gw-big]}" "$(pct "${M1[host-gw-big]}" "${M1[raw-veth]}") / $(pct "${M4[host-gw-big]}" "${M4[raw-veth]}") of raw veth"
 row "" "" "" "" "$(pct "${M1[host-gw-big]}" "${M1[raw-big]}") / $(pct "${M4[host-gw-big]}" "${M4[raw-big]}") of raw veth, BIG TCP"
