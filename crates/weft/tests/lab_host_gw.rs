@@ -39,6 +39,22 @@ fn scenario(tag: &str, store: &str) {
     let json: serde_json::Value = serde_json::from_str(&leases).unwrap();
     assert_eq!(json["leases"].as_array().unwrap().len(), 3);
 
+    // The underlay is a switch: no firewall hooks on its bridges (where the kernel has
+    // br_netfilter at all); the hosts keep the kernel's default.
+    let bridge_nf = |node: &str| {
+        let out = lab.exec(
+            node,
+            &["sysctl", "-n", "net.bridge.bridge-nf-call-iptables"],
+        );
+        out.status
+            .success()
+            .then(|| text(&out.stdout).trim().to_owned())
+    };
+    if let Some(host) = bridge_nf("h1") {
+        assert_eq!(bridge_nf("ul").as_deref(), Some("0"), "underlay");
+        assert_eq!(host, "1", "h1 keeps the kernel's default");
+    }
+
     // Masquerade: pod to outside is masqueraded (the underlay gateway has no route back to
     // pods, so its reply arrives only if the source was rewritten); pod to pod is not.
     let c = |node: &str, args: &[&str]| {
