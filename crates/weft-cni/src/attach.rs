@@ -89,8 +89,24 @@ pub fn validate_netns(netns: &Path) -> CniResult<()> {
     Ok(())
 }
 
-/// Runs `f` on a current-thread runtime in a thread that has joined `netns`, with a
-/// netlink handle opened there.
+/// Runs `f` on a current-thread runtime with a netlink handle opened in the calling
+/// thread's network namespace.
+pub fn with_netlink<T, F: std::future::Future<Output = CniResult<T>>>(
+    f: impl FnOnce(Handle) -> F,
+) -> CniResult<T> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(|e| CniError::new(Code::Io, e.to_string()))?;
+    rt.block_on(async {
+        let (conn, handle, _) =
+            rtnetlink::new_connection().map_err(|e| CniError::new(Code::Io, e.to_string()))?;
+        tokio::spawn(conn);
+        f(handle).await
+    })
+}
+
+/// [`with_netlink`] in a thread that has joined `netns`.
 pub fn in_netns<T: Send>(
     netns: &Path,
     f: impl for<'a> FnOnce(
@@ -99,18 +115,7 @@ pub fn in_netns<T: Send>(
             -> std::pin::Pin<Box<dyn std::future::Future<Output = CniResult<T>> + 'a>>
         + Send,
 ) -> CniResult<T> {
-    let ran = netns::run_in(netns, || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .build()
-            .map_err(|e| CniError::new(Code::Io, e.to_string()))?;
-        rt.block_on(async {
-            let (conn, handle, _) =
-                rtnetlink::new_connection().map_err(|e| CniError::new(Code::Io, e.to_string()))?;
-            tokio::spawn(conn);
-            f(&handle).await
-        })
-    });
+    let ran = netns::run_in(netns, || with_netlink(|h| async move { f(&h).await }));
     ran.unwrap_or_else(|e| {
         Err(match e {
             NetnsError::Open { source, .. } => CniError::new(

@@ -129,22 +129,6 @@ fn ipam(conf: &NetConf, node: &NodeNetwork) -> CniResult<Ipam> {
     )
 }
 
-/// Runs `f` with a netlink handle in the plugin's own (the host's) namespace.
-fn with_host<T, F: std::future::Future<Output = CniResult<T>>>(
-    f: impl FnOnce(rtnetlink::Handle) -> F,
-) -> CniResult<T> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .map_err(|e| CniError::new(Code::Io, e.to_string()))?;
-    rt.block_on(async {
-        let (conn, handle, _) =
-            rtnetlink::new_connection().map_err(|e| CniError::new(Code::Io, e.to_string()))?;
-        tokio::spawn(conn);
-        f(handle).await
-    })
-}
-
 fn add(env: &Env, conf: &NetConf) -> CniResult<String> {
     env.require("CNI_CONTAINERID", &env.container_id)?;
     env.require("CNI_NETNS", &env.netns)?;
@@ -188,7 +172,7 @@ fn add(env: &Env, conf: &NetConf) -> CniResult<String> {
         mtu,
         gso_max_size: node.gso_max_size,
     };
-    let attached = with_host(|h| async move { attach::add(&h, &req).await });
+    let attached = attach::with_netlink(|h| async move { attach::add(&h, &req).await });
     let (host, ctr) = match attached {
         Ok(x) => x,
         Err(e) => {
@@ -279,7 +263,7 @@ fn del(env: &Env, conf: &NetConf) -> CniResult<()> {
     for pool in Ipam::everywhere(&conf.data_dir)? {
         pool.release(&env.container_id, &env.ifname)?;
     }
-    with_host(|h| async move { attach::del(&h, &env.container_id, &env.ifname).await })
+    attach::with_netlink(|h| async move { attach::del(&h, &env.container_id, &env.ifname).await })
 }
 
 fn check(env: &Env, conf: &NetConf) -> CniResult<()> {
