@@ -79,10 +79,7 @@ pub fn parse_subnet_env(text: &str) -> Option<NodeNetwork> {
         subnet: get("FLANNEL_SUBNET")?.parse::<Ipv4Net>().ok()?.trunc(),
         mtu: get("FLANNEL_MTU")?.parse().ok()?,
         ip_masq: get("FLANNEL_IPMASQ")? == "true",
-        gso_max_size: match get("WEFT_GSO_MAX_SIZE") {
-            None => None,
-            Some(v) => Some(v.parse().ok()?),
-        },
+        gso_max_size: get("WEFT_GSO_MAX_SIZE").map(str::parse).transpose().ok()?,
     })
 }
 

@@ -89,21 +89,11 @@ pub fn validate_netns(netns: &Path) -> CniResult<()> {
     Ok(())
 }
 
-/// Runs `f` on a current-thread runtime with a netlink handle opened in the calling
-/// thread's network namespace.
+/// [`weft_kernel::netlink::block_on`] with the plugin's errors.
 pub fn with_netlink<T, F: std::future::Future<Output = CniResult<T>>>(
     f: impl FnOnce(Handle) -> F,
 ) -> CniResult<T> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .map_err(|e| CniError::new(Code::Io, e.to_string()))?;
-    rt.block_on(async {
-        let (conn, handle, _) =
-            rtnetlink::new_connection().map_err(|e| CniError::new(Code::Io, e.to_string()))?;
-        tokio::spawn(conn);
-        f(handle).await
-    })
+    weft_kernel::netlink::block_on(f).map_err(|e| CniError::new(Code::Io, e.to_string()))?
 }
 
 /// [`with_netlink`] in a thread that has joined `netns`.

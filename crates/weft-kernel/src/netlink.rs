@@ -95,6 +95,23 @@ pub async fn ensure_big_tcp(
     Ok(Some(target))
 }
 
+/// Runs `f` to completion on a current-thread runtime of its own, with a netlink handle
+/// opened in the calling thread's network namespace: for short-lived synchronous callers
+/// (the CNI plugin, tools working inside another namespace through [`netns::run_in`]).
+/// The error is only the runtime's or the socket's; `f`'s own result comes back as is.
+pub fn block_on<R, F: std::future::Future<Output = R>>(
+    f: impl FnOnce(Handle) -> F,
+) -> std::io::Result<R> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    rt.block_on(async {
+        let (conn, handle, _) = rtnetlink::new_connection()?;
+        tokio::spawn(conn);
+        Ok(f(handle).await)
+    })
+}
+
 fn nl(op: &'static str) -> impl Fn(rtnetlink::Error) -> KernelError {
     move |source| KernelError::Netlink { op, source }
 }
@@ -288,18 +305,15 @@ impl Kernel {
         wanted: u32,
     ) -> Result<Option<u32>, KernelError> {
         netns::run_in(netns, || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_io()
-                .build()
-                .map_err(KernelError::Socket)?;
-            rt.block_on(async {
-                let kernel = Kernel::connect()?;
+            block_on(|handle| async move {
+                let kernel = Kernel { handle };
                 let index = kernel
                     .link_index(link)
                     .await?
                     .ok_or_else(|| KernelError::Missing(link.to_owned()))?;
                 kernel.ensure_big_tcp(index, wanted).await
             })
+            .map_err(KernelError::Socket)?
         })?
     }
 
