@@ -5,12 +5,14 @@
 //! - [`store`]: raw key access, like `etcdctl`.
 //! - [`ipam`]: the CNI plugin's allocations on a node.
 //! - [`node`]: `node status`, the BGP sessions of a node.
+//! - [`diagnose`]: `diagnose`, this node's state checked against the plan, read-only.
 //! - `lab ...`: handed to [`weft_lab`].
 //!
 //! `--lab NAME` points the store commands at a lab's store; for an etcd lab, whose etcd
 //! lives in the lab's underlay namespace, weftctl re-runs itself inside that namespace.
 
 pub mod addresses;
+pub mod diagnose;
 pub mod ipam;
 pub mod leases;
 pub mod network;
@@ -58,6 +60,9 @@ pub enum Cmd {
     /// Raw keys: get, put, del, ls (like etcdctl).
     #[command(subcommand)]
     Store(store::StoreCmd),
+    /// Check this node against the plan: lease, agent, routes, neighbours, FDB,
+    /// device, forwarding, firewall, subnet file. Changes nothing; exits 1 on a problem.
+    Diagnose(diagnose::DiagnoseArgs),
     /// A multi-host lab in network namespaces on this machine.
     #[command(subcommand)]
     Lab(LabCommand),
@@ -74,6 +79,9 @@ pub fn main(cli: Cli) -> i32 {
         Cmd::Lab(cmd) => return report(weft_lab::run(cmd).map_err(|e| e.to_string())),
         Cmd::Ipam(cmd) => return report(ipam::run(cmd, lab.as_deref())),
         Cmd::Node(cmd) => return report(node::run(cmd, lab.as_deref())),
+        Cmd::Diagnose(args) if lab.is_some() => {
+            return report(diagnose::run_lab(lab.as_deref().unwrap_or_default(), &args))
+        }
         other => other,
     };
     if let Some(name) = &lab {
@@ -98,6 +106,7 @@ pub fn main(cli: Cli) -> i32 {
             Cmd::Leases(args) => leases::run(&registry, args).await,
             Cmd::Addresses => addresses::run(&registry).await,
             Cmd::Store(cmd) => store::run(registry.store().as_ref(), cmd).await,
+            Cmd::Diagnose(args) => diagnose::run(&registry, args).await,
             Cmd::Lab(_) | Cmd::Ipam(_) | Cmd::Node(_) => unreachable!("handled above"),
         }
     }))

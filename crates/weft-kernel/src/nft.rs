@@ -147,6 +147,12 @@ pub fn apply(p: &FirewallPlan) -> Result<bool, NftError> {
     Ok(true)
 }
 
+/// Whether Weft's table is loaded (for `weftctl diagnose`; reads, changes nothing).
+pub fn table_loaded() -> Result<bool, NftError> {
+    let (ok, current, _) = run("nft", &["list", "table", "ip", TABLE], None)?;
+    Ok(ok && current.contains("comment \"weft "))
+}
+
 /// Removes Weft's table (for `weftd --cleanup` style teardown and tests).
 pub fn remove() -> Result<(), NftError> {
     let (ok, _, stderr) = run("nft", &["delete", "table", "ip", TABLE], None)?;

@@ -1,6 +1,9 @@
 //! End to end, in network namespaces: the vxlan backend in a lab built by `weftctl lab`.
 //!
 //! - 3 hosts on one segment, all through VXLAN, every pair pings (etcd store);
+//!   `weftctl diagnose` passes on each, then names every piece of drift made by hand
+//!   while an agent is stopped (route, neighbour, FDB entry, MTU, firewall, agent),
+//!   and passes again once the agent is back;
 //! - 4 hosts on 2 underlay subnets in cross-subnet mode: same-subnet pairs are routed
 //!   directly, cross-subnet pairs through VXLAN (routes and device counters prove it);
 //!   the advertised MTU passes with DF and one byte more gets "fragmentation needed";
@@ -75,6 +78,76 @@ fn vxlan_three_hosts_on_etcd() {
             "{l}"
         );
     }
+
+    // `weftctl diagnose` finds every host as planned...
+    let healthy = lab.store_cmd(&["diagnose"]);
+    let said = text(&healthy.stdout);
+    assert!(healthy.status.success(), "{said}{}", text(&healthy.stderr));
+    assert_eq!(said.matches("0 problems, 0 warnings").count(), 3, "{said}");
+    for line in [
+        "device       weft.1 is up, MTU 1450",
+        "routes       2 as planned",
+        "fdb          2 entries as planned",
+        "agent        /healthz: ok",
+    ] {
+        assert_eq!(
+            said.matches(line).count(),
+            3,
+            "{line}:
+{said}"
+        );
+    }
+    // ...names each piece of drift while h3's agent is away, changing nothing itself...
+    lab.ok(lab.lab(&["agent"], &["h3", "stop"]), "agent stop");
+    let (s1, s2) = (lab.subnet_of("h1"), lab.subnet_of("h2"));
+    let gw1 = s1.split('/').next().unwrap().to_owned();
+    let fdb = text(
+        &lab.exec("h3", &["bridge", "fdb", "show", "dev", "weft.1"])
+            .stdout,
+    );
+    let mac = fdb
+        .lines()
+        .find(|l| l.contains("dst 192.168.77.2"))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("h2's FDB entry")
+        .to_owned();
+    for cmd in [
+        vec!["ip", "route", "del", s1.as_str()],
+        vec!["ip", "neigh", "del", gw1.as_str(), "dev", "weft.1"],
+        vec!["bridge", "fdb", "del", mac.as_str(), "dev", "weft.1"],
+        vec!["ip", "link", "set", "weft.1", "mtu", "1400"],
+        vec!["nft", "delete", "table", "ip", "weft"],
+    ] {
+        let out = lab.exec("h3", &cmd);
+        assert!(out.status.success(), "{cmd:?}: {}", text(&out.stderr));
+    }
+    let sick = lab.store_cmd(&["diagnose", "--host", "h3"]);
+    let said = text(&sick.stdout);
+    assert_eq!(sick.status.code(), Some(1), "{said}");
+    for line in [
+        "FAIL  agent        no agent answers on 127.0.0.1:9462".to_owned(),
+        "FAIL  device       weft.1 has MTU 1400, the backend wants 1450".to_owned(),
+        format!("FAIL  route        missing: {s1} via {gw1} dev weft.1 onlink"),
+        format!("FAIL  neighbour    missing: {gw1} lladdr "),
+        format!("FAIL  fdb          missing: {mac} dst 192.168.77.2"),
+        "FAIL  firewall     no nftables table ip weft".to_owned(),
+        "ok    lease        ".to_owned(),
+        "6 problems, 0 warnings".to_owned(),
+    ] {
+        assert!(said.contains(&line), "{line}:\n{said}");
+    }
+    assert!(
+        !lab.weft_routes("h3").contains(&s1),
+        "diagnose changed nothing"
+    );
+    assert!(lab.weft_routes("h3").contains(&s2));
+    // ...and finds nothing once the agent is back and has repaired it all.
+    lab.ok(lab.lab(&["agent"], &["h3", "start"]), "agent start");
+    lab.wait_until("h3 to diagnose clean", Duration::from_secs(5), || {
+        lab.store_cmd(&["diagnose", "--host", "h3"])
+            .status
+            .success()
+    });
 }
 
 #[test]

@@ -1,0 +1,707 @@
+//! The verdicts of `weftctl diagnose`, as plain functions of what was gathered: no I/O
+//! here, so every verdict is unit-tested. The data-plane checks compare what the
+//! backend's planner says this node should have with what the kernel has, the same
+//! diff the agent applies, only reported instead of applied.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use weft_agent::hostfiles;
+use weft_alloc::registry::{Skipped, Unreachable};
+use weft_alloc::{Lease, NetworkConfig};
+use weft_backends::DataPlane;
+use weft_kernel::iface::LinkInfo;
+use weft_kernel::{Change, FdbEntry, Neighbour, Route};
+
+/// A lease that will run out sooner than this is worth a word: the agent renews an hour
+/// before expiry, so a lease this close to it has missed its renewals.
+const EXPIRY_WARNING: Duration = Duration::from_secs(600);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Ok,
+    /// Not checked (and why, in the detail).
+    Skip,
+    Warn,
+    Fail,
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Level::Ok => "ok",
+            Level::Skip => "skip",
+            Level::Warn => "warn",
+            Level::Fail => "FAIL",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub level: Level,
+    /// What was checked: `lease`, `route`, `device`, ...
+    pub what: &'static str,
+    pub detail: String,
+}
+
+/// What this node should have, from the backend's planner.
+#[derive(Debug, Clone, Default)]
+pub struct Planned {
+    /// The overlay device the backend needs: name and MTU.
+    pub device: Option<(String, u32)>,
+    /// The MTU containers should use (what the subnet file must say).
+    pub mtu: u32,
+    /// `None` for the bgp backend, whose routes come from its sessions.
+    pub plane: Option<DataPlane>,
+}
+
+/// Weft's objects in the kernel. Neighbours and FDB entries are read only on the overlay
+/// device, so they are `None` without one.
+#[derive(Debug, Clone, Default)]
+pub struct KernelState {
+    pub routes: Vec<Route>,
+    pub neighbours: Option<Vec<Neighbour>>,
+    pub fdb: Option<Vec<FdbEntry>>,
+    pub links: Vec<LinkInfo>,
+}
+
+/// Everything gathered on the node.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    pub config: Result<NetworkConfig, String>,
+    /// The addresses that may name this node in a lease (`--public-ip`, else its own).
+    pub public_ips: Vec<Ipv4Addr>,
+    pub leases: Vec<Lease>,
+    pub skipped: Vec<Skipped>,
+    /// Of this node's lease; `None` for a reservation.
+    pub expires_in: Option<Duration>,
+    /// What this node's agent last published about peers it cannot reach.
+    pub unreachable: Vec<Unreachable>,
+    /// `/healthz`: `Ok(body)` for 200, `Err(why)` otherwise; `None` when not asked.
+    pub health: Option<Result<String, String>>,
+    pub forwarding: Result<bool, String>,
+    pub firewall: Result<bool, String>,
+    pub subnet_file: (PathBuf, Result<String, String>),
+    /// `Err` when the plan could not be made (the reason is reported).
+    pub planned: Result<Planned, String>,
+    pub kernel: Result<KernelState, String>,
+}
+
+/// This node's lease: the one whose public IP is one of `ips`.
+pub fn own_lease<'a>(leases: &'a [Lease], ips: &[Ipv4Addr]) -> Option<&'a Lease> {
+    leases.iter().find(|l| ips.contains(&l.attrs.public_ip))
+}
+
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{}s", s / 60, s % 60),
+        _ => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+struct Out(Vec<Finding>);
+
+impl Out {
+    fn add(&mut self, level: Level, what: &'static str, detail: impl Into<String>) {
+        self.0.push(Finding {
+            level,
+            what,
+            detail: detail.into(),
+        });
+    }
+}
+
+/// Every finding, in the order an operator would look: store, lease, agent, host, data
+/// plane, host files.
+pub fn findings(f: &Facts) -> Vec<Finding> {
+    let mut out = Out(Vec::new());
+    let cfg = match &f.config {
+        Ok(cfg) => {
+            out.add(
+                Level::Ok,
+                "network",
+                format!(
+                    "{}, /{} subnets, backend {}",
+                    cfg.network,
+                    cfg.subnet_len,
+                    cfg.backend.name()
+                ),
+            );
+            cfg
+        }
+        Err(e) => {
+            out.add(Level::Fail, "network", e.clone());
+            return out.0;
+        }
+    };
+    for s in &f.skipped {
+        out.add(
+            Level::Warn,
+            "lease",
+            format!(
+                "unreadable lease {}: {} (its subnet stays taken)",
+                s.key, s.reason
+            ),
+        );
+    }
+    let Some(lease) = own_lease(&f.leases, &f.public_ips) else {
+        let ips: Vec<String> = f.public_ips.iter().map(|ip| ip.to_string()).collect();
+        out.add(
+            Level::Fail,
+            "lease",
+            format!(
+                "no lease for this node (public IP {}): is weftd running here?",
+                ips.join(" or ")
+            ),
+        );
+        check_agent(&mut out, f);
+        return out.0;
+    };
+    check_lease(&mut out, f, cfg, lease);
+    check_agent(&mut out, f);
+    match &f.forwarding {
+        Ok(true) => out.add(Level::Ok, "forwarding", "net.ipv4.ip_forward = 1"),
+        Ok(false) => out.add(
+            Level::Fail,
+            "forwarding",
+            "net.ipv4.ip_forward = 0: this host forwards no container traffic",
+        ),
+        Err(e) => out.add(Level::Fail, "forwarding", e.clone()),
+    }
+    match &f.firewall {
+        Ok(true) => out.add(Level::Ok, "firewall", "nftables table ip weft is loaded"),
+        Ok(false) => out.add(
+            Level::Fail,
+            "firewall",
+            "no nftables table ip weft: forwarding and masquerade rules are missing",
+        ),
+        Err(e) => out.add(Level::Warn, "firewall", e.clone()),
+    }
+    for u in &f.unreachable {
+        out.add(
+            Level::Warn,
+            "peer",
+            format!("{} gets no route from this node: {}", u.subnet, u.reason),
+        );
+    }
+    match (&f.planned, &f.kernel) {
+        (Err(e), _) | (_, Err(e)) => out.add(Level::Fail, "data plane", e.clone()),
+        (Ok(planned), Ok(kernel)) => {
+            check_data_plane(&mut out, planned, kernel);
+            check_subnet_file(&mut out, f, cfg, lease, planned);
+        }
+    }
+    out.0
+}
+
+fn check_lease(out: &mut Out, f: &Facts, cfg: &NetworkConfig, lease: &Lease) {
+    let term = match f.expires_in {
+        None => "a reservation (never expires)".to_string(),
+        Some(d) => format!("expires in {}", human(d)),
+    };
+    let level = match f.expires_in {
+        Some(d) if d < EXPIRY_WARNING => Level::Warn,
+        _ => Level::Ok,
+    };
+    out.add(
+        level,
+        "lease",
+        format!("{} for {}, {term}", lease.subnet, lease.attrs.public_ip),
+    );
+    if lease.attrs.backend_type != cfg.backend.name() {
+        out.add(
+            Level::Warn,
+            "lease",
+            format!(
+                "the lease says backend {:?} but the network is {}: restart weftd to switch",
+                lease.attrs.backend_type,
+                cfg.backend.name()
+            ),
+        );
+    }
+}
+
+fn check_agent(out: &mut Out, f: &Facts) {
+    match &f.health {
+        None => out.add(
+            Level::Skip,
+            "agent",
+            "not asked: pass --healthz-port (weftd's --healthz-port)",
+        ),
+        Some(Ok(body)) => out.add(
+            Level::Ok,
+            "agent",
+            format!("/healthz: {}", body.lines().next().unwrap_or("ok").trim()),
+        ),
+        Some(Err(e)) => out.add(Level::Fail, "agent", e.clone()),
+    }
+}
+
+fn dev_name(links: &[LinkInfo], index: u32) -> String {
+    links
+        .iter()
+        .find(|l| l.index == index)
+        .map_or_else(|| format!("#{index}"), |l| l.name.clone())
+}
+
+fn show_route(r: &Route, links: &[LinkInfo]) -> String {
+    if r.is_blackhole() {
+        return format!("blackhole {}", r.dst);
+    }
+    let mut s = r.dst.to_string();
+    if let Some(via) = r.via {
+        s += &format!(" via {via}");
+    }
+    s += &format!(" dev {}", dev_name(links, r.dev));
+    if r.onlink {
+        s += " onlink";
+    }
+    s
+}
+
+fn check_data_plane(out: &mut Out, planned: &Planned, kernel: &KernelState) {
+    let links = &kernel.links;
+    if let Some((name, mtu)) = &planned.device {
+        match links.iter().find(|l| &l.name == name) {
+            None => {
+                out.add(
+                    Level::Fail,
+                    "device",
+                    format!("{name} is missing (weftd recreates it while it runs)"),
+                );
+                return;
+            }
+            Some(l) if !l.up => out.add(Level::Fail, "device", format!("{name} is down")),
+            Some(l) if l.mtu != *mtu => out.add(
+                Level::Fail,
+                "device",
+                format!("{name} has MTU {}, the backend wants {mtu}", l.mtu),
+            ),
+            Some(_) => out.add(Level::Ok, "device", format!("{name} is up, MTU {mtu}")),
+        }
+    }
+    let Some(plane) = &planned.plane else {
+        out.add(
+            Level::Ok,
+            "routes",
+            format!(
+                "{} of Weft's routes in the kernel; the bgp backend's come from its sessions (weftctl node status)",
+                kernel.routes.len()
+            ),
+        );
+        return;
+    };
+    let mut drift = 0;
+    for change in weft_kernel::route::plan(&plane.routes, &kernel.routes) {
+        drift += 1;
+        match change {
+            Change::Add(r) => out.add(
+                Level::Fail,
+                "route",
+                format!("missing: {}", show_route(&r, links)),
+            ),
+            Change::Replace(r) => {
+                let have = kernel.routes.iter().find(|k| k.dst == r.dst);
+                out.add(
+                    Level::Fail,
+                    "route",
+                    format!(
+                        "wrong: the kernel has {}, the plan says {}",
+                        have.map_or_else(String::new, |h| show_route(h, links)),
+                        show_route(&r, links)
+                    ),
+                )
+            }
+            Change::Remove(r) => out.add(
+                Level::Warn,
+                "route",
+                format!("stale: {} (no lease calls for it)", show_route(&r, links)),
+            ),
+        }
+    }
+    if drift == 0 {
+        out.add(
+            Level::Ok,
+            "routes",
+            format!("{} as planned", plane.routes.len()),
+        );
+    }
+    if let Some(have) = &kernel.neighbours {
+        let changes = weft_kernel::diff::diff(
+            plane.neighbours.iter().map(|n| (n.ip, *n)),
+            have.iter().map(|n| (n.ip, *n)),
+        );
+        report_entries(out, "neighbour", plane.neighbours.len(), changes, |n| {
+            format!("{} lladdr {}", n.ip, n.mac)
+        });
+    }
+    if let Some(have) = &kernel.fdb {
+        let changes = weft_kernel::diff::diff(
+            plane.fdb.iter().map(|e| (e.mac, *e)),
+            have.iter().map(|e| (e.mac, *e)),
+        );
+        report_entries(out, "fdb", plane.fdb.len(), changes, |e| {
+            format!("{} dst {}", e.mac, e.dst)
+        });
+    }
+}
+
+fn report_entries<T>(
+    out: &mut Out,
+    what: &'static str,
+    planned: usize,
+    changes: Vec<Change<T>>,
+    show: impl Fn(&T) -> String,
+) {
+    if changes.is_empty() {
+        if planned > 0 {
+            out.add(
+                Level::Ok,
+                what,
+                format!(
+                    "{planned} {} as planned",
+                    if planned == 1 { "entry" } else { "entries" }
+                ),
+            );
+        }
+        return;
+    }
+    for change in changes {
+        let (level, detail) = match &change {
+            Change::Add(t) => (Level::Fail, format!("missing: {}", show(t))),
+            Change::Replace(t) => (Level::Fail, format!("wrong, should be: {}", show(t))),
+            Change::Remove(t) => (Level::Warn, format!("stale: {}", show(t))),
+        };
+        out.add(level, what, detail);
+    }
+}
+
+fn check_subnet_file(
+    out: &mut Out,
+    f: &Facts,
+    cfg: &NetworkConfig,
+    lease: &Lease,
+    planned: &Planned,
+) {
+    let (path, text) = &f.subnet_file;
+    let text = match text {
+        Ok(t) => t,
+        Err(e) => {
+            return out.add(
+                Level::Fail,
+                "subnet file",
+                format!("{}: {e}", path.display()),
+            )
+        }
+    };
+    let Some(file) = hostfiles::parse_subnet_env(text) else {
+        return out.add(
+            Level::Fail,
+            "subnet file",
+            format!("{} is not a complete subnet file", path.display()),
+        );
+    };
+    let mut problems = Vec::new();
+    if file.network != cfg.network {
+        problems.push(format!(
+            "FLANNEL_NETWORK={} but the network is {}",
+            file.network, cfg.network
+        ));
+    }
+    if file.subnet != lease.subnet {
+        problems.push(format!(
+            "FLANNEL_SUBNET is in {} but the lease is {}",
+            file.subnet, lease.subnet
+        ));
+    }
+    if file.mtu != planned.mtu {
+        problems.push(format!(
+            "FLANNEL_MTU={} but the backend's MTU is {}: containers would send packets that do not fit",
+            file.mtu, planned.mtu
+        ));
+    }
+    if problems.is_empty() {
+        out.add(
+            Level::Ok,
+            "subnet file",
+            format!("{} matches the lease (MTU {})", path.display(), file.mtu),
+        );
+    }
+    for p in problems {
+        out.add(
+            Level::Fail,
+            "subnet file",
+            format!("{}: {p}", path.display()),
+        );
+    }
+}
+
+/// The printed report; the exit code is 1 when any finding failed.
+pub fn render(header: &str, findings: &[Finding]) -> (String, i32) {
+    let mut s = format!("{header}\n");
+    let width = findings.iter().map(|f| f.what.len()).max().unwrap_or(0);
+    for f in findings {
+        s += &format!(
+            "  {:<4}  {:<width$}  {}\n",
+            f.level.to_string(),
+            f.what,
+            f.detail
+        );
+    }
+    let count = |l: Level| findings.iter().filter(|f| f.level == l).count();
+    let (fails, warns) = (count(Level::Fail), count(Level::Warn));
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    s += &format!(
+        "{}, {}\n",
+        plural(fails, "problem"),
+        plural(warns, "warning")
+    );
+    (s, i32::from(fails > 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weft_alloc::LeaseAttrs;
+
+    fn lease(subnet: &str, ip: &str) -> Lease {
+        Lease {
+            subnet: subnet.parse().unwrap(),
+            attrs: LeaseAttrs {
+                public_ip: ip.parse().unwrap(),
+                public_ipv6: None,
+                backend_type: "host-gw".into(),
+                backend_data: serde_json::Value::Null,
+            },
+            store_lease: Some(7),
+            mod_revision: 1,
+        }
+    }
+
+    fn route(dst: &str, via: &str) -> Route {
+        Route {
+            dst: dst.parse().unwrap(),
+            via: Some(via.parse().unwrap()),
+            dev: 2,
+            onlink: false,
+        }
+    }
+
+    /// A host-gw node, 10.244.1.0/24 on 192.168.77.1, with one peer, all as planned.
+    fn healthy() -> Facts {
+        let routes = vec![route("10.244.2.0/24", "192.168.77.2")];
+        Facts {
+            config: NetworkConfig::parse(
+                br#"{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}"#,
+            )
+            .map_err(|e| e.to_string()),
+            public_ips: vec!["192.168.77.1".parse().unwrap()],
+            leases: vec![
+                lease("10.244.1.0/24", "192.168.77.1"),
+                lease("10.244.2.0/24", "192.168.77.2"),
+            ],
+            skipped: vec![],
+            expires_in: Some(Duration::from_secs(86_000)),
+            unreachable: vec![],
+            health: Some(Ok("ok".into())),
+            forwarding: Ok(true),
+            firewall: Ok(true),
+            subnet_file: (
+                "/run/flannel/subnet.env".into(),
+                Ok("FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1500\nFLANNEL_IPMASQ=true\n".into()),
+            ),
+            planned: Ok(Planned {
+                device: None,
+                mtu: 1500,
+                plane: Some(DataPlane {
+                    routes: routes.clone(),
+                    ..Default::default()
+                }),
+            }),
+            kernel: Ok(KernelState {
+                routes,
+                neighbours: None,
+                fdb: None,
+                links: vec![LinkInfo {
+                    index: 2,
+                    name: "eth0".into(),
+                    mtu: 1500,
+                    up: true,
+                }],
+            }),
+        }
+    }
+
+    fn of(f: &Facts, level: Level) -> Vec<String> {
+        findings(f)
+            .into_iter()
+            .filter(|x| x.level == level)
+            .map(|x| format!("{}: {}", x.what, x.detail))
+            .collect()
+    }
+
+    #[test]
+    fn a_node_as_planned_passes() {
+        let all = findings(&healthy());
+        assert!(all.iter().all(|f| f.level == Level::Ok), "{all:#?}");
+        let (text, code) = render("weft diagnose: this node", &all);
+        assert_eq!(code, 0);
+        assert!(
+            text.contains("  ok    routes       1 as planned\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("0 problems, 0 warnings\n"), "{text}");
+    }
+
+    #[test]
+    fn route_drift_is_named() {
+        let mut f = healthy();
+        let peer3 = lease("10.244.3.0/24", "192.168.77.3");
+        f.leases.push(peer3);
+        let Ok(p) = f.planned.as_mut() else { panic!() };
+        p.plane.as_mut().unwrap().routes = vec![
+            route("10.244.2.0/24", "192.168.77.2"),
+            route("10.244.3.0/24", "192.168.77.3"),
+        ];
+        let Ok(k) = f.kernel.as_mut() else { panic!() };
+        k.routes = vec![
+            route("10.244.2.0/24", "192.168.77.9"),
+            route("10.244.9.0/24", "192.168.77.2"),
+        ];
+        assert_eq!(
+            of(&f, Level::Fail),
+            [
+                "route: wrong: the kernel has 10.244.2.0/24 via 192.168.77.9 dev eth0, the plan says 10.244.2.0/24 via 192.168.77.2 dev eth0",
+                "route: missing: 10.244.3.0/24 via 192.168.77.3 dev eth0",
+            ]
+        );
+        assert_eq!(
+            of(&f, Level::Warn),
+            ["route: stale: 10.244.9.0/24 via 192.168.77.2 dev eth0 (no lease calls for it)"]
+        );
+        assert_eq!(render("x", &findings(&f)).1, 1);
+    }
+
+    #[test]
+    fn no_config_stops_at_the_config() {
+        let mut f = healthy();
+        f.config = Err("no network config at /coreos.com/network/config".into());
+        let all = findings(&f);
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].level, Level::Fail);
+    }
+
+    #[test]
+    fn a_node_without_a_lease_says_which_addresses_it_looked_for() {
+        let mut f = healthy();
+        f.public_ips = vec!["192.168.77.5".parse().unwrap()];
+        f.health = Some(Err("no agent answers on 127.0.0.1:9462".into()));
+        assert_eq!(
+            of(&f, Level::Fail),
+            [
+                "lease: no lease for this node (public IP 192.168.77.5): is weftd running here?",
+                "agent: no agent answers on 127.0.0.1:9462",
+            ]
+        );
+    }
+
+    #[test]
+    fn host_settings_and_files() {
+        let mut f = healthy();
+        f.forwarding = Ok(false);
+        f.firewall = Ok(false);
+        f.subnet_file.1 = Ok("FLANNEL_NETWORK=10.245.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n".into());
+        let fails = of(&f, Level::Fail);
+        assert_eq!(fails.len(), 4, "{fails:#?}");
+        assert!(fails[0].starts_with("forwarding: net.ipv4.ip_forward = 0"));
+        assert!(fails[1].starts_with("firewall: no nftables table ip weft"));
+        assert!(fails[2].contains("FLANNEL_NETWORK=10.245.0.0/16 but the network is 10.244.0.0/16"));
+        assert!(fails[3].contains("FLANNEL_MTU=1450 but the backend's MTU is 1500"));
+        f.subnet_file.1 = Err("No such file or directory (os error 2)".into());
+        assert!(of(&f, Level::Fail).contains(
+            &"subnet file: /run/flannel/subnet.env: No such file or directory (os error 2)"
+                .to_string()
+        ));
+    }
+
+    #[test]
+    fn lease_terms() {
+        let mut f = healthy();
+        f.expires_in = Some(Duration::from_secs(90));
+        assert_eq!(
+            of(&f, Level::Warn),
+            ["lease: 10.244.1.0/24 for 192.168.77.1, expires in 1m30s"]
+        );
+        f.expires_in = None;
+        f.unreachable = vec![Unreachable {
+            subnet: "10.244.2.0/24".parse().unwrap(),
+            reason: "not on the same L2 subnet".into(),
+        }];
+        f.skipped = vec![Skipped {
+            key: "/coreos.com/network/subnets/10.244.7.0-24".into(),
+            reason: "not JSON".into(),
+        }];
+        let warns = of(&f, Level::Warn);
+        assert_eq!(
+            warns,
+            [
+                "lease: unreadable lease /coreos.com/network/subnets/10.244.7.0-24: not JSON (its subnet stays taken)",
+                "peer: 10.244.2.0/24 gets no route from this node: not on the same L2 subnet",
+            ]
+        );
+        assert!(of(&f, Level::Ok).contains(
+            &"lease: 10.244.1.0/24 for 192.168.77.1, a reservation (never expires)".to_string()
+        ));
+        assert_eq!(render("x", &findings(&f)).1, 0, "warnings do not fail");
+    }
+
+    #[test]
+    fn overlay_device_and_entries() {
+        let mut f = healthy();
+        let mac: weft_kernel::MacAddr = "02:00:00:00:00:02".parse().unwrap();
+        let Ok(p) = f.planned.as_mut() else { panic!() };
+        p.device = Some(("weft.1".into(), 1450));
+        p.mtu = 1450;
+        let plane = p.plane.as_mut().unwrap();
+        plane.neighbours = vec![Neighbour {
+            ip: "10.244.2.0".parse().unwrap(),
+            mac,
+        }];
+        plane.fdb = vec![FdbEntry {
+            mac,
+            dst: "192.168.77.2".parse().unwrap(),
+        }];
+        f.subnet_file.1 = Ok("FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n".into());
+        let Ok(k) = f.kernel.as_mut() else { panic!() };
+        k.neighbours = Some(vec![]);
+        k.fdb = Some(vec![FdbEntry {
+            mac,
+            dst: "192.168.77.3".parse().unwrap(),
+        }]);
+        // No device: that is the finding; no plan is compared without it.
+        assert_eq!(
+            of(&f, Level::Fail),
+            ["device: weft.1 is missing (weftd recreates it while it runs)"]
+        );
+        let Ok(k) = f.kernel.as_mut() else { panic!() };
+        k.links.push(LinkInfo {
+            index: 5,
+            name: "weft.1".into(),
+            mtu: 1450,
+            up: true,
+        });
+        assert_eq!(
+            of(&f, Level::Fail),
+            [
+                "neighbour: missing: 10.244.2.0 lladdr 02:00:00:00:00:02",
+                "fdb: wrong, should be: 02:00:00:00:00:02 dst 192.168.77.2",
+            ]
+        );
+        assert!(of(&f, Level::Ok).contains(&"device: weft.1 is up, MTU 1450".to_string()));
+    }
+}

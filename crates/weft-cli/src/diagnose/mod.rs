@@ -1,0 +1,258 @@
+//! `weftctl diagnose`: is this node's part of the network as it should be?
+//!
+//! Run on a node (in its network namespace), it reads the store, asks the agent's
+//! `/healthz`, and compares what the backend's planner says the node should have (the
+//! same pure function the agent plans with) with what the kernel holds: routes,
+//! neighbour and FDB entries, the overlay device, forwarding, the firewall table and
+//! the subnet file. It changes nothing. Each finding is one line (`ok`, `warn`, `FAIL`);
+//! the exit code is 1 when anything failed. With `--lab NAME` it runs itself in each
+//! lab host's namespace, with that host's files and ports.
+
+pub mod checks;
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use clap::Args;
+use weft_alloc::{BackendKind, NetworkConfig, Registry};
+use weft_backends::{BackendSettings, NodeContext};
+use weft_kernel::iface::IfaceSpec;
+use weft_kernel::Kernel;
+
+use checks::{Facts, KernelState, Planned};
+
+#[derive(Debug, Args)]
+pub struct DiagnoseArgs {
+    /// This node's public IP (its lease's PublicIP); by default any address of this host.
+    #[arg(long)]
+    pub public_ip: Option<Ipv4Addr>,
+    /// The agent's subnet file (its `--subnet-file`).
+    #[arg(long, default_value = "/run/flannel/subnet.env")]
+    pub subnet_file: PathBuf,
+    /// Ask the agent's `/healthz` on this port (its `--healthz-port`); 0: do not ask.
+    #[arg(long, default_value_t = 0)]
+    pub healthz_port: u16,
+    /// The agent's `--healthz-ip`.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub healthz_ip: IpAddr,
+    /// With `--lab`: only this host (`h1`, `h2`, ...); by default every host.
+    #[arg(long)]
+    pub host: Option<String>,
+}
+
+/// Diagnoses the node this runs on; returns the exit code.
+pub async fn run(registry: &Registry, args: DiagnoseArgs) -> Result<i32, String> {
+    let facts = gather(registry, &args).await;
+    let who = match args.public_ip {
+        Some(ip) => format!("node {ip}"),
+        None => "this node".to_string(),
+    };
+    let (text, code) = checks::render(&format!("weft diagnose: {who}"), &checks::findings(&facts));
+    print!("{text}");
+    Ok(code)
+}
+
+/// Diagnoses the hosts of lab `name`, each from inside its namespace.
+pub fn run_lab(name: &str, args: &DiagnoseArgs) -> Result<i32, String> {
+    let state = weft_lab::LabState::load(name).map_err(|e| e.to_string())?;
+    let hosts: Vec<u32> = match &args.host {
+        Some(h) => vec![weft_lab::topology::host_index(name, h)
+            .filter(|i| state.hosts.contains(i))
+            .ok_or_else(|| format!("lab {name} has no host {h}"))?],
+        None => state.hosts.clone(),
+    };
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut code = 0;
+    for i in hosts {
+        let status = Command::new("ip")
+            .args(["netns", "exec", &weft_lab::topology::host_ns(name, i)])
+            .arg(&me)
+            .args(state.store_args())
+            .arg("diagnose")
+            .arg(format!("--public-ip={}", state.host_ip(i)))
+            .arg(format!(
+                "--subnet-file={}",
+                state.host_dir(i).join("subnet.env").display()
+            ))
+            .arg(format!(
+                "--healthz-port={}",
+                weft_lab::topology::HEALTHZ_PORT
+            ))
+            .status()
+            .map_err(|e| format!("cannot enter host h{i}'s namespace: {e}"))?;
+        code = code.max(status.code().unwrap_or(1));
+    }
+    Ok(code)
+}
+
+async fn gather(registry: &Registry, args: &DiagnoseArgs) -> Facts {
+    let config = registry.config().await.map_err(|e| e.to_string());
+    let (leases, skipped) = match registry.leases().await {
+        Ok(snap) => (snap.leases, snap.skipped),
+        Err(_) => (Vec::new(), Vec::new()),
+    };
+    let kernel = Kernel::connect().map_err(|e| e.to_string());
+    let public_ips = match (args.public_ip, &kernel) {
+        (Some(ip), _) => vec![ip],
+        (None, Ok(k)) => k
+            .ipv4_addresses()
+            .await
+            .map(|a| a.into_iter().map(|a| a.addr).collect())
+            .unwrap_or_default(),
+        (None, Err(_)) => Vec::new(),
+    };
+    let own = checks::own_lease(&leases, &public_ips).cloned();
+    let (mut expires_in, mut unreachable) = (None, Vec::new());
+    if let Some(lease) = &own {
+        expires_in = registry.expires_in(lease).await.ok().flatten();
+        if let Ok(statuses) = registry.statuses().await {
+            unreachable = statuses
+                .into_iter()
+                .find(|(subnet, _)| *subnet == lease.subnet)
+                .map(|(_, st)| st.unreachable)
+                .unwrap_or_default();
+        }
+    }
+    let (planned, kernel) = match (&config, &own, kernel) {
+        (Ok(cfg), Some(lease), Ok(k)) => data_plane(&k, cfg, lease, &leases).await,
+        (_, _, Err(e)) => (Err(e.clone()), Err(e)),
+        _ => (
+            Err("no plan without a config and a lease".into()),
+            Ok(KernelState::default()),
+        ),
+    };
+    Facts {
+        config,
+        public_ips,
+        leases,
+        skipped,
+        expires_in,
+        unreachable,
+        health: (args.healthz_port != 0)
+            .then(|| healthz(SocketAddr::new(args.healthz_ip, args.healthz_port))),
+        forwarding: std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+            .map(|v| v.trim() == "1")
+            .map_err(|e| format!("cannot read net.ipv4.ip_forward: {e}")),
+        firewall: weft_kernel::nft::table_loaded().map_err(|e| e.to_string()),
+        subnet_file: (
+            args.subnet_file.clone(),
+            std::fs::read_to_string(&args.subnet_file).map_err(|e| e.to_string()),
+        ),
+        planned,
+        kernel,
+    }
+}
+
+/// The backend's plan for this node, and Weft's objects in the kernel.
+async fn data_plane(
+    kernel: &Kernel,
+    cfg: &NetworkConfig,
+    lease: &weft_alloc::Lease,
+    leases: &[weft_alloc::Lease],
+) -> (Result<Planned, String>, Result<KernelState, String>) {
+    let links = match kernel.links().await {
+        Ok(l) => l,
+        Err(e) => return (Err(e.to_string()), Err(e.to_string())),
+    };
+    let public_ip = lease.attrs.public_ip;
+    // The agent falls back to IP-in-IP in user space (over TUN) where the kernel has no
+    // `ipip`; which one runs shows in which device exists.
+    let ipip_user_space = !links.iter().any(|l| l.name == weft_backends::ipip::DEVICE);
+    let settings = BackendSettings {
+        public_ip,
+        tx_checksum_off: false,
+        ipip_user_space,
+    };
+    let backend = match weft_backends::build(cfg, &settings) {
+        Ok(b) => b,
+        Err(e) => return (Err(e), Err("no backend".into())),
+    };
+    // The agent's external interface holds its public IP, unless `--public-ip` overrode
+    // it; then the default route's interface is the best guess.
+    let external = match kernel
+        .external_interface(&[IfaceSpec::Address(public_ip)])
+        .await
+    {
+        Ok(e) => Ok(e),
+        Err(_) => kernel.external_interface(&[]).await,
+    };
+    let external = match external {
+        Ok(e) => e,
+        Err(e) => {
+            return (
+                Err(format!("no external interface: {e}")),
+                Err(e.to_string()),
+            )
+        }
+    };
+    let mut node = NodeContext {
+        external,
+        lease: lease.clone(),
+        overlay: None,
+        learned: Vec::new(),
+    };
+    let spec = backend.overlay(&node);
+    node.overlay = spec
+        .as_ref()
+        .and_then(|s| links.iter().find(|l| l.name == s.name()))
+        .map(|l| l.index);
+    let peers: Vec<_> = leases
+        .iter()
+        .filter(|l| cfg.network.contains(&l.subnet))
+        .cloned()
+        .collect();
+    let plane = match (cfg.backend, &spec, node.overlay) {
+        (BackendKind::Bgp, _, _) => None,
+        // Without its device no plan can be right; the device's absence is the finding.
+        (_, Some(_), None) => None,
+        _ => Some(backend.plan(&node, &peers)),
+    };
+    let planned = Planned {
+        device: spec.as_ref().map(|s| (s.name().to_string(), s.mtu())),
+        mtu: backend.mtu(node.external.mtu),
+        plane,
+    };
+    let state = async {
+        let routes = kernel.weft_routes().await?;
+        let (neighbours, fdb) = match node.overlay {
+            Some(index) => (
+                Some(kernel.neighbours(index).await?),
+                Some(kernel.fdb(index).await?),
+            ),
+            None => (None, None),
+        };
+        Ok::<_, weft_kernel::KernelError>(KernelState {
+            routes,
+            neighbours,
+            fdb,
+            links,
+        })
+    }
+    .await
+    .map_err(|e| e.to_string());
+    (Ok(planned), state)
+}
+
+/// Asks `/healthz`: the body for 200, the reason otherwise.
+fn healthz(addr: SocketAddr) -> Result<String, String> {
+    let timeout = Duration::from_secs(3);
+    let mut conn = TcpStream::connect_timeout(&addr, timeout).map_err(|e| {
+        format!("no agent answers on {addr}: {e} (is weftd running with --healthz-port?)")
+    })?;
+    conn.set_read_timeout(Some(timeout)).ok();
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .map_err(|e| format!("cannot ask {addr}: {e}"))?;
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer)
+        .map_err(|e| format!("no answer from {addr}: {e}"))?;
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head.lines().next().unwrap_or_default();
+    if status.split_whitespace().nth(1) == Some("200") {
+        Ok(body.trim().to_string())
+    } else {
+        Err(format!("/healthz on {addr}: {status}: {}", body.trim()))
+    }
+}
