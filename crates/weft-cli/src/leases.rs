@@ -36,7 +36,8 @@ pub enum LeaseAction {
     },
 }
 
-fn human(d: Duration) -> String {
+/// A duration as `45s`, `3m20s` or `23h59m` (the EXPIRES column, diagnose's lease line).
+pub(crate) fn human(d: Duration) -> String {
     let s = d.as_secs();
     match s {
         0..60 => format!("{s}s"),

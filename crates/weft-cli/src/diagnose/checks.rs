@@ -15,6 +15,8 @@ use weft_backends::DataPlane;
 use weft_kernel::iface::LinkInfo;
 use weft_kernel::{Change, FdbEntry, Neighbour, Route};
 
+use crate::leases::human;
+
 /// A lease that will run out sooner than this is worth a word: the agent renews an hour
 /// before expiry, so a lease this close to it has missed its renewals.
 const EXPIRY_WARNING: Duration = Duration::from_secs(600);
@@ -93,15 +95,6 @@ pub struct Facts {
 /// This node's lease: the one whose public IP is one of `ips`.
 pub fn own_lease<'a>(leases: &'a [Lease], ips: &[Ipv4Addr]) -> Option<&'a Lease> {
     leases.iter().find(|l| ips.contains(&l.attrs.public_ip))
-}
-
-fn human(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m{}s", s / 60, s % 60),
-        _ => format!("{}h{}m", s / 3600, (s % 3600) / 60),
-    }
 }
 
 struct Out(Vec<Finding>);
