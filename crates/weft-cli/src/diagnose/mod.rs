@@ -89,10 +89,14 @@ pub fn run_lab(name: &str, args: &DiagnoseArgs) -> Result<i32, String> {
 }
 
 async fn gather(registry: &Registry, args: &DiagnoseArgs) -> Facts {
-    let config = registry.config().await.map_err(|e| e.to_string());
+    let mut config = registry.config().await.map_err(|e| e.to_string());
     let (leases, skipped) = match registry.leases().await {
         Ok(snap) => (snap.leases, snap.skipped),
-        Err(_) => (Vec::new(), Vec::new()),
+        Err(e) => {
+            // Nothing after this can be judged without the leases.
+            config = config.and(Err(format!("cannot list the leases: {e}")));
+            (Vec::new(), Vec::new())
+        }
     };
     let kernel = Kernel::connect().map_err(|e| e.to_string());
     let public_ips = match (args.public_ip, &kernel) {
