@@ -136,6 +136,14 @@ fn vxlan_three_hosts_on_etcd() {
     ] {
         assert!(said.contains(&line), "{line}:\n{said}");
     }
+    let json = lab.store_cmd(&["diagnose", "--host", "h3", "-o", "json"]);
+    assert_eq!(json.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(
+        (v["node"].as_str(), v["problems"].as_u64()),
+        (Some("192.168.77.3"), Some(6)),
+        "{v}"
+    );
     assert!(
         !lab.weft_routes("h3").contains(&s1),
         "diagnose changed nothing"

@@ -457,6 +457,30 @@ pub fn render(header: &str, findings: &[Finding]) -> (String, i32) {
     (s, i32::from(fails > 0))
 }
 
+/// The same as one JSON object on one line (JSON lines when a lab prints several):
+/// `{"node":..,"problems":N,"warnings":N,"findings":[{"level":"fail","check":..,"detail":..}]}`.
+pub fn render_json(node: Option<Ipv4Addr>, findings: &[Finding]) -> (String, i32) {
+    let count = |l: Level| findings.iter().filter(|f| f.level == l).count();
+    let fails = count(Level::Fail);
+    let list: Vec<serde_json::Value> = findings
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "level": f.level.to_string().to_lowercase(),
+                "check": f.what,
+                "detail": f.detail,
+            })
+        })
+        .collect();
+    let doc = serde_json::json!({
+        "node": node.map(|ip| ip.to_string()),
+        "problems": fails,
+        "warnings": count(Level::Warn),
+        "findings": list,
+    });
+    (format!("{doc}\n"), i32::from(fails > 0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -549,6 +573,26 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("0 problems, 0 warnings\n"), "{text}");
+    }
+
+    #[test]
+    fn json_for_probes() {
+        let mut f = healthy();
+        f.forwarding = Ok(false);
+        let (text, code) = render_json(Some("192.168.77.1".parse().unwrap()), &findings(&f));
+        assert_eq!(code, 1);
+        assert_eq!(text.lines().count(), 1, "one line per node");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["node"], "192.168.77.1");
+        assert_eq!(v["problems"], 1);
+        assert_eq!(v["warnings"], 0);
+        let fail = v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["level"] == "fail")
+            .unwrap();
+        assert_eq!(fail["check"], "forwarding");
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! same pure function the agent plans with) with what the kernel holds: routes,
 //! neighbour and FDB entries, the overlay device, forwarding, the firewall table and
 //! the subnet file. It changes nothing. Each finding is one line (`ok`, `warn`, `FAIL`);
-//! the exit code is 1 when anything failed. With `--lab NAME` it runs itself in each
-//! lab host's namespace, with that host's files and ports.
+//! the exit code is 1 when anything failed. `-o json` prints one JSON object per node
+//! instead. With `--lab NAME` it runs itself in each lab host's namespace, with that
+//! host's files and ports.
 
 pub mod checks;
 
@@ -22,6 +23,7 @@ use weft_backends::{BackendSettings, NodeContext};
 use weft_kernel::iface::IfaceSpec;
 use weft_kernel::Kernel;
 
+use crate::leases::Output;
 use checks::{Facts, KernelState, Planned};
 
 #[derive(Debug, Args)]
@@ -41,16 +43,25 @@ pub struct DiagnoseArgs {
     /// With `--lab`: only this host (`h1`, `h2`, ...); by default every host.
     #[arg(long)]
     pub host: Option<String>,
+    /// Output format: a line per finding, or one JSON object per node (for probes).
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: Output,
 }
 
 /// Diagnoses the node this runs on; returns the exit code.
 pub async fn run(registry: &Registry, args: DiagnoseArgs) -> Result<i32, String> {
     let facts = gather(registry, &args).await;
-    let who = match args.public_ip {
-        Some(ip) => format!("node {ip}"),
-        None => "this node".to_string(),
+    let findings = checks::findings(&facts);
+    let (text, code) = match args.output {
+        Output::Table => {
+            let who = match args.public_ip {
+                Some(ip) => format!("node {ip}"),
+                None => "this node".to_string(),
+            };
+            checks::render(&format!("weft diagnose: {who}"), &findings)
+        }
+        Output::Json => checks::render_json(args.public_ip, &findings),
     };
-    let (text, code) = checks::render(&format!("weft diagnose: {who}"), &checks::findings(&facts));
     print!("{text}");
     Ok(code)
 }
@@ -81,6 +92,10 @@ pub fn run_lab(name: &str, args: &DiagnoseArgs) -> Result<i32, String> {
                 "--healthz-port={}",
                 weft_lab::topology::HEALTHZ_PORT
             ))
+            .arg(match args.output {
+                Output::Table => "--output=table",
+                Output::Json => "--output=json",
+            })
             .status()
             .map_err(|e| format!("cannot enter host h{i}'s namespace: {e}"))?;
         code = code.max(status.code().unwrap_or(1));
