@@ -444,7 +444,7 @@ fn up(spec: LabSpec) -> LabResult<i32> {
     let m = converge(&state, CONVERGE_WAIT);
     print!("{}", m.render());
     if m.all_ok() {
-        println!("lab {name} is up. Try: weftctl --lab {name} leases; weftctl lab exec --name {name} h1 ip route");
+        println!("lab {name} is up. Try: weftctl --lab {name} leases; weftctl --lab {name} diagnose; weftctl lab exec --name {name} h1 ip route");
         Ok(0)
     } else {
         eprintln!(
