@@ -3,8 +3,8 @@
 //! - 3 hosts in full mesh: every pair of containers pings with no encapsulation (plain
 //!   routes via the announcing node, the packets on the wire carry the containers'
 //!   addresses), each node has a blackhole for its own subnet, `weftctl node status`
-//!   shows the mesh sessions Established; a node leaves and its route is withdrawn
-//!   everywhere.
+//!   and `weftctl diagnose` show the mesh sessions Established; a node leaves and its
+//!   route is withdrawn everywhere.
 //! - 4 hosts with a route reflector: clients peer only with the reflector and still get
 //!   every route, with the originating node as next hop.
 //! - A container on one host holds an address outside every subnet (routed CNI mode):
@@ -52,6 +52,21 @@ fn bgp_mesh_three_hosts_no_encapsulation_and_a_node_leaving() {
         status.matches("| node-to-node mesh | up ").count(),
         6,
         "{status}"
+    );
+    // `weftctl diagnose` checks the sessions and that every peer's subnet was learned.
+    let diag = lab.store_cmd(&["diagnose"]);
+    let said = text(&diag.stdout);
+    assert!(diag.status.success(), "{said}{}", text(&diag.stderr));
+    assert_eq!(
+        said.matches("(node-to-node mesh) Established").count(),
+        6,
+        "{said}"
+    );
+    assert_eq!(
+        said.matches("every peer's subnet has a learned route")
+            .count(),
+        3,
+        "{said}"
     );
 
     // On the wire between hosts: the containers' own addresses, no outer header.

@@ -87,6 +87,8 @@ pub struct Facts {
     pub forwarding: Result<bool, String>,
     pub firewall: Result<bool, String>,
     pub subnet_file: (PathBuf, Result<String, String>),
+    /// The bgp backend's status file (`--bgp-status-file`); `None` for other backends.
+    pub bgp_status: Option<Result<String, String>>,
     /// `Err` when the plan could not be made (the reason is reported).
     pub planned: Result<Planned, String>,
     pub kernel: Result<KernelState, String>,
@@ -185,7 +187,7 @@ pub fn findings(f: &Facts) -> Vec<Finding> {
     match (&f.planned, &f.kernel) {
         (Err(e), _) | (_, Err(e)) => out.add(Level::Fail, "data plane", e.clone()),
         (Ok(planned), Ok(kernel)) => {
-            check_data_plane(&mut out, planned, kernel);
+            check_data_plane(&mut out, f, lease, planned, kernel);
             check_subnet_file(&mut out, f, cfg, lease, planned);
         }
     }
@@ -257,7 +259,13 @@ fn show_route(r: &Route, links: &[LinkInfo]) -> String {
     s
 }
 
-fn check_data_plane(out: &mut Out, planned: &Planned, kernel: &KernelState) {
+fn check_data_plane(
+    out: &mut Out,
+    f: &Facts,
+    lease: &Lease,
+    planned: &Planned,
+    kernel: &KernelState,
+) {
     let links = &kernel.links;
     if let Some((name, mtu)) = &planned.device {
         match links.iter().find(|l| &l.name == name) {
@@ -279,15 +287,7 @@ fn check_data_plane(out: &mut Out, planned: &Planned, kernel: &KernelState) {
         }
     }
     let Some(plane) = &planned.plane else {
-        out.add(
-            Level::Ok,
-            "routes",
-            format!(
-                "{} of Weft's routes in the kernel; the bgp backend's come from its sessions (weftctl node status)",
-                kernel.routes.len()
-            ),
-        );
-        return;
+        return check_learned_routes(out, f, lease, kernel);
     };
     let mut drift = 0;
     for change in weft_kernel::route::plan(&plane.routes, &kernel.routes) {
@@ -341,6 +341,66 @@ fn check_data_plane(out: &mut Out, planned: &Planned, kernel: &KernelState) {
         report_entries(out, "fdb", plane.fdb.len(), changes, |e| {
             format!("{} dst {}", e.mac, e.dst)
         });
+    }
+}
+
+/// The bgp backend: its routes are learned from its sessions, not planned, so each
+/// session must be up and every reachable peer's subnet must have a route of Weft's.
+fn check_learned_routes(out: &mut Out, f: &Facts, lease: &Lease, kernel: &KernelState) {
+    match &f.bgp_status {
+        None => {}
+        Some(Err(e)) => out.add(Level::Fail, "bgp", e.clone()),
+        Some(Ok(text)) => match serde_json::from_str::<serde_json::Value>(text) {
+            Err(e) => out.add(Level::Fail, "bgp", format!("unreadable status file: {e}")),
+            Ok(v) => {
+                for p in v["peers"].as_array().into_iter().flatten() {
+                    let s = |k: &str| p[k].as_str().unwrap_or("?").to_string();
+                    let who = format!("{} ({})", s("address"), s("type"));
+                    if s("state") == "Established" {
+                        out.add(
+                            Level::Ok,
+                            "bgp",
+                            format!(
+                                "{who} Established, {} received, {} advertised",
+                                p["received"], p["advertised"]
+                            ),
+                        );
+                    } else {
+                        let info = s("info");
+                        let why = match info.as_str() {
+                            "" | "?" => String::new(),
+                            i => format!(": {i}"),
+                        };
+                        out.add(Level::Fail, "bgp", format!("{who} {}{why}", s("state")));
+                    }
+                }
+            }
+        },
+    }
+    let mut missing = 0;
+    for peer in f.leases.iter().filter(|l| l.subnet != lease.subnet) {
+        let excused = f.unreachable.iter().any(|u| u.subnet == peer.subnet);
+        if !excused && !kernel.routes.iter().any(|r| r.dst == peer.subnet) {
+            missing += 1;
+            out.add(
+                Level::Fail,
+                "route",
+                format!(
+                    "no route learned for {} (node {})",
+                    peer.subnet, peer.attrs.public_ip
+                ),
+            );
+        }
+    }
+    if missing == 0 {
+        out.add(
+            Level::Ok,
+            "routes",
+            format!(
+                "every peer's subnet has a learned route ({} of Weft's routes in the kernel)",
+                kernel.routes.len()
+            ),
+        );
     }
 }
 
@@ -526,6 +586,7 @@ mod tests {
             expires_in: Some(Duration::from_secs(86_000)),
             unreachable: vec![],
             health: Some(Ok("ok".into())),
+            bgp_status: None,
             forwarding: Ok(true),
             firewall: Ok(true),
             subnet_file: (
@@ -573,6 +634,38 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("0 problems, 0 warnings\n"), "{text}");
+    }
+
+    #[test]
+    fn bgp_sessions_and_learned_routes() {
+        let mut f = healthy();
+        let Ok(p) = f.planned.as_mut() else { panic!() };
+        p.plane = None;
+        f.bgp_status = Some(Ok(r#"{"peers":[
+            {"address":"192.168.77.2","type":"node-to-node mesh","state":"Established","info":"Established","received":1,"advertised":1},
+            {"address":"192.168.77.254","type":"global","state":"Active","info":"connect: refused","received":0,"advertised":0}]}"#.into()));
+        f.leases.push(lease("10.244.3.0/24", "192.168.77.3"));
+        f.leases.push(lease("10.244.4.0/24", "192.168.77.4"));
+        f.unreachable = vec![Unreachable {
+            subnet: "10.244.4.0/24".parse().unwrap(),
+            reason: "no session".into(),
+        }];
+        assert_eq!(
+            of(&f, Level::Fail),
+            [
+                "bgp: 192.168.77.254 (global) Active: connect: refused",
+                "route: no route learned for 10.244.3.0/24 (node 192.168.77.3)",
+            ]
+        );
+        assert!(of(&f, Level::Ok).contains(
+            &"bgp: 192.168.77.2 (node-to-node mesh) Established, 1 received, 1 advertised"
+                .to_string()
+        ));
+        f.bgp_status = Some(Err(
+            "cannot read /run/weft/bgp-status.json: No such file".into()
+        ));
+        assert!(of(&f, Level::Fail)
+            .contains(&"bgp: cannot read /run/weft/bgp-status.json: No such file".to_string()));
     }
 
     #[test]

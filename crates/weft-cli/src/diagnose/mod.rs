@@ -37,6 +37,9 @@ pub struct DiagnoseArgs {
     /// Ask the agent's `/healthz` on this port (its `--healthz-port`); 0: do not ask.
     #[arg(long, default_value_t = 0)]
     pub healthz_port: u16,
+    /// The agent's BGP status file (its `--bgp-status-file`), read for the bgp backend.
+    #[arg(long, default_value = "/run/weft/bgp-status.json")]
+    pub bgp_status_file: PathBuf,
     /// The agent's `--healthz-ip`.
     #[arg(long, default_value = "127.0.0.1")]
     pub healthz_ip: IpAddr,
@@ -84,6 +87,10 @@ pub fn run_lab(name: &str, args: &DiagnoseArgs) -> Result<i32, String> {
             .args(state.store_args())
             .arg("diagnose")
             .arg(format!("--public-ip={}", state.host_ip(i)))
+            .arg(format!(
+                "--bgp-status-file={}",
+                state.host_dir(i).join("bgp-status.json").display()
+            ))
             .arg(format!(
                 "--subnet-file={}",
                 state.host_dir(i).join("subnet.env").display()
@@ -143,6 +150,14 @@ async fn gather(registry: &Registry, args: &DiagnoseArgs) -> Facts {
             Ok(KernelState::default()),
         ),
     };
+    let bgp_status = matches!(&config, Ok(c) if c.backend == BackendKind::Bgp).then(|| {
+        std::fs::read_to_string(&args.bgp_status_file).map_err(|e| {
+            format!(
+                "cannot read {}: {e} (is weftd running with the bgp backend?)",
+                args.bgp_status_file.display()
+            )
+        })
+    });
     Facts {
         config,
         public_ips,
@@ -160,6 +175,7 @@ async fn gather(registry: &Registry, args: &DiagnoseArgs) -> Facts {
             args.subnet_file.clone(),
             std::fs::read_to_string(&args.subnet_file).map_err(|e| e.to_string()),
         ),
+        bgp_status,
         planned,
         kernel,
     }
