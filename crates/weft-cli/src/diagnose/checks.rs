@@ -1,7 +1,7 @@
 //! The verdicts of `weftctl diagnose`, as plain functions of what was gathered: no I/O
-//! here, so every verdict is unit-tested. The data-plane checks compare what the
-//! backend's planner says this node should have with what the kernel has, the same
-//! diff the agent applies, only reported instead of applied.
+//! here, so every verdict is unit-tested. This file holds the facts and the node-level
+//! checks (config, lease, agent, forwarding, firewall, subnet file); the data plane's
+//! are in [`super::plane`], the printing in [`super::report`].
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -13,8 +13,9 @@ use weft_alloc::registry::{Skipped, Unreachable};
 use weft_alloc::{Lease, NetworkConfig};
 use weft_backends::DataPlane;
 use weft_kernel::iface::LinkInfo;
-use weft_kernel::{Change, FdbEntry, Neighbour, Route};
+use weft_kernel::{FdbEntry, Neighbour, Route};
 
+use super::plane;
 use crate::leases::human;
 
 /// A lease that will run out sooner than this is worth a word: the agent renews an hour
@@ -99,10 +100,10 @@ pub fn own_lease<'a>(leases: &'a [Lease], ips: &[Ipv4Addr]) -> Option<&'a Lease>
     leases.iter().find(|l| ips.contains(&l.attrs.public_ip))
 }
 
-struct Out(Vec<Finding>);
+pub(super) struct Out(pub(super) Vec<Finding>);
 
 impl Out {
-    fn add(&mut self, level: Level, what: &'static str, detail: impl Into<String>) {
+    pub(super) fn add(&mut self, level: Level, what: &'static str, detail: impl Into<String>) {
         self.0.push(Finding {
             level,
             what,
@@ -187,7 +188,7 @@ pub fn findings(f: &Facts) -> Vec<Finding> {
     match (&f.planned, &f.kernel) {
         (Err(e), _) | (_, Err(e)) => out.add(Level::Fail, "data plane", e.clone()),
         (Ok(planned), Ok(kernel)) => {
-            check_data_plane(&mut out, f, lease, planned, kernel);
+            plane::check(&mut out, f, lease, planned, kernel);
             check_subnet_file(&mut out, f, cfg, lease, planned);
         }
     }
@@ -234,203 +235,6 @@ fn check_agent(out: &mut Out, f: &Facts) {
             format!("/healthz: {}", body.lines().next().unwrap_or("ok").trim()),
         ),
         Some(Err(e)) => out.add(Level::Fail, "agent", e.clone()),
-    }
-}
-
-fn dev_name(links: &[LinkInfo], index: u32) -> String {
-    links
-        .iter()
-        .find(|l| l.index == index)
-        .map_or_else(|| format!("#{index}"), |l| l.name.clone())
-}
-
-fn show_route(r: &Route, links: &[LinkInfo]) -> String {
-    if r.is_blackhole() {
-        return format!("blackhole {}", r.dst);
-    }
-    let mut s = r.dst.to_string();
-    if let Some(via) = r.via {
-        s += &format!(" via {via}");
-    }
-    s += &format!(" dev {}", dev_name(links, r.dev));
-    if r.onlink {
-        s += " onlink";
-    }
-    s
-}
-
-fn check_data_plane(
-    out: &mut Out,
-    f: &Facts,
-    lease: &Lease,
-    planned: &Planned,
-    kernel: &KernelState,
-) {
-    let links = &kernel.links;
-    if let Some((name, mtu)) = &planned.device {
-        match links.iter().find(|l| &l.name == name) {
-            None => {
-                out.add(
-                    Level::Fail,
-                    "device",
-                    format!("{name} is missing (weftd recreates it while it runs)"),
-                );
-                return;
-            }
-            Some(l) if !l.up => out.add(Level::Fail, "device", format!("{name} is down")),
-            Some(l) if l.mtu != *mtu => out.add(
-                Level::Fail,
-                "device",
-                format!("{name} has MTU {}, the backend wants {mtu}", l.mtu),
-            ),
-            Some(_) => out.add(Level::Ok, "device", format!("{name} is up, MTU {mtu}")),
-        }
-    }
-    let Some(plane) = &planned.plane else {
-        return check_learned_routes(out, f, lease, kernel);
-    };
-    let mut drift = 0;
-    for change in weft_kernel::route::plan(&plane.routes, &kernel.routes) {
-        drift += 1;
-        match change {
-            Change::Add(r) => out.add(
-                Level::Fail,
-                "route",
-                format!("missing: {}", show_route(&r, links)),
-            ),
-            Change::Replace(r) => {
-                let have = kernel.routes.iter().find(|k| k.dst == r.dst);
-                out.add(
-                    Level::Fail,
-                    "route",
-                    format!(
-                        "wrong: the kernel has {}, the plan says {}",
-                        have.map_or_else(String::new, |h| show_route(h, links)),
-                        show_route(&r, links)
-                    ),
-                )
-            }
-            Change::Remove(r) => out.add(
-                Level::Warn,
-                "route",
-                format!("stale: {} (no lease calls for it)", show_route(&r, links)),
-            ),
-        }
-    }
-    if drift == 0 {
-        out.add(
-            Level::Ok,
-            "routes",
-            format!("{} as planned", plane.routes.len()),
-        );
-    }
-    if let Some(have) = &kernel.neighbours {
-        let changes = weft_kernel::diff::diff(
-            plane.neighbours.iter().map(|n| (n.ip, *n)),
-            have.iter().map(|n| (n.ip, *n)),
-        );
-        report_entries(out, "neighbour", plane.neighbours.len(), changes, |n| {
-            format!("{} lladdr {}", n.ip, n.mac)
-        });
-    }
-    if let Some(have) = &kernel.fdb {
-        let changes = weft_kernel::diff::diff(
-            plane.fdb.iter().map(|e| (e.mac, *e)),
-            have.iter().map(|e| (e.mac, *e)),
-        );
-        report_entries(out, "fdb", plane.fdb.len(), changes, |e| {
-            format!("{} dst {}", e.mac, e.dst)
-        });
-    }
-}
-
-/// The bgp backend: its routes are learned from its sessions, not planned, so each
-/// session must be up and every reachable peer's subnet must have a route of Weft's.
-fn check_learned_routes(out: &mut Out, f: &Facts, lease: &Lease, kernel: &KernelState) {
-    match &f.bgp_status {
-        None => {}
-        Some(Err(e)) => out.add(Level::Fail, "bgp", e.clone()),
-        Some(Ok(text)) => match serde_json::from_str::<serde_json::Value>(text) {
-            Err(e) => out.add(Level::Fail, "bgp", format!("unreadable status file: {e}")),
-            Ok(v) => {
-                for p in v["peers"].as_array().into_iter().flatten() {
-                    let s = |k: &str| p[k].as_str().unwrap_or("?").to_string();
-                    let who = format!("{} ({})", s("address"), s("type"));
-                    if s("state") == "Established" {
-                        out.add(
-                            Level::Ok,
-                            "bgp",
-                            format!(
-                                "{who} Established, {} received, {} advertised",
-                                p["received"], p["advertised"]
-                            ),
-                        );
-                    } else {
-                        let info = s("info");
-                        let why = match info.as_str() {
-                            "" | "?" => String::new(),
-                            i => format!(": {i}"),
-                        };
-                        out.add(Level::Fail, "bgp", format!("{who} {}{why}", s("state")));
-                    }
-                }
-            }
-        },
-    }
-    let mut missing = 0;
-    for peer in f.leases.iter().filter(|l| l.subnet != lease.subnet) {
-        let excused = f.unreachable.iter().any(|u| u.subnet == peer.subnet);
-        if !excused && !kernel.routes.iter().any(|r| r.dst == peer.subnet) {
-            missing += 1;
-            out.add(
-                Level::Fail,
-                "route",
-                format!(
-                    "no route learned for {} (node {})",
-                    peer.subnet, peer.attrs.public_ip
-                ),
-            );
-        }
-    }
-    if missing == 0 {
-        out.add(
-            Level::Ok,
-            "routes",
-            format!(
-                "every peer's subnet has a learned route ({} of Weft's routes in the kernel)",
-                kernel.routes.len()
-            ),
-        );
-    }
-}
-
-fn report_entries<T>(
-    out: &mut Out,
-    what: &'static str,
-    planned: usize,
-    changes: Vec<Change<T>>,
-    show: impl Fn(&T) -> String,
-) {
-    if changes.is_empty() {
-        if planned > 0 {
-            out.add(
-                Level::Ok,
-                what,
-                format!(
-                    "{planned} {} as planned",
-                    if planned == 1 { "entry" } else { "entries" }
-                ),
-            );
-        }
-        return;
-    }
-    for change in changes {
-        let (level, detail) = match &change {
-            Change::Add(t) => (Level::Fail, format!("missing: {}", show(t))),
-            Change::Replace(t) => (Level::Fail, format!("wrong, should be: {}", show(t))),
-            Change::Remove(t) => (Level::Warn, format!("stale: {}", show(t))),
-        };
-        out.add(level, what, detail);
     }
 }
 
@@ -494,55 +298,8 @@ fn check_subnet_file(
     }
 }
 
-/// The printed report; the exit code is 1 when any finding failed.
-pub fn render(header: &str, findings: &[Finding]) -> (String, i32) {
-    let mut s = format!("{header}\n");
-    let width = findings.iter().map(|f| f.what.len()).max().unwrap_or(0);
-    for f in findings {
-        s += &format!(
-            "  {:<4}  {:<width$}  {}\n",
-            f.level.to_string(),
-            f.what,
-            f.detail
-        );
-    }
-    let count = |l: Level| findings.iter().filter(|f| f.level == l).count();
-    let (fails, warns) = (count(Level::Fail), count(Level::Warn));
-    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
-    s += &format!(
-        "{}, {}\n",
-        plural(fails, "problem"),
-        plural(warns, "warning")
-    );
-    (s, i32::from(fails > 0))
-}
-
-/// The same as one JSON object on one line (JSON lines when a lab prints several):
-/// `{"node":..,"problems":N,"warnings":N,"findings":[{"level":"fail","check":..,"detail":..}]}`.
-pub fn render_json(node: Option<Ipv4Addr>, findings: &[Finding]) -> (String, i32) {
-    let count = |l: Level| findings.iter().filter(|f| f.level == l).count();
-    let fails = count(Level::Fail);
-    let list: Vec<serde_json::Value> = findings
-        .iter()
-        .map(|f| {
-            serde_json::json!({
-                "level": f.level.to_string().to_lowercase(),
-                "check": f.what,
-                "detail": f.detail,
-            })
-        })
-        .collect();
-    let doc = serde_json::json!({
-        "node": node.map(|ip| ip.to_string()),
-        "problems": fails,
-        "warnings": count(Level::Warn),
-        "findings": list,
-    });
-    (format!("{doc}\n"), i32::from(fails > 0))
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use weft_alloc::LeaseAttrs;
 
@@ -570,7 +327,7 @@ mod tests {
     }
 
     /// A host-gw node, 10.244.1.0/24 on 192.168.77.1, with one peer, all as planned.
-    fn healthy() -> Facts {
+    pub(crate) fn healthy() -> Facts {
         let routes = vec![route("10.244.2.0/24", "192.168.77.2")];
         Facts {
             config: NetworkConfig::parse(
@@ -627,7 +384,7 @@ mod tests {
     fn a_node_as_planned_passes() {
         let all = findings(&healthy());
         assert!(all.iter().all(|f| f.level == Level::Ok), "{all:#?}");
-        let (text, code) = render("weft diagnose: this node", &all);
+        let (text, code) = crate::diagnose::report::render("weft diagnose: this node", &all);
         assert_eq!(code, 0);
         assert!(
             text.contains("  ok    routes       1 as planned\n"),
@@ -669,26 +426,6 @@ mod tests {
     }
 
     #[test]
-    fn json_for_probes() {
-        let mut f = healthy();
-        f.forwarding = Ok(false);
-        let (text, code) = render_json(Some("192.168.77.1".parse().unwrap()), &findings(&f));
-        assert_eq!(code, 1);
-        assert_eq!(text.lines().count(), 1, "one line per node");
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(v["node"], "192.168.77.1");
-        assert_eq!(v["problems"], 1);
-        assert_eq!(v["warnings"], 0);
-        let fail = v["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|x| x["level"] == "fail")
-            .unwrap();
-        assert_eq!(fail["check"], "forwarding");
-    }
-
-    #[test]
     fn route_drift_is_named() {
         let mut f = healthy();
         let peer3 = lease("10.244.3.0/24", "192.168.77.3");
@@ -714,7 +451,7 @@ mod tests {
             of(&f, Level::Warn),
             ["route: stale: 10.244.9.0/24 via 192.168.77.2 dev eth0 (no lease calls for it)"]
         );
-        assert_eq!(render("x", &findings(&f)).1, 1);
+        assert!(findings(&f).iter().any(|x| x.level == Level::Fail));
     }
 
     #[test]
@@ -787,7 +524,10 @@ mod tests {
         assert!(of(&f, Level::Ok).contains(
             &"lease: 10.244.1.0/24 for 192.168.77.1, a reservation (never expires)".to_string()
         ));
-        assert_eq!(render("x", &findings(&f)).1, 0, "warnings do not fail");
+        assert!(
+            findings(&f).iter().all(|x| x.level != Level::Fail),
+            "warnings are not failures"
+        );
     }
 
     #[test]

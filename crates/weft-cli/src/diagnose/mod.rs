@@ -10,6 +10,8 @@
 //! host's files and ports.
 
 pub mod checks;
+mod plane;
+pub mod report;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
@@ -61,9 +63,9 @@ pub async fn run(registry: &Registry, args: DiagnoseArgs) -> Result<i32, String>
                 Some(ip) => format!("node {ip}"),
                 None => "this node".to_string(),
             };
-            checks::render(&format!("weft diagnose: {who}"), &findings)
+            report::render(&format!("weft diagnose: {who}"), &findings)
         }
-        Output::Json => checks::render_json(args.public_ip, &findings),
+        Output::Json => report::render_json(args.public_ip, &findings),
     };
     print!("{text}");
     Ok(code)

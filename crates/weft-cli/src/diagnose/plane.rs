@@ -1,0 +1,207 @@
+//! The data-plane part of `weftctl diagnose`: the overlay device, and Weft's routes,
+//! neighbour and FDB entries against the backend's plan (the same diff the agent
+//! applies, reported instead); for the bgp backend, whose routes are learned rather
+//! than planned, its sessions and a learned route for every reachable peer.
+
+use weft_alloc::Lease;
+use weft_kernel::iface::LinkInfo;
+use weft_kernel::{Change, Route};
+
+use super::checks::{Facts, KernelState, Level, Out, Planned};
+
+fn dev_name(links: &[LinkInfo], index: u32) -> String {
+    links
+        .iter()
+        .find(|l| l.index == index)
+        .map_or_else(|| format!("#{index}"), |l| l.name.clone())
+}
+
+fn show_route(r: &Route, links: &[LinkInfo]) -> String {
+    if r.is_blackhole() {
+        return format!("blackhole {}", r.dst);
+    }
+    let mut s = r.dst.to_string();
+    if let Some(via) = r.via {
+        s += &format!(" via {via}");
+    }
+    s += &format!(" dev {}", dev_name(links, r.dev));
+    if r.onlink {
+        s += " onlink";
+    }
+    s
+}
+
+pub(super) fn check(
+    out: &mut Out,
+    f: &Facts,
+    lease: &Lease,
+    planned: &Planned,
+    kernel: &KernelState,
+) {
+    let links = &kernel.links;
+    if let Some((name, mtu)) = &planned.device {
+        match links.iter().find(|l| &l.name == name) {
+            None => {
+                out.add(
+                    Level::Fail,
+                    "device",
+                    format!("{name} is missing (weftd recreates it while it runs)"),
+                );
+                return;
+            }
+            Some(l) if !l.up => out.add(Level::Fail, "device", format!("{name} is down")),
+            Some(l) if l.mtu != *mtu => out.add(
+                Level::Fail,
+                "device",
+                format!("{name} has MTU {}, the backend wants {mtu}", l.mtu),
+            ),
+            Some(_) => out.add(Level::Ok, "device", format!("{name} is up, MTU {mtu}")),
+        }
+    }
+    let Some(plane) = &planned.plane else {
+        return check_learned_routes(out, f, lease, kernel);
+    };
+    let mut drift = 0;
+    for change in weft_kernel::route::plan(&plane.routes, &kernel.routes) {
+        drift += 1;
+        match change {
+            Change::Add(r) => out.add(
+                Level::Fail,
+                "route",
+                format!("missing: {}", show_route(&r, links)),
+            ),
+            Change::Replace(r) => {
+                let have = kernel.routes.iter().find(|k| k.dst == r.dst);
+                out.add(
+                    Level::Fail,
+                    "route",
+                    format!(
+                        "wrong: the kernel has {}, the plan says {}",
+                        have.map_or_else(String::new, |h| show_route(h, links)),
+                        show_route(&r, links)
+                    ),
+                )
+            }
+            Change::Remove(r) => out.add(
+                Level::Warn,
+                "route",
+                format!("stale: {} (no lease calls for it)", show_route(&r, links)),
+            ),
+        }
+    }
+    if drift == 0 {
+        out.add(
+            Level::Ok,
+            "routes",
+            format!("{} as planned", plane.routes.len()),
+        );
+    }
+    if let Some(have) = &kernel.neighbours {
+        let changes = weft_kernel::diff::diff(
+            plane.neighbours.iter().map(|n| (n.ip, *n)),
+            have.iter().map(|n| (n.ip, *n)),
+        );
+        report_entries(out, "neighbour", plane.neighbours.len(), changes, |n| {
+            format!("{} lladdr {}", n.ip, n.mac)
+        });
+    }
+    if let Some(have) = &kernel.fdb {
+        let changes = weft_kernel::diff::diff(
+            plane.fdb.iter().map(|e| (e.mac, *e)),
+            have.iter().map(|e| (e.mac, *e)),
+        );
+        report_entries(out, "fdb", plane.fdb.len(), changes, |e| {
+            format!("{} dst {}", e.mac, e.dst)
+        });
+    }
+}
+
+/// The bgp backend: its routes are learned from its sessions, not planned, so each
+/// session must be up and every reachable peer's subnet must have a route of Weft's.
+fn check_learned_routes(out: &mut Out, f: &Facts, lease: &Lease, kernel: &KernelState) {
+    match &f.bgp_status {
+        None => {}
+        Some(Err(e)) => out.add(Level::Fail, "bgp", e.clone()),
+        Some(Ok(text)) => match serde_json::from_str::<serde_json::Value>(text) {
+            Err(e) => out.add(Level::Fail, "bgp", format!("unreadable status file: {e}")),
+            Ok(v) => {
+                for p in v["peers"].as_array().into_iter().flatten() {
+                    let s = |k: &str| p[k].as_str().unwrap_or("?").to_string();
+                    let who = format!("{} ({})", s("address"), s("type"));
+                    if s("state") == "Established" {
+                        out.add(
+                            Level::Ok,
+                            "bgp",
+                            format!(
+                                "{who} Established, {} received, {} advertised",
+                                p["received"], p["advertised"]
+                            ),
+                        );
+                    } else {
+                        let info = s("info");
+                        let why = match info.as_str() {
+                            "" | "?" => String::new(),
+                            i => format!(": {i}"),
+                        };
+                        out.add(Level::Fail, "bgp", format!("{who} {}{why}", s("state")));
+                    }
+                }
+            }
+        },
+    }
+    let mut missing = 0;
+    for peer in f.leases.iter().filter(|l| l.subnet != lease.subnet) {
+        let excused = f.unreachable.iter().any(|u| u.subnet == peer.subnet);
+        if !excused && !kernel.routes.iter().any(|r| r.dst == peer.subnet) {
+            missing += 1;
+            out.add(
+                Level::Fail,
+                "route",
+                format!(
+                    "no route learned for {} (node {})",
+                    peer.subnet, peer.attrs.public_ip
+                ),
+            );
+        }
+    }
+    if missing == 0 {
+        out.add(
+            Level::Ok,
+            "routes",
+            format!(
+                "every peer's subnet has a learned route ({} of Weft's routes in the kernel)",
+                kernel.routes.len()
+            ),
+        );
+    }
+}
+
+fn report_entries<T>(
+    out: &mut Out,
+    what: &'static str,
+    planned: usize,
+    changes: Vec<Change<T>>,
+    show: impl Fn(&T) -> String,
+) {
+    if changes.is_empty() {
+        if planned > 0 {
+            out.add(
+                Level::Ok,
+                what,
+                format!(
+                    "{planned} {} as planned",
+                    if planned == 1 { "entry" } else { "entries" }
+                ),
+            );
+        }
+        return;
+    }
+    for change in changes {
+        let (level, detail) = match &change {
+            Change::Add(t) => (Level::Fail, format!("missing: {}", show(t))),
+            Change::Replace(t) => (Level::Fail, format!("wrong, should be: {}", show(t))),
+            Change::Remove(t) => (Level::Warn, format!("stale: {}", show(t))),
+        };
+        out.add(level, what, detail);
+    }
+}
