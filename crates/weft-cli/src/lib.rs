@@ -91,6 +91,16 @@ pub fn main(cli: Cli) -> i32 {
             Err(e) => return report(Err(e)),
         }
     }
+    // Opening an embedded store creates its file; a read-only check must not.
+    if matches!(command, Cmd::Diagnose(_))
+        && store.store == StoreKind::Embedded
+        && !store.store_path.exists()
+    {
+        return report(Err(format!(
+            "no embedded store at {} (pass the agent's --store-path, or --store etcd)",
+            store.store_path.display()
+        )));
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
