@@ -7,6 +7,7 @@
 
 use std::net::Ipv4Addr;
 
+use crate::diff::{diff, Change};
 use crate::mac::MacAddr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -20,4 +21,54 @@ pub struct FdbEntry {
     pub mac: MacAddr,
     /// The remote VTEP's underlay address.
     pub dst: Ipv4Addr,
+}
+
+/// The changes that turn `current` into `desired` neighbour entries, keyed by IP (the
+/// kernel holds one entry per address on a device). The agent applies them; `weftctl
+/// diagnose` reports them: both must key alike.
+pub fn plan_neighbours(desired: &[Neighbour], current: &[Neighbour]) -> Vec<Change<Neighbour>> {
+    diff(
+        desired.iter().map(|n| (n.ip, *n)),
+        current.iter().map(|n| (n.ip, *n)),
+    )
+}
+
+/// The same for FDB entries, keyed by MAC (one remote VTEP per MAC).
+pub fn plan_fdb(desired: &[FdbEntry], current: &[FdbEntry]) -> Vec<Change<FdbEntry>> {
+    diff(
+        desired.iter().map(|e| (e.mac, *e)),
+        current.iter().map(|e| (e.mac, *e)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyed_by_ip_and_by_mac() {
+        let (m1, m2): (MacAddr, MacAddr) = (
+            "02:00:00:00:00:01".parse().unwrap(),
+            "02:00:00:00:00:02".parse().unwrap(),
+        );
+        let n = |mac| Neighbour {
+            ip: "10.244.2.0".parse().unwrap(),
+            mac,
+        };
+        // A new MAC for the same address replaces the entry.
+        assert_eq!(
+            plan_neighbours(&[n(m2)], &[n(m1)]),
+            [Change::Replace(n(m2))]
+        );
+        let e = |dst: &str| FdbEntry {
+            mac: m1,
+            dst: dst.parse().unwrap(),
+        };
+        // A new underlay address for the same MAC replaces the entry.
+        assert_eq!(
+            plan_fdb(&[e("192.168.77.3")], &[e("192.168.77.2")]),
+            [Change::Replace(e("192.168.77.3"))]
+        );
+        assert!(plan_fdb(&[e("192.168.77.2")], &[e("192.168.77.2")]).is_empty());
+    }
 }

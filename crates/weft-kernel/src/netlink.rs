@@ -21,11 +21,11 @@ use rtnetlink::{Handle, LinkIpIp, LinkMessageBuilder, LinkUnspec, LinkVxlan, Rou
 use thiserror::Error;
 
 use crate::bigtcp;
-use crate::diff::{diff, Applied, Change};
+use crate::diff::{Applied, Change};
 use crate::iface::{self, AddrInfo, ExternalInterface, IfaceError, IfaceSpec, LinkInfo};
 use crate::link::{must_recreate, IpipSpec, LinkOutcome, TunSpec, VxlanSpec, VxlanState};
 use crate::mac::MacAddr;
-use crate::neigh::{FdbEntry, Neighbour};
+use crate::neigh::{plan_fdb, plan_neighbours, FdbEntry, Neighbour};
 use crate::netns::{self, NetnsError};
 use crate::route::{plan, Route, RouteChange, WEFT_PROTO};
 
@@ -620,11 +620,7 @@ impl Kernel {
         index: u32,
         desired: &[Neighbour],
     ) -> Result<Applied<Neighbour>, KernelError> {
-        let current = self.neighbours(index).await?;
-        let changes = diff(
-            desired.iter().map(|n| (n.ip, *n)),
-            current.iter().map(|n| (n.ip, *n)),
-        );
+        let changes = plan_neighbours(desired, &self.neighbours(index).await?);
         Ok(apply_each(changes, async |change| match change {
             Change::Add(n) | Change::Replace(n) => {
                 let req = self
@@ -657,11 +653,7 @@ impl Kernel {
         index: u32,
         desired: &[FdbEntry],
     ) -> Result<Applied<FdbEntry>, KernelError> {
-        let current = self.fdb(index).await?;
-        let changes = diff(
-            desired.iter().map(|f| (f.mac, *f)),
-            current.iter().map(|f| (f.mac, *f)),
-        );
+        let changes = plan_fdb(desired, &self.fdb(index).await?);
         Ok(apply_each(changes, async |change| match change {
             Change::Add(f) | Change::Replace(f) => {
                 let req = self

@@ -5,6 +5,7 @@
 
 use weft_alloc::Lease;
 use weft_kernel::iface::LinkInfo;
+use weft_kernel::neigh::{plan_fdb, plan_neighbours};
 use weft_kernel::{Change, Route};
 
 use super::checks::{Facts, KernelState, Level, Out, Planned};
@@ -97,19 +98,13 @@ pub(super) fn check(
         );
     }
     if let Some(have) = &kernel.neighbours {
-        let changes = weft_kernel::diff::diff(
-            plane.neighbours.iter().map(|n| (n.ip, *n)),
-            have.iter().map(|n| (n.ip, *n)),
-        );
+        let changes = plan_neighbours(&plane.neighbours, have);
         report_entries(out, "neighbour", plane.neighbours.len(), changes, |n| {
             format!("{} lladdr {}", n.ip, n.mac)
         });
     }
     if let Some(have) = &kernel.fdb {
-        let changes = weft_kernel::diff::diff(
-            plane.fdb.iter().map(|e| (e.mac, *e)),
-            have.iter().map(|e| (e.mac, *e)),
-        );
+        let changes = plan_fdb(&plane.fdb, have);
         report_entries(out, "fdb", plane.fdb.len(), changes, |e| {
             format!("{} dst {}", e.mac, e.dst)
         });
