@@ -94,7 +94,7 @@ pub fn render(json: &str) -> Result<String, String> {
 pub fn run(cmd: NodeCmd, lab: Option<&str>) -> Result<i32, String> {
     let NodeCmd::Status { file } = cmd;
     let files: Vec<(String, PathBuf)> = match lab {
-        Some(name) => crate::lab_host_paths(name, |s, i| s.host_dir(i).join("bgp-status.json"))?,
+        Some(name) => crate::lab_host_paths(name, |s, i| s.bgp_status_file(i))?,
         None => vec![(String::new(), file)],
     };
     for (host, f) in files {

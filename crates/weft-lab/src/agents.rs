@@ -87,17 +87,14 @@ pub fn start(lab: &LabState, i: u32) -> LabResult<u32> {
     cmd.args(["netns", "exec", &topology::host_ns(&lab.name, i)])
         .arg(&weftd)
         .args(lab.store_args())
-        .arg(format!(
-            "--subnet-file={}",
-            dir.join("subnet.env").display()
-        ))
+        .arg(format!("--subnet-file={}", lab.subnet_file(i).display()))
         .arg(format!(
             "--docker-opts-file={}",
             dir.join("docker.env").display()
         ))
         .arg(format!(
             "--bgp-status-file={}",
-            dir.join("bgp-status.json").display()
+            lab.bgp_status_file(i).display()
         ))
         .arg(format!("--api-socket={}", dir.join("weftd.sock").display()))
         .args(lab.ip_masq.then_some("--ip-masq"))

@@ -69,6 +69,16 @@ impl LabState {
         self.dir().join(format!("h{i}"))
     }
 
+    /// Host `i`'s subnet file (its agent's `--subnet-file`).
+    pub fn subnet_file(&self, i: u32) -> PathBuf {
+        self.host_dir(i).join("subnet.env")
+    }
+
+    /// Host `i`'s BGP status file (its agent's `--bgp-status-file`).
+    pub fn bgp_status_file(&self, i: u32) -> PathBuf {
+        self.host_dir(i).join("bgp-status.json")
+    }
+
     pub fn host_ip(&self, i: u32) -> std::net::Ipv4Addr {
         topology::host_ip(i, self.subnets)
     }
@@ -138,7 +148,7 @@ impl LabState {
             "name": "weft",
             "type": "weft",
             "mode": self.cni_mode,
-            "subnetFile": self.host_dir(i).join("subnet.env"),
+            "subnetFile": self.subnet_file(i),
             "dataDir": self.cni_data_dir(i),
             "agentSocket": self.host_dir(i).join("weftd.sock"),
         })
@@ -146,7 +156,7 @@ impl LabState {
 
     /// Host `i`'s network as its agent wrote it in the subnet file, if it has.
     pub fn host_network(&self, i: u32) -> Option<NodeNetwork> {
-        let text = std::fs::read_to_string(self.host_dir(i).join("subnet.env")).ok()?;
+        let text = std::fs::read_to_string(self.subnet_file(i)).ok()?;
         hostfiles::parse_subnet_env(&text)
     }
 }

@@ -91,12 +91,9 @@ pub fn run_lab(name: &str, args: &DiagnoseArgs) -> Result<i32, String> {
             .arg(format!("--public-ip={}", state.host_ip(i)))
             .arg(format!(
                 "--bgp-status-file={}",
-                state.host_dir(i).join("bgp-status.json").display()
+                state.bgp_status_file(i).display()
             ))
-            .arg(format!(
-                "--subnet-file={}",
-                state.host_dir(i).join("subnet.env").display()
-            ))
+            .arg(format!("--subnet-file={}", state.subnet_file(i).display()))
             .arg(format!(
                 "--healthz-port={}",
                 weft_lab::topology::HEALTHZ_PORT
