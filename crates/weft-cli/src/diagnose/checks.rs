@@ -22,7 +22,7 @@ use crate::leases::human;
 /// before expiry, so a lease this close to it has missed its renewals.
 const EXPIRY_WARNING: Duration = Duration::from_secs(600);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
     Ok,
     /// Not checked (and why, in the detail).
@@ -51,19 +51,20 @@ pub struct Finding {
 }
 
 /// What this node should have, from the backend's planner.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Planned {
     /// The overlay device the backend needs: name and MTU.
     pub device: Option<(String, u32)>,
     /// The MTU containers should use (what the subnet file must say).
     pub mtu: u32,
-    /// `None` for the bgp backend, whose routes come from its sessions.
+    /// `None` for the bgp backend, whose routes come from its sessions, and when the
+    /// overlay device is missing (no plan can be right without it).
     pub plane: Option<DataPlane>,
 }
 
 /// Weft's objects in the kernel. Neighbours and FDB entries are read only on the overlay
 /// device, so they are `None` without one.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct KernelState {
     pub routes: Vec<Route>,
     pub neighbours: Option<Vec<Neighbour>>,
@@ -90,9 +91,9 @@ pub struct Facts {
     pub subnet_file: (PathBuf, Result<String, String>),
     /// The bgp backend's status file (`--bgp-status-file`); `None` for other backends.
     pub bgp_status: Option<Result<String, String>>,
-    /// `Err` when the plan could not be made (the reason is reported).
-    pub planned: Result<Planned, String>,
-    pub kernel: Result<KernelState, String>,
+    /// The plan and what the kernel has; `Err` with the reason when either could not be
+    /// had.
+    pub data_plane: Result<(Planned, KernelState), String>,
 }
 
 /// This node's lease: the one whose public IP is one of `ips`.
@@ -185,9 +186,9 @@ pub fn findings(f: &Facts) -> Vec<Finding> {
             format!("{} gets no route from this node: {}", u.subnet, u.reason),
         );
     }
-    match (&f.planned, &f.kernel) {
-        (Err(e), _) | (_, Err(e)) => out.add(Level::Fail, "data plane", e.clone()),
-        (Ok(planned), Ok(kernel)) => {
+    match &f.data_plane {
+        Err(e) => out.add(Level::Fail, "data plane", e.clone()),
+        Ok((planned, kernel)) => {
             plane::check(&mut out, f, lease, planned, kernel);
             check_subnet_file(&mut out, f, cfg, lease, planned);
         }
@@ -277,8 +278,13 @@ fn check_subnet_file(
         ));
     }
     if file.mtu != planned.mtu {
+        let effect = if file.mtu > planned.mtu {
+            "containers would send packets that do not fit"
+        } else {
+            "containers would send smaller packets than the path allows"
+        };
         problems.push(format!(
-            "FLANNEL_MTU={} but the backend's MTU is {}: containers would send packets that do not fit",
+            "FLANNEL_MTU={} but the backend's MTU is {}: {effect}",
             file.mtu, planned.mtu
         ));
     }
@@ -350,15 +356,16 @@ pub(crate) mod tests {
                 "/run/flannel/subnet.env".into(),
                 Ok("FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1500\nFLANNEL_IPMASQ=true\n".into()),
             ),
-            planned: Ok(Planned {
+            data_plane: Ok((
+                Planned {
                 device: None,
                 mtu: 1500,
                 plane: Some(DataPlane {
                     routes: routes.clone(),
                     ..Default::default()
                 }),
-            }),
-            kernel: Ok(KernelState {
+            },
+                KernelState {
                 routes,
                 neighbours: None,
                 fdb: None,
@@ -368,7 +375,8 @@ pub(crate) mod tests {
                     mtu: 1500,
                     up: true,
                 }],
-            }),
+            },
+            )),
         }
     }
 
@@ -396,7 +404,9 @@ pub(crate) mod tests {
     #[test]
     fn bgp_sessions_and_learned_routes() {
         let mut f = healthy();
-        let Ok(p) = f.planned.as_mut() else { panic!() };
+        let Ok((p, _)) = f.data_plane.as_mut() else {
+            panic!()
+        };
         p.plane = None;
         f.bgp_status = Some(Ok(r#"{"peers":[
             {"address":"192.168.77.2","type":"node-to-node mesh","state":"Established","info":"Established","received":1,"advertised":1},
@@ -430,12 +440,16 @@ pub(crate) mod tests {
         let mut f = healthy();
         let peer3 = lease("10.244.3.0/24", "192.168.77.3");
         f.leases.push(peer3);
-        let Ok(p) = f.planned.as_mut() else { panic!() };
+        let Ok((p, _)) = f.data_plane.as_mut() else {
+            panic!()
+        };
         p.plane.as_mut().unwrap().routes = vec![
             route("10.244.2.0/24", "192.168.77.2"),
             route("10.244.3.0/24", "192.168.77.3"),
         ];
-        let Ok(k) = f.kernel.as_mut() else { panic!() };
+        let Ok((_, k)) = f.data_plane.as_mut() else {
+            panic!()
+        };
         k.routes = vec![
             route("10.244.2.0/24", "192.168.77.9"),
             route("10.244.9.0/24", "192.168.77.2"),
@@ -534,7 +548,9 @@ pub(crate) mod tests {
     fn overlay_device_and_entries() {
         let mut f = healthy();
         let mac: weft_kernel::MacAddr = "02:00:00:00:00:02".parse().unwrap();
-        let Ok(p) = f.planned.as_mut() else { panic!() };
+        let Ok((p, _)) = f.data_plane.as_mut() else {
+            panic!()
+        };
         p.device = Some(("weft.1".into(), 1450));
         p.mtu = 1450;
         let plane = p.plane.as_mut().unwrap();
@@ -547,7 +563,9 @@ pub(crate) mod tests {
             dst: "192.168.77.2".parse().unwrap(),
         }];
         f.subnet_file.1 = Ok("FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n".into());
-        let Ok(k) = f.kernel.as_mut() else { panic!() };
+        let Ok((_, k)) = f.data_plane.as_mut() else {
+            panic!()
+        };
         k.neighbours = Some(vec![]);
         k.fdb = Some(vec![FdbEntry {
             mac,
@@ -558,7 +576,9 @@ pub(crate) mod tests {
             of(&f, Level::Fail),
             ["device: weft.1 is missing (weftd recreates it while it runs)"]
         );
-        let Ok(k) = f.kernel.as_mut() else { panic!() };
+        let Ok((_, k)) = f.data_plane.as_mut() else {
+            panic!()
+        };
         k.links.push(LinkInfo {
             index: 5,
             name: "weft.1".into(),

@@ -141,13 +141,11 @@ async fn gather(registry: &Registry, args: &DiagnoseArgs) -> Facts {
                 .unwrap_or_default();
         }
     }
-    let (planned, kernel) = match (&config, &own, kernel) {
+    let data_plane = match (&config, &own, kernel) {
         (Ok(cfg), Some(lease), Ok(k)) => data_plane(&k, cfg, lease, &leases).await,
-        (_, _, Err(e)) => (Err(e.clone()), Err(e)),
-        _ => (
-            Err("no plan without a config and a lease".into()),
-            Ok(KernelState::default()),
-        ),
+        (_, _, Err(e)) => Err(e),
+        // Not looked at: the findings stop at the missing config or lease.
+        _ => Err("no plan without a config and a lease".into()),
     };
     let bgp_status = matches!(&config, Ok(c) if c.backend == BackendKind::Bgp).then(|| {
         std::fs::read_to_string(&args.bgp_status_file).map_err(|e| {
@@ -175,22 +173,19 @@ async fn gather(registry: &Registry, args: &DiagnoseArgs) -> Facts {
             std::fs::read_to_string(&args.subnet_file).map_err(|e| e.to_string()),
         ),
         bgp_status,
-        planned,
-        kernel,
+        data_plane,
     }
 }
 
-/// The backend's plan for this node, and Weft's objects in the kernel.
+/// The backend's plan for this node, and Weft's objects in the kernel; the first thing
+/// that could not be read or planned, as the reason.
 async fn data_plane(
     kernel: &Kernel,
     cfg: &NetworkConfig,
     lease: &weft_alloc::Lease,
     leases: &[weft_alloc::Lease],
-) -> (Result<Planned, String>, Result<KernelState, String>) {
-    let links = match kernel.links().await {
-        Ok(l) => l,
-        Err(e) => return (Err(e.to_string()), Err(e.to_string())),
-    };
+) -> Result<(Planned, KernelState), String> {
+    let links = kernel.links().await.map_err(|e| e.to_string())?;
     let public_ip = lease.attrs.public_ip;
     // The agent falls back to IP-in-IP in user space (over TUN) where the kernel has no
     // `ipip`; which one runs shows in which device exists.
@@ -200,10 +195,7 @@ async fn data_plane(
         tx_checksum_off: false,
         ipip_user_space,
     };
-    let backend = match weft_backends::build(cfg, &settings) {
-        Ok(b) => b,
-        Err(e) => return (Err(e), Err("no backend".into())),
-    };
+    let backend = weft_backends::build(cfg, &settings)?;
     // The agent's external interface holds its public IP, unless `--public-ip` overrode
     // it; then the default route's interface is the best guess.
     let external = match kernel
@@ -213,15 +205,7 @@ async fn data_plane(
         Ok(e) => Ok(e),
         Err(_) => kernel.external_interface(&[]).await,
     };
-    let external = match external {
-        Ok(e) => e,
-        Err(e) => {
-            return (
-                Err(format!("no external interface: {e}")),
-                Err(e.to_string()),
-            )
-        }
-    };
+    let external = external.map_err(|e| format!("no external interface: {e}"))?;
     let mut node = NodeContext {
         external,
         lease: lease.clone(),
@@ -249,7 +233,7 @@ async fn data_plane(
         mtu: backend.mtu(node.external.mtu),
         plane,
     };
-    let state = async {
+    let read = async {
         let routes = kernel.weft_routes().await?;
         let (neighbours, fdb) = match node.overlay {
             Some(index) => (
@@ -266,8 +250,8 @@ async fn data_plane(
         })
     }
     .await
-    .map_err(|e| e.to_string());
-    (Ok(planned), state)
+    .map_err(|e| e.to_string())?;
+    Ok((planned, read))
 }
 
 /// Asks `/healthz`: the body for 200, the reason otherwise.
