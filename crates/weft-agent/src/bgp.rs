@@ -176,7 +176,7 @@ impl BgpRuntime {
         if text == self.last_status {
             return;
         }
-        match crate::hostfiles::write_atomic(&self.status_file, &text) {
+        match weft_alloc::hostfiles::write_atomic(&self.status_file, &text) {
             Ok(_) => self.last_status = text,
             Err(e) => {
                 warn!(path = %self.status_file.display(), error = %e, "cannot write the BGP status file")

@@ -11,19 +11,17 @@
 use tracing::{info, warn};
 use weft_backends::Backend;
 use weft_kernel::bigtcp::{BIG_TCP_SIZE, LEGACY_SIZE};
-use weft_kernel::iface::ExternalInterface;
-use weft_kernel::Kernel;
+use weft_kernel::Dataplane;
+use weft_plan::iface::ExternalInterface;
 
-use crate::daemon::AgentError;
+use crate::error::AgentError;
 
 /// Refuses `--big-tcp` with a backend that may encapsulate.
 pub fn check(backend: &dyn Backend) -> Result<(), AgentError> {
     if backend.encapsulates() {
-        return Err(AgentError::HostSetup(format!(
-            "--big-tcp needs a backend that never encapsulates (host-gw, or bgp without \
-             CrossSubnet); the {} backend does, and an encapsulated packet cannot exceed 64 KiB",
-            backend.kind().name()
-        )));
+        return Err(AgentError::BigTcpEncapsulates {
+            backend: backend.kind().name(),
+        });
     }
     Ok(())
 }
@@ -31,10 +29,10 @@ pub fn check(backend: &dyn Backend) -> Result<(), AgentError> {
 /// Raises the external interface's IPv4 GSO/GRO limits; returns the size in force when
 /// it is above the kernel's default, `None` when the interface or kernel cannot.
 pub async fn enable(
-    kernel: &Kernel,
+    dp: &dyn Dataplane,
     external: &ExternalInterface,
 ) -> Result<Option<u32>, AgentError> {
-    match kernel.ensure_big_tcp(external.index, BIG_TCP_SIZE).await? {
+    match dp.ensure_big_tcp(external.index, BIG_TCP_SIZE).await? {
         None => {
             warn!(iface = %external.name, "this kernel has no IPv4 BIG TCP (6.3 or newer needed); staying at 64 KiB");
             Ok(None)
@@ -63,7 +61,7 @@ mod tests {
             tx_checksum_off: false,
             ipip_user_space: true,
         };
-        weft_backends::build(&cfg, &settings).unwrap()
+        weft_backends::build(&cfg, &settings)
     }
 
     #[test]

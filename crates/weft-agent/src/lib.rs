@@ -1,21 +1,26 @@
 //! The node agent, `weftd`.
 //!
-//! - [`options`]: command-line options, including how to reach the store (shared with `weftctl`).
+//! - [`options`]: `weftd`'s command-line options (how to reach the store lives in
+//!   [`weft_store::options`], shared with `weftctl` and the lab).
+//! - [`daemon`]: start-up (store, config, interface, lease) and the event loop that keeps
+//!   the kernel, through a [`weft_kernel::Dataplane`], equal to what the backend plans
+//!   from the store's leases.
+//! - [`error`]: why the agent could not start or had to stop.
 //! - [`health`]: `/healthz` and `/metrics`.
 //! - [`api`]: the local socket for claims of single addresses outside the node's subnet.
+//! - [`bgp`]: the BGP speaker's runtime for the bgp backend.
 //! - [`bigtcp`]: `--big-tcp`, IPv4 super-packets over 64 KiB where nothing is encapsulated.
-//! - [`hostfiles`]: `subnet.env` and the Docker options file, in flannel's format.
-//! - [`daemon`]: start-up (store, config, interface, lease) and the event loop that keeps
-//!   the kernel equal to what the backend plans from the store's leases.
+//! - [`duration`]: durations as flannel writes them (`24h`, `30s`).
 
 pub mod api;
 pub mod bgp;
 pub mod bigtcp;
 pub mod daemon;
 pub mod duration;
+pub mod error;
 pub mod health;
-pub mod hostfiles;
 pub mod options;
 
-pub use daemon::{run, AgentError};
-pub use options::{AgentOptions, StoreOptions};
+pub use daemon::run;
+pub use error::AgentError;
+pub use options::AgentOptions;

@@ -7,9 +7,12 @@
 //!   atomic claim that keeps two nodes from ever holding the same subnet.
 //! - [`address`]: single addresses a node holds from outside its subnet, claimed the
 //!   same way.
+//! - [`hostfiles`]: the node's network as other programs read it (`subnet.env` and
+//!   Docker's options, in flannel's formats).
 
 pub mod address;
 pub mod config;
+pub mod hostfiles;
 pub mod lease;
 pub mod pool;
 pub mod registry;

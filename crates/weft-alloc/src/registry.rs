@@ -25,7 +25,7 @@ use crate::config::{ConfigError, NetworkConfig};
 use crate::lease::{Lease, LeaseAttrs};
 use crate::pool;
 
-pub const DEFAULT_PREFIX: &str = "/coreos.com/network";
+pub use weft_store::DEFAULT_PREFIX;
 
 /// flannel picks at random among the first this-many free subnets, so nodes starting
 /// together rarely collide yet the pool fills from the bottom.

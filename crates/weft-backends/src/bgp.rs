@@ -21,8 +21,8 @@ use std::net::Ipv4Addr;
 
 use weft_alloc::{BackendKind, Lease, NetworkConfig};
 use weft_bgp::rib::PeerKind;
-use weft_kernel::link::OverlaySpec;
-use weft_kernel::{FdbEntry, Neighbour, Route};
+use weft_plan::link::OverlaySpec;
+use weft_plan::{FdbEntry, Neighbour, Route};
 
 use crate::vxlan::{peer_vtep, Vxlan};
 use crate::{Backend, BackendSettings, DataPlane, NodeContext, Unreachable};
@@ -150,12 +150,7 @@ impl Backend for Bgp {
                 continue;
             }
             if ext.network.contains(next_hop) && *next_hop != ext.addr {
-                plane.routes.push(Route {
-                    dst: *prefix,
-                    via: Some(*next_hop),
-                    dev: ext.index,
-                    onlink: false,
-                });
+                plane.routes.push(Route::via(*prefix, *next_hop, ext.index));
                 continue;
             }
             let off_segment = format!(
@@ -205,12 +200,7 @@ fn encapsulated(
     let mac = peer_vtep(peer, vx.vni())?;
     let gw = peer.subnet.network();
     Ok((
-        Route {
-            dst: prefix,
-            via: Some(gw),
-            dev,
-            onlink: true,
-        },
+        Route::onlink(prefix, gw, dev),
         Neighbour { ip: gw, mac },
         FdbEntry { mac, dst: next_hop },
     ))

@@ -5,7 +5,7 @@
 //! gateway that knows nothing of container subnets, so it gets no route and is reported.
 
 use weft_alloc::{BackendKind, Lease};
-use weft_kernel::Route;
+use weft_plan::Route;
 
 use crate::{Backend, DataPlane, NodeContext, Unreachable};
 
@@ -60,12 +60,7 @@ pub(crate) fn direct_route(node: &NodeContext, peer: &Lease) -> Result<Route, St
             ext.name, ext.network
         ));
     }
-    Ok(Route {
-        dst: peer.subnet,
-        via: Some(ip),
-        dev: ext.index,
-        onlink: false,
-    })
+    Ok(Route::via(peer.subnet, ip, ext.index))
 }
 
 #[cfg(test)]

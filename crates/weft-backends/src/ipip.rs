@@ -9,8 +9,8 @@
 
 use ipnet::Ipv4Net;
 use weft_alloc::{BackendKind, Lease, NetworkConfig};
-use weft_kernel::link::{IpipSpec, OverlaySpec};
-use weft_kernel::Route;
+use weft_plan::link::{IpipSpec, OverlaySpec};
+use weft_plan::Route;
 
 use crate::hostgw::direct_route;
 use crate::{Backend, DataPlane, NodeContext, Unreachable};
@@ -68,12 +68,11 @@ impl Backend for KernelIpip {
                 .direct_routing
                 .then(|| direct_route(node, peer).ok())
                 .flatten();
-            plane.routes.push(direct.unwrap_or(Route {
-                dst: peer.subnet,
-                via: Some(peer.attrs.public_ip),
+            plane.routes.push(direct.unwrap_or(Route::onlink(
+                peer.subnet,
+                peer.attrs.public_ip,
                 dev,
-                onlink: true,
-            }));
+            )));
         }
         plane.routes.sort();
         plane

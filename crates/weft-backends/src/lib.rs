@@ -1,10 +1,12 @@
 //! Weft's data planes.
 //!
 //! A backend decides, from this node's lease and every peer's, what the host should look
-//! like: today the routes (later also links, neighbour and FDB entries). The decision is
-//! a pure function ([`Backend::plan`]); the agent hands the result to the kernel applier,
-//! which changes only the difference. Peers a backend cannot reach are reported, never
-//! given a broken route.
+//! like: its overlay device, routes, neighbour and FDB entries, in the vocabulary of
+//! [`weft_plan`]. The decision is a pure function ([`Backend::plan`]); the agent hands the
+//! result to the kernel's dataplane (weft-kernel), which changes only
+//! the difference. Backends sit between the store and the kernel and depend on neither
+//! the agent nor the kernel crate. Peers a backend cannot reach are reported, never given
+//! a broken route.
 
 pub mod bgp;
 pub mod hostgw;
@@ -15,9 +17,9 @@ pub mod vxlan;
 use std::net::Ipv4Addr;
 
 use weft_alloc::{BackendKind, Lease, NetworkConfig};
-use weft_kernel::iface::ExternalInterface;
-use weft_kernel::link::OverlaySpec;
-use weft_kernel::{FdbEntry, Neighbour, Route};
+use weft_plan::iface::ExternalInterface;
+use weft_plan::link::OverlaySpec;
+use weft_plan::{FdbEntry, Neighbour, Route};
 
 /// `DirectRouting` (cross-subnet mode) from a backend's options.
 pub(crate) fn direct_routing(cfg: &NetworkConfig) -> bool {
@@ -110,17 +112,16 @@ pub struct BackendSettings {
     pub ipip_user_space: bool,
 }
 
-/// The backend for a config, or a clear word that this build has none.
-pub fn build(cfg: &NetworkConfig, settings: &BackendSettings) -> Result<Box<dyn Backend>, String> {
+/// The backend for a validated config: every [`BackendKind`] has one, and the config's
+/// validation already refused options a backend cannot take.
+pub fn build(cfg: &NetworkConfig, settings: &BackendSettings) -> Box<dyn Backend> {
     match cfg.backend {
-        BackendKind::HostGw => Ok(Box::new(hostgw::HostGw)),
-        BackendKind::Vxlan => Ok(Box::new(vxlan::Vxlan::new(cfg, settings))),
-        BackendKind::Udp => Ok(Box::new(tunnel::UserTunnel::udp(cfg))),
-        BackendKind::Ipip if settings.ipip_user_space => {
-            Ok(Box::new(tunnel::UserTunnel::ipip(cfg)))
-        }
-        BackendKind::Ipip => Ok(Box::new(ipip::KernelIpip::new(cfg))),
-        BackendKind::Bgp => Ok(Box::new(bgp::Bgp::new(cfg, settings))),
+        BackendKind::HostGw => Box::new(hostgw::HostGw),
+        BackendKind::Vxlan => Box::new(vxlan::Vxlan::new(cfg, settings)),
+        BackendKind::Udp => Box::new(tunnel::UserTunnel::udp(cfg)),
+        BackendKind::Ipip if settings.ipip_user_space => Box::new(tunnel::UserTunnel::ipip(cfg)),
+        BackendKind::Ipip => Box::new(ipip::KernelIpip::new(cfg)),
+        BackendKind::Bgp => Box::new(bgp::Bgp::new(cfg, settings)),
     }
 }
 
@@ -161,7 +162,7 @@ pub(crate) mod testing {
     /// Node 192.168.1.1 on eth0 (#7, 192.168.1.0/24) holding 10.244.1.0/24.
     pub fn node(backend: &str) -> NodeContext {
         NodeContext {
-            external: weft_kernel::iface::ExternalInterface {
+            external: weft_plan::iface::ExternalInterface {
                 index: 7,
                 name: "eth0".into(),
                 mtu: 1500,
@@ -184,7 +185,7 @@ mod tests {
     fn only_routing_backends_never_encapsulate() {
         let encapsulates = |backend: &str| {
             let json = format!(r#"{{"Network":"10.244.0.0/16","Backend":{backend}}}"#);
-            build(&cfg(&json), &settings()).unwrap().encapsulates()
+            build(&cfg(&json), &settings()).encapsulates()
         };
         assert!(!encapsulates(r#"{"Type":"host-gw"}"#));
         assert!(!encapsulates(r#"{"Type":"bgp"}"#));

@@ -12,8 +12,8 @@
 
 use ipnet::Ipv4Net;
 use weft_alloc::{BackendKind, Lease, NetworkConfig};
-use weft_kernel::link::{OverlaySpec, TunSpec};
-use weft_kernel::Route;
+use weft_plan::link::{OverlaySpec, TunSpec};
+use weft_plan::Route;
 use weft_tunnel::{Encap, Table};
 
 use crate::hostgw::direct_route;
@@ -83,12 +83,7 @@ impl Backend for UserTunnel {
         };
         let own = &node.lease;
         let mut table = Table::new(self.network, own.subnet, own.attrs.public_ip);
-        plane.routes.push(Route {
-            dst: self.network,
-            via: None,
-            dev,
-            onlink: false,
-        });
+        plane.routes.push(Route::device(self.network, dev));
         for peer in peers.iter().filter(|p| p.subnet != own.subnet) {
             if peer.attrs.backend_type != self.kind.name() {
                 plane.unreachable.push(Unreachable {

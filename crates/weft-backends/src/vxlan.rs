@@ -15,8 +15,8 @@
 use std::net::Ipv4Addr;
 
 use weft_alloc::{BackendKind, Lease, NetworkConfig};
-use weft_kernel::link::{OverlaySpec, VxlanSpec};
-use weft_kernel::{FdbEntry, MacAddr, Neighbour, Route};
+use weft_plan::link::{OverlaySpec, VxlanSpec};
+use weft_plan::{FdbEntry, MacAddr, Neighbour, Route};
 
 use crate::hostgw::direct_route;
 use crate::{Backend, BackendSettings, DataPlane, NodeContext, Unreachable};
@@ -171,12 +171,7 @@ impl Vxlan {
                         mac,
                         dst: peer.attrs.public_ip,
                     });
-                    plane.routes.push(Route {
-                        dst: peer.subnet,
-                        via: Some(gw),
-                        dev,
-                        onlink: true,
-                    });
+                    plane.routes.push(Route::onlink(peer.subnet, gw, dev));
                 }
             }
         }
@@ -191,7 +186,7 @@ impl Vxlan {
 mod tests {
     use super::*;
     use weft_alloc::LeaseAttrs;
-    use weft_kernel::iface::ExternalInterface;
+    use weft_plan::iface::ExternalInterface;
 
     fn lease(subnet: &str, ip: &str, data: serde_json::Value) -> Lease {
         Lease {

@@ -2,16 +2,17 @@
 //! one namespace) against BIRD 2 and GoBGP (Debian packages) in another. Sessions reach
 //! Established; the router's routes arrive at Weft and Weft's arrive at the router; a
 //! withdrawn route disappears on both sides; a router killed and restarted recovers.
+//! Needs root (namespaces); skipped with one line otherwise.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ipnet::Ipv4Net;
 use weft_bgp::rib::PeerKind;
 use weft_bgp::speaker::{Learned, PeerConfig, Speaker, SpeakerConfig};
+use weft_testkit::require_root;
 
 /// Two namespaces joined by a veth pair: `a` 10.99.0.1/24, `b` 10.99.0.2/24.
 struct Pair {
@@ -70,26 +71,10 @@ impl Drop for Pair {
     }
 }
 
-/// Runs `f` on a thread inside namespace `ns` with its own tokio runtime.
+/// Runs `f` on a thread inside namespace `ns`.
 fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let file = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
-    std::thread::spawn(move || {
-        // SAFETY: setns on this thread only, with a namespace file we hold open.
-        let r = unsafe { libc_setns(file.as_raw_fd()) };
-        assert_eq!(r, 0, "setns");
-        f()
-    })
-    .join()
-    .unwrap()
-}
-
-extern "C" {
-    fn setns(fd: i32, nstype: i32) -> i32;
-}
-
-unsafe fn libc_setns(fd: i32) -> i32 {
-    const CLONE_NEWNET: i32 = 0x4000_0000;
-    setns(fd, CLONE_NEWNET)
+    let path = std::path::PathBuf::from(format!("/run/netns/{ns}"));
+    weft_kernel::netns::run_in(&path, f).expect("run inside the namespace")
 }
 
 fn net(s: &str) -> Ipv4Net {
@@ -174,6 +159,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn bird_both_directions_withdrawal_and_restart() {
+    require_root!("bird_both_directions_withdrawal_and_restart");
     let p = Pair::new("bird");
     let (ns, dir) = (p.b.clone(), p.dir.clone());
     in_netns(&p.a, move || {
@@ -288,6 +274,7 @@ fn start_gobgp(ns: &str, dir: &std::path::Path) -> Child {
 
 #[test]
 fn gobgp_both_directions_withdrawal_and_restart() {
+    require_root!("gobgp_both_directions_withdrawal_and_restart");
     let p = Pair::new("gob");
     let (ns, dir) = (p.b.clone(), p.dir.clone());
     in_netns(&p.a, move || {

@@ -3,8 +3,8 @@
 
 use weft_alloc::Registry;
 
-pub async fn run(registry: &Registry) -> Result<i32, String> {
-    let held = registry.addresses().await.map_err(|e| e.to_string())?;
+pub async fn run(registry: &Registry) -> Result<i32, crate::CliError> {
+    let held = registry.addresses().await?;
     println!("{:<16} {:<16} CONTAINER", "ADDRESS", "NODE");
     for (ip, claim) in held {
         println!("{:<16} {:<16} {}", ip, claim.node, claim.container_id);

@@ -19,7 +19,7 @@ pub enum IpamCmd {
     },
 }
 
-pub fn run(cmd: IpamCmd, lab: Option<&str>) -> Result<i32, String> {
+pub fn run(cmd: IpamCmd, lab: Option<&str>) -> Result<i32, crate::CliError> {
     let IpamCmd::Show { data_dir, json } = cmd;
     let nodes: Vec<(String, PathBuf)> = match lab {
         Some(name) => crate::lab_host_paths(name, |s, i| s.cni_data_dir(i))?,
@@ -27,8 +27,8 @@ pub fn run(cmd: IpamCmd, lab: Option<&str>) -> Result<i32, String> {
     };
     let mut rows = Vec::new();
     for (node, dir) in &nodes {
-        for pool in Ipam::everywhere(dir).map_err(|e| e.to_string())? {
-            for a in pool.list().map_err(|e| e.to_string())? {
+        for pool in Ipam::everywhere(dir)? {
+            for a in pool.list()? {
                 rows.push((node.clone(), pool.subnet().to_string(), a));
             }
         }

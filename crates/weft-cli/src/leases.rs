@@ -59,41 +59,39 @@ fn unreachable_from(lease: &Lease, statuses: &[(Ipv4Net, NodeStatus)]) -> Vec<(I
         .collect()
 }
 
-pub async fn run(registry: &Registry, args: LeasesArgs) -> Result<i32, String> {
+pub async fn run(registry: &Registry, args: LeasesArgs) -> Result<i32, crate::CliError> {
     match args.action {
         Some(LeaseAction::Delete { subnet }) => {
-            let existed = registry
-                .delete_lease(&subnet.trunc())
-                .await
-                .map_err(|e| e.to_string())?;
+            let existed = registry.delete_lease(&subnet.trunc()).await?;
             if !existed {
-                return Err(format!("no lease for {subnet}"));
+                return Err(crate::CliError::NoLease(subnet));
             }
             println!("deleted lease {subnet}");
             return Ok(0);
         }
         Some(LeaseAction::Reserve { subnet, public_ip }) => {
-            let cfg = registry.config().await.map_err(|e| e.to_string())?;
+            let cfg = registry.config().await?;
             if !weft_alloc::pool::contains(&cfg, &subnet) {
-                return Err(format!(
-                    "{subnet} is not one of the network's subnets (/{} between {} and {})",
-                    cfg.subnet_len, cfg.subnet_min, cfg.subnet_max
-                ));
+                return Err(crate::CliError::NotAPoolSubnet {
+                    subnet,
+                    len: cfg.subnet_len,
+                    min: cfg.subnet_min,
+                    max: cfg.subnet_max,
+                });
             }
             registry
                 .reserve(&subnet, public_ip, cfg.backend.name())
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             println!("reserved {subnet} for {public_ip}");
             return Ok(0);
         }
         None => {}
     }
-    let snap = registry.leases().await.map_err(|e| e.to_string())?;
-    let statuses = registry.statuses().await.map_err(|e| e.to_string())?;
+    let snap = registry.leases().await?;
+    let statuses = registry.statuses().await?;
     let mut rows = Vec::new();
     for l in &snap.leases {
-        let ttl = registry.expires_in(l).await.map_err(|e| e.to_string())?;
+        let ttl = registry.expires_in(l).await?;
         rows.push((l, ttl, unreachable_from(l, &statuses)));
     }
     match args.output {

@@ -13,6 +13,7 @@
 
 pub mod addresses;
 pub mod diagnose;
+pub mod error;
 pub mod ipam;
 pub mod leases;
 pub mod network;
@@ -22,9 +23,11 @@ pub mod store;
 use std::process::Command;
 
 use clap::{Parser, Subcommand};
-use weft_agent::options::{StoreKind, StoreOptions};
 use weft_alloc::Registry;
 use weft_lab::{LabCommand, LabState};
+use weft_store::options::{StoreKind, StoreOptions};
+
+pub use error::CliError;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -76,7 +79,7 @@ pub fn main(cli: Cli) -> i32 {
         command,
     } = cli;
     let command = match command {
-        Cmd::Lab(cmd) => return report(weft_lab::run(cmd).map_err(|e| e.to_string())),
+        Cmd::Lab(cmd) => return report(weft_lab::run(cmd).map_err(CliError::from)),
         Cmd::Ipam(cmd) => return report(ipam::run(cmd, lab.as_deref())),
         Cmd::Node(cmd) => return report(node::run(cmd, lab.as_deref())),
         Cmd::Diagnose(args) if lab.is_some() => {
@@ -96,10 +99,7 @@ pub fn main(cli: Cli) -> i32 {
         && store.store == StoreKind::Embedded
         && !store.store_path.exists()
     {
-        return report(Err(format!(
-            "no embedded store at {} (pass the agent's --store-path, or --store etcd)",
-            store.store_path.display()
-        )));
+        return report(Err(CliError::NoEmbeddedStore(store.store_path.clone())));
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -109,7 +109,10 @@ pub fn main(cli: Cli) -> i32 {
         let s = store
             .connect()
             .await
-            .map_err(|e| format!("cannot open {}: {e}", store.describe()))?;
+            .map_err(|source| CliError::OpenStore {
+                store: store.describe(),
+                source: Box::new(source),
+            })?;
         let registry = Registry::new(s, &store.etcd_prefix);
         match command {
             Cmd::Network(cmd) => network::run(&registry, cmd).await,
@@ -122,7 +125,7 @@ pub fn main(cli: Cli) -> i32 {
     }))
 }
 
-fn report(r: Result<i32, String>) -> i32 {
+fn report(r: Result<i32, CliError>) -> i32 {
     r.unwrap_or_else(|e| {
         eprintln!("weftctl: {e}");
         1
@@ -131,8 +134,8 @@ fn report(r: Result<i32, String>) -> i32 {
 
 /// Points `store` at lab `name`'s store. For an etcd lab run from outside its underlay
 /// namespace, re-runs this command inside it and returns the exit code.
-fn use_lab_store(name: &str, store: &mut StoreOptions) -> Result<Option<i32>, String> {
-    let state = LabState::load(name).map_err(|e| e.to_string())?;
+fn use_lab_store(name: &str, store: &mut StoreOptions) -> Result<Option<i32>, CliError> {
+    let state = LabState::load(name)?;
     match state.store_kind() {
         StoreKind::Embedded => {
             store.store = StoreKind::Embedded;
@@ -145,14 +148,16 @@ fn use_lab_store(name: &str, store: &mut StoreOptions) -> Result<Option<i32>, St
             Ok(None)
         }
         StoreKind::Etcd => {
-            let me = std::env::current_exe().map_err(|e| e.to_string())?;
+            let me = std::env::current_exe().map_err(CliError::io("cannot find weftctl itself"))?;
             let status = Command::new("ip")
                 .args(["netns", "exec", &weft_lab::topology::underlay_ns(name)])
                 .arg(me)
                 .args(std::env::args_os().skip(1))
                 .env("WEFT_LAB_INSIDE", "1")
                 .status()
-                .map_err(|e| format!("cannot enter lab {name}'s underlay namespace: {e}"))?;
+                .map_err(CliError::io(format!(
+                    "cannot enter lab {name}'s underlay namespace"
+                )))?;
             Ok(Some(status.code().unwrap_or(1)))
         }
     }
@@ -162,8 +167,8 @@ fn use_lab_store(name: &str, store: &mut StoreOptions) -> Result<Option<i32>, St
 pub(crate) fn lab_host_paths(
     name: &str,
     path: impl Fn(&weft_lab::LabState, u32) -> std::path::PathBuf,
-) -> Result<Vec<(String, std::path::PathBuf)>, String> {
-    let state = weft_lab::LabState::load(name).map_err(|e| e.to_string())?;
+) -> Result<Vec<(String, std::path::PathBuf)>, CliError> {
+    let state = weft_lab::LabState::load(name)?;
     Ok(state
         .hosts
         .iter()

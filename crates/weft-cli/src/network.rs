@@ -51,7 +51,7 @@ pub enum NetworkCmd {
     Show,
 }
 
-pub async fn run(registry: &Registry, cmd: NetworkCmd) -> Result<i32, String> {
+pub async fn run(registry: &Registry, cmd: NetworkCmd) -> Result<i32, crate::CliError> {
     match cmd {
         NetworkCmd::Init {
             network,
@@ -100,30 +100,20 @@ pub async fn run(registry: &Registry, cmd: NetworkCmd) -> Result<i32, String> {
             if let Some(c) = cross_subnet {
                 b["CrossSubnet"] = c.into();
             }
-            let cfg =
-                NetworkConfig::parse(json.to_string().as_bytes()).map_err(|e| e.to_string())?;
-            let existing = registry.raw_config().await.map_err(|e| e.to_string())?;
+            let cfg = NetworkConfig::parse(json.to_string().as_bytes())?;
+            let existing = registry.raw_config().await?;
             if existing.is_some() && !force {
-                return Err(format!(
-                    "a network config already exists at {}; pass --force to replace it",
-                    registry.config_key()
-                ));
+                return Err(crate::CliError::ConfigExists(registry.config_key()));
             }
-            registry.put_config(&cfg).await.map_err(|e| e.to_string())?;
+            registry.put_config(&cfg).await?;
             println!("{}", cfg.to_json());
             Ok(0)
         }
         NetworkCmd::Show => {
             let raw = registry
                 .raw_config()
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| {
-                    format!(
-                        "no network config at {}; write one with `weftctl network init`",
-                        registry.config_key()
-                    )
-                })?;
+                .await?
+                .ok_or_else(|| crate::CliError::NoConfig(registry.config_key()))?;
             println!("{}", String::from_utf8_lossy(&raw).trim_end());
             match NetworkConfig::parse(&raw) {
                 Ok(c) => {

@@ -23,9 +23,8 @@ fn clock(unix: u64) -> String {
 }
 
 /// Renders one node's status file as the table.
-pub fn render(json: &str) -> Result<String, String> {
-    let v: serde_json::Value =
-        serde_json::from_str(json).map_err(|e| format!("unreadable status: {e}"))?;
+pub fn render(json: &str) -> Result<String, crate::CliError> {
+    let v: serde_json::Value = serde_json::from_str(json).map_err(crate::CliError::Status)?;
     let mut rows = vec![[
         "PEER ADDRESS".to_string(),
         "PEER TYPE".into(),
@@ -91,19 +90,17 @@ pub fn render(json: &str) -> Result<String, String> {
     Ok(out)
 }
 
-pub fn run(cmd: NodeCmd, lab: Option<&str>) -> Result<i32, String> {
+pub fn run(cmd: NodeCmd, lab: Option<&str>) -> Result<i32, crate::CliError> {
     let NodeCmd::Status { file } = cmd;
     let files: Vec<(String, PathBuf)> = match lab {
         Some(name) => crate::lab_host_paths(name, |s, i| s.bgp_status_file(i))?,
         None => vec![(String::new(), file)],
     };
     for (host, f) in files {
-        let text = std::fs::read_to_string(&f).map_err(|e| {
-            format!(
-                "cannot read {}: {e} (is weftd running with the bgp backend?)",
-                f.display()
-            )
-        })?;
+        let text = std::fs::read_to_string(&f).map_err(crate::CliError::io(format!(
+            "cannot read {} (is weftd running with the bgp backend?)",
+            f.display()
+        )))?;
         if !host.is_empty() {
             println!("== {host}");
         }

@@ -19,32 +19,29 @@ pub enum StoreCmd {
     },
 }
 
-pub async fn run(store: &dyn Store, cmd: StoreCmd) -> Result<i32, String> {
+pub async fn run(store: &dyn Store, cmd: StoreCmd) -> Result<i32, crate::CliError> {
     match cmd {
-        StoreCmd::Get { key } => match store.get(&key).await.map_err(|e| e.to_string())? {
+        StoreCmd::Get { key } => match store.get(&key).await? {
             Some(kv) => {
                 println!("{}", String::from_utf8_lossy(&kv.value));
                 Ok(0)
             }
-            None => Err(format!("no key {key}")),
+            None => Err(crate::CliError::NoKey(key)),
         },
         StoreCmd::Put { key, value } => {
-            let rev = store
-                .put(&key, value.as_bytes(), None)
-                .await
-                .map_err(|e| e.to_string())?;
+            let rev = store.put(&key, value.as_bytes(), None).await?;
             println!("revision {rev}");
             Ok(0)
         }
         StoreCmd::Del { key } => {
-            if store.delete(&key).await.map_err(|e| e.to_string())? {
+            if store.delete(&key).await? {
                 Ok(0)
             } else {
-                Err(format!("no key {key}"))
+                Err(crate::CliError::NoKey(key))
             }
         }
         StoreCmd::Ls { prefix } => {
-            for kv in store.list(&prefix).await.map_err(|e| e.to_string())?.kvs {
+            for kv in store.list(&prefix).await?.kvs {
                 let lease = kv
                     .lease
                     .map(|l| format!("  (lease {l:x})"))

@@ -1,126 +1,86 @@
 //! Attaching a container: a veth pair whose peer is created directly inside the
 //! container's network namespace under its final name, then either plugged into a host
 //! bridge that holds the gateway (bridge mode) or given a /32 host route and proxy ARP
-//! (routed mode, Calico's layout). All over netlink, in-process: no `ip` commands.
+//! (routed mode, Calico's layout).
+//!
+//! Everything goes through a [`Dataplane`]: the host's, and the container namespace's
+//! view of it ([`Dataplane::enter`]). The plugin hands in the Linux one; the tests the
+//! in-memory fake, so attach and detach are tested without root.
 
-use std::fs::File;
 use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
 use std::path::Path;
 
-use futures::TryStreamExt;
 use ipnet::Ipv4Net;
-use netlink_packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkMessage};
-use netlink_packet_route::route::RouteScope;
-use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
-use weft_kernel::bigtcp;
-use weft_kernel::netlink::ensure_big_tcp;
 use weft_kernel::netns::{self, NetnsError};
+use weft_kernel::{Dataplane, KernelError, LinkSetting, LinkUpdate, VethPair};
+use weft_plan::iface::LinkInfo;
+use weft_plan::{MacAddr, Neighbour, Route};
 
 use crate::spec::{CniError, CniResult, Code, Interface, Mode};
 
 /// The routed mode's gateway inside every container (Calico's convention).
 pub const ROUTED_GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
 /// The routed mode's host-side MAC (Calico's convention).
-pub const ROUTED_HOST_MAC: [u8; 6] = [0xee; 6];
+pub const ROUTED_HOST_MAC: MacAddr = MacAddr([0xee; 6]);
 
 /// The host side's name: stable for a container interface, so DEL finds it.
 pub fn host_veth_name(container_id: &str, ifname: &str) -> String {
-    let h = weft_kernel::hash::fnv1a(container_id.bytes().chain([0]).chain(ifname.bytes()));
+    let h = weft_plan::hash::fnv1a(container_id.bytes().chain([0]).chain(ifname.bytes()));
     format!("weft{:011x}", h & 0xfff_ffff_ffff)
 }
 
-fn kernel(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> CniError {
-    let what = what.into();
-    move |e| CniError::new(Code::Kernel, what).with_details(e.to_string())
-}
-
-fn mac_of(m: &LinkMessage) -> String {
-    m.attributes
-        .iter()
-        .find_map(|a| match a {
-            LinkAttribute::Address(b) => weft_kernel::MacAddr::from_slice(b).map(|m| m.to_string()),
-            _ => None,
-        })
-        .unwrap_or_default()
-}
-
-async fn link(handle: &Handle, name: &str) -> CniResult<Option<LinkMessage>> {
-    match handle
-        .link()
-        .get()
-        .match_name(name.to_owned())
-        .execute()
-        .try_next()
-        .await
-    {
-        Ok(l) => Ok(l),
-        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
-        Err(e) => Err(kernel(format!("cannot read link {name}"))(e)),
+impl From<KernelError> for CniError {
+    fn from(e: KernelError) -> Self {
+        let code = match &e {
+            KernelError::Netns(_) => Code::InvalidEnvironment,
+            _ => Code::Kernel,
+        };
+        let msg = match &e {
+            KernelError::Netns(NetnsError::Open { path, .. }) => {
+                format!("cannot open network namespace {path}")
+            }
+            KernelError::Netns(NetnsError::Enter { path, .. }) => {
+                format!("{path} is not a network namespace")
+            }
+            _ => "the kernel refused a change".to_owned(),
+        };
+        CniError::new(code, msg).with_details(e.to_string())
     }
 }
 
-fn is_exists(e: &rtnetlink::Error) -> bool {
-    matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -libc::EEXIST)
+/// Names what was being done when the kernel said no.
+fn doing(what: impl Into<String>) -> impl FnOnce(KernelError) -> CniError {
+    let what = what.into();
+    move |e| {
+        let mut err = CniError::from(e);
+        if err.code == Code::Kernel {
+            err.msg = what;
+        }
+        err
+    }
+}
+
+fn mac_of(link: &LinkInfo) -> String {
+    link.mac.map(|m| m.to_string()).unwrap_or_default()
 }
 
 /// Refuses a CNI_NETNS that is not a network namespace file (on nsfs), before anything
 /// is allocated or created.
-pub fn validate_netns(netns: &Path) -> CniResult<()> {
-    const NSFS_MAGIC: i64 = 0x6e73_6673;
+pub fn validate_netns(path: &Path) -> CniResult<()> {
     let bad = |why: String| {
         CniError::new(
             Code::InvalidEnvironment,
-            format!("CNI_NETNS {} is not a network namespace", netns.display()),
+            format!("CNI_NETNS {} is not a network namespace", path.display()),
         )
         .with_details(why)
     };
-    let file = File::open(netns).map_err(|e| bad(e.to_string()))?;
-    // SAFETY: fstatfs writes into the zeroed struct we own.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::fstatfs(file.as_raw_fd(), &mut st) } != 0 {
-        return Err(bad(std::io::Error::last_os_error().to_string()));
-    }
-    if st.f_type as i64 != NSFS_MAGIC {
-        return Err(bad(
+    match netns::is_namespace(path) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(bad(
             "the file is not on nsfs (expected e.g. /run/netns/NAME or /proc/PID/ns/net)".into(),
-        ));
+        )),
+        Err(e) => Err(bad(e.to_string())),
     }
-    Ok(())
-}
-
-/// [`weft_kernel::netlink::block_on`] with the plugin's errors.
-pub fn with_netlink<T, F: std::future::Future<Output = CniResult<T>>>(
-    f: impl FnOnce(Handle) -> F,
-) -> CniResult<T> {
-    weft_kernel::netlink::block_on(f).map_err(|e| CniError::new(Code::Io, e.to_string()))?
-}
-
-/// [`with_netlink`] in a thread that has joined `netns`.
-pub fn in_netns<T: Send>(
-    netns: &Path,
-    f: impl for<'a> FnOnce(
-            &'a Handle,
-        )
-            -> std::pin::Pin<Box<dyn std::future::Future<Output = CniResult<T>> + 'a>>
-        + Send,
-) -> CniResult<T> {
-    let ran = netns::run_in(netns, || with_netlink(|h| async move { f(&h).await }));
-    ran.unwrap_or_else(|e| {
-        Err(match e {
-            NetnsError::Open { source, .. } => CniError::new(
-                Code::InvalidEnvironment,
-                format!("cannot open network namespace {}", netns.display()),
-            )
-            .with_details(source.to_string()),
-            NetnsError::Enter { source, .. } => CniError::new(
-                Code::InvalidEnvironment,
-                format!("{} is not a network namespace", netns.display()),
-            )
-            .with_details(source.to_string()),
-            NetnsError::Panicked { .. } => CniError::new(Code::Io, "namespace worker panicked"),
-        })
-    })
 }
 
 /// What the host side looks like after attaching.
@@ -145,186 +105,103 @@ pub struct Request<'a> {
     pub gso_max_size: Option<u32>,
 }
 
-/// Adds the BIG TCP limits to a link message, when they are asked for.
-fn with_big_tcp(mut msg: LinkMessage, size: Option<u32>) -> LinkMessage {
-    if let Some(size) = size {
-        msg.attributes.extend(bigtcp::attributes(size));
-    }
-    msg
-}
-
 /// Makes sure the bridge exists, is up and holds the gateway address.
 async fn ensure_bridge(
-    handle: &Handle,
+    host: &dyn Dataplane,
     name: &str,
     gateway: Ipv4Net,
     mtu: u32,
-) -> CniResult<LinkMessage> {
-    if link(handle, name).await?.is_none() {
-        let msg = LinkBridge::new(name).mtu(mtu).up().build();
-        if let Err(e) = handle.link().add(msg).execute().await {
-            if !is_exists(&e) {
-                return Err(kernel(format!("cannot create bridge {name}"))(e));
-            }
-        }
-    }
-    let br = link(handle, name)
-        .await?
-        .ok_or_else(|| CniError::new(Code::Kernel, format!("bridge {name} vanished")))?;
-    let index = br.header.index;
-    handle
-        .link()
-        .set(LinkUnspec::new_with_index(index).up().build())
-        .execute()
+) -> CniResult<LinkInfo> {
+    let br = host
+        .ensure_bridge(name, mtu)
         .await
-        .map_err(kernel("cannot bring the bridge up"))?;
-    if let Err(e) = handle
-        .address()
-        .add(index, gateway.addr().into(), gateway.prefix_len())
-        .execute()
+        .map_err(doing(format!("cannot create bridge {name}")))?;
+    host.ensure_address(br.index, gateway)
         .await
-    {
-        if !is_exists(&e) {
-            return Err(kernel(format!("cannot give {name} the gateway {gateway}"))(
-                e,
-            ));
-        }
-    }
+        .map_err(doing(format!("cannot give {name} the gateway {gateway}")))?;
     Ok(br)
 }
 
-fn write_sys(path: &str, value: &str) -> CniResult<()> {
-    std::fs::write(path, value).map_err(|e| {
-        CniError::new(Code::Io, format!("cannot write {path}")).with_details(e.to_string())
-    })
-}
-
 /// Builds the host side and the container side; on failure removes what it made.
-pub async fn add(host: &Handle, req: &Request<'_>) -> CniResult<(HostSide, Interface)> {
+pub async fn add(host: &dyn Dataplane, req: &Request<'_>) -> CniResult<(HostSide, Interface)> {
     let bridge = match req.mode {
         Mode::Bridge => Some(ensure_bridge(host, req.bridge, req.gateway, req.mtu).await?),
         Mode::Routed => None,
     };
     let veth_name = host_veth_name(req.container_id, req.ifname);
-    if let Some(stale) = link(host, &veth_name).await? {
+    if let Some(stale) = host.link(&veth_name).await? {
         // An earlier ADD for this container interface died half-way: start over.
-        let _ = host.link().del(stale.header.index).execute().await;
+        let _ = host.del_link(stale.index).await;
     }
-    let ns = File::open(req.netns).map_err(|e| {
-        CniError::new(
-            Code::InvalidEnvironment,
-            format!("cannot open network namespace {}", req.netns.display()),
+    let pair = VethPair {
+        host: veth_name.clone(),
+        host_mac: (req.mode == Mode::Routed).then_some(ROUTED_HOST_MAC),
+        peer: req.ifname.to_owned(),
+        peer_netns: req.netns.to_owned(),
+        mtu: req.mtu,
+        gso_max_size: req.gso_max_size,
+    };
+    host.add_veth(&pair).await.map_err(|e| match e {
+        KernelError::Exists(_) => CniError::new(
+            Code::Kernel,
+            format!("interface {} already exists in the container", req.ifname),
         )
-        .with_details(e.to_string())
-    })?;
-    let peer = with_big_tcp(
-        LinkUnspec::new_with_name(req.ifname)
-            .mtu(req.mtu)
-            .setns_by_fd(ns.as_raw_fd())
-            .build(),
-        req.gso_max_size,
-    );
-    let mut veth = LinkVeth::new(&veth_name, req.ifname).mtu(req.mtu);
-    veth = veth.set_info_data(InfoData::Veth(InfoVeth::Peer(peer)));
-    if req.mode == Mode::Routed {
-        veth = veth.address(ROUTED_HOST_MAC.to_vec());
-    }
-    let veth = with_big_tcp(veth.build(), req.gso_max_size);
-    host.link().add(veth).execute().await.map_err(|e| {
-        let exists = is_exists(&e);
-        let err = kernel(format!(
+        .with_details(e.to_string()),
+        e => doing(format!(
             "cannot create the veth pair {veth_name} / {}",
             req.ifname
-        ))(e);
-        if exists {
-            CniError::new(
-                Code::Kernel,
-                format!("interface {} already exists in the container", req.ifname),
-            )
-            .with_details(err.details)
-        } else {
-            err
-        }
+        ))(e),
     })?;
     let result = finish(host, req, &veth_name, bridge.as_ref()).await;
     if result.is_err() {
-        if let Ok(Some(l)) = link(host, &veth_name).await {
-            let _ = host.link().del(l.header.index).execute().await;
+        if let Ok(Some(l)) = host.link(&veth_name).await {
+            let _ = host.del_link(l.index).await;
         }
     }
     result
 }
 
 async fn finish(
-    host: &Handle,
+    host: &dyn Dataplane,
     req: &Request<'_>,
     veth_name: &str,
-    bridge: Option<&LinkMessage>,
+    bridge: Option<&LinkInfo>,
 ) -> CniResult<(HostSide, Interface)> {
-    let veth = link(host, veth_name)
+    let veth = host
+        .link(veth_name)
         .await?
         .ok_or_else(|| CniError::new(Code::Kernel, format!("{veth_name} vanished")))?;
-    let index = veth.header.index;
-    let mut set = LinkUnspec::new_with_index(index).up();
-    if let Some(br) = bridge {
-        set = set.controller(br.header.index);
-    }
-    host.link()
-        .set(set.build())
-        .execute()
+    let update = LinkUpdate {
+        up: true,
+        controller: bridge.map(|b| b.index),
+    };
+    host.set_link(veth.index, update)
         .await
-        .map_err(kernel(format!("cannot set up {veth_name}")))?;
+        .map_err(doing(format!("cannot set up {veth_name}")))?;
     if let (Some(br), Some(size)) = (bridge, req.gso_max_size) {
         // Every container's traffic crosses the bridge, which needs the BIG TCP limit as
         // much as the veths; it can take it only once it has a port that can.
-        ensure_big_tcp(host, br.header.index, size)
+        host.ensure_big_tcp(br.index, size)
             .await
-            .map_err(|e| {
-                CniError::new(
-                    Code::Kernel,
-                    format!("cannot raise {}'s GSO limit", req.bridge),
-                )
-                .with_details(e.to_string())
-            })?;
+            .map_err(doing(format!("cannot raise {}'s GSO limit", req.bridge)))?;
     }
     match req.mode {
-        Mode::Bridge => {
-            if req.hairpin {
-                write_sys(
-                    &format!("/sys/class/net/{veth_name}/brport/hairpin_mode"),
-                    "1",
-                )?;
-            }
+        Mode::Bridge if req.hairpin => {
+            host.set_link_setting(&LinkSetting::Hairpin(veth_name.to_owned()))?
         }
+        Mode::Bridge => {}
         Mode::Routed => {
-            write_sys(
-                &format!("/proc/sys/net/ipv4/conf/{veth_name}/proxy_arp"),
-                "1",
-            )?;
-            write_sys(
-                &format!("/proc/sys/net/ipv4/neigh/{veth_name}/proxy_delay"),
-                "0",
-            )?;
-            let route = RouteMessageBuilder::<Ipv4Addr>::new()
-                .destination_prefix(req.address.addr(), 32)
-                .output_interface(index)
-                .scope(RouteScope::Link)
-                .build();
-            host.route()
-                .add(route)
-                .execute()
-                .await
-                .map_err(kernel(format!(
-                    "cannot route {}/32 to {veth_name}",
-                    req.address.addr()
-                )))?;
+            host.set_link_setting(&LinkSetting::ProxyArp(veth_name.to_owned()))?;
+            host.set_link_setting(&LinkSetting::ProxyDelayZero(veth_name.to_owned()))?;
+            let to_container = Route::device(Ipv4Net::from(req.address.addr()), veth.index);
+            host.add_route(&to_container).await.map_err(doing(format!(
+                "cannot route {}/32 to {veth_name}",
+                req.address.addr()
+            )))?;
         }
     }
-    let (ifname, address, mode) = (req.ifname.to_owned(), req.address, req.mode);
-    let gateway = req.gateway.addr();
-    let container_mac = in_netns(req.netns, move |h| {
-        Box::pin(configure_container(h, ifname, address, gateway, mode))
-    })?;
+    let container = host.enter(req.netns)?;
+    let ctr_link = configure_container(container.as_ref(), req).await?;
     let host_side = HostSide {
         bridge: bridge.map(|b| Interface {
             name: req.bridge.to_owned(),
@@ -339,135 +216,281 @@ async fn finish(
     };
     let ctr = Interface {
         name: req.ifname.to_owned(),
-        mac: container_mac,
+        mac: mac_of(&ctr_link),
         sandbox: Some(req.netns.display().to_string()),
     };
     Ok((host_side, ctr))
 }
 
 /// Inside the container: loopback and the interface up, the address, the routes.
-async fn configure_container(
-    h: &Handle,
-    ifname: String,
-    address: Ipv4Net,
-    gateway: Ipv4Addr,
-    mode: Mode,
-) -> CniResult<String> {
-    if let Some(lo) = link(h, "lo").await? {
-        h.link()
-            .set(LinkUnspec::new_with_index(lo.header.index).up().build())
-            .execute()
+async fn configure_container(ctr: &dyn Dataplane, req: &Request<'_>) -> CniResult<LinkInfo> {
+    let ifname = req.ifname;
+    let up = LinkUpdate {
+        up: true,
+        controller: None,
+    };
+    if let Some(lo) = ctr.link("lo").await? {
+        ctr.set_link(lo.index, up)
             .await
-            .map_err(kernel("cannot bring lo up"))?;
+            .map_err(doing("cannot bring lo up"))?;
     }
-    let l = link(h, &ifname).await?.ok_or_else(|| {
+    let link = ctr.link(ifname).await?.ok_or_else(|| {
         CniError::new(
             Code::Kernel,
             format!("{ifname} is missing in the container"),
         )
     })?;
-    let index = l.header.index;
-    h.link()
-        .set(LinkUnspec::new_with_index(index).up().build())
-        .execute()
+    let index = link.index;
+    ctr.set_link(index, up)
         .await
-        .map_err(kernel(format!("cannot bring {ifname} up")))?;
-    let (prefix, gw) = match mode {
-        Mode::Bridge => (address.prefix_len(), gateway),
-        Mode::Routed => (32, ROUTED_GATEWAY),
+        .map_err(doing(format!("cannot bring {ifname} up")))?;
+    let (address, gateway) = match req.mode {
+        Mode::Bridge => (req.address, req.gateway.addr()),
+        Mode::Routed => (Ipv4Net::from(req.address.addr()), ROUTED_GATEWAY),
     };
-    h.address()
-        .add(index, address.addr().into(), prefix)
-        .execute()
+    ctr.ensure_address(index, address)
         .await
-        .map_err(kernel(format!("cannot add {address} to {ifname}")))?;
-    if mode == Mode::Routed {
+        .map_err(doing(format!("cannot add {address} to {ifname}")))?;
+    if req.mode == Mode::Routed {
         // The gateway's MAC is fixed: a permanent entry spares the container an ARP
         // that only proxy ARP (and a host route to 169.254.1.1) could answer.
-        h.neighbours()
-            .add(index, ROUTED_GATEWAY.into())
-            .link_layer_address(&ROUTED_HOST_MAC)
-            .state(netlink_packet_route::neighbour::NeighbourState::Permanent)
-            .execute()
+        let gw = Neighbour {
+            ip: ROUTED_GATEWAY,
+            mac: ROUTED_HOST_MAC,
+        };
+        ctr.add_neighbour(index, gw)
             .await
-            .map_err(kernel("cannot add the neighbour entry for 169.254.1.1"))?;
-        let to_gw = RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(ROUTED_GATEWAY, 32)
-            .output_interface(index)
-            .scope(RouteScope::Link)
-            .build();
-        h.route()
-            .add(to_gw)
-            .execute()
+            .map_err(doing("cannot add the neighbour entry for 169.254.1.1"))?;
+        ctr.add_route(&Route::device(Ipv4Net::from(ROUTED_GATEWAY), index))
             .await
-            .map_err(kernel("cannot add the route to 169.254.1.1"))?;
+            .map_err(doing("cannot add the route to 169.254.1.1"))?;
     }
-    let default = RouteMessageBuilder::<Ipv4Addr>::new()
-        .destination_prefix(Ipv4Addr::UNSPECIFIED, 0)
-        .gateway(gw)
-        .output_interface(index)
-        .build();
-    h.route()
-        .add(default)
-        .execute()
+    ctr.add_route(&Route::via(Ipv4Net::default(), gateway, index))
         .await
-        .map_err(kernel(format!("cannot add the default route via {gw}")))?;
-    Ok(mac_of(&l))
+        .map_err(doing(format!("cannot add the default route via {gateway}")))?;
+    Ok(link)
 }
 
 /// Removes the container interface's host side (its peer goes with it). Absent is fine.
-pub async fn del(host: &Handle, container_id: &str, ifname: &str) -> CniResult<()> {
-    if let Some(l) = link(host, &host_veth_name(container_id, ifname)).await? {
-        if let Err(e) = host.link().del(l.header.index).execute().await {
-            if !matches!(&e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -libc::ENODEV) {
-                return Err(kernel("cannot delete the veth pair")(e));
-            }
-        }
+pub async fn del(host: &dyn Dataplane, container_id: &str, ifname: &str) -> CniResult<()> {
+    if let Some(l) = host.link(&host_veth_name(container_id, ifname)).await? {
+        host.del_link(l.index)
+            .await
+            .map_err(doing("cannot delete the veth pair"))?;
     }
     Ok(())
 }
 
 /// CHECK: the container interface exists and holds `address`.
-pub fn check(netns: &Path, ifname: &str, address: Ipv4Addr) -> CniResult<()> {
-    let ifname = ifname.to_owned();
-    in_netns(netns, move |h| {
-        Box::pin(async move {
-            let l = link(h, &ifname).await?.ok_or_else(|| {
-                CniError::new(
-                    Code::UnknownContainer,
-                    format!("{ifname} is missing in the container"),
-                )
-            })?;
-            let addrs: Vec<_> = h
-                .address()
-                .get()
-                .set_link_index_filter(l.header.index)
-                .execute()
-                .try_collect()
-                .await
-                .map_err(kernel("cannot read addresses"))?;
-            let has = addrs.iter().any(|m| {
-                m.attributes.iter().any(|a| matches!(a, netlink_packet_route::address::AddressAttribute::Address(std::net::IpAddr::V4(ip)) if *ip == address))
-            });
-            if has {
-                Ok(())
-            } else {
-                Err(CniError::new(
-                    Code::UnknownContainer,
-                    format!("{ifname} does not hold {address}"),
-                ))
-            }
-        })
-    })
+pub async fn check(
+    host: &dyn Dataplane,
+    netns: &Path,
+    ifname: &str,
+    address: Ipv4Addr,
+) -> CniResult<()> {
+    let ctr = host.enter(netns)?;
+    let link = ctr.link(ifname).await?.ok_or_else(|| {
+        CniError::new(
+            Code::UnknownContainer,
+            format!("{ifname} is missing in the container"),
+        )
+    })?;
+    let held = ctr.addresses_of(link.index).await?;
+    if held.iter().any(|a| a.addr() == address) {
+        Ok(())
+    } else {
+        Err(CniError::new(
+            Code::UnknownContainer,
+            format!("{ifname} does not hold {address}"),
+        ))
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use weft_kernel::fake::{FakeNet, FakeOp};
+    use weft_plan::RouteKind;
+
     #[test]
     fn host_veth_names_are_stable_and_short() {
-        let a = super::host_veth_name("abc", "eth0");
-        assert_eq!(a, super::host_veth_name("abc", "eth0"));
-        assert_ne!(a, super::host_veth_name("abc", "eth1"));
+        let a = host_veth_name("abc", "eth0");
+        assert_eq!(a, host_veth_name("abc", "eth0"));
+        assert_ne!(a, host_veth_name("abc", "eth1"));
         assert!(a.len() <= 15 && a.starts_with("weft"), "{a}");
+    }
+
+    const NS: &str = "/run/netns/test-c1";
+
+    fn request(mode: Mode) -> Request<'static> {
+        Request {
+            mode,
+            bridge: "weftbr0",
+            hairpin: true,
+            netns: Path::new(NS),
+            ifname: "eth0",
+            container_id: "ctr1",
+            address: "10.244.3.5/24".parse().unwrap(),
+            gateway: "10.244.3.1/24".parse().unwrap(),
+            mtu: 1450,
+            gso_max_size: None,
+        }
+    }
+
+    fn ns() -> Option<&'static Path> {
+        Some(Path::new(NS))
+    }
+
+    #[tokio::test]
+    async fn bridge_mode_plugs_the_veth_into_the_bridge_with_the_gateway() {
+        let fake = FakeNet::new();
+        let (host, ctr) = add(&fake.host(), &request(Mode::Bridge)).await.unwrap();
+        let br = fake.link("weftbr0").expect("the bridge");
+        assert_eq!(
+            fake.addresses_in(None, br.info.index),
+            ["10.244.3.1/24".parse::<Ipv4Net>().unwrap()]
+        );
+        let veth = fake.link(&host.veth.name).expect("the host side");
+        assert_eq!(veth.controller, Some(br.info.index));
+        assert!(veth.info.up);
+        let hairpin = format!("/sys/class/net/{}/brport/hairpin_mode", host.veth.name);
+        assert_eq!(fake.setting(&hairpin).as_deref(), Some("1"));
+        // Inside: the interface up with its address, and the default route via the gateway.
+        let inside = fake.link_in(ns(), "eth0").expect("the container side");
+        assert!(inside.info.up);
+        assert_eq!(inside.info.mtu, 1450);
+        assert_eq!(ctr.mac, inside.info.mac.unwrap().to_string());
+        assert_eq!(
+            fake.addresses_in(ns(), inside.info.index),
+            ["10.244.3.5/24".parse::<Ipv4Net>().unwrap()]
+        );
+        let routes = fake.routes_in(ns());
+        assert_eq!(routes.len(), 1);
+        assert_eq!(
+            routes[0].route.kind,
+            RouteKind::Via {
+                gateway: "10.244.3.1".parse().unwrap(),
+                dev: inside.info.index
+            }
+        );
+        assert!(
+            !routes[0].weft,
+            "a container's route is not Weft's to reconcile"
+        );
+    }
+
+    #[tokio::test]
+    async fn routed_mode_is_calico_s_layout() {
+        let fake = FakeNet::new();
+        let (host, _) = add(&fake.host(), &request(Mode::Routed)).await.unwrap();
+        assert!(host.bridge.is_none() && fake.link("weftbr0").is_none());
+        assert_eq!(host.veth.mac, "ee:ee:ee:ee:ee:ee");
+        let veth = fake.link(&host.veth.name).unwrap();
+        let proxy = format!("/proc/sys/net/ipv4/conf/{}/proxy_arp", host.veth.name);
+        assert_eq!(fake.setting(&proxy).as_deref(), Some("1"));
+        // The host routes the container's /32 to its veth, without Weft's mark.
+        let to_ctr: Vec<_> = fake.routes().into_iter().filter(|r| !r.weft).collect();
+        assert_eq!(to_ctr.len(), 1);
+        assert_eq!(
+            to_ctr[0].route,
+            Route::device("10.244.3.5/32".parse().unwrap(), veth.info.index)
+        );
+        // Inside: a /32, 169.254.1.1 as a fixed neighbour and the default route through it.
+        let inside = fake.link_in(ns(), "eth0").unwrap();
+        let i = inside.info.index;
+        assert_eq!(
+            fake.addresses_in(ns(), i),
+            ["10.244.3.5/32".parse::<Ipv4Net>().unwrap()]
+        );
+        assert_eq!(
+            fake.neighbours_in(ns(), i),
+            [Neighbour {
+                ip: ROUTED_GATEWAY,
+                mac: ROUTED_HOST_MAC
+            }]
+        );
+        let kinds: Vec<_> = fake.routes_in(ns()).iter().map(|r| r.route).collect();
+        assert!(kinds.contains(&Route::via(Ipv4Net::default(), ROUTED_GATEWAY, i)));
+        assert!(kinds.contains(&Route::device(Ipv4Net::from(ROUTED_GATEWAY), i)));
+    }
+
+    #[tokio::test]
+    async fn a_failure_half_way_leaves_nothing_behind() {
+        let fake = FakeNet::new();
+        fake.fail(FakeOp::AddRoute, libc::ENETUNREACH);
+        let err = add(&fake.host(), &request(Mode::Routed))
+            .await
+            .err()
+            .expect("the route is refused");
+        assert_eq!(err.code, Code::Kernel);
+        assert!(err.msg.contains("cannot route 10.244.3.5/32"), "{err}");
+        assert!(err.details.contains("Network is unreachable"), "{err}");
+        let name = host_veth_name("ctr1", "eth0");
+        assert!(fake.link(&name).is_none(), "the veth pair was removed");
+        assert!(fake.link_in(ns(), "eth0").is_none(), "and its peer with it");
+    }
+
+    #[tokio::test]
+    async fn an_interface_name_taken_in_the_container_is_named() {
+        let fake = FakeNet::new();
+        add(&fake.host(), &request(Mode::Bridge)).await.unwrap();
+        let again = Request {
+            container_id: "ctr2",
+            ..request(Mode::Bridge)
+        };
+        let err = add(&fake.host(), &again).await.err().unwrap();
+        assert!(
+            err.msg.contains("eth0 already exists in the container"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_repeated_add_starts_over_and_del_removes_it_all() {
+        let fake = FakeNet::new();
+        let host = fake.host();
+        add(&host, &request(Mode::Bridge)).await.unwrap();
+        // The runtime retries ADD (the plugin died after attaching): the pair from the
+        // first attempt goes, with its peer, and a new one is made.
+        add(&host, &request(Mode::Bridge)).await.unwrap();
+        assert_eq!(
+            fake.links_in(ns())
+                .iter()
+                .filter(|l| l.info.name == "eth0")
+                .count(),
+            1
+        );
+        del(&host, "ctr1", "eth0").await.unwrap();
+        assert!(fake.link(&host_veth_name("ctr1", "eth0")).is_none());
+        assert!(
+            fake.link_in(ns(), "eth0").is_none(),
+            "the peer went with it"
+        );
+        del(&host, "ctr1", "eth0")
+            .await
+            .expect("DEL of nothing is fine");
+        assert!(
+            fake.link("weftbr0").is_some(),
+            "the bridge stays for others"
+        );
+    }
+
+    #[tokio::test]
+    async fn check_finds_the_address_or_says_what_is_missing() {
+        let fake = FakeNet::new();
+        let host = fake.host();
+        add(&host, &request(Mode::Bridge)).await.unwrap();
+        let ns = Path::new(NS);
+        check(&host, ns, "eth0", "10.244.3.5".parse().unwrap())
+            .await
+            .unwrap();
+        let err = check(&host, ns, "eth0", "10.244.3.6".parse().unwrap())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, Code::UnknownContainer);
+        let err = check(&host, ns, "eth1", "10.244.3.5".parse().unwrap())
+            .await
+            .unwrap_err();
+        assert!(err.msg.contains("eth1 is missing"), "{err}");
     }
 }

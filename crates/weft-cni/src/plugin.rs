@@ -5,8 +5,9 @@ use std::path::Path;
 
 use ipnet::Ipv4Net;
 use serde_json::json;
-use weft_agent::hostfiles::{self, NodeNetwork};
 use weft_alloc::address::{ask_agent, AgentRequest};
+use weft_alloc::hostfiles::{self, NodeNetwork};
+use weft_kernel::Linux;
 
 use crate::attach::{self, Request};
 use crate::ipam::{Claimant, Ipam};
@@ -172,7 +173,7 @@ fn add(env: &Env, conf: &NetConf) -> CniResult<String> {
         mtu,
         gso_max_size: node.gso_max_size,
     };
-    let attached = attach::with_netlink(|h| async move { attach::add(&h, &req).await });
+    let attached = on_host(async |host| attach::add(&host, &req).await);
     let (host, ctr) = match attached {
         Ok(x) => x,
         Err(e) => {
@@ -263,7 +264,7 @@ fn del(env: &Env, conf: &NetConf) -> CniResult<()> {
     for pool in Ipam::everywhere(&conf.data_dir)? {
         pool.release(&env.container_id, &env.ifname)?;
     }
-    attach::with_netlink(|h| async move { attach::del(&h, &env.container_id, &env.ifname).await })
+    on_host(async |host| attach::del(&host, &env.container_id, &env.ifname).await)
 }
 
 fn check(env: &Env, conf: &NetConf) -> CniResult<()> {
@@ -291,7 +292,8 @@ fn check(env: &Env, conf: &NetConf) -> CniResult<()> {
                 ),
             )
         })?;
-    attach::check(Path::new(&env.netns), &env.ifname, alloc.ip)
+    let netns = Path::new(&env.netns);
+    on_host(async |host| attach::check(&host, netns, &env.ifname, alloc.ip).await)
 }
 
 fn status(conf: &NetConf) -> CniResult<()> {
@@ -348,6 +350,11 @@ pub fn main() -> i32 {
 }
 
 fn atty_stdin() -> bool {
-    // SAFETY: isatty only inspects the descriptor.
-    unsafe { libc::isatty(0) == 1 }
+    std::io::IsTerminal::is_terminal(&std::io::stdin())
+}
+
+/// Runs `f` on this host's kernel, on a runtime of its own: the plugin is a short-lived
+/// synchronous process.
+fn on_host<T>(f: impl AsyncFnOnce(Linux) -> CniResult<T>) -> CniResult<T> {
+    weft_kernel::linux::block_on(|linux| f(linux))
 }

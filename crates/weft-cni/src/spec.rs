@@ -60,6 +60,8 @@ impl CniError {
     }
 }
 
+impl std::error::Error for CniError {}
+
 impl std::fmt::Display for CniError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} (code {})", self.msg, self.code as u32)?;

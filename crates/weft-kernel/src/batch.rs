@@ -18,8 +18,10 @@ use netlink_packet_route::route::RouteMessage;
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
-use crate::diff::{Applied, Change};
-use crate::route::{Route, RouteChange};
+use weft_plan::route::RouteChange;
+use weft_plan::{Applied, Change, Refusal, Route};
+
+use crate::own::OwnPorts;
 
 /// Requests per `sendmsg`. Each answer (an error, or the closing ack) is its own socket
 /// buffer (about 1 KiB of receive buffer accounting however small its bytes), so the
@@ -30,20 +32,22 @@ const RCVBUF: i32 = 4 << 20;
 
 /// Sets a socket's receive buffer to `size`, past `rmem_max` when allowed (root).
 pub(crate) fn force_rcvbuf(socket: &mut Socket, size: i32) {
-    if crate::sockopt::set(socket, libc::SO_RCVBUFFORCE, &size).is_err() {
+    if crate::sys::set_sockopt(socket, libc::SO_RCVBUFFORCE, &size).is_err() {
         let _ = socket.set_rx_buf_sz(size as usize);
     }
 }
 
-/// Applies `changes` in batches; `message` builds each route's netlink message.
+/// Applies `changes` in batches; `message` builds each route's netlink message. The
+/// socket is noted in `own`, so the kernel's notifications of these changes wake nobody.
 pub fn apply(
     changes: &[RouteChange],
     message: fn(&Route) -> RouteMessage,
+    own: &OwnPorts,
 ) -> io::Result<Applied<Route>> {
     let mut socket = Socket::new(NETLINK_ROUTE)?;
     let local = socket.bind_auto()?;
     // The kernel names this socket in the notifications of these changes.
-    crate::monitor::note_own_port(local.port_number());
+    own.note(local.port_number());
     socket.connect(&SocketAddr::new(0, 0))?;
     // Errors come back without the request echoed in them.
     let _ = socket.set_cap_ack(true);
@@ -79,7 +83,7 @@ pub fn apply(
             m.serialize(&mut buf[at..]);
         }
         socket.send(&buf, 0)?;
-        let mut results: Vec<Result<(), String>> = vec![Ok(()); chunk.len()];
+        let mut results: Vec<Result<(), Refusal>> = vec![Ok(()); chunk.len()];
         let last = chunk.len() - 1;
         let mut closed = false;
         while !closed {
@@ -99,8 +103,7 @@ pub fn apply(
                         let idx = seq.wrapping_sub(base) as usize;
                         if idx < results.len() {
                             if e.code.is_some() {
-                                results[idx] =
-                                    Err(io::Error::from_raw_os_error(-e.raw_code()).to_string());
+                                results[idx] = Err(Refusal::Errno(-e.raw_code()));
                             }
                             closed |= idx == last;
                         }

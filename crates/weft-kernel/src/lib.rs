@@ -1,40 +1,40 @@
-//! The kernel side of Weft, kept thin on purpose.
+//! The kernel side of Weft, kept thin on purpose: the one southbound boundary.
 //!
-//! Deciding what the host should look like is done elsewhere, by pure functions; this
-//! crate only reads what the kernel has and changes the difference:
+//! What the host should look like is decided elsewhere, by pure functions over the
+//! values of [`weft_plan`]; this crate reads what the kernel has and changes the
+//! difference, behind one trait:
 //!
-//! - [`route`]: Weft's routes as values and the pure diff between wanted and present.
-//! - [`netlink`]: reading links, addresses and routes, and applying a route diff.
-//! - [`diff`]: the keyed diff every kernel object goes through.
-//! - [`link`]: Weft's own links (the VXLAN device) as specs.
-//! - [`neigh`]: neighbour and FDB entries on the overlay device.
-//! - [`monitor`]: netlink events that may mean someone changed what Weft owns.
-//! - [`iface`]: choosing the external interface and public IP (pure, over a snapshot).
-//! - [`nft`]: the forwarding and masquerade rules, rendered as text and applied atomically.
-//! - [`sysctl`]: the few sysctls a router needs.
+//! - [`dataplane`]: the [`Dataplane`] trait, everything Weft asks of a host.
+//! - [`linux`]: the Linux implementation, one file per kernel object (links, addresses,
+//!   routes, neighbours and FDB entries, offloads) over rtnetlink.
+//! - [`fake`]: an in-memory host that records state and can be told to refuse, for
+//!   testing decision code without root.
+//! - [`batch`]: route changes in batches of 256 per `sendmsg`.
+//! - [`monitor`]: netlink events that may mean someone changed what Weft owns; [`own`]
+//!   tells Weft's own changes from others'.
+//! - [`nft`]: the forwarding and masquerade rules, rendered as text and loaded atomically.
+//! - [`sysctl`]: the few sysctls a router needs, and per-link settings.
+//! - [`bigtcp`]: the IPv4 BIG TCP limits of a link.
+//! - [`netns`]: running code inside another network namespace.
+//! - [`sys`]: the few raw system calls, behind safe functions.
 //!
-//! Every object Weft owns is marked: routes carry protocol [`route::WEFT_PROTO`], rules
-//! live in the nftables table `weft` and iptables rules carry the comment `weft`. Nothing
-//! without the mark is ever changed or removed.
+//! Every object Weft owns is marked: routes carry protocol [`weft_plan::WEFT_PROTO`],
+//! links are named `weft*`, rules live in the nftables table `weft` and iptables rules
+//! carry the comment `weft`. Nothing without the mark is ever changed or removed.
 
 pub mod batch;
 pub mod bigtcp;
-pub mod diff;
-pub mod hash;
-pub mod iface;
-pub mod link;
-pub mod mac;
+pub mod dataplane;
+pub mod error;
+pub mod fake;
+pub mod linux;
 pub mod monitor;
-pub mod neigh;
-pub mod netlink;
 pub mod netns;
 pub mod nft;
-pub mod route;
-mod sockopt;
+pub mod own;
+pub mod sys;
 pub mod sysctl;
 
-pub use diff::{Applied, Change};
-pub use mac::MacAddr;
-pub use neigh::{FdbEntry, Neighbour};
-pub use netlink::{Kernel, KernelError};
-pub use route::{Route, RouteChange, WEFT_PROTO};
+pub use dataplane::{ApplyReport, Dataplane, LinkSetting, LinkUpdate, VethPair};
+pub use error::KernelError;
+pub use linux::Linux;

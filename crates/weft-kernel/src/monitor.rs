@@ -8,18 +8,20 @@
 //! Events are classified from their fixed headers only, on a plain thread: installing
 //! 10,000 learned BGP routes produces 10,000 route events, and decoding each into a full
 //! message took as much CPU as installing them. Route changes Weft made itself (through
-//! [`crate::batch`], whose sockets are recorded with [`note_own_port`]) wake nobody: the
+//! [`crate::batch`], whose sockets are recorded in [`OwnPorts`]) wake nobody: the
 //! kernel names the requesting socket in each notification.
 
-use std::collections::VecDeque;
 use std::io;
-use std::sync::Mutex;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use tokio::sync::mpsc;
 
-use crate::route::WEFT_PROTO;
+use weft_plan::WEFT_PROTO;
+
+use crate::own::OwnPorts;
 use crate::KernelError;
 
 /// Why the agent was woken.
@@ -62,23 +64,6 @@ const IFINFO_LEN: usize = 16;
 /// The receive buffer asked for (root may exceed `rmem_max`): room for the events of a
 /// large route change made by someone else before the thread reads them.
 const RCVBUF: i32 = 4 << 20;
-
-/// Port ids of Weft's own route-changing sockets, the most recent few.
-static OWN_PORTS: Mutex<VecDeque<u32>> = Mutex::new(VecDeque::new());
-const OWN_PORTS_KEPT: usize = 16;
-
-/// Records a socket Weft changes routes through: its notifications are not news.
-pub fn note_own_port(port: u32) {
-    let mut ports = OWN_PORTS.lock().expect("own ports lock");
-    if ports.len() == OWN_PORTS_KEPT {
-        ports.pop_front();
-    }
-    ports.push_back(port);
-}
-
-fn is_own(port: u32) -> bool {
-    port != 0 && OWN_PORTS.lock().expect("own ports lock").contains(&port)
-}
 
 fn u16_at(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
@@ -183,7 +168,7 @@ fn open() -> io::Result<Socket> {
         filter: filter.as_ptr() as *mut libc::sock_filter,
     };
     // The kernel copies the program.
-    if let Err(e) = crate::sockopt::set(&socket, libc::SO_ATTACH_FILTER, &prog) {
+    if let Err(e) = crate::sys::set_sockopt(&socket, libc::SO_ATTACH_FILTER, &prog) {
         // Only a cost, not a fault: the events are then dropped in user space.
         tracing::debug!(error = %e, "no socket filter on the kernel event monitor");
     }
@@ -192,14 +177,22 @@ fn open() -> io::Result<Socket> {
         tv_sec: 1,
         tv_usec: 0,
     };
-    let _ = crate::sockopt::set(&socket, libc::SO_RCVTIMEO, &timeout);
+    let _ = crate::sys::set_sockopt(&socket, libc::SO_RCVTIMEO, &timeout);
     Ok(socket)
 }
 
-/// Starts listening; relevant events arrive on the returned channel. The channel holds
-/// one pending event: bursts collapse into a single wake-up.
-pub fn watch() -> Result<mpsc::Receiver<KernelEvent>, KernelError> {
-    let socket = open().map_err(KernelError::Socket)?;
+/// Starts listening (in `netns`, or the caller's namespace); relevant events arrive on
+/// the returned channel. The channel holds one pending event: bursts collapse into a
+/// single wake-up. Route changes made through sockets in `own` wake nobody.
+pub fn watch(
+    netns: Option<&Path>,
+    own: Arc<OwnPorts>,
+) -> Result<mpsc::Receiver<KernelEvent>, KernelError> {
+    let socket = match netns {
+        Some(ns) => crate::netns::run_in(ns, open)?,
+        None => open(),
+    }
+    .map_err(KernelError::Socket)?;
     let (tx, rx) = mpsc::channel(1);
     std::thread::Builder::new()
         .name("weft-kernel-events".into())
@@ -209,7 +202,7 @@ pub fn watch() -> Result<mpsc::Receiver<KernelEvent>, KernelError> {
             while !tx.is_closed() {
                 match socket.recv(&mut &mut buf[..], flags) {
                     Ok(n) => {
-                        for ev in classify(&buf[..n.min(buf.len())], is_own) {
+                        for ev in classify(&buf[..n.min(buf.len())], |p| own.contains(p)) {
                             let _ = tx.try_send(ev);
                         }
                         // Drain what else is queued without blocking.
@@ -316,16 +309,5 @@ mod tests {
         let data = bytes(vec![(route(WEFT_PROTO), 0)]);
         assert_eq!(classify(&data[..data.len() - 4], |_| false), vec![]);
         assert_eq!(classify(&[1, 2, 3], |_| false), vec![]);
-    }
-
-    #[test]
-    fn own_ports_are_remembered_for_a_while() {
-        note_own_port(77_001);
-        assert!(is_own(77_001));
-        for p in 0..OWN_PORTS_KEPT as u32 {
-            note_own_port(80_000 + p);
-        }
-        assert!(!is_own(77_001));
-        assert!(!is_own(0));
     }
 }

@@ -7,7 +7,6 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use thiserror::Error;
@@ -40,11 +39,11 @@ pub fn run_in<T: Send>(netns: &Path, f: impl FnOnce() -> T + Send) -> Result<T, 
     })?;
     std::thread::scope(|s| {
         s.spawn(move || {
-            // SAFETY: setns only changes this scoped, short-lived thread's namespace.
-            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            // Only this scoped, short-lived thread changes namespace.
+            if let Err(source) = crate::sys::setns(&file) {
                 return Err(NetnsError::Enter {
                     path: path(),
-                    source: io::Error::last_os_error(),
+                    source,
                 });
             }
             Ok(f())
@@ -52,6 +51,12 @@ pub fn run_in<T: Send>(netns: &Path, f: impl FnOnce() -> T + Send) -> Result<T, 
         .join()
         .unwrap_or_else(|_| Err(NetnsError::Panicked { path: path() }))
     })
+}
+
+/// Whether `path` is a network namespace file (on nsfs): `/run/netns/NAME`,
+/// `/proc/PID/ns/net`. Checked before anything is made for it.
+pub fn is_namespace(path: &Path) -> io::Result<bool> {
+    crate::sys::is_nsfs(&File::open(path)?)
 }
 
 #[cfg(test)]
@@ -67,11 +72,17 @@ mod tests {
         // without the privilege: either way it is not entered).
         let err = run_in(Path::new("/proc/self/status"), || ()).unwrap_err();
         assert!(matches!(err, NetnsError::Enter { .. }), "{err}");
+        assert!(is_namespace(Path::new("/proc/self/ns/net")).unwrap());
+        assert!(!is_namespace(Path::new("/proc/self/status")).unwrap());
     }
 
     #[test]
     fn runs_in_the_current_namespace_and_returns_the_value() {
-        // Joining the namespace we are already in needs CAP_SYS_ADMIN; tests run as root.
+        // Joining the namespace we are already in needs CAP_SYS_ADMIN.
+        if !crate::sys::is_root() {
+            eprintln!("skipped (needs root): netns::runs_in_the_current_namespace");
+            return;
+        }
         let got = run_in(Path::new("/proc/self/ns/net"), || 7).unwrap();
         assert_eq!(got, 7);
     }

@@ -16,30 +16,10 @@ use std::process::{Command, Stdio};
 
 use ipnet::Ipv4Net;
 use thiserror::Error;
+pub use weft_plan::firewall::{EncapFilter, FirewallPlan};
 
 pub const TABLE: &str = "weft";
 pub const IPTABLES_COMMENT: &str = "weft: accept cluster network";
-
-/// What the rules must do.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FirewallPlan {
-    /// The whole cluster network.
-    pub network: Ipv4Net,
-    /// This node's subnet.
-    pub local_subnet: Ipv4Net,
-    /// Masquerade traffic leaving the cluster network (flannel's `--ip-masq`).
-    pub ip_masq: bool,
-    /// Accept encapsulated traffic only from member nodes.
-    pub encap: Option<EncapFilter>,
-}
-
-/// Drops encapsulated packets (UDP to `port`) whose source is not a current node.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EncapFilter {
-    pub port: u16,
-    /// Every node's public IP, sorted (the rendering must be deterministic).
-    pub members: Vec<std::net::Ipv4Addr>,
-}
 
 #[derive(Debug, Error)]
 pub enum NftError {
@@ -55,7 +35,7 @@ pub enum NftError {
 
 /// A fingerprint of the rules, stable across builds (see [`crate::hash`]).
 fn fingerprint(s: &str) -> String {
-    format!("{:016x}", crate::hash::fnv1a(s.bytes()))
+    format!("{:016x}", weft_plan::hash::fnv1a(s.bytes()))
 }
 
 fn body(p: &FirewallPlan) -> String {

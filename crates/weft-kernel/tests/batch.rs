@@ -1,41 +1,34 @@
 //! Route changes in batches, in a network namespace of the test's own: a thousand routes
-//! added, replaced and removed through `Kernel::apply_routes` (256 requests per
+//! added, replaced and removed through `Dataplane::apply_routes` (256 requests per
 //! `sendmsg`), with one route the kernel refuses reported alone while the rest apply.
+//! Needs root; skipped with one line otherwise.
 
-use weft_kernel::{Kernel, Route};
-
-mod common;
-
-use common::{in_netns, sh};
+use weft_kernel::{Dataplane, Linux};
+use weft_plan::{Change, Route};
+use weft_testkit::netns::{in_netns, sh};
+use weft_testkit::require_root;
 
 fn route(i: u32, via_last: u8, dev: u32) -> Route {
-    Route {
-        dst: format!("10.{}.{}.0/24", i / 256, i % 256).parse().unwrap(),
-        via: Some(
-            format!("192.168.{}.{}", 1 + i / 250, via_last)
-                .parse()
-                .unwrap(),
-        ),
-        dev,
-        onlink: false,
-    }
+    let dst = format!("10.{}.{}.0/24", i / 256, i % 256).parse().unwrap();
+    let via = format!("192.168.{}.{}", 1 + i / 250, via_last);
+    Route::via(dst, via.parse().unwrap(), dev)
 }
 
 #[test]
 fn a_thousand_routes_in_batches_refusals_and_deltas() {
+    require_root!("a_thousand_routes_in_batches_refusals_and_deltas");
     in_netns("batch", |name| async move {
-        let k = Kernel::connect().unwrap();
+        let k = Linux::connect().unwrap();
         let dev = k.link_index("eth0").await.unwrap().unwrap();
         let mut want: Vec<Route> = (1..=1000)
             .map(|i| route(i, 1 + (i % 250) as u8, dev))
             .collect();
         // Not on any connected network and not onlink: the kernel says no.
-        let bad = Route {
-            dst: "172.31.0.0/24".parse().unwrap(),
-            via: Some("10.9.9.9".parse().unwrap()),
+        let bad = Route::via(
+            "172.31.0.0/24".parse().unwrap(),
+            "10.9.9.9".parse().unwrap(),
             dev,
-            onlink: false,
-        };
+        );
         // The first change of the first chunk and the last of the last (whose
         // answer closes the chunk) are both refused.
         let bad_first = Route {
@@ -47,23 +40,14 @@ fn a_thousand_routes_in_batches_refusals_and_deltas() {
         let r = k.apply_routes(&want).await.unwrap();
         assert_eq!(r.applied.added, 1000);
         let failed: Vec<_> = r.applied.failed.iter().map(|(c, _)| *c).collect();
-        assert_eq!(
-            failed,
-            [
-                weft_kernel::Change::Add(bad_first),
-                weft_kernel::Change::Add(bad)
-            ]
-        );
+        assert_eq!(failed, [Change::Add(bad_first), Change::Add(bad)]);
         assert_eq!(k.weft_routes().await.unwrap().len(), 1000);
 
         // 300 next hops change (replace), 500 routes go (remove).
         want.truncate(1000);
         for r in want.iter_mut().take(300) {
-            r.via = Some(
-                format!("192.168.200.{}", 1 + r.dst.addr().octets()[2] % 250)
-                    .parse()
-                    .unwrap(),
-            );
+            let via = format!("192.168.200.{}", 1 + r.dst.addr().octets()[2] % 250);
+            *r = Route::via(r.dst, via.parse().unwrap(), dev);
         }
         want.truncate(500);
         let r = k.apply_routes(&want).await.unwrap();
@@ -96,6 +80,6 @@ fn a_thousand_routes_in_batches_refusals_and_deltas() {
         let r = k.apply_route_delta(&next[1..], &next).await.unwrap();
         assert_eq!(r.applied.removed, 0);
         assert_eq!(r.applied.failed.len(), 1, "{:?}", r.applied.failed);
-        assert_eq!(r.applied.failed[0].0, weft_kernel::Change::Remove(gone));
+        assert_eq!(r.applied.failed[0].0, Change::Remove(gone));
     })
 }

@@ -47,10 +47,7 @@ pub fn running_pid(lab: &LabState, i: u32) -> Option<u32> {
 /// Whether `pid` is a live (not zombie) weftd.
 fn alive(pid: u32) -> bool {
     // Reap it first if it is our own exited child.
-    // SAFETY: waitpid with WNOHANG on a pid only inspects or reaps that process.
-    unsafe {
-        libc::waitpid(pid as i32, std::ptr::null_mut(), libc::WNOHANG);
-    }
+    weft_kernel::sys::reap(pid);
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
     };
@@ -125,17 +122,12 @@ pub fn stop(lab: &LabState, i: u32) -> LabResult<bool> {
     let Some(pid) = running_pid(lab, i) else {
         return Ok(false);
     };
-    // SAFETY: sending a signal to a pid we verified is a weftd.
-    unsafe {
-        libc::kill(pid as i32, libc::SIGTERM);
-    }
+    // A pid we verified is a weftd.
+    weft_kernel::sys::signal(pid, libc::SIGTERM);
     let deadline = Instant::now() + Duration::from_secs(10);
     while alive(pid) {
         if Instant::now() > deadline {
-            // SAFETY: as above.
-            unsafe {
-                libc::kill(pid as i32, libc::SIGKILL);
-            }
+            weft_kernel::sys::signal(pid, libc::SIGKILL);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -155,7 +147,7 @@ pub fn wait_subnet(
     lab: &LabState,
     i: u32,
     within: Duration,
-) -> LabResult<weft_agent::hostfiles::NodeNetwork> {
+) -> LabResult<weft_alloc::hostfiles::NodeNetwork> {
     let deadline = Instant::now() + within;
     loop {
         if let Some(n) = lab.host_network(i) {

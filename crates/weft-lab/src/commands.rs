@@ -3,9 +3,9 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::etcd::{EtcdOptions, EtcdServer};
 use clap::{Args, Subcommand, ValueEnum};
 use weft_kernel::bigtcp::BIG_TCP_SIZE;
-use weft_store::etcd_server::{EtcdOptions, EtcdServer};
 
 use crate::error::{LabError, LabResult};
 use crate::state::{self, LabState};
@@ -328,8 +328,7 @@ fn up(spec: LabSpec) -> LabResult<i32> {
             topology::MAX_SUBNETS
         )));
     }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !weft_kernel::sys::is_root() {
         return Err(LabError::Usage(
             "the lab needs root: it creates network namespaces".into(),
         ));
@@ -522,7 +521,7 @@ fn add_host(state: &mut LabState, i: u32) -> LabResult<()> {
     // size, so BIG TCP (`--agent-arg=--big-tcp`) is bounded by the hosts alone.
     let ul_path = std::path::Path::new("/run/netns").join(&ul);
     for link in [port.clone(), topology::underlay_bridge(s)] {
-        weft_kernel::Kernel::ensure_big_tcp_in(&ul_path, &link, BIG_TCP_SIZE)?;
+        weft_kernel::linux::ensure_big_tcp_in(&ul_path, &link, BIG_TCP_SIZE)?;
     }
     sh::ip_in(&ns, &["link", "set", "lo", "up"])?;
     sh::ip_in(&ns, &["link", "set", "eth0", "up"])?;
@@ -547,7 +546,7 @@ fn add_host(state: &mut LabState, i: u32) -> LabResult<()> {
 /// Creates host `i`'s container once its agent has a subnet.
 /// Creates host `i`'s container once its agent has a subnet, and attaches it through
 /// the `weft` CNI plugin as a runtime would.
-fn attach_container(state: &mut LabState, i: u32) -> LabResult<weft_agent::hostfiles::NodeNetwork> {
+fn attach_container(state: &mut LabState, i: u32) -> LabResult<weft_alloc::hostfiles::NodeNetwork> {
     let n = agents::wait_subnet(state, i, SUBNET_WAIT)?;
     sh::run(&[
         "ip",
@@ -599,12 +598,10 @@ fn kill_namespace(ns: &str) {
     if let Ok(pids) = sh::run(&["ip", "netns", "pids", ns]) {
         for pid in pids
             .split_whitespace()
-            .filter_map(|p| p.parse::<i32>().ok())
+            .filter_map(|p| p.parse::<u32>().ok())
         {
-            // SAFETY: these processes run inside the lab's own namespace.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
+            // These processes run inside the lab's own namespace.
+            weft_kernel::sys::signal(pid, libc::SIGKILL);
         }
     }
     let _ = sh::run(&["ip", "netns", "del", ns]);
@@ -635,10 +632,8 @@ fn down(name: &str) -> LabResult<()> {
         removed += 1;
     }
     if let Some(pid) = state.as_ref().and_then(|s| s.etcd_pid) {
-        // SAFETY: the lab's own etcd, started detached by `lab up`.
-        unsafe {
-            libc::kill(pid as i32, libc::SIGKILL);
-        }
+        // The lab's own etcd, started detached by `lab up`.
+        weft_kernel::sys::signal(pid, libc::SIGKILL);
     }
     let dir = state::dir(name);
     let had_dir = dir.exists();

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use weft_agent::hostfiles::{self, NodeNetwork};
-use weft_agent::options::StoreKind;
+use weft_alloc::hostfiles::{self, NodeNetwork};
+use weft_store::options::StoreKind;
 
 use crate::error::{LabError, LabResult};
 use crate::topology;

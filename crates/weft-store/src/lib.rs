@@ -5,20 +5,23 @@
 //! revision, keys may be bound to a lease that expires unless kept alive, and a watch
 //! delivers every change after a revision. [`Store`] is that contract; [`etcd::EtcdStore`]
 //! implements it on a real etcd cluster and [`embedded::EmbeddedStore`] on a SQLite file
-//! that several agent processes on one machine share. [`contract`] holds the test suite
-//! that both implementations must pass, so callers never care which one they talk to.
+//! that several agent processes on one machine share. The contract suite both implementations must pass
+//! lives in the dev-only crate weft-testkit, so callers never care which one they talk to.
 
-pub mod contract;
 pub mod embedded;
 pub mod error;
 pub mod etcd;
-pub mod etcd_server;
+pub mod options;
 mod types;
 
 pub use error::{StoreError, StoreResult};
 pub use types::{KeyValue, LeaseId, Listing, Revision, Watch, WatchEvent};
 
 use std::time::Duration;
+
+/// flannel's key prefix: the network config at `<prefix>/config`, leases under
+/// `<prefix>/subnets/`, so a flannel cluster's keys are found as they are.
+pub const DEFAULT_PREFIX: &str = "/coreos.com/network";
 
 /// The operations Weft needs from a shared store. Keys are plain UTF-8 paths such as
 /// `/coreos.com/network/subnets/10.244.1.0-24`; values are opaque bytes.

@@ -8,6 +8,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
+use weft_testkit::require_root;
 
 use serde_json::{json, Value};
 
@@ -191,6 +192,7 @@ fn address(result: &Value) -> String {
 
 #[test]
 fn every_version_add_check_del() {
+    require_root!("every_version_add_check_del");
     let mut node = Node::new("a", "10.244.9.0/24");
     for (i, version) in ["0.3.1", "0.4.0", "1.0.0", "1.1.0"].into_iter().enumerate() {
         let ns = node.netns(&format!("c{i}"));
@@ -267,6 +269,7 @@ fn every_version_add_check_del() {
 
 #[test]
 fn errors_carry_the_right_codes() {
+    require_root!("errors_carry_the_right_codes");
     let mut node = Node::new("b", "10.244.8.0/24");
     let ns = node.netns("c");
     let conf = node.conf("1.0.0", "bridge");
@@ -356,6 +359,7 @@ fn errors_carry_the_right_codes() {
 
 #[test]
 fn routed_mode_calico_layout() {
+    require_root!("routed_mode_calico_layout");
     let mut node = Node::new("r", "10.244.7.0/24");
     let host = node.netns("host");
     // A default route, as every real host has (proxy ARP answers for routable addresses).
@@ -424,6 +428,7 @@ fn routed_mode_calico_layout() {
 
 #[test]
 fn hundred_concurrent_adds_then_dels() {
+    require_root!("hundred_concurrent_adds_then_dels");
     let mut node = Node::new("h", "10.244.6.0/24");
     let conf = node.conf("1.0.0", "bridge");
     let names: Vec<String> = (0..100).map(|i| node.netns(&format!("p{i}"))).collect();
@@ -461,6 +466,7 @@ fn hundred_concurrent_adds_then_dels() {
 
 #[test]
 fn killed_mid_add_is_repaired() {
+    require_root!("killed_mid_add_is_repaired");
     let mut node = Node::new("k", "10.244.5.0/24");
     let conf = node.conf("1.1.0", "bridge");
     for round in 0..8 {
@@ -499,6 +505,7 @@ fn killed_mid_add_is_repaired() {
 
 #[test]
 fn chains_with_portmap_and_bandwidth() {
+    require_root!("chains_with_portmap_and_bandwidth");
     if !std::path::Path::new(CNI_PATH).join("portmap").exists() {
         panic!(
             "reference plugins missing: install containernetworking-plugins (scripts/setup does)"

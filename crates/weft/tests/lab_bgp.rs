@@ -17,11 +17,13 @@ mod common;
 
 use std::process::Command;
 use std::time::Duration;
+use weft_testkit::require_root;
 
 use common::*;
 
 #[test]
 fn bgp_mesh_three_hosts_no_encapsulation_and_a_node_leaving() {
+    require_root!("bgp_mesh_three_hosts_no_encapsulation_and_a_node_leaving");
     let lab = Lab::up_with("bgp", "embedded", 3, &["--backend", "bgp"]);
     lab.ping_all(0);
     let (s1, s2, s3) = (
@@ -145,6 +147,7 @@ fn cni(lab: &Lab, h: &str, ctr: &str, command: &str, mode: &str, ip: &str) -> (b
 
 #[test]
 fn bgp_single_address_outside_the_subnet_is_announced_as_a_32() {
+    require_root!("bgp_single_address_outside_the_subnet_is_announced_as_a_32");
     // 10.244.0.0/24 is below SubnetMin: no lease ever covers it, so a container may hold
     // one of its addresses on any node; that node announces it as a /32.
     let lab = Lab::up_with("b32", "embedded", 3, &["--backend", "bgp"]);
@@ -236,6 +239,7 @@ fn bgp_single_address_outside_the_subnet_is_announced_as_a_32() {
 
 #[test]
 fn bgp_route_reflector_four_hosts() {
+    require_root!("bgp_route_reflector_four_hosts");
     let lab = Lab::up_with(
         "brr",
         "embedded",
@@ -272,6 +276,7 @@ fn bgp_route_reflector_four_hosts() {
 
 #[test]
 fn bgp_cross_subnet_through_vxlan() {
+    require_root!("bgp_cross_subnet_through_vxlan");
     // h1, h3 on 192.168.77.0/24; h2, h4 on 192.168.78.0/24 (Calico's VXLAN CrossSubnet).
     let lab = Lab::up_with(
         "bgx",
@@ -369,6 +374,7 @@ fn with_router(tag: &str, router: &str, router_rib: impl Fn(&Lab) -> String) {
 
 #[test]
 fn bgp_with_a_bird_router() {
+    require_root!("bgp_with_a_bird_router");
     // BIRD installs what it learns into the underlay's kernel: the router really routes.
     with_router("bbi", "bird", |lab| {
         text(
@@ -380,6 +386,7 @@ fn bgp_with_a_bird_router() {
 
 #[test]
 fn bgp_with_a_gobgp_router() {
+    require_root!("bgp_with_a_gobgp_router");
     with_router("bgo", "gobgp", |lab| {
         let sock = format!("unix:///run/weft-lab/{}/gobgp.sock", lab.name);
         let out = Command::new("gobgp")

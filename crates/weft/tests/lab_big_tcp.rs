@@ -10,6 +10,7 @@ mod common;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
+use weft_testkit::require_root;
 
 use common::*;
 
@@ -24,6 +25,7 @@ fn largest_frame(dump: &str) -> u32 {
 
 #[test]
 fn super_packets_cross_every_hop_and_data_arrives_intact() {
+    require_root!("super_packets_cross_every_hop_and_data_arrives_intact");
     let lab = Lab::up_with(
         "bt",
         "embedded",

@@ -10,6 +10,7 @@ mod common;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
+use weft_testkit::require_root;
 
 use common::*;
 
@@ -296,6 +297,7 @@ fn scenario(tag: &str, store: &str) {
 /// when the agent resumes.
 #[test]
 fn leases_renew_expire_and_come_back() {
+    require_root!("leases_renew_expire_and_come_back");
     let ttl = [
         "--agent-arg=--subnet-lease-ttl=4s",
         "--agent-arg=--subnet-lease-renew-margin=3s",
@@ -349,10 +351,12 @@ fn leases_renew_expire_and_come_back() {
 
 #[test]
 fn host_gw_lab_on_embedded_store() {
+    require_root!("host_gw_lab_on_embedded_store");
     scenario("e", "embedded");
 }
 
 #[test]
 fn host_gw_lab_on_etcd() {
+    require_root!("host_gw_lab_on_etcd");
     scenario("k", "etcd");
 }

@@ -14,6 +14,7 @@
 mod common;
 
 use std::time::Duration;
+use weft_testkit::require_root;
 
 use common::*;
 
@@ -227,16 +228,19 @@ fn tunnel_end_to_end(tag: &str, backend: &str) {
 
 #[test]
 fn udp_backend_end_to_end() {
+    require_root!("udp_backend_end_to_end");
     tunnel_end_to_end("udp", "udp");
 }
 
 #[test]
 fn ipip_in_user_space_end_to_end() {
+    require_root!("ipip_in_user_space_end_to_end");
     tunnel_end_to_end("ipp", "ipip");
 }
 
 #[test]
 fn ipip_cross_subnet_routes_neighbours_directly() {
+    require_root!("ipip_cross_subnet_routes_neighbours_directly");
     // h1, h3 on 192.168.77.0/24; h2, h4 on 192.168.78.0/24 (Calico's IPIP CrossSubnet).
     let lab = Lab::up_with(
         "ipx",

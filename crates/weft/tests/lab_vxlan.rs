@@ -15,11 +15,13 @@ mod common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
+use weft_testkit::require_root;
 
 use common::*;
 
 #[test]
 fn vxlan_three_hosts_on_etcd() {
+    require_root!("vxlan_three_hosts_on_etcd");
     // Containers attached by the CNI plugin in routed mode (bridge mode: the other tests).
     let lab = Lab::up_with(
         "w",
@@ -160,6 +162,7 @@ fn vxlan_three_hosts_on_etcd() {
 
 #[test]
 fn vxlan_cross_subnet_healing_and_membership() {
+    require_root!("vxlan_cross_subnet_healing_and_membership");
     // h1, h3 on 192.168.77.0/24; h2, h4 on 192.168.78.0/24.
     let lab = Lab::up_with(
         "v",

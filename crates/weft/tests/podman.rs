@@ -10,11 +10,13 @@
 mod common;
 
 use std::process::Command;
+use weft_testkit::require_root;
 
 use common::*;
 
 #[test]
 fn podman_run_on_a_lab_host_reaches_another_host() {
+    require_root!("podman_run_on_a_lab_host_reaches_another_host");
     assert!(
         Command::new("podman")
             .arg("--version")

@@ -1,9 +1,22 @@
 //! Store events: how each change to the store updates the agent's picture of the
 //! network, and whether the plan may have changed.
 
-use super::*;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::atomic::Ordering;
+
+use tracing::{error, info, warn};
+use weft_alloc::address::AddressClaim;
+use weft_alloc::{pool, NetworkConfig};
+use weft_store::{KeyValue, WatchEvent};
+
+use super::Agent;
 
 impl Agent {
+    fn is_lease_key(&self, key: &str) -> bool {
+        key.starts_with(&self.registry.subnets_prefix())
+    }
+
     /// Updates the picture from one store change; returns whether the plan may change.
     pub(super) async fn on_event(&mut self, event: WatchEvent) -> bool {
         self.metrics.store_events.fetch_add(1, Ordering::Relaxed);
@@ -21,19 +34,19 @@ impl Agent {
                 let Some(subnet) = pool::parse_key_name(name) else {
                     return false;
                 };
-                if subnet == self.node.lease.subnet {
+                if subnet == self.view.node.lease.subnet {
                     warn!(%subnet, "our own lease was deleted; claiming a subnet again");
                     self.reacquire().await;
                     return true;
                 }
-                let gone = self.peers.remove(&subnet);
+                let gone = self.view.peers.remove(&subnet);
                 if let Some(l) = &gone {
                     info!(%subnet, public_ip = %l.attrs.public_ip, "peer left");
                 }
                 gone.is_some()
             }
             WatchEvent::Put(kv) if kv.key.starts_with(&self.registry.bgp_peers_prefix()) => {
-                match self.bgp.as_mut() {
+                match self.plane.bgp.as_mut() {
                     Some(b) => b.on_put(&kv.key, &kv.value),
                     None => false,
                 }
@@ -41,7 +54,7 @@ impl Agent {
             WatchEvent::Delete { key, .. }
                 if key.starts_with(&self.registry.bgp_peers_prefix()) =>
             {
-                self.bgp.as_mut().is_some_and(|b| b.on_delete(&key))
+                self.plane.bgp.as_mut().is_some_and(|b| b.on_delete(&key))
             }
             WatchEvent::Put(kv) if kv.key.starts_with(&self.registry.addresses_prefix()) => {
                 match self.registry.parse_address(&kv.key, &kv.value) {
@@ -77,11 +90,11 @@ impl Agent {
 
     /// Follows one single-address claim (`None`: released); whether ours changed.
     pub(super) fn on_address(&mut self, ip: Ipv4Addr, claim: Option<AddressClaim>) -> bool {
-        let ours = claim.is_some_and(|c| c.node == self.attrs.public_ip);
+        let ours = claim.is_some_and(|c| c.node == self.view.attrs.public_ip);
         let changed = if ours {
-            self.held.insert(ip)
+            self.view.held.insert(ip)
         } else {
-            self.held.remove(&ip)
+            self.view.held.remove(&ip)
         };
         if changed {
             info!(%ip, held = ours, "address outside the subnet");
@@ -96,34 +109,24 @@ impl Agent {
                 error!(error = %e, "new network config rejected; keeping the last good one");
                 false
             }
-            Ok(c) if c == self.config => false,
+            Ok(c) if c == self.view.config => false,
             Ok(c) => {
-                if c.network != self.config.network
-                    || c.subnet_len != self.config.subnet_len
-                    || c.backend != self.config.backend
+                if c.network != self.view.config.network
+                    || c.subnet_len != self.view.config.subnet_len
+                    || c.backend != self.view.config.backend
                 {
                     warn!(network = %c.network, backend = %c.backend, "network config changed in a way that needs a restart of every agent; running on the previous one until then");
                     return false;
                 }
-                match weft_backends::build(
-                    &c,
-                    &settings(&self.opts, self.attrs.public_ip, self.ipip_user_space),
-                ) {
-                    Ok(backend) if self.opts.big_tcp && backend.encapsulates() => {
-                        error!("new network config encapsulates, which --big-tcp cannot carry; keeping the last good one");
-                        false
-                    }
-                    Ok(backend) => {
-                        info!("network config updated");
-                        self.backend = backend;
-                        self.config = c;
-                        true
-                    }
-                    Err(e) => {
-                        error!(error = %e, "new network config rejected; keeping the last good one");
-                        false
-                    }
+                let backend = weft_backends::build(&c, &self.settings(self.view.attrs.public_ip));
+                if self.opts.big_tcp && backend.encapsulates() {
+                    error!("new network config encapsulates, which --big-tcp cannot carry; keeping the last good one");
+                    return false;
                 }
+                info!("network config updated");
+                self.plane.backend = backend;
+                self.view.config = c;
+                true
             }
         }
     }
@@ -136,18 +139,19 @@ impl Agent {
                 false
             }
             Ok(lease) => {
-                if lease.subnet == self.node.lease.subnet {
-                    if lease.attrs != self.attrs {
+                if lease.subnet == self.view.node.lease.subnet {
+                    if lease.attrs != self.view.attrs {
                         warn!(subnet = %lease.subnet, public_ip = %lease.attrs.public_ip, "our subnet's lease was overwritten by another writer");
                     }
-                    self.node.lease.mod_revision = lease.mod_revision;
-                    self.node.lease.store_lease = lease.store_lease;
+                    self.view.node.lease.mod_revision = lease.mod_revision;
+                    self.view.node.lease.store_lease = lease.store_lease;
                 }
-                let changed = self.peers.get(&lease.subnet).map(|l| &l.attrs) != Some(&lease.attrs);
+                let changed =
+                    self.view.peers.get(&lease.subnet).map(|l| &l.attrs) != Some(&lease.attrs);
                 if changed {
                     info!(subnet = %lease.subnet, public_ip = %lease.attrs.public_ip, backend = %lease.attrs.backend_type, "peer lease");
                 }
-                self.peers.insert(lease.subnet, lease);
+                self.view.peers.insert(lease.subnet, lease);
                 changed
             }
         }
@@ -155,7 +159,7 @@ impl Agent {
 
     pub(super) async fn on_resync(&mut self, kvs: Vec<KeyValue>) {
         let mut fresh = BTreeMap::new();
-        self.held.clear();
+        self.view.held.clear();
         for kv in &kvs {
             if let Some((ip, c)) = self.registry.parse_address(&kv.key, &kv.value) {
                 self.on_address(ip, Some(c));
@@ -172,7 +176,7 @@ impl Agent {
                         warn!(key = %s.key, reason = %s.reason, "skipping unreadable lease; keeping the previous value");
                         let name = kv.key.trim_start_matches(&self.registry.subnets_prefix());
                         if let Some(old) =
-                            pool::parse_key_name(name).and_then(|n| self.peers.get(&n))
+                            pool::parse_key_name(name).and_then(|n| self.view.peers.get(&n))
                         {
                             fresh.insert(old.subnet, old.clone());
                         }
@@ -180,10 +184,10 @@ impl Agent {
                 }
             }
         }
-        let own_gone = !fresh.contains_key(&self.node.lease.subnet);
-        self.peers = fresh;
+        let own_gone = !fresh.contains_key(&self.view.node.lease.subnet);
+        self.view.peers = fresh;
         if own_gone {
-            warn!(subnet = %self.node.lease.subnet, "our lease is gone; claiming a subnet again");
+            warn!(subnet = %self.view.node.lease.subnet, "our lease is gone; claiming a subnet again");
             self.reacquire().await;
         }
     }

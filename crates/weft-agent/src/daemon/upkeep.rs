@@ -1,26 +1,31 @@
 //! Keeping what the agent stands on: its lease (renewed in time, claimed again when
 //! lost) and its external interface (followed when the address or device changes).
 
-use super::*;
+use tracing::{error, info, warn};
+use weft_alloc::LeaseAttrs;
+use weft_backends::NodeContext;
+
+use super::Agent;
+use crate::bigtcp;
 
 impl Agent {
     /// Claims a subnet again (ours, if still free) after losing the lease.
     pub(super) async fn reacquire(&mut self) {
         let ttl = self.opts.subnet_lease_ttl;
-        let previous = Some(self.node.lease.subnet);
+        let previous = Some(self.view.node.lease.subnet);
         match self
             .registry
-            .acquire(&self.config, &self.attrs, previous, ttl)
+            .acquire(&self.view.config, &self.view.attrs, previous, ttl)
             .await
         {
             Ok(lease) => {
-                if lease.subnet != self.node.lease.subnet {
-                    warn!(old = %self.node.lease.subnet, new = %lease.subnet, "subnet changed; containers on the old subnet must be restarted");
+                if lease.subnet != self.view.node.lease.subnet {
+                    warn!(old = %self.view.node.lease.subnet, new = %lease.subnet, "subnet changed; containers on the old subnet must be restarted");
                 } else {
                     info!(subnet = %lease.subnet, "subnet lease held again");
                 }
-                self.peers.insert(lease.subnet, lease.clone());
-                self.node.lease = lease;
+                self.view.peers.insert(lease.subnet, lease.clone());
+                self.view.node.lease = lease;
                 if let Err(e) = self.write_host_files() {
                     error!(error = %e, "cannot update host files");
                 }
@@ -32,7 +37,7 @@ impl Agent {
     }
 
     pub(super) async fn renew_if_due(&mut self) {
-        let lease = self.node.lease.clone();
+        let lease = self.view.node.lease.clone();
         if lease.is_reservation() {
             return;
         }
@@ -60,54 +65,52 @@ impl Agent {
     /// `--public-ip` pins it), this node's lease is rewritten in place: same subnet, new
     /// public IP and VTEP, and every peer updates its entries for this node.
     pub(super) async fn check_external(&mut self) {
-        let ext = match self.kernel.external_interface(&self.opts.iface).await {
+        let ext = match self.dp.external_interface(&self.opts.iface).await {
             Ok(ext) => ext,
             Err(e) => {
                 warn!(error = %e, "cannot read the external interface; keeping the current one");
                 return;
             }
         };
-        if ext == self.node.external {
+        if ext == self.view.node.external {
             return;
         }
-        if self.opts.big_tcp && ext.index != self.node.external.index {
-            match bigtcp::enable(&self.kernel, &ext).await {
-                Ok(size) => self.big_tcp = size,
+        if self.opts.big_tcp && ext.index != self.view.node.external.index {
+            match bigtcp::enable(self.dp.as_ref(), &ext).await {
+                Ok(size) => self.plane.big_tcp = size,
                 Err(e) => warn!(error = %e, "cannot raise the new external interface's GSO limit"),
             }
             if let Err(e) = self.write_host_files() {
                 warn!(error = %e, "cannot rewrite the host files");
             }
         }
-        if ext.addr == self.node.external.addr || self.opts.public_ip.is_some() {
+        if ext.addr == self.view.node.external.addr || self.opts.public_ip.is_some() {
             info!(iface = %ext.name, mtu = ext.mtu, "external interface changed");
-            self.node.external = ext;
+            self.view.node.external = ext;
             return;
         }
-        let backend = match weft_backends::build(
-            &self.config,
-            &settings(&self.opts, ext.addr, self.ipip_user_space),
-        ) {
-            Ok(b) => b,
-            Err(e) => return error!(error = %e, "cannot follow the new public IP"),
-        };
+        let backend = weft_backends::build(&self.view.config, &self.settings(ext.addr));
         let attrs = LeaseAttrs {
             public_ip: ext.addr,
             backend_data: backend.backend_data(),
-            ..self.attrs.clone()
+            ..self.view.attrs.clone()
         };
-        match self.registry.update_lease(&self.node.lease, &attrs).await {
+        match self
+            .registry
+            .update_lease(&self.view.node.lease, &attrs)
+            .await
+        {
             Ok(Some(lease)) => {
-                warn!(old = %self.attrs.public_ip, new = %ext.addr, subnet = %lease.subnet, "public IP changed; lease updated, subnet kept");
-                self.peers.insert(lease.subnet, lease.clone());
-                self.node = NodeContext {
+                warn!(old = %self.view.attrs.public_ip, new = %ext.addr, subnet = %lease.subnet, "public IP changed; lease updated, subnet kept");
+                self.view.peers.insert(lease.subnet, lease.clone());
+                self.view.node = NodeContext {
                     external: ext,
                     lease,
-                    overlay: self.node.overlay,
-                    learned: std::mem::take(&mut self.node.learned),
+                    overlay: self.view.node.overlay,
+                    learned: std::mem::take(&mut self.view.node.learned),
                 };
-                self.backend = backend;
-                self.attrs = attrs;
+                self.plane.backend = backend;
+                self.view.attrs = attrs;
             }
             Ok(None) => {
                 warn!("our lease changed while updating the public IP; claiming again");

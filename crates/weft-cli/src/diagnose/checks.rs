@@ -1,117 +1,21 @@
 //! The verdicts of `weftctl diagnose`, as plain functions of what was gathered: no I/O
-//! here, so every verdict is unit-tested. This file holds the facts and the node-level
-//! checks (config, lease, agent, forwarding, firewall, subnet file); the data plane's
-//! are in [`super::plane`], the printing in [`super::report`].
+//! here, so every verdict is unit-tested. This file holds the node-level checks
+//! (config, lease, agent, forwarding, firewall, subnet file); the facts they judge are
+//! in [`super::facts`], the data plane's checks in [`super::plane`], the printing in
+//! [`super::report`].
 
-use std::fmt;
-use std::net::Ipv4Addr;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use weft_agent::hostfiles;
-use weft_alloc::registry::{Skipped, Unreachable};
+use weft_alloc::hostfiles;
 use weft_alloc::{Lease, NetworkConfig};
-use weft_backends::DataPlane;
-use weft_kernel::iface::LinkInfo;
-use weft_kernel::{FdbEntry, Neighbour, Route};
 
+use super::facts::{own_lease, Facts, Finding, Level, Out, Planned};
 use super::plane;
 use crate::leases::human;
 
 /// A lease that will run out sooner than this is worth a word: the agent renews an hour
 /// before expiry, so a lease this close to it has missed its renewals.
 const EXPIRY_WARNING: Duration = Duration::from_secs(600);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    Ok,
-    /// Not checked (and why, in the detail).
-    Skip,
-    Warn,
-    Fail,
-}
-
-impl fmt::Display for Level {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Level::Ok => "ok",
-            Level::Skip => "skip",
-            Level::Warn => "warn",
-            Level::Fail => "FAIL",
-        })
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Finding {
-    pub level: Level,
-    /// What was checked: `lease`, `route`, `device`, ...
-    pub what: &'static str,
-    pub detail: String,
-}
-
-/// What this node should have, from the backend's planner.
-#[derive(Debug, Clone)]
-pub struct Planned {
-    /// The overlay device the backend needs: name and MTU.
-    pub device: Option<(String, u32)>,
-    /// The MTU containers should use (what the subnet file must say).
-    pub mtu: u32,
-    /// `None` for the bgp backend, whose routes come from its sessions, and when the
-    /// overlay device is missing (no plan can be right without it).
-    pub plane: Option<DataPlane>,
-}
-
-/// Weft's objects in the kernel. Neighbours and FDB entries are read only on the overlay
-/// device, so they are `None` without one.
-#[derive(Debug, Clone)]
-pub struct KernelState {
-    pub routes: Vec<Route>,
-    pub neighbours: Option<Vec<Neighbour>>,
-    pub fdb: Option<Vec<FdbEntry>>,
-    pub links: Vec<LinkInfo>,
-}
-
-/// Everything gathered on the node.
-#[derive(Debug, Clone)]
-pub struct Facts {
-    pub config: Result<NetworkConfig, String>,
-    /// The addresses that may name this node in a lease (`--public-ip`, else its own).
-    pub public_ips: Vec<Ipv4Addr>,
-    pub leases: Vec<Lease>,
-    pub skipped: Vec<Skipped>,
-    /// Of this node's lease; `None` for a reservation.
-    pub expires_in: Option<Duration>,
-    /// What this node's agent last published about peers it cannot reach.
-    pub unreachable: Vec<Unreachable>,
-    /// `/healthz`: `Ok(body)` for 200, `Err(why)` otherwise; `None` when not asked.
-    pub health: Option<Result<String, String>>,
-    pub forwarding: Result<bool, String>,
-    pub firewall: Result<bool, String>,
-    pub subnet_file: (PathBuf, Result<String, String>),
-    /// The bgp backend's status file (`--bgp-status-file`); `None` for other backends.
-    pub bgp_status: Option<Result<String, String>>,
-    /// The plan and what the kernel has; `Err` with the reason when either could not be
-    /// had.
-    pub data_plane: Result<(Planned, KernelState), String>,
-}
-
-/// This node's lease: the one whose public IP is one of `ips`.
-pub fn own_lease<'a>(leases: &'a [Lease], ips: &[Ipv4Addr]) -> Option<&'a Lease> {
-    leases.iter().find(|l| ips.contains(&l.attrs.public_ip))
-}
-
-pub(super) struct Out(pub(super) Vec<Finding>);
-
-impl Out {
-    pub(super) fn add(&mut self, level: Level, what: &'static str, detail: impl Into<String>) {
-        self.0.push(Finding {
-            level,
-            what,
-            detail: detail.into(),
-        });
-    }
-}
 
 /// Every finding, in the order an operator would look: store, lease, agent, host, data
 /// plane, host files.
@@ -307,7 +211,12 @@ fn check_subnet_file(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::diagnose::facts::KernelState;
+    use weft_alloc::registry::{Skipped, Unreachable};
     use weft_alloc::LeaseAttrs;
+    use weft_backends::DataPlane;
+    use weft_plan::iface::LinkInfo;
+    use weft_plan::{FdbEntry, Neighbour, Route};
 
     fn lease(subnet: &str, ip: &str) -> Lease {
         Lease {
@@ -324,12 +233,7 @@ pub(crate) mod tests {
     }
 
     fn route(dst: &str, via: &str) -> Route {
-        Route {
-            dst: dst.parse().unwrap(),
-            via: Some(via.parse().unwrap()),
-            dev: 2,
-            onlink: false,
-        }
+        Route::via(dst.parse().unwrap(), via.parse().unwrap(), 2)
     }
 
     /// A host-gw node, 10.244.1.0/24 on 192.168.77.1, with one peer, all as planned.
@@ -374,6 +278,7 @@ pub(crate) mod tests {
                     name: "eth0".into(),
                     mtu: 1500,
                     up: true,
+                    mac: None,
                 }],
             },
             )),
@@ -547,7 +452,7 @@ pub(crate) mod tests {
     #[test]
     fn overlay_device_and_entries() {
         let mut f = healthy();
-        let mac: weft_kernel::MacAddr = "02:00:00:00:00:02".parse().unwrap();
+        let mac: weft_plan::MacAddr = "02:00:00:00:00:02".parse().unwrap();
         let Ok((p, _)) = f.data_plane.as_mut() else {
             panic!()
         };
@@ -584,6 +489,7 @@ pub(crate) mod tests {
             name: "weft.1".into(),
             mtu: 1450,
             up: true,
+            mac: None,
         });
         assert_eq!(
             of(&f, Level::Fail),

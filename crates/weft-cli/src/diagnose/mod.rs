@@ -10,6 +10,7 @@
 //! host's files and ports.
 
 pub mod checks;
+pub mod facts;
 mod plane;
 pub mod report;
 
@@ -22,11 +23,12 @@ use std::time::Duration;
 use clap::Args;
 use weft_alloc::{BackendKind, NetworkConfig, Registry};
 use weft_backends::{BackendSettings, NodeContext};
-use weft_kernel::iface::IfaceSpec;
-use weft_kernel::Kernel;
+use weft_kernel::{Dataplane, Linux};
+use weft_plan::iface::IfaceSpec;
 
 use crate::leases::Output;
-use checks::{Facts, KernelState, Planned};
+use crate::CliError;
+use facts::{Facts, KernelState, Planned};
 
 #[derive(Debug, Args)]
 pub struct DiagnoseArgs {
@@ -54,8 +56,11 @@ pub struct DiagnoseArgs {
 }
 
 /// Diagnoses the node this runs on; returns the exit code.
-pub async fn run(registry: &Registry, args: DiagnoseArgs) -> Result<i32, String> {
-    let facts = gather(registry, &args).await;
+pub async fn run(registry: &Registry, args: DiagnoseArgs) -> Result<i32, CliError> {
+    let facts = match Linux::connect() {
+        Ok(linux) => gather(registry, &args, Ok(&linux)).await,
+        Err(e) => gather(registry, &args, Err(e.to_string())).await,
+    };
     let findings = checks::findings(&facts);
     let (text, code) = match args.output {
         Output::Table => {
@@ -72,15 +77,18 @@ pub async fn run(registry: &Registry, args: DiagnoseArgs) -> Result<i32, String>
 }
 
 /// Diagnoses the hosts of lab `name`, each from inside its namespace.
-pub fn run_lab(name: &str, args: &DiagnoseArgs) -> Result<i32, String> {
-    let state = weft_lab::LabState::load(name).map_err(|e| e.to_string())?;
+pub fn run_lab(name: &str, args: &DiagnoseArgs) -> Result<i32, CliError> {
+    let state = weft_lab::LabState::load(name)?;
     let hosts: Vec<u32> = match &args.host {
         Some(h) => vec![weft_lab::topology::host_index(name, h)
             .filter(|i| state.hosts.contains(i))
-            .ok_or_else(|| format!("lab {name} has no host {h}"))?],
+            .ok_or_else(|| CliError::NoLabHost {
+                lab: name.to_owned(),
+                host: h.clone(),
+            })?],
         None => state.hosts.clone(),
     };
-    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let me = std::env::current_exe().map_err(CliError::io("cannot find weftctl itself"))?;
     let mut code = 0;
     for i in hosts {
         let status = Command::new("ip")
@@ -103,13 +111,19 @@ pub fn run_lab(name: &str, args: &DiagnoseArgs) -> Result<i32, String> {
                 Output::Json => "--output=json",
             })
             .status()
-            .map_err(|e| format!("cannot enter host h{i}'s namespace: {e}"))?;
+            .map_err(CliError::io(format!("cannot enter host h{i}'s namespace")))?;
         code = code.max(status.code().unwrap_or(1));
     }
     Ok(code)
 }
 
-async fn gather(registry: &Registry, args: &DiagnoseArgs) -> Facts {
+/// Everything diagnose judges, from the store, the agent and the kernel (`Err` when no
+/// dataplane could be had: the kernel's facts then say why).
+async fn gather(
+    registry: &Registry,
+    args: &DiagnoseArgs,
+    kernel: Result<&dyn Dataplane, String>,
+) -> Facts {
     let mut config = registry.config().await.map_err(|e| e.to_string());
     let (leases, skipped) = match registry.leases().await {
         Ok(snap) => (snap.leases, snap.skipped),
@@ -119,7 +133,6 @@ async fn gather(registry: &Registry, args: &DiagnoseArgs) -> Facts {
             (Vec::new(), Vec::new())
         }
     };
-    let kernel = Kernel::connect().map_err(|e| e.to_string());
     let public_ips = match (args.public_ip, &kernel) {
         (Some(ip), _) => vec![ip],
         (None, Ok(k)) => k
@@ -129,7 +142,7 @@ async fn gather(registry: &Registry, args: &DiagnoseArgs) -> Facts {
             .unwrap_or_default(),
         (None, Err(_)) => Vec::new(),
     };
-    let own = checks::own_lease(&leases, &public_ips).cloned();
+    let own = facts::own_lease(&leases, &public_ips).cloned();
     let (mut expires_in, mut unreachable) = (None, Vec::new());
     if let Some(lease) = &own {
         expires_in = registry.expires_in(lease).await.ok().flatten();
@@ -141,9 +154,9 @@ async fn gather(registry: &Registry, args: &DiagnoseArgs) -> Facts {
                 .unwrap_or_default();
         }
     }
-    let data_plane = match (&config, &own, kernel) {
-        (Ok(cfg), Some(lease), Ok(k)) => data_plane(&k, cfg, lease, &leases).await,
-        (_, _, Err(e)) => Err(e),
+    let data_plane = match (&config, &own, &kernel) {
+        (Ok(cfg), Some(lease), Ok(k)) => data_plane(*k, cfg, lease, &leases).await,
+        (_, _, Err(e)) => Err(e.clone()),
         // Not looked at: the findings stop at the missing config or lease.
         _ => Err("no plan without a config and a lease".into()),
     };
@@ -164,10 +177,11 @@ async fn gather(registry: &Registry, args: &DiagnoseArgs) -> Facts {
         unreachable,
         health: (args.healthz_port != 0)
             .then(|| healthz(SocketAddr::new(args.healthz_ip, args.healthz_port))),
-        forwarding: std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
-            .map(|v| v.trim() == "1")
-            .map_err(|e| format!("cannot read net.ipv4.ip_forward: {e}")),
-        firewall: weft_kernel::nft::table_loaded().map_err(|e| e.to_string()),
+        forwarding: kernel.clone().and_then(|k| {
+            k.forwarding()
+                .map_err(|e| format!("cannot read net.ipv4.ip_forward: {e}"))
+        }),
+        firewall: kernel.and_then(|k| k.firewall_loaded().map_err(|e| e.to_string())),
         subnet_file: (
             args.subnet_file.clone(),
             std::fs::read_to_string(&args.subnet_file).map_err(|e| e.to_string()),
@@ -180,7 +194,7 @@ async fn gather(registry: &Registry, args: &DiagnoseArgs) -> Facts {
 /// The backend's plan for this node, and Weft's objects in the kernel; the first thing
 /// that could not be read or planned, as the reason.
 async fn data_plane(
-    kernel: &Kernel,
+    kernel: &dyn Dataplane,
     cfg: &NetworkConfig,
     lease: &weft_alloc::Lease,
     leases: &[weft_alloc::Lease],
@@ -195,7 +209,7 @@ async fn data_plane(
         tx_checksum_off: false,
         ipip_user_space,
     };
-    let backend = weft_backends::build(cfg, &settings)?;
+    let backend = weft_backends::build(cfg, &settings);
     // The agent's external interface holds its public IP, unless `--public-ip` overrode
     // it; then the default route's interface is the best guess.
     let external = match kernel
@@ -272,5 +286,155 @@ fn healthz(addr: SocketAddr) -> Result<String, String> {
         Ok(body.trim().to_string())
     } else {
         Err(format!("/healthz on {addr}: {status}: {}", body.trim()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Gathering from a fake host and an embedded store: no root, no agent.
+    use std::sync::Arc;
+
+    use weft_alloc::hostfiles::{self, NodeNetwork};
+    use weft_alloc::LeaseAttrs;
+    use weft_kernel::fake::FakeNet;
+    use weft_plan::{FirewallPlan, Route};
+
+    use super::facts::{Finding, Level};
+    use super::*;
+
+    struct Node {
+        fake: FakeNet,
+        registry: Registry,
+        args: DiagnoseArgs,
+        peer_route: Route,
+        _dir: tempfile::TempDir,
+    }
+
+    /// A host-gw node at 192.168.1.1 as the agent leaves it: its lease, a peer's,
+    /// forwarding, the firewall, the peer's route and the subnet file.
+    async fn node() -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let store = weft_store::embedded::EmbeddedStore::open(dir.path().join("s.db")).unwrap();
+        let registry = Registry::new(Arc::new(store), weft_store::DEFAULT_PREFIX);
+        let cfg =
+            NetworkConfig::parse(br#"{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}"#)
+                .unwrap();
+        registry.put_config(&cfg).await.unwrap();
+        let attrs = |ip: &str| LeaseAttrs {
+            public_ip: ip.parse().unwrap(),
+            public_ipv6: None,
+            backend_type: "host-gw".into(),
+            backend_data: serde_json::Value::Null,
+        };
+        let ttl = Duration::from_secs(3600);
+        let own = registry
+            .acquire(&cfg, &attrs("192.168.1.1"), None, ttl)
+            .await
+            .unwrap();
+        let peer = registry
+            .acquire(&cfg, &attrs("192.168.1.2"), None, ttl)
+            .await
+            .unwrap();
+
+        let fake = FakeNet::new();
+        let eth0 = fake.add_interface("eth0", "192.168.1.1/24".parse().unwrap(), 1500, true);
+        let host = fake.host();
+        host.ensure_forwarding().unwrap();
+        host.apply_firewall(&FirewallPlan {
+            network: cfg.network,
+            local_subnet: own.subnet,
+            ip_masq: false,
+            encap: None,
+        })
+        .unwrap();
+        let peer_route = Route::via(peer.subnet, "192.168.1.2".parse().unwrap(), eth0);
+        host.apply_routes(&[peer_route]).await.unwrap();
+        let subnet_file = dir.path().join("subnet.env");
+        let env = hostfiles::render_subnet_env(&NodeNetwork {
+            network: cfg.network,
+            subnet: own.subnet,
+            mtu: 1500,
+            ip_masq: false,
+            gso_max_size: None,
+        });
+        std::fs::write(&subnet_file, env).unwrap();
+        let args = DiagnoseArgs {
+            public_ip: Some("192.168.1.1".parse().unwrap()),
+            subnet_file,
+            healthz_port: 0,
+            bgp_status_file: dir.path().join("bgp.json"),
+            healthz_ip: "127.0.0.1".parse().unwrap(),
+            host: None,
+            output: Output::Table,
+        };
+        Node {
+            fake,
+            registry,
+            args,
+            peer_route,
+            _dir: dir,
+        }
+    }
+
+    fn at(findings: &[Finding], level: Level) -> Vec<String> {
+        findings
+            .iter()
+            .filter(|f| f.level == level)
+            .map(|f| format!("{}: {}", f.what, f.detail))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_node_as_planned_passes_and_drift_is_named() {
+        let n = node().await;
+        let host = n.fake.host();
+        let facts = gather(&n.registry, &n.args, Ok(&host)).await;
+        let findings = checks::findings(&facts);
+        assert!(at(&findings, Level::Fail).is_empty(), "{findings:#?}");
+        assert!(at(&findings, Level::Ok)
+            .iter()
+            .any(|f| f.starts_with("route") || f.starts_with("routes")));
+
+        // Drift by hand: the peer's route is gone.
+        assert!(n.fake.delete_route(n.peer_route.dst));
+        let facts = gather(&n.registry, &n.args, Ok(&host)).await;
+        let fails = at(&checks::findings(&facts), Level::Fail);
+        assert_eq!(
+            fails,
+            [format!(
+                "route: missing: {} via 192.168.1.2 dev eth0",
+                n.peer_route.dst
+            )]
+        );
+    }
+
+    #[tokio::test]
+    async fn diagnose_changes_nothing() {
+        let n = node().await;
+        n.fake.delete_route(n.peer_route.dst);
+        n.fake.clear_journal();
+        let host = n.fake.host();
+        let _ = gather(&n.registry, &n.args, Ok(&host)).await;
+        assert!(n.fake.journal().is_empty(), "{:?}", n.fake.journal());
+        assert!(n.fake.weft_routes().is_empty());
+    }
+
+    #[tokio::test]
+    async fn without_a_kernel_the_store_checks_still_run() {
+        let n = node().await;
+        let facts = gather(&n.registry, &n.args, Err("no netlink here".into())).await;
+        let findings = checks::findings(&facts);
+        assert!(at(&findings, Level::Ok)
+            .iter()
+            .any(|f| f.starts_with("lease")));
+        let fails = at(&findings, Level::Fail);
+        assert!(
+            fails.iter().any(|f| f == "data plane: no netlink here"),
+            "{fails:?}"
+        );
+        assert!(
+            fails.iter().any(|f| f.starts_with("forwarding")),
+            "{fails:?}"
+        );
     }
 }

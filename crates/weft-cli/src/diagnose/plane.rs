@@ -4,32 +4,20 @@
 //! than planned, its sessions and a learned route for every reachable peer.
 
 use weft_alloc::Lease;
-use weft_kernel::iface::LinkInfo;
-use weft_kernel::neigh::{plan_fdb, plan_neighbours};
-use weft_kernel::{Change, Route};
+use weft_plan::iface::LinkInfo;
+use weft_plan::neigh::{plan_fdb, plan_neighbours};
+use weft_plan::{Change, Route};
 
-use super::checks::{Facts, KernelState, Level, Out, Planned};
+use super::facts::{Facts, KernelState, Level, Out, Planned};
 
-fn dev_name(links: &[LinkInfo], index: u32) -> String {
-    links
-        .iter()
-        .find(|l| l.index == index)
-        .map_or_else(|| format!("#{index}"), |l| l.name.clone())
-}
-
+/// A route as `ip route` shows it, with devices by name.
 fn show_route(r: &Route, links: &[LinkInfo]) -> String {
-    if r.is_blackhole() {
-        return format!("blackhole {}", r.dst);
-    }
-    let mut s = r.dst.to_string();
-    if let Some(via) = r.via {
-        s += &format!(" via {via}");
-    }
-    s += &format!(" dev {}", dev_name(links, r.dev));
-    if r.onlink {
-        s += " onlink";
-    }
-    s
+    r.describe(|index| {
+        links
+            .iter()
+            .find(|l| l.index == index)
+            .map(|l| l.name.clone())
+    })
 }
 
 pub(super) fn check(
@@ -63,7 +51,7 @@ pub(super) fn check(
         return check_learned_routes(out, f, lease, kernel);
     };
     let mut drift = 0;
-    for change in weft_kernel::route::plan(&plane.routes, &kernel.routes) {
+    for change in weft_plan::route::plan(&plane.routes, &kernel.routes) {
         drift += 1;
         match change {
             Change::Add(r) => out.add(

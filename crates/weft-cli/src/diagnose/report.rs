@@ -3,7 +3,7 @@
 
 use std::net::Ipv4Addr;
 
-use super::checks::{Finding, Level};
+use super::facts::{Finding, Level};
 
 fn count(findings: &[Finding], level: Level) -> usize {
     findings.iter().filter(|f| f.level == level).count()

@@ -55,12 +55,13 @@ impl std::str::FromStr for IfaceSpec {
 }
 
 /// A link as the kernel reports it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct LinkInfo {
     pub index: u32,
     pub name: String,
     pub mtu: u32,
     pub up: bool,
+    pub mac: Option<crate::MacAddr>,
 }
 
 /// An IPv4 address on a link.
@@ -187,18 +188,21 @@ mod tests {
                 name: "lo".into(),
                 mtu: 65536,
                 up: true,
+                mac: None,
             },
             LinkInfo {
                 index: 2,
                 name: "eth0".into(),
                 mtu: 1500,
                 up: true,
+                mac: None,
             },
             LinkInfo {
                 index: 3,
                 name: "ens4".into(),
                 mtu: 9000,
                 up: true,
+                mac: None,
             },
         ];
         let addrs = vec![

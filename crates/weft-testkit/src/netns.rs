@@ -1,12 +1,9 @@
-//! A network namespace of the test's own, for the kernel tests that need root.
+//! A network namespace of a test's own: `t<pid><tag>`, with `eth0` (192.168.0.1/16)
+//! and its veth peer `eth1`, both up; removed when the test ends, pass or fail.
 
 use std::future::Future;
-use std::os::fd::AsRawFd;
+use std::path::PathBuf;
 use std::process::Command;
-
-extern "C" {
-    fn setns(fd: i32, nstype: i32) -> i32;
-}
 
 /// Removes the namespace when dropped, also when an assertion failed.
 struct Ns(String);
@@ -27,9 +24,8 @@ pub fn sh(args: &[&str]) {
     );
 }
 
-/// Makes namespace `t<pid><tag>` with `eth0` (192.168.0.1/16) and its veth peer `eth1`,
-/// both up, and runs `body` (given the namespace's name) inside it, on a thread of its
-/// own with a current-thread runtime. The namespace goes afterwards, pass or fail.
+/// Makes the namespace and runs `body` (given its name) inside it, on a thread of its
+/// own with a current-thread runtime. Needs root.
 pub fn in_netns<F, Fut>(tag: &str, body: F)
 where
     F: FnOnce(String) -> Fut + Send + 'static,
@@ -37,32 +33,30 @@ where
 {
     let ns = Ns(format!("t{}{tag}", std::process::id() % 100_000));
     sh(&["ip", "netns", "add", &ns.0]);
+    let n = ns.0.as_str();
     sh(&[
-        "ip", "-n", &ns.0, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
+        "ip", "-n", n, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
     ]);
     sh(&[
         "ip",
         "-n",
-        &ns.0,
+        n,
         "addr",
         "add",
         "192.168.0.1/16",
         "dev",
         "eth0",
     ]);
-    sh(&["ip", "-n", &ns.0, "link", "set", "eth0", "up"]);
-    sh(&["ip", "-n", &ns.0, "link", "set", "eth1", "up"]);
-    let file = std::fs::File::open(format!("/run/netns/{}", ns.0)).unwrap();
+    sh(&["ip", "-n", n, "link", "set", "eth0", "up"]);
+    sh(&["ip", "-n", n, "link", "set", "eth1", "up"]);
+    let path = PathBuf::from(format!("/run/netns/{n}"));
     let name = ns.0.clone();
-    std::thread::spawn(move || {
-        // SAFETY: this thread only, into a namespace whose file we hold open.
-        assert_eq!(unsafe { setns(file.as_raw_fd(), 0x4000_0000) }, 0);
+    let ran = weft_kernel::netns::run_in(&path, move || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap()
             .block_on(body(name))
-    })
-    .join()
-    .unwrap();
+    });
+    ran.expect("run the test inside its namespace");
 }

@@ -120,14 +120,7 @@ impl EtcdServer {
             }
         }
         if !detached {
-            // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill etcd
-            // when the thread that started it dies.
-            unsafe {
-                cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
+            weft_kernel::sys::die_with_parent(&mut cmd);
         } else {
             cmd.process_group(0);
         }
@@ -158,12 +151,8 @@ impl EtcdServer {
         };
         let probe = std::thread::spawn(move || -> std::io::Result<bool> {
             if let Some(f) = &ns_file {
-                // SAFETY: setns on a namespace file only affects this thread.
-                if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(f), libc::CLONE_NEWNET) }
-                    != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
+                // Only this probe thread changes namespace.
+                weft_kernel::sys::setns(f)?;
             }
             while Instant::now() < deadline {
                 if std::net::TcpStream::connect_timeout(

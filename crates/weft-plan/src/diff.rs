@@ -1,4 +1,5 @@
-//! The one diff every kernel object goes through: routes, neighbours, FDB entries.
+//! The one diff every kernel object goes through: routes, neighbours, FDB entries,
+//! addresses.
 //!
 //! Objects are keyed (a route by destination, a neighbour by IP, an FDB entry by MAC):
 //! the kernel holds one per key. Equal objects produce no change, which is what makes
@@ -84,6 +85,26 @@ fn sorted_unique<K: Ord, T>(items: impl IntoIterator<Item = (K, T)>) -> Vec<(K, 
     out
 }
 
+/// Why the kernel refused one change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The kernel's error number (`EEXIST`, `ENETUNREACH`, ...).
+    Errno(i32),
+    /// Anything else on the way (a reply that could not be read, a closed socket).
+    Other(String),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Errno(n) => write!(f, "{}", std::io::Error::from_raw_os_error(*n)),
+            Refusal::Other(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for Refusal {}
+
 /// What applying a diff did.
 #[derive(Debug, Clone)]
 pub struct Applied<T> {
@@ -91,7 +112,7 @@ pub struct Applied<T> {
     pub replaced: usize,
     pub removed: usize,
     /// Changes the kernel refused, with its reason; the rest were still applied.
-    pub failed: Vec<(Change<T>, String)>,
+    pub failed: Vec<(Change<T>, Refusal)>,
 }
 
 impl<T> Default for Applied<T> {
@@ -110,9 +131,9 @@ impl<T> Applied<T> {
         self.added + self.replaced + self.removed > 0 || !self.failed.is_empty()
     }
 
-    pub fn record<E: std::fmt::Display>(&mut self, change: Change<T>, result: Result<(), E>) {
+    pub fn record(&mut self, change: Change<T>, result: Result<(), Refusal>) {
         match (&change, result) {
-            (_, Err(e)) => self.failed.push((change, e.to_string())),
+            (_, Err(e)) => self.failed.push((change, e)),
             (Change::Add(_), Ok(())) => self.added += 1,
             (Change::Replace(_), Ok(())) => self.replaced += 1,
             (Change::Remove(_), Ok(())) => self.removed += 1,

@@ -1,0 +1,114 @@
+//! The host around the data plane: the files other programs read (flannel's formats),
+//! forwarding, and the firewall.
+
+use std::sync::atomic::Ordering;
+
+use tracing::{error, info};
+use weft_alloc::hostfiles::{self, NodeNetwork};
+use weft_plan::{Applied, EncapFilter, FirewallPlan};
+
+use super::Agent;
+use crate::error::AgentError;
+
+impl Agent {
+    pub(super) fn node_network(&self) -> NodeNetwork {
+        NodeNetwork {
+            network: self.view.config.network,
+            subnet: self.view.node.lease.subnet,
+            mtu: self.plane.backend.mtu(self.view.node.external.mtu),
+            ip_masq: self.opts.ip_masq,
+            gso_max_size: self.plane.big_tcp,
+        }
+    }
+
+    pub(super) fn write_host_files(&self) -> Result<(), AgentError> {
+        let n = self.node_network();
+        for (path, content) in [
+            (&self.opts.subnet_file, hostfiles::render_subnet_env(&n)),
+            (
+                &self.opts.docker_opts_file,
+                hostfiles::render_docker_opts(&n),
+            ),
+        ] {
+            let wrote =
+                hostfiles::write_atomic(path, &content).map_err(|source| AgentError::HostFile {
+                    path: path.clone(),
+                    source,
+                })?;
+            if wrote {
+                info!(path = %path.display(), mtu = n.mtu, "wrote host file");
+            }
+        }
+        Ok(())
+    }
+
+    /// Forwarding, the iptables FORWARD-DROP workaround and the firewall. Idempotent.
+    pub(super) fn setup_host(&mut self) -> Result<(), AgentError> {
+        if self.dp.ensure_forwarding()? {
+            info!("enabled net.ipv4.ip_forward");
+        }
+        let inserted = self.dp.ensure_iptables_forward(&self.view.config.network)?;
+        if inserted > 0 {
+            info!(
+                rules = inserted,
+                "iptables FORWARD policy is DROP; inserted accept rules for the cluster network"
+            );
+        }
+        self.apply_firewall(true);
+        Ok(())
+    }
+
+    /// What the firewall must do now.
+    fn firewall_plan(&self) -> FirewallPlan {
+        let view = &self.view;
+        let encap = self
+            .plane
+            .backend
+            .encap_port()
+            .filter(|_| self.opts.encap_source_filter)
+            .map(|port| {
+                let mut members: Vec<_> = view.peers.values().map(|l| l.attrs.public_ip).collect();
+                members.push(view.attrs.public_ip);
+                members.sort();
+                members.dedup();
+                EncapFilter { port, members }
+            });
+        FirewallPlan {
+            network: view.config.network,
+            local_subnet: view.node.lease.subnet,
+            ip_masq: self.opts.ip_masq,
+            encap,
+        }
+    }
+
+    /// Loads the nftables table when its plan changed (or when `force`d, which still
+    /// loads nothing if the kernel's table carries the same fingerprint).
+    pub(super) fn apply_firewall(&mut self, force: bool) {
+        let plan = self.firewall_plan();
+        if !force && self.last.firewall.as_ref() == Some(&plan) {
+            return;
+        }
+        match self.dp.apply_firewall(&plan) {
+            Ok(loaded) => {
+                if loaded {
+                    let members = plan.encap.as_ref().map(|e| e.members.len());
+                    info!(table = weft_kernel::nft::TABLE, ip_masq = plan.ip_masq, encap_members = ?members, "loaded nftables rules");
+                }
+                self.last.firewall = Some(plan);
+            }
+            Err(e) => error!(error = %e, "cannot load nftables rules; will retry"),
+        }
+    }
+
+    /// Counts what an applied diff changed; returns whether it changed anything.
+    pub(super) fn count<T>(&self, applied: &Applied<T>) -> bool {
+        let changes = (applied.added + applied.replaced + applied.removed) as u64;
+        self.metrics
+            .kernel_changes
+            .fetch_add(changes, Ordering::Relaxed);
+        self.metrics
+            .kernel_failures
+            .fetch_add(applied.failed.len() as u64, Ordering::Relaxed);
+        applied.changed()
+    }
+}

@@ -1,0 +1,115 @@
+//! The running agent's loop: what wakes it, and how bursts collapse into one reconcile.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use tokio::sync::mpsc;
+use tracing::{debug, error, info, warn};
+use weft_kernel::monitor::KernelEvent;
+use weft_store::Revision;
+
+use super::{Agent, Why};
+use crate::error::AgentError;
+
+impl Agent {
+    /// Follows the store from `revision` on, the kernel's events and the timers until
+    /// `shutdown` completes. Returns only then, or when the store watch ends.
+    pub(super) async fn serve(
+        mut self,
+        revision: Revision,
+        mut kernel_events: mpsc::Receiver<KernelEvent>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), AgentError> {
+        info!(peers = self.view.peers.len().saturating_sub(1), "ready");
+        let watch_prefix = format!("{}/", self.opts.store.etcd_prefix.trim_end_matches('/'));
+        let mut watch = self
+            .registry
+            .store()
+            .watch(&watch_prefix, revision + 1)
+            .await
+            .map_err(|e| AgentError::Watch(Box::new(e)))?;
+        let mut bgp_routes = self.plane.bgp.as_ref().map(|b| b.subscribe());
+        // Session states change without a reconcile; the status file follows every 2 s.
+        let mut bgp_status = tokio::time::interval(Duration::from_secs(2));
+        let mut resync = tokio::time::interval(self.opts.resync_interval);
+        resync.tick().await;
+        let renew_every =
+            (self.opts.subnet_lease_ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        let mut renew = tokio::time::interval(renew_every);
+        renew.tick().await;
+        tokio::pin!(shutdown);
+
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => {
+                    info!("stopping; routes and lease stay in place for the next start");
+                    return Ok(());
+                }
+                event = watch.next() => {
+                    let Some(event) = event else {
+                        error!("store watch ended; the kernel is left as it is");
+                        return Err(AgentError::WatchEnded);
+                    };
+                    let mut dirty = self.on_event(event).await;
+                    // Coalesce a burst of events into one plan.
+                    while let Ok(Some(more)) = tokio::time::timeout(Duration::from_millis(20), watch.next()).await {
+                        dirty |= self.on_event(more).await;
+                    }
+                    if dirty {
+                        self.reconcile(Why::Store).await;
+                    }
+                }
+                event = kernel_events.recv() => {
+                    match event {
+                        Some(KernelEvent::Lost) | None => {
+                            warn!("lost the kernel event monitor; re-reading everything and resubscribing");
+                            kernel_events = self.dp.watch().unwrap_or_else(|e| {
+                                error!(error = %e, "cannot resubscribe to kernel events; relying on the periodic resync");
+                                mpsc::channel(1).1
+                            });
+                        }
+                        Some(ev) => debug!(?ev, "kernel change"),
+                    }
+                    // Let a burst (an interface flap, our own changes) settle, then re-read all.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    while kernel_events.try_recv().is_ok() {}
+                    self.reconcile(Why::Kernel).await;
+                }
+                _ = resync.tick() => {
+                    if let Err(e) = self.setup_host() {
+                        warn!(error = %e, "host setup check failed; will retry");
+                    }
+                    self.reconcile(Why::Resync).await;
+                }
+                _ = renew.tick() => self.renew_if_due().await,
+                _ = bgp_status.tick(), if self.plane.bgp.is_some() => {
+                    if let Some(rt) = self.plane.bgp.as_mut() {
+                        rt.write_status();
+                    }
+                }
+                changed = bgp_change(&mut bgp_routes) => {
+                    if !changed {
+                        bgp_routes = None;
+                    }
+                    // No waiting for a burst to end: the speaker publishes once per burst it
+                    // has taken in, and whatever changes while this plan is applied is
+                    // coalesced by the watch into the next one.
+                    self.reconcile(Why::Learned).await;
+                }
+            }
+        }
+    }
+}
+
+/// Waits for the BGP speaker's learned routes to change (forever without a speaker);
+/// false when the speaker is gone.
+async fn bgp_change(
+    rx: &mut Option<tokio::sync::watch::Receiver<BTreeMap<Ipv4Net, weft_bgp::speaker::Learned>>>,
+) -> bool {
+    match rx.as_mut() {
+        Some(r) => r.changed().await.is_ok(),
+        None => std::future::pending().await,
+    }
+}

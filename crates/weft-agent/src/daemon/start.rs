@@ -1,0 +1,197 @@
+//! Start-up: from options to an agent that holds its lease and has set up the host; and
+//! the side tasks that serve `/healthz` and address claims.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use tracing::{error, info, warn};
+use weft_alloc::registry::RegistryError;
+use weft_alloc::{hostfiles, LeaseAttrs, Registry};
+use weft_backends::NodeContext;
+use weft_kernel::Dataplane;
+use weft_store::Revision;
+
+use super::{settings, with_backoff, Agent, Last, Plane, View};
+use crate::bgp::BgpRuntime;
+use crate::bigtcp;
+use crate::error::AgentError;
+use crate::health::Metrics;
+use crate::options::IpipMode;
+use crate::AgentOptions;
+
+/// Serves `/healthz` and `/metrics` when a port is configured.
+pub(super) fn serve_health(opts: &AgentOptions, metrics: &Arc<Metrics>) {
+    if opts.healthz_port == 0 {
+        return;
+    }
+    let addr = std::net::SocketAddr::new(opts.healthz_ip, opts.healthz_port);
+    let (m, resync) = (metrics.clone(), opts.resync_interval);
+    tokio::spawn(async move {
+        if let Err(e) = crate::health::serve(addr, m, resync).await {
+            error!(%addr, error = %e, "cannot serve /healthz and /metrics");
+        }
+    });
+}
+
+/// Serves the CNI plugin's claims of addresses outside the subnet, when a socket is set.
+pub(super) fn serve_address_claims(agent: &Agent) {
+    if agent.opts.api_socket.as_os_str().is_empty() {
+        return;
+    }
+    let (path, registry) = (agent.opts.api_socket.clone(), agent.registry.clone());
+    let node = agent.view.attrs.public_ip;
+    tokio::spawn(async move {
+        if let Err(e) = crate::api::serve(&path, registry, node).await {
+            error!(socket = %path.display(), error = %e, "cannot serve address claims");
+        }
+    });
+}
+
+impl Agent {
+    /// Connects to the store, claims the subnet and sets up the host; returns the agent
+    /// and the store revision its picture of the leases is consistent at (the watch
+    /// starts right after it). Nothing is planned or applied yet.
+    pub(super) async fn start(
+        opts: AgentOptions,
+        dp: Arc<dyn Dataplane>,
+        metrics: Arc<Metrics>,
+    ) -> Result<(Agent, Revision), AgentError> {
+        let store = with_backoff(
+            &format!("{} unreachable", opts.store.describe()),
+            async || opts.store.connect().await,
+            |e| e.is_transient(),
+        )
+        .await
+        .map_err(|source| AgentError::Store {
+            store: opts.store.describe(),
+            source: Box::new(source),
+        })?;
+        info!(store = %opts.store.describe(), prefix = %opts.store.etcd_prefix, "connected to the store");
+        let registry = Registry::new(store, &opts.store.etcd_prefix);
+
+        let config = with_backoff(
+            "waiting for a valid network config",
+            async || registry.config().await,
+            |_: &RegistryError| true,
+        )
+        .await
+        .expect("retried until valid");
+        info!(network = %config.network, subnet_len = config.subnet_len, backend = %config.backend, "network config");
+
+        let external = dp.external_interface(&opts.iface).await?;
+        let public_ip = opts.public_ip.unwrap_or(external.addr);
+        info!(iface = %external.name, addr = %external.addr, public_ip = %public_ip, mtu = external.mtu, "external interface");
+        let ipip_user_space = opts.ipip_mode == IpipMode::UserSpace;
+        let backend = weft_backends::build(&config, &settings(&opts, public_ip, ipip_user_space));
+        let big_tcp = if opts.big_tcp {
+            bigtcp::check(backend.as_ref())?;
+            bigtcp::enable(dp.as_ref(), &external).await?
+        } else {
+            None
+        };
+
+        let attrs = LeaseAttrs {
+            public_ip,
+            public_ipv6: None,
+            backend_type: backend.kind().name().to_owned(),
+            backend_data: backend.backend_data(),
+        };
+        let previous = std::fs::read_to_string(&opts.subnet_file)
+            .ok()
+            .and_then(|t| hostfiles::subnet_from_env(&t));
+        let lease = with_backoff(
+            "claiming a subnet",
+            async || {
+                registry
+                    .acquire(&config, &attrs, previous, opts.subnet_lease_ttl)
+                    .await
+            },
+            |e| e.is_transient(),
+        )
+        .await
+        .map_err(|e| AgentError::Acquire(Box::new(e)))?;
+        info!(subnet = %lease.subnet, reused = previous == Some(lease.subnet), reservation = lease.is_reservation(), "subnet lease held");
+
+        let snapshot = with_backoff(
+            "listing leases",
+            async || registry.leases().await,
+            |e| e.is_transient(),
+        )
+        .await
+        .map_err(|e| AgentError::Leases(Box::new(e)))?;
+        for s in &snapshot.skipped {
+            warn!(key = %s.key, reason = %s.reason, "skipping unreadable lease");
+        }
+        let mut agent = Agent {
+            view: View {
+                config,
+                attrs,
+                node: NodeContext {
+                    external,
+                    lease,
+                    overlay: None,
+                    learned: Vec::new(),
+                },
+                peers: snapshot.leases.into_iter().map(|l| (l.subnet, l)).collect(),
+                held: BTreeSet::new(),
+            },
+            plane: Plane {
+                backend,
+                ipip_user_space,
+                big_tcp,
+                tunnel: None,
+                bgp: None,
+            },
+            last: Last::default(),
+            registry,
+            dp,
+            metrics,
+            opts,
+        };
+        agent.write_host_files()?;
+        agent.load_addresses().await;
+        agent.start_bgp().await?;
+        // After the leases: the firewall's member list must be whole from its first load.
+        agent.setup_host()?;
+        Ok((agent, snapshot.revision))
+    }
+
+    /// The single addresses held outside subnets, as the store has them now.
+    async fn load_addresses(&mut self) {
+        match self.registry.addresses().await {
+            Ok(claims) => {
+                for (ip, c) in claims {
+                    self.on_address(ip, Some(c));
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot list held addresses; will follow the store watch"),
+        }
+    }
+
+    /// The BGP speaker and its external peers, for the bgp backend.
+    async fn start_bgp(&mut self) -> Result<(), AgentError> {
+        let Some(bgp) = self.plane.backend.bgp() else {
+            return Ok(());
+        };
+        let mut rt = BgpRuntime::start(
+            bgp,
+            self.view.attrs.public_ip,
+            self.opts.bgp_status_file.clone(),
+        )
+        .await
+        .map_err(AgentError::Bgp)?;
+        let prefix = self.registry.bgp_peers_prefix();
+        match self.registry.store().list(&prefix).await {
+            Ok(listing) => {
+                for kv in listing.kvs {
+                    rt.on_put(&kv.key, &kv.value);
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot list external BGP peers; will follow the store watch")
+            }
+        }
+        self.plane.bgp = Some(rt);
+        Ok(())
+    }
+}

@@ -1,0 +1,370 @@
+//! The agent's reconcile against the in-memory dataplane and an embedded store in a
+//! temporary directory: no root, no etcd. Each test starts a real [`Agent`] (store,
+//! config, lease, host setup), changes the store or the fake kernel as the world would,
+//! and checks what the agent made of it.
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use clap::Parser;
+use ipnet::Ipv4Net;
+use weft_alloc::{NetworkConfig, Registry};
+use weft_kernel::fake::{FakeNet, FakeOp, FakeRoute};
+use weft_plan::{Route, RouteKind};
+use weft_store::WatchEvent;
+
+use super::{Agent, Why};
+use crate::health::Metrics;
+use crate::AgentOptions;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    agent: AgentOptions,
+}
+
+fn net(s: &str) -> Ipv4Net {
+    s.parse().unwrap()
+}
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+/// An agent at 192.168.1.1 on `eth0` (192.168.1.0/24) of a fake host, on an embedded
+/// store holding the config `backend`.
+struct Rig {
+    fake: FakeNet,
+    eth0: u32,
+    agent: Agent,
+    registry: Registry,
+    dir: tempfile::TempDir,
+}
+
+impl Rig {
+    async fn new(backend: &str) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = FakeNet::new();
+        let eth0 = fake.add_interface("eth0", net("192.168.1.1/24"), 1500, true);
+        let json = format!(r#"{{"Network":"10.244.0.0/16","Backend":{backend}}}"#);
+        let rig_registry = registry(&dir).await;
+        rig_registry
+            .put_config(&NetworkConfig::parse(json.as_bytes()).unwrap())
+            .await
+            .unwrap();
+        let agent = start(&fake, &dir).await;
+        Rig {
+            fake,
+            eth0,
+            agent,
+            registry: rig_registry,
+            dir,
+        }
+    }
+
+    fn own_subnet(&self) -> Ipv4Net {
+        self.agent.view.node.lease.subnet
+    }
+
+    /// Writes a peer's lease to the store and hands the agent the watch event for it.
+    async fn put_peer(&mut self, subnet: &str, public_ip: &str, backend: &str, data: &str) {
+        let subnet = net(subnet);
+        let key = self.registry.lease_key(&subnet);
+        let value = format!(
+            r#"{{"PublicIP":"{public_ip}","BackendType":"{backend}","BackendData":{data}}}"#
+        );
+        let store = self.registry.store();
+        store.put(&key, value.as_bytes(), None).await.unwrap();
+        let kv = store.get(&key).await.unwrap().unwrap();
+        assert!(
+            self.agent.on_event(WatchEvent::Put(kv)).await,
+            "the plan may change"
+        );
+    }
+
+    async fn delete_peer(&mut self, subnet: &str) {
+        let key = self.registry.lease_key(&net(subnet));
+        let store = self.registry.store();
+        assert!(store.delete(&key).await.unwrap());
+        let event = WatchEvent::Delete { key, revision: 0 };
+        assert!(self.agent.on_event(event).await, "the plan may change");
+    }
+
+    fn route_to(&self, subnet: &str) -> Option<Route> {
+        self.fake
+            .weft_routes()
+            .into_iter()
+            .find(|r| r.dst == net(subnet))
+    }
+
+    fn metric(&self, m: fn(&Metrics) -> &std::sync::atomic::AtomicU64) -> u64 {
+        m(&self.agent.metrics).load(Ordering::Relaxed)
+    }
+}
+
+async fn registry(dir: &tempfile::TempDir) -> Registry {
+    let store = weft_store::embedded::EmbeddedStore::open(dir.path().join("store.db")).unwrap();
+    Registry::new(Arc::new(store), weft_store::DEFAULT_PREFIX)
+}
+
+/// Starts an agent on the fake host, as `weftd` would with these options.
+async fn start(fake: &FakeNet, dir: &tempfile::TempDir) -> Agent {
+    let path = |f: &str| dir.path().join(f).display().to_string();
+    let mut cli = Cli::parse_from([
+        "weftd",
+        "--store-path",
+        &path("store.db"),
+        "--subnet-file",
+        &path("subnet.env"),
+        "--docker-opts-file",
+        &path("docker.env"),
+        "--bgp-status-file",
+        &path("bgp.json"),
+    ]);
+    cli.agent.api_socket = std::path::PathBuf::new();
+    let (agent, _) = Agent::start(cli.agent, Arc::new(fake.host()), Arc::default())
+        .await
+        .expect("agent starts on the fake host");
+    agent
+}
+
+const HOST_GW: &str = r#"{"Type":"host-gw"}"#;
+const NULL: &str = "null";
+
+#[tokio::test]
+async fn start_sets_up_the_host_and_writes_the_subnet_file() {
+    let mut rig = Rig::new(HOST_GW).await;
+    rig.agent.reconcile(Why::Start).await;
+    assert!(rig.fake.forwarding());
+    let fw = rig.fake.firewall().expect("the firewall is loaded");
+    assert_eq!(fw.network, net("10.244.0.0/16"));
+    assert_eq!(fw.local_subnet, rig.own_subnet());
+    let env = std::fs::read_to_string(rig.dir.path().join("subnet.env")).unwrap();
+    assert!(env.contains("FLANNEL_NETWORK=10.244.0.0/16"), "{env}");
+    assert!(rig.fake.weft_routes().is_empty(), "no peers, no routes");
+}
+
+#[tokio::test]
+async fn peer_added_gets_a_route() {
+    let mut rig = Rig::new(HOST_GW).await;
+    rig.agent.reconcile(Why::Start).await;
+    rig.put_peer("10.244.200.0/24", "192.168.1.2", "host-gw", NULL)
+        .await;
+    rig.agent.reconcile(Why::Store).await;
+    assert_eq!(
+        rig.route_to("10.244.200.0/24"),
+        Some(Route::via(
+            net("10.244.200.0/24"),
+            ip("192.168.1.2"),
+            rig.eth0
+        ))
+    );
+    // A peer off the segment gets no route, and is reported, not routed into nowhere.
+    rig.put_peer("10.244.201.0/24", "172.16.0.9", "host-gw", NULL)
+        .await;
+    rig.agent.reconcile(Why::Store).await;
+    assert_eq!(rig.route_to("10.244.201.0/24"), None);
+    assert_eq!(rig.agent.last.unreachable.len(), 1);
+    assert_eq!(rig.metric(|m| &m.unreachable_peers), 1);
+}
+
+#[tokio::test]
+async fn peer_removed_loses_its_route() {
+    let mut rig = Rig::new(HOST_GW).await;
+    rig.put_peer("10.244.200.0/24", "192.168.1.2", "host-gw", NULL)
+        .await;
+    rig.put_peer("10.244.201.0/24", "192.168.1.3", "host-gw", NULL)
+        .await;
+    rig.agent.reconcile(Why::Start).await;
+    assert_eq!(rig.fake.weft_routes().len(), 2);
+    rig.delete_peer("10.244.200.0/24").await;
+    rig.agent.reconcile(Why::Store).await;
+    assert_eq!(rig.route_to("10.244.200.0/24"), None);
+    assert!(
+        rig.route_to("10.244.201.0/24").is_some(),
+        "the other peer keeps its"
+    );
+}
+
+#[tokio::test]
+async fn peer_moved_has_its_route_replaced_in_place() {
+    let mut rig = Rig::new(HOST_GW).await;
+    rig.put_peer("10.244.200.0/24", "192.168.1.2", "host-gw", NULL)
+        .await;
+    rig.agent.reconcile(Why::Start).await;
+    rig.fake.clear_journal();
+    rig.put_peer("10.244.200.0/24", "192.168.1.9", "host-gw", NULL)
+        .await;
+    rig.agent.reconcile(Why::Store).await;
+    let moved = Route::via(net("10.244.200.0/24"), ip("192.168.1.9"), rig.eth0);
+    assert_eq!(rig.route_to("10.244.200.0/24"), Some(moved));
+    assert_eq!(
+        rig.fake.journal(),
+        [format!("replace route {moved}")],
+        "one atomic replacement, nothing removed first"
+    );
+}
+
+#[tokio::test]
+async fn kernel_drift_is_repaired_and_only_weft_s_routes_are_touched() {
+    let mut rig = Rig::new(HOST_GW).await;
+    rig.put_peer("10.244.200.0/24", "192.168.1.2", "host-gw", NULL)
+        .await;
+    rig.agent.reconcile(Why::Start).await;
+    let planned = rig.route_to("10.244.200.0/24").unwrap();
+    assert_eq!(rig.metric(|m| &m.repairs), 0);
+
+    // Someone deletes Weft's route, adds a stale one with Weft's mark, and a route of
+    // their own without it.
+    assert!(rig.fake.delete_route(planned.dst));
+    let stale = Route::via(net("10.244.99.0/24"), ip("192.168.1.99"), rig.eth0);
+    rig.fake.put_weft_route(stale);
+    let theirs = Route::via(net("172.20.0.0/16"), ip("192.168.1.254"), rig.eth0);
+    weft_kernel::Dataplane::add_route(&rig.fake.host(), &theirs)
+        .await
+        .unwrap();
+    rig.agent.reconcile(Why::Kernel).await;
+    assert_eq!(rig.fake.weft_routes(), [planned]);
+    assert!(rig.fake.routes().contains(&FakeRoute {
+        route: theirs,
+        weft: false
+    }));
+    assert_eq!(rig.metric(|m| &m.repairs), 1);
+
+    // Nothing drifted: a resync changes nothing.
+    rig.fake.clear_journal();
+    rig.agent.reconcile(Why::Resync).await;
+    assert!(rig.fake.journal().is_empty(), "{:?}", rig.fake.journal());
+    assert_eq!(rig.metric(|m| &m.repairs), 1);
+}
+
+#[tokio::test]
+async fn a_kernel_refusal_leaves_the_rest_applied_and_is_retried() {
+    let mut rig = Rig::new(HOST_GW).await;
+    rig.agent.reconcile(Why::Start).await;
+    rig.fake.refuse_route(net("10.244.201.0/24"), libc::EINVAL);
+    rig.put_peer("10.244.200.0/24", "192.168.1.2", "host-gw", NULL)
+        .await;
+    rig.put_peer("10.244.201.0/24", "192.168.1.3", "host-gw", NULL)
+        .await;
+    rig.agent.reconcile(Why::Store).await;
+    assert!(rig.route_to("10.244.200.0/24").is_some());
+    assert_eq!(rig.route_to("10.244.201.0/24"), None);
+    assert_eq!(rig.metric(|m| &m.kernel_failures), 1);
+    assert!(
+        rig.agent.last.routes_in_kernel.is_none(),
+        "a plan the kernel did not take in full is no base for a delta"
+    );
+    // The kernel takes it at the next resync.
+    rig.fake.accept_route(net("10.244.201.0/24"));
+    rig.agent.reconcile(Why::Resync).await;
+    assert!(rig.route_to("10.244.201.0/24").is_some());
+    assert!(rig.agent.last.routes_in_kernel.is_some());
+}
+
+#[tokio::test]
+async fn a_kernel_that_cannot_be_read_keeps_every_route() {
+    let mut rig = Rig::new(HOST_GW).await;
+    rig.put_peer("10.244.200.0/24", "192.168.1.2", "host-gw", NULL)
+        .await;
+    rig.agent.reconcile(Why::Start).await;
+    let before = rig.fake.routes();
+    rig.fake.fail(FakeOp::ReadRoutes, libc::ENOBUFS);
+    rig.delete_peer("10.244.200.0/24").await;
+    rig.agent.reconcile(Why::Store).await;
+    assert_eq!(rig.fake.routes(), before, "nothing changed blind");
+    rig.fake.heal(FakeOp::ReadRoutes);
+    rig.agent.reconcile(Why::Resync).await;
+    assert!(rig.fake.weft_routes().is_empty());
+}
+
+#[tokio::test]
+async fn backend_change_moves_routes_between_encapsulated_and_direct() {
+    let mut rig = Rig::new(r#"{"Type":"vxlan"}"#).await;
+    let mac = "0a:00:00:00:00:02";
+    let data = format!(r#"{{"VNI":1,"VtepMAC":"{mac}"}}"#);
+    rig.put_peer("10.244.200.0/24", "192.168.1.2", "vxlan", &data)
+        .await;
+    rig.agent.reconcile(Why::Start).await;
+    let dev = rig
+        .fake
+        .link("weft.1")
+        .expect("the VXLAN device")
+        .info
+        .index;
+    let dst = net("10.244.200.0/24");
+    assert_eq!(
+        rig.route_to("10.244.200.0/24"),
+        Some(Route::onlink(dst, ip("10.244.200.0"), dev))
+    );
+    assert_eq!(rig.fake.fdb(dev).len(), 1);
+    assert_eq!(rig.fake.neighbours_in(None, dev).len(), 1);
+
+    // DirectRouting on: the peer shares the segment, so a plain route replaces the
+    // encapsulated one, and its neighbour and FDB entries go.
+    let cfg = br#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","DirectRouting":true}}"#;
+    assert!(rig.agent.on_config(cfg));
+    rig.agent.reconcile(Why::Store).await;
+    let route = rig.route_to("10.244.200.0/24").unwrap();
+    assert_eq!(
+        route.kind,
+        RouteKind::Via {
+            gateway: ip("192.168.1.2"),
+            dev: rig.eth0
+        }
+    );
+    assert!(rig.fake.fdb(dev).is_empty());
+    assert!(rig.fake.neighbours_in(None, dev).is_empty());
+
+    // A config that would need a restart (another backend) is not taken.
+    assert!(!rig
+        .agent
+        .on_config(br#"{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}"#));
+    assert!(!rig.agent.on_config(b"{not json"));
+}
+
+#[tokio::test]
+async fn a_removed_overlay_device_is_made_again_with_its_entries() {
+    let mut rig = Rig::new(r#"{"Type":"vxlan"}"#).await;
+    let data = r#"{"VNI":1,"VtepMAC":"0a:00:00:00:00:02"}"#;
+    rig.put_peer("10.244.200.0/24", "192.168.1.2", "vxlan", data)
+        .await;
+    rig.agent.reconcile(Why::Start).await;
+    assert!(rig.fake.delete_link("weft.1"));
+    assert!(rig.fake.weft_routes().is_empty(), "its routes went with it");
+    rig.agent.reconcile(Why::Kernel).await;
+    let dev = rig.fake.link("weft.1").expect("made again").info.index;
+    assert_eq!(
+        rig.fake.addresses_in(None, dev),
+        [Ipv4Net::new(rig.own_subnet().network(), 32).unwrap()]
+    );
+    assert!(rig.route_to("10.244.200.0/24").is_some());
+    assert_eq!(rig.fake.fdb(dev).len(), 1);
+    assert_eq!(rig.metric(|m| &m.repairs), 1);
+
+    // Without the device nothing else is touched.
+    rig.fake.fail(FakeOp::Overlay, libc::EPERM);
+    rig.fake.clear_journal();
+    rig.agent.reconcile(Why::Resync).await;
+    assert!(rig.fake.journal().is_empty());
+}
+
+#[tokio::test]
+async fn a_restart_on_an_unchanged_host_changes_nothing() {
+    let mut rig = Rig::new(r#"{"Type":"vxlan"}"#).await;
+    let data = r#"{"VNI":1,"VtepMAC":"0a:00:00:00:00:02"}"#;
+    rig.put_peer("10.244.200.0/24", "192.168.1.2", "vxlan", data)
+        .await;
+    rig.agent.reconcile(Why::Start).await;
+    let subnet = rig.own_subnet();
+    drop(rig.agent);
+    rig.fake.clear_journal();
+    let mut again = start(&rig.fake, &rig.dir).await;
+    again.reconcile(Why::Start).await;
+    assert_eq!(
+        again.view.node.lease.subnet, subnet,
+        "the same subnet again"
+    );
+    assert!(rig.fake.journal().is_empty(), "{:?}", rig.fake.journal());
+}

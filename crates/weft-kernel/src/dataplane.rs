@@ -1,0 +1,291 @@
+//! The one southbound boundary: everything Weft asks of a host's network stack.
+//!
+//! Decision code (the agent's reconcile, `weftctl diagnose`, the CNI plugin's attach)
+//! computes values from [`weft_plan`] and hands them to a [`Dataplane`]; it never builds
+//! a netlink message. Two implementations: [`crate::linux::Linux`] (rtnetlink, nftables,
+//! `/proc/sys`) and [`crate::fake::FakeNet`], an in-memory host that records state and
+//! can be told to refuse, so the decision code is tested without root.
+//!
+//! Methods are grouped by kernel object, as the Linux implementation's files are: links,
+//! addresses, routes, neighbours and FDB entries, sysctls and the firewall, offloads,
+//! events. Reads return what Weft needs as plan values; writes are idempotent where the
+//! object has a natural identity (`ensure_*`, `apply_*`), plain otherwise (`add_*`).
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use ipnet::Ipv4Net;
+use tokio::sync::mpsc;
+use weft_plan::iface::{self, AddrInfo, ExternalInterface, IfaceSpec, LinkInfo};
+use weft_plan::neigh::{plan_fdb, plan_neighbours};
+use weft_plan::route::{plan, RouteChange};
+use weft_plan::{
+    Applied, Change, FdbEntry, FirewallPlan, LinkOutcome, MacAddr, Neighbour, OverlaySpec, Route,
+};
+
+use crate::error::KernelError;
+use crate::monitor::KernelEvent;
+
+/// What one route reconciliation did, and how long it took.
+#[derive(Debug, Default, Clone)]
+pub struct ApplyReport {
+    pub applied: Applied<Route>,
+    pub elapsed: Duration,
+}
+
+impl ApplyReport {
+    pub fn changed(&self) -> bool {
+        self.applied.changed()
+    }
+}
+
+/// A veth pair whose peer is made directly inside another namespace under its final name
+/// (the CNI plugin's container link): nothing with a temporary name is ever visible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VethPair {
+    /// The host side's name.
+    pub host: String,
+    /// The host side's MAC, when it must be fixed (routed mode's `ee:ee:ee:ee:ee:ee`).
+    pub host_mac: Option<MacAddr>,
+    /// The peer's name inside `peer_netns`.
+    pub peer: String,
+    pub peer_netns: PathBuf,
+    pub mtu: u32,
+    /// BIG TCP: the IPv4 GSO/GRO limit both sides are made with.
+    pub gso_max_size: Option<u32>,
+}
+
+/// A change to an existing link's state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkUpdate {
+    pub up: bool,
+    /// Make it a port of this bridge.
+    pub controller: Option<u32>,
+}
+
+/// A per-link setting under `/proc/sys` or `/sys` that the CNI plugin turns on.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LinkSetting {
+    /// `net.ipv4.conf.DEV.proxy_arp = 1`: the host answers the container's ARP for any
+    /// address (routed mode).
+    ProxyArp(String),
+    /// `net.ipv4.neigh.DEV.proxy_delay = 0`: and answers at once.
+    ProxyDelayZero(String),
+    /// The bridge port reflects frames back to where they came from (hairpin mode).
+    Hairpin(String),
+}
+
+/// Everything Weft does to a host's network stack. See the module's documentation.
+#[async_trait]
+pub trait Dataplane: Send + Sync {
+    // ---- links ----
+
+    /// Every link, with index, name, MTU, state and MAC.
+    async fn links(&self) -> Result<Vec<LinkInfo>, KernelError>;
+
+    /// A link by name, if it exists.
+    async fn link(&self, name: &str) -> Result<Option<LinkInfo>, KernelError>;
+
+    /// Makes the overlay device match `spec`: created if missing (a TUN device must
+    /// already be open: its tunnel makes it), recreated if a property that cannot change
+    /// in place differs, else adjusted in place; then its one address. Fails with
+    /// [`KernelError::Unsupported`] when the kernel lacks the link type.
+    async fn ensure_overlay(&self, spec: &OverlaySpec) -> Result<(u32, LinkOutcome), KernelError>;
+
+    /// Makes the bridge `name` exist and be up; returns it.
+    async fn ensure_bridge(&self, name: &str, mtu: u32) -> Result<LinkInfo, KernelError>;
+
+    /// Creates a veth pair; [`KernelError::Exists`] when either name is taken.
+    async fn add_veth(&self, pair: &VethPair) -> Result<(), KernelError>;
+
+    async fn set_link(&self, index: u32, update: LinkUpdate) -> Result<(), KernelError>;
+
+    /// Deletes a link; one already gone is fine.
+    async fn del_link(&self, index: u32) -> Result<(), KernelError>;
+
+    // ---- addresses ----
+
+    /// Every IPv4 address, with its link.
+    async fn ipv4_addresses(&self) -> Result<Vec<AddrInfo>, KernelError>;
+
+    /// Adds an address to a link; one already there is fine.
+    async fn ensure_address(&self, index: u32, address: Ipv4Net) -> Result<(), KernelError>;
+
+    // ---- routes ----
+
+    /// The output interface of the main table's IPv4 default route, if any.
+    async fn default_route_dev(&self) -> Result<Option<u32>, KernelError>;
+
+    /// Weft's routes in the main table: those with protocol [`weft_plan::WEFT_PROTO`].
+    async fn weft_routes(&self) -> Result<Vec<Route>, KernelError>;
+
+    /// Applies route changes with Weft's mark; a change the kernel refuses is reported
+    /// in [`Applied::failed`] and the rest still apply.
+    async fn apply_route_changes(
+        &self,
+        changes: Vec<RouteChange>,
+    ) -> Result<Applied<Route>, KernelError>;
+
+    /// Adds one route *without* Weft's mark: it belongs to an attachment (a container's
+    /// /32 on its veth, a container's own routes) and goes with its link, so the agent's
+    /// route reconcile must never see it as its own.
+    async fn add_route(&self, route: &Route) -> Result<(), KernelError>;
+
+    // ---- neighbours and FDB entries ----
+
+    /// Permanent IPv4 neighbour entries on a link.
+    async fn neighbours(&self, index: u32) -> Result<Vec<Neighbour>, KernelError>;
+
+    /// FDB entries (MAC to remote VTEP) on a VXLAN link.
+    async fn fdb(&self, index: u32) -> Result<Vec<FdbEntry>, KernelError>;
+
+    async fn apply_neighbour_changes(
+        &self,
+        index: u32,
+        changes: Vec<Change<Neighbour>>,
+    ) -> Result<Applied<Neighbour>, KernelError>;
+
+    async fn apply_fdb_changes(
+        &self,
+        index: u32,
+        changes: Vec<Change<FdbEntry>>,
+    ) -> Result<Applied<FdbEntry>, KernelError>;
+
+    // ---- sysctls and the firewall ----
+
+    /// Whether IPv4 forwarding is on.
+    fn forwarding(&self) -> Result<bool, KernelError>;
+
+    /// Turns IPv4 forwarding on; whether it changed anything.
+    fn ensure_forwarding(&self) -> Result<bool, KernelError>;
+
+    fn set_link_setting(&self, setting: &LinkSetting) -> Result<(), KernelError>;
+
+    /// Loads the firewall table for `plan` unless the loaded one is the same; whether
+    /// it loaded.
+    fn apply_firewall(&self, plan: &FirewallPlan) -> Result<bool, KernelError>;
+
+    /// Whether Weft's firewall table is loaded.
+    fn firewall_loaded(&self) -> Result<bool, KernelError>;
+
+    /// Where iptables' FORWARD policy is DROP (Docker sets it), accept rules for the
+    /// cluster network; how many were inserted.
+    fn ensure_iptables_forward(&self, network: &Ipv4Net) -> Result<usize, KernelError>;
+
+    // ---- offloads ----
+
+    /// Raises (or lowers) a link's IPv4 GSO and GRO limits to `wanted`, capped by what
+    /// the device can segment. The limit in force afterwards; `None` when the kernel
+    /// reports none (too old for BIG TCP).
+    async fn ensure_big_tcp(&self, index: u32, wanted: u32) -> Result<Option<u32>, KernelError>;
+
+    // ---- events and namespaces ----
+
+    /// Starts listening for changes to what Weft owns (see [`crate::monitor`]).
+    fn watch(&self) -> Result<mpsc::Receiver<KernelEvent>, KernelError>;
+
+    /// The same host's view from inside another network namespace (a container's).
+    fn enter(&self, netns: &Path) -> Result<Box<dyn Dataplane>, KernelError>;
+
+    // ---- built from the above ----
+
+    /// Chooses the external interface (see [`iface::choose`]).
+    async fn external_interface(
+        &self,
+        specs: &[IfaceSpec],
+    ) -> Result<ExternalInterface, KernelError> {
+        let (links, addrs, dev) = (
+            self.links().await?,
+            self.ipv4_addresses().await?,
+            self.default_route_dev().await?,
+        );
+        Ok(iface::choose(specs, &links, &addrs, dev)?)
+    }
+
+    /// A link's index by name, if it exists.
+    async fn link_index(&self, name: &str) -> Result<Option<u32>, KernelError> {
+        Ok(self.link(name).await?.map(|l| l.index))
+    }
+
+    /// The IPv4 addresses of one link.
+    async fn addresses_of(&self, index: u32) -> Result<Vec<Ipv4Net>, KernelError> {
+        Ok(self
+            .ipv4_addresses()
+            .await?
+            .into_iter()
+            .filter(|a| a.index == index)
+            .filter_map(|a| Ipv4Net::new(a.addr, a.prefix_len).ok())
+            .collect())
+    }
+
+    /// Makes Weft's routes equal to `desired`, changing only the difference.
+    async fn apply_routes(&self, desired: &[Route]) -> Result<ApplyReport, KernelError> {
+        let start = Instant::now();
+        let changes = plan(desired, &self.weft_routes().await?);
+        let applied = self.apply_route_changes(changes).await?;
+        Ok(ApplyReport {
+            applied,
+            elapsed: start.elapsed(),
+        })
+    }
+
+    /// Turns `previous`, a plan the kernel was last seen to hold in full, into `desired`
+    /// without reading the kernel's routes first. For a stream of learned routes: reading
+    /// 10,000 routes back before each burst would cost more than the burst. A change the
+    /// kernel refuses here (someone else's edit) shows as failed, and the caller goes
+    /// back to [`Dataplane::apply_routes`].
+    async fn apply_route_delta(
+        &self,
+        desired: &[Route],
+        previous: &[Route],
+    ) -> Result<ApplyReport, KernelError> {
+        let start = Instant::now();
+        let applied = self.apply_route_changes(plan(desired, previous)).await?;
+        Ok(ApplyReport {
+            applied,
+            elapsed: start.elapsed(),
+        })
+    }
+
+    /// Makes the permanent neighbours on `index` equal to `desired`.
+    async fn apply_neighbours(
+        &self,
+        index: u32,
+        desired: &[Neighbour],
+    ) -> Result<Applied<Neighbour>, KernelError> {
+        let changes = plan_neighbours(desired, &self.neighbours(index).await?);
+        self.apply_neighbour_changes(index, changes).await
+    }
+
+    /// Makes the FDB entries on `index` equal to `desired`.
+    async fn apply_fdb(
+        &self,
+        index: u32,
+        desired: &[FdbEntry],
+    ) -> Result<Applied<FdbEntry>, KernelError> {
+        let changes = plan_fdb(desired, &self.fdb(index).await?);
+        self.apply_fdb_changes(index, changes).await
+    }
+
+    /// Adds one permanent neighbour entry (a container's entry for its fixed gateway).
+    async fn add_neighbour(&self, index: u32, n: Neighbour) -> Result<(), KernelError> {
+        let applied = self
+            .apply_neighbour_changes(index, vec![Change::Add(n)])
+            .await?;
+        match applied.failed.into_iter().next() {
+            Some((_, refusal)) => Err(KernelError::Refused {
+                op: "add neighbour",
+                refusal,
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The address an interface's gateway route needs: `gateway` itself as a host route
+/// (routed mode's `169.254.1.1`, which no connected network covers).
+pub fn host_route(gateway: Ipv4Addr, dev: u32) -> Route {
+    Route::device(Ipv4Net::from(gateway), dev)
+}

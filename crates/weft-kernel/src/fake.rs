@@ -1,0 +1,1079 @@
+//! An in-memory host for testing decision code without root: [`FakeNet`] keeps links,
+//! addresses, routes, neighbour and FDB entries, settings and the firewall of each
+//! network namespace it is asked about, answers like the kernel (a duplicate route is
+//! `EEXIST`, a gateway off every connected network `ENETUNREACH`, a missing device
+//! `ENODEV`), and can be told to refuse an operation or a single route.
+//!
+//! A test holds the [`FakeNet`] and hands [`FakeNet::host`] (or a namespace's view) to
+//! the code under test as its [`Dataplane`]; it then reads the state back, or changes it
+//! behind the code's back as an operator would.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use ipnet::Ipv4Net;
+use tokio::sync::mpsc;
+use weft_plan::iface::{AddrInfo, LinkInfo};
+use weft_plan::link::{must_recreate, VxlanState};
+use weft_plan::route::RouteChange;
+use weft_plan::{
+    Applied, Change, FdbEntry, FirewallPlan, LinkOutcome, MacAddr, Neighbour, OverlaySpec, Refusal,
+    Route, RouteKind,
+};
+
+use crate::dataplane::{Dataplane, LinkSetting, LinkUpdate, VethPair};
+use crate::error::KernelError;
+use crate::monitor::KernelEvent;
+use crate::sysctl::setting_file;
+
+/// An operation the fake can be told to refuse (see [`FakeNet::fail`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FakeOp {
+    ReadLinks,
+    ReadAddresses,
+    ReadRoutes,
+    ReadNeighbours,
+    ReadFdb,
+    /// Creating or changing an overlay device.
+    Overlay,
+    Bridge,
+    Veth,
+    SetLink,
+    Address,
+    /// Adding a route without Weft's mark.
+    AddRoute,
+    /// Applying a batch of Weft's routes (the whole batch fails, not single changes).
+    RouteBatch,
+    Neighbour,
+    Sysctl,
+    Firewall,
+    Watch,
+}
+
+/// What kind of link a fake link is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FakeLinkKind {
+    /// A link the test made (an external interface).
+    Device,
+    Bridge,
+    Veth {
+        peer: String,
+    },
+    Vxlan(VxlanState),
+    Ipip {
+        local: Ipv4Addr,
+    },
+    Tun,
+}
+
+#[derive(Debug, Clone)]
+pub struct FakeLink {
+    pub info: LinkInfo,
+    pub kind: FakeLinkKind,
+    pub controller: Option<u32>,
+    pub gso_max_size: Option<u32>,
+}
+
+/// One route in a fake namespace, and whether it carries Weft's mark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FakeRoute {
+    pub route: Route,
+    pub weft: bool,
+}
+
+#[derive(Debug, Default)]
+struct Namespace {
+    links: BTreeMap<u32, FakeLink>,
+    addresses: Vec<AddrInfo>,
+    routes: BTreeMap<Ipv4Net, FakeRoute>,
+    default_dev: Option<u32>,
+    neighbours: BTreeMap<(u32, Ipv4Addr), MacAddr>,
+    fdb: BTreeMap<(u32, MacAddr), Ipv4Addr>,
+    settings: BTreeMap<String, String>,
+    forwarding: bool,
+    firewall: Option<FirewallPlan>,
+}
+
+#[derive(Debug, Default)]
+struct World {
+    /// `None`: the host's own namespace.
+    namespaces: BTreeMap<Option<PathBuf>, Namespace>,
+    next_index: u32,
+    failures: BTreeMap<FakeOp, Refusal>,
+    refused_routes: BTreeMap<Ipv4Net, i32>,
+    unsupported: BTreeSet<&'static str>,
+    /// Every change made through a dataplane (not by the test), in order.
+    journal: Vec<String>,
+    events: Option<mpsc::Sender<KernelEvent>>,
+}
+
+/// An in-memory host. Cloning shares it.
+#[derive(Debug, Clone, Default)]
+pub struct FakeNet(Arc<Mutex<World>>);
+
+/// One namespace's view of a [`FakeNet`]: what the code under test holds.
+#[derive(Debug, Clone)]
+pub struct FakeDataplane {
+    net: FakeNet,
+    ns: Option<PathBuf>,
+}
+
+fn refused(op: &'static str, errno: i32) -> KernelError {
+    KernelError::Refused {
+        op,
+        refusal: Refusal::Errno(errno),
+    }
+}
+
+impl FakeNet {
+    pub fn new() -> FakeNet {
+        FakeNet::default()
+    }
+
+    fn world(&self) -> MutexGuard<'_, World> {
+        self.0.lock().expect("fake world lock")
+    }
+
+    /// The host namespace's view, to hand to the code under test.
+    pub fn host(&self) -> FakeDataplane {
+        self.view(None)
+    }
+
+    /// Another namespace's view (made on first use).
+    pub fn namespace(&self, path: &Path) -> FakeDataplane {
+        self.view(Some(path.to_owned()))
+    }
+
+    fn view(&self, ns: Option<PathBuf>) -> FakeDataplane {
+        self.world().namespaces.entry(ns.clone()).or_default();
+        FakeDataplane {
+            net: self.clone(),
+            ns,
+        }
+    }
+
+    // ---- setting the scene, and changing it as an operator would ----
+
+    /// Adds an up link of the test's own (an external interface) with an address; if
+    /// `default` it carries the default route. Returns its index.
+    pub fn add_interface(&self, name: &str, address: Ipv4Net, mtu: u32, default: bool) -> u32 {
+        let mut w = self.world();
+        let index = w.new_index();
+        let ns = w.ns(&None);
+        ns.links.insert(
+            index,
+            FakeLink {
+                info: LinkInfo {
+                    index,
+                    name: name.into(),
+                    mtu,
+                    up: true,
+                    mac: None,
+                },
+                kind: FakeLinkKind::Device,
+                controller: None,
+                gso_max_size: None,
+            },
+        );
+        ns.addresses.push(AddrInfo {
+            index,
+            addr: address.addr(),
+            prefix_len: address.prefix_len(),
+        });
+        if default {
+            ns.default_dev = Some(index);
+        }
+        index
+    }
+
+    /// Refuses `op` with `errno` until [`FakeNet::heal`].
+    pub fn fail(&self, op: FakeOp, errno: i32) {
+        self.world().failures.insert(op, Refusal::Errno(errno));
+    }
+
+    pub fn heal(&self, op: FakeOp) {
+        self.world().failures.remove(&op);
+    }
+
+    /// Refuses every change to the route for `dst` with `errno`; the rest still apply.
+    pub fn refuse_route(&self, dst: Ipv4Net, errno: i32) {
+        self.world().refused_routes.insert(dst, errno);
+    }
+
+    pub fn accept_route(&self, dst: Ipv4Net) {
+        self.world().refused_routes.remove(&dst);
+    }
+
+    /// The kernel has no module for this link kind (`"ipip"`).
+    pub fn without(&self, kind: &'static str) {
+        self.world().unsupported.insert(kind);
+    }
+
+    /// Deletes a route by hand, as an operator would; whether there was one.
+    pub fn delete_route(&self, dst: Ipv4Net) -> bool {
+        self.world().ns(&None).routes.remove(&dst).is_some()
+    }
+
+    /// Adds a Weft-marked route by hand (someone else's stale entry).
+    pub fn put_weft_route(&self, route: Route) {
+        self.world()
+            .ns(&None)
+            .routes
+            .insert(route.dst, FakeRoute { route, weft: true });
+    }
+
+    pub fn delete_neighbour(&self, index: u32, ip: Ipv4Addr) -> bool {
+        self.world()
+            .ns(&None)
+            .neighbours
+            .remove(&(index, ip))
+            .is_some()
+    }
+
+    /// Deletes a link by hand (with its addresses, routes and entries).
+    pub fn delete_link(&self, name: &str) -> bool {
+        let mut w = self.world();
+        let ns = w.ns(&None);
+        let Some(index) = ns.index_of(name) else {
+            return false;
+        };
+        ns.remove_link(index);
+        true
+    }
+
+    /// Sends a kernel event to whoever watches.
+    pub fn notify(&self, event: KernelEvent) {
+        if let Some(tx) = &self.world().events {
+            let _ = tx.try_send(event);
+        }
+    }
+
+    // ---- reading the state back ----
+
+    /// Every route in the host namespace.
+    pub fn routes(&self) -> Vec<FakeRoute> {
+        self.routes_in(None)
+    }
+
+    pub fn routes_in(&self, ns: Option<&Path>) -> Vec<FakeRoute> {
+        self.world()
+            .ns(&ns.map(Path::to_owned))
+            .routes
+            .values()
+            .copied()
+            .collect()
+    }
+
+    /// Weft's routes in the host namespace.
+    pub fn weft_routes(&self) -> Vec<Route> {
+        self.routes()
+            .into_iter()
+            .filter(|r| r.weft)
+            .map(|r| r.route)
+            .collect()
+    }
+
+    pub fn link(&self, name: &str) -> Option<FakeLink> {
+        self.link_in(None, name)
+    }
+
+    pub fn link_in(&self, ns: Option<&Path>, name: &str) -> Option<FakeLink> {
+        let mut w = self.world();
+        let ns = w.ns(&ns.map(Path::to_owned));
+        let index = ns.index_of(name)?;
+        ns.links.get(&index).cloned()
+    }
+
+    pub fn links_in(&self, ns: Option<&Path>) -> Vec<FakeLink> {
+        self.world()
+            .ns(&ns.map(Path::to_owned))
+            .links
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn addresses_in(&self, ns: Option<&Path>, index: u32) -> Vec<Ipv4Net> {
+        self.world().ns(&ns.map(Path::to_owned)).addresses_of(index)
+    }
+
+    pub fn neighbours_in(&self, ns: Option<&Path>, index: u32) -> Vec<Neighbour> {
+        self.world()
+            .ns(&ns.map(Path::to_owned))
+            .neighbours_of(index)
+    }
+
+    pub fn fdb(&self, index: u32) -> Vec<FdbEntry> {
+        self.world().ns(&None).fdb_of(index)
+    }
+
+    /// A `/proc/sys` or `/sys` file's value as last written.
+    pub fn setting(&self, file: &str) -> Option<String> {
+        self.world().ns(&None).settings.get(file).cloned()
+    }
+
+    pub fn forwarding(&self) -> bool {
+        self.world().ns(&None).forwarding
+    }
+
+    pub fn firewall(&self) -> Option<FirewallPlan> {
+        self.world().ns(&None).firewall.clone()
+    }
+
+    /// Every change the code under test made, in order (`"add route 10.244.2.0/24 ..."`).
+    pub fn journal(&self) -> Vec<String> {
+        self.world().journal.clone()
+    }
+
+    pub fn clear_journal(&self) {
+        self.world().journal.clear();
+    }
+}
+
+impl World {
+    fn new_index(&mut self) -> u32 {
+        self.next_index = self.next_index.max(1) + 1;
+        self.next_index
+    }
+
+    fn ns(&mut self, ns: &Option<PathBuf>) -> &mut Namespace {
+        self.namespaces.entry(ns.clone()).or_default()
+    }
+
+    fn check(&self, op: FakeOp, what: &'static str) -> Result<(), KernelError> {
+        match self.failures.get(&op) {
+            Some(refusal) => Err(KernelError::Refused {
+                op: what,
+                refusal: refusal.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn log(&mut self, entry: String) {
+        self.journal.push(entry);
+    }
+}
+
+impl Namespace {
+    fn index_of(&self, name: &str) -> Option<u32> {
+        self.links
+            .values()
+            .find(|l| l.info.name == name)
+            .map(|l| l.info.index)
+    }
+
+    fn addresses_of(&self, index: u32) -> Vec<Ipv4Net> {
+        self.addresses
+            .iter()
+            .filter(|a| a.index == index)
+            .filter_map(|a| Ipv4Net::new(a.addr, a.prefix_len).ok())
+            .collect()
+    }
+
+    fn neighbours_of(&self, index: u32) -> Vec<Neighbour> {
+        self.neighbours
+            .iter()
+            .filter(|((i, _), _)| *i == index)
+            .map(|((_, ip), mac)| Neighbour { ip: *ip, mac: *mac })
+            .collect()
+    }
+
+    fn fdb_of(&self, index: u32) -> Vec<FdbEntry> {
+        self.fdb
+            .iter()
+            .filter(|((i, _), _)| *i == index)
+            .map(|((_, mac), dst)| FdbEntry {
+                mac: *mac,
+                dst: *dst,
+            })
+            .collect()
+    }
+
+    fn remove_link(&mut self, index: u32) {
+        self.links.remove(&index);
+        self.addresses.retain(|a| a.index != index);
+        self.routes.retain(|_, r| r.route.dev() != Some(index));
+        self.neighbours.retain(|(i, _), _| *i != index);
+        self.fdb.retain(|(i, _), _| *i != index);
+    }
+
+    /// Whether the kernel would take `route`: its device exists, and a plain gateway
+    /// lies in a network connected to it.
+    fn admits(&self, route: &Route) -> Result<(), i32> {
+        let Some(dev) = route.dev() else {
+            return Ok(());
+        };
+        if !self.links.contains_key(&dev) {
+            return Err(libc::ENODEV);
+        }
+        if let RouteKind::Via { gateway, .. } = route.kind {
+            let connected = self
+                .addresses_of(dev)
+                .iter()
+                .any(|net| net.trunc().contains(&gateway))
+                || self.routes.values().any(|r| {
+                    r.route.kind == RouteKind::Device { dev } && r.route.dst.contains(&gateway)
+                });
+            if !connected {
+                return Err(libc::ENETUNREACH);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl FakeDataplane {
+    fn world(&self) -> MutexGuard<'_, World> {
+        self.net.world()
+    }
+
+    /// The [`FakeNet`] this view belongs to.
+    pub fn net(&self) -> &FakeNet {
+        &self.net
+    }
+
+    fn ensure_vxlan(
+        &self,
+        w: &mut World,
+        spec: &weft_plan::VxlanSpec,
+    ) -> Result<(u32, LinkOutcome), KernelError> {
+        let state = |index| VxlanState {
+            index,
+            is_vxlan: true,
+            vni: Some(spec.vni),
+            port: Some(spec.port),
+            local: Some(spec.local),
+            underlay: Some(spec.underlay),
+            learning: Some(false),
+            mac: Some(spec.mac),
+            mtu: spec.mtu,
+            up: true,
+        };
+        let existing = {
+            let ns = w.ns(&self.ns);
+            ns.index_of(&spec.name).map(|i| ns.links[&i].clone())
+        };
+        let (outcome, old) = match existing {
+            None => (LinkOutcome::Created, None),
+            Some(link) => {
+                let have = match &link.kind {
+                    FakeLinkKind::Vxlan(s) => VxlanState {
+                        mtu: link.info.mtu,
+                        up: link.info.up,
+                        mac: link.info.mac,
+                        ..s.clone()
+                    },
+                    _ => VxlanState::default(),
+                };
+                match must_recreate(spec, &have) {
+                    Some(why) => (LinkOutcome::Recreated(why), Some(link.info.index)),
+                    None => {
+                        let mut what = Vec::new();
+                        if have.mtu != spec.mtu {
+                            what.push(format!("mtu {} -> {}", have.mtu, spec.mtu));
+                        }
+                        if have.mac != Some(spec.mac) {
+                            what.push(format!("mac -> {}", spec.mac));
+                        }
+                        if !have.up {
+                            what.push("up".into());
+                        }
+                        let l = w
+                            .ns(&self.ns)
+                            .links
+                            .get_mut(&link.info.index)
+                            .expect("link");
+                        l.info.mtu = spec.mtu;
+                        l.info.mac = Some(spec.mac);
+                        l.info.up = true;
+                        let outcome = if what.is_empty() {
+                            LinkOutcome::Unchanged
+                        } else {
+                            LinkOutcome::Updated(what.join(", "))
+                        };
+                        return Ok((link.info.index, outcome));
+                    }
+                }
+            }
+        };
+        if let Some(old) = old {
+            w.ns(&self.ns).remove_link(old);
+        }
+        let index = w.new_index();
+        w.ns(&self.ns).links.insert(
+            index,
+            FakeLink {
+                info: LinkInfo {
+                    index,
+                    name: spec.name.clone(),
+                    mtu: spec.mtu,
+                    up: true,
+                    mac: Some(spec.mac),
+                },
+                kind: FakeLinkKind::Vxlan(state(index)),
+                controller: None,
+                gso_max_size: None,
+            },
+        );
+        Ok((index, outcome))
+    }
+
+    fn ensure_plain(
+        &self,
+        w: &mut World,
+        name: &str,
+        mtu: u32,
+        kind: FakeLinkKind,
+        create: bool,
+    ) -> Result<(u32, LinkOutcome), KernelError> {
+        let existing = w.ns(&self.ns).index_of(name);
+        match existing {
+            Some(index) if w.ns(&self.ns).links[&index].kind == kind => {
+                let l = w.ns(&self.ns).links.get_mut(&index).expect("link");
+                let mut what = Vec::new();
+                if l.info.mtu != mtu {
+                    what.push(format!("mtu {} -> {mtu}", l.info.mtu));
+                    l.info.mtu = mtu;
+                }
+                if !l.info.up {
+                    what.push("up".into());
+                    l.info.up = true;
+                }
+                Ok((
+                    index,
+                    if what.is_empty() {
+                        LinkOutcome::Unchanged
+                    } else {
+                        LinkOutcome::Updated(what.join(", "))
+                    },
+                ))
+            }
+            _ if !create => Err(KernelError::Missing(name.to_owned())),
+            existing => {
+                if let Some(old) = existing {
+                    w.ns(&self.ns).remove_link(old);
+                }
+                let index = w.new_index();
+                w.ns(&self.ns).links.insert(
+                    index,
+                    FakeLink {
+                        info: LinkInfo {
+                            index,
+                            name: name.to_owned(),
+                            mtu,
+                            up: true,
+                            mac: None,
+                        },
+                        kind,
+                        controller: None,
+                        gso_max_size: None,
+                    },
+                );
+                Ok((
+                    index,
+                    if existing.is_some() {
+                        LinkOutcome::Recreated(format!("not the {name} Weft wants"))
+                    } else {
+                        LinkOutcome::Created
+                    },
+                ))
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Dataplane for FakeDataplane {
+    async fn links(&self) -> Result<Vec<LinkInfo>, KernelError> {
+        let mut w = self.world();
+        w.check(FakeOp::ReadLinks, "list links")?;
+        Ok(w.ns(&self.ns)
+            .links
+            .values()
+            .map(|l| l.info.clone())
+            .collect())
+    }
+
+    async fn link(&self, name: &str) -> Result<Option<LinkInfo>, KernelError> {
+        let mut w = self.world();
+        w.check(FakeOp::ReadLinks, "read link")?;
+        let ns = w.ns(&self.ns);
+        Ok(ns.index_of(name).map(|i| ns.links[&i].info.clone()))
+    }
+
+    async fn ensure_overlay(&self, spec: &OverlaySpec) -> Result<(u32, LinkOutcome), KernelError> {
+        let mut w = self.world();
+        w.check(FakeOp::Overlay, "set up the overlay device")?;
+        let (index, outcome) = match spec {
+            OverlaySpec::Vxlan(s) => self.ensure_vxlan(&mut w, s)?,
+            OverlaySpec::Ipip(_) if w.unsupported.contains("ipip") => {
+                return Err(KernelError::Unsupported {
+                    kind: "ipip",
+                    refusal: Refusal::Errno(libc::EOPNOTSUPP),
+                })
+            }
+            OverlaySpec::Ipip(s) => self.ensure_plain(
+                &mut w,
+                &s.name,
+                s.mtu,
+                FakeLinkKind::Ipip { local: s.local },
+                true,
+            )?,
+            OverlaySpec::Tun(s) => {
+                self.ensure_plain(&mut w, &s.name, s.mtu, FakeLinkKind::Tun, false)?
+            }
+        };
+        let address = match spec {
+            OverlaySpec::Vxlan(s) => s.address,
+            OverlaySpec::Ipip(s) => s.address,
+            OverlaySpec::Tun(s) => s.address,
+        };
+        let ns = w.ns(&self.ns);
+        let readdressed = ns.addresses_of(index) != [address];
+        if readdressed {
+            ns.addresses.retain(|a| a.index != index);
+            ns.addresses.push(AddrInfo {
+                index,
+                addr: address.addr(),
+                prefix_len: address.prefix_len(),
+            });
+        }
+        let outcome = match outcome {
+            LinkOutcome::Unchanged if readdressed => {
+                LinkOutcome::Updated(format!("address {address}"))
+            }
+            other => other,
+        };
+        if outcome != LinkOutcome::Unchanged {
+            w.log(format!("overlay {} {outcome}", spec.name()));
+        }
+        Ok((index, outcome))
+    }
+
+    async fn ensure_bridge(&self, name: &str, mtu: u32) -> Result<LinkInfo, KernelError> {
+        let mut w = self.world();
+        w.check(FakeOp::Bridge, "create bridge")?;
+        let (index, outcome) = self.ensure_plain(&mut w, name, mtu, FakeLinkKind::Bridge, true)?;
+        if outcome == LinkOutcome::Created {
+            w.log(format!("bridge {name}"));
+        }
+        Ok(w.ns(&self.ns).links[&index].info.clone())
+    }
+
+    async fn add_veth(&self, pair: &VethPair) -> Result<(), KernelError> {
+        let mut w = self.world();
+        w.check(FakeOp::Veth, "create veth pair")?;
+        let peer_ns = Some(pair.peer_netns.clone());
+        if w.ns(&self.ns).index_of(&pair.host).is_some()
+            || w.ns(&peer_ns).index_of(&pair.peer).is_some()
+        {
+            return Err(KernelError::Exists(format!(
+                "{} or {} (in {})",
+                pair.host,
+                pair.peer,
+                pair.peer_netns.display()
+            )));
+        }
+        for (ns, name, peer, mac) in [
+            (&self.ns, &pair.host, &pair.peer, pair.host_mac),
+            (&peer_ns, &pair.peer, &pair.host, None),
+        ] {
+            let index = w.new_index();
+            let mac = mac.or_else(|| Some(MacAddr::derived(name.as_bytes())));
+            w.ns(ns).links.insert(
+                index,
+                FakeLink {
+                    info: LinkInfo {
+                        index,
+                        name: name.clone(),
+                        mtu: pair.mtu,
+                        up: false,
+                        mac,
+                    },
+                    kind: FakeLinkKind::Veth { peer: peer.clone() },
+                    controller: None,
+                    gso_max_size: pair.gso_max_size,
+                },
+            );
+        }
+        w.log(format!("veth {} / {}", pair.host, pair.peer));
+        Ok(())
+    }
+
+    async fn set_link(&self, index: u32, update: LinkUpdate) -> Result<(), KernelError> {
+        let mut w = self.world();
+        w.check(FakeOp::SetLink, "set link")?;
+        let link = w
+            .ns(&self.ns)
+            .links
+            .get_mut(&index)
+            .ok_or_else(|| refused("set link", libc::ENODEV))?;
+        link.info.up |= update.up;
+        if update.controller.is_some() {
+            link.controller = update.controller;
+        }
+        let name = link.info.name.clone();
+        w.log(format!("set {name} {update:?}"));
+        Ok(())
+    }
+
+    async fn del_link(&self, index: u32) -> Result<(), KernelError> {
+        let mut w = self.world();
+        let ns = w.ns(&self.ns);
+        let Some(link) = ns.links.get(&index).cloned() else {
+            return Ok(());
+        };
+        ns.remove_link(index);
+        // A veth's peer goes with it, wherever it is.
+        if let FakeLinkKind::Veth { peer } = &link.kind {
+            for ns in w.namespaces.values_mut() {
+                if let Some(i) = ns.index_of(peer) {
+                    ns.remove_link(i);
+                }
+            }
+        }
+        w.log(format!("delete link {}", link.info.name));
+        Ok(())
+    }
+
+    async fn ipv4_addresses(&self) -> Result<Vec<AddrInfo>, KernelError> {
+        let mut w = self.world();
+        w.check(FakeOp::ReadAddresses, "list addresses")?;
+        Ok(w.ns(&self.ns).addresses.clone())
+    }
+
+    async fn ensure_address(&self, index: u32, address: Ipv4Net) -> Result<(), KernelError> {
+        let mut w = self.world();
+        w.check(FakeOp::Address, "add address")?;
+        let ns = w.ns(&self.ns);
+        if !ns.links.contains_key(&index) {
+            return Err(refused("add address", libc::ENODEV));
+        }
+        if !ns.addresses_of(index).contains(&address) {
+            ns.addresses.push(AddrInfo {
+                index,
+                addr: address.addr(),
+                prefix_len: address.prefix_len(),
+            });
+            w.log(format!("address {address} on #{index}"));
+        }
+        Ok(())
+    }
+
+    async fn default_route_dev(&self) -> Result<Option<u32>, KernelError> {
+        let mut w = self.world();
+        w.check(FakeOp::ReadRoutes, "list routes")?;
+        Ok(w.ns(&self.ns).default_dev)
+    }
+
+    async fn weft_routes(&self) -> Result<Vec<Route>, KernelError> {
+        let mut w = self.world();
+        w.check(FakeOp::ReadRoutes, "list routes")?;
+        Ok(w.ns(&self.ns)
+            .routes
+            .values()
+            .filter(|r| r.weft)
+            .map(|r| r.route)
+            .collect())
+    }
+
+    async fn apply_route_changes(
+        &self,
+        changes: Vec<RouteChange>,
+    ) -> Result<Applied<Route>, KernelError> {
+        let mut w = self.world();
+        w.check(FakeOp::RouteBatch, "apply routes")?;
+        let mut applied = Applied::default();
+        for change in changes {
+            let r = *change.item();
+            let result = match w.refused_routes.get(&r.dst) {
+                Some(errno) => Err(*errno),
+                None => {
+                    let ns = w.ns(&self.ns);
+                    match change {
+                        Change::Add(_) if ns.routes.contains_key(&r.dst) => Err(libc::EEXIST),
+                        Change::Add(_) | Change::Replace(_) => ns.admits(&r).map(|()| {
+                            ns.routes.insert(
+                                r.dst,
+                                FakeRoute {
+                                    route: r,
+                                    weft: true,
+                                },
+                            );
+                        }),
+                        Change::Remove(_) => match ns.routes.get(&r.dst) {
+                            Some(have) if have.weft && have.route == r => {
+                                ns.routes.remove(&r.dst);
+                                Ok(())
+                            }
+                            _ => Err(libc::ESRCH),
+                        },
+                    }
+                }
+            };
+            if result.is_ok() {
+                w.log(match change {
+                    Change::Add(r) => format!("add route {r}"),
+                    Change::Replace(r) => format!("replace route {r}"),
+                    Change::Remove(r) => format!("remove route {r}"),
+                });
+            }
+            applied.record(change, result.map_err(Refusal::Errno));
+        }
+        Ok(applied)
+    }
+
+    async fn add_route(&self, route: &Route) -> Result<(), KernelError> {
+        let mut w = self.world();
+        w.check(FakeOp::AddRoute, "add route")?;
+        let ns = w.ns(&self.ns);
+        if ns.routes.contains_key(&route.dst) {
+            return Err(refused("add route", libc::EEXIST));
+        }
+        ns.admits(route).map_err(|e| refused("add route", e))?;
+        ns.routes.insert(
+            route.dst,
+            FakeRoute {
+                route: *route,
+                weft: false,
+            },
+        );
+        w.log(format!("add unmarked route {route}"));
+        Ok(())
+    }
+
+    async fn neighbours(&self, index: u32) -> Result<Vec<Neighbour>, KernelError> {
+        let mut w = self.world();
+        w.check(FakeOp::ReadNeighbours, "list neighbours")?;
+        Ok(w.ns(&self.ns).neighbours_of(index))
+    }
+
+    async fn fdb(&self, index: u32) -> Result<Vec<FdbEntry>, KernelError> {
+        let mut w = self.world();
+        w.check(FakeOp::ReadFdb, "list fdb")?;
+        Ok(w.ns(&self.ns).fdb_of(index))
+    }
+
+    async fn apply_neighbour_changes(
+        &self,
+        index: u32,
+        changes: Vec<Change<Neighbour>>,
+    ) -> Result<Applied<Neighbour>, KernelError> {
+        let mut w = self.world();
+        let fail = w.failures.get(&FakeOp::Neighbour).cloned();
+        let mut applied = Applied::default();
+        for change in changes {
+            let ns = w.ns(&self.ns);
+            let result = match (&fail, change) {
+                (Some(refusal), _) => Err(refusal.clone()),
+                _ if !ns.links.contains_key(&index) => Err(Refusal::Errno(libc::ENODEV)),
+                (None, Change::Add(n) | Change::Replace(n)) => {
+                    ns.neighbours.insert((index, n.ip), n.mac);
+                    Ok(())
+                }
+                (None, Change::Remove(n)) => match ns.neighbours.remove(&(index, n.ip)) {
+                    Some(_) => Ok(()),
+                    None => Err(Refusal::Errno(libc::ENOENT)),
+                },
+            };
+            if result.is_ok() {
+                w.log(format!("neighbour {change:?}"));
+            }
+            applied.record(change, result);
+        }
+        Ok(applied)
+    }
+
+    async fn apply_fdb_changes(
+        &self,
+        index: u32,
+        changes: Vec<Change<FdbEntry>>,
+    ) -> Result<Applied<FdbEntry>, KernelError> {
+        let mut w = self.world();
+        let fail = w.failures.get(&FakeOp::Neighbour).cloned();
+        let mut applied = Applied::default();
+        for change in changes {
+            let ns = w.ns(&self.ns);
+            let result = match (&fail, change) {
+                (Some(refusal), _) => Err(refusal.clone()),
+                _ if !ns.links.contains_key(&index) => Err(Refusal::Errno(libc::ENODEV)),
+                (None, Change::Add(f) | Change::Replace(f)) => {
+                    ns.fdb.insert((index, f.mac), f.dst);
+                    Ok(())
+                }
+                (None, Change::Remove(f)) => match ns.fdb.remove(&(index, f.mac)) {
+                    Some(_) => Ok(()),
+                    None => Err(Refusal::Errno(libc::ENOENT)),
+                },
+            };
+            if result.is_ok() {
+                w.log(format!("fdb {change:?}"));
+            }
+            applied.record(change, result);
+        }
+        Ok(applied)
+    }
+
+    fn forwarding(&self) -> Result<bool, KernelError> {
+        let mut w = self.world();
+        w.check(FakeOp::Sysctl, "net/ipv4/ip_forward")?;
+        Ok(w.ns(&self.ns).forwarding)
+    }
+
+    fn ensure_forwarding(&self) -> Result<bool, KernelError> {
+        let mut w = self.world();
+        w.check(FakeOp::Sysctl, "net/ipv4/ip_forward")?;
+        let ns = w.ns(&self.ns);
+        let changed = !ns.forwarding;
+        ns.forwarding = true;
+        Ok(changed)
+    }
+
+    fn set_link_setting(&self, setting: &LinkSetting) -> Result<(), KernelError> {
+        let mut w = self.world();
+        w.check(FakeOp::Sysctl, "write setting")?;
+        let (file, value) = setting_file(setting);
+        w.ns(&self.ns).settings.insert(file.clone(), value.into());
+        w.log(format!("{file} = {value}"));
+        Ok(())
+    }
+
+    fn apply_firewall(&self, plan: &FirewallPlan) -> Result<bool, KernelError> {
+        let mut w = self.world();
+        w.check(FakeOp::Firewall, "load nftables rules")?;
+        let ns = w.ns(&self.ns);
+        if ns.firewall.as_ref() == Some(plan) {
+            return Ok(false);
+        }
+        ns.firewall = Some(plan.clone());
+        w.log("firewall".into());
+        Ok(true)
+    }
+
+    fn firewall_loaded(&self) -> Result<bool, KernelError> {
+        let mut w = self.world();
+        w.check(FakeOp::Firewall, "list nftables tables")?;
+        Ok(w.ns(&self.ns).firewall.is_some())
+    }
+
+    fn ensure_iptables_forward(&self, _network: &Ipv4Net) -> Result<usize, KernelError> {
+        // The fake host has no iptables FORWARD policy of DROP to work around.
+        Ok(0)
+    }
+
+    async fn ensure_big_tcp(&self, index: u32, wanted: u32) -> Result<Option<u32>, KernelError> {
+        let mut w = self.world();
+        w.check(FakeOp::SetLink, "set the IPv4 GSO/GRO limits")?;
+        let link = w
+            .ns(&self.ns)
+            .links
+            .get_mut(&index)
+            .ok_or_else(|| KernelError::Missing(format!("#{index}")))?;
+        link.gso_max_size = Some(wanted);
+        Ok(Some(wanted))
+    }
+
+    fn watch(&self) -> Result<mpsc::Receiver<KernelEvent>, KernelError> {
+        let mut w = self.world();
+        w.check(FakeOp::Watch, "watch kernel events")?;
+        let (tx, rx) = mpsc::channel(1);
+        w.events = Some(tx);
+        Ok(rx)
+    }
+
+    fn enter(&self, netns: &Path) -> Result<Box<dyn Dataplane>, KernelError> {
+        Ok(Box::new(self.net.namespace(netns)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(s: &str) -> Ipv4Net {
+        s.parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn routes_behave_as_the_kernel_s() {
+        let fake = FakeNet::new();
+        let eth0 = fake.add_interface("eth0", net("192.168.1.1/24"), 1500, true);
+        let dp = fake.host();
+        let good = Route::via(net("10.244.2.0/24"), "192.168.1.2".parse().unwrap(), eth0);
+        let off_net = Route::via(net("10.244.3.0/24"), "172.16.0.3".parse().unwrap(), eth0);
+        let no_dev = Route::onlink(net("10.244.4.0/24"), "10.244.4.0".parse().unwrap(), 99);
+        let report = dp.apply_routes(&[good, off_net, no_dev]).await.unwrap();
+        assert_eq!(report.applied.added, 1);
+        let errnos: Vec<_> = report
+            .applied
+            .failed
+            .iter()
+            .map(|(_, r)| r.clone())
+            .collect();
+        assert_eq!(
+            errnos,
+            [
+                Refusal::Errno(libc::ENETUNREACH),
+                Refusal::Errno(libc::ENODEV)
+            ]
+        );
+        assert_eq!(fake.weft_routes(), [good]);
+        // The same plan again changes nothing.
+        fake.clear_journal();
+        assert!(!dp.apply_routes(&[good]).await.unwrap().changed());
+        assert!(fake.journal().is_empty());
+        // A route without the mark is not Weft's to read or remove.
+        let theirs = Route::device(net("10.244.9.9/32"), eth0);
+        dp.add_route(&theirs).await.unwrap();
+        assert_eq!(dp.weft_routes().await.unwrap(), [good]);
+        dp.apply_routes(&[]).await.unwrap();
+        assert_eq!(
+            fake.routes(),
+            [FakeRoute {
+                route: theirs,
+                weft: false
+            }]
+        );
+    }
+
+    #[tokio::test]
+    async fn failures_are_told_and_healed() {
+        let fake = FakeNet::new();
+        let dp = fake.host();
+        fake.fail(FakeOp::ReadRoutes, libc::EBUSY);
+        let err = dp.weft_routes().await.unwrap_err();
+        assert_eq!(err.errno(), Some(libc::EBUSY), "{err}");
+        fake.heal(FakeOp::ReadRoutes);
+        assert!(dp.weft_routes().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_veth_peer_is_born_in_its_namespace_and_dies_with_its_host_side() {
+        let fake = FakeNet::new();
+        let dp = fake.host();
+        let ctr = Path::new("/run/netns/c1");
+        let pair = VethPair {
+            host: "weftabc".into(),
+            host_mac: None,
+            peer: "eth0".into(),
+            peer_netns: ctr.into(),
+            mtu: 1450,
+            gso_max_size: None,
+        };
+        dp.add_veth(&pair).await.unwrap();
+        assert!(matches!(
+            dp.add_veth(&pair).await,
+            Err(KernelError::Exists(_))
+        ));
+        let inside = dp.enter(ctr).unwrap();
+        assert!(inside.link("eth0").await.unwrap().is_some());
+        assert!(dp.link("eth0").await.unwrap().is_none());
+        let host = dp.link_index("weftabc").await.unwrap().unwrap();
+        dp.del_link(host).await.unwrap();
+        assert!(inside.link("eth0").await.unwrap().is_none());
+    }
+}

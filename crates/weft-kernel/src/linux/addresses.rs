@@ -1,0 +1,99 @@
+//! IPv4 addresses: reading them, adding one, and making one the only address of an
+//! overlay device.
+
+use futures::TryStreamExt;
+use ipnet::Ipv4Net;
+use netlink_packet_route::address::AddressAttribute;
+use netlink_packet_route::AddressFamily;
+use rtnetlink::Handle;
+use weft_plan::address::plan_addresses;
+use weft_plan::iface::AddrInfo;
+use weft_plan::Change;
+
+use super::{errno_is, nl};
+use crate::error::KernelError;
+
+pub(super) async fn all(handle: &Handle) -> Result<Vec<AddrInfo>, KernelError> {
+    let msgs: Vec<_> = handle
+        .address()
+        .get()
+        .execute()
+        .try_collect()
+        .await
+        .map_err(nl("list addresses"))?;
+    Ok(msgs
+        .into_iter()
+        .filter(|m| m.header.family == AddressFamily::Inet)
+        .filter_map(|m| {
+            let addr = m.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Local(std::net::IpAddr::V4(ip)) => Some(*ip),
+                _ => None,
+            })?;
+            Some(AddrInfo {
+                index: m.header.index,
+                addr,
+                prefix_len: m.header.prefix_len,
+            })
+        })
+        .collect())
+}
+
+/// Adds `address` to the link; already there is fine.
+pub(super) async fn ensure(
+    handle: &Handle,
+    index: u32,
+    address: Ipv4Net,
+) -> Result<(), KernelError> {
+    match handle
+        .address()
+        .add(index, address.addr().into(), address.prefix_len())
+        .execute()
+        .await
+    {
+        Err(e) if !errno_is(&e, libc::EEXIST) => Err(nl("add address")(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Makes `address` the only IPv4 address on the link; whether that changed anything.
+pub(super) async fn ensure_only(
+    handle: &Handle,
+    index: u32,
+    address: Ipv4Net,
+) -> Result<bool, KernelError> {
+    let have: Vec<Ipv4Net> = all(handle)
+        .await?
+        .into_iter()
+        .filter(|a| a.index == index)
+        .filter_map(|a| Ipv4Net::new(a.addr, a.prefix_len).ok())
+        .collect();
+    let changes = plan_addresses(&[address], &have);
+    for change in &changes {
+        match change {
+            Change::Remove(a) => {
+                let msgs: Vec<_> = handle
+                    .address()
+                    .get()
+                    .set_link_index_filter(index)
+                    .set_address_filter(a.addr().into())
+                    .execute()
+                    .try_collect()
+                    .await
+                    .map_err(nl("read address"))?;
+                for m in msgs
+                    .into_iter()
+                    .filter(|m| m.header.prefix_len == a.prefix_len())
+                {
+                    handle
+                        .address()
+                        .del(m)
+                        .execute()
+                        .await
+                        .map_err(nl("delete address"))?;
+                }
+            }
+            Change::Add(a) | Change::Replace(a) => ensure(handle, index, *a).await?,
+        }
+    }
+    Ok(!changes.is_empty())
+}

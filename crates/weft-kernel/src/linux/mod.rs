@@ -1,0 +1,293 @@
+//! The Linux [`Dataplane`]: rtnetlink for links, addresses, routes, neighbours and FDB
+//! entries, one file per object; `/proc/sys` for sysctls; nftables (and iptables'
+//! FORWARD policy) for the firewall; `ethtool` for the one offload netlink cannot set.
+//!
+//! A [`Linux`] is bound to the network namespace its netlink socket was opened in: the
+//! caller's ([`Linux::connect`]) or another one ([`Dataplane::enter`]); the work that
+//! needs a socket or file of its own (route batches, sysctls, the event monitor) runs
+//! in that namespace too.
+
+mod addresses;
+mod links;
+mod neigh;
+mod offload;
+mod routes;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use ipnet::Ipv4Net;
+use netlink_sys::protocols::NETLINK_ROUTE;
+use rtnetlink::Handle;
+use tokio::sync::mpsc;
+use weft_plan::iface::{AddrInfo, LinkInfo};
+use weft_plan::route::RouteChange;
+use weft_plan::{
+    Applied, Change, FdbEntry, FirewallPlan, LinkOutcome, Neighbour, OverlaySpec, Refusal, Route,
+};
+
+use crate::dataplane::{Dataplane, LinkSetting, LinkUpdate, VethPair};
+use crate::error::KernelError;
+use crate::monitor::{self, KernelEvent};
+use crate::own::OwnPorts;
+use crate::{netns, nft, sysctl};
+
+pub use routes::BLACKHOLE_METRIC;
+
+/// The kernel's answer as a [`Refusal`]: its errno when it gave one.
+pub(crate) fn refusal(e: rtnetlink::Error) -> Refusal {
+    match e {
+        rtnetlink::Error::NetlinkError(m) if m.code.is_some() => Refusal::Errno(-m.raw_code()),
+        other => Refusal::Other(other.to_string()),
+    }
+}
+
+/// Names the operation a netlink error came from.
+pub(crate) fn nl(op: &'static str) -> impl Fn(rtnetlink::Error) -> KernelError {
+    move |e| KernelError::Refused {
+        op,
+        refusal: refusal(e),
+    }
+}
+
+pub(crate) fn errno_is(e: &rtnetlink::Error, errno: i32) -> bool {
+    matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -errno)
+}
+
+/// A netlink connection in one network namespace, and what goes with it.
+#[derive(Clone)]
+pub struct Linux {
+    handle: Handle,
+    /// The namespace this dataplane works in; `None`: the caller's.
+    netns: Option<PathBuf>,
+    own: Arc<OwnPorts>,
+}
+
+impl Linux {
+    /// Opens a netlink connection in the caller's namespace; must be called inside a
+    /// tokio runtime.
+    pub fn connect() -> Result<Self, KernelError> {
+        let (conn, handle, _) = rtnetlink::new_connection().map_err(KernelError::Socket)?;
+        tokio::spawn(conn);
+        Ok(Linux {
+            handle,
+            netns: None,
+            own: Arc::default(),
+        })
+    }
+
+    /// Opens a netlink connection inside the namespace at `netns` (the socket is made on
+    /// a thread that joined it; the caller stays where it is). Inside a tokio runtime.
+    pub fn connect_in(netns: &Path) -> Result<Self, KernelError> {
+        let socket = netns::run_in(netns, || netlink_sys::Socket::new(NETLINK_ROUTE))?
+            .map_err(KernelError::Socket)?;
+        let socket = crate::sys::tokio_socket(socket).map_err(KernelError::Socket)?;
+        let (conn, handle, _) = rtnetlink::from_socket(socket);
+        tokio::spawn(conn);
+        Ok(Linux {
+            handle,
+            netns: Some(netns.to_owned()),
+            own: Arc::default(),
+        })
+    }
+
+    /// Runs `f` in its namespace's context: on a thread that joined it, or right here.
+    fn in_own_netns<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, KernelError> {
+        match &self.netns {
+            Some(ns) => Ok(netns::run_in(ns, f)?),
+            None => Ok(f()),
+        }
+    }
+}
+
+/// Runs `f` to completion on a current-thread runtime of its own, with a [`Linux`]
+/// dataplane for the calling thread's namespace: for short-lived synchronous callers
+/// (the CNI plugin, tools working inside another namespace through [`netns::run_in`]).
+/// `f`'s error is the caller's, as long as a [`KernelError`] converts into it.
+pub fn block_on<R, E, F>(f: impl FnOnce(Linux) -> F) -> Result<R, E>
+where
+    E: From<KernelError>,
+    F: std::future::Future<Output = Result<R, E>>,
+{
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(KernelError::Socket)?;
+    rt.block_on(async { f(Linux::connect()?).await })
+}
+
+/// [`Dataplane::ensure_big_tcp`] on a link of another network namespace, for tools (the
+/// lab) that run outside it. Blocks; the caller's namespace is untouched.
+pub fn ensure_big_tcp_in(
+    netns: &Path,
+    link: &str,
+    wanted: u32,
+) -> Result<Option<u32>, KernelError> {
+    netns::run_in(netns, || {
+        block_on(|linux| async move {
+            let index = linux
+                .link_index(link)
+                .await?
+                .ok_or_else(|| KernelError::Missing(link.to_owned()))?;
+            linux.ensure_big_tcp(index, wanted).await
+        })
+    })?
+}
+
+#[async_trait]
+impl Dataplane for Linux {
+    async fn links(&self) -> Result<Vec<LinkInfo>, KernelError> {
+        links::all(&self.handle).await
+    }
+
+    async fn link(&self, name: &str) -> Result<Option<LinkInfo>, KernelError> {
+        Ok(links::by_name(&self.handle, name)
+            .await?
+            .map(|m| links::info(&m)))
+    }
+
+    async fn ensure_overlay(&self, spec: &OverlaySpec) -> Result<(u32, LinkOutcome), KernelError> {
+        let (index, outcome) = match spec {
+            OverlaySpec::Vxlan(s) => links::ensure_vxlan(&self.handle, s).await?,
+            OverlaySpec::Ipip(s) => links::ensure_ipip(&self.handle, s).await?,
+            OverlaySpec::Tun(s) => links::ensure_tun(&self.handle, s).await?,
+        };
+        let address = match spec {
+            OverlaySpec::Vxlan(s) => s.address,
+            OverlaySpec::Ipip(s) => s.address,
+            OverlaySpec::Tun(s) => s.address,
+        };
+        let readdressed = addresses::ensure_only(&self.handle, index, address).await?;
+        let outcome = match outcome {
+            LinkOutcome::Unchanged if readdressed => {
+                LinkOutcome::Updated(format!("address {address}"))
+            }
+            other => other,
+        };
+        if let OverlaySpec::Vxlan(s) = spec {
+            if s.tx_checksum_off && outcome != LinkOutcome::Unchanged {
+                let name = s.name.clone();
+                self.in_own_netns(move || offload::set_tx_checksum_off(&name))?;
+            }
+        }
+        Ok((index, outcome))
+    }
+
+    async fn ensure_bridge(&self, name: &str, mtu: u32) -> Result<LinkInfo, KernelError> {
+        links::ensure_bridge(&self.handle, name, mtu).await
+    }
+
+    async fn add_veth(&self, pair: &VethPair) -> Result<(), KernelError> {
+        links::add_veth(&self.handle, pair).await
+    }
+
+    async fn set_link(&self, index: u32, update: LinkUpdate) -> Result<(), KernelError> {
+        links::set(&self.handle, index, update).await
+    }
+
+    async fn del_link(&self, index: u32) -> Result<(), KernelError> {
+        links::del(&self.handle, index).await
+    }
+
+    async fn ipv4_addresses(&self) -> Result<Vec<AddrInfo>, KernelError> {
+        addresses::all(&self.handle).await
+    }
+
+    async fn ensure_address(&self, index: u32, address: Ipv4Net) -> Result<(), KernelError> {
+        addresses::ensure(&self.handle, index, address).await
+    }
+
+    async fn default_route_dev(&self) -> Result<Option<u32>, KernelError> {
+        routes::default_dev(&self.handle).await
+    }
+
+    async fn weft_routes(&self) -> Result<Vec<Route>, KernelError> {
+        routes::weft(&self.handle).await
+    }
+
+    async fn apply_route_changes(
+        &self,
+        changes: Vec<RouteChange>,
+    ) -> Result<Applied<Route>, KernelError> {
+        let (netns, own) = (self.netns.clone(), self.own.clone());
+        tokio::task::spawn_blocking(move || {
+            let apply = || crate::batch::apply(&changes, routes::message, &own);
+            match netns {
+                Some(ns) => netns::run_in(&ns, apply)?.map_err(KernelError::Socket),
+                None => apply().map_err(KernelError::Socket),
+            }
+        })
+        .await
+        .expect("route batch task")
+    }
+
+    async fn add_route(&self, route: &Route) -> Result<(), KernelError> {
+        routes::add_unowned(&self.handle, route).await
+    }
+
+    async fn neighbours(&self, index: u32) -> Result<Vec<Neighbour>, KernelError> {
+        neigh::neighbours(&self.handle, index).await
+    }
+
+    async fn fdb(&self, index: u32) -> Result<Vec<FdbEntry>, KernelError> {
+        neigh::fdb(&self.handle, index).await
+    }
+
+    async fn apply_neighbour_changes(
+        &self,
+        index: u32,
+        changes: Vec<Change<Neighbour>>,
+    ) -> Result<Applied<Neighbour>, KernelError> {
+        Ok(neigh::apply_neighbours(&self.handle, index, changes).await)
+    }
+
+    async fn apply_fdb_changes(
+        &self,
+        index: u32,
+        changes: Vec<Change<FdbEntry>>,
+    ) -> Result<Applied<FdbEntry>, KernelError> {
+        Ok(neigh::apply_fdb(&self.handle, index, changes).await)
+    }
+
+    fn forwarding(&self) -> Result<bool, KernelError> {
+        self.in_own_netns(|| sysctl::read(sysctl::FORWARDING).map(|v| v == "1"))?
+    }
+
+    fn ensure_forwarding(&self) -> Result<bool, KernelError> {
+        self.in_own_netns(sysctl::ensure_forwarding)?
+    }
+
+    fn set_link_setting(&self, setting: &LinkSetting) -> Result<(), KernelError> {
+        let setting = setting.clone();
+        self.in_own_netns(move || sysctl::set_link_setting(&setting))?
+    }
+
+    fn apply_firewall(&self, plan: &FirewallPlan) -> Result<bool, KernelError> {
+        self.in_own_netns(|| nft::apply(plan))?
+            .map_err(KernelError::from)
+    }
+
+    fn firewall_loaded(&self) -> Result<bool, KernelError> {
+        self.in_own_netns(nft::table_loaded)?
+            .map_err(KernelError::from)
+    }
+
+    fn ensure_iptables_forward(&self, network: &Ipv4Net) -> Result<usize, KernelError> {
+        self.in_own_netns(|| nft::ensure_iptables_forward(network))?
+            .map_err(KernelError::from)
+    }
+
+    async fn ensure_big_tcp(&self, index: u32, wanted: u32) -> Result<Option<u32>, KernelError> {
+        offload::ensure_big_tcp(&self.handle, index, wanted).await
+    }
+
+    fn watch(&self) -> Result<mpsc::Receiver<KernelEvent>, KernelError> {
+        monitor::watch(self.netns.as_deref(), self.own.clone())
+    }
+
+    fn enter(&self, netns: &Path) -> Result<Box<dyn Dataplane>, KernelError> {
+        Ok(Box::new(Linux::connect_in(netns)?))
+    }
+}

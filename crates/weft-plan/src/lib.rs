@@ -1,0 +1,31 @@
+//! What a Weft host should look like, as plain values, and the diffs that say how to get
+//! there. No I/O and no netlink types: backends, the agent, `weftctl diagnose` and the
+//! CNI plugin all speak this vocabulary, and only weft-kernel turns it into requests.
+//!
+//! - [`route`]: routes with a kind (via, on-link, device, blackhole) and the route diff.
+//! - [`neigh`]: permanent neighbour and FDB entries on an overlay device.
+//! - [`link`]: the overlay devices Weft owns (VXLAN, TUN, IP-in-IP) as specs, and what
+//!   making one match its spec took.
+//! - [`address`]: the one address an overlay device holds.
+//! - [`firewall`]: what the forwarding and masquerade rules must do.
+//! - [`iface`]: choosing the external interface from a snapshot of links and addresses.
+//! - [`diff`]: the keyed diff every object goes through, and what applying one did.
+//! - [`mac`], [`hash`]: MAC addresses and the stable hash names and MACs derive from.
+
+pub mod address;
+pub mod diff;
+pub mod firewall;
+pub mod hash;
+pub mod iface;
+pub mod link;
+pub mod mac;
+pub mod neigh;
+pub mod route;
+
+pub use diff::{Applied, Change, Refusal};
+pub use firewall::{EncapFilter, FirewallPlan};
+pub use iface::{AddrInfo, ExternalInterface, IfaceSpec, LinkInfo};
+pub use link::{IpipSpec, LinkOutcome, OverlaySpec, TunSpec, VxlanSpec};
+pub use mac::MacAddr;
+pub use neigh::{FdbEntry, Neighbour};
+pub use route::{Route, RouteKind, WEFT_PROTO};
