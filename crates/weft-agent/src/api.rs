@@ -19,6 +19,16 @@ use weft_alloc::Registry;
 const MAX_LINE: u64 = 4096;
 
 /// Listens on `path` (replacing a stale socket file) until the task ends.
+/// Serves address claims on the Unix socket `path` in a task of its own; a failure is
+/// logged (the CNI plugin then reports that it cannot reach the agent).
+pub fn spawn(path: std::path::PathBuf, registry: Registry, node: Ipv4Addr) {
+    tokio::spawn(async move {
+        if let Err(e) = serve(&path, registry, node).await {
+            tracing::error!(socket = %path.display(), error = %e, "cannot serve address claims");
+        }
+    });
+}
+
 pub async fn serve(path: &Path, registry: Registry, node: Ipv4Addr) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;

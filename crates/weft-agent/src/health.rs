@@ -142,6 +142,16 @@ fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Ful
 }
 
 /// Serves until the task is dropped. Errors on single connections are ignored.
+/// Serves `/healthz` and `/metrics` on `addr` in a task of its own; a failure to listen
+/// is logged, not fatal (the agent's work does not depend on being watched).
+pub fn spawn(addr: std::net::SocketAddr, metrics: Arc<Metrics>, resync: Duration) {
+    tokio::spawn(async move {
+        if let Err(e) = serve(addr, metrics, resync).await {
+            tracing::error!(%addr, error = %e, "cannot serve /healthz and /metrics");
+        }
+    });
+}
+
 pub async fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,

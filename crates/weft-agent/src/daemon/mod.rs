@@ -55,12 +55,18 @@ use crate::AgentOptions;
 /// Runs the agent on this host's kernel until `shutdown` completes.
 pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
     let metrics = Arc::new(Metrics::default());
-    start::serve_health(&opts, &metrics);
+    if opts.healthz_port != 0 {
+        let addr = std::net::SocketAddr::new(opts.healthz_ip, opts.healthz_port);
+        crate::health::spawn(addr, metrics.clone(), opts.resync_interval);
+    }
     let dp: Arc<dyn Dataplane> = Arc::new(Linux::connect()?);
     // Subscribe before reading anything, so no change between the read and the watch is lost.
     let kernel_events = dp.watch()?;
     let (mut agent, revision) = Agent::start(opts, dp, metrics).await?;
-    start::serve_address_claims(&agent);
+    if !agent.opts.api_socket.as_os_str().is_empty() {
+        let socket = agent.opts.api_socket.clone();
+        crate::api::spawn(socket, agent.registry.clone(), agent.view.attrs.public_ip);
+    }
     agent.reconcile(Why::Start).await;
     agent.serve(revision, kernel_events, shutdown).await
 }

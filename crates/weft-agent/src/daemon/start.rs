@@ -1,10 +1,9 @@
-//! Start-up: from options to an agent that holds its lease and has set up the host; and
-//! the side tasks that serve `/healthz` and address claims.
+//! Start-up: from options to an agent that holds its lease and has set up the host.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 use weft_alloc::registry::RegistryError;
 use weft_alloc::{hostfiles, LeaseAttrs, Registry};
 use weft_backends::NodeContext;
@@ -18,34 +17,6 @@ use crate::error::AgentError;
 use crate::health::Metrics;
 use crate::options::IpipMode;
 use crate::AgentOptions;
-
-/// Serves `/healthz` and `/metrics` when a port is configured.
-pub(super) fn serve_health(opts: &AgentOptions, metrics: &Arc<Metrics>) {
-    if opts.healthz_port == 0 {
-        return;
-    }
-    let addr = std::net::SocketAddr::new(opts.healthz_ip, opts.healthz_port);
-    let (m, resync) = (metrics.clone(), opts.resync_interval);
-    tokio::spawn(async move {
-        if let Err(e) = crate::health::serve(addr, m, resync).await {
-            error!(%addr, error = %e, "cannot serve /healthz and /metrics");
-        }
-    });
-}
-
-/// Serves the CNI plugin's claims of addresses outside the subnet, when a socket is set.
-pub(super) fn serve_address_claims(agent: &Agent) {
-    if agent.opts.api_socket.as_os_str().is_empty() {
-        return;
-    }
-    let (path, registry) = (agent.opts.api_socket.clone(), agent.registry.clone());
-    let node = agent.view.attrs.public_ip;
-    tokio::spawn(async move {
-        if let Err(e) = crate::api::serve(&path, registry, node).await {
-            error!(socket = %path.display(), error = %e, "cannot serve address claims");
-        }
-    });
-}
 
 impl Agent {
     /// Connects to the store, claims the subnet and sets up the host; returns the agent
