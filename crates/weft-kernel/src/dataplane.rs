@@ -3,7 +3,7 @@
 //! Decision code (the agent's reconcile, `weftctl diagnose`, the CNI plugin's attach)
 //! computes values from [`weft_plan`] and hands them to a [`Dataplane`]; it never builds
 //! a netlink message. Two implementations: [`crate::linux::Linux`] (rtnetlink, nftables,
-//! `/proc/sys`) and [`crate::fake::FakeNet`], an in-memory host that records state and
+//! `/proc/sys`) and `fake::FakeNet` (feature `fake`), an in-memory host that records state and
 //! can be told to refuse, so the decision code is tested without root.
 //!
 //! Methods are grouped by kernel object, as the Linux implementation's files are: links,

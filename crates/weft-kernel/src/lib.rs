@@ -7,8 +7,8 @@
 //! - [`dataplane`]: the [`Dataplane`] trait, everything Weft asks of a host.
 //! - [`linux`]: the Linux implementation, one file per kernel object (links, addresses,
 //!   routes, neighbours and FDB entries, offloads) over rtnetlink.
-//! - [`fake`]: an in-memory host that records state and can be told to refuse, for
-//!   testing decision code without root.
+//! - `fake` (feature `fake`, for other crates' tests): an in-memory host that records
+//!   state and can be told to refuse, for testing decision code without root.
 //! - [`batch`]: route changes in batches of 256 per `sendmsg`.
 //! - [`monitor`]: netlink events that may mean someone changed what Weft owns; [`own`]
 //!   tells Weft's own changes from others'.
@@ -26,6 +26,7 @@ pub mod batch;
 pub mod bigtcp;
 pub mod dataplane;
 pub mod error;
+#[cfg(any(test, feature = "fake"))]
 pub mod fake;
 pub mod linux;
 pub mod monitor;

@@ -1,12 +1,12 @@
 //! `weftd`'s life: start up, then keep the host in step with the store until told to stop.
 //!
-//! Start-up ([`start`]): connect to the store (retrying with backoff), read the network
+//! Start-up (`start`): connect to the store (retrying with backoff), read the network
 //! config (waiting until there is a valid one), choose the external interface, claim the
 //! subnet, write the host files, set up forwarding and masquerade, then plan and apply.
 //!
-//! Running ([`serve`]), three things wake the agent, and each leads to the same
-//! [`Agent::reconcile`]: a store change (the in-memory picture of the leases is updated
-//! first, [`events`]), a kernel change to something Weft owns (a route, its VXLAN device,
+//! Running (`serve`), three things wake the agent, and each leads to the same
+//! `Agent::reconcile`: a store change (the in-memory picture of the leases is updated
+//! first, `events`), a kernel change to something Weft owns (a route, its VXLAN device,
 //! a neighbour or FDB entry, an address), and the periodic resync. Reconcile re-reads
 //! everything Weft owns through the [`Dataplane`], compares it with the backend's plan and
 //! changes only the difference, so a route deleted by hand or a VXLAN device removed by
@@ -18,8 +18,8 @@
 //! store is away the kernel is left as it is. On exit the routes and the lease stay, so
 //! a restart finds everything in place and changes nothing.
 //!
-//! The agent's state is grouped by job: [`View`] (what the store says), [`Plane`] (the
-//! backend and the runtimes it needs) and [`Last`] (what was last applied or published).
+//! The agent's state is grouped by job: `View` (what the store says), `Plane` (the
+//! backend and the runtimes it needs) and `Last` (what was last applied or published).
 
 mod events;
 mod host;

@@ -1,7 +1,7 @@
 //! The verdicts of `weftctl diagnose`, as plain functions of what was gathered: no I/O
 //! here, so every verdict is unit-tested. This file holds the node-level checks
 //! (config, lease, agent, forwarding, firewall, subnet file); the facts they judge are
-//! in [`super::facts`], the data plane's checks in [`super::plane`], the printing in
+//! in [`super::facts`], the data plane's checks in `plane`, the printing in
 //! [`super::report`].
 
 use std::time::Duration;

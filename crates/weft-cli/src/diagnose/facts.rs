@@ -1,5 +1,5 @@
 //! What `weftctl diagnose` gathers on a node and what it finds: plain values shared by
-//! the node-level checks ([`super::checks`]) and the data plane's ([`super::plane`]).
+//! the node-level checks ([`super::checks`]) and the data plane's (`plane`).
 
 use std::fmt;
 use std::net::Ipv4Addr;
