@@ -22,6 +22,14 @@ pub struct LeaseAttrs {
 }
 
 impl LeaseAttrs {
+    /// Whether the node behind this lease runs `kind`, read as flannel writes it:
+    /// flannel's udp backend leaves `BackendType` out (`{"PublicIP":…,"PublicIPv6":null}`,
+    /// still so in current flannel), so in a udp network an empty type is udp.
+    pub fn runs(&self, kind: crate::BackendKind) -> bool {
+        self.backend_type == kind.name()
+            || (self.backend_type.is_empty() && kind == crate::BackendKind::Udp)
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("lease attributes serialize")
     }

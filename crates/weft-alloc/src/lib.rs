@@ -7,6 +7,8 @@
 //!   atomic claim that keeps two nodes from ever holding the same subnet.
 //! - [`address`]: single addresses a node holds from outside its subnet, claimed the
 //!   same way.
+//! - [`screen`]: which leases stand (inside the network, of the right size, in the
+//!   pool), so one bad write cannot take traffic away from a node.
 //! - [`hostfiles`]: the node's network as other programs read it (`subnet.env` and
 //!   Docker's options, in flannel's formats).
 
@@ -16,6 +18,7 @@ pub mod hostfiles;
 pub mod lease;
 pub mod pool;
 pub mod registry;
+pub mod screen;
 
 pub use config::{BackendKind, ConfigError, NetworkConfig};
 pub use lease::{Lease, LeaseAttrs};

@@ -391,16 +391,15 @@ impl Registry {
     }
 
     /// Reserves `subnet` for the node with `public_ip`: a lease without TTL.
-    pub async fn reserve(
-        &self,
-        subnet: &Ipv4Net,
-        public_ip: Ipv4Addr,
-        backend: &str,
-    ) -> Result<(), StoreError> {
+    pub async fn reserve(&self, subnet: &Ipv4Net, public_ip: Ipv4Addr) -> Result<(), StoreError> {
+        // flannel's own form: no backend type, so flannel's vxlan and host-gw skip it
+        // until the node itself takes it over and writes its full lease (as Weft's
+        // agents do on start); a backend type with no backend data (no VTEP MAC) stalls
+        // flannel's vxlan backend.
         let attrs = LeaseAttrs {
             public_ip,
             public_ipv6: None,
-            backend_type: backend.to_owned(),
+            backend_type: String::new(),
             backend_data: serde_json::Value::Null,
         };
         self.store

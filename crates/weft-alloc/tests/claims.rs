@@ -150,11 +150,18 @@ async fn lifecycle(store: Arc<dyn Store>) {
 
     // A reservation is used by the node with that IP and never expires.
     let reserved: Ipv4Net = "10.244.200.0/24".parse().unwrap();
-    reg.reserve(&reserved, Ipv4Addr::new(192, 0, 2, 9), "host-gw")
+    reg.reserve(&reserved, Ipv4Addr::new(192, 0, 2, 9))
         .await
         .unwrap();
+    // Written as flannel documents reservations: no backend type (flannel's vxlan and
+    // host-gw skip it; a type without its backend data stalls flannel's vxlan).
+    let raw = store.get(&reg.lease_key(&reserved)).await.unwrap().unwrap();
+    let written: serde_json::Value = serde_json::from_slice(&raw.value).unwrap();
+    assert_eq!(written["BackendType"], "");
+    assert_eq!(written["BackendData"], serde_json::Value::Null);
     let r = reg.acquire(&cfg, &attrs(9), None, TTL).await.unwrap();
     assert_eq!((r.subnet, r.is_reservation()), (reserved, true));
+    assert_eq!(r.attrs, attrs(9), "the node writes its full lease over it");
     assert!(reg.renew(&r).await.unwrap());
 
     // A lease whose store TTL ran out is gone for renewal and claimable again.

@@ -74,7 +74,7 @@ impl Bgp {
     pub fn peers(&self, me: Ipv4Addr, leases: &[Lease]) -> Vec<WantedPeer> {
         let mut out: Vec<WantedPeer> = leases
             .iter()
-            .filter(|l| l.attrs.backend_type == BackendKind::Bgp.name())
+            .filter(|l| l.attrs.runs(BackendKind::Bgp))
             .map(|l| l.attrs.public_ip)
             .filter(|ip| *ip != me)
             .filter_map(|ip| {

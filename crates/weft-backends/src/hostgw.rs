@@ -23,7 +23,7 @@ impl Backend for HostGw {
     fn plan(&self, node: &NodeContext, peers: &[Lease]) -> DataPlane {
         let mut plane = DataPlane::default();
         for peer in peers.iter().filter(|p| p.subnet != node.lease.subnet) {
-            let route = if peer.attrs.backend_type != BackendKind::HostGw.name() {
+            let route = if !peer.attrs.runs(BackendKind::HostGw) {
                 Err(format!(
                     "peer runs backend {:?}, not host-gw",
                     peer.attrs.backend_type

@@ -57,7 +57,7 @@ impl Backend for KernelIpip {
             return plane;
         };
         for peer in peers.iter().filter(|p| p.subnet != node.lease.subnet) {
-            if peer.attrs.backend_type != BackendKind::Ipip.name() {
+            if !peer.attrs.runs(BackendKind::Ipip) {
                 plane.unreachable.push(Unreachable {
                     subnet: peer.subnet,
                     reason: format!("peer runs backend {:?}, not ipip", peer.attrs.backend_type),

@@ -85,7 +85,7 @@ impl Backend for UserTunnel {
         let mut table = Table::new(self.network, own.subnet, own.attrs.public_ip);
         plane.routes.push(Route::device(self.network, dev));
         for peer in peers.iter().filter(|p| p.subnet != own.subnet) {
-            if peer.attrs.backend_type != self.kind.name() {
+            if !peer.attrs.runs(self.kind) {
                 plane.unreachable.push(Unreachable {
                     subnet: peer.subnet,
                     reason: format!(
@@ -163,6 +163,53 @@ mod tests {
                 spec.address.to_string().as_str()
             ),
             ("weft0", 1472, "10.244.1.0/32")
+        );
+    }
+
+    /// Leases exactly as flannel's own backends write them.
+    fn flannel(subnet: &str, value: &str) -> Lease {
+        let mut l = lease(subnet, "192.168.1.9", "udp");
+        l.attrs = weft_alloc::LeaseAttrs::decode(value.as_bytes()).unwrap();
+        l
+    }
+
+    #[test]
+    fn flannel_udp_nodes_are_udp_peers_and_others_are_not() {
+        // flannel's udp backend writes no BackendType (v0.20 to this day).
+        let udp = flannel(
+            "10.244.5.0/24",
+            r#"{"PublicIP":"192.168.1.5","PublicIPv6":null}"#,
+        );
+        let vxlan = flannel(
+            "10.244.6.0/24",
+            r#"{"PublicIP":"192.168.1.6","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"6e:2c:39:a6:2d:31"}}"#,
+        );
+        let b = UserTunnel::udp(&cfg(
+            r#"{"Network":"10.244.0.0/16","Backend":{"Type":"udp"}}"#,
+        ));
+        let mut n = node("udp");
+        n.overlay = Some(9);
+        let plane = b.plan(&n, &[n.lease.clone(), udp, vxlan]);
+        let t = plane.tunnel.unwrap();
+        assert_eq!(
+            t.lookup("10.244.5.9".parse().unwrap()),
+            Some("192.168.1.5".parse().unwrap())
+        );
+        assert!(t.is_member("192.168.1.5".parse().unwrap()));
+        assert_eq!(t.lookup("10.244.6.9".parse().unwrap()), None);
+        assert_eq!(plane.unreachable.len(), 1, "{:?}", plane.unreachable);
+        // In an ipip network an empty type is nobody's.
+        let ipip = UserTunnel::ipip(&cfg(
+            r#"{"Network":"10.244.0.0/16","Backend":{"Type":"ipip"}}"#,
+        ));
+        let udp = flannel(
+            "10.244.5.0/24",
+            r#"{"PublicIP":"192.168.1.5","PublicIPv6":null}"#,
+        );
+        let plane = ipip.plan(&n, &[n.lease.clone(), udp]);
+        assert_eq!(
+            plane.tunnel.unwrap().lookup("10.244.5.9".parse().unwrap()),
+            None
         );
     }
 

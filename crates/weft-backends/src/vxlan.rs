@@ -143,7 +143,7 @@ impl Vxlan {
                 subnet: peer.subnet,
                 reason,
             };
-            if peer.attrs.backend_type != BackendKind::Vxlan.name() {
+            if !peer.attrs.runs(BackendKind::Vxlan) {
                 let why = format!("peer runs backend {:?}, not vxlan", peer.attrs.backend_type);
                 plane.unreachable.push(unreachable(why));
                 continue;

@@ -7,6 +7,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use ipnet::Ipv4Net;
 use serde_json::json;
 use weft_alloc::registry::NodeStatus;
+use weft_alloc::screen::screen;
 use weft_alloc::{Lease, Registry};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -79,9 +80,7 @@ pub async fn run(registry: &Registry, args: LeasesArgs) -> Result<i32, crate::Cl
                     max: cfg.subnet_max,
                 });
             }
-            registry
-                .reserve(&subnet, public_ip, cfg.backend.name())
-                .await?;
+            registry.reserve(&subnet, public_ip).await?;
             println!("reserved {subnet} for {public_ip}");
             return Ok(0);
         }
@@ -89,6 +88,12 @@ pub async fn run(registry: &Registry, args: LeasesArgs) -> Result<i32, crate::Cl
     }
     let snap = registry.leases().await?;
     let statuses = registry.statuses().await?;
+    // What every node makes of each lease: leases that cannot stand are routed by none.
+    let rejected = match registry.config().await {
+        Ok(cfg) => screen(&cfg, &snap.leases).rejected,
+        Err(_) => Vec::new(),
+    };
+    let conflict = |l: &Lease| rejected.iter().find(|r| r.lease.subnet == l.subnet);
     let mut rows = Vec::new();
     for l in &snap.leases {
         let ttl = registry.expires_in(l).await?;
@@ -107,6 +112,7 @@ pub async fn run(registry: &Registry, args: LeasesArgs) -> Result<i32, crate::Cl
                         "reservation": l.is_reservation(),
                         "expires_in_seconds": ttl.map(|d| d.as_secs()),
                         "unreachable_from": unreach.iter().map(|(n, r)| json!({"node": n.to_string(), "reason": r})).collect::<Vec<_>>(),
+                        "conflict": conflict(l).map(|r| r.to_string()),
                     })
                 })
                 .collect();
@@ -133,6 +139,10 @@ pub async fn run(registry: &Registry, args: LeasesArgs) -> Result<i32, crate::Cl
                     (false, None) => "expired".to_string(),
                 };
                 let status = match unreach.as_slice() {
+                    _ if conflict(l).is_some() => format!(
+                        "conflict: {}; no node routes to it",
+                        conflict(l).map(|r| r.to_string()).unwrap_or_default()
+                    ),
                     [] => "ok".to_string(),
                     [(node, reason), rest @ ..] => {
                         let more = if rest.is_empty() {

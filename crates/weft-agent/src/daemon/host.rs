@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 
 use tracing::{error, info};
 use weft_alloc::hostfiles::{self, NodeNetwork};
+use weft_alloc::screen::screen;
 use weft_plan::{Applied, EncapFilter, FirewallPlan};
 
 use super::Agent;
@@ -67,7 +68,9 @@ impl Agent {
             .encap_port()
             .filter(|_| self.opts.encap_source_filter)
             .map(|port| {
-                let mut members: Vec<_> = view.peers.values().map(|l| l.attrs.public_ip).collect();
+                // Only nodes whose lease stands are members.
+                let standing = screen(&view.config, view.peers.values()).standing;
+                let mut members: Vec<_> = standing.iter().map(|l| l.attrs.public_ip).collect();
                 members.push(view.attrs.public_ip);
                 members.sort();
                 members.dedup();

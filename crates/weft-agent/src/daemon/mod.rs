@@ -41,6 +41,7 @@ use std::time::Duration;
 use ipnet::Ipv4Net;
 use tracing::warn;
 use weft_alloc::registry::{NodeStatus, Unreachable};
+use weft_alloc::screen::Rejected;
 use weft_alloc::{Lease, LeaseAttrs, NetworkConfig, Registry};
 use weft_backends::{Backend, BackendSettings, NodeContext};
 use weft_kernel::{Dataplane, Linux};
@@ -144,6 +145,8 @@ struct Last {
     routes_in_kernel: Option<Vec<Route>>,
     firewall: Option<FirewallPlan>,
     unreachable: Vec<Unreachable>,
+    /// The leases last found not to stand, so each is logged once.
+    rejected: Vec<Rejected>,
     status: Option<NodeStatus>,
 }
 

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use ipnet::Ipv4Net;
 use tracing::{debug, error, info, warn};
 use weft_alloc::registry::NodeStatus;
+use weft_alloc::screen::screen;
 use weft_alloc::Lease;
 use weft_backends::DataPlane;
 use weft_kernel::{ApplyReport, KernelError};
@@ -24,13 +25,7 @@ impl Agent {
             // Without the device no plan can be right; everything stays as it is.
             return;
         };
-        let peers: Vec<Lease> = self
-            .view
-            .peers
-            .values()
-            .filter(|l| self.view.config.network.contains(&l.subnet))
-            .cloned()
-            .collect();
+        let peers = self.standing_leases();
         // Woken by the kernel or the timer, but routes were learned meanwhile: what
         // changes now is news (a full apply, logged as such), not a repair of drift.
         let why = match self.sync_bgp(&peers).await {
@@ -124,6 +119,25 @@ impl Agent {
             self.plane.backend =
                 weft_backends::build(&self.view.config, &self.settings(self.view.attrs.public_ip));
         }
+    }
+
+    /// The leases that stand (see [`weft_alloc::screen`]); each one that does not is
+    /// logged once, by key, with what it would have cut.
+    fn standing_leases(&mut self) -> Vec<Lease> {
+        let screened = screen(&self.view.config, self.view.peers.values());
+        if screened.rejected != self.last.rejected {
+            let own = self.view.node.lease.subnet;
+            for r in &screened.rejected {
+                let key = self.registry.lease_key(&r.lease.subnet);
+                if r.collides.contains(&own) {
+                    warn!(key, lease = %r, "ignoring a lease that overlaps this node's subnet; no node routes to it");
+                } else {
+                    warn!(key, lease = %r, "ignoring a lease that cannot stand; no node routes to it");
+                }
+            }
+            self.last.rejected = screened.rejected;
+        }
+        screened.standing
     }
 
     fn may_fall_back(&self) -> bool {

@@ -368,3 +368,52 @@ async fn a_restart_on_an_unchanged_host_changes_nothing() {
     );
     assert!(rig.fake.journal().is_empty(), "{:?}", rig.fake.journal());
 }
+
+#[tokio::test]
+async fn a_lease_that_cannot_stand_is_routed_by_no_one() {
+    let mut rig = Rig::new(HOST_GW).await;
+    rig.put_peer("10.244.200.0/24", "192.168.1.2", "host-gw", NULL)
+        .await;
+    rig.agent.reconcile(Why::Start).await;
+    let before = rig.fake.weft_routes();
+    rig.fake.clear_journal();
+    // Half of this node's own subnet, pointing at an address no node has; a subnet
+    // outside the network; one of the wrong size over the peer's.
+    let own = rig.own_subnet();
+    let half = Ipv4Net::new(own.network(), 25).unwrap();
+    rig.put_peer(&half.to_string(), "192.168.1.77", "host-gw", NULL)
+        .await;
+    rig.put_peer("10.245.1.0/24", "192.168.1.78", "host-gw", NULL)
+        .await;
+    rig.put_peer("10.244.200.128/25", "192.168.1.79", "host-gw", NULL)
+        .await;
+    rig.agent.reconcile(Why::Store).await;
+    assert_eq!(rig.fake.weft_routes(), before, "no route changed");
+    assert!(rig.fake.journal().is_empty(), "{:?}", rig.fake.journal());
+    let rejected: Vec<String> = rig
+        .agent
+        .last
+        .rejected
+        .iter()
+        .map(|r| r.to_string())
+        .collect();
+    assert_eq!(rejected.len(), 3, "{rejected:?}");
+    assert!(
+        rejected
+            .iter()
+            .any(|r| r.contains(&format!("overlaps {own}"))),
+        "{rejected:?}"
+    );
+    // Not a member of the firewall's list either.
+    let members = rig.fake.firewall().unwrap().encap.map(|e| e.members);
+    assert!(members.is_none(), "host-gw has no encapsulation filter");
+
+    // The bad keys go: nothing changes again.
+    rig.delete_peer(&half.to_string()).await;
+    rig.delete_peer("10.245.1.0/24").await;
+    rig.delete_peer("10.244.200.128/25").await;
+    rig.agent.reconcile(Why::Store).await;
+    assert_eq!(rig.fake.weft_routes(), before);
+    assert!(rig.fake.journal().is_empty());
+    assert!(rig.agent.last.rejected.is_empty());
+}

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use weft_alloc::hostfiles;
+use weft_alloc::screen::screen;
 use weft_alloc::{Lease, NetworkConfig};
 
 use super::facts::{own_lease, Facts, Finding, Level, Out, Planned};
@@ -50,7 +51,24 @@ pub fn findings(f: &Facts) -> Vec<Finding> {
             ),
         );
     }
-    let Some(lease) = own_lease(&f.leases, &f.public_ips) else {
+    let own = own_lease(&f.leases, &f.public_ips);
+    for r in screen(cfg, &f.leases).rejected {
+        match own {
+            // Every node ignores it, this one too, but it claims this node's addresses:
+            // whoever wrote it expects traffic this node will keep.
+            Some(o) if r.collides.contains(&o.subnet) => out.add(
+                Level::Fail,
+                "lease",
+                format!("conflict with this node's subnet: {r}; every node ignores it"),
+            ),
+            _ => out.add(
+                Level::Warn,
+                "lease",
+                format!("conflict: {r}; every node ignores it"),
+            ),
+        }
+    }
+    let Some(lease) = own else {
         let ips: Vec<String> = f.public_ips.iter().map(|ip| ip.to_string()).collect();
         out.add(
             Level::Fail,

@@ -231,11 +231,8 @@ async fn data_plane(
         .as_ref()
         .and_then(|s| links.iter().find(|l| l.name == s.name()))
         .map(|l| l.index);
-    let peers: Vec<_> = leases
-        .iter()
-        .filter(|l| cfg.network.contains(&l.subnet))
-        .cloned()
-        .collect();
+    // The agent plans with the leases that stand; so does its check.
+    let peers = weft_alloc::screen::screen(cfg, leases).standing;
     let plane = match (cfg.backend, &spec, node.overlay) {
         (BackendKind::Bgp, _, _) => None,
         // Without its device no plan can be right; the device's absence is the finding.
