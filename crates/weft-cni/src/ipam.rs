@@ -3,7 +3,10 @@
 //! The pool is the node's subnet, shared by every CNI network on the node that uses it
 //! (a bridged and a routed network draw from the same addresses). One file per allocated
 //! address in `<dataDir>/<subnet>/` (e.g. `10.244.3.0-24`), named by the address and
-//! holding `<container id>\n<ifname>\n<network name>\n`. A claim writes a complete temporary file and
+//! holding `{"containerID":…,"ifname":…,"network":…}`: JSON, so no byte of an identifier
+//! can split a field (records of earlier versions, one field per line, are still read).
+//! A record that cannot be read is an error naming its file, never a silent miss: a
+//! missed record is an address that is never freed. A claim writes a complete temporary file and
 //! hard-links it to the address's name: `link(2)` fails if the name exists, so of two
 //! concurrent claims exactly one wins, without a lock, and an allocation file is never
 //! seen half-written. A plugin killed mid-ADD leaves at worst a complete allocation for a
@@ -39,6 +42,37 @@ pub struct Allocation {
 
 fn io(what: &str, path: &Path, e: std::io::Error) -> CniError {
     CniError::new(Code::Io, format!("cannot {what} {}", path.display())).with_details(e.to_string())
+}
+
+/// What an allocation file holds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Record {
+    #[serde(rename = "containerID")]
+    container_id: String,
+    ifname: String,
+    network: String,
+}
+
+impl Record {
+    fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("strings serialize")
+    }
+
+    /// JSON, or the one-field-per-line form earlier versions wrote (whose identifiers
+    /// were never checked: exactly three non-empty lines, or it is damaged).
+    fn decode(text: &str) -> Result<Record, String> {
+        if text.starts_with('{') {
+            return serde_json::from_str(text).map_err(|e| e.to_string());
+        }
+        match text.lines().collect::<Vec<_>>().as_slice() {
+            [id, ifname, network] if !id.is_empty() && !ifname.is_empty() => Ok(Record {
+                container_id: id.to_string(),
+                ifname: ifname.to_string(),
+                network: network.to_string(),
+            }),
+            _ => Err("neither JSON nor the three lines of an earlier version".into()),
+        }
+    }
 }
 
 /// Who asks for an address.
@@ -95,15 +129,27 @@ impl Ipam {
         Ok(())
     }
 
-    fn read(&self, path: &Path) -> Option<Allocation> {
-        let ip: Ipv4Addr = path.file_name()?.to_str()?.parse().ok()?;
-        let text = fs::read_to_string(path).ok()?;
-        let mut lines = text.lines();
-        Some(Allocation {
+    /// The allocation recorded at `path` (named by its address).
+    fn read(&self, path: &Path) -> CniResult<Allocation> {
+        let damaged = |why: String| {
+            CniError::new(
+                Code::Io,
+                format!("damaged allocation record {}", path.display()),
+            )
+            .with_details(why)
+        };
+        let ip: Ipv4Addr = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| damaged("its name is not an IPv4 address".into()))?;
+        let text = fs::read_to_string(path).map_err(|e| io("read", path, e))?;
+        let record = Record::decode(&text).map_err(damaged)?;
+        Ok(Allocation {
             ip,
-            container_id: lines.next()?.to_owned(),
-            ifname: lines.next().unwrap_or_default().to_owned(),
-            network: lines.next().unwrap_or_default().to_owned(),
+            container_id: record.container_id,
+            ifname: record.ifname,
+            network: record.network,
         })
     }
 
@@ -149,8 +195,8 @@ impl Ipam {
                 }
                 continue;
             }
-            if let Some(a) = self.read(&path) {
-                out.push(a);
+            if name.to_str().is_some_and(|n| n.parse::<Ipv4Addr>().is_ok()) {
+                out.push(self.read(&path)?);
             }
         }
         out.sort_by_key(|a| a.ip);
@@ -178,7 +224,12 @@ impl Ipam {
             rand::random::<u32>()
         ));
         let mut f = fs::File::create(&tmp).map_err(|e| io("create", &tmp, e))?;
-        f.write_all(format!("{container_id}\n{ifname}\n{network}\n").as_bytes())
+        let record = Record {
+            container_id: container_id.to_string(),
+            ifname: ifname.to_string(),
+            network: network.to_string(),
+        };
+        f.write_all(&record.encode())
             .map_err(|e| io("write", &tmp, e))?;
         f.sync_all().map_err(|e| io("sync", &tmp, e))?;
         let target = self.dir.join(ip.to_string());
@@ -210,7 +261,7 @@ impl Ipam {
             let holder = self
                 .read(&self.dir.join(ip.to_string()))
                 .map(|a| a.container_id)
-                .unwrap_or_default();
+                .unwrap_or_else(|e| e.msg);
             return Err(CniError::new(
                 Code::AddressUnavailable,
                 format!("{ip} is already assigned"),
@@ -415,5 +466,31 @@ mod tests {
         sorted.sort();
         sorted.dedup();
         assert_eq!(sorted.len(), 5, "{ips:?}");
+    }
+
+    #[test]
+    fn records_cannot_be_split_and_damage_is_named() {
+        let d = tempfile::tempdir().unwrap();
+        let p = ipam(d.path());
+        // The plugin refuses such identifiers; the record format must hold them anyway.
+        let odd = Claimant {
+            container_id: "a\nb",
+            ifname: "eth0\n",
+            network: "net\u{0}",
+        };
+        let ip = p.allocate(&odd, None).unwrap();
+        assert_eq!(p.find("a\nb", "eth0\n").unwrap().unwrap().ip, ip);
+        assert!(p.find("a", "eth0").unwrap().is_none());
+        assert_eq!(p.release("a\nb", "eth0\n").unwrap(), [ip]);
+
+        // A record of an earlier version still counts.
+        let legacy = p.dir.join("10.244.3.6");
+        fs::write(&legacy, "old\neth0\nnet\n").unwrap();
+        assert_eq!(p.find("old", "eth0").unwrap().unwrap().network, "net");
+        // A damaged record is an error that names its file, not a free address.
+        fs::write(&legacy, "{\"containerID\":").unwrap();
+        let err = p.list().unwrap_err();
+        assert!(err.msg.contains("10.244.3.6"), "{err}");
+        assert!(p.allocate(&who("x"), None).is_err());
     }
 }

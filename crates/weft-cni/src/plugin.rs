@@ -12,6 +12,7 @@ use weft_kernel::Linux;
 use crate::attach::{self, Request};
 use crate::ipam::{Claimant, Ipam};
 use crate::spec::{AddResult, CniError, CniResult, Code, Mode, NetConf, LATEST, SUPPORTED};
+use crate::validate;
 
 /// The environment a runtime sets (CNI_*), read once.
 #[derive(Debug, Default, Clone)]
@@ -42,7 +43,12 @@ impl Env {
                 format!("{name} is not set"),
             ));
         }
-        Ok(())
+        match name {
+            "CNI_CONTAINERID" => validate::container_id(value),
+            "CNI_IFNAME" => validate::ifname(value),
+            "CNI_NETNS" => validate::netns(value),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -84,6 +90,15 @@ fn dispatch(env: &Env, stdin: &[u8]) -> CniResult<String> {
     }
     if env.command == "VERSION" {
         return Ok(json!({ "cniVersion": LATEST, "supportedVersions": SUPPORTED }).to_string());
+    }
+    if stdin.len() > validate::MAX_STDIN {
+        return Err(CniError::new(
+            Code::Decode,
+            format!(
+                "the network configuration is larger than {} bytes",
+                validate::MAX_STDIN
+            ),
+        ));
     }
     let conf = NetConf::parse(stdin)?;
     match env.command.as_str() {
@@ -340,7 +355,9 @@ pub fn main() -> i32 {
     let env = Env::from_process();
     let mut stdin = Vec::new();
     if env.command != "VERSION" || !atty_stdin() {
-        let _ = std::io::stdin().read_to_end(&mut stdin);
+        // One byte past the limit is enough to refuse it; the rest is never read.
+        let limit = validate::MAX_STDIN as u64 + 1;
+        let _ = std::io::stdin().take(limit).read_to_end(&mut stdin);
     }
     let out = run(&env, &stdin);
     if !out.stdout.is_empty() {
@@ -357,4 +374,79 @@ fn atty_stdin() -> bool {
 /// synchronous process.
 fn on_host<T>(f: impl AsyncFnOnce(Linux) -> CniResult<T>) -> CniResult<T> {
     weft_kernel::linux::block_on(|linux| f(linux))
+}
+
+#[cfg(test)]
+mod tests {
+    //! Input that must be refused before any side effect: no root needed, since nothing
+    //! is read, allocated or created.
+    use super::*;
+
+    fn conf(dir: &Path) -> String {
+        json!({
+            "cniVersion": "1.0.0",
+            "name": "net",
+            "type": "weft",
+            "dataDir": dir.join("data"),
+            "subnetFile": dir.join("subnet.env"),
+        })
+        .to_string()
+    }
+
+    fn env(command: &str, id: &str, ifname: &str) -> Env {
+        Env {
+            command: command.into(),
+            container_id: id.into(),
+            netns: "/run/netns/none".into(),
+            ifname: ifname.into(),
+            args: String::new(),
+        }
+    }
+
+    #[test]
+    fn bad_identifiers_are_refused_before_anything_is_touched() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("subnet.env"),
+            "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.3.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n",
+        )
+        .unwrap();
+        let stdin = conf(d.path());
+        let long = "x".repeat(100_000);
+        for (cmd, id, ifname, what) in [
+            ("ADD", "a\nb", "eth0", "CNI_CONTAINERID"),
+            ("ADD", "a\0b", "eth0", "CNI_CONTAINERID"),
+            ("ADD", "abc", "eth0\n", "CNI_IFNAME"),
+            ("ADD", "abc", "1234567890123456", "CNI_IFNAME"),
+            ("ADD", "abc", long.as_str(), "CNI_IFNAME"),
+            ("DEL", "a b", "eth0", "CNI_CONTAINERID"),
+            ("CHECK", "abc", "a/b", "CNI_IFNAME"),
+        ] {
+            let out = run(&env(cmd, id, ifname), stdin.as_bytes());
+            assert_eq!(out.code, 1, "{cmd} {id:?} {ifname:?}");
+            let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+            assert_eq!(v["code"], 4, "{}", out.stdout);
+            assert!(
+                v["msg"].as_str().unwrap().starts_with(what),
+                "{}",
+                out.stdout
+            );
+        }
+        assert!(!d.path().join("data").exists(), "no IPAM state was made");
+    }
+
+    #[test]
+    fn oversized_or_hostile_configurations_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let mut big = conf(d.path()).into_bytes();
+        big.pop();
+        big.extend(format!(",\"pad\":\"{}\"}}", "x".repeat(1 << 20)).bytes());
+        let out = run(&env("ADD", "abc", "eth0"), &big);
+        assert!(out.stdout.contains("larger than"), "{}", out.stdout);
+        let bad_name = conf(d.path()).replace("\"net\"", "\"a/../b\"");
+        let out = run(&env("ADD", "abc", "eth0"), bad_name.as_bytes());
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        assert_eq!(v["code"], 7, "{}", out.stdout);
+        assert!(!d.path().join("data").exists());
+    }
 }

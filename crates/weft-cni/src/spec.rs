@@ -187,12 +187,7 @@ impl NetConf {
                 format!("type is {:?}, this plugin is \"weft\"", conf.kind),
             ));
         }
-        if conf.name.is_empty() || conf.name.contains('/') || conf.name.starts_with('.') {
-            return Err(CniError::new(
-                Code::InvalidConfig,
-                format!("network name {:?} is not usable as a name", conf.name),
-            ));
-        }
+        crate::validate::network_name(&conf.name)?;
         if conf.bridge.is_empty() || conf.bridge.len() > 15 {
             return Err(CniError::new(
                 Code::InvalidConfig,

@@ -1,6 +1,7 @@
 //! `weftctl lab ...`: build, inspect and tear down a lab.
 
 use std::process::Command;
+use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use crate::etcd::{EtcdOptions, EtcdServer};
@@ -244,8 +245,13 @@ pub fn run(cmd: LabCommand) -> LabResult<i32> {
         LabCommand::Host(HostCommand::Add { lab }) => {
             let mut state = LabState::load(&lab.name)?;
             let i = state.hosts.iter().max().copied().unwrap_or(0) + 1;
-            add_host(&mut state, i)?;
-            let n = attach_container(&mut state, i)?;
+            // A host that cannot be set up whole is removed again.
+            let added = add_host(&mut state, i).and_then(|()| attach_container(&mut state, i));
+            let n = added.inspect_err(|_| {
+                if let Err(e) = remove_host(&mut state, i) {
+                    eprintln!("could not remove the half-made h{i}: {e}");
+                }
+            })?;
             println!("added h{i} ({}) with subnet {}", state.host_ip(i), n.subnet);
             Ok(0)
         }
@@ -344,6 +350,60 @@ fn up(spec: LabSpec) -> LabResult<i32> {
     {
         return Err(LabError::Exists(name.to_owned()));
     }
+    if weft_alloc::BackendKind::from_str(&backend).is_err() {
+        let known: Vec<_> = weft_alloc::BackendKind::ALL
+            .iter()
+            .map(|k| k.name())
+            .collect();
+        return Err(LabError::Usage(format!(
+            "unknown backend {backend:?}; one of {}",
+            known.join(", ")
+        )));
+    }
+    if network.parse::<ipnet::Ipv4Net>().is_err() {
+        return Err(LabError::Usage(format!(
+            "--network {network:?} is not an IPv4 prefix like 10.244.0.0/16"
+        )));
+    }
+    // From here on everything this call makes is removed again if a later step fails
+    // (a config `network init` refuses, an etcd that does not start, a host that cannot
+    // be set up): a failed `lab up` leaves nothing behind.
+    let spec = LabSpec {
+        name: name.to_owned(),
+        hosts,
+        backend,
+        store,
+        network,
+        agent_args,
+        subnets,
+        init,
+        ip_masq,
+        cni_mode,
+        router,
+    };
+    build(spec).inspect_err(|_| {
+        if let Err(e) = down(name) {
+            eprintln!("could not remove what the failed lab up made: {e}");
+        }
+    })
+}
+
+/// Makes lab `spec.name` (validated, not yet existing).
+fn build(spec: LabSpec) -> LabResult<i32> {
+    let LabSpec {
+        name,
+        hosts,
+        backend,
+        store,
+        network,
+        agent_args,
+        subnets,
+        init,
+        ip_masq,
+        cni_mode,
+        router,
+    } = spec;
+    let name = name.as_str();
     let dir = state::dir(name);
     std::fs::create_dir_all(&dir).map_err(|source| LabError::Io {
         path: dir.display().to_string(),
@@ -573,7 +633,10 @@ fn remove_host(state: &mut LabState, i: u32) -> LabResult<()> {
     state.containers.remove(&i);
     agents::stop(state, i)?;
     if let Some(n) = state.host_network(i) {
-        store_command(state, &["leases", "delete", &n.subnet.to_string()])?;
+        // A host that never got far may hold no lease: not a reason to stop cleaning.
+        if let Err(e) = store_command(state, &["leases", "delete", &n.subnet.to_string()]) {
+            eprintln!("warning: {e}");
+        }
     }
     // Deleting a namespace frees its devices asynchronously; delete the underlay's end of
     // the host's link now, so the name is free for the next host at once.
