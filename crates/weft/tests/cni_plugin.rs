@@ -630,3 +630,82 @@ fn chains_with_portmap_and_bandwidth() {
     );
     assert_eq!(node.allocations(), 0);
 }
+
+/// Identifiers and input a careless or hostile runtime could pass: refused with the CNI
+/// error for them, before anything is allocated or created.
+#[test]
+fn hostile_input_is_refused_and_leaves_nothing() {
+    require_root!("hostile_input_is_refused_and_leaves_nothing");
+    let mut node = Node::new("hi", "10.244.9.0/24");
+    let ns = node.netns("c");
+    let path = format!("/run/netns/{ns}");
+    let conf = node.conf("1.1.0", "bridge");
+    let long = "x".repeat(100_000);
+    for (id, ifname, what) in [
+        ("a\nb", "eth0", "CNI_CONTAINERID"),
+        ("-leading", "eth0", "CNI_CONTAINERID"),
+        ("ctr", "eth0\n", "CNI_IFNAME"),
+        ("ctr", "1234567890123456", "CNI_IFNAME"),
+        ("ctr", long.as_str(), "CNI_IFNAME"),
+        ("ctr", "../eth0", "CNI_IFNAME"),
+    ] {
+        for command in ["ADD", "DEL"] {
+            let c = node.call(PLUGIN, command, &conf, id, &path, &[("CNI_IFNAME", ifname)]);
+            assert_eq!(c.code, 1, "{command} {id:?} {:.20?}", ifname);
+            assert_eq!(c.out["code"], 4, "{}", c.out);
+            assert!(
+                c.out["msg"].as_str().unwrap().starts_with(what),
+                "{}",
+                c.out
+            );
+        }
+    }
+    // A megabyte and more of configuration: read up to the limit, then refused.
+    let host = format!("{}-host", node.tag);
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &host, PLUGIN])
+        .env_clear()
+        .env("CNI_COMMAND", "ADD")
+        .env("CNI_CONTAINERID", "ctr")
+        .env("CNI_NETNS", &path)
+        .env("CNI_IFNAME", "eth0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let mut big = conf.to_string().into_bytes();
+        big.pop();
+        big.extend(format!(",\"pad\":\"{}\"}}", "x".repeat(2 << 20)).bytes());
+        // The plugin stops reading past the limit: a broken pipe here is expected.
+        let _ = stdin.write_all(&big);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["code"], 6, "{answer}");
+    assert!(
+        answer["msg"].as_str().unwrap().contains("larger than"),
+        "{answer}"
+    );
+
+    assert_eq!(node.allocations(), 0, "no address held");
+    let links = ip(&["-n", &host, "link", "show"]);
+    assert!(!links.contains("weft"), "no veth or bridge made:\n{links}");
+    let inside = ip(&["-n", &ns, "-o", "link", "show"]);
+    assert_eq!(
+        inside.lines().count(),
+        1,
+        "only lo in the container:\n{inside}"
+    );
+    // And the plugin still works.
+    let ok = node.weft("ADD", &node.conf("1.1.0", "bridge"), "ctr", &ns);
+    assert_eq!(ok.code, 0, "{}", ok.out);
+    assert_eq!(
+        node.weft("DEL", &node.conf("1.1.0", "bridge"), "ctr", &ns)
+            .code,
+        0
+    );
+    assert_eq!(node.allocations(), 0);
+}
