@@ -19,6 +19,7 @@
 
 use std::net::Ipv4Addr;
 
+use weft_alloc::screen::overlap;
 use weft_alloc::{BackendKind, Lease, NetworkConfig};
 use weft_bgp::rib::PeerKind;
 use weft_plan::link::OverlaySpec;
@@ -149,6 +150,18 @@ impl Backend for Bgp {
             if *prefix == node.lease.subnet {
                 continue;
             }
+            if overlap(prefix, &node.lease.subnet) {
+                // A route learned for part of this node's own subnet (or a range that
+                // covers it) would send some of its own containers' traffic elsewhere.
+                plane.unreachable.push(Unreachable {
+                    subnet: *prefix,
+                    reason: format!(
+                        "learned over BGP via {next_hop}, but it overlaps this node's subnet {}",
+                        node.lease.subnet
+                    ),
+                });
+                continue;
+            }
             if ext.network.contains(next_hop) && *next_hop != ext.addr {
                 plane.routes.push(Route::via(*prefix, *next_hop, ext.index));
                 continue;
@@ -270,6 +283,11 @@ mod tests {
                 "172.16.0.9".parse().unwrap(),
             ),
         ];
+        // Learned for parts of this node's own subnet, or a range covering it: never.
+        for hostile in ["10.244.1.5/32", "10.244.1.128/25", "10.244.0.0/16"] {
+            n.learned
+                .push((hostile.parse().unwrap(), "192.168.1.3".parse().unwrap()));
+        }
         let plane = b.plan(&n, &[]);
         let routes: Vec<String> = plane.routes.iter().map(|r| r.to_string()).collect();
         assert_eq!(
@@ -279,7 +297,10 @@ mod tests {
                 "10.244.2.0/24 via 192.168.1.2 dev #7"
             ]
         );
-        assert_eq!(plane.unreachable.len(), 1);
+        assert_eq!(plane.unreachable.len(), 4);
+        assert!(plane.unreachable[1..]
+            .iter()
+            .all(|u| u.reason.contains("overlaps this node's subnet 10.244.1.0/24")));
         assert_eq!(b.mtu(1500), 1500, "no encapsulation, no overhead");
         assert!(b.overlay(&n).is_none());
     }

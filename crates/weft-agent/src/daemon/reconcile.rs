@@ -26,9 +26,10 @@ impl Agent {
             return;
         };
         let peers = self.standing_leases();
+        let held = self.announceable(&peers);
         // Woken by the kernel or the timer, but routes were learned meanwhile: what
         // changes now is news (a full apply, logged as such), not a repair of drift.
-        let why = match self.sync_bgp(&peers).await {
+        let why = match self.sync_bgp(&peers, held).await {
             true if why.is_repair() => Why::Store,
             _ => why,
         };
@@ -140,18 +141,36 @@ impl Agent {
         screened.standing
     }
 
+    /// The single addresses this node holds that it may announce as /32s: none inside a
+    /// subnet that stands (a claim written by hand into another node's subnet would take
+    /// one of its addresses away from it).
+    fn announceable(&self, standing: &[Lease]) -> Vec<Ipv4Net> {
+        self.view
+            .held
+            .iter()
+            .filter(|ip| match standing.iter().find(|l| l.subnet.contains(*ip)) {
+                Some(l) => {
+                    debug!(%ip, subnet = %l.subnet, "not announcing a held address inside a leased subnet");
+                    false
+                }
+                None => true,
+            })
+            .map(|ip| Ipv4Net::from(*ip))
+            .collect()
+    }
+
     fn may_fall_back(&self) -> bool {
         self.opts.ipip_mode == IpipMode::Auto && !self.plane.ipip_user_space
     }
 
     /// Brings the BGP speaker in step with the leases and takes its learned routes;
     /// whether they moved since the last plan.
-    async fn sync_bgp(&mut self, peers: &[Lease]) -> bool {
+    async fn sync_bgp(&mut self, peers: &[Lease], held: Vec<Ipv4Net>) -> bool {
         let (Some(rt), Some(bgp)) = (self.plane.bgp.as_mut(), self.plane.backend.bgp()) else {
             return false;
         };
         let mut own = vec![self.view.node.lease.subnet];
-        own.extend(self.view.held.iter().map(|ip| Ipv4Net::from(*ip)));
+        own.extend(held);
         rt.sync(bgp, peers, own).await;
         let learned = rt.learned();
         let moved = learned != self.view.node.learned;
