@@ -298,9 +298,9 @@ mod tests {
             ]
         );
         assert_eq!(plane.unreachable.len(), 4);
-        assert!(plane.unreachable[1..]
-            .iter()
-            .all(|u| u.reason.contains("overlaps this node's subnet 10.244.1.0/24")));
+        assert!(plane.unreachable[1..].iter().all(|u| u
+            .reason
+            .contains("overlaps this node's subnet 10.244.1.0/24")));
         assert_eq!(b.mtu(1500), 1500, "no encapsulation, no overhead");
         assert!(b.overlay(&n).is_none());
     }

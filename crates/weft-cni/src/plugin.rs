@@ -449,4 +449,95 @@ mod tests {
         assert_eq!(v["code"], 7, "{}", out.stdout);
         assert!(!d.path().join("data").exists());
     }
+
+    /// Strings a runtime could hand over: anything, and near misses of valid values.
+    fn hostile() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            any::<String>(),
+            "[a-z0-9./:_ -]{0,20}",
+            Just("eth0".to_string()),
+            Just("c0ffee".to_string()),
+            // Never a real namespace: an ADD that got that far would attach in the
+            // machine's own namespace.
+            Just("/run/netns/weft-fuzz-none".to_string()),
+            Just("x".repeat(5000)),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 400,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0x5eed_0c41),
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        /// The bounded fuzz run of the plugin (part of the suite): random environments
+        /// and configurations, valid and not. It never panics, every failure is CNI
+        /// error JSON with a message, and no address is ever left held: nothing that
+        /// gets past validation here can attach (no namespace is real), so whatever ADD
+        /// claimed it must have given back. DEL, which would touch the host's links, is
+        /// left to the namespace tests, and no `CNI_NETNS` drawn here is a namespace.
+        #[test]
+        fn fuzzed_calls_never_panic_or_leak(
+            command in proptest::prelude::prop_oneof![
+                proptest::prelude::Just("ADD"), proptest::prelude::Just("CHECK"),
+                proptest::prelude::Just("STATUS"), proptest::prelude::Just("GC"),
+                proptest::prelude::Just("VERSION"), proptest::prelude::Just("BOGUS"),
+                proptest::prelude::Just(""),
+            ],
+            id in hostile(),
+            ifname in hostile(),
+            netns in hostile(),
+            args in hostile(),
+            name in hostile(),
+            version in proptest::prelude::prop_oneof![
+                proptest::prelude::Just("1.1.0".to_string()),
+                proptest::prelude::Just("0.3.0".to_string()),
+                hostile(),
+            ],
+            mode in hostile(),
+            ips in proptest::collection::vec(hostile(), 0..3),
+            raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            use_raw in proptest::prelude::any::<bool>(),
+        ) {
+            let d = tempfile::tempdir().unwrap();
+            std::fs::write(
+                d.path().join("subnet.env"),
+                "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.3.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n",
+            )
+            .unwrap();
+            let stdin = if use_raw {
+                raw
+            } else {
+                json!({
+                    "cniVersion": version, "name": name, "type": "weft", "mode": mode,
+                    "dataDir": d.path().join("data"), "subnetFile": d.path().join("subnet.env"),
+                    "agentSocket": d.path().join("none.sock"),
+                    "runtimeConfig": {"ips": ips},
+                })
+                .to_string()
+                .into_bytes()
+            };
+            let env = Env {
+                command: command.into(),
+                container_id: id,
+                netns,
+                ifname,
+                args,
+            };
+            let out = run(&env, &stdin);
+            if out.code != 0 {
+                let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+                proptest::prop_assert!(v["code"].as_u64().is_some_and(|c| c > 0));
+                proptest::prop_assert!(!v["msg"].as_str().unwrap_or_default().is_empty());
+            } else {
+                proptest::prop_assert!(command != "ADD", "an ADD cannot succeed here");
+            }
+            for pool in Ipam::everywhere(&d.path().join("data")).unwrap() {
+                proptest::prop_assert!(pool.list().unwrap().is_empty(), "an address stayed held");
+            }
+        }
+    }
 }

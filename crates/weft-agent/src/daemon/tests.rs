@@ -417,3 +417,126 @@ async fn a_lease_that_cannot_stand_is_routed_by_no_one() {
     assert!(rig.fake.journal().is_empty());
     assert!(rig.agent.last.rejected.is_empty());
 }
+
+mod fuzz {
+    //! The bounded fuzz run of the agent (part of the suite): random writes and deletes
+    //! under the store prefix (configs, leases, address claims, anything), each followed
+    //! by a reconcile. The routes to peers whose leases nobody touched never change, no
+    //! route ever covers this node's own subnet, and no two routes share an address.
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, RngSeed};
+    use weft_alloc::screen::overlap;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Write {
+        Put(String, Vec<u8>),
+        Delete(String),
+    }
+
+    fn name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            1 => any::<String>(),
+            2 => "10\\.24[0-9]\\.[0-9]{1,3}\\.[0-9]{1,3}-[0-9]{1,2}",
+            2 => Just("10.244.200.128-25".to_string()),
+            2 => Just("10.244.0.0-16".to_string()),
+            1 => Just("10.250.0.0-24".to_string()),
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = Vec<u8>> {
+        let lease = (
+            "192\\.168\\.1\\.1?[0-9]{1,2}",
+            prop_oneof![4 => Just("host-gw"), 1 => Just(""), 1 => Just("vxlan")],
+        )
+            .prop_map(|(ip, kind)| {
+                format!(r#"{{"PublicIP":"{ip}","BackendType":"{kind}","BackendData":null}}"#)
+                    .into_bytes()
+            });
+        let config = prop_oneof![
+            Just(br#"{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}"#.to_vec()),
+            Just(br#"{"Network":"10.99.0.0/16","Backend":{"Type":"host-gw"}}"#.to_vec()),
+            Just(br#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}"#.to_vec()),
+            Just(br#"{"Network":12}"#.to_vec()),
+        ];
+        prop_oneof![1 => proptest::collection::vec(any::<u8>(), 0..64), 4 => lease, 1 => config]
+    }
+
+    fn write() -> impl Strategy<Value = Write> {
+        let key = prop_oneof![
+            5 => name().prop_map(|n| format!("/coreos.com/network/subnets/{n}")),
+            1 => name().prop_map(|n| format!("/coreos.com/network/weft/addresses/{n}")),
+            1 => Just("/coreos.com/network/config".to_string()),
+            1 => name().prop_map(|n| format!("/coreos.com/network/{n}")),
+        ];
+        prop_oneof![
+            3 => (key.clone(), value()).prop_map(|(k, v)| Write::Put(k, v)),
+            1 => key.prop_map(Write::Delete),
+        ]
+    }
+
+    const PEERS: [(&str, &str); 2] = [
+        ("10.244.200.0/24", "192.168.1.2"),
+        ("10.244.201.0/24", "192.168.1.3"),
+    ];
+
+    proptest! {
+        #![proptest_config(Config {
+            cases: 48,
+            rng_seed: RngSeed::Fixed(0x5eed_a9e7),
+            failure_persistence: None,
+            ..Config::default()
+        })]
+
+        #[test]
+        fn random_store_writes_never_cost_a_working_peer_its_route(
+            writes in proptest::collection::vec(write(), 1..12),
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let mut rig = Rig::new(HOST_GW).await;
+                for (subnet, ip) in PEERS {
+                    rig.put_peer(subnet, ip, "host-gw", NULL).await;
+                }
+                rig.agent.reconcile(Why::Start).await;
+                let good: Vec<Route> = PEERS
+                    .iter()
+                    .map(|(s, ip)| rig.route_to(s).unwrap_or_else(|| panic!("route to {s} via {ip}")))
+                    .collect();
+                let untouchable: Vec<String> = PEERS
+                    .iter()
+                    .map(|(s, _)| rig.registry.lease_key(&net(s)))
+                    .chain([rig.registry.lease_key(&rig.own_subnet())])
+                    .collect();
+                let store = rig.registry.store().clone();
+                for w in writes {
+                    let event = match w {
+                        Write::Put(key, _) | Write::Delete(key) if untouchable.contains(&key) => continue,
+                        Write::Put(key, value) => {
+                            store.put(&key, &value, None).await.unwrap();
+                            WatchEvent::Put(store.get(&key).await.unwrap().unwrap())
+                        }
+                        Write::Delete(key) => {
+                            store.delete(&key).await.unwrap();
+                            WatchEvent::Delete { key, revision: 0 }
+                        }
+                    };
+                    rig.agent.on_event(event).await;
+                    rig.agent.reconcile(Why::Store).await;
+                    let routes = rig.fake.weft_routes();
+                    for g in &good {
+                        assert!(routes.contains(g), "lost {g}: {routes:?}");
+                    }
+                    let own = rig.own_subnet();
+                    for (i, r) in routes.iter().enumerate() {
+                        assert!(!overlap(&r.dst, &own), "{r} covers own {own}");
+                        for o in &routes[i + 1..] {
+                            assert!(!overlap(&r.dst, &o.dst), "{r} and {o} overlap");
+                        }
+                    }
+                }
+            });
+        }
+    }
+}
