@@ -108,6 +108,11 @@ measure() {
       'BEGIN{printf "%s %s %d %d\n", p, n, (a-b)*1000, (f-b)*1000}' >> "$WORK/times"
   done
   wait "${WATCH_PID:-}" 2>/dev/null || true # (unset once the coprocess has ended)
+  # weftd's RSS while it holds the routes (its largest over the rounds where it learns).
+  if [ "$proto" != onlyb ]; then
+    local rss; rss=$(awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$WPID/status")
+    RSS_HELD=$(awk -v a="${RSS_HELD:-0}" -v b="$rss" 'BEGIN {print (b > a) ? b : a}')
+  fi
   birdc -s "$WORK/src.ctl" disable "$proto" >/dev/null
   wait_for "withdrawal" 120 bash -c "[ \$(ip -n $W route show proto 77 | grep -c -v blackhole || true) -eq 0 ] && [ \$(ip -n $B route show proto bird | wc -l) -eq 0 ]"
   sleep 2 # let the freeing of the withdrawn routes (RCU callbacks) settle
@@ -126,7 +131,7 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 col() { awk -v p="$1" -v n="$2" -v c="$3" '$1 == p && $2 == n {print $c}' "$WORK/times" | xargs; }
-RSS=$(awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$WPID/status")
+RSS_AFTER=$(awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$WPID/status")
 echo
 echo "$N prefixes from one BIRD peer until all are in the kernel, median of $ROUNDS rounds"
 echo "(from enabling the source's routes to the receiving kernel's N-th route event)"
@@ -152,7 +157,7 @@ echo "  first route in the kernel: $(col onlyw "$W" 4) / $(col onlyb "$B" 4)"
 echo "rounds, both at once (weftd / BIRD ms): $(col bench "$W" 3) / $(col bench "$B" 3)"
 ratios bench bench
 echo "  first route in the kernel: $(col bench "$W" 4) / $(col bench "$B" 4)"
-echo "weftd RSS with $N routes: $RSS MB"
-grep -E "ERROR|WARN" "$WORK/weftd.log" | tail -5
+echo "weftd RSS with $N routes held: $RSS_HELD MB (largest over the rounds; after they were withdrawn: $RSS_AFTER MB)"
+grep -E "ERROR|WARN" "$WORK/weftd.log" | tail -5 || true # (none is the usual case)
 echo "weftd route applies (its own timing):"; grep "applied route plan" "$WORK/weftd.log" | sed -n "s/.*added=\([0-9]*\).*removed=\([0-9]*\).*elapsed_ms=\([0-9]*\).*/  +\1 -\2 routes in \3 ms/p" | tail -8
 echo "targets: weftd no slower than BIRD (one at a time); RSS under 50 MB"

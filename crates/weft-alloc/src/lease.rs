@@ -30,6 +30,25 @@ impl LeaseAttrs {
             || (self.backend_type.is_empty() && kind == crate::BackendKind::Udp)
     }
 
+    /// Why a node running `kind` cannot route to this lease's node, if it cannot for
+    /// its backend: another backend, or a reservation nobody has taken yet.
+    pub fn backend_mismatch(&self, kind: crate::BackendKind) -> Option<String> {
+        if self.runs(kind) {
+            None
+        } else if self.backend_type.is_empty() {
+            Some(format!(
+                "reserved for {}, which has not taken it yet (no backend type)",
+                self.public_ip
+            ))
+        } else {
+            Some(format!(
+                "peer runs backend {:?}, not {}",
+                self.backend_type,
+                kind.name()
+            ))
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("lease attributes serialize")
     }

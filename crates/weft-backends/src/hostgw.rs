@@ -23,13 +23,9 @@ impl Backend for HostGw {
     fn plan(&self, node: &NodeContext, peers: &[Lease]) -> DataPlane {
         let mut plane = DataPlane::default();
         for peer in peers.iter().filter(|p| p.subnet != node.lease.subnet) {
-            let route = if !peer.attrs.runs(BackendKind::HostGw) {
-                Err(format!(
-                    "peer runs backend {:?}, not host-gw",
-                    peer.attrs.backend_type
-                ))
-            } else {
-                direct_route(node, peer)
+            let route = match peer.attrs.backend_mismatch(BackendKind::HostGw) {
+                Some(why) => Err(why),
+                None => direct_route(node, peer),
             };
             match route {
                 Ok(r) => plane.routes.push(r),

@@ -57,10 +57,10 @@ impl Backend for KernelIpip {
             return plane;
         };
         for peer in peers.iter().filter(|p| p.subnet != node.lease.subnet) {
-            if !peer.attrs.runs(BackendKind::Ipip) {
+            if let Some(reason) = peer.attrs.backend_mismatch(BackendKind::Ipip) {
                 plane.unreachable.push(Unreachable {
                     subnet: peer.subnet,
-                    reason: format!("peer runs backend {:?}, not ipip", peer.attrs.backend_type),
+                    reason,
                 });
                 continue;
             }

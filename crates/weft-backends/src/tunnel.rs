@@ -85,14 +85,10 @@ impl Backend for UserTunnel {
         let mut table = Table::new(self.network, own.subnet, own.attrs.public_ip);
         plane.routes.push(Route::device(self.network, dev));
         for peer in peers.iter().filter(|p| p.subnet != own.subnet) {
-            if !peer.attrs.runs(self.kind) {
+            if let Some(reason) = peer.attrs.backend_mismatch(self.kind) {
                 plane.unreachable.push(Unreachable {
                     subnet: peer.subnet,
-                    reason: format!(
-                        "peer runs backend {:?}, not {}",
-                        peer.attrs.backend_type,
-                        self.kind.name()
-                    ),
+                    reason,
                 });
                 continue;
             }

@@ -143,8 +143,7 @@ impl Vxlan {
                 subnet: peer.subnet,
                 reason,
             };
-            if !peer.attrs.runs(BackendKind::Vxlan) {
-                let why = format!("peer runs backend {:?}, not vxlan", peer.attrs.backend_type);
+            if let Some(why) = peer.attrs.backend_mismatch(BackendKind::Vxlan) {
                 plane.unreachable.push(unreachable(why));
                 continue;
             }

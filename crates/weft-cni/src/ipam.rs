@@ -196,7 +196,12 @@ impl Ipam {
                 continue;
             }
             if name.to_str().is_some_and(|n| n.parse::<Ipv4Addr>().is_ok()) {
-                out.push(self.read(&path)?);
+                match self.read(&path) {
+                    Ok(a) => out.push(a),
+                    // Released by a concurrent DEL between the listing and the read.
+                    Err(_) if !path.exists() => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
         out.sort_by_key(|a| a.ip);

@@ -21,7 +21,7 @@ use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use weft_plan::route::RouteChange;
 use weft_plan::{Applied, Change, Refusal, Route};
 
-use crate::own::OwnPorts;
+use crate::own::Owned;
 
 /// Requests per `sendmsg`. Each answer (an error, or the closing ack) is its own socket
 /// buffer (about 1 KiB of receive buffer accounting however small its bytes), so the
@@ -42,12 +42,12 @@ pub(crate) fn force_rcvbuf(socket: &mut Socket, size: i32) {
 pub fn apply(
     changes: &[RouteChange],
     message: fn(&Route) -> RouteMessage,
-    own: &OwnPorts,
+    own: &Owned,
 ) -> io::Result<Applied<Route>> {
     let mut socket = Socket::new(NETLINK_ROUTE)?;
     let local = socket.bind_auto()?;
     // The kernel names this socket in the notifications of these changes.
-    own.note(local.port_number());
+    own.note_port(local.port_number());
     socket.connect(&SocketAddr::new(0, 0))?;
     // Errors come back without the request echoed in them.
     let _ = socket.set_cap_ack(true);

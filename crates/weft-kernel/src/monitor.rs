@@ -8,7 +8,7 @@
 //! Events are classified from their fixed headers only, on a plain thread: installing
 //! 10,000 learned BGP routes produces 10,000 route events, and decoding each into a full
 //! message took as much CPU as installing them. Route changes Weft made itself (through
-//! [`crate::batch`], whose sockets are recorded in [`OwnPorts`]) wake nobody: the
+//! [`crate::batch`], whose sockets are recorded in [`Owned`]) wake nobody: the
 //! kernel names the requesting socket in each notification.
 
 use std::io;
@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use weft_plan::WEFT_PROTO;
 
-use crate::own::OwnPorts;
+use crate::own::Owned;
 use crate::KernelError;
 
 /// Why the agent was woken.
@@ -93,7 +93,7 @@ fn link_name(payload: &[u8]) -> String {
 
 /// The events in one datagram of rtnetlink notifications; `own` says whether a port id
 /// is one of Weft's own sockets. Pure, so it is tested on bytes.
-pub fn classify(data: &[u8], own: impl Fn(u32) -> bool) -> Vec<KernelEvent> {
+pub fn classify(data: &[u8], own: &Owned) -> Vec<KernelEvent> {
     let mut out = Vec::new();
     let mut off = 0;
     while let (Some(len), Some(kind), Some(port)) = (
@@ -109,13 +109,16 @@ pub fn classify(data: &[u8], own: impl Fn(u32) -> bool) -> Vec<KernelEvent> {
         let event = match kind {
             RTM_NEWLINK | RTM_DELLINK => Some(KernelEvent::Link(link_name(payload))),
             // struct rtmsg: family, dst_len, src_len, tos, table, protocol, ...
-            RTM_NEWROUTE | RTM_DELROUTE => {
-                (payload.get(5) == Some(&WEFT_PROTO) && !own(port)).then_some(KernelEvent::Route)
-            }
+            RTM_NEWROUTE | RTM_DELROUTE => (payload.get(5) == Some(&WEFT_PROTO)
+                && !own.is_own_port(port))
+            .then_some(KernelEvent::Route),
             // struct ndmsg: family, pad, pad, ifindex (4), state (2), ...
             RTM_NEWNEIGH | RTM_DELNEIGH => {
+                // A permanent entry anywhere, any FDB entry, or any entry on Weft's own
+                // device: an entry deleted by hand is announced with NUD_FAILED.
                 let ours = u16_at(payload, 8).is_some_and(|s| s & NUD_PERMANENT != 0)
-                    || payload.first() == Some(&AF_BRIDGE);
+                    || payload.first() == Some(&AF_BRIDGE)
+                    || u32_at(payload, 4).is_some_and(|i| own.is_own_link(i));
                 ours.then_some(KernelEvent::Neighbour)
             }
             RTM_NEWADDR | RTM_DELADDR => Some(KernelEvent::Address),
@@ -183,10 +186,11 @@ fn open() -> io::Result<Socket> {
 
 /// Starts listening (in `netns`, or the caller's namespace); relevant events arrive on
 /// the returned channel. The channel holds one pending event: bursts collapse into a
-/// single wake-up. Route changes made through sockets in `own` wake nobody.
+/// single wake-up. Route changes made through sockets in `own` wake nobody; any
+/// neighbour change on one of its links wakes the agent.
 pub fn watch(
     netns: Option<&Path>,
-    own: Arc<OwnPorts>,
+    own: Arc<Owned>,
 ) -> Result<mpsc::Receiver<KernelEvent>, KernelError> {
     let socket = match netns {
         Some(ns) => crate::netns::run_in(ns, open)?,
@@ -202,7 +206,7 @@ pub fn watch(
             while !tx.is_closed() {
                 match socket.recv(&mut &mut buf[..], flags) {
                     Ok(n) => {
-                        for ev in classify(&buf[..n.min(buf.len())], |p| own.contains(p)) {
+                        for ev in classify(&buf[..n.min(buf.len())], &own) {
                             let _ = tx.try_send(ev);
                         }
                         // Drain what else is queued without blocking.
@@ -267,11 +271,14 @@ mod tests {
 
     #[test]
     fn routes_count_only_when_ours_and_changed_by_someone_else() {
+        let none = Owned::default();
         let data = bytes(vec![(route(WEFT_PROTO), 0), (route(12), 0)]);
-        assert_eq!(classify(&data, |_| false), vec![KernelEvent::Route]);
+        assert_eq!(classify(&data, &none), vec![KernelEvent::Route]);
         let data = bytes(vec![(route(WEFT_PROTO), 4242)]);
-        assert_eq!(classify(&data, |p| p == 4242), vec![]);
-        assert_eq!(classify(&data, |p| p == 1), vec![KernelEvent::Route]);
+        let own = Owned::default();
+        own.note_port(4242);
+        assert_eq!(classify(&data, &own), vec![]);
+        assert_eq!(classify(&data, &none), vec![KernelEvent::Route]);
     }
 
     #[test]
@@ -294,7 +301,7 @@ mod tests {
             (RouteNetlinkMessage::NewAddress(Default::default()), 0),
         ]);
         assert_eq!(
-            classify(&data, |_| false),
+            classify(&data, &Owned::default()),
             vec![
                 KernelEvent::Link("weft.1".into()),
                 KernelEvent::Neighbour,
@@ -305,9 +312,29 @@ mod tests {
     }
 
     #[test]
+    fn any_neighbour_change_on_weft_s_device_counts() {
+        // `ip neigh del` of a permanent entry is announced as failed, not permanent.
+        let mut deleted = NeighbourMessage::default();
+        deleted.header.family = AddressFamily::Inet;
+        deleted.header.ifindex = 9;
+        deleted.header.state = NeighbourState::Failed;
+        let mut elsewhere = deleted.clone();
+        elsewhere.header.ifindex = 3;
+        let data = bytes(vec![
+            (RouteNetlinkMessage::DelNeighbour(deleted), 0),
+            (RouteNetlinkMessage::DelNeighbour(elsewhere), 0),
+        ]);
+        assert_eq!(classify(&data, &Owned::default()), vec![]);
+        let own = Owned::default();
+        own.note_link(9);
+        assert_eq!(classify(&data, &own), vec![KernelEvent::Neighbour]);
+    }
+
+    #[test]
     fn truncated_data_ends_the_walk() {
         let data = bytes(vec![(route(WEFT_PROTO), 0)]);
-        assert_eq!(classify(&data[..data.len() - 4], |_| false), vec![]);
-        assert_eq!(classify(&[1, 2, 3], |_| false), vec![]);
+        let own = Owned::default();
+        assert_eq!(classify(&data[..data.len() - 4], &own), vec![]);
+        assert_eq!(classify(&[1, 2, 3], &own), vec![]);
     }
 }

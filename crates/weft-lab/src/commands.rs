@@ -40,6 +40,12 @@ pub enum AgentAction {
     Restart,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EtcdAction {
+    Start,
+    Stop,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum LabCommand {
     /// Build a lab: N hosts on one underlay, a container per host, weftd on each host;
@@ -112,6 +118,13 @@ pub enum LabCommand {
         host: String,
         #[arg(value_enum)]
         action: AgentAction,
+    },
+    /// Kill the lab's etcd (an outage), or start it again on its data (etcd labs).
+    Etcd {
+        #[command(flatten)]
+        lab: LabName,
+        #[arg(value_enum)]
+        action: EtcdAction,
     },
     /// Add or remove a host.
     #[command(subcommand)]
@@ -239,6 +252,24 @@ pub fn run(cmd: LabCommand) -> LabResult<i32> {
                 let pid = agents::start(&state, i)?;
                 agents::wait_ready(&state, i, from, SUBNET_WAIT)?;
                 println!("h{i}: agent running (pid {pid})");
+            }
+            Ok(0)
+        }
+        LabCommand::Etcd { lab, action } => {
+            let mut state = LabState::load(&lab.name)?;
+            if state.store_kind() != weft_store::options::StoreKind::Etcd {
+                return Err(LabError::Usage(format!(
+                    "lab {} runs on the embedded store, not etcd",
+                    lab.name
+                )));
+            }
+            match action {
+                EtcdAction::Stop => {
+                    let was = stop_etcd(&mut state)?;
+                    println!("etcd {}", if was { "killed" } else { "was not running" });
+                }
+                EtcdAction::Start if state.etcd_pid.is_some() => println!("etcd is running"),
+                EtcdAction::Start => start_etcd(&mut state)?,
             }
             Ok(0)
         }
@@ -455,25 +486,7 @@ fn build(spec: LabSpec) -> LabResult<i32> {
     }
 
     if store == LabStore::Etcd {
-        let etcd_dir = dir.join("etcd");
-        let log = dir.join("etcd.log");
-        let opts = EtcdOptions {
-            netns: Some(&ul),
-            client_port: Some(topology::ETCD_PORT),
-            log: Some(&log),
-            detached: true,
-            tls: None,
-        };
-        let server =
-            EtcdServer::start(topology::UNDERLAY_GW.into(), &etcd_dir, opts).map_err(|source| {
-                LabError::Io {
-                    path: "etcd".into(),
-                    source,
-                }
-            })?;
-        println!("etcd on {} (in {ul})", server.endpoint);
-        state.etcd_pid = Some(server.detach());
-        state.save()?;
+        start_etcd(&mut state)?;
     }
     let init: Vec<&str> = init.iter().map(String::as_str).collect();
     store_command(&state, &init)?;
@@ -512,6 +525,45 @@ fn build(spec: LabSpec) -> LabResult<i32> {
         );
         Ok(1)
     }
+}
+
+/// Starts the lab's etcd in its underlay namespace (its data kept in the lab's folder,
+/// so a restart finds the store as it was) and records its pid.
+fn start_etcd(state: &mut LabState) -> LabResult<()> {
+    let dir = state::dir(&state.name);
+    let ul = topology::underlay_ns(&state.name);
+    let log = dir.join("etcd.log");
+    let opts = EtcdOptions {
+        netns: Some(&ul),
+        client_port: Some(topology::ETCD_PORT),
+        log: Some(&log),
+        detached: true,
+        tls: None,
+    };
+    let server = EtcdServer::start(topology::UNDERLAY_GW.into(), &dir.join("etcd"), opts).map_err(
+        |source| LabError::Io {
+            path: "etcd".into(),
+            source,
+        },
+    )?;
+    println!("etcd on {} (in {ul})", server.endpoint);
+    state.etcd_pid = Some(server.detach());
+    state.save()
+}
+
+/// Kills the lab's etcd at once (no graceful stop: an outage as a crash causes it).
+fn stop_etcd(state: &mut LabState) -> LabResult<bool> {
+    let Some(pid) = state.etcd_pid.take() else {
+        return Ok(false);
+    };
+    weft_kernel::sys::signal(pid, libc::SIGKILL);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+        weft_kernel::sys::reap(pid);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    state.save()?;
+    Ok(true)
 }
 
 /// Pings until every pair answers or `within` passes; returns the last matrix.

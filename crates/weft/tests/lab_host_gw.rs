@@ -160,16 +160,45 @@ fn scenario(tag: &str, store: &str) {
         "restore config",
     );
 
-    // A peer off the L2 segment gets no route, and both the log and `leases` say why.
+    // A reservation nobody has taken gets no route (as flannel's host-gw skips it), and
+    // `leases` says so.
     lab.ok(
         lab.store_cmd(&[
             "leases",
             "reserve",
-            "10.244.250.0/24",
+            "10.244.251.0/24",
             "--public-ip",
-            "172.16.0.9",
+            "192.168.77.99",
         ]),
         "reserve",
+    );
+    lab.wait_until(
+        "leases to report the untaken reservation",
+        Duration::from_secs(10),
+        || {
+            let t = text(&lab.store_cmd(&["leases"]).stdout);
+            t.lines().any(|l| {
+                l.starts_with("10.244.251.0/24")
+                    && l.contains("reserved")
+                    && l.contains("has not taken it yet")
+            })
+        },
+    );
+    assert!(!lab.weft_routes("h1").contains("10.244.251.0"));
+    lab.ok(
+        lab.store_cmd(&["leases", "delete", "10.244.251.0/24"]),
+        "delete reservation",
+    );
+
+    // A peer off the L2 segment gets no route, and both the log and `leases` say why.
+    lab.ok(
+        lab.store_cmd(&[
+            "store",
+            "put",
+            "/coreos.com/network/subnets/10.244.250.0-24",
+            r#"{"PublicIP":"172.16.0.9","PublicIPv6":null,"BackendType":"host-gw","BackendData":null}"#,
+        ]),
+        "an off-segment peer's lease",
     );
     lab.wait_until(
         "leases to report the unreachable peer",
@@ -190,7 +219,7 @@ fn scenario(tag: &str, store: &str) {
     assert!(lab.log("h1").contains("not on the same L2 subnet"));
     lab.ok(
         lab.store_cmd(&["leases", "delete", "10.244.250.0/24"]),
-        "delete reservation",
+        "delete the off-segment lease",
     );
 
     // A host leaves (its lease deleted): its route disappears everywhere.

@@ -12,53 +12,12 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use weft_testkit::require_root;
 
 use common::*;
-
-/// A ping from `ctr` to `to` every 50 ms until stopped; `stop` says how many were sent
-/// and how many answered.
-struct Pinger(std::process::Child);
-
-impl Pinger {
-    fn start(lab: &Lab, ctr: &str, to: &str) -> Pinger {
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &lab.ns(ctr),
-                "ping",
-                "-i",
-                "0.05",
-                "-W",
-                "1",
-                to,
-            ])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        Pinger(child)
-    }
-
-    fn stop(self) -> (u32, u32) {
-        let pid = self.0.id().to_string();
-        // SIGINT: ping prints its summary.
-        let _ = Command::new("kill").args(["-INT", &pid]).status();
-        let out = text(&self.0.wait_with_output().unwrap().stdout);
-        let summary = out
-            .lines()
-            .find(|l| l.contains("packets transmitted"))
-            .unwrap_or_else(|| panic!("no ping summary in {out:?}"));
-        let num = |word: &str| -> u32 {
-            let before = summary.split(word).next().unwrap();
-            before.trim().rsplit(' ').next().unwrap().parse().unwrap()
-        };
-        (num(" packets transmitted"), num(" received"))
-    }
-}
 
 #[test]
 fn bad_leases_take_no_traffic_away() {

@@ -7,7 +7,8 @@
 //! - 4 hosts on 2 underlay subnets in cross-subnet mode: same-subnet pairs are routed
 //!   directly, cross-subnet pairs through VXLAN (routes and device counters prove it);
 //!   the advertised MTU passes with DF and one byte more gets "fragmentation needed";
-//!   a route deleted by hand and the VXLAN device deleted by hand come back; an agent
+//!   a route, a neighbour entry and an FDB entry deleted by hand are each back within a
+//!   second (woken by the kernel's event), and the VXLAN device deleted by hand comes back; an agent
 //!   restart changes no route, neighbour, FDB entry or link; a peer's public IP changes
 //!   and traffic resumes with no stale FDB entry; a VXLAN packet from a non-member is dropped.
 
@@ -256,6 +257,70 @@ fn vxlan_cross_subnet_healing_and_membership() {
         || lab.weft_routes("h1").contains(&s2),
     );
     eprintln!("route repaired in {:?}", t.elapsed());
+    // So are a neighbour entry and an FDB entry on weft.1: the kernel's event wakes
+    // the repair, not the periodic resync (30 s).
+    let neighbours = text(
+        &lab.exec("h1", &["ip", "neigh", "show", "dev", "weft.1"])
+            .stdout,
+    );
+    let entry = neighbours
+        .lines()
+        .find(|l| l.contains("PERMANENT"))
+        .unwrap_or_else(|| panic!("no permanent neighbour on weft.1: {neighbours}"))
+        .to_owned();
+    let neigh_ip = entry.split_whitespace().next().unwrap().to_owned();
+    assert!(lab
+        .exec("h1", &["ip", "neigh", "del", &neigh_ip, "dev", "weft.1"])
+        .status
+        .success());
+    let t = Instant::now();
+    lab.wait_until(
+        "the deleted neighbour entry to return",
+        Duration::from_secs(1),
+        || {
+            text(
+                &lab.exec("h1", &["ip", "neigh", "show", "dev", "weft.1"])
+                    .stdout,
+            )
+            .contains(&entry)
+        },
+    );
+    eprintln!("neighbour repaired in {:?}", t.elapsed());
+    let fdb = text(
+        &lab.exec("h1", &["bridge", "fdb", "show", "dev", "weft.1"])
+            .stdout,
+    );
+    let line = fdb
+        .lines()
+        .find(|l| l.contains(" dst "))
+        .unwrap_or_else(|| panic!("no FDB entry on weft.1: {fdb}"))
+        .to_owned();
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let (mac, dst) = (
+        words[0],
+        words[words.iter().position(|w| *w == "dst").unwrap() + 1],
+    );
+    assert!(lab
+        .exec(
+            "h1",
+            &["bridge", "fdb", "del", mac, "dev", "weft.1", "dst", dst]
+        )
+        .status
+        .success());
+    let t = Instant::now();
+    lab.wait_until(
+        "the deleted FDB entry to return",
+        Duration::from_secs(1),
+        || {
+            text(
+                &lab.exec("h1", &["bridge", "fdb", "show", "dev", "weft.1"])
+                    .stdout,
+            )
+            .lines()
+            .any(|l| l.starts_with(mac) && l.contains(dst))
+        },
+    );
+    eprintln!("FDB entry repaired in {:?}", t.elapsed());
     // The VXLAN device deleted by hand comes back, with its entries, and traffic flows.
     assert!(lab
         .exec("h1", &["ip", "link", "del", "weft.1"])

@@ -90,8 +90,10 @@ impl Why {
     }
 }
 
-/// Retries `f` with exponential backoff (0.5 s up to 10 s) while it fails transiently,
-/// logging each failure with what is being waited for.
+/// Retries `f` with exponential backoff (0.5 s up to 2 s) while it fails transiently,
+/// logging each failure with what is being waited for. The cap is short on purpose: an
+/// agent started while the store is away must be ready within seconds of its return,
+/// not up to a whole long backoff later.
 async fn with_backoff<T, E: std::fmt::Display>(
     what: &str,
     mut f: impl AsyncFnMut() -> Result<T, E>,
@@ -104,7 +106,7 @@ async fn with_backoff<T, E: std::fmt::Display>(
             Err(e) if transient(&e) => {
                 warn!("{what}: {e}; retrying in {delay:?}");
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
+                delay = (delay * 2).min(Duration::from_secs(2));
             }
             Err(e) => return Err(e),
         }

@@ -30,7 +30,7 @@ use weft_plan::{
 use crate::dataplane::{Dataplane, LinkSetting, LinkUpdate, VethPair};
 use crate::error::KernelError;
 use crate::monitor::{self, KernelEvent};
-use crate::own::OwnPorts;
+use crate::own::Owned;
 use crate::{netns, nft, sysctl};
 
 pub use routes::BLACKHOLE_METRIC;
@@ -61,7 +61,7 @@ pub struct Linux {
     handle: Handle,
     /// The namespace this dataplane works in; `None`: the caller's.
     netns: Option<PathBuf>,
-    own: Arc<OwnPorts>,
+    own: Arc<Owned>,
 }
 
 impl Linux {
@@ -159,6 +159,7 @@ impl Dataplane for Linux {
             OverlaySpec::Ipip(s) => s.address,
             OverlaySpec::Tun(s) => s.address,
         };
+        self.own.note_link(index);
         let readdressed = addresses::ensure_only(&self.handle, index, address).await?;
         let outcome = match outcome {
             LinkOutcome::Unchanged if readdressed => {

@@ -73,12 +73,18 @@ impl Lab {
         format!("{}-{node}", self.name)
     }
 
-    /// Weft's routes (proto 77) in a host namespace.
+    /// Weft's routes (proto 77) in a host namespace. `ip` must succeed: a check that a
+    /// route is absent must not pass on an `ip` that failed.
     pub fn weft_routes(&self, host: &str) -> String {
         let out = Command::new("ip")
             .args(["-n", &self.ns(host), "route", "show", "proto", "77"])
             .output()
             .unwrap();
+        assert!(
+            out.status.success(),
+            "ip route show in {host}: {}",
+            text(&out.stderr)
+        );
         text(&out.stdout)
     }
 
@@ -307,4 +313,45 @@ pub fn big_copy_arrives_intact(lab: &Lab, c2_addr: &str) {
     let (sent, got) = (text(&sent.stdout), text(&got.stdout));
     assert!(sent.starts_with("104857600 "), "sender: {sent}");
     assert_eq!(sent.trim(), got.trim(), "100 MB copy must arrive intact");
+}
+
+/// A ping from `ctr` to `to` every 50 ms until stopped; `stop` says how many were sent
+/// and how many answered.
+pub struct Pinger(std::process::Child);
+
+impl Pinger {
+    pub fn start(lab: &Lab, ctr: &str, to: &str) -> Pinger {
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &lab.ns(ctr),
+                "ping",
+                "-i",
+                "0.05",
+                "-W",
+                "1",
+                to,
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Pinger(child)
+    }
+
+    pub fn stop(self) -> (u32, u32) {
+        let pid = self.0.id().to_string();
+        // SIGINT: ping prints its summary.
+        let _ = Command::new("kill").args(["-INT", &pid]).status();
+        let out = text(&self.0.wait_with_output().unwrap().stdout);
+        let summary = out
+            .lines()
+            .find(|l| l.contains("packets transmitted"))
+            .unwrap_or_else(|| panic!("no ping summary in {out:?}"));
+        let num = |word: &str| -> u32 {
+            let before = summary.split(word).next().unwrap();
+            before.trim().rsplit(' ').next().unwrap().parse().unwrap()
+        };
+        (num(" packets transmitted"), num(" received"))
+    }
 }
