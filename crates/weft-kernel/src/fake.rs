@@ -431,6 +431,43 @@ impl FakeDataplane {
         self.net.world()
     }
 
+    /// Applies changes to one of a namespace's keyed tables of entries on a link
+    /// (neighbours by IP, FDB entries by MAC), refusing as the kernel would.
+    fn apply_entries<T: Copy + std::fmt::Debug, K: Ord, V>(
+        &self,
+        what: &str,
+        index: u32,
+        changes: Vec<Change<T>>,
+        table: fn(&mut Namespace) -> &mut BTreeMap<(u32, K), V>,
+        entry: fn(&T) -> (K, V),
+    ) -> Applied<T> {
+        let mut w = self.world();
+        let fail = w.failures.get(&FakeOp::Neighbour).cloned();
+        let mut applied = Applied::default();
+        for change in changes {
+            let ns = w.ns(&self.ns);
+            let has_link = ns.links.contains_key(&index);
+            let (key, value) = entry(change.item());
+            let result = match (&fail, change) {
+                (Some(refusal), _) => Err(refusal.clone()),
+                _ if !has_link => Err(Refusal::Errno(libc::ENODEV)),
+                (None, Change::Add(_) | Change::Replace(_)) => {
+                    table(ns).insert((index, key), value);
+                    Ok(())
+                }
+                (None, Change::Remove(_)) => match table(ns).remove(&(index, key)) {
+                    Some(_) => Ok(()),
+                    None => Err(Refusal::Errno(libc::ENOENT)),
+                },
+            };
+            if result.is_ok() {
+                w.log(format!("{what} {change:?}"));
+            }
+            applied.record(change, result);
+        }
+        applied
+    }
+
     /// The [`FakeNet`] this view belongs to.
     pub fn net(&self) -> &FakeNet {
         &self.net
@@ -863,29 +900,13 @@ impl Dataplane for FakeDataplane {
         index: u32,
         changes: Vec<Change<Neighbour>>,
     ) -> Result<Applied<Neighbour>, KernelError> {
-        let mut w = self.world();
-        let fail = w.failures.get(&FakeOp::Neighbour).cloned();
-        let mut applied = Applied::default();
-        for change in changes {
-            let ns = w.ns(&self.ns);
-            let result = match (&fail, change) {
-                (Some(refusal), _) => Err(refusal.clone()),
-                _ if !ns.links.contains_key(&index) => Err(Refusal::Errno(libc::ENODEV)),
-                (None, Change::Add(n) | Change::Replace(n)) => {
-                    ns.neighbours.insert((index, n.ip), n.mac);
-                    Ok(())
-                }
-                (None, Change::Remove(n)) => match ns.neighbours.remove(&(index, n.ip)) {
-                    Some(_) => Ok(()),
-                    None => Err(Refusal::Errno(libc::ENOENT)),
-                },
-            };
-            if result.is_ok() {
-                w.log(format!("neighbour {change:?}"));
-            }
-            applied.record(change, result);
-        }
-        Ok(applied)
+        Ok(self.apply_entries(
+            "neighbour",
+            index,
+            changes,
+            |ns| &mut ns.neighbours,
+            |n| (n.ip, n.mac),
+        ))
     }
 
     async fn apply_fdb_changes(
@@ -893,29 +914,7 @@ impl Dataplane for FakeDataplane {
         index: u32,
         changes: Vec<Change<FdbEntry>>,
     ) -> Result<Applied<FdbEntry>, KernelError> {
-        let mut w = self.world();
-        let fail = w.failures.get(&FakeOp::Neighbour).cloned();
-        let mut applied = Applied::default();
-        for change in changes {
-            let ns = w.ns(&self.ns);
-            let result = match (&fail, change) {
-                (Some(refusal), _) => Err(refusal.clone()),
-                _ if !ns.links.contains_key(&index) => Err(Refusal::Errno(libc::ENODEV)),
-                (None, Change::Add(f) | Change::Replace(f)) => {
-                    ns.fdb.insert((index, f.mac), f.dst);
-                    Ok(())
-                }
-                (None, Change::Remove(f)) => match ns.fdb.remove(&(index, f.mac)) {
-                    Some(_) => Ok(()),
-                    None => Err(Refusal::Errno(libc::ENOENT)),
-                },
-            };
-            if result.is_ok() {
-                w.log(format!("fdb {change:?}"));
-            }
-            applied.record(change, result);
-        }
-        Ok(applied)
+        Ok(self.apply_entries("fdb", index, changes, |ns| &mut ns.fdb, |f| (f.mac, f.dst)))
     }
 
     fn forwarding(&self) -> Result<bool, KernelError> {

@@ -344,22 +344,23 @@ struct LabSpec {
 }
 
 fn up(spec: LabSpec) -> LabResult<i32> {
-    let LabSpec {
-        name,
-        hosts,
-        backend,
-        store,
-        network,
-        agent_args,
-        subnets,
-        init,
-        ip_masq,
-        cni_mode,
-        router,
-    } = spec;
-    let name = name.as_str();
+    let name = spec.name.clone();
+    check(&spec)?;
+    // From here on everything this call makes is removed again if a later step fails
+    // (a config `network init` refuses, an etcd that does not start, a host that cannot
+    // be set up): a failed `lab up` leaves nothing behind.
+    build(spec).inspect_err(|_| {
+        if let Err(e) = down(&name) {
+            eprintln!("could not remove what the failed lab up made: {e}");
+        }
+    })
+}
+
+/// Everything about `lab up` that can be refused before anything is made.
+fn check(spec: &LabSpec) -> LabResult<()> {
+    let name = spec.name.as_str();
     check_name(name)?;
-    if !(1..=topology::MAX_SUBNETS).contains(&subnets) {
+    if !(1..=topology::MAX_SUBNETS).contains(&spec.subnets) {
         return Err(LabError::Usage(format!(
             "--subnets must be 1 to {}",
             topology::MAX_SUBNETS
@@ -370,7 +371,7 @@ fn up(spec: LabSpec) -> LabResult<i32> {
             "the lab needs root: it creates network namespaces".into(),
         ));
     }
-    if !(1..=topology::MAX_HOSTS).contains(&hosts) {
+    if !(1..=topology::MAX_HOSTS).contains(&spec.hosts) {
         return Err(LabError::Usage(format!(
             "--hosts must be 1 to {}",
             topology::MAX_HOSTS
@@ -381,42 +382,24 @@ fn up(spec: LabSpec) -> LabResult<i32> {
     {
         return Err(LabError::Exists(name.to_owned()));
     }
-    if weft_alloc::BackendKind::from_str(&backend).is_err() {
+    if weft_alloc::BackendKind::from_str(&spec.backend).is_err() {
         let known: Vec<_> = weft_alloc::BackendKind::ALL
             .iter()
             .map(|k| k.name())
             .collect();
         return Err(LabError::Usage(format!(
-            "unknown backend {backend:?}; one of {}",
+            "unknown backend {:?}; one of {}",
+            spec.backend,
             known.join(", ")
         )));
     }
-    if network.parse::<ipnet::Ipv4Net>().is_err() {
+    if spec.network.parse::<ipnet::Ipv4Net>().is_err() {
         return Err(LabError::Usage(format!(
-            "--network {network:?} is not an IPv4 prefix like 10.244.0.0/16"
+            "--network {:?} is not an IPv4 prefix like 10.244.0.0/16",
+            spec.network
         )));
     }
-    // From here on everything this call makes is removed again if a later step fails
-    // (a config `network init` refuses, an etcd that does not start, a host that cannot
-    // be set up): a failed `lab up` leaves nothing behind.
-    let spec = LabSpec {
-        name: name.to_owned(),
-        hosts,
-        backend,
-        store,
-        network,
-        agent_args,
-        subnets,
-        init,
-        ip_masq,
-        cni_mode,
-        router,
-    };
-    build(spec).inspect_err(|_| {
-        if let Err(e) = down(name) {
-            eprintln!("could not remove what the failed lab up made: {e}");
-        }
-    })
+    Ok(())
 }
 
 /// Makes lab `spec.name` (validated, not yet existing).
