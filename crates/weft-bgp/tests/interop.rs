@@ -123,14 +123,19 @@ fn start_bird(ns: &str, dir: &std::path::Path) -> Child {
         .expect("bird")
 }
 
-fn birdc(dir: &std::path::Path, args: &[&str]) -> String {
+/// birdc's answer; `None` when BIRD did not answer (not up, or gone): a wait for
+/// something to be absent must not pass on a command that reached no one. (birdc's exit
+/// status is no guide: "Network not found" is an answer and exits non-zero too; a
+/// connected birdc always prints BIRD's greeting.)
+fn birdc(dir: &std::path::Path, args: &[&str]) -> Option<String> {
     let out = Command::new("birdc")
         .arg("-s")
         .arg(dir.join("bird.ctl"))
         .args(args)
         .output()
         .expect("birdc");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    (text.starts_with("BIRD ") && text.contains(" ready.")).then_some(text)
 }
 
 fn speaker_config(peer_asn: u32) -> (SpeakerConfig, Vec<PeerConfig>) {
@@ -190,18 +195,18 @@ fn bird_both_directions_withdrawal_and_restart() {
                 "{st:?}"
             );
             wait_for("Weft's route at BIRD", 30, || {
-                show(&dir).contains("10.244.1.0/24")
+                show(&dir).is_some_and(|t| t.contains("10.244.1.0/24"))
             })
             .await;
+            let table = show(&dir).expect("birdc answers");
             assert!(
-                show(&dir).contains("10.99.0.1"),
-                "next hop is the Weft node:\n{}",
-                show(&dir)
+                table.contains("10.99.0.1"),
+                "next hop is the Weft node:\n{table}"
             );
 
             // BIRD withdraws a route (reconfigured without it), then Weft withdraws its own.
             bird_conf(&dir, &["10.200.1.0/24"]);
-            assert!(birdc(&dir, &["configure"]).contains("onfigur"));
+            assert!(birdc(&dir, &["configure"]).is_some_and(|t| t.contains("onfigur")));
             wait_for("BIRD's withdrawal at Weft", 30, || {
                 !learned(&s).contains_key(&net("10.200.2.0/24"))
             })
@@ -209,12 +214,12 @@ fn bird_both_directions_withdrawal_and_restart() {
             assert!(learned(&s).contains_key(&net("10.200.1.0/24")));
             s.set_own(vec![]).await;
             wait_for("Weft's withdrawal at BIRD", 30, || {
-                !show(&dir).contains("10.244.1.0/24")
+                show(&dir).is_some_and(|t| !t.contains("10.244.1.0/24"))
             })
             .await;
             s.set_own(vec![net("10.244.1.0/24")]).await;
             wait_for("Weft's route back at BIRD", 30, || {
-                show(&dir).contains("10.244.1.0/24")
+                show(&dir).is_some_and(|t| t.contains("10.244.1.0/24"))
             })
             .await;
 
@@ -229,7 +234,7 @@ fn bird_both_directions_withdrawal_and_restart() {
             })
             .await;
             wait_for("Weft's route at BIRD again", 30, || {
-                show(&dir).contains("10.244.1.0/24")
+                show(&dir).is_some_and(|t| t.contains("10.244.1.0/24"))
             })
             .await;
             let _ = bird.kill();
@@ -238,14 +243,17 @@ fn bird_both_directions_withdrawal_and_restart() {
     });
 }
 
-fn gobgp(dir: &std::path::Path, args: &[&str]) -> String {
+/// gobgp's answer (stdout and stderr); `None` when it failed, as for [`birdc`].
+fn gobgp(dir: &std::path::Path, args: &[&str]) -> Option<String> {
     let target = format!("unix://{}", dir.join("gobgp.sock").display());
     let out = Command::new("gobgp")
         .args(["--target", &target])
         .args(args)
         .output()
         .expect("gobgp");
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    out.status.success().then(|| {
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    })
 }
 
 fn start_gobgp(ns: &str, dir: &std::path::Path) -> Child {
@@ -286,13 +294,14 @@ fn gobgp_both_directions_withdrawal_and_restart() {
             s.set_peers(peers).await;
             wait_for("the session", 30, || established(&s)).await;
             wait_for("gobgpd's API", 10, || {
-                gobgp(&dir, &["global"]).contains("64514")
+                gobgp(&dir, &["global"]).is_some_and(|t| t.contains("64514"))
             })
             .await;
             let add = gobgp(
                 &dir,
                 &["global", "rib", "add", "-a", "ipv4", "10.201.1.0/24"],
-            );
+            )
+            .expect("gobgp rib add");
             assert!(!add.contains("rror"), "{add}");
             wait_for("GoBGP's route at Weft", 30, || {
                 learned(&s).get(&net("10.201.1.0/24")).map(|l| l.next_hop)
@@ -301,26 +310,27 @@ fn gobgp_both_directions_withdrawal_and_restart() {
             .await;
             let rib = || gobgp(&dir, &["global", "rib", "-a", "ipv4"]);
             wait_for("Weft's route at GoBGP", 30, || {
-                rib().contains("10.244.1.0/24")
+                rib().is_some_and(|t| t.contains("10.244.1.0/24"))
             })
             .await;
+            let table = rib().expect("gobgp answers");
             assert!(
-                rib().contains("10.99.0.1"),
-                "next hop is the Weft node:\n{}",
-                rib()
+                table.contains("10.99.0.1"),
+                "next hop is the Weft node:\n{table}"
             );
 
             gobgp(
                 &dir,
                 &["global", "rib", "del", "-a", "ipv4", "10.201.1.0/24"],
-            );
+            )
+            .expect("gobgp rib del");
             wait_for("GoBGP's withdrawal at Weft", 30, || {
                 !learned(&s).contains_key(&net("10.201.1.0/24"))
             })
             .await;
             s.set_own(vec![]).await;
             wait_for("Weft's withdrawal at GoBGP", 30, || {
-                !rib().contains("10.244.1.0/24")
+                rib().is_some_and(|t| !t.contains("10.244.1.0/24"))
             })
             .await;
             s.set_own(vec![net("10.244.1.0/24")]).await;
@@ -331,7 +341,7 @@ fn gobgp_both_directions_withdrawal_and_restart() {
             let mut gobgpd = start_gobgp(&ns, &dir);
             wait_for("the session to come back", 60, || established(&s)).await;
             wait_for("Weft's route at GoBGP again", 30, || {
-                rib().contains("10.244.1.0/24")
+                rib().is_some_and(|t| t.contains("10.244.1.0/24"))
             })
             .await;
             let _ = gobgpd.kill();

@@ -469,13 +469,26 @@ fn killed_mid_add_is_repaired() {
     require_root!("killed_mid_add_is_repaired");
     let mut node = Node::new("k", "10.244.5.0/24");
     let conf = node.conf("1.1.0", "bridge");
-    for round in 0..8 {
+    // Kill later each round, until a kill has landed in the middle of an ADD: the
+    // plugin died by the signal after claiming an address or making its veth.
+    let mut landed_mid_add = 0;
+    for round in 0..40u64 {
+        if landed_mid_add >= 2 && round >= 8 {
+            break;
+        }
         let ns = node.netns(&format!("k{round}"));
         let id = format!("kill-{round}");
         let mut child = node.spawn(PLUGIN, "ADD", &conf, &id, &format!("/run/netns/{ns}"), &[]);
-        std::thread::sleep(Duration::from_micros(500 * round));
+        std::thread::sleep(Duration::from_micros(250 * round));
         let _ = child.kill();
-        let _ = child.wait();
+        let status = child.wait().unwrap();
+        let killed = std::os::unix::process::ExitStatusExt::signal(&status) == Some(9);
+        let host = format!("{}-host", node.tag);
+        let veth_name = weft_cni::attach::host_veth_name(&id, "eth0");
+        let veth = ip(&["-n", &host, "link", "show"]).contains(&veth_name);
+        if killed && (node.allocations() > 0 || veth) {
+            landed_mid_add += 1;
+        }
         // Whatever state the kill left, ADD again succeeds with one address ...
         let again = node.weft("ADD", &conf, &id, &ns);
         assert_eq!(
@@ -488,6 +501,10 @@ fn killed_mid_add_is_repaired() {
         assert_eq!(node.weft("DEL", &conf, &id, &ns).code, 0);
         assert_eq!(node.allocations(), 0, "round {round}: nothing leaked");
     }
+    assert!(
+        landed_mid_add > 0,
+        "no kill landed in the middle of an ADD: the repair was never exercised"
+    );
     // A killed ADD that the runtime never DELs is collected by GC.
     let ns = node.netns("orphan");
     assert_eq!(node.weft("ADD", &conf, "orphan", &ns).code, 0);

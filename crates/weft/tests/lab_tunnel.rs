@@ -229,8 +229,17 @@ fn tunnel_end_to_end(tag: &str, backend: &str) {
         .collect();
     assert!(changes.is_empty(), "restart changed routes: {changes:?}");
 
-    // A peer that leaves: its subnet is answered as unreachable right away.
+    // A peer that leaves: its subnet is answered as unreachable right away, from every
+    // remaining container.
     lab.ok(lab.lab(&["host", "remove"], &["h3"]), "host remove");
+    lab.wait_until(
+        "h3's subnet to be unknown on h2",
+        Duration::from_secs(10),
+        || {
+            let out = lab.exec("c2", &["ping", "-c", "1", "-W", "1", &c3]);
+            text(&out.stdout).contains("Destination Net Unreachable")
+        },
+    );
     lab.wait_until(
         "h3's subnet to be unknown on h1",
         Duration::from_secs(10),
