@@ -12,6 +12,10 @@
 # "plain routes", is the same 2-host lab topology with the agents stopped (their routes
 # stay) and Weft's nftables table removed: kernel routing alone over the same hops, which
 # separates what the topology costs from what Weft costs.
+# "vxlan, plain (control)" is a vxlan lab without --ip-masq whose agents were stopped and
+# whose nftables table was removed: kernel VXLAN alone with the device, routes,
+# neighbour and FDB entries Weft left (what flannel's kernel path amounts to without its
+# own rules), which shows what Weft's rules (the member filter's input chain) cost.
 # "host-gw, routed CNI" is host-gw without --ip-masq whose containers attach in routed
 # mode (each on its own veth, no bridge: Calico's layout) instead of the default bridge.
 # "host-gw, --big-tcp" is host-gw with `weftd --big-tcp` (192 KiB super-packets on every
@@ -31,7 +35,7 @@ TAG=b$$
 RAW_A=${TAG}ra RAW_B=${TAG}rb BIG_A=${TAG}ba BIG_B=${TAG}bb
 OUT=$(mktemp -d /tmp/weft-bench.XXXXXX)
 cleanup() {
-  for l in g v G V P U I B R; do $W lab down --name "${TAG}$l" >/dev/null 2>&1 || true; done
+  for l in g v G V P X U I B R; do $W lab down --name "${TAG}$l" >/dev/null 2>&1 || true; done
   for ns in "$RAW_A" "$RAW_B" "$BIG_A" "$BIG_B"; do ip netns del "$ns" 2>/dev/null || true; done
   rm -rf "$OUT"
 }
@@ -53,13 +57,16 @@ $W lab up --name "${TAG}v" --hosts 2 --backend vxlan >/dev/null
 $W lab up --name "${TAG}G" --hosts 2 --backend host-gw --no-ip-masq >/dev/null
 $W lab up --name "${TAG}V" --hosts 2 --backend vxlan --no-ip-masq >/dev/null
 $W lab up --name "${TAG}P" --hosts 2 --backend host-gw --no-ip-masq >/dev/null
+$W lab up --name "${TAG}X" --hosts 2 --backend vxlan --no-ip-masq >/dev/null
 $W lab up --name "${TAG}U" --hosts 2 --backend udp >/dev/null
 $W lab up --name "${TAG}I" --hosts 2 --backend ipip >/dev/null
 $W lab up --name "${TAG}B" --hosts 2 --backend host-gw --agent-arg=--big-tcp >/dev/null
 $W lab up --name "${TAG}R" --hosts 2 --backend host-gw --no-ip-masq --cni-mode routed >/dev/null
-for h in h1 h2; do
-  $W lab agent --name "${TAG}P" $h stop >/dev/null
-  ip netns exec "${TAG}P-$h" nft delete table ip weft
+for lab in P X; do
+  for h in h1 h2; do
+    $W lab agent --name "${TAG}$lab" $h stop >/dev/null
+    ip netns exec "${TAG}$lab-$h" nft delete table ip weft
+  done
 done
 ctr_addr() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["containers"]["2"])' "/run/weft-lab/$1/lab.json"; }
 
@@ -74,10 +81,11 @@ declare -A PATHS=(
   [host-gw-nomasq]="${TAG}G-c1 ${TAG}G-c2 $(ctr_addr "${TAG}G")"
   [vxlan-nomasq]="${TAG}V-c1 ${TAG}V-c2 $(ctr_addr "${TAG}V")"
   [plain]="${TAG}P-c1 ${TAG}P-c2 $(ctr_addr "${TAG}P")"
+  [vxlan-plain]="${TAG}X-c1 ${TAG}X-c2 $(ctr_addr "${TAG}X")"
   [udp]="${TAG}U-c1 ${TAG}U-c2 $(ctr_addr "${TAG}U")"
   [ipip]="${TAG}I-c1 ${TAG}I-c2 $(ctr_addr "${TAG}I")"
 )
-ORDER=(raw-veth plain host-gw vxlan udp ipip host-gw-nomasq vxlan-nomasq host-gw-routed raw-big host-gw-big)
+ORDER=(raw-veth plain host-gw vxlan udp ipip host-gw-nomasq vxlan-nomasq vxlan-plain host-gw-routed raw-big host-gw-big)
 # The labs whose agents carry the data (their CPU time is measured).
 declare -A AGENT_LAB=([udp]="${TAG}U" [ipip]="${TAG}I")
 agent_cpu() { # lab -> CPU seconds used so far by both hosts' agents
@@ -143,6 +151,8 @@ for m in "" -nomasq; do
   row "" "" "" "" "$(pct "${M1[$g]}" "${M1[plain]}") / $(pct "${M4[$g]}" "${M4[plain]}") of plain routes"
   row "vxlan, $label" "${M1[$v]}" "${M4[$v]}" "${MR[$v]}" "$(pct "${M1[$v]}" "${M1[$g]}") / $(pct "${M4[$v]}" "${M4[$g]}") of host-gw"
 done
+v=vxlan-plain
+row "vxlan, plain (control)" "${M1[$v]}" "${M4[$v]}" "${MR[$v]}" "RTT: vxlan without --ip-masq is $(ratio "${MR[vxlan-nomasq]}" "${MR[$v]}") of it"
 g=host-gw-routed
 row "host-gw, routed CNI" "${M1[$g]}" "${M4[$g]}" "${MR[$g]}" "$(pct "${M1[$g]}" "${M1[raw-veth]}") / $(pct "${M4[$g]}" "${M4[raw-veth]}") of raw veth"
 row "  (without --ip-masq)" "" "" "" "$(pct "${M1[$g]}" "${M1[host-gw-nomasq]}") / $(pct "${M4[$g]}" "${M4[host-gw-nomasq]}") of host-gw with a bridge"
