@@ -11,7 +11,6 @@
 //! events. Reads return what Weft needs as plan values; writes are idempotent where the
 //! object has a natural identity (`ensure_*`, `apply_*`), plain otherwise (`add_*`).
 
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -282,10 +281,4 @@ pub trait Dataplane: Send + Sync {
             None => Ok(()),
         }
     }
-}
-
-/// The address an interface's gateway route needs: `gateway` itself as a host route
-/// (routed mode's `169.254.1.1`, which no connected network covers).
-pub fn host_route(gateway: Ipv4Addr, dev: u32) -> Route {
-    Route::device(Ipv4Net::from(gateway), dev)
 }
