@@ -16,6 +16,9 @@
 # whose nftables table was removed: kernel VXLAN alone with the device, routes,
 # neighbour and FDB entries Weft left (what flannel's kernel path amounts to without its
 # own rules), which shows what Weft's rules (the member filter's input chain) cost.
+# "vxlan, flannel's CNI (ctl)" is the same with the containers attached again as
+# flannel's CNI plugin attaches them (the reference bridge plugin on cni0, host-local
+# IPAM): flannel's whole container path over the same kernel VXLAN, no part of Weft's.
 # "host-gw, routed CNI" is host-gw without --ip-masq whose containers attach in routed
 # mode (each on its own veth, no bridge: Calico's layout) instead of the default bridge.
 # "host-gw, --big-tcp" is host-gw with `weftd --big-tcp` (192 KiB super-packets on every
@@ -35,7 +38,7 @@ TAG=b$$
 RAW_A=${TAG}ra RAW_B=${TAG}rb BIG_A=${TAG}ba BIG_B=${TAG}bb
 OUT=$(mktemp -d /tmp/weft-bench.XXXXXX)
 cleanup() {
-  for l in g v G V P X U I B R; do $W lab down --name "${TAG}$l" >/dev/null 2>&1 || true; done
+  for l in g v G V P X F U I B R; do $W lab down --name "${TAG}$l" >/dev/null 2>&1 || true; done
   for ns in "$RAW_A" "$RAW_B" "$BIG_A" "$BIG_B"; do ip netns del "$ns" 2>/dev/null || true; done
   rm -rf "$OUT"
 }
@@ -58,17 +61,37 @@ $W lab up --name "${TAG}G" --hosts 2 --backend host-gw --no-ip-masq >/dev/null
 $W lab up --name "${TAG}V" --hosts 2 --backend vxlan --no-ip-masq >/dev/null
 $W lab up --name "${TAG}P" --hosts 2 --backend host-gw --no-ip-masq >/dev/null
 $W lab up --name "${TAG}X" --hosts 2 --backend vxlan --no-ip-masq >/dev/null
+$W lab up --name "${TAG}F" --hosts 2 --backend vxlan --no-ip-masq >/dev/null
 $W lab up --name "${TAG}U" --hosts 2 --backend udp >/dev/null
 $W lab up --name "${TAG}I" --hosts 2 --backend ipip >/dev/null
 $W lab up --name "${TAG}B" --hosts 2 --backend host-gw --agent-arg=--big-tcp >/dev/null
 $W lab up --name "${TAG}R" --hosts 2 --backend host-gw --no-ip-masq --cni-mode routed >/dev/null
-for lab in P X; do
+for lab in P X F; do
   for h in h1 h2; do
     $W lab agent --name "${TAG}$lab" $h stop >/dev/null
     ip netns exec "${TAG}$lab-$h" nft delete table ip weft
   done
 done
 ctr_addr() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["containers"]["2"])' "/run/weft-lab/$1/lab.json"; }
+# Re-attaches lab $1's container $2 as flannel's CNI plugin would (its delegate: the
+# reference bridge plugin on cni0, host-local IPAM from the subnet file, a route to the
+# network); prints the container's new address.
+flannel_attach() {
+  local lab=$1 i=$2 env="/run/weft-lab/$1/h$2/subnet.env"
+  local gw net mtu subnet
+  gw=$(sed -n 's/^FLANNEL_SUBNET=//p' "$env"); net=$(sed -n 's/^FLANNEL_NETWORK=//p' "$env")
+  mtu=$(sed -n 's/^FLANNEL_MTU=//p' "$env")
+  subnet=$(python3 -c 'import ipaddress,sys; print(ipaddress.ip_interface(sys.argv[1]).network)' "$gw")
+  ip -n "$lab-c$i" link del eth0
+  ip -n "$lab-h$i" link del weftbr0
+  printf '{"cniVersion":"1.0.0","name":"cbr0","type":"bridge","bridge":"cni0","mtu":%s,"ipMasq":false,"isGateway":true,"hairpinMode":true,"ipam":{"type":"host-local","subnet":"%s","dataDir":"%s","routes":[{"dst":"%s"}]}}' \
+    "$mtu" "$subnet" "$OUT/host-local-$lab-$i" "$net" |
+    CNI_COMMAND=ADD CNI_CONTAINERID="bench-$i" CNI_NETNS="/run/netns/$lab-c$i" CNI_IFNAME=eth0 \
+    CNI_PATH=/usr/lib/cni ip netns exec "$lab-h$i" /usr/lib/cni/bridge |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["ips"][0]["address"].split("/")[0])'
+}
+flannel_attach "${TAG}F" 1 >/dev/null
+F2=$(flannel_attach "${TAG}F" 2)
 
 # path -> "client-namespace server-namespace server-address"
 declare -A PATHS=(
@@ -82,10 +105,11 @@ declare -A PATHS=(
   [vxlan-nomasq]="${TAG}V-c1 ${TAG}V-c2 $(ctr_addr "${TAG}V")"
   [plain]="${TAG}P-c1 ${TAG}P-c2 $(ctr_addr "${TAG}P")"
   [vxlan-plain]="${TAG}X-c1 ${TAG}X-c2 $(ctr_addr "${TAG}X")"
+  [vxlan-flannel]="${TAG}F-c1 ${TAG}F-c2 $F2"
   [udp]="${TAG}U-c1 ${TAG}U-c2 $(ctr_addr "${TAG}U")"
   [ipip]="${TAG}I-c1 ${TAG}I-c2 $(ctr_addr "${TAG}I")"
 )
-ORDER=(raw-veth plain host-gw vxlan udp ipip host-gw-nomasq vxlan-nomasq vxlan-plain host-gw-routed raw-big host-gw-big)
+ORDER=(raw-veth plain host-gw vxlan udp ipip host-gw-nomasq vxlan-nomasq vxlan-plain vxlan-flannel host-gw-routed raw-big host-gw-big)
 # The labs whose agents carry the data (their CPU time is measured).
 declare -A AGENT_LAB=([udp]="${TAG}U" [ipip]="${TAG}I")
 agent_cpu() { # lab -> CPU seconds used so far by both hosts' agents
@@ -153,6 +177,8 @@ for m in "" -nomasq; do
 done
 v=vxlan-plain
 row "vxlan, plain (control)" "${M1[$v]}" "${M4[$v]}" "${MR[$v]}" "RTT: vxlan without --ip-masq is $(ratio "${MR[vxlan-nomasq]}" "${MR[$v]}") of it"
+v=vxlan-flannel
+row "vxlan, flannel's CNI (ctl)" "${M1[$v]}" "${M4[$v]}" "${MR[$v]}" "RTT: vxlan without --ip-masq is $(ratio "${MR[vxlan-nomasq]}" "${MR[$v]}") of it"
 g=host-gw-routed
 row "host-gw, routed CNI" "${M1[$g]}" "${M4[$g]}" "${MR[$g]}" "$(pct "${M1[$g]}" "${M1[raw-veth]}") / $(pct "${M4[$g]}" "${M4[raw-veth]}") of raw veth"
 row "  (without --ip-masq)" "" "" "" "$(pct "${M1[$g]}" "${M1[host-gw-nomasq]}") / $(pct "${M4[$g]}" "${M4[host-gw-nomasq]}") of host-gw with a bridge"
