@@ -20,7 +20,7 @@ pub enum CliError {
         #[source]
         source: Box<StoreError>,
     },
-    #[error("no embedded store at {} (pass the agent's --store-path, or --store etcd)", .0.display())]
+    #[error("no embedded store at {} (pass the agent's --store-path, or --store etcd; only `weftctl network init` creates one)", .0.display())]
     NoEmbeddedStore(PathBuf),
     // Boxed: the etcd client's errors are large, and every command returns this.
     #[error(transparent)]

@@ -94,8 +94,10 @@ pub fn main(cli: Cli) -> i32 {
             Err(e) => return report(Err(e)),
         }
     }
-    // Opening an embedded store creates its file; a read-only check must not.
-    if matches!(command, Cmd::Diagnose(_))
+    // Opening an embedded store creates its file. Only `network init` (and the agent)
+    // may do that: any other command against a store that is not there is a mistake
+    // (a wrong --store-path), and must say so rather than answer from an empty store.
+    if !matches!(command, Cmd::Network(network::NetworkCmd::Init { .. }))
         && store.store == StoreKind::Embedded
         && !store.store_path.exists()
     {

@@ -351,8 +351,36 @@ fn gc(conf: &NetConf) -> CniResult<()> {
 }
 
 /// The binary's `main`: reads the process's environment and stdin, prints, exits.
+/// What `weft --help` (or `weft version`) prints to a person: runtimes never pass
+/// arguments, they set `CNI_COMMAND`.
+pub const USAGE: &str = "weft: Weft's CNI plugin (network config \"type\": \"weft\").
+
+Container runtimes (Kubernetes, containerd, CRI-O, Podman) call it with CNI_COMMAND,
+CNI_CONTAINERID, CNI_NETNS, CNI_IFNAME and CNI_ARGS in the environment and the network
+configuration on stdin, and read its JSON answer on stdout. Commands: ADD, DEL, CHECK,
+STATUS, GC, VERSION. Install it in the runtime's CNI plugin directory (e.g.
+/opt/cni/bin/weft) and see docs/cni.md for the configuration.
+";
+
+/// Whether a person (not a runtime) asked for help: arguments and no CNI_COMMAND.
+pub fn wants_usage(args: &[String], command: &str) -> bool {
+    command.is_empty()
+        && args.iter().any(|a| {
+            matches!(
+                a.as_str(),
+                "-h" | "--help" | "help" | "version" | "--version"
+            )
+        })
+}
+
 pub fn main() -> i32 {
     let env = Env::from_process();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if wants_usage(&args, &env.command) {
+        print!("{USAGE}");
+        println!("supported CNI versions: {}", SUPPORTED.join(", "));
+        return 0;
+    }
     let mut stdin = Vec::new();
     if env.command != "VERSION" || !atty_stdin() {
         // One byte past the limit is enough to refuse it; the rest is never read.
