@@ -240,6 +240,10 @@ pub fn run(cmd: LabCommand) -> LabResult<i32> {
         LabCommand::Agent { lab, host, action } => {
             let state = LabState::load(&lab.name)?;
             let i = host_of(&state, &host)?;
+            if let (AgentAction::Start, Some(pid)) = (action, agents::running_pid(&state, i)) {
+                println!("h{i}: agent already running (pid {pid}); nothing to do");
+                return Ok(0);
+            }
             if matches!(action, AgentAction::Stop | AgentAction::Restart) {
                 let was = agents::stop(&state, i)?;
                 println!(

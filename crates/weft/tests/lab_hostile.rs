@@ -94,6 +94,11 @@ fn bad_leases_take_no_traffic_away() {
     let healthy = lab.store_cmd(&["diagnose"]);
     assert_eq!(healthy.status.code(), Some(0), "{}", text(&healthy.stdout));
     lab.ping_all(0);
+    // Starting an agent that runs is a no-op that says so, at once.
+    let t = std::time::Instant::now();
+    let again = lab.ok(lab.lab(&["agent"], &["h1", "start"]), "agent start");
+    assert!(again.contains("already running"), "{again}");
+    assert!(t.elapsed() < Duration::from_secs(5));
 }
 
 #[test]
