@@ -28,9 +28,13 @@ pub struct LeasesArgs {
 #[derive(Debug, Subcommand)]
 pub enum LeaseAction {
     /// Delete a lease: the node loses its subnet and every peer drops its route to it.
-    Delete { subnet: Ipv4Net },
+    Delete {
+        #[arg(value_parser = crate::prefix::parse)]
+        subnet: Ipv4Net,
+    },
     /// Reserve a subnet for the node with this public IP (a lease that never expires).
     Reserve {
+        #[arg(value_parser = crate::prefix::parse)]
         subnet: Ipv4Net,
         #[arg(long)]
         public_ip: Ipv4Addr,

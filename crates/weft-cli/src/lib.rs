@@ -18,6 +18,7 @@ pub mod ipam;
 pub mod leases;
 pub mod network;
 pub mod node;
+pub mod prefix;
 pub mod store;
 
 use std::process::Command;

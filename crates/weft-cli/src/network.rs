@@ -9,7 +9,7 @@ pub enum NetworkCmd {
     /// Write the network config (flannel's JSON format) to the store.
     Init {
         /// The cluster network, split into one subnet per node.
-        #[arg(long)]
+        #[arg(long, value_parser = crate::prefix::parse)]
         network: Ipv4Net,
         #[arg(long, default_value = "host-gw")]
         backend: BackendKind,
