@@ -527,36 +527,45 @@ impl FakeDataplane {
                         l.info.mtu = spec.mtu;
                         l.info.mac = Some(spec.mac);
                         l.info.up = true;
-                        let outcome = if what.is_empty() {
-                            LinkOutcome::Unchanged
-                        } else {
-                            LinkOutcome::Updated(what.join(", "))
-                        };
-                        return Ok((link.info.index, outcome));
+                        return Ok((link.info.index, LinkOutcome::updated(what)));
                     }
                 }
             }
         };
+        let index = self.replace_link(w, old, &spec.name, spec.mtu, Some(spec.mac), |i| {
+            FakeLinkKind::Vxlan(state(i))
+        });
+        Ok((index, outcome))
+    }
+
+    /// Removes link `old` (if any) and makes a new, up link in its place.
+    fn replace_link(
+        &self,
+        w: &mut World,
+        old: Option<u32>,
+        name: &str,
+        mtu: u32,
+        mac: Option<MacAddr>,
+        kind: impl FnOnce(u32) -> FakeLinkKind,
+    ) -> u32 {
         if let Some(old) = old {
             w.ns(&self.ns).remove_link(old);
         }
         let index = w.new_index();
-        w.ns(&self.ns).links.insert(
-            index,
-            FakeLink {
-                info: LinkInfo {
-                    index,
-                    name: spec.name.clone(),
-                    mtu: spec.mtu,
-                    up: true,
-                    mac: Some(spec.mac),
-                },
-                kind: FakeLinkKind::Vxlan(state(index)),
-                controller: None,
-                gso_max_size: None,
+        let link = FakeLink {
+            info: LinkInfo {
+                index,
+                name: name.to_owned(),
+                mtu,
+                up: true,
+                mac,
             },
-        );
-        Ok((index, outcome))
+            kind: kind(index),
+            controller: None,
+            gso_max_size: None,
+        };
+        w.ns(&self.ns).links.insert(index, link);
+        index
     }
 
     fn ensure_plain(
@@ -580,36 +589,11 @@ impl FakeDataplane {
                     what.push("up".into());
                     l.info.up = true;
                 }
-                Ok((
-                    index,
-                    if what.is_empty() {
-                        LinkOutcome::Unchanged
-                    } else {
-                        LinkOutcome::Updated(what.join(", "))
-                    },
-                ))
+                Ok((index, LinkOutcome::updated(what)))
             }
             _ if !create => Err(KernelError::Missing(name.to_owned())),
             existing => {
-                if let Some(old) = existing {
-                    w.ns(&self.ns).remove_link(old);
-                }
-                let index = w.new_index();
-                w.ns(&self.ns).links.insert(
-                    index,
-                    FakeLink {
-                        info: LinkInfo {
-                            index,
-                            name: name.to_owned(),
-                            mtu,
-                            up: true,
-                            mac: None,
-                        },
-                        kind,
-                        controller: None,
-                        gso_max_size: None,
-                    },
-                );
+                let index = self.replace_link(w, existing, name, mtu, None, |_| kind);
                 Ok((
                     index,
                     if existing.is_some() {

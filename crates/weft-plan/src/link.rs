@@ -86,6 +86,17 @@ pub enum LinkOutcome {
     Updated(String),
 }
 
+impl LinkOutcome {
+    /// `Updated` with what changed in place, or `Unchanged` when nothing did.
+    pub fn updated(what: Vec<String>) -> LinkOutcome {
+        if what.is_empty() {
+            LinkOutcome::Unchanged
+        } else {
+            LinkOutcome::Updated(what.join(", "))
+        }
+    }
+}
+
 impl fmt::Display for LinkOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -149,11 +149,10 @@ pub(super) async fn ensure_vxlan(
         what.push("up".into());
         set = set.up();
     }
-    if what.is_empty() {
-        return Ok((have.index, LinkOutcome::Unchanged));
+    if !what.is_empty() {
+        apply_set(handle, set).await?;
     }
-    apply_set(handle, set).await?;
-    Ok((have.index, LinkOutcome::Updated(what.join(", "))))
+    Ok((have.index, LinkOutcome::updated(what)))
 }
 
 async fn create_vxlan(handle: &Handle, spec: &VxlanSpec) -> Result<u32, KernelError> {
@@ -188,11 +187,10 @@ async fn adjust(handle: &Handle, m: &LinkMessage, mtu: u32) -> Result<LinkOutcom
         what.push("up".into());
         set = set.up();
     }
-    if what.is_empty() {
-        return Ok(LinkOutcome::Unchanged);
+    if !what.is_empty() {
+        apply_set(handle, set).await?;
     }
-    apply_set(handle, set).await?;
-    Ok(LinkOutcome::Updated(what.join(", ")))
+    Ok(LinkOutcome::updated(what))
 }
 
 /// Makes the (already opened) TUN device match `spec`: MTU and up.
