@@ -8,7 +8,7 @@
 //! the code under test as its [`Dataplane`]; it then reads the state back, or changes it
 //! behind the code's back as an operator would.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -104,7 +104,6 @@ struct World {
     next_index: u32,
     failures: BTreeMap<FakeOp, Refusal>,
     refused_routes: BTreeMap<Ipv4Net, i32>,
-    unsupported: BTreeSet<&'static str>,
     /// Every change made through a dataplane (not by the test), in order.
     journal: Vec<String>,
     events: Option<mpsc::Sender<KernelEvent>>,
@@ -207,11 +206,6 @@ impl FakeNet {
         self.world().refused_routes.remove(&dst);
     }
 
-    /// The kernel has no module for this link kind (`"ipip"`).
-    pub fn without(&self, kind: &'static str) {
-        self.world().unsupported.insert(kind);
-    }
-
     /// Deletes a route by hand, as an operator would; whether there was one.
     pub fn delete_route(&self, dst: Ipv4Net) -> bool {
         self.world().ns(&None).routes.remove(&dst).is_some()
@@ -223,14 +217,6 @@ impl FakeNet {
             .ns(&None)
             .routes
             .insert(route.dst, FakeRoute { route, weft: true });
-    }
-
-    pub fn delete_neighbour(&self, index: u32, ip: Ipv4Addr) -> bool {
-        self.world()
-            .ns(&None)
-            .neighbours
-            .remove(&(index, ip))
-            .is_some()
     }
 
     /// Deletes a link by hand (with its addresses, routes and entries).
@@ -631,12 +617,6 @@ impl Dataplane for FakeDataplane {
         w.check(FakeOp::Overlay, "set up the overlay device")?;
         let (index, outcome) = match spec {
             OverlaySpec::Vxlan(s) => self.ensure_vxlan(&mut w, s)?,
-            OverlaySpec::Ipip(_) if w.unsupported.contains("ipip") => {
-                return Err(KernelError::Unsupported {
-                    kind: "ipip",
-                    refusal: Refusal::Errno(libc::EOPNOTSUPP),
-                })
-            }
             OverlaySpec::Ipip(s) => self.ensure_plain(
                 &mut w,
                 &s.name,
@@ -1021,6 +1001,14 @@ mod tests {
                 weft: false
             }]
         );
+    }
+
+    #[tokio::test]
+    async fn a_watcher_hears_what_the_test_announces() {
+        let fake = FakeNet::new();
+        let mut events = fake.host().watch().unwrap();
+        fake.notify(KernelEvent::Route);
+        assert_eq!(events.recv().await, Some(KernelEvent::Route));
     }
 
     #[tokio::test]
