@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use tracing::{error, info};
 use weft_alloc::hostfiles::{self, NodeNetwork};
 use weft_alloc::screen::screen;
+use weft_alloc::Lease;
 use weft_plan::{Applied, EncapFilter, FirewallPlan};
 
 use super::Agent;
@@ -55,12 +56,13 @@ impl Agent {
                 "iptables FORWARD policy is DROP; inserted accept rules for the cluster network"
             );
         }
-        self.apply_firewall(true);
+        let standing = screen(&self.view.config, self.view.peers.values()).standing;
+        self.apply_firewall(true, &standing);
         Ok(())
     }
 
-    /// What the firewall must do now.
-    fn firewall_plan(&self) -> FirewallPlan {
+    /// What the firewall must do now, with the leases that stand.
+    fn firewall_plan(&self, standing: &[Lease]) -> FirewallPlan {
         let view = &self.view;
         let encap = self
             .plane
@@ -69,7 +71,6 @@ impl Agent {
             .filter(|_| self.opts.encap_source_filter)
             .map(|port| {
                 // Only nodes whose lease stands are members.
-                let standing = screen(&view.config, view.peers.values()).standing;
                 let mut members: Vec<_> = standing.iter().map(|l| l.attrs.public_ip).collect();
                 members.push(view.attrs.public_ip);
                 members.sort();
@@ -86,8 +87,8 @@ impl Agent {
 
     /// Loads the nftables table when its plan changed (or when `force`d, which still
     /// loads nothing if the kernel's table carries the same fingerprint).
-    pub(super) fn apply_firewall(&mut self, force: bool) {
-        let plan = self.firewall_plan();
+    pub(super) fn apply_firewall(&mut self, force: bool, standing: &[Lease]) {
+        let plan = self.firewall_plan(standing);
         if !force && self.last.firewall.as_ref() == Some(&plan) {
             return;
         }

@@ -43,7 +43,7 @@ impl Agent {
             }
             self.last.unreachable = plan.unreachable.clone();
         }
-        self.apply_firewall(false);
+        self.apply_firewall(false, &peers);
         let entries_changed = self.reconcile_entries(why, &plan).await;
         let (routes_changed, took_all) = match self.apply_route_plan(why, &plan.routes).await {
             Ok(report) => {

@@ -404,7 +404,7 @@ async fn a_lease_that_cannot_stand_is_routed_by_no_one() {
             .any(|r| r.contains(&format!("overlaps {own}"))),
         "{rejected:?}"
     );
-    // Not a member of the firewall's list either.
+    // host-gw loads no member filter (the vxlan test below checks membership).
     let members = rig.fake.firewall().unwrap().encap.map(|e| e.members);
     assert!(members.is_none(), "host-gw has no encapsulation filter");
 
@@ -416,6 +416,24 @@ async fn a_lease_that_cannot_stand_is_routed_by_no_one() {
     assert_eq!(rig.fake.weft_routes(), before);
     assert!(rig.fake.journal().is_empty());
     assert!(rig.agent.last.rejected.is_empty());
+}
+
+#[tokio::test]
+async fn a_lease_that_cannot_stand_makes_no_member_of_the_vxlan_filter() {
+    let mut rig = Rig::new(r#"{"Type":"vxlan"}"#).await;
+    let data = r#"{"VNI":1,"VtepMAC":"0a:00:00:00:00:02"}"#;
+    rig.put_peer("10.244.200.0/24", "192.168.1.2", "vxlan", data)
+        .await;
+    rig.put_peer("10.244.201.0/25", "192.168.1.77", "vxlan", data)
+        .await;
+    rig.agent.reconcile(Why::Start).await;
+    let members = rig.fake.firewall().unwrap().encap.unwrap().members;
+    assert!(members.contains(&ip("192.168.1.2")), "{members:?}");
+    assert!(
+        members.contains(&ip("192.168.1.1")),
+        "this node: {members:?}"
+    );
+    assert!(!members.contains(&ip("192.168.1.77")), "{members:?}");
 }
 
 mod fuzz {
