@@ -82,15 +82,8 @@ fn bad_leases_take_no_traffic_away() {
         lab.ok(lab.store_cmd(&["store", "del", key]), "store del");
     }
     std::thread::sleep(Duration::from_secs(1));
-    for p in pings {
-        let (sent, received) = p.stop();
-        assert!(sent > 20, "the ping ran ({sent} sent)");
-        assert_eq!(sent, received, "no ping lost");
-    }
-    for (h, w) in ["h1", "h2", "h3"].iter().zip(watches) {
-        let changes = w.stop();
-        assert!(changes.is_empty(), "{h} changed its kernel: {changes:#?}");
-    }
+    assert_no_ping_lost(pings, 20);
+    assert_kernels_quiet(&["h1", "h2", "h3"], watches);
     let healthy = lab.store_cmd(&["diagnose"]);
     assert_eq!(healthy.status.code(), Some(0), "{}", text(&healthy.stdout));
     lab.ping_all(0);

@@ -60,15 +60,8 @@ fn a_store_killed_for_longer_than_every_client_timeout_costs_no_traffic() {
         );
         back
     });
-    for p in pings {
-        let (sent, received) = p.stop();
-        assert!(sent > 300, "the pings ran through the outage ({sent} sent)");
-        assert_eq!(sent, received, "no ping lost");
-    }
-    for (h, w) in ["h1", "h2", "h3"].iter().zip(watches) {
-        let changes = w.stop();
-        assert!(changes.is_empty(), "{h} changed its kernel: {changes:#?}");
-    }
+    assert_no_ping_lost(pings, 300);
+    assert_kernels_quiet(&["h1", "h2", "h3"], watches);
 
     // A host that joins after the outage reaches everyone, and everyone reaches it.
     lab.ok(lab.lab(&["host", "add"], &[]), "host add");

@@ -355,3 +355,20 @@ impl Pinger {
         (num(" packets transmitted"), num(" received"))
     }
 }
+
+/// Stops every pinger: each sent more than `at_least` and lost none.
+pub fn assert_no_ping_lost(pings: impl IntoIterator<Item = Pinger>, at_least: u32) {
+    for p in pings {
+        let (sent, received) = p.stop();
+        assert!(sent > at_least, "the ping ran ({sent} sent)");
+        assert_eq!(sent, received, "no ping lost");
+    }
+}
+
+/// Stops every watch (one per host, in `hosts`' order): none saw Weft's kernel objects change.
+pub fn assert_kernels_quiet(hosts: &[&str], watches: Vec<KernelWatch>) {
+    for (h, w) in hosts.iter().zip(watches) {
+        let changes = w.stop();
+        assert!(changes.is_empty(), "{h} changed its kernel: {changes:#?}");
+    }
+}
