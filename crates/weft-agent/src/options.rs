@@ -75,6 +75,16 @@ pub struct AgentOptions {
     /// (routed mode, bgp backend); an empty path turns it off.
     #[arg(long, default_value = "/run/weft/weftd.sock")]
     pub api_socket: PathBuf,
+    /// Serve the Docker network and IPAM driver `weft` (a libnetwork remote plugin) and
+    /// keep the local dockerd's Weft networks in step with the store.
+    #[arg(long)]
+    pub docker: bool,
+    /// Where dockerd looks for plugin sockets (`weft.sock` is made here).
+    #[arg(long, default_value = "/run/docker/plugins")]
+    pub docker_plugin_dir: PathBuf,
+    /// The local dockerd's API socket.
+    #[arg(long, default_value = "/run/docker.sock")]
+    pub docker_socket: PathBuf,
     /// Address for `/healthz` and `/metrics` (flannel's option name).
     #[arg(long, default_value = "127.0.0.1")]
     pub healthz_ip: std::net::IpAddr,

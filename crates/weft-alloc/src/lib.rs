@@ -7,6 +7,7 @@
 //!   atomic claim that keeps two nodes from ever holding the same subnet.
 //! - [`address`]: single addresses a node holds from outside its subnet, claimed the
 //!   same way.
+//! - [`named`]: named networks (Docker's) with their own ranges, VNIs and endpoints.
 //! - [`screen`]: which leases stand (inside the network, of the right size, in the
 //!   pool), so one bad write cannot take traffic away from a node.
 //! - [`hostfiles`]: the node's network as other programs read it (`subnet.env` and
@@ -16,6 +17,7 @@ pub mod address;
 pub mod config;
 pub mod hostfiles;
 pub mod lease;
+pub mod named;
 pub mod pool;
 pub mod registry;
 pub mod screen;

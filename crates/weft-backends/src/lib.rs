@@ -11,6 +11,7 @@
 pub mod bgp;
 pub mod hostgw;
 pub mod ipip;
+pub mod networks;
 pub mod tunnel;
 pub mod vxlan;
 

@@ -128,7 +128,8 @@ impl Vxlan {
             underlay: node.external.index,
             mac: self.mac,
             mtu: self.mtu(node.external.mtu),
-            address: ipnet::Ipv4Net::new(subnet.network(), 32).expect("/32"),
+            address: Some(ipnet::Ipv4Net::new(subnet.network(), 32).expect("/32")),
+            proxy: false,
             tx_checksum_off: self.tx_checksum_off,
         }
     }
@@ -265,7 +266,7 @@ mod tests {
             (spec.name.as_str(), spec.vni, spec.port, spec.mtu),
             ("weft.1", 1, 8472, 1450)
         );
-        assert_eq!(spec.address.to_string(), "10.244.1.0/32");
+        assert_eq!(spec.address, Some("10.244.1.0/32".parse().unwrap()));
         assert_eq!(b.backend_data()["VtepMAC"], vtep("192.168.1.1")["VtepMAC"]);
     }
 

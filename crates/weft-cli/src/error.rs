@@ -42,6 +42,8 @@ pub enum CliError {
         min: Ipv4Addr,
         max: Ipv4Addr,
     },
+    #[error(transparent)]
+    Named(weft_alloc::named::NamedError),
     #[error("no key {0}")]
     NoKey(String),
     #[error(transparent)]

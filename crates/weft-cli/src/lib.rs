@@ -1,6 +1,7 @@
 //! `weftctl`, the operator's command line.
 //!
-//! - [`network`]: `network init|show`, the flannel-format config.
+//! - [`network`]: `network init|show`, the flannel-format config; [`networks`]: named
+//!   networks (`network create|list|show NAME|delete`), Docker's.
 //! - [`leases`]: `leases` (table or JSON), `leases delete`, `leases reserve`.
 //! - [`store`]: raw key access, like `etcdctl`.
 //! - [`ipam`]: the CNI plugin's allocations on a node.
@@ -17,6 +18,7 @@ pub mod error;
 pub mod ipam;
 pub mod leases;
 pub mod network;
+pub mod networks;
 pub mod node;
 pub mod prefix;
 pub mod store;
@@ -48,7 +50,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
-    /// Write or show the network config.
+    /// Write or show the network config; create, list, show and delete named networks.
     #[command(subcommand)]
     Network(network::NetworkCmd),
     /// List subnet leases, or delete / reserve one.

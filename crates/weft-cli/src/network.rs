@@ -1,8 +1,13 @@
-//! `weftctl network init|show`.
+//! `weftctl network init|show`: the cluster network's config; and `network
+//! create|list|show NAME|delete`: named networks (see [`crate::networks`]).
 
 use clap::Subcommand;
 use ipnet::Ipv4Net;
+use weft_alloc::named::Mode;
 use weft_alloc::{BackendKind, NetworkConfig, Registry};
+
+use crate::leases::Output;
+use crate::networks;
 
 #[derive(Debug, Subcommand)]
 pub enum NetworkCmd {
@@ -47,8 +52,43 @@ pub enum NetworkCmd {
         #[arg(long)]
         force: bool,
     },
-    /// Print the stored config, and whether it is valid.
-    Show,
+    /// Without NAME: print the cluster network's config, and whether it is valid.
+    /// With NAME: a named network and its endpoints.
+    Show {
+        name: Option<String>,
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Create a named network (as `docker network create -d weft` does), usable on
+    /// every host. Example: weftctl network create blue --subnet 10.50.0.0/24
+    Create {
+        name: String,
+        /// Its own address range: overlapping no other network nor the cluster network.
+        #[arg(long, value_parser = crate::prefix::parse)]
+        subnet: Ipv4Net,
+        /// overlay: one L2 segment across hosts on a VNI of its own (Docker overlay's
+        /// model); routed: a /32 per container routed by the cluster's backend (Calico's).
+        #[arg(long, default_value = "overlay")]
+        mode: Mode,
+        /// overlay: the VXLAN identifier (default: the lowest free from 4096).
+        #[arg(long)]
+        vni: Option<u32>,
+        /// The containers' gateway (default: the subnet's first address).
+        #[arg(long)]
+        gateway: Option<std::net::Ipv4Addr>,
+        /// No way out: no gateway, no masquerade.
+        #[arg(long)]
+        internal: bool,
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// List named networks.
+    List {
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Delete a named network; refused while it has endpoints (they are named).
+    Delete { name: String },
 }
 
 pub async fn run(registry: &Registry, cmd: NetworkCmd) -> Result<i32, crate::CliError> {
@@ -109,7 +149,25 @@ pub async fn run(registry: &Registry, cmd: NetworkCmd) -> Result<i32, crate::Cli
             println!("{}", cfg.to_json());
             Ok(0)
         }
-        NetworkCmd::Show => {
+        NetworkCmd::Create {
+            name,
+            subnet,
+            mode,
+            vni,
+            gateway,
+            internal,
+            output,
+        } => {
+            let req = networks::request(name, subnet, mode, vni, gateway, internal);
+            networks::create(registry, req, output).await
+        }
+        NetworkCmd::List { output } => networks::list(registry, output).await,
+        NetworkCmd::Show {
+            name: Some(name),
+            output,
+        } => networks::show(registry, &name, output).await,
+        NetworkCmd::Delete { name } => networks::delete(registry, &name).await,
+        NetworkCmd::Show { name: None, .. } => {
             let raw = registry
                 .raw_config()
                 .await?

@@ -22,6 +22,7 @@ use weft_plan::neigh::{plan_fdb, plan_neighbours};
 use weft_plan::route::{plan, RouteChange};
 use weft_plan::{
     Applied, Change, FdbEntry, FirewallPlan, LinkOutcome, MacAddr, Neighbour, OverlaySpec, Route,
+    SegmentSpec, VxlanSpec,
 };
 
 use crate::error::KernelError;
@@ -269,6 +270,42 @@ pub trait Dataplane: Send + Sync {
     }
 
     /// Adds one permanent neighbour entry (a container's entry for its fixed gateway).
+    /// Makes a named overlay network's links match `spec` (see [`weft_plan::segment`]):
+    /// the bridge, holding the gateway unless the network is internal, and the VXLAN
+    /// device as its port, with no address, no learning and ARP answered from its
+    /// neighbour entries. Returns the bridge's and the VXLAN device's indices.
+    async fn ensure_segment(
+        &self,
+        spec: &SegmentSpec,
+    ) -> Result<(u32, u32, LinkOutcome), KernelError> {
+        let bridge = self.ensure_bridge(&spec.bridge(), spec.mtu).await?;
+        if let Some(gw) = spec.gateway {
+            self.ensure_address(bridge.index, gw).await?;
+        }
+        let vxlan = VxlanSpec {
+            name: spec.vxlan(),
+            vni: spec.vni,
+            port: weft_plan::segment::SEGMENT_PORT,
+            local: spec.local,
+            underlay: spec.underlay,
+            mac: MacAddr::derived(format!("{}/{}", spec.vni, spec.local).as_bytes()),
+            mtu: spec.mtu,
+            address: None,
+            tx_checksum_off: false,
+            proxy: true,
+        };
+        let (index, outcome) = self.ensure_overlay(&OverlaySpec::Vxlan(vxlan)).await?;
+        self.set_link(
+            index,
+            LinkUpdate {
+                up: true,
+                controller: Some(bridge.index),
+            },
+        )
+        .await?;
+        Ok((bridge.index, index, outcome))
+    }
+
     async fn add_neighbour(&self, index: u32, n: Neighbour) -> Result<(), KernelError> {
         let applied = self
             .apply_neighbour_changes(index, vec![Change::Add(n)])

@@ -472,6 +472,7 @@ impl FakeDataplane {
             local: Some(spec.local),
             underlay: Some(spec.underlay),
             learning: Some(false),
+            proxy: Some(spec.proxy),
             mac: Some(spec.mac),
             mtu: spec.mtu,
             up: true,
@@ -628,14 +629,11 @@ impl Dataplane for FakeDataplane {
                 self.ensure_plain(&mut w, &s.name, s.mtu, FakeLinkKind::Tun, false)?
             }
         };
-        let address = match spec {
-            OverlaySpec::Vxlan(s) => s.address,
-            OverlaySpec::Ipip(s) => s.address,
-            OverlaySpec::Tun(s) => s.address,
-        };
         let ns = w.ns(&self.ns);
-        let readdressed = ns.addresses_of(index) != [address];
-        if readdressed {
+        let readdressed = spec
+            .address()
+            .is_some_and(|a| ns.addresses_of(index) != [a]);
+        if let (true, Some(address)) = (readdressed, spec.address()) {
             ns.addresses.retain(|a| a.index != index);
             ns.addresses.push(AddrInfo {
                 index,
@@ -645,7 +643,7 @@ impl Dataplane for FakeDataplane {
         }
         let outcome = match outcome {
             LinkOutcome::Unchanged if readdressed => {
-                LinkOutcome::Updated(format!("address {address}"))
+                LinkOutcome::Updated(format!("address {}", spec.address().expect("readdressed")))
             }
             other => other,
         };

@@ -41,8 +41,9 @@ fn fingerprint(s: &str) -> String {
 fn body(p: &FirewallPlan) -> String {
     let net = p.network;
     let mut s = format!(
-        "  chain forward {{\n    type filter hook forward priority filter; policy accept;\n\
-         \x20   ip saddr {net} accept\n    ip daddr {net} accept\n  }}\n"
+        "  chain forward {{\n    type filter hook forward priority filter; policy accept;\n{}\
+         \x20   ip saddr {net} accept\n    ip daddr {net} accept\n  }}\n",
+        isolation(p)
     );
     if let Some(f) = &p.encap {
         let members: Vec<String> = f.members.iter().map(|m| m.to_string()).collect();
@@ -57,20 +58,64 @@ fn body(p: &FirewallPlan) -> String {
             port = f.port
         );
     }
-    if p.ip_masq {
-        // flannel's four rules: pods talking to pods keep their addresses; pods going
-        // out are masqueraded (multicast excepted); traffic from outside to this node's
-        // pods is left alone; traffic from outside to other nodes' pods is masqueraded.
-        s += &format!(
-            "  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n\
-             \x20   ip saddr {net} ip daddr {net} return\n\
-             \x20   ip saddr {net} ip daddr != 224.0.0.0/4 masquerade fully-random\n\
-             \x20   ip saddr != {net} ip daddr {local} return\n\
-             \x20   ip saddr != {net} ip daddr {net} masquerade fully-random\n  }}\n",
-            local = p.local_subnet
-        );
+    let named_masq: Vec<_> = p.isolated.iter().filter(|n| n.masquerade).collect();
+    if p.ip_masq || !named_masq.is_empty() {
+        s += "  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n";
+        for n in named_masq {
+            let sub = n.subnet;
+            s += &format!("    ip saddr {sub} ip daddr != {{ {sub}, 224.0.0.0/4 }} masquerade fully-random\n");
+        }
+        s += &cluster_masq(p);
+        s += "  }\n";
     }
     s
+}
+
+/// The forward rules that keep named networks apart: for each, connections into it
+/// only from itself and out of it only to the outside (or nowhere, when internal).
+/// Established traffic first, so replies to what a network may start pass.
+fn isolation(p: &FirewallPlan) -> String {
+    if p.isolated.is_empty() {
+        return String::new();
+    }
+    let mut all: Vec<String> = p.isolated.iter().map(|n| n.subnet.to_string()).collect();
+    all.push(p.network.to_string());
+    let all = all.join(", ");
+    let mut s = String::from("    ct state established,related accept\n");
+    for n in &p.isolated {
+        let sub = n.subnet;
+        s += &format!(
+            "    ip daddr {sub} ip saddr != {sub} counter drop comment \"into named network {sub}\"\n"
+        );
+        if n.internal {
+            s += &format!(
+                "    ip saddr {sub} ip daddr != {sub} counter drop comment \"out of internal network {sub}\"\n"
+            );
+        } else {
+            s += &format!(
+                "    ip saddr {sub} ip daddr {{ {all} }} ip daddr != {sub} counter drop comment \"from named network {sub}\"\n    ip saddr {sub} accept\n"
+            );
+        }
+    }
+    s
+}
+
+/// flannel's masquerade rules for the cluster network, when `--ip-masq`.
+fn cluster_masq(p: &FirewallPlan) -> String {
+    let net = p.network;
+    if !p.ip_masq {
+        return String::new();
+    }
+    // flannel's four rules: pods talking to pods keep their addresses; pods going out
+    // are masqueraded (multicast excepted); traffic from outside to this node's pods is
+    // left alone; traffic from outside to other nodes' pods is masqueraded.
+    format!(
+        "    ip saddr {net} ip daddr {net} return\n\
+         \x20   ip saddr {net} ip daddr != 224.0.0.0/4 masquerade fully-random\n\
+         \x20   ip saddr != {net} ip daddr {local} return\n\
+         \x20   ip saddr != {net} ip daddr {net} masquerade fully-random\n",
+        local = p.local_subnet
+    )
 }
 
 /// The full `nft -f` script: create-or-keep, delete, recreate, all in one transaction.
@@ -213,6 +258,7 @@ mod tests {
             local_subnet: "10.244.3.0/24".parse().unwrap(),
             ip_masq: masq,
             encap: None,
+            isolated: Vec::new(),
         }
     }
 

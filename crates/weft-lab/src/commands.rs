@@ -93,6 +93,10 @@ pub enum LabCommand {
         /// How the `weft` CNI plugin attaches containers.
         #[arg(long, value_enum, default_value = "bridge")]
         cni_mode: CniMode,
+        /// Run a real dockerd on every host, the agents serving the `weft` Docker driver
+        /// (`weftctl lab exec hN docker ...` talks to that host's daemon).
+        #[arg(long)]
+        docker: bool,
     },
     /// Print the container ping matrix; exit non-zero if any pair fails.
     Ping {
@@ -115,6 +119,15 @@ pub enum LabCommand {
         #[command(flatten)]
         lab: LabName,
         /// The host, e.g. h1.
+        host: String,
+        #[arg(value_enum)]
+        action: AgentAction,
+    },
+    /// Start, stop or restart a host's dockerd (labs made with --docker). Stopping
+    /// keeps the containers' records; `restart` is how a daemon upgrade looks.
+    Dockerd {
+        #[command(flatten)]
+        lab: LabName,
         host: String,
         #[arg(value_enum)]
         action: AgentAction,
@@ -173,6 +186,7 @@ pub fn run(cmd: LabCommand) -> LabResult<i32> {
             route_reflector,
             cross_subnet,
             router,
+            docker,
         } => {
             let mut init: Vec<String> = [
                 "network",
@@ -214,6 +228,7 @@ pub fn run(cmd: LabCommand) -> LabResult<i32> {
                     CniMode::Routed => "routed".into(),
                 },
                 router,
+                docker,
             };
             up(spec)
         }
@@ -227,7 +242,17 @@ pub fn run(cmd: LabCommand) -> LabResult<i32> {
             let ns = topology::node_ns(&lab.name, &node).ok_or_else(|| {
                 LabError::Usage(format!("unknown node {node:?}: use h1, c1 or ul"))
             })?;
-            let status = Command::new("ip")
+            let mut cmd = Command::new("ip");
+            // A host's commands talk to that host's dockerd (labs made with --docker).
+            if let (Ok(state), Some(i)) = (
+                LabState::load(&lab.name),
+                topology::host_index(&lab.name, &node),
+            ) {
+                if state.docker {
+                    cmd.env("DOCKER_HOST", crate::docker::docker_host(&state, i));
+                }
+            }
+            let status = cmd
                 .args(["netns", "exec", &ns])
                 .args(&command)
                 .status()
@@ -290,6 +315,29 @@ pub fn run(cmd: LabCommand) -> LabResult<i32> {
             println!("added h{i} ({}) with subnet {}", state.host_ip(i), n.subnet);
             Ok(0)
         }
+        LabCommand::Dockerd { lab, host, action } => {
+            let state = LabState::load(&lab.name)?;
+            if !state.docker {
+                return Err(LabError::Usage(format!(
+                    "lab {} runs no dockerd (make it with lab up --docker)",
+                    state.name
+                )));
+            }
+            let i = host_of(&state, &host)?;
+            if matches!(action, AgentAction::Stop | AgentAction::Restart) {
+                let was = crate::docker::stop(&state, i, true)?;
+                println!("h{i}: dockerd {}", if was { "stopped" } else { "was not running" });
+            }
+            if matches!(action, AgentAction::Start | AgentAction::Restart) {
+                if crate::docker::pid(&state, i).is_some() {
+                    println!("h{i}: dockerd already running; nothing to do");
+                } else {
+                    crate::docker::start(&state, i)?;
+                    println!("h{i}: dockerd started");
+                }
+            }
+            Ok(0)
+        }
         LabCommand::Host(HostCommand::Remove { lab, host }) => {
             let mut state = LabState::load(&lab.name)?;
             let i = host_of(&state, &host)?;
@@ -345,6 +393,7 @@ struct LabSpec {
     cni_mode: String,
     /// `bird` or `gobgp`: a BGP router in the underlay namespace.
     router: Option<String>,
+    docker: bool,
 }
 
 fn up(spec: LabSpec) -> LabResult<i32> {
@@ -420,6 +469,7 @@ fn build(spec: LabSpec) -> LabResult<i32> {
         ip_masq,
         cni_mode,
         router,
+        docker,
     } = spec;
     let name = name.as_str();
     let dir = state::dir(name);
@@ -441,6 +491,7 @@ fn build(spec: LabSpec) -> LabResult<i32> {
         subnets,
         ip_masq,
         cni_mode,
+        docker,
         containers: Default::default(),
     };
     state.save()?;
@@ -638,6 +689,9 @@ fn add_host(state: &mut LabState, i: u32) -> LabResult<()> {
     )?;
     state.hosts.push(i);
     state.save()?;
+    if state.docker {
+        crate::docker::start(state, i)?;
+    }
     agents::start(state, i)?;
     Ok(())
 }
@@ -670,6 +724,7 @@ fn remove_host(state: &mut LabState, i: u32) -> LabResult<()> {
         eprintln!("warning: {e}");
     }
     state.containers.remove(&i);
+    crate::docker::stop(state, i, false)?;
     agents::stop(state, i)?;
     if let Some(n) = state.host_network(i) {
         // A host that never got far may hold no lease: not a reason to stop cleaning.
@@ -725,6 +780,7 @@ fn down(name: &str) -> LabResult<()> {
     let state = LabState::load(name).ok();
     if let Some(state) = &state {
         for &i in &state.hosts {
+            crate::docker::stop(state, i, false)?;
             agents::stop(state, i)?;
         }
     }

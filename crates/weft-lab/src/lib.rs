@@ -11,10 +11,12 @@
 //! Everything lives inside namespaces the lab creates (the machine's own namespace gets no
 //! link, address or route), and `weftctl lab down` removes every namespace, process and
 //! file the lab made. State is kept in `/run/weft-lab/LAB/` (override with `WEFT_LAB_DIR`).
-//! [`etcd`] starts the etcd servers the lab (and the tests) run on.
+//! [`etcd`] starts the etcd servers the lab (and the tests) run on; [`docker`] a real
+//! dockerd per host (`--docker`).
 
 pub mod agents;
 pub mod cni;
+pub mod docker;
 pub mod commands;
 pub mod error;
 pub mod etcd;

@@ -32,6 +32,9 @@ pub struct LabState {
     /// How the `weft` CNI plugin attaches the containers: `bridge` or `routed`.
     #[serde(default = "bridge")]
     pub cni_mode: String,
+    /// A dockerd per host, the agents serving the `weft` Docker driver.
+    #[serde(default)]
+    pub docker: bool,
     /// Each host's container address, as the plugin's ADD result gave it.
     #[serde(default)]
     pub containers: std::collections::BTreeMap<u32, std::net::Ipv4Addr>,

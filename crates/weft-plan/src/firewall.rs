@@ -14,6 +14,20 @@ pub struct FirewallPlan {
     pub ip_masq: bool,
     /// Accept encapsulated traffic only from member nodes.
     pub encap: Option<EncapFilter>,
+    /// Named networks (Docker's): each reaches no other, nor the cluster network.
+    pub isolated: Vec<IsolatedNet>,
+}
+
+/// A named network's subnet as the firewall sees it. No connection may start from it
+/// into another named network or the cluster network, nor from those into it (Docker's
+/// isolation between networks); replies to connections it may make pass.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct IsolatedNet {
+    pub subnet: Ipv4Net,
+    /// No way out at all (Docker's `--internal`): only its own subnet.
+    pub internal: bool,
+    /// Masquerade what leaves it for the outside (not `internal`).
+    pub masquerade: bool,
 }
 
 /// Drops encapsulated packets (UDP to `port`) whose source is not a current node.

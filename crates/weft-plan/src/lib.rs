@@ -6,6 +6,7 @@
 //! - [`neigh`]: permanent neighbour and FDB entries on an overlay device.
 //! - [`link`]: the overlay devices Weft owns (VXLAN, TUN, IP-in-IP) as specs, and what
 //!   making one match its spec took.
+//! - [`segment`]: a named overlay network's bridge and VXLAN device on one host.
 //! - [`address`]: the one address an overlay device holds.
 //! - [`firewall`]: what the forwarding and masquerade rules must do.
 //! - [`iface`]: choosing the external interface from a snapshot of links and addresses.
@@ -21,6 +22,7 @@ pub mod link;
 pub mod mac;
 pub mod neigh;
 pub mod route;
+pub mod segment;
 
 pub use diff::{Applied, Change, Refusal};
 pub use firewall::{EncapFilter, FirewallPlan};
@@ -29,3 +31,4 @@ pub use link::{IpipSpec, LinkOutcome, OverlaySpec, TunSpec, VxlanSpec};
 pub use mac::MacAddr;
 pub use neigh::{FdbEntry, Neighbour};
 pub use route::{Route, RouteKind, WEFT_PROTO};
+pub use segment::{SegmentPlan, SegmentSpec};

@@ -8,6 +8,9 @@ use ipnet::Ipv4Net;
 
 use crate::mac::MacAddr;
 
+/// The largest VXLAN identifier (24 bits).
+pub const MAX_NAMED_VNI: u32 = (1 << 24) - 1;
+
 /// The VXLAN device as it should be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VxlanSpec {
@@ -21,10 +24,14 @@ pub struct VxlanSpec {
     pub underlay: u32,
     pub mac: MacAddr,
     pub mtu: u32,
-    /// The address the device holds: this node's subnet's `.0`, as a /32.
-    pub address: Ipv4Net,
+    /// The address the device holds: this node's subnet's `.0`, as a /32 (the cluster
+    /// network's device); `None` for a named network's, a bridge port with no address.
+    pub address: Option<Ipv4Net>,
     /// Turn TX checksum offload off (the kernel bug that delays VXLAN traffic).
     pub tx_checksum_off: bool,
+    /// The device answers ARP itself from its neighbour entries (named overlay
+    /// networks: no ARP crosses the underlay).
+    pub proxy: bool,
 }
 
 /// Weft's TUN device (`weft0`) as it should be. The user-space tunnel opens (and thereby
@@ -63,6 +70,15 @@ impl OverlaySpec {
             OverlaySpec::Vxlan(s) => &s.name,
             OverlaySpec::Tun(s) => &s.name,
             OverlaySpec::Ipip(s) => &s.name,
+        }
+    }
+
+    /// The one address the device holds, if any.
+    pub fn address(&self) -> Option<Ipv4Net> {
+        match self {
+            OverlaySpec::Vxlan(s) => s.address,
+            OverlaySpec::Tun(s) => Some(s.address),
+            OverlaySpec::Ipip(s) => Some(s.address),
         }
     }
 
@@ -118,6 +134,7 @@ pub struct VxlanState {
     pub local: Option<Ipv4Addr>,
     pub underlay: Option<u32>,
     pub learning: Option<bool>,
+    pub proxy: Option<bool>,
     pub mac: Option<MacAddr>,
     pub mtu: u32,
     pub up: bool,
@@ -147,6 +164,9 @@ pub fn must_recreate(spec: &VxlanSpec, have: &VxlanState) -> Option<String> {
     if have.learning != Some(false) {
         why.push("learning on".into());
     }
+    if have.proxy.unwrap_or(false) != spec.proxy {
+        why.push(format!("proxy {:?} != {}", have.proxy, spec.proxy));
+    }
     (!why.is_empty()).then(|| why.join(", "))
 }
 
@@ -163,8 +183,9 @@ mod tests {
             underlay: 2,
             mac: "02:00:00:00:00:01".parse().unwrap(),
             mtu: 1450,
-            address: "10.244.1.0/32".parse().unwrap(),
+            address: Some("10.244.1.0/32".parse().unwrap()),
             tx_checksum_off: false,
+            proxy: false,
         }
     }
 
@@ -179,6 +200,7 @@ mod tests {
             local: Some(s.local),
             underlay: Some(2),
             learning: Some(false),
+            proxy: Some(false),
             mac: Some(s.mac),
             mtu: 1400,
             up: false,

@@ -20,6 +20,9 @@ impl Agent {
     /// Updates the picture from one store change; returns whether the plan may change.
     pub(super) async fn on_event(&mut self, event: WatchEvent) -> bool {
         self.metrics.store_events.fetch_add(1, Ordering::Relaxed);
+        if let Some(changed) = self.on_named_event(&event) {
+            return changed;
+        }
         match event {
             WatchEvent::Put(kv) if kv.key == self.registry.config_key() => {
                 self.on_config(&kv.value)
@@ -160,6 +163,7 @@ impl Agent {
     pub(super) async fn on_resync(&mut self, kvs: Vec<KeyValue>) {
         let mut fresh = BTreeMap::new();
         self.view.held.clear();
+        self.load_named(&kvs);
         for kv in &kvs {
             if let Some((ip, c)) = self.registry.parse_address(&kv.key, &kv.value) {
                 self.on_address(ip, Some(c));

@@ -82,6 +82,7 @@ impl Agent {
             local_subnet: view.node.lease.subnet,
             ip_masq: self.opts.ip_masq,
             encap,
+            isolated: weft_backends::networks::isolation(&view.named.networks()),
         }
     }
 

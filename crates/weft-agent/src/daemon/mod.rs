@@ -23,6 +23,7 @@
 
 mod events;
 mod host;
+mod named;
 mod reconcile;
 mod serve;
 mod start;
@@ -67,6 +68,9 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
     if !agent.opts.api_socket.as_os_str().is_empty() {
         let socket = agent.opts.api_socket.clone();
         crate::api::spawn(socket, agent.registry.clone(), agent.view.attrs.public_ip);
+    }
+    if agent.opts.docker {
+        agent.spawn_docker();
     }
     agent.reconcile(Why::Start).await;
     agent.serve(revision, kernel_events, shutdown).await
@@ -124,6 +128,8 @@ struct View {
     peers: BTreeMap<Ipv4Net, Lease>,
     /// Single addresses this node holds outside its subnet (announced as /32s).
     held: BTreeSet<Ipv4Addr>,
+    /// Named networks and their endpoints.
+    named: named::Named,
 }
 
 /// The data plane this node runs: the backend, and the runtimes some backends need.
@@ -150,6 +156,12 @@ struct Last {
     /// The leases last found not to stand, so each is logged once.
     rejected: Vec<Rejected>,
     status: Option<NodeStatus>,
+    /// Routed containers last found without a route, so each is logged once.
+    named_unreachable: Vec<(Ipv4Addr, String)>,
+    /// Segment links found unplanned, since when (removed after a grace period).
+    segments_unplanned: BTreeMap<String, std::time::Instant>,
+    /// The named subnets iptables' FORWARD chain was last checked for.
+    named_forward: Vec<Ipv4Net>,
 }
 
 pub(crate) struct Agent {

@@ -26,7 +26,8 @@ impl Agent {
             return;
         };
         let peers = self.standing_leases();
-        let held = self.announceable(&peers);
+        let mut held = self.announceable(&peers);
+        held.extend(self.named_announcements());
         // Woken by the kernel or the timer, but routes were learned meanwhile: what
         // changes now is news (a full apply, logged as such), not a repair of drift.
         let why = match self.sync_bgp(&peers, held).await {
@@ -45,6 +46,8 @@ impl Agent {
         }
         self.apply_firewall(false, &peers);
         let entries_changed = self.reconcile_entries(why, &plan).await;
+        let (named_routes, named_changed) = self.reconcile_named(why, &peers, &plan.routes).await;
+        plan.routes.extend(named_routes);
         let (routes_changed, took_all) = match self.apply_route_plan(why, &plan.routes).await {
             Ok(report) => {
                 log_applied(
@@ -64,7 +67,7 @@ impl Agent {
             }
         };
         let m = &self.metrics;
-        if (device_changed || entries_changed || routes_changed) && why.is_repair() {
+        if (device_changed || entries_changed || named_changed || routes_changed) && why.is_repair() {
             m.repairs.fetch_add(1, Ordering::Relaxed);
         }
         m.routes.store(plan.routes.len() as u64, Ordering::Relaxed);
@@ -242,7 +245,7 @@ impl Agent {
 }
 
 /// Logs what a diff changed; `elapsed_ms` when the caller timed it.
-fn log_applied<T: std::fmt::Debug>(
+pub(super) fn log_applied<T: std::fmt::Debug>(
     what: &str,
     why: Why,
     applied: &Applied<T>,

@@ -105,6 +105,7 @@ impl Agent {
                 },
                 peers: snapshot.leases.into_iter().map(|l| (l.subnet, l)).collect(),
                 held: BTreeSet::new(),
+                named: Default::default(),
             },
             plane: Plane {
                 backend,
@@ -121,6 +122,7 @@ impl Agent {
         };
         agent.write_host_files()?;
         agent.load_addresses().await;
+        agent.load_named_now().await;
         agent.start_bgp().await?;
         // After the leases: the firewall's member list must be whole from its first load.
         agent.setup_host()?;
@@ -137,6 +139,21 @@ impl Agent {
             }
             Err(e) => warn!(error = %e, "cannot list held addresses; will follow the store watch"),
         }
+    }
+
+    /// The named networks and endpoints, as the store has them now.
+    async fn load_named_now(&mut self) {
+        let mut kvs = Vec::new();
+        for prefix in [self.registry.networks_prefix(), self.registry.endpoints_prefix()] {
+            match self.registry.store().list(&prefix).await {
+                Ok(listing) => kvs.extend(listing.kvs),
+                Err(e) => {
+                    warn!(error = %e, "cannot list named networks; will follow the store watch");
+                    return;
+                }
+            }
+        }
+        self.load_named(&kvs);
     }
 
     /// The BGP speaker and its external peers, for the bgp backend.

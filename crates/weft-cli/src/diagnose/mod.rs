@@ -342,6 +342,7 @@ mod tests {
             local_subnet: own.subnet,
             ip_masq: false,
             encap: None,
+            isolated: Vec::new(),
         })
         .unwrap();
         let peer_route = Route::via(peer.subnet, "192.168.1.2".parse().unwrap(), eth0);

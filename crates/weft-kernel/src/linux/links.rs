@@ -161,6 +161,7 @@ async fn create_vxlan(handle: &Handle, spec: &VxlanSpec) -> Result<u32, KernelEr
         .port(spec.port)
         .local(spec.local)
         .learning(false)
+        .proxy(spec.proxy)
         .mtu(spec.mtu)
         .address(spec.mac.0.to_vec())
         .up()
@@ -333,6 +334,7 @@ fn vxlan_state(m: &LinkMessage) -> VxlanState {
                                     InfoVxlan::Local(ip) => s.local = Some(*ip),
                                     InfoVxlan::Link(l) => s.underlay = Some(*l),
                                     InfoVxlan::Learning(l) => s.learning = Some(*l),
+                                    InfoVxlan::Proxy(p) => s.proxy = Some(*p),
                                     _ => {}
                                 }
                             }

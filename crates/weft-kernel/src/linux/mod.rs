@@ -154,18 +154,16 @@ impl Dataplane for Linux {
             OverlaySpec::Ipip(s) => links::ensure_ipip(&self.handle, s).await?,
             OverlaySpec::Tun(s) => links::ensure_tun(&self.handle, s).await?,
         };
-        let address = match spec {
-            OverlaySpec::Vxlan(s) => s.address,
-            OverlaySpec::Ipip(s) => s.address,
-            OverlaySpec::Tun(s) => s.address,
-        };
         self.own.note_link(index);
-        let readdressed = addresses::ensure_only(&self.handle, index, address).await?;
-        let outcome = match outcome {
-            LinkOutcome::Unchanged if readdressed => {
+        let readdressed = match spec.address() {
+            Some(address) => addresses::ensure_only(&self.handle, index, address).await?,
+            None => false,
+        };
+        let outcome = match (outcome, spec.address()) {
+            (LinkOutcome::Unchanged, Some(address)) if readdressed => {
                 LinkOutcome::Updated(format!("address {address}"))
             }
-            other => other,
+            (other, _) => other,
         };
         if let OverlaySpec::Vxlan(s) = spec {
             if s.tx_checksum_off && outcome != LinkOutcome::Unchanged {

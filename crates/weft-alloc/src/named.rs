@@ -1,0 +1,560 @@
+//! Named networks: address ranges of their own beside the cluster network, each with its
+//! endpoints (Docker's networks; `weftctl network create NAME`).
+//!
+//! ```text
+//! <prefix>/weft/networks/blue            {"Name":"blue","Subnet":"10.50.0.0/24","Gateway":"10.50.0.1","Mode":"overlay","VNI":4096,"Internal":false}
+//! <prefix>/weft/network-vnis/4096        "blue"
+//! <prefix>/weft/endpoints/blue/10.50.0.2 {"Node":"192.168.77.1","EndpointID":"...","MAC":"02:...","HostIface":"wv1a2b3c4d5e6"}
+//! ```
+//!
+//! An endpoint's key is its address, written create-if-absent: of two hosts allocating
+//! at once, one gets the address and the other tries the next. A VNI is claimed the same
+//! way. Two networks' subnets never overlap each other or the cluster network.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use weft_store::StoreError;
+
+use crate::registry::Registry;
+
+/// The lowest VNI given out when none is asked for: below it, room for the cluster
+/// network's (flannel's default 1) and any an operator picks by hand.
+pub const FIRST_VNI: u32 = 4096;
+/// VXLAN's 24-bit identifier.
+pub const MAX_VNI: u32 = (1 << 24) - 1;
+/// How an endpoint's address is first held, before Docker names its endpoint.
+pub const PENDING: &str = "";
+
+/// How a named network's containers are connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Docker overlay's model: one L2 segment across hosts, a VXLAN VNI of its own.
+    Overlay,
+    /// Calico's model: a /32 route per container, routed by the cluster's backend.
+    Routed,
+}
+
+impl FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "overlay" => Ok(Mode::Overlay),
+            "routed" => Ok(Mode::Routed),
+            other => Err(format!(
+                "unknown mode {other:?}: use \"overlay\" or \"routed\""
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Overlay => "overlay",
+            Mode::Routed => "routed",
+        })
+    }
+}
+
+/// A named network as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamedNetwork {
+    #[serde(rename = "Name")]
+    pub name: String,
+    #[serde(rename = "Subnet")]
+    pub subnet: Ipv4Net,
+    /// The containers' gateway: the same address on every host (overlay), so a
+    /// container keeps it wherever it runs. Routed containers use 169.254.1.1 instead.
+    #[serde(rename = "Gateway")]
+    pub gateway: Ipv4Addr,
+    #[serde(rename = "Mode")]
+    pub mode: Mode,
+    /// The overlay's VXLAN identifier (0 for routed networks).
+    #[serde(rename = "VNI", default)]
+    pub vni: u32,
+    /// No way out of the network: no gateway route, no masquerade.
+    #[serde(rename = "Internal", default)]
+    pub internal: bool,
+}
+
+/// One container's address on a named network, and where it lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// The public IP of the node it lives on (its VTEP, its route's next hop).
+    #[serde(rename = "Node")]
+    pub node: Ipv4Addr,
+    /// Docker's endpoint ID; empty while only the address is held.
+    #[serde(rename = "EndpointID", default)]
+    pub endpoint_id: String,
+    /// The container interface's MAC (overlay: the FDB and neighbour entries' key).
+    #[serde(rename = "MAC", default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    /// The host side of its veth pair.
+    #[serde(rename = "HostIface", default, skip_serializing_if = "String::is_empty")]
+    pub host_iface: String,
+}
+
+/// A request to create a named network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkRequest {
+    pub name: String,
+    pub subnet: Ipv4Net,
+    pub gateway: Option<Ipv4Addr>,
+    pub mode: Mode,
+    pub vni: Option<u32>,
+    pub internal: bool,
+}
+
+#[derive(Debug, Error)]
+pub enum NamedError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("invalid network: {0}")]
+    Invalid(String),
+    #[error("network {0:?} already exists")]
+    Exists(String),
+    #[error("no network named {0:?}")]
+    Unknown(String),
+    #[error("no network has the subnet {0}")]
+    UnknownSubnet(Ipv4Net),
+    #[error("network {name:?} still has endpoints: {}", .endpoints.join(", "))]
+    InUse { name: String, endpoints: Vec<String> },
+    #[error("{ip} cannot be used on network {name:?}: {why}")]
+    Unusable {
+        name: String,
+        ip: Ipv4Addr,
+        why: String,
+    },
+    #[error("{ip} on network {name:?} is already held by endpoint {holder} on node {node}")]
+    Taken {
+        name: String,
+        ip: Ipv4Addr,
+        holder: String,
+        node: Ipv4Addr,
+    },
+    #[error("network {name:?} ({subnet}) has no free address left")]
+    Full { name: String, subnet: Ipv4Net },
+    #[error("VNI {0} is already used by network {1:?}")]
+    VniTaken(u32, String),
+}
+
+/// Docker's rule for names, which Weft follows so every Weft network can be a Docker one.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok_first = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let ok_rest = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if name.is_empty() || name.len() > 64 || !ok_first || !ok_rest {
+        return Err(format!(
+            "name {name:?}: 1 to 64 characters, letters, digits, '_', '.' or '-', starting with a letter or digit"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a request against the cluster network and the networks that exist; returns
+/// the network to store, VNI not yet chosen (pure).
+pub fn check_request(
+    req: &NetworkRequest,
+    cluster: Option<Ipv4Net>,
+    existing: &[NamedNetwork],
+) -> Result<NamedNetwork, String> {
+    check_name(&req.name)?;
+    let subnet = req.subnet;
+    if subnet != subnet.trunc() {
+        return Err(format!(
+            "subnet {subnet} has host bits set; did you mean {}?",
+            subnet.trunc()
+        ));
+    }
+    if subnet.prefix_len() > 30 {
+        return Err(format!(
+            "subnet {subnet} is too small: the longest prefix is /30"
+        ));
+    }
+    if let Some(c) = cluster.filter(|c| c.contains(&subnet) || subnet.contains(c)) {
+        return Err(format!(
+            "subnet {subnet} overlaps the cluster network {c}"
+        ));
+    }
+    if let Some(n) = existing
+        .iter()
+        .find(|n| n.subnet.contains(&subnet) || subnet.contains(&n.subnet))
+    {
+        return Err(format!(
+            "subnet {subnet} overlaps network {:?} ({})",
+            n.name, n.subnet
+        ));
+    }
+    let gateway = req
+        .gateway
+        .unwrap_or_else(|| first_host(&subnet));
+    if !usable(&subnet, gateway) {
+        return Err(format!(
+            "gateway {gateway} is not a usable address of {subnet}"
+        ));
+    }
+    if let Some(v) = req.vni {
+        if req.mode == Mode::Routed {
+            return Err("--vni is for overlay networks; a routed network has no VXLAN".into());
+        }
+        if v == 0 || v > MAX_VNI {
+            return Err(format!("VNI {v} is out of range (1 to {MAX_VNI})"));
+        }
+    }
+    Ok(NamedNetwork {
+        name: req.name.clone(),
+        subnet,
+        gateway,
+        mode: req.mode,
+        vni: req.vni.unwrap_or(0),
+        internal: req.internal,
+    })
+}
+
+fn first_host(subnet: &Ipv4Net) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(subnet.network()) + 1)
+}
+
+/// Inside the subnet and neither its network nor its broadcast address.
+pub fn usable(subnet: &Ipv4Net, ip: Ipv4Addr) -> bool {
+    subnet.contains(&ip) && ip != subnet.network() && ip != subnet.broadcast()
+}
+
+/// The lowest usable address of `net` that is neither its gateway nor taken (pure).
+pub fn next_free(net: &NamedNetwork, taken: &BTreeSet<Ipv4Addr>) -> Option<Ipv4Addr> {
+    let (lo, hi) = (
+        u32::from(net.subnet.network()) + 1,
+        u32::from(net.subnet.broadcast()),
+    );
+    (lo..hi)
+        .map(Ipv4Addr::from)
+        .find(|ip| *ip != net.gateway && !taken.contains(ip))
+}
+
+/// Why `ip` cannot be asked for on `net`, if it cannot.
+pub fn check_fixed(net: &NamedNetwork, ip: Ipv4Addr) -> Result<(), String> {
+    if !net.subnet.contains(&ip) {
+        return Err(format!("it is outside the subnet {}", net.subnet));
+    }
+    if !usable(&net.subnet, ip) {
+        return Err(format!(
+            "it is the network or broadcast address of {}",
+            net.subnet
+        ));
+    }
+    if ip == net.gateway {
+        return Err("it is the network's gateway".into());
+    }
+    Ok(())
+}
+
+impl Registry {
+    pub fn networks_prefix(&self) -> String {
+        format!("{}/weft/networks/", self.prefix())
+    }
+
+    pub fn endpoints_prefix(&self) -> String {
+        format!("{}/weft/endpoints/", self.prefix())
+    }
+
+    fn vni_key(&self, vni: u32) -> String {
+        format!("{}/weft/network-vnis/{vni}", self.prefix())
+    }
+
+    fn endpoint_key(&self, network: &str, ip: Ipv4Addr) -> String {
+        format!("{}{network}/{ip}", self.endpoints_prefix())
+    }
+
+    /// A named network from its key and value; `None` for anything unreadable.
+    pub fn parse_network(&self, key: &str, value: &[u8]) -> Option<NamedNetwork> {
+        let name = key.strip_prefix(&self.networks_prefix())?;
+        let net: NamedNetwork = serde_json::from_slice(value).ok()?;
+        (net.name == name).then_some(net)
+    }
+
+    /// An endpoint from its key and value: (network, address, endpoint).
+    pub fn parse_endpoint(&self, key: &str, value: &[u8]) -> Option<(String, Ipv4Addr, Endpoint)> {
+        let (name, ip) = key.strip_prefix(&self.endpoints_prefix())?.split_once('/')?;
+        Some((name.to_owned(), ip.parse().ok()?, serde_json::from_slice(value).ok()?))
+    }
+
+    /// Every readable named network, by name.
+    pub async fn networks(&self) -> Result<Vec<NamedNetwork>, StoreError> {
+        let listing = self.store().list(&self.networks_prefix()).await?;
+        let mut nets: Vec<_> = listing
+            .kvs
+            .iter()
+            .filter_map(|kv| self.parse_network(&kv.key, &kv.value))
+            .collect();
+        nets.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(nets)
+    }
+
+    pub async fn network(&self, name: &str) -> Result<Option<NamedNetwork>, StoreError> {
+        let key = format!("{}{name}", self.networks_prefix());
+        Ok(self
+            .store()
+            .get(&key)
+            .await?
+            .and_then(|kv| self.parse_network(&kv.key, &kv.value)))
+    }
+
+    /// The network whose subnet is exactly `subnet`.
+    pub async fn network_by_subnet(&self, subnet: Ipv4Net) -> Result<NamedNetwork, NamedError> {
+        self.networks()
+            .await?
+            .into_iter()
+            .find(|n| n.subnet == subnet)
+            .ok_or(NamedError::UnknownSubnet(subnet))
+    }
+
+    /// Creates a named network: checked against the cluster network and every other
+    /// one, its VNI claimed create-if-absent (given, or the lowest free from
+    /// [`FIRST_VNI`]), then the network itself create-if-absent.
+    pub async fn create_network(&self, req: &NetworkRequest) -> Result<NamedNetwork, NamedError> {
+        let cluster = match self.raw_config().await? {
+            Some(raw) => crate::NetworkConfig::parse(&raw).ok().map(|c| c.network),
+            None => None,
+        };
+        let existing = self.networks().await?;
+        if existing.iter().any(|n| n.name == req.name) {
+            return Err(NamedError::Exists(req.name.clone()));
+        }
+        let mut net = check_request(req, cluster, &existing).map_err(NamedError::Invalid)?;
+        if net.mode == Mode::Overlay {
+            net.vni = self.claim_vni(&net.name, req.vni, cluster_vni(cluster, self).await).await?;
+        }
+        let key = format!("{}{}", self.networks_prefix(), net.name);
+        let value = serde_json::to_vec(&net).expect("network serializes");
+        if self.store().create(&key, &value, None).await?.is_none() {
+            if net.vni != 0 {
+                self.store().delete(&self.vni_key(net.vni)).await?;
+            }
+            return Err(NamedError::Exists(net.name));
+        }
+        Ok(net)
+    }
+
+    async fn claim_vni(
+        &self,
+        name: &str,
+        asked: Option<u32>,
+        reserved: Option<u32>,
+    ) -> Result<u32, NamedError> {
+        let value = serde_json::to_vec(name).expect("name serializes");
+        if let Some(v) = asked {
+            if Some(v) == reserved {
+                return Err(NamedError::VniTaken(v, "(the cluster network)".into()));
+            }
+            if self.store().create(&self.vni_key(v), &value, None).await?.is_some() {
+                return Ok(v);
+            }
+            let holder = self.store().get(&self.vni_key(v)).await?;
+            let holder = holder
+                .and_then(|kv| serde_json::from_slice::<String>(&kv.value).ok())
+                .unwrap_or_default();
+            return Err(NamedError::VniTaken(v, holder));
+        }
+        for v in FIRST_VNI..=MAX_VNI {
+            if Some(v) != reserved && self.store().create(&self.vni_key(v), &value, None).await?.is_some() {
+                return Ok(v);
+            }
+        }
+        Err(NamedError::Invalid("no VNI left".into()))
+    }
+
+    /// Deletes a named network that has no endpoint left; says which ones it still has.
+    pub async fn delete_network(&self, name: &str) -> Result<NamedNetwork, NamedError> {
+        let net = self
+            .network(name)
+            .await?
+            .ok_or_else(|| NamedError::Unknown(name.to_owned()))?;
+        let endpoints = self.endpoints(name).await?;
+        if !endpoints.is_empty() {
+            return Err(NamedError::InUse {
+                name: name.to_owned(),
+                endpoints: endpoints
+                    .iter()
+                    .map(|(ip, e)| format!("{ip} on {}", e.node))
+                    .collect(),
+            });
+        }
+        self.store()
+            .delete(&format!("{}{name}", self.networks_prefix()))
+            .await?;
+        if net.vni != 0 {
+            self.store().delete(&self.vni_key(net.vni)).await?;
+        }
+        Ok(net)
+    }
+
+    /// The endpoints of one network, by address.
+    pub async fn endpoints(&self, network: &str) -> Result<Vec<(Ipv4Addr, Endpoint)>, StoreError> {
+        let prefix = format!("{}{network}/", self.endpoints_prefix());
+        let listing = self.store().list(&prefix).await?;
+        let mut eps: Vec<_> = listing
+            .kvs
+            .iter()
+            .filter_map(|kv| self.parse_endpoint(&kv.key, &kv.value))
+            .map(|(_, ip, e)| (ip, e))
+            .collect();
+        eps.sort_by_key(|(ip, _)| *ip);
+        Ok(eps)
+    }
+
+    /// Holds an address on `net` for `holder`: `fixed` if given and free, else the
+    /// lowest free one. Create-if-absent per address, so concurrent allocations on
+    /// several hosts never hand out one address twice.
+    pub async fn allocate_endpoint(
+        &self,
+        net: &NamedNetwork,
+        fixed: Option<Ipv4Addr>,
+        holder: &Endpoint,
+    ) -> Result<Ipv4Addr, NamedError> {
+        let value = serde_json::to_vec(holder).expect("endpoint serializes");
+        if let Some(ip) = fixed {
+            check_fixed(net, ip).map_err(|why| NamedError::Unusable {
+                name: net.name.clone(),
+                ip,
+                why,
+            })?;
+            let key = self.endpoint_key(&net.name, ip);
+            if self.store().create(&key, &value, None).await?.is_some() {
+                return Ok(ip);
+            }
+            let held = self.store().get(&key).await?;
+            let e = held.and_then(|kv| serde_json::from_slice::<Endpoint>(&kv.value).ok());
+            return Err(match e {
+                Some(e) => NamedError::Taken {
+                    name: net.name.clone(),
+                    ip,
+                    holder: if e.endpoint_id.is_empty() {
+                        "(being created)".into()
+                    } else {
+                        short(&e.endpoint_id).to_owned()
+                    },
+                    node: e.node,
+                },
+                None => NamedError::Unusable {
+                    name: net.name.clone(),
+                    ip,
+                    why: "its record in the store is unreadable".into(),
+                },
+            });
+        }
+        let mut taken: BTreeSet<Ipv4Addr> = self
+            .endpoints(&net.name)
+            .await?
+            .into_iter()
+            .map(|(ip, _)| ip)
+            .collect();
+        loop {
+            let Some(ip) = next_free(net, &taken) else {
+                return Err(NamedError::Full {
+                    name: net.name.clone(),
+                    subnet: net.subnet,
+                });
+            };
+            let key = self.endpoint_key(&net.name, ip);
+            if self.store().create(&key, &value, None).await?.is_some() {
+                return Ok(ip);
+            }
+            // Another host took it meanwhile: try the next.
+            taken.insert(ip);
+        }
+    }
+
+    /// Replaces what an endpoint record says (Docker named the endpoint, the MAC is known).
+    pub async fn update_endpoint(
+        &self,
+        network: &str,
+        ip: Ipv4Addr,
+        ep: &Endpoint,
+    ) -> Result<(), StoreError> {
+        let value = serde_json::to_vec(ep).expect("endpoint serializes");
+        self.store()
+            .put(&self.endpoint_key(network, ip), &value, None)
+            .await
+            .map(|_| ())
+    }
+
+    /// Frees an address; `Ok(false)` if it was not held.
+    pub async fn release_endpoint(&self, network: &str, ip: Ipv4Addr) -> Result<bool, StoreError> {
+        self.store().delete(&self.endpoint_key(network, ip)).await
+    }
+}
+
+/// The cluster network's own VNI, if it runs vxlan: never given to a named network.
+async fn cluster_vni(cluster: Option<Ipv4Net>, registry: &Registry) -> Option<u32> {
+    cluster?;
+    let cfg = registry.config().await.ok()?;
+    (cfg.backend == crate::BackendKind::Vxlan).then(|| {
+        cfg.backend_options
+            .get("VNI")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(1) as u32
+    })
+}
+
+/// The first 12 characters of a Docker ID, as `docker ps` shows them.
+pub fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(name: &str, subnet: &str) -> NetworkRequest {
+        NetworkRequest {
+            name: name.into(),
+            subnet: subnet.parse().unwrap(),
+            gateway: None,
+            mode: Mode::Overlay,
+            vni: None,
+            internal: false,
+        }
+    }
+
+    #[test]
+    fn requests_are_checked_against_the_cluster_and_each_other() {
+        let cluster = Some("10.244.0.0/16".parse().unwrap());
+        let blue = check_request(&req("blue", "10.50.0.0/24"), cluster, &[]).unwrap();
+        assert_eq!(blue.gateway, "10.50.0.1".parse::<Ipv4Addr>().unwrap());
+        let e = check_request(&req("red", "10.50.0.128/25"), cluster, &[blue.clone()]).unwrap_err();
+        assert!(e.contains("overlaps network \"blue\""), "{e}");
+        let e = check_request(&req("red", "10.244.3.0/24"), cluster, &[]).unwrap_err();
+        assert!(e.contains("cluster network"), "{e}");
+        let e = check_request(&req("red", "10.51.0.1/24"), cluster, &[]).unwrap_err();
+        assert!(e.contains("host bits"), "{e}");
+        let e = check_request(&req("-x", "10.51.0.0/24"), cluster, &[]).unwrap_err();
+        assert!(e.contains("starting with a letter"), "{e}");
+        let mut r = req("red", "10.51.0.0/24");
+        r.gateway = Some("10.51.0.255".parse().unwrap());
+        assert!(check_request(&r, cluster, &[]).unwrap_err().contains("gateway"));
+        r.gateway = None;
+        r.mode = Mode::Routed;
+        r.vni = Some(7);
+        assert!(check_request(&r, cluster, &[]).unwrap_err().contains("--vni"));
+    }
+
+    #[test]
+    fn free_addresses_skip_the_gateway_and_the_taken() {
+        let net = check_request(&req("blue", "10.50.0.0/30"), None, &[]).unwrap();
+        let mut taken = BTreeSet::new();
+        assert_eq!(next_free(&net, &taken), Some("10.50.0.2".parse().unwrap()));
+        taken.insert("10.50.0.2".parse().unwrap());
+        assert_eq!(next_free(&net, &taken), None);
+        assert!(check_fixed(&net, "10.50.0.1".parse().unwrap()).unwrap_err().contains("gateway"));
+        assert!(check_fixed(&net, "10.60.0.1".parse().unwrap()).unwrap_err().contains("outside"));
+        assert!(check_fixed(&net, "10.50.0.3".parse().unwrap()).unwrap_err().contains("broadcast"));
+    }
+}

@@ -1,0 +1,205 @@
+//! Keeping the local daemon's networks and the store's in step, every few seconds:
+//!
+//! - a network Docker created here is registered in the store under the name Docker
+//!   gave it (the driver only learns its ID);
+//! - a network in the store that this daemon lacks is created in it (driver and IPAM
+//!   `weft`), so `docker run --net NAME` works on every host without creating it again;
+//! - a Weft network this daemon has but the store no longer does (removed on another
+//!   host) is removed here, once no container uses it;
+//! - addresses this node holds for endpoints the daemon no longer has (a crash of
+//!   dockerd or of the agent in between) are released after a grace period, and host
+//!   veths without an endpoint are deleted.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use tracing::{error, info, warn};
+use weft_alloc::named::NamedError;
+
+use crate::driver::{Driver, HOST_PREFIX};
+use crate::engine::{DockerNetwork, Engine, EngineError};
+
+/// How long an address may be held for an endpoint the daemon does not show.
+pub const GRACE: Duration = Duration::from_secs(15);
+/// How long a network Docker created may stay unnamed before it is given up.
+pub const PENDING_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct Sync {
+    pub driver: Driver,
+    pub engine: Engine,
+    /// The plugin's name (the driver name networks are created with).
+    pub plugin: String,
+    /// Addresses seen without an endpoint, since when.
+    orphans: BTreeMap<(String, Ipv4Addr), Instant>,
+    /// Host veths seen without an endpoint record, since when.
+    stray_veths: BTreeMap<String, Instant>,
+    pending_since: BTreeMap<String, Instant>,
+}
+
+impl Sync {
+    pub fn new(driver: Driver, engine: Engine, plugin: &str) -> Sync {
+        Sync {
+            driver,
+            engine,
+            plugin: plugin.to_owned(),
+            orphans: BTreeMap::new(),
+            stray_veths: BTreeMap::new(),
+            pending_since: BTreeMap::new(),
+        }
+    }
+
+    /// Runs [`Sync::once`] every `every`, logging failures (dockerd not up yet, store
+    /// unreachable) and carrying on.
+    pub async fn run(mut self, every: Duration) {
+        let mut down = false;
+        loop {
+            match self.once().await {
+                Ok(()) if down => {
+                    info!(socket = %self.engine.socket().display(), "dockerd reachable again");
+                    down = false;
+                }
+                Ok(()) => {}
+                Err(e) if !down => {
+                    warn!(error = %e, "cannot sync networks with dockerd; retrying");
+                    down = true;
+                }
+                Err(_) => {}
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    /// One pass.
+    pub async fn once(&mut self) -> Result<(), String> {
+        let docker = self.engine.networks(&self.plugin).await.map_err(|e| e.to_string())?;
+        self.register_pending(&docker).await;
+        let store = self.driver.registry.networks().await.map_err(|e| e.to_string())?;
+        let in_store: BTreeSet<&str> = store.iter().map(|n| n.name.as_str()).collect();
+        {
+            let mut local = self.driver.local.lock().expect("lock");
+            for d in docker.iter().filter(|d| in_store.contains(d.name.as_str())) {
+                local.names.insert(d.id.clone(), d.name.clone());
+            }
+        }
+        let here: BTreeSet<&str> = docker.iter().map(|d| d.name.as_str()).collect();
+        for net in store.iter().filter(|n| !here.contains(n.name.as_str())) {
+            match self.engine.create_network(net, &self.plugin).await {
+                Ok(()) => info!(network = %net.name, "network created in the local Docker"),
+                Err(EngineError::Refused { status: 409, .. }) => {}
+                Err(e) => warn!(network = %net.name, error = %e, "cannot create the network in the local Docker"),
+            }
+        }
+        let pending: BTreeSet<String> = self.driver.local.lock().expect("lock").pending.keys().cloned().collect();
+        for d in docker
+            .iter()
+            .filter(|d| !in_store.contains(d.name.as_str()) && !pending.contains(&d.id))
+        {
+            if d.endpoint_ids().is_empty() {
+                match self.engine.remove_network(&d.id).await {
+                    Ok(()) => info!(network = %d.name, "network removed from the store elsewhere; removed from the local Docker"),
+                    Err(e) => warn!(network = %d.name, error = %e, "cannot remove a network the store no longer has"),
+                }
+            } else {
+                warn!(network = %d.name, "network removed from the store but containers here still use it");
+            }
+        }
+        self.collect(&docker).await;
+        Ok(())
+    }
+
+    async fn register_pending(&mut self, docker: &[DockerNetwork]) {
+        let pending: Vec<_> = self.driver.local.lock().expect("lock").pending.clone().into_iter().collect();
+        for (id, p) in pending {
+            let since = *self.pending_since.entry(id.clone()).or_insert_with(Instant::now);
+            let Some(d) = docker.iter().find(|d| d.id == id) else {
+                if since.elapsed() > PENDING_TIMEOUT {
+                    warn!(docker_id = weft_alloc::named::short(&id), "Docker never finished creating a network; forgetting it");
+                    self.forget(&id);
+                }
+                continue;
+            };
+            match self.driver.registry.create_network(&p.request(&d.name)).await {
+                Ok(net) => {
+                    info!(network = %net.name, subnet = %net.subnet, mode = %net.mode, vni = net.vni, "network registered");
+                    self.bind(&id, &net.name);
+                }
+                Err(NamedError::Exists(name)) => match self.driver.registry.network(&name).await {
+                    Ok(Some(net)) if net.subnet == p.subnet => self.bind(&id, &name),
+                    _ => {
+                        error!(network = %name, "a different network of this name is already in the store; this one stays local to this host");
+                        self.forget(&id);
+                    }
+                },
+                Err(e) => {
+                    error!(network = %d.name, error = %e, "cannot register the network");
+                    self.forget(&id);
+                }
+            }
+        }
+    }
+
+    fn bind(&mut self, id: &str, name: &str) {
+        let mut local = self.driver.local.lock().expect("lock");
+        local.pending.remove(id);
+        local.names.insert(id.to_owned(), name.to_owned());
+        self.pending_since.remove(id);
+    }
+
+    fn forget(&mut self, id: &str) {
+        self.driver.local.lock().expect("lock").pending.remove(id);
+        self.pending_since.remove(id);
+    }
+
+    /// Releases what this node holds for endpoints the daemon no longer has.
+    async fn collect(&mut self, docker: &[DockerNetwork]) {
+        let me = self.driver.host.public_ip;
+        let live: BTreeSet<String> = docker.iter().flat_map(|d| d.endpoint_ids()).collect();
+        let Ok(nets) = self.driver.registry.networks().await else {
+            return;
+        };
+        let mut seen = BTreeSet::new();
+        let mut veths = BTreeSet::new();
+        for net in &nets {
+            let Ok(eps) = self.driver.registry.endpoints(&net.name).await else {
+                return;
+            };
+            for (ip, e) in eps.into_iter().filter(|(_, e)| e.node == me) {
+                if !e.host_iface.is_empty() {
+                    veths.insert(e.host_iface.clone());
+                }
+                if !e.endpoint_id.is_empty() && live.contains(&e.endpoint_id) {
+                    continue;
+                }
+                let key = (net.name.clone(), ip);
+                seen.insert(key.clone());
+                let since = *self.orphans.entry(key).or_insert_with(Instant::now);
+                if since.elapsed() < GRACE {
+                    continue;
+                }
+                match self.driver.registry.release_endpoint(&net.name, ip).await {
+                    Ok(_) => info!(network = %net.name, %ip, "released an address no container uses (collected)"),
+                    Err(e) => warn!(network = %net.name, %ip, error = %e, "cannot release an orphaned address"),
+                }
+            }
+        }
+        self.orphans.retain(|k, _| seen.contains(k));
+        // Host veths of endpoints that are gone (after the grace period: a Join in
+        // progress has made its veth but not yet recorded it).
+        let Ok(links) = self.driver.dp.links().await else {
+            return;
+        };
+        let strays: BTreeSet<String> = links
+            .iter()
+            .filter(|l| l.name.starts_with(HOST_PREFIX) && !veths.contains(&l.name))
+            .map(|l| l.name.clone())
+            .collect();
+        self.stray_veths.retain(|k, _| strays.contains(k));
+        for l in links.iter().filter(|l| strays.contains(&l.name)) {
+            let since = *self.stray_veths.entry(l.name.clone()).or_insert_with(Instant::now);
+            if since.elapsed() >= GRACE && self.driver.dp.del_link(l.index).await.is_ok() {
+                info!(dev = %l.name, "deleted the veth of an endpoint that is gone");
+            }
+        }
+    }
+}
