@@ -1,7 +1,8 @@
 //! A real `dockerd` per lab host (`weftctl lab up --docker`): Debian's docker.io, run in
-//! the host's network namespace and in a mount namespace of its own, where the host's
-//! plugin folder is bind-mounted over `/run/docker/plugins` (Docker looks for plugins in
-//! that one fixed folder, so each daemon must see only its own host's `weft.sock`).
+//! the host's network namespace and in a mount namespace of its own (kept across daemon
+//! restarts), where the host's plugin folder is bind-mounted over `/run/docker/plugins`
+//! (Docker looks for plugins in that one fixed folder, so each daemon must see only its
+//! own host's `weft.sock`). Live restore is on: containers outlive a daemon restart.
 //! Each daemon has its own data root, exec root, pid file and socket under the host's
 //! lab folder, and an image made without a registry (`docker import` of a busybox root
 //! filesystem), tagged [`IMAGE`].
@@ -90,20 +91,21 @@ pub fn start(lab: &LabState, i: u32) -> LabResult<()> {
         .append(true)
         .open(&log_path)
         .map_err(io(&log_path))?;
+    let mnt = mount_ns(lab, i)?;
     let d = dir.display();
-    // `ip netns exec` would remount /sys and hide the cgroup mounts dockerd needs:
-    // enter the network namespace alone, then make a private mount namespace.
-    let script = format!(
-        "mkdir -p /run/docker/plugins && mount --bind {plugins} /run/docker/plugins && \
-         exec dockerd --data-root {d}/docker-data --exec-root {d}/docker-exec \
-         --pidfile {d}/docker.pid -H unix://{d}/docker.sock --storage-driver vfs \
+    let args = format!(
+        "--data-root {d}/docker-data --exec-root {d}/docker-exec --pidfile {d}/docker.pid \
+         -H unix://{d}/docker.sock --storage-driver vfs \
          --default-ulimit nofile=16384:16384 --default-ulimit nproc=32768:32768 \
-         --default-runtime runc --bridge none --live-restore --log-level warn",
-        plugins = plugins.display()
+         --default-runtime runc --bridge none --live-restore --log-level warn"
     );
+    // `ip netns exec` would remount /sys and hide the cgroup mounts dockerd needs:
+    // enter the network namespace and the host's own mount namespace instead.
     let netns = format!("--net=/run/netns/{}", topology::host_ns(&lab.name, i));
+    let mntns = format!("--mount={}", mnt.display());
     Command::new("nsenter")
-        .args([netns.as_str(), "unshare", "--mount", "--propagation", "private", "sh", "-c", &script])
+        .args([netns.as_str(), mntns.as_str(), "dockerd"])
+        .args(args.split_whitespace())
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(io(&log_path))?)
         .stderr(log)
@@ -128,6 +130,40 @@ pub fn start(lab: &LabState, i: u32) -> LabResult<()> {
     let image = image_tar(lab)?;
     docker(lab, i, &["import", &image.display().to_string(), IMAGE])?;
     Ok(())
+}
+
+/// Host `i`'s mount namespace, made once and kept (bound to a file) until the host is
+/// removed: the daemon keeps its containers' network namespaces mounted in it, so a
+/// restarted daemon (live restore) finds them. In it, the host's plugin folder is
+/// mounted over `/run/docker/plugins`.
+fn mount_ns(lab: &LabState, i: u32) -> LabResult<PathBuf> {
+    let dir = lab.host_dir(i).join("mntns");
+    let file = dir.join("mnt");
+    if file.exists() && sh::output(&["nsenter", &format!("--mount={}", file.display()), "true"]).is_ok_and(|o| o.status.success()) {
+        return Ok(file);
+    }
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let d = dir.display().to_string();
+    // A namespace file must sit on a private mount (or it could propagate into itself).
+    sh::run(&["mount", "--bind", &d, &d])?;
+    sh::run(&["mount", "--make-private", &d])?;
+    File::create(&file).map_err(io(&file))?;
+    let plugins = plugin_dir(lab, i);
+    let script = format!(
+        "mkdir -p /run/docker/plugins && mount --bind {} /run/docker/plugins",
+        plugins.display()
+    );
+    let unshare = format!("--mount={}", file.display());
+    sh::run(&["unshare", &unshare, "--propagation", "private", "sh", "-c", &script])?;
+    Ok(file)
+}
+
+/// Releases host `i`'s mount namespace (after its daemon has stopped).
+fn drop_mount_ns(lab: &LabState, i: u32) {
+    let dir = lab.host_dir(i).join("mntns");
+    for p in [dir.join("mnt"), dir.clone()] {
+        let _ = sh::output(&["umount", &p.display().to_string()]);
+    }
 }
 
 /// A busybox root filesystem as a tar, made once per lab.
@@ -161,11 +197,14 @@ pub fn pid(lab: &LabState, i: u32) -> Option<u32> {
 }
 
 /// Stops host `i`'s daemon: its containers first (their processes live outside the
-/// host's namespace), then the daemon, which stops the containerd it started.
-/// `keep_containers` leaves them running (a dockerd restart with live restore off
-/// stops them anyway; used to restart the daemon alone).
+/// host's namespace), then the daemon, which stops the containerd it started, then its
+/// mount namespace. `keep_containers` leaves the containers running (live restore) and
+/// the mount namespace in place: a daemon restart.
 pub fn stop(lab: &LabState, i: u32, keep_containers: bool) -> LabResult<bool> {
     let Some(pid) = pid(lab, i) else {
+        if !keep_containers {
+            drop_mount_ns(lab, i);
+        }
         return Ok(false);
     };
     if !keep_containers {
@@ -186,6 +225,9 @@ pub fn stop(lab: &LabState, i: u32, keep_containers: bool) -> LabResult<bool> {
             weft_kernel::sys::signal(pid, libc::SIGKILL);
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+    if !keep_containers {
+        drop_mount_ns(lab, i);
     }
     Ok(true)
 }

@@ -1,0 +1,357 @@
+//! Docker, end to end: a real dockerd (Debian's docker.io) per lab host, the agents
+//! serving the `weft` network and IPAM driver.
+//!
+//! - `overlay_and_routed_networks_across_hosts`: an overlay network created with
+//!   `docker network create` on h1 is listed on h2 and h3 and used there without being
+//!   created again; containers ping across hosts; `--ip` gives a fixed address and a
+//!   duplicate on another host is refused with the holder named; a second overlay (VNI
+//!   given with `weftctl network create`) and a routed network cannot reach the first, nor
+//!   it them, by address; a host without endpoints on a network carries none of its
+//!   state; containers reach an address outside the cluster through the gateway, except
+//!   on an `--internal` network; 20 containers started at once on 3 hosts get 20
+//!   distinct addresses; deleting a network is refused while another host has
+//!   endpoints (Docker's own copy comes back), and once empty `docker network rm`
+//!   removes it from every host; malformed and
+//!   unknown plugin calls are answered with errors and change nothing.
+//! - `restarts_and_crashes`: a continuous ping between hosts survives a dockerd restart
+//!   and restarts of both agents; `docker kill -9` frees the address; an address left
+//!   behind by a crash and a stray veth are collected.
+//! - `routed_network_over_bgp`: routed containers reach each other over the bgp
+//!   backend, and BIRD learns their /32s.
+//!
+//! Needs root and dockerd; skipped with one line otherwise.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use weft_testkit::require_root;
+
+use common::*;
+
+fn have_dockerd(test: &str) -> bool {
+    let ok = Command::new("which")
+        .arg("dockerd")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("skipped (needs dockerd, Debian's docker.io): {test}");
+    }
+    ok
+}
+
+/// `docker ARGS` against host `h`'s daemon.
+fn docker(lab: &Lab, h: &str, args: &[&str]) -> Output {
+    let mut all = vec![h, "docker"];
+    all.extend_from_slice(args);
+    lab.lab(&["exec"], &all)
+}
+
+fn docker_ok(lab: &Lab, h: &str, args: &[&str]) -> String {
+    lab.ok(docker(lab, h, args), &format!("{h}: docker {}", args.join(" ")))
+}
+
+fn run(lab: &Lab, h: &str, name: &str, net: &str, extra: &[&str]) {
+    let mut args = vec!["run", "-d", "--name", name, "--net", net];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["weft/busybox", "sleep", "3600"]);
+    docker_ok(lab, h, &args);
+}
+
+fn addr(lab: &Lab, h: &str, ctr: &str, net: &str) -> String {
+    let f = format!("{{{{.NetworkSettings.Networks.{net}.IPAddress}}}}");
+    docker_ok(lab, h, &["inspect", "-f", &f, ctr]).trim().to_owned()
+}
+
+/// Whether `ctr` on host `h` gets an answer from `to` (one try, 1 s).
+fn reaches(lab: &Lab, h: &str, ctr: &str, to: &str) -> bool {
+    docker(lab, h, &["exec", ctr, "ping", "-c", "1", "-W", "1", to])
+        .status
+        .success()
+}
+
+/// `ctr` reaches `to`, within a few seconds (the peers' entries follow the store).
+fn assert_reaches(lab: &Lab, h: &str, ctr: &str, to: &str) {
+    lab.wait_until(
+        &format!("{ctr} on {h} to reach {to}"),
+        Duration::from_secs(10),
+        || reaches(lab, h, ctr, to),
+    );
+}
+
+/// `ctr` never reaches `to` (two tries).
+fn assert_blocked(lab: &Lab, h: &str, ctr: &str, to: &str) {
+    for _ in 0..2 {
+        assert!(!reaches(lab, h, ctr, to), "{ctr} on {h} must not reach {to}");
+    }
+}
+
+fn networks_of(lab: &Lab, h: &str) -> String {
+    docker_ok(lab, h, &["network", "ls", "--format", "{{.Name}} {{.Driver}}"])
+}
+
+fn link_exists(lab: &Lab, h: &str, dev: &str) -> bool {
+    lab.exec(h, &["ip", "link", "show", dev]).status.success()
+}
+
+/// One plugin call over host `h`'s plugin socket, as raw HTTP: (status, body).
+fn plugin_call(lab: &Lab, h: &str, method: &str, body: &str) -> (u16, String) {
+    let sock = format!("/run/weft-lab/{}/{h}/plugins/weft.sock", lab.name);
+    let mut s = UnixStream::connect(&sock).expect("plugin socket");
+    write!(
+        s,
+        "POST /{method} HTTP/1.1\r\nHost: plugin\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out[9..12].parse().unwrap();
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, body)
+}
+
+#[test]
+fn overlay_and_routed_networks_across_hosts() {
+    require_root!("overlay_and_routed_networks_across_hosts");
+    if !have_dockerd("overlay_and_routed_networks_across_hosts") {
+        return;
+    }
+    let lab = Lab::up_with("dk", "embedded", 3, &["--docker"]);
+    let create = |h: &str, args: &[&str]| {
+        let mut all = vec!["network", "create", "-d", "weft", "--ipam-driver", "weft"];
+        all.extend_from_slice(args);
+        docker_ok(&lab, h, &all)
+    };
+    create("h1", &["--subnet", "10.50.0.0/24", "blue"]);
+    for h in ["h2", "h3"] {
+        lab.wait_until(&format!("{h} to list blue"), Duration::from_secs(10), || {
+            networks_of(&lab, h).contains("blue weft")
+        });
+    }
+    run(&lab, "h1", "a1", "blue", &[]);
+    run(&lab, "h2", "a2", "blue", &["--ip", "10.50.0.20"]);
+    run(&lab, "h3", "a3", "blue", &[]);
+    assert_eq!(addr(&lab, "h2", "a2", "blue"), "10.50.0.20");
+    let (a1, a3) = (addr(&lab, "h1", "a1", "blue"), addr(&lab, "h3", "a3", "blue"));
+    assert_reaches(&lab, "h1", "a1", "10.50.0.20");
+    assert_reaches(&lab, "h2", "a2", &a3);
+    assert_reaches(&lab, "h3", "a3", &a1);
+
+    // A fixed address another host holds: refused, with the holder named.
+    let dup = docker(&lab, "h3", &["run", "--rm", "--net", "blue", "--ip", "10.50.0.20", "weft/busybox", "true"]);
+    assert!(!dup.status.success());
+    let why = text(&dup.stderr);
+    assert!(why.contains("10.50.0.20") && why.contains("already held") && why.contains("192.168.77.2"), "{why}");
+
+    // A second overlay made with weftctl (its own VNI) and a routed network.
+    lab.ok(
+        lab.store_cmd(&["network", "create", "red", "--subnet", "10.51.0.0/24", "--vni", "5000"]),
+        "weftctl network create",
+    );
+    create("h1", &["--subnet", "10.60.0.0/24", "-o", "mode=routed", "green"]);
+    for h in ["h2", "h3"] {
+        lab.wait_until(&format!("{h} to list red and green"), Duration::from_secs(10), || {
+            let n = networks_of(&lab, h);
+            n.contains("red weft") && n.contains("green weft")
+        });
+    }
+    run(&lab, "h2", "r2", "red", &[]);
+    run(&lab, "h3", "r3", "red", &[]);
+    run(&lab, "h1", "g1", "green", &[]);
+    run(&lab, "h2", "g2", "green", &[]);
+    let (r2, r3) = (addr(&lab, "h2", "r2", "red"), addr(&lab, "h3", "r3", "red"));
+    let (g1, g2) = (addr(&lab, "h1", "g1", "green"), addr(&lab, "h2", "g2", "green"));
+    assert_reaches(&lab, "h2", "r2", &r3);
+    assert_reaches(&lab, "h1", "g1", &g2);
+    assert_reaches(&lab, "h2", "g2", &g1);
+    // Isolation, both ways, by address: overlay from overlay, overlay from routed.
+    assert_blocked(&lab, "h2", "r2", &a1);
+    assert_blocked(&lab, "h2", "r2", &a3);
+    assert_blocked(&lab, "h1", "a1", &r2);
+    assert_blocked(&lab, "h1", "g1", "10.50.0.20");
+    assert_blocked(&lab, "h2", "a2", &g1);
+    assert_blocked(&lab, "h2", "g2", &r3);
+    // h1 has no endpoint on red: none of red's state.
+    assert!(!link_exists(&lab, "h1", "weftvx-5000") && !link_exists(&lab, "h1", "weftbr-5000"));
+    assert!(link_exists(&lab, "h2", "weftvx-5000"));
+
+    // Out through the gateway (the underlay's router, outside the cluster); not from
+    // an internal network.
+    assert_reaches(&lab, "h1", "a1", "192.168.77.254");
+    assert_reaches(&lab, "h1", "g1", "192.168.77.254");
+    create("h1", &["--internal", "--subnet", "10.52.0.0/24", "closed"]);
+    lab.wait_until("h1 to register closed", Duration::from_secs(10), || {
+        text(&lab.store_cmd(&["network", "list"]).stdout).contains("closed")
+    });
+    run(&lab, "h1", "i1", "closed", &[]);
+    assert_blocked(&lab, "h1", "i1", "192.168.77.254");
+
+    // Malformed and unknown calls: errors that say so, nothing changed.
+    let before = text(&lab.store_cmd(&["network", "list", "-o", "json"]).stdout);
+    let (status, body) = plugin_call(&lab, "h1", "NetworkDriver.Join", "{not json");
+    assert_eq!(status, 200);
+    assert!(body.contains("\"Err\"") && body.contains("malformed request"), "{body}");
+    let (status, body) = plugin_call(&lab, "h1", "NetworkDriver.Frobnicate", "{}");
+    assert_eq!(status, 404);
+    assert!(body.contains("unknown call"), "{body}");
+    let (_, body) = plugin_call(&lab, "h1", "NetworkDriver.CreateEndpoint", r#"{"NetworkID":"nope","EndpointID":"e1","Interface":{"Address":"10.50.0.99/24"}}"#);
+    assert!(body.contains("unknown network"), "{body}");
+    let (_, body) = plugin_call(&lab, "h1", "IpamDriver.RequestAddress", r#"{"PoolID":"10.99.0.0/24"}"#);
+    assert!(body.contains("\"Error\"") && body.contains("no Weft network"), "{body}");
+    let (_, body) = plugin_call(&lab, "h1", "IpamDriver.RequestPool", r#"{"Pool":"10.244.5.0/24"}"#);
+    assert!(body.contains("overlaps the cluster network"), "{body}");
+    assert_eq!(text(&lab.store_cmd(&["network", "list", "-o", "json"]).stdout), before);
+
+    // 20 containers at once across the hosts: 20 distinct addresses.
+    let starts: Vec<Child> = (0..20)
+        .map(|n| {
+            let h = format!("h{}", n % 3 + 1);
+            let name = format!("m{n}");
+            Command::new(WEFTCTL)
+                .args(["lab", "exec", "--name", &lab.name, &h, "docker", "run", "-d", "--name", &name, "--net", "blue", "weft/busybox", "sleep", "3600"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in starts {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let mut addrs: Vec<String> = (0..20)
+        .map(|n| addr(&lab, &format!("h{}", n % 3 + 1), &format!("m{n}"), "blue"))
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    assert_eq!(addrs.len(), 20, "{addrs:?}");
+    for n in 0..20 {
+        docker_ok(&lab, &format!("h{}", n % 3 + 1), &["rm", "-f", &format!("m{n}")]);
+    }
+
+    // Deleting a network other hosts still use: weftctl refuses and names them. Docker
+    // ignores a driver's refusal and drops its own copy; the network stays in the store
+    // (the agent logs why) and the sync gives h1 its copy back.
+    docker_ok(&lab, "h1", &["rm", "-f", "a1"]);
+    let rm = lab.store_cmd(&["network", "delete", "blue"]);
+    assert!(!rm.status.success());
+    let why = text(&rm.stderr);
+    assert!(why.contains("still has endpoints") && why.contains("10.50.0.20 on 192.168.77.2"), "{why}");
+    docker_ok(&lab, "h1", &["network", "rm", "blue"]);
+    assert!(lab.log("h1").contains("still has endpoints"));
+    lab.wait_until("h1 to list blue again", Duration::from_secs(10), || {
+        networks_of(&lab, "h1").contains("blue weft")
+    });
+    assert_reaches(&lab, "h2", "a2", &a3);
+    docker_ok(&lab, "h2", &["rm", "-f", "a2"]);
+    docker_ok(&lab, "h3", &["rm", "-f", "a3"]);
+    let shown = text(&lab.store_cmd(&["network", "show", "blue", "-o", "json"]).stdout);
+    let v: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(v["Endpoints"].as_array().unwrap().len(), 0, "removal frees every address: {shown}");
+    docker_ok(&lab, "h1", &["network", "rm", "blue"]);
+    for h in ["h2", "h3"] {
+        lab.wait_until(&format!("{h} to drop blue"), Duration::from_secs(10), || {
+            !networks_of(&lab, h).contains("blue weft")
+        });
+    }
+    assert!(!text(&lab.store_cmd(&["network", "list"]).stdout).contains("blue"));
+}
+
+/// A ping every 50 ms from a container (by its pid's namespace) until stopped.
+struct CtrPinger(Child);
+
+impl CtrPinger {
+    fn start(lab: &Lab, h: &str, ctr: &str, to: &str) -> CtrPinger {
+        let pid = docker_ok(lab, h, &["inspect", "-f", "{{.State.Pid}}", ctr]);
+        let child = Command::new("nsenter")
+            .args([&format!("--net=/proc/{}/ns/net", pid.trim()), "ping", "-i", "0.05", "-W", "1", to])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        CtrPinger(child)
+    }
+
+    fn stop(self) -> (u32, u32) {
+        let _ = Command::new("kill").args(["-INT", &self.0.id().to_string()]).status();
+        let out = text(&self.0.wait_with_output().unwrap().stdout);
+        let summary = out.lines().find(|l| l.contains("packets transmitted")).unwrap();
+        let num = |w: &str| -> u32 { summary.split(w).next().unwrap().trim().rsplit(' ').next().unwrap().parse().unwrap() };
+        (num(" packets transmitted"), num(" received"))
+    }
+}
+
+#[test]
+fn restarts_and_crashes() {
+    require_root!("restarts_and_crashes");
+    if !have_dockerd("restarts_and_crashes") {
+        return;
+    }
+    let lab = Lab::up_with("dr", "embedded", 2, &["--docker"]);
+    docker_ok(&lab, "h1", &["network", "create", "-d", "weft", "--ipam-driver", "weft", "--subnet", "10.50.0.0/24", "blue"]);
+    lab.wait_until("h2 to list blue", Duration::from_secs(10), || networks_of(&lab, "h2").contains("blue weft"));
+    run(&lab, "h1", "a1", "blue", &[]);
+    run(&lab, "h2", "a2", "blue", &["--ip", "10.50.0.20"]);
+    assert_reaches(&lab, "h1", "a1", "10.50.0.20");
+
+    let ping = CtrPinger::start(&lab, "h1", "a1", "10.50.0.20");
+    std::thread::sleep(Duration::from_millis(500));
+    lab.ok(lab.lab(&["dockerd"], &["h2", "restart"]), "dockerd restart");
+    for h in ["h1", "h2"] {
+        lab.ok(lab.lab(&["agent"], &[h, "restart"]), "agent restart");
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let (sent, received) = ping.stop();
+    assert!(sent > 40, "the ping ran ({sent} sent)");
+    assert_eq!(sent, received, "no ping lost across the restarts");
+    let shown = text(&lab.store_cmd(&["network", "show", "blue"]).stdout);
+    assert!(shown.contains("10.50.0.20"), "the address is still held: {shown}");
+
+    // kill -9: Docker tears the endpoint down, the address is free again.
+    docker_ok(&lab, "h2", &["kill", "-s", "KILL", "a2"]);
+    lab.wait_until("10.50.0.20 to be freed", Duration::from_secs(10), || {
+        !text(&lab.store_cmd(&["network", "show", "blue"]).stdout).contains("10.50.0.20")
+    });
+    run(&lab, "h2", "a2b", "blue", &["--ip", "10.50.0.20"]);
+
+    // What a crash leaves: an address recorded for an endpoint no daemon has, and a
+    // host veth nobody owns. Both are collected after the grace period.
+    let key = "/coreos.com/network/weft/endpoints/blue/10.50.0.77";
+    let value = r#"{"Node":"192.168.77.1","EndpointID":"0123456789abcdef","MAC":"02:42:0a:32:00:4d","HostIface":"weftd0123456789"}"#;
+    lab.ok(lab.store_cmd(&["store", "put", key, value]), "store put");
+    lab.ok(
+        lab.exec("h1", &["ip", "link", "add", "weftd0123456789", "type", "veth", "peer", "name", "weftc0123456789"]),
+        "stray veth",
+    );
+    lab.wait_until("the orphans to be collected", Duration::from_secs(40), || {
+        !text(&lab.store_cmd(&["network", "show", "blue"]).stdout).contains("10.50.0.77")
+            && !link_exists(&lab, "h1", "weftd0123456789")
+    });
+    assert!(lab.log("h1").contains("collected"));
+    assert_reaches(&lab, "h1", "a1", "10.50.0.20");
+}
+
+#[test]
+fn routed_network_over_bgp() {
+    require_root!("routed_network_over_bgp");
+    if !have_dockerd("routed_network_over_bgp") {
+        return;
+    }
+    let lab = Lab::up_with("db", "embedded", 2, &["--docker", "--backend", "bgp", "--router", "bird"]);
+    docker_ok(&lab, "h1", &["network", "create", "-d", "weft", "--ipam-driver", "weft", "--subnet", "10.60.0.0/24", "-o", "mode=routed", "green"]);
+    lab.wait_until("h2 to list green", Duration::from_secs(10), || networks_of(&lab, "h2").contains("green weft"));
+    run(&lab, "h1", "g1", "green", &[]);
+    run(&lab, "h2", "g2", "green", &[]);
+    let (g1, g2) = (addr(&lab, "h1", "g1", "green"), addr(&lab, "h2", "g2", "green"));
+    assert_reaches(&lab, "h1", "g1", &g2);
+    assert_reaches(&lab, "h2", "g2", &g1);
+    // Each host learned the other's container over BGP, and so did BIRD.
+    assert!(text(&lab.exec("h1", &["ip", "route", "show", &g2]).stdout).contains("proto 77"));
+    lab.wait_until("BIRD to learn both /32s", Duration::from_secs(10), || {
+        let ul = text(&lab.exec("ul", &["ip", "route"]).stdout);
+        ul.contains(&format!("{g1} via 192.168.77.1")) && ul.contains(&format!("{g2} via 192.168.77.2"))
+    });
+}
