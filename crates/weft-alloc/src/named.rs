@@ -97,7 +97,11 @@ pub struct Endpoint {
     #[serde(rename = "MAC", default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
     /// The host side of its veth pair.
-    #[serde(rename = "HostIface", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "HostIface",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub host_iface: String,
 }
 
@@ -125,7 +129,10 @@ pub enum NamedError {
     #[error("no network has the subnet {0}")]
     UnknownSubnet(Ipv4Net),
     #[error("network {name:?} still has endpoints: {}", .endpoints.join(", "))]
-    InUse { name: String, endpoints: Vec<String> },
+    InUse {
+        name: String,
+        endpoints: Vec<String>,
+    },
     #[error("{ip} cannot be used on network {name:?}: {why}")]
     Unusable {
         name: String,
@@ -147,7 +154,10 @@ pub enum NamedError {
 
 /// Docker's rule for names, which Weft follows so every Weft network can be a Docker one.
 pub fn check_name(name: &str) -> Result<(), String> {
-    let ok_first = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let ok_first = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
     let ok_rest = name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
@@ -180,9 +190,7 @@ pub fn check_request(
         ));
     }
     if let Some(c) = cluster.filter(|c| c.contains(&subnet) || subnet.contains(c)) {
-        return Err(format!(
-            "subnet {subnet} overlaps the cluster network {c}"
-        ));
+        return Err(format!("subnet {subnet} overlaps the cluster network {c}"));
     }
     if let Some(n) = existing
         .iter()
@@ -193,9 +201,7 @@ pub fn check_request(
             n.name, n.subnet
         ));
     }
-    let gateway = req
-        .gateway
-        .unwrap_or_else(|| first_host(&subnet));
+    let gateway = req.gateway.unwrap_or_else(|| first_host(&subnet));
     if !usable(&subnet, gateway) {
         return Err(format!(
             "gateway {gateway} is not a usable address of {subnet}"
@@ -282,8 +288,14 @@ impl Registry {
 
     /// An endpoint from its key and value: (network, address, endpoint).
     pub fn parse_endpoint(&self, key: &str, value: &[u8]) -> Option<(String, Ipv4Addr, Endpoint)> {
-        let (name, ip) = key.strip_prefix(&self.endpoints_prefix())?.split_once('/')?;
-        Some((name.to_owned(), ip.parse().ok()?, serde_json::from_slice(value).ok()?))
+        let (name, ip) = key
+            .strip_prefix(&self.endpoints_prefix())?
+            .split_once('/')?;
+        Some((
+            name.to_owned(),
+            ip.parse().ok()?,
+            serde_json::from_slice(value).ok()?,
+        ))
     }
 
     /// Every readable named network, by name.
@@ -330,7 +342,9 @@ impl Registry {
         }
         let mut net = check_request(req, cluster, &existing).map_err(NamedError::Invalid)?;
         if net.mode == Mode::Overlay {
-            net.vni = self.claim_vni(&net.name, req.vni, cluster_vni(cluster, self).await).await?;
+            net.vni = self
+                .claim_vni(&net.name, req.vni, cluster_vni(cluster, self).await)
+                .await?;
         }
         let key = format!("{}{}", self.networks_prefix(), net.name);
         let value = serde_json::to_vec(&net).expect("network serializes");
@@ -354,7 +368,12 @@ impl Registry {
             if Some(v) == reserved {
                 return Err(NamedError::VniTaken(v, "(the cluster network)".into()));
             }
-            if self.store().create(&self.vni_key(v), &value, None).await?.is_some() {
+            if self
+                .store()
+                .create(&self.vni_key(v), &value, None)
+                .await?
+                .is_some()
+            {
                 return Ok(v);
             }
             let holder = self.store().get(&self.vni_key(v)).await?;
@@ -364,7 +383,13 @@ impl Registry {
             return Err(NamedError::VniTaken(v, holder));
         }
         for v in FIRST_VNI..=MAX_VNI {
-            if Some(v) != reserved && self.store().create(&self.vni_key(v), &value, None).await?.is_some() {
+            if Some(v) != reserved
+                && self
+                    .store()
+                    .create(&self.vni_key(v), &value, None)
+                    .await?
+                    .is_some()
+            {
                 return Ok(v);
             }
         }
@@ -529,7 +554,12 @@ mod tests {
         let cluster = Some("10.244.0.0/16".parse().unwrap());
         let blue = check_request(&req("blue", "10.50.0.0/24"), cluster, &[]).unwrap();
         assert_eq!(blue.gateway, "10.50.0.1".parse::<Ipv4Addr>().unwrap());
-        let e = check_request(&req("red", "10.50.0.128/25"), cluster, &[blue.clone()]).unwrap_err();
+        let e = check_request(
+            &req("red", "10.50.0.128/25"),
+            cluster,
+            std::slice::from_ref(&blue),
+        )
+        .unwrap_err();
         assert!(e.contains("overlaps network \"blue\""), "{e}");
         let e = check_request(&req("red", "10.244.3.0/24"), cluster, &[]).unwrap_err();
         assert!(e.contains("cluster network"), "{e}");
@@ -539,11 +569,15 @@ mod tests {
         assert!(e.contains("starting with a letter"), "{e}");
         let mut r = req("red", "10.51.0.0/24");
         r.gateway = Some("10.51.0.255".parse().unwrap());
-        assert!(check_request(&r, cluster, &[]).unwrap_err().contains("gateway"));
+        assert!(check_request(&r, cluster, &[])
+            .unwrap_err()
+            .contains("gateway"));
         r.gateway = None;
         r.mode = Mode::Routed;
         r.vni = Some(7);
-        assert!(check_request(&r, cluster, &[]).unwrap_err().contains("--vni"));
+        assert!(check_request(&r, cluster, &[])
+            .unwrap_err()
+            .contains("--vni"));
     }
 
     #[test]
@@ -553,8 +587,14 @@ mod tests {
         assert_eq!(next_free(&net, &taken), Some("10.50.0.2".parse().unwrap()));
         taken.insert("10.50.0.2".parse().unwrap());
         assert_eq!(next_free(&net, &taken), None);
-        assert!(check_fixed(&net, "10.50.0.1".parse().unwrap()).unwrap_err().contains("gateway"));
-        assert!(check_fixed(&net, "10.60.0.1".parse().unwrap()).unwrap_err().contains("outside"));
-        assert!(check_fixed(&net, "10.50.0.3".parse().unwrap()).unwrap_err().contains("broadcast"));
+        assert!(check_fixed(&net, "10.50.0.1".parse().unwrap())
+            .unwrap_err()
+            .contains("gateway"));
+        assert!(check_fixed(&net, "10.60.0.1".parse().unwrap())
+            .unwrap_err()
+            .contains("outside"));
+        assert!(check_fixed(&net, "10.50.0.3".parse().unwrap())
+            .unwrap_err()
+            .contains("broadcast"));
     }
 }

@@ -36,52 +36,102 @@ fn holder(node: u8) -> Endpoint {
 
 async fn lifecycle(store: Arc<dyn Store>) {
     let r = Registry::new(store, "/t");
-    let cfg = NetworkConfig::parse(br#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","VNI":4096}}"#).unwrap();
+    let cfg = NetworkConfig::parse(
+        br#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","VNI":4096}}"#,
+    )
+    .unwrap();
     r.put_config(&cfg).await.unwrap();
-    let blue = r.create_network(&req("blue", "10.50.0.0/24", Mode::Overlay, None)).await.unwrap();
+    let blue = r
+        .create_network(&req("blue", "10.50.0.0/24", Mode::Overlay, None))
+        .await
+        .unwrap();
     assert_eq!(blue.vni, 4097, "the cluster's own VNI is never given out");
-    let red = r.create_network(&req("red", "10.51.0.0/24", Mode::Overlay, Some(7))).await.unwrap();
+    let red = r
+        .create_network(&req("red", "10.51.0.0/24", Mode::Overlay, Some(7)))
+        .await
+        .unwrap();
     assert_eq!(red.vni, 7);
-    let green = r.create_network(&req("green", "10.60.0.0/24", Mode::Routed, None)).await.unwrap();
+    let green = r
+        .create_network(&req("green", "10.60.0.0/24", Mode::Routed, None))
+        .await
+        .unwrap();
     assert_eq!(green.vni, 0, "routed networks have no VXLAN");
-    match r.create_network(&req("pink", "10.52.0.0/24", Mode::Overlay, Some(7))).await {
+    match r
+        .create_network(&req("pink", "10.52.0.0/24", Mode::Overlay, Some(7)))
+        .await
+    {
         Err(NamedError::VniTaken(7, holder)) => assert_eq!(holder, "red"),
         other => panic!("VNI 7 twice: {other:?}"),
     }
-    match r.create_network(&req("blue", "10.53.0.0/24", Mode::Overlay, None)).await {
+    match r
+        .create_network(&req("blue", "10.53.0.0/24", Mode::Overlay, None))
+        .await
+    {
         Err(NamedError::Exists(n)) => assert_eq!(n, "blue"),
         other => panic!("a name twice: {other:?}"),
     }
-    let e = r.create_network(&req("pink", "10.50.0.128/25", Mode::Overlay, None)).await.unwrap_err();
+    let e = r
+        .create_network(&req("pink", "10.50.0.128/25", Mode::Overlay, None))
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("overlaps network \"blue\""), "{e}");
-    let e = r.create_network(&req("pink", "10.244.9.0/24", Mode::Overlay, None)).await.unwrap_err();
+    let e = r
+        .create_network(&req("pink", "10.244.9.0/24", Mode::Overlay, None))
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("cluster network"), "{e}");
 
     // Addresses: the lowest free after the gateway; a fixed one; the holder named.
     let a = r.allocate_endpoint(&blue, None, &holder(1)).await.unwrap();
     assert_eq!(a, Ipv4Addr::new(10, 50, 0, 2));
-    let f = r.allocate_endpoint(&blue, Some(Ipv4Addr::new(10, 50, 0, 9)), &holder(2)).await.unwrap();
+    let f = r
+        .allocate_endpoint(&blue, Some(Ipv4Addr::new(10, 50, 0, 9)), &holder(2))
+        .await
+        .unwrap();
     assert_eq!(f, Ipv4Addr::new(10, 50, 0, 9));
     match r.allocate_endpoint(&blue, Some(f), &holder(1)).await {
         Err(e @ NamedError::Taken { .. }) => assert!(e.to_string().contains("192.0.2.2"), "{e}"),
         other => panic!("a fixed address twice: {other:?}"),
     }
-    for (ip, why) in [("10.50.0.1", "gateway"), ("10.50.0.255", "broadcast"), ("10.60.0.5", "outside")] {
-        let e = r.allocate_endpoint(&blue, Some(ip.parse().unwrap()), &holder(1)).await.unwrap_err();
+    for (ip, why) in [
+        ("10.50.0.1", "gateway"),
+        ("10.50.0.255", "broadcast"),
+        ("10.60.0.5", "outside"),
+    ] {
+        let e = r
+            .allocate_endpoint(&blue, Some(ip.parse().unwrap()), &holder(1))
+            .await
+            .unwrap_err();
         assert!(e.to_string().contains(why), "{ip}: {e}");
     }
     // Deletion refused while endpoints exist, and they are named.
     let e = r.delete_network("blue").await.unwrap_err();
-    assert!(e.to_string().contains("10.50.0.2 on 192.0.2.1") && e.to_string().contains("10.50.0.9 on 192.0.2.2"), "{e}");
+    assert!(
+        e.to_string().contains("10.50.0.2 on 192.0.2.1")
+            && e.to_string().contains("10.50.0.9 on 192.0.2.2"),
+        "{e}"
+    );
     assert!(r.release_endpoint("blue", a).await.unwrap());
     assert!(r.release_endpoint("blue", f).await.unwrap());
-    assert!(!r.release_endpoint("blue", f).await.unwrap(), "twice: nothing to do");
+    assert!(
+        !r.release_endpoint("blue", f).await.unwrap(),
+        "twice: nothing to do"
+    );
     r.delete_network("blue").await.unwrap();
     assert!(r.network("blue").await.unwrap().is_none());
     // Its VNI is free again.
-    let again = r.create_network(&req("blue2", "10.50.0.0/24", Mode::Overlay, Some(4097))).await.unwrap();
+    let again = r
+        .create_network(&req("blue2", "10.50.0.0/24", Mode::Overlay, Some(4097)))
+        .await
+        .unwrap();
     assert_eq!(again.vni, 4097);
-    let names: Vec<_> = r.networks().await.unwrap().into_iter().map(|n| n.name).collect();
+    let names: Vec<_> = r
+        .networks()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.name)
+        .collect();
     assert_eq!(names, ["blue2", "green", "red"]);
 }
 
@@ -89,7 +139,10 @@ async fn lifecycle(store: Arc<dyn Store>) {
 /// an order the runtime picks: every address handed out once, the pool used up exactly.
 async fn racing_hosts(stores: Vec<Arc<dyn Store>>) {
     let first = Registry::new(stores[0].clone(), "/race");
-    let net = first.create_network(&req("tiny", "10.70.0.0/27", Mode::Overlay, None)).await.unwrap();
+    let net = first
+        .create_network(&req("tiny", "10.70.0.0/27", Mode::Overlay, None))
+        .await
+        .unwrap();
     // 30 usable addresses minus the gateway: 29 to share among the hosts.
     let mut tasks = Vec::new();
     for (i, store) in stores.into_iter().enumerate() {
@@ -111,7 +164,11 @@ async fn racing_hosts(stores: Vec<Arc<dyn Store>>) {
         all.extend(t.await.unwrap());
     }
     let distinct: BTreeSet<_> = all.iter().collect();
-    assert_eq!(distinct.len(), all.len(), "an address handed out twice: {all:?}");
+    assert_eq!(
+        distinct.len(),
+        all.len(),
+        "an address handed out twice: {all:?}"
+    );
     assert_eq!(all.len(), 29);
     assert_eq!(first.endpoints("tiny").await.unwrap().len(), 29);
 }

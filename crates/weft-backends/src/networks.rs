@@ -62,7 +62,8 @@ pub fn plan(ctx: &NamedContext, nets: &[NamedNetwork], endpoints: &[PlannedEndpo
         ..Default::default()
     };
     for net in nets {
-        let on: Vec<&PlannedEndpoint> = endpoints.iter().filter(|e| e.network == net.name).collect();
+        let on: Vec<&PlannedEndpoint> =
+            endpoints.iter().filter(|e| e.network == net.name).collect();
         match net.mode {
             Mode::Overlay => {
                 if let Some(seg) = segment(ctx, net, &on) {
@@ -98,7 +99,12 @@ fn segment(ctx: &NamedContext, net: &NamedNetwork, on: &[&PlannedEndpoint]) -> O
     let mut neighbours = Vec::new();
     let mut fdb = Vec::new();
     for e in on.iter().filter(|e| e.endpoint.node != ctx.public_ip) {
-        let Some(mac) = e.endpoint.mac.as_deref().and_then(|m| m.parse::<MacAddr>().ok()) else {
+        let Some(mac) = e
+            .endpoint
+            .mac
+            .as_deref()
+            .and_then(|m| m.parse::<MacAddr>().ok())
+        else {
             continue; // address held, container not attached yet
         };
         neighbours.push(Neighbour { ip: e.ip, mac });
@@ -154,7 +160,7 @@ fn toward(ctx: &NamedContext, node: Ipv4Addr) -> Result<weft_plan::RouteKind, St
     ctx.backend_routes
         .iter()
         .find(|r| r.dst == lease.subnet && !r.is_blackhole())
-        .map(|r| r.kind.clone())
+        .map(|r| r.kind)
         .ok_or_else(|| {
             format!(
                 "the backend has no route of its own to node {node} ({}); routed networks need host-gw, vxlan or bgp",
@@ -209,21 +215,56 @@ mod tests {
         let blue = net("blue", "10.50.0.0/24", Mode::Overlay, 4096);
         let red = net("red", "10.51.0.0/24", Mode::Overlay, 4097);
         let eps = [
-            ep("blue", "10.50.0.2", "192.168.1.1", Some("02:00:00:00:00:02"), "wv1"),
-            ep("blue", "10.50.0.3", "192.168.1.2", Some("02:00:00:00:00:03"), "wv2"),
+            ep(
+                "blue",
+                "10.50.0.2",
+                "192.168.1.1",
+                Some("02:00:00:00:00:02"),
+                "wv1",
+            ),
+            ep(
+                "blue",
+                "10.50.0.3",
+                "192.168.1.2",
+                Some("02:00:00:00:00:03"),
+                "wv2",
+            ),
             ep("blue", "10.50.0.4", "192.168.1.3", None, ""),
-            ep("red", "10.51.0.2", "192.168.1.2", Some("02:00:00:00:00:09"), "wv3"),
+            ep(
+                "red",
+                "10.51.0.2",
+                "192.168.1.2",
+                Some("02:00:00:00:00:09"),
+                "wv3",
+            ),
         ];
         let p = plan(&ctx(&[], &[], false), &[blue, red], &eps);
-        assert_eq!(p.segments.len(), 1, "no local endpoint on red: none of its state here");
+        assert_eq!(
+            p.segments.len(),
+            1,
+            "no local endpoint on red: none of its state here"
+        );
         let s = &p.segments[0];
-        assert_eq!((s.spec.bridge().as_str(), s.spec.vxlan().as_str()), ("weftbr-4096", "weftvx-4096"));
+        assert_eq!(
+            (s.spec.bridge().as_str(), s.spec.vxlan().as_str()),
+            ("weftbr-4096", "weftvx-4096")
+        );
         assert_eq!(s.spec.mtu, 1450);
         assert_eq!(s.spec.gateway, Some("10.50.0.1/24".parse().unwrap()));
         // Only the remote, attached endpoint: the local one is learned by the bridge.
-        assert_eq!(s.neighbours, [Neighbour { ip: "10.50.0.3".parse().unwrap(), mac: "02:00:00:00:00:03".parse().unwrap() }]);
+        assert_eq!(
+            s.neighbours,
+            [Neighbour {
+                ip: "10.50.0.3".parse().unwrap(),
+                mac: "02:00:00:00:00:03".parse().unwrap()
+            }]
+        );
         assert_eq!(s.fdb[0].dst, "192.168.1.2".parse::<Ipv4Addr>().unwrap());
-        assert_eq!(p.isolated.len(), 2, "every network is isolated, here or not");
+        assert_eq!(
+            p.isolated.len(),
+            2,
+            "every network is isolated, here or not"
+        );
         assert!(p.routes.is_empty());
     }
 
@@ -236,14 +277,30 @@ mod tests {
             ep("green", "10.60.0.4", "192.168.9.9", None, "wv3"),
         ];
         let peers = [lease("10.244.2.0/24", "192.168.1.2", "host-gw")];
-        let routes = [Route::via("10.244.2.0/24".parse().unwrap(), "192.168.1.2".parse().unwrap(), 7)];
-        let p = plan(&ctx(&peers, &routes, false), std::slice::from_ref(&green), &eps);
+        let routes = [Route::via(
+            "10.244.2.0/24".parse().unwrap(),
+            "192.168.1.2".parse().unwrap(),
+            7,
+        )];
+        let p = plan(
+            &ctx(&peers, &routes, false),
+            std::slice::from_ref(&green),
+            &eps,
+        );
         assert_eq!(
             p.routes,
-            [Route::via("10.60.0.3/32".parse().unwrap(), "192.168.1.2".parse().unwrap(), 7)],
+            [Route::via(
+                "10.60.0.3/32".parse().unwrap(),
+                "192.168.1.2".parse().unwrap(),
+                7
+            )],
             "the local container's /32 is its attachment's, not the plan's"
         );
-        assert_eq!(p.unreachable.len(), 1, "a node without a lease gets no route");
+        assert_eq!(
+            p.unreachable.len(),
+            1,
+            "a node without a lease gets no route"
+        );
         assert!(p.announce.is_empty());
 
         let p = plan(&ctx(&peers, &routes, true), &[green], &eps);

@@ -16,7 +16,10 @@ pub async fn create(
     req: NetworkRequest,
     output: Output,
 ) -> Result<i32, CliError> {
-    let net = registry.create_network(&req).await.map_err(CliError::Named)?;
+    let net = registry
+        .create_network(&req)
+        .await
+        .map_err(CliError::Named)?;
     match output {
         Output::Json => println!("{}", network_json(&net, &[])),
         Output::Table => println!(
@@ -62,7 +65,10 @@ pub async fn list(registry: &Registry, output: Output) -> Result<i32, CliError> 
     match output {
         Output::Json => {
             let all: Vec<_> = rows.iter().map(|(n, e)| network_json(n, e)).collect();
-            println!("{}", serde_json::to_string_pretty(&all).expect("serializes"));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&all).expect("serializes")
+            );
         }
         Output::Table => {
             println!(
@@ -70,7 +76,11 @@ pub async fn list(registry: &Registry, output: Output) -> Result<i32, CliError> 
                 "NAME", "SUBNET", "MODE", "VNI", "GATEWAY", "ENDPOINTS"
             );
             for (n, e) in &rows {
-                let vni = if n.mode == Mode::Overlay { n.vni.to_string() } else { "-".into() };
+                let vni = if n.mode == Mode::Overlay {
+                    n.vni.to_string()
+                } else {
+                    "-".into()
+                };
                 println!(
                     "{:<16} {:<18} {:<8} {:>8} {:<15} {:>9}  {}",
                     n.name,
@@ -104,15 +114,26 @@ pub async fn show(registry: &Registry, name: &str, output: Output) -> Result<i32
             println!("mode:     {}{}", net.mode, vni(&net));
             println!("gateway:  {}", net.gateway);
             println!("internal: {}", if net.internal { "yes" } else { "no" });
-            println!("{:<15} {:<15} {:<17} {:<15} ENDPOINT", "ADDRESS", "NODE", "MAC", "HOST IFACE");
+            println!(
+                "{:<15} {:<15} {:<17} {:<15} ENDPOINT",
+                "ADDRESS", "NODE", "MAC", "HOST IFACE"
+            );
             for (ip, e) in &eps {
-                let id = if e.endpoint_id.is_empty() { "(address held)" } else { weft_alloc::named::short(&e.endpoint_id) };
+                let id = if e.endpoint_id.is_empty() {
+                    "(address held)"
+                } else {
+                    weft_alloc::named::short(&e.endpoint_id)
+                };
                 println!(
                     "{:<15} {:<15} {:<17} {:<15} {id}",
                     ip.to_string(),
                     e.node.to_string(),
                     e.mac.as_deref().unwrap_or("-"),
-                    if e.host_iface.is_empty() { "-" } else { &e.host_iface },
+                    if e.host_iface.is_empty() {
+                        "-"
+                    } else {
+                        &e.host_iface
+                    },
                 );
             }
         }
@@ -121,7 +142,10 @@ pub async fn show(registry: &Registry, name: &str, output: Output) -> Result<i32
 }
 
 pub async fn delete(registry: &Registry, name: &str) -> Result<i32, CliError> {
-    let net = registry.delete_network(name).await.map_err(CliError::Named)?;
+    let net = registry
+        .delete_network(name)
+        .await
+        .map_err(CliError::Named)?;
     println!("deleted network {} ({})", net.name, net.subnet);
     Ok(0)
 }

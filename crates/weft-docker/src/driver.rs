@@ -127,7 +127,11 @@ impl Driver {
     /// Answers one call; `Err` becomes `{"Err": ...}`. `method` must be [`known`].
     pub async fn call(&self, method: &str, body: &[u8]) -> Answer {
         // Calls without a body are sent with an empty one or `null`.
-        let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
+        let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            body
+        };
         match method {
             "Plugin.Activate" => Ok(json!({"Implements": ["NetworkDriver", "IpamDriver"]})),
             "NetworkDriver.GetCapabilities" => {
@@ -145,7 +149,9 @@ impl Driver {
             "NetworkDriver.DeleteEndpoint" => self.delete_endpoint(parse(body)?).await,
             "NetworkDriver.Join" => self.join(parse(body)?).await,
             "NetworkDriver.Leave" => self.leave(parse(body)?).await,
-            "IpamDriver.GetCapabilities" => Ok(json!({"RequiresMACAddress": false, "RequiresRequestReplay": false})),
+            "IpamDriver.GetCapabilities" => {
+                Ok(json!({"RequiresMACAddress": false, "RequiresRequestReplay": false}))
+            }
             "IpamDriver.GetDefaultAddressSpaces" => Ok(json!({
                 "LocalDefaultAddressSpace": LOCAL_SPACE,
                 "GlobalDefaultAddressSpace": GLOBAL_SPACE,
@@ -160,14 +166,24 @@ impl Driver {
     }
 
     fn name_of(&self, docker_id: &str) -> Option<String> {
-        self.local.lock().expect("lock").names.get(docker_id).cloned()
+        self.local
+            .lock()
+            .expect("lock")
+            .names
+            .get(docker_id)
+            .cloned()
     }
 
     /// The Weft network behind a Docker network ID: known by ID, or still pending and
     /// registered now (the sync may not have come round yet).
     async fn network_of(&self, docker_id: &str) -> Result<NamedNetwork, String> {
         if let Some(name) = self.name_of(docker_id) {
-            if let Some(net) = self.registry.network(&name).await.map_err(|e| e.to_string())? {
+            if let Some(net) = self
+                .registry
+                .network(&name)
+                .await
+                .map_err(|e| e.to_string())?
+            {
                 return Ok(net);
             }
             return Err(format!("network {name:?} is no longer in the store"));
@@ -194,7 +210,9 @@ impl Driver {
                     .iter()
                     .any(|(_, p)| p.subnet == subnet);
                 if pending {
-                    Err(format!("network {subnet} is still being registered; try again in a second"))
+                    Err(format!(
+                        "network {subnet} is still being registered; try again in a second"
+                    ))
                 } else {
                     Err(format!("no Weft network has the subnet {subnet}"))
                 }
@@ -208,7 +226,9 @@ impl Driver {
             return Err("Weft networks are IPv4 only: IPv6 is not supported yet".into());
         }
         if req.pool.is_empty() {
-            return Err("Weft needs the network's subnet: docker network create --subnet CIDR".into());
+            return Err(
+                "Weft needs the network's subnet: docker network create --subnet CIDR".into(),
+            );
         }
         let subnet: Ipv4Net = req
             .pool
@@ -301,7 +321,11 @@ impl Driver {
         if net.gateway == ip {
             return Ok(json!({}));
         }
-        let held = self.registry.endpoints(&net.name).await.map_err(|e| e.to_string())?;
+        let held = self
+            .registry
+            .endpoints(&net.name)
+            .await
+            .map_err(|e| e.to_string())?;
         match held.iter().find(|(a, _)| *a == ip) {
             Some((_, e)) if e.node != self.host.public_ip => Err(format!(
                 "{ip} on network {:?} is held by node {}, not this one",
@@ -346,33 +370,63 @@ impl Driver {
         };
         let generic = req.options.get(GENERIC).cloned().unwrap_or(Value::Null);
         let opt = |k: &str| generic.get(k).and_then(Value::as_str).map(str::to_owned);
-        for k in generic.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()).unwrap_or_default() {
+        for k in generic
+            .as_object()
+            .map(|o| o.keys().cloned().collect::<Vec<_>>())
+            .unwrap_or_default()
+        {
             if k != "mode" && k != "vni" {
-                return Err(format!("unknown option {k:?}: Weft takes -o mode=overlay|routed and -o vni=N"));
+                return Err(format!(
+                    "unknown option {k:?}: Weft takes -o mode=overlay|routed and -o vni=N"
+                ));
             }
         }
         let mode: Mode = opt("mode").as_deref().unwrap_or("overlay").parse()?;
         let vni = match opt("vni") {
             None => None,
-            Some(v) => Some(v.parse::<u32>().map_err(|_| format!("vni {v:?} is not a number"))?),
+            Some(v) => Some(
+                v.parse::<u32>()
+                    .map_err(|_| format!("vni {v:?} is not a number"))?,
+            ),
         };
-        let internal = req.options.get(INTERNAL).and_then(Value::as_bool).unwrap_or(false);
-        let pending = Pending { subnet, gateway, mode, vni, internal };
+        let internal = req
+            .options
+            .get(INTERNAL)
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let pending = Pending {
+            subnet,
+            gateway,
+            mode,
+            vni,
+            internal,
+        };
         match self.registry.network_by_subnet(subnet).await {
             Ok(net) => {
                 // The same network seen from another host (the sync made it here), or
                 // one created with weftctl: it must agree with what Docker was told.
-                if net.mode != mode || vni.is_some_and(|v| v != net.vni) || gateway.is_some_and(|g| g != net.gateway) {
+                if net.mode != mode
+                    || vni.is_some_and(|v| v != net.vni)
+                    || gateway.is_some_and(|g| g != net.gateway)
+                {
                     return Err(format!(
                         "subnet {subnet} belongs to network {:?} (mode {}, VNI {}, gateway {}); this request differs",
                         net.name, net.mode, net.vni, net.gateway
                     ));
                 }
-                self.local.lock().expect("lock").names.insert(req.network_id.clone(), net.name.clone());
+                self.local
+                    .lock()
+                    .expect("lock")
+                    .names
+                    .insert(req.network_id.clone(), net.name.clone());
                 info!(network = %net.name, docker_id = weft_alloc::named::short(&req.network_id), "network known to Docker here");
             }
             Err(NamedError::UnknownSubnet(_)) => {
-                self.local.lock().expect("lock").pending.insert(req.network_id.clone(), pending);
+                self.local
+                    .lock()
+                    .expect("lock")
+                    .pending
+                    .insert(req.network_id.clone(), pending);
                 info!(%subnet, docker_id = weft_alloc::named::short(&req.network_id), "network created by Docker; registering it once Docker names it");
             }
             Err(e) => return Err(e.to_string()),
@@ -396,7 +450,11 @@ impl Driver {
             Err(NamedError::Unknown(_)) => {}
             Err(e) => return Err(e.to_string()),
         }
-        self.local.lock().expect("lock").names.remove(&req.network_id);
+        self.local
+            .lock()
+            .expect("lock")
+            .names
+            .remove(&req.network_id);
         Ok(json!({}))
     }
 
@@ -412,21 +470,40 @@ impl Driver {
             .next()
             .unwrap_or_default()
             .parse()
-            .map_err(|_| format!("the endpoint has no IPv4 address ({:?}); use --ipam-driver weft", iface.address))?;
-        let held = self.registry.endpoints(&net.name).await.map_err(|e| e.to_string())?;
+            .map_err(|_| {
+                format!(
+                    "the endpoint has no IPv4 address ({:?}); use --ipam-driver weft",
+                    iface.address
+                )
+            })?;
+        let held = self
+            .registry
+            .endpoints(&net.name)
+            .await
+            .map_err(|e| e.to_string())?;
         let Some((_, mut ep)) = held.into_iter().find(|(a, _)| *a == ip) else {
             return Err(format!("{ip} is not allocated on network {:?}", net.name));
         };
         if ep.node != self.host.public_ip {
-            return Err(format!("{ip} on network {:?} is held by node {}", net.name, ep.node));
+            return Err(format!(
+                "{ip} on network {:?} is held by node {}",
+                net.name, ep.node
+            ));
         }
         let (mac, assigned) = match iface.mac_address.as_str() {
             "" => (docker_mac(ip), true),
-            m => (m.parse::<MacAddr>().map_err(|e| format!("MAC {m:?}: {e}"))?, false),
+            m => (
+                m.parse::<MacAddr>()
+                    .map_err(|e| format!("MAC {m:?}: {e}"))?,
+                false,
+            ),
         };
         ep.endpoint_id = req.endpoint_id.clone();
         ep.mac = Some(mac.to_string());
-        self.registry.update_endpoint(&net.name, ip, &ep).await.map_err(|e| e.to_string())?;
+        self.registry
+            .update_endpoint(&net.name, ip, &ep)
+            .await
+            .map_err(|e| e.to_string())?;
         if assigned {
             Ok(json!({"Interface": {"MacAddress": mac.to_string()}}))
         } else {
@@ -442,7 +519,13 @@ impl Driver {
             .map_err(|e| e.to_string())?
             .into_iter()
             .find(|(_, e)| e.endpoint_id == id)
-            .ok_or_else(|| format!("unknown endpoint {} on network {:?}", weft_alloc::named::short(id), net.name))
+            .ok_or_else(|| {
+                format!(
+                    "unknown endpoint {} on network {:?}",
+                    weft_alloc::named::short(id),
+                    net.name
+                )
+            })
     }
 
     async fn join(&self, req: EndpointRef) -> Answer {
@@ -452,17 +535,27 @@ impl Driver {
         let peer = veth_name(PEER_PREFIX, &req.endpoint_id);
         let routed = net.mode == Mode::Routed;
         if let Some(stale) = self.dp.link(&host).await.map_err(|e| e.to_string())? {
-            self.dp.del_link(stale.index).await.map_err(|e| e.to_string())?;
+            self.dp
+                .del_link(stale.index)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         let pair = VethPair {
             host: host.clone(),
             host_mac: routed.then(|| ROUTED_HOST_MAC.parse().expect("valid MAC")),
             peer: peer.clone(),
             peer_netns: self.own_netns.clone(),
-            mtu: if routed { self.host.routed_mtu } else { self.host.underlay_mtu - 50 },
+            mtu: if routed {
+                self.host.routed_mtu
+            } else {
+                self.host.underlay_mtu - 50
+            },
             gso_max_size: None,
         };
-        self.dp.add_veth(&pair).await.map_err(|e| format!("cannot create {host}: {e}"))?;
+        self.dp
+            .add_veth(&pair)
+            .await
+            .map_err(|e| format!("cannot create {host}: {e}"))?;
         let attached = self.attach(&net, ip, &host).await;
         if let Err(e) = attached {
             if let Ok(Some(l)) = self.dp.link(&host).await {
@@ -471,7 +564,10 @@ impl Driver {
             return Err(e);
         }
         ep.host_iface = host;
-        self.registry.update_endpoint(&net.name, ip, &ep).await.map_err(|e| e.to_string())?;
+        self.registry
+            .update_endpoint(&net.name, ip, &ep)
+            .await
+            .map_err(|e| e.to_string())?;
         info!(network = %net.name, %ip, endpoint = weft_alloc::named::short(&req.endpoint_id), "container joined");
         let mut answer = json!({
             "InterfaceName": {"SrcName": peer, "DstPrefix": "eth"},
@@ -517,15 +613,31 @@ impl Driver {
                 };
                 let (bridge, _, _) = self.dp.ensure_segment(&spec).await.map_err(e)?;
                 self.dp
-                    .set_link(link.index, LinkUpdate { up: true, controller: Some(bridge) })
+                    .set_link(
+                        link.index,
+                        LinkUpdate {
+                            up: true,
+                            controller: Some(bridge),
+                        },
+                    )
                     .await
                     .map_err(e)?;
             }
             Mode::Routed => {
-                self.dp.set_link_setting(&LinkSetting::ProxyArp(host.to_owned())).map_err(e)?;
-                self.dp.set_link_setting(&LinkSetting::ProxyDelayZero(host.to_owned())).map_err(e)?;
                 self.dp
-                    .set_link(link.index, LinkUpdate { up: true, controller: None })
+                    .set_link_setting(&LinkSetting::ProxyArp(host.to_owned()))
+                    .map_err(e)?;
+                self.dp
+                    .set_link_setting(&LinkSetting::ProxyDelayZero(host.to_owned()))
+                    .map_err(e)?;
+                self.dp
+                    .set_link(
+                        link.index,
+                        LinkUpdate {
+                            up: true,
+                            controller: None,
+                        },
+                    )
                     .await
                     .map_err(e)?;
                 self.dp
@@ -564,7 +676,10 @@ impl Driver {
             ep.endpoint_id = PENDING.into();
             ep.mac = None;
             ep.host_iface = String::new();
-            self.registry.update_endpoint(&net.name, ip, &ep).await.map_err(|e| e.to_string())?;
+            self.registry
+                .update_endpoint(&net.name, ip, &ep)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         Ok(json!({}))
     }

@@ -67,18 +67,24 @@ impl Engine {
         &self.socket
     }
 
-    async fn request(&self, method: Method, path: &str, body: Option<Value>) -> Result<(StatusCode, Value), EngineError> {
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(StatusCode, Value), EngineError> {
         let where_ = self.socket.display().to_string();
         let http = |what: String| EngineError::Http {
             path: where_.clone(),
             what,
         };
-        let stream = UnixStream::connect(&self.socket)
-            .await
-            .map_err(|source| EngineError::Connect {
-                path: where_.clone(),
-                source,
-            })?;
+        let stream =
+            UnixStream::connect(&self.socket)
+                .await
+                .map_err(|source| EngineError::Connect {
+                    path: where_.clone(),
+                    source,
+                })?;
         let (mut sender, conn) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
                 .await
@@ -92,7 +98,10 @@ impl Engine {
             .header("Content-Type", "application/json")
             .body(Full::new(Bytes::from(bytes)))
             .map_err(|e| http(e.to_string()))?;
-        let resp = sender.send_request(req).await.map_err(|e| http(e.to_string()))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| http(e.to_string()))?;
         let status = resp.status();
         let body = resp
             .into_body()
@@ -103,12 +112,19 @@ impl Engine {
         let value = if body.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into()))
+            serde_json::from_slice(&body)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into()))
         };
         Ok((status, value))
     }
 
-    async fn expect(&self, call: &str, method: Method, path: &str, body: Option<Value>) -> Result<Value, EngineError> {
+    async fn expect(
+        &self,
+        call: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, EngineError> {
         let (status, value) = self.request(method, path, body).await?;
         if status.is_success() {
             return Ok(value);
@@ -127,11 +143,14 @@ impl Engine {
 
     /// Every network of driver `driver`, with its containers.
     pub async fn networks(&self, driver: &str) -> Result<Vec<DockerNetwork>, EngineError> {
-        let all = self.expect("list networks", Method::GET, "/networks", None).await?;
-        let nets: Vec<DockerNetwork> = serde_json::from_value(all).map_err(|e| EngineError::Http {
-            path: self.socket.display().to_string(),
-            what: format!("unreadable network list: {e}"),
-        })?;
+        let all = self
+            .expect("list networks", Method::GET, "/networks", None)
+            .await?;
+        let nets: Vec<DockerNetwork> =
+            serde_json::from_value(all).map_err(|e| EngineError::Http {
+                path: self.socket.display().to_string(),
+                what: format!("unreadable network list: {e}"),
+            })?;
         let mut out = Vec::new();
         // The listing leaves containers out; inspecting each network gives them.
         for n in nets.into_iter().filter(|n| n.driver == driver) {
@@ -145,7 +164,9 @@ impl Engine {
 
     /// One network by ID or name, if it exists.
     pub async fn network(&self, id: &str) -> Result<Option<DockerNetwork>, EngineError> {
-        let (status, value) = self.request(Method::GET, &format!("/networks/{id}"), None).await?;
+        let (status, value) = self
+            .request(Method::GET, &format!("/networks/{id}"), None)
+            .await?;
         if status == StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -156,14 +177,20 @@ impl Engine {
                 message: value.to_string(),
             });
         }
-        serde_json::from_value(value).map(Some).map_err(|e| EngineError::Http {
-            path: self.socket.display().to_string(),
-            what: format!("unreadable network {id}: {e}"),
-        })
+        serde_json::from_value(value)
+            .map(Some)
+            .map_err(|e| EngineError::Http {
+                path: self.socket.display().to_string(),
+                what: format!("unreadable network {id}: {e}"),
+            })
     }
 
     /// Creates a network of driver `weft` with Weft's IPAM.
-    pub async fn create_network(&self, net: &weft_alloc::named::NamedNetwork, plugin: &str) -> Result<(), EngineError> {
+    pub async fn create_network(
+        &self,
+        net: &weft_alloc::named::NamedNetwork,
+        plugin: &str,
+    ) -> Result<(), EngineError> {
         let mut options = json!({"mode": net.mode.to_string()});
         if net.vni != 0 {
             options["vni"] = json!(net.vni.to_string());
@@ -176,14 +203,24 @@ impl Engine {
             "IPAM": {"Driver": plugin, "Config": [{"Subnet": net.subnet.to_string(), "Gateway": net.gateway.to_string()}]},
             "Options": options,
         });
-        self.expect(&format!("create network {}", net.name), Method::POST, "/networks/create", Some(body))
-            .await
-            .map(|_| ())
+        self.expect(
+            &format!("create network {}", net.name),
+            Method::POST,
+            "/networks/create",
+            Some(body),
+        )
+        .await
+        .map(|_| ())
     }
 
     pub async fn remove_network(&self, id: &str) -> Result<(), EngineError> {
-        self.expect(&format!("remove network {id}"), Method::DELETE, &format!("/networks/{id}"), None)
-            .await
-            .map(|_| ())
+        self.expect(
+            &format!("remove network {id}"),
+            Method::DELETE,
+            &format!("/networks/{id}"),
+            None,
+        )
+        .await
+        .map(|_| ())
     }
 }

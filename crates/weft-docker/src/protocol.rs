@@ -126,6 +126,10 @@ pub struct StaticRoute {
 /// An error answer to `method`. The network driver's responses carry it as `Err`,
 /// the IPAM driver's as `Error` (libnetwork's two API packages differ).
 pub fn err(method: &str, message: impl std::fmt::Display) -> Value {
-    let key = if method.starts_with("IpamDriver.") { "Error" } else { "Err" };
+    let key = if method.starts_with("IpamDriver.") {
+        "Error"
+    } else {
+        "Err"
+    };
     serde_json::json!({ key: message.to_string() })
 }

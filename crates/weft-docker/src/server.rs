@@ -56,12 +56,18 @@ async fn answer(driver: &Driver, req: Request<hyper::body::Incoming>) -> Respons
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {
-            return reply(StatusCode::BAD_REQUEST, err(&method, format!("cannot read the request body: {e}")))
+            return reply(
+                StatusCode::BAD_REQUEST,
+                err(&method, format!("cannot read the request body: {e}")),
+            )
         }
     };
     if !known(&method) {
         warn!(%method, "unknown plugin call");
-        return reply(StatusCode::NOT_FOUND, err(&method, format!("unknown call {method:?}")));
+        return reply(
+            StatusCode::NOT_FOUND,
+            err(&method, format!("unknown call {method:?}")),
+        );
     }
     let (status, value) = match driver.call(&method, &body).await {
         Ok(v) => (StatusCode::OK, v),

@@ -72,9 +72,18 @@ impl Sync {
 
     /// One pass.
     pub async fn once(&mut self) -> Result<(), String> {
-        let docker = self.engine.networks(&self.plugin).await.map_err(|e| e.to_string())?;
+        let docker = self
+            .engine
+            .networks(&self.plugin)
+            .await
+            .map_err(|e| e.to_string())?;
         self.register_pending(&docker).await;
-        let store = self.driver.registry.networks().await.map_err(|e| e.to_string())?;
+        let store = self
+            .driver
+            .registry
+            .networks()
+            .await
+            .map_err(|e| e.to_string())?;
         let in_store: BTreeSet<&str> = store.iter().map(|n| n.name.as_str()).collect();
         {
             let mut local = self.driver.local.lock().expect("lock");
@@ -87,18 +96,32 @@ impl Sync {
             match self.engine.create_network(net, &self.plugin).await {
                 Ok(()) => info!(network = %net.name, "network created in the local Docker"),
                 Err(EngineError::Refused { status: 409, .. }) => {}
-                Err(e) => warn!(network = %net.name, error = %e, "cannot create the network in the local Docker"),
+                Err(e) => {
+                    warn!(network = %net.name, error = %e, "cannot create the network in the local Docker")
+                }
             }
         }
-        let pending: BTreeSet<String> = self.driver.local.lock().expect("lock").pending.keys().cloned().collect();
+        let pending: BTreeSet<String> = self
+            .driver
+            .local
+            .lock()
+            .expect("lock")
+            .pending
+            .keys()
+            .cloned()
+            .collect();
         for d in docker
             .iter()
             .filter(|d| !in_store.contains(d.name.as_str()) && !pending.contains(&d.id))
         {
             if d.endpoint_ids().is_empty() {
                 match self.engine.remove_network(&d.id).await {
-                    Ok(()) => info!(network = %d.name, "network removed from the store elsewhere; removed from the local Docker"),
-                    Err(e) => warn!(network = %d.name, error = %e, "cannot remove a network the store no longer has"),
+                    Ok(()) => {
+                        info!(network = %d.name, "network removed from the store elsewhere; removed from the local Docker")
+                    }
+                    Err(e) => {
+                        warn!(network = %d.name, error = %e, "cannot remove a network the store no longer has")
+                    }
                 }
             } else {
                 warn!(network = %d.name, "network removed from the store but containers here still use it");
@@ -109,17 +132,36 @@ impl Sync {
     }
 
     async fn register_pending(&mut self, docker: &[DockerNetwork]) {
-        let pending: Vec<_> = self.driver.local.lock().expect("lock").pending.clone().into_iter().collect();
+        let pending: Vec<_> = self
+            .driver
+            .local
+            .lock()
+            .expect("lock")
+            .pending
+            .clone()
+            .into_iter()
+            .collect();
         for (id, p) in pending {
-            let since = *self.pending_since.entry(id.clone()).or_insert_with(Instant::now);
+            let since = *self
+                .pending_since
+                .entry(id.clone())
+                .or_insert_with(Instant::now);
             let Some(d) = docker.iter().find(|d| d.id == id) else {
                 if since.elapsed() > PENDING_TIMEOUT {
-                    warn!(docker_id = weft_alloc::named::short(&id), "Docker never finished creating a network; forgetting it");
+                    warn!(
+                        docker_id = weft_alloc::named::short(&id),
+                        "Docker never finished creating a network; forgetting it"
+                    );
                     self.forget(&id);
                 }
                 continue;
             };
-            match self.driver.registry.create_network(&p.request(&d.name)).await {
+            match self
+                .driver
+                .registry
+                .create_network(&p.request(&d.name))
+                .await
+            {
                 Ok(net) => {
                     info!(network = %net.name, subnet = %net.subnet, mode = %net.mode, vni = net.vni, "network registered");
                     self.bind(&id, &net.name);
@@ -178,8 +220,12 @@ impl Sync {
                     continue;
                 }
                 match self.driver.registry.release_endpoint(&net.name, ip).await {
-                    Ok(_) => info!(network = %net.name, %ip, "released an address no container uses (collected)"),
-                    Err(e) => warn!(network = %net.name, %ip, error = %e, "cannot release an orphaned address"),
+                    Ok(_) => {
+                        info!(network = %net.name, %ip, "released an address no container uses (collected)")
+                    }
+                    Err(e) => {
+                        warn!(network = %net.name, %ip, error = %e, "cannot release an orphaned address")
+                    }
                 }
             }
         }
@@ -196,7 +242,10 @@ impl Sync {
             .collect();
         self.stray_veths.retain(|k, _| strays.contains(k));
         for l in links.iter().filter(|l| strays.contains(&l.name)) {
-            let since = *self.stray_veths.entry(l.name.clone()).or_insert_with(Instant::now);
+            let since = *self
+                .stray_veths
+                .entry(l.name.clone())
+                .or_insert_with(Instant::now);
             if since.elapsed() >= GRACE && self.driver.dp.del_link(l.index).await.is_ok() {
                 info!(dev = %l.name, "deleted the veth of an endpoint that is gone");
             }

@@ -24,7 +24,8 @@ async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(EmbeddedStore::open(dir.path().join("store.db")).unwrap());
     let registry = Registry::new(store, "/t");
-    let cfg = NetworkConfig::parse(br#"{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}"#).unwrap();
+    let cfg = NetworkConfig::parse(br#"{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}"#)
+        .unwrap();
     registry.put_config(&cfg).await.unwrap();
     let fake = FakeNet::new();
     let eth0 = fake.add_interface("eth0", "192.168.1.1/24".parse().unwrap(), 1500, true);
@@ -41,7 +42,11 @@ async fn setup() -> Setup {
         local: Default::default(),
         own_netns: "/fake/host".into(),
     };
-    Setup { driver, fake, _dir: dir }
+    Setup {
+        driver,
+        fake,
+        _dir: dir,
+    }
 }
 
 async fn call(d: &Driver, method: &str, body: Value) -> Result<Value, String> {
@@ -49,14 +54,26 @@ async fn call(d: &Driver, method: &str, body: Value) -> Result<Value, String> {
 }
 
 async fn ok(d: &Driver, method: &str, body: Value) -> Value {
-    call(d, method, body).await.unwrap_or_else(|e| panic!("{method}: {e}"))
+    call(d, method, body)
+        .await
+        .unwrap_or_else(|e| panic!("{method}: {e}"))
 }
 
 /// What the sync does once Docker has named a pending network.
 async fn register(d: &Driver, docker_id: &str, name: &str) {
-    let p: Pending = d.local.lock().unwrap().pending.remove(docker_id).expect("pending");
+    let p: Pending = d
+        .local
+        .lock()
+        .unwrap()
+        .pending
+        .remove(docker_id)
+        .expect("pending");
     d.registry.create_network(&p.request(name)).await.unwrap();
-    d.local.lock().unwrap().names.insert(docker_id.into(), name.into());
+    d.local
+        .lock()
+        .unwrap()
+        .names
+        .insert(docker_id.into(), name.into());
 }
 
 fn create_network(id: &str, subnet: &str, mode: Option<&str>) -> Value {
@@ -78,22 +95,54 @@ async fn an_overlay_container_from_create_to_removal() {
     let d = &s.driver;
     let act = ok(d, "Plugin.Activate", json!(null)).await;
     assert_eq!(act["Implements"], json!(["NetworkDriver", "IpamDriver"]));
-    assert_eq!(ok(d, "NetworkDriver.GetCapabilities", json!({})).await["Scope"], "local");
-    let pool = ok(d, "IpamDriver.RequestPool", json!({"AddressSpace": "weft-local", "Pool": "10.50.0.0/24"})).await;
+    assert_eq!(
+        ok(d, "NetworkDriver.GetCapabilities", json!({})).await["Scope"],
+        "local"
+    );
+    let pool = ok(
+        d,
+        "IpamDriver.RequestPool",
+        json!({"AddressSpace": "weft-local", "Pool": "10.50.0.0/24"}),
+    )
+    .await;
     assert_eq!(pool["PoolID"], "10.50.0.0/24");
     let gw = ok(d, "IpamDriver.RequestAddress", json!({"PoolID": "10.50.0.0/24", "Options": {"RequestAddressType": "com.docker.network.gateway"}})).await;
     assert_eq!(gw["Address"], "10.50.0.1/24");
-    ok(d, "NetworkDriver.CreateNetwork", create_network("n1", "10.50.0.0/24", None)).await;
+    ok(
+        d,
+        "NetworkDriver.CreateNetwork",
+        create_network("n1", "10.50.0.0/24", None),
+    )
+    .await;
     // Docker has not named it yet: containers must wait, and are told so.
-    let early = call(d, "IpamDriver.RequestAddress", json!({"PoolID": "10.50.0.0/24"})).await.unwrap_err();
+    let early = call(
+        d,
+        "IpamDriver.RequestAddress",
+        json!({"PoolID": "10.50.0.0/24"}),
+    )
+    .await
+    .unwrap_err();
     assert!(early.contains("still being registered"), "{early}");
     register(d, "n1", "blue").await;
 
-    let a = ok(d, "IpamDriver.RequestAddress", json!({"PoolID": "10.50.0.0/24"})).await;
+    let a = ok(
+        d,
+        "IpamDriver.RequestAddress",
+        json!({"PoolID": "10.50.0.0/24"}),
+    )
+    .await;
     assert_eq!(a["Address"], "10.50.0.2/24");
     let ep = ok(d, "NetworkDriver.CreateEndpoint", json!({"NetworkID": "n1", "EndpointID": "e0123456789abcdef", "Interface": {"Address": "10.50.0.2/24"}})).await;
-    assert_eq!(ep["Interface"]["MacAddress"], "02:42:0a:32:00:02", "Docker's MAC for the address");
-    let join = ok(d, "NetworkDriver.Join", json!({"NetworkID": "n1", "EndpointID": "e0123456789abcdef", "SandboxKey": "/x"})).await;
+    assert_eq!(
+        ep["Interface"]["MacAddress"], "02:42:0a:32:00:02",
+        "Docker's MAC for the address"
+    );
+    let join = ok(
+        d,
+        "NetworkDriver.Join",
+        json!({"NetworkID": "n1", "EndpointID": "e0123456789abcdef", "SandboxKey": "/x"}),
+    )
+    .await;
     assert_eq!(join["InterfaceName"]["SrcName"], "weftce012345678");
     assert_eq!(join["InterfaceName"]["DstPrefix"], "eth");
     assert_eq!(join["Gateway"], "10.50.0.1");
@@ -102,24 +151,60 @@ async fn an_overlay_container_from_create_to_removal() {
     let br = s.fake.link(&format!("weftbr-{}", net.vni)).expect("bridge");
     let vx = s.fake.link(&format!("weftvx-{}", net.vni)).expect("vxlan");
     assert_eq!(vx.controller, Some(br.info.index));
-    let host = s.fake.link(&format!("{HOST_PREFIX}e012345678")).expect("host veth");
+    let host = s
+        .fake
+        .link(&format!("{HOST_PREFIX}e012345678"))
+        .expect("host veth");
     assert_eq!(host.controller, Some(br.info.index));
-    assert_eq!(s.fake.addresses_in(None, br.info.index), ["10.50.0.1/24".parse().unwrap()]);
+    assert_eq!(
+        s.fake.addresses_in(None, br.info.index),
+        ["10.50.0.1/24".parse().unwrap()]
+    );
     let held = d.registry.endpoints("blue").await.unwrap();
     assert_eq!(held[0].1.endpoint_id, "e0123456789abcdef");
     assert_eq!(held[0].1.host_iface, "weftde012345678");
 
     // A second container may not take the address, nor the gateway.
-    let dup = call(d, "IpamDriver.RequestAddress", json!({"PoolID": "10.50.0.0/24", "Address": "10.50.0.2"})).await.unwrap_err();
-    assert!(dup.contains("already held by endpoint e0123456789a on node 192.168.1.1"), "{dup}");
-    let gwdup = call(d, "IpamDriver.RequestAddress", json!({"PoolID": "10.50.0.0/24", "Address": "10.50.0.1"})).await.unwrap_err();
+    let dup = call(
+        d,
+        "IpamDriver.RequestAddress",
+        json!({"PoolID": "10.50.0.0/24", "Address": "10.50.0.2"}),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        dup.contains("already held by endpoint e0123456789a on node 192.168.1.1"),
+        "{dup}"
+    );
+    let gwdup = call(
+        d,
+        "IpamDriver.RequestAddress",
+        json!({"PoolID": "10.50.0.0/24", "Address": "10.50.0.1"}),
+    )
+    .await
+    .unwrap_err();
     assert!(gwdup.contains("gateway"), "{gwdup}");
 
     // Removal, in Docker's order: nothing left.
-    ok(d, "NetworkDriver.Leave", json!({"NetworkID": "n1", "EndpointID": "e0123456789abcdef"})).await;
+    ok(
+        d,
+        "NetworkDriver.Leave",
+        json!({"NetworkID": "n1", "EndpointID": "e0123456789abcdef"}),
+    )
+    .await;
     assert!(s.fake.link("weftde012345678").is_none());
-    ok(d, "NetworkDriver.DeleteEndpoint", json!({"NetworkID": "n1", "EndpointID": "e0123456789abcdef"})).await;
-    ok(d, "IpamDriver.ReleaseAddress", json!({"PoolID": "10.50.0.0/24", "Address": "10.50.0.2"})).await;
+    ok(
+        d,
+        "NetworkDriver.DeleteEndpoint",
+        json!({"NetworkID": "n1", "EndpointID": "e0123456789abcdef"}),
+    )
+    .await;
+    ok(
+        d,
+        "IpamDriver.ReleaseAddress",
+        json!({"PoolID": "10.50.0.0/24", "Address": "10.50.0.2"}),
+    )
+    .await;
     assert!(d.registry.endpoints("blue").await.unwrap().is_empty());
     ok(d, "NetworkDriver.DeleteNetwork", json!({"NetworkID": "n1"})).await;
     assert!(d.registry.network("blue").await.unwrap().is_none());
@@ -129,20 +214,60 @@ async fn an_overlay_container_from_create_to_removal() {
 async fn a_routed_container_gets_calico_s_layout() {
     let s = setup().await;
     let d = &s.driver;
-    ok(d, "NetworkDriver.CreateNetwork", create_network("g", "10.60.0.0/24", Some("routed"))).await;
+    ok(
+        d,
+        "NetworkDriver.CreateNetwork",
+        create_network("g", "10.60.0.0/24", Some("routed")),
+    )
+    .await;
     register(d, "g", "green").await;
-    assert_eq!(d.registry.network("green").await.unwrap().unwrap().mode, Mode::Routed);
-    ok(d, "IpamDriver.RequestAddress", json!({"PoolID": "10.60.0.0/24", "Address": "10.60.0.7"})).await;
+    assert_eq!(
+        d.registry.network("green").await.unwrap().unwrap().mode,
+        Mode::Routed
+    );
+    ok(
+        d,
+        "IpamDriver.RequestAddress",
+        json!({"PoolID": "10.60.0.0/24", "Address": "10.60.0.7"}),
+    )
+    .await;
     ok(d, "NetworkDriver.CreateEndpoint", json!({"NetworkID": "g", "EndpointID": "abcdefabcdef0011", "Interface": {"Address": "10.60.0.7/24"}})).await;
-    let join = ok(d, "NetworkDriver.Join", json!({"NetworkID": "g", "EndpointID": "abcdefabcdef0011"})).await;
+    let join = ok(
+        d,
+        "NetworkDriver.Join",
+        json!({"NetworkID": "g", "EndpointID": "abcdefabcdef0011"}),
+    )
+    .await;
     assert_eq!(join["Gateway"], "169.254.1.1");
-    assert_eq!(join["StaticRoutes"], json!([{"Destination": "169.254.1.1/32", "RouteType": 1}]));
+    assert_eq!(
+        join["StaticRoutes"],
+        json!([{"Destination": "169.254.1.1/32", "RouteType": 1}])
+    );
     let host = s.fake.link("weftdabcdefabcd").expect("host veth");
     assert_eq!(host.info.mac.unwrap().to_string(), ROUTED_HOST_MAC);
-    assert_eq!(s.fake.setting("/proc/sys/net/ipv4/conf/weftdabcdefabcd/proxy_arp").as_deref(), Some("1"));
-    let r = s.fake.routes().into_iter().find(|r| r.route.dst == "10.60.0.7/32".parse().unwrap()).expect("/32");
-    assert!(!r.weft, "the /32 is the attachment's, not the agent's plan's");
-    assert!(s.fake.links_in(None).iter().all(|l| !l.info.name.starts_with("weftbr-")), "no segment for routed");
+    assert_eq!(
+        s.fake
+            .setting("/proc/sys/net/ipv4/conf/weftdabcdefabcd/proxy_arp")
+            .as_deref(),
+        Some("1")
+    );
+    let r = s
+        .fake
+        .routes()
+        .into_iter()
+        .find(|r| r.route.dst == "10.60.0.7/32".parse().unwrap())
+        .expect("/32");
+    assert!(
+        !r.weft,
+        "the /32 is the attachment's, not the agent's plan's"
+    );
+    assert!(
+        s.fake
+            .links_in(None)
+            .iter()
+            .all(|l| !l.info.name.starts_with("weftbr-")),
+        "no segment for routed"
+    );
 }
 
 #[tokio::test]
@@ -159,11 +284,25 @@ async fn a_network_known_from_another_host_is_bound_by_subnet() {
     };
     d.registry.create_network(&req).await.unwrap();
     // The sync creates Docker's copy; the driver binds it at once.
-    ok(d, "NetworkDriver.CreateNetwork", create_network("x", "10.50.0.0/24", Some("overlay"))).await;
-    assert_eq!(d.local.lock().unwrap().names.get("x").map(String::as_str), Some("blue"));
+    ok(
+        d,
+        "NetworkDriver.CreateNetwork",
+        create_network("x", "10.50.0.0/24", Some("overlay")),
+    )
+    .await;
+    assert_eq!(
+        d.local.lock().unwrap().names.get("x").map(String::as_str),
+        Some("blue")
+    );
     assert!(d.local.lock().unwrap().pending.is_empty());
     // A copy that disagrees (another mode) is refused, named.
-    let e = call(d, "NetworkDriver.CreateNetwork", create_network("y", "10.50.0.0/24", Some("routed"))).await.unwrap_err();
+    let e = call(
+        d,
+        "NetworkDriver.CreateNetwork",
+        create_network("y", "10.50.0.0/24", Some("routed")),
+    )
+    .await
+    .unwrap_err();
     assert!(e.contains("belongs to network \"blue\""), "{e}");
 }
 
@@ -173,31 +312,100 @@ async fn bad_requests_are_named_and_change_nothing() {
     let d = &s.driver;
     let before = s.fake.journal().len();
     let cases: Vec<(&str, Value, &str)> = vec![
-        ("NetworkDriver.CreateNetwork", json!({"NetworkID": "n", "IPv4Data": []}), "exactly one IPv4 subnet"),
-        ("NetworkDriver.CreateNetwork", json!({"NetworkID": "n", "IPv4Data": [{"AddressSpace": "LocalDefault", "Pool": "10.50.0.0/24"}]}), "--ipam-driver weft"),
-        ("NetworkDriver.CreateNetwork", json!({"NetworkID": "n", "IPv4Data": [{"AddressSpace": "weft", "Pool": "10.50.0.0/24"}], "IPv6Data": [{"Pool": "fd00::/64"}]}), "IPv6"),
-        ("NetworkDriver.CreateNetwork", create_network("n", "10.50.0.0/24", Some("bridged")), "unknown mode \"bridged\""),
-        ("NetworkDriver.CreateNetwork", json!({"NetworkID": "n", "Options": {"com.docker.network.generic": {"colour": "red"}}, "IPv4Data": [{"AddressSpace": "weft", "Pool": "10.50.0.0/24"}]}), "unknown option \"colour\""),
-        ("NetworkDriver.CreateEndpoint", json!({"NetworkID": "nope", "EndpointID": "e", "Interface": {"Address": "10.50.0.2/24"}}), "unknown network nope"),
-        ("NetworkDriver.Join", json!({"NetworkID": "nope", "EndpointID": "e"}), "unknown network"),
-        ("NetworkDriver.Join", json!({"EndpointID": "e"}), "malformed request"),
-        ("NetworkDriver.Join", json!("just a string"), "malformed request"),
-        ("IpamDriver.RequestPool", json!({"Pool": "10.244.1.0/24"}), "overlaps the cluster network"),
+        (
+            "NetworkDriver.CreateNetwork",
+            json!({"NetworkID": "n", "IPv4Data": []}),
+            "exactly one IPv4 subnet",
+        ),
+        (
+            "NetworkDriver.CreateNetwork",
+            json!({"NetworkID": "n", "IPv4Data": [{"AddressSpace": "LocalDefault", "Pool": "10.50.0.0/24"}]}),
+            "--ipam-driver weft",
+        ),
+        (
+            "NetworkDriver.CreateNetwork",
+            json!({"NetworkID": "n", "IPv4Data": [{"AddressSpace": "weft", "Pool": "10.50.0.0/24"}], "IPv6Data": [{"Pool": "fd00::/64"}]}),
+            "IPv6",
+        ),
+        (
+            "NetworkDriver.CreateNetwork",
+            create_network("n", "10.50.0.0/24", Some("bridged")),
+            "unknown mode \"bridged\"",
+        ),
+        (
+            "NetworkDriver.CreateNetwork",
+            json!({"NetworkID": "n", "Options": {"com.docker.network.generic": {"colour": "red"}}, "IPv4Data": [{"AddressSpace": "weft", "Pool": "10.50.0.0/24"}]}),
+            "unknown option \"colour\"",
+        ),
+        (
+            "NetworkDriver.CreateEndpoint",
+            json!({"NetworkID": "nope", "EndpointID": "e", "Interface": {"Address": "10.50.0.2/24"}}),
+            "unknown network nope",
+        ),
+        (
+            "NetworkDriver.Join",
+            json!({"NetworkID": "nope", "EndpointID": "e"}),
+            "unknown network",
+        ),
+        (
+            "NetworkDriver.Join",
+            json!({"EndpointID": "e"}),
+            "malformed request",
+        ),
+        (
+            "NetworkDriver.Join",
+            json!("just a string"),
+            "malformed request",
+        ),
+        (
+            "IpamDriver.RequestPool",
+            json!({"Pool": "10.244.1.0/24"}),
+            "overlaps the cluster network",
+        ),
         ("IpamDriver.RequestPool", json!({"Pool": ""}), "--subnet"),
-        ("IpamDriver.RequestPool", json!({"Pool": "fd00::/64", "V6": true}), "IPv6"),
-        ("IpamDriver.RequestPool", json!({"Pool": "10.50.0.0/33"}), "not an IPv4 prefix"),
-        ("IpamDriver.RequestAddress", json!({"PoolID": "10.99.0.0/24"}), "no Weft network has the subnet 10.99.0.0/24"),
-        ("IpamDriver.RequestAddress", json!({"PoolID": "weird"}), "unknown pool"),
-        ("IpamDriver.ReleaseAddress", json!({"PoolID": "10.50.0.0/24", "Address": "not-an-ip"}), "not an IPv4 address"),
+        (
+            "IpamDriver.RequestPool",
+            json!({"Pool": "fd00::/64", "V6": true}),
+            "IPv6",
+        ),
+        (
+            "IpamDriver.RequestPool",
+            json!({"Pool": "10.50.0.0/33"}),
+            "not an IPv4 prefix",
+        ),
+        (
+            "IpamDriver.RequestAddress",
+            json!({"PoolID": "10.99.0.0/24"}),
+            "no Weft network has the subnet 10.99.0.0/24",
+        ),
+        (
+            "IpamDriver.RequestAddress",
+            json!({"PoolID": "weird"}),
+            "unknown pool",
+        ),
+        (
+            "IpamDriver.ReleaseAddress",
+            json!({"PoolID": "10.50.0.0/24", "Address": "not-an-ip"}),
+            "not an IPv4 address",
+        ),
     ];
     for (method, body, want) in cases {
         let e = call(d, method, body.clone()).await.expect_err(method);
-        assert!(e.contains(want), "{method} {body}: {e:?} should say {want:?}");
+        assert!(
+            e.contains(want),
+            "{method} {body}: {e:?} should say {want:?}"
+        );
     }
-    let raw = d.call("NetworkDriver.CreateNetwork", b"{\"NetworkID\": ").await.unwrap_err();
+    let raw = d
+        .call("NetworkDriver.CreateNetwork", b"{\"NetworkID\": ")
+        .await
+        .unwrap_err();
     assert!(raw.contains("malformed request"), "{raw}");
     assert!(!weft_docker::driver::known("NetworkDriver.Frobnicate"));
     assert_eq!(s.fake.journal().len(), before, "no kernel change");
-    assert!(d.registry.networks().await.unwrap().is_empty(), "no store change");
+    assert!(
+        d.registry.networks().await.unwrap().is_empty(),
+        "no store change"
+    );
     assert!(d.local.lock().unwrap().pending.is_empty());
 }

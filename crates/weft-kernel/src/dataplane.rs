@@ -295,14 +295,17 @@ pub trait Dataplane: Send + Sync {
             proxy: true,
         };
         let (index, outcome) = self.ensure_overlay(&OverlaySpec::Vxlan(vxlan)).await?;
-        self.set_link(
-            index,
-            LinkUpdate {
-                up: true,
-                controller: Some(bridge.index),
-            },
-        )
-        .await?;
+        let port = self.link(&spec.vxlan()).await?;
+        if port.is_none_or(|p| p.controller != Some(bridge.index) || !p.up) {
+            self.set_link(
+                index,
+                LinkUpdate {
+                    up: true,
+                    controller: Some(bridge.index),
+                },
+            )
+            .await?;
+        }
         Ok((bridge.index, index, outcome))
     }
 

@@ -77,6 +77,16 @@ pub struct FakeLink {
     pub gso_max_size: Option<u32>,
 }
 
+impl FakeLink {
+    /// What reading the link returns (its bridge included).
+    pub fn info(&self) -> LinkInfo {
+        LinkInfo {
+            controller: self.controller,
+            ..self.info.clone()
+        }
+    }
+}
+
 /// One route in a fake namespace, and whether it carries Weft's mark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FakeRoute {
@@ -171,6 +181,7 @@ impl FakeNet {
                     mtu,
                     up: true,
                     mac: None,
+                    controller: None,
                 },
                 kind: FakeLinkKind::Device,
                 controller: None,
@@ -546,6 +557,7 @@ impl FakeDataplane {
                 mtu,
                 up: true,
                 mac,
+                controller: None,
             },
             kind: kind(index),
             controller: None,
@@ -599,18 +611,14 @@ impl Dataplane for FakeDataplane {
     async fn links(&self) -> Result<Vec<LinkInfo>, KernelError> {
         let mut w = self.world();
         w.check(FakeOp::ReadLinks, "list links")?;
-        Ok(w.ns(&self.ns)
-            .links
-            .values()
-            .map(|l| l.info.clone())
-            .collect())
+        Ok(w.ns(&self.ns).links.values().map(FakeLink::info).collect())
     }
 
     async fn link(&self, name: &str) -> Result<Option<LinkInfo>, KernelError> {
         let mut w = self.world();
         w.check(FakeOp::ReadLinks, "read link")?;
         let ns = w.ns(&self.ns);
-        Ok(ns.index_of(name).map(|i| ns.links[&i].info.clone()))
+        Ok(ns.index_of(name).map(|i| ns.links[&i].info()))
     }
 
     async fn ensure_overlay(&self, spec: &OverlaySpec) -> Result<(u32, LinkOutcome), KernelError> {
@@ -692,6 +700,7 @@ impl Dataplane for FakeDataplane {
                         mtu: pair.mtu,
                         up: false,
                         mac,
+                        controller: None,
                     },
                     kind: FakeLinkKind::Veth { peer: peer.clone() },
                     controller: None,

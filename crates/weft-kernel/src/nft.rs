@@ -63,7 +63,9 @@ fn body(p: &FirewallPlan) -> String {
         s += "  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n";
         for n in named_masq {
             let sub = n.subnet;
-            s += &format!("    ip saddr {sub} ip daddr != {{ {sub}, 224.0.0.0/4 }} masquerade fully-random\n");
+            s += &format!(
+                "    ip saddr {sub} ip daddr != {{ {sub}, 224.0.0.0/4 }} masquerade fully-random\n"
+            );
         }
         s += &cluster_masq(p);
         s += "  }\n";
@@ -282,6 +284,47 @@ mod tests {
             members: vec![],
         });
         assert!(render(&p).contains("udp dport 4789 counter drop"));
+    }
+
+    #[test]
+    fn named_networks_are_isolated_before_anything_is_accepted() {
+        use weft_plan::firewall::IsolatedNet;
+        let mut p = plan(false);
+        let net = |s: &str, internal| IsolatedNet {
+            subnet: s.parse().unwrap(),
+            internal,
+            masquerade: !internal,
+        };
+        p.isolated = vec![net("10.50.0.0/24", false), net("10.52.0.0/24", true)];
+        let s = render(&p);
+        let lines: Vec<&str> = s.lines().map(str::trim).collect();
+        let at = |needle: &str| {
+            lines
+                .iter()
+                .position(|l| l.starts_with(needle))
+                .unwrap_or_else(|| panic!("no {needle:?} in\n{s}"))
+        };
+        let established = at("ct state established,related accept");
+        let into = at("ip daddr 10.50.0.0/24 ip saddr != 10.50.0.0/24 counter drop");
+        let across = at("ip saddr 10.50.0.0/24 ip daddr { 10.50.0.0/24, 10.52.0.0/24, 10.244.0.0/16 } ip daddr != 10.50.0.0/24 counter drop");
+        let out = at("ip saddr 10.50.0.0/24 accept");
+        let internal = at("ip saddr 10.52.0.0/24 ip daddr != 10.52.0.0/24 counter drop");
+        let cluster = at("ip saddr 10.244.0.0/16 accept");
+        assert!(established < into && into < across && across < out, "{s}");
+        assert!(
+            internal < cluster && out < cluster,
+            "isolation comes before the cluster's accepts:\n{s}"
+        );
+        // Out of the network masqueraded, never within it; nothing out of an internal one.
+        assert!(s.contains("ip saddr 10.50.0.0/24 ip daddr != { 10.50.0.0/24, 224.0.0.0/4 } masquerade fully-random"), "{s}");
+        assert!(
+            !s.contains("ip saddr 10.52.0.0/24 ip daddr != { 10.52.0.0/24"),
+            "{s}"
+        );
+        assert!(
+            !s.contains("ip saddr 10.244.0.0/16 ip daddr != 224.0.0.0/4 masquerade"),
+            "no --ip-masq: no cluster NAT\n{s}"
+        );
     }
 
     #[test]

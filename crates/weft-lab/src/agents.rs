@@ -97,7 +97,11 @@ pub fn start(lab: &LabState, i: u32) -> LabResult<u32> {
         .args(lab.ip_masq.then_some("--ip-masq"))
         .arg("--resync-interval=10s")
         .arg(format!("--healthz-port={}", topology::HEALTHZ_PORT))
-        .args(if lab.docker { crate::docker::agent_args(lab, i) } else { Vec::new() })
+        .args(if lab.docker {
+            crate::docker::agent_args(lab, i)
+        } else {
+            Vec::new()
+        })
         .args(&lab.agent_args)
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(|source| LabError::Io {

@@ -326,7 +326,10 @@ pub fn run(cmd: LabCommand) -> LabResult<i32> {
             let i = host_of(&state, &host)?;
             if matches!(action, AgentAction::Stop | AgentAction::Restart) {
                 let was = crate::docker::stop(&state, i, true)?;
-                println!("h{i}: dockerd {}", if was { "stopped" } else { "was not running" });
+                println!(
+                    "h{i}: dockerd {}",
+                    if was { "stopped" } else { "was not running" }
+                );
             }
             if matches!(action, AgentAction::Start | AgentAction::Restart) {
                 if crate::docker::pid(&state, i).is_some() {

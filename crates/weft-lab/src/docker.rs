@@ -77,7 +77,10 @@ pub fn docker(lab: &LabState, i: u32, args: &[&str]) -> LabResult<String> {
 
 /// Starts host `i`'s daemon and waits until it answers; imports the image.
 pub fn start(lab: &LabState, i: u32) -> LabResult<()> {
-    if sh::output(&["which", "dockerd"]).map(|o| !o.status.success()).unwrap_or(true) {
+    if sh::output(&["which", "dockerd"])
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
         return Err(LabError::Usage(
             "--docker needs dockerd (Debian's docker.io; scripts/setup installs it)".into(),
         ));
@@ -139,7 +142,10 @@ pub fn start(lab: &LabState, i: u32) -> LabResult<()> {
 fn mount_ns(lab: &LabState, i: u32) -> LabResult<PathBuf> {
     let dir = lab.host_dir(i).join("mntns");
     let file = dir.join("mnt");
-    if file.exists() && sh::output(&["nsenter", &format!("--mount={}", file.display()), "true"]).is_ok_and(|o| o.status.success()) {
+    if file.exists()
+        && sh::output(&["nsenter", &format!("--mount={}", file.display()), "true"])
+            .is_ok_and(|o| o.status.success())
+    {
         return Ok(file);
     }
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
@@ -154,7 +160,15 @@ fn mount_ns(lab: &LabState, i: u32) -> LabResult<PathBuf> {
         plugins.display()
     );
     let unshare = format!("--mount={}", file.display());
-    sh::run(&["unshare", &unshare, "--propagation", "private", "sh", "-c", &script])?;
+    sh::run(&[
+        "unshare",
+        &unshare,
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &script,
+    ])?;
     Ok(file)
 }
 
@@ -175,14 +189,22 @@ fn image_tar(lab: &LabState) -> LabResult<PathBuf> {
     let root = lab.dir().join("busybox-root");
     let bin = root.join("bin");
     std::fs::create_dir_all(&bin).map_err(io(&bin))?;
-    std::fs::copy("/bin/busybox", bin.join("busybox")).map_err(io(std::path::Path::new("/bin/busybox")))?;
+    std::fs::copy("/bin/busybox", bin.join("busybox"))
+        .map_err(io(std::path::Path::new("/bin/busybox")))?;
     for a in APPLETS {
         let link = bin.join(a);
         if !link.exists() {
             std::os::unix::fs::symlink("busybox", &link).map_err(io(&link))?;
         }
     }
-    sh::run(&["tar", "-C", &root.display().to_string(), "-cf", &tar.display().to_string(), "."])?;
+    sh::run(&[
+        "tar",
+        "-C",
+        &root.display().to_string(),
+        "-cf",
+        &tar.display().to_string(),
+        ".",
+    ])?;
     Ok(tar)
 }
 
@@ -193,7 +215,9 @@ pub fn pid(lab: &LabState, i: u32) -> Option<u32> {
         .trim()
         .parse()
         .ok()?;
-    std::path::Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+    std::path::Path::new(&format!("/proc/{pid}"))
+        .exists()
+        .then_some(pid)
 }
 
 /// Stops host `i`'s daemon: its containers first (their processes live outside the

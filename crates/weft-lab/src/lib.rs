@@ -16,8 +16,8 @@
 
 pub mod agents;
 pub mod cni;
-pub mod docker;
 pub mod commands;
+pub mod docker;
 pub mod error;
 pub mod etcd;
 pub mod ping;

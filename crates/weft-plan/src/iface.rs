@@ -62,6 +62,8 @@ pub struct LinkInfo {
     pub mtu: u32,
     pub up: bool,
     pub mac: Option<crate::MacAddr>,
+    /// The bridge this link is a port of, if any.
+    pub controller: Option<u32>,
 }
 
 /// An IPv4 address on a link.
@@ -189,6 +191,7 @@ mod tests {
                 mtu: 65536,
                 up: true,
                 mac: None,
+                controller: None,
             },
             LinkInfo {
                 index: 2,
@@ -196,6 +199,7 @@ mod tests {
                 mtu: 1500,
                 up: true,
                 mac: None,
+                controller: None,
             },
             LinkInfo {
                 index: 3,
@@ -203,6 +207,7 @@ mod tests {
                 mtu: 9000,
                 up: true,
                 mac: None,
+                controller: None,
             },
         ];
         let addrs = vec![

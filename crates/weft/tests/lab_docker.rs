@@ -51,7 +51,10 @@ fn docker(lab: &Lab, h: &str, args: &[&str]) -> Output {
 }
 
 fn docker_ok(lab: &Lab, h: &str, args: &[&str]) -> String {
-    lab.ok(docker(lab, h, args), &format!("{h}: docker {}", args.join(" ")))
+    lab.ok(
+        docker(lab, h, args),
+        &format!("{h}: docker {}", args.join(" ")),
+    )
 }
 
 fn run(lab: &Lab, h: &str, name: &str, net: &str, extra: &[&str]) {
@@ -63,7 +66,9 @@ fn run(lab: &Lab, h: &str, name: &str, net: &str, extra: &[&str]) {
 
 fn addr(lab: &Lab, h: &str, ctr: &str, net: &str) -> String {
     let f = format!("{{{{.NetworkSettings.Networks.{net}.IPAddress}}}}");
-    docker_ok(lab, h, &["inspect", "-f", &f, ctr]).trim().to_owned()
+    docker_ok(lab, h, &["inspect", "-f", &f, ctr])
+        .trim()
+        .to_owned()
 }
 
 /// Whether `ctr` on host `h` gets an answer from `to` (one try, 1 s).
@@ -85,12 +90,19 @@ fn assert_reaches(lab: &Lab, h: &str, ctr: &str, to: &str) {
 /// `ctr` never reaches `to` (two tries).
 fn assert_blocked(lab: &Lab, h: &str, ctr: &str, to: &str) {
     for _ in 0..2 {
-        assert!(!reaches(lab, h, ctr, to), "{ctr} on {h} must not reach {to}");
+        assert!(
+            !reaches(lab, h, ctr, to),
+            "{ctr} on {h} must not reach {to}"
+        );
     }
 }
 
 fn networks_of(lab: &Lab, h: &str) -> String {
-    docker_ok(lab, h, &["network", "ls", "--format", "{{.Name}} {{.Driver}}"])
+    docker_ok(
+        lab,
+        h,
+        &["network", "ls", "--format", "{{.Name}} {{.Driver}}"],
+    )
 }
 
 fn link_exists(lab: &Lab, h: &str, dev: &str) -> bool {
@@ -128,43 +140,82 @@ fn overlay_and_routed_networks_across_hosts() {
     };
     create("h1", &["--subnet", "10.50.0.0/24", "blue"]);
     for h in ["h2", "h3"] {
-        lab.wait_until(&format!("{h} to list blue"), Duration::from_secs(10), || {
-            networks_of(&lab, h).contains("blue weft")
-        });
+        lab.wait_until(
+            &format!("{h} to list blue"),
+            Duration::from_secs(10),
+            || networks_of(&lab, h).contains("blue weft"),
+        );
     }
     run(&lab, "h1", "a1", "blue", &[]);
     run(&lab, "h2", "a2", "blue", &["--ip", "10.50.0.20"]);
     run(&lab, "h3", "a3", "blue", &[]);
     assert_eq!(addr(&lab, "h2", "a2", "blue"), "10.50.0.20");
-    let (a1, a3) = (addr(&lab, "h1", "a1", "blue"), addr(&lab, "h3", "a3", "blue"));
+    let (a1, a3) = (
+        addr(&lab, "h1", "a1", "blue"),
+        addr(&lab, "h3", "a3", "blue"),
+    );
     assert_reaches(&lab, "h1", "a1", "10.50.0.20");
     assert_reaches(&lab, "h2", "a2", &a3);
     assert_reaches(&lab, "h3", "a3", &a1);
 
     // A fixed address another host holds: refused, with the holder named.
-    let dup = docker(&lab, "h3", &["run", "--rm", "--net", "blue", "--ip", "10.50.0.20", "weft/busybox", "true"]);
+    let dup = docker(
+        &lab,
+        "h3",
+        &[
+            "run",
+            "--rm",
+            "--net",
+            "blue",
+            "--ip",
+            "10.50.0.20",
+            "weft/busybox",
+            "true",
+        ],
+    );
     assert!(!dup.status.success());
     let why = text(&dup.stderr);
-    assert!(why.contains("10.50.0.20") && why.contains("already held") && why.contains("192.168.77.2"), "{why}");
+    assert!(
+        why.contains("10.50.0.20") && why.contains("already held") && why.contains("192.168.77.2"),
+        "{why}"
+    );
 
     // A second overlay made with weftctl (its own VNI) and a routed network.
     lab.ok(
-        lab.store_cmd(&["network", "create", "red", "--subnet", "10.51.0.0/24", "--vni", "5000"]),
+        lab.store_cmd(&[
+            "network",
+            "create",
+            "red",
+            "--subnet",
+            "10.51.0.0/24",
+            "--vni",
+            "5000",
+        ]),
         "weftctl network create",
     );
-    create("h1", &["--subnet", "10.60.0.0/24", "-o", "mode=routed", "green"]);
+    create(
+        "h1",
+        &["--subnet", "10.60.0.0/24", "-o", "mode=routed", "green"],
+    );
     for h in ["h2", "h3"] {
-        lab.wait_until(&format!("{h} to list red and green"), Duration::from_secs(10), || {
-            let n = networks_of(&lab, h);
-            n.contains("red weft") && n.contains("green weft")
-        });
+        lab.wait_until(
+            &format!("{h} to list red and green"),
+            Duration::from_secs(10),
+            || {
+                let n = networks_of(&lab, h);
+                n.contains("red weft") && n.contains("green weft")
+            },
+        );
     }
     run(&lab, "h2", "r2", "red", &[]);
     run(&lab, "h3", "r3", "red", &[]);
     run(&lab, "h1", "g1", "green", &[]);
     run(&lab, "h2", "g2", "green", &[]);
     let (r2, r3) = (addr(&lab, "h2", "r2", "red"), addr(&lab, "h3", "r3", "red"));
-    let (g1, g2) = (addr(&lab, "h1", "g1", "green"), addr(&lab, "h2", "g2", "green"));
+    let (g1, g2) = (
+        addr(&lab, "h1", "g1", "green"),
+        addr(&lab, "h2", "g2", "green"),
+    );
     assert_reaches(&lab, "h2", "r2", &r3);
     assert_reaches(&lab, "h1", "g1", &g2);
     assert_reaches(&lab, "h2", "g2", &g1);
@@ -194,17 +245,41 @@ fn overlay_and_routed_networks_across_hosts() {
     let before = text(&lab.store_cmd(&["network", "list", "-o", "json"]).stdout);
     let (status, body) = plugin_call(&lab, "h1", "NetworkDriver.Join", "{not json");
     assert_eq!(status, 200);
-    assert!(body.contains("\"Err\"") && body.contains("malformed request"), "{body}");
+    assert!(
+        body.contains("\"Err\"") && body.contains("malformed request"),
+        "{body}"
+    );
     let (status, body) = plugin_call(&lab, "h1", "NetworkDriver.Frobnicate", "{}");
     assert_eq!(status, 404);
     assert!(body.contains("unknown call"), "{body}");
-    let (_, body) = plugin_call(&lab, "h1", "NetworkDriver.CreateEndpoint", r#"{"NetworkID":"nope","EndpointID":"e1","Interface":{"Address":"10.50.0.99/24"}}"#);
+    let (_, body) = plugin_call(
+        &lab,
+        "h1",
+        "NetworkDriver.CreateEndpoint",
+        r#"{"NetworkID":"nope","EndpointID":"e1","Interface":{"Address":"10.50.0.99/24"}}"#,
+    );
     assert!(body.contains("unknown network"), "{body}");
-    let (_, body) = plugin_call(&lab, "h1", "IpamDriver.RequestAddress", r#"{"PoolID":"10.99.0.0/24"}"#);
-    assert!(body.contains("\"Error\"") && body.contains("no Weft network"), "{body}");
-    let (_, body) = plugin_call(&lab, "h1", "IpamDriver.RequestPool", r#"{"Pool":"10.244.5.0/24"}"#);
+    let (_, body) = plugin_call(
+        &lab,
+        "h1",
+        "IpamDriver.RequestAddress",
+        r#"{"PoolID":"10.99.0.0/24"}"#,
+    );
+    assert!(
+        body.contains("\"Error\"") && body.contains("no Weft network"),
+        "{body}"
+    );
+    let (_, body) = plugin_call(
+        &lab,
+        "h1",
+        "IpamDriver.RequestPool",
+        r#"{"Pool":"10.244.5.0/24"}"#,
+    );
     assert!(body.contains("overlaps the cluster network"), "{body}");
-    assert_eq!(text(&lab.store_cmd(&["network", "list", "-o", "json"]).stdout), before);
+    assert_eq!(
+        text(&lab.store_cmd(&["network", "list", "-o", "json"]).stdout),
+        before
+    );
 
     // 20 containers at once across the hosts: 20 distinct addresses.
     let starts: Vec<Child> = (0..20)
@@ -212,7 +287,23 @@ fn overlay_and_routed_networks_across_hosts() {
             let h = format!("h{}", n % 3 + 1);
             let name = format!("m{n}");
             Command::new(WEFTCTL)
-                .args(["lab", "exec", "--name", &lab.name, &h, "docker", "run", "-d", "--name", &name, "--net", "blue", "weft/busybox", "sleep", "3600"])
+                .args([
+                    "lab",
+                    "exec",
+                    "--name",
+                    &lab.name,
+                    &h,
+                    "docker",
+                    "run",
+                    "-d",
+                    "--name",
+                    &name,
+                    "--net",
+                    "blue",
+                    "weft/busybox",
+                    "sleep",
+                    "3600",
+                ])
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -230,7 +321,11 @@ fn overlay_and_routed_networks_across_hosts() {
     addrs.dedup();
     assert_eq!(addrs.len(), 20, "{addrs:?}");
     for n in 0..20 {
-        docker_ok(&lab, &format!("h{}", n % 3 + 1), &["rm", "-f", &format!("m{n}")]);
+        docker_ok(
+            &lab,
+            &format!("h{}", n % 3 + 1),
+            &["rm", "-f", &format!("m{n}")],
+        );
     }
 
     // Deleting a network other hosts still use: weftctl refuses and names them. Docker
@@ -240,7 +335,10 @@ fn overlay_and_routed_networks_across_hosts() {
     let rm = lab.store_cmd(&["network", "delete", "blue"]);
     assert!(!rm.status.success());
     let why = text(&rm.stderr);
-    assert!(why.contains("still has endpoints") && why.contains("10.50.0.20 on 192.168.77.2"), "{why}");
+    assert!(
+        why.contains("still has endpoints") && why.contains("10.50.0.20 on 192.168.77.2"),
+        "{why}"
+    );
     docker_ok(&lab, "h1", &["network", "rm", "blue"]);
     assert!(lab.log("h1").contains("still has endpoints"));
     lab.wait_until("h1 to list blue again", Duration::from_secs(10), || {
@@ -249,14 +347,23 @@ fn overlay_and_routed_networks_across_hosts() {
     assert_reaches(&lab, "h2", "a2", &a3);
     docker_ok(&lab, "h2", &["rm", "-f", "a2"]);
     docker_ok(&lab, "h3", &["rm", "-f", "a3"]);
-    let shown = text(&lab.store_cmd(&["network", "show", "blue", "-o", "json"]).stdout);
+    let shown = text(
+        &lab.store_cmd(&["network", "show", "blue", "-o", "json"])
+            .stdout,
+    );
     let v: serde_json::Value = serde_json::from_str(&shown).unwrap();
-    assert_eq!(v["Endpoints"].as_array().unwrap().len(), 0, "removal frees every address: {shown}");
+    assert_eq!(
+        v["Endpoints"].as_array().unwrap().len(),
+        0,
+        "removal frees every address: {shown}"
+    );
     docker_ok(&lab, "h1", &["network", "rm", "blue"]);
     for h in ["h2", "h3"] {
-        lab.wait_until(&format!("{h} to drop blue"), Duration::from_secs(10), || {
-            !networks_of(&lab, h).contains("blue weft")
-        });
+        lab.wait_until(
+            &format!("{h} to drop blue"),
+            Duration::from_secs(10),
+            || !networks_of(&lab, h).contains("blue weft"),
+        );
     }
     assert!(!text(&lab.store_cmd(&["network", "list"]).stdout).contains("blue"));
 }
@@ -268,7 +375,15 @@ impl CtrPinger {
     fn start(lab: &Lab, h: &str, ctr: &str, to: &str) -> CtrPinger {
         let pid = docker_ok(lab, h, &["inspect", "-f", "{{.State.Pid}}", ctr]);
         let child = Command::new("nsenter")
-            .args([&format!("--net=/proc/{}/ns/net", pid.trim()), "ping", "-i", "0.05", "-W", "1", to])
+            .args([
+                &format!("--net=/proc/{}/ns/net", pid.trim()),
+                "ping",
+                "-i",
+                "0.05",
+                "-W",
+                "1",
+                to,
+            ])
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -276,10 +391,26 @@ impl CtrPinger {
     }
 
     fn stop(self) -> (u32, u32) {
-        let _ = Command::new("kill").args(["-INT", &self.0.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status();
         let out = text(&self.0.wait_with_output().unwrap().stdout);
-        let summary = out.lines().find(|l| l.contains("packets transmitted")).unwrap();
-        let num = |w: &str| -> u32 { summary.split(w).next().unwrap().trim().rsplit(' ').next().unwrap().parse().unwrap() };
+        let summary = out
+            .lines()
+            .find(|l| l.contains("packets transmitted"))
+            .unwrap();
+        let num = |w: &str| -> u32 {
+            summary
+                .split(w)
+                .next()
+                .unwrap()
+                .trim()
+                .rsplit(' ')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
         (num(" packets transmitted"), num(" received"))
     }
 }
@@ -291,8 +422,24 @@ fn restarts_and_crashes() {
         return;
     }
     let lab = Lab::up_with("dr", "embedded", 2, &["--docker"]);
-    docker_ok(&lab, "h1", &["network", "create", "-d", "weft", "--ipam-driver", "weft", "--subnet", "10.50.0.0/24", "blue"]);
-    lab.wait_until("h2 to list blue", Duration::from_secs(10), || networks_of(&lab, "h2").contains("blue weft"));
+    docker_ok(
+        &lab,
+        "h1",
+        &[
+            "network",
+            "create",
+            "-d",
+            "weft",
+            "--ipam-driver",
+            "weft",
+            "--subnet",
+            "10.50.0.0/24",
+            "blue",
+        ],
+    );
+    lab.wait_until("h2 to list blue", Duration::from_secs(10), || {
+        networks_of(&lab, "h2").contains("blue weft")
+    });
     run(&lab, "h1", "a1", "blue", &[]);
     run(&lab, "h2", "a2", "blue", &["--ip", "10.50.0.20"]);
     assert_reaches(&lab, "h1", "a1", "10.50.0.20");
@@ -308,7 +455,10 @@ fn restarts_and_crashes() {
     assert!(sent > 40, "the ping ran ({sent} sent)");
     assert_eq!(sent, received, "no ping lost across the restarts");
     let shown = text(&lab.store_cmd(&["network", "show", "blue"]).stdout);
-    assert!(shown.contains("10.50.0.20"), "the address is still held: {shown}");
+    assert!(
+        shown.contains("10.50.0.20"),
+        "the address is still held: {shown}"
+    );
 
     // kill -9: Docker tears the endpoint down, the address is free again.
     docker_ok(&lab, "h2", &["kill", "-s", "KILL", "a2"]);
@@ -323,13 +473,30 @@ fn restarts_and_crashes() {
     let value = r#"{"Node":"192.168.77.1","EndpointID":"0123456789abcdef","MAC":"02:42:0a:32:00:4d","HostIface":"weftd0123456789"}"#;
     lab.ok(lab.store_cmd(&["store", "put", key, value]), "store put");
     lab.ok(
-        lab.exec("h1", &["ip", "link", "add", "weftd0123456789", "type", "veth", "peer", "name", "weftc0123456789"]),
+        lab.exec(
+            "h1",
+            &[
+                "ip",
+                "link",
+                "add",
+                "weftd0123456789",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "weftc0123456789",
+            ],
+        ),
         "stray veth",
     );
-    lab.wait_until("the orphans to be collected", Duration::from_secs(40), || {
-        !text(&lab.store_cmd(&["network", "show", "blue"]).stdout).contains("10.50.0.77")
-            && !link_exists(&lab, "h1", "weftd0123456789")
-    });
+    lab.wait_until(
+        "the orphans to be collected",
+        Duration::from_secs(40),
+        || {
+            !text(&lab.store_cmd(&["network", "show", "blue"]).stdout).contains("10.50.0.77")
+                && !link_exists(&lab, "h1", "weftd0123456789")
+        },
+    );
     assert!(lab.log("h1").contains("collected"));
     assert_reaches(&lab, "h1", "a1", "10.50.0.20");
 }
@@ -340,18 +507,45 @@ fn routed_network_over_bgp() {
     if !have_dockerd("routed_network_over_bgp") {
         return;
     }
-    let lab = Lab::up_with("db", "embedded", 2, &["--docker", "--backend", "bgp", "--router", "bird"]);
-    docker_ok(&lab, "h1", &["network", "create", "-d", "weft", "--ipam-driver", "weft", "--subnet", "10.60.0.0/24", "-o", "mode=routed", "green"]);
-    lab.wait_until("h2 to list green", Duration::from_secs(10), || networks_of(&lab, "h2").contains("green weft"));
+    let lab = Lab::up_with(
+        "db",
+        "embedded",
+        2,
+        &["--docker", "--backend", "bgp", "--router", "bird"],
+    );
+    docker_ok(
+        &lab,
+        "h1",
+        &[
+            "network",
+            "create",
+            "-d",
+            "weft",
+            "--ipam-driver",
+            "weft",
+            "--subnet",
+            "10.60.0.0/24",
+            "-o",
+            "mode=routed",
+            "green",
+        ],
+    );
+    lab.wait_until("h2 to list green", Duration::from_secs(10), || {
+        networks_of(&lab, "h2").contains("green weft")
+    });
     run(&lab, "h1", "g1", "green", &[]);
     run(&lab, "h2", "g2", "green", &[]);
-    let (g1, g2) = (addr(&lab, "h1", "g1", "green"), addr(&lab, "h2", "g2", "green"));
+    let (g1, g2) = (
+        addr(&lab, "h1", "g1", "green"),
+        addr(&lab, "h2", "g2", "green"),
+    );
     assert_reaches(&lab, "h1", "g1", &g2);
     assert_reaches(&lab, "h2", "g2", &g1);
     // Each host learned the other's container over BGP, and so did BIRD.
     assert!(text(&lab.exec("h1", &["ip", "route", "show", &g2]).stdout).contains("proto 77"));
     lab.wait_until("BIRD to learn both /32s", Duration::from_secs(10), || {
         let ul = text(&lab.exec("ul", &["ip", "route"]).stdout);
-        ul.contains(&format!("{g1} via 192.168.77.1")) && ul.contains(&format!("{g2} via 192.168.77.2"))
+        ul.contains(&format!("{g1} via 192.168.77.1"))
+            && ul.contains(&format!("{g2} via 192.168.77.2"))
     });
 }

@@ -64,7 +64,8 @@ impl Agent {
             local: Default::default(),
             own_netns: "/proc/self/ns/net".into(),
         };
-        let socket = weft_docker::server::socket_path(&self.opts.docker_plugin_dir, weft_docker::PLUGIN);
+        let socket =
+            weft_docker::server::socket_path(&self.opts.docker_plugin_dir, weft_docker::PLUGIN);
         let served = driver.clone();
         tokio::spawn(async move {
             if let Err(e) = weft_docker::server::serve(&socket, served).await {
@@ -78,7 +79,10 @@ impl Agent {
 
     /// Follows one store change if it is about named networks; `None` if it is not.
     pub(super) fn on_named_event(&mut self, event: &WatchEvent) -> Option<bool> {
-        let (nets, eps) = (self.registry.networks_prefix(), self.registry.endpoints_prefix());
+        let (nets, eps) = (
+            self.registry.networks_prefix(),
+            self.registry.endpoints_prefix(),
+        );
         match event {
             WatchEvent::Put(kv) if kv.key.starts_with(&nets) || kv.key.starts_with(&eps) => {
                 Some(self.on_named_put(kv))
@@ -98,7 +102,13 @@ impl Agent {
                 let Ok(ip) = ip.parse() else {
                     return Some(false);
                 };
-                Some(self.view.named.endpoints.remove(&(name.to_owned(), ip)).is_some())
+                Some(
+                    self.view
+                        .named
+                        .endpoints
+                        .remove(&(name.to_owned(), ip))
+                        .is_some(),
+                )
             }
             _ => None,
         }
@@ -152,7 +162,11 @@ impl Agent {
             backend_routes,
             announces: self.plane.backend.bgp().is_some(),
         };
-        plan(&ctx, &self.view.named.networks(), &self.view.named.planned_endpoints())
+        plan(
+            &ctx,
+            &self.view.named.networks(),
+            &self.view.named.planned_endpoints(),
+        )
     }
 
     /// Applies the named networks' links and entries; returns the routes they add to
@@ -244,7 +258,9 @@ impl Agent {
         }
         for s in &subnets {
             match self.dp.ensure_iptables_forward(s) {
-                Ok(n) if n > 0 => info!(subnet = %s, rules = n, "inserted iptables FORWARD accept rules for a named network"),
+                Ok(n) if n > 0 => {
+                    info!(subnet = %s, rules = n, "inserted iptables FORWARD accept rules for a named network")
+                }
                 Ok(_) => {}
                 Err(e) => {
                     warn!(subnet = %s, error = %e, "cannot check iptables' FORWARD chain; will retry");

@@ -67,7 +67,8 @@ impl Agent {
             }
         };
         let m = &self.metrics;
-        if (device_changed || entries_changed || named_changed || routes_changed) && why.is_repair() {
+        if (device_changed || entries_changed || named_changed || routes_changed) && why.is_repair()
+        {
             m.repairs.fetch_add(1, Ordering::Relaxed);
         }
         m.routes.store(plan.routes.len() as u64, Ordering::Relaxed);

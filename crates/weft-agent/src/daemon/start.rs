@@ -144,7 +144,10 @@ impl Agent {
     /// The named networks and endpoints, as the store has them now.
     async fn load_named_now(&mut self) {
         let mut kvs = Vec::new();
-        for prefix in [self.registry.networks_prefix(), self.registry.endpoints_prefix()] {
+        for prefix in [
+            self.registry.networks_prefix(),
+            self.registry.endpoints_prefix(),
+        ] {
             match self.registry.store().list(&prefix).await {
                 Ok(listing) => kvs.extend(listing.kvs),
                 Err(e) => {

@@ -418,6 +418,88 @@ async fn a_lease_that_cannot_stand_is_routed_by_no_one() {
     assert!(rig.agent.last.rejected.is_empty());
 }
 
+/// Writes a store key and hands the agent its watch event; whether the plan may change.
+async fn put_key(rig: &mut Rig, key: &str, value: &str) -> bool {
+    let store = rig.registry.store();
+    store.put(key, value.as_bytes(), None).await.unwrap();
+    let kv = store.get(key).await.unwrap().unwrap();
+    rig.agent.on_event(WatchEvent::Put(kv)).await
+}
+
+#[tokio::test]
+async fn named_networks_follow_the_store() {
+    let mut rig = Rig::new(r#"{"Type":"host-gw"}"#).await;
+    rig.put_peer("10.244.9.0/24", "192.168.1.2", "host-gw", "null")
+        .await;
+    let nets = rig.registry.networks_prefix();
+    let eps = rig.registry.endpoints_prefix();
+    assert!(put_key(&mut rig, &format!("{nets}blue"), r#"{"Name":"blue","Subnet":"10.50.0.0/24","Gateway":"10.50.0.1","Mode":"overlay","VNI":4096}"#).await);
+    assert!(
+        put_key(
+            &mut rig,
+            &format!("{nets}green"),
+            r#"{"Name":"green","Subnet":"10.60.0.0/24","Gateway":"10.60.0.1","Mode":"routed"}"#
+        )
+        .await
+    );
+    // Endpoints: one here on blue, one on the peer on blue and one on green.
+    let here = r#"{"Node":"192.168.1.1","EndpointID":"e1","MAC":"02:42:0a:32:00:02","HostIface":"weftde1"}"#;
+    let there = r#"{"Node":"192.168.1.2","EndpointID":"e2","MAC":"02:42:0a:32:00:03","HostIface":"weftde2"}"#;
+    put_key(&mut rig, &format!("{eps}blue/10.50.0.2"), here).await;
+    put_key(&mut rig, &format!("{eps}blue/10.50.0.3"), there).await;
+    put_key(&mut rig, &format!("{eps}green/10.60.0.3"), there).await;
+    // Unreadable values are ignored, and change nothing.
+    assert!(!put_key(&mut rig, &format!("{eps}blue/10.50.0.9"), "{oops").await);
+    rig.agent.reconcile(Why::Store).await;
+
+    let vx = rig
+        .fake
+        .link("weftvx-4096")
+        .expect("the segment of a network with a local endpoint");
+    assert!(rig.fake.link("weftbr-4096").is_some());
+    assert_eq!(
+        rig.fake.neighbours_in(None, vx.info.index),
+        [weft_plan::Neighbour {
+            ip: ip("10.50.0.3"),
+            mac: "02:42:0a:32:00:03".parse().unwrap()
+        }]
+    );
+    assert_eq!(rig.fake.fdb(vx.info.index)[0].dst, ip("192.168.1.2"));
+    // The remote routed container: routed like its node's subnet (host-gw: via the peer).
+    assert_eq!(
+        rig.route_to("10.60.0.3/32"),
+        Some(Route::via(net("10.60.0.3/32"), ip("192.168.1.2"), rig.eth0))
+    );
+    let fw = rig.fake.firewall().unwrap();
+    let isolated: Vec<_> = fw.isolated.iter().map(|i| i.subnet.to_string()).collect();
+    assert_eq!(isolated, ["10.50.0.0/24", "10.60.0.0/24"]);
+
+    // The peer's container leaves: its entries and route go; a restart changes nothing.
+    let store = rig.registry.store();
+    for key in [
+        format!("{eps}blue/10.50.0.3"),
+        format!("{eps}green/10.60.0.3"),
+    ] {
+        store.delete(&key).await.unwrap();
+        rig.agent
+            .on_event(WatchEvent::Delete { key, revision: 0 })
+            .await;
+    }
+    rig.agent.reconcile(Why::Store).await;
+    assert!(rig.fake.neighbours_in(None, vx.info.index).is_empty());
+    assert!(rig.fake.fdb(vx.info.index).is_empty());
+    assert!(rig.route_to("10.60.0.3/32").is_none());
+    rig.fake.clear_journal();
+    let again = start(&rig.fake, &rig.dir).await;
+    rig.agent = again;
+    rig.agent.reconcile(Why::Start).await;
+    assert!(
+        rig.fake.journal().is_empty(),
+        "restart churned: {:?}",
+        rig.fake.journal()
+    );
+}
+
 #[tokio::test]
 async fn a_lease_that_cannot_stand_makes_no_member_of_the_vxlan_filter() {
     let mut rig = Rig::new(r#"{"Type":"vxlan"}"#).await;

@@ -297,6 +297,7 @@ pub(crate) mod tests {
                     mtu: 1500,
                     up: true,
                     mac: None,
+                    controller: None,
                 }],
             },
             )),
@@ -508,6 +509,7 @@ pub(crate) mod tests {
             mtu: 1450,
             up: true,
             mac: None,
+            controller: None,
         });
         assert_eq!(
             of(&f, Level::Fail),

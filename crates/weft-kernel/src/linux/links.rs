@@ -34,6 +34,7 @@ pub(super) fn info(m: &LinkMessage) -> LinkInfo {
             LinkAttribute::IfName(n) => info.name = n.clone(),
             LinkAttribute::Mtu(mtu) => info.mtu = *mtu,
             LinkAttribute::Address(mac) => info.mac = MacAddr::from_slice(mac),
+            LinkAttribute::Controller(c) => info.controller = Some(*c),
             _ => {}
         }
     }
