@@ -28,11 +28,23 @@ pub async fn create(
             net.subnet,
             net.mode,
             vni(&net),
-            net.gateway
+            gateway(&net)
         ),
     }
     Ok(0)
 }
+
+/// The gateway its containers use: the network's own (overlay), or Calico's link-local
+/// one answered by the host's proxy ARP (routed).
+fn gateway(net: &NamedNetwork) -> String {
+    match net.mode {
+        Mode::Overlay => net.gateway.to_string(),
+        Mode::Routed => ROUTED_GATEWAY.to_owned(),
+    }
+}
+
+/// What `weftctl` shows as a routed network's gateway (as the driver hands it to Docker).
+pub const ROUTED_GATEWAY: &str = "169.254.1.1";
 
 fn vni(net: &NamedNetwork) -> String {
     if net.mode == Mode::Overlay {
@@ -87,7 +99,7 @@ pub async fn list(registry: &Registry, output: Output) -> Result<i32, CliError> 
                     n.subnet.to_string(),
                     n.mode.to_string(),
                     vni,
-                    n.gateway.to_string(),
+                    gateway(n),
                     e.len(),
                     if n.internal { "yes" } else { "no" }
                 );
@@ -112,7 +124,7 @@ pub async fn show(registry: &Registry, name: &str, output: Output) -> Result<i32
             println!("name:     {}", net.name);
             println!("subnet:   {}", net.subnet);
             println!("mode:     {}{}", net.mode, vni(&net));
-            println!("gateway:  {}", net.gateway);
+            println!("gateway:  {}", gateway(&net));
             println!("internal: {}", if net.internal { "yes" } else { "no" });
             println!(
                 "{:<15} {:<15} {:<17} {:<15} ENDPOINT",

@@ -11,7 +11,7 @@ const ROWS: &[&[&str]] = &[
     &["weft-store"],
     &["weft-alloc", "weft-plan", "weft-tunnel", "weft-bgp"],
     &["weft-backends", "weft-kernel"],
-    &["weft-cni", "weft-lab"],
+    &["weft-cni", "weft-lab", "weft-docker"],
     &["weft-agent", "weft-cli"],
     &["weft"],
 ];
