@@ -84,6 +84,18 @@ pub struct Driver {
     pub local: Arc<Mutex<Local>>,
     /// The host's own network namespace, where both veth ends are made.
     pub own_netns: PathBuf,
+    /// The local dockerd, asked for the name of a network it just created when a
+    /// container comes before the sync (see [`Driver::register`]).
+    pub engine: Option<crate::engine::Engine>,
+}
+
+/// What registering a pending network did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registered {
+    /// Written to the store.
+    Created(NamedNetwork),
+    /// The store already had it (made on another host meanwhile).
+    Bound(String),
 }
 
 type Answer = Result<Value, String>;
@@ -201,24 +213,70 @@ impl Driver {
         match self.registry.network_by_subnet(subnet).await {
             Ok(net) => Ok(net),
             Err(NamedError::UnknownSubnet(_)) => {
-                // Created here a moment ago: register it now if Docker names it.
+                // Created here a moment ago: register it now if Docker has named it.
                 let pending = self
                     .local
                     .lock()
                     .expect("lock")
                     .pending
                     .iter()
-                    .any(|(_, p)| p.subnet == subnet);
-                if pending {
-                    Err(format!(
+                    .find(|(_, p)| p.subnet == subnet)
+                    .map(|(id, _)| id.clone());
+                let Some(id) = pending else {
+                    return Err(format!("no Weft network has the subnet {subnet}"));
+                };
+                let named = match &self.engine {
+                    Some(engine) => engine.network(&id).await.ok().flatten().map(|d| d.name),
+                    None => None,
+                };
+                let Some(name) = named else {
+                    return Err(format!(
                         "network {subnet} is still being registered; try again in a second"
-                    ))
-                } else {
-                    Err(format!("no Weft network has the subnet {subnet}"))
-                }
+                    ));
+                };
+                self.register(&id, &name).await?;
+                self.registry
+                    .network_by_subnet(subnet)
+                    .await
+                    .map_err(|e| e.to_string())
             }
             Err(e) => Err(e.to_string()),
         }
+    }
+
+    /// Writes the pending network `docker_id` to the store under the name Docker gave
+    /// it, and binds the ID to it. A name the store already has for the same subnet
+    /// binds; for another subnet the network stays local to this host (an error).
+    pub async fn register(&self, docker_id: &str, name: &str) -> Result<Registered, String> {
+        let pending = self
+            .local
+            .lock()
+            .expect("lock")
+            .pending
+            .get(docker_id)
+            .cloned();
+        let Some(p) = pending else {
+            return Err(format!(
+                "network {} is not pending",
+                weft_alloc::named::short(docker_id)
+            ));
+        };
+        let outcome = match self.registry.create_network(&p.request(name)).await {
+            Ok(net) => Ok(Registered::Created(net)),
+            Err(NamedError::Exists(n)) => match self.registry.network(&n).await {
+                Ok(Some(net)) if net.subnet == p.subnet => Ok(Registered::Bound(n)),
+                _ => Err(format!(
+                    "a different network named {n:?} is already in the store; this one stays local to this host"
+                )),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        let mut local = self.local.lock().expect("lock");
+        local.pending.remove(docker_id);
+        if outcome.is_ok() {
+            local.names.insert(docker_id.to_owned(), name.to_owned());
+        }
+        outcome
     }
 
     async fn request_pool(&self, req: RequestPool) -> Answer {

@@ -15,9 +15,8 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use tracing::{error, info, warn};
-use weft_alloc::named::NamedError;
 
-use crate::driver::{Driver, HOST_PREFIX};
+use crate::driver::{Driver, Registered, HOST_PREFIX};
 use crate::engine::{DockerNetwork, Engine, EngineError};
 
 /// How long an address may be held for an endpoint the daemon does not show.
@@ -156,36 +155,19 @@ impl Sync {
                 }
                 continue;
             };
-            match self
-                .driver
-                .registry
-                .create_network(&p.request(&d.name))
-                .await
-            {
-                Ok(net) => {
-                    info!(network = %net.name, subnet = %net.subnet, mode = %net.mode, vni = net.vni, "network registered");
-                    self.bind(&id, &net.name);
+            self.pending_since.remove(&id);
+            match self.driver.register(&id, &d.name).await {
+                Ok(Registered::Created(net)) => {
+                    info!(network = %net.name, subnet = %net.subnet, mode = %net.mode, vni = net.vni, "network registered")
                 }
-                Err(NamedError::Exists(name)) => match self.driver.registry.network(&name).await {
-                    Ok(Some(net)) if net.subnet == p.subnet => self.bind(&id, &name),
-                    _ => {
-                        error!(network = %name, "a different network of this name is already in the store; this one stays local to this host");
-                        self.forget(&id);
-                    }
-                },
+                Ok(Registered::Bound(name)) => {
+                    info!(network = %name, "network known to the store already")
+                }
                 Err(e) => {
-                    error!(network = %d.name, error = %e, "cannot register the network");
-                    self.forget(&id);
+                    error!(network = %d.name, subnet = %p.subnet, error = %e, "cannot register the network")
                 }
             }
         }
-    }
-
-    fn bind(&mut self, id: &str, name: &str) {
-        let mut local = self.driver.local.lock().expect("lock");
-        local.pending.remove(id);
-        local.names.insert(id.to_owned(), name.to_owned());
-        self.pending_since.remove(id);
     }
 
     fn forget(&mut self, id: &str) {

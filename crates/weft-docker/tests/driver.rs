@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use weft_alloc::named::Mode;
 use weft_alloc::{NetworkConfig, Registry};
-use weft_docker::driver::{Pending, HOST_PREFIX, ROUTED_HOST_MAC};
+use weft_docker::driver::{Registered, HOST_PREFIX, ROUTED_HOST_MAC};
 use weft_docker::{Driver, HostFacts};
 use weft_kernel::fake::FakeNet;
 use weft_kernel::Dataplane;
@@ -41,6 +41,7 @@ async fn setup() -> Setup {
         },
         local: Default::default(),
         own_netns: "/fake/host".into(),
+        engine: None,
     };
     Setup {
         driver,
@@ -61,19 +62,11 @@ async fn ok(d: &Driver, method: &str, body: Value) -> Value {
 
 /// What the sync does once Docker has named a pending network.
 async fn register(d: &Driver, docker_id: &str, name: &str) {
-    let p: Pending = d
-        .local
-        .lock()
-        .unwrap()
-        .pending
-        .remove(docker_id)
-        .expect("pending");
-    d.registry.create_network(&p.request(name)).await.unwrap();
-    d.local
-        .lock()
-        .unwrap()
-        .names
-        .insert(docker_id.into(), name.into());
+    match d.register(docker_id, name).await {
+        Ok(Registered::Created(net)) => assert_eq!(net.name, name),
+        other => panic!("{other:?}"),
+    }
+    assert!(d.local.lock().unwrap().pending.is_empty());
 }
 
 fn create_network(id: &str, subnet: &str, mode: Option<&str>) -> Value {
