@@ -30,6 +30,8 @@ pub struct Metrics {
     pub last_reconcile: AtomicU64,
     /// The user-space tunnel's counters (all zero for kernel backends).
     pub tunnel: std::sync::Arc<weft_tunnel::Stats>,
+    /// Set while this node's subnet is leased to someone else: not ready.
+    pub lease_taken: std::sync::Mutex<Option<String>>,
 }
 
 fn now_secs() -> u64 {
@@ -120,6 +122,9 @@ impl Metrics {
 
     /// `Ok` while reconciles keep happening; the reason otherwise.
     pub fn health(&self, resync: Duration) -> Result<(), String> {
+        if let Some(why) = self.lease_taken.lock().expect("lock").clone() {
+            return Err(why);
+        }
         let last = self.last_reconcile.load(Ordering::Relaxed);
         if last == 0 {
             return Err("starting: no reconcile yet".into());

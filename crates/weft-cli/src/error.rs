@@ -33,6 +33,12 @@ pub enum CliError {
     ConfigExists(String),
     #[error("no network config at {0}; write one with `weftctl network init`")]
     NoConfig(String),
+    #[error("{subnet} is {holder}; {doing} takes it from that node and cuts off its containers. Pass --force to do it anyway")]
+    LeaseInUse {
+        subnet: Ipv4Net,
+        holder: String,
+        doing: &'static str,
+    },
     #[error("no lease for {0}")]
     NoLease(Ipv4Net),
     #[error("{subnet} is not one of the network's subnets (/{len} between {min} and {max})")]

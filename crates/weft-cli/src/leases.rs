@@ -28,17 +28,56 @@ pub struct LeasesArgs {
 #[derive(Debug, Subcommand)]
 pub enum LeaseAction {
     /// Delete a lease: the node loses its subnet and every peer drops its route to it.
+    /// Refused for a live lease (a running node's) unless --force.
+    /// Example: weftctl leases delete 10.244.3.0/24
     Delete {
+        /// The lease's subnet, e.g. 10.244.3.0/24.
         #[arg(value_parser = crate::prefix::parse)]
         subnet: Ipv4Net,
+        /// Delete it even though a running node holds it (that node claims another
+        /// subnet; its containers' addresses stop working).
+        #[arg(long)]
+        force: bool,
     },
     /// Reserve a subnet for the node with this public IP (a lease that never expires).
+    /// Refused when another node holds the subnet unless --force.
+    /// Example: weftctl leases reserve 10.244.3.0/24 --public-ip 192.168.77.1
     Reserve {
+        /// One of the network's subnets, e.g. 10.244.3.0/24.
         #[arg(value_parser = crate::prefix::parse)]
         subnet: Ipv4Net,
+        /// The public IP of the node the subnet is kept for (its `--public-ip`, or the
+        /// address of its external interface).
         #[arg(long)]
         public_ip: Ipv4Addr,
+        /// Take the subnet even though another node holds it.
+        #[arg(long)]
+        force: bool,
     },
+}
+
+/// Who holds `subnet` with a live lease (one with a TTL: a running node renews it), if
+/// anyone.
+async fn live_holder(
+    registry: &Registry,
+    subnet: &Ipv4Net,
+) -> Result<Option<String>, crate::CliError> {
+    let leases = registry.leases().await?.leases;
+    let Some(l) = leases
+        .into_iter()
+        .find(|l| &l.subnet == subnet && !l.is_reservation())
+    else {
+        return Ok(None);
+    };
+    let left = registry
+        .expires_in(&l)
+        .await?
+        .map(human)
+        .unwrap_or_else(|| "?".into());
+    Ok(Some(format!(
+        "held by {} (a live lease, expires in {left})",
+        l.attrs.public_ip
+    )))
 }
 
 /// A duration as `45s`, `3m20s` or `23h59m` (the EXPIRES column, diagnose's lease line).
@@ -66,7 +105,16 @@ fn unreachable_from(lease: &Lease, statuses: &[(Ipv4Net, NodeStatus)]) -> Vec<(I
 
 pub async fn run(registry: &Registry, args: LeasesArgs) -> Result<i32, crate::CliError> {
     match args.action {
-        Some(LeaseAction::Delete { subnet }) => {
+        Some(LeaseAction::Delete { subnet, force }) => {
+            if let Some(holder) = live_holder(registry, &subnet.trunc()).await? {
+                if !force {
+                    return Err(crate::CliError::LeaseInUse {
+                        subnet,
+                        holder,
+                        doing: "deleting it",
+                    });
+                }
+            }
             let existed = registry.delete_lease(&subnet.trunc()).await?;
             if !existed {
                 return Err(crate::CliError::NoLease(subnet));
@@ -74,7 +122,11 @@ pub async fn run(registry: &Registry, args: LeasesArgs) -> Result<i32, crate::Cl
             println!("deleted lease {subnet}");
             return Ok(0);
         }
-        Some(LeaseAction::Reserve { subnet, public_ip }) => {
+        Some(LeaseAction::Reserve {
+            subnet,
+            public_ip,
+            force,
+        }) => {
             let cfg = registry.config().await?;
             if !weft_alloc::pool::contains(&cfg, &subnet) {
                 return Err(crate::CliError::NotAPoolSubnet {
@@ -82,6 +134,24 @@ pub async fn run(registry: &Registry, args: LeasesArgs) -> Result<i32, crate::Cl
                     len: cfg.subnet_len,
                     min: cfg.subnet_min,
                     max: cfg.subnet_max,
+                });
+            }
+            let held = registry
+                .leases()
+                .await?
+                .leases
+                .into_iter()
+                .find(|l| l.subnet == subnet && l.attrs.public_ip != public_ip);
+            if let (Some(l), false) = (held, force) {
+                let holder = if l.is_reservation() {
+                    format!("reserved for {}", l.attrs.public_ip)
+                } else {
+                    format!("held by {} (a live lease)", l.attrs.public_ip)
+                };
+                return Err(crate::CliError::LeaseInUse {
+                    subnet,
+                    holder,
+                    doing: "reserving it for another node",
                 });
             }
             registry.reserve(&subnet, public_ip).await?;

@@ -731,7 +731,10 @@ fn remove_host(state: &mut LabState, i: u32) -> LabResult<()> {
     agents::stop(state, i)?;
     if let Some(n) = state.host_network(i) {
         // A host that never got far may hold no lease: not a reason to stop cleaning.
-        if let Err(e) = store_command(state, &["leases", "delete", &n.subnet.to_string()]) {
+        if let Err(e) = store_command(
+            state,
+            &["leases", "delete", "--force", &n.subnet.to_string()],
+        ) {
             eprintln!("warning: {e}");
         }
     }

@@ -25,6 +25,7 @@ impl Agent {
             // Without the device no plan can be right; everything stays as it is.
             return;
         };
+        self.check_lease_taken();
         let peers = self.standing_leases();
         let mut held = self.announceable(&peers);
         held.extend(self.named_announcements());
@@ -143,6 +144,33 @@ impl Agent {
             self.last.rejected = screened.rejected;
         }
         screened.standing
+    }
+
+    /// Whether this node's subnet is leased to another node now (a reservation or a
+    /// lease written over ours). The agent does not fight over it: it reports not ready
+    /// in `/healthz` and keeps its data plane, until the lease is deleted (it then claims
+    /// the subnet again) or it is restarted (it then claims another).
+    fn check_lease_taken(&mut self) {
+        let own = self.view.node.lease.subnet;
+        let taken = self
+            .view
+            .peers
+            .get(&own)
+            .filter(|l| l.attrs.public_ip != self.view.attrs.public_ip)
+            .map(|l| {
+                format!(
+                    "this node's subnet {own} is now leased to {}; delete that lease to give it back, or restart weftd to claim another",
+                    l.attrs.public_ip
+                )
+            });
+        let mut slot = self.metrics.lease_taken.lock().expect("lock");
+        if *slot != taken {
+            match &taken {
+                Some(why) => error!("{why}"),
+                None => info!(subnet = %own, "this node's subnet is its own again"),
+            }
+            *slot = taken;
+        }
     }
 
     /// The single addresses this node holds that it may announce as /32s: none inside a

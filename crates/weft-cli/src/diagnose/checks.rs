@@ -70,14 +70,28 @@ pub fn findings(f: &Facts) -> Vec<Finding> {
     }
     let Some(lease) = own else {
         let ips: Vec<String> = f.public_ips.iter().map(|ip| ip.to_string()).collect();
-        out.add(
-            Level::Fail,
-            "lease",
-            format!(
+        // The subnet file names the subnet this node's agent holds: if a lease for it
+        // names another node, the subnet was taken from under the agent.
+        let taken = f
+            .subnet_file
+            .1
+            .as_ref()
+            .ok()
+            .and_then(|t| weft_alloc::hostfiles::subnet_from_env(t))
+            .and_then(|s| f.leases.iter().find(|l| l.subnet == s));
+        let detail = match taken {
+            Some(l) => format!(
+                "this node's subnet {} (from its subnet file) is now leased to {}{}: weftd reports not ready and keeps its routes; delete that lease to give the subnet back, or restart weftd to claim another",
+                l.subnet,
+                l.attrs.public_ip,
+                if l.is_reservation() { " as a reservation" } else { "" }
+            ),
+            None => format!(
                 "no lease for this node (public IP {}): is weftd running here?",
                 ips.join(" or ")
             ),
-        );
+        };
+        out.add(Level::Fail, "lease", detail);
         check_agent(&mut out, f);
         return out.0;
     };
