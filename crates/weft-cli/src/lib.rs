@@ -41,8 +41,9 @@ pub use error::CliError;
 pub struct Cli {
     #[command(flatten)]
     pub store: StoreOptions,
-    /// Use the store of the lab called NAME (see `weftctl lab up`).
-    #[arg(long, global = true, value_name = "NAME")]
+    /// The lab called NAME (see `weftctl lab up`): store commands use its store, lab
+    /// commands act on it (as their --name).
+    #[arg(long, value_name = "NAME")]
     pub lab: Option<String>,
     #[command(subcommand)]
     pub command: Cmd,
@@ -82,7 +83,12 @@ pub fn main(cli: Cli) -> i32 {
         command,
     } = cli;
     let command = match command {
-        Cmd::Lab(cmd) => return report(weft_lab::run(cmd).map_err(CliError::from)),
+        Cmd::Lab(mut cmd) => {
+            if let Some(name) = lab {
+                cmd.lab_mut().name = name;
+            }
+            return report(weft_lab::run(cmd).map_err(CliError::from));
+        }
         Cmd::Ipam(cmd) => return report(ipam::run(cmd, lab.as_deref())),
         Cmd::Node(cmd) => return report(node::run(cmd, lab.as_deref())),
         Cmd::Diagnose(args) if lab.is_some() => {

@@ -108,6 +108,18 @@ pub async fn run(registry: &Registry, cmd: NetworkCmd) -> Result<i32, crate::Cli
             cross_subnet,
             force,
         } => {
+            check_applies(
+                backend,
+                &[
+                    ("--vni", vni.is_some()),
+                    ("--port", port.is_some()),
+                    ("--direct-routing", direct_routing),
+                    ("--asn", asn.is_some()),
+                    ("--route-reflector", !route_reflector.is_empty()),
+                    ("--cross-subnet", cross_subnet.is_some()),
+                ],
+                cross_subnet.as_deref() == Some("vxlan"),
+            )?;
             let mut json = serde_json::json!({ "Network": network.to_string(), "Backend": { "Type": backend.name() } });
             if let Some(l) = subnet_len {
                 json["SubnetLen"] = l.into();
@@ -188,5 +200,84 @@ pub async fn run(registry: &Registry, cmd: NetworkCmd) -> Result<i32, crate::Cli
                 }
             }
         }
+    }
+}
+
+/// The backends each `network init` option applies to.
+fn applies_to(option: &str, backend: BackendKind, cross_subnet_vxlan: bool) -> bool {
+    use BackendKind::*;
+    match option {
+        "--vni" => backend == Vxlan || (backend == Bgp && cross_subnet_vxlan),
+        "--port" => matches!(backend, Vxlan | Udp) || (backend == Bgp && cross_subnet_vxlan),
+        "--direct-routing" => matches!(backend, Vxlan | Udp | Ipip),
+        "--asn" | "--route-reflector" | "--cross-subnet" => backend == Bgp,
+        _ => true,
+    }
+}
+
+/// Refuses options the backend would ignore, naming the backends they are for.
+fn check_applies(
+    backend: BackendKind,
+    given: &[(&str, bool)],
+    cross_subnet_vxlan: bool,
+) -> Result<(), crate::CliError> {
+    let wrong: Vec<String> = given
+        .iter()
+        .filter(|(opt, set)| *set && !applies_to(opt, backend, cross_subnet_vxlan))
+        .map(|(opt, _)| {
+            let for_: Vec<String> = BackendKind::ALL
+                .iter()
+                .filter(|b| applies_to(opt, **b, true))
+                .map(|b| match (*b, *opt) {
+                    (BackendKind::Bgp, "--vni" | "--port") => {
+                        "bgp with --cross-subnet vxlan".into()
+                    }
+                    (b, _) => b.name().to_owned(),
+                })
+                .collect();
+            format!("{opt} (for {})", for_.join(", "))
+        })
+        .collect();
+    if wrong.is_empty() {
+        return Ok(());
+    }
+    Err(crate::CliError::Usage(format!(
+        "the {} backend does not use {}",
+        backend.name(),
+        wrong.join("; ")
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_that_cannot_apply_are_refused_and_named() {
+        let e = check_applies(
+            BackendKind::HostGw,
+            &[("--vni", true), ("--direct-routing", true)],
+            false,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("the host-gw backend does not use --vni (for vxlan, bgp with --cross-subnet vxlan); --direct-routing (for vxlan, udp, ipip)"),
+            "{e}"
+        );
+        assert!(check_applies(BackendKind::Bgp, &[("--vni", true)], false).is_err());
+        assert!(check_applies(
+            BackendKind::Bgp,
+            &[("--vni", true), ("--cross-subnet", true)],
+            true
+        )
+        .is_ok());
+        assert!(check_applies(BackendKind::Vxlan, &[("--route-reflector", true)], false).is_err());
+        assert!(check_applies(
+            BackendKind::Udp,
+            &[("--port", true), ("--direct-routing", true)],
+            false
+        )
+        .is_ok());
     }
 }

@@ -164,6 +164,23 @@ pub enum HostCommand {
     },
 }
 
+impl LabCommand {
+    /// The lab this command is about (`--name`, or `weftctl --lab NAME lab ...`).
+    pub fn lab_mut(&mut self) -> &mut LabName {
+        match self {
+            LabCommand::Up { lab, .. }
+            | LabCommand::Ping { lab, .. }
+            | LabCommand::Exec { lab, .. }
+            | LabCommand::Agent { lab, .. }
+            | LabCommand::Dockerd { lab, .. }
+            | LabCommand::Etcd { lab, .. }
+            | LabCommand::Host(HostCommand::Add { lab })
+            | LabCommand::Host(HostCommand::Remove { lab, .. })
+            | LabCommand::Down { lab } => lab,
+        }
+    }
+}
+
 const SUBNET_WAIT: Duration = Duration::from_secs(30);
 const CONVERGE_WAIT: Duration = Duration::from_secs(60);
 
@@ -448,6 +465,14 @@ fn check(spec: &LabSpec) -> LabResult<()> {
             spec.backend,
             known.join(", ")
         )));
+    }
+    if let Some(r) = &spec.router {
+        if spec.backend != "bgp" {
+            return Err(LabError::Usage(format!(
+                "--router {r} peers with the hosts over BGP: it needs --backend bgp, not {}",
+                spec.backend
+            )));
+        }
     }
     if spec.network.parse::<ipnet::Ipv4Net>().is_err() {
         return Err(LabError::Usage(format!(

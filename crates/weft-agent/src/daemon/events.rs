@@ -129,6 +129,11 @@ impl Agent {
                 info!("network config updated");
                 self.plane.backend = backend;
                 self.view.config = c;
+                // What other programs read follows at once (MTU, masquerade): the subnet
+                // file and Docker's options; the devices follow in the reconcile.
+                if let Err(e) = self.write_host_files() {
+                    error!(error = %e, "cannot rewrite the host files for the new config; will retry at the resync");
+                }
                 true
             }
         }

@@ -81,6 +81,9 @@ impl Agent {
                     if let Err(e) = self.setup_host() {
                         warn!(error = %e, "host setup check failed; will retry");
                     }
+                    if let Err(e) = self.write_host_files() {
+                        warn!(error = %e, "cannot write the host files; will retry");
+                    }
                     self.reconcile(Why::Resync).await;
                 }
                 _ = renew.tick() => self.renew_if_due().await,

@@ -418,6 +418,41 @@ async fn a_lease_that_cannot_stand_is_routed_by_no_one() {
     assert!(rig.agent.last.rejected.is_empty());
 }
 
+#[tokio::test]
+async fn an_mtu_change_reaches_every_artefact_at_once() {
+    let mut rig = Rig::new(r#"{"Type":"vxlan"}"#).await;
+    rig.agent.reconcile(Why::Start).await;
+    let read = |f: &str| std::fs::read_to_string(rig.dir.path().join(f)).unwrap();
+    assert!(read("subnet.env").contains("FLANNEL_MTU=1450"));
+    let cfg = NetworkConfig::parse(
+        br#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","MTU":1400}}"#,
+    )
+    .unwrap();
+    rig.registry.put_config(&cfg).await.unwrap();
+    let kv = rig
+        .registry
+        .store()
+        .get(&rig.registry.config_key())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(rig.agent.on_event(WatchEvent::Put(kv)).await);
+    // The files other programs read follow before any reconcile; the device with it.
+    let read = |f: &str| std::fs::read_to_string(rig.dir.path().join(f)).unwrap();
+    assert!(
+        read("subnet.env").contains("FLANNEL_MTU=1400"),
+        "{}",
+        read("subnet.env")
+    );
+    assert!(
+        read("docker.env").contains("--mtu=1400"),
+        "{}",
+        read("docker.env")
+    );
+    rig.agent.reconcile(Why::Store).await;
+    assert_eq!(rig.fake.link("weft.1").unwrap().info.mtu, 1400);
+}
+
 /// Writes a store key and hands the agent its watch event; whether the plan may change.
 async fn put_key(rig: &mut Rig, key: &str, value: &str) -> bool {
     let store = rig.registry.store();
