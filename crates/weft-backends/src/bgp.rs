@@ -88,7 +88,7 @@ impl Bgp {
                         PeerKind::RrClient
                     }
                 } else if self.is_reflector(ip) {
-                    PeerKind::Mesh
+                    PeerKind::RouteReflector
                 } else {
                     return None;
                 };
@@ -260,7 +260,7 @@ mod tests {
             [WantedPeer {
                 address: me,
                 asn: 65001,
-                kind: PeerKind::Mesh
+                kind: PeerKind::RouteReflector
             }],
             "clients talk to the reflector only"
         );

@@ -17,6 +17,8 @@ pub enum PeerKind {
     Mesh,
     /// A route reflector's client (iBGP): what it sends is reflected to everyone.
     RrClient,
+    /// A client's session to its route reflector (iBGP, not a client of ours).
+    RouteReflector,
     /// A router outside the cluster, configured for every node.
     Global,
     /// A router outside the cluster, configured for this node only.
@@ -29,6 +31,7 @@ impl PeerKind {
         match self {
             PeerKind::Mesh => "node-to-node mesh",
             PeerKind::RrClient => "route reflector client",
+            PeerKind::RouteReflector => "route reflector",
             PeerKind::Global => "global",
             PeerKind::NodeSpecific => "node specific",
         }

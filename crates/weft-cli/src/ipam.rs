@@ -13,14 +13,21 @@ pub enum IpamCmd {
         /// The plugin's data directory (its `dataDir`).
         #[arg(long, default_value = "/var/lib/cni/weft")]
         data_dir: PathBuf,
-        /// As JSON.
-        #[arg(long)]
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: crate::output::Output,
+        /// As JSON (the same as `-o json`).
+        #[arg(long, hide = true)]
         json: bool,
     },
 }
 
 pub fn run(cmd: IpamCmd, lab: Option<&str>) -> Result<i32, crate::CliError> {
-    let IpamCmd::Show { data_dir, json } = cmd;
+    let IpamCmd::Show {
+        data_dir,
+        output,
+        json,
+    } = cmd;
+    let json = json || output == crate::output::Output::Json;
     let nodes: Vec<(String, PathBuf)> = match lab {
         Some(name) => crate::lab_host_paths(name, |s, i| s.cni_data_dir(i))?,
         None => vec![("local".into(), data_dir)],

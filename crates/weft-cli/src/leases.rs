@@ -3,18 +3,14 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use ipnet::Ipv4Net;
 use serde_json::json;
 use weft_alloc::registry::NodeStatus;
 use weft_alloc::screen::screen;
 use weft_alloc::{Lease, Registry};
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Output {
-    Table,
-    Json,
-}
+pub use crate::output::Output;
 
 #[derive(Debug, Args)]
 pub struct LeasesArgs {
@@ -173,6 +169,8 @@ pub async fn run(registry: &Registry, args: LeasesArgs) -> Result<i32, crate::Cl
         let ttl = registry.expires_in(l).await?;
         rows.push((l, ttl, unreachable_from(l, &statuses)));
     }
+    // By address, not as text (10.244.9.0 before 10.244.10.0).
+    rows.sort_by_key(|(l, _, _)| (l.subnet.network(), l.subnet.prefix_len()));
     match args.output {
         Output::Json => {
             let leases: Vec<_> = rows

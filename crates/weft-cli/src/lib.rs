@@ -20,6 +20,7 @@ pub mod leases;
 pub mod network;
 pub mod networks;
 pub mod node;
+pub mod output;
 pub mod prefix;
 pub mod store;
 
@@ -60,7 +61,7 @@ pub enum Cmd {
     #[command(subcommand)]
     Ipam(ipam::IpamCmd),
     /// Single addresses held outside any node's subnet, and which node holds each.
-    Addresses,
+    Addresses(output::OutputArg),
     /// This node's BGP sessions (bgp backend).
     #[command(subcommand)]
     Node(node::NodeCmd),
@@ -128,7 +129,7 @@ pub fn main(cli: Cli) -> i32 {
         match command {
             Cmd::Network(cmd) => network::run(&registry, cmd).await,
             Cmd::Leases(args) => leases::run(&registry, args).await,
-            Cmd::Addresses => addresses::run(&registry).await,
+            Cmd::Addresses(o) => addresses::run(&registry, o.output).await,
             Cmd::Store(cmd) => store::run(registry.store().as_ref(), cmd).await,
             Cmd::Diagnose(args) => diagnose::run(&registry, args).await,
             Cmd::Lab(_) | Cmd::Ipam(_) | Cmd::Node(_) => unreachable!("handled above"),

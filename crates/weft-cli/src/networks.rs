@@ -54,17 +54,23 @@ fn vni(net: &NamedNetwork) -> String {
     }
 }
 
+/// A network as `-o json` shows it (snake_case, as every weftctl JSON output).
 fn network_json(net: &NamedNetwork, eps: &[(Ipv4Addr, Endpoint)]) -> serde_json::Value {
-    let mut v = serde_json::to_value(net).expect("serializes");
-    v["Endpoints"] = eps
-        .iter()
-        .map(|(ip, e)| {
-            let mut j = serde_json::to_value(e).expect("serializes");
-            j["Address"] = json!(ip.to_string());
-            j
-        })
-        .collect();
-    v
+    json!({
+        "name": net.name,
+        "subnet": net.subnet.to_string(),
+        "mode": net.mode.to_string(),
+        "vni": (net.mode == Mode::Overlay).then_some(net.vni),
+        "gateway": gateway(net),
+        "internal": net.internal,
+        "endpoints": eps.iter().map(|(ip, e)| json!({
+            "address": ip.to_string(),
+            "node": e.node.to_string(),
+            "endpoint_id": e.endpoint_id,
+            "mac": e.mac,
+            "host_iface": e.host_iface,
+        })).collect::<Vec<_>>(),
+    })
 }
 
 pub async fn list(registry: &Registry, output: Output) -> Result<i32, CliError> {

@@ -14,6 +14,8 @@ pub enum NodeCmd {
         /// The agent's status file (its `--bgp-status-file`).
         #[arg(long, default_value = "/run/weft/bgp-status.json")]
         file: PathBuf,
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: crate::output::Output,
     },
 }
 
@@ -91,20 +93,30 @@ pub fn render(json: &str) -> Result<String, crate::CliError> {
 }
 
 pub fn run(cmd: NodeCmd, lab: Option<&str>) -> Result<i32, crate::CliError> {
-    let NodeCmd::Status { file } = cmd;
+    let NodeCmd::Status { file, output } = cmd;
     let files: Vec<(String, PathBuf)> = match lab {
         Some(name) => crate::lab_host_paths(name, |s, i| s.bgp_status_file(i))?,
         None => vec![(String::new(), file)],
     };
+    let mut all = Vec::new();
     for (host, f) in files {
         let text = std::fs::read_to_string(&f).map_err(crate::CliError::io(format!(
             "cannot read {} (is weftd running with the bgp backend?)",
             f.display()
         )))?;
+        if output == crate::output::Output::Json {
+            let v: serde_json::Value =
+                serde_json::from_str(&text).map_err(crate::CliError::Status)?;
+            all.push(serde_json::json!({"host": host, "status": v}));
+            continue;
+        }
         if !host.is_empty() {
             println!("== {host}");
         }
         print!("{}", render(&text)?);
+    }
+    if output == crate::output::Output::Json {
+        crate::output::print_json(&serde_json::Value::Array(all));
     }
     Ok(0)
 }

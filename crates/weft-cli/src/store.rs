@@ -16,6 +16,8 @@ pub enum StoreCmd {
     Ls {
         #[arg(default_value = "/")]
         prefix: String,
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: crate::output::Output,
     },
 }
 
@@ -40,7 +42,26 @@ pub async fn run(store: &dyn Store, cmd: StoreCmd) -> Result<i32, crate::CliErro
                 Err(crate::CliError::NoKey(key))
             }
         }
-        StoreCmd::Ls { prefix } => {
+        StoreCmd::Ls {
+            prefix,
+            output: crate::output::Output::Json,
+        } => {
+            let kvs = store.list(&prefix).await?.kvs;
+            crate::output::print_json(
+                &kvs.iter()
+                    .map(|kv| {
+                        serde_json::json!({
+                            "key": kv.key,
+                            "value": String::from_utf8_lossy(&kv.value),
+                            "lease": kv.lease.map(|l| format!("{l:x}")),
+                            "mod_revision": kv.mod_revision,
+                        })
+                    })
+                    .collect(),
+            );
+            Ok(0)
+        }
+        StoreCmd::Ls { prefix, .. } => {
             for kv in store.list(&prefix).await?.kvs {
                 let lease = kv
                     .lease

@@ -69,3 +69,63 @@ fn the_plugin_tells_a_person_what_it_is() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stdout).contains("CNI_COMMAND is not set"));
 }
+
+#[test]
+fn every_listing_speaks_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("store.db");
+    let path = db.to_str().unwrap();
+    let ctl = |args: &[&str]| {
+        let out = Command::new(WEFTCTL)
+            .args(["--store", "embedded", "--store-path", path])
+            .args(args)
+            .env_remove("WEFT_STORE")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    ctl(&["network", "init", "--network", "10.244.0.0/16"]);
+    ctl(&["network", "create", "blue", "--subnet", "10.50.0.0/24"]);
+    for s in ["10.244.10.0", "10.244.9.0"] {
+        let key = format!("/coreos.com/network/subnets/{s}-24");
+        ctl(&[
+            "store",
+            "put",
+            &key,
+            r#"{"PublicIP":"192.168.1.1","BackendType":"host-gw"}"#,
+        ]);
+    }
+    let status = dir.path().join("bgp.json");
+    std::fs::write(
+        &status,
+        r#"{"asn":64512,"router_id":"192.168.1.1","peers":[]}"#,
+    )
+    .unwrap();
+    let data = dir.path().join("cni");
+    std::fs::create_dir_all(&data).unwrap();
+    let (status, data) = (status.display().to_string(), data.display().to_string());
+    let listings: Vec<Vec<&str>> = vec![
+        vec!["leases"],
+        vec!["addresses"],
+        vec!["network", "list"],
+        vec!["network", "show", "blue"],
+        vec!["network", "create", "red", "--subnet", "10.51.0.0/24"],
+        vec!["store", "ls", "/coreos.com"],
+        vec!["node", "status", "--file", &status],
+        vec!["ipam", "show", "--data-dir", &data],
+    ];
+    for args in listings {
+        let mut all = args.clone();
+        all.extend(["-o", "json"]);
+        let out = ctl(&all);
+        let v: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"));
+        assert!(v.is_object() || v.is_array(), "{args:?}: {out}");
+    }
+    // Leases by address, not as text.
+    let table = ctl(&["leases"]);
+    let nine = table.find("10.244.9.0/24").unwrap();
+    let ten = table.find("10.244.10.0/24").unwrap();
+    assert!(nine < ten, "{table}");
+}

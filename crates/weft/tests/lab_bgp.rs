@@ -255,11 +255,17 @@ fn bgp_route_reflector_four_hosts() {
     );
     let client_sessions = status
         .lines()
-        .filter(|l| l.contains("| node-to-node mesh") && l.contains("| up "))
+        .filter(|l| {
+            l.contains("| route reflector ") && !l.contains("client") && l.contains("| up ")
+        })
         .count();
     assert_eq!(
         client_sessions, 3,
-        "each client has one session, to the reflector:\n{status}"
+        "each client has one session, to the reflector, labelled so:\n{status}"
+    );
+    assert!(
+        !status.contains("node-to-node mesh"),
+        "no mesh with a reflector:\n{status}"
     );
     // A client learns the other clients' routes, next hop the originating node.
     let (s3, s4) = (lab.subnet_of("h3"), lab.subnet_of("h4"));

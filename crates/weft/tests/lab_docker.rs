@@ -351,7 +351,7 @@ fn overlay_and_routed_networks_across_hosts() {
     );
     let v: serde_json::Value = serde_json::from_str(&shown).unwrap();
     assert_eq!(
-        v["Endpoints"].as_array().unwrap().len(),
+        v["endpoints"].as_array().unwrap().len(),
         0,
         "removal frees every address: {shown}"
     );
