@@ -118,13 +118,23 @@ pub fn main(cli: Cli) -> i32 {
         .build()
         .expect("tokio runtime");
     report(rt.block_on(async move {
-        let s = store
-            .connect()
-            .await
-            .map_err(|source| CliError::OpenStore {
-                store: store.describe(),
-                source: Box::new(source),
-            })?;
+        let s = match store.connect().await {
+            Ok(s) => s,
+            // Diagnose still has something to say: what it can check locally.
+            Err(e) if matches!(command, Cmd::Diagnose(_)) && e.is_transient() => {
+                let Cmd::Diagnose(args) = command else {
+                    unreachable!("matched above")
+                };
+                let why = format!("cannot reach {}: {e}", store.describe());
+                return diagnose::run_without_store(args, why).await;
+            }
+            Err(source) => {
+                return Err(CliError::OpenStore {
+                    store: store.describe(),
+                    source: Box::new(source),
+                })
+            }
+        };
         let registry = Registry::new(s, &store.etcd_prefix);
         match command {
             Cmd::Network(cmd) => network::run(&registry, cmd).await,

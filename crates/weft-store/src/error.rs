@@ -7,7 +7,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 #[derive(Debug, Error)]
 pub enum StoreError {
     /// The store cannot be reached now; callers retry with backoff.
-    #[error("store unavailable during {op}: {detail}")]
+    #[error("{detail} (during {op})")]
     Unavailable { op: &'static str, detail: String },
 
     /// The embedded store's file failed (permissions, disk, corruption).

@@ -46,9 +46,49 @@ fn unavailable(op: &'static str) -> impl Fn(etcd_client::Error) -> StoreError {
         } else {
             StoreError::Unavailable {
                 op,
-                detail: e.to_string(),
+                detail: cause(&e),
             }
         }
+    }
+}
+
+/// What went wrong, in a few words: the innermost cause of the client's error chain
+/// (`connection refused`, `deadline has elapsed`), or the gRPC status' message. The
+/// client's own Display nests every layer (`grpc request error: ... tonic::transport::
+/// Error(Transport, ConnectError(...))`), which no operator can act on.
+pub fn cause(e: &etcd_client::Error) -> String {
+    if let etcd_client::Error::GRpcStatus(status) = e {
+        let mut inner: &dyn std::error::Error = status;
+        while let Some(next) = inner.source() {
+            inner = next;
+        }
+        if !std::ptr::addr_eq(inner, status as &dyn std::error::Error) {
+            return tidy(&inner.to_string());
+        }
+        return tidy(&format!(
+            "{}: {}",
+            status.code().description(),
+            status.message()
+        ));
+    }
+    let mut inner: &dyn std::error::Error = e;
+    while let Some(next) = inner.source() {
+        inner = next;
+    }
+    tidy(&inner.to_string())
+}
+
+/// One line, lower case first, without the `(os error N)` tail.
+fn tidy(s: &str) -> String {
+    let s = s.lines().next().unwrap_or_default();
+    let s = match s.find(" (os error") {
+        Some(i) => &s[..i],
+        None => s,
+    };
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
     }
 }
 
@@ -341,5 +381,34 @@ impl Store for EtcdStore {
 
     async fn compact(&self, revision: Revision) -> StoreResult<()> {
         self.compact_history(revision).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_etcd_is_one_line_that_says_why() {
+        let cfg = EtcdConfig {
+            endpoints: vec!["http://127.0.0.1:1".into()],
+            ..Default::default()
+        };
+        let e = EtcdStore::connect(&cfg)
+            .await
+            .err()
+            .expect("nothing listens on port 1");
+        let said = e.to_string();
+        assert!(!said.contains('\n') && !said.contains("tonic"), "{said}");
+        assert!(said.contains("connection refused"), "{said}");
+    }
+
+    #[test]
+    fn causes_are_tidied() {
+        assert_eq!(
+            tidy("Connection refused (os error 111)"),
+            "connection refused"
+        );
+        assert_eq!(tidy("Deadline has elapsed\nmore"), "deadline has elapsed");
     }
 }

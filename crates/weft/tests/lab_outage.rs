@@ -48,6 +48,23 @@ fn a_store_killed_for_longer_than_every_client_timeout_costs_no_traffic() {
                 lab.log(h)
             );
         }
+        // Diagnose with the store down: what it can check locally, the rest skipped.
+        let d = lab.store_cmd(&["diagnose", "--host", "h1"]);
+        let report = text(&d.stdout);
+        assert_eq!(d.status.code(), Some(1), "{report}{}", text(&d.stderr));
+        assert!(
+            report.contains("FAIL  store") && report.contains("unreachable"),
+            "{report}"
+        );
+        assert!(
+            report.contains("ok    forwarding") && report.contains("ok    firewall"),
+            "{report}"
+        );
+        assert!(
+            report.contains("skip  lease        needs the store"),
+            "{report}"
+        );
+        assert!(!report.contains("tonic"), "{report}");
         let back = Instant::now();
         lab.ok(lab.lab(&["etcd"], &["start"]), "etcd start");
         let (out, ready) = restarted.join().unwrap();

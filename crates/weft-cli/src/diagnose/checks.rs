@@ -97,6 +97,58 @@ pub fn findings(f: &Facts) -> Vec<Finding> {
     };
     check_lease(&mut out, f, cfg, lease);
     check_agent(&mut out, f);
+    check_host(&mut out, f);
+    for u in &f.unreachable {
+        out.add(
+            Level::Warn,
+            "peer",
+            format!("{} gets no route from this node: {}", u.subnet, u.reason),
+        );
+    }
+    match &f.data_plane {
+        Err(e) => out.add(Level::Fail, "data plane", e.clone()),
+        Ok((planned, kernel)) => {
+            plane::check(&mut out, f, lease, planned, kernel);
+            check_subnet_file(&mut out, f, cfg, lease, planned);
+        }
+    }
+    out.0
+}
+
+/// What can be judged without the store (it is down): the agent, forwarding, the
+/// firewall and the subnet file on their own; the rest is marked skipped.
+pub fn findings_without_store(f: &Facts, store_error: &str) -> Vec<Finding> {
+    let mut out = Out(Vec::new());
+    out.add(Level::Fail, "store", store_error.to_owned());
+    check_agent(&mut out, f);
+    check_host(&mut out, f);
+    match &f.subnet_file.1 {
+        Ok(text) => match weft_alloc::hostfiles::subnet_from_env(text) {
+            Some(subnet) => out.add(
+                Level::Ok,
+                "subnet file",
+                format!("{} names {subnet}", f.subnet_file.0.display()),
+            ),
+            None => out.add(
+                Level::Fail,
+                "subnet file",
+                format!("{} names no FLANNEL_SUBNET", f.subnet_file.0.display()),
+            ),
+        },
+        Err(e) => out.add(
+            Level::Fail,
+            "subnet file",
+            format!("{}: {e}", f.subnet_file.0.display()),
+        ),
+    }
+    for what in ["network", "lease", "data plane"] {
+        out.add(Level::Skip, what, "needs the store");
+    }
+    out.0
+}
+
+/// Forwarding and the firewall table.
+fn check_host(out: &mut Out, f: &Facts) {
     match &f.forwarding {
         Ok(true) => out.add(Level::Ok, "forwarding", "net.ipv4.ip_forward = 1"),
         Ok(false) => out.add(
@@ -115,21 +167,6 @@ pub fn findings(f: &Facts) -> Vec<Finding> {
         ),
         Err(e) => out.add(Level::Warn, "firewall", e.clone()),
     }
-    for u in &f.unreachable {
-        out.add(
-            Level::Warn,
-            "peer",
-            format!("{} gets no route from this node: {}", u.subnet, u.reason),
-        );
-    }
-    match &f.data_plane {
-        Err(e) => out.add(Level::Fail, "data plane", e.clone()),
-        Ok((planned, kernel)) => {
-            plane::check(&mut out, f, lease, planned, kernel);
-            check_subnet_file(&mut out, f, cfg, lease, planned);
-        }
-    }
-    out.0
 }
 
 fn check_lease(out: &mut Out, f: &Facts, cfg: &NetworkConfig, lease: &Lease) {

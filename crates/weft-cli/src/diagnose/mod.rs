@@ -76,6 +76,43 @@ pub async fn run(registry: &Registry, args: DiagnoseArgs) -> Result<i32, CliErro
     Ok(code)
 }
 
+/// Diagnoses this node when its store cannot be reached: what can be checked locally is,
+/// the rest is marked skipped (exit 1: the store is down).
+pub async fn run_without_store(args: DiagnoseArgs, store_error: String) -> Result<i32, CliError> {
+    let kernel = Linux::connect().map_err(|e| e.to_string());
+    let facts = Facts {
+        config: Err("the store is unreachable".into()),
+        public_ips: args.public_ip.into_iter().collect(),
+        leases: Vec::new(),
+        skipped: Vec::new(),
+        expires_in: None,
+        unreachable: Vec::new(),
+        health: (args.healthz_port != 0)
+            .then(|| healthz(SocketAddr::new(args.healthz_ip, args.healthz_port))),
+        forwarding: kernel.as_ref().map_err(Clone::clone).and_then(|k| {
+            k.forwarding()
+                .map_err(|e| format!("cannot read net.ipv4.ip_forward: {e}"))
+        }),
+        firewall: kernel
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|k| k.firewall_loaded().map_err(|e| e.to_string())),
+        subnet_file: (
+            args.subnet_file.clone(),
+            std::fs::read_to_string(&args.subnet_file).map_err(|e| e.to_string()),
+        ),
+        bgp_status: None,
+        data_plane: Err("needs the store".into()),
+    };
+    let findings = checks::findings_without_store(&facts, &store_error);
+    let (text, code) = match args.output {
+        Output::Table => report::render("weft diagnose: this node (store unreachable)", &findings),
+        Output::Json => report::render_json(args.public_ip, &findings),
+    };
+    print!("{text}");
+    Ok(code)
+}
+
 /// Diagnoses the hosts of lab `name`, each from inside its namespace.
 pub fn run_lab(name: &str, args: &DiagnoseArgs) -> Result<i32, CliError> {
     let state = weft_lab::LabState::load(name)?;
