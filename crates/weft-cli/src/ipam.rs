@@ -9,6 +9,7 @@ use weft_cni::ipam::Ipam;
 #[derive(Debug, Subcommand)]
 pub enum IpamCmd {
     /// List allocations: node, subnet, address, container, interface, network.
+    #[command(after_help = "Example:\n  weftctl ipam show --data-dir /var/lib/cni/weft -o json")]
     Show {
         /// The plugin's data directory (its `dataDir`).
         #[arg(long, default_value = "/var/lib/cni/weft")]

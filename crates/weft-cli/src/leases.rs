@@ -13,6 +13,9 @@ use weft_alloc::{Lease, Registry};
 pub use crate::output::Output;
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  weftctl leases\n  weftctl leases -o json\n  weftctl leases reserve 10.244.3.0/24 --public-ip 192.168.77.1\n  weftctl leases delete 10.244.3.0/24"
+)]
 pub struct LeasesArgs {
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value = "table")]

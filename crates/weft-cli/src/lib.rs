@@ -22,6 +22,7 @@ pub mod networks;
 pub mod node;
 pub mod output;
 pub mod prefix;
+pub mod reference;
 pub mod store;
 
 use std::process::Command;
@@ -61,6 +62,7 @@ pub enum Cmd {
     #[command(subcommand)]
     Ipam(ipam::IpamCmd),
     /// Single addresses held outside any node's subnet, and which node holds each.
+    #[command(after_help = "Example:\n  weftctl addresses -o json")]
     Addresses(output::OutputArg),
     /// This node's BGP sessions (bgp backend).
     #[command(subcommand)]
@@ -74,6 +76,19 @@ pub enum Cmd {
     /// A multi-host lab in network namespaces on this machine.
     #[command(subcommand)]
     Lab(LabCommand),
+    /// Print a shell completion script.
+    /// Example: weftctl completions bash > /etc/bash_completion.d/weftctl
+    #[command(
+        after_help = "Example:\n  weftctl completions bash > /etc/bash_completion.d/weftctl"
+    )]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write weftctl's man pages (one per command) into DIR.
+    /// Example: weftctl man /usr/share/man/man1
+    #[command(after_help = "Example:\n  weftctl man /usr/local/share/man/man1")]
+    Man { dir: std::path::PathBuf },
 }
 
 /// Runs weftctl; returns the exit code.
@@ -91,6 +106,23 @@ pub fn main(cli: Cli) -> i32 {
             return report(weft_lab::run(cmd).map_err(CliError::from));
         }
         Cmd::Ipam(cmd) => return report(ipam::run(cmd, lab.as_deref())),
+        Cmd::Completions { shell } => {
+            reference::completions(shell, <Cli as clap::CommandFactory>::command());
+            return 0;
+        }
+        Cmd::Man { dir } => {
+            return report(
+                reference::man_pages(<Cli as clap::CommandFactory>::command(), &dir)
+                    .map(|files| {
+                        println!("wrote {} man pages to {}", files.len(), dir.display());
+                        0
+                    })
+                    .map_err(CliError::io(format!(
+                        "cannot write man pages to {}",
+                        dir.display()
+                    ))),
+            )
+        }
         Cmd::Node(cmd) => return report(node::run(cmd, lab.as_deref())),
         Cmd::Diagnose(args) if lab.is_some() => {
             return report(diagnose::run_lab(lab.as_deref().unwrap_or_default(), &args))
@@ -142,7 +174,13 @@ pub fn main(cli: Cli) -> i32 {
             Cmd::Addresses(o) => addresses::run(&registry, o.output).await,
             Cmd::Store(cmd) => store::run(registry.store().as_ref(), cmd).await,
             Cmd::Diagnose(args) => diagnose::run(&registry, args).await,
-            Cmd::Lab(_) | Cmd::Ipam(_) | Cmd::Node(_) => unreachable!("handled above"),
+            Cmd::Lab(_)
+            | Cmd::Ipam(_)
+            | Cmd::Node(_)
+            | Cmd::Completions { .. }
+            | Cmd::Man { .. } => {
+                unreachable!("handled above")
+            }
         }
     }))
 }

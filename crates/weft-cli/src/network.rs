@@ -12,17 +12,24 @@ use crate::networks;
 #[derive(Debug, Subcommand)]
 pub enum NetworkCmd {
     /// Write the network config (flannel's JSON format) to the store.
+    #[command(
+        after_help = "Examples:\n  weftctl network init --network 10.244.0.0/16 --backend host-gw\n  weftctl network init --network 10.244.0.0/16 --backend vxlan --vni 1 --port 4789 --direct-routing\n  weftctl network init --network 10.244.0.0/16 --backend bgp --asn 64512 --route-reflector 192.168.77.1\n  weftctl network init --network 10.244.0.0/16 --backend vxlan --mtu 1400 --force   (replace the config)"
+    )]
     Init {
         /// The cluster network, split into one subnet per node.
         #[arg(long, value_parser = crate::prefix::parse)]
         network: Ipv4Net,
-        #[arg(long, default_value = "host-gw")]
+        /// The data plane: host-gw (routes via peers on one L2 segment), vxlan, udp, ipip,
+        /// or bgp (announce subnets to peers and routers).
+        #[arg(long, default_value = "host-gw", value_parser = backend_parser())]
         backend: BackendKind,
         /// Prefix length of each node's subnet (default: flannel's, /24).
         #[arg(long)]
         subnet_len: Option<u8>,
+        /// The first subnet leases are drawn from (default: the network's second).
         #[arg(long)]
         subnet_min: Option<std::net::Ipv4Addr>,
+        /// The last subnet leases are drawn from (default: the network's last).
         #[arg(long)]
         subnet_max: Option<std::net::Ipv4Addr>,
         /// vxlan: the VXLAN network identifier (default 1).
@@ -46,7 +53,7 @@ pub enum NetworkCmd {
         route_reflector: Vec<std::net::Ipv4Addr>,
         /// bgp: reach nodes off this node's L2 segment through VXLAN ("vxlan") or not at
         /// all ("none", the default).
-        #[arg(long)]
+        #[arg(long, value_parser = ["vxlan", "none"])]
         cross_subnet: Option<String>,
         /// Replace an existing config.
         #[arg(long)]
@@ -54,13 +61,19 @@ pub enum NetworkCmd {
     },
     /// Without NAME: print the cluster network's config, and whether it is valid.
     /// With NAME: a named network and its endpoints.
+    #[command(
+        after_help = "Example:\n  weftctl network show        (the cluster config)\n  weftctl network show blue -o json"
+    )]
     Show {
         name: Option<String>,
         #[arg(short = 'o', long, value_enum, default_value = "table")]
         output: Output,
     },
     /// Create a named network (as `docker network create -d weft` does), usable on
-    /// every host. Example: weftctl network create blue --subnet 10.50.0.0/24
+    /// every host.
+    #[command(
+        after_help = "Examples:\n  weftctl network create blue --subnet 10.50.0.0/24\n  weftctl network create green --subnet 10.60.0.0/24 --mode routed\n  weftctl network create closed --subnet 10.52.0.0/24 --vni 5000 --internal"
+    )]
     Create {
         name: String,
         /// Its own address range: overlapping no other network nor the cluster network.
@@ -68,8 +81,8 @@ pub enum NetworkCmd {
         subnet: Ipv4Net,
         /// overlay: one L2 segment across hosts on a VNI of its own (Docker overlay's
         /// model); routed: a /32 per container routed by the cluster's backend (Calico's).
-        #[arg(long, default_value = "overlay")]
-        mode: Mode,
+        #[arg(long, default_value = "overlay", value_parser = ["overlay", "routed"])]
+        mode: String,
         /// overlay: the VXLAN identifier (default: the lowest free from 4096).
         #[arg(long)]
         vni: Option<u32>,
@@ -83,11 +96,13 @@ pub enum NetworkCmd {
         output: Output,
     },
     /// List named networks.
+    #[command(after_help = "Example:\n  weftctl network list -o json")]
     List {
         #[arg(short = 'o', long, value_enum, default_value = "table")]
         output: Output,
     },
     /// Delete a named network; refused while it has endpoints (they are named).
+    #[command(after_help = "Example:\n  weftctl network delete blue")]
     Delete { name: String },
 }
 
@@ -170,6 +185,7 @@ pub async fn run(registry: &Registry, cmd: NetworkCmd) -> Result<i32, crate::Cli
             internal,
             output,
         } => {
+            let mode: Mode = mode.parse().map_err(crate::CliError::Usage)?;
             let req = networks::request(name, subnet, mode, vni, gateway, internal);
             networks::create(registry, req, output).await
         }
@@ -201,6 +217,14 @@ pub async fn run(registry: &Registry, cmd: NetworkCmd) -> Result<i32, crate::Cli
             }
         }
     }
+}
+
+/// `--backend`'s parser: the backends by name, listed in `--help`.
+fn backend_parser() -> impl clap::builder::TypedValueParser<Value = BackendKind> {
+    use clap::builder::TypedValueParser;
+    let names: Vec<&'static str> = BackendKind::ALL.iter().map(|b| b.name()).collect();
+    clap::builder::PossibleValuesParser::new(names)
+        .map(|s| s.parse::<BackendKind>().expect("one of the listed names"))
 }
 
 /// The backends each `network init` option applies to.

@@ -10,6 +10,9 @@ use clap::Subcommand;
 #[derive(Debug, Subcommand)]
 pub enum NodeCmd {
     /// The node's BGP sessions.
+    #[command(
+        after_help = "Example:\n  weftctl node status   (on a node running the bgp backend)"
+    )]
     Status {
         /// The agent's status file (its `--bgp-status-file`).
         #[arg(long, default_value = "/run/weft/bgp-status.json")]

@@ -7,12 +7,20 @@ use weft_store::Store;
 #[derive(Debug, Subcommand)]
 pub enum StoreCmd {
     /// Print one key's value.
+    #[command(after_help = "Example:\n  weftctl store get /coreos.com/network/config")]
     Get { key: String },
     /// Write a key (no TTL). The agent validates what it reads; this does not.
+    #[command(
+        after_help = "Example:\n  weftctl store put /coreos.com/network/weft/bgp/peers/tor '{\"PeerIP\":\"192.168.77.254\",\"ASNumber\":64513}'"
+    )]
     Put { key: String, value: String },
     /// Delete a key.
+    #[command(
+        after_help = "Example:\n  weftctl store del /coreos.com/network/subnets/10.244.3.0-24"
+    )]
     Del { key: String },
     /// List keys under a prefix.
+    #[command(after_help = "Example:\n  weftctl store ls /coreos.com/network/subnets -o json")]
     Ls {
         #[arg(default_value = "/")]
         prefix: String,

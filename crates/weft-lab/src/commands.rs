@@ -50,12 +50,15 @@ pub enum EtcdAction {
 pub enum LabCommand {
     /// Build a lab: N hosts on one underlay, a container per host, weftd on each host;
     /// wait until every container reaches every other and print the ping matrix.
+    #[command(
+        after_help = "Example:\n  weftctl lab up --hosts 3 --backend vxlan --store etcd\n  weftctl lab up --name bgp --backend bgp --router bird\n  weftctl lab up --name dk --docker"
+    )]
     Up {
         #[command(flatten)]
         lab: LabName,
         #[arg(long, default_value_t = 3)]
         hosts: u32,
-        #[arg(long, default_value = "host-gw")]
+        #[arg(long, default_value = "host-gw", value_parser = ["host-gw", "vxlan", "udp", "ipip", "bgp"])]
         backend: String,
         #[arg(long, value_enum, default_value = "embedded")]
         store: LabStore,
@@ -76,13 +79,13 @@ pub enum LabCommand {
         vni: Option<u32>,
         /// bgp: run a real BGP router (BIRD 2 or GoBGP) in the underlay namespace, peered
         /// with every host.
-        #[arg(long)]
+        #[arg(long, value_parser = ["bird", "gobgp"])]
         router: Option<String>,
         /// bgp: a host (by its underlay address) that reflects routes for the others.
         #[arg(long)]
         route_reflector: Vec<String>,
         /// bgp: reach hosts on other underlay subnets through VXLAN (`vxlan`).
-        #[arg(long)]
+        #[arg(long, value_parser = ["vxlan", "none"])]
         cross_subnet: Option<String>,
         /// vxlan or udp: the UDP port.
         #[arg(long)]
@@ -99,6 +102,7 @@ pub enum LabCommand {
         docker: bool,
     },
     /// Print the container ping matrix; exit non-zero if any pair fails.
+    #[command(after_help = "Example:\n  weftctl lab ping --wait 10")]
     Ping {
         #[command(flatten)]
         lab: LabName,
@@ -107,6 +111,9 @@ pub enum LabCommand {
         wait: u64,
     },
     /// Run a command in a lab namespace: h1 (host), c1 (container) or ul (underlay).
+    #[command(
+        after_help = "Example:\n  weftctl lab exec h1 ip route\n  weftctl lab exec c1 ping -c 1 10.244.3.2"
+    )]
     Exec {
         #[command(flatten)]
         lab: LabName,
@@ -115,6 +122,7 @@ pub enum LabCommand {
         command: Vec<String>,
     },
     /// Start, stop or restart a host's agent.
+    #[command(after_help = "Example:\n  weftctl lab agent h2 restart")]
     Agent {
         #[command(flatten)]
         lab: LabName,
@@ -125,6 +133,7 @@ pub enum LabCommand {
     },
     /// Start, stop or restart a host's dockerd (labs made with --docker). Stopping
     /// keeps the containers' records; `restart` is how a daemon upgrade looks.
+    #[command(after_help = "Example:\n  weftctl lab dockerd h2 restart")]
     Dockerd {
         #[command(flatten)]
         lab: LabName,
@@ -133,6 +142,7 @@ pub enum LabCommand {
         action: AgentAction,
     },
     /// Kill the lab's etcd (an outage), or start it again on its data (etcd labs).
+    #[command(after_help = "Example:\n  weftctl lab etcd stop")]
     Etcd {
         #[command(flatten)]
         lab: LabName,
@@ -143,6 +153,7 @@ pub enum LabCommand {
     #[command(subcommand)]
     Host(HostCommand),
     /// Remove every namespace, process and file of the lab.
+    #[command(after_help = "Example:\n  weftctl lab down --name weft")]
     Down {
         #[command(flatten)]
         lab: LabName,
@@ -152,11 +163,13 @@ pub enum LabCommand {
 #[derive(Debug, Subcommand)]
 pub enum HostCommand {
     /// Add the next host (and its container) to a running lab.
+    #[command(after_help = "Example:\n  weftctl lab host add")]
     Add {
         #[command(flatten)]
         lab: LabName,
     },
     /// Stop a host's agent, delete its lease and remove its namespaces.
+    #[command(after_help = "Example:\n  weftctl lab host remove h3")]
     Remove {
         #[command(flatten)]
         lab: LabName,

@@ -31,6 +31,9 @@ use crate::CliError;
 use facts::{Facts, KernelState, Planned};
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  weftctl --store etcd --etcd-endpoints http://10.0.0.1:2379 diagnose --healthz-port 9462\n  weftctl --lab weft diagnose --host h1\n  weftctl diagnose -o json"
+)]
 pub struct DiagnoseArgs {
     /// This node's public IP (its lease's PublicIP); by default any address of this host.
     #[arg(long)]

@@ -13,10 +13,23 @@ use weft_agent::AgentOptions;
 struct Cli {
     #[command(flatten)]
     agent: AgentOptions,
+    /// Write weftd's man page into DIR and exit (for packaging).
+    #[arg(long, hide = true, value_name = "DIR")]
+    write_man_page: Option<std::path::PathBuf>,
 }
 
 fn main() {
     let cli = Cli::parse();
+    if let Some(dir) = &cli.write_man_page {
+        let cmd = <Cli as clap::CommandFactory>::command();
+        match weft_cli::reference::man_pages(cmd, dir) {
+            Ok(_) => std::process::exit(0),
+            Err(e) => {
+                eprintln!("weftd: cannot write the man page to {}: {e}", dir.display());
+                std::process::exit(1);
+            }
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG")
