@@ -10,11 +10,13 @@
 //! - [`api`]: the local socket for claims of single addresses outside the node's subnet.
 //! - [`bgp`]: the BGP speaker's runtime for the bgp backend.
 //! - [`bigtcp`]: `--big-tcp`, IPv4 super-packets over 64 KiB where nothing is encapsulated.
+//! - [`config_file`]: `--config FILE`, weftd's options as `name = value` lines.
 //! - [`duration`]: durations as flannel writes them (`24h`, `30s`).
 
 pub mod api;
 pub mod bgp;
 pub mod bigtcp;
+pub mod config_file;
 pub mod daemon;
 pub mod duration;
 pub mod error;

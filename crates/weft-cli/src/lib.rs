@@ -77,7 +77,6 @@ pub enum Cmd {
     #[command(subcommand)]
     Lab(LabCommand),
     /// Print a shell completion script.
-    /// Example: weftctl completions bash > /etc/bash_completion.d/weftctl
     #[command(
         after_help = "Example:\n  weftctl completions bash > /etc/bash_completion.d/weftctl"
     )]
@@ -86,7 +85,6 @@ pub enum Cmd {
         shell: clap_complete::Shell,
     },
     /// Write weftctl's man pages (one per command) into DIR.
-    /// Example: weftctl man /usr/share/man/man1
     #[command(after_help = "Example:\n  weftctl man /usr/local/share/man/man1")]
     Man { dir: std::path::PathBuf },
 }

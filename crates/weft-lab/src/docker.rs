@@ -5,7 +5,7 @@
 //! own host's `weft.sock`). Live restore is on: containers outlive a daemon restart.
 //! Each daemon has its own data root, exec root, pid file and socket under the host's
 //! lab folder, and an image made without a registry (`docker import` of a busybox root
-//! filesystem), tagged [`IMAGE`].
+//! filesystem), tagged [`IMAGE`] and `busybox`.
 
 use std::fs::File;
 use std::os::unix::process::CommandExt;
@@ -132,6 +132,8 @@ pub fn start(lab: &LabState, i: u32) -> LabResult<()> {
     }
     let image = image_tar(lab)?;
     docker(lab, i, &["import", &image.display().to_string(), IMAGE])?;
+    // Also as `busybox`, so the commands in the docs run as written.
+    docker(lab, i, &["tag", IMAGE, "busybox"])?;
     Ok(())
 }
 

@@ -1,0 +1,270 @@
+//! Docs that run. Every ```sh and ```console block in the README and `docs/` is either
+//! run here or followed by `<!-- not run here: WHY -->`. A doc that says
+//! `<!-- run: lab up ARGS -->` after a block has that block and every later one run in a
+//! lab made with ARGS: each line of a ```sh block on the host its `# on host N` comment
+//! names (h1 otherwise, `docker` talking to that host's daemon; a `--net NAME` waits
+//! until that host lists the network, as a person would); each `# COMMAND` of a
+//! ```console block as written, its exit status 0 and its first line of output equal to
+//! the documented one (whitespace aside).
+//!
+//! The classification needs nothing; running needs root (and dockerd for docker.md).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use weft_testkit::require_root;
+
+use common::*;
+
+#[derive(Debug)]
+struct Block {
+    file: PathBuf,
+    line: usize,
+    kind: String,
+    body: Vec<String>,
+    /// The comment after it, if any: `not run here: ...` or `run: ...`.
+    note: Option<String>,
+}
+
+fn docs() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut files = vec![root.join("README.md")];
+    for dir in [root.join("docs"), root.join("docs/backends")] {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "md") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+fn blocks(file: &Path) -> Vec<Block> {
+    let text = std::fs::read_to_string(file).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let Some(kind) = lines[i].strip_prefix("```").filter(|k| !k.is_empty()) else {
+            i += 1;
+            continue;
+        };
+        let start = i;
+        let mut body = Vec::new();
+        i += 1;
+        while i < lines.len() && lines[i] != "```" {
+            body.push(lines[i].to_owned());
+            i += 1;
+        }
+        let note = lines[i + 1..]
+            .iter()
+            .find(|l| !l.trim().is_empty())
+            .and_then(|l| l.trim().strip_prefix("<!--"))
+            .map(|l| l.trim().to_owned());
+        if kind == "sh" || kind == "console" {
+            out.push(Block {
+                file: file.to_owned(),
+                line: start + 1,
+                kind: kind.to_owned(),
+                body,
+                note,
+            });
+        }
+        i += 1;
+    }
+    out
+}
+
+#[test]
+fn every_shell_block_is_run_or_says_why() {
+    let mut unclassified = Vec::new();
+    let mut total = 0;
+    for f in docs() {
+        let mut running = false;
+        for b in blocks(&f) {
+            total += 1;
+            match b.note.as_deref() {
+                Some(n) if n.starts_with("run: lab up") => running = true,
+                Some(n)
+                    if n.starts_with("not run here:") && n.len() > "not run here: ".len() + 5 => {}
+                _ if running => {}
+                _ => unclassified.push(format!("{}:{}", b.file.display(), b.line)),
+            }
+        }
+    }
+    assert!(total >= 10, "found only {total} blocks");
+    assert!(
+        unclassified.is_empty(),
+        "shell blocks neither run nor marked <!-- not run here: why -->:\n{}",
+        unclassified.join("\n")
+    );
+}
+
+/// Runs `line` (a shell command as a person types it) from outside the lab, with the
+/// lab's name in place of the docs' `weft`.
+fn sh(lab: &Lab, line: &str) -> std::process::Output {
+    let line = line
+        .replace("--lab weft ", &format!("--lab {} ", lab.name))
+        .replace("weft-h", &format!("{}-h", lab.name));
+    let bin = Path::new(WEFTCTL).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    Command::new("sh")
+        .args(["-c", &line])
+        .env("PATH", path)
+        .env("WEFT_LAB", &lab.name)
+        .env("WEFT_WEFTD", WEFTD)
+        .output()
+        .unwrap()
+}
+
+fn squash(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn run_block(lab: &Lab, b: &Block) {
+    let at = format!("{}:{}", b.file.display(), b.line);
+    if b.kind == "sh" {
+        for line in b
+            .body
+            .iter()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        {
+            let (cmd, host) = match line.split_once("# on host ") {
+                Some((c, h)) => (c.trim(), format!("h{}", h.trim())),
+                None => (line.trim(), "h1".to_owned()),
+            };
+            // A network made on one host reaches the others within a second or two
+            // (docs/docker.md says so): wait for it as a person would.
+            if let Some(net) = cmd
+                .split("--net ")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+            {
+                lab.wait_until(
+                    &format!("{host} to list {net}"),
+                    std::time::Duration::from_secs(10),
+                    || {
+                        text(&sh(lab, &format!("weftctl lab exec {host} docker network ls")).stdout)
+                            .contains(net)
+                    },
+                );
+            }
+            let out = if cmd.starts_with("docker ") {
+                sh(lab, &format!("weftctl lab exec {host} {cmd}"))
+            } else {
+                sh(lab, cmd)
+            };
+            assert!(
+                out.status.success(),
+                "{at}: `{cmd}` failed:\n{}{}",
+                text(&out.stdout),
+                text(&out.stderr)
+            );
+        }
+        return;
+    }
+    // console: `# COMMAND` then its output, until the next prompt.
+    let mut i = 0;
+    while i < b.body.len() {
+        let Some(cmd) = b.body[i].strip_prefix("# ") else {
+            i += 1;
+            continue;
+        };
+        let documented: Vec<&String> = b.body[i + 1..]
+            .iter()
+            .take_while(|l| !l.starts_with("# "))
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        let mut out = sh(lab, cmd);
+        // What follows the store or the kernel may take a moment to show.
+        for _ in 0..50 {
+            let first = text(&out.stdout).lines().next().map(squash);
+            if out.status.success()
+                && documented
+                    .first()
+                    .is_none_or(|d| first.as_deref() == Some(&squash(d)))
+            {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            out = sh(lab, cmd);
+        }
+        assert!(
+            out.status.success(),
+            "{at}: `{cmd}` failed:\n{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        if let Some(d) = documented.first() {
+            let got = text(&out.stdout);
+            assert_eq!(
+                got.lines().next().map(squash).as_deref(),
+                Some(squash(d).as_str()),
+                "{at}: `{cmd}` printed:\n{got}"
+            );
+        }
+        i += 1;
+    }
+}
+
+#[test]
+fn runnable_docs_run_in_the_lab() {
+    require_root!("runnable_docs_run_in_the_lab");
+    for f in docs() {
+        let mut lab: Option<Lab> = None;
+        let all = blocks(&f);
+        let Some(first) = all.iter().position(|b| {
+            b.note
+                .as_deref()
+                .is_some_and(|n| n.starts_with("run: lab up"))
+        }) else {
+            continue;
+        };
+        let note = all[first].note.clone().unwrap();
+        let args: Vec<String> = note
+            .trim_start_matches("run: lab up")
+            .trim_end_matches("-->")
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        if args.iter().any(|a| a == "--docker")
+            && !Command::new("which")
+                .arg("dockerd")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        {
+            eprintln!("skipped (needs dockerd): the blocks of {}", f.display());
+            continue;
+        }
+        let hosts = args
+            .iter()
+            .position(|a| a == "--hosts")
+            .and_then(|i| args.get(i + 1))
+            .and_then(|h| h.parse().ok())
+            .unwrap_or(3);
+        let extra: Vec<&str> = args
+            .iter()
+            .map(String::as_str)
+            .filter(|a| *a != "--hosts" && a.parse::<u32>().is_err())
+            .collect();
+        let l = lab.insert(Lab::up_with("doc", "embedded", hosts, &extra));
+        for b in &all[first..] {
+            if b.note
+                .as_deref()
+                .is_some_and(|n| n.starts_with("not run here:"))
+            {
+                continue;
+            }
+            run_block(l, b);
+        }
+        drop(lab);
+    }
+}
