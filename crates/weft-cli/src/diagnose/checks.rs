@@ -96,6 +96,7 @@ pub fn findings(f: &Facts) -> Vec<Finding> {
         return out.0;
     };
     check_lease(&mut out, f, cfg, lease);
+    check_reflectors(&mut out, f, cfg);
     check_agent(&mut out, f);
     check_host(&mut out, f);
     for u in &f.unreachable {
@@ -166,6 +167,27 @@ fn check_host(out: &mut Out, f: &Facts) {
             "no nftables table ip weft: forwarding and masquerade rules are missing",
         ),
         Err(e) => out.add(Level::Warn, "firewall", e.clone()),
+    }
+}
+
+/// bgp: a route reflector that is no node's public IP reflects nothing, and its clients
+/// learn no routes at all.
+fn check_reflectors(out: &mut Out, f: &Facts, cfg: &NetworkConfig) {
+    let Some(list) = cfg
+        .backend_options
+        .get("RouteReflectors")
+        .and_then(|v| v.as_array())
+    else {
+        return;
+    };
+    for rr in list.iter().filter_map(|v| v.as_str()) {
+        if !f.leases.iter().any(|l| l.attrs.public_ip.to_string() == rr) {
+            out.add(
+                Level::Fail,
+                "bgp",
+                format!("route reflector {rr} is no node's public IP: its clients learn no routes (fix RouteReflectors with weftctl network init --force)"),
+            );
+        }
     }
 }
 
@@ -377,6 +399,41 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_reflector_no_node_has_is_named() {
+        let mut f = healthy();
+        f.config = NetworkConfig::parse(
+            br#"{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw","RouteReflectors":["192.168.77.99"]}}"#,
+        )
+        .map_err(|e| e.to_string());
+        let fails = of(&f, Level::Fail);
+        assert!(
+            fails
+                .iter()
+                .any(|d| d.contains("route reflector 192.168.77.99 is no node's public IP")),
+            "{fails:#?}"
+        );
+    }
+
+    #[test]
+    fn the_store_down_leaves_the_local_checks() {
+        let all = findings_without_store(
+            &healthy(),
+            "cannot reach etcd http://x:2379: connection refused",
+        );
+        let (text, code) = crate::diagnose::report::render("weft diagnose", &all);
+        assert_eq!(code, 1);
+        assert!(
+            text.contains("FAIL  store        cannot reach etcd"),
+            "{text}"
+        );
+        assert!(text.contains("ok    forwarding"), "{text}");
+        assert!(
+            text.contains("skip  data plane   needs the store"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn bgp_sessions_and_learned_routes() {
         let mut f = healthy();
         let Ok((p, _)) = f.data_plane.as_mut() else {
@@ -457,6 +514,7 @@ pub(crate) mod tests {
         let mut f = healthy();
         f.public_ips = vec!["192.168.77.5".parse().unwrap()];
         f.health = Some(Err("no agent answers on 127.0.0.1:9462".into()));
+        f.subnet_file.1 = Err("No such file or directory".into());
         assert_eq!(
             of(&f, Level::Fail),
             [
@@ -464,6 +522,11 @@ pub(crate) mod tests {
                 "agent: no agent answers on 127.0.0.1:9462",
             ]
         );
+        // Its subnet file names a subnet another node's lease now holds: taken.
+        f.subnet_file.1 = Ok("FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1500\nFLANNEL_IPMASQ=false\n".into());
+        assert!(of(&f, Level::Fail)[0].contains(
+            "this node's subnet 10.244.1.0/24 (from its subnet file) is now leased to 192.168.77.1"
+        ));
     }
 
     #[test]
