@@ -97,6 +97,22 @@ fn assert_blocked(lab: &Lab, h: &str, ctr: &str, to: &str) {
     }
 }
 
+/// `docker network create -d weft --ipam-driver weft ARGS NAME` on `h`, then waits until
+/// every host in `others` lists it.
+fn create_network(lab: &Lab, h: &str, args: &[&str], name: &str, others: &[&str]) {
+    let mut all = vec!["network", "create", "-d", "weft", "--ipam-driver", "weft"];
+    all.extend_from_slice(args);
+    all.push(name);
+    docker_ok(lab, h, &all);
+    for o in others {
+        lab.wait_until(
+            &format!("{o} to list {name}"),
+            Duration::from_secs(10),
+            || networks_of(lab, o).contains(&format!("{name} weft")),
+        );
+    }
+}
+
 fn networks_of(lab: &Lab, h: &str) -> String {
     docker_ok(
         lab,
@@ -366,53 +382,6 @@ fn overlay_and_routed_networks_across_hosts() {
     assert!(!text(&lab.store_cmd(&["network", "list"]).stdout).contains("blue"));
 }
 
-/// A ping every 50 ms from a container (by its pid's namespace) until stopped.
-struct CtrPinger(Child);
-
-impl CtrPinger {
-    fn start(lab: &Lab, h: &str, ctr: &str, to: &str) -> CtrPinger {
-        let pid = docker_ok(lab, h, &["inspect", "-f", "{{.State.Pid}}", ctr]);
-        let child = Command::new("nsenter")
-            .args([
-                &format!("--net=/proc/{}/ns/net", pid.trim()),
-                "ping",
-                "-i",
-                "0.05",
-                "-W",
-                "1",
-                to,
-            ])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        CtrPinger(child)
-    }
-
-    fn stop(self) -> (u32, u32) {
-        let _ = Command::new("kill")
-            .args(["-INT", &self.0.id().to_string()])
-            .status();
-        let out = text(&self.0.wait_with_output().unwrap().stdout);
-        let summary = out
-            .lines()
-            .find(|l| l.contains("packets transmitted"))
-            .unwrap();
-        let num = |w: &str| -> u32 {
-            summary
-                .split(w)
-                .next()
-                .unwrap()
-                .trim()
-                .rsplit(' ')
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap()
-        };
-        (num(" packets transmitted"), num(" received"))
-    }
-}
-
 #[test]
 fn restarts_and_crashes() {
     require_root!("restarts_and_crashes");
@@ -420,29 +389,13 @@ fn restarts_and_crashes() {
         return;
     }
     let lab = Lab::up_with("dr", "embedded", 2, &["--docker"]);
-    docker_ok(
-        &lab,
-        "h1",
-        &[
-            "network",
-            "create",
-            "-d",
-            "weft",
-            "--ipam-driver",
-            "weft",
-            "--subnet",
-            "10.50.0.0/24",
-            "blue",
-        ],
-    );
-    lab.wait_until("h2 to list blue", Duration::from_secs(10), || {
-        networks_of(&lab, "h2").contains("blue weft")
-    });
+    create_network(&lab, "h1", &["--subnet", "10.50.0.0/24"], "blue", &["h2"]);
     run(&lab, "h1", "a1", "blue", &[]);
     run(&lab, "h2", "a2", "blue", &["--ip", "10.50.0.20"]);
     assert_reaches(&lab, "h1", "a1", "10.50.0.20");
 
-    let ping = CtrPinger::start(&lab, "h1", "a1", "10.50.0.20");
+    let pid = docker_ok(&lab, "h1", &["inspect", "-f", "{{.State.Pid}}", "a1"]);
+    let ping = Pinger::from_pid(pid.trim(), "10.50.0.20");
     std::thread::sleep(Duration::from_millis(500));
     lab.ok(lab.lab(&["dockerd"], &["h2", "restart"]), "dockerd restart");
     for h in ["h1", "h2"] {
@@ -511,26 +464,13 @@ fn routed_network_over_bgp() {
         2,
         &["--docker", "--backend", "bgp", "--router", "bird"],
     );
-    docker_ok(
+    create_network(
         &lab,
         "h1",
-        &[
-            "network",
-            "create",
-            "-d",
-            "weft",
-            "--ipam-driver",
-            "weft",
-            "--subnet",
-            "10.60.0.0/24",
-            "-o",
-            "mode=routed",
-            "green",
-        ],
+        &["--subnet", "10.60.0.0/24", "-o", "mode=routed"],
+        "green",
+        &["h2"],
     );
-    lab.wait_until("h2 to list green", Duration::from_secs(10), || {
-        networks_of(&lab, "h2").contains("green weft")
-    });
     run(&lab, "h1", "g1", "green", &[]);
     run(&lab, "h2", "g2", "green", &[]);
     let (g1, g2) = (

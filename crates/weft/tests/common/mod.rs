@@ -320,6 +320,24 @@ pub fn big_copy_arrives_intact(lab: &Lab, c2_addr: &str) {
 pub struct Pinger(std::process::Child);
 
 impl Pinger {
+    /// The same from the network namespace of process `pid` (a Docker container's).
+    pub fn from_pid(pid: &str, to: &str) -> Pinger {
+        let child = Command::new("nsenter")
+            .args([
+                &format!("--net=/proc/{pid}/ns/net"),
+                "ping",
+                "-i",
+                "0.05",
+                "-W",
+                "1",
+                to,
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Pinger(child)
+    }
+
     pub fn start(lab: &Lab, ctr: &str, to: &str) -> Pinger {
         let child = Command::new("ip")
             .args([
