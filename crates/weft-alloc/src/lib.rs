@@ -7,6 +7,7 @@
 //!   atomic claim that keeps two nodes from ever holding the same subnet.
 //! - [`address`]: single addresses a node holds from outside its subnet, claimed the
 //!   same way.
+//! - [`blocks`]: block IPAM (Calico's model): pools, blocks claimed on demand, borrowing.
 //! - [`named`]: named networks (Docker's) with their own ranges, VNIs and endpoints.
 //! - [`screen`]: which leases stand (inside the network, of the right size, in the
 //!   pool), so one bad write cannot take traffic away from a node.
@@ -14,6 +15,7 @@
 //!   Docker's options, in flannel's formats).
 
 pub mod address;
+pub mod blocks;
 pub mod config;
 pub mod hostfiles;
 pub mod lease;

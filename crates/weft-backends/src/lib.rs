@@ -9,6 +9,7 @@
 //! a broken route.
 
 pub mod bgp;
+pub mod blocks;
 pub mod hostgw;
 pub mod ipip;
 pub mod networks;

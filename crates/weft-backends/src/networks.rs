@@ -150,8 +150,9 @@ fn routed(ctx: &NamedContext, on: &[&PlannedEndpoint], out: &mut NamedPlan) {
     }
 }
 
-/// How the backend reaches `node`: its route to the node's subnet.
-fn toward(ctx: &NamedContext, node: Ipv4Addr) -> Result<weft_plan::RouteKind, String> {
+/// How the backend reaches `node`: its route to the node's subnet (shared with block
+/// IPAM's plan).
+pub(crate) fn toward(ctx: &NamedContext, node: Ipv4Addr) -> Result<weft_plan::RouteKind, String> {
     let lease = ctx
         .peers
         .iter()

@@ -50,6 +50,8 @@ pub enum CliError {
     },
     #[error(transparent)]
     Named(weft_alloc::named::NamedError),
+    #[error(transparent)]
+    Blocks(weft_alloc::blocks::BlockError),
     #[error("{0}")]
     Usage(String),
     #[error("no key {0}")]

@@ -8,6 +8,12 @@ use weft_cni::ipam::Ipam;
 
 #[derive(Debug, Subcommand)]
 pub enum IpamCmd {
+    /// Every block of block IPAM, the node that holds it, addresses used and free.
+    #[command(after_help = "Example:\n  weftctl ipam blocks -o json")]
+    Blocks {
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: crate::output::Output,
+    },
     /// List allocations: node, subnet, address, container, interface, network.
     #[command(after_help = "Example:\n  weftctl ipam show --data-dir /var/lib/cni/weft -o json")]
     Show {
@@ -27,7 +33,10 @@ pub fn run(cmd: IpamCmd, lab: Option<&str>) -> Result<i32, crate::CliError> {
         data_dir,
         output,
         json,
-    } = cmd;
+    } = cmd
+    else {
+        unreachable!("ipam blocks reads the store")
+    };
     let json = json || output == crate::output::Output::Json;
     let nodes: Vec<(String, PathBuf)> = match lab {
         Some(name) => crate::lab_host_paths(name, |s, i| s.cni_data_dir(i))?,

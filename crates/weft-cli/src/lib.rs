@@ -21,6 +21,7 @@ pub mod network;
 pub mod networks;
 pub mod node;
 pub mod output;
+pub mod pools;
 pub mod prefix;
 pub mod reference;
 pub mod store;
@@ -58,9 +59,12 @@ pub enum Cmd {
     Network(network::NetworkCmd),
     /// List subnet leases, or delete / reserve one.
     Leases(leases::LeasesArgs),
-    /// Container addresses handed out by the `weft` CNI plugin.
+    /// Container addresses handed out by the `weft` CNI plugin; the blocks nodes hold.
     #[command(subcommand)]
     Ipam(ipam::IpamCmd),
+    /// Block IPAM's address pools: create, list, show, delete.
+    #[command(subcommand)]
+    Pool(pools::PoolCmd),
     /// Single addresses held outside any node's subnet, and which node holds each.
     #[command(after_help = "Example:\n  weftctl addresses -o json")]
     Addresses(output::OutputArg),
@@ -103,7 +107,9 @@ pub fn main(cli: Cli) -> i32 {
             }
             return report(weft_lab::run(cmd).map_err(CliError::from));
         }
-        Cmd::Ipam(cmd) => return report(ipam::run(cmd, lab.as_deref())),
+        Cmd::Ipam(cmd @ ipam::IpamCmd::Show { .. }) => {
+            return report(ipam::run(cmd, lab.as_deref()))
+        }
         Cmd::Completions { shell } => {
             reference::completions(shell, <Cli as clap::CommandFactory>::command());
             return 0;
@@ -170,6 +176,8 @@ pub fn main(cli: Cli) -> i32 {
             Cmd::Network(cmd) => network::run(&registry, cmd).await,
             Cmd::Leases(args) => leases::run(&registry, args).await,
             Cmd::Addresses(o) => addresses::run(&registry, o.output).await,
+            Cmd::Pool(cmd) => pools::run(&registry, cmd).await,
+            Cmd::Ipam(ipam::IpamCmd::Blocks { output }) => pools::blocks(&registry, output).await,
             Cmd::Store(cmd) => store::run(registry.store().as_ref(), cmd).await,
             Cmd::Diagnose(args) => diagnose::run(&registry, args).await,
             Cmd::Lab(_)

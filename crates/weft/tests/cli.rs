@@ -87,6 +87,7 @@ fn every_listing_speaks_json() {
     };
     ctl(&["network", "init", "--network", "10.244.0.0/16"]);
     ctl(&["network", "create", "blue", "--subnet", "10.50.0.0/24"]);
+    ctl(&["pool", "create", "default", "--cidr", "10.248.0.0/16"]);
     for s in ["10.244.10.0", "10.244.9.0"] {
         let key = format!("/coreos.com/network/subnets/{s}-24");
         ctl(&[
@@ -114,6 +115,9 @@ fn every_listing_speaks_json() {
         vec!["store", "ls", "/coreos.com"],
         vec!["node", "status", "--file", &status],
         vec!["ipam", "show", "--data-dir", &data],
+        vec!["ipam", "blocks"],
+        vec!["pool", "list"],
+        vec!["pool", "show", "default"],
     ];
     for args in listings {
         let mut all = args.clone();

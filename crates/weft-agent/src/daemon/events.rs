@@ -23,6 +23,9 @@ impl Agent {
         if let Some(changed) = self.on_named_event(&event) {
             return changed;
         }
+        if let Some(changed) = self.on_block_event(&event) {
+            return changed;
+        }
         match event {
             WatchEvent::Put(kv) if kv.key == self.registry.config_key() => {
                 self.on_config(&kv.value)
@@ -169,6 +172,7 @@ impl Agent {
         let mut fresh = BTreeMap::new();
         self.view.held.clear();
         self.load_named(&kvs);
+        self.load_blocks(&kvs);
         for kv in &kvs {
             if let Some((ip, c)) = self.registry.parse_address(&kv.key, &kv.value) {
                 self.on_address(ip, Some(c));

@@ -21,6 +21,7 @@
 //! The agent's state is grouped by job: `View` (what the store says), `Plane` (the
 //! backend and the runtimes it needs) and `Last` (what was last applied or published).
 
+mod blocks;
 mod events;
 mod host;
 mod named;
@@ -130,6 +131,8 @@ struct View {
     held: BTreeSet<Ipv4Addr>,
     /// Named networks and their endpoints.
     named: named::Named,
+    /// Block IPAM's blocks, by CIDR.
+    blocks: BTreeMap<Ipv4Net, weft_alloc::blocks::Block>,
 }
 
 /// The data plane this node runs: the backend, and the runtimes some backends need.
@@ -156,6 +159,8 @@ struct Last {
     /// The leases last found not to stand, so each is logged once.
     rejected: Vec<Rejected>,
     status: Option<NodeStatus>,
+    /// Blocks and borrowed addresses last found without a route, logged once each.
+    blocks_unreachable: Vec<(Ipv4Net, String)>,
     /// Routed containers last found without a route, so each is logged once.
     named_unreachable: Vec<(Ipv4Addr, String)>,
     /// Segment links found unplanned, since when (removed after a grace period).

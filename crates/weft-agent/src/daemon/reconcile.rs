@@ -29,6 +29,7 @@ impl Agent {
         let peers = self.standing_leases();
         let mut held = self.announceable(&peers);
         held.extend(self.named_announcements());
+        held.extend(self.block_announcements());
         // Woken by the kernel or the timer, but routes were learned meanwhile: what
         // changes now is news (a full apply, logged as such), not a repair of drift.
         let why = match self.sync_bgp(&peers, held).await {
@@ -48,7 +49,15 @@ impl Agent {
         self.apply_firewall(false, &peers);
         let entries_changed = self.reconcile_entries(why, &plan).await;
         let (named_routes, named_changed) = self.reconcile_named(why, &peers, &plan.routes).await;
+        let blocks = self.block_plan(&peers, &plan.routes);
+        if blocks.unreachable != self.last.blocks_unreachable {
+            for (dst, reason) in &blocks.unreachable {
+                warn!(%dst, %reason, "no route to a block or borrowed address");
+            }
+            self.last.blocks_unreachable = blocks.unreachable.clone();
+        }
         plan.routes.extend(named_routes);
+        plan.routes.extend(blocks.routes);
         let (routes_changed, took_all) = match self.apply_route_plan(why, &plan.routes).await {
             Ok(report) => {
                 log_applied(

@@ -106,6 +106,7 @@ impl Agent {
                 peers: snapshot.leases.into_iter().map(|l| (l.subnet, l)).collect(),
                 held: BTreeSet::new(),
                 named: Default::default(),
+                blocks: Default::default(),
             },
             plane: Plane {
                 backend,
@@ -141,12 +142,14 @@ impl Agent {
         }
     }
 
-    /// The named networks and endpoints, as the store has them now.
+    /// The named networks, their endpoints and block IPAM's blocks, as the store has
+    /// them now.
     async fn load_named_now(&mut self) {
         let mut kvs = Vec::new();
         for prefix in [
             self.registry.networks_prefix(),
             self.registry.endpoints_prefix(),
+            self.registry.blocks_prefix(),
         ] {
             match self.registry.store().list(&prefix).await {
                 Ok(listing) => kvs.extend(listing.kvs),
@@ -157,6 +160,7 @@ impl Agent {
             }
         }
         self.load_named(&kvs);
+        self.load_blocks(&kvs);
     }
 
     /// The BGP speaker and its external peers, for the bgp backend.

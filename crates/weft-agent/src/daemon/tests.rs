@@ -419,6 +419,50 @@ async fn a_lease_that_cannot_stand_is_routed_by_no_one() {
 }
 
 #[tokio::test]
+async fn blocks_are_blackholed_here_and_routed_elsewhere() {
+    let mut rig = Rig::new(r#"{"Type":"host-gw"}"#).await;
+    rig.put_peer("10.244.9.0/24", "192.168.1.2", "host-gw", "null")
+        .await;
+    let prefix = rig.registry.blocks_prefix();
+    let ours = r#"{"CIDR":"10.248.0.0/26","Pool":"p","Node":"192.168.1.1","Allocations":{"10.248.0.5":{"Handle":"x/eth0","Node":"192.168.1.2"}}}"#;
+    let theirs = r#"{"CIDR":"10.248.0.64/26","Pool":"p","Node":"192.168.1.2","Allocations":{}}"#;
+    assert!(put_key(&mut rig, &format!("{prefix}10.248.0.0-26"), ours).await);
+    assert!(put_key(&mut rig, &format!("{prefix}10.248.0.64-26"), theirs).await);
+    assert!(!put_key(&mut rig, &format!("{prefix}10.248.0.128-26"), "{garbled").await);
+    rig.agent.reconcile(Why::Store).await;
+    assert_eq!(
+        rig.route_to("10.248.0.0/26"),
+        Some(Route::blackhole(net("10.248.0.0/26")))
+    );
+    let via2 = |d: &str| Some(Route::via(net(d), ip("192.168.1.2"), rig.eth0));
+    assert_eq!(rig.route_to("10.248.0.64/26"), via2("10.248.0.64/26"));
+    assert_eq!(
+        rig.route_to("10.248.0.5/32"),
+        via2("10.248.0.5/32"),
+        "the borrowed address, at its user"
+    );
+
+    // The peer's block is released: its route goes; a restart changes nothing.
+    let key = format!("{prefix}10.248.0.64-26");
+    rig.registry.store().delete(&key).await.unwrap();
+    assert!(
+        rig.agent
+            .on_event(WatchEvent::Delete { key, revision: 0 })
+            .await
+    );
+    rig.agent.reconcile(Why::Store).await;
+    assert!(rig.route_to("10.248.0.64/26").is_none());
+    rig.fake.clear_journal();
+    rig.agent = start(&rig.fake, &rig.dir).await;
+    rig.agent.reconcile(Why::Start).await;
+    assert!(
+        rig.fake.journal().is_empty(),
+        "restart churned: {:?}",
+        rig.fake.journal()
+    );
+}
+
+#[tokio::test]
 async fn an_mtu_change_reaches_every_artefact_at_once() {
     let mut rig = Rig::new(r#"{"Type":"vxlan"}"#).await;
     rig.agent.reconcile(Why::Start).await;

@@ -1,0 +1,641 @@
+//! Block IPAM (Calico's model): pools carved into small blocks that nodes claim when they
+//! need addresses, beside flannel's one subnet per node.
+//!
+//! ```text
+//! <prefix>/weft/ipam/pools/default          {"Name":"default","CIDR":"10.248.0.0/16","BlockSize":26,"NatOutgoing":true,"Disabled":false}
+//! <prefix>/weft/ipam/blocks/10.248.0.64-26  {"CIDR":"10.248.0.64/26","Pool":"default","Node":"192.168.77.1","Allocations":{"10.248.0.66":{"Handle":"ctr1/eth0","Node":"192.168.77.1"}}}
+//! ```
+//!
+//! Every change is one compare-and-swap on one key: a block is claimed by creating its
+//! key (two nodes never hold one block), an address is taken or given back by rewriting
+//! its block at the revision it was read at (two allocations never share an address),
+//! and an empty block is released by marking it `Releasing` at its revision and then
+//! deleting it (an allocation that slipped in between makes the mark fail). A node
+//! allocates from its own blocks first, claims a free block when those are full, and
+//! borrows a single address from another node's block when the pool has no free block
+//! (unless `strict_affinity`); a borrowed address is recorded with the borrower, which
+//! announces it as a /32.
+//!
+//! The decisions (which block, which address) are pure functions of a snapshot; the
+//! store calls retry them on a lost race.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use weft_store::{KeyValue, Revision, StoreError};
+
+use crate::registry::Registry;
+
+/// Calico's default block size.
+pub const DEFAULT_BLOCK_SIZE: u8 = 26;
+/// A lost race is retried this many times before the caller is told to try later.
+const MAX_RACES: usize = 64;
+
+/// An address pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pool {
+    #[serde(rename = "Name")]
+    pub name: String,
+    #[serde(rename = "CIDR")]
+    pub cidr: Ipv4Net,
+    #[serde(rename = "BlockSize")]
+    pub block_size: u8,
+    #[serde(rename = "NatOutgoing", default)]
+    pub nat_outgoing: bool,
+    #[serde(rename = "Disabled", default)]
+    pub disabled: bool,
+}
+
+impl Pool {
+    /// Checks a pool to be created (pure): sizes, alignment, overlap with `others`.
+    pub fn check(&self, others: &[Pool]) -> Result<(), String> {
+        crate::named::check_name(&self.name)?;
+        if self.cidr != self.cidr.trunc() {
+            return Err(format!(
+                "pool {} has host bits set; did you mean {}?",
+                self.cidr,
+                self.cidr.trunc()
+            ));
+        }
+        if !(20..=32).contains(&self.block_size) {
+            return Err(format!(
+                "block size /{} is out of range (/20 to /32)",
+                self.block_size
+            ));
+        }
+        if self.block_size < self.cidr.prefix_len() {
+            return Err(format!(
+                "block size /{} is larger than the pool {}",
+                self.block_size, self.cidr
+            ));
+        }
+        if let Some(o) = others
+            .iter()
+            .find(|o| o.cidr.contains(&self.cidr) || self.cidr.contains(&o.cidr))
+        {
+            return Err(format!(
+                "pool {} overlaps pool {:?} ({})",
+                self.cidr, o.name, o.cidr
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every block of the pool, in address order.
+    pub fn blocks(&self) -> impl Iterator<Item = Ipv4Net> + '_ {
+        self.cidr
+            .subnets(self.block_size)
+            .expect("block size checked against the pool")
+    }
+
+    /// The block `ip` falls in, if it is in the pool.
+    pub fn block_of(&self, ip: Ipv4Addr) -> Option<Ipv4Net> {
+        self.cidr.contains(&ip).then(|| {
+            Ipv4Net::new(ip, self.block_size)
+                .expect("block size <= 32")
+                .trunc()
+        })
+    }
+}
+
+/// One address taken from a block.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Allocation {
+    /// Who holds it: the container and interface (`ID/eth0`), for release and GC.
+    #[serde(rename = "Handle")]
+    pub handle: String,
+    /// The node it is used on (another than the block's for a borrowed address).
+    #[serde(rename = "Node")]
+    pub node: Ipv4Addr,
+}
+
+/// A block and its allocations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Block {
+    #[serde(rename = "CIDR")]
+    pub cidr: Ipv4Net,
+    #[serde(rename = "Pool")]
+    pub pool: String,
+    /// The node the block is affine to.
+    #[serde(rename = "Node")]
+    pub node: Ipv4Addr,
+    #[serde(rename = "Allocations", default)]
+    pub allocations: BTreeMap<Ipv4Addr, Allocation>,
+    /// Being released: no allocation may be made from it.
+    #[serde(
+        rename = "Releasing",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub releasing: bool,
+}
+
+impl Block {
+    /// The first free address of the block (the whole block is usable: it is routed as
+    /// a unit, never bridged, so there is no network or broadcast address to keep).
+    pub fn free(&self) -> Option<Ipv4Addr> {
+        ipnet::Ipv4AddrRange::new(self.cidr.network(), self.cidr.broadcast())
+            .find(|ip| !self.allocations.contains_key(ip))
+    }
+
+    pub fn used(&self) -> usize {
+        self.allocations.len()
+    }
+}
+
+/// A block as read, with the revision its rewrite must compare against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockAt {
+    pub block: Block,
+    pub revision: Revision,
+}
+
+#[derive(Debug, Error)]
+pub enum BlockError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("invalid pool: {0}")]
+    Invalid(String),
+    #[error("no pool named {0:?}")]
+    UnknownPool(String),
+    #[error("pool {name:?} has blocks in use: {}", .blocks.join(", "))]
+    InUse { name: String, blocks: Vec<String> },
+    #[error("no address left: every pool is full{}", if *.strict { " (strict affinity: no borrowing)" } else { "" })]
+    Exhausted { strict: bool },
+    #[error("{ip} is in no enabled pool")]
+    NoPool { ip: Ipv4Addr },
+    #[error("{ip} is already held by {holder} on node {node}")]
+    Taken {
+        ip: Ipv4Addr,
+        holder: String,
+        node: Ipv4Addr,
+    },
+    #[error("the store kept changing under {0} attempts; try again")]
+    Contended(usize),
+}
+
+/// What `pick` chose (pure).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Choice {
+    /// An address from a block this node holds.
+    Own { block: Ipv4Net, ip: Ipv4Addr },
+    /// Claim this free block first, then take its first address.
+    Claim { pool: String, block: Ipv4Net },
+    /// Borrow from another node's block (announced as a /32).
+    Borrow { block: Ipv4Net, ip: Ipv4Addr },
+}
+
+/// Where `node`'s next address comes from, given every pool and block (pure): its own
+/// blocks first (lowest address), then the first free block of the first enabled pool
+/// that has one, then (unless `strict`) a free address in another node's block.
+pub fn pick(node: Ipv4Addr, pools: &[Pool], blocks: &[Block], strict: bool) -> Option<Choice> {
+    let usable = |b: &&Block| {
+        !b.releasing
+            && pools
+                .iter()
+                .any(|p| p.name == b.pool && !p.disabled && p.cidr.contains(&b.cidr))
+    };
+    let mut mine: Vec<&Block> = blocks
+        .iter()
+        .filter(usable)
+        .filter(|b| b.node == node)
+        .collect();
+    mine.sort_by_key(|b| b.cidr.network());
+    if let Some((b, ip)) = mine.iter().find_map(|b| b.free().map(|ip| (b, ip))) {
+        return Some(Choice::Own { block: b.cidr, ip });
+    }
+    let taken: std::collections::BTreeSet<Ipv4Net> = blocks.iter().map(|b| b.cidr).collect();
+    for p in pools.iter().filter(|p| !p.disabled) {
+        if let Some(block) = p.blocks().find(|b| !taken.contains(b)) {
+            return Some(Choice::Claim {
+                pool: p.name.clone(),
+                block,
+            });
+        }
+    }
+    if strict {
+        return None;
+    }
+    let mut others: Vec<&Block> = blocks
+        .iter()
+        .filter(usable)
+        .filter(|b| b.node != node)
+        .collect();
+    others.sort_by_key(|b| b.cidr.network());
+    others
+        .iter()
+        .find_map(|b| b.free().map(|ip| Choice::Borrow { block: b.cidr, ip }))
+}
+
+/// The key name of a block (`10.248.0.64-26`, flannel's subnet key style).
+fn key_name(block: &Ipv4Net) -> String {
+    crate::pool::key_name(block)
+}
+
+impl Registry {
+    pub fn pools_prefix(&self) -> String {
+        format!("{}/weft/ipam/pools/", self.prefix())
+    }
+
+    pub fn blocks_prefix(&self) -> String {
+        format!("{}/weft/ipam/blocks/", self.prefix())
+    }
+
+    fn block_key(&self, block: &Ipv4Net) -> String {
+        format!("{}{}", self.blocks_prefix(), key_name(block))
+    }
+
+    /// Every readable pool, by name.
+    pub async fn pools(&self) -> Result<Vec<Pool>, StoreError> {
+        let listing = self.store().list(&self.pools_prefix()).await?;
+        let mut pools: Vec<Pool> = listing
+            .kvs
+            .iter()
+            .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
+            .collect();
+        pools.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(pools)
+    }
+
+    /// Creates a pool: checked, then create-if-absent.
+    pub async fn create_pool(&self, pool: &Pool) -> Result<(), BlockError> {
+        let others = self.pools().await?;
+        if others.iter().any(|o| o.name == pool.name) {
+            return Err(BlockError::Invalid(format!("pool {:?} exists", pool.name)));
+        }
+        pool.check(&others).map_err(BlockError::Invalid)?;
+        let key = format!("{}{}", self.pools_prefix(), pool.name);
+        let value = serde_json::to_vec(pool).expect("pool serializes");
+        match self.store().create(&key, &value, None).await? {
+            Some(_) => Ok(()),
+            None => Err(BlockError::Invalid(format!("pool {:?} exists", pool.name))),
+        }
+    }
+
+    /// Deletes a pool none of whose blocks is held; names the ones that are.
+    pub async fn delete_pool(&self, name: &str) -> Result<Pool, BlockError> {
+        let pool = self
+            .pools()
+            .await?
+            .into_iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| BlockError::UnknownPool(name.to_owned()))?;
+        let held: Vec<String> = self
+            .blocks()
+            .await?
+            .into_iter()
+            .filter(|b| b.block.pool == name)
+            .map(|b| format!("{} ({} on {})", b.block.cidr, b.block.used(), b.block.node))
+            .collect();
+        if !held.is_empty() {
+            return Err(BlockError::InUse {
+                name: name.to_owned(),
+                blocks: held,
+            });
+        }
+        self.store()
+            .delete(&format!("{}{name}", self.pools_prefix()))
+            .await?;
+        Ok(pool)
+    }
+
+    fn parse_block(kv: &KeyValue) -> Option<BlockAt> {
+        Some(BlockAt {
+            block: serde_json::from_slice(&kv.value).ok()?,
+            revision: kv.mod_revision,
+        })
+    }
+
+    /// Every readable block, with its revision.
+    pub async fn blocks(&self) -> Result<Vec<BlockAt>, StoreError> {
+        let listing = self.store().list(&self.blocks_prefix()).await?;
+        Ok(listing.kvs.iter().filter_map(Self::parse_block).collect())
+    }
+
+    /// Takes an address for `handle` on `node`: from its own blocks, a newly claimed
+    /// block, or borrowed (see [`pick`]). Each step is one compare-and-swap; a lost
+    /// race re-reads and chooses again.
+    pub async fn allocate_from_blocks(
+        &self,
+        node: Ipv4Addr,
+        handle: &str,
+        strict: bool,
+    ) -> Result<Ipv4Addr, BlockError> {
+        for _ in 0..MAX_RACES {
+            let pools = self.pools().await?;
+            let blocks = self.blocks().await?;
+            let plain: Vec<Block> = blocks.iter().map(|b| b.block.clone()).collect();
+            let Some(choice) = pick(node, &pools, &plain, strict) else {
+                return Err(BlockError::Exhausted { strict });
+            };
+            let at = |cidr: Ipv4Net| blocks.iter().find(|b| b.block.cidr == cidr).cloned();
+            match choice {
+                Choice::Own { block, ip } | Choice::Borrow { block, ip } => {
+                    let b = at(block).expect("picked from the snapshot");
+                    if self.take(&b, ip, handle, node).await? {
+                        return Ok(ip);
+                    }
+                }
+                Choice::Claim { pool, block } => {
+                    let first = block.network();
+                    let mut b = Block {
+                        cidr: block,
+                        pool,
+                        node,
+                        allocations: BTreeMap::new(),
+                        releasing: false,
+                    };
+                    b.allocations.insert(
+                        first,
+                        Allocation {
+                            handle: handle.to_owned(),
+                            node,
+                        },
+                    );
+                    let value = serde_json::to_vec(&b).expect("block serializes");
+                    if self
+                        .store()
+                        .create(&self.block_key(&block), &value, None)
+                        .await?
+                        .is_some()
+                    {
+                        return Ok(first);
+                    }
+                }
+            }
+        }
+        Err(BlockError::Contended(MAX_RACES))
+    }
+
+    /// Rewrites `b` with `ip` taken, at the revision it was read; whether it won.
+    async fn take(
+        &self,
+        b: &BlockAt,
+        ip: Ipv4Addr,
+        handle: &str,
+        node: Ipv4Addr,
+    ) -> Result<bool, StoreError> {
+        let mut next = b.block.clone();
+        next.allocations.insert(
+            ip,
+            Allocation {
+                handle: handle.to_owned(),
+                node,
+            },
+        );
+        let value = serde_json::to_vec(&next).expect("block serializes");
+        Ok(self
+            .store()
+            .compare_and_swap(&self.block_key(&b.block.cidr), &value, b.revision, None)
+            .await?
+            .is_some())
+    }
+
+    /// Takes the fixed address `ip` for `handle` on `node`: from its block if that block
+    /// is this node's or free (claimed then), borrowed from another node's otherwise.
+    pub async fn allocate_fixed(
+        &self,
+        node: Ipv4Addr,
+        ip: Ipv4Addr,
+        handle: &str,
+    ) -> Result<(), BlockError> {
+        for _ in 0..MAX_RACES {
+            let pools = self.pools().await?;
+            let pool = pools
+                .iter()
+                .find(|p| !p.disabled && p.cidr.contains(&ip))
+                .ok_or(BlockError::NoPool { ip })?;
+            let block = pool.block_of(ip).expect("ip is in the pool");
+            let key = self.block_key(&block);
+            match self.store().get(&key).await? {
+                None => {
+                    let mut b = Block {
+                        cidr: block,
+                        pool: pool.name.clone(),
+                        node,
+                        allocations: BTreeMap::new(),
+                        releasing: false,
+                    };
+                    b.allocations.insert(
+                        ip,
+                        Allocation {
+                            handle: handle.to_owned(),
+                            node,
+                        },
+                    );
+                    let value = serde_json::to_vec(&b).expect("block serializes");
+                    if self.store().create(&key, &value, None).await?.is_some() {
+                        return Ok(());
+                    }
+                }
+                Some(kv) => {
+                    let Some(b) = Self::parse_block(&kv) else {
+                        return Err(BlockError::Invalid(format!(
+                            "block {block} in the store is unreadable"
+                        )));
+                    };
+                    if let Some(a) = b.block.allocations.get(&ip) {
+                        if a.handle == handle {
+                            return Ok(()); // a retried ADD
+                        }
+                        return Err(BlockError::Taken {
+                            ip,
+                            holder: a.handle.clone(),
+                            node: a.node,
+                        });
+                    }
+                    if b.block.releasing {
+                        continue;
+                    }
+                    if self.take(&b, ip, handle, node).await? {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        Err(BlockError::Contended(MAX_RACES))
+    }
+
+    /// Gives `ip` back if `handle` holds it; `Ok(false)` if it did not.
+    pub async fn release_from_blocks(
+        &self,
+        ip: Ipv4Addr,
+        handle: &str,
+    ) -> Result<bool, BlockError> {
+        for _ in 0..MAX_RACES {
+            let pools = self.pools().await?;
+            let Some(block) = pools.iter().find_map(|p| p.block_of(ip)) else {
+                return Ok(false);
+            };
+            let Some(kv) = self.store().get(&self.block_key(&block)).await? else {
+                return Ok(false);
+            };
+            let Some(b) = Self::parse_block(&kv) else {
+                return Ok(false);
+            };
+            if b.block
+                .allocations
+                .get(&ip)
+                .is_none_or(|a| a.handle != handle)
+            {
+                return Ok(false);
+            }
+            let mut next = b.block.clone();
+            next.allocations.remove(&ip);
+            let value = serde_json::to_vec(&next).expect("block serializes");
+            if self
+                .store()
+                .compare_and_swap(&kv.key, &value, b.revision, None)
+                .await?
+                .is_some()
+            {
+                return Ok(true);
+            }
+        }
+        Err(BlockError::Contended(MAX_RACES))
+    }
+
+    /// Releases `block` if it is still empty at the revision it was read: marks it
+    /// releasing (so no allocation can land in it), then deletes it. Whether it went.
+    pub async fn release_block(&self, b: &BlockAt) -> Result<bool, StoreError> {
+        if b.block.used() > 0 {
+            return Ok(false);
+        }
+        let mut marked = b.block.clone();
+        marked.releasing = true;
+        let value = serde_json::to_vec(&marked).expect("block serializes");
+        let key = self.block_key(&b.block.cidr);
+        if self
+            .store()
+            .compare_and_swap(&key, &value, b.revision, None)
+            .await?
+            .is_none()
+        {
+            return Ok(false);
+        }
+        self.store().delete(&key).await?;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(name: &str, cidr: &str, size: u8) -> Pool {
+        Pool {
+            name: name.into(),
+            cidr: cidr.parse().unwrap(),
+            block_size: size,
+            nat_outgoing: false,
+            disabled: false,
+        }
+    }
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    fn block(cidr: &str, node: &str, used: &[&str]) -> Block {
+        Block {
+            cidr: cidr.parse().unwrap(),
+            pool: "p".into(),
+            node: ip(node),
+            allocations: used
+                .iter()
+                .map(|a| {
+                    (
+                        ip(a),
+                        Allocation {
+                            handle: "h".into(),
+                            node: ip(node),
+                        },
+                    )
+                })
+                .collect(),
+            releasing: false,
+        }
+    }
+
+    #[test]
+    fn pools_are_checked() {
+        let p = pool("p", "10.248.0.0/16", 26);
+        assert!(p.check(&[]).is_ok());
+        assert!(pool("q", "10.248.128.0/17", 26)
+            .check(std::slice::from_ref(&p))
+            .unwrap_err()
+            .contains("overlaps"));
+        assert!(pool("q", "10.249.0.1/24", 26)
+            .check(&[])
+            .unwrap_err()
+            .contains("host bits"));
+        assert!(pool("q", "10.249.0.0/24", 19)
+            .check(&[])
+            .unwrap_err()
+            .contains("out of range"));
+        assert!(pool("q", "10.249.0.0/28", 26)
+            .check(&[])
+            .unwrap_err()
+            .contains("larger than the pool"));
+        assert_eq!(
+            p.block_of(ip("10.248.1.70")),
+            Some("10.248.1.64/26".parse().unwrap())
+        );
+        assert_eq!(p.blocks().count(), 1024);
+    }
+
+    #[test]
+    fn own_blocks_first_then_a_free_block_then_borrowing() {
+        let pools = [pool("p", "10.248.0.0/30", 31)]; // two blocks of two addresses
+        let me = ip("192.168.1.1");
+        // Nothing held: claim the first block.
+        assert_eq!(
+            pick(me, &pools, &[], false),
+            Some(Choice::Claim {
+                pool: "p".into(),
+                block: "10.248.0.0/31".parse().unwrap()
+            })
+        );
+        // A block with room: use it.
+        let mine = block("10.248.0.0/31", "192.168.1.1", &["10.248.0.0"]);
+        assert_eq!(
+            pick(me, &pools, std::slice::from_ref(&mine), false),
+            Some(Choice::Own {
+                block: mine.cidr,
+                ip: ip("10.248.0.1")
+            })
+        );
+        // Full, and the other block is another node's with room: borrow, unless strict.
+        let full = block(
+            "10.248.0.0/31",
+            "192.168.1.1",
+            &["10.248.0.0", "10.248.0.1"],
+        );
+        let theirs = block("10.248.0.2/31", "192.168.1.2", &["10.248.0.2"]);
+        let all = [full, theirs.clone()];
+        assert_eq!(
+            pick(me, &pools, &all, false),
+            Some(Choice::Borrow {
+                block: theirs.cidr,
+                ip: ip("10.248.0.3")
+            })
+        );
+        assert_eq!(pick(me, &pools, &all, true), None);
+        // A disabled pool gives nothing; a releasing block is not used.
+        let mut off = pools.clone();
+        off[0].disabled = true;
+        assert_eq!(pick(me, &off, &[], false), None);
+        let mut going = mine.clone();
+        going.releasing = true;
+        assert_eq!(
+            pick(me, &pools, &[going], true),
+            Some(Choice::Claim {
+                pool: "p".into(),
+                block: "10.248.0.2/31".parse().unwrap()
+            })
+        );
+    }
+}
