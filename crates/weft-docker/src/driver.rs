@@ -29,10 +29,13 @@ use crate::protocol::*;
 /// plugin's routed mode).
 pub const ROUTED_GATEWAY: &str = "169.254.1.1";
 pub const ROUTED_HOST_MAC: &str = "ee:ee:ee:ee:ee:ee";
-/// Host-side veth names: this prefix and the endpoint ID's first 10 characters.
-pub const HOST_PREFIX: &str = "weftd";
-/// The container side's name until Docker moves it in and renames it.
-pub const PEER_PREFIX: &str = "weftc";
+/// Host-side veth names: this prefix and the endpoint ID's first 9 characters. The
+/// CNI plugin names its veths `weft` and 11 hex digits; `k` is not a hex digit, so no
+/// CNI veth ever starts with this prefix and the sync's collection of stray veths never
+/// touches one.
+pub const HOST_PREFIX: &str = "weftdk";
+/// The container side's name until Docker moves it in and renames it (`p`: not hex).
+pub const PEER_PREFIX: &str = "weftdp";
 
 /// A network Docker created here whose name is not known yet.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -136,7 +136,7 @@ async fn an_overlay_container_from_create_to_removal() {
         json!({"NetworkID": "n1", "EndpointID": "e0123456789abcdef", "SandboxKey": "/x"}),
     )
     .await;
-    assert_eq!(join["InterfaceName"]["SrcName"], "weftce012345678");
+    assert_eq!(join["InterfaceName"]["SrcName"], "weftdpe01234567");
     assert_eq!(join["InterfaceName"]["DstPrefix"], "eth");
     assert_eq!(join["Gateway"], "10.50.0.1");
     // The segment and the host veth as its port; the bridge holds the gateway.
@@ -146,7 +146,7 @@ async fn an_overlay_container_from_create_to_removal() {
     assert_eq!(vx.controller, Some(br.info.index));
     let host = s
         .fake
-        .link(&format!("{HOST_PREFIX}e012345678"))
+        .link(&format!("{HOST_PREFIX}e01234567"))
         .expect("host veth");
     assert_eq!(host.controller, Some(br.info.index));
     assert_eq!(
@@ -155,7 +155,7 @@ async fn an_overlay_container_from_create_to_removal() {
     );
     let held = d.registry.endpoints("blue").await.unwrap();
     assert_eq!(held[0].1.endpoint_id, "e0123456789abcdef");
-    assert_eq!(held[0].1.host_iface, "weftde012345678");
+    assert_eq!(held[0].1.host_iface, "weftdke01234567");
 
     // A second container may not take the address, nor the gateway.
     let dup = call(
@@ -185,7 +185,7 @@ async fn an_overlay_container_from_create_to_removal() {
         json!({"NetworkID": "n1", "EndpointID": "e0123456789abcdef"}),
     )
     .await;
-    assert!(s.fake.link("weftde012345678").is_none());
+    assert!(s.fake.link("weftdke01234567").is_none());
     ok(
         d,
         "NetworkDriver.DeleteEndpoint",
@@ -236,11 +236,11 @@ async fn a_routed_container_gets_calico_s_layout() {
         join["StaticRoutes"],
         json!([{"Destination": "169.254.1.1/32", "RouteType": 1}])
     );
-    let host = s.fake.link("weftdabcdefabcd").expect("host veth");
+    let host = s.fake.link("weftdkabcdefabc").expect("host veth");
     assert_eq!(host.info.mac.unwrap().to_string(), ROUTED_HOST_MAC);
     assert_eq!(
         s.fake
-            .setting("/proc/sys/net/ipv4/conf/weftdabcdefabcd/proxy_arp")
+            .setting("/proc/sys/net/ipv4/conf/weftdkabcdefabc/proxy_arp")
             .as_deref(),
         Some("1")
     );
@@ -401,4 +401,19 @@ async fn bad_requests_are_named_and_change_nothing() {
         "no store change"
     );
     assert!(d.local.lock().unwrap().pending.is_empty());
+}
+
+#[test]
+fn docker_veths_never_look_like_cni_ones() {
+    // The CNI plugin names its host veths `weft` and 11 hex digits: ours carry a
+    // character no hex digit is, so the sync's collection of stray `weftdk…` veths
+    // can never take a CNI container's.
+    for p in [
+        weft_docker::driver::HOST_PREFIX,
+        weft_docker::driver::PEER_PREFIX,
+    ] {
+        assert!(p[4..].chars().any(|c| !c.is_ascii_hexdigit()), "{p}");
+    }
+    let cni = weft_docker::driver::veth_name(weft_docker::driver::HOST_PREFIX, "0123456789abcdef");
+    assert_eq!(cni.len(), 15, "IFNAMSIZ");
 }

@@ -421,7 +421,7 @@ fn restarts_and_crashes() {
     // What a crash leaves: an address recorded for an endpoint no daemon has, and a
     // host veth nobody owns. Both are collected after the grace period.
     let key = "/coreos.com/network/weft/endpoints/blue/10.50.0.77";
-    let value = r#"{"Node":"192.168.77.1","EndpointID":"0123456789abcdef","MAC":"02:42:0a:32:00:4d","HostIface":"weftd0123456789"}"#;
+    let value = r#"{"Node":"192.168.77.1","EndpointID":"0123456789abcdef","MAC":"02:42:0a:32:00:4d","HostIface":"weftdk012345678"}"#;
     lab.ok(lab.store_cmd(&["store", "put", key, value]), "store put");
     lab.ok(
         lab.exec(
@@ -430,12 +430,12 @@ fn restarts_and_crashes() {
                 "ip",
                 "link",
                 "add",
-                "weftd0123456789",
+                "weftdk012345678",
                 "type",
                 "veth",
                 "peer",
                 "name",
-                "weftc0123456789",
+                "weftdp012345678",
             ],
         ),
         "stray veth",
@@ -445,7 +445,7 @@ fn restarts_and_crashes() {
         Duration::from_secs(40),
         || {
             !text(&lab.store_cmd(&["network", "show", "blue"]).stdout).contains("10.50.0.77")
-                && !link_exists(&lab, "h1", "weftd0123456789")
+                && !link_exists(&lab, "h1", "weftdk012345678")
         },
     );
     assert!(lab.log("h1").contains("collected"));

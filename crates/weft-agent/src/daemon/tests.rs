@@ -522,8 +522,8 @@ async fn named_networks_follow_the_store() {
         .await
     );
     // Endpoints: one here on blue, one on the peer on blue and one on green.
-    let here = r#"{"Node":"192.168.1.1","EndpointID":"e1","MAC":"02:42:0a:32:00:02","HostIface":"weftde1"}"#;
-    let there = r#"{"Node":"192.168.1.2","EndpointID":"e2","MAC":"02:42:0a:32:00:03","HostIface":"weftde2"}"#;
+    let here = r#"{"Node":"192.168.1.1","EndpointID":"e1","MAC":"02:42:0a:32:00:02","HostIface":"weftdke1"}"#;
+    let there = r#"{"Node":"192.168.1.2","EndpointID":"e2","MAC":"02:42:0a:32:00:03","HostIface":"weftdke2"}"#;
     put_key(&mut rig, &format!("{eps}blue/10.50.0.2"), here).await;
     put_key(&mut rig, &format!("{eps}blue/10.50.0.3"), there).await;
     put_key(&mut rig, &format!("{eps}green/10.60.0.3"), there).await;
