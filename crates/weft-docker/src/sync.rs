@@ -31,6 +31,8 @@ pub struct Sync {
     pub plugin: String,
     /// Addresses seen without an endpoint, since when.
     orphans: BTreeMap<(String, Ipv4Addr), Instant>,
+    /// Networks the local dockerd refused to create (logged once each).
+    refused: BTreeSet<String>,
     /// Host veths seen without an endpoint record, since when.
     stray_veths: BTreeMap<String, Instant>,
     pending_since: BTreeMap<String, Instant>,
@@ -44,6 +46,7 @@ impl Sync {
             plugin: plugin.to_owned(),
             orphans: BTreeMap::new(),
             stray_veths: BTreeMap::new(),
+            refused: BTreeSet::new(),
             pending_since: BTreeMap::new(),
         }
     }
@@ -93,11 +96,16 @@ impl Sync {
         let here: BTreeSet<&str> = docker.iter().map(|d| d.name.as_str()).collect();
         for net in store.iter().filter(|n| !here.contains(n.name.as_str())) {
             match self.engine.create_network(net, &self.plugin).await {
-                Ok(()) => info!(network = %net.name, "network created in the local Docker"),
-                Err(EngineError::Refused { status: 409, .. }) => {}
-                Err(e) => {
-                    warn!(network = %net.name, error = %e, "cannot create the network in the local Docker")
+                Ok(()) => {
+                    self.refused.remove(&net.name);
+                    info!(network = %net.name, "network created in the local Docker")
                 }
+                Err(EngineError::Refused { status: 409, .. }) => {}
+                // Tried again every pass; said once until it works.
+                Err(e) if self.refused.insert(net.name.clone()) => {
+                    warn!(network = %net.name, error = %e, "cannot create the network in the local Docker; retrying quietly")
+                }
+                Err(_) => {}
             }
         }
         let pending: BTreeSet<String> = self
