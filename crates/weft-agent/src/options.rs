@@ -91,6 +91,10 @@ pub struct AgentOptions {
     /// Port for `/healthz` and `/metrics`; 0 turns them off (flannel's default).
     #[arg(long, default_value_t = 0)]
     pub healthz_port: u16,
+    /// Block IPAM: how long a block this node holds must stay empty before it is given
+    /// back to its pool (checked at every resync).
+    #[arg(long, value_parser = duration, default_value = "5m")]
+    pub block_release_grace: Duration,
     /// How often to re-check the whole host against the plan, repairing drift.
     #[arg(long, value_parser = duration, default_value = "30s")]
     pub resync_interval: Duration,

@@ -3,9 +3,10 @@
 //! borrowed /32s), their routes joined to the one route plan.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use ipnet::Ipv4Net;
-use tracing::warn;
+use tracing::{info, warn};
 use weft_alloc::blocks::Block;
 use weft_alloc::Lease;
 use weft_backends::blocks::{plan, BlockPlan};
@@ -77,6 +78,52 @@ impl Agent {
         };
         let blocks: Vec<Block> = self.view.blocks.values().cloned().collect();
         plan(&ctx, &blocks)
+    }
+
+    /// Gives back the blocks this node holds that have stayed empty for the grace
+    /// period (`--block-release-grace`); each release is one compare-and-swap, so an
+    /// allocation that lands meanwhile keeps the block.
+    pub(super) async fn release_empty_blocks(&mut self) {
+        let me = self.view.attrs.public_ip;
+        let empty: Vec<Ipv4Net> = self
+            .view
+            .blocks
+            .values()
+            .filter(|b| b.node == me && b.allocations.is_empty() && !b.releasing)
+            .map(|b| b.cidr)
+            .collect();
+        let since = &mut self.last.blocks_empty_since;
+        since.retain(|c, _| empty.contains(c));
+        let due: Vec<Ipv4Net> = empty
+            .iter()
+            .filter(|c| {
+                since.entry(**c).or_insert_with(Instant::now).elapsed()
+                    >= self.opts.block_release_grace
+            })
+            .copied()
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let blocks = match self.registry.blocks().await {
+            Ok(b) => b,
+            Err(e) => {
+                warn!(error = %e, "cannot read the blocks to release empty ones; will retry");
+                return;
+            }
+        };
+        for b in blocks.iter().filter(|b| due.contains(&b.block.cidr)) {
+            match self.registry.release_block(b).await {
+                Ok(true) => {
+                    info!(block = %b.block.cidr, pool = %b.block.pool, "released an empty block");
+                    self.last.blocks_empty_since.remove(&b.block.cidr);
+                }
+                Ok(false) => {} // used again meanwhile
+                Err(e) => {
+                    warn!(block = %b.block.cidr, error = %e, "cannot release an empty block; will retry")
+                }
+            }
+        }
     }
 
     /// The blocks and borrowed addresses the bgp backend announces for this node.

@@ -159,6 +159,8 @@ struct Last {
     /// The leases last found not to stand, so each is logged once.
     rejected: Vec<Rejected>,
     status: Option<NodeStatus>,
+    /// This node's empty blocks, since when (released after the grace period).
+    blocks_empty_since: BTreeMap<Ipv4Net, std::time::Instant>,
     /// Blocks and borrowed addresses last found without a route, logged once each.
     blocks_unreachable: Vec<(Ipv4Net, String)>,
     /// Routed containers last found without a route, so each is logged once.

@@ -84,6 +84,7 @@ impl Agent {
                     if let Err(e) = self.write_host_files() {
                         warn!(error = %e, "cannot write the host files; will retry");
                     }
+                    self.release_empty_blocks().await;
                     self.reconcile(Why::Resync).await;
                 }
                 _ = renew.tick() => self.renew_if_due().await,

@@ -463,6 +463,44 @@ async fn blocks_are_blackholed_here_and_routed_elsewhere() {
 }
 
 #[tokio::test]
+async fn an_empty_block_is_released_after_the_grace_period() {
+    let mut rig = Rig::new(r#"{"Type":"host-gw"}"#).await;
+    rig.agent.opts.block_release_grace = std::time::Duration::from_millis(200);
+    let prefix = rig.registry.blocks_prefix();
+    let empty = r#"{"CIDR":"10.248.0.0/26","Pool":"p","Node":"192.168.1.1","Allocations":{}}"#;
+    let used = r#"{"CIDR":"10.248.0.64/26","Pool":"p","Node":"192.168.1.1","Allocations":{"10.248.0.65":{"Handle":"x/eth0","Node":"192.168.1.1"}}}"#;
+    let theirs = r#"{"CIDR":"10.248.0.128/26","Pool":"p","Node":"192.168.1.2","Allocations":{}}"#;
+    for (k, v) in [
+        ("10.248.0.0-26", empty),
+        ("10.248.0.64-26", used),
+        ("10.248.0.128-26", theirs),
+    ] {
+        put_key(&mut rig, &format!("{prefix}{k}"), v).await;
+    }
+    rig.agent.release_empty_blocks().await;
+    assert_eq!(
+        rig.registry.blocks().await.unwrap().len(),
+        3,
+        "not before the grace period"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    rig.agent.release_empty_blocks().await;
+    let left: Vec<String> = rig
+        .registry
+        .blocks()
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.block.cidr.to_string())
+        .collect();
+    assert_eq!(
+        left,
+        ["10.248.0.128/26", "10.248.0.64/26"],
+        "only our empty block went"
+    );
+}
+
+#[tokio::test]
 async fn an_mtu_change_reaches_every_artefact_at_once() {
     let mut rig = Rig::new(r#"{"Type":"vxlan"}"#).await;
     rig.agent.reconcile(Why::Start).await;
