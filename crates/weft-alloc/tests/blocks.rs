@@ -9,10 +9,9 @@ use std::sync::Arc;
 use weft_alloc::blocks::{BlockError, Pool};
 use weft_alloc::Registry;
 use weft_store::embedded::EmbeddedStore;
-use weft_store::etcd::{EtcdConfig, EtcdStore};
 use weft_store::Store;
 use weft_testkit::etcd::EtcdServer;
-use weft_testkit::gate;
+use weft_testkit::{etcd_store, gate};
 
 fn node(i: u8) -> Ipv4Addr {
     Ipv4Addr::new(192, 0, 2, i)
@@ -217,13 +216,10 @@ async fn etcd_store_blocks() {
         return;
     }
     let server = EtcdServer::start_loopback().unwrap();
-    let connect = || async {
-        let cfg = EtcdConfig {
-            endpoints: vec![server.endpoint.clone()],
-            ..Default::default()
-        };
-        Arc::new(EtcdStore::connect(&cfg).await.unwrap()) as Arc<dyn Store>
-    };
-    lifecycle(connect().await).await;
-    racing_nodes(vec![connect().await, connect().await, connect().await]).await;
+    lifecycle(etcd_store(&server.endpoint).await).await;
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(etcd_store(&server.endpoint).await); // a connection per node
+    }
+    racing_nodes(nodes).await;
 }

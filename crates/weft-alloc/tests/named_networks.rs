@@ -9,10 +9,9 @@ use std::sync::Arc;
 use weft_alloc::named::{Endpoint, Mode, NamedError, NetworkRequest, PENDING};
 use weft_alloc::{NetworkConfig, Registry};
 use weft_store::embedded::EmbeddedStore;
-use weft_store::etcd::{EtcdConfig, EtcdStore};
 use weft_store::Store;
 use weft_testkit::etcd::EtcdServer;
-use weft_testkit::gate;
+use weft_testkit::{etcd_store, gate};
 
 fn req(name: &str, subnet: &str, mode: Mode, vni: Option<u32>) -> NetworkRequest {
     NetworkRequest {
@@ -188,14 +187,11 @@ async fn etcd_store_named_networks() {
         return;
     }
     let server = EtcdServer::start_loopback().unwrap();
-    let connect = || async {
-        let cfg = EtcdConfig {
-            endpoints: vec![server.endpoint.clone()],
-            ..Default::default()
-        };
-        Arc::new(EtcdStore::connect(&cfg).await.unwrap()) as Arc<dyn Store>
-    };
-    lifecycle(connect().await).await;
+    lifecycle(etcd_store(&server.endpoint).await).await;
     // Separate connections, as separate hosts have.
-    racing_hosts(vec![connect().await, connect().await, connect().await]).await;
+    let mut hosts = Vec::new();
+    for _ in 0..3 {
+        hosts.push(etcd_store(&server.endpoint).await); // a connection per host
+    }
+    racing_hosts(hosts).await;
 }

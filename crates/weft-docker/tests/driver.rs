@@ -414,6 +414,6 @@ fn docker_veths_never_look_like_cni_ones() {
     ] {
         assert!(p[4..].chars().any(|c| !c.is_ascii_hexdigit()), "{p}");
     }
-    let cni = weft_docker::driver::veth_name(weft_docker::driver::HOST_PREFIX, "0123456789abcdef");
-    assert_eq!(cni.len(), 15, "IFNAMSIZ");
+    let ours = weft_docker::driver::veth_name(weft_docker::driver::HOST_PREFIX, "0123456789abcdef");
+    assert_eq!(ours, "weftdk012345678", "15 characters: IFNAMSIZ");
 }

@@ -10,7 +10,6 @@ use tracing::{info, warn};
 use weft_alloc::blocks::Block;
 use weft_alloc::Lease;
 use weft_backends::blocks::{plan, BlockPlan};
-use weft_backends::networks::NamedContext;
 use weft_plan::Route;
 use weft_store::{KeyValue, WatchEvent};
 
@@ -67,17 +66,8 @@ impl Agent {
     }
 
     pub(super) fn block_plan(&self, peers: &[Lease], backend_routes: &[Route]) -> BlockPlan {
-        let ext = &self.view.node.external;
-        let ctx = NamedContext {
-            public_ip: self.view.attrs.public_ip,
-            underlay: ext.index,
-            underlay_mtu: ext.mtu,
-            peers,
-            backend_routes,
-            announces: self.plane.backend.bgp().is_some(),
-        };
         let blocks: Vec<Block> = self.view.blocks.values().cloned().collect();
-        plan(&ctx, &blocks)
+        plan(&self.plan_context(peers, backend_routes), &blocks)
     }
 
     /// Gives back the blocks this node holds that have stayed empty for the grace

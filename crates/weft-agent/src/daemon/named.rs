@@ -153,18 +153,26 @@ impl Agent {
         self.named_plan(&[], &[]).announce
     }
 
-    fn named_plan(&self, peers: &[Lease], backend_routes: &[Route]) -> NamedPlan {
+    /// Where this node stands for planning named networks and blocks alike.
+    pub(super) fn plan_context<'a>(
+        &'a self,
+        peers: &'a [Lease],
+        backend_routes: &'a [Route],
+    ) -> NamedContext<'a> {
         let ext = &self.view.node.external;
-        let ctx = NamedContext {
+        NamedContext {
             public_ip: self.view.attrs.public_ip,
             underlay: ext.index,
             underlay_mtu: ext.mtu,
             peers,
             backend_routes,
             announces: self.plane.backend.bgp().is_some(),
-        };
+        }
+    }
+
+    fn named_plan(&self, peers: &[Lease], backend_routes: &[Route]) -> NamedPlan {
         plan(
-            &ctx,
+            &self.plan_context(peers, backend_routes),
             &self.view.named.networks(),
             &self.view.named.planned_endpoints(),
         )
@@ -221,6 +229,14 @@ impl Agent {
         // Segments of networks with no endpoint here any more (or deleted), once they
         // have stayed unplanned for a while: a container joining as the store's news of
         // its address is still on its way must not lose the bridge it was just put on.
+        // Only a host that has or had a named network can have a segment to remove:
+        // no link dump on every reconcile of a host without any (the resync still looks).
+        let look = !self.view.named.networks.is_empty()
+            || !self.last.segments_unplanned.is_empty()
+            || matches!(why, Why::Start | Why::Resync);
+        if !look {
+            return (plan.routes, changed);
+        }
         if let Ok(links) = self.dp.links().await {
             let unplanned: Vec<_> = links
                 .into_iter()

@@ -320,37 +320,20 @@ pub fn big_copy_arrives_intact(lab: &Lab, c2_addr: &str) {
 pub struct Pinger(std::process::Child);
 
 impl Pinger {
-    /// The same from the network namespace of process `pid` (a Docker container's).
-    pub fn from_pid(pid: &str, to: &str) -> Pinger {
-        let child = Command::new("nsenter")
-            .args([
-                &format!("--net=/proc/{pid}/ns/net"),
-                "ping",
-                "-i",
-                "0.05",
-                "-W",
-                "1",
-                to,
-            ])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        Pinger(child)
+    pub fn start(lab: &Lab, ctr: &str, to: &str) -> Pinger {
+        Pinger::run(&["ip", "netns", "exec", &lab.ns(ctr)], to)
     }
 
-    pub fn start(lab: &Lab, ctr: &str, to: &str) -> Pinger {
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &lab.ns(ctr),
-                "ping",
-                "-i",
-                "0.05",
-                "-W",
-                "1",
-                to,
-            ])
+    /// The same from the network namespace of process `pid` (a Docker container's).
+    pub fn from_pid(pid: &str, to: &str) -> Pinger {
+        Pinger::run(&["nsenter", &format!("--net=/proc/{pid}/ns/net")], to)
+    }
+
+    /// `ping` every 50 ms to `to`, run under the namespace-entering command `enter`.
+    fn run(enter: &[&str], to: &str) -> Pinger {
+        let child = Command::new(enter[0])
+            .args(&enter[1..])
+            .args(["ping", "-i", "0.05", "-W", "1", to])
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
