@@ -332,10 +332,12 @@ impl Registry {
     /// one, its VNI claimed create-if-absent (given, or the lowest free from
     /// [`FIRST_VNI`]), then the network itself create-if-absent.
     pub async fn create_network(&self, req: &NetworkRequest) -> Result<NamedNetwork, NamedError> {
-        let cluster = match self.raw_config().await? {
-            Some(raw) => crate::NetworkConfig::parse(&raw).ok().map(|c| c.network),
+        // One read of the config: its network (no overlap) and its VNI (never reused).
+        let config = match self.raw_config().await? {
+            Some(raw) => crate::NetworkConfig::parse(&raw).ok(),
             None => None,
         };
+        let cluster = config.as_ref().map(|c| c.network);
         let existing = self.networks().await?;
         if existing.iter().any(|n| n.name == req.name) {
             return Err(NamedError::Exists(req.name.clone()));
@@ -343,7 +345,7 @@ impl Registry {
         let mut net = check_request(req, cluster, &existing).map_err(NamedError::Invalid)?;
         if net.mode == Mode::Overlay {
             net.vni = self
-                .claim_vni(&net.name, req.vni, cluster_vni(cluster, self).await)
+                .claim_vni(&net.name, req.vni, config.as_ref().and_then(cluster_vni))
                 .await?;
         }
         let key = format!("{}{}", self.networks_prefix(), net.name);
@@ -518,9 +520,7 @@ impl Registry {
 }
 
 /// The cluster network's own VNI, if it runs vxlan: never given to a named network.
-async fn cluster_vni(cluster: Option<Ipv4Net>, registry: &Registry) -> Option<u32> {
-    cluster?;
-    let cfg = registry.config().await.ok()?;
+fn cluster_vni(cfg: &crate::NetworkConfig) -> Option<u32> {
     (cfg.backend == crate::BackendKind::Vxlan).then(|| {
         cfg.backend_options
             .get("VNI")

@@ -259,15 +259,18 @@ pub(super) async fn ensure_bridge(
     let br = by_name(handle, name)
         .await?
         .ok_or_else(|| KernelError::Vanished(name.to_owned()))?;
-    set(
-        handle,
-        br.header.index,
-        LinkUpdate {
-            up: true,
-            controller: None,
-        },
-    )
-    .await?;
+    // Called on every reconcile for a named network's segment: write only what differs.
+    if !br.header.flags.contains(LinkFlags::Up) {
+        set(
+            handle,
+            br.header.index,
+            LinkUpdate {
+                up: true,
+                controller: None,
+            },
+        )
+        .await?;
+    }
     Ok(info(&br))
 }
 
