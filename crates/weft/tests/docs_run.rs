@@ -268,3 +268,90 @@ fn runnable_docs_run_in_the_lab() {
         drop(lab);
     }
 }
+
+/// The last string literal of the macro call `call` starts (`warn!(...`): its message.
+fn last_literal(call: &str) -> Option<String> {
+    let (mut depth, mut last, mut chars) = (0, None, call.char_indices());
+    while let Some((_, c)) = chars.next() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return last;
+                }
+            }
+            '"' => {
+                let mut lit = String::new();
+                while let Some((_, c)) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        c => lit.push(c),
+                    }
+                }
+                last = Some(lit);
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Every WARN and ERROR message weftd (and its Docker driver) can log is in
+/// docs/troubleshooting.md: each message's longest fixed part, the `{...}` fields left
+/// out, appears there.
+#[test]
+fn every_agent_message_is_explained() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let doc = std::fs::read_to_string(root.join("docs/troubleshooting.md")).unwrap();
+    let mut sources = Vec::new();
+    for dir in ["crates/weft-agent/src", "crates/weft-docker/src"] {
+        let mut stack = vec![root.join(dir)];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "rs") && !p.ends_with("tests.rs") {
+                    sources.push(p);
+                }
+            }
+        }
+    }
+    let mut missing = Vec::new();
+    let mut seen = 0;
+    for f in sources {
+        let text = std::fs::read_to_string(&f).unwrap();
+        for (at, _) in text
+            .match_indices("warn!(")
+            .chain(text.match_indices("error!("))
+        {
+            let call = &text[at..];
+            let Some(message) = last_literal(call) else {
+                continue;
+            };
+            let fixed = message
+                .split(['{', '}'])
+                .step_by(2)
+                .map(str::trim)
+                .max_by_key(|p| p.len())
+                .unwrap_or_default();
+            if fixed.len() < 8 {
+                continue; // all fields (`{why}`): the message is its value
+            }
+            seen += 1;
+            if !doc.contains(fixed) {
+                missing.push(format!("{}: {message}", f.display()));
+            }
+        }
+    }
+    assert!(seen > 40, "found only {seen} messages");
+    assert!(
+        missing.is_empty(),
+        "not in docs/troubleshooting.md:\n{}",
+        missing.join("\n")
+    );
+}

@@ -173,6 +173,27 @@ fn overlay_and_routed_networks_across_hosts() {
     assert_reaches(&lab, "h1", "a1", "10.50.0.20");
     assert_reaches(&lab, "h2", "a2", &a3);
     assert_reaches(&lab, "h3", "a3", &a1);
+    // Nothing is learned or flooded over the underlay: the VXLAN device learns nothing,
+    // answers ARP itself, and has no all-zeros (flood) FDB entry, only one per remote
+    // container.
+    let dev = text(
+        &lab.exec("h1", &["ip", "-d", "link", "show", "weftvx-4096"])
+            .stdout,
+    );
+    assert!(
+        dev.contains("nolearning") && dev.contains(" proxy "),
+        "{dev}"
+    );
+    let fdb = text(
+        &lab.exec("h1", &["bridge", "fdb", "show", "dev", "weftvx-4096"])
+            .stdout,
+    );
+    assert!(!fdb.contains("00:00:00:00:00:00"), "{fdb}");
+    assert_eq!(
+        fdb.lines().filter(|l| l.contains(" dst ")).count(),
+        2,
+        "{fdb}"
+    );
 
     // A fixed address another host holds: refused, with the holder named.
     let dup = docker(

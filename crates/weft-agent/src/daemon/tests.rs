@@ -91,6 +91,26 @@ impl Rig {
         assert!(self.agent.on_event(event).await, "the plan may change");
     }
 
+    /// Deletes a store key and hands the agent its watch event; whether the plan may change.
+    async fn delete_key(&mut self, key: String) -> bool {
+        self.registry.store().delete(&key).await.unwrap();
+        self.agent
+            .on_event(WatchEvent::Delete { key, revision: 0 })
+            .await
+    }
+
+    /// Starts a new agent on the same host and store: it must change nothing.
+    async fn assert_restart_changes_nothing(&mut self) {
+        self.fake.clear_journal();
+        self.agent = start(&self.fake, &self.dir).await;
+        self.agent.reconcile(Why::Start).await;
+        assert!(
+            self.fake.journal().is_empty(),
+            "restart churned: {:?}",
+            self.fake.journal()
+        );
+    }
+
     fn route_to(&self, subnet: &str) -> Option<Route> {
         self.fake
             .weft_routes()
@@ -443,23 +463,10 @@ async fn blocks_are_blackholed_here_and_routed_elsewhere() {
     );
 
     // The peer's block is released: its route goes; a restart changes nothing.
-    let key = format!("{prefix}10.248.0.64-26");
-    rig.registry.store().delete(&key).await.unwrap();
-    assert!(
-        rig.agent
-            .on_event(WatchEvent::Delete { key, revision: 0 })
-            .await
-    );
+    assert!(rig.delete_key(format!("{prefix}10.248.0.64-26")).await);
     rig.agent.reconcile(Why::Store).await;
     assert!(rig.route_to("10.248.0.64/26").is_none());
-    rig.fake.clear_journal();
-    rig.agent = start(&rig.fake, &rig.dir).await;
-    rig.agent.reconcile(Why::Start).await;
-    assert!(
-        rig.fake.journal().is_empty(),
-        "restart churned: {:?}",
-        rig.fake.journal()
-    );
+    rig.assert_restart_changes_nothing().await;
 }
 
 #[tokio::test]
@@ -592,29 +599,31 @@ async fn named_networks_follow_the_store() {
     assert_eq!(isolated, ["10.50.0.0/24", "10.60.0.0/24"]);
 
     // The peer's container leaves: its entries and route go; a restart changes nothing.
-    let store = rig.registry.store();
     for key in [
         format!("{eps}blue/10.50.0.3"),
         format!("{eps}green/10.60.0.3"),
     ] {
-        store.delete(&key).await.unwrap();
-        rig.agent
-            .on_event(WatchEvent::Delete { key, revision: 0 })
-            .await;
+        rig.delete_key(key).await;
     }
     rig.agent.reconcile(Why::Store).await;
     assert!(rig.fake.neighbours_in(None, vx.info.index).is_empty());
     assert!(rig.fake.fdb(vx.info.index).is_empty());
     assert!(rig.route_to("10.60.0.3/32").is_none());
-    rig.fake.clear_journal();
-    let again = start(&rig.fake, &rig.dir).await;
-    rig.agent = again;
-    rig.agent.reconcile(Why::Start).await;
+    rig.assert_restart_changes_nothing().await;
+
+    // The last local container leaves: the segment stays through the grace period
+    // (a container joining meanwhile keeps its bridge), then goes.
+    rig.delete_key(format!("{eps}blue/10.50.0.2")).await;
+    rig.agent.reconcile(Why::Store).await;
     assert!(
-        rig.fake.journal().is_empty(),
-        "restart churned: {:?}",
-        rig.fake.journal()
+        rig.fake.link("weftvx-4096").is_some(),
+        "kept within the grace period"
     );
+    for since in rig.agent.last.segments_unplanned.values_mut() {
+        *since -= super::named::SEGMENT_GRACE;
+    }
+    rig.agent.reconcile(Why::Store).await;
+    assert!(rig.fake.link("weftvx-4096").is_none() && rig.fake.link("weftbr-4096").is_none());
 }
 
 #[tokio::test]
