@@ -53,7 +53,15 @@ impl Rig {
             .put_config(&NetworkConfig::parse(json.as_bytes()).unwrap())
             .await
             .unwrap();
+        // This node comes back to 10.244.1.0/24 (its subnet file names it, as after a
+        // restart), so no peer subnet a test writes can be its own by chance.
+        std::fs::write(
+            dir.path().join("subnet.env"),
+            "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\n",
+        )
+        .unwrap();
         let agent = start(&fake, &dir).await;
+        assert_eq!(agent.view.node.lease.subnet, net("10.244.1.0/24"));
         Rig {
             fake,
             eth0,
