@@ -45,6 +45,9 @@ pub struct Pending {
     pub mode: Mode,
     pub vni: Option<u32>,
     pub internal: bool,
+    /// When Docker created it here, in order: networks are registered (and given their
+    /// VNIs) in the order they were created, not in the order of their random IDs.
+    pub seq: u64,
 }
 
 impl Pending {
@@ -66,6 +69,8 @@ pub struct Local {
     /// Docker network ID -> Weft network name.
     pub names: BTreeMap<String, String>,
     pub pending: BTreeMap<String, Pending>,
+    /// The next [`Pending::seq`].
+    pub next_seq: u64,
 }
 
 /// This host, as the driver needs it.
@@ -461,6 +466,7 @@ impl Driver {
             mode,
             vni,
             internal,
+            seq: 0,
         };
         match self.registry.network_by_subnet(subnet).await {
             Ok(net) => {
@@ -483,11 +489,12 @@ impl Driver {
                 info!(network = %net.name, docker_id = weft_alloc::named::short(&req.network_id), "network known to Docker here");
             }
             Err(NamedError::UnknownSubnet(_)) => {
-                self.local
-                    .lock()
-                    .expect("lock")
+                let mut local = self.local.lock().expect("lock");
+                let seq = local.next_seq;
+                local.next_seq += 1;
+                local
                     .pending
-                    .insert(req.network_id.clone(), pending);
+                    .insert(req.network_id.clone(), Pending { seq, ..pending });
                 info!(%subnet, docker_id = weft_alloc::named::short(&req.network_id), "network created by Docker; registering it once Docker names it");
             }
             Err(e) => return Err(e.to_string()),

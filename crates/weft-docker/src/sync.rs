@@ -139,7 +139,7 @@ impl Sync {
     }
 
     async fn register_pending(&mut self, docker: &[DockerNetwork]) {
-        let pending: Vec<_> = self
+        let mut pending: Vec<_> = self
             .driver
             .local
             .lock()
@@ -148,6 +148,8 @@ impl Sync {
             .clone()
             .into_iter()
             .collect();
+        // In the order Docker created them: the first gets the lowest free VNI.
+        pending.sort_by_key(|(_, p)| p.seq);
         for (id, p) in pending {
             let since = *self
                 .pending_since
