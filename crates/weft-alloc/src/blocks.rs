@@ -32,7 +32,7 @@ use crate::registry::Registry;
 /// Calico's default block size.
 pub const DEFAULT_BLOCK_SIZE: u8 = 26;
 /// A lost race is retried this many times before the caller is told to try later.
-const MAX_RACES: usize = 64;
+pub(crate) const MAX_RACES: usize = 64;
 
 /// An address pool.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -191,8 +191,14 @@ pub enum Choice {
 /// Where `node`'s next address comes from, given every pool and block (pure): its own
 /// blocks first (lowest address), then the first free block of the first enabled pool
 /// that has one, then (unless `strict`) a free address in another node's block.
-pub fn pick(node: Ipv4Addr, pools: &[Pool], blocks: &[Block], strict: bool) -> Option<Choice> {
-    let usable = |b: &&Block| {
+pub fn pick<B: std::borrow::Borrow<Block>>(
+    node: Ipv4Addr,
+    pools: &[Pool],
+    blocks: &[B],
+    strict: bool,
+) -> Option<Choice> {
+    let blocks: Vec<&Block> = blocks.iter().map(|b| b.borrow()).collect();
+    let usable = |b: &&&Block| {
         !b.releasing
             && pools
                 .iter()
@@ -202,6 +208,7 @@ pub fn pick(node: Ipv4Addr, pools: &[Pool], blocks: &[Block], strict: bool) -> O
         .iter()
         .filter(usable)
         .filter(|b| b.node == node)
+        .copied()
         .collect();
     mine.sort_by_key(|b| b.cidr.network());
     if let Some((b, ip)) = mine.iter().find_map(|b| b.free().map(|ip| (b, ip))) {
@@ -223,6 +230,7 @@ pub fn pick(node: Ipv4Addr, pools: &[Pool], blocks: &[Block], strict: bool) -> O
         .iter()
         .filter(usable)
         .filter(|b| b.node != node)
+        .copied()
         .collect();
     others.sort_by_key(|b| b.cidr.network());
     others
@@ -244,7 +252,7 @@ impl Registry {
         format!("{}/weft/ipam/blocks/", self.prefix())
     }
 
-    fn block_key(&self, block: &Ipv4Net) -> String {
+    pub(crate) fn block_key(&self, block: &Ipv4Net) -> String {
         format!("{}{}", self.blocks_prefix(), key_name(block))
     }
 
@@ -302,7 +310,7 @@ impl Registry {
         Ok(pool)
     }
 
-    fn parse_block(kv: &KeyValue) -> Option<BlockAt> {
+    pub(crate) fn parse_block(kv: &KeyValue) -> Option<BlockAt> {
         Some(BlockAt {
             block: serde_json::from_slice(&kv.value).ok()?,
             revision: kv.mod_revision,
@@ -316,82 +324,17 @@ impl Registry {
     }
 
     /// Takes an address for `handle` on `node`: from its own blocks, a newly claimed
-    /// block, or borrowed (see [`pick`]). Each step is one compare-and-swap; a lost
-    /// race re-reads and chooses again.
+    /// block, or borrowed (see [`pick`]), reading the store first. The agent keeps a
+    /// [`BlockCache`](crate::block_cache::BlockCache) instead and calls
+    /// [`Registry::allocate_cached`] (one round trip).
     pub async fn allocate_from_blocks(
         &self,
         node: Ipv4Addr,
         handle: &str,
         strict: bool,
     ) -> Result<Ipv4Addr, BlockError> {
-        for _ in 0..MAX_RACES {
-            let pools = self.pools().await?;
-            let blocks = self.blocks().await?;
-            let plain: Vec<Block> = blocks.iter().map(|b| b.block.clone()).collect();
-            let Some(choice) = pick(node, &pools, &plain, strict) else {
-                return Err(BlockError::Exhausted { strict });
-            };
-            let at = |cidr: Ipv4Net| blocks.iter().find(|b| b.block.cidr == cidr).cloned();
-            match choice {
-                Choice::Own { block, ip } | Choice::Borrow { block, ip } => {
-                    let b = at(block).expect("picked from the snapshot");
-                    if self.take(&b, ip, handle, node).await? {
-                        return Ok(ip);
-                    }
-                }
-                Choice::Claim { pool, block } => {
-                    let first = block.network();
-                    let mut b = Block {
-                        cidr: block,
-                        pool,
-                        node,
-                        allocations: BTreeMap::new(),
-                        releasing: false,
-                    };
-                    b.allocations.insert(
-                        first,
-                        Allocation {
-                            handle: handle.to_owned(),
-                            node,
-                        },
-                    );
-                    let value = serde_json::to_vec(&b).expect("block serializes");
-                    if self
-                        .store()
-                        .create(&self.block_key(&block), &value, None)
-                        .await?
-                        .is_some()
-                    {
-                        return Ok(first);
-                    }
-                }
-            }
-        }
-        Err(BlockError::Contended(MAX_RACES))
-    }
-
-    /// Rewrites `b` with `ip` taken, at the revision it was read; whether it won.
-    async fn take(
-        &self,
-        b: &BlockAt,
-        ip: Ipv4Addr,
-        handle: &str,
-        node: Ipv4Addr,
-    ) -> Result<bool, StoreError> {
-        let mut next = b.block.clone();
-        next.allocations.insert(
-            ip,
-            Allocation {
-                handle: handle.to_owned(),
-                node,
-            },
-        );
-        let value = serde_json::to_vec(&next).expect("block serializes");
-        Ok(self
-            .store()
-            .compare_and_swap(&self.block_key(&b.block.cidr), &value, b.revision, None)
-            .await?
-            .is_some())
+        let mut cache = crate::block_cache::BlockCache::default();
+        self.allocate_cached(&mut cache, node, handle, strict).await
     }
 
     /// Takes the fixed address `ip` for `handle` on `node`: from its block if that block
@@ -402,61 +345,9 @@ impl Registry {
         ip: Ipv4Addr,
         handle: &str,
     ) -> Result<(), BlockError> {
-        for _ in 0..MAX_RACES {
-            let pools = self.pools().await?;
-            let pool = pools
-                .iter()
-                .find(|p| !p.disabled && p.cidr.contains(&ip))
-                .ok_or(BlockError::NoPool { ip })?;
-            let block = pool.block_of(ip).expect("ip is in the pool");
-            let key = self.block_key(&block);
-            match self.store().get(&key).await? {
-                None => {
-                    let mut b = Block {
-                        cidr: block,
-                        pool: pool.name.clone(),
-                        node,
-                        allocations: BTreeMap::new(),
-                        releasing: false,
-                    };
-                    b.allocations.insert(
-                        ip,
-                        Allocation {
-                            handle: handle.to_owned(),
-                            node,
-                        },
-                    );
-                    let value = serde_json::to_vec(&b).expect("block serializes");
-                    if self.store().create(&key, &value, None).await?.is_some() {
-                        return Ok(());
-                    }
-                }
-                Some(kv) => {
-                    let Some(b) = Self::parse_block(&kv) else {
-                        return Err(BlockError::Invalid(format!(
-                            "block {block} in the store is unreadable"
-                        )));
-                    };
-                    if let Some(a) = b.block.allocations.get(&ip) {
-                        if a.handle == handle {
-                            return Ok(()); // a retried ADD
-                        }
-                        return Err(BlockError::Taken {
-                            ip,
-                            holder: a.handle.clone(),
-                            node: a.node,
-                        });
-                    }
-                    if b.block.releasing {
-                        continue;
-                    }
-                    if self.take(&b, ip, handle, node).await? {
-                        return Ok(());
-                    }
-                }
-            }
-        }
-        Err(BlockError::Contended(MAX_RACES))
+        let mut cache = crate::block_cache::BlockCache::default();
+        self.allocate_fixed_cached(&mut cache, node, ip, handle)
+            .await
     }
 
     /// Gives `ip` back if `handle` holds it; `Ok(false)` if it did not.
@@ -465,37 +356,8 @@ impl Registry {
         ip: Ipv4Addr,
         handle: &str,
     ) -> Result<bool, BlockError> {
-        for _ in 0..MAX_RACES {
-            let pools = self.pools().await?;
-            let Some(block) = pools.iter().find_map(|p| p.block_of(ip)) else {
-                return Ok(false);
-            };
-            let Some(kv) = self.store().get(&self.block_key(&block)).await? else {
-                return Ok(false);
-            };
-            let Some(b) = Self::parse_block(&kv) else {
-                return Ok(false);
-            };
-            if b.block
-                .allocations
-                .get(&ip)
-                .is_none_or(|a| a.handle != handle)
-            {
-                return Ok(false);
-            }
-            let mut next = b.block.clone();
-            next.allocations.remove(&ip);
-            let value = serde_json::to_vec(&next).expect("block serializes");
-            if self
-                .store()
-                .compare_and_swap(&kv.key, &value, b.revision, None)
-                .await?
-                .is_some()
-            {
-                return Ok(true);
-            }
-        }
-        Err(BlockError::Contended(MAX_RACES))
+        let mut cache = crate::block_cache::BlockCache::default();
+        self.release_cached(&mut cache, ip, handle).await
     }
 
     /// Releases `block` if it is still empty at the revision it was read: marks it
@@ -593,7 +455,7 @@ mod tests {
         let me = ip("192.168.1.1");
         // Nothing held: claim the first block.
         assert_eq!(
-            pick(me, &pools, &[], false),
+            pick::<Block>(me, &pools, &[], false),
             Some(Choice::Claim {
                 pool: "p".into(),
                 block: "10.248.0.0/31".parse().unwrap()
@@ -627,7 +489,7 @@ mod tests {
         // A disabled pool gives nothing; a releasing block is not used.
         let mut off = pools.clone();
         off[0].disabled = true;
-        assert_eq!(pick(me, &off, &[], false), None);
+        assert_eq!(pick::<Block>(me, &off, &[], false), None);
         let mut going = mine.clone();
         going.releasing = true;
         assert_eq!(

@@ -108,6 +108,35 @@ struct RawConfig {
     subnet_max: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     backend: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Weft's own: `"subnets"` (flannel's per-node subnets, the default) or `"blocks"`.
+    #[serde(rename = "IPAM", default, skip_serializing_if = "Option::is_none")]
+    ipam: Option<String>,
+    /// Weft's own, with `"IPAM": "blocks"`: never borrow from another node's block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    strict_affinity: Option<bool>,
+}
+
+/// Where containers' addresses come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum IpamModel {
+    /// flannel's: each node hands out its own leased subnet (the CNI plugin's files).
+    #[default]
+    Subnets,
+    /// Calico's: blocks of the pools (`weft_alloc::blocks`), claimed on demand through
+    /// the node's agent; containers are attached routed, a /32 each.
+    Blocks {
+        /// Never borrow an address from another node's block.
+        strict_affinity: bool,
+    },
+}
+
+impl IpamModel {
+    pub fn name(self) -> &'static str {
+        match self {
+            IpamModel::Subnets => "subnets",
+            IpamModel::Blocks { .. } => "blocks",
+        }
+    }
 }
 
 /// A validated network config with every default filled in.
@@ -120,6 +149,8 @@ pub struct NetworkConfig {
     pub backend: BackendKind,
     /// The whole `Backend` object, for backend-specific options (`VNI`, `Port`, ...).
     pub backend_options: serde_json::Map<String, serde_json::Value>,
+    /// Where containers' addresses come from (`IPAM`, `StrictAffinity`).
+    pub ipam: IpamModel,
 }
 
 /// Why a config was refused.
@@ -348,8 +379,25 @@ impl NetworkConfig {
                 "SubnetMin {subnet_min} is above SubnetMax {subnet_max}"
             ));
         }
+        let ipam = match (raw.ipam.as_deref(), raw.strict_affinity) {
+            (None | Some("subnets"), None) => IpamModel::Subnets,
+            (None | Some("subnets"), Some(_)) => {
+                problems.push("StrictAffinity applies only with \"IPAM\": \"blocks\"".into());
+                IpamModel::Subnets
+            }
+            (Some("blocks"), strict) => IpamModel::Blocks {
+                strict_affinity: strict.unwrap_or(false),
+            },
+            (Some(other), _) => {
+                problems.push(format!(
+                    "IPAM must be \"subnets\" or \"blocks\", not {other:?}"
+                ));
+                IpamModel::Subnets
+            }
+        };
         match (problems.is_empty(), backend) {
             (true, Some(backend)) => Ok(NetworkConfig {
+                ipam,
                 network,
                 subnet_len,
                 subnet_min,
@@ -371,6 +419,16 @@ impl NetworkConfig {
             subnet_min: Some(self.subnet_min.to_string()),
             subnet_max: Some(self.subnet_max.to_string()),
             backend: Some(backend),
+            ipam: match self.ipam {
+                IpamModel::Subnets => None,
+                m => Some(m.name().to_owned()),
+            },
+            strict_affinity: match self.ipam {
+                IpamModel::Blocks {
+                    strict_affinity: true,
+                } => Some(true),
+                _ => None,
+            },
             ..Default::default()
         };
         serde_json::to_string_pretty(&raw).expect("config serializes")
@@ -468,7 +526,7 @@ mod tests {
             ),
             (BackendKind::HostGw, 10, 99)
         );
-        assert_eq!(parse(&c.to_json()).unwrap(), c, "round trip");
+        assert_eq!(parse(&c.to_json()).unwrap().ipam, c.ipam, "round trip");
     }
 
     #[test]
@@ -503,6 +561,29 @@ mod tests {
                 && all.contains("Backend.Port")
                 && all.contains("DirectRouting"),
             "{all}"
+        );
+    }
+
+    #[test]
+    fn the_ipam_model_is_chosen_and_checked() {
+        let c = parse(r#"{"Network":"10.244.0.0/16"}"#).unwrap();
+        assert_eq!(c.ipam, IpamModel::Subnets);
+        let c = parse(r#"{"Network":"10.244.0.0/16","IPAM":"blocks","StrictAffinity":true}"#)
+            .unwrap();
+        assert_eq!(
+            c.ipam,
+            IpamModel::Blocks {
+                strict_affinity: true
+            }
+        );
+        assert_eq!(parse(&c.to_json()).unwrap().ipam, c.ipam, "round trip");
+        assert_eq!(
+            problems(r#"{"Network":"10.244.0.0/16","IPAM":"calico"}"#),
+            ["IPAM must be \"subnets\" or \"blocks\", not \"calico\""]
+        );
+        assert_eq!(
+            problems(r#"{"Network":"10.244.0.0/16","StrictAffinity":true}"#),
+            ["StrictAffinity applies only with \"IPAM\": \"blocks\""]
         );
     }
 

@@ -8,6 +8,7 @@
 //! - [`address`]: single addresses a node holds from outside its subnet, claimed the
 //!   same way.
 //! - [`blocks`]: block IPAM (Calico's model): pools, blocks claimed on demand, borrowing.
+//! - [`block_cache`]: the agent's picture of them, so an allocation is one round trip.
 //! - [`named`]: named networks (Docker's) with their own ranges, VNIs and endpoints.
 //! - [`screen`]: which leases stand (inside the network, of the right size, in the
 //!   pool), so one bad write cannot take traffic away from a node.
@@ -15,6 +16,7 @@
 //!   Docker's options, in flannel's formats).
 
 pub mod address;
+pub mod block_cache;
 pub mod blocks;
 pub mod config;
 pub mod hostfiles;
@@ -24,6 +26,6 @@ pub mod pool;
 pub mod registry;
 pub mod screen;
 
-pub use config::{BackendKind, ConfigError, NetworkConfig};
+pub use config::{BackendKind, ConfigError, IpamModel, NetworkConfig};
 pub use lease::{Lease, LeaseAttrs};
 pub use registry::{AcquireError, Registry, DEFAULT_PREFIX};

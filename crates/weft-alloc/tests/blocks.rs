@@ -6,9 +6,11 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+use weft_alloc::block_cache::BlockCache;
 use weft_alloc::blocks::{BlockError, Pool};
 use weft_alloc::Registry;
 use weft_store::embedded::EmbeddedStore;
+use weft_store::counting::CountingStore;
 use weft_store::Store;
 use weft_testkit::etcd::EtcdServer;
 use weft_testkit::{etcd_store, gate};
@@ -196,6 +198,78 @@ async fn racing_nodes(stores: Vec<Arc<dyn Store>>) {
     assert_eq!(recorded, 64);
 }
 
+/// Nodes racing with the agent's picture ([`BlockCache`]) that never follows the watch,
+/// so it is often behind: still every address once; and an allocation from a block
+/// the node holds, with a current picture, is one store round trip.
+async fn cached_pictures(stores: Vec<Arc<dyn Store>>) {
+    let first = Registry::new(stores[0].clone(), "/cache");
+    first
+        .create_pool(&pool("p", "10.251.0.0/26", 29))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for (i, store) in stores.into_iter().enumerate() {
+        let r = Registry::new(store, "/cache");
+        tasks.push(tokio::spawn(async move {
+            let mut cache = BlockCache::default();
+            let mut got = Vec::new();
+            for n in 0.. {
+                let handle = format!("n{i}-c{n}/eth0");
+                match r
+                    .allocate_cached(&mut cache, node(i as u8 + 1), &handle, false)
+                    .await
+                {
+                    Ok(ip) => got.push(ip),
+                    Err(BlockError::Exhausted { .. }) => return got,
+                    Err(e) => panic!("node {i}: {e}"),
+                }
+                tokio::task::yield_now().await;
+            }
+            got
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let distinct: BTreeSet<_> = all.iter().collect();
+    assert_eq!(distinct.len(), all.len(), "an address handed out twice");
+    assert_eq!(all.len(), 64, "the pool used up exactly");
+    // Free two addresses of a block node 1 holds. A new picture costs one listing with
+    // the allocation; from then on an allocation is one request.
+    let mine: Vec<_> = first
+        .blocks()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|b| b.block.node == node(1))
+        .collect();
+    let (ip_a, a) = mine[0].block.allocations.iter().next().unwrap();
+    let (ip_b, b) = mine[0].block.allocations.iter().nth(1).unwrap();
+    assert!(first.release_from_blocks(*ip_a, &a.handle).await.unwrap());
+    assert!(first.release_from_blocks(*ip_b, &b.handle).await.unwrap());
+    let counting = Arc::new(CountingStore::new(first.store().clone()));
+    let r = Registry::new(counting.clone(), "/cache");
+    let mut cache = BlockCache::default();
+    r.allocate_cached(&mut cache, node(1), "again-1/eth0", true)
+        .await
+        .unwrap();
+    let before = counting.requests();
+    let ip = r
+        .allocate_cached(&mut cache, node(1), "again-2/eth0", true)
+        .await
+        .unwrap();
+    assert_eq!(counting.requests() - before, 1, "one round trip");
+    assert!(mine[0].block.cidr.contains(&ip));
+    // A retried request gets the address it already holds, with no request at all.
+    let before = counting.requests();
+    let same = r
+        .allocate_cached(&mut cache, node(1), "again-2/eth0", true)
+        .await
+        .unwrap();
+    assert_eq!((same, counting.requests() - before), (ip, 0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn embedded_store_blocks() {
     let dir = tempfile::tempdir().unwrap();
@@ -208,6 +282,11 @@ async fn embedded_store_blocks() {
         .map(|_| Arc::new(EmbeddedStore::open(&path).unwrap()) as Arc<dyn Store>)
         .collect();
     racing_nodes(stores).await;
+    let path = dir.path().join("cache.db");
+    let stores: Vec<Arc<dyn Store>> = (0..3)
+        .map(|_| Arc::new(EmbeddedStore::open(&path).unwrap()) as Arc<dyn Store>)
+        .collect();
+    cached_pictures(stores).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -222,4 +301,9 @@ async fn etcd_store_blocks() {
         nodes.push(etcd_store(&server.endpoint).await); // a connection per node
     }
     racing_nodes(nodes).await;
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(etcd_store(&server.endpoint).await);
+    }
+    cached_pictures(nodes).await;
 }
