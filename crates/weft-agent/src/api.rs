@@ -1,13 +1,15 @@
-//! The agent's local socket: claims of single addresses outside the node's subnet, made
-//! for the CNI plugin (see [`weft_alloc::address`]). A Unix socket readable by root only,
-//! one JSON request line and one JSON answer line per connection.
+//! The agent's local socket, for the CNI plugin: claims of single addresses outside the
+//! node's subnet (see [`weft_alloc::address`]) and, with block IPAM, every container
+//! address ([`crate::blocks_api`]). A Unix socket readable by root only, one JSON
+//! request line and one JSON answer line per connection.
 //!
-//! The claim itself goes to the store; the agent's own store watch then picks it up and
-//! announces the address, so the socket needs nothing from the main loop.
+//! Claims and allocations go to the store; the agent's own store watch then picks them
+//! up and routes or announces the addresses.
 
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::sync::Arc;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -15,21 +17,16 @@ use tracing::{info, warn};
 use weft_alloc::address::{AddressClaim, AgentReply, AgentRequest};
 use weft_alloc::Registry;
 
-/// A request line longer than this is refused.
-const MAX_LINE: u64 = 4096;
+use crate::blocks_api::BlockService;
 
-/// Listens on `path` (replacing a stale socket file) until the task ends.
-/// Serves address claims on the Unix socket `path` in a task of its own; a failure is
-/// logged (the CNI plugin then reports that it cannot reach the agent).
-pub fn spawn(path: std::path::PathBuf, registry: Registry, node: Ipv4Addr) {
-    tokio::spawn(async move {
-        if let Err(e) = serve(&path, registry, node).await {
-            tracing::error!(socket = %path.display(), error = %e, "cannot serve address claims");
-        }
-    });
-}
+/// A request line longer than this is refused (a GC's list of the containers to keep,
+/// thousands of handles, fits).
+const MAX_LINE: u64 = 1 << 20;
 
-pub async fn serve(path: &Path, registry: Registry, node: Ipv4Addr) -> std::io::Result<()> {
+/// Binds the socket `path` (replacing a stale socket file). The agent binds before it
+/// writes the subnet file, so a CNI plugin that finds the file finds the socket too
+/// (its requests wait in the backlog until [`spawn`] serves them).
+pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -39,35 +36,94 @@ pub async fn serve(path: &Path, registry: Registry, node: Ipv4Addr) -> std::io::
     }
     let listener = UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    info!(socket = %path.display(), "serving address claims");
+    Ok(listener)
+}
+
+/// Serves `listener` in a task of its own; a failure is logged (the CNI plugin then
+/// reports that it cannot reach the agent).
+pub fn spawn(listener: UnixListener, registry: Registry, node: Ipv4Addr, blocks: BlockService) {
+    tokio::spawn(async move {
+        if let Err(e) = serve(listener, registry, node, blocks).await {
+            tracing::error!(error = %e, "cannot serve address claims");
+        }
+    });
+}
+
+/// Answers connections on `listener` until the task ends.
+pub async fn serve(
+    listener: UnixListener,
+    registry: Registry,
+    node: Ipv4Addr,
+    blocks: BlockService,
+) -> std::io::Result<()> {
+    if let Ok(addr) = listener.local_addr() {
+        if let Some(path) = addr.as_pathname() {
+            info!(socket = %path.display(), "serving address claims");
+        }
+    }
+    let blocks = Arc::new(blocks);
     loop {
         let (conn, _) = listener.accept().await?;
         let registry = registry.clone();
+        let blocks = blocks.clone();
         tokio::spawn(async move {
-            if let Err(e) = answer(conn, &registry, node).await {
+            if let Err(e) = answer(conn, &registry, node, &blocks).await {
                 warn!(error = %e, "address claim connection failed");
             }
         });
     }
 }
 
-async fn answer(conn: UnixStream, registry: &Registry, node: Ipv4Addr) -> std::io::Result<()> {
+async fn answer(
+    conn: UnixStream,
+    registry: &Registry,
+    node: Ipv4Addr,
+    blocks: &BlockService,
+) -> std::io::Result<()> {
     let (read, mut write) = conn.into_split();
     let mut line = String::new();
     tokio::io::AsyncReadExt::take(BufReader::new(read), MAX_LINE)
         .read_line(&mut line)
         .await?;
-    let error = match serde_json::from_str::<AgentRequest>(&line) {
-        Err(e) => Some(format!("unreadable request ({e}): {:?}", line.trim_end())),
-        Ok(req) => handle(req, registry, node).await.err(),
+    let reply = match serde_json::from_str::<AgentRequest>(&line) {
+        Err(e) => Err(format!("unreadable request ({e}): {:?}", line.trim_end())),
+        Ok(req) => handle(req, registry, node, blocks).await,
     };
-    let mut out = serde_json::to_vec(&AgentReply { error }).expect("reply serializes");
+    let reply = reply.unwrap_or_else(|error| AgentReply {
+        error: Some(error),
+        ..Default::default()
+    });
+    let mut out = serde_json::to_vec(&reply).expect("reply serializes");
     out.push(b'\n');
     write.write_all(&out).await
 }
 
-async fn handle(req: AgentRequest, registry: &Registry, node: Ipv4Addr) -> Result<(), String> {
+async fn handle(
+    req: AgentRequest,
+    registry: &Registry,
+    node: Ipv4Addr,
+    blocks: &BlockService,
+) -> Result<AgentReply, String> {
     match req {
+        AgentRequest::Allocate { handle, ip } => {
+            blocks.allocate(&handle, ip).await.map(|ip| AgentReply {
+                ip: Some(ip),
+                ..Default::default()
+            })
+        }
+        AgentRequest::Free { handle, ip } => blocks
+            .free(&handle, ip)
+            .await
+            .map(|_| AgentReply::default()),
+        AgentRequest::Collect { prefix, keep } => {
+            blocks
+                .collect(&prefix, &keep)
+                .await
+                .map(|freed| AgentReply {
+                    freed,
+                    ..Default::default()
+                })
+        }
         AgentRequest::Claim { ip, container_id } => {
             let cfg = registry.config().await.map_err(|e| e.to_string())?;
             let claim = AddressClaim { node, container_id };
@@ -76,7 +132,7 @@ async fn handle(req: AgentRequest, registry: &Registry, node: Ipv4Addr) -> Resul
                 .await
                 .map_err(|e| e.to_string())?;
             info!(%ip, container = %claim.container_id, "holding an address outside the subnet");
-            Ok(())
+            Ok(AgentReply::default())
         }
         AgentRequest::Release { ip, container_id } => {
             let freed = registry
@@ -86,7 +142,7 @@ async fn handle(req: AgentRequest, registry: &Registry, node: Ipv4Addr) -> Resul
             if freed {
                 info!(%ip, container = %container_id, "released an address outside the subnet");
             }
-            Ok(())
+            Ok(AgentReply::default())
         }
     }
 }
@@ -111,7 +167,9 @@ mod tests {
         let sock = dir.path().join("weftd.sock");
         let node: Ipv4Addr = "192.168.77.1".parse().unwrap();
         let (path, reg) = (sock.clone(), registry.clone());
-        tokio::spawn(async move { serve(&path, reg, node).await });
+        let (_feed, blocks) = BlockService::new(reg.clone(), node, Default::default());
+        let listener = bind(&path).unwrap();
+        tokio::spawn(async move { serve(listener, reg, node, blocks).await });
         let s = sock.clone();
         tokio::task::spawn_blocking(move || {
             for _ in 0..100 {

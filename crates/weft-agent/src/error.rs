@@ -42,4 +42,10 @@ pub enum AgentError {
     BigTcpEncapsulates { backend: &'static str },
     #[error("cannot start the BGP speaker: {0}")]
     Bgp(#[source] std::io::Error),
+    #[error("cannot serve the agent socket {}: {source}", path.display())]
+    ApiSocket {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }

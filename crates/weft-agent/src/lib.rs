@@ -16,6 +16,7 @@
 pub mod api;
 pub mod bgp;
 pub mod bigtcp;
+pub mod blocks_api;
 pub mod config_file;
 pub mod daemon;
 pub mod duration;

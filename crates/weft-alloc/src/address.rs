@@ -173,17 +173,47 @@ pub enum AgentRequest {
         #[serde(rename = "ContainerID")]
         container_id: String,
     },
+    /// Block IPAM: an address for `handle` (`network/containerID/ifname`) on this node,
+    /// `ip` if given (a fixed address); answered with `IP`. Asked again with the same
+    /// handle, the same address.
+    Allocate {
+        #[serde(rename = "Handle")]
+        handle: String,
+        #[serde(rename = "IP", default, skip_serializing_if = "Option::is_none")]
+        ip: Option<Ipv4Addr>,
+    },
+    /// Block IPAM: give `ip` back if `handle` holds it.
+    Free {
+        #[serde(rename = "Handle")]
+        handle: String,
+        #[serde(rename = "IP")]
+        ip: Ipv4Addr,
+    },
+    /// Block IPAM (CNI GC): give back every address used on this node whose handle
+    /// starts with `prefix` and is not in `keep`; answered with `Freed`.
+    Collect {
+        #[serde(rename = "Prefix")]
+        prefix: String,
+        #[serde(rename = "Keep")]
+        keep: Vec<String>,
+    },
 }
 
 /// The agent's answer: `{"Error": null}` when done.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentReply {
     #[serde(rename = "Error")]
     pub error: Option<String>,
+    /// `Allocate`: the address.
+    #[serde(rename = "IP", default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<Ipv4Addr>,
+    /// `Collect`: the addresses given back.
+    #[serde(rename = "Freed", default, skip_serializing_if = "Vec::is_empty")]
+    pub freed: Vec<Ipv4Addr>,
 }
 
 /// Sends one request to the agent at `socket` and waits (up to 10 s) for its answer.
-pub fn ask_agent(socket: &std::path::Path, req: &AgentRequest) -> Result<(), String> {
+pub fn ask_agent(socket: &std::path::Path, req: &AgentRequest) -> Result<AgentReply, String> {
     use std::io::{BufRead, BufReader, Write};
     let timeout = Some(std::time::Duration::from_secs(10));
     let mut conn = std::os::unix::net::UnixStream::connect(socket).map_err(|e| {
@@ -205,7 +235,7 @@ pub fn ask_agent(socket: &std::path::Path, req: &AgentRequest) -> Result<(), Str
     let reply: AgentReply = serde_json::from_str(&answer)
         .map_err(|e| format!("weftd answered something unreadable ({e}): {answer:?}"))?;
     match reply.error {
-        None => Ok(()),
+        None => Ok(reply),
         Some(e) => Err(e),
     }
 }

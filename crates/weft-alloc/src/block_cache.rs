@@ -61,16 +61,18 @@ impl BlockCache {
         }
         let blocks = registry.blocks_prefix();
         match event {
-            WatchEvent::Put(kv) if kv.key.starts_with(&blocks) => {
-                match Registry::parse_block(kv) {
-                    Some(at) => self.set(at),
-                    None => self.loaded = false,
-                }
-            }
+            WatchEvent::Put(kv) if kv.key.starts_with(&blocks) => match Registry::parse_block(kv) {
+                Some(at) => self.set(at),
+                None => self.loaded = false,
+            },
             WatchEvent::Delete { key, revision } if key.starts_with(&blocks) => {
                 let cidr = crate::pool::parse_key_name(&key[blocks.len()..]);
                 if let Some(cidr) = cidr {
-                    if self.blocks.get(&cidr).is_some_and(|b| b.revision < *revision) {
+                    if self
+                        .blocks
+                        .get(&cidr)
+                        .is_some_and(|b| b.revision < *revision)
+                    {
                         self.blocks.remove(&cidr);
                     }
                 }
@@ -169,7 +171,11 @@ impl Registry {
         let value = serde_json::to_vec(&next).expect("block serializes");
         let won = match prev {
             None => self.store().create(&key, &value, None).await?,
-            Some(rev) => self.store().compare_and_swap(&key, &value, rev, None).await?,
+            Some(rev) => {
+                self.store()
+                    .compare_and_swap(&key, &value, rev, None)
+                    .await?
+            }
         };
         match won {
             Some(revision) => {
@@ -325,7 +331,10 @@ impl Registry {
             let fresh = self.load(c).await?;
             let held = c.blocks.values().find(|b| {
                 b.block.cidr.contains(&ip)
-                    && b.block.allocations.get(&ip).is_some_and(|a| a.handle == handle)
+                    && b.block
+                        .allocations
+                        .get(&ip)
+                        .is_some_and(|a| a.handle == handle)
             });
             let Some(at) = held else {
                 if fresh {

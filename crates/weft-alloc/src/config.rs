@@ -568,8 +568,8 @@ mod tests {
     fn the_ipam_model_is_chosen_and_checked() {
         let c = parse(r#"{"Network":"10.244.0.0/16"}"#).unwrap();
         assert_eq!(c.ipam, IpamModel::Subnets);
-        let c = parse(r#"{"Network":"10.244.0.0/16","IPAM":"blocks","StrictAffinity":true}"#)
-            .unwrap();
+        let c =
+            parse(r#"{"Network":"10.244.0.0/16","IPAM":"blocks","StrictAffinity":true}"#).unwrap();
         assert_eq!(
             c.ipam,
             IpamModel::Blocks {

@@ -23,6 +23,9 @@ pub struct NodeNetwork {
     /// With BIG TCP on: the IPv4 GSO/GRO limit for container links (`WEFT_GSO_MAX_SIZE`,
     /// a key of Weft's own that flannel's plugin ignores).
     pub gso_max_size: Option<u32>,
+    /// Containers' addresses come from blocks, through the agent (`WEFT_IPAM=blocks`,
+    /// a key of Weft's own): the CNI plugin asks the agent instead of using the subnet.
+    pub ipam_blocks: bool,
 }
 
 /// The subnet's first usable address with its length: `10.244.3.1/24`, as flannel writes.
@@ -41,6 +44,9 @@ pub fn render_subnet_env(n: &NodeNetwork) -> String {
     );
     if let Some(size) = n.gso_max_size {
         s += &format!("WEFT_GSO_MAX_SIZE={size}\n");
+    }
+    if n.ipam_blocks {
+        s += "WEFT_IPAM=blocks\n";
     }
     s
 }
@@ -80,6 +86,7 @@ pub fn parse_subnet_env(text: &str) -> Option<NodeNetwork> {
         mtu: get("FLANNEL_MTU")?.parse().ok()?,
         ip_masq: get("FLANNEL_IPMASQ")? == "true",
         gso_max_size: get("WEFT_GSO_MAX_SIZE").map(str::parse).transpose().ok()?,
+        ipam_blocks: get("WEFT_IPAM") == Some("blocks"),
     })
 }
 
@@ -124,6 +131,7 @@ mod tests {
             mtu: 1450,
             ip_masq: true,
             gso_max_size: None,
+            ipam_blocks: false,
         }
     }
 
@@ -145,6 +153,20 @@ mod tests {
             )),
             None
         );
+    }
+
+    #[test]
+    fn block_ipam_is_said_in_a_key_of_weft_own() {
+        let blocks = NodeNetwork {
+            ipam_blocks: true,
+            ..net()
+        };
+        let s = render_subnet_env(&blocks);
+        assert!(
+            s.ends_with("FLANNEL_IPMASQ=true\nWEFT_IPAM=blocks\n"),
+            "{s}"
+        );
+        assert_eq!(parse_subnet_env(&s), Some(blocks));
     }
 
     #[test]

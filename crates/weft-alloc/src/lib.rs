@@ -9,6 +9,7 @@
 //!   same way.
 //! - [`blocks`]: block IPAM (Calico's model): pools, blocks claimed on demand, borrowing.
 //! - [`block_cache`]: the agent's picture of them, so an allocation is one round trip.
+//! - [`block_check`]: what `weftctl ipam check` finds wrong with them.
 //! - [`named`]: named networks (Docker's) with their own ranges, VNIs and endpoints.
 //! - [`screen`]: which leases stand (inside the network, of the right size, in the
 //!   pool), so one bad write cannot take traffic away from a node.
@@ -17,6 +18,7 @@
 
 pub mod address;
 pub mod block_cache;
+pub mod block_check;
 pub mod blocks;
 pub mod config;
 pub mod hostfiles;

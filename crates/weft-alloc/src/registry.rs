@@ -101,6 +101,19 @@ pub struct NodeStatus {
     /// Peers this node cannot route to, with the reason.
     #[serde(rename = "Unreachable", default)]
     pub unreachable: Vec<Unreachable>,
+    /// Block IPAM: addresses used on this node whose container interface has been
+    /// gone for a while (a killed ADD, a missed DEL), for `weftctl ipam check`.
+    #[serde(rename = "Orphans", default, skip_serializing_if = "Vec::is_empty")]
+    pub orphans: Vec<Orphan>,
+}
+
+/// An address recorded in a block on this node with no container interface for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Orphan {
+    #[serde(rename = "IP")]
+    pub ip: Ipv4Addr,
+    #[serde(rename = "Handle")]
+    pub handle: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -14,9 +14,14 @@ pub enum IpamCmd {
         #[arg(short = 'o', long, value_enum, default_value = "table")]
         output: crate::output::Output,
     },
-    /// List allocations: node, subnet, address, container, interface, network.
-    #[command(after_help = "Example:\n  weftctl ipam show --data-dir /var/lib/cni/weft -o json")]
+    /// Without ADDRESS: list the CNI plugin's allocations on this node (node, subnet,
+    /// address, container, interface, network). With ADDRESS (block IPAM): its block
+    /// and which node, container and interface hold it, from the store.
+    #[command(
+        after_help = "Examples:\n  weftctl ipam show --data-dir /var/lib/cni/weft -o json\n  weftctl ipam show 10.248.0.5"
+    )]
     Show {
+        address: Option<std::net::Ipv4Addr>,
         /// The plugin's data directory (its `dataDir`).
         #[arg(long, default_value = "/var/lib/cni/weft")]
         data_dir: PathBuf,
@@ -26,16 +31,33 @@ pub enum IpamCmd {
         #[arg(long, hide = true)]
         json: bool,
     },
+    /// Block IPAM: addresses whose node or container is gone, blocks whose node is gone,
+    /// blocks a node has no route for. Exit 1 if anything is found.
+    #[command(after_help = "Example:\n  weftctl ipam check -o json")]
+    Check {
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: crate::output::Output,
+    },
+    /// Block IPAM: release an address or a block that `ipam check` lists; anything in
+    /// use is refused.
+    #[command(
+        after_help = "Example:\n  weftctl ipam release 10.248.0.5\n  weftctl ipam release 10.248.0.64/26"
+    )]
+    Release {
+        /// An address or a block (CIDR).
+        target: String,
+    },
 }
 
 pub fn run(cmd: IpamCmd, lab: Option<&str>) -> Result<i32, crate::CliError> {
     let IpamCmd::Show {
+        address: None,
         data_dir,
         output,
         json,
     } = cmd
     else {
-        unreachable!("ipam blocks reads the store")
+        unreachable!("the other ipam commands read the store")
     };
     let json = json || output == crate::output::Output::Json;
     let nodes: Vec<(String, PathBuf)> = match lab {

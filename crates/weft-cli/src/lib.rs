@@ -5,6 +5,7 @@
 //! - [`leases`]: `leases` (table or JSON), `leases delete`, `leases reserve`.
 //! - [`store`]: raw key access, like `etcdctl`.
 //! - [`ipam`]: the CNI plugin's allocations on a node.
+//! - [`block_ipam`]: block IPAM's show, check and release.
 //! - [`node`]: `node status`, the BGP sessions of a node.
 //! - [`diagnose`]: `diagnose`, this node's state checked against the plan, read-only.
 //! - `lab ...`: handed to [`weft_lab`].
@@ -13,6 +14,7 @@
 //! lives in the lab's underlay namespace, weftctl re-runs itself inside that namespace.
 
 pub mod addresses;
+pub mod block_ipam;
 pub mod diagnose;
 pub mod error;
 pub mod ipam;
@@ -107,7 +109,7 @@ pub fn main(cli: Cli) -> i32 {
             }
             return report(weft_lab::run(cmd).map_err(CliError::from));
         }
-        Cmd::Ipam(cmd @ ipam::IpamCmd::Show { .. }) => {
+        Cmd::Ipam(cmd @ ipam::IpamCmd::Show { address: None, .. }) => {
             return report(ipam::run(cmd, lab.as_deref()))
         }
         Cmd::Completions { shell } => {
@@ -178,10 +180,21 @@ pub fn main(cli: Cli) -> i32 {
             Cmd::Addresses(o) => addresses::run(&registry, o.output).await,
             Cmd::Pool(cmd) => pools::run(&registry, cmd).await,
             Cmd::Ipam(ipam::IpamCmd::Blocks { output }) => pools::blocks(&registry, output).await,
+            Cmd::Ipam(ipam::IpamCmd::Show {
+                address: Some(ip),
+                output,
+                ..
+            }) => block_ipam::show(&registry, ip, output).await,
+            Cmd::Ipam(ipam::IpamCmd::Check { output }) => {
+                block_ipam::check(&registry, output).await
+            }
+            Cmd::Ipam(ipam::IpamCmd::Release { target }) => {
+                block_ipam::release(&registry, &target).await
+            }
             Cmd::Store(cmd) => store::run(registry.store().as_ref(), cmd).await,
             Cmd::Diagnose(args) => diagnose::run(&registry, args).await,
             Cmd::Lab(_)
-            | Cmd::Ipam(_)
+            | Cmd::Ipam(ipam::IpamCmd::Show { address: None, .. })
             | Cmd::Node(_)
             | Cmd::Completions { .. }
             | Cmd::Man { .. } => {

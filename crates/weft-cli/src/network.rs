@@ -13,7 +13,7 @@ use crate::networks;
 pub enum NetworkCmd {
     /// Write the network config (flannel's JSON format) to the store.
     #[command(
-        after_help = "Examples:\n  weftctl network init --network 10.244.0.0/16 --backend host-gw\n  weftctl network init --network 10.244.0.0/16 --backend vxlan --vni 1 --port 4789 --direct-routing\n  weftctl network init --network 10.244.0.0/16 --backend bgp --asn 64512 --route-reflector 192.168.77.1\n  weftctl network init --network 10.244.0.0/16 --backend vxlan --mtu 1400 --force   (replace the config)"
+        after_help = "Examples:\n  weftctl network init --network 10.244.0.0/16 --backend host-gw\n  weftctl network init --network 10.244.0.0/16 --backend vxlan --vni 1 --port 4789 --direct-routing\n  weftctl network init --network 10.244.0.0/16 --backend bgp --asn 64512 --route-reflector 192.168.77.1\n  weftctl network init --network 10.244.0.0/16 --backend vxlan --mtu 1400 --force   (replace the config)\n  weftctl network init --network 10.244.0.0/16 --backend bgp --ipam blocks"
     )]
     Init {
         /// The cluster network, split into one subnet per node.
@@ -55,6 +55,14 @@ pub enum NetworkCmd {
         /// all ("none", the default).
         #[arg(long, value_parser = ["vxlan", "none"])]
         cross_subnet: Option<String>,
+        /// Where containers' addresses come from: "subnets" (each node's leased subnet,
+        /// flannel's model) or "blocks" (blocks of the pools claimed on demand, Calico's;
+        /// create a pool with `weftctl pool create`).
+        #[arg(long, default_value = "subnets", value_parser = ["subnets", "blocks"])]
+        ipam: String,
+        /// blocks: never borrow an address from another node's block.
+        #[arg(long)]
+        strict_affinity: bool,
         /// Replace an existing config.
         #[arg(long)]
         force: bool,
@@ -121,8 +129,15 @@ pub async fn run(registry: &Registry, cmd: NetworkCmd) -> Result<i32, crate::Cli
             asn,
             route_reflector,
             cross_subnet,
+            ipam,
+            strict_affinity,
             force,
         } => {
+            if strict_affinity && ipam != "blocks" {
+                return Err(crate::CliError::Usage(
+                    "--strict-affinity applies only with --ipam blocks".into(),
+                ));
+            }
             check_applies(
                 backend,
                 &[
@@ -144,6 +159,12 @@ pub async fn run(registry: &Registry, cmd: NetworkCmd) -> Result<i32, crate::Cli
             }
             if let Some(m) = subnet_max {
                 json["SubnetMax"] = m.to_string().into();
+            }
+            if ipam == "blocks" {
+                json["IPAM"] = ipam.into();
+            }
+            if strict_affinity {
+                json["StrictAffinity"] = true.into();
             }
             let b = &mut json["Backend"];
             if let Some(v) = vni {

@@ -178,9 +178,9 @@ fn print_blocks(blocks: &[&BlockAt]) {
             b.block.cidr.to_string(),
             b.block.pool,
             b.block.node.to_string(),
-            j["used"],
-            j["free"],
-            j["borrowed"]
+            j["used"].to_string(),
+            j["free"].to_string(),
+            j["borrowed"].to_string()
         );
     }
 }

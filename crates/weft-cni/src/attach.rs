@@ -23,11 +23,7 @@ pub const ROUTED_GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
 /// The routed mode's host-side MAC (Calico's convention).
 pub const ROUTED_HOST_MAC: MacAddr = MacAddr([0xee; 6]);
 
-/// The host side's name: stable for a container interface, so DEL finds it.
-pub fn host_veth_name(container_id: &str, ifname: &str) -> String {
-    let h = weft_plan::hash::fnv1a(container_id.bytes().chain([0]).chain(ifname.bytes()));
-    format!("weft{:011x}", h & 0xfff_ffff_ffff)
-}
+pub use weft_plan::iface::host_veth_name;
 
 impl From<KernelError> for CniError {
     fn from(e: KernelError) -> Self {

@@ -104,7 +104,17 @@ impl Ipam {
     /// find them. The agent decided the address is fine; the pool is 0.0.0.0/0, which
     /// takes any address but 0.0.0.0 and 255.255.255.255.
     pub fn outside(data_dir: &Path) -> CniResult<Ipam> {
-        let dir = data_dir.join("outside");
+        Self::unbounded(data_dir, "outside")
+    }
+
+    /// The records of addresses taken from blocks through the agent (block IPAM), in
+    /// `<dataDir>/blocks/`, kept like the others so DEL, CHECK and GC find them.
+    pub fn blocks(data_dir: &Path) -> CniResult<Ipam> {
+        Self::unbounded(data_dir, "blocks")
+    }
+
+    fn unbounded(data_dir: &Path, name: &str) -> CniResult<Ipam> {
+        let dir = data_dir.join(name);
         fs::create_dir_all(&dir).map_err(|e| io("create", &dir, e))?;
         Ok(Ipam {
             dir,

@@ -165,6 +165,9 @@ fn add(env: &Env, conf: &NetConf) -> CniResult<String> {
         network: &conf.name,
     };
     let wanted = wanted.first().copied();
+    if node.ipam_blocks {
+        return add_from_blocks(env, conf, &node, &who, wanted);
+    }
     let outside = wanted.filter(|ip| !node.subnet.contains(ip));
     let (ipam, ip) = match outside {
         None => {
@@ -173,6 +176,25 @@ fn add(env: &Env, conf: &NetConf) -> CniResult<String> {
         }
         Some(ip) => (claim_outside(conf, &node, &who, ip)?, ip),
     };
+    let undo = || {
+        // Nothing half-made stays behind: the address goes back to the pool.
+        let _ = ipam.release(&env.container_id, &env.ifname);
+        if outside.is_some() {
+            let _ = release_outside(conf, &env.container_id, ip);
+        }
+    };
+    attach_and_answer(env, conf, &node, ip, undo)
+}
+
+/// Attaches the container with `ip` and prints the result; on failure runs `undo`
+/// (which gives the address back) and returns the error.
+fn attach_and_answer(
+    env: &Env,
+    conf: &NetConf,
+    node: &NodeNetwork,
+    ip: std::net::Ipv4Addr,
+    undo: impl FnOnce(),
+) -> CniResult<String> {
     let gateway = hostfiles::gateway(&node.subnet);
     let address = Ipv4Net::new(ip, node.subnet.prefix_len()).expect("valid prefix");
     let mtu = conf.mtu.unwrap_or(node.mtu);
@@ -192,11 +214,7 @@ fn add(env: &Env, conf: &NetConf) -> CniResult<String> {
     let (host, ctr) = match attached {
         Ok(x) => x,
         Err(e) => {
-            // Nothing half-made stays behind: the address goes back to the pool.
-            let _ = ipam.release(&env.container_id, &env.ifname);
-            if outside.is_some() {
-                let _ = release_outside(conf, &env.container_id, ip);
-            }
+            undo();
             return Err(e);
         }
     };
@@ -216,6 +234,97 @@ fn add(env: &Env, conf: &NetConf) -> CniResult<String> {
         mtu,
     };
     Ok(result.to_json(&conf.cni_version).to_string())
+}
+
+/// The handle a block allocation is recorded under: the network, container and
+/// interface, so GC can collect a network's addresses by prefix.
+fn block_handle(conf: &NetConf, container_id: &str, ifname: &str) -> String {
+    format!("{}/{container_id}/{ifname}", conf.name)
+}
+
+/// An agent's refusal as a CNI error: unreachable means try again later.
+fn agent_error(what: String, why: String) -> CniError {
+    let code = if why.starts_with("cannot reach weftd")
+        || why.starts_with("no answer from weftd")
+        || why.starts_with("cannot talk to weftd")
+    {
+        Code::TryAgainLater
+    } else {
+        Code::AddressUnavailable
+    };
+    CniError::new(code, what).with_details(why)
+}
+
+/// Block IPAM (`WEFT_IPAM=blocks` in the subnet file): the node's agent takes the
+/// address from a block (one store round trip), then it is recorded here, then the
+/// container is attached routed. A plugin killed between the agent's answer and the
+/// record leaves an allocation under this container's handle: a retried ADD gets the
+/// same address back, and GC (which asks the agent by handle) collects it.
+fn add_from_blocks(
+    env: &Env,
+    conf: &NetConf,
+    node: &NodeNetwork,
+    who: &Claimant,
+    wanted: Option<std::net::Ipv4Addr>,
+) -> CniResult<String> {
+    if conf.mode != Mode::Routed {
+        return Err(CniError::new(
+            Code::InvalidConfig,
+            "this node takes container addresses from blocks (WEFT_IPAM=blocks in the subnet file), \
+             which are routed as /32s: the network config needs \"mode\": \"routed\"",
+        ));
+    }
+    let handle = block_handle(conf, who.container_id, who.ifname);
+    let what = match wanted {
+        Some(ip) => format!("cannot assign {ip}"),
+        None => "no address from the pools".to_owned(),
+    };
+    let reply = ask_agent(
+        &conf.agent_socket,
+        &AgentRequest::Allocate {
+            handle: handle.clone(),
+            ip: wanted,
+        },
+    )
+    .map_err(|why| agent_error(what, why))?;
+    let ip = reply.ip.ok_or_else(|| {
+        CniError::new(Code::Io, "weftd answered an allocation without an address")
+    })?;
+    let free = || {
+        let _ = ask_agent(
+            &conf.agent_socket,
+            &AgentRequest::Free {
+                handle: handle.clone(),
+                ip,
+            },
+        );
+    };
+    let records = Ipam::blocks(&conf.data_dir)?;
+    if let Err(e) = records.allocate(who, Some(ip)) {
+        free();
+        return Err(e);
+    }
+    attach_and_answer(env, conf, node, ip, || {
+        let _ = records.release(who.container_id, who.ifname);
+        free();
+    })
+}
+
+/// Gives back, through the agent, what this container interface holds from blocks, then
+/// its record (so an unreachable agent loses nothing: DEL or GC retries).
+fn free_from_blocks(conf: &NetConf, container_id: &str, ifname: &str) -> CniResult<()> {
+    let records = Ipam::blocks(&conf.data_dir)?;
+    let Some(a) = records.find(container_id, ifname)? else {
+        return Ok(());
+    };
+    let req = AgentRequest::Free {
+        handle: block_handle(conf, container_id, ifname),
+        ip: a.ip,
+    };
+    ask_agent(&conf.agent_socket, &req)
+        .map_err(|why| agent_error(format!("cannot give {} back to its block", a.ip), why))?;
+    records.release(container_id, ifname)?;
+    Ok(())
 }
 
 /// An address outside the node's subnet (routed mode): claimed cluster-wide by the node's
@@ -256,13 +365,15 @@ fn release_outside(conf: &NetConf, container_id: &str, ip: std::net::Ipv4Addr) -
         ip,
         container_id: container_id.to_owned(),
     };
-    ask_agent(&conf.agent_socket, &req).map_err(|why| {
-        CniError::new(
-            Code::TryAgainLater,
-            format!("cannot release {ip} held outside the node's subnet"),
-        )
-        .with_details(why)
-    })
+    ask_agent(&conf.agent_socket, &req)
+        .map(|_| ())
+        .map_err(|why| {
+            CniError::new(
+                Code::TryAgainLater,
+                format!("cannot release {ip} held outside the node's subnet"),
+            )
+            .with_details(why)
+        })
 }
 
 fn del(env: &Env, conf: &NetConf) -> CniResult<()> {
@@ -275,6 +386,7 @@ fn del(env: &Env, conf: &NetConf) -> CniResult<()> {
         release_outside(conf, &env.container_id, a.ip)?;
         outside.release(&env.container_id, &env.ifname)?;
     }
+    free_from_blocks(conf, &env.container_id, &env.ifname)?;
     // The subnet file may be gone (weftd stopped): allocations are freed wherever they are.
     for pool in Ipam::everywhere(&conf.data_dir)? {
         pool.release(&env.container_id, &env.ifname)?;
@@ -296,7 +408,12 @@ fn check(env: &Env, conf: &NetConf) -> CniResult<()> {
     env.require("CNI_NETNS", &env.netns)?;
     env.require("CNI_IFNAME", &env.ifname)?;
     let node = node(conf)?;
-    let alloc = ipam(conf, &node)?
+    let records = if node.ipam_blocks {
+        Ipam::blocks(&conf.data_dir)?
+    } else {
+        ipam(conf, &node)?
+    };
+    let alloc = records
         .find(&env.container_id, &env.ifname)?
         .ok_or_else(|| {
             CniError::new(
@@ -347,6 +464,29 @@ fn gc(conf: &NetConf) -> CniResult<()> {
         release_outside(conf, &a.container_id, a.ip)?;
         outside.release(&a.container_id, &a.ifname)?;
     }
+    // Block IPAM: the agent collects by handle first (it also finds an address whose
+    // ADD was killed before the record was written), then the records go.
+    if node(conf).is_ok_and(|n| n.ipam_blocks) {
+        let keep: Vec<String> = conf
+            .valid_attachments
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(|a| block_handle(conf, &a.container_id, &a.ifname))
+            .collect();
+        let req = AgentRequest::Collect {
+            prefix: format!("{}/", conf.name),
+            keep,
+        };
+        ask_agent(&conf.agent_socket, &req).map_err(|why| {
+            agent_error(
+                "cannot collect the addresses of gone containers".into(),
+                why,
+            )
+        })?;
+    }
+    let records = Ipam::blocks(&conf.data_dir)?;
+    records.gc(&conf.name, &valid)?;
     Ok(())
 }
 

@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 
 use ipnet::Ipv4Net;
 use thiserror::Error;
-pub use weft_plan::firewall::{EncapFilter, FirewallPlan};
+pub use weft_plan::firewall::{EncapFilter, FirewallPlan, PoolRule};
 
 pub const TABLE: &str = "weft";
 pub const IPTABLES_COMMENT: &str = "weft: accept cluster network";
@@ -40,9 +40,14 @@ fn fingerprint(s: &str) -> String {
 
 fn body(p: &FirewallPlan) -> String {
     let net = p.network;
+    let pools: String = p
+        .pools
+        .iter()
+        .map(|r| format!("    ip saddr {0} accept\n    ip daddr {0} accept\n", r.cidr))
+        .collect();
     let mut s = format!(
         "  chain forward {{\n    type filter hook forward priority filter; policy accept;\n{}\
-         \x20   ip saddr {net} accept\n    ip daddr {net} accept\n  }}\n",
+         \x20   ip saddr {net} accept\n    ip daddr {net} accept\n{pools}  }}\n",
         isolation(p)
     );
     if let Some(f) = &p.encap {
@@ -59,7 +64,8 @@ fn body(p: &FirewallPlan) -> String {
         );
     }
     let named_masq: Vec<_> = p.isolated.iter().filter(|n| n.masquerade).collect();
-    if p.ip_masq || !named_masq.is_empty() {
+    let pool_masq: Vec<_> = p.pools.iter().filter(|r| r.nat_outgoing).collect();
+    if p.ip_masq || !named_masq.is_empty() || !pool_masq.is_empty() {
         s += "  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n";
         for n in named_masq {
             let sub = n.subnet;
@@ -68,6 +74,20 @@ fn body(p: &FirewallPlan) -> String {
             );
         }
         s += &cluster_masq(p);
+        if !pool_masq.is_empty() {
+            // Calico's natOutgoing: from a pool to anything but the pools, the cluster
+            // network and multicast.
+            let mut inside: Vec<String> = p.pools.iter().map(|r| r.cidr.to_string()).collect();
+            inside.push(net.to_string());
+            inside.push("224.0.0.0/4".into());
+            let inside = inside.join(", ");
+            for r in pool_masq {
+                s += &format!(
+                    "    ip saddr {} ip daddr != {{ {inside} }} masquerade fully-random\n",
+                    r.cidr
+                );
+            }
+        }
         s += "  }\n";
     }
     s
@@ -82,6 +102,7 @@ fn isolation(p: &FirewallPlan) -> String {
     }
     let mut all: Vec<String> = p.isolated.iter().map(|n| n.subnet.to_string()).collect();
     all.push(p.network.to_string());
+    all.extend(p.pools.iter().map(|r| r.cidr.to_string()));
     let all = all.join(", ");
     let mut s = String::from("    ct state established,related accept\n");
     for n in &p.isolated {
@@ -261,6 +282,7 @@ mod tests {
             ip_masq: masq,
             encap: None,
             isolated: Vec::new(),
+            pools: Vec::new(),
         }
     }
 
@@ -324,6 +346,35 @@ mod tests {
         assert!(
             !s.contains("ip saddr 10.244.0.0/16 ip daddr != 224.0.0.0/4 masquerade"),
             "no --ip-masq: no cluster NAT\n{s}"
+        );
+    }
+
+    #[test]
+    fn pools_are_forwarded_and_nat_outgoing_masquerades_only_leaving_traffic() {
+        let mut p = plan(false);
+        p.pools = vec![
+            PoolRule {
+                cidr: "10.248.0.0/16".parse().unwrap(),
+                nat_outgoing: true,
+            },
+            PoolRule {
+                cidr: "10.249.0.0/24".parse().unwrap(),
+                nat_outgoing: false,
+            },
+        ];
+        let s = render(&p);
+        assert!(
+            s.contains("ip saddr 10.248.0.0/16 accept\n    ip daddr 10.248.0.0/16 accept"),
+            "{s}"
+        );
+        assert!(s.contains("ip daddr 10.249.0.0/24 accept"), "{s}");
+        assert!(
+            s.contains("ip saddr 10.248.0.0/16 ip daddr != { 10.248.0.0/16, 10.249.0.0/24, 10.244.0.0/16, 224.0.0.0/4 } masquerade fully-random"),
+            "{s}"
+        );
+        assert!(
+            !s.contains("ip saddr 10.249.0.0/24 ip daddr !="),
+            "no natOutgoing: no NAT\n{s}"
         );
     }
 

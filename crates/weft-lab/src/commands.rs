@@ -96,6 +96,16 @@ pub enum LabCommand {
         /// How the `weft` CNI plugin attaches containers.
         #[arg(long, value_enum, default_value = "bridge")]
         cni_mode: CniMode,
+        /// Where containers' addresses come from: "blocks" makes a pool (`--pool`,
+        /// `--block-size`) and attaches containers routed.
+        #[arg(long, default_value = "subnets", value_parser = ["subnets", "blocks"])]
+        ipam: String,
+        /// blocks: the pool's range.
+        #[arg(long, default_value = "10.248.0.0/16")]
+        pool: String,
+        /// blocks: the pool's block size.
+        #[arg(long, default_value_t = 26)]
+        block_size: u8,
         /// Run a real dockerd on every host, the agents serving the `weft` Docker driver
         /// (`weftctl lab exec hN docker ...` talks to that host's daemon).
         #[arg(long)]
@@ -217,7 +227,11 @@ pub fn run(cmd: LabCommand) -> LabResult<i32> {
             cross_subnet,
             router,
             docker,
+            ipam,
+            pool,
+            block_size,
         } => {
+            let blocks = ipam == "blocks";
             let mut init: Vec<String> = [
                 "network",
                 "init",
@@ -243,6 +257,16 @@ pub fn run(cmd: LabCommand) -> LabResult<i32> {
             if let Some(c) = cross_subnet {
                 init.extend(["--cross-subnet".into(), c]);
             }
+            if blocks {
+                init.extend(["--ipam".into(), ipam]);
+            }
+            let pool = blocks.then(|| {
+                ["pool", "create", "default", "--cidr", &pool, "--block-size"]
+                    .map(String::from)
+                    .into_iter()
+                    .chain([block_size.to_string(), "--nat-outgoing".into()])
+                    .collect()
+            });
             let spec = LabSpec {
                 name: lab.name,
                 hosts,
@@ -254,9 +278,11 @@ pub fn run(cmd: LabCommand) -> LabResult<i32> {
                 init,
                 ip_masq: !no_ip_masq,
                 cni_mode: match cni_mode {
+                    _ if blocks => "routed".into(),
                     CniMode::Bridge => "bridge".into(),
                     CniMode::Routed => "routed".into(),
                 },
+                pool,
                 router,
                 docker,
             };
@@ -422,6 +448,8 @@ struct LabSpec {
     subnets: u32,
     /// The `weftctl network init ...` arguments.
     init: Vec<String>,
+    /// Block IPAM: the `weftctl pool create ...` arguments.
+    pool: Option<Vec<String>>,
     ip_masq: bool,
     cni_mode: String,
     /// `bird` or `gobgp`: a BGP router in the underlay namespace.
@@ -507,6 +535,7 @@ fn build(spec: LabSpec) -> LabResult<i32> {
         agent_args,
         subnets,
         init,
+        pool,
         ip_masq,
         cni_mode,
         router,
@@ -569,6 +598,10 @@ fn build(spec: LabSpec) -> LabResult<i32> {
     }
     let init: Vec<&str> = init.iter().map(String::as_str).collect();
     store_command(&state, &init)?;
+    if let Some(pool) = &pool {
+        let pool: Vec<&str> = pool.iter().map(String::as_str).collect();
+        store_command(&state, &pool)?;
+    }
     if let Some(kind) = &router {
         crate::router::start(kind, &ul, &dir)?;
         let value = crate::router::peer_value();

@@ -16,6 +16,16 @@ pub struct FirewallPlan {
     pub encap: Option<EncapFilter>,
     /// Named networks (Docker's): each reaches no other, nor the cluster network.
     pub isolated: Vec<IsolatedNet>,
+    /// Block IPAM's pools: forwarded like the cluster network.
+    pub pools: Vec<PoolRule>,
+}
+
+/// A pool as the firewall sees it (Calico's IP pool with `natOutgoing`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PoolRule {
+    pub cidr: Ipv4Net,
+    /// Masquerade what leaves the pools and the cluster network for the outside.
+    pub nat_outgoing: bool,
 }
 
 /// A named network's subnet as the firewall sees it. No connection may start from it

@@ -126,6 +126,13 @@ fn external(link: &LinkInfo, a: &AddrInfo) -> ExternalInterface {
 }
 
 /// Picks the external interface from a snapshot of the host.
+/// A container interface's host-side veth name: stable, so DEL finds it and the agent
+/// can tell whether a block address's container is still attached.
+pub fn host_veth_name(container_id: &str, ifname: &str) -> String {
+    let h = crate::hash::fnv1a(container_id.bytes().chain([0]).chain(ifname.bytes()));
+    format!("weft{:011x}", h & 0xfff_ffff_ffff)
+}
+
 pub fn choose(
     specs: &[IfaceSpec],
     links: &[LinkInfo],

@@ -3,13 +3,16 @@
 //! borrowed /32s), their routes joined to the one route plan.
 
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 use std::time::Instant;
 
 use ipnet::Ipv4Net;
 use tracing::{info, warn};
-use weft_alloc::blocks::Block;
+use weft_alloc::blocks::{Block, Pool};
+use weft_alloc::registry::Orphan;
 use weft_alloc::Lease;
 use weft_backends::blocks::{plan, BlockPlan};
+use weft_plan::iface::host_veth_name;
 use weft_plan::Route;
 use weft_store::{KeyValue, WatchEvent};
 
@@ -19,7 +22,23 @@ impl Agent {
     /// Follows one store change if it is about a block; `None` if it is not.
     pub(super) fn on_block_event(&mut self, event: &WatchEvent) -> Option<bool> {
         let prefix = self.registry.blocks_prefix();
+        let pools = self.registry.pools_prefix();
         match event {
+            WatchEvent::Put(kv) if kv.key.starts_with(&pools) => {
+                match serde_json::from_slice::<Pool>(&kv.value) {
+                    Ok(p) => {
+                        let old = self.view.pools.insert(p.name.clone(), p.clone());
+                        Some(old != Some(p))
+                    }
+                    Err(e) => {
+                        warn!(key = %kv.key, error = %e, "ignoring an unreadable pool; keeping the previous value");
+                        Some(false)
+                    }
+                }
+            }
+            WatchEvent::Delete { key, .. } if key.starts_with(&pools) => {
+                Some(self.view.pools.remove(&key[pools.len()..]).is_some())
+            }
             WatchEvent::Put(kv) if kv.key.starts_with(&prefix) => Some(self.on_block_put(kv)),
             WatchEvent::Delete { key, .. } if key.starts_with(&prefix) => {
                 let name = &key[prefix.len()..];
@@ -45,6 +64,22 @@ impl Agent {
 
     /// The blocks as a full listing has them (start, or after compaction).
     pub(super) fn load_blocks(&mut self, kvs: &[KeyValue]) {
+        let pools = self.registry.pools_prefix();
+        let mut fresh_pools = BTreeMap::new();
+        for kv in kvs.iter().filter(|kv| kv.key.starts_with(&pools)) {
+            let name = &kv.key[pools.len()..];
+            match serde_json::from_slice::<Pool>(&kv.value) {
+                Ok(p) => {
+                    fresh_pools.insert(p.name.clone(), p);
+                }
+                Err(_) => {
+                    if let Some(old) = self.view.pools.get(name) {
+                        fresh_pools.insert(old.name.clone(), old.clone());
+                    }
+                }
+            }
+        }
+        self.view.pools = fresh_pools;
         let prefix = self.registry.blocks_prefix();
         let mut fresh = BTreeMap::new();
         for kv in kvs.iter().filter(|kv| kv.key.starts_with(&prefix)) {
@@ -70,16 +105,24 @@ impl Agent {
         plan(&self.plan_context(peers, backend_routes), &blocks)
     }
 
-    /// Gives back the blocks this node holds that have stayed empty for the grace
-    /// period (`--block-release-grace`); each release is one compare-and-swap, so an
-    /// allocation that lands meanwhile keeps the block.
+    /// Gives back the blocks this node holds, and those of nodes that left (no lease),
+    /// that have stayed empty for the grace period (`--block-release-grace`); each
+    /// release is one compare-and-swap, so an allocation that lands meanwhile keeps the
+    /// block, and agents racing to release a gone node's block release it once.
     pub(super) async fn release_empty_blocks(&mut self) {
         let me = self.view.attrs.public_ip;
+        let alive: Vec<Ipv4Addr> = self
+            .view
+            .peers
+            .values()
+            .map(|l| l.attrs.public_ip)
+            .collect();
         let empty: Vec<Ipv4Net> = self
             .view
             .blocks
             .values()
-            .filter(|b| b.node == me && b.allocations.is_empty() && !b.releasing)
+            .filter(|b| b.node == me || !alive.contains(&b.node))
+            .filter(|b| b.allocations.is_empty() && !b.releasing)
             .map(|b| b.cidr)
             .collect();
         let since = &mut self.last.blocks_empty_since;
@@ -114,6 +157,68 @@ impl Agent {
                 }
             }
         }
+    }
+
+    /// Finds the block addresses used on this node whose container interface (the CNI
+    /// plugin's host veth, named from the handle `network/container/ifname`) has been
+    /// missing for the grace period, and reports them in the node status for `weftctl
+    /// ipam check`. Nothing is freed here: a runtime's GC or the operator decides.
+    pub(super) async fn find_orphans(&mut self) {
+        let me = self.view.attrs.public_ip;
+        let used: Vec<(Ipv4Addr, String, String)> = self
+            .view
+            .blocks
+            .values()
+            .flat_map(|b| b.allocations.iter())
+            .filter(|(_, a)| a.node == me)
+            .filter_map(|(ip, a)| {
+                let mut parts = a.handle.rsplitn(3, '/');
+                let (ifname, ctr) = (parts.next()?, parts.next()?);
+                parts.next()?;
+                Some((*ip, a.handle.clone(), host_veth_name(ctr, ifname)))
+            })
+            .collect();
+        let links = if used.is_empty() {
+            Vec::new()
+        } else {
+            match self.dp.links().await {
+                Ok(l) => l,
+                Err(e) => {
+                    warn!(error = %e, "cannot list links to look for orphaned addresses; will retry");
+                    return;
+                }
+            }
+        };
+        let now = Instant::now();
+        let missing: Vec<(Ipv4Addr, String)> = used
+            .into_iter()
+            .filter(|(_, _, veth)| !links.iter().any(|l| &l.name == veth))
+            .map(|(ip, handle, _)| (ip, handle))
+            .collect();
+        let since = &mut self.last.orphans_since;
+        since.retain(|k, _| missing.contains(k));
+        let grace = self.opts.block_release_grace;
+        let orphans: Vec<Orphan> = missing
+            .into_iter()
+            .filter(|k| now.duration_since(*since.entry(k.clone()).or_insert(now)) >= grace)
+            .map(|(ip, handle)| Orphan { ip, handle })
+            .collect();
+        for o in orphans.iter().filter(|o| !self.last.orphans.contains(o)) {
+            warn!(ip = %o.ip, handle = %o.handle, "an address from a block has no container interface here; weftctl ipam check lists it");
+        }
+        self.last.orphans = orphans;
+    }
+
+    /// The pools as the firewall forwards and masquerades them.
+    pub(super) fn pool_rules(&self) -> Vec<weft_plan::firewall::PoolRule> {
+        self.view
+            .pools
+            .values()
+            .map(|p| weft_plan::firewall::PoolRule {
+                cidr: p.cidr,
+                nat_outgoing: p.nat_outgoing,
+            })
+            .collect()
     }
 
     /// The blocks and borrowed addresses the bgp backend announces for this node.

@@ -20,6 +20,9 @@ impl Agent {
     /// Updates the picture from one store change; returns whether the plan may change.
     pub(super) async fn on_event(&mut self, event: WatchEvent) -> bool {
         self.metrics.store_events.fetch_add(1, Ordering::Relaxed);
+        if let Some(feed) = &self.block_feed {
+            feed.event(&event);
+        }
         if let Some(changed) = self.on_named_event(&event) {
             return changed;
         }
@@ -130,6 +133,9 @@ impl Agent {
                     return false;
                 }
                 info!("network config updated");
+                if let Some(feed) = &self.block_feed {
+                    feed.model(c.ipam);
+                }
                 self.plane.backend = backend;
                 self.view.config = c;
                 // What other programs read follows at once (MTU, masquerade): the subnet

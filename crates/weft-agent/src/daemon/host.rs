@@ -9,6 +9,8 @@ use weft_alloc::screen::screen;
 use weft_alloc::Lease;
 use weft_plan::{Applied, EncapFilter, FirewallPlan};
 
+use weft_alloc::IpamModel;
+
 use super::Agent;
 use crate::error::AgentError;
 
@@ -20,6 +22,7 @@ impl Agent {
             mtu: self.plane.backend.mtu(self.view.node.external.mtu),
             ip_masq: self.opts.ip_masq,
             gso_max_size: self.plane.big_tcp,
+            ipam_blocks: matches!(self.view.config.ipam, IpamModel::Blocks { .. }),
         }
     }
 
@@ -83,6 +86,7 @@ impl Agent {
             ip_masq: self.opts.ip_masq,
             encap,
             isolated: weft_backends::networks::isolation(&view.named.networks()),
+            pools: self.pool_rules(),
         }
     }
 

@@ -65,10 +65,26 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
     let dp: Arc<dyn Dataplane> = Arc::new(Linux::connect()?);
     // Subscribe before reading anything, so no change between the read and the watch is lost.
     let kernel_events = dp.watch()?;
+    let listener = if opts.api_socket.as_os_str().is_empty() {
+        None
+    } else {
+        Some(
+            crate::api::bind(&opts.api_socket).map_err(|source| AgentError::ApiSocket {
+                path: opts.api_socket.clone(),
+                source,
+            })?,
+        )
+    };
     let (mut agent, revision) = Agent::start(opts, dp, metrics).await?;
-    if !agent.opts.api_socket.as_os_str().is_empty() {
-        let socket = agent.opts.api_socket.clone();
-        crate::api::spawn(socket, agent.registry.clone(), agent.view.attrs.public_ip);
+    if let Some(listener) = listener {
+        let node = agent.view.attrs.public_ip;
+        let (feed, blocks) = crate::blocks_api::BlockService::new(
+            agent.registry.clone(),
+            node,
+            agent.view.config.ipam,
+        );
+        agent.block_feed = Some(feed);
+        crate::api::spawn(listener, agent.registry.clone(), node, blocks);
     }
     if agent.opts.docker {
         agent.spawn_docker();
@@ -133,6 +149,8 @@ struct View {
     named: named::Named,
     /// Block IPAM's blocks, by CIDR.
     blocks: BTreeMap<Ipv4Net, weft_alloc::blocks::Block>,
+    /// Block IPAM's pools, by name.
+    pools: BTreeMap<String, weft_alloc::blocks::Pool>,
 }
 
 /// The data plane this node runs: the backend, and the runtimes some backends need.
@@ -161,6 +179,10 @@ struct Last {
     status: Option<NodeStatus>,
     /// This node's empty blocks, since when (released after the grace period).
     blocks_empty_since: BTreeMap<Ipv4Net, std::time::Instant>,
+    /// Block addresses used here whose container interface is missing, since when.
+    orphans_since: BTreeMap<(Ipv4Addr, String), std::time::Instant>,
+    /// Those missing for longer than the grace period (published in the node status).
+    orphans: Vec<weft_alloc::registry::Orphan>,
     /// Blocks and borrowed addresses last found without a route, logged once each.
     blocks_unreachable: Vec<(Ipv4Net, String)>,
     /// Routed containers last found without a route, so each is logged once.
@@ -179,6 +201,8 @@ pub(crate) struct Agent {
     plane: Plane,
     last: Last,
     metrics: Arc<Metrics>,
+    /// What the socket's block IPAM is told of store changes (when it serves).
+    block_feed: Option<crate::blocks_api::BlockFeed>,
 }
 
 impl Agent {

@@ -266,7 +266,20 @@ impl Agent {
         let status = NodeStatus {
             public_ip: Some(self.view.attrs.public_ip),
             backend: self.plane.backend.kind().name().into(),
-            unreachable: self.last.unreachable.clone(),
+            // Peers and, for `weftctl ipam check`, blocks this node has no route for.
+            unreachable: self
+                .last
+                .unreachable
+                .iter()
+                .cloned()
+                .chain(self.last.blocks_unreachable.iter().map(|(subnet, reason)| {
+                    weft_alloc::registry::Unreachable {
+                        subnet: *subnet,
+                        reason: reason.clone(),
+                    }
+                }))
+                .collect(),
+            orphans: self.last.orphans.clone(),
         };
         if self.last.status.as_ref() == Some(&status) {
             return;

@@ -85,6 +85,7 @@ impl Agent {
                         warn!(error = %e, "cannot write the host files; will retry");
                     }
                     self.release_empty_blocks().await;
+                    self.find_orphans().await;
                     self.reconcile(Why::Resync).await;
                 }
                 _ = renew.tick() => self.renew_if_due().await,

@@ -107,6 +107,7 @@ impl Agent {
                 held: BTreeSet::new(),
                 named: Default::default(),
                 blocks: Default::default(),
+                pools: Default::default(),
             },
             plane: Plane {
                 backend,
@@ -120,6 +121,7 @@ impl Agent {
             dp,
             metrics,
             opts,
+            block_feed: None,
         };
         agent.write_host_files()?;
         agent.load_addresses().await;
@@ -142,14 +144,14 @@ impl Agent {
         }
     }
 
-    /// The named networks, their endpoints and block IPAM's blocks, as the store has
-    /// them now.
+    /// The named networks, their endpoints and block IPAM's pools and blocks, as the
+    /// store has them now.
     async fn load_named_now(&mut self) {
         let mut kvs = Vec::new();
         for prefix in [
             self.registry.networks_prefix(),
             self.registry.endpoints_prefix(),
-            self.registry.blocks_prefix(),
+            format!("{}/weft/ipam/", self.registry.prefix()),
         ] {
             match self.registry.store().list(&prefix).await {
                 Ok(listing) => kvs.extend(listing.kvs),

@@ -383,6 +383,7 @@ mod tests {
             ip_masq: false,
             encap: None,
             isolated: Vec::new(),
+            pools: Vec::new(),
         })
         .unwrap();
         let peer_route = Route::via(peer.subnet, "192.168.1.2".parse().unwrap(), eth0);
@@ -394,6 +395,7 @@ mod tests {
             mtu: 1500,
             ip_masq: false,
             gso_max_size: None,
+            ipam_blocks: false,
         });
         std::fs::write(&subnet_file, env).unwrap();
         let args = DiagnoseArgs {
