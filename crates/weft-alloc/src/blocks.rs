@@ -275,6 +275,21 @@ impl Registry {
             return Err(BlockError::Invalid(format!("pool {:?} exists", pool.name)));
         }
         pool.check(&others).map_err(BlockError::Invalid)?;
+        // The cluster network is leased out as node subnets: a pool inside it would hand
+        // out addresses a lease also covers.
+        let cluster = self
+            .raw_config()
+            .await?
+            .and_then(|raw| crate::NetworkConfig::parse(&raw).ok());
+        if let Some(c) =
+            cluster.filter(|c| c.network.contains(&pool.cidr) || pool.cidr.contains(&c.network))
+        {
+            return Err(BlockError::Invalid(format!(
+                "pool {} overlaps the cluster network {}, which nodes lease subnets from; \
+                 use a range outside it",
+                pool.cidr, c.network
+            )));
+        }
         let key = format!("{}{}", self.pools_prefix(), pool.name);
         let value = serde_json::to_vec(pool).expect("pool serializes");
         match self.store().create(&key, &value, None).await? {

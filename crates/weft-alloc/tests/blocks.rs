@@ -39,6 +39,17 @@ async fn lifecycle(store: Arc<dyn Store>) {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("overlaps pool \"small\""), "{e}");
+    let cfg = weft_alloc::NetworkConfig::parse(br#"{"Network":"10.244.0.0/16"}"#).unwrap();
+    r.put_config(&cfg).await.unwrap();
+    let e = r
+        .create_pool(&pool("inside", "10.244.128.0/20", 26))
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("overlaps the cluster network 10.244.0.0/16"),
+        "{e}"
+    );
 
     // Node 1 claims a block and fills it, then claims the next.
     let mut mine = Vec::new();

@@ -97,6 +97,12 @@ fn every_listing_speaks_json() {
             r#"{"PublicIP":"192.168.1.1","BackendType":"host-gw"}"#,
         ]);
     }
+    ctl(&[
+        "store",
+        "put",
+        "/coreos.com/network/weft/ipam/blocks/10.248.0.0-26",
+        r#"{"CIDR":"10.248.0.0/26","Pool":"default","Node":"192.168.1.1","Allocations":{"10.248.0.1":{"Handle":"net/c1/eth0","Node":"192.168.1.1"}}}"#,
+    ]);
     let status = dir.path().join("bgp.json");
     std::fs::write(
         &status,
@@ -116,6 +122,8 @@ fn every_listing_speaks_json() {
         vec!["node", "status", "--file", &status],
         vec!["ipam", "show", "--data-dir", &data],
         vec!["ipam", "blocks"],
+        vec!["ipam", "show", "10.248.0.1"],
+        vec!["ipam", "check"],
         vec!["pool", "list"],
         vec!["pool", "show", "default"],
     ];

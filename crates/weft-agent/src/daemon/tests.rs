@@ -485,17 +485,21 @@ async fn an_empty_block_is_released_after_the_grace_period() {
     let empty = r#"{"CIDR":"10.248.0.0/26","Pool":"p","Node":"192.168.1.1","Allocations":{}}"#;
     let used = r#"{"CIDR":"10.248.0.64/26","Pool":"p","Node":"192.168.1.1","Allocations":{"10.248.0.65":{"Handle":"x/eth0","Node":"192.168.1.1"}}}"#;
     let theirs = r#"{"CIDR":"10.248.0.128/26","Pool":"p","Node":"192.168.1.2","Allocations":{}}"#;
+    // A node that left (no lease): any agent gives its empty block back.
+    let gone = r#"{"CIDR":"10.248.0.192/26","Pool":"p","Node":"192.168.1.9","Allocations":{}}"#;
+    rig.put_peer("10.244.2.0/24", "192.168.1.2", "host-gw", "{}").await;
     for (k, v) in [
         ("10.248.0.0-26", empty),
         ("10.248.0.64-26", used),
         ("10.248.0.128-26", theirs),
+        ("10.248.0.192-26", gone),
     ] {
         put_key(&mut rig, &format!("{prefix}{k}"), v).await;
     }
     rig.agent.release_empty_blocks().await;
     assert_eq!(
         rig.registry.blocks().await.unwrap().len(),
-        3,
+        4,
         "not before the grace period"
     );
     tokio::time::sleep(std::time::Duration::from_millis(250)).await;
@@ -511,7 +515,7 @@ async fn an_empty_block_is_released_after_the_grace_period() {
     assert_eq!(
         left,
         ["10.248.0.128/26", "10.248.0.64/26"],
-        "only our empty block went"
+        "our empty block and the gone node's went, not a live peer's"
     );
 }
 
