@@ -15,6 +15,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch, Mutex};
 use tracing::{info, warn};
 use weft_alloc::block_cache::BlockCache;
+use weft_alloc::blocks::BlockError;
 use weft_alloc::{IpamModel, Registry};
 use weft_store::WatchEvent;
 
@@ -129,7 +130,7 @@ impl BlockService {
                 .await
                 .map(|()| ip),
         };
-        let ip = got.map_err(|e| e.to_string())?;
+        let ip = got.map_err(said)?;
         info!(%ip, handle, "address from a block");
         Ok(ip)
     }
@@ -142,7 +143,7 @@ impl BlockService {
             .registry
             .release_cached(&mut state.0, ip, handle)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(said)?;
         if freed {
             info!(%ip, handle, "address back to its block");
         }
@@ -184,6 +185,18 @@ impl BlockService {
         Ok(freed)
     }
 }
+
+/// An allocator's error as the plugin reports it. A store that does not answer is said
+/// in words the plugin maps to "try again later" ([`STORE_DOWN`]): nothing was written.
+fn said(e: BlockError) -> String {
+    match e {
+        BlockError::Store(s) => format!("{STORE_DOWN} ({s}); nothing was allocated or freed"),
+        other => other.to_string(),
+    }
+}
+
+/// How an answer about an unreachable store begins (`weft_cni` matches it).
+pub const STORE_DOWN: &str = "the store did not answer";
 
 fn check_handle(handle: &str) -> Result<(), String> {
     if handle.is_empty() || handle.len() > MAX_HANDLE || handle.chars().any(char::is_control) {

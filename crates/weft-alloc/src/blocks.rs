@@ -238,6 +238,20 @@ pub fn pick<B: std::borrow::Borrow<Block>>(
         .find_map(|b| b.free().map(|ip| Choice::Borrow { block: b.cidr, ip }))
 }
 
+/// The pool a named network takes its addresses from: a routed network whose subnet
+/// is exactly a pool's range (Docker's routed mode on block IPAM).
+pub fn pool_of<'a>(net: &crate::named::NamedNetwork, pools: &'a [Pool]) -> Option<&'a Pool> {
+    (net.mode == crate::named::Mode::Routed)
+        .then(|| pools.iter().find(|p| p.cidr == net.subnet))
+        .flatten()
+}
+
+/// How a Docker endpoint's block allocation is marked: `docker:NETWORK/…`. A CNI handle
+/// is `network/container/ifname`, and a CNI network's name has no ':'.
+pub fn docker_handle_prefix(network: &str) -> String {
+    format!("docker:{network}/")
+}
+
 /// The key name of a block (`10.248.0.64-26`, flannel's subnet key style).
 fn key_name(block: &Ipv4Net) -> String {
     crate::pool::key_name(block)

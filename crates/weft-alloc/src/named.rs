@@ -343,6 +343,18 @@ impl Registry {
             return Err(NamedError::Exists(req.name.clone()));
         }
         let mut net = check_request(req, cluster, &existing).map_err(NamedError::Invalid)?;
+        let pools = self.pools().await?;
+        if let Some(p) = pools
+            .iter()
+            .find(|p| p.cidr.contains(&net.subnet) || net.subnet.contains(&p.cidr))
+            .filter(|p| crate::blocks::pool_of(&net, std::slice::from_ref(*p)).is_none())
+        {
+            return Err(NamedError::Invalid(format!(
+                "subnet {} overlaps pool {:?} ({}); a routed network on exactly the pool's range \
+                 takes its addresses from the pool's blocks",
+                net.subnet, p.name, p.cidr
+            )));
+        }
         if net.mode == Mode::Overlay {
             net.vni = self
                 .claim_vni(&net.name, req.vni, config.as_ref().and_then(cluster_vni))
@@ -516,6 +528,27 @@ impl Registry {
     /// Frees an address; `Ok(false)` if it was not held.
     pub async fn release_endpoint(&self, network: &str, ip: Ipv4Addr) -> Result<bool, StoreError> {
         self.store().delete(&self.endpoint_key(network, ip)).await
+    }
+
+    /// Gives back an endpoint's address: its block allocation first (a routed network
+    /// on a pool; see [`crate::blocks::pool_of`]), then its endpoint record.
+    pub async fn release_docker_address(
+        &self,
+        network: &str,
+        ip: Ipv4Addr,
+    ) -> Result<bool, crate::blocks::BlockError> {
+        let prefix = crate::blocks::docker_handle_prefix(network);
+        let handle = self.blocks().await?.into_iter().find_map(|b| {
+            b.block
+                .allocations
+                .get(&ip)
+                .filter(|a| a.handle.starts_with(&prefix))
+                .map(|a| a.handle.clone())
+        });
+        if let Some(h) = handle {
+            self.release_from_blocks(ip, &h).await?;
+        }
+        Ok(self.release_endpoint(network, ip).await?)
     }
 }
 

@@ -79,6 +79,36 @@ async fn lifecycle(store: Arc<dyn Store>) {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("cluster network"), "{e}");
+    // A pool's range: only a routed network on exactly that range (on the pool's blocks).
+    r.create_pool(&weft_alloc::blocks::Pool {
+        name: "p".into(),
+        cidr: "10.248.0.0/24".parse().unwrap(),
+        block_size: 26,
+        nat_outgoing: false,
+        disabled: false,
+    })
+    .await
+    .unwrap();
+    for (subnet, mode) in [
+        ("10.248.0.0/24", Mode::Overlay),
+        ("10.248.0.0/25", Mode::Routed),
+    ] {
+        let e = r
+            .create_network(&req("pooled", subnet, mode, None))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("overlaps pool \"p\""), "{e}");
+    }
+    let pooled = r
+        .create_network(&req("pooled", "10.248.0.0/24", Mode::Routed, None))
+        .await
+        .unwrap();
+    let pools = r.pools().await.unwrap();
+    assert_eq!(
+        weft_alloc::blocks::pool_of(&pooled, &pools).map(|p| p.name.as_str()),
+        Some("p")
+    );
+    r.delete_network("pooled").await.unwrap();
 
     // Addresses: the lowest free after the gateway; a fixed one; the holder named.
     let a = r.allocate_endpoint(&blue, None, &holder(1)).await.unwrap();

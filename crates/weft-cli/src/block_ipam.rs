@@ -14,8 +14,15 @@ use weft_alloc::Registry;
 use crate::output::{print_json, Output};
 use crate::CliError;
 
-/// The handle's parts as the CNI plugin writes them (`network/container/ifname`).
+/// The handle's parts as the CNI plugin writes them (`network/container/ifname`); a
+/// Docker endpoint's (`docker:network/…`) names only its network.
 fn parts(handle: &str) -> (String, String, String) {
+    if let Some((net, _)) = handle
+        .strip_prefix("docker:")
+        .and_then(|rest| rest.split_once('/'))
+    {
+        return (net.to_owned(), "(a Docker endpoint)".into(), String::new());
+    }
     let mut p = handle.rsplitn(3, '/');
     let ifname = p.next().unwrap_or_default().to_owned();
     let ctr = p.next().unwrap_or_default().to_owned();
@@ -68,8 +75,8 @@ pub async fn show(registry: &Registry, ip: Ipv4Addr, output: Output) -> Result<i
                         ""
                     };
                     println!(
-                        "node      {}{borrowed}\ncontainer {ctr}\ninterface {ifname}\nnetwork   {net}",
-                        a.node
+                        "node      {}{borrowed}\ncontainer {ctr}\ninterface {ifname}\nnetwork   {net}\nhandle    {}",
+                        a.node, a.handle
                     );
                 }
             }

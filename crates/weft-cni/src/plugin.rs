@@ -244,9 +244,11 @@ fn block_handle(conf: &NetConf, container_id: &str, ifname: &str) -> String {
 
 /// An agent's refusal as a CNI error: unreachable means try again later.
 fn agent_error(what: String, why: String) -> CniError {
+    // The agent unreachable, or its store (the agent's words: weft_agent's STORE_DOWN).
     let code = if why.starts_with("cannot reach weftd")
         || why.starts_with("no answer from weftd")
         || why.starts_with("cannot talk to weftd")
+        || why.starts_with("the store did not answer")
     {
         Code::TryAgainLater
     } else {

@@ -37,6 +37,17 @@ pub const HOST_PREFIX: &str = "weftdk";
 /// The container side's name until Docker moves it in and renames it (`p`: not hex).
 pub const PEER_PREFIX: &str = "weftdp";
 
+/// A handle suffix no other allocation of this process has (nanoseconds, then a count).
+fn unique() -> String {
+    static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{nanos:x}-{n}")
+}
+
 /// A network Docker created here whose name is not known yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pending {
@@ -360,13 +371,80 @@ impl Driver {
             mac: None,
             host_iface: String::new(),
         };
-        let ip = self
+        // A routed network on a pool: the address comes from this node's blocks, and
+        // the endpoint record follows with that address.
+        let from_block = self.block_address(&net, asked).await?;
+        let ip = match self
             .registry
-            .allocate_endpoint(&net, asked, &holder)
+            .allocate_endpoint(
+                &net,
+                from_block.as_ref().map(|(ip, _)| *ip).or(asked),
+                &holder,
+            )
             .await
-            .map_err(|e| e.to_string())?;
+        {
+            Ok(ip) => ip,
+            Err(e) => {
+                if let Some((ip, handle)) = &from_block {
+                    let _ = self.registry.release_from_blocks(*ip, handle).await;
+                }
+                return Err(e.to_string());
+            }
+        };
         info!(network = %net.name, %ip, "address allocated");
         Ok(json!({"Address": format!("{ip}/{}", net.subnet.prefix_len()), "Data": {}}))
+    }
+
+    /// For a routed network on a pool, an address taken from this node's blocks (or
+    /// `asked`, from its block), with the handle it is held under; `None` otherwise.
+    async fn block_address(
+        &self,
+        net: &NamedNetwork,
+        asked: Option<Ipv4Addr>,
+    ) -> Result<Option<(Ipv4Addr, String)>, String> {
+        let pools = self.registry.pools().await.map_err(|e| e.to_string())?;
+        if weft_alloc::blocks::pool_of(net, &pools).is_none() {
+            return Ok(None);
+        }
+        let strict = self.registry.config().await.ok().is_some_and(|c| {
+            c.ipam
+                == weft_alloc::IpamModel::Blocks {
+                    strict_affinity: true,
+                }
+        });
+        let me = self.host.public_ip;
+        let prefix = weft_alloc::blocks::docker_handle_prefix(&net.name);
+        if let Some(ip) = asked {
+            weft_alloc::named::check_fixed(net, ip)
+                .map_err(|why| format!("{ip} cannot be used on network {:?}: {why}", net.name))?;
+            let handle = format!("{prefix}{}", unique());
+            self.registry
+                .allocate_fixed(me, ip, &handle)
+                .await
+                .map_err(|e| e.to_string())?;
+            return Ok(Some((ip, handle)));
+        }
+        // The pool's network and broadcast addresses and the network's nominal gateway
+        // are no endpoint's: one that comes up is kept, marked reserved, and the next
+        // taken (at most three times for the network's life).
+        for _ in 0..4 {
+            let handle = format!("{prefix}{}", unique());
+            let ip = self
+                .registry
+                .allocate_from_blocks(me, &handle, strict)
+                .await
+                .map_err(|e| e.to_string())?;
+            if weft_alloc::named::check_fixed(net, ip).is_ok() {
+                return Ok(Some((ip, handle)));
+            }
+            let reserved = format!("{prefix}reserved");
+            let _ = self.registry.release_from_blocks(ip, &handle).await;
+            let _ = self.registry.allocate_fixed(me, ip, &reserved).await;
+        }
+        Err(format!(
+            "no usable address from the blocks of network {:?}'s pool",
+            net.name
+        ))
     }
 
     async fn release_address(&self, req: ReleaseAddress) -> Answer {
@@ -399,7 +477,7 @@ impl Driver {
             )),
             Some(_) => {
                 self.registry
-                    .release_endpoint(&net.name, ip)
+                    .release_docker_address(&net.name, ip)
                     .await
                     .map_err(|e| e.to_string())?;
                 info!(network = %net.name, %ip, "address released");

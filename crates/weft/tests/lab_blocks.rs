@@ -280,3 +280,51 @@ fn block_ipam_150_containers_borrowing_release_and_check() {
     let check = lab.store_cmd(&["ipam", "check"]);
     assert!(check.status.success(), "{}", text(&check.stdout));
 }
+
+/// The store down during an ADD: a clear error, no record and no address left; once
+/// the store is back the same container gets its address, and check is clean.
+#[test]
+fn block_ipam_add_during_a_store_outage_leaves_nothing() {
+    require_root!("block_ipam_add_during_a_store_outage_leaves_nothing");
+    let lab = Lab::up_with("bko", "etcd", 2, &["--ipam", "blocks"]);
+    let ctr = format!("{}-c100", lab.name);
+    weft_testkit::netns::sh(&["ip", "netns", "add", &ctr]);
+    lab.ok(lab.lab(&["etcd"], &["stop"]), "etcd stop");
+    let (ok, out) = cni(&lab, "h1", &ctr, "ADD", serde_json::json!({}));
+    assert!(!ok, "ADD with the store down: {out}");
+    let err: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(err["code"], 11, "try again later: {out}");
+    let details = err["details"].as_str().unwrap();
+    assert!(
+        details.starts_with("the store did not answer") || details.contains("no answer from weftd"),
+        "the cause is named: {out}"
+    );
+    let records = format!("/run/weft-lab/{}/h1/cni/blocks", lab.name);
+    let left = std::fs::read_dir(&records)
+        .unwrap()
+        .filter(|e| {
+            std::fs::read_to_string(e.as_ref().unwrap().path()).is_ok_and(|t| t.contains(&ctr))
+        })
+        .count();
+    assert_eq!(left, 0, "no record of {ctr} left in {records}");
+    assert!(
+        !text(&lab.exec("h1", &["ip", "link"]).stdout)
+            .contains(&weft_plan::iface::host_veth_name(&ctr, "eth0")),
+        "no interface left"
+    );
+    lab.ok(lab.lab(&["etcd"], &["start"]), "etcd start");
+    let mut answer = String::new();
+    lab.wait_until(
+        "an ADD to succeed with the store back",
+        Duration::from_secs(30),
+        || {
+            let (ok, out) = cni(&lab, "h1", &ctr, "ADD", serde_json::json!({}));
+            answer = out;
+            ok
+        },
+    );
+    let ip = address(&answer);
+    all_answer(&[(format!("{}-c2", lab.name), ip)]);
+    let check = lab.store_cmd(&["ipam", "check"]);
+    assert!(check.status.success(), "{}", text(&check.stdout));
+}

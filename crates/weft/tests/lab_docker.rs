@@ -17,7 +17,10 @@
 //!   and restarts of both agents; `docker kill -9` frees the address; an address left
 //!   behind by a crash and a stray veth are collected.
 //! - `routed_network_over_bgp`: routed containers reach each other over the bgp
-//!   backend, and BIRD learns their /32s.
+//!   backend, and BIRD learns their /32s. The lab runs block IPAM: a routed network on
+//!   exactly the pool's range takes its addresses from the hosts' blocks (a fixed one in
+//!   the other host's block is borrowed), BIRD learns the blocks and the borrowed /32,
+//!   and removing the container gives the address back to its block.
 //!
 //! Needs root and dockerd; skipped with one line otherwise.
 
@@ -483,7 +486,17 @@ fn routed_network_over_bgp() {
         "db",
         "embedded",
         2,
-        &["--docker", "--backend", "bgp", "--router", "bird"],
+        &[
+            "--docker",
+            "--backend",
+            "bgp",
+            "--router",
+            "bird",
+            "--ipam",
+            "blocks",
+            "--pool",
+            "10.248.0.0/24",
+        ],
     );
     create_network(
         &lab,
@@ -507,4 +520,46 @@ fn routed_network_over_bgp() {
         ul.contains(&format!("{g1} via 192.168.77.1"))
             && ul.contains(&format!("{g2} via 192.168.77.2"))
     });
+
+    // On the pool: the lab's CNI containers hold 10.248.0.0/26 (h1) and .64/26 (h2).
+    create_network(
+        &lab,
+        "h1",
+        &["--subnet", "10.248.0.0/24", "-o", "mode=routed"],
+        "pooled",
+        &["h2"],
+    );
+    run(&lab, "h1", "p1", "pooled", &[]);
+    run(&lab, "h2", "p2", "pooled", &["--ip", "10.248.0.10"]);
+    let p1 = addr(&lab, "h1", "p1", "pooled");
+    // .0 is c1's (CNI); .1 is the network's nominal gateway, kept reserved.
+    assert_eq!(p1, "10.248.0.2", "the next usable address of h1's block");
+    assert_reaches(&lab, "h1", "p1", "10.248.0.10");
+    assert_reaches(&lab, "h2", "p2", &p1);
+    let shown = lab.ok(lab.store_cmd(&["ipam", "show", "10.248.0.10"]), "ipam show");
+    assert!(
+        shown.contains("192.168.77.2 (borrowed)") && shown.contains("docker:pooled/"),
+        "{shown}"
+    );
+    lab.wait_until(
+        "BIRD to learn the blocks and the borrowed /32",
+        Duration::from_secs(10),
+        || {
+            let ul = text(&lab.exec("ul", &["ip", "route"]).stdout);
+            ul.contains("10.248.0.0/26 via 192.168.77.1")
+                && ul.contains("10.248.0.64/26 via 192.168.77.2")
+                && ul.contains("10.248.0.10 via 192.168.77.2")
+        },
+    );
+    docker_ok(&lab, "h2", &["rm", "-f", "p2"]);
+    lab.wait_until(
+        "the address back in its block",
+        Duration::from_secs(10),
+        || {
+            text(&lab.store_cmd(&["ipam", "show", "10.248.0.10"]).stdout)
+                .contains("used      no (free)")
+        },
+    );
+    let check = lab.store_cmd(&["ipam", "check"]);
+    assert!(check.status.success(), "{}", text(&check.stdout));
 }

@@ -266,17 +266,20 @@ impl Agent {
         (plan.routes, changed)
     }
 
-    /// Where iptables' FORWARD policy is DROP, named subnets need accept rules as the
-    /// cluster network does; checked when the set of subnets changes.
+    /// Where iptables' FORWARD policy is DROP, named subnets and block IPAM's pools need
+    /// accept rules as the cluster network does; checked when the set of them changes.
     fn ensure_named_forward(&mut self, plan: &NamedPlan) {
-        let subnets: Vec<Ipv4Net> = plan.isolated.iter().map(|i| i.subnet).collect();
+        let mut subnets: Vec<Ipv4Net> = plan.isolated.iter().map(|i| i.subnet).collect();
+        subnets.extend(self.view.pools.values().map(|p| p.cidr));
+        subnets.sort();
+        subnets.dedup();
         if subnets == self.last.named_forward {
             return;
         }
         for s in &subnets {
             match self.dp.ensure_iptables_forward(s) {
                 Ok(n) if n > 0 => {
-                    info!(subnet = %s, rules = n, "inserted iptables FORWARD accept rules for a named network")
+                    info!(subnet = %s, rules = n, "inserted iptables FORWARD accept rules for a named network or pool")
                 }
                 Ok(_) => {}
                 Err(e) => {

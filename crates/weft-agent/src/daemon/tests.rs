@@ -487,7 +487,8 @@ async fn an_empty_block_is_released_after_the_grace_period() {
     let theirs = r#"{"CIDR":"10.248.0.128/26","Pool":"p","Node":"192.168.1.2","Allocations":{}}"#;
     // A node that left (no lease): any agent gives its empty block back.
     let gone = r#"{"CIDR":"10.248.0.192/26","Pool":"p","Node":"192.168.1.9","Allocations":{}}"#;
-    rig.put_peer("10.244.2.0/24", "192.168.1.2", "host-gw", "{}").await;
+    rig.put_peer("10.244.2.0/24", "192.168.1.2", "host-gw", "{}")
+        .await;
     for (k, v) in [
         ("10.248.0.0-26", empty),
         ("10.248.0.64-26", used),
