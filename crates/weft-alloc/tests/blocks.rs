@@ -209,6 +209,38 @@ async fn racing_nodes(stores: Vec<Arc<dyn Store>>) {
     assert_eq!(recorded, 64);
 }
 
+/// Two nodes claiming the last (only) block at the same moment: one holds it, the other
+/// borrows from it; never two holders.
+async fn last_block(stores: [Arc<dyn Store>; 2]) {
+    let [a, b] = stores.map(|s| Registry::new(s, "/last"));
+    a.create_pool(&pool("one", "10.252.0.0/30", 30))
+        .await
+        .unwrap();
+    for round in 0..5 {
+        let (ha, hb) = (format!("a{round}/eth0"), format!("b{round}/eth0"));
+        let (x, y) = tokio::join!(
+            a.allocate_from_blocks(node(1), &ha, false),
+            b.allocate_from_blocks(node(2), &hb, false),
+        );
+        let (x, y) = (x.unwrap(), y.unwrap());
+        assert_ne!(x, y);
+        let blocks = a.blocks().await.unwrap();
+        assert_eq!(blocks.len(), 1, "one holder");
+        let blk = &blocks[0].block;
+        let borrowed = blk
+            .allocations
+            .values()
+            .filter(|al| al.node != blk.node)
+            .count();
+        assert_eq!(borrowed, 1, "the other node borrowed: {blk:?}");
+        for (ip, h) in [(x, &ha), (y, &hb)] {
+            assert!(a.release_from_blocks(ip, h).await.unwrap());
+        }
+        let empty = a.blocks().await.unwrap().remove(0);
+        assert!(a.release_block(&empty).await.unwrap());
+    }
+}
+
 /// Nodes racing with the agent's picture ([`BlockCache`]) that never follows the watch,
 /// so it is often behind: still every address once; and an allocation from a block
 /// the node holds, with a current picture, is one store round trip.
@@ -298,6 +330,9 @@ async fn embedded_store_blocks() {
         .map(|_| Arc::new(EmbeddedStore::open(&path).unwrap()) as Arc<dyn Store>)
         .collect();
     cached_pictures(stores).await;
+    let path = dir.path().join("last.db");
+    let open = || Arc::new(EmbeddedStore::open(&path).unwrap()) as Arc<dyn Store>;
+    last_block([open(), open()]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -317,4 +352,9 @@ async fn etcd_store_blocks() {
         nodes.push(etcd_store(&server.endpoint).await);
     }
     cached_pictures(nodes).await;
+    last_block([
+        etcd_store(&server.endpoint).await,
+        etcd_store(&server.endpoint).await,
+    ])
+    .await;
 }
