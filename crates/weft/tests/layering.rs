@@ -8,7 +8,7 @@ use std::path::Path;
 
 /// The rows of the layering, lowest first: a crate may depend only on crates of lower rows.
 const ROWS: &[&[&str]] = &[
-    &["weft-store"],
+    &["weft-store", "weft-policy"],
     &["weft-alloc", "weft-plan", "weft-tunnel", "weft-bgp"],
     &["weft-backends", "weft-kernel"],
     &["weft-cni", "weft-lab", "weft-docker"],

@@ -1,0 +1,362 @@
+//! The verdict for a flow, and why: Kubernetes' NetworkPolicy semantics, after Weft's
+//! cluster policies.
+//!
+//! A flow from A to B is allowed when A's egress allows it and B's ingress allows it
+//! (a side outside the cluster has no say). For one side:
+//!
+//! 1. Cluster policies that select the endpoint for that direction, lowest `order`
+//!    first (ties by name), each rule in turn: the first rule that matches the flow
+//!    decides with `Allow` or `Deny`; `Log` records and goes on; `Pass` skips the
+//!    remaining cluster policies. No match goes on too.
+//! 2. Then Kubernetes': an endpoint no NetworkPolicy of its namespace selects (for that
+//!    direction) is not isolated, so allowed; a selected one is allowed only if some
+//!    rule of some selecting policy allows the flow (policies add up, none subtracts).
+//!
+//! A rule's `from`/`to` entry matches: an `ipBlock` by address (outside its `except`s);
+//! a `podSelector` alone, endpoints in the policy's own namespace; a
+//! `namespaceSelector` alone, every endpoint of the matching namespaces; both, the
+//! matching endpoints of the matching namespaces. Empty `from`/`to` matches anyone,
+//! empty `ports` any port. Namespaces carry `kubernetes.io/metadata.name` as
+//! Kubernetes sets it.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use serde::Serialize;
+
+use crate::model::*;
+use crate::selector::{LabelSelector, Labels};
+
+/// A container endpoint with its identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Endpoint {
+    /// `namespace/name` as `explain` shows it.
+    pub name: String,
+    pub namespace: String,
+    pub labels: Labels,
+    pub ip: Ipv4Addr,
+}
+
+/// Every endpoint and namespace the verdict may look at.
+#[derive(Debug, Clone, Default)]
+pub struct World {
+    pub endpoints: Vec<Endpoint>,
+    /// Labels given to namespaces (any namespace also has its name label).
+    pub namespaces: BTreeMap<String, Labels>,
+}
+
+impl World {
+    pub fn endpoint(&self, ip: Ipv4Addr) -> Option<&Endpoint> {
+        self.endpoints.iter().find(|e| e.ip == ip)
+    }
+
+    /// A namespace's labels, with `kubernetes.io/metadata.name`.
+    pub fn namespace_labels(&self, ns: &str) -> Labels {
+        let mut l = self.namespaces.get(ns).cloned().unwrap_or_default();
+        l.insert("kubernetes.io/metadata.name".into(), ns.into());
+        l
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Sctp,
+    Icmp,
+}
+
+impl Protocol {
+    fn named(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+            Protocol::Sctp => "SCTP",
+            Protocol::Icmp => "ICMP",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Protocol> {
+        match s.to_ascii_uppercase().as_str() {
+            "TCP" => Some(Protocol::Tcp),
+            "UDP" => Some(Protocol::Udp),
+            "SCTP" => Some(Protocol::Sctp),
+            "ICMP" => Some(Protocol::Icmp),
+            _ => None,
+        }
+    }
+}
+
+/// A new connection: destination port (for ICMP, the ICMP type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Flow {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub protocol: Protocol,
+    pub port: u16,
+}
+
+/// One direction's verdict at one endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Side {
+    /// The endpoint deciding (`None`: outside the cluster, no say).
+    pub endpoint: Option<String>,
+    pub allowed: bool,
+    /// The cluster policies and NetworkPolicies that select the endpoint this way.
+    pub selected_by: Vec<String>,
+    /// What decided, in words (`NetworkPolicy x/allow-a ingress[0]`, ...).
+    pub decided_by: String,
+    /// `Log` rules the flow passed.
+    pub logged: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Explanation {
+    pub egress: Side,
+    pub ingress: Side,
+    pub allowed: bool,
+}
+
+/// The verdict for `flow` under `policies`, with the reasons.
+pub fn explain(world: &World, policies: &[Policy], flow: &Flow) -> Explanation {
+    let egress = side(world, policies, flow, Direction::Egress);
+    let ingress = side(world, policies, flow, Direction::Ingress);
+    Explanation {
+        allowed: egress.allowed && ingress.allowed,
+        egress,
+        ingress,
+    }
+}
+
+fn side(world: &World, policies: &[Policy], flow: &Flow, dir: Direction) -> Side {
+    let (me_ip, peer_ip) = match dir {
+        Direction::Egress => (flow.src, flow.dst),
+        Direction::Ingress => (flow.dst, flow.src),
+    };
+    let Some(me) = world.endpoint(me_ip) else {
+        return Side {
+            endpoint: None,
+            allowed: true,
+            selected_by: Vec::new(),
+            decided_by: format!("{me_ip} is outside the cluster: no {dir:?} policy"),
+            logged: Vec::new(),
+        };
+    };
+    let mut out = Side {
+        endpoint: Some(me.name.clone()),
+        allowed: true,
+        selected_by: Vec::new(),
+        decided_by: String::new(),
+        logged: Vec::new(),
+    };
+    // 1. Cluster policies, in order.
+    let mut cluster: Vec<&ClusterPolicy> = policies
+        .iter()
+        .filter_map(|p| match p {
+            Policy::Cluster(c) => Some(c),
+            _ => None,
+        })
+        .filter(|c| c.types().contains(&dir) && cluster_selects(world, c, me))
+        .collect();
+    cluster.sort_by(|a, b| (a.spec.order, &a.metadata.name).cmp(&(b.spec.order, &b.metadata.name)));
+    out.selected_by.extend(
+        cluster
+            .iter()
+            .map(|c| format!("ClusterPolicy {}", c.metadata.name)),
+    );
+    'cluster: for c in &cluster {
+        let rules = match dir {
+            Direction::Ingress => &c.spec.ingress,
+            Direction::Egress => &c.spec.egress,
+        };
+        for (i, r) in rules.iter().enumerate() {
+            if !cluster_rule_matches(world, r, flow) {
+                continue;
+            }
+            let here = format!("ClusterPolicy {} {}[{i}]", c.metadata.name, dir_name(dir));
+            match r.action {
+                Action::Allow | Action::Deny => {
+                    // The namespaced policies are not consulted, but they are named.
+                    out.selected_by
+                        .extend(namespaced_selecting(policies, me, dir));
+                    out.allowed = r.action == Action::Allow;
+                    out.decided_by = format!("{here}: {:?}", r.action);
+                    return out;
+                }
+                Action::Log => out.logged.push(here),
+                Action::Pass => break 'cluster,
+            }
+        }
+    }
+    // 2. Kubernetes' NetworkPolicies of the endpoint's namespace.
+    let selecting: Vec<&NetworkPolicy> = policies
+        .iter()
+        .filter_map(|p| match p {
+            Policy::Namespaced(n) => Some(n),
+            _ => None,
+        })
+        .filter(|n| {
+            n.namespace() == me.namespace
+                && n.types().contains(&dir)
+                && n.spec.pod_selector.matches(&me.labels)
+        })
+        .collect();
+    out.selected_by.extend(
+        selecting
+            .iter()
+            .map(|n| format!("NetworkPolicy {}/{}", n.namespace(), n.metadata.name)),
+    );
+    if selecting.is_empty() {
+        out.decided_by = format!(
+            "no NetworkPolicy selects {} for {dir:?}: not isolated",
+            me.name
+        );
+        return out;
+    }
+    for n in &selecting {
+        let found = match dir {
+            Direction::Ingress => n.spec.ingress.iter().flatten().position(|r| {
+                peers_match(world, n.namespace(), &r.from, peer_ip) && ports_match(&r.ports, flow)
+            }),
+            Direction::Egress => n.spec.egress.iter().flatten().position(|r| {
+                peers_match(world, n.namespace(), &r.to, peer_ip) && ports_match(&r.ports, flow)
+            }),
+        };
+        if let Some(i) = found {
+            out.decided_by = format!(
+                "NetworkPolicy {}/{} {}[{i}] allows",
+                n.namespace(),
+                n.metadata.name,
+                dir_name(dir)
+            );
+            return out;
+        }
+    }
+    out.allowed = false;
+    out.decided_by = format!(
+        "isolated for {dir:?} by {} and no rule allows this flow",
+        selecting
+            .iter()
+            .map(|n| format!("{}/{}", n.namespace(), n.metadata.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    out
+}
+
+fn dir_name(d: Direction) -> &'static str {
+    match d {
+        Direction::Ingress => "ingress",
+        Direction::Egress => "egress",
+    }
+}
+
+fn namespaced_selecting(policies: &[Policy], me: &Endpoint, dir: Direction) -> Vec<String> {
+    policies
+        .iter()
+        .filter_map(|p| match p {
+            Policy::Namespaced(n)
+                if n.namespace() == me.namespace
+                    && n.types().contains(&dir)
+                    && n.spec.pod_selector.matches(&me.labels) =>
+            {
+                Some(format!(
+                    "NetworkPolicy {}/{}",
+                    n.namespace(),
+                    n.metadata.name
+                ))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn cluster_selects(world: &World, c: &ClusterPolicy, e: &Endpoint) -> bool {
+    c.spec.selector.matches(&e.labels)
+        && c.spec
+            .namespace_selector
+            .as_ref()
+            .is_none_or(|s| s.matches(&world.namespace_labels(&e.namespace)))
+}
+
+fn peers_match(world: &World, policy_ns: &str, peers: &[Peer], ip: Ipv4Addr) -> bool {
+    peers.is_empty() || peers.iter().any(|p| peer_matches(world, policy_ns, p, ip))
+}
+
+fn peer_matches(world: &World, policy_ns: &str, p: &Peer, ip: Ipv4Addr) -> bool {
+    if let Some(b) = &p.ip_block {
+        let Some((cidr, except)) = b.nets() else {
+            return false;
+        };
+        return cidr.contains(&ip) && !except.iter().any(|e| e.contains(&ip));
+    }
+    let Some(e) = world.endpoint(ip) else {
+        return false; // selectors select endpoints, never outside addresses
+    };
+    let ns_ok = match &p.namespace_selector {
+        Some(s) => s.matches(&world.namespace_labels(&e.namespace)),
+        None => e.namespace == policy_ns,
+    };
+    ns_ok && p.pod_selector.as_ref().is_none_or(|s| s.matches(&e.labels))
+}
+
+fn ports_match(ports: &[PolicyPort], flow: &Flow) -> bool {
+    ports.is_empty()
+        || ports.iter().any(|p| {
+            let proto = p.protocol.as_deref().unwrap_or("TCP");
+            proto == flow.protocol.named()
+                && match p.port {
+                    None => true,
+                    Some(PortValue::Number(n)) => {
+                        let end = p.end_port.unwrap_or(n);
+                        (n..=end).contains(&u32::from(flow.port))
+                    }
+                    Some(PortValue::Name(_)) => false, // refused at apply
+                }
+        })
+}
+
+fn entity_matches(world: &World, m: &EntityMatch, ip: Ipv4Addr, port: Option<u16>) -> bool {
+    let ep = world.endpoint(ip);
+    let sel_ok = |s: &Option<LabelSelector>, f: &dyn Fn(&Endpoint) -> Labels| match s {
+        None => true,
+        Some(s) => ep.is_some_and(|e| s.matches(&f(e))),
+    };
+    sel_ok(&m.selector, &|e| e.labels.clone())
+        && sel_ok(&m.namespace_selector, &|e| {
+            world.namespace_labels(&e.namespace)
+        })
+        && (m.nets.is_empty()
+            || m.nets
+                .iter()
+                .filter_map(|n| n.parse::<ipnet::Ipv4Net>().ok())
+                .any(|n| n.contains(&ip)))
+        && (m.ports.is_empty()
+            || port.is_some_and(|p| {
+                m.ports
+                    .iter()
+                    .filter_map(|r| port_range(r))
+                    .any(|(lo, hi)| (lo..=hi).contains(&p))
+            }))
+}
+
+fn cluster_rule_matches(world: &World, r: &ClusterRule, flow: &Flow) -> bool {
+    if let Some(p) = &r.protocol {
+        if p != flow.protocol.named() {
+            return false;
+        }
+    }
+    if let Some(t) = r.icmp_type {
+        if flow.protocol != Protocol::Icmp || u16::from(t) != flow.port {
+            return false;
+        }
+    }
+    let port = (flow.protocol != Protocol::Icmp).then_some(flow.port);
+    r.source
+        .as_ref()
+        .is_none_or(|s| entity_matches(world, s, flow.src, None))
+        && r.destination
+            .as_ref()
+            .is_none_or(|d| entity_matches(world, d, flow.dst, port))
+}
