@@ -11,6 +11,7 @@
 //! - [`block_cache`]: the agent's picture of them, so an allocation is one round trip.
 //! - [`block_check`]: what `weftctl ipam check` finds wrong with them.
 //! - [`named`]: named networks (Docker's) with their own ranges, VNIs and endpoints.
+//! - [`policies`]: network policies, endpoint identities and namespace labels in the store.
 //! - [`screen`]: which leases stand (inside the network, of the right size, in the
 //!   pool), so one bad write cannot take traffic away from a node.
 //! - [`hostfiles`]: the node's network as other programs read it (`subnet.env` and
@@ -24,6 +25,7 @@ pub mod config;
 pub mod hostfiles;
 pub mod lease;
 pub mod named;
+pub mod policies;
 pub mod pool;
 pub mod registry;
 pub mod screen;

@@ -6,6 +6,7 @@
 //! - [`store`]: raw key access, like `etcdctl`.
 //! - [`ipam`]: the CNI plugin's allocations on a node.
 //! - [`block_ipam`]: block IPAM's show, check and release.
+//! - [`policy`]: network policies, endpoint identities and namespace labels.
 //! - [`node`]: `node status`, the BGP sessions of a node.
 //! - [`diagnose`]: `diagnose`, this node's state checked against the plan, read-only.
 //! - `lab ...`: handed to [`weft_lab`].
@@ -23,6 +24,7 @@ pub mod network;
 pub mod networks;
 pub mod node;
 pub mod output;
+pub mod policy;
 pub mod pools;
 pub mod prefix;
 pub mod reference;
@@ -67,6 +69,16 @@ pub enum Cmd {
     /// Block IPAM's address pools: create, list, show, delete.
     #[command(subcommand)]
     Pool(pools::PoolCmd),
+    /// Network policies (Kubernetes NetworkPolicy, Weft ClusterPolicy): apply, list,
+    /// show, delete, explain.
+    #[command(subcommand)]
+    Policy(policy::PolicyCmd),
+    /// Endpoints' identities for policy: label, list.
+    #[command(subcommand)]
+    Endpoint(policy::EndpointCmd),
+    /// Namespaces' labels for policy.
+    #[command(subcommand)]
+    Namespace(policy::NamespaceCmd),
     /// Single addresses held outside any node's subnet, and which node holds each.
     #[command(after_help = "Example:\n  weftctl addresses -o json")]
     Addresses(output::OutputArg),
@@ -179,6 +191,9 @@ pub fn main(cli: Cli) -> i32 {
             Cmd::Leases(args) => leases::run(&registry, args).await,
             Cmd::Addresses(o) => addresses::run(&registry, o.output).await,
             Cmd::Pool(cmd) => pools::run(&registry, cmd).await,
+            Cmd::Policy(cmd) => policy::run(&registry, cmd).await,
+            Cmd::Endpoint(cmd) => policy::run_endpoint(&registry, cmd).await,
+            Cmd::Namespace(cmd) => policy::run_namespace(&registry, cmd).await,
             Cmd::Ipam(ipam::IpamCmd::Blocks { output }) => pools::blocks(&registry, output).await,
             Cmd::Ipam(ipam::IpamCmd::Show {
                 address: Some(ip),

@@ -245,6 +245,22 @@ fn side(world: &World, policies: &[Policy], flow: &Flow, dir: Direction) -> Side
     out
 }
 
+/// Every policy that selects `e`, in either direction (`weftctl endpoint list`).
+pub fn selected_by(world: &World, policies: &[Policy], e: &Endpoint) -> Vec<String> {
+    let mut out: Vec<String> = policies
+        .iter()
+        .filter(|p| match p {
+            Policy::Cluster(c) => !c.types().is_empty() && cluster_selects(world, c, e),
+            Policy::Namespaced(n) => {
+                n.namespace() == e.namespace && n.spec.pod_selector.matches(&e.labels)
+            }
+        })
+        .map(|p| format!("{} {}", p.kind(), p.id()))
+        .collect();
+    out.sort();
+    out
+}
+
 fn dir_name(d: Direction) -> &'static str {
     match d {
         Direction::Ingress => "ingress",

@@ -70,6 +70,42 @@ fn the_plugin_tells_a_person_what_it_is() {
     assert!(text(&out.stdout).contains("CNI_COMMAND is not set"));
 }
 
+/// A policy file with one bad object applies nothing, and says every problem.
+#[test]
+fn a_bad_policy_file_applies_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("store.db");
+    let path = db.to_str().unwrap();
+    let ctl = |args: &[&str]| {
+        Command::new(WEFTCTL)
+            .args(["--store", "embedded", "--store-path", path])
+            .args(args)
+            .env_remove("WEFT_STORE")
+            .output()
+            .unwrap()
+    };
+    assert!(ctl(&["network", "init", "--network", "10.244.0.0/16"])
+        .status
+        .success());
+    let file = dir.path().join("p.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: good, namespace: x}\nspec: {podSelector: {}}\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: bad, namespace: x}\nspec: {podSelector: {}, ingress: [{ports: [{port: http}, {port: 99999}]}]}\n",
+    )
+    .unwrap();
+    let out = ctl(&["policy", "apply", "-f", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("nothing applied"), "{err}");
+    assert!(
+        err.contains("ports[0].port \"http\": named ports are not supported"),
+        "{err}"
+    );
+    assert!(err.contains("ports[1].port 99999 is out of range"), "{err}");
+    let list = text(&ctl(&["policy", "list", "-o", "json"]).stdout);
+    assert_eq!(list.trim(), "[]", "the good object was not applied either");
+}
+
 #[test]
 fn every_listing_speaks_json() {
     let dir = tempfile::tempdir().unwrap();
@@ -103,6 +139,25 @@ fn every_listing_speaks_json() {
         "/coreos.com/network/weft/ipam/blocks/10.248.0.0-26",
         r#"{"CIDR":"10.248.0.0/26","Pool":"default","Node":"192.168.1.1","Allocations":{"10.248.0.1":{"Handle":"net/c1/eth0","Node":"192.168.1.1"}}}"#,
     ]);
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: x}\nspec: {podSelector: {}, ingress: [{}]}\n",
+    )
+    .unwrap();
+    ctl(&["policy", "apply", "-f", policy.to_str().unwrap()]);
+    for (ip, name) in [("10.248.0.2", "x/a"), ("10.248.0.3", "x/b")] {
+        ctl(&[
+            "endpoint",
+            "label",
+            ip,
+            "pod=a",
+            "--name",
+            name,
+            "--node",
+            "192.168.1.1",
+        ]);
+    }
     let status = dir.path().join("bgp.json");
     std::fs::write(
         &status,
@@ -124,6 +179,10 @@ fn every_listing_speaks_json() {
         vec!["ipam", "blocks"],
         vec!["ipam", "show", "10.248.0.1"],
         vec!["ipam", "check"],
+        vec!["policy", "list"],
+        vec!["policy", "show", "x/p"],
+        vec!["policy", "explain", "x/a", "x/b"],
+        vec!["endpoint", "list"],
         vec!["pool", "list"],
         vec!["pool", "show", "default"],
     ];

@@ -1,0 +1,195 @@
+//! Network policy in the store: the policies, the identity of each endpoint (its
+//! namespace and labels) and the labels of namespaces, which `weftctl policy explain`
+//! and the agents read.
+//!
+//! ```text
+//! <prefix>/weft/policy/networkpolicies/x/allow-a   a NetworkPolicy, as applied (JSON)
+//! <prefix>/weft/policy/clusterpolicies/no-ping     a ClusterPolicy
+//! <prefix>/weft/policy/endpoints/10.248.0.5        {"Name":"x/a","Namespace":"x","Labels":{"pod":"a"},"Node":"192.168.77.1"}
+//! <prefix>/weft/policy/namespaces/x                {"Labels":{"ns":"x"}}
+//! ```
+//!
+//! A file is checked whole ([`weft_policy::parse_documents`]) before anything is
+//! written, so a bad object never leaves half a file applied.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+use weft_policy::{Endpoint, Labels, Policy, World};
+use weft_store::StoreError;
+
+use crate::registry::Registry;
+
+/// An endpoint's identity as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// `namespace/name`.
+    #[serde(rename = "Name")]
+    pub name: String,
+    #[serde(rename = "Namespace")]
+    pub namespace: String,
+    #[serde(rename = "Labels", default)]
+    pub labels: Labels,
+    /// The node it runs on.
+    #[serde(rename = "Node")]
+    pub node: Ipv4Addr,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamespaceLabels {
+    #[serde(rename = "Labels", default)]
+    pub labels: Labels,
+}
+
+/// What is stored under the policy prefix, read in one listing.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyState {
+    pub policies: Vec<Policy>,
+    pub endpoints: BTreeMap<Ipv4Addr, Identity>,
+    pub namespaces: BTreeMap<String, Labels>,
+    /// Keys whose value could not be read, with why.
+    pub unreadable: Vec<(String, String)>,
+}
+
+impl PolicyState {
+    /// The world the verdict engine looks at.
+    pub fn world(&self) -> World {
+        World {
+            endpoints: self
+                .endpoints
+                .iter()
+                .map(|(ip, i)| Endpoint {
+                    name: i.name.clone(),
+                    namespace: i.namespace.clone(),
+                    labels: i.labels.clone(),
+                    ip: *ip,
+                })
+                .collect(),
+            namespaces: self.namespaces.clone(),
+        }
+    }
+
+    /// An endpoint by `namespace/name` or address.
+    pub fn find(&self, what: &str) -> Option<(Ipv4Addr, &Identity)> {
+        if let Ok(ip) = what.parse::<Ipv4Addr>() {
+            return self.endpoints.get(&ip).map(|i| (ip, i));
+        }
+        self.endpoints
+            .iter()
+            .find(|(_, i)| i.name == what)
+            .map(|(ip, i)| (*ip, i))
+    }
+}
+
+impl Registry {
+    pub fn policy_prefix(&self) -> String {
+        format!("{}/weft/policy/", self.prefix())
+    }
+
+    fn policy_key(&self, p: &Policy) -> String {
+        match p {
+            Policy::Namespaced(n) => format!(
+                "{}networkpolicies/{}/{}",
+                self.policy_prefix(),
+                n.namespace(),
+                n.metadata.name
+            ),
+            Policy::Cluster(c) => {
+                format!(
+                    "{}clusterpolicies/{}",
+                    self.policy_prefix(),
+                    c.metadata.name
+                )
+            }
+        }
+    }
+
+    /// Everything under the policy prefix.
+    pub async fn policy_state(&self) -> Result<PolicyState, StoreError> {
+        let prefix = self.policy_prefix();
+        let listing = self.store().list(&prefix).await?;
+        let mut st = PolicyState::default();
+        for kv in &listing.kvs {
+            let rest = &kv.key[prefix.len()..];
+            let bad = |e: String| (kv.key.clone(), e);
+            if rest.starts_with("networkpolicies/") || rest.starts_with("clusterpolicies/") {
+                match std::str::from_utf8(&kv.value)
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| weft_policy::parse_documents(t).map_err(|e| e.to_string()))
+                {
+                    Ok(mut ps) if ps.len() == 1 => st.policies.push(ps.remove(0)),
+                    Ok(_) => st.unreadable.push(bad("not one policy".into())),
+                    Err(e) => st.unreadable.push(bad(e)),
+                }
+            } else if let Some(ip) = rest.strip_prefix("endpoints/") {
+                match (
+                    ip.parse::<Ipv4Addr>(),
+                    serde_json::from_slice::<Identity>(&kv.value),
+                ) {
+                    (Ok(ip), Ok(i)) => {
+                        st.endpoints.insert(ip, i);
+                    }
+                    (_, Err(e)) => st.unreadable.push(bad(e.to_string())),
+                    (Err(e), _) => st.unreadable.push(bad(e.to_string())),
+                }
+            } else if let Some(ns) = rest.strip_prefix("namespaces/") {
+                match serde_json::from_slice::<NamespaceLabels>(&kv.value) {
+                    Ok(n) => {
+                        st.namespaces.insert(ns.to_owned(), n.labels);
+                    }
+                    Err(e) => st.unreadable.push(bad(e.to_string())),
+                }
+            }
+        }
+        Ok(st)
+    }
+
+    /// Writes checked policies (see [`weft_policy::parse_documents`]); each replaces
+    /// one of the same kind and name. Returns whether each was new.
+    pub async fn apply_policies(&self, ps: &[Policy]) -> Result<Vec<bool>, StoreError> {
+        let mut out = Vec::new();
+        for p in ps {
+            let key = self.policy_key(p);
+            let value = serde_json::to_vec(p).expect("policy serializes");
+            let new = self.store().get(&key).await?.is_none();
+            self.store().put(&key, &value, None).await?;
+            out.push(new);
+        }
+        Ok(out)
+    }
+
+    /// Deletes a NetworkPolicy (`namespace/name`) or a ClusterPolicy (`name`).
+    pub async fn delete_policy(&self, cluster: bool, id: &str) -> Result<bool, StoreError> {
+        let key = if cluster {
+            format!("{}clusterpolicies/{id}", self.policy_prefix())
+        } else {
+            format!("{}networkpolicies/{id}", self.policy_prefix())
+        };
+        self.store().delete(&key).await
+    }
+
+    /// Records (or replaces) the identity of the endpoint at `ip`.
+    pub async fn put_identity(&self, ip: Ipv4Addr, id: &Identity) -> Result<(), StoreError> {
+        let key = format!("{}endpoints/{ip}", self.policy_prefix());
+        let value = serde_json::to_vec(id).expect("identity serializes");
+        self.store().put(&key, &value, None).await.map(|_| ())
+    }
+
+    /// Forgets the identity of the endpoint at `ip`.
+    pub async fn delete_identity(&self, ip: Ipv4Addr) -> Result<bool, StoreError> {
+        self.store()
+            .delete(&format!("{}endpoints/{ip}", self.policy_prefix()))
+            .await
+    }
+
+    /// Sets a namespace's labels (replacing them).
+    pub async fn put_namespace(&self, ns: &str, labels: &Labels) -> Result<(), StoreError> {
+        let key = format!("{}namespaces/{ns}", self.policy_prefix());
+        let value = serde_json::to_vec(&NamespaceLabels {
+            labels: labels.clone(),
+        })
+        .expect("labels serialize");
+        self.store().put(&key, &value, None).await.map(|_| ())
+    }
+}

@@ -1,0 +1,417 @@
+//! `weftctl policy apply|list|show|delete|explain`, `endpoint label|list` and
+//! `namespace label`: network policies and the identities they select, in the store.
+//! Enforcement by the agents is not built yet (docs/policy.md); `explain` answers from
+//! the policies and identities as stored.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use serde_json::json;
+use weft_alloc::policies::{Identity, PolicyState};
+use weft_alloc::Registry;
+use weft_policy::verdict::{selected_by, Side};
+use weft_policy::{explain, Flow, Labels, Policy, Protocol};
+
+use crate::output::{print_json, Output};
+use crate::CliError;
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCmd {
+    /// Apply the policies in FILE (YAML or JSON, several documents; `-` reads stdin):
+    /// Kubernetes NetworkPolicy and Weft's ClusterPolicy. Checked whole first: one bad
+    /// object applies nothing, and every problem is named.
+    #[command(
+        after_help = "Example:\n  weftctl policy apply -f deny-all.yaml\n  kubectl get networkpolicy -A -o yaml | weftctl policy apply -f -"
+    )]
+    Apply {
+        #[arg(short = 'f', long)]
+        file: PathBuf,
+    },
+    /// List policies: kind, namespace/name, order (cluster), selector, directions.
+    #[command(after_help = "Example:\n  weftctl policy list -o json")]
+    List {
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Print a policy as stored (NAMESPACE/NAME, or NAME with --cluster).
+    #[command(
+        after_help = "Example:\n  weftctl policy show x/allow-a\n  weftctl policy show --cluster no-ping"
+    )]
+    Show {
+        id: String,
+        #[arg(long)]
+        cluster: bool,
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Delete a policy (NAMESPACE/NAME, or NAME with --cluster).
+    #[command(after_help = "Example:\n  weftctl policy delete x/allow-a")]
+    Delete {
+        id: String,
+        #[arg(long)]
+        cluster: bool,
+    },
+    /// Which policies select each side of a flow, which rule decides egress and
+    /// ingress, and the verdict. Endpoints by NAMESPACE/NAME or address.
+    #[command(after_help = "Example:\n  weftctl policy explain y/b x/a --port 80 --protocol tcp")]
+    Explain {
+        from: String,
+        to: String,
+        #[arg(long, default_value_t = 80)]
+        port: u16,
+        /// tcp, udp, sctp or icmp (then --port is the ICMP type).
+        #[arg(long, default_value = "tcp", value_parser = ["tcp", "udp", "sctp", "icmp"])]
+        protocol: String,
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: Output,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EndpointCmd {
+    /// Set (k=v) or remove (k-) labels of an endpoint (NAMESPACE/NAME or address). An
+    /// address with no identity yet needs --name and --node.
+    #[command(
+        after_help = "Example:\n  weftctl endpoint label x/a tier=web\n  weftctl endpoint label 10.248.0.5 pod=a --name x/a --node 192.168.77.1"
+    )]
+    Label {
+        endpoint: String,
+        labels: Vec<String>,
+        /// NAMESPACE/NAME, for an address with no identity yet.
+        #[arg(long)]
+        name: Option<String>,
+        /// The node it runs on, for an address with no identity yet.
+        #[arg(long)]
+        node: Option<Ipv4Addr>,
+    },
+    /// Endpoints: name, address, node, namespace, labels, the policies selecting them.
+    #[command(after_help = "Example:\n  weftctl endpoint list -o json")]
+    List {
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: Output,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NamespaceCmd {
+    /// Set (k=v) or remove (k-) labels of a namespace.
+    #[command(after_help = "Example:\n  weftctl namespace label y team=blue")]
+    Label {
+        namespace: String,
+        labels: Vec<String>,
+    },
+}
+
+/// Applies `k=v` and `k-` edits to `labels`, checked.
+fn edit_labels(labels: &mut Labels, edits: &[String]) -> Result<(), CliError> {
+    for e in edits {
+        if let Some(k) = e.strip_suffix('-') {
+            labels.remove(k);
+        } else if let Some((k, v)) = e.split_once('=') {
+            labels.insert(k.to_owned(), v.to_owned());
+        } else {
+            return Err(CliError::Usage(format!(
+                "{e:?}: give labels as key=value, or key- to remove one"
+            )));
+        }
+    }
+    let problems = weft_policy::selector::label_problems(labels);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::Usage(problems.join("; ")))
+    }
+}
+
+fn summary(p: &Policy) -> serde_json::Value {
+    match p {
+        Policy::Namespaced(n) => json!({
+            "kind": "NetworkPolicy", "id": p.id(), "order": null,
+            "selector": n.spec.pod_selector.describe(),
+            "types": n.types().iter().map(|t| format!("{t:?}")).collect::<Vec<_>>(),
+        }),
+        Policy::Cluster(c) => json!({
+            "kind": "ClusterPolicy", "id": p.id(), "order": c.spec.order,
+            "selector": c.spec.selector.describe(),
+            "types": c.types().iter().map(|t| format!("{t:?}")).collect::<Vec<_>>(),
+        }),
+    }
+}
+
+fn unreadable_warning(st: &PolicyState) {
+    for (key, why) in &st.unreadable {
+        eprintln!("weftctl: skipping unreadable {key}: {why}");
+    }
+}
+
+pub async fn run(registry: &Registry, cmd: PolicyCmd) -> Result<i32, CliError> {
+    match cmd {
+        PolicyCmd::Apply { file } => {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())
+            } else {
+                std::fs::read_to_string(&file)
+            }
+            .map_err(CliError::io(format!("cannot read {}", file.display())))?;
+            let ps = weft_policy::parse_documents(&text).map_err(|e| {
+                CliError::Usage(format!("{} refused, nothing applied:\n{e}", file.display()))
+            })?;
+            let new = registry.apply_policies(&ps).await?;
+            for (p, new) in ps.iter().zip(new) {
+                println!(
+                    "{} {} {}",
+                    p.kind(),
+                    p.id(),
+                    if new { "created" } else { "configured" }
+                );
+            }
+            Ok(0)
+        }
+        PolicyCmd::List { output } => {
+            let st = registry.policy_state().await?;
+            unreadable_warning(&st);
+            let mut rows: Vec<serde_json::Value> = st.policies.iter().map(summary).collect();
+            rows.sort_by_key(|r| (r["kind"].to_string(), r["id"].to_string()));
+            match output {
+                Output::Json => print_json(&json!(rows)),
+                Output::Table => {
+                    println!(
+                        "{:<14} {:<28} {:>5}  {:<16} SELECTOR",
+                        "KIND", "NAME", "ORDER", "TYPES"
+                    );
+                    for r in rows {
+                        println!(
+                            "{:<14} {:<28} {:>5}  {:<16} {}",
+                            r["kind"].as_str().unwrap_or_default(),
+                            r["id"].as_str().unwrap_or_default(),
+                            r["order"]
+                                .as_u64()
+                                .map(|o| o.to_string())
+                                .unwrap_or("-".into()),
+                            r["types"]
+                                .as_array()
+                                .map(|t| t
+                                    .iter()
+                                    .filter_map(|x| x.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(","))
+                                .unwrap_or_default(),
+                            r["selector"].as_str().unwrap_or_default()
+                        );
+                    }
+                }
+            }
+            Ok(0)
+        }
+        PolicyCmd::Show {
+            id,
+            cluster,
+            output,
+        } => {
+            let st = registry.policy_state().await?;
+            let p = st
+                .policies
+                .iter()
+                .find(|p| p.id() == id && matches!(p, Policy::Cluster(_)) == cluster)
+                .ok_or_else(|| {
+                    CliError::Usage(format!(
+                        "no {} {id}",
+                        if cluster {
+                            "ClusterPolicy"
+                        } else {
+                            "NetworkPolicy"
+                        }
+                    ))
+                })?;
+            match output {
+                Output::Json => print_json(&serde_json::to_value(p).expect("serializes")),
+                Output::Table => print!(
+                    "{}",
+                    serde_yaml_ng::to_string(p).unwrap_or_else(|e| e.to_string())
+                ),
+            }
+            Ok(0)
+        }
+        PolicyCmd::Delete { id, cluster } => {
+            if registry.delete_policy(cluster, &id).await? {
+                println!("deleted {id}");
+                Ok(0)
+            } else {
+                Err(CliError::Usage(format!("no policy {id}")))
+            }
+        }
+        PolicyCmd::Explain {
+            from,
+            to,
+            port,
+            protocol,
+            output,
+        } => {
+            let st = registry.policy_state().await?;
+            unreadable_warning(&st);
+            let addr = |what: &str| -> Result<Ipv4Addr, CliError> {
+                st.find(what)
+                    .map(|(ip, _)| ip)
+                    .or_else(|| what.parse().ok())
+                    .ok_or_else(|| {
+                        CliError::Usage(format!(
+                            "no endpoint {what:?} (give NAMESPACE/NAME or an address)"
+                        ))
+                    })
+            };
+            let flow = Flow {
+                src: addr(&from)?,
+                dst: addr(&to)?,
+                protocol: Protocol::parse(&protocol).expect("clap checked"),
+                port,
+            };
+            let e = explain(&st.world(), &st.policies, &flow);
+            match output {
+                Output::Json => print_json(&serde_json::to_value(&e).expect("serializes")),
+                Output::Table => {
+                    let side = |what: &str, s: &Side| {
+                        println!(
+                            "{what} at {}:",
+                            s.endpoint.as_deref().unwrap_or("(outside the cluster)")
+                        );
+                        if !s.selected_by.is_empty() {
+                            println!("  selected by: {}", s.selected_by.join(", "));
+                        }
+                        for l in &s.logged {
+                            println!("  logged by:   {l}");
+                        }
+                        println!(
+                            "  {}: {}",
+                            if s.allowed { "allowed" } else { "denied" },
+                            s.decided_by
+                        );
+                    };
+                    println!("{from} -> {to} {protocol}/{port}");
+                    side("egress", &e.egress);
+                    side("ingress", &e.ingress);
+                    println!("verdict: {}", if e.allowed { "allowed" } else { "denied" });
+                }
+            }
+            Ok(if e.allowed { 0 } else { 3 })
+        }
+    }
+}
+
+pub async fn run_endpoint(registry: &Registry, cmd: EndpointCmd) -> Result<i32, CliError> {
+    match cmd {
+        EndpointCmd::Label {
+            endpoint,
+            labels,
+            name,
+            node,
+        } => {
+            let st = registry.policy_state().await?;
+            let (ip, mut id) = match st.find(&endpoint) {
+                Some((ip, id)) => (ip, id.clone()),
+                None => {
+                    let ip: Ipv4Addr = endpoint.parse().map_err(|_| {
+                        CliError::Usage(format!("no endpoint {endpoint:?}; give its address with --name and --node to create one"))
+                    })?;
+                    let (Some(name), Some(node)) = (name, node) else {
+                        return Err(CliError::Usage(format!(
+                            "{ip} has no identity yet: give --name NAMESPACE/NAME and --node"
+                        )));
+                    };
+                    let Some((ns, _)) = name.split_once('/') else {
+                        return Err(CliError::Usage(format!(
+                            "--name {name:?}: give NAMESPACE/NAME"
+                        )));
+                    };
+                    let mut problems = Vec::new();
+                    weft_policy::parse::check_object_name("namespace", ns, &mut problems);
+                    if let Some(p) = problems.pop() {
+                        return Err(CliError::Usage(p));
+                    }
+                    (
+                        ip,
+                        Identity {
+                            namespace: ns.to_owned(),
+                            name,
+                            labels: Labels::new(),
+                            node,
+                        },
+                    )
+                }
+            };
+            edit_labels(&mut id.labels, &labels)?;
+            registry.put_identity(ip, &id).await?;
+            println!("{} ({ip}) labelled {}", id.name, fmt_labels(&id.labels));
+            Ok(0)
+        }
+        EndpointCmd::List { output } => {
+            let st = registry.policy_state().await?;
+            unreadable_warning(&st);
+            let world = st.world();
+            let rows: Vec<serde_json::Value> = world
+                .endpoints
+                .iter()
+                .map(|e| {
+                    let node = st.endpoints.get(&e.ip).map(|i| i.node.to_string());
+                    json!({
+                        "name": e.name, "address": e.ip.to_string(), "node": node,
+                        "namespace": e.namespace, "labels": e.labels,
+                        "policies": selected_by(&world, &st.policies, e),
+                    })
+                })
+                .collect();
+            match output {
+                Output::Json => print_json(&json!(rows)),
+                Output::Table => {
+                    println!(
+                        "{:<20} {:<15} {:<15} {:<28} POLICIES",
+                        "NAME", "ADDRESS", "NODE", "LABELS"
+                    );
+                    for (r, e) in rows.iter().zip(&world.endpoints) {
+                        println!(
+                            "{:<20} {:<15} {:<15} {:<28} {}",
+                            e.name,
+                            e.ip.to_string(),
+                            r["node"].as_str().unwrap_or("-"),
+                            fmt_labels(&e.labels),
+                            r["policies"]
+                                .as_array()
+                                .map(|p| p
+                                    .iter()
+                                    .filter_map(|x| x.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", "))
+                                .unwrap_or_default()
+                        );
+                    }
+                }
+            }
+            Ok(0)
+        }
+    }
+}
+
+pub async fn run_namespace(registry: &Registry, cmd: NamespaceCmd) -> Result<i32, CliError> {
+    let NamespaceCmd::Label { namespace, labels } = cmd;
+    let mut problems = Vec::new();
+    weft_policy::parse::check_object_name("namespace", &namespace, &mut problems);
+    if let Some(p) = problems.pop() {
+        return Err(CliError::Usage(p));
+    }
+    let st = registry.policy_state().await?;
+    let mut current = st.namespaces.get(&namespace).cloned().unwrap_or_default();
+    edit_labels(&mut current, &labels)?;
+    registry.put_namespace(&namespace, &current).await?;
+    println!("namespace {namespace} labelled {}", fmt_labels(&current));
+    Ok(0)
+}
+
+fn fmt_labels(l: &Labels) -> String {
+    if l.is_empty() {
+        return "-".into();
+    }
+    l.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
