@@ -15,6 +15,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tracing::{info, warn};
 use weft_alloc::address::{AddressClaim, AgentReply, AgentRequest};
+use weft_alloc::policies::Identity;
 use weft_alloc::Registry;
 
 use crate::blocks_api::BlockService;
@@ -115,6 +116,47 @@ async fn handle(
             .free(&handle, ip)
             .await
             .map(|_| AgentReply::default()),
+        AgentRequest::Identify {
+            ip,
+            namespace,
+            name,
+            labels,
+            interface,
+        } => {
+            let mut problems = weft_policy::selector::label_problems(&labels);
+            weft_policy::parse::check_object_name("namespace", &namespace, &mut problems);
+            if !problems.is_empty() {
+                return Err(format!(
+                    "cannot record {namespace}/{name}: {}",
+                    problems.join("; ")
+                ));
+            }
+            let id = Identity {
+                name: format!("{namespace}/{name}"),
+                namespace,
+                labels,
+                node,
+                interface,
+            };
+            registry
+                .put_identity(ip, &id)
+                .await
+                .map_err(|e| format!("cannot record {} ({ip}): {e}", id.name))?;
+            info!(%ip, endpoint = %id.name, "endpoint identity recorded");
+            Ok(AgentReply::default())
+        }
+        AgentRequest::Forget { ip } => {
+            // Only this node's: an address reused elsewhere keeps its new identity.
+            let st = registry.policy_state().await.map_err(|e| e.to_string())?;
+            if st.endpoints.get(&ip).is_some_and(|i| i.node == node) {
+                registry
+                    .delete_identity(ip)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                info!(%ip, "endpoint identity forgotten");
+            }
+            Ok(AgentReply::default())
+        }
         AgentRequest::Collect { prefix, keep } => {
             blocks
                 .collect(&prefix, &keep)

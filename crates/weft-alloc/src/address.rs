@@ -189,6 +189,25 @@ pub enum AgentRequest {
         #[serde(rename = "IP")]
         ip: Ipv4Addr,
     },
+    /// Network policy: the container at `ip` is `namespace/name` with these labels,
+    /// attached through `interface` (its host-side veth) on this node.
+    Identify {
+        #[serde(rename = "IP")]
+        ip: Ipv4Addr,
+        #[serde(rename = "Namespace")]
+        namespace: String,
+        #[serde(rename = "Name")]
+        name: String,
+        #[serde(rename = "Labels", default)]
+        labels: std::collections::BTreeMap<String, String>,
+        #[serde(rename = "Interface", default)]
+        interface: String,
+    },
+    /// Network policy: the container at `ip` on this node is gone.
+    Forget {
+        #[serde(rename = "IP")]
+        ip: Ipv4Addr,
+    },
     /// Block IPAM (CNI GC): give back every address used on this node whose handle
     /// starts with `prefix` and is not in `keep`; answered with `Freed`.
     Collect {

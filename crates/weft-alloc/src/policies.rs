@@ -5,7 +5,7 @@
 //! ```text
 //! <prefix>/weft/policy/networkpolicies/x/allow-a   a NetworkPolicy, as applied (JSON)
 //! <prefix>/weft/policy/clusterpolicies/no-ping     a ClusterPolicy
-//! <prefix>/weft/policy/endpoints/10.248.0.5        {"Name":"x/a","Namespace":"x","Labels":{"pod":"a"},"Node":"192.168.77.1"}
+//! <prefix>/weft/policy/endpoints/10.248.0.5        {"Name":"x/a","Namespace":"x","Labels":{"pod":"a"},"Node":"192.168.77.1","Interface":"weft0123456789a"}
 //! <prefix>/weft/policy/namespaces/x                {"Labels":{"ns":"x"}}
 //! ```
 //!
@@ -34,6 +34,13 @@ pub struct Identity {
     /// The node it runs on.
     #[serde(rename = "Node")]
     pub node: Ipv4Addr,
+    /// Its host-side interface on that node (where its policy will be enforced).
+    #[serde(
+        rename = "Interface",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub interface: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

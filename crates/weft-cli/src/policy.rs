@@ -335,6 +335,7 @@ pub async fn run_endpoint(registry: &Registry, cmd: EndpointCmd) -> Result<i32, 
                             name,
                             labels: Labels::new(),
                             node,
+                            interface: String::new(),
                         },
                     )
                 }

@@ -165,6 +165,8 @@ fn add(env: &Env, conf: &NetConf) -> CniResult<String> {
         network: &conf.name,
     };
     let wanted = wanted.first().copied();
+    // Refused before anything is allocated.
+    conf.identity(&env.args, &env.container_id)?;
     if node.ipam_blocks {
         return add_from_blocks(env, conf, &node, &who, wanted);
     }
@@ -218,6 +220,13 @@ fn attach_and_answer(
             return Err(e);
         }
     };
+    // Who it is, for network policy, before ADD answers: a container whose identity
+    // cannot be recorded is taken down again.
+    if let Err(e) = identify(env, conf, ip, &host.veth.name) {
+        let _ = on_host(async |host| attach::del(&host, &env.container_id, &env.ifname).await);
+        undo();
+        return Err(e);
+    }
     let mut interfaces = Vec::new();
     interfaces.extend(host.bridge);
     interfaces.push(host.veth);
@@ -234,6 +243,60 @@ fn attach_and_answer(
         mtu,
     };
     Ok(result.to_json(&conf.cni_version).to_string())
+}
+
+/// Where the plugin remembers that it told the agent a container's identity (its
+/// address), so DEL tells the agent to forget it.
+fn identity_marker(conf: &NetConf, container_id: &str, ifname: &str) -> std::path::PathBuf {
+    conf.data_dir
+        .join("identities")
+        .join(format!("{container_id}-{ifname}"))
+}
+
+/// Records the container's identity through the agent, if the runtime gave one.
+fn identify(env: &Env, conf: &NetConf, ip: std::net::Ipv4Addr, host_veth: &str) -> CniResult<()> {
+    let Some(id) = conf.identity(&env.args, &env.container_id)? else {
+        return Ok(());
+    };
+    let req = AgentRequest::Identify {
+        ip,
+        namespace: id.namespace.clone(),
+        name: id.name.clone(),
+        labels: id.labels,
+        interface: host_veth.to_owned(),
+    };
+    ask_agent(&conf.agent_socket, &req).map_err(|why| {
+        agent_error(
+            format!("cannot record the identity of {}/{}", id.namespace, id.name),
+            why,
+        )
+    })?;
+    let marker = identity_marker(conf, &env.container_id, &env.ifname);
+    if let Some(dir) = marker.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            CniError::new(Code::Io, format!("cannot create {}", dir.display()))
+                .with_details(e.to_string())
+        })?;
+    }
+    std::fs::write(&marker, ip.to_string()).map_err(|e| {
+        CniError::new(Code::Io, format!("cannot write {}", marker.display()))
+            .with_details(e.to_string())
+    })
+}
+
+/// Tells the agent to forget an identity this plugin recorded; the marker goes last,
+/// so an unreachable agent makes DEL fail and the runtime retry.
+fn forget(conf: &NetConf, container_id: &str, ifname: &str) -> CniResult<()> {
+    let marker = identity_marker(conf, container_id, ifname);
+    let Ok(text) = std::fs::read_to_string(&marker) else {
+        return Ok(());
+    };
+    if let Ok(ip) = text.trim().parse() {
+        ask_agent(&conf.agent_socket, &AgentRequest::Forget { ip })
+            .map_err(|why| agent_error(format!("cannot forget the identity of {ip}"), why))?;
+    }
+    let _ = std::fs::remove_file(&marker);
+    Ok(())
 }
 
 /// The handle a block allocation is recorded under: the network, container and
@@ -389,6 +452,7 @@ fn del(env: &Env, conf: &NetConf) -> CniResult<()> {
         outside.release(&env.container_id, &env.ifname)?;
     }
     free_from_blocks(conf, &env.container_id, &env.ifname)?;
+    forget(conf, &env.container_id, &env.ifname)?;
     // The subnet file may be gone (weftd stopped): allocations are freed wherever they are.
     for pool in Ipam::everywhere(&conf.data_dir)? {
         pool.release(&env.container_id, &env.ifname)?;

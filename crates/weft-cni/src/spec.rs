@@ -233,6 +233,62 @@ impl NetConf {
     }
 }
 
+/// Who a container is, for network policy: its namespace and name as kubelet passes
+/// them (`K8S_POD_NAMESPACE`, `K8S_POD_NAME` in `CNI_ARGS`) and labels from the
+/// config's `args.cni.labels` (the CNI conventions' `[{"key": …, "value": …}]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodIdentity {
+    pub namespace: String,
+    pub name: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+impl NetConf {
+    /// The container's identity, if the runtime gave one (a pod name, or labels); a
+    /// container with labels but no pod name is named by its container ID in
+    /// `default`. Bad labels are an error naming them.
+    pub fn identity(&self, cni_args: &str, container_id: &str) -> CniResult<Option<PodIdentity>> {
+        let arg = |key: &str| {
+            cni_args
+                .split(';')
+                .find_map(|kv| kv.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        let mut labels = std::collections::BTreeMap::new();
+        if let Some(list) = self.args.as_ref().and_then(|a| a.pointer("/cni/labels")) {
+            let items = list.as_array().ok_or_else(|| {
+                CniError::new(
+                    Code::InvalidConfig,
+                    "args.cni.labels must be a list of {\"key\", \"value\"}",
+                )
+            })?;
+            for item in items {
+                let (Some(k), Some(v)) = (
+                    item.get("key").and_then(|k| k.as_str()),
+                    item.get("value").and_then(|v| v.as_str()),
+                ) else {
+                    return Err(CniError::new(
+                        Code::InvalidConfig,
+                        format!("args.cni.labels: {item} is not {{\"key\", \"value\"}}"),
+                    ));
+                };
+                labels.insert(k.to_owned(), v.to_owned());
+            }
+        }
+        let (namespace, name) = (arg("K8S_POD_NAMESPACE"), arg("K8S_POD_NAME"));
+        if namespace.is_none() && name.is_none() && labels.is_empty() {
+            return Ok(None);
+        }
+        let short: String = container_id.chars().take(12).collect();
+        Ok(Some(PodIdentity {
+            namespace: namespace.unwrap_or_else(|| "default".into()),
+            name: name.unwrap_or(short),
+            labels,
+        }))
+    }
+}
+
 /// One interface in a result.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Interface {
