@@ -19,6 +19,11 @@ use weft_alloc::policies::Identity;
 use weft_alloc::Registry;
 
 use crate::blocks_api::BlockService;
+use crate::daemon::PolicyEnforced;
+
+/// How long an identity's answer waits for its policy rules to be loaded.
+/// (The plugin waits 10 s for any answer.)
+const ENFORCE_WAIT: std::time::Duration = std::time::Duration::from_secs(8);
 
 /// A request line longer than this is refused (a GC's list of the containers to keep,
 /// thousands of handles, fits).
@@ -42,9 +47,15 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
 
 /// Serves `listener` in a task of its own; a failure is logged (the CNI plugin then
 /// reports that it cannot reach the agent).
-pub fn spawn(listener: UnixListener, registry: Registry, node: Ipv4Addr, blocks: BlockService) {
+pub fn spawn(
+    listener: UnixListener,
+    registry: Registry,
+    node: Ipv4Addr,
+    blocks: BlockService,
+    enforced: PolicyEnforced,
+) {
     tokio::spawn(async move {
-        if let Err(e) = serve(listener, registry, node, blocks).await {
+        if let Err(e) = serve(listener, registry, node, blocks, enforced).await {
             tracing::error!(error = %e, "cannot serve address claims");
         }
     });
@@ -56,6 +67,7 @@ pub async fn serve(
     registry: Registry,
     node: Ipv4Addr,
     blocks: BlockService,
+    enforced: PolicyEnforced,
 ) -> std::io::Result<()> {
     if let Ok(addr) = listener.local_addr() {
         if let Some(path) = addr.as_pathname() {
@@ -67,8 +79,9 @@ pub async fn serve(
         let (conn, _) = listener.accept().await?;
         let registry = registry.clone();
         let blocks = blocks.clone();
+        let enforced = enforced.clone();
         tokio::spawn(async move {
-            if let Err(e) = answer(conn, &registry, node, &blocks).await {
+            if let Err(e) = answer(conn, &registry, node, &blocks, enforced).await {
                 warn!(error = %e, "address claim connection failed");
             }
         });
@@ -80,6 +93,7 @@ async fn answer(
     registry: &Registry,
     node: Ipv4Addr,
     blocks: &BlockService,
+    enforced: PolicyEnforced,
 ) -> std::io::Result<()> {
     let (read, mut write) = conn.into_split();
     let mut line = String::new();
@@ -88,7 +102,7 @@ async fn answer(
         .await?;
     let reply = match serde_json::from_str::<AgentRequest>(&line) {
         Err(e) => Err(format!("unreadable request ({e}): {:?}", line.trim_end())),
-        Ok(req) => handle(req, registry, node, blocks).await,
+        Ok(req) => handle(req, registry, node, blocks, enforced).await,
     };
     let reply = reply.unwrap_or_else(|error| AgentReply {
         error: Some(error),
@@ -104,6 +118,7 @@ async fn handle(
     registry: &Registry,
     node: Ipv4Addr,
     blocks: &BlockService,
+    mut enforced: PolicyEnforced,
 ) -> Result<AgentReply, String> {
     match req {
         AgentRequest::Allocate { handle, ip } => {
@@ -138,11 +153,22 @@ async fn handle(
                 node,
                 interface,
             };
-            registry
+            let written = registry
                 .put_identity(ip, &id)
                 .await
                 .map_err(|e| format!("cannot record {} ({ip}): {e}", id.name))?;
-            info!(%ip, endpoint = %id.name, "endpoint identity recorded");
+            // Policy before the first packet: answer once the rules for it are loaded.
+            let wait = enforced.wait_for(|r| *r >= written);
+            match tokio::time::timeout(ENFORCE_WAIT, wait).await {
+                Ok(Ok(_)) => {}
+                _ => {
+                    return Err(format!(
+                        "the network policy for {} ({ip}) was not in place within {ENFORCE_WAIT:?}",
+                        id.name
+                    ))
+                }
+            }
+            info!(%ip, endpoint = %id.name, "endpoint identity recorded and its policy in place");
             Ok(AgentReply::default())
         }
         AgentRequest::Forget { ip } => {
@@ -211,7 +237,8 @@ mod tests {
         let (path, reg) = (sock.clone(), registry.clone());
         let (_feed, blocks) = BlockService::new(reg.clone(), node, Default::default());
         let listener = bind(&path).unwrap();
-        tokio::spawn(async move { serve(listener, reg, node, blocks).await });
+        let enforced = tokio::sync::watch::channel(0).1;
+        tokio::spawn(async move { serve(listener, reg, node, blocks, enforced).await });
         let s = sock.clone();
         tokio::task::spawn_blocking(move || {
             for _ in 0..100 {

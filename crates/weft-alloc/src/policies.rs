@@ -57,6 +57,8 @@ pub struct PolicyState {
     pub namespaces: BTreeMap<String, Labels>,
     /// Keys whose value could not be read, with why.
     pub unreadable: Vec<(String, String)>,
+    /// The store revision of the listing.
+    pub revision: weft_store::Revision,
 }
 
 impl PolicyState {
@@ -116,7 +118,10 @@ impl Registry {
     pub async fn policy_state(&self) -> Result<PolicyState, StoreError> {
         let prefix = self.policy_prefix();
         let listing = self.store().list(&prefix).await?;
-        let mut st = PolicyState::default();
+        let mut st = PolicyState {
+            revision: listing.revision,
+            ..Default::default()
+        };
         for kv in &listing.kvs {
             let rest = &kv.key[prefix.len()..];
             let bad = |e: String| (kv.key.clone(), e);
@@ -176,11 +181,15 @@ impl Registry {
         self.store().delete(&key).await
     }
 
-    /// Records (or replaces) the identity of the endpoint at `ip`.
-    pub async fn put_identity(&self, ip: Ipv4Addr, id: &Identity) -> Result<(), StoreError> {
+    /// Records (or replaces) the identity of the endpoint at `ip`; the revision written.
+    pub async fn put_identity(
+        &self,
+        ip: Ipv4Addr,
+        id: &Identity,
+    ) -> Result<weft_store::Revision, StoreError> {
         let key = format!("{}endpoints/{ip}", self.policy_prefix());
         let value = serde_json::to_vec(id).expect("identity serializes");
-        self.store().put(&key, &value, None).await.map(|_| ())
+        self.store().put(&key, &value, None).await
     }
 
     /// Forgets the identity of the endpoint at `ip`.

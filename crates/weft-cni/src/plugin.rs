@@ -212,21 +212,22 @@ fn attach_and_answer(
         mtu,
         gso_max_size: node.gso_max_size,
     };
+    // Who it is, for network policy, before its interface exists: the agent answers
+    // once the container's rules are loaded, so no packet ever reaches it unpoliced.
+    let veth = attach::host_veth_name(&env.container_id, &env.ifname);
+    if let Err(e) = identify(env, conf, ip, &veth) {
+        undo();
+        return Err(e);
+    }
     let attached = on_host(async |host| attach::add(&host, &req).await);
     let (host, ctr) = match attached {
         Ok(x) => x,
         Err(e) => {
+            let _ = forget(conf, &env.container_id, &env.ifname);
             undo();
             return Err(e);
         }
     };
-    // Who it is, for network policy, before ADD answers: a container whose identity
-    // cannot be recorded is taken down again.
-    if let Err(e) = identify(env, conf, ip, &host.veth.name) {
-        let _ = on_host(async |host| attach::del(&host, &env.container_id, &env.ifname).await);
-        undo();
-        return Err(e);
-    }
     let mut interfaces = Vec::new();
     interfaces.extend(host.bridge);
     interfaces.push(host.veth);

@@ -170,6 +170,16 @@ pub trait Dataplane: Send + Sync {
     /// Whether Weft's firewall table is loaded.
     fn firewall_loaded(&self) -> Result<bool, KernelError>;
 
+    /// Loads the nftables table `table` (family ip) from `script`, which deletes and
+    /// recreates it in one transaction, unless the loaded table's comment already
+    /// carries `fingerprint`; whether it loaded.
+    fn load_nft_table(
+        &self,
+        table: &str,
+        script: &str,
+        fingerprint: &str,
+    ) -> Result<bool, KernelError>;
+
     /// Where iptables' FORWARD policy is DROP (Docker sets it), accept rules for the
     /// cluster network; how many were inserted.
     fn ensure_iptables_forward(&self, network: &Ipv4Net) -> Result<usize, KernelError>;

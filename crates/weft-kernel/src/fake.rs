@@ -105,6 +105,8 @@ struct Namespace {
     settings: BTreeMap<String, String>,
     forwarding: bool,
     firewall: Option<FirewallPlan>,
+    /// Other nftables tables by name: their fingerprint and script.
+    tables: BTreeMap<String, (String, String)>,
 }
 
 #[derive(Debug, Default)]
@@ -318,6 +320,15 @@ impl FakeNet {
 
     pub fn firewall(&self) -> Option<FirewallPlan> {
         self.world().ns(&None).firewall.clone()
+    }
+
+    /// The script an nftables table was last loaded from.
+    pub fn nft_table(&self, table: &str) -> Option<String> {
+        self.world()
+            .ns(&None)
+            .tables
+            .get(table)
+            .map(|(_, s)| s.clone())
     }
 
     /// Every change the code under test made, in order (`"add route 10.244.2.0/24 ..."`).
@@ -921,6 +932,26 @@ impl Dataplane for FakeDataplane {
         }
         ns.firewall = Some(plan.clone());
         w.log("firewall".into());
+        Ok(true)
+    }
+
+    fn load_nft_table(
+        &self,
+        table: &str,
+        script: &str,
+        fingerprint: &str,
+    ) -> Result<bool, KernelError> {
+        let mut w = self.world();
+        w.check(FakeOp::Firewall, "load an nftables table")?;
+        let ns = w.ns(&self.ns);
+        if ns.tables.get(table).is_some_and(|(f, _)| f == fingerprint) {
+            return Ok(false);
+        }
+        ns.tables.insert(
+            table.to_owned(),
+            (fingerprint.to_owned(), script.to_owned()),
+        );
+        w.log(format!("nft table {table}"));
         Ok(true)
     }
 

@@ -195,6 +195,20 @@ pub fn apply(p: &FirewallPlan) -> Result<bool, NftError> {
     Ok(true)
 }
 
+/// Loads `script` (a whole table `ip TABLE`, deleted and recreated) unless the loaded
+/// table's comment carries `fingerprint`. Returns whether it loaded.
+pub fn load_table(table: &str, script: &str, fingerprint: &str) -> Result<bool, NftError> {
+    let (ok, current, _) = run("nft", &["list", "table", "ip", table], None)?;
+    if ok && current.contains(&format!("comment \"{fingerprint}\"")) {
+        return Ok(false);
+    }
+    let (ok, _, stderr) = run("nft", &["-f", "-"], Some(script))?;
+    if !ok {
+        return Err(NftError::Refused { cmd: "nft", stderr });
+    }
+    Ok(true)
+}
+
 /// Whether Weft's table is loaded (for `weftctl diagnose`; reads, changes nothing).
 pub fn table_loaded() -> Result<bool, NftError> {
     let (ok, current, _) = run("nft", &["list", "table", "ip", TABLE], None)?;

@@ -14,6 +14,7 @@
 
 pub mod model;
 pub mod parse;
+pub mod render;
 pub mod selector;
 pub mod verdict;
 

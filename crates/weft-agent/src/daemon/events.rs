@@ -29,6 +29,9 @@ impl Agent {
         if let Some(changed) = self.on_block_event(&event) {
             return changed;
         }
+        if let Some(changed) = self.on_policy_event(&event) {
+            return changed;
+        }
         match event {
             WatchEvent::Put(kv) if kv.key == self.registry.config_key() => {
                 self.on_config(&kv.value)
@@ -179,6 +182,7 @@ impl Agent {
         self.view.held.clear();
         self.load_named(&kvs);
         self.load_blocks(&kvs);
+        self.last.policy_stale = true;
         for kv in &kvs {
             if let Some((ip, c)) = self.registry.parse_address(&kv.key, &kv.value) {
                 self.on_address(ip, Some(c));

@@ -25,6 +25,9 @@ mod blocks;
 mod events;
 mod host;
 mod named;
+mod policy;
+
+pub use policy::PolicyEnforced;
 mod reconcile;
 mod serve;
 mod start;
@@ -84,7 +87,8 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
             agent.view.config.ipam,
         );
         agent.block_feed = Some(feed);
-        crate::api::spawn(listener, agent.registry.clone(), node, blocks);
+        let enforced = agent.plane.policy_enforced.subscribe();
+        crate::api::spawn(listener, agent.registry.clone(), node, blocks, enforced);
     }
     if agent.opts.docker {
         agent.spawn_docker();
@@ -151,6 +155,8 @@ struct View {
     blocks: BTreeMap<Ipv4Net, weft_alloc::blocks::Block>,
     /// Block IPAM's pools, by name.
     pools: BTreeMap<String, weft_alloc::blocks::Pool>,
+    /// Network policies, identities and namespace labels, once read.
+    policy: Option<weft_alloc::policies::PolicyState>,
 }
 
 /// The data plane this node runs: the backend, and the runtimes some backends need.
@@ -164,6 +170,8 @@ struct Plane {
     tunnel: Option<Tunnel>,
     /// The BGP speaker, for the bgp backend.
     bgp: Option<BgpRuntime>,
+    /// The store revision the loaded policy table reflects (the socket waits on it).
+    policy_enforced: tokio::sync::watch::Sender<weft_store::Revision>,
 }
 
 /// What was last applied or published, so that unchanged things are not redone.
@@ -191,6 +199,10 @@ struct Last {
     segments_unplanned: BTreeMap<String, std::time::Instant>,
     /// The named subnets iptables' FORWARD chain was last checked for.
     named_forward: Vec<Ipv4Net>,
+    /// Something under the policy prefix changed since it was last read.
+    policy_stale: bool,
+    /// Bridged endpoints already warned about (their policy is not enforced).
+    policy_bridged: BTreeSet<String>,
 }
 
 pub(crate) struct Agent {

@@ -108,6 +108,7 @@ impl Agent {
                 named: Default::default(),
                 blocks: Default::default(),
                 pools: Default::default(),
+                policy: None,
             },
             plane: Plane {
                 backend,
@@ -115,6 +116,7 @@ impl Agent {
                 big_tcp,
                 tunnel: None,
                 bgp: None,
+                policy_enforced: tokio::sync::watch::channel(0).0,
             },
             last: Last::default(),
             registry,

@@ -268,6 +268,16 @@ impl Dataplane for Linux {
             .map_err(KernelError::from)
     }
 
+    fn load_nft_table(
+        &self,
+        table: &str,
+        script: &str,
+        fingerprint: &str,
+    ) -> Result<bool, KernelError> {
+        self.in_own_netns(|| nft::load_table(table, script, fingerprint))?
+            .map_err(KernelError::from)
+    }
+
     fn firewall_loaded(&self) -> Result<bool, KernelError> {
         self.in_own_netns(nft::table_loaded)?
             .map_err(KernelError::from)
