@@ -219,17 +219,9 @@ impl Registry {
                     let at = &c.blocks[&block];
                     (Some(at.revision), at.block.clone(), ip)
                 }
-                Some(Choice::Claim { pool, block }) => (
-                    None,
-                    Block {
-                        cidr: block,
-                        pool,
-                        node,
-                        allocations: BTreeMap::new(),
-                        releasing: false,
-                    },
-                    block.network(),
-                ),
+                Some(Choice::Claim { pool, block }) => {
+                    (None, Block::claimed(block, pool, node), block.network())
+                }
             };
             let mut next = next;
             next.allocations.insert(
@@ -266,16 +258,7 @@ impl Registry {
             };
             let cidr = pool.block_of(ip).expect("ip is in the pool");
             let (prev, mut next) = match c.blocks.get(&cidr) {
-                None => (
-                    None,
-                    Block {
-                        cidr,
-                        pool: pool.name.clone(),
-                        node,
-                        allocations: BTreeMap::new(),
-                        releasing: false,
-                    },
-                ),
+                None => (None, Block::claimed(cidr, pool.name.clone(), node)),
                 Some(at) if at.block.pool.is_empty() => {
                     return Err(BlockError::Invalid(format!(
                         "block {cidr} in the store is unreadable"

@@ -134,6 +134,17 @@ pub struct Block {
 }
 
 impl Block {
+    /// A block just claimed by `node`, with no address taken yet.
+    pub fn claimed(cidr: Ipv4Net, pool: String, node: Ipv4Addr) -> Block {
+        Block {
+            cidr,
+            pool,
+            node,
+            allocations: BTreeMap::new(),
+            releasing: false,
+        }
+    }
+
     /// The first free address of the block (the whole block is usable: it is routed as
     /// a unit, never bridged, so there is no network or broadcast address to keep).
     pub fn free(&self) -> Option<Ipv4Addr> {

@@ -531,12 +531,16 @@ impl Registry {
     }
 
     /// Gives back an endpoint's address: its block allocation first (a routed network
-    /// on a pool; see [`crate::blocks::pool_of`]), then its endpoint record.
+    /// may be on a pool; see [`crate::blocks::pool_of`]), then its endpoint record.
     pub async fn release_docker_address(
         &self,
-        network: &str,
+        net: &NamedNetwork,
         ip: Ipv4Addr,
     ) -> Result<bool, crate::blocks::BlockError> {
+        let network = net.name.as_str();
+        if net.mode != Mode::Routed {
+            return Ok(self.release_endpoint(network, ip).await?);
+        }
         let prefix = crate::blocks::docker_handle_prefix(network);
         let handle = self.blocks().await?.into_iter().find_map(|b| {
             b.block

@@ -477,7 +477,7 @@ impl Driver {
             )),
             Some(_) => {
                 self.registry
-                    .release_docker_address(&net.name, ip)
+                    .release_docker_address(&net, ip)
                     .await
                     .map_err(|e| e.to_string())?;
                 info!(network = %net.name, %ip, "address released");

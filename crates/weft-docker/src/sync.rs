@@ -211,12 +211,7 @@ impl Sync {
                 if since.elapsed() < GRACE {
                     continue;
                 }
-                match self
-                    .driver
-                    .registry
-                    .release_docker_address(&net.name, ip)
-                    .await
-                {
+                match self.driver.registry.release_docker_address(net, ip).await {
                     Ok(_) => {
                         info!(network = %net.name, %ip, "released an address no container uses (collected)")
                     }

@@ -182,17 +182,8 @@ fn run(
 
 /// Loads the rules unless the kernel already has exactly these. Returns whether it loaded.
 pub fn apply(p: &FirewallPlan) -> Result<bool, NftError> {
-    let script = render(p);
-    let wanted = format!("comment \"weft {}\"", fingerprint(&body(p)));
-    let (ok, current, _) = run("nft", &["list", "table", "ip", TABLE], None)?;
-    if ok && current.contains(&wanted) {
-        return Ok(false);
-    }
-    let (ok, _, stderr) = run("nft", &["-f", "-"], Some(&script))?;
-    if !ok {
-        return Err(NftError::Refused { cmd: "nft", stderr });
-    }
-    Ok(true)
+    let wanted = format!("weft {}", fingerprint(&body(p)));
+    load_table(TABLE, &render(p), &wanted)
 }
 
 /// Loads `script` (a whole table `ip TABLE`, deleted and recreated) unless the loaded

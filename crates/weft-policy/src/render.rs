@@ -167,9 +167,10 @@ pub fn render(world: &World, policies: &[Policy], locals: &[Local]) -> String {
 
 /// One endpoint's chain for one direction.
 fn chain(world: &World, policies: &[Policy], me: &Endpoint, dir: Direction, name: &str) -> String {
-    let (peer, own) = match dir {
-        Direction::Ingress => ("saddr", "daddr"),
-        Direction::Egress => ("daddr", "saddr"),
+    // The peer's address field.
+    let peer = match dir {
+        Direction::Ingress => "saddr",
+        Direction::Egress => "daddr",
     };
     // Allowed: ingress accepts, egress returns (the destination's ingress still decides).
     let allow = match dir {
@@ -187,22 +188,7 @@ fn chain(world: &World, policies: &[Policy], me: &Endpoint, dir: Direction, name
         .ok();
     };
     // Cluster policies.
-    let mut cluster: Vec<&ClusterPolicy> = policies
-        .iter()
-        .filter_map(|p| match p {
-            Policy::Cluster(c) => Some(c),
-            _ => None,
-        })
-        .filter(|c| {
-            c.types().contains(&dir)
-                && c.spec.selector.matches(&me.labels)
-                && c.spec
-                    .namespace_selector
-                    .as_ref()
-                    .is_none_or(|s| s.matches(&world.namespace_labels(&me.namespace)))
-        })
-        .collect();
-    cluster.sort_by(|a, b| (a.spec.order, &a.metadata.name).cmp(&(b.spec.order, &b.metadata.name)));
+    let cluster = crate::verdict::cluster_for(world, policies, me, dir);
     let k8s = format!("{name}_k8s");
     'cluster: for c in &cluster {
         let rules = match dir {
@@ -234,18 +220,7 @@ fn chain(world: &World, policies: &[Policy], me: &Endpoint, dir: Direction, name
     rule("", &format!("goto {k8s}"), "to the NetworkPolicies");
     s += "  }\n";
     // NetworkPolicies of the endpoint's namespace.
-    let selecting: Vec<&NetworkPolicy> = policies
-        .iter()
-        .filter_map(|p| match p {
-            Policy::Namespaced(n) => Some(n),
-            _ => None,
-        })
-        .filter(|n| {
-            n.namespace() == me.namespace
-                && n.types().contains(&dir)
-                && n.spec.pod_selector.matches(&me.labels)
-        })
-        .collect();
+    let selecting = crate::verdict::namespaced_for(policies, me, dir);
     let mut t = format!("  chain {k8s} {{\n");
     if selecting.is_empty() {
         writeln!(t, "    counter {allow} comment \"not isolated\"").ok();
@@ -309,7 +284,6 @@ fn chain(world: &World, policies: &[Policy], me: &Endpoint, dir: Direction, name
         .ok();
     }
     t += "  }\n";
-    let _ = own;
     s + &t
 }
 

@@ -151,15 +151,7 @@ fn side(world: &World, policies: &[Policy], flow: &Flow, dir: Direction) -> Side
         logged: Vec::new(),
     };
     // 1. Cluster policies, in order.
-    let mut cluster: Vec<&ClusterPolicy> = policies
-        .iter()
-        .filter_map(|p| match p {
-            Policy::Cluster(c) => Some(c),
-            _ => None,
-        })
-        .filter(|c| c.types().contains(&dir) && cluster_selects(world, c, me))
-        .collect();
-    cluster.sort_by(|a, b| (a.spec.order, &a.metadata.name).cmp(&(b.spec.order, &b.metadata.name)));
+    let cluster = cluster_for(world, policies, me, dir);
     out.selected_by.extend(
         cluster
             .iter()
@@ -190,18 +182,7 @@ fn side(world: &World, policies: &[Policy], flow: &Flow, dir: Direction) -> Side
         }
     }
     // 2. Kubernetes' NetworkPolicies of the endpoint's namespace.
-    let selecting: Vec<&NetworkPolicy> = policies
-        .iter()
-        .filter_map(|p| match p {
-            Policy::Namespaced(n) => Some(n),
-            _ => None,
-        })
-        .filter(|n| {
-            n.namespace() == me.namespace
-                && n.types().contains(&dir)
-                && n.spec.pod_selector.matches(&me.labels)
-        })
-        .collect();
+    let selecting = namespaced_for(policies, me, dir);
     out.selected_by.extend(
         selecting
             .iter()
@@ -269,21 +250,48 @@ fn dir_name(d: Direction) -> &'static str {
 }
 
 fn namespaced_selecting(policies: &[Policy], me: &Endpoint, dir: Direction) -> Vec<String> {
+    namespaced_for(policies, me, dir)
+        .iter()
+        .map(|n| format!("NetworkPolicy {}/{}", n.namespace(), n.metadata.name))
+        .collect()
+}
+
+/// The cluster policies selecting `me` for `dir`, in the order they apply (lower
+/// `order` first, ties by name). Shared with [`crate::render`].
+pub(crate) fn cluster_for<'a>(
+    world: &World,
+    policies: &'a [Policy],
+    me: &Endpoint,
+    dir: Direction,
+) -> Vec<&'a ClusterPolicy> {
+    let mut cluster: Vec<&ClusterPolicy> = policies
+        .iter()
+        .filter_map(|p| match p {
+            Policy::Cluster(c) => Some(c),
+            _ => None,
+        })
+        .filter(|c| c.types().contains(&dir) && cluster_selects(world, c, me))
+        .collect();
+    cluster.sort_by(|a, b| (a.spec.order, &a.metadata.name).cmp(&(b.spec.order, &b.metadata.name)));
+    cluster
+}
+
+/// The NetworkPolicies of `me`'s namespace selecting it for `dir`.
+pub(crate) fn namespaced_for<'a>(
+    policies: &'a [Policy],
+    me: &Endpoint,
+    dir: Direction,
+) -> Vec<&'a NetworkPolicy> {
     policies
         .iter()
         .filter_map(|p| match p {
-            Policy::Namespaced(n)
-                if n.namespace() == me.namespace
-                    && n.types().contains(&dir)
-                    && n.spec.pod_selector.matches(&me.labels) =>
-            {
-                Some(format!(
-                    "NetworkPolicy {}/{}",
-                    n.namespace(),
-                    n.metadata.name
-                ))
-            }
+            Policy::Namespaced(n) => Some(n),
             _ => None,
+        })
+        .filter(|n| {
+            n.namespace() == me.namespace
+                && n.types().contains(&dir)
+                && n.spec.pod_selector.matches(&me.labels)
         })
         .collect()
 }

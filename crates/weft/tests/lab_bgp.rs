@@ -109,40 +109,11 @@ impl Drop for Netns {
 
 /// Runs the `weft` CNI plugin in host `h`'s namespace for container namespace `ctr`.
 fn cni(lab: &Lab, h: &str, ctr: &str, command: &str, mode: &str, ip: &str) -> (bool, String) {
-    let dir = format!("/run/weft-lab/{}/{h}", lab.name);
-    let mut conf = serde_json::json!({
-        "cniVersion": "1.1.0",
-        "name": "weft",
-        "type": "weft",
-        "mode": mode,
-        "subnetFile": format!("{dir}/subnet.env"),
-        "dataDir": format!("{dir}/cni"),
-        "agentSocket": format!("{dir}/weftd.sock"),
-        "runtimeConfig": { "ips": [ip] },
-    });
+    let mut conf = serde_json::json!({"mode": mode, "runtimeConfig": { "ips": [ip] }});
     if command == "GC" {
         conf["cni.dev/valid-attachments"] = serde_json::json!([]);
     }
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &lab.ns(h), env!("CARGO_BIN_EXE_weft")])
-        .env("CNI_COMMAND", command)
-        .env("CNI_CONTAINERID", ctr)
-        .env("CNI_NETNS", format!("/run/netns/{ctr}"))
-        .env("CNI_IFNAME", "eth0")
-        .env("CNI_PATH", "/usr/lib/cni")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(conf.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (out.status.success(), text(&out.stdout))
+    cni_call(lab, h, ctr, command, conf, "")
 }
 
 #[test]

@@ -25,40 +25,13 @@ use std::time::Duration;
 use common::*;
 use weft_testkit::require_root;
 
-/// Runs the plugin for container netns `ctr` on host `h`; its JSON answer.
+/// Runs the plugin (routed) for container netns `ctr` on host `h`.
 fn cni(lab: &Lab, h: &str, ctr: &str, command: &str, extra: serde_json::Value) -> (bool, String) {
-    let dir = format!("/run/weft-lab/{}/{h}", lab.name);
-    let mut conf = serde_json::json!({
-        "cniVersion": "1.1.0",
-        "name": "weft",
-        "type": "weft",
-        "mode": "routed",
-        "subnetFile": format!("{dir}/subnet.env"),
-        "dataDir": format!("{dir}/cni"),
-        "agentSocket": format!("{dir}/weftd.sock"),
-    });
+    let mut conf = serde_json::json!({"mode": "routed"});
     if let (Some(c), Some(e)) = (conf.as_object_mut(), extra.as_object()) {
         c.extend(e.clone());
     }
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &lab.ns(h), env!("CARGO_BIN_EXE_weft")])
-        .env("CNI_COMMAND", command)
-        .env("CNI_CONTAINERID", ctr)
-        .env("CNI_NETNS", format!("/run/netns/{ctr}"))
-        .env("CNI_IFNAME", "eth0")
-        .env("CNI_PATH", "/usr/lib/cni")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(conf.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (out.status.success(), text(&out.stdout))
+    cni_call(lab, h, ctr, command, conf, "")
 }
 
 fn address(answer: &str) -> String {

@@ -11,7 +11,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::process::{Command, Stdio};
 
 use common::*;
@@ -21,6 +20,7 @@ fn cni(lab: &Lab, h: &str, ctr: &str, command: &str, args: &str, labels: &str) -
     cni_with(lab, h, ctr, command, args, labels, serde_json::json!({}))
 }
 
+/// The plugin with `labels` (`k=v,…`) in `args.cni.labels` and kubelet's `args`.
 fn cni_with(
     lab: &Lab,
     h: &str,
@@ -30,7 +30,6 @@ fn cni_with(
     labels: &str,
     extra: serde_json::Value,
 ) -> (bool, String) {
-    let dir = format!("/run/weft-lab/{}/{h}", lab.name);
     let labels: Vec<serde_json::Value> = labels
         .split(',')
         .filter(|l| !l.is_empty())
@@ -39,35 +38,11 @@ fn cni_with(
             serde_json::json!({"key": k, "value": v})
         })
         .collect();
-    let mut conf = serde_json::json!({
-        "cniVersion": "1.1.0", "name": "weft", "type": "weft",
-        "subnetFile": format!("{dir}/subnet.env"), "dataDir": format!("{dir}/cni"),
-        "agentSocket": format!("{dir}/weftd.sock"),
-        "args": {"cni": {"labels": labels}},
-    });
+    let mut conf = serde_json::json!({"args": {"cni": {"labels": labels}}});
     if let (Some(c), Some(e)) = (conf.as_object_mut(), extra.as_object()) {
         c.extend(e.clone());
     }
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &lab.ns(h), env!("CARGO_BIN_EXE_weft")])
-        .env("CNI_COMMAND", command)
-        .env("CNI_CONTAINERID", ctr)
-        .env("CNI_NETNS", format!("/run/netns/{ctr}"))
-        .env("CNI_IFNAME", "eth0")
-        .env("CNI_ARGS", args)
-        .env("CNI_PATH", "/usr/lib/cni")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(conf.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (out.status.success(), text(&out.stdout))
+    cni_call(lab, h, ctr, command, conf, args)
 }
 
 fn pod(ns: &str, name: &str) -> String {

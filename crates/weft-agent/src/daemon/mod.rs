@@ -201,6 +201,8 @@ struct Last {
     named_forward: Vec<Ipv4Net>,
     /// Something under the policy prefix changed since it was last read.
     policy_stale: bool,
+    /// The fingerprint of the policy table last loaded (or found loaded).
+    policy_fingerprint: Option<String>,
     /// Bridged endpoints already warned about (their policy is not enforced).
     policy_bridged: BTreeSet<String>,
 }

@@ -13,7 +13,7 @@ use tracing::{error, info, warn};
 use weft_policy::render::{render_table, Local, TABLE};
 use weft_store::{Revision, WatchEvent};
 
-use super::Agent;
+use super::{Agent, Why};
 
 /// The store revision the loaded policy table reflects.
 pub type PolicyEnforced = watch::Receiver<Revision>;
@@ -51,8 +51,9 @@ impl Agent {
     }
 
     /// Reads the policy state if it changed, renders this node's table and loads it if
-    /// it differs from what the kernel has.
-    pub(super) async fn reconcile_policy(&mut self) {
+    /// it differs from what was loaded last (at start and resync: from what the kernel
+    /// has, which costs an `nft list`).
+    pub(super) async fn reconcile_policy(&mut self, why: Why) {
         if self.last.policy_stale || self.view.policy.is_none() {
             match self.registry.policy_state().await {
                 Ok(st) => {
@@ -84,6 +85,11 @@ impl Agent {
             .collect();
         let rendered = render_table(&world, &st.policies, &locals);
         let revision = st.revision;
+        let check_kernel = matches!(why, Why::Start | Why::Resync);
+        if !check_kernel && self.last.policy_fingerprint.as_ref() == Some(&rendered.fingerprint) {
+            self.plane.policy_enforced.send_replace(revision);
+            return;
+        }
         match self
             .dp
             .load_nft_table(TABLE, &rendered.script, &rendered.fingerprint)
@@ -97,6 +103,7 @@ impl Agent {
                     );
                 }
                 self.plane.policy_enforced.send_replace(revision);
+                self.last.policy_fingerprint = Some(rendered.fingerprint);
                 if loaded && !locals.is_empty() {
                     self.warn_bridged(&locals).await;
                 }

@@ -47,7 +47,7 @@ impl Agent {
             self.last.unreachable = plan.unreachable.clone();
         }
         self.apply_firewall(false, &peers);
-        self.reconcile_policy().await;
+        self.reconcile_policy(why).await;
         let entries_changed = self.reconcile_entries(why, &plan).await;
         let (named_routes, named_changed) = self.reconcile_named(why, &peers, &plan.routes).await;
         let blocks = self.block_plan(&peers, &plan.routes);

@@ -779,3 +779,56 @@ mod fuzz {
         }
     }
 }
+
+#[tokio::test]
+async fn policy_rules_follow_the_store_keep_on_refusal_and_survive_a_restart() {
+    let mut rig = Rig::new(r#"{"Type":"host-gw"}"#).await;
+    let pol = rig.registry.policy_prefix();
+    // An endpoint here, one elsewhere, and a policy selecting ours.
+    let here = r#"{"Name":"x/a","Namespace":"x","Labels":{"pod":"a"},"Node":"192.168.1.1","Interface":"weft00000000001"}"#;
+    let there = r#"{"Name":"y/b","Namespace":"y","Labels":{"pod":"b"},"Node":"192.168.1.2","Interface":"weft00000000002"}"#;
+    assert!(put_key(&mut rig, &format!("{pol}endpoints/10.248.0.1"), here).await);
+    assert!(put_key(&mut rig, &format!("{pol}endpoints/10.248.0.2"), there).await);
+    let np = r#"{"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"name":"a","namespace":"x"},"spec":{"podSelector":{},"ingress":[{"from":[{"namespaceSelector":{}}]}]}}"#;
+    assert!(put_key(&mut rig, &format!("{pol}networkpolicies/x/a"), np).await);
+    rig.agent.reconcile(Why::Store).await;
+    let table = rig.fake.nft_table("weftpol").expect("loaded");
+    assert!(
+        table.contains("\"weft00000000001\" : jump ep0_in"),
+        "{table}"
+    );
+    assert!(
+        !table.contains("weft00000000002"),
+        "only this node's endpoints:\n{table}"
+    );
+    assert!(
+        table.contains("ip saddr { 10.248.0.1, 10.248.0.2 }"),
+        "{table}"
+    );
+    assert_eq!(
+        *rig.agent.plane.policy_enforced.borrow(),
+        rig.agent.view.policy.as_ref().unwrap().revision
+    );
+
+    // The kernel refuses the next table: the loaded one stays, and is not counted as
+    // enforcing the new revision.
+    let before = *rig.agent.plane.policy_enforced.borrow();
+    rig.fake.fail(FakeOp::Firewall, libc::EPERM);
+    assert!(rig.delete_key(format!("{pol}networkpolicies/x/a")).await);
+    rig.agent.reconcile(Why::Store).await;
+    assert_eq!(
+        rig.fake.nft_table("weftpol").as_deref(),
+        Some(table.as_str())
+    );
+    assert_eq!(*rig.agent.plane.policy_enforced.borrow(), before);
+    rig.fake.heal(FakeOp::Firewall);
+    rig.agent.reconcile(Why::Resync).await;
+    let now = rig.fake.nft_table("weftpol").unwrap();
+    assert!(
+        now.contains("not isolated") && !now.contains("isolated by"),
+        "{now}"
+    );
+
+    // A restart renders the same table and loads nothing.
+    rig.assert_restart_changes_nothing().await;
+}

@@ -373,3 +373,50 @@ pub fn assert_kernels_quiet(hosts: &[&str], watches: Vec<KernelWatch>) {
         assert!(changes.is_empty(), "{h} changed its kernel: {changes:#?}");
     }
 }
+
+/// Runs the real `weft` CNI plugin as a runtime would, in host `h`'s namespace, for the
+/// container namespace `ctr` (interface eth0, container ID `ctr`): the host's subnet
+/// file, data directory and agent socket, with `extra` fields merged into the config
+/// and `cni_args` as `CNI_ARGS`. Whether it succeeded, and what it printed.
+pub fn cni_call(
+    lab: &Lab,
+    h: &str,
+    ctr: &str,
+    command: &str,
+    extra: serde_json::Value,
+    cni_args: &str,
+) -> (bool, String) {
+    use std::io::Write;
+    let dir = format!("/run/weft-lab/{}/{h}", lab.name);
+    let mut conf = serde_json::json!({
+        "cniVersion": "1.1.0",
+        "name": "weft",
+        "type": "weft",
+        "subnetFile": format!("{dir}/subnet.env"),
+        "dataDir": format!("{dir}/cni"),
+        "agentSocket": format!("{dir}/weftd.sock"),
+    });
+    if let (Some(c), Some(e)) = (conf.as_object_mut(), extra.as_object()) {
+        c.extend(e.clone());
+    }
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &lab.ns(h), env!("CARGO_BIN_EXE_weft")])
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", ctr)
+        .env("CNI_NETNS", format!("/run/netns/{ctr}"))
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_ARGS", cni_args)
+        .env("CNI_PATH", "/usr/lib/cni")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(conf.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), text(&out.stdout))
+}
