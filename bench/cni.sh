@@ -20,7 +20,9 @@ ip -n "$HOST" link set lo up
 printf 'FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.9.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n' > "$WORK/subnet.env"
 
 ip netns exec "$HOST" python3 - "$N" "$PLUGIN" "$REF" "/run/netns/$CTR" "$WORK" <<'PY'
-import json, os, subprocess, sys, time
+import os, subprocess, sys, time
+sys.path.insert(0, os.path.join(os.getcwd(), "bench/lib"))
+from cni_calls import interleaved, pct
 n, plugin, ref, netns, work = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
 confs = {
     "weft": (plugin, {"cniVersion": "1.0.0", "name": "weftnet", "type": "weft",
@@ -29,24 +31,7 @@ confs = {
                       "bridge": "refbr0", "isGateway": True, "mtu": 1450,
                       "ipam": {"type": "host-local", "subnet": "10.244.10.0/24", "dataDir": f"{work}/ref"}}),
 }
-def call(binary, conf, command, cid):
-    env = {"PATH": os.environ["PATH"], "CNI_COMMAND": command, "CNI_CONTAINERID": cid,
-           "CNI_NETNS": netns, "CNI_IFNAME": "eth0", "CNI_PATH": ref}
-    t = time.perf_counter()
-    p = subprocess.run([binary], input=json.dumps(conf).encode(), env=env, capture_output=True)
-    dt = (time.perf_counter() - t) * 1000
-    if p.returncode != 0:
-        sys.exit(f"{command} failed: {p.stdout.decode()} {p.stderr.decode()}")
-    return dt
-lat = {k: {"ADD": [], "DEL": []} for k in confs}
-for i in range(n):
-    for name, (binary, conf) in confs.items():
-        cid = f"bench-{i}"
-        lat[name]["ADD"].append(call(binary, conf, "ADD", cid))
-        lat[name]["DEL"].append(call(binary, conf, "DEL", cid))
-def pct(xs, q):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(q * len(xs)))]
+lat = interleaved(confs, n, netns, ref)
 print(f"\nCNI latency over {n} ADD and {n} DEL calls per plugin, interleaved, same node, same run\n")
 print("| plugin              | ADD p50 ms | ADD p99 ms | DEL p50 ms | DEL p99 ms |")
 print("|---------------------|------------|------------|------------|------------|")

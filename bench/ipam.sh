@@ -29,7 +29,9 @@ ip netns add "$CTR"
 grep -v '^WEFT_IPAM=' "$DIR/subnet.env" > "$WORK/subnet.env"
 
 ip netns exec "$LAB-h1" python3 - "$N" "$BIN/weft" "$REF" "/run/netns/$CTR" "$WORK" "$DIR" <<'PY'
-import json, os, subprocess, sys, time
+import os, subprocess, sys, time
+sys.path.insert(0, os.path.join(os.getcwd(), "bench/lib"))
+from cni_calls import interleaved, pct
 n, plugin, ref, netns, work, lab = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
 base = {"cniVersion": "1.0.0", "type": "weft", "mode": "routed", "agentSocket": f"{lab}/weftd.sock"}
 confs = {
@@ -39,24 +41,7 @@ confs = {
                       "bridge": "refbr0", "isGateway": True, "mtu": 1450,
                       "ipam": {"type": "host-local", "subnet": "10.250.10.0/24", "dataDir": f"{work}/ref"}}),
 }
-def call(binary, conf, command, cid):
-    env = {"PATH": os.environ["PATH"], "CNI_COMMAND": command, "CNI_CONTAINERID": cid,
-           "CNI_NETNS": netns, "CNI_IFNAME": "eth0", "CNI_PATH": ref}
-    t = time.perf_counter()
-    p = subprocess.run([binary], input=json.dumps(conf).encode(), env=env, capture_output=True)
-    dt = (time.perf_counter() - t) * 1000
-    if p.returncode != 0:
-        sys.exit(f"{command} failed: {p.stdout.decode()} {p.stderr.decode()}")
-    return dt
-lat = {k: {"ADD": [], "DEL": []} for k in confs}
-for i in range(n):
-    for name, (binary, conf) in confs.items():
-        cid = f"bench-{i}"
-        lat[name]["ADD"].append(call(binary, conf, "ADD", cid))
-        lat[name]["DEL"].append(call(binary, conf, "DEL", cid))
-def pct(xs, q):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(q * len(xs)))]
+lat = interleaved(confs, n, netns, ref)
 print(f"\nCNI latency over {n} ADD and {n} DEL calls per configuration, routed, interleaved, one lab host\n")
 print("| configuration       | ADD p50 ms | ADD p99 ms | DEL p50 ms | DEL p99 ms |")
 print("|---------------------|------------|------------|------------|------------|")
