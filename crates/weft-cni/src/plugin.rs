@@ -254,11 +254,16 @@ fn identity_marker(conf: &NetConf, container_id: &str, ifname: &str) -> std::pat
         .join(format!("{container_id}-{ifname}"))
 }
 
-/// Records the container's identity through the agent, if the runtime gave one.
+/// Records the container's identity through the agent, if the runtime gave one and the
+/// node's agent serves its socket (a node without it enforces no policy; an agent that
+/// serves it but does not answer fails the ADD: try again later).
 fn identify(env: &Env, conf: &NetConf, ip: std::net::Ipv4Addr, host_veth: &str) -> CniResult<()> {
     let Some(id) = conf.identity(&env.args, &env.container_id)? else {
         return Ok(());
     };
+    if !conf.agent_socket.exists() {
+        return Ok(());
+    }
     let req = AgentRequest::Identify {
         ip,
         namespace: id.namespace.clone(),

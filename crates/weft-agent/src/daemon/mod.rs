@@ -78,7 +78,17 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
             })?,
         )
     };
-    let (mut agent, revision) = Agent::start(opts, dp, metrics).await?;
+    let socket = opts.api_socket.clone();
+    let (mut agent, revision) = match Agent::start(opts, dp, metrics).await {
+        Ok(started) => started,
+        Err(e) => {
+            // An agent that never started serves nothing: no socket is left behind.
+            if listener.is_some() {
+                let _ = std::fs::remove_file(&socket);
+            }
+            return Err(e);
+        }
+    };
     if let Some(listener) = listener {
         let node = agent.view.attrs.public_ip;
         let (feed, blocks) = crate::blocks_api::BlockService::new(
