@@ -166,7 +166,13 @@ impl BlockService {
         let stale: Vec<(Ipv4Addr, String)> = cache
             .used_on(self.node)
             .into_iter()
-            .filter(|(_, h)| h.starts_with(prefix) && !keep.contains(h))
+            .filter(|(_, h)| {
+                // A kept handle ending in '/' keeps every interface of its container.
+                h.starts_with(prefix)
+                    && !keep
+                        .iter()
+                        .any(|k| k == h || (k.ends_with('/') && h.starts_with(k.as_str())))
+            })
             .collect();
         let mut freed = Vec::new();
         for (ip, handle) in stale {
@@ -205,4 +211,53 @@ fn check_handle(handle: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weft_alloc::blocks::Pool;
+    use weft_store::embedded::EmbeddedStore;
+
+    #[tokio::test]
+    async fn collect_keeps_what_the_runtime_lists_and_frees_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(EmbeddedStore::open(dir.path().join("s.db")).unwrap());
+        let registry = Registry::new(store, "/t");
+        registry
+            .create_pool(&Pool {
+                name: "p".into(),
+                cidr: "10.248.0.0/24".parse().unwrap(),
+                block_size: 26,
+                nat_outgoing: false,
+                disabled: false,
+            })
+            .await
+            .unwrap();
+        let node: Ipv4Addr = "192.0.2.1".parse().unwrap();
+        let model = IpamModel::Blocks {
+            strict_affinity: false,
+        };
+        let (_feed, svc) = BlockService::new(registry, node, model);
+        let mut ips = Vec::new();
+        for h in [
+            "net/a/eth0",
+            "net/b/eth0",
+            "net/b/eth1",
+            "net/gone/eth0",
+            "other/x/eth0",
+        ] {
+            ips.push(svc.allocate(h, None).await.unwrap());
+        }
+        // Asked again, the same address.
+        assert_eq!(svc.allocate("net/a/eth0", None).await.unwrap(), ips[0]);
+        let keep = vec!["net/a/eth0".to_owned(), "net/b/".to_owned()];
+        let freed = svc.collect("net/", &keep).await.unwrap();
+        assert_eq!(freed, [ips[3]], "only the gone container of this network");
+        assert!(
+            svc.collect("", &keep).await.is_err(),
+            "a prefix is required"
+        );
+        assert!(svc.allocate("bad\nhandle", None).await.is_err());
+    }
 }

@@ -209,7 +209,8 @@ pub enum AgentRequest {
         ip: Ipv4Addr,
     },
     /// Block IPAM (CNI GC): give back every address used on this node whose handle
-    /// starts with `prefix` and is not in `keep`; answered with `Freed`.
+    /// starts with `prefix` and is not in `keep` (a kept handle ending in `/` keeps
+    /// every handle it begins); answered with `Freed`.
     Collect {
         #[serde(rename = "Prefix")]
         prefix: String,

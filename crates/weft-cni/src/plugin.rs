@@ -544,6 +544,7 @@ fn gc(conf: &NetConf) -> CniResult<()> {
             .as_deref()
             .unwrap_or_default()
             .iter()
+            // No interface named: every interface of that container stays.
             .map(|a| block_handle(conf, &a.container_id, &a.ifname))
             .collect();
         let req = AgentRequest::Collect {
