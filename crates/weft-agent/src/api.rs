@@ -29,9 +29,9 @@ const ENFORCE_WAIT: std::time::Duration = std::time::Duration::from_secs(8);
 /// thousands of handles, fits).
 const MAX_LINE: u64 = 1 << 20;
 
-/// Binds the socket `path` (replacing a stale socket file). The agent binds before it
-/// writes the subnet file, so a CNI plugin that finds the file finds the socket too
-/// (its requests wait in the backlog until [`spawn`] serves them).
+/// Binds the socket `path` (replacing a stale socket file). The agent binds once it has
+/// started, just before it writes the subnet file, so a CNI plugin that finds the file
+/// finds the socket too (its requests wait in the backlog until [`spawn`] serves them).
 pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;

@@ -72,7 +72,9 @@ pub struct AgentOptions {
     #[arg(long, default_value = "/run/weft/bgp-status.json")]
     pub bgp_status_file: PathBuf,
     /// The local socket the CNI plugin asks for addresses outside this node's subnet
-    /// (routed mode, bgp backend); an empty path turns it off.
+    /// (routed mode, bgp backend), for every address with block IPAM, and through
+    /// which it records containers' identities for network policy; an empty path
+    /// turns it off.
     #[arg(long, default_value = "/run/weft/weftd.sock")]
     pub api_socket: PathBuf,
     /// Serve the Docker network and IPAM driver `weft` (a libnetwork remote plugin) and

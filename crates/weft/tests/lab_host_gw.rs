@@ -289,6 +289,10 @@ fn scenario(tag: &str, store: &str) {
             "--subnet-file=/run/weft-lab/{}/lonely.env",
             lab.name
         ))
+        .arg(format!(
+            "--api-socket=/run/weft-lab/{}/lonely.sock",
+            lab.name
+        ))
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

@@ -68,28 +68,8 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
     let dp: Arc<dyn Dataplane> = Arc::new(Linux::connect()?);
     // Subscribe before reading anything, so no change between the read and the watch is lost.
     let kernel_events = dp.watch()?;
-    let listener = if opts.api_socket.as_os_str().is_empty() {
-        None
-    } else {
-        Some(
-            crate::api::bind(&opts.api_socket).map_err(|source| AgentError::ApiSocket {
-                path: opts.api_socket.clone(),
-                source,
-            })?,
-        )
-    };
-    let socket = opts.api_socket.clone();
-    let (mut agent, revision) = match Agent::start(opts, dp, metrics).await {
-        Ok(started) => started,
-        Err(e) => {
-            // An agent that never started serves nothing: no socket is left behind.
-            if listener.is_some() {
-                let _ = std::fs::remove_file(&socket);
-            }
-            return Err(e);
-        }
-    };
-    if let Some(listener) = listener {
+    let (mut agent, revision) = Agent::start(opts, dp, metrics).await?;
+    if let Some(listener) = agent.api_listener.take() {
         let node = agent.view.attrs.public_ip;
         let (feed, blocks) = crate::blocks_api::BlockService::new(
             agent.registry.clone(),
@@ -227,6 +207,9 @@ pub(crate) struct Agent {
     metrics: Arc<Metrics>,
     /// What the socket's block IPAM is told of store changes (when it serves).
     block_feed: Option<crate::blocks_api::BlockFeed>,
+    /// The agent socket, bound by `start` just before the subnet file is written (so a
+    /// CNI plugin that finds the file finds the socket), served by `run`.
+    api_listener: Option<tokio::net::UnixListener>,
 }
 
 impl Agent {

@@ -124,8 +124,20 @@ impl Agent {
             metrics,
             opts,
             block_feed: None,
+            api_listener: None,
         };
-        agent.write_host_files()?;
+        if !agent.opts.api_socket.as_os_str().is_empty() {
+            let path = agent.opts.api_socket.clone();
+            let bound =
+                crate::api::bind(&path).map_err(|source| AgentError::ApiSocket { path, source })?;
+            agent.api_listener = Some(bound);
+        }
+        if let Err(e) = agent.write_host_files() {
+            if agent.api_listener.take().is_some() {
+                let _ = std::fs::remove_file(&agent.opts.api_socket);
+            }
+            return Err(e);
+        }
         agent.load_addresses().await;
         agent.load_named_now().await;
         agent.start_bgp().await?;
