@@ -14,7 +14,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tracing::{info, warn};
-use weft_alloc::address::{AddressClaim, AgentReply, AgentRequest};
+use weft_alloc::address::{AddressClaim, AgentError, AgentReply, AgentRequest, ClaimError};
 use weft_alloc::policies::Identity;
 use weft_alloc::Registry;
 
@@ -101,11 +101,15 @@ async fn answer(
         .read_line(&mut line)
         .await?;
     let reply = match serde_json::from_str::<AgentRequest>(&line) {
-        Err(e) => Err(format!("unreadable request ({e}): {:?}", line.trim_end())),
+        Err(e) => Err(AgentError::refused(format!(
+            "unreadable request ({e}): {:?}",
+            line.trim_end()
+        ))),
         Ok(req) => handle(req, registry, node, blocks, enforced).await,
     };
-    let reply = reply.unwrap_or_else(|error| AgentReply {
-        error: Some(error),
+    let reply = reply.unwrap_or_else(|e| AgentReply {
+        error: Some(e.message),
+        try_again: e.try_again,
         ..Default::default()
     });
     let mut out = serde_json::to_vec(&reply).expect("reply serializes");
@@ -119,7 +123,7 @@ async fn handle(
     node: Ipv4Addr,
     blocks: &BlockService,
     mut enforced: PolicyEnforced,
-) -> Result<AgentReply, String> {
+) -> Result<AgentReply, AgentError> {
     match req {
         AgentRequest::Allocate { handle, ip } => {
             blocks.allocate(&handle, ip).await.map(|ip| AgentReply {
@@ -141,10 +145,10 @@ async fn handle(
             let mut problems = weft_policy::selector::label_problems(&labels);
             weft_policy::parse::check_object_name("namespace", &namespace, &mut problems);
             if !problems.is_empty() {
-                return Err(format!(
+                return Err(AgentError::refused(format!(
                     "cannot record {namespace}/{name}: {}",
                     problems.join("; ")
-                ));
+                )));
             }
             let id = Identity {
                 name: format!("{namespace}/{name}"),
@@ -153,19 +157,18 @@ async fn handle(
                 node,
                 interface,
             };
-            let written = registry
-                .put_identity(ip, &id)
-                .await
-                .map_err(|e| format!("cannot record {} ({ip}): {e}", id.name))?;
+            let written = registry.put_identity(ip, &id).await.map_err(|e| {
+                AgentError::transient(format!("cannot record {} ({ip}): {e}", id.name))
+            })?;
             // Policy before the first packet: answer once the rules for it are loaded.
             let wait = enforced.wait_for(|r| *r >= written);
             match tokio::time::timeout(ENFORCE_WAIT, wait).await {
                 Ok(Ok(_)) => {}
                 _ => {
-                    return Err(format!(
+                    return Err(AgentError::transient(format!(
                         "the network policy for {} ({ip}) was not in place within {ENFORCE_WAIT:?}",
                         id.name
-                    ))
+                    )))
                 }
             }
             info!(%ip, endpoint = %id.name, "endpoint identity recorded and its policy in place");
@@ -173,12 +176,9 @@ async fn handle(
         }
         AgentRequest::Forget { ip } => {
             // Only this node's: an address reused elsewhere keeps its new identity.
-            let st = registry.policy_state().await.map_err(|e| e.to_string())?;
-            if st.endpoints.get(&ip).is_some_and(|i| i.node == node) {
-                registry
-                    .delete_identity(ip)
-                    .await
-                    .map_err(|e| e.to_string())?;
+            let id = registry.identity(ip).await.map_err(store_down)?;
+            if id.is_some_and(|i| i.node == node) {
+                registry.delete_identity(ip).await.map_err(store_down)?;
                 info!(%ip, "endpoint identity forgotten");
             }
             Ok(AgentReply::default())
@@ -193,12 +193,18 @@ async fn handle(
                 })
         }
         AgentRequest::Claim { ip, container_id } => {
-            let cfg = registry.config().await.map_err(|e| e.to_string())?;
+            let cfg = registry
+                .config()
+                .await
+                .map_err(|e| AgentError::transient(e.to_string()))?;
             let claim = AddressClaim { node, container_id };
             registry
                 .claim_address(&cfg, ip, &claim)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| match e {
+                    ClaimError::Store(s) => store_down(s),
+                    other => AgentError::refused(other.to_string()),
+                })?;
             info!(%ip, container = %claim.container_id, "holding an address outside the subnet");
             Ok(AgentReply::default())
         }
@@ -206,13 +212,18 @@ async fn handle(
             let freed = registry
                 .release_address(ip, &container_id)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(store_down)?;
             if freed {
                 info!(%ip, container = %container_id, "released an address outside the subnet");
             }
             Ok(AgentReply::default())
         }
     }
+}
+
+/// A store that did not answer: nothing was done, and asking again later may succeed.
+fn store_down(e: weft_store::StoreError) -> AgentError {
+    AgentError::transient(e.to_string())
 }
 
 #[cfg(test)]
@@ -253,7 +264,8 @@ mod tests {
             };
             ask_agent(&s, &claim("10.244.0.7")).unwrap();
             let err = ask_agent(&s, &claim("10.244.9.7")).unwrap_err();
-            assert!(err.contains("range leases are drawn from"), "{err}");
+            assert!(err.message.contains("range leases are drawn from"), "{err}");
+            assert!(!err.try_again, "a refusal, not a try-again");
             let mut conn = std::os::unix::net::UnixStream::connect(&s).unwrap();
             conn.write_all(b"{\"Claim\": 7}\n").unwrap();
             let mut answer = String::new();

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch, Mutex};
 use tracing::{info, warn};
+use weft_alloc::address::AgentError;
 use weft_alloc::block_cache::BlockCache;
 use weft_alloc::blocks::BlockError;
 use weft_alloc::{IpamModel, Registry};
@@ -67,7 +68,7 @@ impl BlockService {
         let (model_tx, model_rx) = watch::channel(model);
         let stale = Arc::new(AtomicBool::new(false));
         let feed = BlockFeed {
-            prefix: format!("{}/weft/ipam/", registry.prefix()),
+            prefix: registry.ipam_prefix(),
             events: tx,
             stale: stale.clone(),
             model: model_tx,
@@ -82,14 +83,13 @@ impl BlockService {
         (feed, service)
     }
 
-    fn strict(&self) -> Result<bool, String> {
+    fn strict(&self) -> Result<bool, AgentError> {
         match *self.model.borrow() {
             IpamModel::Blocks { strict_affinity } => Ok(strict_affinity),
-            IpamModel::Subnets => Err(
+            IpamModel::Subnets => Err(AgentError::refused(
                 "this cluster's IPAM is per-node subnets (the network config has no \"IPAM\": \"blocks\"); \
-                 addresses come from the node's subnet"
-                    .into(),
-            ),
+                 addresses come from the node's subnet",
+            )),
         }
     }
 
@@ -113,7 +113,7 @@ impl BlockService {
         &self,
         handle: &str,
         wanted: Option<Ipv4Addr>,
-    ) -> Result<Ipv4Addr, String> {
+    ) -> Result<Ipv4Addr, AgentError> {
         check_handle(handle)?;
         let strict = self.strict()?;
         let mut state = self.picture().await;
@@ -136,7 +136,7 @@ impl BlockService {
     }
 
     /// Gives `ip` back if `handle` holds it.
-    pub async fn free(&self, handle: &str, ip: Ipv4Addr) -> Result<bool, String> {
+    pub async fn free(&self, handle: &str, ip: Ipv4Addr) -> Result<bool, AgentError> {
         check_handle(handle)?;
         let mut state = self.picture().await;
         let freed = self
@@ -152,9 +152,15 @@ impl BlockService {
 
     /// Gives back every address used on this node whose handle starts with `prefix`
     /// and is not in `keep` (CNI GC), read fresh from the store.
-    pub async fn collect(&self, prefix: &str, keep: &[String]) -> Result<Vec<Ipv4Addr>, String> {
+    pub async fn collect(
+        &self,
+        prefix: &str,
+        keep: &[String],
+    ) -> Result<Vec<Ipv4Addr>, AgentError> {
         if prefix.is_empty() {
-            return Err("Collect needs a handle prefix (the CNI network's name and '/')".into());
+            return Err(AgentError::refused(
+                "Collect needs a handle prefix (the CNI network's name and '/')",
+            ));
         }
         let mut state = self.picture().await;
         let cache = &mut state.0;
@@ -162,7 +168,7 @@ impl BlockService {
         self.registry
             .load_blocks_into(cache)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| said(e.into()))?;
         let stale: Vec<(Ipv4Addr, String)> = cache
             .used_on(self.node)
             .into_iter()
@@ -184,7 +190,7 @@ impl BlockService {
                 Ok(false) => {}
                 Err(e) => {
                     warn!(%ip, handle, error = %e, "cannot collect an address; the next GC retries");
-                    return Err(e.to_string());
+                    return Err(said(e));
                 }
             }
         }
@@ -192,23 +198,23 @@ impl BlockService {
     }
 }
 
-/// An allocator's error as the plugin reports it. A store that does not answer is said
-/// in words the plugin maps to "try again later" ([`STORE_DOWN`]): nothing was written.
-fn said(e: BlockError) -> String {
+/// An allocator's error as the plugin reports it: a store that does not answer (nothing
+/// was written) and a lost race are worth trying again; the rest is refused.
+fn said(e: BlockError) -> AgentError {
     match e {
-        BlockError::Store(s) => format!("{STORE_DOWN} ({s}); nothing was allocated or freed"),
-        other => other.to_string(),
+        BlockError::Store(s) => AgentError::transient(format!(
+            "the store did not answer ({s}); nothing was allocated or freed"
+        )),
+        e @ BlockError::Contended(_) => AgentError::transient(e.to_string()),
+        other => AgentError::refused(other.to_string()),
     }
 }
 
-/// How an answer about an unreachable store begins (`weft_cni` matches it).
-pub const STORE_DOWN: &str = "the store did not answer";
-
-fn check_handle(handle: &str) -> Result<(), String> {
+fn check_handle(handle: &str) -> Result<(), AgentError> {
     if handle.is_empty() || handle.len() > MAX_HANDLE || handle.chars().any(char::is_control) {
-        return Err(format!(
+        return Err(AgentError::refused(format!(
             "a handle must be 1 to {MAX_HANDLE} printable characters, not {handle:?}"
-        ));
+        )));
     }
     Ok(())
 }

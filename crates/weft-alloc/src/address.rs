@@ -219,11 +219,51 @@ pub enum AgentRequest {
     },
 }
 
+/// Why the agent did not do what it was asked: its words, and whether asking again
+/// later may succeed (the agent or its store did not answer, or a container's rules were
+/// not in place in time), which the CNI plugin reports as "try again later".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentError {
+    pub message: String,
+    pub try_again: bool,
+}
+
+impl AgentError {
+    /// Refused for good: asking again changes nothing.
+    pub fn refused(message: impl Into<String>) -> Self {
+        AgentError {
+            message: message.into(),
+            try_again: false,
+        }
+    }
+
+    /// Not done now; asking again later may succeed.
+    pub fn transient(message: impl Into<String>) -> Self {
+        AgentError {
+            message: message.into(),
+            try_again: true,
+        }
+    }
+}
+
+impl std::fmt::Display for AgentError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 /// The agent's answer: `{"Error": null}` when done.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentReply {
     #[serde(rename = "Error")]
     pub error: Option<String>,
+    /// With `Error`: asking again later may succeed.
+    #[serde(
+        rename = "TryAgain",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub try_again: bool,
     /// `Allocate`: the address.
     #[serde(rename = "IP", default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<Ipv4Addr>,
@@ -232,31 +272,39 @@ pub struct AgentReply {
     pub freed: Vec<Ipv4Addr>,
 }
 
-/// Sends one request to the agent at `socket` and waits (up to 10 s) for its answer.
-pub fn ask_agent(socket: &std::path::Path, req: &AgentRequest) -> Result<AgentReply, String> {
+/// Sends one request to the agent at `socket` and waits (up to 10 s) for its answer. An
+/// agent that cannot be reached or does not answer is worth asking again later.
+pub fn ask_agent(socket: &std::path::Path, req: &AgentRequest) -> Result<AgentReply, AgentError> {
     use std::io::{BufRead, BufReader, Write};
     let timeout = Some(std::time::Duration::from_secs(10));
     let mut conn = std::os::unix::net::UnixStream::connect(socket).map_err(|e| {
-        format!(
+        AgentError::transient(format!(
             "cannot reach weftd at {}: {e} (is the agent running with --api-socket there?)",
             socket.display()
-        )
+        ))
     })?;
     let _ = conn.set_read_timeout(timeout);
     let _ = conn.set_write_timeout(timeout);
     let mut line = serde_json::to_vec(req).expect("request serializes");
     line.push(b'\n');
-    conn.write_all(&line)
-        .map_err(|e| format!("cannot talk to weftd at {}: {e}", socket.display()))?;
+    conn.write_all(&line).map_err(|e| {
+        AgentError::transient(format!("cannot talk to weftd at {}: {e}", socket.display()))
+    })?;
     let mut answer = String::new();
-    BufReader::new(conn)
-        .read_line(&mut answer)
-        .map_err(|e| format!("no answer from weftd at {}: {e}", socket.display()))?;
-    let reply: AgentReply = serde_json::from_str(&answer)
-        .map_err(|e| format!("weftd answered something unreadable ({e}): {answer:?}"))?;
+    BufReader::new(conn).read_line(&mut answer).map_err(|e| {
+        AgentError::transient(format!("no answer from weftd at {}: {e}", socket.display()))
+    })?;
+    let reply: AgentReply = serde_json::from_str(&answer).map_err(|e| {
+        AgentError::refused(format!(
+            "weftd answered something unreadable ({e}): {answer:?}"
+        ))
+    })?;
     match reply.error {
         None => Ok(reply),
-        Some(e) => Err(e),
+        Some(message) => Err(AgentError {
+            message,
+            try_again: reply.try_again,
+        }),
     }
 }
 

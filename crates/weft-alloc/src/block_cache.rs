@@ -15,7 +15,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use weft_store::{Revision, StoreError, WatchEvent};
 
-use crate::blocks::{pick, Allocation, Block, BlockAt, BlockError, Choice, Pool, MAX_RACES};
+use crate::blocks::{pick, Block, BlockAt, BlockError, Choice, Pool, MAX_RACES};
 use crate::registry::Registry;
 
 /// Pools and blocks as last read or written, each block with its revision.
@@ -110,26 +110,19 @@ impl BlockCache {
     }
 }
 
-/// A block nobody can read: kept in the picture as taken and unusable, so it is never
-/// claimed (its key exists) nor allocated from.
+/// A block nobody can read: kept in the picture as taken and unusable (releasing, of no
+/// pool), so it is never claimed (its key exists) nor allocated from.
 fn unreadable(cidr: Ipv4Net, revision: Revision) -> BlockAt {
     BlockAt {
         block: Block {
-            cidr,
-            pool: String::new(),
-            node: Ipv4Addr::UNSPECIFIED,
-            allocations: BTreeMap::new(),
             releasing: true,
+            ..Block::claimed(cidr, String::new(), Ipv4Addr::UNSPECIFIED)
         },
         revision,
     }
 }
 
 impl Registry {
-    fn ipam_prefix(&self) -> String {
-        format!("{}/weft/ipam/", self.prefix())
-    }
-
     /// Reads every pool and block in one listing, unless the picture is current;
     /// whether it read.
     async fn load(&self, c: &mut BlockCache) -> Result<bool, StoreError> {
@@ -223,15 +216,10 @@ impl Registry {
                     (None, Block::claimed(block, pool, node), block.network())
                 }
             };
-            let mut next = next;
-            next.allocations.insert(
-                ip,
-                Allocation {
-                    handle: handle.to_owned(),
-                    node,
-                },
-            );
-            if self.write_block(c, prev, next).await? {
+            if self
+                .write_block(c, prev, next.taking(ip, handle, node))
+                .await?
+            {
                 return Ok(ip);
             }
         }
@@ -257,7 +245,7 @@ impl Registry {
                 continue;
             };
             let cidr = pool.block_of(ip).expect("ip is in the pool");
-            let (prev, mut next) = match c.blocks.get(&cidr) {
+            let (prev, next) = match c.blocks.get(&cidr) {
                 None => (None, Block::claimed(cidr, pool.name.clone(), node)),
                 Some(at) if at.block.pool.is_empty() => {
                     return Err(BlockError::Invalid(format!(
@@ -288,14 +276,10 @@ impl Registry {
                     (Some(at.revision), at.block.clone())
                 }
             };
-            next.allocations.insert(
-                ip,
-                Allocation {
-                    handle: handle.to_owned(),
-                    node,
-                },
-            );
-            if self.write_block(c, prev, next).await? {
+            if self
+                .write_block(c, prev, next.taking(ip, handle, node))
+                .await?
+            {
                 return Ok(());
             }
         }

@@ -134,6 +134,18 @@ pub struct Block {
 }
 
 impl Block {
+    /// The block with `ip` taken by `handle`, used on `node`.
+    pub fn taking(mut self, ip: Ipv4Addr, handle: &str, node: Ipv4Addr) -> Block {
+        self.allocations.insert(
+            ip,
+            Allocation {
+                handle: handle.to_owned(),
+                node,
+            },
+        );
+        self
+    }
+
     /// A block just claimed by `node`, with no address taken yet.
     pub fn claimed(cidr: Ipv4Net, pool: String, node: Ipv4Addr) -> Block {
         Block {
@@ -271,6 +283,11 @@ fn key_name(block: &Ipv4Net) -> String {
 impl Registry {
     pub fn pools_prefix(&self) -> String {
         format!("{}/weft/ipam/pools/", self.prefix())
+    }
+
+    /// Pools and blocks together, read in one listing by the agent's picture.
+    pub fn ipam_prefix(&self) -> String {
+        format!("{}/weft/ipam/", self.prefix())
     }
 
     pub fn blocks_prefix(&self) -> String {

@@ -181,22 +181,33 @@ impl Registry {
         self.store().delete(&key).await
     }
 
+    fn identity_key(&self, ip: Ipv4Addr) -> String {
+        format!("{}endpoints/{ip}", self.policy_prefix())
+    }
+
+    /// The identity recorded for `ip`, if a readable one is.
+    pub async fn identity(&self, ip: Ipv4Addr) -> Result<Option<Identity>, StoreError> {
+        Ok(self
+            .store()
+            .get(&self.identity_key(ip))
+            .await?
+            .and_then(|kv| serde_json::from_slice(&kv.value).ok()))
+    }
+
     /// Records (or replaces) the identity of the endpoint at `ip`; the revision written.
     pub async fn put_identity(
         &self,
         ip: Ipv4Addr,
         id: &Identity,
     ) -> Result<weft_store::Revision, StoreError> {
-        let key = format!("{}endpoints/{ip}", self.policy_prefix());
+        let key = self.identity_key(ip);
         let value = serde_json::to_vec(id).expect("identity serializes");
         self.store().put(&key, &value, None).await
     }
 
     /// Forgets the identity of the endpoint at `ip`.
     pub async fn delete_identity(&self, ip: Ipv4Addr) -> Result<bool, StoreError> {
-        self.store()
-            .delete(&format!("{}endpoints/{ip}", self.policy_prefix()))
-            .await
+        self.store().delete(&self.identity_key(ip)).await
     }
 
     /// Sets a namespace's labels (replacing them).

@@ -5,13 +5,15 @@ use std::path::Path;
 
 use ipnet::Ipv4Net;
 use serde_json::json;
-use weft_alloc::address::{ask_agent, AgentRequest};
+use weft_alloc::address::{ask_agent, AgentError, AgentRequest};
 use weft_alloc::hostfiles::{self, NodeNetwork};
 use weft_kernel::Linux;
 
 use crate::attach::{self, Request};
 use crate::ipam::{Claimant, Ipam};
-use crate::spec::{AddResult, CniError, CniResult, Code, Mode, NetConf, LATEST, SUPPORTED};
+use crate::spec::{
+    AddResult, CniError, CniResult, Code, Mode, NetConf, PodIdentity, LATEST, SUPPORTED,
+};
 use crate::validate;
 
 /// The environment a runtime sets (CNI_*), read once.
@@ -165,10 +167,10 @@ fn add(env: &Env, conf: &NetConf) -> CniResult<String> {
         network: &conf.name,
     };
     let wanted = wanted.first().copied();
-    // Refused before anything is allocated.
-    conf.identity(&env.args, &env.container_id)?;
+    // Read (and refused if bad) before anything is allocated.
+    let identity = conf.identity(&env.args, &env.container_id)?;
     if node.ipam_blocks {
-        return add_from_blocks(env, conf, &node, &who, wanted);
+        return add_from_blocks(env, conf, &node, &who, wanted, identity.as_ref());
     }
     let outside = wanted.filter(|ip| !node.subnet.contains(ip));
     let (ipam, ip) = match outside {
@@ -185,7 +187,7 @@ fn add(env: &Env, conf: &NetConf) -> CniResult<String> {
             let _ = release_outside(conf, &env.container_id, ip);
         }
     };
-    attach_and_answer(env, conf, &node, ip, undo)
+    attach_and_answer(env, conf, &node, ip, identity.as_ref(), undo)
 }
 
 /// Attaches the container with `ip` and prints the result; on failure runs `undo`
@@ -195,6 +197,7 @@ fn attach_and_answer(
     conf: &NetConf,
     node: &NodeNetwork,
     ip: std::net::Ipv4Addr,
+    identity: Option<&PodIdentity>,
     undo: impl FnOnce(),
 ) -> CniResult<String> {
     let gateway = hostfiles::gateway(&node.subnet);
@@ -215,7 +218,7 @@ fn attach_and_answer(
     // Who it is, for network policy, before its interface exists: the agent answers
     // once the container's rules are loaded, so no packet ever reaches it unpoliced.
     let veth = attach::host_veth_name(&env.container_id, &env.ifname);
-    if let Err(e) = identify(env, conf, ip, &veth) {
+    if let Err(e) = identify(env, conf, identity, ip, &veth) {
         undo();
         return Err(e);
     }
@@ -257,8 +260,14 @@ fn identity_marker(conf: &NetConf, container_id: &str, ifname: &str) -> std::pat
 /// Records the container's identity through the agent, if the runtime gave one and the
 /// node's agent serves its socket (a node without it enforces no policy; an agent that
 /// serves it but does not answer fails the ADD: try again later).
-fn identify(env: &Env, conf: &NetConf, ip: std::net::Ipv4Addr, host_veth: &str) -> CniResult<()> {
-    let Some(id) = conf.identity(&env.args, &env.container_id)? else {
+fn identify(
+    env: &Env,
+    conf: &NetConf,
+    identity: Option<&PodIdentity>,
+    ip: std::net::Ipv4Addr,
+    host_veth: &str,
+) -> CniResult<()> {
+    let Some(id) = identity else {
         return Ok(());
     };
     if !conf.agent_socket.exists() {
@@ -268,7 +277,7 @@ fn identify(env: &Env, conf: &NetConf, ip: std::net::Ipv4Addr, host_veth: &str) 
         ip,
         namespace: id.namespace.clone(),
         name: id.name.clone(),
-        labels: id.labels,
+        labels: id.labels.clone(),
         interface: host_veth.to_owned(),
     };
     ask_agent(&conf.agent_socket, &req).map_err(|why| {
@@ -311,19 +320,15 @@ fn block_handle(conf: &NetConf, container_id: &str, ifname: &str) -> String {
     format!("{}/{container_id}/{ifname}", conf.name)
 }
 
-/// An agent's refusal as a CNI error: unreachable means try again later.
-fn agent_error(what: String, why: String) -> CniError {
-    // The agent unreachable, or its store (the agent's words: weft_agent's STORE_DOWN).
-    let code = if why.starts_with("cannot reach weftd")
-        || why.starts_with("no answer from weftd")
-        || why.starts_with("cannot talk to weftd")
-        || why.starts_with("the store did not answer")
-    {
+/// An agent's refusal as a CNI error: what the agent says may succeed later (it, or its
+/// store, did not answer) is "try again later".
+fn agent_error(what: String, why: AgentError) -> CniError {
+    let code = if why.try_again {
         Code::TryAgainLater
     } else {
         Code::AddressUnavailable
     };
-    CniError::new(code, what).with_details(why)
+    CniError::new(code, what).with_details(why.message)
 }
 
 /// Block IPAM (`WEFT_IPAM=blocks` in the subnet file): the node's agent takes the
@@ -337,6 +342,7 @@ fn add_from_blocks(
     node: &NodeNetwork,
     who: &Claimant,
     wanted: Option<std::net::Ipv4Addr>,
+    identity: Option<&PodIdentity>,
 ) -> CniResult<String> {
     if conf.mode != Mode::Routed {
         return Err(CniError::new(
@@ -375,7 +381,7 @@ fn add_from_blocks(
         free();
         return Err(e);
     }
-    attach_and_answer(env, conf, node, ip, || {
+    attach_and_answer(env, conf, node, ip, identity, || {
         let _ = records.release(who.container_id, who.ifname);
         free();
     })
@@ -419,7 +425,7 @@ fn claim_outside(
         ip,
         container_id: who.container_id.to_owned(),
     };
-    ask_agent(&conf.agent_socket, &req).map_err(refuse)?;
+    ask_agent(&conf.agent_socket, &req).map_err(|e| refuse(e.message))?;
     let pool = Ipam::outside(&conf.data_dir)?;
     match pool.allocate(who, Some(ip)) {
         Ok(_) => Ok(pool),
@@ -443,7 +449,7 @@ fn release_outside(conf: &NetConf, container_id: &str, ip: std::net::Ipv4Addr) -
                 Code::TryAgainLater,
                 format!("cannot release {ip} held outside the node's subnet"),
             )
-            .with_details(why)
+            .with_details(why.message)
         })
 }
 
@@ -537,8 +543,11 @@ fn gc(conf: &NetConf) -> CniResult<()> {
         outside.release(&a.container_id, &a.ifname)?;
     }
     // Block IPAM: the agent collects by handle first (it also finds an address whose
-    // ADD was killed before the record was written), then the records go.
-    if node(conf).is_ok_and(|n| n.ipam_blocks) {
+    // ADD was killed before the record was written), then the records go. Stale records
+    // are never dropped without the agent (the subnet file may be gone meanwhile).
+    let records = Ipam::blocks(&conf.data_dir)?;
+    let stale_records = !records.stale(&conf.name, &valid)?.is_empty();
+    if stale_records || node(conf).is_ok_and(|n| n.ipam_blocks) {
         let keep: Vec<String> = conf
             .valid_attachments
             .as_deref()
@@ -558,7 +567,6 @@ fn gc(conf: &NetConf) -> CniResult<()> {
             )
         })?;
     }
-    let records = Ipam::blocks(&conf.data_dir)?;
     records.gc(&conf.name, &valid)?;
     Ok(())
 }

@@ -394,6 +394,23 @@ mod tests {
     }
 
     #[test]
+    fn cluster_actions_become_verdicts_in_order() {
+        let (w, locals) = world();
+        let ps = parse_documents(
+            "apiVersion: weft.dev/v1\nkind: ClusterPolicy\nmetadata: {name: c}\nspec:\n  ingress:\n  - action: Log\n  - action: Pass\n    source: {nets: [10.9.0.0/16]}\n  - action: Deny\n    protocol: ICMP\n    icmpType: 8\n",
+        )
+        .unwrap();
+        let s = render(&w, &ps, &locals);
+        let log = s.find("counter log prefix \"weft c: \" comment \"ClusterPolicy c ingress[0]\"");
+        let pass = s.find("ip saddr { 10.9.0.0/16 } counter goto ep0_in_k8s comment \"ClusterPolicy c ingress[1]\"");
+        let deny = s.find(
+            "meta l4proto icmp icmp type 8 counter drop comment \"ClusterPolicy c ingress[2]\"",
+        );
+        assert!(log.is_some() && pass.is_some() && deny.is_some(), "{s}");
+        assert!(log < pass && pass < deny, "in the policy's order:\n{s}");
+    }
+
+    #[test]
     fn a_selector_matching_nobody_allows_nobody() {
         let (w, locals) = world();
         let ps = parse_documents(

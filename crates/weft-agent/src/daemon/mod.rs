@@ -193,6 +193,8 @@ struct Last {
     policy_stale: bool,
     /// The fingerprint of the policy table last loaded (or found loaded).
     policy_fingerprint: Option<String>,
+    /// That table reflects the policy state as last read (nothing to render).
+    policy_loaded: bool,
     /// Bridged endpoints already warned about (their policy is not enforced).
     policy_bridged: BTreeSet<String>,
 }

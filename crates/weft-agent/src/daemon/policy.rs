@@ -52,8 +52,16 @@ impl Agent {
 
     /// Reads the policy state if it changed, renders this node's table and loads it if
     /// it differs from what was loaded last (at start and resync: from what the kernel
-    /// has, which costs an `nft list`).
+    /// has, which costs an `nft list`). A reconcile for anything else, with the state
+    /// unchanged since the last load, renders nothing.
     pub(super) async fn reconcile_policy(&mut self, why: Why) {
+        let check_kernel = matches!(why, Why::Start | Why::Resync);
+        if !self.last.policy_stale && self.last.policy_loaded && !check_kernel {
+            if let Some(st) = &self.view.policy {
+                self.plane.policy_enforced.send_replace(st.revision);
+            }
+            return;
+        }
         if self.last.policy_stale || self.view.policy.is_none() {
             match self.registry.policy_state().await {
                 Ok(st) => {
@@ -62,6 +70,7 @@ impl Agent {
                     }
                     self.view.policy = Some(st);
                     self.last.policy_stale = false;
+                    self.last.policy_loaded = false;
                 }
                 Err(e) => {
                     warn!(error = %e, "cannot read network policies; enforcement stays as it is");
@@ -85,9 +94,9 @@ impl Agent {
             .collect();
         let rendered = render_table(&world, &st.policies, &locals);
         let revision = st.revision;
-        let check_kernel = matches!(why, Why::Start | Why::Resync);
         if !check_kernel && self.last.policy_fingerprint.as_ref() == Some(&rendered.fingerprint) {
             self.plane.policy_enforced.send_replace(revision);
+            self.last.policy_loaded = true;
             return;
         }
         match self
@@ -104,6 +113,7 @@ impl Agent {
                 }
                 self.plane.policy_enforced.send_replace(revision);
                 self.last.policy_fingerprint = Some(rendered.fingerprint);
+                self.last.policy_loaded = true;
                 if loaded && !locals.is_empty() {
                     self.warn_bridged(&locals).await;
                 }

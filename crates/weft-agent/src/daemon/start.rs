@@ -165,7 +165,7 @@ impl Agent {
         for prefix in [
             self.registry.networks_prefix(),
             self.registry.endpoints_prefix(),
-            format!("{}/weft/ipam/", self.registry.prefix()),
+            self.registry.ipam_prefix(),
         ] {
             match self.registry.store().list(&prefix).await {
                 Ok(listing) => kvs.extend(listing.kvs),
