@@ -141,6 +141,7 @@ async fn handle(
             name,
             labels,
             interface,
+            attachment,
         } => {
             let mut problems = weft_policy::selector::label_problems(&labels);
             weft_policy::parse::check_object_name("namespace", &namespace, &mut problems);
@@ -156,6 +157,7 @@ async fn handle(
                 labels,
                 node,
                 interface,
+                attachment,
             };
             let written = registry.put_identity(ip, &id).await.map_err(|e| {
                 AgentError::transient(format!("cannot record {} ({ip}): {e}", id.name))

@@ -202,6 +202,9 @@ pub enum AgentRequest {
         labels: std::collections::BTreeMap<String, String>,
         #[serde(rename = "Interface", default)]
         interface: String,
+        /// Routed (its own interface) or bridged (a bridge port).
+        #[serde(rename = "Attachment", default)]
+        attachment: weft_policy::render::Attachment,
     },
     /// Network policy: the container at `ip` on this node is gone.
     Forget {

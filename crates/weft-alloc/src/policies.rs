@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
+pub use weft_policy::render::Attachment;
 use weft_policy::{Endpoint, Labels, Policy, World};
 use weft_store::StoreError;
 
@@ -41,6 +42,13 @@ pub struct Identity {
         skip_serializing_if = "String::is_empty"
     )]
     pub interface: String,
+    /// How it is attached there (which decides how its traffic is matched).
+    #[serde(
+        rename = "Attachment",
+        default,
+        skip_serializing_if = "Attachment::is_routed"
+    )]
+    pub attachment: Attachment,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,7 +69,73 @@ pub struct PolicyState {
     pub revision: weft_store::Revision,
 }
 
+/// What one store change under the policy prefix changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Changed {
+    /// A policy: the rules change.
+    Policies,
+    /// An identity or a namespace's labels: only which addresses the sets hold.
+    Members,
+    /// Nothing Weft reads.
+    Nothing,
+}
+
 impl PolicyState {
+    /// Takes in one key (`rest`: the key after the policy prefix) with its new value,
+    /// or `None` if deleted. A value that cannot be read changes nothing (the
+    /// previous one stays) and says why.
+    pub fn read_entry(&mut self, rest: &str, value: Option<&[u8]>) -> Result<Changed, String> {
+        let policy_id = rest
+            .strip_prefix("networkpolicies/")
+            .map(|id| ("NetworkPolicy", id))
+            .or_else(|| {
+                rest.strip_prefix("clusterpolicies/")
+                    .map(|id| ("ClusterPolicy", id))
+            });
+        if let Some((kind, id)) = policy_id {
+            let parsed = match value {
+                None => None,
+                Some(v) => {
+                    let text = std::str::from_utf8(v).map_err(|e| e.to_string())?;
+                    let mut ps = weft_policy::parse_documents(text).map_err(|e| e.to_string())?;
+                    if ps.len() != 1 {
+                        return Err("not one policy".into());
+                    }
+                    Some(ps.remove(0))
+                }
+            };
+            self.policies
+                .retain(|p| !(p.kind() == kind && p.id() == id));
+            self.policies.extend(parsed);
+            return Ok(Changed::Policies);
+        }
+        if let Some(ip) = rest.strip_prefix("endpoints/") {
+            let ip: Ipv4Addr = ip
+                .parse()
+                .map_err(|e: std::net::AddrParseError| e.to_string())?;
+            match value {
+                None => self.endpoints.remove(&ip),
+                Some(v) => {
+                    let i: Identity = serde_json::from_slice(v).map_err(|e| e.to_string())?;
+                    self.endpoints.insert(ip, i)
+                }
+            };
+            return Ok(Changed::Members);
+        }
+        if let Some(ns) = rest.strip_prefix("namespaces/") {
+            match value {
+                None => self.namespaces.remove(ns),
+                Some(v) => {
+                    let n: NamespaceLabels =
+                        serde_json::from_slice(v).map_err(|e| e.to_string())?;
+                    self.namespaces.insert(ns.to_owned(), n.labels)
+                }
+            };
+            return Ok(Changed::Members);
+        }
+        Ok(Changed::Nothing)
+    }
+
     /// The world the verdict engine looks at.
     pub fn world(&self) -> World {
         World {
@@ -124,34 +198,8 @@ impl Registry {
         };
         for kv in &listing.kvs {
             let rest = &kv.key[prefix.len()..];
-            let bad = |e: String| (kv.key.clone(), e);
-            if rest.starts_with("networkpolicies/") || rest.starts_with("clusterpolicies/") {
-                match std::str::from_utf8(&kv.value)
-                    .map_err(|e| e.to_string())
-                    .and_then(|t| weft_policy::parse_documents(t).map_err(|e| e.to_string()))
-                {
-                    Ok(mut ps) if ps.len() == 1 => st.policies.push(ps.remove(0)),
-                    Ok(_) => st.unreadable.push(bad("not one policy".into())),
-                    Err(e) => st.unreadable.push(bad(e)),
-                }
-            } else if let Some(ip) = rest.strip_prefix("endpoints/") {
-                match (
-                    ip.parse::<Ipv4Addr>(),
-                    serde_json::from_slice::<Identity>(&kv.value),
-                ) {
-                    (Ok(ip), Ok(i)) => {
-                        st.endpoints.insert(ip, i);
-                    }
-                    (_, Err(e)) => st.unreadable.push(bad(e.to_string())),
-                    (Err(e), _) => st.unreadable.push(bad(e.to_string())),
-                }
-            } else if let Some(ns) = rest.strip_prefix("namespaces/") {
-                match serde_json::from_slice::<NamespaceLabels>(&kv.value) {
-                    Ok(n) => {
-                        st.namespaces.insert(ns.to_owned(), n.labels);
-                    }
-                    Err(e) => st.unreadable.push(bad(e.to_string())),
-                }
+            if let Err(e) = st.read_entry(rest, Some(&kv.value)) {
+                st.unreadable.push((kv.key.clone(), e));
             }
         }
         Ok(st)

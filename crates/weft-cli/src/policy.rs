@@ -336,6 +336,7 @@ pub async fn run_endpoint(registry: &Registry, cmd: EndpointCmd) -> Result<i32, 
                             labels: Labels::new(),
                             node,
                             interface: String::new(),
+                            attachment: Default::default(),
                         },
                     )
                 }

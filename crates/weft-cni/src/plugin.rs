@@ -7,6 +7,7 @@ use ipnet::Ipv4Net;
 use serde_json::json;
 use weft_alloc::address::{ask_agent, AgentError, AgentRequest};
 use weft_alloc::hostfiles::{self, NodeNetwork};
+use weft_alloc::policies::Attachment;
 use weft_kernel::Linux;
 
 use crate::attach::{self, Request};
@@ -279,6 +280,10 @@ fn identify(
         name: id.name.clone(),
         labels: id.labels.clone(),
         interface: host_veth.to_owned(),
+        attachment: match conf.mode {
+            Mode::Bridge => Attachment::Bridged,
+            Mode::Routed => Attachment::Routed,
+        },
     };
     ask_agent(&conf.agent_socket, &req).map_err(|why| {
         agent_error(

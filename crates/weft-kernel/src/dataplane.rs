@@ -27,6 +27,7 @@ use weft_plan::{
 
 use crate::error::KernelError;
 use crate::monitor::KernelEvent;
+use crate::nft_sets::{Elements, LoadedSets, SetTable};
 
 /// What one route reconciliation did, and how long it took.
 #[derive(Debug, Default, Clone)]
@@ -75,6 +76,9 @@ pub enum LinkSetting {
     ProxyDelayZero(String),
     /// The bridge port reflects frames back to where they came from (hairpin mode).
     Hairpin(String),
+    /// `net.bridge.bridge-nf-call-iptables = 1` (br_netfilter): IPv4 crossing a bridge
+    /// passes the IP hooks too, where network policy sees it (as kube-proxy requires).
+    BridgeCallsIptables,
 }
 
 /// Everything Weft does to a host's network stack. See the module's documentation.
@@ -170,15 +174,21 @@ pub trait Dataplane: Send + Sync {
     /// Whether Weft's firewall table is loaded.
     fn firewall_loaded(&self) -> Result<bool, KernelError>;
 
-    /// Loads the nftables table `table` (family ip) from `script`, which deletes and
-    /// recreates it in one transaction, unless the loaded table's comment already
-    /// carries `fingerprint`; whether it loaded.
-    fn load_nft_table(
+    /// Loads a table with named sets whole (structure, then elements) in one
+    /// transaction ([`crate::nft_sets`]).
+    fn load_set_table(&self, table: &SetTable) -> Result<(), KernelError>;
+
+    /// A loaded set table's fingerprint and elements (`None`: not loaded).
+    fn set_table(&self, table: &str) -> Result<Option<LoadedSets>, KernelError>;
+
+    /// Removes `remove` from and adds `add` to a loaded set table's sets and maps, in
+    /// one transaction; its rules stay as they are.
+    fn update_set_table(
         &self,
         table: &str,
-        script: &str,
-        fingerprint: &str,
-    ) -> Result<bool, KernelError>;
+        add: &Elements,
+        remove: &Elements,
+    ) -> Result<(), KernelError>;
 
     /// Where iptables' FORWARD policy is DROP (Docker sets it), accept rules for the
     /// cluster network; how many were inserted.

@@ -27,6 +27,7 @@ use weft_plan::{
 use crate::dataplane::{Dataplane, LinkSetting, LinkUpdate, VethPair};
 use crate::error::KernelError;
 use crate::monitor::KernelEvent;
+use crate::nft_sets::{Elements, LoadedSets, SetTable};
 use crate::sysctl::setting_file;
 
 /// An operation the fake can be told to refuse (see [`FakeNet::fail`]).
@@ -105,8 +106,8 @@ struct Namespace {
     settings: BTreeMap<String, String>,
     forwarding: bool,
     firewall: Option<FirewallPlan>,
-    /// Other nftables tables by name: their fingerprint and script.
-    tables: BTreeMap<String, (String, String)>,
+    /// Tables with named sets, by name, as loaded and updated since.
+    tables: BTreeMap<String, SetTable>,
 }
 
 #[derive(Debug, Default)]
@@ -322,13 +323,14 @@ impl FakeNet {
         self.world().ns(&None).firewall.clone()
     }
 
-    /// The script an nftables table was last loaded from.
+    /// A set table as it stands: its structure, then an `add element` line for each
+    /// set or map with elements.
     pub fn nft_table(&self, table: &str) -> Option<String> {
         self.world()
             .ns(&None)
             .tables
             .get(table)
-            .map(|(_, s)| s.clone())
+            .map(|t| t.structure.clone() + &crate::nft_sets::statements(table, "add", &t.elements))
     }
 
     /// Every change the code under test made, in order (`"add route 10.244.2.0/24 ..."`).
@@ -918,8 +920,15 @@ impl Dataplane for FakeDataplane {
         let mut w = self.world();
         w.check(FakeOp::Sysctl, "write setting")?;
         let (file, value) = setting_file(setting);
-        w.ns(&self.ns).settings.insert(file.clone(), value.into());
-        w.log(format!("{file} = {value}"));
+        // As the kernel's: writing what is already there changes nothing.
+        if w.ns(&self.ns)
+            .settings
+            .insert(file.clone(), value.into())
+            .as_deref()
+            != Some(value)
+        {
+            w.log(format!("{file} = {value}"));
+        }
         Ok(())
     }
 
@@ -935,24 +944,52 @@ impl Dataplane for FakeDataplane {
         Ok(true)
     }
 
-    fn load_nft_table(
-        &self,
-        table: &str,
-        script: &str,
-        fingerprint: &str,
-    ) -> Result<bool, KernelError> {
+    fn load_set_table(&self, table: &SetTable) -> Result<(), KernelError> {
         let mut w = self.world();
         w.check(FakeOp::Firewall, "load an nftables table")?;
-        let ns = w.ns(&self.ns);
-        if ns.tables.get(table).is_some_and(|(f, _)| f == fingerprint) {
-            return Ok(false);
+        w.ns(&self.ns)
+            .tables
+            .insert(table.name.clone(), table.clone());
+        w.log(format!("nft table {}", table.name));
+        Ok(())
+    }
+
+    fn set_table(&self, table: &str) -> Result<Option<LoadedSets>, KernelError> {
+        let mut w = self.world();
+        w.check(FakeOp::Firewall, "list an nftables table")?;
+        Ok(w.ns(&self.ns).tables.get(table).map(|t| LoadedSets {
+            fingerprint: t.fingerprint.clone(),
+            elements: t.elements.clone(),
+        }))
+    }
+
+    fn update_set_table(
+        &self,
+        table: &str,
+        add: &Elements,
+        remove: &Elements,
+    ) -> Result<(), KernelError> {
+        let mut w = self.world();
+        w.check(FakeOp::Firewall, "change nftables set elements")?;
+        let Some(t) = w.ns(&self.ns).tables.get_mut(table) else {
+            return Err(KernelError::Firewall(crate::nft::NftError::Refused {
+                cmd: "nft",
+                stderr: format!("Error: No such file or directory (table {table})"),
+            }));
+        };
+        for (name, elems) in remove {
+            if let Some(have) = t.elements.get_mut(name) {
+                have.retain(|e| !elems.contains(e));
+            }
         }
-        ns.tables.insert(
-            table.to_owned(),
-            (fingerprint.to_owned(), script.to_owned()),
-        );
-        w.log(format!("nft table {table}"));
-        Ok(true)
+        for (name, elems) in add {
+            t.elements
+                .entry(name.clone())
+                .or_default()
+                .extend(elems.iter().cloned());
+        }
+        w.log(format!("nft elements {table}"));
+        Ok(())
     }
 
     fn firewall_loaded(&self) -> Result<bool, KernelError> {

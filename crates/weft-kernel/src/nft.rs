@@ -150,7 +150,7 @@ pub fn render(p: &FirewallPlan) -> String {
     )
 }
 
-fn run(
+pub(crate) fn run(
     cmd: &'static str,
     args: &[&str],
     stdin: Option<&str>,

@@ -54,6 +54,9 @@ pub fn setting_file(setting: &LinkSetting) -> (String, &'static str) {
             (format!("/proc/sys/net/ipv4/neigh/{dev}/proxy_delay"), "0")
         }
         LinkSetting::Hairpin(dev) => (format!("/sys/class/net/{dev}/brport/hairpin_mode"), "1"),
+        LinkSetting::BridgeCallsIptables => {
+            ("/proc/sys/net/bridge/bridge-nf-call-iptables".into(), "1")
+        }
     }
 }
 

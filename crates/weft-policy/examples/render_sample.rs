@@ -1,6 +1,6 @@
 //! Prints the nftables table for the policies in FILE and a sample of endpoints (a
 //! reading aid; `nft -c -f` checks it).
-use weft_policy::render::{render, Local};
+use weft_policy::render::{render_table, Attachment, Local};
 use weft_policy::verdict::{Endpoint, World};
 use weft_policy::{parse_documents, Labels};
 
@@ -27,7 +27,17 @@ fn main() {
         .map(|(i, e)| Local {
             endpoint: e.clone(),
             interface: format!("weft{i:011x}"),
+            attachment: if i == 2 {
+                Attachment::Bridged
+            } else {
+                Attachment::Routed
+            },
         })
         .collect();
-    print!("{}", render(&w, &ps, &locals));
+    let t = render_table(&w, &ps, &locals);
+    print!("{}", t.structure);
+    for (name, elems) in t.elements.iter().filter(|(_, e)| !e.is_empty()) {
+        let items: Vec<&str> = elems.iter().map(String::as_str).collect();
+        println!("add element ip weftpol {name} {{ {} }}", items.join(", "));
+    }
 }

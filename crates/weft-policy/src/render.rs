@@ -1,290 +1,128 @@
-//! Policy as nftables rules for the endpoints of one node (routed attachment: each
-//! endpoint has a host-side interface of its own).
+//! Policy as nftables rules for the endpoints of one node.
 //!
-//! One table, `ip weftpol`, loaded whole in one transaction (`nft -f`, delete and
-//! recreate, atomic). Its forward chain accepts established and related traffic first,
-//! then dispatches by interface through two verdict maps: a packet coming in from a
-//! local endpoint's interface jumps to that endpoint's egress chain, which returns when
-//! its policies allow it (and drops when not); a packet going out to a local endpoint's
-//! interface jumps to its ingress chain, which accepts or drops. An endpoint in neither
-//! map (no identity) is not policed. Each chain follows the verdict engine
-//! ([`crate::verdict`]) rule for rule: cluster policies in order (Allow, Deny, Log, Pass),
-//! then the NetworkPolicies selecting it (any rule allows; selected and nothing allows:
-//! drop; not selected: allowed). Peers are the addresses of the endpoints their
-//! selectors match, as anonymous sets; every rule has a counter and a comment naming
-//! its policy and rule.
+//! One table, `ip weftpol`, split in two parts that change at different speeds:
+//!
+//! - **The structure** (chains, rules, empty named sets and maps) depends on the
+//!   policies alone. A chain pair per namespace that has NetworkPolicies
+//!   (`in_ns_x`/`out_ns_x`, then `in_ns_x_np`/`out_ns_x_np`), and `in_default`/
+//!   `out_default` for endpoints of every other namespace. Each follows the verdict
+//!   engine ([`crate::verdict`]) rule for rule: cluster policies in order (Allow, Deny,
+//!   Log, Pass), then the namespace's NetworkPolicies (any rule allows; selected and
+//!   nothing allows: drop; not selected: allowed). A rule applies to the endpoints its
+//!   policy selects through a named set of their addresses (`ip daddr @s_…`), and its
+//!   peers are named sets too, one per distinct selection. Every rule has a counter and
+//!   a comment naming its policy and rule. It is loaded whole, in one transaction
+//!   (delete and recreate), and carries a fingerprint so an unchanged structure is
+//!   never reloaded.
+//! - **The elements**: which addresses each set holds, and the dispatch maps. The
+//!   forward chain accepts established and related traffic first, then jumps by
+//!   interface (`from_endpoint`/`to_endpoint`, routed endpoints: each has a host-side
+//!   interface of its own) or by address (`from_address`/`to_address`, bridged
+//!   endpoints, whose traffic crosses a bridge and reaches the IP forward hook through
+//!   br_netfilter with the bridge as its interface) to the chain of the endpoint's
+//!   namespace. An egress chain returns when its policies allow (the destination's
+//!   ingress still decides) and drops when not; an ingress chain accepts or drops. An
+//!   endpoint in no map (no identity) is not policed. Adding an endpoint, or changing
+//!   labels, changes elements only: the agent sends the difference, and the rules
+//!   stay as they are.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
-use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
 
 use crate::model::*;
+use crate::selector::{LabelSelector, Labels};
 use crate::verdict::{Endpoint, World};
 
 pub const TABLE: &str = "weftpol";
 
-/// A local endpoint: its identity and its host-side interface.
+/// The elements of each named set and map, by name (each element in nft syntax: an
+/// address, or `KEY : jump CHAIN` in a map).
+pub type Elements = BTreeMap<String, BTreeSet<String>>;
+
+/// How a local endpoint's traffic reaches the forward hook.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Attachment {
+    /// Its own host-side interface: dispatched by interface.
+    #[default]
+    Routed,
+    /// A port of a bridge: dispatched by address.
+    Bridged,
+}
+
+impl Attachment {
+    pub fn is_routed(&self) -> bool {
+        *self == Attachment::Routed
+    }
+}
+
+/// A local endpoint: its identity, its host-side interface and how it is attached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Local {
     pub endpoint: Endpoint,
     pub interface: String,
+    pub attachment: Attachment,
 }
 
-fn selected_ips(
-    world: &World,
-    sel: Option<&crate::selector::LabelSelector>,
-    ns_sel: Option<&crate::selector::LabelSelector>,
-    same_ns: Option<&str>,
-) -> BTreeSet<Ipv4Addr> {
-    world
-        .endpoints
-        .iter()
-        .filter(|e| match (ns_sel, same_ns) {
-            (Some(s), _) => s.matches(&world.namespace_labels(&e.namespace)),
-            (None, Some(ns)) => e.namespace == ns,
+/// Which endpoints a named set holds: those matching `pod` (any if `None`) in the
+/// namespaces matching `namespaces`, or, with no namespace selector, in `same_ns` (any
+/// namespace if that is `None` too, as cluster policies select).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Selection {
+    pub pod: Option<LabelSelector>,
+    pub namespaces: Option<LabelSelector>,
+    pub same_ns: Option<String>,
+}
+
+impl Selection {
+    fn matches(&self, e: &Endpoint, ns_labels: &Labels) -> bool {
+        let ns_ok = match (&self.namespaces, &self.same_ns) {
+            (Some(s), _) => s.matches(ns_labels),
+            (None, Some(ns)) => &e.namespace == ns,
             (None, None) => true,
-        })
-        .filter(|e| sel.is_none_or(|s| s.matches(&e.labels)))
-        .map(|e| e.ip)
-        .collect()
-}
-
-fn set(ips: &BTreeSet<Ipv4Addr>) -> String {
-    let v: Vec<String> = ips.iter().map(|i| i.to_string()).collect();
-    format!("{{ {} }}", v.join(", "))
-}
-
-/// `addr` is `saddr` or `daddr`: the peer's side. Each alternative is one match text;
-/// `None` if the peer can match nothing (an empty selection).
-fn peer_match(world: &World, policy_ns: &str, p: &Peer, addr: &str) -> Option<String> {
-    if let Some(b) = &p.ip_block {
-        let (cidr, except) = b.nets()?;
-        let mut m = format!("ip {addr} {cidr}");
-        if !except.is_empty() {
-            let e: Vec<String> = except.iter().map(|n| n.to_string()).collect();
-            write!(m, " ip {addr} != {{ {} }}", e.join(", ")).ok();
-        }
-        return Some(m);
+        };
+        ns_ok && self.pod.as_ref().is_none_or(|s| s.matches(&e.labels))
     }
-    let ips = selected_ips(
-        world,
-        p.pod_selector.as_ref(),
-        p.namespace_selector.as_ref(),
-        Some(policy_ns),
-    );
-    (!ips.is_empty()).then(|| format!("ip {addr} {}", set(&ips)))
+
+    /// The set's name: a hash of what it selects, so the same selection anywhere in
+    /// any policy is one set, and its name does not move when others come and go.
+    fn name(&self) -> String {
+        let text = serde_json::to_string(self).expect("a selection serializes");
+        format!("s_{:016x}", fnv(text.as_bytes()))
+    }
 }
 
-/// The port alternatives of a NetworkPolicy rule (`None`: any port of any protocol).
-fn port_matches(ports: &[PolicyPort]) -> Vec<Option<String>> {
-    if ports.is_empty() {
-        return vec![None];
-    }
-    ports
-        .iter()
-        .map(|p| {
-            let proto = p.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase();
-            Some(match p.port {
-                None => format!("meta l4proto {proto}"),
-                Some(PortValue::Number(n)) => match p.end_port {
-                    Some(e) if e != n => format!("{proto} dport {n}-{e}"),
-                    _ => format!("{proto} dport {n}"),
-                },
-                Some(PortValue::Name(_)) => "meta l4proto 255".into(), // refused at apply
-            })
-        })
-        .collect()
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
+
+/// The table's structure for a set of policies, with what its sets select. Depends on
+/// the policies alone, so the agent keeps it while only endpoints change.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    /// The script that deletes and recreates the table with empty sets and maps.
+    pub structure: String,
+    /// Carried in the table's comment and in the forward chain's first rule's (which
+    /// `nft -j` shows).
+    pub fingerprint: String,
+    /// Each named set and what it selects.
+    pub selections: BTreeMap<String, Selection>,
+    /// Namespaces with chains of their own (the others use `in_default`/`out_default`).
+    pub namespaces: BTreeSet<String>,
+}
+
+/// Dispatch maps.
+pub const FROM_INTERFACE: &str = "from_endpoint";
+pub const TO_INTERFACE: &str = "to_endpoint";
+pub const FROM_ADDRESS: &str = "from_address";
+pub const TO_ADDRESS: &str = "to_address";
 
 fn quote(s: &str) -> String {
     s.replace('"', "'")
-}
-
-/// The table as loaded: its script, and the fingerprint its comment carries (an agent
-/// restart that renders the same rules loads nothing).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rendered {
-    pub script: String,
-    pub fingerprint: String,
-}
-
-/// [`render`] with its fingerprint in the table's comment.
-pub fn render_table(world: &World, policies: &[Policy], locals: &[Local]) -> Rendered {
-    let body = render(world, policies, locals);
-    let h = body.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    let fingerprint = format!("weftpol {h:016x}");
-    let script = body.replacen(
-        &format!("table ip {TABLE} {{\n"),
-        &format!("table ip {TABLE} {{\n  comment \"{fingerprint}\"\n"),
-        1,
-    );
-    Rendered {
-        script,
-        fingerprint,
-    }
-}
-
-/// The whole table for `locals` (sorted by interface for a stable text).
-pub fn render(world: &World, policies: &[Policy], locals: &[Local]) -> String {
-    let mut locals: Vec<&Local> = locals.iter().collect();
-    locals.sort_by(|a, b| a.interface.cmp(&b.interface));
-    let mut chains = String::new();
-    let (mut ins, mut outs) = (Vec::new(), Vec::new());
-    for (n, l) in locals.iter().enumerate() {
-        for dir in [Direction::Ingress, Direction::Egress] {
-            let name = format!(
-                "ep{n}_{}",
-                if dir == Direction::Ingress {
-                    "in"
-                } else {
-                    "out"
-                }
-            );
-            chains += &chain(world, policies, &l.endpoint, dir, &name);
-            let entry = format!("\"{}\" : jump {name}", quote(&l.interface));
-            match dir {
-                Direction::Ingress => ins.push(entry),
-                Direction::Egress => outs.push(entry),
-            }
-        }
-    }
-    let map = |name: &str, entries: &[String]| {
-        let elements = if entries.is_empty() {
-            String::new()
-        } else {
-            format!("    elements = {{ {} }}\n", entries.join(", "))
-        };
-        format!("  map {name} {{\n    type ifname : verdict\n{elements}  }}\n")
-    };
-    format!(
-        "table ip {TABLE}\ndelete table ip {TABLE}\ntable ip {TABLE} {{\n{}{}{chains}  chain forward {{\n    type filter hook forward priority filter - 5; policy accept;\n    ct state established,related accept\n    iifname vmap @from_endpoint\n    oifname vmap @to_endpoint\n  }}\n}}\n",
-        map("to_endpoint", &ins),
-        map("from_endpoint", &outs),
-    )
-}
-
-/// One endpoint's chain for one direction.
-fn chain(world: &World, policies: &[Policy], me: &Endpoint, dir: Direction, name: &str) -> String {
-    // The peer's address field.
-    let peer = match dir {
-        Direction::Ingress => "saddr",
-        Direction::Egress => "daddr",
-    };
-    // Allowed: ingress accepts, egress returns (the destination's ingress still decides).
-    let allow = match dir {
-        Direction::Ingress => "accept",
-        Direction::Egress => "return",
-    };
-    let mut s = format!("  chain {name} {{\n");
-    let mut rule = |m: &str, verdict: &str, comment: &str| {
-        writeln!(
-            s,
-            "    {m}{}counter {verdict} comment \"{}\"",
-            if m.is_empty() { "" } else { " " },
-            quote(comment)
-        )
-        .ok();
-    };
-    // Cluster policies.
-    let cluster = crate::verdict::cluster_for(world, policies, me, dir);
-    let k8s = format!("{name}_k8s");
-    'cluster: for c in &cluster {
-        let rules = match dir {
-            Direction::Ingress => &c.spec.ingress,
-            Direction::Egress => &c.spec.egress,
-        };
-        for (i, r) in rules.iter().enumerate() {
-            let Some(m) = cluster_rule_match(world, r) else {
-                continue; // selects nobody: never matches
-            };
-            let comment = format!("ClusterPolicy {} {}[{i}]", c.metadata.name, dir_word(dir));
-            match r.action {
-                Action::Allow => rule(&m, allow, &comment),
-                Action::Deny => rule(&m, "drop", &comment),
-                Action::Log => rule(
-                    &m,
-                    &format!("log prefix \"weft {}: \"", quote(&c.metadata.name)),
-                    &comment,
-                ),
-                Action::Pass => {
-                    rule(&m, &format!("goto {k8s}"), &comment);
-                    if m.is_empty() {
-                        break 'cluster;
-                    }
-                }
-            }
-        }
-    }
-    rule("", &format!("goto {k8s}"), "to the NetworkPolicies");
-    s += "  }\n";
-    // NetworkPolicies of the endpoint's namespace.
-    let selecting = crate::verdict::namespaced_for(policies, me, dir);
-    let mut t = format!("  chain {k8s} {{\n");
-    if selecting.is_empty() {
-        writeln!(t, "    counter {allow} comment \"not isolated\"").ok();
-    } else {
-        for n in &selecting {
-            let id = format!("{}/{}", n.namespace(), n.metadata.name);
-            let rules: Vec<(&[Peer], &[PolicyPort])> = match dir {
-                Direction::Ingress => n
-                    .spec
-                    .ingress
-                    .iter()
-                    .flatten()
-                    .map(|r| (&r.from[..], &r.ports[..]))
-                    .collect(),
-                Direction::Egress => n
-                    .spec
-                    .egress
-                    .iter()
-                    .flatten()
-                    .map(|r| (&r.to[..], &r.ports[..]))
-                    .collect(),
-            };
-            for (i, (peers, ports)) in rules.into_iter().enumerate() {
-                let peer_alts: Vec<Option<String>> = if peers.is_empty() {
-                    vec![None]
-                } else {
-                    peers
-                        .iter()
-                        .filter_map(|p| peer_match(world, n.namespace(), p, peer))
-                        .map(Some)
-                        .collect()
-                };
-                for pa in &peer_alts {
-                    for po in port_matches(ports) {
-                        let m: Vec<&str> = [pa.as_deref(), po.as_deref()]
-                            .into_iter()
-                            .flatten()
-                            .collect();
-                        writeln!(
-                            t,
-                            "    {}{}counter {allow} comment \"NetworkPolicy {} {}[{i}]\"",
-                            m.join(" "),
-                            if m.is_empty() { "" } else { " " },
-                            quote(&id),
-                            dir_word(dir)
-                        )
-                        .ok();
-                    }
-                }
-            }
-        }
-        let ids: Vec<String> = selecting
-            .iter()
-            .map(|n| format!("{}/{}", n.namespace(), n.metadata.name))
-            .collect();
-        writeln!(
-            t,
-            "    counter drop comment \"isolated by {}\"",
-            quote(&ids.join(", "))
-        )
-        .ok();
-    }
-    t += "  }\n";
-    s + &t
 }
 
 fn dir_word(d: Direction) -> &'static str {
@@ -294,9 +132,279 @@ fn dir_word(d: Direction) -> &'static str {
     }
 }
 
-/// A cluster rule's match text (`Some("")`: matches everything); `None` if a selector
-/// in it selects no endpoint (it can never match).
-fn cluster_rule_match(world: &World, r: &ClusterRule) -> Option<String> {
+/// `in_ns_x`, `out_default`, …
+fn chain_name(dir: Direction, ns: Option<&str>) -> String {
+    let d = match dir {
+        Direction::Ingress => "in",
+        Direction::Egress => "out",
+    };
+    match ns {
+        Some(ns) => format!(
+            "{d}_ns_{}",
+            ns.chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect::<String>()
+        ),
+        None => format!("{d}_default"),
+    }
+}
+
+/// Collects the named sets while rendering rules.
+#[derive(Default)]
+struct Sets(BTreeMap<String, Selection>);
+
+impl Sets {
+    fn named(&mut self, s: Selection) -> String {
+        let name = s.name();
+        self.0.entry(name.clone()).or_insert(s);
+        name
+    }
+}
+
+/// A selector that selects everything is no selector (one set for both spellings).
+fn some_selector(s: &LabelSelector) -> Option<LabelSelector> {
+    (s != &LabelSelector::default()).then(|| s.clone())
+}
+
+/// The structure for `policies` (see the module's text).
+pub fn compile(policies: &[Policy]) -> Compiled {
+    let mut clusters: Vec<&ClusterPolicy> = policies
+        .iter()
+        .filter_map(|p| match p {
+            Policy::Cluster(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    clusters
+        .sort_by(|a, b| (a.spec.order, &a.metadata.name).cmp(&(b.spec.order, &b.metadata.name)));
+    let mut by_ns: BTreeMap<&str, Vec<&NetworkPolicy>> = BTreeMap::new();
+    for p in policies {
+        if let Policy::Namespaced(n) = p {
+            by_ns.entry(n.namespace()).or_default().push(n);
+        }
+    }
+    let mut sets = Sets::default();
+    let mut chains = String::new();
+    for dir in [Direction::Ingress, Direction::Egress] {
+        chains += &namespace_chains(&mut sets, &clusters, dir, None, &[]);
+        for (ns, nps) in &by_ns {
+            chains += &namespace_chains(&mut sets, &clusters, dir, Some(ns), nps);
+        }
+    }
+    let mut decls = String::new();
+    for name in sets.0.keys() {
+        writeln!(decls, "  set {name} {{\n    type ipv4_addr\n  }}").ok();
+    }
+    for (name, key) in [
+        (TO_INTERFACE, "ifname"),
+        (FROM_INTERFACE, "ifname"),
+        (TO_ADDRESS, "ipv4_addr"),
+        (FROM_ADDRESS, "ipv4_addr"),
+    ] {
+        writeln!(decls, "  map {name} {{\n    type {key} : verdict\n  }}").ok();
+    }
+    let body = format!(
+        "{decls}{chains}  chain forward {{\n    type filter hook forward priority filter - 5; policy accept;\n    ct state established,related accept comment \"FINGERPRINT\"\n    iifname vmap @{FROM_INTERFACE}\n    ip saddr vmap @{FROM_ADDRESS}\n    oifname vmap @{TO_INTERFACE}\n    ip daddr vmap @{TO_ADDRESS}\n  }}\n}}\n"
+    );
+    let fingerprint = format!("{TABLE} {:016x}", fnv(body.as_bytes()));
+    Compiled {
+        structure: format!(
+            "table ip {TABLE}\ndelete table ip {TABLE}\ntable ip {TABLE} {{\n  comment \"{fingerprint}\"\n{}",
+            body.replace("FINGERPRINT", &fingerprint)
+        ),
+        fingerprint,
+        selections: sets.0,
+        namespaces: by_ns.keys().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// One namespace's chains for one direction (`ns` `None`: namespaces without
+/// NetworkPolicies, where the cluster policies decide or nothing isolates).
+fn namespace_chains(
+    sets: &mut Sets,
+    clusters: &[&ClusterPolicy],
+    dir: Direction,
+    ns: Option<&str>,
+    nps: &[&NetworkPolicy],
+) -> String {
+    // Whose address is the endpoint's, and whose the peer's.
+    let (me, peer) = match dir {
+        Direction::Ingress => ("daddr", "saddr"),
+        Direction::Egress => ("saddr", "daddr"),
+    };
+    // Allowed: ingress accepts, egress returns (the destination's ingress still decides).
+    let allow = match dir {
+        Direction::Ingress => "accept",
+        Direction::Egress => "return",
+    };
+    let name = chain_name(dir, ns);
+    let np_chain = format!("{name}_np");
+    let (to_np, to_np_why) = match ns {
+        Some(_) => (format!("goto {np_chain}"), "to the NetworkPolicies"),
+        None => (allow.to_owned(), "not isolated"),
+    };
+    let mut s = format!("  chain {name} {{\n");
+    let rule = |s: &mut String, parts: &[&str], verdict: &str, comment: &str| {
+        let m: Vec<&str> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
+        writeln!(
+            s,
+            "    {}{}counter {verdict} comment \"{}\"",
+            m.join(" "),
+            if m.is_empty() { "" } else { " " },
+            quote(comment)
+        )
+        .ok();
+    };
+    'cluster: for c in clusters.iter().filter(|c| c.types().contains(&dir)) {
+        let subjects = Selection {
+            pod: some_selector(&c.spec.selector),
+            namespaces: c.spec.namespace_selector.clone(),
+            same_ns: None,
+        };
+        let guard = if subjects.pod.is_none() && subjects.namespaces.is_none() {
+            String::new()
+        } else {
+            format!("ip {me} @{}", sets.named(subjects))
+        };
+        let rules = match dir {
+            Direction::Ingress => &c.spec.ingress,
+            Direction::Egress => &c.spec.egress,
+        };
+        for (i, r) in rules.iter().enumerate() {
+            let m = cluster_rule_match(sets, r);
+            let comment = format!("ClusterPolicy {} {}[{i}]", c.metadata.name, dir_word(dir));
+            let parts = [guard.as_str(), m.as_str()];
+            match r.action {
+                Action::Allow => rule(&mut s, &parts, allow, &comment),
+                Action::Deny => rule(&mut s, &parts, "drop", &comment),
+                Action::Log => rule(
+                    &mut s,
+                    &parts,
+                    &format!("log prefix \"weft {}: \"", quote(&c.metadata.name)),
+                    &comment,
+                ),
+                Action::Pass => {
+                    rule(&mut s, &parts, &to_np, &comment);
+                    if guard.is_empty() && m.is_empty() {
+                        break 'cluster;
+                    }
+                }
+            }
+        }
+    }
+    rule(&mut s, &[], &to_np, to_np_why);
+    s += "  }\n";
+    let Some(ns) = ns else { return s };
+    // The namespace's NetworkPolicies.
+    let selecting: Vec<&&NetworkPolicy> = nps.iter().filter(|n| n.types().contains(&dir)).collect();
+    let guards: Vec<String> = selecting
+        .iter()
+        .map(|n| match some_selector(&n.spec.pod_selector) {
+            // Every endpoint dispatched here is of this namespace.
+            None => String::new(),
+            Some(pod) => format!(
+                "ip {me} @{}",
+                sets.named(Selection {
+                    pod: Some(pod),
+                    namespaces: None,
+                    same_ns: Some(ns.to_owned()),
+                })
+            ),
+        })
+        .collect();
+    s += &format!("  chain {np_chain} {{\n");
+    for (n, guard) in selecting.iter().zip(&guards) {
+        let id = format!("{ns}/{}", n.metadata.name);
+        let rules: Vec<(&[Peer], &[PolicyPort])> = match dir {
+            Direction::Ingress => n
+                .spec
+                .ingress
+                .iter()
+                .flatten()
+                .map(|r| (&r.from[..], &r.ports[..]))
+                .collect(),
+            Direction::Egress => n
+                .spec
+                .egress
+                .iter()
+                .flatten()
+                .map(|r| (&r.to[..], &r.ports[..]))
+                .collect(),
+        };
+        for (i, (peers, ports)) in rules.into_iter().enumerate() {
+            let peer_alts: Vec<String> = if peers.is_empty() {
+                vec![String::new()]
+            } else {
+                peers
+                    .iter()
+                    .filter_map(|p| peer_match(sets, ns, p, peer))
+                    .collect()
+            };
+            for pa in &peer_alts {
+                for po in port_matches(ports) {
+                    rule(
+                        &mut s,
+                        &[guard, pa, &po],
+                        allow,
+                        &format!("NetworkPolicy {id} {}[{i}]", dir_word(dir)),
+                    );
+                }
+            }
+        }
+    }
+    for (n, guard) in selecting.iter().zip(&guards) {
+        let id = format!("{ns}/{}", n.metadata.name);
+        rule(&mut s, &[guard], "drop", &format!("isolated by {id}"));
+    }
+    rule(&mut s, &[], allow, "not isolated");
+    s + "  }\n"
+}
+
+/// A NetworkPolicy peer's match (`addr`: `saddr` or `daddr`, the peer's side); `None`
+/// for an ipBlock that cannot be read (refused at apply).
+fn peer_match(sets: &mut Sets, policy_ns: &str, p: &Peer, addr: &str) -> Option<String> {
+    if let Some(b) = &p.ip_block {
+        let (cidr, except) = b.nets()?;
+        let mut m = format!("ip {addr} {cidr}");
+        if !except.is_empty() {
+            let e: Vec<String> = except.iter().map(|n| n.to_string()).collect();
+            write!(m, " ip {addr} != {{ {} }}", e.join(", ")).ok();
+        }
+        return Some(m);
+    }
+    let namespaces = p.namespace_selector.clone();
+    let same_ns = namespaces.is_none().then(|| policy_ns.to_owned());
+    let set = sets.named(Selection {
+        pod: p.pod_selector.as_ref().and_then(some_selector),
+        namespaces,
+        same_ns,
+    });
+    Some(format!("ip {addr} @{set}"))
+}
+
+/// The port alternatives of a NetworkPolicy rule (`""`: any port of any protocol).
+fn port_matches(ports: &[PolicyPort]) -> Vec<String> {
+    if ports.is_empty() {
+        return vec![String::new()];
+    }
+    ports
+        .iter()
+        .map(|p| {
+            let proto = p.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase();
+            match p.port {
+                None => format!("meta l4proto {proto}"),
+                Some(PortValue::Number(n)) => match p.end_port {
+                    Some(e) if e != n => format!("{proto} dport {n}-{e}"),
+                    _ => format!("{proto} dport {n}"),
+                },
+                Some(PortValue::Name(_)) => "meta l4proto 255".into(), // refused at apply
+            }
+        })
+        .collect()
+}
+
+/// A cluster rule's match text (`""`: matches everything).
+fn cluster_rule_match(sets: &mut Sets, r: &ClusterRule) -> String {
     let mut m = Vec::new();
     if let Some(p) = &r.protocol {
         m.push(format!("meta l4proto {}", p.to_ascii_lowercase()));
@@ -307,16 +415,12 @@ fn cluster_rule_match(world: &World, r: &ClusterRule) -> Option<String> {
     for (e, addr) in [(&r.source, "saddr"), (&r.destination, "daddr")] {
         let Some(e) = e else { continue };
         if e.selector.is_some() || e.namespace_selector.is_some() {
-            let ips = selected_ips(
-                world,
-                e.selector.as_ref(),
-                e.namespace_selector.as_ref(),
-                None,
-            );
-            if ips.is_empty() {
-                return None;
-            }
-            m.push(format!("ip {addr} {}", set(&ips)));
+            let set = sets.named(Selection {
+                pod: e.selector.as_ref().and_then(some_selector),
+                namespaces: e.namespace_selector.clone(),
+                same_ns: None,
+            });
+            m.push(format!("ip {addr} @{set}"));
         }
         if !e.nets.is_empty() {
             m.push(format!("ip {addr} {{ {} }}", e.nets.join(", ")));
@@ -338,14 +442,138 @@ fn cluster_rule_match(world: &World, r: &ClusterRule) -> Option<String> {
             m.push(format!("{proto} dport {{ {} }}", ranges.join(", ")));
         }
     }
-    Some(m.join(" "))
+    m.join(" ")
+}
+
+/// Endpoints by namespace and by label, so a set's members are found without matching
+/// every selector against every endpoint.
+struct Index<'a> {
+    world: &'a World,
+    ns_labels: HashMap<&'a str, Labels>,
+    by_ns: HashMap<&'a str, Vec<usize>>,
+    by_label: HashMap<(&'a str, &'a str), Vec<usize>>,
+}
+
+impl<'a> Index<'a> {
+    fn new(world: &'a World) -> Self {
+        let mut ix = Index {
+            world,
+            ns_labels: HashMap::new(),
+            by_ns: HashMap::new(),
+            by_label: HashMap::new(),
+        };
+        for (i, e) in world.endpoints.iter().enumerate() {
+            ix.ns_labels
+                .entry(&e.namespace)
+                .or_insert_with(|| world.namespace_labels(&e.namespace));
+            ix.by_ns.entry(&e.namespace).or_default().push(i);
+            for (k, v) in &e.labels {
+                ix.by_label.entry((k, v)).or_default().push(i);
+            }
+        }
+        ix
+    }
+
+    fn select<'s>(&'s self, s: &'s Selection) -> BTreeSet<String> {
+        const NONE: &[usize] = &[];
+        let mut narrowest: Option<&'s [usize]> = None;
+        let mut narrow = |c: &'s [usize]| {
+            if narrowest.is_none_or(|n| c.len() < n.len()) {
+                narrowest = Some(c);
+            }
+        };
+        if let (None, Some(ns)) = (&s.namespaces, &s.same_ns) {
+            narrow(self.by_ns.get(ns.as_str()).map_or(NONE, |v| v));
+        }
+        if let Some(p) = &s.pod {
+            for (k, v) in &p.match_labels {
+                narrow(
+                    self.by_label
+                        .get(&(k.as_str(), v.as_str()))
+                        .map_or(NONE, |v| v),
+                );
+            }
+        }
+        let all: Vec<usize>;
+        let candidates = match narrowest {
+            Some(c) => c,
+            None => {
+                all = (0..self.world.endpoints.len()).collect();
+                &all
+            }
+        };
+        candidates
+            .iter()
+            .map(|&i| &self.world.endpoints[i])
+            .filter(|e| s.matches(e, &self.ns_labels[e.namespace.as_str()]))
+            .map(|e| e.ip.to_string())
+            .collect()
+    }
+}
+
+impl Compiled {
+    /// Every set's and map's elements for `world` and this node's `locals`.
+    pub fn elements(&self, world: &World, locals: &[Local]) -> Elements {
+        let ix = Index::new(world);
+        let mut out: Elements = self
+            .selections
+            .iter()
+            .map(|(name, s)| (name.clone(), ix.select(s)))
+            .collect();
+        for m in [TO_INTERFACE, FROM_INTERFACE, TO_ADDRESS, FROM_ADDRESS] {
+            out.insert(m.to_owned(), BTreeSet::new());
+        }
+        for l in locals {
+            let ns = self
+                .namespaces
+                .contains(&l.endpoint.namespace)
+                .then_some(l.endpoint.namespace.as_str());
+            let (into, out_of) = (
+                chain_name(Direction::Ingress, ns),
+                chain_name(Direction::Egress, ns),
+            );
+            let (key, to, from) = match l.attachment {
+                Attachment::Routed => (
+                    format!("\"{}\"", quote(&l.interface)),
+                    TO_INTERFACE,
+                    FROM_INTERFACE,
+                ),
+                Attachment::Bridged => (l.endpoint.ip.to_string(), TO_ADDRESS, FROM_ADDRESS),
+            };
+            out.entry(to.to_owned())
+                .or_default()
+                .insert(format!("{key} : jump {into}"));
+            out.entry(from.to_owned())
+                .or_default()
+                .insert(format!("{key} : jump {out_of}"));
+        }
+        out
+    }
+}
+
+/// A whole table: its structure and its elements.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub structure: String,
+    pub fingerprint: String,
+    pub elements: Elements,
+}
+
+/// The table for `policies`, `world` and this node's `locals`.
+pub fn render_table(world: &World, policies: &[Policy], locals: &[Local]) -> Rendered {
+    let c = compile(policies);
+    let elements = c.elements(world, locals);
+    Rendered {
+        structure: c.structure,
+        fingerprint: c.fingerprint,
+        elements,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::parse_documents;
-    use crate::selector::Labels;
 
     fn world() -> (World, Vec<Local>) {
         let mut w = World::default();
@@ -360,8 +588,24 @@ mod tests {
         let locals = vec![Local {
             endpoint: w.endpoints[0].clone(),
             interface: "weft00000000001".into(),
+            attachment: Attachment::Routed,
         }];
         (w, locals)
+    }
+
+    /// The last set a rule line refers to (its peer), and its elements.
+    fn set_in<'a>(r: &'a Rendered, line_with: &str) -> &'a BTreeSet<String> {
+        let line = r
+            .structure
+            .lines()
+            .find(|l| l.contains(line_with))
+            .unwrap_or_else(|| panic!("no line with {line_with}:\n{}", r.structure));
+        let at = line.rfind('@').expect("a named set") + 1; // the peer's, after the guard
+        let name: String = line[at..]
+            .chars()
+            .take_while(|c| !c.is_whitespace())
+            .collect();
+        &r.elements[&name]
     }
 
     #[test]
@@ -372,12 +616,19 @@ mod tests {
         )
         .unwrap();
         let t = render_table(&w, &ps, &locals);
-        let s = &t.script;
+        let s = &t.structure;
         assert!(s.contains(&format!("comment \"{}\"", t.fingerprint)), "{s}");
-        assert!(s.contains("\"weft00000000001\" : jump ep0_in"), "{s}");
         assert!(
-            s.contains("ip saddr { 10.248.0.1, 10.248.0.2 } tcp dport 80 counter accept comment \"NetworkPolicy x/a ingress[0]\""),
-            "{s}"
+            t.elements[TO_INTERFACE].contains("\"weft00000000001\" : jump in_ns_x"),
+            "{:?}",
+            t.elements
+        );
+        assert_eq!(
+            set_in(
+                &t,
+                "tcp dport 80 counter accept comment \"NetworkPolicy x/a ingress[0]\""
+            ),
+            &BTreeSet::from(["10.248.0.1".to_string(), "10.248.0.2".to_string()])
         );
         assert!(
             s.contains("counter drop comment \"isolated by x/a\""),
@@ -385,12 +636,51 @@ mod tests {
         );
         // Egress is not isolated by this policy.
         assert!(
-            s.contains("chain ep0_out_k8s {\n    counter return comment \"not isolated\""),
+            s.contains("chain out_ns_x_np {\n    counter return comment \"not isolated\""),
             "{s}"
         );
         // The same input renders the same table; another does not.
         assert_eq!(render_table(&w, &ps, &locals), t);
         assert_ne!(render_table(&w, &[], &locals).fingerprint, t.fingerprint);
+        assert!(
+            s.contains(&format!(
+                "established,related accept comment \"{}\"",
+                t.fingerprint
+            )),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn endpoints_and_labels_change_elements_not_the_structure() {
+        let (mut w, mut locals) = world();
+        let ps = parse_documents(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: a, namespace: x}\nspec: {podSelector: {matchLabels: {pod: a}}, ingress: [{from: [{podSelector: {matchLabels: {role: client}}}]}]}\n",
+        )
+        .unwrap();
+        let before = render_table(&w, &ps, &locals);
+        // A new client in x, and a bridged local endpoint.
+        w.endpoints.push(Endpoint {
+            name: "x/c".into(),
+            namespace: "x".into(),
+            labels: Labels::from([("role".into(), "client".into())]),
+            ip: "10.248.0.3".parse().unwrap(),
+        });
+        locals.push(Local {
+            endpoint: w.endpoints[2].clone(),
+            interface: "weft00000000003".into(),
+            attachment: Attachment::Bridged,
+        });
+        let after = render_table(&w, &ps, &locals);
+        assert_eq!(before.structure, after.structure);
+        assert_eq!(
+            after.elements[TO_ADDRESS],
+            BTreeSet::from(["10.248.0.3 : jump in_ns_x".to_string()])
+        );
+        assert!(before.elements[TO_ADDRESS].is_empty());
+        let clients = set_in(&after, "NetworkPolicy x/a ingress[0]");
+        assert_eq!(clients, &BTreeSet::from(["10.248.0.3".to_string()]));
+        assert!(set_in(&before, "NetworkPolicy x/a ingress[0]").is_empty());
     }
 
     #[test]
@@ -400,10 +690,13 @@ mod tests {
             "apiVersion: weft.dev/v1\nkind: ClusterPolicy\nmetadata: {name: c}\nspec:\n  ingress:\n  - action: Log\n  - action: Pass\n    source: {nets: [10.9.0.0/16]}\n  - action: Deny\n    protocol: ICMP\n    icmpType: 8\n",
         )
         .unwrap();
-        let s = render(&w, &ps, &locals);
-        let log = s.find("counter log prefix \"weft c: \" comment \"ClusterPolicy c ingress[0]\"");
-        let pass = s.find("ip saddr { 10.9.0.0/16 } counter goto ep0_in_k8s comment \"ClusterPolicy c ingress[1]\"");
-        let deny = s.find(
+        let s = render_table(&w, &ps, &locals).structure;
+        let chain = &s[s.find("chain in_default {").expect("default chain")..];
+        let log =
+            chain.find("counter log prefix \"weft c: \" comment \"ClusterPolicy c ingress[0]\"");
+        let pass = chain
+            .find("ip saddr { 10.9.0.0/16 } counter accept comment \"ClusterPolicy c ingress[1]\"");
+        let deny = chain.find(
             "meta l4proto icmp icmp type 8 counter drop comment \"ClusterPolicy c ingress[2]\"",
         );
         assert!(log.is_some() && pass.is_some() && deny.is_some(), "{s}");
@@ -417,11 +710,13 @@ mod tests {
             "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: a, namespace: x}\nspec: {podSelector: {}, ingress: [{from: [{podSelector: {matchLabels: {pod: nobody}}}]}]}\n",
         )
         .unwrap();
-        let s = render(&w, &ps, &locals);
-        assert!(!s.contains("counter accept comment \"NetworkPolicy"), "{s}");
+        let t = render_table(&w, &ps, &locals);
+        assert!(set_in(&t, "NetworkPolicy x/a ingress[0]").is_empty());
         assert!(
-            s.contains("counter drop comment \"isolated by x/a\""),
-            "{s}"
+            t.structure
+                .contains("counter drop comment \"isolated by x/a\""),
+            "{}",
+            t.structure
         );
     }
 }

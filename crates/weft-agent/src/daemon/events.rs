@@ -182,7 +182,7 @@ impl Agent {
         self.view.held.clear();
         self.load_named(&kvs);
         self.load_blocks(&kvs);
-        self.last.policy_stale = true;
+        self.last.policy_relist = true;
         for kv in &kvs {
             if let Some((ip, c)) = self.registry.parse_address(&kv.key, &kv.value) {
                 self.on_address(ip, Some(c));

@@ -189,14 +189,18 @@ struct Last {
     segments_unplanned: BTreeMap<String, std::time::Instant>,
     /// The named subnets iptables' FORWARD chain was last checked for.
     named_forward: Vec<Ipv4Net>,
-    /// Something under the policy prefix changed since it was last read.
-    policy_stale: bool,
-    /// The fingerprint of the policy table last loaded (or found loaded).
-    policy_fingerprint: Option<String>,
-    /// That table reflects the policy state as last read (nothing to render).
-    policy_loaded: bool,
-    /// Bridged endpoints already warned about (their policy is not enforced).
-    policy_bridged: BTreeSet<String>,
+    /// The policy state must be read whole again (a watch resync).
+    policy_relist: bool,
+    /// The policy state changed since the table was last brought up to date.
+    policy_dirty: bool,
+    /// A policy changed: the table's structure must be compiled again.
+    policy_rules_changed: bool,
+    /// The structure for the policies as they are.
+    policy_compiled: Option<weft_policy::render::Compiled>,
+    /// What the kernel's policy table has, as last loaded, updated or read.
+    policy_table: Option<weft_kernel::nft_sets::LoadedSets>,
+    /// Bridged endpoints are policed through br_netfilter, set (or found missing) once.
+    policy_bridge_hooks: bool,
 }
 
 pub(crate) struct Agent {

@@ -1,16 +1,25 @@
-//! Network policy in the agent: the policies, identities and namespace labels read
-//! from the store whenever something under the policy prefix changes, rendered for
-//! this node's endpoints ([`weft_policy::render`]) and loaded as one nftables table.
+//! Network policy in the agent: the policies, identities and namespace labels under
+//! the policy prefix, kept up to date from the store's watch one key at a time,
+//! rendered for this node's endpoints ([`weft_policy::render`]) and applied to one
+//! nftables table.
 //!
-//! What never happens: a store that cannot be read, or a table the kernel refuses,
-//! changes nothing that is loaded (no rule opens or closes). An agent restart renders
-//! the same table and, its fingerprint matching, loads nothing. The store revision of
-//! the last table loaded is published ([`PolicyEnforced`]), so the socket can answer a
-//! CNI ADD's identity only once that container's rules are in place.
+//! The table's rules depend on the policies alone and its sets on the endpoints: a
+//! new endpoint or label changes set elements in place, and the rules are reloaded
+//! (whole, in one transaction) only when a policy changes. At start and resync the
+//! agent reads what the kernel has and changes only the difference, so a restart
+//! changes nothing.
+//!
+//! What never happens: a store that cannot be read, a value that cannot be parsed, or
+//! a change the kernel refuses opens or closes anything already loaded. The store
+//! revision the table reflects is published ([`PolicyEnforced`]), so the socket answers
+//! a CNI ADD's identity only once that container's rules are in place.
 
 use tokio::sync::watch;
 use tracing::{error, info, warn};
-use weft_policy::render::{render_table, Local, TABLE};
+use weft_kernel::dataplane::LinkSetting;
+use weft_kernel::nft_sets::{self, LoadedSets, SetTable};
+use weft_kernel::KernelError;
+use weft_policy::render::{compile, Attachment, Local, TABLE};
 use weft_store::{Revision, WatchEvent};
 
 use super::{Agent, Why};
@@ -19,58 +28,66 @@ use super::{Agent, Why};
 pub type PolicyEnforced = watch::Receiver<Revision>;
 
 impl Agent {
-    /// Says, once per interface, that a bridged endpoint's policy is not enforced: the
-    /// rules match an endpoint's own interface, which traffic through a bridge does not
-    /// present to the IP forward hook (routed attachment only, for now).
-    async fn warn_bridged(&mut self, locals: &[Local]) {
-        let Ok(links) = self.dp.links().await else {
+    /// Bridged endpoints' traffic reaches the IP forward hook only through
+    /// br_netfilter: turned on once (and said so), or warned about where the kernel
+    /// has no such setting.
+    fn ensure_bridge_hooks(&mut self, locals: &[Local]) {
+        if self.last.policy_bridge_hooks
+            || !locals.iter().any(|l| l.attachment == Attachment::Bridged)
+        {
             return;
-        };
-        for l in locals {
-            let bridged = links
-                .iter()
-                .any(|k| k.name == l.interface && k.controller.is_some());
-            if bridged && self.last.policy_bridged.insert(l.interface.clone()) {
-                warn!(endpoint = %l.endpoint.name, interface = %l.interface, "network policy is not enforced for a bridged endpoint (routed attachment only, for now)");
-            }
+        }
+        self.last.policy_bridge_hooks = true;
+        match self.dp.set_link_setting(&LinkSetting::BridgeCallsIptables) {
+            Ok(()) => info!("bridged traffic passes the IP hooks (net.bridge.bridge-nf-call-iptables = 1), where network policy sees it"),
+            Err(e) => warn!(error = %e, "network policy cannot see traffic between bridged endpoints of this node (load br_netfilter)"),
         }
     }
 
-    /// Notes a store change under the policy prefix; `None` if it is not one.
+    /// Takes in a store change under the policy prefix; `None` if it is not one.
     pub(super) fn on_policy_event(&mut self, event: &WatchEvent) -> Option<bool> {
         let prefix = self.registry.policy_prefix();
-        let hit = match event {
-            WatchEvent::Put(kv) => kv.key.starts_with(&prefix),
-            WatchEvent::Delete { key, .. } => key.starts_with(&prefix),
-            WatchEvent::Resync { .. } => false, // rebuilt with everything else
+        let (key, value) = match event {
+            WatchEvent::Put(kv) => (&kv.key, Some(&kv.value[..])),
+            WatchEvent::Delete { key, .. } => (key, None),
+            WatchEvent::Resync { .. } => return None, // rebuilt with everything else
         };
-        hit.then(|| {
-            self.last.policy_stale = true;
-            true
-        })
+        let rest = key.strip_prefix(&prefix)?;
+        let Some(st) = self.view.policy.as_mut() else {
+            self.last.policy_relist = true;
+            return Some(true);
+        };
+        match st.read_entry(rest, value) {
+            Ok(changed) => {
+                st.revision = event.revision();
+                self.last.policy_dirty = true;
+                if changed == weft_alloc::policies::Changed::Policies {
+                    self.last.policy_rules_changed = true;
+                }
+            }
+            Err(why) => {
+                warn!(key, error = %why, "ignoring an unreadable policy record; the previous value stays")
+            }
+        }
+        Some(true)
     }
 
-    /// Reads the policy state if it changed, renders this node's table and loads it if
-    /// it differs from what was loaded last (at start and resync: from what the kernel
-    /// has, which costs an `nft list`). A reconcile for anything else, with the state
-    /// unchanged since the last load, renders nothing.
+    /// Brings the policy table up to date: element changes alone when the rules are
+    /// the same, a whole load when they are not (or nothing is loaded). At start and
+    /// resync, compared with what the kernel has (an `nft -j list`); otherwise with
+    /// what was last applied, and nothing at all when nothing changed.
     pub(super) async fn reconcile_policy(&mut self, why: Why) {
         let check_kernel = matches!(why, Why::Start | Why::Resync);
-        if !self.last.policy_stale && self.last.policy_loaded && !check_kernel {
-            if let Some(st) = &self.view.policy {
-                self.plane.policy_enforced.send_replace(st.revision);
-            }
-            return;
-        }
-        if self.last.policy_stale || self.view.policy.is_none() {
+        if self.last.policy_relist || self.view.policy.is_none() {
             match self.registry.policy_state().await {
                 Ok(st) => {
                     for (key, why) in &st.unreadable {
                         warn!(key, error = %why, "ignoring an unreadable policy record");
                     }
                     self.view.policy = Some(st);
-                    self.last.policy_stale = false;
-                    self.last.policy_loaded = false;
+                    self.last.policy_relist = false;
+                    self.last.policy_dirty = true;
+                    self.last.policy_rules_changed = true;
                 }
                 Err(e) => {
                     warn!(error = %e, "cannot read network policies; enforcement stays as it is");
@@ -79,6 +96,16 @@ impl Agent {
             }
         }
         let Some(st) = &self.view.policy else { return };
+        let revision = st.revision;
+        if !self.last.policy_dirty && !check_kernel && self.last.policy_table.is_some() {
+            self.plane.policy_enforced.send_replace(revision);
+            return;
+        }
+        if self.last.policy_rules_changed || self.last.policy_compiled.is_none() {
+            self.last.policy_compiled = Some(compile(&st.policies));
+            self.last.policy_rules_changed = false;
+        }
+        let compiled = self.last.policy_compiled.as_ref().expect("compiled above");
         let me = self.view.attrs.public_ip;
         let world = st.world();
         let locals: Vec<Local> = world
@@ -89,34 +116,62 @@ impl Agent {
                 (id.node == me && !id.interface.is_empty()).then(|| Local {
                     endpoint: e.clone(),
                     interface: id.interface.clone(),
+                    attachment: id.attachment,
                 })
             })
             .collect();
-        let rendered = render_table(&world, &st.policies, &locals);
-        let revision = st.revision;
-        if !check_kernel && self.last.policy_fingerprint.as_ref() == Some(&rendered.fingerprint) {
-            self.plane.policy_enforced.send_replace(revision);
-            self.last.policy_loaded = true;
-            return;
-        }
-        match self
-            .dp
-            .load_nft_table(TABLE, &rendered.script, &rendered.fingerprint)
-        {
-            Ok(loaded) => {
-                if loaded {
-                    info!(
-                        endpoints = locals.len(),
-                        policies = st.policies.len(),
-                        "loaded network policy rules"
-                    );
+        let wanted = LoadedSets {
+            fingerprint: compiled.fingerprint.clone(),
+            elements: compiled.elements(&world, &locals),
+        };
+        let known = if check_kernel {
+            self.dp.set_table(TABLE).unwrap_or_else(|e| {
+                warn!(error = %e, "cannot read the loaded network policy table; loading it whole");
+                None
+            })
+        } else {
+            self.last.policy_table.clone()
+        };
+        let whole = SetTable {
+            name: TABLE.to_owned(),
+            structure: compiled.structure.clone(),
+            fingerprint: wanted.fingerprint.clone(),
+            elements: wanted.elements.clone(),
+        };
+        let (policies, endpoints) = (st.policies.len(), locals.len());
+        let applied: Result<(), KernelError> = match known {
+            Some(k) if k.fingerprint == wanted.fingerprint => {
+                let (add, remove) = nft_sets::changes(&k.elements, &wanted.elements);
+                if add.is_empty() && remove.is_empty() {
+                    Ok(())
+                } else {
+                    let count = |e: &nft_sets::Elements| e.values().map(|s| s.len()).sum::<usize>();
+                    match self.dp.update_set_table(TABLE, &add, &remove) {
+                        Ok(()) => {
+                            info!(
+                                added = count(&add),
+                                removed = count(&remove),
+                                "updated network policy sets"
+                            );
+                            Ok(())
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "cannot update the network policy sets; loading the table whole");
+                            self.dp.load_set_table(&whole)
+                        }
+                    }
                 }
+            }
+            _ => self.dp.load_set_table(&whole).inspect(|_| {
+                info!(endpoints, policies, "loaded network policy rules");
+            }),
+        };
+        match applied {
+            Ok(()) => {
                 self.plane.policy_enforced.send_replace(revision);
-                self.last.policy_fingerprint = Some(rendered.fingerprint);
-                self.last.policy_loaded = true;
-                if loaded && !locals.is_empty() {
-                    self.warn_bridged(&locals).await;
-                }
+                self.last.policy_table = Some(wanted);
+                self.last.policy_dirty = false;
+                self.ensure_bridge_hooks(&locals);
             }
             Err(e) => {
                 error!(error = %e, "cannot load network policy rules; the previous ones stay")

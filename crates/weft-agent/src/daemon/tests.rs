@@ -794,21 +794,49 @@ async fn policy_rules_follow_the_store_keep_on_refusal_and_survive_a_restart() {
     rig.agent.reconcile(Why::Store).await;
     let table = rig.fake.nft_table("weftpol").expect("loaded");
     assert!(
-        table.contains("\"weft00000000001\" : jump ep0_in"),
+        table.contains("\"weft00000000001\" : jump in_ns_x"),
         "{table}"
     );
     assert!(
         !table.contains("weft00000000002"),
         "only this node's endpoints:\n{table}"
     );
-    assert!(
-        table.contains("ip saddr { 10.248.0.1, 10.248.0.2 }"),
-        "{table}"
-    );
+    assert!(table.contains("{ 10.248.0.1, 10.248.0.2 }"), "{table}");
     assert_eq!(
         *rig.agent.plane.policy_enforced.borrow(),
         rig.agent.view.policy.as_ref().unwrap().revision
     );
+
+    // A new endpoint here changes set and map elements, not the rules.
+    let rules = |t: &str| {
+        t.lines()
+            .filter(|l| !l.starts_with("add element"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let third = r#"{"Name":"x/c","Namespace":"x","Labels":{"pod":"c"},"Node":"192.168.1.1","Interface":"weft00000000003","Attachment":"bridged"}"#;
+    assert!(put_key(&mut rig, &format!("{pol}endpoints/10.248.0.3"), third).await);
+    let mark = rig.fake.journal().len();
+    rig.agent.reconcile(Why::Store).await;
+    let grown = rig.fake.nft_table("weftpol").unwrap();
+    assert_eq!(rules(&grown), rules(&table));
+    assert_eq!(
+        rig.fake.journal()[mark..],
+        [
+            "nft elements weftpol".to_string(),
+            // A bridged endpoint: br_netfilter on, once.
+            "/proc/sys/net/bridge/bridge-nf-call-iptables = 1".to_string()
+        ]
+    );
+    assert!(
+        grown.contains("10.248.0.3 : jump in_ns_x"),
+        "bridged: by address\n{grown}"
+    );
+    assert!(
+        grown.contains("{ 10.248.0.1, 10.248.0.2, 10.248.0.3 }"),
+        "{grown}"
+    );
+    let table = grown;
 
     // The kernel refuses the next table: the loaded one stays, and is not counted as
     // enforcing the new revision.

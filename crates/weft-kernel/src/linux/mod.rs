@@ -30,8 +30,9 @@ use weft_plan::{
 use crate::dataplane::{Dataplane, LinkSetting, LinkUpdate, VethPair};
 use crate::error::KernelError;
 use crate::monitor::{self, KernelEvent};
+use crate::nft_sets::{Elements, LoadedSets, SetTable};
 use crate::own::Owned;
-use crate::{netns, nft, sysctl};
+use crate::{netns, nft, nft_sets, sysctl};
 
 pub use routes::BLACKHOLE_METRIC;
 
@@ -268,13 +269,23 @@ impl Dataplane for Linux {
             .map_err(KernelError::from)
     }
 
-    fn load_nft_table(
+    fn load_set_table(&self, table: &SetTable) -> Result<(), KernelError> {
+        self.in_own_netns(|| nft_sets::load(table))?
+            .map_err(KernelError::from)
+    }
+
+    fn set_table(&self, table: &str) -> Result<Option<LoadedSets>, KernelError> {
+        self.in_own_netns(|| nft_sets::read(table))?
+            .map_err(KernelError::from)
+    }
+
+    fn update_set_table(
         &self,
         table: &str,
-        script: &str,
-        fingerprint: &str,
-    ) -> Result<bool, KernelError> {
-        self.in_own_netns(|| nft::load_table(table, script, fingerprint))?
+        add: &Elements,
+        remove: &Elements,
+    ) -> Result<(), KernelError> {
+        self.in_own_netns(|| nft_sets::update(table, add, remove))?
             .map_err(KernelError::from)
     }
 
