@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
+use weft_kernel::nft_sets::RuleCounter;
 
 /// What the agent reports; updated with plain atomics from the event loop.
 #[derive(Debug, Default)]
@@ -32,6 +33,69 @@ pub struct Metrics {
     pub tunnel: std::sync::Arc<weft_tunnel::Stats>,
     /// Set while this node's subnet is leased to someone else: not ready.
     pub lease_taken: std::sync::Mutex<Option<String>>,
+    /// The store revision the loaded network policy table reflects.
+    pub policy_revision: AtomicU64,
+    /// Reads the policy table's rule counters at scrape time (set by the agent).
+    pub policy_counters: PolicyCounters,
+}
+
+/// How `/metrics` reads the policy rules' counters: from the kernel, when scraped.
+#[derive(Default)]
+pub struct PolicyCounters(std::sync::OnceLock<CounterReader>);
+
+type CounterReader = Box<dyn Fn() -> Vec<RuleCounter> + Send + Sync>;
+
+impl std::fmt::Debug for PolicyCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PolicyCounters")
+    }
+}
+
+impl PolicyCounters {
+    pub fn set(&self, read: CounterReader) {
+        let _ = self.0.set(read);
+    }
+}
+
+/// The denied-packet counters of the policy rules that drop, summed per policy and
+/// rule (a cluster rule is in every namespace's chain), as Prometheus rows.
+fn policy_denied(counters: &[RuleCounter]) -> String {
+    let mut sums: std::collections::BTreeMap<(String, String, String), u64> = Default::default();
+    for c in counters.iter().filter(|c| c.verdict == "drop") {
+        let key = if let Some(id) = c.comment.strip_prefix("isolated by ") {
+            let dir = if c.chain.starts_with("in_") {
+                "ingress"
+            } else {
+                "egress"
+            };
+            (
+                "NetworkPolicy".to_owned(),
+                id.to_owned(),
+                format!("{dir} isolation"),
+            )
+        } else {
+            let mut words = c.comment.splitn(3, ' ');
+            match (words.next(), words.next(), words.next()) {
+                (Some(kind), Some(id), Some(rule)) => {
+                    (kind.to_owned(), id.to_owned(), rule.to_owned())
+                }
+                _ => ("".to_owned(), c.comment.clone(), "".to_owned()),
+            }
+        };
+        *sums.entry(key).or_default() += c.packets;
+    }
+    let name = "weft_policy_denied_packets_total";
+    let mut s = format!("# HELP {name} Packets network policy dropped, by policy and rule.\n# TYPE {name} counter\n");
+    for ((kind, policy, rule), n) in sums {
+        let q = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"");
+        s += &format!(
+            "{name}{{kind=\"{}\",policy=\"{}\",rule=\"{}\"}} {n}\n",
+            q(&kind),
+            q(&policy),
+            q(&rule)
+        );
+    }
+    s
 }
 
 fn now_secs() -> u64 {
@@ -50,7 +114,7 @@ impl Metrics {
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let rows: [(&str, &str, &str, u64); 9] = [
+        let rows: [(&str, &str, &str, u64); 10] = [
             (
                 "weft_reconciles_total",
                 "counter",
@@ -100,6 +164,12 @@ impl Metrics {
                 g(&self.unreachable_peers),
             ),
             (
+                "weft_policy_enforced_revision",
+                "gauge",
+                "The store revision the loaded network policy rules reflect.",
+                g(&self.policy_revision),
+            ),
+            (
                 "weft_last_reconcile_timestamp_seconds",
                 "gauge",
                 "When the last reconcile finished.",
@@ -111,13 +181,18 @@ impl Metrics {
             .fields()
             .into_iter()
             .map(|(field, help, v)| (format!("weft_tunnel_{field}_total"), "counter", help, v));
-        rows.iter()
+        let plain: String = rows
+            .iter()
             .map(|(name, kind, help, v)| (name.to_string(), *kind, *help, *v))
             .chain(tunnel_rows)
             .map(|(name, kind, help, v)| {
                 format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n")
             })
-            .collect()
+            .collect();
+        match self.policy_counters.0.get() {
+            Some(read) => plain + &policy_denied(&read()),
+            None => plain,
+        }
     }
 
     /// `Ok` while reconciles keep happening; the reason otherwise.
@@ -172,11 +247,14 @@ pub async fn serve(
                 let metrics = metrics.clone();
                 async move {
                     Ok::<_, Infallible>(match req.uri().path() {
-                        "/metrics" => respond(
-                            StatusCode::OK,
-                            "text/plain; version=0.0.4",
-                            metrics.render(),
-                        ),
+                        "/metrics" => {
+                            // Reading the policy counters runs nft: off the runtime.
+                            let m = metrics.clone();
+                            let body = tokio::task::spawn_blocking(move || m.render())
+                                .await
+                                .unwrap_or_default();
+                            respond(StatusCode::OK, "text/plain; version=0.0.4", body)
+                        }
                         "/healthz" => match metrics.health(resync) {
                             Ok(()) => respond(StatusCode::OK, "text/plain", "ok\n".into()),
                             Err(why) => respond(
@@ -221,10 +299,44 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("weft_reconciles_total 1\n"));
+        assert!(!text.contains("weft_policy_denied"), "no reader, no rows");
         m.last_reconcile.store(now_secs() - 600, Ordering::Relaxed);
         assert!(m
             .health(Duration::from_secs(30))
             .unwrap_err()
             .contains("ago"));
+    }
+
+    #[test]
+    fn denied_packets_are_summed_per_policy_and_rule() {
+        let c = |chain: &str, comment: &str, verdict: &str, packets| RuleCounter {
+            chain: chain.into(),
+            comment: comment.into(),
+            verdict: verdict.into(),
+            packets,
+            bytes: 0,
+        };
+        let m = Metrics::default();
+        m.policy_counters.set(Box::new(move || {
+            vec![
+                c("in_ns_x_np", "isolated by x/a", "drop", 5),
+                c("out_ns_x_np", "isolated by x/a", "drop", 2),
+                c("in_ns_x", "ClusterPolicy deny-z ingress[0]", "drop", 3),
+                c("in_default", "ClusterPolicy deny-z ingress[0]", "drop", 4),
+                c("in_ns_x_np", "NetworkPolicy x/a ingress[0]", "accept", 9),
+            ]
+        }));
+        let text = m.render();
+        for row in [
+            "weft_policy_denied_packets_total{kind=\"NetworkPolicy\",policy=\"x/a\",rule=\"ingress isolation\"} 5\n",
+            "weft_policy_denied_packets_total{kind=\"NetworkPolicy\",policy=\"x/a\",rule=\"egress isolation\"} 2\n",
+            "weft_policy_denied_packets_total{kind=\"ClusterPolicy\",policy=\"deny-z\",rule=\"ingress[0]\"} 7\n",
+        ] {
+            assert!(text.contains(row), "{row} in\n{text}");
+        }
+        assert!(
+            !text.contains("ingress[0]\"} 9"),
+            "allowed packets are not denied:\n{text}"
+        );
     }
 }

@@ -74,8 +74,10 @@ pub struct PolicyState {
 pub enum Changed {
     /// A policy: the rules change.
     Policies,
-    /// An identity or a namespace's labels: only which addresses the sets hold.
-    Members,
+    /// The identity of the endpoint at this address: which sets hold it.
+    Endpoint(Ipv4Addr),
+    /// A namespace's labels: which sets hold any of its endpoints.
+    Namespace,
     /// Nothing Weft reads.
     Nothing,
 }
@@ -120,7 +122,7 @@ impl PolicyState {
                     self.endpoints.insert(ip, i)
                 }
             };
-            return Ok(Changed::Members);
+            return Ok(Changed::Endpoint(ip));
         }
         if let Some(ns) = rest.strip_prefix("namespaces/") {
             match value {
@@ -131,7 +133,7 @@ impl PolicyState {
                     self.namespaces.insert(ns.to_owned(), n.labels)
                 }
             };
-            return Ok(Changed::Members);
+            return Ok(Changed::Namespace);
         }
         Ok(Changed::Nothing)
     }
@@ -141,16 +143,21 @@ impl PolicyState {
         World {
             endpoints: self
                 .endpoints
-                .iter()
-                .map(|(ip, i)| Endpoint {
-                    name: i.name.clone(),
-                    namespace: i.namespace.clone(),
-                    labels: i.labels.clone(),
-                    ip: *ip,
-                })
+                .keys()
+                .filter_map(|ip| self.endpoint(*ip))
                 .collect(),
             namespaces: self.namespaces.clone(),
         }
+    }
+
+    /// The endpoint at `ip` as the verdict engine sees it.
+    pub fn endpoint(&self, ip: Ipv4Addr) -> Option<Endpoint> {
+        self.endpoints.get(&ip).map(|i| Endpoint {
+            name: i.name.clone(),
+            namespace: i.namespace.clone(),
+            labels: i.labels.clone(),
+            ip,
+        })
     }
 
     /// An endpoint by `namespace/name` or address.

@@ -19,6 +19,7 @@ pub mod block_ipam;
 pub mod diagnose;
 pub mod error;
 pub mod ipam;
+pub mod lab_probe;
 pub mod leases;
 pub mod network;
 pub mod networks;
@@ -114,8 +115,19 @@ pub fn main(cli: Cli) -> i32 {
         lab,
         command,
     } = cli;
+    let (command, lab) = match command {
+        // The probe explains each cell from the lab's store: below, with the others.
+        Cmd::Lab(mut cmd @ LabCommand::Probe { .. }) => {
+            if let Some(name) = lab {
+                cmd.lab_mut().name = name;
+            }
+            let name = cmd.lab_mut().name.clone();
+            (Cmd::Lab(cmd), Some(name))
+        }
+        other => (other, lab),
+    };
     let command = match command {
-        Cmd::Lab(mut cmd) => {
+        Cmd::Lab(mut cmd) if !matches!(cmd, LabCommand::Probe { .. }) => {
             if let Some(name) = lab {
                 cmd.lab_mut().name = name;
             }
@@ -192,6 +204,12 @@ pub fn main(cli: Cli) -> i32 {
             Cmd::Addresses(o) => addresses::run(&registry, o.output).await,
             Cmd::Pool(cmd) => pools::run(&registry, cmd).await,
             Cmd::Policy(cmd) => policy::run(&registry, cmd).await,
+            Cmd::Lab(LabCommand::Probe {
+                lab,
+                ports,
+                timeout_ms,
+                output,
+            }) => lab_probe::run(&registry, &lab.name, &ports, timeout_ms, &output).await,
             Cmd::Endpoint(cmd) => policy::run_endpoint(&registry, cmd).await,
             Cmd::Namespace(cmd) => policy::run_namespace(&registry, cmd).await,
             Cmd::Ipam(ipam::IpamCmd::Blocks { output }) => pools::blocks(&registry, output).await,

@@ -960,6 +960,7 @@ impl Dataplane for FakeDataplane {
         Ok(w.ns(&self.ns).tables.get(table).map(|t| LoadedSets {
             fingerprint: t.fingerprint.clone(),
             elements: t.elements.clone(),
+            counters: Vec::new(),
         }))
     }
 

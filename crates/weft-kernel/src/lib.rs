@@ -32,6 +32,7 @@ pub mod linux;
 pub mod monitor;
 pub mod netns;
 pub mod nft;
+pub mod nft_netlink;
 pub mod nft_sets;
 pub mod own;
 pub mod sys;

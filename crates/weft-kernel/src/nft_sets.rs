@@ -28,11 +28,24 @@ pub struct SetTable {
     pub elements: Elements,
 }
 
-/// What a loaded table has: its fingerprint and its elements.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a loaded table has: its fingerprint, its elements and its rules' counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoadedSets {
     pub fingerprint: String,
     pub elements: Elements,
+    /// Each rule with a counter and a comment (none in a table to load).
+    pub counters: Vec<RuleCounter>,
+}
+
+/// A rule's counter, with the rule's chain, comment and verdict (`drop`, `accept`,
+/// `return`, `jump`, `goto`, or `""` for none, as a `log` rule has).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleCounter {
+    pub chain: String,
+    pub comment: String,
+    pub verdict: String,
+    pub packets: u64,
+    pub bytes: u64,
 }
 
 /// What to add and what to remove to go from `old` to `new` (sets and maps with no
@@ -81,8 +94,25 @@ pub fn load(t: &SetTable) -> Result<(), NftError> {
     script_run(&script)
 }
 
+/// Up to this many elements change over netlink ([`crate::nft_netlink`]); more go
+/// through `nft -f`, whose cache fill is then small beside the change.
+const NETLINK_MOST: usize = 1000;
+
 /// Removes `remove` and adds `add` in one transaction.
 pub fn update(table: &str, add: &Elements, remove: &Elements) -> Result<(), NftError> {
+    let count = |e: &Elements| e.values().map(BTreeSet::len).sum::<usize>();
+    if count(add) + count(remove) <= NETLINK_MOST {
+        match crate::nft_netlink::update(table, add, remove) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => {
+                return Err(NftError::Refused {
+                    cmd: "nf_tables (netlink)",
+                    stderr: format!("the kernel refused the element changes: {e}"),
+                })
+            }
+        }
+    }
     let script = statements(table, "delete", remove) + &statements(table, "add", add);
     if script.is_empty() {
         return Ok(());
@@ -114,12 +144,28 @@ pub fn read(table: &str) -> Result<Option<LoadedSets>, NftError> {
     Ok(Some(parse_listing(&json)))
 }
 
-/// The fingerprint and elements in `nft -j list table`'s output.
+/// A rule's counter, if it has one and a comment.
+fn rule_counter(rule: &Value) -> Option<RuleCounter> {
+    let comment = rule["comment"].as_str()?;
+    let exprs = rule["expr"].as_array()?;
+    let counter = exprs.iter().find_map(|e| e.get("counter"))?;
+    let verdict = exprs
+        .iter()
+        .filter_map(|e| e.as_object()?.keys().next().cloned())
+        .find(|k| matches!(k.as_str(), "drop" | "accept" | "return" | "jump" | "goto"))
+        .unwrap_or_default();
+    Some(RuleCounter {
+        chain: rule["chain"].as_str().unwrap_or_default().to_owned(),
+        comment: comment.to_owned(),
+        verdict,
+        packets: counter["packets"].as_u64().unwrap_or(0),
+        bytes: counter["bytes"].as_u64().unwrap_or(0),
+    })
+}
+
+/// The fingerprint, elements and counters in `nft -j list table`'s output.
 fn parse_listing(json: &Value) -> LoadedSets {
-    let mut loaded = LoadedSets {
-        fingerprint: String::new(),
-        elements: Elements::new(),
-    };
+    let mut loaded = LoadedSets::default();
     let items = json["nftables"].as_array().cloned().unwrap_or_default();
     for item in &items {
         if let Some(rule) = item.get("rule") {
@@ -128,6 +174,7 @@ fn parse_listing(json: &Value) -> LoadedSets {
                     loaded.fingerprint = c.to_owned();
                 }
             }
+            loaded.counters.extend(rule_counter(rule));
             continue;
         }
         let Some(set) = item.get("set").or_else(|| item.get("map")) else {
@@ -213,11 +260,22 @@ mod tests {
             {"map":{"name":"to_address","type":"ipv4_addr","map":"verdict","elem":[["10.0.0.9",{"goto":{"target":"in_default"}}]]}},
             {"chain":{"name":"forward"}},
             {"rule":{"chain":"forward","comment":"weftpol 00ff","expr":[]}},
-            {"rule":{"chain":"forward","comment":"other","expr":[]}}]}"#,
+            {"rule":{"chain":"forward","comment":"other","expr":[]}},
+            {"rule":{"chain":"in_ns_x_np","comment":"isolated by x/a","expr":[{"match":{}},{"counter":{"packets":3,"bytes":180}},{"drop":null}]}}]}"#,
         )
         .unwrap();
         let l = parse_listing(&json);
         assert_eq!(l.fingerprint, "weftpol 00ff");
+        assert_eq!(
+            l.counters,
+            [RuleCounter {
+                chain: "in_ns_x_np".into(),
+                comment: "isolated by x/a".into(),
+                verdict: "drop".into(),
+                packets: 3,
+                bytes: 180
+            }]
+        );
         assert_eq!(
             l.elements,
             els(&[

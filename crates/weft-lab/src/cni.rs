@@ -13,17 +13,35 @@ use crate::topology;
 
 /// Runs the plugin for host `i`'s container; returns its JSON answer (empty for DEL).
 pub fn call(state: &LabState, i: u32, command: &str) -> LabResult<serde_json::Value> {
-    let plugin = agents::sibling("weft", "WEFT_CNI_PLUGIN");
     let ctr = topology::container_ns(&state.name, i);
+    call_as(state, i, &ctr, command, None, &serde_json::json!({}))
+}
+
+/// Runs the plugin on host `i` for the container whose network namespace is `ctr`
+/// (also its container ID), with kubelet's `CNI_ARGS` if given and `extra` merged into
+/// the network config.
+pub fn call_as(
+    state: &LabState,
+    i: u32,
+    ctr: &str,
+    command: &str,
+    cni_args: Option<&str>,
+    extra: &serde_json::Value,
+) -> LabResult<serde_json::Value> {
+    let plugin = agents::sibling("weft", "WEFT_CNI_PLUGIN");
     let plugin_dir = plugin
         .parent()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
-    let mut child = Command::new("ip")
+    let mut cmd = Command::new("ip");
+    if let Some(args) = cni_args {
+        cmd.env("CNI_ARGS", args);
+    }
+    let mut child = cmd
         .args(["netns", "exec", &topology::host_ns(&state.name, i)])
         .arg(&plugin)
         .env("CNI_COMMAND", command)
-        .env("CNI_CONTAINERID", &ctr)
+        .env("CNI_CONTAINERID", ctr)
         .env("CNI_NETNS", format!("/run/netns/{ctr}"))
         .env("CNI_IFNAME", "eth0")
         .env(
@@ -38,7 +56,11 @@ pub fn call(state: &LabState, i: u32, command: &str) -> LabResult<serde_json::Va
             cmd: plugin.display().to_string(),
             source,
         })?;
-    let conf = state.cni_config(i).to_string();
+    let mut conf = state.cni_config(i);
+    if let (Some(c), Some(e)) = (conf.as_object_mut(), extra.as_object()) {
+        c.extend(e.clone());
+    }
+    let conf = conf.to_string();
     child
         .stdin
         .take()
@@ -60,7 +82,7 @@ pub fn call(state: &LabState, i: u32, command: &str) -> LabResult<serde_json::Va
     };
     if !out.status.success() {
         return Err(LabError::Command {
-            cmd: format!("CNI {command} for c{i}"),
+            cmd: format!("CNI {command} for {ctr}"),
             status: out.status.to_string(),
             stderr: format!("{answer} {}", String::from_utf8_lossy(&out.stderr).trim()),
         });

@@ -162,9 +162,74 @@ pub enum LabCommand {
     /// Add or remove a host.
     #[command(subcommand)]
     Host(HostCommand),
+    /// Add or remove a container with an identity (network policy's namespace, name and
+    /// labels), attached by the `weft` CNI plugin as kubelet would, with servers in it.
+    #[command(subcommand)]
+    Container(ContainerCommand),
+    /// Try every container added with `lab container add` from every other, on each
+    /// port it serves, and print the matrix per port: `.` reachable, `X` blocked, `!`
+    /// where the traffic disagrees with `weftctl policy explain`; exit 1 if any does.
+    #[command(after_help = "Example:
+  weftctl lab probe
+  weftctl lab probe --ports tcp:80,udp:80 --output json")]
+    Probe {
+        #[command(flatten)]
+        lab: LabName,
+        /// Only these ports (default: each container's own).
+        #[arg(long, default_value = "")]
+        ports: String,
+        /// How long a probe waits for an answer.
+        #[arg(long, default_value_t = 1000)]
+        timeout_ms: u64,
+        /// `table` or `json`.
+        #[arg(long, default_value = "table")]
+        output: String,
+    },
+    /// Serve TCP and UDP ports in the current namespace until killed (what `lab
+    /// container add --serve` runs in the container).
+    #[command(hide = true)]
+    Serve {
+        #[command(flatten)]
+        lab: LabName,
+        ports: String,
+    },
     /// Remove every namespace, process and file of the lab.
     #[command(after_help = "Example:\n  weftctl lab down --name weft")]
     Down {
+        #[command(flatten)]
+        lab: LabName,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContainerCommand {
+    /// Attach a container on a host as NAMESPACE/NAME with labels, and serve ports in it.
+    #[command(
+        after_help = "Example:\n  weftctl lab container add x/a --host h1 --label pod=a --serve tcp:80,tcp:81,udp:80,udp:81"
+    )]
+    Add {
+        #[command(flatten)]
+        lab: LabName,
+        /// NAMESPACE/NAME, as kubelet passes them (K8S_POD_NAMESPACE, K8S_POD_NAME).
+        id: String,
+        #[arg(long)]
+        host: String,
+        /// KEY=VALUE (repeatable), passed in the network config's `args.cni.labels`.
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        /// Ports to serve: tcp:80,udp:81,...
+        #[arg(long, default_value = "")]
+        serve: String,
+    },
+    /// Detach a container (CNI DEL) and remove it.
+    #[command(after_help = "Example:\n  weftctl lab container remove x/a")]
+    Remove {
+        #[command(flatten)]
+        lab: LabName,
+        id: String,
+    },
+    /// List the containers with their host, address and labels.
+    List {
         #[command(flatten)]
         lab: LabName,
     },
@@ -198,6 +263,11 @@ impl LabCommand {
             | LabCommand::Dockerd { lab, .. }
             | LabCommand::Etcd { lab, .. }
             | LabCommand::Host(HostCommand::Add { lab })
+            | LabCommand::Container(ContainerCommand::Add { lab, .. })
+            | LabCommand::Container(ContainerCommand::Remove { lab, .. })
+            | LabCommand::Container(ContainerCommand::List { lab })
+            | LabCommand::Probe { lab, .. }
+            | LabCommand::Serve { lab, .. }
             | LabCommand::Host(HostCommand::Remove { lab, .. })
             | LabCommand::Down { lab } => lab,
         }
@@ -408,6 +478,23 @@ pub fn run(cmd: LabCommand) -> LabResult<i32> {
             down(&lab.name)?;
             Ok(0)
         }
+        LabCommand::Container(cmd) => crate::pods::run(cmd),
+        LabCommand::Probe {
+            lab,
+            ports,
+            timeout_ms,
+            output,
+        } => {
+            let state = LabState::load(&lab.name)?;
+            let ports = crate::pods::parse_ports(&ports)?;
+            let cells = crate::pods::probe(&state, &ports, Duration::from_millis(timeout_ms));
+            crate::pods::print(&cells, &output)?;
+            Ok(0)
+        }
+        LabCommand::Serve { ports, .. } => {
+            crate::pods::serve(&crate::pods::parse_ports(&ports)?)?;
+            Ok(0)
+        }
     }
 }
 
@@ -563,6 +650,7 @@ fn build(spec: LabSpec) -> LabResult<i32> {
         cni_mode,
         docker,
         containers: Default::default(),
+        pods: Default::default(),
     };
     state.save()?;
 
@@ -798,6 +886,15 @@ fn remove_host(state: &mut LabState, i: u32) -> LabResult<()> {
         eprintln!("warning: {e}");
     }
     state.containers.remove(&i);
+    let pods: Vec<String> = state
+        .pods
+        .iter()
+        .filter(|(_, p)| p.host == i)
+        .map(|(id, _)| id.clone())
+        .collect();
+    for id in pods {
+        crate::pods::remove(state, &id)?;
+    }
     crate::docker::stop(state, i, false)?;
     agents::stop(state, i)?;
     if let Some(n) = state.host_network(i) {
@@ -828,7 +925,7 @@ fn remove_host(state: &mut LabState, i: u32) -> LabResult<()> {
 }
 
 /// Kills whatever still runs in a namespace, then deletes it.
-fn kill_namespace(ns: &str) {
+pub(crate) fn kill_namespace(ns: &str) {
     if let Ok(pids) = sh::run(&["ip", "netns", "pids", ns]) {
         for pid in pids
             .split_whitespace()
@@ -849,7 +946,7 @@ fn belongs(name: &str, ns: &str) -> bool {
     rest == "ul"
         || (rest.len() > 1
             && rest[1..].chars().all(|c| c.is_ascii_digit())
-            && matches!(&rest[..1], "h" | "c"))
+            && matches!(&rest[..1], "h" | "c" | "p"))
 }
 
 fn down(name: &str) -> LabResult<()> {
@@ -893,6 +990,10 @@ mod tests {
     fn down_only_touches_its_own_namespaces() {
         assert!(
             belongs("weft", "weft-ul") && belongs("weft", "weft-h12") && belongs("weft", "weft-c1")
+        );
+        assert!(
+            belongs("weft", "weft-p3"),
+            "containers added with `lab container add`"
         );
         assert!(
             !belongs("weft", "weft-2-h1")

@@ -21,11 +21,12 @@ pub mod docker;
 pub mod error;
 pub mod etcd;
 pub mod ping;
+pub mod pods;
 pub mod router;
 pub mod sh;
 pub mod state;
 pub mod topology;
 
-pub use commands::{run, LabCommand};
+pub use commands::{run, ContainerCommand, LabCommand};
 pub use error::LabError;
 pub use state::LabState;

@@ -38,6 +38,9 @@ pub struct LabState {
     /// Each host's container address, as the plugin's ADD result gave it.
     #[serde(default)]
     pub containers: std::collections::BTreeMap<u32, std::net::Ipv4Addr>,
+    /// Containers added with `lab container add`, by NAMESPACE/NAME.
+    #[serde(default)]
+    pub pods: std::collections::BTreeMap<String, crate::pods::Pod>,
 }
 
 fn bridge() -> String {

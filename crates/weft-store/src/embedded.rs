@@ -27,8 +27,9 @@ use crate::{
 
 /// How many past events are kept for watchers that fall behind.
 const HISTORY: i64 = 10_000;
-/// How often a watcher looks for new events. Cross-process change notification
-/// would need inotify on the WAL; a 50 ms poll of one indexed table is cheap.
+/// How often a watcher looks for new events written by other processes (its own
+/// process's writes wake it at once). Cross-process change notification would need
+/// inotify on the WAL; a 50 ms poll of one indexed table is cheap.
 const POLL: Duration = Duration::from_millis(50);
 
 const SCHEMA: &str = "
@@ -55,6 +56,9 @@ pub struct EmbeddedStore {
 struct Inner {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// Wakes this process's watchers on its own writes, so they see them at once
+    /// rather than at the next poll (another process's writes wait for the poll).
+    written: tokio::sync::Notify,
 }
 
 fn now_ms() -> i64 {
@@ -98,6 +102,7 @@ impl EmbeddedStore {
             inner: Arc::new(Inner {
                 path,
                 conn: Mutex::new(conn),
+                written: tokio::sync::Notify::new(),
             }),
         })
     }
@@ -149,6 +154,7 @@ impl EmbeddedStore {
                 }
             })
             .await?;
+        self.inner.written.notify_waiters();
         outcome.map_err(StoreError::LeaseNotFound)
     }
 
@@ -468,6 +474,10 @@ impl EmbeddedStore {
     async fn feed_watch(self, prefix: String, mut next: Revision, tx: mpsc::Sender<WatchEvent>) {
         let mut failing = false;
         while !tx.is_closed() {
+            // Listening for this process's writes before looking, so none falls between.
+            let written = self.inner.written.notified();
+            tokio::pin!(written);
+            written.as_mut().enable();
             match self.poll_events(&prefix, next).await {
                 Ok(events) => {
                     if failing {
@@ -488,7 +498,10 @@ impl EmbeddedStore {
                     }
                 }
             }
-            tokio::time::sleep(POLL).await;
+            tokio::select! {
+                _ = tokio::time::sleep(POLL) => {}
+                _ = &mut written => {}
+            }
         }
     }
 

@@ -66,6 +66,15 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
         crate::health::spawn(addr, metrics.clone(), opts.resync_interval);
     }
     let dp: Arc<dyn Dataplane> = Arc::new(Linux::connect()?);
+    let reader = dp.clone();
+    metrics.policy_counters.set(Box::new(move || {
+        reader
+            .set_table(weft_policy::render::TABLE)
+            .ok()
+            .flatten()
+            .map(|t| t.counters)
+            .unwrap_or_default()
+    }));
     // Subscribe before reading anything, so no change between the read and the watch is lost.
     let kernel_events = dp.watch()?;
     let (mut agent, revision) = Agent::start(opts, dp, metrics).await?;
@@ -195,6 +204,10 @@ struct Last {
     policy_dirty: bool,
     /// A policy changed: the table's structure must be compiled again.
     policy_rules_changed: bool,
+    /// The endpoints whose identity changed since the table was last brought up to
+    /// date (`None`: something else changed, so every set is computed again).
+    /// Each with the endpoint as the table has it (`None`: absent then).
+    policy_touched: Option<BTreeMap<Ipv4Addr, Option<weft_policy::Endpoint>>>,
     /// The structure for the policies as they are.
     policy_compiled: Option<weft_policy::render::Compiled>,
     /// What the kernel's policy table has, as last loaded, updated or read.

@@ -16,8 +16,9 @@
 
 use tokio::sync::watch;
 use tracing::{error, info, warn};
+use weft_alloc::policies::Changed;
 use weft_kernel::dataplane::LinkSetting;
-use weft_kernel::nft_sets::{self, LoadedSets, SetTable};
+use weft_kernel::nft_sets::{self, Elements, LoadedSets, SetTable};
 use weft_kernel::KernelError;
 use weft_policy::render::{compile, Attachment, Local, TABLE};
 use weft_store::{Revision, WatchEvent};
@@ -44,7 +45,15 @@ impl Agent {
         }
     }
 
-    /// Takes in a store change under the policy prefix; `None` if it is not one.
+    /// Whether the policy table waits for a reconcile (a store change under the policy
+    /// prefix since it was last brought up to date).
+    pub(super) fn policy_pending(&self) -> bool {
+        self.last.policy_dirty || self.last.policy_relist
+    }
+
+    /// Takes in a store change under the policy prefix; `None` if it is not one, and
+    /// `Some(false)`: it changes no route, only the policy table (see
+    /// [`Agent::policy_pending`]), which the serve loop brings up to date on its own.
     pub(super) fn on_policy_event(&mut self, event: &WatchEvent) -> Option<bool> {
         let prefix = self.registry.policy_prefix();
         let (key, value) = match event {
@@ -55,21 +64,38 @@ impl Agent {
         let rest = key.strip_prefix(&prefix)?;
         let Some(st) = self.view.policy.as_mut() else {
             self.last.policy_relist = true;
-            return Some(true);
+            return Some(false);
         };
+        // The endpoint as the table has it, before this change.
+        let before = rest
+            .strip_prefix("endpoints/")
+            .and_then(|ip| ip.parse().ok())
+            .map(|ip| (ip, st.endpoint(ip)));
         match st.read_entry(rest, value) {
             Ok(changed) => {
                 st.revision = event.revision();
                 self.last.policy_dirty = true;
-                if changed == weft_alloc::policies::Changed::Policies {
-                    self.last.policy_rules_changed = true;
+                match changed {
+                    Changed::Policies => {
+                        self.last.policy_rules_changed = true;
+                        self.last.policy_touched = None;
+                    }
+                    Changed::Endpoint(_) => {
+                        if let (Some(t), Some((ip, was))) =
+                            (self.last.policy_touched.as_mut(), before)
+                        {
+                            t.entry(ip).or_insert(was);
+                        }
+                    }
+                    Changed::Namespace => self.last.policy_touched = None,
+                    Changed::Nothing => {}
                 }
             }
             Err(why) => {
                 warn!(key, error = %why, "ignoring an unreadable policy record; the previous value stays")
             }
         }
-        Some(true)
+        Some(false)
     }
 
     /// Brings the policy table up to date: element changes alone when the rules are
@@ -88,6 +114,7 @@ impl Agent {
                     self.last.policy_relist = false;
                     self.last.policy_dirty = true;
                     self.last.policy_rules_changed = true;
+                    self.last.policy_touched = None;
                 }
                 Err(e) => {
                     warn!(error = %e, "cannot read network policies; enforcement stays as it is");
@@ -99,6 +126,9 @@ impl Agent {
         let revision = st.revision;
         if !self.last.policy_dirty && !check_kernel && self.last.policy_table.is_some() {
             self.plane.policy_enforced.send_replace(revision);
+            self.metrics
+                .policy_revision
+                .store(revision.max(0) as u64, std::sync::atomic::Ordering::Relaxed);
             return;
         }
         if self.last.policy_rules_changed || self.last.policy_compiled.is_none() {
@@ -107,22 +137,78 @@ impl Agent {
         }
         let compiled = self.last.policy_compiled.as_ref().expect("compiled above");
         let me = self.view.attrs.public_ip;
-        let world = st.world();
-        let locals: Vec<Local> = world
+        let locals: Vec<Local> = st
             .endpoints
             .iter()
-            .filter_map(|e| {
-                let id = st.endpoints.get(&e.ip)?;
-                (id.node == me && !id.interface.is_empty()).then(|| Local {
-                    endpoint: e.clone(),
+            .filter(|(_, id)| id.node == me && !id.interface.is_empty())
+            .filter_map(|(ip, id)| {
+                Some(Local {
+                    endpoint: st.endpoint(*ip)?,
                     interface: id.interface.clone(),
                     attachment: id.attachment,
                 })
             })
             .collect();
+        // Only some endpoints changed, and the kernel has the table as last applied:
+        // just their elements (a container's ADD waits for this).
+        if let (false, Some(touched), Some(table)) = (
+            check_kernel,
+            &self.last.policy_touched,
+            self.last.policy_table.as_mut(),
+        ) {
+            if table.fingerprint == compiled.fingerprint {
+                let changed: Vec<_> = touched
+                    .iter()
+                    .map(|(ip, was)| (*ip, was.clone(), st.endpoint(*ip)))
+                    .collect();
+                let names = weft_policy::World {
+                    endpoints: Vec::new(),
+                    namespaces: st.namespaces.clone(),
+                };
+                let ns = |n: &str| names.namespace_labels(n);
+                let fresh = compiled.changed_elements(&table.elements, &changed, &ns, &locals);
+                let before: Elements = fresh
+                    .keys()
+                    .map(|k| {
+                        (
+                            k.clone(),
+                            table.elements.get(k).cloned().unwrap_or_default(),
+                        )
+                    })
+                    .collect();
+                let (add, remove) = nft_sets::changes(&before, &fresh);
+                match self.dp.update_set_table(TABLE, &add, &remove) {
+                    Ok(()) => {
+                        if !add.is_empty() || !remove.is_empty() {
+                            let count = |e: &Elements| e.values().map(|s| s.len()).sum::<usize>();
+                            info!(
+                                endpoints = changed.len(),
+                                added = count(&add),
+                                removed = count(&remove),
+                                "updated network policy sets"
+                            );
+                        }
+                        table.elements.extend(fresh);
+                        self.plane.policy_enforced.send_replace(revision);
+                        self.metrics
+                            .policy_revision
+                            .store(revision.max(0) as u64, std::sync::atomic::Ordering::Relaxed);
+                        self.last.policy_dirty = false;
+                        self.last.policy_touched = Some(Default::default());
+                        self.ensure_bridge_hooks(&locals);
+                        return;
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "cannot update the network policy sets; checking the whole table");
+                    }
+                }
+            }
+        }
+        let world = st.world();
         let wanted = LoadedSets {
             fingerprint: compiled.fingerprint.clone(),
             elements: compiled.elements(&world, &locals),
+            counters: Vec::new(),
         };
         let known = if check_kernel {
             self.dp.set_table(TABLE).unwrap_or_else(|e| {
@@ -169,8 +255,12 @@ impl Agent {
         match applied {
             Ok(()) => {
                 self.plane.policy_enforced.send_replace(revision);
+                self.metrics
+                    .policy_revision
+                    .store(revision.max(0) as u64, std::sync::atomic::Ordering::Relaxed);
                 self.last.policy_table = Some(wanted);
                 self.last.policy_dirty = false;
+                self.last.policy_touched = Some(Default::default());
                 self.ensure_bridge_hooks(&locals);
             }
             Err(e) => {

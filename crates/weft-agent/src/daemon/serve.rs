@@ -53,12 +53,27 @@ impl Agent {
                         return Err(AgentError::WatchEnded);
                     };
                     let mut dirty = self.on_event(event).await;
-                    // Coalesce a burst of events into one plan.
-                    while let Ok(Some(more)) = tokio::time::timeout(Duration::from_millis(20), watch.next()).await {
-                        dirty |= self.on_event(more).await;
+                    // Coalesce a burst of events into one plan: take what has already
+                    // arrived, and only while more keep coming wait a little for the
+                    // rest. A lone change (a container's identity, whose ADD waits for
+                    // its rules) is planned at once.
+                    let mut burst = false;
+                    loop {
+                        let wait = if burst { Duration::from_millis(20) } else { Duration::ZERO };
+                        match tokio::time::timeout(wait, watch.next()).await {
+                            Ok(Some(more)) => {
+                                dirty |= self.on_event(more).await;
+                                burst = true;
+                            }
+                            _ => break,
+                        }
                     }
                     if dirty {
                         self.reconcile(Why::Store).await;
+                    } else if self.policy_pending() {
+                        // Only policy changed (a container's identity, whose ADD waits):
+                        // the policy table alone, not the whole plan.
+                        self.reconcile_policy(Why::Store).await;
                     }
                 }
                 event = kernel_events.recv() => {

@@ -787,14 +787,20 @@ async fn policy_rules_follow_the_store_keep_on_refusal_and_survive_a_restart() {
     // An endpoint here, one elsewhere, and a policy selecting ours.
     let here = r#"{"Name":"x/a","Namespace":"x","Labels":{"pod":"a"},"Node":"192.168.1.1","Interface":"weft00000000001"}"#;
     let there = r#"{"Name":"y/b","Namespace":"y","Labels":{"pod":"b"},"Node":"192.168.1.2","Interface":"weft00000000002"}"#;
-    assert!(put_key(&mut rig, &format!("{pol}endpoints/10.248.0.1"), here).await);
-    assert!(put_key(&mut rig, &format!("{pol}endpoints/10.248.0.2"), there).await);
+    // Policy alone: no plan, the policy table pending.
+    assert!(!put_key(&mut rig, &format!("{pol}endpoints/10.248.0.1"), here).await);
+    assert!(rig.agent.policy_pending());
+    // Policy alone: no plan, the policy table pending.
+    assert!(!put_key(&mut rig, &format!("{pol}endpoints/10.248.0.2"), there).await);
+    assert!(rig.agent.policy_pending());
     let np = r#"{"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"name":"a","namespace":"x"},"spec":{"podSelector":{},"ingress":[{"from":[{"namespaceSelector":{}}]}]}}"#;
-    assert!(put_key(&mut rig, &format!("{pol}networkpolicies/x/a"), np).await);
+    // Policy alone: no plan, the policy table pending.
+    assert!(!put_key(&mut rig, &format!("{pol}networkpolicies/x/a"), np).await);
+    assert!(rig.agent.policy_pending());
     rig.agent.reconcile(Why::Store).await;
     let table = rig.fake.nft_table("weftpol").expect("loaded");
     assert!(
-        table.contains("\"weft00000000001\" : jump in_ns_x"),
+        table.contains("in_ns_x_if { \"weft00000000001\" }"),
         "{table}"
     );
     assert!(
@@ -815,7 +821,9 @@ async fn policy_rules_follow_the_store_keep_on_refusal_and_survive_a_restart() {
             .join("\n")
     };
     let third = r#"{"Name":"x/c","Namespace":"x","Labels":{"pod":"c"},"Node":"192.168.1.1","Interface":"weft00000000003","Attachment":"bridged"}"#;
-    assert!(put_key(&mut rig, &format!("{pol}endpoints/10.248.0.3"), third).await);
+    // Policy alone: no plan, the policy table pending.
+    assert!(!put_key(&mut rig, &format!("{pol}endpoints/10.248.0.3"), third).await);
+    assert!(rig.agent.policy_pending());
     let mark = rig.fake.journal().len();
     rig.agent.reconcile(Why::Store).await;
     let grown = rig.fake.nft_table("weftpol").unwrap();
@@ -829,7 +837,7 @@ async fn policy_rules_follow_the_store_keep_on_refusal_and_survive_a_restart() {
         ]
     );
     assert!(
-        grown.contains("10.248.0.3 : jump in_ns_x"),
+        grown.contains("in_ns_x_ip { 10.248.0.3 }"),
         "bridged: by address\n{grown}"
     );
     assert!(
@@ -842,7 +850,8 @@ async fn policy_rules_follow_the_store_keep_on_refusal_and_survive_a_restart() {
     // enforcing the new revision.
     let before = *rig.agent.plane.policy_enforced.borrow();
     rig.fake.fail(FakeOp::Firewall, libc::EPERM);
-    assert!(rig.delete_key(format!("{pol}networkpolicies/x/a")).await);
+    assert!(!rig.delete_key(format!("{pol}networkpolicies/x/a")).await);
+    assert!(rig.agent.policy_pending());
     rig.agent.reconcile(Why::Store).await;
     assert_eq!(
         rig.fake.nft_table("weftpol").as_deref(),

@@ -1,0 +1,295 @@
+//! Set and map elements changed over netlink, in one nf_tables transaction.
+//!
+//! `nft -f` reads the table's sets into its cache before it changes an element, which
+//! with thousands of named sets costs tens of milliseconds; a container's ADD waits for
+//! its elements, so the agent writes them itself: a batch (`NFNL_MSG_BATCH_BEGIN`,
+//! `NFT_MSG_DELSETELEM`/`NFT_MSG_NEWSETELEM` per set, `NFNL_MSG_BATCH_END`) that the
+//! kernel applies whole or not at all. No crate of the rust-netlink family speaks
+//! nf_tables yet, so the few messages are built here by hand from
+//! `linux/netfilter/nf_tables.h`. Elements are the text [`crate::nft_sets`] keeps:
+//! an address, a quoted interface name, or either `: jump CHAIN` / `: goto CHAIN`.
+
+use std::io;
+use std::net::Ipv4Addr;
+
+use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
+
+use crate::nft_sets::Elements;
+
+const NFNL_SUBSYS_NFTABLES: u16 = 10;
+const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
+const NFNL_MSG_BATCH_END: u16 = 0x11;
+const NFT_MSG_NEWSETELEM: u16 = 12;
+const NFT_MSG_DELSETELEM: u16 = 14;
+const NFPROTO_IPV4: u8 = 2;
+
+const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_ACK: u16 = 0x4;
+const NLM_F_CREATE: u16 = 0x400;
+const NLMSG_ERROR: u16 = 2;
+const NLA_F_NESTED: u16 = 0x8000;
+
+const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
+const NFTA_SET_ELEM_LIST_SET: u16 = 2;
+const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+const NFTA_LIST_ELEM: u16 = 1;
+const NFTA_SET_ELEM_KEY: u16 = 1;
+const NFTA_SET_ELEM_DATA: u16 = 2;
+const NFTA_DATA_VALUE: u16 = 1;
+const NFTA_DATA_VERDICT: u16 = 2;
+const NFTA_VERDICT_CODE: u16 = 1;
+const NFTA_VERDICT_CHAIN: u16 = 2;
+const NFT_JUMP: i32 = -3;
+const NFT_GOTO: i32 = -4;
+const IFNAMSIZ: usize = 16;
+
+/// An element as the kernel takes it: its key's bytes and, in a verdict map, the verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Element {
+    key: Vec<u8>,
+    verdict: Option<(i32, String)>,
+}
+
+/// Reads an element's text; `None` if it is not one this module writes.
+fn parse(text: &str) -> Option<Element> {
+    let (key, data) = match text.split_once(" : ") {
+        Some((k, d)) => (k, Some(d)),
+        None => (text, None),
+    };
+    let key = if let Some(name) = key.strip_prefix('"').and_then(|k| k.strip_suffix('"')) {
+        if name.is_empty() || name.len() >= IFNAMSIZ {
+            return None;
+        }
+        let mut b = name.as_bytes().to_vec();
+        b.resize(IFNAMSIZ, 0);
+        b
+    } else {
+        key.parse::<Ipv4Addr>().ok()?.octets().to_vec()
+    };
+    let verdict = match data {
+        None => None,
+        Some(d) => {
+            let (verb, chain) = d.split_once(' ')?;
+            let code = match verb {
+                "jump" => NFT_JUMP,
+                "goto" => NFT_GOTO,
+                _ => return None,
+            };
+            Some((code, chain.to_owned()))
+        }
+    };
+    Some(Element { key, verdict })
+}
+
+/// Appends an attribute (padded to 4 bytes).
+fn attr(buf: &mut Vec<u8>, kind: u16, payload: &[u8]) {
+    buf.extend_from_slice(&((4 + payload.len()) as u16).to_ne_bytes());
+    buf.extend_from_slice(&kind.to_ne_bytes());
+    buf.extend_from_slice(payload);
+    buf.resize(buf.len().next_multiple_of(4), 0);
+}
+
+fn nested(buf: &mut Vec<u8>, kind: u16, inner: impl FnOnce(&mut Vec<u8>)) {
+    let mut b = Vec::new();
+    inner(&mut b);
+    attr(buf, kind | NLA_F_NESTED, &b);
+}
+
+fn cstr(s: &str) -> Vec<u8> {
+    let mut b = s.as_bytes().to_vec();
+    b.push(0);
+    b
+}
+
+/// One netlink message: header, nfgenmsg, attributes.
+fn message(buf: &mut Vec<u8>, kind: u16, flags: u16, seq: u32, res_id: u16, attrs: &[u8]) {
+    let len = 16 + 4 + attrs.len();
+    buf.extend_from_slice(&(len as u32).to_ne_bytes());
+    buf.extend_from_slice(&kind.to_ne_bytes());
+    buf.extend_from_slice(&flags.to_ne_bytes());
+    buf.extend_from_slice(&seq.to_ne_bytes());
+    buf.extend_from_slice(&0u32.to_ne_bytes());
+    buf.extend_from_slice(&[NFPROTO_IPV4, 0]);
+    buf.extend_from_slice(&res_id.to_be_bytes());
+    buf.extend_from_slice(attrs);
+}
+
+fn element_list(table: &str, set: &str, elems: &[Element]) -> Vec<u8> {
+    let mut a = Vec::new();
+    attr(&mut a, NFTA_SET_ELEM_LIST_TABLE, &cstr(table));
+    attr(&mut a, NFTA_SET_ELEM_LIST_SET, &cstr(set));
+    nested(&mut a, NFTA_SET_ELEM_LIST_ELEMENTS, |l| {
+        for e in elems {
+            nested(l, NFTA_LIST_ELEM, |el| {
+                nested(el, NFTA_SET_ELEM_KEY, |k| attr(k, NFTA_DATA_VALUE, &e.key));
+                if let Some((code, chain)) = &e.verdict {
+                    nested(el, NFTA_SET_ELEM_DATA, |d| {
+                        nested(d, NFTA_DATA_VERDICT, |v| {
+                            attr(v, NFTA_VERDICT_CODE, &code.to_be_bytes());
+                            attr(v, NFTA_VERDICT_CHAIN, &cstr(chain));
+                        })
+                    });
+                }
+            });
+        }
+    });
+    a
+}
+
+/// The batch that removes `remove` and adds `add` in table `ip TABLE`, and how many
+/// acknowledgements it asks for; `None` if an element cannot be read.
+fn batch(table: &str, add: &Elements, remove: &Elements) -> Option<(Vec<u8>, u32)> {
+    let mut buf = Vec::new();
+    let mut seq = 1;
+    message(
+        &mut buf,
+        NFNL_MSG_BATCH_BEGIN,
+        NLM_F_REQUEST,
+        seq,
+        NFNL_SUBSYS_NFTABLES,
+        &[],
+    );
+    let mut acks = 0;
+    for (verb, flags, elements) in [
+        (NFT_MSG_DELSETELEM, 0, remove),
+        (NFT_MSG_NEWSETELEM, NLM_F_CREATE, add),
+    ] {
+        for (set, texts) in elements.iter().filter(|(_, e)| !e.is_empty()) {
+            let mut elems = texts.iter().map(|t| parse(t)).collect::<Option<Vec<_>>>()?;
+            if verb == NFT_MSG_DELSETELEM {
+                // A deletion names the key alone.
+                elems.iter_mut().for_each(|e| e.verdict = None);
+            }
+            seq += 1;
+            acks += 1;
+            let kind = (NFNL_SUBSYS_NFTABLES << 8) | verb;
+            message(
+                &mut buf,
+                kind,
+                NLM_F_REQUEST | NLM_F_ACK | flags,
+                seq,
+                0,
+                &element_list(table, set, &elems),
+            );
+        }
+    }
+    seq += 1;
+    message(
+        &mut buf,
+        NFNL_MSG_BATCH_END,
+        NLM_F_REQUEST,
+        seq,
+        NFNL_SUBSYS_NFTABLES,
+        &[],
+    );
+    Some((buf, acks))
+}
+
+/// Applies the change in one transaction in the calling thread's namespace. `Ok(false)`
+/// if an element is not one this module can write (the caller uses `nft` instead).
+pub fn update(table: &str, add: &Elements, remove: &Elements) -> io::Result<bool> {
+    let Some((buf, mut acks)) = batch(table, add, remove) else {
+        return Ok(false);
+    };
+    if acks == 0 {
+        return Ok(true);
+    }
+    let mut socket = Socket::new(NETLINK_NETFILTER)?;
+    socket.bind_auto()?;
+    socket.connect(&SocketAddr::new(0, 0))?;
+    socket.send(&buf, 0)?;
+    let mut failure = None;
+    while acks > 0 {
+        let (data, _) = socket.recv_from_full()?;
+        let mut off = 0;
+        while off + 20 <= data.len() {
+            let len = u32::from_ne_bytes(data[off..off + 4].try_into().expect("4 bytes")) as usize;
+            let kind = u16::from_ne_bytes(data[off + 4..off + 6].try_into().expect("2 bytes"));
+            if len < 20 || off + len > data.len() {
+                break;
+            }
+            if kind == NLMSG_ERROR {
+                let code =
+                    i32::from_ne_bytes(data[off + 16..off + 20].try_into().expect("4 bytes"));
+                acks -= 1;
+                if code != 0 && failure.is_none() {
+                    failure = Some(io::Error::from_raw_os_error(-code));
+                    // The transaction is aborted: no further acknowledgements come.
+                    acks = 0;
+                }
+            }
+            off += len.next_multiple_of(4);
+        }
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(true),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn elements_read_as_the_kernel_takes_them() {
+        assert_eq!(
+            parse("10.0.0.1"),
+            Some(Element {
+                key: vec![10, 0, 0, 1],
+                verdict: None
+            })
+        );
+        let e = parse("\"weft1\" : jump in_ns_x").unwrap();
+        assert_eq!(&e.key[..5], b"weft1");
+        assert_eq!(e.key.len(), IFNAMSIZ);
+        assert_eq!(e.verdict, Some((NFT_JUMP, "in_ns_x".into())));
+        assert_eq!(
+            parse("10.0.0.9 : goto c").unwrap().verdict,
+            Some((NFT_GOTO, "c".into()))
+        );
+        assert_eq!(parse("\"a-name-far-too-long\""), None);
+        assert_eq!(parse("10.0.0.1 : accept"), None);
+        assert_eq!(parse("10.0.0.0/24"), None);
+    }
+
+    #[test]
+    fn a_batch_is_begin_one_message_per_set_end() {
+        let set = |n: &str, e: &[&str]| (n.to_string(), e.iter().map(|s| s.to_string()).collect());
+        let add: Elements = [
+            set("s_1", &["10.0.0.1"]),
+            set("to_endpoint", &["\"w\" : jump in_default"]),
+        ]
+        .into();
+        let remove: Elements = [set("s_2", &["10.0.0.2"])].into();
+        let (buf, acks) = batch("weftpol", &add, &remove).unwrap();
+        assert_eq!(acks, 3);
+        // Walk the messages: their types in order.
+        let mut kinds = Vec::new();
+        let mut off = 0;
+        while off < buf.len() {
+            let len = u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap()) as usize;
+            kinds.push(u16::from_ne_bytes(
+                buf[off + 4..off + 6].try_into().unwrap(),
+            ));
+            off += len;
+        }
+        let nft = |m: u16| (NFNL_SUBSYS_NFTABLES << 8) | m;
+        assert_eq!(
+            kinds,
+            [
+                NFNL_MSG_BATCH_BEGIN,
+                nft(NFT_MSG_DELSETELEM),
+                nft(NFT_MSG_NEWSETELEM),
+                nft(NFT_MSG_NEWSETELEM),
+                NFNL_MSG_BATCH_END
+            ]
+        );
+        assert!(batch(
+            "weftpol",
+            &[set("s", &["nonsense"])].into(),
+            &Elements::new()
+        )
+        .is_none());
+    }
+}
