@@ -178,8 +178,12 @@ pub trait Dataplane: Send + Sync {
     /// transaction ([`crate::nft_sets`]).
     fn load_set_table(&self, table: &SetTable) -> Result<(), KernelError>;
 
-    /// A loaded set table's fingerprint and elements (`None`: not loaded).
+    /// A loaded set table's fingerprint and elements (`None`: not loaded). Costly
+    /// with thousands of sets (nft and the kernel walk them all): at start only.
     fn set_table(&self, table: &str) -> Result<Option<LoadedSets>, KernelError>;
+
+    /// A loaded set table's fingerprint alone (its comment), cheap at any size.
+    fn set_table_fingerprint(&self, table: &str) -> Result<Option<String>, KernelError>;
 
     /// Removes `remove` from and adds `add` to a loaded set table's sets and maps, in
     /// one transaction; its rules stay as they are.

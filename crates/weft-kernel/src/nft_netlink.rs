@@ -227,6 +227,77 @@ pub fn update(table: &str, add: &Elements, remove: &Elements) -> io::Result<bool
     }
 }
 
+const NFT_MSG_GETTABLE: u16 = 1;
+const NFT_MSG_NEWTABLE: u16 = 0;
+const NFTA_TABLE_NAME: u16 = 1;
+const NFTA_TABLE_USERDATA: u16 = 6;
+/// `NFTNL_UDATA_TABLE_COMMENT`: the comment's type in a table's user data.
+const UDATA_TABLE_COMMENT: u8 = 0;
+
+/// The comment of table `ip TABLE` (`None`: no such table, or no comment): one
+/// request for one table, where `nft list` would read every set of it first.
+pub fn table_comment(table: &str) -> io::Result<Option<String>> {
+    let mut a = Vec::new();
+    attr(&mut a, NFTA_TABLE_NAME, &cstr(table));
+    let mut buf = Vec::new();
+    let kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE;
+    message(&mut buf, kind, NLM_F_REQUEST | NLM_F_ACK, 1, 0, &a);
+    let mut socket = Socket::new(NETLINK_NETFILTER)?;
+    socket.bind_auto()?;
+    socket.connect(&SocketAddr::new(0, 0))?;
+    socket.send(&buf, 0)?;
+    let mut comment = None;
+    loop {
+        let (data, _) = socket.recv_from_full()?;
+        let mut off = 0;
+        while off + 20 <= data.len() {
+            let len = u32::from_ne_bytes(data[off..off + 4].try_into().expect("4 bytes")) as usize;
+            let kind = u16::from_ne_bytes(data[off + 4..off + 6].try_into().expect("2 bytes"));
+            if len < 20 || off + len > data.len() {
+                return Ok(comment);
+            }
+            if kind == NLMSG_ERROR {
+                let code =
+                    i32::from_ne_bytes(data[off + 16..off + 20].try_into().expect("4 bytes"));
+                return match code {
+                    0 => Ok(comment),
+                    c if -c == libc::ENOENT => Ok(None),
+                    c => Err(io::Error::from_raw_os_error(-c)),
+                };
+            }
+            if kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE {
+                comment = userdata_comment(&data[off + 20..off + len]);
+            }
+            off += len.next_multiple_of(4);
+        }
+    }
+}
+
+/// The comment in a table message's attributes, from its user data's TLVs.
+fn userdata_comment(mut attrs: &[u8]) -> Option<String> {
+    while attrs.len() >= 4 {
+        let len = u16::from_ne_bytes([attrs[0], attrs[1]]) as usize;
+        let kind = u16::from_ne_bytes([attrs[2], attrs[3]]) & !NLA_F_NESTED;
+        if len < 4 || len > attrs.len() {
+            return None;
+        }
+        if kind == NFTA_TABLE_USERDATA {
+            let mut u = &attrs[4..len];
+            while u.len() >= 2 {
+                let (t, l) = (u[0], u[1] as usize);
+                let v = u.get(2..2 + l)?;
+                if t == UDATA_TABLE_COMMENT {
+                    let text = v.split(|b| *b == 0).next().unwrap_or_default();
+                    return Some(String::from_utf8_lossy(text).into_owned());
+                }
+                u = &u[2 + l..];
+            }
+        }
+        attrs = &attrs[len.next_multiple_of(4).min(attrs.len())..];
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

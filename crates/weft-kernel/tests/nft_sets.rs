@@ -16,7 +16,7 @@ fn els(pairs: &[(&str, &[&str])]) -> Elements {
         .collect()
 }
 
-const STRUCTURE: &str = "table ip tsets\ndelete table ip tsets\ntable ip tsets {\n  set s_a {\n    type ipv4_addr\n  }\n  map to_if {\n    type ifname : verdict\n  }\n  map to_ip {\n    type ipv4_addr : verdict\n  }\n  chain c1 {\n    counter accept comment \"c1\"\n  }\n  chain c2 {\n    counter drop comment \"c2\"\n  }\n  chain forward {\n    type filter hook forward priority 0; policy accept;\n    ct state established accept comment \"tsets f1\"\n    ip saddr @s_a oifname vmap @to_if\n    ip daddr vmap @to_ip\n  }\n}\n";
+const STRUCTURE: &str = "table ip tsets\ndelete table ip tsets\ntable ip tsets {\n  comment \"tsets f1\"\n  set s_a {\n    type ipv4_addr\n  }\n  map to_if {\n    type ifname : verdict\n  }\n  map to_ip {\n    type ipv4_addr : verdict\n  }\n  chain c1 {\n    counter accept comment \"c1\"\n  }\n  chain c2 {\n    counter drop comment \"c2\"\n  }\n  chain forward {\n    type filter hook forward priority 0; policy accept;\n    ct state established accept comment \"tsets f1\"\n    ip saddr @s_a oifname vmap @to_if\n    ip daddr vmap @to_ip\n  }\n}\n";
 
 #[test]
 fn elements_change_in_place_and_a_refused_change_changes_nothing() {
@@ -68,5 +68,16 @@ fn elements_change_in_place_and_a_refused_change_changes_nothing() {
         let now = nft_sets::read("tsets").unwrap().unwrap().elements;
         assert_eq!(now["s_a"].len(), 1502);
         assert!(nft_sets::read("absent").unwrap().is_none());
+        // The table's comment, read alone (what a resync checks).
+        assert_eq!(
+            weft_kernel::nft_netlink::table_comment("tsets")
+                .unwrap()
+                .as_deref(),
+            Some("tsets f1")
+        );
+        assert_eq!(
+            weft_kernel::nft_netlink::table_comment("absent").unwrap(),
+            None
+        );
     });
 }

@@ -80,6 +80,9 @@ pub struct Selection {
     pub pod: Option<LabelSelector>,
     pub namespaces: Option<LabelSelector>,
     pub same_ns: Option<String>,
+    /// And any one of these (a union: the endpoints some policy isolates).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub any: Vec<LabelSelector>,
 }
 
 impl Selection {
@@ -89,7 +92,9 @@ impl Selection {
             (None, Some(ns)) => &e.namespace == ns,
             (None, None) => true,
         };
-        ns_ok && self.pod.as_ref().is_none_or(|s| s.matches(&e.labels))
+        ns_ok
+            && self.pod.as_ref().is_none_or(|s| s.matches(&e.labels))
+            && (self.any.is_empty() || self.any.iter().any(|s| s.matches(&e.labels)))
     }
 
     /// The set's name: a hash of what it selects, so the same selection anywhere in
@@ -292,6 +297,7 @@ fn namespace_chains(
             pod: some_selector(&c.spec.selector),
             namespaces: c.spec.namespace_selector.clone(),
             same_ns: None,
+            any: Vec::new(),
         };
         let guard = if subjects.pod.is_none() && subjects.namespaces.is_none() {
             String::new()
@@ -340,11 +346,31 @@ fn namespace_chains(
                     pod: Some(pod),
                     namespaces: None,
                     same_ns: Some(ns.to_owned()),
+                    any: Vec::new(),
                 })
             ),
         })
         .collect();
     s += &format!("  chain {np_chain} {{\n");
+    // The endpoints no policy here isolates leave at once, past one lookup, rather
+    // than past every guarded rule (unless some policy selects the whole namespace).
+    if !selecting.is_empty() && guards.iter().all(|g| !g.is_empty()) {
+        let isolated = sets.named(Selection {
+            pod: None,
+            namespaces: None,
+            same_ns: Some(ns.to_owned()),
+            any: selecting
+                .iter()
+                .map(|n| n.spec.pod_selector.clone())
+                .collect(),
+        });
+        rule(
+            &mut s,
+            &[&format!("ip {me} != @{isolated}")],
+            allow,
+            "not isolated",
+        );
+    }
     for (n, guard) in selecting.iter().zip(&guards) {
         let id = format!("{ns}/{}", n.metadata.name);
         let rules: Vec<(&[Peer], &[PolicyPort])> = match dir {
@@ -410,6 +436,7 @@ fn peer_match(sets: &mut Sets, policy_ns: &str, p: &Peer, addr: &str) -> Option<
         pod: p.pod_selector.as_ref().and_then(some_selector),
         namespaces,
         same_ns,
+        any: Vec::new(),
     });
     Some(format!("ip {addr} @{set}"))
 }
@@ -451,6 +478,7 @@ fn cluster_rule_match(sets: &mut Sets, r: &ClusterRule) -> String {
                 pod: e.selector.as_ref().and_then(some_selector),
                 namespaces: e.namespace_selector.clone(),
                 same_ns: None,
+                any: Vec::new(),
             });
             m.push(format!("ip {addr} @{set}"));
         }
@@ -775,6 +803,14 @@ mod tests {
         let clients = set_in(&after, "NetworkPolicy x/a ingress[0]");
         assert_eq!(clients, &BTreeSet::from(["10.248.0.3".to_string()]));
         assert!(set_in(&before, "NetworkPolicy x/a ingress[0]").is_empty());
+        // Only what a policy isolates goes past the fast path ("not isolated" first).
+        assert!(after
+            .structure
+            .contains("chain in_ns_x_np {\n    ip daddr != @"));
+        assert_eq!(
+            set_in(&after, "!= @"),
+            &BTreeSet::from(["10.248.0.1".to_string()])
+        );
     }
 
     #[test]

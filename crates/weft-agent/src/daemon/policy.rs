@@ -210,13 +210,23 @@ impl Agent {
             elements: compiled.elements(&world, &locals),
             counters: Vec::new(),
         };
-        let known = if check_kernel {
-            self.dp.set_table(TABLE).unwrap_or_else(|e| {
+        let known = match (why, &self.last.policy_table) {
+            // At a resync the rules are checked by fingerprint alone (reading every
+            // set back costs seconds at thousands of sets); the elements as applied.
+            (Why::Resync, Some(last)) => match self.dp.set_table_fingerprint(TABLE) {
+                Ok(Some(f)) if f == last.fingerprint => Some(last.clone()),
+                Ok(_) => None,
+                Err(e) => {
+                    warn!(error = %e, "cannot read the loaded network policy table; loading it whole");
+                    None
+                }
+            },
+            // At start, what the kernel has, elements and all: a restart changes nothing.
+            _ if check_kernel => self.dp.set_table(TABLE).unwrap_or_else(|e| {
                 warn!(error = %e, "cannot read the loaded network policy table; loading it whole");
                 None
-            })
-        } else {
-            self.last.policy_table.clone()
+            }),
+            _ => self.last.policy_table.clone(),
         };
         let whole = SetTable {
             name: TABLE.to_owned(),

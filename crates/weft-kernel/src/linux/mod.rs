@@ -279,6 +279,16 @@ impl Dataplane for Linux {
             .map_err(KernelError::from)
     }
 
+    fn set_table_fingerprint(&self, table: &str) -> Result<Option<String>, KernelError> {
+        self.in_own_netns(|| crate::nft_netlink::table_comment(table))?
+            .map_err(|e| {
+                KernelError::from(nft::NftError::Refused {
+                    cmd: "nf_tables (netlink)",
+                    stderr: format!("cannot read table {table}: {e}"),
+                })
+            })
+    }
+
     fn update_set_table(
         &self,
         table: &str,
