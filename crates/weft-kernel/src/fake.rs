@@ -967,7 +967,10 @@ impl Dataplane for FakeDataplane {
     fn set_table_fingerprint(&self, table: &str) -> Result<Option<String>, KernelError> {
         let mut w = self.world();
         w.check(FakeOp::Firewall, "read an nftables table's comment")?;
-        Ok(w.ns(&self.ns).tables.get(table).map(|t| t.fingerprint.clone()))
+        Ok(w.ns(&self.ns)
+            .tables
+            .get(table)
+            .map(|t| t.fingerprint.clone()))
     }
 
     fn update_set_table(
