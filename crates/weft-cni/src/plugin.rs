@@ -298,7 +298,8 @@ fn identify(
                 .with_details(e.to_string())
         })?;
     }
-    std::fs::write(&marker, ip.to_string()).map_err(|e| {
+    // The address, and the network (GC forgets only its own network's identities).
+    std::fs::write(&marker, format!("{ip} {}", conf.name)).map_err(|e| {
         CniError::new(Code::Io, format!("cannot write {}", marker.display()))
             .with_details(e.to_string())
     })
@@ -311,7 +312,7 @@ fn forget(conf: &NetConf, container_id: &str, ifname: &str) -> CniResult<()> {
     let Ok(text) = std::fs::read_to_string(&marker) else {
         return Ok(());
     };
-    if let Ok(ip) = text.trim().parse() {
+    if let Some(Ok(ip)) = text.split_whitespace().next().map(str::parse) {
         ask_agent(&conf.agent_socket, &AgentRequest::Forget { ip })
             .map_err(|why| agent_error(format!("cannot forget the identity of {ip}"), why))?;
     }
@@ -573,6 +574,33 @@ fn gc(conf: &NetConf) -> CniResult<()> {
         })?;
     }
     records.gc(&conf.name, &valid)?;
+    forget_gone(conf, &valid)
+}
+
+/// GC: forgets the identities this network recorded for containers the runtime no
+/// longer lists (each through the agent first, its marker last).
+fn forget_gone(conf: &NetConf, valid: &[(String, String)]) -> CniResult<()> {
+    let dir = conf.data_dir.join("identities");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(());
+    };
+    let kept: Vec<String> = valid.iter().map(|(c, i)| format!("{c}-{i}")).collect();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        let mut words = text.split_whitespace();
+        let (Some(ip), Some(network)) = (words.next(), words.next()) else {
+            continue; // an older marker without its network: DEL still forgets it
+        };
+        if network != conf.name || kept.contains(&name) {
+            continue;
+        }
+        if let Ok(ip) = ip.parse() {
+            ask_agent(&conf.agent_socket, &AgentRequest::Forget { ip })
+                .map_err(|why| agent_error(format!("cannot forget the identity of {ip}"), why))?;
+        }
+        let _ = std::fs::remove_file(entry.path());
+    }
     Ok(())
 }
 

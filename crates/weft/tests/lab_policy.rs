@@ -2,7 +2,8 @@
 //! by the real CNI plugin with kubelet's `K8S_POD_NAMESPACE`/`K8S_POD_NAME` and labels
 //! in `args.cni.labels` are recorded through their node's agent (namespace, name,
 //! labels, node, host interface), listed by `weftctl endpoint list` with the policies
-//! that select them, explained by `weftctl policy explain`, and forgotten on DEL; bad
+//! that select them, explained by `weftctl policy explain`, and forgotten on DEL (and by
+//! CNI GC once the runtime no longer lists the container); bad
 //! labels refuse the ADD and leave nothing.
 //! - Enforcement (routed attachment): containers in namespaces x, y, z on two hosts
 //!   serving TCP 80 and 81; for each policy set, every pair and port is probed and must
@@ -150,6 +151,16 @@ fn identities_recorded_listed_explained_and_forgotten() {
     );
     assert!(!list.contains("\"x/a\""), "{list}");
     assert!(list.contains("\"y/b\""), "{list}");
+
+    // GC forgets what the runtime no longer lists: y/b's container is not among h2's.
+    let gc = serde_json::json!({"cni.dev/valid-attachments": [{"containerID": "other", "ifname": "eth0"}]});
+    let (ok, out) = cni_with(&lab, "h2", &yb, "GC", "", "", gc);
+    assert!(ok, "{out}");
+    let list = lab.ok(
+        lab.store_cmd(&["endpoint", "list", "-o", "json"]),
+        "endpoint list",
+    );
+    assert!(!list.contains("\"y/b\""), "{list}");
 }
 
 /// TCP servers on 80 and 81 in each container's namespace, killed on drop.
