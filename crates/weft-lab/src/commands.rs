@@ -164,7 +164,10 @@ pub enum LabCommand {
     Host(HostCommand),
     /// Add or remove a container with an identity (network policy's namespace, name and
     /// labels), attached by the `weft` CNI plugin as kubelet would, with servers in it.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  weftctl lab container add x/a --host h1 --label pod=a --serve tcp:80\n  weftctl lab container list"
+    )]
     Container(ContainerCommand),
     /// Try every container added with `lab container add` from every other, on each
     /// port it serves, and print the matrix per port: `.` reachable, `X` blocked, `!`
@@ -187,7 +190,10 @@ pub enum LabCommand {
     },
     /// Serve TCP and UDP ports in the current namespace until killed (what `lab
     /// container add --serve` runs in the container).
-    #[command(hide = true)]
+    #[command(
+        hide = true,
+        after_help = "Example:\n  weftctl lab serve tcp:80,udp:80"
+    )]
     Serve {
         #[command(flatten)]
         lab: LabName,
@@ -229,6 +235,7 @@ pub enum ContainerCommand {
         id: String,
     },
     /// List the containers with their host, address and labels.
+    #[command(after_help = "Example:\n  weftctl lab container list")]
     List {
         #[command(flatten)]
         lab: LabName,
