@@ -185,6 +185,34 @@ fn batch(table: &str, add: &Elements, remove: &Elements) -> Option<(Vec<u8>, u32
     Some((buf, acks))
 }
 
+/// Opens a netfilter socket in the calling thread's namespace and sends `buf`.
+fn send(buf: &[u8]) -> io::Result<Socket> {
+    let mut socket = Socket::new(NETLINK_NETFILTER)?;
+    socket.bind_auto()?;
+    socket.connect(&SocketAddr::new(0, 0))?;
+    socket.send(buf, 0)?;
+    Ok(socket)
+}
+
+/// The messages in one datagram: each one's type, its error code if it is an
+/// `NLMSG_ERROR` (0: an acknowledgement), and its attributes after the nfgenmsg.
+fn messages(data: &[u8]) -> Vec<(u16, Option<i32>, &[u8])> {
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off + 20 <= data.len() {
+        let len = u32::from_ne_bytes(data[off..off + 4].try_into().expect("4 bytes")) as usize;
+        let kind = u16::from_ne_bytes(data[off + 4..off + 6].try_into().expect("2 bytes"));
+        if len < 20 || off + len > data.len() {
+            break;
+        }
+        let code = (kind == NLMSG_ERROR)
+            .then(|| i32::from_ne_bytes(data[off + 16..off + 20].try_into().expect("4 bytes")));
+        out.push((kind, code, &data[off + 20..off + len]));
+        off += len.next_multiple_of(4);
+    }
+    out
+}
+
 /// Applies the change in one transaction in the calling thread's namespace. `Ok(false)`
 /// if an element is not one this module can write (the caller uses `nft` instead).
 pub fn update(table: &str, add: &Elements, remove: &Elements) -> io::Result<bool> {
@@ -194,31 +222,18 @@ pub fn update(table: &str, add: &Elements, remove: &Elements) -> io::Result<bool
     if acks == 0 {
         return Ok(true);
     }
-    let mut socket = Socket::new(NETLINK_NETFILTER)?;
-    socket.bind_auto()?;
-    socket.connect(&SocketAddr::new(0, 0))?;
-    socket.send(&buf, 0)?;
+    let socket = send(&buf)?;
     let mut failure = None;
     while acks > 0 {
         let (data, _) = socket.recv_from_full()?;
-        let mut off = 0;
-        while off + 20 <= data.len() {
-            let len = u32::from_ne_bytes(data[off..off + 4].try_into().expect("4 bytes")) as usize;
-            let kind = u16::from_ne_bytes(data[off + 4..off + 6].try_into().expect("2 bytes"));
-            if len < 20 || off + len > data.len() {
-                break;
+        for (_, code, _) in messages(&data) {
+            let Some(code) = code else { continue };
+            acks = acks.saturating_sub(1);
+            if code != 0 && failure.is_none() {
+                failure = Some(io::Error::from_raw_os_error(-code));
+                // The transaction is aborted: no further acknowledgements come.
+                acks = 0;
             }
-            if kind == NLMSG_ERROR {
-                let code =
-                    i32::from_ne_bytes(data[off + 16..off + 20].try_into().expect("4 bytes"));
-                acks -= 1;
-                if code != 0 && failure.is_none() {
-                    failure = Some(io::Error::from_raw_os_error(-code));
-                    // The transaction is aborted: no further acknowledgements come.
-                    acks = 0;
-                }
-            }
-            off += len.next_multiple_of(4);
         }
     }
     match failure {
@@ -242,33 +257,20 @@ pub fn table_comment(table: &str) -> io::Result<Option<String>> {
     let mut buf = Vec::new();
     let kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE;
     message(&mut buf, kind, NLM_F_REQUEST | NLM_F_ACK, 1, 0, &a);
-    let mut socket = Socket::new(NETLINK_NETFILTER)?;
-    socket.bind_auto()?;
-    socket.connect(&SocketAddr::new(0, 0))?;
-    socket.send(&buf, 0)?;
+    let socket = send(&buf)?;
     let mut comment = None;
     loop {
         let (data, _) = socket.recv_from_full()?;
-        let mut off = 0;
-        while off + 20 <= data.len() {
-            let len = u32::from_ne_bytes(data[off..off + 4].try_into().expect("4 bytes")) as usize;
-            let kind = u16::from_ne_bytes(data[off + 4..off + 6].try_into().expect("2 bytes"));
-            if len < 20 || off + len > data.len() {
-                return Ok(comment);
+        for (kind, code, attrs) in messages(&data) {
+            match code {
+                Some(0) => return Ok(comment),
+                Some(c) if -c == libc::ENOENT => return Ok(None),
+                Some(c) => return Err(io::Error::from_raw_os_error(-c)),
+                None if kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE => {
+                    comment = userdata_comment(attrs);
+                }
+                None => {}
             }
-            if kind == NLMSG_ERROR {
-                let code =
-                    i32::from_ne_bytes(data[off + 16..off + 20].try_into().expect("4 bytes"));
-                return match code {
-                    0 => Ok(comment),
-                    c if -c == libc::ENOENT => Ok(None),
-                    c => Err(io::Error::from_raw_os_error(-c)),
-                };
-            }
-            if kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE {
-                comment = userdata_comment(&data[off + 20..off + len]);
-            }
-            off += len.next_multiple_of(4);
         }
     }
 }

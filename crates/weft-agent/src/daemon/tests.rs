@@ -790,11 +790,9 @@ async fn policy_rules_follow_the_store_keep_on_refusal_and_survive_a_restart() {
     // Policy alone: no plan, the policy table pending.
     assert!(!put_key(&mut rig, &format!("{pol}endpoints/10.248.0.1"), here).await);
     assert!(rig.agent.policy_pending());
-    // Policy alone: no plan, the policy table pending.
     assert!(!put_key(&mut rig, &format!("{pol}endpoints/10.248.0.2"), there).await);
     assert!(rig.agent.policy_pending());
     let np = r#"{"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"name":"a","namespace":"x"},"spec":{"podSelector":{},"ingress":[{"from":[{"namespaceSelector":{}}]}]}}"#;
-    // Policy alone: no plan, the policy table pending.
     assert!(!put_key(&mut rig, &format!("{pol}networkpolicies/x/a"), np).await);
     assert!(rig.agent.policy_pending());
     rig.agent.reconcile(Why::Store).await;
@@ -821,7 +819,6 @@ async fn policy_rules_follow_the_store_keep_on_refusal_and_survive_a_restart() {
             .join("\n")
     };
     let third = r#"{"Name":"x/c","Namespace":"x","Labels":{"pod":"c"},"Node":"192.168.1.1","Interface":"weft00000000003","Attachment":"bridged"}"#;
-    // Policy alone: no plan, the policy table pending.
     assert!(!put_key(&mut rig, &format!("{pol}endpoints/10.248.0.3"), third).await);
     assert!(rig.agent.policy_pending());
     let mark = rig.fake.journal().len();
