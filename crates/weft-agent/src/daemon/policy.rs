@@ -5,9 +5,10 @@
 //!
 //! The table's rules depend on the policies alone and its sets on the endpoints: a
 //! new endpoint or label changes set elements in place, and the rules are reloaded
-//! (whole, in one transaction) only when a policy changes. At start and resync the
-//! agent reads what the kernel has and changes only the difference, so a restart
-//! changes nothing.
+//! (whole, in one transaction) only when a policy changes. At start the agent reads
+//! what the kernel has and changes only the difference, so a restart changes
+//! nothing; a resync checks the rules' fingerprint (reading thousands of sets back
+//! costs seconds of kernel time).
 //!
 //! What never happens: a store that cannot be read, a value that cannot be parsed, or
 //! a change the kernel refuses opens or closes anything already loaded. The store
@@ -99,9 +100,11 @@ impl Agent {
     }
 
     /// Brings the policy table up to date: element changes alone when the rules are
-    /// the same, a whole load when they are not (or nothing is loaded). At start and
-    /// resync, compared with what the kernel has (an `nft -j list`); otherwise with
-    /// what was last applied, and nothing at all when nothing changed.
+    /// the same (only the changed endpoints' sets when nothing else changed), a whole
+    /// load when they are not (or nothing is loaded). Compared at start with what the
+    /// kernel has (an `nft -j list`), at a resync with the kernel's fingerprint and the
+    /// elements as last applied, otherwise with what was last applied; nothing at all
+    /// when nothing changed.
     pub(super) async fn reconcile_policy(&mut self, why: Why) {
         let check_kernel = matches!(why, Why::Start | Why::Resync);
         if self.last.policy_relist || self.view.policy.is_none() {
