@@ -91,7 +91,7 @@ async fn populate(store: &str, node: Ipv4Addr, endpoints: usize, policies: usize
             start.elapsed() < Duration::from_secs(600),
             "the agent never enforced revision {last}"
         );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     println!(
         "{endpoints} endpoints and {policies} policies: written in {:.2} s, enforced {:.2} s after the first write",

@@ -27,7 +27,7 @@ use weft_plan::{
 
 use crate::error::KernelError;
 use crate::monitor::KernelEvent;
-use crate::nft_sets::{Elements, LoadedSets, SetTable};
+use crate::nft_sets::{Elements, LoadedSets, RuleCounter, SetTable};
 
 /// What one route reconciliation did, and how long it took.
 #[derive(Debug, Default, Clone)]
@@ -184,6 +184,10 @@ pub trait Dataplane: Send + Sync {
 
     /// A loaded set table's fingerprint alone (its comment), cheap at any size.
     fn set_table_fingerprint(&self, table: &str) -> Result<Option<String>, KernelError>;
+
+    /// The counters of a set table's commented rules (for `/metrics`), cheap at any
+    /// size; empty if it is not loaded.
+    fn set_table_counters(&self, table: &str) -> Result<Vec<RuleCounter>, KernelError>;
 
     /// Removes `remove` from and adds `add` to a loaded set table's sets and maps, in
     /// one transaction; its rules stay as they are.

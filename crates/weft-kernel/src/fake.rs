@@ -973,6 +973,16 @@ impl Dataplane for FakeDataplane {
             .map(|t| t.fingerprint.clone()))
     }
 
+    fn set_table_counters(
+        &self,
+        table: &str,
+    ) -> Result<Vec<crate::nft_sets::RuleCounter>, KernelError> {
+        let mut w = self.world();
+        w.check(FakeOp::Firewall, "read an nftables table's counters")?;
+        let _ = table; // the fake counts no packets
+        Ok(Vec::new())
+    }
+
     fn update_set_table(
         &self,
         table: &str,

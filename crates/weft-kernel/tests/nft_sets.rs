@@ -68,6 +68,20 @@ fn elements_change_in_place_and_a_refused_change_changes_nothing() {
         let now = nft_sets::read("tsets").unwrap().unwrap().elements;
         assert_eq!(now["s_a"].len(), 1502);
         assert!(nft_sets::read("absent").unwrap().is_none());
+        // The rules' counters over netlink (what /metrics reads) equal nft's listing.
+        let mut counters = weft_kernel::nft_netlink::rule_counters("tsets").unwrap();
+        let mut listed = nft_sets::read("tsets").unwrap().unwrap().counters;
+        let key = |c: &nft_sets::RuleCounter| (c.chain.clone(), c.comment.clone());
+        counters.sort_by_key(key);
+        listed.sort_by_key(key);
+        assert!(!counters.is_empty());
+        assert_eq!(counters, listed);
+        assert!(counters
+            .iter()
+            .any(|c| c.comment == "c2" && c.verdict == "drop"));
+        assert!(weft_kernel::nft_netlink::rule_counters("absent")
+            .unwrap()
+            .is_empty());
         // The table's comment, read alone (what a resync checks).
         assert_eq!(
             weft_kernel::nft_netlink::table_comment("tsets")

@@ -69,10 +69,7 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
     let reader = dp.clone();
     metrics.policy_counters.set(Box::new(move || {
         reader
-            .set_table(weft_policy::render::TABLE)
-            .ok()
-            .flatten()
-            .map(|t| t.counters)
+            .set_table_counters(weft_policy::render::TABLE)
             .unwrap_or_default()
     }));
     // Subscribe before reading anything, so no change between the read and the watch is lost.

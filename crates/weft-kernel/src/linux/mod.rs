@@ -289,6 +289,19 @@ impl Dataplane for Linux {
             })
     }
 
+    fn set_table_counters(
+        &self,
+        table: &str,
+    ) -> Result<Vec<crate::nft_sets::RuleCounter>, KernelError> {
+        self.in_own_netns(|| crate::nft_netlink::rule_counters(table))?
+            .map_err(|e| {
+                KernelError::from(nft::NftError::Refused {
+                    cmd: "nf_tables (netlink)",
+                    stderr: format!("cannot read the rules of table {table}: {e}"),
+                })
+            })
+    }
+
     fn update_set_table(
         &self,
         table: &str,
