@@ -977,7 +977,7 @@ impl Dataplane for FakeDataplane {
         &self,
         table: &str,
     ) -> Result<Vec<crate::nft_sets::RuleCounter>, KernelError> {
-        let mut w = self.world();
+        let w = self.world();
         w.check(FakeOp::Firewall, "read an nftables table's counters")?;
         let _ = table; // the fake counts no packets
         Ok(Vec::new())
