@@ -6,10 +6,10 @@
 #  1. Data path: TCP throughput (iperf3, one stream), ping RTT (established flows) and
 #     new-connection time (connect over 500 fresh TCP connections: the one packet per
 #     connection that meets the rules), for:
-#       no policy               - nothing loaded (measured three times: first, after the
-#                                 iptables row, and after the weft rows with the agents
-#                                 stopped and the policy table removed, so drift over
-#                                 the run shows);
+#       no policy               - nothing loaded: first, after the iptables row, and
+#                                 as a control right after each of three weft rounds
+#                                 (the agents stopped, the policy table removed; the
+#                                 agents started again, reloading it, for the next);
 #       iptables, linear        - the same rules as the weft row, 10 per policy and one
 #                                 isolation drop each (11,000), as a linear legacy
 #                                 iptables chain in FORWARD on both hosts, established
@@ -17,7 +17,7 @@
 #       weft, 1000 policies     - 1,000 NetworkPolicies of 10 ingress rules each in
 #                                 namespace x, each selecting other endpoints, with
 #                                 5,000 endpoint identities, in Weft's nftables table.
-#     Target: weft's throughput >= 0.95x no policy.
+#     Target: weft's throughput >= 0.95x no policy (weft against the control after it).
 #  2. Programming: the 5,000 endpoints and 1,000 policies from an empty table to
 #     enforced (written to the store, then until h1's agent reports the revision in
 #     /metrics), beside iptables-restore loading the linear chain; and one endpoint
@@ -92,24 +92,32 @@ measure "no policy (again)"
 SOCK=/run/weft-lab/$LAB/h1/weftd.sock
 EMPTY=$(ip netns exec "$LAB-h1" "$BIN/examples/policy_load" identify "$SOCK" 200)
 POP=$(ip netns exec "$LAB-h1" "$BIN/examples/policy_load" populate "/run/weft-lab/$LAB/store.db" 192.168.77.1 5000 1000)
-# Both agents done (the same revision, unchanged for 3 s) before the row is measured.
-LAST=""; SAME=0
-for _ in $(seq 600); do
-  R1=$(ip netns exec "$LAB-h1" curl -s localhost:9462/metrics 2>/dev/null | awk '/^weft_policy_enforced_revision/ {print $2}')
-  R2=$(ip netns exec "$LAB-h2" curl -s localhost:9462/metrics 2>/dev/null | awk '/^weft_policy_enforced_revision/ {print $2}')
-  if [ -n "$R1" ] && [ "$R1" = "$R2" ] && [ "$R1" = "$LAST" ]; then SAME=$((SAME + 1)); else SAME=0; fi
-  LAST=$R1
-  [ "$SAME" -ge 6 ] && break
-  sleep 0.5
-done
+# Both agents done (the same revision, unchanged for 3 s) before a row is measured.
+settle() {
+  local last="" same=0 r1 r2
+  for _ in $(seq 600); do
+    r1=$(ip netns exec "$LAB-h1" curl -s localhost:9462/metrics 2>/dev/null | awk '/^weft_policy_enforced_revision/ {print $2}')
+    r2=$(ip netns exec "$LAB-h2" curl -s localhost:9462/metrics 2>/dev/null | awk '/^weft_policy_enforced_revision/ {print $2}')
+    if [ -n "$r1" ] && [ "$r1" != 0 ] && [ "$r1" = "$r2" ] && [ "$r1" = "$last" ]; then same=$((same + 1)); else same=0; fi
+    last=$r1
+    [ "$same" -ge 6 ] && return
+    sleep 0.5
+  done
+}
+settle
 FULL=$(ip netns exec "$LAB-h1" "$BIN/examples/policy_load" identify "$SOCK" 200)
 NFT_RULES=$(ip netns exec "$LAB-h2" nft -a list chain ip weftpol in_ns_x_np | grep -c 'comment "')
-measure "weft, 1000 policies ($NFT_RULES rules)"
-measure "weft, 1000 policies (again)"
-# Control: the agents stopped (their rules stay) and the policy table removed: the same
-# hosts a moment later with nothing loaded, so drift over the run shows beside weft's rows.
-for h in h1 h2; do "$W" lab agent --name "$LAB" "$h" stop >/dev/null; ip netns exec "$LAB-$h" nft delete table ip weftpol; done
-measure "no policy (control, after)"
+# Interleaved: weft's table, then a control (the agents stopped, their routes stay,
+# and the policy table removed: the same hosts with nothing loaded), three times over,
+# the agents started again (and their table loaded) between rounds.
+for r in 1 2 3; do
+  measure "weft, 1000 policies ($NFT_RULES rules) #$r"
+  for h in h1 h2; do "$W" lab agent --name "$LAB" "$h" stop >/dev/null; ip netns exec "$LAB-$h" nft delete table ip weftpol; done
+  measure "no policy, control #$r"
+  [ "$r" = 3 ] && break
+  for h in h1 h2; do "$W" lab agent --name "$LAB" "$h" start >/dev/null; done
+  settle
+done
 
 echo
 echo "Data path, client on h1 -> server on h2 (host-gw, routed CNI), ${SECS} s iperf3, one stream"
@@ -122,9 +130,18 @@ while IFS='|' read -r name gbps rtt conn; do
   printf "| %-33s | %6s | %5.2f | %11s | %14s | %14s |\n" "$name" "$gbps" "$(python3 -c "print($gbps/$BASE)")" "$rtt" "$1" "$2"
 done < "$OUT/rows"
 echo
-echo "ratio: against the first no-policy run. Target for weft: >= 0.95 of no policy; compare
-weft's rows with the no-policy rows measured just before and after them (single-stream
-throughput on 2 vCPUs drifts by 10-20% between runs of the same configuration)."
+echo "ratio: against the first no-policy run (single-stream throughput on 2 vCPUs drifts by
+10-20% between runs of the same configuration, so weft is compared with the control
+measured right after it):"
+python3 - "$OUT/rows" <<'PY'
+import sys
+rows = [l.rstrip("\n").split("|") for l in open(sys.argv[1])]
+w = [float(r[1]) for r in rows if r[0].startswith("weft")]
+c = [float(r[1]) for r in rows if r[0].startswith("no policy, control")]
+ratios = sorted(a / b for a, b in zip(w, c))
+print("weft / control, the three rounds, sorted:", ", ".join(f"{x:.2f}" for x in ratios), f"(median {ratios[len(ratios)//2]:.2f}; target >= 0.95)")
+PY
+echo ""
 echo
 echo "Programming"
 echo
