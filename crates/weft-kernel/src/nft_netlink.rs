@@ -43,6 +43,14 @@ const NFT_JUMP: i32 = -3;
 const NFT_GOTO: i32 = -4;
 const IFNAMSIZ: usize = 16;
 
+/// A netlink failure as the firewall's error, saying what was being done.
+pub fn refused(what: &str, e: io::Error) -> crate::nft::NftError {
+    crate::nft::NftError::Refused {
+        cmd: "nf_tables (netlink)",
+        stderr: format!("{what}: {e}"),
+    }
+}
+
 /// An element as the kernel takes it: its key's bytes and, in a verdict map, the verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Element {

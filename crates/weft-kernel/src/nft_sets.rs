@@ -106,10 +106,10 @@ pub fn update(table: &str, add: &Elements, remove: &Elements) -> Result<(), NftE
             Ok(true) => return Ok(()),
             Ok(false) => {}
             Err(e) => {
-                return Err(NftError::Refused {
-                    cmd: "nf_tables (netlink)",
-                    stderr: format!("the kernel refused the element changes: {e}"),
-                })
+                return Err(crate::nft_netlink::refused(
+                    "the kernel refused the element changes",
+                    e,
+                ))
             }
         }
     }

@@ -29,7 +29,20 @@ use super::{Agent, Why};
 /// The store revision the loaded policy table reflects.
 pub type PolicyEnforced = watch::Receiver<Revision>;
 
+/// How many elements a change holds, for the log.
+fn count(e: &Elements) -> usize {
+    e.values().map(|s| s.len()).sum()
+}
+
 impl Agent {
+    /// The table reflects `revision`: the socket's waiters and `/metrics` hear it.
+    fn mark_enforced(&self, revision: Revision) {
+        self.plane.policy_enforced.send_replace(revision);
+        self.metrics
+            .policy_revision
+            .store(revision.max(0) as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Bridged endpoints' traffic reaches the IP forward hook only through
     /// br_netfilter: turned on once (and said so), or warned about where the kernel
     /// has no such setting.
@@ -128,10 +141,7 @@ impl Agent {
         let Some(st) = &self.view.policy else { return };
         let revision = st.revision;
         if !self.last.policy_dirty && !check_kernel && self.last.policy_table.is_some() {
-            self.plane.policy_enforced.send_replace(revision);
-            self.metrics
-                .policy_revision
-                .store(revision.max(0) as u64, std::sync::atomic::Ordering::Relaxed);
+            self.mark_enforced(revision);
             return;
         }
         if self.last.policy_rules_changed || self.last.policy_compiled.is_none() {
@@ -183,7 +193,6 @@ impl Agent {
                 match self.dp.update_set_table(TABLE, &add, &remove) {
                     Ok(()) => {
                         if !add.is_empty() || !remove.is_empty() {
-                            let count = |e: &Elements| e.values().map(|s| s.len()).sum::<usize>();
                             info!(
                                 endpoints = changed.len(),
                                 added = count(&add),
@@ -192,10 +201,7 @@ impl Agent {
                             );
                         }
                         table.elements.extend(fresh);
-                        self.plane.policy_enforced.send_replace(revision);
-                        self.metrics
-                            .policy_revision
-                            .store(revision.max(0) as u64, std::sync::atomic::Ordering::Relaxed);
+                        self.mark_enforced(revision);
                         self.last.policy_dirty = false;
                         self.last.policy_touched = Some(Default::default());
                         self.ensure_bridge_hooks(&locals);
@@ -244,7 +250,6 @@ impl Agent {
                 if add.is_empty() && remove.is_empty() {
                     Ok(())
                 } else {
-                    let count = |e: &nft_sets::Elements| e.values().map(|s| s.len()).sum::<usize>();
                     match self.dp.update_set_table(TABLE, &add, &remove) {
                         Ok(()) => {
                             info!(
@@ -267,10 +272,7 @@ impl Agent {
         };
         match applied {
             Ok(()) => {
-                self.plane.policy_enforced.send_replace(revision);
-                self.metrics
-                    .policy_revision
-                    .store(revision.max(0) as u64, std::sync::atomic::Ordering::Relaxed);
+                self.mark_enforced(revision);
                 self.last.policy_table = Some(wanted);
                 self.last.policy_dirty = false;
                 self.last.policy_touched = Some(Default::default());

@@ -32,7 +32,7 @@ use crate::error::KernelError;
 use crate::monitor::{self, KernelEvent};
 use crate::nft_sets::{Elements, LoadedSets, SetTable};
 use crate::own::Owned;
-use crate::{netns, nft, nft_sets, sysctl};
+use crate::{netns, nft, nft_netlink, nft_sets, sysctl};
 
 pub use routes::BLACKHOLE_METRIC;
 
@@ -280,25 +280,17 @@ impl Dataplane for Linux {
     }
 
     fn set_table_fingerprint(&self, table: &str) -> Result<Option<String>, KernelError> {
-        self.in_own_netns(|| crate::nft_netlink::table_comment(table))?
-            .map_err(|e| {
-                KernelError::from(nft::NftError::Refused {
-                    cmd: "nf_tables (netlink)",
-                    stderr: format!("cannot read table {table}: {e}"),
-                })
-            })
+        self.in_own_netns(|| nft_netlink::table_comment(table))?
+            .map_err(|e| nft_netlink::refused(&format!("cannot read table {table}"), e).into())
     }
 
     fn set_table_counters(
         &self,
         table: &str,
     ) -> Result<Vec<crate::nft_sets::RuleCounter>, KernelError> {
-        self.in_own_netns(|| crate::nft_netlink::rule_counters(table))?
+        self.in_own_netns(|| nft_netlink::rule_counters(table))?
             .map_err(|e| {
-                KernelError::from(nft::NftError::Refused {
-                    cmd: "nf_tables (netlink)",
-                    stderr: format!("cannot read the rules of table {table}: {e}"),
-                })
+                nft_netlink::refused(&format!("cannot read the rules of table {table}"), e).into()
             })
     }
 
