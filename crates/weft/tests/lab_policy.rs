@@ -327,25 +327,7 @@ fn policies_are_enforced_as_explained_routed() {
         let netns = format!("{}-c{}", lab.name, 20 + i);
         weft_testkit::netns::sh(&["ip", "netns", "add", &netns]);
         servers.0.push(Servers::start(&netns));
-        let conf = serde_json::json!({"mode": "routed"});
-        let (ok, out) = cni_with(
-            &lab,
-            h,
-            &netns,
-            "ADD",
-            &pod_args(ns, pod),
-            &format!("pod={pod}"),
-            conf,
-        );
-        assert!(ok, "{out}");
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        let ip = v["ips"][0]["address"]
-            .as_str()
-            .unwrap()
-            .split('/')
-            .next()
-            .unwrap()
-            .to_owned();
+        let ip = attach_routed(&lab, h, &netns, &pod_args(ns, pod), pod);
         ctrs.push(Ctr {
             name: format!("{ns}/{pod}"),
             netns,
@@ -432,6 +414,22 @@ fn policies_are_enforced_as_explained_routed() {
     );
 }
 
+/// Attaches `netns` on host `h` in routed mode with kubelet's `args` and the label
+/// `pod=POD`; its address.
+fn attach_routed(lab: &Lab, h: &str, netns: &str, args: &str, pod: &str) -> String {
+    let conf = serde_json::json!({"mode": "routed"});
+    let (ok, out) = cni_with(lab, h, netns, "ADD", args, &format!("pod={pod}"), conf);
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
 fn pod_args(ns: &str, name: &str) -> String {
     pod(ns, name)
 }
@@ -452,25 +450,7 @@ fn enforcement_survives_an_outage_and_restarts_unchanged() {
         let netns = format!("{}-c{}", lab.name, 40 + i);
         weft_testkit::netns::sh(&["ip", "netns", "add", &netns]);
         servers.0.push(Servers::start(&netns));
-        let conf = serde_json::json!({"mode": "routed"});
-        let (ok, out) = cni_with(
-            &lab,
-            h,
-            &netns,
-            "ADD",
-            &pod(ns, name),
-            &format!("pod={name}"),
-            conf,
-        );
-        assert!(ok, "{out}");
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        let ip = v["ips"][0]["address"]
-            .as_str()
-            .unwrap()
-            .split('/')
-            .next()
-            .unwrap()
-            .to_owned();
+        let ip = attach_routed(&lab, h, &netns, &pod(ns, name), name);
         ctrs.push(Ctr {
             name: format!("{ns}/{name}"),
             netns,
