@@ -158,6 +158,7 @@ async fn handle(
                 node,
                 interface,
                 attachment,
+                pending: false,
             };
             let written = registry.put_identity(ip, &id).await.map_err(|e| {
                 AgentError::transient(format!("cannot record {} ({ip}): {e}", id.name))

@@ -62,7 +62,13 @@ impl PolicyCounters {
 fn policy_denied(counters: &[RuleCounter]) -> String {
     let mut sums: std::collections::BTreeMap<(String, String, String), u64> = Default::default();
     for c in counters.iter().filter(|c| c.verdict == "drop") {
-        let key = if let Some(id) = c.comment.strip_prefix("isolated by ") {
+        let key = if c.comment == weft_policy::render::HELD {
+            (
+                "Held".to_owned(),
+                String::new(),
+                "labels not known yet".to_owned(),
+            )
+        } else if let Some(id) = c.comment.strip_prefix("isolated by ") {
             let dir = if c.chain.starts_with("in_") {
                 "ingress"
             } else {
@@ -324,6 +330,8 @@ mod tests {
                 c("in_ns_x", "ClusterPolicy deny-z ingress[0]", "drop", 3),
                 c("in_default", "ClusterPolicy deny-z ingress[0]", "drop", 4),
                 c("in_ns_x_np", "NetworkPolicy x/a ingress[0]", "accept", 9),
+                c("forward", weft_policy::render::HELD, "drop", 6),
+                c("forward", weft_policy::render::HELD, "drop", 1),
             ]
         }));
         let text = m.render();
@@ -331,6 +339,7 @@ mod tests {
             "weft_policy_denied_packets_total{kind=\"NetworkPolicy\",policy=\"x/a\",rule=\"ingress isolation\"} 5\n",
             "weft_policy_denied_packets_total{kind=\"NetworkPolicy\",policy=\"x/a\",rule=\"egress isolation\"} 2\n",
             "weft_policy_denied_packets_total{kind=\"ClusterPolicy\",policy=\"deny-z\",rule=\"ingress[0]\"} 7\n",
+            "weft_policy_denied_packets_total{kind=\"Held\",policy=\"\",rule=\"labels not known yet\"} 7\n",
         ] {
             assert!(text.contains(row), "{row} in\n{text}");
         }

@@ -79,6 +79,7 @@ async fn populate(store: &str, node: Ipv4Addr, endpoints: usize, policies: usize
             },
             interface: format!("weftb{i:010x}"),
             attachment: Attachment::Routed,
+            pending: false,
         };
         last = registry.put_identity(address(i), &id).await.unwrap();
     }

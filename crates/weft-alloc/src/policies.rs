@@ -49,6 +49,14 @@ pub struct Identity {
         skip_serializing_if = "Attachment::is_routed"
     )]
     pub attachment: Attachment,
+    /// Its labels are not known yet (a Docker container the driver has attached but
+    /// not yet read): its node holds its traffic while a policy could select it.
+    #[serde(
+        rename = "Pending",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub pending: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -337,6 +337,7 @@ pub async fn run_endpoint(registry: &Registry, cmd: EndpointCmd) -> Result<i32, 
                             node,
                             interface: String::new(),
                             attachment: Default::default(),
+                            pending: false,
                         },
                     )
                 }
@@ -354,10 +355,12 @@ pub async fn run_endpoint(registry: &Registry, cmd: EndpointCmd) -> Result<i32, 
                 .endpoints
                 .iter()
                 .map(|e| {
-                    let node = st.endpoints.get(&e.ip).map(|i| i.node.to_string());
+                    let id = st.endpoints.get(&e.ip);
                     json!({
-                        "name": e.name, "address": e.ip.to_string(), "node": node,
+                        "name": e.name, "address": e.ip.to_string(),
+                        "node": id.map(|i| i.node.to_string()),
                         "namespace": e.namespace, "labels": e.labels,
+                        "pending": id.is_some_and(|i| i.pending),
                         "policies": selected_by(&world, &st.policies, e),
                     })
                 })
@@ -375,7 +378,11 @@ pub async fn run_endpoint(registry: &Registry, cmd: EndpointCmd) -> Result<i32, 
                             e.name,
                             e.ip.to_string(),
                             r["node"].as_str().unwrap_or("-"),
-                            fmt_labels(&e.labels),
+                            if r["pending"] == true {
+                                "(not read yet: held)".to_owned()
+                            } else {
+                                fmt_labels(&e.labels)
+                            },
                             r["policies"]
                                 .as_array()
                                 .map(|p| p

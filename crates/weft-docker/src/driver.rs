@@ -106,6 +106,9 @@ pub struct Driver {
     /// The local dockerd, asked for the name of a network it just created when a
     /// container comes before the sync (see [`Driver::register`]).
     pub engine: Option<crate::engine::Engine>,
+    /// The revision this node's policy table reflects: with it, Join records each
+    /// endpoint for network policy (see [`crate::identity`]).
+    pub enforced: Option<crate::identity::Enforced>,
 }
 
 /// What registering a pending network did.
@@ -476,6 +479,7 @@ impl Driver {
                 net.name, e.node
             )),
             Some(_) => {
+                self.forget_identity(ip).await;
                 self.registry
                     .release_docker_address(&net, ip)
                     .await
@@ -709,11 +713,23 @@ impl Driver {
             }
             return Err(e);
         }
-        ep.host_iface = host;
+        ep.host_iface = host.clone();
         self.registry
             .update_endpoint(&net.name, ip, &ep)
             .await
             .map_err(|e| e.to_string())?;
+        // Policy before the first packet: held until its labels are read.
+        if let Err(e) = self.hold(&net, ip, &req.endpoint_id, &host).await {
+            let _ = self.remove_veth(&req.endpoint_id).await;
+            return Err(e);
+        }
+        self.identify_soon(
+            req.network_id.clone(),
+            req.endpoint_id.clone(),
+            net.clone(),
+            ip,
+            host,
+        );
         info!(network = %net.name, %ip, endpoint = weft_alloc::named::short(&req.endpoint_id), "container joined");
         let mut answer = json!({
             "InterfaceName": {"SrcName": peer, "DstPrefix": "eth"},
@@ -819,6 +835,7 @@ impl Driver {
         };
         // The address stays held until Docker releases it (ReleaseAddress).
         if let Ok((ip, mut ep)) = self.endpoint(&net, &req.endpoint_id).await {
+            self.forget_identity(ip).await;
             ep.endpoint_id = PENDING.into();
             ep.mac = None;
             ep.host_iface = String::new();

@@ -1,6 +1,7 @@
 //! The little of Docker's engine API the sync needs, over the daemon's Unix socket:
-//! list, inspect, create and remove networks.
+//! list, inspect, create and remove networks, and read a container's labels.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -40,6 +41,16 @@ pub struct DockerNetwork {
 }
 
 impl DockerNetwork {
+    /// The container an endpoint belongs to: its ID and name.
+    pub fn container_of(&self, endpoint_id: &str) -> Option<(String, String)> {
+        self.containers.iter().flatten().find_map(|(id, c)| {
+            (c.get("EndpointID")?.as_str()? == endpoint_id).then(|| {
+                let name = c.get("Name").and_then(Value::as_str).unwrap_or(id);
+                (id.clone(), name.to_owned())
+            })
+        })
+    }
+
     /// The endpoint IDs of the containers attached here.
     pub fn endpoint_ids(&self) -> Vec<String> {
         self.containers
@@ -211,6 +222,38 @@ impl Engine {
         )
         .await
         .map(|_| ())
+    }
+
+    /// A container's labels, from the container list (which reads the daemon's
+    /// snapshot: inspecting a container that is starting would wait for its start,
+    /// and the start waits for the driver). `None` if there is no such container.
+    pub async fn container_labels(
+        &self,
+        id: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, EngineError> {
+        if !id.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Ok(None);
+        }
+        // `filters={"id":["ID"]}`, URL-encoded.
+        let path = format!("/containers/json?all=1&filters=%7B%22id%22%3A%5B%22{id}%22%5D%7D");
+        let list = self
+            .expect(&format!("list container {id}"), Method::GET, &path, None)
+            .await?;
+        #[derive(Deserialize)]
+        struct Listed {
+            #[serde(rename = "Id")]
+            id: String,
+            #[serde(rename = "Labels", default)]
+            labels: Option<BTreeMap<String, String>>,
+        }
+        let listed: Vec<Listed> = serde_json::from_value(list).map_err(|e| EngineError::Http {
+            path: self.socket.display().to_string(),
+            what: format!("unreadable container list: {e}"),
+        })?;
+        Ok(listed
+            .into_iter()
+            .find(|c| c.id == id)
+            .map(|c| c.labels.unwrap_or_default()))
     }
 
     pub async fn remove_network(&self, id: &str) -> Result<(), EngineError> {

@@ -6,6 +6,8 @@
 //!   see [`weft_alloc::named`]) and the dataplane (veths, segments).
 //! - [`server`]: HTTP over the Unix socket.
 //! - [`engine`]: the few engine API calls the sync makes to the local daemon.
+//! - [`identity`]: who each container is, for network policy (its network's name and
+//!   its labels).
 //! - [`sync`]: the local daemon's networks and the store's kept in step, so a network
 //!   created on one host is usable on every host; orphans collected.
 //!
@@ -15,6 +17,7 @@
 
 pub mod driver;
 pub mod engine;
+pub mod identity;
 pub mod protocol;
 pub mod server;
 pub mod sync;

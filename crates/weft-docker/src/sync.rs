@@ -8,7 +8,10 @@
 //!   host) is removed here, once no container uses it;
 //! - addresses this node holds for endpoints the daemon no longer has (a crash of
 //!   dockerd or of the agent in between) are released after a grace period, and host
-//!   veths without an endpoint are deleted.
+//!   veths without an endpoint are deleted;
+//! - endpoints of this node still held for network policy, or never recorded (the
+//!   agent restarted before Join's task read their labels), get their identity (see
+//!   [`crate::identity`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -36,6 +39,8 @@ pub struct Sync {
     /// Host veths seen without an endpoint record, since when.
     stray_veths: BTreeMap<String, Instant>,
     pending_since: BTreeMap<String, Instant>,
+    /// Endpoints whose identity this sync has seen recorded (not looked at again).
+    identified: BTreeSet<String>,
 }
 
 impl Sync {
@@ -48,6 +53,7 @@ impl Sync {
             stray_veths: BTreeMap::new(),
             refused: BTreeSet::new(),
             pending_since: BTreeMap::new(),
+            identified: BTreeSet::new(),
         }
     }
 
@@ -135,7 +141,55 @@ impl Sync {
             }
         }
         self.collect(&docker).await;
+        self.identify(&docker).await;
         Ok(())
+    }
+
+    /// Records the identity of each endpoint of this node that has none, or is held.
+    async fn identify(&mut self, docker: &[DockerNetwork]) {
+        if self.driver.enforced.is_none() {
+            return;
+        }
+        let live: BTreeSet<String> = docker.iter().flat_map(|d| d.endpoint_ids()).collect();
+        self.identified.retain(|e| live.contains(e));
+        let me = self.driver.host.public_ip;
+        for d in docker {
+            let todo: Vec<String> = d
+                .endpoint_ids()
+                .into_iter()
+                .filter(|e| !self.identified.contains(e))
+                .collect();
+            if todo.is_empty() {
+                continue;
+            }
+            let Ok(Some(net)) = self.driver.registry.network(&d.name).await else {
+                continue;
+            };
+            let Ok(eps) = self.driver.registry.endpoints(&net.name).await else {
+                continue;
+            };
+            for (ip, e) in eps.iter().filter(|(_, e)| e.node == me) {
+                if !todo.contains(&e.endpoint_id) {
+                    continue;
+                }
+                let recorded = match self.driver.registry.identity(*ip).await {
+                    Ok(id) => id.is_some_and(|i| i.node == me && !i.pending),
+                    Err(_) => continue,
+                };
+                let Some((cid, name)) = d.container_of(&e.endpoint_id) else {
+                    continue;
+                };
+                if recorded
+                    || self
+                        .driver
+                        .record_labels(&net, *ip, &e.host_iface, &cid, &name)
+                        .await
+                        .is_ok()
+                {
+                    self.identified.insert(e.endpoint_id.clone());
+                }
+            }
+        }
     }
 
     async fn register_pending(&mut self, docker: &[DockerNetwork]) {
@@ -211,6 +265,7 @@ impl Sync {
                 if since.elapsed() < GRACE {
                     continue;
                 }
+                self.driver.forget_identity(ip).await;
                 match self.driver.registry.release_docker_address(net, ip).await {
                     Ok(_) => {
                         info!(network = %net.name, %ip, "released an address no container uses (collected)")

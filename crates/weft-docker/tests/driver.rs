@@ -42,6 +42,7 @@ async fn setup() -> Setup {
         local: Default::default(),
         own_netns: "/fake/host".into(),
         engine: None,
+        enforced: None,
     };
     Setup {
         driver,
@@ -201,6 +202,69 @@ async fn an_overlay_container_from_create_to_removal() {
     assert!(d.registry.endpoints("blue").await.unwrap().is_empty());
     ok(d, "NetworkDriver.DeleteNetwork", json!({"NetworkID": "n1"})).await;
     assert!(d.registry.network("blue").await.unwrap().is_none());
+}
+
+/// Network policy: Join records the container held (its labels unknown) under its
+/// network's name, and answers only once its node enforces that; removal forgets it.
+#[tokio::test]
+async fn a_joining_container_is_held_until_its_node_enforces_it() {
+    let mut s = setup().await;
+    let (enforced, rx) = tokio::sync::watch::channel(0);
+    s.driver.enforced = Some(rx);
+    let d = s.driver.clone();
+    ok(
+        &d,
+        "IpamDriver.RequestPool",
+        json!({"Pool": "10.50.0.0/24"}),
+    )
+    .await;
+    ok(
+        &d,
+        "NetworkDriver.CreateNetwork",
+        create_network("n1", "10.50.0.0/24", None),
+    )
+    .await;
+    register(&d, "n1", "shop").await;
+    ok(
+        &d,
+        "IpamDriver.RequestAddress",
+        json!({"PoolID": "10.50.0.0/24", "Address": "10.50.0.2"}),
+    )
+    .await;
+    let ep = json!({"NetworkID": "n1", "EndpointID": "e0123456789abcdef"});
+    let mut create = ep.clone();
+    create["Interface"] = json!({"Address": "10.50.0.2/24"});
+    ok(&d, "NetworkDriver.CreateEndpoint", create).await;
+    let joining = tokio::spawn({
+        let d = d.clone();
+        let ep = ep.clone();
+        async move { call(&d, "NetworkDriver.Join", ep).await }
+    });
+    let ip = "10.50.0.2".parse().unwrap();
+    let id = loop {
+        if let Some(id) = d.registry.identity(ip).await.unwrap() {
+            break id;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    };
+    assert!(id.pending, "{id:?}");
+    assert_eq!(
+        (id.name.as_str(), id.namespace.as_str()),
+        ("shop/e0123456789a", "shop")
+    );
+    assert_eq!(id.interface, format!("{HOST_PREFIX}e01234567"));
+    assert_eq!(id.attachment, weft_alloc::policies::Attachment::Bridged);
+    assert!(id.labels.is_empty());
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(
+        !joining.is_finished(),
+        "Join answered before its node enforced the hold"
+    );
+    enforced.send_replace(i64::MAX);
+    joining.await.unwrap().expect("Join");
+    ok(&d, "NetworkDriver.Leave", ep.clone()).await;
+    ok(&d, "NetworkDriver.DeleteEndpoint", ep).await;
+    assert!(d.registry.identity(ip).await.unwrap().is_none());
 }
 
 #[tokio::test]

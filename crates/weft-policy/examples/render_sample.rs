@@ -32,6 +32,7 @@ fn main() {
             } else {
                 Attachment::Routed
             },
+            pending: false,
         })
         .collect();
     let t = render_table(&w, &ps, &locals);

@@ -25,6 +25,12 @@
 //!   accepts or drops. An endpoint in no set (no identity) is not policed. Adding an
 //!   endpoint, or changing labels, changes elements only: the agent sends the
 //!   difference, and the rules stay as they are.
+//! - **Held endpoints**: one whose labels are not known yet (a Docker container, whose
+//!   labels the driver can only read once Docker has finished attaching it) is in
+//!   `held_if`/`held_ip` while some policy could select it: any cluster policy, or a
+//!   NetworkPolicy of its namespace. The forward chain drops its traffic both ways
+//!   before anything else, so it is never reachable, nor reaches anything, under
+//!   policies that were not its own.
 //!
 //! Why sets per namespace and not one verdict map keyed by interface: an element of a
 //! verdict map that jumps to a chain makes the kernel validate the whole table again
@@ -42,6 +48,8 @@ use crate::verdict::{Endpoint, World};
 use std::net::Ipv4Addr;
 
 pub const TABLE: &str = "weftpol";
+/// The comment of the rules that drop a held endpoint's traffic.
+pub const HELD: &str = "held: labels not known yet";
 
 /// The elements of each named set and map, by name (each element in nft syntax: an
 /// address, or `KEY : jump CHAIN` in a map).
@@ -70,6 +78,8 @@ pub struct Local {
     pub endpoint: Endpoint,
     pub interface: String,
     pub attachment: Attachment,
+    /// Its labels are not known yet: held (see the module's text).
+    pub pending: bool,
 }
 
 /// Which endpoints a named set holds: those matching `pod` (any if `None`) in the
@@ -124,6 +134,8 @@ pub struct Compiled {
     pub selections: BTreeMap<String, Selection>,
     /// Namespaces with chains of their own (the others use `in_default`/`out_default`).
     pub namespaces: BTreeSet<String>,
+    /// Whether any cluster policy exists (it may select any endpoint).
+    pub has_cluster: bool,
     /// The sets an endpoint can be in, found from its labels and namespace: by one
     /// label each selection requires, or by its namespace; the rest are `unindexed`.
     by_label: HashMap<(String, String), Vec<String>>,
@@ -205,8 +217,17 @@ pub fn compile(policies: &[Policy]) -> Compiled {
     for name in sets.0.keys() {
         writeln!(decls, "  set {name} {{\n    type ipv4_addr\n  }}").ok();
     }
-    // Dispatch: egress first (it returns when allowed), then ingress.
+    // Held endpoints first, then egress (it returns when allowed), then ingress.
+    decls += "  set held_if {\n    type ifname\n  }\n  set held_ip {\n    type ipv4_addr\n  }\n";
     let mut dispatch = String::new();
+    for m in [
+        "iifname @held_if",
+        "oifname @held_if",
+        "ip saddr @held_ip",
+        "ip daddr @held_ip",
+    ] {
+        writeln!(dispatch, "    {m} counter drop comment \"{HELD}\"").ok();
+    }
     for dir in [Direction::Egress, Direction::Ingress] {
         let (ifname, addr) = match dir {
             Direction::Egress => ("iifname", "ip saddr"),
@@ -252,6 +273,7 @@ pub fn compile(policies: &[Policy]) -> Compiled {
         fingerprint,
         selections: sets.0,
         namespaces: by_ns.keys().map(|s| s.to_string()).collect(),
+        has_cluster: !clusters.is_empty(),
     }
 }
 
@@ -596,6 +618,8 @@ impl Compiled {
                 out.insert(format!("{chain}_ip"), BTreeSet::new());
             }
         }
+        out.insert("held_if".into(), BTreeSet::new());
+        out.insert("held_ip".into(), BTreeSet::new());
         for l in locals {
             let ns = self
                 .namespaces
@@ -605,6 +629,10 @@ impl Compiled {
                 Attachment::Routed => (format!("\"{}\"", quote(&l.interface)), "if"),
                 Attachment::Bridged => (l.endpoint.ip.to_string(), "ip"),
             };
+            if l.pending && (self.has_cluster || ns.is_some()) {
+                out.entry(format!("held_{kind}")).or_default().insert(key);
+                continue;
+            }
             for dir in [Direction::Ingress, Direction::Egress] {
                 out.entry(format!("{}_{kind}", chain_name(dir, ns)))
                     .or_default()
@@ -710,6 +738,7 @@ mod tests {
             endpoint: w.endpoints[0].clone(),
             interface: "weft00000000001".into(),
             attachment: Attachment::Routed,
+            pending: false,
         }];
         (w, locals)
     }
@@ -792,6 +821,7 @@ mod tests {
             endpoint: w.endpoints[2].clone(),
             interface: "weft00000000003".into(),
             attachment: Attachment::Bridged,
+            pending: false,
         });
         let after = render_table(&w, &ps, &locals);
         assert_eq!(before.structure, after.structure);
@@ -836,6 +866,7 @@ mod tests {
             endpoint: w.endpoints[2].clone(),
             interface: "weft00000000003".into(),
             attachment: Attachment::Routed,
+            pending: false,
         }];
         let gone = w.endpoints.remove(0);
         let changed: Vec<(Ipv4Addr, Option<Endpoint>, Option<Endpoint>)> = vec![
@@ -891,5 +922,49 @@ mod tests {
             "{}",
             t.structure
         );
+    }
+
+    #[test]
+    fn a_pending_endpoint_is_held_only_where_a_policy_could_select_it() {
+        let (w, mut locals) = world();
+        locals[0].pending = true;
+        let held = |t: &Rendered| t.elements["held_if"].contains("\"weft00000000001\"");
+        let dispatched = |t: &Rendered| {
+            t.elements
+                .iter()
+                .any(|(n, e)| n != "held_if" && e.contains("\"weft00000000001\""))
+        };
+        // No policy at all: nothing to wait for, dispatched as usual.
+        let t = render_table(&w, &[], &locals);
+        assert!(!held(&t) && dispatched(&t));
+        // A NetworkPolicy in another namespace cannot select it.
+        let other = parse_documents(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: a, namespace: y}\nspec: {podSelector: {}}\n",
+        )
+        .unwrap();
+        let t = render_table(&w, &other, &locals);
+        assert!(!held(&t) && dispatched(&t));
+        // One in its namespace, or any cluster policy, may: held, and only held.
+        for doc in [
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: a, namespace: x}\nspec: {podSelector: {matchLabels: {pod: z}}}\n",
+            "apiVersion: weft.dev/v1\nkind: ClusterPolicy\nmetadata: {name: c}\nspec: {selector: {matchLabels: {pod: z}}, ingress: [{action: Deny}]}\n",
+        ] {
+            let ps = parse_documents(doc).unwrap();
+            let t = render_table(&w, &ps, &locals);
+            assert!(held(&t) && !dispatched(&t), "{doc}");
+            // Dropped both ways, before anything else in the forward chain.
+            let fwd = &t.structure[t.structure.find("chain forward").unwrap()..];
+            let first_dispatch = fwd.find("jump").unwrap();
+            for m in ["iifname @held_if", "oifname @held_if", "ip saddr @held_ip", "ip daddr @held_ip"] {
+                let at = fwd.find(&format!("{m} counter drop")).expect(m);
+                assert!(at < first_dispatch, "{fwd}");
+            }
+            // Its labels read: dispatched, with the same structure.
+            locals[0].pending = false;
+            let read = render_table(&w, &ps, &locals);
+            assert!(!held(&read) && dispatched(&read));
+            assert_eq!(read.structure, t.structure);
+            locals[0].pending = true;
+        }
     }
 }

@@ -21,6 +21,10 @@
 //!   exactly the pool's range takes its addresses from the hosts' blocks (a fixed one in
 //!   the other host's block is borrowed), BIRD learns the blocks and the borrowed /32,
 //!   and removing the container gives the address back to its block.
+//! - `network_policy_on_docker_networks`: NetworkPolicies of a network's name police
+//!   its containers by their Docker labels, overlay (by address) and routed (by
+//!   interface); a container is unreachable from the moment it starts until its
+//!   labels are read and allow it.
 //!
 //! Needs root and dockerd; skipped with one line otherwise.
 
@@ -562,4 +566,133 @@ fn routed_network_over_bgp() {
     );
     let check = lab.store_cmd(&["ipam", "check"]);
     assert!(check.status.success(), "{}", text(&check.stdout));
+}
+
+fn apply_policy(lab: &Lab, yaml: &str) {
+    let file = std::env::temp_dir().join(format!("{}-apply.yaml", lab.name));
+    std::fs::write(&file, yaml).unwrap();
+    lab.ok(
+        lab.store_cmd(&["policy", "apply", "-f", file.to_str().unwrap()]),
+        "policy apply",
+    );
+    let _ = std::fs::remove_file(&file);
+}
+
+#[test]
+fn network_policy_on_docker_networks() {
+    require_root!("network_policy_on_docker_networks");
+    if !have_dockerd("network_policy_on_docker_networks") {
+        return;
+    }
+    let lab = Lab::up_with("dn", "embedded", 2, &["--docker"]);
+    create_network(&lab, "h1", &["--subnet", "10.51.0.0/24"], "shop", &["h2"]);
+    create_network(
+        &lab,
+        "h1",
+        &["--subnet", "10.52.0.0/24", "-o", "mode=routed"],
+        "tools",
+        &["h2"],
+    );
+    // In namespace `shop` (the network's name) only role=client reaches app=db; in
+    // `tools` nothing reaches anything.
+    apply_policy(
+        &lab,
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: db, namespace: shop}\nspec:\n  podSelector: {matchLabels: {app: db}}\n  ingress: [{from: [{podSelector: {matchLabels: {role: client}}}]}]\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny, namespace: tools}\nspec: {podSelector: {}, policyTypes: [Ingress]}\n",
+    );
+    run(&lab, "h1", "db", "shop", &["--label", "app=db"]);
+    run(
+        &lab,
+        "h2",
+        "client",
+        "shop",
+        &[
+            "--label",
+            "role=client",
+            "--label",
+            "maintainer=Jane Doe <jane@example.org>",
+        ],
+    );
+    run(&lab, "h2", "other", "shop", &[]);
+    let (db, client) = (
+        addr(&lab, "h1", "db", "shop"),
+        addr(&lab, "h2", "client", "shop"),
+    );
+    assert_reaches(&lab, "h2", "client", &db);
+    assert_blocked(&lab, "h2", "other", &db);
+    assert_reaches(&lab, "h2", "other", &client);
+
+    // The identities, as `weftctl endpoint list` shows them: the network as namespace,
+    // the container's labels (less the one no selector can match), read, not held.
+    let listed: serde_json::Value = serde_json::from_str(&text(
+        &lab.store_cmd(&["endpoint", "list", "-o", "json"]).stdout,
+    ))
+    .expect("endpoint list as JSON");
+    let db_row = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["address"] == db.as_str())
+        .unwrap_or_else(|| panic!("db in {listed}"));
+    assert_eq!(db_row["name"], "shop/db", "{db_row}");
+    assert_eq!(db_row["namespace"], "shop");
+    assert_eq!(db_row["labels"], serde_json::json!({"app": "db"}));
+    assert_eq!(db_row["pending"], false);
+    assert_eq!(
+        db_row["policies"],
+        serde_json::json!(["NetworkPolicy shop/db"])
+    );
+    assert!(lab.log("h2").contains("not valid Kubernetes labels"));
+
+    // Policy before the first packet: `other` pings 10.51.0.40 before it exists and
+    // all the while a new app=db container starts there; not one answer comes back,
+    // though the client gets through once its labels are read.
+    let log = std::thread::scope(|s| {
+        let pinging = s.spawn(|| {
+            let args = [
+                "exec",
+                "other",
+                "ping",
+                "-i",
+                "0.1",
+                "-w",
+                "8",
+                "10.51.0.40",
+            ];
+            text(&docker(&lab, "h2", &args).stdout)
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        run(
+            &lab,
+            "h1",
+            "db2",
+            "shop",
+            &["--ip", "10.51.0.40", "--label", "app=db"],
+        );
+        assert_reaches(&lab, "h2", "client", "10.51.0.40");
+        pinging.join().unwrap()
+    });
+    assert!(log.contains("packets transmitted"), "{log}");
+    assert!(!log.contains("bytes from"), "db2 answered `other`:\n{log}");
+
+    // A routed network: matched by interface, not address.
+    run(&lab, "h1", "t1", "tools", &[]);
+    run(&lab, "h2", "t2", "tools", &[]);
+    let t1 = addr(&lab, "h1", "t1", "tools");
+    assert_blocked(&lab, "h2", "t2", &t1);
+    lab.ok(
+        lab.store_cmd(&["policy", "delete", "tools/deny"]),
+        "policy delete",
+    );
+    assert_reaches(&lab, "h2", "t2", &t1);
+
+    // Relabelled by hand, db no longer counts as a db: `other` gets through; a
+    // container that is gone takes its identity with it.
+    lab.ok(
+        lab.store_cmd(&["endpoint", "label", "shop/db", "app-"]),
+        "endpoint label",
+    );
+    assert_reaches(&lab, "h2", "other", &db);
+    docker_ok(&lab, "h1", &["rm", "-f", "db2"]);
+    let gone = text(&lab.store_cmd(&["endpoint", "list"]).stdout);
+    assert!(!gone.contains("10.51.0.40"), "{gone}");
 }

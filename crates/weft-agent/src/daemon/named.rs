@@ -64,6 +64,7 @@ impl Agent {
             local: Default::default(),
             own_netns: "/proc/self/ns/net".into(),
             engine: Some(weft_docker::Engine::new(&self.opts.docker_socket)),
+            enforced: Some(self.plane.policy_enforced.subscribe()),
         };
         let socket =
             weft_docker::server::socket_path(&self.opts.docker_plugin_dir, weft_docker::PLUGIN);

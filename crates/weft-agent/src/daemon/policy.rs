@@ -159,6 +159,7 @@ impl Agent {
                     endpoint: st.endpoint(*ip)?,
                     interface: id.interface.clone(),
                     attachment: id.attachment,
+                    pending: id.pending,
                 })
             })
             .collect();
