@@ -8,7 +8,8 @@
 //! - Enforcement (routed attachment): containers in namespaces x, y, z on two hosts
 //!   serving TCP 80 and 81; for each policy set, every pair and port is probed and must
 //!   agree with `weftctl policy explain`, whose verdicts the cases also pin; a container
-//!   added while a deny policy exists is never reachable, probed from before its ADD.
+//!   added while a deny policy exists is never reachable, probed from before its ADD;
+//!   a cluster Log rule writes its prefix to the kernel log and lets the packet on.
 //! - With etcd and the agents stopped the loaded rules keep enforcing; restarted agents
 //!   load nothing new and the traffic is as before.
 
@@ -365,6 +366,44 @@ fn policies_are_enforced_as_explained_routed() {
     let m = matrix_agrees_with_explain(&lab, &ctrs, "cluster deny z to y, egress");
     assert!(!verdict(&m, "z/a", "y/a", 80) && verdict(&m, "y/a", "z/a", 80));
 
+    // Log: the kernel logs a new connection into x with the policy's name, and lets it
+    // on to the rules after (y/b still reaches x/a on 81).
+    let policy = format!("log-{}", lab.name);
+    apply(&lab, &format!("apiVersion: weft.dev/v1\nkind: ClusterPolicy\nmetadata: {{name: {policy}}}\nspec:\n  order: 1\n  namespaceSelector: {{matchLabels: {{ns: x}}}}\n  ingress: [{{action: Log, protocol: TCP, destination: {{ports: [\"81\"]}}}}]\n"));
+    let x_a = ctrs[0].ip.clone();
+    let logged = {
+        let _log = KernelLogFromNamespaces::on();
+        lab.wait_until(
+            "y/b to reach x/a on 81",
+            std::time::Duration::from_secs(10),
+            || probe(&ctrs[3].netns, &[(x_a.clone(), 81)]) == [true],
+        );
+        let want = format!("weft {policy}: ");
+        let mut found = String::new();
+        lab.wait_until(
+            "the kernel log line",
+            std::time::Duration::from_secs(5),
+            || {
+                let log = text(&Command::new("dmesg").output().unwrap().stdout);
+                found = log
+                    .lines()
+                    .filter(|l| l.contains(&want))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                !found.is_empty()
+            },
+        );
+        found
+    };
+    assert!(
+        logged.contains(&format!("SRC={} DST={x_a}", ctrs[3].ip)) && logged.contains("DPT=81"),
+        "{logged}"
+    );
+    lab.ok(
+        lab.store_cmd(&["policy", "delete", "--cluster", &policy]),
+        "policy delete",
+    );
+
     // Policy before the first packet: with x denying ingress, a new x container (its
     // address fixed, its server up) probed from y/a from before its ADD is never reached.
     let netns = format!("{}-c30", lab.name);
@@ -526,5 +565,26 @@ fn enforcement_survives_an_outage_and_restarts_unchanged() {
             !since.contains("loaded network policy rules"),
             "{h} reloaded its rules after the restart:\n{since}"
         );
+    }
+}
+
+/// While alive, the kernel logs what nftables' `log` matches in every network
+/// namespace (`net.netfilter.nf_log_all_netns`, off by default: the lab's hosts are
+/// namespaces). Restores the previous setting when dropped, even on failure.
+struct KernelLogFromNamespaces(String);
+
+impl KernelLogFromNamespaces {
+    const KNOB: &str = "/proc/sys/net/netfilter/nf_log_all_netns";
+
+    fn on() -> Self {
+        let was = std::fs::read_to_string(Self::KNOB).expect("nf_log_all_netns");
+        std::fs::write(Self::KNOB, "1").expect("nf_log_all_netns");
+        KernelLogFromNamespaces(was)
+    }
+}
+
+impl Drop for KernelLogFromNamespaces {
+    fn drop(&mut self) {
+        let _ = std::fs::write(Self::KNOB, self.0.trim());
     }
 }
