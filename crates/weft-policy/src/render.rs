@@ -213,12 +213,21 @@ pub fn compile(policies: &[Policy]) -> Compiled {
             chains += &namespace_chains(&mut sets, &clusters, dir, Some(ns), nps);
         }
     }
-    let mut decls = String::new();
-    for name in sets.0.keys() {
-        writeln!(decls, "  set {name} {{\n    type ipv4_addr\n  }}").ok();
+    // The kernel finds a set by name by walking the table's sets in the order they
+    // were made, and every element change names its set: so the sets most changes
+    // touch come first. The held and dispatch sets (every local endpoint), then the
+    // selections no label narrows (a whole namespace, unions), then the rest. With
+    // thousands of sets this walk is most of what adding an endpoint costs.
+    let mut decls = String::from(
+        "  set held_if {\n    type ifname\n  }\n  set held_ip {\n    type ipv4_addr\n  }\n",
+    );
+    let mut selection_decls = String::new();
+    let narrowed = |s: &Selection| s.pod.as_ref().is_some_and(|p| !p.match_labels.is_empty());
+    let broad = sets.0.iter().filter(|(_, s)| !narrowed(s));
+    for (name, _) in broad.chain(sets.0.iter().filter(|(_, s)| narrowed(s))) {
+        writeln!(selection_decls, "  set {name} {{\n    type ipv4_addr\n  }}").ok();
     }
     // Held endpoints first, then egress (it returns when allowed), then ingress.
-    decls += "  set held_if {\n    type ifname\n  }\n  set held_ip {\n    type ipv4_addr\n  }\n";
     let mut dispatch = String::new();
     for m in [
         "iifname @held_if",
@@ -241,6 +250,7 @@ pub fn compile(policies: &[Policy]) -> Compiled {
             writeln!(dispatch, "    {addr} @{chain}_ip jump {chain}").ok();
         }
     }
+    decls += &selection_decls;
     let body = format!(
         "{decls}{chains}  chain forward {{\n    type filter hook forward priority filter - 5; policy accept;\n    ct state established,related accept comment \"FINGERPRINT\"\n{dispatch}  }}\n}}\n"
     );
