@@ -605,7 +605,11 @@ impl<'a> Index<'a> {
 
 impl Compiled {
     /// Every set's and map's elements for `world` and this node's `locals`.
-    pub fn elements(&self, world: &World, locals: &[Local]) -> Elements {
+    pub fn elements<'l>(
+        &self,
+        world: &World,
+        locals: impl IntoIterator<Item = &'l Local>,
+    ) -> Elements {
         let ix = Index::new(world);
         let mut out: Elements = self
             .selections
@@ -616,9 +620,30 @@ impl Compiled {
         out
     }
 
+    /// Where a local endpoint is dispatched: the sets (held, or its namespace's
+    /// chains') and its key in them, its interface (routed) or address (bridged).
+    fn dispatch_of(&self, l: &Local) -> (Vec<String>, String) {
+        let ns = self
+            .namespaces
+            .contains(&l.endpoint.namespace)
+            .then_some(l.endpoint.namespace.as_str());
+        let (key, kind) = match l.attachment {
+            Attachment::Routed => (format!("\"{}\"", quote(&l.interface)), "if"),
+            Attachment::Bridged => (l.endpoint.ip.to_string(), "ip"),
+        };
+        if l.pending && (self.has_cluster || ns.is_some()) {
+            return (vec![format!("held_{kind}")], key);
+        }
+        let sets = [Direction::Ingress, Direction::Egress]
+            .into_iter()
+            .map(|dir| format!("{}_{kind}", chain_name(dir, ns)))
+            .collect();
+        (sets, key)
+    }
+
     /// The dispatch sets for this node's `locals`: each endpoint's interface (routed)
     /// or address (bridged) in the sets of its namespace's chains.
-    fn dispatch(&self, locals: &[Local]) -> Elements {
+    fn dispatch<'l>(&self, locals: impl IntoIterator<Item = &'l Local>) -> Elements {
         let mut out = Elements::new();
         for dir in [Direction::Ingress, Direction::Egress] {
             let namespaces =
@@ -631,22 +656,9 @@ impl Compiled {
         out.insert("held_if".into(), BTreeSet::new());
         out.insert("held_ip".into(), BTreeSet::new());
         for l in locals {
-            let ns = self
-                .namespaces
-                .contains(&l.endpoint.namespace)
-                .then_some(l.endpoint.namespace.as_str());
-            let (key, kind) = match l.attachment {
-                Attachment::Routed => (format!("\"{}\"", quote(&l.interface)), "if"),
-                Attachment::Bridged => (l.endpoint.ip.to_string(), "ip"),
-            };
-            if l.pending && (self.has_cluster || ns.is_some()) {
-                out.entry(format!("held_{kind}")).or_default().insert(key);
-                continue;
-            }
-            for dir in [Direction::Ingress, Direction::Egress] {
-                out.entry(format!("{}_{kind}", chain_name(dir, ns)))
-                    .or_default()
-                    .insert(key.clone());
+            let (sets, key) = self.dispatch_of(l);
+            for set in sets {
+                out.entry(set).or_default().insert(key.clone());
             }
         }
         out
@@ -663,17 +675,18 @@ impl Compiled {
 
     /// What changes in `current` (this structure's elements for an earlier world) when
     /// the endpoints in `changed` came, went or were relabelled (each given as it was
-    /// in `current` and as it is, `None` where absent): the new contents of just the
-    /// sets and maps that differ. Only the sets either version may be in are looked
-    /// at, so one endpoint costs a few selector matches, not one per set.
-    /// `ns_labels` gives a namespace's labels (they must not have changed: that needs
+    /// in `current` and as it is, `None` where absent), and the local endpoints in
+    /// `local_changes` likewise: the new contents of just the sets that differ. Only
+    /// the sets either version may be in are looked at, so one endpoint costs a few
+    /// selector matches, not one per set or per local endpoint. `ns_labels` gives a
+    /// namespace's labels (they must not have changed: that needs
     /// [`Compiled::elements`]).
     pub fn changed_elements(
         &self,
         current: &Elements,
         changed: &[(Ipv4Addr, Option<Endpoint>, Option<Endpoint>)],
         ns_labels: &dyn Fn(&str) -> Labels,
-        locals: &[Local],
+        local_changes: &[(Option<Local>, Option<Local>)],
     ) -> Elements {
         let mut out = Elements::new();
         for (ip, was_e, now_e) in changed {
@@ -701,11 +714,30 @@ impl Compiled {
                 }
             }
         }
-        for (name, elems) in self.dispatch(locals) {
-            if current.get(&name) != Some(&elems) {
-                out.insert(name, elems);
+        let mut edit = |set: String, key: String, present: bool| {
+            let have = out.get(&set).or_else(|| current.get(&set));
+            if have.is_some_and(|h| h.contains(&key)) != present {
+                let have = have.cloned().unwrap_or_default();
+                let elems = out.entry(set).or_insert(have);
+                if present {
+                    elems.insert(key);
+                } else {
+                    elems.remove(&key);
+                }
+            }
+        };
+        for (was, now) in local_changes {
+            for (l, present) in [(was, false), (now, true)] {
+                if let Some(l) = l {
+                    let (sets, key) = self.dispatch_of(l);
+                    for set in sets {
+                        edit(set, key.clone(), present);
+                    }
+                }
             }
         }
+        // An endpoint that left a set and came back changed nothing.
+        out.retain(|name, elems| current.get(name) != Some(elems));
         out
     }
 }
@@ -872,12 +904,14 @@ mod tests {
             labels: Labels::from([("pod".into(), "a".into())]),
             ip: "10.248.0.3".parse().unwrap(),
         });
+        let was_local = locals.pop();
         locals = vec![Local {
             endpoint: w.endpoints[2].clone(),
             interface: "weft00000000003".into(),
             attachment: Attachment::Routed,
             pending: false,
         }];
+        let local_changes = vec![(was_local, None), (None, Some(locals[0].clone()))];
         let gone = w.endpoints.remove(0);
         let changed: Vec<(Ipv4Addr, Option<Endpoint>, Option<Endpoint>)> = vec![
             (gone.ip, Some(gone.clone()), None),
@@ -885,7 +919,7 @@ mod tests {
             (w.endpoints[1].ip, None, Some(w.endpoints[1].clone())),
         ];
         let ns = |n: &str| w.namespace_labels(n);
-        let delta = c.changed_elements(&current, &changed, &ns, &locals);
+        let delta = c.changed_elements(&current, &changed, &ns, &local_changes);
         assert!(!delta.is_empty());
         current.extend(delta);
         assert_eq!(current, c.elements(&w, &locals));
@@ -894,7 +928,21 @@ mod tests {
             .iter()
             .map(|(ip, _, now)| (*ip, now.clone(), now.clone()))
             .collect();
-        assert!(c.changed_elements(&current, &same, &ns, &locals).is_empty());
+        let same_locals = vec![(Some(locals[0].clone()), Some(locals[0].clone()))];
+        assert!(c
+            .changed_elements(&current, &same, &ns, &same_locals)
+            .is_empty());
+        // A local endpoint now held: out of its chains' sets, into held_if alone.
+        let mut held = locals[0].clone();
+        held.pending = true;
+        let delta = c.changed_elements(
+            &current,
+            &[],
+            &ns,
+            &[(Some(locals[0].clone()), Some(held.clone()))],
+        );
+        current.extend(delta);
+        assert_eq!(current, c.elements(&w, [&held]));
     }
 
     #[test]

@@ -209,6 +209,8 @@ struct Last {
     policy_compiled: Option<weft_policy::render::Compiled>,
     /// What the kernel's policy table has, as last loaded, updated or read.
     policy_table: Option<weft_kernel::nft_sets::LoadedSets>,
+    /// This node's endpoints as that table dispatches them.
+    policy_locals: BTreeMap<Ipv4Addr, weft_policy::render::Local>,
     /// Bridged endpoints are policed through br_netfilter, set (or found missing) once.
     policy_bridge_hooks: bool,
 }

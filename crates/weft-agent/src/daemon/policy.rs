@@ -15,9 +15,12 @@
 //! revision the table reflects is published ([`PolicyEnforced`]), so the socket answers
 //! a CNI ADD's identity only once that container's rules are in place.
 
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
-use weft_alloc::policies::Changed;
+
+use weft_alloc::policies::{Changed, PolicyState};
 use weft_kernel::dataplane::LinkSetting;
 use weft_kernel::nft_sets::{self, Elements, LoadedSets, SetTable};
 use weft_kernel::KernelError;
@@ -28,6 +31,17 @@ use super::{Agent, Why};
 
 /// The store revision the loaded policy table reflects.
 pub type PolicyEnforced = watch::Receiver<Revision>;
+
+/// The endpoint at `ip` if it is one of node `me`'s, as its table dispatches it.
+fn local_of(st: &PolicyState, ip: Ipv4Addr, me: Ipv4Addr) -> Option<Local> {
+    let id = st.endpoints.get(&ip)?;
+    (id.node == me && !id.interface.is_empty()).then(|| Local {
+        endpoint: st.endpoint(ip).expect("present"),
+        interface: id.interface.clone(),
+        attachment: id.attachment,
+        pending: id.pending,
+    })
+}
 
 /// How many elements a change holds, for the log.
 fn count(e: &Elements) -> usize {
@@ -46,9 +60,13 @@ impl Agent {
     /// Bridged endpoints' traffic reaches the IP forward hook only through
     /// br_netfilter: turned on once (and said so), or warned about where the kernel
     /// has no such setting.
-    fn ensure_bridge_hooks(&mut self, locals: &[Local]) {
+    fn ensure_bridge_hooks(&mut self) {
         if self.last.policy_bridge_hooks
-            || !locals.iter().any(|l| l.attachment == Attachment::Bridged)
+            || !self
+                .last
+                .policy_locals
+                .values()
+                .any(|l| l.attachment == Attachment::Bridged)
         {
             return;
         }
@@ -150,19 +168,6 @@ impl Agent {
         }
         let compiled = self.last.policy_compiled.as_ref().expect("compiled above");
         let me = self.view.attrs.public_ip;
-        let locals: Vec<Local> = st
-            .endpoints
-            .iter()
-            .filter(|(_, id)| id.node == me && !id.interface.is_empty())
-            .filter_map(|(ip, id)| {
-                Some(Local {
-                    endpoint: st.endpoint(*ip)?,
-                    interface: id.interface.clone(),
-                    attachment: id.attachment,
-                    pending: id.pending,
-                })
-            })
-            .collect();
         // Only some endpoints changed, and the kernel has the table as last applied:
         // just their elements (a container's ADD waits for this).
         if let (false, Some(touched), Some(table)) = (
@@ -175,12 +180,25 @@ impl Agent {
                     .iter()
                     .map(|(ip, was)| (*ip, was.clone(), st.endpoint(*ip)))
                     .collect();
+                let locals = &mut self.last.policy_locals;
+                let local_changes: Vec<_> = touched
+                    .keys()
+                    .map(|ip| {
+                        let now = local_of(st, *ip, me);
+                        let was = match &now {
+                            Some(l) => locals.insert(*ip, l.clone()),
+                            None => locals.remove(ip),
+                        };
+                        (was, now)
+                    })
+                    .collect();
                 let names = weft_policy::World {
                     endpoints: Vec::new(),
                     namespaces: st.namespaces.clone(),
                 };
                 let ns = |n: &str| names.namespace_labels(n);
-                let fresh = compiled.changed_elements(&table.elements, &changed, &ns, &locals);
+                let fresh =
+                    compiled.changed_elements(&table.elements, &changed, &ns, &local_changes);
                 let before: Elements = fresh
                     .keys()
                     .map(|k| {
@@ -205,7 +223,7 @@ impl Agent {
                         self.mark_enforced(revision);
                         self.last.policy_dirty = false;
                         self.last.policy_touched = Some(Default::default());
-                        self.ensure_bridge_hooks(&locals);
+                        self.ensure_bridge_hooks();
                         return;
                     }
                     Err(e) => {
@@ -214,10 +232,15 @@ impl Agent {
                 }
             }
         }
+        let locals: BTreeMap<Ipv4Addr, Local> = st
+            .endpoints
+            .keys()
+            .filter_map(|ip| Some((*ip, local_of(st, *ip, me)?)))
+            .collect();
         let world = st.world();
         let wanted = LoadedSets {
             fingerprint: compiled.fingerprint.clone(),
-            elements: compiled.elements(&world, &locals),
+            elements: compiled.elements(&world, locals.values()),
             counters: Vec::new(),
         };
         let known = match (why, &self.last.policy_table) {
@@ -277,7 +300,8 @@ impl Agent {
                 self.last.policy_table = Some(wanted);
                 self.last.policy_dirty = false;
                 self.last.policy_touched = Some(Default::default());
-                self.ensure_bridge_hooks(&locals);
+                self.last.policy_locals = locals;
+                self.ensure_bridge_hooks();
             }
             Err(e) => {
                 error!(error = %e, "cannot load network policy rules; the previous ones stay")
