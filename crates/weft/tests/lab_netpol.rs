@@ -1,7 +1,8 @@
 //! End to end, in network namespaces: Kubernetes' own network policy cases
 //! (kubernetes/kubernetes `test/e2e/network/netpol`: namespaces x, y, z labelled
 //! `ns=<name>`, pods a, b, c labelled `pod=<name>`, each serving TCP and UDP on 80 and
-//! 81) as lab truth tables, on three hosts, in both CNI attachment modes.
+//! 81) as lab truth tables, on three hosts, in both CNI attachment modes; and four of
+//! them over the vxlan, udp, ipip and bgp backends.
 //!
 //! The pods are spread so that every case has same-host and cross-host pairs (pod a on
 //! h1, b on h2, c on h3). For each case the policies are applied with `weftctl policy
@@ -105,12 +106,13 @@ fn cases(ip: &dyn Fn(&str) -> String) -> Vec<(&'static str, Vec<Doc>)> {
     ]
 }
 
-fn run_cases(mode: &str) {
+/// The cases named in `only` (all with `None`) on a 3-host lab with `backend`.
+fn run_cases(mode: &str, backend: &str, only: Option<&[&str]>) {
     let lab = Lab::up_with(
-        &format!("np{}", &mode[..1]),
+        &format!("np{}{}", &mode[..1], &backend[..2]),
         "embedded",
         3,
-        &["--cni-mode", mode],
+        &["--cni-mode", mode, "--backend", backend],
     );
     let mut ips = BTreeMap::new();
     for ns in ["x", "y", "z"] {
@@ -163,8 +165,12 @@ fn run_cases(mode: &str) {
     };
     everything_open("before any policy");
     let dir = tempfile::tempdir().unwrap();
-    let all = cases(&ip);
+    let mut all = cases(&ip);
     assert!(all.len() >= 25, "at least 25 of Kubernetes' cases");
+    if let Some(only) = only {
+        all.retain(|(name, _)| only.contains(name));
+        assert_eq!(all.len(), only.len(), "unknown case in {only:?}");
+    }
     for (name, docs) in all {
         let file = dir.path().join(format!("{name}.yaml"));
         let text: Vec<&str> = docs.iter().map(|d| d.yaml.as_str()).collect();
@@ -234,11 +240,35 @@ fn probe(lab: &Lab, within: u64) -> (usize, String) {
 #[test]
 fn kubernetes_cases_hold_on_three_hosts_routed() {
     require_root!("kubernetes_cases_hold_on_three_hosts_routed");
-    run_cases("routed");
+    run_cases("routed", "host-gw", None);
 }
 
 #[test]
 fn kubernetes_cases_hold_on_three_hosts_bridged() {
     require_root!("kubernetes_cases_hold_on_three_hosts_bridged");
-    run_cases("bridge");
+    run_cases("bridge", "host-gw", None);
+}
+
+/// Enforcement sits on the containers' own side of the node (their veths, or their
+/// addresses on the bridge), so the backend that carried a packet must not matter: a
+/// few cases, both directions and a cluster policy, over each encapsulating backend
+/// (ipip in the kernel where it has the module, in user space where not) and BGP,
+/// in both attachment modes between them.
+#[test]
+fn cases_hold_on_every_backend() {
+    require_root!("cases_hold_on_every_backend");
+    let some = [
+        "default_deny_ingress",
+        "pod_selector_and_namespace_selector",
+        "client_side_egress_deny_wins_over_server_allow",
+        "cluster_deny_comes_before_a_namespaced_allow_and_order_decides",
+    ];
+    for (backend, mode) in [
+        ("vxlan", "routed"),
+        ("udp", "bridge"),
+        ("ipip", "routed"),
+        ("bgp", "bridge"),
+    ] {
+        run_cases(mode, backend, Some(&some));
+    }
 }
