@@ -568,16 +568,6 @@ fn routed_network_over_bgp() {
     assert!(check.status.success(), "{}", text(&check.stdout));
 }
 
-fn apply_policy(lab: &Lab, yaml: &str) {
-    let file = std::env::temp_dir().join(format!("{}-apply.yaml", lab.name));
-    std::fs::write(&file, yaml).unwrap();
-    lab.ok(
-        lab.store_cmd(&["policy", "apply", "-f", file.to_str().unwrap()]),
-        "policy apply",
-    );
-    let _ = std::fs::remove_file(&file);
-}
-
 #[test]
 fn network_policy_on_docker_networks() {
     require_root!("network_policy_on_docker_networks");
@@ -595,8 +585,7 @@ fn network_policy_on_docker_networks() {
     );
     // In namespace `shop` (the network's name) only role=client reaches app=db; in
     // `tools` nothing reaches anything.
-    apply_policy(
-        &lab,
+    lab.apply_policy(
         "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: db, namespace: shop}\nspec:\n  podSelector: {matchLabels: {app: db}}\n  ingress: [{from: [{podSelector: {matchLabels: {role: client}}}]}]\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny, namespace: tools}\nspec: {podSelector: {}, policyTypes: [Ingress]}\n",
     );
     run(&lab, "h1", "db", "shop", &["--label", "app=db"]);

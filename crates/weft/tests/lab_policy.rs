@@ -104,17 +104,9 @@ fn identities_recorded_listed_explained_and_forgotten() {
         .any(|e| e["name"] == "y/b" && e["node"] == "192.168.77.2"));
 
     // A policy selecting x/a: explain names it, and answers by name.
-    let file = std::env::temp_dir().join(format!("{}-p.yaml", lab.name));
-    std::fs::write(
-        &file,
+    lab.apply_policy(
         "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: web-from-y, namespace: x}\nspec:\n  podSelector: {matchLabels: {app: web}}\n  ingress: [{from: [{namespaceSelector: {matchLabels: {ns: y}}}], ports: [{port: 80}]}]\n",
-    )
-    .unwrap();
-    lab.ok(
-        lab.store_cmd(&["policy", "apply", "-f", file.to_str().unwrap()]),
-        "apply",
     );
-    let _ = std::fs::remove_file(&file);
     let said = lab.ok(
         lab.store_cmd(&["policy", "explain", "y/b", "x/a", "--port", "80"]),
         "explain",
@@ -299,16 +291,6 @@ fn verdict(m: &[(String, String, u16, bool)], from: &str, to: &str, port: u16) -
         .unwrap_or_else(|| panic!("no probe {from} -> {to}:{port}"))
 }
 
-fn apply(lab: &Lab, yaml: &str) {
-    let file = std::env::temp_dir().join(format!("{}-apply.yaml", lab.name));
-    std::fs::write(&file, yaml).unwrap();
-    lab.ok(
-        lab.store_cmd(&["policy", "apply", "-f", file.to_str().unwrap()]),
-        "policy apply",
-    );
-    let _ = std::fs::remove_file(&file);
-}
-
 #[test]
 fn policies_are_enforced_as_explained_routed() {
     require_root!("policies_are_enforced_as_explained_routed");
@@ -349,7 +331,7 @@ fn policies_are_enforced_as_explained_routed() {
         "nothing is isolated: everything passes"
     );
 
-    apply(&lab, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-ingress, namespace: x}\nspec: {podSelector: {}, policyTypes: [Ingress]}\n");
+    lab.apply_policy("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-ingress, namespace: x}\nspec: {podSelector: {}, policyTypes: [Ingress]}\n");
     let m = matrix_agrees_with_explain(&lab, &ctrs, "default-deny-ingress in x");
     assert!(!verdict(&m, "y/a", "x/a", 80) && !verdict(&m, "x/b", "x/a", 81));
     assert!(
@@ -357,19 +339,19 @@ fn policies_are_enforced_as_explained_routed() {
         "egress and other namespaces untouched"
     );
 
-    apply(&lab, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: a-81-from-y, namespace: x}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  ingress: [{from: [{namespaceSelector: {matchLabels: {ns: y}}}], ports: [{port: 81}]}]\n");
+    lab.apply_policy("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: a-81-from-y, namespace: x}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  ingress: [{from: [{namespaceSelector: {matchLabels: {ns: y}}}], ports: [{port: 81}]}]\n");
     let m = matrix_agrees_with_explain(&lab, &ctrs, "x/a: 81 from y only");
     assert!(verdict(&m, "y/b", "x/a", 81) && !verdict(&m, "y/b", "x/a", 80));
     assert!(!verdict(&m, "z/a", "x/a", 81) && !verdict(&m, "x/b", "x/a", 81));
 
-    apply(&lab, "apiVersion: weft.dev/v1\nkind: ClusterPolicy\nmetadata: {name: z-not-to-y}\nspec:\n  order: 5\n  namespaceSelector: {matchLabels: {ns: z}}\n  egress: [{action: Deny, destination: {namespaceSelector: {matchLabels: {ns: y}}}}]\n");
+    lab.apply_policy("apiVersion: weft.dev/v1\nkind: ClusterPolicy\nmetadata: {name: z-not-to-y}\nspec:\n  order: 5\n  namespaceSelector: {matchLabels: {ns: z}}\n  egress: [{action: Deny, destination: {namespaceSelector: {matchLabels: {ns: y}}}}]\n");
     let m = matrix_agrees_with_explain(&lab, &ctrs, "cluster deny z to y, egress");
     assert!(!verdict(&m, "z/a", "y/a", 80) && verdict(&m, "y/a", "z/a", 80));
 
     // Log: the kernel logs a new connection into x with the policy's name, and lets it
     // on to the rules after (y/b still reaches x/a on 81).
     let policy = format!("log-{}", lab.name);
-    apply(&lab, &format!("apiVersion: weft.dev/v1\nkind: ClusterPolicy\nmetadata: {{name: {policy}}}\nspec:\n  order: 1\n  namespaceSelector: {{matchLabels: {{ns: x}}}}\n  ingress: [{{action: Log, protocol: TCP, destination: {{ports: [\"81\"]}}}}]\n"));
+    lab.apply_policy(&format!("apiVersion: weft.dev/v1\nkind: ClusterPolicy\nmetadata: {{name: {policy}}}\nspec:\n  order: 1\n  namespaceSelector: {{matchLabels: {{ns: x}}}}\n  ingress: [{{action: Log, protocol: TCP, destination: {{ports: [\"81\"]}}}}]\n"));
     let x_a = ctrs[0].ip.clone();
     let logged = {
         let _log = KernelLogFromNamespaces::on();
@@ -445,7 +427,7 @@ fn policies_are_enforced_as_explained_routed() {
         "a connection reached the new container before its policy"
     );
     // And it is reachable once allowed by a policy.
-    apply(&lab, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: c-from-all, namespace: x}\nspec: {podSelector: {matchLabels: {pod: c}}, ingress: [{}]}\n");
+    lab.apply_policy("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: c-from-all, namespace: x}\nspec: {podSelector: {matchLabels: {pod: c}}, ingress: [{}]}\n");
     lab.wait_until(
         "the new container allowed",
         std::time::Duration::from_secs(10),
@@ -497,7 +479,7 @@ fn enforcement_survives_an_outage_and_restarts_unchanged() {
         });
     }
     lab.ok(lab.store_cmd(&["namespace", "label", "y", "ns=y"]), "label");
-    apply(&lab, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: a-from-y, namespace: x}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  ingress: [{from: [{namespaceSelector: {matchLabels: {ns: y}}}], ports: [{port: 80}]}]\n");
+    lab.apply_policy("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: a-from-y, namespace: x}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  ingress: [{from: [{namespaceSelector: {matchLabels: {ns: y}}}], ports: [{port: 80}]}]\n");
     std::thread::sleep(std::time::Duration::from_millis(500)); // the servers listen
     let before = matrix_agrees_with_explain(&lab, &ctrs, "before the outage");
     assert!(verdict(&before, "y/b", "x/a", 80) && !verdict(&before, "x/b", "x/a", 80));

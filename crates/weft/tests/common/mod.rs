@@ -63,6 +63,17 @@ impl Lab {
         text(&out.stdout)
     }
 
+    /// `weftctl policy apply -f` of `yaml`, which must succeed.
+    pub fn apply_policy(&self, yaml: &str) {
+        let file = std::env::temp_dir().join(format!("{}-apply.yaml", self.name));
+        std::fs::write(&file, yaml).unwrap();
+        self.ok(
+            self.store_cmd(&["policy", "apply", "-f", file.to_str().unwrap()]),
+            "policy apply",
+        );
+        let _ = std::fs::remove_file(&file);
+    }
+
     pub fn store_cmd(&self, args: &[&str]) -> Output {
         let mut all = vec!["--lab", self.name.as_str()];
         all.extend_from_slice(args);
