@@ -662,7 +662,11 @@ impl Driver {
     }
 
     /// The endpoint record of a Docker endpoint, by ID.
-    async fn endpoint(&self, net: &NamedNetwork, id: &str) -> Result<(Ipv4Addr, Endpoint), String> {
+    pub(crate) async fn endpoint(
+        &self,
+        net: &NamedNetwork,
+        id: &str,
+    ) -> Result<(Ipv4Addr, Endpoint), String> {
         self.registry
             .endpoints(&net.name)
             .await

@@ -156,6 +156,10 @@ impl Driver {
                     }
                 };
                 let Some((cid, name)) = container else {
+                    // Removed before Docker finished attaching it: nothing to record.
+                    if me.endpoint(&net, &endpoint_id).await.is_err() {
+                        return;
+                    }
                     continue;
                 };
                 match me.record_labels(&net, ip, &host_iface, &cid, &name).await {

@@ -17,9 +17,9 @@
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+
 use tokio::sync::watch;
 use tracing::{error, info, warn};
-
 use weft_alloc::policies::{Changed, PolicyState};
 use weft_kernel::dataplane::LinkSetting;
 use weft_kernel::nft_sets::{self, Elements, LoadedSets, SetTable};
