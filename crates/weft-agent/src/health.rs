@@ -62,32 +62,7 @@ impl PolicyCounters {
 fn policy_denied(counters: &[RuleCounter]) -> String {
     let mut sums: std::collections::BTreeMap<(String, String, String), u64> = Default::default();
     for c in counters.iter().filter(|c| c.verdict == "drop") {
-        let key = if c.comment == weft_policy::render::HELD {
-            (
-                "Held".to_owned(),
-                String::new(),
-                "labels not known yet".to_owned(),
-            )
-        } else if let Some(id) = c.comment.strip_prefix("isolated by ") {
-            let dir = if c.chain.starts_with("in_") {
-                "ingress"
-            } else {
-                "egress"
-            };
-            (
-                "NetworkPolicy".to_owned(),
-                id.to_owned(),
-                format!("{dir} isolation"),
-            )
-        } else {
-            let mut words = c.comment.splitn(3, ' ');
-            match (words.next(), words.next(), words.next()) {
-                (Some(kind), Some(id), Some(rule)) => {
-                    (kind.to_owned(), id.to_owned(), rule.to_owned())
-                }
-                _ => ("".to_owned(), c.comment.clone(), "".to_owned()),
-            }
-        };
+        let key = weft_policy::render::comment_labels(&c.chain, &c.comment);
         *sums.entry(key).or_default() += c.packets;
     }
     let name = "weft_policy_denied_packets_total";
@@ -254,7 +229,8 @@ pub async fn serve(
                 async move {
                     Ok::<_, Infallible>(match req.uri().path() {
                         "/metrics" => {
-                            // Reading the policy counters runs nft: off the runtime.
+                            // Reading the policy counters is a blocking netlink dump:
+                            // off the runtime.
                             let m = metrics.clone();
                             let body = tokio::task::spawn_blocking(move || m.render())
                                 .await

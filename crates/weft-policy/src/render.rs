@@ -50,6 +50,35 @@ use std::net::Ipv4Addr;
 pub const TABLE: &str = "weftpol";
 /// The comment of the rules that drop a held endpoint's traffic.
 pub const HELD: &str = "held: labels not known yet";
+/// The comment of a namespace's last drop for the endpoints a policy isolates.
+const ISOLATED_BY: &str = "isolated by ";
+
+/// What the rule with this comment, in chain `chain`, enforces, as `/metrics` labels
+/// its counter: (kind, policy, rule). The inverse of the comments [`compile`] writes:
+/// `ClusterPolicy deny-z ingress[0]`, `NetworkPolicy x/a egress[1]`, `isolated by x/a`
+/// (in an `in_` or `out_` chain), [`HELD`].
+pub fn comment_labels(chain: &str, comment: &str) -> (String, String, String) {
+    if comment == HELD {
+        return ("Held".into(), String::new(), "labels not known yet".into());
+    }
+    if let Some(id) = comment.strip_prefix(ISOLATED_BY) {
+        let dir = if chain.starts_with("in_") {
+            "ingress"
+        } else {
+            "egress"
+        };
+        return (
+            "NetworkPolicy".into(),
+            id.into(),
+            format!("{dir} isolation"),
+        );
+    }
+    let mut words = comment.splitn(3, ' ');
+    match (words.next(), words.next(), words.next()) {
+        (Some(kind), Some(id), Some(rule)) => (kind.into(), id.into(), rule.into()),
+        _ => (String::new(), comment.into(), String::new()),
+    }
+}
 
 /// The elements of each named set and map, by name (each element in nft syntax: an
 /// address, or `KEY : jump CHAIN` in a map).
@@ -444,7 +473,7 @@ fn namespace_chains(
     }
     for (n, guard) in selecting.iter().zip(&guards) {
         let id = format!("{ns}/{}", n.metadata.name);
-        rule(&mut s, &[guard], "drop", &format!("isolated by {id}"));
+        rule(&mut s, &[guard], "drop", &format!("{ISOLATED_BY}{id}"));
     }
     rule(&mut s, &[], allow, "not isolated");
     s + "  }\n"
@@ -1023,6 +1052,35 @@ mod tests {
             assert!(!held(&read) && dispatched(&read));
             assert_eq!(read.structure, t.structure);
             locals[0].pending = true;
+        }
+    }
+
+    #[test]
+    fn the_comments_written_read_back_as_metrics_labels() {
+        let (w, locals) = world();
+        let ps = parse_documents(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: a, namespace: x}\nspec: {podSelector: {}, ingress: [{from: [{namespaceSelector: {}}]}]}\n---\napiVersion: weft.dev/v1\nkind: ClusterPolicy\nmetadata: {name: c}\nspec: {ingress: [{action: Deny, protocol: UDP}]}\n",
+        )
+        .unwrap();
+        let s = render_table(&w, &ps, &locals).structure;
+        let mut seen = BTreeSet::new();
+        let mut chain = "";
+        for line in s.lines() {
+            if let Some(c) = line.trim().strip_prefix("chain ") {
+                chain = c.trim_end_matches(" {");
+            }
+            if let Some((_, c)) = line.split_once("comment \"") {
+                seen.insert(comment_labels(chain, c.trim_end_matches('"')));
+            }
+        }
+        let l = |k: &str, p: &str, r: &str| (k.to_owned(), p.to_owned(), r.to_owned());
+        for want in [
+            l("NetworkPolicy", "x/a", "ingress isolation"),
+            l("NetworkPolicy", "x/a", "ingress[0]"),
+            l("ClusterPolicy", "c", "ingress[0]"),
+            l("Held", "", "labels not known yet"),
+        ] {
+            assert!(seen.contains(&want), "{want:?} in {seen:?}");
         }
     }
 }

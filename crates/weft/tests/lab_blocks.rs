@@ -34,24 +34,13 @@ fn cni(lab: &Lab, h: &str, ctr: &str, command: &str, extra: serde_json::Value) -
     cni_call(lab, h, ctr, command, conf, "")
 }
 
-fn address(answer: &str) -> String {
-    let v: serde_json::Value = serde_json::from_str(answer).unwrap();
-    v["ips"][0]["address"]
-        .as_str()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned()
-}
-
 /// Adds container `n` (netns `<lab>-c<n>`, removed by `lab down`) on host `h`.
 fn add(lab: &Lab, h: &str, n: u32, extra: serde_json::Value) -> (String, String) {
     let ctr = format!("{}-c{n}", lab.name);
     weft_testkit::netns::sh(&["ip", "netns", "add", &ctr]);
     let (ok, out) = cni(lab, h, &ctr, "ADD", extra);
     assert!(ok, "ADD {ctr} on {h}: {out}");
-    (ctr, address(&out))
+    (ctr, cni_address(&out))
 }
 
 /// Pings in parallel batches; every (from netns, to address) must answer.
@@ -312,7 +301,7 @@ fn block_ipam_add_during_a_store_outage_leaves_nothing() {
             ok
         },
     );
-    let ip = address(&answer);
+    let ip = cni_address(&answer);
     all_answer(&[(format!("{}-c2", lab.name), ip)]);
     let check = lab.store_cmd(&["ipam", "check"]);
     assert!(check.status.success(), "{}", text(&check.stdout));

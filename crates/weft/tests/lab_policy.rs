@@ -297,7 +297,7 @@ fn policies_are_enforced_as_explained_routed() {
     let lab = Lab::up_with("pe", "embedded", 2, &["--cni-mode", "routed"]);
     let mut servers = Servers(Vec::new());
     let mut ctrs = Vec::new();
-    for (i, (h, ns, pod)) in [
+    for (i, (h, ns, name)) in [
         ("h1", "x", "a"),
         ("h2", "x", "b"),
         ("h1", "y", "a"),
@@ -310,9 +310,9 @@ fn policies_are_enforced_as_explained_routed() {
         let netns = format!("{}-c{}", lab.name, 20 + i);
         weft_testkit::netns::sh(&["ip", "netns", "add", &netns]);
         servers.0.push(Servers::start(&netns));
-        let ip = attach_routed(&lab, h, &netns, &pod_args(ns, pod), pod);
+        let ip = attach_routed(&lab, h, &netns, &pod(ns, name), name);
         ctrs.push(Ctr {
-            name: format!("{ns}/{pod}"),
+            name: format!("{ns}/{name}"),
             netns,
             ip,
         });
@@ -410,15 +410,7 @@ fn policies_are_enforced_as_explained_routed() {
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
     let conf = serde_json::json!({"mode": "routed", "runtimeConfig": {"ips": [fixed]}});
-    let (ok, out) = cni_with(
-        &lab,
-        "h1",
-        &netns,
-        "ADD",
-        &pod_args("x", "c"),
-        "pod=c",
-        conf,
-    );
+    let (ok, out) = cni_with(&lab, "h1", &netns, "ADD", &pod("x", "c"), "pod=c", conf);
     assert!(ok, "{out}");
     let got = prober.wait_with_output().unwrap();
     assert_eq!(
@@ -441,18 +433,7 @@ fn attach_routed(lab: &Lab, h: &str, netns: &str, args: &str, pod: &str) -> Stri
     let conf = serde_json::json!({"mode": "routed"});
     let (ok, out) = cni_with(lab, h, netns, "ADD", args, &format!("pod={pod}"), conf);
     assert!(ok, "{out}");
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    v["ips"][0]["address"]
-        .as_str()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned()
-}
-
-fn pod_args(ns: &str, name: &str) -> String {
-    pod(ns, name)
+    cni_address(&out)
 }
 
 /// A store outage and agent restarts change no rule: with etcd stopped and the agents

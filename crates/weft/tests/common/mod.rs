@@ -389,6 +389,18 @@ pub fn assert_kernels_quiet(hosts: &[&str], watches: Vec<KernelWatch>) {
 /// container namespace `ctr` (interface eth0, container ID `ctr`): the host's subnet
 /// file, data directory and agent socket, with `extra` fields merged into the config
 /// and `cni_args` as `CNI_ARGS`. Whether it succeeded, and what it printed.
+/// The first address of a CNI ADD's result, without its prefix length.
+pub fn cni_address(answer: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(answer).unwrap();
+    v["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
 pub fn cni_call(
     lab: &Lab,
     h: &str,
