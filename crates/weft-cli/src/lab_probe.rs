@@ -47,13 +47,13 @@ pub async fn run(
     lab: &str,
     ports: &str,
     timeout_ms: u64,
-    output: &str,
+    output: weft_lab::ProbeOutput,
 ) -> Result<i32, CliError> {
     let state = LabState::load(lab)?;
     let ports = pods::parse_ports(ports)?;
     let mut cells = pods::probe(&state, &ports, Duration::from_millis(timeout_ms));
     explain_cells(registry, &state, &mut cells).await?;
-    pods::print(&cells, output)?;
+    pods::print(&cells, output);
     Ok(i32::from(
         cells
             .iter()

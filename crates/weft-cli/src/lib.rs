@@ -116,23 +116,20 @@ pub fn main(cli: Cli) -> i32 {
         command,
     } = cli;
     let (command, lab) = match command {
-        // The probe explains each cell from the lab's store: below, with the others.
-        Cmd::Lab(mut cmd @ LabCommand::Probe { .. }) => {
+        Cmd::Lab(mut cmd) => {
             if let Some(name) = lab {
                 cmd.lab_mut().name = name;
             }
+            if !matches!(cmd, LabCommand::Probe { .. }) {
+                return report(weft_lab::run(cmd).map_err(CliError::from));
+            }
+            // The probe explains each cell from the lab's store: below, with the others.
             let name = cmd.lab_mut().name.clone();
             (Cmd::Lab(cmd), Some(name))
         }
         other => (other, lab),
     };
     let command = match command {
-        Cmd::Lab(mut cmd) if !matches!(cmd, LabCommand::Probe { .. }) => {
-            if let Some(name) = lab {
-                cmd.lab_mut().name = name;
-            }
-            return report(weft_lab::run(cmd).map_err(CliError::from));
-        }
         Cmd::Ipam(cmd @ ipam::IpamCmd::Show { address: None, .. }) => {
             return report(ipam::run(cmd, lab.as_deref()))
         }
@@ -209,7 +206,7 @@ pub fn main(cli: Cli) -> i32 {
                 ports,
                 timeout_ms,
                 output,
-            }) => lab_probe::run(&registry, &lab.name, &ports, timeout_ms, &output).await,
+            }) => lab_probe::run(&registry, &lab.name, &ports, timeout_ms, output).await,
             Cmd::Endpoint(cmd) => policy::run_endpoint(&registry, cmd).await,
             Cmd::Namespace(cmd) => policy::run_namespace(&registry, cmd).await,
             Cmd::Ipam(ipam::IpamCmd::Blocks { output }) => pools::blocks(&registry, output).await,

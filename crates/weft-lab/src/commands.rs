@@ -40,6 +40,14 @@ pub enum AgentAction {
     Restart,
 }
 
+/// How `lab probe` prints its cells (`-o`, as every weftctl listing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProbeOutput {
+    /// A matrix per port.
+    Table,
+    Json,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum EtcdAction {
     Start,
@@ -174,7 +182,7 @@ pub enum LabCommand {
     /// where the traffic disagrees with `weftctl policy explain`; exit 1 if any does.
     #[command(after_help = "Example:
   weftctl lab probe
-  weftctl lab probe --ports tcp:80,udp:80 --output json")]
+  weftctl lab probe --ports tcp:80,udp:80 -o json")]
     Probe {
         #[command(flatten)]
         lab: LabName,
@@ -184,9 +192,8 @@ pub enum LabCommand {
         /// How long a probe waits for an answer.
         #[arg(long, default_value_t = 1000)]
         timeout_ms: u64,
-        /// `table` or `json`.
-        #[arg(long, default_value = "table")]
-        output: String,
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: ProbeOutput,
     },
     /// Serve TCP and UDP ports in the current namespace until killed (what `lab
     /// container add --serve` runs in the container).
@@ -495,7 +502,7 @@ pub fn run(cmd: LabCommand) -> LabResult<i32> {
             let state = LabState::load(&lab.name)?;
             let ports = crate::pods::parse_ports(&ports)?;
             let cells = crate::pods::probe(&state, &ports, Duration::from_millis(timeout_ms));
-            crate::pods::print(&cells, &output)?;
+            crate::pods::print(&cells, output);
             Ok(0)
         }
         LabCommand::Serve { ports, .. } => {

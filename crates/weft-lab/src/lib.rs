@@ -27,6 +27,6 @@ pub mod sh;
 pub mod state;
 pub mod topology;
 
-pub use commands::{run, ContainerCommand, LabCommand};
+pub use commands::{run, ContainerCommand, LabCommand, ProbeOutput};
 pub use error::LabError;
 pub use state::LabState;

@@ -373,20 +373,14 @@ pub fn render(cells: &[Cell]) -> String {
 }
 
 /// Prints the cells as tables or JSON.
-pub fn print(cells: &[Cell], output: &str) -> LabResult<()> {
+pub fn print(cells: &[Cell], output: crate::ProbeOutput) {
     match output {
-        "table" => print!("{}", render(cells)),
-        "json" => println!(
+        crate::ProbeOutput::Table => print!("{}", render(cells)),
+        crate::ProbeOutput::Json => println!(
             "{}",
             serde_json::to_string_pretty(cells).expect("cells serialize")
         ),
-        other => {
-            return Err(LabError::Usage(format!(
-                "--output {other:?}: use table or json"
-            )))
-        }
     }
-    Ok(())
 }
 
 /// `lab container add|remove|list`.
