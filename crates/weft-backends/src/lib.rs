@@ -10,6 +10,7 @@
 
 pub mod bgp;
 pub mod blocks;
+pub mod host;
 pub mod hostgw;
 pub mod ipip;
 pub mod networks;

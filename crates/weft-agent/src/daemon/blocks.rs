@@ -10,10 +10,8 @@ use ipnet::Ipv4Net;
 use tracing::{info, warn};
 use weft_alloc::blocks::{Block, Pool};
 use weft_alloc::registry::Orphan;
-use weft_alloc::Lease;
-use weft_backends::blocks::{plan, BlockPlan};
+use weft_alloc::Registry;
 use weft_plan::iface::host_veth_name;
-use weft_plan::Route;
 use weft_store::{KeyValue, WatchEvent};
 
 use super::Agent;
@@ -100,16 +98,23 @@ impl Agent {
         self.view.blocks = fresh;
     }
 
-    pub(super) fn block_plan(&self, peers: &[Lease], backend_routes: &[Route]) -> BlockPlan {
-        let blocks: Vec<Block> = self.view.blocks.values().cloned().collect();
-        plan(&self.plan_context(peers, backend_routes), &blocks)
-    }
-
     /// Gives back the blocks this node holds, and those of nodes that left (no lease),
     /// that have stayed empty for the grace period (`--block-release-grace`); each
     /// release is one compare-and-swap, so an allocation that lands meanwhile keeps the
     /// block, and agents racing to release a gone node's block release it once.
-    pub(super) async fn release_empty_blocks(&mut self) {
+    ///
+    /// The store's part runs in a task of its own, so the loop never waits on the
+    /// store; the future returned ends with it (the loop lets it run detached).
+    pub(super) fn release_empty_blocks(&mut self) -> impl std::future::Future<Output = ()> {
+        let task = self.release_task();
+        async move {
+            if let Some(t) = task {
+                let _ = t.await;
+            }
+        }
+    }
+
+    fn release_task(&mut self) -> Option<tokio::task::JoinHandle<()>> {
         let me = self.view.attrs.public_ip;
         let alive: Vec<Ipv4Addr> = self
             .view
@@ -135,28 +140,13 @@ impl Agent {
             })
             .copied()
             .collect();
-        if due.is_empty() {
-            return;
+        if due.is_empty() || self.releasing.as_ref().is_some_and(|t| !t.is_finished()) {
+            return None;
         }
-        let blocks = match self.registry.blocks().await {
-            Ok(b) => b,
-            Err(e) => {
-                warn!(error = %e, "cannot read the blocks to release empty ones; will retry");
-                return;
-            }
-        };
-        for b in blocks.iter().filter(|b| due.contains(&b.block.cidr)) {
-            match self.registry.release_block(b).await {
-                Ok(true) => {
-                    info!(block = %b.block.cidr, pool = %b.block.pool, "released an empty block");
-                    self.last.blocks_empty_since.remove(&b.block.cidr);
-                }
-                Ok(false) => {} // used again meanwhile
-                Err(e) => {
-                    warn!(block = %b.block.cidr, error = %e, "cannot release an empty block; will retry")
-                }
-            }
-        }
+        // A released block leaves the picture through the watch.
+        let task = tokio::spawn(release_blocks(self.registry.clone(), due));
+        self.releasing = Some(task.abort_handle());
+        Some(task)
     }
 
     /// Finds the block addresses used on this node whose container interface (the CNI
@@ -208,24 +198,27 @@ impl Agent {
         }
         self.last.orphans = orphans;
     }
+}
 
-    /// The pools as the firewall forwards and masquerades them.
-    pub(super) fn pool_rules(&self) -> Vec<weft_plan::firewall::PoolRule> {
-        self.view
-            .pools
-            .values()
-            .map(|p| weft_plan::firewall::PoolRule {
-                cidr: p.cidr,
-                nat_outgoing: p.nat_outgoing,
-            })
-            .collect()
-    }
-
-    /// The blocks and borrowed addresses the bgp backend announces for this node.
-    pub(super) fn block_announcements(&self) -> Vec<Ipv4Net> {
-        if self.plane.backend.bgp().is_none() {
-            return Vec::new();
+/// Releases the blocks `due` (each one compare-and-swap, so one used again meanwhile
+/// stays).
+async fn release_blocks(registry: Registry, due: Vec<Ipv4Net>) {
+    let blocks = match registry.blocks().await {
+        Ok(b) => b,
+        Err(e) => {
+            warn!(error = %e, "cannot read the blocks to release empty ones; will retry");
+            return;
         }
-        self.block_plan(&[], &[]).announce
+    };
+    for b in blocks.iter().filter(|b| due.contains(&b.block.cidr)) {
+        match registry.release_block(b).await {
+            Ok(true) => {
+                info!(block = %b.block.cidr, pool = %b.block.pool, "released an empty block")
+            }
+            Ok(false) => {} // used again meanwhile
+            Err(e) => {
+                warn!(block = %b.block.cidr, error = %e, "cannot release an empty block; will retry")
+            }
+        }
     }
 }

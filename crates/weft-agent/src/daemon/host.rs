@@ -6,8 +6,7 @@ use std::sync::atomic::Ordering;
 use tracing::{error, info};
 use weft_alloc::hostfiles::{self, NodeNetwork};
 use weft_alloc::screen::screen;
-use weft_alloc::Lease;
-use weft_plan::{Applied, EncapFilter, FirewallPlan};
+use weft_plan::{Applied, FirewallPlan};
 
 use weft_alloc::IpamModel;
 
@@ -60,50 +59,24 @@ impl Agent {
             );
         }
         let standing = screen(&self.view.config, self.view.peers.values()).standing;
-        self.apply_firewall(true, &standing);
+        let plan = self.host_plan(&standing);
+        self.apply_firewall(true, &plan.firewall);
         Ok(())
-    }
-
-    /// What the firewall must do now, with the leases that stand.
-    fn firewall_plan(&self, standing: &[Lease]) -> FirewallPlan {
-        let view = &self.view;
-        let encap = self
-            .plane
-            .backend
-            .encap_port()
-            .filter(|_| self.opts.encap_source_filter)
-            .map(|port| {
-                // Only nodes whose lease stands are members.
-                let mut members: Vec<_> = standing.iter().map(|l| l.attrs.public_ip).collect();
-                members.push(view.attrs.public_ip);
-                members.sort();
-                members.dedup();
-                EncapFilter { port, members }
-            });
-        FirewallPlan {
-            network: view.config.network,
-            local_subnet: view.node.lease.subnet,
-            ip_masq: self.opts.ip_masq,
-            encap,
-            isolated: weft_backends::networks::isolation(&view.named.networks()),
-            pools: self.pool_rules(),
-        }
     }
 
     /// Loads the nftables table when its plan changed (or when `force`d, which still
     /// loads nothing if the kernel's table carries the same fingerprint).
-    pub(super) fn apply_firewall(&mut self, force: bool, standing: &[Lease]) {
-        let plan = self.firewall_plan(standing);
-        if !force && self.last.firewall.as_ref() == Some(&plan) {
+    pub(super) fn apply_firewall(&mut self, force: bool, plan: &FirewallPlan) {
+        if !force && self.last.firewall.as_ref() == Some(plan) {
             return;
         }
-        match self.dp.apply_firewall(&plan) {
+        match self.dp.apply_firewall(plan) {
             Ok(loaded) => {
                 if loaded {
                     let members = plan.encap.as_ref().map(|e| e.members.len());
                     info!(table = weft_kernel::nft::TABLE, ip_masq = plan.ip_masq, encap_members = ?members, "loaded nftables rules");
                 }
-                self.last.firewall = Some(plan);
+                self.last.firewall = Some(plan.clone());
             }
             Err(e) => error!(error = %e, "cannot load nftables rules; will retry"),
         }

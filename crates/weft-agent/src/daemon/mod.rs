@@ -25,7 +25,9 @@ mod blocks;
 mod events;
 mod host;
 mod named;
+mod plan;
 mod policy;
+mod publish;
 
 pub use policy::PolicyEnforced;
 mod reconcile;
@@ -45,7 +47,7 @@ use std::time::Duration;
 
 use ipnet::Ipv4Net;
 use tracing::warn;
-use weft_alloc::registry::{NodeStatus, Unreachable};
+use weft_alloc::registry::Unreachable;
 use weft_alloc::screen::Rejected;
 use weft_alloc::{Lease, LeaseAttrs, NetworkConfig, Registry};
 use weft_backends::{Backend, BackendSettings, NodeContext};
@@ -180,7 +182,6 @@ struct Last {
     unreachable: Vec<Unreachable>,
     /// The leases last found not to stand, so each is logged once.
     rejected: Vec<Rejected>,
-    status: Option<NodeStatus>,
     /// This node's empty blocks, since when (released after the grace period).
     blocks_empty_since: BTreeMap<Ipv4Net, std::time::Instant>,
     /// Block addresses used here whose container interface is missing, since when.
@@ -223,6 +224,10 @@ pub(crate) struct Agent {
     plane: Plane,
     last: Last,
     metrics: Arc<Metrics>,
+    /// The release of empty blocks under way, off the agent's loop.
+    releasing: Option<tokio::task::AbortHandle>,
+    /// Writes this node's status to the store, off the agent's loop.
+    status: publish::StatusPublisher,
     /// What the socket's block IPAM is told of store changes (when it serves).
     block_feed: Option<crate::blocks_api::BlockFeed>,
     /// The agent socket, bound by `start` just before the subnet file is written (so a

@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 use ipnet::Ipv4Net;
 use tracing::{error, info, warn};
 use weft_alloc::named::{Endpoint, NamedNetwork};
-use weft_alloc::Lease;
-use weft_backends::networks::{plan, NamedContext, NamedPlan, PlannedEndpoint};
+use weft_backends::networks::PlannedEndpoint;
 use weft_plan::segment::segment_vni;
-use weft_plan::Route;
+use weft_plan::SegmentPlan;
 use weft_store::{KeyValue, WatchEvent};
 
 use super::reconcile::log_applied;
@@ -31,7 +30,7 @@ pub(super) struct Named {
 }
 
 impl Named {
-    fn planned_endpoints(&self) -> Vec<PlannedEndpoint> {
+    pub fn planned_endpoints(&self) -> Vec<PlannedEndpoint> {
         self.endpoints
             .iter()
             .map(|((network, ip), e)| PlannedEndpoint {
@@ -146,58 +145,12 @@ impl Agent {
         self.view.named = fresh;
     }
 
-    /// The /32s of local routed containers, announced by the bgp backend.
-    pub(super) fn named_announcements(&self) -> Vec<Ipv4Net> {
-        if self.plane.backend.bgp().is_none() {
-            return Vec::new();
-        }
-        self.named_plan(&[], &[]).announce
-    }
-
-    /// Where this node stands for planning named networks and blocks alike.
-    pub(super) fn plan_context<'a>(
-        &'a self,
-        peers: &'a [Lease],
-        backend_routes: &'a [Route],
-    ) -> NamedContext<'a> {
-        let ext = &self.view.node.external;
-        NamedContext {
-            public_ip: self.view.attrs.public_ip,
-            underlay: ext.index,
-            underlay_mtu: ext.mtu,
-            peers,
-            backend_routes,
-            announces: self.plane.backend.bgp().is_some(),
-        }
-    }
-
-    fn named_plan(&self, peers: &[Lease], backend_routes: &[Route]) -> NamedPlan {
-        plan(
-            &self.plan_context(peers, backend_routes),
-            &self.view.named.networks(),
-            &self.view.named.planned_endpoints(),
-        )
-    }
-
-    /// Applies the named networks' links and entries; returns the routes they add to
-    /// the route plan and whether anything changed.
-    pub(super) async fn reconcile_named(
-        &mut self,
-        why: Why,
-        peers: &[Lease],
-        backend_routes: &[Route],
-    ) -> (Vec<Route>, bool) {
-        let plan = self.named_plan(peers, backend_routes);
-        if plan.unreachable != self.last.named_unreachable {
-            for (ip, why) in &plan.unreachable {
-                warn!(%ip, reason = %why, "no route to a routed container");
-            }
-            self.last.named_unreachable = plan.unreachable.clone();
-        }
-        self.ensure_named_forward(&plan);
+    /// Applies the named overlay networks' segments (links and entries) and removes
+    /// those no longer planned; whether anything changed.
+    pub(super) async fn reconcile_segments(&mut self, why: Why, segments: &[SegmentPlan]) -> bool {
         let mut changed = false;
         let mut keep = BTreeSet::new();
-        for seg in &plan.segments {
+        for seg in segments {
             keep.insert(seg.spec.vni);
             let vxlan = match self.dp.ensure_segment(&seg.spec).await {
                 Ok((_, vxlan, outcome)) => {
@@ -236,7 +189,7 @@ impl Agent {
             || !self.last.segments_unplanned.is_empty()
             || matches!(why, Why::Start | Why::Resync);
         if !look {
-            return (plan.routes, changed);
+            return changed;
         }
         if let Ok(links) = self.dp.links().await {
             let unplanned: Vec<_> = links
@@ -264,20 +217,16 @@ impl Agent {
                 }
             }
         }
-        (plan.routes, changed)
+        changed
     }
 
     /// Where iptables' FORWARD policy is DROP, named subnets and block IPAM's pools need
     /// accept rules as the cluster network does; checked when the set of them changes.
-    fn ensure_named_forward(&mut self, plan: &NamedPlan) {
-        let mut subnets: Vec<Ipv4Net> = plan.isolated.iter().map(|i| i.subnet).collect();
-        subnets.extend(self.view.pools.values().map(|p| p.cidr));
-        subnets.sort();
-        subnets.dedup();
+    pub(super) fn ensure_named_forward(&mut self, subnets: &[Ipv4Net]) {
         if subnets == self.last.named_forward {
             return;
         }
-        for s in &subnets {
+        for s in subnets {
             match self.dp.ensure_iptables_forward(s) {
                 Ok(n) if n > 0 => {
                     info!(subnet = %s, rules = n, "inserted iptables FORWARD accept rules for a named network or pool")
@@ -289,6 +238,6 @@ impl Agent {
                 }
             }
         }
-        self.last.named_forward = subnets;
+        self.last.named_forward = subnets.to_vec();
     }
 }

@@ -130,6 +130,36 @@ impl Agent {
         Some(false)
     }
 
+    /// Whether the policy state must be read whole from the store (never read yet,
+    /// or a watch resync): the serve loop reads it in a task of its own.
+    pub(super) fn needs_policy_read(&self) -> bool {
+        self.last.policy_relist || self.view.policy.is_none()
+    }
+
+    /// Takes a policy state read whole from the store: the table is compared with it
+    /// at the next policy reconcile.
+    pub(super) fn take_policy_state(&mut self, st: PolicyState) {
+        for (key, why) in &st.unreadable {
+            warn!(key, error = %why, "ignoring an unreadable policy record");
+        }
+        self.view.policy = Some(st);
+        self.last.policy_relist = false;
+        self.last.policy_dirty = true;
+        self.last.policy_rules_changed = true;
+        self.last.policy_touched = None;
+    }
+
+    /// Reads the policy state now (start-up, before the loop runs); a store that does
+    /// not answer leaves it to the loop.
+    pub(super) async fn load_policy_now(&mut self) {
+        match self.registry.policy_state().await {
+            Ok(st) => self.take_policy_state(st),
+            Err(e) => {
+                warn!(error = %e, "cannot read network policies; enforcement stays as it is until they can be read")
+            }
+        }
+    }
+
     /// Brings the policy table up to date: element changes alone when the rules are
     /// the same (only the changed endpoints' sets when nothing else changed), a whole
     /// load when they are not (or nothing is loaded). Compared at start with what the
@@ -138,23 +168,10 @@ impl Agent {
     /// when nothing changed.
     pub(super) async fn reconcile_policy(&mut self, why: Why) {
         let check_kernel = matches!(why, Why::Start | Why::Resync);
-        if self.last.policy_relist || self.view.policy.is_none() {
-            match self.registry.policy_state().await {
-                Ok(st) => {
-                    for (key, why) in &st.unreadable {
-                        warn!(key, error = %why, "ignoring an unreadable policy record");
-                    }
-                    self.view.policy = Some(st);
-                    self.last.policy_relist = false;
-                    self.last.policy_dirty = true;
-                    self.last.policy_rules_changed = true;
-                    self.last.policy_touched = None;
-                }
-                Err(e) => {
-                    warn!(error = %e, "cannot read network policies; enforcement stays as it is");
-                    return;
-                }
-            }
+        if self.needs_policy_read() {
+            // Read by the serve loop off its own path (`take_policy_state`); until
+            // then the loaded table stays as it is.
+            return;
         }
         let Some(st) = &self.view.policy else { return };
         let revision = st.revision;

@@ -4,11 +4,11 @@
 use std::sync::atomic::Ordering;
 
 use ipnet::Ipv4Net;
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 use weft_alloc::registry::NodeStatus;
 use weft_alloc::screen::screen;
 use weft_alloc::Lease;
-use weft_backends::DataPlane;
+use weft_backends::host::{HostPlan, Unrouted};
 use weft_kernel::{ApplyReport, KernelError};
 use weft_plan::{Applied, LinkOutcome, Route};
 
@@ -16,7 +16,10 @@ use super::{Agent, Why};
 use crate::options::IpipMode;
 
 impl Agent {
-    /// Plans from the current picture and applies the difference to the kernel.
+    /// Plans from the current picture (one [`HostPlan`], `weft_backends::host`) and
+    /// applies the difference to the kernel. No store I/O happens here: what is to be
+    /// published is left in `last` for the serve loop, so a store that hangs cannot
+    /// delay a repair.
     pub(super) async fn reconcile(&mut self, why: Why) {
         if why.is_repair() {
             self.check_external().await;
@@ -27,38 +30,23 @@ impl Agent {
         };
         self.check_lease_taken();
         let peers = self.standing_leases();
-        let mut held = self.announceable(&peers);
-        held.extend(self.named_announcements());
-        held.extend(self.block_announcements());
+        let announce = self.announcements(&peers);
         // Woken by the kernel or the timer, but routes were learned meanwhile: what
         // changes now is news (a full apply, logged as such), not a repair of drift.
-        let why = match self.sync_bgp(&peers, held).await {
+        let why = match self.sync_bgp(&peers, announce).await {
             true if why.is_repair() => Why::Store,
             _ => why,
         };
-        let mut plan = self.plane.backend.plan(&self.view.node, &peers);
+        let mut plan = self.host_plan(&peers);
         if let (Some(t), Some(table)) = (&self.plane.tunnel, plan.tunnel.take()) {
             t.set_table(table);
         }
-        if plan.unreachable != self.last.unreachable {
-            for u in &plan.unreachable {
-                warn!(subnet = %u.subnet, reason = %u.reason, "no route to peer");
-            }
-            self.last.unreachable = plan.unreachable.clone();
-        }
-        self.apply_firewall(false, &peers);
+        self.log_unrouted(&plan.unrouted);
+        self.apply_firewall(false, &plan.firewall);
         self.reconcile_policy(why).await;
         let entries_changed = self.reconcile_entries(why, &plan).await;
-        let (named_routes, named_changed) = self.reconcile_named(why, &peers, &plan.routes).await;
-        let blocks = self.block_plan(&peers, &plan.routes);
-        if blocks.unreachable != self.last.blocks_unreachable {
-            for (dst, reason) in &blocks.unreachable {
-                warn!(%dst, %reason, "no route to a block or borrowed address");
-            }
-            self.last.blocks_unreachable = blocks.unreachable.clone();
-        }
-        plan.routes.extend(named_routes);
-        plan.routes.extend(blocks.routes);
+        self.ensure_named_forward(&plan.forward);
+        let named_changed = self.reconcile_segments(why, &plan.segments).await;
         let (routes_changed, took_all) = match self.apply_route_plan(why, &plan.routes).await {
             Ok(report) => {
                 log_applied(
@@ -88,7 +76,7 @@ impl Agent {
             Ordering::Relaxed,
         );
         m.unreachable_peers
-            .store(plan.unreachable.len() as u64, Ordering::Relaxed);
+            .store(plan.unrouted.peers.len() as u64, Ordering::Relaxed);
         m.reconciled();
         if took_all {
             self.last.routes_in_kernel = Some(plan.routes);
@@ -96,7 +84,29 @@ impl Agent {
         if let Some(rt) = self.plane.bgp.as_mut() {
             rt.write_status();
         }
-        self.publish_status().await;
+        self.offer_status();
+    }
+
+    /// Logs what the plan could not route, each thing once until it changes.
+    fn log_unrouted(&mut self, u: &Unrouted) {
+        if u.peers != self.last.unreachable {
+            for p in &u.peers {
+                warn!(subnet = %p.subnet, reason = %p.reason, "no route to peer");
+            }
+            self.last.unreachable = u.peers.clone();
+        }
+        if u.blocks != self.last.blocks_unreachable {
+            for (dst, reason) in &u.blocks {
+                warn!(%dst, %reason, "no route to a block or borrowed address");
+            }
+            self.last.blocks_unreachable = u.blocks.clone();
+        }
+        if u.containers != self.last.named_unreachable {
+            for (ip, why) in &u.containers {
+                warn!(%ip, reason = %why, "no route to a routed container");
+            }
+            self.last.named_unreachable = u.containers.clone();
+        }
     }
 
     /// Makes the backend's overlay device (if it has one) exist as planned and records
@@ -183,37 +193,17 @@ impl Agent {
         }
     }
 
-    /// The single addresses this node holds that it may announce as /32s: none inside a
-    /// subnet that stands (a claim written by hand into another node's subnet would take
-    /// one of its addresses away from it).
-    fn announceable(&self, standing: &[Lease]) -> Vec<Ipv4Net> {
-        self.view
-            .held
-            .iter()
-            .filter(|ip| match standing.iter().find(|l| l.subnet.contains(*ip)) {
-                Some(l) => {
-                    debug!(%ip, subnet = %l.subnet, "not announcing a held address inside a leased subnet");
-                    false
-                }
-                None => true,
-            })
-            .map(|ip| Ipv4Net::from(*ip))
-            .collect()
-    }
-
     fn may_fall_back(&self) -> bool {
         self.opts.ipip_mode == IpipMode::Auto && !self.plane.ipip_user_space
     }
 
-    /// Brings the BGP speaker in step with the leases and takes its learned routes;
-    /// whether they moved since the last plan.
-    async fn sync_bgp(&mut self, peers: &[Lease], held: Vec<Ipv4Net>) -> bool {
+    /// Brings the BGP speaker in step with the leases and what this node announces,
+    /// and takes its learned routes; whether they moved since the last plan.
+    async fn sync_bgp(&mut self, peers: &[Lease], announce: Vec<Ipv4Net>) -> bool {
         let (Some(rt), Some(bgp)) = (self.plane.bgp.as_mut(), self.plane.backend.bgp()) else {
             return false;
         };
-        let mut own = vec![self.view.node.lease.subnet];
-        own.extend(held);
-        rt.sync(bgp, peers, own).await;
+        rt.sync(bgp, peers, announce).await;
         let learned = rt.learned();
         let moved = learned != self.view.node.learned;
         self.view.node.learned = learned;
@@ -221,7 +211,7 @@ impl Agent {
     }
 
     /// The neighbour and FDB entries on the overlay device; whether any changed.
-    async fn reconcile_entries(&mut self, why: Why, plan: &DataPlane) -> bool {
+    async fn reconcile_entries(&mut self, why: Why, plan: &HostPlan) -> bool {
         let Some(index) = self.view.node.overlay else {
             return false;
         };
@@ -263,7 +253,9 @@ impl Agent {
         self.dp.apply_routes(routes).await
     }
 
-    pub(super) async fn publish_status(&mut self) {
+    /// Hands this node's status (peers and blocks it has no route for, orphaned
+    /// addresses) to the publisher; no store I/O here.
+    pub(super) fn offer_status(&self) {
         let status = NodeStatus {
             public_ip: Some(self.view.attrs.public_ip),
             backend: self.plane.backend.kind().name().into(),
@@ -282,17 +274,7 @@ impl Agent {
                 .collect(),
             orphans: self.last.orphans.clone(),
         };
-        if self.last.status.as_ref() == Some(&status) {
-            return;
-        }
-        match self
-            .registry
-            .put_status(&self.view.node.lease, &status)
-            .await
-        {
-            Ok(()) => self.last.status = Some(status),
-            Err(e) => debug!(error = %e, "cannot publish node status"),
-        }
+        self.status.offer(&self.view.node.lease, status);
     }
 }
 

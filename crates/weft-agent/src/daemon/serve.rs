@@ -6,10 +6,14 @@ use std::time::Duration;
 
 use ipnet::Ipv4Net;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use weft_alloc::policies::PolicyState;
+use weft_store::StoreError;
 use tracing::{debug, error, info, warn};
 use weft_kernel::monitor::KernelEvent;
 use weft_store::Revision;
 
+use super::upkeep::Renewal;
 use super::{Agent, Why};
 use crate::error::AgentError;
 
@@ -40,9 +44,38 @@ impl Agent {
         let mut renew = tokio::time::interval(renew_every);
         renew.tick().await;
         tokio::pin!(shutdown);
+        // The policy state read whole (a watch resync, or unread at start), in a task
+        // of its own: the loop never waits on the store.
+        let mut policy_read: Option<JoinHandle<Result<PolicyState, StoreError>>> = None;
+        // The lease's renewal, likewise.
+        let mut renewing: Option<JoinHandle<Renewal>> = None;
 
         loop {
+            if policy_read.is_none() && self.needs_policy_read() {
+                let registry = self.registry.clone();
+                policy_read = Some(tokio::spawn(async move {
+                    let read = registry.policy_state().await;
+                    if read.is_err() {
+                        // Not again at once: the store just failed.
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    read
+                }));
+            }
             tokio::select! {
+                read = async { policy_read.as_mut().expect("guarded").await }, if policy_read.is_some() => {
+                    policy_read = None;
+                    match read {
+                        Ok(Ok(st)) => {
+                            self.take_policy_state(st);
+                            self.reconcile_policy(Why::Store).await;
+                        }
+                        Ok(Err(e)) => {
+                            warn!(error = %e, "cannot read network policies; enforcement stays as it is; will retry");
+                        }
+                        Err(e) => error!(error = %e, "the policy read failed"),
+                    }
+                }
                 _ = &mut shutdown => {
                     info!("stopping; routes and lease stay in place for the next start");
                     return Ok(());
@@ -99,11 +132,24 @@ impl Agent {
                     if let Err(e) = self.write_host_files() {
                         warn!(error = %e, "cannot write the host files; will retry");
                     }
-                    self.release_empty_blocks().await;
+                    drop(self.release_empty_blocks());
                     self.find_orphans().await;
                     self.reconcile(Why::Resync).await;
                 }
-                _ = renew.tick() => self.renew_if_due().await,
+                _ = renew.tick(), if renewing.is_none() => {
+                    renewing = Some(tokio::spawn(super::upkeep::check_renewal(
+                        self.registry.clone(),
+                        self.view.node.lease.clone(),
+                        self.opts.subnet_lease_renew_margin,
+                        self.opts.subnet_lease_ttl,
+                    )));
+                }
+                outcome = async { renewing.as_mut().expect("guarded").await }, if renewing.is_some() => {
+                    renewing = None;
+                    if let Ok(Renewal::Lost) = outcome {
+                        self.reacquire().await;
+                    }
+                }
                 _ = bgp_status.tick(), if self.plane.bgp.is_some() => {
                     if let Some(rt) = self.plane.bgp.as_mut() {
                         rt.write_status();

@@ -119,6 +119,8 @@ impl Agent {
                 policy_enforced: tokio::sync::watch::channel(0).0,
             },
             last: Last::default(),
+            status: super::publish::StatusPublisher::spawn(registry.clone()),
+            releasing: None,
             registry,
             dp,
             metrics,
@@ -140,6 +142,7 @@ impl Agent {
         }
         agent.load_addresses().await;
         agent.load_named_now().await;
+        agent.load_policy_now().await;
         agent.start_bgp().await?;
         // After the leases: the firewall's member list must be whole from its first load.
         agent.setup_host()?;

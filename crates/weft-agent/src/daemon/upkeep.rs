@@ -1,8 +1,10 @@
 //! Keeping what the agent stands on: its lease (renewed in time, claimed again when
 //! lost) and its external interface (followed when the address or device changes).
 
+use std::time::Duration;
+
 use tracing::{error, info, warn};
-use weft_alloc::LeaseAttrs;
+use weft_alloc::{Lease, LeaseAttrs, Registry};
 use weft_backends::NodeContext;
 
 use super::Agent;
@@ -33,31 +35,6 @@ impl Agent {
             Err(e) => {
                 error!(error = %e, "cannot claim a subnet now; will retry at the next renewal check")
             }
-        }
-    }
-
-    pub(super) async fn renew_if_due(&mut self) {
-        let lease = self.view.node.lease.clone();
-        if lease.is_reservation() {
-            return;
-        }
-        let left = match self.registry.expires_in(&lease).await {
-            Ok(left) => left,
-            Err(e) => {
-                warn!(error = %e, "cannot read the lease's TTL; will retry");
-                return;
-            }
-        };
-        match left {
-            Some(left) if left > self.opts.subnet_lease_renew_margin => {}
-            Some(_) => match self.registry.renew(&lease).await {
-                Ok(true) => {
-                    info!(subnet = %lease.subnet, ttl = ?self.opts.subnet_lease_ttl, "renewed subnet lease")
-                }
-                Ok(false) => self.reacquire().await,
-                Err(e) => warn!(error = %e, "lease renewal failed; retrying"),
-            },
-            None => self.reacquire().await,
         }
     }
 
@@ -120,5 +97,50 @@ impl Agent {
                 warn!(error = %e, "cannot update the lease with the new public IP; will retry")
             }
         }
+    }
+}
+
+/// What a renewal check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Renewal {
+    /// Not due, renewed, or the store could not say (tried again at the next tick).
+    Held,
+    /// The lease is gone or was not ours to renew: claim a subnet again.
+    Lost,
+}
+
+/// Renews `lease` when it runs out within `margin`. Runs in a task of its own (the
+/// agent's loop only takes the outcome), so a store that does not answer holds up
+/// nothing but the next renewal.
+pub(super) async fn check_renewal(
+    registry: Registry,
+    lease: Lease,
+    margin: Duration,
+    ttl: Duration,
+) -> Renewal {
+    if lease.is_reservation() {
+        return Renewal::Held;
+    }
+    let left = match registry.expires_in(&lease).await {
+        Ok(left) => left,
+        Err(e) => {
+            warn!(error = %e, "cannot read the lease's TTL; will retry");
+            return Renewal::Held;
+        }
+    };
+    match left {
+        Some(left) if left > margin => Renewal::Held,
+        Some(_) => match registry.renew(&lease).await {
+            Ok(true) => {
+                info!(subnet = %lease.subnet, ?ttl, "renewed subnet lease");
+                Renewal::Held
+            }
+            Ok(false) => Renewal::Lost,
+            Err(e) => {
+                warn!(error = %e, "lease renewal failed; retrying");
+                Renewal::Held
+            }
+        },
+        None => Renewal::Lost,
     }
 }
