@@ -305,7 +305,8 @@ pub(crate) mod tests {
     use crate::diagnose::facts::KernelState;
     use weft_alloc::registry::{Skipped, Unreachable};
     use weft_alloc::LeaseAttrs;
-    use weft_backends::DataPlane;
+    use weft_backends::host::{HostPlan, Origin};
+    use weft_plan::FirewallPlan;
     use weft_plan::iface::LinkInfo;
     use weft_plan::{FdbEntry, Neighbour, Route};
 
@@ -325,6 +326,29 @@ pub(crate) mod tests {
 
     fn route(dst: &str, via: &str) -> Route {
         Route::via(dst.parse().unwrap(), via.parse().unwrap(), 2)
+    }
+
+    /// A host plan of the backend's routes alone.
+    fn host_plan(routes: Vec<Route>) -> HostPlan {
+        HostPlan {
+            device: None,
+            origins: routes.iter().map(|r| (r.dst, Origin::Backend)).collect(),
+            routes,
+            neighbours: vec![],
+            fdb: vec![],
+            segments: vec![],
+            firewall: FirewallPlan {
+                network: "10.244.0.0/16".parse().unwrap(),
+                local_subnet: "10.244.1.0/24".parse().unwrap(),
+                ip_masq: true,
+                encap: None,
+                isolated: vec![],
+                pools: vec![],
+            },
+            forward: vec![],
+            tunnel: None,
+            unrouted: Default::default(),
+        }
     }
 
     /// A host-gw node, 10.244.1.0/24 on 192.168.77.1, with one peer, all as planned.
@@ -355,15 +379,15 @@ pub(crate) mod tests {
                 Planned {
                 device: None,
                 mtu: 1500,
-                plane: Some(DataPlane {
-                    routes: routes.clone(),
-                    ..Default::default()
-                }),
+                learns: false,
+                plan: Some(host_plan(routes.clone())),
+                others_blocks: vec![],
             },
                 KernelState {
                 routes,
                 neighbours: None,
                 fdb: None,
+                segments: vec![],
                 links: vec![LinkInfo {
                     index: 2,
                     name: "eth0".into(),
@@ -439,7 +463,9 @@ pub(crate) mod tests {
         let Ok((p, _)) = f.data_plane.as_mut() else {
             panic!()
         };
-        p.plane = None;
+        // bgp: routes to other nodes are learned, none planned.
+        p.learns = true;
+        p.plan.as_mut().unwrap().routes.clear();
         f.bgp_status = Some(Ok(r#"{"peers":[
             {"address":"192.168.77.2","type":"node-to-node mesh","state":"Established","info":"Established","received":1,"advertised":1},
             {"address":"192.168.77.254","type":"global","state":"Active","info":"connect: refused","received":0,"advertised":0}]}"#.into()));
@@ -475,7 +501,7 @@ pub(crate) mod tests {
         let Ok((p, _)) = f.data_plane.as_mut() else {
             panic!()
         };
-        p.plane.as_mut().unwrap().routes = vec![
+        p.plan.as_mut().unwrap().routes = vec![
             route("10.244.2.0/24", "192.168.77.2"),
             route("10.244.3.0/24", "192.168.77.3"),
         ];
@@ -591,7 +617,7 @@ pub(crate) mod tests {
         };
         p.device = Some(("weft.1".into(), 1450));
         p.mtu = 1450;
-        let plane = p.plane.as_mut().unwrap();
+        let plane = p.plan.as_mut().unwrap();
         plane.neighbours = vec![Neighbour {
             ip: "10.244.2.0".parse().unwrap(),
             mac,

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use weft_alloc::registry::{Skipped, Unreachable};
 use weft_alloc::{Lease, NetworkConfig};
-use weft_backends::DataPlane;
+use ipnet::Ipv4Net;
+use weft_backends::host::HostPlan;
 use weft_plan::iface::LinkInfo;
 use weft_plan::{FdbEntry, Neighbour, Route};
 
@@ -40,16 +41,19 @@ pub struct Finding {
     pub detail: String,
 }
 
-/// What this node should have, from the backend's planner.
+/// What this node should have, from the host planner the agent plans with.
 #[derive(Debug, Clone)]
 pub struct Planned {
     /// The overlay device the backend needs: name and MTU.
     pub device: Option<(String, u32)>,
     /// The MTU containers should use (what the subnet file must say).
     pub mtu: u32,
-    /// `None` for the bgp backend, whose routes come from its sessions, and when the
-    /// overlay device is missing (no plan can be right without it).
-    pub plane: Option<DataPlane>,
+    /// The bgp backend: routes to other nodes are learned, not planned.
+    pub learns: bool,
+    /// `None` when the overlay device is missing (no plan can be right without it).
+    pub plan: Option<HostPlan>,
+    /// Other nodes' blocks (with bgp, each must have a learned route).
+    pub others_blocks: Vec<(Ipv4Net, Ipv4Addr)>,
 }
 
 /// Weft's objects in the kernel. Neighbours and FDB entries are read only on the overlay
@@ -59,6 +63,9 @@ pub struct KernelState {
     pub routes: Vec<Route>,
     pub neighbours: Option<Vec<Neighbour>>,
     pub fdb: Option<Vec<FdbEntry>>,
+    /// For each planned segment, in order: its VXLAN device's neighbour and FDB
+    /// entries (`None`: the device is missing).
+    pub segments: Vec<Option<(Vec<Neighbour>, Vec<FdbEntry>)>>,
     pub links: Vec<LinkInfo>,
 }
 

@@ -22,6 +22,10 @@ use std::time::Duration;
 
 use clap::Args;
 use weft_alloc::{BackendKind, NetworkConfig, Registry};
+use weft_alloc::blocks::{Block, Pool};
+use weft_alloc::named::NamedNetwork;
+use weft_backends::host::{self, HostInputs, LocalSettings};
+use weft_backends::networks::PlannedEndpoint;
 use weft_backends::{BackendSettings, NodeContext};
 use weft_kernel::{Dataplane, Linux};
 use weft_plan::iface::IfaceSpec;
@@ -195,7 +199,7 @@ async fn gather(
         }
     }
     let data_plane = match (&config, &own, &kernel) {
-        (Ok(cfg), Some(lease), Ok(k)) => data_plane(*k, cfg, lease, &leases).await,
+        (Ok(cfg), Some(lease), Ok(k)) => data_plane(*k, registry, cfg, lease, &leases).await,
         (_, _, Err(e)) => Err(e.clone()),
         // Not looked at: the findings stop at the missing config or lease.
         _ => Err("no plan without a config and a lease".into()),
@@ -231,14 +235,62 @@ async fn gather(
     }
 }
 
-/// The backend's plan for this node, and Weft's objects in the kernel; the first thing
-/// that could not be read or planned, as the reason.
+/// What the store holds besides leases that this node's plan depends on.
+#[derive(Debug, Default)]
+struct Stored {
+    networks: Vec<NamedNetwork>,
+    endpoints: Vec<PlannedEndpoint>,
+    blocks: Vec<Block>,
+    pools: Vec<Pool>,
+    /// Addresses held outside subnets, by node.
+    held: Vec<(Ipv4Addr, Ipv4Addr)>,
+}
+
+/// Reads named networks with their endpoints, blocks, pools and held addresses.
+async fn stored(registry: &Registry) -> Result<Stored, String> {
+    let read = async {
+        let networks = registry.networks().await?;
+        let mut endpoints = Vec::new();
+        for net in &networks {
+            for (ip, endpoint) in registry.endpoints(&net.name).await? {
+                endpoints.push(PlannedEndpoint {
+                    network: net.name.clone(),
+                    ip,
+                    endpoint,
+                });
+            }
+        }
+        let blocks = registry.blocks().await?.into_iter().map(|b| b.block).collect();
+        let pools = registry.pools().await?;
+        let held = registry
+            .addresses()
+            .await?
+            .into_iter()
+            .map(|(ip, c)| (ip, c.node))
+            .collect();
+        Ok::<_, weft_store::StoreError>(Stored {
+            networks,
+            endpoints,
+            blocks,
+            pools,
+            held,
+        })
+    };
+    read.await
+        .map_err(|e| format!("cannot read named networks, blocks or held addresses: {e}"))
+}
+
+/// The host plan for this node (`weft_backends::host::plan`, as the agent makes it),
+/// and Weft's objects in the kernel; the first thing that could not be read or
+/// planned, as the reason.
 async fn data_plane(
     kernel: &dyn Dataplane,
+    registry: &Registry,
     cfg: &NetworkConfig,
     lease: &weft_alloc::Lease,
     leases: &[weft_alloc::Lease],
 ) -> Result<(Planned, KernelState), String> {
+    let stored = stored(registry).await?;
     let links = kernel.links().await.map_err(|e| e.to_string())?;
     let public_ip = lease.attrs.public_ip;
     // The agent falls back to IP-in-IP in user space (over TUN) where the kernel has no
@@ -246,6 +298,7 @@ async fn data_plane(
     let ipip_user_space = !links.iter().any(|l| l.name == weft_backends::ipip::DEVICE);
     let settings = BackendSettings {
         public_ip,
+        // Only the device's name and MTU are judged, not its offloads.
         tx_checksum_off: false,
         ipip_user_space,
     };
@@ -264,6 +317,8 @@ async fn data_plane(
         external,
         lease: lease.clone(),
         overlay: None,
+        // bgp: what the sessions learned is judged apart (every peer's subnet and
+        // block must have a route), not planned here.
         learned: Vec::new(),
     };
     let spec = backend.overlay(&node);
@@ -273,16 +328,40 @@ async fn data_plane(
         .map(|l| l.index);
     // The agent plans with the leases that stand; so does its check.
     let peers = weft_alloc::screen::screen(cfg, leases).standing;
-    let plane = match (cfg.backend, &spec, node.overlay) {
-        (BackendKind::Bgp, _, _) => None,
-        // Without its device no plan can be right; the device's absence is the finding.
-        (_, Some(_), None) => None,
-        _ => Some(backend.plan(&node, &peers)),
+    let held: Vec<Ipv4Addr> = stored
+        .held
+        .iter()
+        .filter(|(_, n)| *n == public_ip)
+        .map(|(ip, _)| *ip)
+        .collect();
+    let inputs = HostInputs {
+        config: cfg,
+        node: &node,
+        leases: &peers,
+        held: &held,
+        networks: &stored.networks,
+        endpoints: &stored.endpoints,
+        blocks: &stored.blocks,
+        pools: &stored.pools,
+        // The firewall is judged by its table's presence, not its rules.
+        local: LocalSettings::default(),
+    };
+    // Without its device no plan can be right; the device's absence is the finding.
+    let plan = match (&spec, node.overlay) {
+        (Some(_), None) => None,
+        _ => Some(host::plan(backend.as_ref(), &inputs)),
     };
     let planned = Planned {
         device: spec.as_ref().map(|s| (s.name().to_string(), s.mtu())),
         mtu: backend.mtu(node.external.mtu),
-        plane,
+        learns: backend.bgp().is_some(),
+        plan,
+        others_blocks: stored
+            .blocks
+            .iter()
+            .filter(|b| b.node != public_ip && !b.releasing)
+            .map(|b| (b.cidr, b.node))
+            .collect(),
     };
     let read = async {
         let routes = kernel.weft_routes().await?;
@@ -293,10 +372,19 @@ async fn data_plane(
             ),
             None => (None, None),
         };
+        let mut segments = Vec::new();
+        for seg in planned.plan.iter().flat_map(|p| &p.segments) {
+            let entries = match links.iter().find(|l| l.name == seg.spec.vxlan()) {
+                Some(l) => Some((kernel.neighbours(l.index).await?, kernel.fdb(l.index).await?)),
+                None => None,
+            };
+            segments.push(entries);
+        }
         Ok::<_, weft_kernel::KernelError>(KernelState {
             routes,
             neighbours,
             fdb,
+            segments,
             links,
         })
     }
@@ -445,6 +533,125 @@ mod tests {
                 "route: missing: {} via 192.168.1.2 dev eth0",
                 n.peer_route.dst
             )]
+        );
+    }
+
+    /// The node of [`node`] with block IPAM, a routed and an overlay named network:
+    /// the kernel as the agent leaves it, written out by hand (a blackhole for its own
+    /// block, the peer's block and its routed container via the peer, the overlay
+    /// network's segment with the peer's endpoint's entries).
+    async fn node_with_everything() -> (Node, u32) {
+        let n = node().await;
+        let store = n.registry.store();
+        for (key, value) in [
+            (
+                format!("{}p", n.registry.pools_prefix()),
+                r#"{"Name":"p","CIDR":"10.248.0.0/24","BlockSize":26,"NatOutgoing":true}"#,
+            ),
+            (
+                format!("{}10.248.0.0-26", n.registry.blocks_prefix()),
+                r#"{"CIDR":"10.248.0.0/26","Pool":"p","Node":"192.168.1.1","Allocations":{"10.248.0.1":{"Handle":"k8s/c1/eth0","Node":"192.168.1.1"}}}"#,
+            ),
+            (
+                format!("{}10.248.0.64-26", n.registry.blocks_prefix()),
+                r#"{"CIDR":"10.248.0.64/26","Pool":"p","Node":"192.168.1.2","Allocations":{"10.248.0.65":{"Handle":"k8s/c2/eth0","Node":"192.168.1.2"}}}"#,
+            ),
+            (
+                format!("{}green", n.registry.networks_prefix()),
+                r#"{"Name":"green","Subnet":"10.60.0.0/24","Gateway":"10.60.0.1","Mode":"routed"}"#,
+            ),
+            (
+                format!("{}green/10.60.0.3", n.registry.endpoints_prefix()),
+                r#"{"Node":"192.168.1.2","EndpointID":"e2","HostIface":"wv2"}"#,
+            ),
+            (
+                format!("{}blue", n.registry.networks_prefix()),
+                r#"{"Name":"blue","Subnet":"10.50.0.0/24","Gateway":"10.50.0.1","Mode":"overlay","VNI":4096}"#,
+            ),
+            (
+                format!("{}blue/10.50.0.2", n.registry.endpoints_prefix()),
+                r#"{"Node":"192.168.1.1","EndpointID":"e1","MAC":"02:00:00:00:00:02","HostIface":"wv1"}"#,
+            ),
+            (
+                format!("{}blue/10.50.0.3", n.registry.endpoints_prefix()),
+                r#"{"Node":"192.168.1.2","EndpointID":"e3","MAC":"02:00:00:00:00:03","HostIface":"wv3"}"#,
+            ),
+        ] {
+            store.put(&key, value.as_bytes(), None).await.unwrap();
+        }
+        let host = n.fake.host();
+        let eth0 = n.fake.link("eth0").unwrap().info().index;
+        let peer = "192.168.1.2".parse().unwrap();
+        let net = |s: &str| s.parse::<ipnet::Ipv4Net>().unwrap();
+        host.apply_routes(&[
+            n.peer_route,
+            Route::blackhole(net("10.248.0.0/26")),
+            Route::via(net("10.248.0.64/26"), peer, eth0),
+            Route::via(net("10.60.0.3/32"), peer, eth0),
+        ])
+        .await
+        .unwrap();
+        let spec = weft_plan::SegmentSpec {
+            network: "blue".into(),
+            vni: 4096,
+            local: "192.168.1.1".parse().unwrap(),
+            underlay: eth0,
+            mtu: 1450,
+            gateway: Some("10.50.0.1/24".parse().unwrap()),
+        };
+        let (_, vxlan, _) = host.ensure_segment(&spec).await.unwrap();
+        let mac = "02:00:00:00:00:03".parse().unwrap();
+        host.apply_neighbours(
+            vxlan,
+            &[weft_plan::Neighbour {
+                ip: "10.50.0.3".parse().unwrap(),
+                mac,
+            }],
+        )
+        .await
+        .unwrap();
+        host.apply_fdb(vxlan, &[weft_plan::FdbEntry { mac, dst: peer }])
+            .await
+            .unwrap();
+        (n, vxlan)
+    }
+
+    #[tokio::test]
+    async fn blocks_and_named_networks_diagnose_clean_and_drift_is_named() {
+        let (n, vxlan) = node_with_everything().await;
+        let host = n.fake.host();
+        let facts = gather(&n.registry, &n.args, Ok(&host)).await;
+        let findings = checks::findings(&facts);
+        assert!(at(&findings, Level::Fail).is_empty(), "{findings:#?}");
+        assert!(at(&findings, Level::Warn).is_empty(), "{findings:#?}");
+        assert!(
+            at(&findings, Level::Ok).contains(&"routes: 4 as planned".to_string()),
+            "{findings:#?}"
+        );
+
+        // A block's blackhole and the routed container's /32 deleted by hand, the
+        // segment's neighbour entry flushed.
+        assert!(n.fake.delete_route("10.248.0.0/26".parse().unwrap()));
+        assert!(n.fake.delete_route("10.60.0.3/32".parse().unwrap()));
+        host.apply_neighbours(vxlan, &[]).await.unwrap();
+        let facts = gather(&n.registry, &n.args, Ok(&host)).await;
+        assert_eq!(
+            at(&checks::findings(&facts), Level::Fail),
+            [
+                "route: missing: 10.60.0.3/32 via 192.168.1.2 dev eth0 (a routed container)",
+                "route: missing: blackhole 10.248.0.0/26 (a block)",
+                "segment: missing: blue: neighbour 10.50.0.3 lladdr 02:00:00:00:00:03",
+            ]
+        );
+
+        // The segment's device removed: named as such.
+        assert!(n.fake.delete_link("weftvx-4096"));
+        let facts = gather(&n.registry, &n.args, Ok(&host)).await;
+        assert!(
+            at(&checks::findings(&facts), Level::Fail).contains(
+                &"segment: weftvx-4096 of network blue is missing (weftd recreates it while it runs)"
+                    .to_string()
+            ),
         );
     }
 

@@ -1,9 +1,12 @@
-//! The data-plane part of `weftctl diagnose`: the overlay device, and Weft's routes,
-//! neighbour and FDB entries against the backend's plan (the same diff the agent
-//! applies, reported instead); for the bgp backend, whose routes are learned rather
-//! than planned, its sessions and a learned route for every reachable peer.
+//! The data-plane part of `weftctl diagnose`: the overlay device, and Weft's routes
+//! of every origin, neighbour and FDB entries and the named networks' segments against
+//! the host plan the agent applies (`weft_backends::host`: the same plan and diff,
+//! reported instead); for the bgp backend, whose routes to other nodes are learned
+//! rather than planned, its sessions and a learned route for every reachable peer and
+//! every other node's block.
 
 use weft_alloc::Lease;
+use weft_backends::host::{HostPlan, Origin};
 use weft_plan::iface::LinkInfo;
 use weft_plan::neigh::{plan_fdb, plan_neighbours};
 use weft_plan::{Change, Route};
@@ -47,17 +50,45 @@ pub(super) fn check(
             Some(_) => out.add(Level::Ok, "device", format!("{name} is up, MTU {mtu}")),
         }
     }
-    let Some(plane) = &planned.plane else {
-        return check_learned_routes(out, f, lease, kernel);
+    let Some(plan) = &planned.plan else {
+        return;
+    };
+    check_routes(out, plan, planned.learns, kernel);
+    if planned.learns {
+        check_learned_routes(out, f, lease, planned, kernel);
+    }
+    if let Some(have) = &kernel.neighbours {
+        let changes = plan_neighbours(&plan.neighbours, have);
+        report_entries(out, "neighbour", plan.neighbours.len(), changes, |n| {
+            format!("{} lladdr {}", n.ip, n.mac)
+        });
+    }
+    if let Some(have) = &kernel.fdb {
+        let changes = plan_fdb(&plan.fdb, have);
+        report_entries(out, "fdb", plan.fdb.len(), changes, |e| {
+            format!("{} dst {}", e.mac, e.dst)
+        });
+    }
+    check_segments(out, plan, kernel);
+}
+
+/// Every planned route of every origin (a node's subnet, a block, a borrowed address,
+/// a routed container) against Weft's routes in the kernel. With bgp, routes the plan
+/// does not name are the sessions' (judged in [`check_learned_routes`]), not stale.
+fn check_routes(out: &mut Out, plan: &HostPlan, learns: bool, kernel: &KernelState) {
+    let links = &kernel.links;
+    // Where a route comes from, for all but the backend's (which every node has).
+    let from = |r: &Route| match plan.origin(&r.dst) {
+        Some(Origin::Backend) | None => String::new(),
+        Some(o) => format!(" ({o})"),
     };
     let mut drift = 0;
-    for change in weft_plan::route::plan(&plane.routes, &kernel.routes) {
-        drift += 1;
+    for change in weft_plan::route::plan(&plan.routes, &kernel.routes) {
         match change {
             Change::Add(r) => out.add(
                 Level::Fail,
                 "route",
-                format!("missing: {}", show_route(&r, links)),
+                format!("missing: {}{}", show_route(&r, links), from(&r)),
             ),
             Change::Replace(r) => {
                 let have = kernel.routes.iter().find(|k| k.dst == r.dst);
@@ -65,43 +96,67 @@ pub(super) fn check(
                     Level::Fail,
                     "route",
                     format!(
-                        "wrong: the kernel has {}, the plan says {}",
+                        "wrong: the kernel has {}, the plan says {}{}",
                         have.map_or_else(String::new, |h| show_route(h, links)),
-                        show_route(&r, links)
+                        show_route(&r, links),
+                        from(&r)
                     ),
                 )
             }
+            Change::Remove(_) if learns => continue,
             Change::Remove(r) => out.add(
                 Level::Warn,
                 "route",
                 format!("stale: {} (no lease calls for it)", show_route(&r, links)),
             ),
         }
+        drift += 1;
     }
-    if drift == 0 {
+    if drift == 0 && !learns {
         out.add(
             Level::Ok,
             "routes",
-            format!("{} as planned", plane.routes.len()),
+            format!("{} as planned", plan.routes.len()),
         );
     }
-    if let Some(have) = &kernel.neighbours {
-        let changes = plan_neighbours(&plane.neighbours, have);
-        report_entries(out, "neighbour", plane.neighbours.len(), changes, |n| {
-            format!("{} lladdr {}", n.ip, n.mac)
+}
+
+/// Each named overlay network with an endpoint here: its VXLAN device, and the
+/// neighbour and FDB entries of the other hosts' endpoints on it.
+fn check_segments(out: &mut Out, plan: &HostPlan, kernel: &KernelState) {
+    for (seg, have) in plan.segments.iter().zip(&kernel.segments) {
+        let net = &seg.spec.network;
+        let Some((neighbours, fdb)) = have else {
+            out.add(
+                Level::Fail,
+                "segment",
+                format!(
+                    "{} of network {net} is missing (weftd recreates it while it runs)",
+                    seg.spec.vxlan()
+                ),
+            );
+            continue;
+        };
+        let changes = plan_neighbours(&seg.neighbours, neighbours);
+        report_entries(out, "segment", seg.neighbours.len(), changes, |n| {
+            format!("{net}: neighbour {} lladdr {}", n.ip, n.mac)
         });
-    }
-    if let Some(have) = &kernel.fdb {
-        let changes = plan_fdb(&plane.fdb, have);
-        report_entries(out, "fdb", plane.fdb.len(), changes, |e| {
-            format!("{} dst {}", e.mac, e.dst)
+        let changes = plan_fdb(&seg.fdb, fdb);
+        report_entries(out, "segment", seg.fdb.len(), changes, |e| {
+            format!("{net}: fdb {} dst {}", e.mac, e.dst)
         });
     }
 }
 
 /// The bgp backend: its routes are learned from its sessions, not planned, so each
 /// session must be up and every reachable peer's subnet must have a route of Weft's.
-fn check_learned_routes(out: &mut Out, f: &Facts, lease: &Lease, kernel: &KernelState) {
+fn check_learned_routes(
+    out: &mut Out,
+    f: &Facts,
+    lease: &Lease,
+    planned: &Planned,
+    kernel: &KernelState,
+) {
     match &f.bgp_status {
         None => {}
         Some(Err(e)) => out.add(Level::Fail, "bgp", e.clone()),
@@ -144,6 +199,18 @@ fn check_learned_routes(out: &mut Out, f: &Facts, lease: &Lease, kernel: &Kernel
                     "no route learned for {} (node {})",
                     peer.subnet, peer.attrs.public_ip
                 ),
+            );
+        }
+    }
+    // Other nodes' blocks are announced by their holders and learned here alike.
+    for (block, node) in &planned.others_blocks {
+        let excused = f.unreachable.iter().any(|u| u.subnet == *block);
+        if !excused && !kernel.routes.iter().any(|r| r.dst == *block) {
+            missing += 1;
+            out.add(
+                Level::Fail,
+                "route",
+                format!("no route learned for block {block} (node {node})"),
             );
         }
     }
