@@ -12,6 +12,8 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::backend_options::{self, BackendOptions};
+
 /// The data planes Weft knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum BackendKind {
@@ -147,7 +149,10 @@ pub struct NetworkConfig {
     pub subnet_min: Ipv4Addr,
     pub subnet_max: Ipv4Addr,
     pub backend: BackendKind,
-    /// The whole `Backend` object, for backend-specific options (`VNI`, `Port`, ...).
+    /// The backend's options, typed (`VNI`, `Port`, `ASN`, ...): what backends read.
+    pub options: BackendOptions,
+    /// The whole `Backend` object as stored, kept so that writing the config back
+    /// loses no key (flannel's or another tool's); never read for an option.
     pub backend_options: serde_json::Map<String, serde_json::Value>,
     /// Where containers' addresses come from (`IPAM`, `StrictAffinity`).
     pub ipam: IpamModel,
@@ -168,81 +173,6 @@ fn parse_v4(field: &str, s: &str, problems: &mut Vec<String>) -> Option<Ipv4Addr
         Err(_) => {
             problems.push(format!("{field} {s:?} is not an IPv4 address"));
             None
-        }
-    }
-}
-
-/// Backend options, flannel's names: vxlan `VNI` (1) and `Port` (8472); udp `Port`
-/// (8285); vxlan, udp and ipip `MTU` and `DirectRouting` (cross-subnet mode); bgp `ASN`,
-/// `RouteReflectors` and `CrossSubnet` (`"vxlan"`: peers off this node's L2 segment
-/// are reached through VXLAN, which then takes vxlan's `VNI`, `Port` and `MTU`).
-fn check_backend_options(
-    kind: BackendKind,
-    o: &serde_json::Map<String, serde_json::Value>,
-    problems: &mut Vec<String>,
-) {
-    if kind == BackendKind::Bgp {
-        if let Some(v) = o.get("ASN") {
-            if !v
-                .as_u64()
-                .is_some_and(|a| (1..=u32::MAX as u64).contains(&a))
-            {
-                problems.push(format!(
-                    "Backend.ASN must be a number from 1 to 4294967295, not {v}"
-                ));
-            }
-        }
-        if let Some(v) = o.get("RouteReflectors") {
-            let ok = v.as_array().is_some_and(|a| {
-                a.iter()
-                    .all(|ip| ip.as_str().is_some_and(|s| s.parse::<Ipv4Addr>().is_ok()))
-            });
-            if !ok {
-                problems.push(format!(
-                    "Backend.RouteReflectors must be a list of IPv4 addresses, not {v}"
-                ));
-            }
-        }
-        match o.get("CrossSubnet") {
-            None => return,
-            Some(v) if v == "none" => return,
-            Some(v) if v == "vxlan" => {} // and the vxlan options below
-            Some(v) => {
-                problems.push(format!(
-                    "Backend.CrossSubnet must be \"vxlan\" or \"none\", not {v}"
-                ));
-                return;
-            }
-        }
-    }
-    if !matches!(
-        kind,
-        BackendKind::Vxlan | BackendKind::Udp | BackendKind::Ipip | BackendKind::Bgp
-    ) {
-        return;
-    }
-    let num = |k: &str, lo: u64, hi: u64, problems: &mut Vec<String>| {
-        if let Some(v) = o.get(k) {
-            match v.as_u64() {
-                Some(n) if (lo..=hi).contains(&n) => {}
-                _ => problems.push(format!(
-                    "Backend.{k} must be a number from {lo} to {hi}, not {v}"
-                )),
-            }
-        }
-    };
-    if matches!(kind, BackendKind::Vxlan | BackendKind::Bgp) {
-        num("VNI", 1, 16_777_215, problems);
-    }
-    if kind != BackendKind::Ipip {
-        num("Port", 1, 65_535, problems);
-    }
-    num("MTU", 576, 65_535, problems);
-    if let Some(v) = o.get("DirectRouting") {
-        if !v.is_boolean() {
-            problems.push(format!(
-                "Backend.DirectRouting must be true or false, not {v}"
-            ));
         }
     }
 }
@@ -311,9 +241,8 @@ impl NetworkConfig {
                 None
             }
         };
-        if let Some(kind) = backend {
-            check_backend_options(kind, &backend_options, &mut problems);
-        }
+        let options =
+            backend.map(|kind| backend_options::parse(kind, &backend_options, &mut problems));
         let min = raw
             .subnet_min
             .as_deref()
@@ -395,8 +324,9 @@ impl NetworkConfig {
                 IpamModel::Subnets
             }
         };
-        match (problems.is_empty(), backend) {
-            (true, Some(backend)) => Ok(NetworkConfig {
+        match (problems.is_empty(), backend, options) {
+            (true, Some(backend), Some(options)) => Ok(NetworkConfig {
+                options,
                 ipam,
                 network,
                 subnet_len,
@@ -434,7 +364,8 @@ impl NetworkConfig {
         serde_json::to_string_pretty(&raw).expect("config serializes")
     }
 
-    /// A backend option as an unsigned number, if present.
+    /// A backend option as stored, as an unsigned number, if present (for tests of
+    /// the round trip; backends read [`NetworkConfig::options`]).
     pub fn backend_u64(&self, key: &str) -> Option<u64> {
         self.backend_options.get(key).and_then(|v| v.as_u64())
     }

@@ -1,6 +1,7 @@
 //! Address management: which slice of the cluster network each node gets.
 //!
 //! - [`config`]: the network config, in flannel's JSON format, and its validation.
+//! - [`backend_options`]: each backend's options, typed.
 //! - [`pool`]: the per-node subnets a config allows, and the key names they are stored under.
 //! - [`lease`]: a node's claim on one subnet, in flannel's lease format.
 //! - [`registry`]: reading and writing all of that in a [`weft_store::Store`], including the
@@ -18,6 +19,7 @@
 //!   Docker's options, in flannel's formats).
 
 pub mod address;
+pub mod backend_options;
 pub mod block_cache;
 pub mod block_check;
 pub mod blocks;
@@ -30,6 +32,7 @@ pub mod pool;
 pub mod registry;
 pub mod screen;
 
+pub use backend_options::BackendOptions;
 pub use config::{BackendKind, ConfigError, IpamModel, NetworkConfig};
 pub use lease::{Lease, LeaseAttrs};
 pub use registry::{AcquireError, Registry, DEFAULT_PREFIX};

@@ -558,12 +558,10 @@ impl Registry {
 
 /// The cluster network's own VNI, if it runs vxlan: never given to a named network.
 fn cluster_vni(cfg: &crate::NetworkConfig) -> Option<u32> {
-    (cfg.backend == crate::BackendKind::Vxlan).then(|| {
-        cfg.backend_options
-            .get("VNI")
-            .and_then(|v| v.as_u64())
-            .unwrap_or(1) as u32
-    })
+    match &cfg.options {
+        crate::BackendOptions::Vxlan(v) => Some(v.vni),
+        _ => None,
+    }
 }
 
 /// The first 12 characters of a Docker ID, as `docker ps` shows them.

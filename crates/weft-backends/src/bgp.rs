@@ -19,6 +19,7 @@
 
 use std::net::Ipv4Addr;
 
+use weft_alloc::backend_options::BackendOptions;
 use weft_alloc::screen::overlap;
 use weft_alloc::{BackendKind, Lease, NetworkConfig};
 use weft_bgp::rib::PeerKind;
@@ -26,10 +27,10 @@ use weft_plan::link::OverlaySpec;
 use weft_plan::{FdbEntry, Neighbour, Route};
 
 use crate::vxlan::{peer_vtep, Vxlan};
-use crate::{Backend, BackendSettings, DataPlane, NodeContext, Unreachable};
+use crate::{Backend, BackendPlan, BackendSettings, NodeContext, Unreachable};
 
 /// Calico's default AS for the cluster.
-pub const DEFAULT_ASN: u32 = 64512;
+pub use weft_alloc::backend_options::DEFAULT_ASN;
 
 pub struct Bgp {
     pub asn: u32,
@@ -48,21 +49,14 @@ pub struct WantedPeer {
 
 impl Bgp {
     pub fn new(cfg: &NetworkConfig, settings: &BackendSettings) -> Self {
-        let reflectors = cfg
-            .backend_options
-            .get("RouteReflectors")
-            .and_then(|v| v.as_array())
-            .map(|a| a.iter().filter_map(|v| v.as_str()?.parse().ok()).collect())
-            .unwrap_or_default();
+        let (asn, reflectors, cross_subnet) = match &cfg.options {
+            BackendOptions::Bgp(b) => (b.asn, b.route_reflectors.clone(), b.cross_subnet.is_some()),
+            _ => (DEFAULT_ASN, Vec::new(), false),
+        };
         Bgp {
-            asn: cfg
-                .backend_u64("ASN")
-                .map(|a| a as u32)
-                .unwrap_or(DEFAULT_ASN),
+            asn,
             reflectors,
-            cross_subnet: (cfg.backend_options.get("CrossSubnet")
-                == Some(&serde_json::json!("vxlan")))
-            .then(|| Vxlan::new(cfg, settings)),
+            cross_subnet: cross_subnet.then(|| Vxlan::new(cfg, settings)),
         }
     }
 
@@ -142,8 +136,8 @@ impl Backend for Bgp {
         self.cross_subnet.as_ref()?.encap_port()
     }
 
-    fn plan(&self, node: &NodeContext, peers: &[Lease]) -> DataPlane {
-        let mut plane = DataPlane::default();
+    fn plan(&self, node: &NodeContext, peers: &[Lease]) -> BackendPlan {
+        let mut plane = BackendPlan::default();
         plane.routes.push(Route::blackhole(node.lease.subnet));
         let ext = &node.external;
         for (prefix, next_hop) in &node.learned {

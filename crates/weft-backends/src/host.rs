@@ -309,7 +309,11 @@ mod tests {
             },
         }];
         let blocks = [
-            block("10.248.0.0/26", "192.168.1.1", &[("10.248.0.5", "192.168.1.2")]),
+            block(
+                "10.248.0.0/26",
+                "192.168.1.1",
+                &[("10.248.0.5", "192.168.1.2")],
+            ),
             block("10.248.0.64/26", "192.168.1.2", &[]),
         ];
         let pools = [Pool {
@@ -345,7 +349,11 @@ mod tests {
         assert_eq!(origin("10.244.2.0/24"), Some(Origin::Backend));
         assert_eq!(origin("10.248.0.0/26"), Some(Origin::Block));
         assert_eq!(origin("10.248.0.5/32"), Some(Origin::Borrowed));
-        assert_eq!(p.forward.len(), 1, "the pool and the network are one subnet");
+        assert_eq!(
+            p.forward.len(),
+            1,
+            "the pool and the network are one subnet"
+        );
         assert_eq!(p.firewall.pools.len(), 1);
         assert_eq!(p.firewall.isolated.len(), 1);
     }
@@ -353,10 +361,7 @@ mod tests {
     #[test]
     fn held_addresses_inside_a_standing_lease_are_not_announced() {
         let leases = [lease("10.244.2.0/24", "192.168.1.2", "bgp")];
-        let held = [
-            "10.244.2.9".parse().unwrap(),
-            "10.99.0.1".parse().unwrap(),
-        ];
+        let held = ["10.244.2.9".parse().unwrap(), "10.99.0.1".parse().unwrap()];
         assert_eq!(
             announceable(&held, &leases),
             ["10.99.0.1/32".parse::<Ipv4Net>().unwrap()]

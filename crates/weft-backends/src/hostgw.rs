@@ -7,7 +7,7 @@
 use weft_alloc::{BackendKind, Lease};
 use weft_plan::Route;
 
-use crate::{Backend, DataPlane, NodeContext, Unreachable};
+use crate::{Backend, BackendPlan, NodeContext, Unreachable};
 
 pub struct HostGw;
 
@@ -20,8 +20,8 @@ impl Backend for HostGw {
         false
     }
 
-    fn plan(&self, node: &NodeContext, peers: &[Lease]) -> DataPlane {
-        let mut plane = DataPlane::default();
+    fn plan(&self, node: &NodeContext, peers: &[Lease]) -> BackendPlan {
+        let mut plane = BackendPlan::default();
         for peer in peers.iter().filter(|p| p.subnet != node.lease.subnet) {
             let route = match peer.attrs.backend_mismatch(BackendKind::HostGw) {
                 Some(why) => Err(why),

@@ -13,7 +13,7 @@ use weft_plan::link::{IpipSpec, OverlaySpec};
 use weft_plan::Route;
 
 use crate::hostgw::direct_route;
-use crate::{Backend, DataPlane, NodeContext, Unreachable};
+use crate::{Backend, BackendPlan, NodeContext, Unreachable};
 
 pub const DEVICE: &str = "weft.ipip";
 
@@ -25,8 +25,8 @@ pub struct KernelIpip {
 impl KernelIpip {
     pub fn new(cfg: &NetworkConfig) -> Self {
         KernelIpip {
-            direct_routing: crate::direct_routing(cfg),
-            mtu: cfg.backend_u64("MTU").map(|m| m as u32),
+            direct_routing: cfg.options.direct_routing(),
+            mtu: cfg.options.mtu(),
         }
     }
 }
@@ -51,8 +51,8 @@ impl Backend for KernelIpip {
         }))
     }
 
-    fn plan(&self, node: &NodeContext, peers: &[Lease]) -> DataPlane {
-        let mut plane = DataPlane::default();
+    fn plan(&self, node: &NodeContext, peers: &[Lease]) -> BackendPlan {
+        let mut plane = BackendPlan::default();
         let Some(dev) = node.overlay else {
             return plane;
         };

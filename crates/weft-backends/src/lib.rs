@@ -24,14 +24,6 @@ use weft_plan::iface::ExternalInterface;
 use weft_plan::link::OverlaySpec;
 use weft_plan::{FdbEntry, Neighbour, Route};
 
-/// `DirectRouting` (cross-subnet mode) from a backend's options.
-pub(crate) fn direct_routing(cfg: &NetworkConfig) -> bool {
-    cfg.backend_options
-        .get("DirectRouting")
-        .and_then(|v| v.as_bool())
-        .unwrap_or(false)
-}
-
 /// What the node knows about itself when planning.
 #[derive(Debug, Clone)]
 pub struct NodeContext {
@@ -48,7 +40,7 @@ pub use weft_alloc::registry::Unreachable;
 
 /// The host state a backend wants.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct DataPlane {
+pub struct BackendPlan {
     pub routes: Vec<Route>,
     /// Permanent neighbour entries on the overlay device.
     pub neighbours: Vec<Neighbour>,
@@ -102,7 +94,7 @@ pub trait Backend: Send + Sync {
     }
 
     /// What the host should look like with these peers (every lease, our own included).
-    fn plan(&self, node: &NodeContext, peers: &[Lease]) -> DataPlane;
+    fn plan(&self, node: &NodeContext, peers: &[Lease]) -> BackendPlan;
 }
 
 /// Node-local settings a backend needs besides the network config.

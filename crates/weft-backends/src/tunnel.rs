@@ -17,7 +17,7 @@ use weft_plan::Route;
 use weft_tunnel::{Encap, Table};
 
 use crate::hostgw::direct_route;
-use crate::{Backend, DataPlane, NodeContext, Unreachable};
+use crate::{Backend, BackendPlan, NodeContext, Unreachable};
 
 pub struct UserTunnel {
     kind: BackendKind,
@@ -29,10 +29,10 @@ pub struct UserTunnel {
 
 impl UserTunnel {
     pub fn udp(cfg: &NetworkConfig) -> Self {
-        let port = cfg
-            .backend_u64("Port")
-            .map(|p| p as u16)
-            .unwrap_or(weft_tunnel::DEFAULT_UDP_PORT);
+        let port = match &cfg.options {
+            weft_alloc::BackendOptions::Udp(u) => u.port,
+            _ => weft_tunnel::DEFAULT_UDP_PORT,
+        };
         Self::new(cfg, BackendKind::Udp, Encap::Udp { port })
     }
 
@@ -45,8 +45,8 @@ impl UserTunnel {
             kind,
             encap,
             network: cfg.network,
-            direct_routing: crate::direct_routing(cfg),
-            mtu: cfg.backend_u64("MTU").map(|m| m as u32),
+            direct_routing: cfg.options.direct_routing(),
+            mtu: cfg.options.mtu(),
         }
     }
 
@@ -76,8 +76,8 @@ impl Backend for UserTunnel {
         Some(self.encap)
     }
 
-    fn plan(&self, node: &NodeContext, peers: &[Lease]) -> DataPlane {
-        let mut plane = DataPlane::default();
+    fn plan(&self, node: &NodeContext, peers: &[Lease]) -> BackendPlan {
+        let mut plane = BackendPlan::default();
         let Some(dev) = node.overlay else {
             return plane;
         };

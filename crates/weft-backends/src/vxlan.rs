@@ -14,16 +14,17 @@
 
 use std::net::Ipv4Addr;
 
+use weft_alloc::backend_options::VxlanOptions;
 use weft_alloc::{BackendKind, Lease, NetworkConfig};
 use weft_plan::link::{OverlaySpec, VxlanSpec};
 use weft_plan::{FdbEntry, MacAddr, Neighbour, Route};
 
 use crate::hostgw::direct_route;
-use crate::{Backend, BackendSettings, DataPlane, NodeContext, Unreachable};
+use crate::{Backend, BackendPlan, BackendSettings, NodeContext, Unreachable};
 
-pub const DEFAULT_VNI: u32 = 1;
+pub use weft_alloc::backend_options::DEFAULT_VNI;
 /// The Linux kernel's (and flannel's) default VXLAN port; 4789 is IANA's.
-pub const DEFAULT_PORT: u16 = 8472;
+pub use weft_alloc::backend_options::DEFAULT_VXLAN_PORT as DEFAULT_PORT;
 
 pub struct Vxlan {
     vni: u32,
@@ -35,25 +36,21 @@ pub struct Vxlan {
 }
 
 impl Vxlan {
-    /// Options come from the validated config (`VNI`, `Port`, `DirectRouting`, `MTU`).
+    /// Options come from the validated config (`VNI`, `Port`, `DirectRouting`, `MTU`):
+    /// vxlan's own, or bgp's cross-subnet VXLAN.
     pub fn new(cfg: &NetworkConfig, settings: &BackendSettings) -> Vxlan {
-        let vni = cfg
-            .backend_u64("VNI")
-            .map(|v| v as u32)
-            .unwrap_or(DEFAULT_VNI);
+        let o = cfg.options.vxlan().copied().unwrap_or(VxlanOptions {
+            vni: DEFAULT_VNI,
+            port: DEFAULT_PORT,
+            mtu: None,
+            direct_routing: false,
+        });
         Vxlan {
-            vni,
-            port: cfg
-                .backend_u64("Port")
-                .map(|p| p as u16)
-                .unwrap_or(DEFAULT_PORT),
-            direct_routing: cfg
-                .backend_options
-                .get("DirectRouting")
-                .and_then(|v| v.as_bool())
-                .unwrap_or(false),
-            mtu: cfg.backend_u64("MTU").map(|m| m as u32),
-            mac: vtep_mac(settings.public_ip, vni),
+            vni: o.vni,
+            port: o.port,
+            direct_routing: o.direct_routing,
+            mtu: o.mtu,
+            mac: vtep_mac(settings.public_ip, o.vni),
             tx_checksum_off: settings.tx_checksum_off,
         }
     }
@@ -111,7 +108,7 @@ impl Backend for Vxlan {
         Some(self.port)
     }
 
-    fn plan(&self, node: &NodeContext, peers: &[Lease]) -> DataPlane {
+    fn plan(&self, node: &NodeContext, peers: &[Lease]) -> BackendPlan {
         self.plan_vxlan(node, peers)
     }
 }
@@ -134,8 +131,8 @@ impl Vxlan {
         }
     }
 
-    fn plan_vxlan(&self, node: &NodeContext, peers: &[Lease]) -> DataPlane {
-        let mut plane = DataPlane::default();
+    fn plan_vxlan(&self, node: &NodeContext, peers: &[Lease]) -> BackendPlan {
+        let mut plane = BackendPlan::default();
         let Some(dev) = node.overlay else {
             return plane;
         };

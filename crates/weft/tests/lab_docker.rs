@@ -274,6 +274,37 @@ fn overlay_and_routed_networks_across_hosts() {
     assert!(!link_exists(&lab, "h1", "weftvx-5000") && !link_exists(&lab, "h1", "weftbr-5000"));
     assert!(link_exists(&lab, "h2", "weftvx-5000"));
 
+    // One plan for the agent and diagnose: with overlay segments and routed /32s,
+    // every host diagnoses clean...
+    let clean = lab.store_cmd(&["diagnose"]);
+    let said = text(&clean.stdout);
+    assert!(clean.status.success(), "{said}{}", text(&clean.stderr));
+    assert_eq!(said.matches("0 problems, 0 warnings").count(), 3, "{said}");
+    // ...and a segment's neighbour entry and a routed container's /32 deleted by hand
+    // while h1's agent is away are named.
+    lab.ok(lab.lab(&["agent"], &["h1", "stop"]), "agent stop");
+    for cmd in [
+        vec!["ip", "neigh", "del", "10.50.0.20", "dev", "weftvx-4096"],
+        vec!["ip", "route", "del", g2.as_str()],
+    ] {
+        let out = lab.exec("h1", &cmd);
+        assert!(out.status.success(), "{cmd:?}: {}", text(&out.stderr));
+    }
+    let sick = lab.store_cmd(&["diagnose", "--host", "h1"]);
+    let said = text(&sick.stdout);
+    assert_eq!(sick.status.code(), Some(1), "{said}");
+    for line in [
+        "FAIL  segment      missing: blue: neighbour 10.50.0.20 lladdr ".to_owned(),
+        format!(
+            "FAIL  route        missing: {g2}/32 via 192.168.77.2 dev eth0 (a routed container)"
+        ),
+    ] {
+        assert!(said.contains(&line), "{line}:\n{said}");
+    }
+    lab.ok(lab.lab(&["agent"], &["h1", "start"]), "agent start");
+    assert_reaches(&lab, "h1", "g1", &g2);
+    assert_reaches(&lab, "h1", "a1", "10.50.0.20");
+
     // Out through the gateway (the underlay's router, outside the cluster); not from
     // an internal network.
     assert_reaches(&lab, "h1", "a1", "192.168.77.254");
@@ -555,6 +586,41 @@ fn routed_network_over_bgp() {
                 && ul.contains("10.248.0.10 via 192.168.77.2")
         },
     );
+    // One plan for the agent and diagnose: with blocks, a borrowed address, routed
+    // Docker containers and a policy, every host diagnoses clean (the diagnose of old
+    // called the blocks' blackholes stale)...
+    lab.apply_policy(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: only-green, namespace: pooled}\nspec:\n  podSelector: {}\n  ingress: [{from: [{podSelector: {}}]}]\n",
+    );
+    let clean = lab.store_cmd(&["diagnose"]);
+    let said = text(&clean.stdout);
+    assert!(clean.status.success(), "{said}{}", text(&clean.stderr));
+    assert_eq!(said.matches("0 problems, 0 warnings").count(), 2, "{said}");
+    // ...and a block's blackhole deleted by hand while h1's agent is away is named by
+    // its origin.
+    lab.ok(lab.lab(&["agent"], &["h1", "stop"]), "agent stop");
+    let del = lab.exec("h1", &["ip", "route", "del", "blackhole", "10.248.0.0/26"]);
+    assert!(del.status.success(), "{}", text(&del.stderr));
+    let sick = lab.store_cmd(&["diagnose", "--host", "h1"]);
+    let said = text(&sick.stdout);
+    assert_eq!(sick.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("FAIL  route        missing: blackhole 10.248.0.0/26 (a block)"),
+        "{said}"
+    );
+    lab.ok(lab.lab(&["agent"], &["h1", "start"]), "agent start");
+    lab.wait_until(
+        "h1's agent to put the blackhole back",
+        Duration::from_secs(10),
+        || {
+            text(
+                &lab.exec("h1", &["ip", "route", "show", "10.248.0.0/26"])
+                    .stdout,
+            )
+            .contains("blackhole")
+        },
+    );
+
     docker_ok(&lab, "h2", &["rm", "-f", "p2"]);
     lab.wait_until(
         "the address back in its block",

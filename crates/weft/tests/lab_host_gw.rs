@@ -1,7 +1,8 @@
 //! End to end, in network namespaces, on both stores: a host-gw lab built by `weftctl lab`
 //! with real `weftd` agents. Proves packets flow (container-to-container ping matrix),
 //! hosts join and leave, an agent restart changes no route, bad store values and a
-//! paused store remove nothing, and `lab down` leaves nothing behind.
+//! paused store remove nothing (and a route deleted by hand while etcd is paused is back
+//! within a second), and `lab down` leaves nothing behind.
 //!
 //! Needs root (namespaces, nftables); every lab gets a unique name and is torn down by a
 //! guard even when an assertion fails.
@@ -240,6 +241,7 @@ fn scenario(tag: &str, store: &str) {
         )
         .unwrap();
         let pid = state["etcd_pid"].as_u64().unwrap().to_string();
+        let s2 = lab.subnet_of("h2");
         assert!(Command::new("kill")
             .args(["-STOP", &pid])
             .status()
@@ -254,6 +256,16 @@ fn scenario(tag: &str, store: &str) {
             );
         }
         lab.ping_all(0);
+        // A route deleted by hand while etcd answers nothing is back within a second:
+        // the agent's loop never waits on the store (its status, lease renewal, policy
+        // re-reads and block releases run in tasks of their own).
+        let del = lab.exec("h1", &["ip", "route", "del", &s2]);
+        assert!(del.status.success(), "{}", text(&del.stderr));
+        lab.wait_until(
+            "h1's route to h2 back with etcd paused",
+            Duration::from_secs(1),
+            || lab.weft_routes("h1").contains(&s2),
+        );
         assert!(Command::new("kill")
             .args(["-CONT", &pid])
             .status()

@@ -7,11 +7,11 @@ use std::time::Duration;
 use ipnet::Ipv4Net;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use weft_alloc::policies::PolicyState;
-use weft_store::StoreError;
 use tracing::{debug, error, info, warn};
+use weft_alloc::policies::PolicyState;
 use weft_kernel::monitor::KernelEvent;
 use weft_store::Revision;
+use weft_store::StoreError;
 
 use super::upkeep::Renewal;
 use super::{Agent, Why};

@@ -173,15 +173,11 @@ fn check_host(out: &mut Out, f: &Facts) {
 /// bgp: a route reflector that is no node's public IP reflects nothing, and its clients
 /// learn no routes at all.
 fn check_reflectors(out: &mut Out, f: &Facts, cfg: &NetworkConfig) {
-    let Some(list) = cfg
-        .backend_options
-        .get("RouteReflectors")
-        .and_then(|v| v.as_array())
-    else {
+    let weft_alloc::BackendOptions::Bgp(bgp) = &cfg.options else {
         return;
     };
-    for rr in list.iter().filter_map(|v| v.as_str()) {
-        if !f.leases.iter().any(|l| l.attrs.public_ip.to_string() == rr) {
+    for rr in &bgp.route_reflectors {
+        if !f.leases.iter().any(|l| l.attrs.public_ip == *rr) {
             out.add(
                 Level::Fail,
                 "bgp",
@@ -306,8 +302,8 @@ pub(crate) mod tests {
     use weft_alloc::registry::{Skipped, Unreachable};
     use weft_alloc::LeaseAttrs;
     use weft_backends::host::{HostPlan, Origin};
-    use weft_plan::FirewallPlan;
     use weft_plan::iface::LinkInfo;
+    use weft_plan::FirewallPlan;
     use weft_plan::{FdbEntry, Neighbour, Route};
 
     fn lease(subnet: &str, ip: &str) -> Lease {
@@ -426,7 +422,7 @@ pub(crate) mod tests {
     fn a_reflector_no_node_has_is_named() {
         let mut f = healthy();
         f.config = NetworkConfig::parse(
-            br#"{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw","RouteReflectors":["192.168.77.99"]}}"#,
+            br#"{"Network":"10.244.0.0/16","Backend":{"Type":"bgp","RouteReflectors":["192.168.77.99"]}}"#,
         )
         .map_err(|e| e.to_string());
         let fails = of(&f, Level::Fail);

@@ -6,9 +6,9 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ipnet::Ipv4Net;
 use weft_alloc::registry::{Skipped, Unreachable};
 use weft_alloc::{Lease, NetworkConfig};
-use ipnet::Ipv4Net;
 use weft_backends::host::HostPlan;
 use weft_plan::iface::LinkInfo;
 use weft_plan::{FdbEntry, Neighbour, Route};

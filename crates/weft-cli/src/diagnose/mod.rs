@@ -21,9 +21,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use clap::Args;
-use weft_alloc::{BackendKind, NetworkConfig, Registry};
 use weft_alloc::blocks::{Block, Pool};
 use weft_alloc::named::NamedNetwork;
+use weft_alloc::{BackendKind, NetworkConfig, Registry};
 use weft_backends::host::{self, HostInputs, LocalSettings};
 use weft_backends::networks::PlannedEndpoint;
 use weft_backends::{BackendSettings, NodeContext};
@@ -260,7 +260,12 @@ async fn stored(registry: &Registry) -> Result<Stored, String> {
                 });
             }
         }
-        let blocks = registry.blocks().await?.into_iter().map(|b| b.block).collect();
+        let blocks = registry
+            .blocks()
+            .await?
+            .into_iter()
+            .map(|b| b.block)
+            .collect();
         let pools = registry.pools().await?;
         let held = registry
             .addresses()
@@ -375,7 +380,10 @@ async fn data_plane(
         let mut segments = Vec::new();
         for seg in planned.plan.iter().flat_map(|p| &p.segments) {
             let entries = match links.iter().find(|l| l.name == seg.spec.vxlan()) {
-                Some(l) => Some((kernel.neighbours(l.index).await?, kernel.fdb(l.index).await?)),
+                Some(l) => Some((
+                    kernel.neighbours(l.index).await?,
+                    kernel.fdb(l.index).await?,
+                )),
                 None => None,
             };
             segments.push(entries);
@@ -647,12 +655,10 @@ mod tests {
         // The segment's device removed: named as such.
         assert!(n.fake.delete_link("weftvx-4096"));
         let facts = gather(&n.registry, &n.args, Ok(&host)).await;
-        assert!(
-            at(&checks::findings(&facts), Level::Fail).contains(
-                &"segment: weftvx-4096 of network blue is missing (weftd recreates it while it runs)"
-                    .to_string()
-            ),
-        );
+        assert!(at(&checks::findings(&facts), Level::Fail).contains(
+            &"segment: weftvx-4096 of network blue is missing (weftd recreates it while it runs)"
+                .to_string()
+        ),);
     }
 
     #[tokio::test]
