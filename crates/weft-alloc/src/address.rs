@@ -24,15 +24,7 @@ use crate::lease::Lease;
 use crate::pool;
 use crate::registry::Registry;
 
-/// Who holds a claimed address.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AddressClaim {
-    /// The holding node's public IP (its BGP next hop).
-    #[serde(rename = "Node")]
-    pub node: Ipv4Addr,
-    #[serde(rename = "ContainerID")]
-    pub container_id: String,
-}
+pub use weft_model::address::AddressClaim;
 
 #[derive(Debug, Error)]
 pub enum ClaimError {

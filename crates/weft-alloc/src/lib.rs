@@ -19,20 +19,16 @@
 //!   Docker's options, in flannel's formats).
 
 pub mod address;
-pub mod backend_options;
 pub mod block_cache;
 pub mod block_check;
 pub mod blocks;
-pub mod config;
 pub mod hostfiles;
-pub mod lease;
 pub mod named;
 pub mod policies;
-pub mod pool;
 pub mod registry;
-pub mod screen;
 
-pub use backend_options::BackendOptions;
-pub use config::{BackendKind, ConfigError, IpamModel, NetworkConfig};
-pub use lease::{Lease, LeaseAttrs};
 pub use registry::{AcquireError, Registry, DEFAULT_PREFIX};
+pub use weft_model::{backend_options, config, lease, pool, screen};
+pub use weft_model::{
+    BackendKind, BackendOptions, ConfigError, IpamModel, Lease, LeaseAttrs, NetworkConfig,
+};

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use ipnet::Ipv4Net;
 use rand::seq::IndexedRandom;
-use serde::{Deserialize, Serialize};
+
 use thiserror::Error;
 use weft_store::{KeyValue, Revision, Store, StoreError};
 
@@ -91,38 +91,7 @@ pub struct LeaseSnapshot {
     pub revision: Revision,
 }
 
-/// What an agent reports about its own view, for `weftctl leases`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct NodeStatus {
-    #[serde(rename = "PublicIP")]
-    pub public_ip: Option<Ipv4Addr>,
-    #[serde(rename = "Backend")]
-    pub backend: String,
-    /// Peers this node cannot route to, with the reason.
-    #[serde(rename = "Unreachable", default)]
-    pub unreachable: Vec<Unreachable>,
-    /// Block IPAM: addresses used on this node whose container interface has been
-    /// gone for a while (a killed ADD, a missed DEL), for `weftctl ipam check`.
-    #[serde(rename = "Orphans", default, skip_serializing_if = "Vec::is_empty")]
-    pub orphans: Vec<Orphan>,
-}
-
-/// An address recorded in a block on this node with no container interface for it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Orphan {
-    #[serde(rename = "IP")]
-    pub ip: Ipv4Addr,
-    #[serde(rename = "Handle")]
-    pub handle: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Unreachable {
-    #[serde(rename = "Subnet")]
-    pub subnet: Ipv4Net,
-    #[serde(rename = "Reason")]
-    pub reason: String,
-}
+pub use weft_model::status::{NodeStatus, Orphan, Unreachable};
 
 /// Reads and writes the network's state in a store.
 #[derive(Clone)]

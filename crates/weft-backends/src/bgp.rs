@@ -19,10 +19,10 @@
 
 use std::net::Ipv4Addr;
 
-use weft_alloc::backend_options::BackendOptions;
-use weft_alloc::screen::overlap;
-use weft_alloc::{BackendKind, Lease, NetworkConfig};
 use weft_bgp::rib::PeerKind;
+use weft_model::backend_options::BackendOptions;
+use weft_model::screen::overlap;
+use weft_model::{BackendKind, Lease, NetworkConfig};
 use weft_plan::link::OverlaySpec;
 use weft_plan::{FdbEntry, Neighbour, Route};
 
@@ -30,7 +30,7 @@ use crate::vxlan::{peer_vtep, Vxlan};
 use crate::{Backend, BackendPlan, BackendSettings, NodeContext, Unreachable};
 
 /// Calico's default AS for the cluster.
-pub use weft_alloc::backend_options::DEFAULT_ASN;
+pub use weft_model::backend_options::DEFAULT_ASN;
 
 pub struct Bgp {
     pub asn: u32,

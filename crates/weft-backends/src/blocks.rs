@@ -1,5 +1,5 @@
 //! Block IPAM's routes (pure): what this node needs for the blocks every node holds
-//! (see [`weft_alloc::blocks`]).
+//! (see [`weft_model::blocks`]).
 //!
 //! - a `blackhole` for each block this node holds, so traffic to an unused address of
 //!   it dies here instead of looping between nodes (Calico's `blackhole … proto bird`);
@@ -15,7 +15,7 @@
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
-use weft_alloc::blocks::Block;
+use weft_model::blocks::Block;
 use weft_plan::Route;
 
 use crate::networks::{toward, NamedContext};
@@ -71,7 +71,7 @@ mod tests {
     use super::*;
     use crate::testing::lease;
     use std::collections::BTreeMap;
-    use weft_alloc::blocks::Allocation;
+    use weft_model::blocks::Allocation;
 
     fn block(cidr: &str, node: &str, allocs: &[(&str, &str)]) -> Block {
         Block {

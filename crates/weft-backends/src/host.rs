@@ -14,9 +14,9 @@ use std::fmt;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
-use weft_alloc::blocks::{Block, Pool};
-use weft_alloc::named::NamedNetwork;
-use weft_alloc::{Lease, NetworkConfig};
+use weft_model::blocks::{Block, Pool};
+use weft_model::named::NamedNetwork;
+use weft_model::{Lease, NetworkConfig};
 use weft_plan::firewall::PoolRule;
 use weft_plan::link::OverlaySpec;
 use weft_plan::{EncapFilter, FdbEntry, FirewallPlan, Neighbour, Route, SegmentPlan};
@@ -39,7 +39,7 @@ pub struct HostInputs<'a> {
     pub config: &'a NetworkConfig,
     /// This node: its external interface, lease, overlay device index, learned routes.
     pub node: &'a NodeContext,
-    /// The leases that stand (see `weft_alloc::screen`), this node's included.
+    /// The leases that stand (see `weft_model::screen`), this node's included.
     pub leases: &'a [Lease],
     /// Single addresses this node holds outside its subnet.
     pub held: &'a [Ipv4Addr],
@@ -255,8 +255,8 @@ mod tests {
     use super::*;
     use crate::testing::{cfg, lease, node, settings};
     use std::collections::BTreeMap;
-    use weft_alloc::blocks::Allocation;
-    use weft_alloc::named::{Endpoint, Mode};
+    use weft_model::blocks::Allocation;
+    use weft_model::named::{Endpoint, Mode};
 
     fn block(cidr: &str, node: &str, allocs: &[(&str, &str)]) -> Block {
         Block {

@@ -4,7 +4,7 @@
 //! must lie in the external interface's on-link network. A peer elsewhere would need a
 //! gateway that knows nothing of container subnets, so it gets no route and is reported.
 
-use weft_alloc::{BackendKind, Lease};
+use weft_model::{BackendKind, Lease};
 use weft_plan::Route;
 
 use crate::{Backend, BackendPlan, NodeContext, Unreachable};

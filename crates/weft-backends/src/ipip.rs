@@ -8,7 +8,7 @@
 //! tested in `weft-kernel`, its plan here.
 
 use ipnet::Ipv4Net;
-use weft_alloc::{BackendKind, Lease, NetworkConfig};
+use weft_model::{BackendKind, Lease, NetworkConfig};
 use weft_plan::link::{IpipSpec, OverlaySpec};
 use weft_plan::Route;
 

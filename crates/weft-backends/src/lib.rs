@@ -19,7 +19,7 @@ pub mod vxlan;
 
 use std::net::Ipv4Addr;
 
-use weft_alloc::{BackendKind, Lease, NetworkConfig};
+use weft_model::{BackendKind, Lease, NetworkConfig};
 use weft_plan::iface::ExternalInterface;
 use weft_plan::link::OverlaySpec;
 use weft_plan::{FdbEntry, Neighbour, Route};
@@ -36,7 +36,7 @@ pub struct NodeContext {
 }
 
 /// A peer that gets no route, and why (published as-is in the node's status).
-pub use weft_alloc::registry::Unreachable;
+pub use weft_model::status::Unreachable;
 
 /// The host state a backend wants.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -124,7 +124,7 @@ pub fn build(cfg: &NetworkConfig, settings: &BackendSettings) -> Box<dyn Backend
 pub(crate) mod testing {
     //! A node and leases for the backends' unit tests.
     use super::*;
-    use weft_alloc::LeaseAttrs;
+    use weft_model::LeaseAttrs;
 
     pub fn lease(subnet: &str, ip: &str, backend: &str) -> Lease {
         Lease {

@@ -14,8 +14,8 @@
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
-use weft_alloc::named::{Endpoint, Mode, NamedNetwork};
-use weft_alloc::Lease;
+use weft_model::named::{Endpoint, Mode, NamedNetwork};
+use weft_model::Lease;
 use weft_plan::firewall::IsolatedNet;
 use weft_plan::{FdbEntry, MacAddr, Neighbour, Route, SegmentPlan, SegmentSpec};
 

@@ -11,7 +11,7 @@
 //! IP (more specific than the network route), so only the others are encapsulated.
 
 use ipnet::Ipv4Net;
-use weft_alloc::{BackendKind, Lease, NetworkConfig};
+use weft_model::{BackendKind, Lease, NetworkConfig};
 use weft_plan::link::{OverlaySpec, TunSpec};
 use weft_plan::Route;
 use weft_tunnel::{Encap, Table};
@@ -30,7 +30,7 @@ pub struct UserTunnel {
 impl UserTunnel {
     pub fn udp(cfg: &NetworkConfig) -> Self {
         let port = match &cfg.options {
-            weft_alloc::BackendOptions::Udp(u) => u.port,
+            weft_model::BackendOptions::Udp(u) => u.port,
             _ => weft_tunnel::DEFAULT_UDP_PORT,
         };
         Self::new(cfg, BackendKind::Udp, Encap::Udp { port })
@@ -165,7 +165,7 @@ mod tests {
     /// Leases exactly as flannel's own backends write them.
     fn flannel(subnet: &str, value: &str) -> Lease {
         let mut l = lease(subnet, "192.168.1.9", "udp");
-        l.attrs = weft_alloc::LeaseAttrs::decode(value.as_bytes()).unwrap();
+        l.attrs = weft_model::LeaseAttrs::decode(value.as_bytes()).unwrap();
         l
     }
 

@@ -14,17 +14,17 @@
 
 use std::net::Ipv4Addr;
 
-use weft_alloc::backend_options::VxlanOptions;
-use weft_alloc::{BackendKind, Lease, NetworkConfig};
+use weft_model::backend_options::VxlanOptions;
+use weft_model::{BackendKind, Lease, NetworkConfig};
 use weft_plan::link::{OverlaySpec, VxlanSpec};
 use weft_plan::{FdbEntry, MacAddr, Neighbour, Route};
 
 use crate::hostgw::direct_route;
 use crate::{Backend, BackendPlan, BackendSettings, NodeContext, Unreachable};
 
-pub use weft_alloc::backend_options::DEFAULT_VNI;
+pub use weft_model::backend_options::DEFAULT_VNI;
 /// The Linux kernel's (and flannel's) default VXLAN port; 4789 is IANA's.
-pub use weft_alloc::backend_options::DEFAULT_VXLAN_PORT as DEFAULT_PORT;
+pub use weft_model::backend_options::DEFAULT_VXLAN_PORT as DEFAULT_PORT;
 
 pub struct Vxlan {
     vni: u32,
@@ -182,7 +182,7 @@ impl Vxlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weft_alloc::LeaseAttrs;
+    use weft_model::LeaseAttrs;
     use weft_plan::iface::ExternalInterface;
 
     fn lease(subnet: &str, ip: &str, data: serde_json::Value) -> Lease {

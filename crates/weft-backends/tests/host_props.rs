@@ -8,12 +8,12 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 use proptest::prelude::*;
-use weft_alloc::blocks::{Allocation, Block, Pool};
-use weft_alloc::named::{Endpoint, Mode, NamedNetwork};
-use weft_alloc::{Lease, LeaseAttrs, NetworkConfig};
 use weft_backends::host::{self, HostInputs, LocalSettings};
 use weft_backends::networks::{NamedContext, PlannedEndpoint};
 use weft_backends::{BackendSettings, NodeContext};
+use weft_model::blocks::{Allocation, Block, Pool};
+use weft_model::named::{Endpoint, Mode, NamedNetwork};
+use weft_model::{Lease, LeaseAttrs, NetworkConfig};
 use weft_plan::iface::ExternalInterface;
 
 /// Node `i` (0 is this one) at 192.168.1.(i+1), holding 10.244.(i+1).0/24.

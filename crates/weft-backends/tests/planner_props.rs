@@ -1,6 +1,6 @@
 //! The planner under arbitrary store contents: random leases of any size, inside and
 //! outside the network, overlapping each other and the nodes' own subnets. After the
-//! screening every node applies (`weft_alloc::screen`), the routes a node plans never
+//! screening every node applies (`weft_model::screen`), the routes a node plans never
 //! cover its own subnet, never give one address two next hops, and are the same on
 //! every node but for each node's own subnet.
 
@@ -9,9 +9,9 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 use proptest::prelude::*;
-use weft_alloc::screen::{overlap, screen};
-use weft_alloc::{Lease, LeaseAttrs, NetworkConfig};
 use weft_backends::{BackendSettings, NodeContext};
+use weft_model::screen::{overlap, screen};
+use weft_model::{Lease, LeaseAttrs, NetworkConfig};
 use weft_plan::iface::ExternalInterface;
 use weft_plan::Route;
 

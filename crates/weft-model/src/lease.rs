@@ -3,9 +3,9 @@
 
 use std::net::Ipv4Addr;
 
+use crate::{LeaseId, Revision};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
-use weft_store::{LeaseId, Revision};
 
 /// What a lease says about its node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,0 +1,36 @@
+//! Everything Weft stores, as plain types, and where: the network config (flannel's
+//! JSON, with each backend's options typed), leases, the per-node subnet pool and which
+//! leases stand, block IPAM's pools and blocks, named networks and their endpoints,
+//! addresses held outside subnets, network policy state and the node status agents
+//! publish. No I/O: the store calls are `weft_alloc::Registry`'s, the decisions the
+//! planners'. Every address is IPv4 today; a second family is an addition to these
+//! types (a field or variant beside each IPv4 one), not a rewrite of their users.
+//!
+//! - [`config`], [`backend_options`]: the network config and each backend's options.
+//! - [`lease`], [`pool`], [`screen`]: leases, the subnets a config allows, and which
+//!   leases stand.
+//! - [`blocks`]: block IPAM's pools and blocks, and the choice of an address.
+//! - [`named`]: named networks (Docker's) and their endpoints.
+//! - [`address`]: single addresses held outside subnets.
+//! - [`policies`]: policies, endpoint identities and namespace labels.
+//! - [`status`]: what an agent publishes about its view.
+
+pub mod address;
+pub mod backend_options;
+pub mod blocks;
+pub mod config;
+pub mod lease;
+pub mod named;
+pub mod policies;
+pub mod pool;
+pub mod screen;
+pub mod status;
+
+pub use backend_options::BackendOptions;
+pub use config::{BackendKind, ConfigError, IpamModel, NetworkConfig};
+pub use lease::{Lease, LeaseAttrs};
+
+/// A store revision (etcd's `mod_revision`; the embedded store's counter alike).
+pub type Revision = i64;
+/// A store lease that expires a key (etcd's lease ID).
+pub type LeaseId = i64;

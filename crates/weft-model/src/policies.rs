@@ -1,0 +1,178 @@
+//! Network policy in the store: the policies, the identity of each endpoint (its
+//! namespace and labels) and the labels of namespaces, which `weftctl policy explain`
+//! and the agents read.
+//!
+//! ```text
+//! <prefix>/weft/policy/networkpolicies/x/allow-a   a NetworkPolicy, as applied (JSON)
+//! <prefix>/weft/policy/clusterpolicies/no-ping     a ClusterPolicy
+//! <prefix>/weft/policy/endpoints/10.248.0.5        {"Name":"x/a","Namespace":"x","Labels":{"pod":"a"},"Node":"192.168.77.1","Interface":"weft0123456789a"}
+//! <prefix>/weft/policy/namespaces/x                {"Labels":{"ns":"x"}}
+//! ```
+//!
+//! A file is checked whole ([`weft_policy::parse_documents`]) before anything is
+//! written, so a bad object never leaves half a file applied.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+pub use weft_policy::render::Attachment;
+use weft_policy::{Endpoint, Labels, Policy, World};
+
+/// An endpoint's identity as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// `namespace/name`.
+    #[serde(rename = "Name")]
+    pub name: String,
+    #[serde(rename = "Namespace")]
+    pub namespace: String,
+    #[serde(rename = "Labels", default)]
+    pub labels: Labels,
+    /// The node it runs on.
+    #[serde(rename = "Node")]
+    pub node: Ipv4Addr,
+    /// Its host-side interface on that node (where its policy will be enforced).
+    #[serde(
+        rename = "Interface",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub interface: String,
+    /// How it is attached there (which decides how its traffic is matched).
+    #[serde(
+        rename = "Attachment",
+        default,
+        skip_serializing_if = "Attachment::is_routed"
+    )]
+    pub attachment: Attachment,
+    /// Its labels are not known yet (a Docker container the driver has attached but
+    /// not yet read): its node holds its traffic while a policy could select it.
+    #[serde(
+        rename = "Pending",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub pending: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamespaceLabels {
+    #[serde(rename = "Labels", default)]
+    pub labels: Labels,
+}
+
+/// What is stored under the policy prefix, read in one listing.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyState {
+    pub policies: Vec<Policy>,
+    pub endpoints: BTreeMap<Ipv4Addr, Identity>,
+    pub namespaces: BTreeMap<String, Labels>,
+    /// Keys whose value could not be read, with why.
+    pub unreadable: Vec<(String, String)>,
+    /// The store revision of the listing.
+    pub revision: crate::Revision,
+}
+
+/// What one store change under the policy prefix changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Changed {
+    /// A policy: the rules change.
+    Policies,
+    /// The identity of the endpoint at this address: which sets hold it.
+    Endpoint(Ipv4Addr),
+    /// A namespace's labels: which sets hold any of its endpoints.
+    Namespace,
+    /// Nothing Weft reads.
+    Nothing,
+}
+
+impl PolicyState {
+    /// Takes in one key (`rest`: the key after the policy prefix) with its new value,
+    /// or `None` if deleted. A value that cannot be read changes nothing (the
+    /// previous one stays) and says why.
+    pub fn read_entry(&mut self, rest: &str, value: Option<&[u8]>) -> Result<Changed, String> {
+        let policy_id = rest
+            .strip_prefix("networkpolicies/")
+            .map(|id| ("NetworkPolicy", id))
+            .or_else(|| {
+                rest.strip_prefix("clusterpolicies/")
+                    .map(|id| ("ClusterPolicy", id))
+            });
+        if let Some((kind, id)) = policy_id {
+            let parsed = match value {
+                None => None,
+                Some(v) => {
+                    let text = std::str::from_utf8(v).map_err(|e| e.to_string())?;
+                    let mut ps = weft_policy::parse_documents(text).map_err(|e| e.to_string())?;
+                    if ps.len() != 1 {
+                        return Err("not one policy".into());
+                    }
+                    Some(ps.remove(0))
+                }
+            };
+            self.policies
+                .retain(|p| !(p.kind() == kind && p.id() == id));
+            self.policies.extend(parsed);
+            return Ok(Changed::Policies);
+        }
+        if let Some(ip) = rest.strip_prefix("endpoints/") {
+            let ip: Ipv4Addr = ip
+                .parse()
+                .map_err(|e: std::net::AddrParseError| e.to_string())?;
+            match value {
+                None => self.endpoints.remove(&ip),
+                Some(v) => {
+                    let i: Identity = serde_json::from_slice(v).map_err(|e| e.to_string())?;
+                    self.endpoints.insert(ip, i)
+                }
+            };
+            return Ok(Changed::Endpoint(ip));
+        }
+        if let Some(ns) = rest.strip_prefix("namespaces/") {
+            match value {
+                None => self.namespaces.remove(ns),
+                Some(v) => {
+                    let n: NamespaceLabels =
+                        serde_json::from_slice(v).map_err(|e| e.to_string())?;
+                    self.namespaces.insert(ns.to_owned(), n.labels)
+                }
+            };
+            return Ok(Changed::Namespace);
+        }
+        Ok(Changed::Nothing)
+    }
+
+    /// The world the verdict engine looks at.
+    pub fn world(&self) -> World {
+        World {
+            endpoints: self
+                .endpoints
+                .keys()
+                .filter_map(|ip| self.endpoint(*ip))
+                .collect(),
+            namespaces: self.namespaces.clone(),
+        }
+    }
+
+    /// The endpoint at `ip` as the verdict engine sees it.
+    pub fn endpoint(&self, ip: Ipv4Addr) -> Option<Endpoint> {
+        self.endpoints.get(&ip).map(|i| Endpoint {
+            name: i.name.clone(),
+            namespace: i.namespace.clone(),
+            labels: i.labels.clone(),
+            ip,
+        })
+    }
+
+    /// An endpoint by `namespace/name` or address.
+    pub fn find(&self, what: &str) -> Option<(Ipv4Addr, &Identity)> {
+        if let Ok(ip) = what.parse::<Ipv4Addr>() {
+            return self.endpoints.get(&ip).map(|i| (ip, i));
+        }
+        self.endpoints
+            .iter()
+            .find(|(_, i)| i.name == what)
+            .map(|(ip, i)| (*ip, i))
+    }
+}

@@ -1,0 +1,40 @@
+//! What an agent publishes about its own view of the network, for `weftctl leases`,
+//! `diagnose` and `ipam check`.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+/// What an agent reports about its own view, for `weftctl leases`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    #[serde(rename = "PublicIP")]
+    pub public_ip: Option<Ipv4Addr>,
+    #[serde(rename = "Backend")]
+    pub backend: String,
+    /// Peers this node cannot route to, with the reason.
+    #[serde(rename = "Unreachable", default)]
+    pub unreachable: Vec<Unreachable>,
+    /// Block IPAM: addresses used on this node whose container interface has been
+    /// gone for a while (a killed ADD, a missed DEL), for `weftctl ipam check`.
+    #[serde(rename = "Orphans", default, skip_serializing_if = "Vec::is_empty")]
+    pub orphans: Vec<Orphan>,
+}
+
+/// An address recorded in a block on this node with no container interface for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Orphan {
+    #[serde(rename = "IP")]
+    pub ip: Ipv4Addr,
+    #[serde(rename = "Handle")]
+    pub handle: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Unreachable {
+    #[serde(rename = "Subnet")]
+    pub subnet: Ipv4Net,
+    #[serde(rename = "Reason")]
+    pub reason: String,
+}
