@@ -75,7 +75,7 @@ pub fn check(cfg: &NetworkConfig, leases: &[Lease], ip: Ipv4Addr) -> Result<(), 
 impl Registry {
     /// Where single-address claims live.
     pub fn addresses_prefix(&self) -> String {
-        format!("{}/weft/addresses/", self.prefix())
+        self.keys().addresses()
     }
 
     fn address_key(&self, ip: Ipv4Addr) -> String {
@@ -84,8 +84,10 @@ impl Registry {
 
     /// A claim from a store key and value; `None` for anything unreadable.
     pub fn parse_address(&self, key: &str, value: &[u8]) -> Option<(Ipv4Addr, AddressClaim)> {
-        let ip = key.strip_prefix(&self.addresses_prefix())?.parse().ok()?;
-        Some((ip, serde_json::from_slice(value).ok()?))
+        match self.keys().decode(crate::registry::put(key, value)) {
+            crate::registry::Change::Address(ip, Some(Ok(c))) => Some((ip, c)),
+            _ => None,
+        }
     }
 
     /// Every readable claim.

@@ -46,16 +46,16 @@ pub enum BlockError {
 
 impl Registry {
     pub fn pools_prefix(&self) -> String {
-        format!("{}/weft/ipam/pools/", self.prefix())
+        self.keys().pools()
     }
 
     /// Pools and blocks together, read in one listing by the agent's picture.
     pub fn ipam_prefix(&self) -> String {
-        format!("{}/weft/ipam/", self.prefix())
+        self.keys().ipam()
     }
 
     pub fn blocks_prefix(&self) -> String {
-        format!("{}/weft/ipam/blocks/", self.prefix())
+        self.keys().blocks()
     }
 
     pub(crate) fn block_key(&self, block: &Ipv4Net) -> String {

@@ -10,7 +10,7 @@ use weft_store::StoreError;
 
 pub use weft_model::named::*;
 
-use crate::registry::Registry;
+use crate::registry::{put, Change, Registry};
 
 #[derive(Debug, Error)]
 pub enum NamedError {
@@ -50,11 +50,11 @@ pub enum NamedError {
 
 impl Registry {
     pub fn networks_prefix(&self) -> String {
-        format!("{}/weft/networks/", self.prefix())
+        self.keys().networks()
     }
 
     pub fn endpoints_prefix(&self) -> String {
-        format!("{}/weft/endpoints/", self.prefix())
+        self.keys().endpoints()
     }
 
     fn vni_key(&self, vni: u32) -> String {
@@ -67,21 +67,18 @@ impl Registry {
 
     /// A named network from its key and value; `None` for anything unreadable.
     pub fn parse_network(&self, key: &str, value: &[u8]) -> Option<NamedNetwork> {
-        let name = key.strip_prefix(&self.networks_prefix())?;
-        let net: NamedNetwork = serde_json::from_slice(value).ok()?;
-        (net.name == name).then_some(net)
+        match self.keys().decode(put(key, value)) {
+            Change::Network(_, Some(Ok(net))) => Some(net),
+            _ => None,
+        }
     }
 
     /// An endpoint from its key and value: (network, address, endpoint).
     pub fn parse_endpoint(&self, key: &str, value: &[u8]) -> Option<(String, Ipv4Addr, Endpoint)> {
-        let (name, ip) = key
-            .strip_prefix(&self.endpoints_prefix())?
-            .split_once('/')?;
-        Some((
-            name.to_owned(),
-            ip.parse().ok()?,
-            serde_json::from_slice(value).ok()?,
-        ))
+        match self.keys().decode(put(key, value)) {
+            Change::Endpoint(name, ip, Some(Ok(e))) => Some((name, ip, e)),
+            _ => None,
+        }
     }
 
     /// Every readable named network, by name.

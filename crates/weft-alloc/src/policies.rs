@@ -12,7 +12,7 @@ use crate::registry::Registry;
 
 impl Registry {
     pub fn policy_prefix(&self) -> String {
-        format!("{}/weft/policy/", self.prefix())
+        self.keys().policy()
     }
 
     fn policy_key(&self, p: &Policy) -> String {

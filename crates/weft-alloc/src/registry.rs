@@ -91,20 +91,41 @@ pub struct LeaseSnapshot {
     pub revision: Revision,
 }
 
+pub use weft_model::keys::{Change, DecodeError, Entry, Keys};
 pub use weft_model::status::{NodeStatus, Orphan, Unreachable};
+
+/// A stored key and value as the model's decoder takes it.
+pub fn entry(kv: &KeyValue) -> Entry<'_> {
+    Entry {
+        key: &kv.key,
+        value: Some(&kv.value),
+        mod_revision: kv.mod_revision,
+        lease: kv.lease,
+    }
+}
+
+/// A key and value read back outside a watch (no revision or store lease needed).
+pub(crate) fn put<'a>(key: &'a str, value: &'a [u8]) -> Entry<'a> {
+    Entry {
+        key,
+        value: Some(value),
+        mod_revision: 0,
+        lease: None,
+    }
+}
 
 /// Reads and writes the network's state in a store.
 #[derive(Clone)]
 pub struct Registry {
     store: Arc<dyn Store>,
-    prefix: String,
+    keys: Keys,
 }
 
 impl Registry {
     pub fn new(store: Arc<dyn Store>, prefix: &str) -> Self {
         Registry {
             store,
-            prefix: prefix.trim_end_matches('/').to_owned(),
+            keys: Keys::new(prefix),
         }
     }
 
@@ -112,32 +133,37 @@ impl Registry {
         &self.store
     }
 
+    /// The key layout, and the decoder of stored entries (`weft_model::keys`).
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
     /// The key prefix everything lives under (`/coreos.com/network` by default).
     pub fn prefix(&self) -> &str {
-        &self.prefix
+        self.keys.prefix()
     }
 
     pub fn config_key(&self) -> String {
-        format!("{}/config", self.prefix)
+        self.keys.config()
     }
 
     pub fn subnets_prefix(&self) -> String {
-        format!("{}/subnets/", self.prefix)
+        self.keys.subnets()
     }
 
     pub fn lease_key(&self, subnet: &Ipv4Net) -> String {
-        format!("{}{}", self.subnets_prefix(), pool::key_name(subnet))
+        self.keys.lease(subnet)
     }
 
     /// Where BGP peers outside the cluster are configured: one JSON value per key,
     /// `{"PeerIP": "192.168.77.254", "ASNumber": 64513}` for every node, plus `"Node":
     /// "<public IP>"` for one node only.
     pub fn bgp_peers_prefix(&self) -> String {
-        format!("{}/weft/bgp/peers/", self.prefix)
+        self.keys.bgp_peers()
     }
 
     pub fn status_prefix(&self) -> String {
-        format!("{}/weft/status/", self.prefix)
+        self.keys.status()
     }
 
     /// Reads and validates the network config.
@@ -169,23 +195,19 @@ impl Registry {
             key: kv.key.clone(),
             reason,
         };
-        let name = kv
-            .key
-            .strip_prefix(&self.subnets_prefix())
-            .unwrap_or(&kv.key);
-        let subnet = pool::parse_key_name(name).ok_or_else(|| {
-            skip(format!(
-                "key name {name:?} is not a subnet like 10.244.1.0-24"
-            ))
-        })?;
-        let attrs = LeaseAttrs::decode(&kv.value)
-            .map_err(|e| skip(format!("value is not a lease: {e}")))?;
-        Ok(Lease {
-            subnet,
-            attrs,
-            store_lease: kv.lease,
-            mod_revision: kv.mod_revision,
-        })
+        match self.keys.decode(entry(kv)) {
+            Change::Lease(_, Some(Ok(lease))) => Ok(lease),
+            Change::Lease(_, Some(Err(e))) => Err(skip(e.to_string())),
+            _ => {
+                let name = kv
+                    .key
+                    .strip_prefix(&self.subnets_prefix())
+                    .unwrap_or(&kv.key);
+                Err(skip(format!(
+                    "key name {name:?} is not a subnet like 10.244.1.0-24"
+                )))
+            }
+        }
     }
 
     /// Every lease, with unreadable ones listed apart.

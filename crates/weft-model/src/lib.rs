@@ -14,11 +14,14 @@
 //! - [`address`]: single addresses held outside subnets.
 //! - [`policies`]: policies, endpoint identities and namespace labels.
 //! - [`status`]: what an agent publishes about its view.
+//! - [`keys`]: where each value is stored, and the one decoder from a stored entry to
+//!   a typed change.
 
 pub mod address;
 pub mod backend_options;
 pub mod blocks;
 pub mod config;
+pub mod keys;
 pub mod lease;
 pub mod named;
 pub mod policies;

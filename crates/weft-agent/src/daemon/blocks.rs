@@ -9,93 +9,68 @@ use std::time::Instant;
 use ipnet::Ipv4Net;
 use tracing::{info, warn};
 use weft_alloc::blocks::{Block, Pool};
+use weft_alloc::registry::DecodeError;
 use weft_alloc::registry::Orphan;
+use weft_alloc::registry::{entry, Change};
 use weft_alloc::Registry;
 use weft_plan::iface::host_veth_name;
-use weft_store::{KeyValue, WatchEvent};
+use weft_store::KeyValue;
 
 use super::Agent;
 
 impl Agent {
-    /// Follows one store change if it is about a block; `None` if it is not.
-    pub(super) fn on_block_event(&mut self, event: &WatchEvent) -> Option<bool> {
-        let prefix = self.registry.blocks_prefix();
-        let pools = self.registry.pools_prefix();
-        match event {
-            WatchEvent::Put(kv) if kv.key.starts_with(&pools) => {
-                match serde_json::from_slice::<Pool>(&kv.value) {
-                    Ok(p) => {
-                        let old = self.view.pools.insert(p.name.clone(), p.clone());
-                        Some(old != Some(p))
-                    }
-                    Err(e) => {
-                        warn!(key = %kv.key, error = %e, "ignoring an unreadable pool; keeping the previous value");
-                        Some(false)
-                    }
-                }
+    /// Follows one pool (`None`: deleted); whether the picture changed.
+    pub(super) fn on_pool(&mut self, name: &str, value: Option<Result<Pool, DecodeError>>) -> bool {
+        match value {
+            Some(Ok(p)) => {
+                let old = self.view.pools.insert(p.name.clone(), p.clone());
+                old != Some(p)
             }
-            WatchEvent::Delete { key, .. } if key.starts_with(&pools) => {
-                Some(self.view.pools.remove(&key[pools.len()..]).is_some())
-            }
-            WatchEvent::Put(kv) if kv.key.starts_with(&prefix) => Some(self.on_block_put(kv)),
-            WatchEvent::Delete { key, .. } if key.starts_with(&prefix) => {
-                let name = &key[prefix.len()..];
-                Some(
-                    weft_alloc::pool::parse_key_name(name)
-                        .is_some_and(|b| self.view.blocks.remove(&b).is_some()),
-                )
-            }
-            _ => None,
-        }
-    }
-
-    fn on_block_put(&mut self, kv: &KeyValue) -> bool {
-        match serde_json::from_slice::<Block>(&kv.value) {
-            Ok(b) => self.view.blocks.insert(b.cidr, b.clone()) != Some(b),
-            Err(e) => {
-                // The last good value stays: a garbled write must not cut a block off.
-                warn!(key = %kv.key, error = %e, "ignoring an unreadable block; keeping the previous value");
+            Some(Err(e)) => {
+                warn!(pool = name, error = %e, "ignoring an unreadable pool; keeping the previous value");
                 false
             }
+            None => self.view.pools.remove(name).is_some(),
         }
     }
 
-    /// The blocks as a full listing has them (start, or after compaction).
+    /// Follows one block (`None`: deleted); whether the picture changed.
+    pub(super) fn on_block(
+        &mut self,
+        cidr: Ipv4Net,
+        value: Option<Result<Block, DecodeError>>,
+    ) -> bool {
+        match value {
+            Some(Ok(b)) => self.view.blocks.insert(b.cidr, b.clone()) != Some(b),
+            Some(Err(e)) => {
+                // The last good value stays: a garbled write must not cut a block off.
+                warn!(block = %cidr, error = %e, "ignoring an unreadable block; keeping the previous value");
+                false
+            }
+            None => self.view.blocks.remove(&cidr).is_some(),
+        }
+    }
+
+    /// The pools and blocks as a full listing has them (start, or after compaction);
+    /// an unreadable one keeps its last good value.
     pub(super) fn load_blocks(&mut self, kvs: &[KeyValue]) {
-        let pools = self.registry.pools_prefix();
-        let mut fresh_pools = BTreeMap::new();
-        for kv in kvs.iter().filter(|kv| kv.key.starts_with(&pools)) {
-            let name = &kv.key[pools.len()..];
-            match serde_json::from_slice::<Pool>(&kv.value) {
-                Ok(p) => {
-                    fresh_pools.insert(p.name.clone(), p);
+        let mut pools = BTreeMap::new();
+        let mut blocks = BTreeMap::new();
+        for kv in kvs {
+            match self.registry.keys().decode(entry(kv)) {
+                Change::Pool(name, Some(read)) => {
+                    let p = read.ok().or_else(|| self.view.pools.get(&name).cloned());
+                    pools.extend(p.map(|p| (p.name.clone(), p)));
                 }
-                Err(_) => {
-                    if let Some(old) = self.view.pools.get(name) {
-                        fresh_pools.insert(old.name.clone(), old.clone());
-                    }
+                Change::Block(cidr, Some(read)) => {
+                    let b = read.ok().or_else(|| self.view.blocks.get(&cidr).cloned());
+                    blocks.extend(b.map(|b| (b.cidr, b)));
                 }
+                _ => {}
             }
         }
-        self.view.pools = fresh_pools;
-        let prefix = self.registry.blocks_prefix();
-        let mut fresh = BTreeMap::new();
-        for kv in kvs.iter().filter(|kv| kv.key.starts_with(&prefix)) {
-            match serde_json::from_slice::<Block>(&kv.value) {
-                Ok(b) => {
-                    fresh.insert(b.cidr, b);
-                }
-                Err(_) => {
-                    let name = &kv.key[prefix.len()..];
-                    if let Some(old) = weft_alloc::pool::parse_key_name(name)
-                        .and_then(|c| self.view.blocks.get(&c))
-                    {
-                        fresh.insert(old.cidr, old.clone());
-                    }
-                }
-            }
-        }
-        self.view.blocks = fresh;
+        self.view.pools = pools;
+        self.view.blocks = blocks;
     }
 
     /// Gives back the blocks this node holds, and those of nodes that left (no lease),

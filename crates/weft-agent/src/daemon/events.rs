@@ -5,99 +5,102 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering;
 
+use ipnet::Ipv4Net;
 use tracing::{error, info, warn};
 use weft_alloc::address::AddressClaim;
-use weft_alloc::{pool, NetworkConfig};
+use weft_alloc::registry::{entry, Change, Entry};
+use weft_alloc::{Lease, NetworkConfig};
 use weft_store::{KeyValue, WatchEvent};
 
 use super::Agent;
 
 impl Agent {
-    fn is_lease_key(&self, key: &str) -> bool {
-        key.starts_with(&self.registry.subnets_prefix())
-    }
-
     /// Updates the picture from one store change; returns whether the plan may change.
+    /// The key and value are decoded once (`weft_model::keys`) and each kind goes to
+    /// its own handler; an unreadable value keeps the last good one.
     pub(super) async fn on_event(&mut self, event: WatchEvent) -> bool {
         self.metrics.store_events.fetch_add(1, Ordering::Relaxed);
         if let Some(feed) = &self.block_feed {
             feed.event(&event);
         }
-        if let Some(changed) = self.on_named_event(&event) {
-            return changed;
-        }
-        if let Some(changed) = self.on_block_event(&event) {
-            return changed;
-        }
-        if let Some(changed) = self.on_policy_event(&event) {
-            return changed;
-        }
-        match event {
-            WatchEvent::Put(kv) if kv.key == self.registry.config_key() => {
-                self.on_config(&kv.value)
-            }
-            WatchEvent::Delete { key, .. } if key == self.registry.config_key() => {
-                error!(key, "network config deleted; keeping the last good one");
-                false
-            }
-            WatchEvent::Put(kv) if self.is_lease_key(&kv.key) => self.on_lease_put(&kv),
-            WatchEvent::Delete { key, .. } if self.is_lease_key(&key) => {
-                let name = key.trim_start_matches(&self.registry.subnets_prefix());
-                let Some(subnet) = pool::parse_key_name(name) else {
-                    return false;
-                };
-                if subnet == self.view.node.lease.subnet {
-                    warn!(%subnet, "our own lease was deleted; claiming a subnet again");
-                    self.reacquire().await;
-                    return true;
-                }
-                let gone = self.view.peers.remove(&subnet);
-                if let Some(l) = &gone {
-                    info!(%subnet, public_ip = %l.attrs.public_ip, "peer left");
-                }
-                gone.is_some()
-            }
-            WatchEvent::Put(kv) if kv.key.starts_with(&self.registry.bgp_peers_prefix()) => {
-                match self.plane.bgp.as_mut() {
-                    Some(b) => b.on_put(&kv.key, &kv.value),
-                    None => false,
-                }
-            }
-            WatchEvent::Delete { key, .. }
-                if key.starts_with(&self.registry.bgp_peers_prefix()) =>
-            {
-                self.plane.bgp.as_mut().is_some_and(|b| b.on_delete(&key))
-            }
-            WatchEvent::Put(kv) if kv.key.starts_with(&self.registry.addresses_prefix()) => {
-                match self.registry.parse_address(&kv.key, &kv.value) {
-                    Some((ip, c)) => self.on_address(ip, Some(c)),
-                    None => {
-                        warn!(key = %kv.key, "ignoring an unreadable address claim");
-                        false
-                    }
-                }
-            }
-            WatchEvent::Delete { key, .. }
-                if key.starts_with(&self.registry.addresses_prefix()) =>
-            {
-                match key
-                    .trim_start_matches(&self.registry.addresses_prefix())
-                    .parse()
-                {
-                    Ok(ip) => self.on_address(ip, None),
-                    Err(_) => false,
-                }
-            }
+        let (entry, revision) = match &event {
+            WatchEvent::Put(kv) => (entry(kv), kv.mod_revision),
+            WatchEvent::Delete { key, revision } => (
+                Entry {
+                    key,
+                    value: None,
+                    mod_revision: *revision,
+                    lease: None,
+                },
+                *revision,
+            ),
             WatchEvent::Resync { kvs, revision } => {
                 info!(
                     revision,
                     "store history was compacted; rebuilding from a full listing"
                 );
-                self.on_resync(kvs).await;
-                true
+                self.on_resync(kvs.clone()).await;
+                return true;
             }
-            _ => false, // status records and anything else under the prefix
+        };
+        let key = entry.key;
+        match self.registry.keys().decode(entry) {
+            Change::Config(Some(Ok(c))) => self.take_config(c),
+            Change::Config(Some(Err(e))) => {
+                error!(error = %e, "new network config rejected; keeping the last good one");
+                false
+            }
+            Change::Config(None) => {
+                error!(key, "network config deleted; keeping the last good one");
+                false
+            }
+            Change::Lease(_, Some(Ok(lease))) => self.on_lease(lease),
+            Change::Lease(_, Some(Err(e))) => {
+                // Keep whatever we knew of that subnet: a garbled write must not cut it off.
+                warn!(key, reason = %e, "skipping unreadable lease; keeping the previous value");
+                false
+            }
+            Change::Lease(subnet, None) => self.on_lease_deleted(subnet).await,
+            Change::Address(ip, Some(Ok(c))) => self.on_address(ip, Some(c)),
+            Change::Address(_, Some(Err(_))) => {
+                warn!(key, "ignoring an unreadable address claim");
+                false
+            }
+            Change::Address(ip, None) => self.on_address(ip, None),
+            Change::Network(name, value) => self.on_network(&name, value),
+            Change::Endpoint(network, ip, value) => self.on_endpoint(network, ip, value),
+            Change::Pool(name, value) => self.on_pool(&name, value),
+            Change::Block(cidr, value) => self.on_block(cidr, value),
+            Change::Policy(rest, value) => {
+                self.on_policy(&rest, value.as_deref(), revision);
+                false
+            }
+            Change::BgpPeer(key, value) => match (self.plane.bgp.as_mut(), value) {
+                (Some(b), Some(v)) => b.on_put(&key, &v),
+                (Some(b), None) => b.on_delete(&key),
+                (None, _) => false,
+            },
+            Change::Other { unreadable_key } => {
+                if unreadable_key {
+                    warn!(key, "ignoring a key whose name cannot be read");
+                }
+                false // status records, VNI claims and anything else under the prefix
+            }
         }
+    }
+
+    /// This node's lease deleted: claim again; a peer's: it left.
+    async fn on_lease_deleted(&mut self, subnet: Ipv4Net) -> bool {
+        if subnet == self.view.node.lease.subnet {
+            warn!(%subnet, "our own lease was deleted; claiming a subnet again");
+            self.reacquire().await;
+            return true;
+        }
+        let gone = self.view.peers.remove(&subnet);
+        if let Some(l) = &gone {
+            info!(%subnet, public_ip = %l.attrs.public_ip, "peer left");
+        }
+        gone.is_some()
     }
 
     /// Follows one single-address claim (`None`: released); whether ours changed.
@@ -114,15 +117,24 @@ impl Agent {
         changed
     }
 
-    /// Takes a new config if it is valid and can apply without a restart.
+    /// Takes a config as stored: refused (and the last good one kept) when invalid.
+    /// The watch's path decodes first ([`Agent::on_event`]); tests hand bytes here.
+    #[cfg(test)]
     pub(super) fn on_config(&mut self, value: &[u8]) -> bool {
         match NetworkConfig::parse(value) {
+            Ok(c) => self.take_config(c),
             Err(e) => {
                 error!(error = %e, "new network config rejected; keeping the last good one");
                 false
             }
-            Ok(c) if c == self.view.config => false,
-            Ok(c) => {
+        }
+    }
+
+    /// Takes a new valid config if it can apply without a restart.
+    pub(super) fn take_config(&mut self, c: NetworkConfig) -> bool {
+        match c {
+            c if c == self.view.config => false,
+            c => {
                 if c.network != self.view.config.network
                     || c.subnet_len != self.view.config.subnet_len
                     || c.backend != self.view.config.backend
@@ -151,14 +163,9 @@ impl Agent {
         }
     }
 
-    pub(super) fn on_lease_put(&mut self, kv: &KeyValue) -> bool {
-        match self.registry.parse_lease(kv) {
-            Err(s) => {
-                // Keep whatever we knew of that subnet: a garbled write must not cut it off.
-                warn!(key = %s.key, reason = %s.reason, "skipping unreadable lease; keeping the previous value");
-                false
-            }
-            Ok(lease) => {
+    pub(super) fn on_lease(&mut self, lease: Lease) -> bool {
+        {
+            {
                 if lease.subnet == self.view.node.lease.subnet {
                     if lease.attrs != self.view.attrs {
                         warn!(subnet = %lease.subnet, public_ip = %lease.attrs.public_ip, "our subnet's lease was overwritten by another writer");
@@ -184,27 +191,26 @@ impl Agent {
         self.load_blocks(&kvs);
         self.last.policy_relist = true;
         for kv in &kvs {
-            if let Some((ip, c)) = self.registry.parse_address(&kv.key, &kv.value) {
-                self.on_address(ip, Some(c));
-                continue;
-            }
-            if kv.key == self.registry.config_key() {
-                self.on_config(&kv.value);
-            } else if self.is_lease_key(&kv.key) {
-                match self.registry.parse_lease(kv) {
-                    Ok(l) => {
-                        fresh.insert(l.subnet, l);
-                    }
-                    Err(s) => {
-                        warn!(key = %s.key, reason = %s.reason, "skipping unreadable lease; keeping the previous value");
-                        let name = kv.key.trim_start_matches(&self.registry.subnets_prefix());
-                        if let Some(old) =
-                            pool::parse_key_name(name).and_then(|n| self.view.peers.get(&n))
-                        {
-                            fresh.insert(old.subnet, old.clone());
-                        }
+            match self.registry.keys().decode(entry(kv)) {
+                Change::Address(ip, Some(Ok(c))) => {
+                    self.on_address(ip, Some(c));
+                }
+                Change::Config(Some(Ok(c))) => {
+                    self.take_config(c);
+                }
+                Change::Config(Some(Err(e))) => {
+                    error!(error = %e, "new network config rejected; keeping the last good one")
+                }
+                Change::Lease(_, Some(Ok(l))) => {
+                    fresh.insert(l.subnet, l);
+                }
+                Change::Lease(subnet, Some(Err(e))) => {
+                    warn!(key = %kv.key, reason = %e, "skipping unreadable lease; keeping the previous value");
+                    if let Some(old) = self.view.peers.get(&subnet) {
+                        fresh.insert(old.subnet, old.clone());
                     }
                 }
+                _ => {}
             }
         }
         let own_gone = !fresh.contains_key(&self.view.node.lease.subnet);

@@ -11,10 +11,12 @@ use std::time::{Duration, Instant};
 use ipnet::Ipv4Net;
 use tracing::{error, info, warn};
 use weft_alloc::named::{Endpoint, NamedNetwork};
+use weft_alloc::registry::DecodeError;
+use weft_alloc::registry::{entry, Change};
 use weft_backends::networks::PlannedEndpoint;
 use weft_plan::segment::segment_vni;
 use weft_plan::SegmentPlan;
-use weft_store::{KeyValue, WatchEvent};
+use weft_store::KeyValue;
 
 use super::reconcile::log_applied;
 use super::{Agent, Why};
@@ -78,68 +80,67 @@ impl Agent {
         tokio::spawn(sync.run(std::time::Duration::from_secs(1)));
     }
 
-    /// Follows one store change if it is about named networks; `None` if it is not.
-    pub(super) fn on_named_event(&mut self, event: &WatchEvent) -> Option<bool> {
-        let (nets, eps) = (
-            self.registry.networks_prefix(),
-            self.registry.endpoints_prefix(),
-        );
-        match event {
-            WatchEvent::Put(kv) if kv.key.starts_with(&nets) || kv.key.starts_with(&eps) => {
-                Some(self.on_named_put(kv))
+    /// Follows one named network (`None`: deleted); whether the picture changed.
+    pub(super) fn on_network(
+        &mut self,
+        name: &str,
+        value: Option<Result<NamedNetwork, DecodeError>>,
+    ) -> bool {
+        match value {
+            Some(Ok(net)) => {
+                let changed = self.view.named.networks.get(&net.name) != Some(&net);
+                if changed {
+                    info!(network = %net.name, subnet = %net.subnet, mode = %net.mode, vni = net.vni, "named network");
+                }
+                self.view.named.networks.insert(net.name.clone(), net);
+                changed
             }
-            WatchEvent::Delete { key, .. } if key.starts_with(&nets) => {
-                let name = &key[nets.len()..];
+            Some(Err(e)) => {
+                // Keep the last good value of anything unreadable.
+                warn!(network = name, error = %e, "ignoring an unreadable named network or endpoint");
+                false
+            }
+            None => {
                 let gone = self.view.named.networks.remove(name);
                 if let Some(n) = &gone {
                     info!(network = %n.name, "named network deleted");
                 }
-                Some(gone.is_some())
+                gone.is_some()
             }
-            WatchEvent::Delete { key, .. } if key.starts_with(&eps) => {
-                let Some((name, ip)) = key[eps.len()..].split_once('/') else {
-                    return Some(false);
-                };
-                let Ok(ip) = ip.parse() else {
-                    return Some(false);
-                };
-                Some(
-                    self.view
-                        .named
-                        .endpoints
-                        .remove(&(name.to_owned(), ip))
-                        .is_some(),
-                )
-            }
-            _ => None,
         }
     }
 
-    fn on_named_put(&mut self, kv: &KeyValue) -> bool {
-        if let Some(net) = self.registry.parse_network(&kv.key, &kv.value) {
-            let changed = self.view.named.networks.get(&net.name) != Some(&net);
-            if changed {
-                info!(network = %net.name, subnet = %net.subnet, mode = %net.mode, vni = net.vni, "named network");
+    /// Follows one endpoint of a named network (`None`: deleted); whether the picture
+    /// changed.
+    pub(super) fn on_endpoint(
+        &mut self,
+        network: String,
+        ip: Ipv4Addr,
+        value: Option<Result<Endpoint, DecodeError>>,
+    ) -> bool {
+        let endpoints = &mut self.view.named.endpoints;
+        match value {
+            Some(Ok(e)) => endpoints.insert((network, ip), e.clone()) != Some(e),
+            Some(Err(e)) => {
+                warn!(network, %ip, error = %e, "ignoring an unreadable named network or endpoint");
+                false
             }
-            self.view.named.networks.insert(net.name.clone(), net);
-            return changed;
+            None => endpoints.remove(&(network, ip)).is_some(),
         }
-        if let Some((name, ip, e)) = self.registry.parse_endpoint(&kv.key, &kv.value) {
-            return self.view.named.endpoints.insert((name, ip), e.clone()) != Some(e);
-        }
-        // Keep the last good value of anything unreadable.
-        warn!(key = %kv.key, "ignoring an unreadable named network or endpoint");
-        false
     }
 
     /// Rebuilds the named networks from a full listing (start, or after compaction).
     pub(super) fn load_named(&mut self, kvs: &[KeyValue]) {
-        let mut fresh = super::named::Named::default();
+        let mut fresh = Named::default();
         for kv in kvs {
-            if let Some(net) = self.registry.parse_network(&kv.key, &kv.value) {
-                fresh.networks.insert(net.name.clone(), net);
-            } else if let Some((name, ip, e)) = self.registry.parse_endpoint(&kv.key, &kv.value) {
-                fresh.endpoints.insert((name, ip), e);
+            match self.registry.keys().decode(entry(kv)) {
+                Change::Network(_, Some(Ok(net))) => {
+                    fresh.networks.insert(net.name.clone(), net);
+                }
+                Change::Endpoint(name, ip, Some(Ok(e))) => {
+                    fresh.endpoints.insert((name, ip), e);
+                }
+                _ => {}
             }
         }
         self.view.named = fresh;

@@ -25,7 +25,7 @@ use weft_kernel::dataplane::LinkSetting;
 use weft_kernel::nft_sets::{self, Elements, LoadedSets, SetTable};
 use weft_kernel::KernelError;
 use weft_policy::render::{compile, Attachment, Local, TABLE};
-use weft_store::{Revision, WatchEvent};
+use weft_store::Revision;
 
 use super::{Agent, Why};
 
@@ -83,20 +83,14 @@ impl Agent {
         self.last.policy_dirty || self.last.policy_relist
     }
 
-    /// Takes in a store change under the policy prefix; `None` if it is not one, and
-    /// `Some(false)`: it changes no route, only the policy table (see
-    /// [`Agent::policy_pending`]), which the serve loop brings up to date on its own.
-    pub(super) fn on_policy_event(&mut self, event: &WatchEvent) -> Option<bool> {
-        let prefix = self.registry.policy_prefix();
-        let (key, value) = match event {
-            WatchEvent::Put(kv) => (&kv.key, Some(&kv.value[..])),
-            WatchEvent::Delete { key, .. } => (key, None),
-            WatchEvent::Resync { .. } => return None, // rebuilt with everything else
-        };
-        let rest = key.strip_prefix(&prefix)?;
+    /// Takes in a record under the policy prefix (`rest`: its key below the prefix;
+    /// `value` `None`: deleted) at store `revision`. It changes no route, only the
+    /// policy table (see [`Agent::policy_pending`]), which the serve loop brings up to
+    /// date on its own.
+    pub(super) fn on_policy(&mut self, rest: &str, value: Option<&[u8]>, revision: Revision) {
         let Some(st) = self.view.policy.as_mut() else {
             self.last.policy_relist = true;
-            return Some(false);
+            return;
         };
         // The endpoint as the table has it, before this change.
         let before = rest
@@ -105,7 +99,7 @@ impl Agent {
             .map(|ip| (ip, st.endpoint(ip)));
         match st.read_entry(rest, value) {
             Ok(changed) => {
-                st.revision = event.revision();
+                st.revision = revision;
                 self.last.policy_dirty = true;
                 match changed {
                     Changed::Policies => {
@@ -124,10 +118,9 @@ impl Agent {
                 }
             }
             Err(why) => {
-                warn!(key, error = %why, "ignoring an unreadable policy record; the previous value stays")
+                warn!(key = rest, error = %why, "ignoring an unreadable policy record; the previous value stays")
             }
         }
-        Some(false)
     }
 
     /// Whether the policy state must be read whole from the store (never read yet,
