@@ -14,7 +14,8 @@ use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tracing::{info, warn};
-use weft_alloc::address::{AddressClaim, AgentError, AgentReply, AgentRequest, ClaimError};
+use weft_alloc::address::{AddressClaim, ClaimError};
+use weft_alloc::agent_api::{ApiError, Reply, Request};
 use weft_alloc::policies::Identity;
 use weft_alloc::Registry;
 
@@ -100,14 +101,14 @@ async fn answer(
     tokio::io::AsyncReadExt::take(BufReader::new(read), MAX_LINE)
         .read_line(&mut line)
         .await?;
-    let reply = match serde_json::from_str::<AgentRequest>(&line) {
-        Err(e) => Err(AgentError::refused(format!(
+    let reply = match serde_json::from_str::<Request>(&line) {
+        Err(e) => Err(ApiError::refused(format!(
             "unreadable request ({e}): {:?}",
             line.trim_end()
         ))),
         Ok(req) => handle(req, registry, node, blocks, enforced).await,
     };
-    let reply = reply.unwrap_or_else(|e| AgentReply {
+    let reply = reply.unwrap_or_else(|e| Reply {
         error: Some(e.message),
         try_again: e.try_again,
         ..Default::default()
@@ -118,24 +119,19 @@ async fn answer(
 }
 
 async fn handle(
-    req: AgentRequest,
+    req: Request,
     registry: &Registry,
     node: Ipv4Addr,
     blocks: &BlockService,
     mut enforced: PolicyEnforced,
-) -> Result<AgentReply, AgentError> {
+) -> Result<Reply, ApiError> {
     match req {
-        AgentRequest::Allocate { handle, ip } => {
-            blocks.allocate(&handle, ip).await.map(|ip| AgentReply {
-                ip: Some(ip),
-                ..Default::default()
-            })
-        }
-        AgentRequest::Free { handle, ip } => blocks
-            .free(&handle, ip)
-            .await
-            .map(|_| AgentReply::default()),
-        AgentRequest::Identify {
+        Request::Allocate { handle, ip } => blocks.allocate(&handle, ip).await.map(|ip| Reply {
+            ip: Some(ip),
+            ..Default::default()
+        }),
+        Request::Free { handle, ip } => blocks.free(&handle, ip).await.map(|_| Reply::default()),
+        Request::Identify {
             ip,
             namespace,
             name,
@@ -146,7 +142,7 @@ async fn handle(
             let mut problems = weft_policy::selector::label_problems(&labels);
             weft_policy::parse::check_object_name("namespace", &namespace, &mut problems);
             if !problems.is_empty() {
-                return Err(AgentError::refused(format!(
+                return Err(ApiError::refused(format!(
                     "cannot record {namespace}/{name}: {}",
                     problems.join("; ")
                 )));
@@ -161,57 +157,54 @@ async fn handle(
                 pending: false,
             };
             let written = registry.put_identity(ip, &id).await.map_err(|e| {
-                AgentError::transient(format!("cannot record {} ({ip}): {e}", id.name))
+                ApiError::transient(format!("cannot record {} ({ip}): {e}", id.name))
             })?;
             // Policy before the first packet: answer once the rules for it are loaded.
             let wait = enforced.wait_for(|r| *r >= written);
             match tokio::time::timeout(ENFORCE_WAIT, wait).await {
                 Ok(Ok(_)) => {}
                 _ => {
-                    return Err(AgentError::transient(format!(
+                    return Err(ApiError::transient(format!(
                         "the network policy for {} ({ip}) was not in place within {ENFORCE_WAIT:?}",
                         id.name
                     )))
                 }
             }
             info!(%ip, endpoint = %id.name, "endpoint identity recorded and its policy in place");
-            Ok(AgentReply::default())
+            Ok(Reply::default())
         }
-        AgentRequest::Forget { ip } => {
+        Request::Forget { ip } => {
             // Only this node's: an address reused elsewhere keeps its new identity.
             let id = registry.identity(ip).await.map_err(store_down)?;
             if id.is_some_and(|i| i.node == node) {
                 registry.delete_identity(ip).await.map_err(store_down)?;
                 info!(%ip, "endpoint identity forgotten");
             }
-            Ok(AgentReply::default())
+            Ok(Reply::default())
         }
-        AgentRequest::Collect { prefix, keep } => {
-            blocks
-                .collect(&prefix, &keep)
-                .await
-                .map(|freed| AgentReply {
-                    freed,
-                    ..Default::default()
-                })
+        Request::Collect { prefix, keep } => {
+            blocks.collect(&prefix, &keep).await.map(|freed| Reply {
+                freed,
+                ..Default::default()
+            })
         }
-        AgentRequest::Claim { ip, container_id } => {
+        Request::Claim { ip, container_id } => {
             let cfg = registry
                 .config()
                 .await
-                .map_err(|e| AgentError::transient(e.to_string()))?;
+                .map_err(|e| ApiError::transient(e.to_string()))?;
             let claim = AddressClaim { node, container_id };
             registry
                 .claim_address(&cfg, ip, &claim)
                 .await
                 .map_err(|e| match e {
                     ClaimError::Store(s) => store_down(s),
-                    other => AgentError::refused(other.to_string()),
+                    other => ApiError::refused(other.to_string()),
                 })?;
             info!(%ip, container = %claim.container_id, "holding an address outside the subnet");
-            Ok(AgentReply::default())
+            Ok(Reply::default())
         }
-        AgentRequest::Release { ip, container_id } => {
+        Request::Release { ip, container_id } => {
             let freed = registry
                 .release_address(ip, &container_id)
                 .await
@@ -219,14 +212,14 @@ async fn handle(
             if freed {
                 info!(%ip, container = %container_id, "released an address outside the subnet");
             }
-            Ok(AgentReply::default())
+            Ok(Reply::default())
         }
     }
 }
 
 /// A store that did not answer: nothing was done, and asking again later may succeed.
-fn store_down(e: weft_store::StoreError) -> AgentError {
-    AgentError::transient(e.to_string())
+fn store_down(e: weft_store::StoreError) -> ApiError {
+    ApiError::transient(e.to_string())
 }
 
 #[cfg(test)]
@@ -234,7 +227,7 @@ mod tests {
     use super::*;
     use std::io::{BufRead, BufReader, Write};
     use std::sync::Arc;
-    use weft_alloc::address::ask_agent;
+    use weft_alloc::agent_api::ask;
     use weft_alloc::NetworkConfig;
     use weft_store::embedded::EmbeddedStore;
 
@@ -261,12 +254,12 @@ mod tests {
                 }
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            let claim = |ip: &str| AgentRequest::Claim {
+            let claim = |ip: &str| Request::Claim {
                 ip: ip.parse().unwrap(),
                 container_id: "c1".into(),
             };
-            ask_agent(&s, &claim("10.244.0.7")).unwrap();
-            let err = ask_agent(&s, &claim("10.244.9.7")).unwrap_err();
+            ask(&s, &claim("10.244.0.7")).unwrap();
+            let err = ask(&s, &claim("10.244.9.7")).unwrap_err();
             assert!(err.message.contains("range leases are drawn from"), "{err}");
             assert!(!err.try_again, "a refusal, not a try-again");
             let mut conn = std::os::unix::net::UnixStream::connect(&s).unwrap();

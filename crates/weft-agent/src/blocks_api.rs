@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch, Mutex};
 use tracing::{info, warn};
-use weft_alloc::address::AgentError;
+use weft_alloc::agent_api::ApiError;
 use weft_alloc::block_cache::BlockCache;
 use weft_alloc::blocks::BlockError;
 use weft_alloc::{IpamModel, Registry};
@@ -83,10 +83,10 @@ impl BlockService {
         (feed, service)
     }
 
-    fn strict(&self) -> Result<bool, AgentError> {
+    fn strict(&self) -> Result<bool, ApiError> {
         match *self.model.borrow() {
             IpamModel::Blocks { strict_affinity } => Ok(strict_affinity),
-            IpamModel::Subnets => Err(AgentError::refused(
+            IpamModel::Subnets => Err(ApiError::refused(
                 "this cluster's IPAM is per-node subnets (the network config has no \"IPAM\": \"blocks\"); \
                  addresses come from the node's subnet",
             )),
@@ -113,7 +113,7 @@ impl BlockService {
         &self,
         handle: &str,
         wanted: Option<Ipv4Addr>,
-    ) -> Result<Ipv4Addr, AgentError> {
+    ) -> Result<Ipv4Addr, ApiError> {
         check_handle(handle)?;
         let strict = self.strict()?;
         let mut state = self.picture().await;
@@ -136,7 +136,7 @@ impl BlockService {
     }
 
     /// Gives `ip` back if `handle` holds it.
-    pub async fn free(&self, handle: &str, ip: Ipv4Addr) -> Result<bool, AgentError> {
+    pub async fn free(&self, handle: &str, ip: Ipv4Addr) -> Result<bool, ApiError> {
         check_handle(handle)?;
         let mut state = self.picture().await;
         let freed = self
@@ -152,13 +152,9 @@ impl BlockService {
 
     /// Gives back every address used on this node whose handle starts with `prefix`
     /// and is not in `keep` (CNI GC), read fresh from the store.
-    pub async fn collect(
-        &self,
-        prefix: &str,
-        keep: &[String],
-    ) -> Result<Vec<Ipv4Addr>, AgentError> {
+    pub async fn collect(&self, prefix: &str, keep: &[String]) -> Result<Vec<Ipv4Addr>, ApiError> {
         if prefix.is_empty() {
-            return Err(AgentError::refused(
+            return Err(ApiError::refused(
                 "Collect needs a handle prefix (the CNI network's name and '/')",
             ));
         }
@@ -200,19 +196,19 @@ impl BlockService {
 
 /// An allocator's error as the plugin reports it: a store that does not answer (nothing
 /// was written) and a lost race are worth trying again; the rest is refused.
-fn said(e: BlockError) -> AgentError {
+fn said(e: BlockError) -> ApiError {
     match e {
-        BlockError::Store(s) => AgentError::transient(format!(
+        BlockError::Store(s) => ApiError::transient(format!(
             "the store did not answer ({s}); nothing was allocated or freed"
         )),
-        e @ BlockError::Contended(_) => AgentError::transient(e.to_string()),
-        other => AgentError::refused(other.to_string()),
+        e @ BlockError::Contended(_) => ApiError::transient(e.to_string()),
+        other => ApiError::refused(other.to_string()),
     }
 }
 
-fn check_handle(handle: &str) -> Result<(), AgentError> {
+fn check_handle(handle: &str) -> Result<(), ApiError> {
     if handle.is_empty() || handle.len() > MAX_HANDLE || handle.chars().any(char::is_control) {
-        return Err(AgentError::refused(format!(
+        return Err(ApiError::refused(format!(
             "a handle must be 1 to {MAX_HANDLE} printable characters, not {handle:?}"
         )));
     }

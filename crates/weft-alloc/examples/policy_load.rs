@@ -18,7 +18,7 @@ use std::net::{Ipv4Addr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use weft_alloc::address::{ask_agent, AgentRequest};
+use weft_alloc::agent_api::{ask, Request};
 use weft_alloc::policies::{Attachment, Identity};
 use weft_alloc::Registry;
 use weft_store::embedded::EmbeddedStore;
@@ -105,7 +105,7 @@ fn identify(socket: &str, n: usize) {
     let mut times = Vec::new();
     for i in 0..n {
         let ip = Ipv4Addr::new(10, 251, (i / 250) as u8, (i % 250 + 1) as u8);
-        let req = AgentRequest::Identify {
+        let req = Request::Identify {
             ip,
             namespace: "x".into(),
             name: format!("new{i}"),
@@ -114,12 +114,12 @@ fn identify(socket: &str, n: usize) {
             attachment: Attachment::Routed,
         };
         let t = Instant::now();
-        ask_agent(std::path::Path::new(socket), &req).unwrap();
+        ask(std::path::Path::new(socket), &req).unwrap();
         times.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     for i in 0..n {
         let ip = Ipv4Addr::new(10, 251, (i / 250) as u8, (i % 250 + 1) as u8);
-        ask_agent(std::path::Path::new(socket), &AgentRequest::Forget { ip }).unwrap();
+        ask(std::path::Path::new(socket), &Request::Forget { ip }).unwrap();
     }
     times.sort_by(f64::total_cmp);
     let pct = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];

@@ -8,6 +8,7 @@
 //!   atomic claim that keeps two nodes from ever holding the same subnet.
 //! - [`address`]: single addresses a node holds from outside its subnet, claimed the
 //!   same way.
+//! - [`agent_api`]: the protocol on the agent's socket, and its client.
 //! - [`blocks`]: block IPAM (Calico's model): pools, blocks claimed on demand, borrowing.
 //! - [`block_cache`]: the agent's picture of them, so an allocation is one round trip.
 //! - [`block_check`]: what `weftctl ipam check` finds wrong with them.
@@ -19,6 +20,7 @@
 //!   Docker's options, in flannel's formats).
 
 pub mod address;
+pub mod agent_api;
 pub mod block_cache;
 pub mod block_check;
 pub mod blocks;

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use ipnet::Ipv4Net;
 use serde_json::json;
-use weft_alloc::address::{ask_agent, AgentError, AgentRequest};
+use weft_alloc::agent_api::{self, ask, ApiError};
 use weft_alloc::hostfiles::{self, NodeNetwork};
 use weft_alloc::policies::Attachment;
 use weft_kernel::Linux;
@@ -274,7 +274,7 @@ fn identify(
     if !conf.agent_socket.exists() {
         return Ok(());
     }
-    let req = AgentRequest::Identify {
+    let req = agent_api::Request::Identify {
         ip,
         namespace: id.namespace.clone(),
         name: id.name.clone(),
@@ -285,7 +285,7 @@ fn identify(
             Mode::Routed => Attachment::Routed,
         },
     };
-    ask_agent(&conf.agent_socket, &req).map_err(|why| {
+    ask(&conf.agent_socket, &req).map_err(|why| {
         agent_error(
             format!("cannot record the identity of {}/{}", id.namespace, id.name),
             why,
@@ -313,7 +313,7 @@ fn forget(conf: &NetConf, container_id: &str, ifname: &str) -> CniResult<()> {
         return Ok(());
     };
     if let Some(Ok(ip)) = text.split_whitespace().next().map(str::parse) {
-        ask_agent(&conf.agent_socket, &AgentRequest::Forget { ip })
+        ask(&conf.agent_socket, &agent_api::Request::Forget { ip })
             .map_err(|why| agent_error(format!("cannot forget the identity of {ip}"), why))?;
     }
     let _ = std::fs::remove_file(&marker);
@@ -328,7 +328,7 @@ fn block_handle(conf: &NetConf, container_id: &str, ifname: &str) -> String {
 
 /// An agent's refusal as a CNI error: what the agent says may succeed later (it, or its
 /// store, did not answer) is "try again later".
-fn agent_error(what: String, why: AgentError) -> CniError {
+fn agent_error(what: String, why: ApiError) -> CniError {
     let code = if why.try_again {
         Code::TryAgainLater
     } else {
@@ -362,9 +362,9 @@ fn add_from_blocks(
         Some(ip) => format!("cannot assign {ip}"),
         None => "no address from the pools".to_owned(),
     };
-    let reply = ask_agent(
+    let reply = ask(
         &conf.agent_socket,
-        &AgentRequest::Allocate {
+        &agent_api::Request::Allocate {
             handle: handle.clone(),
             ip: wanted,
         },
@@ -374,9 +374,9 @@ fn add_from_blocks(
         CniError::new(Code::Io, "weftd answered an allocation without an address")
     })?;
     let free = || {
-        let _ = ask_agent(
+        let _ = ask(
             &conf.agent_socket,
-            &AgentRequest::Free {
+            &agent_api::Request::Free {
                 handle: handle.clone(),
                 ip,
             },
@@ -400,11 +400,11 @@ fn free_from_blocks(conf: &NetConf, container_id: &str, ifname: &str) -> CniResu
     let Some(a) = records.find(container_id, ifname)? else {
         return Ok(());
     };
-    let req = AgentRequest::Free {
+    let req = agent_api::Request::Free {
         handle: block_handle(conf, container_id, ifname),
         ip: a.ip,
     };
-    ask_agent(&conf.agent_socket, &req)
+    ask(&conf.agent_socket, &req)
         .map_err(|why| agent_error(format!("cannot give {} back to its block", a.ip), why))?;
     records.release(container_id, ifname)?;
     Ok(())
@@ -427,11 +427,11 @@ fn claim_outside(
             node.subnet
         )));
     }
-    let req = AgentRequest::Claim {
+    let req = agent_api::Request::Claim {
         ip,
         container_id: who.container_id.to_owned(),
     };
-    ask_agent(&conf.agent_socket, &req).map_err(|e| refuse(e.message))?;
+    ask(&conf.agent_socket, &req).map_err(|e| refuse(e.message))?;
     let pool = Ipam::outside(&conf.data_dir)?;
     match pool.allocate(who, Some(ip)) {
         Ok(_) => Ok(pool),
@@ -444,19 +444,17 @@ fn claim_outside(
 
 /// Asks the agent to give up `ip` for this container.
 fn release_outside(conf: &NetConf, container_id: &str, ip: std::net::Ipv4Addr) -> CniResult<()> {
-    let req = AgentRequest::Release {
+    let req = agent_api::Request::Release {
         ip,
         container_id: container_id.to_owned(),
     };
-    ask_agent(&conf.agent_socket, &req)
-        .map(|_| ())
-        .map_err(|why| {
-            CniError::new(
-                Code::TryAgainLater,
-                format!("cannot release {ip} held outside the node's subnet"),
-            )
-            .with_details(why.message)
-        })
+    ask(&conf.agent_socket, &req).map(|_| ()).map_err(|why| {
+        CniError::new(
+            Code::TryAgainLater,
+            format!("cannot release {ip} held outside the node's subnet"),
+        )
+        .with_details(why.message)
+    })
 }
 
 fn del(env: &Env, conf: &NetConf) -> CniResult<()> {
@@ -562,11 +560,11 @@ fn gc(conf: &NetConf) -> CniResult<()> {
             // No interface named: every interface of that container stays.
             .map(|a| block_handle(conf, &a.container_id, &a.ifname))
             .collect();
-        let req = AgentRequest::Collect {
+        let req = agent_api::Request::Collect {
             prefix: format!("{}/", conf.name),
             keep,
         };
-        ask_agent(&conf.agent_socket, &req).map_err(|why| {
+        ask(&conf.agent_socket, &req).map_err(|why| {
             agent_error(
                 "cannot collect the addresses of gone containers".into(),
                 why,
@@ -596,7 +594,7 @@ fn forget_gone(conf: &NetConf, valid: &[(String, String)]) -> CniResult<()> {
             continue;
         }
         if let Ok(ip) = ip.parse() {
-            ask_agent(&conf.agent_socket, &AgentRequest::Forget { ip })
+            ask(&conf.agent_socket, &agent_api::Request::Forget { ip })
                 .map_err(|why| agent_error(format!("cannot forget the identity of {ip}"), why))?;
         }
         let _ = std::fs::remove_file(entry.path());
