@@ -7,7 +7,6 @@
 //! up and routes or announces the addresses.
 
 use std::net::Ipv4Addr;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -34,16 +33,7 @@ const MAX_LINE: u64 = 1 << 20;
 /// started, just before it writes the subnet file, so a CNI plugin that finds the file
 /// finds the socket too (its requests wait in the backlog until [`spawn`] serves them).
 pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
-    let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
+    weft_alloc::agent_api::bind_socket(path)
 }
 
 /// Serves `listener` in a task of its own; a failure is logged (the CNI plugin then

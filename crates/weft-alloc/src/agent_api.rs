@@ -161,3 +161,19 @@ pub fn ask(socket: &std::path::Path, req: &Request) -> Result<Reply, ApiError> {
         }),
     }
 }
+
+/// Binds a Unix socket at `path` for a local API (the agent's, or the Docker driver's),
+/// replacing a stale socket file and making its directory; only root may connect.
+pub fn bind_socket(path: &std::path::Path) -> std::io::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let listener = tokio::net::UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}

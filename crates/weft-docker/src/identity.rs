@@ -19,6 +19,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 use weft_alloc::named::{short, Mode, NamedNetwork};
 use weft_alloc::policies::{Attachment, Identity};
+use weft_store::backoff::Backoff;
 use weft_store::Revision;
 
 use crate::driver::Driver;
@@ -138,11 +139,10 @@ impl Driver {
         let me = self.clone();
         tokio::spawn(async move {
             let start = tokio::time::Instant::now();
-            let mut delay = Duration::from_millis(10);
+            let mut backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(500));
             let mut last = String::new();
             while start.elapsed() < READ_FOR {
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_millis(500));
+                backoff.wait().await;
                 let found = match me.engine.as_ref() {
                     Some(engine) => engine.network(&docker_network).await,
                     None => return,

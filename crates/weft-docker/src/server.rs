@@ -3,13 +3,11 @@
 //! libnetwork expects; bodies over [`MAX_BODY`] are refused.
 
 use std::convert::Infallible;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Request, Response, StatusCode};
-use tokio::net::UnixListener;
 use tracing::{debug, info, warn};
 
 use crate::driver::{known, Driver};
@@ -25,15 +23,7 @@ pub fn socket_path(dir: &Path, name: &str) -> PathBuf {
 
 /// Serves the driver on `path` (replacing a stale socket file) until the task ends.
 pub async fn serve(path: &Path, driver: Driver) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
-    let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    let listener = weft_alloc::agent_api::bind_socket(path)?;
     info!(socket = %path.display(), "serving the Docker network and IPAM driver");
     loop {
         let (stream, _) = listener.accept().await?;

@@ -9,6 +9,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::backoff::Backoff;
+
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity,
     PutOptions, TlsOptions, Txn, TxnOp, WatchOptions,
@@ -190,14 +192,13 @@ impl EtcdStore {
     }
 
     async fn feed_watch(self, prefix: String, mut next: Revision, tx: mpsc::Sender<WatchEvent>) {
-        let mut backoff = Duration::from_millis(200);
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         while !tx.is_closed() {
             match self.watch_once(&prefix, &mut next, &tx).await {
-                Ok(()) => backoff = Duration::from_millis(200),
+                Ok(()) => backoff.reset(),
                 Err(e) => {
                     tracing::warn!(error = %e, prefix, next, "etcd watch interrupted; reconnecting");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    backoff.wait().await;
                 }
             }
         }

@@ -8,6 +8,7 @@
 //! that several agent processes on one machine share. The contract suite both implementations must pass
 //! lives in the dev-only crate weft-testkit, so callers never care which one they talk to.
 
+pub mod backoff;
 pub mod counting;
 pub mod embedded;
 pub mod error;

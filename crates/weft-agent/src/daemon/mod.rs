@@ -53,6 +53,7 @@ use weft_alloc::{Lease, LeaseAttrs, NetworkConfig, Registry};
 use weft_backends::{Backend, BackendSettings, NodeContext};
 use weft_kernel::{Dataplane, Linux};
 use weft_plan::{FirewallPlan, Route};
+use weft_store::backoff::Backoff;
 use weft_tunnel::Tunnel;
 
 use crate::bgp::BgpRuntime;
@@ -122,14 +123,14 @@ async fn with_backoff<T, E: std::fmt::Display>(
     mut f: impl AsyncFnMut() -> Result<T, E>,
     transient: impl Fn(&E) -> bool,
 ) -> Result<T, E> {
-    let mut delay = Duration::from_millis(500);
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(2));
     loop {
         match f().await {
             Ok(v) => return Ok(v),
             Err(e) if transient(&e) => {
+                let delay = backoff.next_delay();
                 warn!("{what}: {e}; retrying in {delay:?}");
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
             }
             Err(e) => return Err(e),
         }
