@@ -26,6 +26,7 @@ use weft_model::{BackendKind, Lease, NetworkConfig};
 use weft_plan::link::OverlaySpec;
 use weft_plan::{FdbEntry, Neighbour, Route};
 
+use crate::no_route::NoRoute;
 use crate::vxlan::{peer_vtep, Vxlan};
 use crate::{Backend, BackendPlan, BackendSettings, NodeContext, Unreachable};
 
@@ -199,11 +200,11 @@ fn encapsulated(
     peers: &[Lease],
     prefix: ipnet::Ipv4Net,
     next_hop: Ipv4Addr,
-) -> Result<(Route, Neighbour, FdbEntry), String> {
+) -> Result<(Route, Neighbour, FdbEntry), NoRoute> {
     let peer = peers
         .iter()
         .find(|l| l.attrs.public_ip == next_hop)
-        .ok_or_else(|| format!("{next_hop} is no Weft node to tunnel to"))?;
+        .ok_or(NoRoute::NotANode(next_hop))?;
     let mac = peer_vtep(peer, vx.vni())?;
     let gw = peer.subnet.network();
     Ok((

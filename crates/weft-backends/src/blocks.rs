@@ -36,7 +36,7 @@ pub fn plan(ctx: &NamedContext, blocks: &[Block]) -> BlockPlan {
     let mut out = BlockPlan::default();
     let toward_node = |dst: Ipv4Net, node: Ipv4Addr, out: &mut BlockPlan| match toward(ctx, node) {
         Ok(kind) => out.routes.push(Route { dst, kind }),
-        Err(why) => out.unreachable.push((dst, why)),
+        Err(why) => out.unreachable.push((dst, why.to_string())),
     };
     for b in blocks
         .iter()

@@ -7,6 +7,7 @@
 use weft_model::{BackendKind, Lease};
 use weft_plan::Route;
 
+use crate::no_route::NoRoute;
 use crate::{Backend, BackendPlan, NodeContext, Unreachable};
 
 pub struct HostGw;
@@ -25,7 +26,7 @@ impl Backend for HostGw {
         for peer in peers.iter().filter(|p| p.subnet != node.lease.subnet) {
             let route = match peer.attrs.backend_mismatch(BackendKind::HostGw) {
                 Some(why) => Err(why),
-                None => direct_route(node, peer),
+                None => direct_route(node, peer).map_err(|e| e.to_string()),
             };
             match route {
                 Ok(r) => plane.routes.push(r),
@@ -42,19 +43,18 @@ impl Backend for HostGw {
 
 /// The plain route to a peer one L2 hop away (host-gw, and VXLAN's DirectRouting), or why
 /// there can be none.
-pub(crate) fn direct_route(node: &NodeContext, peer: &Lease) -> Result<Route, String> {
+pub(crate) fn direct_route(node: &NodeContext, peer: &Lease) -> Result<Route, NoRoute> {
     let ext = &node.external;
     let ip = peer.attrs.public_ip;
     if ip == node.lease.attrs.public_ip {
-        return Err(format!(
-            "peer claims this node's own public IP {ip} (stale lease?)"
-        ));
+        return Err(NoRoute::OwnAddress(ip));
     }
     if !ext.network.contains(&ip) {
-        return Err(format!(
-            "peer {ip} is not on the same L2 subnet as {} ({}); host-gw needs one L2 segment",
-            ext.name, ext.network
-        ));
+        return Err(NoRoute::OffSegment {
+            ip,
+            iface: ext.name.clone(),
+            network: ext.network,
+        });
     }
     Ok(Route::via(peer.subnet, ip, ext.index))
 }

@@ -14,6 +14,7 @@ pub mod host;
 pub mod hostgw;
 pub mod ipip;
 pub mod networks;
+pub mod no_route;
 pub mod tunnel;
 pub mod vxlan;
 

@@ -13,6 +13,7 @@
 
 use std::net::Ipv4Addr;
 
+use crate::no_route::NoRoute;
 use ipnet::Ipv4Net;
 use weft_model::named::{Endpoint, Mode, NamedNetwork};
 use weft_model::Lease;
@@ -145,28 +146,26 @@ fn routed(ctx: &NamedContext, on: &[&PlannedEndpoint], out: &mut NamedPlan) {
         }
         match toward(ctx, e.endpoint.node) {
             Ok(kind) => out.routes.push(Route { dst, kind }),
-            Err(why) => out.unreachable.push((e.ip, why)),
+            Err(why) => out.unreachable.push((e.ip, why.to_string())),
         }
     }
 }
 
 /// How the backend reaches `node`: its route to the node's subnet (shared with block
 /// IPAM's plan).
-pub(crate) fn toward(ctx: &NamedContext, node: Ipv4Addr) -> Result<weft_plan::RouteKind, String> {
+pub(crate) fn toward(ctx: &NamedContext, node: Ipv4Addr) -> Result<weft_plan::RouteKind, NoRoute> {
     let lease = ctx
         .peers
         .iter()
         .find(|l| l.attrs.public_ip == node)
-        .ok_or_else(|| format!("node {node} holds no lease that stands"))?;
+        .ok_or(NoRoute::NoLease(node))?;
     ctx.backend_routes
         .iter()
         .find(|r| r.dst == lease.subnet && !r.is_blackhole())
         .map(|r| r.kind)
-        .ok_or_else(|| {
-            format!(
-                "the backend has no route of its own to node {node} ({}); routed networks need host-gw, vxlan or bgp",
-                lease.subnet
-            )
+        .ok_or(NoRoute::NoBackendRoute {
+            node,
+            subnet: lease.subnet,
         })
 }
 

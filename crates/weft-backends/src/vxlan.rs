@@ -20,6 +20,7 @@ use weft_plan::link::{OverlaySpec, VxlanSpec};
 use weft_plan::{FdbEntry, MacAddr, Neighbour, Route};
 
 use crate::hostgw::direct_route;
+use crate::no_route::NoRoute;
 use crate::{Backend, BackendPlan, BackendSettings, NodeContext, Unreachable};
 
 pub use weft_model::backend_options::DEFAULT_VNI;
@@ -70,20 +71,23 @@ pub fn vtep_mac(public_ip: Ipv4Addr, vni: u32) -> MacAddr {
 }
 
 /// A peer's VTEP, from its lease's backend data.
-pub(crate) fn peer_vtep(peer: &Lease, vni: u32) -> Result<MacAddr, String> {
+pub(crate) fn peer_vtep(peer: &Lease, vni: u32) -> Result<MacAddr, NoRoute> {
     let data = &peer.attrs.backend_data;
     let peer_vni = data
         .get("VNI")
         .and_then(|v| v.as_u64())
         .unwrap_or(DEFAULT_VNI as u64);
     if peer_vni != vni as u64 {
-        return Err(format!("peer uses VNI {peer_vni}, this node {vni}"));
+        return Err(NoRoute::VniMismatch {
+            peer: peer_vni,
+            ours: vni,
+        });
     }
     let mac = data
         .get("VtepMAC")
         .and_then(|m| m.as_str())
-        .ok_or("peer's lease has no VtepMAC")?;
-    mac.parse().map_err(|e| format!("peer's VtepMAC: {e}"))
+        .ok_or(NoRoute::NoVtepMac)?;
+    mac.parse().map_err(NoRoute::BadVtepMac)
 }
 
 impl Backend for Vxlan {
@@ -152,15 +156,12 @@ impl Vxlan {
                 }
             }
             if peer.attrs.public_ip == node.lease.attrs.public_ip {
-                let why = format!(
-                    "peer claims this node's own public IP {} (stale lease?)",
-                    peer.attrs.public_ip
-                );
-                plane.unreachable.push(unreachable(why));
+                let why = NoRoute::OwnAddress(peer.attrs.public_ip);
+                plane.unreachable.push(unreachable(why.to_string()));
                 continue;
             }
             match peer_vtep(peer, self.vni) {
-                Err(why) => plane.unreachable.push(unreachable(why)),
+                Err(why) => plane.unreachable.push(unreachable(why.to_string())),
                 Ok(mac) => {
                     let gw = peer.subnet.network();
                     plane.neighbours.push(Neighbour { ip: gw, mac });
