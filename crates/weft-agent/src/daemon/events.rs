@@ -72,7 +72,7 @@ impl Agent {
             Change::Pool(name, value) => self.on_pool(&name, value),
             Change::Block(cidr, value) => self.on_block(cidr, value),
             Change::Policy(rest, value) => {
-                self.on_policy(&rest, value.as_deref(), revision);
+                self.policy.on_record(&rest, value.as_deref(), revision);
                 false
             }
             Change::BgpPeer(key, value) => match (self.plane.bgp.as_mut(), value) {
@@ -189,7 +189,7 @@ impl Agent {
         self.view.held.clear();
         self.load_named(&kvs);
         self.load_blocks(&kvs);
-        self.last.policy_relist = true;
+        self.policy.relist();
         for kv in &kvs {
             match self.registry.keys().decode(entry(kv)) {
                 Change::Address(ip, Some(Ok(c))) => {

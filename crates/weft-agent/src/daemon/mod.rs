@@ -86,7 +86,7 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
             agent.view.config.ipam,
         );
         agent.block_feed = Some(feed);
-        let enforced = agent.plane.policy_enforced.subscribe();
+        let enforced = agent.policy.subscribe();
         crate::api::spawn(listener, agent.registry.clone(), node, blocks, enforced);
     }
     if agent.opts.docker {
@@ -154,8 +154,6 @@ struct View {
     blocks: BTreeMap<Ipv4Net, weft_alloc::blocks::Block>,
     /// Block IPAM's pools, by name.
     pools: BTreeMap<String, weft_alloc::blocks::Pool>,
-    /// Network policies, identities and namespace labels, once read.
-    policy: Option<weft_alloc::policies::PolicyState>,
 }
 
 /// The data plane this node runs: the backend, and the runtimes some backends need.
@@ -169,8 +167,6 @@ struct Plane {
     tunnel: Option<Tunnel>,
     /// The BGP speaker, for the bgp backend.
     bgp: Option<BgpRuntime>,
-    /// The store revision the loaded policy table reflects (the socket waits on it).
-    policy_enforced: tokio::sync::watch::Sender<weft_store::Revision>,
 }
 
 /// What was last applied or published, so that unchanged things are not redone.
@@ -197,24 +193,6 @@ struct Last {
     segments_unplanned: BTreeMap<String, std::time::Instant>,
     /// The named subnets iptables' FORWARD chain was last checked for.
     named_forward: Vec<Ipv4Net>,
-    /// The policy state must be read whole again (a watch resync).
-    policy_relist: bool,
-    /// The policy state changed since the table was last brought up to date.
-    policy_dirty: bool,
-    /// A policy changed: the table's structure must be compiled again.
-    policy_rules_changed: bool,
-    /// The endpoints whose identity changed since the table was last brought up to
-    /// date (`None`: something else changed, so every set is computed again).
-    /// Each with the endpoint as the table has it (`None`: absent then).
-    policy_touched: Option<BTreeMap<Ipv4Addr, Option<weft_policy::Endpoint>>>,
-    /// The structure for the policies as they are.
-    policy_compiled: Option<weft_policy::render::Compiled>,
-    /// What the kernel's policy table has, as last loaded, updated or read.
-    policy_table: Option<weft_kernel::nft_sets::LoadedSets>,
-    /// This node's endpoints as that table dispatches them.
-    policy_locals: BTreeMap<Ipv4Addr, weft_policy::render::Local>,
-    /// Bridged endpoints are policed through br_netfilter, set (or found missing) once.
-    policy_bridge_hooks: bool,
 }
 
 pub(crate) struct Agent {
@@ -227,6 +205,8 @@ pub(crate) struct Agent {
     metrics: Arc<Metrics>,
     /// The release of empty blocks under way, off the agent's loop.
     releasing: Option<tokio::task::AbortHandle>,
+    /// The policy table's manager (its state, cache and table).
+    policy: policy::PolicyManager,
     /// Writes this node's status to the store, off the agent's loop.
     status: publish::StatusPublisher,
     /// What the socket's block IPAM is told of store changes (when it serves).

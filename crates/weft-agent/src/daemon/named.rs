@@ -65,7 +65,7 @@ impl Agent {
             local: Default::default(),
             own_netns: "/proc/self/ns/net".into(),
             engine: Some(weft_docker::Engine::new(&self.opts.docker_socket)),
-            enforced: Some(self.plane.policy_enforced.subscribe()),
+            enforced: Some(self.policy.subscribe()),
         };
         let socket =
             weft_docker::server::socket_path(&self.opts.docker_plugin_dir, weft_docker::PLUGIN);

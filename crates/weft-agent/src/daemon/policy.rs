@@ -17,17 +17,19 @@
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 use weft_alloc::policies::{Changed, PolicyState};
 use weft_kernel::dataplane::LinkSetting;
 use weft_kernel::nft_sets::{self, Elements, LoadedSets, SetTable};
-use weft_kernel::KernelError;
-use weft_policy::render::{compile, Attachment, Local, TABLE};
+use weft_kernel::{Dataplane, KernelError};
+use weft_policy::render::{compile, Attachment, Compiled, Local, TABLE};
 use weft_store::Revision;
 
 use super::{Agent, Why};
+use crate::health::Metrics;
 
 /// The store revision the loaded policy table reflects.
 pub type PolicyEnforced = watch::Receiver<Revision>;
@@ -48,10 +50,77 @@ fn count(e: &Elements) -> usize {
     e.values().map(|s| s.len()).sum()
 }
 
-impl Agent {
+/// The policy table's manager: the policy state as the store has it, and what the
+/// kernel's table holds, with its own state machine (read whole, then follow record by
+/// record; update elements in place, or load whole) instead of flags on the agent.
+pub(super) struct PolicyManager {
+    /// Policies, identities and namespace labels, once read.
+    state: Option<PolicyState>,
+    /// The state must be read whole again (a watch resync).
+    relist: bool,
+    /// The state changed since the table was last brought up to date.
+    dirty: bool,
+    /// A policy changed: the table's structure must be compiled again.
+    rules_changed: bool,
+    /// The endpoints whose identity changed since the table was last brought up to
+    /// date, each as the table has it (`None`: absent then); `None`: something else
+    /// changed, so every set is computed again.
+    touched: Option<BTreeMap<Ipv4Addr, Option<weft_policy::Endpoint>>>,
+    /// The structure for the policies as they are.
+    compiled: Option<Compiled>,
+    /// What the kernel's policy table has, as last loaded, updated or read.
+    table: Option<LoadedSets>,
+    /// This node's endpoints as that table dispatches them.
+    locals: BTreeMap<Ipv4Addr, Local>,
+    /// Bridged endpoints are policed through br_netfilter, set (or found missing) once.
+    bridge_hooks: bool,
+    /// The store revision the loaded table reflects (the socket waits on it).
+    enforced: watch::Sender<Revision>,
+    metrics: Arc<Metrics>,
+}
+
+impl PolicyManager {
+    pub(super) fn new(metrics: Arc<Metrics>) -> PolicyManager {
+        PolicyManager {
+            state: None,
+            relist: false,
+            dirty: false,
+            rules_changed: false,
+            touched: None,
+            compiled: None,
+            table: None,
+            locals: BTreeMap::new(),
+            bridge_hooks: false,
+            enforced: watch::channel(0).0,
+            metrics,
+        }
+    }
+
+    /// The store revision the loaded table reflects, as it changes.
+    pub(super) fn subscribe(&self) -> PolicyEnforced {
+        self.enforced.subscribe()
+    }
+
+    /// The store revision the loaded table reflects now.
+    #[cfg(test)]
+    pub(super) fn enforced(&self) -> Revision {
+        *self.enforced.borrow()
+    }
+
+    /// The policy state as read, if it was.
+    #[cfg(test)]
+    pub(super) fn state(&self) -> Option<&PolicyState> {
+        self.state.as_ref()
+    }
+
+    /// The state must be read whole again (a watch resync rebuilt everything else).
+    pub(super) fn relist(&mut self) {
+        self.relist = true;
+    }
+
     /// The table reflects `revision`: the socket's waiters and `/metrics` hear it.
     fn mark_enforced(&self, revision: Revision) {
-        self.plane.policy_enforced.send_replace(revision);
+        self.enforced.send_replace(revision);
         self.metrics
             .policy_revision
             .store(revision.max(0) as u64, std::sync::atomic::Ordering::Relaxed);
@@ -60,18 +129,17 @@ impl Agent {
     /// Bridged endpoints' traffic reaches the IP forward hook only through
     /// br_netfilter: turned on once (and said so), or warned about where the kernel
     /// has no such setting.
-    fn ensure_bridge_hooks(&mut self) {
-        if self.last.policy_bridge_hooks
+    fn ensure_bridge_hooks(&mut self, dp: &dyn Dataplane) {
+        if self.bridge_hooks
             || !self
-                .last
-                .policy_locals
+                .locals
                 .values()
                 .any(|l| l.attachment == Attachment::Bridged)
         {
             return;
         }
-        self.last.policy_bridge_hooks = true;
-        match self.dp.set_link_setting(&LinkSetting::BridgeCallsIptables) {
+        self.bridge_hooks = true;
+        match dp.set_link_setting(&LinkSetting::BridgeCallsIptables) {
             Ok(()) => info!("bridged traffic passes the IP hooks (net.bridge.bridge-nf-call-iptables = 1), where network policy sees it"),
             Err(e) => warn!(error = %e, "network policy cannot see traffic between bridged endpoints of this node (load br_netfilter)"),
         }
@@ -79,17 +147,17 @@ impl Agent {
 
     /// Whether the policy table waits for a reconcile (a store change under the policy
     /// prefix since it was last brought up to date).
-    pub(super) fn policy_pending(&self) -> bool {
-        self.last.policy_dirty || self.last.policy_relist
+    pub(super) fn pending(&self) -> bool {
+        self.dirty || self.relist
     }
 
     /// Takes in a record under the policy prefix (`rest`: its key below the prefix;
     /// `value` `None`: deleted) at store `revision`. It changes no route, only the
     /// policy table (see [`Agent::policy_pending`]), which the serve loop brings up to
     /// date on its own.
-    pub(super) fn on_policy(&mut self, rest: &str, value: Option<&[u8]>, revision: Revision) {
-        let Some(st) = self.view.policy.as_mut() else {
-            self.last.policy_relist = true;
+    pub(super) fn on_record(&mut self, rest: &str, value: Option<&[u8]>, revision: Revision) {
+        let Some(st) = self.state.as_mut() else {
+            self.relist = true;
             return;
         };
         // The endpoint as the table has it, before this change.
@@ -100,20 +168,18 @@ impl Agent {
         match st.read_entry(rest, value) {
             Ok(changed) => {
                 st.revision = revision;
-                self.last.policy_dirty = true;
+                self.dirty = true;
                 match changed {
                     Changed::Policies => {
-                        self.last.policy_rules_changed = true;
-                        self.last.policy_touched = None;
+                        self.rules_changed = true;
+                        self.touched = None;
                     }
                     Changed::Endpoint(_) => {
-                        if let (Some(t), Some((ip, was))) =
-                            (self.last.policy_touched.as_mut(), before)
-                        {
+                        if let (Some(t), Some((ip, was))) = (self.touched.as_mut(), before) {
                             t.entry(ip).or_insert(was);
                         }
                     }
-                    Changed::Namespace => self.last.policy_touched = None,
+                    Changed::Namespace => self.touched = None,
                     Changed::Nothing => {}
                 }
             }
@@ -125,32 +191,21 @@ impl Agent {
 
     /// Whether the policy state must be read whole from the store (never read yet,
     /// or a watch resync): the serve loop reads it in a task of its own.
-    pub(super) fn needs_policy_read(&self) -> bool {
-        self.last.policy_relist || self.view.policy.is_none()
+    pub(super) fn needs_read(&self) -> bool {
+        self.relist || self.state.is_none()
     }
 
     /// Takes a policy state read whole from the store: the table is compared with it
     /// at the next policy reconcile.
-    pub(super) fn take_policy_state(&mut self, st: PolicyState) {
+    pub(super) fn take_state(&mut self, st: PolicyState) {
         for (key, why) in &st.unreadable {
             warn!(key, error = %why, "ignoring an unreadable policy record");
         }
-        self.view.policy = Some(st);
-        self.last.policy_relist = false;
-        self.last.policy_dirty = true;
-        self.last.policy_rules_changed = true;
-        self.last.policy_touched = None;
-    }
-
-    /// Reads the policy state now (start-up, before the loop runs); a store that does
-    /// not answer leaves it to the loop.
-    pub(super) async fn load_policy_now(&mut self) {
-        match self.registry.policy_state().await {
-            Ok(st) => self.take_policy_state(st),
-            Err(e) => {
-                warn!(error = %e, "cannot read network policies; enforcement stays as it is until they can be read")
-            }
-        }
+        self.state = Some(st);
+        self.relist = false;
+        self.dirty = true;
+        self.rules_changed = true;
+        self.touched = None;
     }
 
     /// Brings the policy table up to date: element changes alone when the rules are
@@ -159,38 +214,35 @@ impl Agent {
     /// kernel has (an `nft -j list`), at a resync with the kernel's fingerprint and the
     /// elements as last applied, otherwise with what was last applied; nothing at all
     /// when nothing changed.
-    pub(super) async fn reconcile_policy(&mut self, why: Why) {
+    pub(super) fn reconcile(&mut self, dp: &dyn Dataplane, me: Ipv4Addr, why: Why) {
         let check_kernel = matches!(why, Why::Start | Why::Resync);
-        if self.needs_policy_read() {
+        if self.needs_read() {
             // Read by the serve loop off its own path (`take_policy_state`); until
             // then the loaded table stays as it is.
             return;
         }
-        let Some(st) = &self.view.policy else { return };
+        let Some(st) = &self.state else { return };
         let revision = st.revision;
-        if !self.last.policy_dirty && !check_kernel && self.last.policy_table.is_some() {
+        if !self.dirty && !check_kernel && self.table.is_some() {
             self.mark_enforced(revision);
             return;
         }
-        if self.last.policy_rules_changed || self.last.policy_compiled.is_none() {
-            self.last.policy_compiled = Some(compile(&st.policies));
-            self.last.policy_rules_changed = false;
+        if self.rules_changed || self.compiled.is_none() {
+            self.compiled = Some(compile(&st.policies));
+            self.rules_changed = false;
         }
-        let compiled = self.last.policy_compiled.as_ref().expect("compiled above");
-        let me = self.view.attrs.public_ip;
+        let compiled = self.compiled.as_ref().expect("compiled above");
         // Only some endpoints changed, and the kernel has the table as last applied:
         // just their elements (a container's ADD waits for this).
-        if let (false, Some(touched), Some(table)) = (
-            check_kernel,
-            &self.last.policy_touched,
-            self.last.policy_table.as_mut(),
-        ) {
+        if let (false, Some(touched), Some(table)) =
+            (check_kernel, &self.touched, self.table.as_mut())
+        {
             if table.fingerprint == compiled.fingerprint {
                 let changed: Vec<_> = touched
                     .iter()
                     .map(|(ip, was)| (*ip, was.clone(), st.endpoint(*ip)))
                     .collect();
-                let locals = &mut self.last.policy_locals;
+                let locals = &mut self.locals;
                 let local_changes: Vec<_> = touched
                     .keys()
                     .map(|ip| {
@@ -219,7 +271,7 @@ impl Agent {
                     })
                     .collect();
                 let (add, remove) = nft_sets::changes(&before, &fresh);
-                match self.dp.update_set_table(TABLE, &add, &remove) {
+                match dp.update_set_table(TABLE, &add, &remove) {
                     Ok(()) => {
                         if !add.is_empty() || !remove.is_empty() {
                             info!(
@@ -231,9 +283,9 @@ impl Agent {
                         }
                         table.elements.extend(fresh);
                         self.mark_enforced(revision);
-                        self.last.policy_dirty = false;
-                        self.last.policy_touched = Some(Default::default());
-                        self.ensure_bridge_hooks();
+                        self.dirty = false;
+                        self.touched = Some(Default::default());
+                        self.ensure_bridge_hooks(dp);
                         return;
                     }
                     Err(e) => {
@@ -253,10 +305,10 @@ impl Agent {
             elements: compiled.elements(&world, locals.values()),
             counters: Vec::new(),
         };
-        let known = match (why, &self.last.policy_table) {
+        let known = match (why, &self.table) {
             // At a resync the rules are checked by fingerprint alone (reading every
             // set back costs seconds at thousands of sets); the elements as applied.
-            (Why::Resync, Some(last)) => match self.dp.set_table_fingerprint(TABLE) {
+            (Why::Resync, Some(last)) => match dp.set_table_fingerprint(TABLE) {
                 Ok(Some(f)) if f == last.fingerprint => Some(last.clone()),
                 Ok(_) => None,
                 Err(e) => {
@@ -265,11 +317,11 @@ impl Agent {
                 }
             },
             // At start, what the kernel has, elements and all: a restart changes nothing.
-            _ if check_kernel => self.dp.set_table(TABLE).unwrap_or_else(|e| {
+            _ if check_kernel => dp.set_table(TABLE).unwrap_or_else(|e| {
                 warn!(error = %e, "cannot read the loaded network policy table; loading it whole");
                 None
             }),
-            _ => self.last.policy_table.clone(),
+            _ => self.table.clone(),
         };
         let whole = SetTable {
             name: TABLE.to_owned(),
@@ -284,7 +336,7 @@ impl Agent {
                 if add.is_empty() && remove.is_empty() {
                     Ok(())
                 } else {
-                    match self.dp.update_set_table(TABLE, &add, &remove) {
+                    match dp.update_set_table(TABLE, &add, &remove) {
                         Ok(()) => {
                             info!(
                                 added = count(&add),
@@ -295,27 +347,51 @@ impl Agent {
                         }
                         Err(e) => {
                             warn!(error = %e, "cannot update the network policy sets; loading the table whole");
-                            self.dp.load_set_table(&whole)
+                            dp.load_set_table(&whole)
                         }
                     }
                 }
             }
-            _ => self.dp.load_set_table(&whole).inspect(|_| {
+            _ => dp.load_set_table(&whole).inspect(|_| {
                 info!(endpoints, policies, "loaded network policy rules");
             }),
         };
         match applied {
             Ok(()) => {
                 self.mark_enforced(revision);
-                self.last.policy_table = Some(wanted);
-                self.last.policy_dirty = false;
-                self.last.policy_touched = Some(Default::default());
-                self.last.policy_locals = locals;
-                self.ensure_bridge_hooks();
+                self.table = Some(wanted);
+                self.dirty = false;
+                self.touched = Some(Default::default());
+                self.locals = locals;
+                self.ensure_bridge_hooks(dp);
             }
             Err(e) => {
                 error!(error = %e, "cannot load network policy rules; the previous ones stay")
             }
         }
+    }
+}
+
+impl Agent {
+    /// Reads the policy state now (start-up, before the loop runs); a store that does
+    /// not answer leaves it to the loop.
+    pub(super) async fn load_policy_now(&mut self) {
+        match self.registry.policy_state().await {
+            Ok(st) => self.policy.take_state(st),
+            Err(e) => {
+                warn!(error = %e, "cannot read network policies; enforcement stays as it is until they can be read")
+            }
+        }
+    }
+
+    /// Brings the policy table up to date (see [`PolicyManager::reconcile`]).
+    pub(super) fn reconcile_policy(&mut self, why: Why) {
+        let me = self.view.attrs.public_ip;
+        self.policy.reconcile(self.dp.as_ref(), me, why);
+    }
+
+    /// Whether the policy table waits for a reconcile.
+    pub(super) fn policy_pending(&self) -> bool {
+        self.policy.pending()
     }
 }

@@ -43,7 +43,7 @@ impl Agent {
         }
         self.log_unrouted(&plan.unrouted);
         self.apply_firewall(false, &plan.firewall);
-        self.reconcile_policy(why).await;
+        self.reconcile_policy(why);
         let entries_changed = self.reconcile_entries(why, &plan).await;
         self.ensure_named_forward(&plan.forward);
         let named_changed = self.reconcile_segments(why, &plan.segments).await;

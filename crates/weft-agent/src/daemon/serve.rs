@@ -51,7 +51,7 @@ impl Agent {
         let mut renewing: Option<JoinHandle<Renewal>> = None;
 
         loop {
-            if policy_read.is_none() && self.needs_policy_read() {
+            if policy_read.is_none() && self.policy.needs_read() {
                 let registry = self.registry.clone();
                 policy_read = Some(tokio::spawn(async move {
                     let read = registry.policy_state().await;
@@ -67,8 +67,8 @@ impl Agent {
                     policy_read = None;
                     match read {
                         Ok(Ok(st)) => {
-                            self.take_policy_state(st);
-                            self.reconcile_policy(Why::Store).await;
+                            self.policy.take_state(st);
+                            self.reconcile_policy(Why::Store);
                         }
                         Ok(Err(e)) => {
                             warn!(error = %e, "cannot read network policies; enforcement stays as it is; will retry");
@@ -106,7 +106,7 @@ impl Agent {
                     } else if self.policy_pending() {
                         // Only policy changed (a container's identity, whose ADD waits):
                         // the policy table alone, not the whole plan.
-                        self.reconcile_policy(Why::Store).await;
+                        self.reconcile_policy(Why::Store);
                     }
                 }
                 event = kernel_events.recv() => {

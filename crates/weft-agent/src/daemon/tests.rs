@@ -807,8 +807,8 @@ async fn policy_rules_follow_the_store_keep_on_refusal_and_survive_a_restart() {
     );
     assert!(table.contains("{ 10.248.0.1, 10.248.0.2 }"), "{table}");
     assert_eq!(
-        *rig.agent.plane.policy_enforced.borrow(),
-        rig.agent.view.policy.as_ref().unwrap().revision
+        rig.agent.policy.enforced(),
+        rig.agent.policy.state().unwrap().revision
     );
 
     // A new endpoint here changes set and map elements, not the rules.
@@ -845,7 +845,7 @@ async fn policy_rules_follow_the_store_keep_on_refusal_and_survive_a_restart() {
 
     // The kernel refuses the next table: the loaded one stays, and is not counted as
     // enforcing the new revision.
-    let before = *rig.agent.plane.policy_enforced.borrow();
+    let before = rig.agent.policy.enforced();
     rig.fake.fail(FakeOp::Firewall, libc::EPERM);
     assert!(!rig.delete_key(format!("{pol}networkpolicies/x/a")).await);
     assert!(rig.agent.policy_pending());
@@ -854,7 +854,7 @@ async fn policy_rules_follow_the_store_keep_on_refusal_and_survive_a_restart() {
         rig.fake.nft_table("weftpol").as_deref(),
         Some(table.as_str())
     );
-    assert_eq!(*rig.agent.plane.policy_enforced.borrow(), before);
+    assert_eq!(rig.agent.policy.enforced(), before);
     rig.fake.heal(FakeOp::Firewall);
     rig.agent.reconcile(Why::Resync).await;
     let now = rig.fake.nft_table("weftpol").unwrap();
