@@ -3,15 +3,16 @@
 
 use std::sync::atomic::Ordering;
 
-use tracing::{error, info};
+use tracing::info;
 use weft_alloc::hostfiles::{self, NodeNetwork};
 use weft_alloc::screen::screen;
-use weft_plan::{Applied, FirewallPlan};
+use weft_plan::Applied;
 
 use weft_alloc::IpamModel;
 
 use super::Agent;
 use crate::error::AgentError;
+use crate::health::Metrics;
 
 impl Agent {
     pub(super) fn node_network(&self) -> NodeNetwork {
@@ -60,37 +61,22 @@ impl Agent {
         }
         let standing = screen(&self.view.config, self.view.peers.values()).standing;
         let plan = self.host_plan(&standing);
-        self.apply_firewall(true, &plan.firewall);
+        self.firewall.apply(self.dp.as_ref(), true, &plan.firewall);
         Ok(())
-    }
-
-    /// Loads the nftables table when its plan changed (or when `force`d, which still
-    /// loads nothing if the kernel's table carries the same fingerprint).
-    pub(super) fn apply_firewall(&mut self, force: bool, plan: &FirewallPlan) {
-        if !force && self.last.firewall.as_ref() == Some(plan) {
-            return;
-        }
-        match self.dp.apply_firewall(plan) {
-            Ok(loaded) => {
-                if loaded {
-                    let members = plan.encap.as_ref().map(|e| e.members.len());
-                    info!(table = weft_kernel::nft::TABLE, ip_masq = plan.ip_masq, encap_members = ?members, "loaded nftables rules");
-                }
-                self.last.firewall = Some(plan.clone());
-            }
-            Err(e) => error!(error = %e, "cannot load nftables rules; will retry"),
-        }
     }
 
     /// Counts what an applied diff changed; returns whether it changed anything.
     pub(super) fn count<T>(&self, applied: &Applied<T>) -> bool {
-        let changes = (applied.added + applied.replaced + applied.removed) as u64;
-        self.metrics
-            .kernel_changes
-            .fetch_add(changes, Ordering::Relaxed);
-        self.metrics
-            .kernel_failures
-            .fetch_add(applied.failed.len() as u64, Ordering::Relaxed);
-        applied.changed()
+        count(&self.metrics, applied)
     }
+}
+
+/// Counts what an applied diff changed in `/metrics`; whether it changed anything.
+pub(super) fn count<T>(metrics: &Metrics, applied: &Applied<T>) -> bool {
+    let changes = (applied.added + applied.replaced + applied.removed) as u64;
+    metrics.kernel_changes.fetch_add(changes, Ordering::Relaxed);
+    metrics
+        .kernel_failures
+        .fetch_add(applied.failed.len() as u64, Ordering::Relaxed);
+    applied.changed()
 }

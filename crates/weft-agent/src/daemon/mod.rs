@@ -5,13 +5,18 @@
 //! subnet, write the host files, set up forwarding and masquerade, then plan and apply.
 //!
 //! Running (`serve`), three things wake the agent, and each leads to the same
-//! `Agent::reconcile`: a store change (the in-memory picture of the leases is updated
-//! first, `events`), a kernel change to something Weft owns (a route, its VXLAN device,
-//! a neighbour or FDB entry, an address), and the periodic resync. Reconcile re-reads
-//! everything Weft owns through the [`Dataplane`], compares it with the backend's plan and
-//! changes only the difference, so a route deleted by hand or a VXLAN device removed by
-//! an operator is back within a fraction of a second, and a missed event cannot leave a
-//! wrong view behind.
+//! `Agent::reconcile`: a store change (the in-memory picture is updated first, each
+//! entry decoded once by `weft_model::keys`, `events`), a kernel change to something
+//! Weft owns (a route, its VXLAN device, a neighbour or FDB entry, an address), and the
+//! periodic resync. Reconcile asks the host planner (`weft_backends::host::plan`, via
+//! `plan`) for one plan and hands each part to its manager, one per kind of kernel
+//! state: `routes`, `overlay` (neighbour and FDB entries, segments), `firewall`,
+//! `policy`, and the BGP speaker (`crate::bgp`). Each re-reads what Weft owns through
+//! the [`Dataplane`] and changes only the difference, so a route deleted by hand or a
+//! VXLAN device removed by an operator is back within a fraction of a second, and a
+//! missed event cannot leave a wrong view behind. A reconcile makes no store request:
+//! the node status (`publish`), the lease's renewal (`upkeep`), policy re-reads and
+//! block releases run beside the loop (`serve`).
 //!
 //! What never happens: a bad config value, an unreadable lease or a lost store removes a
 //! working route. Bad values are logged by key and the last good value is kept; while the
@@ -19,18 +24,22 @@
 //! a restart finds everything in place and changes nothing.
 //!
 //! The agent's state is grouped by job: `View` (what the store says), `Plane` (the
-//! backend and the runtimes it needs) and `Last` (what was last applied or published).
+//! backend and the runtimes it needs), the managers (what each kind of kernel state was
+//! last brought to) and `Last` (what was last logged or published).
 
 mod blocks;
 mod events;
+mod firewall;
 mod host;
 mod named;
+mod overlay;
 mod plan;
 mod policy;
 mod publish;
 
 pub use policy::PolicyEnforced;
 mod reconcile;
+mod routes;
 mod serve;
 mod start;
 mod tunnel;
@@ -52,7 +61,6 @@ use weft_alloc::screen::Rejected;
 use weft_alloc::{Lease, LeaseAttrs, NetworkConfig, Registry};
 use weft_backends::{Backend, BackendSettings, NodeContext};
 use weft_kernel::{Dataplane, Linux};
-use weft_plan::{FirewallPlan, Route};
 use weft_store::backoff::Backoff;
 use weft_tunnel::Tunnel;
 
@@ -172,10 +180,6 @@ struct Plane {
 /// What was last applied or published, so that unchanged things are not redone.
 #[derive(Default)]
 struct Last {
-    /// The last route plan, if the kernel took all of it: the base for applying
-    /// learned routes as a difference.
-    routes_in_kernel: Option<Vec<Route>>,
-    firewall: Option<FirewallPlan>,
     unreachable: Vec<Unreachable>,
     /// The leases last found not to stand, so each is logged once.
     rejected: Vec<Rejected>,
@@ -189,10 +193,6 @@ struct Last {
     blocks_unreachable: Vec<(Ipv4Net, String)>,
     /// Routed containers last found without a route, so each is logged once.
     named_unreachable: Vec<(Ipv4Addr, String)>,
-    /// Segment links found unplanned, since when (removed after a grace period).
-    segments_unplanned: BTreeMap<String, std::time::Instant>,
-    /// The named subnets iptables' FORWARD chain was last checked for.
-    named_forward: Vec<Ipv4Net>,
 }
 
 pub(crate) struct Agent {
@@ -205,6 +205,12 @@ pub(crate) struct Agent {
     metrics: Arc<Metrics>,
     /// The release of empty blocks under way, off the agent's loop.
     releasing: Option<tokio::task::AbortHandle>,
+    /// The routes' manager.
+    routes: routes::RouteManager,
+    /// The overlay entries' manager (the cluster device's and the segments').
+    overlay: overlay::OverlayManager,
+    /// The firewall's manager.
+    firewall: firewall::FirewallManager,
     /// The policy table's manager (its state, cache and table).
     policy: policy::PolicyManager,
     /// Writes this node's status to the store, off the agent's loop.

@@ -8,9 +8,8 @@ use tracing::{error, info, warn};
 use weft_alloc::registry::NodeStatus;
 use weft_alloc::screen::screen;
 use weft_alloc::Lease;
-use weft_backends::host::{HostPlan, Unrouted};
-use weft_kernel::{ApplyReport, KernelError};
-use weft_plan::{Applied, LinkOutcome, Route};
+use weft_backends::host::Unrouted;
+use weft_plan::{Applied, LinkOutcome};
 
 use super::{Agent, Why};
 use crate::options::IpipMode;
@@ -42,12 +41,19 @@ impl Agent {
             t.set_table(table);
         }
         self.log_unrouted(&plan.unrouted);
-        self.apply_firewall(false, &plan.firewall);
+        self.firewall.apply(self.dp.as_ref(), false, &plan.firewall);
         self.reconcile_policy(why);
-        let entries_changed = self.reconcile_entries(why, &plan).await;
-        self.ensure_named_forward(&plan.forward);
-        let named_changed = self.reconcile_segments(why, &plan.segments).await;
-        let (routes_changed, took_all) = match self.apply_route_plan(why, &plan.routes).await {
+        let (dp, metrics) = (self.dp.as_ref(), self.metrics.as_ref());
+        let entries_changed = (self.overlay)
+            .entries(dp, metrics, why, self.view.node.overlay, &plan)
+            .await;
+        self.firewall
+            .ensure_forward(self.dp.as_ref(), &plan.forward);
+        let any_named = !self.view.named.networks.is_empty();
+        let named_changed = (self.overlay)
+            .segments(dp, metrics, why, &plan.segments, any_named)
+            .await;
+        let routes_changed = match self.routes.apply(self.dp.as_ref(), why, &plan.routes).await {
             Ok(report) => {
                 log_applied(
                     "route",
@@ -55,14 +61,11 @@ impl Agent {
                     &report.applied,
                     Some(report.elapsed.as_millis()),
                 );
-                (
-                    self.count(&report.applied),
-                    report.applied.failed.is_empty(),
-                )
+                self.count(&report.applied)
             }
             Err(e) => {
                 error!(error = %e, "cannot read or change routes; will retry");
-                (false, false)
+                false
             }
         };
         let m = &self.metrics;
@@ -78,9 +81,6 @@ impl Agent {
         m.unreachable_peers
             .store(plan.unrouted.peers.len() as u64, Ordering::Relaxed);
         m.reconciled();
-        if took_all {
-            self.last.routes_in_kernel = Some(plan.routes);
-        }
         if let Some(rt) = self.plane.bgp.as_mut() {
             rt.write_status();
         }
@@ -208,49 +208,6 @@ impl Agent {
         let moved = learned != self.view.node.learned;
         self.view.node.learned = learned;
         moved
-    }
-
-    /// The neighbour and FDB entries on the overlay device; whether any changed.
-    async fn reconcile_entries(&mut self, why: Why, plan: &HostPlan) -> bool {
-        let Some(index) = self.view.node.overlay else {
-            return false;
-        };
-        let mut changed = false;
-        match self.dp.apply_neighbours(index, &plan.neighbours).await {
-            Ok(a) => {
-                changed |= self.count(&a);
-                log_applied("neighbour", why, &a, None)
-            }
-            Err(e) => error!(error = %e, "cannot read or change neighbours; will retry"),
-        }
-        match self.dp.apply_fdb(index, &plan.fdb).await {
-            Ok(a) => {
-                changed |= self.count(&a);
-                log_applied("fdb entry", why, &a, None)
-            }
-            Err(e) => error!(error = %e, "cannot read or change FDB entries; will retry"),
-        }
-        changed
-    }
-
-    /// Applies a route plan. Learned routes stream in: they change only what moved since
-    /// the last plan the kernel took in full, without reading it all back first; if the
-    /// kernel refuses some of that (someone else's edit), it is read and diffed after all.
-    /// Everything else is read and diffed.
-    async fn apply_route_plan(
-        &mut self,
-        why: Why,
-        routes: &[Route],
-    ) -> Result<ApplyReport, KernelError> {
-        let base = self.last.routes_in_kernel.take();
-        if let (Why::Learned, Some(base)) = (why, base) {
-            let delta = self.dp.apply_route_delta(routes, &base).await?;
-            if delta.applied.failed.is_empty() {
-                return Ok(delta);
-            }
-            log_applied("route", why, &delta.applied, None);
-        }
-        self.dp.apply_routes(routes).await
     }
 
     /// Hands this node's status (peers and blocks it has no route for, orphaned

@@ -281,14 +281,14 @@ async fn a_kernel_refusal_leaves_the_rest_applied_and_is_retried() {
     assert_eq!(rig.route_to("10.244.201.0/24"), None);
     assert_eq!(rig.metric(|m| &m.kernel_failures), 1);
     assert!(
-        rig.agent.last.routes_in_kernel.is_none(),
+        !rig.agent.routes.has_base(),
         "a plan the kernel did not take in full is no base for a delta"
     );
     // The kernel takes it at the next resync.
     rig.fake.accept_route(net("10.244.201.0/24"));
     rig.agent.reconcile(Why::Resync).await;
     assert!(rig.route_to("10.244.201.0/24").is_some());
-    assert!(rig.agent.last.routes_in_kernel.is_some());
+    assert!(rig.agent.routes.has_base());
 }
 
 #[tokio::test]
@@ -632,9 +632,9 @@ async fn named_networks_follow_the_store() {
         rig.fake.link("weftvx-4096").is_some(),
         "kept within the grace period"
     );
-    for since in rig.agent.last.segments_unplanned.values_mut() {
-        *since -= super::named::SEGMENT_GRACE;
-    }
+    rig.agent
+        .overlay
+        .age_unplanned(super::overlay::SEGMENT_GRACE);
     rig.agent.reconcile(Why::Store).await;
     assert!(rig.fake.link("weftvx-4096").is_none() && rig.fake.link("weftbr-4096").is_none());
 }

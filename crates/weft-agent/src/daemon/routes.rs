@@ -1,0 +1,53 @@
+//! The routes' manager: Weft's routes in the main table, brought to the host plan's.
+//!
+//! Two ways, one state: with the kernel's routes read back and diffed (every reconcile
+//! but one), or, for learned BGP routes streaming in, as the difference from the last
+//! plan the kernel took in full, without reading 10,000 routes back before each burst;
+//! anything the kernel refuses there falls back to the full read and diff at once.
+
+use weft_kernel::{ApplyReport, Dataplane, KernelError};
+use weft_plan::Route;
+
+use super::reconcile::log_applied;
+use super::Why;
+
+#[derive(Debug, Default)]
+pub(super) struct RouteManager {
+    /// The last route plan, if the kernel took all of it: the base for applying
+    /// learned routes as a difference.
+    in_kernel: Option<Vec<Route>>,
+}
+
+impl RouteManager {
+    /// Whether the last plan is a base for a delta (the kernel took all of it).
+    #[cfg(test)]
+    pub(super) fn has_base(&self) -> bool {
+        self.in_kernel.is_some()
+    }
+
+    /// Applies `routes` (see the module's documentation).
+    pub(super) async fn apply(
+        &mut self,
+        dp: &dyn Dataplane,
+        why: Why,
+        routes: &[Route],
+    ) -> Result<ApplyReport, KernelError> {
+        let base = self.in_kernel.take();
+        let report = match (why, base) {
+            (Why::Learned, Some(base)) => {
+                let delta = dp.apply_route_delta(routes, &base).await?;
+                if delta.applied.failed.is_empty() {
+                    delta
+                } else {
+                    log_applied("route", why, &delta.applied, None);
+                    dp.apply_routes(routes).await?
+                }
+            }
+            _ => dp.apply_routes(routes).await?,
+        };
+        if report.applied.failed.is_empty() {
+            self.in_kernel = Some(routes.to_vec());
+        }
+        Ok(report)
+    }
+}
