@@ -93,12 +93,26 @@ impl Linux {
         })
     }
 
-    /// Runs `f` in its namespace's context: on a thread that joined it, or right here.
+    /// Runs `f` in its namespace's context (on a thread that joined it, or right
+    /// here), off the runtime's workers: `f` is blocking work (an `nft` process, a
+    /// netfilter socket, a `/proc/sys` write).
     fn in_own_netns<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, KernelError> {
-        match &self.netns {
+        off_the_workers(|| match &self.netns {
             Some(ns) => Ok(netns::run_in(ns, f)?),
             None => Ok(f()),
-        }
+        })
+    }
+}
+
+/// Runs blocking work so that it holds up no other task: on a worker of a
+/// multi-threaded runtime (the agent's two), `block_in_place` first hands the worker's
+/// other tasks to another worker; on a current-thread runtime (the CNI plugin, `weftctl`)
+/// or outside any runtime there are no other workers, and it just runs.
+fn off_the_workers<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 
