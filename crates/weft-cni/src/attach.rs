@@ -12,7 +12,7 @@ use std::path::Path;
 
 use ipnet::Ipv4Net;
 use weft_kernel::netns::{self, NetnsError};
-use weft_kernel::{Dataplane, KernelError, LinkSetting, LinkUpdate, VethPair};
+use weft_kernel::{Attach, KernelError, LinkSetting, LinkUpdate, VethPair};
 use weft_plan::iface::LinkInfo;
 use weft_plan::{MacAddr, Neighbour, Route};
 
@@ -103,7 +103,7 @@ pub struct Request<'a> {
 
 /// Makes sure the bridge exists, is up and holds the gateway address.
 async fn ensure_bridge(
-    host: &dyn Dataplane,
+    host: &dyn Attach,
     name: &str,
     gateway: Ipv4Net,
     mtu: u32,
@@ -119,7 +119,7 @@ async fn ensure_bridge(
 }
 
 /// Builds the host side and the container side; on failure removes what it made.
-pub async fn add(host: &dyn Dataplane, req: &Request<'_>) -> CniResult<(HostSide, Interface)> {
+pub async fn add(host: &dyn Attach, req: &Request<'_>) -> CniResult<(HostSide, Interface)> {
     let bridge = match req.mode {
         Mode::Bridge => Some(ensure_bridge(host, req.bridge, req.gateway, req.mtu).await?),
         Mode::Routed => None,
@@ -158,7 +158,7 @@ pub async fn add(host: &dyn Dataplane, req: &Request<'_>) -> CniResult<(HostSide
 }
 
 async fn finish(
-    host: &dyn Dataplane,
+    host: &dyn Attach,
     req: &Request<'_>,
     veth_name: &str,
     bridge: Option<&LinkInfo>,
@@ -219,7 +219,7 @@ async fn finish(
 }
 
 /// Inside the container: loopback and the interface up, the address, the routes.
-async fn configure_container(ctr: &dyn Dataplane, req: &Request<'_>) -> CniResult<LinkInfo> {
+async fn configure_container(ctr: &dyn Attach, req: &Request<'_>) -> CniResult<LinkInfo> {
     let ifname = req.ifname;
     let up = LinkUpdate {
         up: true,
@@ -268,7 +268,7 @@ async fn configure_container(ctr: &dyn Dataplane, req: &Request<'_>) -> CniResul
 }
 
 /// Removes the container interface's host side (its peer goes with it). Absent is fine.
-pub async fn del(host: &dyn Dataplane, container_id: &str, ifname: &str) -> CniResult<()> {
+pub async fn del(host: &dyn Attach, container_id: &str, ifname: &str) -> CniResult<()> {
     if let Some(l) = host.link(&host_veth_name(container_id, ifname)).await? {
         host.del_link(l.index)
             .await
@@ -279,7 +279,7 @@ pub async fn del(host: &dyn Dataplane, container_id: &str, ifname: &str) -> CniR
 
 /// CHECK: the container interface exists and holds `address`.
 pub async fn check(
-    host: &dyn Dataplane,
+    host: &dyn Attach,
     netns: &Path,
     ifname: &str,
     address: Ipv4Addr,

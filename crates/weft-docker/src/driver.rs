@@ -20,7 +20,7 @@ use tracing::{info, warn};
 use weft_alloc::named::{Endpoint, Mode, NamedError, NamedNetwork, NetworkRequest, PENDING};
 use weft_alloc::Registry;
 use weft_kernel::dataplane::{LinkSetting, LinkUpdate, VethPair};
-use weft_kernel::Dataplane;
+use weft_kernel::Attach;
 use weft_plan::{MacAddr, Route, SegmentSpec};
 
 use crate::protocol::*;
@@ -98,7 +98,7 @@ pub struct HostFacts {
 #[derive(Clone)]
 pub struct Driver {
     pub registry: Registry,
-    pub dp: Arc<dyn Dataplane>,
+    pub dp: Arc<dyn Attach>,
     pub host: HostFacts,
     pub local: Arc<Mutex<Local>>,
     /// The host's own network namespace, where both veth ends are made.

@@ -6,10 +6,15 @@
 //! `/proc/sys`) and `fake::FakeNet` (feature `fake`), an in-memory host that records state and
 //! can be told to refuse, so the decision code is tested without root.
 //!
-//! Methods are grouped by kernel object, as the Linux implementation's files are: links,
-//! addresses, routes, neighbours and FDB entries, sysctls and the firewall, offloads,
-//! events. Reads return what Weft needs as plan values; writes are idempotent where the
-//! object has a natural identity (`ensure_*`, `apply_*`), plain otherwise (`add_*`).
+//! The boundary is split by kernel object, one trait each, as the Linux implementation's
+//! files are: [`Links`], [`Addresses`], [`Routes`], [`Neighbours`], [`Sysctls`],
+//! [`Firewall`], [`Offloads`], [`Namespaces`] (events and other namespaces).
+//! [`Attach`] is what attaching a container takes (the CNI plugin and the Docker driver
+//! ask for only that); [`Dataplane`] is the sum (the agent, `weftctl diagnose`). Any
+//! type with every part is both. Reads return what Weft needs as plan values; writes
+//! are idempotent where the object has a natural identity (`ensure_*`, `apply_*`),
+//! plain otherwise (`add_*`). Callers bring the traits in with
+//! `use weft_kernel::prelude::*`.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -81,11 +86,9 @@ pub enum LinkSetting {
     BridgeCallsIptables,
 }
 
-/// Everything Weft does to a host's network stack. See the module's documentation.
+/// Links: the overlay devices, bridges, veth pairs.
 #[async_trait]
-pub trait Dataplane: Send + Sync {
-    // ---- links ----
-
+pub trait Links: Send + Sync {
     /// Every link, with index, name, MTU, state and MAC.
     async fn links(&self) -> Result<Vec<LinkInfo>, KernelError>;
 
@@ -109,16 +112,36 @@ pub trait Dataplane: Send + Sync {
     /// Deletes a link; one already gone is fine.
     async fn del_link(&self, index: u32) -> Result<(), KernelError>;
 
-    // ---- addresses ----
+    /// A link's index by name, if it exists.
+    async fn link_index(&self, name: &str) -> Result<Option<u32>, KernelError> {
+        Ok(self.link(name).await?.map(|l| l.index))
+    }
+}
 
+/// IPv4 addresses.
+#[async_trait]
+pub trait Addresses: Send + Sync {
     /// Every IPv4 address, with its link.
     async fn ipv4_addresses(&self) -> Result<Vec<AddrInfo>, KernelError>;
 
     /// Adds an address to a link; one already there is fine.
     async fn ensure_address(&self, index: u32, address: Ipv4Net) -> Result<(), KernelError>;
 
-    // ---- routes ----
+    /// The IPv4 addresses of one link.
+    async fn addresses_of(&self, index: u32) -> Result<Vec<Ipv4Net>, KernelError> {
+        Ok(self
+            .ipv4_addresses()
+            .await?
+            .into_iter()
+            .filter(|a| a.index == index)
+            .filter_map(|a| Ipv4Net::new(a.addr, a.prefix_len).ok())
+            .collect())
+    }
+}
 
+/// Routes: Weft's (marked, batched, diffed) and single unmarked ones of an attachment.
+#[async_trait]
+pub trait Routes: Send + Sync {
     /// The output interface of the main table's IPv4 default route, if any.
     async fn default_route_dev(&self) -> Result<Option<u32>, KernelError>;
 
@@ -137,8 +160,39 @@ pub trait Dataplane: Send + Sync {
     /// route reconcile must never see it as its own.
     async fn add_route(&self, route: &Route) -> Result<(), KernelError>;
 
-    // ---- neighbours and FDB entries ----
+    /// Makes Weft's routes equal to `desired`, changing only the difference.
+    async fn apply_routes(&self, desired: &[Route]) -> Result<ApplyReport, KernelError> {
+        let start = Instant::now();
+        let changes = plan(desired, &self.weft_routes().await?);
+        let applied = self.apply_route_changes(changes).await?;
+        Ok(ApplyReport {
+            applied,
+            elapsed: start.elapsed(),
+        })
+    }
 
+    /// Turns `previous`, a plan the kernel was last seen to hold in full, into `desired`
+    /// without reading the kernel's routes first. For a stream of learned routes: reading
+    /// 10,000 routes back before each burst would cost more than the burst. A change the
+    /// kernel refuses here (someone else's edit) shows as failed, and the caller goes
+    /// back to [`Routes::apply_routes`].
+    async fn apply_route_delta(
+        &self,
+        desired: &[Route],
+        previous: &[Route],
+    ) -> Result<ApplyReport, KernelError> {
+        let start = Instant::now();
+        let applied = self.apply_route_changes(plan(desired, previous)).await?;
+        Ok(ApplyReport {
+            applied,
+            elapsed: start.elapsed(),
+        })
+    }
+}
+
+/// Permanent neighbour entries and FDB entries.
+#[async_trait]
+pub trait Neighbours: Send + Sync {
     /// Permanent IPv4 neighbour entries on a link.
     async fn neighbours(&self, index: u32) -> Result<Vec<Neighbour>, KernelError>;
 
@@ -157,8 +211,44 @@ pub trait Dataplane: Send + Sync {
         changes: Vec<Change<FdbEntry>>,
     ) -> Result<Applied<FdbEntry>, KernelError>;
 
-    // ---- sysctls and the firewall ----
+    /// Makes the permanent neighbours on `index` equal to `desired`.
+    async fn apply_neighbours(
+        &self,
+        index: u32,
+        desired: &[Neighbour],
+    ) -> Result<Applied<Neighbour>, KernelError> {
+        let changes = plan_neighbours(desired, &self.neighbours(index).await?);
+        self.apply_neighbour_changes(index, changes).await
+    }
 
+    /// Makes the FDB entries on `index` equal to `desired`.
+    async fn apply_fdb(
+        &self,
+        index: u32,
+        desired: &[FdbEntry],
+    ) -> Result<Applied<FdbEntry>, KernelError> {
+        let changes = plan_fdb(desired, &self.fdb(index).await?);
+        self.apply_fdb_changes(index, changes).await
+    }
+
+    /// Adds one permanent neighbour entry (a container's entry for its fixed gateway).
+    async fn add_neighbour(&self, index: u32, n: Neighbour) -> Result<(), KernelError> {
+        let applied = self
+            .apply_neighbour_changes(index, vec![Change::Add(n)])
+            .await?;
+        match applied.failed.into_iter().next() {
+            Some((_, refusal)) => Err(KernelError::Refused {
+                op: "add neighbour",
+                refusal,
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Settings under `/proc/sys` and `/sys` (blocking file writes: the Linux side runs
+/// them off the runtime's workers).
+pub trait Sysctls: Send + Sync {
     /// Whether IPv4 forwarding is on.
     fn forwarding(&self) -> Result<bool, KernelError>;
 
@@ -166,7 +256,12 @@ pub trait Dataplane: Send + Sync {
     fn ensure_forwarding(&self) -> Result<bool, KernelError>;
 
     fn set_link_setting(&self, setting: &LinkSetting) -> Result<(), KernelError>;
+}
 
+/// nftables tables (Weft's firewall and the policy table) and iptables' FORWARD accept
+/// rules (blocking: an `nft` process or a netfilter socket, run off the runtime's
+/// workers on Linux).
+pub trait Firewall: Send + Sync {
     /// Loads the firewall table for `plan` unless the loaded one is the same; whether
     /// it loaded.
     fn apply_firewall(&self, plan: &FirewallPlan) -> Result<bool, KernelError>;
@@ -201,103 +296,33 @@ pub trait Dataplane: Send + Sync {
     /// Where iptables' FORWARD policy is DROP (Docker sets it), accept rules for the
     /// cluster network; how many were inserted.
     fn ensure_iptables_forward(&self, network: &Ipv4Net) -> Result<usize, KernelError>;
+}
 
-    // ---- offloads ----
-
+/// Per-link offloads (BIG TCP).
+#[async_trait]
+pub trait Offloads: Send + Sync {
     /// Raises (or lowers) a link's IPv4 GSO and GRO limits to `wanted`, capped by what
     /// the device can segment. The limit in force afterwards; `None` when the kernel
     /// reports none (too old for BIG TCP).
     async fn ensure_big_tcp(&self, index: u32, wanted: u32) -> Result<Option<u32>, KernelError>;
+}
 
-    // ---- events and namespaces ----
-
+/// Kernel events and other namespaces.
+pub trait Namespaces: Send + Sync {
     /// Starts listening for changes to what Weft owns (see [`crate::monitor`]).
     fn watch(&self) -> Result<mpsc::Receiver<KernelEvent>, KernelError>;
 
     /// The same host's view from inside another network namespace (a container's).
     fn enter(&self, netns: &Path) -> Result<Box<dyn Dataplane>, KernelError>;
+}
 
-    // ---- built from the above ----
-
-    /// Chooses the external interface (see [`iface::choose`]).
-    async fn external_interface(
-        &self,
-        specs: &[IfaceSpec],
-    ) -> Result<ExternalInterface, KernelError> {
-        let (links, addrs, dev) = (
-            self.links().await?,
-            self.ipv4_addresses().await?,
-            self.default_route_dev().await?,
-        );
-        Ok(iface::choose(specs, &links, &addrs, dev)?)
-    }
-
-    /// A link's index by name, if it exists.
-    async fn link_index(&self, name: &str) -> Result<Option<u32>, KernelError> {
-        Ok(self.link(name).await?.map(|l| l.index))
-    }
-
-    /// The IPv4 addresses of one link.
-    async fn addresses_of(&self, index: u32) -> Result<Vec<Ipv4Net>, KernelError> {
-        Ok(self
-            .ipv4_addresses()
-            .await?
-            .into_iter()
-            .filter(|a| a.index == index)
-            .filter_map(|a| Ipv4Net::new(a.addr, a.prefix_len).ok())
-            .collect())
-    }
-
-    /// Makes Weft's routes equal to `desired`, changing only the difference.
-    async fn apply_routes(&self, desired: &[Route]) -> Result<ApplyReport, KernelError> {
-        let start = Instant::now();
-        let changes = plan(desired, &self.weft_routes().await?);
-        let applied = self.apply_route_changes(changes).await?;
-        Ok(ApplyReport {
-            applied,
-            elapsed: start.elapsed(),
-        })
-    }
-
-    /// Turns `previous`, a plan the kernel was last seen to hold in full, into `desired`
-    /// without reading the kernel's routes first. For a stream of learned routes: reading
-    /// 10,000 routes back before each burst would cost more than the burst. A change the
-    /// kernel refuses here (someone else's edit) shows as failed, and the caller goes
-    /// back to [`Dataplane::apply_routes`].
-    async fn apply_route_delta(
-        &self,
-        desired: &[Route],
-        previous: &[Route],
-    ) -> Result<ApplyReport, KernelError> {
-        let start = Instant::now();
-        let applied = self.apply_route_changes(plan(desired, previous)).await?;
-        Ok(ApplyReport {
-            applied,
-            elapsed: start.elapsed(),
-        })
-    }
-
-    /// Makes the permanent neighbours on `index` equal to `desired`.
-    async fn apply_neighbours(
-        &self,
-        index: u32,
-        desired: &[Neighbour],
-    ) -> Result<Applied<Neighbour>, KernelError> {
-        let changes = plan_neighbours(desired, &self.neighbours(index).await?);
-        self.apply_neighbour_changes(index, changes).await
-    }
-
-    /// Makes the FDB entries on `index` equal to `desired`.
-    async fn apply_fdb(
-        &self,
-        index: u32,
-        desired: &[FdbEntry],
-    ) -> Result<Applied<FdbEntry>, KernelError> {
-        let changes = plan_fdb(desired, &self.fdb(index).await?);
-        self.apply_fdb_changes(index, changes).await
-    }
-
-    /// Adds one permanent neighbour entry (a container's entry for its fixed gateway).
+/// What attaching a container takes (the CNI plugin, the Docker driver): links,
+/// addresses, single routes and neighbour entries, per-link settings and offloads, and
+/// entering the container's namespace. They ask for only this.
+#[async_trait]
+pub trait Attach:
+    Links + Addresses + Routes + Neighbours + Sysctls + Offloads + Namespaces
+{
     /// Makes a named overlay network's links match `spec` (see [`weft_plan::segment`]):
     /// the bridge, holding the gateway unless the network is internal, and the VXLAN
     /// device as its port, with no address, no learning and ARP answered from its
@@ -336,17 +361,26 @@ pub trait Dataplane: Send + Sync {
         }
         Ok((bridge.index, index, outcome))
     }
+}
 
-    async fn add_neighbour(&self, index: u32, n: Neighbour) -> Result<(), KernelError> {
-        let applied = self
-            .apply_neighbour_changes(index, vec![Change::Add(n)])
-            .await?;
-        match applied.failed.into_iter().next() {
-            Some((_, refusal)) => Err(KernelError::Refused {
-                op: "add neighbour",
-                refusal,
-            }),
-            None => Ok(()),
-        }
+impl<T: Links + Addresses + Routes + Neighbours + Sysctls + Offloads + Namespaces> Attach for T {}
+
+/// Everything Weft does to a host's network stack, the sum of the traits above (the
+/// agent and `weftctl diagnose` take it). See the module's documentation.
+#[async_trait]
+pub trait Dataplane: Attach + Firewall {
+    /// Chooses the external interface (see [`iface::choose`]).
+    async fn external_interface(
+        &self,
+        specs: &[IfaceSpec],
+    ) -> Result<ExternalInterface, KernelError> {
+        let (links, addrs, dev) = (
+            self.links().await?,
+            self.ipv4_addresses().await?,
+            self.default_route_dev().await?,
+        );
+        Ok(iface::choose(specs, &links, &addrs, dev)?)
     }
 }
+
+impl<T: Attach + Firewall> Dataplane for T {}

@@ -28,6 +28,7 @@ use crate::dataplane::{Dataplane, LinkSetting, LinkUpdate, VethPair};
 use crate::error::KernelError;
 use crate::monitor::KernelEvent;
 use crate::nft_sets::{Elements, LoadedSets, SetTable};
+use crate::prelude::*;
 use crate::sysctl::setting_file;
 
 /// An operation the fake can be told to refuse (see [`FakeNet::fail`]).
@@ -620,7 +621,7 @@ impl FakeDataplane {
 }
 
 #[async_trait]
-impl Dataplane for FakeDataplane {
+impl Links for FakeDataplane {
     async fn links(&self) -> Result<Vec<LinkInfo>, KernelError> {
         let mut w = self.world();
         w.check(FakeOp::ReadLinks, "list links")?;
@@ -760,7 +761,10 @@ impl Dataplane for FakeDataplane {
         w.log(format!("delete link {}", link.info.name));
         Ok(())
     }
+}
 
+#[async_trait]
+impl Addresses for FakeDataplane {
     async fn ipv4_addresses(&self) -> Result<Vec<AddrInfo>, KernelError> {
         let mut w = self.world();
         w.check(FakeOp::ReadAddresses, "list addresses")?;
@@ -784,7 +788,10 @@ impl Dataplane for FakeDataplane {
         }
         Ok(())
     }
+}
 
+#[async_trait]
+impl Routes for FakeDataplane {
     async fn default_route_dev(&self) -> Result<Option<u32>, KernelError> {
         let mut w = self.world();
         w.check(FakeOp::ReadRoutes, "list routes")?;
@@ -866,7 +873,10 @@ impl Dataplane for FakeDataplane {
         w.log(format!("add unmarked route {route}"));
         Ok(())
     }
+}
 
+#[async_trait]
+impl Neighbours for FakeDataplane {
     async fn neighbours(&self, index: u32) -> Result<Vec<Neighbour>, KernelError> {
         let mut w = self.world();
         w.check(FakeOp::ReadNeighbours, "list neighbours")?;
@@ -900,7 +910,9 @@ impl Dataplane for FakeDataplane {
     ) -> Result<Applied<FdbEntry>, KernelError> {
         Ok(self.apply_entries("fdb", index, changes, |ns| &mut ns.fdb, |f| (f.mac, f.dst)))
     }
+}
 
+impl Sysctls for FakeDataplane {
     fn forwarding(&self) -> Result<bool, KernelError> {
         let mut w = self.world();
         w.check(FakeOp::Sysctl, "net/ipv4/ip_forward")?;
@@ -931,7 +943,9 @@ impl Dataplane for FakeDataplane {
         }
         Ok(())
     }
+}
 
+impl Firewall for FakeDataplane {
     fn apply_firewall(&self, plan: &FirewallPlan) -> Result<bool, KernelError> {
         let mut w = self.world();
         w.check(FakeOp::Firewall, "load nftables rules")?;
@@ -1022,7 +1036,10 @@ impl Dataplane for FakeDataplane {
         // The fake host has no iptables FORWARD policy of DROP to work around.
         Ok(0)
     }
+}
 
+#[async_trait]
+impl Offloads for FakeDataplane {
     async fn ensure_big_tcp(&self, index: u32, wanted: u32) -> Result<Option<u32>, KernelError> {
         let mut w = self.world();
         w.check(FakeOp::SetLink, "set the IPv4 GSO/GRO limits")?;
@@ -1034,7 +1051,9 @@ impl Dataplane for FakeDataplane {
         link.gso_max_size = Some(wanted);
         Ok(Some(wanted))
     }
+}
 
+impl Namespaces for FakeDataplane {
     fn watch(&self) -> Result<mpsc::Receiver<KernelEvent>, KernelError> {
         let mut w = self.world();
         w.check(FakeOp::Watch, "watch kernel events")?;

@@ -38,6 +38,18 @@ pub mod own;
 pub mod sys;
 pub mod sysctl;
 
-pub use dataplane::{ApplyReport, Dataplane, LinkSetting, LinkUpdate, VethPair};
+pub use dataplane::{
+    Addresses, ApplyReport, Attach, Dataplane, Firewall, LinkSetting, LinkUpdate, Links,
+    Namespaces, Neighbours, Offloads, Routes, Sysctls, VethPair,
+};
+
+/// The dataplane's traits, for calling their methods on a `&dyn Dataplane` or
+/// `&dyn Attach`.
+pub mod prelude {
+    pub use crate::dataplane::{
+        Addresses, Attach, Dataplane, Firewall, Links, Namespaces, Neighbours, Offloads, Routes,
+        Sysctls,
+    };
+}
 pub use error::KernelError;
 pub use linux::Linux;

@@ -3,7 +3,8 @@
 //! `sendmsg`), with one route the kernel refuses reported alone while the rest apply.
 //! Needs root; skipped with one line otherwise.
 
-use weft_kernel::{Dataplane, Linux};
+use weft_kernel::prelude::*;
+use weft_kernel::Linux;
 use weft_plan::{Change, Route};
 use weft_testkit::netns::{in_netns, sh};
 use weft_testkit::require_root;

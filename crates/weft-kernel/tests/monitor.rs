@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use weft_kernel::monitor::KernelEvent;
-use weft_kernel::{Dataplane, Linux};
+use weft_kernel::prelude::*;
+use weft_kernel::Linux;
 use weft_plan::Route;
 use weft_testkit::netns::{in_netns, sh};
 use weft_testkit::require_root;

@@ -249,7 +249,7 @@ async fn kernel_drift_is_repaired_and_only_weft_s_routes_are_touched() {
     let stale = Route::via(net("10.244.99.0/24"), ip("192.168.1.99"), rig.eth0);
     rig.fake.put_weft_route(stale);
     let theirs = Route::via(net("172.20.0.0/16"), ip("192.168.1.254"), rig.eth0);
-    weft_kernel::Dataplane::add_route(&rig.fake.host(), &theirs)
+    weft_kernel::Routes::add_route(&rig.fake.host(), &theirs)
         .await
         .unwrap();
     rig.agent.reconcile(Why::Kernel).await;

@@ -27,6 +27,7 @@ use weft_alloc::{BackendKind, NetworkConfig, Registry};
 use weft_backends::host::{self, HostInputs, LocalSettings};
 use weft_backends::networks::PlannedEndpoint;
 use weft_backends::{BackendSettings, NodeContext};
+use weft_kernel::prelude::*;
 use weft_kernel::{Dataplane, Linux};
 use weft_plan::iface::IfaceSpec;
 

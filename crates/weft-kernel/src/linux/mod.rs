@@ -32,6 +32,7 @@ use crate::error::KernelError;
 use crate::monitor::{self, KernelEvent};
 use crate::nft_sets::{Elements, LoadedSets, SetTable};
 use crate::own::Owned;
+use crate::prelude::*;
 use crate::{netns, nft, nft_netlink, nft_sets, sysctl};
 
 pub use routes::BLACKHOLE_METRIC;
@@ -152,7 +153,7 @@ pub fn ensure_big_tcp_in(
 }
 
 #[async_trait]
-impl Dataplane for Linux {
+impl Links for Linux {
     async fn links(&self) -> Result<Vec<LinkInfo>, KernelError> {
         links::all(&self.handle).await
     }
@@ -204,7 +205,10 @@ impl Dataplane for Linux {
     async fn del_link(&self, index: u32) -> Result<(), KernelError> {
         links::del(&self.handle, index).await
     }
+}
 
+#[async_trait]
+impl Addresses for Linux {
     async fn ipv4_addresses(&self) -> Result<Vec<AddrInfo>, KernelError> {
         addresses::all(&self.handle).await
     }
@@ -212,7 +216,10 @@ impl Dataplane for Linux {
     async fn ensure_address(&self, index: u32, address: Ipv4Net) -> Result<(), KernelError> {
         addresses::ensure(&self.handle, index, address).await
     }
+}
 
+#[async_trait]
+impl Routes for Linux {
     async fn default_route_dev(&self) -> Result<Option<u32>, KernelError> {
         routes::default_dev(&self.handle).await
     }
@@ -240,7 +247,10 @@ impl Dataplane for Linux {
     async fn add_route(&self, route: &Route) -> Result<(), KernelError> {
         routes::add_unowned(&self.handle, route).await
     }
+}
 
+#[async_trait]
+impl Neighbours for Linux {
     async fn neighbours(&self, index: u32) -> Result<Vec<Neighbour>, KernelError> {
         neigh::neighbours(&self.handle, index).await
     }
@@ -264,7 +274,9 @@ impl Dataplane for Linux {
     ) -> Result<Applied<FdbEntry>, KernelError> {
         Ok(neigh::apply_fdb(&self.handle, index, changes).await)
     }
+}
 
+impl Sysctls for Linux {
     fn forwarding(&self) -> Result<bool, KernelError> {
         self.in_own_netns(|| sysctl::read(sysctl::FORWARDING).map(|v| v == "1"))?
     }
@@ -277,7 +289,9 @@ impl Dataplane for Linux {
         let setting = setting.clone();
         self.in_own_netns(move || sysctl::set_link_setting(&setting))?
     }
+}
 
+impl Firewall for Linux {
     fn apply_firewall(&self, plan: &FirewallPlan) -> Result<bool, KernelError> {
         self.in_own_netns(|| nft::apply(plan))?
             .map_err(KernelError::from)
@@ -327,11 +341,16 @@ impl Dataplane for Linux {
         self.in_own_netns(|| nft::ensure_iptables_forward(network))?
             .map_err(KernelError::from)
     }
+}
 
+#[async_trait]
+impl Offloads for Linux {
     async fn ensure_big_tcp(&self, index: u32, wanted: u32) -> Result<Option<u32>, KernelError> {
         offload::ensure_big_tcp(&self.handle, index, wanted).await
     }
+}
 
+impl Namespaces for Linux {
     fn watch(&self) -> Result<mpsc::Receiver<KernelEvent>, KernelError> {
         monitor::watch(self.netns.as_deref(), self.own.clone())
     }
