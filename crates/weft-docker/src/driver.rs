@@ -76,7 +76,7 @@ impl Pending {
 
 /// What this host's driver knows besides the store.
 #[derive(Debug, Default)]
-pub struct Local {
+pub struct DriverState {
     /// Docker network ID -> Weft network name.
     pub names: BTreeMap<String, String>,
     pub pending: BTreeMap<String, Pending>,
@@ -100,7 +100,7 @@ pub struct Driver {
     pub registry: Registry,
     pub dp: Arc<dyn Attach>,
     pub host: HostFacts,
-    pub local: Arc<Mutex<Local>>,
+    pub local: Arc<Mutex<DriverState>>,
     /// The host's own network namespace, where both veth ends are made.
     pub own_netns: PathBuf,
     /// The local dockerd, asked for the name of a network it just created when a

@@ -22,7 +22,7 @@ pub mod protocol;
 pub mod server;
 pub mod sync;
 
-pub use driver::{Driver, HostFacts, Local};
+pub use driver::{Driver, DriverState, HostFacts};
 pub use engine::Engine;
 
 /// The plugin's name: `docker network create -d weft --ipam-driver weft`.

@@ -1,6 +1,6 @@
 //! Prints the nftables table for the policies in FILE and a sample of endpoints (a
 //! reading aid; `nft -c -f` checks it).
-use weft_policy::render::{render_table, Attachment, Local};
+use weft_policy::render::{render_table, Attachment, LocalEndpoint};
 use weft_policy::verdict::{Endpoint, World};
 use weft_policy::{parse_documents, Labels};
 
@@ -20,11 +20,11 @@ fn main() {
             ip: format!("10.248.0.{}", i + 1).parse().unwrap(),
         });
     }
-    let locals: Vec<Local> = w
+    let locals: Vec<LocalEndpoint> = w
         .endpoints
         .iter()
         .enumerate()
-        .map(|(i, e)| Local {
+        .map(|(i, e)| LocalEndpoint {
             endpoint: e.clone(),
             interface: format!("weft{i:011x}"),
             attachment: if i == 2 {

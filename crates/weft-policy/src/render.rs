@@ -103,7 +103,7 @@ impl Attachment {
 
 /// A local endpoint: its identity, its host-side interface and how it is attached.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Local {
+pub struct LocalEndpoint {
     pub endpoint: Endpoint,
     pub interface: String,
     pub attachment: Attachment,
@@ -637,7 +637,7 @@ impl Compiled {
     pub fn elements<'l>(
         &self,
         world: &World,
-        locals: impl IntoIterator<Item = &'l Local>,
+        locals: impl IntoIterator<Item = &'l LocalEndpoint>,
     ) -> Elements {
         let ix = Index::new(world);
         let mut out: Elements = self
@@ -651,7 +651,7 @@ impl Compiled {
 
     /// Where a local endpoint is dispatched: the sets (held, or its namespace's
     /// chains') and its key in them, its interface (routed) or address (bridged).
-    fn dispatch_of(&self, l: &Local) -> (Vec<String>, String) {
+    fn dispatch_of(&self, l: &LocalEndpoint) -> (Vec<String>, String) {
         let ns = self
             .namespaces
             .contains(&l.endpoint.namespace)
@@ -672,7 +672,7 @@ impl Compiled {
 
     /// The dispatch sets for this node's `locals`: each endpoint's interface (routed)
     /// or address (bridged) in the sets of its namespace's chains.
-    fn dispatch<'l>(&self, locals: impl IntoIterator<Item = &'l Local>) -> Elements {
+    fn dispatch<'l>(&self, locals: impl IntoIterator<Item = &'l LocalEndpoint>) -> Elements {
         let mut out = Elements::new();
         for dir in [Direction::Ingress, Direction::Egress] {
             let namespaces =
@@ -715,7 +715,7 @@ impl Compiled {
         current: &Elements,
         changed: &[(Ipv4Addr, Option<Endpoint>, Option<Endpoint>)],
         ns_labels: &dyn Fn(&str) -> Labels,
-        local_changes: &[(Option<Local>, Option<Local>)],
+        local_changes: &[(Option<LocalEndpoint>, Option<LocalEndpoint>)],
     ) -> Elements {
         let mut out = Elements::new();
         for (ip, was_e, now_e) in changed {
@@ -780,7 +780,7 @@ pub struct Rendered {
 }
 
 /// The table for `policies`, `world` and this node's `locals`.
-pub fn render_table(world: &World, policies: &[Policy], locals: &[Local]) -> Rendered {
+pub fn render_table(world: &World, policies: &[Policy], locals: &[LocalEndpoint]) -> Rendered {
     let c = compile(policies);
     let elements = c.elements(world, locals);
     Rendered {
@@ -795,7 +795,7 @@ mod tests {
     use super::*;
     use crate::parse_documents;
 
-    fn world() -> (World, Vec<Local>) {
+    fn world() -> (World, Vec<LocalEndpoint>) {
         let mut w = World::default();
         for (i, (ns, pod)) in [("x", "a"), ("y", "b")].iter().enumerate() {
             w.endpoints.push(Endpoint {
@@ -805,7 +805,7 @@ mod tests {
                 ip: format!("10.248.0.{}", i + 1).parse().unwrap(),
             });
         }
-        let locals = vec![Local {
+        let locals = vec![LocalEndpoint {
             endpoint: w.endpoints[0].clone(),
             interface: "weft00000000001".into(),
             attachment: Attachment::Routed,
@@ -888,7 +888,7 @@ mod tests {
             labels: Labels::from([("role".into(), "client".into())]),
             ip: "10.248.0.3".parse().unwrap(),
         });
-        locals.push(Local {
+        locals.push(LocalEndpoint {
             endpoint: w.endpoints[2].clone(),
             interface: "weft00000000003".into(),
             attachment: Attachment::Bridged,
@@ -934,7 +934,7 @@ mod tests {
             ip: "10.248.0.3".parse().unwrap(),
         });
         let was_local = locals.pop();
-        locals = vec![Local {
+        locals = vec![LocalEndpoint {
             endpoint: w.endpoints[2].clone(),
             interface: "weft00000000003".into(),
             attachment: Attachment::Routed,

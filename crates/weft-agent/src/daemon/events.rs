@@ -75,7 +75,7 @@ impl Agent {
                 self.policy.on_record(&rest, value.as_deref(), revision);
                 false
             }
-            Change::BgpPeer(key, value) => match (self.plane.bgp.as_mut(), value) {
+            Change::BgpPeer(key, value) => match (self.runtime.bgp.as_mut(), value) {
                 (Some(b), Some(v)) => b.on_put(&key, &v),
                 (Some(b), None) => b.on_delete(&key),
                 (None, _) => false,
@@ -151,7 +151,7 @@ impl Agent {
                 if let Some(feed) = &self.block_feed {
                     feed.model(c.ipam);
                 }
-                self.plane.backend = backend;
+                self.runtime.backend = backend;
                 self.view.config = c;
                 // What other programs read follows at once (MTU, masquerade): the subnet
                 // file and Docker's options; the devices follow in the reconcile.

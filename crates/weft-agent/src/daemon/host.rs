@@ -19,9 +19,9 @@ impl Agent {
         NodeNetwork {
             network: self.view.config.network,
             subnet: self.view.node.lease.subnet,
-            mtu: self.plane.backend.mtu(self.view.node.external.mtu),
+            mtu: self.runtime.backend.mtu(self.view.node.external.mtu),
             ip_masq: self.opts.ip_masq,
-            gso_max_size: self.plane.big_tcp,
+            gso_max_size: self.runtime.big_tcp,
             ipam_blocks: matches!(self.view.config.ipam, IpamModel::Blocks { .. }),
         }
     }

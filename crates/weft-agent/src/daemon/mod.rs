@@ -23,7 +23,7 @@
 //! store is away the kernel is left as it is. On exit the routes and the lease stay, so
 //! a restart finds everything in place and changes nothing.
 //!
-//! The agent's state is grouped by job: `View` (what the store says), `Plane` (the
+//! The agent's state is grouped by job: `View` (what the store says), `Runtime` (the
 //! backend and the runtimes it needs), the managers (what each kind of kernel state was
 //! last brought to) and `Last` (what was last logged or published).
 
@@ -165,7 +165,7 @@ struct View {
 }
 
 /// The data plane this node runs: the backend, and the runtimes some backends need.
-struct Plane {
+struct Runtime {
     backend: Box<dyn Backend>,
     /// IP-in-IP runs in user space (asked for, or the kernel has no `ipip`).
     ipip_user_space: bool,
@@ -200,7 +200,7 @@ pub(crate) struct Agent {
     registry: Registry,
     dp: Arc<dyn Dataplane>,
     view: View,
-    plane: Plane,
+    runtime: Runtime,
     last: Last,
     metrics: Arc<Metrics>,
     /// The release of empty blocks under way, off the agent's loop.
@@ -225,7 +225,7 @@ pub(crate) struct Agent {
 impl Agent {
     /// The settings the backend is built with, for this node at `public_ip`.
     fn settings(&self, public_ip: Ipv4Addr) -> BackendSettings {
-        settings(&self.opts, public_ip, self.plane.ipip_user_space)
+        settings(&self.opts, public_ip, self.runtime.ipip_user_space)
     }
 }
 

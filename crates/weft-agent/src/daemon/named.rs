@@ -51,7 +51,7 @@ impl Agent {
                 public_ip: self.view.attrs.public_ip,
                 underlay: ext.index,
                 underlay_mtu: ext.mtu,
-                routed_mtu: self.plane.backend.mtu(ext.mtu),
+                routed_mtu: self.runtime.backend.mtu(ext.mtu),
             },
             local: Default::default(),
             own_netns: "/proc/self/ns/net".into(),

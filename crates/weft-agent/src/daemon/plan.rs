@@ -38,13 +38,13 @@ impl Agent {
 
     /// What this host should look like now.
     pub(super) fn host_plan(&self, standing: &[Lease]) -> HostPlan {
-        self.with_inputs(standing, |i| host::plan(self.plane.backend.as_ref(), i))
+        self.with_inputs(standing, |i| host::plan(self.runtime.backend.as_ref(), i))
     }
 
     /// What the BGP speaker announces for this node (empty for other backends).
     pub(super) fn announcements(&self, standing: &[Lease]) -> Vec<Ipv4Net> {
         self.with_inputs(standing, |i| {
-            host::announcements(self.plane.backend.as_ref(), i)
+            host::announcements(self.runtime.backend.as_ref(), i)
         })
     }
 }

@@ -25,7 +25,7 @@ use weft_alloc::policies::{Changed, PolicyState};
 use weft_kernel::dataplane::LinkSetting;
 use weft_kernel::nft_sets::{self, Elements, LoadedSets, SetTable};
 use weft_kernel::{Dataplane, KernelError};
-use weft_policy::render::{compile, Attachment, Compiled, Local, TABLE};
+use weft_policy::render::{compile, Attachment, Compiled, LocalEndpoint, TABLE};
 use weft_store::Revision;
 
 use super::{Agent, Why};
@@ -35,9 +35,9 @@ use crate::health::Metrics;
 pub type PolicyEnforced = watch::Receiver<Revision>;
 
 /// The endpoint at `ip` if it is one of node `me`'s, as its table dispatches it.
-fn local_of(st: &PolicyState, ip: Ipv4Addr, me: Ipv4Addr) -> Option<Local> {
+fn local_of(st: &PolicyState, ip: Ipv4Addr, me: Ipv4Addr) -> Option<LocalEndpoint> {
     let id = st.endpoints.get(&ip)?;
-    (id.node == me && !id.interface.is_empty()).then(|| Local {
+    (id.node == me && !id.interface.is_empty()).then(|| LocalEndpoint {
         endpoint: st.endpoint(ip).expect("present"),
         interface: id.interface.clone(),
         attachment: id.attachment,
@@ -71,7 +71,7 @@ pub(super) struct PolicyManager {
     /// What the kernel's policy table has, as last loaded, updated or read.
     table: Option<LoadedSets>,
     /// This node's endpoints as that table dispatches them.
-    locals: BTreeMap<Ipv4Addr, Local>,
+    locals: BTreeMap<Ipv4Addr, LocalEndpoint>,
     /// Bridged endpoints are policed through br_netfilter, set (or found missing) once.
     bridge_hooks: bool,
     /// The store revision the loaded table reflects (the socket waits on it).
@@ -294,7 +294,7 @@ impl PolicyManager {
                 }
             }
         }
-        let locals: BTreeMap<Ipv4Addr, Local> = st
+        let locals: BTreeMap<Ipv4Addr, LocalEndpoint> = st
             .endpoints
             .keys()
             .filter_map(|ip| Some((*ip, local_of(st, *ip, me)?)))

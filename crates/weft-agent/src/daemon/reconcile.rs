@@ -37,7 +37,7 @@ impl Agent {
             _ => why,
         };
         let mut plan = self.host_plan(&peers);
-        if let (Some(t), Some(table)) = (&self.plane.tunnel, plan.tunnel.take()) {
+        if let (Some(t), Some(table)) = (&self.runtime.tunnel, plan.tunnel.take()) {
             t.set_table(table);
         }
         self.log_unrouted(&plan.unrouted);
@@ -81,7 +81,7 @@ impl Agent {
         m.unreachable_peers
             .store(plan.unrouted.peers.len() as u64, Ordering::Relaxed);
         m.reconciled();
-        if let Some(rt) = self.plane.bgp.as_mut() {
+        if let Some(rt) = self.runtime.bgp.as_mut() {
             rt.write_status();
         }
         self.offer_status();
@@ -117,7 +117,7 @@ impl Agent {
     async fn reconcile_overlay(&mut self, why: Why) -> Option<bool> {
         self.view.node.overlay = None;
         loop {
-            let Some(spec) = self.plane.backend.overlay(&self.view.node) else {
+            let Some(spec) = self.runtime.backend.overlay(&self.view.node) else {
                 return Some(false);
             };
             let err = match self.ensure_overlay(&spec).await {
@@ -141,8 +141,8 @@ impl Agent {
                 }
             };
             warn!(error = %err, "no kernel IP-in-IP here; running IP-in-IP in user space (same packets on the wire)");
-            self.plane.ipip_user_space = true;
-            self.plane.backend =
+            self.runtime.ipip_user_space = true;
+            self.runtime.backend =
                 weft_backends::build(&self.view.config, &self.settings(self.view.attrs.public_ip));
         }
     }
@@ -194,13 +194,13 @@ impl Agent {
     }
 
     fn may_fall_back(&self) -> bool {
-        self.opts.ipip_mode == IpipMode::Auto && !self.plane.ipip_user_space
+        self.opts.ipip_mode == IpipMode::Auto && !self.runtime.ipip_user_space
     }
 
     /// Brings the BGP speaker in step with the leases and what this node announces,
     /// and takes its learned routes; whether they moved since the last plan.
     async fn sync_bgp(&mut self, peers: &[Lease], announce: Vec<Ipv4Net>) -> bool {
-        let (Some(rt), Some(bgp)) = (self.plane.bgp.as_mut(), self.plane.backend.bgp()) else {
+        let (Some(rt), Some(bgp)) = (self.runtime.bgp.as_mut(), self.runtime.backend.bgp()) else {
             return false;
         };
         rt.sync(bgp, peers, announce).await;
@@ -215,7 +215,7 @@ impl Agent {
     pub(super) fn offer_status(&self) {
         let status = NodeStatus {
             public_ip: Some(self.view.attrs.public_ip),
-            backend: self.plane.backend.kind().name().into(),
+            backend: self.runtime.backend.kind().name().into(),
             // Peers and, for `weftctl ipam check`, blocks this node has no route for.
             unreachable: self
                 .last

@@ -34,7 +34,7 @@ impl Agent {
             .watch(&watch_prefix, revision + 1)
             .await
             .map_err(|e| AgentError::Watch(Box::new(e)))?;
-        let mut bgp_routes = self.plane.bgp.as_ref().map(|b| b.subscribe());
+        let mut bgp_routes = self.runtime.bgp.as_ref().map(|b| b.subscribe());
         // Session states change without a reconcile; the status file follows every 2 s.
         let mut bgp_status = tokio::time::interval(Duration::from_secs(2));
         let mut resync = tokio::time::interval(self.opts.resync_interval);
@@ -150,8 +150,8 @@ impl Agent {
                         self.reacquire().await;
                     }
                 }
-                _ = bgp_status.tick(), if self.plane.bgp.is_some() => {
-                    if let Some(rt) = self.plane.bgp.as_mut() {
+                _ = bgp_status.tick(), if self.runtime.bgp.is_some() => {
+                    if let Some(rt) = self.runtime.bgp.as_mut() {
                         rt.write_status();
                     }
                 }

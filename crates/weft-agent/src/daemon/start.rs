@@ -10,7 +10,7 @@ use weft_backends::NodeContext;
 use weft_kernel::Dataplane;
 use weft_store::Revision;
 
-use super::{settings, with_backoff, Agent, Last, Plane, View};
+use super::{settings, with_backoff, Agent, Last, Runtime, View};
 use crate::bgp::BgpRuntime;
 use crate::bigtcp;
 use crate::error::AgentError;
@@ -109,7 +109,7 @@ impl Agent {
                 blocks: Default::default(),
                 pools: Default::default(),
             },
-            plane: Plane {
+            runtime: Runtime {
                 backend,
                 ipip_user_space,
                 big_tcp,
@@ -186,7 +186,7 @@ impl Agent {
 
     /// The BGP speaker and its external peers, for the bgp backend.
     async fn start_bgp(&mut self) -> Result<(), AgentError> {
-        let Some(bgp) = self.plane.backend.bgp() else {
+        let Some(bgp) = self.runtime.backend.bgp() else {
             return Ok(());
         };
         let mut rt = BgpRuntime::start(
@@ -207,7 +207,7 @@ impl Agent {
                 warn!(error = %e, "cannot list external BGP peers; will follow the store watch")
             }
         }
-        self.plane.bgp = Some(rt);
+        self.runtime.bgp = Some(rt);
         Ok(())
     }
 }

@@ -27,7 +27,7 @@ impl Agent {
             return self.dp.ensure_overlay(spec).await;
         };
         let existed = self.dp.link_index(&s.name).await?.is_some();
-        let started = self.ensure_tunnel(!existed && self.plane.tunnel.is_some());
+        let started = self.ensure_tunnel(!existed && self.runtime.tunnel.is_some());
         let (index, outcome) = self.dp.ensure_overlay(spec).await?;
         let outcome = match outcome {
             // A device that did not exist was made by opening the tunnel.
@@ -43,21 +43,21 @@ impl Agent {
     /// Starts the user-space tunnel if it is not running (or `force`); says whether it
     /// started one, and whether that replaced another.
     pub(super) fn ensure_tunnel(&mut self, force: bool) -> Option<Started> {
-        let encap = self.plane.backend.user_space_encap()?;
+        let encap = self.runtime.backend.user_space_encap()?;
         let healthy = self
-            .plane
+            .runtime
             .tunnel
             .as_ref()
             .is_some_and(|t| t.is_alive() && t.encap == encap);
         if healthy && !force {
             return None;
         }
-        let started = if self.plane.tunnel.is_some() {
+        let started = if self.runtime.tunnel.is_some() {
             Started::Replaced
         } else {
             Started::Fresh
         };
-        if let Some(old) = self.plane.tunnel.take() {
+        if let Some(old) = self.runtime.tunnel.take() {
             // Joining its threads takes up to half a second; not on the async runtime.
             tokio::task::spawn_blocking(move || drop(old));
         }
@@ -72,7 +72,7 @@ impl Agent {
         );
         match Tunnel::start(DEVICE, encap, queues, table, self.metrics.tunnel.clone()) {
             Ok(t) => {
-                self.plane.tunnel = Some(t);
+                self.runtime.tunnel = Some(t);
                 Some(started)
             }
             Err(e) => {

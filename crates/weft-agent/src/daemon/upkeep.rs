@@ -54,7 +54,7 @@ impl Agent {
         }
         if self.opts.big_tcp && ext.index != self.view.node.external.index {
             match bigtcp::enable(self.dp.as_ref(), &ext).await {
-                Ok(size) => self.plane.big_tcp = size,
+                Ok(size) => self.runtime.big_tcp = size,
                 Err(e) => warn!(error = %e, "cannot raise the new external interface's GSO limit"),
             }
             if let Err(e) = self.write_host_files() {
@@ -86,7 +86,7 @@ impl Agent {
                     overlay: self.view.node.overlay,
                     learned: std::mem::take(&mut self.view.node.learned),
                 };
-                self.plane.backend = backend;
+                self.runtime.backend = backend;
                 self.view.attrs = attrs;
             }
             Ok(None) => {
