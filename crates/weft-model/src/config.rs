@@ -196,6 +196,8 @@ impl NetworkConfig {
         })
     }
 
+    /// Every check of a stored config, each problem collected (see the module's
+    /// documentation); the steps are the functions below.
     fn validate(raw: RawConfig) -> Result<Self, ConfigError> {
         let mut problems = Vec::new();
         if raw.enable_ipv6 == Some(true) || raw.ipv6_network.is_some() {
@@ -204,45 +206,8 @@ impl NetworkConfig {
         if raw.enable_ipv4 == Some(false) {
             problems.push("EnableIPv4 false is not supported: Weft needs an IPv4 network".into());
         }
-        let network = match raw.network.as_deref() {
-            None => {
-                problems.push("Network is missing".into());
-                None
-            }
-            Some(s) => match s.parse::<Ipv4Net>() {
-                Ok(n) if n.network() != n.addr() => {
-                    problems.push(format!(
-                        "Network {s} has host bits set (did you mean {}?)",
-                        n.trunc()
-                    ));
-                    None
-                }
-                Ok(n) => Some(n),
-                Err(_) => {
-                    problems.push(format!(
-                        "Network {s:?} is not an IPv4 CIDR such as 10.244.0.0/16"
-                    ));
-                    None
-                }
-            },
-        };
-        let backend_options = raw.backend.unwrap_or_default();
-        let backend = match backend_options.get("Type") {
-            None => Some(BackendKind::Vxlan),
-            Some(serde_json::Value::String(t)) => match t.parse() {
-                Ok(k) => Some(k),
-                Err(e) => {
-                    problems.push(format!("Backend.Type: {e}"));
-                    None
-                }
-            },
-            Some(other) => {
-                problems.push(format!("Backend.Type must be a string, not {other}"));
-                None
-            }
-        };
-        let options =
-            backend.map(|kind| backend_options::parse(kind, &backend_options, &mut problems));
+        let network = network(raw.network.as_deref(), &mut problems);
+        let (backend, options, backend_options) = backend(raw.backend, &mut problems);
         let min = raw
             .subnet_min
             .as_deref()
@@ -255,75 +220,9 @@ impl NetworkConfig {
         let Some(network) = network else {
             return Err(ConfigError::Invalid(problems));
         };
-        let subnet_len = match raw.subnet_len.filter(|&l| l > 0) {
-            Some(l) => {
-                if l < network.prefix_len() {
-                    problems.push(format!(
-                        "SubnetLen /{l} is larger than the Network /{}: not even one subnet fits",
-                        network.prefix_len()
-                    ));
-                }
-                if l > 30 {
-                    problems.push(format!("SubnetLen /{l} is out of range: at most /30"));
-                }
-                l
-            }
-            None if network.prefix_len() > 28 => {
-                problems.push(format!(
-                    "Network {network} is too small: the smallest useful network is a /28"
-                ));
-                30
-            }
-            None if network.prefix_len() <= 22 => 24,
-            None => network.prefix_len() + 2,
-        };
-        let size = 1u64 << (32 - subnet_len.min(32));
-        let net_start = u32::from(network.network()) as u64;
-        let net_end = net_start + (1u64 << (32 - network.prefix_len())); // exclusive
-        let mask = !((size - 1) as u32);
-        let check_bound =
-            |name: &str, ip: Option<Ipv4Addr>, default: u64, problems: &mut Vec<String>| match ip {
-                None => Ipv4Addr::from(default.min(u32::MAX as u64) as u32),
-                Some(ip) => {
-                    if !network.contains(&ip) {
-                        problems.push(format!("{name} {ip} is outside the Network {network}"));
-                    }
-                    if u32::from(ip) & mask != u32::from(ip) {
-                        problems.push(format!(
-                            "{name} {ip} is not aligned to a /{subnet_len} boundary"
-                        ));
-                    }
-                    ip
-                }
-            };
-        let subnet_min = check_bound("SubnetMin", min, net_start + size, &mut problems);
-        let subnet_max = check_bound(
-            "SubnetMax",
-            max,
-            net_end.saturating_sub(size),
-            &mut problems,
-        );
-        if subnet_min > subnet_max {
-            problems.push(format!(
-                "SubnetMin {subnet_min} is above SubnetMax {subnet_max}"
-            ));
-        }
-        let ipam = match (raw.ipam.as_deref(), raw.strict_affinity) {
-            (None | Some("subnets"), None) => IpamModel::Subnets,
-            (None | Some("subnets"), Some(_)) => {
-                problems.push("StrictAffinity applies only with \"IPAM\": \"blocks\"".into());
-                IpamModel::Subnets
-            }
-            (Some("blocks"), strict) => IpamModel::Blocks {
-                strict_affinity: strict.unwrap_or(false),
-            },
-            (Some(other), _) => {
-                problems.push(format!(
-                    "IPAM must be \"subnets\" or \"blocks\", not {other:?}"
-                ));
-                IpamModel::Subnets
-            }
-        };
+        let subnet_len = subnet_len(network, raw.subnet_len, &mut problems);
+        let (subnet_min, subnet_max) = bounds(network, subnet_len, min, max, &mut problems);
+        let ipam = ipam(raw.ipam.as_deref(), raw.strict_affinity, &mut problems);
         match (problems.is_empty(), backend, options) {
             (true, Some(backend), Some(options)) => Ok(NetworkConfig {
                 options,
@@ -368,6 +267,146 @@ impl NetworkConfig {
     /// the round trip; backends read [`NetworkConfig::options`]).
     pub fn backend_u64(&self, key: &str) -> Option<u64> {
         self.backend_options.get(key).and_then(|v| v.as_u64())
+    }
+}
+
+/// `Network`: an IPv4 CIDR with no host bits.
+fn network(raw: Option<&str>, problems: &mut Vec<String>) -> Option<Ipv4Net> {
+    match raw {
+        None => {
+            problems.push("Network is missing".into());
+            None
+        }
+        Some(s) => match s.parse::<Ipv4Net>() {
+            Ok(n) if n.network() != n.addr() => {
+                problems.push(format!(
+                    "Network {s} has host bits set (did you mean {}?)",
+                    n.trunc()
+                ));
+                None
+            }
+            Ok(n) => Some(n),
+            Err(_) => {
+                problems.push(format!(
+                    "Network {s:?} is not an IPv4 CIDR such as 10.244.0.0/16"
+                ));
+                None
+            }
+        },
+    }
+}
+
+/// `Backend`: its `Type` (vxlan when absent) and its options, typed; the object as
+/// stored is kept whole.
+fn backend(
+    raw: Option<serde_json::Map<String, serde_json::Value>>,
+    problems: &mut Vec<String>,
+) -> (
+    Option<BackendKind>,
+    Option<BackendOptions>,
+    serde_json::Map<String, serde_json::Value>,
+) {
+    let backend_options = raw.unwrap_or_default();
+    let backend = match backend_options.get("Type") {
+        None => Some(BackendKind::Vxlan),
+        Some(serde_json::Value::String(t)) => match t.parse() {
+            Ok(k) => Some(k),
+            Err(e) => {
+                problems.push(format!("Backend.Type: {e}"));
+                None
+            }
+        },
+        Some(other) => {
+            problems.push(format!("Backend.Type must be a string, not {other}"));
+            None
+        }
+    };
+    let options = backend.map(|kind| backend_options::parse(kind, &backend_options, problems));
+    (backend, options, backend_options)
+}
+
+/// `SubnetLen`: flannel's default (24, or the network's prefix + 2 for networks smaller
+/// than /22), at least one subnet and at most /30.
+fn subnet_len(network: Ipv4Net, raw: Option<u8>, problems: &mut Vec<String>) -> u8 {
+    match raw.filter(|&l| l > 0) {
+        Some(l) => {
+            if l < network.prefix_len() {
+                problems.push(format!(
+                    "SubnetLen /{l} is larger than the Network /{}: not even one subnet fits",
+                    network.prefix_len()
+                ));
+            }
+            if l > 30 {
+                problems.push(format!("SubnetLen /{l} is out of range: at most /30"));
+            }
+            l
+        }
+        None if network.prefix_len() > 28 => {
+            problems.push(format!(
+                "Network {network} is too small: the smallest useful network is a /28"
+            ));
+            30
+        }
+        None if network.prefix_len() <= 22 => 24,
+        None => network.prefix_len() + 2,
+    }
+}
+
+/// `SubnetMin` and `SubnetMax`: inside the network, aligned, in order; the second and
+/// the last subnet by default.
+fn bounds(
+    network: Ipv4Net,
+    subnet_len: u8,
+    min: Option<Ipv4Addr>,
+    max: Option<Ipv4Addr>,
+    problems: &mut Vec<String>,
+) -> (Ipv4Addr, Ipv4Addr) {
+    let size = 1u64 << (32 - subnet_len.min(32));
+    let net_start = u32::from(network.network()) as u64;
+    let net_end = net_start + (1u64 << (32 - network.prefix_len())); // exclusive
+    let mask = !((size - 1) as u32);
+    let check_bound =
+        |name: &str, ip: Option<Ipv4Addr>, default: u64, problems: &mut Vec<String>| match ip {
+            None => Ipv4Addr::from(default.min(u32::MAX as u64) as u32),
+            Some(ip) => {
+                if !network.contains(&ip) {
+                    problems.push(format!("{name} {ip} is outside the Network {network}"));
+                }
+                if u32::from(ip) & mask != u32::from(ip) {
+                    problems.push(format!(
+                        "{name} {ip} is not aligned to a /{subnet_len} boundary"
+                    ));
+                }
+                ip
+            }
+        };
+    let subnet_min = check_bound("SubnetMin", min, net_start + size, problems);
+    let subnet_max = check_bound("SubnetMax", max, net_end.saturating_sub(size), problems);
+    if subnet_min > subnet_max {
+        problems.push(format!(
+            "SubnetMin {subnet_min} is above SubnetMax {subnet_max}"
+        ));
+    }
+    (subnet_min, subnet_max)
+}
+
+/// `IPAM` and `StrictAffinity`.
+fn ipam(raw: Option<&str>, strict: Option<bool>, problems: &mut Vec<String>) -> IpamModel {
+    match (raw, strict) {
+        (None | Some("subnets"), None) => IpamModel::Subnets,
+        (None | Some("subnets"), Some(_)) => {
+            problems.push("StrictAffinity applies only with \"IPAM\": \"blocks\"".into());
+            IpamModel::Subnets
+        }
+        (Some("blocks"), strict) => IpamModel::Blocks {
+            strict_affinity: strict.unwrap_or(false),
+        },
+        (Some(other), _) => {
+            problems.push(format!(
+                "IPAM must be \"subnets\" or \"blocks\", not {other:?}"
+            ));
+            IpamModel::Subnets
+        }
     }
 }
 
