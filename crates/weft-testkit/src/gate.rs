@@ -12,6 +12,12 @@ fn skip(test: &str, why: &str) {
     let _ = writeln!(std::io::stderr(), "skipped ({why}): {test}");
 }
 
+/// Whether this runs as root, where nothing may be skipped: a missing tool is a
+/// failure that says what to install.
+pub fn is_root() -> bool {
+    weft_kernel::sys::is_root()
+}
+
 /// Whether a test that needs root (namespaces, netlink changes, nftables) may run;
 /// prints the skip line when not.
 pub fn root(test: &str) -> bool {

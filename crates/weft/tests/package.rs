@@ -4,6 +4,7 @@
 //! config file it ships (read by weftd's own parser). No root needed; skipped where
 //! `dpkg-deb` is missing.
 
+use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
@@ -21,7 +22,14 @@ fn have(tool: &str) -> bool {
 #[test]
 fn the_deb_holds_what_a_host_needs() {
     if !have("dpkg-deb") {
-        eprintln!("skipped (needs dpkg-deb): the_deb_holds_what_a_host_needs");
+        assert!(
+            !weft_testkit::gate::is_root(),
+            "dpkg-deb missing: install dpkg (every Debian has it)"
+        );
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped (needs dpkg-deb): the_deb_holds_what_a_host_needs"
+        );
         return;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -133,6 +141,10 @@ fn the_deb_holds_what_a_host_needs() {
     assert!(
         !unit.contains("ProtectKernelTunables=yes"),
         "weftd writes /proc/sys"
+    );
+    assert!(
+        have("systemd-analyze") || !weft_testkit::gate::is_root(),
+        "systemd-analyze missing: install systemd (scripts/setup does)"
     );
     if have("systemd-analyze") {
         let local = x.path().join("weftd.service");

@@ -61,7 +61,8 @@ fn podman_run_on_a_lab_host_reaches_another_host() {
     let state = format!("/run/weft-lab/{}/h1", lab.name);
     let conflist = serde_json::json!({
         "cniVersion": "1.0.0", "name": "weft",
-        "plugins": [{"type": "weft", "mode": "bridge", "subnetFile": format!("{state}/subnet.env"), "dataDir": format!("{state}/cni")}],
+        // The lab's own agent socket: never the host's default (/run/weft/weftd.sock).
+        "plugins": [{"type": "weft", "mode": "bridge", "subnetFile": format!("{state}/subnet.env"), "dataDir": format!("{state}/cni"), "agentSocket": format!("{state}/weftd.sock")}],
     });
     std::fs::write(p.join("net.d/weft.conflist"), conflist.to_string()).unwrap();
 
