@@ -74,7 +74,8 @@ STORE=$WORK/store.db
 "$BIN/weftctl" --store-path "$STORE" network init --network 10.244.0.0/16 --backend bgp >/dev/null
 "$BIN/weftctl" --store-path "$STORE" store put /coreos.com/network/weft/bgp/peers/src '{"PeerIP":"10.98.1.1","ASNumber":65000}' >/dev/null
 ip netns exec "$W" "$BIN/weftd" --store-path "$STORE" --subnet-file "$WORK/subnet.env" \
-  --docker-opts-file "$WORK/docker.env" --bgp-status-file "$WORK/bgp.json" > "$WORK/weftd.log" 2>&1 &
+  --docker-opts-file "$WORK/docker.env" --bgp-status-file "$WORK/bgp.json" \
+  --api-socket "$WORK/weftd.sock" > "$WORK/weftd.log" 2>&1 &
 WPID=$!
 # (weftd logs at info level by default)
 

@@ -74,7 +74,7 @@ for r in $(seq 1 "$ROUNDS"); do
   rm -f "$WORK/subnet.env" "$WORK/weftd.log"
   t0=$(now_ms)
   ip netns exec "$NS" $BIN/weftd $STORE --iface eth0 --subnet-file "$WORK/subnet.env" \
-     --docker-opts-file "$WORK/docker.env" 2> "$WORK/weftd.log" &
+     --docker-opts-file "$WORK/docker.env" --api-socket "$WORK/weftd.sock" 2> "$WORK/weftd.log" &
   PID=$!
   until [ "$(count)" -ge "$N" ]; do
     kill -0 "$PID" 2>/dev/null || { cat "$WORK/weftd.log" >&2; exit 1; }
