@@ -44,7 +44,7 @@ impl Registry {
         for kv in &listing.kvs {
             let rest = &kv.key[prefix.len()..];
             if let Err(e) = st.read_entry(rest, Some(&kv.value)) {
-                st.unreadable.push((kv.key.clone(), e));
+                st.unreadable.push((kv.key.clone(), e.to_string()));
             }
         }
         Ok(st)

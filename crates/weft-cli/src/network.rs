@@ -206,7 +206,9 @@ pub async fn run(registry: &Registry, cmd: NetworkCmd) -> Result<i32, crate::Cli
             internal,
             output,
         } => {
-            let mode: Mode = mode.parse().map_err(crate::CliError::Usage)?;
+            let mode: Mode = mode.parse().map_err(|e: weft_alloc::named::UnknownMode| {
+                crate::CliError::Usage(e.to_string())
+            })?;
             let req = networks::request(name, subnet, mode, vni, gateway, internal);
             networks::create(registry, req, output).await
         }

@@ -529,7 +529,11 @@ impl Driver {
                 ));
             }
         }
-        let mode: Mode = opt("mode").as_deref().unwrap_or("overlay").parse()?;
+        let mode: Mode = opt("mode")
+            .as_deref()
+            .unwrap_or("overlay")
+            .parse()
+            .map_err(|e: weft_alloc::named::UnknownMode| e.to_string())?;
         let vni = match opt("vni") {
             None => None,
             Some(v) => Some(

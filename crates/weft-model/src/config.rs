@@ -65,16 +65,18 @@ impl fmt::Display for BackendKind {
     }
 }
 
+/// A backend type Weft does not know.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("unknown backend type {0:?} (known: host-gw, vxlan, udp, ipip, bgp)")]
+pub struct UnknownBackend(pub String);
+
 impl std::str::FromStr for BackendKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownBackend;
+    fn from_str(s: &str) -> Result<Self, UnknownBackend> {
         BackendKind::ALL
             .into_iter()
             .find(|k| k.name() == s)
-            .ok_or_else(|| {
-                let known: Vec<_> = BackendKind::ALL.iter().map(|k| k.name()).collect();
-                format!("unknown backend type {s:?} (known: {})", known.join(", "))
-            })
+            .ok_or_else(|| UnknownBackend(s.to_owned()))
     }
 }
 

@@ -53,7 +53,7 @@ pub enum DecodeError {
     #[error("value is not JSON of the expected shape: {0}")]
     Json(#[from] serde_json::Error),
     #[error("value is not a lease: {0}")]
-    Lease(String),
+    Lease(#[source] serde_json::Error),
     #[error("the network's name {value:?} differs from its key's {key:?}")]
     NameMismatch { key: String, value: String },
 }

@@ -53,8 +53,8 @@ impl LeaseAttrs {
         serde_json::to_vec(self).expect("lease attributes serialize")
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
-        serde_json::from_slice(bytes).map_err(|e| e.to_string())
+    pub fn decode(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
     }
 }
 

@@ -37,15 +37,18 @@ pub enum Mode {
     Routed,
 }
 
+/// A network mode Weft does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown mode {0:?}: use \"overlay\" or \"routed\"")]
+pub struct UnknownMode(pub String);
+
 impl FromStr for Mode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownMode;
+    fn from_str(s: &str) -> Result<Self, UnknownMode> {
         match s {
             "overlay" => Ok(Mode::Overlay),
             "routed" => Ok(Mode::Routed),
-            other => Err(format!(
-                "unknown mode {other:?}: use \"overlay\" or \"routed\""
-            )),
+            other => Err(UnknownMode(other.to_owned())),
         }
     }
 }

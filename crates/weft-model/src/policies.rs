@@ -19,6 +19,21 @@ use serde::{Deserialize, Serialize};
 pub use weft_policy::render::Attachment;
 use weft_policy::{Endpoint, Labels, Policy, World};
 
+/// Why a record under the policy prefix could not be read (the previous value stays).
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("not UTF-8: {0}")]
+    NotUtf8(#[from] std::str::Utf8Error),
+    #[error("not a policy: {0}")]
+    Policy(#[from] weft_policy::PolicyError),
+    #[error("holds {0} policies, not one")]
+    NotOnePolicy(usize),
+    #[error("not an address: {0}")]
+    Address(#[from] std::net::AddrParseError),
+    #[error("not JSON of the expected shape: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
 /// An endpoint's identity as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
@@ -91,7 +106,7 @@ impl PolicyState {
     /// Takes in one key (`rest`: the key after the policy prefix) with its new value,
     /// or `None` if deleted. A value that cannot be read changes nothing (the
     /// previous one stays) and says why.
-    pub fn read_entry(&mut self, rest: &str, value: Option<&[u8]>) -> Result<Changed, String> {
+    pub fn read_entry(&mut self, rest: &str, value: Option<&[u8]>) -> Result<Changed, RecordError> {
         let policy_id = rest
             .strip_prefix("networkpolicies/")
             .map(|id| ("NetworkPolicy", id))
@@ -103,10 +118,10 @@ impl PolicyState {
             let parsed = match value {
                 None => None,
                 Some(v) => {
-                    let text = std::str::from_utf8(v).map_err(|e| e.to_string())?;
-                    let mut ps = weft_policy::parse_documents(text).map_err(|e| e.to_string())?;
+                    let text = std::str::from_utf8(v)?;
+                    let mut ps = weft_policy::parse_documents(text)?;
                     if ps.len() != 1 {
-                        return Err("not one policy".into());
+                        return Err(RecordError::NotOnePolicy(ps.len()));
                     }
                     Some(ps.remove(0))
                 }
@@ -117,13 +132,11 @@ impl PolicyState {
             return Ok(Changed::Policies);
         }
         if let Some(ip) = rest.strip_prefix("endpoints/") {
-            let ip: Ipv4Addr = ip
-                .parse()
-                .map_err(|e: std::net::AddrParseError| e.to_string())?;
+            let ip: Ipv4Addr = ip.parse()?;
             match value {
                 None => self.endpoints.remove(&ip),
                 Some(v) => {
-                    let i: Identity = serde_json::from_slice(v).map_err(|e| e.to_string())?;
+                    let i: Identity = serde_json::from_slice(v)?;
                     self.endpoints.insert(ip, i)
                 }
             };
@@ -133,8 +146,7 @@ impl PolicyState {
             match value {
                 None => self.namespaces.remove(ns),
                 Some(v) => {
-                    let n: NamespaceLabels =
-                        serde_json::from_slice(v).map_err(|e| e.to_string())?;
+                    let n: NamespaceLabels = serde_json::from_slice(v)?;
                     self.namespaces.insert(ns.to_owned(), n.labels)
                 }
             };
