@@ -54,6 +54,67 @@ pub enum EtcdAction {
     Stop,
 }
 
+/// `weftctl lab up`'s options.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub lab: LabName,
+    #[arg(long, default_value_t = 3)]
+    pub hosts: u32,
+    #[arg(long, default_value = "host-gw", value_parser = ["host-gw", "vxlan", "udp", "ipip", "bgp"])]
+    pub backend: String,
+    #[arg(long, value_enum, default_value = "embedded")]
+    pub store: LabStore,
+    /// The cluster network.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    pub network: String,
+    /// An extra option for every agent (repeatable), e.g. --agent-arg=--resync-interval=5s.
+    #[arg(long, allow_hyphen_values = true)]
+    pub agent_arg: Vec<String>,
+    /// Spread the hosts over this many underlay subnets, routed by the underlay namespace.
+    #[arg(long, default_value_t = 1)]
+    pub subnets: u32,
+    /// vxlan, udp, ipip: route directly between hosts on one subnet, encapsulate across subnets.
+    #[arg(long)]
+    pub direct_routing: bool,
+    /// vxlan: the VNI.
+    #[arg(long)]
+    pub vni: Option<u32>,
+    /// bgp: run a real BGP router (BIRD 2 or GoBGP) in the underlay namespace, peered
+    /// with every host.
+    #[arg(long, value_parser = ["bird", "gobgp"])]
+    pub router: Option<String>,
+    /// bgp: a host (by its underlay address) that reflects routes for the others.
+    #[arg(long)]
+    pub route_reflector: Vec<String>,
+    /// bgp: reach hosts on other underlay subnets through VXLAN (`vxlan`).
+    #[arg(long, value_parser = ["vxlan", "none"])]
+    pub cross_subnet: Option<String>,
+    /// vxlan or udp: the UDP port.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Run the agents without --ip-masq (no NAT, so no connection tracking).
+    #[arg(long)]
+    pub no_ip_masq: bool,
+    /// How the `weft` CNI plugin attaches containers.
+    #[arg(long, value_enum, default_value = "bridge")]
+    pub cni_mode: CniMode,
+    /// Where containers' addresses come from: "blocks" makes a pool (`--pool`,
+    /// `--block-size`) and attaches containers routed.
+    #[arg(long, default_value = "subnets", value_parser = ["subnets", "blocks"])]
+    pub ipam: String,
+    /// blocks: the pool's range.
+    #[arg(long, default_value = "10.248.0.0/16")]
+    pub pool: String,
+    /// blocks: the pool's block size.
+    #[arg(long, default_value_t = 26)]
+    pub block_size: u8,
+    /// Run a real dockerd on every host, the agents serving the `weft` Docker driver
+    /// (`weftctl lab exec hN docker ...` talks to that host's daemon).
+    #[arg(long)]
+    pub docker: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum LabCommand {
     /// Build a lab: N hosts on one underlay, a container per host, weftd on each host;
@@ -61,64 +122,7 @@ pub enum LabCommand {
     #[command(
         after_help = "Example:\n  weftctl lab up --hosts 3 --backend vxlan --store etcd\n  weftctl lab up --name bgp --backend bgp --router bird\n  weftctl lab up --name dk --docker"
     )]
-    Up {
-        #[command(flatten)]
-        lab: LabName,
-        #[arg(long, default_value_t = 3)]
-        hosts: u32,
-        #[arg(long, default_value = "host-gw", value_parser = ["host-gw", "vxlan", "udp", "ipip", "bgp"])]
-        backend: String,
-        #[arg(long, value_enum, default_value = "embedded")]
-        store: LabStore,
-        /// The cluster network.
-        #[arg(long, default_value = "10.244.0.0/16")]
-        network: String,
-        /// An extra option for every agent (repeatable), e.g. --agent-arg=--resync-interval=5s.
-        #[arg(long, allow_hyphen_values = true)]
-        agent_arg: Vec<String>,
-        /// Spread the hosts over this many underlay subnets, routed by the underlay namespace.
-        #[arg(long, default_value_t = 1)]
-        subnets: u32,
-        /// vxlan, udp, ipip: route directly between hosts on one subnet, encapsulate across subnets.
-        #[arg(long)]
-        direct_routing: bool,
-        /// vxlan: the VNI.
-        #[arg(long)]
-        vni: Option<u32>,
-        /// bgp: run a real BGP router (BIRD 2 or GoBGP) in the underlay namespace, peered
-        /// with every host.
-        #[arg(long, value_parser = ["bird", "gobgp"])]
-        router: Option<String>,
-        /// bgp: a host (by its underlay address) that reflects routes for the others.
-        #[arg(long)]
-        route_reflector: Vec<String>,
-        /// bgp: reach hosts on other underlay subnets through VXLAN (`vxlan`).
-        #[arg(long, value_parser = ["vxlan", "none"])]
-        cross_subnet: Option<String>,
-        /// vxlan or udp: the UDP port.
-        #[arg(long)]
-        port: Option<u16>,
-        /// Run the agents without --ip-masq (no NAT, so no connection tracking).
-        #[arg(long)]
-        no_ip_masq: bool,
-        /// How the `weft` CNI plugin attaches containers.
-        #[arg(long, value_enum, default_value = "bridge")]
-        cni_mode: CniMode,
-        /// Where containers' addresses come from: "blocks" makes a pool (`--pool`,
-        /// `--block-size`) and attaches containers routed.
-        #[arg(long, default_value = "subnets", value_parser = ["subnets", "blocks"])]
-        ipam: String,
-        /// blocks: the pool's range.
-        #[arg(long, default_value = "10.248.0.0/16")]
-        pool: String,
-        /// blocks: the pool's block size.
-        #[arg(long, default_value_t = 26)]
-        block_size: u8,
-        /// Run a real dockerd on every host, the agents serving the `weft` Docker driver
-        /// (`weftctl lab exec hN docker ...` talks to that host's daemon).
-        #[arg(long)]
-        docker: bool,
-    },
+    Up(UpArgs),
     /// Print the container ping matrix; exit non-zero if any pair fails.
     #[command(after_help = "Example:\n  weftctl lab ping --wait 10")]
     Ping {
@@ -270,7 +274,7 @@ impl LabCommand {
     /// The lab this command is about (`--name`, or `weftctl --lab NAME lab ...`).
     pub fn lab_mut(&mut self) -> &mut LabName {
         match self {
-            LabCommand::Up { lab, .. }
+            LabCommand::Up(UpArgs { lab, .. })
             | LabCommand::Ping { lab, .. }
             | LabCommand::Exec { lab, .. }
             | LabCommand::Agent { lab, .. }
@@ -294,193 +298,13 @@ const CONVERGE_WAIT: Duration = Duration::from_secs(60);
 /// Runs a lab command; returns the process exit code.
 pub fn run(cmd: LabCommand) -> LabResult<i32> {
     match cmd {
-        LabCommand::Up {
-            lab,
-            hosts,
-            backend,
-            store,
-            network,
-            agent_arg,
-            subnets,
-            direct_routing,
-            vni,
-            port,
-            no_ip_masq,
-            cni_mode,
-            route_reflector,
-            cross_subnet,
-            router,
-            docker,
-            ipam,
-            pool,
-            block_size,
-        } => {
-            let blocks = ipam == "blocks";
-            let mut init: Vec<String> = [
-                "network",
-                "init",
-                "--network",
-                &network,
-                "--backend",
-                &backend,
-            ]
-            .map(String::from)
-            .to_vec();
-            if direct_routing {
-                init.push("--direct-routing".into());
-            }
-            if let Some(v) = vni {
-                init.extend(["--vni".into(), v.to_string()]);
-            }
-            if let Some(p) = port {
-                init.extend(["--port".into(), p.to_string()]);
-            }
-            for r in route_reflector {
-                init.extend(["--route-reflector".into(), r]);
-            }
-            if let Some(c) = cross_subnet {
-                init.extend(["--cross-subnet".into(), c]);
-            }
-            if blocks {
-                init.extend(["--ipam".into(), ipam]);
-            }
-            let pool = blocks.then(|| {
-                ["pool", "create", "default", "--cidr", &pool, "--block-size"]
-                    .map(String::from)
-                    .into_iter()
-                    .chain([block_size.to_string(), "--nat-outgoing".into()])
-                    .collect()
-            });
-            let spec = LabSpec {
-                name: lab.name,
-                hosts,
-                backend,
-                store,
-                network,
-                agent_args: agent_arg,
-                subnets,
-                init,
-                ip_masq: !no_ip_masq,
-                cni_mode: match cni_mode {
-                    _ if blocks => "routed".into(),
-                    CniMode::Bridge => "bridge".into(),
-                    CniMode::Routed => "routed".into(),
-                },
-                pool,
-                router,
-                docker,
-            };
-            up(spec)
-        }
-        LabCommand::Ping { lab, wait } => {
-            let state = LabState::load(&lab.name)?;
-            let m = converge(&state, Duration::from_secs(wait));
-            print!("{}", m.render());
-            Ok(if m.all_ok() { 0 } else { 1 })
-        }
-        LabCommand::Exec { lab, node, command } => {
-            let ns = topology::node_ns(&lab.name, &node).ok_or_else(|| {
-                LabError::Usage(format!("unknown node {node:?}: use h1, c1 or ul"))
-            })?;
-            let mut cmd = Command::new("ip");
-            // A host's commands talk to that host's dockerd (labs made with --docker).
-            if let (Ok(state), Some(i)) = (
-                LabState::load(&lab.name),
-                topology::host_index(&lab.name, &node),
-            ) {
-                if state.docker {
-                    cmd.env("DOCKER_HOST", crate::docker::docker_host(&state, i));
-                }
-            }
-            let status = cmd
-                .args(["netns", "exec", &ns])
-                .args(&command)
-                .status()
-                .map_err(|source| LabError::Spawn {
-                    cmd: command.join(" "),
-                    source,
-                })?;
-            Ok(status.code().unwrap_or(1))
-        }
-        LabCommand::Agent { lab, host, action } => {
-            let state = LabState::load(&lab.name)?;
-            let i = host_of(&state, &host)?;
-            if let (AgentAction::Start, Some(pid)) = (action, agents::running_pid(&state, i)) {
-                println!("h{i}: agent already running (pid {pid}); nothing to do");
-                return Ok(0);
-            }
-            if matches!(action, AgentAction::Stop | AgentAction::Restart) {
-                let was = agents::stop(&state, i)?;
-                println!(
-                    "h{i}: agent {}",
-                    if was { "stopped" } else { "was not running" }
-                );
-            }
-            if matches!(action, AgentAction::Start | AgentAction::Restart) {
-                let from = agents::log_len(&state, i);
-                let pid = agents::start(&state, i)?;
-                agents::wait_ready(&state, i, from, SUBNET_WAIT)?;
-                println!("h{i}: agent running (pid {pid})");
-            }
-            Ok(0)
-        }
-        LabCommand::Etcd { lab, action } => {
-            let mut state = LabState::load(&lab.name)?;
-            if state.store_kind() != weft_store::options::StoreKind::Etcd {
-                return Err(LabError::Usage(format!(
-                    "lab {} runs on the embedded store, not etcd",
-                    lab.name
-                )));
-            }
-            match action {
-                EtcdAction::Stop => {
-                    let was = stop_etcd(&mut state)?;
-                    println!("etcd {}", if was { "killed" } else { "was not running" });
-                }
-                EtcdAction::Start if state.etcd_pid.is_some() => println!("etcd is running"),
-                EtcdAction::Start => start_etcd(&mut state)?,
-            }
-            Ok(0)
-        }
-        LabCommand::Host(HostCommand::Add { lab }) => {
-            let mut state = LabState::load(&lab.name)?;
-            let i = state.hosts.iter().max().copied().unwrap_or(0) + 1;
-            // A host that cannot be set up whole is removed again.
-            let added = add_host(&mut state, i).and_then(|()| attach_container(&mut state, i));
-            let n = added.inspect_err(|_| {
-                if let Err(e) = remove_host(&mut state, i) {
-                    eprintln!("could not remove the half-made h{i}: {e}");
-                }
-            })?;
-            println!("added h{i} ({}) with subnet {}", state.host_ip(i), n.subnet);
-            Ok(0)
-        }
-        LabCommand::Dockerd { lab, host, action } => {
-            let state = LabState::load(&lab.name)?;
-            if !state.docker {
-                return Err(LabError::Usage(format!(
-                    "lab {} runs no dockerd (make it with lab up --docker)",
-                    state.name
-                )));
-            }
-            let i = host_of(&state, &host)?;
-            if matches!(action, AgentAction::Stop | AgentAction::Restart) {
-                let was = crate::docker::stop(&state, i, true)?;
-                println!(
-                    "h{i}: dockerd {}",
-                    if was { "stopped" } else { "was not running" }
-                );
-            }
-            if matches!(action, AgentAction::Start | AgentAction::Restart) {
-                if crate::docker::pid(&state, i).is_some() {
-                    println!("h{i}: dockerd already running; nothing to do");
-                } else {
-                    crate::docker::start(&state, i)?;
-                    println!("h{i}: dockerd started");
-                }
-            }
-            Ok(0)
-        }
+        LabCommand::Up(args) => up(spec_of(args)),
+        LabCommand::Ping { lab, wait } => ping(&lab.name, wait),
+        LabCommand::Exec { lab, node, command } => exec(&lab.name, &node, &command),
+        LabCommand::Agent { lab, host, action } => agent(&lab.name, &host, action),
+        LabCommand::Etcd { lab, action } => etcd(&lab.name, action),
+        LabCommand::Host(HostCommand::Add { lab }) => host_add(&lab.name),
+        LabCommand::Dockerd { lab, host, action } => dockerd(&lab.name, &host, action),
         LabCommand::Host(HostCommand::Remove { lab, host }) => {
             let mut state = LabState::load(&lab.name)?;
             let i = host_of(&state, &host)?;
@@ -510,6 +334,197 @@ pub fn run(cmd: LabCommand) -> LabResult<i32> {
             Ok(0)
         }
     }
+}
+
+/// The lab `lab up` makes: the network config's `weftctl network init` arguments, the
+/// pool to create with block IPAM, and everything else as given.
+fn spec_of(args: UpArgs) -> LabSpec {
+    let UpArgs {
+        lab,
+        hosts,
+        backend,
+        store,
+        network,
+        agent_arg,
+        subnets,
+        direct_routing,
+        vni,
+        port,
+        no_ip_masq,
+        cni_mode,
+        route_reflector,
+        cross_subnet,
+        router,
+        docker,
+        ipam,
+        pool,
+        block_size,
+    } = args;
+    let blocks = ipam == "blocks";
+    let mut init: Vec<String> = [
+        "network",
+        "init",
+        "--network",
+        &network,
+        "--backend",
+        &backend,
+    ]
+    .map(String::from)
+    .to_vec();
+    if direct_routing {
+        init.push("--direct-routing".into());
+    }
+    if let Some(v) = vni {
+        init.extend(["--vni".into(), v.to_string()]);
+    }
+    if let Some(p) = port {
+        init.extend(["--port".into(), p.to_string()]);
+    }
+    for r in route_reflector {
+        init.extend(["--route-reflector".into(), r]);
+    }
+    if let Some(c) = cross_subnet {
+        init.extend(["--cross-subnet".into(), c]);
+    }
+    if blocks {
+        init.extend(["--ipam".into(), ipam]);
+    }
+    let pool = blocks.then(|| {
+        ["pool", "create", "default", "--cidr", &pool, "--block-size"]
+            .map(String::from)
+            .into_iter()
+            .chain([block_size.to_string(), "--nat-outgoing".into()])
+            .collect()
+    });
+    LabSpec {
+        name: lab.name,
+        hosts,
+        backend,
+        store,
+        network,
+        agent_args: agent_arg,
+        subnets,
+        init,
+        ip_masq: !no_ip_masq,
+        cni_mode: match cni_mode {
+            _ if blocks => "routed".into(),
+            CniMode::Bridge => "bridge".into(),
+            CniMode::Routed => "routed".into(),
+        },
+        pool,
+        router,
+        docker,
+    }
+}
+
+fn ping(lab: &str, wait: u64) -> LabResult<i32> {
+    let state = LabState::load(lab)?;
+    let m = converge(&state, Duration::from_secs(wait));
+    print!("{}", m.render());
+    Ok(if m.all_ok() { 0 } else { 1 })
+}
+
+fn exec(lab: &str, node: &str, command: &[String]) -> LabResult<i32> {
+    let ns = topology::node_ns(lab, node)
+        .ok_or_else(|| LabError::Usage(format!("unknown node {node:?}: use h1, c1 or ul")))?;
+    let mut cmd = Command::new("ip");
+    // A host's commands talk to that host's dockerd (labs made with --docker).
+    if let (Ok(state), Some(i)) = (LabState::load(lab), topology::host_index(lab, node)) {
+        if state.docker {
+            cmd.env("DOCKER_HOST", crate::docker::docker_host(&state, i));
+        }
+    }
+    let status = cmd
+        .args(["netns", "exec", &ns])
+        .args(command)
+        .status()
+        .map_err(|source| LabError::Spawn {
+            cmd: command.join(" "),
+            source,
+        })?;
+    Ok(status.code().unwrap_or(1))
+}
+
+fn agent(lab: &str, host: &str, action: AgentAction) -> LabResult<i32> {
+    let state = LabState::load(lab)?;
+    let i = host_of(&state, host)?;
+    if let (AgentAction::Start, Some(pid)) = (action, agents::running_pid(&state, i)) {
+        println!("h{i}: agent already running (pid {pid}); nothing to do");
+        return Ok(0);
+    }
+    if matches!(action, AgentAction::Stop | AgentAction::Restart) {
+        let was = agents::stop(&state, i)?;
+        println!(
+            "h{i}: agent {}",
+            if was { "stopped" } else { "was not running" }
+        );
+    }
+    if matches!(action, AgentAction::Start | AgentAction::Restart) {
+        let from = agents::log_len(&state, i);
+        let pid = agents::start(&state, i)?;
+        agents::wait_ready(&state, i, from, SUBNET_WAIT)?;
+        println!("h{i}: agent running (pid {pid})");
+    }
+    Ok(0)
+}
+
+fn etcd(lab: &str, action: EtcdAction) -> LabResult<i32> {
+    let mut state = LabState::load(lab)?;
+    if state.store_kind() != weft_store::options::StoreKind::Etcd {
+        return Err(LabError::Usage(format!(
+            "lab {lab} runs on the embedded store, not etcd"
+        )));
+    }
+    match action {
+        EtcdAction::Stop => {
+            let was = stop_etcd(&mut state)?;
+            println!("etcd {}", if was { "killed" } else { "was not running" });
+        }
+        EtcdAction::Start if state.etcd_pid.is_some() => println!("etcd is running"),
+        EtcdAction::Start => start_etcd(&mut state)?,
+    }
+    Ok(0)
+}
+
+fn host_add(lab: &str) -> LabResult<i32> {
+    let mut state = LabState::load(lab)?;
+    let i = state.hosts.iter().max().copied().unwrap_or(0) + 1;
+    // A host that cannot be set up whole is removed again.
+    let added = add_host(&mut state, i).and_then(|()| attach_container(&mut state, i));
+    let n = added.inspect_err(|_| {
+        if let Err(e) = remove_host(&mut state, i) {
+            eprintln!("could not remove the half-made h{i}: {e}");
+        }
+    })?;
+    println!("added h{i} ({}) with subnet {}", state.host_ip(i), n.subnet);
+    Ok(0)
+}
+
+fn dockerd(lab: &str, host: &str, action: AgentAction) -> LabResult<i32> {
+    let state = LabState::load(lab)?;
+    if !state.docker {
+        return Err(LabError::Usage(format!(
+            "lab {} runs no dockerd (make it with lab up --docker)",
+            state.name
+        )));
+    }
+    let i = host_of(&state, host)?;
+    if matches!(action, AgentAction::Stop | AgentAction::Restart) {
+        let was = crate::docker::stop(&state, i, true)?;
+        println!(
+            "h{i}: dockerd {}",
+            if was { "stopped" } else { "was not running" }
+        );
+    }
+    if matches!(action, AgentAction::Start | AgentAction::Restart) {
+        if crate::docker::pid(&state, i).is_some() {
+            println!("h{i}: dockerd already running; nothing to do");
+        } else {
+            crate::docker::start(&state, i)?;
+            println!("h{i}: dockerd started");
+        }
+    }
+    Ok(0)
 }
 
 fn host_of(state: &LabState, host: &str) -> LabResult<u32> {
