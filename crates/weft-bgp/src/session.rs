@@ -256,40 +256,10 @@ async fn connection(
         };
     }
     let _ = events.send(state("OpenSent")).await;
-    let open = match timeout(OPEN_HOLD, c.recv()).await {
-        Err(_) => {
-            return c
-                .notify(Notification::new(code::HOLD_TIMER_EXPIRED, 0, vec![]))
-                .await
-        }
-        Ok(Err(e)) => return e,
-        Ok(Ok(Message::Open(o))) => o,
-        Ok(Ok(Message::Notification(n))) => {
-            return Ended {
-                reason: format!("peer sent NOTIFICATION: {n}"),
-                notified: true,
-            }
-        }
-        Ok(Ok(_)) => return c.notify(Notification::new(code::FSM, 1, vec![])).await,
+    let open = match open_sent(p, &mut c).await {
+        Ok(open) => open,
+        Err(ended) => return ended,
     };
-    if open.asn != p.peer_as {
-        return c
-            .notify(Notification::new(
-                code::OPEN,
-                crate::notification::open::BAD_PEER_AS,
-                (open.asn.min(65535) as u16).to_be_bytes(),
-            ))
-            .await;
-    }
-    if open.bgp_id == p.router_id {
-        return c
-            .notify(Notification::new(
-                code::OPEN,
-                crate::notification::open::BAD_BGP_ID,
-                vec![],
-            ))
-            .await;
-    }
     // Collision (RFC 4271 section 6.8): if the peer also connected to us, keep the
     // connection opened by the speaker with the higher BGP identifier.
     if let Ok(other) = incoming.try_recv() {
@@ -319,21 +289,8 @@ async fn connection(
         };
     }
     let _ = events.send(state("OpenConfirm")).await;
-    match timeout(if hold.is_zero() { OPEN_HOLD } else { hold }, c.recv()).await {
-        Err(_) => {
-            return c
-                .notify(Notification::new(code::HOLD_TIMER_EXPIRED, 0, vec![]))
-                .await
-        }
-        Ok(Err(e)) => return e,
-        Ok(Ok(Message::Keepalive)) => {}
-        Ok(Ok(Message::Notification(n))) => {
-            return Ended {
-                reason: format!("peer sent NOTIFICATION: {n}"),
-                notified: true,
-            }
-        }
-        Ok(Ok(_)) => return c.notify(Notification::new(code::FSM, 2, vec![])).await,
+    if let Err(ended) = open_confirm(&mut c, hold).await {
+        return ended;
     }
     let (to_tx, mut to_rx) = mpsc::channel(64);
     let _ = events
@@ -346,6 +303,62 @@ async fn connection(
         })
         .await;
     established(p, c, hold, &mut to_rx, incoming, events).await
+}
+
+/// OpenSent: the peer's OPEN, checked (its AS, a BGP identifier not ours), or how the
+/// connection ended.
+async fn open_sent(p: &SessionParams, c: &mut Conn) -> Result<Open, Ended> {
+    let open = match timeout(OPEN_HOLD, c.recv()).await {
+        Err(_) => {
+            return Err(c
+                .notify(Notification::new(code::HOLD_TIMER_EXPIRED, 0, vec![]))
+                .await)
+        }
+        Ok(Err(e)) => return Err(e),
+        Ok(Ok(Message::Open(o))) => o,
+        Ok(Ok(Message::Notification(n))) => {
+            return Err(Ended {
+                reason: format!("peer sent NOTIFICATION: {n}"),
+                notified: true,
+            })
+        }
+        Ok(Ok(_)) => return Err(c.notify(Notification::new(code::FSM, 1, vec![])).await),
+    };
+    if open.asn != p.peer_as {
+        return Err(c
+            .notify(Notification::new(
+                code::OPEN,
+                crate::notification::open::BAD_PEER_AS,
+                (open.asn.min(65535) as u16).to_be_bytes(),
+            ))
+            .await);
+    }
+    if open.bgp_id == p.router_id {
+        return Err(c
+            .notify(Notification::new(
+                code::OPEN,
+                crate::notification::open::BAD_BGP_ID,
+                vec![],
+            ))
+            .await);
+    }
+    Ok(open)
+}
+
+/// OpenConfirm: the peer's KEEPALIVE within the hold time, or how the connection ended.
+async fn open_confirm(c: &mut Conn, hold: Duration) -> Result<(), Ended> {
+    match timeout(if hold.is_zero() { OPEN_HOLD } else { hold }, c.recv()).await {
+        Err(_) => Err(c
+            .notify(Notification::new(code::HOLD_TIMER_EXPIRED, 0, vec![]))
+            .await),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(Message::Keepalive)) => Ok(()),
+        Ok(Ok(Message::Notification(n))) => Err(Ended {
+            reason: format!("peer sent NOTIFICATION: {n}"),
+            notified: true,
+        }),
+        Ok(Ok(_)) => Err(c.notify(Notification::new(code::FSM, 2, vec![])).await),
+    }
 }
 
 async fn established(
