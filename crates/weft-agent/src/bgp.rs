@@ -17,6 +17,19 @@ use weft_bgp::rib::PeerKind;
 use weft_bgp::speaker::{Learned, PeerConfig, Speaker, SpeakerConfig};
 
 /// A router outside the cluster, from the store.
+/// Why an external peer's record was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("not JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("{0} must be an IPv4 address, not {1}")]
+    Address(&'static str, String),
+    #[error("PeerIP is missing")]
+    NoPeerIp,
+    #[error("ASNumber must be a number from 1 to 4294967295")]
+    Asn,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExternalPeer {
     pub address: Ipv4Addr,
@@ -27,25 +40,24 @@ pub struct ExternalPeer {
 
 impl ExternalPeer {
     /// Parses `{"PeerIP": "...", "ASNumber": N, "Node": "..."}` (Calico's field names).
-    pub fn parse(value: &[u8]) -> Result<Self, String> {
-        let v: serde_json::Value =
-            serde_json::from_slice(value).map_err(|e| format!("not JSON: {e}"))?;
-        let ip = |k: &str| -> Result<Option<Ipv4Addr>, String> {
+    pub fn parse(value: &[u8]) -> Result<Self, PeerError> {
+        let v: serde_json::Value = serde_json::from_slice(value)?;
+        let ip = |k: &'static str| -> Result<Option<Ipv4Addr>, PeerError> {
             match v.get(k) {
                 None => Ok(None),
                 Some(s) => s
                     .as_str()
                     .and_then(|s| s.parse().ok())
                     .map(Some)
-                    .ok_or_else(|| format!("{k} must be an IPv4 address, not {s}")),
+                    .ok_or_else(|| PeerError::Address(k, s.to_string())),
             }
         };
-        let address = ip("PeerIP")?.ok_or("PeerIP is missing")?;
+        let address = ip("PeerIP")?.ok_or(PeerError::NoPeerIp)?;
         let asn = v
             .get("ASNumber")
             .and_then(|a| a.as_u64())
             .filter(|a| (1..=u32::MAX as u64).contains(a))
-            .ok_or("ASNumber must be a number from 1 to 4294967295")? as u32;
+            .ok_or(PeerError::Asn)? as u32;
         Ok(ExternalPeer {
             address,
             asn,
@@ -199,16 +211,22 @@ mod tests {
         let n = ExternalPeer::parse(br#"{"PeerIP":"10.0.0.1","ASNumber":1,"Node":"192.168.77.1"}"#)
             .unwrap();
         assert_eq!(n.node, Some("192.168.77.1".parse().unwrap()));
-        assert!(ExternalPeer::parse(b"{").unwrap_err().contains("JSON"));
+        assert!(ExternalPeer::parse(b"{")
+            .unwrap_err()
+            .to_string()
+            .contains("JSON"));
         assert!(ExternalPeer::parse(br#"{"ASNumber":1}"#)
             .unwrap_err()
+            .to_string()
             .contains("PeerIP"));
         assert!(ExternalPeer::parse(br#"{"PeerIP":"x","ASNumber":1}"#)
             .unwrap_err()
+            .to_string()
             .contains("IPv4"));
         assert!(
             ExternalPeer::parse(br#"{"PeerIP":"10.0.0.1","ASNumber":0}"#)
                 .unwrap_err()
+                .to_string()
                 .contains("ASNumber")
         );
     }

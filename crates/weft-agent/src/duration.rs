@@ -2,7 +2,20 @@
 
 use std::time::Duration;
 
-pub fn parse(s: &str) -> Result<Duration, String> {
+use thiserror::Error;
+
+/// Why a duration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DurationError {
+    #[error("bad duration {0:?}: unknown unit {1:?} (use s, m, h, d)")]
+    Unit(String, char),
+    #[error("bad duration {0:?}: a number must precede {1:?}")]
+    NoNumber(String, char),
+    #[error("bad duration {0:?}: use e.g. 90s, 5m, 24h")]
+    Shape(String),
+}
+
+pub fn parse(s: &str) -> Result<Duration, DurationError> {
     if let Ok(secs) = s.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
     }
@@ -17,20 +30,16 @@ pub fn parse(s: &str) -> Result<Duration, String> {
             'm' => 60,
             'h' => 3600,
             'd' => 86400,
-            _ => {
-                return Err(format!(
-                    "bad duration {s:?}: unknown unit {c:?} (use s, m, h, d)"
-                ))
-            }
+            _ => return Err(DurationError::Unit(s.to_owned(), c)),
         };
         let n: u64 = num
             .parse()
-            .map_err(|_| format!("bad duration {s:?}: a number must precede {c:?}"))?;
+            .map_err(|_| DurationError::NoNumber(s.to_owned(), c))?;
         total += n * unit;
         num.clear();
     }
     if !num.is_empty() || s.is_empty() {
-        return Err(format!("bad duration {s:?}: use e.g. 90s, 5m, 24h"));
+        return Err(DurationError::Shape(s.to_owned()));
     }
     Ok(Duration::from_secs(total))
 }

@@ -9,7 +9,7 @@ use clap::Args;
 use weft_plan::IfaceSpec;
 use weft_store::options::StoreOptions;
 
-fn duration(s: &str) -> Result<Duration, String> {
+fn duration(s: &str) -> Result<Duration, crate::duration::DurationError> {
     crate::duration::parse(s)
 }
 
