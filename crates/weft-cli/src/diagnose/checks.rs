@@ -490,6 +490,32 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn bgp_needs_a_learned_route_for_every_other_node_s_block() {
+        let mut f = healthy();
+        f.bgp_status = Some(Ok(r#"{"peers":[]}"#.into()));
+        let Ok((p, _)) = f.data_plane.as_mut() else {
+            panic!()
+        };
+        p.learns = true;
+        p.plan.as_mut().unwrap().routes.clear();
+        p.others_blocks = vec![(
+            "10.248.0.64/26".parse().unwrap(),
+            "192.168.77.2".parse().unwrap(),
+        )];
+        assert_eq!(
+            of(&f, Level::Fail),
+            ["route: no route learned for block 10.248.0.64/26 (node 192.168.77.2)"]
+        );
+        let Ok((_, k)) = f.data_plane.as_mut() else {
+            panic!()
+        };
+        k.routes.push(route("10.248.0.64/26", "192.168.77.2"));
+        assert!(of(&f, Level::Fail).is_empty(), "{:?}", of(&f, Level::Fail));
+        // A route the plan does not name is the sessions', not stale.
+        assert!(of(&f, Level::Warn).is_empty(), "{:?}", of(&f, Level::Warn));
+    }
+
+    #[test]
     fn route_drift_is_named() {
         let mut f = healthy();
         let peer3 = lease("10.244.3.0/24", "192.168.77.3");

@@ -362,10 +362,13 @@ async fn data_plane(
         mtu: backend.mtu(node.external.mtu),
         learns: backend.bgp().is_some(),
         plan,
+        // Blocks of other nodes that hold a lease that stands: a node that left
+        // announces nothing, and its blocks are released after the grace period.
         others_blocks: stored
             .blocks
             .iter()
             .filter(|b| b.node != public_ip && !b.releasing)
+            .filter(|b| peers.iter().any(|l| l.attrs.public_ip == b.node))
             .map(|b| (b.cidr, b.node))
             .collect(),
     };
