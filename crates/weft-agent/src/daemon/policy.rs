@@ -50,14 +50,21 @@ fn count(e: &Elements) -> usize {
     e.values().map(|s| s.len()).sum()
 }
 
+/// A record under the policy prefix as the watch delivered it: its key below the
+/// prefix, its value (`None`: deleted) and its revision.
+type Record = (String, Option<Vec<u8>>, Revision);
+
 /// The policy table's manager: the policy state as the store has it, and what the
 /// kernel's table holds, with its own state machine (read whole, then follow record by
 /// record; update elements in place, or load whole) instead of flags on the agent.
 pub(super) struct PolicyManager {
     /// Policies, identities and namespace labels, once read.
     state: Option<PolicyState>,
-    /// The state must be read whole again (a watch resync).
+    /// The state must be read whole again (a watch resync, or a read that failed).
     relist: bool,
+    /// While a whole read is under way beside the loop: the records the watch
+    /// delivered meanwhile, replayed on top of the read's snapshot where newer.
+    in_flight: Option<Vec<Record>>,
     /// The state changed since the table was last brought up to date.
     dirty: bool,
     /// A policy changed: the table's structure must be compiled again.
@@ -84,6 +91,7 @@ impl PolicyManager {
         PolicyManager {
             state: None,
             relist: false,
+            in_flight: None,
             dirty: false,
             rules_changed: false,
             touched: None,
@@ -156,8 +164,13 @@ impl PolicyManager {
     /// policy table (see [`Agent::policy_pending`]), which the serve loop brings up to
     /// date on its own.
     pub(super) fn on_record(&mut self, rest: &str, value: Option<&[u8]>, revision: Revision) {
+        if let Some(buffered) = self.in_flight.as_mut() {
+            buffered.push((rest.to_owned(), value.map(<[u8]>::to_vec), revision));
+        }
         let Some(st) = self.state.as_mut() else {
-            self.relist = true;
+            // Nothing read yet: the read under way (with this record replayed on it),
+            // or the next one, brings it.
+            self.relist |= self.in_flight.is_none();
             return;
         };
         // The endpoint as the table has it, before this change.
@@ -195,14 +208,36 @@ impl PolicyManager {
         self.relist || self.state.is_none()
     }
 
-    /// Takes a policy state read whole from the store: the table is compared with it
-    /// at the next policy reconcile.
-    pub(super) fn take_state(&mut self, st: PolicyState) {
+    /// A whole read starts beside the loop: it covers every record written so far,
+    /// and the records delivered until it ends are kept to be replayed on it.
+    pub(super) fn begin_read(&mut self) {
+        self.relist = false;
+        self.in_flight = Some(Vec::new());
+    }
+
+    /// The read begun could not be had: read again.
+    pub(super) fn read_failed(&mut self) {
+        self.in_flight = None;
+        self.relist = true;
+    }
+
+    /// Takes a policy state read whole from the store, with the records the watch
+    /// delivered while it was read replayed where they are newer than its snapshot:
+    /// the table is compared with it at the next policy reconcile. A watch resync that
+    /// came meanwhile leaves a read still to do ([`PolicyManager::needs_read`]).
+    pub(super) fn take_state(&mut self, mut st: PolicyState) {
         for (key, why) in &st.unreadable {
             warn!(key, error = %why, "ignoring an unreadable policy record");
         }
+        for (rest, value, revision) in self.in_flight.take().unwrap_or_default() {
+            if revision > st.revision {
+                // An unreadable one was logged when it arrived; the snapshot's stays.
+                if st.read_entry(&rest, value.as_deref()).is_ok() {
+                    st.revision = revision;
+                }
+            }
+        }
         self.state = Some(st);
-        self.relist = false;
         self.dirty = true;
         self.rules_changed = true;
         self.touched = None;
@@ -377,7 +412,10 @@ impl Agent {
     /// not answer leaves it to the loop.
     pub(super) async fn load_policy_now(&mut self) {
         match self.registry.policy_state().await {
-            Ok(st) => self.policy.take_state(st),
+            Ok(st) => {
+                self.policy.begin_read();
+                self.policy.take_state(st)
+            }
             Err(e) => {
                 warn!(error = %e, "cannot read network policies; enforcement stays as it is until they can be read")
             }
@@ -393,5 +431,52 @@ impl Agent {
     /// Whether the policy table waits for a reconcile.
     pub(super) fn policy_pending(&self) -> bool {
         self.policy.pending()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity(name: &str) -> Vec<u8> {
+        format!(r#"{{"Name":"x/{name}","Namespace":"x","Labels":{{"pod":"{name}"}},"Node":"192.168.1.1","Interface":"weft{name}"}}"#)
+            .into_bytes()
+    }
+
+    /// Records the watch delivers while a whole read is under way are not lost when
+    /// the read's older snapshot arrives; those the snapshot already holds are not
+    /// replayed over it.
+    #[test]
+    fn records_during_a_read_are_replayed_on_its_snapshot() {
+        let mut m = PolicyManager::new(Arc::new(Metrics::default()));
+        m.begin_read();
+        m.on_record("endpoints/10.248.0.1", Some(&identity("a")), 4);
+        m.on_record("endpoints/10.248.0.2", Some(&identity("b")), 12);
+        m.on_record("endpoints/10.248.0.3", Some(&identity("c")), 13);
+        m.on_record("endpoints/10.248.0.3", None, 14);
+        assert!(m.needs_read(), "nothing read yet");
+        // The snapshot was listed at revision 10: it holds a (written at 4), not b.
+        let mut snapshot = PolicyState {
+            revision: 10,
+            ..Default::default()
+        };
+        snapshot
+            .read_entry("endpoints/10.248.0.1", Some(&identity("a")))
+            .unwrap();
+        m.take_state(snapshot);
+        let st = m.state().unwrap();
+        let ips: Vec<String> = st.endpoints.keys().map(|ip| ip.to_string()).collect();
+        assert_eq!(ips, ["10.248.0.1", "10.248.0.2"]);
+        assert_eq!(st.revision, 14);
+        assert!(!m.needs_read());
+
+        // A watch resync during a read leaves another read to do; a failed read too.
+        m.begin_read();
+        m.relist();
+        m.take_state(PolicyState::default());
+        assert!(m.needs_read());
+        m.begin_read();
+        m.read_failed();
+        assert!(m.needs_read());
     }
 }

@@ -52,6 +52,7 @@ impl Agent {
 
         loop {
             if policy_read.is_none() && self.policy.needs_read() {
+                self.policy.begin_read();
                 let registry = self.registry.clone();
                 policy_read = Some(tokio::spawn(async move {
                     let read = registry.policy_state().await;
@@ -71,9 +72,13 @@ impl Agent {
                             self.reconcile_policy(Why::Store);
                         }
                         Ok(Err(e)) => {
+                            self.policy.read_failed();
                             warn!(error = %e, "cannot read network policies; enforcement stays as it is; will retry");
                         }
-                        Err(e) => error!(error = %e, "the policy read failed"),
+                        Err(e) => {
+                            self.policy.read_failed();
+                            error!(error = %e, "the policy read failed");
+                        }
                     }
                 }
                 _ = &mut shutdown => {
