@@ -60,7 +60,7 @@ impl Agent {
             );
         }
         let standing = screen(&self.view.config, self.view.peers.values()).standing;
-        let plan = self.host_plan(&standing);
+        let plan = self.host_plan(&self.picture(), &standing);
         self.firewall.apply(self.dp.as_ref(), true, &plan.firewall);
         Ok(())
     }

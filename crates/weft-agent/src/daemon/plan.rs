@@ -5,46 +5,66 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 use weft_alloc::blocks::{Block, Pool};
+use weft_alloc::named::NamedNetwork;
 use weft_alloc::Lease;
 use weft_backends::host::{self, HostInputs, HostPlan, LocalSettings};
+use weft_backends::networks::PlannedEndpoint;
 
 use super::Agent;
 
+/// The picture's named networks, blocks, pools and held addresses as the planner takes
+/// them: gathered once per reconcile, for the announcements and the plan alike.
+pub(super) struct Picture {
+    networks: Vec<NamedNetwork>,
+    endpoints: Vec<PlannedEndpoint>,
+    blocks: Vec<Block>,
+    pools: Vec<Pool>,
+    held: Vec<Ipv4Addr>,
+}
+
 impl Agent {
-    /// Hands the planner's inputs, made from the picture with the leases that stand, to
-    /// `f`.
-    fn with_inputs<R>(&self, standing: &[Lease], f: impl FnOnce(&HostInputs) -> R) -> R {
+    pub(super) fn picture(&self) -> Picture {
         let view = &self.view;
-        let networks = view.named.networks();
-        let endpoints = view.named.planned_endpoints();
-        let blocks: Vec<Block> = view.blocks.values().cloned().collect();
-        let pools: Vec<Pool> = view.pools.values().cloned().collect();
-        let held: Vec<Ipv4Addr> = view.held.iter().copied().collect();
-        f(&HostInputs {
-            config: &view.config,
-            node: &view.node,
+        Picture {
+            networks: view.named.networks(),
+            endpoints: view.named.planned_endpoints(),
+            blocks: view.blocks.values().cloned().collect(),
+            pools: view.pools.values().cloned().collect(),
+            held: view.held.iter().copied().collect(),
+        }
+    }
+
+    /// The planner's inputs: `picture` with the leases that stand, this node and flags.
+    fn inputs<'a>(&'a self, picture: &'a Picture, standing: &'a [Lease]) -> HostInputs<'a> {
+        HostInputs {
+            config: &self.view.config,
+            node: &self.view.node,
             leases: standing,
-            held: &held,
-            networks: &networks,
-            endpoints: &endpoints,
-            blocks: &blocks,
-            pools: &pools,
+            held: &picture.held,
+            networks: &picture.networks,
+            endpoints: &picture.endpoints,
+            blocks: &picture.blocks,
+            pools: &picture.pools,
             local: LocalSettings {
                 ip_masq: self.opts.ip_masq,
                 encap_source_filter: self.opts.encap_source_filter,
             },
-        })
+        }
     }
 
     /// What this host should look like now.
-    pub(super) fn host_plan(&self, standing: &[Lease]) -> HostPlan {
-        self.with_inputs(standing, |i| host::plan(self.runtime.backend.as_ref(), i))
+    pub(super) fn host_plan(&self, picture: &Picture, standing: &[Lease]) -> HostPlan {
+        host::plan(
+            self.runtime.backend.as_ref(),
+            &self.inputs(picture, standing),
+        )
     }
 
     /// What the BGP speaker announces for this node (empty for other backends).
-    pub(super) fn announcements(&self, standing: &[Lease]) -> Vec<Ipv4Net> {
-        self.with_inputs(standing, |i| {
-            host::announcements(self.runtime.backend.as_ref(), i)
-        })
+    pub(super) fn announcements(&self, picture: &Picture, standing: &[Lease]) -> Vec<Ipv4Net> {
+        host::announcements(
+            self.runtime.backend.as_ref(),
+            &self.inputs(picture, standing),
+        )
     }
 }

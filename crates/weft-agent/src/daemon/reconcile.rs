@@ -15,10 +15,10 @@ use super::{Agent, Why};
 use crate::options::IpipMode;
 
 impl Agent {
-    /// Plans from the current picture (one [`HostPlan`], `weft_backends::host`) and
-    /// applies the difference to the kernel. No store I/O happens here: what is to be
-    /// published is left in `last` for the serve loop, so a store that hangs cannot
-    /// delay a repair.
+    /// Plans from the current picture (one `HostPlan`, `weft_backends::host`) and hands
+    /// each part to its manager, which applies the difference to the kernel. No store
+    /// I/O happens here: the node status is handed to its publisher, so a store that
+    /// hangs cannot delay a repair.
     pub(super) async fn reconcile(&mut self, why: Why) {
         if why.is_repair() {
             self.check_external().await;
@@ -29,14 +29,15 @@ impl Agent {
         };
         self.check_lease_taken();
         let peers = self.standing_leases();
-        let announce = self.announcements(&peers);
+        let picture = self.picture();
+        let announce = self.announcements(&picture, &peers);
         // Woken by the kernel or the timer, but routes were learned meanwhile: what
         // changes now is news (a full apply, logged as such), not a repair of drift.
         let why = match self.sync_bgp(&peers, announce).await {
             true if why.is_repair() => Why::Store,
             _ => why,
         };
-        let mut plan = self.host_plan(&peers);
+        let mut plan = self.host_plan(&picture, &peers);
         if let (Some(t), Some(table)) = (&self.runtime.tunnel, plan.tunnel.take()) {
             t.set_table(table);
         }
