@@ -69,30 +69,7 @@ pub fn plan(ctx: &NamedContext, blocks: &[Block]) -> BlockPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::lease;
-    use std::collections::BTreeMap;
-    use weft_model::blocks::Allocation;
-
-    fn block(cidr: &str, node: &str, allocs: &[(&str, &str)]) -> Block {
-        Block {
-            cidr: cidr.parse().unwrap(),
-            pool: "p".into(),
-            node: node.parse().unwrap(),
-            allocations: allocs
-                .iter()
-                .map(|(ip, n)| {
-                    (
-                        ip.parse().unwrap(),
-                        Allocation {
-                            handle: "h".into(),
-                            node: n.parse().unwrap(),
-                        },
-                    )
-                })
-                .collect::<BTreeMap<_, _>>(),
-            releasing: false,
-        }
-    }
+    use crate::testing::{block, lease};
 
     #[test]
     fn blackholes_for_ours_routes_for_theirs_and_borrowed_32s() {

@@ -253,31 +253,8 @@ fn firewall(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{cfg, lease, node, settings};
-    use std::collections::BTreeMap;
-    use weft_model::blocks::Allocation;
+    use crate::testing::{block, cfg, lease, node, settings};
     use weft_model::named::{Endpoint, Mode};
-
-    fn block(cidr: &str, node: &str, allocs: &[(&str, &str)]) -> Block {
-        Block {
-            cidr: cidr.parse().unwrap(),
-            pool: "p".into(),
-            node: node.parse().unwrap(),
-            allocations: allocs
-                .iter()
-                .map(|(ip, n)| {
-                    (
-                        ip.parse().unwrap(),
-                        Allocation {
-                            handle: format!("docker:green/{ip}"),
-                            node: n.parse().unwrap(),
-                        },
-                    )
-                })
-                .collect::<BTreeMap<_, _>>(),
-            releasing: false,
-        }
-    }
 
     /// A borrowed address on a pool-backed routed network is both a borrowed block
     /// address and a routed container: one route, from the block's plan.

@@ -141,6 +141,18 @@ pub(crate) mod testing {
         }
     }
 
+    /// A block of pool `p` held by `node`, with addresses (`ip`, used on `node`).
+    pub fn block(cidr: &str, node: &str, allocs: &[(&str, &str)]) -> weft_model::blocks::Block {
+        let claimed = weft_model::blocks::Block::claimed(
+            cidr.parse().unwrap(),
+            "p".into(),
+            node.parse().unwrap(),
+        );
+        allocs.iter().fold(claimed, |b, (ip, n)| {
+            b.taking(ip.parse().unwrap(), "h", n.parse().unwrap())
+        })
+    }
+
     /// The settings of node 192.168.1.1.
     pub fn settings() -> BackendSettings {
         BackendSettings {
