@@ -68,7 +68,7 @@ impl BlockService {
         let (model_tx, model_rx) = watch::channel(model);
         let stale = Arc::new(AtomicBool::new(false));
         let feed = BlockFeed {
-            prefix: registry.ipam_prefix(),
+            prefix: registry.keys().ipam(),
             events: tx,
             stale: stale.clone(),
             model: model_tx,

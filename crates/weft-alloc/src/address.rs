@@ -73,13 +73,8 @@ pub fn check(cfg: &NetworkConfig, leases: &[Lease], ip: Ipv4Addr) -> Result<(), 
 }
 
 impl Registry {
-    /// Where single-address claims live.
-    pub fn addresses_prefix(&self) -> String {
-        self.keys().addresses()
-    }
-
     fn address_key(&self, ip: Ipv4Addr) -> String {
-        format!("{}{ip}", self.addresses_prefix())
+        format!("{}{ip}", self.keys().addresses())
     }
 
     /// A claim from a store key and value; `None` for anything unreadable.
@@ -92,7 +87,7 @@ impl Registry {
 
     /// Every readable claim.
     pub async fn addresses(&self) -> Result<Vec<(Ipv4Addr, AddressClaim)>, StoreError> {
-        let listing = self.store().list(&self.addresses_prefix()).await?;
+        let listing = self.store().list(&self.keys().addresses()).await?;
         Ok(listing
             .kvs
             .iter()

@@ -59,7 +59,7 @@ impl BlockCache {
         if !self.loaded || event.revision() <= self.listed_at {
             return;
         }
-        let blocks = registry.blocks_prefix();
+        let blocks = registry.keys().blocks();
         match event {
             WatchEvent::Put(kv) if kv.key.starts_with(&blocks) => match Registry::parse_block(kv) {
                 Some(at) => self.set(at),
@@ -77,10 +77,10 @@ impl BlockCache {
                     }
                 }
             }
-            WatchEvent::Put(kv) if kv.key.starts_with(&registry.pools_prefix()) => {
+            WatchEvent::Put(kv) if kv.key.starts_with(&registry.keys().pools()) => {
                 self.loaded = false
             }
-            WatchEvent::Delete { key, .. } if key.starts_with(&registry.pools_prefix()) => {
+            WatchEvent::Delete { key, .. } if key.starts_with(&registry.keys().pools()) => {
                 self.loaded = false
             }
             WatchEvent::Resync { .. } => self.loaded = false,
@@ -129,8 +129,8 @@ impl Registry {
         if c.loaded {
             return Ok(false);
         }
-        let listing = self.store().list(&self.ipam_prefix()).await?;
-        let (pools, blocks) = (self.pools_prefix(), self.blocks_prefix());
+        let listing = self.store().list(&self.keys().ipam()).await?;
+        let (pools, blocks) = (self.keys().pools(), self.keys().blocks());
         c.pools.clear();
         c.blocks.clear();
         for kv in &listing.kvs {

@@ -45,26 +45,13 @@ pub enum BlockError {
 }
 
 impl Registry {
-    pub fn pools_prefix(&self) -> String {
-        self.keys().pools()
-    }
-
-    /// Pools and blocks together, read in one listing by the agent's picture.
-    pub fn ipam_prefix(&self) -> String {
-        self.keys().ipam()
-    }
-
-    pub fn blocks_prefix(&self) -> String {
-        self.keys().blocks()
-    }
-
     pub(crate) fn block_key(&self, block: &Ipv4Net) -> String {
-        format!("{}{}", self.blocks_prefix(), key_name(block))
+        format!("{}{}", self.keys().blocks(), key_name(block))
     }
 
     /// Every readable pool, by name.
     pub async fn pools(&self) -> Result<Vec<Pool>, StoreError> {
-        let listing = self.store().list(&self.pools_prefix()).await?;
+        let listing = self.store().list(&self.keys().pools()).await?;
         let mut pools: Vec<Pool> = listing
             .kvs
             .iter()
@@ -96,7 +83,7 @@ impl Registry {
                 pool.cidr, c.network
             )));
         }
-        let key = format!("{}{}", self.pools_prefix(), pool.name);
+        let key = format!("{}{}", self.keys().pools(), pool.name);
         let value = serde_json::to_vec(pool).expect("pool serializes");
         match self.store().create(&key, &value, None).await? {
             Some(_) => Ok(()),
@@ -126,7 +113,7 @@ impl Registry {
             });
         }
         self.store()
-            .delete(&format!("{}{name}", self.pools_prefix()))
+            .delete(&format!("{}{name}", self.keys().pools()))
             .await?;
         Ok(pool)
     }
@@ -140,7 +127,7 @@ impl Registry {
 
     /// Every readable block, with its revision.
     pub async fn blocks(&self) -> Result<Vec<BlockAt>, StoreError> {
-        let listing = self.store().list(&self.blocks_prefix()).await?;
+        let listing = self.store().list(&self.keys().blocks()).await?;
         Ok(listing.kvs.iter().filter_map(Self::parse_block).collect())
     }
 

@@ -49,20 +49,8 @@ pub enum NamedError {
 }
 
 impl Registry {
-    pub fn networks_prefix(&self) -> String {
-        self.keys().networks()
-    }
-
-    pub fn endpoints_prefix(&self) -> String {
-        self.keys().endpoints()
-    }
-
-    fn vni_key(&self, vni: u32) -> String {
-        format!("{}/weft/network-vnis/{vni}", self.prefix())
-    }
-
     fn endpoint_key(&self, network: &str, ip: Ipv4Addr) -> String {
-        format!("{}{network}/{ip}", self.endpoints_prefix())
+        format!("{}{network}/{ip}", self.keys().endpoints())
     }
 
     /// A named network from its key and value; `None` for anything unreadable.
@@ -83,7 +71,7 @@ impl Registry {
 
     /// Every readable named network, by name.
     pub async fn networks(&self) -> Result<Vec<NamedNetwork>, StoreError> {
-        let listing = self.store().list(&self.networks_prefix()).await?;
+        let listing = self.store().list(&self.keys().networks()).await?;
         let mut nets: Vec<_> = listing
             .kvs
             .iter()
@@ -94,7 +82,7 @@ impl Registry {
     }
 
     pub async fn network(&self, name: &str) -> Result<Option<NamedNetwork>, StoreError> {
-        let key = format!("{}{name}", self.networks_prefix());
+        let key = format!("{}{name}", self.keys().networks());
         Ok(self
             .store()
             .get(&key)
@@ -143,11 +131,11 @@ impl Registry {
                 .claim_vni(&net.name, req.vni, config.as_ref().and_then(cluster_vni))
                 .await?;
         }
-        let key = format!("{}{}", self.networks_prefix(), net.name);
+        let key = format!("{}{}", self.keys().networks(), net.name);
         let value = serde_json::to_vec(&net).expect("network serializes");
         if self.store().create(&key, &value, None).await?.is_none() {
             if net.vni != 0 {
-                self.store().delete(&self.vni_key(net.vni)).await?;
+                self.store().delete(&self.keys().vni(net.vni)).await?;
             }
             return Err(NamedError::Exists(net.name));
         }
@@ -167,13 +155,13 @@ impl Registry {
             }
             if self
                 .store()
-                .create(&self.vni_key(v), &value, None)
+                .create(&self.keys().vni(v), &value, None)
                 .await?
                 .is_some()
             {
                 return Ok(v);
             }
-            let holder = self.store().get(&self.vni_key(v)).await?;
+            let holder = self.store().get(&self.keys().vni(v)).await?;
             let holder = holder
                 .and_then(|kv| serde_json::from_slice::<String>(&kv.value).ok())
                 .unwrap_or_default();
@@ -183,7 +171,7 @@ impl Registry {
             if Some(v) != reserved
                 && self
                     .store()
-                    .create(&self.vni_key(v), &value, None)
+                    .create(&self.keys().vni(v), &value, None)
                     .await?
                     .is_some()
             {
@@ -210,17 +198,17 @@ impl Registry {
             });
         }
         self.store()
-            .delete(&format!("{}{name}", self.networks_prefix()))
+            .delete(&format!("{}{name}", self.keys().networks()))
             .await?;
         if net.vni != 0 {
-            self.store().delete(&self.vni_key(net.vni)).await?;
+            self.store().delete(&self.keys().vni(net.vni)).await?;
         }
         Ok(net)
     }
 
     /// The endpoints of one network, by address.
     pub async fn endpoints(&self, network: &str) -> Result<Vec<(Ipv4Addr, Endpoint)>, StoreError> {
-        let prefix = format!("{}{network}/", self.endpoints_prefix());
+        let prefix = format!("{}{network}/", self.keys().endpoints());
         let listing = self.store().list(&prefix).await?;
         let mut eps: Vec<_> = listing
             .kvs

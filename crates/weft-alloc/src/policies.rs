@@ -11,22 +11,18 @@ pub use weft_model::policies::*;
 use crate::registry::Registry;
 
 impl Registry {
-    pub fn policy_prefix(&self) -> String {
-        self.keys().policy()
-    }
-
     fn policy_key(&self, p: &Policy) -> String {
         match p {
             Policy::Namespaced(n) => format!(
                 "{}networkpolicies/{}/{}",
-                self.policy_prefix(),
+                self.keys().policy(),
                 n.namespace(),
                 n.metadata.name
             ),
             Policy::Cluster(c) => {
                 format!(
                     "{}clusterpolicies/{}",
-                    self.policy_prefix(),
+                    self.keys().policy(),
                     c.metadata.name
                 )
             }
@@ -35,7 +31,7 @@ impl Registry {
 
     /// Everything under the policy prefix.
     pub async fn policy_state(&self) -> Result<PolicyState, StoreError> {
-        let prefix = self.policy_prefix();
+        let prefix = self.keys().policy();
         let listing = self.store().list(&prefix).await?;
         let mut st = PolicyState {
             revision: listing.revision,
@@ -67,15 +63,15 @@ impl Registry {
     /// Deletes a NetworkPolicy (`namespace/name`) or a ClusterPolicy (`name`).
     pub async fn delete_policy(&self, cluster: bool, id: &str) -> Result<bool, StoreError> {
         let key = if cluster {
-            format!("{}clusterpolicies/{id}", self.policy_prefix())
+            format!("{}clusterpolicies/{id}", self.keys().policy())
         } else {
-            format!("{}networkpolicies/{id}", self.policy_prefix())
+            format!("{}networkpolicies/{id}", self.keys().policy())
         };
         self.store().delete(&key).await
     }
 
     fn identity_key(&self, ip: Ipv4Addr) -> String {
-        format!("{}endpoints/{ip}", self.policy_prefix())
+        format!("{}endpoints/{ip}", self.keys().policy())
     }
 
     /// The identity recorded for `ip`, if a readable one is.
@@ -105,7 +101,7 @@ impl Registry {
 
     /// Sets a namespace's labels (replacing them).
     pub async fn put_namespace(&self, ns: &str, labels: &Labels) -> Result<(), StoreError> {
-        let key = format!("{}namespaces/{ns}", self.policy_prefix());
+        let key = format!("{}namespaces/{ns}", self.keys().policy());
         let value = serde_json::to_vec(&NamespaceLabels {
             labels: labels.clone(),
         })

@@ -143,32 +143,9 @@ impl Registry {
         self.keys.prefix()
     }
 
-    pub fn config_key(&self) -> String {
-        self.keys.config()
-    }
-
-    pub fn subnets_prefix(&self) -> String {
-        self.keys.subnets()
-    }
-
-    pub fn lease_key(&self, subnet: &Ipv4Net) -> String {
-        self.keys.lease(subnet)
-    }
-
-    /// Where BGP peers outside the cluster are configured: one JSON value per key,
-    /// `{"PeerIP": "192.168.77.254", "ASNumber": 64513}` for every node, plus `"Node":
-    /// "<public IP>"` for one node only.
-    pub fn bgp_peers_prefix(&self) -> String {
-        self.keys.bgp_peers()
-    }
-
-    pub fn status_prefix(&self) -> String {
-        self.keys.status()
-    }
-
     /// Reads and validates the network config.
     pub async fn config(&self) -> Result<NetworkConfig, RegistryError> {
-        let key = self.config_key();
+        let key = self.keys().config();
         let kv = self
             .store
             .get(&key)
@@ -179,12 +156,16 @@ impl Registry {
 
     /// Reads the config as stored, without validating it.
     pub async fn raw_config(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.store.get(&self.config_key()).await?.map(|kv| kv.value))
+        Ok(self
+            .store
+            .get(&self.keys().config())
+            .await?
+            .map(|kv| kv.value))
     }
 
     pub async fn put_config(&self, cfg: &NetworkConfig) -> Result<(), StoreError> {
         self.store
-            .put(&self.config_key(), cfg.to_json().as_bytes(), None)
+            .put(&self.keys().config(), cfg.to_json().as_bytes(), None)
             .await?;
         Ok(())
     }
@@ -201,7 +182,7 @@ impl Registry {
             _ => {
                 let name = kv
                     .key
-                    .strip_prefix(&self.subnets_prefix())
+                    .strip_prefix(&self.keys().subnets())
                     .unwrap_or(&kv.key);
                 Err(skip(format!(
                     "key name {name:?} is not a subnet like 10.244.1.0-24"
@@ -212,7 +193,7 @@ impl Registry {
 
     /// Every lease, with unreadable ones listed apart.
     pub async fn leases(&self) -> Result<LeaseSnapshot, StoreError> {
-        let listing = self.store.list(&self.subnets_prefix()).await?;
+        let listing = self.store.list(&self.keys().subnets()).await?;
         let mut snap = LeaseSnapshot {
             revision: listing.revision,
             ..Default::default()
@@ -220,7 +201,7 @@ impl Registry {
         for kv in &listing.kvs {
             let name = kv
                 .key
-                .strip_prefix(&self.subnets_prefix())
+                .strip_prefix(&self.keys().subnets())
                 .unwrap_or(&kv.key);
             if let Some(subnet) = pool::parse_key_name(name) {
                 snap.taken.insert(subnet);
@@ -280,7 +261,7 @@ impl Registry {
                     }
                 };
             let store_lease = self.store.grant(ttl).await?;
-            let key = self.lease_key(&candidate);
+            let key = self.keys().lease(&candidate);
             match self
                 .store
                 .create(&key, &attrs.encode(), Some(store_lease))
@@ -310,7 +291,7 @@ impl Registry {
         attrs: &LeaseAttrs,
         ttl: Duration,
     ) -> Result<Option<Lease>, StoreError> {
-        let key = self.lease_key(&existing.subnet);
+        let key = self.keys().lease(&existing.subnet);
         let alive = match existing.store_lease {
             Some(id) => self.store.keep_alive(id).await?.map(|_| id),
             None => None,
@@ -356,7 +337,7 @@ impl Registry {
         lease: &Lease,
         attrs: &LeaseAttrs,
     ) -> Result<Option<Lease>, StoreError> {
-        let key = self.lease_key(&lease.subnet);
+        let key = self.keys().lease(&lease.subnet);
         let rev = self
             .store
             .compare_and_swap(&key, &attrs.encode(), lease.mod_revision, lease.store_lease)
@@ -373,7 +354,7 @@ impl Registry {
         match lease.store_lease {
             None => Ok(self
                 .store
-                .get(&self.lease_key(&lease.subnet))
+                .get(&self.keys().lease(&lease.subnet))
                 .await?
                 .is_some()),
             Some(id) => Ok(self.store.keep_alive(id).await?.is_some()),
@@ -391,7 +372,7 @@ impl Registry {
     /// Removes a node's lease (the node leaves; peers drop their routes to it).
     pub async fn delete_lease(&self, subnet: &Ipv4Net) -> Result<bool, StoreError> {
         let _ = self.store.delete(&self.status_key(subnet)).await;
-        self.store.delete(&self.lease_key(subnet)).await
+        self.store.delete(&self.keys().lease(subnet)).await
     }
 
     /// Reserves `subnet` for the node with `public_ip`: a lease without TTL.
@@ -407,13 +388,13 @@ impl Registry {
             backend_data: serde_json::Value::Null,
         };
         self.store
-            .put(&self.lease_key(subnet), &attrs.encode(), None)
+            .put(&self.keys().lease(subnet), &attrs.encode(), None)
             .await?;
         Ok(())
     }
 
     fn status_key(&self, subnet: &Ipv4Net) -> String {
-        format!("{}{}", self.status_prefix(), pool::key_name(subnet))
+        format!("{}{}", self.keys().status(), pool::key_name(subnet))
     }
 
     /// Publishes this node's view, bound to its lease so it vanishes with it.
@@ -434,12 +415,12 @@ impl Registry {
 
     /// Every node's published view, by subnet.
     pub async fn statuses(&self) -> Result<Vec<(Ipv4Net, NodeStatus)>, StoreError> {
-        let listing = self.store.list(&self.status_prefix()).await?;
+        let listing = self.store.list(&self.keys().status()).await?;
         Ok(listing
             .kvs
             .iter()
             .filter_map(|kv| {
-                let subnet = pool::parse_key_name(kv.key.strip_prefix(&self.status_prefix())?)?;
+                let subnet = pool::parse_key_name(kv.key.strip_prefix(&self.keys().status())?)?;
                 Some((subnet, serde_json::from_slice(&kv.value).ok()?))
             })
             .collect())

@@ -155,7 +155,11 @@ async fn lifecycle(store: Arc<dyn Store>) {
         .unwrap();
     // Written as flannel documents reservations: no backend type (flannel's vxlan and
     // host-gw skip it; a type without its backend data stalls flannel's vxlan).
-    let raw = store.get(&reg.lease_key(&reserved)).await.unwrap().unwrap();
+    let raw = store
+        .get(&reg.keys().lease(&reserved))
+        .await
+        .unwrap()
+        .unwrap();
     let written: serde_json::Value = serde_json::from_slice(&raw.value).unwrap();
     assert_eq!(written["BackendType"], "");
     assert_eq!(written["BackendData"], serde_json::Value::Null);
@@ -186,7 +190,7 @@ async fn lifecycle(store: Arc<dyn Store>) {
     // An unreadable lease is skipped by name and its subnet is never handed out.
     let junk: Ipv4Net = "10.244.7.0/24".parse().unwrap();
     store
-        .put(&reg.lease_key(&junk), b"{not json", None)
+        .put(&reg.keys().lease(&junk), b"{not json", None)
         .await
         .unwrap();
     let snap = reg.leases().await.unwrap();

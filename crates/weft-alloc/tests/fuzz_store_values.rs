@@ -80,11 +80,11 @@ fn value() -> impl Strategy<Value = Vec<u8>> {
 
 fn key() -> impl Strategy<Value = String> {
     let reg = registry();
-    let (subnets, addresses) = (reg.subnets_prefix(), reg.addresses_prefix());
+    let (subnets, addresses) = (reg.keys().subnets(), reg.keys().addresses());
     prop_oneof![
         hostile_text().prop_map(move |n| format!("{subnets}{n}")),
         "[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}-[0-9]{1,2}"
-            .prop_map(move |n| format!("{}{n}", registry().subnets_prefix())),
+            .prop_map(move |n| format!("{}{n}", registry().keys().subnets())),
         hostile_text().prop_map(move |n| format!("{addresses}{n}")),
         hostile_text(),
     ]

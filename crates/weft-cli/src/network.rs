@@ -191,7 +191,7 @@ pub async fn run(registry: &Registry, cmd: NetworkCmd) -> Result<i32, crate::Cli
             let cfg = NetworkConfig::parse(json.to_string().as_bytes())?;
             let existing = registry.raw_config().await?;
             if existing.is_some() && !force {
-                return Err(crate::CliError::ConfigExists(registry.config_key()));
+                return Err(crate::CliError::ConfigExists(registry.keys().config()));
             }
             registry.put_config(&cfg).await?;
             println!("{}", cfg.to_json());
@@ -222,7 +222,7 @@ pub async fn run(registry: &Registry, cmd: NetworkCmd) -> Result<i32, crate::Cli
             let raw = registry
                 .raw_config()
                 .await?
-                .ok_or_else(|| crate::CliError::NoConfig(registry.config_key()))?;
+                .ok_or_else(|| crate::CliError::NoConfig(registry.keys().config()))?;
             println!("{}", String::from_utf8_lossy(&raw).trim_end());
             match NetworkConfig::parse(&raw) {
                 Ok(c) => {

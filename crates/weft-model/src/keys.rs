@@ -111,6 +111,11 @@ impl Keys {
         format!("{}/weft/networks/", self.prefix)
     }
 
+    /// A named network's VNI claim.
+    pub fn vni(&self, vni: u32) -> String {
+        format!("{}/weft/network-vnis/{vni}", self.prefix)
+    }
+
     pub fn endpoints(&self) -> String {
         format!("{}/weft/endpoints/", self.prefix)
     }
@@ -132,6 +137,9 @@ impl Keys {
         format!("{}/weft/policy/", self.prefix)
     }
 
+    /// Where BGP peers outside the cluster are configured: one JSON value per key,
+    /// `{"PeerIP": "192.168.77.254", "ASNumber": 64513}` for every node, plus `"Node":
+    /// "<public IP>"` for one node only.
     pub fn bgp_peers(&self) -> String {
         format!("{}/weft/bgp/peers/", self.prefix)
     }

@@ -155,7 +155,7 @@ impl Agent {
         if screened.rejected != self.last.rejected {
             let own = self.view.node.lease.subnet;
             for r in &screened.rejected {
-                let key = self.registry.lease_key(&r.lease.subnet);
+                let key = self.registry.keys().lease(&r.lease.subnet);
                 if r.collides.contains(&own) {
                     warn!(key, lease = %r, "ignoring a lease that overlaps this node's subnet; no node routes to it");
                 } else {

@@ -168,9 +168,9 @@ impl Agent {
     async fn load_named_now(&mut self) {
         let mut kvs = Vec::new();
         for prefix in [
-            self.registry.networks_prefix(),
-            self.registry.endpoints_prefix(),
-            self.registry.ipam_prefix(),
+            self.registry.keys().networks(),
+            self.registry.keys().endpoints(),
+            self.registry.keys().ipam(),
         ] {
             match self.registry.store().list(&prefix).await {
                 Ok(listing) => kvs.extend(listing.kvs),
@@ -196,7 +196,7 @@ impl Agent {
         )
         .await
         .map_err(AgentError::Bgp)?;
-        let prefix = self.registry.bgp_peers_prefix();
+        let prefix = self.registry.keys().bgp_peers();
         match self.registry.store().list(&prefix).await {
             Ok(listing) => {
                 for kv in listing.kvs {

@@ -78,7 +78,7 @@ impl Rig {
     /// Writes a peer's lease to the store and hands the agent the watch event for it.
     async fn put_peer(&mut self, subnet: &str, public_ip: &str, backend: &str, data: &str) {
         let subnet = net(subnet);
-        let key = self.registry.lease_key(&subnet);
+        let key = self.registry.keys().lease(&subnet);
         let value = format!(
             r#"{{"PublicIP":"{public_ip}","BackendType":"{backend}","BackendData":{data}}}"#
         );
@@ -92,7 +92,7 @@ impl Rig {
     }
 
     async fn delete_peer(&mut self, subnet: &str) {
-        let key = self.registry.lease_key(&net(subnet));
+        let key = self.registry.keys().lease(&net(subnet));
         let store = self.registry.store();
         assert!(store.delete(&key).await.unwrap());
         let event = WatchEvent::Delete { key, revision: 0 };
@@ -451,7 +451,7 @@ async fn blocks_are_blackholed_here_and_routed_elsewhere() {
     let mut rig = Rig::new(r#"{"Type":"host-gw"}"#).await;
     rig.put_peer("10.244.9.0/24", "192.168.1.2", "host-gw", "null")
         .await;
-    let prefix = rig.registry.blocks_prefix();
+    let prefix = rig.registry.keys().blocks();
     let ours = r#"{"CIDR":"10.248.0.0/26","Pool":"p","Node":"192.168.1.1","Allocations":{"10.248.0.5":{"Handle":"x/eth0","Node":"192.168.1.2"}}}"#;
     let theirs = r#"{"CIDR":"10.248.0.64/26","Pool":"p","Node":"192.168.1.2","Allocations":{}}"#;
     assert!(put_key(&mut rig, &format!("{prefix}10.248.0.0-26"), ours).await);
@@ -481,7 +481,7 @@ async fn blocks_are_blackholed_here_and_routed_elsewhere() {
 async fn an_empty_block_is_released_after_the_grace_period() {
     let mut rig = Rig::new(r#"{"Type":"host-gw"}"#).await;
     rig.agent.opts.block_release_grace = std::time::Duration::from_millis(200);
-    let prefix = rig.registry.blocks_prefix();
+    let prefix = rig.registry.keys().blocks();
     let empty = r#"{"CIDR":"10.248.0.0/26","Pool":"p","Node":"192.168.1.1","Allocations":{}}"#;
     let used = r#"{"CIDR":"10.248.0.64/26","Pool":"p","Node":"192.168.1.1","Allocations":{"10.248.0.65":{"Handle":"x/eth0","Node":"192.168.1.1"}}}"#;
     let theirs = r#"{"CIDR":"10.248.0.128/26","Pool":"p","Node":"192.168.1.2","Allocations":{}}"#;
@@ -534,7 +534,7 @@ async fn an_mtu_change_reaches_every_artefact_at_once() {
     let kv = rig
         .registry
         .store()
-        .get(&rig.registry.config_key())
+        .get(&rig.registry.keys().config())
         .await
         .unwrap()
         .unwrap();
@@ -568,8 +568,8 @@ async fn named_networks_follow_the_store() {
     let mut rig = Rig::new(r#"{"Type":"host-gw"}"#).await;
     rig.put_peer("10.244.9.0/24", "192.168.1.2", "host-gw", "null")
         .await;
-    let nets = rig.registry.networks_prefix();
-    let eps = rig.registry.endpoints_prefix();
+    let nets = rig.registry.keys().networks();
+    let eps = rig.registry.keys().endpoints();
     assert!(put_key(&mut rig, &format!("{nets}blue"), r#"{"Name":"blue","Subnet":"10.50.0.0/24","Gateway":"10.50.0.1","Mode":"overlay","VNI":4096}"#).await);
     assert!(
         put_key(
@@ -745,8 +745,8 @@ mod fuzz {
                     .collect();
                 let untouchable: Vec<String> = PEERS
                     .iter()
-                    .map(|(s, _)| rig.registry.lease_key(&net(s)))
-                    .chain([rig.registry.lease_key(&rig.own_subnet())])
+                    .map(|(s, _)| rig.registry.keys().lease(&net(s)))
+                    .chain([rig.registry.keys().lease(&rig.own_subnet())])
                     .collect();
                 let store = rig.registry.store().clone();
                 for w in writes {
@@ -783,7 +783,7 @@ mod fuzz {
 #[tokio::test]
 async fn policy_rules_follow_the_store_keep_on_refusal_and_survive_a_restart() {
     let mut rig = Rig::new(r#"{"Type":"host-gw"}"#).await;
-    let pol = rig.registry.policy_prefix();
+    let pol = rig.registry.keys().policy();
     // An endpoint here, one elsewhere, and a policy selecting ours.
     let here = r#"{"Name":"x/a","Namespace":"x","Labels":{"pod":"a"},"Node":"192.168.1.1","Interface":"weft00000000001"}"#;
     let there = r#"{"Name":"y/b","Namespace":"y","Labels":{"pod":"b"},"Node":"192.168.1.2","Interface":"weft00000000002"}"#;

@@ -557,35 +557,35 @@ mod tests {
         let store = n.registry.store();
         for (key, value) in [
             (
-                format!("{}p", n.registry.pools_prefix()),
+                format!("{}p", n.registry.keys().pools()),
                 r#"{"Name":"p","CIDR":"10.248.0.0/24","BlockSize":26,"NatOutgoing":true}"#,
             ),
             (
-                format!("{}10.248.0.0-26", n.registry.blocks_prefix()),
+                format!("{}10.248.0.0-26", n.registry.keys().blocks()),
                 r#"{"CIDR":"10.248.0.0/26","Pool":"p","Node":"192.168.1.1","Allocations":{"10.248.0.1":{"Handle":"k8s/c1/eth0","Node":"192.168.1.1"}}}"#,
             ),
             (
-                format!("{}10.248.0.64-26", n.registry.blocks_prefix()),
+                format!("{}10.248.0.64-26", n.registry.keys().blocks()),
                 r#"{"CIDR":"10.248.0.64/26","Pool":"p","Node":"192.168.1.2","Allocations":{"10.248.0.65":{"Handle":"k8s/c2/eth0","Node":"192.168.1.2"}}}"#,
             ),
             (
-                format!("{}green", n.registry.networks_prefix()),
+                format!("{}green", n.registry.keys().networks()),
                 r#"{"Name":"green","Subnet":"10.60.0.0/24","Gateway":"10.60.0.1","Mode":"routed"}"#,
             ),
             (
-                format!("{}green/10.60.0.3", n.registry.endpoints_prefix()),
+                format!("{}green/10.60.0.3", n.registry.keys().endpoints()),
                 r#"{"Node":"192.168.1.2","EndpointID":"e2","HostIface":"wv2"}"#,
             ),
             (
-                format!("{}blue", n.registry.networks_prefix()),
+                format!("{}blue", n.registry.keys().networks()),
                 r#"{"Name":"blue","Subnet":"10.50.0.0/24","Gateway":"10.50.0.1","Mode":"overlay","VNI":4096}"#,
             ),
             (
-                format!("{}blue/10.50.0.2", n.registry.endpoints_prefix()),
+                format!("{}blue/10.50.0.2", n.registry.keys().endpoints()),
                 r#"{"Node":"192.168.1.1","EndpointID":"e1","MAC":"02:00:00:00:00:02","HostIface":"wv1"}"#,
             ),
             (
-                format!("{}blue/10.50.0.3", n.registry.endpoints_prefix()),
+                format!("{}blue/10.50.0.3", n.registry.keys().endpoints()),
                 r#"{"Node":"192.168.1.2","EndpointID":"e3","MAC":"02:00:00:00:00:03","HostIface":"wv3"}"#,
             ),
         ] {
