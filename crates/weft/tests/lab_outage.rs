@@ -3,7 +3,8 @@
 //! the etcd client's 10 s request timeout and its 10 s + 5 s keep-alive, so every agent
 //! sees its store fail. One agent is restarted as the outage begins. No host changes a
 //! route, no ping is lost, the restarted agent is ready within 5 s of etcd's return, and
-//! a host added afterwards reaches every other container within 5 s.
+//! a host added afterwards reaches every other container within 5 s. And a paused etcd,
+//! whose requests hang instead of failing, holds up no repair.
 //!
 //! Needs root; skipped with one line otherwise.
 
@@ -89,4 +90,54 @@ fn a_store_killed_for_longer_than_every_client_timeout_costs_no_traffic() {
         joined.elapsed(),
         etcd_back.elapsed()
     );
+}
+
+/// A paused etcd (SIGSTOP: it accepts connections and answers nothing, so every request
+/// waits for the client's 10 s timeout) holds up no repair. The agents renew their
+/// leases every 2 s (an 8 s TTL), so a renewal is waiting on the paused store when a
+/// route is deleted by hand; the agent's loop runs on, and the route is back within a
+/// second. (An agent that asked the store from its loop would wait until etcd answers.)
+#[test]
+fn a_paused_store_holds_up_no_repair() {
+    require_root!("a_paused_store_holds_up_no_repair");
+    let ttl = [
+        "--agent-arg=--subnet-lease-ttl=8s",
+        "--agent-arg=--subnet-lease-renew-margin=6s",
+    ];
+    let lab = Lab::up_with("sp", "etcd", 2, &ttl);
+    lab.ping_all(0);
+    let s2 = lab.subnet_of("h2");
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("/run/weft-lab/{}/lab.json", lab.name)).unwrap(),
+    )
+    .unwrap();
+    let pid = state["etcd_pid"].as_u64().unwrap().to_string();
+    let signal = |sig: &str| {
+        assert!(std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success());
+    };
+    lab.wait_until("h1 to renew its lease", Duration::from_secs(10), || {
+        lab.log("h1").contains("renewed subnet lease")
+    });
+    signal("-STOP");
+    // Past one renewal tick: a renewal now waits on the paused store.
+    std::thread::sleep(Duration::from_millis(2500));
+    let del = lab.exec("h1", &["ip", "route", "del", &s2]);
+    let deleted = Instant::now();
+    let back = (0..20).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        lab.weft_routes("h1").contains(&s2)
+    });
+    let took = deleted.elapsed();
+    signal("-CONT");
+    assert!(del.status.success(), "{}", text(&del.stderr));
+    assert!(
+        back,
+        "h1's route to h2 not back within 1 s with etcd paused"
+    );
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    lab.ping_all(5);
 }
