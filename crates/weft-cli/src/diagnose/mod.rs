@@ -23,6 +23,7 @@ use std::time::Duration;
 use clap::Args;
 use weft_alloc::blocks::{Block, Pool};
 use weft_alloc::named::NamedNetwork;
+use weft_alloc::registry::{entry, Change};
 use weft_alloc::{BackendKind, NetworkConfig, Registry};
 use weft_backends::host::{self, HostInputs, LocalSettings};
 use weft_backends::networks::PlannedEndpoint;
@@ -247,43 +248,41 @@ struct Stored {
     held: Vec<(Ipv4Addr, Ipv4Addr)>,
 }
 
-/// Reads named networks with their endpoints, blocks, pools and held addresses.
+/// Reads named networks with their endpoints, blocks, pools and held addresses: one
+/// listing per kind, decoded as the agent decodes them (`weft_model::keys`).
 async fn stored(registry: &Registry) -> Result<Stored, String> {
-    let read = async {
-        let networks = registry.networks().await?;
-        let mut endpoints = Vec::new();
-        for net in &networks {
-            for (ip, endpoint) in registry.endpoints(&net.name).await? {
-                endpoints.push(PlannedEndpoint {
-                    network: net.name.clone(),
-                    ip,
-                    endpoint,
-                });
+    let keys = registry.keys();
+    let mut out = Stored::default();
+    for prefix in [
+        keys.networks(),
+        keys.endpoints(),
+        keys.ipam(),
+        keys.addresses(),
+    ] {
+        let listing =
+            registry.store().list(&prefix).await.map_err(|e| {
+                format!("cannot read named networks, blocks or held addresses: {e}")
+            })?;
+        for kv in &listing.kvs {
+            match keys.decode(entry(kv)) {
+                Change::Network(_, Some(Ok(net))) => out.networks.push(net),
+                Change::Endpoint(network, ip, Some(Ok(endpoint))) => {
+                    out.endpoints.push(PlannedEndpoint {
+                        network,
+                        ip,
+                        endpoint,
+                    })
+                }
+                Change::Block(_, Some(Ok(block))) => out.blocks.push(block),
+                Change::Pool(_, Some(Ok(pool))) => out.pools.push(pool),
+                Change::Address(ip, Some(Ok(claim))) => out.held.push((ip, claim.node)),
+                // Unreadable: left out of the plan (the agent keeps its last good value,
+                // which diagnose cannot know; its routes then show as stale).
+                _ => {}
             }
         }
-        let blocks = registry
-            .blocks()
-            .await?
-            .into_iter()
-            .map(|b| b.block)
-            .collect();
-        let pools = registry.pools().await?;
-        let held = registry
-            .addresses()
-            .await?
-            .into_iter()
-            .map(|(ip, c)| (ip, c.node))
-            .collect();
-        Ok::<_, weft_store::StoreError>(Stored {
-            networks,
-            endpoints,
-            blocks,
-            pools,
-            held,
-        })
-    };
-    read.await
-        .map_err(|e| format!("cannot read named networks, blocks or held addresses: {e}"))
+    }
+    Ok(out)
 }
 
 /// The host plan for this node (`weft_backends::host::plan`, as the agent makes it),
