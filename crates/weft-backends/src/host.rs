@@ -9,7 +9,7 @@
 //! is planned by `weft_policy::render` from the policy state, beside this plan (its
 //! incremental updates are the policy manager's).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::Ipv4Addr;
 
@@ -146,7 +146,8 @@ pub fn plan(backend: &dyn Backend, inputs: &HostInputs) -> HostPlan {
 
     let mut origins = BTreeMap::new();
     let mut routes = Vec::new();
-    let block_origin = |r: &Route| match inputs.blocks.iter().any(|b| b.cidr == r.dst) {
+    let block_cidrs: BTreeSet<Ipv4Net> = inputs.blocks.iter().map(|b| b.cidr).collect();
+    let block_origin = |r: &Route| match block_cidrs.contains(&r.dst) {
         true => Origin::Block,
         false => Origin::Borrowed,
     };

@@ -36,7 +36,8 @@ fn lease(i: u8, backend: &str) -> Lease {
 }
 
 /// Blocks of 10.248.0.0/24 (/28s): (block index, holder, allocations as (offset, user)).
-type Blocks = Vec<(u8, u8, Vec<(u8, u8)>)>;
+/// Allocations as (offset, user, also a Docker endpoint on the pool-backed network).
+type Blocks = Vec<(u8, u8, Vec<(u8, u8, bool)>)>;
 /// Named endpoints: (network 0..3, host byte, node, has a MAC).
 type Endpoints = Vec<(u8, u8, u8, bool)>;
 
@@ -48,7 +49,7 @@ fn inputs() -> impl Strategy<Value = (usize, u8, Blocks, Endpoints)> {
             (
                 0u8..16,
                 0u8..6,
-                prop::collection::vec((0u8..16, 0u8..6), 0..4),
+                prop::collection::vec((0u8..16, 0u8..6, any::<bool>()), 0..4),
             ),
             0..8,
         ),
@@ -85,11 +86,12 @@ proptest! {
             overlay: Some(9),
             learned: Vec::new(),
         };
+        let blocks_in = blocks.clone();
         let mut by_cidr: BTreeMap<Ipv4Net, Block> = BTreeMap::new();
         for (idx, holder, allocs) in &blocks {
             let cidr = Ipv4Net::new(Ipv4Addr::new(10, 248, 0, idx * 16), 28).unwrap();
             let b = by_cidr.entry(cidr).or_insert_with(|| Block::claimed(cidr, "p".into(), node_ip(*holder)));
-            for (off, user) in allocs {
+            for (off, user, _) in allocs {
                 b.allocations.insert(
                     Ipv4Addr::from(u32::from(cidr.network()) + u32::from(*off)),
                     Allocation { handle: format!("h/{off}"), node: node_ip(*user) },
@@ -125,6 +127,32 @@ proptest! {
                     host_iface: format!("wv{host}"),
                 },
             });
+        }
+        // Docker's routed mode on a pool: the address is a block allocation and an
+        // endpoint of the pool-backed network alike, on the node that uses it (a
+        // borrowed one is then a borrowed block address and a routed container).
+        for b in &blocks {
+            for (off, user, docker) in blocks_in.iter().filter(|(i, ..)| {
+                Ipv4Net::new(Ipv4Addr::new(10, 248, 0, i * 16), 28).unwrap() == b.cidr
+            }).flat_map(|(_, _, a)| a) {
+                if !docker {
+                    continue;
+                }
+                let ip = Ipv4Addr::from(u32::from(b.cidr.network()) + u32::from(*off));
+                if b.allocations.get(&ip).map(|a| a.node) != Some(node_ip(*user)) {
+                    continue; // a later allocation of the same address won
+                }
+                eps.insert(("pooled".into(), ip), PlannedEndpoint {
+                    network: "pooled".into(),
+                    ip,
+                    endpoint: Endpoint {
+                        node: node_ip(*user),
+                        endpoint_id: format!("d{ip}"),
+                        mac: None,
+                        host_iface: format!("wd{off}"),
+                    },
+                });
+            }
         }
         let endpoints: Vec<PlannedEndpoint> = eps.into_values().collect();
         let inputs = HostInputs {
