@@ -39,7 +39,7 @@ impl Agent {
                     revision,
                     "store history was compacted; rebuilding from a full listing"
                 );
-                self.on_resync(kvs.clone()).await;
+                self.on_resync(kvs).await;
                 return true;
             }
         };
@@ -184,13 +184,13 @@ impl Agent {
         }
     }
 
-    pub(super) async fn on_resync(&mut self, kvs: Vec<KeyValue>) {
+    pub(super) async fn on_resync(&mut self, kvs: &[KeyValue]) {
         let mut fresh = BTreeMap::new();
         self.view.held.clear();
-        self.load_named(&kvs);
-        self.load_blocks(&kvs);
+        self.load_named(kvs);
+        self.load_blocks(kvs);
         self.policy.relist();
-        for kv in &kvs {
+        for kv in kvs {
             match self.registry.keys().decode(entry(kv)) {
                 Change::Address(ip, Some(Ok(c))) => {
                     self.on_address(ip, Some(c));
