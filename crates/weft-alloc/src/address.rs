@@ -17,7 +17,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 
 use thiserror::Error;
-use weft_store::StoreError;
+use weft_store::{KeyValue, StoreError};
 
 use crate::config::{BackendKind, NetworkConfig};
 use crate::lease::Lease;
@@ -77,9 +77,9 @@ impl Registry {
         format!("{}{ip}", self.keys().addresses())
     }
 
-    /// A claim from a store key and value; `None` for anything unreadable.
-    pub fn parse_address(&self, key: &str, value: &[u8]) -> Option<(Ipv4Addr, AddressClaim)> {
-        match self.keys().decode(crate::registry::put(key, value)) {
+    /// A claim as stored; `None` for anything unreadable.
+    pub fn parse_address(&self, kv: &KeyValue) -> Option<(Ipv4Addr, AddressClaim)> {
+        match self.keys().decode(crate::registry::entry(kv)) {
             crate::registry::Change::Address(ip, Some(Ok(c))) => Some((ip, c)),
             _ => None,
         }
@@ -91,7 +91,7 @@ impl Registry {
         Ok(listing
             .kvs
             .iter()
-            .filter_map(|kv| self.parse_address(&kv.key, &kv.value))
+            .filter_map(|kv| self.parse_address(kv))
             .collect())
     }
 

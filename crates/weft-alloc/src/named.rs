@@ -6,11 +6,11 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 use thiserror::Error;
-use weft_store::StoreError;
+use weft_store::{KeyValue, StoreError};
 
 pub use weft_model::named::*;
 
-use crate::registry::{put, Change, Registry};
+use crate::registry::{entry, Change, Registry};
 
 #[derive(Debug, Error)]
 pub enum NamedError {
@@ -53,17 +53,17 @@ impl Registry {
         format!("{}{network}/{ip}", self.keys().endpoints())
     }
 
-    /// A named network from its key and value; `None` for anything unreadable.
-    pub fn parse_network(&self, key: &str, value: &[u8]) -> Option<NamedNetwork> {
-        match self.keys().decode(put(key, value)) {
+    /// A named network as stored; `None` for anything unreadable.
+    pub fn parse_network(&self, kv: &KeyValue) -> Option<NamedNetwork> {
+        match self.keys().decode(entry(kv)) {
             Change::Network(_, Some(Ok(net))) => Some(net),
             _ => None,
         }
     }
 
-    /// An endpoint from its key and value: (network, address, endpoint).
-    pub fn parse_endpoint(&self, key: &str, value: &[u8]) -> Option<(String, Ipv4Addr, Endpoint)> {
-        match self.keys().decode(put(key, value)) {
+    /// An endpoint as stored: (network, address, endpoint).
+    pub fn parse_endpoint(&self, kv: &KeyValue) -> Option<(String, Ipv4Addr, Endpoint)> {
+        match self.keys().decode(entry(kv)) {
             Change::Endpoint(name, ip, Some(Ok(e))) => Some((name, ip, e)),
             _ => None,
         }
@@ -75,7 +75,7 @@ impl Registry {
         let mut nets: Vec<_> = listing
             .kvs
             .iter()
-            .filter_map(|kv| self.parse_network(&kv.key, &kv.value))
+            .filter_map(|kv| self.parse_network(kv))
             .collect();
         nets.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(nets)
@@ -87,7 +87,7 @@ impl Registry {
             .store()
             .get(&key)
             .await?
-            .and_then(|kv| self.parse_network(&kv.key, &kv.value)))
+            .and_then(|kv| self.parse_network(&kv)))
     }
 
     /// The network whose subnet is exactly `subnet`.
@@ -213,7 +213,7 @@ impl Registry {
         let mut eps: Vec<_> = listing
             .kvs
             .iter()
-            .filter_map(|kv| self.parse_endpoint(&kv.key, &kv.value))
+            .filter_map(|kv| self.parse_endpoint(kv))
             .map(|(_, ip, e)| (ip, e))
             .collect();
         eps.sort_by_key(|(ip, _)| *ip);

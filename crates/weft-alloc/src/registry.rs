@@ -104,16 +104,6 @@ pub fn entry(kv: &KeyValue) -> Entry<'_> {
     }
 }
 
-/// A key and value read back outside a watch (no revision or store lease needed).
-pub(crate) fn put<'a>(key: &'a str, value: &'a [u8]) -> Entry<'a> {
-    Entry {
-        key,
-        value: Some(value),
-        mod_revision: 0,
-        lease: None,
-    }
-}
-
 /// Reads and writes the network's state in a store.
 #[derive(Clone)]
 pub struct Registry {

@@ -132,6 +132,6 @@ proptest! {
                 prop_assert!(!skipped.reason.trim().is_empty());
             }
         }
-        let _ = reg.parse_address(&kv.key, &kv.value);
+        let _ = reg.parse_address(&kv);
     }
 }
