@@ -132,7 +132,7 @@ ip netns exec "$LAB-h2" nft add map ip weftvm vm_if '{ type ifname : verdict ; }
 ip netns exec "$LAB-h2" nft insert rule ip weftvm forward iifname vmap @vm_if
 COST=$BIN/examples/element_cost
 SET_COST=$(ip netns exec "$LAB-h2" "$COST" weftvm in_ns_x_if '"vs{}"' 50)
-MAP_COST=$(ip netns exec "$LAB-h2" "$COST" weftvm vm_if '"vm{}" : jump in_ns_x' 50)
+MAP_COST=$(ip netns exec "$LAB-h2" "$COST" weftvm vm_if '"vm{}"' 50 in_ns_x)
 ip netns exec "$LAB-h2" nft delete table ip weftvm
 
 echo

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
 use weft_kernel::nft_sets::RuleCounter;
+use weft_plan::nft::RuleId;
 
 /// What the agent reports; updated with plain atomics from the event loop.
 #[derive(Debug, Default)]
@@ -39,9 +40,17 @@ pub struct Metrics {
     pub policy_counters: PolicyCounters,
 }
 
-/// How `/metrics` reads the policy rules' counters: from the kernel, when scraped.
+/// How `/metrics` reads the policy rules' counters: from the kernel, when scraped,
+/// labelled by the ids of the rules in the table the agent loaded (a counter's chain
+/// and comment find its rule).
 #[derive(Default)]
-pub struct PolicyCounters(std::sync::OnceLock<CounterReader>);
+pub struct PolicyCounters {
+    read: std::sync::OnceLock<CounterReader>,
+    ids: std::sync::Mutex<Arc<RuleIds>>,
+}
+
+/// The loaded policy table's rule ids, by chain and comment.
+pub type RuleIds = std::collections::BTreeMap<(String, String), RuleId>;
 
 type CounterReader = Box<dyn Fn() -> Vec<RuleCounter> + Send + Sync>;
 
@@ -53,27 +62,46 @@ impl std::fmt::Debug for PolicyCounters {
 
 impl PolicyCounters {
     pub fn set(&self, read: CounterReader) {
-        let _ = self.0.set(read);
+        let _ = self.read.set(read);
+    }
+
+    /// The rule ids of the table now loaded.
+    pub fn set_ids(&self, ids: RuleIds) {
+        *self.ids.lock().expect("rule ids lock") = Arc::new(ids);
+    }
+
+    fn ids(&self) -> Arc<RuleIds> {
+        self.ids.lock().expect("rule ids lock").clone()
     }
 }
 
 /// The denied-packet counters of the policy rules that drop, summed per policy and
-/// rule (a cluster rule is in every namespace's chain), as Prometheus rows.
-fn policy_denied(counters: &[RuleCounter]) -> String {
-    let mut sums: std::collections::BTreeMap<(String, String, String), u64> = Default::default();
+/// rule (a cluster rule is in every namespace's chain), as Prometheus rows. A counter
+/// whose rule has no id (not one a user wrote) is left out.
+fn policy_denied(counters: &[RuleCounter], ids: &RuleIds) -> String {
+    let mut sums: std::collections::BTreeMap<&RuleId, u64> = Default::default();
     for c in counters.iter().filter(|c| c.verdict == "drop") {
-        let key = weft_policy::render::comment_labels(&c.chain, &c.comment);
-        *sums.entry(key).or_default() += c.packets;
+        if let Some(id) = ids.get(&(c.chain.clone(), c.comment.clone())) {
+            *sums.entry(id).or_default() += c.packets;
+        }
     }
     let name = "weft_policy_denied_packets_total";
     let mut s = format!("# HELP {name} Packets network policy dropped, by policy and rule.\n# TYPE {name} counter\n");
-    for ((kind, policy, rule), n) in sums {
+    for (
+        RuleId {
+            kind,
+            object: policy,
+            rule,
+        },
+        n,
+    ) in sums
+    {
         let q = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"");
         s += &format!(
             "{name}{{kind=\"{}\",policy=\"{}\",rule=\"{}\"}} {n}\n",
-            q(&kind),
-            q(&policy),
-            q(&rule)
+            q(kind),
+            q(policy),
+            q(rule)
         );
     }
     s
@@ -170,8 +198,8 @@ impl Metrics {
                 format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n")
             })
             .collect();
-        match self.policy_counters.0.get() {
-            Some(read) => plain + &policy_denied(&read()),
+        match self.policy_counters.read.get() {
+            Some(read) => plain + &policy_denied(&read(), &self.policy_counters.ids()),
             None => plain,
         }
     }
@@ -299,8 +327,16 @@ mod tests {
             bytes: 0,
         };
         let m = Metrics::default();
+        // The ids of the rules of a table compiled from these policies: the labels.
+        let policies = weft_policy::parse_documents(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: a, namespace: x}\nspec: {podSelector: {}, policyTypes: [Ingress, Egress]}\n---\napiVersion: weft.dev/v1\nkind: ClusterPolicy\nmetadata: {name: deny-z}\nspec: {ingress: [{action: Deny, protocol: UDP}]}\n",
+        )
+        .unwrap();
+        let ids = weft_policy::render::compile(&policies).table.rule_ids();
+        m.policy_counters.set_ids(ids);
         m.policy_counters.set(Box::new(move || {
             vec![
+                c("in_ns_x_np", "not isolated", "drop", 8),
                 c("in_ns_x_np", "isolated by x/a", "drop", 5),
                 c("out_ns_x_np", "isolated by x/a", "drop", 2),
                 c("in_ns_x", "ClusterPolicy deny-z ingress[0]", "drop", 3),
@@ -322,6 +358,10 @@ mod tests {
         assert!(
             !text.contains("ingress[0]\"} 9"),
             "allowed packets are not denied:\n{text}"
+        );
+        assert!(
+            !text.contains("} 8\n") && !text.contains("} 15\n"),
+            "a rule no user wrote has no row:\n{text}"
         );
     }
 }

@@ -331,7 +331,7 @@ impl FakeNet {
             .ns(&None)
             .tables
             .get(table)
-            .map(|t| t.structure.clone() + &crate::nft_sets::statements(table, "add", &t.elements))
+            .map(|t| t.table.script() + &crate::nft_sets::statements(table, "add", &t.elements))
     }
 
     /// Every change the code under test made, in order (`"add route 10.244.2.0/24 ..."`).
@@ -963,8 +963,8 @@ impl Firewall for FakeDataplane {
         w.check(FakeOp::Firewall, "load an nftables table")?;
         w.ns(&self.ns)
             .tables
-            .insert(table.name.clone(), table.clone());
-        w.log(format!("nft table {}", table.name));
+            .insert(table.name().to_owned(), table.clone());
+        w.log(format!("nft table {}", table.name()));
         Ok(())
     }
 
@@ -972,7 +972,7 @@ impl Firewall for FakeDataplane {
         let mut w = self.world();
         w.check(FakeOp::Firewall, "list an nftables table")?;
         Ok(w.ns(&self.ns).tables.get(table).map(|t| LoadedSets {
-            fingerprint: t.fingerprint.clone(),
+            fingerprint: t.fingerprint().to_owned(),
             elements: t.elements.clone(),
             counters: Vec::new(),
         }))
@@ -984,7 +984,7 @@ impl Firewall for FakeDataplane {
         Ok(w.ns(&self.ns)
             .tables
             .get(table)
-            .map(|t| t.fingerprint.clone()))
+            .map(|t| t.fingerprint().to_owned()))
     }
 
     fn set_table_counters(

@@ -33,6 +33,7 @@ pub mod monitor;
 pub mod netns;
 pub mod nft;
 pub mod nft_netlink;
+pub mod nft_read;
 pub mod nft_sets;
 pub mod own;
 pub mod sys;

@@ -1,4 +1,4 @@
-//! Set and map elements changed over netlink, in one nf_tables transaction.
+//! Set elements changed over netlink, in one nf_tables transaction.
 //!
 //! `nft -f` reads the table's sets into its cache before it changes an element, which
 //! with thousands of named sets costs tens of milliseconds; a container's ADD waits for
@@ -6,15 +6,14 @@
 //! `NFT_MSG_DELSETELEM`/`NFT_MSG_NEWSETELEM` per set, `NFNL_MSG_BATCH_END`) that the
 //! kernel applies whole or not at all. No crate of the rust-netlink family speaks
 //! nf_tables yet, so the few messages are built here by hand from
-//! `linux/netfilter/nf_tables.h`. Elements are the text [`crate::nft_sets`] keeps:
-//! an address, a quoted interface name, or either `: jump CHAIN` / `: goto CHAIN`.
+//! `linux/netfilter/nf_tables.h`. Elements are [`weft_plan::nft::Element`]s: an
+//! address (4 bytes) or an interface name (`IFNAMSIZ` bytes, zero-padded).
 
 use std::io;
-use std::net::Ipv4Addr;
 
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 
-use crate::nft_sets::Elements;
+use weft_plan::nft::{Element, Elements};
 
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
@@ -51,42 +50,16 @@ pub fn refused(what: &str, e: io::Error) -> crate::nft::NftError {
     }
 }
 
-/// An element as the kernel takes it: its key's bytes and, in a verdict map, the verdict.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Element {
-    key: Vec<u8>,
-    verdict: Option<(i32, String)>,
-}
-
-/// Reads an element's text; `None` if it is not one this module writes.
-fn parse(text: &str) -> Option<Element> {
-    let (key, data) = match text.split_once(" : ") {
-        Some((k, d)) => (k, Some(d)),
-        None => (text, None),
-    };
-    let key = if let Some(name) = key.strip_prefix('"').and_then(|k| k.strip_suffix('"')) {
-        if name.is_empty() || name.len() >= IFNAMSIZ {
-            return None;
+/// An element's key as the kernel takes it.
+fn key(e: &Element) -> Vec<u8> {
+    match e {
+        Element::Addr(a) => a.octets().to_vec(),
+        Element::Iface(name) => {
+            let mut b = name.as_bytes().to_vec();
+            b.resize(IFNAMSIZ, 0);
+            b
         }
-        let mut b = name.as_bytes().to_vec();
-        b.resize(IFNAMSIZ, 0);
-        b
-    } else {
-        key.parse::<Ipv4Addr>().ok()?.octets().to_vec()
-    };
-    let verdict = match data {
-        None => None,
-        Some(d) => {
-            let (verb, chain) = d.split_once(' ')?;
-            let code = match verb {
-                "jump" => NFT_JUMP,
-                "goto" => NFT_GOTO,
-                _ => return None,
-            };
-            Some((code, chain.to_owned()))
-        }
-    };
-    Some(Element { key, verdict })
+    }
 }
 
 /// Appends an attribute (padded to 4 bytes).
@@ -122,18 +95,21 @@ fn message(buf: &mut Vec<u8>, kind: u16, flags: u16, seq: u32, res_id: u16, attr
     buf.extend_from_slice(attrs);
 }
 
-fn element_list(table: &str, set: &str, elems: &[Element]) -> Vec<u8> {
+/// One element, and in a verdict map the chain it jumps to.
+type Item<'e> = (&'e Element, Option<&'e str>);
+
+fn element_list<'e>(table: &str, set: &str, elems: impl Iterator<Item = Item<'e>>) -> Vec<u8> {
     let mut a = Vec::new();
     attr(&mut a, NFTA_SET_ELEM_LIST_TABLE, &cstr(table));
     attr(&mut a, NFTA_SET_ELEM_LIST_SET, &cstr(set));
     nested(&mut a, NFTA_SET_ELEM_LIST_ELEMENTS, |l| {
-        for e in elems {
+        for (e, jump) in elems {
             nested(l, NFTA_LIST_ELEM, |el| {
-                nested(el, NFTA_SET_ELEM_KEY, |k| attr(k, NFTA_DATA_VALUE, &e.key));
-                if let Some((code, chain)) = &e.verdict {
+                nested(el, NFTA_SET_ELEM_KEY, |k| attr(k, NFTA_DATA_VALUE, &key(e)));
+                if let Some(chain) = jump {
                     nested(el, NFTA_SET_ELEM_DATA, |d| {
                         nested(d, NFTA_DATA_VERDICT, |v| {
-                            attr(v, NFTA_VERDICT_CODE, &code.to_be_bytes());
+                            attr(v, NFTA_VERDICT_CODE, &NFT_JUMP.to_be_bytes());
                             attr(v, NFTA_VERDICT_CHAIN, &cstr(chain));
                         })
                     });
@@ -145,8 +121,22 @@ fn element_list(table: &str, set: &str, elems: &[Element]) -> Vec<u8> {
 }
 
 /// The batch that removes `remove` and adds `add` in table `ip TABLE`, and how many
-/// acknowledgements it asks for; `None` if an element cannot be read.
-fn batch(table: &str, add: &Elements, remove: &Elements) -> Option<(Vec<u8>, u32)> {
+/// acknowledgements it asks for.
+fn batch(table: &str, add: &Elements, remove: &Elements) -> (Vec<u8>, u32) {
+    let plain = |e: &Elements| -> Vec<SetItems> {
+        e.iter()
+            .filter(|(_, e)| !e.is_empty())
+            .map(|(set, e)| (set.clone(), e.iter().map(|e| (e.clone(), None)).collect()))
+            .collect()
+    };
+    batch_of(table, &plain(add), &plain(remove))
+}
+
+/// One set's element changes, each element with its verdict-map chain (if any).
+type SetItems = (String, Vec<(Element, Option<String>)>);
+type ByItems = [SetItems];
+
+fn batch_of(table: &str, add: &ByItems, remove: &ByItems) -> (Vec<u8>, u32) {
     let mut buf = Vec::new();
     let mut seq = 1;
     message(
@@ -162,12 +152,7 @@ fn batch(table: &str, add: &Elements, remove: &Elements) -> Option<(Vec<u8>, u32
         (NFT_MSG_DELSETELEM, 0, remove),
         (NFT_MSG_NEWSETELEM, NLM_F_CREATE, add),
     ] {
-        for (set, texts) in elements.iter().filter(|(_, e)| !e.is_empty()) {
-            let mut elems = texts.iter().map(|t| parse(t)).collect::<Option<Vec<_>>>()?;
-            if verb == NFT_MSG_DELSETELEM {
-                // A deletion names the key alone.
-                elems.iter_mut().for_each(|e| e.verdict = None);
-            }
+        for (set, elems) in elements {
             seq += 1;
             acks += 1;
             let kind = (NFNL_SUBSYS_NFTABLES << 8) | verb;
@@ -177,7 +162,7 @@ fn batch(table: &str, add: &Elements, remove: &Elements) -> Option<(Vec<u8>, u32
                 NLM_F_REQUEST | NLM_F_ACK | flags,
                 seq,
                 0,
-                &element_list(table, set, &elems),
+                &element_list(table, set, elems.iter().map(|(e, j)| (e, j.as_deref()))),
             );
         }
     }
@@ -190,7 +175,7 @@ fn batch(table: &str, add: &Elements, remove: &Elements) -> Option<(Vec<u8>, u32
         NFNL_SUBSYS_NFTABLES,
         &[],
     );
-    Some((buf, acks))
+    (buf, acks)
 }
 
 /// Opens a netfilter socket in the calling thread's namespace and sends `buf`.
@@ -221,16 +206,27 @@ fn messages(data: &[u8]) -> Vec<(u16, Option<i32>, &[u8])> {
     out
 }
 
-/// Applies the change in one transaction in the calling thread's namespace. `Ok(false)`
-/// if an element is not one this module can write (the caller uses `nft` instead).
-pub fn update(table: &str, add: &Elements, remove: &Elements) -> io::Result<bool> {
-    let Some((buf, mut acks)) = batch(table, add, remove) else {
-        return Ok(false);
-    };
+/// Applies the change in one transaction in the calling thread's namespace.
+pub fn update(table: &str, add: &Elements, remove: &Elements) -> io::Result<()> {
+    let (buf, acks) = batch(table, add, remove);
+    transact(&buf, acks)
+}
+
+/// Adds `key : jump CHAIN` to verdict map `map`. Weft's tables have no verdict maps
+/// (an element that jumps makes the kernel validate the whole table again); this is
+/// how `bench/policy.sh` measures that cost beside a plain set's.
+pub fn add_jump(table: &str, map: &str, key: Element, chain: &str) -> io::Result<()> {
+    let add = [(map.to_owned(), vec![(key, Some(chain.to_owned()))])];
+    let (buf, acks) = batch_of(table, &add, &[]);
+    transact(&buf, acks)
+}
+
+/// Sends a batch and waits for its acknowledgements: the first refusal is the error.
+fn transact(buf: &[u8], mut acks: u32) -> io::Result<()> {
     if acks == 0 {
-        return Ok(true);
+        return Ok(());
     }
-    let socket = send(&buf)?;
+    let socket = send(buf)?;
     let mut failure = None;
     while acks > 0 {
         let (data, _) = socket.recv_from_full()?;
@@ -246,7 +242,7 @@ pub fn update(table: &str, add: &Elements, remove: &Elements) -> io::Result<bool
     }
     match failure {
         Some(e) => Err(e),
-        None => Ok(true),
+        None => Ok(()),
     }
 }
 
@@ -425,37 +421,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn elements_read_as_the_kernel_takes_them() {
-        assert_eq!(
-            parse("10.0.0.1"),
-            Some(Element {
-                key: vec![10, 0, 0, 1],
-                verdict: None
-            })
-        );
-        let e = parse("\"weft1\" : jump in_ns_x").unwrap();
-        assert_eq!(&e.key[..5], b"weft1");
-        assert_eq!(e.key.len(), IFNAMSIZ);
-        assert_eq!(e.verdict, Some((NFT_JUMP, "in_ns_x".into())));
-        assert_eq!(
-            parse("10.0.0.9 : goto c").unwrap().verdict,
-            Some((NFT_GOTO, "c".into()))
-        );
-        assert_eq!(parse("\"a-name-far-too-long\""), None);
-        assert_eq!(parse("10.0.0.1 : accept"), None);
-        assert_eq!(parse("10.0.0.0/24"), None);
+    fn elements_are_keyed_as_the_kernel_takes_them() {
+        assert_eq!(key(&"10.0.0.1".parse().unwrap()), [10, 0, 0, 1]);
+        let k = key(&"\"weft1\"".parse().unwrap());
+        assert_eq!(&k[..5], b"weft1");
+        assert_eq!(k.len(), IFNAMSIZ);
+        assert!(k[5..].iter().all(|b| *b == 0));
     }
 
     #[test]
     fn a_batch_is_begin_one_message_per_set_end() {
-        let set = |n: &str, e: &[&str]| (n.to_string(), e.iter().map(|s| s.to_string()).collect());
-        let add: Elements = [
-            set("s_1", &["10.0.0.1"]),
-            set("to_endpoint", &["\"w\" : jump in_default"]),
-        ]
-        .into();
+        let set = |n: &str, e: &[&str]| {
+            (
+                n.to_string(),
+                e.iter().map(|s| s.parse().unwrap()).collect(),
+            )
+        };
+        let add: Elements = [set("s_1", &["10.0.0.1"]), set("in_default_if", &["\"w\""])].into();
         let remove: Elements = [set("s_2", &["10.0.0.2"])].into();
-        let (buf, acks) = batch("weftpol", &add, &remove).unwrap();
+        let (buf, acks) = batch("weftpol", &add, &remove);
         assert_eq!(acks, 3);
         // Walk the messages: their types in order.
         let mut kinds = Vec::new();
@@ -478,11 +462,5 @@ mod tests {
                 NFNL_MSG_BATCH_END
             ]
         );
-        assert!(batch(
-            "weftpol",
-            &[set("s", &["nonsense"])].into(),
-            &Elements::new()
-        )
-        .is_none());
     }
 }

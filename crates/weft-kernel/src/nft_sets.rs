@@ -1,31 +1,33 @@
-//! nftables tables whose rules stay while their named sets and maps change: loaded
-//! whole when their structure changes (one transaction, fingerprint in a comment),
-//! and otherwise changed element by element, so adding an address to a set never
-//! reloads a rule.
+//! nftables tables whose rules stay while their named sets change: loaded whole when
+//! their structure changes (one transaction, fingerprint in a comment), and otherwise
+//! changed element by element, so adding an address to a set never reloads a rule.
 //!
-//! Elements are nft text: an address (`10.248.0.5`), a quoted interface
-//! (`"weft0123456789a"`), or a map entry (`KEY : jump CHAIN`). What the kernel has is
-//! read back (`nft -j list table`) in the same form, so the agent compares like with
-//! like at start and resync.
-
-use std::collections::{BTreeMap, BTreeSet};
+//! Tables and elements are [`weft_plan::nft`] values. What the kernel has is read back
+//! (`nft -j list table`) into the same values, so the agent compares like with like at
+//! start and resync.
 
 use serde_json::Value;
+pub use weft_plan::nft::{changes, count, Element, Elements, Table};
 
 use crate::nft::{run, NftError};
 
-/// The elements of each named set and map of a table, by name.
-pub type Elements = BTreeMap<String, BTreeSet<String>>;
-
-/// A table to load: the script that deletes and recreates it with its sets empty, the
-/// fingerprint the first rule of its `forward` chain carries as its comment (nft's
-/// JSON listing shows rule comments, not table comments), and the elements.
+/// A table to load: its structure (sets declared empty) and the sets' elements. Its
+/// comment carries the fingerprint, and so does the first rule of its `forward` chain
+/// (nft's JSON listing shows rule comments, not table comments).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetTable {
-    pub name: String,
-    pub structure: String,
-    pub fingerprint: String,
+    pub table: Table,
     pub elements: Elements,
+}
+
+impl SetTable {
+    pub fn name(&self) -> &str {
+        &self.table.name
+    }
+
+    pub fn fingerprint(&self) -> &str {
+        &self.table.comment
+    }
 }
 
 /// What a loaded table has: its fingerprint, its elements and its rules' counters.
@@ -48,38 +50,11 @@ pub struct RuleCounter {
     pub bytes: u64,
 }
 
-/// What to add and what to remove to go from `old` to `new` (sets and maps with no
-/// change are left out).
-pub fn changes(old: &Elements, new: &Elements) -> (Elements, Elements) {
-    let only = |a: &Elements, b: &Elements| -> Elements {
-        a.iter()
-            .map(|(name, elems)| {
-                let other = b.get(name);
-                let only: BTreeSet<String> = elems
-                    .iter()
-                    .filter(|e| other.is_none_or(|o| !o.contains(*e)))
-                    .cloned()
-                    .collect();
-                (name.clone(), only)
-            })
-            .filter(|(_, e)| !e.is_empty())
-            .collect()
-    };
-    (only(new, old), only(old, new))
-}
-
-/// `add element ip TABLE SET { … }`, or `delete` with the keys alone, for each set or
-/// map with elements.
+/// `add element ip TABLE SET { … }` (or `delete`) for each set with elements.
 pub fn statements(table: &str, verb: &str, elements: &Elements) -> String {
     let mut s = String::new();
     for (name, elems) in elements.iter().filter(|(_, e)| !e.is_empty()) {
-        let items: Vec<&str> = elems
-            .iter()
-            .map(|e| match verb {
-                "delete" => e.split_once(" : ").map_or(e.as_str(), |(k, _)| k),
-                _ => e.as_str(),
-            })
-            .collect();
+        let items: Vec<String> = elems.iter().map(Element::to_string).collect();
         s += &format!(
             "{verb} element ip {table} {name} {{ {} }}\n",
             items.join(", ")
@@ -90,7 +65,7 @@ pub fn statements(table: &str, verb: &str, elements: &Elements) -> String {
 
 /// Loads the whole table (structure, then elements) in one transaction.
 pub fn load(t: &SetTable) -> Result<(), NftError> {
-    let script = t.structure.clone() + &statements(&t.name, "add", &t.elements);
+    let script = t.table.script() + &statements(t.name(), "add", &t.elements);
     script_run(&script)
 }
 
@@ -100,18 +75,9 @@ const NETLINK_MOST: usize = 1000;
 
 /// Removes `remove` and adds `add` in one transaction.
 pub fn update(table: &str, add: &Elements, remove: &Elements) -> Result<(), NftError> {
-    let count = |e: &Elements| e.values().map(BTreeSet::len).sum::<usize>();
     if count(add) + count(remove) <= NETLINK_MOST {
-        match crate::nft_netlink::update(table, add, remove) {
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
-            Err(e) => {
-                return Err(crate::nft_netlink::refused(
-                    "the kernel refused the element changes",
-                    e,
-                ))
-            }
-        }
+        return crate::nft_netlink::update(table, add, remove)
+            .map_err(|e| crate::nft_netlink::refused("the kernel refused the element changes", e));
     }
     let script = statements(table, "delete", remove) + &statements(table, "add", add);
     if script.is_empty() {
@@ -128,8 +94,8 @@ fn script_run(script: &str) -> Result<(), NftError> {
     Ok(())
 }
 
-/// The loaded table's fingerprint and elements; `None` if there is no such table.
-pub fn read(table: &str) -> Result<Option<LoadedSets>, NftError> {
+/// `nft -j list table ip TABLE`, parsed; `None` if there is no such table.
+pub(crate) fn listing(table: &str) -> Result<Option<Value>, NftError> {
     let (ok, out, stderr) = run("nft", &["-j", "list", "table", "ip", table], None)?;
     if !ok {
         if stderr.contains("No such file") {
@@ -137,11 +103,17 @@ pub fn read(table: &str) -> Result<Option<LoadedSets>, NftError> {
         }
         return Err(NftError::Refused { cmd: "nft", stderr });
     }
-    let json: Value = serde_json::from_str(&out).map_err(|e| NftError::Refused {
-        cmd: "nft",
-        stderr: format!("unreadable JSON listing: {e}"),
-    })?;
-    Ok(Some(parse_listing(&json)))
+    serde_json::from_str(&out)
+        .map(Some)
+        .map_err(|e| NftError::Refused {
+            cmd: "nft",
+            stderr: format!("unreadable JSON listing: {e}"),
+        })
+}
+
+/// The loaded table's fingerprint and elements; `None` if there is no such table.
+pub fn read(table: &str) -> Result<Option<LoadedSets>, NftError> {
+    listing(table)?.map(|json| parse_listing(&json)).transpose()
 }
 
 /// A rule's counter, if it has one and a comment.
@@ -163,8 +135,10 @@ fn rule_counter(rule: &Value) -> Option<RuleCounter> {
     })
 }
 
-/// The fingerprint, elements and counters in `nft -j list table`'s output.
-fn parse_listing(json: &Value) -> LoadedSets {
+/// The fingerprint, elements and counters in `nft -j list table`'s output. An element
+/// that is neither an address nor an interface name is refused: Weft's sets hold no
+/// other.
+fn parse_listing(json: &Value) -> Result<LoadedSets, NftError> {
     let mut loaded = LoadedSets::default();
     let items = json["nftables"].as_array().cloned().unwrap_or_default();
     for item in &items {
@@ -177,46 +151,31 @@ fn parse_listing(json: &Value) -> LoadedSets {
             loaded.counters.extend(rule_counter(rule));
             continue;
         }
-        let Some(set) = item.get("set").or_else(|| item.get("map")) else {
+        let Some(set) = item.get("set") else {
             continue;
         };
         let Some(name) = set["name"].as_str() else {
             continue;
         };
-        let quoted = set["type"] == "ifname";
-        let key = |v: &Value| -> String {
-            let k = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
-            if quoted {
-                format!("\"{k}\"")
-            } else {
-                k
-            }
-        };
+        let ifname = set["type"] == "ifname";
         let elems = set["elem"]
             .as_array()
-            .map(|elems| {
-                elems
-                    .iter()
-                    .map(|e| match e.as_array() {
-                        // A map entry: [key, {"jump": {"target": chain}}].
-                        Some(kv) if kv.len() == 2 => {
-                            let verdict = kv[1]
-                                .as_object()
-                                .and_then(|o| o.iter().next())
-                                .map(|(v, t)| {
-                                    format!("{v} {}", t["target"].as_str().unwrap_or_default())
-                                })
-                                .unwrap_or_default();
-                            format!("{} : {verdict}", key(&kv[0]))
-                        }
-                        _ => key(e),
-                    })
-                    .collect()
-            })
+            .map(Vec::as_slice)
             .unwrap_or_default();
+        let elems = elems
+            .iter()
+            .map(|v| {
+                let text = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+                let text = if ifname { format!("\"{text}\"") } else { text };
+                text.parse::<Element>().map_err(|e| NftError::Refused {
+                    cmd: "nft",
+                    stderr: format!("set {name}: {e}"),
+                })
+            })
+            .collect::<Result<_, _>>()?;
         loaded.elements.insert(name.to_owned(), elems);
     }
-    loaded
+    Ok(loaded)
 }
 
 #[cfg(test)]
@@ -226,28 +185,22 @@ mod tests {
     fn els(pairs: &[(&str, &[&str])]) -> Elements {
         pairs
             .iter()
-            .map(|(n, e)| (n.to_string(), e.iter().map(|s| s.to_string()).collect()))
+            .map(|(n, e)| {
+                (
+                    n.to_string(),
+                    e.iter().map(|s| s.parse().unwrap()).collect(),
+                )
+            })
             .collect()
     }
 
     #[test]
-    fn changes_are_the_differences_and_deletes_name_keys_alone() {
-        let old = els(&[("s", &["10.0.0.1", "10.0.0.2"]), ("m", &["\"a\" : jump x"])]);
-        let new = els(&[("s", &["10.0.0.2", "10.0.0.3"]), ("m", &["\"a\" : jump y"])]);
-        let (add, remove) = changes(&old, &new);
-        assert_eq!(
-            add,
-            els(&[("m", &["\"a\" : jump y"]), ("s", &["10.0.0.3"])])
-        );
-        assert_eq!(
-            remove,
-            els(&[("m", &["\"a\" : jump x"]), ("s", &["10.0.0.1"])])
-        );
+    fn changes_are_written_as_nft_statements() {
+        let remove = els(&[("i", &["\"a\""]), ("s", &["10.0.0.1"])]);
         assert_eq!(
             statements("t", "delete", &remove),
-            "delete element ip t m { \"a\" }\ndelete element ip t s { 10.0.0.1 }\n"
+            "delete element ip t i { \"a\" }\ndelete element ip t s { 10.0.0.1 }\n"
         );
-        assert!(changes(&new, &new).0.is_empty() && changes(&new, &new).1.is_empty());
     }
 
     #[test]
@@ -256,15 +209,14 @@ mod tests {
             r#"{"nftables":[{"metainfo":{}},{"table":{"family":"ip","name":"t"}},
             {"set":{"name":"s_1","type":"ipv4_addr","elem":["10.0.0.1","10.0.0.2"]}},
             {"set":{"name":"s_2","type":"ipv4_addr"}},
-            {"map":{"name":"to_endpoint","type":"ifname","map":"verdict","elem":[["weft1",{"jump":{"target":"in_ns_x"}}]]}},
-            {"map":{"name":"to_address","type":"ipv4_addr","map":"verdict","elem":[["10.0.0.9",{"goto":{"target":"in_default"}}]]}},
+            {"set":{"name":"in_default_if","type":"ifname","elem":["weft1"]}},
             {"chain":{"name":"forward"}},
             {"rule":{"chain":"forward","comment":"weftpol 00ff","expr":[]}},
             {"rule":{"chain":"forward","comment":"other","expr":[]}},
             {"rule":{"chain":"in_ns_x_np","comment":"isolated by x/a","expr":[{"match":{}},{"counter":{"packets":3,"bytes":180}},{"drop":null}]}}]}"#,
         )
         .unwrap();
-        let l = parse_listing(&json);
+        let l = parse_listing(&json).unwrap();
         assert_eq!(l.fingerprint, "weftpol 00ff");
         assert_eq!(
             l.counters,
@@ -281,9 +233,14 @@ mod tests {
             els(&[
                 ("s_1", &["10.0.0.1", "10.0.0.2"]),
                 ("s_2", &[]),
-                ("to_endpoint", &["\"weft1\" : jump in_ns_x"]),
-                ("to_address", &["10.0.0.9 : goto in_default"]),
+                ("in_default_if", &["\"weft1\""]),
             ])
         );
+        let odd: Value = serde_json::from_str(
+            r#"{"nftables":[{"set":{"name":"s","type":"ipv4_addr","elem":[{"prefix":{"addr":"10.0.0.0","len":8}}]}}]}"#,
+        )
+        .unwrap();
+        let e = parse_listing(&odd).unwrap_err().to_string();
+        assert!(e.contains("set s"), "{e}");
     }
 }

@@ -1,36 +1,69 @@
 //! Set tables against the real kernel, in a namespace of the test's own: a table loaded
-//! whole reads back as written; element changes over netlink (addresses, interface and
-//! address verdict maps) land in one transaction, and one the kernel refuses changes
-//! nothing; a big change goes through `nft`. Needs root; skipped with one line otherwise.
+//! whole reads back as written; element changes over netlink (addresses and interface
+//! names) land in one transaction, and one the kernel refuses changes nothing; a big
+//! change goes through `nft`. Needs root; skipped with one line otherwise.
 
 use std::collections::BTreeSet;
 
-use weft_kernel::nft_sets::{self, Elements, SetTable};
+use weft_kernel::nft_sets::{self, Element, Elements, SetTable};
+use weft_plan::nft::{AddrMatch, Chain, Hook, IfaceSide, Match, Rule, Set, SetKey, Table, Verdict};
 use weft_testkit::netns::in_netns;
 use weft_testkit::require_root;
 
 fn els(pairs: &[(&str, &[&str])]) -> Elements {
     pairs
         .iter()
-        .map(|(n, e)| (n.to_string(), e.iter().map(|s| s.to_string()).collect()))
+        .map(|(n, e)| {
+            (
+                n.to_string(),
+                e.iter().map(|s| s.parse().unwrap()).collect(),
+            )
+        })
         .collect()
 }
 
-const STRUCTURE: &str = "table ip tsets\ndelete table ip tsets\ntable ip tsets {\n  comment \"tsets f1\"\n  set s_a {\n    type ipv4_addr\n  }\n  map to_if {\n    type ifname : verdict\n  }\n  map to_ip {\n    type ipv4_addr : verdict\n  }\n  chain c1 {\n    counter accept comment \"c1\"\n  }\n  chain c2 {\n    counter drop comment \"c2\"\n  }\n  chain forward {\n    type filter hook forward priority 0; policy accept;\n    ct state established accept comment \"tsets f1\"\n    ip saddr @s_a oifname vmap @to_if\n    ip daddr vmap @to_ip\n  }\n}\n";
+/// Two sets, two counted chains, a forward chain that jumps by both.
+fn structure() -> Table {
+    let mut t = Table::new("tsets");
+    t.comment = "tsets f1".into();
+    t.sets = vec![
+        Set {
+            name: "s_a".into(),
+            key: SetKey::Ipv4Addr,
+        },
+        Set {
+            name: "to_if".into(),
+            key: SetKey::Ifname,
+        },
+    ];
+    for (name, verdict) in [("c1", Verdict::Accept), ("c2", Verdict::Drop)] {
+        let mut c = Chain::regular(name);
+        c.push(Rule::new(vec![], verdict).counted().comment(name));
+        t.chains.push(c);
+    }
+    let mut fwd = Chain::base("forward", Hook::Forward { offset: 0 });
+    fwd.push(Rule::new(vec![Match::EstablishedOrRelated], Verdict::Accept).comment("tsets f1"));
+    fwd.push(Rule::new(
+        vec![
+            Match::saddr(AddrMatch::Set("s_a".into())),
+            Match::Iface {
+                side: IfaceSide::Out,
+                set: "to_if".into(),
+            },
+        ],
+        Verdict::Jump("c1".into()),
+    ));
+    t.chains.push(fwd);
+    t
+}
 
 #[test]
 fn elements_change_in_place_and_a_refused_change_changes_nothing() {
     require_root!("elements_change_in_place_and_a_refused_change_changes_nothing");
     in_netns("nsets", |_| async move {
-        let first = els(&[
-            ("s_a", &["10.0.0.1"]),
-            ("to_if", &["\"weft1\" : jump c1"]),
-            ("to_ip", &[]),
-        ]);
+        let first = els(&[("s_a", &["10.0.0.1"]), ("to_if", &["\"weft1\""])]);
         nft_sets::load(&SetTable {
-            name: "tsets".into(),
-            structure: STRUCTURE.into(),
-            fingerprint: "tsets f1".into(),
+            table: structure(),
             elements: first.clone(),
         })
         .unwrap();
@@ -42,11 +75,10 @@ fn elements_change_in_place_and_a_refused_change_changes_nothing() {
             .iter()
             .any(|c| c.comment == "c2" && c.verdict == "drop"));
 
-        // Over netlink: add and remove, a map entry's verdict changed.
+        // Over netlink: add and remove, addresses and interface names.
         let second = els(&[
             ("s_a", &["10.0.0.2", "10.0.0.3"]),
-            ("to_if", &["\"weft1\" : jump c2", "\"weft2\" : jump c1"]),
-            ("to_ip", &["10.1.0.1 : goto c2"]),
+            ("to_if", &["\"weft2\"", "\"weft3\""]),
         ]);
         let (add, remove) = nft_sets::changes(&first, &second);
         nft_sets::update("tsets", &add, &remove).unwrap();
@@ -60,8 +92,8 @@ fn elements_change_in_place_and_a_refused_change_changes_nothing() {
         assert_eq!(nft_sets::read("tsets").unwrap().unwrap().elements, second);
 
         // A big change goes through nft -f, in one transaction too.
-        let many: BTreeSet<String> = (0..1500)
-            .map(|i| format!("10.2.{}.{}", i / 250, i % 250 + 1))
+        let many: BTreeSet<Element> = (0..1500)
+            .map(|i| format!("10.2.{}.{}", i / 250, i % 250 + 1).parse().unwrap())
             .collect();
         let big: Elements = [("s_a".to_string(), many.clone())].into();
         nft_sets::update("tsets", &big, &Elements::new()).unwrap();
@@ -92,6 +124,11 @@ fn elements_change_in_place_and_a_refused_change_changes_nothing() {
         assert_eq!(
             weft_kernel::nft_netlink::table_comment("absent").unwrap(),
             None
+        );
+        // The structure reads back as loaded.
+        assert_eq!(
+            weft_kernel::nft_read::table("tsets").unwrap(),
+            Some(structure())
         );
     });
 }

@@ -47,3 +47,321 @@ pub struct EncapFilter {
     /// Every node's public IP, sorted (the rendering must be deterministic).
     pub members: Vec<std::net::Ipv4Addr>,
 }
+
+use crate::nft::{AddrMatch, Chain, Hook, Match, PortRange, Proto, Rule, Table, Verdict};
+
+/// The name of the forwarding and masquerade table (`ip weft`).
+pub const TABLE: &str = "weft";
+
+/// Multicast: never masqueraded.
+fn multicast() -> Ipv4Net {
+    Ipv4Net::new(std::net::Ipv4Addr::new(224, 0, 0, 0), 4).expect("a valid prefix")
+}
+
+/// The table that does what `p` says, its comment `weft FINGERPRINT`.
+pub fn table(p: &FirewallPlan) -> Table {
+    let mut t = Table::new(TABLE);
+    let mut forward = Chain::base("forward", Hook::Forward { offset: 0 });
+    forward.rules = isolation(p);
+    for net in std::iter::once(p.network).chain(p.pools.iter().map(|r| r.cidr)) {
+        forward.push(Rule::new(
+            vec![Match::saddr(AddrMatch::net(net))],
+            Verdict::Accept,
+        ));
+        forward.push(Rule::new(
+            vec![Match::daddr(AddrMatch::net(net))],
+            Verdict::Accept,
+        ));
+    }
+    t.chains.push(forward);
+    if let Some(f) = &p.encap {
+        let mut input = Chain::base("input", Hook::Input);
+        let mut m = vec![Match::dports(Proto::Udp, [PortRange::one(f.port)])];
+        if !f.members.is_empty() {
+            m.push(Match::not_addr(
+                crate::nft::Side::Source,
+                AddrMatch::addrs(f.members.iter().copied()),
+            ));
+        }
+        input.push(
+            Rule::new(m, Verdict::Drop)
+                .counted()
+                .comment("encapsulated traffic from a non-member"),
+        );
+        t.chains.push(input);
+    }
+    let nat = masquerade(p);
+    if !nat.is_empty() {
+        let mut post = Chain::base("postrouting", Hook::Postrouting);
+        post.rules = nat;
+        t.chains.push(post);
+    }
+    t.comment = format!("weft {}", t.fingerprint());
+    t
+}
+
+/// The forward rules that keep named networks apart: for each, connections into it
+/// only from itself and out of it only to the outside (or nowhere, when internal).
+/// Established traffic first, so replies to what a network may start pass.
+fn isolation(p: &FirewallPlan) -> Vec<Rule> {
+    if p.isolated.is_empty() {
+        return Vec::new();
+    }
+    let all = AddrMatch::nets(
+        p.isolated
+            .iter()
+            .map(|n| n.subnet)
+            .chain([p.network])
+            .chain(p.pools.iter().map(|r| r.cidr)),
+    );
+    let mut rules = vec![Rule::new(
+        vec![Match::EstablishedOrRelated],
+        Verdict::Accept,
+    )];
+    for n in &p.isolated {
+        let sub = AddrMatch::net(n.subnet);
+        let s = n.subnet;
+        rules.push(
+            Rule::new(
+                vec![
+                    Match::daddr(sub.clone()),
+                    Match::not_addr(crate::nft::Side::Source, sub.clone()),
+                ],
+                Verdict::Drop,
+            )
+            .counted()
+            .comment(format!("into named network {s}")),
+        );
+        if n.internal {
+            rules.push(
+                Rule::new(
+                    vec![
+                        Match::saddr(sub.clone()),
+                        Match::not_addr(crate::nft::Side::Destination, sub.clone()),
+                    ],
+                    Verdict::Drop,
+                )
+                .counted()
+                .comment(format!("out of internal network {s}")),
+            );
+        } else {
+            rules.push(
+                Rule::new(
+                    vec![
+                        Match::saddr(sub.clone()),
+                        Match::daddr(all.clone()),
+                        Match::not_addr(crate::nft::Side::Destination, sub.clone()),
+                    ],
+                    Verdict::Drop,
+                )
+                .counted()
+                .comment(format!("from named network {s}")),
+            );
+            rules.push(Rule::new(vec![Match::saddr(sub)], Verdict::Accept));
+        }
+    }
+    rules
+}
+
+/// A masquerade of what leaves `from` for anything but `inside`.
+fn masq(from: Ipv4Net, inside: impl IntoIterator<Item = Ipv4Net>) -> Rule {
+    Rule::new(
+        vec![
+            Match::saddr(AddrMatch::net(from)),
+            Match::not_addr(crate::nft::Side::Destination, AddrMatch::nets(inside)),
+        ],
+        Verdict::Masquerade,
+    )
+}
+
+/// The postrouting rules: named networks', flannel's for the cluster network, Calico's
+/// `natOutgoing` for pools.
+fn masquerade(p: &FirewallPlan) -> Vec<Rule> {
+    let net = p.network;
+    let mut rules: Vec<Rule> = p
+        .isolated
+        .iter()
+        .filter(|n| n.masquerade)
+        .map(|n| masq(n.subnet, [n.subnet, multicast()]))
+        .collect();
+    if p.ip_masq {
+        // flannel's four rules: pods talking to pods keep their addresses; pods going
+        // out are masqueraded (multicast excepted); traffic from outside to this node's
+        // pods is left alone; traffic from outside to other nodes' pods is masqueraded.
+        let (from_pods, not_pods) = (
+            Match::saddr(AddrMatch::net(net)),
+            Match::not_addr(crate::nft::Side::Source, AddrMatch::net(net)),
+        );
+        rules.push(Rule::new(
+            vec![from_pods.clone(), Match::daddr(AddrMatch::net(net))],
+            Verdict::Return,
+        ));
+        rules.push(masq(net, [multicast()]));
+        rules.push(Rule::new(
+            vec![
+                not_pods.clone(),
+                Match::daddr(AddrMatch::net(p.local_subnet)),
+            ],
+            Verdict::Return,
+        ));
+        rules.push(Rule::new(
+            vec![not_pods, Match::daddr(AddrMatch::net(net))],
+            Verdict::Masquerade,
+        ));
+    }
+    // Calico's natOutgoing: from a pool to anything but the pools, the cluster network
+    // and multicast.
+    let inside: Vec<Ipv4Net> = p
+        .pools
+        .iter()
+        .map(|r| r.cidr)
+        .chain([net, multicast()])
+        .collect();
+    for r in p.pools.iter().filter(|r| r.nat_outgoing) {
+        rules.push(masq(r.cidr, inside.iter().copied()));
+    }
+    rules
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(p: &FirewallPlan) -> String {
+        table(p).script()
+    }
+
+    fn plan(masq: bool) -> FirewallPlan {
+        FirewallPlan {
+            network: "10.244.0.0/16".parse().unwrap(),
+            local_subnet: "10.244.3.0/24".parse().unwrap(),
+            ip_masq: masq,
+            encap: None,
+            isolated: Vec::new(),
+            pools: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn encapsulated_traffic_only_from_members() {
+        let mut p = plan(false);
+        p.encap = Some(EncapFilter {
+            port: 8472,
+            members: vec![
+                "192.168.1.1".parse().unwrap(),
+                "192.168.1.2".parse().unwrap(),
+            ],
+        });
+        let s = render(&p);
+        assert!(
+            s.contains("udp dport 8472 ip saddr != { 192.168.1.1, 192.168.1.2 } counter drop"),
+            "{s}"
+        );
+        p.encap = Some(EncapFilter {
+            port: 4789,
+            members: vec![],
+        });
+        assert!(render(&p).contains("udp dport 4789 counter drop"));
+    }
+
+    #[test]
+    fn named_networks_are_isolated_before_anything_is_accepted() {
+        let mut p = plan(false);
+        let net = |s: &str, internal| IsolatedNet {
+            subnet: s.parse().unwrap(),
+            internal,
+            masquerade: !internal,
+        };
+        p.isolated = vec![net("10.50.0.0/24", false), net("10.52.0.0/24", true)];
+        let s = render(&p);
+        let lines: Vec<&str> = s.lines().map(str::trim).collect();
+        let at = |needle: &str| {
+            lines
+                .iter()
+                .position(|l| l.starts_with(needle))
+                .unwrap_or_else(|| panic!("no {needle:?} in\n{s}"))
+        };
+        let established = at("ct state established,related accept");
+        let into = at("ip daddr 10.50.0.0/24 ip saddr != 10.50.0.0/24 counter drop");
+        let across = at("ip saddr 10.50.0.0/24 ip daddr { 10.50.0.0/24, 10.52.0.0/24, 10.244.0.0/16 } ip daddr != 10.50.0.0/24 counter drop");
+        let out = at("ip saddr 10.50.0.0/24 accept");
+        let internal = at("ip saddr 10.52.0.0/24 ip daddr != 10.52.0.0/24 counter drop");
+        let cluster = at("ip saddr 10.244.0.0/16 accept");
+        assert!(established < into && into < across && across < out, "{s}");
+        assert!(
+            internal < cluster && out < cluster,
+            "isolation comes before the cluster's accepts:\n{s}"
+        );
+        // Out of the network masqueraded, never within it; nothing out of an internal one.
+        assert!(s.contains("ip saddr 10.50.0.0/24 ip daddr != { 10.50.0.0/24, 224.0.0.0/4 } masquerade fully-random"), "{s}");
+        assert!(
+            !s.contains("ip saddr 10.52.0.0/24 ip daddr != { 10.52.0.0/24"),
+            "{s}"
+        );
+        assert!(
+            !s.contains("ip saddr 10.244.0.0/16 ip daddr != 224.0.0.0/4 masquerade"),
+            "no --ip-masq: no cluster NAT\n{s}"
+        );
+    }
+
+    #[test]
+    fn pools_are_forwarded_and_nat_outgoing_masquerades_only_leaving_traffic() {
+        let mut p = plan(false);
+        p.pools = vec![
+            PoolRule {
+                cidr: "10.248.0.0/16".parse().unwrap(),
+                nat_outgoing: true,
+            },
+            PoolRule {
+                cidr: "10.249.0.0/24".parse().unwrap(),
+                nat_outgoing: false,
+            },
+        ];
+        let s = render(&p);
+        assert!(
+            s.contains("ip saddr 10.248.0.0/16 accept\n    ip daddr 10.248.0.0/16 accept"),
+            "{s}"
+        );
+        assert!(s.contains("ip daddr 10.249.0.0/24 accept"), "{s}");
+        assert!(
+            s.contains("ip saddr 10.248.0.0/16 ip daddr != { 10.244.0.0/16, 10.248.0.0/16, 10.249.0.0/24, 224.0.0.0/4 } masquerade fully-random"),
+            "{s}"
+        );
+        assert!(
+            !s.contains("ip saddr 10.249.0.0/24 ip daddr !="),
+            "no natOutgoing: no NAT\n{s}"
+        );
+    }
+
+    #[test]
+    fn masquerade_never_between_pods() {
+        let s = render(&plan(true));
+        let lines: Vec<&str> = s.lines().map(str::trim).collect();
+        let first_nat = lines.iter().position(|l| l.contains("masquerade")).unwrap();
+        let pod_to_pod = lines
+            .iter()
+            .position(|l| *l == "ip saddr 10.244.0.0/16 ip daddr 10.244.0.0/16 return")
+            .unwrap();
+        assert!(
+            pod_to_pod < first_nat,
+            "pod-to-pod return comes before any masquerade:\n{s}"
+        );
+        assert!(s.contains("ip saddr != 10.244.0.0/16 ip daddr 10.244.3.0/24 return"));
+    }
+
+    #[test]
+    fn no_nat_chain_without_ip_masq_and_fingerprint_tracks_content() {
+        let off = render(&plan(false));
+        assert!(!off.contains("postrouting"));
+        assert!(
+            off.contains("ip saddr 10.244.0.0/16 accept")
+                && off.contains("ip daddr 10.244.0.0/16 accept")
+        );
+        assert_ne!(table(&plan(false)).comment, table(&plan(true)).comment);
+        assert_eq!(
+            render(&plan(true)),
+            render(&plan(true)),
+            "rendering is deterministic"
+        );
+    }
+}

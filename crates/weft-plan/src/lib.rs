@@ -8,7 +8,8 @@
 //!   making one match its spec took.
 //! - [`segment`]: a named overlay network's bridge and VXLAN device on one host.
 //! - [`address`]: the one address an overlay device holds.
-//! - [`firewall`]: what the forwarding and masquerade rules must do.
+//! - [`firewall`]: what the forwarding and masquerade rules must do, and their table.
+//! - [`nft`]: nftables tables, sets, chains and rules as values.
 //! - [`iface`]: choosing the external interface from a snapshot of links and addresses.
 //! - [`diff`]: the keyed diff every object goes through, and what applying one did.
 //! - [`mac`], [`hash`]: MAC addresses and the stable hash names and MACs derive from.
@@ -21,6 +22,7 @@ pub mod iface;
 pub mod link;
 pub mod mac;
 pub mod neigh;
+pub mod nft;
 pub mod route;
 pub mod segment;
 

@@ -36,9 +36,9 @@ fn main() {
         })
         .collect();
     let t = render_table(&w, &ps, &locals);
-    print!("{}", t.structure);
+    print!("{}", t.structure());
     for (name, elems) in t.elements.iter().filter(|(_, e)| !e.is_empty()) {
-        let items: Vec<&str> = elems.iter().map(String::as_str).collect();
+        let items: Vec<String> = elems.iter().map(ToString::to_string).collect();
         println!("add element ip weftpol {name} {{ {} }}", items.join(", "));
     }
 }

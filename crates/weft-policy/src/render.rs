@@ -38,9 +38,12 @@
 //! costs tens of microseconds; a container's ADD waits for its elements.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
+use weft_plan::nft::{
+    AddrMatch, Chain, Element, Hook, IfaceSide, Match, PortRange, Proto, Rule, RuleId, Set, SetKey,
+    Side, Table, Verdict,
+};
 
 use crate::model::*;
 use crate::selector::{LabelSelector, Labels};
@@ -50,39 +53,9 @@ use std::net::Ipv4Addr;
 pub const TABLE: &str = "weftpol";
 /// The comment of the rules that drop a held endpoint's traffic.
 pub const HELD: &str = "held: labels not known yet";
-/// The comment of a namespace's last drop for the endpoints a policy isolates.
-const ISOLATED_BY: &str = "isolated by ";
 
-/// What the rule with this comment, in chain `chain`, enforces, as `/metrics` labels
-/// its counter: (kind, policy, rule). The inverse of the comments [`compile`] writes:
-/// `ClusterPolicy deny-z ingress[0]`, `NetworkPolicy x/a egress[1]`, `isolated by x/a`
-/// (in an `in_` or `out_` chain), [`HELD`].
-pub fn comment_labels(chain: &str, comment: &str) -> (String, String, String) {
-    if comment == HELD {
-        return ("Held".into(), String::new(), "labels not known yet".into());
-    }
-    if let Some(id) = comment.strip_prefix(ISOLATED_BY) {
-        let dir = if chain.starts_with("in_") {
-            "ingress"
-        } else {
-            "egress"
-        };
-        return (
-            "NetworkPolicy".into(),
-            id.into(),
-            format!("{dir} isolation"),
-        );
-    }
-    let mut words = comment.splitn(3, ' ');
-    match (words.next(), words.next(), words.next()) {
-        (Some(kind), Some(id), Some(rule)) => (kind.into(), id.into(), rule.into()),
-        _ => (String::new(), comment.into(), String::new()),
-    }
-}
-
-/// The elements of each named set and map, by name (each element in nft syntax: an
-/// address, or `KEY : jump CHAIN` in a map).
-pub type Elements = BTreeMap<String, BTreeSet<String>>;
+/// The elements of each named set, by name.
+pub use weft_plan::nft::Elements;
 
 /// How a local endpoint's traffic reaches the forward hook.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,11 +127,9 @@ fn fnv(bytes: &[u8]) -> u64 {
 /// the policies alone, so the agent keeps it while only endpoints change.
 #[derive(Debug, Clone)]
 pub struct Compiled {
-    /// The script that deletes and recreates the table with empty sets and maps.
-    pub structure: String,
-    /// Carried in the table's comment and in the forward chain's first rule's (which
-    /// `nft -j` shows).
-    pub fingerprint: String,
+    /// The table with its sets empty. Its comment is the fingerprint, and so is the
+    /// forward chain's first rule's (which `nft -j` shows).
+    pub table: Table,
     /// Each named set and what it selects.
     pub selections: BTreeMap<String, Selection>,
     /// Namespaces with chains of their own (the others use `in_default`/`out_default`).
@@ -170,10 +141,6 @@ pub struct Compiled {
     by_label: HashMap<(String, String), Vec<String>>,
     by_namespace: HashMap<String, Vec<String>>,
     unindexed: Vec<String>,
-}
-
-fn quote(s: &str) -> String {
-    s.replace('"', "'")
 }
 
 fn dir_word(d: Direction) -> &'static str {
@@ -235,55 +202,83 @@ pub fn compile(policies: &[Policy]) -> Compiled {
         }
     }
     let mut sets = Sets::default();
-    let mut chains = String::new();
+    let mut chains = Vec::new();
     for dir in [Direction::Ingress, Direction::Egress] {
-        chains += &namespace_chains(&mut sets, &clusters, dir, None, &[]);
+        chains.extend(namespace_chains(&mut sets, &clusters, dir, None, &[]));
         for (ns, nps) in &by_ns {
-            chains += &namespace_chains(&mut sets, &clusters, dir, Some(ns), nps);
+            chains.extend(namespace_chains(&mut sets, &clusters, dir, Some(ns), nps));
         }
     }
+    let mut table = Table::new(TABLE);
     // The kernel finds a set by name by walking the table's sets in the order they
     // were made, and every element change names its set: so the sets most changes
     // touch come first. The held and dispatch sets (every local endpoint), then the
     // selections no label narrows (a whole namespace, unions), then the rest. With
     // thousands of sets this walk is most of what adding an endpoint costs.
-    let mut decls = String::from(
-        "  set held_if {\n    type ifname\n  }\n  set held_ip {\n    type ipv4_addr\n  }\n",
-    );
-    let mut selection_decls = String::new();
-    let narrowed = |s: &Selection| s.pod.as_ref().is_some_and(|p| !p.match_labels.is_empty());
-    let broad = sets.0.iter().filter(|(_, s)| !narrowed(s));
-    for (name, _) in broad.chain(sets.0.iter().filter(|(_, s)| narrowed(s))) {
-        writeln!(selection_decls, "  set {name} {{\n    type ipv4_addr\n  }}").ok();
-    }
+    let set = |name: String, key| Set { name, key };
+    table.sets.push(set("held_if".into(), SetKey::Ifname));
+    table.sets.push(set("held_ip".into(), SetKey::Ipv4Addr));
     // Held endpoints first, then egress (it returns when allowed), then ingress.
-    let mut dispatch = String::new();
+    let mut forward = Chain::base("forward", Hook::Forward { offset: -5 });
+    forward.push(Rule::new(
+        vec![Match::EstablishedOrRelated],
+        Verdict::Accept,
+    ));
+    let held = || RuleId {
+        kind: "Held".into(),
+        object: String::new(),
+        rule: "labels not known yet".into(),
+    };
+    let iface = |side, set: &str| Match::Iface {
+        side,
+        set: set.to_owned(),
+    };
+    let by_addr = |side, set: &str| Match::addr(side, AddrMatch::Set(set.to_owned()));
     for m in [
-        "iifname @held_if",
-        "oifname @held_if",
-        "ip saddr @held_ip",
-        "ip daddr @held_ip",
+        iface(IfaceSide::In, "held_if"),
+        iface(IfaceSide::Out, "held_if"),
+        by_addr(Side::Source, "held_ip"),
+        by_addr(Side::Destination, "held_ip"),
     ] {
-        writeln!(dispatch, "    {m} counter drop comment \"{HELD}\"").ok();
+        forward.push(
+            Rule::new(vec![m], Verdict::Drop)
+                .counted()
+                .comment(HELD)
+                .id(held()),
+        );
     }
     for dir in [Direction::Egress, Direction::Ingress] {
-        let (ifname, addr) = match dir {
-            Direction::Egress => ("iifname", "ip saddr"),
-            Direction::Ingress => ("oifname", "ip daddr"),
+        let (ifside, side) = match dir {
+            Direction::Egress => (IfaceSide::In, Side::Source),
+            Direction::Ingress => (IfaceSide::Out, Side::Destination),
         };
         let namespaces = std::iter::once(None).chain(by_ns.keys().map(|n| Some(*n)));
         for chain in namespaces.map(|ns| chain_name(dir, ns)) {
-            writeln!(decls, "  set {chain}_if {{\n    type ifname\n  }}").ok();
-            writeln!(decls, "  set {chain}_ip {{\n    type ipv4_addr\n  }}").ok();
-            writeln!(dispatch, "    {ifname} @{chain}_if jump {chain}").ok();
-            writeln!(dispatch, "    {addr} @{chain}_ip jump {chain}").ok();
+            let (by_if, by_ip) = (format!("{chain}_if"), format!("{chain}_ip"));
+            forward.push(Rule::new(
+                vec![iface(ifside, &by_if)],
+                Verdict::Jump(chain.clone()),
+            ));
+            forward.push(Rule::new(
+                vec![by_addr(side, &by_ip)],
+                Verdict::Jump(chain.clone()),
+            ));
+            table.sets.push(set(by_if, SetKey::Ifname));
+            table.sets.push(set(by_ip, SetKey::Ipv4Addr));
         }
     }
-    decls += &selection_decls;
-    let body = format!(
-        "{decls}{chains}  chain forward {{\n    type filter hook forward priority filter - 5; policy accept;\n    ct state established,related accept comment \"FINGERPRINT\"\n{dispatch}  }}\n}}\n"
-    );
-    let fingerprint = format!("{TABLE} {:016x}", fnv(body.as_bytes()));
+    let narrowed = |s: &Selection| s.pod.as_ref().is_some_and(|p| !p.match_labels.is_empty());
+    let broad = sets.0.iter().filter(|(_, s)| !narrowed(s));
+    for (name, _) in broad.chain(sets.0.iter().filter(|(_, s)| narrowed(s))) {
+        table.sets.push(set(name.clone(), SetKey::Ipv4Addr));
+    }
+    table.chains = chains;
+    table.chains.push(forward);
+    let fingerprint = format!("{TABLE} {}", table.fingerprint());
+    table.comment = fingerprint.clone();
+    if let Some(first) = table.chains.last_mut().and_then(|f| f.rules.first_mut()) {
+        first.comment = Some(fingerprint);
+    }
     let mut by_label: HashMap<(String, String), Vec<String>> = HashMap::new();
     let mut by_namespace: HashMap<String, Vec<String>> = HashMap::new();
     let mut unindexed = Vec::new();
@@ -305,55 +300,84 @@ pub fn compile(policies: &[Policy]) -> Compiled {
         by_label,
         by_namespace,
         unindexed,
-        structure: format!(
-            "table ip {TABLE}\ndelete table ip {TABLE}\ntable ip {TABLE} {{\n  comment \"{fingerprint}\"\n{}",
-            body.replace("FINGERPRINT", &fingerprint)
-        ),
-        fingerprint,
+        table,
         selections: sets.0,
         namespaces: by_ns.keys().map(|s| s.to_string()).collect(),
         has_cluster: !clusters.is_empty(),
     }
 }
 
+/// Which address is the endpoint's, and which the peer's, in a chain of `dir`.
+fn sides(dir: Direction) -> (Side, Side) {
+    match dir {
+        Direction::Ingress => (Side::Destination, Side::Source),
+        Direction::Egress => (Side::Source, Side::Destination),
+    }
+}
+
+/// A rule with a counter and a comment; with an id when it is a user's rule.
+fn counted(matches: Vec<Match>, verdict: Verdict, comment: &str, id: Option<RuleId>) -> Rule {
+    let r = Rule::new(matches, verdict).counted().comment(comment);
+    match id {
+        Some(id) => r.id(id),
+        None => r,
+    }
+}
+
+/// The id of a policy's rule: its kind, its name and which rule.
+fn rule_id(kind: &str, object: &str, rule: String) -> RuleId {
+    RuleId {
+        kind: kind.into(),
+        object: object.into(),
+        rule,
+    }
+}
+
 /// One namespace's chains for one direction (`ns` `None`: namespaces without
-/// NetworkPolicies, where the cluster policies decide or nothing isolates).
+/// NetworkPolicies, where the cluster policies decide or nothing isolates): the
+/// cluster policies' chain, then (with a namespace) its NetworkPolicies' chain.
 fn namespace_chains(
     sets: &mut Sets,
     clusters: &[&ClusterPolicy],
     dir: Direction,
     ns: Option<&str>,
     nps: &[&NetworkPolicy],
-) -> String {
-    // Whose address is the endpoint's, and whose the peer's.
-    let (me, peer) = match dir {
-        Direction::Ingress => ("daddr", "saddr"),
-        Direction::Egress => ("saddr", "daddr"),
-    };
+) -> Vec<Chain> {
     // Allowed: ingress accepts, egress returns (the destination's ingress still decides).
     let allow = match dir {
-        Direction::Ingress => "accept",
-        Direction::Egress => "return",
+        Direction::Ingress => Verdict::Accept,
+        Direction::Egress => Verdict::Return,
     };
     let name = chain_name(dir, ns);
     let np_chain = format!("{name}_np");
     let (to_np, to_np_why) = match ns {
-        Some(_) => (format!("goto {np_chain}"), "to the NetworkPolicies"),
-        None => (allow.to_owned(), "not isolated"),
+        Some(_) => (Verdict::Goto(np_chain.clone()), "to the NetworkPolicies"),
+        None => (allow.clone(), "not isolated"),
     };
-    let mut s = format!("  chain {name} {{\n");
-    let rule = |s: &mut String, parts: &[&str], verdict: &str, comment: &str| {
-        let m: Vec<&str> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
-        writeln!(
-            s,
-            "    {}{}counter {verdict} comment \"{}\"",
-            m.join(" "),
-            if m.is_empty() { "" } else { " " },
-            quote(comment)
-        )
-        .ok();
+    let mut chain = Chain::regular(&name);
+    cluster_rules(&mut chain, sets, clusters, dir, &to_np);
+    chain.push(counted(vec![], to_np, to_np_why, None));
+    let Some(ns) = ns else { return vec![chain] };
+    let mut np = Chain::regular(np_chain);
+    np.rules = network_policy_rules(sets, dir, ns, nps);
+    vec![chain, np]
+}
+
+/// The cluster policies' rules for `dir`, in order, into `chain` (`to_np`: where a Pass
+/// goes).
+fn cluster_rules(
+    chain: &mut Chain,
+    sets: &mut Sets,
+    clusters: &[&ClusterPolicy],
+    dir: Direction,
+    to_np: &Verdict,
+) {
+    let (me, _) = sides(dir);
+    let allow = match dir {
+        Direction::Ingress => Verdict::Accept,
+        Direction::Egress => Verdict::Return,
     };
-    'cluster: for c in clusters.iter().filter(|c| c.types().contains(&dir)) {
+    for c in clusters.iter().filter(|c| c.types().contains(&dir)) {
         let subjects = Selection {
             pod: some_selector(&c.spec.selector),
             namespaces: c.spec.namespace_selector.clone(),
@@ -361,61 +385,72 @@ fn namespace_chains(
             any: Vec::new(),
         };
         let guard = if subjects.pod.is_none() && subjects.namespaces.is_none() {
-            String::new()
+            None
         } else {
-            format!("ip {me} @{}", sets.named(subjects))
+            Some(Match::addr(me, AddrMatch::Set(sets.named(subjects))))
         };
         let rules = match dir {
             Direction::Ingress => &c.spec.ingress,
             Direction::Egress => &c.spec.egress,
         };
         for (i, r) in rules.iter().enumerate() {
-            let m = cluster_rule_match(sets, r);
-            let comment = format!("ClusterPolicy {} {}[{i}]", c.metadata.name, dir_word(dir));
-            let parts = [guard.as_str(), m.as_str()];
-            match r.action {
-                Action::Allow => rule(&mut s, &parts, allow, &comment),
-                Action::Deny => rule(&mut s, &parts, "drop", &comment),
-                Action::Log => rule(
-                    &mut s,
-                    &parts,
-                    &format!("log prefix \"weft {}: \"", quote(&c.metadata.name)),
-                    &comment,
-                ),
-                Action::Pass => {
-                    rule(&mut s, &parts, &to_np, &comment);
-                    if guard.is_empty() && m.is_empty() {
-                        break 'cluster;
-                    }
-                }
+            let matches: Vec<Match> = guard
+                .iter()
+                .cloned()
+                .chain(cluster_rule_match(sets, r))
+                .collect();
+            let which = format!("{}[{i}]", dir_word(dir));
+            let comment = format!("ClusterPolicy {} {which}", c.metadata.name);
+            let id = Some(rule_id("ClusterPolicy", &c.metadata.name, which));
+            let everything = matches.is_empty();
+            let verdict = match r.action {
+                Action::Allow => allow.clone(),
+                Action::Deny => Verdict::Drop,
+                Action::Log => Verdict::Log {
+                    prefix: format!("weft {}: ", c.metadata.name),
+                },
+                Action::Pass => to_np.clone(),
+            };
+            chain.push(counted(matches, verdict, &comment, id));
+            if r.action == Action::Pass && everything {
+                return;
             }
         }
     }
-    rule(&mut s, &[], &to_np, to_np_why);
-    s += "  }\n";
-    let Some(ns) = ns else { return s };
-    // The namespace's NetworkPolicies.
+}
+
+/// A namespace's NetworkPolicies for `dir`: any rule allows; selected and nothing
+/// allows: dropped; not selected: allowed.
+fn network_policy_rules(
+    sets: &mut Sets,
+    dir: Direction,
+    ns: &str,
+    nps: &[&NetworkPolicy],
+) -> Vec<Rule> {
+    let (me, peer) = sides(dir);
+    let allow = match dir {
+        Direction::Ingress => Verdict::Accept,
+        Direction::Egress => Verdict::Return,
+    };
     let selecting: Vec<&&NetworkPolicy> = nps.iter().filter(|n| n.types().contains(&dir)).collect();
-    let guards: Vec<String> = selecting
+    let guards: Vec<Option<Match>> = selecting
         .iter()
-        .map(|n| match some_selector(&n.spec.pod_selector) {
-            // Every endpoint dispatched here is of this namespace.
-            None => String::new(),
-            Some(pod) => format!(
-                "ip {me} @{}",
-                sets.named(Selection {
-                    pod: Some(pod),
-                    namespaces: None,
-                    same_ns: Some(ns.to_owned()),
-                    any: Vec::new(),
-                })
-            ),
+        .map(|n| {
+            // With no pod selector: every endpoint dispatched here is of this namespace.
+            let pod = some_selector(&n.spec.pod_selector)?;
+            let set = sets.named(Selection {
+                pod: Some(pod),
+                namespaces: None,
+                same_ns: Some(ns.to_owned()),
+                any: Vec::new(),
+            });
+            Some(Match::addr(me, AddrMatch::Set(set)))
         })
         .collect();
-    s += &format!("  chain {np_chain} {{\n");
+    let mut rules = Vec::new();
     // The endpoints no policy here isolates leave at once, past one lookup, rather
     // than past every guarded rule (unless some policy selects the whole namespace).
-    if !selecting.is_empty() && guards.iter().all(|g| !g.is_empty()) {
+    if !selecting.is_empty() && guards.iter().all(Option::is_some) {
         let isolated = sets.named(Selection {
             pod: None,
             namespaces: None,
@@ -425,16 +460,17 @@ fn namespace_chains(
                 .map(|n| n.spec.pod_selector.clone())
                 .collect(),
         });
-        rule(
-            &mut s,
-            &[&format!("ip {me} != @{isolated}")],
-            allow,
+        let not_isolated = Match::not_addr(me, AddrMatch::Set(isolated));
+        rules.push(counted(
+            vec![not_isolated],
+            allow.clone(),
             "not isolated",
-        );
+            None,
+        ));
     }
     for (n, guard) in selecting.iter().zip(&guards) {
         let id = format!("{ns}/{}", n.metadata.name);
-        let rules: Vec<(&[Peer], &[PolicyPort])> = match dir {
+        let policy_rules: Vec<(&[Peer], &[PolicyPort])> = match dir {
             Direction::Ingress => n
                 .spec
                 .ingress
@@ -450,44 +486,49 @@ fn namespace_chains(
                 .map(|r| (&r.to[..], &r.ports[..]))
                 .collect(),
         };
-        for (i, (peers, ports)) in rules.into_iter().enumerate() {
-            let peer_alts: Vec<String> = if peers.is_empty() {
-                vec![String::new()]
+        for (i, (peers, ports)) in policy_rules.into_iter().enumerate() {
+            let peer_alts: Vec<Vec<Match>> = if peers.is_empty() {
+                vec![Vec::new()]
             } else {
                 peers
                     .iter()
                     .filter_map(|p| peer_match(sets, ns, p, peer))
                     .collect()
             };
+            let which = format!("{}[{i}]", dir_word(dir));
+            let comment = format!("NetworkPolicy {id} {which}");
             for pa in &peer_alts {
                 for po in port_matches(ports) {
-                    rule(
-                        &mut s,
-                        &[guard, pa, &po],
-                        allow,
-                        &format!("NetworkPolicy {id} {}[{i}]", dir_word(dir)),
-                    );
+                    let matches = guard.iter().cloned().chain(pa.clone()).chain(po).collect();
+                    let rid = rule_id("NetworkPolicy", &id, which.clone());
+                    rules.push(counted(matches, allow.clone(), &comment, Some(rid)));
                 }
             }
         }
     }
     for (n, guard) in selecting.iter().zip(&guards) {
         let id = format!("{ns}/{}", n.metadata.name);
-        rule(&mut s, &[guard], "drop", &format!("{ISOLATED_BY}{id}"));
+        let rid = rule_id("NetworkPolicy", &id, format!("{} isolation", dir_word(dir)));
+        let comment = format!("isolated by {id}");
+        rules.push(counted(
+            guard.iter().cloned().collect(),
+            Verdict::Drop,
+            &comment,
+            Some(rid),
+        ));
     }
-    rule(&mut s, &[], allow, "not isolated");
-    s + "  }\n"
+    rules.push(counted(vec![], allow, "not isolated", None));
+    rules
 }
 
-/// A NetworkPolicy peer's match (`addr`: `saddr` or `daddr`, the peer's side); `None`
-/// for an ipBlock that cannot be read (refused at apply).
-fn peer_match(sets: &mut Sets, policy_ns: &str, p: &Peer, addr: &str) -> Option<String> {
+/// A NetworkPolicy peer's matches (`side`: the peer's address); `None` for an ipBlock
+/// that cannot be read (refused at apply).
+fn peer_match(sets: &mut Sets, policy_ns: &str, p: &Peer, side: Side) -> Option<Vec<Match>> {
     if let Some(b) = &p.ip_block {
         let (cidr, except) = b.nets()?;
-        let mut m = format!("ip {addr} {cidr}");
+        let mut m = vec![Match::addr(side, AddrMatch::net(cidr))];
         if !except.is_empty() {
-            let e: Vec<String> = except.iter().map(|n| n.to_string()).collect();
-            write!(m, " ip {addr} != {{ {} }}", e.join(", ")).ok();
+            m.push(Match::not_addr(side, AddrMatch::nets(except)));
         }
         return Some(m);
     }
@@ -499,40 +540,58 @@ fn peer_match(sets: &mut Sets, policy_ns: &str, p: &Peer, addr: &str) -> Option<
         same_ns,
         any: Vec::new(),
     });
-    Some(format!("ip {addr} @{set}"))
+    Some(vec![Match::addr(side, AddrMatch::Set(set))])
 }
 
-/// The port alternatives of a NetworkPolicy rule (`""`: any port of any protocol).
-fn port_matches(ports: &[PolicyPort]) -> Vec<String> {
+/// A protocol as a policy names it (`TCP` when unnamed); one no rule can match (refused
+/// at apply) as protocol 255, which no packet carries.
+fn proto(name: Option<&str>) -> Proto {
+    Proto::from_name(name.unwrap_or("TCP")).unwrap_or(Proto::Number(255))
+}
+
+/// The port alternatives of a NetworkPolicy rule (one empty: any port of any protocol).
+fn port_matches(ports: &[PolicyPort]) -> Vec<Vec<Match>> {
     if ports.is_empty() {
-        return vec![String::new()];
+        return vec![Vec::new()];
     }
     ports
         .iter()
         .map(|p| {
-            let proto = p.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase();
-            match p.port {
-                None => format!("meta l4proto {proto}"),
-                Some(PortValue::Number(n)) => match p.end_port {
-                    Some(e) if e != n => format!("{proto} dport {n}-{e}"),
-                    _ => format!("{proto} dport {n}"),
-                },
-                Some(PortValue::Name(_)) => "meta l4proto 255".into(), // refused at apply
-            }
+            let proto = proto(p.protocol.as_deref());
+            let m = match p.port {
+                None => Match::Protocol(proto),
+                Some(PortValue::Number(n)) => {
+                    let first = u16::try_from(n);
+                    let last = u16::try_from(p.end_port.unwrap_or(n));
+                    match (first, last) {
+                        (Ok(first), Ok(last)) => {
+                            Match::dports(proto, [PortRange::new(first, last)])
+                        }
+                        // Out of range: refused at apply.
+                        _ => Match::Protocol(Proto::Number(255)),
+                    }
+                }
+                // A named port is refused at apply.
+                Some(PortValue::Name(_)) => Match::Protocol(Proto::Number(255)),
+            };
+            vec![m]
         })
         .collect()
 }
 
-/// A cluster rule's match text (`""`: matches everything).
-fn cluster_rule_match(sets: &mut Sets, r: &ClusterRule) -> String {
+/// A cluster rule's matches (none: matches everything).
+fn cluster_rule_match(sets: &mut Sets, r: &ClusterRule) -> Vec<Match> {
     let mut m = Vec::new();
     if let Some(p) = &r.protocol {
-        m.push(format!("meta l4proto {}", p.to_ascii_lowercase()));
+        m.push(Match::Protocol(proto(Some(p))));
     }
     if let Some(t) = r.icmp_type {
-        m.push(format!("icmp type {t}"));
+        m.push(Match::IcmpType(t));
     }
-    for (e, addr) in [(&r.source, "saddr"), (&r.destination, "daddr")] {
+    for (e, side) in [
+        (&r.source, Side::Source),
+        (&r.destination, Side::Destination),
+    ] {
         let Some(e) = e else { continue };
         if e.selector.is_some() || e.namespace_selector.is_some() {
             let set = sets.named(Selection {
@@ -541,29 +600,24 @@ fn cluster_rule_match(sets: &mut Sets, r: &ClusterRule) -> String {
                 same_ns: None,
                 any: Vec::new(),
             });
-            m.push(format!("ip {addr} @{set}"));
+            m.push(Match::addr(side, AddrMatch::Set(set)));
         }
         if !e.nets.is_empty() {
-            m.push(format!("ip {addr} {{ {} }}", e.nets.join(", ")));
+            // Refused at apply when unreadable.
+            let nets = e.nets.iter().filter_map(|n| {
+                n.parse::<ipnet::Ipv4Net>()
+                    .ok()
+                    .or_else(|| n.parse::<Ipv4Addr>().ok().map(Into::into))
+            });
+            m.push(Match::addr(side, AddrMatch::nets(nets)));
         }
         if !e.ports.is_empty() {
-            let proto = r.protocol.as_deref().unwrap_or("tcp").to_ascii_lowercase();
-            let ranges: Vec<String> = e
-                .ports
-                .iter()
-                .filter_map(|p| port_range(p))
-                .map(|(lo, hi)| {
-                    if lo == hi {
-                        lo.to_string()
-                    } else {
-                        format!("{lo}-{hi}")
-                    }
-                })
-                .collect();
-            m.push(format!("{proto} dport {{ {} }}", ranges.join(", ")));
+            let ranges = e.ports.iter().filter_map(|p| port_range(p));
+            let ranges = ranges.map(|(lo, hi)| PortRange::new(lo, hi));
+            m.push(Match::dports(proto(r.protocol.as_deref()), ranges));
         }
     }
-    m.join(" ")
+    m
 }
 
 /// Endpoints by namespace and by label, so a set's members are found without matching
@@ -595,7 +649,7 @@ impl<'a> Index<'a> {
         ix
     }
 
-    fn select<'s>(&'s self, s: &'s Selection) -> BTreeSet<String> {
+    fn select<'s>(&'s self, s: &'s Selection) -> BTreeSet<Element> {
         const NONE: &[usize] = &[];
         let mut narrowest: Option<&'s [usize]> = None;
         let mut narrow = |c: &'s [usize]| {
@@ -627,7 +681,7 @@ impl<'a> Index<'a> {
             .iter()
             .map(|&i| &self.world.endpoints[i])
             .filter(|e| s.matches(e, &self.ns_labels[e.namespace.as_str()]))
-            .map(|e| e.ip.to_string())
+            .map(|e| Element::Addr(e.ip))
             .collect()
     }
 }
@@ -651,14 +705,15 @@ impl Compiled {
 
     /// Where a local endpoint is dispatched: the sets (held, or its namespace's
     /// chains') and its key in them, its interface (routed) or address (bridged).
-    fn dispatch_of(&self, l: &LocalEndpoint) -> (Vec<String>, String) {
+    fn dispatch_of(&self, l: &LocalEndpoint) -> (Vec<String>, Element) {
         let ns = self
             .namespaces
             .contains(&l.endpoint.namespace)
             .then_some(l.endpoint.namespace.as_str());
         let (key, kind) = match l.attachment {
-            Attachment::Routed => (format!("\"{}\"", quote(&l.interface)), "if"),
-            Attachment::Bridged => (l.endpoint.ip.to_string(), "ip"),
+            // An interface name is at most 15 bytes, or there is no such interface.
+            Attachment::Routed => (Element::Iface(l.interface.clone()), "if"),
+            Attachment::Bridged => (Element::Addr(l.endpoint.ip), "ip"),
         };
         if l.pending && (self.has_cluster || ns.is_some()) {
             return (vec![format!("held_{kind}")], key);
@@ -719,7 +774,7 @@ impl Compiled {
     ) -> Elements {
         let mut out = Elements::new();
         for (ip, was_e, now_e) in changed {
-            let text = ip.to_string();
+            let text = Element::Addr(*ip);
             let now = now_e.as_ref().map(|e| (e, ns_labels(&e.namespace)));
             let names: BTreeSet<&String> = [was_e, now_e]
                 .into_iter()
@@ -743,7 +798,7 @@ impl Compiled {
                 }
             }
         }
-        let mut edit = |set: String, key: String, present: bool| {
+        let mut edit = |set: String, key: Element, present: bool| {
             let have = out.get(&set).or_else(|| current.get(&set));
             if have.is_some_and(|h| h.contains(&key)) != present {
                 let have = have.cloned().unwrap_or_default();
@@ -774,9 +829,32 @@ impl Compiled {
 /// A whole table: its structure and its elements.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendered {
-    pub structure: String,
-    pub fingerprint: String,
+    pub table: Table,
     pub elements: Elements,
+}
+
+impl Rendered {
+    /// The script that deletes and recreates the table with its sets empty.
+    pub fn structure(&self) -> String {
+        self.table.script()
+    }
+
+    /// The table's fingerprint (its comment).
+    pub fn fingerprint(&self) -> &str {
+        &self.table.comment
+    }
+}
+
+impl Compiled {
+    /// The script that deletes and recreates the table with its sets empty.
+    pub fn structure(&self) -> String {
+        self.table.script()
+    }
+
+    /// The table's fingerprint (its comment).
+    pub fn fingerprint(&self) -> &str {
+        &self.table.comment
+    }
 }
 
 /// The table for `policies`, `world` and this node's `locals`.
@@ -784,8 +862,7 @@ pub fn render_table(world: &World, policies: &[Policy], locals: &[LocalEndpoint]
     let c = compile(policies);
     let elements = c.elements(world, locals);
     Rendered {
-        structure: c.structure,
-        fingerprint: c.fingerprint,
+        table: c.table,
         elements,
     }
 }
@@ -794,6 +871,16 @@ pub fn render_table(world: &World, policies: &[Policy], locals: &[LocalEndpoint]
 mod tests {
     use super::*;
     use crate::parse_documents;
+
+    fn addrs(a: &[&str]) -> BTreeSet<Element> {
+        a.iter()
+            .map(|a| Element::Addr(a.parse().unwrap()))
+            .collect()
+    }
+
+    fn iface(name: &str) -> Element {
+        Element::Iface(name.into())
+    }
 
     fn world() -> (World, Vec<LocalEndpoint>) {
         let mut w = World::default();
@@ -815,12 +902,12 @@ mod tests {
     }
 
     /// The last set a rule line refers to (its peer), and its elements.
-    fn set_in<'a>(r: &'a Rendered, line_with: &str) -> &'a BTreeSet<String> {
-        let line = r
-            .structure
+    fn set_in<'a>(r: &'a Rendered, line_with: &str) -> &'a BTreeSet<Element> {
+        let text = r.structure();
+        let line = text
             .lines()
             .find(|l| l.contains(line_with))
-            .unwrap_or_else(|| panic!("no line with {line_with}:\n{}", r.structure));
+            .unwrap_or_else(|| panic!("no line with {line_with}:\n{}", r.structure()));
         let at = line.rfind('@').expect("a named set") + 1; // the peer's, after the guard
         let name: String = line[at..]
             .chars()
@@ -837,11 +924,14 @@ mod tests {
         )
         .unwrap();
         let t = render_table(&w, &ps, &locals);
-        let s = &t.structure;
-        assert!(s.contains(&format!("comment \"{}\"", t.fingerprint)), "{s}");
+        let s = &t.structure();
         assert!(
-            t.elements["in_ns_x_if"].contains("\"weft00000000001\"")
-                && t.elements["out_ns_x_if"].contains("\"weft00000000001\""),
+            s.contains(&format!("comment \"{}\"", t.fingerprint())),
+            "{s}"
+        );
+        assert!(
+            t.elements["in_ns_x_if"].contains(&iface("weft00000000001"))
+                && t.elements["out_ns_x_if"].contains(&iface("weft00000000001")),
             "{:?}",
             t.elements
         );
@@ -850,7 +940,7 @@ mod tests {
                 &t,
                 "tcp dport 80 counter accept comment \"NetworkPolicy x/a ingress[0]\""
             ),
-            &BTreeSet::from(["10.248.0.1".to_string(), "10.248.0.2".to_string()])
+            &addrs(&["10.248.0.1", "10.248.0.2"])
         );
         assert!(
             s.contains("counter drop comment \"isolated by x/a\""),
@@ -863,11 +953,14 @@ mod tests {
         );
         // The same input renders the same table; another does not.
         assert_eq!(render_table(&w, &ps, &locals), t);
-        assert_ne!(render_table(&w, &[], &locals).fingerprint, t.fingerprint);
+        assert_ne!(
+            render_table(&w, &[], &locals).fingerprint(),
+            t.fingerprint()
+        );
         assert!(
             s.contains(&format!(
                 "established,related accept comment \"{}\"",
-                t.fingerprint
+                t.fingerprint()
             )),
             "{s}"
         );
@@ -895,23 +988,17 @@ mod tests {
             pending: false,
         });
         let after = render_table(&w, &ps, &locals);
-        assert_eq!(before.structure, after.structure);
-        assert_eq!(
-            after.elements["in_ns_x_ip"],
-            BTreeSet::from(["10.248.0.3".to_string()])
-        );
+        assert_eq!(before.structure(), after.structure());
+        assert_eq!(after.elements["in_ns_x_ip"], addrs(&["10.248.0.3"]));
         assert!(before.elements["in_ns_x_ip"].is_empty());
         let clients = set_in(&after, "NetworkPolicy x/a ingress[0]");
-        assert_eq!(clients, &BTreeSet::from(["10.248.0.3".to_string()]));
+        assert_eq!(clients, &addrs(&["10.248.0.3"]));
         assert!(set_in(&before, "NetworkPolicy x/a ingress[0]").is_empty());
         // Only what a policy isolates goes past the fast path ("not isolated" first).
         assert!(after
-            .structure
+            .structure()
             .contains("chain in_ns_x_np {\n    ip daddr != @"));
-        assert_eq!(
-            set_in(&after, "!= @"),
-            &BTreeSet::from(["10.248.0.1".to_string()])
-        );
+        assert_eq!(set_in(&after, "!= @"), &addrs(&["10.248.0.1"]));
     }
 
     #[test]
@@ -981,15 +1068,13 @@ mod tests {
             "apiVersion: weft.dev/v1\nkind: ClusterPolicy\nmetadata: {name: c}\nspec:\n  ingress:\n  - action: Log\n  - action: Pass\n    source: {nets: [10.9.0.0/16]}\n  - action: Deny\n    protocol: ICMP\n    icmpType: 8\n",
         )
         .unwrap();
-        let s = render_table(&w, &ps, &locals).structure;
+        let s = render_table(&w, &ps, &locals).structure();
         let chain = &s[s.find("chain in_default {").expect("default chain")..];
         let log =
             chain.find("counter log prefix \"weft c: \" comment \"ClusterPolicy c ingress[0]\"");
         let pass = chain
-            .find("ip saddr { 10.9.0.0/16 } counter accept comment \"ClusterPolicy c ingress[1]\"");
-        let deny = chain.find(
-            "meta l4proto icmp icmp type 8 counter drop comment \"ClusterPolicy c ingress[2]\"",
-        );
+            .find("ip saddr 10.9.0.0/16 counter accept comment \"ClusterPolicy c ingress[1]\"");
+        let deny = chain.find("icmp type 8 counter drop comment \"ClusterPolicy c ingress[2]\"");
         assert!(log.is_some() && pass.is_some() && deny.is_some(), "{s}");
         assert!(log < pass && pass < deny, "in the policy's order:\n{s}");
     }
@@ -1004,10 +1089,10 @@ mod tests {
         let t = render_table(&w, &ps, &locals);
         assert!(set_in(&t, "NetworkPolicy x/a ingress[0]").is_empty());
         assert!(
-            t.structure
+            t.structure()
                 .contains("counter drop comment \"isolated by x/a\""),
             "{}",
-            t.structure
+            t.structure()
         );
     }
 
@@ -1015,11 +1100,11 @@ mod tests {
     fn a_pending_endpoint_is_held_only_where_a_policy_could_select_it() {
         let (w, mut locals) = world();
         locals[0].pending = true;
-        let held = |t: &Rendered| t.elements["held_if"].contains("\"weft00000000001\"");
+        let held = |t: &Rendered| t.elements["held_if"].contains(&iface("weft00000000001"));
         let dispatched = |t: &Rendered| {
             t.elements
                 .iter()
-                .any(|(n, e)| n != "held_if" && e.contains("\"weft00000000001\""))
+                .any(|(n, e)| n != "held_if" && e.contains(&iface("weft00000000001")))
         };
         // No policy at all: nothing to wait for, dispatched as usual.
         let t = render_table(&w, &[], &locals);
@@ -1040,7 +1125,8 @@ mod tests {
             let t = render_table(&w, &ps, &locals);
             assert!(held(&t) && !dispatched(&t), "{doc}");
             // Dropped both ways, before anything else in the forward chain.
-            let fwd = &t.structure[t.structure.find("chain forward").unwrap()..];
+            let text = t.structure();
+            let fwd = &text[text.find("chain forward").unwrap()..];
             let first_dispatch = fwd.find("jump").unwrap();
             for m in ["iifname @held_if", "oifname @held_if", "ip saddr @held_ip", "ip daddr @held_ip"] {
                 let at = fwd.find(&format!("{m} counter drop")).expect(m);
@@ -1050,29 +1136,23 @@ mod tests {
             locals[0].pending = false;
             let read = render_table(&w, &ps, &locals);
             assert!(!held(&read) && dispatched(&read));
-            assert_eq!(read.structure, t.structure);
+            assert_eq!(read.structure(), t.structure());
             locals[0].pending = true;
         }
     }
 
     #[test]
-    fn the_comments_written_read_back_as_metrics_labels() {
+    fn every_rule_a_user_wrote_carries_its_id() {
         let (w, locals) = world();
         let ps = parse_documents(
             "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: a, namespace: x}\nspec: {podSelector: {}, ingress: [{from: [{namespaceSelector: {}}]}]}\n---\napiVersion: weft.dev/v1\nkind: ClusterPolicy\nmetadata: {name: c}\nspec: {ingress: [{action: Deny, protocol: UDP}]}\n",
         )
         .unwrap();
-        let s = render_table(&w, &ps, &locals).structure;
-        let mut seen = BTreeSet::new();
-        let mut chain = "";
-        for line in s.lines() {
-            if let Some(c) = line.trim().strip_prefix("chain ") {
-                chain = c.trim_end_matches(" {");
-            }
-            if let Some((_, c)) = line.split_once("comment \"") {
-                seen.insert(comment_labels(chain, c.trim_end_matches('"')));
-            }
-        }
+        let ids = render_table(&w, &ps, &locals).table.rule_ids();
+        let seen: BTreeSet<(String, String, String)> = ids
+            .values()
+            .map(|id| (id.kind.clone(), id.object.clone(), id.rule.clone()))
+            .collect();
         let l = |k: &str, p: &str, r: &str| (k.to_owned(), p.to_owned(), r.to_owned());
         for want in [
             l("NetworkPolicy", "x/a", "ingress isolation"),

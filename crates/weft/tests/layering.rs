@@ -11,8 +11,9 @@ use std::path::Path;
 
 /// The rows of the layering, lowest first: a crate may depend only on crates of lower rows.
 const ROWS: &[&[&str]] = &[
-    &["weft-store", "weft-policy"],
-    &["weft-model", "weft-plan", "weft-tunnel", "weft-bgp"],
+    &["weft-store", "weft-plan"],
+    &["weft-policy", "weft-tunnel", "weft-bgp"],
+    &["weft-model"],
     &["weft-alloc", "weft-backends", "weft-kernel"],
     &["weft-cni", "weft-lab", "weft-docker"],
     &["weft-agent", "weft-cli"],

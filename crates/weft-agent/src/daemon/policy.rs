@@ -272,7 +272,7 @@ impl PolicyManager {
         if let (false, Some(touched), Some(table)) =
             (check_kernel, &self.touched, self.table.as_mut())
         {
-            if table.fingerprint == compiled.fingerprint {
+            if table.fingerprint == compiled.fingerprint() {
                 let changed: Vec<_> = touched
                     .iter()
                     .map(|(ip, was)| (*ip, was.clone(), st.endpoint(*ip)))
@@ -336,7 +336,7 @@ impl PolicyManager {
             .collect();
         let world = st.world();
         let wanted = LoadedSets {
-            fingerprint: compiled.fingerprint.clone(),
+            fingerprint: compiled.fingerprint().to_owned(),
             elements: compiled.elements(&world, locals.values()),
             counters: Vec::new(),
         };
@@ -359,9 +359,7 @@ impl PolicyManager {
             _ => self.table.clone(),
         };
         let whole = SetTable {
-            name: TABLE.to_owned(),
-            structure: compiled.structure.clone(),
-            fingerprint: wanted.fingerprint.clone(),
+            table: compiled.table.clone(),
             elements: wanted.elements.clone(),
         };
         let (policies, endpoints) = (st.policies.len(), locals.len());
@@ -394,6 +392,9 @@ impl PolicyManager {
         match applied {
             Ok(()) => {
                 self.mark_enforced(revision);
+                self.metrics
+                    .policy_counters
+                    .set_ids(compiled.table.rule_ids());
                 self.table = Some(wanted);
                 self.dirty = false;
                 self.touched = Some(Default::default());

@@ -1,0 +1,295 @@
+//! A loaded table read back into [`weft_plan::nft`] values, from `nft -j list table`,
+//! so what the kernel kept can be compared with what was meant, value for value.
+//!
+//! Only the subset Weft writes is read; anything else (a rule someone added by hand
+//! with an expression Weft never writes) is an error naming it, never skipped.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde_json::Value;
+use thiserror::Error;
+use weft_plan::nft::{
+    AddrMatch, Chain, Hook, IfaceSide, Match, PortRange, Proto, Rule, Set, SetKey, Side, Table,
+    Verdict, ICMP_TYPES,
+};
+
+use crate::nft::NftError;
+
+/// A part of a listing that is not something Weft writes.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("table {table}: cannot read {what}: {json}")]
+pub struct Unreadable {
+    pub table: String,
+    pub what: &'static str,
+    pub json: String,
+}
+
+/// Table `ip NAME` as loaded (comment included); `None` if there is none.
+pub fn table(name: &str) -> Result<Option<Table>, NftError> {
+    let Some(json) = crate::nft_sets::listing(name)? else {
+        return Ok(None);
+    };
+    let mut t = parse(name, &json).map_err(|e| NftError::Refused {
+        cmd: "nft",
+        stderr: e.to_string(),
+    })?;
+    t.comment = crate::nft_netlink::table_comment(name)
+        .map_err(|e| crate::nft_netlink::refused("cannot read the table's comment", e))?
+        .unwrap_or_default();
+    Ok(Some(t))
+}
+
+/// The sets, chains and rules of `nft -j list table` (the listing has no table
+/// comment: [`table`] reads it apart).
+pub fn parse(name: &str, json: &Value) -> Result<Table, Unreadable> {
+    let bad = |what: &'static str, v: &Value| Unreadable {
+        table: name.to_owned(),
+        what,
+        json: v.to_string(),
+    };
+    let mut t = Table::new(name);
+    for item in json["nftables"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        if let Some(s) = item.get("set") {
+            let key = match s["type"].as_str() {
+                Some("ipv4_addr") => SetKey::Ipv4Addr,
+                Some("ifname") => SetKey::Ifname,
+                _ => return Err(bad("a set's type", s)),
+            };
+            let name = s["name"].as_str().ok_or_else(|| bad("a set's name", s))?;
+            t.sets.push(Set {
+                name: name.to_owned(),
+                key,
+            });
+        } else if let Some(c) = item.get("chain") {
+            t.chains.push(chain(c).ok_or_else(|| bad("a chain", c))?);
+        } else if let Some(r) = item.get("rule") {
+            let chain = r["chain"].as_str().unwrap_or_default();
+            let rule = rule(r).map_err(|v| bad("a rule's expression", &v))?;
+            t.chains
+                .iter_mut()
+                .find(|c| c.name == chain)
+                .ok_or_else(|| bad("a rule of no chain", r))?
+                .rules
+                .push(rule);
+        } else if item.get("map").is_some() {
+            return Err(bad("a map", item));
+        }
+    }
+    Ok(t)
+}
+
+fn chain(c: &Value) -> Option<Chain> {
+    let name = c["name"].as_str()?;
+    if c.get("hook").is_none() {
+        return Some(Chain::regular(name));
+    }
+    if c["policy"] != "accept" {
+        return None;
+    }
+    let prio = c["prio"].as_i64()?;
+    let hook = match (c["type"].as_str()?, c["hook"].as_str()?, prio) {
+        ("filter", "forward", p) => Hook::Forward {
+            offset: i32::try_from(p).ok()?,
+        },
+        ("filter", "input", 0) => Hook::Input,
+        ("nat", "postrouting", 100) => Hook::Postrouting,
+        _ => return None,
+    };
+    Some(Chain::base(name, hook))
+}
+
+/// A rule; the expression that cannot be read as the error.
+fn rule(r: &Value) -> Result<Rule, Value> {
+    let mut matches = Vec::new();
+    let mut counter = false;
+    let mut verdict = None;
+    for e in r["expr"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        let Some((kind, body)) = e.as_object().and_then(|o| o.iter().next()) else {
+            return Err(e.clone());
+        };
+        let target = || body["target"].as_str().map(str::to_owned);
+        let v = match kind.as_str() {
+            "match" => {
+                matches.push(matching(body).ok_or_else(|| e.clone())?);
+                continue;
+            }
+            "counter" => {
+                counter = true;
+                continue;
+            }
+            "accept" => Verdict::Accept,
+            "drop" => Verdict::Drop,
+            "return" => Verdict::Return,
+            "jump" => Verdict::Jump(target().ok_or_else(|| e.clone())?),
+            "goto" => Verdict::Goto(target().ok_or_else(|| e.clone())?),
+            "masquerade" if body["flags"] == "fully-random" => Verdict::Masquerade,
+            "log" => Verdict::Log {
+                prefix: body["prefix"].as_str().unwrap_or_default().to_owned(),
+            },
+            _ => return Err(e.clone()),
+        };
+        if verdict.replace(v).is_some() {
+            return Err(e.clone());
+        }
+    }
+    Ok(Rule {
+        matches,
+        counter,
+        verdict: verdict.ok_or_else(|| r.clone())?,
+        comment: r["comment"].as_str().map(str::to_owned),
+        id: None,
+    })
+}
+
+fn matching(m: &Value) -> Option<Match> {
+    let negated = match m["op"].as_str()? {
+        "==" | "in" => false,
+        "!=" => true,
+        _ => return None,
+    };
+    let (left, right) = (&m["left"], &m["right"]);
+    if let Some(p) = left.get("payload") {
+        let (proto, field) = (p["protocol"].as_str()?, p["field"].as_str()?);
+        return match (proto, field, negated) {
+            ("ip", "saddr" | "daddr", _) => {
+                let side = if field == "saddr" {
+                    Side::Source
+                } else {
+                    Side::Destination
+                };
+                Some(Match::Addr {
+                    side,
+                    negated,
+                    value: addresses(right)?,
+                })
+            }
+            ("icmp", "type", false) => Some(Match::IcmpType(icmp_type(right)?)),
+            (_, "dport", false) => Some(Match::DestinationPort {
+                proto: Proto::from_name(proto)?,
+                ports: ports(right)?,
+            }),
+            _ => None,
+        };
+    }
+    let key = left.get("meta").or_else(|| left.get("ct"))?["key"].as_str()?;
+    match (key, negated) {
+        ("iifname" | "oifname", false) => Some(Match::Iface {
+            side: if key == "iifname" {
+                IfaceSide::In
+            } else {
+                IfaceSide::Out
+            },
+            set: right.as_str()?.strip_prefix('@')?.to_owned(),
+        }),
+        ("l4proto", false) => Some(Match::Protocol(match right {
+            Value::String(s) => Proto::from_name(s)?,
+            n => Proto::from_number(u8::try_from(n.as_u64()?).ok()?),
+        })),
+        ("state", false) if left.get("ct").is_some() => {
+            let states: BTreeSet<&str> = match right {
+                Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+                s => s.as_str().into_iter().collect(),
+            };
+            (states == BTreeSet::from(["established", "related"]))
+                .then_some(Match::EstablishedOrRelated)
+        }
+        _ => None,
+    }
+}
+
+/// An address, a prefix, a named set or an anonymous set of addresses and prefixes.
+fn addresses(v: &Value) -> Option<AddrMatch> {
+    if let Some(s) = v.as_str().and_then(|s| s.strip_prefix('@')) {
+        return Some(AddrMatch::Set(s.to_owned()));
+    }
+    let addr = |v: &Value| v.as_str()?.parse::<Ipv4Addr>().ok();
+    // An address, a prefix, or a range (what the kernel made of adjacent prefixes).
+    let one = |v: &Value| -> Option<Vec<Ipv4Net>> {
+        if let Some(p) = v.get("prefix") {
+            let len = u8::try_from(p["len"].as_u64()?).ok()?;
+            return Some(vec![Ipv4Net::new(addr(&p["addr"])?, len).ok()?]);
+        }
+        if let Some(Value::Array(r)) = v.get("range") {
+            return Some(AddrMatch::range(addr(r.first()?)?, addr(r.get(1)?)?));
+        }
+        Some(vec![addr(v)?.into()])
+    };
+    let nets = match v.get("set") {
+        Some(Value::Array(items)) => items.iter().map(one).collect::<Option<Vec<_>>>()?,
+        _ => vec![one(v)?],
+    };
+    Some(AddrMatch::nets(nets.into_iter().flatten()))
+}
+
+/// A port, a range, or an anonymous set of them.
+fn ports(v: &Value) -> Option<BTreeSet<PortRange>> {
+    let one = |v: &Value| -> Option<PortRange> {
+        let port = |v: &Value| u16::try_from(v.as_u64()?).ok();
+        match v.get("range") {
+            Some(Value::Array(r)) if r.len() == 2 => {
+                Some(PortRange::new(port(&r[0])?, port(&r[1])?))
+            }
+            _ => Some(PortRange::one(port(v)?)),
+        }
+    };
+    match v.get("set") {
+        Some(Value::Array(items)) => items.iter().map(one).collect(),
+        _ => Some(BTreeSet::from([one(v)?])),
+    }
+}
+
+/// An ICMP type, by nft's name for it or by number.
+fn icmp_type(v: &Value) -> Option<u8> {
+    match v {
+        Value::String(name) => ICMP_TYPES.iter().find(|(_, n)| n == name).map(|(t, _)| *t),
+        n => u8::try_from(n.as_u64()?).ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listing_reads_as_values_and_what_weft_never_writes_is_named() {
+        let json: Value = serde_json::from_str(
+            r#"{"nftables":[{"metainfo":{}},{"table":{"family":"ip","name":"t"}},
+            {"set":{"name":"s_a","type":"ipv4_addr"}},
+            {"chain":{"name":"c"}},
+            {"chain":{"name":"forward","type":"filter","hook":"forward","prio":-5,"policy":"accept"}},
+            {"rule":{"chain":"c","comment":"x","expr":[
+              {"match":{"op":"!=","left":{"payload":{"protocol":"ip","field":"daddr"}},"right":{"set":[{"prefix":{"addr":"192.168.0.0","len":16}},{"range":["10.248.0.0","10.249.0.255"]},"10.2.0.5"]}}},
+              {"match":{"op":"==","left":{"payload":{"protocol":"tcp","field":"dport"}},"right":{"set":[80,{"range":[90,95]}]}}},
+              {"counter":{"packets":0,"bytes":0}},{"goto":{"target":"d"}}]}},
+            {"rule":{"chain":"forward","expr":[
+              {"match":{"op":"in","left":{"ct":{"key":"state"}},"right":["established","related"]}},
+              {"match":{"op":"==","left":{"payload":{"protocol":"icmp","field":"type"}},"right":"echo-request"}},{"accept":null}]}}]}"#,
+        )
+        .unwrap();
+        let t = parse("t", &json).unwrap();
+        assert_eq!(t.sets.len(), 1);
+        assert_eq!(t.chains[1].hook, Some(Hook::Forward { offset: -5 }));
+        let r = &t.chains[0].rules[0];
+        assert_eq!(
+            r.to_string(),
+            "ip daddr != { 10.2.0.5, 10.248.0.0/16, 10.249.0.0/24, 192.168.0.0/16 } tcp dport { 80, 90-95 } counter goto d comment \"x\"",
+            "the range is the prefixes it was made of"
+        );
+        assert_eq!(
+            t.chains[1].rules[0].matches,
+            [Match::EstablishedOrRelated, Match::IcmpType(8)]
+        );
+        let odd: Value = serde_json::from_str(
+            r#"{"nftables":[{"chain":{"name":"c"}},{"rule":{"chain":"c","expr":[{"match":{"op":"==","left":{"meta":{"key":"mark"}},"right":1}},{"accept":null}]}}]}"#,
+        )
+        .unwrap();
+        let e = parse("t", &odd).unwrap_err().to_string();
+        assert!(e.contains("mark"), "{e}");
+    }
+}

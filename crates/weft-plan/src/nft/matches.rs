@@ -1,0 +1,200 @@
+//! What a rule matches: addresses, interfaces, connection state, protocol, ports.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+
+/// Which address of a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// `ip saddr`
+    Source,
+    /// `ip daddr`
+    Destination,
+}
+
+/// Which interface of a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfaceSide {
+    /// `iifname`: the one it came in on.
+    In,
+    /// `oifname`: the one it leaves by.
+    Out,
+}
+
+/// What an address is compared with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddrMatch {
+    /// Networks, written inline: the fewest prefixes that cover the same addresses, in
+    /// order (the kernel merges an anonymous set's adjacent prefixes into ranges, and
+    /// a range read back is split into these same prefixes). One network is written
+    /// bare (`10.0.0.0/8`, a /32 as an address), more as an anonymous set (`{ a, b }`).
+    /// Made by [`AddrMatch::nets`], which keeps that form.
+    Nets(BTreeSet<Ipv4Net>),
+    /// A named set of the table (`@s_…`).
+    Set(String),
+}
+
+impl AddrMatch {
+    pub fn net(net: Ipv4Net) -> AddrMatch {
+        AddrMatch::nets([net])
+    }
+
+    pub fn nets(nets: impl IntoIterator<Item = Ipv4Net>) -> AddrMatch {
+        let nets: Vec<Ipv4Net> = nets.into_iter().collect();
+        AddrMatch::Nets(Ipv4Net::aggregate(&nets).into_iter().collect())
+    }
+
+    /// The addresses from `first` to `last`, as the fewest prefixes.
+    pub fn range(first: Ipv4Addr, last: Ipv4Addr) -> Vec<Ipv4Net> {
+        ipnet::Ipv4Subnets::new(first, last, 0).collect()
+    }
+
+    pub fn addrs(addrs: impl IntoIterator<Item = Ipv4Addr>) -> AddrMatch {
+        AddrMatch::nets(addrs.into_iter().map(Ipv4Net::from))
+    }
+}
+
+/// A transport protocol, as `meta l4proto` and port matches name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Proto {
+    Tcp,
+    Udp,
+    Sctp,
+    Icmp,
+    /// By number: what a protocol nft has no name for is written as.
+    Number(u8),
+}
+
+impl Proto {
+    /// Kubernetes' and Calico's spelling (`TCP`, `UDP`, `SCTP`, `ICMP`), any case.
+    pub fn from_name(name: &str) -> Option<Proto> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "tcp" => Proto::Tcp,
+            "udp" => Proto::Udp,
+            "sctp" => Proto::Sctp,
+            "icmp" => Proto::Icmp,
+            n => Proto::Number(n.parse().ok()?),
+        })
+    }
+
+    /// The protocol's number (what the kernel keeps).
+    pub fn number(&self) -> u8 {
+        match self {
+            Proto::Tcp => 6,
+            Proto::Udp => 17,
+            Proto::Sctp => 132,
+            Proto::Icmp => 1,
+            Proto::Number(n) => *n,
+        }
+    }
+
+    /// The named protocol for a number, if nft has a name for it.
+    pub fn from_number(n: u8) -> Proto {
+        [Proto::Tcp, Proto::Udp, Proto::Sctp, Proto::Icmp]
+            .into_iter()
+            .find(|p| p.number() == n)
+            .unwrap_or(Proto::Number(n))
+    }
+}
+
+/// A port or an inclusive range of ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl PortRange {
+    pub fn one(port: u16) -> PortRange {
+        PortRange {
+            first: port,
+            last: port,
+        }
+    }
+
+    /// `first..=last`, or one port when `last` is not above `first`.
+    pub fn new(first: u16, last: u16) -> PortRange {
+        PortRange {
+            first,
+            last: last.max(first),
+        }
+    }
+}
+
+/// One match of a rule; a rule matches when all of its matches do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Match {
+    /// `ip saddr 10.0.0.0/8`, `ip daddr != { … }`, `ip saddr @set`.
+    Addr {
+        side: Side,
+        negated: bool,
+        value: AddrMatch,
+    },
+    /// `iifname @set`, `oifname @set`.
+    Iface { side: IfaceSide, set: String },
+    /// `ct state established,related`.
+    EstablishedOrRelated,
+    /// `meta l4proto tcp`.
+    Protocol(Proto),
+    /// `tcp dport 80`, `udp dport 1000-2000`, `sctp dport { 80, 443 }`.
+    DestinationPort {
+        proto: Proto,
+        ports: BTreeSet<PortRange>,
+    },
+    /// `icmp type 8` (listed back by name: `echo-request`).
+    IcmpType(u8),
+}
+
+impl Match {
+    pub fn addr(side: Side, value: AddrMatch) -> Match {
+        Match::Addr {
+            side,
+            negated: false,
+            value,
+        }
+    }
+
+    pub fn not_addr(side: Side, value: AddrMatch) -> Match {
+        Match::Addr {
+            side,
+            negated: true,
+            value,
+        }
+    }
+
+    pub fn saddr(value: AddrMatch) -> Match {
+        Match::addr(Side::Source, value)
+    }
+
+    pub fn daddr(value: AddrMatch) -> Match {
+        Match::addr(Side::Destination, value)
+    }
+
+    pub fn dports(proto: Proto, ports: impl IntoIterator<Item = PortRange>) -> Match {
+        Match::DestinationPort {
+            proto,
+            ports: ports.into_iter().collect(),
+        }
+    }
+}
+
+/// ICMP type names as nft lists them (`icmp type echo-request`).
+pub const ICMP_TYPES: &[(u8, &str)] = &[
+    (0, "echo-reply"),
+    (3, "destination-unreachable"),
+    (4, "source-quench"),
+    (5, "redirect"),
+    (8, "echo-request"),
+    (9, "router-advertisement"),
+    (10, "router-solicitation"),
+    (11, "time-exceeded"),
+    (12, "parameter-problem"),
+    (13, "timestamp-request"),
+    (14, "timestamp-reply"),
+    (15, "info-request"),
+    (16, "info-reply"),
+    (17, "address-mask-request"),
+    (18, "address-mask-reply"),
+];
