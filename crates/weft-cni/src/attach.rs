@@ -305,7 +305,8 @@ pub async fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weft_kernel::fake::{FakeNet, FakeOp};
+    use weft_kernel::fake::FakeNet;
+    use weft_kernel::faults::{FaultOp, Faults, Faulty};
     use weft_plan::RouteKind;
 
     #[test]
@@ -413,8 +414,9 @@ mod tests {
     #[tokio::test]
     async fn a_failure_half_way_leaves_nothing_behind() {
         let fake = FakeNet::new();
-        fake.fail(FakeOp::AddRoute, libc::ENETUNREACH);
-        let err = add(&fake.host(), &request(Mode::Routed))
+        let faults = Faults::new();
+        faults.fail(FaultOp::AddRoute, libc::ENETUNREACH);
+        let err = add(&Faulty::new(fake.host(), faults), &request(Mode::Routed))
             .await
             .err()
             .expect("the route is refused");

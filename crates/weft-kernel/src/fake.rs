@@ -1,8 +1,9 @@
 //! An in-memory host for testing decision code without root: [`FakeNet`] keeps links,
 //! addresses, routes, neighbour and FDB entries, settings and the firewall of each
-//! network namespace it is asked about, answers like the kernel (a duplicate route is
-//! `EEXIST`, a gateway off every connected network `ENETUNREACH`, a missing device
-//! `ENODEV`), and can be told to refuse an operation or a single route.
+//! network namespace it is asked about, and answers like the kernel (a duplicate route
+//! is `EEXIST`, a gateway off every connected network `ENETUNREACH`, a missing device
+//! `ENODEV`). It models state only: to have an operation or a single route refused,
+//! wrap it (or any dataplane) in [`crate::faults::Faulty`].
 //!
 //! A test holds the [`FakeNet`] and hands [`FakeNet::host`] (or a namespace's view) to
 //! the code under test as its [`Dataplane`]; it then reads the state back, or changes it
@@ -30,30 +31,6 @@ use crate::monitor::KernelEvent;
 use crate::nft_sets::{Elements, LoadedSets, SetTable};
 use crate::prelude::*;
 use crate::sysctl::setting_file;
-
-/// An operation the fake can be told to refuse (see [`FakeNet::fail`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum FakeOp {
-    ReadLinks,
-    ReadAddresses,
-    ReadRoutes,
-    ReadNeighbours,
-    ReadFdb,
-    /// Creating or changing an overlay device.
-    Overlay,
-    Bridge,
-    Veth,
-    SetLink,
-    Address,
-    /// Adding a route without Weft's mark.
-    AddRoute,
-    /// Applying a batch of Weft's routes (the whole batch fails, not single changes).
-    RouteBatch,
-    Neighbour,
-    Sysctl,
-    Firewall,
-    Watch,
-}
 
 /// What kind of link a fake link is.
 #[derive(Debug, Clone, PartialEq)]
@@ -116,8 +93,6 @@ struct World {
     /// `None`: the host's own namespace.
     namespaces: BTreeMap<Option<PathBuf>, Namespace>,
     next_index: u32,
-    failures: BTreeMap<FakeOp, Refusal>,
-    refused_routes: BTreeMap<Ipv4Net, i32>,
     /// Every change made through a dataplane (not by the test), in order.
     journal: Vec<String>,
     events: Option<mpsc::Sender<KernelEvent>>,
@@ -201,24 +176,6 @@ impl FakeNet {
             ns.default_dev = Some(index);
         }
         index
-    }
-
-    /// Refuses `op` with `errno` until [`FakeNet::heal`].
-    pub fn fail(&self, op: FakeOp, errno: i32) {
-        self.world().failures.insert(op, Refusal::Errno(errno));
-    }
-
-    pub fn heal(&self, op: FakeOp) {
-        self.world().failures.remove(&op);
-    }
-
-    /// Refuses every change to the route for `dst` with `errno`; the rest still apply.
-    pub fn refuse_route(&self, dst: Ipv4Net, errno: i32) {
-        self.world().refused_routes.insert(dst, errno);
-    }
-
-    pub fn accept_route(&self, dst: Ipv4Net) {
-        self.world().refused_routes.remove(&dst);
     }
 
     /// Deletes a route by hand, as an operator would; whether there was one.
@@ -354,16 +311,6 @@ impl World {
         self.namespaces.entry(ns.clone()).or_default()
     }
 
-    fn check(&self, op: FakeOp, what: &'static str) -> Result<(), KernelError> {
-        match self.failures.get(&op) {
-            Some(refusal) => Err(KernelError::Refused {
-                op: what,
-                refusal: refusal.clone(),
-            }),
-            None => Ok(()),
-        }
-    }
-
     fn log(&mut self, entry: String) {
         self.journal.push(entry);
     }
@@ -453,20 +400,18 @@ impl FakeDataplane {
         entry: fn(&T) -> (K, V),
     ) -> Applied<T> {
         let mut w = self.world();
-        let fail = w.failures.get(&FakeOp::Neighbour).cloned();
         let mut applied = Applied::default();
         for change in changes {
             let ns = w.ns(&self.ns);
             let has_link = ns.links.contains_key(&index);
             let (key, value) = entry(change.item());
-            let result = match (&fail, change) {
-                (Some(refusal), _) => Err(refusal.clone()),
+            let result = match change {
                 _ if !has_link => Err(Refusal::Errno(libc::ENODEV)),
-                (None, Change::Add(_) | Change::Replace(_)) => {
+                Change::Add(_) | Change::Replace(_) => {
                     table(ns).insert((index, key), value);
                     Ok(())
                 }
-                (None, Change::Remove(_)) => match table(ns).remove(&(index, key)) {
+                Change::Remove(_) => match table(ns).remove(&(index, key)) {
                     Some(_) => Ok(()),
                     None => Err(Refusal::Errno(libc::ENOENT)),
                 },
@@ -624,20 +569,17 @@ impl FakeDataplane {
 impl Links for FakeDataplane {
     async fn links(&self) -> Result<Vec<LinkInfo>, KernelError> {
         let mut w = self.world();
-        w.check(FakeOp::ReadLinks, "list links")?;
         Ok(w.ns(&self.ns).links.values().map(FakeLink::info).collect())
     }
 
     async fn link(&self, name: &str) -> Result<Option<LinkInfo>, KernelError> {
         let mut w = self.world();
-        w.check(FakeOp::ReadLinks, "read link")?;
         let ns = w.ns(&self.ns);
         Ok(ns.index_of(name).map(|i| ns.links[&i].info()))
     }
 
     async fn ensure_overlay(&self, spec: &OverlaySpec) -> Result<(u32, LinkOutcome), KernelError> {
         let mut w = self.world();
-        w.check(FakeOp::Overlay, "set up the overlay device")?;
         let (index, outcome) = match spec {
             OverlaySpec::Vxlan(s) => self.ensure_vxlan(&mut w, s)?,
             OverlaySpec::Ipip(s) => self.ensure_plain(
@@ -677,7 +619,6 @@ impl Links for FakeDataplane {
 
     async fn ensure_bridge(&self, name: &str, mtu: u32) -> Result<LinkInfo, KernelError> {
         let mut w = self.world();
-        w.check(FakeOp::Bridge, "create bridge")?;
         let (index, outcome) = self.ensure_plain(&mut w, name, mtu, FakeLinkKind::Bridge, true)?;
         if outcome == LinkOutcome::Created {
             w.log(format!("bridge {name}"));
@@ -687,7 +628,6 @@ impl Links for FakeDataplane {
 
     async fn add_veth(&self, pair: &VethPair) -> Result<(), KernelError> {
         let mut w = self.world();
-        w.check(FakeOp::Veth, "create veth pair")?;
         let peer_ns = Some(pair.peer_netns.clone());
         if w.ns(&self.ns).index_of(&pair.host).is_some()
             || w.ns(&peer_ns).index_of(&pair.peer).is_some()
@@ -728,7 +668,6 @@ impl Links for FakeDataplane {
 
     async fn set_link(&self, index: u32, update: LinkUpdate) -> Result<(), KernelError> {
         let mut w = self.world();
-        w.check(FakeOp::SetLink, "set link")?;
         let link = w
             .ns(&self.ns)
             .links
@@ -767,13 +706,11 @@ impl Links for FakeDataplane {
 impl Addresses for FakeDataplane {
     async fn ipv4_addresses(&self) -> Result<Vec<AddrInfo>, KernelError> {
         let mut w = self.world();
-        w.check(FakeOp::ReadAddresses, "list addresses")?;
         Ok(w.ns(&self.ns).addresses.clone())
     }
 
     async fn ensure_address(&self, index: u32, address: Ipv4Net) -> Result<(), KernelError> {
         let mut w = self.world();
-        w.check(FakeOp::Address, "add address")?;
         let ns = w.ns(&self.ns);
         if !ns.links.contains_key(&index) {
             return Err(refused("add address", libc::ENODEV));
@@ -794,13 +731,11 @@ impl Addresses for FakeDataplane {
 impl Routes for FakeDataplane {
     async fn default_route_dev(&self) -> Result<Option<u32>, KernelError> {
         let mut w = self.world();
-        w.check(FakeOp::ReadRoutes, "list routes")?;
         Ok(w.ns(&self.ns).default_dev)
     }
 
     async fn weft_routes(&self) -> Result<Vec<Route>, KernelError> {
         let mut w = self.world();
-        w.check(FakeOp::ReadRoutes, "list routes")?;
         Ok(w.ns(&self.ns)
             .routes
             .values()
@@ -814,34 +749,28 @@ impl Routes for FakeDataplane {
         changes: Vec<RouteChange>,
     ) -> Result<Applied<Route>, KernelError> {
         let mut w = self.world();
-        w.check(FakeOp::RouteBatch, "apply routes")?;
         let mut applied = Applied::default();
         for change in changes {
             let r = *change.item();
-            let result = match w.refused_routes.get(&r.dst) {
-                Some(errno) => Err(*errno),
-                None => {
-                    let ns = w.ns(&self.ns);
-                    match change {
-                        Change::Add(_) if ns.routes.contains_key(&r.dst) => Err(libc::EEXIST),
-                        Change::Add(_) | Change::Replace(_) => ns.admits(&r).map(|()| {
-                            ns.routes.insert(
-                                r.dst,
-                                FakeRoute {
-                                    route: r,
-                                    weft: true,
-                                },
-                            );
-                        }),
-                        Change::Remove(_) => match ns.routes.get(&r.dst) {
-                            Some(have) if have.weft && have.route == r => {
-                                ns.routes.remove(&r.dst);
-                                Ok(())
-                            }
-                            _ => Err(libc::ESRCH),
+            let ns = w.ns(&self.ns);
+            let result = match change {
+                Change::Add(_) if ns.routes.contains_key(&r.dst) => Err(libc::EEXIST),
+                Change::Add(_) | Change::Replace(_) => ns.admits(&r).map(|()| {
+                    ns.routes.insert(
+                        r.dst,
+                        FakeRoute {
+                            route: r,
+                            weft: true,
                         },
+                    );
+                }),
+                Change::Remove(_) => match ns.routes.get(&r.dst) {
+                    Some(have) if have.weft && have.route == r => {
+                        ns.routes.remove(&r.dst);
+                        Ok(())
                     }
-                }
+                    _ => Err(libc::ESRCH),
+                },
             };
             if result.is_ok() {
                 w.log(match change {
@@ -857,7 +786,6 @@ impl Routes for FakeDataplane {
 
     async fn add_route(&self, route: &Route) -> Result<(), KernelError> {
         let mut w = self.world();
-        w.check(FakeOp::AddRoute, "add route")?;
         let ns = w.ns(&self.ns);
         if ns.routes.contains_key(&route.dst) {
             return Err(refused("add route", libc::EEXIST));
@@ -879,13 +807,11 @@ impl Routes for FakeDataplane {
 impl Neighbours for FakeDataplane {
     async fn neighbours(&self, index: u32) -> Result<Vec<Neighbour>, KernelError> {
         let mut w = self.world();
-        w.check(FakeOp::ReadNeighbours, "list neighbours")?;
         Ok(w.ns(&self.ns).neighbours_of(index))
     }
 
     async fn fdb(&self, index: u32) -> Result<Vec<FdbEntry>, KernelError> {
         let mut w = self.world();
-        w.check(FakeOp::ReadFdb, "list fdb")?;
         Ok(w.ns(&self.ns).fdb_of(index))
     }
 
@@ -915,13 +841,11 @@ impl Neighbours for FakeDataplane {
 impl Sysctls for FakeDataplane {
     fn forwarding(&self) -> Result<bool, KernelError> {
         let mut w = self.world();
-        w.check(FakeOp::Sysctl, "net/ipv4/ip_forward")?;
         Ok(w.ns(&self.ns).forwarding)
     }
 
     fn ensure_forwarding(&self) -> Result<bool, KernelError> {
         let mut w = self.world();
-        w.check(FakeOp::Sysctl, "net/ipv4/ip_forward")?;
         let ns = w.ns(&self.ns);
         let changed = !ns.forwarding;
         ns.forwarding = true;
@@ -930,7 +854,6 @@ impl Sysctls for FakeDataplane {
 
     fn set_link_setting(&self, setting: &LinkSetting) -> Result<(), KernelError> {
         let mut w = self.world();
-        w.check(FakeOp::Sysctl, "write setting")?;
         let (file, value) = setting_file(setting);
         // As the kernel's: writing what is already there changes nothing.
         if w.ns(&self.ns)
@@ -948,7 +871,6 @@ impl Sysctls for FakeDataplane {
 impl Firewall for FakeDataplane {
     fn apply_firewall(&self, plan: &FirewallPlan) -> Result<bool, KernelError> {
         let mut w = self.world();
-        w.check(FakeOp::Firewall, "load nftables rules")?;
         let ns = w.ns(&self.ns);
         if ns.firewall.as_ref() == Some(plan) {
             return Ok(false);
@@ -960,7 +882,6 @@ impl Firewall for FakeDataplane {
 
     fn load_set_table(&self, table: &SetTable) -> Result<(), KernelError> {
         let mut w = self.world();
-        w.check(FakeOp::Firewall, "load an nftables table")?;
         w.ns(&self.ns)
             .tables
             .insert(table.name().to_owned(), table.clone());
@@ -970,7 +891,6 @@ impl Firewall for FakeDataplane {
 
     fn set_table(&self, table: &str) -> Result<Option<LoadedSets>, KernelError> {
         let mut w = self.world();
-        w.check(FakeOp::Firewall, "list an nftables table")?;
         Ok(w.ns(&self.ns).tables.get(table).map(|t| LoadedSets {
             fingerprint: t.fingerprint().to_owned(),
             elements: t.elements.clone(),
@@ -980,7 +900,6 @@ impl Firewall for FakeDataplane {
 
     fn set_table_fingerprint(&self, table: &str) -> Result<Option<String>, KernelError> {
         let mut w = self.world();
-        w.check(FakeOp::Firewall, "read an nftables table's comment")?;
         Ok(w.ns(&self.ns)
             .tables
             .get(table)
@@ -991,8 +910,6 @@ impl Firewall for FakeDataplane {
         &self,
         table: &str,
     ) -> Result<Vec<crate::nft_sets::RuleCounter>, KernelError> {
-        let w = self.world();
-        w.check(FakeOp::Firewall, "read an nftables table's counters")?;
         let _ = table; // the fake counts no packets
         Ok(Vec::new())
     }
@@ -1004,7 +921,6 @@ impl Firewall for FakeDataplane {
         remove: &Elements,
     ) -> Result<(), KernelError> {
         let mut w = self.world();
-        w.check(FakeOp::Firewall, "change nftables set elements")?;
         let Some(t) = w.ns(&self.ns).tables.get_mut(table) else {
             return Err(KernelError::Firewall(crate::nft::NftError::Refused {
                 cmd: "nft",
@@ -1028,7 +944,6 @@ impl Firewall for FakeDataplane {
 
     fn firewall_loaded(&self) -> Result<bool, KernelError> {
         let mut w = self.world();
-        w.check(FakeOp::Firewall, "list nftables tables")?;
         Ok(w.ns(&self.ns).firewall.is_some())
     }
 
@@ -1042,7 +957,6 @@ impl Firewall for FakeDataplane {
 impl Offloads for FakeDataplane {
     async fn ensure_big_tcp(&self, index: u32, wanted: u32) -> Result<Option<u32>, KernelError> {
         let mut w = self.world();
-        w.check(FakeOp::SetLink, "set the IPv4 GSO/GRO limits")?;
         let link = w
             .ns(&self.ns)
             .links
@@ -1056,7 +970,6 @@ impl Offloads for FakeDataplane {
 impl Namespaces for FakeDataplane {
     fn watch(&self) -> Result<mpsc::Receiver<KernelEvent>, KernelError> {
         let mut w = self.world();
-        w.check(FakeOp::Watch, "watch kernel events")?;
         let (tx, rx) = mpsc::channel(1);
         w.events = Some(tx);
         Ok(rx)
@@ -1123,17 +1036,6 @@ mod tests {
         let mut events = fake.host().watch().unwrap();
         fake.notify(KernelEvent::Route);
         assert_eq!(events.recv().await, Some(KernelEvent::Route));
-    }
-
-    #[tokio::test]
-    async fn failures_are_told_and_healed() {
-        let fake = FakeNet::new();
-        let dp = fake.host();
-        fake.fail(FakeOp::ReadRoutes, libc::EBUSY);
-        let err = dp.weft_routes().await.unwrap_err();
-        assert_eq!(err.errno(), Some(libc::EBUSY), "{err}");
-        fake.heal(FakeOp::ReadRoutes);
-        assert!(dp.weft_routes().await.unwrap().is_empty());
     }
 
     #[tokio::test]

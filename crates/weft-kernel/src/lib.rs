@@ -7,12 +7,15 @@
 //! - [`dataplane`]: the [`Dataplane`] trait, everything Weft asks of a host.
 //! - [`linux`]: the Linux implementation, one file per kernel object (links, addresses,
 //!   routes, neighbours and FDB entries, offloads) over rtnetlink.
-//! - `fake` (feature `fake`, for other crates' tests): an in-memory host that records
-//!   state and can be told to refuse, for testing decision code without root.
+//! - `fake` (feature `fake`, for other crates' tests): an in-memory host that models
+//!   state, for testing decision code without root; `faults` wraps any dataplane
+//!   (the fake, or a real one) to refuse the operations a test names.
 //! - [`batch`]: route changes in batches of 256 per `sendmsg`.
 //! - [`monitor`]: netlink events that may mean someone changed what Weft owns; [`own`]
 //!   tells Weft's own changes from others'.
-//! - [`nft`]: the forwarding and masquerade rules, rendered as text and loaded atomically.
+//! - [`nft`]: loading a [`weft_plan::nft::Table`] atomically (the forwarding and
+//!   masquerade table); [`nft_sets`]: tables whose set elements change in place;
+//!   [`nft_netlink`]: elements over netlink; [`nft_read`]: a loaded table read back.
 //! - [`sysctl`]: the few sysctls a router needs, and per-link settings.
 //! - [`bigtcp`]: the IPv4 BIG TCP limits of a link.
 //! - [`netns`]: running code inside another network namespace.
@@ -28,6 +31,8 @@ pub mod dataplane;
 pub mod error;
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
+#[cfg(any(test, feature = "fake"))]
+pub mod faults;
 pub mod linux;
 pub mod monitor;
 pub mod netns;

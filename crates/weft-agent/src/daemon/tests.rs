@@ -10,7 +10,8 @@ use std::sync::Arc;
 use clap::Parser;
 use ipnet::Ipv4Net;
 use weft_alloc::{NetworkConfig, Registry};
-use weft_kernel::fake::{FakeNet, FakeOp, FakeRoute};
+use weft_kernel::fake::{FakeNet, FakeRoute};
+use weft_kernel::faults::{FaultOp, Faults, Faulty};
 use weft_plan::{Route, RouteKind};
 use weft_store::WatchEvent;
 
@@ -36,6 +37,8 @@ fn ip(s: &str) -> Ipv4Addr {
 /// store holding the config `backend`.
 struct Rig {
     fake: FakeNet,
+    /// What the agent's dataplane (the fake, wrapped) refuses.
+    faults: Faults,
     eth0: u32,
     agent: Agent,
     registry: Registry,
@@ -60,10 +63,12 @@ impl Rig {
             "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\n",
         )
         .unwrap();
-        let agent = start(&fake, &dir).await;
+        let faults = Faults::new();
+        let agent = start(&fake, &faults, &dir).await;
         assert_eq!(agent.view.node.lease.subnet, net("10.244.1.0/24"));
         Rig {
             fake,
+            faults,
             eth0,
             agent,
             registry: rig_registry,
@@ -110,7 +115,7 @@ impl Rig {
     /// Starts a new agent on the same host and store: it must change nothing.
     async fn assert_restart_changes_nothing(&mut self) {
         self.fake.clear_journal();
-        self.agent = start(&self.fake, &self.dir).await;
+        self.agent = start(&self.fake, &self.faults, &self.dir).await;
         self.agent.reconcile(Why::Start).await;
         assert!(
             self.fake.journal().is_empty(),
@@ -137,7 +142,7 @@ async fn registry(dir: &tempfile::TempDir) -> Registry {
 }
 
 /// Starts an agent on the fake host, as `weftd` would with these options.
-async fn start(fake: &FakeNet, dir: &tempfile::TempDir) -> Agent {
+async fn start(fake: &FakeNet, faults: &Faults, dir: &tempfile::TempDir) -> Agent {
     let path = |f: &str| dir.path().join(f).display().to_string();
     let mut cli = Cli::parse_from([
         "weftd",
@@ -151,7 +156,8 @@ async fn start(fake: &FakeNet, dir: &tempfile::TempDir) -> Agent {
         &path("bgp.json"),
     ]);
     cli.agent.api_socket = std::path::PathBuf::new();
-    let (agent, _) = Agent::start(cli.agent, Arc::new(fake.host()), Arc::default())
+    let dp = Faulty::new(fake.host(), faults.clone());
+    let (agent, _) = Agent::start(cli.agent, Arc::new(dp), Arc::default())
         .await
         .expect("agent starts on the fake host");
     agent
@@ -271,7 +277,8 @@ async fn kernel_drift_is_repaired_and_only_weft_s_routes_are_touched() {
 async fn a_kernel_refusal_leaves_the_rest_applied_and_is_retried() {
     let mut rig = Rig::new(HOST_GW).await;
     rig.agent.reconcile(Why::Start).await;
-    rig.fake.refuse_route(net("10.244.201.0/24"), libc::EINVAL);
+    rig.faults
+        .refuse_route(net("10.244.201.0/24"), libc::EINVAL);
     rig.put_peer("10.244.200.0/24", "192.168.1.2", "host-gw", NULL)
         .await;
     rig.put_peer("10.244.201.0/24", "192.168.1.3", "host-gw", NULL)
@@ -285,7 +292,7 @@ async fn a_kernel_refusal_leaves_the_rest_applied_and_is_retried() {
         "a plan the kernel did not take in full is no base for a delta"
     );
     // The kernel takes it at the next resync.
-    rig.fake.accept_route(net("10.244.201.0/24"));
+    rig.faults.accept_route(net("10.244.201.0/24"));
     rig.agent.reconcile(Why::Resync).await;
     assert!(rig.route_to("10.244.201.0/24").is_some());
     assert!(rig.agent.routes.has_base());
@@ -298,11 +305,11 @@ async fn a_kernel_that_cannot_be_read_keeps_every_route() {
         .await;
     rig.agent.reconcile(Why::Start).await;
     let before = rig.fake.routes();
-    rig.fake.fail(FakeOp::ReadRoutes, libc::ENOBUFS);
+    rig.faults.fail(FaultOp::ReadRoutes, libc::ENOBUFS);
     rig.delete_peer("10.244.200.0/24").await;
     rig.agent.reconcile(Why::Store).await;
     assert_eq!(rig.fake.routes(), before, "nothing changed blind");
-    rig.fake.heal(FakeOp::ReadRoutes);
+    rig.faults.heal(FaultOp::ReadRoutes);
     rig.agent.reconcile(Why::Resync).await;
     assert!(rig.fake.weft_routes().is_empty());
 }
@@ -372,7 +379,7 @@ async fn a_removed_overlay_device_is_made_again_with_its_entries() {
     assert_eq!(rig.metric(|m| &m.repairs), 1);
 
     // Without the device nothing else is touched.
-    rig.fake.fail(FakeOp::Overlay, libc::EPERM);
+    rig.faults.fail(FaultOp::Overlay, libc::EPERM);
     rig.fake.clear_journal();
     rig.agent.reconcile(Why::Resync).await;
     assert!(rig.fake.journal().is_empty());
@@ -388,7 +395,7 @@ async fn a_restart_on_an_unchanged_host_changes_nothing() {
     let subnet = rig.own_subnet();
     drop(rig.agent);
     rig.fake.clear_journal();
-    let mut again = start(&rig.fake, &rig.dir).await;
+    let mut again = start(&rig.fake, &rig.faults, &rig.dir).await;
     again.reconcile(Why::Start).await;
     assert_eq!(
         again.view.node.lease.subnet, subnet,
@@ -846,7 +853,7 @@ async fn policy_rules_follow_the_store_keep_on_refusal_and_survive_a_restart() {
     // The kernel refuses the next table: the loaded one stays, and is not counted as
     // enforcing the new revision.
     let before = rig.agent.policy.enforced();
-    rig.fake.fail(FakeOp::Firewall, libc::EPERM);
+    rig.faults.fail(FaultOp::Firewall, libc::EPERM);
     assert!(!rig.delete_key(format!("{pol}networkpolicies/x/a")).await);
     assert!(rig.agent.policy_pending());
     rig.agent.reconcile(Why::Store).await;
@@ -855,7 +862,7 @@ async fn policy_rules_follow_the_store_keep_on_refusal_and_survive_a_restart() {
         Some(table.as_str())
     );
     assert_eq!(rig.agent.policy.enforced(), before);
-    rig.fake.heal(FakeOp::Firewall);
+    rig.faults.heal(FaultOp::Firewall);
     rig.agent.reconcile(Why::Resync).await;
     let now = rig.fake.nft_table("weftpol").unwrap();
     assert!(
