@@ -205,21 +205,33 @@ impl Metrics {
     }
 
     /// `Ok` while reconciles keep happening; the reason otherwise.
-    pub fn health(&self, resync: Duration) -> Result<(), String> {
+    pub fn health(&self, resync: Duration) -> Result<(), Unhealthy> {
         if let Some(why) = self.lease_taken.lock().expect("lock").clone() {
-            return Err(why);
+            return Err(Unhealthy::LeaseTaken(why));
         }
         let last = self.last_reconcile.load(Ordering::Relaxed);
         if last == 0 {
-            return Err("starting: no reconcile yet".into());
+            return Err(Unhealthy::Starting);
         }
         let age = now_secs().saturating_sub(last);
         let limit = (resync * 2).as_secs().max(5);
         if age > limit {
-            return Err(format!("last reconcile {age}s ago (limit {limit}s)"));
+            return Err(Unhealthy::Stalled { age, limit });
         }
         Ok(())
     }
+}
+
+/// Why `/healthz` answers 503.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unhealthy {
+    /// This node's subnet is leased to someone else (the reason as logged).
+    #[error("{0}")]
+    LeaseTaken(String),
+    #[error("starting: no reconcile yet")]
+    Starting,
+    #[error("last reconcile {age}s ago (limit {limit}s)")]
+    Stalled { age: u64, limit: u64 },
 }
 
 fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
@@ -299,6 +311,7 @@ mod tests {
         assert!(m
             .health(Duration::from_secs(30))
             .unwrap_err()
+            .to_string()
             .contains("no reconcile yet"));
         m.reconciled();
         m.routes.store(3, Ordering::Relaxed);
@@ -314,6 +327,7 @@ mod tests {
         assert!(m
             .health(Duration::from_secs(30))
             .unwrap_err()
+            .to_string()
             .contains("ago"));
     }
 

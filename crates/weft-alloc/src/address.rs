@@ -31,43 +31,58 @@ pub enum ClaimError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{ip} cannot be held outside a node's subnet: {reason}")]
-    Unusable { ip: Ipv4Addr, reason: String },
+    Unusable { ip: Ipv4Addr, reason: Unclaimable },
     #[error("{ip} is already held by container {} on node {}", .holder.container_id, .holder.node)]
     Taken { ip: Ipv4Addr, holder: AddressClaim },
 }
 
+/// Why an address may not be held as a single address.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum Unclaimable {
+    #[error("only the bgp backend announces single addresses, and this network runs {0}")]
+    NotBgp(&'static str),
+    #[error("it is outside the Network {0}")]
+    Outside(Ipv4Net),
+    #[error("it is the network or broadcast address of {0}")]
+    NetworkOrBroadcast(Ipv4Net),
+    #[error("{block} is in the range leases are drawn from ({min} to {max}); use an address outside it, or one of the node's own subnet")]
+    InLeaseRange {
+        block: Ipv4Net,
+        min: Ipv4Addr,
+        max: Ipv4Addr,
+    },
+    #[error("it is inside {subnet}, leased to {node}")]
+    Leased { subnet: Ipv4Net, node: Ipv4Addr },
+    #[error("its claim in the store is unreadable; remove it with weftctl")]
+    Unreadable,
+}
+
 /// Why `ip` may not be claimed as a single address under `cfg` with these leases, if so.
-pub fn check(cfg: &NetworkConfig, leases: &[Lease], ip: Ipv4Addr) -> Result<(), String> {
+pub fn check(cfg: &NetworkConfig, leases: &[Lease], ip: Ipv4Addr) -> Result<(), Unclaimable> {
     if cfg.backend != BackendKind::Bgp {
-        return Err(format!(
-            "only the bgp backend announces single addresses, and this network runs {}",
-            cfg.backend.name()
-        ));
+        return Err(Unclaimable::NotBgp(cfg.backend.name()));
     }
     if !cfg.network.contains(&ip) {
-        return Err(format!("it is outside the Network {}", cfg.network));
+        return Err(Unclaimable::Outside(cfg.network));
     }
     if ip == cfg.network.network() || ip == cfg.network.broadcast() {
-        return Err(format!(
-            "it is the network or broadcast address of {}",
-            cfg.network
-        ));
+        return Err(Unclaimable::NetworkOrBroadcast(cfg.network));
     }
     let block = Ipv4Net::new(ip, cfg.subnet_len)
         .expect("subnet length <= 32")
         .trunc();
     if pool::contains(cfg, &block) {
-        return Err(format!(
-            "{block} is in the range leases are drawn from ({} to {}); use an address outside it, \
-             or one of the node's own subnet",
-            cfg.subnet_min, cfg.subnet_max
-        ));
+        return Err(Unclaimable::InLeaseRange {
+            block,
+            min: cfg.subnet_min,
+            max: cfg.subnet_max,
+        });
     }
     if let Some(l) = leases.iter().find(|l| l.subnet.contains(&ip)) {
-        return Err(format!(
-            "it is inside {}, leased to {}",
-            l.subnet, l.attrs.public_ip
-        ));
+        return Err(Unclaimable::Leased {
+            subnet: l.subnet,
+            node: l.attrs.public_ip,
+        });
     }
     Ok(())
 }
@@ -120,7 +135,7 @@ impl Registry {
             Some(holder) => Err(ClaimError::Taken { ip, holder }),
             None => Err(ClaimError::Unusable {
                 ip,
-                reason: "its claim in the store is unreadable; remove it with weftctl".into(),
+                reason: Unclaimable::Unreadable,
             }),
         }
     }
@@ -162,7 +177,7 @@ mod tests {
     fn which_addresses_qualify() {
         let c = cfg(BGP);
         assert_eq!(check(&c, &[], ip("10.244.0.7")), Ok(()));
-        let no = |s: &str, leases: &[Lease]| check(&c, leases, ip(s)).unwrap_err();
+        let no = |s: &str, leases: &[Lease]| check(&c, leases, ip(s)).unwrap_err().to_string();
         assert!(no("10.245.0.7", &[]).contains("outside the Network"));
         assert!(no("10.244.0.0", &[]).contains("network or broadcast"));
         assert!(no("10.244.3.7", &[])
@@ -182,6 +197,7 @@ mod tests {
         let hostgw = cfg(r#"{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}"#);
         assert!(check(&hostgw, &[], ip("10.244.0.7"))
             .unwrap_err()
+            .to_string()
             .contains("only the bgp backend"));
     }
 

@@ -26,6 +26,8 @@ pub enum BlockError {
     Store(#[from] StoreError),
     #[error("invalid pool: {0}")]
     Invalid(String),
+    #[error("invalid pool: {0}")]
+    Pool(#[from] weft_model::blocks::PoolError),
     #[error("no pool named {0:?}")]
     UnknownPool(String),
     #[error("pool {name:?} has blocks in use: {}", .blocks.join(", "))]
@@ -67,7 +69,7 @@ impl Registry {
         if others.iter().any(|o| o.name == pool.name) {
             return Err(BlockError::Invalid(format!("pool {:?} exists", pool.name)));
         }
-        pool.check(&others).map_err(BlockError::Invalid)?;
+        pool.check(&others)?;
         // The cluster network is leased out as node subnets: a pool inside it would hand
         // out addresses a lease also covers.
         let cluster = self
@@ -237,18 +239,22 @@ mod tests {
         assert!(pool("q", "10.248.128.0/17", 26)
             .check(std::slice::from_ref(&p))
             .unwrap_err()
+            .to_string()
             .contains("overlaps"));
         assert!(pool("q", "10.249.0.1/24", 26)
             .check(&[])
             .unwrap_err()
+            .to_string()
             .contains("host bits"));
         assert!(pool("q", "10.249.0.0/24", 19)
             .check(&[])
             .unwrap_err()
+            .to_string()
             .contains("out of range"));
         assert!(pool("q", "10.249.0.0/28", 26)
             .check(&[])
             .unwrap_err()
+            .to_string()
             .contains("larger than the pool"));
         assert_eq!(
             p.block_of(ip("10.248.1.70")),

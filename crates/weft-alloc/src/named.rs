@@ -18,6 +18,8 @@ pub enum NamedError {
     Store(#[from] StoreError),
     #[error("invalid network: {0}")]
     Invalid(String),
+    #[error("invalid network: {0}")]
+    Request(#[from] weft_model::named::RequestError),
     #[error("network {0:?} already exists")]
     Exists(String),
     #[error("no network named {0:?}")]
@@ -33,7 +35,7 @@ pub enum NamedError {
     Unusable {
         name: String,
         ip: Ipv4Addr,
-        why: String,
+        why: weft_model::named::FixedError,
     },
     #[error("{ip} on network {name:?} is already held by endpoint {holder} on node {node}")]
     Taken {
@@ -113,7 +115,7 @@ impl Registry {
         if existing.iter().any(|n| n.name == req.name) {
             return Err(NamedError::Exists(req.name.clone()));
         }
-        let mut net = check_request(req, cluster, &existing).map_err(NamedError::Invalid)?;
+        let mut net = check_request(req, cluster, &existing)?;
         let pools = self.pools().await?;
         if let Some(p) = pools
             .iter()
@@ -256,7 +258,7 @@ impl Registry {
                 None => NamedError::Unusable {
                     name: net.name.clone(),
                     ip,
-                    why: "its record in the store is unreadable".into(),
+                    why: FixedError::Unreadable,
                 },
             });
         }
@@ -361,23 +363,25 @@ mod tests {
             std::slice::from_ref(&blue),
         )
         .unwrap_err();
-        assert!(e.contains("overlaps network \"blue\""), "{e}");
+        assert!(e.to_string().contains("overlaps network \"blue\""), "{e}");
         let e = check_request(&req("red", "10.244.3.0/24"), cluster, &[]).unwrap_err();
-        assert!(e.contains("cluster network"), "{e}");
+        assert!(e.to_string().contains("cluster network"), "{e}");
         let e = check_request(&req("red", "10.51.0.1/24"), cluster, &[]).unwrap_err();
-        assert!(e.contains("host bits"), "{e}");
+        assert!(e.to_string().contains("host bits"), "{e}");
         let e = check_request(&req("-x", "10.51.0.0/24"), cluster, &[]).unwrap_err();
-        assert!(e.contains("starting with a letter"), "{e}");
+        assert!(e.to_string().contains("starting with a letter"), "{e}");
         let mut r = req("red", "10.51.0.0/24");
         r.gateway = Some("10.51.0.255".parse().unwrap());
         assert!(check_request(&r, cluster, &[])
             .unwrap_err()
+            .to_string()
             .contains("gateway"));
         r.gateway = None;
         r.mode = Mode::Routed;
         r.vni = Some(7);
         assert!(check_request(&r, cluster, &[])
             .unwrap_err()
+            .to_string()
             .contains("--vni"));
     }
 
@@ -390,12 +394,15 @@ mod tests {
         assert_eq!(next_free(&net, &taken), None);
         assert!(check_fixed(&net, "10.50.0.1".parse().unwrap())
             .unwrap_err()
+            .to_string()
             .contains("gateway"));
         assert!(check_fixed(&net, "10.60.0.1".parse().unwrap())
             .unwrap_err()
+            .to_string()
             .contains("outside"));
         assert!(check_fixed(&net, "10.50.0.3".parse().unwrap())
             .unwrap_err()
+            .to_string()
             .contains("broadcast"));
     }
 }

@@ -327,7 +327,7 @@ impl Driver {
                 vni: None,
                 internal: false,
             };
-            weft_alloc::named::check_request(&probe, cluster, &nets)?;
+            weft_alloc::named::check_request(&probe, cluster, &nets).map_err(|e| e.to_string())?;
         }
         Ok(json!({"PoolID": subnet.to_string(), "Pool": subnet.to_string(), "Data": {}}))
     }

@@ -45,37 +45,51 @@ pub struct Pool {
     pub disabled: bool,
 }
 
+/// Why a pool cannot be created.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PoolError {
+    #[error(transparent)]
+    Name(#[from] crate::named::BadName),
+    #[error("pool {0} has host bits set; did you mean {trunc}?", trunc = .0.trunc())]
+    HostBits(Ipv4Net),
+    #[error("block size /{0} is out of range (/20 to /32)")]
+    BlockSizeRange(u8),
+    #[error("block size /{block_size} is larger than the pool {cidr}")]
+    BlockLarger { block_size: u8, cidr: Ipv4Net },
+    #[error("pool {cidr} overlaps pool {name:?} ({other})")]
+    Overlaps {
+        cidr: Ipv4Net,
+        name: String,
+        other: Ipv4Net,
+    },
+}
+
 impl Pool {
     /// Checks a pool to be created (pure): sizes, alignment, overlap with `others`.
-    pub fn check(&self, others: &[Pool]) -> Result<(), String> {
+    pub fn check(&self, others: &[Pool]) -> Result<(), PoolError> {
         crate::named::check_name(&self.name)?;
-        if self.cidr != self.cidr.trunc() {
-            return Err(format!(
-                "pool {} has host bits set; did you mean {}?",
-                self.cidr,
-                self.cidr.trunc()
-            ));
+        let cidr = self.cidr;
+        if cidr != cidr.trunc() {
+            return Err(PoolError::HostBits(cidr));
         }
         if !(20..=32).contains(&self.block_size) {
-            return Err(format!(
-                "block size /{} is out of range (/20 to /32)",
-                self.block_size
-            ));
+            return Err(PoolError::BlockSizeRange(self.block_size));
         }
-        if self.block_size < self.cidr.prefix_len() {
-            return Err(format!(
-                "block size /{} is larger than the pool {}",
-                self.block_size, self.cidr
-            ));
+        if self.block_size < cidr.prefix_len() {
+            return Err(PoolError::BlockLarger {
+                block_size: self.block_size,
+                cidr,
+            });
         }
         if let Some(o) = others
             .iter()
-            .find(|o| o.cidr.contains(&self.cidr) || self.cidr.contains(&o.cidr))
+            .find(|o| o.cidr.contains(&cidr) || cidr.contains(&o.cidr))
         {
-            return Err(format!(
-                "pool {} overlaps pool {:?} ({})",
-                self.cidr, o.name, o.cidr
-            ));
+            return Err(PoolError::Overlaps {
+                cidr,
+                name: o.name.clone(),
+                other: o.cidr,
+            });
         }
         Ok(())
     }

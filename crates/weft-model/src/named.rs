@@ -115,8 +115,51 @@ pub struct NetworkRequest {
     pub internal: bool,
 }
 
+/// A name that is not one Docker would take.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("name {0:?}: 1 to 64 characters, letters, digits, '_', '.' or '-', starting with a letter or digit")]
+pub struct BadName(pub String);
+
+/// Why a request for a named network is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error(transparent)]
+    Name(#[from] BadName),
+    #[error("subnet {subnet} has host bits set; did you mean {}?", .subnet.trunc())]
+    HostBits { subnet: Ipv4Net },
+    #[error("subnet {0} is too small: the longest prefix is /30")]
+    TooSmall(Ipv4Net),
+    #[error("subnet {subnet} overlaps the cluster network {cluster}")]
+    OverlapsCluster { subnet: Ipv4Net, cluster: Ipv4Net },
+    #[error("subnet {subnet} overlaps network {name:?} ({other})")]
+    Overlaps {
+        subnet: Ipv4Net,
+        name: String,
+        other: Ipv4Net,
+    },
+    #[error("gateway {gateway} is not a usable address of {subnet}")]
+    Gateway { gateway: Ipv4Addr, subnet: Ipv4Net },
+    #[error("--vni is for overlay networks; a routed network has no VXLAN")]
+    VniOnRouted,
+    #[error("VNI {0} is out of range (1 to {MAX_VNI})")]
+    VniRange(u32),
+}
+
+/// Why a fixed address cannot be asked for on a network.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FixedError {
+    #[error("it is outside the subnet {0}")]
+    Outside(Ipv4Net),
+    #[error("it is the network or broadcast address of {0}")]
+    NetworkOrBroadcast(Ipv4Net),
+    #[error("it is the network's gateway")]
+    Gateway,
+    #[error("its record in the store is unreadable")]
+    Unreadable,
+}
+
 /// Docker's rule for names, which Weft follows so every Weft network can be a Docker one.
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), BadName> {
     let ok_first = name
         .chars()
         .next()
@@ -125,9 +168,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
     if name.is_empty() || name.len() > 64 || !ok_first || !ok_rest {
-        return Err(format!(
-            "name {name:?}: 1 to 64 characters, letters, digits, '_', '.' or '-', starting with a letter or digit"
-        ));
+        return Err(BadName(name.to_owned()));
     }
     Ok(())
 }
@@ -138,44 +179,38 @@ pub fn check_request(
     req: &NetworkRequest,
     cluster: Option<Ipv4Net>,
     existing: &[NamedNetwork],
-) -> Result<NamedNetwork, String> {
+) -> Result<NamedNetwork, RequestError> {
     check_name(&req.name)?;
     let subnet = req.subnet;
     if subnet != subnet.trunc() {
-        return Err(format!(
-            "subnet {subnet} has host bits set; did you mean {}?",
-            subnet.trunc()
-        ));
+        return Err(RequestError::HostBits { subnet });
     }
     if subnet.prefix_len() > 30 {
-        return Err(format!(
-            "subnet {subnet} is too small: the longest prefix is /30"
-        ));
+        return Err(RequestError::TooSmall(subnet));
     }
-    if let Some(c) = cluster.filter(|c| c.contains(&subnet) || subnet.contains(c)) {
-        return Err(format!("subnet {subnet} overlaps the cluster network {c}"));
+    if let Some(cluster) = cluster.filter(|c| c.contains(&subnet) || subnet.contains(c)) {
+        return Err(RequestError::OverlapsCluster { subnet, cluster });
     }
     if let Some(n) = existing
         .iter()
         .find(|n| n.subnet.contains(&subnet) || subnet.contains(&n.subnet))
     {
-        return Err(format!(
-            "subnet {subnet} overlaps network {:?} ({})",
-            n.name, n.subnet
-        ));
+        return Err(RequestError::Overlaps {
+            subnet,
+            name: n.name.clone(),
+            other: n.subnet,
+        });
     }
     let gateway = req.gateway.unwrap_or_else(|| first_host(&subnet));
     if !usable(&subnet, gateway) {
-        return Err(format!(
-            "gateway {gateway} is not a usable address of {subnet}"
-        ));
+        return Err(RequestError::Gateway { gateway, subnet });
     }
     if let Some(v) = req.vni {
         if req.mode == Mode::Routed {
-            return Err("--vni is for overlay networks; a routed network has no VXLAN".into());
+            return Err(RequestError::VniOnRouted);
         }
         if v == 0 || v > MAX_VNI {
-            return Err(format!("VNI {v} is out of range (1 to {MAX_VNI})"));
+            return Err(RequestError::VniRange(v));
         }
     }
     Ok(NamedNetwork {
@@ -209,18 +244,15 @@ pub fn next_free(net: &NamedNetwork, taken: &BTreeSet<Ipv4Addr>) -> Option<Ipv4A
 }
 
 /// Why `ip` cannot be asked for on `net`, if it cannot.
-pub fn check_fixed(net: &NamedNetwork, ip: Ipv4Addr) -> Result<(), String> {
+pub fn check_fixed(net: &NamedNetwork, ip: Ipv4Addr) -> Result<(), FixedError> {
     if !net.subnet.contains(&ip) {
-        return Err(format!("it is outside the subnet {}", net.subnet));
+        return Err(FixedError::Outside(net.subnet));
     }
     if !usable(&net.subnet, ip) {
-        return Err(format!(
-            "it is the network or broadcast address of {}",
-            net.subnet
-        ));
+        return Err(FixedError::NetworkOrBroadcast(net.subnet));
     }
     if ip == net.gateway {
-        return Err("it is the network's gateway".into());
+        return Err(FixedError::Gateway);
     }
     Ok(())
 }
