@@ -282,7 +282,7 @@ impl FakeNet {
     }
 
     /// A set table as it stands: its structure, then an `add element` line for each
-    /// set or map with elements.
+    /// set with elements.
     pub fn nft_table(&self, table: &str) -> Option<String> {
         self.world()
             .ns(&None)

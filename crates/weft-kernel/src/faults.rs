@@ -127,10 +127,6 @@ impl<D: ?Sized> std::fmt::Debug for Faulty<D> {
 }
 
 impl<D: ?Sized> Faulty<D> {
-    pub fn inner(&self) -> &D {
-        &self.inner
-    }
-
     /// Each change refused with `op`'s refusal, when it has one; else `None`.
     fn refuse_each<T>(
         &self,

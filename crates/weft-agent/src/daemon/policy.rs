@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 use weft_alloc::policies::{Changed, PolicyState};
 use weft_kernel::dataplane::LinkSetting;
-use weft_kernel::nft_sets::{self, Elements, LoadedSets, SetTable};
+use weft_kernel::nft_sets::{self, count, Elements, LoadedSets, SetTable};
 use weft_kernel::{Dataplane, KernelError};
 use weft_policy::render::{compile, Attachment, Compiled, LocalEndpoint, TABLE};
 use weft_store::Revision;
@@ -43,11 +43,6 @@ fn local_of(st: &PolicyState, ip: Ipv4Addr, me: Ipv4Addr) -> Option<LocalEndpoin
         attachment: id.attachment,
         pending: id.pending,
     })
-}
-
-/// How many elements a change holds, for the log.
-fn count(e: &Elements) -> usize {
-    e.values().map(|s| s.len()).sum()
 }
 
 /// A record under the policy prefix as the watch delivered it: its key below the
@@ -392,9 +387,14 @@ impl PolicyManager {
         match applied {
             Ok(()) => {
                 self.mark_enforced(revision);
-                self.metrics
-                    .policy_counters
-                    .set_ids(compiled.table.rule_ids());
+                // The rules' ids change with the structure alone: not on an element
+                // update (a container's ADD waits for it).
+                let before = self.table.as_ref().map(|t| t.fingerprint.as_str());
+                if before != Some(wanted.fingerprint.as_str()) {
+                    self.metrics
+                        .policy_counters
+                        .set_ids(compiled.table.rule_ids());
+                }
                 self.table = Some(wanted);
                 self.dirty = false;
                 self.touched = Some(Default::default());
