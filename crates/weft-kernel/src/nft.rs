@@ -33,12 +33,6 @@ pub enum NftError {
     Refused { cmd: &'static str, stderr: String },
 }
 
-/// The full `nft -f` script for `p`: create-or-keep, delete, recreate, all in one
-/// transaction.
-pub fn render(p: &FirewallPlan) -> String {
-    weft_plan::firewall::table(p).script()
-}
-
 pub(crate) fn run(
     cmd: &'static str,
     args: &[&str],
