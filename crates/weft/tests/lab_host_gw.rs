@@ -213,16 +213,16 @@ fn scenario(tag: &str, store: &str) {
             })
         },
     );
-    assert!(
-        !lab.weft_routes("h1").contains("10.244.250.0"),
-        "no broken route to an off-segment peer"
-    );
     // Every host reports the peer; `leases` may show another host's report before h1
     // has planned, so h1's own warning is waited for, not assumed.
     lab.wait_until(
         "h1 to log why the off-segment peer gets no route",
         Duration::from_secs(10),
         || lab.log("h1").contains("not on the same L2 subnet"),
+    );
+    assert!(
+        !lab.weft_routes("h1").contains("10.244.250.0"),
+        "no broken route to an off-segment peer"
     );
     lab.ok(
         lab.store_cmd(&["leases", "delete", "10.244.250.0/24"]),
