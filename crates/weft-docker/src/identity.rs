@@ -23,6 +23,7 @@ use weft_store::backoff::Backoff;
 use weft_store::Revision;
 
 use crate::driver::Driver;
+use crate::error::DriverError;
 
 /// How long Join waits for its node to enforce the held endpoint (as the agent's
 /// socket waits for a CNI container's rules).
@@ -93,7 +94,7 @@ impl Driver {
         ip: Ipv4Addr,
         endpoint_id: &str,
         host_iface: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), DriverError> {
         let (Some(enforced), Some(ns)) = (&self.enforced, namespace_of(net)) else {
             return Ok(());
         };
@@ -109,17 +110,22 @@ impl Driver {
             .registry
             .put_identity(ip, &id)
             .await
-            .map_err(|e| format!("cannot record endpoint {} ({ip}): {e}", id.name))?;
+            .map_err(|source| DriverError::Record {
+                name: id.name.clone(),
+                ip,
+                source: Box::new(source),
+            })?;
         let mut enforced = enforced.clone();
         let in_place = tokio::time::timeout(ENFORCE_WAIT, enforced.wait_for(|r| *r >= written))
             .await
             .is_ok_and(|r| r.is_ok());
         match in_place {
             true => Ok(()),
-            false => Err(format!(
-                "the network policy for {} ({ip}) was not in place within {ENFORCE_WAIT:?}",
-                id.name
-            )),
+            false => Err(DriverError::NotEnforced {
+                name: id.name,
+                ip,
+                within: ENFORCE_WAIT,
+            }),
         }
     }
 
@@ -164,7 +170,7 @@ impl Driver {
                 };
                 match me.record_labels(&net, ip, &host_iface, &cid, &name).await {
                     Ok(()) => return,
-                    Err(e) => last = e,
+                    Err(e) => last = e.to_string(),
                 }
             }
             warn!(network = %net.name, %ip, endpoint = short(&endpoint_id), error = %last,
@@ -181,16 +187,15 @@ impl Driver {
         host_iface: &str,
         cid: &str,
         name: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), DriverError> {
         let Some(ns) = namespace_of(net) else {
             return Ok(());
         };
-        let engine = self.engine.as_ref().ok_or("no Docker daemon to ask")?;
+        let engine = self.engine.as_ref().ok_or(DriverError::NoEngine)?;
         let labels = engine
             .container_labels(cid)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("no container {}", short(cid)))?;
+            .await?
+            .ok_or_else(|| DriverError::NoContainer(short(cid).to_owned()))?;
         let (labels, dropped) = usable_labels(labels);
         if !dropped.is_empty() {
             warn!(container = %name, labels = %dropped.join(", "),
@@ -200,7 +205,11 @@ impl Driver {
         self.registry
             .put_identity(ip, &id)
             .await
-            .map_err(|e| format!("cannot record endpoint {} ({ip}): {e}", id.name))?;
+            .map_err(|source| DriverError::Record {
+                name: id.name.clone(),
+                ip,
+                source: Box::new(source),
+            })?;
         info!(endpoint = %id.name, %ip, "Docker endpoint identity recorded from its labels");
         Ok(())
     }

@@ -17,6 +17,7 @@
 
 pub mod driver;
 pub mod engine;
+pub mod error;
 pub mod identity;
 pub mod protocol;
 pub mod server;

@@ -63,7 +63,7 @@ async fn answer(driver: &Driver, req: Request<hyper::body::Incoming>) -> Respons
         Ok(v) => (StatusCode::OK, v),
         Err(e) => {
             warn!(%method, error = %e, "plugin call refused");
-            (StatusCode::OK, err(&method, e))
+            (StatusCode::OK, err(&method, e.to_string()))
         }
     };
     debug!(%method, answer = %value, "plugin call");

@@ -22,6 +22,15 @@ use tracing::{error, info, warn};
 use crate::driver::{Driver, Registered, HOST_PREFIX};
 use crate::engine::{DockerNetwork, Engine, EngineError};
 
+/// Why a pass could not run: the daemon's or the store's listing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Store(#[from] weft_store::StoreError),
+}
+
 /// How long an address may be held for an endpoint the daemon does not show.
 pub const GRACE: Duration = Duration::from_secs(15);
 /// How long a network Docker created may stay unnamed before it is given up.
@@ -79,19 +88,10 @@ impl Sync {
     }
 
     /// One pass.
-    pub async fn once(&mut self) -> Result<(), String> {
-        let docker = self
-            .engine
-            .networks(&self.plugin)
-            .await
-            .map_err(|e| e.to_string())?;
+    pub async fn once(&mut self) -> Result<(), SyncError> {
+        let docker = self.engine.networks(&self.plugin).await?;
         self.register_pending(&docker).await;
-        let store = self
-            .driver
-            .registry
-            .networks()
-            .await
-            .map_err(|e| e.to_string())?;
+        let store = self.driver.registry.networks().await?;
         let in_store: BTreeSet<&str> = store.iter().map(|n| n.name.as_str()).collect();
         {
             let mut local = self.driver.local.lock().expect("lock");

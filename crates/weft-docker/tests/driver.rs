@@ -51,8 +51,11 @@ async fn setup() -> Setup {
     }
 }
 
+/// A call's answer, its refusal as the message Docker shows.
 async fn call(d: &Driver, method: &str, body: Value) -> Result<Value, String> {
-    d.call(method, body.to_string().as_bytes()).await
+    d.call(method, body.to_string().as_bytes())
+        .await
+        .map_err(|e| e.to_string())
 }
 
 async fn ok(d: &Driver, method: &str, body: Value) -> Value {
@@ -456,7 +459,8 @@ async fn bad_requests_are_named_and_change_nothing() {
     let raw = d
         .call("NetworkDriver.CreateNetwork", b"{\"NetworkID\": ")
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(raw.contains("malformed request"), "{raw}");
     assert!(!weft_docker::driver::known("NetworkDriver.Frobnicate"));
     assert_eq!(s.fake.journal().len(), before, "no kernel change");

@@ -31,24 +31,34 @@ impl fmt::Display for IfaceSpec {
     }
 }
 
+/// An `--iface` value that names nothing an interface could be.
+#[derive(Debug, Error)]
+pub enum BadIfaceSpec {
+    #[error("bad interface pattern {given:?}: {source}")]
+    Pattern { given: String, source: regex::Error },
+    #[error("{0:?} is neither an IPv4 address, an interface name nor a pattern")]
+    Neither(String),
+}
+
 impl std::str::FromStr for IfaceSpec {
-    type Err = String;
+    type Err = BadIfaceSpec;
 
     /// An IPv4 address, a plain interface name, or anything with regex
     /// metacharacters (`eth.*`, `^ens[0-9]+$`) as a pattern.
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, BadIfaceSpec> {
         if let Ok(ip) = s.parse() {
             return Ok(IfaceSpec::Address(ip));
         }
         if s.chars().any(|c| "*?[]^$+()|\\{}".contains(c)) {
             return Regex::new(s)
                 .map(IfaceSpec::Pattern)
-                .map_err(|e| format!("bad interface pattern {s:?}: {e}"));
+                .map_err(|source| BadIfaceSpec::Pattern {
+                    given: s.to_owned(),
+                    source,
+                });
         }
         if s.is_empty() || s.len() > 15 || s.contains('/') || s.contains(char::is_whitespace) {
-            return Err(format!(
-                "{s:?} is neither an IPv4 address, an interface name nor a pattern"
-            ));
+            return Err(BadIfaceSpec::Neither(s.to_owned()));
         }
         Ok(IfaceSpec::Name(s.to_owned()))
     }

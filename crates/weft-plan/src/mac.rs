@@ -30,9 +30,14 @@ impl fmt::Display for MacAddr {
     }
 }
 
+/// Text that is not six colon-separated hex octets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a MAC address like c6:d2:32:6f:8f:44")]
+pub struct BadMac(pub String);
+
 impl FromStr for MacAddr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = BadMac;
+    fn from_str(s: &str) -> Result<Self, BadMac> {
         let parts: Vec<u8> = s
             .split(':')
             .map(|p| {
@@ -43,9 +48,8 @@ impl FromStr for MacAddr {
                 }
             })
             .collect::<Option<_>>()
-            .ok_or_else(|| format!("{s:?} is not a MAC address like c6:d2:32:6f:8f:44"))?;
-        MacAddr::from_slice(&parts)
-            .ok_or_else(|| format!("{s:?} is not a MAC address like c6:d2:32:6f:8f:44"))
+            .ok_or_else(|| BadMac(s.to_owned()))?;
+        MacAddr::from_slice(&parts).ok_or_else(|| BadMac(s.to_owned()))
     }
 }
 
