@@ -21,7 +21,7 @@ pub enum NoRoute {
     #[error("peer's lease has no VtepMAC")]
     NoVtepMac,
     #[error("peer's VtepMAC: {0}")]
-    BadVtepMac(String),
+    BadVtepMac(weft_plan::mac::BadMac),
     #[error("{0} is no Weft node to tunnel to")]
     NotANode(Ipv4Addr),
     #[error("node {0} holds no lease that stands")]
