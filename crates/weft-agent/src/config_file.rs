@@ -24,14 +24,29 @@ use thiserror::Error;
 pub struct ConfigFileError {
     pub path: String,
     pub line: usize,
-    pub why: String,
+    pub why: BadLine,
+}
+
+/// What is wrong with one line.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum BadLine {
+    #[error("expected `name = value`, found {0:?}")]
+    NotAnOption(String),
+    #[error("unknown option {0:?} (see weftd --help)")]
+    UnknownOption(String),
+    #[error("a list must end with ']': {0}")]
+    UnclosedList(String),
+    #[error("unterminated string: {0}")]
+    Unterminated(String),
+    #[error("a value with spaces must be quoted: {0:?}")]
+    Unquoted(String),
 }
 
 /// The arguments `text` stands for, checked against `known` long option names (pure).
 pub fn to_args(path: &Path, text: &str, known: &[String]) -> Result<Vec<String>, ConfigFileError> {
     let mut args = Vec::new();
     for (n, raw) in text.lines().enumerate() {
-        let err = |why: String| ConfigFileError {
+        let err = |why: BadLine| ConfigFileError {
             path: path.display().to_string(),
             line: n + 1,
             why,
@@ -42,10 +57,10 @@ pub fn to_args(path: &Path, text: &str, known: &[String]) -> Result<Vec<String>,
         }
         let (name, value) = line
             .split_once('=')
-            .ok_or_else(|| err(format!("expected `name = value`, found {line:?}")))?;
+            .ok_or_else(|| err(BadLine::NotAnOption(line.to_owned())))?;
         let name = name.trim().trim_start_matches("--");
         if !known.iter().any(|k| k == name) {
-            return Err(err(format!("unknown option {name:?} (see weftd --help)")));
+            return Err(err(BadLine::UnknownOption(name.to_owned())));
         }
         for v in values(value.trim()).map_err(err)? {
             match v.as_str() {
@@ -71,11 +86,11 @@ fn strip_comment(line: &str) -> &str {
     line
 }
 
-fn values(v: &str) -> Result<Vec<String>, String> {
+fn values(v: &str) -> Result<Vec<String>, BadLine> {
     if let Some(inner) = v.strip_prefix('[') {
         let inner = inner
             .strip_suffix(']')
-            .ok_or_else(|| format!("a list must end with ']': {v}"))?;
+            .ok_or_else(|| BadLine::UnclosedList(v.to_owned()))?;
         return inner
             .split(',')
             .map(str::trim)
@@ -86,15 +101,15 @@ fn values(v: &str) -> Result<Vec<String>, String> {
     Ok(vec![scalar(v)?])
 }
 
-fn scalar(v: &str) -> Result<String, String> {
+fn scalar(v: &str) -> Result<String, BadLine> {
     if let Some(inner) = v.strip_prefix('"') {
         return inner
             .strip_suffix('"')
             .map(str::to_owned)
-            .ok_or_else(|| format!("unterminated string: {v}"));
+            .ok_or_else(|| BadLine::Unterminated(v.to_owned()));
     }
     if v.is_empty() || v.contains(char::is_whitespace) {
-        return Err(format!("a value with spaces must be quoted: {v:?}"));
+        return Err(BadLine::Unquoted(v.to_owned()));
     }
     Ok(v.to_owned())
 }
@@ -160,7 +175,10 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(
-            (e.line, e.why.contains("unknown option \"ip-mask\"")),
+            (
+                e.line,
+                e.why.to_string().contains("unknown option \"ip-mask\"")
+            ),
             (2, true),
             "{e}"
         );
@@ -171,6 +189,6 @@ mod tests {
             "{e}"
         );
         let e = to_args(Path::new("w.conf"), "store = \"etcd\n", &known()).unwrap_err();
-        assert!(e.why.contains("unterminated"), "{e}");
+        assert!(e.why.to_string().contains("unterminated"), "{e}");
     }
 }

@@ -60,9 +60,9 @@ impl Record {
 
     /// JSON, or the one-field-per-line form earlier versions wrote (whose identifiers
     /// were never checked: exactly three non-empty lines, or it is damaged).
-    fn decode(text: &str) -> Result<Record, String> {
+    fn decode(text: &str) -> Result<Record, Damaged> {
         if text.starts_with('{') {
-            return serde_json::from_str(text).map_err(|e| e.to_string());
+            return Ok(serde_json::from_str(text)?);
         }
         match text.lines().collect::<Vec<_>>().as_slice() {
             [id, ifname, network] if !id.is_empty() && !ifname.is_empty() => Ok(Record {
@@ -70,9 +70,29 @@ impl Record {
                 ifname: ifname.to_string(),
                 network: network.to_string(),
             }),
-            _ => Err("neither JSON nor the three lines of an earlier version".into()),
+            _ => Err(Damaged::Shape),
         }
     }
+}
+
+/// Why an allocation record cannot be read.
+#[derive(Debug, thiserror::Error)]
+enum Damaged {
+    #[error("its name is not an IPv4 address")]
+    Name,
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error("neither JSON nor the three lines of an earlier version")]
+    Shape,
+}
+
+/// Why an address cannot be handed to a container that asks for it.
+#[derive(Debug, thiserror::Error)]
+enum Unusable {
+    #[error("{ip} is outside this node's subnet {subnet}")]
+    Outside { ip: Ipv4Addr, subnet: Ipv4Net },
+    #[error("{ip} is reserved in {subnet} (network, broadcast or gateway)")]
+    Reserved { ip: Ipv4Addr, subnet: Ipv4Net },
 }
 
 /// Who asks for an address.
@@ -123,36 +143,31 @@ impl Ipam {
         })
     }
 
-    fn usable(&self, ip: Ipv4Addr) -> Result<(), String> {
-        if !self.subnet.contains(&ip) {
-            return Err(format!(
-                "{ip} is outside this node's subnet {}",
-                self.subnet
-            ));
+    fn usable(&self, ip: Ipv4Addr) -> Result<(), Unusable> {
+        let subnet = self.subnet;
+        if !subnet.contains(&ip) {
+            return Err(Unusable::Outside { ip, subnet });
         }
-        if ip == self.subnet.network() || ip == self.subnet.broadcast() || ip == self.gateway {
-            return Err(format!(
-                "{ip} is reserved in {} (network, broadcast or gateway)",
-                self.subnet
-            ));
+        if ip == subnet.network() || ip == subnet.broadcast() || ip == self.gateway {
+            return Err(Unusable::Reserved { ip, subnet });
         }
         Ok(())
     }
 
     /// The allocation recorded at `path` (named by its address).
     fn read(&self, path: &Path) -> CniResult<Allocation> {
-        let damaged = |why: String| {
+        let damaged = |why: Damaged| {
             CniError::new(
                 Code::Io,
                 format!("damaged allocation record {}", path.display()),
             )
-            .with_details(why)
+            .with_details(why.to_string())
         };
         let ip: Ipv4Addr = path
             .file_name()
             .and_then(|n| n.to_str())
             .and_then(|n| n.parse().ok())
-            .ok_or_else(|| damaged("its name is not an IPv4 address".into()))?;
+            .ok_or_else(|| damaged(Damaged::Name))?;
         let text = fs::read_to_string(path).map_err(|e| io("read", path, e))?;
         let record = Record::decode(&text).map_err(damaged)?;
         Ok(Allocation {
@@ -268,7 +283,7 @@ impl Ipam {
         if let Some(ip) = wanted {
             self.usable(ip).map_err(|why| {
                 CniError::new(Code::AddressUnavailable, format!("cannot assign {ip}"))
-                    .with_details(why)
+                    .with_details(why.to_string())
             })?;
             if self.claim(ip, who)? {
                 return Ok(ip);

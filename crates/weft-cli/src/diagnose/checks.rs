@@ -298,7 +298,7 @@ fn check_subnet_file(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::diagnose::facts::KernelState;
+    use crate::diagnose::facts::{KernelState, Unseen};
     use weft_alloc::registry::{Skipped, Unreachable};
     use weft_alloc::LeaseAttrs;
     use weft_backends::host::{HostPlan, Origin};
@@ -354,7 +354,7 @@ pub(crate) mod tests {
             config: NetworkConfig::parse(
                 br#"{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}"#,
             )
-            .map_err(|e| e.to_string()),
+            .map_err(Unseen::of),
             public_ips: vec!["192.168.77.1".parse().unwrap()],
             leases: vec![
                 lease("10.244.1.0/24", "192.168.77.1"),
@@ -424,7 +424,7 @@ pub(crate) mod tests {
         f.config = NetworkConfig::parse(
             br#"{"Network":"10.244.0.0/16","Backend":{"Type":"bgp","RouteReflectors":["192.168.77.99"]}}"#,
         )
-        .map_err(|e| e.to_string());
+        .map_err(Unseen::of);
         let fails = of(&f, Level::Fail);
         assert!(
             fails

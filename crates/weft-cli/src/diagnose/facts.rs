@@ -69,10 +69,39 @@ pub struct KernelState {
     pub links: Vec<LinkInfo>,
 }
 
+/// Why a fact could not be had (the store or the kernel refused, a file is missing,
+/// the agent did not answer): diagnose reports it as the finding's detail and never
+/// branches on the cause, so what is kept is the message, as its source put it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unseen(pub String);
+
+impl Unseen {
+    /// The reason `e` gives.
+    pub fn of(e: impl fmt::Display) -> Unseen {
+        Unseen(e.to_string())
+    }
+}
+
+impl From<&str> for Unseen {
+    fn from(s: &str) -> Unseen {
+        Unseen(s.to_owned())
+    }
+}
+
+impl From<Unseen> for String {
+    fn from(u: Unseen) -> String {
+        u.0
+    }
+}
+
+/// A fact, or why it could not be had.
+pub type Seen<T> = Result<T, Unseen>;
+
 /// Everything gathered on the node.
 #[derive(Debug, Clone)]
 pub struct Facts {
-    pub config: Result<NetworkConfig, String>,
+    pub config: Seen<NetworkConfig>,
     /// The addresses that may name this node in a lease (`--public-ip`, else its own).
     pub public_ips: Vec<Ipv4Addr>,
     pub leases: Vec<Lease>,
@@ -82,15 +111,15 @@ pub struct Facts {
     /// What this node's agent last published about peers it cannot reach.
     pub unreachable: Vec<Unreachable>,
     /// `/healthz`: `Ok(body)` for 200, `Err(why)` otherwise; `None` when not asked.
-    pub health: Option<Result<String, String>>,
-    pub forwarding: Result<bool, String>,
-    pub firewall: Result<bool, String>,
-    pub subnet_file: (PathBuf, Result<String, String>),
+    pub health: Option<Seen<String>>,
+    pub forwarding: Seen<bool>,
+    pub firewall: Seen<bool>,
+    pub subnet_file: (PathBuf, Seen<String>),
     /// The bgp backend's status file (`--bgp-status-file`); `None` for other backends.
-    pub bgp_status: Option<Result<String, String>>,
+    pub bgp_status: Option<Seen<String>>,
     /// The plan and what the kernel has; `Err` with the reason when either could not be
     /// had.
-    pub data_plane: Result<(Planned, KernelState), String>,
+    pub data_plane: Seen<(Planned, KernelState)>,
 }
 
 /// This node's lease: the one whose public IP is one of `ips`.

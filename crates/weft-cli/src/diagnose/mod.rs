@@ -34,7 +34,7 @@ use weft_plan::iface::IfaceSpec;
 
 use crate::leases::Output;
 use crate::CliError;
-use facts::{Facts, KernelState, Planned};
+use facts::{Facts, KernelState, Planned, Seen, Unseen};
 
 #[derive(Debug, Args)]
 #[command(
@@ -68,7 +68,7 @@ pub struct DiagnoseArgs {
 pub async fn run(registry: &Registry, args: DiagnoseArgs) -> Result<i32, CliError> {
     let facts = match Linux::connect() {
         Ok(linux) => gather(registry, &args, Ok(&linux)).await,
-        Err(e) => gather(registry, &args, Err(e.to_string())).await,
+        Err(e) => gather(registry, &args, Err(Unseen::of(e))).await,
     };
     let findings = checks::findings(&facts);
     let (text, code) = match args.output {
@@ -88,7 +88,7 @@ pub async fn run(registry: &Registry, args: DiagnoseArgs) -> Result<i32, CliErro
 /// Diagnoses this node when its store cannot be reached: what can be checked locally is,
 /// the rest is marked skipped (exit 1: the store is down).
 pub async fn run_without_store(args: DiagnoseArgs, store_error: String) -> Result<i32, CliError> {
-    let kernel = Linux::connect().map_err(|e| e.to_string());
+    let kernel = Linux::connect().map_err(Unseen::of);
     let facts = Facts {
         config: Err("the store is unreachable".into()),
         public_ips: args.public_ip.into_iter().collect(),
@@ -100,15 +100,15 @@ pub async fn run_without_store(args: DiagnoseArgs, store_error: String) -> Resul
             .then(|| healthz(SocketAddr::new(args.healthz_ip, args.healthz_port))),
         forwarding: kernel.as_ref().map_err(Clone::clone).and_then(|k| {
             k.forwarding()
-                .map_err(|e| format!("cannot read net.ipv4.ip_forward: {e}"))
+                .map_err(|e| Unseen(format!("cannot read net.ipv4.ip_forward: {e}")))
         }),
         firewall: kernel
             .as_ref()
             .map_err(Clone::clone)
-            .and_then(|k| k.firewall_loaded().map_err(|e| e.to_string())),
+            .and_then(|k| k.firewall_loaded().map_err(Unseen::of)),
         subnet_file: (
             args.subnet_file.clone(),
-            std::fs::read_to_string(&args.subnet_file).map_err(|e| e.to_string()),
+            std::fs::read_to_string(&args.subnet_file).map_err(Unseen::of),
         ),
         bgp_status: None,
         data_plane: Err("needs the store".into()),
@@ -165,17 +165,13 @@ pub fn run_lab(name: &str, args: &DiagnoseArgs) -> Result<i32, CliError> {
 
 /// Everything diagnose judges, from the store, the agent and the kernel (`Err` when no
 /// dataplane could be had: the kernel's facts then say why).
-async fn gather(
-    registry: &Registry,
-    args: &DiagnoseArgs,
-    kernel: Result<&dyn Dataplane, String>,
-) -> Facts {
-    let mut config = registry.config().await.map_err(|e| e.to_string());
+async fn gather(registry: &Registry, args: &DiagnoseArgs, kernel: Seen<&dyn Dataplane>) -> Facts {
+    let mut config = registry.config().await.map_err(Unseen::of);
     let (leases, skipped) = match registry.leases().await {
         Ok(snap) => (snap.leases, snap.skipped),
         Err(e) => {
             // Nothing after this can be judged without the leases.
-            config = config.and(Err(format!("cannot list the leases: {e}")));
+            config = config.and(Err(Unseen(format!("cannot list the leases: {e}"))));
             (Vec::new(), Vec::new())
         }
     };
@@ -208,10 +204,10 @@ async fn gather(
     };
     let bgp_status = matches!(&config, Ok(c) if c.backend == BackendKind::Bgp).then(|| {
         std::fs::read_to_string(&args.bgp_status_file).map_err(|e| {
-            format!(
+            Unseen(format!(
                 "cannot read {}: {e} (is weftd running with the bgp backend?)",
                 args.bgp_status_file.display()
-            )
+            ))
         })
     });
     Facts {
@@ -225,12 +221,12 @@ async fn gather(
             .then(|| healthz(SocketAddr::new(args.healthz_ip, args.healthz_port))),
         forwarding: kernel.clone().and_then(|k| {
             k.forwarding()
-                .map_err(|e| format!("cannot read net.ipv4.ip_forward: {e}"))
+                .map_err(|e| Unseen(format!("cannot read net.ipv4.ip_forward: {e}")))
         }),
-        firewall: kernel.and_then(|k| k.firewall_loaded().map_err(|e| e.to_string())),
+        firewall: kernel.and_then(|k| k.firewall_loaded().map_err(Unseen::of)),
         subnet_file: (
             args.subnet_file.clone(),
-            std::fs::read_to_string(&args.subnet_file).map_err(|e| e.to_string()),
+            std::fs::read_to_string(&args.subnet_file).map_err(Unseen::of),
         ),
         bgp_status,
         data_plane,
@@ -250,7 +246,7 @@ struct Stored {
 
 /// Reads named networks with their endpoints, blocks, pools and held addresses: one
 /// listing per kind, decoded as the agent decodes them (`weft_model::keys`).
-async fn stored(registry: &Registry) -> Result<Stored, String> {
+async fn stored(registry: &Registry) -> Seen<Stored> {
     let keys = registry.keys();
     let mut out = Stored::default();
     for prefix in [
@@ -259,10 +255,11 @@ async fn stored(registry: &Registry) -> Result<Stored, String> {
         keys.ipam(),
         keys.addresses(),
     ] {
-        let listing =
-            registry.store().list(&prefix).await.map_err(|e| {
-                format!("cannot read named networks, blocks or held addresses: {e}")
-            })?;
+        let listing = registry.store().list(&prefix).await.map_err(|e| {
+            Unseen(format!(
+                "cannot read named networks, blocks or held addresses: {e}"
+            ))
+        })?;
         for kv in &listing.kvs {
             match keys.decode(entry(kv)) {
                 Change::Network(_, Some(Ok(net))) => out.networks.push(net),
@@ -294,9 +291,9 @@ async fn data_plane(
     cfg: &NetworkConfig,
     lease: &weft_alloc::Lease,
     leases: &[weft_alloc::Lease],
-) -> Result<(Planned, KernelState), String> {
+) -> Seen<(Planned, KernelState)> {
     let stored = stored(registry).await?;
-    let links = kernel.links().await.map_err(|e| e.to_string())?;
+    let links = kernel.links().await.map_err(Unseen::of)?;
     let public_ip = lease.attrs.public_ip;
     // The agent falls back to IP-in-IP in user space (over TUN) where the kernel has no
     // `ipip`; which one runs shows in which device exists.
@@ -317,7 +314,7 @@ async fn data_plane(
         Ok(e) => Ok(e),
         Err(_) => kernel.external_interface(&[]).await,
     };
-    let external = external.map_err(|e| format!("no external interface: {e}"))?;
+    let external = external.map_err(|e| Unseen(format!("no external interface: {e}")))?;
     let mut node = NodeContext {
         external,
         lease: lease.clone(),
@@ -400,28 +397,33 @@ async fn data_plane(
         })
     }
     .await
-    .map_err(|e| e.to_string())?;
+    .map_err(Unseen::of)?;
     Ok((planned, read))
 }
 
 /// Asks `/healthz`: the body for 200, the reason otherwise.
-fn healthz(addr: SocketAddr) -> Result<String, String> {
+fn healthz(addr: SocketAddr) -> Seen<String> {
     let timeout = Duration::from_secs(3);
     let mut conn = TcpStream::connect_timeout(&addr, timeout).map_err(|e| {
-        format!("no agent answers on {addr}: {e} (is weftd running with --healthz-port?)")
+        Unseen(format!(
+            "no agent answers on {addr}: {e} (is weftd running with --healthz-port?)"
+        ))
     })?;
     conn.set_read_timeout(Some(timeout)).ok();
     conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .map_err(|e| format!("cannot ask {addr}: {e}"))?;
+        .map_err(|e| Unseen(format!("cannot ask {addr}: {e}")))?;
     let mut answer = String::new();
     conn.read_to_string(&mut answer)
-        .map_err(|e| format!("no answer from {addr}: {e}"))?;
+        .map_err(|e| Unseen(format!("no answer from {addr}: {e}")))?;
     let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
     let status = head.lines().next().unwrap_or_default();
     if status.split_whitespace().nth(1) == Some("200") {
         Ok(body.trim().to_string())
     } else {
-        Err(format!("/healthz on {addr}: {status}: {}", body.trim()))
+        Err(Unseen(format!(
+            "/healthz on {addr}: {status}: {}",
+            body.trim()
+        )))
     }
 }
 
