@@ -261,81 +261,82 @@ impl PolicyManager {
             self.compiled = Some(compile(&st.policies));
             self.rules_changed = false;
         }
-        let compiled = self.compiled.as_ref().expect("compiled above");
-        // Only some endpoints changed, and the kernel has the table as last applied:
-        // just their elements (a container's ADD waits for this).
-        if let (false, Some(touched), Some(table)) =
-            (check_kernel, &self.touched, self.table.as_mut())
-        {
-            if table.fingerprint == compiled.fingerprint() {
-                let changed: Vec<_> = touched
-                    .iter()
-                    .map(|(ip, was)| (*ip, was.clone(), st.endpoint(*ip)))
-                    .collect();
-                let locals = &mut self.locals;
-                let local_changes: Vec<_> = touched
-                    .keys()
-                    .map(|ip| {
-                        let now = local_of(st, *ip, me);
-                        let was = match &now {
-                            Some(l) => locals.insert(*ip, l.clone()),
-                            None => locals.remove(ip),
-                        };
-                        (was, now)
-                    })
-                    .collect();
-                let names = weft_policy::World {
-                    endpoints: Vec::new(),
-                    namespaces: st.namespaces.clone(),
-                };
-                let ns = |n: &str| names.namespace_labels(n);
-                let fresh =
-                    compiled.changed_elements(&table.elements, &changed, &ns, &local_changes);
-                let before: Elements = fresh
-                    .keys()
-                    .map(|k| {
-                        (
-                            k.clone(),
-                            table.elements.get(k).cloned().unwrap_or_default(),
-                        )
-                    })
-                    .collect();
-                let (add, remove) = nft_sets::changes(&before, &fresh);
-                match dp.update_set_table(TABLE, &add, &remove) {
-                    Ok(()) => {
-                        if !add.is_empty() || !remove.is_empty() {
-                            info!(
-                                endpoints = changed.len(),
-                                added = count(&add),
-                                removed = count(&remove),
-                                "updated network policy sets"
-                            );
-                        }
-                        table.elements.extend(fresh);
-                        self.mark_enforced(revision);
-                        self.dirty = false;
-                        self.touched = Some(Default::default());
-                        self.ensure_bridge_hooks(dp);
-                        return;
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "cannot update the network policy sets; checking the whole table");
-                    }
-                }
-            }
+        if !check_kernel && self.update_touched(dp, me) {
+            self.mark_enforced(revision);
+            self.ensure_bridge_hooks(dp);
+            return;
         }
-        let locals: BTreeMap<Ipv4Addr, LocalEndpoint> = st
-            .endpoints
-            .keys()
-            .filter_map(|ip| Some((*ip, local_of(st, *ip, me)?)))
-            .collect();
-        let world = st.world();
-        let wanted = LoadedSets {
-            fingerprint: compiled.fingerprint().to_owned(),
-            elements: compiled.elements(&world, locals.values()),
-            counters: Vec::new(),
+        self.apply_whole(dp, me, why, revision);
+    }
+
+    /// Only some endpoints changed and the kernel has the table as last applied: just
+    /// their elements (a container's ADD waits for this). Whether that was all.
+    fn update_touched(&mut self, dp: &dyn Dataplane, me: Ipv4Addr) -> bool {
+        let (Some(st), Some(compiled), Some(touched), Some(table)) = (
+            &self.state,
+            &self.compiled,
+            &self.touched,
+            self.table.as_mut(),
+        ) else {
+            return false;
         };
-        let known = match (why, &self.table) {
+        if table.fingerprint != compiled.fingerprint() {
+            return false;
+        }
+        let changed: Vec<_> = touched
+            .iter()
+            .map(|(ip, was)| (*ip, was.clone(), st.endpoint(*ip)))
+            .collect();
+        let locals = &mut self.locals;
+        let local_changes: Vec<_> = touched
+            .keys()
+            .map(|ip| {
+                let now = local_of(st, *ip, me);
+                let was = match &now {
+                    Some(l) => locals.insert(*ip, l.clone()),
+                    None => locals.remove(ip),
+                };
+                (was, now)
+            })
+            .collect();
+        let names = weft_policy::World {
+            endpoints: Vec::new(),
+            namespaces: st.namespaces.clone(),
+        };
+        let ns = |n: &str| names.namespace_labels(n);
+        let fresh = compiled.changed_elements(&table.elements, &changed, &ns, &local_changes);
+        let before: Elements = fresh
+            .keys()
+            .map(|k| {
+                (
+                    k.clone(),
+                    table.elements.get(k).cloned().unwrap_or_default(),
+                )
+            })
+            .collect();
+        let (add, remove) = nft_sets::changes(&before, &fresh);
+        if let Err(e) = dp.update_set_table(TABLE, &add, &remove) {
+            warn!(error = %e, "cannot update the network policy sets; checking the whole table");
+            return false;
+        }
+        if !add.is_empty() || !remove.is_empty() {
+            info!(
+                endpoints = changed.len(),
+                added = count(&add),
+                removed = count(&remove),
+                "updated network policy sets"
+            );
+        }
+        table.elements.extend(fresh);
+        self.dirty = false;
+        self.touched = Some(Default::default());
+        true
+    }
+
+    /// The table as the kernel has it, as far as this pass needs to know: read at
+    /// start, checked by fingerprint at a resync, else as last applied.
+    fn loaded(&self, dp: &dyn Dataplane, why: Why) -> Option<LoadedSets> {
+        match (why, &self.table) {
             // At a resync the rules are checked by fingerprint alone (reading every
             // set back costs seconds at thousands of sets); the elements as applied.
             (Why::Resync, Some(last)) => match dp.set_table_fingerprint(TABLE) {
@@ -347,63 +348,85 @@ impl PolicyManager {
                 }
             },
             // At start, what the kernel has, elements and all: a restart changes nothing.
-            _ if check_kernel => dp.set_table(TABLE).unwrap_or_else(|e| {
+            (Why::Start | Why::Resync, _) => dp.set_table(TABLE).unwrap_or_else(|e| {
                 warn!(error = %e, "cannot read the loaded network policy table; loading it whole");
                 None
             }),
             _ => self.table.clone(),
+        }
+    }
+
+    /// Compares the whole table this node wants with what is loaded and changes the
+    /// difference: its elements where the rules are the same, else a whole load.
+    fn apply_whole(&mut self, dp: &dyn Dataplane, me: Ipv4Addr, why: Why, revision: Revision) {
+        let (Some(st), Some(compiled)) = (&self.state, &self.compiled) else {
+            return;
+        };
+        let locals: BTreeMap<Ipv4Addr, LocalEndpoint> = st
+            .endpoints
+            .keys()
+            .filter_map(|ip| Some((*ip, local_of(st, *ip, me)?)))
+            .collect();
+        let wanted = LoadedSets {
+            fingerprint: compiled.fingerprint().to_owned(),
+            elements: compiled.elements(&st.world(), locals.values()),
+            counters: Vec::new(),
         };
         let whole = SetTable {
             table: compiled.table.clone(),
             elements: wanted.elements.clone(),
         };
         let (policies, endpoints) = (st.policies.len(), locals.len());
-        let applied: Result<(), KernelError> = match known {
+        let applied = match self.loaded(dp, why) {
             Some(k) if k.fingerprint == wanted.fingerprint => {
-                let (add, remove) = nft_sets::changes(&k.elements, &wanted.elements);
-                if add.is_empty() && remove.is_empty() {
-                    Ok(())
-                } else {
-                    match dp.update_set_table(TABLE, &add, &remove) {
-                        Ok(()) => {
-                            info!(
-                                added = count(&add),
-                                removed = count(&remove),
-                                "updated network policy sets"
-                            );
-                            Ok(())
-                        }
-                        Err(e) => {
-                            warn!(error = %e, "cannot update the network policy sets; loading the table whole");
-                            dp.load_set_table(&whole)
-                        }
-                    }
-                }
+                update_or_load(dp, &k.elements, &whole)
             }
             _ => dp.load_set_table(&whole).inspect(|_| {
                 info!(endpoints, policies, "loaded network policy rules");
             }),
         };
-        match applied {
-            Ok(()) => {
-                self.mark_enforced(revision);
-                // The rules' ids change with the structure alone: not on an element
-                // update (a container's ADD waits for it).
-                let before = self.table.as_ref().map(|t| t.fingerprint.as_str());
-                if before != Some(wanted.fingerprint.as_str()) {
-                    self.metrics
-                        .policy_counters
-                        .set_ids(compiled.table.rule_ids());
-                }
-                self.table = Some(wanted);
-                self.dirty = false;
-                self.touched = Some(Default::default());
-                self.locals = locals;
-                self.ensure_bridge_hooks(dp);
-            }
-            Err(e) => {
-                error!(error = %e, "cannot load network policy rules; the previous ones stay")
-            }
+        if let Err(e) = applied {
+            error!(error = %e, "cannot load network policy rules; the previous ones stay");
+            return;
+        }
+        self.mark_enforced(revision);
+        // The rules' ids change with the structure alone: not on an element update (a
+        // container's ADD waits for it).
+        let before = self.table.as_ref().map(|t| t.fingerprint.as_str());
+        if before != Some(wanted.fingerprint.as_str()) {
+            self.metrics.policy_counters.set_ids(whole.table.rule_ids());
+        }
+        self.table = Some(wanted);
+        self.dirty = false;
+        self.touched = Some(Default::default());
+        self.locals = locals;
+        self.ensure_bridge_hooks(dp);
+    }
+}
+
+/// The elements of `whole` changed in place from `loaded` (the rules are the same); a
+/// whole load if the kernel refuses the update.
+fn update_or_load(
+    dp: &dyn Dataplane,
+    loaded: &Elements,
+    whole: &SetTable,
+) -> Result<(), KernelError> {
+    let (add, remove) = nft_sets::changes(loaded, &whole.elements);
+    if add.is_empty() && remove.is_empty() {
+        return Ok(());
+    }
+    match dp.update_set_table(TABLE, &add, &remove) {
+        Ok(()) => {
+            info!(
+                added = count(&add),
+                removed = count(&remove),
+                "updated network policy sets"
+            );
+            Ok(())
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot update the network policy sets; loading the table whole");
+            dp.load_set_table(whole)
         }
     }
 }
