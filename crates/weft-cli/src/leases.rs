@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use ipnet::Ipv4Net;
 use serde_json::json;
-use weft_alloc::registry::NodeStatus;
+use weft_alloc::registry::{NodeStatus, Skipped};
 use weft_alloc::screen::screen;
 use weft_alloc::{Lease, Registry};
 
@@ -104,61 +104,81 @@ fn unreachable_from(lease: &Lease, statuses: &[(Ipv4Net, NodeStatus)]) -> Vec<(I
 
 pub async fn run(registry: &Registry, args: LeasesArgs) -> Result<i32, crate::CliError> {
     match args.action {
-        Some(LeaseAction::Delete { subnet, force }) => {
-            if let Some(holder) = live_holder(registry, &subnet.trunc()).await? {
-                if !force {
-                    return Err(crate::CliError::LeaseInUse {
-                        subnet,
-                        holder,
-                        doing: "deleting it",
-                    });
-                }
-            }
-            let existed = registry.delete_lease(&subnet.trunc()).await?;
-            if !existed {
-                return Err(crate::CliError::NoLease(subnet));
-            }
-            println!("deleted lease {subnet}");
-            return Ok(0);
-        }
+        Some(LeaseAction::Delete { subnet, force }) => delete(registry, subnet, force).await,
         Some(LeaseAction::Reserve {
             subnet,
             public_ip,
             force,
-        }) => {
-            let cfg = registry.config().await?;
-            if !weft_alloc::pool::contains(&cfg, &subnet) {
-                return Err(crate::CliError::NotAPoolSubnet {
-                    subnet,
-                    len: cfg.subnet_len,
-                    min: cfg.subnet_min,
-                    max: cfg.subnet_max,
-                });
-            }
-            let held = registry
-                .leases()
-                .await?
-                .leases
-                .into_iter()
-                .find(|l| l.subnet == subnet && l.attrs.public_ip != public_ip);
-            if let (Some(l), false) = (held, force) {
-                let holder = if l.is_reservation() {
-                    format!("reserved for {}", l.attrs.public_ip)
-                } else {
-                    format!("held by {} (a live lease)", l.attrs.public_ip)
-                };
-                return Err(crate::CliError::LeaseInUse {
-                    subnet,
-                    holder,
-                    doing: "reserving it for another node",
-                });
-            }
-            registry.reserve(&subnet, public_ip).await?;
-            println!("reserved {subnet} for {public_ip}");
-            return Ok(0);
-        }
-        None => {}
+        }) => reserve(registry, subnet, public_ip, force).await,
+        None => list(registry, args.output).await,
     }
+}
+
+/// `weftctl leases delete SUBNET`: refused for a live holder unless forced.
+async fn delete(registry: &Registry, subnet: Ipv4Net, force: bool) -> Result<i32, crate::CliError> {
+    if let Some(holder) = live_holder(registry, &subnet.trunc()).await? {
+        if !force {
+            return Err(crate::CliError::LeaseInUse {
+                subnet,
+                holder,
+                doing: "deleting it",
+            });
+        }
+    }
+    let existed = registry.delete_lease(&subnet.trunc()).await?;
+    if !existed {
+        return Err(crate::CliError::NoLease(subnet));
+    }
+    println!("deleted lease {subnet}");
+    Ok(0)
+}
+
+/// `weftctl leases reserve SUBNET PUBLIC_IP`: a subnet of the pool, not another node's
+/// unless forced.
+async fn reserve(
+    registry: &Registry,
+    subnet: Ipv4Net,
+    public_ip: Ipv4Addr,
+    force: bool,
+) -> Result<i32, crate::CliError> {
+    let cfg = registry.config().await?;
+    if !weft_alloc::pool::contains(&cfg, &subnet) {
+        return Err(crate::CliError::NotAPoolSubnet {
+            subnet,
+            len: cfg.subnet_len,
+            min: cfg.subnet_min,
+            max: cfg.subnet_max,
+        });
+    }
+    let held = registry
+        .leases()
+        .await?
+        .leases
+        .into_iter()
+        .find(|l| l.subnet == subnet && l.attrs.public_ip != public_ip);
+    if let (Some(l), false) = (held, force) {
+        let holder = if l.is_reservation() {
+            format!("reserved for {}", l.attrs.public_ip)
+        } else {
+            format!("held by {} (a live lease)", l.attrs.public_ip)
+        };
+        return Err(crate::CliError::LeaseInUse {
+            subnet,
+            holder,
+            doing: "reserving it for another node",
+        });
+    }
+    registry.reserve(&subnet, public_ip).await?;
+    println!("reserved {subnet} for {public_ip}");
+    Ok(0)
+}
+
+/// A lease as listed: its remaining time and the nodes (by subnet) that cannot reach
+/// it, with why.
+type Row<'a> = (&'a Lease, Option<Duration>, Vec<(Ipv4Net, String)>);
+
+/// `weftctl leases`: every lease, its expiry and what the nodes make of it.
+async fn list(registry: &Registry, output: Output) -> Result<i32, crate::CliError> {
     let snap = registry.leases().await?;
     let statuses = registry.statuses().await?;
     // What every node makes of each lease: leases that cannot stand are routed by none.
@@ -166,7 +186,6 @@ pub async fn run(registry: &Registry, args: LeasesArgs) -> Result<i32, crate::Cl
         Ok(cfg) => screen(&cfg, &snap.leases).rejected,
         Err(_) => Vec::new(),
     };
-    let conflict = |l: &Lease| rejected.iter().find(|r| r.lease.subnet == l.subnet);
     let mut rows = Vec::new();
     for l in &snap.leases {
         let ttl = registry.expires_in(l).await?;
@@ -174,76 +193,83 @@ pub async fn run(registry: &Registry, args: LeasesArgs) -> Result<i32, crate::Cl
     }
     // By address, not as text (10.244.9.0 before 10.244.10.0).
     rows.sort_by_key(|(l, _, _)| (l.subnet.network(), l.subnet.prefix_len()));
-    match args.output {
-        Output::Json => {
-            let leases: Vec<_> = rows
-                .iter()
-                .map(|(l, ttl, unreach)| {
-                    json!({
-                        "subnet": l.subnet.to_string(),
-                        "public_ip": l.attrs.public_ip.to_string(),
-                        "backend_type": l.attrs.backend_type,
-                        "backend_data": l.attrs.backend_data,
-                        "reservation": l.is_reservation(),
-                        "expires_in_seconds": ttl.map(|d| d.as_secs()),
-                        "unreachable_from": unreach.iter().map(|(n, r)| json!({"node": n.to_string(), "reason": r})).collect::<Vec<_>>(),
-                        "conflict": conflict(l).map(|r| r.to_string()),
-                    })
-                })
-                .collect();
-            let skipped: Vec<_> = snap
-                .skipped
-                .iter()
-                .map(|s| json!({"key": s.key, "error": s.reason}))
-                .collect();
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&json!({"leases": leases, "unreadable": skipped}))
-                    .unwrap()
-            );
-        }
-        Output::Table => {
-            println!(
-                "{:<18} {:<16} {:<9} {:<9} STATUS",
-                "SUBNET", "PUBLIC IP", "BACKEND", "EXPIRES"
-            );
-            for (l, ttl, unreach) in &rows {
-                let expires = match (l.is_reservation(), ttl) {
-                    (true, _) => "reserved".to_string(),
-                    (false, Some(d)) => human(*d),
-                    (false, None) => "expired".to_string(),
-                };
-                let status = match unreach.as_slice() {
-                    _ if conflict(l).is_some() => format!(
-                        "conflict: {}; no node routes to it",
-                        conflict(l).map(|r| r.to_string()).unwrap_or_default()
-                    ),
-                    [] => "ok".to_string(),
-                    [(node, reason), rest @ ..] => {
-                        let more = if rest.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" (and {} more)", rest.len())
-                        };
-                        format!("unreachable from {node}{more}: {reason}")
-                    }
-                };
-                println!(
-                    "{:<18} {:<16} {:<9} {:<9} {status}",
-                    l.subnet.to_string(),
-                    l.attrs.public_ip.to_string(),
-                    l.attrs.backend_type,
-                    expires
-                );
-            }
-            for s in &snap.skipped {
-                println!(
-                    "{:<18} unreadable: {}",
-                    s.key.rsplit('/').next().unwrap_or(&s.key),
-                    s.reason
-                );
-            }
-        }
+    let conflict = |l: &Lease| {
+        rejected
+            .iter()
+            .find(|r| r.lease.subnet == l.subnet)
+            .map(|r| r.to_string())
+    };
+    match output {
+        Output::Json => print_json(&rows, &snap.skipped, &conflict),
+        Output::Table => print_table(&rows, &snap.skipped, &conflict),
     }
     Ok(0)
+}
+
+/// The listing as one JSON document (leases and unreadable keys).
+fn print_json(rows: &[Row], skipped: &[Skipped], conflict: &dyn Fn(&Lease) -> Option<String>) {
+    let leases: Vec<_> = rows
+        .iter()
+        .map(|(l, ttl, unreach)| {
+            json!({
+                "subnet": l.subnet.to_string(),
+                "public_ip": l.attrs.public_ip.to_string(),
+                "backend_type": l.attrs.backend_type,
+                "backend_data": l.attrs.backend_data,
+                "reservation": l.is_reservation(),
+                "expires_in_seconds": ttl.map(|d| d.as_secs()),
+                "unreachable_from": unreach.iter().map(|(n, r)| json!({"node": n.to_string(), "reason": r})).collect::<Vec<_>>(),
+                "conflict": conflict(l),
+            })
+        })
+        .collect();
+    let skipped: Vec<_> = skipped
+        .iter()
+        .map(|s| json!({"key": s.key, "error": s.reason}))
+        .collect();
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({"leases": leases, "unreadable": skipped})).unwrap()
+    );
+}
+
+/// The listing as a table, unreadable keys last.
+fn print_table(rows: &[Row], skipped: &[Skipped], conflict: &dyn Fn(&Lease) -> Option<String>) {
+    println!(
+        "{:<18} {:<16} {:<9} {:<9} STATUS",
+        "SUBNET", "PUBLIC IP", "BACKEND", "EXPIRES"
+    );
+    for (l, ttl, unreach) in rows {
+        let expires = match (l.is_reservation(), ttl) {
+            (true, _) => "reserved".to_string(),
+            (false, Some(d)) => human(*d),
+            (false, None) => "expired".to_string(),
+        };
+        let status = match (conflict(l), unreach.as_slice()) {
+            (Some(c), _) => format!("conflict: {c}; no node routes to it"),
+            (None, []) => "ok".to_string(),
+            (None, [(node, reason), rest @ ..]) => {
+                let more = if rest.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (and {} more)", rest.len())
+                };
+                format!("unreachable from {node}{more}: {reason}")
+            }
+        };
+        println!(
+            "{:<18} {:<16} {:<9} {:<9} {status}",
+            l.subnet.to_string(),
+            l.attrs.public_ip.to_string(),
+            l.attrs.backend_type,
+            expires
+        );
+    }
+    for s in skipped {
+        println!(
+            "{:<18} unreadable: {}",
+            s.key.rsplit('/').next().unwrap_or(&s.key),
+            s.reason
+        );
+    }
 }

@@ -166,7 +166,7 @@ pub fn main(cli: Cli) -> i32 {
     // Opening an embedded store creates its file. Only `network init` (and the agent)
     // may do that: any other command against a store that is not there is a mistake
     // (a wrong --store-path), and must say so rather than answer from an empty store.
-    if !matches!(command, Cmd::Network(network::NetworkCmd::Init { .. }))
+    if !matches!(command, Cmd::Network(network::NetworkCmd::Init(_)))
         && store.store == StoreKind::Embedded
         && !store.store_path.exists()
     {

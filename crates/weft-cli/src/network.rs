@@ -1,7 +1,7 @@
 //! `weftctl network init|show`: the cluster network's config; and `network
 //! create|list|show NAME|delete`: named networks (see [`crate::networks`]).
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use ipnet::Ipv4Net;
 use weft_alloc::named::Mode;
 use weft_alloc::{BackendKind, NetworkConfig, Registry};
@@ -9,64 +9,68 @@ use weft_alloc::{BackendKind, NetworkConfig, Registry};
 use crate::leases::Output;
 use crate::networks;
 
+/// `weftctl network init`'s options: flannel's config keys, and Weft's.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The cluster network, split into one subnet per node.
+    #[arg(long, value_parser = crate::prefix::parse)]
+    pub network: Ipv4Net,
+    /// The data plane: host-gw (routes via peers on one L2 segment), vxlan, udp, ipip,
+    /// or bgp (announce subnets to peers and routers).
+    #[arg(long, default_value = "host-gw", value_parser = backend_parser())]
+    pub backend: BackendKind,
+    /// Prefix length of each node's subnet (default: flannel's, /24).
+    #[arg(long)]
+    pub subnet_len: Option<u8>,
+    /// The first subnet leases are drawn from (default: the network's second).
+    #[arg(long)]
+    pub subnet_min: Option<std::net::Ipv4Addr>,
+    /// The last subnet leases are drawn from (default: the network's last).
+    #[arg(long)]
+    pub subnet_max: Option<std::net::Ipv4Addr>,
+    /// vxlan: the VXLAN network identifier (default 1).
+    #[arg(long)]
+    pub vni: Option<u32>,
+    /// vxlan: the UDP port (default 8472; 4789 is IANA's); udp: the UDP port (default 8285).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// vxlan, udp, ipip: route directly to peers on the same L2 segment, encapsulate only the rest.
+    #[arg(long)]
+    pub direct_routing: bool,
+    /// The MTU containers get (default: the external interface's minus the overhead).
+    #[arg(long)]
+    pub mtu: Option<u32>,
+    /// bgp: the cluster's AS number (default 64512).
+    #[arg(long)]
+    pub asn: Option<u32>,
+    /// bgp: a node (by public IP) that reflects routes for the others; repeat for
+    /// several. Turns the full mesh off.
+    #[arg(long)]
+    pub route_reflector: Vec<std::net::Ipv4Addr>,
+    /// bgp: reach nodes off this node's L2 segment through VXLAN ("vxlan") or not at
+    /// all ("none", the default).
+    #[arg(long, value_parser = ["vxlan", "none"])]
+    pub cross_subnet: Option<String>,
+    /// Where containers' addresses come from: "subnets" (each node's leased subnet,
+    /// flannel's model) or "blocks" (blocks of the pools claimed on demand, Calico's;
+    /// create a pool with `weftctl pool create`).
+    #[arg(long, default_value = "subnets", value_parser = ["subnets", "blocks"])]
+    pub ipam: String,
+    /// blocks: never borrow an address from another node's block.
+    #[arg(long)]
+    pub strict_affinity: bool,
+    /// Replace an existing config.
+    #[arg(long)]
+    pub force: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum NetworkCmd {
     /// Write the network config (flannel's JSON format) to the store.
     #[command(
         after_help = "Examples:\n  weftctl network init --network 10.244.0.0/16 --backend host-gw\n  weftctl network init --network 10.244.0.0/16 --backend vxlan --vni 1 --port 4789 --direct-routing\n  weftctl network init --network 10.244.0.0/16 --backend bgp --asn 64512 --route-reflector 192.168.77.1\n  weftctl network init --network 10.244.0.0/16 --backend vxlan --mtu 1400 --force   (replace the config)\n  weftctl network init --network 10.244.0.0/16 --backend bgp --ipam blocks"
     )]
-    Init {
-        /// The cluster network, split into one subnet per node.
-        #[arg(long, value_parser = crate::prefix::parse)]
-        network: Ipv4Net,
-        /// The data plane: host-gw (routes via peers on one L2 segment), vxlan, udp, ipip,
-        /// or bgp (announce subnets to peers and routers).
-        #[arg(long, default_value = "host-gw", value_parser = backend_parser())]
-        backend: BackendKind,
-        /// Prefix length of each node's subnet (default: flannel's, /24).
-        #[arg(long)]
-        subnet_len: Option<u8>,
-        /// The first subnet leases are drawn from (default: the network's second).
-        #[arg(long)]
-        subnet_min: Option<std::net::Ipv4Addr>,
-        /// The last subnet leases are drawn from (default: the network's last).
-        #[arg(long)]
-        subnet_max: Option<std::net::Ipv4Addr>,
-        /// vxlan: the VXLAN network identifier (default 1).
-        #[arg(long)]
-        vni: Option<u32>,
-        /// vxlan: the UDP port (default 8472; 4789 is IANA's); udp: the UDP port (default 8285).
-        #[arg(long)]
-        port: Option<u16>,
-        /// vxlan, udp, ipip: route directly to peers on the same L2 segment, encapsulate only the rest.
-        #[arg(long)]
-        direct_routing: bool,
-        /// The MTU containers get (default: the external interface's minus the overhead).
-        #[arg(long)]
-        mtu: Option<u32>,
-        /// bgp: the cluster's AS number (default 64512).
-        #[arg(long)]
-        asn: Option<u32>,
-        /// bgp: a node (by public IP) that reflects routes for the others; repeat for
-        /// several. Turns the full mesh off.
-        #[arg(long)]
-        route_reflector: Vec<std::net::Ipv4Addr>,
-        /// bgp: reach nodes off this node's L2 segment through VXLAN ("vxlan") or not at
-        /// all ("none", the default).
-        #[arg(long, value_parser = ["vxlan", "none"])]
-        cross_subnet: Option<String>,
-        /// Where containers' addresses come from: "subnets" (each node's leased subnet,
-        /// flannel's model) or "blocks" (blocks of the pools claimed on demand, Calico's;
-        /// create a pool with `weftctl pool create`).
-        #[arg(long, default_value = "subnets", value_parser = ["subnets", "blocks"])]
-        ipam: String,
-        /// blocks: never borrow an address from another node's block.
-        #[arg(long)]
-        strict_affinity: bool,
-        /// Replace an existing config.
-        #[arg(long)]
-        force: bool,
-    },
+    Init(InitArgs),
     /// Without NAME: print the cluster network's config, and whether it is valid.
     /// With NAME: a named network and its endpoints.
     #[command(
@@ -116,87 +120,7 @@ pub enum NetworkCmd {
 
 pub async fn run(registry: &Registry, cmd: NetworkCmd) -> Result<i32, crate::CliError> {
     match cmd {
-        NetworkCmd::Init {
-            network,
-            backend,
-            subnet_len,
-            subnet_min,
-            subnet_max,
-            vni,
-            port,
-            direct_routing,
-            mtu,
-            asn,
-            route_reflector,
-            cross_subnet,
-            ipam,
-            strict_affinity,
-            force,
-        } => {
-            if strict_affinity && ipam != "blocks" {
-                return Err(crate::CliError::Usage(
-                    "--strict-affinity applies only with --ipam blocks".into(),
-                ));
-            }
-            check_applies(
-                backend,
-                &[
-                    ("--vni", vni.is_some()),
-                    ("--port", port.is_some()),
-                    ("--direct-routing", direct_routing),
-                    ("--asn", asn.is_some()),
-                    ("--route-reflector", !route_reflector.is_empty()),
-                    ("--cross-subnet", cross_subnet.is_some()),
-                ],
-                cross_subnet.as_deref() == Some("vxlan"),
-            )?;
-            let mut json = serde_json::json!({ "Network": network.to_string(), "Backend": { "Type": backend.name() } });
-            if let Some(l) = subnet_len {
-                json["SubnetLen"] = l.into();
-            }
-            if let Some(m) = subnet_min {
-                json["SubnetMin"] = m.to_string().into();
-            }
-            if let Some(m) = subnet_max {
-                json["SubnetMax"] = m.to_string().into();
-            }
-            if ipam == "blocks" {
-                json["IPAM"] = ipam.into();
-            }
-            if strict_affinity {
-                json["StrictAffinity"] = true.into();
-            }
-            let b = &mut json["Backend"];
-            if let Some(v) = vni {
-                b["VNI"] = v.into();
-            }
-            if let Some(p) = port {
-                b["Port"] = p.into();
-            }
-            if direct_routing {
-                b["DirectRouting"] = true.into();
-            }
-            if let Some(m) = mtu {
-                b["MTU"] = m.into();
-            }
-            if let Some(a) = asn {
-                b["ASN"] = a.into();
-            }
-            if !route_reflector.is_empty() {
-                b["RouteReflectors"] = route_reflector.iter().map(|r| r.to_string()).collect();
-            }
-            if let Some(c) = cross_subnet {
-                b["CrossSubnet"] = c.into();
-            }
-            let cfg = NetworkConfig::parse(json.to_string().as_bytes())?;
-            let existing = registry.raw_config().await?;
-            if existing.is_some() && !force {
-                return Err(crate::CliError::ConfigExists(registry.keys().config()));
-            }
-            registry.put_config(&cfg).await?;
-            println!("{}", cfg.to_json());
-            Ok(0)
-        }
+        NetworkCmd::Init(args) => init(registry, args).await,
         NetworkCmd::Create {
             name,
             subnet,
@@ -218,26 +142,115 @@ pub async fn run(registry: &Registry, cmd: NetworkCmd) -> Result<i32, crate::Cli
             output,
         } => networks::show(registry, &name, output).await,
         NetworkCmd::Delete { name } => networks::delete(registry, &name).await,
-        NetworkCmd::Show { name: None, .. } => {
-            let raw = registry
-                .raw_config()
-                .await?
-                .ok_or_else(|| crate::CliError::NoConfig(registry.keys().config()))?;
-            println!("{}", String::from_utf8_lossy(&raw).trim_end());
-            match NetworkConfig::parse(&raw) {
-                Ok(c) => {
-                    let pool = weft_alloc::pool::size(&c);
-                    eprintln!(
-                        "valid: {} subnets of /{} from {} to {}, backend {}",
-                        pool, c.subnet_len, c.subnet_min, c.subnet_max, c.backend
-                    );
-                    Ok(0)
-                }
-                Err(e) => {
-                    eprintln!("INVALID: {e}");
-                    Ok(2)
-                }
-            }
+        NetworkCmd::Show { name: None, .. } => show_config(registry).await,
+    }
+}
+
+/// `weftctl network init`: the config written as flannel's JSON, refused over an
+/// existing one unless forced.
+async fn init(registry: &Registry, args: InitArgs) -> Result<i32, crate::CliError> {
+    let InitArgs {
+        network,
+        backend,
+        subnet_len,
+        subnet_min,
+        subnet_max,
+        vni,
+        port,
+        direct_routing,
+        mtu,
+        asn,
+        route_reflector,
+        cross_subnet,
+        ipam,
+        strict_affinity,
+        force,
+    } = args;
+    if strict_affinity && ipam != "blocks" {
+        return Err(crate::CliError::Usage(
+            "--strict-affinity applies only with --ipam blocks".into(),
+        ));
+    }
+    check_applies(
+        backend,
+        &[
+            ("--vni", vni.is_some()),
+            ("--port", port.is_some()),
+            ("--direct-routing", direct_routing),
+            ("--asn", asn.is_some()),
+            ("--route-reflector", !route_reflector.is_empty()),
+            ("--cross-subnet", cross_subnet.is_some()),
+        ],
+        cross_subnet.as_deref() == Some("vxlan"),
+    )?;
+    let mut json = serde_json::json!({ "Network": network.to_string(), "Backend": { "Type": backend.name() } });
+    if let Some(l) = subnet_len {
+        json["SubnetLen"] = l.into();
+    }
+    if let Some(m) = subnet_min {
+        json["SubnetMin"] = m.to_string().into();
+    }
+    if let Some(m) = subnet_max {
+        json["SubnetMax"] = m.to_string().into();
+    }
+    if ipam == "blocks" {
+        json["IPAM"] = ipam.into();
+    }
+    if strict_affinity {
+        json["StrictAffinity"] = true.into();
+    }
+    let b = &mut json["Backend"];
+    if let Some(v) = vni {
+        b["VNI"] = v.into();
+    }
+    if let Some(p) = port {
+        b["Port"] = p.into();
+    }
+    if direct_routing {
+        b["DirectRouting"] = true.into();
+    }
+    if let Some(m) = mtu {
+        b["MTU"] = m.into();
+    }
+    if let Some(a) = asn {
+        b["ASN"] = a.into();
+    }
+    if !route_reflector.is_empty() {
+        b["RouteReflectors"] = route_reflector.iter().map(|r| r.to_string()).collect();
+    }
+    if let Some(c) = cross_subnet {
+        b["CrossSubnet"] = c.into();
+    }
+    let cfg = NetworkConfig::parse(json.to_string().as_bytes())?;
+    let existing = registry.raw_config().await?;
+    if existing.is_some() && !force {
+        return Err(crate::CliError::ConfigExists(registry.keys().config()));
+    }
+    registry.put_config(&cfg).await?;
+    println!("{}", cfg.to_json());
+    Ok(0)
+}
+
+/// `weftctl network show`: the stored config as written, and whether it is valid
+/// (exit 2 when not).
+async fn show_config(registry: &Registry) -> Result<i32, crate::CliError> {
+    let raw = registry
+        .raw_config()
+        .await?
+        .ok_or_else(|| crate::CliError::NoConfig(registry.keys().config()))?;
+    println!("{}", String::from_utf8_lossy(&raw).trim_end());
+    match NetworkConfig::parse(&raw) {
+        Ok(c) => {
+            let pool = weft_alloc::pool::size(&c);
+            eprintln!(
+                "valid: {} subnets of /{} from {} to {}, backend {}",
+                pool, c.subnet_len, c.subnet_min, c.subnet_max, c.backend
+            );
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!("INVALID: {e}");
+            Ok(2)
         }
     }
 }

@@ -147,92 +147,13 @@ fn unreadable_warning(st: &PolicyState) {
 
 pub async fn run(registry: &Registry, cmd: PolicyCmd) -> Result<i32, CliError> {
     match cmd {
-        PolicyCmd::Apply { file } => {
-            let text = if file.as_os_str() == "-" {
-                std::io::read_to_string(std::io::stdin())
-            } else {
-                std::fs::read_to_string(&file)
-            }
-            .map_err(CliError::io(format!("cannot read {}", file.display())))?;
-            let ps = weft_policy::parse_documents(&text).map_err(|e| {
-                CliError::Usage(format!("{} refused, nothing applied:\n{e}", file.display()))
-            })?;
-            let new = registry.apply_policies(&ps).await?;
-            for (p, new) in ps.iter().zip(new) {
-                println!(
-                    "{} {} {}",
-                    p.kind(),
-                    p.id(),
-                    if new { "created" } else { "configured" }
-                );
-            }
-            Ok(0)
-        }
-        PolicyCmd::List { output } => {
-            let st = registry.policy_state().await?;
-            unreadable_warning(&st);
-            let mut rows: Vec<serde_json::Value> = st.policies.iter().map(summary).collect();
-            rows.sort_by_key(|r| (r["kind"].to_string(), r["id"].to_string()));
-            match output {
-                Output::Json => print_json(&json!(rows)),
-                Output::Table => {
-                    println!(
-                        "{:<14} {:<28} {:>5}  {:<16} SELECTOR",
-                        "KIND", "NAME", "ORDER", "TYPES"
-                    );
-                    for r in rows {
-                        println!(
-                            "{:<14} {:<28} {:>5}  {:<16} {}",
-                            r["kind"].as_str().unwrap_or_default(),
-                            r["id"].as_str().unwrap_or_default(),
-                            r["order"]
-                                .as_u64()
-                                .map(|o| o.to_string())
-                                .unwrap_or("-".into()),
-                            r["types"]
-                                .as_array()
-                                .map(|t| t
-                                    .iter()
-                                    .filter_map(|x| x.as_str())
-                                    .collect::<Vec<_>>()
-                                    .join(","))
-                                .unwrap_or_default(),
-                            r["selector"].as_str().unwrap_or_default()
-                        );
-                    }
-                }
-            }
-            Ok(0)
-        }
+        PolicyCmd::Apply { file } => apply(registry, &file).await,
+        PolicyCmd::List { output } => list(registry, output).await,
         PolicyCmd::Show {
             id,
             cluster,
             output,
-        } => {
-            let st = registry.policy_state().await?;
-            let p = st
-                .policies
-                .iter()
-                .find(|p| p.id() == id && matches!(p, Policy::Cluster(_)) == cluster)
-                .ok_or_else(|| {
-                    CliError::Usage(format!(
-                        "no {} {id}",
-                        if cluster {
-                            "ClusterPolicy"
-                        } else {
-                            "NetworkPolicy"
-                        }
-                    ))
-                })?;
-            match output {
-                Output::Json => print_json(&serde_json::to_value(p).expect("serializes")),
-                Output::Table => print!(
-                    "{}",
-                    serde_yaml_ng::to_string(p).unwrap_or_else(|e| e.to_string())
-                ),
-            }
-            Ok(0)
-        }
+        } => show(registry, &id, cluster, output).await,
         PolicyCmd::Delete { id, cluster } => {
             if registry.delete_policy(cluster, &id).await? {
                 println!("deleted {id}");
@@ -247,55 +168,159 @@ pub async fn run(registry: &Registry, cmd: PolicyCmd) -> Result<i32, CliError> {
             port,
             protocol,
             output,
-        } => {
-            let st = registry.policy_state().await?;
-            unreadable_warning(&st);
-            let addr = |what: &str| -> Result<Ipv4Addr, CliError> {
-                st.find(what)
-                    .map(|(ip, _)| ip)
-                    .or_else(|| what.parse().ok())
-                    .ok_or_else(|| {
-                        CliError::Usage(format!(
-                            "no endpoint {what:?} (give NAMESPACE/NAME or an address)"
-                        ))
-                    })
-            };
-            let flow = Flow {
-                src: addr(&from)?,
-                dst: addr(&to)?,
-                protocol: Protocol::parse(&protocol).expect("clap checked"),
-                port,
-            };
-            let e = explain(&st.world(), &st.policies, &flow);
-            match output {
-                Output::Json => print_json(&serde_json::to_value(&e).expect("serializes")),
-                Output::Table => {
-                    let side = |what: &str, s: &Side| {
-                        println!(
-                            "{what} at {}:",
-                            s.endpoint.as_deref().unwrap_or("(outside the cluster)")
-                        );
-                        if !s.selected_by.is_empty() {
-                            println!("  selected by: {}", s.selected_by.join(", "));
-                        }
-                        for l in &s.logged {
-                            println!("  logged by:   {l}");
-                        }
-                        println!(
-                            "  {}: {}",
-                            if s.allowed { "allowed" } else { "denied" },
-                            s.decided_by
-                        );
-                    };
-                    println!("{from} -> {to} {protocol}/{port}");
-                    side("egress", &e.egress);
-                    side("ingress", &e.ingress);
-                    println!("verdict: {}", if e.allowed { "allowed" } else { "denied" });
-                }
+        } => explain_flow(registry, &from, &to, port, &protocol, output).await,
+    }
+}
+
+/// `weftctl policy apply FILE`: every document checked before any is written.
+async fn apply(registry: &Registry, file: &std::path::Path) -> Result<i32, CliError> {
+    let text = if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(file)
+    }
+    .map_err(CliError::io(format!("cannot read {}", file.display())))?;
+    let ps = weft_policy::parse_documents(&text).map_err(|e| {
+        CliError::Usage(format!("{} refused, nothing applied:\n{e}", file.display()))
+    })?;
+    let new = registry.apply_policies(&ps).await?;
+    for (p, new) in ps.iter().zip(new) {
+        println!(
+            "{} {} {}",
+            p.kind(),
+            p.id(),
+            if new { "created" } else { "configured" }
+        );
+    }
+    Ok(0)
+}
+
+/// `weftctl policy list`: one row per policy.
+async fn list(registry: &Registry, output: Output) -> Result<i32, CliError> {
+    let st = registry.policy_state().await?;
+    unreadable_warning(&st);
+    let mut rows: Vec<serde_json::Value> = st.policies.iter().map(summary).collect();
+    rows.sort_by_key(|r| (r["kind"].to_string(), r["id"].to_string()));
+    match output {
+        Output::Json => print_json(&json!(rows)),
+        Output::Table => {
+            println!(
+                "{:<14} {:<28} {:>5}  {:<16} SELECTOR",
+                "KIND", "NAME", "ORDER", "TYPES"
+            );
+            for r in rows {
+                println!(
+                    "{:<14} {:<28} {:>5}  {:<16} {}",
+                    r["kind"].as_str().unwrap_or_default(),
+                    r["id"].as_str().unwrap_or_default(),
+                    r["order"]
+                        .as_u64()
+                        .map(|o| o.to_string())
+                        .unwrap_or("-".into()),
+                    r["types"]
+                        .as_array()
+                        .map(|t| t
+                            .iter()
+                            .filter_map(|x| x.as_str())
+                            .collect::<Vec<_>>()
+                            .join(","))
+                        .unwrap_or_default(),
+                    r["selector"].as_str().unwrap_or_default()
+                );
             }
-            Ok(if e.allowed { 0 } else { 3 })
         }
     }
+    Ok(0)
+}
+
+/// `weftctl policy show ID`: the policy as stored, as YAML or JSON.
+async fn show(
+    registry: &Registry,
+    id: &str,
+    cluster: bool,
+    output: Output,
+) -> Result<i32, CliError> {
+    let st = registry.policy_state().await?;
+    let p = st
+        .policies
+        .iter()
+        .find(|p| p.id() == id && matches!(p, Policy::Cluster(_)) == cluster)
+        .ok_or_else(|| {
+            CliError::Usage(format!(
+                "no {} {id}",
+                if cluster {
+                    "ClusterPolicy"
+                } else {
+                    "NetworkPolicy"
+                }
+            ))
+        })?;
+    match output {
+        Output::Json => print_json(&serde_json::to_value(p).expect("serializes")),
+        Output::Table => print!(
+            "{}",
+            serde_yaml_ng::to_string(p).unwrap_or_else(|e| e.to_string())
+        ),
+    }
+    Ok(0)
+}
+
+/// `weftctl policy explain FROM TO`: which policies decide the flow, each side; exit 3
+/// when it is denied.
+async fn explain_flow(
+    registry: &Registry,
+    from: &str,
+    to: &str,
+    port: u16,
+    protocol: &str,
+    output: Output,
+) -> Result<i32, CliError> {
+    let st = registry.policy_state().await?;
+    unreadable_warning(&st);
+    let addr = |what: &str| -> Result<Ipv4Addr, CliError> {
+        st.find(what)
+            .map(|(ip, _)| ip)
+            .or_else(|| what.parse().ok())
+            .ok_or_else(|| {
+                CliError::Usage(format!(
+                    "no endpoint {what:?} (give NAMESPACE/NAME or an address)"
+                ))
+            })
+    };
+    let flow = Flow {
+        src: addr(from)?,
+        dst: addr(to)?,
+        protocol: Protocol::parse(protocol).expect("clap checked"),
+        port,
+    };
+    let e = explain(&st.world(), &st.policies, &flow);
+    match output {
+        Output::Json => print_json(&serde_json::to_value(&e).expect("serializes")),
+        Output::Table => {
+            let side = |what: &str, s: &Side| {
+                println!(
+                    "{what} at {}:",
+                    s.endpoint.as_deref().unwrap_or("(outside the cluster)")
+                );
+                if !s.selected_by.is_empty() {
+                    println!("  selected by: {}", s.selected_by.join(", "));
+                }
+                for l in &s.logged {
+                    println!("  logged by:   {l}");
+                }
+                println!(
+                    "  {}: {}",
+                    if s.allowed { "allowed" } else { "denied" },
+                    s.decided_by
+                );
+            };
+            println!("{from} -> {to} {protocol}/{port}");
+            side("egress", &e.egress);
+            side("ingress", &e.ingress);
+            println!("verdict: {}", if e.allowed { "allowed" } else { "denied" });
+        }
+    }
+    Ok(if e.allowed { 0 } else { 3 })
 }
 
 pub async fn run_endpoint(registry: &Registry, cmd: EndpointCmd) -> Result<i32, CliError> {
