@@ -683,32 +683,7 @@ fn build(spec: LabSpec) -> LabResult<i32> {
     };
     state.save()?;
 
-    let ul = topology::underlay_ns(name);
-    sh::run(&["ip", "netns", "add", &ul])?;
-    sh::ip_in(&ul, &["link", "set", "lo", "up"])?;
-    // The underlay stands for the hosts' physical switch, which runs no host firewall.
-    // With br_netfilter in the kernel, a bridge in a new namespace hands every frame to
-    // the IPv4/IPv6/ARP firewall hooks by default: a per-frame cost (measured at about
-    // 10% of host-gw's throughput here) that no real network adds. Without br_netfilter
-    // the keys do not exist (`-e`), and there is nothing to turn off.
-    let off =
-        ["iptables", "ip6tables", "arptables"].map(|k| format!("net.bridge.bridge-nf-call-{k}=0"));
-    let mut args = vec!["sysctl", "-q", "-e", "-w"];
-    args.extend(off.iter().map(String::as_str));
-    sh::in_ns(&ul, &args)?;
-    for s in 0..subnets {
-        let br = topology::underlay_bridge(s);
-        sh::ip_in(&ul, &["link", "add", &br, "type", "bridge"])?;
-        sh::ip_in(&ul, &["link", "set", &br, "up"])?;
-        let gw = format!("{}/{}", topology::underlay_gw(s), topology::UNDERLAY_PREFIX);
-        sh::ip_in(&ul, &["addr", "add", &gw, "dev", &br])?;
-        println!("underlay {ul}: bridge {br} {gw}");
-    }
-    if subnets > 1 {
-        // The underlay namespace routes between its subnets (and nowhere else: it has
-        // no other links and no default route).
-        sh::in_ns(&ul, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])?;
-    }
+    let ul = make_underlay(name, subnets)?;
 
     if store == LabStore::Etcd {
         start_etcd(&mut state)?;
@@ -754,6 +729,38 @@ fn build(spec: LabSpec) -> LabResult<i32> {
         );
         Ok(1)
     }
+}
+
+/// The lab's underlay: a namespace standing for the hosts' switch, one bridge per
+/// subnet (routed between them where there are several); its namespace's name.
+fn make_underlay(name: &str, subnets: u32) -> LabResult<String> {
+    let ul = topology::underlay_ns(name);
+    sh::run(&["ip", "netns", "add", &ul])?;
+    sh::ip_in(&ul, &["link", "set", "lo", "up"])?;
+    // The underlay stands for the hosts' physical switch, which runs no host firewall.
+    // With br_netfilter in the kernel, a bridge in a new namespace hands every frame to
+    // the IPv4/IPv6/ARP firewall hooks by default: a per-frame cost (measured at about
+    // 10% of host-gw's throughput here) that no real network adds. Without br_netfilter
+    // the keys do not exist (`-e`), and there is nothing to turn off.
+    let off =
+        ["iptables", "ip6tables", "arptables"].map(|k| format!("net.bridge.bridge-nf-call-{k}=0"));
+    let mut args = vec!["sysctl", "-q", "-e", "-w"];
+    args.extend(off.iter().map(String::as_str));
+    sh::in_ns(&ul, &args)?;
+    for s in 0..subnets {
+        let br = topology::underlay_bridge(s);
+        sh::ip_in(&ul, &["link", "add", &br, "type", "bridge"])?;
+        sh::ip_in(&ul, &["link", "set", &br, "up"])?;
+        let gw = format!("{}/{}", topology::underlay_gw(s), topology::UNDERLAY_PREFIX);
+        sh::ip_in(&ul, &["addr", "add", &gw, "dev", &br])?;
+        println!("underlay {ul}: bridge {br} {gw}");
+    }
+    if subnets > 1 {
+        // The underlay namespace routes between its subnets (and nowhere else: it has
+        // no other links and no default route).
+        sh::in_ns(&ul, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])?;
+    }
+    Ok(ul)
 }
 
 /// Starts the lab's etcd in its underlay namespace (its data kept in the lab's folder,

@@ -218,7 +218,39 @@ pub fn compile(policies: &[Policy]) -> Compiled {
     let set = |name: String, key| Set { name, key };
     table.sets.push(set("held_if".into(), SetKey::Ifname));
     table.sets.push(set("held_ip".into(), SetKey::Ipv4Addr));
-    // Held endpoints first, then egress (it returns when allowed), then ingress.
+    let forward = forward_chain(&mut table, by_ns.keys().copied());
+    let narrowed = |s: &Selection| s.pod.as_ref().is_some_and(|p| !p.match_labels.is_empty());
+    let broad = sets.0.iter().filter(|(_, s)| !narrowed(s));
+    for (name, _) in broad.chain(sets.0.iter().filter(|(_, s)| narrowed(s))) {
+        table.sets.push(set(name.clone(), SetKey::Ipv4Addr));
+    }
+    table.chains = chains;
+    table.chains.push(forward);
+    let fingerprint = format!("{TABLE} {}", table.fingerprint());
+    table.comment = fingerprint.clone();
+    if let Some(first) = table.chains.last_mut().and_then(|f| f.rules.first_mut()) {
+        first.comment = Some(fingerprint);
+    }
+    let (by_label, by_namespace, unindexed) = index(&sets);
+    Compiled {
+        by_label,
+        by_namespace,
+        unindexed,
+        table,
+        selections: sets.0,
+        namespaces: by_ns.keys().map(|s| s.to_string()).collect(),
+        has_cluster: !clusters.is_empty(),
+    }
+}
+
+/// The forward chain: held endpoints dropped first, then a jump per direction and
+/// namespace through its dispatch sets (egress first: it returns when allowed), whose
+/// sets it adds to `table`.
+fn forward_chain<'a>(
+    table: &mut Table,
+    namespaces: impl Iterator<Item = &'a str> + Clone,
+) -> Chain {
+    let set = |name: String, key| Set { name, key };
     let mut forward = Chain::base("forward", Hook::Forward { offset: -5 });
     forward.push(Rule::new(
         vec![Match::EstablishedOrRelated],
@@ -252,7 +284,7 @@ pub fn compile(policies: &[Policy]) -> Compiled {
             Direction::Egress => (IfaceSide::In, Side::Source),
             Direction::Ingress => (IfaceSide::Out, Side::Destination),
         };
-        let namespaces = std::iter::once(None).chain(by_ns.keys().map(|n| Some(*n)));
+        let namespaces = std::iter::once(None).chain(namespaces.clone().map(Some));
         for chain in namespaces.map(|ns| chain_name(dir, ns)) {
             let (by_if, by_ip) = (format!("{chain}_if"), format!("{chain}_ip"));
             forward.push(Rule::new(
@@ -267,18 +299,19 @@ pub fn compile(policies: &[Policy]) -> Compiled {
             table.sets.push(set(by_ip, SetKey::Ipv4Addr));
         }
     }
-    let narrowed = |s: &Selection| s.pod.as_ref().is_some_and(|p| !p.match_labels.is_empty());
-    let broad = sets.0.iter().filter(|(_, s)| !narrowed(s));
-    for (name, _) in broad.chain(sets.0.iter().filter(|(_, s)| narrowed(s))) {
-        table.sets.push(set(name.clone(), SetKey::Ipv4Addr));
-    }
-    table.chains = chains;
-    table.chains.push(forward);
-    let fingerprint = format!("{TABLE} {}", table.fingerprint());
-    table.comment = fingerprint.clone();
-    if let Some(first) = table.chains.last_mut().and_then(|f| f.rules.first_mut()) {
-        first.comment = Some(fingerprint);
-    }
+    forward
+}
+
+/// Where a changed endpoint's sets are found: by one of the selector's labels, by the
+/// namespace a selection is confined to, or among the rest (checked every time).
+type SelectionIndex = (
+    HashMap<(String, String), Vec<String>>,
+    HashMap<String, Vec<String>>,
+    Vec<String>,
+);
+
+/// The selections indexed (see [`SelectionIndex`]).
+fn index(sets: &Sets) -> SelectionIndex {
     let mut by_label: HashMap<(String, String), Vec<String>> = HashMap::new();
     let mut by_namespace: HashMap<String, Vec<String>> = HashMap::new();
     let mut unindexed = Vec::new();
@@ -296,15 +329,7 @@ pub fn compile(policies: &[Policy]) -> Compiled {
             _ => unindexed.push(name.clone()),
         }
     }
-    Compiled {
-        by_label,
-        by_namespace,
-        unindexed,
-        table,
-        selections: sets.0,
-        namespaces: by_ns.keys().map(|s| s.to_string()).collect(),
-        has_cluster: !clusters.is_empty(),
-    }
+    (by_label, by_namespace, unindexed)
 }
 
 /// Which address is the endpoint's, and which the peer's, in a chain of `dir`.
