@@ -303,15 +303,19 @@ fn last_literal(call: &str) -> Option<String> {
     None
 }
 
-/// Every WARN and ERROR message weftd (and its Docker driver) can log is in
-/// docs/troubleshooting.md: each message's longest fixed part, the `{...}` fields left
-/// out, appears there.
+/// Every WARN and ERROR message weftd (with its Docker driver and the store client it
+/// runs) can log is in docs/troubleshooting.md: each message's longest fixed part, the
+/// `{...}` fields left out, appears there.
 #[test]
 fn every_agent_message_is_explained() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let doc = std::fs::read_to_string(root.join("docs/troubleshooting.md")).unwrap();
     let mut sources = Vec::new();
-    for dir in ["crates/weft-agent/src", "crates/weft-docker/src"] {
+    for dir in [
+        "crates/weft-agent/src",
+        "crates/weft-docker/src",
+        "crates/weft-store/src",
+    ] {
         let mut stack = vec![root.join(dir)];
         while let Some(d) = stack.pop() {
             for e in std::fs::read_dir(d).unwrap() {

@@ -236,6 +236,14 @@ impl Agent {
     }
 }
 
+/// `what` in the plural, as a log line says it ("fdb entries", "routes").
+fn plural(what: &str) -> String {
+    match what.strip_suffix('y') {
+        Some(stem) => format!("{stem}ies"),
+        None => format!("{what}s"),
+    }
+}
+
 /// Logs what a diff changed; `elapsed_ms` when the caller timed it.
 pub(super) fn log_applied<T: std::fmt::Debug>(
     what: &str,
@@ -251,7 +259,8 @@ pub(super) fn log_applied<T: std::fmt::Debug>(
                 replaced,
                 removed,
                 ?why,
-                "repaired {what}s: the kernel had drifted from the plan"
+                "repaired {}: the kernel had drifted from the plan",
+                plural(what)
             );
         } else {
             info!(
@@ -265,5 +274,15 @@ pub(super) fn log_applied<T: std::fmt::Debug>(
     }
     for (change, err) in &applied.failed {
         error!(?change, error = %err, "kernel refused a {what} change");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn kinds_are_pluralised_as_english_does() {
+        assert_eq!(super::plural("route"), "routes");
+        assert_eq!(super::plural("fdb entry"), "fdb entries");
+        assert_eq!(super::plural("segment neighbour"), "segment neighbours");
     }
 }
