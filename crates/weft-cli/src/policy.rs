@@ -31,6 +31,7 @@ pub enum PolicyCmd {
     /// List policies: kind, namespace/name, order (cluster), selector, directions.
     #[command(after_help = "Example:\n  weftctl policy list -o json")]
     List {
+        /// Output format: a table for people, or json for scripts.
         #[arg(short = 'o', long, value_enum, default_value = "table")]
         output: Output,
     },
@@ -42,6 +43,7 @@ pub enum PolicyCmd {
         id: String,
         #[arg(long)]
         cluster: bool,
+        /// Output format: a table for people, or json for scripts.
         #[arg(short = 'o', long, value_enum, default_value = "table")]
         output: Output,
     },
@@ -63,6 +65,7 @@ pub enum PolicyCmd {
         /// tcp, udp, sctp or icmp (then --port is the ICMP type).
         #[arg(long, default_value = "tcp", value_parser = ["tcp", "udp", "sctp", "icmp"])]
         protocol: String,
+        /// Output format: a table for people, or json for scripts.
         #[arg(short = 'o', long, value_enum, default_value = "table")]
         output: Output,
     },
@@ -88,6 +91,7 @@ pub enum EndpointCmd {
     /// Endpoints: name, address, node, namespace, labels, the policies selecting them.
     #[command(after_help = "Example:\n  weftctl endpoint list -o json")]
     List {
+        /// Output format: a table for people, or json for scripts.
         #[arg(short = 'o', long, value_enum, default_value = "table")]
         output: Output,
     },
@@ -133,10 +137,32 @@ fn summary(p: &Policy) -> serde_json::Value {
         }),
         Policy::Cluster(c) => json!({
             "kind": "ClusterPolicy", "id": p.id(), "order": c.spec.order,
-            "selector": c.spec.selector.describe(),
+            "selector": match &c.spec.namespace_selector {
+                Some(ns) => format!("{} in namespaces {}", c.spec.selector.describe(), ns.describe()),
+                None => c.spec.selector.describe(),
+            },
             "types": c.types().iter().map(|t| format!("{t:?}")).collect::<Vec<_>>(),
         }),
     }
+}
+
+/// No policy `id` of the kind asked for; where the other kind has one by that name,
+/// the flag that finds it.
+fn not_found(st: &PolicyState, id: &str, cluster: bool) -> CliError {
+    let (kind, other, hint) = if cluster {
+        ("ClusterPolicy", "NetworkPolicy", "drop --cluster")
+    } else {
+        ("NetworkPolicy", "ClusterPolicy", "add --cluster")
+    };
+    let other_has_it = st
+        .policies
+        .iter()
+        .any(|p| p.id() == id && matches!(p, Policy::Cluster(_)) != cluster);
+    CliError::Usage(if other_has_it {
+        format!("no {kind} {id}; there is a {other} {id}: {hint}")
+    } else {
+        format!("no {kind} {id} (see weftctl policy list)")
+    })
 }
 
 fn unreadable_warning(st: &PolicyState) {
@@ -159,7 +185,7 @@ pub async fn run(registry: &Registry, cmd: PolicyCmd) -> Result<i32, CliError> {
                 println!("deleted {id}");
                 Ok(0)
             } else {
-                Err(CliError::Usage(format!("no policy {id}")))
+                Err(not_found(&registry.policy_state().await?, &id, cluster))
             }
         }
         PolicyCmd::Explain {
@@ -245,16 +271,7 @@ async fn show(
         .policies
         .iter()
         .find(|p| p.id() == id && matches!(p, Policy::Cluster(_)) == cluster)
-        .ok_or_else(|| {
-            CliError::Usage(format!(
-                "no {} {id}",
-                if cluster {
-                    "ClusterPolicy"
-                } else {
-                    "NetworkPolicy"
-                }
-            ))
-        })?;
+        .ok_or_else(|| not_found(&st, id, cluster))?;
     match output {
         Output::Json => print_json(&serde_json::to_value(p).expect("serializes")),
         Output::Table => print!(
