@@ -257,9 +257,21 @@ pub struct Cell {
     pub to: String,
     pub port: String,
     pub reachable: bool,
-    /// What `weftctl policy explain` says (`None`: not asked).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Whether `weftctl policy explain` allows the flow (`None`: not asked).
+    #[serde(rename = "explain_allows", skip_serializing_if = "Option::is_none")]
     pub explained: Option<bool>,
+    /// Whether the traffic did what `explain` says (`None`: not asked): the field a
+    /// script checks.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub agrees: Option<bool>,
+}
+
+impl Cell {
+    /// Records `explain`'s verdict and whether the traffic agreed with it.
+    pub fn explain(&mut self, allows: bool) {
+        self.explained = Some(allows);
+        self.agrees = Some(allows == self.reachable);
+    }
 }
 
 /// Whether `to:port` answers from inside `netns` within `timeout`.
@@ -314,6 +326,7 @@ pub fn probe(state: &LabState, ports: &[Port], timeout: Duration) -> Vec<Cell> {
                     to,
                     port: p.to_string(),
                     explained: None,
+                    agrees: None,
                 })
             })
             .collect();
@@ -349,7 +362,7 @@ pub fn render(cells: &[Cell]) -> String {
                     .find(|c| c.port == port && c.from == *from && c.to == *to);
                 let mark = match cell {
                     None => "-",
-                    Some(c) if c.explained.is_some_and(|e| e != c.reachable) => "!",
+                    Some(c) if c.agrees == Some(false) => "!",
                     Some(c) if c.reachable => ".",
                     Some(_) => "X",
                 };
@@ -359,10 +372,7 @@ pub fn render(cells: &[Cell]) -> String {
         }
         s.push('\n');
     }
-    let wrong = cells
-        .iter()
-        .filter(|c| c.explained.is_some_and(|e| e != c.reachable))
-        .count();
+    let wrong = cells.iter().filter(|c| c.agrees == Some(false)).count();
     let open = cells.iter().filter(|c| c.reachable).count();
     let _ = write!(s, "{open} of {} probes reachable", cells.len());
     if cells.iter().any(|c| c.explained.is_some()) {
@@ -468,12 +478,19 @@ mod tests {
 
     #[test]
     fn the_matrix_marks_disagreement() {
-        let c = |from: &str, to: &str, reachable, explained| Cell {
-            from: from.into(),
-            to: to.into(),
-            port: "tcp:80".into(),
-            reachable,
-            explained,
+        let c = |from: &str, to: &str, reachable, explained: Option<bool>| {
+            let mut cell = Cell {
+                from: from.into(),
+                to: to.into(),
+                port: "tcp:80".into(),
+                reachable,
+                explained: None,
+                agrees: None,
+            };
+            if let Some(allows) = explained {
+                cell.explain(allows);
+            }
+            cell
         };
         let s = render(&[
             c("x/a", "x/b", true, Some(true)),
@@ -490,5 +507,13 @@ mod tests {
             s.contains("2 of 2 probes reachable; 1 disagree with explain"),
             "{s}"
         );
+        // As JSON: explain's verdict, and whether the traffic agreed, apart.
+        let json = serde_json::to_value(c("x/b", "x/a", true, Some(false))).unwrap();
+        assert_eq!(json["explain_allows"], false);
+        assert_eq!(json["agrees"], false);
+        let json = serde_json::to_value(c("x/a", "x/b", false, Some(false))).unwrap();
+        assert_eq!(json["agrees"], true);
+        let json = serde_json::to_value(c("x/a", "x/b", false, None)).unwrap();
+        assert!(json.get("agrees").is_none() && json.get("explain_allows").is_none());
     }
 }
