@@ -1,5 +1,6 @@
 //! `weftctl lab ...`: build, inspect and tear down a lab.
 
+use std::path::Path;
 use std::process::Command;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -196,6 +197,7 @@ pub enum LabCommand {
         /// How long a probe waits for an answer.
         #[arg(long, default_value_t = 1000)]
         timeout_ms: u64,
+        /// Output format: a table for people, or json for scripts.
         #[arg(short = 'o', long, value_enum, default_value = "table")]
         output: ProbeOutput,
     },
@@ -427,12 +429,16 @@ fn ping(lab: &str, wait: u64) -> LabResult<i32> {
 fn exec(lab: &str, node: &str, command: &[String]) -> LabResult<i32> {
     let ns = topology::node_ns(lab, node)
         .ok_or_else(|| LabError::Usage(format!("unknown node {node:?}: use h1, c1 or ul")))?;
+    // A lab that does not exist is named as every other lab command names it, not
+    // left to `ip netns exec` to report a missing file.
+    let state = LabState::load(lab)?;
+    if !Path::new("/run/netns").join(&ns).exists() {
+        return Err(LabError::Usage(format!("lab {lab:?} has no node {node}")));
+    }
     let mut cmd = Command::new("ip");
     // A host's commands talk to that host's dockerd (labs made with --docker).
-    if let (Ok(state), Some(i)) = (LabState::load(lab), topology::host_index(lab, node)) {
-        if state.docker {
-            cmd.env("DOCKER_HOST", crate::docker::docker_host(&state, i));
-        }
+    if let (true, Some(i)) = (state.docker, topology::host_index(lab, node)) {
+        cmd.env("DOCKER_HOST", crate::docker::docker_host(&state, i));
     }
     let status = cmd
         .args(["netns", "exec", &ns])
@@ -596,6 +602,9 @@ fn check(spec: &LabSpec) -> LabResult<()> {
             topology::MAX_SUBNETS
         )));
     }
+    // Before the root check: it makes nothing, and says what is wrong with the
+    // options whoever runs it.
+    dry_run_store(spec)?;
     if !weft_kernel::sys::is_root() {
         return Err(LabError::Usage(
             "the lab needs root: it creates network namespaces".into(),
@@ -815,12 +824,13 @@ fn converge(state: &LabState, within: Duration) -> ping::Matrix {
 }
 
 /// Runs a `weftctl` store command against the lab's store.
-fn store_command(state: &LabState, args: &[&str]) -> LabResult<String> {
+/// The weftctl beside this executable (or this one).
+fn weftctl() -> LabResult<std::path::PathBuf> {
     let me = std::env::current_exe().map_err(|source| LabError::Io {
         path: "current executable".into(),
         source,
     })?;
-    let weftctl = [
+    Ok([
         me.with_file_name("weftctl"),
         me.parent()
             .map(|p| p.join("../weftctl"))
@@ -828,9 +838,54 @@ fn store_command(state: &LabState, args: &[&str]) -> LabResult<String> {
     ]
     .into_iter()
     .find(|p| p.exists())
-    .unwrap_or(me);
+    .unwrap_or(me))
+}
+
+/// Runs the lab's `network init` (and `pool create`) against a scratch store, so a
+/// config weftctl would refuse is refused before anything is made, with weftctl's own
+/// words.
+fn dry_run_store(spec: &LabSpec) -> LabResult<()> {
+    let scratch = std::env::temp_dir().join(format!(
+        "weft-lab-check-{}-{}",
+        spec.name.as_str(),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch).map_err(|source| LabError::Io {
+        path: scratch.display().to_string(),
+        source,
+    })?;
+    let db = scratch.join("store.db");
+    let ctl = weftctl()?;
+    let mut result = Ok(());
+    for args in std::iter::once(&spec.init).chain(spec.pool.as_ref()) {
+        let out = Command::new(&ctl)
+            .args(["--store", "embedded", "--store-path"])
+            .arg(&db)
+            .args(args)
+            .env_remove("WEFT_STORE")
+            .output()
+            .map_err(|source| LabError::Spawn {
+                cmd: ctl.display().to_string(),
+                source,
+            })?;
+        if !out.status.success() {
+            let why = String::from_utf8_lossy(&out.stderr);
+            let why = why
+                .trim()
+                .trim_start_matches("weftctl: ")
+                .trim_start_matches("error: ");
+            result = Err(LabError::Usage(why.to_owned()));
+            break;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
+fn store_command(state: &LabState, args: &[&str]) -> LabResult<String> {
     let mut all = vec![
-        weftctl.to_string_lossy().into_owned(),
+        weftctl()?.to_string_lossy().into_owned(),
         "--lab".into(),
         state.name.clone(),
     ];
