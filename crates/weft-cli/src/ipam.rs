@@ -11,6 +11,7 @@ pub enum IpamCmd {
     /// Every block of block IPAM, the node that holds it, addresses used and free.
     #[command(after_help = "Example:\n  weftctl ipam blocks -o json")]
     Blocks {
+        /// Output format: a table for people, or json for scripts.
         #[arg(short = 'o', long, value_enum, default_value = "table")]
         output: crate::output::Output,
     },
@@ -25,6 +26,7 @@ pub enum IpamCmd {
         /// The plugin's data directory (its `dataDir`).
         #[arg(long, default_value = "/var/lib/cni/weft")]
         data_dir: PathBuf,
+        /// Output format: a table for people, or json for scripts.
         #[arg(short = 'o', long, value_enum, default_value = "table")]
         output: crate::output::Output,
         /// As JSON (the same as `-o json`).
@@ -35,6 +37,7 @@ pub enum IpamCmd {
     /// blocks a node has no route for. Exit 1 if anything is found.
     #[command(after_help = "Example:\n  weftctl ipam check -o json")]
     Check {
+        /// Output format: a table for people, or json for scripts.
         #[arg(short = 'o', long, value_enum, default_value = "table")]
         output: crate::output::Output,
     },

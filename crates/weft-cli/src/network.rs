@@ -78,6 +78,7 @@ pub enum NetworkCmd {
     )]
     Show {
         name: Option<String>,
+        /// Output format: a table for people, or json for scripts.
         #[arg(short = 'o', long, value_enum, default_value = "table")]
         output: Output,
     },
@@ -104,12 +105,14 @@ pub enum NetworkCmd {
         /// No way out: no gateway, no masquerade.
         #[arg(long)]
         internal: bool,
+        /// Output format: a table for people, or json for scripts.
         #[arg(short = 'o', long, value_enum, default_value = "table")]
         output: Output,
     },
     /// List named networks.
     #[command(after_help = "Example:\n  weftctl network list -o json")]
     List {
+        /// Output format: a table for people, or json for scripts.
         #[arg(short = 'o', long, value_enum, default_value = "table")]
         output: Output,
     },

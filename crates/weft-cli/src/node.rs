@@ -17,6 +17,7 @@ pub enum NodeCmd {
         /// The agent's status file (its `--bgp-status-file`).
         #[arg(long, default_value = "/run/weft/bgp-status.json")]
         file: PathBuf,
+        /// Output format: a table for people, or json for scripts.
         #[arg(short = 'o', long, value_enum, default_value = "table")]
         output: crate::output::Output,
     },

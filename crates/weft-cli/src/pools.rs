@@ -33,6 +33,7 @@ pub enum PoolCmd {
     /// List pools, with how many blocks are held and addresses used.
     #[command(after_help = "Example:\n  weftctl pool list -o json")]
     List {
+        /// Output format: a table for people, or json for scripts.
         #[arg(short = 'o', long, value_enum, default_value = "table")]
         output: Output,
     },
@@ -40,6 +41,7 @@ pub enum PoolCmd {
     #[command(after_help = "Example:\n  weftctl pool show default")]
     Show {
         name: String,
+        /// Output format: a table for people, or json for scripts.
         #[arg(short = 'o', long, value_enum, default_value = "table")]
         output: Output,
     },

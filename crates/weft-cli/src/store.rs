@@ -24,6 +24,7 @@ pub enum StoreCmd {
     Ls {
         #[arg(default_value = "/")]
         prefix: String,
+        /// Output format: a table for people, or json for scripts.
         #[arg(short = 'o', long, value_enum, default_value = "table")]
         output: crate::output::Output,
     },

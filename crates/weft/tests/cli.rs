@@ -200,3 +200,132 @@ fn every_listing_speaks_json() {
     let ten = table.find("10.244.10.0/24").unwrap();
     assert!(nine < ten, "{table}");
 }
+
+/// A cluster policy is listed with the namespaces it applies to, and asking for it
+/// without `--cluster` (or a NetworkPolicy with it) says which flag finds it.
+#[test]
+fn cluster_policies_are_listed_whole_and_found_by_the_right_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("store.db");
+    let path = db.to_str().unwrap();
+    let ctl = |args: &[&str]| {
+        Command::new(WEFTCTL)
+            .args(["--store", "embedded", "--store-path", path])
+            .args(args)
+            .env_remove("WEFT_STORE")
+            .output()
+            .unwrap()
+    };
+    assert!(ctl(&["network", "init", "--network", "10.244.0.0/16"])
+        .status
+        .success());
+    let file = dir.path().join("p.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: weft.dev/v1\nkind: ClusterPolicy\nmetadata: {name: blue-only}\nspec:\n  order: 5\n  namespaceSelector: {matchLabels: {team: blue}}\n  ingress: [{action: Deny}]\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: x}\nspec: {podSelector: {}}\n",
+    )
+    .unwrap();
+    let out = ctl(&["policy", "apply", "-f", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let list = text(&ctl(&["policy", "list"]).stdout);
+    let row = list.lines().find(|l| l.contains("blue-only")).unwrap();
+    assert!(row.contains("in namespaces team=blue"), "{list}");
+
+    for verb in ["show", "delete"] {
+        let out = ctl(&["policy", verb, "blue-only"]);
+        assert!(!out.status.success(), "{verb}");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("there is a ClusterPolicy blue-only: add --cluster"),
+            "{verb}: {err}"
+        );
+        let out = ctl(&["policy", verb, "x/p", "--cluster"]);
+        let err = text(&out.stderr);
+        assert!(err.contains("drop --cluster"), "{verb} --cluster: {err}");
+        let out = ctl(&["policy", verb, "x/nothing"]);
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("no NetworkPolicy x/nothing (see weftctl policy list)"),
+            "{verb}: {err}"
+        );
+    }
+    let out = ctl(&["policy", "delete", "blue-only", "--cluster"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// Every command that takes `-o` says what it does in its help.
+#[test]
+fn every_output_flag_is_explained() {
+    let commands: &[&[&str]] = &[
+        &["leases"],
+        &["addresses"],
+        &["network", "list"],
+        &["network", "show"],
+        &["network", "create"],
+        &["node", "status"],
+        &["ipam", "show"],
+        &["ipam", "blocks"],
+        &["ipam", "check"],
+        &["policy", "list"],
+        &["policy", "show"],
+        &["policy", "explain"],
+        &["endpoint", "list"],
+        &["pool", "list"],
+        &["pool", "show"],
+        &["diagnose"],
+        &["lab", "probe"],
+    ];
+    for args in commands {
+        let out = Command::new(WEFTCTL)
+            .args(*args)
+            .arg("-h")
+            .output()
+            .unwrap();
+        let help = text(&out.stdout);
+        let lines: Vec<&str> = help.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| l.contains("-o, --output"))
+            .unwrap_or_else(|| panic!("{args:?} has no -o: {help}"));
+        // Clap puts a long description on the next line.
+        let described = lines[at..lines.len().min(at + 2)].join(" ");
+        assert!(described.contains("Output format"), "{args:?}: {described}");
+    }
+}
+
+/// `lab exec` on a lab that does not exist names the lab, as the other lab commands do.
+#[test]
+fn lab_exec_names_a_missing_lab() {
+    let out = Command::new(WEFTCTL)
+        .args(["lab", "exec", "--name", "nosuchlab", "h1", "true"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("lab \"nosuchlab\" does not exist"), "{err}");
+}
+
+/// `lab up` refuses a config `network init` would refuse before it makes anything,
+/// in weftctl's own words (not a nested error quoting a command line).
+#[test]
+fn lab_up_checks_the_config_before_it_builds() {
+    for (args, want) in [
+        (&["--backend", "host-gw", "--vni", "5"][..], "--vni"),
+        (&["--network", "10.244.0.0/30"][..], "10.244.0.0/30"),
+    ] {
+        let out = Command::new(WEFTCTL)
+            .args(["lab", "up", "--name", "chk"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(!err.contains("network init --network"), "{args:?}: {err}");
+        assert!(
+            !std::path::Path::new("/run/weft-lab/chk").exists(),
+            "{args:?}: nothing made"
+        );
+    }
+}
