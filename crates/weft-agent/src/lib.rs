@@ -22,6 +22,7 @@ pub mod daemon;
 pub mod duration;
 pub mod error;
 pub mod health;
+pub mod notify;
 pub mod options;
 
 pub use daemon::run;

@@ -23,7 +23,22 @@ pub fn socket_path(dir: &Path, name: &str) -> PathBuf {
 
 /// Serves the driver on `path` (replacing a stale socket file) until the task ends.
 pub async fn serve(path: &Path, driver: Driver) -> std::io::Result<()> {
-    let listener = weft_alloc::agent_api::bind_socket(path)?;
+    serve_on(listen(path)?, path, driver).await
+}
+
+/// Binds the driver's socket: once this returns, Docker finds the plugin (the agent
+/// binds before it tells systemd it is ready, so a container started by Docker at
+/// boot finds its driver).
+pub fn listen(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
+    weft_alloc::agent_api::bind_socket(path)
+}
+
+/// Serves the driver on a socket [`listen`] bound at `path`.
+pub async fn serve_on(
+    listener: tokio::net::UnixListener,
+    path: &Path,
+    driver: Driver,
+) -> std::io::Result<()> {
     info!(socket = %path.display(), "serving the Docker network and IPAM driver");
     loop {
         let (stream, _) = listener.accept().await?;

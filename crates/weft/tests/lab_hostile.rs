@@ -119,13 +119,30 @@ fn a_failed_lab_up_leaves_nothing_behind() {
             && said.contains("possible values: host-gw, vxlan, udp, ipip, bgp"),
         "{said}"
     );
-    // Refused by `network init` once the underlay exists: a /30 holds no /24 subnet.
+    // Refused by `network init` (run against a scratch store first): a /30 holds no
+    // /24 subnet. Nothing is made.
     let out = Command::new(WEFTCTL)
         .args(["lab", "up", "--name", &name, "--network", "10.244.0.0/30"])
         .env("WEFT_WEFTD", WEFTD)
         .output()
         .unwrap();
     assert!(!out.status.success(), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("10.244.0.0/30"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(netns(), 0, "namespaces made");
+    // Fails once the underlay, the store and the first host exist: its agent cannot
+    // start. Everything made is removed.
+    let out = Command::new(WEFTCTL)
+        .args(["lab", "up", "--name", &name])
+        .env("WEFT_WEFTD", "/nonexistent/weftd")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    let said = text(&out.stdout);
+    assert!(said.contains("underlay"), "the build had begun: {said}");
     assert_eq!(netns(), 0, "namespaces left behind");
     assert!(
         !std::path::Path::new(&format!("/run/weft-lab/{name}")).exists(),

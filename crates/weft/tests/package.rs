@@ -72,6 +72,13 @@ fn the_deb_holds_what_a_host_needs() {
     ] {
         assert!(listing.contains(f), "{f} missing:\n{listing}");
     }
+    // Where containerd and CRI-O look by default, beside Debian's CNI directory.
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with('l') && l.contains("./opt/cni/bin/weft -> /usr/lib/cni/weft")),
+        "{listing}"
+    );
     // Everything owned by root, binaries executable.
     assert!(
         listing.lines().all(|l| l.contains("root/root")),
@@ -135,6 +142,9 @@ fn the_deb_holds_what_a_host_needs() {
         "ProtectSystem=strict",
         "ProtectKernelModules=yes",
         "Restart=always",
+        // Ready only once the network and the Docker driver are there; Docker after it.
+        "Type=notify",
+        "Before=docker.service",
     ] {
         assert!(unit.contains(needle), "{needle} missing from the unit");
     }

@@ -61,11 +61,18 @@ impl Agent {
         let socket =
             weft_docker::server::socket_path(&self.opts.docker_plugin_dir, weft_docker::PLUGIN);
         let served = driver.clone();
-        tokio::spawn(async move {
-            if let Err(e) = weft_docker::server::serve(&socket, served).await {
-                error!(socket = %socket.display(), error = %e, "cannot serve the Docker driver");
+        match weft_docker::server::listen(&socket) {
+            Ok(listener) => {
+                tokio::spawn(async move {
+                    if let Err(e) = weft_docker::server::serve_on(listener, &socket, served).await {
+                        error!(socket = %socket.display(), error = %e, "cannot serve the Docker driver");
+                    }
+                });
             }
-        });
+            Err(e) => {
+                error!(socket = %socket.display(), error = %e, "cannot serve the Docker driver")
+            }
+        }
         let engine = weft_docker::Engine::new(&self.opts.docker_socket);
         let sync = weft_docker::sync::Sync::new(driver, engine, weft_docker::PLUGIN);
         tokio::spawn(sync.run(std::time::Duration::from_secs(1)));

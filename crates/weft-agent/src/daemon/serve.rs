@@ -26,7 +26,9 @@ impl Agent {
         mut kernel_events: mpsc::Receiver<KernelEvent>,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), AgentError> {
-        info!(peers = self.view.peers.len().saturating_sub(1), "ready");
+        let peers = self.view.peers.len().saturating_sub(1);
+        info!(peers, "ready");
+        crate::notify::ready(&format!("serving; {peers} peers"));
         let watch_prefix = format!("{}/", self.opts.store.etcd_prefix.trim_end_matches('/'));
         let mut watch = self
             .registry
