@@ -79,6 +79,42 @@ fn blocks(file: &Path) -> Vec<Block> {
     out
 }
 
+/// A block that starts weftd and then asks `diagnose` for `/healthz` on a port starts
+/// weftd serving it there: a reader who copies the block does not meet a FAIL the
+/// docs did not predict (weftd serves no `/healthz` unless told a port).
+#[test]
+fn diagnose_asks_healthz_where_the_block_serves_it() {
+    let mut checked = 0;
+    for file in docs() {
+        for b in blocks(&file) {
+            let port = b.body.iter().find_map(|l| {
+                let rest = l.split("diagnose ").nth(1)?;
+                let rest = rest.split("--healthz-port ").nth(1)?;
+                rest.split_whitespace().next().map(str::to_owned)
+            });
+            let weftd: Vec<&String> = b
+                .body
+                .iter()
+                .filter(|l| l.trim_start().starts_with("weftd "))
+                .collect();
+            let (Some(port), false) = (port, weftd.is_empty()) else {
+                continue;
+            };
+            checked += 1;
+            for l in weftd {
+                assert!(
+                    l.contains(&format!("--healthz-port {port}"))
+                        || l.contains(&format!("--healthz-port={port}")),
+                    "{}:{}: weftd is started without --healthz-port {port}, then diagnose asks for it: {l}",
+                    b.file.display(),
+                    b.line
+                );
+            }
+        }
+    }
+    assert!(checked > 0, "the README's Use it block is among them");
+}
+
 #[test]
 fn every_shell_block_is_run_or_says_why() {
     let mut unclassified = Vec::new();
