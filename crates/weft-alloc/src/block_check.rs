@@ -174,6 +174,7 @@ mod tests {
         };
         let alive: BTreeSet<Ipv4Addr> = [ip("192.0.2.1")].into();
         let status = NodeStatus {
+            policy: None,
             public_ip: Some(ip("192.0.2.1")),
             backend: "host-gw".into(),
             unreachable: vec![

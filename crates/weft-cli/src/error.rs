@@ -54,6 +54,11 @@ pub enum CliError {
     Blocks(weft_alloc::blocks::BlockError),
     #[error("{0}")]
     Usage(String),
+    #[error("written, but not enforced within {within:?} by {}: their agents are down or behind (weftctl diagnose on them says why); --no-wait returns without waiting", .nodes.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", "))]
+    NotEnforced {
+        nodes: Vec<Ipv4Addr>,
+        within: std::time::Duration,
+    },
     #[error("no key {0}")]
     NoKey(String),
     #[error(transparent)]

@@ -41,16 +41,28 @@ pub async fn explain_cells(
     Ok(())
 }
 
+/// How long a probe waits for the hosts to enforce the policies in the store.
+pub const ENFORCE_WAIT: Duration = Duration::from_secs(20);
+
 /// Probes, explains and prints; the exit code.
 pub async fn run(
     registry: &Registry,
     lab: &str,
     ports: &str,
     timeout_ms: u64,
+    enforced_within: Option<Duration>,
     output: weft_lab::ProbeOutput,
 ) -> Result<i32, CliError> {
     let state = LabState::load(lab)?;
     let ports = pods::parse_ports(ports)?;
+    // Probed once every host enforces the policies in the store (a probe right after
+    // `policy apply --no-wait` would see the old rules); a host that does not by then
+    // is named, and its cells show it.
+    if let Some(within) = enforced_within {
+        if let Err(e) = crate::enforced::wait(registry, within).await {
+            eprintln!("weftctl: {e}");
+        }
+    }
     let mut cells = pods::probe(&state, &ports, Duration::from_millis(timeout_ms));
     explain_cells(registry, &state, &mut cells).await?;
     pods::print(&cells, output);

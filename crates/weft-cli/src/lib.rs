@@ -17,6 +17,7 @@
 pub mod addresses;
 pub mod block_ipam;
 pub mod diagnose;
+pub mod enforced;
 pub mod error;
 pub mod ipam;
 pub mod lab_probe;
@@ -205,8 +206,12 @@ pub fn main(cli: Cli) -> i32 {
                 lab,
                 ports,
                 timeout_ms,
+                no_wait,
                 output,
-            }) => lab_probe::run(&registry, &lab.name, &ports, timeout_ms, output).await,
+            }) => {
+                let wait = (!no_wait).then_some(lab_probe::ENFORCE_WAIT);
+                lab_probe::run(&registry, &lab.name, &ports, timeout_ms, wait, output).await
+            }
             Cmd::Endpoint(cmd) => policy::run_endpoint(&registry, cmd).await,
             Cmd::Namespace(cmd) => policy::run_namespace(&registry, cmd).await,
             Cmd::Ipam(ipam::IpamCmd::Blocks { output }) => pools::blocks(&registry, output).await,

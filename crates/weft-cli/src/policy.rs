@@ -1,7 +1,7 @@
 //! `weftctl policy apply|list|show|delete|explain`, `endpoint label|list` and
 //! `namespace label`: network policies and the identities they select, in the store.
-//! Enforcement by the agents is not built yet (docs/policy.md); `explain` answers from
-//! the policies and identities as stored.
+//! `apply` and `delete` return once every node enforces the change (see
+//! [`crate::enforced`]); `explain` answers from the policies and identities as stored.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -16,6 +16,27 @@ use weft_policy::{explain, Flow, Labels, Policy, Protocol};
 use crate::output::{print_json, Output};
 use crate::CliError;
 
+/// Whether a change waits until every node enforces it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Wait {
+    /// Return once the change is written, without waiting for the nodes to enforce it.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// How long to wait for every node with a lease to enforce the change, in seconds;
+    /// past it, the nodes that do not are named (exit 1).
+    #[arg(long, default_value_t = 30)]
+    pub timeout: u64,
+}
+
+impl Wait {
+    async fn for_nodes(&self, registry: &Registry) -> Result<(), CliError> {
+        if self.no_wait {
+            return Ok(());
+        }
+        crate::enforced::wait(registry, std::time::Duration::from_secs(self.timeout)).await
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum PolicyCmd {
     /// Apply the policies in FILE (YAML or JSON, several documents; `-` reads stdin):
@@ -27,6 +48,8 @@ pub enum PolicyCmd {
     Apply {
         #[arg(short = 'f', long)]
         file: PathBuf,
+        #[command(flatten)]
+        wait: Wait,
     },
     /// List policies: kind, namespace/name, order (cluster), selector, directions.
     #[command(after_help = "Example:\n  weftctl policy list -o json")]
@@ -53,6 +76,8 @@ pub enum PolicyCmd {
         id: String,
         #[arg(long)]
         cluster: bool,
+        #[command(flatten)]
+        wait: Wait,
     },
     /// Which policies select each side of a flow, which rule decides egress and
     /// ingress, and the verdict. Endpoints by NAMESPACE/NAME or address.
@@ -173,16 +198,21 @@ fn unreadable_warning(st: &PolicyState) {
 
 pub async fn run(registry: &Registry, cmd: PolicyCmd) -> Result<i32, CliError> {
     match cmd {
-        PolicyCmd::Apply { file } => apply(registry, &file).await,
+        PolicyCmd::Apply { file, wait } => {
+            let code = apply(registry, &file).await?;
+            wait.for_nodes(registry).await?;
+            Ok(code)
+        }
         PolicyCmd::List { output } => list(registry, output).await,
         PolicyCmd::Show {
             id,
             cluster,
             output,
         } => show(registry, &id, cluster, output).await,
-        PolicyCmd::Delete { id, cluster } => {
+        PolicyCmd::Delete { id, cluster, wait } => {
             if registry.delete_policy(cluster, &id).await? {
                 println!("deleted {id}");
+                wait.for_nodes(registry).await?;
                 Ok(0)
             } else {
                 Err(not_found(&registry.policy_state().await?, &id, cluster))

@@ -197,6 +197,10 @@ pub enum LabCommand {
         /// How long a probe waits for an answer.
         #[arg(long, default_value_t = 1000)]
         timeout_ms: u64,
+        /// Probe at once, without first waiting for every host to enforce the
+        /// policies in the store.
+        #[arg(long)]
+        no_wait: bool,
         /// Output format: a table for people, or json for scripts.
         #[arg(short = 'o', long, value_enum, default_value = "table")]
         output: ProbeOutput,
@@ -324,6 +328,7 @@ pub fn run(cmd: LabCommand) -> LabResult<i32> {
             ports,
             timeout_ms,
             output,
+            ..
         } => {
             let state = LabState::load(&lab.name)?;
             let ports = crate::pods::parse_ports(&ports)?;

@@ -20,6 +20,12 @@ pub struct NodeStatus {
     /// gone for a while (a killed ADD, a missed DEL), for `weftctl ipam check`.
     #[serde(rename = "Orphans", default, skip_serializing_if = "Vec::is_empty")]
     pub orphans: Vec<Orphan>,
+    /// The fingerprint of the network policy rules this node's table holds (`None`:
+    /// none loaded yet): `weftctl policy apply` waits until every node's equals the
+    /// fingerprint of the policies in the store. It changes only with the rules, not
+    /// with each endpoint, so publishing it costs a write per policy change.
+    #[serde(rename = "Policy", default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
 }
 
 /// An address recorded in a block on this node with no container interface for it.

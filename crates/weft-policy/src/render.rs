@@ -201,6 +201,12 @@ pub fn compile(policies: &[Policy]) -> Compiled {
             by_ns.entry(n.namespace()).or_default().push(n);
         }
     }
+    // By name: the same policies make the same table (and fingerprint) in whatever
+    // order they were read, so a restart reloads nothing and `weftctl policy apply`
+    // can compute the fingerprint every node will load.
+    for nps in by_ns.values_mut() {
+        nps.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    }
     let mut sets = Sets::default();
     let mut chains = Vec::new();
     for dir in [Direction::Ingress, Direction::Egress] {
@@ -939,6 +945,18 @@ mod tests {
             .take_while(|c| !c.is_whitespace())
             .collect();
         &r.elements[&name]
+    }
+
+    #[test]
+    fn the_same_policies_in_any_order_make_the_same_table() {
+        let ps = parse_documents(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: a, namespace: x}\nspec: {podSelector: {}, ingress: [{ports: [{port: 80}]}]}\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: b, namespace: x}\nspec: {podSelector: {matchLabels: {pod: a}}, ingress: [{ports: [{port: 81}]}]}\n",
+        )
+        .unwrap();
+        let reversed: Vec<Policy> = ps.iter().rev().cloned().collect();
+        let (one, other) = (compile(&ps), compile(&reversed));
+        assert_eq!(one.fingerprint(), other.fingerprint());
+        assert_eq!(one.structure(), other.structure());
     }
 
     #[test]

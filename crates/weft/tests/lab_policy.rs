@@ -332,6 +332,19 @@ fn policies_are_enforced_as_explained_routed() {
     );
 
     lab.apply_policy("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-ingress, namespace: x}\nspec: {podSelector: {}, policyTypes: [Ingress]}\n");
+    // `policy apply` returned once both nodes enforce it: the first connections after
+    // it are judged by the new rules, from either host (no retry).
+    let to_xa = [(ctrs[0].ip.clone(), 80)];
+    assert_eq!(
+        probe(&ctrs[2].netns, &to_xa),
+        [false],
+        "y/a (h1) reached x/a after apply returned"
+    );
+    assert_eq!(
+        probe(&ctrs[3].netns, &to_xa),
+        [false],
+        "y/b (h2) reached x/a after apply returned"
+    );
     let m = matrix_agrees_with_explain(&lab, &ctrs, "default-deny-ingress in x");
     assert!(!verdict(&m, "y/a", "x/a", 80) && !verdict(&m, "x/b", "x/a", 81));
     assert!(
@@ -425,6 +438,35 @@ fn policies_are_enforced_as_explained_routed() {
         std::time::Duration::from_secs(10),
         || probe(&ctrs[2].netns, &[(fixed.clone(), 80)]) == [true],
     );
+
+    // A node whose agent is down cannot enforce a change: `apply` says so, naming it,
+    // once its timeout passes (the change stays written); `--no-wait` does not wait.
+    let leases: serde_json::Value =
+        serde_json::from_str(&lab.ok(lab.store_cmd(&["leases", "-o", "json"]), "leases")).unwrap();
+    let h2_subnet = lab.subnet_of("h2");
+    let h2_ip = leases["leases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["subnet"] == h2_subnet.as_str())
+        .map(|l| l["public_ip"].as_str().unwrap().to_owned())
+        .unwrap_or_else(|| panic!("no lease {h2_subnet} in {leases}"));
+    lab.ok(lab.lab(&["agent"], &["h2", "stop"]), "agent stop");
+    let file = std::env::temp_dir().join(format!("{}-late.yaml", lab.name));
+    std::fs::write(&file, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: late, namespace: z}\nspec: {podSelector: {}, policyTypes: [Ingress]}\n").unwrap();
+    let file = file.to_str().unwrap();
+    let out = lab.store_cmd(&["policy", "apply", "-f", file, "--timeout", "2"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("not enforced within 2s by") && said.contains(&h2_ip),
+        "{said}"
+    );
+    let out = lab.store_cmd(&["policy", "delete", "z/late", "--no-wait"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    lab.ok(lab.lab(&["agent"], &["h2", "start"]), "agent start");
+    // Back, it loads the store's rules, and a change waits for it again.
+    lab.apply_policy("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: late, namespace: z}\nspec: {podSelector: {}, policyTypes: [Ingress]}\n");
 }
 
 /// Attaches `netns` on host `h` in routed mode with kubelet's `args` and the label

@@ -197,6 +197,11 @@ impl PolicyManager {
         }
     }
 
+    /// The fingerprint of the rules the kernel's table holds, once one is loaded.
+    pub(super) fn loaded_fingerprint(&self) -> Option<&str> {
+        self.table.as_ref().map(|t| t.fingerprint.as_str())
+    }
+
     /// Whether the policy state must be read whole from the store (never read yet,
     /// or a watch resync): the serve loop reads it in a task of its own.
     pub(super) fn needs_read(&self) -> bool {
@@ -450,6 +455,9 @@ impl Agent {
     pub(super) fn reconcile_policy(&mut self, why: Why) {
         let me = self.view.attrs.public_ip;
         self.policy.reconcile(self.dp.as_ref(), me, why);
+        // The rules' fingerprint is part of the status (`policy apply` waits on it);
+        // an unchanged status writes nothing.
+        self.offer_status();
     }
 
     /// Whether the policy table waits for a reconcile.

@@ -231,6 +231,7 @@ impl Agent {
                 }))
                 .collect(),
             orphans: self.last.orphans.clone(),
+            policy: self.policy.loaded_fingerprint().map(str::to_owned),
         };
         self.status.offer(&self.view.node.lease, status);
     }
