@@ -40,10 +40,34 @@ pub enum BadLine {
     Unterminated(String),
     #[error("a value with spaces must be quoted: {0:?}")]
     Unquoted(String),
+    #[error("{name} is a switch: write `{name} = true` or `{name} = false`, not {value:?}")]
+    NotASwitchValue { name: String, value: String },
+}
+
+/// An option weftd takes, as the file may name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Known {
+    /// The long name, without the dashes.
+    pub name: String,
+    /// A switch (`--ip-masq`): `true` gives it, `false` leaves it out, nothing else.
+    pub switch: bool,
+}
+
+/// The long options of `cmd` (but `--config`), as [`to_args`] checks a file against.
+pub fn known_options(cmd: &clap::Command) -> Vec<Known> {
+    cmd.get_arguments()
+        .filter_map(|a| {
+            let name = a.get_long()?.to_owned();
+            (name != "config").then(|| Known {
+                name,
+                switch: !a.get_action().takes_values(),
+            })
+        })
+        .collect()
 }
 
 /// The arguments `text` stands for, checked against `known` long option names (pure).
-pub fn to_args(path: &Path, text: &str, known: &[String]) -> Result<Vec<String>, ConfigFileError> {
+pub fn to_args(path: &Path, text: &str, known: &[Known]) -> Result<Vec<String>, ConfigFileError> {
     let mut args = Vec::new();
     for (n, raw) in text.lines().enumerate() {
         let err = |why: BadLine| ConfigFileError {
@@ -59,14 +83,20 @@ pub fn to_args(path: &Path, text: &str, known: &[String]) -> Result<Vec<String>,
             .split_once('=')
             .ok_or_else(|| err(BadLine::NotAnOption(line.to_owned())))?;
         let name = name.trim().trim_start_matches("--");
-        if !known.iter().any(|k| k == name) {
+        let Some(option) = known.iter().find(|k| k.name == name) else {
             return Err(err(BadLine::UnknownOption(name.to_owned())));
-        }
+        };
         for v in values(value.trim()).map_err(err)? {
-            match v.as_str() {
-                "true" => args.push(format!("--{name}")),
-                "false" => {}
-                _ => args.push(format!("--{name}={v}")),
+            match (option.switch, v.as_str()) {
+                (true, "true") => args.push(format!("--{name}")),
+                (true, "false") => {}
+                (true, _) => {
+                    return Err(err(BadLine::NotASwitchValue {
+                        name: name.to_owned(),
+                        value: v,
+                    }))
+                }
+                (false, _) => args.push(format!("--{name}={v}")),
             }
         }
     }
@@ -118,15 +148,19 @@ fn scalar(v: &str) -> Result<String, BadLine> {
 mod tests {
     use super::*;
 
-    fn known() -> Vec<String> {
+    fn known() -> Vec<Known> {
         [
-            "store",
-            "etcd-endpoints",
-            "ip-masq",
-            "healthz-port",
-            "big-tcp",
+            ("store", false),
+            ("etcd-endpoints", false),
+            ("ip-masq", true),
+            ("healthz-port", false),
+            ("big-tcp", true),
+            ("docker", true),
         ]
-        .map(String::from)
+        .map(|(name, switch)| Known {
+            name: name.into(),
+            switch,
+        })
         .to_vec()
     }
 
@@ -156,10 +190,7 @@ mod tests {
         }
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging/weftd.conf");
         let text = std::fs::read_to_string(&path).unwrap();
-        let known: Vec<String> = Weftd::command()
-            .get_arguments()
-            .filter_map(|a| a.get_long().map(str::to_owned))
-            .collect();
+        let known = known_options(&Weftd::command());
         let mut args = vec!["weftd".to_owned()];
         args.extend(to_args(&path, &text, &known).unwrap());
         let parsed = Weftd::try_parse_from(&args).unwrap_or_else(|e| panic!("{e}"));
@@ -190,5 +221,16 @@ mod tests {
         );
         let e = to_args(Path::new("w.conf"), "store = \"etcd\n", &known()).unwrap_err();
         assert!(e.why.to_string().contains("unterminated"), "{e}");
+        // A switch given a value other than true or false names its file and line.
+        let e = to_args(
+            Path::new("w.conf"),
+            "store = etcd\ndocker = yes\n",
+            &known(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "w.conf, line 2: docker is a switch: write `docker = true` or `docker = false`, not \"yes\""
+        );
     }
 }

@@ -39,11 +39,7 @@ fn args() -> Vec<std::ffi::OsString> {
         std::process::exit(2);
     });
     let cmd = <Cli as clap::CommandFactory>::command();
-    let known: Vec<String> = cmd
-        .get_arguments()
-        .filter_map(|a| a.get_long().map(str::to_owned))
-        .filter(|l| l != "config")
-        .collect();
+    let known = weft_agent::config_file::known_options(&cmd);
     let from_file = weft_agent::config_file::to_args(&path, &text, &known).unwrap_or_else(|e| {
         eprintln!("weftd: {e}");
         std::process::exit(2);
