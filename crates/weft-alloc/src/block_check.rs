@@ -117,8 +117,16 @@ pub fn check(
                 node,
             });
         }
+        // A node's report outlives what it is about: a block released (or an address
+        // given back) since is no finding.
+        let still_stored = |prefix: &Ipv4Net| {
+            blocks.iter().any(|b| {
+                b.cidr == *prefix
+                    || (prefix.prefix_len() == 32 && b.allocations.contains_key(&prefix.addr()))
+            })
+        };
         for u in &s.unreachable {
-            if pools.iter().any(|p| p.cidr.contains(&u.subnet)) {
+            if pools.iter().any(|p| p.cidr.contains(&u.subnet)) && still_stored(&u.subnet) {
                 out.push(Problem::NoRoute {
                     node,
                     prefix: u.subnet,
@@ -172,6 +180,14 @@ mod tests {
             allocations: Default::default(),
             releasing: false,
         };
+        // Held by a live node that another node reports it has no route for.
+        let unrouted = Block {
+            cidr: "10.248.1.0/26".parse().unwrap(),
+            pool: "p".into(),
+            node: ip("192.0.2.1"),
+            allocations: Default::default(),
+            releasing: false,
+        };
         let alive: BTreeSet<Ipv4Addr> = [ip("192.0.2.1")].into();
         let status = NodeStatus {
             policy: None,
@@ -186,6 +202,11 @@ mod tests {
                     subnet: "10.244.9.0/24".parse().unwrap(),
                     reason: "not a pool's".into(),
                 },
+                // Released since the node reported it (`ipam release`): no finding.
+                Unreachable {
+                    subnet: "10.248.2.0/26".parse().unwrap(),
+                    reason: "no lease".into(),
+                },
             ],
             orphans: vec![
                 Orphan {
@@ -199,7 +220,7 @@ mod tests {
                 },
             ],
         };
-        let found: Vec<String> = check(&pools, &[live, gone], &alive, &[status])
+        let found: Vec<String> = check(&pools, &[live, gone, unrouted], &alive, &[status])
             .iter()
             .map(|p| p.to_string())
             .collect();

@@ -16,7 +16,8 @@ pub enum IpamCmd {
         output: crate::output::Output,
     },
     /// Without ADDRESS: list the CNI plugin's allocations on this node (node, subnet,
-    /// address, container, interface, network). With ADDRESS (block IPAM): its block
+    /// or `blocks` / `outside` for block IPAM's and held addresses, address, container,
+    /// interface, network). With ADDRESS (block IPAM): its block
     /// and which node, container and interface hold it, from the store.
     #[command(
         after_help = "Examples:\n  weftctl ipam show --data-dir /var/lib/cni/weft -o json\n  weftctl ipam show 10.248.0.5"
@@ -69,9 +70,9 @@ pub fn run(cmd: IpamCmd, lab: Option<&str>) -> Result<i32, crate::CliError> {
     };
     let mut rows = Vec::new();
     for (node, dir) in &nodes {
-        for pool in Ipam::everywhere(dir)? {
+        for (from, pool) in Ipam::all_records(dir)? {
             for a in pool.list()? {
-                rows.push((node.clone(), pool.subnet().to_string(), a));
+                rows.push((node.clone(), from.clone(), a));
             }
         }
     }

@@ -203,6 +203,31 @@ impl Ipam {
             .collect())
     }
 
+    /// Every set of records under `data_dir` with what to call it: each subnet's (by
+    /// subnet), and, where they exist, the records of block addresses (`blocks`) and of
+    /// addresses held outside the subnet (`outside`), so a listing shows every address
+    /// a container holds. Creates nothing.
+    pub fn all_records(data_dir: &Path) -> CniResult<Vec<(String, Ipam)>> {
+        let mut out: Vec<(String, Ipam)> = Self::everywhere(data_dir)?
+            .into_iter()
+            .map(|p| (p.subnet.to_string(), p))
+            .collect();
+        for name in ["blocks", "outside"] {
+            let dir = data_dir.join(name);
+            if dir.is_dir() {
+                out.push((
+                    name.to_owned(),
+                    Ipam {
+                        dir,
+                        subnet: Ipv4Net::default(),
+                        gateway: Ipv4Addr::UNSPECIFIED,
+                    },
+                ));
+            }
+        }
+        Ok(out)
+    }
+
     /// Every allocation (and sweeps stale temporary files on the way).
     pub fn list(&self) -> CniResult<Vec<Allocation>> {
         let mut out = Vec::new();
@@ -387,6 +412,37 @@ mod tests {
             "10.244.3.1".parse().unwrap(),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn every_record_is_listed_with_where_it_came_from() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(
+            Ipam::all_records(d.path()).unwrap().is_empty(),
+            "creates nothing"
+        );
+        ipam(d.path()).allocate(&who("c1"), None).unwrap();
+        let blocks = Ipam::blocks(d.path()).unwrap();
+        blocks
+            .allocate(&who("c2"), Some("10.248.0.5".parse().unwrap()))
+            .unwrap();
+        let listed: Vec<(String, String, String)> = Ipam::all_records(d.path())
+            .unwrap()
+            .iter()
+            .flat_map(|(from, p)| {
+                p.list()
+                    .unwrap()
+                    .into_iter()
+                    .map(|a| (from.clone(), a.ip.to_string(), a.container_id))
+            })
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("10.244.3.0/29".into(), "10.244.3.2".into(), "c1".into()),
+                ("blocks".into(), "10.248.0.5".into(), "c2".into()),
+            ]
+        );
     }
 
     #[test]
