@@ -229,9 +229,53 @@ async fn init(registry: &Registry, args: InitArgs) -> Result<i32, crate::CliErro
     if existing.is_some() && !force {
         return Err(crate::CliError::ConfigExists(registry.keys().config()));
     }
+    let before = existing.and_then(|raw| NetworkConfig::parse(&raw).ok());
     registry.put_config(&cfg).await?;
     println!("{}", cfg.to_json());
+    if let Some(before) = before {
+        warn_of_ipam_change(registry, &before, &cfg).await?;
+    }
     Ok(0)
+}
+
+/// Says what a change of IPAM model on a running cluster asks of its nodes: block IPAM
+/// attaches containers routed, so a node whose CNI config is bridged refuses every new
+/// container until its config says `"mode": "routed"` (and back the other way is
+/// harmless). Containers keep the addresses they have either way.
+async fn warn_of_ipam_change(
+    registry: &Registry,
+    before: &NetworkConfig,
+    after: &NetworkConfig,
+) -> Result<(), crate::CliError> {
+    let nodes = registry
+        .leases()
+        .await?
+        .leases
+        .iter()
+        .filter(|l| !l.is_reservation())
+        .count();
+    if let Some(warning) = ipam_change_warning(before, after, nodes) {
+        eprintln!("weftctl: warning: {warning}");
+    }
+    Ok(())
+}
+
+/// The warning for a change of IPAM model with `nodes` nodes running (pure).
+fn ipam_change_warning(
+    before: &NetworkConfig,
+    after: &NetworkConfig,
+    nodes: usize,
+) -> Option<String> {
+    let to_blocks = matches!(after.ipam, weft_alloc::IpamModel::Blocks { .. });
+    if before.ipam.name() == after.ipam.name() || !to_blocks || nodes == 0 {
+        return None;
+    }
+    Some(format!(
+        "the IPAM model changed from subnets to blocks with {nodes} node(s) running: block IPAM \
+         attaches containers routed, so every node's CNI config must say \"mode\": \"routed\" before \
+         its next container, or that container is refused; containers running now keep their \
+         addresses (docs/ipam.md). Make sure a pool exists: weftctl pool list"
+    ))
 }
 
 /// `weftctl network show`: the stored config as written, and whether it is valid
@@ -342,5 +386,37 @@ mod tests {
             false
         )
         .is_ok());
+    }
+
+    #[test]
+    fn a_move_to_blocks_on_a_running_cluster_is_warned_of() {
+        let cfg = |ipam: &str| {
+            NetworkConfig::parse(
+                format!(r#"{{"Network":"10.244.0.0/16","Backend":{{"Type":"host-gw"}}{ipam}}}"#)
+                    .as_bytes(),
+            )
+            .unwrap()
+        };
+        let (subnets, blocks) = (cfg(""), cfg(r#","IPAM":"blocks""#));
+        let said = ipam_change_warning(&subnets, &blocks, 3).expect("a warning");
+        assert!(
+            said.contains("3 node(s) running") && said.contains("\"mode\": \"routed\""),
+            "{said}"
+        );
+        assert_eq!(
+            ipam_change_warning(&subnets, &blocks, 0),
+            None,
+            "no node to break"
+        );
+        assert_eq!(
+            ipam_change_warning(&blocks, &subnets, 3),
+            None,
+            "back is harmless"
+        );
+        assert_eq!(
+            ipam_change_warning(&subnets, &subnets, 3),
+            None,
+            "no change"
+        );
     }
 }
