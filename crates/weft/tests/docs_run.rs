@@ -115,6 +115,35 @@ fn diagnose_asks_healthz_where_the_block_serves_it() {
     assert!(checked > 0, "the README's Use it block is among them");
 }
 
+/// docs/lab.md's synopsis of `lab up` names every option `lab up` takes.
+#[test]
+fn the_lab_synopsis_names_every_option() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let doc = std::fs::read_to_string(root.join("docs/lab.md")).unwrap();
+    let row = doc
+        .lines()
+        .find(|l| l.starts_with("| `lab up "))
+        .expect("a lab up row in docs/lab.md");
+    let help = Command::new(WEFTCTL)
+        .args(["lab", "up", "-h"])
+        .output()
+        .unwrap();
+    let options: Vec<String> = text(&help.stdout)
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("--"))
+        .map(|l| format!("--{}", l.split([' ', '=']).next().unwrap()))
+        .collect();
+    assert!(options.len() > 15, "{options:?}");
+    let missing: Vec<&String> = options
+        .iter()
+        .filter(|o| !row.contains(o.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/lab.md's lab up row lacks {missing:?}"
+    );
+}
+
 #[test]
 fn every_shell_block_is_run_or_says_why() {
     let mut unclassified = Vec::new();
