@@ -23,13 +23,40 @@ fn only_network_init_creates_an_embedded_store() {
             .output()
             .unwrap()
     };
+    let file = dir.path().join("p.yaml");
+    std::fs::write(&file, "kind: Nope\n").unwrap();
+    let file = file.to_str().unwrap();
+    // Every command that reads or writes the store, but `network init`.
     for read in [
         vec!["leases"],
         vec!["network", "show"],
+        vec!["network", "list"],
+        vec!["network", "show", "blue"],
         vec!["addresses"],
         vec!["store", "ls", "/"],
+        vec!["store", "get", "/k"],
+        vec!["ipam", "blocks"],
+        vec!["ipam", "check"],
+        vec!["ipam", "show", "10.248.0.1"],
+        vec!["pool", "list"],
+        vec!["pool", "show", "default"],
+        vec!["policy", "list"],
+        vec!["policy", "show", "x/p"],
+        vec!["policy", "explain", "x/a", "x/b"],
+        vec!["endpoint", "list"],
+        vec!["diagnose"],
         vec!["store", "put", "/k", "v"],
+        vec!["store", "del", "/k"],
         vec!["leases", "delete", "10.244.1.0/24"],
+        vec!["network", "create", "blue", "--subnet", "10.50.0.0/24"],
+        vec!["network", "delete", "blue"],
+        vec!["pool", "create", "p", "--cidr", "10.248.0.0/16"],
+        vec!["pool", "delete", "p"],
+        vec!["policy", "apply", "-f", file],
+        vec!["policy", "delete", "x/p"],
+        vec!["endpoint", "label", "10.0.0.1", "a=b"],
+        vec!["namespace", "label", "x", "a=b"],
+        vec!["ipam", "release", "10.248.0.1"],
     ] {
         let out = ctl(&read);
         assert_eq!(out.status.code(), Some(1), "{read:?}");
