@@ -511,6 +511,38 @@ fn restarts_and_crashes() {
     );
     assert!(lab.log("h1").contains("collected"));
     assert_reaches(&lab, "h1", "a1", "10.50.0.20");
+
+    // Under systemd (`Type=notify`) the agent says READY=1 once Docker can use it: the
+    // driver's socket answers and the routes are in place. Started with a notification
+    // socket of the test's own, with its socket file and routes gone first.
+    lab.ok(lab.lab(&["agent"], &["h1", "stop"]), "agent stop");
+    let plugin = format!("/run/weft-lab/{}/h1/plugins/weft.sock", lab.name);
+    let _ = std::fs::remove_file(&plugin);
+    lab.ok(lab.exec("h1", &["ip", "route", "flush", "proto", "77"]), "flush");
+    let dir = tempfile::tempdir().unwrap();
+    let notify = dir.path().join("notify");
+    let rx = std::os::unix::net::UnixDatagram::bind(&notify).unwrap();
+    rx.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let started = Command::new(WEFTCTL)
+        .args(["lab", "agent", "--name", &lab.name, "h1", "start"])
+        .env("WEFT_WEFTD", WEFTD)
+        .env("NOTIFY_SOCKET", &notify)
+        .output()
+        .unwrap();
+    assert!(started.status.success(), "{}", text(&started.stderr));
+    let mut buf = [0u8; 256];
+    let n = rx.recv(&mut buf).expect("READY=1 within 30 s");
+    let said = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(said.starts_with("READY=1\n"), "{said}");
+    // At that moment, not later:
+    assert!(
+        UnixStream::connect(&plugin).is_ok(),
+        "the driver's socket answers when READY=1 is sent"
+    );
+    assert!(
+        !lab.weft_routes("h1").is_empty(),
+        "the routes are in place when READY=1 is sent"
+    );
 }
 
 #[test]
