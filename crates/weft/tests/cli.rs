@@ -10,19 +10,22 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// weftctl on the embedded store at `path` (whatever `WEFT_STORE` says).
+fn on_store(path: &str, args: &[&str]) -> std::process::Output {
+    Command::new(WEFTCTL)
+        .args(["--store", "embedded", "--store-path", path])
+        .args(args)
+        .env_remove("WEFT_STORE")
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn only_network_init_creates_an_embedded_store() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("store.db");
     let path = db.to_str().unwrap();
-    let ctl = |args: &[&str]| {
-        Command::new(WEFTCTL)
-            .args(["--store", "embedded", "--store-path", path])
-            .args(args)
-            .env_remove("WEFT_STORE")
-            .output()
-            .unwrap()
-    };
+    let ctl = |args: &[&str]| on_store(path, args);
     let file = dir.path().join("p.yaml");
     std::fs::write(&file, "kind: Nope\n").unwrap();
     let file = file.to_str().unwrap();
@@ -103,14 +106,7 @@ fn a_bad_policy_file_applies_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("store.db");
     let path = db.to_str().unwrap();
-    let ctl = |args: &[&str]| {
-        Command::new(WEFTCTL)
-            .args(["--store", "embedded", "--store-path", path])
-            .args(args)
-            .env_remove("WEFT_STORE")
-            .output()
-            .unwrap()
-    };
+    let ctl = |args: &[&str]| on_store(path, args);
     assert!(ctl(&["network", "init", "--network", "10.244.0.0/16"])
         .status
         .success());
@@ -139,12 +135,7 @@ fn every_listing_speaks_json() {
     let db = dir.path().join("store.db");
     let path = db.to_str().unwrap();
     let ctl = |args: &[&str]| {
-        let out = Command::new(WEFTCTL)
-            .args(["--store", "embedded", "--store-path", path])
-            .args(args)
-            .env_remove("WEFT_STORE")
-            .output()
-            .unwrap();
+        let out = on_store(path, args);
         assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
         text(&out.stdout)
     };
@@ -235,14 +226,7 @@ fn cluster_policies_are_listed_whole_and_found_by_the_right_flag() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("store.db");
     let path = db.to_str().unwrap();
-    let ctl = |args: &[&str]| {
-        Command::new(WEFTCTL)
-            .args(["--store", "embedded", "--store-path", path])
-            .args(args)
-            .env_remove("WEFT_STORE")
-            .output()
-            .unwrap()
-    };
+    let ctl = |args: &[&str]| on_store(path, args);
     assert!(ctl(&["network", "init", "--network", "10.244.0.0/16"])
         .status
         .success());

@@ -518,7 +518,10 @@ fn restarts_and_crashes() {
     lab.ok(lab.lab(&["agent"], &["h1", "stop"]), "agent stop");
     let plugin = format!("/run/weft-lab/{}/h1/plugins/weft.sock", lab.name);
     let _ = std::fs::remove_file(&plugin);
-    lab.ok(lab.exec("h1", &["ip", "route", "flush", "proto", "77"]), "flush");
+    lab.ok(
+        lab.exec("h1", &["ip", "route", "flush", "proto", "77"]),
+        "flush",
+    );
     let dir = tempfile::tempdir().unwrap();
     let notify = dir.path().join("notify");
     let rx = std::os::unix::net::UnixDatagram::bind(&notify).unwrap();
