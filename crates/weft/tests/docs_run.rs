@@ -169,12 +169,26 @@ fn every_shell_block_is_run_or_says_why() {
     );
 }
 
+/// Where a lab's doc blocks run: the files they show (`$ cat FILE`) are written here.
+fn workdir(lab: &Lab) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("{}-docs", lab.name));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// Runs `line` (a shell command as a person types it) from outside the lab, with the
-/// lab's name in place of the docs' `weft`.
+/// lab's name in place of the docs' `weft`; a store command without `--lab` (as a
+/// person on a node types it) goes to the lab's store.
 fn sh(lab: &Lab, line: &str) -> std::process::Output {
     let line = line
         .replace("--lab weft ", &format!("--lab {} ", lab.name))
         .replace("weft-h", &format!("{}-h", lab.name));
+    let line = match line.strip_prefix("weftctl ") {
+        Some(rest) if !rest.starts_with("lab ") && !rest.contains("--lab ") => {
+            format!("weftctl --lab {} {rest}", lab.name)
+        }
+        _ => line,
+    };
     let bin = Path::new(WEFTCTL).parent().unwrap();
     let path = format!(
         "{}:{}",
@@ -183,6 +197,7 @@ fn sh(lab: &Lab, line: &str) -> std::process::Output {
     );
     Command::new("sh")
         .args(["-c", &line])
+        .current_dir(workdir(lab))
         .env("PATH", path)
         .env("WEFT_LAB", &lab.name)
         .env("WEFT_WEFTD", WEFTD)
@@ -194,8 +209,14 @@ fn squash(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// The command on a console line after its prompt (`# ` or `$ `), if it has one.
+fn prompt(l: &str) -> Option<&str> {
+    l.strip_prefix("# ").or_else(|| l.strip_prefix("$ "))
+}
+
 fn run_block(lab: &Lab, b: &Block) {
     let at = format!("{}:{}", b.file.display(), b.line);
+    let mut ran = 0;
     if b.kind == "sh" {
         for line in b
             .body
@@ -233,21 +254,40 @@ fn run_block(lab: &Lab, b: &Block) {
                 text(&out.stdout),
                 text(&out.stderr)
             );
+            ran += 1;
         }
+        assert!(ran > 0, "{at}: a block that runs ran no command");
         return;
     }
-    // console: `# COMMAND` then its output, until the next prompt.
+    // console: `# COMMAND` or `$ COMMAND` then its output, until the next prompt.
     let mut i = 0;
     while i < b.body.len() {
-        let Some(cmd) = b.body[i].strip_prefix("# ") else {
+        let Some(cmd) = prompt(&b.body[i]) else {
             i += 1;
             continue;
         };
-        let documented: Vec<&String> = b.body[i + 1..]
+        let all_after: Vec<&String> = b.body[i + 1..]
             .iter()
-            .take_while(|l| !l.starts_with("# "))
+            .take_while(|l| prompt(l).is_none())
+            .collect();
+        ran += 1;
+        // `cat FILE` shows a file the reader writes: it is written as shown.
+        if let Some(file) = cmd.strip_prefix("cat ").filter(|f| !f.contains('/')) {
+            let body: String = all_after.iter().map(|l| format!("{l}\n")).collect();
+            std::fs::write(workdir(lab).join(file.trim()), body).unwrap();
+            i += 1;
+            continue;
+        }
+        let documented: Vec<&String> = all_after
+            .into_iter()
             .filter(|l| !l.trim().is_empty())
             .collect();
+        // Docker commands run on the lab's host 1, as the sh blocks' do.
+        let line = match cmd.strip_prefix("docker ") {
+            Some(_) => format!("weftctl lab exec h1 {cmd}"),
+            None => cmd.to_owned(),
+        };
+        let cmd = line.as_str();
         let mut out = sh(lab, cmd);
         // What follows the store or the kernel may take a moment to show.
         for _ in 0..50 {
@@ -278,6 +318,7 @@ fn run_block(lab: &Lab, b: &Block) {
         }
         i += 1;
     }
+    assert!(ran > 0, "{at}: a block that runs ran no command");
 }
 
 #[test]
