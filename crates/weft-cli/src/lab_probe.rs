@@ -36,7 +36,7 @@ pub async fn explain_cells(
             },
             port: port.parse().unwrap_or_default(),
         };
-        c.explain(explain(&world, &st.policies, &flow).allowed);
+        c.explained = Some(explain(&world, &st.policies, &flow).allowed);
     }
     Ok(())
 }
@@ -66,5 +66,5 @@ pub async fn run(
     let mut cells = pods::probe(&state, &ports, Duration::from_millis(timeout_ms));
     explain_cells(registry, &state, &mut cells).await?;
     pods::print(&cells, output);
-    Ok(i32::from(cells.iter().any(|c| c.agrees == Some(false))))
+    Ok(i32::from(cells.iter().any(|c| c.agrees() == Some(false))))
 }

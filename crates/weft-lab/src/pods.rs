@@ -251,26 +251,49 @@ pub fn serve(ports: &[Port]) -> LabResult<()> {
 }
 
 /// One probe: from a container to another's port.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
+#[serde(into = "CellJson")]
 pub struct Cell {
     pub from: String,
     pub to: String,
     pub port: String,
     pub reachable: bool,
     /// Whether `weftctl policy explain` allows the flow (`None`: not asked).
-    #[serde(rename = "explain_allows", skip_serializing_if = "Option::is_none")]
     pub explained: Option<bool>,
-    /// Whether the traffic did what `explain` says (`None`: not asked): the field a
-    /// script checks.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub agrees: Option<bool>,
 }
 
 impl Cell {
-    /// Records `explain`'s verdict and whether the traffic agreed with it.
-    pub fn explain(&mut self, allows: bool) {
-        self.explained = Some(allows);
-        self.agrees = Some(allows == self.reachable);
+    /// Whether the traffic did what `explain` says (`None`: not asked).
+    pub fn agrees(&self) -> Option<bool> {
+        self.explained.map(|allows| allows == self.reachable)
+    }
+}
+
+/// A cell as `lab probe -o json` prints it: explain's verdict and whether the traffic
+/// agreed with it (the field a script checks) apart.
+#[derive(Serialize)]
+struct CellJson {
+    from: String,
+    to: String,
+    port: String,
+    reachable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    explain_allows: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agrees: Option<bool>,
+}
+
+impl From<Cell> for CellJson {
+    fn from(c: Cell) -> CellJson {
+        let agrees = c.agrees();
+        CellJson {
+            from: c.from,
+            to: c.to,
+            port: c.port,
+            reachable: c.reachable,
+            explain_allows: c.explained,
+            agrees,
+        }
     }
 }
 
@@ -326,7 +349,6 @@ pub fn probe(state: &LabState, ports: &[Port], timeout: Duration) -> Vec<Cell> {
                     to,
                     port: p.to_string(),
                     explained: None,
-                    agrees: None,
                 })
             })
             .collect();
@@ -362,7 +384,7 @@ pub fn render(cells: &[Cell]) -> String {
                     .find(|c| c.port == port && c.from == *from && c.to == *to);
                 let mark = match cell {
                     None => "-",
-                    Some(c) if c.agrees == Some(false) => "!",
+                    Some(c) if c.agrees() == Some(false) => "!",
                     Some(c) if c.reachable => ".",
                     Some(_) => "X",
                 };
@@ -372,7 +394,7 @@ pub fn render(cells: &[Cell]) -> String {
         }
         s.push('\n');
     }
-    let wrong = cells.iter().filter(|c| c.agrees == Some(false)).count();
+    let wrong = cells.iter().filter(|c| c.agrees() == Some(false)).count();
     let open = cells.iter().filter(|c| c.reachable).count();
     let _ = write!(s, "{open} of {} probes reachable", cells.len());
     if cells.iter().any(|c| c.explained.is_some()) {
@@ -478,19 +500,12 @@ mod tests {
 
     #[test]
     fn the_matrix_marks_disagreement() {
-        let c = |from: &str, to: &str, reachable, explained: Option<bool>| {
-            let mut cell = Cell {
-                from: from.into(),
-                to: to.into(),
-                port: "tcp:80".into(),
-                reachable,
-                explained: None,
-                agrees: None,
-            };
-            if let Some(allows) = explained {
-                cell.explain(allows);
-            }
-            cell
+        let c = |from: &str, to: &str, reachable, explained| Cell {
+            from: from.into(),
+            to: to.into(),
+            port: "tcp:80".into(),
+            reachable,
+            explained,
         };
         let s = render(&[
             c("x/a", "x/b", true, Some(true)),
