@@ -455,8 +455,13 @@ impl Agent {
     pub(super) fn reconcile_policy(&mut self, why: Why) {
         let me = self.view.attrs.public_ip;
         self.policy.reconcile(self.dp.as_ref(), me, why);
-        // The rules' fingerprint is part of the status (`policy apply` waits on it);
-        // an unchanged status writes nothing.
+    }
+
+    /// The policy table alone brought up to date (a policy record changed, nothing
+    /// else), and the status offered: the rules' fingerprint is part of it (`policy
+    /// apply` waits on it). A whole reconcile offers the status once, at its end.
+    pub(super) fn reconcile_policy_alone(&mut self) {
+        self.reconcile_policy(Why::Store);
         self.offer_status();
     }
 

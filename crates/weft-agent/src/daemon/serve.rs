@@ -71,7 +71,7 @@ impl Agent {
                     match read {
                         Ok(Ok(st)) => {
                             self.policy.take_state(st);
-                            self.reconcile_policy(Why::Store);
+                            self.reconcile_policy_alone();
                         }
                         Ok(Err(e)) => {
                             self.policy.read_failed();
@@ -113,7 +113,7 @@ impl Agent {
                     } else if self.policy_pending() {
                         // Only policy changed (a container's identity, whose ADD waits):
                         // the policy table alone, not the whole plan.
-                        self.reconcile_policy(Why::Store);
+                        self.reconcile_policy_alone();
                     }
                 }
                 event = kernel_events.recv() => {
