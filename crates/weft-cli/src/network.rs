@@ -247,6 +247,9 @@ async fn warn_of_ipam_change(
     before: &NetworkConfig,
     after: &NetworkConfig,
 ) -> Result<(), crate::CliError> {
+    if !moves_to_blocks(before, after) {
+        return Ok(()); // nothing to warn of, however many nodes run
+    }
     let nodes = registry
         .leases()
         .await?
@@ -260,14 +263,20 @@ async fn warn_of_ipam_change(
     Ok(())
 }
 
+/// Whether the config moves from per-node subnets to blocks (the one change of model
+/// that asks something of the nodes).
+fn moves_to_blocks(before: &NetworkConfig, after: &NetworkConfig) -> bool {
+    before.ipam == weft_alloc::IpamModel::Subnets
+        && matches!(after.ipam, weft_alloc::IpamModel::Blocks { .. })
+}
+
 /// The warning for a change of IPAM model with `nodes` nodes running (pure).
 fn ipam_change_warning(
     before: &NetworkConfig,
     after: &NetworkConfig,
     nodes: usize,
 ) -> Option<String> {
-    let to_blocks = matches!(after.ipam, weft_alloc::IpamModel::Blocks { .. });
-    if before.ipam.name() == after.ipam.name() || !to_blocks || nodes == 0 {
+    if !moves_to_blocks(before, after) || nodes == 0 {
         return None;
     }
     Some(format!(
