@@ -321,12 +321,15 @@ fn lab_exec_names_a_missing_lab() {
 /// in weftctl's own words (not a nested error quoting a command line).
 #[test]
 fn lab_up_checks_the_config_before_it_builds() {
+    // A name of this run's own: as root, a check that let the options through would
+    // build a lab under it.
+    let name = format!("t{}chk", std::process::id() % 100_000);
     for (args, want) in [
         (&["--backend", "host-gw", "--vni", "5"][..], "--vni"),
         (&["--network", "10.244.0.0/30"][..], "10.244.0.0/30"),
     ] {
         let out = Command::new(WEFTCTL)
-            .args(["lab", "up", "--name", "chk"])
+            .args(["lab", "up", "--name", &name])
             .args(args)
             .output()
             .unwrap();
@@ -335,7 +338,7 @@ fn lab_up_checks_the_config_before_it_builds() {
         assert!(err.contains(want), "{args:?}: {err}");
         assert!(!err.contains("network init --network"), "{args:?}: {err}");
         assert!(
-            !std::path::Path::new("/run/weft-lab/chk").exists(),
+            !std::path::Path::new(&format!("/run/weft-lab/{name}")).exists(),
             "{args:?}: nothing made"
         );
     }
