@@ -21,19 +21,14 @@ pub fn socket_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.sock"))
 }
 
-/// Serves the driver on `path` (replacing a stale socket file) until the task ends.
-pub async fn serve(path: &Path, driver: Driver) -> std::io::Result<()> {
-    serve_on(listen(path)?, path, driver).await
-}
-
-/// Binds the driver's socket: once this returns, Docker finds the plugin (the agent
-/// binds before it tells systemd it is ready, so a container started by Docker at
-/// boot finds its driver).
+/// Binds the driver's socket (replacing a stale socket file): once this returns, Docker
+/// finds the plugin. The agent binds it before it tells systemd it is ready, so a
+/// container Docker starts at boot finds its driver.
 pub fn listen(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
     weft_alloc::agent_api::bind_socket(path)
 }
 
-/// Serves the driver on a socket [`listen`] bound at `path`.
+/// Serves the driver on a socket [`listen`] bound at `path`, until the task ends.
 pub async fn serve_on(
     listener: tokio::net::UnixListener,
     path: &Path,
