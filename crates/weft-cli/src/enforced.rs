@@ -67,3 +67,67 @@ pub async fn wait(registry: &Registry, within: Duration) -> Result<(), CliError>
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The wait against an embedded store: two nodes with live leases, their statuses
+    //! written as their agents would.
+    use std::sync::Arc;
+
+    use weft_alloc::registry::NodeStatus;
+    use weft_alloc::{LeaseAttrs, NetworkConfig};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn waits_for_every_node_and_names_those_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = weft_store::embedded::EmbeddedStore::open(dir.path().join("s.db")).unwrap();
+        let registry = Registry::new(Arc::new(store), weft_store::DEFAULT_PREFIX);
+        let cfg =
+            NetworkConfig::parse(br#"{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}"#)
+                .unwrap();
+        registry.put_config(&cfg).await.unwrap();
+        let mut leases = Vec::new();
+        for ip in ["192.168.1.1", "192.168.1.2"] {
+            let attrs = LeaseAttrs {
+                public_ip: ip.parse().unwrap(),
+                public_ipv6: None,
+                backend_type: "host-gw".into(),
+                backend_data: serde_json::Value::Null,
+            };
+            let ttl = Duration::from_secs(3600);
+            leases.push(registry.acquire(&cfg, &attrs, None, ttl).await.unwrap());
+        }
+        let policy = weft_policy::parse_documents(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: x}\nspec: {podSelector: {}}\n",
+        )
+        .unwrap();
+        registry.apply_policies(&policy).await.unwrap();
+        let loaded = |fingerprint: &str| NodeStatus {
+            policy: Some(fingerprint.to_owned()),
+            ..Default::default()
+        };
+        let current = compile(&policy).fingerprint().to_owned();
+        // The first node loaded the rules, the second still has the ones before.
+        registry
+            .put_status(&leases[0], &loaded(&current))
+            .await
+            .unwrap();
+        registry
+            .put_status(&leases[1], &loaded("weftpol older"))
+            .await
+            .unwrap();
+        match wait(&registry, Duration::from_millis(300)).await {
+            Err(CliError::NotEnforced { nodes, .. }) => {
+                assert_eq!(nodes, ["192.168.1.2".parse::<Ipv4Addr>().unwrap()])
+            }
+            other => panic!("{other:?}"),
+        }
+        registry
+            .put_status(&leases[1], &loaded(&current))
+            .await
+            .unwrap();
+        wait(&registry, Duration::from_millis(300)).await.unwrap();
+    }
+}
