@@ -787,4 +787,44 @@ fn network_policy_on_docker_networks() {
     docker_ok(&lab, "h1", &["rm", "-f", "db2"]);
     let gone = text(&lab.store_cmd(&["endpoint", "list"]).stdout);
     assert!(!gone.contains("10.51.0.40"), "{gone}");
+
+    // docs/migration.md's rollback, as written there, on h1 with its agent stopped:
+    // the kernel keeps nothing marked as Weft's (routes, devices, both nft tables).
+    lab.ok(lab.lab(&["agent"], &["h1", "stop"]), "agent stop");
+    let before = |args: &[&str]| text(&lab.exec("h1", args).stdout);
+    assert!(
+        !lab.weft_routes("h1").is_empty()
+            && before(&["ip", "-o", "link", "show"]).contains("weftbr-")
+            && before(&["nft", "list", "tables"]).contains("table ip weftpol"),
+        "h1 holds Weft's routes, a segment and the policy table before the rollback"
+    );
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/migration.md"),
+    )
+    .unwrap();
+    let section = &doc[doc
+        .find("## Rolling back a node")
+        .expect("a rollback section")..];
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("the rollback commands");
+    for line in block.lines().filter(|l| !l.trim().is_empty()) {
+        let out = lab.exec("h1", &["sh", "-c", line]);
+        assert!(out.status.success(), "{line}: {}", text(&out.stderr));
+    }
+    assert_eq!(lab.weft_routes("h1"), "", "routes of Weft's left");
+    let links = text(&lab.exec("h1", &["ip", "-o", "link", "show"]).stdout);
+    assert!(
+        !links.contains("weftbr-") && !links.contains("weftvx-") && !links.contains(": weft."),
+        "devices of Weft's left:\n{links}"
+    );
+    let tables = text(&lab.exec("h1", &["nft", "list", "tables"]).stdout);
+    assert!(
+        !tables
+            .lines()
+            .any(|t| t == "table ip weft" || t == "table ip weftpol"),
+        "tables of Weft's left:\n{tables}"
+    );
 }
