@@ -2,8 +2,8 @@
 //! lower row, nothing but the binaries depends on the agent, no crate but weft-kernel
 //! uses a netlink crate (the CNI plugin and the Docker driver reach the kernel only
 //! through its dataplane), the decisions (model, plan, backends, policy) depend on no
-//! store, and the test rig is a dev-dependency only. Read from the manifests, every
-//! dependency table of each (`[dependencies]`, `[dev-dependencies]`,
+//! store, and the test rig and the policy truth tables (weft-conformance) are
+//! dev-dependencies only. Read from the manifests, every dependency table of each (`[dependencies]`, `[dev-dependencies]`,
 //! `[build-dependencies]` and their `[target.…]` forms); no root needed.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -11,7 +11,7 @@ use std::path::Path;
 
 /// The rows of the layering, lowest first: a crate may depend only on crates of lower rows.
 const ROWS: &[&[&str]] = &[
-    &["weft-store", "weft-plan"],
+    &["weft-store", "weft-plan", "weft-conformance"],
     &["weft-policy", "weft-tunnel", "weft-bgp"],
     &["weft-model"],
     &["weft-alloc", "weft-backends", "weft-kernel"],
@@ -121,11 +121,12 @@ fn every_dependency_points_down() {
 }
 
 #[test]
-fn the_test_rig_is_a_dev_dependency_only() {
+fn the_test_rig_and_the_truth_tables_are_dev_dependencies_only() {
     for (name, deps) in manifests() {
         for (dep, table) in deps {
-            if dep == "weft-testkit" {
-                assert_eq!(table, Table::Dev, "{name} lists the test rig as {table:?}");
+            // The rig and the policy truth tables are for tests only.
+            if dep == "weft-testkit" || dep == "weft-conformance" {
+                assert_eq!(table, Table::Dev, "{name} lists {dep} as {table:?}");
             }
         }
     }
