@@ -959,6 +959,20 @@ mod tests {
         assert_eq!(one.structure(), other.structure());
     }
 
+    /// Kubernetes' SCTP cases: an SCTP port is matched as SCTP, never as TCP (the
+    /// lab's TCP probes hold the other half: such a rule opens no TCP port).
+    #[test]
+    fn an_sctp_port_is_matched_as_sctp() {
+        let (w, locals) = world();
+        let ps = parse_documents(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: a, namespace: x}\nspec: {podSelector: {}, ingress: [{ports: [{port: 81, protocol: SCTP}]}]}\n",
+        )
+        .unwrap();
+        let s = render_table(&w, &ps, &locals).structure();
+        assert!(s.contains("sctp dport 81"), "{s}");
+        assert!(!s.contains("tcp dport"), "{s}");
+    }
+
     #[test]
     fn selected_endpoints_get_their_rules_and_a_final_drop() {
         let (w, locals) = world();
