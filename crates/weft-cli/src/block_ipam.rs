@@ -122,10 +122,9 @@ pub async fn check(registry: &Registry, output: Output) -> Result<i32, CliError>
             for p in &problems {
                 println!("{p}");
             }
-            println!(
-                "{} problems; `weftctl ipam release ADDRESS|BLOCK` frees what is listed",
-                problems.len()
-            );
+            let n = problems.len();
+            let noun = if n == 1 { "problem" } else { "problems" };
+            println!("{n} {noun}; `weftctl ipam release ADDRESS|BLOCK` frees what is listed");
         }
     }
     Ok(if problems.is_empty() { 0 } else { 1 })

@@ -1,11 +1,19 @@
 //! Docs that run. Every ```sh and ```console block in the README and `docs/` is either
-//! run here or followed by `<!-- not run here: WHY -->`. A doc that says
-//! `<!-- run: lab up ARGS -->` after a block has that block and every later one run in a
-//! lab made with ARGS: each line of a ```sh block on the host its `# on host N` comment
-//! names (h1 otherwise, `docker` talking to that host's daemon; a `--net NAME` waits
-//! until that host lists the network, as a person would); each `# COMMAND` of a
-//! ```console block as written, its exit status 0 and its first line of output equal to
-//! the documented one (whitespace aside).
+//! run here or followed by `<!-- not run here: WHY -->`, and a command shown in any other
+//! block (a `$ ` line in a ```text block) fails the check: it belongs in a ```console
+//! block. A doc that says `<!-- run: lab up ARGS -->` after a block has that block and
+//! every later one run in a lab made with ARGS: each line of a ```sh block on the host
+//! its `# on host N` comment names (h1 otherwise, `docker` talking to that host's daemon;
+//! a `--net NAME` waits until that host lists the network, as a person would); each
+//! `# COMMAND` or `$ COMMAND` of a ```console block as written (`docker` on h1).
+//!
+//! A console command's whole output (its standard output, then its standard error) must
+//! be what the doc shows under it, blank lines and runs of spaces aside, with two marks
+//! for what differs from run to run (documented in docs/design.md, "Docs that run"):
+//! `…` in a line stands for any text (an address, a time, a generated name), and a line
+//! `...` for any number of lines. The command must exit 0, or the status its line ends
+//! with as `# exit N`. The docs show the lab named `weft` (`weft-h1`, `weft-c1`,
+//! `weft-p1`); the runner's lab has a name of its own, put in their place.
 //!
 //! The classification needs nothing; running needs root (and dockerd for docker.md).
 
@@ -49,7 +57,7 @@ fn blocks(file: &Path) -> Vec<Block> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < lines.len() {
-        let Some(kind) = lines[i].strip_prefix("```").filter(|k| !k.is_empty()) else {
+        let Some(kind) = lines[i].strip_prefix("```") else {
             i += 1;
             continue;
         };
@@ -65,7 +73,7 @@ fn blocks(file: &Path) -> Vec<Block> {
             .find(|l| !l.trim().is_empty())
             .and_then(|l| l.trim().strip_prefix("<!--"))
             .map(|l| l.trim().to_owned());
-        if kind == "sh" || kind == "console" {
+        if kind == "sh" || kind == "console" || body.iter().any(|l| l.starts_with("$ ")) {
             out.push(Block {
                 file: file.to_owned(),
                 line: start + 1,
@@ -147,11 +155,15 @@ fn the_lab_synopsis_names_every_option() {
 #[test]
 fn every_shell_block_is_run_or_says_why() {
     let mut unclassified = Vec::new();
+    let mut misfiled = Vec::new();
     let mut total = 0;
     for f in docs() {
         let mut running = false;
         for b in blocks(&f) {
             total += 1;
+            if b.kind != "sh" && b.kind != "console" {
+                misfiled.push(format!("{}:{}", b.file.display(), b.line));
+            }
             match b.note.as_deref() {
                 Some(n) if n.starts_with("run: lab up") => running = true,
                 Some(n)
@@ -162,6 +174,11 @@ fn every_shell_block_is_run_or_says_why() {
         }
     }
     assert!(total >= 10, "found only {total} blocks");
+    assert!(
+        misfiled.is_empty(),
+        "commands (`$ ` lines) outside a ```console block, where the runner would not see them:\n{}",
+        misfiled.join("\n")
+    );
     assert!(
         unclassified.is_empty(),
         "shell blocks neither run nor marked <!-- not run here: why -->:\n{}",
@@ -180,15 +197,18 @@ fn workdir(lab: &Lab) -> PathBuf {
 /// lab's name in place of the docs' `weft`; a store command without `--lab` (as a
 /// person on a node types it) goes to the lab's store.
 fn sh(lab: &Lab, line: &str) -> std::process::Output {
+    let line = named(lab, line);
+    // Each command of a pipeline: `... | weftctl policy apply -f -` too.
     let line = line
-        .replace("--lab weft ", &format!("--lab {} ", lab.name))
-        .replace("weft-h", &format!("{}-h", lab.name));
-    let line = match line.strip_prefix("weftctl ") {
-        Some(rest) if !rest.starts_with("lab ") && !rest.contains("--lab ") => {
-            format!("weftctl --lab {} {rest}", lab.name)
-        }
-        _ => line,
-    };
+        .split(" | ")
+        .map(|part| match part.strip_prefix("weftctl ") {
+            Some(rest) if !rest.starts_with("lab ") && !rest.contains("--lab ") => {
+                format!("weftctl --lab {} {rest}", lab.name)
+            }
+            _ => part.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(" | ");
     let bin = Path::new(WEFTCTL).parent().unwrap();
     let path = format!(
         "{}:{}",
@@ -205,9 +225,142 @@ fn sh(lab: &Lab, line: &str) -> std::process::Output {
         .unwrap()
 }
 
+/// `text` with the docs' lab name (`weft`: `--lab weft`, `weft-h1`, `weft-c1`,
+/// `weft-p1`) replaced by `lab`'s.
+fn named(lab: &Lab, text: &str) -> String {
+    let mut out = text.replace("--lab weft ", &format!("--lab {} ", lab.name));
+    for part in ["h", "c", "p"] {
+        for n in 1..10 {
+            out = out.replace(
+                &format!("weft-{part}{n}"),
+                &format!("{}-{part}{n}", lab.name),
+            );
+        }
+    }
+    out
+}
+
+/// Whether the output lines `got` show what the doc's lines `documented` do: blank lines
+/// and runs of spaces aside, `…` in a documented line standing for any text and a
+/// documented line `...` for any number of lines.
+fn shows(documented: &[String], got: &[String]) -> bool {
+    let doc: Vec<String> = documented
+        .iter()
+        .map(|l| squash(l))
+        .filter(|l| !l.is_empty())
+        .collect();
+    let got: Vec<String> = got
+        .iter()
+        .map(|l| squash(l))
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines_match(&doc, &got)
+}
+
+fn lines_match(doc: &[String], got: &[String]) -> bool {
+    match doc.split_first() {
+        None => got.is_empty(),
+        Some((first, rest)) if first == "..." => {
+            (0..=got.len()).any(|skip| lines_match(rest, &got[skip..]))
+        }
+        Some((first, rest)) => got
+            .split_first()
+            .is_some_and(|(g, grest)| line_matches(first, g) && lines_match(rest, grest)),
+    }
+}
+
+/// One line: `…` stands for any text (spaces around it are the line's own).
+fn line_matches(doc: &str, got: &str) -> bool {
+    let parts: Vec<&str> = doc.split('…').collect();
+    if parts.len() == 1 {
+        return doc == got;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    let Some(mut rest) = got.strip_prefix(first) else {
+        return false;
+    };
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(at) => rest = &rest[at + mid.len()..],
+            None => return false,
+        }
+    }
+    rest.ends_with(last)
+}
+
+#[test]
+fn the_marks_match_what_they_say() {
+    let v = |s: &[&str]| s.iter().map(|l| l.to_string()).collect::<Vec<_>>();
+    let doc = v(&[
+        "64 bytes from 10.50.0.20: seq=0 ttl=64 time=… ms",
+        "...",
+        "done",
+    ]);
+    assert!(shows(
+        &doc,
+        &v(&[
+            "64 bytes from 10.50.0.20: seq=0 ttl=64 time=0.465  ms",
+            "",
+            "a",
+            "b",
+            "done"
+        ])
+    ));
+    assert!(shows(
+        &doc,
+        &v(&["64 bytes from 10.50.0.20: seq=0 ttl=64 time=1 ms", "done"])
+    ));
+    assert!(!shows(
+        &doc,
+        &v(&["64 bytes from 10.50.0.21: seq=0 ttl=64 time=1 ms", "done"])
+    ));
+    assert!(!shows(
+        &doc,
+        &v(&["64 bytes from 10.50.0.20: seq=0 ttl=64 time=1 ms"])
+    ));
+    assert!(
+        !shows(&v(&["a"]), &v(&["a", "b"])),
+        "a line more is a difference"
+    );
+    assert!(line_matches(
+        "… blue weft local",
+        "397d8570e209 blue weft local"
+    ));
+    assert!(line_matches(
+        "10.244.….0/24 via …",
+        "10.244.86.0/24 via 192.168.77.2"
+    ));
+    assert!(!line_matches(
+        "10.244.….0/24 via …",
+        "10.245.86.0/24 via 192.168.77.2"
+    ));
+}
+
 fn squash(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
+
+/// Words that make a console command one that changes something (run once, never again
+/// to wait for its output).
+const ACTIONS: &[&str] = &[
+    "create",
+    "run",
+    "apply",
+    "delete",
+    "add",
+    "release",
+    "label",
+    "rm",
+    "remove",
+    "connect",
+    "disconnect",
+    "up",
+    "down",
+    "init",
+    "kill",
+    "restart",
+    "stop",
+];
 
 /// The command on a console line after its prompt (`# ` or `$ `), if it has one.
 fn prompt(l: &str) -> Option<&str> {
@@ -278,44 +431,51 @@ fn run_block(lab: &Lab, b: &Block) {
             i += 1;
             continue;
         }
-        let documented: Vec<&String> = all_after
-            .into_iter()
-            .filter(|l| !l.trim().is_empty())
-            .collect();
+        let documented: Vec<String> = all_after.iter().map(|l| named(lab, l)).collect();
+        // `COMMAND   # exit N`: the status the doc says it ends with.
+        let (cmd, status) = match cmd.rsplit_once("# exit ") {
+            Some((c, n)) if n.trim().parse::<i32>().is_ok() => {
+                (c.trim(), n.trim().parse::<i32>().unwrap())
+            }
+            _ => (cmd, 0),
+        };
         // Docker commands run on the lab's host 1, as the sh blocks' do.
         let line = match cmd.strip_prefix("docker ") {
             Some(_) => format!("weftctl lab exec h1 {cmd}"),
             None => cmd.to_owned(),
         };
         let cmd = line.as_str();
+        let output = |out: &std::process::Output| -> Vec<String> {
+            text(&out.stdout)
+                .lines()
+                .chain(text(&out.stderr).lines())
+                .map(str::to_owned)
+                .collect()
+        };
         let mut out = sh(lab, cmd);
-        // What follows the store or the kernel may take a moment to show.
-        for _ in 0..50 {
-            let first = text(&out.stdout).lines().next().map(squash);
-            if out.status.success()
-                && documented
-                    .first()
-                    .is_none_or(|d| first.as_deref() == Some(&squash(d)))
-            {
+        // What follows the store or the kernel may take a moment to show: a command that
+        // reads is run again until it shows it (one that changes something runs once).
+        let changes = cmd.split_whitespace().any(|w| ACTIONS.contains(&w));
+        for _ in 0..if changes { 0 } else { 50 } {
+            if out.status.code() == Some(status) && shows(&documented, &output(&out)) {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(200));
             out = sh(lab, cmd);
         }
-        assert!(
-            out.status.success(),
-            "{at}: `{cmd}` failed:\n{}{}",
+        assert_eq!(
+            out.status.code(),
+            Some(status),
+            "{at}: `{cmd}` should exit {status}:\n{}{}",
             text(&out.stdout),
             text(&out.stderr)
         );
-        if let Some(d) = documented.first() {
-            let got = text(&out.stdout);
-            assert_eq!(
-                got.lines().next().map(squash).as_deref(),
-                Some(squash(d).as_str()),
-                "{at}: `{cmd}` printed:\n{got}"
-            );
-        }
+        assert!(
+            shows(&documented, &output(&out)),
+            "{at}: `{cmd}` printed\n{}\nwhere the doc shows\n{}",
+            output(&out).join("\n"),
+            documented.join("\n")
+        );
         i += 1;
     }
     assert!(ran > 0, "{at}: a block that runs ran no command");
