@@ -735,10 +735,11 @@ fn network_policy_on_docker_networks() {
     );
     assert!(lab.log("h2").contains("not valid Kubernetes labels"));
 
-    // Policy before the first packet: `other` pings 10.51.0.40 before it exists and
-    // all the while a new app=db container starts there; not one answer comes back,
-    // though the client gets through once its labels are read.
-    let log = std::thread::scope(|s| {
+    // Policy before the first packet: `other` pings 10.51.0.40 every 100 ms for 8 s,
+    // from before it exists until well after a new app=db container is up there; not
+    // one answer comes back, though the client gets through once its labels are read.
+    let started = std::time::Instant::now();
+    let (log, up) = std::thread::scope(|s| {
         let pinging = s.spawn(|| {
             let args = [
                 "exec",
@@ -761,9 +762,23 @@ fn network_policy_on_docker_networks() {
             &["--ip", "10.51.0.40", "--label", "app=db"],
         );
         assert_reaches(&lab, "h2", "client", "10.51.0.40");
-        pinging.join().unwrap()
+        let up = started.elapsed();
+        (pinging.join().unwrap(), up)
     });
-    assert!(log.contains("packets transmitted"), "{log}");
+    assert!(
+        up < Duration::from_secs(7),
+        "db2 was up and reachable {up:?} into the 8 s of pings: the pings should go on for a second after"
+    );
+    let sent: u32 = log
+        .lines()
+        .find_map(|l| {
+            l.split(" packets transmitted")
+                .next()
+                .filter(|_| l.contains("packets transmitted"))
+        })
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no count in {log}"));
+    assert!(sent >= 60, "{sent} echo requests in 8 s:\n{log}");
     assert!(!log.contains("bytes from"), "db2 answered `other`:\n{log}");
 
     // A routed network: matched by interface, not address.

@@ -400,10 +400,30 @@ fn policies_are_enforced_as_explained_routed() {
     );
 
     // Policy before the first packet: with x denying ingress, a new x container (its
-    // address fixed, its server up) probed from y/a from before its ADD is never reached.
+    // address fixed, its server up) probed from y/a from before its ADD to a second
+    // after it is never reached: an nft counter in its own namespace, set before its
+    // interface exists, counts every TCP packet to port 80 delivered to it, and stays 0.
     let netns = format!("{}-c30", lab.name);
     weft_testkit::netns::sh(&["ip", "netns", "add", &netns]);
     servers.0.push(Servers::start(&netns));
+    let nft = |script: &str| {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &netns, "nft", script])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "nft {script}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    nft("add table inet delivered { chain in { type filter hook input priority 0; tcp dport 80 counter; }; }");
+    let delivered = || {
+        let listed = nft("list table inet delivered");
+        listed
+            .split("counter packets ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no counter in {listed}"))
+    };
     let subnet = lab.subnet_of("h1");
     let base: Vec<u8> = subnet
         .split('/')
@@ -414,7 +434,7 @@ fn policies_are_enforced_as_explained_routed() {
         .collect();
     let fixed = format!("{}.{}.{}.200", base[0], base[1], base[2]);
     let code = format!(
-        "import socket,time\nok=0\nend=time.time()+4\nwhile time.time()<end:\n    s=socket.socket(); s.settimeout(0.05)\n    try:\n        s.connect(('{fixed}',80)); ok+=1\n    except Exception: pass\n    finally: s.close()\nprint(ok)\n"
+        "import socket,time\nok=0\nfirst=time.time()\nend=first+4\nwhile time.time()<end:\n    s=socket.socket(); s.settimeout(0.05)\n    try:\n        s.connect(('{fixed}',80)); ok+=1\n    except Exception: pass\n    finally: s.close()\n    last=time.time()\nprint(ok, first, last)\n"
     );
     let prober = Command::new("ip")
         .args(["netns", "exec", &ctrs[2].netns, "python3", "-c", &code])
@@ -422,14 +442,32 @@ fn policies_are_enforced_as_explained_routed() {
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    let add_start = now();
     let conf = serde_json::json!({"mode": "routed", "runtimeConfig": {"ips": [fixed]}});
     let (ok, out) = cni_with(&lab, "h1", &netns, "ADD", &pod("x", "c"), "pod=c", conf);
     assert!(ok, "{out}");
-    let got = prober.wait_with_output().unwrap();
+    let add_end = now();
+    let got = text(&prober.wait_with_output().unwrap().stdout);
+    let fields: Vec<f64> = got.split_whitespace().map(|f| f.parse().unwrap()).collect();
+    let (connected, first, last) = (fields[0], fields[1], fields[2]);
+    assert!(
+        first < add_start && last > add_end + 1.0,
+        "the probes span the ADD ({first} .. {last} around {add_start} .. {add_end})"
+    );
     assert_eq!(
-        text(&got.stdout).trim(),
-        "0",
+        connected, 0.0,
         "a connection reached the new container before its policy"
+    );
+    assert_eq!(
+        delivered(),
+        0,
+        "packets reached the new container's interface before its policy"
     );
     // And it is reachable once allowed by a policy.
     lab.apply_policy("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: c-from-all, namespace: x}\nspec: {podSelector: {matchLabels: {pod: c}}, ingress: [{}]}\n");
@@ -438,6 +476,7 @@ fn policies_are_enforced_as_explained_routed() {
         std::time::Duration::from_secs(10),
         || probe(&ctrs[2].netns, &[(fixed.clone(), 80)]) == [true],
     );
+    assert!(delivered() > 0, "the counter counts what does arrive");
 
     // A node whose agent is down cannot enforce a change: `apply` says so, naming it,
     // once its timeout passes (the change stays written); `--no-wait` does not wait.
