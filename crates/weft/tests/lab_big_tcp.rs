@@ -2,9 +2,11 @@
 //!
 //! Two hosts; the agents raise their external interfaces' IPv4 GSO limit and publish it
 //! in the subnet file, the CNI plugin sets it on the containers' links and the bridge.
-//! The proof that every hop carries it: inside the receiving container, TCP frames
-//! larger than 64 KiB arrive (any link on the way that lacked the limit would have cut
-//! them to MTU size), and a 100 MB copy arrives intact.
+//! The proof that every hop carries it: TCP frames larger than 64 KiB are captured as
+//! the sending container sends them, on the underlay between the hosts (the underlay
+//! bridge's port to host 2, where no receiver's GRO can have made them) and inside the
+//! receiving container (any link on the way that lacked the limit would have cut them
+//! to MTU size), and a 100 MB copy arrives intact.
 
 mod common;
 
@@ -47,22 +49,32 @@ fn super_packets_cross_every_hop_and_data_arrives_intact() {
     }
     let c2 = container_addr(&lab.subnet_of("h2"));
 
-    // Frames over 64 KiB only: tcpdump stops at the first one.
-    let dump = Command::new("ip")
-        .args(["netns", "exec", &lab.ns("c2"), "timeout", "60"])
-        .args(["tcpdump", "-l", "-n", "-e", "-c", "1", "-i", "eth0"])
-        .args(["tcp and greater 65600"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    // Frames over 64 KiB only, at the sender, on the underlay and at the receiver:
+    // each tcpdump stops at its first one.
+    let capture = |netns: String, iface: &str| {
+        Command::new("ip")
+            .args(["netns", "exec", &netns, "timeout", "60"])
+            .args(["tcpdump", "-l", "-n", "-e", "-c", "1", "-i", iface])
+            .args(["tcp and greater 65600"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let points = [
+        ("the sending container", capture(lab.ns("c1"), "eth0")),
+        ("the underlay (its port to h2)", capture(lab.ns("ul"), "h2")),
+        ("the receiving container", capture(lab.ns("c2"), "eth0")),
+    ];
     std::thread::sleep(Duration::from_millis(800));
     big_copy_arrives_intact(&lab, &c2);
-    let dump = text(&dump.wait_with_output().unwrap().stdout);
-    assert!(
-        largest_frame(&dump) > 65_536,
-        "no super-packet over 64 KiB reached the container: {dump:?}"
-    );
+    for (at, dump) in points {
+        let dump = text(&dump.wait_with_output().unwrap().stdout);
+        assert!(
+            largest_frame(&dump) > 65_536,
+            "no super-packet over 64 KiB at {at}: {dump:?}"
+        );
+    }
     lab.ping_all(5);
 }
 
