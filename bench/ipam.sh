@@ -8,11 +8,13 @@
 #     store requests per allocation, with the store read before each allocation beside
 #     the agent's picture. Target: one request for an allocation from a held block.
 # Runs in namespaces it creates (a one-host lab). Needs root.
-# Usage: bench/ipam.sh [CALLS] [ALLOCS]
+# CNI rounds (3 by default) are printed as measured, then the median and range.
+# Usage: bench/ipam.sh [CALLS] [ALLOCS] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-200}
 ALLOCS=${2:-1000}
+ROUNDS=${3:-3}
 cargo build --release -q -p weft --bins
 cargo build --release -q -p weft-alloc --example block_allocations
 BIN=$PWD/target/release
@@ -28,11 +30,11 @@ CTR=$LAB-c9
 ip netns add "$CTR"
 grep -v '^WEFT_IPAM=' "$DIR/subnet.env" > "$WORK/subnet.env"
 
-ip netns exec "$LAB-h1" python3 - "$N" "$BIN/weft" "$REF" "/run/netns/$CTR" "$WORK" "$DIR" <<'PY'
+ip netns exec "$LAB-h1" python3 - "$N" "$BIN/weft" "$REF" "/run/netns/$CTR" "$WORK" "$DIR" "$ROUNDS" <<'PY'
 import os, subprocess, sys, time
 sys.path.insert(0, os.path.join(os.getcwd(), "bench/lib"))
-from cni_calls import interleaved, pct
-n, plugin, ref, netns, work, lab = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+from cni_calls import measured_rounds, ratios, summary
+n, plugin, ref, netns, work, lab, rounds = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6], int(sys.argv[7])
 base = {"cniVersion": "1.0.0", "type": "weft", "mode": "routed", "agentSocket": f"{lab}/weftd.sock"}
 confs = {
     "weft, blocks": (plugin, dict(base, name="blk", subnetFile=f"{lab}/subnet.env", dataDir=f"{work}/blk")),
@@ -41,16 +43,12 @@ confs = {
                       "bridge": "refbr0", "isGateway": True, "mtu": 1450,
                       "ipam": {"type": "host-local", "subnet": "10.250.10.0/24", "dataDir": f"{work}/ref"}}),
 }
-lat = interleaved(confs, n, netns, ref)
-print(f"\nCNI latency over {n} ADD and {n} DEL calls per configuration, routed, interleaved, one lab host\n")
-print("| configuration       | ADD p50 ms | ADD p99 ms | DEL p50 ms | DEL p99 ms |")
-print("|---------------------|------------|------------|------------|------------|")
-for name in confs:
-    a, d = lat[name]["ADD"], lat[name]["DEL"]
-    print(f"| {name:<19} | {pct(a,.5):10.2f} | {pct(a,.99):10.2f} | {pct(d,.5):10.2f} | {pct(d,.99):10.2f} |")
-b, s = lat["weft, blocks"], lat["weft, node subnet"]
-print(f"\nblocks / node subnet: ADD p50 {pct(b['ADD'],.5)/pct(s['ADD'],.5):.2f}, ADD p99 {pct(b['ADD'],.99)/pct(s['ADD'],.99):.2f}"
-      f", DEL p50 {pct(b['DEL'],.5)/pct(s['DEL'],.5):.2f}  (target: ADD within 1.20)")
+print(f"CNI latency, routed, one lab host: {rounds} rounds of {n} ADD and {n} DEL calls per configuration, interleaved", flush=True)
+seen = measured_rounds(confs, n, netns, ref, rounds)
+summary(seen, rounds, "configuration")
+b, s = seen["weft, blocks"], seen["weft, node subnet"]
+print(f"\nblocks / node subnet, per round: ADD p50 {ratios(b, s, 'ADD p50')}, ADD p99 {ratios(b, s, 'ADD p99')}"
+      f", DEL p50 {ratios(b, s, 'DEL p50')}  (target: ADD within 1.20)")
 print("The lab's store is the embedded one (SQLite on this machine): an allocation from a held"
       " block is one write to it, made by the agent.")
 PY
