@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 use weft_alloc::Lease;
 use weft_backends::bgp::Bgp;
+use weft_bgp::auth::Md5Key;
 use weft_bgp::rib::PeerKind;
 use weft_bgp::speaker::{Learned, PeerConfig, Speaker, SpeakerConfig};
 
@@ -28,6 +29,54 @@ pub enum PeerError {
     NoPeerIp,
     #[error("ASNumber must be a number from 1 to 4294967295")]
     Asn,
+    #[error("Password must be {{\"File\": \"/path\"}} or {{\"Env\": \"VARIABLE\"}} (the password itself is never stored), not {0}")]
+    Password(String),
+}
+
+/// Where a peer's MD5 password is read on each node: the store holds only this, never
+/// the password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordSource {
+    /// A file on the node (its whole content, a final newline left out).
+    File(PathBuf),
+    /// An environment variable of weftd's.
+    Env(String),
+}
+
+/// Why a peer's password could not be read on this node.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    #[error("Password.File {0}: {1}")]
+    File(String, std::io::Error),
+    #[error("Password.Env {0}: not set in weftd's environment")]
+    Env(String),
+    #[error("{0}")]
+    Key(#[from] weft_bgp::auth::BadKey),
+}
+
+impl PasswordSource {
+    fn parse(v: &serde_json::Value) -> Result<PasswordSource, PeerError> {
+        let one = |k: &str| v.get(k).and_then(|s| s.as_str()).filter(|s| !s.is_empty());
+        match (v.as_object().map(|o| o.len()), one("File"), one("Env")) {
+            (Some(1), Some(f), None) if f.starts_with('/') => Ok(PasswordSource::File(f.into())),
+            (Some(1), None, Some(e)) => Ok(PasswordSource::Env(e.to_owned())),
+            _ => Err(PeerError::Password(v.to_string())),
+        }
+    }
+
+    /// The key, read now (a file may be rotated: it is read at every sync).
+    pub fn read(&self) -> Result<Md5Key, PasswordError> {
+        let bytes = match self {
+            PasswordSource::File(p) => {
+                std::fs::read(p).map_err(|e| PasswordError::File(p.display().to_string(), e))?
+            }
+            PasswordSource::Env(name) => std::env::var_os(name)
+                .ok_or_else(|| PasswordError::Env(name.clone()))?
+                .into_encoded_bytes(),
+        };
+        let trimmed = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+        Ok(Md5Key::new(trimmed)?)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,10 +85,14 @@ pub struct ExternalPeer {
     pub asn: u32,
     /// Only this node peers with it (else every node does).
     pub node: Option<Ipv4Addr>,
+    /// TCP MD5 signatures with the password found here.
+    pub password: Option<PasswordSource>,
 }
 
 impl ExternalPeer {
-    /// Parses `{"PeerIP": "...", "ASNumber": N, "Node": "..."}` (Calico's field names).
+    /// Parses `{"PeerIP": "...", "ASNumber": N, "Node": "...", "Password": {"File": "..."}}`
+    /// (Calico's field names; the password as where to read it, as Calico's
+    /// `secretKeyRef` does).
     pub fn parse(value: &[u8]) -> Result<Self, PeerError> {
         let v: serde_json::Value = serde_json::from_slice(value)?;
         let ip = |k: &'static str| -> Result<Option<Ipv4Addr>, PeerError> {
@@ -58,10 +111,12 @@ impl ExternalPeer {
             .and_then(|a| a.as_u64())
             .filter(|a| (1..=u32::MAX as u64).contains(a))
             .ok_or(PeerError::Asn)? as u32;
+        let password = v.get("Password").map(PasswordSource::parse).transpose()?;
         Ok(ExternalPeer {
             address,
             asn,
             node: ip("Node")?,
+            password,
         })
     }
 }
@@ -74,6 +129,9 @@ pub struct BgpRuntime {
     last_status: String,
     asn: u32,
     router_id: Ipv4Addr,
+    /// The last password problem logged per peer, so a missing file is said once, not
+    /// at every sync.
+    password_problems: BTreeMap<Ipv4Addr, String>,
 }
 
 impl BgpRuntime {
@@ -95,6 +153,7 @@ impl BgpRuntime {
             last_status: String::new(),
             asn: bgp.asn,
             router_id,
+            password_problems: BTreeMap::new(),
         })
     }
 
@@ -137,12 +196,23 @@ impl BgpRuntime {
                 kind: w.kind,
                 // Between Weft nodes only the higher address connects: no collisions.
                 passive: u32::from(w.address) > u32::from(me),
+                md5: None,
             })
             .collect();
+        let mut problems = BTreeMap::new();
         for p in self.external.values() {
             if p.node.is_some_and(|n| n != me) || peers.iter().any(|q| q.address == p.address) {
                 continue;
             }
+            // A peer whose password cannot be read gets no session at all: never an
+            // unsigned one in its place.
+            let md5 = match p.password.as_ref().map(PasswordSource::read).transpose() {
+                Ok(k) => k,
+                Err(e) => {
+                    problems.insert(p.address, e.to_string());
+                    continue;
+                }
+            };
             peers.push(PeerConfig {
                 address: p.address,
                 asn: p.asn,
@@ -152,8 +222,15 @@ impl BgpRuntime {
                     PeerKind::Global
                 },
                 passive: false,
+                md5,
             });
         }
+        for (peer, problem) in &problems {
+            if self.password_problems.get(peer) != Some(problem) {
+                warn!(%peer, error = %problem, "cannot read the BGP peer's password; no session with it until it can be read");
+            }
+        }
+        self.password_problems = problems;
         self.speaker.set_peers(peers).await;
         self.speaker.set_own(own).await;
     }
@@ -181,6 +258,7 @@ impl BgpRuntime {
                     "info": s.info,
                     "received": s.received,
                     "advertised": s.advertised,
+                    "md5": s.md5,
                 })
             })
             .collect();
@@ -229,5 +307,54 @@ mod tests {
                 .to_string()
                 .contains("ASNumber")
         );
+    }
+
+    #[test]
+    fn a_password_is_where_to_read_it_never_the_password() {
+        let p = ExternalPeer::parse(
+            br#"{"PeerIP":"10.0.0.1","ASNumber":1,"Password":{"File":"/etc/weft/tor.key"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            p.password,
+            Some(PasswordSource::File("/etc/weft/tor.key".into()))
+        );
+        let e = ExternalPeer::parse(
+            br#"{"PeerIP":"10.0.0.1","ASNumber":1,"Password":{"Env":"TOR_KEY"}}"#,
+        )
+        .unwrap();
+        assert_eq!(e.password, Some(PasswordSource::Env("TOR_KEY".into())));
+        for bad in [
+            r#""hunter2""#,
+            r#"{"File":"relative.key"}"#,
+            r#"{"File":"/a","Env":"B"}"#,
+            r#"{"Value":"hunter2"}"#,
+        ] {
+            let v = format!(r#"{{"PeerIP":"10.0.0.1","ASNumber":1,"Password":{bad}}}"#);
+            let err = ExternalPeer::parse(v.as_bytes()).unwrap_err().to_string();
+            assert!(err.starts_with("Password must be"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_password_file_is_read_and_its_problems_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tor.key");
+        std::fs::write(&file, "s3cret\n").unwrap();
+        let src = PasswordSource::File(file.clone());
+        assert_eq!(src.read().unwrap(), Md5Key::new("s3cret").unwrap());
+        std::fs::write(&file, "").unwrap();
+        assert!(src
+            .read()
+            .unwrap_err()
+            .to_string()
+            .contains("must not be empty"));
+        let missing = PasswordSource::File(dir.path().join("nope"));
+        let e = missing.read().unwrap_err().to_string();
+        assert!(e.starts_with("Password.File ") && e.contains("nope"), "{e}");
+        let e = PasswordSource::Env("WEFT_TEST_NO_SUCH_VARIABLE".into())
+            .read()
+            .unwrap_err();
+        assert!(e.to_string().contains("not set"), "{e}");
     }
 }

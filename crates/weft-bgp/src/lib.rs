@@ -11,13 +11,17 @@
 //!   ("treat-as-withdraw") or drops the attribute ("attribute discard") instead of
 //!   resetting the session.
 //! - [`notification`]: error codes and the NOTIFICATION message.
+//! - [`auth`]: a peer's TCP MD5 key (RFC 2385), which never prints itself; `sys` sets it
+//!   on sockets (the crate's only unsafe code).
 
+pub mod auth;
 pub mod message;
 pub mod notification;
 pub mod open;
 pub mod rib;
 pub mod session;
 pub mod speaker;
+mod sys;
 pub mod update;
 
 pub use message::{decode, Codec, Message, MAX_LEN};

@@ -8,10 +8,11 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::{sleep, timeout, Instant};
 
+use crate::auth::Md5Key;
 use crate::message::{decode, Codec, Message};
 use crate::notification::{code, Notification};
 use crate::open::{Capability, Open};
@@ -68,6 +69,8 @@ pub struct SessionParams {
     pub passive: bool,
     pub connect_retry: Duration,
     pub port: u16,
+    /// The TCP MD5 key both sides sign with, if any.
+    pub md5: Option<Md5Key>,
 }
 
 /// Why a connection ended.
@@ -187,9 +190,12 @@ pub async fn run(
                 let addr = SocketAddr::V4(SocketAddrV4::new(p.peer, p.port));
                 let failed = tokio::select! {
                     s = incoming.recv() => match s { Some(s) => Ok(s), None => return },
-                    c = timeout(Duration::from_secs(5), TcpStream::connect(addr)) => match c {
+                    c = timeout(Duration::from_secs(5), connect(addr, p.md5.as_ref())) => match c {
                         Ok(Ok(s)) => Ok(s),
                         Ok(Err(e)) => Err(format!("connect: {e}")),
+                        // The kernel drops segments whose signature is missing or wrong
+                        // without a word, so a password mismatch looks like silence.
+                        Err(_) if p.md5.is_some() => Err("connect: timed out (MD5 is on: a wrong or missing password on either side looks like this)".to_string()),
                         Err(_) => Err("connect: timed out".to_string()),
                     },
                 };
@@ -221,6 +227,15 @@ pub async fn run(
         let _ = events.send(state("Idle", ended.reason)).await;
         sleep(p.connect_retry).await;
     }
+}
+
+/// Connects to `addr`, signing every segment with `md5` when given.
+async fn connect(addr: SocketAddr, md5: Option<&Md5Key>) -> std::io::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    if let (Some(key), SocketAddr::V4(to)) = (md5, addr) {
+        crate::sys::set_md5(&socket, *to.ip(), key.bytes())?;
+    }
+    socket.connect(addr).await
 }
 
 /// One TCP connection's life: handshake, then Established until it ends.

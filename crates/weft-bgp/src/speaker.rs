@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::auth::Md5Key;
 use crate::message::{Message, MAX_LEN};
 use crate::rib::{self, AdjIn, Local, Path, PeerKind};
 use crate::session::{self, FromSession, SessionParams, ToSession, BGP_PORT};
@@ -59,6 +60,8 @@ pub struct PeerConfig {
     pub kind: PeerKind,
     /// Only accept the session, never connect.
     pub passive: bool,
+    /// TCP MD5 signatures (RFC 2385) with this key, on the connections both ways.
+    pub md5: Option<Md5Key>,
 }
 
 /// A peer's state, for `weftctl node status`.
@@ -71,6 +74,8 @@ pub struct PeerStatus {
     pub info: String,
     pub received: usize,
     pub advertised: usize,
+    /// Whether the session is signed with TCP MD5.
+    pub md5: bool,
 }
 
 /// A route learned from a peer and chosen as best.
@@ -109,8 +114,10 @@ impl Speaker {
         let status = Arc::new(Mutex::new(BTreeMap::new()));
         let accept: Arc<Mutex<HashMap<Ipv4Addr, mpsc::Sender<TcpStream>>>> = Arc::default();
         let mut tasks = Vec::new();
+        let mut shared = None;
         if let Some(addr) = cfg.listen {
-            let listener = TcpListener::bind(addr).await?;
+            let listener = Arc::new(TcpListener::bind(addr).await?);
+            shared = Some(listener.clone());
             let accept = accept.clone();
             tasks.push(tokio::spawn(async move {
                 loop {
@@ -137,6 +144,7 @@ impl Speaker {
             routes: routes_tx,
             status: status.clone(),
             accept,
+            listener: shared,
         };
         tasks.push(tokio::spawn(core.run(cmd_rx)));
         Ok(Speaker {
@@ -203,6 +211,8 @@ struct Core {
     routes: watch::Sender<BTreeMap<Ipv4Net, Learned>>,
     status: Arc<Mutex<BTreeMap<Ipv4Addr, PeerStatus>>>,
     accept: Arc<Mutex<HashMap<Ipv4Addr, mpsc::Sender<TcpStream>>>>,
+    /// The listening socket, where the MD5 keys of peers that connect to us are set.
+    listener: Option<Arc<TcpListener>>,
 }
 
 impl Core {
@@ -266,6 +276,9 @@ impl Core {
         for a in gone {
             if let Some(s) = self.peers.remove(&a) {
                 s.task.abort();
+                if s.config.md5.is_some() {
+                    self.listener_key(a, None);
+                }
                 info!(peer = %a, "BGP peer removed");
             }
             self.drop_routes(a);
@@ -278,6 +291,9 @@ impl Core {
                 continue;
             }
             changed = true;
+            if let Some(key) = &config.md5 {
+                self.listener_key(a, Some(key));
+            }
             let (in_tx, in_rx) = mpsc::channel(4);
             self.accept.lock().expect("lock").insert(a, in_tx);
             let params = SessionParams {
@@ -289,6 +305,7 @@ impl Core {
                 passive: config.passive,
                 connect_retry: self.cfg.connect_retry,
                 port: self.cfg.peer_port,
+                md5: config.md5.clone(),
             };
             self.status.lock().expect("lock").insert(
                 a,
@@ -300,6 +317,7 @@ impl Core {
                     info: String::new(),
                     received: 0,
                     advertised: 0,
+                    md5: config.md5.is_some(),
                 },
             );
             let task = tokio::spawn(session::run(params, in_rx, events.clone()));
@@ -316,6 +334,20 @@ impl Core {
         changed
     }
 
+    /// Sets (or removes) `peer`'s MD5 key on the listening socket, so that a connection
+    /// from it must be signed; a failure is logged and the session's own connects still
+    /// sign.
+    fn listener_key(&self, peer: Ipv4Addr, key: Option<&Md5Key>) {
+        let Some(l) = &self.listener else { return };
+        let bytes = key.map(Md5Key::bytes).unwrap_or_default();
+        if let Err(e) = crate::sys::set_md5(l.as_ref(), peer, bytes) {
+            // Removing a key that was never set is no failure.
+            if key.is_some() {
+                warn!(peer = %peer, error = %e, "cannot set the peer's MD5 key on the BGP listener");
+            }
+        }
+    }
+
     fn ebgp(&self, peer: &PeerConfig) -> bool {
         peer.asn != self.cfg.asn
     }
@@ -327,7 +359,11 @@ impl Core {
                     s.since = SystemTime::now();
                 }
                 s.state = state;
-                if !info.is_empty() || state != "Idle" {
+                // A new connect attempt keeps the last failure on show (what a peer with
+                // a wrong password or a dead router keeps failing with), as BIRD's
+                // "last error" does.
+                let retrying = matches!(state, "Connect" | "Active");
+                if !info.is_empty() || !(state == "Idle" || retrying) {
                     s.info = info;
                 }
             }),

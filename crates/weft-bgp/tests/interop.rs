@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ipnet::Ipv4Net;
+use weft_bgp::auth::Md5Key;
 use weft_bgp::rib::PeerKind;
 use weft_bgp::speaker::{Learned, PeerConfig, Speaker, SpeakerConfig};
 use weft_testkit::require_root;
@@ -97,6 +98,11 @@ fn learned(s: &Speaker) -> BTreeMap<Ipv4Net, Learned> {
 }
 
 fn bird_conf(dir: &std::path::Path, statics: &[&str]) -> std::path::PathBuf {
+    bird_conf_with(dir, statics, "")
+}
+
+/// BIRD's config with `extra` lines in its `protocol bgp weft` block.
+fn bird_conf_with(dir: &std::path::Path, statics: &[&str], extra: &str) -> std::path::PathBuf {
     let routes: String = statics
         .iter()
         .map(|r| format!("  route {r} blackhole;\n"))
@@ -104,7 +110,7 @@ fn bird_conf(dir: &std::path::Path, statics: &[&str]) -> std::path::PathBuf {
     let conf = format!(
         "router id 10.99.0.2;\nprotocol device {{}}\nprotocol static {{\n  ipv4;\n{routes}}}\n\
          protocol bgp weft {{\n  local 10.99.0.2 as 64513;\n  neighbor 10.99.0.1 as 64512;\n  strict bind yes;\n  \
-         connect delay time 1;\n  ipv4 {{ import all; export all; }};\n}}\n"
+         connect delay time 1;\n  {extra}\n  ipv4 {{ import all; export all; }};\n}}\n"
     );
     let path = dir.join("bird.conf");
     std::fs::write(&path, conf).unwrap();
@@ -147,6 +153,7 @@ fn speaker_config(peer_asn: u32) -> (SpeakerConfig, Vec<PeerConfig>) {
         asn: peer_asn,
         kind: PeerKind::Global,
         passive: false,
+        md5: None,
     };
     (cfg, vec![peer])
 }
@@ -235,6 +242,75 @@ fn bird_both_directions_withdrawal_and_restart() {
             .await;
             wait_for("Weft's route at BIRD again", 30, || {
                 show(&dir).is_some_and(|t| t.contains("10.244.1.0/24"))
+            })
+            .await;
+            let _ = bird.kill();
+            let _ = bird.wait();
+        })
+    });
+}
+
+/// TCP MD5 (RFC 2385) against BIRD's `password`: with the same password the session is
+/// established both ways (BIRD connects to Weft's listener, Weft to BIRD) and routes
+/// flow; with a wrong one, or none, it never opens, and Weft's status says MD5 is on and
+/// what a mismatch looks like; the right one again brings it back. The key shows in no
+/// status.
+#[test]
+fn bird_with_an_md5_password_right_and_wrong() {
+    require_root!("bird_with_an_md5_password_right_and_wrong");
+    let p = Pair::new("md5");
+    let (ns, dir) = (p.b.clone(), p.dir.clone());
+    in_netns(&p.a, move || {
+        runtime().block_on(async move {
+            bird_conf_with(&dir, &["10.200.1.0/24"], "password \"s3cret-key\";");
+            let mut bird = start_bird(&ns, &dir);
+            let (cfg, peers) = speaker_config(64513);
+            let with = |key: Option<&str>| {
+                let mut p = peers.clone();
+                p[0].md5 = key.map(|k| Md5Key::new(k).unwrap());
+                p
+            };
+            let s = Speaker::start(cfg).await.unwrap();
+            s.set_own(vec![net("10.244.1.0/24")]).await;
+
+            s.set_peers(with(Some("s3cret-key"))).await;
+            wait_for("the signed session and BIRD's route", 30, || {
+                learned(&s).contains_key(&net("10.200.1.0/24"))
+            })
+            .await;
+            let st = s.status();
+            assert!(st[0].md5 && st[0].state == "Established", "{st:?}");
+            assert!(!format!("{st:?}").contains("s3cret"), "{st:?}");
+
+            for (what, key) in [
+                ("a wrong password", Some("not-the-key")),
+                ("no password", None),
+            ] {
+                s.set_peers(with(key)).await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let start = Instant::now();
+                while start.elapsed() < Duration::from_secs(8) {
+                    assert!(
+                        !established(&s),
+                        "{what}: the session opened: {:?}",
+                        s.status()
+                    );
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                let st = s.status();
+                if key.is_some() {
+                    assert!(
+                        st[0].md5 && st[0].info.contains("MD5 is on"),
+                        "{what}: {st:?}"
+                    );
+                }
+                let bird_side = birdc(&dir, &["show", "protocols", "weft"]).unwrap_or_default();
+                assert!(!bird_side.contains("Established"), "{what}: {bird_side}");
+            }
+
+            s.set_peers(with(Some("s3cret-key"))).await;
+            wait_for("the session back with the right password", 30, || {
+                established(&s)
             })
             .await;
             let _ = bird.kill();

@@ -1,7 +1,8 @@
 //! `weftctl node status`: the BGP peers of a node running the bgp backend, in the table
 //! Calico users know (`PEER ADDRESS | PEER TYPE | STATE | SINCE | INFO`), plus the routes
-//! received from and advertised to each peer. Reads the file the agent keeps
-//! (`--bgp-status-file`), or every lab host's with `--lab`.
+//! received from and advertised to each peer and whether its session is signed (MD5).
+//! Reads the file the agent keeps (`--bgp-status-file`), or every lab host's with
+//! `--lab`.
 
 use std::path::PathBuf;
 
@@ -39,6 +40,7 @@ pub fn render(json: &str) -> Result<String, crate::CliError> {
         "INFO".into(),
         "ROUTES RECEIVED".into(),
         "ROUTES ADVERTISED".into(),
+        "MD5".into(),
     ]];
     for p in v["peers"].as_array().into_iter().flatten() {
         let state = p["state"].as_str().unwrap_or("?");
@@ -63,9 +65,16 @@ pub fn render(json: &str) -> Result<String, crate::CliError> {
             },
             p["received"].to_string(),
             p["advertised"].to_string(),
+            // Whether the session is signed (TCP MD5); never the password.
+            if p["md5"].as_bool() == Some(true) {
+                "on"
+            } else {
+                "off"
+            }
+            .into(),
         ]);
     }
-    let widths: Vec<usize> = (0..7)
+    let widths: Vec<usize> = (0..8)
         .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
         .collect();
     let line = format!(
@@ -130,7 +139,7 @@ mod tests {
     #[test]
     fn calico_style_table() {
         let t = super::render(
-            r#"{"asn":64512,"router_id":"192.168.77.1","peers":[{"address":"192.168.77.2","type":"node-to-node mesh","state":"Established","since":3600,"info":"Established","received":1,"advertised":1},{"address":"192.168.77.254","type":"global","state":"Active","since":0,"info":"connect: refused","received":0,"advertised":0}]}"#,
+            r#"{"asn":64512,"router_id":"192.168.77.1","peers":[{"address":"192.168.77.2","type":"node-to-node mesh","state":"Established","since":3600,"info":"Established","received":1,"advertised":1},{"address":"192.168.77.254","type":"global","state":"Active","since":0,"info":"connect: refused","received":0,"advertised":0,"md5":true}]}"#,
         )
         .unwrap();
         assert!(
@@ -143,6 +152,10 @@ mod tests {
         );
         assert!(
             t.contains("| start | 00:00:00 | Active connect: refused"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| MD5 |") && t.contains("| on  |") && t.contains("| off |"),
             "{t}"
         );
     }

@@ -373,3 +373,130 @@ fn bgp_with_a_gobgp_router() {
         text(&out.stdout)
     });
 }
+
+/// The top-of-rack router asks for a TCP MD5 password (BIRD's `password`): the hosts'
+/// unsigned sessions go down; the peer's record in the store then names a file with the
+/// password (never the password itself) and every host signs with it: the sessions come
+/// back, `node status` says MD5 is on, and BIRD learns both subnets again. A record whose
+/// file is missing gives no session (never an unsigned one) and one log line naming it.
+#[test]
+fn bgp_with_a_bird_router_that_wants_a_password() {
+    require_root!("bgp_with_a_bird_router_that_wants_a_password");
+    let lab = Lab::up_with(
+        "bpw",
+        "embedded",
+        2,
+        &["--backend", "bgp", "--router", "bird"],
+    );
+    let dir = format!("/run/weft-lab/{}", lab.name);
+    let (s1, s2) = (lab.subnet_of("h1"), lab.subnet_of("h2"));
+    let bird_routes = || {
+        text(
+            &lab.exec("ul", &["ip", "route", "show", "proto", "bird"])
+                .stdout,
+        )
+    };
+    lab.wait_until(
+        "BIRD to learn both subnets",
+        Duration::from_secs(20),
+        || {
+            let r = bird_routes();
+            r.contains(&s1) && r.contains(&s2)
+        },
+    );
+    let up = || {
+        text(&lab.store_cmd(&["node", "status"]).stdout)
+            .matches("| global            | up ")
+            .count()
+    };
+    assert_eq!(up(), 2);
+
+    // BIRD now wants a password: the hosts' unsigned sessions cannot stay up.
+    let conf = format!("{dir}/bird.conf");
+    let text_conf = std::fs::read_to_string(&conf).unwrap();
+    std::fs::write(
+        &conf,
+        text_conf.replace(
+            "  dynamic name \"host\";",
+            "  dynamic name \"host\";\n  password \"tor-s3cret\";",
+        ),
+    )
+    .unwrap();
+    let birdc = Command::new("birdc")
+        .args(["-s", &format!("{dir}/bird.ctl"), "configure"])
+        .output()
+        .unwrap();
+    assert!(
+        text(&birdc.stdout).contains("onfigur"),
+        "{}",
+        text(&birdc.stdout)
+    );
+    lab.wait_until(
+        "the unsigned sessions to go down",
+        Duration::from_secs(30),
+        || up() == 0,
+    );
+
+    // A record naming a file that is not there: no session, one line saying why.
+    let key = format!("{dir}/tor.key");
+    let peer = |file: &str| {
+        format!("{{\"PeerIP\":\"192.168.77.254\",\"ASNumber\":64513,\"Password\":{{\"File\":\"{file}\"}}}}")
+    };
+    let missing = format!("{dir}/missing.key");
+    lab.ok(
+        lab.store_cmd(&[
+            "store",
+            "put",
+            "/coreos.com/network/weft/bgp/peers/lab-router",
+            &peer(&missing),
+        ]),
+        "store put",
+    );
+    lab.wait_until(
+        "h1 to name the missing file",
+        Duration::from_secs(10),
+        || {
+            lab.log("h1")
+                .contains("cannot read the BGP peer's password")
+                && lab.log("h1").contains("missing.key")
+        },
+    );
+    assert_eq!(up(), 0, "no unsigned session in place of a signed one");
+
+    // The file written on the hosts (one filesystem here), and the record naming it:
+    // every host signs.
+    std::fs::write(&key, "tor-s3cret\n").unwrap();
+    lab.ok(
+        lab.store_cmd(&[
+            "store",
+            "put",
+            "/coreos.com/network/weft/bgp/peers/lab-router",
+            &peer(&key),
+        ]),
+        "store put",
+    );
+    lab.wait_until("the signed sessions up", Duration::from_secs(60), || {
+        up() == 2
+    });
+    let status = lab.ok(lab.store_cmd(&["node", "status"]), "node status");
+    assert_eq!(
+        status.matches("| on  |").count(),
+        2,
+        "MD5 on for both:\n{status}"
+    );
+    assert!(!status.contains("tor-s3cret"), "{status}");
+    lab.wait_until(
+        "BIRD to learn both subnets again",
+        Duration::from_secs(30),
+        || {
+            let r = bird_routes();
+            r.contains(&s1) && r.contains(&s2)
+        },
+    );
+    for h in ["h1", "h2"] {
+        assert!(
+            !lab.log(h).contains("tor-s3cret"),
+            "{h}'s log carries the password"
+        );
+    }
+}
