@@ -147,7 +147,10 @@ for r in $(seq 1 "$ROUNDS"); do
       CPU[$p]+="$(awk -v a="$before" -v b="$(agent_cpu "$lab")" -v s="$SECS" -v g1="$one" -v g4="$four" \
         'BEGIN { printf "%.1f", 100 * (b - a) / (s * (g1 + g4)) }') "
     fi
-    RTT[$p]+="$(rtt "$cl" "$addr") "
+    rtt_now=$(rtt "$cl" "$addr")
+    RTT[$p]+="$rtt_now "
+    # As measured, so a run stopped early still shows what it had.
+    echo "round $r: $p: $one / $four Gbit/s, RTT p50 $rtt_now ms"
   done
 done
 median() { tr ' ' '\n' | { grep -v '^$' || true; } | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
