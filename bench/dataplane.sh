@@ -195,5 +195,11 @@ for t in udp ipip; do
   row "" "" "" "" "agents: ${MC[$t]}% of a core per Gbit/s"
 done
 echo
+echo "Ranges over the $ROUNDS rounds (min-max): 1 stream Gbit/s | 4 streams Gbit/s | RTT p50 ms"
+range() { tr ' ' '\n' | { grep -v '^$' || true; } | sort -n | awk 'NR==1 {a=$1} {b=$1} END {printf "%s-%s", a, b}'; }
+for p in "${ORDER[@]}"; do
+  printf '  %-16s %-13s | %-13s | %s\n' "$p" "$(echo "${ONE[$p]}" | range)" "$(echo "${FOUR[$p]}" | range)" "$(echo "${RTT[$p]}" | range)"
+done
+echo
 echo "targets: host-gw >= 95% of raw veth; vxlan >= 85% of host-gw;"
 echo "         udp >= 70% of vxlan (1 and 4 streams) with RTT p50 <= 2x vxlan"
