@@ -15,7 +15,7 @@ use weft_alloc::Lease;
 use weft_backends::bgp::Bgp;
 use weft_bgp::auth::Md5Key;
 use weft_bgp::rib::PeerKind;
-use weft_bgp::speaker::{Learned, PeerConfig, Speaker, SpeakerConfig};
+use weft_bgp::speaker::{Learned, MaxPrefixes, PeerConfig, Speaker, SpeakerConfig};
 
 /// A router outside the cluster, from the store.
 /// Why an external peer's record was refused.
@@ -29,6 +29,10 @@ pub enum PeerError {
     NoPeerIp,
     #[error("ASNumber must be a number from 1 to 4294967295")]
     Asn,
+    #[error("{0} must be a whole number from {1} to {2}")]
+    Range(&'static str, u64, u64),
+    #[error("MaxPrefixesWarning and MaxPrefixesRestart need MaxPrefixes")]
+    NoMaxPrefixes,
     #[error("Password must be {{\"File\": \"/path\"}} or {{\"Env\": \"VARIABLE\"}} (the password itself is never stored), not {0}")]
     Password(String),
 }
@@ -87,12 +91,15 @@ pub struct ExternalPeer {
     pub node: Option<Ipv4Addr>,
     /// TCP MD5 signatures with the password found here.
     pub password: Option<PasswordSource>,
+    /// At most this many prefixes from it.
+    pub max_prefixes: Option<MaxPrefixes>,
 }
 
 impl ExternalPeer {
-    /// Parses `{"PeerIP": "...", "ASNumber": N, "Node": "...", "Password": {"File": "..."}}`
-    /// (Calico's field names; the password as where to read it, as Calico's
-    /// `secretKeyRef` does).
+    /// Parses `{"PeerIP": "...", "ASNumber": N, "Node": "...", "Password": {"File": "..."},
+    /// "MaxPrefixes": N, "MaxPrefixesWarning": PERCENT, "MaxPrefixesRestart": SECONDS}`
+    /// (Calico's field names where it has them; the password as where to read it, as
+    /// Calico's `secretKeyRef` does; warning 80% and restart 60 s by default).
     pub fn parse(value: &[u8]) -> Result<Self, PeerError> {
         let v: serde_json::Value = serde_json::from_slice(value)?;
         let ip = |k: &'static str| -> Result<Option<Ipv4Addr>, PeerError> {
@@ -112,11 +119,34 @@ impl ExternalPeer {
             .filter(|a| (1..=u32::MAX as u64).contains(a))
             .ok_or(PeerError::Asn)? as u32;
         let password = v.get("Password").map(PasswordSource::parse).transpose()?;
+        let num = |k: &'static str, lo: u64, hi: u64| -> Result<Option<u64>, PeerError> {
+            match v.get(k) {
+                None => Ok(None),
+                Some(n) => n
+                    .as_u64()
+                    .filter(|n| (lo..=hi).contains(n))
+                    .map(Some)
+                    .ok_or(PeerError::Range(k, lo, hi)),
+            }
+        };
+        let limit = num("MaxPrefixes", 1, u32::MAX as u64)?;
+        let warning = num("MaxPrefixesWarning", 1, 100)?;
+        let restart = num("MaxPrefixesRestart", 1, 86_400)?;
+        let max_prefixes = match limit {
+            Some(limit) => Some(MaxPrefixes {
+                limit: limit as u32,
+                warning_percent: warning.unwrap_or(80) as u8,
+                restart: std::time::Duration::from_secs(restart.unwrap_or(60)),
+            }),
+            None if warning.is_some() || restart.is_some() => return Err(PeerError::NoMaxPrefixes),
+            None => None,
+        };
         Ok(ExternalPeer {
             address,
             asn,
             node: ip("Node")?,
             password,
+            max_prefixes,
         })
     }
 }
@@ -197,6 +227,7 @@ impl BgpRuntime {
                 // Between Weft nodes only the higher address connects: no collisions.
                 passive: u32::from(w.address) > u32::from(me),
                 md5: None,
+                max_prefixes: None,
             })
             .collect();
         let mut problems = BTreeMap::new();
@@ -223,6 +254,7 @@ impl BgpRuntime {
                 },
                 passive: false,
                 md5,
+                max_prefixes: p.max_prefixes.clone(),
             });
         }
         for (peer, problem) in &problems {
@@ -356,5 +388,45 @@ mod tests {
             .read()
             .unwrap_err();
         assert!(e.to_string().contains("not set"), "{e}");
+    }
+
+    #[test]
+    fn max_prefixes_take_a_limit_a_warning_and_a_restart_or_name_the_field() {
+        let p = ExternalPeer::parse(br#"{"PeerIP":"10.0.0.1","ASNumber":1,"MaxPrefixes":100}"#)
+            .unwrap();
+        assert_eq!(
+            p.max_prefixes,
+            Some(MaxPrefixes {
+                limit: 100,
+                warning_percent: 80,
+                restart: std::time::Duration::from_secs(60)
+            })
+        );
+        let p = ExternalPeer::parse(
+            br#"{"PeerIP":"10.0.0.1","ASNumber":1,"MaxPrefixes":5,"MaxPrefixesWarning":50,"MaxPrefixesRestart":3}"#,
+        )
+        .unwrap();
+        let m = p.max_prefixes.unwrap();
+        assert_eq!(
+            (m.limit, m.warning_percent, m.restart.as_secs()),
+            (5, 50, 3)
+        );
+        for (bad, field) in [
+            (r#""MaxPrefixes":0"#, "MaxPrefixes must be"),
+            (r#""MaxPrefixes":"many""#, "MaxPrefixes must be"),
+            (
+                r#""MaxPrefixes":5,"MaxPrefixesWarning":101"#,
+                "MaxPrefixesWarning must be",
+            ),
+            (
+                r#""MaxPrefixes":5,"MaxPrefixesRestart":0"#,
+                "MaxPrefixesRestart must be",
+            ),
+            (r#""MaxPrefixesRestart":5"#, "need MaxPrefixes"),
+        ] {
+            let v = format!(r#"{{"PeerIP":"10.0.0.1","ASNumber":1,{bad}}}"#);
+            let err = ExternalPeer::parse(v.as_bytes()).unwrap_err().to_string();
+            assert!(err.contains(field), "{bad}: {err}");
+        }
     }
 }

@@ -43,6 +43,18 @@ pub mod update {
     pub const MALFORMED_AS_PATH: u8 = 11;
 }
 
+/// Subcodes of [`code::CEASE`] (RFC 4486).
+pub mod cease {
+    pub const MAX_PREFIXES: u8 = 1;
+    pub const ADMIN_SHUTDOWN: u8 = 2;
+    pub const PEER_DECONFIGURED: u8 = 3;
+    pub const ADMIN_RESET: u8 = 4;
+    pub const CONNECTION_REJECTED: u8 = 5;
+    pub const OTHER_CONFIGURATION_CHANGE: u8 = 6;
+    pub const COLLISION_RESOLUTION: u8 = 7;
+    pub const OUT_OF_RESOURCES: u8 = 8;
+}
+
 /// A NOTIFICATION: sent before closing a session, and what every fatal decode error is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notification {
@@ -91,6 +103,14 @@ impl Notification {
             (code::UPDATE, update::OPTIONAL_ATTRIBUTE) => "optional attribute error",
             (code::UPDATE, update::INVALID_NETWORK_FIELD) => "invalid network field",
             (code::UPDATE, update::MALFORMED_AS_PATH) => "malformed AS_PATH",
+            (code::CEASE, cease::MAX_PREFIXES) => "maximum number of prefixes reached",
+            (code::CEASE, cease::ADMIN_SHUTDOWN) => "administrative shutdown",
+            (code::CEASE, cease::PEER_DECONFIGURED) => "peer de-configured",
+            (code::CEASE, cease::ADMIN_RESET) => "administrative reset",
+            (code::CEASE, cease::CONNECTION_REJECTED) => "connection rejected",
+            (code::CEASE, cease::OTHER_CONFIGURATION_CHANGE) => "other configuration change",
+            (code::CEASE, cease::COLLISION_RESOLUTION) => "connection collision resolution",
+            (code::CEASE, cease::OUT_OF_RESOURCES) => "out of resources",
             _ => "",
         };
         if s.is_empty() {

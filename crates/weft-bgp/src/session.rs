@@ -28,6 +28,9 @@ pub const RESTART_TIME: u16 = 120;
 #[derive(Debug)]
 pub enum ToSession {
     Send(Vec<Message>),
+    /// Send this NOTIFICATION, close, and stay idle this long before connecting or
+    /// accepting again (the max-prefix restart timer).
+    Stop(Notification, Duration),
 }
 
 /// What a session tells the core.
@@ -213,7 +216,8 @@ pub async fn run(
             }
         };
         let _ = stream.set_nodelay(true);
-        let ended = connection(&p, stream, &mut incoming, &events).await;
+        let mut idle = None;
+        let ended = connection(&p, stream, &mut incoming, &events, &mut idle).await;
         if events.is_closed() {
             return;
         }
@@ -224,8 +228,17 @@ pub async fn run(
                 notified: ended.notified,
             })
             .await;
-        let _ = events.send(state("Idle", ended.reason)).await;
-        sleep(p.connect_retry).await;
+        let wait = idle.unwrap_or(p.connect_retry);
+        let info = match idle {
+            Some(d) => format!("{}; idle for {} s", ended.reason, d.as_secs()),
+            None => ended.reason,
+        };
+        let _ = events.send(state("Idle", info)).await;
+        sleep(wait).await;
+        if idle.is_some() {
+            // Connections the peer opened while we were idle are not taken up.
+            while incoming.try_recv().is_ok() {}
+        }
     }
 }
 
@@ -244,6 +257,7 @@ async fn connection(
     stream: TcpStream,
     incoming: &mut mpsc::Receiver<TcpStream>,
     events: &mpsc::Sender<FromSession>,
+    idle: &mut Option<Duration>,
 ) -> Ended {
     let local = match stream.local_addr() {
         Ok(SocketAddr::V4(a)) => *a.ip(),
@@ -287,7 +301,7 @@ async fn connection(
                     vec![],
                 )))
                 .await;
-            return Box::pin(connection(p, other, incoming, events)).await;
+            return Box::pin(connection(p, other, incoming, events, idle)).await;
         }
         drop(other);
     }
@@ -317,7 +331,7 @@ async fn connection(
             to_session: to_tx,
         })
         .await;
-    established(p, c, hold, &mut to_rx, incoming, events).await
+    established(p, c, hold, &mut to_rx, incoming, events, idle).await
 }
 
 /// OpenSent: the peer's OPEN, checked (its AS, a BGP identifier not ours), or how the
@@ -383,6 +397,7 @@ async fn established(
     to_rx: &mut mpsc::Receiver<ToSession>,
     incoming: &mut mpsc::Receiver<TcpStream>,
     events: &mpsc::Sender<FromSession>,
+    idle: &mut Option<Duration>,
 ) -> Ended {
     let far = Instant::now() + Duration::from_secs(86_400 * 365);
     let mut hold_deadline = if hold.is_zero() {
@@ -424,6 +439,12 @@ async fn established(
                             return Ended { reason: format!("write: {e}"), notified: false };
                         }
                     }
+                }
+                Some(ToSession::Stop(n, wait)) => {
+                    *idle = Some(wait);
+                    let _ = c.send(&Message::Notification(n.clone())).await;
+                    // Ours, and final: the peer's routes go at once (no graceful restart).
+                    return Ended { reason: format!("sent NOTIFICATION: {n}"), notified: true };
                 }
                 None => return c.notify(Notification::new(code::CEASE, 3, vec![])).await, // peer deconfigured
             },

@@ -17,6 +17,7 @@ use tracing::{info, warn};
 
 use crate::auth::Md5Key;
 use crate::message::{Message, MAX_LEN};
+use crate::notification::{cease, code, Notification};
 use crate::rib::{self, AdjIn, Local, Path, PeerKind};
 use crate::session::{self, FromSession, SessionParams, ToSession, BGP_PORT};
 use crate::update::{PathAttributes, Update};
@@ -62,6 +63,28 @@ pub struct PeerConfig {
     pub passive: bool,
     /// TCP MD5 signatures (RFC 2385) with this key, on the connections both ways.
     pub md5: Option<Md5Key>,
+    /// At most this many prefixes from the peer.
+    pub max_prefixes: Option<MaxPrefixes>,
+}
+
+/// A bound on what a peer may send (a router that leaks a full table must not fill the
+/// node's kernel): past `limit` prefixes the session is closed with NOTIFICATION Cease,
+/// subcode 1 (RFC 4486), its routes dropped, and not opened again for `restart`; at
+/// `warning_percent` of the limit, one warning per session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaxPrefixes {
+    pub limit: u32,
+    pub warning_percent: u8,
+    pub restart: Duration,
+}
+
+impl MaxPrefixes {
+    /// RFC 4486's data for Cease/1: AFI, SAFI and the bound.
+    fn notification(&self) -> Notification {
+        let mut data = vec![0, 1, 1];
+        data.extend_from_slice(&self.limit.to_be_bytes());
+        Notification::new(code::CEASE, cease::MAX_PREFIXES, data)
+    }
 }
 
 /// A peer's state, for `weftctl node status`.
@@ -145,6 +168,7 @@ impl Speaker {
             status: status.clone(),
             accept,
             listener: shared,
+            warned: BTreeSet::new(),
         };
         tasks.push(tokio::spawn(core.run(cmd_rx)));
         Ok(Speaker {
@@ -213,6 +237,8 @@ struct Core {
     accept: Arc<Mutex<HashMap<Ipv4Addr, mpsc::Sender<TcpStream>>>>,
     /// The listening socket, where the MD5 keys of peers that connect to us are set.
     listener: Option<Arc<TcpListener>>,
+    /// Peers warned of nearing their max-prefix limit in their current session.
+    warned: BTreeSet<Ipv4Addr>,
 }
 
 impl Core {
@@ -401,6 +427,7 @@ impl Core {
                     return;
                 };
                 let was_up = p.up.take();
+                self.warned.remove(&peer);
                 warn!(%peer, %reason, "BGP session down");
                 let keep = was_up
                     .as_ref()
@@ -497,6 +524,7 @@ impl Core {
                 }
                 let n = routes.len();
                 self.set_status(peer, |s| s.received = n);
+                self.check_max_prefixes(peer, n);
             }
             Message::RouteRefresh { .. } => {
                 // Re-send everything: forget what we told it.
@@ -505,6 +533,25 @@ impl Core {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Holds `peer` to its max-prefix bound now that it has sent `n` prefixes.
+    fn check_max_prefixes(&mut self, peer: Ipv4Addr, n: usize) {
+        let Some(p) = self.peers.get(&peer) else {
+            return;
+        };
+        let (Some(m), Some(up)) = (&p.config.max_prefixes, &p.up) else {
+            return;
+        };
+        let limit = m.limit as usize;
+        if n > limit {
+            warn!(%peer, received = n, limit, restart_s = m.restart.as_secs(), "BGP peer sent more prefixes than its limit; closing the session (Cease, maximum number of prefixes reached) and dropping its routes");
+            let _ = up.tx.try_send(ToSession::Stop(m.notification(), m.restart));
+            self.drop_routes(peer);
+            self.set_status(peer, |s| s.received = 0);
+        } else if n * 100 >= limit * m.warning_percent as usize && self.warned.insert(peer) {
+            warn!(%peer, received = n, limit, "BGP peer is near its max-prefix limit");
         }
     }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use ipnet::Ipv4Net;
 use weft_bgp::auth::Md5Key;
 use weft_bgp::rib::PeerKind;
-use weft_bgp::speaker::{Learned, PeerConfig, Speaker, SpeakerConfig};
+use weft_bgp::speaker::{Learned, MaxPrefixes, PeerConfig, Speaker, SpeakerConfig};
 use weft_testkit::require_root;
 
 /// Two namespaces joined by a veth pair: `a` 10.99.0.1/24, `b` 10.99.0.2/24.
@@ -154,6 +154,7 @@ fn speaker_config(peer_asn: u32) -> (SpeakerConfig, Vec<PeerConfig>) {
         kind: PeerKind::Global,
         passive: false,
         md5: None,
+        max_prefixes: None,
     };
     (cfg, vec![peer])
 }
@@ -313,6 +314,81 @@ fn bird_with_an_md5_password_right_and_wrong() {
                 established(&s)
             })
             .await;
+            let _ = bird.kill();
+            let _ = bird.wait();
+        })
+    });
+}
+
+/// Max-prefix (RFC 4486): BIRD announces 6 prefixes to a peer limited to 4. Weft closes
+/// the session with Cease, subcode 1 (BIRD reports it), drops the routes, stays idle
+/// for the restart time, then opens the session again (and closes it again, the table
+/// being still too big); once BIRD announces 3, the session stays up with them.
+#[test]
+fn bird_past_the_max_prefix_limit_is_closed_and_comes_back_after_the_restart_time() {
+    require_root!("bird_past_the_max_prefix_limit_is_closed_and_comes_back_after_the_restart_time");
+    let p = Pair::new("mxp");
+    let (ns, dir) = (p.b.clone(), p.dir.clone());
+    in_netns(&p.a, move || {
+        runtime().block_on(async move {
+            let six: Vec<String> = (1..=6).map(|i| format!("10.201.{i}.0/24")).collect();
+            let six: Vec<&str> = six.iter().map(String::as_str).collect();
+            bird_conf(&dir, &six);
+            let mut bird = start_bird(&ns, &dir);
+            let (cfg, mut peers) = speaker_config(64513);
+            peers[0].max_prefixes = Some(MaxPrefixes {
+                limit: 4,
+                warning_percent: 50,
+                restart: Duration::from_secs(4),
+            });
+            let s = Speaker::start(cfg).await.unwrap();
+            s.set_peers(peers).await;
+            let info = |s: &Speaker| {
+                s.status()
+                    .first()
+                    .map(|p| p.info.clone())
+                    .unwrap_or_default()
+            };
+            wait_for("the session closed at the limit, idle", 30, || {
+                info(&s).contains(
+                    "sent NOTIFICATION: cease: maximum number of prefixes reached; idle for 4 s",
+                )
+            })
+            .await;
+            let closed = Instant::now();
+            let idle_since = s.status()[0].since;
+            wait_for("the routes dropped", 10, || learned(&s).is_empty()).await;
+            let seen = birdc(&dir, &["show", "protocols", "all", "weft"]).unwrap_or_default();
+            assert!(
+                seen.to_lowercase().contains("maximum number of prefixes"),
+                "BIRD got Cease/1:\n{seen}"
+            );
+            assert!(!established(&s), "idle: {:?}", s.status());
+            // Out of Idle again (connecting, or up and closed once more: the table is
+            // still too big), and not before the restart time.
+            wait_for("the session tried again after the restart time", 30, || {
+                let st = &s.status()[0];
+                st.state != "Idle" || st.since > idle_since
+            })
+            .await;
+            assert!(
+                closed.elapsed() >= Duration::from_secs(3),
+                "tried again after {:?}, before the restart time",
+                closed.elapsed()
+            );
+
+            bird_conf(&dir, &six[..3]);
+            assert!(birdc(&dir, &["configure"]).is_some_and(|t| t.contains("onfigur")));
+            wait_for("the 3 routes learned, the session up", 60, || {
+                established(&s) && learned(&s).len() == 3
+            })
+            .await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            assert!(
+                established(&s) && learned(&s).len() == 3,
+                "{:?}",
+                s.status()
+            );
             let _ = bird.kill();
             let _ = bird.wait();
         })
