@@ -569,9 +569,9 @@ fn last_literal(call: &str) -> Option<String> {
     None
 }
 
-/// Every WARN and ERROR message weftd (with its Docker driver and the store client it
-/// runs) can log is in docs/troubleshooting.md: each message's longest fixed part, the
-/// `{...}` fields left out, appears there.
+/// Every WARN and ERROR message weftd (with its Docker driver, BGP speaker and the store
+/// client it runs) can log is in docs/troubleshooting.md: each message's longest fixed
+/// part, the `{...}` fields left out, appears there.
 #[test]
 fn every_agent_message_is_explained() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -579,6 +579,7 @@ fn every_agent_message_is_explained() {
     let mut sources = Vec::new();
     for dir in [
         "crates/weft-agent/src",
+        "crates/weft-bgp/src",
         "crates/weft-docker/src",
         "crates/weft-store/src",
     ] {
