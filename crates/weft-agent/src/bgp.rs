@@ -93,11 +93,14 @@ pub struct ExternalPeer {
     pub password: Option<PasswordSource>,
     /// At most this many prefixes from it.
     pub max_prefixes: Option<MaxPrefixes>,
+    /// TTL security (RFC 5082) for a peer this many hops away.
+    pub ttl_security: Option<u8>,
 }
 
 impl ExternalPeer {
     /// Parses `{"PeerIP": "...", "ASNumber": N, "Node": "...", "Password": {"File": "..."},
-    /// "MaxPrefixes": N, "MaxPrefixesWarning": PERCENT, "MaxPrefixesRestart": SECONDS}`
+    /// "MaxPrefixes": N, "MaxPrefixesWarning": PERCENT, "MaxPrefixesRestart": SECONDS,
+    /// "TTLSecurity": HOPS}`
     /// (Calico's field names where it has them; the password as where to read it, as
     /// Calico's `secretKeyRef` does; warning 80% and restart 60 s by default).
     pub fn parse(value: &[u8]) -> Result<Self, PeerError> {
@@ -141,12 +144,14 @@ impl ExternalPeer {
             None if warning.is_some() || restart.is_some() => return Err(PeerError::NoMaxPrefixes),
             None => None,
         };
+        let ttl_security = num("TTLSecurity", 1, 254)?.map(|h| h as u8);
         Ok(ExternalPeer {
             address,
             asn,
             node: ip("Node")?,
             password,
             max_prefixes,
+            ttl_security,
         })
     }
 }
@@ -228,6 +233,7 @@ impl BgpRuntime {
                 passive: u32::from(w.address) > u32::from(me),
                 md5: None,
                 max_prefixes: None,
+                ttl_security: None,
             })
             .collect();
         let mut problems = BTreeMap::new();
@@ -255,6 +261,7 @@ impl BgpRuntime {
                 passive: false,
                 md5,
                 max_prefixes: p.max_prefixes.clone(),
+                ttl_security: p.ttl_security,
             });
         }
         for (peer, problem) in &problems {
@@ -423,6 +430,8 @@ mod tests {
                 "MaxPrefixesRestart must be",
             ),
             (r#""MaxPrefixesRestart":5"#, "need MaxPrefixes"),
+            (r#""TTLSecurity":0"#, "TTLSecurity must be"),
+            (r#""TTLSecurity":255"#, "TTLSecurity must be"),
         ] {
             let v = format!(r#"{{"PeerIP":"10.0.0.1","ASNumber":1,{bad}}}"#);
             let err = ExternalPeer::parse(v.as_bytes()).unwrap_err().to_string();

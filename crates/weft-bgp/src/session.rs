@@ -74,6 +74,8 @@ pub struct SessionParams {
     pub port: u16,
     /// The TCP MD5 key both sides sign with, if any.
     pub md5: Option<Md5Key>,
+    /// TTL security (RFC 5082) for a peer this many hops away, if any.
+    pub ttl_security: Option<u8>,
 }
 
 /// Why a connection ended.
@@ -176,6 +178,12 @@ pub async fn run(
     };
     // A connection the peer opened while we were waiting to retry: used next.
     let mut accepted: Option<TcpStream> = None;
+    // With TTL security, only connections this side opens are used: their socket has
+    // its minimum TTL before the SYN leaves, so the kernel checks every packet of the
+    // peer's from the first. An accepted one gets it only after the peer's first data
+    // may already be queued (a peer further away could open a session that way). A
+    // passive peer is the exception: accepted, then held to the minimum at once.
+    let take_incoming = p.ttl_security.is_none() || p.passive;
     loop {
         let _ = events
             .send(state(
@@ -191,16 +199,28 @@ pub async fn run(
             },
             None => {
                 let addr = SocketAddr::V4(SocketAddrV4::new(p.peer, p.port));
-                let failed = tokio::select! {
-                    s = incoming.recv() => match s { Some(s) => Ok(s), None => return },
-                    c = timeout(Duration::from_secs(5), connect(addr, p.md5.as_ref())) => match c {
-                        Ok(Ok(s)) => Ok(s),
-                        Ok(Err(e)) => Err(format!("connect: {e}")),
-                        // The kernel drops segments whose signature is missing or wrong
-                        // without a word, so a password mismatch looks like silence.
-                        Err(_) if p.md5.is_some() => Err("connect: timed out (MD5 is on: a wrong or missing password on either side looks like this)".to_string()),
-                        Err(_) => Err("connect: timed out".to_string()),
-                    },
+                let attempt = timeout(
+                    Duration::from_secs(5),
+                    connect(addr, p.md5.as_ref(), p.ttl_security),
+                );
+                tokio::pin!(attempt);
+                let failed = loop {
+                    tokio::select! {
+                        s = incoming.recv() => match s {
+                            None => return,
+                            Some(s) if take_incoming => break Ok(s),
+                            // TTL security: only our own connections (see `take_incoming`).
+                            Some(refused) => drop(refused),
+                        },
+                        c = &mut attempt => break match c {
+                            Ok(Ok(s)) => Ok(s),
+                            Ok(Err(e)) => Err(format!("connect: {e}")),
+                            // The kernel drops segments whose signature is missing or wrong
+                            // without a word, so a password mismatch looks like silence.
+                            Err(_) if p.md5.is_some() => Err("connect: timed out (MD5 is on: a wrong or missing password on either side looks like this)".to_string()),
+                            Err(_) => Err("connect: timed out".to_string()),
+                        },
+                    }
                 };
                 match failed {
                     Ok(s) => s,
@@ -208,7 +228,11 @@ pub async fn run(
                         let _ = events.send(state("Active", info)).await;
                         tokio::select! {
                             _ = sleep(p.connect_retry) => {}
-                            s = incoming.recv() => match s { Some(s) => accepted = Some(s), None => return },
+                            s = incoming.recv() => match s {
+                                None => return,
+                                Some(s) if take_incoming => accepted = Some(s),
+                                Some(refused) => drop(refused),
+                            },
                         }
                         continue;
                     }
@@ -216,6 +240,17 @@ pub async fn run(
             }
         };
         let _ = stream.set_nodelay(true);
+        if let Some(hops) = p.ttl_security {
+            // An accepted connection: from now on, packets from further away are dropped
+            // (its OPEN among them), and ours leave with TTL 255.
+            if let Err(e) = crate::sys::set_ttl_security(&stream, hops) {
+                let _ = events
+                    .send(state("Idle", format!("cannot set TTL security: {e}")))
+                    .await;
+                sleep(p.connect_retry).await;
+                continue;
+            }
+        }
         let mut idle = None;
         let ended = connection(&p, stream, &mut incoming, &events, &mut idle).await;
         if events.is_closed() {
@@ -242,11 +277,19 @@ pub async fn run(
     }
 }
 
-/// Connects to `addr`, signing every segment with `md5` when given.
-async fn connect(addr: SocketAddr, md5: Option<&Md5Key>) -> std::io::Result<TcpStream> {
+/// Connects to `addr`, signing every segment with `md5` and holding the connection to
+/// TTL security when given (its SYN already leaves with TTL 255).
+async fn connect(
+    addr: SocketAddr,
+    md5: Option<&Md5Key>,
+    ttl_security: Option<u8>,
+) -> std::io::Result<TcpStream> {
     let socket = TcpSocket::new_v4()?;
     if let (Some(key), SocketAddr::V4(to)) = (md5, addr) {
         crate::sys::set_md5(&socket, *to.ip(), key.bytes())?;
+    }
+    if let Some(hops) = ttl_security {
+        crate::sys::set_ttl_security(&socket, hops)?;
     }
     socket.connect(addr).await
 }
@@ -293,7 +336,11 @@ async fn connection(
     // connection opened by the speaker with the higher BGP identifier.
     if let Ok(other) = incoming.try_recv() {
         let ours_outgoing = !p.passive;
-        if ours_outgoing && u32::from(open.bgp_id) > u32::from(p.router_id) {
+        // With TTL security the peer's connection is never the one kept (see `run`).
+        if ours_outgoing
+            && p.ttl_security.is_none()
+            && u32::from(open.bgp_id) > u32::from(p.router_id)
+        {
             let _ = c
                 .send(&Message::Notification(Notification::new(
                     code::CEASE,

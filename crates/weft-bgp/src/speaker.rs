@@ -65,6 +65,8 @@ pub struct PeerConfig {
     pub md5: Option<Md5Key>,
     /// At most this many prefixes from the peer.
     pub max_prefixes: Option<MaxPrefixes>,
+    /// TTL security (RFC 5082) for a peer this many hops away (1: on the segment).
+    pub ttl_security: Option<u8>,
 }
 
 /// A bound on what a peer may send (a router that leaks a full table must not fill the
@@ -332,6 +334,7 @@ impl Core {
                 connect_retry: self.cfg.connect_retry,
                 port: self.cfg.peer_port,
                 md5: config.md5.clone(),
+                ttl_security: config.ttl_security,
             };
             self.status.lock().expect("lock").insert(
                 a,

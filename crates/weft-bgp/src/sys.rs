@@ -1,7 +1,8 @@
-//! The one socket option the speaker needs that std and tokio do not wrap: TCP MD5
+//! The socket options the speaker needs that std and tokio do not wrap: TCP MD5
 //! signatures (RFC 2385), `setsockopt(IPPROTO_TCP, TCP_MD5SIG)` with the kernel's
-//! `struct tcp_md5sig`. Unsafe code is allowed in this module and nowhere else in the
-//! crate (as `weft_kernel::sys` and `weft_tunnel::sys` are for theirs).
+//! `struct tcp_md5sig`, and the TTL pair of TTL security (RFC 5082: `IP_TTL` and
+//! `IP_MINTTL`, the latter unwrapped). Unsafe code is allowed in this module and nowhere
+//! else in the crate (as `weft_kernel::sys` and `weft_tunnel::sys` are for theirs).
 #![allow(unsafe_code)]
 
 use std::io;
@@ -70,6 +71,30 @@ pub fn set_md5(socket: &impl AsRawFd, peer: Ipv4Addr, key: &[u8]) -> io::Result<
     }
 }
 
+/// TTL security (RFC 5082, GTSM) for a peer `hops` away (1: on the segment): every
+/// packet leaves with TTL 255, and the kernel drops any that arrives with less than
+/// 256 - `hops`, which no sender further away can forge.
+pub fn set_ttl_security(socket: &impl AsRawFd, hops: u8) -> io::Result<()> {
+    let min = 256 - i32::from(hops.max(1));
+    for (opt, value) in [(libc::IP_TTL, 255), (libc::IP_MINTTL, min)] {
+        // SAFETY: an open socket's descriptor, and a pointer to an int of the length
+        // passed.
+        let r = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_IP,
+                opt,
+                (&value as *const i32).cast::<libc::c_void>(),
+                std::mem::size_of::<i32>() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,5 +112,12 @@ mod tests {
         set_md5(&s, peer, b"secret").unwrap();
         set_md5(&s, peer, b"").unwrap();
         assert!(set_md5(&s, peer, &[b'x'; MAX_KEY + 1]).is_err());
+    }
+
+    #[test]
+    fn ttl_security_sets_both_ttls() {
+        let s = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        set_ttl_security(&s, 2).unwrap();
+        assert_eq!(s.ttl().unwrap(), 255);
     }
 }

@@ -72,6 +72,68 @@ impl Drop for Pair {
     }
 }
 
+/// Three namespaces in a row, `a` 10.98.1.1 - `r` (forwarding) - `b` 10.98.2.1: a peer
+/// two hops away.
+struct Chain {
+    ns: [String; 3],
+    dir: std::path::PathBuf,
+}
+
+impl Chain {
+    fn new(tag: &str) -> Chain {
+        let id = std::process::id() % 100_000;
+        let ns = ["a", "r", "b"].map(|n| format!("t{id}{tag}{n}"));
+        let dir = std::env::temp_dir().join(format!("t{id}{tag}"));
+        let _ = std::fs::create_dir_all(&dir);
+        let c = Chain { ns, dir };
+        let [a, r, b] = &c.ns;
+        for n in &c.ns {
+            sh(&["ip", "netns", "add", n]);
+            sh(&["ip", "-n", n, "link", "set", "lo", "up"]);
+        }
+        for (x, y, xi, yi) in [
+            (a, r, "10.98.1.1/24", "10.98.1.2/24"),
+            (b, r, "10.98.2.1/24", "10.98.2.2/24"),
+        ] {
+            let peer = if x == a { "ra" } else { "rb" };
+            sh(&[
+                "ip", "-n", x, "link", "add", "eth0", "type", "veth", "peer", "name", peer,
+                "netns", y,
+            ]);
+            sh(&["ip", "-n", x, "addr", "add", xi, "dev", "eth0"]);
+            sh(&["ip", "-n", y, "addr", "add", yi, "dev", peer]);
+            sh(&["ip", "-n", x, "link", "set", "eth0", "up"]);
+            sh(&["ip", "-n", y, "link", "set", peer, "up"]);
+        }
+        sh(&["ip", "-n", a, "route", "add", "default", "via", "10.98.1.2"]);
+        sh(&["ip", "-n", b, "route", "add", "default", "via", "10.98.2.2"]);
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            r,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ]);
+        c
+    }
+}
+
+impl Drop for Chain {
+    fn drop(&mut self) {
+        for ns in &self.ns {
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-9", pid]).status();
+                }
+            }
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// Runs `f` on a thread inside namespace `ns`.
 fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
     let path = std::path::PathBuf::from(format!("/run/netns/{ns}"));
@@ -155,6 +217,7 @@ fn speaker_config(peer_asn: u32) -> (SpeakerConfig, Vec<PeerConfig>) {
         passive: false,
         md5: None,
         max_prefixes: None,
+        ttl_security: None,
     };
     (cfg, vec![peer])
 }
@@ -389,6 +452,93 @@ fn bird_past_the_max_prefix_limit_is_closed_and_comes_back_after_the_restart_tim
                 "{:?}",
                 s.status()
             );
+            let _ = bird.kill();
+            let _ = bird.wait();
+        })
+    });
+}
+
+/// TTL security (RFC 5082) against BIRD's `ttl security yes`: on the segment, Weft with
+/// TTL security 1 is established and without it is not (its packets leave with TTL 64,
+/// under BIRD's minimum of 255); a BIRD two hops away (`multihop 2`) is refused by
+/// Weft's TTL security 1 (its packets arrive with TTL 254) and taken with 2.
+#[test]
+fn bird_with_ttl_security_on_the_segment_and_two_hops_away() {
+    require_root!("bird_with_ttl_security_on_the_segment_and_two_hops_away");
+    let p = Pair::new("gtsm");
+    let (ns, dir) = (p.b.clone(), p.dir.clone());
+    in_netns(&p.a, move || {
+        runtime().block_on(async move {
+            bird_conf_with(&dir, &["10.200.1.0/24"], "ttl security yes;");
+            let mut bird = start_bird(&ns, &dir);
+            let (cfg, peers) = speaker_config(64513);
+            let with = |hops: Option<u8>| {
+                let mut p = peers.clone();
+                p[0].ttl_security = hops;
+                p
+            };
+            let s = Speaker::start(cfg).await.unwrap();
+            s.set_peers(with(None)).await;
+            // Judged on BIRD's side: it never takes the session, and no route flows
+            // (Weft may see BIRD's OPEN before BIRD's minimum TTL is set on the
+            // accepted socket, but BIRD drops everything Weft sends after it).
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(8) {
+                let bird_side = birdc(&dir, &["show", "protocols", "weft"]).unwrap_or_default();
+                assert!(
+                    !bird_side.contains("Established"),
+                    "TTL 64 taken by BIRD's TTL security:\n{bird_side}"
+                );
+                assert!(learned(&s).is_empty(), "{:?}", learned(&s));
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            s.set_peers(with(Some(1))).await;
+            wait_for("the session with TTL security on the segment", 30, || {
+                established(&s) && learned(&s).contains_key(&net("10.200.1.0/24"))
+            })
+            .await;
+            let _ = bird.kill();
+            let _ = bird.wait();
+        })
+    });
+    drop(p);
+
+    let c = Chain::new("gtsm2");
+    let (b, dir) = (c.ns[2].clone(), c.dir.clone());
+    in_netns(&c.ns[0], move || {
+        runtime().block_on(async move {
+            let conf = "router id 10.98.2.1;\nprotocol device {}\nprotocol static {\n  ipv4;\n  route 10.200.1.0/24 blackhole;\n}\n\
+                protocol bgp weft {\n  local 10.98.2.1 as 64513;\n  neighbor 10.98.1.1 as 64512;\n  multihop 2;\n  \
+                ttl security yes;\n  connect delay time 1;\n  ipv4 { import all; export all; };\n}\n";
+            std::fs::write(dir.join("bird.conf"), conf).unwrap();
+            let mut bird = start_bird(&b, &dir);
+            let mut cfg = SpeakerConfig::new(64512, Ipv4Addr::new(10, 98, 1, 1));
+            cfg.connect_retry = Duration::from_secs(1);
+            cfg.hold_time = 9;
+            let peer = |hops| PeerConfig {
+                address: Ipv4Addr::new(10, 98, 2, 1),
+                asn: 64513,
+                kind: PeerKind::Global,
+                passive: false,
+                md5: None,
+                max_prefixes: None,
+                ttl_security: Some(hops),
+            };
+            let s = Speaker::start(cfg).await.unwrap();
+            s.set_peers(vec![peer(1)]).await;
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(8) {
+                assert!(!established(&s), "a peer two hops away taken with TTL security 1: {:?}", s.status());
+                assert!(learned(&s).is_empty(), "{:?}", learned(&s));
+                let bird_side = birdc(&dir, &["show", "protocols", "weft"]).unwrap_or_default();
+                assert!(!bird_side.contains("Established"), "{bird_side}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            s.set_peers(vec![peer(2)]).await;
+            wait_for("the session two hops away with TTL security 2", 30, || {
+                established(&s) && learned(&s).contains_key(&net("10.200.1.0/24"))
+            })
+            .await;
             let _ = bird.kill();
             let _ = bird.wait();
         })
