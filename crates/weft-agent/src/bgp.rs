@@ -192,6 +192,12 @@ impl BgpRuntime {
         })
     }
 
+    /// Whether the speaker's initial exchange after start is over (see
+    /// [`weft_bgp::speaker::Speaker::initial_exchange_over`]).
+    pub fn initial_exchange_over(&self) -> bool {
+        self.speaker.initial_exchange_over()
+    }
+
     /// A receiver that wakes when the learned routes change.
     pub fn subscribe(&self) -> watch::Receiver<BTreeMap<Ipv4Net, Learned>> {
         self.speaker.routes()

@@ -76,6 +76,8 @@ pub struct SessionParams {
     pub md5: Option<Md5Key>,
     /// TTL security (RFC 5082) for a peer this many hops away, if any.
     pub ttl_security: Option<u8>,
+    /// When this speaker started (the R bit of graceful restart is set for a while after).
+    pub started: Instant,
 }
 
 /// Why a connection ended.
@@ -104,10 +106,14 @@ fn our_open(p: &SessionParams) -> Open {
                 safi: SAFI_UNICAST,
             },
             Capability::RouteRefresh,
+            // RFC 4724 as the restarting speaker too: the R bit for a while after this
+            // speaker started (it may be a restart), and the F bit always, because the
+            // agent leaves its routes in the kernel when it stops: a peer then keeps
+            // this node's routes, stale, until our End-of-RIB instead of flushing them.
             Capability::GracefulRestart {
-                restarting: false,
+                restarting: p.started.elapsed() < Duration::from_secs(RESTART_TIME as u64),
                 time: RESTART_TIME,
-                families: vec![(AFI_IPV4, SAFI_UNICAST, false)],
+                families: vec![(AFI_IPV4, SAFI_UNICAST, true)],
             },
             Capability::FourOctetAs(p.local_as),
         ],

@@ -118,6 +118,7 @@ enum Cmd {
 /// A running speaker. Dropping it ends every session.
 pub struct Speaker {
     cmd: mpsc::Sender<Cmd>,
+    initial: watch::Receiver<bool>,
     routes: watch::Receiver<BTreeMap<Ipv4Net, Learned>>,
     status: Arc<Mutex<BTreeMap<Ipv4Addr, PeerStatus>>>,
     tasks: Vec<JoinHandle<()>>,
@@ -136,6 +137,7 @@ impl Speaker {
     pub async fn start(cfg: SpeakerConfig) -> std::io::Result<Speaker> {
         let (cmd_tx, cmd_rx) = mpsc::channel(16);
         let (routes_tx, routes_rx) = watch::channel(BTreeMap::new());
+        let (initial_tx, initial_rx) = watch::channel(false);
         let status = Arc::new(Mutex::new(BTreeMap::new()));
         let accept: Arc<Mutex<HashMap<Ipv4Addr, mpsc::Sender<TcpStream>>>> = Arc::default();
         let mut tasks = Vec::new();
@@ -171,10 +173,15 @@ impl Speaker {
             accept,
             listener: shared,
             warned: BTreeSet::new(),
+            started: tokio::time::Instant::now(),
+            eor: BTreeSet::new(),
+            initial: initial_tx,
+            peers_known: false,
         };
         tasks.push(tokio::spawn(core.run(cmd_rx)));
         Ok(Speaker {
             cmd: cmd_tx,
+            initial: initial_rx,
             routes: routes_rx,
             status,
             tasks,
@@ -194,6 +201,12 @@ impl Speaker {
     /// The best learned routes, updated as they change.
     pub fn routes(&self) -> watch::Receiver<BTreeMap<Ipv4Net, Learned>> {
         self.routes.clone()
+    }
+
+    /// Whether the initial exchange is over (every peer up and its End-of-RIB received,
+    /// or the restart time since start passed); the routes watch wakes when it ends.
+    pub fn initial_exchange_over(&self) -> bool {
+        *self.initial.borrow()
     }
 
     pub fn status(&self) -> Vec<PeerStatus> {
@@ -241,6 +254,17 @@ struct Core {
     listener: Option<Arc<TcpListener>>,
     /// Peers warned of nearing their max-prefix limit in their current session.
     warned: BTreeSet<Ipv4Addr>,
+    /// When the speaker started.
+    started: tokio::time::Instant,
+    /// Peers that have sent End-of-RIB in their current session.
+    eor: BTreeSet<Ipv4Addr>,
+    /// Whether the initial exchange is over: every peer up and done sending its table
+    /// (End-of-RIB), or the restart time passed. Until then the agent keeps the routes
+    /// the kernel already holds (a restart must not withdraw what the peers are still
+    /// about to send again).
+    initial: watch::Sender<bool>,
+    /// Whether the agent has said which peers there are (before that, none is no news).
+    peers_known: bool,
 }
 
 impl Core {
@@ -281,6 +305,30 @@ impl Core {
             if changed {
                 self.converge().await;
             }
+            self.check_initial_exchange();
+        }
+    }
+
+    /// Ends the initial exchange once every peer has sent its table, or the restart
+    /// time since start has passed; wakes the routes' watchers when it does.
+    fn check_initial_exchange(&mut self) {
+        if *self.initial.borrow() {
+            return;
+        }
+        let all_sent = self.peers_known
+            && self
+                .peers
+                .iter()
+                .all(|(a, p)| p.up.is_some() && self.eor.contains(a));
+        let over = self.started.elapsed() >= Duration::from_secs(session::RESTART_TIME as u64);
+        if all_sent || over {
+            info!(
+                peers = self.peers.len(),
+                timed_out = !all_sent,
+                "BGP initial exchange over: routes not learned again may now be removed"
+            );
+            self.initial.send_replace(true);
+            self.routes.send_modify(|_| {});
         }
     }
 
@@ -292,6 +340,7 @@ impl Core {
 
     /// Makes the set of peers this; whether anything changed.
     fn set_peers(&mut self, peers: Vec<PeerConfig>, events: &mpsc::Sender<FromSession>) -> bool {
+        self.peers_known = true;
         let wanted: BTreeMap<Ipv4Addr, PeerConfig> =
             peers.into_iter().map(|p| (p.address, p)).collect();
         let gone: Vec<Ipv4Addr> = self
@@ -335,6 +384,7 @@ impl Core {
                 port: self.cfg.peer_port,
                 md5: config.md5.clone(),
                 ttl_security: config.ttl_security,
+                started: self.started,
             };
             self.status.lock().expect("lock").insert(
                 a,
@@ -431,6 +481,7 @@ impl Core {
                 };
                 let was_up = p.up.take();
                 self.warned.remove(&peer);
+                self.eor.remove(&peer);
                 warn!(%peer, %reason, "BGP session down");
                 let keep = was_up
                     .as_ref()
@@ -463,6 +514,7 @@ impl Core {
         match message {
             Message::Update(u) => {
                 if u.is_end_of_rib() {
+                    self.eor.insert(peer);
                     // The restarted peer has sent everything: what it did not resend is gone.
                     if let Some((stale, _)) = self.stale.remove(&peer) {
                         self.drop_stale(peer, &stale);

@@ -500,3 +500,91 @@ fn bgp_with_a_bird_router_that_wants_a_password() {
         );
     }
 }
+
+/// Graceful restart as the restarting speaker (RFC 4724): h1's agent is killed (`kill
+/// -9`) and started again under a ping every 50 ms from an address of the router's own
+/// prefix (10.250.0.1, in the underlay namespace) to h1's container. Not one ping is
+/// lost, and neither kernel sees the other's route deleted even for a moment (`ip
+/// monitor` on both): BIRD keeps h1's subnet all along (the session closed without a
+/// NOTIFICATION, the F bit set: routes kept, stale, until h1's End-of-RIB), and h1 keeps
+/// its route to the router's prefix while its new agent has not learned it again (it
+/// holds the kernel's routes until its initial exchange is over).
+#[test]
+fn bgp_agent_killed_and_restarted_loses_no_ping_through_the_router() {
+    require_root!("bgp_agent_killed_and_restarted_loses_no_ping_through_the_router");
+    let lab = Lab::up_with(
+        "bgr",
+        "embedded",
+        2,
+        &["--backend", "bgp", "--router", "bird"],
+    );
+    let s1 = lab.subnet_of("h1");
+    let ul_routes = || {
+        text(
+            &lab.exec("ul", &["ip", "route", "show", "proto", "bird"])
+                .stdout,
+        )
+    };
+    lab.wait_until("BIRD to learn h1's subnet", Duration::from_secs(20), || {
+        ul_routes().contains(&s1)
+    });
+    lab.wait_until(
+        "h1 to learn the router's prefix",
+        Duration::from_secs(20),
+        || {
+            lab.weft_routes("h1")
+                .contains("10.250.0.0/24 via 192.168.77.254")
+        },
+    );
+    lab.exec("ul", &["ip", "addr", "add", "10.250.0.1/32", "dev", "lo"]);
+    let c1 = container_addr(&s1);
+    let ping = Pinger::in_netns(&lab.ns("ul"), &["-I", "10.250.0.1"], &c1);
+    std::thread::sleep(Duration::from_secs(1));
+
+    // Both sides' kernels watched while the agent is gone and coming back: not one
+    // event may delete h1's subnet at BIRD or the router's prefix at h1 (a gap of a few
+    // milliseconds, which pings could miss, is an event here).
+    let monitor = |node: &str| {
+        Command::new("ip")
+            .args(["-n", &lab.ns(node), "monitor", "route"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (h1_mon, ul_mon) = (monitor("h1"), monitor("ul"));
+    std::thread::sleep(Duration::from_millis(300));
+    let pid_file = format!("/run/weft-lab/{}/h1/weftd.pid", lab.name);
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let killed = Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    std::thread::sleep(Duration::from_secs(2));
+    lab.ok(lab.lab(&["agent"], &["h1", "start"]), "agent start");
+    lab.wait_until(
+        "h1's initial exchange to end",
+        Duration::from_secs(60),
+        || lab.log("h1").matches("BGP initial exchange over").count() >= 2,
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let events = |mut child: std::process::Child| {
+        let _ = child.kill();
+        text(&child.wait_with_output().unwrap().stdout)
+    };
+    let (h1_events, ul_events) = (events(h1_mon), events(ul_mon));
+    assert!(
+        !h1_events.contains("Deleted 10.250.0.0/24"),
+        "h1 withdrew the router's prefix during its restart:\n{h1_events}"
+    );
+    assert!(
+        !ul_events.contains(&format!("Deleted {s1}")),
+        "BIRD withdrew h1's subnet during h1's restart:\n{ul_events}"
+    );
+    assert_no_ping_lost([ping], 40);
+    let log = lab.log("h1");
+    assert!(
+        log.contains("timed_out=false"),
+        "the exchange ended by End-of-RIB, not the timer:\n{log}"
+    );
+}

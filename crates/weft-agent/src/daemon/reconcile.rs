@@ -54,7 +54,11 @@ impl Agent {
         let named_changed = (self.overlay)
             .segments(dp, metrics, why, &plan.segments, any_named)
             .await;
-        let routes_changed = match self.routes.apply(self.dp.as_ref(), why, &plan.routes).await {
+        let hold = (self.runtime.bgp.as_ref()).is_some_and(|b| !b.initial_exchange_over());
+        let routes_changed = match (self.routes)
+            .apply(self.dp.as_ref(), why, &plan.routes, hold)
+            .await
+        {
             Ok(report) => {
                 log_applied(
                     "route",

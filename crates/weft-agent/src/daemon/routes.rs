@@ -25,13 +25,27 @@ impl RouteManager {
         self.in_kernel.is_some()
     }
 
-    /// Applies `routes` (see the module's documentation).
+    /// Applies `routes` (see the module's documentation). With `keep_others` (the BGP
+    /// speaker's initial exchange after a start is not over), the routes the kernel
+    /// holds that the plan does not name are kept: after a restart the learned routes
+    /// are not known again yet, and withdrawing them would cut traffic the peers' graceful
+    /// restart is keeping alive.
     pub(super) async fn apply(
         &mut self,
         dp: &dyn Dataplane,
         why: Why,
         routes: &[Route],
+        keep_others: bool,
     ) -> Result<ApplyReport, KernelError> {
+        let mut wanted = routes.to_vec();
+        if keep_others {
+            for r in dp.weft_routes().await? {
+                if !wanted.iter().any(|w| w.dst == r.dst) {
+                    wanted.push(r);
+                }
+            }
+        }
+        let routes = wanted.as_slice();
         let base = self.in_kernel.take();
         let report = match (why, base) {
             (Why::Learned, Some(base)) => {

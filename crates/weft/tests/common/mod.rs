@@ -335,6 +335,19 @@ impl Pinger {
         Pinger::run(&["ip", "netns", "exec", &lab.ns(ctr)], to)
     }
 
+    /// The same from network namespace `netns` with more `ping` options (`-I ADDR`).
+    pub fn in_netns(netns: &str, options: &[&str], to: &str) -> Pinger {
+        let mut enter = vec!["ip", "netns", "exec", netns, "ping"];
+        enter.extend_from_slice(options);
+        let child = Command::new(enter[0])
+            .args(&enter[1..])
+            .args(["-i", "0.05", "-W", "1", to])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Pinger(child)
+    }
+
     /// The same from the network namespace of process `pid` (a Docker container's).
     pub fn from_pid(pid: &str, to: &str) -> Pinger {
         Pinger::run(&["nsenter", &format!("--net=/proc/{pid}/ns/net")], to)
