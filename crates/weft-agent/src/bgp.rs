@@ -288,8 +288,28 @@ impl BgpRuntime {
             .collect()
     }
 
-    /// Writes the peers' state for `weftctl node status` when it changed.
-    pub fn write_status(&mut self) {
+    /// Writes the peers' state for `weftctl node status` when it changed, and hands it to
+    /// `/metrics`.
+    pub fn write_status(&mut self, metrics: &crate::health::Metrics) {
+        let rows = self
+            .speaker
+            .status()
+            .into_iter()
+            .map(|s| crate::health::BgpPeer {
+                address: s.address.to_string(),
+                kind: s.kind.label().to_owned(),
+                established: s.state == "Established",
+                since: s
+                    .since
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0),
+                received: s.received as u64,
+                advertised: s.advertised as u64,
+                md5: s.md5,
+            })
+            .collect();
+        *metrics.bgp_peers.lock().expect("bgp peers lock") = rows;
         let peers: Vec<serde_json::Value> = self
             .speaker
             .status()

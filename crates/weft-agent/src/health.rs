@@ -38,6 +38,68 @@ pub struct Metrics {
     pub policy_revision: AtomicU64,
     /// Reads the policy table's rule counters at scrape time (set by the agent).
     pub policy_counters: PolicyCounters,
+    /// The BGP peers, as the speaker last reported them (bgp backend only).
+    pub bgp_peers: std::sync::Mutex<Vec<BgpPeer>>,
+}
+
+/// One BGP peer's row in `/metrics` (never its password).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BgpPeer {
+    pub address: String,
+    pub kind: String,
+    pub established: bool,
+    /// Unix seconds since the session is in its state.
+    pub since: u64,
+    pub received: u64,
+    pub advertised: u64,
+    pub md5: bool,
+}
+
+/// The BGP peers as Prometheus rows, labelled by peer address and type.
+fn bgp_rows(peers: &[BgpPeer]) -> String {
+    if peers.is_empty() {
+        return String::new();
+    }
+    let gauges: [(&str, &str, fn(&BgpPeer) -> u64); 5] = [
+        (
+            "weft_bgp_peer_established",
+            "Whether the BGP session is established (1) or not (0).",
+            |p| u64::from(p.established),
+        ),
+        (
+            "weft_bgp_peer_state_since_seconds",
+            "When the session entered its state (Unix seconds).",
+            |p| p.since,
+        ),
+        (
+            "weft_bgp_peer_prefixes_received",
+            "Prefixes the peer sent that are held.",
+            |p| p.received,
+        ),
+        (
+            "weft_bgp_peer_prefixes_advertised",
+            "Prefixes sent to the peer.",
+            |p| p.advertised,
+        ),
+        (
+            "weft_bgp_peer_md5",
+            "Whether the session is signed with TCP MD5 (1) or not (0).",
+            |p| u64::from(p.md5),
+        ),
+    ];
+    let mut s = String::new();
+    for (name, help, value) in gauges {
+        s += &format!("# HELP {name} {help}\n# TYPE {name} gauge\n");
+        for p in peers {
+            s += &format!(
+                "{name}{{peer=\"{}\",type=\"{}\"}} {}\n",
+                p.address,
+                p.kind,
+                value(p)
+            );
+        }
+    }
+    s
 }
 
 /// How `/metrics` reads the policy rules' counters: from the kernel, when scraped,
@@ -198,6 +260,7 @@ impl Metrics {
                 format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n")
             })
             .collect();
+        let plain = plain + &bgp_rows(&self.bgp_peers.lock().expect("bgp peers lock"));
         match self.policy_counters.read.get() {
             Some(read) => plain + &policy_denied(&read(), &self.policy_counters.ids()),
             None => plain,
@@ -304,6 +367,34 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bgp_peers_are_rows_by_address_without_their_password() {
+        let m = Metrics::default();
+        assert!(
+            !m.render().contains("weft_bgp_peer"),
+            "no bgp backend, no rows"
+        );
+        *m.bgp_peers.lock().unwrap() = vec![BgpPeer {
+            address: "192.168.77.254".into(),
+            kind: "global".into(),
+            established: true,
+            since: 1_700_000_000,
+            received: 3,
+            advertised: 1,
+            md5: true,
+        }];
+        let text = m.render();
+        for row in [
+            "weft_bgp_peer_established{peer=\"192.168.77.254\",type=\"global\"} 1\n",
+            "weft_bgp_peer_prefixes_received{peer=\"192.168.77.254\",type=\"global\"} 3\n",
+            "weft_bgp_peer_prefixes_advertised{peer=\"192.168.77.254\",type=\"global\"} 1\n",
+            "weft_bgp_peer_md5{peer=\"192.168.77.254\",type=\"global\"} 1\n",
+            "# TYPE weft_bgp_peer_state_since_seconds gauge\n",
+        ] {
+            assert!(text.contains(row), "{row} in\n{text}");
+        }
+    }
 
     #[test]
     fn exposition_and_health() {

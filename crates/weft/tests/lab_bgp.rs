@@ -498,6 +498,14 @@ fn bgp_with_a_bird_router_that_wants_a_password() {
             !lab.log(h).contains("tor-s3cret"),
             "{h}'s log carries the password"
         );
+        let (_, metrics) = lab.agent_http(h, "/metrics");
+        for row in [
+            "weft_bgp_peer_established{peer=\"192.168.77.254\",type=\"global\"} 1",
+            "weft_bgp_peer_md5{peer=\"192.168.77.254\",type=\"global\"} 1",
+        ] {
+            assert!(metrics.contains(row), "{h}: {row} in\n{metrics}");
+        }
+        assert!(!metrics.contains("tor-s3cret"));
     }
 }
 

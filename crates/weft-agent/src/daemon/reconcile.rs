@@ -87,7 +87,7 @@ impl Agent {
             .store(plan.unrouted.peers.len() as u64, Ordering::Relaxed);
         m.reconciled();
         if let Some(rt) = self.runtime.bgp.as_mut() {
-            rt.write_status();
+            rt.write_status(&self.metrics);
         }
         self.offer_status();
     }

@@ -159,7 +159,7 @@ impl Agent {
                 }
                 _ = bgp_status.tick(), if self.runtime.bgp.is_some() => {
                     if let Some(rt) = self.runtime.bgp.as_mut() {
-                        rt.write_status();
+                        rt.write_status(&self.metrics);
                     }
                 }
                 changed = bgp_change(&mut bgp_routes) => {
