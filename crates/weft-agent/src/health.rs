@@ -55,12 +55,15 @@ pub struct BgpPeer {
     pub md5: bool,
 }
 
+/// A gauge of a BGP peer: its name, help and how to read it from a row.
+type PeerGauge = (&'static str, &'static str, fn(&BgpPeer) -> u64);
+
 /// The BGP peers as Prometheus rows, labelled by peer address and type.
 fn bgp_rows(peers: &[BgpPeer]) -> String {
     if peers.is_empty() {
         return String::new();
     }
-    let gauges: [(&str, &str, fn(&BgpPeer) -> u64); 5] = [
+    let gauges: [PeerGauge; 5] = [
         (
             "weft_bgp_peer_established",
             "Whether the BGP session is established (1) or not (0).",
