@@ -12,6 +12,9 @@
 # both, which then share the 2 cores and the kernel's route lock). Each side is timed by
 # its own kernel's route events until it holds N routes (bench/route_watch.py), from
 # the moment the source's routes are enabled. Needs root; namespaces are removed.
+# Then, in the same run: MD5 on the weftd session against off, alternating by round
+# (target within 1.05x), and weftd killed -9 and restarted holding the N routes: how
+# many routes either side deletes meanwhile (graceful restart; target 0).
 # Usage: bench/bgp.sh [PREFIXES] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,7 +60,8 @@ cat > "$WORK/src.conf" <<EOF2
 router id 10.98.1.1;
 protocol device {}
 include "$WORK/routes.conf";
-protocol bgp weft { local 10.98.1.1 as 65000; neighbor 10.98.1.2 as 64512; ipv4 { import none; export where proto = "bench" || proto = "onlyw"; }; }
+protocol kernel { ipv4 { import none; export where proto = "weft"; }; }
+protocol bgp weft { local 10.98.1.1 as 65000; neighbor 10.98.1.2 as 64512; ipv4 { import all; export where proto = "bench" || proto = "onlyw"; }; }
 protocol bgp receiver { local 10.98.2.1 as 65000; neighbor 10.98.2.2 as 64600; ipv4 { import none; export where proto = "bench" || proto = "onlyb"; }; }
 EOF2
 cat > "$WORK/bird.conf" <<EOF2
@@ -130,9 +134,55 @@ for r in $(seq 1 "$ROUNDS"); do
   # Together: both learn the same burst at the same time.
   measure bench "$W:77" "$B:bird"
 done
+RSS_AFTER=$(awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$WPID/status")
+
+# MD5 (RFC 2385) on the weftd session against off, alternating by round: the source's
+# `password` and weftd's peer record naming a file with the same key.
+src_sees_weft() { birdc -s "$WORK/src.ctl" show protocols weft | grep -q Established; }
+md5() { # on|off
+  if [ "$1" = on ]; then
+    printf 'bench-key\n' > "$WORK/md5.key"
+    sed -i 's|neighbor 10.98.1.2 as 64512;|neighbor 10.98.1.2 as 64512; password "bench-key";|' "$WORK/src.conf"
+    "$BIN/weftctl" --store-path "$STORE" store put /coreos.com/network/weft/bgp/peers/src "{\"PeerIP\":\"10.98.1.1\",\"ASNumber\":65000,\"Password\":{\"File\":\"$WORK/md5.key\"}}" >/dev/null
+  else
+    sed -i 's| password "bench-key";||' "$WORK/src.conf"
+    "$BIN/weftctl" --store-path "$STORE" store put /coreos.com/network/weft/bgp/peers/src '{"PeerIP":"10.98.1.1","ASNumber":65000}' >/dev/null
+  fi
+  birdc -s "$WORK/src.ctl" configure >/dev/null
+  sleep 2
+  wait_for "the weft session with MD5 $1" 60 src_sees_weft
+  sleep 1
+}
+for r in $(seq 1 "$ROUNDS"); do
+  md5 on; measure onlyw "$W:77"; sed -i '$ s/^onlyw /md5on /' "$WORK/times"
+  md5 off; measure onlyw "$W:77"; sed -i '$ s/^onlyw /md5off /' "$WORK/times"
+  echo "round $r, MD5 on / off: $(awk '$1 == "md5on" {v=$3} END {print v}' "$WORK/times") / $(awk '$1 == "md5off" {v=$3} END {print v}' "$WORK/times") ms"
+done
+
+# weftd killed (-9) and started again with the N routes learned: how many routes each
+# side deletes meanwhile, by kernel events (graceful restart; target 0 and 0).
+birdc -s "$WORK/src.ctl" enable onlyw >/dev/null
+wait_for "weftd to hold the routes" 120 bash -c "[ \$(ip -n $W route show proto 77 | grep -c -v blackhole || true) -ge $N ]"
+wait_for "the source to hold weftd's subnet" 60 bash -c "ip -n $SRC route show proto bird | grep -q 10.244."
+ip -n "$W" monitor route > "$WORK/restart.w" & MW=$!
+ip -n "$SRC" monitor route > "$WORK/restart.src" & MS=$!
+sleep 0.3
+kill -9 "$WPID"; wait "$WPID" 2>/dev/null || true
+sleep 1
+ip netns exec "$W" "$BIN/weftd" --store-path "$STORE" --subnet-file "$WORK/subnet.env" \
+  --docker-opts-file "$WORK/docker.env" --bgp-status-file "$WORK/bgp.json" \
+  --api-socket "$WORK/weftd.sock" >> "$WORK/weftd.log" 2>&1 &
+WPID=$!
+wait_for "the restarted weftd's initial exchange" 150 bash -c "[ \$(grep -c 'initial exchange over' $WORK/weftd.log) -ge 2 ]"
+sleep 1
+kill "$MW" "$MS" 2>/dev/null || true
+LOST_W=$(grep -c '^Deleted' "$WORK/restart.w" || true)
+LOST_SRC=$(grep -c '^Deleted' "$WORK/restart.src" || true)
+RESTART_EOR=$(grep 'initial exchange over' "$WORK/weftd.log" | tail -1 | grep -o 'timed_out=[a-z]*' || true)
+birdc -s "$WORK/src.ctl" disable onlyw >/dev/null
+
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 col() { awk -v p="$1" -v n="$2" -v c="$3" '$1 == p && $2 == n {print $c}' "$WORK/times" | xargs; }
-RSS_AFTER=$(awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$WPID/status")
 echo
 echo "$N prefixes from one BIRD peer until all are in the kernel, median of $ROUNDS rounds"
 echo "(from enabling the source's routes to the receiving kernel's N-th route event)"
@@ -159,6 +209,11 @@ echo "rounds, both at once (weftd / BIRD ms): $(col bench "$W" 3) / $(col bench 
 ratios bench bench
 echo "  first route in the kernel: $(col bench "$W" 4) / $(col bench "$B" 4)"
 echo "weftd RSS with $N routes held: $RSS_HELD MB (largest over the rounds; after they were withdrawn: $RSS_AFTER MB)"
+read -r -a on <<< "$(col md5on "$W" 3)"; read -r -a off <<< "$(col md5off "$W" 3)"
+m_on=$(median "${on[@]}"); m_off=$(median "${off[@]}")
+echo "MD5 on the weftd session, one at a time, alternating by round (ms): on ${on[*]} / off ${off[*]}"
+echo "  median on $m_on, off $m_off: $(awk -v a="$m_on" -v b="$m_off" 'BEGIN{printf "%.2f", a/b}')x (target: within 1.05x)"
+echo "weftd killed -9 and restarted holding $N learned routes: routes deleted in weftd's kernel $LOST_W, at the source BIRD $LOST_SRC (target 0 and 0; the exchange ended with $RESTART_EOR)"
 grep -E "ERROR|WARN" "$WORK/weftd.log" | tail -5 || true # (none is the usual case)
 echo "weftd route applies (its own timing):"; grep "applied route plan" "$WORK/weftd.log" | sed -n "s/.*added=\([0-9]*\).*removed=\([0-9]*\).*elapsed_ms=\([0-9]*\).*/  +\1 -\2 routes in \3 ms/p" | tail -8
 echo "targets: weftd no slower than BIRD (one at a time); RSS under 50 MB"

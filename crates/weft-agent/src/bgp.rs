@@ -15,7 +15,7 @@ use weft_alloc::Lease;
 use weft_backends::bgp::Bgp;
 use weft_bgp::auth::Md5Key;
 use weft_bgp::rib::PeerKind;
-use weft_bgp::speaker::{Learned, MaxPrefixes, PeerConfig, Speaker, SpeakerConfig};
+use weft_bgp::speaker::{ImportFilter, Learned, MaxPrefixes, PeerConfig, Speaker, SpeakerConfig};
 
 /// A router outside the cluster, from the store.
 /// Why an external peer's record was refused.
@@ -31,6 +31,8 @@ pub enum PeerError {
     Asn,
     #[error("{0} must be a whole number from {1} to {2}")]
     Range(&'static str, u64, u64),
+    #[error("Accept must be a list of IPv4 networks (\"10.200.0.0/16\"), not {0}")]
+    Accept(String),
     #[error("MaxPrefixesWarning and MaxPrefixesRestart need MaxPrefixes")]
     NoMaxPrefixes,
     #[error("Password must be {{\"File\": \"/path\"}} or {{\"Env\": \"VARIABLE\"}} (the password itself is never stored), not {0}")]
@@ -95,12 +97,15 @@ pub struct ExternalPeer {
     pub max_prefixes: Option<MaxPrefixes>,
     /// TTL security (RFC 5082) for a peer this many hops away.
     pub ttl_security: Option<u8>,
+    /// Only prefixes inside these are taken from it (none listed: any outside the
+    /// cluster network).
+    pub accept: Vec<Ipv4Net>,
 }
 
 impl ExternalPeer {
     /// Parses `{"PeerIP": "...", "ASNumber": N, "Node": "...", "Password": {"File": "..."},
     /// "MaxPrefixes": N, "MaxPrefixesWarning": PERCENT, "MaxPrefixesRestart": SECONDS,
-    /// "TTLSecurity": HOPS}`
+    /// "TTLSecurity": HOPS, "Accept": ["CIDR", ...]}`
     /// (Calico's field names where it has them; the password as where to read it, as
     /// Calico's `secretKeyRef` does; warning 80% and restart 60 s by default).
     pub fn parse(value: &[u8]) -> Result<Self, PeerError> {
@@ -145,6 +150,17 @@ impl ExternalPeer {
             None => None,
         };
         let ttl_security = num("TTLSecurity", 1, 254)?.map(|h| h as u8);
+        let accept = match v.get("Accept") {
+            None => Vec::new(),
+            Some(list) => list
+                .as_array()
+                .and_then(|l| {
+                    l.iter()
+                        .map(|n| n.as_str().and_then(|s| s.parse::<Ipv4Net>().ok()))
+                        .collect::<Option<Vec<_>>>()
+                })
+                .ok_or_else(|| PeerError::Accept(list.to_string()))?,
+        };
         Ok(ExternalPeer {
             address,
             asn,
@@ -152,6 +168,7 @@ impl ExternalPeer {
             password,
             max_prefixes,
             ttl_security,
+            accept,
         })
     }
 }
@@ -226,7 +243,8 @@ impl BgpRuntime {
     /// Makes the speaker's sessions and announcement match the leases and the store.
     /// Sessions from the leases and external peers; `own`: what this node announces (its
     /// subnet, and single addresses it holds outside it as /32s).
-    pub async fn sync(&mut self, bgp: &Bgp, leases: &[Lease], own: Vec<Ipv4Net>) {
+    /// `network`: the cluster network, which no external peer's route may overlap.
+    pub async fn sync(&mut self, bgp: &Bgp, leases: &[Lease], own: Vec<Ipv4Net>, network: Ipv4Net) {
         let me = self.router_id;
         let mut peers: Vec<PeerConfig> = bgp
             .peers(me, leases)
@@ -240,6 +258,7 @@ impl BgpRuntime {
                 md5: None,
                 max_prefixes: None,
                 ttl_security: None,
+                import: ImportFilter::default(),
             })
             .collect();
         let mut problems = BTreeMap::new();
@@ -268,6 +287,10 @@ impl BgpRuntime {
                 md5,
                 max_prefixes: p.max_prefixes.clone(),
                 ttl_security: p.ttl_security,
+                import: ImportFilter {
+                    accept: p.accept.clone(),
+                    deny_overlapping: vec![network],
+                },
             });
         }
         for (peer, problem) in &problems {
@@ -307,6 +330,7 @@ impl BgpRuntime {
                 received: s.received as u64,
                 advertised: s.advertised as u64,
                 md5: s.md5,
+                filtered: s.filtered as u64,
             })
             .collect();
         *metrics.bgp_peers.lock().expect("bgp peers lock") = rows;
@@ -324,6 +348,7 @@ impl BgpRuntime {
                     "received": s.received,
                     "advertised": s.advertised,
                     "md5": s.md5,
+                    "filtered": s.filtered,
                 })
             })
             .collect();
@@ -458,6 +483,8 @@ mod tests {
             (r#""MaxPrefixesRestart":5"#, "need MaxPrefixes"),
             (r#""TTLSecurity":0"#, "TTLSecurity must be"),
             (r#""TTLSecurity":255"#, "TTLSecurity must be"),
+            (r#""Accept":"10.0.0.0/8""#, "Accept must be"),
+            (r#""Accept":["10.0.0.0/33"]"#, "Accept must be"),
         ] {
             let v = format!(r#"{{"PeerIP":"10.0.0.1","ASNumber":1,{bad}}}"#);
             let err = ExternalPeer::parse(v.as_bytes()).unwrap_err().to_string();

@@ -53,6 +53,8 @@ pub struct BgpPeer {
     pub received: u64,
     pub advertised: u64,
     pub md5: bool,
+    /// Announcements the import filter refused in this session.
+    pub filtered: u64,
 }
 
 /// A gauge of a BGP peer: its name, help and how to read it from a row.
@@ -63,7 +65,7 @@ fn bgp_rows(peers: &[BgpPeer]) -> String {
     if peers.is_empty() {
         return String::new();
     }
-    let gauges: [PeerGauge; 5] = [
+    let gauges: [PeerGauge; 6] = [
         (
             "weft_bgp_peer_established",
             "Whether the BGP session is established (1) or not (0).",
@@ -83,6 +85,11 @@ fn bgp_rows(peers: &[BgpPeer]) -> String {
             "weft_bgp_peer_prefixes_advertised",
             "Prefixes sent to the peer.",
             |p| p.advertised,
+        ),
+        (
+            "weft_bgp_peer_prefixes_filtered",
+            "Announcements the import filter refused in this session.",
+            |p| p.filtered,
         ),
         (
             "weft_bgp_peer_md5",
@@ -386,6 +393,7 @@ mod tests {
             received: 3,
             advertised: 1,
             md5: true,
+            filtered: 2,
         }];
         let text = m.render();
         for row in [
@@ -393,6 +401,7 @@ mod tests {
             "weft_bgp_peer_prefixes_received{peer=\"192.168.77.254\",type=\"global\"} 3\n",
             "weft_bgp_peer_prefixes_advertised{peer=\"192.168.77.254\",type=\"global\"} 1\n",
             "weft_bgp_peer_md5{peer=\"192.168.77.254\",type=\"global\"} 1\n",
+            "weft_bgp_peer_prefixes_filtered{peer=\"192.168.77.254\",type=\"global\"} 2\n",
             "# TYPE weft_bgp_peer_state_since_seconds gauge\n",
         ] {
             assert!(text.contains(row), "{row} in\n{text}");

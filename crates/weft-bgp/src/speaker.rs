@@ -67,6 +67,31 @@ pub struct PeerConfig {
     pub max_prefixes: Option<MaxPrefixes>,
     /// TTL security (RFC 5082) for a peer this many hops away (1: on the segment).
     pub ttl_security: Option<u8>,
+    /// Which of the peer's prefixes are taken.
+    pub import: ImportFilter,
+}
+
+/// Which prefixes a peer's routes may be for. A prefix outside every `accept` net (when
+/// there are any), or overlapping a `deny_overlapping` net, is not taken: it is counted
+/// as filtered and never reaches the table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportFilter {
+    /// Only prefixes inside one of these (empty: any).
+    pub accept: Vec<Ipv4Net>,
+    /// Never a prefix overlapping one of these (for an external router: the cluster
+    /// network, so no router can take a node's containers' traffic).
+    pub deny_overlapping: Vec<Ipv4Net>,
+}
+
+impl ImportFilter {
+    pub fn allows(&self, prefix: &Ipv4Net) -> bool {
+        let inside = self.accept.is_empty() || self.accept.iter().any(|a| a.contains(prefix));
+        let overlaps = self
+            .deny_overlapping
+            .iter()
+            .any(|d| d.contains(prefix) || prefix.contains(d));
+        inside && !overlaps
+    }
 }
 
 /// A bound on what a peer may send (a router that leaks a full table must not fill the
@@ -101,6 +126,8 @@ pub struct PeerStatus {
     pub advertised: usize,
     /// Whether the session is signed with TCP MD5.
     pub md5: bool,
+    /// Announcements the import filter refused in this session.
+    pub filtered: usize,
 }
 
 /// A route learned from a peer and chosen as best.
@@ -397,6 +424,7 @@ impl Core {
                     received: 0,
                     advertised: 0,
                     md5: config.md5.is_some(),
+                    filtered: 0,
                 },
             );
             let task = tokio::spawn(session::run(params, in_rx, events.clone()));
@@ -469,6 +497,7 @@ impl Core {
                     s.state = "Established";
                     s.since = SystemTime::now();
                     s.info = "Established".into();
+                    s.filtered = 0;
                 });
             }
             FromSession::Down {
@@ -529,6 +558,8 @@ impl Core {
                 }
                 let ebgp = self.ebgp(&p.config);
                 let (kind, peer_id) = (p.config.kind, up.peer_id);
+                let import = p.config.import.clone();
+                let mut filtered = 0;
                 let looped = rib::is_loop(
                     &u.attrs,
                     self.cfg.asn,
@@ -556,6 +587,11 @@ impl Core {
                     let Some(next_hop) = nh else { continue };
                     refreshed.push(prefix);
                     self.dirty.insert(prefix);
+                    if !import.allows(&prefix) {
+                        routes.remove(&prefix);
+                        filtered += 1;
+                        continue;
+                    }
                     if looped {
                         routes.remove(&prefix);
                         continue;
@@ -578,7 +614,10 @@ impl Core {
                     }
                 }
                 let n = routes.len();
-                self.set_status(peer, |s| s.received = n);
+                self.set_status(peer, |s| {
+                    s.received = n;
+                    s.filtered += filtered;
+                });
                 self.check_max_prefixes(peer, n);
             }
             Message::RouteRefresh { .. } => {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use ipnet::Ipv4Net;
 use weft_bgp::auth::Md5Key;
 use weft_bgp::rib::PeerKind;
-use weft_bgp::speaker::{Learned, MaxPrefixes, PeerConfig, Speaker, SpeakerConfig};
+use weft_bgp::speaker::{ImportFilter, Learned, MaxPrefixes, PeerConfig, Speaker, SpeakerConfig};
 use weft_testkit::require_root;
 
 /// Two namespaces joined by a veth pair: `a` 10.99.0.1/24, `b` 10.99.0.2/24.
@@ -218,6 +218,7 @@ fn speaker_config(peer_asn: u32) -> (SpeakerConfig, Vec<PeerConfig>) {
         md5: None,
         max_prefixes: None,
         ttl_security: None,
+        import: Default::default(),
     };
     (cfg, vec![peer])
 }
@@ -523,6 +524,7 @@ fn bird_with_ttl_security_on_the_segment_and_two_hops_away() {
                 md5: None,
                 max_prefixes: None,
                 ttl_security: Some(hops),
+                import: Default::default(),
             };
             let s = Speaker::start(cfg).await.unwrap();
             s.set_peers(vec![peer(1)]).await;
@@ -537,6 +539,62 @@ fn bird_with_ttl_security_on_the_segment_and_two_hops_away() {
             s.set_peers(vec![peer(2)]).await;
             wait_for("the session two hops away with TTL security 2", 30, || {
                 established(&s) && learned(&s).contains_key(&net("10.200.1.0/24"))
+            })
+            .await;
+            let _ = bird.kill();
+            let _ = bird.wait();
+        })
+    });
+}
+
+/// The import filter: BIRD announces two prefixes inside the cluster network (one a
+/// node's subnet, one covering the whole network) and two outside it. With the cluster
+/// network denied and only 10.200.0.0/16 accepted, Weft takes one, counts three as
+/// filtered; with no accept list, it takes both outside the cluster network.
+#[test]
+fn bird_routes_overlapping_the_cluster_network_are_not_taken() {
+    require_root!("bird_routes_overlapping_the_cluster_network_are_not_taken");
+    let p = Pair::new("imp");
+    let (ns, dir) = (p.b.clone(), p.dir.clone());
+    in_netns(&p.a, move || {
+        runtime().block_on(async move {
+            bird_conf(
+                &dir,
+                &[
+                    "10.244.77.0/24",
+                    "10.244.0.0/16",
+                    "10.200.1.0/24",
+                    "10.201.1.0/24",
+                ],
+            );
+            let mut bird = start_bird(&ns, &dir);
+            let (cfg, peers) = speaker_config(64513);
+            let with = |accept: &[&str]| {
+                let mut p = peers.clone();
+                p[0].import = ImportFilter {
+                    accept: accept.iter().map(|a| net(a)).collect(),
+                    deny_overlapping: vec![net("10.244.0.0/16")],
+                };
+                p
+            };
+            let s = Speaker::start(cfg).await.unwrap();
+            s.set_peers(with(&["10.200.0.0/16"])).await;
+            wait_for("the accepted route", 30, || {
+                learned(&s).contains_key(&net("10.200.1.0/24"))
+            })
+            .await;
+            wait_for("the others counted as filtered", 10, || {
+                s.status()[0].filtered == 3
+            })
+            .await;
+            assert_eq!(learned(&s).len(), 1, "{:?}", learned(&s));
+
+            s.set_peers(with(&[])).await;
+            wait_for("both routes outside the cluster network", 30, || {
+                let l = learned(&s);
+                l.len() == 2
+                    && l.contains_key(&net("10.200.1.0/24"))
+                    && l.contains_key(&net("10.201.1.0/24"))
             })
             .await;
             let _ = bird.kill();

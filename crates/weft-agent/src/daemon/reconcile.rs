@@ -208,7 +208,8 @@ impl Agent {
         let (Some(rt), Some(bgp)) = (self.runtime.bgp.as_mut(), self.runtime.backend.bgp()) else {
             return false;
         };
-        rt.sync(bgp, peers, announce).await;
+        rt.sync(bgp, peers, announce, self.view.config.network)
+            .await;
         let learned = rt.learned();
         let moved = learned != self.view.node.learned;
         self.view.node.learned = learned;
