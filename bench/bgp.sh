@@ -30,7 +30,7 @@ cleanup() {
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
     ip netns del "$ns" 2>/dev/null || true
   done
-  rm -rf "$WORK"
+  [ -n "${KEEP:-}" ] || rm -rf "$WORK"
 }
 trap cleanup EXIT
 
@@ -149,8 +149,11 @@ md5() { # on|off
     "$BIN/weftctl" --store-path "$STORE" store put /coreos.com/network/weft/bgp/peers/src '{"PeerIP":"10.98.1.1","ASNumber":65000}' >/dev/null
   fi
   birdc -s "$WORK/src.ctl" configure >/dev/null
+  # A reconfiguration enables the static protocols again: back to none announced.
+  for p in bench onlyw onlyb; do birdc -s "$WORK/src.ctl" disable $p >/dev/null; done
   sleep 2
   wait_for "the weft session with MD5 $1" 60 src_sees_weft
+  wait_for "weftd empty again" 60 bash -c "[ \$(ip -n $W route show proto 77 | grep -c -v blackhole || true) -eq 0 ]"
   sleep 1
 }
 for r in $(seq 1 "$ROUNDS"); do

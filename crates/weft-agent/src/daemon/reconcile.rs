@@ -54,7 +54,7 @@ impl Agent {
         let named_changed = (self.overlay)
             .segments(dp, metrics, why, &plan.segments, any_named)
             .await;
-        let hold = (self.runtime.bgp.as_ref()).is_some_and(|b| !b.initial_exchange_over());
+        let hold = self.routes.hold_learned;
         let routes_changed = match (self.routes)
             .apply(self.dp.as_ref(), why, &plan.routes, hold)
             .await
@@ -210,6 +210,9 @@ impl Agent {
         };
         rt.sync(bgp, peers, announce, self.view.config.network)
             .await;
+        // Whether to hold the kernel's other routes, read before the learned routes: once
+        // the initial exchange is over, every route it brought has been published.
+        self.routes.hold_learned = !rt.initial_exchange_over();
         let learned = rt.learned();
         let moved = learned != self.view.node.learned;
         self.view.node.learned = learned;

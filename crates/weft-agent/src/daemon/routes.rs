@@ -16,6 +16,9 @@ pub(super) struct RouteManager {
     /// The last route plan, if the kernel took all of it: the base for applying
     /// learned routes as a difference.
     in_kernel: Option<Vec<Route>>,
+    /// The BGP speaker's initial exchange is not over: keep the kernel's routes the
+    /// plan does not name (set with the learned routes the plan is made from).
+    pub(super) hold_learned: bool,
 }
 
 impl RouteManager {
