@@ -57,18 +57,22 @@ impl Pair {
     }
 }
 
+/// Kills whatever still runs in each namespace (a router), removes them, and `dir`.
+fn remove(namespaces: &[&String], dir: &std::path::Path) {
+    for ns in namespaces {
+        if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+            }
+        }
+        let _ = Command::new("ip").args(["netns", "del", ns]).status();
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 impl Drop for Pair {
     fn drop(&mut self) {
-        for ns in [&self.a, &self.b] {
-            // Kill whatever still runs in it (the router), then remove it.
-            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
-                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                    let _ = Command::new("kill").args(["-9", pid]).status();
-                }
-            }
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        remove(&[&self.a, &self.b], &self.dir);
     }
 }
 
@@ -122,15 +126,8 @@ impl Chain {
 
 impl Drop for Chain {
     fn drop(&mut self) {
-        for ns in &self.ns {
-            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
-                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                    let _ = Command::new("kill").args(["-9", pid]).status();
-                }
-            }
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        let [a, r, b] = &self.ns;
+        remove(&[a, r, b], &self.dir);
     }
 }
 
