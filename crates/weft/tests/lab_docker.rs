@@ -738,6 +738,14 @@ fn network_policy_on_docker_networks() {
     // Policy before the first packet: `other` pings 10.51.0.40 every 100 ms for 8 s,
     // from before it exists until well after a new app=db container is up there; not
     // one answer comes back, though the client gets through once its labels are read.
+    // Counted on h1 in the forward hook after Weft's policy (priority 100, where only
+    // what the policy let through arrives): `other`'s echo requests to db2's address,
+    // which must stay 0, and `client`'s, which shows the counter sees what is delivered.
+    let other_ip = addr(&lab, "h2", "other", "shop");
+    let delivered = format!(
+        "add table ip delivered {{ chain f {{ type filter hook forward priority 100; ip saddr {other_ip} ip daddr 10.51.0.40 icmp type echo-request counter comment \"other\"; ip saddr {client} ip daddr 10.51.0.40 icmp type echo-request counter comment \"client\"; }}; }}"
+    );
+    lab.ok(lab.exec("h1", &["nft", &delivered]), "nft add table");
     let started = std::time::Instant::now();
     let (log, up) = std::thread::scope(|s| {
         let pinging = s.spawn(|| {
@@ -780,6 +788,32 @@ fn network_policy_on_docker_networks() {
         .unwrap_or_else(|| panic!("no count in {log}"));
     assert!(sent >= 60, "{sent} echo requests in 8 s:\n{log}");
     assert!(!log.contains("bytes from"), "db2 answered `other`:\n{log}");
+    let counted = text(
+        &lab.exec("h1", &["nft", "list", "table", "ip", "delivered"])
+            .stdout,
+    );
+    let packets = |who: &str| -> u64 {
+        counted
+            .lines()
+            .find(|l| l.contains(&format!("comment \"{who}\"")))
+            .and_then(|l| l.split("counter packets ").nth(1))
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {who} counter in\n{counted}"))
+    };
+    assert_eq!(
+        packets("other"),
+        0,
+        "`other`'s pings reached db2's interface:\n{counted}"
+    );
+    assert!(
+        packets("client") > 0,
+        "the counter sees delivered packets:\n{counted}"
+    );
+    lab.ok(
+        lab.exec("h1", &["nft", "delete", "table", "ip", "delivered"]),
+        "nft delete table",
+    );
 
     // A routed network: matched by interface, not address.
     run(&lab, "h1", "t1", "tools", &[]);
