@@ -15,6 +15,7 @@
 //! lives in the lab's underlay namespace, weftctl re-runs itself inside that namespace.
 
 pub mod addresses;
+pub mod bgp;
 pub mod block_ipam;
 pub mod diagnose;
 pub mod enforced;
@@ -87,6 +88,9 @@ pub enum Cmd {
     /// This node's BGP sessions (bgp backend).
     #[command(subcommand)]
     Node(node::NodeCmd),
+    /// The bgp backend's external peers: add, list, delete.
+    #[command(subcommand)]
+    Bgp(bgp::BgpCmd),
     /// Raw keys: get, put, del, ls (like etcdctl).
     #[command(subcommand)]
     Store(store::StoreCmd),
@@ -227,6 +231,7 @@ pub fn main(cli: Cli) -> i32 {
                 block_ipam::release(&registry, &target).await
             }
             Cmd::Store(cmd) => store::run(registry.store().as_ref(), cmd).await,
+            Cmd::Bgp(cmd) => bgp::run(&registry, cmd).await,
             Cmd::Diagnose(args) => diagnose::run(&registry, args).await,
             Cmd::Lab(_)
             | Cmd::Ipam(ipam::IpamCmd::Show { address: None, .. })

@@ -47,6 +47,7 @@ fn only_network_init_creates_an_embedded_store() {
         vec!["policy", "show", "x/p"],
         vec!["policy", "explain", "x/a", "x/b"],
         vec!["endpoint", "list"],
+        vec!["bgp", "peer", "list"],
         vec!["diagnose"],
         vec!["store", "put", "/k", "v"],
         vec!["store", "del", "/k"],
@@ -342,4 +343,116 @@ fn lab_up_checks_the_config_before_it_builds() {
             "{args:?}: nothing made"
         );
     }
+}
+
+/// `bgp peer add|list|delete` write what the agents read (checked by
+/// `lab_bgp::bgp_with_a_bird_router_that_wants_a_password`, which adds its peers this
+/// way), list it back, and refuse bad options with the option named.
+#[test]
+fn bgp_peers_are_added_listed_and_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("store.db");
+    let path = db.to_str().unwrap();
+    let ctl = |args: &[&str]| on_store(path, args);
+    let init = ctl(&[
+        "network",
+        "init",
+        "--network",
+        "10.244.0.0/16",
+        "--backend",
+        "bgp",
+    ]);
+    assert!(init.status.success(), "{}", text(&init.stderr));
+    let add = ctl(&[
+        "bgp",
+        "peer",
+        "add",
+        "tor1",
+        "--peer-ip",
+        "192.168.77.254",
+        "--as",
+        "64513",
+        "--password-file",
+        "/etc/weft/bgp/tor1.key",
+        "--max-prefixes",
+        "1000",
+        "--max-prefixes-restart",
+        "30",
+        "--ttl-security",
+        "1",
+        "--accept",
+        "10.200.0.0/16",
+    ]);
+    assert!(add.status.success(), "{}", text(&add.stderr));
+    let raw = ctl(&["store", "get", "/coreos.com/network/weft/bgp/peers/tor1"]);
+    let v: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"PeerIP": "192.168.77.254", "ASNumber": 64513,
+            "Password": {"File": "/etc/weft/bgp/tor1.key"}, "MaxPrefixes": 1000,
+            "MaxPrefixesRestart": 30, "TTLSecurity": 1, "Accept": ["10.200.0.0/16"]})
+    );
+    let table = text(&ctl(&["bgp", "peer", "list"]).stdout);
+    assert!(
+        table.contains("tor1")
+            && table.contains("192.168.77.254")
+            && table.contains(" on ")
+            && table.contains("10.200.0.0/16"),
+        "{table}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&ctl(&["bgp", "peer", "list", "-o", "json"]).stdout).unwrap();
+    assert_eq!(json[0]["name"], "tor1");
+    for (args, says) in [
+        (vec!["--password-file", "tor1.key"], "absolute path"),
+        (vec!["--max-prefixes", "0"], "--max-prefixes"),
+        (vec!["--max-prefixes-warning", "50"], "--max-prefixes"),
+        (vec!["--ttl-security", "255"], "--ttl-security"),
+        (
+            vec!["--password-file", "/k", "--password-env", "K"],
+            "--password-env",
+        ),
+    ] {
+        let mut all = vec![
+            "bgp",
+            "peer",
+            "add",
+            "tor2",
+            "--peer-ip",
+            "10.0.0.1",
+            "--as",
+            "1",
+        ];
+        all.extend(args.iter().copied());
+        let out = ctl(&all);
+        assert!(!out.status.success(), "{args:?} taken");
+        assert!(
+            text(&out.stderr).contains(says),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let bad = ctl(&[
+        "bgp",
+        "peer",
+        "add",
+        "Tor_2",
+        "--peer-ip",
+        "10.0.0.1",
+        "--as",
+        "1",
+    ]);
+    assert!(
+        text(&bad.stderr).contains("lowercase"),
+        "{}",
+        text(&bad.stderr)
+    );
+    let listed = text(&ctl(&["store", "ls", "/coreos.com/network/weft/bgp/peers/"]).stdout);
+    assert!(
+        !listed.contains("tor2") && !listed.contains("Tor_2"),
+        "nothing refused is stored: {listed}"
+    );
+    assert!(ctl(&["bgp", "peer", "delete", "tor1"]).status.success());
+    let gone = ctl(&["bgp", "peer", "delete", "tor1"]);
+    assert!(!gone.status.success() && text(&gone.stderr).contains("no BGP peer tor1"));
 }

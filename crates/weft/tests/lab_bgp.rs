@@ -375,8 +375,8 @@ fn bgp_with_a_gobgp_router() {
 }
 
 /// The top-of-rack router asks for a TCP MD5 password (BIRD's `password`): the hosts'
-/// unsigned sessions go down; the peer's record in the store then names a file with the
-/// password (never the password itself) and every host signs with it: the sessions come
+/// unsigned sessions go down; the peer's record (`weftctl bgp peer add`) then names a
+/// file with the password (never the password itself) and every host signs with it: the sessions come
 /// back, `node status` says MD5 is on, and BIRD learns both subnets again. A record whose
 /// file is missing gives no session (never an unsigned one) and one log line naming it.
 #[test]
@@ -439,19 +439,26 @@ fn bgp_with_a_bird_router_that_wants_a_password() {
 
     // A record naming a file that is not there: no session, one line saying why.
     let key = format!("{dir}/tor.key");
+    // The router's record, replaced as an operator would: `weftctl bgp peer add`.
     let peer = |file: &str| {
-        format!("{{\"PeerIP\":\"192.168.77.254\",\"ASNumber\":64513,\"Password\":{{\"File\":\"{file}\"}}}}")
+        lab.ok(
+            lab.store_cmd(&[
+                "bgp",
+                "peer",
+                "add",
+                "lab-router",
+                "--peer-ip",
+                "192.168.77.254",
+                "--as",
+                "64513",
+                "--password-file",
+                file,
+            ]),
+            "bgp peer add",
+        )
     };
     let missing = format!("{dir}/missing.key");
-    lab.ok(
-        lab.store_cmd(&[
-            "store",
-            "put",
-            "/coreos.com/network/weft/bgp/peers/lab-router",
-            &peer(&missing),
-        ]),
-        "store put",
-    );
+    peer(&missing);
     lab.wait_until(
         "h1 to name the missing file",
         Duration::from_secs(10),
@@ -466,15 +473,7 @@ fn bgp_with_a_bird_router_that_wants_a_password() {
     // The file written on the hosts (one filesystem here), and the record naming it:
     // every host signs.
     std::fs::write(&key, "tor-s3cret\n").unwrap();
-    lab.ok(
-        lab.store_cmd(&[
-            "store",
-            "put",
-            "/coreos.com/network/weft/bgp/peers/lab-router",
-            &peer(&key),
-        ]),
-        "store put",
-    );
+    peer(&key);
     lab.wait_until("the signed sessions up", Duration::from_secs(60), || {
         up() == 2
     });
