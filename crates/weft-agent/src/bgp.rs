@@ -314,36 +314,34 @@ impl BgpRuntime {
     /// Writes the peers' state for `weftctl node status` when it changed, and hands it to
     /// `/metrics`.
     pub fn write_status(&mut self, metrics: &crate::health::Metrics) {
-        let rows = self
-            .speaker
-            .status()
-            .into_iter()
+        let status = self.speaker.status();
+        let since = |s: &weft_bgp::speaker::PeerStatus| {
+            s.since
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+        };
+        *metrics.bgp_peers.lock().expect("bgp peers lock") = status
+            .iter()
             .map(|s| crate::health::BgpPeer {
                 address: s.address.to_string(),
                 kind: s.kind.label().to_owned(),
                 established: s.state == "Established",
-                since: s
-                    .since
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0),
+                since: since(s),
                 received: s.received as u64,
                 advertised: s.advertised as u64,
                 md5: s.md5,
                 filtered: s.filtered as u64,
             })
             .collect();
-        *metrics.bgp_peers.lock().expect("bgp peers lock") = rows;
-        let peers: Vec<serde_json::Value> = self
-            .speaker
-            .status()
-            .into_iter()
+        let peers: Vec<serde_json::Value> = status
+            .iter()
             .map(|s| {
                 serde_json::json!({
                     "address": s.address.to_string(),
                     "type": s.kind.label(),
                     "state": s.state,
-                    "since": s.since.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+                    "since": since(s),
                     "info": s.info,
                     "received": s.received,
                     "advertised": s.advertised,

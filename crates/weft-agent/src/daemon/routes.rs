@@ -5,7 +5,12 @@
 //! plan the kernel took in full, without reading 10,000 routes back before each burst;
 //! anything the kernel refuses there falls back to the full read and diff at once.
 
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use ipnet::Ipv4Net;
 use weft_kernel::{ApplyReport, Dataplane, KernelError};
+use weft_plan::route::plan;
 use weft_plan::Route;
 
 use super::reconcile::log_applied;
@@ -40,15 +45,9 @@ impl RouteManager {
         routes: &[Route],
         keep_others: bool,
     ) -> Result<ApplyReport, KernelError> {
-        let mut wanted = routes.to_vec();
         if keep_others {
-            for r in dp.weft_routes().await? {
-                if !wanted.iter().any(|w| w.dst == r.dst) {
-                    wanted.push(r);
-                }
-            }
+            return self.apply_keeping_others(dp, routes).await;
         }
-        let routes = wanted.as_slice();
         let base = self.in_kernel.take();
         let report = match (why, base) {
             (Why::Learned, Some(base)) => {
@@ -66,5 +65,25 @@ impl RouteManager {
             self.in_kernel = Some(routes.to_vec());
         }
         Ok(report)
+    }
+
+    /// `routes` plus every route the kernel holds for a destination they do not name,
+    /// from one read of the kernel.
+    async fn apply_keeping_others(
+        &mut self,
+        dp: &dyn Dataplane,
+        routes: &[Route],
+    ) -> Result<ApplyReport, KernelError> {
+        let start = Instant::now();
+        let kernel = dp.weft_routes().await?;
+        let planned: BTreeSet<Ipv4Net> = routes.iter().map(|r| r.dst).collect();
+        let mut wanted = routes.to_vec();
+        wanted.extend(kernel.iter().filter(|r| !planned.contains(&r.dst)).cloned());
+        let applied = dp.apply_route_changes(plan(&wanted, &kernel)).await?;
+        self.in_kernel = applied.failed.is_empty().then_some(wanted);
+        Ok(ApplyReport {
+            applied,
+            elapsed: start.elapsed(),
+        })
     }
 }
