@@ -246,9 +246,10 @@ pub async fn run(
             }
         };
         let _ = stream.set_nodelay(true);
-        if let Some(hops) = p.ttl_security {
-            // An accepted connection: from now on, packets from further away are dropped
-            // (its OPEN among them), and ours leave with TTL 255.
+        // With TTL security a stream here is one this side opened (already held to the
+        // minimum before its SYN) unless the session is passive: then it was accepted,
+        // and from now on packets from further away are dropped and ours leave with 255.
+        if let (Some(hops), true) = (p.ttl_security, p.passive) {
             if let Err(e) = crate::sys::set_ttl_security(&stream, hops) {
                 let _ = events
                     .send(state("Idle", format!("cannot set TTL security: {e}")))
