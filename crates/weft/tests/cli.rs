@@ -20,6 +20,19 @@ fn on_store(path: &str, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// A temporary directory holding an embedded store made by `network init --network
+/// 10.244.0.0/16` and `more` options; the directory (kept alive by the caller) and the
+/// store's path.
+fn initialized_store(more: &[&str]) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db").to_str().unwrap().to_owned();
+    let mut init = vec!["network", "init", "--network", "10.244.0.0/16"];
+    init.extend_from_slice(more);
+    let out = on_store(&path, &init);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    (dir, path)
+}
+
 #[test]
 fn only_network_init_creates_an_embedded_store() {
     let dir = tempfile::tempdir().unwrap();
@@ -104,13 +117,8 @@ fn the_plugin_tells_a_person_what_it_is() {
 /// A policy file with one bad object applies nothing, and says every problem.
 #[test]
 fn a_bad_policy_file_applies_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("store.db");
-    let path = db.to_str().unwrap();
-    let ctl = |args: &[&str]| on_store(path, args);
-    assert!(ctl(&["network", "init", "--network", "10.244.0.0/16"])
-        .status
-        .success());
+    let (dir, path) = initialized_store(&[]);
+    let ctl = |args: &[&str]| on_store(&path, args);
     let file = dir.path().join("p.yaml");
     std::fs::write(
         &file,
@@ -224,13 +232,8 @@ fn every_listing_speaks_json() {
 /// without `--cluster` (or a NetworkPolicy with it) says which flag finds it.
 #[test]
 fn cluster_policies_are_listed_whole_and_found_by_the_right_flag() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("store.db");
-    let path = db.to_str().unwrap();
-    let ctl = |args: &[&str]| on_store(path, args);
-    assert!(ctl(&["network", "init", "--network", "10.244.0.0/16"])
-        .status
-        .success());
+    let (dir, path) = initialized_store(&[]);
+    let ctl = |args: &[&str]| on_store(&path, args);
     let file = dir.path().join("p.yaml");
     std::fs::write(
         &file,
@@ -350,19 +353,8 @@ fn lab_up_checks_the_config_before_it_builds() {
 /// way), list it back, and refuse bad options with the option named.
 #[test]
 fn bgp_peers_are_added_listed_and_deleted() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("store.db");
-    let path = db.to_str().unwrap();
-    let ctl = |args: &[&str]| on_store(path, args);
-    let init = ctl(&[
-        "network",
-        "init",
-        "--network",
-        "10.244.0.0/16",
-        "--backend",
-        "bgp",
-    ]);
-    assert!(init.status.success(), "{}", text(&init.stderr));
+    let (_dir, path) = initialized_store(&["--backend", "bgp"]);
+    let ctl = |args: &[&str]| on_store(&path, args);
     let add = ctl(&[
         "bgp",
         "peer",
