@@ -456,7 +456,10 @@ fn bird_past_the_max_prefix_limit_is_closed_and_comes_back_after_the_restart_tim
     });
 }
 
-/// TTL security (RFC 5082) against BIRD's `ttl security yes`: on the segment, Weft with
+/// TTL security (RFC 5082) against BIRD's `ttl security yes` (with a short `error wait
+/// time`: a session with TTL security uses only the connections Weft opens, and BIRD
+/// counts one of its own that Weft closes as an error, waiting 60 s or more by default
+/// before it takes part again): on the segment, Weft with
 /// TTL security 1 is established and without it is not (its packets leave with TTL 64,
 /// under BIRD's minimum of 255); a BIRD two hops away (`multihop 2`) is refused by
 /// Weft's TTL security 1 (its packets arrive with TTL 254) and taken with 2.
@@ -467,7 +470,11 @@ fn bird_with_ttl_security_on_the_segment_and_two_hops_away() {
     let (ns, dir) = (p.b.clone(), p.dir.clone());
     in_netns(&p.a, move || {
         runtime().block_on(async move {
-            bird_conf_with(&dir, &["10.200.1.0/24"], "ttl security yes;");
+            bird_conf_with(
+                &dir,
+                &["10.200.1.0/24"],
+                "ttl security yes;\n  error wait time 1, 2;",
+            );
             let mut bird = start_bird(&ns, &dir);
             let (cfg, peers) = speaker_config(64513);
             let with = |hops: Option<u8>| {
@@ -507,7 +514,7 @@ fn bird_with_ttl_security_on_the_segment_and_two_hops_away() {
         runtime().block_on(async move {
             let conf = "router id 10.98.2.1;\nprotocol device {}\nprotocol static {\n  ipv4;\n  route 10.200.1.0/24 blackhole;\n}\n\
                 protocol bgp weft {\n  local 10.98.2.1 as 64513;\n  neighbor 10.98.1.1 as 64512;\n  multihop 2;\n  \
-                ttl security yes;\n  connect delay time 1;\n  ipv4 { import all; export all; };\n}\n";
+                ttl security yes;\n  error wait time 1, 2;\n  connect delay time 1;\n  ipv4 { import all; export all; };\n}\n";
             std::fs::write(dir.join("bird.conf"), conf).unwrap();
             let mut bird = start_bird(&b, &dir);
             let mut cfg = SpeakerConfig::new(64512, Ipv4Addr::new(10, 98, 1, 1));
