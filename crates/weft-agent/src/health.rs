@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use weft_bgp::speaker::GracefulRestart;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -55,6 +56,9 @@ pub struct BgpPeer {
     pub md5: bool,
     /// Announcements the import filter refused in this session.
     pub filtered: u64,
+    pub graceful_restart: weft_bgp::speaker::GracefulRestart,
+    /// Why the last session ended, as the RFCs name it (empty: none has).
+    pub last_error: String,
 }
 
 /// A gauge of a BGP peer: its name, help and how to read it from a row.
@@ -65,7 +69,7 @@ fn bgp_rows(peers: &[BgpPeer]) -> String {
     if peers.is_empty() {
         return String::new();
     }
-    let gauges: [PeerGauge; 6] = [
+    let gauges: [PeerGauge; 7] = [
         (
             "weft_bgp_peer_established",
             "Whether the BGP session is established (1) or not (0).",
@@ -96,6 +100,15 @@ fn bgp_rows(peers: &[BgpPeer]) -> String {
             "Whether the session is signed with TCP MD5 (1) or not (0).",
             |p| u64::from(p.md5),
         ),
+        (
+            "weft_bgp_peer_graceful_restart",
+            "Graceful restart with the peer: 0 off or not known yet, 1 on, 2 the peer is restarting (its routes kept, stale).",
+            |p| match p.graceful_restart {
+                GracefulRestart::Unknown | GracefulRestart::Off => 0,
+                GracefulRestart::On => 1,
+                GracefulRestart::PeerRestarting => 2,
+            },
+        ),
     ];
     let mut s = String::new();
     for (name, help, value) in gauges {
@@ -108,6 +121,16 @@ fn bgp_rows(peers: &[BgpPeer]) -> String {
                 value(p)
             );
         }
+    }
+    // Why each peer's last session ended, as an info row (value 1, the reason a label).
+    let name = "weft_bgp_peer_last_error_info";
+    s += &format!("# HELP {name} Why the last session with the peer ended, as the RFCs name it.\n# TYPE {name} gauge\n");
+    for p in peers.iter().filter(|p| !p.last_error.is_empty()) {
+        let error = p.last_error.replace('\\', "\\\\").replace('"', "\\\"");
+        s += &format!(
+            "{name}{{peer=\"{}\",type=\"{}\",error=\"{error}\"}} 1\n",
+            p.address, p.kind
+        );
     }
     s
 }
@@ -394,6 +417,8 @@ mod tests {
             advertised: 1,
             md5: true,
             filtered: 2,
+            graceful_restart: GracefulRestart::PeerRestarting,
+            last_error: "peer sent NOTIFICATION: cease: \"x\"".into(),
         }];
         let text = m.render();
         for row in [
@@ -402,6 +427,8 @@ mod tests {
             "weft_bgp_peer_prefixes_advertised{peer=\"192.168.77.254\",type=\"global\"} 1\n",
             "weft_bgp_peer_md5{peer=\"192.168.77.254\",type=\"global\"} 1\n",
             "weft_bgp_peer_prefixes_filtered{peer=\"192.168.77.254\",type=\"global\"} 2\n",
+            "weft_bgp_peer_graceful_restart{peer=\"192.168.77.254\",type=\"global\"} 2\n",
+            "weft_bgp_peer_last_error_info{peer=\"192.168.77.254\",type=\"global\",error=\"peer sent NOTIFICATION: cease: \\\"x\\\"\"} 1\n",
             "# TYPE weft_bgp_peer_state_since_seconds gauge\n",
         ] {
             assert!(text.contains(row), "{row} in\n{text}");

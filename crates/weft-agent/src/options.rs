@@ -68,6 +68,11 @@ pub struct AgentOptions {
     /// Queues (and worker threads each way) of the user-space tunnel; 0: one per core.
     #[arg(long, default_value_t = 0)]
     pub tunnel_queues: usize,
+    /// This node's labels (`rack=r1,route-reflector=true`), published in its lease: BGP
+    /// peer records (`NodeSelector`) and the bgp backend (`RouteReflectorSelector`)
+    /// choose nodes by them, in Calico's selector syntax.
+    #[arg(long, value_parser = |s: &str| weft_model::selector::parse_labels(s), default_value = "")]
+    pub node_labels: weft_model::selector::NodeLabels,
     /// Where the bgp backend writes its peers' state (read by `weftctl node status`).
     #[arg(long, default_value = "/run/weft/bgp-status.json")]
     pub bgp_status_file: PathBuf,

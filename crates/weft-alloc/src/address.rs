@@ -185,6 +185,7 @@ mod tests {
         let reserved = Lease {
             subnet: "10.244.0.0/28".parse().unwrap(),
             attrs: LeaseAttrs {
+                labels: Default::default(),
                 public_ip: ip("192.168.1.9"),
                 public_ipv6: None,
                 backend_type: "bgp".into(),

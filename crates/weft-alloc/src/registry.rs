@@ -372,6 +372,7 @@ impl Registry {
         // agents do on start); a backend type with no backend data (no VTEP MAC) stalls
         // flannel's vxlan backend.
         let attrs = LeaseAttrs {
+            labels: Default::default(),
             public_ip,
             public_ipv6: None,
             backend_type: String::new(),

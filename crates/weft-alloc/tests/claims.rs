@@ -25,6 +25,7 @@ const TTL: Duration = Duration::from_secs(600);
 
 fn attrs(i: u8) -> LeaseAttrs {
     LeaseAttrs {
+        labels: Default::default(),
         public_ip: Ipv4Addr::new(192, 0, 2, i),
         public_ipv6: None,
         backend_type: "host-gw".into(),

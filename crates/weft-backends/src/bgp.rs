@@ -4,7 +4,8 @@
 //! container holds stops at the node instead of following its default route.
 //!
 //! Options (`Backend` in the network config): `ASN` (64512), `RouteReflectors` (a list of
-//! node public IPs; empty: full node-to-node mesh). With reflectors, the mesh is off:
+//! node public IPs) and `RouteReflectorSelector` (nodes by label, Calico's model);
+//! neither: full node-to-node mesh. With reflectors, the mesh is off:
 //! reflectors peer with each other (non-clients) and with every other node (their
 //! clients); other nodes peer only with the reflectors (RFC 4456).
 //!
@@ -22,6 +23,7 @@ use std::net::Ipv4Addr;
 use weft_bgp::rib::PeerKind;
 use weft_model::backend_options::BackendOptions;
 use weft_model::screen::overlap;
+use weft_model::selector::{NodeLabels, Selector};
 use weft_model::{BackendKind, Lease, NetworkConfig};
 use weft_plan::link::OverlaySpec;
 use weft_plan::{FdbEntry, Neighbour, Route};
@@ -36,6 +38,10 @@ pub use weft_model::backend_options::DEFAULT_ASN;
 pub struct Bgp {
     pub asn: u32,
     pub reflectors: Vec<Ipv4Addr>,
+    /// Nodes whose lease labels match reflect too.
+    pub reflector_selector: Option<Selector>,
+    /// The reflectors' shared cluster id (none: each one's router id).
+    pub cluster_id: Option<Ipv4Addr>,
     /// How to reach next hops off this node's segment (`CrossSubnet: "vxlan"`).
     pub cross_subnet: Option<Vxlan>,
 }
@@ -54,35 +60,59 @@ impl Bgp {
             BackendOptions::Bgp(b) => (b.asn, b.route_reflectors.clone(), b.cross_subnet.is_some()),
             _ => (DEFAULT_ASN, Vec::new(), false),
         };
+        let (reflector_selector, cluster_id) = match &cfg.options {
+            BackendOptions::Bgp(b) => (
+                b.route_reflector_selector.clone(),
+                b.route_reflector_cluster_id,
+            ),
+            _ => (None, None),
+        };
         Bgp {
             asn,
             reflectors,
+            reflector_selector,
+            cluster_id,
             cross_subnet: cross_subnet.then(|| Vxlan::new(cfg, settings)),
         }
     }
 
-    /// Whether this node reflects routes for the others.
-    pub fn is_reflector(&self, me: Ipv4Addr) -> bool {
-        self.reflectors.contains(&me)
+    /// Whether the node with this address and these labels reflects routes for the
+    /// others: listed in `RouteReflectors`, or its labels match `RouteReflectorSelector`.
+    pub fn is_reflector(&self, node: Ipv4Addr, labels: &NodeLabels) -> bool {
+        self.reflectors.contains(&node)
+            || self
+                .reflector_selector
+                .as_ref()
+                .is_some_and(|s| s.matches(labels))
     }
 
-    /// The cluster-internal sessions `me` should run, from every node's lease.
-    pub fn peers(&self, me: Ipv4Addr, leases: &[Lease]) -> Vec<WantedPeer> {
+    /// Whether reflectors are configured at all (then the mesh is off, even while no
+    /// node matches the selector yet: a cluster told to use reflectors never falls
+    /// back to a mesh that may not scale).
+    fn reflection(&self) -> bool {
+        !self.reflectors.is_empty() || self.reflector_selector.is_some()
+    }
+
+    /// The cluster-internal sessions `me` (with labels `mine`) should run, from every
+    /// node's lease (which carries its labels).
+    pub fn peers(&self, me: Ipv4Addr, mine: &NodeLabels, leases: &[Lease]) -> Vec<WantedPeer> {
+        let me_reflects = self.is_reflector(me, mine);
         let mut out: Vec<WantedPeer> = leases
             .iter()
             .filter(|l| l.attrs.runs(BackendKind::Bgp))
-            .map(|l| l.attrs.public_ip)
-            .filter(|ip| *ip != me)
-            .filter_map(|ip| {
-                let kind = if self.reflectors.is_empty() {
+            .filter(|l| l.attrs.public_ip != me)
+            .filter_map(|l| {
+                let ip = l.attrs.public_ip;
+                let it_reflects = self.is_reflector(ip, &l.attrs.labels);
+                let kind = if !self.reflection() {
                     PeerKind::Mesh
-                } else if self.is_reflector(me) {
-                    if self.is_reflector(ip) {
+                } else if me_reflects {
+                    if it_reflects {
                         PeerKind::Mesh
                     } else {
                         PeerKind::RrClient
                     }
-                } else if self.is_reflector(ip) {
+                } else if it_reflects {
                     PeerKind::RouteReflector
                 } else {
                     return None;
@@ -232,7 +262,8 @@ mod tests {
             &cfg(r#"{"Network":"10.244.0.0/16","Backend":{"Type":"bgp"}}"#),
             &settings(),
         );
-        let p = mesh.peers(me, &leases);
+        let none = NodeLabels::new();
+        let p = mesh.peers(me, &none, &leases);
         assert_eq!(p.len(), 2);
         assert!(p.iter().all(|w| w.kind == PeerKind::Mesh && w.asn == 64512));
         let rr = Bgp::new(
@@ -241,7 +272,7 @@ mod tests {
             ),
             &settings(),
         );
-        let at_rr = rr.peers(me, &leases);
+        let at_rr = rr.peers(me, &none, &leases);
         assert_eq!(
             at_rr
                 .iter()
@@ -249,7 +280,7 @@ mod tests {
                 .count(),
             2
         );
-        let at_client = rr.peers("192.168.1.2".parse().unwrap(), &leases);
+        let at_client = rr.peers("192.168.1.2".parse().unwrap(), &none, &leases);
         assert_eq!(
             at_client,
             [WantedPeer {
@@ -259,6 +290,49 @@ mod tests {
             }],
             "clients talk to the reflector only"
         );
+    }
+
+    /// Calico's reflectors by label: the node whose lease carries the label reflects,
+    /// the others are its clients and peer with nothing else; with the selector set and
+    /// no node matching yet, there is no mesh to fall back to.
+    #[test]
+    fn reflectors_chosen_by_label() {
+        let labelled = |subnet, ip, labels: &str| {
+            let mut l = lease(subnet, ip, "bgp");
+            l.attrs.labels = weft_model::selector::parse_labels(labels).unwrap();
+            l
+        };
+        let leases = [
+            labelled("10.244.1.0/24", "192.168.1.1", "route-reflector=true"),
+            labelled("10.244.2.0/24", "192.168.1.2", "rack=r1"),
+            labelled("10.244.3.0/24", "192.168.1.3", ""),
+        ];
+        let rr = Bgp::new(
+            &cfg(
+                r#"{"Network":"10.244.0.0/16","Backend":{"Type":"bgp","RouteReflectorSelector":"route-reflector == 'true'","RouteReflectorClusterID":"244.0.0.1"}}"#,
+            ),
+            &settings(),
+        );
+        assert_eq!(rr.cluster_id, Some("244.0.0.1".parse().unwrap()));
+        let mine = leases[0].attrs.labels.clone();
+        let at_rr = rr.peers("192.168.1.1".parse().unwrap(), &mine, &leases);
+        assert!(at_rr.iter().all(|w| w.kind == PeerKind::RrClient) && at_rr.len() == 2);
+        let at_client = rr.peers(
+            "192.168.1.2".parse().unwrap(),
+            &leases[1].attrs.labels,
+            &leases,
+        );
+        assert_eq!(at_client.len(), 1);
+        assert_eq!(at_client[0].kind, PeerKind::RouteReflector);
+        let nobody = Bgp::new(
+            &cfg(
+                r#"{"Network":"10.244.0.0/16","Backend":{"Type":"bgp","RouteReflectorSelector":"route-reflector == 'yes'"}}"#,
+            ),
+            &settings(),
+        );
+        assert!(nobody
+            .peers("192.168.1.2".parse().unwrap(), &NodeLabels::new(), &leases)
+            .is_empty());
     }
 
     #[test]

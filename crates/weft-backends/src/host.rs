@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::Ipv4Addr;
+use weft_bgp::policy::{Own, OwnKind};
 
 use ipnet::Ipv4Net;
 use weft_model::blocks::{Block, Pool};
@@ -120,15 +121,35 @@ impl HostPlan {
 /// outside any standing lease, its routed containers, its blocks and borrowed
 /// addresses); empty for the other backends. Pure, and apart from [`plan`] because the
 /// speaker must know it before the routes it learns can be planned.
-pub fn announcements(backend: &dyn Backend, inputs: &HostInputs) -> Vec<Ipv4Net> {
+/// Each prefix comes with what it is, which peers' export policies choose by.
+pub fn announcements(backend: &dyn Backend, inputs: &HostInputs) -> Vec<Own> {
     if backend.bgp().is_none() {
         return Vec::new();
     }
     let ctx = context(backend, inputs, &[]);
-    let mut out = vec![inputs.node.lease.subnet];
-    out.extend(announceable(inputs.held, inputs.leases));
-    out.extend(crate::networks::plan(&ctx, inputs.networks, inputs.endpoints).announce);
-    out.extend(crate::blocks::plan(&ctx, inputs.blocks).announce);
+    let mut out = vec![Own::new(inputs.node.lease.subnet, OwnKind::Subnet)];
+    let tagged = |kind| move |p: Ipv4Net| Own::new(p, kind);
+    out.extend(
+        announceable(inputs.held, inputs.leases)
+            .into_iter()
+            .map(tagged(OwnKind::Borrowed)),
+    );
+    out.extend(
+        crate::networks::plan(&ctx, inputs.networks, inputs.endpoints)
+            .announce
+            .into_iter()
+            .map(tagged(OwnKind::Named)),
+    );
+    let blocks: BTreeSet<Ipv4Net> = inputs.blocks.iter().map(|b| b.cidr).collect();
+    out.extend(
+        crate::blocks::plan(&ctx, inputs.blocks)
+            .announce
+            .into_iter()
+            .map(|p| match blocks.contains(&p) {
+                true => Own::new(p, OwnKind::Block),
+                false => Own::new(p, OwnKind::Borrowed),
+            }),
+    );
     out
 }
 

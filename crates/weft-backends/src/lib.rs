@@ -131,6 +131,7 @@ pub(crate) mod testing {
         Lease {
             subnet: subnet.parse().unwrap(),
             attrs: LeaseAttrs {
+                labels: Default::default(),
                 public_ip: ip.parse().unwrap(),
                 public_ipv6: None,
                 backend_type: backend.into(),

@@ -25,6 +25,7 @@ fn lease(i: u8, backend: &str) -> Lease {
     Lease {
         subnet: Ipv4Net::new(Ipv4Addr::new(10, 244, i + 1, 0), 24).unwrap(),
         attrs: LeaseAttrs {
+            labels: Default::default(),
             public_ip: node_ip(i),
             public_ipv6: None,
             backend_type: backend.into(),

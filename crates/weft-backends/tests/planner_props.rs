@@ -19,6 +19,7 @@ fn lease(subnet: Ipv4Net, ip: Ipv4Addr, ttl: bool, rev: i64) -> Lease {
     Lease {
         subnet,
         attrs: LeaseAttrs {
+            labels: Default::default(),
             public_ip: ip,
             public_ipv6: None,
             backend_type: "host-gw".into(),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use ipnet::Ipv4Net;
 
+use crate::policy::{ExportPolicy, Own};
 use crate::update::{AsSegment, Origin, PathAttributes};
 
 /// How Weft relates to a peer.
@@ -110,25 +111,38 @@ pub fn best_for<'a>(adj_in: &'a AdjIn, prefix: &Ipv4Net) -> Option<&'a Path> {
 pub struct Local {
     pub asn: u32,
     pub router_id: Ipv4Addr,
-    /// Reflects routes for its [`PeerKind::RrClient`] peers (cluster id = router id).
+    /// Reflects routes for its [`PeerKind::RrClient`] peers.
     pub route_reflector: bool,
+    /// The reflection cluster's identifier (RFC 4456): the router id, or one shared by
+    /// the reflectors of one cluster (Calico's `routeReflectorClusterID`).
+    pub cluster_id: Ipv4Addr,
+}
+
+/// The peer routes are exported to.
+#[derive(Debug, Clone, Copy)]
+pub struct ExportTo<'a> {
+    pub address: Ipv4Addr,
+    pub kind: PeerKind,
+    pub ebgp: bool,
+    /// Our address on that session.
+    pub next_hop_self: Ipv4Addr,
+    /// Which of our own prefixes it gets, with which communities.
+    pub policy: &'a ExportPolicy,
 }
 
 /// The routes one peer should have from us (prefix -> attributes), given our own
-/// prefixes and the best paths. `next_hop_self` is our address on that session.
+/// prefixes and the best paths.
 pub fn export(
     local: &Local,
-    own: &[Ipv4Net],
+    own: &[Own],
     best: &BTreeMap<Ipv4Net, Path>,
-    to: Ipv4Addr,
-    to_kind: PeerKind,
-    to_ebgp: bool,
-    next_hop_self: Ipv4Addr,
+    to: &ExportTo,
 ) -> BTreeMap<Ipv4Net, PathAttributes> {
+    let (to_kind, to_ebgp) = (to.kind, to.ebgp);
     let mut out = BTreeMap::new();
-    for p in own {
+    for o in own.iter().filter(|o| to.policy.kinds.contains(&o.kind)) {
         out.insert(
-            *p,
+            o.prefix,
             PathAttributes {
                 origin: Some(Origin::Igp),
                 as_path: if to_ebgp {
@@ -136,15 +150,17 @@ pub fn export(
                 } else {
                     vec![]
                 },
-                next_hop: Some(next_hop_self),
+                next_hop: Some(to.next_hop_self),
                 local_pref: (!to_ebgp).then_some(100),
+                communities: to.policy.communities.iter().map(|c| c.0).collect(),
+                large_communities: to.policy.large_communities.iter().map(|c| c.0).collect(),
                 ..Default::default()
             },
         );
     }
     if local.route_reflector && !to_ebgp {
         for (prefix, path) in best {
-            if out.contains_key(prefix) || path.ebgp || path.from == to {
+            if out.contains_key(prefix) || path.ebgp || path.from == to.address {
                 continue;
             }
             // RFC 4456 section 6: from a client, reflect to everyone; from a non-client,
@@ -155,7 +171,7 @@ pub fn export(
             let mut attrs = PathAttributes::clone(&path.attrs);
             attrs.next_hop = Some(path.next_hop);
             attrs.originator_id.get_or_insert(path.from_id);
-            attrs.cluster_list.insert(0, local.router_id);
+            attrs.cluster_list.insert(0, local.cluster_id);
             out.insert(*prefix, attrs);
         }
     }
@@ -165,6 +181,7 @@ pub fn export(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::OwnKind;
 
     fn ip(s: &str) -> Ipv4Addr {
         s.parse().unwrap()
@@ -231,8 +248,17 @@ mod tests {
             asn: 64512,
             router_id: ip("10.0.0.9"),
             route_reflector: true,
+            cluster_id: ip("10.0.0.9"),
         };
-        let own: Vec<Ipv4Net> = vec!["10.244.9.0/24".parse().unwrap()];
+        let own = [Own::new("10.244.9.0/24".parse().unwrap(), OwnKind::Subnet)];
+        let policy = ExportPolicy::default();
+        let to = |address: &str, kind, ebgp| ExportTo {
+            address: ip(address),
+            kind,
+            ebgp,
+            next_hop_self: ip("10.0.0.9"),
+            policy: &policy,
+        };
         let mut best = BTreeMap::new();
         let from_client = path("10.0.0.1", PeerKind::RrClient, Some(100), 0);
         let from_mesh = path("10.0.0.2", PeerKind::Mesh, Some(100), 0);
@@ -243,10 +269,7 @@ mod tests {
             &local,
             &own,
             &best,
-            ip("10.0.0.3"),
-            PeerKind::RrClient,
-            false,
-            ip("10.0.0.9"),
+            &to("10.0.0.3", PeerKind::RrClient, false),
         );
         assert_eq!(to_client.len(), 3);
         let r = &to_client[&"10.244.1.0/24".parse().unwrap()];
@@ -254,40 +277,64 @@ mod tests {
         assert_eq!(r.originator_id, Some(ip("10.0.0.1")));
         assert_eq!(r.cluster_list, [ip("10.0.0.9")]);
         // To a non-client: only what came from a client.
-        let to_mesh = export(
-            &local,
-            &own,
-            &best,
-            ip("10.0.0.4"),
-            PeerKind::Mesh,
-            false,
-            ip("10.0.0.9"),
-        );
+        let to_mesh = export(&local, &own, &best, &to("10.0.0.4", PeerKind::Mesh, false));
         assert_eq!(to_mesh.len(), 2);
         // Never back to where it came from; eBGP peers get only our own, AS prepended.
         let back = export(
             &local,
             &own,
             &best,
-            ip("10.0.0.1"),
-            PeerKind::RrClient,
-            false,
-            ip("10.0.0.9"),
+            &to("10.0.0.1", PeerKind::RrClient, false),
         );
         assert!(!back.contains_key(&"10.244.1.0/24".parse().unwrap()));
-        let ext = export(
-            &local,
-            &own,
-            &best,
-            ip("10.0.0.5"),
-            PeerKind::Global,
-            true,
-            ip("10.0.0.9"),
-        );
+        let ext = export(&local, &own, &best, &to("10.0.0.5", PeerKind::Global, true));
         assert_eq!(ext.len(), 1);
         assert_eq!(
             ext.values().next().unwrap().as_path,
             [AsSegment::Sequence(vec![64512])]
         );
+    }
+
+    #[test]
+    fn export_policy_chooses_kinds_and_tags_own_routes_only() {
+        let local = Local {
+            asn: 64512,
+            router_id: ip("10.0.0.9"),
+            route_reflector: true,
+            cluster_id: ip("10.0.0.9"),
+        };
+        let own = [
+            Own::new("10.244.9.0/24".parse().unwrap(), OwnKind::Subnet),
+            Own::new("10.248.0.64/26".parse().unwrap(), OwnKind::Block),
+            Own::new("10.244.0.0/16".parse().unwrap(), OwnKind::Aggregate),
+        ];
+        let best = BTreeMap::from([(
+            "10.244.1.0/24".parse().unwrap(),
+            path("10.0.0.1", PeerKind::RrClient, Some(100), 0),
+        )]);
+        let to = |policy| ExportTo {
+            address: ip("10.0.0.3"),
+            kind: PeerKind::RrClient,
+            ebgp: false,
+            next_hop_self: ip("10.0.0.9"),
+            policy,
+        };
+        // The default: what the node holds, not the aggregate.
+        let default = ExportPolicy::default();
+        let d = export(&local, &own, &best, &to(&default));
+        let keys: Vec<String> = d.keys().map(ToString::to_string).collect();
+        assert_eq!(keys, ["10.244.1.0/24", "10.244.9.0/24", "10.248.0.64/26"]);
+        // Only the aggregate, tagged; the reflected route is passed on untagged.
+        let only = ExportPolicy {
+            kinds: [OwnKind::Aggregate].into(),
+            communities: vec!["64512:100".parse().unwrap()],
+            large_communities: vec!["64512:1:2".parse().unwrap()],
+        };
+        let a = export(&local, &own, &best, &to(&only));
+        let agg = &a[&"10.244.0.0/16".parse().unwrap()];
+        assert_eq!(agg.communities, [(64512 << 16) | 100]);
+        assert_eq!(agg.large_communities, [[64512, 1, 2]]);
+        assert!(!a.contains_key(&"10.244.9.0/24".parse().unwrap()));
+        assert!(a[&"10.244.1.0/24".parse().unwrap()].communities.is_empty());
     }
 }

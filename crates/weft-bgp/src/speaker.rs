@@ -18,7 +18,8 @@ use tracing::{info, warn};
 use crate::auth::Md5Key;
 use crate::message::{Message, MAX_LEN};
 use crate::notification::{cease, code, Notification};
-use crate::rib::{self, AdjIn, Local, Path, PeerKind};
+use crate::policy::{ExportPolicy, ImportFilter, Own};
+use crate::rib::{self, AdjIn, ExportTo, Local, Path, PeerKind};
 use crate::session::{self, FromSession, SessionParams, ToSession, BGP_PORT};
 use crate::update::{PathAttributes, Update};
 
@@ -35,6 +36,8 @@ pub struct SpeakerConfig {
     pub hold_time: u16,
     pub connect_retry: Duration,
     pub route_reflector: bool,
+    /// The reflection cluster's identifier (RFC 4456); `None`: the router id.
+    pub cluster_id: Option<Ipv4Addr>,
     /// The port peers listen on (179; tests may use another).
     pub peer_port: u16,
 }
@@ -48,6 +51,7 @@ impl SpeakerConfig {
             hold_time: 90,
             connect_retry: Duration::from_secs(2),
             route_reflector: false,
+            cluster_id: None,
             peer_port: BGP_PORT,
         }
     }
@@ -69,29 +73,8 @@ pub struct PeerConfig {
     pub ttl_security: Option<u8>,
     /// Which of the peer's prefixes are taken.
     pub import: ImportFilter,
-}
-
-/// Which prefixes a peer's routes may be for. A prefix outside every `accept` net (when
-/// there are any), or overlapping a `deny_overlapping` net, is not taken: it is counted
-/// as filtered and never reaches the table.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ImportFilter {
-    /// Only prefixes inside one of these (empty: any).
-    pub accept: Vec<Ipv4Net>,
-    /// Never a prefix overlapping one of these (for an external router: the cluster
-    /// network, so no router can take a node's containers' traffic).
-    pub deny_overlapping: Vec<Ipv4Net>,
-}
-
-impl ImportFilter {
-    pub fn allows(&self, prefix: &Ipv4Net) -> bool {
-        let inside = self.accept.is_empty() || self.accept.iter().any(|a| a.contains(prefix));
-        let overlaps = self
-            .deny_overlapping
-            .iter()
-            .any(|d| d.contains(prefix) || prefix.contains(d));
-        inside && !overlaps
-    }
+    /// Which of this node's prefixes it is sent, with which communities.
+    pub export: ExportPolicy,
 }
 
 /// A bound on what a peer may send (a router that leaks a full table must not fill the
@@ -128,6 +111,36 @@ pub struct PeerStatus {
     pub md5: bool,
     /// Announcements the import filter refused in this session.
     pub filtered: usize,
+    /// Why the last session ended, as RFC 4271 and RFC 4486 name it (kept while the
+    /// next one is tried, as BIRD's "Last error"); empty if none has.
+    pub last_error: String,
+    /// Graceful restart (RFC 4724) with this peer.
+    pub graceful_restart: GracefulRestart,
+}
+
+/// Graceful restart with a peer, for `node status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GracefulRestart {
+    /// No session yet, so not known.
+    Unknown,
+    /// The peer did not offer it: its routes go when its session does.
+    Off,
+    /// Both offered it: a restart of either keeps the other's routes to it.
+    On,
+    /// The peer is restarting: its routes are kept, marked stale, until its End-of-RIB
+    /// or its restart time.
+    PeerRestarting,
+}
+
+impl GracefulRestart {
+    pub fn label(self) -> &'static str {
+        match self {
+            GracefulRestart::Unknown => "-",
+            GracefulRestart::Off => "off",
+            GracefulRestart::On => "on",
+            GracefulRestart::PeerRestarting => "peer restarting",
+        }
+    }
 }
 
 /// A route learned from a peer and chosen as best.
@@ -139,7 +152,8 @@ pub struct Learned {
 
 enum Cmd {
     Peers(Vec<PeerConfig>),
-    Own(Vec<Ipv4Net>),
+    Own(Vec<Own>),
+    ClusterId(Option<Ipv4Addr>),
 }
 
 /// A running speaker. Dropping it ends every session.
@@ -220,9 +234,15 @@ impl Speaker {
         let _ = self.cmd.send(Cmd::Peers(peers)).await;
     }
 
-    /// The prefixes this node originates.
-    pub async fn set_own(&self, prefixes: Vec<Ipv4Net>) {
+    /// The prefixes this node originates, each with what it is (for export policies).
+    pub async fn set_own(&self, prefixes: Vec<Own>) {
         let _ = self.cmd.send(Cmd::Own(prefixes)).await;
+    }
+
+    /// The reflection cluster's identifier, when this node reflects (`None`: its router
+    /// id). Takes effect for what is exported from now on.
+    pub async fn set_cluster_id(&self, id: Option<Ipv4Addr>) {
+        let _ = self.cmd.send(Cmd::ClusterId(id)).await;
     }
 
     /// The best learned routes, updated as they change.
@@ -273,7 +293,7 @@ struct Core {
     dirty: BTreeSet<Ipv4Net>,
     /// Graceful restart: a restarting peer's routes kept until this time, and which.
     stale: BTreeMap<Ipv4Addr, (BTreeSet<Ipv4Net>, tokio::time::Instant)>,
-    own: Vec<Ipv4Net>,
+    own: Vec<Own>,
     routes: watch::Sender<BTreeMap<Ipv4Net, Learned>>,
     status: Arc<Mutex<BTreeMap<Ipv4Addr, PeerStatus>>>,
     accept: Arc<Mutex<HashMap<Ipv4Addr, mpsc::Sender<TcpStream>>>>,
@@ -308,8 +328,13 @@ impl Core {
                     Some(Cmd::Own(o)) if o == self.own => false,
                     Some(Cmd::Own(o)) => {
                         // Own prefixes are not learned routes: decide them again.
-                        self.dirty.extend(self.own.iter().chain(&o).copied());
+                        self.dirty.extend(self.own.iter().chain(&o).map(|o| o.prefix));
                         self.own = o;
+                        true
+                    }
+                    Some(Cmd::ClusterId(id)) if id == self.cfg.cluster_id => false,
+                    Some(Cmd::ClusterId(id)) => {
+                        self.cfg.cluster_id = id;
                         true
                     }
                 },
@@ -370,13 +395,28 @@ impl Core {
         self.peers_known = true;
         let wanted: BTreeMap<Ipv4Addr, PeerConfig> =
             peers.into_iter().map(|p| (p.address, p)).collect();
+        // A new export policy needs no new session: what the peer is sent is diffed
+        // against what it has at the next converge.
+        let mut changed = false;
+        for (a, state) in self.peers.iter_mut() {
+            if let Some(w) = wanted.get(a) {
+                let same_session = PeerConfig {
+                    export: w.export.clone(),
+                    ..state.config.clone()
+                } == *w;
+                if same_session && state.config.export != w.export {
+                    state.config.export = w.export.clone();
+                    changed = true;
+                }
+            }
+        }
         let gone: Vec<Ipv4Addr> = self
             .peers
             .iter()
             .filter(|(a, s)| wanted.get(a) != Some(&s.config))
             .map(|(a, _)| *a)
             .collect();
-        let mut changed = !gone.is_empty();
+        changed |= !gone.is_empty();
         for a in gone {
             if let Some(s) = self.peers.remove(&a) {
                 s.task.abort();
@@ -425,6 +465,8 @@ impl Core {
                     advertised: 0,
                     md5: config.md5.is_some(),
                     filtered: 0,
+                    last_error: String::new(),
+                    graceful_restart: GracefulRestart::Unknown,
                 },
             );
             let task = tokio::spawn(session::run(params, in_rx, events.clone()));
@@ -493,11 +535,17 @@ impl Core {
                     advertised: BTreeMap::new(),
                     synced: false,
                 });
+                let restarting = self.stale.contains_key(&peer);
                 self.set_status(peer, |s| {
                     s.state = "Established";
                     s.since = SystemTime::now();
                     s.info = "Established".into();
                     s.filtered = 0;
+                    s.graceful_restart = match restart_time {
+                        _ if restarting => GracefulRestart::PeerRestarting,
+                        Some(_) => GracefulRestart::On,
+                        None => GracefulRestart::Off,
+                    };
                 });
             }
             FromSession::Down {
@@ -529,7 +577,14 @@ impl Core {
                     }
                     _ => self.drop_routes(peer),
                 }
-                self.set_status(peer, |s| s.info = reason);
+                let restarting = self.stale.contains_key(&peer);
+                self.set_status(peer, |s| {
+                    s.last_error = reason.clone();
+                    s.info = reason;
+                    if restarting {
+                        s.graceful_restart = GracefulRestart::PeerRestarting;
+                    }
+                });
             }
             FromSession::Received { peer, message } => self.on_message(peer, message),
         }
@@ -547,6 +602,7 @@ impl Core {
                     // The restarted peer has sent everything: what it did not resend is gone.
                     if let Some((stale, _)) = self.stale.remove(&peer) {
                         self.drop_stale(peer, &stale);
+                        self.set_status(peer, |s| s.graceful_restart = GracefulRestart::On);
                     }
                     return;
                 }
@@ -564,7 +620,7 @@ impl Core {
                     &u.attrs,
                     self.cfg.asn,
                     self.cfg.router_id,
-                    self.cfg.router_id,
+                    self.cfg.cluster_id.unwrap_or(self.cfg.router_id),
                 );
                 let routes = self.adj_in.entry(peer).or_default();
                 for w in u.withdrawn_all() {
@@ -661,6 +717,7 @@ impl Core {
         for &peer in &expired {
             if let Some((set, _)) = self.stale.remove(&peer) {
                 self.drop_stale(peer, &set);
+                self.set_status(peer, |s| s.graceful_restart = GracefulRestart::Off);
                 warn!(%peer, "graceful restart time over: the peer's stale routes are removed");
             }
         }
@@ -697,7 +754,7 @@ impl Core {
             for p in &dirty {
                 let want = best
                     .get(p)
-                    .filter(|_| !own.contains(p))
+                    .filter(|_| !own.iter().any(|o| o.prefix == *p))
                     .map(|path| Learned {
                         next_hop: path.next_hop,
                         from: path.from,
@@ -715,25 +772,30 @@ impl Core {
     async fn converge(&mut self) {
         self.decide();
         let best = &self.best;
+        // A node reflects when configured to, or when it has clients (a reflector
+        // chosen by label learns it is one from its peers).
         let local = Local {
             asn: self.cfg.asn,
             router_id: self.cfg.router_id,
-            route_reflector: self.cfg.route_reflector,
+            route_reflector: self.cfg.route_reflector
+                || self
+                    .peers
+                    .values()
+                    .any(|p| p.config.kind == PeerKind::RrClient),
+            cluster_id: self.cfg.cluster_id.unwrap_or(self.cfg.router_id),
         };
         let asn = self.cfg.asn;
         let mut counts = Vec::new();
         for (addr, p) in self.peers.iter_mut() {
             let Some(up) = p.up.as_mut() else { continue };
-            let ebgp = p.config.asn != asn;
-            let want = rib::export(
-                &local,
-                &self.own,
-                best,
-                *addr,
-                p.config.kind,
-                ebgp,
-                up.local,
-            );
+            let to = ExportTo {
+                address: *addr,
+                kind: p.config.kind,
+                ebgp: p.config.asn != asn,
+                next_hop_self: up.local,
+                policy: &p.config.export,
+            };
+            let want = rib::export(&local, &self.own, best, &to);
             let mut msgs = diff_updates(&up.advertised, &want);
             if !up.synced {
                 msgs.push(Message::Update(Box::default())); // End-of-RIB (RFC 4724)

@@ -29,6 +29,7 @@ pub mod attr {
     pub const CLUSTER_LIST: u8 = 10;
     pub const MP_REACH_NLRI: u8 = 14;
     pub const MP_UNREACH_NLRI: u8 = 15;
+    pub const LARGE_COMMUNITY: u8 = 32;
 }
 
 const OPTIONAL: u8 = 0x80;
@@ -79,6 +80,8 @@ pub struct PathAttributes {
     pub atomic_aggregate: bool,
     pub aggregator: Option<(u32, Ipv4Addr)>,
     pub communities: Vec<u32>,
+    /// RFC 8092: global administrator and two local values each.
+    pub large_communities: Vec<[u32; 3]>,
     pub originator_id: Option<Ipv4Addr>,
     pub cluster_list: Vec<Ipv4Addr>,
     pub mp_reach: Option<MpReach>,
@@ -157,7 +160,7 @@ fn expected_flags(type_code: u8) -> Option<u8> {
     match type_code {
         ORIGIN | AS_PATH | NEXT_HOP | LOCAL_PREF | ATOMIC_AGGREGATE => Some(TRANSITIVE),
         MED | ORIGINATOR_ID | CLUSTER_LIST | MP_REACH_NLRI | MP_UNREACH_NLRI => Some(OPTIONAL),
-        AGGREGATOR | COMMUNITIES => Some(OPTIONAL | TRANSITIVE),
+        AGGREGATOR | COMMUNITIES | LARGE_COMMUNITY => Some(OPTIONAL | TRANSITIVE),
         _ => None,
     }
 }
@@ -290,6 +293,18 @@ fn apply(a: &mut PathAttributes, flags: u8, t: u8, v: &[u8], four: bool) -> Resu
             a.communities = v.chunks_exact(4).map(u32_at).collect()
         }
         COMMUNITIES => return Err(withdraw("COMMUNITIES length is not a multiple of 4")),
+        LARGE_COMMUNITY if !v.is_empty() && v.len().is_multiple_of(12) => {
+            a.large_communities = v
+                .chunks_exact(12)
+                .map(|c| [u32_at(c), u32_at(&c[4..]), u32_at(&c[8..])])
+                .collect()
+        }
+        // RFC 8092 section 6: treat-as-withdraw.
+        LARGE_COMMUNITY => {
+            return Err(withdraw(
+                "LARGE_COMMUNITY length is not a non-zero multiple of 12",
+            ))
+        }
         ORIGINATOR_ID if v.len() == 4 => a.originator_id = Some(ip_at(v)),
         ORIGINATOR_ID => return Err(withdraw("ORIGINATOR_ID length is not 4")),
         CLUSTER_LIST if v.len().is_multiple_of(4) => {
@@ -534,6 +549,14 @@ impl PathAttributes {
             v.push(SAFI_UNICAST);
             encode_prefixes(w, &mut v);
             put_attr(out, OPTIONAL, MP_UNREACH_NLRI, &v);
+        }
+        if !self.large_communities.is_empty() {
+            let v: Vec<u8> = self
+                .large_communities
+                .iter()
+                .flat_map(|c| c.iter().flat_map(|n| n.to_be_bytes()))
+                .collect();
+            put_attr(out, OPTIONAL | TRANSITIVE, LARGE_COMMUNITY, &v);
         }
         for o in &self.other {
             // Passed on: an optional transitive attribute we did not interpret is Partial.

@@ -291,6 +291,12 @@ fn rfc7606_treat_as_withdraw() {
         withdrawn_because(&update_with(&format!("{GOOD} c00803 000001"))).contains("COMMUNITIES")
     );
     assert!(withdrawn_because(&update_with(&format!("{GOOD} 400509 00"))).contains("overruns"));
+    // RFC 8092 section 6: a LARGE_COMMUNITY not a non-zero multiple of 12 octets.
+    assert!(withdrawn_because(&update_with(&format!(
+        "{GOOD} c0200b 0000fc00 00000001 000002"
+    )))
+    .contains("LARGE_COMMUNITY"));
+    assert!(withdrawn_because(&update_with(&format!("{GOOD} c02000"))).contains("LARGE_COMMUNITY"));
 }
 
 #[test]
@@ -372,9 +378,20 @@ fn attrs() -> impl Strategy<Value = PathAttributes> {
         prop::collection::vec(any::<u32>(), 0..4),
         prop::collection::vec(any::<[u8; 4]>().prop_map(Ipv4Addr::from), 0..3),
         prop::option::of(prop::collection::vec(prefix(), 0..5)),
+        prop::collection::vec(any::<[u32; 3]>(), 0..3),
     )
         .prop_map(
-            |(origin, path, next_hop, med, local_pref, communities, cluster_list, mp_unreach)| {
+            |(
+                origin,
+                path,
+                next_hop,
+                med,
+                local_pref,
+                communities,
+                cluster_list,
+                mp_unreach,
+                large_communities,
+            )| {
                 PathAttributes {
                     origin,
                     as_path: path.into_iter().map(AsSegment::Sequence).collect(),
@@ -382,11 +399,12 @@ fn attrs() -> impl Strategy<Value = PathAttributes> {
                     med,
                     local_pref,
                     communities,
+                    large_communities,
                     cluster_list,
                     mp_unreach,
                     other: vec![RawAttribute {
                         flags: 0xe0,
-                        type_code: 32,
+                        type_code: 33,
                         value: vec![1, 2, 3],
                     }],
                     ..Default::default()
@@ -435,4 +453,17 @@ proptest! {
             let _ = decode(&base[..cut.min(base.len())], FOUR);
         }
     }
+}
+
+/// RFC 8092's wire form: type 32, optional transitive, 12 octets per community.
+#[test]
+fn large_communities_on_the_wire() {
+    let Message::Update(u) = one(&update_with(&format!(
+        "{GOOD} c0200c 0000fc00 00000007 0000002a"
+    )))
+    .unwrap() else {
+        panic!()
+    };
+    assert_eq!(u.attrs.large_communities, [[64512, 7, 42]]);
+    assert!(u.treat_as_withdraw.is_none());
 }

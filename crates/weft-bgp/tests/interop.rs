@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use ipnet::Ipv4Net;
 use weft_bgp::auth::Md5Key;
+use weft_bgp::policy::{ExportPolicy, ImportFilter, Own, OwnKind};
 use weft_bgp::rib::PeerKind;
-use weft_bgp::speaker::{ImportFilter, Learned, MaxPrefixes, PeerConfig, Speaker, SpeakerConfig};
+use weft_bgp::speaker::{Learned, MaxPrefixes, PeerConfig, Speaker, SpeakerConfig};
 use weft_testkit::require_root;
 
 /// Two namespaces joined by a veth pair: `a` 10.99.0.1/24, `b` 10.99.0.2/24.
@@ -141,6 +142,10 @@ fn net(s: &str) -> Ipv4Net {
     s.parse().unwrap()
 }
 
+fn subnet(s: &str) -> Own {
+    Own::new(net(s), OwnKind::Subnet)
+}
+
 async fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !f() {
@@ -216,6 +221,7 @@ fn speaker_config(peer_asn: u32) -> (SpeakerConfig, Vec<PeerConfig>) {
         max_prefixes: None,
         ttl_security: None,
         import: Default::default(),
+        export: ExportPolicy::default(),
     };
     (cfg, vec![peer])
 }
@@ -248,7 +254,7 @@ fn bird_both_directions_withdrawal_and_restart() {
             };
             let (cfg, peers) = speaker_config(64513);
             let s = Speaker::start(cfg).await.unwrap();
-            s.set_own(vec![net("10.244.1.0/24")]).await;
+            s.set_own(vec![subnet("10.244.1.0/24")]).await;
             s.set_peers(peers).await;
             wait_for("BIRD's routes at Weft", 30, || {
                 let r = learned(&s);
@@ -286,7 +292,7 @@ fn bird_both_directions_withdrawal_and_restart() {
                 show(&dir).is_some_and(|t| !t.contains("10.244.1.0/24"))
             })
             .await;
-            s.set_own(vec![net("10.244.1.0/24")]).await;
+            s.set_own(vec![subnet("10.244.1.0/24")]).await;
             wait_for("Weft's route back at BIRD", 30, || {
                 show(&dir).is_some_and(|t| t.contains("10.244.1.0/24"))
             })
@@ -333,7 +339,7 @@ fn bird_with_an_md5_password_right_and_wrong() {
                 p
             };
             let s = Speaker::start(cfg).await.unwrap();
-            s.set_own(vec![net("10.244.1.0/24")]).await;
+            s.set_own(vec![subnet("10.244.1.0/24")]).await;
 
             s.set_peers(with(Some("s3cret-key"))).await;
             wait_for("the signed session and BIRD's route", 30, || {
@@ -529,6 +535,7 @@ fn bird_with_ttl_security_on_the_segment_and_two_hops_away() {
                 max_prefixes: None,
                 ttl_security: Some(hops),
                 import: Default::default(),
+                export: ExportPolicy::default(),
             };
             let s = Speaker::start(cfg).await.unwrap();
             s.set_peers(vec![peer(1)]).await;
@@ -576,7 +583,7 @@ fn bird_routes_overlapping_the_cluster_network_are_not_taken() {
             let with = |accept: &[&str]| {
                 let mut p = peers.clone();
                 p[0].import = ImportFilter {
-                    accept: accept.iter().map(|a| net(a)).collect(),
+                    accept: accept.iter().map(|a| net(a).into()).collect(),
                     deny_overlapping: vec![net("10.244.0.0/16")],
                 };
                 p
@@ -654,7 +661,7 @@ fn gobgp_both_directions_withdrawal_and_restart() {
             let mut gobgpd = start_gobgp(&ns, &dir);
             let (cfg, peers) = speaker_config(64514);
             let s = Speaker::start(cfg).await.unwrap();
-            s.set_own(vec![net("10.244.1.0/24")]).await;
+            s.set_own(vec![subnet("10.244.1.0/24")]).await;
             s.set_peers(peers).await;
             wait_for("the session", 30, || established(&s)).await;
             wait_for("gobgpd's API", 10, || {
@@ -697,7 +704,7 @@ fn gobgp_both_directions_withdrawal_and_restart() {
                 rib().is_some_and(|t| !t.contains("10.244.1.0/24"))
             })
             .await;
-            s.set_own(vec![net("10.244.1.0/24")]).await;
+            s.set_own(vec![subnet("10.244.1.0/24")]).await;
 
             let _ = gobgpd.kill();
             let _ = gobgpd.wait();
@@ -710,6 +717,66 @@ fn gobgp_both_directions_withdrawal_and_restart() {
             .await;
             let _ = gobgpd.kill();
             let _ = gobgpd.wait();
+        })
+    });
+}
+
+/// Export policy and communities as BIRD sees them: a peer whose policy asks only for
+/// the aggregate gets the cluster network and not the node's subnet, tagged with the
+/// community (RFC 1997) and large community (RFC 8092) configured, as BIRD's `show route
+/// all` prints them; back to the default policy, BIRD holds the subnet again, untagged,
+/// and the aggregate is withdrawn.
+#[test]
+fn bird_sees_the_export_policy_and_its_communities() {
+    require_root!("bird_sees_the_export_policy_and_its_communities");
+    let p = Pair::new("exp");
+    let (ns, dir) = (p.b.clone(), p.dir.clone());
+    in_netns(&p.a, move || {
+        runtime().block_on(async move {
+            bird_conf(&dir, &[]);
+            let mut bird = start_bird(&ns, &dir);
+            let (cfg, peers) = speaker_config(64513);
+            let with = |export: ExportPolicy| {
+                let mut p = peers.clone();
+                p[0].export = export;
+                p
+            };
+            let s = Speaker::start(cfg).await.unwrap();
+            s.set_own(vec![
+                subnet("10.244.1.0/24"),
+                Own::new(net("10.244.0.0/16"), OwnKind::Aggregate),
+            ])
+            .await;
+            s.set_peers(with(ExportPolicy {
+                kinds: [OwnKind::Aggregate].into(),
+                communities: vec!["64512:100".parse().unwrap()],
+                large_communities: vec!["64512:7:42".parse().unwrap()],
+            }))
+            .await;
+            let all = |d: &std::path::Path| {
+                birdc(d, &["show", "route", "all", "protocol", "weft"]).unwrap_or_default()
+            };
+            wait_for("BIRD to hold the aggregate", 30, || {
+                all(&dir).contains("10.244.0.0/16")
+            })
+            .await;
+            let r = all(&dir);
+            assert!(!r.contains("10.244.1.0/24"), "only the aggregate:\n{r}");
+            assert!(r.contains("BGP.community: (64512,100)"), "{r}");
+            assert!(r.contains("BGP.large_community: (64512, 7, 42)"), "{r}");
+
+            let since = s.status()[0].since;
+            s.set_peers(with(ExportPolicy::default())).await;
+            wait_for("BIRD to hold the subnet and not the aggregate", 30, || {
+                let r = all(&dir);
+                r.contains("10.244.1.0/24") && !r.contains("10.244.0.0/16")
+            })
+            .await;
+            let r = all(&dir);
+            assert!(!r.contains("BGP.community"), "untagged by default:\n{r}");
+            assert_eq!(s.status()[0].since, since, "a new policy, the same session");
+            let _ = bird.kill();
+            let _ = bird.wait();
         })
     });
 }

@@ -7,9 +7,17 @@
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
+use std::time::Duration;
+
 use clap::{Args, Subcommand};
-use ipnet::Ipv4Net;
 use weft_alloc::Registry;
+use weft_bgp::policy::{Community, LargeCommunity, OwnKind, PrefixRule};
+use weft_bgp::speaker::MaxPrefixes;
+use weft_model::bgp_peer::{
+    PasswordSource, PeerNodes, PeerRecord, DEFAULT_MAX_PREFIXES_RESTART,
+    DEFAULT_MAX_PREFIXES_WARNING,
+};
+use weft_model::selector::Selector;
 
 use crate::error::CliError;
 use crate::output::Output;
@@ -27,7 +35,7 @@ pub enum PeerCmd {
     #[command(
         after_help = "Example:\n  weftctl bgp peer add tor1 --peer-ip 192.168.77.254 --as 64513 --password-file /etc/weft/bgp/tor1.key --max-prefixes 1000 --ttl-security 1"
     )]
-    Add(AddArgs),
+    Add(Box<AddArgs>),
     /// The peers, by name.
     #[command(after_help = "Example:\n  weftctl bgp peer list -o json")]
     List {
@@ -51,8 +59,12 @@ pub struct AddArgs {
     #[arg(long = "as", value_parser = clap::value_parser!(u32).range(1..))]
     asn: u32,
     /// Only the node with this public IP peers with it (every node otherwise).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "node_selector")]
     node: Option<Ipv4Addr>,
+    /// Only the nodes whose labels (weftd --node-labels) match peer with it, in
+    /// Calico's selector syntax: "rack == 'r1'".
+    #[arg(long, value_parser = |s: &str| Selector::parse(s))]
+    node_selector: Option<Selector>,
     /// TCP MD5: the file holding the password on each node (an absolute path).
     #[arg(long, conflicts_with = "password_env")]
     password_file: Option<PathBuf>,
@@ -71,17 +83,32 @@ pub struct AddArgs {
     /// TTL security (RFC 5082) for a router this many hops away (1: on the segment).
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=254))]
     ttl_security: Option<u8>,
-    /// Only prefixes inside this network are taken from the peer (repeatable).
-    #[arg(long)]
-    accept: Vec<Ipv4Net>,
+    /// Only prefixes this rule matches are taken from the peer (repeatable):
+    /// "10.200.0.0/16" (inside it), "10.200.0.0/16 le 24", "10.200.0.0/16 ge 24 le 28".
+    #[arg(long, value_parser = |s: &str| s.parse::<PrefixRule>())]
+    accept: Vec<PrefixRule>,
+    /// What the peer is sent (repeatable): Subnet, Blocks, Borrowed, Named, Aggregate
+    /// (the cluster network). Default: all but Aggregate.
+    #[arg(long, value_parser = |s: &str| s.parse::<OwnKind>())]
+    export: Vec<OwnKind>,
+    /// A community (RFC 1997) tagged on what the peer is sent (repeatable): 64512:100.
+    #[arg(long, value_parser = |s: &str| s.parse::<Community>())]
+    community: Vec<Community>,
+    /// A large community (RFC 8092) tagged on what the peer is sent (repeatable):
+    /// 64512:1:2.
+    #[arg(long, value_parser = |s: &str| s.parse::<LargeCommunity>())]
+    large_community: Vec<LargeCommunity>,
 }
 
 impl AddArgs {
     /// The record as the agents read it.
-    fn record(&self) -> Result<serde_json::Value, CliError> {
-        let mut v = serde_json::json!({"PeerIP": self.peer_ip.to_string(), "ASNumber": self.asn});
+    fn record(&self) -> Result<PeerRecord, CliError> {
+        let mut r = PeerRecord::new(self.peer_ip, self.asn);
         if let Some(n) = self.node {
-            v["Node"] = n.to_string().into();
+            r.nodes = PeerNodes::Node(n);
+        }
+        if let Some(s) = &self.node_selector {
+            r.nodes = PeerNodes::Selector(s.clone());
         }
         if let Some(f) = &self.password_file {
             if !f.is_absolute() {
@@ -90,28 +117,27 @@ impl AddArgs {
                     f.display()
                 )));
             }
-            v["Password"] = serde_json::json!({"File": f.display().to_string()});
+            r.password = Some(PasswordSource::File(f.clone()));
         }
         if let Some(e) = &self.password_env {
-            v["Password"] = serde_json::json!({"Env": e});
+            r.password = Some(PasswordSource::Env(e.clone()));
         }
-        if let Some(m) = self.max_prefixes {
-            v["MaxPrefixes"] = m.into();
-        }
-        if let Some(w) = self.max_prefixes_warning {
-            v["MaxPrefixesWarning"] = w.into();
-        }
-        if let Some(r) = self.max_prefixes_restart {
-            v["MaxPrefixesRestart"] = r.into();
-        }
-        if let Some(t) = self.ttl_security {
-            v["TTLSecurity"] = t.into();
-        }
-        if !self.accept.is_empty() {
-            let nets: Vec<String> = self.accept.iter().map(ToString::to_string).collect();
-            v["Accept"] = nets.into();
-        }
-        Ok(v)
+        r.max_prefixes = self.max_prefixes.map(|limit| MaxPrefixes {
+            limit,
+            warning_percent: self
+                .max_prefixes_warning
+                .unwrap_or(DEFAULT_MAX_PREFIXES_WARNING),
+            restart: self
+                .max_prefixes_restart
+                .map(|s| Duration::from_secs(s.into()))
+                .unwrap_or(DEFAULT_MAX_PREFIXES_RESTART),
+        });
+        r.ttl_security = self.ttl_security;
+        r.accept = self.accept.clone();
+        r.export = (!self.export.is_empty()).then(|| self.export.iter().copied().collect());
+        r.communities = self.community.clone();
+        r.large_communities = self.large_community.clone();
+        Ok(r)
     }
 }
 
@@ -138,7 +164,7 @@ pub async fn run(registry: &Registry, cmd: BgpCmd) -> Result<i32, CliError> {
     match cmd {
         PeerCmd::Add(args) => {
             check_name(&args.name)?;
-            let record = args.record()?;
+            let record = args.record()?.to_json();
             let key = format!("{prefix}{}", args.name);
             store.put(&key, record.to_string().as_bytes(), None).await?;
             println!(
@@ -160,21 +186,25 @@ pub async fn run(registry: &Registry, cmd: BgpCmd) -> Result<i32, CliError> {
         }
         PeerCmd::List { output } => {
             let listing = store.list(&prefix).await?;
-            let peers: Vec<(String, serde_json::Value)> = listing
+            let peers: Vec<(String, Result<PeerRecord, String>)> = listing
                 .kvs
                 .iter()
                 .map(|kv| {
                     let name = kv.key.strip_prefix(&prefix).unwrap_or(&kv.key).to_owned();
-                    let v = serde_json::from_slice(&kv.value).unwrap_or_else(
-                        |_| serde_json::json!({"unreadable": String::from_utf8_lossy(&kv.value)}),
-                    );
-                    (name, v)
+                    (
+                        name,
+                        PeerRecord::parse(&kv.value).map_err(|e| e.to_string()),
+                    )
                 })
                 .collect();
             if output == Output::Json {
                 let all: Vec<serde_json::Value> = peers
                     .into_iter()
-                    .map(|(name, mut v)| {
+                    .map(|(name, r)| {
+                        let mut v = match r {
+                            Ok(r) => r.to_json(),
+                            Err(why) => serde_json::json!({ "unreadable": why }),
+                        };
                         v["name"] = name.into();
                         v
                     })
@@ -182,39 +212,63 @@ pub async fn run(registry: &Registry, cmd: BgpCmd) -> Result<i32, CliError> {
                 crate::output::print_json(&serde_json::Value::Array(all));
                 return Ok(0);
             }
-            println!(
-                "{:<16} {:<16} {:<10} {:<16} {:<4} {:<12} {:<4} ACCEPT",
-                "NAME", "PEER", "AS", "NODE", "MD5", "MAX-PREFIXES", "TTL"
-            );
-            for (name, v) in peers {
-                let s = |k: &str| match &v[k] {
-                    serde_json::Value::Null => "-".to_owned(),
-                    serde_json::Value::String(s) => s.clone(),
-                    other => other.to_string(),
+            let mut rows = vec![[
+                "NAME",
+                "PEER",
+                "AS",
+                "NODES",
+                "MD5",
+                "MAX-PREFIXES",
+                "TTL",
+                "ACCEPT",
+                "EXPORT",
+                "COMMUNITIES",
+            ]
+            .map(String::from)];
+            for (name, r) in peers {
+                let r = match r {
+                    Ok(r) => r,
+                    Err(why) => {
+                        // What every agent logs for it too; it keeps its previous value.
+                        eprintln!("BGP peer {name}: unreadable: {why}");
+                        continue;
+                    }
                 };
-                let accept = v["Accept"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|n| n.as_str())
-                            .collect::<Vec<_>>()
-                            .join(",")
-                    })
-                    .filter(|a| !a.is_empty())
-                    .unwrap_or_else(|| "-".into());
-                let md5 = if v["Password"].is_null() { "off" } else { "on" };
-                println!(
-                    "{:<16} {:<16} {:<10} {:<16} {:<4} {:<12} {:<4} {}",
+                let joined = |items: Vec<String>| match items.is_empty() {
+                    true => "-".to_owned(),
+                    false => items.join(","),
+                };
+                rows.push([
                     name,
-                    s("PeerIP"),
-                    s("ASNumber"),
-                    s("Node"),
-                    md5,
-                    s("MaxPrefixes"),
-                    s("TTLSecurity"),
-                    accept
-                );
+                    r.address.to_string(),
+                    r.asn.to_string(),
+                    match &r.nodes {
+                        PeerNodes::All => "all".to_owned(),
+                        PeerNodes::Node(n) => n.to_string(),
+                        PeerNodes::Selector(s) => s.to_string(),
+                    },
+                    if r.password.is_some() { "on" } else { "off" }.into(),
+                    r.max_prefixes
+                        .map(|m| m.limit.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    r.ttl_security
+                        .map(|t| t.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    joined(r.accept.iter().map(ToString::to_string).collect()),
+                    match &r.export {
+                        None => "default".to_owned(),
+                        Some(kinds) => joined(kinds.iter().map(|k| k.name().to_owned()).collect()),
+                    },
+                    joined(
+                        r.communities
+                            .iter()
+                            .map(ToString::to_string)
+                            .chain(r.large_communities.iter().map(ToString::to_string))
+                            .collect(),
+                    ),
+                ]);
             }
+            print!("{}", crate::output::columns(&rows));
             Ok(0)
         }
     }

@@ -91,6 +91,7 @@ mod tests {
         let mut leases = Vec::new();
         for ip in ["192.168.1.1", "192.168.1.2"] {
             let attrs = LeaseAttrs {
+                labels: Default::default(),
                 public_ip: ip.parse().unwrap(),
                 public_ipv6: None,
                 backend_type: "host-gw".into(),

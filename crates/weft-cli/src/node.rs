@@ -1,6 +1,7 @@
 //! `weftctl node status`: the BGP peers of a node running the bgp backend, in the table
 //! Calico users know (`PEER ADDRESS | PEER TYPE | STATE | SINCE | INFO`), plus the routes
-//! received from and advertised to each peer and whether its session is signed (MD5).
+//! received from and advertised to each peer, whether its session is signed (MD5), its
+//! graceful-restart state (GR) and why its last session ended (LAST ERROR).
 //! Reads the file the agent keeps (`--bgp-status-file`), or every lab host's with
 //! `--lab`.
 
@@ -41,6 +42,8 @@ pub fn render(json: &str) -> Result<String, crate::CliError> {
         "ROUTES RECEIVED".into(),
         "ROUTES ADVERTISED".into(),
         "MD5".into(),
+        "GR".into(),
+        "LAST ERROR".into(),
     ]];
     for p in v["peers"].as_array().into_iter().flatten() {
         let state = p["state"].as_str().unwrap_or("?");
@@ -72,9 +75,16 @@ pub fn render(json: &str) -> Result<String, crate::CliError> {
                 "off"
             }
             .into(),
+            // Graceful restart (RFC 4724): on, off, peer restarting; "-" before a session.
+            p["graceful_restart"].as_str().unwrap_or("-").into(),
+            p["last_error"]
+                .as_str()
+                .filter(|e| !e.is_empty())
+                .unwrap_or("-")
+                .into(),
         ]);
     }
-    let widths: Vec<usize> = (0..8)
+    let widths: Vec<usize> = (0..10)
         .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
         .collect();
     let line = format!(
@@ -139,7 +149,7 @@ mod tests {
     #[test]
     fn calico_style_table() {
         let t = super::render(
-            r#"{"asn":64512,"router_id":"192.168.77.1","peers":[{"address":"192.168.77.2","type":"node-to-node mesh","state":"Established","since":3600,"info":"Established","received":1,"advertised":1},{"address":"192.168.77.254","type":"global","state":"Active","since":0,"info":"connect: refused","received":0,"advertised":0,"md5":true}]}"#,
+            r#"{"asn":64512,"router_id":"192.168.77.1","peers":[{"address":"192.168.77.2","type":"node-to-node mesh","state":"Established","since":3600,"info":"Established","received":1,"advertised":1},{"address":"192.168.77.254","type":"global","state":"Active","since":0,"info":"connect: refused","received":0,"advertised":0,"md5":true,"graceful_restart":"on","last_error":"peer sent NOTIFICATION: cease: administrative reset"}]}"#,
         )
         .unwrap();
         assert!(
@@ -157,6 +167,14 @@ mod tests {
         assert!(
             t.contains("| MD5 |") && t.contains("| on  |") && t.contains("| off |"),
             "{t}"
+        );
+        assert!(
+            t.contains("| on  | on | peer sent NOTIFICATION: cease: administrative reset |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| off | -  | -"),
+            "before a session: not known\n{t}"
         );
     }
 }

@@ -3,7 +3,8 @@
 //! value is dropped silently: it is refused with the config, named.
 //!
 //! vxlan `VNI` (1) and `Port` (8472); udp `Port` (8285); vxlan, udp and ipip `MTU` and
-//! `DirectRouting` (cross-subnet mode); bgp `ASN` (64512), `RouteReflectors` and
+//! `DirectRouting` (cross-subnet mode); bgp `ASN` (64512), `RouteReflectors`,
+//! `RouteReflectorSelector` (node labels), `RouteReflectorClusterID` and
 //! `CrossSubnet` (`"vxlan"`: peers off this node's L2 segment are reached through VXLAN,
 //! which then takes vxlan's `VNI`, `Port` and `MTU`).
 
@@ -61,8 +62,13 @@ pub struct IpipOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BgpOptions {
     pub asn: u32,
-    /// Nodes that reflect routes for the others (none: a full mesh).
+    /// Nodes that reflect routes for the others (none, and no selector: a full mesh).
     pub route_reflectors: Vec<Ipv4Addr>,
+    /// Nodes whose labels match reflect routes too (Calico's reflectors by label).
+    pub route_reflector_selector: Option<crate::selector::Selector>,
+    /// The reflectors' shared cluster id (RFC 4456; Calico's `routeReflectorClusterID`);
+    /// none: each reflector's router id.
+    pub route_reflector_cluster_id: Option<Ipv4Addr>,
     /// VXLAN to peers off this node's segment.
     pub cross_subnet: Option<VxlanOptions>,
 }
@@ -182,6 +188,34 @@ fn bgp(
             })
         }
     };
+    let route_reflector_selector = match o.get("RouteReflectorSelector") {
+        None => None,
+        Some(Value::String(text)) => match crate::selector::Selector::parse(text) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                problems.push(format!("Backend.RouteReflectorSelector: {e}"));
+                None
+            }
+        },
+        Some(v) => {
+            problems.push(format!(
+                "Backend.RouteReflectorSelector must be a selector string (\"route-reflector == 'true'\"), not {v}"
+            ));
+            None
+        }
+    };
+    let route_reflector_cluster_id = match o.get("RouteReflectorClusterID") {
+        None => None,
+        Some(v) => match v.as_str().and_then(|s| s.parse::<Ipv4Addr>().ok()) {
+            Some(id) => Some(id),
+            None => {
+                problems.push(format!(
+                    "Backend.RouteReflectorClusterID must be an IPv4-style id (\"244.0.0.1\"), not {v}"
+                ));
+                None
+            }
+        },
+    };
     let cross_subnet = match o.get("CrossSubnet") {
         None => None,
         Some(v) if v == "none" => None,
@@ -196,6 +230,8 @@ fn bgp(
     BgpOptions {
         asn,
         route_reflectors,
+        route_reflector_selector,
+        route_reflector_cluster_id,
         cross_subnet,
     }
 }

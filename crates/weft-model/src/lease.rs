@@ -19,6 +19,15 @@ pub struct LeaseAttrs {
     /// Per-backend data (VXLAN's VTEP MAC, for example); `null` for host-gw.
     #[serde(rename = "BackendData", default)]
     pub backend_data: serde_json::Value,
+    /// The node's labels (`--node-labels`), which peer and route reflector selectors
+    /// choose by; left out when there are none, so a lease without labels is byte for
+    /// byte flannel's.
+    #[serde(
+        rename = "Labels",
+        default,
+        skip_serializing_if = "std::collections::BTreeMap::is_empty"
+    )]
+    pub labels: crate::selector::NodeLabels,
 }
 
 impl LeaseAttrs {

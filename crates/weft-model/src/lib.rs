@@ -13,12 +13,15 @@
 //! - [`named`]: named networks (Docker's) and their endpoints.
 //! - [`address`]: single addresses held outside subnets.
 //! - [`policies`]: policies, endpoint identities and namespace labels.
+//! - [`bgp_peer`]: external BGP peers' records; [`selector`]: node labels and the
+//!   selectors that choose nodes by them.
 //! - [`status`]: what an agent publishes about its view.
 //! - [`keys`]: where each value is stored, and the one decoder from a stored entry to
 //!   a typed change.
 
 pub mod address;
 pub mod backend_options;
+pub mod bgp_peer;
 pub mod blocks;
 pub mod config;
 pub mod keys;
@@ -27,6 +30,7 @@ pub mod named;
 pub mod policies;
 pub mod pool;
 pub mod screen;
+pub mod selector;
 pub mod status;
 
 pub use backend_options::BackendOptions;

@@ -130,6 +130,7 @@ mod tests {
         Lease {
             subnet: subnet.parse().unwrap(),
             attrs: LeaseAttrs {
+                labels: Default::default(),
                 public_ip: "192.168.1.1".parse().unwrap(),
                 public_ipv6: None,
                 backend_type: "host-gw".into(),

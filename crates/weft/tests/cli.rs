@@ -374,6 +374,16 @@ fn bgp_peers_are_added_listed_and_deleted() {
         "1",
         "--accept",
         "10.200.0.0/16",
+        "--accept",
+        "10.201.0.0/16 le 24",
+        "--node-selector",
+        "rack == 'r1'",
+        "--export",
+        "Aggregate",
+        "--community",
+        "64512:100",
+        "--large-community",
+        "64512:7:42",
     ]);
     assert!(add.status.success(), "{}", text(&add.stderr));
     let raw = ctl(&["store", "get", "/coreos.com/network/weft/bgp/peers/tor1"]);
@@ -381,15 +391,21 @@ fn bgp_peers_are_added_listed_and_deleted() {
     assert_eq!(
         v,
         serde_json::json!({"PeerIP": "192.168.77.254", "ASNumber": 64513,
+            "NodeSelector": "rack == 'r1'",
             "Password": {"File": "/etc/weft/bgp/tor1.key"}, "MaxPrefixes": 1000,
-            "MaxPrefixesRestart": 30, "TTLSecurity": 1, "Accept": ["10.200.0.0/16"]})
+            "MaxPrefixesWarning": 80, "MaxPrefixesRestart": 30, "TTLSecurity": 1,
+            "Accept": ["10.200.0.0/16", "10.201.0.0/16 le 24"], "Export": ["Aggregate"],
+            "Communities": ["64512:100"], "LargeCommunities": ["64512:7:42"]})
     );
     let table = text(&ctl(&["bgp", "peer", "list"]).stdout);
     assert!(
         table.contains("tor1")
             && table.contains("192.168.77.254")
             && table.contains(" on ")
-            && table.contains("10.200.0.0/16"),
+            && table.contains("10.200.0.0/16,10.201.0.0/16 le 24")
+            && table.contains("rack == 'r1'")
+            && table.contains("  Aggregate  ")
+            && table.contains("64512:100,64512:7:42"),
         "{table}"
     );
     let json: serde_json::Value =
@@ -404,6 +420,15 @@ fn bgp_peers_are_added_listed_and_deleted() {
             vec!["--password-file", "/k", "--password-env", "K"],
             "--password-env",
         ),
+        (vec!["--node-selector", "rack = 'r1'"], "--node-selector"),
+        (
+            vec!["--node", "192.168.77.1", "--node-selector", "all()"],
+            "--node-selector",
+        ),
+        (vec!["--export", "Everything"], "--export"),
+        (vec!["--community", "64512"], "--community"),
+        (vec!["--large-community", "1:2"], "--large-community"),
+        (vec!["--accept", "10.0.0.0/8 ge 4"], "--accept"),
     ] {
         let mut all = vec![
             "bgp",

@@ -3,7 +3,6 @@
 
 use std::net::Ipv4Addr;
 
-use ipnet::Ipv4Net;
 use weft_alloc::blocks::{Block, Pool};
 use weft_alloc::named::NamedNetwork;
 use weft_alloc::Lease;
@@ -61,7 +60,11 @@ impl Agent {
     }
 
     /// What the BGP speaker announces for this node (empty for other backends).
-    pub(super) fn announcements(&self, picture: &Picture, standing: &[Lease]) -> Vec<Ipv4Net> {
+    pub(super) fn announcements(
+        &self,
+        picture: &Picture,
+        standing: &[Lease],
+    ) -> Vec<weft_bgp::policy::Own> {
         host::announcements(
             self.runtime.backend.as_ref(),
             &self.inputs(picture, standing),

@@ -2,8 +2,8 @@
 //! difference, and reporting what changed (or was repaired) in the log.
 
 use std::sync::atomic::Ordering;
+use weft_bgp::policy::Own;
 
-use ipnet::Ipv4Net;
 use tracing::{error, info, warn};
 use weft_alloc::registry::NodeStatus;
 use weft_alloc::screen::screen;
@@ -204,12 +204,18 @@ impl Agent {
 
     /// Brings the BGP speaker in step with the leases and what this node announces,
     /// and takes its learned routes; whether they moved since the last plan.
-    async fn sync_bgp(&mut self, peers: &[Lease], announce: Vec<Ipv4Net>) -> bool {
+    async fn sync_bgp(&mut self, peers: &[Lease], announce: Vec<Own>) -> bool {
         let (Some(rt), Some(bgp)) = (self.runtime.bgp.as_mut(), self.runtime.backend.bgp()) else {
             return false;
         };
-        rt.sync(bgp, peers, announce, self.view.config.network)
-            .await;
+        rt.sync(
+            bgp,
+            peers,
+            announce,
+            self.view.config.network,
+            &self.opts.node_labels,
+        )
+        .await;
         // Whether to hold the kernel's other routes, read before the learned routes: once
         // the initial exchange is over, every route it brought has been published.
         self.routes.hold_learned = !rt.initial_exchange_over();

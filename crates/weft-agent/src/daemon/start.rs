@@ -62,6 +62,7 @@ impl Agent {
         };
 
         let attrs = LeaseAttrs {
+            labels: opts.node_labels.clone(),
             public_ip,
             public_ipv6: None,
             backend_type: backend.kind().name().to_owned(),

@@ -310,6 +310,7 @@ pub(crate) mod tests {
         Lease {
             subnet: subnet.parse().unwrap(),
             attrs: LeaseAttrs {
+                labels: Default::default(),
                 public_ip: ip.parse().unwrap(),
                 public_ipv6: None,
                 backend_type: "host-gw".into(),

@@ -459,6 +459,7 @@ mod tests {
                 .unwrap();
         registry.put_config(&cfg).await.unwrap();
         let attrs = |ip: &str| LeaseAttrs {
+            labels: Default::default(),
             public_ip: ip.parse().unwrap(),
             public_ipv6: None,
             backend_type: "host-gw".into(),
