@@ -419,10 +419,10 @@ impl Core {
         changed |= !gone.is_empty();
         for a in gone {
             if let Some(s) = self.peers.remove(&a) {
-                s.task.abort();
                 if s.config.md5.is_some() {
                     self.listener_key(a, None);
                 }
+                retire(s);
                 info!(peer = %a, "BGP peer removed");
             }
             self.drop_routes(a);
@@ -494,6 +494,26 @@ impl Core {
             if key.is_some() {
                 warn!(peer = %peer, error = %e, "cannot set the peer's MD5 key on the BGP listener");
             }
+        }
+    }
+
+    /// A node reflects when configured to, or when it has clients (a reflector chosen
+    /// by label learns it is one from its peers).
+    fn reflecting(&self) -> bool {
+        self.cfg.route_reflector
+            || self
+                .peers
+                .values()
+                .any(|p| p.config.kind == PeerKind::RrClient)
+    }
+
+    /// The cluster id routes are checked against and tagged with: the shared one only
+    /// while reflecting (a client that took it as its own would drop every route its
+    /// reflectors pass on as a loop), else the router id.
+    fn cluster_id(&self) -> Ipv4Addr {
+        match self.cfg.cluster_id {
+            Some(id) if self.reflecting() => id,
+            _ => self.cfg.router_id,
         }
     }
 
@@ -620,7 +640,7 @@ impl Core {
                     &u.attrs,
                     self.cfg.asn,
                     self.cfg.router_id,
-                    self.cfg.cluster_id.unwrap_or(self.cfg.router_id),
+                    self.cluster_id(),
                 );
                 let routes = self.adj_in.entry(peer).or_default();
                 for w in u.withdrawn_all() {
@@ -772,17 +792,11 @@ impl Core {
     async fn converge(&mut self) {
         self.decide();
         let best = &self.best;
-        // A node reflects when configured to, or when it has clients (a reflector
-        // chosen by label learns it is one from its peers).
         let local = Local {
             asn: self.cfg.asn,
             router_id: self.cfg.router_id,
-            route_reflector: self.cfg.route_reflector
-                || self
-                    .peers
-                    .values()
-                    .any(|p| p.config.kind == PeerKind::RrClient),
-            cluster_id: self.cfg.cluster_id.unwrap_or(self.cfg.router_id),
+            route_reflector: self.reflecting(),
+            cluster_id: self.cluster_id(),
         };
         let asn = self.cfg.asn;
         let mut counts = Vec::new();
@@ -813,6 +827,27 @@ impl Core {
             self.set_status(a, |s| s.advertised = n);
         }
     }
+}
+
+/// Ends a removed peer's session. An established one is told so first (NOTIFICATION
+/// Cease, "peer de-configured", RFC 4486): the peer drops our routes at once instead of
+/// keeping them as a restart's stale routes (a router would otherwise hold a node that
+/// no longer peers with it for its whole restart time). The task goes a moment later,
+/// once the message is out.
+fn retire(s: PeerState) {
+    let Some(up) = s.up else {
+        s.task.abort();
+        return;
+    };
+    let n = Notification::new(code::CEASE, cease::PEER_DECONFIGURED, vec![]);
+    let _ = up
+        .tx
+        .try_send(ToSession::Stop(n, Duration::from_secs(3600)));
+    let task = s.task;
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        task.abort();
+    });
 }
 
 /// The UPDATEs that turn `have` into `want`: withdrawals packed together, announcements

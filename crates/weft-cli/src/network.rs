@@ -47,6 +47,15 @@ pub struct InitArgs {
     /// several. Turns the full mesh off.
     #[arg(long)]
     pub route_reflector: Vec<std::net::Ipv4Addr>,
+    /// bgp: the nodes whose labels (weftd --node-labels) match reflect routes for the
+    /// others, in Calico's selector syntax ("route-reflector == 'true'"). Turns the full
+    /// mesh off.
+    #[arg(long, value_parser = |s: &str| weft_model::selector::Selector::parse(s))]
+    pub route_reflector_selector: Option<weft_model::selector::Selector>,
+    /// bgp: the reflectors' shared cluster id (RFC 4456; Calico's
+    /// routeReflectorClusterID), e.g. 244.0.0.1; default: each reflector's router id.
+    #[arg(long)]
+    pub route_reflector_cluster_id: Option<std::net::Ipv4Addr>,
     /// bgp: reach nodes off this node's L2 segment through VXLAN ("vxlan") or not at
     /// all ("none", the default).
     #[arg(long, value_parser = ["vxlan", "none"])]
@@ -164,6 +173,8 @@ async fn init(registry: &Registry, args: InitArgs) -> Result<i32, crate::CliErro
         mtu,
         asn,
         route_reflector,
+        route_reflector_selector,
+        route_reflector_cluster_id,
         cross_subnet,
         ipam,
         strict_affinity,
@@ -182,6 +193,14 @@ async fn init(registry: &Registry, args: InitArgs) -> Result<i32, crate::CliErro
             ("--direct-routing", direct_routing),
             ("--asn", asn.is_some()),
             ("--route-reflector", !route_reflector.is_empty()),
+            (
+                "--route-reflector-selector",
+                route_reflector_selector.is_some(),
+            ),
+            (
+                "--route-reflector-cluster-id",
+                route_reflector_cluster_id.is_some(),
+            ),
             ("--cross-subnet", cross_subnet.is_some()),
         ],
         cross_subnet.as_deref() == Some("vxlan"),
@@ -220,6 +239,12 @@ async fn init(registry: &Registry, args: InitArgs) -> Result<i32, crate::CliErro
     }
     if !route_reflector.is_empty() {
         b["RouteReflectors"] = route_reflector.iter().map(|r| r.to_string()).collect();
+    }
+    if let Some(s) = route_reflector_selector {
+        b["RouteReflectorSelector"] = s.to_string().into();
+    }
+    if let Some(id) = route_reflector_cluster_id {
+        b["RouteReflectorClusterID"] = id.to_string().into();
     }
     if let Some(c) = cross_subnet {
         b["CrossSubnet"] = c.into();
@@ -326,7 +351,11 @@ fn applies_to(option: &str, backend: BackendKind, cross_subnet_vxlan: bool) -> b
         "--vni" => backend == Vxlan || (backend == Bgp && cross_subnet_vxlan),
         "--port" => matches!(backend, Vxlan | Udp) || (backend == Bgp && cross_subnet_vxlan),
         "--direct-routing" => matches!(backend, Vxlan | Udp | Ipip),
-        "--asn" | "--route-reflector" | "--cross-subnet" => backend == Bgp,
+        "--asn"
+        | "--route-reflector"
+        | "--route-reflector-selector"
+        | "--route-reflector-cluster-id"
+        | "--cross-subnet" => backend == Bgp,
         _ => true,
     }
 }

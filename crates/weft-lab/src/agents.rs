@@ -102,6 +102,11 @@ pub fn start(lab: &LabState, i: u32) -> LabResult<u32> {
         } else {
             Vec::new()
         })
+        .args(
+            lab.node_labels
+                .get(&i)
+                .map(|l| format!("--node-labels={l}")),
+        )
         .args(&lab.agent_args)
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(|source| LabError::Io {

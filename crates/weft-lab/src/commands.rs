@@ -88,6 +88,17 @@ pub struct UpArgs {
     /// bgp: a host (by its underlay address) that reflects routes for the others.
     #[arg(long)]
     pub route_reflector: Vec<String>,
+    /// bgp: the hosts whose labels match reflect routes for the others (Calico's
+    /// selector syntax: "route-reflector == 'true'").
+    #[arg(long)]
+    pub route_reflector_selector: Option<String>,
+    /// bgp: the reflectors' shared cluster id (RFC 4456), e.g. 244.0.0.1.
+    #[arg(long)]
+    pub route_reflector_cluster_id: Option<String>,
+    /// A host's labels, as HOST:LABELS (`h1:route-reflector=true,rack=r1`), given to its
+    /// agent as --node-labels; repeat for other hosts.
+    #[arg(long, value_parser = node_labels)]
+    pub node_labels: Vec<(u32, String)>,
     /// bgp: reach hosts on other underlay subnets through VXLAN (`vxlan`).
     #[arg(long, value_parser = ["vxlan", "none"])]
     pub cross_subnet: Option<String>,
@@ -360,6 +371,9 @@ fn spec_of(args: UpArgs) -> LabSpec {
         no_ip_masq,
         cni_mode,
         route_reflector,
+        route_reflector_selector,
+        route_reflector_cluster_id,
+        node_labels,
         cross_subnet,
         router,
         docker,
@@ -390,6 +404,12 @@ fn spec_of(args: UpArgs) -> LabSpec {
     for r in route_reflector {
         init.extend(["--route-reflector".into(), r]);
     }
+    if let Some(s) = route_reflector_selector {
+        init.extend(["--route-reflector-selector".into(), s]);
+    }
+    if let Some(id) = route_reflector_cluster_id {
+        init.extend(["--route-reflector-cluster-id".into(), id]);
+    }
     if let Some(c) = cross_subnet {
         init.extend(["--cross-subnet".into(), c]);
     }
@@ -410,6 +430,7 @@ fn spec_of(args: UpArgs) -> LabSpec {
         store,
         network,
         agent_args: agent_arg,
+        node_labels: node_labels.into_iter().collect(),
         subnets,
         init,
         ip_masq: !no_ip_masq,
@@ -564,6 +585,21 @@ fn check_name(name: &str) -> LabResult<()> {
     }
 }
 
+/// `--node-labels HOST:LABELS`: the host's number and its labels, checked as weftd
+/// checks them.
+fn node_labels(s: &str) -> Result<(u32, String), String> {
+    let (host, labels) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?}: give HOST:LABELS, e.g. h1:route-reflector=true"))?;
+    let n = host
+        .strip_prefix('h')
+        .and_then(|n| n.parse::<u32>().ok())
+        .filter(|n| *n >= 1)
+        .ok_or_else(|| format!("{host:?} is not a host (h1, h2, ...)"))?;
+    weft_model::selector::parse_labels(labels).map_err(|e| e.to_string())?;
+    Ok((n, labels.to_owned()))
+}
+
 /// Everything `lab up` was asked for.
 struct LabSpec {
     name: String,
@@ -572,6 +608,8 @@ struct LabSpec {
     store: LabStore,
     network: String,
     agent_args: Vec<String>,
+    /// Each host's --node-labels, by host number.
+    node_labels: std::collections::BTreeMap<u32, String>,
     subnets: u32,
     /// The `weftctl network init ...` arguments.
     init: Vec<String>,
@@ -663,6 +701,7 @@ fn build(spec: LabSpec) -> LabResult<i32> {
         store,
         network,
         agent_args,
+        node_labels,
         subnets,
         init,
         pool,
@@ -688,6 +727,7 @@ fn build(spec: LabSpec) -> LabResult<i32> {
         hosts: vec![],
         etcd_pid: None,
         agent_args,
+        node_labels,
         subnets,
         ip_masq,
         cni_mode,

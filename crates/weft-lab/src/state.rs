@@ -22,6 +22,9 @@ pub struct LabState {
     /// Extra options passed to every agent.
     #[serde(default)]
     pub agent_args: Vec<String>,
+    /// Each host's labels (its agent's --node-labels), by host number.
+    #[serde(default)]
+    pub node_labels: std::collections::BTreeMap<u32, String>,
     /// How many underlay subnets the hosts are spread over (joined by the underlay
     /// namespace as a router).
     #[serde(default = "one")]

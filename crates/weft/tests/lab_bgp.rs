@@ -7,6 +7,9 @@
 //!   route is withdrawn everywhere.
 //! - 4 hosts with a route reflector: clients peer only with the reflector and still get
 //!   every route, with the originating node as next hop.
+//! - 5 hosts, the reflector chosen by label (Calico's model), the mesh off, and the
+//!   lab's BIRD router peered only by the nodes a selector picks, sent only the
+//!   cluster's aggregate with a community: BIRD's own table and protocols say so.
 //! - A container on one host holds an address outside every subnet (routed CNI mode):
 //!   claimed through that host's agent, announced as a /32 and reachable from the other
 //!   hosts' containers; no other node may take it until DEL releases it.
@@ -249,6 +252,115 @@ fn bgp_route_reflector_four_hosts() {
         routes.contains(&format!("{s4} via 192.168.77.4 dev eth0")),
         "{routes}"
     );
+}
+
+/// Calico's reflectors by label: h1 carries `route-reflector=true` and reflects for the
+/// four others, the mesh off (no host has a mesh session, clients one session each);
+/// every container reaches every other. Then the router's record is replaced with one
+/// that only nodes labelled `rack=r1` (h2, h3) peer with, sending only the aggregate of
+/// the cluster network tagged 64512:100: BIRD's protocols show exactly two sessions up,
+/// and its table holds the aggregate with the community and no node subnet.
+#[test]
+fn bgp_reflector_and_router_peers_chosen_by_label() {
+    require_root!("bgp_reflector_and_router_peers_chosen_by_label");
+    let lab = Lab::up_with(
+        "brl",
+        "embedded",
+        5,
+        &[
+            "--backend",
+            "bgp",
+            "--router",
+            "bird",
+            "--route-reflector-selector",
+            "route-reflector == 'true'",
+            "--route-reflector-cluster-id",
+            "244.0.0.1",
+            "--node-labels",
+            "h1:route-reflector=true",
+            "--node-labels",
+            "h2:rack=r1",
+            "--node-labels",
+            "h3:rack=r1",
+        ],
+    );
+    lab.ping_all(0);
+    let status = lab.ok(lab.store_cmd(&["node", "status"]), "node status");
+    assert_eq!(
+        status.matches("| route reflector client | up ").count(),
+        4,
+        "h1 reflects for the four others:\n{status}"
+    );
+    assert!(!status.contains("node-to-node mesh"), "mesh off:\n{status}");
+    let (s4, s5) = (lab.subnet_of("h4"), lab.subnet_of("h5"));
+    assert!(
+        lab.weft_routes("h4")
+            .contains(&format!("{s5} via 192.168.77.5 dev eth0")),
+        "a client learns another's route, next hop the originating node"
+    );
+
+    let dir = format!("/run/weft-lab/{}", lab.name);
+    let birdc = |args: &[&str]| {
+        let out = Command::new("birdc")
+            .args(["-s", &format!("{dir}/bird.ctl")])
+            .args(args)
+            .output()
+            .unwrap();
+        text(&out.stdout)
+    };
+    lab.ok(
+        lab.store_cmd(&[
+            "bgp",
+            "peer",
+            "add",
+            "lab-router",
+            "--peer-ip",
+            "192.168.77.254",
+            "--as",
+            "64513",
+            "--node-selector",
+            "rack == 'r1'",
+            "--export",
+            "Aggregate",
+            "--community",
+            "64512:100",
+        ]),
+        "bgp peer add",
+    );
+    let sessions = || {
+        birdc(&["show", "protocols"])
+            .lines()
+            .filter(|l| l.starts_with("host") && l.contains("Established"))
+            .count()
+    };
+    lab.wait_until(
+        "BIRD to keep only the sessions of h2 and h3, with only the aggregate",
+        Duration::from_secs(60),
+        || {
+            let table = birdc(&["show", "route", "all"]);
+            sessions() == 2 && table.contains("10.244.0.0/16") && !table.contains(&s4)
+        },
+    );
+    let table = birdc(&["show", "route", "all", "for", "10.244.0.0/16"]);
+    assert!(table.contains("BGP.community: (64512,100)"), "{table}");
+    let all = birdc(&["show", "route"]);
+    for h in ["h1", "h2", "h3", "h4", "h5"] {
+        let subnet = lab.subnet_of(h);
+        assert!(!all.contains(&subnet), "{h}'s {subnet} at BIRD:\n{all}");
+    }
+    let protocols = birdc(&["show", "protocols", "all"]);
+    for (ip, up) in [
+        ("192.168.77.2", true),
+        ("192.168.77.3", true),
+        ("192.168.77.1", false),
+        ("192.168.77.4", false),
+    ] {
+        let established = protocols
+            .split("\nhost")
+            .any(|p| p.contains(&format!("Neighbor address: {ip}")) && p.contains("Established"));
+        assert_eq!(established, up, "{ip}:\n{protocols}");
+    }
+    lab.ping_all(0);
 }
 
 #[test]
