@@ -627,7 +627,9 @@ fn bgp_with_a_bird_router_that_wants_a_password() {
 /// monitor` on both): BIRD keeps h1's subnet all along (the session closed without a
 /// NOTIFICATION, the F bit set: routes kept, stale, until h1's End-of-RIB), and h1 keeps
 /// its route to the router's prefix while its new agent has not learned it again (it
-/// holds the kernel's routes until its initial exchange is over).
+/// holds the kernel's routes until its initial exchange is over). Meanwhile h2's `node
+/// status` shows h1 as `peer restarting` with the connection's end as last error, and
+/// `on` again once h1's End-of-RIB came.
 #[test]
 fn bgp_agent_killed_and_restarted_loses_no_ping_through_the_router() {
     require_root!("bgp_agent_killed_and_restarted_loses_no_ping_through_the_router");
@@ -679,7 +681,39 @@ fn bgp_agent_killed_and_restarted_loses_no_ping_through_the_router() {
         .status()
         .unwrap();
     assert!(killed.success());
-    std::thread::sleep(Duration::from_secs(2));
+    // h2 says what it does with h1's routes meanwhile: kept, stale (graceful restart).
+    let h2_view_of_h1 = || {
+        let out = lab.ok(lab.store_cmd(&["node", "status", "-o", "json"]), "node status");
+        let all: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let h2 = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["host"] == "h2")
+            .unwrap()
+            .clone();
+        h2["status"]["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["address"] == "192.168.77.1")
+            .cloned()
+            .unwrap()
+    };
+    lab.wait_until(
+        "h2 to show h1 restarting",
+        // The status file is written every 2 s.
+        Duration::from_secs(5),
+        || h2_view_of_h1()["graceful_restart"] == "peer restarting",
+    );
+    let last_error = h2_view_of_h1()["last_error"].clone();
+    assert!(
+        last_error
+            .as_str()
+            .is_some_and(|e| e.contains("connection closed by peer")),
+        "{last_error}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
     lab.ok(lab.lab(&["agent"], &["h1", "start"]), "agent start");
     lab.wait_until(
         "h1's initial exchange to end",
@@ -701,6 +735,11 @@ fn bgp_agent_killed_and_restarted_loses_no_ping_through_the_router() {
         "BIRD withdrew h1's subnet during h1's restart:\n{ul_events}"
     );
     assert_no_ping_lost([ping], 40);
+    lab.wait_until(
+        "h2 to see h1 back, its routes no longer stale",
+        Duration::from_secs(10),
+        || h2_view_of_h1()["graceful_restart"] == "on",
+    );
     let log = lab.log("h1");
     assert!(
         log.contains("timed_out=false"),
