@@ -500,7 +500,11 @@ async fn established(
                     // Ours, and final: the peer's routes go at once (no graceful restart).
                     return Ended { reason: format!("sent NOTIFICATION: {n}"), notified: true };
                 }
-                None => return c.notify(Notification::new(code::CEASE, 3, vec![])).await, // peer deconfigured
+                // The speaker is gone (the agent stops, dies or is upgraded): close
+                // without a NOTIFICATION, so the peer keeps our routes as a graceful
+                // restart's (RFC 4724). A peer that is removed is told so first
+                // (`speaker::retire`).
+                None => return Ended { reason: "the speaker stopped".into(), notified: false },
             },
             _ = keepalive.tick() => {
                 if let Err(e) = c.send(&Message::Keepalive).await {

@@ -61,7 +61,7 @@ pub fn render(json: &str) -> Result<String, crate::CliError> {
             }
             .into(),
             clock(p["since"].as_u64().unwrap_or(0)),
-            if state == "Established" {
+            if state == "Established" || info == state {
                 info.to_string()
             } else {
                 format!("{state} {info}").trim().to_string()

@@ -85,6 +85,10 @@ pub struct UpArgs {
     /// with every host.
     #[arg(long, value_parser = ["bird", "gobgp"])]
     pub router: Option<String>,
+    /// bird: the router wants this TCP MD5 password from every host (the hosts' peer
+    /// record must then name it: `weftctl bgp peer add ... --password-file`).
+    #[arg(long, requires = "router")]
+    pub router_password: Option<String>,
     /// bgp: a host (by its underlay address) that reflects routes for the others.
     #[arg(long)]
     pub route_reflector: Vec<String>,
@@ -134,7 +138,7 @@ pub enum LabCommand {
     #[command(
         after_help = "Example:\n  weftctl lab up --hosts 3 --backend vxlan --store etcd\n  weftctl lab up --name bgp --backend bgp --router bird\n  weftctl lab up --name dk --docker"
     )]
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Print the container ping matrix; exit non-zero if any pair fails.
     #[command(after_help = "Example:\n  weftctl lab ping --wait 10")]
     Ping {
@@ -143,6 +147,17 @@ pub enum LabCommand {
         /// Keep trying for this many seconds until every pair answers.
         #[arg(long, default_value_t = 0)]
         wait: u64,
+    },
+    /// Ask the lab's router (--router) with its own CLI: birdc or gobgp, the arguments
+    /// passed on.
+    #[command(
+        after_help = "Example:\n  weftctl lab router show route all      (BIRD)\n  weftctl lab router global rib          (GoBGP)"
+    )]
+    Router {
+        #[command(flatten)]
+        lab: LabName,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
     },
     /// Run a command in a lab namespace: h1 (host), c1 (container) or ul (underlay).
     #[command(
@@ -291,9 +306,10 @@ impl LabCommand {
     /// The lab this command is about (`--name`, or `weftctl --lab NAME lab ...`).
     pub fn lab_mut(&mut self) -> &mut LabName {
         match self {
-            LabCommand::Up(UpArgs { lab, .. })
-            | LabCommand::Ping { lab, .. }
+            LabCommand::Up(args) => &mut args.lab,
+            LabCommand::Ping { lab, .. }
             | LabCommand::Exec { lab, .. }
+            | LabCommand::Router { lab, .. }
             | LabCommand::Agent { lab, .. }
             | LabCommand::Dockerd { lab, .. }
             | LabCommand::Etcd { lab, .. }
@@ -315,9 +331,10 @@ const CONVERGE_WAIT: Duration = Duration::from_secs(60);
 /// Runs a lab command; returns the process exit code.
 pub fn run(cmd: LabCommand) -> LabResult<i32> {
     match cmd {
-        LabCommand::Up(args) => up(spec_of(args)),
+        LabCommand::Up(args) => up(spec_of(*args)),
         LabCommand::Ping { lab, wait } => ping(&lab.name, wait),
         LabCommand::Exec { lab, node, command } => exec(&lab.name, &node, &command),
+        LabCommand::Router { lab, command } => crate::router::ask(&lab.name, &command),
         LabCommand::Agent { lab, host, action } => agent(&lab.name, &host, action),
         LabCommand::Etcd { lab, action } => etcd(&lab.name, action),
         LabCommand::Host(HostCommand::Add { lab }) => host_add(&lab.name),
@@ -376,6 +393,7 @@ fn spec_of(args: UpArgs) -> LabSpec {
         node_labels,
         cross_subnet,
         router,
+        router_password,
         docker,
         ipam,
         pool,
@@ -441,6 +459,7 @@ fn spec_of(args: UpArgs) -> LabSpec {
         },
         pool,
         router,
+        router_password,
         docker,
     }
 }
@@ -619,6 +638,8 @@ struct LabSpec {
     cni_mode: String,
     /// `bird` or `gobgp`: a BGP router in the underlay namespace.
     router: Option<String>,
+    /// The TCP MD5 password the router wants (bird only).
+    router_password: Option<String>,
     docker: bool,
 }
 
@@ -675,6 +696,11 @@ fn check(spec: &LabSpec) -> LabResult<()> {
             known.join(", ")
         )));
     }
+    if spec.router_password.is_some() && spec.router.as_deref() != Some("bird") {
+        return Err(LabError::Usage(
+            "--router-password is for --router bird (the lab's GoBGP takes none)".into(),
+        ));
+    }
     if let Some(r) = &spec.router {
         if spec.backend != "bgp" {
             return Err(LabError::Usage(format!(
@@ -708,6 +734,7 @@ fn build(spec: LabSpec) -> LabResult<i32> {
         ip_masq,
         cni_mode,
         router,
+        router_password,
         docker,
     } = spec;
     let name = name.as_str();
@@ -749,7 +776,7 @@ fn build(spec: LabSpec) -> LabResult<i32> {
         store_command(&state, &pool)?;
     }
     if let Some(kind) = &router {
-        crate::router::start(kind, &ul, &dir)?;
+        crate::router::start(kind, &ul, &dir, router_password.as_deref())?;
         let value = crate::router::peer_value();
         store_command(&state, &["store", "put", crate::router::PEER_KEY, &value])?;
     }

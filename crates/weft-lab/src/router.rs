@@ -25,13 +25,16 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> LabError + '_ {
     }
 }
 
-fn bird_conf() -> String {
+fn bird_conf(password: Option<&str>) -> String {
+    let password = password
+        .map(|p| format!("  password \"{}\";\n", p.replace('"', "\\\"")))
+        .unwrap_or_default();
     format!(
         "router id {gw};\nprotocol device {{}}\n\
          protocol kernel {{ ipv4 {{ export all; }}; }}\n\
          protocol static {{ ipv4; route {ROUTER_PREFIX} blackhole; }}\n\
          protocol bgp hosts {{\n  local as {ROUTER_ASN};\n  neighbor range 192.168.0.0/16 as 64512;\n  \
-         dynamic name \"host\";\n  ipv4 {{ import all; export all; }};\n}}\n",
+         dynamic name \"host\";\n{password}  ipv4 {{ import all; export all; }};\n}}\n",
         gw = topology::UNDERLAY_GW
     )
 }
@@ -45,12 +48,13 @@ fn gobgp_conf() -> String {
     )
 }
 
-/// Starts the router in namespace `ul`, its files in `dir`.
-pub fn start(kind: &str, ul: &str, dir: &Path) -> LabResult<()> {
+/// Starts the router in namespace `ul`, its files in `dir`; BIRD wants `password` from
+/// every host when given.
+pub fn start(kind: &str, ul: &str, dir: &Path, password: Option<&str>) -> LabResult<()> {
     match kind {
         "bird" => {
             let conf = dir.join("bird.conf");
-            std::fs::write(&conf, bird_conf()).map_err(io(&conf))?;
+            std::fs::write(&conf, bird_conf(password)).map_err(io(&conf))?;
             // BIRD puts itself in the background once its config is loaded.
             let out = Command::new("ip")
                 .args(["netns", "exec", ul, "bird", "-c"])
@@ -119,4 +123,27 @@ pub fn peer_value() -> String {
         "{{\"PeerIP\":\"{}\",\"ASNumber\":{ROUTER_ASN}}}",
         topology::UNDERLAY_GW
     )
+}
+
+/// `lab router ARGS`: the router's own CLI on its control socket (birdc for BIRD, gobgp
+/// for GoBGP), so a reader sees the router's view as its operator would.
+pub fn ask(lab: &str, args: &[String]) -> LabResult<i32> {
+    let dir = crate::state::dir(lab);
+    crate::state::LabState::load(lab)?;
+    let (bird, gobgp) = (dir.join("bird.ctl"), dir.join("gobgp.sock"));
+    let mut cmd = if bird.exists() {
+        let mut c = Command::new("birdc");
+        c.arg("-s").arg(&bird);
+        c
+    } else if gobgp.exists() {
+        let mut c = Command::new("gobgp");
+        c.arg("--target").arg(format!("unix://{}", gobgp.display()));
+        c
+    } else {
+        return Err(LabError::Usage(format!(
+            "lab {lab:?} has no router (make it with lab up --router bird|gobgp)"
+        )));
+    };
+    let status = cmd.args(args).status().map_err(io(&dir))?;
+    Ok(status.code().unwrap_or(1))
 }

@@ -683,7 +683,10 @@ fn bgp_agent_killed_and_restarted_loses_no_ping_through_the_router() {
     assert!(killed.success());
     // h2 says what it does with h1's routes meanwhile: kept, stale (graceful restart).
     let h2_view_of_h1 = || {
-        let out = lab.ok(lab.store_cmd(&["node", "status", "-o", "json"]), "node status");
+        let out = lab.ok(
+            lab.store_cmd(&["node", "status", "-o", "json"]),
+            "node status",
+        );
         let all: serde_json::Value = serde_json::from_str(&out).unwrap();
         let h2 = all
             .as_array()
