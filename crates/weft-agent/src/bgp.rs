@@ -140,6 +140,7 @@ impl BgpRuntime {
                 md5: None,
                 max_prefixes: None,
                 ttl_security: None,
+                multihop: None,
                 import: ImportFilter::default(),
                 export: ExportPolicy::default(),
             })
@@ -169,6 +170,7 @@ impl BgpRuntime {
                 md5,
                 max_prefixes: p.max_prefixes.clone(),
                 ttl_security: p.ttl_security,
+                multihop: p.multihop,
                 import: ImportFilter {
                     accept: p.accept.clone(),
                     deny_overlapping: vec![network],

@@ -76,6 +76,8 @@ pub struct SessionParams {
     pub md5: Option<Md5Key>,
     /// TTL security (RFC 5082) for a peer this many hops away, if any.
     pub ttl_security: Option<u8>,
+    /// eBGP multihop: the TTL every packet of the session leaves with, if set.
+    pub multihop: Option<u8>,
     /// When this speaker started (the R bit of graceful restart is set for a while after).
     pub started: Instant,
 }
@@ -207,7 +209,7 @@ pub async fn run(
                 let addr = SocketAddr::V4(SocketAddrV4::new(p.peer, p.port));
                 let attempt = timeout(
                     Duration::from_secs(5),
-                    connect(addr, p.md5.as_ref(), p.ttl_security),
+                    connect(addr, p.md5.as_ref(), p.ttl_security, p.multihop),
                 );
                 tokio::pin!(attempt);
                 let failed = loop {
@@ -246,6 +248,10 @@ pub async fn run(
             }
         };
         let _ = stream.set_nodelay(true);
+        // Multihop: an accepted connection's packets leave with the configured TTL too.
+        if let Some(ttl) = p.multihop {
+            let _ = stream.set_ttl(u32::from(ttl));
+        }
         // With TTL security a stream here is one this side opened (already held to the
         // minimum before its SYN) unless the session is passive: then it was accepted,
         // and from now on packets from further away are dropped and ours leave with 255.
@@ -285,11 +291,13 @@ pub async fn run(
 }
 
 /// Connects to `addr`, signing every segment with `md5` and holding the connection to
-/// TTL security when given (its SYN already leaves with TTL 255).
+/// TTL security when given (its SYN already leaves with TTL 255), or sending with the
+/// multihop TTL.
 async fn connect(
     addr: SocketAddr,
     md5: Option<&Md5Key>,
     ttl_security: Option<u8>,
+    multihop: Option<u8>,
 ) -> std::io::Result<TcpStream> {
     let socket = TcpSocket::new_v4()?;
     if let (Some(key), SocketAddr::V4(to)) = (md5, addr) {
@@ -297,6 +305,9 @@ async fn connect(
     }
     if let Some(hops) = ttl_security {
         crate::sys::set_ttl_security(&socket, hops)?;
+    }
+    if let Some(ttl) = multihop {
+        crate::sys::set_ttl(&socket, ttl)?;
     }
     socket.connect(addr).await
 }

@@ -71,6 +71,9 @@ pub struct PeerConfig {
     pub max_prefixes: Option<MaxPrefixes>,
     /// TTL security (RFC 5082) for a peer this many hops away (1: on the segment).
     pub ttl_security: Option<u8>,
+    /// eBGP multihop without TTL security: packets leave with this TTL (the kernel's
+    /// default, 64, when unset).
+    pub multihop: Option<u8>,
     /// Which of the peer's prefixes are taken.
     pub import: ImportFilter,
     /// Which of this node's prefixes it is sent, with which communities.
@@ -451,6 +454,7 @@ impl Core {
                 port: self.cfg.peer_port,
                 md5: config.md5.clone(),
                 ttl_security: config.ttl_security,
+                multihop: config.multihop,
                 started: self.started,
             };
             self.status.lock().expect("lock").insert(

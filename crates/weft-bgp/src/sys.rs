@@ -75,24 +75,32 @@ pub fn set_md5(socket: &impl AsRawFd, peer: Ipv4Addr, key: &[u8]) -> io::Result<
 /// packet leaves with TTL 255, and the kernel drops any that arrives with less than
 /// 256 - `hops`, which no sender further away can forge.
 pub fn set_ttl_security(socket: &impl AsRawFd, hops: u8) -> io::Result<()> {
-    let min = 256 - i32::from(hops.max(1));
-    for (opt, value) in [(libc::IP_TTL, 255), (libc::IP_MINTTL, min)] {
-        // SAFETY: an open socket's descriptor, and a pointer to an int of the length
-        // passed.
-        let r = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::IPPROTO_IP,
-                opt,
-                (&value as *const i32).cast::<libc::c_void>(),
-                std::mem::size_of::<i32>() as libc::socklen_t,
-            )
-        };
-        if r != 0 {
-            return Err(io::Error::last_os_error());
-        }
+    set_ip_option(socket, libc::IP_TTL, 255)?;
+    set_ip_option(socket, libc::IP_MINTTL, 256 - i32::from(hops.max(1)))
+}
+
+/// eBGP multihop: every packet leaves with TTL `ttl` (set before the SYN of a
+/// connection this side opens).
+pub fn set_ttl(socket: &impl AsRawFd, ttl: u8) -> io::Result<()> {
+    set_ip_option(socket, libc::IP_TTL, i32::from(ttl.max(1)))
+}
+
+fn set_ip_option(socket: &impl AsRawFd, opt: libc::c_int, value: i32) -> io::Result<()> {
+    // SAFETY: an open socket's descriptor, and a pointer to an int of the length passed.
+    let r = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            opt,
+            (&value as *const i32).cast::<libc::c_void>(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -119,5 +127,12 @@ mod tests {
         let s = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         set_ttl_security(&s, 2).unwrap();
         assert_eq!(s.ttl().unwrap(), 255);
+    }
+
+    #[test]
+    fn multihop_sets_the_ttl() {
+        let s = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        set_ttl(&s, 3).unwrap();
+        assert_eq!(s.ttl().unwrap(), 3);
     }
 }

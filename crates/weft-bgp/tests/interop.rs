@@ -220,6 +220,7 @@ fn speaker_config(peer_asn: u32) -> (SpeakerConfig, Vec<PeerConfig>) {
         md5: None,
         max_prefixes: None,
         ttl_security: None,
+        multihop: None,
         import: Default::default(),
         export: ExportPolicy::default(),
     };
@@ -534,6 +535,7 @@ fn bird_with_ttl_security_on_the_segment_and_two_hops_away() {
                 md5: None,
                 max_prefixes: None,
                 ttl_security: Some(hops),
+                multihop: None,
                 import: Default::default(),
                 export: ExportPolicy::default(),
             };
@@ -550,6 +552,62 @@ fn bird_with_ttl_security_on_the_segment_and_two_hops_away() {
             s.set_peers(vec![peer(2)]).await;
             wait_for("the session two hops away with TTL security 2", 30, || {
                 established(&s) && learned(&s).contains_key(&net("10.200.1.0/24"))
+            })
+            .await;
+            let _ = bird.kill();
+            let _ = bird.wait();
+        })
+    });
+}
+
+/// eBGP multihop with a TTL of its own (no TTL security) against a BIRD two hops away
+/// (`multihop 2`): with Multihop 1 Weft's packets die at the router between them and
+/// the session never opens, on either side; with 2 it is established and routes flow.
+#[test]
+fn bird_two_hops_away_needs_the_multihop_ttl() {
+    require_root!("bird_two_hops_away_needs_the_multihop_ttl");
+    let c = Chain::new("mhop");
+    let (b, dir) = (c.ns[2].clone(), c.dir.clone());
+    in_netns(&c.ns[0], move || {
+        runtime().block_on(async move {
+            let conf = "router id 10.98.2.1;\nprotocol device {}\nprotocol static {\n  ipv4;\n  route 10.200.1.0/24 blackhole;\n}\n\
+                protocol bgp weft {\n  local 10.98.2.1 as 64513;\n  neighbor 10.98.1.1 as 64512;\n  multihop 2;\n  \
+                error wait time 1, 2;\n  connect delay time 1;\n  ipv4 { import all; export all; };\n}\n";
+            std::fs::write(dir.join("bird.conf"), conf).unwrap();
+            let mut bird = start_bird(&b, &dir);
+            let mut cfg = SpeakerConfig::new(64512, Ipv4Addr::new(10, 98, 1, 1));
+            cfg.connect_retry = Duration::from_secs(1);
+            cfg.hold_time = 9;
+            let peer = |ttl| PeerConfig {
+                address: Ipv4Addr::new(10, 98, 2, 1),
+                asn: 64513,
+                kind: PeerKind::Global,
+                passive: false,
+                md5: None,
+                max_prefixes: None,
+                ttl_security: None,
+                multihop: Some(ttl),
+                import: Default::default(),
+                export: ExportPolicy::default(),
+            };
+            let s = Speaker::start(cfg).await.unwrap();
+            s.set_own(vec![subnet("10.244.1.0/24")]).await;
+            s.set_peers(vec![peer(1)]).await;
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(8) {
+                assert!(!established(&s), "TTL 1 reached two hops: {:?}", s.status());
+                let bird_side = birdc(&dir, &["show", "protocols", "weft"]).unwrap_or_default();
+                assert!(!bird_side.contains("Established"), "{bird_side}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            s.set_peers(vec![peer(2)]).await;
+            wait_for("the session two hops away with multihop 2", 30, || {
+                established(&s) && learned(&s).contains_key(&net("10.200.1.0/24"))
+            })
+            .await;
+            wait_for("BIRD to learn Weft's subnet", 10, || {
+                birdc(&dir, &["show", "route", "protocol", "weft"])
+                    .is_some_and(|r| r.contains("10.244.1.0/24"))
             })
             .await;
             let _ = bird.kill();

@@ -83,6 +83,10 @@ pub struct AddArgs {
     /// TTL security (RFC 5082) for a router this many hops away (1: on the segment).
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=254))]
     ttl_security: Option<u8>,
+    /// eBGP multihop: the TTL the session's packets leave with, for a router not on
+    /// the segment without TTL security (BIRD's `multihop N`).
+    #[arg(long, conflicts_with = "ttl_security", value_parser = clap::value_parser!(u8).range(1..))]
+    multihop: Option<u8>,
     /// Only prefixes this rule matches are taken from the peer (repeatable):
     /// "10.200.0.0/16" (inside it), "10.200.0.0/16 le 24", "10.200.0.0/16 ge 24 le 28".
     #[arg(long, value_parser = |s: &str| s.parse::<PrefixRule>())]
@@ -133,6 +137,7 @@ impl AddArgs {
                 .unwrap_or(DEFAULT_MAX_PREFIXES_RESTART),
         });
         r.ttl_security = self.ttl_security;
+        r.multihop = self.multihop;
         r.accept = self.accept.clone();
         r.export = (!self.export.is_empty()).then(|| self.export.iter().copied().collect());
         r.communities = self.community.clone();
@@ -251,9 +256,11 @@ pub async fn run(registry: &Registry, cmd: BgpCmd) -> Result<i32, CliError> {
                     r.max_prefixes
                         .map(|m| m.limit.to_string())
                         .unwrap_or_else(|| "-".into()),
-                    r.ttl_security
-                        .map(|t| t.to_string())
-                        .unwrap_or_else(|| "-".into()),
+                    match (r.ttl_security, r.multihop) {
+                        (Some(hops), _) => format!("security {hops}"),
+                        (None, Some(ttl)) => format!("multihop {ttl}"),
+                        (None, None) => "-".into(),
+                    },
                     joined(r.accept.iter().map(ToString::to_string).collect()),
                     match &r.export {
                         None => "default".to_owned(),

@@ -8,7 +8,7 @@
 //!  "NodeSelector": "rack == 'r1'",            // or "Node": "<public IP>"; neither: all
 //!  "Password": {"File": "/etc/weft/bgp/tor1.key"},   // or {"Env": "VARIABLE"}
 //!  "MaxPrefixes": 1000, "MaxPrefixesWarning": 80, "MaxPrefixesRestart": 60,
-//!  "TTLSecurity": 1,
+//!  "TTLSecurity": 1,                          // or "Multihop": 2 (a TTL of its own)
 //!  "Accept": ["10.200.0.0/16 le 24"],
 //!  "Export": ["Subnet", "Blocks", "Borrowed", "Named", "Aggregate"],
 //!  "Communities": ["64512:100"], "LargeCommunities": ["64512:1:2"]}
@@ -51,6 +51,8 @@ pub enum PeerError {
     SelectorType(String),
     #[error("NodeSelector: {0}")]
     Selector(#[from] SelectorError),
+    #[error("TTLSecurity and Multihop cannot both be given (TTL security sends with TTL 255 already; Multihop is a TTL for a peer without it)")]
+    TtlSecurityAndMultihop,
     #[error("Node and NodeSelector cannot both be given (Node is one node, NodeSelector chooses by labels)")]
     NodeAndSelector,
 }
@@ -99,6 +101,8 @@ pub struct PeerRecord {
     pub max_prefixes: Option<MaxPrefixes>,
     /// TTL security (RFC 5082) for a peer this many hops away.
     pub ttl_security: Option<u8>,
+    /// eBGP multihop without TTL security: the TTL its packets leave with.
+    pub multihop: Option<u8>,
     /// Only prefixes one of these matches are taken from it (none listed: any outside
     /// the cluster network).
     pub accept: Vec<PrefixRule>,
@@ -124,6 +128,7 @@ impl PeerRecord {
             password: None,
             max_prefixes: None,
             ttl_security: None,
+            multihop: None,
             accept: Vec::new(),
             export: None,
             communities: Vec::new(),
@@ -187,6 +192,10 @@ impl PeerRecord {
             None => None,
         };
         let ttl_security = num("TTLSecurity", 1, 254)?.map(|h| h as u8);
+        let multihop = num("Multihop", 1, 255)?.map(|t| t as u8);
+        if ttl_security.is_some() && multihop.is_some() {
+            return Err(PeerError::TtlSecurityAndMultihop);
+        }
         let export = match v.get("Export") {
             None => None,
             Some(_) => Some(list(&v, "Export")?.into_iter().collect()),
@@ -198,6 +207,7 @@ impl PeerRecord {
             password,
             max_prefixes,
             ttl_security,
+            multihop,
             accept: list(&v, "Accept")?,
             export,
             communities: list(&v, "Communities")?,
@@ -227,6 +237,9 @@ impl PeerRecord {
         }
         if let Some(t) = self.ttl_security {
             v["TTLSecurity"] = t.into();
+        }
+        if let Some(t) = self.multihop {
+            v["Multihop"] = t.into();
         }
         let strings = |items: Vec<String>| Value::from(items);
         if !self.accept.is_empty() {
@@ -375,6 +388,8 @@ mod tests {
             (r#","MaxPrefixesRestart":5"#, "need MaxPrefixes"),
             (r#","TTLSecurity":0"#, "TTLSecurity must be"),
             (r#","TTLSecurity":255"#, "TTLSecurity must be"),
+            (r#","Multihop":0"#, "Multihop must be"),
+            (r#","Multihop":2,"TTLSecurity":1"#, "cannot both"),
             (r#","Accept":"10.0.0.0/8""#, "Accept must be a list"),
             (
                 r#","Accept":["10.0.0.0/33"]"#,

@@ -442,6 +442,21 @@ mod tests {
             br#"{"Network":"10.244.0.0/16","Backend":{"Type":"bgp","ASN":65001,"RouteReflectors":["192.168.77.1"]}}"#,
         )
         .unwrap();
+        let bad = NetworkConfig::parse(
+            br#"{"Network":"10.244.0.0/16","Backend":{"Type":"bgp","RouteReflectorSelector":"route-reflector = 'true'","RouteReflectorClusterID":"x"}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            bad.contains("Backend.RouteReflectorSelector: selector")
+                && bad.contains("at character 16")
+                && bad.contains("Backend.RouteReflectorClusterID"),
+            "{bad}"
+        );
+        NetworkConfig::parse(
+            br#"{"Network":"10.244.0.0/16","Backend":{"Type":"bgp","RouteReflectorSelector":"route-reflector == 'true'","RouteReflectorClusterID":"244.0.0.1"}}"#,
+        )
+        .unwrap();
     }
 
     #[test]

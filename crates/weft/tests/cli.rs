@@ -429,6 +429,8 @@ fn bgp_peers_are_added_listed_and_deleted() {
         (vec!["--community", "64512"], "--community"),
         (vec!["--large-community", "1:2"], "--large-community"),
         (vec!["--accept", "10.0.0.0/8 ge 4"], "--accept"),
+        (vec!["--multihop", "2", "--ttl-security", "1"], "--multihop"),
+        (vec!["--multihop", "0"], "--multihop"),
     ] {
         let mut all = vec![
             "bgp",

@@ -185,6 +185,16 @@ fn check_reflectors(out: &mut Out, f: &Facts, cfg: &NetworkConfig) {
             );
         }
     }
+    if let Some(sel) = &bgp.route_reflector_selector {
+        if bgp.route_reflectors.is_empty() && !f.leases.iter().any(|l| sel.matches(&l.attrs.labels))
+        {
+            out.add(
+                Level::Fail,
+                "bgp",
+                format!("RouteReflectorSelector {sel} matches no node's labels: the mesh is off and no node reflects, so none learns another's routes (label a node with weftd --node-labels)"),
+            );
+        }
+    }
 }
 
 fn check_lease(out: &mut Out, f: &Facts, cfg: &NetworkConfig, lease: &Lease) {
@@ -433,6 +443,21 @@ pub(crate) mod tests {
                 .any(|d| d.contains("route reflector 192.168.77.99 is no node's public IP")),
             "{fails:#?}"
         );
+    }
+
+    #[test]
+    fn a_reflector_selector_no_node_matches_is_named() {
+        let mut f = healthy();
+        f.config = NetworkConfig::parse(
+            br#"{"Network":"10.244.0.0/16","Backend":{"Type":"bgp","RouteReflectorSelector":"route-reflector == 'true'"}}"#,
+        )
+        .map_err(Unseen::of);
+        let says = "RouteReflectorSelector route-reflector == 'true' matches no node's labels";
+        assert!(of(&f, Level::Fail).iter().any(|d| d.contains(says)));
+        for l in f.leases.iter_mut() {
+            l.attrs.labels = [("route-reflector".into(), "true".into())].into();
+        }
+        assert!(!of(&f, Level::Fail).iter().any(|d| d.contains(says)));
     }
 
     #[test]
