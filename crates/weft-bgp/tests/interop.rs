@@ -463,6 +463,54 @@ fn bird_past_the_max_prefix_limit_is_closed_and_comes_back_after_the_restart_tim
     });
 }
 
+/// BIRD at the far end of a [`Chain`] (10.98.2.1, two hops from 10.98.1.1), `multihop
+/// 2` and `extra` in its session, a short error wait; started.
+fn far_bird(ns: &str, dir: &std::path::Path, extra: &str) -> Child {
+    let conf = format!(
+        "router id 10.98.2.1;\nprotocol device {{}}\nprotocol static {{\n  ipv4;\n  route 10.200.1.0/24 blackhole;\n}}\n\
+         protocol bgp weft {{\n  local 10.98.2.1 as 64513;\n  neighbor 10.98.1.1 as 64512;\n  multihop 2;\n  \
+         {extra}\n  error wait time 1, 2;\n  connect delay time 1;\n  ipv4 {{ import all; export all; }};\n}}\n"
+    );
+    std::fs::write(dir.join("bird.conf"), conf).unwrap();
+    start_bird(ns, dir)
+}
+
+/// Weft's speaker at the near end of a [`Chain`].
+fn near_speaker() -> SpeakerConfig {
+    let mut cfg = SpeakerConfig::new(64512, Ipv4Addr::new(10, 98, 1, 1));
+    cfg.connect_retry = Duration::from_secs(1);
+    cfg.hold_time = 9;
+    cfg
+}
+
+/// The far BIRD as Weft's peer, nothing set.
+fn far_peer() -> PeerConfig {
+    PeerConfig {
+        address: Ipv4Addr::new(10, 98, 2, 1),
+        asn: 64513,
+        kind: PeerKind::Global,
+        passive: false,
+        md5: None,
+        max_prefixes: None,
+        ttl_security: None,
+        multihop: None,
+        import: Default::default(),
+        export: ExportPolicy::default(),
+    }
+}
+
+/// For 8 s neither side has the session up and Weft learned nothing.
+async fn never_established(s: &Speaker, dir: &std::path::Path, what: &str) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(8) {
+        assert!(!established(s), "{what}: {:?}", s.status());
+        assert!(learned(s).is_empty(), "{what}: {:?}", learned(s));
+        let bird_side = birdc(dir, &["show", "protocols", "weft"]).unwrap_or_default();
+        assert!(!bird_side.contains("Established"), "{what}: {bird_side}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// TTL security (RFC 5082) against BIRD's `ttl security yes` (with a short `error wait
 /// time`: a session with TTL security uses only the connections Weft opens, and BIRD
 /// counts one of its own that Weft closes as an error, waiting 60 s or more by default
@@ -515,48 +563,9 @@ fn bird_with_ttl_security_on_the_segment_and_two_hops_away() {
     });
     drop(p);
 
-    let c = Chain::new("gtsm2");
-    let (b, dir) = (c.ns[2].clone(), c.dir.clone());
-    in_netns(&c.ns[0], move || {
-        runtime().block_on(async move {
-            let conf = "router id 10.98.2.1;\nprotocol device {}\nprotocol static {\n  ipv4;\n  route 10.200.1.0/24 blackhole;\n}\n\
-                protocol bgp weft {\n  local 10.98.2.1 as 64513;\n  neighbor 10.98.1.1 as 64512;\n  multihop 2;\n  \
-                ttl security yes;\n  error wait time 1, 2;\n  connect delay time 1;\n  ipv4 { import all; export all; };\n}\n";
-            std::fs::write(dir.join("bird.conf"), conf).unwrap();
-            let mut bird = start_bird(&b, &dir);
-            let mut cfg = SpeakerConfig::new(64512, Ipv4Addr::new(10, 98, 1, 1));
-            cfg.connect_retry = Duration::from_secs(1);
-            cfg.hold_time = 9;
-            let peer = |hops| PeerConfig {
-                address: Ipv4Addr::new(10, 98, 2, 1),
-                asn: 64513,
-                kind: PeerKind::Global,
-                passive: false,
-                md5: None,
-                max_prefixes: None,
-                ttl_security: Some(hops),
-                multihop: None,
-                import: Default::default(),
-                export: ExportPolicy::default(),
-            };
-            let s = Speaker::start(cfg).await.unwrap();
-            s.set_peers(vec![peer(1)]).await;
-            let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(8) {
-                assert!(!established(&s), "a peer two hops away taken with TTL security 1: {:?}", s.status());
-                assert!(learned(&s).is_empty(), "{:?}", learned(&s));
-                let bird_side = birdc(&dir, &["show", "protocols", "weft"]).unwrap_or_default();
-                assert!(!bird_side.contains("Established"), "{bird_side}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            s.set_peers(vec![peer(2)]).await;
-            wait_for("the session two hops away with TTL security 2", 30, || {
-                established(&s) && learned(&s).contains_key(&net("10.200.1.0/24"))
-            })
-            .await;
-            let _ = bird.kill();
-            let _ = bird.wait();
-        })
+    two_hops_refused_with_1_taken_with_2("gtsm2", "ttl security yes;", |hops| PeerConfig {
+        ttl_security: Some(hops),
+        ..far_peer()
     });
 }
 
@@ -566,42 +575,26 @@ fn bird_with_ttl_security_on_the_segment_and_two_hops_away() {
 #[test]
 fn bird_two_hops_away_needs_the_multihop_ttl() {
     require_root!("bird_two_hops_away_needs_the_multihop_ttl");
-    let c = Chain::new("mhop");
-    let (b, dir) = (c.ns[2].clone(), c.dir.clone());
+    two_hops_refused_with_1_taken_with_2("mhop", "", |ttl| PeerConfig {
+        multihop: Some(ttl),
+        ..far_peer()
+    });
+}
+
+/// A BIRD two hops away (`multihop 2` and `bird_extra`): Weft's `peer(1)` never opens
+/// the session on either side, `peer(2)` does and routes flow both ways.
+fn two_hops_refused_with_1_taken_with_2(tag: &str, bird_extra: &str, peer: fn(u8) -> PeerConfig) {
+    let c = Chain::new(tag);
+    let (b, dir, extra) = (c.ns[2].clone(), c.dir.clone(), bird_extra.to_owned());
     in_netns(&c.ns[0], move || {
         runtime().block_on(async move {
-            let conf = "router id 10.98.2.1;\nprotocol device {}\nprotocol static {\n  ipv4;\n  route 10.200.1.0/24 blackhole;\n}\n\
-                protocol bgp weft {\n  local 10.98.2.1 as 64513;\n  neighbor 10.98.1.1 as 64512;\n  multihop 2;\n  \
-                error wait time 1, 2;\n  connect delay time 1;\n  ipv4 { import all; export all; };\n}\n";
-            std::fs::write(dir.join("bird.conf"), conf).unwrap();
-            let mut bird = start_bird(&b, &dir);
-            let mut cfg = SpeakerConfig::new(64512, Ipv4Addr::new(10, 98, 1, 1));
-            cfg.connect_retry = Duration::from_secs(1);
-            cfg.hold_time = 9;
-            let peer = |ttl| PeerConfig {
-                address: Ipv4Addr::new(10, 98, 2, 1),
-                asn: 64513,
-                kind: PeerKind::Global,
-                passive: false,
-                md5: None,
-                max_prefixes: None,
-                ttl_security: None,
-                multihop: Some(ttl),
-                import: Default::default(),
-                export: ExportPolicy::default(),
-            };
-            let s = Speaker::start(cfg).await.unwrap();
+            let mut bird = far_bird(&b, &dir, &extra);
+            let s = Speaker::start(near_speaker()).await.unwrap();
             s.set_own(vec![subnet("10.244.1.0/24")]).await;
             s.set_peers(vec![peer(1)]).await;
-            let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(8) {
-                assert!(!established(&s), "TTL 1 reached two hops: {:?}", s.status());
-                let bird_side = birdc(&dir, &["show", "protocols", "weft"]).unwrap_or_default();
-                assert!(!bird_side.contains("Established"), "{bird_side}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+            never_established(&s, &dir, "a peer two hops away taken with 1").await;
             s.set_peers(vec![peer(2)]).await;
-            wait_for("the session two hops away with multihop 2", 30, || {
+            wait_for("the session two hops away with 2", 30, || {
                 established(&s) && learned(&s).contains_key(&net("10.200.1.0/24"))
             })
             .await;

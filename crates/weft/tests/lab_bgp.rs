@@ -299,33 +299,17 @@ fn bgp_reflector_and_router_peers_chosen_by_label() {
         "a client learns another's route, next hop the originating node"
     );
 
-    let dir = format!("/run/weft-lab/{}", lab.name);
-    let birdc = |args: &[&str]| {
-        let out = Command::new("birdc")
-            .args(["-s", &format!("{dir}/bird.ctl")])
-            .args(args)
-            .output()
-            .unwrap();
-        text(&out.stdout)
-    };
-    lab.ok(
-        lab.store_cmd(&[
-            "bgp",
-            "peer",
-            "add",
-            "lab-router",
-            "--peer-ip",
-            "192.168.77.254",
-            "--as",
-            "64513",
+    let birdc = |args: &[&str]| router(&lab, args);
+    router_peer(
+        &lab,
+        &[
             "--node-selector",
             "rack == 'r1'",
             "--export",
             "Aggregate",
             "--community",
             "64512:100",
-        ]),
-        "bgp peer add",
+        ],
     );
     let sessions = || {
         birdc(&["show", "protocols"])
@@ -361,6 +345,28 @@ fn bgp_reflector_and_router_peers_chosen_by_label() {
         assert_eq!(established, up, "{ip}:\n{protocols}");
     }
     lab.ping_all(0);
+}
+
+/// The lab router's own view: `weftctl lab router ARGS` (birdc on its socket).
+fn router(lab: &Lab, args: &[&str]) -> String {
+    text(&lab.lab(&["router"], args).stdout)
+}
+
+/// Replaces the lab router's record as an operator would (`weftctl bgp peer add`), with
+/// `extra` options.
+fn router_peer(lab: &Lab, extra: &[&str]) -> String {
+    let mut args = vec![
+        "bgp",
+        "peer",
+        "add",
+        "lab-router",
+        "--peer-ip",
+        "192.168.77.254",
+        "--as",
+        "64513",
+    ];
+    args.extend_from_slice(extra);
+    lab.ok(lab.store_cmd(&args), "bgp peer add")
 }
 
 #[test]
@@ -534,15 +540,8 @@ fn bgp_with_a_bird_router_that_wants_a_password() {
         ),
     )
     .unwrap();
-    let birdc = Command::new("birdc")
-        .args(["-s", &format!("{dir}/bird.ctl"), "configure"])
-        .output()
-        .unwrap();
-    assert!(
-        text(&birdc.stdout).contains("onfigur"),
-        "{}",
-        text(&birdc.stdout)
-    );
+    let configured = router(&lab, &["configure"]);
+    assert!(configured.contains("onfigur"), "{configured}");
     lab.wait_until(
         "the unsigned sessions to go down",
         Duration::from_secs(30),
@@ -552,23 +551,7 @@ fn bgp_with_a_bird_router_that_wants_a_password() {
     // A record naming a file that is not there: no session, one line saying why.
     let key = format!("{dir}/tor.key");
     // The router's record, replaced as an operator would: `weftctl bgp peer add`.
-    let peer = |file: &str| {
-        lab.ok(
-            lab.store_cmd(&[
-                "bgp",
-                "peer",
-                "add",
-                "lab-router",
-                "--peer-ip",
-                "192.168.77.254",
-                "--as",
-                "64513",
-                "--password-file",
-                file,
-            ]),
-            "bgp peer add",
-        )
-    };
+    let peer = |file: &str| router_peer(&lab, &["--password-file", file]);
     let missing = format!("{dir}/missing.key");
     peer(&missing);
     lab.wait_until(
