@@ -33,6 +33,8 @@ pub enum SyncError {
 
 /// How long an address may be held for an endpoint the daemon does not show.
 pub const GRACE: Duration = Duration::from_secs(15);
+/// How often a network Docker is creating here is looked for while it waits for its name.
+pub const PENDING_POLL: Duration = Duration::from_millis(20);
 /// How long a network Docker created may stay unnamed before it is given up.
 pub const PENDING_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -68,7 +70,12 @@ impl Sync {
 
     /// Runs [`Sync::once`] every `every`, logging failures (dockerd not up yet, store
     /// unreachable) and carrying on.
+    /// Passes every `every`, at once when nudged (see [`crate::driver::DriverState::nudge`]),
+    /// and every [`PENDING_POLL`] while a network Docker is creating here waits for its
+    /// name (Docker lists it only once its create call, which the driver is inside,
+    /// returns).
     pub async fn run(mut self, every: Duration) {
+        let nudge = self.driver.local.lock().expect("lock").nudge.clone();
         let mut down = false;
         loop {
             match self.once().await {
@@ -83,7 +90,12 @@ impl Sync {
                 }
                 Err(_) => {}
             }
-            tokio::time::sleep(every).await;
+            let pending = !self.driver.local.lock().expect("lock").pending.is_empty();
+            let wait = if pending { PENDING_POLL } else { every };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = nudge.notified() => {}
+            }
         }
     }
 

@@ -220,6 +220,9 @@ pub(crate) struct Agent {
     /// The agent socket, bound by `start` just before the subnet file is written (so a
     /// CNI plugin that finds the file finds the socket), served by `run`.
     api_listener: Option<tokio::net::UnixListener>,
+    /// Wakes the Docker sync when the store's named networks change (see
+    /// `weft_docker::driver::DriverState::nudge`).
+    docker_nudge: Arc<tokio::sync::Notify>,
 }
 
 impl Agent {

@@ -53,7 +53,10 @@ impl Agent {
                 underlay_mtu: ext.mtu,
                 routed_mtu: self.runtime.backend.mtu(ext.mtu),
             },
-            local: Default::default(),
+            local: std::sync::Arc::new(std::sync::Mutex::new(weft_docker::driver::DriverState {
+                nudge: self.docker_nudge.clone(),
+                ..Default::default()
+            })),
             own_netns: "/proc/self/ns/net".into(),
             engine: Some(weft_docker::Engine::new(&self.opts.docker_socket)),
             enforced: Some(self.policy.subscribe()),
@@ -88,6 +91,7 @@ impl Agent {
             Some(Ok(net)) => {
                 let changed = self.view.named.networks.get(&net.name) != Some(&net);
                 if changed {
+                    self.docker_nudge.notify_one();
                     info!(network = %net.name, subnet = %net.subnet, mode = %net.mode, vni = net.vni, "named network");
                 }
                 self.view.named.networks.insert(net.name.clone(), net);
@@ -101,6 +105,7 @@ impl Agent {
             None => {
                 let gone = self.view.named.networks.remove(name);
                 if let Some(n) = &gone {
+                    self.docker_nudge.notify_one();
                     info!(network = %n.name, "named network deleted");
                 }
                 gone.is_some()

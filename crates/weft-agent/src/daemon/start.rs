@@ -130,6 +130,7 @@ impl Agent {
             opts,
             block_feed: None,
             api_listener: None,
+            docker_nudge: Default::default(),
         };
         if !agent.opts.api_socket.as_os_str().is_empty() {
             let path = agent.opts.api_socket.clone();

@@ -89,6 +89,10 @@ pub struct DriverState {
     pub pending: BTreeMap<String, Pending>,
     /// The next [`Pending::seq`].
     pub next_seq: u64,
+    /// Wakes the sync with the local dockerd now rather than at its next pass: a network
+    /// Docker just created here (to be registered by name), or one the store just
+    /// gained or lost (to be created or removed here), is usable everywhere at once.
+    pub nudge: Arc<tokio::sync::Notify>,
 }
 
 /// This host, as the driver needs it.

@@ -188,6 +188,7 @@ impl Driver {
                 local
                     .pending
                     .insert(req.network_id.clone(), Pending { seq, ..pending });
+                local.nudge.notify_one();
                 info!(%subnet, docker_id = weft_alloc::named::short(&req.network_id), "network created by Docker; registering it once Docker names it");
             }
             Err(e) => return Err(e.into()),
