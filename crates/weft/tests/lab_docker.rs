@@ -25,6 +25,11 @@
 //!   its containers by their Docker labels, overlay (by address) and routed (by
 //!   interface); a container is unreachable from the moment it starts until its
 //!   labels are read and allow it.
+//! - `connect_and_disconnect_running_containers`: `docker network connect` and
+//!   `disconnect` on running containers, both directions (overlay onto routed, routed
+//!   onto overlay): the second network's peers are reached at once, the first's still
+//!   are; after disconnect the container has no interface on it, reaches none of its
+//!   peers, and the host keeps no veth, endpoint record or address for it.
 //!
 //! Needs root and dockerd; skipped with one line otherwise.
 
@@ -876,4 +881,108 @@ fn network_policy_on_docker_networks() {
             .any(|t| t == "table ip weft" || t == "table ip weftpol"),
         "tables of Weft's left:\n{tables}"
     );
+}
+
+/// The endpoints of `network` in the store, as `weftctl network show -o json` lists them.
+fn endpoints(lab: &Lab, network: &str) -> Vec<serde_json::Value> {
+    let out = lab.ok(
+        lab.store_cmd(&["network", "show", network, "-o", "json"]),
+        "network show",
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["endpoints"].as_array().cloned().unwrap_or_default()
+}
+
+/// The container's interfaces and routes, from inside it.
+fn inside(lab: &Lab, h: &str, ctr: &str) -> String {
+    let links = docker_ok(lab, h, &["exec", ctr, "ip", "-o", "addr", "show"]);
+    let routes = docker_ok(lab, h, &["exec", ctr, "ip", "route"]);
+    format!("{links}{routes}")
+}
+
+#[test]
+fn connect_and_disconnect_running_containers() {
+    require_root!("connect_and_disconnect_running_containers");
+    if !have_dockerd("connect_and_disconnect_running_containers") {
+        return;
+    }
+    let lab = Lab::up_with("dkc", "embedded", 2, &["--docker"]);
+    create_network(&lab, "h1", &["--subnet", "10.50.0.0/24"], "blue", &["h2"]);
+    create_network(
+        &lab,
+        "h1",
+        &["--subnet", "10.60.0.0/24", "-o", "mode=routed"],
+        "green",
+        &["h2"],
+    );
+    run(&lab, "h2", "pb", "blue", &["--ip", "10.50.0.20"]);
+    run(&lab, "h2", "pg", "green", &["--ip", "10.60.0.20"]);
+    run(&lab, "h1", "ca", "blue", &[]);
+    run(&lab, "h1", "cb", "green", &[]);
+    assert_reaches(&lab, "h1", "ca", "10.50.0.20");
+    assert_reaches(&lab, "h1", "cb", "10.60.0.20");
+    assert_blocked(&lab, "h1", "ca", "10.60.0.20");
+    assert_blocked(&lab, "h1", "cb", "10.50.0.20");
+    let veths = || {
+        text(
+            &lab.exec("h1", &["ip", "-o", "link", "show", "type", "veth"])
+                .stdout,
+        )
+        .lines()
+        .count()
+    };
+    let before = veths();
+
+    // An overlay container joins the routed network, a routed one the overlay.
+    docker_ok(&lab, "h1", &["network", "connect", "green", "ca"]);
+    docker_ok(&lab, "h1", &["network", "connect", "blue", "cb"]);
+    let (a_green, b_blue) = (
+        addr(&lab, "h1", "ca", "green"),
+        addr(&lab, "h1", "cb", "blue"),
+    );
+    assert!(a_green.starts_with("10.60.0.") && b_blue.starts_with("10.50.0."));
+    assert_eq!(veths(), before + 2, "one veth per new endpoint");
+    for (ctr, to) in [
+        ("ca", "10.60.0.20"),
+        ("ca", "10.50.0.20"),
+        ("cb", "10.50.0.20"),
+        ("cb", "10.60.0.20"),
+    ] {
+        assert_reaches(&lab, "h1", ctr, to);
+    }
+    // And back: the peers reach the new addresses.
+    assert_reaches(&lab, "h2", "pg", &a_green);
+    assert_reaches(&lab, "h2", "pb", &b_blue);
+    assert!(endpoints(&lab, "green")
+        .iter()
+        .any(|e| e["address"] == a_green.as_str()));
+
+    // Disconnect: nothing of the endpoint is left, and the first network still works.
+    docker_ok(&lab, "h1", &["network", "disconnect", "green", "ca"]);
+    docker_ok(&lab, "h1", &["network", "disconnect", "blue", "cb"]);
+    let (in_a, in_b) = (inside(&lab, "h1", "ca"), inside(&lab, "h1", "cb"));
+    assert!(!in_a.contains("10.60.0."), "ca keeps green:\n{in_a}");
+    assert!(!in_b.contains("10.50.0."), "cb keeps blue:\n{in_b}");
+    lab.wait_until("the two veths to go", Duration::from_secs(10), || {
+        veths() == before
+    });
+    lab.wait_until(
+        "the store to drop both endpoints",
+        Duration::from_secs(10),
+        || {
+            !endpoints(&lab, "green")
+                .iter()
+                .any(|e| e["address"] == a_green.as_str())
+                && !endpoints(&lab, "blue")
+                    .iter()
+                    .any(|e| e["address"] == b_blue.as_str())
+        },
+    );
+    assert_reaches(&lab, "h1", "ca", "10.50.0.20");
+    assert_reaches(&lab, "h1", "cb", "10.60.0.20");
+    assert_blocked(&lab, "h1", "ca", "10.60.0.20");
+    assert_blocked(&lab, "h1", "cb", "10.50.0.20");
+    assert_blocked(&lab, "h2", "pg", &a_green);
+    // The addresses are free again: a new container may take them.
+    run(&lab, "h2", "again", "green", &["--ip", &a_green]);
 }
