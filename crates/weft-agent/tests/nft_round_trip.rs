@@ -6,7 +6,7 @@
 //! for a set, a dropped match, a wrong priority) fails here. Needs root.
 
 use weft_kernel::nft_sets::{self, Elements, SetTable};
-use weft_plan::firewall::{self, EncapFilter, FirewallPlan, IsolatedNet, PoolRule};
+use weft_plan::firewall::{self, EncapFilter, FirewallPlan, IsolatedNet, PoolRule, Published};
 use weft_plan::nft::Table;
 use weft_testkit::netns::in_netns;
 use weft_testkit::require_root;
@@ -44,6 +44,24 @@ fn firewall_plan() -> FirewallPlan {
             PoolRule {
                 cidr: net("10.249.0.0/24"),
                 nat_outgoing: false,
+            },
+        ],
+        published: vec![
+            Published {
+                proto: weft_plan::nft::Proto::Tcp,
+                host_ip: None,
+                host_port: 8080,
+                to: "10.50.0.2".parse().unwrap(),
+                port: 80,
+                subnet: net("10.50.0.0/24"),
+            },
+            Published {
+                proto: weft_plan::nft::Proto::Udp,
+                host_ip: Some("192.168.1.1".parse().unwrap()),
+                host_port: 5353,
+                to: "10.50.0.3".parse().unwrap(),
+                port: 53,
+                subnet: net("10.50.0.0/24"),
             },
         ],
     }

@@ -30,6 +30,7 @@ fn holder(node: u8) -> Endpoint {
         endpoint_id: PENDING.into(),
         mac: None,
         host_iface: String::new(),
+        ports: Vec::new(),
     }
 }
 

@@ -18,7 +18,7 @@ use ipnet::Ipv4Net;
 use weft_model::blocks::{Block, Pool};
 use weft_model::named::NamedNetwork;
 use weft_model::{Lease, NetworkConfig};
-use weft_plan::firewall::PoolRule;
+use weft_plan::firewall::{PoolRule, Published};
 use weft_plan::link::OverlaySpec;
 use weft_plan::{EncapFilter, FdbEntry, FirewallPlan, Neighbour, Route, SegmentPlan};
 
@@ -269,7 +269,33 @@ fn firewall(
         encap,
         isolated,
         pools,
+        published: published(inputs),
     }
+}
+
+/// The ports published to this node's containers, from their endpoints' records.
+fn published(inputs: &HostInputs) -> Vec<Published> {
+    let me = inputs.node.lease.attrs.public_ip;
+    let mut out: Vec<Published> = inputs
+        .endpoints
+        .iter()
+        .filter(|e| e.endpoint.node == me)
+        .filter_map(|e| {
+            let net = inputs.networks.iter().find(|n| n.name == e.network)?;
+            Some(e.endpoint.ports.iter().map(move |p| Published {
+                proto: weft_plan::nft::Proto::from_number(p.proto.number()),
+                host_ip: p.host_ip,
+                host_port: p.host_port,
+                to: e.ip,
+                port: p.port,
+                subnet: net.subnet,
+            }))
+        })
+        .flatten()
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 #[cfg(test)]
@@ -305,6 +331,7 @@ mod tests {
                 endpoint_id: "e".into(),
                 mac: None,
                 host_iface: "wv1".into(),
+                ports: Vec::new(),
             },
         }];
         let blocks = [

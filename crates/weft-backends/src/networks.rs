@@ -195,6 +195,7 @@ mod tests {
                 endpoint_id: "e".into(),
                 mac: mac.map(String::from),
                 host_iface: iface.into(),
+                ports: Vec::new(),
             },
         }
     }

@@ -126,6 +126,7 @@ proptest! {
                     endpoint_id: format!("e{host}"),
                     mac: mac.then(|| format!("02:00:00:00:00:{host:02x}")),
                     host_iface: format!("wv{host}"),
+                    ports: Vec::new(),
                 },
             });
         }
@@ -151,6 +152,7 @@ proptest! {
                         endpoint_id: format!("d{ip}"),
                         mac: None,
                         host_iface: format!("wd{off}"),
+                        ports: Vec::new(),
                     },
                 });
             }

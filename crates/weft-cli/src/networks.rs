@@ -69,6 +69,12 @@ fn network_json(net: &NamedNetwork, eps: &[(Ipv4Addr, Endpoint)]) -> serde_json:
             "endpoint_id": e.endpoint_id,
             "mac": e.mac,
             "host_iface": e.host_iface,
+            "ports": e.ports.iter().map(|p| json!({
+                "proto": p.proto.to_string(),
+                "host_ip": p.host_ip.map(|h| h.to_string()),
+                "host_port": p.host_port,
+                "port": p.port,
+            })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
     })
 }
@@ -133,8 +139,8 @@ pub async fn show(registry: &Registry, name: &str, output: Output) -> Result<i32
             println!("gateway:  {}", gateway(&net));
             println!("internal: {}", if net.internal { "yes" } else { "no" });
             println!(
-                "{:<15} {:<15} {:<17} {:<15} ENDPOINT",
-                "ADDRESS", "NODE", "MAC", "HOST IFACE"
+                "{:<15} {:<15} {:<17} {:<15} {:<14} PORTS",
+                "ADDRESS", "NODE", "MAC", "HOST IFACE", "ENDPOINT"
             );
             for (ip, e) in &eps {
                 let id = if e.endpoint_id.is_empty() {
@@ -142,8 +148,17 @@ pub async fn show(registry: &Registry, name: &str, output: Output) -> Result<i32
                 } else {
                     weft_alloc::named::short(&e.endpoint_id)
                 };
+                // As `docker ps` writes them: 0.0.0.0:8080->80/tcp.
+                let ports: Vec<String> = e
+                    .ports
+                    .iter()
+                    .map(|p| {
+                        let host = p.host_ip.map_or("0.0.0.0".into(), |h| h.to_string());
+                        format!("{host}:{}->{}/{}", p.host_port, p.port, p.proto)
+                    })
+                    .collect();
                 println!(
-                    "{:<15} {:<15} {:<17} {:<15} {id}",
+                    "{:<15} {:<15} {:<17} {:<15} {id:<14} {}",
                     ip.to_string(),
                     e.node.to_string(),
                     e.mac.as_deref().unwrap_or("-"),
@@ -151,6 +166,11 @@ pub async fn show(registry: &Registry, name: &str, output: Output) -> Result<i32
                         "-"
                     } else {
                         &e.host_iface
+                    },
+                    if ports.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        ports.join(", ")
                     },
                 );
             }

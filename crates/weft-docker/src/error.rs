@@ -58,6 +58,11 @@ pub enum DriverError {
     UnknownNetwork(String),
     #[error("network {0} is not pending")]
     NotPending(String),
+    #[error("malformed port binding {0}")]
+    BadPortBinding(String),
+    /// Docker's own words for a host port another container holds.
+    #[error("Bind for {host}:{ports} failed: port is already allocated")]
+    PortTaken { host: String, ports: String },
     #[error("a different network named {0:?} is already in the store; this one stays local to this host")]
     NameTaken(String),
     #[error("subnet {subnet} belongs to network {name:?} (mode {mode}, VNI {vni}, gateway {gateway}); this request differs")]

@@ -85,6 +85,18 @@ pub struct EndpointRef {
     pub endpoint_id: String,
 }
 
+/// ProgramExternalConnectivity: the endpoint and the sandbox's options (its port
+/// bindings among them).
+#[derive(Debug, Deserialize)]
+pub struct ProgramExternal {
+    #[serde(rename = "NetworkID")]
+    pub network_id: String,
+    #[serde(rename = "EndpointID")]
+    pub endpoint_id: String,
+    #[serde(rename = "Options", default)]
+    pub options: serde_json::Value,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct RequestPool {

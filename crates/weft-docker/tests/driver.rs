@@ -485,3 +485,124 @@ fn docker_veths_never_look_like_cni_ones() {
     let ours = weft_docker::driver::veth_name(weft_docker::driver::HOST_PREFIX, "0123456789abcdef");
     assert_eq!(ours, "weftdk012345678", "15 characters: IFNAMSIZ");
 }
+
+/// Published ports in Docker's order: ProgramExternalConnectivity after Join writes the
+/// bindings into the endpoint's record (a port of Docker's choosing picked from its
+/// dynamic range), EndpointOperInfo answers them, a second endpoint wanting a taken
+/// host port is refused in Docker's words and records nothing, Revoke and DeleteEndpoint
+/// clear them.
+#[tokio::test]
+async fn published_ports_are_kept_in_the_endpoint_record() {
+    let s = setup().await;
+    let d = &s.driver;
+    ok(
+        d,
+        "NetworkDriver.CreateNetwork",
+        create_network("n1", "10.50.0.0/24", None),
+    )
+    .await;
+    register(d, "n1", "blue").await;
+    for (ep, addr) in [
+        ("e1aaaaaaaaaaaa", "10.50.0.2"),
+        ("e2bbbbbbbbbbbb", "10.50.0.3"),
+    ] {
+        ok(
+            d,
+            "IpamDriver.RequestAddress",
+            json!({"PoolID": "10.50.0.0/24", "Address": addr}),
+        )
+        .await;
+        ok(d, "NetworkDriver.CreateEndpoint", json!({"NetworkID": "n1", "EndpointID": ep, "Interface": {"Address": format!("{addr}/24")}})).await;
+        ok(
+            d,
+            "NetworkDriver.Join",
+            json!({"NetworkID": "n1", "EndpointID": ep, "SandboxKey": "/x"}),
+        )
+        .await;
+    }
+    let portmap = |bindings: Value| json!({"com.docker.network.portmap": bindings});
+    ok(
+        d,
+        "NetworkDriver.ProgramExternalConnectivity",
+        json!({"NetworkID": "n1", "EndpointID": "e1aaaaaaaaaaaa", "Options": portmap(json!([
+            {"Proto": 6, "IP": "", "Port": 80, "HostIP": "", "HostPort": 8080, "HostPortEnd": 8080},
+            {"Proto": 17, "IP": "", "Port": 53, "HostIP": "", "HostPort": 0, "HostPortEnd": 0}
+        ]))}),
+    )
+    .await;
+    let record = |addr: &str| {
+        let addr: std::net::Ipv4Addr = addr.parse().unwrap();
+        async move {
+            d.registry
+                .endpoints("blue")
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|(a, _)| *a == addr)
+                .unwrap()
+                .1
+        }
+    };
+    let ports = record("10.50.0.2").await.ports;
+    let shown: Vec<String> = ports
+        .iter()
+        .map(|p| format!("{}:{}->{}", p.proto, p.host_port, p.port))
+        .collect();
+    assert_eq!(shown, ["tcp:8080->80", "udp:49153->53"]);
+    let info = ok(
+        d,
+        "NetworkDriver.EndpointOperInfo",
+        json!({"NetworkID": "n1", "EndpointID": "e1aaaaaaaaaaaa"}),
+    )
+    .await;
+    assert_eq!(
+        info["Value"]["com.docker.network.portmap"][0]["HostPort"],
+        8080
+    );
+    assert_eq!(
+        info["Value"]["com.docker.network.portmap"][0]["IP"],
+        "10.50.0.2"
+    );
+
+    let taken = call(
+        d,
+        "NetworkDriver.ProgramExternalConnectivity",
+        json!({"NetworkID": "n1", "EndpointID": "e2bbbbbbbbbbbb", "Options": portmap(json!([
+            {"Proto": 6, "IP": "", "Port": 80, "HostIP": "", "HostPort": 8080, "HostPortEnd": 8080}
+        ]))}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        taken,
+        "Bind for 0.0.0.0:8080 failed: port is already allocated"
+    );
+    assert!(record("10.50.0.3").await.ports.is_empty());
+    let bad = call(d, "NetworkDriver.ProgramExternalConnectivity", json!({"NetworkID": "n1", "EndpointID": "e2bbbbbbbbbbbb", "Options": portmap(json!([{"Proto": 6, "Port": 0}]))})).await.unwrap_err();
+    assert!(bad.contains("malformed port binding"), "{bad}");
+
+    ok(
+        d,
+        "NetworkDriver.RevokeExternalConnectivity",
+        json!({"NetworkID": "n1", "EndpointID": "e1aaaaaaaaaaaa"}),
+    )
+    .await;
+    assert!(record("10.50.0.2").await.ports.is_empty());
+    // The freed port is the other endpoint's now; its deletion clears it too.
+    ok(
+        d,
+        "NetworkDriver.ProgramExternalConnectivity",
+        json!({"NetworkID": "n1", "EndpointID": "e2bbbbbbbbbbbb", "Options": portmap(json!([
+            {"Proto": 6, "IP": "", "Port": 80, "HostIP": "", "HostPort": 8080, "HostPortEnd": 8080}
+        ]))}),
+    )
+    .await;
+    assert_eq!(record("10.50.0.3").await.ports.len(), 1);
+    ok(
+        d,
+        "NetworkDriver.DeleteEndpoint",
+        json!({"NetworkID": "n1", "EndpointID": "e2bbbbbbbbbbbb"}),
+    )
+    .await;
+    assert!(record("10.50.0.3").await.ports.is_empty());
+}

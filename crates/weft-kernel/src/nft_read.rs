@@ -99,6 +99,8 @@ fn chain(c: &Value) -> Option<Chain> {
         },
         ("filter", "input", 0) => Hook::Input,
         ("nat", "postrouting", 100) => Hook::Postrouting,
+        ("nat", "prerouting", -100) => Hook::Prerouting,
+        ("nat", "output", -100) => Hook::Output,
         _ => return None,
     };
     Some(Chain::base(name, hook))
@@ -129,6 +131,16 @@ fn rule(r: &Value) -> Result<Rule, Value> {
             "jump" => Verdict::Jump(target().ok_or_else(|| e.clone())?),
             "goto" => Verdict::Goto(target().ok_or_else(|| e.clone())?),
             "masquerade" if body["flags"] == "fully-random" => Verdict::Masquerade,
+            "dnat" => Verdict::Dnat {
+                addr: body["addr"]
+                    .as_str()
+                    .and_then(|a| a.parse().ok())
+                    .ok_or_else(|| e.clone())?,
+                port: body["port"]
+                    .as_u64()
+                    .and_then(|p| u16::try_from(p).ok())
+                    .ok_or_else(|| e.clone())?,
+            },
             "log" => Verdict::Log {
                 prefix: body["prefix"].as_str().unwrap_or_default().to_owned(),
             },
@@ -154,6 +166,15 @@ fn matching(m: &Value) -> Option<Match> {
         _ => return None,
     };
     let (left, right) = (&m["left"], &m["right"]);
+    if let Some(fib) = left.get("fib") {
+        let daddr = fib["flags"] == "daddr" || fib["flags"] == serde_json::json!(["daddr"]);
+        return (fib["result"] == "type" && daddr && right == "local" && !negated)
+            .then_some(Match::LocalDestination);
+    }
+    if left.get("ct").is_some_and(|c| c["key"] == "status") {
+        let dnat = right == "dnat" || *right == serde_json::json!(["dnat"]);
+        return (dnat && !negated).then_some(Match::Dnatted);
+    }
     if let Some(p) = left.get("payload") {
         let (proto, field) = (p["protocol"].as_str()?, p["field"].as_str()?);
         return match (proto, field, negated) {

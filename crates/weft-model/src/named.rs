@@ -102,6 +102,75 @@ pub struct Endpoint {
         skip_serializing_if = "String::is_empty"
     )]
     pub host_iface: String,
+    /// Its published ports (`docker run -p`): the node it lives on forwards each to it.
+    #[serde(rename = "Ports", default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PublishedPort>,
+}
+
+/// A transport protocol a port is published for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PortProto {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl PortProto {
+    /// From the IP protocol number Docker passes (6, 17, 132).
+    pub fn from_number(n: u64) -> Option<PortProto> {
+        match n {
+            6 => Some(PortProto::Tcp),
+            17 => Some(PortProto::Udp),
+            132 => Some(PortProto::Sctp),
+            _ => None,
+        }
+    }
+
+    pub fn number(self) -> u8 {
+        match self {
+            PortProto::Tcp => 6,
+            PortProto::Udp => 17,
+            PortProto::Sctp => 132,
+        }
+    }
+}
+
+impl fmt::Display for PortProto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PortProto::Tcp => "tcp",
+            PortProto::Udp => "udp",
+            PortProto::Sctp => "sctp",
+        })
+    }
+}
+
+/// One published port: `host_ip:host_port` on the container's node (any of its
+/// addresses when `host_ip` is none) forwarded to the container's `port`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PublishedPort {
+    #[serde(rename = "Proto")]
+    pub proto: PortProto,
+    #[serde(rename = "HostIP", default, skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<Ipv4Addr>,
+    #[serde(rename = "HostPort")]
+    pub host_port: u16,
+    #[serde(rename = "Port")]
+    pub port: u16,
+}
+
+impl PublishedPort {
+    /// Whether two bindings want the same host socket (a port, on overlapping
+    /// addresses).
+    pub fn collides(&self, other: &PublishedPort) -> bool {
+        self.proto == other.proto
+            && self.host_port == other.host_port
+            && match (self.host_ip, other.host_ip) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
+    }
 }
 
 /// A request to create a named network.

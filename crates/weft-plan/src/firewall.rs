@@ -18,6 +18,22 @@ pub struct FirewallPlan {
     pub isolated: Vec<IsolatedNet>,
     /// Block IPAM's pools: forwarded like the cluster network.
     pub pools: Vec<PoolRule>,
+    /// Ports published to this node's containers (`docker run -p`), sorted.
+    pub published: Vec<Published>,
+}
+
+/// A published port: `host_ip:host_port` (any local address when none) forwarded to
+/// `to:port`, a container of this node on `subnet`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Published {
+    pub proto: crate::nft::Proto,
+    pub host_ip: Option<std::net::Ipv4Addr>,
+    pub host_port: u16,
+    pub to: std::net::Ipv4Addr,
+    pub port: u16,
+    /// The container's network: a connection from it to its own published port
+    /// (hairpin) is masqueraded, so the answer comes back the way it went.
+    pub subnet: Ipv4Net,
 }
 
 /// A pool as the firewall sees it (Calico's IP pool with `natOutgoing`).
@@ -62,7 +78,23 @@ fn multicast() -> Ipv4Net {
 pub fn table(p: &FirewallPlan) -> Table {
     let mut t = Table::new(TABLE);
     let mut forward = Chain::base("forward", Hook::Forward { offset: 0 });
-    forward.rules = isolation(p);
+    // Published ports first: reachable from anywhere, as Docker's are, whatever the
+    // isolation between networks says about the sources.
+    forward.rules = p
+        .published
+        .iter()
+        .map(|x| {
+            Rule::new(
+                vec![
+                    Match::daddr(AddrMatch::addrs([x.to])),
+                    Match::dports(x.proto, [PortRange::one(x.port)]),
+                    Match::Dnatted,
+                ],
+                Verdict::Accept,
+            )
+        })
+        .collect();
+    forward.rules.extend(isolation(p));
     for net in std::iter::once(p.network).chain(p.pools.iter().map(|r| r.cidr)) {
         forward.push(Rule::new(
             vec![Match::saddr(AddrMatch::net(net))],
@@ -89,6 +121,9 @@ pub fn table(p: &FirewallPlan) -> Table {
                 .comment("encapsulated traffic from a non-member"),
         );
         t.chains.push(input);
+    }
+    if !p.published.is_empty() {
+        t.chains.extend(published(p));
     }
     let nat = masquerade(p);
     if !nat.is_empty() {
@@ -174,16 +209,66 @@ fn masq(from: Ipv4Net, inside: impl IntoIterator<Item = Ipv4Net>) -> Rule {
     )
 }
 
-/// The postrouting rules: named networks', flannel's for the cluster network, Calico's
-/// `natOutgoing` for pools.
+/// The chains of published ports: one regular chain of DNAT rules, entered from
+/// prerouting (connections from elsewhere) and output (from the host itself).
+fn published(p: &FirewallPlan) -> Vec<Chain> {
+    let mut dnat = Chain::regular("published");
+    for x in &p.published {
+        let to_host = match x.host_ip {
+            Some(ip) => Match::daddr(AddrMatch::addrs([ip])),
+            None => Match::LocalDestination,
+        };
+        dnat.push(
+            Rule::new(
+                vec![
+                    to_host,
+                    Match::dports(x.proto, [PortRange::one(x.host_port)]),
+                ],
+                Verdict::Dnat {
+                    addr: x.to,
+                    port: x.port,
+                },
+            )
+            .counted(),
+        );
+    }
+    let entry = |name: &str, hook| {
+        let mut c = Chain::base(name, hook);
+        c.push(Rule::new(vec![], Verdict::Jump("published".into())));
+        c
+    };
+    vec![
+        dnat,
+        entry("prerouting", Hook::Prerouting),
+        entry("output", Hook::Output),
+    ]
+}
+
+/// The postrouting rules: hairpin for published ports, named networks', flannel's for
+/// the cluster network, Calico's `natOutgoing` for pools.
 fn masquerade(p: &FirewallPlan) -> Vec<Rule> {
     let net = p.network;
     let mut rules: Vec<Rule> = p
-        .isolated
+        .published
         .iter()
-        .filter(|n| n.masquerade)
-        .map(|n| masq(n.subnet, [n.subnet, multicast()]))
+        .map(|x| {
+            Rule::new(
+                vec![
+                    Match::saddr(AddrMatch::net(x.subnet)),
+                    Match::daddr(AddrMatch::addrs([x.to])),
+                    Match::dports(x.proto, [PortRange::one(x.port)]),
+                    Match::Dnatted,
+                ],
+                Verdict::Masquerade,
+            )
+        })
         .collect();
+    rules.extend(
+        p.isolated
+            .iter()
+            .filter(|n| n.masquerade)
+            .map(|n| masq(n.subnet, [n.subnet, multicast()])),
+    );
     if p.ip_masq {
         // flannel's four rules: pods talking to pods keep their addresses; pods going
         // out are masqueraded (multicast excepted); traffic from outside to this node's
@@ -239,7 +324,55 @@ mod tests {
             encap: None,
             isolated: Vec::new(),
             pools: Vec::new(),
+            published: Vec::new(),
         }
+    }
+
+    /// Published ports: DNAT from prerouting and output (any local address, or the one
+    /// given), accepted in forward before isolation, hairpin masqueraded.
+    #[test]
+    fn published_ports_are_forwarded_before_isolation() {
+        let mut p = plan(false);
+        p.isolated = vec![IsolatedNet {
+            subnet: "10.50.0.0/24".parse().unwrap(),
+            internal: false,
+            masquerade: true,
+        }];
+        p.published = vec![
+            Published {
+                proto: crate::nft::Proto::Tcp,
+                host_ip: None,
+                host_port: 8080,
+                to: "10.50.0.2".parse().unwrap(),
+                port: 80,
+                subnet: "10.50.0.0/24".parse().unwrap(),
+            },
+            Published {
+                proto: crate::nft::Proto::Udp,
+                host_ip: Some("192.168.77.1".parse().unwrap()),
+                host_port: 5353,
+                to: "10.50.0.2".parse().unwrap(),
+                port: 53,
+                subnet: "10.50.0.0/24".parse().unwrap(),
+            },
+        ];
+        let s = render(&p);
+        for line in [
+            "fib daddr type local tcp dport 8080 counter dnat to 10.50.0.2:80",
+            "ip daddr 192.168.77.1 udp dport 5353 counter dnat to 10.50.0.2:53",
+            "type nat hook prerouting priority dstnat; policy accept;\n    jump published",
+            "type nat hook output priority -100; policy accept;\n    jump published",
+            "ip saddr 10.50.0.0/24 ip daddr 10.50.0.2 tcp dport 80 ct status dnat masquerade fully-random",
+        ] {
+            assert!(s.contains(line), "{line:?} in\n{s}");
+        }
+        let accept = s
+            .find("ip daddr 10.50.0.2 tcp dport 80 ct status dnat accept")
+            .unwrap();
+        let isolation = s
+            .find("ip daddr 10.50.0.0/24 ip saddr != 10.50.0.0/24")
+            .unwrap();
+        assert!(accept < isolation, "{s}");
     }
 
     #[test]

@@ -30,6 +30,12 @@
 //!   onto overlay): the second network's peers are reached at once, the first's still
 //!   are; after disconnect the container has no interface on it, reaches none of its
 //!   peers, and the host keeps no veth, endpoint record or address for it.
+//! - `published_ports`: `-p 8080:80` is reachable on the host's address from another
+//!   host, from the host itself, from a container of the same network on that host
+//!   (hairpin) and from one of another network; a second `-p 8080` is refused with
+//!   Docker's words; `-p 80` gets a free host port of Docker's dynamic range, reachable
+//!   too; after `docker stop` the port answers no more and its rule is gone; after an
+//!   agent restart and a dockerd restart the rules are back, each once.
 //!
 //! Needs root and dockerd; skipped with one line otherwise.
 
@@ -985,4 +991,137 @@ fn connect_and_disconnect_running_containers() {
     assert_blocked(&lab, "h2", "pg", &a_green);
     // The addresses are free again: a new container may take them.
     run(&lab, "h2", "again", "green", &["--ip", &a_green]);
+}
+
+/// What `wget` from host `h`'s own namespace gets from `url` (empty when nothing).
+fn fetch_from_host(lab: &Lab, h: &str, url: &str) -> String {
+    text(
+        &lab.exec(h, &["timeout", "3", "busybox", "wget", "-q", "-O-", url])
+            .stdout,
+    )
+}
+
+/// What `wget` in container `ctr` on host `h` gets from `url` (empty when nothing).
+fn fetch_from_container(lab: &Lab, h: &str, ctr: &str, url: &str) -> String {
+    text(
+        &docker(
+            lab,
+            h,
+            &["exec", ctr, "timeout", "3", "wget", "-q", "-O-", url],
+        )
+        .stdout,
+    )
+}
+
+/// A web server answering `body` on port 80 of a new container, its `-p` options given.
+fn web(lab: &Lab, h: &str, name: &str, net: &str, body: &str, publish: &[&str]) -> Output {
+    let script = format!("echo {body} > /index.html && httpd -f -p 80 -h /");
+    let mut args = vec!["run", "-d", "--name", name, "--net", net];
+    args.extend_from_slice(publish);
+    args.extend_from_slice(&["weft/busybox", "sh", "-c", &script]);
+    docker(lab, h, &args)
+}
+
+#[test]
+fn published_ports() {
+    require_root!("published_ports");
+    if !have_dockerd("published_ports") {
+        return;
+    }
+    let lab = Lab::up_with("dkp", "embedded", 2, &["--docker"]);
+    create_network(&lab, "h1", &["--subnet", "10.50.0.0/24"], "blue", &["h2"]);
+    create_network(
+        &lab,
+        "h1",
+        &["--subnet", "10.60.0.0/24", "-o", "mode=routed"],
+        "green",
+        &["h2"],
+    );
+    let out = web(&lab, "h1", "web", "blue", "hello-8080", &["-p", "8080:80"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    run(&lab, "h1", "nextdoor", "blue", &[]);
+    run(&lab, "h1", "elsewhere", "green", &[]);
+    let url = "http://192.168.77.1:8080/";
+    lab.wait_until(
+        "the port from another host",
+        Duration::from_secs(10),
+        || fetch_from_host(&lab, "h2", url).contains("hello-8080"),
+    );
+    assert!(
+        fetch_from_host(&lab, "h1", url).contains("hello-8080"),
+        "from the host"
+    );
+    for ctr in ["nextdoor", "elsewhere"] {
+        let got = fetch_from_container(&lab, "h1", ctr, url);
+        assert!(got.contains("hello-8080"), "from {ctr}: {got:?}");
+    }
+
+    // The same host port again: Docker's own refusal, nothing published.
+    let dup = web(&lab, "h1", "dup", "blue", "dup", &["-p", "8080:80"]);
+    assert!(!dup.status.success());
+    let why = text(&dup.stderr);
+    assert!(why.contains("port is already allocated"), "{why}");
+    docker(&lab, "h1", &["rm", "-f", "dup"]);
+
+    // A port of Docker's choosing: a free one of its dynamic range, in the store.
+    let out = web(&lab, "h1", "any", "blue", "hello-any", &["-p", "80"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let any_ip = addr(&lab, "h1", "any", "blue");
+    let host_port = endpoints(&lab, "blue")
+        .iter()
+        .find(|e| e["address"] == any_ip.as_str())
+        .and_then(|e| e["ports"][0]["host_port"].as_u64())
+        .expect("a host port in the endpoint's record");
+    assert!((49153..=65535).contains(&host_port), "{host_port}");
+    let any_url = format!("http://192.168.77.1:{host_port}/");
+    lab.wait_until("the chosen port", Duration::from_secs(10), || {
+        fetch_from_host(&lab, "h2", &any_url).contains("hello-any")
+    });
+
+    let rules = || {
+        text(
+            &lab.exec("h1", &["nft", "list", "chain", "ip", "weft", "published"])
+                .stdout,
+        )
+    };
+    assert_eq!(rules().matches("dport 8080 ").count(), 1, "{}", rules());
+
+    // Stopped: nothing answers and the rule is gone.
+    docker_ok(&lab, "h1", &["stop", "-t", "1", "web"]);
+    lab.wait_until("the rule to go", Duration::from_secs(10), || {
+        !rules().contains("dport 8080 ")
+    });
+    assert!(!fetch_from_host(&lab, "h2", url).contains("hello-8080"));
+
+    // Started again, and the agent restarted: the rules are back, once each.
+    docker_ok(&lab, "h1", &["start", "web"]);
+    lab.wait_until("the port back", Duration::from_secs(10), || {
+        fetch_from_host(&lab, "h2", url).contains("hello-8080")
+    });
+    lab.ok(lab.lab(&["agent"], &["h1", "restart"]), "agent restart");
+    lab.wait_until(
+        "the port after the restart",
+        Duration::from_secs(20),
+        || {
+            fetch_from_host(&lab, "h2", url).contains("hello-8080")
+                && fetch_from_host(&lab, "h2", &any_url).contains("hello-any")
+        },
+    );
+    let after = rules();
+    assert_eq!(after.matches("dport 8080 ").count(), 1, "{after}");
+    assert_eq!(
+        after.matches(&format!("dport {host_port} ")).count(),
+        1,
+        "{after}"
+    );
+
+    // dockerd restarted (live restore keeps the containers): the same, once each.
+    lab.ok(lab.lab(&["dockerd"], &["h1", "restart"]), "dockerd restart");
+    lab.wait_until(
+        "the port after dockerd's restart",
+        Duration::from_secs(30),
+        || fetch_from_host(&lab, "h2", url).contains("hello-8080"),
+    );
+    let after = rules();
+    assert_eq!(after.matches("dport 8080 ").count(), 1, "{after}");
 }

@@ -351,6 +351,7 @@ pub(crate) mod tests {
                 encap: None,
                 isolated: vec![],
                 pools: vec![],
+                published: vec![],
             },
             forward: vec![],
             tunnel: None,

@@ -486,6 +486,7 @@ mod tests {
             encap: None,
             isolated: Vec::new(),
             pools: Vec::new(),
+            published: Vec::new(),
         })
         .unwrap();
         let peer_route = Route::via(peer.subnet, "192.168.1.2".parse().unwrap(), eth0);

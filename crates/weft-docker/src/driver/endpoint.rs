@@ -235,6 +235,7 @@ impl Driver {
             ep.endpoint_id = PENDING.into();
             ep.mac = None;
             ep.host_iface = String::new();
+            ep.ports.clear();
             self.registry.update_endpoint(&net.name, ip, &ep).await?;
         }
         Ok(json!({}))

@@ -83,6 +83,7 @@ impl Driver {
             endpoint_id: PENDING.into(),
             mac: None,
             host_iface: String::new(),
+            ports: Vec::new(),
         };
         // A routed network on a pool: the address comes from this node's blocks, and
         // the endpoint record follows with that address.

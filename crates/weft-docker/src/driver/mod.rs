@@ -12,10 +12,12 @@
 //! - [`network`]: networks created and deleted, pending ones registered.
 //! - [`ipam`]: pools and addresses (from the network's subnet, or a pool's blocks).
 //! - [`endpoint`]: endpoints, and the veth a join makes.
+//! - [`ports`]: published ports (`docker run -p`), kept in the endpoint's record.
 
 mod endpoint;
 mod ipam;
 mod network;
+mod ports;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -188,10 +190,11 @@ impl Driver {
             "NetworkDriver.CreateNetwork" => self.create_network(parse(body)?).await,
             "NetworkDriver.DeleteNetwork" => self.delete_network(parse(body)?).await,
             "NetworkDriver.CreateEndpoint" => self.create_endpoint(parse(body)?).await,
-            "NetworkDriver.EndpointOperInfo" => {
-                parse::<EndpointRef>(body)?;
-                Ok(json!({"Value": {}}))
+            "NetworkDriver.EndpointOperInfo" => self.endpoint_oper_info(parse(body)?).await,
+            "NetworkDriver.ProgramExternalConnectivity" => {
+                self.program_external(parse(body)?).await
             }
+            "NetworkDriver.RevokeExternalConnectivity" => self.revoke_external(parse(body)?).await,
             "NetworkDriver.DeleteEndpoint" => self.delete_endpoint(parse(body)?).await,
             "NetworkDriver.Join" => self.join(parse(body)?).await,
             "NetworkDriver.Leave" => self.leave(parse(body)?).await,
@@ -206,7 +209,7 @@ impl Driver {
             "IpamDriver.ReleasePool" => Ok(json!({})),
             "IpamDriver.RequestAddress" => self.request_address(parse(body)?).await,
             "IpamDriver.ReleaseAddress" => self.release_address(parse(body)?).await,
-            // Discovery, external connectivity (no published ports yet), swarm allocation.
+            // Discovery, swarm allocation.
             _ => Ok(json!({})),
         }
     }

@@ -145,6 +145,11 @@ pub enum Match {
     },
     /// `icmp type 8` (listed back by name: `echo-request`).
     IcmpType(u8),
+    /// `fib daddr type local`: addressed to one of this host's own addresses.
+    LocalDestination,
+    /// `ct status dnat`: a connection whose destination was translated (a published
+    /// port's).
+    Dnatted,
 }
 
 impl Match {

@@ -13,7 +13,8 @@
 //! and comment in the table the agent loaded, never by reading the comment's words.
 //!
 //! Only what Weft writes is modelled: one family (`ip`), sets of addresses or interface
-//! names, matches on addresses, interfaces, connection state, protocol and ports.
+//! names, matches on addresses, interfaces, connection state, protocol and ports, and
+//! the destination NAT of published ports.
 
 mod elements;
 mod matches;
@@ -49,6 +50,10 @@ pub enum Hook {
     Input,
     /// `type nat hook postrouting priority srcnat`.
     Postrouting,
+    /// `type nat hook prerouting priority dstnat` (published ports, from outside).
+    Prerouting,
+    /// `type nat hook output priority dstnat` (published ports, from the host itself).
+    Output,
 }
 
 impl Hook {
@@ -58,6 +63,7 @@ impl Hook {
             Hook::Forward { offset } => *offset,
             Hook::Input => 0,
             Hook::Postrouting => 100,
+            Hook::Prerouting | Hook::Output => -100,
         }
     }
 }
@@ -106,6 +112,11 @@ pub enum Verdict {
     /// `log prefix "…"`, then on to the next rule.
     Log {
         prefix: String,
+    },
+    /// `dnat to 10.50.0.2:80` (a published port to its container).
+    Dnat {
+        addr: std::net::Ipv4Addr,
+        port: u16,
     },
 }
 

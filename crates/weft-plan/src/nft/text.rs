@@ -91,6 +91,8 @@ impl Display for Match {
                 write!(f, "{proto} dport {}", one_or_set(ports.iter()))
             }
             Match::IcmpType(t) => write!(f, "icmp type {t}"),
+            Match::LocalDestination => f.write_str("fib daddr type local"),
+            Match::Dnatted => f.write_str("ct status dnat"),
         }
     }
 }
@@ -105,6 +107,7 @@ impl Display for Verdict {
             Verdict::Goto(c) => write!(f, "goto {c}"),
             Verdict::Masquerade => f.write_str("masquerade fully-random"),
             Verdict::Log { prefix } => write!(f, "log prefix {}", quoted(prefix)),
+            Verdict::Dnat { addr, port } => write!(f, "dnat to {addr}:{port}"),
         }
     }
 }
@@ -139,6 +142,8 @@ impl Display for Hook {
             }
             Hook::Input => f.write_str("type filter hook input priority filter"),
             Hook::Postrouting => f.write_str("type nat hook postrouting priority srcnat"),
+            Hook::Prerouting => f.write_str("type nat hook prerouting priority dstnat"),
+            Hook::Output => f.write_str("type nat hook output priority -100"),
         }
     }
 }
