@@ -126,15 +126,24 @@ pub(super) async fn ensure_vxlan(
     handle: &Handle,
     spec: &VxlanSpec,
 ) -> Result<(u32, LinkOutcome), KernelError> {
-    let Some(have) = by_name(handle, &spec.name).await?.map(|m| vxlan_state(&m)) else {
-        return Ok((create_vxlan(handle, spec).await?, LinkOutcome::Created));
+    let have = match by_name(handle, &spec.name).await? {
+        Some(m) => vxlan_state(&m),
+        None => match create_vxlan(handle, spec).await? {
+            Some(index) => return Ok((index, LinkOutcome::Created)),
+            // Made meanwhile by another task (a Docker Join's segment beside the
+            // agent's plan for it): taken as found.
+            None => by_name(handle, &spec.name)
+                .await?
+                .map(|m| vxlan_state(&m))
+                .ok_or_else(|| KernelError::Vanished(spec.name.clone()))?,
+        },
     };
     if let Some(why) = must_recreate(spec, &have) {
         del(handle, have.index).await?;
-        return Ok((
-            create_vxlan(handle, spec).await?,
-            LinkOutcome::Recreated(why),
-        ));
+        let index = create_vxlan(handle, spec)
+            .await?
+            .ok_or_else(|| KernelError::Vanished(spec.name.clone()))?;
+        return Ok((index, LinkOutcome::Recreated(why)));
     }
     let mut what = Vec::new();
     let mut set = LinkUnspec::new_with_index(have.index);
@@ -156,7 +165,8 @@ pub(super) async fn ensure_vxlan(
     Ok((have.index, LinkOutcome::updated(what)))
 }
 
-async fn create_vxlan(handle: &Handle, spec: &VxlanSpec) -> Result<u32, KernelError> {
+/// Creates the device; `None` when a link of that name exists already.
+async fn create_vxlan(handle: &Handle, spec: &VxlanSpec) -> Result<Option<u32>, KernelError> {
     let msg = LinkVxlan::new(&spec.name, spec.vni)
         .dev(spec.underlay)
         .port(spec.port)
@@ -167,13 +177,11 @@ async fn create_vxlan(handle: &Handle, spec: &VxlanSpec) -> Result<u32, KernelEr
         .address(spec.mac.0.to_vec())
         .up()
         .build();
-    handle
-        .link()
-        .add(msg)
-        .execute()
-        .await
-        .map_err(nl("create vxlan link"))?;
-    index_of_new(handle, &spec.name).await
+    match handle.link().add(msg).execute().await {
+        Ok(()) => Ok(Some(index_of_new(handle, &spec.name).await?)),
+        Err(e) if errno_is(&e, libc::EEXIST) => Ok(None),
+        Err(e) => Err(nl("create vxlan link")(e)),
+    }
 }
 
 /// Sets MTU and up state of an existing link in place; says what changed.
