@@ -11,6 +11,11 @@
 # (`-p`, a busybox httpd answering each), Weft's network against Docker's own bridge
 # network with `-p` (iptables DNAT) on the same daemon, in interleaved rounds of the
 # same length. Target: at least 1.0x.
+# Start to first ping: `docker run -d` of a container on h2 until a container on h1
+# gets its first ping answer (pings sent from that container's namespace through
+# nsenter, every few milliseconds), against the same on one host with Docker's own
+# bridge network (`docker run -d` on h2 until h2's own namespace pings it), alternating,
+# 20 containers each. Target: within 1.2x.
 # docs/docker.md and docs/benchmarks.md cite these figures. Runs in namespaces the lab
 # makes. Needs root and dockerd. Usage: bench/docker.sh [NETWORKS] [SECONDS] [ROUNDS]
 set -euo pipefail
@@ -131,4 +136,45 @@ print(f"{'weft network, -p (nftables DNAT)':<44} {statistics.median(w):8.0f} {mi
 print(f"{'control: Docker bridge network, -p':<44} {statistics.median(b):8.0f} {min(b):7.0f}-{max(b):<7.0f}")
 r = statistics.median(w) / statistics.median(b)
 print(f"ratio weft / Docker: {r:.2f}x (target at least 1.0x: {'met' if r >= 1.0 else 'NOT met'})")
+PY
+
+# Start to first ping, Weft across hosts against Docker's bridge on one host.
+dk2() { DOCKER_HOST=unix:///run/weft-lab/$LAB/h2/docker.sock docker "$@"; }
+dk network create -d weft --ipam-driver weft --subnet 10.64.0.0/24 startweft
+dk2 network create -d bridge --subnet 10.65.0.0/24 startbridge >/dev/null
+dk run -d --name anchor --net startweft weft/busybox sleep 3600 # h1 gets the segment
+python3 - "$LAB" <<'PY'
+import statistics, subprocess, sys, time
+lab = sys.argv[1]
+def docker(h, *args):
+    return subprocess.run(["docker", "-H", f"unix:///run/weft-lab/{lab}/h{h}/docker.sock", *args],
+                          check=True, capture_output=True, text=True).stdout.strip()
+def pings(enter, ip):
+    return subprocess.run([*enter, "ping", "-c", "1", "-W", "0.05", ip],
+                          capture_output=True).returncode == 0
+def first_ping(net, enter, i):
+    t0 = time.monotonic()
+    docker(2, "run", "-d", "--name", f"s{net}{i}", "--net", net, "weft/busybox", "sleep", "3600")
+    ip = docker(2, "inspect", "-f", f"{{{{.NetworkSettings.Networks.{net}.IPAddress}}}}", f"s{net}{i}")
+    while not pings(enter, ip):
+        if time.monotonic() - t0 > 20:
+            raise SystemExit(f"{ip} never answered")
+    return time.monotonic() - t0
+weft, bridge = [], []
+anchor = docker(1, "inspect", "-f", "{{.State.Pid}}", "anchor")
+in_anchor = ["nsenter", "-t", anchor, "-n"]
+in_h2 = ["ip", "netns", "exec", f"{lab}-h2"]
+for i in range(20):
+    weft.append(first_ping("startweft", in_anchor, i))
+    bridge.append(first_ping("startbridge", in_h2, i))
+ms = lambda xs: [x * 1000 for x in xs]
+print()
+print("docker run to first ping, 20 containers each, milliseconds")
+print(f"{'':<52} {'p50':>7} {'range':>13}")
+for label, xs in [("weft network: run on h2, pinged from a container on h1", weft),
+                  ("control: Docker bridge, run and pinged on h2", bridge)]:
+    m = ms(xs)
+    print(f"{label:<52} {statistics.median(m):7.0f} {min(m):6.0f}-{max(m):<6.0f}")
+r = statistics.median(weft) / statistics.median(bridge)
+print(f"ratio weft / Docker: {r:.2f}x (target within 1.2x: {'met' if r <= 1.2 else 'NOT met'})")
 PY
