@@ -889,6 +889,21 @@ fn network_policy_on_docker_networks() {
     );
 }
 
+/// A 2-host Docker lab with an overlay network `blue` (10.50.0.0/24) and a routed one
+/// `green` (10.60.0.0/24), made on h1 and listed on h2.
+fn blue_and_green(tag: &str) -> Lab {
+    let lab = Lab::up_with(tag, "embedded", 2, &["--docker"]);
+    create_network(&lab, "h1", &["--subnet", "10.50.0.0/24"], "blue", &["h2"]);
+    create_network(
+        &lab,
+        "h1",
+        &["--subnet", "10.60.0.0/24", "-o", "mode=routed"],
+        "green",
+        &["h2"],
+    );
+    lab
+}
+
 /// The endpoints of `network` in the store, as `weftctl network show -o json` lists them.
 fn endpoints(lab: &Lab, network: &str) -> Vec<serde_json::Value> {
     let out = lab.ok(
@@ -912,15 +927,7 @@ fn connect_and_disconnect_running_containers() {
     if !have_dockerd("connect_and_disconnect_running_containers") {
         return;
     }
-    let lab = Lab::up_with("dkc", "embedded", 2, &["--docker"]);
-    create_network(&lab, "h1", &["--subnet", "10.50.0.0/24"], "blue", &["h2"]);
-    create_network(
-        &lab,
-        "h1",
-        &["--subnet", "10.60.0.0/24", "-o", "mode=routed"],
-        "green",
-        &["h2"],
-    );
+    let lab = blue_and_green("dkc");
     run(&lab, "h2", "pb", "blue", &["--ip", "10.50.0.20"]);
     run(&lab, "h2", "pg", "green", &["--ip", "10.60.0.20"]);
     run(&lab, "h1", "ca", "blue", &[]);
@@ -1028,15 +1035,7 @@ fn published_ports() {
     if !have_dockerd("published_ports") {
         return;
     }
-    let lab = Lab::up_with("dkp", "embedded", 2, &["--docker"]);
-    create_network(&lab, "h1", &["--subnet", "10.50.0.0/24"], "blue", &["h2"]);
-    create_network(
-        &lab,
-        "h1",
-        &["--subnet", "10.60.0.0/24", "-o", "mode=routed"],
-        "green",
-        &["h2"],
-    );
+    let lab = blue_and_green("dkp");
     let out = web(&lab, "h1", "web", "blue", "hello-8080", &["-p", "8080:80"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     run(&lab, "h1", "nextdoor", "blue", &[]);
