@@ -14,7 +14,7 @@ use tracing::{info, warn};
 use weft_alloc::Lease;
 use weft_backends::bgp::Bgp;
 use weft_bgp::auth::Md5Key;
-use weft_bgp::policy::{ExportPolicy, ImportFilter, Own};
+use weft_bgp::policy::{ExportPolicy, ImportFilter, Own, OwnKind};
 use weft_bgp::rib::PeerKind;
 use weft_bgp::speaker::{Learned, PeerConfig, Speaker, SpeakerConfig};
 use weft_model::bgp_peer::{PasswordSource, PeerNodes, PeerRecord};
@@ -127,7 +127,7 @@ impl BgpRuntime {
         labels: &NodeLabels,
     ) {
         let me = self.router_id;
-        own.push(Own::new(network, weft_bgp::policy::OwnKind::Aggregate));
+        own.push(Own::new(network, OwnKind::Aggregate));
         let mut peers: Vec<PeerConfig> = bgp
             .peers(me, labels, leases)
             .into_iter()
@@ -176,7 +176,7 @@ impl BgpRuntime {
                     deny_overlapping: vec![network],
                 },
                 export: ExportPolicy {
-                    kinds: p.export.clone().unwrap_or_else(ExportPolicy::default_kinds),
+                    kinds: p.export.clone().unwrap_or_else(OwnKind::default_export),
                     communities: p.communities.clone(),
                     large_communities: p.large_communities.clone(),
                 },

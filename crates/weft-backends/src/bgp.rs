@@ -56,23 +56,21 @@ pub struct WantedPeer {
 
 impl Bgp {
     pub fn new(cfg: &NetworkConfig, settings: &BackendSettings) -> Self {
-        let (asn, reflectors, cross_subnet) = match &cfg.options {
-            BackendOptions::Bgp(b) => (b.asn, b.route_reflectors.clone(), b.cross_subnet.is_some()),
-            _ => (DEFAULT_ASN, Vec::new(), false),
-        };
-        let (reflector_selector, cluster_id) = match &cfg.options {
-            BackendOptions::Bgp(b) => (
-                b.route_reflector_selector.clone(),
-                b.route_reflector_cluster_id,
-            ),
-            _ => (None, None),
-        };
-        Bgp {
-            asn,
-            reflectors,
-            reflector_selector,
-            cluster_id,
-            cross_subnet: cross_subnet.then(|| Vxlan::new(cfg, settings)),
+        match &cfg.options {
+            BackendOptions::Bgp(b) => Bgp {
+                asn: b.asn,
+                reflectors: b.route_reflectors.clone(),
+                reflector_selector: b.route_reflector_selector.clone(),
+                cluster_id: b.route_reflector_cluster_id,
+                cross_subnet: b.cross_subnet.is_some().then(|| Vxlan::new(cfg, settings)),
+            },
+            _ => Bgp {
+                asn: DEFAULT_ASN,
+                reflectors: Vec::new(),
+                reflector_selector: None,
+                cluster_id: None,
+                cross_subnet: None,
+            },
         }
     }
 

@@ -12,9 +12,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::Ipv4Addr;
-use weft_bgp::policy::{Own, OwnKind};
 
 use ipnet::Ipv4Net;
+use weft_bgp::policy::{Own, OwnKind};
 use weft_model::blocks::{Block, Pool};
 use weft_model::named::NamedNetwork;
 use weft_model::{Lease, NetworkConfig};

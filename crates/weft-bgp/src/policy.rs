@@ -245,13 +245,6 @@ pub struct ExportPolicy {
     pub large_communities: Vec<LargeCommunity>,
 }
 
-impl ExportPolicy {
-    /// The kinds every peer gets unless told otherwise ([`OwnKind::default_export`]).
-    pub fn default_kinds() -> BTreeSet<OwnKind> {
-        OwnKind::default_export()
-    }
-}
-
 impl Default for ExportPolicy {
     fn default() -> Self {
         ExportPolicy {

@@ -35,7 +35,6 @@ pub struct SpeakerConfig {
     pub listen: Option<SocketAddr>,
     pub hold_time: u16,
     pub connect_retry: Duration,
-    pub route_reflector: bool,
     /// The reflection cluster's identifier (RFC 4456); `None`: the router id.
     pub cluster_id: Option<Ipv4Addr>,
     /// The port peers listen on (179; tests may use another).
@@ -50,7 +49,6 @@ impl SpeakerConfig {
             listen: Some(SocketAddr::V4(SocketAddrV4::new(router_id, BGP_PORT))),
             hold_time: 90,
             connect_retry: Duration::from_secs(2),
-            route_reflector: false,
             cluster_id: None,
             peer_port: BGP_PORT,
         }
@@ -78,6 +76,37 @@ pub struct PeerConfig {
     pub import: ImportFilter,
     /// Which of this node's prefixes it is sent, with which communities.
     pub export: ExportPolicy,
+}
+
+impl PeerConfig {
+    /// Whether `other` can be had on the same session: everything but the export
+    /// policy, which changes in place. (Every field is named, so a new one must be
+    /// placed on one side or the other.)
+    fn same_session(&self, other: &PeerConfig) -> bool {
+        let PeerConfig {
+            address,
+            asn,
+            kind,
+            passive,
+            md5,
+            max_prefixes,
+            ttl_security,
+            multihop,
+            import,
+            export: _,
+        } = self;
+        (address, asn, kind, passive, md5, max_prefixes)
+            == (
+                &other.address,
+                &other.asn,
+                &other.kind,
+                &other.passive,
+                &other.md5,
+                &other.max_prefixes,
+            )
+            && (ttl_security, multihop, import)
+                == (&other.ttl_security, &other.multihop, &other.import)
+    }
 }
 
 /// A bound on what a peer may send (a router that leaks a full table must not fill the
@@ -403,11 +432,7 @@ impl Core {
         let mut changed = false;
         for (a, state) in self.peers.iter_mut() {
             if let Some(w) = wanted.get(a) {
-                let same_session = PeerConfig {
-                    export: w.export.clone(),
-                    ..state.config.clone()
-                } == *w;
-                if same_session && state.config.export != w.export {
+                if state.config.same_session(w) && state.config.export != w.export {
                     state.config.export = w.export.clone();
                     changed = true;
                 }
@@ -501,14 +526,12 @@ impl Core {
         }
     }
 
-    /// A node reflects when configured to, or when it has clients (a reflector chosen
-    /// by label learns it is one from its peers).
+    /// A node reflects when it has clients: whether it is a reflector (listed, or
+    /// chosen by label) is told by the kinds of the peers it is given.
     fn reflecting(&self) -> bool {
-        self.cfg.route_reflector
-            || self
-                .peers
-                .values()
-                .any(|p| p.config.kind == PeerKind::RrClient)
+        self.peers
+            .values()
+            .any(|p| p.config.kind == PeerKind::RrClient)
     }
 
     /// The cluster id routes are checked against and tagged with: the shared one only
