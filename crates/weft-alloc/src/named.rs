@@ -208,6 +208,16 @@ impl Registry {
         Ok(net)
     }
 
+    /// Every network's endpoints, in one listing: (network, address, endpoint).
+    pub async fn all_endpoints(&self) -> Result<Vec<(String, Ipv4Addr, Endpoint)>, StoreError> {
+        let listing = self.store().list(&self.keys().endpoints()).await?;
+        Ok(listing
+            .kvs
+            .iter()
+            .filter_map(|kv| self.parse_endpoint(kv))
+            .collect())
+    }
+
     /// The endpoints of one network, by address.
     pub async fn endpoints(&self, network: &str) -> Result<Vec<(Ipv4Addr, Endpoint)>, StoreError> {
         let prefix = format!("{}{network}/", self.keys().endpoints());

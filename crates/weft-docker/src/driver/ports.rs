@@ -97,17 +97,17 @@ pub fn pick(wanted: &[Wanted], taken: &[PublishedPort]) -> Result<Vec<PublishedP
 }
 
 impl Driver {
-    /// Every port published on this node, but the endpoint `except`'s.
+    /// Every port published on this node, but the endpoint `except`'s (one listing of
+    /// every network's endpoints).
     async fn ports_in_use(&self, except: &str) -> Result<Vec<PublishedPort>, DriverError> {
-        let mut out = Vec::new();
-        for net in self.registry.networks().await? {
-            for (_, e) in self.registry.endpoints(&net.name).await? {
-                if e.node == self.host.public_ip && e.endpoint_id != except {
-                    out.extend(e.ports);
-                }
-            }
-        }
-        Ok(out)
+        Ok(self
+            .registry
+            .all_endpoints()
+            .await?
+            .into_iter()
+            .filter(|(_, _, e)| e.node == self.host.public_ip && e.endpoint_id != except)
+            .flat_map(|(_, _, e)| e.ports)
+            .collect())
     }
 
     pub(super) async fn program_external(&self, req: ProgramExternal) -> Answer {
