@@ -254,34 +254,20 @@ impl Parser<'_> {
     }
 }
 
-/// Parses `k=v,k2=v2` (`--node-labels`, kubectl's `label` form): keys as in a selector,
-/// values up to 63 characters of letters, digits and `-_.`.
+/// Parses `k=v,k2=v2` (`--node-labels`, kubectl's `label` form), each label checked by
+/// the rules pod and namespace labels are (`weft_policy::selector::label_problems`).
 pub fn parse_labels(text: &str) -> Result<NodeLabels, LabelsError> {
     let mut out = NodeLabels::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (k, v) = part
             .split_once('=')
             .ok_or_else(|| LabelsError(format!("{part:?} is not key=value")))?;
-        let key_ok = !k.is_empty()
-            && k.len() <= 253
-            && k.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
-        if !key_ok {
-            return Err(LabelsError(format!(
-                "{k:?} is not a label key (letters, digits and -_./)"
-            )));
-        }
-        let value_ok = v.len() <= 63
-            && v.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-        if !value_ok {
-            return Err(LabelsError(format!(
-                "{v:?} is not a label value (up to 63 letters, digits and -_.)"
-            )));
-        }
         out.insert(k.to_owned(), v.to_owned());
     }
-    Ok(out)
+    match weft_policy::selector::label_problems(&out).as_slice() {
+        [] => Ok(out),
+        problems => Err(LabelsError(problems.join("; "))),
+    }
 }
 
 /// Why node labels could not be read.
