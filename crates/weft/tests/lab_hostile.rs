@@ -81,7 +81,8 @@ fn bad_leases_take_no_traffic_away() {
     for key in &keys {
         lab.ok(lab.store_cmd(&["store", "del", key]), "store del");
     }
-    std::thread::sleep(Duration::from_secs(1));
+    // Long enough for a late route change to show, and for the pings to span it.
+    std::thread::sleep(Duration::from_secs(2));
     assert_no_ping_lost(pings, 20);
     assert_kernels_quiet(&["h1", "h2", "h3"], watches);
     let healthy = lab.store_cmd(&["diagnose"]);
