@@ -308,6 +308,40 @@ impl Registry {
             .map(|_| ())
     }
 
+    /// Changes an endpoint record in place with `change`, compare-and-swap, so that two
+    /// writers (a plugin call and a task after Join) never undo each other. `Ok(None)`
+    /// if there is no such record (it is not made again).
+    pub async fn modify_endpoint(
+        &self,
+        network: &str,
+        ip: Ipv4Addr,
+        change: impl Fn(&mut Endpoint),
+    ) -> Result<Option<Endpoint>, StoreError> {
+        let key = self.endpoint_key(network, ip);
+        loop {
+            let Some(kv) = self.store().get(&key).await? else {
+                return Ok(None);
+            };
+            let Ok(mut ep) = serde_json::from_slice::<Endpoint>(&kv.value) else {
+                return Ok(None);
+            };
+            let before = ep.clone();
+            change(&mut ep);
+            if ep == before {
+                return Ok(Some(ep));
+            }
+            let value = serde_json::to_vec(&ep).expect("endpoint serializes");
+            if self
+                .store()
+                .compare_and_swap(&key, &value, kv.mod_revision, None)
+                .await?
+                .is_some()
+            {
+                return Ok(Some(ep));
+            }
+        }
+    }
+
     /// Frees an address; `Ok(false)` if it was not held.
     pub async fn release_endpoint(&self, network: &str, ip: Ipv4Addr) -> Result<bool, StoreError> {
         self.store().delete(&self.endpoint_key(network, ip)).await

@@ -31,6 +31,8 @@ fn holder(node: u8) -> Endpoint {
         mac: None,
         host_iface: String::new(),
         ports: Vec::new(),
+        container: String::new(),
+        names: Vec::new(),
     }
 }
 

@@ -332,6 +332,8 @@ mod tests {
                 mac: None,
                 host_iface: "wv1".into(),
                 ports: Vec::new(),
+                container: String::new(),
+                names: Vec::new(),
             },
         }];
         let blocks = [

@@ -196,6 +196,8 @@ mod tests {
                 mac: mac.map(String::from),
                 host_iface: iface.into(),
                 ports: Vec::new(),
+                container: String::new(),
+                names: Vec::new(),
             },
         }
     }

@@ -127,6 +127,8 @@ proptest! {
                     mac: mac.then(|| format!("02:00:00:00:00:{host:02x}")),
                     host_iface: format!("wv{host}"),
                     ports: Vec::new(),
+                    container: String::new(),
+                    names: Vec::new(),
                 },
             });
         }
@@ -153,6 +155,8 @@ proptest! {
                         mac: None,
                         host_iface: format!("wd{off}"),
                         ports: Vec::new(),
+                        container: String::new(),
+                        names: Vec::new(),
                     },
                 });
             }

@@ -105,6 +105,35 @@ pub struct Endpoint {
     /// Its published ports (`docker run -p`): the node it lives on forwards each to it.
     #[serde(rename = "Ports", default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PublishedPort>,
+    /// The container's ID, once its node has read it from its daemon: tells which
+    /// endpoints (networks) are one container's, so its queries see all of them.
+    #[serde(
+        rename = "Container",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub container: String,
+    /// The names other containers on the network resolve to this address: the
+    /// container's name and its aliases on the network (`--network-alias`, Compose's
+    /// service name), as its daemon has them.
+    #[serde(rename = "Names", default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+}
+
+impl Endpoint {
+    /// An address held on `node` for `endpoint_id` (Docker's endpoint ID, or a marker
+    /// while there is none yet), nothing else known.
+    pub fn held(node: Ipv4Addr, endpoint_id: &str) -> Endpoint {
+        Endpoint {
+            node,
+            endpoint_id: endpoint_id.to_owned(),
+            mac: None,
+            host_iface: String::new(),
+            ports: Vec::new(),
+            container: String::new(),
+            names: Vec::new(),
+        }
+    }
 }
 
 /// A transport protocol a port is published for.

@@ -81,7 +81,7 @@ impl Driver {
 
     pub(super) async fn join(&self, req: EndpointRef) -> Answer {
         let net = self.network_of(&req.network_id).await?;
-        let (ip, mut ep) = self.endpoint(&net, &req.endpoint_id).await?;
+        let (ip, _) = self.endpoint(&net, &req.endpoint_id).await?;
         let host = veth_name(HOST_PREFIX, &req.endpoint_id);
         let peer = veth_name(PEER_PREFIX, &req.endpoint_id);
         let routed = net.mode == Mode::Routed;
@@ -114,8 +114,9 @@ impl Driver {
             }
             return Err(e);
         }
-        ep.host_iface = host.clone();
-        self.registry.update_endpoint(&net.name, ip, &ep).await?;
+        self.registry
+            .modify_endpoint(&net.name, ip, |e| e.host_iface = host.clone())
+            .await?;
         // Policy before the first packet: held until its labels are read.
         if let Err(e) = self.hold(&net, ip, &req.endpoint_id, &host).await {
             let _ = self.remove_veth(&req.endpoint_id).await;
@@ -230,13 +231,13 @@ impl Driver {
             }
         };
         // The address stays held until Docker releases it (ReleaseAddress).
-        if let Ok((ip, mut ep)) = self.endpoint(&net, &req.endpoint_id).await {
+        if let Ok((ip, ep)) = self.endpoint(&net, &req.endpoint_id).await {
             self.forget_identity(ip).await;
-            ep.endpoint_id = PENDING.into();
-            ep.mac = None;
-            ep.host_iface = String::new();
-            ep.ports.clear();
-            self.registry.update_endpoint(&net.name, ip, &ep).await?;
+            self.registry
+                .modify_endpoint(&net.name, ip, |e| {
+                    *e = Endpoint::held(ep.node, PENDING);
+                })
+                .await?;
         }
         Ok(json!({}))
     }

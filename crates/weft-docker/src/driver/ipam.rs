@@ -78,13 +78,7 @@ impl Driver {
             return Ok(json!({"Address": format!("{gw}/{}", subnet.prefix_len()), "Data": {}}));
         }
         let net = self.network_by_pool(&req.pool_id).await?;
-        let holder = Endpoint {
-            node: self.host.public_ip,
-            endpoint_id: PENDING.into(),
-            mac: None,
-            host_iface: String::new(),
-            ports: Vec::new(),
-        };
+        let holder = Endpoint::held(self.host.public_ip, PENDING);
         // A routed network on a pool: the address comes from this node's blocks, and
         // the endpoint record follows with that address.
         let from_block = self.block_address(&net, asked).await?;

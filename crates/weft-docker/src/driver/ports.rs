@@ -113,14 +113,16 @@ impl Driver {
     pub(super) async fn program_external(&self, req: ProgramExternal) -> Answer {
         let wanted = wanted(&req.options)?;
         let net = self.network_of(&req.network_id).await?;
-        let (ip, mut ep) = self.endpoint(&net, &req.endpoint_id).await?;
+        let (ip, ep) = self.endpoint(&net, &req.endpoint_id).await?;
         if wanted.is_empty() && ep.ports.is_empty() {
             return Ok(json!({}));
         }
         let taken = self.ports_in_use(&req.endpoint_id).await?;
-        ep.ports = pick(&wanted, &taken)?;
-        self.registry.update_endpoint(&net.name, ip, &ep).await?;
-        for p in &ep.ports {
+        let ports = pick(&wanted, &taken)?;
+        self.registry
+            .modify_endpoint(&net.name, ip, |e| e.ports = ports.clone())
+            .await?;
+        for p in &ports {
             info!(network = %net.name, %ip, proto = %p.proto, host_port = p.host_port, port = p.port, "port published");
         }
         Ok(json!({}))
@@ -128,10 +130,11 @@ impl Driver {
 
     pub(super) async fn revoke_external(&self, req: EndpointRef) -> Answer {
         let net = self.network_of(&req.network_id).await?;
-        let (ip, mut ep) = self.endpoint(&net, &req.endpoint_id).await?;
+        let (ip, ep) = self.endpoint(&net, &req.endpoint_id).await?;
         if !ep.ports.is_empty() {
-            ep.ports.clear();
-            self.registry.update_endpoint(&net.name, ip, &ep).await?;
+            self.registry
+                .modify_endpoint(&net.name, ip, |e| e.ports.clear())
+                .await?;
             info!(network = %net.name, %ip, "published ports withdrawn");
         }
         Ok(json!({}))
