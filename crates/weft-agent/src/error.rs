@@ -42,6 +42,8 @@ pub enum AgentError {
     BigTcpEncapsulates { backend: &'static str },
     #[error("cannot start the BGP speaker: {0}")]
     Bgp(#[source] std::io::Error),
+    #[error(transparent)]
+    Dns(#[from] weft_dns::ServeError),
     #[error("cannot serve the agent socket {}: {source}", path.display())]
     ApiSocket {
         path: PathBuf,

@@ -92,6 +92,18 @@ pub struct AgentOptions {
     /// The local dockerd's API socket.
     #[arg(long, default_value = "/run/docker.sock")]
     pub docker_socket: PathBuf,
+    /// Answer DNS queries on this address (`IP` for port 53, or `IP:PORT`): the names
+    /// and aliases of the containers on a querier's Docker networks on every host,
+    /// everything else forwarded to the resolvers in /etc/resolv.conf. Point dockerd
+    /// at it (`--dns IP`, or `"dns"` in daemon.json) and Docker's embedded DNS
+    /// forwards the names it does not know here. Off when not given.
+    #[arg(long, value_parser = parse_dns_listen)]
+    pub dns_listen: Option<std::net::SocketAddr>,
+    /// The resolv.conf whose nameservers `--dns-listen` forwards other names to, read
+    /// at each forward (kubelet's option name; e.g. systemd-resolved's
+    /// /run/systemd/resolve/resolv.conf where /etc/resolv.conf names a local stub).
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    pub resolv_conf: PathBuf,
     /// Address for `/healthz` and `/metrics` (flannel's option name).
     #[arg(long, default_value = "127.0.0.1")]
     pub healthz_ip: std::net::IpAddr,
@@ -105,4 +117,10 @@ pub struct AgentOptions {
     /// How often to re-check the whole host against the plan, repairing drift.
     #[arg(long, value_parser = duration, default_value = "30s")]
     pub resync_interval: Duration,
+}
+
+/// `IP` (port 53) or `IP:PORT`.
+fn parse_dns_listen(s: &str) -> Result<std::net::SocketAddr, std::net::AddrParseError> {
+    s.parse::<std::net::SocketAddr>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(|ip| (ip, 53).into()))
 }

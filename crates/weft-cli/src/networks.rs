@@ -69,6 +69,8 @@ fn network_json(net: &NamedNetwork, eps: &[(Ipv4Addr, Endpoint)]) -> serde_json:
             "endpoint_id": e.endpoint_id,
             "mac": e.mac,
             "host_iface": e.host_iface,
+            "container": e.container,
+            "names": e.names,
             "ports": e.ports.iter().map(|p| json!({
                 "proto": p.proto.to_string(),
                 "host_ip": p.host_ip.map(|h| h.to_string()),

@@ -256,6 +256,51 @@ impl Engine {
             .map(|c| c.labels.unwrap_or_default()))
     }
 
+    /// A container's aliases on `network` (`--network-alias`, Compose's service name,
+    /// its short ID), from its inspection: the container list leaves them out. The
+    /// inspection waits while the container is starting, so this is for tasks, never
+    /// for a plugin call. `None` if there is no such container or it is not on
+    /// `network`.
+    pub async fn container_aliases(
+        &self,
+        id: &str,
+        network: &str,
+    ) -> Result<Option<Vec<String>>, EngineError> {
+        if !id.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Ok(None);
+        }
+        let (status, value) = self
+            .request(Method::GET, &format!("/containers/{id}/json"), None)
+            .await?;
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(EngineError::Refused {
+                call: format!("inspect container {id}"),
+                status: status.as_u16(),
+                message: value.to_string(),
+            });
+        }
+        let Some(on) = value.pointer(&format!(
+            "/NetworkSettings/Networks/{}",
+            network.replace('~', "~0").replace('/', "~1")
+        )) else {
+            return Ok(None);
+        };
+        Ok(Some(
+            on.get("Aliases")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        ))
+    }
+
     pub async fn remove_network(&self, id: &str) -> Result<(), EngineError> {
         self.expect(
             &format!("remove network {id}"),

@@ -129,8 +129,9 @@ impl Driver {
         }
     }
 
-    /// After Join: reads the container's name and labels from the daemon (asking
-    /// again while Docker finishes the attachment) and records them.
+    /// After Join: reads who the container is from the daemon (asking again while
+    /// Docker finishes the attachment) and records its names (see [`crate::names`])
+    /// and, where policy runs, its labels.
     pub(crate) fn identify_soon(
         &self,
         docker_network: String,
@@ -139,9 +140,7 @@ impl Driver {
         ip: Ipv4Addr,
         host_iface: String,
     ) {
-        if self.enforced.is_none() || namespace_of(&net).is_none() {
-            return;
-        }
+        let policy = self.enforced.is_some() && namespace_of(&net).is_some();
         let me = self.clone();
         tokio::spawn(async move {
             let start = tokio::time::Instant::now();
@@ -168,13 +167,20 @@ impl Driver {
                     }
                     continue;
                 };
+                if let Err(e) = me.record_names(&net, ip, &endpoint_id, &cid, &name).await {
+                    last = e.to_string();
+                    continue;
+                }
+                if !policy {
+                    return;
+                }
                 match me.record_labels(&net, ip, &host_iface, &cid, &name).await {
                     Ok(()) => return,
                     Err(e) => last = e.to_string(),
                 }
             }
             warn!(network = %net.name, %ip, endpoint = short(&endpoint_id), error = %last,
-                "cannot read the container's labels; the endpoint stays held until the sync reads them");
+                "cannot read who the container is; the sync tries again (until then its name does not resolve on other hosts, and policy holds it)");
         });
     }
 

@@ -19,6 +19,7 @@ pub mod driver;
 pub mod engine;
 pub mod error;
 pub mod identity;
+pub mod names;
 pub mod protocol;
 pub mod server;
 pub mod sync;

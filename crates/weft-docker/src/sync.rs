@@ -11,7 +11,7 @@
 //!   veths without an endpoint are deleted;
 //! - endpoints of this node still held for network policy, or never recorded (the
 //!   agent restarted before Join's task read their labels), get their identity (see
-//!   [`crate::identity`]).
+//!   [`crate::identity`]), and those not named yet their names (see [`crate::names`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -157,11 +157,11 @@ impl Sync {
         Ok(())
     }
 
-    /// Records the identity of each endpoint of this node that has none, or is held.
+    /// Names each endpoint of this node not named yet (in a task: reading a starting
+    /// container's aliases waits for its start), and records the identity of each that
+    /// has none, or is held.
     async fn identify(&mut self, docker: &[DockerNetwork]) {
-        if self.driver.enforced.is_none() {
-            return;
-        }
+        let policy = self.driver.enforced.is_some();
         let live: BTreeSet<String> = docker.iter().flat_map(|d| d.endpoint_ids()).collect();
         self.identified.retain(|e| live.contains(e));
         let me = self.driver.host.public_ip;
@@ -182,6 +182,21 @@ impl Sync {
             };
             for (ip, e) in eps.iter().filter(|(_, e)| e.node == me) {
                 if !todo.contains(&e.endpoint_id) {
+                    continue;
+                }
+                if e.container.is_empty() {
+                    self.driver.identify_soon(
+                        d.id.clone(),
+                        e.endpoint_id.clone(),
+                        net.clone(),
+                        *ip,
+                        e.host_iface.clone(),
+                    );
+                    self.identified.insert(e.endpoint_id.clone());
+                    continue;
+                }
+                if !policy {
+                    self.identified.insert(e.endpoint_id.clone());
                     continue;
                 }
                 let recorded = match self.driver.registry.identity(*ip).await {

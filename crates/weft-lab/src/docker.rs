@@ -22,7 +22,7 @@ pub const IMAGE: &str = "weft/busybox";
 /// The busybox applets the image links.
 const APPLETS: &[&str] = &[
     "sh", "ping", "ip", "sleep", "cat", "nc", "ifconfig", "route", "wget", "hostname", "ls",
-    "echo", "true", "arping", "httpd", "timeout",
+    "echo", "true", "arping", "httpd", "timeout", "nslookup",
 ];
 
 pub fn socket(lab: &LabState, i: u32) -> PathBuf {
@@ -39,13 +39,28 @@ pub fn plugin_dir(lab: &LabState, i: u32) -> PathBuf {
     lab.host_dir(i).join("plugins")
 }
 
-/// The agent options that make it Docker's driver on host `i`.
+/// Where host `i`'s agent answers container names, and its dockerd sends the names
+/// its embedded DNS does not know (`dockerd --dns`): the host's own address, which
+/// every container reaches through its gateway.
+pub fn resolver(lab: &LabState, i: u32) -> std::net::Ipv4Addr {
+    topology::host_ip(i, lab.subnets)
+}
+
+/// The agent options that make it Docker's driver and name resolver on host `i`.
 pub fn agent_args(lab: &LabState, i: u32) -> Vec<String> {
     vec![
         "--docker".into(),
         format!("--docker-plugin-dir={}", plugin_dir(lab, i).display()),
         format!("--docker-socket={}", socket(lab, i).display()),
+        format!("--dns-listen={}", resolver(lab, i)),
+        format!("--resolv-conf={}", resolv_conf(lab, i).display()),
     ]
+}
+
+/// The resolv.conf host `i`'s agent forwards other names to: none, as the lab has no
+/// way out (a name that is no container's fails at once instead of after a timeout).
+pub fn resolv_conf(lab: &LabState, i: u32) -> PathBuf {
+    lab.host_dir(i).join("resolv.conf")
 }
 
 fn io(path: &std::path::Path) -> impl Fn(std::io::Error) -> LabError + '_ {
@@ -94,13 +109,16 @@ pub fn start(lab: &LabState, i: u32) -> LabResult<()> {
         .append(true)
         .open(&log_path)
         .map_err(io(&log_path))?;
+    let conf = resolv_conf(lab, i);
+    std::fs::write(&conf, "# the lab has no upstream resolver\n").map_err(io(&conf))?;
     let mnt = mount_ns(lab, i)?;
     let d = dir.display();
     let args = format!(
         "--data-root {d}/docker-data --exec-root {d}/docker-exec --pidfile {d}/docker.pid \
          -H unix://{d}/docker.sock --storage-driver vfs \
          --default-ulimit nofile=16384:16384 --default-ulimit nproc=32768:32768 \
-         --default-runtime runc --bridge none --live-restore --log-level warn"
+         --default-runtime runc --bridge none --live-restore --log-level warn --dns {dns}",
+        dns = resolver(lab, i)
     );
     // `ip netns exec` would remount /sys and hide the cgroup mounts dockerd needs:
     // enter the network namespace and the host's own mount namespace instead.

@@ -100,6 +100,9 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
     if agent.opts.docker {
         agent.spawn_docker();
     }
+    if let Some(addr) = agent.opts.dns_listen {
+        agent.spawn_dns(addr).await?;
+    }
     agent.reconcile(Why::Start).await;
     agent.serve(revision, kernel_events, shutdown).await
 }
@@ -223,6 +226,10 @@ pub(crate) struct Agent {
     /// Wakes the Docker sync when the store's named networks change (see
     /// `weft_docker::driver::DriverState::nudge`).
     docker_nudge: Arc<tokio::sync::Notify>,
+    /// The names directory the resolver answers from (`--dns-listen`), and whether the
+    /// endpoints changed since it was last published.
+    names: tokio::sync::watch::Sender<Arc<weft_dns::Directory>>,
+    names_dirty: bool,
 }
 
 impl Agent {

@@ -14,6 +14,7 @@ use weft_backends::networks::PlannedEndpoint;
 use weft_store::KeyValue;
 
 use super::Agent;
+use crate::error::AgentError;
 
 /// What the store says about named networks.
 #[derive(Debug, Default)]
@@ -122,14 +123,49 @@ impl Agent {
         value: Option<Result<Endpoint, DecodeError>>,
     ) -> bool {
         let endpoints = &mut self.view.named.endpoints;
-        match value {
+        let changed = match value {
             Some(Ok(e)) => endpoints.insert((network, ip), e.clone()) != Some(e),
             Some(Err(e)) => {
                 warn!(network, %ip, error = %e, "ignoring an unreadable named network or endpoint");
                 false
             }
             None => endpoints.remove(&(network, ip)).is_some(),
+        };
+        self.names_dirty |= changed;
+        changed
+    }
+
+    /// Gives the resolver the endpoints as they now are, if they changed.
+    pub(super) fn publish_names(&mut self) {
+        if !std::mem::take(&mut self.names_dirty) {
+            return;
         }
+        let directory = weft_dns::Directory::new(
+            self.view
+                .named
+                .endpoints
+                .iter()
+                .map(|((network, ip), e)| (network.as_str(), *ip, e)),
+        );
+        self.names.send_replace(std::sync::Arc::new(directory));
+    }
+
+    /// Serves container names on `addr` (see `weft_dns`); an address that cannot be
+    /// bound stops the agent at start, with the reason.
+    pub(super) async fn spawn_dns(&mut self, addr: std::net::SocketAddr) -> Result<(), AgentError> {
+        let socket = weft_dns::server::bind(addr).await?;
+        self.publish_names();
+        let directory = self.names.subscribe();
+        let upstream = weft_dns::upstream::Upstream {
+            resolv_conf: self.opts.resolv_conf.clone(),
+            own: addr,
+        };
+        tokio::spawn(async move {
+            if let Err(e) = weft_dns::serve(socket, directory, upstream).await {
+                error!(error = %e, "container names no longer resolve");
+            }
+        });
+        Ok(())
     }
 
     /// Rebuilds the named networks from a full listing (start, or after compaction).
@@ -147,5 +183,6 @@ impl Agent {
             }
         }
         self.view.named = fresh;
+        self.names_dirty = true;
     }
 }

@@ -108,6 +108,7 @@ impl Agent {
                             _ => break,
                         }
                     }
+                    self.publish_names();
                     if dirty {
                         self.reconcile(Why::Store).await;
                     } else if self.policy_pending() {

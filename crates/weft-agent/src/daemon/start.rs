@@ -131,6 +131,8 @@ impl Agent {
             block_feed: None,
             api_listener: None,
             docker_nudge: Default::default(),
+            names: tokio::sync::watch::channel(Default::default()).0,
+            names_dirty: true,
         };
         if !agent.opts.api_socket.as_os_str().is_empty() {
             let path = agent.opts.api_socket.clone();
