@@ -2,6 +2,8 @@
 //! name and is torn down by `Drop`, also when an assertion fails.
 #![allow(dead_code)] // each test file uses its own share of the helpers
 
+pub mod docker;
+
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
