@@ -143,6 +143,28 @@ async fn lifecycle(store: Arc<dyn Store>) {
             && e.to_string().contains("10.50.0.9 on 192.0.2.2"),
         "{e}"
     );
+    // Changes in place from two writers at once: neither undoes the other.
+    let (names, ports) = tokio::join!(
+        r.modify_endpoint("blue", a, |e| e.names = vec!["a1".into()]),
+        r.modify_endpoint("blue", a, |e| e.host_iface = "wv1".into()),
+    );
+    assert!(names.unwrap().is_some() && ports.unwrap().is_some());
+    let (_, both) = r
+        .endpoints("blue")
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|(ip, _)| *ip == a)
+        .unwrap();
+    assert_eq!(
+        (both.names, both.host_iface.as_str()),
+        (vec!["a1".to_owned()], "wv1")
+    );
+    let none = r
+        .modify_endpoint("blue", Ipv4Addr::new(10, 50, 0, 77), |e| e.names.clear())
+        .await
+        .unwrap();
+    assert!(none.is_none(), "a record that is not there is not made");
     assert!(r.release_endpoint("blue", a).await.unwrap());
     assert!(r.release_endpoint("blue", f).await.unwrap());
     assert!(
