@@ -18,7 +18,7 @@ pub async fn explain_cells(
     cells: &mut [Cell],
 ) -> Result<(), CliError> {
     let st = registry.policy_state().await?;
-    let world = st.world();
+    let world = crate::policy::world(registry, &st).await?;
     for c in cells.iter_mut() {
         let (Some(from), Some(to)) = (state.pods.get(&c.from), state.pods.get(&c.to)) else {
             continue;

@@ -312,6 +312,29 @@ async fn show(
     Ok(0)
 }
 
+/// The world the verdict engine looks at: the policy state's endpoints and
+/// namespaces, and the named networks' isolation (each network, and the cluster
+/// network with the pools). A store without a network config has no cluster side.
+pub async fn world(
+    registry: &Registry,
+    st: &weft_model::policies::PolicyState,
+) -> Result<weft_policy::World, CliError> {
+    let mut world = st.world();
+    world.isolated = registry
+        .networks()
+        .await?
+        .into_iter()
+        .map(|n| (n.name, n.subnet))
+        .collect();
+    if let Ok(cfg) = registry.config().await {
+        world.cluster.push(cfg.network);
+    }
+    world
+        .cluster
+        .extend(registry.pools().await?.into_iter().map(|p| p.cidr));
+    Ok(world)
+}
+
 /// `weftctl policy explain FROM TO`: which policies decide the flow, each side; exit 3
 /// when it is denied.
 async fn explain_flow(
@@ -340,7 +363,7 @@ async fn explain_flow(
         protocol: Protocol::parse(protocol).expect("clap checked"),
         port,
     };
-    let e = explain(&st.world(), &st.policies, &flow);
+    let e = explain(&world(registry, &st).await?, &st.policies, &flow);
     match output {
         Output::Json => print_json(&serde_json::to_value(&e).expect("serializes")),
         Output::Table => {
@@ -364,6 +387,14 @@ async fn explain_flow(
             println!("{from} -> {to} {protocol}/{port}");
             side("egress", &e.egress);
             side("ingress", &e.ingress);
+            if let Some(b) = &e.between {
+                println!("between networks {} -> {}:", b.from, b.to);
+                println!(
+                    "  {}: {}",
+                    if b.allowed { "allowed" } else { "denied" },
+                    b.decided_by
+                );
+            }
             println!("verdict: {}", if e.allowed { "allowed" } else { "denied" });
         }
     }

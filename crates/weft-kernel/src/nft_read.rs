@@ -111,6 +111,7 @@ fn rule(r: &Value) -> Result<Rule, Value> {
     let mut matches = Vec::new();
     let mut counter = false;
     let mut verdict = None;
+    let mut mark = None;
     for e in r["expr"].as_array().map(Vec::as_slice).unwrap_or_default() {
         let Some((kind, body)) = e.as_object().and_then(|o| o.iter().next()) else {
             return Err(e.clone());
@@ -125,9 +126,16 @@ fn rule(r: &Value) -> Result<Rule, Value> {
                 counter = true;
                 continue;
             }
+            "mangle" => {
+                mark = Some(mark_or(body).ok_or_else(|| e.clone())?);
+                continue;
+            }
             "accept" => Verdict::Accept,
             "drop" => Verdict::Drop,
-            "return" => Verdict::Return,
+            "return" => match mark.take() {
+                Some(bit) => Verdict::MarkReturn(bit),
+                None => Verdict::Return,
+            },
             "jump" => Verdict::Jump(target().ok_or_else(|| e.clone())?),
             "goto" => Verdict::Goto(target().ok_or_else(|| e.clone())?),
             "masquerade" if body["flags"] == "fully-random" => Verdict::Masquerade,
@@ -146,9 +154,12 @@ fn rule(r: &Value) -> Result<Rule, Value> {
             },
             _ => return Err(e.clone()),
         };
-        if verdict.replace(v).is_some() {
+        if verdict.replace(v).is_some() || mark.is_some() {
             return Err(e.clone());
         }
+    }
+    if mark.is_some() {
+        return Err(r.clone());
     }
     Ok(Rule {
         matches,
@@ -157,6 +168,21 @@ fn rule(r: &Value) -> Result<Rule, Value> {
         comment: r["comment"].as_str().map(str::to_owned),
         id: None,
     })
+}
+
+/// `meta mark` as the key (`{"meta": {"key": "mark"}}`).
+fn is_mark(v: &Value) -> bool {
+    v.get("meta").is_some_and(|m| m["key"] == "mark")
+}
+
+/// The bit of `meta mark set meta mark | BIT`.
+fn mark_or(body: &Value) -> Option<u32> {
+    let [left, bit] = body["value"]["|"].as_array()?.as_slice() else {
+        return None;
+    };
+    (is_mark(&body["key"]) && is_mark(left))
+        .then(|| bit.as_u64().and_then(|b| u32::try_from(b).ok()))
+        .flatten()
 }
 
 fn matching(m: &Value) -> Option<Match> {
@@ -170,6 +196,11 @@ fn matching(m: &Value) -> Option<Match> {
         let daddr = fib["flags"] == "daddr" || fib["flags"] == serde_json::json!(["daddr"]);
         return (fib["result"] == "type" && daddr && right == "local" && !negated)
             .then_some(Match::LocalDestination);
+    }
+    if let Some([key, mask]) = left.get("&").and_then(Value::as_array).map(Vec::as_slice) {
+        let bit = u32::try_from(mask.as_u64()?).ok()?;
+        return (is_mark(key) && right.as_u64() == Some(u64::from(bit)) && !negated)
+            .then_some(Match::Mark(bit));
     }
     if left.get("ct").is_some_and(|c| c["key"] == "status") {
         let dnat = right == "dnat" || *right == serde_json::json!(["dnat"]);

@@ -164,6 +164,7 @@ impl PolicyState {
                 .filter_map(|ip| self.endpoint(*ip))
                 .collect(),
             namespaces: self.namespaces.clone(),
+            ..Default::default()
         }
     }
 

@@ -69,6 +69,12 @@ use crate::nft::{AddrMatch, Chain, Hook, Match, PortRange, Proto, Rule, Table, V
 /// The name of the forwarding and masquerade table (`ip weft`).
 pub const TABLE: &str = "weft";
 
+/// The packet mark bit the policy table (`weftpol`, earlier on the forward hook) sets on
+/// a new connection that a cluster policy allows across named networks: the isolation
+/// between networks lets exactly those pass. Weft's only mark bit; Kubernetes uses
+/// 0x4000 and 0x8000, Calico the upper 16 bits it is configured with.
+pub const BETWEEN_NETWORKS_MARK: u32 = 0x0100_0000;
+
 /// Multicast: never masqueraded.
 fn multicast() -> Ipv4Net {
     Ipv4Net::new(std::net::Ipv4Addr::new(224, 0, 0, 0), 4).expect("a valid prefix")
@@ -137,7 +143,8 @@ pub fn table(p: &FirewallPlan) -> Table {
 
 /// The forward rules that keep named networks apart: for each, connections into it
 /// only from itself and out of it only to the outside (or nowhere, when internal).
-/// Established traffic first, so replies to what a network may start pass.
+/// Established traffic first, so replies to what a network may start pass; then what
+/// a cluster policy allows between networks (see [`BETWEEN_NETWORKS_MARK`]).
 fn isolation(p: &FirewallPlan) -> Vec<Rule> {
     if p.isolated.is_empty() {
         return Vec::new();
@@ -149,10 +156,12 @@ fn isolation(p: &FirewallPlan) -> Vec<Rule> {
             .chain([p.network])
             .chain(p.pools.iter().map(|r| r.cidr)),
     );
-    let mut rules = vec![Rule::new(
-        vec![Match::EstablishedOrRelated],
-        Verdict::Accept,
-    )];
+    let mut rules = vec![
+        Rule::new(vec![Match::EstablishedOrRelated], Verdict::Accept),
+        Rule::new(vec![Match::Mark(BETWEEN_NETWORKS_MARK)], Verdict::Accept)
+            .counted()
+            .comment("allowed between networks by a cluster policy"),
+    ];
     for n in &p.isolated {
         let sub = AddrMatch::net(n.subnet);
         let s = n.subnet;
@@ -263,22 +272,36 @@ fn masquerade(p: &FirewallPlan) -> Vec<Rule> {
             )
         })
         .collect();
+    // Inside: the cluster network, the pools and the named networks. Traffic between
+    // them keeps its source address (what a cluster policy between networks matches
+    // at the destination); only what leaves for the outside is masqueraded.
+    let named: Vec<Ipv4Net> = p.isolated.iter().map(|n| n.subnet).collect();
+    let inside: Vec<Ipv4Net> = named
+        .iter()
+        .copied()
+        .chain(p.pools.iter().map(|r| r.cidr))
+        .chain([net, multicast()])
+        .collect();
     rules.extend(
         p.isolated
             .iter()
             .filter(|n| n.masquerade)
-            .map(|n| masq(n.subnet, [n.subnet, multicast()])),
+            .map(|n| masq(n.subnet, inside.iter().copied())),
     );
     if p.ip_masq {
-        // flannel's four rules: pods talking to pods keep their addresses; pods going
-        // out are masqueraded (multicast excepted); traffic from outside to this node's
-        // pods is left alone; traffic from outside to other nodes' pods is masqueraded.
+        // flannel's four rules: pods talking to pods (or to named networks) keep their
+        // addresses; pods going out are masqueraded (multicast excepted); traffic from
+        // outside to this node's pods is left alone; traffic from outside to other
+        // nodes' pods is masqueraded.
         let (from_pods, not_pods) = (
             Match::saddr(AddrMatch::net(net)),
             Match::not_addr(crate::nft::Side::Source, AddrMatch::net(net)),
         );
         rules.push(Rule::new(
-            vec![from_pods.clone(), Match::daddr(AddrMatch::net(net))],
+            vec![
+                from_pods.clone(),
+                Match::daddr(AddrMatch::nets(std::iter::once(net).chain(named))),
+            ],
             Verdict::Return,
         ));
         rules.push(masq(net, [multicast()]));
@@ -294,14 +317,7 @@ fn masquerade(p: &FirewallPlan) -> Vec<Rule> {
             Verdict::Masquerade,
         ));
     }
-    // Calico's natOutgoing: from a pool to anything but the pools, the cluster network
-    // and multicast.
-    let inside: Vec<Ipv4Net> = p
-        .pools
-        .iter()
-        .map(|r| r.cidr)
-        .chain([net, multicast()])
-        .collect();
+    // Calico's natOutgoing: from a pool to anything but the inside.
     for r in p.pools.iter().filter(|r| r.nat_outgoing) {
         rules.push(masq(r.cidr, inside.iter().copied()));
     }
@@ -415,7 +431,10 @@ mod tests {
                 .unwrap_or_else(|| panic!("no {needle:?} in\n{s}"))
         };
         let established = at("ct state established,related accept");
+        // What the policy table marked as allowed between networks, before any drop.
+        let marked = at("meta mark & 0x01000000 == 0x01000000 counter accept");
         let into = at("ip daddr 10.50.0.0/24 ip saddr != 10.50.0.0/24 counter drop");
+        assert!(established < marked && marked < into, "{s}");
         let across = at("ip saddr 10.50.0.0/24 ip daddr { 10.50.0.0/24, 10.52.0.0/24, 10.244.0.0/16 } ip daddr != 10.50.0.0/24 counter drop");
         let out = at("ip saddr 10.50.0.0/24 accept");
         let internal = at("ip saddr 10.52.0.0/24 ip daddr != 10.52.0.0/24 counter drop");
@@ -425,8 +444,10 @@ mod tests {
             internal < cluster && out < cluster,
             "isolation comes before the cluster's accepts:\n{s}"
         );
-        // Out of the network masqueraded, never within it; nothing out of an internal one.
-        assert!(s.contains("ip saddr 10.50.0.0/24 ip daddr != { 10.50.0.0/24, 224.0.0.0/4 } masquerade fully-random"), "{s}");
+        // Out of the network masqueraded, never within it nor to the other networks and
+        // the cluster network (a policy between networks sees the real source); nothing
+        // out of an internal one.
+        assert!(s.contains("ip saddr 10.50.0.0/24 ip daddr != { 10.50.0.0/24, 10.52.0.0/24, 10.244.0.0/16, 224.0.0.0/4 } masquerade fully-random"), "{s}");
         assert!(
             !s.contains("ip saddr 10.52.0.0/24 ip daddr != { 10.52.0.0/24"),
             "{s}"

@@ -51,6 +51,9 @@ use crate::verdict::{Endpoint, World};
 use std::net::Ipv4Addr;
 
 pub const TABLE: &str = "weftpol";
+/// The chain that marks what a cluster policy allows between named networks.
+pub const BETWEEN: &str = "between";
+pub use weft_plan::firewall::BETWEEN_NETWORKS_MARK;
 /// The comment of the rules that drop a held endpoint's traffic.
 pub const HELD: &str = "held: labels not known yet";
 
@@ -215,6 +218,14 @@ pub fn compile(policies: &[Policy]) -> Compiled {
             chains.extend(namespace_chains(&mut sets, &clusters, dir, Some(ns), nps));
         }
     }
+    // Only when some cluster policy can allow a flow in: otherwise nothing crosses.
+    let opens = clusters.iter().any(|c| {
+        c.types().contains(&Direction::Ingress)
+            && c.spec.ingress.iter().any(|r| r.action == Action::Allow)
+    });
+    if opens {
+        chains.push(between_chain(&mut sets, &clusters));
+    }
     let mut table = Table::new(TABLE);
     // The kernel finds a set by name by walking the table's sets in the order they
     // were made, and every element change names its set: so the sets most changes
@@ -224,7 +235,7 @@ pub fn compile(policies: &[Policy]) -> Compiled {
     let set = |name: String, key| Set { name, key };
     table.sets.push(set("held_if".into(), SetKey::Ifname));
     table.sets.push(set("held_ip".into(), SetKey::Ipv4Addr));
-    let forward = forward_chain(&mut table, by_ns.keys().copied());
+    let forward = forward_chain(&mut table, by_ns.keys().copied(), opens);
     let narrowed = |s: &Selection| s.pod.as_ref().is_some_and(|p| !p.match_labels.is_empty());
     let broad = sets.0.iter().filter(|(_, s)| !narrowed(s));
     for (name, _) in broad.chain(sets.0.iter().filter(|(_, s)| narrowed(s))) {
@@ -255,6 +266,7 @@ pub fn compile(policies: &[Policy]) -> Compiled {
 fn forward_chain<'a>(
     table: &mut Table,
     namespaces: impl Iterator<Item = &'a str> + Clone,
+    between: bool,
 ) -> Chain {
     let set = |name: String, key| Set { name, key };
     let mut forward = Chain::base("forward", Hook::Forward { offset: -5 });
@@ -284,6 +296,9 @@ fn forward_chain<'a>(
                 .comment(HELD)
                 .id(held()),
         );
+    }
+    if between {
+        forward.push(Rule::new(vec![], Verdict::Jump(BETWEEN.into())));
     }
     for dir in [Direction::Egress, Direction::Ingress] {
         let (ifside, side) = match dir {
@@ -403,11 +418,50 @@ fn cluster_rules(
     dir: Direction,
     to_np: &Verdict,
 ) {
-    let (me, _) = sides(dir);
     let allow = match dir {
         Direction::Ingress => Verdict::Accept,
         Direction::Egress => Verdict::Return,
     };
+    let verdict = |c: &ClusterPolicy, action: Action| {
+        Some(match action {
+            Action::Allow => allow.clone(),
+            Action::Deny => Verdict::Drop,
+            Action::Log => Verdict::Log {
+                prefix: format!("weft {}: ", c.metadata.name),
+            },
+            Action::Pass => to_np.clone(),
+        })
+    };
+    ordered_cluster_rules(chain, sets, clusters, dir, verdict);
+}
+
+/// The `between` chain: the destination's ingress cluster rules, in order, as every
+/// node sees them (the sets hold every endpoint, wherever it runs). When the rule that
+/// decides is an Allow, the packet is marked [`BETWEEN_NETWORKS_MARK`], which the
+/// isolation between named networks (`ip weft`) lets pass; any other decision leaves
+/// the mark alone and the isolation as it is. It only marks: the verdicts themselves
+/// are the namespace chains', where the endpoints are.
+fn between_chain(sets: &mut Sets, clusters: &[&ClusterPolicy]) -> Chain {
+    let mut chain = Chain::regular(BETWEEN);
+    let verdict = |_: &ClusterPolicy, action: Action| match action {
+        Action::Allow => Some(Verdict::MarkReturn(BETWEEN_NETWORKS_MARK)),
+        Action::Deny | Action::Pass => Some(Verdict::Return),
+        Action::Log => None,
+    };
+    ordered_cluster_rules(&mut chain, sets, clusters, Direction::Ingress, verdict);
+    chain
+}
+
+/// The cluster policies' rules for `dir`, in order, each with the verdict `verdict`
+/// gives its action (none: no rule).
+fn ordered_cluster_rules(
+    chain: &mut Chain,
+    sets: &mut Sets,
+    clusters: &[&ClusterPolicy],
+    dir: Direction,
+    verdict: impl Fn(&ClusterPolicy, Action) -> Option<Verdict>,
+) {
+    let (me, _) = sides(dir);
     for c in clusters.iter().filter(|c| c.types().contains(&dir)) {
         let subjects = Selection {
             pod: some_selector(&c.spec.selector),
@@ -434,13 +488,8 @@ fn cluster_rules(
             let comment = format!("ClusterPolicy {} {which}", c.metadata.name);
             let id = Some(rule_id("ClusterPolicy", &c.metadata.name, which));
             let everything = matches.is_empty();
-            let verdict = match r.action {
-                Action::Allow => allow.clone(),
-                Action::Deny => Verdict::Drop,
-                Action::Log => Verdict::Log {
-                    prefix: format!("weft {}: ", c.metadata.name),
-                },
-                Action::Pass => to_np.clone(),
+            let Some(verdict) = verdict(c, r.action) else {
+                continue;
             };
             chain.push(counted(matches, verdict, &comment, id));
             if r.action == Action::Pass && everything {
@@ -957,6 +1006,66 @@ mod tests {
         let (one, other) = (compile(&ps), compile(&reversed));
         assert_eq!(one.fingerprint(), other.fingerprint());
         assert_eq!(one.structure(), other.structure());
+    }
+
+    /// The `between` chain: the destination's ingress cluster rules in order, an Allow
+    /// marking the packet for the isolation between networks and returning, a Deny or
+    /// Pass returning unmarked, a Log left out; jumped to before the dispatch. None
+    /// without a cluster ingress Allow (nothing could open the isolation).
+    #[test]
+    fn cluster_ingress_allows_mark_what_may_cross_networks() {
+        let (w, locals) = world();
+        let ps = parse_documents(
+            "apiVersion: weft.dev/v1\nkind: ClusterPolicy\nmetadata: {name: db}\nspec:\n  order: 5\n  selector: {matchLabels: {pod: b}}\n  ingress:\n  - {action: Log}\n  - {action: Deny, protocol: UDP}\n  - action: Allow\n    protocol: TCP\n    source: {namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: x}}}\n    destination: {ports: [\"80\"]}\n",
+        )
+        .unwrap();
+        let t = render_table(&w, &ps, &locals);
+        let between = t
+            .table
+            .chains
+            .iter()
+            .find(|c| c.name == BETWEEN)
+            .expect("a between chain");
+        let verdicts: Vec<&Verdict> = between.rules.iter().map(|r| &r.verdict).collect();
+        assert_eq!(
+            verdicts,
+            [
+                &Verdict::Return,
+                &Verdict::MarkReturn(BETWEEN_NETWORKS_MARK)
+            ],
+            "{}",
+            t.structure()
+        );
+        let s = t.structure();
+        assert!(
+            s.contains("meta mark set meta mark | 0x01000000 return"),
+            "{s}"
+        );
+        let forward = t.table.chains.iter().find(|c| c.name == "forward").unwrap();
+        let jump = forward
+            .rules
+            .iter()
+            .position(|r| r.verdict == Verdict::Jump(BETWEEN.into()))
+            .expect("jumped to");
+        let dispatch = forward
+            .rules
+            .iter()
+            .position(|r| matches!(&r.verdict, Verdict::Jump(c) if c != BETWEEN))
+            .unwrap();
+        assert!(jump < dispatch);
+        // The Allow applies where the policy does (pod=b, y/b) and from namespace x.
+        assert!(set_in(&t, "0x01000000").contains(&Element::Addr("10.248.0.1".parse().unwrap())));
+        // Egress-only and NetworkPolicy-only sets of policies open nothing.
+        let closed = parse_documents(
+            "apiVersion: weft.dev/v1\nkind: ClusterPolicy\nmetadata: {name: out}\nspec: {egress: [{action: Allow}]}\n",
+        )
+        .unwrap();
+        let t = render_table(&w, &closed, &locals);
+        assert!(
+            t.table.chains.iter().all(|c| c.name != BETWEEN),
+            "{}",
+            t.structure()
+        );
     }
 
     /// Kubernetes' SCTP cases: an SCTP port is matched as SCTP, never as TCP (the

@@ -43,11 +43,34 @@ pub struct World {
     pub endpoints: Vec<Endpoint>,
     /// Labels given to namespaces (any namespace also has its name label).
     pub namespaces: BTreeMap<String, Labels>,
+    /// The named networks (Docker's), by name and subnet: each is isolated from the
+    /// others and from the cluster network. Empty where there are none.
+    pub isolated: Vec<(String, ipnet::Ipv4Net)>,
+    /// The cluster network and the pools: one side of that isolation, together.
+    pub cluster: Vec<ipnet::Ipv4Net>,
 }
+
+/// The name [`World::side_of`] gives the cluster network and pools.
+pub const CLUSTER_NETWORK: &str = "the cluster network";
 
 impl World {
     pub fn endpoint(&self, ip: Ipv4Addr) -> Option<&Endpoint> {
         self.endpoints.iter().find(|e| e.ip == ip)
+    }
+
+    /// Which side of the isolation between networks `ip` is on: a named network's
+    /// name, [`CLUSTER_NETWORK`], or `None` outside both.
+    pub fn side_of(&self, ip: Ipv4Addr) -> Option<&str> {
+        self.isolated
+            .iter()
+            .find(|(_, net)| net.contains(&ip))
+            .map(|(name, _)| name.as_str())
+            .or_else(|| {
+                self.cluster
+                    .iter()
+                    .any(|n| n.contains(&ip))
+                    .then_some(CLUSTER_NETWORK)
+            })
     }
 
     /// A namespace's labels, with `kubernetes.io/metadata.name`.
@@ -109,23 +132,57 @@ pub struct Side {
     pub decided_by: String,
     /// `Log` rules the flow passed.
     pub logged: Vec<String>,
+    /// A cluster policy's Allow rule decided (what opens the isolation between
+    /// networks).
+    #[serde(skip)]
+    pub cluster_allow: bool,
+}
+
+/// A flow from one named network to another (or to or from the cluster network).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Between {
+    pub from: String,
+    pub to: String,
+    pub allowed: bool,
+    pub decided_by: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Explanation {
     pub egress: Side,
     pub ingress: Side,
+    /// Present when the flow crosses the isolation between networks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub between: Option<Between>,
     pub allowed: bool,
 }
 
-/// The verdict for `flow` under `policies`, with the reasons.
+/// The verdict for `flow` under `policies`, with the reasons. A flow between named
+/// networks (or between one and the cluster network) also needs the destination's
+/// ingress to be decided by a ClusterPolicy's Allow rule: Docker's isolation between
+/// networks stays total unless a cluster policy, written by whoever runs the
+/// cluster, opens it for chosen flows.
 pub fn explain(world: &World, policies: &[Policy], flow: &Flow) -> Explanation {
     let egress = side(world, policies, flow, Direction::Egress);
     let ingress = side(world, policies, flow, Direction::Ingress);
+    let between = match (world.side_of(flow.src), world.side_of(flow.dst)) {
+        (Some(from), Some(to)) if from != to => Some(Between {
+            from: from.to_owned(),
+            to: to.to_owned(),
+            allowed: ingress.cluster_allow,
+            decided_by: if ingress.cluster_allow {
+                format!("opened by {}", ingress.decided_by)
+            } else {
+                "networks are isolated from each other; only a ClusterPolicy ingress rule that allows the flow opens them".to_owned()
+            },
+        }),
+        _ => None,
+    };
     Explanation {
-        allowed: egress.allowed && ingress.allowed,
+        allowed: egress.allowed && ingress.allowed && between.as_ref().is_none_or(|b| b.allowed),
         egress,
         ingress,
+        between,
     }
 }
 
@@ -141,6 +198,7 @@ fn side(world: &World, policies: &[Policy], flow: &Flow, dir: Direction) -> Side
             selected_by: Vec::new(),
             decided_by: format!("{me_ip} is outside the cluster: no {dir:?} policy"),
             logged: Vec::new(),
+            cluster_allow: false,
         };
     };
     let mut out = Side {
@@ -149,6 +207,7 @@ fn side(world: &World, policies: &[Policy], flow: &Flow, dir: Direction) -> Side
         selected_by: Vec::new(),
         decided_by: String::new(),
         logged: Vec::new(),
+        cluster_allow: false,
     };
     // 1. Cluster policies, in order.
     let cluster = cluster_for(world, policies, me, dir);
@@ -173,6 +232,7 @@ fn side(world: &World, policies: &[Policy], flow: &Flow, dir: Direction) -> Side
                     out.selected_by
                         .extend(namespaced_selecting(policies, me, dir));
                     out.allowed = r.action == Action::Allow;
+                    out.cluster_allow = out.allowed;
                     out.decided_by = format!("{here}: {:?}", r.action);
                     return out;
                 }
@@ -383,4 +443,98 @@ fn cluster_rule_matches(world: &World, r: &ClusterRule, flow: &Flow) -> bool {
         && r.destination
             .as_ref()
             .is_none_or(|d| entity_matches(world, d, flow.dst, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse_documents;
+
+    /// blue (10.50.0.0/24): web; red (10.60.0.0/24): db, app=db; the cluster network
+    /// (10.244.0.0/16): a pod.
+    fn world() -> World {
+        let e = |name: &str, ns: &str, app: &str, ip: &str| Endpoint {
+            name: name.into(),
+            namespace: ns.into(),
+            labels: Labels::from([("app".into(), app.into())]),
+            ip: ip.parse().unwrap(),
+        };
+        World {
+            endpoints: vec![
+                e("blue/web", "blue", "web", "10.50.0.2"),
+                e("red/db", "red", "db", "10.60.0.2"),
+                e("default/pod", "default", "pod", "10.244.1.2"),
+            ],
+            isolated: vec![
+                ("blue".into(), "10.50.0.0/24".parse().unwrap()),
+                ("red".into(), "10.60.0.0/24".parse().unwrap()),
+            ],
+            cluster: vec!["10.244.0.0/16".parse().unwrap()],
+            ..Default::default()
+        }
+    }
+
+    fn flow(src: &str, dst: &str, port: u16) -> Flow {
+        Flow {
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            protocol: Protocol::Tcp,
+            port,
+        }
+    }
+
+    const WEB_TO_DB: &str = "apiVersion: weft.dev/v1\nkind: ClusterPolicy\nmetadata: {name: web-to-db}\nspec:\n  order: 20\n  selector: {matchLabels: {app: db}}\n  ingress:\n  - action: Allow\n    protocol: TCP\n    source: {namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: blue}}}\n    destination: {ports: [\"5432\"]}\n";
+
+    #[test]
+    fn networks_stay_isolated_unless_a_cluster_ingress_allow_decides() {
+        let w = world();
+        // No policy: both sides allow, the isolation does not.
+        let e = explain(&w, &[], &flow("10.50.0.2", "10.60.0.2", 5432));
+        assert!(e.egress.allowed && e.ingress.allowed && !e.allowed);
+        let b = e.between.expect("crosses");
+        assert_eq!(
+            (b.from.as_str(), b.to.as_str(), b.allowed),
+            ("blue", "red", false)
+        );
+        // To and from the cluster network too; within a network, and to the outside,
+        // no isolation at all.
+        assert!(!explain(&w, &[], &flow("10.244.1.2", "10.50.0.2", 80)).allowed);
+        assert!(!explain(&w, &[], &flow("10.50.0.2", "10.244.1.2", 80)).allowed);
+        let within = explain(&w, &[], &flow("10.50.0.2", "10.50.0.3", 80));
+        assert!(within.allowed && within.between.is_none());
+        assert!(explain(&w, &[], &flow("10.50.0.2", "8.8.8.8", 53))
+            .between
+            .is_none());
+
+        let ps = parse_documents(WEB_TO_DB).unwrap();
+        let e = explain(&w, &ps, &flow("10.50.0.2", "10.60.0.2", 5432));
+        assert!(e.allowed, "{e:?}");
+        assert_eq!(
+            e.between.unwrap().decided_by,
+            "opened by ClusterPolicy web-to-db ingress[0]: Allow"
+        );
+        // Only what the rule allows: another port, the other way, another network.
+        assert!(!explain(&w, &ps, &flow("10.50.0.2", "10.60.0.2", 80)).allowed);
+        assert!(!explain(&w, &ps, &flow("10.60.0.2", "10.50.0.2", 5432)).allowed);
+        assert!(!explain(&w, &ps, &flow("10.244.1.2", "10.60.0.2", 5432)).allowed);
+    }
+
+    #[test]
+    fn an_earlier_deny_or_pass_keeps_networks_apart() {
+        let w = world();
+        for earlier in ["Deny", "Pass"] {
+            let text = format!(
+                "{WEB_TO_DB}---\napiVersion: weft.dev/v1\nkind: ClusterPolicy\nmetadata: {{name: first}}\nspec:\n  order: 1\n  ingress: [{{action: {earlier}}}]\n"
+            );
+            let ps = parse_documents(&text).unwrap();
+            let e = explain(&w, &ps, &flow("10.50.0.2", "10.60.0.2", 5432));
+            assert!(!e.allowed, "{earlier}: {e:?}");
+            assert!(!e.between.unwrap().allowed, "{earlier}");
+        }
+        // A NetworkPolicy that allows it does not open the isolation.
+        let np = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: all, namespace: red}\nspec: {podSelector: {}, ingress: [{from: [{namespaceSelector: {}}]}]}\n";
+        let ps = parse_documents(np).unwrap();
+        let e = explain(&w, &ps, &flow("10.50.0.2", "10.60.0.2", 5432));
+        assert!(e.ingress.allowed && !e.allowed, "{e:?}");
+    }
 }

@@ -307,6 +307,7 @@ impl PolicyManager {
         let names = weft_policy::World {
             endpoints: Vec::new(),
             namespaces: st.namespaces.clone(),
+            ..Default::default()
         };
         let ns = |n: &str| names.namespace_labels(n);
         let fresh = compiled.changed_elements(&table.elements, &changed, &ns, &local_changes);

@@ -150,6 +150,9 @@ pub enum Match {
     /// `ct status dnat`: a connection whose destination was translated (a published
     /// port's).
     Dnatted,
+    /// `meta mark & BIT == BIT`: a bit of the packet's mark set, by a table that saw
+    /// the packet earlier on this host.
+    Mark(u32),
 }
 
 impl Match {

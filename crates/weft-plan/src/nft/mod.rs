@@ -118,6 +118,9 @@ pub enum Verdict {
         addr: std::net::Ipv4Addr,
         port: u16,
     },
+    /// `meta mark set meta mark | BIT return`: sets a bit of the packet's mark (for a
+    /// later table to see) and returns.
+    MarkReturn(u32),
 }
 
 /// What a rule enforces, as `/metrics` labels its counter: the kind of object a user

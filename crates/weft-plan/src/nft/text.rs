@@ -93,6 +93,7 @@ impl Display for Match {
             Match::IcmpType(t) => write!(f, "icmp type {t}"),
             Match::LocalDestination => f.write_str("fib daddr type local"),
             Match::Dnatted => f.write_str("ct status dnat"),
+            Match::Mark(bit) => write!(f, "meta mark & {bit:#010x} == {bit:#010x}"),
         }
     }
 }
@@ -108,6 +109,7 @@ impl Display for Verdict {
             Verdict::Masquerade => f.write_str("masquerade fully-random"),
             Verdict::Log { prefix } => write!(f, "log prefix {}", quoted(prefix)),
             Verdict::Dnat { addr, port } => write!(f, "dnat to {addr}:{port}"),
+            Verdict::MarkReturn(bit) => write!(f, "meta mark set meta mark | {bit:#010x} return"),
         }
     }
 }
