@@ -86,6 +86,7 @@ mod tests {
             peers: &peers,
             backend_routes: &routes,
             announces,
+            between: false,
         };
         let blocks = [
             // Ours, with an address node 2 borrowed.

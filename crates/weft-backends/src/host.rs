@@ -49,6 +49,9 @@ pub struct HostInputs<'a> {
     pub blocks: &'a [Block],
     pub pools: &'a [Pool],
     pub local: LocalSettings,
+    /// Some cluster policy can allow traffic between named networks
+    /// (`weft_policy::render::opens_between`): see [`NamedContext::between`].
+    pub between_networks: bool,
 }
 
 /// Why a route is in the plan: what an operator is told when it is missing or wrong.
@@ -221,6 +224,7 @@ fn context<'a>(
         peers: inputs.leases,
         backend_routes,
         announces: backend.bgp().is_some(),
+        between: inputs.between_networks,
     }
 }
 
@@ -361,6 +365,7 @@ mod tests {
             blocks: &blocks,
             pools: &pools,
             local: LocalSettings::default(),
+            between_networks: false,
         };
         let p = plan(backend.as_ref(), &inputs);
         let dsts: Vec<String> = p.routes.iter().map(|r| r.dst.to_string()).collect();

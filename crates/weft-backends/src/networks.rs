@@ -54,6 +54,12 @@ pub struct NamedContext<'a> {
     pub backend_routes: &'a [Route],
     /// The bgp backend announces local /32s rather than every node routing them.
     pub announces: bool,
+    /// Some cluster policy can allow traffic between named networks: a container of
+    /// another network here may then talk to an overlay network's containers (or
+    /// answer them), so the overlay networks this node carries no segment of have
+    /// their containers routed by /32 the way the backend reaches their nodes, as
+    /// routed containers are. Otherwise such a node carries nothing of them.
+    pub between: bool,
 }
 
 /// The plan (pure): see the module's documentation.
@@ -66,11 +72,11 @@ pub fn plan(ctx: &NamedContext, nets: &[NamedNetwork], endpoints: &[PlannedEndpo
         let on: Vec<&PlannedEndpoint> =
             endpoints.iter().filter(|e| e.network == net.name).collect();
         match net.mode {
-            Mode::Overlay => {
-                if let Some(seg) = segment(ctx, net, &on) {
-                    out.segments.push(seg);
-                }
-            }
+            Mode::Overlay => match segment(ctx, net, &on) {
+                Some(seg) => out.segments.push(seg),
+                None if ctx.between => remote(ctx, &on, &mut out),
+                None => {}
+            },
             Mode::Routed => routed(ctx, &on, &mut out),
         }
     }
@@ -134,20 +140,35 @@ fn segment(ctx: &NamedContext, net: &NamedNetwork, on: &[&PlannedEndpoint]) -> O
 
 fn routed(ctx: &NamedContext, on: &[&PlannedEndpoint], out: &mut NamedPlan) {
     for e in on {
-        let dst = Ipv4Net::from(e.ip);
         if e.endpoint.node == ctx.public_ip {
             if ctx.announces && !e.endpoint.host_iface.is_empty() {
-                out.announce.push(dst);
+                out.announce.push(Ipv4Net::from(e.ip));
             }
             continue;
         }
         if ctx.announces {
             continue; // learned from the holder's announcement
         }
-        match toward(ctx, e.endpoint.node) {
-            Ok(kind) => out.routes.push(Route { dst, kind }),
-            Err(why) => out.unreachable.push((e.ip, why.to_string())),
-        }
+        route_to(ctx, e, out);
+    }
+}
+
+/// An overlay network without a segment here (see [`NamedContext::between`]): a /32
+/// to each of its containers, toward its node (with the bgp backend too: overlay
+/// containers are not announced, the route to their node's subnet is known).
+fn remote(ctx: &NamedContext, on: &[&PlannedEndpoint], out: &mut NamedPlan) {
+    for e in on.iter().filter(|e| !e.endpoint.host_iface.is_empty()) {
+        route_to(ctx, e, out);
+    }
+}
+
+fn route_to(ctx: &NamedContext, e: &PlannedEndpoint, out: &mut NamedPlan) {
+    match toward(ctx, e.endpoint.node) {
+        Ok(kind) => out.routes.push(Route {
+            dst: Ipv4Net::from(e.ip),
+            kind,
+        }),
+        Err(why) => out.unreachable.push((e.ip, why.to_string())),
     }
 }
 
@@ -210,6 +231,7 @@ mod tests {
             peers,
             backend_routes: routes,
             announces,
+            between: false,
         }
     }
 
@@ -309,5 +331,46 @@ mod tests {
         let p = plan(&ctx(&peers, &routes, true), &[green], &eps);
         assert!(p.routes.is_empty(), "bgp: remote /32s are learned");
         assert_eq!(p.announce, ["10.60.0.2/32".parse::<Ipv4Net>().unwrap()]);
+    }
+
+    /// Once a cluster policy can open networks to each other, an overlay network this
+    /// node has no segment of is routed by /32 toward its containers' nodes (so a
+    /// container here can reach them, or answer them); one it has a segment of is not
+    /// (the segment reaches them); a held address is not.
+    #[test]
+    fn overlay_containers_are_routed_where_policy_opens_networks() {
+        let blue = net("blue", "10.50.0.0/24", Mode::Overlay, 4096);
+        let red = net("red", "10.51.0.0/24", Mode::Overlay, 4097);
+        let mac = Some("02:00:00:00:00:02");
+        let eps = [
+            ep("blue", "10.50.0.2", "192.168.1.1", mac, "wv1"),
+            ep("blue", "10.50.0.3", "192.168.1.2", mac, "wv2"),
+            ep("red", "10.51.0.2", "192.168.1.2", mac, "wv3"),
+            ep("red", "10.51.0.3", "192.168.1.2", None, ""),
+        ];
+        let peers = [lease("10.244.2.0/24", "192.168.1.2", "host-gw")];
+        let routes = [Route::via(
+            "10.244.2.0/24".parse().unwrap(),
+            "192.168.1.2".parse().unwrap(),
+            7,
+        )];
+        let nets = [blue, red];
+        let closed = plan(&ctx(&peers, &routes, false), &nets, &eps);
+        assert!(closed.routes.is_empty(), "{:?}", closed.routes);
+        let mut open_ctx = ctx(&peers, &routes, false);
+        open_ctx.between = true;
+        let open = plan(&open_ctx, &nets, &eps);
+        assert_eq!(
+            open.routes,
+            [Route::via(
+                "10.51.0.2/32".parse().unwrap(),
+                "192.168.1.2".parse().unwrap(),
+                7
+            )]
+        );
+        assert_eq!(open.segments.len(), 1, "still no segment of red");
+        // With the bgp backend too: overlay containers are not announced.
+        open_ctx.announces = true;
+        assert_eq!(plan(&open_ctx, &nets, &eps).routes, open.routes);
     }
 }

@@ -62,7 +62,8 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
     #[test]
     fn every_origin_once_and_one_route_per_destination(
-        (backend_idx, nodes, blocks, endpoints) in inputs()
+        (backend_idx, nodes, blocks, endpoints) in inputs(),
+        between in any::<bool>(),
     ) {
         let backend_name = ["host-gw", "vxlan", "bgp"][backend_idx];
         let cfg = NetworkConfig::parse(
@@ -172,6 +173,7 @@ proptest! {
             blocks: &blocks,
             pools: &pools,
             local: LocalSettings::default(),
+            between_networks: between,
         };
         let plan = host::plan(backend.as_ref(), &inputs);
 
@@ -189,6 +191,7 @@ proptest! {
             peers: &leases,
             backend_routes: &backend_routes,
             announces: backend.bgp().is_some(),
+            between,
         };
         let named = weft_backends::networks::plan(&ctx, &networks, &endpoints);
         let of_blocks = weft_backends::blocks::plan(&ctx, &blocks);

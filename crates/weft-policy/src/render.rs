@@ -187,6 +187,19 @@ fn some_selector(s: &LabelSelector) -> Option<LabelSelector> {
     (s != &LabelSelector::default()).then(|| s.clone())
 }
 
+/// Whether some cluster policy can open the isolation between named networks: one with
+/// an ingress Allow rule (see [`between_chain`]). Without one, nothing crosses, and a
+/// host needs no way to the networks it carries nothing of.
+pub fn opens_between(policies: &[Policy]) -> bool {
+    policies.iter().any(|p| match p {
+        Policy::Cluster(c) => {
+            c.types().contains(&Direction::Ingress)
+                && c.spec.ingress.iter().any(|r| r.action == Action::Allow)
+        }
+        Policy::Namespaced(_) => false,
+    })
+}
+
 /// The structure for `policies` (see the module's text).
 pub fn compile(policies: &[Policy]) -> Compiled {
     let mut clusters: Vec<&ClusterPolicy> = policies
@@ -219,10 +232,7 @@ pub fn compile(policies: &[Policy]) -> Compiled {
         }
     }
     // Only when some cluster policy can allow a flow in: otherwise nothing crosses.
-    let opens = clusters.iter().any(|c| {
-        c.types().contains(&Direction::Ingress)
-            && c.spec.ingress.iter().any(|r| r.action == Action::Allow)
-    });
+    let opens = opens_between(policies);
     if opens {
         chains.push(between_chain(&mut sets, &clusters));
     }

@@ -36,6 +36,12 @@
 //!   Docker's words; `-p 80` gets a free host port of Docker's dynamic range, reachable
 //!   too; after `docker stop` the port answers no more and its rule is gone; after an
 //!   agent restart and a dockerd restart the rules are back, each once.
+//! - `between_networks`: a container on two networks reaches both; by default an overlay
+//!   network on h1 and a routed one on h2 are isolated (wget and ping, and `policy
+//!   explain` says so); a ClusterPolicy allowing `app=web` of blue into `app=db` of green
+//!   on TCP 80 lets exactly that flow through across hosts (the way back routed by h2),
+//!   not ICMP, not another blue container, not the other way; deleting it isolates them
+//!   again.
 //!
 //! Needs root and dockerd; skipped with one line otherwise.
 
@@ -1029,4 +1035,91 @@ fn published_ports() {
     );
     let after = rules();
     assert_eq!(after.matches("dport 8080 ").count(), 1, "{after}");
+}
+
+/// A ClusterPolicy opening blue (overlay, h1) to green (routed, h2) for one flow.
+const WEB_TO_DB: &str = "apiVersion: weft.dev/v1\nkind: ClusterPolicy\nmetadata: {name: web-to-db}\nspec:\n  order: 10\n  selector: {matchLabels: {app: db}}\n  ingress:\n  - action: Allow\n    protocol: TCP\n    source:\n      namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: blue}}\n      selector: {matchLabels: {app: web}}\n    destination: {ports: [\"80\"]}\n";
+
+#[test]
+fn between_networks() {
+    require_root!("between_networks");
+    if !have_dockerd("between_networks") {
+        return;
+    }
+    let lab = blue_and_green("dbt");
+    run(&lab, "h1", "web", "blue", &["--label", "app=web"]);
+    run(&lab, "h1", "other", "blue", &[]);
+    let db = web(
+        &lab,
+        "h2",
+        "db",
+        "green",
+        "db-answers",
+        &["--label", "app=db"],
+    );
+    assert!(db.status.success(), "{}", text(&db.stderr));
+    run(&lab, "h2", "peer", "green", &[]);
+    let db_ip = addr(&lab, "h2", "db", "green");
+    let web_ip = addr(&lab, "h1", "web", "blue");
+    let url = format!("http://{db_ip}/");
+
+    // A container on both networks reaches both.
+    run(&lab, "h1", "dual", "blue", &[]);
+    docker_ok(&lab, "h1", &["network", "connect", "green", "dual"]);
+    assert_reaches(&lab, "h1", "dual", &web_ip);
+    assert_reaches(&lab, "h1", "dual", &db_ip);
+
+    // By default, total isolation.
+    assert!(fetch_from_container(&lab, "h1", "web", &url).is_empty());
+    assert_blocked(&lab, "h1", "web", &db_ip);
+    let explain =
+        |from: &str, to: &str| lab.store_cmd(&["policy", "explain", from, to, "--port", "80"]);
+    let denied = explain("blue/web", "green/db");
+    assert_eq!(denied.status.code(), Some(3), "{}", text(&denied.stdout));
+    assert!(text(&denied.stdout).contains("between networks blue -> green:\n  denied"));
+
+    // The policy opens exactly its flow: web to db's port 80, across hosts.
+    lab.apply_policy(WEB_TO_DB);
+    lab.wait_until(
+        "web to fetch from db across networks",
+        Duration::from_secs(10),
+        || fetch_from_container(&lab, "h1", "web", &url).contains("db-answers"),
+    );
+    // The way back: h2 carries no segment of blue, and routes web's /32 to h1.
+    let routes = lab.weft_routes("h2");
+    assert!(routes.contains(&format!("{web_ip} via 192.168.77.1")), "{routes}");
+    let allowed = explain("blue/web", "green/db");
+    assert_eq!(allowed.status.code(), Some(0), "{}", text(&allowed.stdout));
+    assert!(
+        text(&allowed.stdout)
+            .contains("allowed: opened by ClusterPolicy web-to-db ingress[0]: Allow"),
+        "{}",
+        text(&allowed.stdout)
+    );
+    assert_blocked(&lab, "h1", "web", &db_ip); // ICMP: not the policy's flow
+    assert!(
+        fetch_from_container(&lab, "h1", "other", &url).is_empty(),
+        "not app=web"
+    );
+    assert_blocked(&lab, "h2", "db", &web_ip); // nor the other way
+    assert_blocked(&lab, "h2", "peer", &web_ip);
+    // Within a network nothing changed.
+    assert!(fetch_from_container(&lab, "h2", "peer", &url).contains("db-answers"));
+    assert_reaches(&lab, "h1", "other", &web_ip);
+
+    // Gone with the policy: isolated again, and h2 routes nothing of blue.
+    lab.ok(
+        lab.store_cmd(&["policy", "delete", "web-to-db", "--cluster"]),
+        "policy delete",
+    );
+    lab.wait_until(
+        "blue and green to be apart again",
+        Duration::from_secs(10),
+        || fetch_from_container(&lab, "h1", "web", &url).is_empty(),
+    );
+    lab.wait_until(
+        "h2 to drop its route to web",
+        Duration::from_secs(10),
+        || !lab.weft_routes("h2").contains(&web_ip),
+    );
 }

@@ -72,8 +72,11 @@ impl Agent {
             Change::Pool(name, value) => self.on_pool(&name, value),
             Change::Block(cidr, value) => self.on_block(cidr, value),
             Change::Policy(rest, value) => {
+                // A policy that opens networks to each other (or closes them) changes
+                // the host plan too (see `NamedContext::between`).
+                let opened = self.policy.opens_between();
                 self.policy.on_record(&rest, value.as_deref(), revision);
-                false
+                self.policy.opens_between() != opened
             }
             Change::BgpPeer(key, value) => match (self.runtime.bgp.as_mut(), value) {
                 (Some(b), Some(v)) => b.on_put(&key, &v),

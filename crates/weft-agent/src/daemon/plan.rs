@@ -48,6 +48,7 @@ impl Agent {
                 ip_masq: self.opts.ip_masq,
                 encap_source_filter: self.opts.encap_source_filter,
             },
+            between_networks: self.policy.opens_between(),
         }
     }
 

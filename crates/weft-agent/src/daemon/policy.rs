@@ -110,6 +110,14 @@ impl PolicyManager {
         *self.enforced.borrow()
     }
 
+    /// Whether the policies read so far can open the isolation between named networks
+    /// (the host plan then routes overlay networks it carries nothing of).
+    pub(super) fn opens_between(&self) -> bool {
+        self.state
+            .as_ref()
+            .is_some_and(|s| weft_policy::render::opens_between(&s.policies))
+    }
+
     /// The policy state as read, if it was.
     #[cfg(test)]
     pub(super) fn state(&self) -> Option<&PolicyState> {

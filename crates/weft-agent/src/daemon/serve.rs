@@ -70,8 +70,13 @@ impl Agent {
                     policy_read = None;
                     match read {
                         Ok(Ok(st)) => {
+                            let opened = self.policy.opens_between();
                             self.policy.take_state(st);
-                            self.reconcile_policy_alone();
+                            if self.policy.opens_between() != opened {
+                                self.reconcile(Why::Store).await;
+                            } else {
+                                self.reconcile_policy_alone();
+                            }
                         }
                         Ok(Err(e)) => {
                             self.policy.read_failed();

@@ -242,6 +242,8 @@ struct Stored {
     pools: Vec<Pool>,
     /// Addresses held outside subnets, by node.
     held: Vec<(Ipv4Addr, Ipv4Addr)>,
+    /// Some cluster policy can open the isolation between named networks.
+    between_networks: bool,
 }
 
 /// Reads named networks with their endpoints, blocks, pools and held addresses: one
@@ -279,6 +281,11 @@ async fn stored(registry: &Registry) -> Seen<Stored> {
             }
         }
     }
+    let policies = registry
+        .policy_state()
+        .await
+        .map_err(|e| Unseen(format!("cannot read network policies: {e}")))?;
+    out.between_networks = weft_policy::render::opens_between(&policies.policies);
     Ok(out)
 }
 
@@ -347,6 +354,7 @@ async fn data_plane(
         pools: &stored.pools,
         // The firewall is judged by its table's presence, not its rules.
         local: LocalSettings::default(),
+        between_networks: stored.between_networks,
     };
     // Without its device no plan can be right; the device's absence is the finding.
     let plan = match (&spec, node.overlay) {
