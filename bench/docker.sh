@@ -17,7 +17,7 @@
 # bridge network (`docker run -d` on h2 until a container of that network on h2 gets
 # its first answer, pinged the same way), alternating, 20 containers each. Target:
 # within 1.2x.
-# docs/docker.md and docs/benchmarks.md cite these figures. Runs in namespaces the lab
+# Names across hosts: see the last part. docs/docker.md and docs/benchmarks.md cite these figures. Runs in namespaces the lab
 # makes. Needs root and dockerd. Usage: bench/docker.sh [NETWORKS] [SECONDS] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -180,4 +180,56 @@ for label, xs in [("weft network: run on h2, pinged from a container on h1", wef
     print(f"{label:<66} {statistics.median(m):7.0f} {min(m):6.0f}-{max(m):<6.0f}")
 r = statistics.median(weft) / statistics.median(bridge)
 print(f"ratio weft / Docker: {r:.2f}x (target within 1.2x: {'met' if r <= 1.2 else 'NOT met'})")
+PY
+
+# Names across hosts: `docker run -d --name X` on h2 until a container on h1 resolves X
+# (through Docker's embedded DNS in its namespace, which forwards to h1's agent), and
+# `docker rm -f X` until it no longer does; the control: the same on Docker's own
+# bridge network, resolved by a container on h2 (Docker's embedded DNS knows its own
+# daemon's containers at once). 20 names each, alternating.
+python3 - "$LAB" <<'PY'
+import statistics, subprocess, sys, time
+lab = sys.argv[1]
+def docker(h, *args):
+    return subprocess.run(["docker", "-H", f"unix:///run/weft-lab/{lab}/h{h}/docker.sock", *args],
+                          check=True, capture_output=True, text=True).stdout.strip()
+def resolves(enter, name):
+    out = subprocess.run([*enter, "busybox", "nslookup", name, "127.0.0.11"],
+                         capture_output=True, text=True).stdout
+    return "Name:" in out
+def follow(net, enter, i):
+    name = f"n{net}{i}"
+    t0 = time.monotonic()
+    docker(2, "run", "-d", "--name", name, "--net", net, "weft/busybox", "sleep", "3600")
+    while not resolves(enter, name):
+        if time.monotonic() - t0 > 20:
+            raise SystemExit(f"{name} never resolved")
+    up = time.monotonic() - t0
+    t0 = time.monotonic()
+    docker(2, "rm", "-f", name)
+    while resolves(enter, name):
+        if time.monotonic() - t0 > 20:
+            raise SystemExit(f"{name} still resolves")
+    return up, time.monotonic() - t0
+pid = lambda h, c: docker(h, "inspect", "-f", "{{.State.Pid}}", c)
+in_anchor = ["nsenter", "-t", pid(1, "anchor"), "-n"]
+in_anchor2 = ["nsenter", "-t", pid(2, "anchor2"), "-n"]
+weft, bridge = [], []
+for i in range(20):
+    weft.append(follow("startweft", in_anchor, i))
+    bridge.append(follow("startbridge", in_anchor2, i))
+ms = lambda xs: [x * 1000 for x in xs]
+print()
+print("a container's name, 20 containers each, milliseconds")
+print(f"{'':<70} {'p50':>7} {'range':>13}")
+rows = [("weft network: run on h2 until a container on h1 resolves it", [u for u, _ in weft]),
+        ("weft network: rm on h2 until it no longer resolves on h1", [g for _, g in weft]),
+        ("control: Docker bridge, run on h2 until resolved on h2", [u for u, _ in bridge]),
+        ("control: Docker bridge, rm on h2 until gone on h2", [g for _, g in bridge])]
+for label, xs in rows:
+    m = ms(xs)
+    print(f"{label:<70} {statistics.median(m):7.0f} {min(m):6.0f}-{max(m):<6.0f}")
+for what, i in [("appear", 0), ("go", 1)]:
+    r = statistics.median([x[i] for x in weft]) / statistics.median([x[i] for x in bridge])
+    print(f"ratio weft across hosts / Docker on one host, names {what}: {r:.2f}x")
 PY

@@ -142,46 +142,74 @@ impl Driver {
     ) {
         let policy = self.enforced.is_some() && namespace_of(&net).is_some();
         let me = self.clone();
+        if !self
+            .local
+            .lock()
+            .expect("lock")
+            .identifying
+            .insert(endpoint_id.clone())
+        {
+            return; // a task is on it already
+        }
         tokio::spawn(async move {
-            let start = tokio::time::Instant::now();
-            let mut backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(500));
-            let mut last = String::new();
-            while start.elapsed() < READ_FOR {
-                backoff.wait().await;
-                let found = match me.engine.as_ref() {
-                    Some(engine) => engine.network(&docker_network).await,
-                    None => return,
-                };
-                let container = match found {
-                    Ok(Some(d)) => d.container_of(&endpoint_id),
-                    Ok(None) => return, // the network is gone
-                    Err(e) => {
-                        last = e.to_string();
-                        continue;
-                    }
-                };
-                let Some((cid, name)) = container else {
-                    // Removed before Docker finished attaching it: nothing to record.
-                    if me.endpoint(&net, &endpoint_id).await.is_err() {
-                        return;
-                    }
-                    continue;
-                };
-                if let Err(e) = me.record_names(&net, ip, &endpoint_id, &cid, &name).await {
+            me.identify(&docker_network, &endpoint_id, &net, ip, &host_iface, policy)
+                .await;
+            me.local
+                .lock()
+                .expect("lock")
+                .identifying
+                .remove(&endpoint_id);
+        });
+    }
+
+    /// The task of [`Driver::identify_soon`].
+    async fn identify(
+        &self,
+        docker_network: &str,
+        endpoint_id: &str,
+        net: &NamedNetwork,
+        ip: Ipv4Addr,
+        host_iface: &str,
+        policy: bool,
+    ) {
+        let start = tokio::time::Instant::now();
+        let mut backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(500));
+        let mut last = String::new();
+        while start.elapsed() < READ_FOR {
+            backoff.wait().await;
+            let found = match self.engine.as_ref() {
+                Some(engine) => engine.network(docker_network).await,
+                None => return,
+            };
+            let container = match found {
+                Ok(Some(d)) => d.container_of(endpoint_id),
+                Ok(None) => return, // the network is gone
+                Err(e) => {
                     last = e.to_string();
                     continue;
                 }
-                if !policy {
+            };
+            let Some((cid, name)) = container else {
+                // Removed before Docker finished attaching it: nothing to record.
+                if self.endpoint(net, endpoint_id).await.is_err() {
                     return;
                 }
-                match me.record_labels(&net, ip, &host_iface, &cid, &name).await {
-                    Ok(()) => return,
-                    Err(e) => last = e.to_string(),
-                }
+                continue;
+            };
+            if let Err(e) = self.record_names(net, ip, endpoint_id, &cid, &name).await {
+                last = e.to_string();
+                continue;
             }
-            warn!(network = %net.name, %ip, endpoint = short(&endpoint_id), error = %last,
-                "cannot read who the container is; the sync tries again (until then its name does not resolve on other hosts, and policy holds it)");
-        });
+            if !policy {
+                return;
+            }
+            match self.record_labels(net, ip, host_iface, &cid, &name).await {
+                Ok(()) => return,
+                Err(e) => last = e.to_string(),
+            }
+        }
+        warn!(network = %net.name, %ip, endpoint = short(endpoint_id), error = %last,
+            "cannot read who the container is; the sync tries again (until then its name does not resolve on other hosts, and policy holds it)");
     }
 
     /// Records the identity of the container `cid` (named `name`) at `ip`: its

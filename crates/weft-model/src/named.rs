@@ -134,6 +134,17 @@ impl Endpoint {
             names: Vec::new(),
         }
     }
+
+    /// Whether `other` differs from this only in who the container is and what it is
+    /// called: nothing a host plan depends on (the resolver alone reads them).
+    pub fn same_but_names(&self, other: &Endpoint) -> bool {
+        let strip = |e: &Endpoint| Endpoint {
+            container: String::new(),
+            names: Vec::new(),
+            ..e.clone()
+        };
+        strip(self) == strip(other)
+    }
 }
 
 /// A transport protocol a port is published for.

@@ -1087,7 +1087,10 @@ fn between_networks() {
     );
     // The way back: h2 carries no segment of blue, and routes web's /32 to h1.
     let routes = lab.weft_routes("h2");
-    assert!(routes.contains(&format!("{web_ip} via 192.168.77.1")), "{routes}");
+    assert!(
+        routes.contains(&format!("{web_ip} via 192.168.77.1")),
+        "{routes}"
+    );
     let allowed = explain("blue/web", "green/db");
     assert_eq!(allowed.status.code(), Some(0), "{}", text(&allowed.stdout));
     assert!(

@@ -123,16 +123,23 @@ impl Agent {
         value: Option<Result<Endpoint, DecodeError>>,
     ) -> bool {
         let endpoints = &mut self.view.named.endpoints;
-        let changed = match value {
-            Some(Ok(e)) => endpoints.insert((network, ip), e.clone()) != Some(e),
+        match value {
+            Some(Ok(e)) => {
+                let old = endpoints.insert((network, ip), e.clone());
+                self.names_dirty |= old.as_ref() != Some(&e);
+                // Names alone (recorded just after a container starts) change no plan.
+                !old.is_some_and(|o| o.same_but_names(&e))
+            }
             Some(Err(e)) => {
                 warn!(network, %ip, error = %e, "ignoring an unreadable named network or endpoint");
                 false
             }
-            None => endpoints.remove(&(network, ip)).is_some(),
-        };
-        self.names_dirty |= changed;
-        changed
+            None => {
+                let gone = endpoints.remove(&(network, ip)).is_some();
+                self.names_dirty |= gone;
+                gone
+            }
+        }
     }
 
     /// Gives the resolver the endpoints as they now are, if they changed.

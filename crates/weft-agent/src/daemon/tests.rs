@@ -594,6 +594,9 @@ async fn named_networks_follow_the_store() {
     put_key(&mut rig, &format!("{eps}green/10.60.0.3"), there).await;
     // Unreadable values are ignored, and change nothing.
     assert!(!put_key(&mut rig, &format!("{eps}blue/10.50.0.9"), "{oops").await);
+    // Names recorded after the start change no plan (the resolver alone reads them).
+    let named = r#"{"Node":"192.168.1.2","EndpointID":"e2","MAC":"02:42:0a:32:00:03","HostIface":"weftdke2","Container":"c2","Names":["a2"]}"#;
+    assert!(!put_key(&mut rig, &format!("{eps}blue/10.50.0.3"), named).await);
     rig.agent.reconcile(Why::Store).await;
 
     let vx = rig

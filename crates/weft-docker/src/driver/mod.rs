@@ -95,6 +95,9 @@ pub struct DriverState {
     /// Docker just created here (to be registered by name), or one the store just
     /// gained or lost (to be created or removed here), is usable everywhere at once.
     pub nudge: Arc<tokio::sync::Notify>,
+    /// Endpoints whose container a task is reading (see `identity`): the sync leaves
+    /// them to it.
+    pub identifying: std::collections::BTreeSet<String>,
 }
 
 /// This host, as the driver needs it.
