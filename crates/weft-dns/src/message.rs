@@ -1,6 +1,8 @@
-//! One query in, one answer out. Only what a container's resolver asks is answered
-//! here (standard queries, one question, class IN); anything else that is well formed
-//! goes to the host's resolvers, and what cannot be read gets FORMERR.
+//! One query in, one answer out. Only containers of Weft's networks are served: the
+//! resolver listens on a host address other machines reach too, and must not be an
+//! open resolver for them (anything else is REFUSED). What a container's resolver asks
+//! is answered here (standard queries, one question, class IN); anything else that is
+//! well formed goes to the host's resolvers, and what cannot be read gets FORMERR.
 
 use std::net::IpAddr;
 
@@ -33,6 +35,9 @@ pub fn reply(query: &[u8], from: IpAddr, directory: &Directory) -> Reply {
     };
     if packet.has_flags(PacketFlag::RESPONSE) {
         return Reply::Drop;
+    }
+    if directory.networks_of(from).is_empty() {
+        return failure(query, RCODE::Refused);
     }
     if packet.opcode() != OPCODE::StandardQuery {
         return failure(query, RCODE::NotImplemented);
@@ -170,6 +175,21 @@ mod tests {
             reply(&query("example.org", TYPE::A), FROM, &d),
             Reply::Forward
         );
+    }
+
+    #[test]
+    fn only_containers_are_served() {
+        let d = directory();
+        for from in ["192.168.77.9", "10.1.0.99", "::1"] {
+            let (rcode, ips, _) = answered(reply(&query("a1", TYPE::A), from.parse().unwrap(), &d));
+            assert_eq!((rcode, ips.len()), (RCODE::Refused, 0), "{from}");
+            let (rcode, _, _) = answered(reply(
+                &query("example.org", TYPE::A),
+                from.parse().unwrap(),
+                &d,
+            ));
+            assert_eq!(rcode, RCODE::Refused, "{from}: not forwarded either");
+        }
     }
 
     #[test]

@@ -173,21 +173,31 @@ impl Engine {
         Ok(out)
     }
 
-    /// One network by ID or name, if it exists.
-    pub async fn network(&self, id: &str) -> Result<Option<DockerNetwork>, EngineError> {
-        let (status, value) = self
-            .request(Method::GET, &format!("/networks/{id}"), None)
-            .await?;
+    /// `GET path`: its JSON, `None` if Docker has no such object (404).
+    async fn inspect(&self, call: &str, path: &str) -> Result<Option<Value>, EngineError> {
+        let (status, value) = self.request(Method::GET, path, None).await?;
         if status == StatusCode::NOT_FOUND {
             return Ok(None);
         }
         if !status.is_success() {
             return Err(EngineError::Refused {
-                call: format!("inspect network {id}"),
+                call: call.to_owned(),
                 status: status.as_u16(),
                 message: value.to_string(),
             });
         }
+        Ok(Some(value))
+    }
+
+    /// One network by ID or name, if it exists.
+    pub async fn network(&self, id: &str) -> Result<Option<DockerNetwork>, EngineError> {
+        let path = format!("/networks/{id}");
+        let Some(value) = self
+            .inspect(&format!("inspect network {id}"), &path)
+            .await?
+        else {
+            return Ok(None);
+        };
         serde_json::from_value(value)
             .map(Some)
             .map_err(|e| EngineError::Http {
@@ -269,19 +279,13 @@ impl Engine {
         if !id.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Ok(None);
         }
-        let (status, value) = self
-            .request(Method::GET, &format!("/containers/{id}/json"), None)
-            .await?;
-        if status == StatusCode::NOT_FOUND {
+        let path = format!("/containers/{id}/json");
+        let Some(value) = self
+            .inspect(&format!("inspect container {id}"), &path)
+            .await?
+        else {
             return Ok(None);
-        }
-        if !status.is_success() {
-            return Err(EngineError::Refused {
-                call: format!("inspect container {id}"),
-                status: status.as_u16(),
-                message: value.to_string(),
-            });
-        }
+        };
         let Some(on) = value.pointer(&format!(
             "/NetworkSettings/Networks/{}",
             network.replace('~', "~0").replace('/', "~1")
