@@ -15,7 +15,7 @@ const ROWS: &[&[&str]] = &[
     &["weft-policy", "weft-tunnel", "weft-bgp"],
     &["weft-model"],
     &["weft-alloc", "weft-backends", "weft-kernel"],
-    &["weft-cni", "weft-lab", "weft-docker"],
+    &["weft-cni", "weft-lab", "weft-docker", "weft-dns"],
     &["weft-agent", "weft-cli"],
     &["weft"],
 ];
