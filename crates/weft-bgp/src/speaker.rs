@@ -856,23 +856,32 @@ impl Core {
     }
 }
 
+/// How long a removed peer's session gets to send its Cease and end by itself.
+const RETIRE_WITHIN: Duration = Duration::from_secs(5);
+
 /// Ends a removed peer's session. An established one is told so first (NOTIFICATION
 /// Cease, "peer de-configured", RFC 4486): the peer drops our routes at once instead of
 /// keeping them as a restart's stale routes (a router would otherwise hold a node that
-/// no longer peers with it for its whole restart time). The task goes a moment later,
-/// once the message is out.
+/// no longer peers with it for its whole restart time). The Stop is queued behind what
+/// the session still has to send (never dropped because its queue is full), and the
+/// session ends by itself once the message is out; it is aborted only if it has not
+/// within [`RETIRE_WITHIN`].
 fn retire(s: PeerState) {
+    let mut task = s.task;
     let Some(up) = s.up else {
-        s.task.abort();
+        task.abort();
         return;
     };
     let n = Notification::new(code::CEASE, cease::PEER_DECONFIGURED, vec![]);
-    let _ = up
-        .tx
-        .try_send(ToSession::Stop(n, Duration::from_secs(3600)));
-    let task = s.task;
     tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        let deadline = tokio::time::Instant::now() + RETIRE_WITHIN;
+        let stop = ToSession::Stop(n, Duration::from_secs(3600));
+        if tokio::time::timeout_at(deadline, up.tx.send(stop))
+            .await
+            .is_ok_and(|sent| sent.is_ok())
+        {
+            let _ = tokio::time::timeout_at(deadline, &mut task).await;
+        }
         task.abort();
     });
 }
