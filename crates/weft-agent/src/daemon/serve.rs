@@ -17,6 +17,14 @@ use super::upkeep::Renewal;
 use super::{Agent, Why};
 use crate::error::AgentError;
 
+/// How long a burst of kernel changes (an interface flap, our own changes) is left to
+/// settle before everything is read again.
+const KERNEL_SETTLE: Duration = Duration::from_millis(50);
+
+/// How many store events taken at once make a burst, worth waiting 20 ms for the rest
+/// of before planning (a container's join writes two or three).
+const BURST: usize = 4;
+
 impl Agent {
     /// Follows the store from `revision` on, the kernel's events and the timers until
     /// `shutdown` completes. Returns only then, or when the store watch ends.
@@ -51,6 +59,8 @@ impl Agent {
         let mut policy_read: Option<JoinHandle<Result<PolicyState, StoreError>>> = None;
         // The lease's renewal, likewise.
         let mut renewing: Option<JoinHandle<Renewal>> = None;
+        // When the kernel's latest burst of changes is re-read (see KERNEL_SETTLE).
+        let mut settle: Option<tokio::time::Instant> = None;
 
         loop {
             if policy_read.is_none() && self.policy.needs_read() {
@@ -99,16 +109,17 @@ impl Agent {
                     };
                     let mut dirty = self.on_event(event).await;
                     // Coalesce a burst of events into one plan: take what has already
-                    // arrived, and only while more keep coming wait a little for the
-                    // rest. A lone change (a container's identity, whose ADD waits for
-                    // its rules) is planned at once.
-                    let mut burst = false;
+                    // arrived, and only once it is a burst (BURST events at once) wait a
+                    // little for the rest. A container's few records (its endpoint,
+                    // its identity, whose Join or ADD waits for its rules) are planned
+                    // at once.
+                    let mut taken = 1;
                     loop {
-                        let wait = if burst { Duration::from_millis(20) } else { Duration::ZERO };
+                        let wait = if taken >= BURST { Duration::from_millis(20) } else { Duration::ZERO };
                         match tokio::time::timeout(wait, watch.next()).await {
                             Ok(Some(more)) => {
                                 dirty |= self.on_event(more).await;
-                                burst = true;
+                                taken += 1;
                             }
                             _ => break,
                         }
@@ -133,8 +144,14 @@ impl Agent {
                         }
                         Some(ev) => debug!(?ev, "kernel change"),
                     }
-                    // Let a burst (an interface flap, our own changes) settle, then re-read all.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Let a burst (an interface flap, our own changes) settle, then
+                    // re-read all. The loop goes on meanwhile: a store event (a joining
+                    // container's identity, whose Join waits for its rules) is not held
+                    // up behind a veth's link events.
+                    settle.get_or_insert_with(|| tokio::time::Instant::now() + KERNEL_SETTLE);
+                }
+                _ = async { tokio::time::sleep_until(settle.expect("guarded")).await }, if settle.is_some() => {
+                    settle = None;
                     while kernel_events.try_recv().is_ok() {}
                     self.reconcile(Why::Kernel).await;
                 }
