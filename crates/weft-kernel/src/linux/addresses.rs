@@ -14,13 +14,7 @@ use super::{errno_is, nl};
 use crate::error::KernelError;
 
 pub(super) async fn all(handle: &Handle) -> Result<Vec<AddrInfo>, KernelError> {
-    let msgs: Vec<_> = handle
-        .address()
-        .get()
-        .execute()
-        .try_collect()
-        .await
-        .map_err(nl("list addresses"))?;
+    let msgs: Vec<_> = super::dump("list addresses", || handle.address().get().execute()).await?;
     Ok(msgs
         .into_iter()
         .filter(|m| m.header.family == AddressFamily::Inet)

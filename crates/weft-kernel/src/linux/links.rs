@@ -42,13 +42,7 @@ pub(super) fn info(m: &LinkMessage) -> LinkInfo {
 }
 
 pub(super) async fn all(handle: &Handle) -> Result<Vec<LinkInfo>, KernelError> {
-    let msgs: Vec<_> = handle
-        .link()
-        .get()
-        .execute()
-        .try_collect()
-        .await
-        .map_err(nl("list links"))?;
+    let msgs: Vec<_> = super::dump("list links", || handle.link().get().execute()).await?;
     Ok(msgs.iter().map(info).collect())
 }
 

@@ -57,6 +57,30 @@ pub(crate) fn errno_is(e: &rtnetlink::Error, errno: i32) -> bool {
     matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -errno)
 }
 
+/// How many times a dump the kernel interrupted is started again.
+const DUMP_TRIES: usize = 5;
+
+/// Every message of the dump `request` starts, named `op` in an error. A dump that a
+/// concurrent change interrupts (EBUSY: a table changed while it was read, as when a
+/// container's veth comes or goes) is simply started again, for every kind of object.
+pub(crate) async fn dump<M, S>(
+    op: &'static str,
+    request: impl Fn() -> S,
+) -> Result<Vec<M>, KernelError>
+where
+    S: futures::Stream<Item = Result<M, rtnetlink::Error>>,
+{
+    use futures::TryStreamExt;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match request().try_collect::<Vec<M>>().await {
+            Err(e) if tries < DUMP_TRIES && errno_is(&e, libc::EBUSY) => continue,
+            other => return other.map_err(nl(op)),
+        }
+    }
+}
+
 /// A netlink connection in one network namespace, and what goes with it.
 #[derive(Clone)]
 pub struct Linux {

@@ -2,7 +2,6 @@
 
 use std::net::Ipv4Addr;
 
-use futures::TryStreamExt;
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
@@ -10,35 +9,23 @@ use netlink_packet_route::AddressFamily;
 use rtnetlink::Handle;
 use weft_plan::{Applied, Change, FdbEntry, MacAddr, Neighbour};
 
-use super::{nl, refusal};
+use super::refusal;
 use crate::error::KernelError;
 
-/// How many times a dump the kernel interrupted is started again.
-const DUMP_TRIES: usize = 5;
-
-/// Every neighbour (or FDB) entry of `family`. A dump that a concurrent change
-/// interrupts (EBUSY: a bridge port came or went while it ran, as when a container
-/// starts) is simply started again.
+/// Every neighbour (or FDB) entry of `family`.
 async fn dump(
     handle: &Handle,
     family: AddressFamily,
     op: &'static str,
 ) -> Result<Vec<NeighbourMessage>, KernelError> {
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        let got: Result<Vec<NeighbourMessage>, rtnetlink::Error> = handle
+    super::dump(op, || {
+        handle
             .neighbours()
             .get()
             .set_address_family(family)
             .execute()
-            .try_collect()
-            .await;
-        match got {
-            Err(e) if tries < DUMP_TRIES && super::errno_is(&e, libc::EBUSY) => continue,
-            other => return other.map_err(nl(op)),
-        }
-    }
+    })
+    .await
 }
 
 pub(super) async fn neighbours(handle: &Handle, index: u32) -> Result<Vec<Neighbour>, KernelError> {

@@ -3,7 +3,6 @@
 
 use std::net::Ipv4Addr;
 
-use futures::TryStreamExt;
 use ipnet::Ipv4Net;
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -19,14 +18,13 @@ pub use weft_plan::route::BLACKHOLE_METRIC;
 const MAIN_TABLE: u8 = 254;
 
 async fn ipv4(handle: &Handle) -> Result<Vec<RouteMessage>, KernelError> {
-    let req = RouteMessageBuilder::<Ipv4Addr>::new().build();
-    handle
-        .route()
-        .get(req)
-        .execute()
-        .try_collect()
-        .await
-        .map_err(nl("list routes"))
+    super::dump("list routes", || {
+        handle
+            .route()
+            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+            .execute()
+    })
+    .await
 }
 
 fn oif(m: &RouteMessage) -> Option<u32> {
