@@ -55,6 +55,10 @@ type Record = (String, Option<Vec<u8>>, Revision);
 pub(super) struct PolicyManager {
     /// Policies, identities and namespace labels, once read.
     state: Option<PolicyState>,
+    /// Whether those policies can open the isolation between named networks
+    /// (`weft_policy::render::opens_between`), kept as the policies change: asked at
+    /// every store event and every plan, never recomputed there.
+    opens: bool,
     /// The state must be read whole again (a watch resync, or a read that failed).
     relist: bool,
     /// While a whole read is under way beside the loop: the records the watch
@@ -85,6 +89,7 @@ impl PolicyManager {
     pub(super) fn new(metrics: Arc<Metrics>) -> PolicyManager {
         PolicyManager {
             state: None,
+            opens: false,
             relist: false,
             in_flight: None,
             dirty: false,
@@ -113,9 +118,7 @@ impl PolicyManager {
     /// Whether the policies read so far can open the isolation between named networks
     /// (the host plan then routes overlay networks it carries nothing of).
     pub(super) fn opens_between(&self) -> bool {
-        self.state
-            .as_ref()
-            .is_some_and(|s| weft_policy::render::opens_between(&s.policies))
+        self.opens
     }
 
     /// The policy state as read, if it was.
@@ -189,6 +192,7 @@ impl PolicyManager {
                     Changed::Policies => {
                         self.rules_changed = true;
                         self.touched = None;
+                        self.opens = weft_policy::render::opens_between(&st.policies);
                     }
                     Changed::Endpoint(_) => {
                         if let (Some(t), Some((ip, was))) = (self.touched.as_mut(), before) {
@@ -245,6 +249,7 @@ impl PolicyManager {
                 }
             }
         }
+        self.opens = weft_policy::render::opens_between(&st.policies);
         self.state = Some(st);
         self.dirty = true;
         self.rules_changed = true;
