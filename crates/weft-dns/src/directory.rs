@@ -74,6 +74,11 @@ impl Directory {
     /// `from` may see it. A container answers to each of its names, and to each name
     /// followed by its network's name (`web.blue`), as in Docker.
     pub fn lookup(&self, name: &str, from: IpAddr) -> Lookup {
+        self.lookup_in(name, &self.networks_of(from))
+    }
+
+    /// [`Directory::lookup`] for a querier whose networks are known already.
+    pub fn lookup_in(&self, name: &str, visible: &BTreeSet<&str>) -> Lookup {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         if name.is_empty() {
             return Lookup::Unknown;
@@ -87,7 +92,6 @@ impl Directory {
                         .is_some_and(|net| net.eq_ignore_ascii_case(&e.network))
             })
         };
-        let visible = self.networks_of(from);
         let mut found: Vec<Ipv4Addr> = self
             .entries
             .iter()

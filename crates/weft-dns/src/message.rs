@@ -36,7 +36,8 @@ pub fn reply(query: &[u8], from: IpAddr, directory: &Directory) -> Reply {
     if packet.has_flags(PacketFlag::RESPONSE) {
         return Reply::Drop;
     }
-    if directory.networks_of(from).is_empty() {
+    let visible = directory.networks_of(from);
+    if visible.is_empty() {
         return failure(query, RCODE::Refused);
     }
     if packet.opcode() != OPCODE::StandardQuery {
@@ -49,7 +50,7 @@ pub fn reply(query: &[u8], from: IpAddr, directory: &Directory) -> Reply {
         return Reply::Forward;
     }
     let name = question.qname.to_string();
-    let (rcode, addresses) = match directory.lookup(&name, from) {
+    let (rcode, addresses) = match directory.lookup_in(&name, &visible) {
         Lookup::Unknown => return Reply::Forward,
         Lookup::Hidden => (RCODE::NameError, Vec::new()),
         Lookup::Found(ips) => (RCODE::NoError, ips),
@@ -161,6 +162,15 @@ mod tests {
         let (rcode, ips, id) = answered(reply(&query("a1", TYPE::A), FROM, &d));
         assert_eq!((rcode, id), (RCODE::NoError, 0x1234));
         assert_eq!(ips, vec![Ipv4Addr::new(10, 1, 0, 2)]);
+        // TTL 0: no resolver on the way keeps an answer past a container's move.
+        let Reply::Answer(bytes) = reply(&query("a1", TYPE::A), FROM, &d) else {
+            panic!("answered above")
+        };
+        assert!(Packet::parse(&bytes)
+            .unwrap()
+            .answers
+            .iter()
+            .all(|rr| rr.ttl == 0));
         // No IPv6 address: NOERROR and no record, so the client uses the A record.
         let (rcode, ips, _) = answered(reply(&query("a1", TYPE::AAAA), FROM, &d));
         assert_eq!((rcode, ips.len()), (RCODE::NoError, 0));
