@@ -79,6 +79,23 @@ pub struct PeerConfig {
 }
 
 impl PeerConfig {
+    /// A peer outside the node mesh at `address` in `asn`, nothing else set: no
+    /// password, no limits, both hops checks off, the default import and export.
+    pub fn global(address: Ipv4Addr, asn: u32) -> PeerConfig {
+        PeerConfig {
+            address,
+            asn,
+            kind: PeerKind::Global,
+            passive: false,
+            md5: None,
+            max_prefixes: None,
+            ttl_security: None,
+            multihop: None,
+            import: Default::default(),
+            export: ExportPolicy::default(),
+        }
+    }
+
     /// Whether `other` can be had on the same session: everything but the export
     /// policy, which changes in place. (Every field is named, so a new one must be
     /// placed on one side or the other.)

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use ipnet::Ipv4Net;
 use weft_bgp::auth::Md5Key;
 use weft_bgp::policy::{ExportPolicy, ImportFilter, Own, OwnKind};
-use weft_bgp::rib::PeerKind;
 use weft_bgp::speaker::{Learned, MaxPrefixes, PeerConfig, Speaker, SpeakerConfig};
 use weft_testkit::require_root;
 
@@ -212,18 +211,7 @@ fn speaker_config(peer_asn: u32) -> (SpeakerConfig, Vec<PeerConfig>) {
     let mut cfg = SpeakerConfig::new(64512, Ipv4Addr::new(10, 99, 0, 1));
     cfg.connect_retry = Duration::from_secs(1);
     cfg.hold_time = 9;
-    let peer = PeerConfig {
-        address: Ipv4Addr::new(10, 99, 0, 2),
-        asn: peer_asn,
-        kind: PeerKind::Global,
-        passive: false,
-        md5: None,
-        max_prefixes: None,
-        ttl_security: None,
-        multihop: None,
-        import: Default::default(),
-        export: ExportPolicy::default(),
-    };
+    let peer = PeerConfig::global(Ipv4Addr::new(10, 99, 0, 2), peer_asn);
     (cfg, vec![peer])
 }
 
@@ -485,18 +473,7 @@ fn near_speaker() -> SpeakerConfig {
 
 /// The far BIRD as Weft's peer, nothing set.
 fn far_peer() -> PeerConfig {
-    PeerConfig {
-        address: Ipv4Addr::new(10, 98, 2, 1),
-        asn: 64513,
-        kind: PeerKind::Global,
-        passive: false,
-        md5: None,
-        max_prefixes: None,
-        ttl_security: None,
-        multihop: None,
-        import: Default::default(),
-        export: ExportPolicy::default(),
-    }
+    PeerConfig::global(Ipv4Addr::new(10, 98, 2, 1), 64513)
 }
 
 /// For 8 s neither side has the session up and Weft learned nothing.

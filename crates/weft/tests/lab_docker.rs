@@ -77,9 +77,7 @@ fn plugin_call(lab: &Lab, h: &str, method: &str, body: &str) -> (u16, String) {
 #[test]
 fn overlay_and_routed_networks_across_hosts() {
     require_root!("overlay_and_routed_networks_across_hosts");
-    if !have_dockerd("overlay_and_routed_networks_across_hosts") {
-        return;
-    }
+    require_dockerd("overlay_and_routed_networks_across_hosts");
     let lab = Lab::up_with("dk", "embedded", 3, &["--docker"]);
     let create = |h: &str, args: &[&str]| {
         let mut all = vec!["network", "create", "-d", "weft", "--ipam-driver", "weft"];
@@ -369,9 +367,7 @@ fn overlay_and_routed_networks_across_hosts() {
 #[test]
 fn restarts_and_crashes() {
     require_root!("restarts_and_crashes");
-    if !have_dockerd("restarts_and_crashes") {
-        return;
-    }
+    require_dockerd("restarts_and_crashes");
     let lab = Lab::up_with("dr", "embedded", 2, &["--docker"]);
     create_network(&lab, "h1", &["--subnet", "10.50.0.0/24"], "blue", &["h2"]);
     run(&lab, "h1", "a1", "blue", &[]);
@@ -474,9 +470,7 @@ fn restarts_and_crashes() {
 #[test]
 fn routed_network_over_bgp() {
     require_root!("routed_network_over_bgp");
-    if !have_dockerd("routed_network_over_bgp") {
-        return;
-    }
+    require_dockerd("routed_network_over_bgp");
     let lab = Lab::up_with(
         "db",
         "embedded",
@@ -597,9 +591,7 @@ fn routed_network_over_bgp() {
 #[test]
 fn network_policy_on_docker_networks() {
     require_root!("network_policy_on_docker_networks");
-    if !have_dockerd("network_policy_on_docker_networks") {
-        return;
-    }
+    require_dockerd("network_policy_on_docker_networks");
     let lab = Lab::up_with("dn", "embedded", 2, &["--docker"]);
     create_network(&lab, "h1", &["--subnet", "10.51.0.0/24"], "shop", &["h2"]);
     create_network(
@@ -836,9 +828,7 @@ fn inside(lab: &Lab, h: &str, ctr: &str) -> String {
 #[test]
 fn connect_and_disconnect_running_containers() {
     require_root!("connect_and_disconnect_running_containers");
-    if !have_dockerd("connect_and_disconnect_running_containers") {
-        return;
-    }
+    require_dockerd("connect_and_disconnect_running_containers");
     let lab = blue_and_green("dkc");
     run(&lab, "h2", "pb", "blue", &["--ip", "10.50.0.20"]);
     run(&lab, "h2", "pg", "green", &["--ip", "10.60.0.20"]);
@@ -944,9 +934,7 @@ fn web(lab: &Lab, h: &str, name: &str, net: &str, body: &str, publish: &[&str]) 
 #[test]
 fn published_ports() {
     require_root!("published_ports");
-    if !have_dockerd("published_ports") {
-        return;
-    }
+    require_dockerd("published_ports");
     let lab = blue_and_green("dkp");
     let out = web(&lab, "h1", "web", "blue", "hello-8080", &["-p", "8080:80"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -1043,9 +1031,7 @@ const WEB_TO_DB: &str = "apiVersion: weft.dev/v1\nkind: ClusterPolicy\nmetadata:
 #[test]
 fn between_networks() {
     require_root!("between_networks");
-    if !have_dockerd("between_networks") {
-        return;
-    }
+    require_dockerd("between_networks");
     let lab = blue_and_green("dbt");
     run(&lab, "h1", "web", "blue", &["--label", "app=web"]);
     run(&lab, "h1", "other", "blue", &[]);

@@ -17,7 +17,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use weft_testkit::require_root;
@@ -61,9 +60,7 @@ fn assert_nxdomain(lab: &Lab, h: &str, ctr: &str, name: &str) {
 #[test]
 fn names_and_aliases_across_hosts() {
     require_root!("names_and_aliases_across_hosts");
-    if !have_dockerd("names_and_aliases_across_hosts") {
-        return;
-    }
+    require_dockerd("names_and_aliases_across_hosts");
     let lab = Lab::up_with("dns", "embedded", 3, &["--docker"]);
     create_network(
         &lab,
@@ -129,16 +126,11 @@ networks:
 #[test]
 fn compose_services_on_two_hosts() {
     require_root!("compose_services_on_two_hosts");
-    if !have_dockerd("compose_services_on_two_hosts") {
-        return;
-    }
-    let have = Command::new("which")
-        .arg("docker-compose")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        have,
-        "docker-compose missing: install Debian's docker-compose (scripts/setup does)"
+    require_dockerd("compose_services_on_two_hosts");
+    require_tool(
+        "compose_services_on_two_hosts",
+        "docker-compose",
+        "Debian's docker-compose",
     );
     let lab = Lab::up_with("dco", "embedded", 2, &["--docker"]);
     create_network(&lab, "h1", &["--subnet", "10.50.0.0/24"], "blue", &["h2"]);

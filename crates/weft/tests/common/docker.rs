@@ -6,17 +6,22 @@ use std::time::Duration;
 
 use super::Lab;
 
-pub fn have_dockerd(test: &str) -> bool {
+/// Fails `test` (a root test: call it after `require_root!`, as nothing is skipped as
+/// root) when `tool` is missing, naming the package that has it (scripts/setup
+/// installs each).
+pub fn require_tool(test: &str, tool: &str, package: &str) {
     let ok = Command::new("which")
-        .arg("dockerd")
+        .arg(tool)
         .output()
         .is_ok_and(|o| o.status.success());
-    // As root nothing is skipped: scripts/setup installs Docker.
     assert!(
-        ok || !weft_testkit::gate::is_root(),
-        "{test}: dockerd missing: install Debian's docker.io (scripts/setup does)"
+        ok,
+        "{test}: {tool} missing: install {package} (scripts/setup does)"
     );
-    ok
+}
+
+pub fn require_dockerd(test: &str) {
+    require_tool(test, "dockerd", "Debian's docker.io");
 }
 
 /// `docker ARGS` against host `h`'s daemon.
