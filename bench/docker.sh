@@ -180,19 +180,12 @@ for label, xs in [("weft network: run on h2, pinged from a container on h1", wef
     print(f"{label:<66} {statistics.median(m):7.0f} {min(m):6.0f}-{max(m):<6.0f}")
 r = statistics.median(weft) / statistics.median(bridge)
 print(f"ratio weft / Docker: {r:.2f}x (target within 1.2x: {'met' if r <= 1.2 else 'NOT met'})")
-PY
 
 # Names across hosts: `docker run -d --name X` on h2 until a container on h1 resolves X
 # (through Docker's embedded DNS in its namespace, which forwards to h1's agent), and
 # `docker rm -f X` until it no longer does; the control: the same on Docker's own
 # bridge network, resolved by a container on h2 (Docker's embedded DNS knows its own
 # daemon's containers at once). 20 names each, alternating.
-python3 - "$LAB" <<'PY'
-import statistics, subprocess, sys, time
-lab = sys.argv[1]
-def docker(h, *args):
-    return subprocess.run(["docker", "-H", f"unix:///run/weft-lab/{lab}/h{h}/docker.sock", *args],
-                          check=True, capture_output=True, text=True).stdout.strip()
 def resolves(enter, name):
     out = subprocess.run([*enter, "busybox", "nslookup", name, "127.0.0.11"],
                          capture_output=True, text=True).stdout
@@ -211,14 +204,10 @@ def follow(net, enter, i):
         if time.monotonic() - t0 > 20:
             raise SystemExit(f"{name} still resolves")
     return up, time.monotonic() - t0
-pid = lambda h, c: docker(h, "inspect", "-f", "{{.State.Pid}}", c)
-in_anchor = ["nsenter", "-t", pid(1, "anchor"), "-n"]
-in_anchor2 = ["nsenter", "-t", pid(2, "anchor2"), "-n"]
 weft, bridge = [], []
 for i in range(20):
     weft.append(follow("startweft", in_anchor, i))
     bridge.append(follow("startbridge", in_anchor2, i))
-ms = lambda xs: [x * 1000 for x in xs]
 print()
 print("a container's name, 20 containers each, milliseconds")
 print(f"{'':<70} {'p50':>7} {'range':>13}")
