@@ -185,6 +185,8 @@ impl Sync {
                     continue;
                 }
                 if e.container.is_empty() {
+                    // Not marked done: a task that gives up is started again at a
+                    // later pass (one at a time: see `DriverState::identifying`).
                     self.driver.identify_soon(
                         d.id.clone(),
                         e.endpoint_id.clone(),
@@ -192,7 +194,6 @@ impl Sync {
                         *ip,
                         e.host_iface.clone(),
                     );
-                    self.identified.insert(e.endpoint_id.clone());
                     continue;
                 }
                 if !policy {
