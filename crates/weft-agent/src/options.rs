@@ -33,6 +33,10 @@ pub struct AgentOptions {
     /// The address peers reach this node at, if not the external interface's.
     #[arg(long)]
     pub public_ip: Option<Ipv4Addr>,
+    /// The IPv6 address peers reach this node at in a dual-stack network, if not the
+    /// external interface's first global one (flannel's `--public-ipv6`).
+    #[arg(long)]
+    pub public_ipv6: Option<std::net::Ipv6Addr>,
     /// Where to write the subnet file (flannel's CNI plugin reads /run/flannel/subnet.env).
     #[arg(long, default_value = "/run/flannel/subnet.env")]
     pub subnet_file: PathBuf,

@@ -184,12 +184,14 @@ mod tests {
             .contains("range leases are drawn from (10.244.1.0 to 10.244.255.0)"));
         let reserved = Lease {
             subnet: "10.244.0.0/28".parse().unwrap(),
+            ipv6_subnet: None,
             attrs: LeaseAttrs {
                 labels: Default::default(),
                 public_ip: ip("192.168.1.9"),
                 public_ipv6: None,
                 backend_type: "bgp".into(),
                 backend_data: serde_json::Value::Null,
+                backend_v6_data: serde_json::Value::Null,
             },
             store_lease: None,
             mod_revision: 1,

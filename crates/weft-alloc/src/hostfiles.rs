@@ -8,10 +8,10 @@
 //! content changes.
 
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 /// What the files say.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +26,16 @@ pub struct NodeNetwork {
     /// Containers' addresses come from blocks, through the agent (`WEFT_IPAM=blocks`,
     /// a key of Weft's own): the CNI plugin asks the agent instead of using the subnet.
     pub ipam_blocks: bool,
+    /// The IPv6 side of a dual-stack network (`FLANNEL_IPV6_NETWORK`,
+    /// `FLANNEL_IPV6_SUBNET`).
+    pub ipv6: Option<NodeNetworkV6>,
+}
+
+/// The IPv6 network and this node's IPv6 subnet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeNetworkV6 {
+    pub network: Ipv6Net,
+    pub subnet: Ipv6Net,
 }
 
 /// The subnet's first usable address with its length: `10.244.3.1/24`, as flannel writes.
@@ -34,14 +44,29 @@ pub fn gateway(subnet: &Ipv4Net) -> Ipv4Net {
     Ipv4Net::new(first, subnet.prefix_len()).expect("same prefix length")
 }
 
+/// The IPv6 subnet's first address after the subnet's own with its length:
+/// `fd00:10:244:3::1/64`, as flannel writes.
+pub fn gateway_v6(subnet: &Ipv6Net) -> Ipv6Net {
+    let first = Ipv6Addr::from(u128::from(subnet.network()) + 1);
+    Ipv6Net::new(first, subnet.prefix_len()).expect("same prefix length")
+}
+
+/// The subnet file, in flannel's order: the IPv4 keys, the IPv6 ones, MTU and
+/// masquerade, then Weft's own.
 pub fn render_subnet_env(n: &NodeNetwork) -> String {
     let mut s = format!(
-        "FLANNEL_NETWORK={}\nFLANNEL_SUBNET={}\nFLANNEL_MTU={}\nFLANNEL_IPMASQ={}\n",
+        "FLANNEL_NETWORK={}\nFLANNEL_SUBNET={}\n",
         n.network,
-        gateway(&n.subnet),
-        n.mtu,
-        n.ip_masq
+        gateway(&n.subnet)
     );
+    if let Some(v6) = &n.ipv6 {
+        s += &format!(
+            "FLANNEL_IPV6_NETWORK={}\nFLANNEL_IPV6_SUBNET={}\n",
+            v6.network,
+            gateway_v6(&v6.subnet)
+        );
+    }
+    s += &format!("FLANNEL_MTU={}\nFLANNEL_IPMASQ={}\n", n.mtu, n.ip_masq);
     if let Some(size) = n.gso_max_size {
         s += &format!("WEFT_GSO_MAX_SIZE={size}\n");
     }
@@ -71,6 +96,15 @@ pub fn subnet_from_env(text: &str) -> Option<Ipv4Net> {
     v.parse::<Ipv4Net>().ok().map(|n| n.trunc())
 }
 
+/// The node's IPv6 subnet recorded in a subnet file, if it has a readable one.
+pub fn ipv6_subnet_from_env(text: &str) -> Option<Ipv6Net> {
+    let (_, v) = parse_env(text)
+        .into_iter()
+        .rev()
+        .find(|(k, _)| k == "FLANNEL_IPV6_SUBNET")?;
+    v.parse::<Ipv6Net>().ok().map(|n| n.trunc())
+}
+
 /// The whole subnet file, for tools (the lab) that read it back.
 pub fn parse_subnet_env(text: &str) -> Option<NodeNetwork> {
     let env = parse_env(text);
@@ -87,6 +121,14 @@ pub fn parse_subnet_env(text: &str) -> Option<NodeNetwork> {
         ip_masq: get("FLANNEL_IPMASQ")? == "true",
         gso_max_size: get("WEFT_GSO_MAX_SIZE").map(str::parse).transpose().ok()?,
         ipam_blocks: get("WEFT_IPAM") == Some("blocks"),
+        ipv6: match (get("FLANNEL_IPV6_NETWORK"), get("FLANNEL_IPV6_SUBNET")) {
+            (None, None) => None,
+            (Some(network), Some(subnet)) => Some(NodeNetworkV6 {
+                network: network.parse().ok()?,
+                subnet: subnet.parse::<Ipv6Net>().ok()?.trunc(),
+            }),
+            _ => return None,
+        },
     })
 }
 
@@ -132,7 +174,32 @@ mod tests {
             ip_masq: true,
             gso_max_size: None,
             ipam_blocks: false,
+            ipv6: None,
         }
+    }
+
+    #[test]
+    fn dual_stack_keys_in_flannel_order() {
+        let dual = NodeNetwork {
+            ipv6: Some(NodeNetworkV6 {
+                network: "fd00:10:244::/56".parse().unwrap(),
+                subnet: "fd00:10:244:4a::/64".parse().unwrap(),
+            }),
+            ..net()
+        };
+        let s = render_subnet_env(&dual);
+        assert_eq!(
+            s,
+            "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.74.1/24\n\
+             FLANNEL_IPV6_NETWORK=fd00:10:244::/56\nFLANNEL_IPV6_SUBNET=fd00:10:244:4a::1/64\n\
+             FLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n"
+        );
+        assert_eq!(parse_subnet_env(&s), Some(dual));
+        assert_eq!(
+            ipv6_subnet_from_env(&s),
+            Some("fd00:10:244:4a::/64".parse().unwrap())
+        );
+        assert_eq!(ipv6_subnet_from_env(&render_subnet_env(&net())), None);
     }
 
     #[test]

@@ -11,11 +11,11 @@
 //! The default prefix is flannel's `/coreos.com/network`, so `etcdctl` habits carry over.
 
 use std::collections::HashSet;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use rand::seq::IndexedRandom;
 
 use thiserror::Error;
@@ -60,6 +60,15 @@ pub enum AcquireError {
         min: Ipv4Addr,
         max: Ipv4Addr,
     },
+    #[error(
+        "IPv6 subnet pool exhausted: all {size} subnets of /{len} between {min} and {max} are leased"
+    )]
+    ExhaustedV6 {
+        size: u64,
+        len: u8,
+        min: Ipv6Addr,
+        max: Ipv6Addr,
+    },
     #[error("gave up claiming a subnet after {0} lost races")]
     Contention(usize),
 }
@@ -68,9 +77,22 @@ impl AcquireError {
     pub fn is_transient(&self) -> bool {
         match self {
             AcquireError::Store(e) => e.is_transient(),
-            AcquireError::Exhausted { .. } => false,
+            AcquireError::Exhausted { .. } | AcquireError::ExhaustedV6 { .. } => false,
             AcquireError::Contention(_) => true,
         }
+    }
+}
+
+/// The subnets a node held before (its subnet file's), tried first when it claims.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Previous {
+    pub v4: Option<Ipv4Net>,
+    pub v6: Option<Ipv6Net>,
+}
+
+impl From<Option<Ipv4Net>> for Previous {
+    fn from(v4: Option<Ipv4Net>) -> Previous {
+        Previous { v4, v6: None }
     }
 }
 
@@ -88,6 +110,8 @@ pub struct LeaseSnapshot {
     pub skipped: Vec<Skipped>,
     /// Subnets with a key, readable or not: none of them may be handed out again.
     pub taken: HashSet<Ipv4Net>,
+    /// The same for the IPv6 subnets of dual-stack keys.
+    pub taken_v6: HashSet<Ipv6Net>,
     pub revision: Revision,
 }
 
@@ -193,8 +217,9 @@ impl Registry {
                 .key
                 .strip_prefix(&self.keys().subnets())
                 .unwrap_or(&kv.key);
-            if let Some(subnet) = pool::parse_key_name(name) {
+            if let Some((subnet, v6)) = pool::parse_lease_key_name(name) {
                 snap.taken.insert(subnet);
+                snap.taken_v6.extend(v6);
             }
             match self.parse_lease(kv) {
                 Ok(l) => snap.leases.push(l),
@@ -206,17 +231,22 @@ impl Registry {
 
     /// Claims a subnet for the node with `attrs`, flannel's way: the lease that already
     /// carries this node's public IP, else `previous` (from the subnet file) if still
-    /// free, else a random free one. Claims are create-if-absent, so two racing nodes
-    /// never both win; the loser tries again.
+    /// free, else a random free one; in a dual-stack network an IPv6 subnet beside it,
+    /// chosen the same way. Claims are create-if-absent, so two racing nodes never both
+    /// win; the loser tries again.
     ///
-    /// Re-claiming an unchanged lease writes nothing, so peers see no event.
+    /// Re-claiming an unchanged lease writes nothing, so peers see no event. A node's
+    /// lease whose IPv6 side no longer fits the config (IPv6 just switched on or off,
+    /// or its subnet outside the new bounds) is given up and claimed again under the
+    /// new key, keeping its IPv4 subnet where nobody took it in between.
     pub async fn acquire(
         &self,
         cfg: &NetworkConfig,
         attrs: &LeaseAttrs,
-        previous: Option<Ipv4Net>,
+        previous: Previous,
         ttl: Duration,
     ) -> Result<Lease, AcquireError> {
+        let mut previous = previous;
         for _ in 0..MAX_ATTEMPTS {
             let snap = self.leases().await?;
             let mine = snap
@@ -224,46 +254,88 @@ impl Registry {
                 .iter()
                 .find(|l| l.attrs.public_ip == attrs.public_ip && pool::contains(cfg, &l.subnet));
             if let Some(existing) = mine {
+                let v6_fits = match (&cfg.ipv6, &existing.ipv6_subnet) {
+                    (None, None) => true,
+                    (Some(v6), Some(s)) => v6.contains(s),
+                    _ => false,
+                };
+                if !v6_fits {
+                    tracing::info!(key = %self.keys().lease_key(existing), "the lease's IPv6 subnet does not fit the config; claiming it again");
+                    previous.v4 = Some(existing.subnet);
+                    self.store.delete(&self.keys().lease_key(existing)).await?;
+                    continue;
+                }
                 if let Some(lease) = self.reclaim(existing, attrs, ttl).await? {
                     return Ok(lease);
                 }
                 continue;
             }
-            let candidate =
-                match previous.filter(|p| pool::contains(cfg, p) && !snap.taken.contains(p)) {
-                    Some(p) => p,
-                    None => {
-                        let free: Vec<Ipv4Net> = pool::subnets(cfg)
-                            .filter(|s| !snap.taken.contains(s))
-                            .take(RANDOM_WINDOW)
-                            .collect();
-                        match free.choose(&mut rand::rng()) {
-                            Some(s) => *s,
-                            None => {
-                                return Err(AcquireError::Exhausted {
-                                    size: pool::size(cfg),
-                                    len: cfg.subnet_len,
-                                    min: cfg.subnet_min,
-                                    max: cfg.subnet_max,
-                                })
-                            }
+            let candidate_v6 = match &cfg.ipv6 {
+                None => None,
+                Some(v6) => Some(
+                    match previous
+                        .v6
+                        .filter(|p| v6.contains(p) && !snap.taken_v6.contains(p))
+                    {
+                        Some(p) => p,
+                        None => {
+                            let free: Vec<Ipv6Net> = v6
+                                .subnets()
+                                .filter(|s| !snap.taken_v6.contains(s))
+                                .take(RANDOM_WINDOW)
+                                .collect();
+                            *free
+                                .choose(&mut rand::rng())
+                                .ok_or(AcquireError::ExhaustedV6 {
+                                    size: v6.size(),
+                                    len: v6.subnet_len,
+                                    min: v6.subnet_min,
+                                    max: v6.subnet_max,
+                                })?
+                        }
+                    },
+                ),
+            };
+            let candidate = match previous
+                .v4
+                .filter(|p| pool::contains(cfg, p) && !snap.taken.contains(p))
+            {
+                Some(p) => p,
+                None => {
+                    let free: Vec<Ipv4Net> = pool::subnets(cfg)
+                        .filter(|s| !snap.taken.contains(s))
+                        .take(RANDOM_WINDOW)
+                        .collect();
+                    match free.choose(&mut rand::rng()) {
+                        Some(s) => *s,
+                        None => {
+                            return Err(AcquireError::Exhausted {
+                                size: pool::size(cfg),
+                                len: cfg.subnet_len,
+                                min: cfg.subnet_min,
+                                max: cfg.subnet_max,
+                            })
                         }
                     }
-                };
+                }
+            };
             let store_lease = self.store.grant(ttl).await?;
-            let key = self.keys().lease(&candidate);
+            let mut lease = Lease {
+                subnet: candidate,
+                ipv6_subnet: candidate_v6,
+                attrs: attrs.clone(),
+                store_lease: Some(store_lease),
+                mod_revision: 0,
+            };
+            let key = self.keys().lease_key(&lease);
             match self
                 .store
                 .create(&key, &attrs.encode(), Some(store_lease))
                 .await?
             {
                 Some(rev) => {
-                    return Ok(Lease {
-                        subnet: candidate,
-                        attrs: attrs.clone(),
-                        store_lease: Some(store_lease),
-                        mod_revision: rev,
-                    })
+                    lease.mod_revision = rev;
+                    return Ok(lease);
                 }
                 None => {
                     tracing::debug!(subnet = %candidate, "lost the race for a subnet; trying another");
@@ -281,7 +353,7 @@ impl Registry {
         attrs: &LeaseAttrs,
         ttl: Duration,
     ) -> Result<Option<Lease>, StoreError> {
-        let key = self.keys().lease(&existing.subnet);
+        let key = self.keys().lease_key(existing);
         let alive = match existing.store_lease {
             Some(id) => self.store.keep_alive(id).await?.map(|_| id),
             None => None,
@@ -308,10 +380,10 @@ impl Registry {
             .await?
         {
             Some(mod_revision) => Ok(Some(Lease {
-                subnet: existing.subnet,
                 attrs: attrs.clone(),
                 store_lease: Some(id),
                 mod_revision,
+                ..existing.clone()
             })),
             None => {
                 let _ = self.store.revoke(id).await;
@@ -327,7 +399,7 @@ impl Registry {
         lease: &Lease,
         attrs: &LeaseAttrs,
     ) -> Result<Option<Lease>, StoreError> {
-        let key = self.keys().lease(&lease.subnet);
+        let key = self.keys().lease_key(lease);
         let rev = self
             .store
             .compare_and_swap(&key, &attrs.encode(), lease.mod_revision, lease.store_lease)
@@ -344,7 +416,7 @@ impl Registry {
         match lease.store_lease {
             None => Ok(self
                 .store
-                .get(&self.keys().lease(&lease.subnet))
+                .get(&self.keys().lease_key(lease))
                 .await?
                 .is_some()),
             Some(id) => Ok(self.store.keep_alive(id).await?.is_some()),
@@ -359,10 +431,22 @@ impl Registry {
         }
     }
 
-    /// Removes a node's lease (the node leaves; peers drop their routes to it).
+    /// Removes the lease of `subnet` (the node leaves; peers drop their routes to it),
+    /// under whichever key holds it: a dual-stack lease's key names its IPv6 subnet too.
     pub async fn delete_lease(&self, subnet: &Ipv4Net) -> Result<bool, StoreError> {
         let _ = self.store.delete(&self.status_key(subnet)).await;
-        self.store.delete(&self.keys().lease(subnet)).await
+        let listing = self.store.list(&self.keys().subnets()).await?;
+        let mut existed = false;
+        for kv in &listing.kvs {
+            let name = kv
+                .key
+                .strip_prefix(&self.keys().subnets())
+                .unwrap_or(&kv.key);
+            if pool::parse_lease_key_name(name).is_some_and(|(v4, _)| v4 == *subnet) {
+                existed |= self.store.delete(&kv.key).await?;
+            }
+        }
+        Ok(existed)
     }
 
     /// Reserves `subnet` for the node with `public_ip`: a lease without TTL.
@@ -377,6 +461,7 @@ impl Registry {
             public_ipv6: None,
             backend_type: String::new(),
             backend_data: serde_json::Value::Null,
+            backend_v6_data: serde_json::Value::Null,
         };
         self.store
             .put(&self.keys().lease(subnet), &attrs.encode(), None)

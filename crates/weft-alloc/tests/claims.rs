@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use ipnet::Ipv4Net;
 use weft_alloc::address::{AddressClaim, ClaimError};
-use weft_alloc::registry::AcquireError;
+use weft_alloc::registry::{AcquireError, Previous};
 use weft_alloc::{BackendKind, LeaseAttrs, NetworkConfig, Registry};
 use weft_store::embedded::EmbeddedStore;
 use weft_store::etcd::{EtcdConfig, EtcdStore};
@@ -30,6 +30,7 @@ fn attrs(i: u8) -> LeaseAttrs {
         public_ipv6: None,
         backend_type: "host-gw".into(),
         backend_data: serde_json::Value::Null,
+        backend_v6_data: serde_json::Value::Null,
     }
 }
 
@@ -63,7 +64,10 @@ async fn claim_child() {
     };
     let i: u8 = std::env::var("WEFT_CLAIM_INDEX").unwrap().parse().unwrap();
     let reg = Registry::new(open(&spec).await, "/race");
-    match reg.acquire(&small_config(), &attrs(i), None, TTL).await {
+    match reg
+        .acquire(&small_config(), &attrs(i), Previous::default(), TTL)
+        .await
+    {
         Ok(l) => println!("CLAIMED {}", l.subnet),
         Err(AcquireError::Exhausted { .. }) => println!("EXHAUSTED"),
         Err(e) => println!("ERROR {e}"),
@@ -125,9 +129,15 @@ async fn lifecycle(store: Arc<dyn Store>) {
     assert_eq!(reg.config().await.unwrap(), cfg);
 
     // Restart with the same public IP: same subnet, and no write at all.
-    let a = reg.acquire(&cfg, &attrs(1), None, TTL).await.unwrap();
+    let a = reg
+        .acquire(&cfg, &attrs(1), Previous::default(), TTL)
+        .await
+        .unwrap();
     let rev = store.list("/").await.unwrap().revision;
-    let again = reg.acquire(&cfg, &attrs(1), None, TTL).await.unwrap();
+    let again = reg
+        .acquire(&cfg, &attrs(1), Previous::default(), TTL)
+        .await
+        .unwrap();
     assert_eq!(again.subnet, a.subnet);
     assert_eq!(
         store.list("/").await.unwrap().revision,
@@ -138,13 +148,13 @@ async fn lifecycle(store: Arc<dyn Store>) {
     // New public IP but the subnet file remembers the subnet: it is reused if free.
     reg.delete_lease(&a.subnet).await.unwrap();
     let moved = reg
-        .acquire(&cfg, &attrs(2), Some(a.subnet), TTL)
+        .acquire(&cfg, &attrs(2), Some(a.subnet).into(), TTL)
         .await
         .unwrap();
     assert_eq!(moved.subnet, a.subnet);
     // ... but never when another node holds it.
     let other = reg
-        .acquire(&cfg, &attrs(3), Some(a.subnet), TTL)
+        .acquire(&cfg, &attrs(3), Some(a.subnet).into(), TTL)
         .await
         .unwrap();
     assert_ne!(other.subnet, a.subnet);
@@ -164,14 +174,17 @@ async fn lifecycle(store: Arc<dyn Store>) {
     let written: serde_json::Value = serde_json::from_slice(&raw.value).unwrap();
     assert_eq!(written["BackendType"], "");
     assert_eq!(written["BackendData"], serde_json::Value::Null);
-    let r = reg.acquire(&cfg, &attrs(9), None, TTL).await.unwrap();
+    let r = reg
+        .acquire(&cfg, &attrs(9), Previous::default(), TTL)
+        .await
+        .unwrap();
     assert_eq!((r.subnet, r.is_reservation()), (reserved, true));
     assert_eq!(r.attrs, attrs(9), "the node writes its full lease over it");
     assert!(reg.renew(&r).await.unwrap());
 
     // A lease whose store TTL ran out is gone for renewal and claimable again.
     let short = reg
-        .acquire(&cfg, &attrs(4), None, Duration::from_secs(2))
+        .acquire(&cfg, &attrs(4), Previous::default(), Duration::from_secs(2))
         .await
         .unwrap();
     assert!(reg.renew(&short).await.unwrap());
@@ -198,7 +211,10 @@ async fn lifecycle(store: Arc<dyn Store>) {
     assert_eq!(snap.skipped.len(), 1);
     assert!(snap.skipped[0].key.ends_with("10.244.7.0-24"));
     assert!(snap.taken.contains(&junk));
-    let taken = reg.acquire(&cfg, &attrs(5), Some(junk), TTL).await.unwrap();
+    let taken = reg
+        .acquire(&cfg, &attrs(5), Some(junk).into(), TTL)
+        .await
+        .unwrap();
     assert_ne!(taken.subnet, junk);
 }
 
@@ -206,9 +222,14 @@ async fn exhaustion(store: Arc<dyn Store>) {
     let reg = Registry::new(store, "/full");
     let cfg = small_config();
     for i in 1..=8 {
-        reg.acquire(&cfg, &attrs(i), None, TTL).await.unwrap();
+        reg.acquire(&cfg, &attrs(i), Previous::default(), TTL)
+            .await
+            .unwrap();
     }
-    let err = reg.acquire(&cfg, &attrs(50), None, TTL).await.unwrap_err();
+    let err = reg
+        .acquire(&cfg, &attrs(50), Previous::default(), TTL)
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, AcquireError::Exhausted { size: 8, .. }),
         "{err}"
@@ -223,7 +244,10 @@ async fn single_addresses(store: Arc<dyn Store>) {
     let cfg =
         NetworkConfig::parse(br#"{"Network":"10.244.0.0/16","Backend":{"Type":"bgp"}}"#).unwrap();
     reg.put_config(&cfg).await.unwrap();
-    let lease = reg.acquire(&cfg, &attrs(1), None, TTL).await.unwrap();
+    let lease = reg
+        .acquire(&cfg, &attrs(1), Previous::default(), TTL)
+        .await
+        .unwrap();
     let ip: Ipv4Addr = "10.244.0.7".parse().unwrap();
     let mine = AddressClaim {
         node: attrs(1).public_ip,
@@ -260,6 +284,101 @@ async fn single_addresses(store: Arc<dyn Store>) {
     reg.claim_address(&cfg, ip, &theirs).await.unwrap();
 }
 
+/// Dual stack, flannel's way: one key `<v4>&<v6>` per node, both subnets chosen from
+/// their pools, kept on restart; a node's IPv4-only lease is claimed again with an IPv6
+/// subnet when IPv6 is switched on, keeping its IPv4 subnet; and a full IPv6 pool is
+/// named as such.
+async fn dual_stack(store: Arc<dyn Store>) {
+    let reg = Registry::new(store.clone(), "/dual");
+    let v4_only =
+        NetworkConfig::parse(br#"{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}"#)
+            .unwrap();
+    let dual = NetworkConfig::parse(
+        br#"{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00:10:244::/56","Backend":{"Type":"host-gw"}}"#,
+    )
+    .unwrap();
+    let old = reg
+        .acquire(&v4_only, &attrs(1), Previous::default(), TTL)
+        .await
+        .unwrap();
+    assert_eq!(old.ipv6_subnet, None);
+
+    let a = reg
+        .acquire(&dual, &attrs(1), Previous::default(), TTL)
+        .await
+        .unwrap();
+    assert_eq!(a.subnet, old.subnet, "the IPv4 subnet is kept");
+    let v6 = a.ipv6_subnet.expect("an IPv6 subnet");
+    assert!(dual.ipv6.as_ref().unwrap().contains(&v6), "{v6}");
+    let keys: Vec<String> = store
+        .list("/dual/subnets/")
+        .await
+        .unwrap()
+        .kvs
+        .into_iter()
+        .map(|kv| kv.key)
+        .collect();
+    assert_eq!(
+        keys,
+        [format!(
+            "/dual/subnets/{}-{}&{}-64",
+            a.subnet.addr(),
+            a.subnet.prefix_len(),
+            v6.addr()
+        )],
+        "one key, flannel's dual-stack form; the IPv4-only one gone"
+    );
+    let again = reg
+        .acquire(&dual, &attrs(1), Previous::default(), TTL)
+        .await
+        .unwrap();
+    assert_eq!((again.subnet, again.ipv6_subnet), (a.subnet, a.ipv6_subnet));
+
+    // Another node gets other subnets of both families; its subnet file's IPv6 subnet
+    // is reused when free.
+    let wanted: ipnet::Ipv6Net = "fd00:10:244:77::/64".parse().unwrap();
+    let b = reg
+        .acquire(
+            &dual,
+            &attrs(2),
+            Previous {
+                v4: None,
+                v6: Some(wanted),
+            },
+            TTL,
+        )
+        .await
+        .unwrap();
+    assert_ne!(b.subnet, a.subnet);
+    assert_eq!(b.ipv6_subnet, Some(wanted));
+    let snap = reg.leases().await.unwrap();
+    assert_eq!(snap.leases.len(), 2);
+    assert!(snap.taken_v6.contains(&v6) && snap.taken_v6.contains(&wanted));
+    assert!(
+        reg.delete_lease(&b.subnet).await.unwrap(),
+        "found by its IPv4 subnet"
+    );
+
+    // One /64 in the IPv6 pool: the second node is told the IPv6 pool is full.
+    let one = NetworkConfig::parse(
+        br#"{"Network":"10.245.0.0/16","EnableIPv6":true,"IPv6Network":"fd00:10:245::/64","Backend":{"Type":"host-gw"}}"#,
+    )
+    .unwrap();
+    let reg = Registry::new(store, "/dual-full");
+    reg.acquire(&one, &attrs(1), Previous::default(), TTL)
+        .await
+        .unwrap();
+    let err = reg
+        .acquire(&one, &attrs(2), Previous::default(), TTL)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("IPv6 subnet pool exhausted: all 1 subnets of /64"),
+        "{err}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn embedded_store_claims() {
     if std::env::var("WEFT_CLAIM_CHILD").is_ok() {
@@ -271,6 +390,7 @@ async fn embedded_store_claims() {
     lifecycle(open(&spec).await).await;
     exhaustion(open(&spec).await).await;
     single_addresses(open(&spec).await).await;
+    dual_stack(open(&spec).await).await;
     racing_processes_never_share(&spec).await;
 }
 
@@ -284,5 +404,6 @@ async fn etcd_store_claims() {
     lifecycle(open(&spec).await).await;
     exhaustion(open(&spec).await).await;
     single_addresses(open(&spec).await).await;
+    dual_stack(open(&spec).await).await;
     racing_processes_never_share(&spec).await;
 }

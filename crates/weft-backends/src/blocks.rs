@@ -35,7 +35,10 @@ pub fn plan(ctx: &NamedContext, blocks: &[Block]) -> BlockPlan {
     let me = ctx.public_ip;
     let mut out = BlockPlan::default();
     let toward_node = |dst: Ipv4Net, node: Ipv4Addr, out: &mut BlockPlan| match toward(ctx, node) {
-        Ok(kind) => out.routes.push(Route { dst, kind }),
+        Ok(kind) => out.routes.push(Route {
+            dst: dst.into(),
+            kind,
+        }),
         Err(why) => out.unreachable.push((dst, why.to_string())),
     };
     for b in blocks
@@ -75,8 +78,8 @@ mod tests {
     fn blackholes_for_ours_routes_for_theirs_and_borrowed_32s() {
         let peers = [lease("10.244.2.0/24", "192.168.1.2", "host-gw")];
         let routes = [Route::via(
-            "10.244.2.0/24".parse().unwrap(),
-            "192.168.1.2".parse().unwrap(),
+            "10.244.2.0/24".parse::<Ipv4Net>().unwrap(),
+            "192.168.1.2".parse::<std::net::Ipv4Addr>().unwrap(),
             7,
         )];
         let ctx = |announces| NamedContext {
@@ -105,12 +108,18 @@ mod tests {
             block("10.248.0.128/26", "192.168.9.9", &[]),
         ];
         let p = plan(&ctx(false), &blocks);
-        let via2 = |d: &str| Route::via(d.parse().unwrap(), "192.168.1.2".parse().unwrap(), 7);
+        let via2 = |d: &str| {
+            Route::via(
+                d.parse::<ipnet::Ipv4Net>().unwrap(),
+                "192.168.1.2".parse::<std::net::Ipv4Addr>().unwrap(),
+                7,
+            )
+        };
         assert_eq!(
             p.routes,
             {
                 let mut r = vec![
-                    Route::blackhole("10.248.0.0/26".parse().unwrap()),
+                    Route::blackhole("10.248.0.0/26".parse::<ipnet::Ipv4Net>().unwrap()),
                     via2("10.248.0.5/32"),
                     via2("10.248.0.64/26"),
                 ];
@@ -123,7 +132,9 @@ mod tests {
         let p = plan(&ctx(true), &blocks);
         assert_eq!(
             p.routes,
-            [Route::blackhole("10.248.0.0/26".parse().unwrap())]
+            [Route::blackhole(
+                "10.248.0.0/26".parse::<ipnet::Ipv4Net>().unwrap()
+            )]
         );
         let announced: Vec<String> = p.announce.iter().map(|n| n.to_string()).collect();
         assert_eq!(announced, ["10.248.0.0/26", "10.248.0.70/32"]);

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::Ipv4Addr;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use weft_bgp::policy::{Own, OwnKind};
 use weft_model::blocks::{Block, Pool};
 use weft_model::named::NamedNetwork;
@@ -98,7 +98,7 @@ pub struct HostPlan {
     /// Every route Weft owns here, one per destination, sorted.
     pub routes: Vec<Route>,
     /// Where each route comes from, by destination.
-    pub origins: BTreeMap<Ipv4Net, Origin>,
+    pub origins: BTreeMap<IpNet, Origin>,
     /// Permanent neighbour and FDB entries on the overlay device.
     pub neighbours: Vec<Neighbour>,
     pub fdb: Vec<FdbEntry>,
@@ -115,7 +115,7 @@ pub struct HostPlan {
 
 impl HostPlan {
     /// Why `dst` is in the plan, if it is.
-    pub fn origin(&self, dst: &Ipv4Net) -> Option<Origin> {
+    pub fn origin(&self, dst: &IpNet) -> Option<Origin> {
         self.origins.get(dst).copied()
     }
 }
@@ -171,7 +171,7 @@ pub fn plan(backend: &dyn Backend, inputs: &HostInputs) -> HostPlan {
     let mut origins = BTreeMap::new();
     let mut routes = Vec::new();
     let block_cidrs: BTreeSet<Ipv4Net> = inputs.blocks.iter().map(|b| b.cidr).collect();
-    let block_origin = |r: &Route| match block_cidrs.contains(&r.dst) {
+    let block_origin = |r: &Route| match matches!(r.dst, IpNet::V4(d) if block_cidrs.contains(&d)) {
         true => Origin::Block,
         false => Origin::Borrowed,
     };

@@ -130,12 +130,14 @@ pub(crate) mod testing {
     pub fn lease(subnet: &str, ip: &str, backend: &str) -> Lease {
         Lease {
             subnet: subnet.parse().unwrap(),
+            ipv6_subnet: None,
             attrs: LeaseAttrs {
                 labels: Default::default(),
                 public_ip: ip.parse().unwrap(),
                 public_ipv6: None,
                 backend_type: backend.into(),
                 backend_data: serde_json::Value::Null,
+                backend_v6_data: serde_json::Value::Null,
             },
             store_lease: Some(1),
             mod_revision: 1,

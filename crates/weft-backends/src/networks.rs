@@ -14,7 +14,7 @@
 use std::net::Ipv4Addr;
 
 use crate::no_route::NoRoute;
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use weft_model::named::{Endpoint, Mode, NamedNetwork};
 use weft_model::Lease;
 use weft_plan::firewall::IsolatedNet;
@@ -165,7 +165,7 @@ fn remote(ctx: &NamedContext, on: &[&PlannedEndpoint], out: &mut NamedPlan) {
 fn route_to(ctx: &NamedContext, e: &PlannedEndpoint, out: &mut NamedPlan) {
     match toward(ctx, e.endpoint.node) {
         Ok(kind) => out.routes.push(Route {
-            dst: Ipv4Net::from(e.ip),
+            dst: Ipv4Net::from(e.ip).into(),
             kind,
         }),
         Err(why) => out.unreachable.push((e.ip, why.to_string())),
@@ -182,7 +182,7 @@ pub(crate) fn toward(ctx: &NamedContext, node: Ipv4Addr) -> Result<weft_plan::Ro
         .ok_or(NoRoute::NoLease(node))?;
     ctx.backend_routes
         .iter()
-        .find(|r| r.dst == lease.subnet && !r.is_blackhole())
+        .find(|r| r.dst == IpNet::V4(lease.subnet) && !r.is_blackhole())
         .map(|r| r.kind)
         .ok_or(NoRoute::NoBackendRoute {
             node,
@@ -303,8 +303,8 @@ mod tests {
         ];
         let peers = [lease("10.244.2.0/24", "192.168.1.2", "host-gw")];
         let routes = [Route::via(
-            "10.244.2.0/24".parse().unwrap(),
-            "192.168.1.2".parse().unwrap(),
+            "10.244.2.0/24".parse::<Ipv4Net>().unwrap(),
+            "192.168.1.2".parse::<std::net::Ipv4Addr>().unwrap(),
             7,
         )];
         let p = plan(
@@ -315,8 +315,8 @@ mod tests {
         assert_eq!(
             p.routes,
             [Route::via(
-                "10.60.0.3/32".parse().unwrap(),
-                "192.168.1.2".parse().unwrap(),
+                "10.60.0.3/32".parse::<ipnet::Ipv4Net>().unwrap(),
+                "192.168.1.2".parse::<std::net::Ipv4Addr>().unwrap(),
                 7
             )],
             "the local container's /32 is its attachment's, not the plan's"
@@ -350,8 +350,8 @@ mod tests {
         ];
         let peers = [lease("10.244.2.0/24", "192.168.1.2", "host-gw")];
         let routes = [Route::via(
-            "10.244.2.0/24".parse().unwrap(),
-            "192.168.1.2".parse().unwrap(),
+            "10.244.2.0/24".parse::<Ipv4Net>().unwrap(),
+            "192.168.1.2".parse::<std::net::Ipv4Addr>().unwrap(),
             7,
         )];
         let nets = [blue, red];
@@ -363,8 +363,8 @@ mod tests {
         assert_eq!(
             open.routes,
             [Route::via(
-                "10.51.0.2/32".parse().unwrap(),
-                "192.168.1.2".parse().unwrap(),
+                "10.51.0.2/32".parse::<ipnet::Ipv4Net>().unwrap(),
+                "192.168.1.2".parse::<std::net::Ipv4Addr>().unwrap(),
                 7
             )]
         );

@@ -189,12 +189,14 @@ mod tests {
     fn lease(subnet: &str, ip: &str, data: serde_json::Value) -> Lease {
         Lease {
             subnet: subnet.parse().unwrap(),
+            ipv6_subnet: None,
             attrs: LeaseAttrs {
                 labels: Default::default(),
                 public_ip: ip.parse().unwrap(),
                 public_ipv6: None,
                 backend_type: "vxlan".into(),
                 backend_data: data,
+                backend_v6_data: serde_json::Value::Null,
             },
             store_lease: Some(1),
             mod_revision: 1,

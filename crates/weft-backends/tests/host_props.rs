@@ -24,12 +24,14 @@ fn node_ip(i: u8) -> Ipv4Addr {
 fn lease(i: u8, backend: &str) -> Lease {
     Lease {
         subnet: Ipv4Net::new(Ipv4Addr::new(10, 244, i + 1, 0), 24).unwrap(),
+        ipv6_subnet: None,
         attrs: LeaseAttrs {
             labels: Default::default(),
             public_ip: node_ip(i),
             public_ipv6: None,
             backend_type: backend.into(),
             backend_data: serde_json::Value::Null,
+            backend_v6_data: serde_json::Value::Null,
         },
         store_lease: Some(1),
         mod_revision: 1,
@@ -178,7 +180,7 @@ proptest! {
         let plan = host::plan(backend.as_ref(), &inputs);
 
         // No destination twice, and every route's origin known.
-        let dsts: BTreeSet<Ipv4Net> = plan.routes.iter().map(|r| r.dst).collect();
+        let dsts: BTreeSet<ipnet::IpNet> = plan.routes.iter().map(|r| r.dst).collect();
         prop_assert_eq!(dsts.len(), plan.routes.len(), "two routes for one destination: {:?}", plan.routes);
         prop_assert_eq!(plan.origins.keys().copied().collect::<BTreeSet<_>>(), dsts.clone());
 

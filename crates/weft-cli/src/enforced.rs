@@ -96,9 +96,15 @@ mod tests {
                 public_ipv6: None,
                 backend_type: "host-gw".into(),
                 backend_data: serde_json::Value::Null,
+                backend_v6_data: serde_json::Value::Null,
             };
             let ttl = Duration::from_secs(3600);
-            leases.push(registry.acquire(&cfg, &attrs, None, ttl).await.unwrap());
+            leases.push(
+                registry
+                    .acquire(&cfg, &attrs, weft_alloc::registry::Previous::default(), ttl)
+                    .await
+                    .unwrap(),
+            );
         }
         let policy = weft_policy::parse_documents(
             "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: x}\nspec: {podSelector: {}}\n",

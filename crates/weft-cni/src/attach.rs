@@ -112,7 +112,7 @@ async fn ensure_bridge(
         .ensure_bridge(name, mtu)
         .await
         .map_err(doing(format!("cannot create bridge {name}")))?;
-    host.ensure_address(br.index, gateway)
+    host.ensure_address(br.index, gateway.into())
         .await
         .map_err(doing(format!("cannot give {name} the gateway {gateway}")))?;
     Ok(br)
@@ -244,7 +244,7 @@ async fn configure_container(ctr: &dyn Attach, req: &Request<'_>) -> CniResult<L
         Mode::Bridge => (req.address, req.gateway.addr()),
         Mode::Routed => (Ipv4Net::from(req.address.addr()), ROUTED_GATEWAY),
     };
-    ctr.ensure_address(index, address)
+    ctr.ensure_address(index, address.into())
         .await
         .map_err(doing(format!("cannot add {address} to {ifname}")))?;
     if req.mode == Mode::Routed {
@@ -390,7 +390,10 @@ mod tests {
         assert_eq!(to_ctr.len(), 1);
         assert_eq!(
             to_ctr[0].route,
-            Route::device("10.244.3.5/32".parse().unwrap(), veth.info.index)
+            Route::device(
+                "10.244.3.5/32".parse::<ipnet::Ipv4Net>().unwrap(),
+                veth.info.index
+            )
         );
         // Inside: a /32, 169.254.1.1 as a fixed neighbour and the default route through it.
         let inside = fake.link_in(ns(), "eth0").unwrap();

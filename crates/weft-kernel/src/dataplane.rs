@@ -20,9 +20,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use tokio::sync::mpsc;
-use weft_plan::iface::{self, AddrInfo, ExternalInterface, IfaceSpec, LinkInfo};
+use weft_plan::iface::{self, Addr6Info, AddrInfo, ExternalInterface, IfaceSpec, LinkInfo};
 use weft_plan::neigh::{plan_fdb, plan_neighbours};
 use weft_plan::route::{plan, RouteChange};
 use weft_plan::{
@@ -118,14 +118,28 @@ pub trait Links: Send + Sync {
     }
 }
 
-/// IPv4 addresses.
+/// Addresses of both families.
 #[async_trait]
 pub trait Addresses: Send + Sync {
     /// Every IPv4 address, with its link.
     async fn ipv4_addresses(&self) -> Result<Vec<AddrInfo>, KernelError>;
 
+    /// Every IPv6 address, with its link.
+    async fn ipv6_addresses(&self) -> Result<Vec<Addr6Info>, KernelError>;
+
     /// Adds an address to a link; one already there is fine.
-    async fn ensure_address(&self, index: u32, address: Ipv4Net) -> Result<(), KernelError>;
+    async fn ensure_address(&self, index: u32, address: IpNet) -> Result<(), KernelError>;
+
+    /// The IPv6 addresses of one link.
+    async fn ipv6_addresses_of(&self, index: u32) -> Result<Vec<Ipv6Net>, KernelError> {
+        Ok(self
+            .ipv6_addresses()
+            .await?
+            .into_iter()
+            .filter(|a| a.index == index)
+            .filter_map(|a| Ipv6Net::new(a.addr, a.prefix_len).ok())
+            .collect())
+    }
 
     /// The IPv4 addresses of one link.
     async fn addresses_of(&self, index: u32) -> Result<Vec<Ipv4Net>, KernelError> {
@@ -333,7 +347,7 @@ pub trait Attach:
     ) -> Result<(u32, u32, LinkOutcome), KernelError> {
         let bridge = self.ensure_bridge(&spec.bridge(), spec.mtu).await?;
         if let Some(gw) = spec.gateway {
-            self.ensure_address(bridge.index, gw).await?;
+            self.ensure_address(bridge.index, gw.into()).await?;
         }
         let vxlan = VxlanSpec {
             name: spec.vxlan(),

@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use tokio::sync::mpsc;
-use weft_plan::iface::{AddrInfo, LinkInfo};
+use weft_plan::iface::{Addr6Info, AddrInfo, LinkInfo};
 use weft_plan::link::{must_recreate, VxlanState};
 use weft_plan::route::RouteChange;
 use weft_plan::{
@@ -77,7 +77,8 @@ pub struct FakeRoute {
 struct Namespace {
     links: BTreeMap<u32, FakeLink>,
     addresses: Vec<AddrInfo>,
-    routes: BTreeMap<Ipv4Net, FakeRoute>,
+    addresses6: Vec<Addr6Info>,
+    routes: BTreeMap<IpNet, FakeRoute>,
     default_dev: Option<u32>,
     neighbours: BTreeMap<(u32, Ipv4Addr), MacAddr>,
     fdb: BTreeMap<(u32, MacAddr), Ipv4Addr>,
@@ -179,8 +180,8 @@ impl FakeNet {
     }
 
     /// Deletes a route by hand, as an operator would; whether there was one.
-    pub fn delete_route(&self, dst: Ipv4Net) -> bool {
-        self.world().ns(&None).routes.remove(&dst).is_some()
+    pub fn delete_route(&self, dst: impl Into<IpNet>) -> bool {
+        self.world().ns(&None).routes.remove(&dst.into()).is_some()
     }
 
     /// Adds a Weft-marked route by hand (someone else's stale entry).
@@ -332,6 +333,21 @@ impl Namespace {
             .collect()
     }
 
+    /// Both families' addresses of a link.
+    fn all_addresses_of(&self, index: u32) -> Vec<IpNet> {
+        let v6 = self
+            .addresses6
+            .iter()
+            .filter(|a| a.index == index)
+            .filter_map(|a| Ipv6Net::new(a.addr, a.prefix_len).ok())
+            .map(IpNet::V6);
+        self.addresses_of(index)
+            .into_iter()
+            .map(IpNet::V4)
+            .chain(v6)
+            .collect()
+    }
+
     fn neighbours_of(&self, index: u32) -> Vec<Neighbour> {
         self.neighbours
             .iter()
@@ -354,6 +370,7 @@ impl Namespace {
     fn remove_link(&mut self, index: u32) {
         self.links.remove(&index);
         self.addresses.retain(|a| a.index != index);
+        self.addresses6.retain(|a| a.index != index);
         self.routes.retain(|_, r| r.route.dev() != Some(index));
         self.neighbours.retain(|(i, _), _| *i != index);
         self.fdb.retain(|(i, _), _| *i != index);
@@ -370,7 +387,7 @@ impl Namespace {
         }
         if let RouteKind::Via { gateway, .. } = route.kind {
             let connected = self
-                .addresses_of(dev)
+                .all_addresses_of(dev)
                 .iter()
                 .any(|net| net.trunc().contains(&gateway))
                 || self.routes.values().any(|r| {
@@ -709,18 +726,30 @@ impl Addresses for FakeDataplane {
         Ok(w.ns(&self.ns).addresses.clone())
     }
 
-    async fn ensure_address(&self, index: u32, address: Ipv4Net) -> Result<(), KernelError> {
+    async fn ipv6_addresses(&self) -> Result<Vec<Addr6Info>, KernelError> {
+        let mut w = self.world();
+        Ok(w.ns(&self.ns).addresses6.clone())
+    }
+
+    async fn ensure_address(&self, index: u32, address: IpNet) -> Result<(), KernelError> {
         let mut w = self.world();
         let ns = w.ns(&self.ns);
         if !ns.links.contains_key(&index) {
             return Err(refused("add address", libc::ENODEV));
         }
-        if !ns.addresses_of(index).contains(&address) {
-            ns.addresses.push(AddrInfo {
-                index,
-                addr: address.addr(),
-                prefix_len: address.prefix_len(),
-            });
+        if !ns.all_addresses_of(index).contains(&address) {
+            match address {
+                IpNet::V4(a) => ns.addresses.push(AddrInfo {
+                    index,
+                    addr: a.addr(),
+                    prefix_len: a.prefix_len(),
+                }),
+                IpNet::V6(a) => ns.addresses6.push(Addr6Info {
+                    index,
+                    addr: a.addr(),
+                    prefix_len: a.prefix_len(),
+                }),
+            }
             w.log(format!("address {address} on #{index}"));
         }
         Ok(())
@@ -993,9 +1022,21 @@ mod tests {
         let fake = FakeNet::new();
         let eth0 = fake.add_interface("eth0", net("192.168.1.1/24"), 1500, true);
         let dp = fake.host();
-        let good = Route::via(net("10.244.2.0/24"), "192.168.1.2".parse().unwrap(), eth0);
-        let off_net = Route::via(net("10.244.3.0/24"), "172.16.0.3".parse().unwrap(), eth0);
-        let no_dev = Route::onlink(net("10.244.4.0/24"), "10.244.4.0".parse().unwrap(), 99);
+        let good = Route::via(
+            net("10.244.2.0/24"),
+            "192.168.1.2".parse::<Ipv4Addr>().unwrap(),
+            eth0,
+        );
+        let off_net = Route::via(
+            net("10.244.3.0/24"),
+            "172.16.0.3".parse::<Ipv4Addr>().unwrap(),
+            eth0,
+        );
+        let no_dev = Route::onlink(
+            net("10.244.4.0/24"),
+            "10.244.4.0".parse::<Ipv4Addr>().unwrap(),
+            99,
+        );
         let report = dp.apply_routes(&[good, off_net, no_dev]).await.unwrap();
         assert_eq!(report.applied.added, 1);
         let errnos: Vec<_> = report

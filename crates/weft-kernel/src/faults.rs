@@ -11,9 +11,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use tokio::sync::mpsc;
-use weft_plan::iface::{AddrInfo, LinkInfo};
+use weft_plan::iface::{Addr6Info, AddrInfo, LinkInfo};
 use weft_plan::route::RouteChange;
 use weft_plan::{
     Applied, Change, FdbEntry, FirewallPlan, LinkOutcome, Neighbour, OverlaySpec, Refusal, Route,
@@ -56,7 +56,7 @@ pub enum FaultOp {
 #[derive(Debug, Default)]
 struct State {
     ops: BTreeMap<FaultOp, Refusal>,
-    routes: BTreeMap<Ipv4Net, i32>,
+    routes: BTreeMap<IpNet, i32>,
 }
 
 /// The faults in force. Cloning shares them.
@@ -82,12 +82,12 @@ impl Faults {
     }
 
     /// Refuses every change to the route for `dst` with `errno`; the rest still apply.
-    pub fn refuse_route(&self, dst: Ipv4Net, errno: i32) {
-        self.state().routes.insert(dst, errno);
+    pub fn refuse_route(&self, dst: impl Into<IpNet>, errno: i32) {
+        self.state().routes.insert(dst.into(), errno);
     }
 
-    pub fn accept_route(&self, dst: Ipv4Net) {
-        self.state().routes.remove(&dst);
+    pub fn accept_route(&self, dst: impl Into<IpNet>) {
+        self.state().routes.remove(&dst.into());
     }
 
     fn refusal(&self, op: FaultOp) -> Option<Refusal> {
@@ -193,7 +193,13 @@ impl<D: Addresses + ?Sized> Addresses for Faulty<D> {
         self.inner.ipv4_addresses().await
     }
 
-    async fn ensure_address(&self, index: u32, address: Ipv4Net) -> Result<(), KernelError> {
+    async fn ipv6_addresses(&self) -> Result<Vec<Addr6Info>, KernelError> {
+        self.faults
+            .check(FaultOp::ReadAddresses, "list addresses")?;
+        self.inner.ipv6_addresses().await
+    }
+
+    async fn ensure_address(&self, index: u32, address: IpNet) -> Result<(), KernelError> {
         self.faults.check(FaultOp::Address, "add address")?;
         self.inner.ensure_address(index, address).await
     }

@@ -10,9 +10,9 @@ use weft_testkit::netns::{in_netns, sh};
 use weft_testkit::require_root;
 
 fn route(i: u32, via_last: u8, dev: u32) -> Route {
-    let dst = format!("10.{}.{}.0/24", i / 256, i % 256).parse().unwrap();
+    let dst: ipnet::Ipv4Net = format!("10.{}.{}.0/24", i / 256, i % 256).parse().unwrap();
     let via = format!("192.168.{}.{}", 1 + i / 250, via_last);
-    Route::via(dst, via.parse().unwrap(), dev)
+    Route::via(dst, via.parse::<std::net::Ipv4Addr>().unwrap(), dev)
 }
 
 #[test]
@@ -26,8 +26,8 @@ fn a_thousand_routes_in_batches_refusals_and_deltas() {
             .collect();
         // Not on any connected network and not onlink: the kernel says no.
         let bad = Route::via(
-            "172.31.0.0/24".parse().unwrap(),
-            "10.9.9.9".parse().unwrap(),
+            "172.31.0.0/24".parse::<ipnet::Ipv4Net>().unwrap(),
+            "10.9.9.9".parse::<std::net::Ipv4Addr>().unwrap(),
             dev,
         );
         // The first change of the first chunk and the last of the last (whose
@@ -47,8 +47,11 @@ fn a_thousand_routes_in_batches_refusals_and_deltas() {
         // 300 next hops change (replace), 500 routes go (remove).
         want.truncate(1000);
         for r in want.iter_mut().take(300) {
-            let via = format!("192.168.200.{}", 1 + r.dst.addr().octets()[2] % 250);
-            *r = Route::via(r.dst, via.parse().unwrap(), dev);
+            let std::net::IpAddr::V4(addr) = r.dst.addr() else {
+                unreachable!("IPv4 routes only")
+            };
+            let via = format!("192.168.200.{}", 1 + addr.octets()[2] % 250);
+            *r = Route::via(r.dst, via.parse::<std::net::Ipv4Addr>().unwrap(), dev);
         }
         want.truncate(500);
         let r = k.apply_routes(&want).await.unwrap();

@@ -28,8 +28,13 @@ fn own_route_changes_are_quiet_and_deletions_by_hand_are_not() {
         let mut events = k.watch().unwrap();
         let want: Vec<Route> = (0..500)
             .map(|i| {
-                let dst = format!("10.{}.{}.0/24", i / 256, i % 256).parse().unwrap();
-                Route::via(dst, "192.168.0.2".parse().unwrap(), dev)
+                let dst: ipnet::Ipv4Net =
+                    format!("10.{}.{}.0/24", i / 256, i % 256).parse().unwrap();
+                Route::via(
+                    dst,
+                    "192.168.0.2".parse::<std::net::Ipv4Addr>().unwrap(),
+                    dev,
+                )
             })
             .collect();
         let r = k.apply_routes(&want).await.unwrap();

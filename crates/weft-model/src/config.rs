@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::backend_options::{self, BackendOptions};
+pub use crate::config_v6::Ipv6Config;
+use crate::config_v6::RawV6;
 
 /// The data planes Weft knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -104,6 +106,24 @@ struct RawConfig {
         skip_serializing_if = "Option::is_none"
     )]
     enable_ipv6: Option<bool>,
+    #[serde(
+        rename = "IPv6SubnetLen",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    ipv6_subnet_len: Option<u8>,
+    #[serde(
+        rename = "IPv6SubnetMin",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    ipv6_subnet_min: Option<String>,
+    #[serde(
+        rename = "IPv6SubnetMax",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    ipv6_subnet_max: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     subnet_len: Option<u8>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -158,6 +178,8 @@ pub struct NetworkConfig {
     pub backend_options: serde_json::Map<String, serde_json::Value>,
     /// Where containers' addresses come from (`IPAM`, `StrictAffinity`).
     pub ipam: IpamModel,
+    /// The IPv6 side of a dual-stack network (`EnableIPv6`), `None` for IPv4 only.
+    pub ipv6: Option<Ipv6Config>,
 }
 
 /// Why a config was refused.
@@ -202,12 +224,28 @@ impl NetworkConfig {
     /// documentation); the steps are the functions below.
     fn validate(raw: RawConfig) -> Result<Self, ConfigError> {
         let mut problems = Vec::new();
-        if raw.enable_ipv6 == Some(true) || raw.ipv6_network.is_some() {
-            problems.push("IPv6 (EnableIPv6, IPv6Network) is not supported yet".into());
-        }
         if raw.enable_ipv4 == Some(false) {
-            problems.push("EnableIPv4 false is not supported: Weft needs an IPv4 network".into());
+            problems.push(
+                "EnableIPv4 false (an IPv6-only network) is not supported yet: give an IPv4 Network beside the IPv6Network".into(),
+            );
         }
+        // flannel reads the IPv6 fields only with EnableIPv6; they are checked whenever
+        // they are there, so a typo shows before the day IPv6 is switched on.
+        let wants_v6 = raw.enable_ipv6 == Some(true);
+        let ipv6 = (wants_v6 || raw.ipv6_network.is_some())
+            .then(|| {
+                Ipv6Config::validate(
+                    RawV6 {
+                        network: raw.ipv6_network.as_deref(),
+                        subnet_len: raw.ipv6_subnet_len,
+                        subnet_min: raw.ipv6_subnet_min.as_deref(),
+                        subnet_max: raw.ipv6_subnet_max.as_deref(),
+                    },
+                    &mut problems,
+                )
+            })
+            .flatten()
+            .filter(|_| wants_v6);
         let network = network(raw.network.as_deref(), &mut problems);
         let (backend, options, backend_options) = backend(raw.backend, &mut problems);
         let min = raw
@@ -235,6 +273,7 @@ impl NetworkConfig {
                 subnet_max,
                 backend,
                 backend_options,
+                ipv6,
             }),
             _ => Err(ConfigError::Invalid(problems)),
         }
@@ -260,6 +299,11 @@ impl NetworkConfig {
                 } => Some(true),
                 _ => None,
             },
+            enable_ipv6: self.ipv6.as_ref().map(|_| true),
+            ipv6_network: self.ipv6.as_ref().map(|v| v.network.to_string()),
+            ipv6_subnet_len: self.ipv6.as_ref().map(|v| v.subnet_len),
+            ipv6_subnet_min: self.ipv6.as_ref().map(|v| v.subnet_min.to_string()),
+            ipv6_subnet_max: self.ipv6.as_ref().map(|v| v.subnet_max.to_string()),
             ..Default::default()
         };
         serde_json::to_string_pretty(&raw).expect("config serializes")
@@ -288,6 +332,12 @@ fn network(raw: Option<&str>, problems: &mut Vec<String>) -> Option<Ipv4Net> {
                 None
             }
             Ok(n) => Some(n),
+            Err(_) if s.parse::<ipnet::Ipv6Net>().is_ok() => {
+                problems.push(format!(
+                    "Network {s:?} is an IPv6 CIDR: it belongs in IPv6Network (with \"EnableIPv6\": true), Network takes one such as 10.244.0.0/16"
+                ));
+                None
+            }
             Err(_) => {
                 problems.push(format!(
                     "Network {s:?} is not an IPv4 CIDR such as 10.244.0.0/16"
@@ -572,6 +622,53 @@ mod tests {
             problems(r#"{"Network":"10.244.0.0/16","StrictAffinity":true}"#),
             ["StrictAffinity applies only with \"IPAM\": \"blocks\""]
         );
+    }
+
+    #[test]
+    fn flannel_dual_stack_config_is_read_and_written() {
+        let c = parse(
+            r#"{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00:10:244::/56","Backend":{"Type":"host-gw"}}"#,
+        )
+        .unwrap();
+        let v6 = c.ipv6.as_ref().unwrap();
+        assert_eq!(
+            (v6.network.to_string(), v6.subnet_len),
+            ("fd00:10:244::/56".to_string(), 64)
+        );
+        assert_eq!(parse(&c.to_json()).unwrap(), c, "round trip");
+        // flannel reads IPv6Network only with EnableIPv6; a bad one is still named.
+        let c = parse(r#"{"Network":"10.244.0.0/16","IPv6Network":"fd00::/56"}"#).unwrap();
+        assert_eq!(c.ipv6, None);
+        let p = problems(r#"{"Network":"10.244.0.0/16","IPv6Network":"fd00::/129"}"#);
+        assert!(p[0].contains("IPv6Network"), "{p:?}");
+        assert_eq!(
+            problems(r#"{"Network":"10.244.0.0/16","EnableIPv6":true}"#),
+            ["IPv6Network is missing (EnableIPv6 is true)"]
+        );
+    }
+
+    #[test]
+    fn mixed_families_are_refused_with_the_field_named() {
+        let p =
+            problems(r#"{"Network":"fd00::/48","EnableIPv6":true,"IPv6Network":"10.244.0.0/16"}"#);
+        assert!(
+            p.iter()
+                .any(|m| m.starts_with("Network \"fd00::/48\" is an IPv6 CIDR")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|m| m.starts_with("IPv6Network \"10.244.0.0/16\" is an IPv4 CIDR")),
+            "{p:?}"
+        );
+        let p = problems(
+            r#"{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00::/64","IPv6SubnetLen":56}"#,
+        );
+        assert!(p[0].contains("IPv6SubnetLen /56"), "{p:?}");
+        let p = problems(
+            r#"{"Network":"10.244.0.0/16","EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd00::/56"}"#,
+        );
+        assert!(p[0].contains("IPv6-only"), "{p:?}");
     }
 
     #[test]

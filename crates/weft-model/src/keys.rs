@@ -26,7 +26,7 @@ use crate::blocks::{Block, Pool};
 use crate::config::{ConfigError, NetworkConfig};
 use crate::lease::{Lease, LeaseAttrs};
 use crate::named::{Endpoint, NamedNetwork};
-use crate::pool::{key_name, parse_key_name};
+use crate::pool::{key_name, parse_key_name, parse_lease_key_name};
 use crate::{LeaseId, Revision};
 
 /// The key layout under one prefix.
@@ -99,8 +99,14 @@ impl Keys {
         format!("{}/subnets/", self.prefix)
     }
 
+    /// An IPv4-only lease's key (a reservation's, or any lease outside dual stack).
     pub fn lease(&self, subnet: &Ipv4Net) -> String {
         format!("{}{}", self.subnets(), key_name(subnet))
+    }
+
+    /// A lease's own key, with its IPv6 subnet where it has one.
+    pub fn lease_key(&self, lease: &Lease) -> String {
+        format!("{}{}", self.subnets(), lease.key_name())
     }
 
     pub fn addresses(&self) -> String {
@@ -159,12 +165,13 @@ impl Keys {
             unreadable_key: true,
         };
         if let Some(name) = key.strip_prefix(&self.subnets()) {
-            let Some(subnet) = parse_key_name(name) else {
+            let Some((subnet, ipv6_subnet)) = parse_lease_key_name(name) else {
                 return unreadable;
             };
             let lease = value.map(|v| {
                 Ok(Lease {
                     subnet,
+                    ipv6_subnet,
                     attrs: LeaseAttrs::decode(v).map_err(DecodeError::Lease)?,
                     store_lease: entry.lease,
                     mod_revision: entry.mod_revision,
@@ -258,6 +265,20 @@ mod tests {
             Change::Lease(s, Some(Ok(l))) => {
                 assert_eq!(s.to_string(), "10.244.3.0/24");
                 assert_eq!((l.store_lease, l.mod_revision), (Some(3), 7));
+            }
+            other => panic!("{other:?}"),
+        }
+        match k.decode(put(
+            "/coreos.com/network/subnets/10.244.3.0-24&fd00:10:244:3::-64",
+            r#"{"PublicIP":"192.168.77.3","PublicIPv6":"fd00:77::3","BackendType":"host-gw"}"#,
+        )) {
+            Change::Lease(s, Some(Ok(l))) => {
+                assert_eq!(s.to_string(), "10.244.3.0/24");
+                assert_eq!(l.ipv6_subnet.unwrap().to_string(), "fd00:10:244:3::/64");
+                assert_eq!(
+                    k.lease_key(&l),
+                    "/coreos.com/network/subnets/10.244.3.0-24&fd00:10:244:3::-64"
+                );
             }
             other => panic!("{other:?}"),
         }

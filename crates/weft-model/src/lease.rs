@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 
 use crate::{LeaseId, Revision};
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 /// What a lease says about its node.
@@ -19,6 +19,15 @@ pub struct LeaseAttrs {
     /// Per-backend data (VXLAN's VTEP MAC, for example); `null` for host-gw.
     #[serde(rename = "BackendData", default)]
     pub backend_data: serde_json::Value,
+    /// The backend's data for the IPv6 side where it keeps a device of its own
+    /// (flannel's vxlan over an IPv6 underlay: `flannel-v6.1`'s VTEP MAC); left out
+    /// otherwise, as flannel leaves it out.
+    #[serde(
+        rename = "BackendV6Data",
+        default,
+        skip_serializing_if = "serde_json::Value::is_null"
+    )]
+    pub backend_v6_data: serde_json::Value,
     /// The node's labels (`--node-labels`), which peer and route reflector selectors
     /// choose by; left out when there are none, so a lease without labels is byte for
     /// byte flannel's.
@@ -71,6 +80,9 @@ impl LeaseAttrs {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Lease {
     pub subnet: Ipv4Net,
+    /// The node's IPv6 subnet in a dual-stack network (flannel keeps it in the key:
+    /// `10.244.1.0-24&fd00:10:244:1::-64`).
+    pub ipv6_subnet: Option<Ipv6Net>,
     pub attrs: LeaseAttrs,
     /// The store lease behind the TTL; `None` for a reservation, which never expires.
     pub store_lease: Option<LeaseId>,
@@ -81,5 +93,10 @@ pub struct Lease {
 impl Lease {
     pub fn is_reservation(&self) -> bool {
         self.store_lease.is_none()
+    }
+
+    /// The lease's key name under `subnets/` (both families' subnets where it has two).
+    pub fn key_name(&self) -> String {
+        crate::pool::lease_key_name(&self.subnet, self.ipv6_subnet.as_ref())
     }
 }

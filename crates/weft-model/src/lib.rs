@@ -3,10 +3,12 @@
 //! leases stand, block IPAM's pools and blocks, named networks and their endpoints,
 //! addresses held outside subnets, network policy state and the node status agents
 //! publish. No I/O: the store calls are `weft_alloc::Registry`'s, the decisions the
-//! planners'. Every address is IPv4 today; a second family is an addition to these
-//! types (a field or variant beside each IPv4 one), not a rewrite of their users.
+//! planners'. IPv4 is always there; IPv6 is an addition beside it (the config's
+//! [`config::Ipv6Config`], a lease's IPv6 subnet and address), so that an IPv4-only
+//! cluster's values stay byte for byte flannel's.
 //!
-//! - [`config`], [`backend_options`]: the network config and each backend's options.
+//! - [`config`], [`config_v6`], [`backend_options`]: the network config (its IPv6 side
+//!   apart) and each backend's options.
 //! - [`lease`], [`pool`], [`screen`]: leases, the subnets a config allows, and which
 //!   leases stand.
 //! - [`blocks`]: block IPAM's pools and blocks, and the choice of an address.
@@ -24,6 +26,7 @@ pub mod backend_options;
 pub mod bgp_peer;
 pub mod blocks;
 pub mod config;
+pub mod config_v6;
 pub mod keys;
 pub mod lease;
 pub mod named;
@@ -34,7 +37,7 @@ pub mod selector;
 pub mod status;
 
 pub use backend_options::BackendOptions;
-pub use config::{BackendKind, ConfigError, IpamModel, NetworkConfig};
+pub use config::{BackendKind, ConfigError, IpamModel, Ipv6Config, NetworkConfig};
 pub use lease::{Lease, LeaseAttrs};
 
 /// A store revision (etcd's `mod_revision`; the embedded store's counter alike).

@@ -4,7 +4,7 @@
 
 use std::net::Ipv4Addr;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use crate::NetworkConfig;
 
@@ -32,6 +32,26 @@ pub fn contains(cfg: &NetworkConfig, subnet: &Ipv4Net) -> bool {
         && subnet.addr() <= cfg.subnet_max
 }
 
+/// A dual-stack lease's key name, flannel's: `10.5.52.0-24&fd00:10:244:1::-64`; the
+/// IPv4 form alone without an IPv6 subnet.
+pub fn lease_key_name(subnet: &Ipv4Net, ipv6: Option<&Ipv6Net>) -> String {
+    match ipv6 {
+        None => key_name(subnet),
+        Some(v6) => format!("{}&{}-{}", key_name(subnet), v6.addr(), v6.prefix_len()),
+    }
+}
+
+/// A lease's key name read back: its IPv4 subnet and, after `&`, its IPv6 one; `None`
+/// for anything else (host bits, a bad length, another family on either side).
+pub fn parse_lease_key_name(name: &str) -> Option<(Ipv4Net, Option<Ipv6Net>)> {
+    let Some((v4, v6)) = name.split_once('&') else {
+        return Some((parse_key_name(name)?, None));
+    };
+    let (ip, len) = v6.rsplit_once('-')?;
+    let net = Ipv6Net::new(ip.parse().ok()?, len.parse().ok()?).ok()?;
+    (net.network() == net.addr()).then_some((parse_key_name(v4)?, Some(net)))
+}
+
 /// `10.5.52.0/24` -> `10.5.52.0-24`.
 pub fn key_name(subnet: &Ipv4Net) -> String {
     format!("{}-{}", subnet.addr(), subnet.prefix_len())
@@ -57,6 +77,25 @@ mod tests {
         assert_eq!(parse_key_name("10.5.52.0-24"), Some(n));
         for bad in ["10.5.52.0/24", "10.5.52.1-24", "x-24", "10.5.52.0-33", ""] {
             assert_eq!(parse_key_name(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn dual_stack_key_names_are_flannels() {
+        let v4: Ipv4Net = "10.244.1.0/24".parse().unwrap();
+        let v6: Ipv6Net = "fd00:10:244:1::/64".parse().unwrap();
+        let name = lease_key_name(&v4, Some(&v6));
+        assert_eq!(name, "10.244.1.0-24&fd00:10:244:1::-64");
+        assert_eq!(parse_lease_key_name(&name), Some((v4, Some(v6))));
+        assert_eq!(parse_lease_key_name("10.244.1.0-24"), Some((v4, None)));
+        for bad in [
+            "10.244.1.0-24&fd00:10:244:1::1-64",
+            "10.244.1.0-24&fd00::-129",
+            "10.244.1.0-24&10.0.0.0-8",
+            "10.244.1.0-24&",
+            "fd00::-64&10.244.1.0-24",
+        ] {
+            assert_eq!(parse_lease_key_name(bad), None, "{bad}");
         }
     }
 

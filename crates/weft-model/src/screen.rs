@@ -129,12 +129,14 @@ mod tests {
     fn lease(subnet: &str, rev: i64, ttl: bool) -> Lease {
         Lease {
             subnet: subnet.parse().unwrap(),
+            ipv6_subnet: None,
             attrs: LeaseAttrs {
                 labels: Default::default(),
                 public_ip: "192.168.1.1".parse().unwrap(),
                 public_ipv6: None,
                 backend_type: "host-gw".into(),
                 backend_data: serde_json::Value::Null,
+                backend_v6_data: serde_json::Value::Null,
             },
             store_lease: ttl.then_some(1),
             mod_revision: rev,

@@ -7,7 +7,7 @@
 //! addresses and the default route, so it is tested without a kernel.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnet::Ipv4Net;
 use regex::Regex;
@@ -82,6 +82,32 @@ pub struct AddrInfo {
     pub index: u32,
     pub addr: Ipv4Addr,
     pub prefix_len: u8,
+}
+
+/// An IPv6 address on a link.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Addr6Info {
+    pub index: u32,
+    pub addr: Ipv6Addr,
+    pub prefix_len: u8,
+}
+
+impl Addr6Info {
+    /// Whether peers could reach this node at the address: not link-local, loopback or
+    /// multicast (flannel's choice of the public IPv6 address alike).
+    pub fn is_reachable(&self) -> bool {
+        let a = self.addr;
+        !(a.is_loopback() || a.is_multicast() || a.is_unspecified() || a.is_unicast_link_local())
+    }
+}
+
+/// The address peers reach this node at over IPv6: the first reachable IPv6 address
+/// of the external interface, as flannel takes it when `--public-ipv6` is not given.
+pub fn public_ipv6(external: &ExternalInterface, addrs: &[Addr6Info]) -> Option<Ipv6Addr> {
+    addrs
+        .iter()
+        .find(|a| a.index == external.index && a.is_reachable())
+        .map(|a| a.addr)
 }
 
 /// The chosen interface.

@@ -28,7 +28,7 @@ pub mod segment;
 
 pub use diff::{Applied, Change, Refusal};
 pub use firewall::{EncapFilter, FirewallPlan};
-pub use iface::{AddrInfo, ExternalInterface, IfaceSpec, LinkInfo};
+pub use iface::{Addr6Info, AddrInfo, ExternalInterface, IfaceSpec, LinkInfo};
 pub use link::{IpipSpec, LinkOutcome, OverlaySpec, TunSpec, VxlanSpec};
 pub use mac::MacAddr;
 pub use neigh::{FdbEntry, Neighbour};

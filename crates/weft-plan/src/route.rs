@@ -2,9 +2,9 @@
 //! what it should have.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 use crate::diff::{diff, Change};
 
@@ -23,10 +23,10 @@ pub const BLACKHOLE_METRIC: u32 = 100_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RouteKind {
     /// Via a gateway inside a network connected to `dev` (host-gw's route to a peer).
-    Via { gateway: Ipv4Addr, dev: u32 },
+    Via { gateway: IpAddr, dev: u32 },
     /// Via a gateway reachable on `dev` although no connected route covers it (VXLAN's
     /// and IP-in-IP's style: the gateway is the peer's subnet `.0` or its public IP).
-    OnLink { gateway: Ipv4Addr, dev: u32 },
+    OnLink { gateway: IpAddr, dev: u32 },
     /// Straight out of `dev`, no gateway (link scope): a container's /32 on its veth.
     Device { dev: u32 },
     /// Dropped (Calico's route for a node's own block: traffic for an address no
@@ -34,44 +34,57 @@ pub enum RouteKind {
     Blackhole,
 }
 
-/// One IPv4 route in the main table, as Weft programs it.
+/// One route in the main table, as Weft programs it, of either family. A gateway of
+/// the other family than the destination is not a shape Weft writes (the constructors
+/// take both from one backend's decision, which keeps them apart per family).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Route {
-    pub dst: Ipv4Net,
+    pub dst: IpNet,
     pub kind: RouteKind,
 }
 
 impl Route {
-    pub fn via(dst: Ipv4Net, gateway: Ipv4Addr, dev: u32) -> Route {
+    pub fn via(dst: impl Into<IpNet>, gateway: impl Into<IpAddr>, dev: u32) -> Route {
         Route {
-            dst,
-            kind: RouteKind::Via { gateway, dev },
+            dst: dst.into(),
+            kind: RouteKind::Via {
+                gateway: gateway.into(),
+                dev,
+            },
         }
     }
 
-    pub fn onlink(dst: Ipv4Net, gateway: Ipv4Addr, dev: u32) -> Route {
+    pub fn onlink(dst: impl Into<IpNet>, gateway: impl Into<IpAddr>, dev: u32) -> Route {
         Route {
-            dst,
-            kind: RouteKind::OnLink { gateway, dev },
+            dst: dst.into(),
+            kind: RouteKind::OnLink {
+                gateway: gateway.into(),
+                dev,
+            },
         }
     }
 
-    pub fn device(dst: Ipv4Net, dev: u32) -> Route {
+    pub fn device(dst: impl Into<IpNet>, dev: u32) -> Route {
         Route {
-            dst,
+            dst: dst.into(),
             kind: RouteKind::Device { dev },
         }
     }
 
-    pub fn blackhole(dst: Ipv4Net) -> Route {
+    pub fn blackhole(dst: impl Into<IpNet>) -> Route {
         Route {
-            dst,
+            dst: dst.into(),
             kind: RouteKind::Blackhole,
         }
     }
 
+    /// Whether the route is an IPv6 one.
+    pub fn is_v6(&self) -> bool {
+        matches!(self.dst, IpNet::V6(_))
+    }
+
     /// The gateway, for the kinds that have one.
-    pub fn gateway(&self) -> Option<Ipv4Addr> {
+    pub fn gateway(&self) -> Option<IpAddr> {
         match self.kind {
             RouteKind::Via { gateway, .. } | RouteKind::OnLink { gateway, .. } => Some(gateway),
             RouteKind::Device { .. } | RouteKind::Blackhole => None,
@@ -132,7 +145,11 @@ mod tests {
     use super::*;
 
     fn r(dst: &str, via: &str) -> Route {
-        Route::via(dst.parse().unwrap(), via.parse().unwrap(), 2)
+        Route::via(
+            dst.parse::<IpNet>().unwrap(),
+            via.parse::<IpAddr>().unwrap(),
+            2,
+        )
     }
 
     #[test]
@@ -174,9 +191,9 @@ mod tests {
 
     #[test]
     fn a_kind_change_is_a_replacement() {
-        let dst = "10.244.2.0/24".parse().unwrap();
-        let direct = Route::via(dst, "192.168.1.2".parse().unwrap(), 2);
-        let encap = Route::onlink(dst, "10.244.2.0".parse().unwrap(), 9);
+        let dst: IpNet = "10.244.2.0/24".parse().unwrap();
+        let direct = Route::via(dst, "192.168.1.2".parse::<IpAddr>().unwrap(), 2);
+        let encap = Route::onlink(dst, "10.244.2.0".parse::<IpAddr>().unwrap(), 9);
         assert_eq!(plan(&[encap], &[direct]), [RouteChange::Replace(encap)]);
         assert_eq!(
             plan(&[Route::blackhole(dst)], &[direct]),
@@ -186,8 +203,8 @@ mod tests {
 
     #[test]
     fn shown_as_ip_route_shows_them() {
-        let dst = "10.244.2.0/24".parse().unwrap();
-        let gw = "10.244.2.0".parse().unwrap();
+        let dst: IpNet = "10.244.2.0/24".parse().unwrap();
+        let gw: IpAddr = "10.244.2.0".parse().unwrap();
         let name = |i| (i == 9).then(|| "weft.1".to_string());
         assert_eq!(
             Route::onlink(dst, gw, 9).describe(name),
@@ -195,5 +212,12 @@ mod tests {
         );
         assert_eq!(Route::device(dst, 3).to_string(), "10.244.2.0/24 dev #3");
         assert_eq!(Route::blackhole(dst).to_string(), "blackhole 10.244.2.0/24");
+        let v6: IpNet = "fd00:10:244:2::/64".parse().unwrap();
+        let gw6: IpAddr = "fd00:77::2".parse().unwrap();
+        assert_eq!(
+            Route::via(v6, gw6, 9).describe(name),
+            "fd00:10:244:2::/64 via fd00:77::2 dev weft.1"
+        );
+        assert!(Route::via(v6, gw6, 9).is_v6() && !Route::blackhole(dst).is_v6());
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 
 use tracing::info;
-use weft_alloc::hostfiles::{self, NodeNetwork};
+use weft_alloc::hostfiles::{self, NodeNetwork, NodeNetworkV6};
 use weft_alloc::screen::screen;
 use weft_plan::Applied;
 
@@ -23,6 +23,16 @@ impl Agent {
             ip_masq: self.opts.ip_masq,
             gso_max_size: self.runtime.big_tcp,
             ipam_blocks: matches!(self.view.config.ipam, IpamModel::Blocks { .. }),
+            ipv6: self
+                .view
+                .config
+                .ipv6
+                .as_ref()
+                .zip(self.view.node.lease.ipv6_subnet)
+                .map(|(v6, subnet)| NodeNetworkV6 {
+                    network: v6.network,
+                    subnet,
+                }),
         }
     }
 

@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use weft_kernel::{ApplyReport, Dataplane, KernelError};
 use weft_plan::route::plan;
 use weft_plan::Route;
@@ -76,7 +76,7 @@ impl RouteManager {
     ) -> Result<ApplyReport, KernelError> {
         let start = Instant::now();
         let kernel = dp.weft_routes().await?;
-        let planned: BTreeSet<Ipv4Net> = routes.iter().map(|r| r.dst).collect();
+        let planned: BTreeSet<IpNet> = routes.iter().map(|r| r.dst).collect();
         let mut wanted = routes.to_vec();
         wanted.extend(kernel.iter().filter(|r| !planned.contains(&r.dst)).cloned());
         let applied = dp.apply_route_changes(plan(&wanted, &kernel)).await?;

@@ -4,10 +4,11 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use tracing::{info, warn};
-use weft_alloc::registry::RegistryError;
+use weft_alloc::registry::{Previous, RegistryError};
 use weft_alloc::{hostfiles, LeaseAttrs, Registry};
 use weft_backends::NodeContext;
 use weft_kernel::Dataplane;
+use weft_plan::iface;
 use weft_store::Revision;
 
 use super::{settings, with_backoff, Agent, Last, Runtime, View};
@@ -61,16 +62,32 @@ impl Agent {
             None
         };
 
+        let public_ipv6 = match config.ipv6 {
+            None => None,
+            Some(_) => opts
+                .public_ipv6
+                .or(iface::public_ipv6(&external, &dp.ipv6_addresses().await?)),
+        };
+        match (&config.ipv6, public_ipv6) {
+            (Some(_), Some(ip)) => info!(public_ipv6 = %ip, "dual stack"),
+            (Some(_), None) => {
+                warn!(iface = %external.name, "dual stack, but the external interface has no global IPv6 address and no --public-ipv6 was given: peers reach this node's IPv6 subnet only through an overlay that carries IPv6 over IPv4")
+            }
+            (None, _) => {}
+        }
         let attrs = LeaseAttrs {
             labels: opts.node_labels.clone(),
             public_ip,
-            public_ipv6: None,
+            public_ipv6,
             backend_type: backend.kind().name().to_owned(),
             backend_data: backend.backend_data(),
+            backend_v6_data: serde_json::Value::Null,
         };
-        let previous = std::fs::read_to_string(&opts.subnet_file)
-            .ok()
-            .and_then(|t| hostfiles::subnet_from_env(&t));
+        let env = std::fs::read_to_string(&opts.subnet_file).unwrap_or_default();
+        let previous = Previous {
+            v4: hostfiles::subnet_from_env(&env),
+            v6: hostfiles::ipv6_subnet_from_env(&env),
+        };
         let lease = with_backoff(
             "claiming a subnet",
             async || {
@@ -82,7 +99,14 @@ impl Agent {
         )
         .await
         .map_err(|e| AgentError::Acquire(Box::new(e)))?;
-        info!(subnet = %lease.subnet, reused = previous == Some(lease.subnet), reservation = lease.is_reservation(), "subnet lease held");
+        match lease.ipv6_subnet {
+            None => {
+                info!(subnet = %lease.subnet, reused = previous.v4 == Some(lease.subnet), reservation = lease.is_reservation(), "subnet lease held")
+            }
+            Some(v6) => {
+                info!(subnet = %lease.subnet, ipv6_subnet = %v6, reused = previous.v4 == Some(lease.subnet), reservation = lease.is_reservation(), "subnet lease held")
+            }
+        }
 
         let snapshot = with_backoff(
             "listing leases",

@@ -14,7 +14,10 @@ impl Agent {
     /// Claims a subnet again (ours, if still free) after losing the lease.
     pub(super) async fn reacquire(&mut self) {
         let ttl = self.opts.subnet_lease_ttl;
-        let previous = Some(self.view.node.lease.subnet);
+        let previous = weft_alloc::registry::Previous {
+            v4: Some(self.view.node.lease.subnet),
+            v6: self.view.node.lease.ipv6_subnet,
+        };
         match self
             .registry
             .acquire(&self.view.config, &self.view.attrs, previous, ttl)
@@ -70,6 +73,7 @@ impl Agent {
         let attrs = LeaseAttrs {
             public_ip: ext.addr,
             backend_data: backend.backend_data(),
+            backend_v6_data: serde_json::Value::Null,
             ..self.view.attrs.clone()
         };
         match self

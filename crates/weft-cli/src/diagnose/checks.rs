@@ -319,12 +319,14 @@ pub(crate) mod tests {
     fn lease(subnet: &str, ip: &str) -> Lease {
         Lease {
             subnet: subnet.parse().unwrap(),
+            ipv6_subnet: None,
             attrs: LeaseAttrs {
                 labels: Default::default(),
                 public_ip: ip.parse().unwrap(),
                 public_ipv6: None,
                 backend_type: "host-gw".into(),
                 backend_data: serde_json::Value::Null,
+                backend_v6_data: serde_json::Value::Null,
             },
             store_lease: Some(7),
             mod_revision: 1,
@@ -332,7 +334,11 @@ pub(crate) mod tests {
     }
 
     fn route(dst: &str, via: &str) -> Route {
-        Route::via(dst.parse().unwrap(), via.parse().unwrap(), 2)
+        Route::via(
+            dst.parse::<ipnet::Ipv4Net>().unwrap(),
+            via.parse::<std::net::Ipv4Addr>().unwrap(),
+            2,
+        )
     }
 
     /// A host plan of the backend's routes alone.

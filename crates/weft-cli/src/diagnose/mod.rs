@@ -472,14 +472,25 @@ mod tests {
             public_ipv6: None,
             backend_type: "host-gw".into(),
             backend_data: serde_json::Value::Null,
+            backend_v6_data: serde_json::Value::Null,
         };
         let ttl = Duration::from_secs(3600);
         let own = registry
-            .acquire(&cfg, &attrs("192.168.1.1"), None, ttl)
+            .acquire(
+                &cfg,
+                &attrs("192.168.1.1"),
+                weft_alloc::registry::Previous::default(),
+                ttl,
+            )
             .await
             .unwrap();
         let peer = registry
-            .acquire(&cfg, &attrs("192.168.1.2"), None, ttl)
+            .acquire(
+                &cfg,
+                &attrs("192.168.1.2"),
+                weft_alloc::registry::Previous::default(),
+                ttl,
+            )
             .await
             .unwrap();
 
@@ -497,7 +508,11 @@ mod tests {
             published: Vec::new(),
         })
         .unwrap();
-        let peer_route = Route::via(peer.subnet, "192.168.1.2".parse().unwrap(), eth0);
+        let peer_route = Route::via(
+            peer.subnet,
+            "192.168.1.2".parse::<std::net::Ipv4Addr>().unwrap(),
+            eth0,
+        );
         host.apply_routes(&[peer_route]).await.unwrap();
         let subnet_file = dir.path().join("subnet.env");
         let env = hostfiles::render_subnet_env(&NodeNetwork {
@@ -507,6 +522,7 @@ mod tests {
             ip_masq: false,
             gso_max_size: None,
             ipam_blocks: false,
+            ipv6: None,
         });
         std::fs::write(&subnet_file, env).unwrap();
         let args = DiagnoseArgs {
@@ -654,8 +670,12 @@ mod tests {
 
         // A block's blackhole and the routed container's /32 deleted by hand, the
         // segment's neighbour entry flushed.
-        assert!(n.fake.delete_route("10.248.0.0/26".parse().unwrap()));
-        assert!(n.fake.delete_route("10.60.0.3/32".parse().unwrap()));
+        assert!(n
+            .fake
+            .delete_route("10.248.0.0/26".parse::<ipnet::Ipv4Net>().unwrap()));
+        assert!(n
+            .fake
+            .delete_route("10.60.0.3/32".parse::<ipnet::Ipv4Net>().unwrap()));
         host.apply_neighbours(vxlan, &[]).await.unwrap();
         let facts = gather(&n.registry, &n.args, Ok(&host)).await;
         assert_eq!(

@@ -5,6 +5,7 @@
 //! rather than planned, its sessions and a learned route for every reachable peer and
 //! every other node's block.
 
+use ipnet::IpNet;
 use weft_alloc::Lease;
 use weft_backends::host::{HostPlan, Origin};
 use weft_plan::iface::LinkInfo;
@@ -190,7 +191,12 @@ fn check_learned_routes(
     let mut missing = 0;
     for peer in f.leases.iter().filter(|l| l.subnet != lease.subnet) {
         let excused = f.unreachable.iter().any(|u| u.subnet == peer.subnet);
-        if !excused && !kernel.routes.iter().any(|r| r.dst == peer.subnet) {
+        if !excused
+            && !kernel
+                .routes
+                .iter()
+                .any(|r| r.dst == IpNet::V4(peer.subnet))
+        {
             missing += 1;
             out.add(
                 Level::Fail,
@@ -205,7 +211,7 @@ fn check_learned_routes(
     // Other nodes' blocks are announced by their holders and learned here alike.
     for (block, node) in &planned.others_blocks {
         let excused = f.unreachable.iter().any(|u| u.subnet == *block);
-        if !excused && !kernel.routes.iter().any(|r| r.dst == *block) {
+        if !excused && !kernel.routes.iter().any(|r| r.dst == IpNet::V4(*block)) {
             missing += 1;
             out.add(
                 Level::Fail,

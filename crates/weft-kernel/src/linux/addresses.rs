@@ -1,13 +1,13 @@
-//! IPv4 addresses: reading them, adding one, and making one the only address of an
-//! overlay device.
+//! Addresses: reading them (each family apart), adding one, and making one the only
+//! IPv4 address of an overlay device.
 
 use futures::TryStreamExt;
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use netlink_packet_route::address::AddressAttribute;
 use netlink_packet_route::AddressFamily;
 use rtnetlink::Handle;
 use weft_plan::address::plan_addresses;
-use weft_plan::iface::AddrInfo;
+use weft_plan::iface::{Addr6Info, AddrInfo};
 use weft_plan::Change;
 
 use super::{errno_is, nl};
@@ -32,18 +32,42 @@ pub(super) async fn all(handle: &Handle) -> Result<Vec<AddrInfo>, KernelError> {
         .collect())
 }
 
-/// Adds `address` to the link; already there is fine.
-pub(super) async fn ensure(
-    handle: &Handle,
-    index: u32,
-    address: Ipv4Net,
-) -> Result<(), KernelError> {
-    match handle
+pub(super) async fn all_v6(handle: &Handle) -> Result<Vec<Addr6Info>, KernelError> {
+    let msgs: Vec<_> =
+        super::dump("list IPv6 addresses", || handle.address().get().execute()).await?;
+    Ok(msgs
+        .into_iter()
+        .filter(|m| m.header.family == AddressFamily::Inet6)
+        .filter_map(|m| {
+            let addr = m.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Address(std::net::IpAddr::V6(ip)) => Some(*ip),
+                _ => None,
+            })?;
+            Some(Addr6Info {
+                index: m.header.index,
+                addr,
+                prefix_len: m.header.prefix_len,
+            })
+        })
+        .collect())
+}
+
+/// Adds `address` to the link; already there is fine. An IPv6 address is added
+/// without duplicate address detection (`nodad`): Weft hands each address to one holder,
+/// and a tentative address would hold up the first packets for a second or more.
+pub(super) async fn ensure(handle: &Handle, index: u32, address: IpNet) -> Result<(), KernelError> {
+    let mut request = handle
         .address()
-        .add(index, address.addr().into(), address.prefix_len())
-        .execute()
-        .await
-    {
+        .add(index, address.addr(), address.prefix_len());
+    if address.addr().is_ipv6() {
+        request
+            .message_mut()
+            .attributes
+            .push(AddressAttribute::Flags(
+                netlink_packet_route::address::AddressFlags::Nodad,
+            ));
+    }
+    match request.execute().await {
         Err(e) if !errno_is(&e, libc::EEXIST) => Err(nl("add address")(e)),
         _ => Ok(()),
     }
@@ -86,7 +110,7 @@ pub(super) async fn ensure_only(
                         .map_err(nl("delete address"))?;
                 }
             }
-            Change::Add(a) | Change::Replace(a) => ensure(handle, index, *a).await?,
+            Change::Add(a) | Change::Replace(a) => ensure(handle, index, (*a).into()).await?,
         }
     }
     Ok(!changes.is_empty())

@@ -17,11 +17,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use netlink_sys::protocols::NETLINK_ROUTE;
 use rtnetlink::Handle;
 use tokio::sync::mpsc;
-use weft_plan::iface::{AddrInfo, LinkInfo};
+use weft_plan::iface::{Addr6Info, AddrInfo, LinkInfo};
 use weft_plan::route::RouteChange;
 use weft_plan::{
     Applied, Change, FdbEntry, FirewallPlan, LinkOutcome, Neighbour, OverlaySpec, Refusal, Route,
@@ -237,7 +237,11 @@ impl Addresses for Linux {
         addresses::all(&self.handle).await
     }
 
-    async fn ensure_address(&self, index: u32, address: Ipv4Net) -> Result<(), KernelError> {
+    async fn ipv6_addresses(&self) -> Result<Vec<Addr6Info>, KernelError> {
+        addresses::all_v6(&self.handle).await
+    }
+
+    async fn ensure_address(&self, index: u32, address: IpNet) -> Result<(), KernelError> {
         addresses::ensure(&self.handle, index, address).await
     }
 }

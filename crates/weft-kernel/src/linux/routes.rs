@@ -1,9 +1,10 @@
-//! Routes: Weft's own (protocol [`WEFT_PROTO`], main table) read back as plan values and
-//! written in batches; and single routes without the mark for attachments.
+//! Routes: Weft's own (protocol [`WEFT_PROTO`], main table, both families) read back as
+//! plan values and written in batches; and single routes without the mark for
+//! attachments.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
@@ -43,8 +44,21 @@ pub(super) async fn default_dev(handle: &Handle) -> Result<Option<u32>, KernelEr
     }))
 }
 
+async fn ipv6(handle: &Handle) -> Result<Vec<RouteMessage>, KernelError> {
+    super::dump("list IPv6 routes", || {
+        handle
+            .route()
+            .get(RouteMessageBuilder::<Ipv6Addr>::new().build())
+            .execute()
+    })
+    .await
+}
+
+/// Weft's routes of both families.
 pub(super) async fn weft(handle: &Handle) -> Result<Vec<Route>, KernelError> {
-    Ok(ipv4(handle).await?.iter().filter_map(to_route).collect())
+    let mut all: Vec<Route> = ipv4(handle).await?.iter().filter_map(to_route).collect();
+    all.extend(ipv6(handle).await?.iter().filter_map(to_route));
+    Ok(all)
 }
 
 /// Reads a kernel route back as a [`Route`] if it is Weft's.
@@ -52,16 +66,18 @@ fn to_route(m: &RouteMessage) -> Option<Route> {
     if m.header.protocol != RouteProtocol::from(WEFT_PROTO) || m.header.table != MAIN_TABLE {
         return None;
     }
-    let dst_ip = m.attributes.iter().find_map(|a| match a {
-        RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some(*ip),
+    let dst_ip: IpAddr = m.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some((*ip).into()),
+        RouteAttribute::Destination(RouteAddress::Inet6(ip)) => Some((*ip).into()),
         _ => None,
     })?;
-    let dst = Ipv4Net::new(dst_ip, m.header.destination_prefix_length).ok()?;
+    let dst = IpNet::new(dst_ip, m.header.destination_prefix_length).ok()?;
     if m.header.kind == RouteType::BlackHole {
         return Some(Route::blackhole(dst));
     }
-    let gateway = m.attributes.iter().find_map(|a| match a {
-        RouteAttribute::Gateway(RouteAddress::Inet(ip)) => Some(*ip),
+    let gateway: Option<IpAddr> = m.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Gateway(RouteAddress::Inet(ip)) => Some((*ip).into()),
+        RouteAttribute::Gateway(RouteAddress::Inet6(ip)) => Some((*ip).into()),
         _ => None,
     });
     let dev = oif(m)?;
@@ -72,24 +88,33 @@ fn to_route(m: &RouteMessage) -> Option<Route> {
     })
 }
 
-/// The netlink message for a route, without the protocol.
-fn build(r: &Route) -> RouteMessageBuilder<Ipv4Addr> {
-    let b =
-        RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(r.dst.addr(), r.dst.prefix_len());
+/// The netlink message for a route, without the protocol. The family is the
+/// destination's; a gateway of the other family (which no backend plans) is written as
+/// the kernel's `via` attribute for IPv4 and left for the kernel to refuse for IPv6.
+fn build(r: &Route) -> RouteMessageBuilder<IpAddr> {
+    let b = RouteMessageBuilder::<IpAddr>::new()
+        .destination_prefix(r.dst.addr(), r.dst.prefix_len())
+        .expect("an IpNet's prefix length fits its family");
+    let gw = |b: RouteMessageBuilder<IpAddr>, gateway: IpAddr| {
+        let gateway = match (r.dst, gateway) {
+            (IpNet::V6(_), IpAddr::V4(g)) => IpAddr::V6(g.to_ipv6_mapped()),
+            _ => gateway,
+        };
+        b.gateway(gateway)
+            .expect("IPv4 routes take either family's gateway, IPv6 routes an IPv6 one")
+    };
     match r.kind {
         RouteKind::Blackhole => b
             .scope(RouteScope::Universe)
             .kind(RouteType::BlackHole)
             .priority(BLACKHOLE_METRIC),
-        RouteKind::Via { gateway, dev } => b
+        RouteKind::Via { gateway, dev } => gw(b, gateway)
             .output_interface(dev)
             .kind(RouteType::Unicast)
-            .gateway(gateway)
             .scope(RouteScope::Universe),
-        RouteKind::OnLink { gateway, dev } => b
+        RouteKind::OnLink { gateway, dev } => gw(b, gateway)
             .output_interface(dev)
             .kind(RouteType::Unicast)
-            .gateway(gateway)
             .scope(RouteScope::Universe)
             .onlink(),
         RouteKind::Device { dev } => b
@@ -120,16 +145,22 @@ mod tests {
 
     #[test]
     fn every_kind_reads_back_as_written() {
-        let dst: Ipv4Net = "10.244.2.0/24".parse().unwrap();
-        let gw: Ipv4Addr = "192.168.1.2".parse().unwrap();
-        for r in [
-            Route::via(dst, gw, 3),
-            Route::onlink(dst, gw, 4),
-            Route::device(dst, 5),
-            Route::blackhole(dst),
+        for (dst, gw) in [
+            ("10.244.2.0/24", "192.168.1.2"),
+            ("fd00:10:244:2::/64", "fd00:77::2"),
         ] {
-            assert_eq!(to_route(&message(&r)), Some(r), "{r}");
+            let dst: IpNet = dst.parse().unwrap();
+            let gw: IpAddr = gw.parse().unwrap();
+            for r in [
+                Route::via(dst, gw, 3),
+                Route::onlink(dst, gw, 4),
+                Route::device(dst, 5),
+                Route::blackhole(dst),
+            ] {
+                assert_eq!(to_route(&message(&r)), Some(r), "{r}");
+            }
         }
+        let dst: IpNet = "10.244.2.0/24".parse().unwrap();
         let theirs = build(&Route::device(dst, 5)).build();
         assert_eq!(
             to_route(&theirs),
