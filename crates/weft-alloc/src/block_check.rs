@@ -126,10 +126,13 @@ pub fn check(
             })
         };
         for u in &s.unreachable {
-            if pools.iter().any(|p| p.cidr.contains(&u.subnet)) && still_stored(&u.subnet) {
+            let ipnet::IpNet::V4(subnet) = u.subnet else {
+                continue;
+            };
+            if pools.iter().any(|p| p.cidr.contains(&subnet)) && still_stored(&subnet) {
                 out.push(Problem::NoRoute {
                     node,
-                    prefix: u.subnet,
+                    prefix: subnet,
                     reason: u.reason.clone(),
                 });
             }

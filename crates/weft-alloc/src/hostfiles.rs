@@ -44,6 +44,26 @@ pub fn gateway(subnet: &Ipv4Net) -> Ipv4Net {
     Ipv4Net::new(first, subnet.prefix_len()).expect("same prefix length")
 }
 
+impl NodeNetworkV6 {
+    /// The IPv6 address of the container holding `ip` in the IPv4 `subnet`: the same
+    /// offset in this node's IPv6 subnet (`10.244.3.5` in `10.244.3.0/24` is
+    /// `fd00:10:244:3::5` in `fd00:10:244:3::/64`). One allocation serves both families
+    /// (the IPv6 address comes and goes with the IPv4 one), and an operator reads one
+    /// from the other. The config guarantees the IPv6 subnet is at least as large.
+    pub fn mirror(&self, subnet: &Ipv4Net, ip: Ipv4Addr) -> Option<Ipv6Net> {
+        if !subnet.contains(&ip) {
+            return None;
+        }
+        let offset = u128::from(u32::from(ip) - u32::from(subnet.network()));
+        let host_bits = 128 - u32::from(self.subnet.prefix_len());
+        if host_bits < 128 && offset >> host_bits != 0 {
+            return None;
+        }
+        let addr = Ipv6Addr::from(u128::from(self.subnet.network()) + offset);
+        Ipv6Net::new(addr, self.subnet.prefix_len()).ok()
+    }
+}
+
 /// The IPv6 subnet's first address after the subnet's own with its length:
 /// `fd00:10:244:3::1/64`, as flannel writes.
 pub fn gateway_v6(subnet: &Ipv6Net) -> Ipv6Net {
@@ -200,6 +220,35 @@ mod tests {
             Some("fd00:10:244:4a::/64".parse().unwrap())
         );
         assert_eq!(ipv6_subnet_from_env(&render_subnet_env(&net())), None);
+    }
+
+    #[test]
+    fn a_container_s_ipv6_address_mirrors_its_ipv4_one() {
+        let v6 = NodeNetworkV6 {
+            network: "fd00:10:244::/56".parse().unwrap(),
+            subnet: "fd00:10:244:4a::/64".parse().unwrap(),
+        };
+        let v4: Ipv4Net = "10.244.74.0/24".parse().unwrap();
+        let m = |ip: &str| v6.mirror(&v4, ip.parse().unwrap()).map(|n| n.to_string());
+        assert_eq!(m("10.244.74.5").as_deref(), Some("fd00:10:244:4a::5/64"));
+        assert_eq!(m("10.244.74.255").as_deref(), Some("fd00:10:244:4a::ff/64"));
+        assert_eq!(m("10.244.75.5"), None, "outside the IPv4 subnet");
+        let small = NodeNetworkV6 {
+            subnet: "fd00:10:244:4a::/124".parse().unwrap(),
+            ..v6
+        };
+        assert_eq!(
+            small
+                .mirror(&v4, "10.244.74.15".parse().unwrap())
+                .unwrap()
+                .to_string(),
+            "fd00:10:244:4a::f/124"
+        );
+        assert_eq!(
+            small.mirror(&v4, "10.244.74.16".parse().unwrap()),
+            None,
+            "no room"
+        );
     }
 
     #[test]

@@ -177,7 +177,7 @@ impl Backend for Bgp {
                 // A route learned for part of this node's own subnet (or a range that
                 // covers it) would send some of its own containers' traffic elsewhere.
                 plane.unreachable.push(Unreachable {
-                    subnet: *prefix,
+                    subnet: (*prefix).into(),
                     reason: format!(
                         "learned over BGP via {next_hop}, but it overlaps this node's subnet {}",
                         node.lease.subnet
@@ -207,7 +207,7 @@ impl Backend for Bgp {
                 },
             };
             plane.unreachable.push(Unreachable {
-                subnet: *prefix,
+                subnet: (*prefix).into(),
                 reason,
             });
         }

@@ -59,7 +59,7 @@ impl Backend for KernelIpip {
         for peer in peers.iter().filter(|p| p.subnet != node.lease.subnet) {
             if let Some(reason) = peer.attrs.backend_mismatch(BackendKind::Ipip) {
                 plane.unreachable.push(Unreachable {
-                    subnet: peer.subnet,
+                    subnet: peer.subnet.into(),
                     reason,
                 });
                 continue;

@@ -61,6 +61,12 @@ pub trait Backend: Send + Sync {
         serde_json::Value::Null
     }
 
+    /// Published as `BackendV6Data` where the backend keeps a device of its own for
+    /// IPv6 (flannel's layout for vxlan over an IPv6 underlay); nothing otherwise.
+    fn backend_v6_data(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+
     /// The MTU containers should use given the external interface's MTU.
     fn mtu(&self, external_mtu: u32) -> u32 {
         external_mtu - self.kind().mtu_overhead()
@@ -179,6 +185,7 @@ pub(crate) mod testing {
                 mtu: 1500,
                 addr: "192.168.1.1".parse().unwrap(),
                 network: "192.168.1.0/24".parse().unwrap(),
+                ipv6: None,
             },
             lease: lease("10.244.1.0/24", "192.168.1.1", backend),
             overlay: None,

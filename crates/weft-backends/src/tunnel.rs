@@ -87,14 +87,14 @@ impl Backend for UserTunnel {
         for peer in peers.iter().filter(|p| p.subnet != own.subnet) {
             if let Some(reason) = peer.attrs.backend_mismatch(self.kind) {
                 plane.unreachable.push(Unreachable {
-                    subnet: peer.subnet,
+                    subnet: peer.subnet.into(),
                     reason,
                 });
                 continue;
             }
             if peer.attrs.public_ip == own.attrs.public_ip {
                 plane.unreachable.push(Unreachable {
-                    subnet: peer.subnet,
+                    subnet: peer.subnet.into(),
                     reason: format!(
                         "peer claims this node's own public IP {} (stale lease?)",
                         own.attrs.public_ip

@@ -142,7 +142,7 @@ impl Vxlan {
         };
         for peer in peers.iter().filter(|p| p.subnet != node.lease.subnet) {
             let unreachable = |reason: String| Unreachable {
-                subnet: peer.subnet,
+                subnet: peer.subnet.into(),
                 reason,
             };
             if let Some(why) = peer.attrs.backend_mismatch(BackendKind::Vxlan) {
@@ -156,7 +156,7 @@ impl Vxlan {
                 }
             }
             if peer.attrs.public_ip == node.lease.attrs.public_ip {
-                let why = NoRoute::OwnAddress(peer.attrs.public_ip);
+                let why = NoRoute::OwnAddress(peer.attrs.public_ip.into());
                 plane.unreachable.push(unreachable(why.to_string()));
                 continue;
             }
@@ -227,6 +227,7 @@ mod tests {
                 mtu: 1500,
                 addr: "192.168.1.1".parse().unwrap(),
                 network: "192.168.1.0/24".parse().unwrap(),
+                ipv6: None,
             },
             lease: lease("10.244.1.0/24", "192.168.1.1", vtep("192.168.1.1")),
             overlay: Some(9),

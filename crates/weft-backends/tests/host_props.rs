@@ -85,6 +85,7 @@ proptest! {
                 mtu: 1500,
                 addr: node_ip(0),
                 network: "192.168.1.0/24".parse().unwrap(),
+                ipv6: None,
             },
             lease: leases[0].clone(),
             overlay: Some(9),

@@ -47,6 +47,7 @@ fn node(lease: &Lease) -> NodeContext {
             mtu: 1500,
             addr: lease.attrs.public_ip,
             network: "192.168.1.0/24".parse().unwrap(),
+            ipv6: None,
         },
         lease: lease.clone(),
         overlay: None,

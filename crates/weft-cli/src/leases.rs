@@ -96,7 +96,10 @@ fn unreachable_from(lease: &Lease, statuses: &[(Ipv4Net, NodeStatus)]) -> Vec<(I
         .filter_map(|(node, st)| {
             st.unreachable
                 .iter()
-                .find(|u| u.subnet == lease.subnet)
+                .find(|u| {
+                    u.subnet == ipnet::IpNet::V4(lease.subnet)
+                        || Some(u.subnet) == lease.ipv6_subnet.map(ipnet::IpNet::V6)
+                })
                 .map(|u| (*node, u.reason.clone()))
         })
         .collect()

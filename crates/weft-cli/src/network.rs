@@ -15,6 +15,13 @@ pub struct InitArgs {
     /// The cluster network, split into one subnet per node.
     #[arg(long, value_parser = crate::prefix::parse)]
     pub network: Ipv4Net,
+    /// Dual stack: the cluster's IPv6 network (flannel's `IPv6Network`, with
+    /// `EnableIPv6`), split into one IPv6 subnet per node beside its IPv4 one.
+    #[arg(long)]
+    pub ipv6_network: Option<String>,
+    /// Dual stack: prefix length of each node's IPv6 subnet (default: flannel's, /64).
+    #[arg(long, requires = "ipv6_network")]
+    pub ipv6_subnet_len: Option<u8>,
     /// The data plane: host-gw (routes via peers on one L2 segment), vxlan, udp, ipip,
     /// or bgp (announce subnets to peers and routers).
     #[arg(long, default_value = "host-gw", value_parser = backend_parser())]
@@ -77,7 +84,7 @@ pub struct InitArgs {
 pub enum NetworkCmd {
     /// Write the network config (flannel's JSON format) to the store.
     #[command(
-        after_help = "Examples:\n  weftctl network init --network 10.244.0.0/16 --backend host-gw\n  weftctl network init --network 10.244.0.0/16 --backend vxlan --vni 1 --port 4789 --direct-routing\n  weftctl network init --network 10.244.0.0/16 --backend bgp --asn 64512 --route-reflector 192.168.77.1\n  weftctl network init --network 10.244.0.0/16 --backend vxlan --mtu 1400 --force   (replace the config)\n  weftctl network init --network 10.244.0.0/16 --backend bgp --ipam blocks"
+        after_help = "Examples:\n  weftctl network init --network 10.244.0.0/16 --backend host-gw\n  weftctl network init --network 10.244.0.0/16 --ipv6-network fd00:10:244::/56 --backend host-gw   (dual stack)\n  weftctl network init --network 10.244.0.0/16 --backend vxlan --vni 1 --port 4789 --direct-routing\n  weftctl network init --network 10.244.0.0/16 --backend bgp --asn 64512 --route-reflector 192.168.77.1\n  weftctl network init --network 10.244.0.0/16 --backend vxlan --mtu 1400 --force   (replace the config)\n  weftctl network init --network 10.244.0.0/16 --backend bgp --ipam blocks"
     )]
     Init(InitArgs),
     /// Without NAME: print the cluster network's config, and whether it is valid.
@@ -163,6 +170,8 @@ pub async fn run(registry: &Registry, cmd: NetworkCmd) -> Result<i32, crate::Cli
 async fn init(registry: &Registry, args: InitArgs) -> Result<i32, crate::CliError> {
     let InitArgs {
         network,
+        ipv6_network,
+        ipv6_subnet_len,
         backend,
         subnet_len,
         subnet_min,
@@ -214,6 +223,13 @@ async fn init(registry: &Registry, args: InitArgs) -> Result<i32, crate::CliErro
     }
     if let Some(m) = subnet_max {
         json["SubnetMax"] = m.to_string().into();
+    }
+    if let Some(v6) = ipv6_network {
+        json["EnableIPv6"] = true.into();
+        json["IPv6Network"] = v6.into();
+    }
+    if let Some(l) = ipv6_subnet_len {
+        json["IPv6SubnetLen"] = l.into();
     }
     if ipam == "blocks" {
         json["IPAM"] = ipam.into();

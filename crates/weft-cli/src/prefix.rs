@@ -8,7 +8,7 @@ use ipnet::Ipv4Net;
 /// What is wrong with a prefix given on the command line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BadPrefix {
-    #[error("IPv6 is not supported yet; give an IPv4 prefix")]
+    #[error("IPv6 is not supported here yet; give an IPv4 prefix (a dual-stack cluster's IPv6 network goes in `network init --ipv6-network`)")]
     Ipv6,
     #[error("{0} has no prefix length; write it as {0}/16, say")]
     NoLength(Ipv4Addr),
@@ -52,8 +52,8 @@ mod tests {
         let err = |s| parse(s).unwrap_err().to_string();
         assert!(err("10.244.0.0/33").contains("prefix length 33 is out of range"));
         assert!(err("10.244.0.0").contains("has no prefix length"));
-        assert!(err("fd00::/64").contains("IPv6 is not supported yet"));
-        assert!(err("fd00::").contains("IPv6 is not supported yet"));
+        assert!(err("fd00::/64").contains("IPv6 is not supported here yet"));
+        assert!(err("fd00::").contains("--ipv6-network"));
         assert!(err("10.244.0/16").contains("is not an IPv4 address"));
         assert!(err("10.244.0.0/x").contains("is not a number"));
         assert!(err("banana").contains("is not an IPv4 prefix"));

@@ -10,7 +10,7 @@
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use weft_kernel::netns::{self, NetnsError};
 use weft_kernel::{Attach, KernelError, LinkSetting, LinkUpdate, VethPair};
 use weft_plan::iface::LinkInfo;
@@ -99,29 +99,40 @@ pub struct Request<'a> {
     pub mtu: u32,
     /// BIG TCP: the IPv4 GSO/GRO limit for the links made here (from the subnet file).
     pub gso_max_size: Option<u32>,
+    /// The IPv6 side in a dual-stack network (bridge mode).
+    pub ipv6: Option<Ipv6Side>,
 }
 
-/// Makes sure the bridge exists, is up and holds the gateway address.
-async fn ensure_bridge(
-    host: &dyn Attach,
-    name: &str,
-    gateway: Ipv4Net,
-    mtu: u32,
-) -> CniResult<LinkInfo> {
+/// A container's IPv6 address and the bridge's IPv6 gateway, each with the node's IPv6
+/// subnet's prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv6Side {
+    pub address: Ipv6Net,
+    pub gateway: Ipv6Net,
+}
+
+/// Makes sure the bridge exists, is up and holds the gateway address (both families'
+/// in a dual-stack network).
+async fn ensure_bridge(host: &dyn Attach, req: &Request<'_>) -> CniResult<LinkInfo> {
+    let name = req.bridge;
     let br = host
-        .ensure_bridge(name, mtu)
+        .ensure_bridge(name, req.mtu)
         .await
         .map_err(doing(format!("cannot create bridge {name}")))?;
-    host.ensure_address(br.index, gateway.into())
-        .await
-        .map_err(doing(format!("cannot give {name} the gateway {gateway}")))?;
+    let gateways =
+        std::iter::once(IpNet::V4(req.gateway)).chain(req.ipv6.map(|v6| IpNet::V6(v6.gateway)));
+    for gateway in gateways {
+        host.ensure_address(br.index, gateway)
+            .await
+            .map_err(doing(format!("cannot give {name} the gateway {gateway}")))?;
+    }
     Ok(br)
 }
 
 /// Builds the host side and the container side; on failure removes what it made.
 pub async fn add(host: &dyn Attach, req: &Request<'_>) -> CniResult<(HostSide, Interface)> {
     let bridge = match req.mode {
-        Mode::Bridge => Some(ensure_bridge(host, req.bridge, req.gateway, req.mtu).await?),
+        Mode::Bridge => Some(ensure_bridge(host, req).await?),
         Mode::Routed => None,
     };
     let veth_name = host_veth_name(req.container_id, req.ifname);
@@ -264,6 +275,15 @@ async fn configure_container(ctr: &dyn Attach, req: &Request<'_>) -> CniResult<L
     ctr.add_route(&Route::via(Ipv4Net::default(), gateway, index))
         .await
         .map_err(doing(format!("cannot add the default route via {gateway}")))?;
+    if let (Mode::Bridge, Some(v6)) = (req.mode, req.ipv6) {
+        ctr.ensure_address(index, v6.address.into())
+            .await
+            .map_err(doing(format!("cannot add {} to {ifname}", v6.address)))?;
+        let gw = v6.gateway.addr();
+        ctr.add_route(&Route::via(Ipv6Net::default(), gw, index))
+            .await
+            .map_err(doing(format!("cannot add the IPv6 default route via {gw}")))?;
+    }
     Ok(link)
 }
 
@@ -331,7 +351,47 @@ mod tests {
             gateway: "10.244.3.1/24".parse().unwrap(),
             mtu: 1450,
             gso_max_size: None,
+            ipv6: None,
         }
+    }
+
+    #[tokio::test]
+    async fn a_dual_stack_container_gets_both_families_on_one_bridge() {
+        let fake = FakeNet::new();
+        let req = Request {
+            ipv6: Some(Ipv6Side {
+                address: "fd00:10:244:3::5/64".parse().unwrap(),
+                gateway: "fd00:10:244:3::1/64".parse().unwrap(),
+            }),
+            ..request(Mode::Bridge)
+        };
+        add(&fake.host(), &req).await.unwrap();
+        let br = fake.link("weftbr0").expect("the bridge");
+        let held: Vec<String> = fake
+            .addresses6_in(None, br.info.index)
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(held, ["fd00:10:244:3::1/64"]);
+        let inside = fake.link_in(ns(), "eth0").expect("the container side");
+        let held: Vec<String> = fake
+            .addresses6_in(ns(), inside.info.index)
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(held, ["fd00:10:244:3::5/64"]);
+        let routes: Vec<String> = fake
+            .routes_in(ns())
+            .iter()
+            .map(|r| r.route.to_string())
+            .collect();
+        assert_eq!(
+            routes,
+            [
+                format!("0.0.0.0/0 via 10.244.3.1 dev #{}", inside.info.index),
+                format!("::/0 via fd00:10:244:3::1 dev #{}", inside.info.index)
+            ]
+        );
     }
 
     fn ns() -> Option<&'static Path> {

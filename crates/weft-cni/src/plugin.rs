@@ -10,7 +10,7 @@ use weft_alloc::hostfiles::{self, NodeNetwork};
 use weft_alloc::policies::Attachment;
 use weft_kernel::Linux;
 
-use crate::attach::{self, Request};
+use crate::attach::{self, Ipv6Side, Request};
 use crate::ipam::{Claimant, Ipam};
 use crate::spec::{
     AddResult, CniError, CniResult, Code, Mode, NetConf, PodIdentity, LATEST, SUPPORTED,
@@ -204,6 +204,15 @@ fn attach_and_answer(
     let gateway = hostfiles::gateway(&node.subnet);
     let address = Ipv4Net::new(ip, node.subnet.prefix_len()).expect("valid prefix");
     let mtu = conf.mtu.unwrap_or(node.mtu);
+    // Dual stack (bridge mode): the IPv6 address at the IPv4 one's offset in the node's
+    // IPv6 subnet. An address outside the node's subnet has no mirror: IPv4 only.
+    let ipv6 = match (conf.mode, &node.ipv6) {
+        (Mode::Bridge, Some(v6)) => v6.mirror(&node.subnet, ip).map(|address| Ipv6Side {
+            address,
+            gateway: hostfiles::gateway_v6(&v6.subnet),
+        }),
+        _ => None,
+    };
     let req = Request {
         mode: conf.mode,
         bridge: &conf.bridge,
@@ -215,6 +224,7 @@ fn attach_and_answer(
         gateway,
         mtu,
         gso_max_size: node.gso_max_size,
+        ipv6,
     };
     // Who it is, for network policy, before its interface exists: the agent answers
     // once the container's rules are loaded, so no packet ever reaches it unpoliced.
@@ -245,6 +255,7 @@ fn attach_and_answer(
         interfaces,
         address,
         gateway: gw,
+        ipv6: ipv6.map(|v6| (v6.address, v6.gateway.addr())),
         mtu,
     };
     Ok(result.to_json(&conf.cni_version).to_string())

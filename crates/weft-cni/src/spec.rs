@@ -304,6 +304,8 @@ pub struct AddResult {
     pub interfaces: Vec<Interface>,
     pub address: Ipv4Net,
     pub gateway: Ipv4Addr,
+    /// The IPv6 address and gateway in a dual-stack network.
+    pub ipv6: Option<(ipnet::Ipv6Net, std::net::Ipv6Addr)>,
     /// Index in `interfaces` of the container's interface.
     pub container_interface: usize,
     pub mtu: u32,
@@ -334,11 +336,25 @@ impl AddResult {
         if legacy {
             ip["version"] = "4".into();
         }
+        let mut ips = vec![ip];
+        let mut routes = vec![json!({ "dst": "0.0.0.0/0", "gw": self.gateway.to_string() })];
+        if let Some((address, gateway)) = self.ipv6 {
+            let mut ip = json!({
+                "address": address.to_string(),
+                "gateway": gateway.to_string(),
+                "interface": self.container_interface,
+            });
+            if legacy {
+                ip["version"] = "6".into();
+            }
+            ips.push(ip);
+            routes.push(json!({ "dst": "::/0", "gw": gateway.to_string() }));
+        }
         json!({
             "cniVersion": version,
             "interfaces": interfaces,
-            "ips": [ip],
-            "routes": [{ "dst": "0.0.0.0/0", "gw": self.gateway.to_string() }],
+            "ips": ips,
+            "routes": routes,
             "dns": {},
         })
     }
@@ -403,6 +419,7 @@ mod tests {
             }],
             address: "10.244.1.2/24".parse().unwrap(),
             gateway: "10.244.1.1".parse().unwrap(),
+            ipv6: None,
             container_interface: 0,
             mtu: 1450,
         };
@@ -413,5 +430,30 @@ mod tests {
         assert!(new["ips"][0].get("version").is_none());
         assert_eq!(new["ips"][0]["address"], "10.244.1.2/24");
         assert_eq!(new["routes"][0]["gw"], "10.244.1.1");
+    }
+
+    /// Both families as the CNI spec lists them: one `ips` entry and one default route
+    /// each (`version` "6" in 0.3.x results).
+    #[test]
+    fn a_dual_stack_result_lists_both() {
+        let r = AddResult {
+            interfaces: vec![],
+            address: "10.244.1.2/24".parse().unwrap(),
+            gateway: "10.244.1.1".parse().unwrap(),
+            ipv6: Some((
+                "fd00:10:244:1::2/64".parse().unwrap(),
+                "fd00:10:244:1::1".parse().unwrap(),
+            )),
+            container_interface: 0,
+            mtu: 1450,
+        };
+        let new = r.to_json("1.1.0");
+        assert_eq!(new["ips"][1]["address"], "fd00:10:244:1::2/64");
+        assert_eq!(new["ips"][1]["gateway"], "fd00:10:244:1::1");
+        assert_eq!(
+            new["routes"][1],
+            serde_json::json!({"dst": "::/0", "gw": "fd00:10:244:1::1"})
+        );
+        assert_eq!(r.to_json("0.3.1")["ips"][1]["version"], "6");
     }
 }

@@ -84,6 +84,10 @@ pub enum LinkSetting {
     /// `net.bridge.bridge-nf-call-iptables = 1` (br_netfilter): IPv4 crossing a bridge
     /// passes the IP hooks too, where network policy sees it (as kube-proxy requires).
     BridgeCallsIptables,
+    /// `net.ipv6.conf.all.forwarding = 1`: a dual-stack node forwards its containers'
+    /// IPv6 traffic (and, as any IPv6 router, stops taking router advertisements on
+    /// interfaces whose `accept_ra` is 1).
+    Ipv6Forwarding,
 }
 
 /// Links: the overlay devices, bridges, veth pairs.
@@ -383,7 +387,7 @@ impl<T: Links + Addresses + Routes + Neighbours + Sysctls + Offloads + Namespace
 /// agent and `weftctl diagnose` take it). See the module's documentation.
 #[async_trait]
 pub trait Dataplane: Attach + Firewall {
-    /// Chooses the external interface (see [`iface::choose`]).
+    /// Chooses the external interface (see [`iface::choose`]), with its IPv6 address.
     async fn external_interface(
         &self,
         specs: &[IfaceSpec],
@@ -393,7 +397,8 @@ pub trait Dataplane: Attach + Firewall {
             self.ipv4_addresses().await?,
             self.default_route_dev().await?,
         );
-        Ok(iface::choose(specs, &links, &addrs, dev)?)
+        let chosen = iface::choose(specs, &links, &addrs, dev)?;
+        Ok(iface::with_ipv6(chosen, &self.ipv6_addresses().await?))
     }
 }
 

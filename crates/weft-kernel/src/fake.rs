@@ -259,6 +259,18 @@ impl FakeNet {
         self.world().ns(&ns.map(Path::to_owned)).addresses_of(index)
     }
 
+    pub fn addresses6_in(&self, ns: Option<&Path>, index: u32) -> Vec<Ipv6Net> {
+        self.world()
+            .ns(&ns.map(Path::to_owned))
+            .all_addresses_of(index)
+            .into_iter()
+            .filter_map(|a| match a {
+                IpNet::V6(a) => Some(a),
+                IpNet::V4(_) => None,
+            })
+            .collect()
+    }
+
     pub fn neighbours_in(&self, ns: Option<&Path>, index: u32) -> Vec<Neighbour> {
         self.world()
             .ns(&ns.map(Path::to_owned))

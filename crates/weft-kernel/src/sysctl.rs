@@ -57,6 +57,7 @@ pub fn setting_file(setting: &LinkSetting) -> (String, &'static str) {
         LinkSetting::BridgeCallsIptables => {
             ("/proc/sys/net/bridge/bridge-nf-call-iptables".into(), "1")
         }
+        LinkSetting::Ipv6Forwarding => ("/proc/sys/net/ipv6/conf/all/forwarding".into(), "1"),
     }
 }
 

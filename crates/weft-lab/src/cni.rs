@@ -90,6 +90,14 @@ pub fn call_as(
     Ok(answer)
 }
 
+/// The container's IPv6 address from a dual-stack ADD result.
+pub fn address6(result: &serde_json::Value) -> Option<std::net::Ipv6Addr> {
+    result["ips"]
+        .as_array()?
+        .iter()
+        .find_map(|ip| ip["address"].as_str()?.split('/').next()?.parse().ok())
+}
+
 /// The container's address from an ADD result.
 pub fn address(result: &serde_json::Value) -> Option<Ipv4Addr> {
     result["ips"][0]["address"]

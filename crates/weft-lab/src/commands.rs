@@ -129,6 +129,12 @@ pub struct UpArgs {
     /// (`weftctl lab exec hN docker ...` talks to that host's daemon).
     #[arg(long)]
     pub docker: bool,
+    /// The address families of the underlay and the cluster network: `4`, or `dual`
+    /// (the hosts also on fd00:192:168:77::/64, the cluster network also on
+    /// fd00:10:244::/56, every container with both). `6` (IPv6 only) is refused: Weft's
+    /// cluster network needs IPv4 today.
+    #[arg(long, default_value = "4", value_parser = ["4", "6", "dual"])]
+    pub ip_family: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -398,6 +404,7 @@ fn spec_of(args: UpArgs) -> LabSpec {
         ipam,
         pool,
         block_size,
+        ip_family,
     } = args;
     let blocks = ipam == "blocks";
     let mut init: Vec<String> = [
@@ -410,6 +417,9 @@ fn spec_of(args: UpArgs) -> LabSpec {
     ]
     .map(String::from)
     .to_vec();
+    if ip_family == "dual" {
+        init.extend(["--ipv6-network".into(), topology::NETWORK6.into()]);
+    }
     if direct_routing {
         init.push("--direct-routing".into());
     }
@@ -461,6 +471,7 @@ fn spec_of(args: UpArgs) -> LabSpec {
         router,
         router_password,
         docker,
+        ip_family,
     }
 }
 
@@ -641,6 +652,8 @@ struct LabSpec {
     /// The TCP MD5 password the router wants (bird only).
     router_password: Option<String>,
     docker: bool,
+    /// `4` or `dual`.
+    ip_family: String,
 }
 
 fn up(spec: LabSpec) -> LabResult<i32> {
@@ -709,6 +722,11 @@ fn check(spec: &LabSpec) -> LabResult<()> {
             )));
         }
     }
+    if spec.ip_family == "6" {
+        return Err(LabError::Usage(
+            "--ip-family 6: an IPv6-only cluster network is not supported yet (Weft's needs IPv4 beside IPv6); use --ip-family dual".into(),
+        ));
+    }
     if spec.network.parse::<ipnet::Ipv4Net>().is_err() {
         return Err(LabError::Usage(format!(
             "--network {:?} is not an IPv4 prefix like 10.244.0.0/16",
@@ -736,6 +754,7 @@ fn build(spec: LabSpec) -> LabResult<i32> {
         router,
         router_password,
         docker,
+        ip_family,
     } = spec;
     let name = name.as_str();
     let dir = state::dir(name);
@@ -760,11 +779,13 @@ fn build(spec: LabSpec) -> LabResult<i32> {
         cni_mode,
         docker,
         containers: Default::default(),
+        ip_family,
+        containers6: Default::default(),
         pods: Default::default(),
     };
     state.save()?;
 
-    let ul = make_underlay(name, subnets)?;
+    let ul = make_underlay(name, subnets, state.dual_stack())?;
 
     if store == LabStore::Etcd {
         start_etcd(&mut state)?;
@@ -814,7 +835,7 @@ fn build(spec: LabSpec) -> LabResult<i32> {
 
 /// The lab's underlay: a namespace standing for the hosts' switch, one bridge per
 /// subnet (routed between them where there are several); its namespace's name.
-fn make_underlay(name: &str, subnets: u32) -> LabResult<String> {
+fn make_underlay(name: &str, subnets: u32, dual: bool) -> LabResult<String> {
     let ul = topology::underlay_ns(name);
     sh::run(&["ip", "netns", "add", &ul])?;
     sh::ip_in(&ul, &["link", "set", "lo", "up"])?;
@@ -834,12 +855,28 @@ fn make_underlay(name: &str, subnets: u32) -> LabResult<String> {
         sh::ip_in(&ul, &["link", "set", &br, "up"])?;
         let gw = format!("{}/{}", topology::underlay_gw(s), topology::UNDERLAY_PREFIX);
         sh::ip_in(&ul, &["addr", "add", &gw, "dev", &br])?;
-        println!("underlay {ul}: bridge {br} {gw}");
+        if dual {
+            let gw6 = format!(
+                "{}/{}",
+                topology::underlay_gw6(s),
+                topology::UNDERLAY_PREFIX6
+            );
+            sh::ip_in(&ul, &["addr", "add", &gw6, "dev", &br, "nodad"])?;
+            println!("underlay {ul}: bridge {br} {gw} {gw6}");
+        } else {
+            println!("underlay {ul}: bridge {br} {gw}");
+        }
     }
     if subnets > 1 {
         // The underlay namespace routes between its subnets (and nowhere else: it has
         // no other links and no default route).
         sh::in_ns(&ul, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])?;
+        if dual {
+            sh::in_ns(
+                &ul,
+                &["sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1"],
+            )?;
+        }
     }
     Ok(ul)
 }
@@ -1012,6 +1049,25 @@ fn add_host(state: &mut LabState, i: u32) -> LabResult<()> {
             &topology::underlay_gw(s).to_string(),
         ],
     )?;
+    if state.dual_stack() {
+        let addr6 = format!(
+            "{}/{}",
+            topology::host_ip6(i, state.subnets),
+            topology::UNDERLAY_PREFIX6
+        );
+        sh::ip_in(&ns, &["addr", "add", &addr6, "dev", "eth0", "nodad"])?;
+        sh::ip_in(
+            &ns,
+            &[
+                "-6",
+                "route",
+                "add",
+                "default",
+                "via",
+                &topology::underlay_gw6(s).to_string(),
+            ],
+        )?;
+    }
     state.hosts.push(i);
     state.save()?;
     if state.docker {
@@ -1039,6 +1095,14 @@ fn attach_container(state: &mut LabState, i: u32) -> LabResult<weft_alloc::hostf
         ))
     })?;
     state.containers.insert(i, addr);
+    if state.dual_stack() {
+        let addr6 = cni::address6(&result).ok_or_else(|| {
+            LabError::Usage(format!(
+                "the plugin's ADD result for c{i} has no IPv6 address in a dual-stack lab: {result}"
+            ))
+        })?;
+        state.containers6.insert(i, addr6);
+    }
     state.save()?;
     Ok(n)
 }
@@ -1049,6 +1113,7 @@ fn remove_host(state: &mut LabState, i: u32) -> LabResult<()> {
         eprintln!("warning: {e}");
     }
     state.containers.remove(&i);
+    state.containers6.remove(&i);
     let pods: Vec<String> = state
         .pods
         .iter()

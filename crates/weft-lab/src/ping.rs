@@ -1,20 +1,39 @@
-//! The all-pairs container ping matrix.
+//! The all-pairs container ping matrix: one per address family the lab's containers
+//! have (IPv4 always, IPv6 in a dual-stack lab).
 
 use std::fmt::Write;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::thread;
 
 use crate::state::LabState;
 use crate::topology;
 
-pub struct Matrix {
-    /// (host number, container address) per container; `None` if its host has no subnet yet.
-    pub containers: Vec<(u32, Option<Ipv4Addr>)>,
+/// Every pair of containers over one address family.
+pub struct Family {
+    /// (host number, container address) per container; `None` if its host has no
+    /// address of this family yet.
+    pub containers: Vec<(u32, Option<IpAddr>)>,
     /// `ok[i][j]`: container i reached container j. Diagonal is true.
     pub ok: Vec<Vec<bool>>,
 }
 
+/// The matrices of every family the lab has.
+pub struct Matrix {
+    pub families: Vec<Family>,
+}
+
 impl Matrix {
+    pub fn all_ok(&self) -> bool {
+        self.families.iter().all(Family::all_ok)
+    }
+
+    /// The IPv4 matrix, then the IPv6 one where there is one.
+    pub fn render(&self) -> String {
+        self.families.iter().map(Family::render).collect()
+    }
+}
+
+impl Family {
     pub fn all_ok(&self) -> bool {
         self.ok.iter().all(|row| row.iter().all(|&b| b))
     }
@@ -25,14 +44,23 @@ impl Matrix {
             .iter()
             .map(|(i, _)| format!("c{i}"))
             .collect();
-        let mut s = format!("{:<20}", "from \\ to");
+        let width = self
+            .containers
+            .iter()
+            .map(|(i, a)| {
+                format!("c{i} {}", a.map(|a| a.to_string()).unwrap_or_default()).len() + 2
+            })
+            .max()
+            .unwrap_or(0)
+            .max(20);
+        let mut s = format!("{:<width$}", "from \\ to");
         for n in &names {
             let _ = write!(s, "{n:>6}");
         }
         s.push('\n');
         for (row, (i, addr)) in self.containers.iter().enumerate() {
             let a = addr.map(|a| a.to_string()).unwrap_or_else(|| "?".into());
-            let _ = write!(s, "{:<20}", format!("c{i} {a}"));
+            let _ = write!(s, "{:<width$}", format!("c{i} {a}"));
             for col in 0..self.containers.len() {
                 let cell = if row == col {
                     "-"
@@ -52,13 +80,27 @@ impl Matrix {
     }
 }
 
-/// Pings every container from every other one, in parallel, one packet each.
+/// Pings every container from every other one, in parallel, one packet each, over
+/// each family the lab's containers have.
 pub fn matrix(lab: &LabState) -> Matrix {
-    let containers: Vec<(u32, Option<Ipv4Addr>)> = lab
+    let v4: Vec<(u32, Option<IpAddr>)> = lab
         .hosts
         .iter()
-        .map(|&i| (i, lab.containers.get(&i).copied()))
+        .map(|&i| (i, lab.containers.get(&i).map(|a| IpAddr::V4(*a))))
         .collect();
+    let mut families = vec![family(lab, v4)];
+    if lab.dual_stack() {
+        let v6 = lab
+            .hosts
+            .iter()
+            .map(|&i| (i, lab.containers6.get(&i).map(|a| IpAddr::V6(*a))))
+            .collect();
+        families.push(family(lab, v6));
+    }
+    Matrix { families }
+}
+
+fn family(lab: &LabState, containers: Vec<(u32, Option<IpAddr>)>) -> Family {
     let n = containers.len();
     let mut ok = vec![vec![true; n]; n];
     thread::scope(|scope| {
@@ -77,13 +119,14 @@ pub fn matrix(lab: &LabState) -> Matrix {
             ok[r][c] = job.join().unwrap_or(false);
         }
     });
-    Matrix { containers, ok }
+    Family { containers, ok }
 }
 
-fn ping(ns: &str, to: Option<Ipv4Addr>) -> bool {
+fn ping(ns: &str, to: Option<IpAddr>) -> bool {
     let Some(to) = to else { return false };
     let to = to.to_string();
-    // Up to 3 tries: the first packet may wait for ARP on a fresh path.
+    // Up to 3 tries: the first packet may wait for ARP (or neighbour discovery) on a
+    // fresh path.
     (0..3).any(|_| {
         crate::sh::output(&[
             "ip", "netns", "exec", ns, "ping", "-c", "1", "-W", "1", "-q", &to,

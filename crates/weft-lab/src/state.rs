@@ -41,6 +41,13 @@ pub struct LabState {
     /// Each host's container address, as the plugin's ADD result gave it.
     #[serde(default)]
     pub containers: std::collections::BTreeMap<u32, std::net::Ipv4Addr>,
+    /// `4` or `dual` (`--ip-family`): whether the underlay and the cluster network carry
+    /// IPv6 beside IPv4.
+    #[serde(default = "four")]
+    pub ip_family: String,
+    /// Each host's container IPv6 address in a dual-stack lab.
+    #[serde(default)]
+    pub containers6: std::collections::BTreeMap<u32, std::net::Ipv6Addr>,
     /// Containers added with `lab container add`, by NAMESPACE/NAME.
     #[serde(default)]
     pub pods: std::collections::BTreeMap<String, crate::pods::Pod>,
@@ -48,6 +55,10 @@ pub struct LabState {
 
 fn bridge() -> String {
     "bridge".into()
+}
+
+fn four() -> String {
+    "4".into()
 }
 
 fn yes() -> bool {
@@ -70,6 +81,11 @@ pub fn dir(lab: &str) -> PathBuf {
 }
 
 impl LabState {
+    /// Whether the lab runs dual stack (`--ip-family dual`).
+    pub fn dual_stack(&self) -> bool {
+        self.ip_family == "dual"
+    }
+
     pub fn dir(&self) -> PathBuf {
         dir(&self.name)
     }

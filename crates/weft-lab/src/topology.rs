@@ -1,7 +1,7 @@
 //! Names and addresses in a lab. Predictable on purpose, so an operator can
 //! `ip netns exec weft-h2 ip route` without asking the lab.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// The underlay network all hosts share (one L2 segment, as host-gw needs).
 pub const UNDERLAY_PREFIX: u8 = 24;
@@ -41,6 +41,25 @@ pub fn underlay_gw(s: u32) -> Ipv4Addr {
 pub fn host_ip(i: u32, subnets: u32) -> Ipv4Addr {
     Ipv4Addr::new(192, 168, 77 + underlay_of(i, subnets) as u8, i as u8)
 }
+
+/// The IPv6 underlay's prefix length (dual-stack labs).
+pub const UNDERLAY_PREFIX6: u8 = 64;
+
+/// Underlay subnet `s`'s IPv6 gateway in a dual-stack lab: the IPv4 one's digits in an
+/// IPv6 address, `192.168.77.254` -> `fd00:192:168:77::fe` (digits read as hex, so
+/// the two are told apart at a glance but read alike).
+pub fn underlay_gw6(s: u32) -> Ipv6Addr {
+    Ipv6Addr::new(0xfd00, 0x192, 0x168, 0x77 + s as u16, 0, 0, 0, 0xfe)
+}
+
+/// Host `i`'s IPv6 underlay address: `fd00:192:168:<77 + its subnet>::<i in hex>`.
+pub fn host_ip6(i: u32, subnets: u32) -> Ipv6Addr {
+    let s = underlay_of(i, subnets) as u16;
+    Ipv6Addr::new(0xfd00, 0x192, 0x168, 0x77 + s, 0, 0, 0, i as u16)
+}
+
+/// A dual-stack lab's IPv6 cluster network.
+pub const NETWORK6: &str = "fd00:10:244::/56";
 
 /// The bridge of underlay subnet `s` in the underlay namespace.
 pub fn underlay_bridge(s: u32) -> String {
@@ -91,5 +110,8 @@ mod tests {
         assert_eq!(host_ip(4, 2).to_string(), "192.168.78.4");
         assert_eq!(host_ip(5, 2).to_string(), "192.168.77.5");
         assert_eq!(underlay_gw(1).to_string(), "192.168.78.254");
+        assert_eq!(host_ip6(3, 1).to_string(), "fd00:192:168:77::3");
+        assert_eq!(host_ip6(4, 2).to_string(), "fd00:192:168:78::4");
+        assert_eq!(underlay_gw6(0).to_string(), "fd00:192:168:77::fe");
     }
 }

@@ -263,6 +263,17 @@ impl NetworkConfig {
         let subnet_len = subnet_len(network, raw.subnet_len, &mut problems);
         let (subnet_min, subnet_max) = bounds(network, subnet_len, min, max, &mut problems);
         let ipam = ipam(raw.ipam.as_deref(), raw.strict_affinity, &mut problems);
+        if let Some(v6) = &ipv6 {
+            // A container's IPv6 address mirrors its IPv4 one (same offset in the node's
+            // IPv6 subnet), so the IPv6 subnet must hold at least as many addresses.
+            if 128 - u32::from(v6.subnet_len) < 32 - u32::from(subnet_len) {
+                problems.push(format!(
+                    "IPv6SubnetLen /{} holds fewer addresses than SubnetLen /{subnet_len}: each container's IPv6 address mirrors its IPv4 one, so it can be at most /{}",
+                    v6.subnet_len,
+                    96 + subnet_len
+                ));
+            }
+        }
         match (problems.is_empty(), backend, options) {
             (true, Some(backend), Some(options)) => Ok(NetworkConfig {
                 options,
@@ -665,6 +676,14 @@ mod tests {
             r#"{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00::/64","IPv6SubnetLen":56}"#,
         );
         assert!(p[0].contains("IPv6SubnetLen /56"), "{p:?}");
+        let p = problems(
+            r#"{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00::/56","IPv6SubnetLen":121}"#,
+        );
+        assert!(
+            p[0].contains("IPv6SubnetLen /121 holds fewer addresses than SubnetLen /24")
+                && p[0].contains("at most /120"),
+            "{p:?}"
+        );
         let p = problems(
             r#"{"Network":"10.244.0.0/16","EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd00::/56"}"#,
         );

@@ -3,7 +3,6 @@
 
 use std::net::Ipv4Addr;
 
-use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 /// What an agent reports about its own view, for `weftctl leases`.
@@ -39,8 +38,10 @@ pub struct Orphan {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Unreachable {
+    /// The peer's subnet of the family that has no route (its IPv6 subnet where only
+    /// IPv6 cannot be carried).
     #[serde(rename = "Subnet")]
-    pub subnet: Ipv4Net,
+    pub subnet: ipnet::IpNet,
     #[serde(rename = "Reason")]
     pub reason: String,
 }

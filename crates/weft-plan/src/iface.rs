@@ -9,7 +9,7 @@
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use regex::Regex;
 use thiserror::Error;
 
@@ -101,15 +101,6 @@ impl Addr6Info {
     }
 }
 
-/// The address peers reach this node at over IPv6: the first reachable IPv6 address
-/// of the external interface, as flannel takes it when `--public-ipv6` is not given.
-pub fn public_ipv6(external: &ExternalInterface, addrs: &[Addr6Info]) -> Option<Ipv6Addr> {
-    addrs
-        .iter()
-        .find(|a| a.index == external.index && a.is_reachable())
-        .map(|a| a.addr)
-}
-
 /// The chosen interface.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExternalInterface {
@@ -120,6 +111,19 @@ pub struct ExternalInterface {
     pub addr: Ipv4Addr,
     /// The on-link network of `addr`: peers inside it are one L2 hop away.
     pub network: Ipv4Net,
+    /// The interface's first reachable IPv6 address with its on-link prefix, where it
+    /// has one ([`with_ipv6`]): the node's public IPv6 address unless `--public-ipv6`
+    /// overrides it, and host-gw's test of which peers are one hop away over IPv6.
+    pub ipv6: Option<Ipv6Net>,
+}
+
+/// `external` with its IPv6 address from a snapshot of the host's IPv6 addresses.
+pub fn with_ipv6(mut external: ExternalInterface, addrs: &[Addr6Info]) -> ExternalInterface {
+    external.ipv6 = addrs
+        .iter()
+        .find(|a| a.index == external.index && a.is_reachable())
+        .and_then(|a| Ipv6Net::new(a.addr, a.prefix_len).ok());
+    external
 }
 
 #[derive(Debug, Error, PartialEq)]
@@ -158,6 +162,7 @@ fn external(link: &LinkInfo, a: &AddrInfo) -> ExternalInterface {
         network: Ipv4Net::new(a.addr, a.prefix_len)
             .expect("valid prefix")
             .trunc(),
+        ipv6: None,
     }
 }
 

@@ -62,6 +62,10 @@ impl Agent {
         if self.dp.ensure_forwarding()? {
             info!("enabled net.ipv4.ip_forward");
         }
+        if self.view.config.ipv6.is_some() {
+            self.dp
+                .set_link_setting(&weft_kernel::LinkSetting::Ipv6Forwarding)?;
+        }
         let inserted = self.dp.ensure_iptables_forward(&self.view.config.network)?;
         if inserted > 0 {
             info!(

@@ -239,7 +239,7 @@ impl Agent {
                 .cloned()
                 .chain(self.last.blocks_unreachable.iter().map(|(subnet, reason)| {
                     weft_alloc::registry::Unreachable {
-                        subnet: *subnet,
+                        subnet: (*subnet).into(),
                         reason: reason.clone(),
                     }
                 }))

@@ -8,7 +8,6 @@ use weft_alloc::registry::{Previous, RegistryError};
 use weft_alloc::{hostfiles, LeaseAttrs, Registry};
 use weft_backends::NodeContext;
 use weft_kernel::Dataplane;
-use weft_plan::iface;
 use weft_store::Revision;
 
 use super::{settings, with_backoff, Agent, Last, Runtime, View};
@@ -64,14 +63,12 @@ impl Agent {
 
         let public_ipv6 = match config.ipv6 {
             None => None,
-            Some(_) => opts
-                .public_ipv6
-                .or(iface::public_ipv6(&external, &dp.ipv6_addresses().await?)),
+            Some(_) => opts.public_ipv6.or(external.ipv6.map(|n| n.addr())),
         };
         match (&config.ipv6, public_ipv6) {
             (Some(_), Some(ip)) => info!(public_ipv6 = %ip, "dual stack"),
             (Some(_), None) => {
-                warn!(iface = %external.name, "dual stack, but the external interface has no global IPv6 address and no --public-ipv6 was given: peers reach this node's IPv6 subnet only through an overlay that carries IPv6 over IPv4")
+                warn!(iface = %external.name, consequence = "peers route to this node's IPv6 subnet only where their backend carries IPv6 over IPv4", "dual stack, but the external interface has no global IPv6 address and no --public-ipv6 was given")
             }
             (None, _) => {}
         }
@@ -81,7 +78,7 @@ impl Agent {
             public_ipv6,
             backend_type: backend.kind().name().to_owned(),
             backend_data: backend.backend_data(),
-            backend_v6_data: serde_json::Value::Null,
+            backend_v6_data: backend.backend_v6_data(),
         };
         let env = std::fs::read_to_string(&opts.subnet_file).unwrap_or_default();
         let previous = Previous {

@@ -64,16 +64,22 @@ impl Agent {
                 warn!(error = %e, "cannot rewrite the host files");
             }
         }
-        if ext.addr == self.view.node.external.addr || self.opts.public_ip.is_some() {
+        let public_ip = self.opts.public_ip.unwrap_or(ext.addr);
+        let public_ipv6 = match self.view.config.ipv6 {
+            None => None,
+            Some(_) => self.opts.public_ipv6.or(ext.ipv6.map(|n| n.addr())),
+        };
+        if public_ip == self.view.attrs.public_ip && public_ipv6 == self.view.attrs.public_ipv6 {
             info!(iface = %ext.name, mtu = ext.mtu, "external interface changed");
             self.view.node.external = ext;
             return;
         }
-        let backend = weft_backends::build(&self.view.config, &self.settings(ext.addr));
+        let backend = weft_backends::build(&self.view.config, &self.settings(public_ip));
         let attrs = LeaseAttrs {
-            public_ip: ext.addr,
+            public_ip,
+            public_ipv6,
             backend_data: backend.backend_data(),
-            backend_v6_data: serde_json::Value::Null,
+            backend_v6_data: backend.backend_v6_data(),
             ..self.view.attrs.clone()
         };
         match self
@@ -82,7 +88,7 @@ impl Agent {
             .await
         {
             Ok(Some(lease)) => {
-                warn!(old = %self.view.attrs.public_ip, new = %ext.addr, subnet = %lease.subnet, "public IP changed; lease updated, subnet kept");
+                warn!(old = %self.view.attrs.public_ip, new = %public_ip, old_v6 = ?self.view.attrs.public_ipv6, new_v6 = ?public_ipv6, subnet = %lease.subnet, "public IP changed; lease updated, subnet kept");
                 self.view.peers.insert(lease.subnet, lease.clone());
                 self.view.node = NodeContext {
                     external: ext,

@@ -190,7 +190,10 @@ fn check_learned_routes(
     }
     let mut missing = 0;
     for peer in f.leases.iter().filter(|l| l.subnet != lease.subnet) {
-        let excused = f.unreachable.iter().any(|u| u.subnet == peer.subnet);
+        let excused = f
+            .unreachable
+            .iter()
+            .any(|u| u.subnet == IpNet::V4(peer.subnet));
         if !excused
             && !kernel
                 .routes
@@ -210,7 +213,7 @@ fn check_learned_routes(
     }
     // Other nodes' blocks are announced by their holders and learned here alike.
     for (block, node) in &planned.others_blocks {
-        let excused = f.unreachable.iter().any(|u| u.subnet == *block);
+        let excused = f.unreachable.iter().any(|u| u.subnet == IpNet::V4(*block));
         if !excused && !kernel.routes.iter().any(|r| r.dst == IpNet::V4(*block)) {
             missing += 1;
             out.add(

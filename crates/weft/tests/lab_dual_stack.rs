@@ -1,0 +1,163 @@
+//! End to end, in network namespaces: a dual-stack lab (`--ip-family dual`: hosts on an
+//! IPv4 and an IPv6 underlay, the cluster network in both families) with real `weftd`
+//! agents. Judged by the kernel and the wire: every pair of containers pings over IPv4
+//! and over IPv6 (the lab's matrix runs `ping` in the containers), the IPv6 packets
+//! cross the underlay with the containers' own addresses (tcpdump), the store holds
+//! flannel's dual-stack keys, an agent restart changes no route of either family, and
+//! a bad IPv6 config is refused with the field named while every route stays.
+//!
+//! Needs root (namespaces, nftables); each lab is torn down by a guard.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use weft_testkit::require_root;
+
+use common::*;
+
+/// Weft's IPv6 routes on a host.
+fn weft_routes6(lab: &Lab, host: &str) -> String {
+    let out = Command::new("ip")
+        .args(["-6", "-n", &lab.ns(host), "route", "show", "proto", "77"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ip -6 route: {}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+/// A host's IPv6 subnet, from its subnet file (`FLANNEL_IPV6_SUBNET=fd00:…::1/64`).
+fn subnet6_of(lab: &Lab, host: &str) -> String {
+    let env =
+        std::fs::read_to_string(format!("/run/weft-lab/{}/{host}/subnet.env", lab.name)).unwrap();
+    let line = env
+        .lines()
+        .find_map(|l| l.strip_prefix("FLANNEL_IPV6_SUBNET="))
+        .unwrap_or_else(|| panic!("{host}'s subnet file has no IPv6 subnet:\n{env}"));
+    let net: ipnet::Ipv6Net = line.parse().unwrap();
+    net.trunc().to_string()
+}
+
+/// The IPv6 address of a lab container, from the lab's state (the plugin's ADD result).
+fn container6(lab: &Lab, i: u32) -> String {
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("/run/weft-lab/{}/lab.json", lab.name)).unwrap(),
+    )
+    .unwrap();
+    state["containers6"][i.to_string()]
+        .as_str()
+        .unwrap_or_else(|| panic!("no IPv6 address for c{i}: {state}"))
+        .to_owned()
+}
+
+#[test]
+fn host_gw_dual_stack_pings_both_families_and_keeps_routes() {
+    require_root!("lab_dual_stack::host_gw_dual_stack_pings_both_families_and_keeps_routes");
+    let lab = Lab::up_with(
+        "ds",
+        "embedded",
+        3,
+        &["--backend", "host-gw", "--ip-family", "dual"],
+    );
+    // Both matrices: `lab ping` fails if any pair of either family does not answer.
+    let out = lab.ok(lab.lab(&["ping"], &["--wait", "5"]), "ping matrix");
+    assert!(
+        out.matches("6 of 6 pairs reachable").count() == 2 && out.contains("fd00:10:244:"),
+        "an IPv4 and an IPv6 matrix:\n{out}"
+    );
+
+    // Each host routes to both peers' IPv6 subnets via their IPv6 underlay addresses.
+    for (h, peers) in [("h1", [2, 3]), ("h2", [1, 3]), ("h3", [1, 2])] {
+        let routes = weft_routes6(&lab, h);
+        for p in peers {
+            let want = format!(
+                "{} via fd00:192:168:77::{p} dev eth0",
+                subnet6_of(&lab, &format!("h{p}"))
+            );
+            assert!(routes.contains(&want), "{h} lacks {want:?}:\n{routes}");
+        }
+    }
+
+    // The store holds one flannel dual-stack key per node: `<v4>-<len>&<v6>-<len>`.
+    let keys = lab.ok(
+        lab.store_cmd(&["store", "ls", "/coreos.com/network/subnets/"]),
+        "store ls",
+    );
+    for h in ["h1", "h2", "h3"] {
+        let key = format!(
+            "{}&{}",
+            lab.subnet_of(h).replace('/', "-"),
+            subnet6_of(&lab, h).replace('/', "-")
+        );
+        assert!(keys.contains(&key), "no key {key}:\n{keys}");
+    }
+
+    // On the wire: c1's IPv6 packets reach h2 with c1's own address (no NAT between
+    // containers), as tcpdump on h2's underlay interface sees them.
+    let (c1, c2) = (container6(&lab, 1), container6(&lab, 2));
+    let filter = format!("icmp6 and src host {c1}");
+    let seen = lab.capture_while_pinging("h2", &["-i", "eth0", &filter], "c1", &c2);
+    assert!(
+        seen.contains(&format!("{c1} > {c2}")),
+        "c1's IPv6 source kept on the underlay: {seen}"
+    );
+
+    // An agent restart changes no route of either family.
+    let (before4, before6) = (lab.weft_routes("h1"), weft_routes6(&lab, "h1"));
+    let mut monitor = Command::new("ip")
+        .args(["-n", &lab.ns("h1"), "monitor", "route"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    lab.ok(lab.lab(&["agent"], &["h1", "restart"]), "agent restart");
+    std::thread::sleep(Duration::from_secs(1));
+    monitor.kill().unwrap();
+    let events = text(&monitor.wait_with_output().unwrap().stdout);
+    assert_eq!(events, "", "route events on h1 during its agent's restart");
+    assert_eq!(
+        (lab.weft_routes("h1"), weft_routes6(&lab, "h1")),
+        (before4, before6)
+    );
+    lab.ping_all(5);
+
+    // Bad input: weftctl refuses an impossible IPv6 network naming the field; a config
+    // with the families swapped, written straight into the store, is rejected by every
+    // agent and no route of either family goes.
+    let out = lab.store_cmd(&[
+        "network",
+        "init",
+        "--network",
+        "10.244.0.0/16",
+        "--ipv6-network",
+        "fd00::/129",
+        "--force",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("IPv6Network \"fd00::/129\""),
+        "{}",
+        text(&out.stderr)
+    );
+    let routes6 = weft_routes6(&lab, "h2");
+    lab.ok(
+        lab.store_cmd(&[
+            "store",
+            "put",
+            "/coreos.com/network/config",
+            r#"{"Network":"fd00:10:244::/56","EnableIPv6":true,"IPv6Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}"#,
+        ]),
+        "store put",
+    );
+    lab.wait_until(
+        "h2 to reject the mixed-up config",
+        Duration::from_secs(10),
+        || {
+            let log = lab.log("h2");
+            log.contains("config rejected")
+                && log.contains("is an IPv4 CIDR: it belongs in Network")
+        },
+    );
+    assert_eq!(weft_routes6(&lab, "h2"), routes6, "IPv6 routes kept");
+    lab.ping_all(5);
+}
