@@ -46,6 +46,11 @@ pub struct AgentOptions {
     /// Masquerade traffic from the cluster network to the outside (never between pods).
     #[arg(long)]
     pub ip_masq: bool,
+    /// Dual stack: masquerade IPv6 traffic leaving the cluster network. `auto` does as
+    /// --ip-masq says for a unique local network (fc00::/7) and never for a global one,
+    /// which is meant to be reached as it is; `always` or `never` override.
+    #[arg(long, default_value = "auto")]
+    pub ipv6_masq: weft_plan::firewall6::Masquerade6,
     /// How long a subnet lease lives without renewal.
     #[arg(long, value_parser = duration, default_value = "24h")]
     pub subnet_lease_ttl: Duration,

@@ -64,6 +64,7 @@ fn firewall_plan() -> FirewallPlan {
                 subnet: net("10.50.0.0/24"),
             },
         ],
+        ipv6: None,
     }
 }
 
@@ -153,5 +154,46 @@ fn weft_tables_read_back_from_the_kernel_as_built() {
         assert_reads_back(&compiled.table);
         // The rule ids are the agent's: every rule a user wrote has one.
         assert!(compiled.table.rule_ids().len() >= 8);
+    });
+}
+
+/// The IPv6 table of a dual-stack network: loaded beside the IPv4 one (as nft lists it:
+/// forwarding accepted and masquerade for the ULA network), not loaded again when
+/// nothing changed, and gone when IPv6 is switched off.
+#[test]
+fn the_ipv6_table_comes_and_goes_with_ipv6() {
+    require_root!("the_ipv6_table_comes_and_goes_with_ipv6");
+    in_netns("nft6", |_| async move {
+        let dual = FirewallPlan {
+            ipv6: Some(weft_plan::firewall6::Firewall6Plan {
+                network: "fd00:10:244::/56".parse().unwrap(),
+                masquerade: true,
+            }),
+            ..firewall_plan()
+        };
+        assert!(weft_kernel::nft::apply(&dual).unwrap(), "loaded");
+        let listed = std::process::Command::new("nft")
+            .args(["list", "table", "ip6", "weft"])
+            .output()
+            .unwrap();
+        let listed = String::from_utf8_lossy(&listed.stdout);
+        assert!(
+            listed.contains("ip6 saddr fd00:10:244::/56 accept")
+                && listed.contains("ip6 saddr fd00:10:244::/56 ip6 daddr != { fd00:10:244::/56, ff00::/8 } masquerade"),
+            "{listed}"
+        );
+        assert!(
+            !weft_kernel::nft::apply(&dual).unwrap(),
+            "nothing to load again"
+        );
+        assert!(
+            weft_kernel::nft::apply(&firewall_plan()).unwrap(),
+            "IPv6 table removed"
+        );
+        let gone = std::process::Command::new("nft")
+            .args(["list", "table", "ip6", "weft"])
+            .output()
+            .unwrap();
+        assert!(!gone.status.success(), "no ip6 weft table left");
     });
 }

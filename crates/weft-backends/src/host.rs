@@ -32,6 +32,8 @@ pub struct LocalSettings {
     pub ip_masq: bool,
     /// Accept encapsulated traffic only from member nodes.
     pub encap_source_filter: bool,
+    /// Whether IPv6 traffic leaving the cluster network is masqueraded (`--ipv6-masq`).
+    pub ipv6_masq: weft_plan::firewall6::Masquerade6,
 }
 
 /// Everything a node's plan is made from.
@@ -274,6 +276,17 @@ fn firewall(
         isolated,
         pools,
         published: published(inputs),
+        ipv6: inputs
+            .config
+            .ipv6
+            .as_ref()
+            .map(|v6| weft_plan::firewall6::Firewall6Plan {
+                network: v6.network,
+                masquerade: inputs
+                    .local
+                    .ipv6_masq
+                    .applies(&v6.network, inputs.local.ip_masq),
+            }),
     }
 }
 

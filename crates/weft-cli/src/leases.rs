@@ -217,6 +217,8 @@ fn print_json(rows: &[Row], skipped: &[Skipped], conflict: &dyn Fn(&Lease) -> Op
             json!({
                 "subnet": l.subnet.to_string(),
                 "public_ip": l.attrs.public_ip.to_string(),
+                "ipv6_subnet": l.ipv6_subnet.map(|s| s.to_string()),
+                "public_ipv6": l.attrs.public_ipv6.map(|a| a.to_string()),
                 "backend_type": l.attrs.backend_type,
                 "backend_data": l.attrs.backend_data,
                 "reservation": l.is_reservation(),
@@ -238,9 +240,20 @@ fn print_json(rows: &[Row], skipped: &[Skipped], conflict: &dyn Fn(&Lease) -> Op
 
 /// The listing as a table, unreadable keys last.
 fn print_table(rows: &[Row], skipped: &[Skipped], conflict: &dyn Fn(&Lease) -> Option<String>) {
+    // Dual stack: each node's IPv6 subnet and address beside the IPv4 ones; an
+    // IPv4-only cluster's table stays as it always was.
+    let dual = rows.iter().any(|(l, _, _)| l.ipv6_subnet.is_some());
+    let v6_columns = |subnet: &str, ip: &str| match dual {
+        true => format!("{subnet:<22} {ip:<24} "),
+        false => String::new(),
+    };
     println!(
-        "{:<18} {:<16} {:<9} {:<9} STATUS",
-        "SUBNET", "PUBLIC IP", "BACKEND", "EXPIRES"
+        "{:<18} {:<16} {}{:<9} {:<9} STATUS",
+        "SUBNET",
+        "PUBLIC IP",
+        v6_columns("IPV6 SUBNET", "PUBLIC IPV6"),
+        "BACKEND",
+        "EXPIRES"
     );
     for (l, ttl, unreach) in rows {
         let expires = match (l.is_reservation(), ttl) {
@@ -260,10 +273,15 @@ fn print_table(rows: &[Row], skipped: &[Skipped], conflict: &dyn Fn(&Lease) -> O
                 format!("unreachable from {node}{more}: {reason}")
             }
         };
+        let text = |v: Option<String>| v.unwrap_or_else(|| "-".into());
         println!(
-            "{:<18} {:<16} {:<9} {:<9} {status}",
+            "{:<18} {:<16} {}{:<9} {:<9} {status}",
             l.subnet.to_string(),
             l.attrs.public_ip.to_string(),
+            v6_columns(
+                &text(l.ipv6_subnet.map(|s| s.to_string())),
+                &text(l.attrs.public_ipv6.map(|a| a.to_string()))
+            ),
             l.attrs.backend_type,
             expires
         );

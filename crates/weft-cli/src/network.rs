@@ -343,6 +343,15 @@ async fn show_config(registry: &Registry) -> Result<i32, crate::CliError> {
                 "valid: {} subnets of /{} from {} to {}, backend {}",
                 pool, c.subnet_len, c.subnet_min, c.subnet_max, c.backend
             );
+            if let Some(v6) = &c.ipv6 {
+                eprintln!(
+                    "dual stack: {} IPv6 subnets of /{} from {} to {}",
+                    v6.size(),
+                    v6.subnet_len,
+                    v6.subnet_min,
+                    v6.subnet_max
+                );
+            }
             Ok(0)
         }
         Err(e) => {

@@ -17,6 +17,7 @@ use std::process::{Command, Stdio};
 use ipnet::Ipv4Net;
 use thiserror::Error;
 pub use weft_plan::firewall::{EncapFilter, FirewallPlan, PoolRule, TABLE};
+use weft_plan::firewall6::{Firewall6Plan, TABLE6};
 use weft_plan::nft::Table;
 
 pub const IPTABLES_COMMENT: &str = "weft: accept cluster network";
@@ -65,7 +66,39 @@ pub(crate) fn run(
 
 /// Loads the rules unless the kernel already has exactly these. Returns whether it loaded.
 pub fn apply(p: &FirewallPlan) -> Result<bool, NftError> {
-    load_table(&weft_plan::firewall::table(p))
+    let v4 = load_table(&weft_plan::firewall::table(p))?;
+    let v6 = match &p.ipv6 {
+        Some(plan) => load_table6(plan)?,
+        None => remove6()?,
+    };
+    Ok(v4 || v6)
+}
+
+/// Loads the IPv6 table (`ip6 weft`) unless the loaded one carries the same
+/// fingerprint. Returns whether it loaded.
+fn load_table6(plan: &Firewall6Plan) -> Result<bool, NftError> {
+    let (ok, current, _) = run("nft", &["list", "table", "ip6", TABLE6], None)?;
+    if ok && current.contains(&format!("comment \"{}\"", plan.comment())) {
+        return Ok(false);
+    }
+    let (ok, _, stderr) = run("nft", &["-f", "-"], Some(&plan.script()))?;
+    if !ok {
+        return Err(NftError::Refused { cmd: "nft", stderr });
+    }
+    Ok(true)
+}
+
+/// Removes the IPv6 table where a network without IPv6 left one; whether there was one.
+fn remove6() -> Result<bool, NftError> {
+    let (ok, current, _) = run("nft", &["list", "table", "ip6", TABLE6], None)?;
+    if !ok || !current.contains("comment \"weft ") {
+        return Ok(false);
+    }
+    let (ok, _, stderr) = run("nft", &["delete", "table", "ip6", TABLE6], None)?;
+    if !ok {
+        return Err(NftError::Refused { cmd: "nft", stderr });
+    }
+    Ok(true)
 }
 
 /// Loads `table` whole (deleted and recreated) unless the loaded table's comment is

@@ -20,6 +20,8 @@ pub struct FirewallPlan {
     pub pools: Vec<PoolRule>,
     /// Ports published to this node's containers (`docker run -p`), sorted.
     pub published: Vec<Published>,
+    /// The IPv6 table's plan in a dual-stack network ([`crate::firewall6`]).
+    pub ipv6: Option<crate::firewall6::Firewall6Plan>,
 }
 
 /// A published port: `host_ip:host_port` (any local address when none) forwarded to
@@ -341,6 +343,7 @@ mod tests {
             isolated: Vec::new(),
             pools: Vec::new(),
             published: Vec::new(),
+            ipv6: None,
         }
     }
 

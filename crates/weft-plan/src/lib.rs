@@ -8,7 +8,8 @@
 //!   making one match its spec took.
 //! - [`segment`]: a named overlay network's bridge and VXLAN device on one host.
 //! - [`address`]: the one address an overlay device holds.
-//! - [`firewall`]: what the forwarding and masquerade rules must do, and their table.
+//! - [`firewall`], [`firewall6`]: what the forwarding and masquerade rules must do,
+//!   and their tables (`ip weft`, and `ip6 weft` in a dual-stack network).
 //! - [`nft`]: nftables tables, sets, chains and rules as values.
 //! - [`iface`]: choosing the external interface from a snapshot of links and addresses.
 //! - [`diff`]: the keyed diff every object goes through, and what applying one did.
@@ -17,6 +18,7 @@
 pub mod address;
 pub mod diff;
 pub mod firewall;
+pub mod firewall6;
 pub mod hash;
 pub mod iface;
 pub mod link;

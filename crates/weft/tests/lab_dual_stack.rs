@@ -3,7 +3,8 @@
 //! agents. Judged by the kernel and the wire: every pair of containers pings over IPv4
 //! and over IPv6 (the lab's matrix runs `ping` in the containers), the IPv6 packets
 //! cross the underlay with the containers' own addresses (tcpdump), the store holds
-//! flannel's dual-stack keys, an agent restart changes no route of either family, and
+//! flannel's dual-stack keys, IPv6 to the outside is masqueraded (the underlay
+//! sees the host's address), an agent restart changes no route of either family, and
 //! a bad IPv6 config is refused with the field named while every route stays.
 //!
 //! Needs root (namespaces, nftables); each lab is torn down by a guard.
@@ -100,6 +101,25 @@ fn host_gw_dual_stack_pings_both_families_and_keeps_routes() {
     assert!(
         seen.contains(&format!("{c1} > {c2}")),
         "c1's IPv6 source kept on the underlay: {seen}"
+    );
+
+    // Out of the cluster over IPv6: the underlay's gateway has no route back to the
+    // containers' ULA network, so its answer arrives only because the agent
+    // masquerades IPv6 leaving the cluster network (`--ipv6-masq auto`: ULA, with
+    // --ip-masq); tcpdump on the underlay sees h1's address, not c1's.
+    assert!(
+        lab.ping_from("c1", "fd00:192:168:77::fe", 2),
+        "c1 reaches the underlay gateway over IPv6 (masqueraded)"
+    );
+    let seen = lab.capture_while_pinging(
+        "ul",
+        &["-i", "br0", "icmp6 and dst host fd00:192:168:77::fe"],
+        "c1",
+        "fd00:192:168:77::fe",
+    );
+    assert!(
+        seen.contains("fd00:192:168:77::1 > fd00:192:168:77::fe"),
+        "masqueraded to h1's IPv6 address: {seen}"
     );
 
     // An agent restart changes no route of either family.

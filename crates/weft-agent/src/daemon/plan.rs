@@ -47,6 +47,7 @@ impl Agent {
             local: LocalSettings {
                 ip_masq: self.opts.ip_masq,
                 encap_source_filter: self.opts.encap_source_filter,
+                ipv6_masq: self.opts.ipv6_masq,
             },
             between_networks: self.policy.opens_between(),
         }

@@ -27,12 +27,22 @@ pub fn findings(f: &Facts) -> Vec<Finding> {
             out.add(
                 Level::Ok,
                 "network",
-                format!(
-                    "{}, /{} subnets, backend {}",
-                    cfg.network,
-                    cfg.subnet_len,
-                    cfg.backend.name()
-                ),
+                match &cfg.ipv6 {
+                    None => format!(
+                        "{}, /{} subnets, backend {}",
+                        cfg.network,
+                        cfg.subnet_len,
+                        cfg.backend.name()
+                    ),
+                    Some(v6) => format!(
+                        "{}, /{} subnets; {}, /{} subnets; backend {}",
+                        cfg.network,
+                        cfg.subnet_len,
+                        v6.network,
+                        v6.subnet_len,
+                        cfg.backend.name()
+                    ),
+                },
             );
             cfg
         }
@@ -209,8 +219,25 @@ fn check_lease(out: &mut Out, f: &Facts, cfg: &NetworkConfig, lease: &Lease) {
     out.add(
         level,
         "lease",
-        format!("{} for {}, {term}", lease.subnet, lease.attrs.public_ip),
+        match (lease.ipv6_subnet, lease.attrs.public_ipv6) {
+            (Some(v6), Some(ip6)) => format!(
+                "{} and {v6} for {} and {ip6}, {term}",
+                lease.subnet, lease.attrs.public_ip
+            ),
+            (Some(v6), None) => format!(
+                "{} and {v6} for {} (no public IPv6 address), {term}",
+                lease.subnet, lease.attrs.public_ip
+            ),
+            _ => format!("{} for {}, {term}", lease.subnet, lease.attrs.public_ip),
+        },
     );
+    if cfg.ipv6.is_some() && lease.ipv6_subnet.is_none() {
+        out.add(
+            Level::Warn,
+            "lease",
+            "the network is dual stack but this node's lease has no IPv6 subnet: its agent has not claimed one yet (restart it, or see its log)",
+        );
+    }
     if lease.attrs.backend_type != cfg.backend.name() {
         out.add(
             Level::Warn,
@@ -358,6 +385,7 @@ pub(crate) mod tests {
                 isolated: vec![],
                 pools: vec![],
                 published: vec![],
+                ipv6: None,
             },
             forward: vec![],
             tunnel: None,

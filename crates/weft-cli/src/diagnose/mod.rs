@@ -506,6 +506,7 @@ mod tests {
             isolated: Vec::new(),
             pools: Vec::new(),
             published: Vec::new(),
+            ipv6: None,
         })
         .unwrap();
         let peer_route = Route::via(
