@@ -237,8 +237,11 @@ fn encapsulated(
     let gw = peer.subnet.network();
     Ok((
         Route::onlink(prefix, gw, dev),
-        Neighbour { ip: gw, mac },
-        FdbEntry { mac, dst: next_hop },
+        Neighbour { ip: gw.into(), mac },
+        FdbEntry {
+            mac,
+            dst: next_hop.into(),
+        },
     ))
 }
 

@@ -114,10 +114,13 @@ fn segment(ctx: &NamedContext, net: &NamedNetwork, on: &[&PlannedEndpoint]) -> O
         else {
             continue; // address held, container not attached yet
         };
-        neighbours.push(Neighbour { ip: e.ip, mac });
+        neighbours.push(Neighbour {
+            ip: e.ip.into(),
+            mac,
+        });
         fdb.push(FdbEntry {
             mac,
-            dst: e.endpoint.node,
+            dst: e.endpoint.node.into(),
         });
     }
     neighbours.sort();

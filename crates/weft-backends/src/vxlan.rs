@@ -11,6 +11,13 @@
 //!
 //! With `DirectRouting` (Calico's `CrossSubnet`), a peer on the same L2 segment gets a
 //! plain route via its public IP instead: no encapsulation where none is needed.
+//!
+//! Dual stack: the same device carries the IPv6 subnets over the IPv4 underlay. Per
+//! remote node with an IPv6 subnet, a permanent neighbour entry maps that subnet's
+//! first address to the same VTEP MAC, and `<remote IPv6 subnet> via <its first
+//! address> dev weft.<VNI> onlink` sends its traffic into the same tunnel (the FDB
+//! entry is shared). With `DirectRouting`, a peer on the same IPv6 segment gets a plain
+//! IPv6 route instead.
 
 use std::net::Ipv4Addr;
 
@@ -152,6 +159,31 @@ impl Vxlan {
             if self.direct_routing {
                 if let Ok(route) = direct_route(node, peer) {
                     plane.routes.push(route);
+                    if let (Some(_), Some(v6)) = (node.lease.ipv6_subnet, peer.ipv6_subnet) {
+                        // One L2 hop over IPv4; over IPv6 too where the peer has an
+                        // address there, else its IPv6 subnet goes through the tunnel.
+                        match crate::hostgw::direct_route_v6(node, peer, v6) {
+                            Ok(r) => plane.routes.push(r),
+                            Err(_) => match peer_vtep(peer, self.vni) {
+                                Ok(mac) => {
+                                    let gw6 = v6.network();
+                                    plane.neighbours.push(Neighbour {
+                                        ip: gw6.into(),
+                                        mac,
+                                    });
+                                    plane.fdb.push(FdbEntry {
+                                        mac,
+                                        dst: peer.attrs.public_ip.into(),
+                                    });
+                                    plane.routes.push(Route::onlink(v6, gw6, dev));
+                                }
+                                Err(why) => plane.unreachable.push(Unreachable {
+                                    subnet: v6.into(),
+                                    reason: why.to_string(),
+                                }),
+                            },
+                        }
+                    }
                     continue;
                 }
             }
@@ -164,12 +196,29 @@ impl Vxlan {
                 Err(why) => plane.unreachable.push(unreachable(why.to_string())),
                 Ok(mac) => {
                     let gw = peer.subnet.network();
-                    plane.neighbours.push(Neighbour { ip: gw, mac });
+                    plane.neighbours.push(Neighbour { ip: gw.into(), mac });
                     plane.fdb.push(FdbEntry {
                         mac,
-                        dst: peer.attrs.public_ip,
+                        dst: peer.attrs.public_ip.into(),
                     });
                     plane.routes.push(Route::onlink(peer.subnet, gw, dev));
+                    if let (Some(_), Some(v6)) = (node.lease.ipv6_subnet, peer.ipv6_subnet) {
+                        let direct = self
+                            .direct_routing
+                            .then(|| crate::hostgw::direct_route_v6(node, peer, v6).ok())
+                            .flatten();
+                        match direct {
+                            Some(route) => plane.routes.push(route),
+                            None => {
+                                let gw6 = v6.network();
+                                plane.neighbours.push(Neighbour {
+                                    ip: gw6.into(),
+                                    mac,
+                                });
+                                plane.routes.push(Route::onlink(v6, gw6, dev));
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -270,6 +319,47 @@ mod tests {
         );
         assert_eq!(spec.address, Some("10.244.1.0/32".parse().unwrap()));
         assert_eq!(b.backend_data()["VtepMAC"], vtep("192.168.1.1")["VtepMAC"]);
+    }
+
+    /// Dual stack: the peer's IPv6 subnet through the same device and VTEP (one FDB
+    /// entry), or, with DirectRouting on one IPv6 segment, a plain IPv6 route.
+    #[test]
+    fn ipv6_subnets_ride_the_same_tunnel() {
+        let b = backend(r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}"#);
+        let mut n = node();
+        n.lease.ipv6_subnet = Some("fd00:10:244:1::/64".parse().unwrap());
+        let mut peer = lease("10.244.2.0/24", "192.168.1.7", vtep("192.168.1.7"));
+        peer.ipv6_subnet = Some("fd00:10:244:2::/64".parse().unwrap());
+        peer.attrs.public_ipv6 = Some("fd00:77::7".parse().unwrap());
+        let peers = [n.lease.clone(), peer];
+        let plane = b.plan(&n, &peers);
+        let routes: Vec<String> = plane.routes.iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            routes,
+            [
+                "10.244.2.0/24 via 10.244.2.0 dev #9 onlink",
+                "fd00:10:244:2::/64 via fd00:10:244:2:: dev #9 onlink"
+            ]
+        );
+        let mac = vtep_mac("192.168.1.7".parse().unwrap(), 1);
+        let ips: Vec<String> = plane.neighbours.iter().map(|x| x.ip.to_string()).collect();
+        assert_eq!(ips, ["10.244.2.0", "fd00:10:244:2::"]);
+        assert!(plane.neighbours.iter().all(|x| x.mac == mac));
+        assert_eq!(plane.fdb.len(), 1, "one VTEP, one FDB entry");
+
+        let direct = backend(
+            r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","DirectRouting":true}}"#,
+        );
+        n.external.ipv6 = Some("fd00:77::1/64".parse().unwrap());
+        let plane = direct.plan(&n, &peers);
+        let routes: Vec<String> = plane.routes.iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            routes,
+            [
+                "10.244.2.0/24 via 192.168.1.7 dev #2",
+                "fd00:10:244:2::/64 via fd00:77::7 dev #2"
+            ]
+        );
     }
 
     #[test]

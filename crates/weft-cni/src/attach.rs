@@ -262,7 +262,7 @@ async fn configure_container(ctr: &dyn Attach, req: &Request<'_>) -> CniResult<L
         // The gateway's MAC is fixed: a permanent entry spares the container an ARP
         // that only proxy ARP (and a host route to 169.254.1.1) could answer.
         let gw = Neighbour {
-            ip: ROUTED_GATEWAY,
+            ip: ROUTED_GATEWAY.into(),
             mac: ROUTED_HOST_MAC,
         };
         ctr.add_neighbour(index, gw)
@@ -465,7 +465,7 @@ mod tests {
         assert_eq!(
             fake.neighbours_in(ns(), i),
             [Neighbour {
-                ip: ROUTED_GATEWAY,
+                ip: ROUTED_GATEWAY.into(),
                 mac: ROUTED_HOST_MAC
             }]
         );

@@ -5,14 +5,16 @@
 //! and the FDB entry tells the VXLAN device which underlay IP that MAC lives behind.
 //! Both are permanent, and every permanent entry on Weft's own device is Weft's.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use crate::diff::{diff, Change};
 use crate::mac::MacAddr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Neighbour {
-    pub ip: Ipv4Addr,
+    /// Either family: in a dual-stack network the peer's IPv6 subnet's first address
+    /// resolves to the same VTEP MAC as its IPv4 one.
+    pub ip: IpAddr,
     pub mac: MacAddr,
 }
 
@@ -20,7 +22,7 @@ pub struct Neighbour {
 pub struct FdbEntry {
     pub mac: MacAddr,
     /// The remote VTEP's underlay address.
-    pub dst: Ipv4Addr,
+    pub dst: IpAddr,
 }
 
 /// The changes that turn `current` into `desired` neighbour entries, keyed by IP (the

@@ -181,3 +181,57 @@ fn host_gw_dual_stack_pings_both_families_and_keeps_routes() {
     assert_eq!(weft_routes6(&lab, "h2"), routes6, "IPv6 routes kept");
     lab.ping_all(5);
 }
+
+/// vxlan in a dual-stack lab: the IPv6 subnets ride the same VXLAN device over the
+/// IPv4 underlay. Judged on the wire: tcpdump on h2's underlay interface decodes
+/// VXLAN datagrams between the hosts' IPv4 addresses that carry c1's IPv6 ping to c2.
+#[test]
+fn vxlan_carries_ipv6_over_the_ipv4_underlay() {
+    require_root!("lab_dual_stack::vxlan_carries_ipv6_over_the_ipv4_underlay");
+    require_tool_here("tcpdump");
+    let lab = Lab::up_with(
+        "dv",
+        "embedded",
+        3,
+        &["--backend", "vxlan", "--ip-family", "dual"],
+    );
+    let out = lab.ok(lab.lab(&["ping"], &["--wait", "5"]), "ping matrix");
+    assert_eq!(out.matches("6 of 6 pairs reachable").count(), 2, "{out}");
+    for h in ["h1", "h2", "h3"] {
+        let routes = weft_routes6(&lab, h);
+        assert_eq!(
+            routes
+                .lines()
+                .filter(|l| l.contains("dev weft.1 ") && l.contains("onlink"))
+                .count(),
+            2,
+            "{h}: both peers' IPv6 subnets through weft.1:\n{routes}"
+        );
+    }
+    let (c1, c2) = (container6(&lab, 1), container6(&lab, 2));
+    let seen = lab.capture_while_pinging(
+        "h2",
+        &["-T", "vxlan", "-i", "eth0", "udp port 8472"],
+        "c1",
+        &c2,
+    );
+    assert!(
+        seen.contains("192.168.77.1.") && seen.contains(&format!("IP6 {c1} > {c2}: ICMP6")),
+        "c1's IPv6 packet inside a VXLAN datagram from h1's IPv4 address: {seen}"
+    );
+
+    let before = weft_routes6(&lab, "h3");
+    lab.ok(lab.lab(&["agent"], &["h3", "restart"]), "agent restart");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        weft_routes6(&lab, "h3"),
+        before,
+        "IPv6 routes kept across a restart"
+    );
+    lab.ping_all(5);
+}
+
+/// tcpdump is in scripts/setup; as root a missing one fails with what to install.
+fn require_tool_here(tool: &str) {
+    common::docker::require_tool("lab_dual_stack", tool, tool);
+}

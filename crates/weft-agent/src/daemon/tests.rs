@@ -607,11 +607,14 @@ async fn named_networks_follow_the_store() {
     assert_eq!(
         rig.fake.neighbours_in(None, vx.info.index),
         [weft_plan::Neighbour {
-            ip: ip("10.50.0.3"),
+            ip: ip("10.50.0.3").into(),
             mac: "02:42:0a:32:00:03".parse().unwrap()
         }]
     );
-    assert_eq!(rig.fake.fdb(vx.info.index)[0].dst, ip("192.168.1.2"));
+    assert_eq!(
+        rig.fake.fdb(vx.info.index)[0].dst,
+        std::net::IpAddr::from(ip("192.168.1.2"))
+    );
     // The remote routed container: routed like its node's subnet (host-gw: via the peer).
     assert_eq!(
         rig.route_to("10.60.0.3/32"),

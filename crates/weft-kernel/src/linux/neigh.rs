@@ -1,6 +1,6 @@
 //! Permanent neighbour entries and FDB entries on an overlay device.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
@@ -28,9 +28,11 @@ async fn dump(
     .await
 }
 
+/// Both families' permanent entries on the link.
 pub(super) async fn neighbours(handle: &Handle, index: u32) -> Result<Vec<Neighbour>, KernelError> {
-    Ok(dump(handle, AddressFamily::Inet, "list neighbours")
-        .await?
+    let mut all = dump(handle, AddressFamily::Inet, "list neighbours").await?;
+    all.extend(dump(handle, AddressFamily::Inet6, "list IPv6 neighbours").await?);
+    Ok(all
         .iter()
         .filter(|m| m.header.ifindex == index && m.header.state == NeighbourState::Permanent)
         .filter_map(|m| {
@@ -87,12 +89,13 @@ async fn neighbour_change(
         }
         Change::Remove(n) => {
             let mut m = NeighbourMessage::default();
-            m.header.family = AddressFamily::Inet;
+            m.header.family = match n.ip {
+                IpAddr::V4(_) => AddressFamily::Inet,
+                IpAddr::V6(_) => AddressFamily::Inet6,
+            };
             m.header.ifindex = index;
             m.attributes
-                .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
-                    n.ip,
-                )));
+                .push(NeighbourAttribute::Destination(address(n.ip)));
             handle.neighbours().del(m).execute().await
         }
     }
@@ -135,22 +138,32 @@ async fn fdb_change(
             m.attributes
                 .push(NeighbourAttribute::LinkLayerAddress(f.mac.0.to_vec()));
             m.attributes
-                .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
-                    f.dst,
-                )));
+                .push(NeighbourAttribute::Destination(address(f.dst)));
             handle.neighbours().del(m).execute().await
         }
     }
 }
 
-fn neigh_ip(m: &NeighbourMessage) -> Option<Ipv4Addr> {
+fn address(ip: IpAddr) -> NeighbourAddress {
+    match ip {
+        IpAddr::V4(ip) => NeighbourAddress::Inet(ip),
+        IpAddr::V6(ip) => NeighbourAddress::Inet6(ip),
+    }
+}
+
+fn neigh_ip(m: &NeighbourMessage) -> Option<IpAddr> {
     m.attributes.iter().find_map(|a| match a {
-        NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(*ip),
-        // An FDB entry (family AF_BRIDGE) carries its IPv4 destination as raw bytes:
-        // the parser cannot tell the address family from the message's.
-        NeighbourAttribute::Destination(NeighbourAddress::Other(b)) if b.len() == 4 => {
-            Some(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
-        }
+        NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some((*ip).into()),
+        NeighbourAttribute::Destination(NeighbourAddress::Inet6(ip)) => Some((*ip).into()),
+        // An FDB entry (family AF_BRIDGE) carries its destination as raw bytes: the
+        // parser cannot tell the address family from the message's.
+        NeighbourAttribute::Destination(NeighbourAddress::Other(b)) => match b.len() {
+            4 => Some(Ipv4Addr::new(b[0], b[1], b[2], b[3]).into()),
+            16 => <[u8; 16]>::try_from(b.as_slice())
+                .ok()
+                .map(|o| Ipv6Addr::from(o).into()),
+            _ => None,
+        },
         _ => None,
     })
 }
