@@ -80,7 +80,7 @@ async fn neighbour_change(
         Change::Add(n) | Change::Replace(n) => {
             handle
                 .neighbours()
-                .add(index, n.ip.into())
+                .add(index, n.ip)
                 .link_layer_address(&n.mac.0)
                 .state(NeighbourState::Permanent)
                 .replace()
@@ -125,7 +125,7 @@ async fn fdb_change(
                 .neighbours()
                 .add_bridge(index, &f.mac.0)
                 .flags(NeighbourFlags::Own)
-                .destination(f.dst.into())
+                .destination(f.dst)
                 .replace()
                 .execute()
                 .await
