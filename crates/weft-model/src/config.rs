@@ -50,6 +50,14 @@ impl BackendKind {
         }
     }
 
+    /// Whether the backend routes a dual-stack network's IPv6 subnets. udp's and
+    /// ipip's tunnels (user space and kernel alike) carry IPv4 packets only, and bgp
+    /// announces IPv4 prefixes only so far: a dual-stack config on them is refused
+    /// rather than giving containers IPv6 addresses no peer can reach.
+    pub fn carries_ipv6(self) -> bool {
+        matches!(self, BackendKind::HostGw | BackendKind::Vxlan)
+    }
+
     /// Bytes of encapsulation each packet carries, subtracted from the external MTU.
     pub fn mtu_overhead(self) -> u32 {
         match self {
@@ -263,6 +271,13 @@ impl NetworkConfig {
         let subnet_len = subnet_len(network, raw.subnet_len, &mut problems);
         let (subnet_min, subnet_max) = bounds(network, subnet_len, min, max, &mut problems);
         let ipam = ipam(raw.ipam.as_deref(), raw.strict_affinity, &mut problems);
+        if let (Some(_), Some(kind)) = (&ipv6, backend) {
+            if !kind.carries_ipv6() {
+                problems.push(format!(
+                    "EnableIPv6: backend {kind} carries IPv4 only so far; dual stack runs on host-gw and vxlan"
+                ));
+            }
+        }
         if let Some(v6) = &ipv6 {
             // A container's IPv6 address mirrors its IPv4 one (same offset in the node's
             // IPv6 subnet), so the IPv6 subnet must hold at least as many addresses.
@@ -656,6 +671,19 @@ mod tests {
             problems(r#"{"Network":"10.244.0.0/16","EnableIPv6":true}"#),
             ["IPv6Network is missing (EnableIPv6 is true)"]
         );
+    }
+
+    #[test]
+    fn dual_stack_only_on_backends_that_carry_ipv6() {
+        for backend in ["udp", "ipip", "bgp"] {
+            let p = problems(&format!(
+                r#"{{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00::/56","Backend":{{"Type":"{backend}"}}}}"#
+            ));
+            assert_eq!(
+                p,
+                [format!("EnableIPv6: backend {backend} carries IPv4 only so far; dual stack runs on host-gw and vxlan")]
+            );
+        }
     }
 
     #[test]
