@@ -361,7 +361,7 @@ async fn dual_stack(store: Arc<dyn Store>) {
 
     // One /64 in the IPv6 pool: the second node is told the IPv6 pool is full.
     let one = NetworkConfig::parse(
-        br#"{"Network":"10.245.0.0/16","EnableIPv6":true,"IPv6Network":"fd00:10:245::/64","Backend":{"Type":"host-gw"}}"#,
+        br#"{"Network":"10.245.0.0/16","EnableIPv6":true,"IPv6Network":"fd00:10:245::/64","IPv6SubnetLen":64,"Backend":{"Type":"host-gw"}}"#,
     )
     .unwrap();
     let reg = Registry::new(store, "/dual-full");

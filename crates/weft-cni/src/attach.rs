@@ -22,6 +22,11 @@ use crate::spec::{CniError, CniResult, Code, Interface, Mode};
 pub const ROUTED_GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
 /// The routed mode's host-side MAC (Calico's convention).
 pub const ROUTED_HOST_MAC: MacAddr = MacAddr([0xee; 6]);
+/// The routed mode's IPv6 gateway inside every container: the link-local address the
+/// host side's MAC gives by EUI-64 (Calico's), which the host side holds from the start
+/// (added without duplicate address detection, so the first packet need not wait).
+pub const ROUTED_GATEWAY6: std::net::Ipv6Addr =
+    std::net::Ipv6Addr::new(0xfe80, 0, 0, 0, 0xecee, 0xeeff, 0xfeee, 0xeeee);
 
 pub use weft_plan::iface::host_veth_name;
 
@@ -99,12 +104,13 @@ pub struct Request<'a> {
     pub mtu: u32,
     /// BIG TCP: the IPv4 GSO/GRO limit for the links made here (from the subnet file).
     pub gso_max_size: Option<u32>,
-    /// The IPv6 side in a dual-stack network (bridge mode).
+    /// The IPv6 side in a dual-stack network.
     pub ipv6: Option<Ipv6Side>,
 }
 
 /// A container's IPv6 address and the bridge's IPv6 gateway, each with the node's IPv6
-/// subnet's prefix length.
+/// subnet's prefix length (routed mode: the address as a /128, the gateway
+/// [`ROUTED_GATEWAY6`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ipv6Side {
     pub address: Ipv6Net,
@@ -178,6 +184,13 @@ async fn finish(
         .link(veth_name)
         .await?
         .ok_or_else(|| CniError::new(Code::Kernel, format!("{veth_name} vanished")))?;
+    if let (Mode::Routed, Some(_)) = (req.mode, req.ipv6) {
+        // Before it is up: held at once, never tentative.
+        let gw = Ipv6Net::new(ROUTED_GATEWAY6, 64).expect("/64");
+        host.ensure_address(veth.index, gw.into())
+            .await
+            .map_err(doing(format!("cannot give {veth_name} {ROUTED_GATEWAY6}")))?;
+    }
     let update = LinkUpdate {
         up: true,
         controller: bridge.map(|b| b.index),
@@ -205,6 +218,12 @@ async fn finish(
                 "cannot route {}/32 to {veth_name}",
                 req.address.addr()
             )))?;
+            if let Some(v6) = req.ipv6 {
+                let ip = v6.address.addr();
+                host.add_route(&Route::device(Ipv6Net::from(ip), veth.index))
+                    .await
+                    .map_err(doing(format!("cannot route {ip}/128 to {veth_name}")))?;
+            }
         }
     }
     let container = host.enter(req.netns)?;
@@ -275,11 +294,27 @@ async fn configure_container(ctr: &dyn Attach, req: &Request<'_>) -> CniResult<L
     ctr.add_route(&Route::via(Ipv4Net::default(), gateway, index))
         .await
         .map_err(doing(format!("cannot add the default route via {gateway}")))?;
-    if let (Mode::Bridge, Some(v6)) = (req.mode, req.ipv6) {
-        ctr.ensure_address(index, v6.address.into())
+    if let Some(v6) = req.ipv6 {
+        let (address, gw) = match req.mode {
+            Mode::Bridge => (v6.address, v6.gateway.addr()),
+            Mode::Routed => (Ipv6Net::from(v6.address.addr()), ROUTED_GATEWAY6),
+        };
+        ctr.ensure_address(index, address.into())
             .await
-            .map_err(doing(format!("cannot add {} to {ifname}", v6.address)))?;
-        let gw = v6.gateway.addr();
+            .map_err(doing(format!("cannot add {address} to {ifname}")))?;
+        if req.mode == Mode::Routed {
+            // As for IPv4: the gateway's MAC is fixed, so no neighbour discovery waits.
+            let entry = Neighbour {
+                ip: ROUTED_GATEWAY6.into(),
+                mac: ROUTED_HOST_MAC,
+            };
+            ctr.add_neighbour(index, entry)
+                .await
+                .map_err(doing(format!("cannot add the neighbour entry for {gw}")))?;
+            ctr.add_route(&Route::device(Ipv6Net::from(gw), index))
+                .await
+                .map_err(doing(format!("cannot add the route to {gw}")))?;
+        }
         ctr.add_route(&Route::via(Ipv6Net::default(), gw, index))
             .await
             .map_err(doing(format!("cannot add the IPv6 default route via {gw}")))?;
@@ -472,6 +507,53 @@ mod tests {
         let kinds: Vec<_> = fake.routes_in(ns()).iter().map(|r| r.route).collect();
         assert!(kinds.contains(&Route::via(Ipv4Net::default(), ROUTED_GATEWAY, i)));
         assert!(kinds.contains(&Route::device(Ipv4Net::from(ROUTED_GATEWAY), i)));
+    }
+
+    /// Routed and dual stack: a /128 beside the /32, the host side holding Calico's
+    /// link-local gateway (never tentative), the container's IPv6 default route through
+    /// it with a fixed neighbour entry.
+    #[tokio::test]
+    async fn routed_mode_dual_stack_uses_a_link_local_gateway() {
+        let fake = FakeNet::new();
+        let req = Request {
+            ipv6: Some(Ipv6Side {
+                address: "fd00:10:244:3::5/64".parse().unwrap(),
+                gateway: "fd00:10:244:3::1/64".parse().unwrap(),
+            }),
+            ..request(Mode::Routed)
+        };
+        let (host, _) = add(&fake.host(), &req).await.unwrap();
+        let veth = fake.link(&host.veth.name).unwrap();
+        let held: Vec<String> = fake
+            .addresses6_in(None, veth.info.index)
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(held, ["fe80::ecee:eeff:feee:eeee/64"]);
+        let to_ctr: Vec<String> = fake
+            .routes()
+            .into_iter()
+            .filter(|r| !r.weft)
+            .map(|r| r.route.to_string())
+            .collect();
+        assert!(
+            to_ctr.contains(&format!("fd00:10:244:3::5/128 dev #{}", veth.info.index)),
+            "{to_ctr:?}"
+        );
+        let inside = fake.link_in(ns(), "eth0").unwrap();
+        let i = inside.info.index;
+        let held: Vec<String> = fake
+            .addresses6_in(ns(), i)
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(held, ["fd00:10:244:3::5/128"]);
+        assert!(fake.neighbours_in(ns(), i).contains(&Neighbour {
+            ip: ROUTED_GATEWAY6.into(),
+            mac: ROUTED_HOST_MAC
+        }));
+        let kinds: Vec<_> = fake.routes_in(ns()).iter().map(|r| r.route).collect();
+        assert!(kinds.contains(&Route::via(Ipv6Net::default(), ROUTED_GATEWAY6, i)));
     }
 
     #[tokio::test]

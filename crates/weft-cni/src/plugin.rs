@@ -204,15 +204,15 @@ fn attach_and_answer(
     let gateway = hostfiles::gateway(&node.subnet);
     let address = Ipv4Net::new(ip, node.subnet.prefix_len()).expect("valid prefix");
     let mtu = conf.mtu.unwrap_or(node.mtu);
-    // Dual stack (bridge mode): the IPv6 address at the IPv4 one's offset in the node's
-    // IPv6 subnet. An address outside the node's subnet has no mirror: IPv4 only.
-    let ipv6 = match (conf.mode, &node.ipv6) {
-        (Mode::Bridge, Some(v6)) => v6.mirror(&node.subnet, ip).map(|address| Ipv6Side {
+    // Dual stack: the IPv6 address at the IPv4 one's offset in the node's IPv6 subnet.
+    // An address outside the node's subnet (a fixed one, a block's) has no mirror: IPv4
+    // only.
+    let ipv6 = node.ipv6.as_ref().and_then(|v6| {
+        v6.mirror(&node.subnet, ip).map(|address| Ipv6Side {
             address,
             gateway: hostfiles::gateway_v6(&v6.subnet),
-        }),
-        _ => None,
-    };
+        })
+    });
     let req = Request {
         mode: conf.mode,
         bridge: &conf.bridge,
@@ -255,7 +255,13 @@ fn attach_and_answer(
         interfaces,
         address,
         gateway: gw,
-        ipv6: ipv6.map(|v6| (v6.address, v6.gateway.addr())),
+        ipv6: ipv6.map(|v6| match conf.mode {
+            Mode::Bridge => (v6.address, v6.gateway.addr()),
+            Mode::Routed => (
+                ipnet::Ipv6Net::from(v6.address.addr()),
+                attach::ROUTED_GATEWAY6,
+            ),
+        }),
         mtu,
     };
     Ok(result.to_json(&conf.cni_version).to_string())

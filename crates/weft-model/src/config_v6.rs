@@ -1,6 +1,7 @@
 //! The IPv6 half of a dual-stack network config, in flannel's keys: `EnableIPv6`,
-//! `IPv6Network`, `IPv6SubnetLen` (64 by default), `IPv6SubnetMin`, `IPv6SubnetMax` (the
-//! second and the last subnet by default, as for IPv4).
+//! `IPv6Network`, `IPv6SubnetLen` (flannel's default: 64, or the network's prefix + 2
+//! for networks smaller than /62, the smallest useful network a /124), `IPv6SubnetMin`,
+//! `IPv6SubnetMax` (the second and the last subnet by default, as for IPv4).
 //!
 //! Kept apart from the IPv4 checks because every bound here is 128-bit arithmetic and
 //! every message must say which family's field is wrong: a config that mixes the families
@@ -11,7 +12,7 @@ use std::net::Ipv6Addr;
 
 use ipnet::Ipv6Net;
 
-/// flannel's default `IPv6SubnetLen`.
+/// flannel's default `IPv6SubnetLen` for networks of /62 or larger.
 pub const DEFAULT_SUBNET_LEN: u8 = 64;
 
 /// The longest per-node IPv6 subnet: /126 leaves a gateway and two containers, as /30
@@ -134,9 +135,20 @@ fn network(raw: Option<&str>, problems: &mut Vec<String>) -> Option<Ipv6Net> {
     None
 }
 
-/// `IPv6SubnetLen`: 64 by default; at least one subnet, at most /126.
+/// `IPv6SubnetLen`: flannel's default (64, or the network's prefix + 2 for networks
+/// smaller than /62); at least one subnet, at most /126.
 fn subnet_len(network: Ipv6Net, raw: Option<u8>, problems: &mut Vec<String>) -> u8 {
-    let len = raw.filter(|&l| l > 0).unwrap_or(DEFAULT_SUBNET_LEN);
+    let len = match raw.filter(|&l| l > 0) {
+        Some(l) => l,
+        None if network.prefix_len() > 124 => {
+            problems.push(format!(
+                "IPv6Network {network} is too small: the smallest useful network is a /124"
+            ));
+            return MAX_SUBNET_LEN;
+        }
+        None if network.prefix_len() <= 62 => DEFAULT_SUBNET_LEN,
+        None => network.prefix_len() + 2,
+    };
     if len < network.prefix_len() {
         problems.push(format!(
             "IPv6SubnetLen /{len} is larger than the IPv6Network /{}: not even one subnet fits",
@@ -284,8 +296,23 @@ mod tests {
 
     #[test]
     fn a_network_as_long_as_its_subnets_is_one_subnet() {
-        let c = v6("fd00:1:2:3::/64", None, None, None).unwrap();
+        let c = v6("fd00:1:2:3::/64", Some(64), None, None).unwrap();
         assert_eq!(c.size(), 1);
         assert_eq!(c.subnets().next().unwrap().to_string(), "fd00:1:2:3::/64");
+    }
+
+    /// flannel's defaults for small networks: split in four (the first left out), and
+    /// nothing smaller than a /124.
+    #[test]
+    fn small_networks_split_in_four_as_flannel_does() {
+        let c = v6("fd00:1:2:3::/64", None, None, None).unwrap();
+        assert_eq!((c.subnet_len, c.size()), (66, 3));
+        let c = v6("fd00::/62", None, None, None).unwrap();
+        assert_eq!(c.subnet_len, 64);
+        let p = v6("fd00::/125", None, None, None).unwrap_err();
+        assert!(
+            p[0].contains("too small: the smallest useful network is a /124"),
+            "{p:?}"
+        );
     }
 }

@@ -182,9 +182,11 @@ fn host_gw_dual_stack_pings_both_families_and_keeps_routes() {
     lab.ping_all(5);
 }
 
-/// vxlan in a dual-stack lab: the IPv6 subnets ride the same VXLAN device over the
-/// IPv4 underlay. Judged on the wire: tcpdump on h2's underlay interface decodes
-/// VXLAN datagrams between the hosts' IPv4 addresses that carry c1's IPv6 ping to c2.
+/// vxlan in a dual-stack lab, containers attached routed (Calico's layout): the IPv6
+/// subnets ride the same VXLAN device over the IPv4 underlay, and each container
+/// reaches the others through its link-local IPv6 gateway. Judged on the wire: tcpdump
+/// on h2's underlay interface decodes VXLAN datagrams between the hosts' IPv4 addresses
+/// that carry c1's IPv6 ping to c2.
 #[test]
 fn vxlan_carries_ipv6_over_the_ipv4_underlay() {
     require_root!("lab_dual_stack::vxlan_carries_ipv6_over_the_ipv4_underlay");
@@ -193,7 +195,22 @@ fn vxlan_carries_ipv6_over_the_ipv4_underlay() {
         "dv",
         "embedded",
         3,
-        &["--backend", "vxlan", "--ip-family", "dual"],
+        &[
+            "--backend",
+            "vxlan",
+            "--ip-family",
+            "dual",
+            "--cni-mode",
+            "routed",
+        ],
+    );
+    let route = text(
+        &lab.exec("c1", &["ip", "-6", "route", "show", "default"])
+            .stdout,
+    );
+    assert!(
+        route.contains("default via fe80::ecee:eeff:feee:eeee dev eth0"),
+        "c1's IPv6 default route through the link-local gateway: {route}"
     );
     let out = lab.ok(lab.lab(&["ping"], &["--wait", "5"]), "ping matrix");
     assert_eq!(out.matches("6 of 6 pairs reachable").count(), 2, "{out}");
