@@ -23,7 +23,14 @@
 # mode (each on its own veth, no bridge: Calico's layout) instead of the default bridge.
 # "host-gw, --big-tcp" is host-gw with `weftd --big-tcp` (192 KiB super-packets on every
 # hop); its fair floor, "raw veth, BIG TCP", is the raw pair with the same limit.
+# "host-gw, dual stack" and "vxlan, dual stack" are labs made with --ip-family dual: the
+# same two containers measured over their IPv4 and their IPv6 addresses (IPv6 over
+# host-gw's plain routes; over vxlan, IPv6 inside the same VXLAN device on the IPv4
+# underlay). "dual stack, plain (control)" is a dual-stack host-gw lab whose agents were
+# stopped and whose nftables tables (ip and ip6) were removed: what the kernel's own
+# IPv6 path costs against its IPv4 path over the same hops, with no part of Weft's.
 # Targets (issue 3): host-gw >= 95% of raw veth; vxlan >= 85% of host-gw.
+# Target (issue 30): IPv6 >= 0.95x IPv4 on the same backend, same lab.
 # Targets (issue 4): udp >= 70% of vxlan (1 and 4 streams), udp RTT p50 within 2x of vxlan.
 # Everything runs in namespaces this script creates and removes. Needs root.
 # Usage: bench/dataplane.sh [SECONDS_PER_RUN] [ROUNDS]
@@ -38,7 +45,7 @@ TAG=b$$
 RAW_A=${TAG}ra RAW_B=${TAG}rb BIG_A=${TAG}ba BIG_B=${TAG}bb
 OUT=$(mktemp -d /tmp/weft-bench.XXXXXX)
 cleanup() {
-  for l in g v G V P X F U I B R; do $W lab down --name "${TAG}$l" >/dev/null 2>&1 || true; done
+  for l in g v G V P X F U I B R d D e; do $W lab down --name "${TAG}$l" >/dev/null 2>&1 || true; done
   for ns in "$RAW_A" "$RAW_B" "$BIG_A" "$BIG_B"; do ip netns del "$ns" 2>/dev/null || true; done
   rm -rf "$OUT"
 }
@@ -66,13 +73,18 @@ $W lab up --name "${TAG}U" --hosts 2 --backend udp >/dev/null
 $W lab up --name "${TAG}I" --hosts 2 --backend ipip >/dev/null
 $W lab up --name "${TAG}B" --hosts 2 --backend host-gw --agent-arg=--big-tcp >/dev/null
 $W lab up --name "${TAG}R" --hosts 2 --backend host-gw --no-ip-masq --cni-mode routed >/dev/null
-for lab in P X F; do
+$W lab up --name "${TAG}d" --hosts 2 --backend host-gw --ip-family dual >/dev/null
+$W lab up --name "${TAG}D" --hosts 2 --backend vxlan --ip-family dual >/dev/null
+$W lab up --name "${TAG}e" --hosts 2 --backend host-gw --ip-family dual --no-ip-masq >/dev/null
+for lab in P X F e; do
   for h in h1 h2; do
     $W lab agent --name "${TAG}$lab" $h stop >/dev/null
     ip netns exec "${TAG}$lab-$h" nft delete table ip weft
+    [ "$lab" != e ] || ip netns exec "${TAG}$lab-$h" nft delete table ip6 weft
   done
 done
 ctr_addr() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["containers"]["2"])' "/run/weft-lab/$1/lab.json"; }
+ctr_addr6() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["containers6"]["2"])' "/run/weft-lab/$1/lab.json"; }
 # Re-attaches lab $1's container $2 as flannel's CNI plugin would (its delegate: the
 # reference bridge plugin on cni0, host-local IPAM from the subnet file, a route to the
 # network); prints the container's new address.
@@ -108,8 +120,14 @@ declare -A PATHS=(
   [vxlan-flannel]="${TAG}F-c1 ${TAG}F-c2 $F2"
   [udp]="${TAG}U-c1 ${TAG}U-c2 $(ctr_addr "${TAG}U")"
   [ipip]="${TAG}I-c1 ${TAG}I-c2 $(ctr_addr "${TAG}I")"
+  [dual-host-gw-4]="${TAG}d-c1 ${TAG}d-c2 $(ctr_addr "${TAG}d")"
+  [dual-host-gw-6]="${TAG}d-c1 ${TAG}d-c2 $(ctr_addr6 "${TAG}d")"
+  [dual-vxlan-4]="${TAG}D-c1 ${TAG}D-c2 $(ctr_addr "${TAG}D")"
+  [dual-vxlan-6]="${TAG}D-c1 ${TAG}D-c2 $(ctr_addr6 "${TAG}D")"
+  [dual-plain-4]="${TAG}e-c1 ${TAG}e-c2 $(ctr_addr "${TAG}e")"
+  [dual-plain-6]="${TAG}e-c1 ${TAG}e-c2 $(ctr_addr6 "${TAG}e")"
 )
-ORDER=(raw-veth plain host-gw vxlan udp ipip host-gw-nomasq vxlan-nomasq vxlan-plain vxlan-flannel host-gw-routed raw-big host-gw-big)
+ORDER=(raw-veth plain host-gw vxlan udp ipip host-gw-nomasq vxlan-nomasq vxlan-plain vxlan-flannel host-gw-routed raw-big host-gw-big dual-host-gw-4 dual-host-gw-6 dual-vxlan-4 dual-vxlan-6 dual-plain-4 dual-plain-6)
 # The labs whose agents carry the data (their CPU time is measured).
 declare -A AGENT_LAB=([udp]="${TAG}U" [ipip]="${TAG}I")
 agent_cpu() { # lab -> CPU seconds used so far by both hosts' agents
@@ -189,6 +207,10 @@ row "raw veth, BIG TCP" "${M1[raw-big]}" "${M4[raw-big]}" "${MR[raw-big]}" "$(pc
 row "host-gw, --big-tcp" "${M1[host-gw-big]}" "${M4[host-gw-big]}" "${MR[host-gw-big]}" "$(pct "${M1[host-gw-big]}" "${M1[raw-veth]}") / $(pct "${M4[host-gw-big]}" "${M4[raw-veth]}") of raw veth"
 row "" "" "" "" "$(pct "${M1[host-gw-big]}" "${M1[raw-big]}") / $(pct "${M4[host-gw-big]}" "${M4[raw-big]}") of raw veth, BIG TCP"
 row "" "" "" "" "$(pct "${M1[host-gw-big]}" "${M1[host-gw]}") / $(pct "${M4[host-gw-big]}" "${M4[host-gw]}") of host-gw"
+for b in host-gw vxlan plain; do
+  row "$b, dual stack: IPv4" "${M1[dual-$b-4]}" "${M4[dual-$b-4]}" "${MR[dual-$b-4]}" "the same lab's IPv4"
+  row "$b, dual stack: IPv6" "${M1[dual-$b-6]}" "${M4[dual-$b-6]}" "${MR[dual-$b-6]}" "$(ratio "${M1[dual-$b-6]}" "${M1[dual-$b-4]}") / $(ratio "${M4[dual-$b-6]}" "${M4[dual-$b-4]}") of IPv4"
+done
 for t in udp ipip; do
   row "$t (user space)" "${M1[$t]}" "${M4[$t]}" "${MR[$t]}" "$(pct "${M1[$t]}" "${M1[vxlan]}") / $(pct "${M4[$t]}" "${M4[vxlan]}") of vxlan"
   row "" "" "" "" "RTT $(ratio "${MR[$t]}" "${MR[vxlan]}") of vxlan"
@@ -202,4 +224,5 @@ for p in "${ORDER[@]}"; do
 done
 echo
 echo "targets: host-gw >= 95% of raw veth; vxlan >= 85% of host-gw;"
-echo "         udp >= 70% of vxlan (1 and 4 streams) with RTT p50 <= 2x vxlan"
+echo "         udp >= 70% of vxlan (1 and 4 streams) with RTT p50 <= 2x vxlan;"
+echo "         IPv6 >= 0.95x IPv4 on host-gw and vxlan (dual-stack labs)"

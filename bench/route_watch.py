@@ -3,6 +3,9 @@
 
 Usage: route_watch.py N NS:PROTO [NS:PROTO ...]
 
+With ROUTE_WATCH_FAMILIES=46 in the environment, IPv6 routes count too (a dual-stack
+node's N routes are its IPv4 and its IPv6 ones together); 4 (the default) is IPv4 only.
+
 Opens an rtnetlink socket subscribed to IPv4 route events in each namespace (with a
 64 MiB receive buffer, so a burst of 10,000 routes loses nothing), prints "ready", then
 follows RTM_NEWROUTE/RTM_DELROUTE of the given protocol in the main table and, for each
@@ -22,6 +25,9 @@ import time
 
 CLONE_NEWNET = 0x40000000
 RTMGRP_IPV4_ROUTE = 0x40
+RTMGRP_IPV6_ROUTE = 0x400
+WITH_V6 = "6" in os.environ.get("ROUTE_WATCH_FAMILIES", "4")
+FAMILIES = (socket.AF_INET, socket.AF_INET6) if WITH_V6 else (socket.AF_INET,)
 SO_RCVBUFFORCE = 33
 RTM_NEWROUTE, RTM_DELROUTE = 24, 25
 RTA_DST = 1
@@ -40,7 +46,7 @@ def socket_in(ns):
             raise OSError(ctypes.get_errno(), f"setns {ns}")
         s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
         s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 64 << 20)
-        s.bind((0, RTMGRP_IPV4_ROUTE))
+        s.bind((0, RTMGRP_IPV4_ROUTE | (RTMGRP_IPV6_ROUTE if WITH_V6 else 0)))
         return s
     finally:
         libc.setns(home, CLONE_NEWNET)
@@ -57,7 +63,7 @@ def routes(data, proto):
             break
         if kind in (RTM_NEWROUTE, RTM_DELROUTE):
             family, dst_len, _, _, table, protocol = struct.unpack_from("=BBBBBB", data, off + 16)
-            if protocol == proto and table == RT_TABLE_MAIN and family == socket.AF_INET:
+            if protocol == proto and table == RT_TABLE_MAIN and family in FAMILIES:
                 dst = None
                 a = off + 16 + 12
                 while a + 4 <= off + length:
@@ -65,7 +71,7 @@ def routes(data, proto):
                     if alen < 4:
                         break
                     if atype == RTA_DST:
-                        dst = (data[a + 4 : a + 8], dst_len)
+                        dst = (data[a + 4 : a + alen], dst_len)
                     a += (alen + 3) & ~3
                 yield kind == RTM_NEWROUTE, dst
         off += (length + 3) & ~3
