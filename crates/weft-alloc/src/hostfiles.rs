@@ -222,6 +222,27 @@ mod tests {
         assert_eq!(ipv6_subnet_from_env(&render_subnet_env(&net())), None);
     }
 
+    /// The subnet file flanneld v0.20.2 wrote for its dual-stack lease in a mixed lab
+    /// (2026-12-07), byte for byte what Weft writes for the same lease.
+    #[test]
+    fn the_same_subnet_file_as_flanneld_writes() {
+        let flanneld = "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.96.1/24\nFLANNEL_IPV6_NETWORK=fd00:10:244::/56\nFLANNEL_IPV6_SUBNET=fd00:10:244:45::1/64\nFLANNEL_MTU=1500\nFLANNEL_IPMASQ=true\n";
+        let ours = NodeNetwork {
+            network: "10.244.0.0/16".parse().unwrap(),
+            subnet: "10.244.96.0/24".parse().unwrap(),
+            mtu: 1500,
+            ip_masq: true,
+            gso_max_size: None,
+            ipam_blocks: false,
+            ipv6: Some(NodeNetworkV6 {
+                network: "fd00:10:244::/56".parse().unwrap(),
+                subnet: "fd00:10:244:45::/64".parse().unwrap(),
+            }),
+        };
+        assert_eq!(render_subnet_env(&ours), flanneld);
+        assert_eq!(parse_subnet_env(flanneld), Some(ours));
+    }
+
     #[test]
     fn a_container_s_ipv6_address_mirrors_its_ipv4_one() {
         let v6 = NodeNetworkV6 {

@@ -141,6 +141,38 @@ mod tests {
         assert_eq!(HostGw.mtu(1500), 1500);
     }
 
+    /// A lease exactly as flanneld v0.20.2 (dual stack, host-gw, etcd) created it in a
+    /// mixed lab (2026-12-07): its key and value, read through the store's one decoder,
+    /// routed in both families.
+    #[test]
+    fn a_lease_flanneld_wrote_is_routed_in_both_families() {
+        let keys = weft_model::keys::Keys::new("/coreos.com/network");
+        let entry = weft_model::keys::Entry {
+            key: "/coreos.com/network/subnets/10.244.96.0-24&fd00:10:244:45::-64",
+            value: Some(br#"{"PublicIP":"192.168.77.3","PublicIPv6":"fd00:192:168:77::3","BackendType":"host-gw"}"#),
+            mod_revision: 9,
+            lease: Some(4),
+        };
+        let weft_model::keys::Change::Lease(_, Some(Ok(theirs))) = keys.decode(entry) else {
+            panic!("flannel's lease does not decode");
+        };
+        let mut n = node();
+        n.external.ipv6 = Some("fd00:192:168:77::1/64".parse().unwrap());
+        n.external.network = "192.168.77.0/24".parse().unwrap();
+        n.lease.attrs.public_ip = "192.168.77.1".parse().unwrap();
+        n.lease.ipv6_subnet = Some("fd00:10:244:2a::/64".parse().unwrap());
+        n.lease.attrs.public_ipv6 = Some("fd00:192:168:77::1".parse().unwrap());
+        let plane = HostGw.plan(&n, &[n.lease.clone(), theirs]);
+        let routes: Vec<String> = plane.routes.iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            routes,
+            [
+                "10.244.96.0/24 via 192.168.77.3 dev #7",
+                "fd00:10:244:45::/64 via fd00:192:168:77::3 dev #7"
+            ]
+        );
+    }
+
     /// A dual-stack peer: both families routed via its address of that family; a peer
     /// with no IPv6 address, or off the IPv6 segment, loses only its IPv6 route.
     #[test]
