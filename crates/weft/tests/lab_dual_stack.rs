@@ -93,6 +93,26 @@ fn host_gw_dual_stack_pings_both_families_and_keeps_routes() {
         assert!(keys.contains(&key), "no key {key}:\n{keys}");
     }
 
+    // `ipam show` lists each container's IPv6 address beside its IPv4 one: the address
+    // the plugin's ADD result gave it.
+    let ipam = lab.ok(
+        lab.ctl(&["--lab", &lab.name, "ipam", "show", "-o", "json"]),
+        "ipam show",
+    );
+    let ipam: serde_json::Value = serde_json::from_str(&ipam).unwrap();
+    let listed: Vec<&str> = ipam
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["ipv6_address"].as_str())
+        .collect();
+    for i in 1..=3 {
+        assert!(
+            listed.contains(&container6(&lab, i).as_str()),
+            "c{i}'s IPv6 address in {ipam}"
+        );
+    }
+
     // On the wire: c1's IPv6 packets reach h2 with c1's own address (no NAT between
     // containers), as tcpdump on h2's underlay interface sees them.
     let (c1, c2) = (container6(&lab, 1), container6(&lab, 2));
