@@ -58,6 +58,7 @@ mod tests {
         let cfg = NetworkConfig::parse(json.as_bytes()).unwrap();
         let settings = BackendSettings {
             public_ip: "192.168.1.1".parse().unwrap(),
+            public_ipv6: None,
             tx_checksum_off: false,
             ipip_user_space: true,
         };

@@ -104,6 +104,10 @@ pub struct HostPlan {
     /// Permanent neighbour and FDB entries on the overlay device.
     pub neighbours: Vec<Neighbour>,
     pub fdb: Vec<FdbEntry>,
+    /// The IPv6 underlay's device (dual-stack vxlan), and its entries.
+    pub device6: Option<OverlaySpec>,
+    pub neighbours6: Vec<Neighbour>,
+    pub fdb6: Vec<FdbEntry>,
     /// Named overlay networks with an endpoint here: devices and entries.
     pub segments: Vec<SegmentPlan>,
     pub firewall: FirewallPlan,
@@ -200,6 +204,9 @@ pub fn plan(backend: &dyn Backend, inputs: &HostInputs) -> HostPlan {
         origins,
         neighbours: base.neighbours,
         fdb: base.fdb,
+        device6: backend.overlay6(node),
+        neighbours6: base.neighbours6,
+        fdb6: base.fdb6,
         segments: named.segments,
         firewall: firewall(backend, inputs, named.isolated),
         forward,

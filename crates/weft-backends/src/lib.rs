@@ -32,6 +32,9 @@ pub struct NodeContext {
     pub lease: Lease,
     /// The overlay device's index, once the agent has made it (see [`Backend::overlay`]).
     pub overlay: Option<u32>,
+    /// The IPv6 underlay's device's index, where the backend has one and the agent has
+    /// made it (see [`Backend::overlay6`]).
+    pub overlay6: Option<u32>,
     /// Routes learned over BGP (prefix, next hop), for the bgp backend.
     pub learned: Vec<(ipnet::Ipv4Net, Ipv4Addr)>,
 }
@@ -47,6 +50,9 @@ pub struct BackendPlan {
     pub neighbours: Vec<Neighbour>,
     /// FDB entries on the overlay device.
     pub fdb: Vec<FdbEntry>,
+    /// Neighbour and FDB entries on the IPv6 underlay's device ([`Backend::overlay6`]).
+    pub neighbours6: Vec<Neighbour>,
+    pub fdb6: Vec<FdbEntry>,
     /// The forwarding table of the user-space tunnel, for the backends that run one.
     pub tunnel: Option<weft_tunnel::Table>,
     pub unreachable: Vec<Unreachable>,
@@ -75,6 +81,14 @@ pub trait Backend: Send + Sync {
     /// The overlay device this node needs, if the backend uses one. The agent creates or
     /// repairs it before planning and passes its index in [`NodeContext::overlay`].
     fn overlay(&self, _node: &NodeContext) -> Option<OverlaySpec> {
+        None
+    }
+
+    /// A second device carrying the IPv6 subnets over the IPv6 underlay, where the
+    /// backend keeps one (vxlan in a dual-stack network on a node with a public IPv6
+    /// address: flannel's `flannel-v6.<VNI>`). The agent makes it after [`Backend::overlay`]
+    /// and passes its index in [`NodeContext::overlay6`]; it removes one left over.
+    fn overlay6(&self, _node: &NodeContext) -> Option<OverlaySpec> {
         None
     }
 
@@ -108,6 +122,8 @@ pub trait Backend: Send + Sync {
 #[derive(Debug, Clone)]
 pub struct BackendSettings {
     pub public_ip: Ipv4Addr,
+    /// The node's public IPv6 address in a dual-stack network, if it has one.
+    pub public_ipv6: Option<std::net::Ipv6Addr>,
     /// Turn TX checksum offload off on the overlay device.
     pub tx_checksum_off: bool,
     /// Run IP-in-IP in user space (the kernel has no `ipip` module, or the operator asked).
@@ -166,6 +182,7 @@ pub(crate) mod testing {
     pub fn settings() -> BackendSettings {
         BackendSettings {
             public_ip: "192.168.1.1".parse().unwrap(),
+            public_ipv6: None,
             tx_checksum_off: false,
             ipip_user_space: false,
         }
@@ -189,6 +206,7 @@ pub(crate) mod testing {
             },
             lease: lease("10.244.1.0/24", "192.168.1.1", backend),
             overlay: None,
+            overlay6: None,
             learned: Vec::new(),
         }
     }

@@ -12,12 +12,14 @@
 //! With `DirectRouting` (Calico's `CrossSubnet`), a peer on the same L2 segment gets a
 //! plain route via its public IP instead: no encapsulation where none is needed.
 //!
-//! Dual stack: the same device carries the IPv6 subnets over the IPv4 underlay. Per
-//! remote node with an IPv6 subnet, a permanent neighbour entry maps that subnet's
-//! first address to the same VTEP MAC, and `<remote IPv6 subnet> via <its first
-//! address> dev weft.<VNI> onlink` sends its traffic into the same tunnel (the FDB
-//! entry is shared). With `DirectRouting`, a peer on the same IPv6 segment gets a plain
-//! IPv6 route instead.
+//! Dual stack, flannel's layout: a node with a public IPv6 address also has
+//! `weft-v6.<VNI>` over the IPv6 underlay (its VTEP MAC published as `BackendV6Data`),
+//! and a peer that has one too gets, on that device, a neighbour entry (its IPv6
+//! subnet's first address to its IPv6 VTEP MAC), an FDB entry (that MAC to its public
+//! IPv6 address) and `<IPv6 subnet> via <first address> dev weft-v6.<VNI> onlink`.
+//! Where either node has no IPv6 underlay, the IPv4 device carries the peer's IPv6
+//! subnet instead (its first address resolved to the same VTEP MAC as the IPv4 one).
+//! With `DirectRouting`, a peer on the same IPv6 segment gets a plain IPv6 route.
 
 use std::net::Ipv4Addr;
 
@@ -40,6 +42,9 @@ pub struct Vxlan {
     direct_routing: bool,
     mtu: Option<u32>,
     mac: MacAddr,
+    /// The IPv6 underlay device's VTEP MAC, where the node has one (dual stack and a
+    /// public IPv6 address).
+    mac6: Option<MacAddr>,
     tx_checksum_off: bool,
 }
 
@@ -59,6 +64,11 @@ impl Vxlan {
             direct_routing: o.direct_routing,
             mtu: o.mtu,
             mac: vtep_mac(settings.public_ip, o.vni),
+            mac6: cfg
+                .ipv6
+                .as_ref()
+                .and(settings.public_ipv6)
+                .map(|ip| vtep_mac6(ip, o.vni)),
             tx_checksum_off: settings.tx_checksum_off,
         }
     }
@@ -70,6 +80,40 @@ impl Vxlan {
     pub fn device_name(&self) -> String {
         format!("weft.{}", self.vni)
     }
+
+    /// The IPv6 underlay's device (flannel's `flannel-v6.<VNI>`).
+    pub fn device6_name(&self) -> String {
+        format!("weft-v6.{}", self.vni)
+    }
+}
+
+/// The IPv6 underlay device's VTEP MAC: a function of the node's public IPv6 address
+/// and the VNI only, as the IPv4 one is of its IPv4 address.
+pub fn vtep_mac6(public_ipv6: std::net::Ipv6Addr, vni: u32) -> MacAddr {
+    MacAddr::derived(format!("weft-vtep6 {public_ipv6} {vni}").as_bytes())
+}
+
+/// A peer's IPv6 underlay VTEP, from its lease's `BackendV6Data` (flannel's field).
+pub(crate) fn peer_vtep6(peer: &Lease, vni: u32) -> Result<MacAddr, NoRoute> {
+    let data = &peer.attrs.backend_v6_data;
+    if data.is_null() {
+        return Err(NoRoute::NoVtepMac);
+    }
+    let peer_vni = data
+        .get("VNI")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(DEFAULT_VNI as u64);
+    if peer_vni != vni as u64 {
+        return Err(NoRoute::VniMismatch {
+            peer: peer_vni,
+            ours: vni,
+        });
+    }
+    let mac = data
+        .get("VtepMAC")
+        .and_then(|m| m.as_str())
+        .ok_or(NoRoute::NoVtepMac)?;
+    mac.parse().map_err(NoRoute::BadVtepMac)
 }
 
 /// The VTEP MAC for a node: a function of its public IP and the VNI only.
@@ -106,6 +150,17 @@ impl Backend for Vxlan {
         serde_json::json!({ "VNI": self.vni, "VtepMAC": self.mac.to_string() })
     }
 
+    fn backend_v6_data(&self) -> serde_json::Value {
+        match self.mac6 {
+            Some(mac) => serde_json::json!({ "VNI": self.vni, "VtepMAC": mac.to_string() }),
+            None => serde_json::Value::Null,
+        }
+    }
+
+    fn overlay6(&self, node: &NodeContext) -> Option<OverlaySpec> {
+        self.spec6(node).map(OverlaySpec::Vxlan)
+    }
+
     fn mtu(&self, external_mtu: u32) -> u32 {
         self.mtu
             .unwrap_or(external_mtu - BackendKind::Vxlan.mtu_overhead())
@@ -132,7 +187,7 @@ impl Vxlan {
             name: self.device_name(),
             vni: self.vni,
             port: self.port,
-            local: node.external.addr,
+            local: node.external.addr.into(),
             underlay: node.external.index,
             mac: self.mac,
             mtu: self.mtu(node.external.mtu),
@@ -140,6 +195,27 @@ impl Vxlan {
             proxy: false,
             tx_checksum_off: self.tx_checksum_off,
         }
+    }
+
+    /// The IPv6 underlay's device, where this node has one to make: a dual-stack
+    /// network and a public IPv6 address (flannel's `flannel-v6.<VNI>`, with its MTU
+    /// 20 bytes below the IPv4 device's for the larger outer header).
+    pub fn spec6(&self, node: &NodeContext) -> Option<VxlanSpec> {
+        let mac = self.mac6?;
+        let local = node.lease.attrs.public_ipv6?;
+        node.lease.ipv6_subnet?;
+        Some(VxlanSpec {
+            name: self.device6_name(),
+            vni: self.vni,
+            port: self.port,
+            local: local.into(),
+            underlay: node.external.index,
+            mac,
+            mtu: self.mtu(node.external.mtu) - 20,
+            address: None,
+            proxy: false,
+            tx_checksum_off: self.tx_checksum_off,
+        })
     }
 
     fn plan_vxlan(&self, node: &NodeContext, peers: &[Lease]) -> BackendPlan {
@@ -159,31 +235,7 @@ impl Vxlan {
             if self.direct_routing {
                 if let Ok(route) = direct_route(node, peer) {
                     plane.routes.push(route);
-                    if let (Some(_), Some(v6)) = (node.lease.ipv6_subnet, peer.ipv6_subnet) {
-                        // One L2 hop over IPv4; over IPv6 too where the peer has an
-                        // address there, else its IPv6 subnet goes through the tunnel.
-                        match crate::hostgw::direct_route_v6(node, peer, v6) {
-                            Ok(r) => plane.routes.push(r),
-                            Err(_) => match peer_vtep(peer, self.vni) {
-                                Ok(mac) => {
-                                    let gw6 = v6.network();
-                                    plane.neighbours.push(Neighbour {
-                                        ip: gw6.into(),
-                                        mac,
-                                    });
-                                    plane.fdb.push(FdbEntry {
-                                        mac,
-                                        dst: peer.attrs.public_ip.into(),
-                                    });
-                                    plane.routes.push(Route::onlink(v6, gw6, dev));
-                                }
-                                Err(why) => plane.unreachable.push(Unreachable {
-                                    subnet: v6.into(),
-                                    reason: why.to_string(),
-                                }),
-                            },
-                        }
-                    }
+                    self.plan_v6(node, peer, dev, &mut plane);
                     continue;
                 }
             }
@@ -202,30 +254,70 @@ impl Vxlan {
                         dst: peer.attrs.public_ip.into(),
                     });
                     plane.routes.push(Route::onlink(peer.subnet, gw, dev));
-                    if let (Some(_), Some(v6)) = (node.lease.ipv6_subnet, peer.ipv6_subnet) {
-                        let direct = self
-                            .direct_routing
-                            .then(|| crate::hostgw::direct_route_v6(node, peer, v6).ok())
-                            .flatten();
-                        match direct {
-                            Some(route) => plane.routes.push(route),
-                            None => {
-                                let gw6 = v6.network();
-                                plane.neighbours.push(Neighbour {
-                                    ip: gw6.into(),
-                                    mac,
-                                });
-                                plane.routes.push(Route::onlink(v6, gw6, dev));
-                            }
-                        }
-                    }
+                    self.plan_v6(node, peer, dev, &mut plane);
                 }
             }
         }
+        for list in [&mut plane.neighbours, &mut plane.neighbours6] {
+            list.sort();
+            list.dedup();
+        }
+        for list in [&mut plane.fdb, &mut plane.fdb6] {
+            list.sort();
+            list.dedup();
+        }
         plane.routes.sort();
-        plane.neighbours.sort();
-        plane.fdb.sort();
         plane
+    }
+
+    /// A peer's IPv6 subnet, in a dual-stack network, by the first way that works: a
+    /// plain route on one IPv6 segment (DirectRouting); the IPv6 underlay's devices,
+    /// where both nodes have one (flannel's layout: the peer's `BackendV6Data` names its
+    /// VTEP); else inside the IPv4 device, to the peer's IPv4 VTEP.
+    fn plan_v6(&self, node: &NodeContext, peer: &Lease, dev: u32, plane: &mut BackendPlan) {
+        let (Some(_), Some(v6)) = (node.lease.ipv6_subnet, peer.ipv6_subnet) else {
+            return;
+        };
+        if self.direct_routing {
+            if let Ok(r) = crate::hostgw::direct_route_v6(node, peer, v6) {
+                plane.routes.push(r);
+                return;
+            }
+        }
+        let gw6 = v6.network();
+        if let (Some(dev6), Ok(mac), Some(ip6)) = (
+            node.overlay6,
+            peer_vtep6(peer, self.vni),
+            peer.attrs.public_ipv6,
+        ) {
+            plane.neighbours6.push(Neighbour {
+                ip: gw6.into(),
+                mac,
+            });
+            plane.fdb6.push(FdbEntry {
+                mac,
+                dst: ip6.into(),
+            });
+            plane.routes.push(Route::onlink(v6, gw6, dev6));
+            return;
+        }
+        match peer_vtep(peer, self.vni) {
+            Ok(mac) => {
+                plane.neighbours.push(Neighbour {
+                    ip: gw6.into(),
+                    mac,
+                });
+                plane.fdb.push(FdbEntry {
+                    mac,
+                    dst: peer.attrs.public_ip.into(),
+                });
+                plane.routes.push(Route::onlink(v6, gw6, dev));
+            }
+            Err(why) => plane.unreachable.push(Unreachable {
+                subnet: v6.into(),
+                reason: why.to_string(),
+            }),
+        }
     }
 }
 
@@ -262,6 +354,7 @@ mod tests {
             &cfg,
             &BackendSettings {
                 public_ip: "192.168.1.1".parse().unwrap(),
+                public_ipv6: None,
                 tx_checksum_off: false,
                 ipip_user_space: false,
             },
@@ -280,6 +373,7 @@ mod tests {
             },
             lease: lease("10.244.1.0/24", "192.168.1.1", vtep("192.168.1.1")),
             overlay: Some(9),
+            overlay6: None,
             learned: Vec::new(),
         }
     }
@@ -319,6 +413,77 @@ mod tests {
         );
         assert_eq!(spec.address, Some("10.244.1.0/32".parse().unwrap()));
         assert_eq!(b.backend_data()["VtepMAC"], vtep("192.168.1.1")["VtepMAC"]);
+    }
+
+    /// Dual stack with an IPv6 underlay on both sides (flannel's layout): the peer's
+    /// IPv6 subnet through `weft-v6.1`, to the VTEP its `BackendV6Data` names at its
+    /// public IPv6 address; this node publishes its own.
+    #[test]
+    fn ipv6_underlay_device_in_flannels_layout() {
+        let cfg = NetworkConfig::parse(
+            br#"{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00:10:244::/56","Backend":{"Type":"vxlan"}}"#,
+        )
+        .unwrap();
+        let b = Vxlan::new(
+            &cfg,
+            &BackendSettings {
+                public_ip: "192.168.1.1".parse().unwrap(),
+                public_ipv6: Some("fd00:77::1".parse().unwrap()),
+                tx_checksum_off: false,
+                ipip_user_space: false,
+            },
+        );
+        let mut n = node();
+        n.lease.ipv6_subnet = Some("fd00:10:244:1::/64".parse().unwrap());
+        n.lease.attrs.public_ipv6 = Some("fd00:77::1".parse().unwrap());
+        n.overlay6 = Some(11);
+        let spec = b.spec6(&n).unwrap();
+        assert_eq!(
+            (spec.name.as_str(), spec.local.to_string(), spec.mtu),
+            ("weft-v6.1", "fd00:77::1".to_string(), 1430)
+        );
+        assert_eq!(
+            b.backend_v6_data()["VtepMAC"],
+            vtep_mac6("fd00:77::1".parse().unwrap(), 1).to_string()
+        );
+        let mac6 = vtep_mac6("fd00:77::7".parse().unwrap(), 1);
+        let mut peer = lease("10.244.2.0/24", "192.168.2.7", vtep("192.168.2.7"));
+        peer.ipv6_subnet = Some("fd00:10:244:2::/64".parse().unwrap());
+        peer.attrs.public_ipv6 = Some("fd00:77::7".parse().unwrap());
+        peer.attrs.backend_v6_data = serde_json::json!({"VNI": 1, "VtepMAC": mac6.to_string()});
+        let plane = b.plan(&n, &[n.lease.clone(), peer.clone()]);
+        let routes: Vec<String> = plane.routes.iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            routes,
+            [
+                "10.244.2.0/24 via 10.244.2.0 dev #9 onlink",
+                "fd00:10:244:2::/64 via fd00:10:244:2:: dev #11 onlink"
+            ]
+        );
+        assert_eq!(
+            plane.neighbours6,
+            [Neighbour {
+                ip: "fd00:10:244:2::".parse().unwrap(),
+                mac: mac6
+            }]
+        );
+        assert_eq!(
+            plane.fdb6,
+            [FdbEntry {
+                mac: mac6,
+                dst: "fd00:77::7".parse().unwrap()
+            }]
+        );
+        assert_eq!(plane.neighbours.len(), 1, "only the IPv4 entry on weft.1");
+        // A peer without an IPv6 VTEP (a Weft node with no public IPv6 address): its
+        // IPv6 subnet inside weft.1.
+        peer.attrs.backend_v6_data = serde_json::Value::Null;
+        let plane = b.plan(&n, &[n.lease.clone(), peer]);
+        assert!(plane
+            .routes
+            .iter()
+            .any(|r| r.to_string() == "fd00:10:244:2::/64 via fd00:10:244:2:: dev #9 onlink"));
+        assert!(plane.neighbours6.is_empty() && plane.fdb6.is_empty());
     }
 
     /// Dual stack: the peer's IPv6 subnet through the same device and VTEP (one FDB

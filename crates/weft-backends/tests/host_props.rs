@@ -73,6 +73,7 @@ proptest! {
         ).unwrap();
         let backend = weft_backends::build(&cfg, &BackendSettings {
             public_ip: node_ip(0),
+            public_ipv6: None,
             tx_checksum_off: false,
             ipip_user_space: false,
         });
@@ -89,6 +90,7 @@ proptest! {
             },
             lease: leases[0].clone(),
             overlay: Some(9),
+            overlay6: None,
             learned: Vec::new(),
         };
         let blocks_in = blocks.clone();

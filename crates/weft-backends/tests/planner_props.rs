@@ -51,6 +51,7 @@ fn node(lease: &Lease) -> NodeContext {
         },
         lease: lease.clone(),
         overlay: None,
+        overlay6: None,
         learned: Vec::new(),
     }
 }
@@ -101,6 +102,7 @@ proptest! {
         let standing = screen(&cfg, &leases).standing;
         let settings = BackendSettings {
             public_ip: Ipv4Addr::new(192, 168, 1, 1),
+            public_ipv6: None,
             tx_checksum_off: false,
             ipip_user_space: false,
         };

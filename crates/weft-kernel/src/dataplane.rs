@@ -357,7 +357,7 @@ pub trait Attach:
             name: spec.vxlan(),
             vni: spec.vni,
             port: weft_plan::segment::SEGMENT_PORT,
-            local: spec.local,
+            local: spec.local.into(),
             underlay: spec.underlay,
             mac: MacAddr::derived(format!("{}/{}", spec.vni, spec.local).as_bytes()),
             mtu: spec.mtu,

@@ -18,8 +18,9 @@ pub struct VxlanSpec {
     pub vni: u32,
     /// UDP destination port (8472 as flannel and the kernel default, or 4789).
     pub port: u16,
-    /// The local VTEP address.
-    pub local: Ipv4Addr,
+    /// The local VTEP address: the node's public IPv4 address, or its public IPv6 one
+    /// for the IPv6 underlay's device (flannel's `flannel-v6.<VNI>`).
+    pub local: std::net::IpAddr,
     /// The underlay interface the encapsulated packets leave by.
     pub underlay: u32,
     pub mac: MacAddr,
@@ -131,7 +132,7 @@ pub struct VxlanState {
     pub is_vxlan: bool,
     pub vni: Option<u32>,
     pub port: Option<u16>,
-    pub local: Option<Ipv4Addr>,
+    pub local: Option<std::net::IpAddr>,
     pub underlay: Option<u32>,
     pub learning: Option<bool>,
     pub proxy: Option<bool>,

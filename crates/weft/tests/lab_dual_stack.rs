@@ -202,14 +202,15 @@ fn host_gw_dual_stack_pings_both_families_and_keeps_routes() {
     lab.ping_all(5);
 }
 
-/// vxlan in a dual-stack lab, containers attached routed (Calico's layout): the IPv6
-/// subnets ride the same VXLAN device over the IPv4 underlay, and each container
-/// reaches the others through its link-local IPv6 gateway. Judged on the wire: tcpdump
-/// on h2's underlay interface decodes VXLAN datagrams between the hosts' IPv4 addresses
-/// that carry c1's IPv6 ping to c2.
+/// vxlan in a dual-stack lab, containers attached routed (Calico's layout): every host
+/// has a public IPv6 address, so each also has flannel's second device over the IPv6
+/// underlay (`weft-v6.1`, its VTEP MAC published as `BackendV6Data`), and the IPv6
+/// subnets go through it; each container reaches the others through its link-local
+/// IPv6 gateway. Judged on the wire: tcpdump on h2's underlay interface decodes VXLAN
+/// datagrams between the hosts' IPv6 addresses that carry c1's IPv6 ping to c2.
 #[test]
-fn vxlan_carries_ipv6_over_the_ipv4_underlay() {
-    require_root!("lab_dual_stack::vxlan_carries_ipv6_over_the_ipv4_underlay");
+fn vxlan_carries_ipv6_over_the_ipv6_underlay() {
+    require_root!("lab_dual_stack::vxlan_carries_ipv6_over_the_ipv6_underlay");
     require_tool_here("tcpdump");
     let lab = Lab::up_with(
         "dv",
@@ -239,12 +240,30 @@ fn vxlan_carries_ipv6_over_the_ipv4_underlay() {
         assert_eq!(
             routes
                 .lines()
-                .filter(|l| l.contains("dev weft.1 ") && l.contains("onlink"))
+                .filter(|l| l.contains("dev weft-v6.1 ") && l.contains("onlink"))
                 .count(),
             2,
-            "{h}: both peers' IPv6 subnets through weft.1:\n{routes}"
+            "{h}: both peers' IPv6 subnets through weft-v6.1:\n{routes}"
+        );
+        let dev = text(
+            &lab.exec(h, &["ip", "-d", "link", "show", "weft-v6.1"])
+                .stdout,
+        );
+        assert!(
+            dev.contains(&format!("local fd00:192:168:77::{}", &h[1..]))
+                && dev.contains("mtu 1430"),
+            "{h}'s weft-v6.1 on its IPv6 address, 20 bytes below weft.1: {dev}"
         );
     }
+    let leases = lab.ok(
+        lab.store_cmd(&["store", "ls", "/coreos.com/network/subnets/", "-o", "json"]),
+        "store ls",
+    );
+    assert_eq!(
+        leases.matches("BackendV6Data").count(),
+        3,
+        "every lease names its IPv6 VTEP: {leases}"
+    );
     let (c1, c2) = (container6(&lab, 1), container6(&lab, 2));
     let seen = lab.capture_while_pinging(
         "h2",
@@ -253,8 +272,9 @@ fn vxlan_carries_ipv6_over_the_ipv4_underlay() {
         &c2,
     );
     assert!(
-        seen.contains("192.168.77.1.") && seen.contains(&format!("IP6 {c1} > {c2}: ICMP6")),
-        "c1's IPv6 packet inside a VXLAN datagram from h1's IPv4 address: {seen}"
+        seen.contains("IP6 fd00:192:168:77::1.")
+            && seen.contains(&format!("IP6 {c1} > {c2}: ICMP6")),
+        "c1's IPv6 packet inside a VXLAN datagram from h1's IPv6 address: {seen}"
     );
 
     let before = weft_routes6(&lab, "h3");
@@ -264,6 +284,16 @@ fn vxlan_carries_ipv6_over_the_ipv4_underlay() {
         weft_routes6(&lab, "h3"),
         before,
         "IPv6 routes kept across a restart"
+    );
+    // The device deleted by hand is back, and with it the routes through it.
+    assert!(lab
+        .exec("h3", &["ip", "link", "del", "weft-v6.1"])
+        .status
+        .success());
+    lab.wait_until(
+        "h3's weft-v6.1 to be repaired",
+        Duration::from_secs(10),
+        || weft_routes6(&lab, "h3") == before,
     );
     lab.ping_all(5);
 }

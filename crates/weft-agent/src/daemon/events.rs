@@ -145,7 +145,10 @@ impl Agent {
                     warn!(network = %c.network, backend = %c.backend, "network config changed in a way that needs a restart of every agent; running on the previous one until then");
                     return false;
                 }
-                let backend = weft_backends::build(&c, &self.settings(self.view.attrs.public_ip));
+                let backend = weft_backends::build(
+                    &c,
+                    &self.settings(self.view.attrs.public_ip, self.view.attrs.public_ipv6),
+                );
                 if self.opts.big_tcp && backend.encapsulates() {
                     error!("new network config encapsulates, which --big-tcp cannot carry; keeping the last good one");
                     return false;

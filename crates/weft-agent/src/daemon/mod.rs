@@ -50,7 +50,7 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -233,15 +233,27 @@ pub(crate) struct Agent {
 }
 
 impl Agent {
-    /// The settings the backend is built with, for this node at `public_ip`.
-    fn settings(&self, public_ip: Ipv4Addr) -> BackendSettings {
-        settings(&self.opts, public_ip, self.runtime.ipip_user_space)
+    /// The settings the backend is built with, for this node at `public_ip` (and
+    /// `public_ipv6` in a dual-stack network).
+    fn settings(&self, public_ip: Ipv4Addr, public_ipv6: Option<Ipv6Addr>) -> BackendSettings {
+        settings(
+            &self.opts,
+            public_ip,
+            public_ipv6,
+            self.runtime.ipip_user_space,
+        )
     }
 }
 
-fn settings(opts: &AgentOptions, public_ip: Ipv4Addr, ipip_user_space: bool) -> BackendSettings {
+fn settings(
+    opts: &AgentOptions,
+    public_ip: Ipv4Addr,
+    public_ipv6: Option<Ipv6Addr>,
+    ipip_user_space: bool,
+) -> BackendSettings {
     BackendSettings {
         public_ip,
+        public_ipv6,
         tx_checksum_off: !opts.vxlan_tx_checksum_offload,
         ipip_user_space,
     }

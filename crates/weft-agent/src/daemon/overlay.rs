@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use tracing::{error, info, warn};
-use weft_backends::host::HostPlan;
 use weft_kernel::Dataplane;
 use weft_plan::segment::segment_vni;
 use weft_plan::SegmentPlan;
@@ -43,20 +42,20 @@ impl OverlayManager {
         metrics: &Metrics,
         why: Why,
         device: Option<u32>,
-        plan: &HostPlan,
+        (neighbours, fdb): (&[weft_plan::Neighbour], &[weft_plan::FdbEntry]),
     ) -> bool {
         let Some(index) = device else {
             return false;
         };
         let mut changed = false;
-        match dp.apply_neighbours(index, &plan.neighbours).await {
+        match dp.apply_neighbours(index, neighbours).await {
             Ok(a) => {
                 changed |= count(metrics, &a);
                 log_applied("neighbour", why, &a, None)
             }
             Err(e) => error!(error = %e, "cannot read or change neighbours; will retry"),
         }
-        match dp.apply_fdb(index, &plan.fdb).await {
+        match dp.apply_fdb(index, fdb).await {
             Ok(a) => {
                 changed |= count(metrics, &a);
                 log_applied("fdb entry", why, &a, None)

@@ -12,6 +12,9 @@ use weft_backends::host::Unrouted;
 use weft_plan::{Applied, LinkOutcome};
 
 use super::{Agent, Why};
+
+/// The IPv6 underlay devices' names (`weft-v6.<VNI>`): Weft's own, removed when unplanned.
+const VXLAN6_PREFIX: &str = "weft-v6.";
 use crate::options::IpipMode;
 
 impl Agent {
@@ -27,6 +30,7 @@ impl Agent {
             // Without the device no plan can be right; everything stays as it is.
             return;
         };
+        let device_changed = self.reconcile_overlay6(why).await || device_changed;
         self.check_lease_taken();
         let peers = self.standing_leases();
         let picture = self.picture();
@@ -46,8 +50,24 @@ impl Agent {
         self.reconcile_policy(why);
         let (dp, metrics) = (self.dp.as_ref(), self.metrics.as_ref());
         let entries_changed = (self.overlay)
-            .entries(dp, metrics, why, self.view.node.overlay, &plan)
+            .entries(
+                dp,
+                metrics,
+                why,
+                self.view.node.overlay,
+                (&plan.neighbours, &plan.fdb),
+            )
             .await;
+        let entries_changed = (self.overlay)
+            .entries(
+                dp,
+                metrics,
+                why,
+                self.view.node.overlay6,
+                (&plan.neighbours6, &plan.fdb6),
+            )
+            .await
+            || entries_changed;
         self.firewall
             .ensure_forward(self.dp.as_ref(), &plan.forward);
         let any_named = !self.view.named.networks.is_empty();
@@ -147,8 +167,56 @@ impl Agent {
             };
             warn!(error = %err, "no kernel IP-in-IP here; running IP-in-IP in user space (same packets on the wire)");
             self.runtime.ipip_user_space = true;
-            self.runtime.backend =
-                weft_backends::build(&self.view.config, &self.settings(self.view.attrs.public_ip));
+            self.runtime.backend = weft_backends::build(
+                &self.view.config,
+                &self.settings(self.view.attrs.public_ip, self.view.attrs.public_ipv6),
+            );
+        }
+    }
+
+    /// Makes the IPv6 underlay's device exist where the backend wants one (dual-stack
+    /// vxlan on a node with a public IPv6 address) and records its index; removes one
+    /// left over where it wants none (IPv6 switched off, another backend). Whether
+    /// anything changed. A device that cannot be made leaves the IPv6 subnets to the
+    /// IPv4 device (the plan falls back to it without the index).
+    async fn reconcile_overlay6(&mut self, why: Why) -> bool {
+        self.view.node.overlay6 = None;
+        let Some(spec) = self.runtime.backend.overlay6(&self.view.node) else {
+            let Ok(links) = self.dp.links().await else {
+                return false;
+            };
+            let mut removed = false;
+            for l in links.iter().filter(|l| l.name.starts_with(VXLAN6_PREFIX)) {
+                match self.dp.del_link(l.index).await {
+                    Ok(()) => {
+                        info!(dev = %l.name, "removed the IPv6 underlay's device: no longer planned");
+                        removed = true;
+                    }
+                    Err(e) => {
+                        warn!(dev = %l.name, error = %e, "cannot remove an unplanned overlay device")
+                    }
+                }
+            }
+            return removed;
+        };
+        match self.dp.ensure_overlay(&spec).await {
+            Ok((index, outcome)) => {
+                match &outcome {
+                    LinkOutcome::Unchanged => {}
+                    LinkOutcome::Created if why == Why::Start => {
+                        info!(dev = %spec.name(), mtu = spec.mtu(), "created overlay device")
+                    }
+                    other => {
+                        warn!(dev = %spec.name(), outcome = %other, ?why, "repaired overlay device")
+                    }
+                }
+                self.view.node.overlay6 = Some(index);
+                outcome != LinkOutcome::Unchanged
+            }
+            Err(e) => {
+                error!(dev = %spec.name(), error = %e, "cannot set up the IPv6 underlay's device; IPv6 goes through the IPv4 device meanwhile");
+                false
+            }
         }
     }
 

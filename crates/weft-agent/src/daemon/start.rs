@@ -53,7 +53,14 @@ impl Agent {
         let public_ip = opts.public_ip.unwrap_or(external.addr);
         info!(iface = %external.name, addr = %external.addr, public_ip = %public_ip, mtu = external.mtu, "external interface");
         let ipip_user_space = opts.ipip_mode == IpipMode::UserSpace;
-        let backend = weft_backends::build(&config, &settings(&opts, public_ip, ipip_user_space));
+        let public_ipv6 = match config.ipv6 {
+            None => None,
+            Some(_) => opts.public_ipv6.or(external.ipv6.map(|n| n.addr())),
+        };
+        let backend = weft_backends::build(
+            &config,
+            &settings(&opts, public_ip, public_ipv6, ipip_user_space),
+        );
         let big_tcp = if opts.big_tcp {
             bigtcp::check(backend.as_ref())?;
             bigtcp::enable(dp.as_ref(), &external).await?
@@ -61,10 +68,6 @@ impl Agent {
             None
         };
 
-        let public_ipv6 = match config.ipv6 {
-            None => None,
-            Some(_) => opts.public_ipv6.or(external.ipv6.map(|n| n.addr())),
-        };
         match (&config.ipv6, public_ipv6) {
             (Some(_), Some(ip)) => info!(public_ipv6 = %ip, "dual stack"),
             (Some(_), None) => {
@@ -127,6 +130,7 @@ impl Agent {
                     external,
                     lease,
                     overlay: None,
+                    overlay6: None,
                     learned: Vec::new(),
                 },
                 peers: snapshot.leases.into_iter().map(|l| (l.subnet, l)).collect(),

@@ -74,7 +74,8 @@ impl Agent {
             self.view.node.external = ext;
             return;
         }
-        let backend = weft_backends::build(&self.view.config, &self.settings(public_ip));
+        let backend =
+            weft_backends::build(&self.view.config, &self.settings(public_ip, public_ipv6));
         let attrs = LeaseAttrs {
             public_ip,
             public_ipv6,
@@ -94,6 +95,7 @@ impl Agent {
                     external: ext,
                     lease,
                     overlay: self.view.node.overlay,
+                    overlay6: self.view.node.overlay6,
                     learned: std::mem::take(&mut self.view.node.learned),
                 };
                 self.runtime.backend = backend;

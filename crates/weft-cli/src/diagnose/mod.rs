@@ -307,6 +307,7 @@ async fn data_plane(
     let ipip_user_space = !links.iter().any(|l| l.name == weft_backends::ipip::DEVICE);
     let settings = BackendSettings {
         public_ip,
+        public_ipv6: lease.attrs.public_ipv6,
         // Only the device's name and MTU are judged, not its offloads.
         tx_checksum_off: false,
         ipip_user_space,
@@ -326,6 +327,7 @@ async fn data_plane(
         external,
         lease: lease.clone(),
         overlay: None,
+        overlay6: None,
         // bgp: what the sessions learned is judged apart (every peer's subnet and
         // block must have a route), not planned here.
         learned: Vec::new(),
@@ -333,6 +335,12 @@ async fn data_plane(
     let spec = backend.overlay(&node);
     node.overlay = spec
         .as_ref()
+        .and_then(|s| links.iter().find(|l| l.name == s.name()))
+        .map(|l| l.index);
+    // The IPv6 underlay's device, where the backend has one: the agent plans with its
+    // index when it exists, and falls back to the IPv4 device when it does not.
+    node.overlay6 = backend
+        .overlay6(&node)
         .and_then(|s| links.iter().find(|l| l.name == s.name()))
         .map(|l| l.index);
     // The agent plans with the leases that stand; so does its check.

@@ -163,8 +163,12 @@ pub(super) async fn ensure_vxlan(
 async fn create_vxlan(handle: &Handle, spec: &VxlanSpec) -> Result<Option<u32>, KernelError> {
     let msg = LinkVxlan::new(&spec.name, spec.vni)
         .dev(spec.underlay)
-        .port(spec.port)
-        .local(spec.local)
+        .port(spec.port);
+    let msg = match spec.local {
+        std::net::IpAddr::V4(ip) => msg.local(ip),
+        std::net::IpAddr::V6(ip) => msg.local6(ip),
+    };
+    let msg = msg
         .learning(false)
         .proxy(spec.proxy)
         .mtu(spec.mtu)
@@ -337,7 +341,8 @@ fn vxlan_state(m: &LinkMessage) -> VxlanState {
                                 match v {
                                     InfoVxlan::Id(id) => s.vni = Some(*id),
                                     InfoVxlan::Port(p) => s.port = Some(*p),
-                                    InfoVxlan::Local(ip) => s.local = Some(*ip),
+                                    InfoVxlan::Local(ip) => s.local = Some((*ip).into()),
+                                    InfoVxlan::Local6(ip) => s.local = Some((*ip).into()),
                                     InfoVxlan::Link(l) => s.underlay = Some(*l),
                                     InfoVxlan::Learning(l) => s.learning = Some(*l),
                                     InfoVxlan::Proxy(p) => s.proxy = Some(*p),
