@@ -415,6 +415,41 @@ mod tests {
         assert_eq!(b.backend_data()["VtepMAC"], vtep("192.168.1.1")["VtepMAC"]);
     }
 
+    /// The lease flanneld v0.20.2 (dual stack, vxlan, etcd) wrote in a mixed lab
+    /// (2026-12-07), through the store's decoder: its IPv4 subnet through weft.1 to its
+    /// `BackendData` VTEP, its IPv6 subnet through weft-v6.1 to its `BackendV6Data` VTEP
+    /// at its public IPv6 address.
+    #[test]
+    fn a_dual_stack_lease_flanneld_wrote_uses_both_devices() {
+        let keys = weft_model::keys::Keys::new("/coreos.com/network");
+        let entry = weft_model::keys::Entry {
+            key: "/coreos.com/network/subnets/10.244.10.0-24&fd00:10:244:3f::-64",
+            value: Some(br#"{"PublicIP":"192.168.77.3","PublicIPv6":"fd00:192:168:77::3","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"72:cb:e4:fe:c2:6a"},"BackendV6Data":{"VNI":1,"VtepMAC":"72:cf:5f:a9:dd:91"}}"#),
+            mod_revision: 9,
+            lease: Some(4),
+        };
+        let weft_model::keys::Change::Lease(_, Some(Ok(theirs))) = keys.decode(entry) else {
+            panic!("flannel's lease does not decode");
+        };
+        let b = backend(r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}"#);
+        let mut n = node();
+        n.lease.ipv6_subnet = Some("fd00:10:244:25::/64".parse().unwrap());
+        n.overlay6 = Some(11);
+        let plane = b.plan(&n, &[n.lease.clone(), theirs]);
+        let routes: Vec<String> = plane.routes.iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            routes,
+            [
+                "10.244.10.0/24 via 10.244.10.0 dev #9 onlink",
+                "fd00:10:244:3f::/64 via fd00:10:244:3f:: dev #11 onlink"
+            ]
+        );
+        assert_eq!(plane.fdb[0].mac.to_string(), "72:cb:e4:fe:c2:6a");
+        assert_eq!(plane.fdb[0].dst.to_string(), "192.168.77.3");
+        assert_eq!(plane.fdb6[0].mac.to_string(), "72:cf:5f:a9:dd:91");
+        assert_eq!(plane.fdb6[0].dst.to_string(), "fd00:192:168:77::3");
+    }
+
     /// Dual stack with an IPv6 underlay on both sides (flannel's layout): the peer's
     /// IPv6 subnet through `weft-v6.1`, to the VTEP its `BackendV6Data` names at its
     /// public IPv6 address; this node publishes its own.
