@@ -273,6 +273,9 @@ pub trait Sysctls: Send + Sync {
     /// Turns IPv4 forwarding on; whether it changed anything.
     fn ensure_forwarding(&self) -> Result<bool, KernelError>;
 
+    /// Whether IPv6 forwarding is on (`net.ipv6.conf.all.forwarding`).
+    fn ipv6_forwarding(&self) -> Result<bool, KernelError>;
+
     fn set_link_setting(&self, setting: &LinkSetting) -> Result<(), KernelError>;
 }
 

@@ -893,6 +893,12 @@ impl Sysctls for FakeDataplane {
         Ok(changed)
     }
 
+    fn ipv6_forwarding(&self) -> Result<bool, KernelError> {
+        let mut w = self.world();
+        let file = format!("/proc/sys/{}", crate::sysctl::FORWARDING6);
+        Ok(w.ns(&self.ns).settings.get(&file).is_some_and(|v| v == "1"))
+    }
+
     fn set_link_setting(&self, setting: &LinkSetting) -> Result<(), KernelError> {
         let mut w = self.world();
         let (file, value) = setting_file(setting);

@@ -287,6 +287,12 @@ impl<D: Sysctls + ?Sized> Sysctls for Faulty<D> {
         self.inner.ensure_forwarding()
     }
 
+    fn ipv6_forwarding(&self) -> Result<bool, KernelError> {
+        self.faults
+            .check(FaultOp::Sysctl, "net/ipv6/conf/all/forwarding")?;
+        self.inner.ipv6_forwarding()
+    }
+
     fn set_link_setting(&self, setting: &LinkSetting) -> Result<(), KernelError> {
         self.faults.check(FaultOp::Sysctl, "write setting")?;
         self.inner.set_link_setting(setting)

@@ -33,6 +33,8 @@ pub fn ensure(path: &str, value: &str) -> Result<bool, KernelError> {
 
 /// IPv4 forwarding, which every backend needs on.
 pub const FORWARDING: &str = "net/ipv4/ip_forward";
+/// IPv6 forwarding, which a dual-stack node needs on ([`LinkSetting::Ipv6Forwarding`]).
+pub const FORWARDING6: &str = "net/ipv6/conf/all/forwarding";
 
 /// A sysctl's value, trimmed.
 pub fn read(path: &str) -> Result<String, KernelError> {
@@ -57,7 +59,7 @@ pub fn setting_file(setting: &LinkSetting) -> (String, &'static str) {
         LinkSetting::BridgeCallsIptables => {
             ("/proc/sys/net/bridge/bridge-nf-call-iptables".into(), "1")
         }
-        LinkSetting::Ipv6Forwarding => ("/proc/sys/net/ipv6/conf/all/forwarding".into(), "1"),
+        LinkSetting::Ipv6Forwarding => (format!("/proc/sys/{FORWARDING6}"), "1"),
     }
 }
 

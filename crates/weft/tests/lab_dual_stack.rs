@@ -93,6 +93,13 @@ fn host_gw_dual_stack_pings_both_families_and_keeps_routes() {
         assert!(keys.contains(&key), "no key {key}:\n{keys}");
     }
 
+    // diagnose checks both families' forwarding and finds nothing wrong.
+    let d = lab.ok(lab.store_cmd(&["diagnose", "--host", "h1"]), "diagnose");
+    assert!(
+        d.contains("net.ipv6.conf.all.forwarding = 1") && d.contains("0 problems"),
+        "{d}"
+    );
+
     // `ipam show` lists each container's IPv6 address beside its IPv4 one: the address
     // the plugin's ADD result gave it.
     let ipam = lab.ok(
@@ -275,6 +282,12 @@ fn vxlan_carries_ipv6_over_the_ipv6_underlay() {
         seen.contains("IP6 fd00:192:168:77::1.")
             && seen.contains(&format!("IP6 {c1} > {c2}: ICMP6")),
         "c1's IPv6 packet inside a VXLAN datagram from h1's IPv6 address: {seen}"
+    );
+
+    let d = lab.ok(lab.store_cmd(&["diagnose", "--host", "h2"]), "diagnose");
+    assert!(
+        d.contains("neighbour6") && d.contains("fdb6") && d.contains("0 problems"),
+        "diagnose judges the IPv6 device's entries too: {d}"
     );
 
     let before = weft_routes6(&lab, "h3");

@@ -108,7 +108,7 @@ pub fn findings(f: &Facts) -> Vec<Finding> {
     check_lease(&mut out, f, cfg, lease);
     check_reflectors(&mut out, f, cfg);
     check_agent(&mut out, f);
-    check_host(&mut out, f);
+    check_host(&mut out, f, cfg.ipv6.is_some());
     for u in &f.unreachable {
         out.add(
             Level::Warn,
@@ -132,7 +132,7 @@ pub fn findings_without_store(f: &Facts, store_error: &str) -> Vec<Finding> {
     let mut out = Out(Vec::new());
     out.add(Level::Fail, "store", store_error.to_owned());
     check_agent(&mut out, f);
-    check_host(&mut out, f);
+    check_host(&mut out, f, false);
     match &f.subnet_file.1 {
         Ok(text) => match weft_alloc::hostfiles::subnet_from_env(text) {
             Some(subnet) => out.add(
@@ -158,8 +158,8 @@ pub fn findings_without_store(f: &Facts, store_error: &str) -> Vec<Finding> {
     out.0
 }
 
-/// Forwarding and the firewall table.
-fn check_host(out: &mut Out, f: &Facts) {
+/// Forwarding (of both families in a dual-stack network) and the firewall table.
+fn check_host(out: &mut Out, f: &Facts, dual: bool) {
     match &f.forwarding {
         Ok(true) => out.add(Level::Ok, "forwarding", "net.ipv4.ip_forward = 1"),
         Ok(false) => out.add(
@@ -168,6 +168,17 @@ fn check_host(out: &mut Out, f: &Facts) {
             "net.ipv4.ip_forward = 0: this host forwards no container traffic",
         ),
         Err(e) => out.add(Level::Fail, "forwarding", e.clone()),
+    }
+    if dual {
+        match &f.forwarding6 {
+            Ok(true) => out.add(Level::Ok, "forwarding", "net.ipv6.conf.all.forwarding = 1"),
+            Ok(false) => out.add(
+                Level::Fail,
+                "forwarding",
+                "net.ipv6.conf.all.forwarding = 0: this host forwards no container IPv6 traffic",
+            ),
+            Err(e) => out.add(Level::Fail, "forwarding", e.clone()),
+        }
     }
     match &f.firewall {
         Ok(true) => out.add(Level::Ok, "firewall", "nftables table ip weft is loaded"),
@@ -415,6 +426,7 @@ pub(crate) mod tests {
             health: Some(Ok("ok".into())),
             bgp_status: None,
             forwarding: Ok(true),
+            forwarding6: Ok(true),
             firewall: Ok(true),
             subnet_file: (
                 "/run/flannel/subnet.env".into(),
@@ -432,6 +444,8 @@ pub(crate) mod tests {
                 routes,
                 neighbours: None,
                 fdb: None,
+                neighbours6: None,
+                fdb6: None,
                 segments: vec![],
                 links: vec![LinkInfo {
                     index: 2,

@@ -63,6 +63,9 @@ pub struct KernelState {
     pub routes: Vec<Route>,
     pub neighbours: Option<Vec<Neighbour>>,
     pub fdb: Option<Vec<FdbEntry>>,
+    /// The same on the IPv6 underlay's device (dual-stack vxlan), where it exists.
+    pub neighbours6: Option<Vec<Neighbour>>,
+    pub fdb6: Option<Vec<FdbEntry>>,
     /// For each planned segment, in order: its VXLAN device's neighbour and FDB
     /// entries (`None`: the device is missing).
     pub segments: Vec<Option<(Vec<Neighbour>, Vec<FdbEntry>)>>,
@@ -113,6 +116,8 @@ pub struct Facts {
     /// `/healthz`: `Ok(body)` for 200, `Err(why)` otherwise; `None` when not asked.
     pub health: Option<Seen<String>>,
     pub forwarding: Seen<bool>,
+    /// `net.ipv6.conf.all.forwarding`, judged where the network is dual stack.
+    pub forwarding6: Seen<bool>,
     pub firewall: Seen<bool>,
     pub subnet_file: (PathBuf, Seen<String>),
     /// The bgp backend's status file (`--bgp-status-file`); `None` for other backends.

@@ -102,6 +102,10 @@ pub async fn run_without_store(args: DiagnoseArgs, store_error: String) -> Resul
             k.forwarding()
                 .map_err(|e| Unseen(format!("cannot read net.ipv4.ip_forward: {e}")))
         }),
+        forwarding6: kernel.as_ref().map_err(Clone::clone).and_then(|k| {
+            k.ipv6_forwarding()
+                .map_err(|e| Unseen(format!("cannot read net.ipv6.conf.all.forwarding: {e}")))
+        }),
         firewall: kernel
             .as_ref()
             .map_err(Clone::clone)
@@ -222,6 +226,10 @@ async fn gather(registry: &Registry, args: &DiagnoseArgs, kernel: Seen<&dyn Data
         forwarding: kernel.clone().and_then(|k| {
             k.forwarding()
                 .map_err(|e| Unseen(format!("cannot read net.ipv4.ip_forward: {e}")))
+        }),
+        forwarding6: kernel.clone().and_then(|k| {
+            k.ipv6_forwarding()
+                .map_err(|e| Unseen(format!("cannot read net.ipv6.conf.all.forwarding: {e}")))
         }),
         firewall: kernel.and_then(|k| k.firewall_loaded().map_err(Unseen::of)),
         subnet_file: (
@@ -393,6 +401,13 @@ async fn data_plane(
             ),
             None => (None, None),
         };
+        let (neighbours6, fdb6) = match node.overlay6 {
+            Some(index) => (
+                Some(kernel.neighbours(index).await?),
+                Some(kernel.fdb(index).await?),
+            ),
+            None => (None, None),
+        };
         let mut segments = Vec::new();
         for seg in planned.plan.iter().flat_map(|p| &p.segments) {
             let entries = match links.iter().find(|l| l.name == seg.spec.vxlan()) {
@@ -408,6 +423,8 @@ async fn data_plane(
             routes,
             neighbours,
             fdb,
+            neighbours6,
+            fdb6,
             segments,
             links,
         })

@@ -70,6 +70,18 @@ pub(super) fn check(
             format!("{} dst {}", e.mac, e.dst)
         });
     }
+    if let Some(have) = &kernel.neighbours6 {
+        let changes = plan_neighbours(&plan.neighbours6, have);
+        report_entries(out, "neighbour6", plan.neighbours6.len(), changes, |n| {
+            format!("{} lladdr {}", n.ip, n.mac)
+        });
+    }
+    if let Some(have) = &kernel.fdb6 {
+        let changes = plan_fdb(&plan.fdb6, have);
+        report_entries(out, "fdb6", plan.fdb6.len(), changes, |e| {
+            format!("{} dst {}", e.mac, e.dst)
+        });
+    }
     check_segments(out, plan, kernel);
 }
 

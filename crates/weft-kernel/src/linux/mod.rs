@@ -313,6 +313,10 @@ impl Sysctls for Linux {
         self.in_own_netns(sysctl::ensure_forwarding)?
     }
 
+    fn ipv6_forwarding(&self) -> Result<bool, KernelError> {
+        self.in_own_netns(|| sysctl::read(sysctl::FORWARDING6).map(|v| v == "1"))?
+    }
+
     fn set_link_setting(&self, setting: &LinkSetting) -> Result<(), KernelError> {
         let setting = setting.clone();
         self.in_own_netns(move || sysctl::set_link_setting(&setting))?
