@@ -54,6 +54,7 @@ const RTMGRP_LINK: u32 = 0x1;
 const RTMGRP_NEIGH: u32 = 0x4;
 const RTMGRP_IPV4_IFADDR: u32 = 0x10;
 const RTMGRP_IPV4_ROUTE: u32 = 0x40;
+const RTMGRP_IPV6_ROUTE: u32 = 0x400;
 const IFLA_IFNAME: u16 = 3;
 const NUD_PERMANENT: u16 = 0x80;
 const AF_BRIDGE: u8 = 7;
@@ -162,7 +163,12 @@ fn own_additions_filter() -> [libc::sock_filter; 6] {
 
 fn open() -> io::Result<Socket> {
     let mut socket = Socket::new(NETLINK_ROUTE)?;
-    let groups = RTMGRP_LINK | RTMGRP_NEIGH | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE;
+    // Both families' routes: a dual-stack node's IPv6 routes are Weft's too (events of
+    // other protocols are dropped here, so an IPv4-only node pays nothing for this).
+    // IPv6 address events are left out: every new veth's link-local address would wake
+    // the agent twice; a change of the node's public IPv6 address waits for the resync.
+    let groups =
+        RTMGRP_LINK | RTMGRP_NEIGH | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE;
     socket.bind(&SocketAddr::new(0, groups))?;
     crate::batch::force_rcvbuf(&mut socket, RCVBUF);
     let filter = own_additions_filter();

@@ -130,6 +130,19 @@ fn host_gw_dual_stack_pings_both_families_and_keeps_routes() {
         "c1's IPv6 source kept on the underlay: {seen}"
     );
 
+    // A Weft IPv6 route deleted by hand is back within a second (the agent hears the
+    // kernel's IPv6 route events, not only the resync's).
+    let gone = subnet6_of(&lab, "h2");
+    assert!(lab
+        .exec("h1", &["ip", "-6", "route", "del", &gone])
+        .status
+        .success());
+    lab.wait_until(
+        "h1's IPv6 route to h2 to be repaired",
+        Duration::from_secs(2),
+        || weft_routes6(&lab, "h1").contains(&gone),
+    );
+
     // Out of the cluster over IPv6: the underlay's gateway has no route back to the
     // containers' ULA network, so its answer arrives only because the agent
     // masquerades IPv6 leaving the cluster network (`--ipv6-masq auto`: ULA, with
