@@ -217,9 +217,16 @@ impl Registry {
                 .key
                 .strip_prefix(&self.keys().subnets())
                 .unwrap_or(&kv.key);
-            if let Some((subnet, v6)) = pool::parse_lease_key_name(name) {
-                snap.taken.insert(subnet);
-                snap.taken_v6.extend(v6);
+            match pool::parse_lease_key_name(name) {
+                Some((subnet, v6)) => {
+                    snap.taken.insert(subnet);
+                    snap.taken_v6.extend(v6);
+                }
+                // A key whose IPv6 part cannot be read still takes its IPv4 subnet.
+                None => snap.taken.extend(
+                    name.split_once('&')
+                        .and_then(|(v4, _)| pool::parse_key_name(v4)),
+                ),
             }
             match self.parse_lease(kv) {
                 Ok(l) => snap.leases.push(l),
@@ -333,6 +340,11 @@ impl Registry {
                 .create(&key, &attrs.encode(), Some(store_lease))
                 .await?
             {
+                Some(rev) if candidate_v6.is_some() && self.lost_dual_race(&lease, rev).await? => {
+                    tracing::debug!(key, "another node claimed one of these subnets under another key first; trying others");
+                    let _ = self.store.delete(&key).await;
+                    let _ = self.store.revoke(store_lease).await;
+                }
                 Some(rev) => {
                     lease.mod_revision = rev;
                     return Ok(lease);
@@ -344,6 +356,27 @@ impl Registry {
             }
         }
         Err(AcquireError::Contention(MAX_ATTEMPTS))
+    }
+
+    /// Whether another key, created before ours (at `rev`), holds either of `lease`'s
+    /// subnets. A dual-stack key names both subnets, so two nodes choosing the same IPv4
+    /// subnet with different IPv6 ones (or the reverse) both succeed at create-if-absent:
+    /// the later one gives way, as it would have lost the race for one key.
+    async fn lost_dual_race(&self, lease: &Lease, rev: Revision) -> Result<bool, StoreError> {
+        let ours = self.keys().lease_key(lease);
+        let listing = self.store.list(&self.keys().subnets()).await?;
+        Ok(listing.kvs.iter().any(|kv| {
+            let name = kv
+                .key
+                .strip_prefix(&self.keys().subnets())
+                .unwrap_or(&kv.key);
+            let Some((v4, v6)) = pool::parse_lease_key_name(name) else {
+                return false;
+            };
+            kv.key != ours
+                && kv.create_revision < rev
+                && (v4 == lease.subnet || (v6.is_some() && v6 == lease.ipv6_subnet))
+        }))
     }
 
     /// Takes over a lease that already names this node. `Ok(None)`: it changed under us.

@@ -56,6 +56,15 @@ fn small_config() -> NetworkConfig {
     NetworkConfig::parse(json.as_bytes()).unwrap()
 }
 
+/// The same 8 IPv4 subnets, and 15 IPv6 ones: racing nodes pick the same IPv4 subnet
+/// with different IPv6 ones, under different keys.
+fn small_dual_config() -> NetworkConfig {
+    let json = r#"{"Network":"10.9.0.0/25","SubnetLen":29,"SubnetMin":"10.9.0.8","SubnetMax":"10.9.0.64",
+                   "EnableIPv6":true,"IPv6Network":"fd00:9::/60","IPv6SubnetLen":64,
+                   "Backend":{"Type":"host-gw"}}"#;
+    NetworkConfig::parse(json.as_bytes()).unwrap()
+}
+
 /// Child mode: claim one subnet and print it (or the error) on stdout.
 #[tokio::test]
 async fn claim_child() {
@@ -63,23 +72,31 @@ async fn claim_child() {
         return;
     };
     let i: u8 = std::env::var("WEFT_CLAIM_INDEX").unwrap().parse().unwrap();
-    let reg = Registry::new(open(&spec).await, "/race");
-    match reg
-        .acquire(&small_config(), &attrs(i), Previous::default(), TTL)
-        .await
-    {
-        Ok(l) => println!("CLAIMED {}", l.subnet),
+    let dual = std::env::var("WEFT_CLAIM_DUAL").is_ok();
+    let (prefix, cfg) = match dual {
+        false => ("/race", small_config()),
+        true => ("/race6", small_dual_config()),
+    };
+    let reg = Registry::new(open(&spec).await, prefix);
+    match reg.acquire(&cfg, &attrs(i), Previous::default(), TTL).await {
+        Ok(l) => match l.ipv6_subnet {
+            None => println!("CLAIMED {}", l.subnet),
+            Some(v6) => println!("CLAIMED {} {v6}", l.subnet),
+        },
         Err(AcquireError::Exhausted { .. }) => println!("EXHAUSTED"),
         Err(e) => println!("ERROR {e}"),
     }
 }
 
-fn race(spec: &str, processes: u8) -> (Vec<Ipv4Net>, usize) {
+fn race(spec: &str, processes: u8, dual: bool) -> (Vec<(Ipv4Net, Option<String>)>, usize) {
     let exe = std::env::current_exe().unwrap();
     let children: Vec<_> = (1..=processes)
         .map(|i| {
-            Command::new(&exe)
-                .args(["--exact", "claim_child", "--nocapture", "--test-threads=1"])
+            let mut c = Command::new(&exe);
+            if dual {
+                c.env("WEFT_CLAIM_DUAL", "1");
+            }
+            c.args(["--exact", "claim_child", "--nocapture", "--test-threads=1"])
                 .env("WEFT_CLAIM_CHILD", spec)
                 .env("WEFT_CLAIM_INDEX", i.to_string())
                 .stdout(std::process::Stdio::piped())
@@ -99,7 +116,11 @@ fn race(spec: &str, processes: u8) -> (Vec<Ipv4Net>, usize) {
             })
             .unwrap_or_else(|| panic!("child printed nothing useful: {out}"));
         match verdict.strip_prefix("CLAIMED ") {
-            Some(subnet) => claimed.push(subnet.trim().parse().unwrap()),
+            Some(rest) => {
+                let mut words = rest.split_whitespace();
+                let v4 = words.next().unwrap().parse().unwrap();
+                claimed.push((v4, words.next().map(String::from)));
+            }
             None if verdict == "EXHAUSTED" => exhausted += 1,
             None => panic!("child failed: {verdict}"),
         }
@@ -111,12 +132,31 @@ async fn racing_processes_never_share(spec: &str) {
     let reg = Registry::new(open(spec).await, "/race");
     reg.put_config(&small_config()).await.unwrap();
     // 12 processes for 8 subnets: exactly 8 win, all distinct, 4 are told the pool is full.
-    let (claimed, exhausted) = race(spec, 12);
-    let distinct: HashSet<_> = claimed.iter().collect();
+    let (claimed, exhausted) = race(spec, 12, false);
+    let distinct: HashSet<_> = claimed.iter().map(|c| c.0).collect();
     assert_eq!(
         distinct.len(),
         claimed.len(),
         "two processes got one subnet: {claimed:?}"
+    );
+    assert_eq!((claimed.len(), exhausted), (8, 4));
+    assert_eq!(reg.leases().await.unwrap().leases.len(), 8);
+
+    // Dual stack: each key names both subnets, so racing creates of one IPv4 subnet with
+    // different IPv6 ones both succeed; the later one must give way. Still exactly 8
+    // winners, no IPv4 and no IPv6 subnet twice, one key each.
+    let reg = Registry::new(open(spec).await, "/race6");
+    reg.put_config(&small_dual_config()).await.unwrap();
+    let (claimed, exhausted) = race(spec, 12, true);
+    let v4: HashSet<_> = claimed.iter().map(|c| c.0).collect();
+    let v6: HashSet<_> = claimed
+        .iter()
+        .map(|c| c.1.clone().expect("an IPv6 subnet"))
+        .collect();
+    assert_eq!(
+        (v4.len(), v6.len()),
+        (claimed.len(), claimed.len()),
+        "{claimed:?}"
     );
     assert_eq!((claimed.len(), exhausted), (8, 4));
     assert_eq!(reg.leases().await.unwrap().leases.len(), 8);
