@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering;
 
 use ipnet::Ipv4Net;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 use weft_alloc::address::AddressClaim;
 use weft_alloc::registry::{entry, Change, Entry};
 use weft_alloc::{Lease, NetworkConfig};
@@ -60,7 +60,25 @@ impl Agent {
                 warn!(key, reason = %e, "skipping unreadable lease; keeping the previous value");
                 false
             }
-            Change::Lease(subnet, None) => self.on_lease_deleted(subnet).await,
+            Change::Lease(subnet, None) => {
+                // A dual-stack key names both subnets: a deleted key that is not the one
+                // this subnet's lease is held under (a racing claim that gave way) takes
+                // nothing away.
+                let deleted = key
+                    .strip_prefix(&self.registry.keys().subnets())
+                    .and_then(weft_model::pool::parse_lease_key_name)
+                    .map(|(_, v6)| v6);
+                match self.view.peers.get(&subnet) {
+                    Some(held) if deleted.is_some_and(|v6| v6 != held.ipv6_subnet) => {
+                        debug!(
+                            key,
+                            "a key of this subnet other than its lease's was deleted"
+                        );
+                        false
+                    }
+                    _ => self.on_lease_deleted(subnet).await,
+                }
+            }
             Change::Address(ip, Some(Ok(c))) => self.on_address(ip, Some(c)),
             Change::Address(_, Some(Err(_))) => {
                 warn!(key, "ignoring an unreadable address claim");
@@ -172,6 +190,17 @@ impl Agent {
     pub(super) fn on_lease(&mut self, lease: Lease) -> bool {
         {
             {
+                if let Some(held) = self.view.peers.get(&lease.subnet) {
+                    if held.ipv6_subnet != lease.ipv6_subnet
+                        && held.mod_revision < lease.mod_revision
+                    {
+                        // Another key for the same IPv4 subnet (two nodes racing with
+                        // different IPv6 subnets): the later one gives way and deletes
+                        // its key (`Registry::acquire`); the lease held stays.
+                        debug!(subnet = %lease.subnet, "a second key for a subnet already leased; keeping the first");
+                        return false;
+                    }
+                }
                 if lease.subnet == self.view.node.lease.subnet {
                     if lease.attrs != self.view.attrs {
                         warn!(subnet = %lease.subnet, public_ip = %lease.attrs.public_ip, "our subnet's lease was overwritten by another writer");
@@ -179,8 +208,12 @@ impl Agent {
                     self.view.node.lease.mod_revision = lease.mod_revision;
                     self.view.node.lease.store_lease = lease.store_lease;
                 }
-                let changed =
-                    self.view.peers.get(&lease.subnet).map(|l| &l.attrs) != Some(&lease.attrs);
+                let changed = self
+                    .view
+                    .peers
+                    .get(&lease.subnet)
+                    .map(|l| (&l.attrs, l.ipv6_subnet))
+                    != Some((&lease.attrs, lease.ipv6_subnet));
                 if changed {
                     info!(subnet = %lease.subnet, public_ip = %lease.attrs.public_ip, backend = %lease.attrs.backend_type, "peer lease");
                 }

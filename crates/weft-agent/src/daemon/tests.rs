@@ -881,3 +881,44 @@ async fn policy_rules_follow_the_store_keep_on_refusal_and_survive_a_restart() {
     // A restart renders the same table and loads nothing.
     rig.assert_restart_changes_nothing().await;
 }
+
+/// Two dual-stack keys for one IPv4 subnet (two nodes raced with different IPv6
+/// subnets): the later key neither replaces the lease held nor, when it is deleted as
+/// the loser gives way, takes the held lease's route away.
+#[tokio::test]
+async fn a_racing_second_key_for_a_subnet_changes_nothing() {
+    let mut rig = Rig::new(HOST_GW).await;
+    rig.agent.reconcile(Why::Start).await;
+    let store = rig.registry.store().clone();
+    let put = |key: &'static str, ip: &'static str| {
+        let store = store.clone();
+        async move {
+            let value = format!(r#"{{"PublicIP":"{ip}","BackendType":"host-gw"}}"#);
+            store.put(key, value.as_bytes(), None).await.unwrap();
+            store.get(key).await.unwrap().unwrap()
+        }
+    };
+    let first = "/coreos.com/network/subnets/10.244.200.0-24&fd00:10:244:c8::-64";
+    let second = "/coreos.com/network/subnets/10.244.200.0-24&fd00:10:244:c9::-64";
+    let kv = put(first, "192.168.1.2").await;
+    assert!(rig.agent.on_event(WatchEvent::Put(kv)).await);
+    rig.agent.reconcile(Why::Store).await;
+    let route = rig
+        .route_to("10.244.200.0/24")
+        .expect("the first key's route");
+    let kv = put(second, "192.168.1.3").await;
+    assert!(
+        !rig.agent.on_event(WatchEvent::Put(kv)).await,
+        "the second key is not taken"
+    );
+    assert!(
+        !rig.delete_key(second.to_owned()).await,
+        "its deletion takes nothing away"
+    );
+    rig.agent.reconcile(Why::Store).await;
+    assert_eq!(rig.route_to("10.244.200.0/24"), Some(route));
+    // The first key's own deletion still removes the route.
+    assert!(rig.delete_key(first.to_owned()).await);
+    rig.agent.reconcile(Why::Store).await;
+    assert_eq!(rig.route_to("10.244.200.0/24"), None);
+}
