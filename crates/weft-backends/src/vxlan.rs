@@ -95,25 +95,10 @@ pub fn vtep_mac6(public_ipv6: std::net::Ipv6Addr, vni: u32) -> MacAddr {
 
 /// A peer's IPv6 underlay VTEP, from its lease's `BackendV6Data` (flannel's field).
 pub(crate) fn peer_vtep6(peer: &Lease, vni: u32) -> Result<MacAddr, NoRoute> {
-    let data = &peer.attrs.backend_v6_data;
-    if data.is_null() {
-        return Err(NoRoute::NoVtepMac);
+    match &peer.attrs.backend_v6_data {
+        serde_json::Value::Null => Err(NoRoute::NoVtepMac),
+        data => vtep_in(data, vni),
     }
-    let peer_vni = data
-        .get("VNI")
-        .and_then(|v| v.as_u64())
-        .unwrap_or(DEFAULT_VNI as u64);
-    if peer_vni != vni as u64 {
-        return Err(NoRoute::VniMismatch {
-            peer: peer_vni,
-            ours: vni,
-        });
-    }
-    let mac = data
-        .get("VtepMAC")
-        .and_then(|m| m.as_str())
-        .ok_or(NoRoute::NoVtepMac)?;
-    mac.parse().map_err(NoRoute::BadVtepMac)
 }
 
 /// The VTEP MAC for a node: a function of its public IP and the VNI only.
@@ -123,7 +108,12 @@ pub fn vtep_mac(public_ip: Ipv4Addr, vni: u32) -> MacAddr {
 
 /// A peer's VTEP, from its lease's backend data.
 pub(crate) fn peer_vtep(peer: &Lease, vni: u32) -> Result<MacAddr, NoRoute> {
-    let data = &peer.attrs.backend_data;
+    vtep_in(&peer.attrs.backend_data, vni)
+}
+
+/// The VTEP MAC a lease's backend data (`{"VNI":…,"VtepMAC":…}`, flannel's) names, for
+/// a device on `vni`.
+fn vtep_in(data: &serde_json::Value, vni: u32) -> Result<MacAddr, NoRoute> {
     let peer_vni = data
         .get("VNI")
         .and_then(|v| v.as_u64())

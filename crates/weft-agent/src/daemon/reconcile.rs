@@ -147,15 +147,7 @@ impl Agent {
             };
             let err = match self.ensure_overlay(&spec).await {
                 Ok((index, outcome)) => {
-                    match &outcome {
-                        LinkOutcome::Unchanged => {}
-                        LinkOutcome::Created if why == Why::Start => {
-                            info!(dev = %spec.name(), mtu = spec.mtu(), "created overlay device")
-                        }
-                        other => {
-                            warn!(dev = %spec.name(), outcome = %other, ?why, "repaired overlay device")
-                        }
-                    }
+                    log_device(&spec, &outcome, why);
                     self.view.node.overlay = Some(index);
                     return Some(outcome != LinkOutcome::Unchanged);
                 }
@@ -201,15 +193,7 @@ impl Agent {
         };
         match self.dp.ensure_overlay(&spec).await {
             Ok((index, outcome)) => {
-                match &outcome {
-                    LinkOutcome::Unchanged => {}
-                    LinkOutcome::Created if why == Why::Start => {
-                        info!(dev = %spec.name(), mtu = spec.mtu(), "created overlay device")
-                    }
-                    other => {
-                        warn!(dev = %spec.name(), outcome = %other, ?why, "repaired overlay device")
-                    }
-                }
+                log_device(&spec, &outcome, why);
                 self.view.node.overlay6 = Some(index);
                 outcome != LinkOutcome::Unchanged
             }
@@ -316,6 +300,17 @@ impl Agent {
             policy: self.policy.loaded_fingerprint().map(str::to_owned),
         };
         self.status.offer(&self.view.node.lease, status);
+    }
+}
+
+/// Says what making an overlay device take: its creation at start, a repair later.
+fn log_device(spec: &weft_plan::OverlaySpec, outcome: &LinkOutcome, why: Why) {
+    match outcome {
+        LinkOutcome::Unchanged => {}
+        LinkOutcome::Created if why == Why::Start => {
+            info!(dev = %spec.name(), mtu = spec.mtu(), "created overlay device")
+        }
+        other => warn!(dev = %spec.name(), outcome = %other, ?why, "repaired overlay device"),
     }
 }
 
