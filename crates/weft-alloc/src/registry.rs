@@ -96,6 +96,25 @@ impl From<Option<Ipv4Net>> for Previous {
     }
 }
 
+/// flannel's choice of a subnet, for either family: `previous` where the config hands
+/// it out and nobody holds it, else one at random among the first free ones; `None`
+/// when none is free.
+fn choose<T: Copy + Eq + std::hash::Hash>(
+    previous: Option<T>,
+    handed_out: impl Fn(&T) -> bool,
+    taken: &HashSet<T>,
+    all: impl Iterator<Item = T>,
+) -> Option<T> {
+    if let Some(p) = previous.filter(|p| handed_out(p) && !taken.contains(p)) {
+        return Some(p);
+    }
+    let free: Vec<T> = all
+        .filter(|s| !taken.contains(s))
+        .take(RANDOM_WINDOW)
+        .collect();
+    free.choose(&mut rand::rng()).copied()
+}
+
 /// A lease key whose value could not be read; reported, never acted on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Skipped {
@@ -280,52 +299,32 @@ impl Registry {
             let candidate_v6 = match &cfg.ipv6 {
                 None => None,
                 Some(v6) => Some(
-                    match previous
-                        .v6
-                        .filter(|p| v6.contains(p) && !snap.taken_v6.contains(p))
-                    {
-                        Some(p) => p,
-                        None => {
-                            let free: Vec<Ipv6Net> = v6
-                                .subnets()
-                                .filter(|s| !snap.taken_v6.contains(s))
-                                .take(RANDOM_WINDOW)
-                                .collect();
-                            *free
-                                .choose(&mut rand::rng())
-                                .ok_or(AcquireError::ExhaustedV6 {
-                                    size: v6.size(),
-                                    len: v6.subnet_len,
-                                    min: v6.subnet_min,
-                                    max: v6.subnet_max,
-                                })?
-                        }
-                    },
+                    choose(
+                        previous.v6,
+                        |p| v6.contains(p),
+                        &snap.taken_v6,
+                        v6.subnets(),
+                    )
+                    .ok_or(AcquireError::ExhaustedV6 {
+                        size: v6.size(),
+                        len: v6.subnet_len,
+                        min: v6.subnet_min,
+                        max: v6.subnet_max,
+                    })?,
                 ),
             };
-            let candidate = match previous
-                .v4
-                .filter(|p| pool::contains(cfg, p) && !snap.taken.contains(p))
-            {
-                Some(p) => p,
-                None => {
-                    let free: Vec<Ipv4Net> = pool::subnets(cfg)
-                        .filter(|s| !snap.taken.contains(s))
-                        .take(RANDOM_WINDOW)
-                        .collect();
-                    match free.choose(&mut rand::rng()) {
-                        Some(s) => *s,
-                        None => {
-                            return Err(AcquireError::Exhausted {
-                                size: pool::size(cfg),
-                                len: cfg.subnet_len,
-                                min: cfg.subnet_min,
-                                max: cfg.subnet_max,
-                            })
-                        }
-                    }
-                }
-            };
+            let candidate = choose(
+                previous.v4,
+                |p| pool::contains(cfg, p),
+                &snap.taken,
+                pool::subnets(cfg),
+            )
+            .ok_or(AcquireError::Exhausted {
+                size: pool::size(cfg),
+                len: cfg.subnet_len,
+                min: cfg.subnet_min,
+                max: cfg.subnet_max,
+            })?;
             let store_lease = self.store.grant(ttl).await?;
             let mut lease = Lease {
                 subnet: candidate,

@@ -391,7 +391,8 @@ mod tests {
         );
         assert_eq!(b.mtu(1500), 1450);
         assert_eq!(b.backend_data()["VNI"], 1);
-        let far_mac = crate::vxlan::vtep_mac("172.16.0.3".parse().unwrap(), 1);
+        let far_mac =
+            crate::vxlan::vtep_mac("172.16.0.3".parse::<std::net::Ipv4Addr>().unwrap(), 1);
         let mut far = lease("10.244.3.0/24", "172.16.0.3", "bgp");
         far.attrs.backend_data = serde_json::json!({"VNI": 1, "VtepMAC": far_mac.to_string()});
         let peers = [lease("10.244.2.0/24", "192.168.1.2", "bgp"), far];

@@ -104,8 +104,8 @@ pub struct HostPlan {
     /// Permanent neighbour and FDB entries on the overlay device.
     pub neighbours: Vec<Neighbour>,
     pub fdb: Vec<FdbEntry>,
-    /// The IPv6 underlay's device (dual-stack vxlan), and its entries.
-    pub device6: Option<OverlaySpec>,
+    /// Neighbour and FDB entries on the IPv6 underlay's device (dual-stack vxlan; the
+    /// agent makes the device itself from [`crate::Backend::overlay6`]).
     pub neighbours6: Vec<Neighbour>,
     pub fdb6: Vec<FdbEntry>,
     /// Named overlay networks with an endpoint here: devices and entries.
@@ -204,7 +204,6 @@ pub fn plan(backend: &dyn Backend, inputs: &HostInputs) -> HostPlan {
         origins,
         neighbours: base.neighbours,
         fdb: base.fdb,
-        device6: backend.overlay6(node),
         neighbours6: base.neighbours6,
         fdb6: base.fdb6,
         segments: named.segments,

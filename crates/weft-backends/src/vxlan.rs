@@ -21,7 +21,7 @@
 //! subnet instead (its first address resolved to the same VTEP MAC as the IPv4 one).
 //! With `DirectRouting`, a peer on the same IPv6 segment gets a plain IPv6 route.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use weft_model::backend_options::VxlanOptions;
 use weft_model::{BackendKind, Lease, NetworkConfig};
@@ -68,7 +68,7 @@ impl Vxlan {
                 .ipv6
                 .as_ref()
                 .and(settings.public_ipv6)
-                .map(|ip| vtep_mac6(ip, o.vni)),
+                .map(|ip| vtep_mac(ip, o.vni)),
             tx_checksum_off: settings.tx_checksum_off,
         }
     }
@@ -87,23 +87,15 @@ impl Vxlan {
     }
 }
 
-/// The IPv6 underlay device's VTEP MAC: a function of the node's public IPv6 address
-/// and the VNI only, as the IPv4 one is of its IPv4 address.
-pub fn vtep_mac6(public_ipv6: std::net::Ipv6Addr, vni: u32) -> MacAddr {
-    MacAddr::derived(format!("weft-vtep6 {public_ipv6} {vni}").as_bytes())
-}
-
 /// A peer's IPv6 underlay VTEP, from its lease's `BackendV6Data` (flannel's field).
 pub(crate) fn peer_vtep6(peer: &Lease, vni: u32) -> Result<MacAddr, NoRoute> {
-    match &peer.attrs.backend_v6_data {
-        serde_json::Value::Null => Err(NoRoute::NoVtepMac),
-        data => vtep_in(data, vni),
-    }
+    vtep_in(&peer.attrs.backend_v6_data, vni)
 }
 
-/// The VTEP MAC for a node: a function of its public IP and the VNI only.
-pub fn vtep_mac(public_ip: Ipv4Addr, vni: u32) -> MacAddr {
-    MacAddr::derived(format!("weft-vtep {public_ip} {vni}").as_bytes())
+/// The VTEP MAC for a device on a node's public address (IPv4, or IPv6 for the IPv6
+/// underlay's device): a function of that address and the VNI only.
+pub fn vtep_mac(public_ip: impl Into<IpAddr>, vni: u32) -> MacAddr {
+    MacAddr::derived(format!("weft-vtep {} {vni}", public_ip.into()).as_bytes())
 }
 
 /// A peer's VTEP, from its lease's backend data.
@@ -335,7 +327,7 @@ mod tests {
     }
 
     fn vtep(ip: &str) -> serde_json::Value {
-        serde_json::json!({"VNI": 1, "VtepMAC": vtep_mac(ip.parse().unwrap(), 1).to_string()})
+        serde_json::json!({"VNI": 1, "VtepMAC": vtep_mac(ip.parse::<IpAddr>().unwrap(), 1).to_string()})
     }
 
     fn backend(json: &str) -> Vxlan {
@@ -377,7 +369,7 @@ mod tests {
             lease("10.244.2.0/24", "192.168.2.7", vtep("192.168.2.7")),
         ];
         let plane = b.plan(&n, &peers);
-        let mac = vtep_mac("192.168.2.7".parse().unwrap(), 1);
+        let mac = vtep_mac("192.168.2.7".parse::<IpAddr>().unwrap(), 1);
         assert_eq!(
             plane.neighbours,
             [Neighbour {
@@ -469,9 +461,9 @@ mod tests {
         );
         assert_eq!(
             b.backend_v6_data()["VtepMAC"],
-            vtep_mac6("fd00:77::1".parse().unwrap(), 1).to_string()
+            vtep_mac("fd00:77::1".parse::<IpAddr>().unwrap(), 1).to_string()
         );
-        let mac6 = vtep_mac6("fd00:77::7".parse().unwrap(), 1);
+        let mac6 = vtep_mac("fd00:77::7".parse::<IpAddr>().unwrap(), 1);
         let mut peer = lease("10.244.2.0/24", "192.168.2.7", vtep("192.168.2.7"));
         peer.ipv6_subnet = Some("fd00:10:244:2::/64".parse().unwrap());
         peer.attrs.public_ipv6 = Some("fd00:77::7".parse().unwrap());
@@ -531,7 +523,7 @@ mod tests {
                 "fd00:10:244:2::/64 via fd00:10:244:2:: dev #9 onlink"
             ]
         );
-        let mac = vtep_mac("192.168.1.7".parse().unwrap(), 1);
+        let mac = vtep_mac("192.168.1.7".parse::<IpAddr>().unwrap(), 1);
         let ips: Vec<String> = plane.neighbours.iter().map(|x| x.ip.to_string()).collect();
         assert_eq!(ips, ["10.244.2.0", "fd00:10:244:2::"]);
         assert!(plane.neighbours.iter().all(|x| x.mac == mac));
@@ -618,12 +610,12 @@ mod tests {
     #[test]
     fn mac_is_stable_and_mtu_configurable() {
         assert_eq!(
-            vtep_mac("10.0.0.1".parse().unwrap(), 1),
-            vtep_mac("10.0.0.1".parse().unwrap(), 1)
+            vtep_mac("10.0.0.1".parse::<IpAddr>().unwrap(), 1),
+            vtep_mac("10.0.0.1".parse::<IpAddr>().unwrap(), 1)
         );
         assert_ne!(
-            vtep_mac("10.0.0.1".parse().unwrap(), 1),
-            vtep_mac("10.0.0.1".parse().unwrap(), 2)
+            vtep_mac("10.0.0.1".parse::<IpAddr>().unwrap(), 1),
+            vtep_mac("10.0.0.1".parse::<IpAddr>().unwrap(), 2)
         );
         let b = backend(r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","MTU":1400}}"#);
         assert_eq!(b.mtu(9000), 1400);

@@ -70,14 +70,10 @@ pub fn run(cmd: IpamCmd, lab: Option<&str>) -> Result<i32, crate::CliError> {
     };
     let json = json || output == crate::output::Output::Json;
     let nodes: Vec<(String, PathBuf, PathBuf)> = match lab {
-        Some(name) => {
-            let dirs = crate::lab_host_paths(name, |s, i| s.cni_data_dir(i))?;
-            let files = crate::lab_host_paths(name, |s, i| s.subnet_file(i))?;
-            dirs.into_iter()
-                .zip(files)
-                .map(|((node, dir), (_, file))| (node, dir, file))
-                .collect()
-        }
+        Some(name) => crate::lab_host_paths(name, |s, i| (s.cni_data_dir(i), s.subnet_file(i)))?
+            .into_iter()
+            .map(|(node, (dir, file))| (node, dir, file))
+            .collect(),
         None => vec![("local".into(), data_dir, subnet_file)],
     };
     let mut rows = Vec::new();

@@ -283,10 +283,10 @@ fn use_lab_store(name: &str, store: &mut StoreOptions) -> Result<Option<i32>, Cl
 }
 
 /// One path per host of lab `name`, labelled `h<i>`: `path` says which file or folder.
-pub(crate) fn lab_host_paths(
+pub(crate) fn lab_host_paths<T>(
     name: &str,
-    path: impl Fn(&weft_lab::LabState, u32) -> std::path::PathBuf,
-) -> Result<Vec<(String, std::path::PathBuf)>, CliError> {
+    path: impl Fn(&weft_lab::LabState, u32) -> T,
+) -> Result<Vec<(String, T)>, CliError> {
     let state = weft_lab::LabState::load(name)?;
     Ok(state
         .hosts

@@ -7,7 +7,7 @@
 //! view of it ([`Dataplane::enter`]). The plugin hands in the Linux one; the tests the
 //! in-memory fake, so attach and detach are tested without root.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -270,56 +270,59 @@ async fn configure_container(ctr: &dyn Attach, req: &Request<'_>) -> CniResult<L
     ctr.set_link(index, up)
         .await
         .map_err(doing(format!("cannot bring {ifname} up")))?;
-    let (address, gateway) = match req.mode {
-        Mode::Bridge => (req.address, req.gateway.addr()),
-        Mode::Routed => (Ipv4Net::from(req.address.addr()), ROUTED_GATEWAY),
+    let routed = req.mode == Mode::Routed;
+    let v4 = match req.mode {
+        Mode::Bridge => (IpNet::V4(req.address), req.gateway.addr().into()),
+        Mode::Routed => (IpNet::V4(req.address.addr().into()), ROUTED_GATEWAY.into()),
     };
-    ctr.ensure_address(index, address.into())
-        .await
-        .map_err(doing(format!("cannot add {address} to {ifname}")))?;
-    if req.mode == Mode::Routed {
-        // The gateway's MAC is fixed: a permanent entry spares the container an ARP
-        // that only proxy ARP (and a host route to 169.254.1.1) could answer.
-        let gw = Neighbour {
-            ip: ROUTED_GATEWAY.into(),
-            mac: ROUTED_HOST_MAC,
-        };
-        ctr.add_neighbour(index, gw)
-            .await
-            .map_err(doing("cannot add the neighbour entry for 169.254.1.1"))?;
-        ctr.add_route(&Route::device(Ipv4Net::from(ROUTED_GATEWAY), index))
-            .await
-            .map_err(doing("cannot add the route to 169.254.1.1"))?;
-    }
-    ctr.add_route(&Route::via(Ipv4Net::default(), gateway, index))
-        .await
-        .map_err(doing(format!("cannot add the default route via {gateway}")))?;
-    if let Some(v6) = req.ipv6 {
-        let (address, gw) = match req.mode {
-            Mode::Bridge => (v6.address, v6.gateway.addr()),
-            Mode::Routed => (Ipv6Net::from(v6.address.addr()), ROUTED_GATEWAY6),
-        };
-        ctr.ensure_address(index, address.into())
-            .await
-            .map_err(doing(format!("cannot add {address} to {ifname}")))?;
-        if req.mode == Mode::Routed {
-            // As for IPv4: the gateway's MAC is fixed, so no neighbour discovery waits.
-            let entry = Neighbour {
-                ip: ROUTED_GATEWAY6.into(),
-                mac: ROUTED_HOST_MAC,
-            };
-            ctr.add_neighbour(index, entry)
-                .await
-                .map_err(doing(format!("cannot add the neighbour entry for {gw}")))?;
-            ctr.add_route(&Route::device(Ipv6Net::from(gw), index))
-                .await
-                .map_err(doing(format!("cannot add the route to {gw}")))?;
-        }
-        ctr.add_route(&Route::via(Ipv6Net::default(), gw, index))
-            .await
-            .map_err(doing(format!("cannot add the IPv6 default route via {gw}")))?;
+    let v6 = req.ipv6.map(|v6| match req.mode {
+        Mode::Bridge => (IpNet::V6(v6.address), v6.gateway.addr().into()),
+        Mode::Routed => (IpNet::V6(v6.address.addr().into()), ROUTED_GATEWAY6.into()),
+    });
+    for (address, gateway) in std::iter::once(v4).chain(v6) {
+        configure_family(ctr, ifname, index, address, gateway, routed).await?;
     }
     Ok(link)
+}
+
+/// One family inside the container: the address, then the default route through
+/// `gateway`. In routed mode the gateway lies in no subnet the container holds, so it
+/// first gets a route of its own and a permanent neighbour entry: its MAC is fixed,
+/// which spares the container an ARP (or neighbour solicitation) that only the host
+/// side could answer.
+async fn configure_family(
+    ctr: &dyn Attach,
+    ifname: &str,
+    index: u32,
+    address: IpNet,
+    gateway: IpAddr,
+    routed: bool,
+) -> CniResult<()> {
+    ctr.ensure_address(index, address)
+        .await
+        .map_err(doing(format!("cannot add {address} to {ifname}")))?;
+    if routed {
+        let entry = Neighbour {
+            ip: gateway,
+            mac: ROUTED_HOST_MAC,
+        };
+        ctr.add_neighbour(index, entry)
+            .await
+            .map_err(doing(format!(
+                "cannot add the neighbour entry for {gateway}"
+            )))?;
+        ctr.add_route(&Route::device(IpNet::from(gateway), index))
+            .await
+            .map_err(doing(format!("cannot add the route to {gateway}")))?;
+    }
+    let default = match gateway {
+        IpAddr::V4(_) => IpNet::V4(Ipv4Net::default()),
+        IpAddr::V6(_) => IpNet::V6(Ipv6Net::default()),
+    };
+    ctr.add_route(&Route::via(default, gateway, index))
+        .await
+        .map_err(doing(format!("cannot add the default route via {gateway}")))?;
+    Ok(())
 }
 
 /// Removes the container interface's host side (its peer goes with it). Absent is fine.

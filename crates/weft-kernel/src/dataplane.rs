@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipnet::{IpNet, Ipv4Net};
 use tokio::sync::mpsc;
 use weft_plan::iface::{self, Addr6Info, AddrInfo, ExternalInterface, IfaceSpec, LinkInfo};
 use weft_plan::neigh::{plan_fdb, plan_neighbours};
@@ -133,17 +133,6 @@ pub trait Addresses: Send + Sync {
 
     /// Adds an address to a link; one already there is fine.
     async fn ensure_address(&self, index: u32, address: IpNet) -> Result<(), KernelError>;
-
-    /// The IPv6 addresses of one link.
-    async fn ipv6_addresses_of(&self, index: u32) -> Result<Vec<Ipv6Net>, KernelError> {
-        Ok(self
-            .ipv6_addresses()
-            .await?
-            .into_iter()
-            .filter(|a| a.index == index)
-            .filter_map(|a| Ipv6Net::new(a.addr, a.prefix_len).ok())
-            .collect())
-    }
 
     /// The IPv4 addresses of one link.
     async fn addresses_of(&self, index: u32) -> Result<Vec<Ipv4Net>, KernelError> {

@@ -77,11 +77,22 @@ pub fn apply(p: &FirewallPlan) -> Result<bool, NftError> {
 /// Loads the IPv6 table (`ip6 weft`) unless the loaded one carries the same
 /// fingerprint. Returns whether it loaded.
 fn load_table6(plan: &Firewall6Plan) -> Result<bool, NftError> {
-    let (ok, current, _) = run("nft", &["list", "table", "ip6", TABLE6], None)?;
-    if ok && current.contains(&format!("comment \"{}\"", plan.comment())) {
+    load_unless_loaded("ip6", TABLE6, &plan.comment(), || plan.script())
+}
+
+/// Loads `script` (which replaces table `family name` whole) unless the loaded table's
+/// comment is already `comment` (which carries the fingerprint). Whether it loaded.
+fn load_unless_loaded(
+    family: &str,
+    name: &str,
+    comment: &str,
+    script: impl FnOnce() -> String,
+) -> Result<bool, NftError> {
+    let (ok, current, _) = run("nft", &["list", "table", family, name], None)?;
+    if ok && current.contains(&format!("comment \"{comment}\"")) {
         return Ok(false);
     }
-    let (ok, _, stderr) = run("nft", &["-f", "-"], Some(&plan.script()))?;
+    let (ok, _, stderr) = run("nft", &["-f", "-"], Some(&script()))?;
     if !ok {
         return Err(NftError::Refused { cmd: "nft", stderr });
     }
@@ -104,15 +115,7 @@ fn remove6() -> Result<bool, NftError> {
 /// Loads `table` whole (deleted and recreated) unless the loaded table's comment is
 /// already `table`'s (which carries its fingerprint). Returns whether it loaded.
 pub fn load_table(table: &Table) -> Result<bool, NftError> {
-    let (ok, current, _) = run("nft", &["list", "table", "ip", &table.name], None)?;
-    if ok && current.contains(&format!("comment \"{}\"", table.comment)) {
-        return Ok(false);
-    }
-    let (ok, _, stderr) = run("nft", &["-f", "-"], Some(&table.script()))?;
-    if !ok {
-        return Err(NftError::Refused { cmd: "nft", stderr });
-    }
-    Ok(true)
+    load_unless_loaded("ip", &table.name, &table.comment, || table.script())
 }
 
 /// Whether Weft's table is loaded (for `weftctl diagnose`; reads, changes nothing).

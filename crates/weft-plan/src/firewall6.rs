@@ -68,10 +68,10 @@ impl Firewall6Plan {
     /// The table as an `nft -f` script that replaces it whole, its comment `weft
     /// FINGERPRINT` (the loader skips a table whose comment already matches).
     pub fn script(&self) -> String {
-        let body = self.body();
-        let comment = format!("weft {:016x}", fnv1a(body.bytes()));
         format!(
-            "table ip6 {TABLE6}\ndelete table ip6 {TABLE6}\ntable ip6 {TABLE6} {{\n  comment \"{comment}\"\n{body}}}\n"
+            "table ip6 {TABLE6}\ndelete table ip6 {TABLE6}\ntable ip6 {TABLE6} {{\n  comment \"{}\"\n{}}}\n",
+            self.comment(),
+            self.body()
         )
     }
 

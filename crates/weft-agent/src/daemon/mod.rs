@@ -245,6 +245,18 @@ impl Agent {
     }
 }
 
+/// The address peers reach this node at over IPv6 in a dual-stack network:
+/// `--public-ipv6`, else the external interface's first global IPv6 address; none where
+/// the network is IPv4 only.
+fn public_ipv6(
+    opts: &AgentOptions,
+    config: &weft_alloc::NetworkConfig,
+    external: &weft_plan::iface::ExternalInterface,
+) -> Option<Ipv6Addr> {
+    config.ipv6.as_ref()?;
+    opts.public_ipv6.or(external.ipv6.map(|n| n.addr()))
+}
+
 fn settings(
     opts: &AgentOptions,
     public_ip: Ipv4Addr,

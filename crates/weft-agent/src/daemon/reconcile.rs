@@ -172,8 +172,14 @@ impl Agent {
     /// anything changed. A device that cannot be made leaves the IPv6 subnets to the
     /// IPv4 device (the plan falls back to it without the index).
     async fn reconcile_overlay6(&mut self, why: Why) -> bool {
-        self.view.node.overlay6 = None;
+        let had = self.view.node.overlay6.take();
         let Some(spec) = self.runtime.backend.overlay6(&self.view.node) else {
+            // A leftover is looked for where there can be one: the device this agent
+            // made, or one an earlier run left (at start and on the resync). An
+            // IPv4-only node's reconciles dump no links for it.
+            if had.is_none() && !matches!(why, Why::Start | Why::Resync) {
+                return false;
+            }
             let Ok(links) = self.dp.links().await else {
                 return false;
             };
@@ -211,7 +217,7 @@ impl Agent {
         if screened.rejected != self.last.rejected {
             let own = self.view.node.lease.subnet;
             for r in &screened.rejected {
-                let key = self.registry.keys().lease(&r.lease.subnet);
+                let key = self.registry.keys().lease_key(&r.lease);
                 if r.collides.contains(&own) {
                     warn!(key, lease = %r, "ignoring a lease that overlaps this node's subnet; no node routes to it");
                 } else {

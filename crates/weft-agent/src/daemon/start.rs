@@ -10,7 +10,7 @@ use weft_backends::NodeContext;
 use weft_kernel::Dataplane;
 use weft_store::Revision;
 
-use super::{settings, with_backoff, Agent, Last, Runtime, View};
+use super::{public_ipv6, settings, with_backoff, Agent, Last, Runtime, View};
 use crate::bgp::BgpRuntime;
 use crate::bigtcp;
 use crate::error::AgentError;
@@ -53,10 +53,7 @@ impl Agent {
         let public_ip = opts.public_ip.unwrap_or(external.addr);
         info!(iface = %external.name, addr = %external.addr, public_ip = %public_ip, mtu = external.mtu, "external interface");
         let ipip_user_space = opts.ipip_mode == IpipMode::UserSpace;
-        let public_ipv6 = match config.ipv6 {
-            None => None,
-            Some(_) => opts.public_ipv6.or(external.ipv6.map(|n| n.addr())),
-        };
+        let public_ipv6 = public_ipv6(&opts, &config, &external);
         let backend = weft_backends::build(
             &config,
             &settings(&opts, public_ip, public_ipv6, ipip_user_space),

@@ -65,10 +65,7 @@ impl Agent {
             }
         }
         let public_ip = self.opts.public_ip.unwrap_or(ext.addr);
-        let public_ipv6 = match self.view.config.ipv6 {
-            None => None,
-            Some(_) => self.opts.public_ipv6.or(ext.ipv6.map(|n| n.addr())),
-        };
+        let public_ipv6 = super::public_ipv6(&self.opts, &self.view.config, &ext);
         if public_ip == self.view.attrs.public_ip && public_ipv6 == self.view.attrs.public_ipv6 {
             info!(iface = %ext.name, mtu = ext.mtu, "external interface changed");
             self.view.node.external = ext;

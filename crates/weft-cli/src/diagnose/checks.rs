@@ -382,7 +382,6 @@ pub(crate) mod tests {
     /// A host plan of the backend's routes alone.
     fn host_plan(routes: Vec<Route>) -> HostPlan {
         HostPlan {
-            device6: None,
             neighbours6: Vec::new(),
             fdb6: Vec::new(),
             device: None,

@@ -10,7 +10,7 @@ use weft_alloc::Lease;
 use weft_backends::host::{HostPlan, Origin};
 use weft_plan::iface::LinkInfo;
 use weft_plan::neigh::{plan_fdb, plan_neighbours};
-use weft_plan::{Change, Route};
+use weft_plan::{Change, FdbEntry, Neighbour, Route};
 
 use super::facts::{Facts, KernelState, Level, Out, Planned};
 
@@ -58,30 +58,18 @@ pub(super) fn check(
     if planned.learns {
         check_learned_routes(out, f, lease, planned, kernel);
     }
-    if let Some(have) = &kernel.neighbours {
-        let changes = plan_neighbours(&plan.neighbours, have);
-        report_entries(out, "neighbour", plan.neighbours.len(), changes, |n| {
-            format!("{} lladdr {}", n.ip, n.mac)
-        });
-    }
-    if let Some(have) = &kernel.fdb {
-        let changes = plan_fdb(&plan.fdb, have);
-        report_entries(out, "fdb", plan.fdb.len(), changes, |e| {
-            format!("{} dst {}", e.mac, e.dst)
-        });
-    }
-    if let Some(have) = &kernel.neighbours6 {
-        let changes = plan_neighbours(&plan.neighbours6, have);
-        report_entries(out, "neighbour6", plan.neighbours6.len(), changes, |n| {
-            format!("{} lladdr {}", n.ip, n.mac)
-        });
-    }
-    if let Some(have) = &kernel.fdb6 {
-        let changes = plan_fdb(&plan.fdb6, have);
-        report_entries(out, "fdb6", plan.fdb6.len(), changes, |e| {
-            format!("{} dst {}", e.mac, e.dst)
-        });
-    }
+    check_device_entries(
+        out,
+        ("neighbour", "fdb"),
+        (&plan.neighbours, &plan.fdb),
+        (&kernel.neighbours, &kernel.fdb),
+    );
+    check_device_entries(
+        out,
+        ("neighbour6", "fdb6"),
+        (&plan.neighbours6, &plan.fdb6),
+        (&kernel.neighbours6, &kernel.fdb6),
+    );
     check_segments(out, plan, kernel);
 }
 
@@ -244,6 +232,28 @@ fn check_learned_routes(
                 kernel.routes.len()
             ),
         );
+    }
+}
+
+/// An overlay device's neighbour and FDB entries against the plan's, where the device
+/// was read (the cluster's device, or the IPv6 underlay's: `what` names which).
+fn check_device_entries(
+    out: &mut Out,
+    what: (&'static str, &'static str),
+    (neighbours, fdb): (&[Neighbour], &[FdbEntry]),
+    have: (&Option<Vec<Neighbour>>, &Option<Vec<FdbEntry>>),
+) {
+    if let Some(have) = have.0 {
+        let changes = plan_neighbours(neighbours, have);
+        report_entries(out, what.0, neighbours.len(), changes, |n| {
+            format!("{} lladdr {}", n.ip, n.mac)
+        });
+    }
+    if let Some(have) = have.1 {
+        let changes = plan_fdb(fdb, have);
+        report_entries(out, what.1, fdb.len(), changes, |e| {
+            format!("{} dst {}", e.mac, e.dst)
+        });
     }
 }
 

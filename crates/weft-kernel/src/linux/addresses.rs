@@ -3,7 +3,7 @@
 
 use futures::TryStreamExt;
 use ipnet::{IpNet, Ipv4Net};
-use netlink_packet_route::address::AddressAttribute;
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::AddressFamily;
 use rtnetlink::Handle;
 use weft_plan::address::plan_addresses;
@@ -13,11 +13,29 @@ use weft_plan::Change;
 use super::{errno_is, nl};
 use crate::error::KernelError;
 
-pub(super) async fn all(handle: &Handle) -> Result<Vec<AddrInfo>, KernelError> {
-    let msgs: Vec<_> = super::dump("list addresses", || handle.address().get().execute()).await?;
+/// Every address of `family`: the request names it, so the kernel dumps that family's
+/// table alone.
+async fn of_family(
+    handle: &Handle,
+    family: AddressFamily,
+    op: &'static str,
+) -> Result<Vec<AddressMessage>, KernelError> {
+    let msgs = super::dump(op, || {
+        let mut request = handle.address().get();
+        request.message_mut().header.family = family;
+        request.execute()
+    })
+    .await?;
     Ok(msgs
         .into_iter()
-        .filter(|m| m.header.family == AddressFamily::Inet)
+        .filter(|m| m.header.family == family)
+        .collect())
+}
+
+pub(super) async fn all(handle: &Handle) -> Result<Vec<AddrInfo>, KernelError> {
+    Ok(of_family(handle, AddressFamily::Inet, "list addresses")
+        .await?
+        .into_iter()
         .filter_map(|m| {
             let addr = m.attributes.iter().find_map(|a| match a {
                 AddressAttribute::Local(std::net::IpAddr::V4(ip)) => Some(*ip),
@@ -33,23 +51,23 @@ pub(super) async fn all(handle: &Handle) -> Result<Vec<AddrInfo>, KernelError> {
 }
 
 pub(super) async fn all_v6(handle: &Handle) -> Result<Vec<Addr6Info>, KernelError> {
-    let msgs: Vec<_> =
-        super::dump("list IPv6 addresses", || handle.address().get().execute()).await?;
-    Ok(msgs
-        .into_iter()
-        .filter(|m| m.header.family == AddressFamily::Inet6)
-        .filter_map(|m| {
-            let addr = m.attributes.iter().find_map(|a| match a {
-                AddressAttribute::Address(std::net::IpAddr::V6(ip)) => Some(*ip),
-                _ => None,
-            })?;
-            Some(Addr6Info {
-                index: m.header.index,
-                addr,
-                prefix_len: m.header.prefix_len,
+    Ok(
+        of_family(handle, AddressFamily::Inet6, "list IPv6 addresses")
+            .await?
+            .into_iter()
+            .filter_map(|m| {
+                let addr = m.attributes.iter().find_map(|a| match a {
+                    AddressAttribute::Address(std::net::IpAddr::V6(ip)) => Some(*ip),
+                    _ => None,
+                })?;
+                Some(Addr6Info {
+                    index: m.header.index,
+                    addr,
+                    prefix_len: m.header.prefix_len,
+                })
             })
-        })
-        .collect())
+            .collect(),
+    )
 }
 
 /// Adds `address` to the link; already there is fine. An IPv6 address is added

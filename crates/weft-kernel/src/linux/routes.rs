@@ -18,14 +18,18 @@ pub use weft_plan::route::BLACKHOLE_METRIC;
 
 const MAIN_TABLE: u8 = 254;
 
+/// Every route of the family `request` names.
+async fn of_family(
+    handle: &Handle,
+    op: &'static str,
+    request: RouteMessage,
+) -> Result<Vec<RouteMessage>, KernelError> {
+    super::dump(op, || handle.route().get(request.clone()).execute()).await
+}
+
 async fn ipv4(handle: &Handle) -> Result<Vec<RouteMessage>, KernelError> {
-    super::dump("list routes", || {
-        handle
-            .route()
-            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-            .execute()
-    })
-    .await
+    let request = RouteMessageBuilder::<Ipv4Addr>::new().build();
+    of_family(handle, "list routes", request).await
 }
 
 fn oif(m: &RouteMessage) -> Option<u32> {
@@ -45,13 +49,8 @@ pub(super) async fn default_dev(handle: &Handle) -> Result<Option<u32>, KernelEr
 }
 
 async fn ipv6(handle: &Handle) -> Result<Vec<RouteMessage>, KernelError> {
-    super::dump("list IPv6 routes", || {
-        handle
-            .route()
-            .get(RouteMessageBuilder::<Ipv6Addr>::new().build())
-            .execute()
-    })
-    .await
+    let request = RouteMessageBuilder::<Ipv6Addr>::new().build();
+    of_family(handle, "list IPv6 routes", request).await
 }
 
 /// Weft's routes of both families.
