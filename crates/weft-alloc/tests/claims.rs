@@ -394,6 +394,18 @@ async fn dual_stack(store: Arc<dyn Store>) {
     let snap = reg.leases().await.unwrap();
     assert_eq!(snap.leases.len(), 2);
     assert!(snap.taken_v6.contains(&v6) && snap.taken_v6.contains(&wanted));
+    // A key whose IPv6 part is garbled is skipped, but still takes its IPv4 subnet.
+    store
+        .put("/dual/subnets/10.244.250.0-24&garbage", b"{}", None)
+        .await
+        .unwrap();
+    let snap = reg.leases().await.unwrap();
+    assert!(snap.taken.contains(&"10.244.250.0/24".parse().unwrap()));
+    assert_eq!(snap.leases.len(), 2);
+    store
+        .delete("/dual/subnets/10.244.250.0-24&garbage")
+        .await
+        .unwrap();
     assert!(
         reg.delete_lease(&b.subnet).await.unwrap(),
         "found by its IPv4 subnet"

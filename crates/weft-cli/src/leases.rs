@@ -294,3 +294,43 @@ fn print_table(rows: &[Row], skipped: &[Skipped], conflict: &dyn Fn(&Lease) -> O
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weft_alloc::registry::Unreachable;
+
+    /// A node that cannot route a peer's IPv6 subnet (host-gw: the peer published no
+    /// IPv6 address) reports that subnet; the lease's row names it either way.
+    #[test]
+    fn unreachable_is_matched_in_either_family() {
+        let lease = Lease {
+            subnet: "10.244.3.0/24".parse().unwrap(),
+            ipv6_subnet: Some("fd00:10:244:3::/64".parse().unwrap()),
+            attrs: weft_alloc::LeaseAttrs {
+                labels: Default::default(),
+                public_ip: "192.168.77.3".parse().unwrap(),
+                public_ipv6: None,
+                backend_type: "host-gw".into(),
+                backend_data: serde_json::Value::Null,
+                backend_v6_data: serde_json::Value::Null,
+            },
+            store_lease: Some(1),
+            mod_revision: 1,
+        };
+        let status = |subnet: &str| NodeStatus {
+            unreachable: vec![Unreachable {
+                subnet: subnet.parse().unwrap(),
+                reason: "peer published no IPv6 address".into(),
+            }],
+            ..Default::default()
+        };
+        let from: Ipv4Net = "10.244.1.0/24".parse().unwrap();
+        let found = unreachable_from(&lease, &[(from, status("fd00:10:244:3::/64"))]);
+        assert_eq!(
+            found,
+            [(from, "peer published no IPv6 address".to_string())]
+        );
+        assert!(unreachable_from(&lease, &[(from, status("fd00:10:244:9::/64"))]).is_empty());
+    }
+}

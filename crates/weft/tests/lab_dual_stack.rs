@@ -54,11 +54,27 @@ fn container6(lab: &Lab, i: u32) -> String {
 #[test]
 fn host_gw_dual_stack_pings_both_families_and_keeps_routes() {
     require_root!("lab_dual_stack::host_gw_dual_stack_pings_both_families_and_keeps_routes");
+    require_tool_here("tcpdump");
     let lab = Lab::up_with(
         "ds",
         "embedded",
         3,
         &["--backend", "host-gw", "--ip-family", "dual"],
+    );
+    // The container's IPv6 address as the kernel lists it: added without duplicate
+    // address detection, so never tentative (docs/ipv6.md says so).
+    let held = text(
+        &lab.exec(
+            "c1",
+            &["ip", "-6", "addr", "show", "dev", "eth0", "scope", "global"],
+        )
+        .stdout,
+    );
+    assert!(
+        held.contains(&container6(&lab, 1))
+            && held.contains("nodad")
+            && !held.contains("tentative"),
+        "{held}"
     );
     // Both matrices: `lab ping` fails if any pair of either family does not answer.
     let out = lab.ok(lab.lab(&["ping"], &["--wait", "5"]), "ping matrix");
@@ -252,6 +268,28 @@ fn vxlan_carries_ipv6_over_the_ipv6_underlay() {
     assert!(
         route.contains("default via fe80::ecee:eeff:feee:eeee dev eth0"),
         "c1's IPv6 default route through the link-local gateway: {route}"
+    );
+    // The host side holds that gateway from its creation, never tentative: the kernel
+    // lists it on h1's veth toward c1 (the one its /128 route names) with `nodad`.
+    let to_c1 = text(
+        &lab.exec("h1", &["ip", "-6", "route", "show", &container6(&lab, 1)])
+            .stdout,
+    );
+    let veth = to_c1
+        .split_whitespace()
+        .skip_while(|w| *w != "dev")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no route to c1 on h1: {to_c1}"))
+        .to_owned();
+    let gw = text(
+        &lab.exec("h1", &["ip", "-6", "addr", "show", "dev", &veth])
+            .stdout,
+    );
+    assert!(
+        gw.contains("fe80::ecee:eeff:feee:eeee/64")
+            && gw.contains("nodad")
+            && !gw.contains("tentative"),
+        "{veth}: {gw}"
     );
     let out = lab.ok(lab.lab(&["ping"], &["--wait", "5"]), "ping matrix");
     assert_eq!(out.matches("6 of 6 pairs reachable").count(), 2, "{out}");
