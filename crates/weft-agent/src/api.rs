@@ -123,6 +123,7 @@ async fn handle(
         Request::Free { handle, ip } => blocks.free(&handle, ip).await.map(|_| Reply::default()),
         Request::Identify {
             ip,
+            ipv6,
             namespace,
             name,
             labels,
@@ -141,6 +142,7 @@ async fn handle(
                 name: format!("{namespace}/{name}"),
                 namespace,
                 labels,
+                ipv6,
                 node,
                 interface,
                 attachment,

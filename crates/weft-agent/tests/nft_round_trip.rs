@@ -5,7 +5,7 @@
 //! value. A renderer that wrote something the kernel reads differently (a bare address
 //! for a set, a dropped match, a wrong priority) fails here. Needs root.
 
-use weft_kernel::nft_sets::{self, Elements, SetTable};
+use weft_kernel::nft_sets::{self, Elements, Family, SetTable};
 use weft_plan::firewall::{self, EncapFilter, FirewallPlan, IsolatedNet, PoolRule, Published};
 use weft_plan::nft::Table;
 use weft_testkit::netns::in_netns;
@@ -120,7 +120,7 @@ spec: {podSelector: {}}
 "#;
 
 fn assert_reads_back(meant: &Table) {
-    let read = weft_kernel::nft_read::table(&meant.name)
+    let read = weft_kernel::nft_read::table(&meant.id())
         .unwrap()
         .expect("the table is loaded");
     let meant = meant.as_loaded();
@@ -154,6 +154,84 @@ fn weft_tables_read_back_from_the_kernel_as_built() {
         assert_reads_back(&compiled.table);
         // The rule ids are the agent's: every rule a user wrote has one.
         assert!(compiled.table.rule_ids().len() >= 8);
+    });
+}
+
+/// The same policies plus IPv6 blocks, as the IPv6 twin of the policy table: it loads
+/// beside the IPv4 one and reads back from the kernel as built (`ip6 saddr`, IPv6
+/// prefixes and their exceptions, `ipv6_addr` sets). The IPv4-only rules (ICMP, IPv4
+/// nets) are not in it, the IPv6 ones are not in the IPv4 table, and a set element of
+/// each family goes in over netlink.
+#[test]
+fn the_ipv6_policy_table_reads_back_as_built() {
+    require_root!("the_ipv6_policy_table_reads_back_as_built");
+    in_netns("nftrt6", |_| async move {
+        let v6 = r#"
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: six, namespace: x}
+spec:
+  podSelector: {matchLabels: {app: six}}
+  ingress:
+  - from:
+    - ipBlock: {cidr: "fd00:10:244::/56", except: ["fd00:10:244:7::/64"]}
+    - ipBlock: {cidr: "10.0.0.0/8"}
+---
+apiVersion: weft.dev/v1
+kind: ClusterPolicy
+metadata: {name: six-nets}
+spec:
+  egress:
+  - action: Deny
+    protocol: TCP
+    destination: {nets: ["2001:db8::/32", "fd00:ec2::254/128"], ports: ["80"]}
+"#;
+        let policies = weft_policy::parse_documents(&format!("{POLICIES}{v6}")).unwrap();
+        let mut tables = Vec::new();
+        for family in [Family::Ip, Family::Ip6] {
+            let compiled = weft_policy::render::compile_in(&policies, family);
+            nft_sets::load(&SetTable {
+                table: compiled.table.clone(),
+                elements: Elements::new(),
+            })
+            .unwrap();
+            assert_reads_back(&compiled.table);
+            tables.push(compiled.table);
+        }
+        let text = |t: &weft_plan::nft::Table| t.script();
+        let (t4, t6) = (text(&tables[0]), text(&tables[1]));
+        assert!(
+            t6.contains("ip6 saddr fd00:10:244::/56 ip6 saddr != fd00:10:244:7::/64"),
+            "{t6}"
+        );
+        assert!(
+            t6.contains("ip6 daddr { 2001:db8::/32, fd00:ec2::254 }"),
+            "{t6}"
+        );
+        assert!(!t6.contains("icmp") && !t6.contains("10.0.0.0/8"), "{t6}");
+        assert!(!t4.contains("fd00") && t4.contains("10.0.0.0/8"), "{t4}");
+        let id6 = weft_policy::render::table_id(Family::Ip6);
+        let one = |set: &str, e: &str| -> Elements {
+            [(set.to_owned(), [e.parse().unwrap()].into())].into()
+        };
+        weft_kernel::nft_netlink::update(
+            &id6,
+            &one("held_ip", "fd00:10:244:3::5"),
+            &Elements::new(),
+        )
+        .unwrap();
+        let read = nft_sets::read(&id6).unwrap().unwrap();
+        assert_eq!(
+            read.elements["held_ip"],
+            one("held_ip", "fd00:10:244:3::5")["held_ip"]
+        );
+        let v4_in_v6 =
+            weft_kernel::nft_netlink::update(&id6, &one("held_ip", "10.0.0.1"), &Elements::new());
+        assert!(
+            v4_in_v6.is_err(),
+            "an IPv4 element is refused by an IPv6 set"
+        );
     });
 }
 

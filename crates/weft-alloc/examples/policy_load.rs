@@ -72,6 +72,7 @@ async fn populate(store: &str, node: Ipv4Addr, endpoints: usize, policies: usize
             name: format!("x/e{i}"),
             namespace: "x".into(),
             labels: labels(&[("app", app)]),
+            ipv6: None,
             node: if local {
                 node
             } else {
@@ -107,6 +108,7 @@ fn identify(socket: &str, n: usize) {
         let ip = Ipv4Addr::new(10, 251, (i / 250) as u8, (i % 250 + 1) as u8);
         let req = Request::Identify {
             ip,
+            ipv6: None,
             namespace: "x".into(),
             name: format!("new{i}"),
             labels: labels(&[("app", format!("c{}-{}", i % 7, i % 10))]),

@@ -45,6 +45,10 @@ pub enum Request {
     Identify {
         #[serde(rename = "IP")]
         ip: Ipv4Addr,
+        /// Its IPv6 address in a dual-stack network (what the IPv6 policy table
+        /// matches it by).
+        #[serde(rename = "IPv6", default, skip_serializing_if = "Option::is_none")]
+        ipv6: Option<std::net::Ipv6Addr>,
         #[serde(rename = "Namespace")]
         namespace: String,
         #[serde(rename = "Name")]

@@ -27,8 +27,8 @@ pub async fn explain_cells(
             continue;
         };
         let flow = Flow {
-            src: from.ip,
-            dst: to.ip,
+            src: from.ip.into(),
+            dst: to.ip.into(),
             protocol: if proto == "udp" {
                 Protocol::Udp
             } else {

@@ -3,7 +3,7 @@
 //! `apply` and `delete` return once every node enforces the change (see
 //! [`crate::enforced`]); `explain` answers from the policies and identities as stored.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use clap::Subcommand;
@@ -90,6 +90,10 @@ pub enum PolicyCmd {
         /// tcp, udp, sctp or icmp (then --port is the ICMP type).
         #[arg(long, default_value = "tcp", value_parser = ["tcp", "udp", "sctp", "icmp"])]
         protocol: String,
+        /// The flow over IPv6, between the endpoints' IPv6 addresses (a dual-stack
+        /// network); implied when FROM or TO is an IPv6 address.
+        #[arg(long)]
+        ipv6: bool,
         /// Output format: a table for people, or json for scripts.
         #[arg(short = 'o', long, value_enum, default_value = "table")]
         output: Output,
@@ -223,8 +227,17 @@ pub async fn run(registry: &Registry, cmd: PolicyCmd) -> Result<i32, CliError> {
             to,
             port,
             protocol,
+            ipv6,
             output,
-        } => explain_flow(registry, &from, &to, port, &protocol, output).await,
+        } => {
+            let ipv6 = ipv6 || [&from, &to].iter().any(|a| a.parse::<Ipv6Addr>().is_ok());
+            let flow = FlowArgs {
+                port,
+                protocol: &protocol,
+                ipv6,
+            };
+            explain_flow(registry, &from, &to, flow, output).await
+        }
     }
 }
 
@@ -335,27 +348,46 @@ pub async fn world(
     Ok(world)
 }
 
+/// What `explain` is asked of a flow besides its ends.
+struct FlowArgs<'a> {
+    port: u16,
+    protocol: &'a str,
+    /// Between the endpoints' IPv6 addresses.
+    ipv6: bool,
+}
+
 /// `weftctl policy explain FROM TO`: which policies decide the flow, each side; exit 3
 /// when it is denied.
 async fn explain_flow(
     registry: &Registry,
     from: &str,
     to: &str,
-    port: u16,
-    protocol: &str,
+    args: FlowArgs<'_>,
     output: Output,
 ) -> Result<i32, CliError> {
+    let FlowArgs {
+        port,
+        protocol,
+        ipv6,
+    } = args;
     let st = registry.policy_state().await?;
     unreadable_warning(&st);
-    let addr = |what: &str| -> Result<Ipv4Addr, CliError> {
-        st.find(what)
-            .map(|(ip, _)| ip)
-            .or_else(|| what.parse().ok())
-            .ok_or_else(|| {
-                CliError::Usage(format!(
-                    "no endpoint {what:?} (give NAMESPACE/NAME or an address)"
-                ))
-            })
+    let addr = |what: &str| -> Result<IpAddr, CliError> {
+        match (st.find(what), ipv6) {
+            (Some((ip, _)), false) => Ok(ip.into()),
+            (Some((_, id)), true) => id.ipv6.map(Into::into).ok_or_else(|| {
+                CliError::Usage(format!("endpoint {what:?} has no IPv6 address"))
+            }),
+            (None, _) => what
+                .parse::<IpAddr>()
+                .ok()
+                .filter(|a| a.is_ipv6() == ipv6)
+                .ok_or_else(|| {
+                    CliError::Usage(format!(
+                        "no endpoint {what:?} (give NAMESPACE/NAME or an address of the flow's family)"
+                    ))
+                }),
+        }
     };
     let flow = Flow {
         src: addr(from)?,
@@ -437,6 +469,7 @@ pub async fn run_endpoint(registry: &Registry, cmd: EndpointCmd) -> Result<i32, 
                             namespace: ns.to_owned(),
                             name,
                             labels: Labels::new(),
+                            ipv6: None,
                             node,
                             interface: String::new(),
                             attachment: Default::default(),

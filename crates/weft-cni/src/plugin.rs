@@ -229,7 +229,8 @@ fn attach_and_answer(
     // Who it is, for network policy, before its interface exists: the agent answers
     // once the container's rules are loaded, so no packet ever reaches it unpoliced.
     let veth = attach::host_veth_name(&env.container_id, &env.ifname);
-    if let Err(e) = identify(env, conf, identity, ip, &veth) {
+    let ip6 = ipv6.as_ref().map(|v6| v6.address.addr());
+    if let Err(e) = identify(env, conf, identity, (ip, ip6), &veth) {
         undo();
         return Err(e);
     }
@@ -282,7 +283,7 @@ fn identify(
     env: &Env,
     conf: &NetConf,
     identity: Option<&PodIdentity>,
-    ip: std::net::Ipv4Addr,
+    (ip, ipv6): (std::net::Ipv4Addr, Option<std::net::Ipv6Addr>),
     host_veth: &str,
 ) -> CniResult<()> {
     let Some(id) = identity else {
@@ -293,6 +294,7 @@ fn identify(
     }
     let req = agent_api::Request::Identify {
         ip,
+        ipv6,
         namespace: id.namespace.clone(),
         name: id.name.clone(),
         labels: id.labels.clone(),

@@ -3,7 +3,7 @@
 //! policies included). Upstream selects namespaces by `kubernetes.io/metadata.name`,
 //! which every namespace has.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use crate::{
     network_policy as np, Case, Change, Doc, Origin, PolicyRef, Reach, Stage, SCTP80, SCTP81,
@@ -55,7 +55,7 @@ fn open() -> Reach {
     Reach::all(true)
 }
 
-pub fn cases(ip: &dyn Fn(&str) -> Ipv4Addr) -> Vec<Case> {
+pub fn cases(ip: &dyn Fn(&str) -> IpAddr) -> Vec<Case> {
     let mut all = isolation();
     all.extend(selectors());
     all.extend(ports());
@@ -494,15 +494,18 @@ fn egress() -> Vec<Case> {
     ]
 }
 
-/// `ipBlock` peers, built from pods' addresses as upstream builds them.
-fn ip_blocks(ip: &dyn Fn(&str) -> Ipv4Addr) -> Vec<Case> {
-    let x_b = ip("x/b");
+/// `ipBlock` peers, built from pods' addresses as upstream builds them: a pod's
+/// address as a host prefix (`/32`, `/128` for IPv6), and the `/4` that holds it.
+fn ip_blocks(ip: &dyn Fn(&str) -> IpAddr) -> Vec<Case> {
+    let host = |a: IpAddr| format!("\"{a}/{}\"", if a.is_ipv4() { 32 } else { 128 });
+    let x_b = host(ip("x/b"));
+    let y_b = host(ip("y/b"));
     let large_except_x_b = np(
         "allow-client-a-via-cidr-egress-rule",
         "x",
         &format!(
-            "{{{A}, policyTypes: [Egress], egress: [{{to: [{{ipBlock: {{cidr: {}, except: [{x_b}/32]}}}}]}}]}}",
-            crate::large_cidr(x_b)
+            "{{{A}, policyTypes: [Egress], egress: [{{to: [{{ipBlock: {{cidr: \"{}\", except: [{x_b}]}}}}]}}]}}",
+            crate::large_cidr(ip("x/b"))
         ),
     );
     vec![
@@ -510,7 +513,7 @@ fn ip_blocks(ip: &dyn Fn(&str) -> Ipv4Addr) -> Vec<Case> {
             "egress_to_a_cidr_block",
             tcp("should allow egress access to server in CIDR block"),
             vec![apply(
-                vec![np("allow-client-a-via-cidr-egress-rule", "x", &format!("{{{A}, policyTypes: [Egress], egress: [{{to: [{{ipBlock: {{cidr: {}/32}}}}]}}]}}", ip("y/b")))],
+                vec![np("allow-client-a-via-cidr-egress-rule", "x", &format!("{{{A}, policyTypes: [Egress], egress: [{{to: [{{ipBlock: {{cidr: {y_b}}}}}]}}]}}"))],
                 vec![(TCP80, open().peer("x/a", "*", false).peer("x/a", "y/b", true))],
             )],
         ),
@@ -532,7 +535,7 @@ fn ip_blocks(ip: &dyn Fn(&str) -> Ipv4Addr) -> Vec<Case> {
                     vec![(TCP80, open().peer("x/a", "x/b", false))],
                 ),
                 apply(
-                    vec![np("allow-client-a-via-cidr-egress-rule", "x", &format!("{{{A}, policyTypes: [Egress], egress: [{{to: [{{ipBlock: {{cidr: {x_b}/32}}}}]}}]}}"))],
+                    vec![np("allow-client-a-via-cidr-egress-rule", "x", &format!("{{{A}, policyTypes: [Egress], egress: [{{to: [{{ipBlock: {{cidr: {x_b}}}}}]}}]}}"))],
                     vec![(TCP80, open().peer("x/a", "*", false).peer("x/a", "x/b", true))],
                 ),
             ],

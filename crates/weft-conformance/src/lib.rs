@@ -27,7 +27,7 @@ mod weft;
 pub use reach::{Reach, PODS};
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// A protocol the cases probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -211,25 +211,31 @@ impl Case {
 
 /// Every case: Kubernetes' first, then Weft's own. `ip` gives a pod's address (`y/b`),
 /// for the cases with an `ipBlock`.
-pub fn cases(ip: &dyn Fn(&str) -> Ipv4Addr) -> Vec<Case> {
+pub fn cases(ip: &dyn Fn(&str) -> IpAddr) -> Vec<Case> {
     let mut all = kubernetes::cases(ip);
     all.extend(weft::cases());
     all
 }
 
-/// The /4 that holds `ip`, as upstream's `makeLargeCIDRForIP` makes it.
-pub fn large_cidr(ip: Ipv4Addr) -> String {
-    let base = u32::from(ip) & 0xf000_0000;
-    format!("{}/4", Ipv4Addr::from(base))
+/// The /4 that holds `ip`, as upstream's `makeLargeCIDRForIP` makes it (for IPv6
+/// too: the mask is 4 bits of 128).
+pub fn large_cidr(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(a) => format!("{}/4", Ipv4Addr::from(u32::from(a) & 0xf000_0000)),
+        IpAddr::V6(a) => format!(
+            "{}/4",
+            std::net::Ipv6Addr::from(u128::from(a) & (0xf << 124))
+        ),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn ip(pod: &str) -> Ipv4Addr {
+    fn ip(pod: &str) -> IpAddr {
         let i = PODS.iter().position(|p| *p == pod).unwrap();
-        Ipv4Addr::new(10, 244, 1, i as u8 + 2)
+        Ipv4Addr::new(10, 244, 1, i as u8 + 2).into()
     }
 
     #[test]
@@ -263,7 +269,9 @@ mod tests {
 
     #[test]
     fn the_large_cidr_is_upstreams() {
-        assert_eq!(large_cidr(Ipv4Addr::new(10, 244, 3, 7)), "0.0.0.0/4");
-        assert_eq!(large_cidr(Ipv4Addr::new(172, 16, 0, 1)), "160.0.0.0/4");
+        let large = |s: &str| large_cidr(s.parse().unwrap());
+        assert_eq!(large("10.244.3.7"), "0.0.0.0/4");
+        assert_eq!(large("172.16.0.1"), "160.0.0.0/4");
+        assert_eq!(large("fd00:10:244::5"), "f000::/4");
     }
 }

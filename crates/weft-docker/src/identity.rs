@@ -76,6 +76,7 @@ impl Driver {
             name: format!("{ns}/{name}"),
             namespace: ns.to_owned(),
             labels,
+            ipv6: None,
             node: self.host.public_ip,
             interface: host_iface.to_owned(),
             attachment: match net.mode {

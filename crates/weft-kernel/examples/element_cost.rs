@@ -23,6 +23,8 @@ fn main() {
         }
     };
     let n: usize = n.parse().expect("N: a number");
+    let table =
+        &weft_kernel::nft_sets::TableId::new(weft_kernel::nft_sets::Family::Ip, table.as_str());
     let mut times = Vec::with_capacity(n);
     for i in 0..n {
         let one: Element = element

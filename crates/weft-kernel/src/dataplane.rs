@@ -32,7 +32,7 @@ use weft_plan::{
 
 use crate::error::KernelError;
 use crate::monitor::KernelEvent;
-use crate::nft_sets::{Elements, LoadedSets, RuleCounter, SetTable};
+use crate::nft_sets::{Elements, LoadedSets, RuleCounter, SetTable, TableId};
 
 /// What one route reconciliation did, and how long it took.
 #[derive(Debug, Default, Clone)]
@@ -285,20 +285,23 @@ pub trait Firewall: Send + Sync {
 
     /// A loaded set table's fingerprint and elements (`None`: not loaded). Costly
     /// with thousands of sets (nft and the kernel walk them all): at start only.
-    fn set_table(&self, table: &str) -> Result<Option<LoadedSets>, KernelError>;
+    fn set_table(&self, table: &TableId) -> Result<Option<LoadedSets>, KernelError>;
 
     /// A loaded set table's fingerprint alone (its comment), cheap at any size.
-    fn set_table_fingerprint(&self, table: &str) -> Result<Option<String>, KernelError>;
+    fn set_table_fingerprint(&self, table: &TableId) -> Result<Option<String>, KernelError>;
 
     /// The counters of a set table's commented rules (for `/metrics`), cheap at any
     /// size; empty if it is not loaded.
-    fn set_table_counters(&self, table: &str) -> Result<Vec<RuleCounter>, KernelError>;
+    fn set_table_counters(&self, table: &TableId) -> Result<Vec<RuleCounter>, KernelError>;
+
+    /// Removes a set table, if it is loaded.
+    fn remove_set_table(&self, table: &TableId) -> Result<(), KernelError>;
 
     /// Removes `remove` from and adds `add` to a loaded set table's sets and maps, in
     /// one transaction; its rules stay as they are.
     fn update_set_table(
         &self,
-        table: &str,
+        table: &TableId,
         add: &Elements,
         remove: &Elements,
     ) -> Result<(), KernelError>;

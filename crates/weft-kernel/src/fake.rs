@@ -28,7 +28,7 @@ use weft_plan::{
 use crate::dataplane::{Dataplane, LinkSetting, LinkUpdate, VethPair};
 use crate::error::KernelError;
 use crate::monitor::KernelEvent;
-use crate::nft_sets::{Elements, LoadedSets, SetTable};
+use crate::nft_sets::{Elements, LoadedSets, SetTable, TableId};
 use crate::prelude::*;
 use crate::sysctl::setting_file;
 
@@ -86,7 +86,7 @@ struct Namespace {
     forwarding: bool,
     firewall: Option<FirewallPlan>,
     /// Tables with named sets, by name, as loaded and updated since.
-    tables: BTreeMap<String, SetTable>,
+    tables: BTreeMap<TableId, SetTable>,
 }
 
 #[derive(Debug, Default)]
@@ -294,9 +294,14 @@ impl FakeNet {
         self.world().ns(&None).firewall.clone()
     }
 
-    /// A set table as it stands: its structure, then an `add element` line for each
-    /// set with elements.
+    /// An `ip` set table as it stands: its structure, then an `add element` line for
+    /// each set with elements.
     pub fn nft_table(&self, table: &str) -> Option<String> {
+        self.nft_table_of(&TableId::new(crate::nft_sets::Family::Ip, table))
+    }
+
+    /// A set table of either family as it stands (see [`FakeNet::nft_table`]).
+    pub fn nft_table_of(&self, table: &TableId) -> Option<String> {
         self.world()
             .ns(&None)
             .tables
@@ -929,14 +934,12 @@ impl Firewall for FakeDataplane {
 
     fn load_set_table(&self, table: &SetTable) -> Result<(), KernelError> {
         let mut w = self.world();
-        w.ns(&self.ns)
-            .tables
-            .insert(table.name().to_owned(), table.clone());
-        w.log(format!("nft table {}", table.name()));
+        w.ns(&self.ns).tables.insert(table.id(), table.clone());
+        w.log(format!("nft table {}", table.id()));
         Ok(())
     }
 
-    fn set_table(&self, table: &str) -> Result<Option<LoadedSets>, KernelError> {
+    fn set_table(&self, table: &TableId) -> Result<Option<LoadedSets>, KernelError> {
         let mut w = self.world();
         Ok(w.ns(&self.ns).tables.get(table).map(|t| LoadedSets {
             fingerprint: t.fingerprint().to_owned(),
@@ -945,7 +948,7 @@ impl Firewall for FakeDataplane {
         }))
     }
 
-    fn set_table_fingerprint(&self, table: &str) -> Result<Option<String>, KernelError> {
+    fn set_table_fingerprint(&self, table: &TableId) -> Result<Option<String>, KernelError> {
         let mut w = self.world();
         Ok(w.ns(&self.ns)
             .tables
@@ -955,15 +958,23 @@ impl Firewall for FakeDataplane {
 
     fn set_table_counters(
         &self,
-        table: &str,
+        table: &TableId,
     ) -> Result<Vec<crate::nft_sets::RuleCounter>, KernelError> {
         let _ = table; // the fake counts no packets
         Ok(Vec::new())
     }
 
+    fn remove_set_table(&self, table: &TableId) -> Result<(), KernelError> {
+        let mut w = self.world();
+        if w.ns(&self.ns).tables.remove(table).is_some() {
+            w.log(format!("nft delete table {table}"));
+        }
+        Ok(())
+    }
+
     fn update_set_table(
         &self,
-        table: &str,
+        table: &TableId,
         add: &Elements,
         remove: &Elements,
     ) -> Result<(), KernelError> {

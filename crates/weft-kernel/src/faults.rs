@@ -22,7 +22,7 @@ use weft_plan::{
 use crate::dataplane::{Dataplane, LinkSetting, LinkUpdate, VethPair};
 use crate::error::KernelError;
 use crate::monitor::KernelEvent;
-use crate::nft_sets::{Elements, LoadedSets, RuleCounter, SetTable};
+use crate::nft_sets::{Elements, LoadedSets, RuleCounter, SetTable, TableId};
 use crate::prelude::*;
 
 /// An operation a test can have refused.
@@ -318,27 +318,33 @@ impl<D: Firewall + ?Sized> Firewall for Faulty<D> {
         self.inner.load_set_table(table)
     }
 
-    fn set_table(&self, table: &str) -> Result<Option<LoadedSets>, KernelError> {
+    fn set_table(&self, table: &TableId) -> Result<Option<LoadedSets>, KernelError> {
         self.faults
             .check(FaultOp::Firewall, "list an nftables table")?;
         self.inner.set_table(table)
     }
 
-    fn set_table_fingerprint(&self, table: &str) -> Result<Option<String>, KernelError> {
+    fn set_table_fingerprint(&self, table: &TableId) -> Result<Option<String>, KernelError> {
         self.faults
             .check(FaultOp::Firewall, "read an nftables table's comment")?;
         self.inner.set_table_fingerprint(table)
     }
 
-    fn set_table_counters(&self, table: &str) -> Result<Vec<RuleCounter>, KernelError> {
+    fn set_table_counters(&self, table: &TableId) -> Result<Vec<RuleCounter>, KernelError> {
         self.faults
             .check(FaultOp::Firewall, "read an nftables table's counters")?;
         self.inner.set_table_counters(table)
     }
 
+    fn remove_set_table(&self, table: &TableId) -> Result<(), KernelError> {
+        self.faults
+            .check(FaultOp::Firewall, "remove an nftables table")?;
+        self.inner.remove_set_table(table)
+    }
+
     fn update_set_table(
         &self,
-        table: &str,
+        table: &TableId,
         add: &Elements,
         remove: &Elements,
     ) -> Result<(), KernelError> {

@@ -7,13 +7,13 @@
 //! kernel applies whole or not at all. No crate of the rust-netlink family speaks
 //! nf_tables yet, so the few messages are built here by hand from
 //! `linux/netfilter/nf_tables.h`. Elements are [`weft_plan::nft::Element`]s: an
-//! address (4 bytes) or an interface name (`IFNAMSIZ` bytes, zero-padded).
+//! address (4 or 16 bytes) or an interface name (`IFNAMSIZ` bytes, zero-padded).
 
 use std::io;
 
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 
-use weft_plan::nft::{Element, Elements};
+use weft_plan::nft::{Element, Elements, Family, TableId};
 
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
@@ -21,6 +21,14 @@ const NFNL_MSG_BATCH_END: u16 = 0x11;
 const NFT_MSG_NEWSETELEM: u16 = 12;
 const NFT_MSG_DELSETELEM: u16 = 14;
 const NFPROTO_IPV4: u8 = 2;
+const NFPROTO_IPV6: u8 = 10;
+
+fn nfproto(family: Family) -> u8 {
+    match family {
+        Family::Ip => NFPROTO_IPV4,
+        Family::Ip6 => NFPROTO_IPV6,
+    }
+}
 
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
@@ -53,7 +61,8 @@ pub fn refused(what: &str, e: io::Error) -> crate::nft::NftError {
 /// An element's key as the kernel takes it.
 fn key(e: &Element) -> Vec<u8> {
     match e {
-        Element::Addr(a) => a.octets().to_vec(),
+        Element::Addr(std::net::IpAddr::V4(a)) => a.octets().to_vec(),
+        Element::Addr(std::net::IpAddr::V6(a)) => a.octets().to_vec(),
         Element::Iface(name) => {
             let mut b = name.as_bytes().to_vec();
             b.resize(IFNAMSIZ, 0);
@@ -82,15 +91,30 @@ fn cstr(s: &str) -> Vec<u8> {
     b
 }
 
-/// One netlink message: header, nfgenmsg, attributes.
-fn message(buf: &mut Vec<u8>, kind: u16, flags: u16, seq: u32, res_id: u16, attrs: &[u8]) {
+/// One netlink message: header, nfgenmsg (of `family`'s tables), attributes.
+struct Header {
+    kind: u16,
+    flags: u16,
+    seq: u32,
+    res_id: u16,
+    family: Family,
+}
+
+fn message(buf: &mut Vec<u8>, h: Header, attrs: &[u8]) {
+    let Header {
+        kind,
+        flags,
+        seq,
+        res_id,
+        family,
+    } = h;
     let len = 16 + 4 + attrs.len();
     buf.extend_from_slice(&(len as u32).to_ne_bytes());
     buf.extend_from_slice(&kind.to_ne_bytes());
     buf.extend_from_slice(&flags.to_ne_bytes());
     buf.extend_from_slice(&seq.to_ne_bytes());
     buf.extend_from_slice(&0u32.to_ne_bytes());
-    buf.extend_from_slice(&[NFPROTO_IPV4, 0]);
+    buf.extend_from_slice(&[nfproto(family), 0]);
     buf.extend_from_slice(&res_id.to_be_bytes());
     buf.extend_from_slice(attrs);
 }
@@ -120,9 +144,9 @@ fn element_list<'e>(table: &str, set: &str, elems: impl Iterator<Item = Item<'e>
     a
 }
 
-/// The batch that removes `remove` and adds `add` in table `ip TABLE`, and how many
+/// The batch that removes `remove` and adds `add` in `table`, and how many
 /// acknowledgements it asks for.
-fn batch(table: &str, add: &Elements, remove: &Elements) -> (Vec<u8>, u32) {
+fn batch(table: &TableId, add: &Elements, remove: &Elements) -> (Vec<u8>, u32) {
     let plain = |e: &Elements| -> Vec<SetItems> {
         e.iter()
             .filter(|(_, e)| !e.is_empty())
@@ -136,17 +160,17 @@ fn batch(table: &str, add: &Elements, remove: &Elements) -> (Vec<u8>, u32) {
 type SetItems = (String, Vec<(Element, Option<String>)>);
 type ByItems = [SetItems];
 
-fn batch_of(table: &str, add: &ByItems, remove: &ByItems) -> (Vec<u8>, u32) {
+fn batch_of(table: &TableId, add: &ByItems, remove: &ByItems) -> (Vec<u8>, u32) {
     let mut buf = Vec::new();
     let mut seq = 1;
-    message(
-        &mut buf,
-        NFNL_MSG_BATCH_BEGIN,
-        NLM_F_REQUEST,
+    let edge = |kind, seq| Header {
+        kind,
+        flags: NLM_F_REQUEST,
         seq,
-        NFNL_SUBSYS_NFTABLES,
-        &[],
-    );
+        res_id: NFNL_SUBSYS_NFTABLES,
+        family: Family::Ip,
+    };
+    message(&mut buf, edge(NFNL_MSG_BATCH_BEGIN, seq), &[]);
     let mut acks = 0;
     for (verb, flags, elements) in [
         (NFT_MSG_DELSETELEM, 0, remove),
@@ -156,25 +180,19 @@ fn batch_of(table: &str, add: &ByItems, remove: &ByItems) -> (Vec<u8>, u32) {
             seq += 1;
             acks += 1;
             let kind = (NFNL_SUBSYS_NFTABLES << 8) | verb;
-            message(
-                &mut buf,
+            let h = Header {
                 kind,
-                NLM_F_REQUEST | NLM_F_ACK | flags,
+                flags: NLM_F_REQUEST | NLM_F_ACK | flags,
                 seq,
-                0,
-                &element_list(table, set, elems.iter().map(|(e, j)| (e, j.as_deref()))),
-            );
+                res_id: 0,
+                family: table.family,
+            };
+            let items = elems.iter().map(|(e, j)| (e, j.as_deref()));
+            message(&mut buf, h, &element_list(&table.name, set, items));
         }
     }
     seq += 1;
-    message(
-        &mut buf,
-        NFNL_MSG_BATCH_END,
-        NLM_F_REQUEST,
-        seq,
-        NFNL_SUBSYS_NFTABLES,
-        &[],
-    );
+    message(&mut buf, edge(NFNL_MSG_BATCH_END, seq), &[]);
     (buf, acks)
 }
 
@@ -207,7 +225,7 @@ fn messages(data: &[u8]) -> Vec<(u16, Option<i32>, &[u8])> {
 }
 
 /// Applies the change in one transaction in the calling thread's namespace.
-pub fn update(table: &str, add: &Elements, remove: &Elements) -> io::Result<()> {
+pub fn update(table: &TableId, add: &Elements, remove: &Elements) -> io::Result<()> {
     let (buf, acks) = batch(table, add, remove);
     transact(&buf, acks)
 }
@@ -215,7 +233,7 @@ pub fn update(table: &str, add: &Elements, remove: &Elements) -> io::Result<()> 
 /// Adds `key : jump CHAIN` to verdict map `map`. Weft's tables have no verdict maps
 /// (an element that jumps makes the kernel validate the whole table again); this is
 /// how `bench/policy.sh` measures that cost beside a plain set's.
-pub fn add_jump(table: &str, map: &str, key: Element, chain: &str) -> io::Result<()> {
+pub fn add_jump(table: &TableId, map: &str, key: Element, chain: &str) -> io::Result<()> {
     let add = [(map.to_owned(), vec![(key, Some(chain.to_owned()))])];
     let (buf, acks) = batch_of(table, &add, &[]);
     transact(&buf, acks)
@@ -253,14 +271,20 @@ const NFTA_TABLE_USERDATA: u16 = 6;
 /// `NFTNL_UDATA_TABLE_COMMENT`: the comment's type in a table's user data.
 const UDATA_TABLE_COMMENT: u8 = 0;
 
-/// The comment of table `ip TABLE` (`None`: no such table, or no comment): one
-/// request for one table, where `nft list` would read every set of it first.
-pub fn table_comment(table: &str) -> io::Result<Option<String>> {
+/// The comment of `table` (`None`: no such table, or no comment): one request for
+/// one table, where `nft list` would read every set of it first.
+pub fn table_comment(table: &TableId) -> io::Result<Option<String>> {
     let mut a = Vec::new();
-    attr(&mut a, NFTA_TABLE_NAME, &cstr(table));
+    attr(&mut a, NFTA_TABLE_NAME, &cstr(&table.name));
     let mut buf = Vec::new();
-    let kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE;
-    message(&mut buf, kind, NLM_F_REQUEST | NLM_F_ACK, 1, 0, &a);
+    let h = Header {
+        kind: (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE,
+        flags: NLM_F_REQUEST | NLM_F_ACK,
+        seq: 1,
+        res_id: 0,
+        family: table.family,
+    };
+    message(&mut buf, h, &a);
     let socket = send(&buf)?;
     let mut comment = None;
     loop {
@@ -383,15 +407,21 @@ fn rule_counter(msg: &[u8]) -> Option<crate::nft_sets::RuleCounter> {
     })
 }
 
-/// The counters of table `ip TABLE`'s rules that have a comment, from one rule dump
-/// (`nft` would read every set of the table first, seconds at thousands of sets);
-/// empty if there is no such table.
-pub fn rule_counters(table: &str) -> io::Result<Vec<crate::nft_sets::RuleCounter>> {
+/// The counters of `table`'s rules that have a comment, from one rule dump (`nft`
+/// would read every set of the table first, seconds at thousands of sets); empty if
+/// there is no such table.
+pub fn rule_counters(table: &TableId) -> io::Result<Vec<crate::nft_sets::RuleCounter>> {
     let mut a = Vec::new();
-    attr(&mut a, NFTA_RULE_TABLE, &cstr(table));
+    attr(&mut a, NFTA_RULE_TABLE, &cstr(&table.name));
     let mut buf = Vec::new();
-    let kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE;
-    message(&mut buf, kind, NLM_F_REQUEST | NLM_F_DUMP, 1, 0, &a);
+    let h = Header {
+        kind: (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE,
+        flags: NLM_F_REQUEST | NLM_F_DUMP,
+        seq: 1,
+        res_id: 0,
+        family: table.family,
+    };
+    message(&mut buf, h, &a);
     let socket = send(&buf)?;
     let mut out = Vec::new();
     loop {
@@ -423,6 +453,8 @@ mod tests {
     #[test]
     fn elements_are_keyed_as_the_kernel_takes_them() {
         assert_eq!(key(&"10.0.0.1".parse().unwrap()), [10, 0, 0, 1]);
+        let k6 = key(&"fd00::1".parse().unwrap());
+        assert_eq!((k6.len(), k6[0], k6[15]), (16, 0xfd, 1));
         let k = key(&"\"weft1\"".parse().unwrap());
         assert_eq!(&k[..5], b"weft1");
         assert_eq!(k.len(), IFNAMSIZ);
@@ -439,7 +471,7 @@ mod tests {
         };
         let add: Elements = [set("s_1", &["10.0.0.1"]), set("in_default_if", &["\"w\""])].into();
         let remove: Elements = [set("s_2", &["10.0.0.2"])].into();
-        let (buf, acks) = batch("weftpol", &add, &remove);
+        let (buf, acks) = batch(&TableId::new(Family::Ip, "weftpol"), &add, &remove);
         assert_eq!(acks, 3);
         // Walk the messages: their types in order.
         let mut kinds = Vec::new();

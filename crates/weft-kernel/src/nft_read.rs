@@ -5,14 +5,14 @@
 //! with an expression Weft never writes) is an error naming it, never skipped.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use serde_json::Value;
 use thiserror::Error;
 use weft_plan::nft::{
     AddrMatch, Chain, Hook, IfaceSide, Match, PortRange, Proto, Rule, Set, SetKey, Side, Table,
-    Verdict, ICMP_TYPES,
+    TableId, Verdict, ICMP_TYPES,
 };
 
 use crate::nft::NftError;
@@ -26,30 +26,31 @@ pub struct Unreadable {
     pub json: String,
 }
 
-/// Table `ip NAME` as loaded (comment included); `None` if there is none.
-pub fn table(name: &str) -> Result<Option<Table>, NftError> {
-    let Some(json) = crate::nft_sets::listing(name)? else {
+/// `id` as loaded (comment included); `None` if there is none.
+pub fn table(id: &TableId) -> Result<Option<Table>, NftError> {
+    let Some(json) = crate::nft_sets::listing(id)? else {
         return Ok(None);
     };
-    let mut t = parse(name, &json).map_err(|e| NftError::Refused {
+    let mut t = parse(id, &json).map_err(|e| NftError::Refused {
         cmd: "nft",
         stderr: e.to_string(),
     })?;
-    t.comment = crate::nft_netlink::table_comment(name)
+    t.comment = crate::nft_netlink::table_comment(id)
         .map_err(|e| crate::nft_netlink::refused("cannot read the table's comment", e))?
         .unwrap_or_default();
     Ok(Some(t))
 }
 
 /// The sets, chains and rules of `nft -j list table` (the listing has no table
-/// comment: [`table`] reads it apart).
-pub fn parse(name: &str, json: &Value) -> Result<Table, Unreadable> {
+/// comment: [`table`] reads it apart). Address matches are on `id`'s family's header.
+pub fn parse(id: &TableId, json: &Value) -> Result<Table, Unreadable> {
     let bad = |what: &'static str, v: &Value| Unreadable {
-        table: name.to_owned(),
+        table: id.to_string(),
         what,
         json: v.to_string(),
     };
-    let mut t = Table::new(name);
+    let family = id.family.keyword();
+    let mut t = Table::in_family(id.family, id.name.clone());
     for item in json["nftables"]
         .as_array()
         .map(Vec::as_slice)
@@ -58,6 +59,7 @@ pub fn parse(name: &str, json: &Value) -> Result<Table, Unreadable> {
         if let Some(s) = item.get("set") {
             let key = match s["type"].as_str() {
                 Some("ipv4_addr") => SetKey::Ipv4Addr,
+                Some("ipv6_addr") => SetKey::Ipv6Addr,
                 Some("ifname") => SetKey::Ifname,
                 _ => return Err(bad("a set's type", s)),
             };
@@ -70,7 +72,7 @@ pub fn parse(name: &str, json: &Value) -> Result<Table, Unreadable> {
             t.chains.push(chain(c).ok_or_else(|| bad("a chain", c))?);
         } else if let Some(r) = item.get("rule") {
             let chain = r["chain"].as_str().unwrap_or_default();
-            let rule = rule(r).map_err(|v| bad("a rule's expression", &v))?;
+            let rule = rule(r, family).map_err(|v| bad("a rule's expression", &v))?;
             t.chains
                 .iter_mut()
                 .find(|c| c.name == chain)
@@ -107,7 +109,7 @@ fn chain(c: &Value) -> Option<Chain> {
 }
 
 /// A rule; the expression that cannot be read as the error.
-fn rule(r: &Value) -> Result<Rule, Value> {
+fn rule(r: &Value, family: &str) -> Result<Rule, Value> {
     let mut matches = Vec::new();
     let mut counter = false;
     let mut verdict = None;
@@ -119,7 +121,7 @@ fn rule(r: &Value) -> Result<Rule, Value> {
         let target = || body["target"].as_str().map(str::to_owned);
         let v = match kind.as_str() {
             "match" => {
-                matches.push(matching(body).ok_or_else(|| e.clone())?);
+                matches.push(matching(body, family).ok_or_else(|| e.clone())?);
                 continue;
             }
             "counter" => {
@@ -185,7 +187,7 @@ fn mark_or(body: &Value) -> Option<u32> {
         .flatten()
 }
 
-fn matching(m: &Value) -> Option<Match> {
+fn matching(m: &Value, family: &str) -> Option<Match> {
     let negated = match m["op"].as_str()? {
         "==" | "in" => false,
         "!=" => true,
@@ -209,7 +211,7 @@ fn matching(m: &Value) -> Option<Match> {
     if let Some(p) = left.get("payload") {
         let (proto, field) = (p["protocol"].as_str()?, p["field"].as_str()?);
         return match (proto, field, negated) {
-            ("ip", "saddr" | "daddr", _) => {
+            (p, "saddr" | "daddr", _) if p == family => {
                 let side = if field == "saddr" {
                     Side::Source
                 } else {
@@ -260,12 +262,12 @@ fn addresses(v: &Value) -> Option<AddrMatch> {
     if let Some(s) = v.as_str().and_then(|s| s.strip_prefix('@')) {
         return Some(AddrMatch::Set(s.to_owned()));
     }
-    let addr = |v: &Value| v.as_str()?.parse::<Ipv4Addr>().ok();
+    let addr = |v: &Value| v.as_str()?.parse::<IpAddr>().ok();
     // An address, a prefix, or a range (what the kernel made of adjacent prefixes).
-    let one = |v: &Value| -> Option<Vec<Ipv4Net>> {
+    let one = |v: &Value| -> Option<Vec<IpNet>> {
         if let Some(p) = v.get("prefix") {
             let len = u8::try_from(p["len"].as_u64()?).ok()?;
-            return Some(vec![Ipv4Net::new(addr(&p["addr"])?, len).ok()?]);
+            return Some(vec![IpNet::new(addr(&p["addr"])?, len).ok()?]);
         }
         if let Some(Value::Array(r)) = v.get("range") {
             return Some(AddrMatch::range(addr(r.first()?)?, addr(r.get(1)?)?));
@@ -324,7 +326,7 @@ mod tests {
               {"match":{"op":"==","left":{"payload":{"protocol":"icmp","field":"type"}},"right":"echo-request"}},{"accept":null}]}}]}"#,
         )
         .unwrap();
-        let t = parse("t", &json).unwrap();
+        let t = parse(&TableId::new(weft_plan::nft::Family::Ip, "t"), &json).unwrap();
         assert_eq!(t.sets.len(), 1);
         assert_eq!(t.chains[1].hook, Some(Hook::Forward { offset: -5 }));
         let r = &t.chains[0].rules[0];
@@ -341,7 +343,9 @@ mod tests {
             r#"{"nftables":[{"chain":{"name":"c"}},{"rule":{"chain":"c","expr":[{"match":{"op":"==","left":{"meta":{"key":"mark"}},"right":1}},{"accept":null}]}}]}"#,
         )
         .unwrap();
-        let e = parse("t", &odd).unwrap_err().to_string();
+        let e = parse(&TableId::new(weft_plan::nft::Family::Ip, "t"), &odd)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("mark"), "{e}");
     }
 }

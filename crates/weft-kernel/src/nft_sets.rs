@@ -7,7 +7,7 @@
 //! start and resync.
 
 use serde_json::Value;
-pub use weft_plan::nft::{changes, count, Element, Elements, Table};
+pub use weft_plan::nft::{changes, count, Element, Elements, Family, Table, TableId};
 
 use crate::nft::{run, NftError};
 
@@ -23,6 +23,10 @@ pub struct SetTable {
 impl SetTable {
     pub fn name(&self) -> &str {
         &self.table.name
+    }
+
+    pub fn id(&self) -> TableId {
+        self.table.id()
     }
 
     pub fn fingerprint(&self) -> &str {
@@ -51,21 +55,18 @@ pub struct RuleCounter {
 }
 
 /// `add element ip TABLE SET { … }` (or `delete`) for each set with elements.
-pub fn statements(table: &str, verb: &str, elements: &Elements) -> String {
+pub fn statements(table: &TableId, verb: &str, elements: &Elements) -> String {
     let mut s = String::new();
     for (name, elems) in elements.iter().filter(|(_, e)| !e.is_empty()) {
         let items: Vec<String> = elems.iter().map(Element::to_string).collect();
-        s += &format!(
-            "{verb} element ip {table} {name} {{ {} }}\n",
-            items.join(", ")
-        );
+        s += &format!("{verb} element {table} {name} {{ {} }}\n", items.join(", "));
     }
     s
 }
 
 /// Loads the whole table (structure, then elements) in one transaction.
 pub fn load(t: &SetTable) -> Result<(), NftError> {
-    let script = t.table.script() + &statements(t.name(), "add", &t.elements);
+    let script = t.table.script() + &statements(&t.id(), "add", &t.elements);
     script_run(&script)
 }
 
@@ -74,7 +75,7 @@ pub fn load(t: &SetTable) -> Result<(), NftError> {
 const NETLINK_MOST: usize = 1000;
 
 /// Removes `remove` and adds `add` in one transaction.
-pub fn update(table: &str, add: &Elements, remove: &Elements) -> Result<(), NftError> {
+pub fn update(table: &TableId, add: &Elements, remove: &Elements) -> Result<(), NftError> {
     if count(add) + count(remove) <= NETLINK_MOST {
         return crate::nft_netlink::update(table, add, remove)
             .map_err(|e| crate::nft_netlink::refused("the kernel refused the element changes", e));
@@ -86,6 +87,16 @@ pub fn update(table: &str, add: &Elements, remove: &Elements) -> Result<(), NftE
     script_run(&script)
 }
 
+/// Removes `table` if it is loaded.
+pub fn remove(table: &TableId) -> Result<(), NftError> {
+    let (family, name) = (table.family.keyword(), table.name.as_str());
+    let (ok, _, stderr) = run("nft", &["delete", "table", family, name], None)?;
+    if !ok && !stderr.contains("No such file") {
+        return Err(NftError::Refused { cmd: "nft", stderr });
+    }
+    Ok(())
+}
+
 fn script_run(script: &str) -> Result<(), NftError> {
     let (ok, _, stderr) = run("nft", &["-f", "-"], Some(script))?;
     if !ok {
@@ -94,9 +105,10 @@ fn script_run(script: &str) -> Result<(), NftError> {
     Ok(())
 }
 
-/// `nft -j list table ip TABLE`, parsed; `None` if there is no such table.
-pub(crate) fn listing(table: &str) -> Result<Option<Value>, NftError> {
-    let (ok, out, stderr) = run("nft", &["-j", "list", "table", "ip", table], None)?;
+/// `nft -j list table FAMILY TABLE`, parsed; `None` if there is no such table.
+pub(crate) fn listing(table: &TableId) -> Result<Option<Value>, NftError> {
+    let args = ["-j", "list", "table", table.family.keyword(), &table.name];
+    let (ok, out, stderr) = run("nft", &args, None)?;
     if !ok {
         if stderr.contains("No such file") {
             return Ok(None);
@@ -112,7 +124,7 @@ pub(crate) fn listing(table: &str) -> Result<Option<Value>, NftError> {
 }
 
 /// The loaded table's fingerprint and elements; `None` if there is no such table.
-pub fn read(table: &str) -> Result<Option<LoadedSets>, NftError> {
+pub fn read(table: &TableId) -> Result<Option<LoadedSets>, NftError> {
     listing(table)?.map(|json| parse_listing(&json)).transpose()
 }
 
@@ -198,7 +210,7 @@ mod tests {
     fn changes_are_written_as_nft_statements() {
         let remove = els(&[("i", &["\"a\""]), ("s", &["10.0.0.1"])]);
         assert_eq!(
-            statements("t", "delete", &remove),
+            statements(&TableId::new(Family::Ip, "t"), "delete", &remove),
             "delete element ip t i { \"a\" }\ndelete element ip t s { 10.0.0.1 }\n"
         );
     }

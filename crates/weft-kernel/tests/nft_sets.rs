@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use weft_kernel::nft_sets::{self, Element, Elements, SetTable};
+use weft_kernel::nft_sets::{self, Element, Elements, Family, SetTable, TableId};
 use weft_plan::nft::{AddrMatch, Chain, Hook, IfaceSide, Match, Rule, Set, SetKey, Table, Verdict};
 use weft_testkit::netns::in_netns;
 use weft_testkit::require_root;
@@ -20,6 +20,14 @@ fn els(pairs: &[(&str, &[&str])]) -> Elements {
             )
         })
         .collect()
+}
+
+fn ts() -> TableId {
+    TableId::new(Family::Ip, "tsets")
+}
+
+fn absent() -> TableId {
+    TableId::new(Family::Ip, "absent")
 }
 
 /// Two sets, two counted chains, a forward chain that jumps by both.
@@ -67,7 +75,7 @@ fn elements_change_in_place_and_a_refused_change_changes_nothing() {
             elements: first.clone(),
         })
         .unwrap();
-        let read = nft_sets::read("tsets").unwrap().expect("loaded");
+        let read = nft_sets::read(&ts()).unwrap().expect("loaded");
         assert_eq!(read.fingerprint, "tsets f1");
         assert_eq!(read.elements, first);
         assert!(read
@@ -81,28 +89,28 @@ fn elements_change_in_place_and_a_refused_change_changes_nothing() {
             ("to_if", &["\"weft2\"", "\"weft3\""]),
         ]);
         let (add, remove) = nft_sets::changes(&first, &second);
-        nft_sets::update("tsets", &add, &remove).unwrap();
-        assert_eq!(nft_sets::read("tsets").unwrap().unwrap().elements, second);
+        nft_sets::update(&ts(), &add, &remove).unwrap();
+        assert_eq!(nft_sets::read(&ts()).unwrap().unwrap().elements, second);
 
         // Removing what is not there: refused, and the additions with it.
         let bad_remove = els(&[("s_a", &["10.9.9.9"])]);
         let more = els(&[("s_a", &["10.0.0.4"])]);
-        let e = nft_sets::update("tsets", &more, &bad_remove).unwrap_err();
+        let e = nft_sets::update(&ts(), &more, &bad_remove).unwrap_err();
         assert!(e.to_string().contains("refused"), "{e}");
-        assert_eq!(nft_sets::read("tsets").unwrap().unwrap().elements, second);
+        assert_eq!(nft_sets::read(&ts()).unwrap().unwrap().elements, second);
 
         // A big change goes through nft -f, in one transaction too.
         let many: BTreeSet<Element> = (0..1500)
             .map(|i| format!("10.2.{}.{}", i / 250, i % 250 + 1).parse().unwrap())
             .collect();
         let big: Elements = [("s_a".to_string(), many.clone())].into();
-        nft_sets::update("tsets", &big, &Elements::new()).unwrap();
-        let now = nft_sets::read("tsets").unwrap().unwrap().elements;
+        nft_sets::update(&ts(), &big, &Elements::new()).unwrap();
+        let now = nft_sets::read(&ts()).unwrap().unwrap().elements;
         assert_eq!(now["s_a"].len(), 1502);
-        assert!(nft_sets::read("absent").unwrap().is_none());
+        assert!(nft_sets::read(&absent()).unwrap().is_none());
         // The rules' counters over netlink (what /metrics reads) equal nft's listing.
-        let mut counters = weft_kernel::nft_netlink::rule_counters("tsets").unwrap();
-        let mut listed = nft_sets::read("tsets").unwrap().unwrap().counters;
+        let mut counters = weft_kernel::nft_netlink::rule_counters(&ts()).unwrap();
+        let mut listed = nft_sets::read(&ts()).unwrap().unwrap().counters;
         let key = |c: &nft_sets::RuleCounter| (c.chain.clone(), c.comment.clone());
         counters.sort_by_key(key);
         listed.sort_by_key(key);
@@ -111,23 +119,23 @@ fn elements_change_in_place_and_a_refused_change_changes_nothing() {
         assert!(counters
             .iter()
             .any(|c| c.comment == "c2" && c.verdict == "drop"));
-        assert!(weft_kernel::nft_netlink::rule_counters("absent")
+        assert!(weft_kernel::nft_netlink::rule_counters(&absent())
             .unwrap()
             .is_empty());
         // The table's comment, read alone (what a resync checks).
         assert_eq!(
-            weft_kernel::nft_netlink::table_comment("tsets")
+            weft_kernel::nft_netlink::table_comment(&ts())
                 .unwrap()
                 .as_deref(),
             Some("tsets f1")
         );
         assert_eq!(
-            weft_kernel::nft_netlink::table_comment("absent").unwrap(),
+            weft_kernel::nft_netlink::table_comment(&absent()).unwrap(),
             None
         );
         // The structure reads back as loaded.
         assert_eq!(
-            weft_kernel::nft_read::table("tsets").unwrap(),
+            weft_kernel::nft_read::table(&ts()).unwrap(),
             Some(structure())
         );
     });

@@ -6,6 +6,7 @@
 //! <prefix>/weft/policy/networkpolicies/x/allow-a   a NetworkPolicy, as applied (JSON)
 //! <prefix>/weft/policy/clusterpolicies/no-ping     a ClusterPolicy
 //! <prefix>/weft/policy/endpoints/10.248.0.5        {"Name":"x/a","Namespace":"x","Labels":{"pod":"a"},"Node":"192.168.77.1","Interface":"weft0123456789a"}
+//!                                                  (+ "IPv6":"fd00:10:244:3::5" in a dual-stack network)
 //! <prefix>/weft/policy/namespaces/x                {"Labels":{"ns":"x"}}
 //! ```
 //!
@@ -13,7 +14,7 @@
 //! written, so a bad object never leaves half a file applied.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 pub use weft_policy::render::Attachment;
@@ -44,6 +45,10 @@ pub struct Identity {
     pub namespace: String,
     #[serde(rename = "Labels", default)]
     pub labels: Labels,
+    /// Its IPv6 address in a dual-stack network (the key is its IPv4 one): what the
+    /// IPv6 policy table matches it by.
+    #[serde(rename = "IPv6", default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<Ipv6Addr>,
     /// The node it runs on.
     #[serde(rename = "Node")]
     pub node: Ipv4Addr,
@@ -175,17 +180,19 @@ impl PolicyState {
             namespace: i.namespace.clone(),
             labels: i.labels.clone(),
             ip,
+            ip6: i.ipv6,
         })
     }
 
-    /// An endpoint by `namespace/name` or address.
+    /// An endpoint by `namespace/name` or address (of either family).
     pub fn find(&self, what: &str) -> Option<(Ipv4Addr, &Identity)> {
         if let Ok(ip) = what.parse::<Ipv4Addr>() {
             return self.endpoints.get(&ip).map(|i| (ip, i));
         }
+        let v6 = what.parse::<Ipv6Addr>().ok();
         self.endpoints
             .iter()
-            .find(|(_, i)| i.name == what)
+            .find(|(_, i)| i.name == what || (v6.is_some() && i.ipv6 == v6))
             .map(|(ip, i)| (*ip, i))
     }
 }

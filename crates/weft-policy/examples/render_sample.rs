@@ -18,6 +18,7 @@ fn main() {
             namespace: ns.to_string(),
             labels: Labels::from([("pod".into(), pod.to_string())]),
             ip: format!("10.248.0.{}", i + 1).parse().unwrap(),
+            ip6: None,
         });
     }
     let locals: Vec<LocalEndpoint> = w

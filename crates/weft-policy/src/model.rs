@@ -21,7 +21,7 @@
 
 use std::collections::BTreeMap;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::selector::LabelSelector;
@@ -150,8 +150,8 @@ pub struct IpBlock {
 }
 
 impl IpBlock {
-    /// The block and its exceptions, once checked.
-    pub fn nets(&self) -> Option<(Ipv4Net, Vec<Ipv4Net>)> {
+    /// The block and its exceptions (of the block's family, inside it), once checked.
+    pub fn nets(&self) -> Option<(IpNet, Vec<IpNet>)> {
         let cidr = self.cidr.parse().ok()?;
         let except = self
             .except

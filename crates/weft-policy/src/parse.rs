@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use thiserror::Error;
 
 use crate::model::*;
@@ -188,9 +188,9 @@ fn check_peers(at: &str, peers: &[Peer], out: &mut Vec<String>) {
 }
 
 fn check_ip_block(at: &str, b: &IpBlock, out: &mut Vec<String>) {
-    let Ok(cidr) = b.cidr.parse::<Ipv4Net>() else {
+    let Ok(cidr) = b.cidr.parse::<IpNet>() else {
         out.push(format!(
-            "{at}.cidr {:?} is not an IPv4 CIDR (IPv6 is not supported yet)",
+            "{at}.cidr {:?} is not an IPv4 or IPv6 CIDR",
             b.cidr
         ));
         return;
@@ -199,10 +199,10 @@ fn check_ip_block(at: &str, b: &IpBlock, out: &mut Vec<String>) {
         out.push(format!("{at}.cidr {cidr} has host bits set"));
     }
     for e in &b.except {
-        match e.parse::<Ipv4Net>() {
+        match e.parse::<IpNet>() {
             Ok(x) if cidr.contains(&x) && x != cidr => {}
             Ok(x) => out.push(format!("{at}.except {x} is not strictly inside {cidr}")),
-            Err(_) => out.push(format!("{at}.except {e:?} is not an IPv4 CIDR")),
+            Err(_) => out.push(format!("{at}.except {e:?} is not a CIDR")),
         }
     }
 }
@@ -237,8 +237,8 @@ fn check_entity(at: &str, e: &EntityMatch, ports_allowed: bool, out: &mut Vec<St
         s.problems(&format!("{at}.namespaceSelector"), out);
     }
     for n in &e.nets {
-        if n.parse::<Ipv4Net>().is_err() {
-            out.push(format!("{at}.nets {n:?} is not an IPv4 CIDR"));
+        if n.parse::<IpNet>().is_err() {
+            out.push(format!("{at}.nets {n:?} is not an IPv4 or IPv6 CIDR"));
         }
     }
     for p in &e.ports {

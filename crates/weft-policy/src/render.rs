@@ -41,16 +41,31 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 use weft_plan::nft::{
-    AddrMatch, Chain, Element, Hook, IfaceSide, Match, PortRange, Proto, Rule, RuleId, Set, SetKey,
-    Side, Table, Verdict,
+    AddrMatch, Chain, Element, Family, Hook, IfaceSide, Match, PortRange, Proto, Rule, RuleId, Set,
+    SetKey, Side, Table, Verdict,
 };
 
 use crate::model::*;
 use crate::selector::{LabelSelector, Labels};
 use crate::verdict::{Endpoint, World};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 pub const TABLE: &str = "weftpol";
+
+/// The policy table of `family`: `ip weftpol`, and in a dual-stack network its twin
+/// `ip6 weftpol` (the same chains and set names, IPv6 addresses in the sets).
+pub fn table_id(family: Family) -> weft_plan::nft::TableId {
+    weft_plan::nft::TableId::new(family, TABLE)
+}
+
+/// An endpoint's address in `family`'s table (an endpoint without an IPv6 address is
+/// in no set of the IPv6 table: it has no IPv6 traffic).
+fn addr_in(e: &Endpoint, family: Family) -> Option<IpAddr> {
+    match family {
+        Family::Ip => Some(e.ip.into()),
+        Family::Ip6 => e.ip6.map(Into::into),
+    }
+}
 /// The chain that marks what a cluster policy allows between named networks.
 pub const BETWEEN: &str = "between";
 pub use weft_plan::firewall::BETWEEN_NETWORKS_MARK;
@@ -130,6 +145,9 @@ fn fnv(bytes: &[u8]) -> u64 {
 /// the policies alone, so the agent keeps it while only endpoints change.
 #[derive(Debug, Clone)]
 pub struct Compiled {
+    /// Which family's table: the same policies make both, each matching its own
+    /// family's addresses.
+    pub family: Family,
     /// The table with its sets empty. Its comment is the fingerprint, and so is the
     /// forward chain's first rule's (which `nft -j` shows).
     pub table: Table,
@@ -170,9 +188,8 @@ fn chain_name(dir: Direction, ns: Option<&str>) -> String {
     }
 }
 
-/// Collects the named sets while rendering rules.
-#[derive(Default)]
-struct Sets(BTreeMap<String, Selection>);
+/// Collects the named sets while rendering rules for a table of the family it holds.
+struct Sets(BTreeMap<String, Selection>, Family);
 
 impl Sets {
     fn named(&mut self, s: Selection) -> String {
@@ -200,8 +217,16 @@ pub fn opens_between(policies: &[Policy]) -> bool {
     })
 }
 
-/// The structure for `policies` (see the module's text).
+/// The IPv4 structure for `policies` (see the module's text).
 pub fn compile(policies: &[Policy]) -> Compiled {
+    compile_in(policies, Family::Ip)
+}
+
+/// The structure of `family`'s table for `policies`. In the IPv6 table a rule whose
+/// addresses (an `ipBlock`, a cluster rule's `nets`) are all IPv4 matches nothing and
+/// is left out, and so are ICMP rules (ICMP is IPv4's; ICMPv6 has its own numbers):
+/// the rules each family keeps are those that can match its packets.
+pub fn compile_in(policies: &[Policy], family: Family) -> Compiled {
     let mut clusters: Vec<&ClusterPolicy> = policies
         .iter()
         .filter_map(|p| match p {
@@ -223,7 +248,7 @@ pub fn compile(policies: &[Policy]) -> Compiled {
     for nps in by_ns.values_mut() {
         nps.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     }
-    let mut sets = Sets::default();
+    let mut sets = Sets(BTreeMap::new(), family);
     let mut chains = Vec::new();
     for dir in [Direction::Ingress, Direction::Egress] {
         chains.extend(namespace_chains(&mut sets, &clusters, dir, None, &[]));
@@ -236,7 +261,7 @@ pub fn compile(policies: &[Policy]) -> Compiled {
     if opens {
         chains.push(between_chain(&mut sets, &clusters));
     }
-    let mut table = Table::new(TABLE);
+    let mut table = Table::in_family(family, TABLE);
     // The kernel finds a set by name by walking the table's sets in the order they
     // were made, and every element change names its set: so the sets most changes
     // touch come first. The held and dispatch sets (every local endpoint), then the
@@ -244,12 +269,12 @@ pub fn compile(policies: &[Policy]) -> Compiled {
     // thousands of sets this walk is most of what adding an endpoint costs.
     let set = |name: String, key| Set { name, key };
     table.sets.push(set("held_if".into(), SetKey::Ifname));
-    table.sets.push(set("held_ip".into(), SetKey::Ipv4Addr));
+    table.sets.push(set("held_ip".into(), family.addr_key()));
     let forward = forward_chain(&mut table, by_ns.keys().copied(), opens);
     let narrowed = |s: &Selection| s.pod.as_ref().is_some_and(|p| !p.match_labels.is_empty());
     let broad = sets.0.iter().filter(|(_, s)| !narrowed(s));
     for (name, _) in broad.chain(sets.0.iter().filter(|(_, s)| narrowed(s))) {
-        table.sets.push(set(name.clone(), SetKey::Ipv4Addr));
+        table.sets.push(set(name.clone(), family.addr_key()));
     }
     table.chains = chains;
     table.chains.push(forward);
@@ -260,6 +285,7 @@ pub fn compile(policies: &[Policy]) -> Compiled {
     }
     let (by_label, by_namespace, unindexed) = index(&sets);
     Compiled {
+        family,
         by_label,
         by_namespace,
         unindexed,
@@ -327,7 +353,7 @@ fn forward_chain<'a>(
                 Verdict::Jump(chain.clone()),
             ));
             table.sets.push(set(by_if, SetKey::Ifname));
-            table.sets.push(set(by_ip, SetKey::Ipv4Addr));
+            table.sets.push(set(by_ip, table.family.addr_key()));
         }
     }
     forward
@@ -489,11 +515,11 @@ fn ordered_cluster_rules(
             Direction::Egress => &c.spec.egress,
         };
         for (i, r) in rules.iter().enumerate() {
-            let matches: Vec<Match> = guard
-                .iter()
-                .cloned()
-                .chain(cluster_rule_match(sets, r))
-                .collect();
+            // A rule that cannot match this family's packets is not in its table.
+            let Some(rule_matches) = cluster_rule_match(sets, r) else {
+                continue;
+            };
+            let matches: Vec<Match> = guard.iter().cloned().chain(rule_matches).collect();
             let which = format!("{}[{i}]", dir_word(dir));
             let comment = format!("ClusterPolicy {} {which}", c.metadata.name);
             let id = Some(rule_id("ClusterPolicy", &c.metadata.name, which));
@@ -612,10 +638,14 @@ fn network_policy_rules(
 }
 
 /// A NetworkPolicy peer's matches (`side`: the peer's address); `None` for an ipBlock
-/// that cannot be read (refused at apply).
+/// that cannot be read (refused at apply) or of the other family (it matches nothing
+/// in this table).
 fn peer_match(sets: &mut Sets, policy_ns: &str, p: &Peer, side: Side) -> Option<Vec<Match>> {
     if let Some(b) = &p.ip_block {
         let (cidr, except) = b.nets()?;
+        if !sets.1.holds(cidr.addr()) {
+            return None;
+        }
         let mut m = vec![Match::addr(side, AddrMatch::net(cidr))];
         if !except.is_empty() {
             m.push(Match::not_addr(side, AddrMatch::nets(except)));
@@ -669,9 +699,15 @@ fn port_matches(ports: &[PolicyPort]) -> Vec<Vec<Match>> {
         .collect()
 }
 
-/// A cluster rule's matches (none: matches everything).
-fn cluster_rule_match(sets: &mut Sets, r: &ClusterRule) -> Vec<Match> {
+/// A cluster rule's matches (none: matches everything); `None` when it can match no
+/// packet of the table's family (ICMP, or only the other family's `nets`).
+fn cluster_rule_match(sets: &mut Sets, r: &ClusterRule) -> Option<Vec<Match>> {
+    let family = sets.1;
     let mut m = Vec::new();
+    let icmp = r.icmp_type.is_some() || proto(r.protocol.as_deref()) == Proto::Icmp;
+    if family == Family::Ip6 && icmp {
+        return None;
+    }
     if let Some(p) = &r.protocol {
         m.push(Match::Protocol(proto(Some(p))));
     }
@@ -694,11 +730,19 @@ fn cluster_rule_match(sets: &mut Sets, r: &ClusterRule) -> Vec<Match> {
         }
         if !e.nets.is_empty() {
             // Refused at apply when unreadable.
-            let nets = e.nets.iter().filter_map(|n| {
-                n.parse::<ipnet::Ipv4Net>()
-                    .ok()
-                    .or_else(|| n.parse::<Ipv4Addr>().ok().map(Into::into))
-            });
+            let nets: Vec<ipnet::IpNet> = e
+                .nets
+                .iter()
+                .filter_map(|n| {
+                    n.parse::<ipnet::IpNet>()
+                        .ok()
+                        .or_else(|| n.parse::<IpAddr>().ok().map(Into::into))
+                })
+                .filter(|n| family.holds(n.addr()))
+                .collect();
+            if nets.is_empty() {
+                return None;
+            }
             m.push(Match::addr(side, AddrMatch::nets(nets)));
         }
         if !e.ports.is_empty() {
@@ -707,7 +751,7 @@ fn cluster_rule_match(sets: &mut Sets, r: &ClusterRule) -> Vec<Match> {
             m.push(Match::dports(proto(r.protocol.as_deref()), ranges));
         }
     }
-    m
+    Some(m)
 }
 
 /// Endpoints by namespace and by label, so a set's members are found without matching
@@ -739,7 +783,7 @@ impl<'a> Index<'a> {
         ix
     }
 
-    fn select<'s>(&'s self, s: &'s Selection) -> BTreeSet<Element> {
+    fn select<'s>(&'s self, s: &'s Selection, family: Family) -> BTreeSet<Element> {
         const NONE: &[usize] = &[];
         let mut narrowest: Option<&'s [usize]> = None;
         let mut narrow = |c: &'s [usize]| {
@@ -771,7 +815,7 @@ impl<'a> Index<'a> {
             .iter()
             .map(|&i| &self.world.endpoints[i])
             .filter(|e| s.matches(e, &self.ns_labels[e.namespace.as_str()]))
-            .map(|e| Element::Addr(e.ip))
+            .filter_map(|e| addr_in(e, family).map(Element::Addr))
             .collect()
     }
 }
@@ -787,14 +831,15 @@ impl Compiled {
         let mut out: Elements = self
             .selections
             .iter()
-            .map(|(name, s)| (name.clone(), ix.select(s)))
+            .map(|(name, s)| (name.clone(), ix.select(s, self.family)))
             .collect();
         out.extend(self.dispatch(locals));
         out
     }
 
     /// Where a local endpoint is dispatched: the sets (held, or its namespace's
-    /// chains') and its key in them, its interface (routed) or address (bridged).
+    /// chains') and its key in them, its interface (routed) or address (bridged); a
+    /// bridged endpoint without an address of the table's family is in none.
     fn dispatch_of(&self, l: &LocalEndpoint) -> (Vec<String>, Element) {
         let ns = self
             .namespaces
@@ -803,7 +848,10 @@ impl Compiled {
         let (key, kind) = match l.attachment {
             // An interface name is at most 15 bytes, or there is no such interface.
             Attachment::Routed => (Element::Iface(l.interface.clone()), "if"),
-            Attachment::Bridged => (Element::Addr(l.endpoint.ip), "ip"),
+            Attachment::Bridged => match addr_in(&l.endpoint, self.family) {
+                Some(a) => (Element::Addr(a), "ip"),
+                None => return (Vec::new(), Element::Iface(l.interface.clone())),
+            },
         };
         if l.pending && (self.has_cluster || ns.is_some()) {
             return (vec![format!("held_{kind}")], key);
@@ -864,7 +912,23 @@ impl Compiled {
     ) -> Elements {
         let mut out = Elements::new();
         for (ip, was_e, now_e) in changed {
-            let text = Element::Addr(*ip);
+            // Its address in this table before and after (the key is the IPv4 one).
+            let (was_text, now_text) = match self.family {
+                Family::Ip => (
+                    Some(Element::Addr((*ip).into())),
+                    Some(Element::Addr((*ip).into())),
+                ),
+                Family::Ip6 => (
+                    was_e
+                        .as_ref()
+                        .and_then(|e| addr_in(e, Family::Ip6))
+                        .map(Element::Addr),
+                    now_e
+                        .as_ref()
+                        .and_then(|e| addr_in(e, Family::Ip6))
+                        .map(Element::Addr),
+                ),
+            };
             let now = now_e.as_ref().map(|e| (e, ns_labels(&e.namespace)));
             let names: BTreeSet<&String> = [was_e, now_e]
                 .into_iter()
@@ -875,15 +939,26 @@ impl Compiled {
             for name in names {
                 let sel = &self.selections[name];
                 let have = out.get(name).or_else(|| current.get(name));
-                let was = have.is_some_and(|h| h.contains(&text));
-                let is = now.as_ref().is_some_and(|(e, ns)| sel.matches(e, ns));
-                if was != is {
+                let holds = |t: &Option<Element>| {
+                    t.as_ref()
+                        .is_some_and(|t| have.is_some_and(|h| h.contains(t)))
+                };
+                let is =
+                    now_text.is_some() && now.as_ref().is_some_and(|(e, ns)| sel.matches(e, ns));
+                // An address it no longer has (its IPv6 one changed) leaves too.
+                let stale = was_text != now_text && holds(&was_text);
+                if stale || holds(&now_text) != is {
                     let have = have.cloned().unwrap_or_default();
                     let set = out.entry(name.clone()).or_insert(have);
-                    if is {
-                        set.insert(text.clone());
-                    } else {
-                        set.remove(&text);
+                    if let (true, Some(t)) = (stale, &was_text) {
+                        set.remove(t);
+                    }
+                    if let Some(t) = &now_text {
+                        if is {
+                            set.insert(t.clone());
+                        } else {
+                            set.remove(t);
+                        }
                     }
                 }
             }
@@ -980,6 +1055,7 @@ mod tests {
                 namespace: ns.to_string(),
                 labels: Labels::from([("pod".into(), pod.to_string())]),
                 ip: format!("10.248.0.{}", i + 1).parse().unwrap(),
+                ip6: Some(format!("fd00:248::{}", i + 1).parse().unwrap()),
             });
         }
         let locals = vec![LocalEndpoint {
@@ -1156,6 +1232,7 @@ mod tests {
             namespace: "x".into(),
             labels: Labels::from([("role".into(), "client".into())]),
             ip: "10.248.0.3".parse().unwrap(),
+            ip6: None,
         });
         locals.push(LocalEndpoint {
             endpoint: w.endpoints[2].clone(),
@@ -1195,6 +1272,7 @@ mod tests {
             namespace: "x".into(),
             labels: Labels::from([("pod".into(), "a".into())]),
             ip: "10.248.0.3".parse().unwrap(),
+            ip6: None,
         });
         let was_local = locals.pop();
         locals = vec![LocalEndpoint {

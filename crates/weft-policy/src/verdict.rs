@@ -20,7 +20,7 @@
 //! Kubernetes sets it.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::Serialize;
 
@@ -35,6 +35,19 @@ pub struct Endpoint {
     pub namespace: String,
     pub labels: Labels,
     pub ip: Ipv4Addr,
+    /// Its IPv6 address in a dual-stack network.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<Ipv6Addr>,
+}
+
+impl Endpoint {
+    /// Whether `ip` is one of its addresses.
+    pub fn has(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(a) => a == self.ip,
+            IpAddr::V6(a) => Some(a) == self.ip6,
+        }
+    }
 }
 
 /// Every endpoint and namespace the verdict may look at.
@@ -54,13 +67,17 @@ pub struct World {
 pub const CLUSTER_NETWORK: &str = "the cluster network";
 
 impl World {
-    pub fn endpoint(&self, ip: Ipv4Addr) -> Option<&Endpoint> {
-        self.endpoints.iter().find(|e| e.ip == ip)
+    /// The endpoint with address `ip` (of either family).
+    pub fn endpoint(&self, ip: impl Into<IpAddr>) -> Option<&Endpoint> {
+        let ip = ip.into();
+        self.endpoints.iter().find(|e| e.has(ip))
     }
 
     /// Which side of the isolation between networks `ip` is on: a named network's
-    /// name, [`CLUSTER_NETWORK`], or `None` outside both.
-    pub fn side_of(&self, ip: Ipv4Addr) -> Option<&str> {
+    /// name, [`CLUSTER_NETWORK`], or `None` outside both. Named networks are IPv4 only,
+    /// so an IPv6 flow never crosses between them.
+    pub fn side_of(&self, ip: IpAddr) -> Option<&str> {
+        let IpAddr::V4(ip) = ip else { return None };
         self.isolated
             .iter()
             .find(|(_, net)| net.contains(&ip))
@@ -114,8 +131,8 @@ impl Protocol {
 /// A new connection: destination port (for ICMP, the ICMP type).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Flow {
-    pub src: Ipv4Addr,
-    pub dst: Ipv4Addr,
+    pub src: IpAddr,
+    pub dst: IpAddr,
     pub protocol: Protocol,
     pub port: u16,
 }
@@ -364,11 +381,11 @@ fn cluster_selects(world: &World, c: &ClusterPolicy, e: &Endpoint) -> bool {
             .is_none_or(|s| s.matches(&world.namespace_labels(&e.namespace)))
 }
 
-fn peers_match(world: &World, policy_ns: &str, peers: &[Peer], ip: Ipv4Addr) -> bool {
+fn peers_match(world: &World, policy_ns: &str, peers: &[Peer], ip: IpAddr) -> bool {
     peers.is_empty() || peers.iter().any(|p| peer_matches(world, policy_ns, p, ip))
 }
 
-fn peer_matches(world: &World, policy_ns: &str, p: &Peer, ip: Ipv4Addr) -> bool {
+fn peer_matches(world: &World, policy_ns: &str, p: &Peer, ip: IpAddr) -> bool {
     if let Some(b) = &p.ip_block {
         let Some((cidr, except)) = b.nets() else {
             return false;
@@ -401,7 +418,7 @@ fn ports_match(ports: &[PolicyPort], flow: &Flow) -> bool {
         })
 }
 
-fn entity_matches(world: &World, m: &EntityMatch, ip: Ipv4Addr, port: Option<u16>) -> bool {
+fn entity_matches(world: &World, m: &EntityMatch, ip: IpAddr, port: Option<u16>) -> bool {
     let ep = world.endpoint(ip);
     let sel_ok = |s: &Option<LabelSelector>, f: &dyn Fn(&Endpoint) -> Labels| match s {
         None => true,
@@ -414,7 +431,7 @@ fn entity_matches(world: &World, m: &EntityMatch, ip: Ipv4Addr, port: Option<u16
         && (m.nets.is_empty()
             || m.nets
                 .iter()
-                .filter_map(|n| n.parse::<ipnet::Ipv4Net>().ok())
+                .filter_map(|n| n.parse::<ipnet::IpNet>().ok())
                 .any(|n| n.contains(&ip)))
         && (m.ports.is_empty()
             || port.is_some_and(|p| {
@@ -458,6 +475,7 @@ mod tests {
             namespace: ns.into(),
             labels: Labels::from([("app".into(), app.into())]),
             ip: ip.parse().unwrap(),
+            ip6: None,
         };
         World {
             endpoints: vec![

@@ -1,19 +1,45 @@
 //! Every case of `weft-conformance` (Kubernetes' own network policy e2e cases, and
 //! Weft's cluster-policy cases) against the verdict engine: after each stage, `explain`'s
 //! verdict for every pair of the nine pods on every probed protocol and port must be the
-//! reachability the case expects. The same cases drive the lab (`weft`'s
-//! `tests/lab_netpol.rs`), where packets must agree with them too.
+//! reachability the case expects, over IPv4 and again over IPv6 (the pods' IPv6
+//! addresses, upstream's `ipBlock`s built from them as upstream builds them for an IPv6
+//! cluster). The same cases drive the lab (`weft`'s `tests/lab_netpol.rs`), where
+//! packets must agree with them too.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use weft_conformance::{Case, Change, Origin, PolicyRef, Proto, Reach, PODS};
 use weft_policy::verdict::{explain, Endpoint, Flow, Protocol, World};
 use weft_policy::{parse_documents, Labels, Policy};
 
-fn ip(pod: &str) -> Ipv4Addr {
+fn ip4(pod: &str) -> Ipv4Addr {
     let i = PODS.iter().position(|p| *p == pod).unwrap();
     Ipv4Addr::new(10, 248, i as u8 / 3 + 1, i as u8 % 3 + 1)
+}
+
+fn ip6(pod: &str) -> Ipv6Addr {
+    let i = PODS.iter().position(|p| *p == pod).unwrap() as u16;
+    Ipv6Addr::new(0xfd00, 0x10, 0x248, i / 3 + 1, 0, 0, 0, i % 3 + 1)
+}
+
+/// Which family the flows are of.
+#[derive(Clone, Copy, PartialEq)]
+enum Family {
+    V4,
+    V6,
+}
+
+/// A pod's address in `family`.
+fn addr(family: Family, pod: &str) -> IpAddr {
+    match family {
+        Family::V4 => ip4(pod).into(),
+        Family::V6 => ip6(pod).into(),
+    }
+}
+
+fn ip(pod: &str) -> IpAddr {
+    addr(Family::V4, pod)
 }
 
 /// The nine pods, labelled `pod=<name>`, in namespaces labelled `ns=<name>` (and, as
@@ -28,7 +54,8 @@ fn world() -> World {
             name: pod.into(),
             namespace: ns.into(),
             labels: Labels::from([("pod".into(), name.into())]),
-            ip: ip(pod),
+            ip: ip4(pod),
+            ip6: Some(ip6(pod)),
         });
     }
     w
@@ -95,8 +122,8 @@ impl State {
     }
 }
 
-/// `explain`'s verdict for every pair on `probe`.
-fn verdicts(st: &State, probe: weft_conformance::Probe) -> (Reach, Vec<String>) {
+/// `explain`'s verdict for every pair on `probe`, over `family`.
+fn verdicts(st: &State, probe: weft_conformance::Probe, family: Family) -> (Reach, Vec<String>) {
     let policies = st.policies();
     let mut got = Reach::all(true);
     let mut why = Vec::new();
@@ -106,8 +133,8 @@ fn verdicts(st: &State, probe: weft_conformance::Probe) -> (Reach, Vec<String>) 
                 &st.world,
                 &policies,
                 &Flow {
-                    src: ip(from),
-                    dst: ip(to),
+                    src: addr(family, from),
+                    dst: addr(family, to),
                     protocol: protocol(probe.proto),
                     port: probe.port,
                 },
@@ -122,7 +149,7 @@ fn verdicts(st: &State, probe: weft_conformance::Probe) -> (Reach, Vec<String>) 
     (got, why)
 }
 
-fn run(case: &Case) {
+fn run(case: &Case, family: Family) {
     let mut st = State {
         world: world(),
         policies: BTreeMap::new(),
@@ -130,11 +157,12 @@ fn run(case: &Case) {
     for (n, stage) in case.stages.iter().enumerate() {
         st.change(case.name, &stage.change);
         for (probe, want) in &stage.expect {
-            let (got, why) = verdicts(&st, *probe);
+            let (got, why) = verdicts(&st, *probe, family);
             let wrong = want.differences(&got);
+            let over = if family == Family::V6 { "IPv6" } else { "IPv4" };
             assert!(
                 wrong.is_empty(),
-                "{} stage {} ({probe}):\nexpected\n{want:?}got\n{got:?}{}\n{}",
+                "{} over {over} stage {} ({probe}):\nexpected\n{want:?}got\n{got:?}{}\n{}",
                 case.name,
                 n + 1,
                 wrong.join("\n"),
@@ -154,27 +182,77 @@ fn cases() -> Vec<Case> {
     weft_conformance::cases(&ip)
 }
 
-#[test]
-fn every_upstream_case_holds() {
-    let all = cases();
+/// Every upstream case over `family`, its `ipBlock`s built from that family's
+/// addresses.
+fn upstream_cases_hold(family: Family) {
+    let all = weft_conformance::cases(&|pod| addr(family, pod));
     let upstream: Vec<&Case> = all
         .iter()
         .filter(|c| matches!(c.origin, Origin::Kubernetes { .. }))
         .collect();
     assert_eq!(upstream.len(), 48);
     for c in upstream {
-        run(c);
+        run(c, family);
     }
 }
 
 #[test]
+fn every_upstream_case_holds() {
+    upstream_cases_hold(Family::V4);
+}
+
+/// Upstream runs the same suite on IPv6 clusters: the same matrices hold.
+#[test]
+fn every_upstream_case_holds_over_ipv6() {
+    upstream_cases_hold(Family::V6);
+}
+
+#[test]
 fn every_weft_case_holds() {
-    for c in cases()
-        .iter()
-        .filter(|c| matches!(c.origin, Origin::Weft(_)))
-    {
-        run(c);
+    for family in [Family::V4, Family::V6] {
+        for c in cases()
+            .iter()
+            .filter(|c| matches!(c.origin, Origin::Weft(_)))
+        {
+            run(c, family);
+        }
     }
+}
+
+/// An IPv4 `ipBlock` says nothing of IPv6 flows and the reverse: a policy allowing
+/// egress only to y/b's IPv4 address gives x/a no IPv6 peer at all.
+#[test]
+fn an_ip_block_matches_its_own_family_only() {
+    let mut st = State {
+        world: world(),
+        policies: BTreeMap::new(),
+    };
+    let yaml = format!(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: v4-only, namespace: x}}\nspec: {{podSelector: {{matchLabels: {{pod: a}}}}, policyTypes: [Egress], egress: [{{to: [{{ipBlock: {{cidr: \"{}/32\"}}}}]}}]}}",
+        ip4("y/b")
+    );
+    let p = parse_documents(&yaml).unwrap().remove(0);
+    st.policies
+        .insert(PolicyRef::Namespaced("x".into(), "v4-only".into()), p);
+    let policies = st.policies();
+    let allowed = |family, to: &str| {
+        let f = Flow {
+            src: addr(family, "x/a"),
+            dst: addr(family, to),
+            protocol: Protocol::Tcp,
+            port: 80,
+        };
+        explain(&st.world, &policies, &f).allowed
+    };
+    assert!(allowed(Family::V4, "y/b"));
+    assert!(
+        !allowed(Family::V6, "y/b"),
+        "an IPv4 block allows no IPv6 flow"
+    );
+    assert!(
+        !allowed(Family::V6, "x/b"),
+        "x/a is isolated for egress in both families"
+    );
 }
 
 /// The case's documents after its first stage, parsed.

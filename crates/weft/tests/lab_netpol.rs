@@ -285,7 +285,7 @@ fn run_cases(mode: &str, backend: &str, only: Option<&[&str]>) {
     let (lab, ips) = world(mode, backend);
     everything_open(&lab, "before any policy");
     let dir = tempfile::tempdir().unwrap();
-    let mut all = weft_conformance::cases(&|pod| ips[pod]);
+    let mut all = weft_conformance::cases(&|pod| ips[pod].into());
     let (sctp, rest): (Vec<Case>, Vec<Case>) = all
         .drain(..)
         .partition(|c| c.probes().iter().all(|p| p.proto == Proto::Sctp));

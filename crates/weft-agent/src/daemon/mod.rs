@@ -60,6 +60,7 @@ use weft_alloc::registry::Unreachable;
 use weft_alloc::screen::Rejected;
 use weft_alloc::{Lease, LeaseAttrs, NetworkConfig, Registry};
 use weft_backends::{Backend, BackendSettings, NodeContext};
+use weft_kernel::nft_sets::Family;
 use weft_kernel::{Dataplane, Linux};
 use weft_store::backoff::Backoff;
 use weft_tunnel::Tunnel;
@@ -79,9 +80,15 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
     let dp: Arc<dyn Dataplane> = Arc::new(Linux::connect()?);
     let reader = dp.clone();
     metrics.policy_counters.set(Box::new(move || {
-        reader
-            .set_table_counters(weft_policy::render::TABLE)
-            .unwrap_or_default()
+        // Both families' tables: a rule's drops are summed over them.
+        [Family::Ip, Family::Ip6]
+            .into_iter()
+            .flat_map(|f| {
+                reader
+                    .set_table_counters(&weft_policy::render::table_id(f))
+                    .unwrap_or_default()
+            })
+            .collect()
     }));
     // Subscribe before reading anything, so no change between the read and the watch is lost.
     let kernel_events = dp.watch()?;

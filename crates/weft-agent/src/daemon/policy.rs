@@ -1,7 +1,9 @@
 //! Network policy in the agent: the policies, identities and namespace labels under
 //! the policy prefix, kept up to date from the store's watch one key at a time,
 //! rendered for this node's endpoints ([`weft_policy::render`]) and applied to one
-//! nftables table.
+//! nftables table, `ip weftpol`, and in a dual-stack network to its IPv6 twin, `ip6
+//! weftpol` (the same rules, matching the endpoints' IPv6 addresses), each brought up
+//! to date the same way.
 //!
 //! The table's rules depend on the policies alone and its sets on the endpoints: a
 //! new endpoint or label changes set elements in place, and the rules are reloaded
@@ -23,9 +25,9 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 use weft_alloc::policies::{Changed, PolicyState};
 use weft_kernel::dataplane::LinkSetting;
-use weft_kernel::nft_sets::{self, count, Elements, LoadedSets, SetTable};
+use weft_kernel::nft_sets::{self, count, Elements, Family, LoadedSets, SetTable, TableId};
 use weft_kernel::{Dataplane, KernelError};
-use weft_policy::render::{compile, Attachment, Compiled, LocalEndpoint, TABLE};
+use weft_policy::render::{compile_in, table_id, Attachment, Compiled, LocalEndpoint};
 use weft_store::Revision;
 
 use super::{Agent, Why};
@@ -72,12 +74,10 @@ pub(super) struct PolicyManager {
     /// date, each as the table has it (`None`: absent then); `None`: something else
     /// changed, so every set is computed again.
     touched: Option<BTreeMap<Ipv4Addr, Option<weft_policy::Endpoint>>>,
-    /// The structure for the policies as they are.
-    compiled: Option<Compiled>,
-    /// What the kernel's policy table has, as last loaded, updated or read.
-    table: Option<LoadedSets>,
-    /// This node's endpoints as that table dispatches them.
-    locals: BTreeMap<Ipv4Addr, LocalEndpoint>,
+    /// The IPv4 table.
+    v4: FamilyTable,
+    /// The IPv6 table, in a dual-stack network.
+    v6: Option<FamilyTable>,
     /// Bridged endpoints are policed through br_netfilter, set (or found missing) once.
     bridge_hooks: bool,
     /// The store revision the loaded table reflects (the socket waits on it).
@@ -95,9 +95,8 @@ impl PolicyManager {
             dirty: false,
             rules_changed: false,
             touched: None,
-            compiled: None,
-            table: None,
-            locals: BTreeMap::new(),
+            v4: FamilyTable::new(Family::Ip),
+            v6: None,
             bridge_hooks: false,
             enforced: watch::channel(0).0,
             metrics,
@@ -146,6 +145,7 @@ impl PolicyManager {
     fn ensure_bridge_hooks(&mut self, dp: &dyn Dataplane) {
         if self.bridge_hooks
             || !self
+                .v4
                 .locals
                 .values()
                 .any(|l| l.attachment == Attachment::Bridged)
@@ -209,9 +209,10 @@ impl PolicyManager {
         }
     }
 
-    /// The fingerprint of the rules the kernel's table holds, once one is loaded.
+    /// The fingerprint of the rules the kernel's IPv4 table holds, once one is loaded
+    /// (the IPv6 twin is brought up to date in the same pass).
     pub(super) fn loaded_fingerprint(&self) -> Option<&str> {
-        self.table.as_ref().map(|t| t.fingerprint.as_str())
+        self.v4.table.as_ref().map(|t| t.fingerprint.as_str())
     }
 
     /// Whether the policy state must be read whole from the store (never read yet,
@@ -256,46 +257,120 @@ impl PolicyManager {
         self.touched = None;
     }
 
-    /// Brings the policy table up to date: element changes alone when the rules are
+    /// Brings the policy tables up to date: element changes alone when the rules are
     /// the same (only the changed endpoints' sets when nothing else changed), a whole
     /// load when they are not (or nothing is loaded). Compared at start with what the
     /// kernel has (an `nft -j list`), at a resync with the kernel's fingerprint and the
     /// elements as last applied, otherwise with what was last applied; nothing at all
-    /// when nothing changed.
-    pub(super) fn reconcile(&mut self, dp: &dyn Dataplane, me: Ipv4Addr, why: Why) {
+    /// when nothing changed. `ipv6`: the network is dual stack, so the IPv6 twin is
+    /// kept too (and removed when it no longer is).
+    pub(super) fn reconcile(&mut self, dp: &dyn Dataplane, me: Ipv4Addr, why: Why, ipv6: bool) {
         let check_kernel = matches!(why, Why::Start | Why::Resync);
         if self.needs_read() {
             // Read by the serve loop off its own path (`take_policy_state`); until
-            // then the loaded table stays as it is.
+            // then the loaded tables stay as they are.
             return;
         }
+        if self.state.is_none() {
+            return;
+        }
+        self.set_ipv6(dp, ipv6, check_kernel);
         let Some(st) = &self.state else { return };
         let revision = st.revision;
-        if !self.dirty && !check_kernel && self.table.is_some() {
+        let all_loaded =
+            self.v4.table.is_some() && self.v6.as_ref().is_none_or(|t| t.table.is_some());
+        if !self.dirty && !check_kernel && all_loaded {
             self.mark_enforced(revision);
             return;
         }
-        if self.rules_changed || self.compiled.is_none() {
-            self.compiled = Some(compile(&st.policies));
-            self.rules_changed = false;
+        let recompile = self.rules_changed;
+        self.rules_changed = false;
+        let touched = if check_kernel {
+            None
+        } else {
+            self.touched.as_ref()
+        };
+        let mut ok = true;
+        for t in std::iter::once(&mut self.v4).chain(self.v6.as_mut()) {
+            if recompile || t.compiled.is_none() {
+                t.compiled = Some(compile_in(&st.policies, t.family));
+            }
+            let done = touched.is_some_and(|touched| t.update_touched(dp, st, touched, me));
+            if !done {
+                ok &= t.apply_whole(dp, st, me, why, &self.metrics);
+            }
         }
-        if !check_kernel && self.update_touched(dp, me) {
-            self.mark_enforced(revision);
-            self.ensure_bridge_hooks(dp);
+        if !ok {
             return;
         }
-        self.apply_whole(dp, me, why, revision);
+        self.mark_enforced(revision);
+        self.dirty = false;
+        self.touched = Some(Default::default());
+        self.ensure_bridge_hooks(dp);
+    }
+
+    /// Keeps the IPv6 table while the network is dual stack, and removes it (once,
+    /// or at a start or resync that finds one) when it is not.
+    fn set_ipv6(&mut self, dp: &dyn Dataplane, ipv6: bool, check_kernel: bool) {
+        match (ipv6, self.v6.is_some()) {
+            (true, false) => {
+                self.v6 = Some(FamilyTable::new(Family::Ip6));
+                self.dirty = true;
+            }
+            (false, true) | (false, false) if check_kernel || self.v6.is_some() => {
+                self.v6 = None;
+                let id = table_id(Family::Ip6);
+                match dp.set_table_fingerprint(&id) {
+                    Ok(None) => {}
+                    _ => match dp.remove_set_table(&id) {
+                        Ok(()) => {
+                            info!(table = %id, "removed the IPv6 network policy table: the network is IPv4 only")
+                        }
+                        Err(e) => {
+                            warn!(table = %id, error = %e, "cannot remove the IPv6 network policy table")
+                        }
+                    },
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// One family's policy table: its structure for the policies as they are, what the
+/// kernel has, and this node's endpoints as it dispatches them.
+struct FamilyTable {
+    family: Family,
+    id: TableId,
+    /// The structure for the policies as they are.
+    compiled: Option<Compiled>,
+    /// What the kernel's table has, as last loaded, updated or read.
+    table: Option<LoadedSets>,
+    /// This node's endpoints as that table dispatches them.
+    locals: BTreeMap<Ipv4Addr, LocalEndpoint>,
+}
+
+impl FamilyTable {
+    fn new(family: Family) -> FamilyTable {
+        FamilyTable {
+            family,
+            id: table_id(family),
+            compiled: None,
+            table: None,
+            locals: BTreeMap::new(),
+        }
     }
 
     /// Only some endpoints changed and the kernel has the table as last applied: just
     /// their elements (a container's ADD waits for this). Whether that was all.
-    fn update_touched(&mut self, dp: &dyn Dataplane, me: Ipv4Addr) -> bool {
-        let (Some(st), Some(compiled), Some(touched), Some(table)) = (
-            &self.state,
-            &self.compiled,
-            &self.touched,
-            self.table.as_mut(),
-        ) else {
+    fn update_touched(
+        &mut self,
+        dp: &dyn Dataplane,
+        st: &PolicyState,
+        touched: &BTreeMap<Ipv4Addr, Option<weft_policy::Endpoint>>,
+        me: Ipv4Addr,
+    ) -> bool {
+        let (Some(compiled), Some(table)) = (&self.compiled, self.table.as_mut()) else {
             return false;
         };
         if table.fingerprint != compiled.fingerprint() {
@@ -334,12 +409,13 @@ impl PolicyManager {
             })
             .collect();
         let (add, remove) = nft_sets::changes(&before, &fresh);
-        if let Err(e) = dp.update_set_table(TABLE, &add, &remove) {
-            warn!(error = %e, "cannot update the network policy sets; checking the whole table");
+        if let Err(e) = dp.update_set_table(&self.id, &add, &remove) {
+            warn!(table = %self.id, error = %e, "cannot update the network policy sets; checking the whole table");
             return false;
         }
         if !add.is_empty() || !remove.is_empty() {
             info!(
+                table = %self.id,
                 endpoints = changed.len(),
                 added = count(&add),
                 removed = count(&remove),
@@ -347,28 +423,27 @@ impl PolicyManager {
             );
         }
         table.elements.extend(fresh);
-        self.dirty = false;
-        self.touched = Some(Default::default());
         true
     }
 
     /// The table as the kernel has it, as far as this pass needs to know: read at
     /// start, checked by fingerprint at a resync, else as last applied.
     fn loaded(&self, dp: &dyn Dataplane, why: Why) -> Option<LoadedSets> {
+        let id = &self.id;
         match (why, &self.table) {
             // At a resync the rules are checked by fingerprint alone (reading every
             // set back costs seconds at thousands of sets); the elements as applied.
-            (Why::Resync, Some(last)) => match dp.set_table_fingerprint(TABLE) {
+            (Why::Resync, Some(last)) => match dp.set_table_fingerprint(id) {
                 Ok(Some(f)) if f == last.fingerprint => Some(last.clone()),
                 Ok(_) => None,
                 Err(e) => {
-                    warn!(error = %e, "cannot read the loaded network policy table; loading it whole");
+                    warn!(table = %id, error = %e, "cannot read the loaded network policy table; loading it whole");
                     None
                 }
             },
             // At start, what the kernel has, elements and all: a restart changes nothing.
-            (Why::Start | Why::Resync, _) => dp.set_table(TABLE).unwrap_or_else(|e| {
-                warn!(error = %e, "cannot read the loaded network policy table; loading it whole");
+            (Why::Start | Why::Resync, _) => dp.set_table(id).unwrap_or_else(|e| {
+                warn!(table = %id, error = %e, "cannot read the loaded network policy table; loading it whole");
                 None
             }),
             _ => self.table.clone(),
@@ -377,9 +452,17 @@ impl PolicyManager {
 
     /// Compares the whole table this node wants with what is loaded and changes the
     /// difference: its elements where the rules are the same, else a whole load.
-    fn apply_whole(&mut self, dp: &dyn Dataplane, me: Ipv4Addr, why: Why, revision: Revision) {
-        let (Some(st), Some(compiled)) = (&self.state, &self.compiled) else {
-            return;
+    /// Whether the kernel has it now.
+    fn apply_whole(
+        &mut self,
+        dp: &dyn Dataplane,
+        st: &PolicyState,
+        me: Ipv4Addr,
+        why: Why,
+        metrics: &Metrics,
+    ) -> bool {
+        let Some(compiled) = &self.compiled else {
+            return false;
         };
         let locals: BTreeMap<Ipv4Addr, LocalEndpoint> = st
             .endpoints
@@ -401,25 +484,23 @@ impl PolicyManager {
                 update_or_load(dp, &k.elements, &whole)
             }
             _ => dp.load_set_table(&whole).inspect(|_| {
-                info!(endpoints, policies, "loaded network policy rules");
+                info!(table = %self.id, endpoints, policies, "loaded network policy rules");
             }),
         };
         if let Err(e) = applied {
-            error!(error = %e, "cannot load network policy rules; the previous ones stay");
-            return;
+            error!(table = %self.id, error = %e, "cannot load network policy rules; the previous ones stay");
+            return false;
         }
-        self.mark_enforced(revision);
         // The rules' ids change with the structure alone: not on an element update (a
-        // container's ADD waits for it).
+        // container's ADD waits for it). The IPv6 table's rules are a subset of the
+        // IPv4 one's, under the same ids.
         let before = self.table.as_ref().map(|t| t.fingerprint.as_str());
-        if before != Some(wanted.fingerprint.as_str()) {
-            self.metrics.policy_counters.set_ids(whole.table.rule_ids());
+        if self.family == Family::Ip && before != Some(wanted.fingerprint.as_str()) {
+            metrics.policy_counters.set_ids(whole.table.rule_ids());
         }
         self.table = Some(wanted);
-        self.dirty = false;
-        self.touched = Some(Default::default());
         self.locals = locals;
-        self.ensure_bridge_hooks(dp);
+        true
     }
 }
 
@@ -434,7 +515,7 @@ fn update_or_load(
     if add.is_empty() && remove.is_empty() {
         return Ok(());
     }
-    match dp.update_set_table(TABLE, &add, &remove) {
+    match dp.update_set_table(&whole.id(), &add, &remove) {
         Ok(()) => {
             info!(
                 added = count(&add),
@@ -468,7 +549,8 @@ impl Agent {
     /// Brings the policy table up to date (see [`PolicyManager::reconcile`]).
     pub(super) fn reconcile_policy(&mut self, why: Why) {
         let me = self.view.attrs.public_ip;
-        self.policy.reconcile(self.dp.as_ref(), me, why);
+        let ipv6 = self.view.config.ipv6.is_some();
+        self.policy.reconcile(self.dp.as_ref(), me, why, ipv6);
     }
 
     /// The policy table alone brought up to date (a policy record changed, nothing

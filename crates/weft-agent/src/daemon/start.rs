@@ -72,10 +72,6 @@ impl Agent {
             }
             (None, _) => {}
         }
-        if config.ipv6.is_some() {
-            // Said once, at start: the policy table matches IPv4 addresses only.
-            warn!("dual stack: network policy is enforced on IPv4 only so far; IPv6 traffic between containers is not filtered");
-        }
         let attrs = LeaseAttrs {
             labels: opts.node_labels.clone(),
             public_ip,

@@ -47,10 +47,17 @@ struct Rig {
 
 impl Rig {
     async fn new(backend: &str) -> Rig {
+        Rig::with_config(&format!(
+            r#"{{"Network":"10.244.0.0/16","Backend":{backend}}}"#
+        ))
+        .await
+    }
+
+    /// A rig on the network configuration `json` (its `Network` 10.244.0.0/16).
+    async fn with_config(json: &str) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let fake = FakeNet::new();
         let eth0 = fake.add_interface("eth0", net("192.168.1.1/24"), 1500, true);
-        let json = format!(r#"{{"Network":"10.244.0.0/16","Backend":{backend}}}"#);
         let rig_registry = registry(&dir).await;
         rig_registry
             .put_config(&NetworkConfig::parse(json.as_bytes()).unwrap())
@@ -843,7 +850,7 @@ async fn policy_rules_follow_the_store_keep_on_refusal_and_survive_a_restart() {
     assert_eq!(
         rig.fake.journal()[mark..],
         [
-            "nft elements weftpol".to_string(),
+            "nft elements ip weftpol".to_string(),
             // A bridged endpoint: br_netfilter on, once.
             "/proc/sys/net/bridge/bridge-nf-call-iptables = 1".to_string()
         ]
@@ -921,4 +928,73 @@ async fn a_racing_second_key_for_a_subnet_changes_nothing() {
     assert!(rig.delete_key(first.to_owned()).await);
     rig.agent.reconcile(Why::Store).await;
     assert_eq!(rig.route_to("10.244.200.0/24"), None);
+}
+
+/// In a dual-stack network the policy table has an IPv6 twin: the same rules over the
+/// endpoints' IPv6 addresses (an endpoint without one is in no set of it), IPv6 blocks
+/// there and not in the IPv4 table; a new endpoint changes both tables' elements only;
+/// a restart loads nothing; and on an IPv4-only network the twin is removed at start.
+#[tokio::test]
+async fn the_ipv6_policy_table_follows_dual_stack() {
+    let dual = r#"{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00:10:244::/56","Backend":{"Type":"host-gw"}}"#;
+    let mut rig = Rig::with_config(dual).await;
+    let pol = rig.registry.keys().policy();
+    let here = r#"{"Name":"x/a","Namespace":"x","Labels":{"pod":"a"},"IPv6":"fd00:10:244:1::2","Node":"192.168.1.1","Interface":"weft00000000001","Attachment":"bridged"}"#;
+    let there = r#"{"Name":"y/b","Namespace":"y","Labels":{"pod":"b"},"IPv6":"fd00:10:244:2::2","Node":"192.168.1.2","Interface":"weft00000000002"}"#;
+    let v4_only = r#"{"Name":"y/c","Namespace":"y","Labels":{"pod":"b"},"Node":"192.168.1.2","Interface":"weft00000000003"}"#;
+    put_key(&mut rig, &format!("{pol}endpoints/10.244.1.2"), here).await;
+    put_key(&mut rig, &format!("{pol}endpoints/10.244.2.2"), there).await;
+    put_key(&mut rig, &format!("{pol}endpoints/10.244.2.3"), v4_only).await;
+    let np = r#"{"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"name":"a","namespace":"x"},"spec":{"podSelector":{},"ingress":[{"from":[{"podSelector":{"matchLabels":{"pod":"b"}},"namespaceSelector":{}},{"ipBlock":{"cidr":"fd00:99::/64"}},{"ipBlock":{"cidr":"10.99.0.0/16"}}]}]}}"#;
+    put_key(&mut rig, &format!("{pol}networkpolicies/x/a"), np).await;
+    rig.agent.reconcile(Why::Start).await;
+    let id6 = weft_policy::render::table_id(weft_kernel::nft_sets::Family::Ip6);
+    let t4 = rig.fake.nft_table("weftpol").expect("the IPv4 table");
+    let t6 = rig.fake.nft_table_of(&id6).expect("the IPv6 table");
+    assert!(t6.starts_with("table ip6 weftpol"), "{t6}");
+    assert!(t6.contains("ip6 saddr fd00:99::/64 counter accept"), "{t6}");
+    assert!(
+        !t6.contains("10.99.0.0/16") && t4.contains("10.99.0.0/16"),
+        "{t6}"
+    );
+    assert!(!t4.contains("fd00:99::/64"), "{t4}");
+    assert!(
+        t6.contains("{ fd00:10:244:2::2 }"),
+        "y/b by its IPv6 address, y/c in no set:\n{t6}"
+    );
+    assert!(t4.contains("{ 10.244.2.2, 10.244.2.3 }"), "{t4}");
+    // Bridged: dispatched by address, each table by its own family's.
+    assert!(t6.contains("in_ns_x_ip { fd00:10:244:1::2 }"), "{t6}");
+    assert!(t4.contains("in_ns_x_ip { 10.244.1.2 }"), "{t4}");
+
+    // A new endpoint: elements of both tables, no rule reloaded.
+    let more = r#"{"Name":"z/d","Namespace":"z","Labels":{"pod":"b"},"IPv6":"fd00:10:244:3::7","Node":"192.168.1.3","Interface":"weft00000000004"}"#;
+    put_key(&mut rig, &format!("{pol}endpoints/10.244.3.7"), more).await;
+    let mark = rig.fake.journal().len();
+    rig.agent.reconcile(Why::Store).await;
+    assert_eq!(
+        rig.fake.journal()[mark..],
+        ["nft elements ip weftpol", "nft elements ip6 weftpol"]
+    );
+    let t6 = rig.fake.nft_table_of(&id6).unwrap();
+    assert!(
+        t6.contains("{ fd00:10:244:2::2, fd00:10:244:3::7 }"),
+        "{t6}"
+    );
+
+    rig.assert_restart_changes_nothing().await;
+
+    // The same node on an IPv4-only network: the twin goes at start.
+    let v4 = r#"{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}"#;
+    rig.registry
+        .put_config(&NetworkConfig::parse(v4.as_bytes()).unwrap())
+        .await
+        .unwrap();
+    rig.agent = start(&rig.fake, &rig.faults, &rig.dir).await;
+    rig.agent.reconcile(Why::Start).await;
+    assert!(
+        rig.fake.nft_table_of(&id6).is_none(),
+        "the IPv6 table is removed"
+    );
+    assert!(rig.fake.nft_table("weftpol").is_some());
 }

@@ -30,7 +30,7 @@ use weft_plan::{
 use crate::dataplane::{Dataplane, LinkSetting, LinkUpdate, VethPair};
 use crate::error::KernelError;
 use crate::monitor::{self, KernelEvent};
-use crate::nft_sets::{Elements, LoadedSets, SetTable};
+use crate::nft_sets::{Elements, LoadedSets, SetTable, TableId};
 use crate::own::Owned;
 use crate::prelude::*;
 use crate::{netns, nft, nft_netlink, nft_sets, sysctl};
@@ -334,19 +334,19 @@ impl Firewall for Linux {
             .map_err(KernelError::from)
     }
 
-    fn set_table(&self, table: &str) -> Result<Option<LoadedSets>, KernelError> {
+    fn set_table(&self, table: &TableId) -> Result<Option<LoadedSets>, KernelError> {
         self.in_own_netns(|| nft_sets::read(table))?
             .map_err(KernelError::from)
     }
 
-    fn set_table_fingerprint(&self, table: &str) -> Result<Option<String>, KernelError> {
+    fn set_table_fingerprint(&self, table: &TableId) -> Result<Option<String>, KernelError> {
         self.in_own_netns(|| nft_netlink::table_comment(table))?
             .map_err(|e| nft_netlink::refused(&format!("cannot read table {table}"), e).into())
     }
 
     fn set_table_counters(
         &self,
-        table: &str,
+        table: &TableId,
     ) -> Result<Vec<crate::nft_sets::RuleCounter>, KernelError> {
         self.in_own_netns(|| nft_netlink::rule_counters(table))?
             .map_err(|e| {
@@ -354,9 +354,14 @@ impl Firewall for Linux {
             })
     }
 
+    fn remove_set_table(&self, table: &TableId) -> Result<(), KernelError> {
+        self.in_own_netns(|| nft_sets::remove(table))?
+            .map_err(KernelError::from)
+    }
+
     fn update_set_table(
         &self,
-        table: &str,
+        table: &TableId,
         add: &Elements,
         remove: &Elements,
     ) -> Result<(), KernelError> {

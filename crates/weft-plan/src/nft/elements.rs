@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::str::FromStr;
 
 use thiserror::Error;
@@ -10,7 +10,7 @@ use thiserror::Error;
 /// An element of a named set: an address or an interface name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Element {
-    Addr(Ipv4Addr),
+    Addr(IpAddr),
     Iface(String),
 }
 
@@ -19,7 +19,7 @@ const IFNAME_MOST: usize = 15;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ElementError {
-    #[error("{0:?} is neither an IPv4 address nor a quoted interface name of 1 to 15 bytes")]
+    #[error("{0:?} is neither an IP address nor a quoted interface name of 1 to 15 bytes")]
     Unreadable(String),
 }
 

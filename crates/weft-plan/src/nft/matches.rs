@@ -1,16 +1,16 @@
 //! What a rule matches: addresses, interfaces, connection state, protocol, ports.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 /// Which address of a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
-    /// `ip saddr`
+    /// `ip saddr` (`ip6 saddr` in an `ip6` table)
     Source,
-    /// `ip daddr`
+    /// `ip daddr` (`ip6 daddr`)
     Destination,
 }
 
@@ -29,30 +29,39 @@ pub enum AddrMatch {
     /// Networks, written inline: the fewest prefixes that cover the same addresses, in
     /// order (the kernel merges an anonymous set's adjacent prefixes into ranges, and
     /// a range read back is split into these same prefixes). One network is written
-    /// bare (`10.0.0.0/8`, a /32 as an address), more as an anonymous set (`{ a, b }`).
-    /// Made by [`AddrMatch::nets`], which keeps that form.
-    Nets(BTreeSet<Ipv4Net>),
+    /// bare (`10.0.0.0/8`, a /32 or /128 as an address), more as an anonymous set
+    /// (`{ a, b }`). Made by [`AddrMatch::nets`], which keeps that form. All of the
+    /// table's family: an `ip6` table's rule matches IPv6 networks.
+    Nets(BTreeSet<IpNet>),
     /// A named set of the table (`@s_…`).
     Set(String),
 }
 
 impl AddrMatch {
-    pub fn net(net: Ipv4Net) -> AddrMatch {
-        AddrMatch::nets([net])
+    pub fn net(net: impl Into<IpNet>) -> AddrMatch {
+        AddrMatch::nets([net.into()])
     }
 
-    pub fn nets(nets: impl IntoIterator<Item = Ipv4Net>) -> AddrMatch {
-        let nets: Vec<Ipv4Net> = nets.into_iter().collect();
-        AddrMatch::Nets(Ipv4Net::aggregate(&nets).into_iter().collect())
+    pub fn nets<N: Into<IpNet>>(nets: impl IntoIterator<Item = N>) -> AddrMatch {
+        let nets: Vec<IpNet> = nets.into_iter().map(Into::into).collect();
+        AddrMatch::Nets(IpNet::aggregate(&nets).into_iter().collect())
     }
 
-    /// The addresses from `first` to `last`, as the fewest prefixes.
-    pub fn range(first: Ipv4Addr, last: Ipv4Addr) -> Vec<Ipv4Net> {
-        ipnet::Ipv4Subnets::new(first, last, 0).collect()
+    /// The addresses from `first` to `last` (one family), as the fewest prefixes.
+    pub fn range(first: IpAddr, last: IpAddr) -> Vec<IpNet> {
+        match (first, last) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => {
+                ipnet::Ipv4Subnets::new(a, b, 0).map(Into::into).collect()
+            }
+            (IpAddr::V6(a), IpAddr::V6(b)) => {
+                ipnet::Ipv6Subnets::new(a, b, 0).map(Into::into).collect()
+            }
+            _ => Vec::new(),
+        }
     }
 
-    pub fn addrs(addrs: impl IntoIterator<Item = Ipv4Addr>) -> AddrMatch {
-        AddrMatch::nets(addrs.into_iter().map(Ipv4Net::from))
+    pub fn addrs<A: Into<IpAddr>>(addrs: impl IntoIterator<Item = A>) -> AddrMatch {
+        AddrMatch::nets(addrs.into_iter().map(|a| IpNet::from(a.into())))
     }
 }
 

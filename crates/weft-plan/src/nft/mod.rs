@@ -12,7 +12,8 @@
 //! rule): `/metrics` labels a rule's counter with its id, looked up by the rule's chain
 //! and comment in the table the agent loaded, never by reading the comment's words.
 //!
-//! Only what Weft writes is modelled: one family (`ip`), sets of addresses or interface
+//! Only what Weft writes is modelled: tables of family `ip` or `ip6` ([`Family`]: the
+//! policy table has an IPv6 twin in a dual-stack network), sets of addresses or interface
 //! names, matches on addresses, interfaces, connection state, protocol and ports, and
 //! the destination NAT of published ports.
 
@@ -25,11 +26,74 @@ use std::collections::BTreeMap;
 pub use elements::{changes, count, Element, ElementError, Elements};
 pub use matches::{AddrMatch, IfaceSide, Match, PortRange, Proto, Side, ICMP_TYPES};
 
+/// A table's address family. nftables keeps the families' tables apart: an `ip` table
+/// sees IPv4 packets only, an `ip6` table IPv6 ones, and in each an address match is on
+/// that family's header (`ip saddr`, `ip6 saddr`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Family {
+    #[default]
+    Ip,
+    Ip6,
+}
+
+impl Family {
+    /// nft's word for it (`ip`, `ip6`), in commands and in address matches.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Family::Ip => "ip",
+            Family::Ip6 => "ip6",
+        }
+    }
+
+    /// The key of a set of this family's addresses.
+    pub fn addr_key(self) -> SetKey {
+        match self {
+            Family::Ip => SetKey::Ipv4Addr,
+            Family::Ip6 => SetKey::Ipv6Addr,
+        }
+    }
+
+    /// Whether `addr` is of this family.
+    pub fn holds(self, addr: std::net::IpAddr) -> bool {
+        addr.is_ipv4() == (self == Family::Ip)
+    }
+}
+
+impl std::fmt::Display for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.keyword())
+    }
+}
+
+/// A table as the kernel tells tables apart: by family and name (`ip6 weftpol`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TableId {
+    pub family: Family,
+    pub name: String,
+}
+
+impl TableId {
+    pub fn new(family: Family, name: impl Into<String>) -> TableId {
+        TableId {
+            family,
+            name: name.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for TableId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.family, self.name)
+    }
+}
+
 /// What a set holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum SetKey {
     /// IPv4 addresses (`type ipv4_addr`).
     Ipv4Addr,
+    /// IPv6 addresses (`type ipv6_addr`).
+    Ipv6Addr,
     /// Interface names (`type ifname`).
     Ifname,
 }
@@ -184,9 +248,10 @@ impl Rule {
     }
 }
 
-/// A table of family `ip`, with its comment (where Weft keeps a fingerprint).
+/// A table, with its comment (where Weft keeps a fingerprint).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Table {
+    pub family: Family,
     pub name: String,
     pub comment: String,
     pub sets: Vec<Set>,
@@ -194,13 +259,23 @@ pub struct Table {
 }
 
 impl Table {
+    /// A table of family `ip`.
     pub fn new(name: impl Into<String>) -> Table {
+        Table::in_family(Family::Ip, name)
+    }
+
+    pub fn in_family(family: Family, name: impl Into<String>) -> Table {
         Table {
+            family,
             name: name.into(),
             comment: String::new(),
             sets: Vec::new(),
             chains: Vec::new(),
         }
+    }
+
+    pub fn id(&self) -> TableId {
+        TableId::new(self.family, self.name.clone())
     }
 
     pub fn chain(&self, name: &str) -> Option<&Chain> {

@@ -3,8 +3,8 @@
 use std::fmt::{self, Display, Formatter};
 
 use super::{
-    AddrMatch, Chain, Hook, IfaceSide, Match, PortRange, Proto, Rule, Set, SetKey, Side, Table,
-    Verdict,
+    AddrMatch, Chain, Family, Hook, IfaceSide, Match, PortRange, Proto, Rule, Set, SetKey, Side,
+    Table, Verdict,
 };
 
 /// A comment as nft takes it: no double quotes inside.
@@ -51,7 +51,7 @@ impl Display for AddrMatch {
             AddrMatch::Set(name) => write!(f, "@{name}"),
             AddrMatch::Nets(nets) => {
                 let shown = nets.iter().map(|n| {
-                    if n.prefix_len() == 32 {
+                    if n.prefix_len() == n.max_prefix_len() {
                         n.addr().to_string()
                     } else {
                         n.to_string()
@@ -63,9 +63,19 @@ impl Display for AddrMatch {
     }
 }
 
+/// A match or rule as it reads in a table of `family` (address matches name it).
+struct InFamily<'a, T>(&'a T, Family);
+
 impl Display for Match {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        match self {
+        InFamily(self, Family::Ip).fmt(f)
+    }
+}
+
+impl Display for InFamily<'_, Match> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let family = self.1;
+        match self.0 {
             Match::Addr {
                 side,
                 negated,
@@ -76,7 +86,7 @@ impl Display for Match {
                     Side::Destination => "daddr",
                 };
                 let op = if *negated { "!= " } else { "" };
-                write!(f, "ip {field} {op}{value}")
+                write!(f, "{family} {field} {op}{value}")
             }
             Match::Iface { side, set } => {
                 let key = match side {
@@ -116,14 +126,28 @@ impl Display for Verdict {
 
 impl Display for Rule {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        for m in &self.matches {
-            write!(f, "{m} ")?;
+        InFamily(self, Family::Ip).fmt(f)
+    }
+}
+
+impl Rule {
+    /// The rule as it reads in a table of `family`.
+    pub fn text(&self, family: Family) -> String {
+        InFamily(self, family).to_string()
+    }
+}
+
+impl Display for InFamily<'_, Rule> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let (rule, family) = (self.0, self.1);
+        for m in &rule.matches {
+            write!(f, "{} ", InFamily(m, family))?;
         }
-        if self.counter {
+        if rule.counter {
             f.write_str("counter ")?;
         }
-        write!(f, "{}", self.verdict)?;
-        if let Some(c) = &self.comment {
+        write!(f, "{}", rule.verdict)?;
+        if let Some(c) = &rule.comment {
             write!(f, " comment {}", quoted(c))?;
         }
         Ok(())
@@ -154,20 +178,22 @@ impl Display for Set {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         let key = match self.key {
             SetKey::Ipv4Addr => "ipv4_addr",
+            SetKey::Ipv6Addr => "ipv6_addr",
             SetKey::Ifname => "ifname",
         };
         writeln!(f, "  set {} {{\n    type {key}\n  }}", self.name)
     }
 }
 
-impl Display for Chain {
+impl Display for InFamily<'_, Chain> {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        writeln!(f, "  chain {} {{", self.name)?;
-        if let Some(h) = &self.hook {
+        let chain = self.0;
+        writeln!(f, "  chain {} {{", chain.name)?;
+        if let Some(h) = &chain.hook {
             writeln!(f, "    {h}; policy accept;")?;
         }
-        for r in &self.rules {
-            writeln!(f, "    {r}")?;
+        for r in &chain.rules {
+            writeln!(f, "    {}", InFamily(r, self.1))?;
         }
         writeln!(f, "  }}")
     }
@@ -177,16 +203,19 @@ impl Table {
     /// The sets and chains, as they go inside `table ip NAME { … }`.
     pub fn body(&self) -> String {
         let sets = self.sets.iter().map(|s| s.to_string());
-        let chains = self.chains.iter().map(|c| c.to_string());
+        let chains = self
+            .chains
+            .iter()
+            .map(|c| InFamily(c, self.family).to_string());
         sets.chain(chains).collect()
     }
 
     /// The `nft -f` script that replaces the table whole in one transaction: make it
     /// if absent (so the delete cannot fail), delete it, make it anew.
     pub fn script(&self) -> String {
-        let name = &self.name;
+        let id = self.id();
         format!(
-            "table ip {name}\ndelete table ip {name}\ntable ip {name} {{\n  comment {}\n{}}}\n",
+            "table {id}\ndelete table {id}\ntable {id} {{\n  comment {}\n{}}}\n",
             quoted(&self.comment),
             self.body()
         )
