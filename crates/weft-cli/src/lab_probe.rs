@@ -16,6 +16,7 @@ pub async fn explain_cells(
     registry: &Registry,
     state: &LabState,
     cells: &mut [Cell],
+    ipv6: bool,
 ) -> Result<(), CliError> {
     let st = registry.policy_state().await?;
     let world = crate::policy::world(registry, &st).await?;
@@ -26,9 +27,13 @@ pub async fn explain_cells(
         let Some((proto, port)) = c.port.split_once(':') else {
             continue;
         };
+        let addr = |p: &weft_lab::pods::Pod| match (ipv6, p.ip6) {
+            (true, Some(a)) => a.into(),
+            _ => p.ip.into(),
+        };
         let flow = Flow {
-            src: from.ip.into(),
-            dst: to.ip.into(),
+            src: addr(from),
+            dst: addr(to),
             protocol: if proto == "udp" {
                 Protocol::Udp
             } else {
@@ -44,15 +49,24 @@ pub async fn explain_cells(
 /// How long a probe waits for the hosts to enforce the policies in the store.
 pub const ENFORCE_WAIT: Duration = Duration::from_secs(20);
 
+/// How `lab probe` probes.
+pub struct How {
+    pub timeout_ms: u64,
+    /// Wait this long for every host to enforce the store's policies first.
+    pub enforced_within: Option<Duration>,
+    /// At the containers' IPv6 addresses.
+    pub ipv6: bool,
+    pub output: weft_lab::ProbeOutput,
+}
+
 /// Probes, explains and prints; the exit code.
-pub async fn run(
-    registry: &Registry,
-    lab: &str,
-    ports: &str,
-    timeout_ms: u64,
-    enforced_within: Option<Duration>,
-    output: weft_lab::ProbeOutput,
-) -> Result<i32, CliError> {
+pub async fn run(registry: &Registry, lab: &str, ports: &str, how: How) -> Result<i32, CliError> {
+    let How {
+        timeout_ms,
+        enforced_within,
+        ipv6,
+        output,
+    } = how;
     let state = LabState::load(lab)?;
     let ports = pods::parse_ports(ports)?;
     // Probed once every host enforces the policies in the store (a probe right after
@@ -63,8 +77,8 @@ pub async fn run(
             eprintln!("weftctl: {e}");
         }
     }
-    let mut cells = pods::probe(&state, &ports, Duration::from_millis(timeout_ms));
-    explain_cells(registry, &state, &mut cells).await?;
+    let mut cells = pods::probe(&state, &ports, Duration::from_millis(timeout_ms), ipv6);
+    explain_cells(registry, &state, &mut cells, ipv6).await?;
     pods::print(&cells, output);
     Ok(i32::from(cells.iter().any(|c| c.agrees() == Some(false))))
 }

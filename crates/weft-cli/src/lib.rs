@@ -211,10 +211,17 @@ pub fn main(cli: Cli) -> i32 {
                 ports,
                 timeout_ms,
                 no_wait,
+                ipv6,
                 output,
             }) => {
                 let wait = (!no_wait).then_some(lab_probe::ENFORCE_WAIT);
-                lab_probe::run(&registry, &lab.name, &ports, timeout_ms, wait, output).await
+                let how = lab_probe::How {
+                    timeout_ms,
+                    enforced_within: wait,
+                    ipv6,
+                    output,
+                };
+                lab_probe::run(&registry, &lab.name, &ports, how).await
             }
             Cmd::Endpoint(cmd) => policy::run_endpoint(&registry, cmd).await,
             Cmd::Namespace(cmd) => policy::run_namespace(&registry, cmd).await,

@@ -233,6 +233,10 @@ pub enum LabCommand {
         /// policies in the store.
         #[arg(long)]
         no_wait: bool,
+        /// Probe the containers' IPv6 addresses (a dual-stack lab); `explain` is
+        /// asked of the IPv6 flows.
+        #[arg(long)]
+        ipv6: bool,
         /// Output format: a table for people, or json for scripts.
         #[arg(short = 'o', long, value_enum, default_value = "table")]
         output: ProbeOutput,
@@ -361,12 +365,14 @@ pub fn run(cmd: LabCommand) -> LabResult<i32> {
             lab,
             ports,
             timeout_ms,
+            ipv6,
             output,
             ..
         } => {
             let state = LabState::load(&lab.name)?;
             let ports = crate::pods::parse_ports(&ports)?;
-            let cells = crate::pods::probe(&state, &ports, Duration::from_millis(timeout_ms));
+            let timeout = Duration::from_millis(timeout_ms);
+            let cells = crate::pods::probe(&state, &ports, timeout, ipv6);
             crate::pods::print(&cells, output);
             Ok(0)
         }

@@ -66,6 +66,9 @@ pub struct Pod {
     /// Its network namespace, also its container ID: `LAB-pN`.
     pub netns: String,
     pub ip: Ipv4Addr,
+    /// Its IPv6 address in a dual-stack lab.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<std::net::Ipv6Addr>,
     pub labels: BTreeMap<String, String>,
     pub serve: Vec<Port>,
 }
@@ -117,13 +120,14 @@ pub fn add(
         .collect();
     let extra = serde_json::json!({"args": {"cni": {"labels": cni_labels}}});
     let added = cni::call_as(state, host, &netns, "ADD", Some(&args), &extra).and_then(|r| {
-        cni::address(&r).ok_or_else(|| {
+        let ip = cni::address(&r).ok_or_else(|| {
             LabError::Usage(format!(
                 "the plugin's ADD result for {id} has no address: {r}"
             ))
-        })
+        })?;
+        Ok((ip, cni::address6(&r)))
     });
-    let ip = match added {
+    let (ip, ip6) = match added {
         Ok(ip) => ip,
         Err(e) => {
             let _ = sh::run(&["ip", "netns", "del", &netns]);
@@ -138,6 +142,7 @@ pub fn add(
         host,
         netns,
         ip,
+        ip6,
         labels,
         serve,
     };
@@ -219,7 +224,15 @@ fn start_servers(netns: &str, serve: &[Port]) -> LabResult<()> {
     )))
 }
 
-/// Serves `ports` until killed: TCP accepts and answers `weft`, UDP echoes.
+/// A socket address on every address of both families (`[::]`, which takes IPv4 too),
+/// or of IPv4 alone where the namespace has no IPv6.
+fn any_addr<S>(port: u16, bind: impl Fn(SocketAddr) -> std::io::Result<S>) -> std::io::Result<S> {
+    bind(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)))
+        .or_else(|_| bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))))
+}
+
+/// Serves `ports` until killed, over both families: TCP accepts and answers `weft`,
+/// UDP echoes.
 pub fn serve(ports: &[Port]) -> LabResult<()> {
     let mut threads = Vec::new();
     for p in ports.iter().copied() {
@@ -228,7 +241,7 @@ pub fn serve(ports: &[Port]) -> LabResult<()> {
             source,
         };
         if p.udp {
-            let sock = UdpSocket::bind(("0.0.0.0", p.port)).map_err(bound)?;
+            let sock = any_addr(p.port, UdpSocket::bind).map_err(bound)?;
             threads.push(std::thread::spawn(move || {
                 let mut buf = [0u8; 1500];
                 while let Ok((n, from)) = sock.recv_from(&mut buf) {
@@ -236,7 +249,7 @@ pub fn serve(ports: &[Port]) -> LabResult<()> {
                 }
             }));
         } else {
-            let l = TcpListener::bind(("0.0.0.0", p.port)).map_err(bound)?;
+            let l = any_addr(p.port, TcpListener::bind).map_err(bound)?;
             threads.push(std::thread::spawn(move || {
                 for mut c in l.incoming().flatten() {
                     let _ = c.write_all(b"weft\n");
@@ -298,12 +311,16 @@ impl From<Cell> for CellJson {
 }
 
 /// Whether `to:port` answers from inside `netns` within `timeout`.
-fn reach(netns: &str, to: Ipv4Addr, port: Port, timeout: Duration) -> bool {
+fn reach(netns: &str, to: std::net::IpAddr, port: Port, timeout: Duration) -> bool {
     let path = format!("/run/netns/{netns}");
     weft_kernel::netns::run_in(Path::new(&path), || {
         let addr = SocketAddr::from((to, port.port));
         if port.udp {
-            let Ok(s) = UdpSocket::bind(("0.0.0.0", 0)) else {
+            let local = match to {
+                std::net::IpAddr::V4(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+                std::net::IpAddr::V6(_) => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
+            };
+            let Ok(s) = UdpSocket::bind(local) else {
                 return false;
             };
             let _ = s.set_read_timeout(Some(timeout));
@@ -324,9 +341,14 @@ fn reach(netns: &str, to: Ipv4Addr, port: Port, timeout: Duration) -> bool {
 }
 
 /// Probes every container from every other on `ports` (each container's own served
-/// ports if empty), all at once.
-pub fn probe(state: &LabState, ports: &[Port], timeout: Duration) -> Vec<Cell> {
-    let pods: Vec<(&String, &Pod)> = state.pods.iter().collect();
+/// ports if empty), all at once; at their IPv6 addresses with `ipv6` (a container
+/// without one is left out).
+pub fn probe(state: &LabState, ports: &[Port], timeout: Duration, ipv6: bool) -> Vec<Cell> {
+    let pods: Vec<(&String, &Pod)> = state
+        .pods
+        .iter()
+        .filter(|(_, p)| !ipv6 || p.ip6.is_some())
+        .collect();
     let mut jobs = Vec::new();
     for (from, fp) in &pods {
         for (to, tp) in &pods {
@@ -335,7 +357,11 @@ pub fn probe(state: &LabState, ports: &[Port], timeout: Duration) -> Vec<Cell> {
             }
             let served: &[Port] = if ports.is_empty() { &tp.serve } else { ports };
             for p in served {
-                jobs.push(((*from).clone(), (*to).clone(), fp.netns.clone(), tp.ip, *p));
+                let ip = match (ipv6, tp.ip6) {
+                    (true, Some(a)) => a.into(),
+                    _ => tp.ip.into(),
+                };
+                jobs.push(((*from).clone(), (*to).clone(), fp.netns.clone(), ip, *p));
             }
         }
     }

@@ -1,7 +1,9 @@
 //! End to end, in network namespaces: the policy truth tables of `weft-conformance`
 //! (Kubernetes' own network policy e2e cases, and Weft's cluster-policy cases) on three
-//! hosts, in both CNI attachment modes; and four of them over the vxlan, udp, ipip and
-//! bgp backends.
+//! hosts, in both CNI attachment modes; four of them over the vxlan, udp, ipip and
+//! bgp backends; and those four with the `ipBlock` cases over IPv6 in a dual-stack lab
+//! (the pods' IPv6 addresses probed, the blocks built from them as upstream builds them
+//! for an IPv6 cluster).
 //!
 //! The world is the upstream suite's: namespaces x, y, z labelled `ns=<name>`, pods a,
 //! b, c labelled `pod=<name>`, each serving TCP and UDP on 80 and 81, spread so that
@@ -22,7 +24,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use common::*;
 use weft_conformance::{Case, Change, PolicyRef, Probe, Proto, Reach, PODS};
@@ -35,13 +37,27 @@ const SCTP_ONLY: [&str; 3] = [
     "sctp_pod_and_namespace_selector",
 ];
 
-/// A 3-host lab with the nine pods; their addresses.
-fn world(mode: &str, backend: &str) -> (Lab, BTreeMap<String, Ipv4Addr>) {
+/// A 3-host lab with the nine pods (`ipv6`: dual stack); their addresses, IPv6 ones
+/// with `ipv6`.
+fn world(mode: &str, backend: &str, ipv6: bool) -> (Lab, BTreeMap<String, IpAddr>) {
+    let family = if ipv6 { "dual" } else { "4" };
     let lab = Lab::up_with(
-        &format!("np{}{}", &mode[..1], &backend[..2]),
+        &format!(
+            "np{}{}{}",
+            &mode[..1],
+            &backend[..2],
+            if ipv6 { "6" } else { "" }
+        ),
         "embedded",
         3,
-        &["--cni-mode", mode, "--backend", backend],
+        &[
+            "--cni-mode",
+            mode,
+            "--backend",
+            backend,
+            "--ip-family",
+            family,
+        ],
     );
     let mut ips = BTreeMap::new();
     for ns in ["x", "y", "z"] {
@@ -75,32 +91,52 @@ fn world(mode: &str, backend: &str) -> (Lab, BTreeMap<String, Ipv4Addr>) {
             ),
             "container add",
         );
-        let ip = out
+        let ip: Ipv4Addr = out
             .split(": ")
             .nth(1)
             .and_then(|r| r.split_whitespace().next())
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("no address in {out:?}"));
-        ips.insert(pod.to_string(), ip);
+        ips.insert(pod.to_string(), ip.into());
+    }
+    if ipv6 {
+        // The IPv6 addresses the plugin gave, as the lab keeps them.
+        let state: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(format!("/run/weft-lab/{}/lab.json", lab.name)).unwrap(),
+        )
+        .unwrap();
+        for pod in PODS {
+            let ip6 = state["pods"][pod]["ip6"]
+                .as_str()
+                .and_then(|a| a.parse::<std::net::Ipv6Addr>().ok())
+                .unwrap_or_else(|| panic!("{pod} has no IPv6 address: {state}"));
+            ips.insert(pod.to_string(), ip6.into());
+        }
     }
     (lab, ips)
 }
 
-/// One probe round: per probe, the matrix the packets gave and the one `explain` gave.
-fn probe(lab: &Lab, probes: &[Probe]) -> BTreeMap<Probe, (Reach, Reach)> {
+/// One probe round: per probe, the matrix the packets gave and the one `explain` gave
+/// (at the pods' IPv6 addresses with `ipv6`).
+fn probe(lab: &Lab, probes: &[Probe], ipv6: bool) -> BTreeMap<Probe, (Reach, Reach)> {
     let ports: Vec<String> = probes.iter().map(Probe::to_string).collect();
-    let out = lab.ctl(&[
+    let ports = ports.join(",");
+    let mut args = vec![
         "--lab",
         &lab.name,
         "lab",
         "probe",
         "--ports",
-        &ports.join(","),
+        &ports,
         "--timeout-ms",
         "800",
         "-o",
         "json",
-    ]);
+    ];
+    if ipv6 {
+        args.push("--ipv6");
+    }
+    let out = lab.ctl(&args);
     let cells: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "lab probe -o json: {e}\n{}{}",
@@ -127,11 +163,11 @@ fn probe(lab: &Lab, probes: &[Probe]) -> BTreeMap<Probe, (Reach, Reach)> {
 /// Checks a stage's expectations: `explain` at once, the packets until they agree or
 /// 15 s pass (an agent loads a change within moments; label changes are not part of the
 /// enforcement wait `lab probe` does first).
-fn check(lab: &Lab, what: &str, expect: &[(Probe, Reach)]) {
+fn check(lab: &Lab, what: &str, expect: &[(Probe, Reach)], ipv6: bool) {
     let probes: Vec<Probe> = expect.iter().map(|(p, _)| *p).collect();
     let start = std::time::Instant::now();
     loop {
-        let got = probe(lab, &probes);
+        let got = probe(lab, &probes, ipv6);
         let mut wrong = String::new();
         for (p, want) in expect {
             let (traffic, explained) = &got[p];
@@ -180,7 +216,7 @@ fn delete(lab: &Lab, id: &PolicyRef) {
 }
 
 /// Runs one case's stages, then undoes it (policies deleted, labels removed).
-fn run_case(lab: &Lab, dir: &std::path::Path, case: &Case) {
+fn run_case(lab: &Lab, dir: &std::path::Path, case: &Case, ipv6: bool) {
     let mut present: Vec<PolicyRef> = Vec::new();
     let mut undo: Vec<Vec<String>> = Vec::new();
     let ctl = |args: &[&str], what: &str| {
@@ -245,7 +281,7 @@ fn run_case(lab: &Lab, dir: &std::path::Path, case: &Case) {
                 );
             }
         }
-        check(lab, &what, &stage.expect);
+        check(lab, &what, &stage.expect, ipv6);
         if case.name == "default_deny_ingress" {
             // The packets it dropped, counted per policy and rule where x/a lives.
             let (_, metrics) = lab.agent_http("h1", "/metrics");
@@ -268,7 +304,7 @@ fn run_case(lab: &Lab, dir: &std::path::Path, case: &Case) {
 }
 
 /// Every pair reachable on every served port.
-fn everything_open(lab: &Lab, why: &str) {
+fn everything_open(lab: &Lab, why: &str, ipv6: bool) {
     let all = [
         weft_conformance::TCP80,
         weft_conformance::TCP81,
@@ -276,16 +312,16 @@ fn everything_open(lab: &Lab, why: &str) {
         weft_conformance::UDP81,
     ];
     let expect: Vec<(Probe, Reach)> = all.iter().map(|p| (*p, Reach::all(true))).collect();
-    check(lab, why, &expect);
+    check(lab, why, &expect, ipv6);
 }
 
 /// The cases named in `only` (all but the SCTP-only ones with `None`) on a 3-host lab
-/// with `backend`.
-fn run_cases(mode: &str, backend: &str, only: Option<&[&str]>) {
-    let (lab, ips) = world(mode, backend);
-    everything_open(&lab, "before any policy");
+/// with `backend`; with `ipv6`, a dual-stack lab probed over IPv6.
+fn run_cases(mode: &str, backend: &str, only: Option<&[&str]>, ipv6: bool) {
+    let (lab, ips) = world(mode, backend, ipv6);
+    everything_open(&lab, "before any policy", ipv6);
     let dir = tempfile::tempdir().unwrap();
-    let mut all = weft_conformance::cases(&|pod| ips[pod].into());
+    let mut all = weft_conformance::cases(&|pod| ips[pod]);
     let (sctp, rest): (Vec<Case>, Vec<Case>) = all
         .drain(..)
         .partition(|c| c.probes().iter().all(|p| p.proto == Proto::Sctp));
@@ -300,21 +336,21 @@ fn run_cases(mode: &str, backend: &str, only: Option<&[&str]>) {
         assert_eq!(run.len(), only.len(), "unknown case in {only:?}");
     }
     for case in &run {
-        run_case(&lab, dir.path(), case);
+        run_case(&lab, dir.path(), case, ipv6);
     }
-    everything_open(&lab, "with every policy deleted");
+    everything_open(&lab, "with every policy deleted", ipv6);
 }
 
 #[test]
 fn kubernetes_cases_hold_on_three_hosts_routed() {
     require_root!("kubernetes_cases_hold_on_three_hosts_routed");
-    run_cases("routed", "host-gw", None);
+    run_cases("routed", "host-gw", None, false);
 }
 
 #[test]
 fn kubernetes_cases_hold_on_three_hosts_bridged() {
     require_root!("kubernetes_cases_hold_on_three_hosts_bridged");
-    run_cases("bridge", "host-gw", None);
+    run_cases("bridge", "host-gw", None, false);
 }
 
 /// Enforcement sits on the containers' own side of the node (their veths, or their
@@ -337,6 +373,26 @@ fn cases_hold_on_every_backend() {
         ("ipip", "routed"),
         ("bgp", "bridge"),
     ] {
-        run_cases(mode, backend, Some(&some));
+        run_cases(mode, backend, Some(&some), false);
     }
+}
+
+/// The policy table's IPv6 twin, judged by upstream's matrices: in a dual-stack lab
+/// (vxlan over the IPv6 underlay, routed attachment) the same cases, and upstream's
+/// three `ipBlock` cases with blocks of the pods' IPv6 addresses, probed at those
+/// addresses. Without the twin every IPv6 pair stays reachable and the first deny
+/// fails.
+#[test]
+fn cases_hold_over_ipv6_in_a_dual_stack_lab() {
+    require_root!("cases_hold_over_ipv6_in_a_dual_stack_lab");
+    let some = [
+        "default_deny_ingress",
+        "pod_selector_and_namespace_selector",
+        "client_side_egress_deny_wins_over_server_allow",
+        "cluster_deny_comes_before_a_namespaced_allow_and_order_decides",
+        "egress_to_a_cidr_block",
+        "egress_cidr_with_an_except_clause",
+        "an_address_in_both_cidr_and_except_is_allowed_by_another_rule",
+    ];
+    run_cases("routed", "vxlan", Some(&some), true);
 }
