@@ -188,9 +188,13 @@ impl BgpRuntime {
             }
         }
         self.password_problems = problems;
-        self.speaker.set_peers(peers).await;
-        self.speaker.set_cluster_id(bgp.cluster_id).await;
+        // What this node announces first, then the peers: a session that comes up at
+        // once (a peer that was waiting to reconnect after a restart) must never be
+        // sent its End-of-RIB before the node's own prefixes, or a peer keeping them
+        // stale (graceful restart) flushes them.
         self.speaker.set_own(own).await;
+        self.speaker.set_cluster_id(bgp.cluster_id).await;
+        self.speaker.set_peers(peers).await;
     }
 
     pub fn learned(&self) -> Vec<(Ipv4Net, Ipv4Addr)> {

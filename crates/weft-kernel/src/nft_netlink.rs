@@ -271,21 +271,27 @@ const NFTA_TABLE_USERDATA: u16 = 6;
 /// `NFTNL_UDATA_TABLE_COMMENT`: the comment's type in a table's user data.
 const UDATA_TABLE_COMMENT: u8 = 0;
 
-/// The comment of `table` (`None`: no such table, or no comment): one request for
-/// one table, where `nft list` would read every set of it first.
-pub fn table_comment(table: &TableId) -> io::Result<Option<String>> {
+/// Sends one request `msg` (with `flags`) about `table`, named in attribute `name_attr`;
+/// the socket to read the answer from.
+fn ask_about(table: &TableId, msg: u16, flags: u16, name_attr: u16) -> io::Result<Socket> {
     let mut a = Vec::new();
-    attr(&mut a, NFTA_TABLE_NAME, &cstr(&table.name));
+    attr(&mut a, name_attr, &cstr(&table.name));
     let mut buf = Vec::new();
     let h = Header {
-        kind: (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE,
-        flags: NLM_F_REQUEST | NLM_F_ACK,
+        kind: (NFNL_SUBSYS_NFTABLES << 8) | msg,
+        flags: NLM_F_REQUEST | flags,
         seq: 1,
         res_id: 0,
         family: table.family,
     };
     message(&mut buf, h, &a);
-    let socket = send(&buf)?;
+    send(&buf)
+}
+
+/// The comment of `table` (`None`: no such table, or no comment): one request for
+/// one table, where `nft list` would read every set of it first.
+pub fn table_comment(table: &TableId) -> io::Result<Option<String>> {
+    let socket = ask_about(table, NFT_MSG_GETTABLE, NLM_F_ACK, NFTA_TABLE_NAME)?;
     let mut comment = None;
     loop {
         let (data, _) = socket.recv_from_full()?;
@@ -411,18 +417,7 @@ fn rule_counter(msg: &[u8]) -> Option<crate::nft_sets::RuleCounter> {
 /// would read every set of the table first, seconds at thousands of sets); empty if
 /// there is no such table.
 pub fn rule_counters(table: &TableId) -> io::Result<Vec<crate::nft_sets::RuleCounter>> {
-    let mut a = Vec::new();
-    attr(&mut a, NFTA_RULE_TABLE, &cstr(&table.name));
-    let mut buf = Vec::new();
-    let h = Header {
-        kind: (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE,
-        flags: NLM_F_REQUEST | NLM_F_DUMP,
-        seq: 1,
-        res_id: 0,
-        family: table.family,
-    };
-    message(&mut buf, h, &a);
-    let socket = send(&buf)?;
+    let socket = ask_about(table, NFT_MSG_GETRULE, NLM_F_DUMP, NFTA_RULE_TABLE)?;
     let mut out = Vec::new();
     loop {
         let (data, _) = socket.recv_from_full()?;
