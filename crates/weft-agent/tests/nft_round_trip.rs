@@ -186,6 +186,11 @@ spec:
   - action: Deny
     protocol: TCP
     destination: {nets: ["2001:db8::/32", "fd00:ec2::254/128"], ports: ["80"]}
+  - action: Deny
+    protocol: ICMPv6
+    icmpType: 128
+  - action: Deny
+    protocol: ICMPv6
 "#;
         let policies = weft_policy::parse_documents(&format!("{POLICIES}{v6}")).unwrap();
         let mut tables = Vec::new();
@@ -209,8 +214,17 @@ spec:
             t6.contains("ip6 daddr { 2001:db8::/32, fd00:ec2::254 }"),
             "{t6}"
         );
-        assert!(!t6.contains("icmp") && !t6.contains("10.0.0.0/8"), "{t6}");
+        assert!(
+            !t6.contains("icmp type") && !t6.contains("10.0.0.0/8"),
+            "{t6}"
+        );
+        assert!(
+            t6.contains("icmpv6 type 128 counter drop")
+                && t6.contains("meta l4proto ipv6-icmp counter drop"),
+            "{t6}"
+        );
         assert!(!t4.contains("fd00") && t4.contains("10.0.0.0/8"), "{t4}");
+        assert!(!t4.contains("icmpv6") && !t4.contains("ipv6-icmp"), "{t4}");
         let id6 = weft_policy::render::table_id(Family::Ip6);
         let one = |set: &str, e: &str| -> Elements {
             [(set.to_owned(), [e.parse().unwrap()].into())].into()
@@ -237,7 +251,8 @@ spec:
 
 /// The IPv6 table of a dual-stack network: loaded beside the IPv4 one (as nft lists it:
 /// forwarding accepted and masquerade for the ULA network), not loaded again when
-/// nothing changed, and gone when IPv6 is switched off.
+/// nothing changed, and gone when IPv6 is switched off; its member filter drops
+/// encapsulated datagrams over IPv6 from non-members.
 #[test]
 fn the_ipv6_table_comes_and_goes_with_ipv6() {
     require_root!("the_ipv6_table_comes_and_goes_with_ipv6");
@@ -246,6 +261,10 @@ fn the_ipv6_table_comes_and_goes_with_ipv6() {
             ipv6: Some(weft_plan::firewall6::Firewall6Plan {
                 network: "fd00:10:244::/56".parse().unwrap(),
                 masquerade: true,
+                encap: Some(weft_plan::firewall6::EncapFilter6 {
+                    port: 8472,
+                    members: vec!["fd00::1".parse().unwrap(), "fd00::2".parse().unwrap()],
+                }),
             }),
             ..firewall_plan()
         };
@@ -257,7 +276,8 @@ fn the_ipv6_table_comes_and_goes_with_ipv6() {
         let listed = String::from_utf8_lossy(&listed.stdout);
         assert!(
             listed.contains("ip6 saddr fd00:10:244::/56 accept")
-                && listed.contains("ip6 saddr fd00:10:244::/56 ip6 daddr != { fd00:10:244::/56, ff00::/8 } masquerade"),
+                && listed.contains("ip6 saddr fd00:10:244::/56 ip6 daddr != { fd00:10:244::/56, ff00::/8 } masquerade")
+                && listed.contains("udp dport 8472 ip6 saddr != { fd00::1, fd00::2 } counter packets 0 bytes 0 drop comment \"encapsulated traffic from a non-member\""),
             "{listed}"
         );
         assert!(

@@ -292,8 +292,30 @@ fn firewall(
                     .local
                     .ipv6_masq
                     .applies(&v6.network, inputs.local.ip_masq),
+                encap: encap6(backend, inputs),
             }),
     }
+}
+
+/// The member filter on the IPv6 underlay, where the backend encapsulates over it (an
+/// IPv6 overlay device of its own): the nodes' public IPv6 addresses, this one's too.
+fn encap6(
+    backend: &dyn Backend,
+    inputs: &HostInputs,
+) -> Option<weft_plan::firewall6::EncapFilter6> {
+    let port = backend
+        .encap_port()
+        .filter(|_| inputs.local.encap_source_filter)?;
+    backend.overlay6(inputs.node)?;
+    let mut members: Vec<_> = inputs
+        .leases
+        .iter()
+        .chain(std::iter::once(&inputs.node.lease))
+        .filter_map(|l| l.attrs.public_ipv6)
+        .collect();
+    members.sort();
+    members.dedup();
+    Some(weft_plan::firewall6::EncapFilter6 { port, members })
 }
 
 /// The ports published to this node's containers, from their endpoints' records.

@@ -87,8 +87,9 @@ pub enum PolicyCmd {
         to: String,
         #[arg(long, default_value_t = 80)]
         port: u16,
-        /// tcp, udp, sctp or icmp (then --port is the ICMP type).
-        #[arg(long, default_value = "tcp", value_parser = ["tcp", "udp", "sctp", "icmp"])]
+        /// tcp, udp, sctp, icmp or icmpv6 (then --port is the ICMP type; icmpv6 is an
+        /// IPv6 flow's).
+        #[arg(long, default_value = "tcp", value_parser = ["tcp", "udp", "sctp", "icmp", "icmpv6"])]
         protocol: String,
         /// The flow over IPv6, between the endpoints' IPv6 addresses (a dual-stack
         /// network); implied when FROM or TO is an IPv6 address.
@@ -230,7 +231,14 @@ pub async fn run(registry: &Registry, cmd: PolicyCmd) -> Result<i32, CliError> {
             ipv6,
             output,
         } => {
-            let ipv6 = ipv6 || [&from, &to].iter().any(|a| a.parse::<Ipv6Addr>().is_ok());
+            let ipv6 = ipv6
+                || protocol == "icmpv6"
+                || [&from, &to].iter().any(|a| a.parse::<Ipv6Addr>().is_ok());
+            if ipv6 && protocol == "icmp" {
+                return Err(CliError::Usage(
+                    "ICMP is IPv4's: an IPv6 flow's is --protocol icmpv6".into(),
+                ));
+            }
             let flow = FlowArgs {
                 port,
                 protocol: &protocol,

@@ -12,7 +12,7 @@ use serde_json::Value;
 use thiserror::Error;
 use weft_plan::nft::{
     AddrMatch, Chain, Hook, IfaceSide, Match, PortRange, Proto, Rule, Set, SetKey, Side, Table,
-    TableId, Verdict, ICMP_TYPES,
+    TableId, Verdict, ICMPV6_TYPES, ICMP_TYPES,
 };
 
 use crate::nft::NftError;
@@ -223,7 +223,10 @@ fn matching(m: &Value, family: &str) -> Option<Match> {
                     value: addresses(right)?,
                 })
             }
-            ("icmp", "type", false) => Some(Match::IcmpType(icmp_type(right)?)),
+            ("icmp", "type", false) => Some(Match::IcmpType(icmp_type(right, ICMP_TYPES)?)),
+            ("icmpv6", "type", false) if family == "ip6" => {
+                Some(Match::IcmpType(icmp_type(right, ICMPV6_TYPES)?))
+            }
             (_, "dport", false) => Some(Match::DestinationPort {
                 proto: Proto::from_name(proto)?,
                 ports: ports(right)?,
@@ -298,10 +301,10 @@ fn ports(v: &Value) -> Option<BTreeSet<PortRange>> {
     }
 }
 
-/// An ICMP type, by nft's name for it or by number.
-fn icmp_type(v: &Value) -> Option<u8> {
+/// An ICMP (or ICMPv6) type, by nft's name for it in `names` or by number.
+fn icmp_type(v: &Value, names: &[(u8, &str)]) -> Option<u8> {
     match v {
-        Value::String(name) => ICMP_TYPES.iter().find(|(_, n)| n == name).map(|(t, _)| *t),
+        Value::String(name) => names.iter().find(|(_, n)| n == name).map(|(t, _)| *t),
         n => u8::try_from(n.as_u64()?).ok(),
     }
 }

@@ -4,8 +4,13 @@
 //!
 //! It does for the IPv6 cluster network what the IPv4 table does for the IPv4 one:
 //! accepts its forwarded traffic, and masquerades what leaves it for the outside, where
-//! masquerading is wanted (see [`Masquerade6`]). Named networks, pools and published
-//! ports are IPv4 only today, so none of them appears here.
+//! masquerading is wanted (see [`Masquerade6`]), and, where the backend encapsulates
+//! over the IPv6 underlay (vxlan's `weft-v6.<VNI>`), drops encapsulated datagrams from
+//! any source that is not a node, as the IPv4 table does on its own underlay. Named
+//! networks, pools and published ports are IPv4 only today, so none of them appears
+//! here.
+
+use std::net::Ipv6Addr;
 
 use ipnet::Ipv6Net;
 
@@ -62,6 +67,16 @@ pub struct Firewall6Plan {
     pub network: Ipv6Net,
     /// Masquerade what leaves it for the outside.
     pub masquerade: bool,
+    /// Accept encapsulated traffic over IPv6 only from member nodes.
+    pub encap: Option<EncapFilter6>,
+}
+
+/// Drops UDP to `port` over IPv6 whose source is not a node's public IPv6 address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncapFilter6 {
+    pub port: u16,
+    /// Every node's public IPv6 address, sorted (the rendering must be deterministic).
+    pub members: Vec<Ipv6Addr>,
 }
 
 impl Firewall6Plan {
@@ -85,6 +100,17 @@ impl Firewall6Plan {
         let mut s = format!(
             "  chain forward {{\n    type filter hook forward priority 0; policy accept;\n    ip6 saddr {n} accept\n    ip6 daddr {n} accept\n  }}\n"
         );
+        if let Some(f) = &self.encap {
+            let port = f.port;
+            let members: Vec<String> = f.members.iter().map(Ipv6Addr::to_string).collect();
+            let from = match members.len() {
+                0 => String::new(),
+                _ => format!(" ip6 saddr != {{ {} }}", members.join(", ")),
+            };
+            s += &format!(
+                "  chain input {{\n    type filter hook input priority 0; policy accept;\n    udp dport {port}{from} counter drop comment \"encapsulated traffic from a non-member\"\n  }}\n"
+            );
+        }
         if self.masquerade {
             // Multicast and the cluster network itself keep their addresses.
             s += &format!(
@@ -117,6 +143,7 @@ mod tests {
         let p = Firewall6Plan {
             network: "fd00:10:244::/56".parse().unwrap(),
             masquerade: true,
+            encap: None,
         };
         let s = p.script();
         assert!(
@@ -133,5 +160,30 @@ mod tests {
         };
         assert!(!plain.script().contains("masquerade"));
         assert_ne!(plain.comment(), p.comment());
+    }
+
+    #[test]
+    fn encapsulated_traffic_over_ipv6_only_from_members() {
+        let mut p = Firewall6Plan {
+            network: "fd00:10:244::/56".parse().unwrap(),
+            masquerade: false,
+            encap: Some(EncapFilter6 {
+                port: 8472,
+                members: vec!["fd00::1".parse().unwrap(), "fd00::2".parse().unwrap()],
+            }),
+        };
+        assert!(
+            p.script().contains("udp dport 8472 ip6 saddr != { fd00::1, fd00::2 } counter drop comment \"encapsulated traffic from a non-member\""),
+            "{}",
+            p.script()
+        );
+        p.encap = Some(EncapFilter6 {
+            port: 8472,
+            members: Vec::new(),
+        });
+        assert!(
+            p.script().contains("udp dport 8472 counter drop"),
+            "no member: all dropped"
+        );
     }
 }

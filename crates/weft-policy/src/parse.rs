@@ -127,7 +127,7 @@ pub fn check_object_name(what: &str, name: &str, out: &mut Vec<String>) {
 fn check_protocol(at: &str, p: &Option<String>, icmp: bool, out: &mut Vec<String>) {
     if let Some(p) = p {
         let known: &[&str] = if icmp {
-            &["TCP", "UDP", "SCTP", "ICMP"]
+            &["TCP", "UDP", "SCTP", "ICMP", "ICMPv6"]
         } else {
             &["TCP", "UDP", "SCTP"]
         };
@@ -272,8 +272,8 @@ pub fn check_cluster_policy(p: &ClusterPolicy) -> Vec<String> {
             if has_ports && !matches!(r.protocol.as_deref(), Some("TCP" | "UDP" | "SCTP")) {
                 out.push(format!("{here}: ports need protocol TCP, UDP or SCTP"));
             }
-            if r.icmp_type.is_some() && r.protocol.as_deref() != Some("ICMP") {
-                out.push(format!("{here}.icmpType needs protocol ICMP"));
+            if r.icmp_type.is_some() && !matches!(r.protocol.as_deref(), Some("ICMP" | "ICMPv6")) {
+                out.push(format!("{here}.icmpType needs protocol ICMP or ICMPv6"));
             }
             if let Some(s) = &r.source {
                 check_entity(&format!("{here}.source"), s, false, &mut out);
@@ -386,7 +386,7 @@ spec:
             "{joined}"
         );
         assert!(
-            joined.contains("spec.ingress[0].icmpType needs protocol ICMP"),
+            joined.contains("spec.ingress[0].icmpType needs protocol ICMP or ICMPv6"),
             "{joined}"
         );
         assert!(

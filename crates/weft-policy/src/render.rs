@@ -704,9 +704,11 @@ fn port_matches(ports: &[PolicyPort]) -> Vec<Vec<Match>> {
 fn cluster_rule_match(sets: &mut Sets, r: &ClusterRule) -> Option<Vec<Match>> {
     let family = sets.1;
     let mut m = Vec::new();
-    let icmp = r.icmp_type.is_some() || proto(r.protocol.as_deref()) == Proto::Icmp;
-    if family == Family::Ip6 && icmp {
-        return None;
+    // ICMP is IPv4's and ICMPv6 IPv6's: each rule is in its own family's table only.
+    let named = r.protocol.as_deref().map(|p| proto(Some(p)));
+    match (family, named) {
+        (Family::Ip6, Some(Proto::Icmp)) | (Family::Ip, Some(Proto::Icmpv6)) => return None,
+        _ => {}
     }
     if let Some(p) = &r.protocol {
         m.push(Match::Protocol(proto(Some(p))));

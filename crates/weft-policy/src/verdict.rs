@@ -105,6 +105,8 @@ pub enum Protocol {
     Udp,
     Sctp,
     Icmp,
+    /// ICMP for IPv6: an IPv6 flow's, as ICMP is an IPv4 one's.
+    Icmpv6,
 }
 
 impl Protocol {
@@ -114,7 +116,13 @@ impl Protocol {
             Protocol::Udp => "UDP",
             Protocol::Sctp => "SCTP",
             Protocol::Icmp => "ICMP",
+            Protocol::Icmpv6 => "ICMPv6",
         }
+    }
+
+    /// ICMP of either family (its `port` is the ICMP type).
+    pub fn is_icmp(self) -> bool {
+        matches!(self, Protocol::Icmp | Protocol::Icmpv6)
     }
 
     pub fn parse(s: &str) -> Option<Protocol> {
@@ -123,6 +131,7 @@ impl Protocol {
             "UDP" => Some(Protocol::Udp),
             "SCTP" => Some(Protocol::Sctp),
             "ICMP" => Some(Protocol::Icmp),
+            "ICMPV6" => Some(Protocol::Icmpv6),
             _ => None,
         }
     }
@@ -449,11 +458,11 @@ fn cluster_rule_matches(world: &World, r: &ClusterRule, flow: &Flow) -> bool {
         }
     }
     if let Some(t) = r.icmp_type {
-        if flow.protocol != Protocol::Icmp || u16::from(t) != flow.port {
+        if !flow.protocol.is_icmp() || u16::from(t) != flow.port {
             return false;
         }
     }
-    let port = (flow.protocol != Protocol::Icmp).then_some(flow.port);
+    let port = (!flow.protocol.is_icmp()).then_some(flow.port);
     r.source
         .as_ref()
         .is_none_or(|s| entity_matches(world, s, flow.src, None))

@@ -321,3 +321,29 @@ fn cluster_icmp_type_and_ports() {
         assert_eq!(e.allowed, allowed, "{protocol:?}/{port}");
     }
 }
+
+/// ICMPv6 is its own protocol (Calico's `ICMPv6`), with its own types: a rule denying
+/// IPv6 echo requests (type 128) leaves IPv4 pings and other ICMPv6 types alone, and
+/// an ICMP rule says nothing of ICMPv6.
+#[test]
+fn cluster_icmpv6_types() {
+    let p = parse_documents(
+        "apiVersion: weft.dev/v1\nkind: ClusterPolicy\nmetadata: {name: no-ping6}\nspec:\n  egress:\n  - action: Deny\n    protocol: ICMPv6\n    icmpType: 128\n  - action: Deny\n    protocol: ICMP\n    icmpType: 13\n",
+    )
+    .unwrap();
+    let w = world();
+    let over6 = |protocol, port| Flow {
+        src: addr(Family::V6, "x/a"),
+        dst: addr(Family::V6, "y/b"),
+        protocol,
+        port,
+    };
+    assert!(!explain(&w, &p, &over6(Protocol::Icmpv6, 128)).allowed);
+    assert!(explain(&w, &p, &over6(Protocol::Icmpv6, 129)).allowed);
+    assert!(
+        explain(&w, &p, &over6(Protocol::Icmpv6, 13)).allowed,
+        "ICMP's 13 is not ICMPv6's"
+    );
+    assert!(explain(&w, &p, &flow("x/a", "y/b", Protocol::Icmp, 8)).allowed);
+    assert!(!explain(&w, &p, &flow("x/a", "y/b", Protocol::Icmp, 13)).allowed);
+}

@@ -15,6 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 use weft_testkit::require_root;
 
+use common::intruder::{encap_drops, Intruder};
 use common::*;
 
 /// Weft's IPv6 routes on a host.
@@ -334,6 +335,31 @@ fn vxlan_carries_ipv6_over_the_ipv6_underlay() {
             && seen.contains(&format!("IP6 {c1} > {c2}: ICMP6")),
         "c1's IPv6 packet inside a VXLAN datagram from h1's IPv6 address: {seen}"
     );
+
+    // The IPv6 underlay's VXLAN port takes datagrams from members only: a stranger on
+    // the underlay sending to h1's IPv6 address is dropped and counted, a member not.
+    let intruder = Intruder::attach(&lab, "fd00:192:168:77::c8/64");
+    let drops = || encap_drops(&lab, "h1", "ip6");
+    let d0 = drops();
+    intruder.send_udp("fd00:192:168:77::1", 8472, 3);
+    lab.wait_until(
+        "the non-member's IPv6 datagrams to be dropped",
+        Duration::from_secs(2),
+        || drops() >= d0 + 3,
+    );
+    let d1 = drops();
+    let member = lab.exec(
+        "h3",
+        &[
+            "bash",
+            "-c",
+            "echo -n hello > /dev/udp/fd00:192:168:77::1/8472",
+        ],
+    );
+    assert!(member.status.success());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(drops(), d1, "a member's datagram is not dropped");
+    drop(intruder);
 
     let d = lab.ok(lab.store_cmd(&["diagnose", "--host", "h2"]), "diagnose");
     assert!(

@@ -317,7 +317,7 @@ fn everything_open(lab: &Lab, why: &str, ipv6: bool) {
 
 /// The cases named in `only` (all but the SCTP-only ones with `None`) on a 3-host lab
 /// with `backend`; with `ipv6`, a dual-stack lab probed over IPv6.
-fn run_cases(mode: &str, backend: &str, only: Option<&[&str]>, ipv6: bool) {
+fn run_cases(mode: &str, backend: &str, only: Option<&[&str]>, ipv6: bool) -> Lab {
     let (lab, ips) = world(mode, backend, ipv6);
     everything_open(&lab, "before any policy", ipv6);
     let dir = tempfile::tempdir().unwrap();
@@ -339,6 +339,7 @@ fn run_cases(mode: &str, backend: &str, only: Option<&[&str]>, ipv6: bool) {
         run_case(&lab, dir.path(), case, ipv6);
     }
     everything_open(&lab, "with every policy deleted", ipv6);
+    lab
 }
 
 #[test]
@@ -394,5 +395,48 @@ fn cases_hold_over_ipv6_in_a_dual_stack_lab() {
         "egress_cidr_with_an_except_clause",
         "an_address_in_both_cidr_and_except_is_allowed_by_another_rule",
     ];
-    run_cases("routed", "vxlan", Some(&some), true);
+    let lab = run_cases("routed", "vxlan", Some(&some), true);
+
+    // ICMPv6 is policed as such (the lab's probes are TCP and UDP, so by ping): a
+    // cluster rule denying x/a's IPv6 echo requests stops its ping -6 and nothing else.
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("/run/weft-lab/{}/lab.json", lab.name)).unwrap(),
+    )
+    .unwrap();
+    let pod = |p: &str, field: &str| state["pods"][p][field].as_str().unwrap().to_owned();
+    let ping = |from: &str, to: &str, field: &str| {
+        let to = pod(to, field);
+        let flag = if field == "ip6" { "-6" } else { "-4" };
+        std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &pod(from, "netns"),
+                "ping",
+                flag,
+                "-c",
+                "1",
+                "-W",
+                "1",
+                &to,
+            ])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(
+        ping("x/a", "y/b", "ip6"),
+        "x/a pings y/b over IPv6 before the rule"
+    );
+    lab.apply_policy(
+        "apiVersion: weft.dev/v1\nkind: ClusterPolicy\nmetadata: {name: no-ping6}\nspec:\n  selector: {matchLabels: {pod: a}}\n  egress:\n  - action: Deny\n    protocol: ICMPv6\n    icmpType: 128\n",
+    );
+    lab.wait_until(
+        "x/a's IPv6 pings to be denied",
+        std::time::Duration::from_secs(10),
+        || !ping("x/a", "y/b", "ip6"),
+    );
+    assert!(ping("x/a", "y/b", "ip"), "IPv4 pings are not ICMPv6");
+    assert!(ping("x/b", "y/b", "ip6"), "only x/a is selected");
 }

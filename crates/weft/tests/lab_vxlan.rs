@@ -14,10 +14,10 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 use weft_testkit::require_root;
 
+use common::intruder::{encap_drops, Intruder};
 use common::*;
 
 #[test]
@@ -427,20 +427,8 @@ fn vxlan_cross_subnet_healing_and_membership() {
 
     // Encapsulated traffic is accepted only from members: a stranger on the underlay
     // sends to h1's VXLAN port and is dropped; a member's datagram is not.
-    let intruder = Intruder::attach(&lab);
-    let drops = || {
-        let t = text(
-            &lab.exec("h1", &["nft", "list", "chain", "ip", "weft", "input"])
-                .stdout,
-        );
-        let at = t.find("counter packets ").expect("encap filter rule") + "counter packets ".len();
-        t[at..]
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .parse::<u64>()
-            .unwrap()
-    };
+    let intruder = Intruder::attach(&lab, "192.168.77.200/24");
+    let drops = || encap_drops(&lab, "h1", "ip");
     let d0 = drops();
     intruder.send_udp("192.168.77.1", 8472, 3);
     lab.wait_until(
@@ -456,51 +444,4 @@ fn vxlan_cross_subnet_healing_and_membership() {
     assert!(member.status.success());
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(drops(), d1, "a member's datagram is not dropped");
-}
-
-/// A namespace on the lab's underlay that is no Weft node.
-struct Intruder {
-    ns: String,
-}
-
-impl Intruder {
-    fn attach(lab: &Lab) -> Intruder {
-        let ns = format!("{}x-intruder", lab.name);
-        let run = |args: &[&str]| {
-            assert!(
-                Command::new("ip").args(args).status().unwrap().success(),
-                "{args:?}"
-            )
-        };
-        let _ = Command::new("ip")
-            .args(["netns", "del", &ns])
-            .stderr(std::process::Stdio::null())
-            .status();
-        run(&["netns", "add", &ns]);
-        let intruder = Intruder { ns: ns.clone() };
-        let ul = lab.ns("ul");
-        run(&[
-            "-n", &ul, "link", "add", "intr", "type", "veth", "peer", "name", "eth0", "netns", &ns,
-        ]);
-        run(&["-n", &ul, "link", "set", "intr", "master", "br0", "up"]);
-        run(&["-n", &ns, "link", "set", "eth0", "up"]);
-        run(&["-n", &ns, "addr", "add", "192.168.77.200/24", "dev", "eth0"]);
-        intruder
-    }
-
-    fn send_udp(&self, to: &str, port: u16, n: u32) {
-        let script =
-            format!("for i in $(seq {n}); do echo -n not-vxlan > /dev/udp/{to}/{port}; done");
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.ns, "bash", "-c", &script])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out.stderr));
-    }
-}
-
-impl Drop for Intruder {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
-    }
 }

@@ -72,18 +72,22 @@ pub enum Proto {
     Udp,
     Sctp,
     Icmp,
+    /// ICMP for IPv6 (`ipv6-icmp`, 58): only ever in an `ip6` table.
+    Icmpv6,
     /// By number: what a protocol nft has no name for is written as.
     Number(u8),
 }
 
 impl Proto {
-    /// Kubernetes' and Calico's spelling (`TCP`, `UDP`, `SCTP`, `ICMP`), any case.
+    /// Kubernetes' and Calico's spelling (`TCP`, `UDP`, `SCTP`, `ICMP`, `ICMPv6`), any
+    /// case, or nft's (`ipv6-icmp`).
     pub fn from_name(name: &str) -> Option<Proto> {
         Some(match name.to_ascii_lowercase().as_str() {
             "tcp" => Proto::Tcp,
             "udp" => Proto::Udp,
             "sctp" => Proto::Sctp,
             "icmp" => Proto::Icmp,
+            "icmpv6" | "ipv6-icmp" => Proto::Icmpv6,
             n => Proto::Number(n.parse().ok()?),
         })
     }
@@ -95,16 +99,23 @@ impl Proto {
             Proto::Udp => 17,
             Proto::Sctp => 132,
             Proto::Icmp => 1,
+            Proto::Icmpv6 => 58,
             Proto::Number(n) => *n,
         }
     }
 
     /// The named protocol for a number, if nft has a name for it.
     pub fn from_number(n: u8) -> Proto {
-        [Proto::Tcp, Proto::Udp, Proto::Sctp, Proto::Icmp]
-            .into_iter()
-            .find(|p| p.number() == n)
-            .unwrap_or(Proto::Number(n))
+        [
+            Proto::Tcp,
+            Proto::Udp,
+            Proto::Sctp,
+            Proto::Icmp,
+            Proto::Icmpv6,
+        ]
+        .into_iter()
+        .find(|p| p.number() == n)
+        .unwrap_or(Proto::Number(n))
     }
 }
 
@@ -152,7 +163,8 @@ pub enum Match {
         proto: Proto,
         ports: BTreeSet<PortRange>,
     },
-    /// `icmp type 8` (listed back by name: `echo-request`).
+    /// `icmp type 8` (listed back by name: `echo-request`); in an `ip6` table the
+    /// ICMPv6 type (`icmpv6 type 128`).
     IcmpType(u8),
     /// `fib daddr type local`: addressed to one of this host's own addresses.
     LocalDestination,
@@ -196,6 +208,28 @@ impl Match {
         }
     }
 }
+
+/// ICMPv6 type names as nft lists them (`icmpv6 type echo-request`).
+pub const ICMPV6_TYPES: &[(u8, &str)] = &[
+    (1, "destination-unreachable"),
+    (2, "packet-too-big"),
+    (3, "time-exceeded"),
+    (4, "parameter-problem"),
+    (128, "echo-request"),
+    (129, "echo-reply"),
+    (130, "mld-listener-query"),
+    (131, "mld-listener-report"),
+    (132, "mld-listener-done"),
+    (133, "nd-router-solicit"),
+    (134, "nd-router-advert"),
+    (135, "nd-neighbor-solicit"),
+    (136, "nd-neighbor-advert"),
+    (137, "nd-redirect"),
+    (138, "router-renumbering"),
+    (141, "ind-neighbor-solicit"),
+    (142, "ind-neighbor-advert"),
+    (143, "mld2-listener-report"),
+];
 
 /// ICMP type names as nft lists them (`icmp type echo-request`).
 pub const ICMP_TYPES: &[(u8, &str)] = &[

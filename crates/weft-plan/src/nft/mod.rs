@@ -24,7 +24,7 @@ mod text;
 use std::collections::BTreeMap;
 
 pub use elements::{changes, count, Element, ElementError, Elements};
-pub use matches::{AddrMatch, IfaceSide, Match, PortRange, Proto, Side, ICMP_TYPES};
+pub use matches::{AddrMatch, IfaceSide, Match, PortRange, Proto, Side, ICMPV6_TYPES, ICMP_TYPES};
 
 /// A table's address family. nftables keeps the families' tables apart: an `ip` table
 /// sees IPv4 packets only, an `ip6` table IPv6 ones, and in each an address match is on
@@ -220,6 +220,14 @@ impl Rule {
                 Match::DestinationPort { proto, .. } => Some(*proto),
                 Match::IcmpType(_) => Some(Proto::Icmp),
                 _ => None,
+            })
+            .collect();
+        // An ICMP type match implies its family's ICMP, whichever that is.
+        let implied: Vec<Proto> = implied
+            .into_iter()
+            .flat_map(|p| match p {
+                Proto::Icmp => vec![Proto::Icmp, Proto::Icmpv6],
+                p => vec![p],
             })
             .collect();
         matches.retain(|m| !matches!(m, Match::Protocol(p) if implied.contains(p)));

@@ -19,6 +19,7 @@ impl Display for Proto {
             Proto::Udp => f.write_str("udp"),
             Proto::Sctp => f.write_str("sctp"),
             Proto::Icmp => f.write_str("icmp"),
+            Proto::Icmpv6 => f.write_str("ipv6-icmp"),
             Proto::Number(n) => write!(f, "{n}"),
         }
     }
@@ -100,6 +101,7 @@ impl Display for InFamily<'_, Match> {
             Match::DestinationPort { proto, ports } => {
                 write!(f, "{proto} dport {}", one_or_set(ports.iter()))
             }
+            Match::IcmpType(t) if family == Family::Ip6 => write!(f, "icmpv6 type {t}"),
             Match::IcmpType(t) => write!(f, "icmp type {t}"),
             Match::LocalDestination => f.write_str("fib daddr type local"),
             Match::Dnatted => f.write_str("ct status dnat"),

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test file uses its own share of the helpers
 
 pub mod docker;
+pub mod intruder;
 
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
