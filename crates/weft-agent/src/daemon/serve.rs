@@ -21,9 +21,28 @@ use crate::error::AgentError;
 /// settle before everything is read again.
 const KERNEL_SETTLE: Duration = Duration::from_millis(50);
 
-/// How many store events taken at once make a burst, worth waiting 20 ms for the rest
-/// of before planning (a container's join writes two or three).
+/// How many store events taken at once make a burst, worth waiting for the rest of
+/// before planning (a container's join writes two or three).
 const BURST: usize = 4;
+
+/// How long a burst waits for its next event (a pause this long ends it).
+const BURST_GAP: Duration = Duration::from_millis(20);
+
+/// The longest a burst is coalesced from its first event: under a steady stream of
+/// changes (one every few milliseconds, never a 20 ms pause) the plan is still applied
+/// at least this often, instead of waiting for the stream to stop.
+const BURST_MOST: Duration = Duration::from_millis(50);
+
+/// How long to wait for one more event of a burst: none before a burst is one (`taken`
+/// below [`BURST`]), up to [`BURST_GAP`] after, and `None` (plan now) once `elapsed`
+/// since its first event reaches [`BURST_MOST`].
+fn burst_wait(taken: usize, elapsed: Duration) -> Option<Duration> {
+    if taken < BURST {
+        return Some(Duration::ZERO);
+    }
+    let left = BURST_MOST.checked_sub(elapsed).filter(|l| !l.is_zero())?;
+    Some(left.min(BURST_GAP))
+}
 
 impl Agent {
     /// Follows the store from `revision` on, the kernel's events and the timers until
@@ -107,15 +126,15 @@ impl Agent {
                         error!("store watch ended; the kernel is left as it is");
                         return Err(AgentError::WatchEnded);
                     };
+                    let first = tokio::time::Instant::now();
                     let mut dirty = self.on_event(event).await;
                     // Coalesce a burst of events into one plan: take what has already
                     // arrived, and only once it is a burst (BURST events at once) wait a
-                    // little for the rest. A container's few records (its endpoint,
-                    // its identity, whose Join or ADD waits for its rules) are planned
-                    // at once.
+                    // little for the rest, never longer than BURST_MOST in all. A
+                    // container's few records (its endpoint, its identity, whose Join
+                    // or ADD waits for its rules) are planned at once.
                     let mut taken = 1;
-                    loop {
-                        let wait = if taken >= BURST { Duration::from_millis(20) } else { Duration::ZERO };
+                    while let Some(wait) = burst_wait(taken, first.elapsed()) {
                         match tokio::time::timeout(wait, watch.next()).await {
                             Ok(Some(more)) => {
                                 dirty |= self.on_event(more).await;
@@ -207,5 +226,31 @@ async fn bgp_change(
     match rx.as_mut() {
         Some(r) => r.changed().await.is_ok(),
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A few events are planned at once; a burst waits for more, but a steady stream
+    /// of them is planned at least every BURST_MOST.
+    #[test]
+    fn a_burst_waits_for_more_but_never_past_its_bound() {
+        let ms = Duration::from_millis;
+        assert_eq!(
+            burst_wait(1, ms(0)),
+            Some(Duration::ZERO),
+            "what has arrived only"
+        );
+        assert_eq!(burst_wait(BURST - 1, ms(30)), Some(Duration::ZERO));
+        assert_eq!(burst_wait(BURST, ms(0)), Some(BURST_GAP));
+        assert_eq!(burst_wait(BURST, ms(40)), Some(ms(10)), "only what is left");
+        assert_eq!(
+            burst_wait(500, BURST_MOST),
+            None,
+            "a steady stream is planned now"
+        );
+        assert_eq!(burst_wait(500, ms(200)), None);
     }
 }
