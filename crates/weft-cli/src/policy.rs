@@ -502,6 +502,7 @@ pub async fn run_endpoint(registry: &Registry, cmd: EndpointCmd) -> Result<i32, 
                     let id = st.endpoints.get(&e.ip);
                     json!({
                         "name": e.name, "address": e.ip.to_string(),
+                        "ipv6_address": e.ip6.map(|a| a.to_string()),
                         "node": id.map(|i| i.node.to_string()),
                         "namespace": e.namespace, "labels": e.labels,
                         "pending": id.is_some_and(|i| i.pending),
@@ -512,15 +513,30 @@ pub async fn run_endpoint(registry: &Registry, cmd: EndpointCmd) -> Result<i32, 
             match output {
                 Output::Json => print_json(&json!(rows)),
                 Output::Table => {
+                    // A dual-stack network's endpoints show their IPv6 address beside.
+                    let dual = world.endpoints.iter().any(|e| e.ip6.is_some());
+                    let address = |e: &weft_policy::Endpoint| match (dual, e.ip6) {
+                        (false, _) => format!("{:<15}", e.ip),
+                        (true, v6) => format!(
+                            "{:<15} {:<24}",
+                            e.ip,
+                            v6.map_or("-".to_owned(), |a| a.to_string())
+                        ),
+                    };
+                    let head = if dual {
+                        format!("{:<15} {:<24}", "ADDRESS", "IPV6 ADDRESS")
+                    } else {
+                        format!("{:<15}", "ADDRESS")
+                    };
                     println!(
-                        "{:<20} {:<15} {:<15} {:<28} POLICIES",
-                        "NAME", "ADDRESS", "NODE", "LABELS"
+                        "{:<20} {head} {:<15} {:<28} POLICIES",
+                        "NAME", "NODE", "LABELS"
                     );
                     for (r, e) in rows.iter().zip(&world.endpoints) {
                         println!(
-                            "{:<20} {:<15} {:<15} {:<28} {}",
+                            "{:<20} {} {:<15} {:<28} {}",
                             e.name,
-                            e.ip.to_string(),
+                            address(e),
                             r["node"].as_str().unwrap_or("-"),
                             if r["pending"] == true {
                                 "(not read yet: held)".to_owned()

@@ -404,6 +404,39 @@ fn cases_hold_over_ipv6_in_a_dual_stack_lab() {
     )
     .unwrap();
     let pod = |p: &str, field: &str| state["pods"][p][field].as_str().unwrap().to_owned();
+    // Each endpoint is recorded with the IPv6 address its container's interface has.
+    let listed = lab.ok(
+        lab.store_cmd(&["endpoint", "list", "-o", "json"]),
+        "endpoint list",
+    );
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&listed).unwrap();
+    for p in PODS {
+        let held = text(
+            &std::process::Command::new("ip")
+                .args([
+                    "-n",
+                    &pod(p, "netns"),
+                    "-6",
+                    "addr",
+                    "show",
+                    "dev",
+                    "eth0",
+                    "scope",
+                    "global",
+                ])
+                .output()
+                .unwrap()
+                .stdout,
+        );
+        let e = listed.iter().find(|e| e["name"] == p).unwrap();
+        let v6 = e["ipv6_address"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{p}: {e}"));
+        assert!(
+            held.contains(&format!("inet6 {v6}/")),
+            "{p} is recorded as {v6}: {held}"
+        );
+    }
     let ping = |from: &str, to: &str, field: &str| {
         let to = pod(to, field);
         let flag = if field == "ip6" { "-6" } else { "-4" };
