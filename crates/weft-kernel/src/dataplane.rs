@@ -84,6 +84,9 @@ pub enum LinkSetting {
     /// `net.bridge.bridge-nf-call-iptables = 1` (br_netfilter): IPv4 crossing a bridge
     /// passes the IP hooks too, where network policy sees it (as kube-proxy requires).
     BridgeCallsIptables,
+    /// `net.bridge.bridge-nf-call-ip6tables = 1`: the same for IPv6 (a dual-stack node's
+    /// IPv6 policy table sees bridged traffic only with it).
+    BridgeCallsIp6tables,
     /// `net.ipv6.conf.all.forwarding = 1`: a dual-stack node forwards its containers'
     /// IPv6 traffic (and, as any IPv6 router, stops taking router advertisements on
     /// interfaces whose `accept_ra` is 1).

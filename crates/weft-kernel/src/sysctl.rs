@@ -59,6 +59,9 @@ pub fn setting_file(setting: &LinkSetting) -> (String, &'static str) {
         LinkSetting::BridgeCallsIptables => {
             ("/proc/sys/net/bridge/bridge-nf-call-iptables".into(), "1")
         }
+        LinkSetting::BridgeCallsIp6tables => {
+            ("/proc/sys/net/bridge/bridge-nf-call-ip6tables".into(), "1")
+        }
         LinkSetting::Ipv6Forwarding => (format!("/proc/sys/{FORWARDING6}"), "1"),
     }
 }

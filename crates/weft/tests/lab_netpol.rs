@@ -379,10 +379,11 @@ fn cases_hold_on_every_backend() {
 }
 
 /// The policy table's IPv6 twin, judged by upstream's matrices: in a dual-stack lab
-/// (vxlan over the IPv6 underlay, routed attachment) the same cases, and upstream's
-/// three `ipBlock` cases with blocks of the pods' IPv6 addresses, probed at those
-/// addresses. Without the twin every IPv6 pair stays reachable and the first deny
-/// fails.
+/// (vxlan over the IPv6 underlay, in both attachment modes) the same cases, and
+/// upstream's three `ipBlock` cases with blocks of the pods' IPv6 addresses, probed at
+/// those addresses. Without the twin every IPv6 pair stays reachable and the first deny
+/// fails; in bridge mode, without br_netfilter's IPv6 hook
+/// (`bridge-nf-call-ip6tables`) the same-host pairs do.
 #[test]
 fn cases_hold_over_ipv6_in_a_dual_stack_lab() {
     require_root!("cases_hold_over_ipv6_in_a_dual_stack_lab");
@@ -395,6 +396,7 @@ fn cases_hold_over_ipv6_in_a_dual_stack_lab() {
         "egress_cidr_with_an_except_clause",
         "an_address_in_both_cidr_and_except_is_allowed_by_another_rule",
     ];
+    run_cases("bridge", "vxlan", Some(&some), true);
     let lab = run_cases("routed", "vxlan", Some(&some), true);
 
     // ICMPv6 is policed as such (the lab's probes are TCP and UDP, so by ping): a

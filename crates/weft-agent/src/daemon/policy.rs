@@ -80,6 +80,8 @@ pub(super) struct PolicyManager {
     v6: Option<FamilyTable>,
     /// Bridged endpoints are policed through br_netfilter, set (or found missing) once.
     bridge_hooks: bool,
+    /// The same for IPv6, once the IPv6 table exists.
+    bridge_hooks6: bool,
     /// The store revision the loaded table reflects (the socket waits on it).
     enforced: watch::Sender<Revision>,
     metrics: Arc<Metrics>,
@@ -98,6 +100,7 @@ impl PolicyManager {
             v4: FamilyTable::new(Family::Ip),
             v6: None,
             bridge_hooks: false,
+            bridge_hooks6: false,
             enforced: watch::channel(0).0,
             metrics,
         }
@@ -140,22 +143,30 @@ impl PolicyManager {
     }
 
     /// Bridged endpoints' traffic reaches the IP forward hook only through
-    /// br_netfilter: turned on once (and said so), or warned about where the kernel
-    /// has no such setting.
+    /// br_netfilter: turned on once for each family with a policy table (and said so),
+    /// or warned about where the kernel has no such setting.
     fn ensure_bridge_hooks(&mut self, dp: &dyn Dataplane) {
-        if self.bridge_hooks
-            || !self
-                .v4
-                .locals
-                .values()
-                .any(|l| l.attachment == Attachment::Bridged)
-        {
+        let bridged = self
+            .v4
+            .locals
+            .values()
+            .any(|l| l.attachment == Attachment::Bridged);
+        if !bridged {
             return;
         }
-        self.bridge_hooks = true;
-        match dp.set_link_setting(&LinkSetting::BridgeCallsIptables) {
-            Ok(()) => info!("bridged traffic passes the IP hooks (net.bridge.bridge-nf-call-iptables = 1), where network policy sees it"),
-            Err(e) => warn!(error = %e, "network policy cannot see traffic between bridged endpoints of this node (load br_netfilter)"),
+        if !self.bridge_hooks {
+            self.bridge_hooks = true;
+            match dp.set_link_setting(&LinkSetting::BridgeCallsIptables) {
+                Ok(()) => info!("bridged traffic passes the IP hooks (net.bridge.bridge-nf-call-iptables = 1), where network policy sees it"),
+                Err(e) => warn!(error = %e, "network policy cannot see traffic between bridged endpoints of this node (load br_netfilter)"),
+            }
+        }
+        if self.v6.is_some() && !self.bridge_hooks6 {
+            self.bridge_hooks6 = true;
+            match dp.set_link_setting(&LinkSetting::BridgeCallsIp6tables) {
+                Ok(()) => info!("bridged IPv6 traffic passes the IP hooks (net.bridge.bridge-nf-call-ip6tables = 1), where network policy sees it"),
+                Err(e) => warn!(error = %e, "network policy cannot see IPv6 traffic between bridged endpoints of this node (load br_netfilter)"),
+            }
         }
     }
 

@@ -939,6 +939,7 @@ async fn the_ipv6_policy_table_follows_dual_stack() {
     let dual = r#"{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00:10:244::/56","Backend":{"Type":"host-gw"}}"#;
     let mut rig = Rig::with_config(dual).await;
     let pol = rig.registry.keys().policy();
+    let mark = rig.fake.journal().len();
     let here = r#"{"Name":"x/a","Namespace":"x","Labels":{"pod":"a"},"IPv6":"fd00:10:244:1::2","Node":"192.168.1.1","Interface":"weft00000000001","Attachment":"bridged"}"#;
     let there = r#"{"Name":"y/b","Namespace":"y","Labels":{"pod":"b"},"IPv6":"fd00:10:244:2::2","Node":"192.168.1.2","Interface":"weft00000000002"}"#;
     let v4_only = r#"{"Name":"y/c","Namespace":"y","Labels":{"pod":"b"},"Node":"192.168.1.2","Interface":"weft00000000003"}"#;
@@ -963,9 +964,20 @@ async fn the_ipv6_policy_table_follows_dual_stack() {
         "y/b by its IPv6 address, y/c in no set:\n{t6}"
     );
     assert!(t4.contains("{ 10.244.2.2, 10.244.2.3 }"), "{t4}");
-    // Bridged: dispatched by address, each table by its own family's.
+    // Bridged: dispatched by address, each table by its own family's, and br_netfilter
+    // hands the policy tables bridged traffic of both families.
     assert!(t6.contains("in_ns_x_ip { fd00:10:244:1::2 }"), "{t6}");
     assert!(t4.contains("in_ns_x_ip { 10.244.1.2 }"), "{t4}");
+    let journal = rig.fake.journal()[mark..].to_vec();
+    for hook in [
+        "bridge-nf-call-iptables = 1",
+        "bridge-nf-call-ip6tables = 1",
+    ] {
+        assert!(
+            journal.iter().any(|j| j.ends_with(hook)),
+            "{hook}: {journal:?}"
+        );
+    }
 
     // A new endpoint: elements of both tables, no rule reloaded.
     let more = r#"{"Name":"z/d","Namespace":"z","Labels":{"pod":"b"},"IPv6":"fd00:10:244:3::7","Node":"192.168.1.3","Interface":"weft00000000004"}"#;
