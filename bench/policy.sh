@@ -26,6 +26,9 @@
 #     Target: p50 <= 10 ms. And why dispatch is by sets: one element per transaction
 #     into a dispatch set, and into a verdict map jumping to a chain, in a copy of the
 #     loaded table.
+#  3. Dual stack: the same two "one endpoint added" rows on a dual-stack lab (every
+#     endpoint with an IPv6 address too, so each agent keeps the IPv6 policy table
+#     beside the IPv4 one and an ADD waits for both), beside section 2's IPv4 rows.
 # Runs in namespaces it creates (a lab). Needs root.
 # Usage: bench/policy.sh [SECONDS_PER_RUN]
 set -euo pipefail
@@ -38,8 +41,9 @@ BIN=$PWD/target/release
 W=$BIN/weftctl
 export WEFT_WEFTD=$BIN/weftd
 LAB=pb$$
+LAB6=pd$$
 OUT=$(mktemp -d /tmp/weft-polbench.XXXXXX)
-cleanup() { "$W" lab down --name "$LAB" >/dev/null 2>&1 || true; rm -rf "$OUT"; }
+cleanup() { "$W" lab down --name "$LAB" >/dev/null 2>&1 || true; "$W" lab down --name "$LAB6" >/dev/null 2>&1 || true; rm -rf "$OUT"; }
 trap cleanup EXIT
 "$W" lab up --name "$LAB" --hosts 2 --cni-mode routed >/dev/null
 "$W" --lab "$LAB" lab container add x/client --host h1 --label app=bench-client >/dev/null
@@ -101,11 +105,11 @@ echo "measured: one endpoint added, no policy: $EMPTY ms"
 POP=$(ip netns exec "$LAB-h1" "$BIN/examples/policy_load" populate "/run/weft-lab/$LAB/store.db" 192.168.77.1 5000 1000)
 echo "measured: $POP"
 # Both agents done (the same revision, unchanged for 3 s) before a row is measured.
-settle() {
-  local last="" same=0 r1 r2
+settle() { # $1: the lab (default: the first)
+  local lab=${1:-$LAB} last="" same=0 r1 r2
   for _ in $(seq 600); do
-    r1=$(ip netns exec "$LAB-h1" curl -s localhost:9462/metrics 2>/dev/null | awk '/^weft_policy_enforced_revision/ {print $2}')
-    r2=$(ip netns exec "$LAB-h2" curl -s localhost:9462/metrics 2>/dev/null | awk '/^weft_policy_enforced_revision/ {print $2}')
+    r1=$(ip netns exec "$lab-h1" curl -s localhost:9462/metrics 2>/dev/null | awk '/^weft_policy_enforced_revision/ {print $2}')
+    r2=$(ip netns exec "$lab-h2" curl -s localhost:9462/metrics 2>/dev/null | awk '/^weft_policy_enforced_revision/ {print $2}')
     if [ -n "$r1" ] && [ "$r1" != 0 ] && [ "$r1" = "$r2" ] && [ "$r1" = "$last" ]; then same=$((same + 1)); else same=0; fi
     last=$r1
     [ "$same" -ge 6 ] && return
@@ -141,6 +145,19 @@ SET_COST=$(ip netns exec "$LAB-h2" "$COST" weftvm in_ns_x_if '"vs{}"' 50)
 MAP_COST=$(ip netns exec "$LAB-h2" "$COST" weftvm vm_if '"vm{}"' 50 in_ns_x)
 ip netns exec "$LAB-h2" nft delete table ip weftvm
 
+# Dual stack: the same endpoint rows with both policy tables kept.
+"$W" lab down --name "$LAB" >/dev/null
+"$W" lab up --name "$LAB6" --hosts 2 --cni-mode routed --ip-family dual >/dev/null
+SOCK6=/run/weft-lab/$LAB6/h1/weftd.sock
+EMPTY6=$(ip netns exec "$LAB6-h1" "$BIN/examples/policy_load" identify "$SOCK6" 200 ipv6)
+echo "measured: dual stack, one endpoint added, no policy: $EMPTY6 ms"
+POP6=$(ip netns exec "$LAB6-h1" "$BIN/examples/policy_load" populate "/run/weft-lab/$LAB6/store.db" 192.168.77.1 5000 1000 ipv6)
+echo "measured: dual stack, $POP6"
+settle "$LAB6"
+FULL6=$(ip netns exec "$LAB6-h1" "$BIN/examples/policy_load" identify "$SOCK6" 200 ipv6)
+echo "measured: dual stack, one endpoint added, 1000 policies + 5000 endpoints: $FULL6 ms"
+TABLES6=$(ip netns exec "$LAB6-h1" nft list tables | tr '\n' ' ')
+
 echo
 echo "Data path, client on h1 -> server on h2 (host-gw, routed CNI), ${SECS} s iperf3, one stream"
 echo
@@ -175,5 +192,8 @@ echo "| weft: one endpoint added, no policy, ms                 | $EMPTY |"
 echo "| weft: one endpoint added, 1000 policies + 5000 endpoints, ms | $FULL |"
 echo "| one element into a dispatch set (weft), same table, ms    | $SET_COST |"
 echo "| one element into a verdict map (jump), same table, ms     | $MAP_COST |"
+echo "| dual stack ($TABLES6): $POP6 |"
+echo "| dual stack: one endpoint added, no policy, ms             | $EMPTY6 |"
+echo "| dual stack: one endpoint added, 1000 policies + 5000 endpoints, ms | $FULL6 |"
 echo
 echo "Target: one endpoint added with policies present, p50 <= 10 ms to enforcement."

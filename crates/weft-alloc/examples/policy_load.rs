@@ -11,7 +11,10 @@
 //!   socket as the CNI plugin records them (the agent answers once the endpoint's rules
 //!   are loaded), each timed; then forgets them. Prints p50 and p99 in ms.
 //!
-//! Usage: policy_load populate STORE NODE ENDPOINTS POLICIES | identify SOCKET N
+//! With `ipv6` last, every endpoint also has an IPv6 address (a dual-stack network,
+//! whose agents keep both policy tables).
+//!
+//! Usage: policy_load populate STORE NODE ENDPOINTS POLICIES [ipv6] | identify SOCKET N [ipv6]
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
@@ -32,6 +35,12 @@ fn address(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(10, 250, (i / 250) as u8, (i % 250 + 1) as u8)
 }
 
+/// An IPv6 address for endpoint `i` of a block (`0xfa` for the populated ones, `0xfb`
+/// for the identified ones), when `ipv6`.
+fn address6(ipv6: bool, block: u16, i: usize) -> Option<std::net::Ipv6Addr> {
+    ipv6.then(|| std::net::Ipv6Addr::new(0xfd00, 0x10, block, 0, 0, 0, (i >> 16) as u16, i as u16))
+}
+
 fn enforced_revision() -> Option<i64> {
     let mut s = TcpStream::connect("127.0.0.1:9462").ok()?;
     s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
@@ -42,7 +51,7 @@ fn enforced_revision() -> Option<i64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-async fn populate(store: &str, node: Ipv4Addr, endpoints: usize, policies: usize) {
+async fn populate(store: &str, node: Ipv4Addr, endpoints: usize, policies: usize, ipv6: bool) {
     let registry = Registry::new(
         Arc::new(EmbeddedStore::open(store).unwrap()),
         "/coreos.com/network",
@@ -72,7 +81,7 @@ async fn populate(store: &str, node: Ipv4Addr, endpoints: usize, policies: usize
             name: format!("x/e{i}"),
             namespace: "x".into(),
             labels: labels(&[("app", app)]),
-            ipv6: None,
+            ipv6: address6(ipv6, 0xfa, i),
             node: if local {
                 node
             } else {
@@ -102,13 +111,13 @@ async fn populate(store: &str, node: Ipv4Addr, endpoints: usize, policies: usize
     );
 }
 
-fn identify(socket: &str, n: usize) {
+fn identify(socket: &str, n: usize, ipv6: bool) {
     let mut times = Vec::new();
     for i in 0..n {
         let ip = Ipv4Addr::new(10, 251, (i / 250) as u8, (i % 250 + 1) as u8);
         let req = Request::Identify {
             ip,
-            ipv6: None,
+            ipv6: address6(ipv6, 0xfb, i),
             namespace: "x".into(),
             name: format!("new{i}"),
             labels: labels(&[("app", format!("c{}-{}", i % 7, i % 10))]),
@@ -131,6 +140,7 @@ fn identify(socket: &str, n: usize) {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let a: Vec<String> = std::env::args().collect();
+    let ipv6 = a.last().is_some_and(|l| l == "ipv6");
     match a.get(1).map(String::as_str) {
         Some("populate") => {
             populate(
@@ -138,12 +148,13 @@ async fn main() {
                 a[3].parse().unwrap(),
                 a[4].parse().unwrap(),
                 a[5].parse().unwrap(),
+                ipv6,
             )
             .await
         }
-        Some("identify") => identify(&a[2], a[3].parse().unwrap()),
+        Some("identify") => identify(&a[2], a[3].parse().unwrap(), ipv6),
         _ => eprintln!(
-            "usage: policy_load populate STORE NODE ENDPOINTS POLICIES | identify SOCKET N"
+            "usage: policy_load populate STORE NODE ENDPOINTS POLICIES [ipv6] | identify SOCKET N [ipv6]"
         ),
     }
 }
