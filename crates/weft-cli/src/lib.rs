@@ -270,7 +270,11 @@ fn use_lab_store(name: &str, store: &mut StoreOptions) -> Result<Option<i32>, Cl
         }
         StoreKind::Etcd if std::env::var_os("WEFT_LAB_INSIDE").is_some() => {
             store.store = StoreKind::Etcd;
-            store.etcd_endpoints = vec![state.etcd_endpoint()];
+            store.etcd_endpoints = state
+                .etcd_endpoint()
+                .split(',')
+                .map(str::to_owned)
+                .collect();
             Ok(None)
         }
         StoreKind::Etcd => {

@@ -66,6 +66,10 @@ pub struct UpArgs {
     pub backend: String,
     #[arg(long, value_enum, default_value = "embedded")]
     pub store: LabStore,
+    /// etcd: run this many members as one cluster, each in a namespace of its own on
+    /// the underlay (192.168.77.241 on); every agent gets all their endpoints.
+    #[arg(long, default_value_t = 1)]
+    pub etcd_members: u32,
     /// The cluster network.
     #[arg(long, default_value = "10.244.0.0/16")]
     pub network: String,
@@ -196,13 +200,19 @@ pub enum LabCommand {
         #[arg(value_enum)]
         action: AgentAction,
     },
-    /// Kill the lab's etcd (an outage), or start it again on its data (etcd labs).
-    #[command(after_help = "Example:\n  weftctl lab etcd stop")]
+    /// Kill the lab's etcd (an outage), or start it again on its data (etcd labs); with
+    /// --member, one member of a cluster (`lab up --etcd-members`).
+    #[command(
+        after_help = "Example:\n  weftctl lab etcd stop\n  weftctl lab etcd stop --member 2"
+    )]
     Etcd {
         #[command(flatten)]
         lab: LabName,
         #[arg(value_enum)]
         action: EtcdAction,
+        /// The member (1..=N) of a cluster; every member when not given.
+        #[arg(long)]
+        member: Option<u32>,
     },
     /// Add or remove a host.
     #[command(subcommand)]
@@ -346,7 +356,11 @@ pub fn run(cmd: LabCommand) -> LabResult<i32> {
         LabCommand::Exec { lab, node, command } => exec(&lab.name, &node, &command),
         LabCommand::Router { lab, command } => crate::router::ask(&lab.name, &command),
         LabCommand::Agent { lab, host, action } => agent(&lab.name, &host, action),
-        LabCommand::Etcd { lab, action } => etcd(&lab.name, action),
+        LabCommand::Etcd {
+            lab,
+            action,
+            member,
+        } => etcd(&lab.name, action, member),
         LabCommand::Host(HostCommand::Add { lab }) => host_add(&lab.name),
         LabCommand::Dockerd { lab, host, action } => dockerd(&lab.name, &host, action),
         LabCommand::Host(HostCommand::Remove { lab, host }) => {
@@ -391,6 +405,7 @@ fn spec_of(args: UpArgs) -> LabSpec {
         hosts,
         backend,
         store,
+        etcd_members,
         network,
         agent_arg,
         subnets,
@@ -462,6 +477,7 @@ fn spec_of(args: UpArgs) -> LabSpec {
         hosts,
         backend,
         store,
+        etcd_members,
         network,
         agent_args: agent_arg,
         node_labels: node_labels.into_iter().collect(),
@@ -536,11 +552,44 @@ fn agent(lab: &str, host: &str, action: AgentAction) -> LabResult<i32> {
     Ok(0)
 }
 
-fn etcd(lab: &str, action: EtcdAction) -> LabResult<i32> {
+fn etcd(lab: &str, action: EtcdAction, member: Option<u32>) -> LabResult<i32> {
     let mut state = LabState::load(lab)?;
     if state.store_kind() != weft_store::options::StoreKind::Etcd {
         return Err(LabError::Usage(format!(
             "lab {lab} runs on the embedded store, not etcd"
+        )));
+    }
+    if state.etcd_members > 1 {
+        let members: Vec<u32> = match member {
+            Some(n) if (1..=state.etcd_members).contains(&n) => vec![n],
+            Some(n) => {
+                return Err(LabError::Usage(format!(
+                    "lab {lab} has etcd members 1 to {}, not {n}",
+                    state.etcd_members
+                )))
+            }
+            None => (1..=state.etcd_members).collect(),
+        };
+        for n in members {
+            match action {
+                EtcdAction::Stop => {
+                    let was = stop_member(&mut state, n)?;
+                    println!(
+                        "etcd member {n} {}",
+                        if was { "killed" } else { "was not running" }
+                    );
+                }
+                EtcdAction::Start if state.etcd_member_pids.contains_key(&n) => {
+                    println!("etcd member {n} is running")
+                }
+                EtcdAction::Start => start_member(&mut state, n)?,
+            }
+        }
+        return Ok(0);
+    }
+    if member.is_some() {
+        return Err(LabError::Usage(format!(
+            "lab {lab} runs one etcd: --member is for labs up with --etcd-members"
         )));
     }
     match action {
@@ -642,6 +691,8 @@ struct LabSpec {
     hosts: u32,
     backend: String,
     store: LabStore,
+    /// How many etcd members (1: the single etcd in the underlay namespace).
+    etcd_members: u32,
     network: String,
     agent_args: Vec<String>,
     /// Each host's --node-labels, by host number.
@@ -728,6 +779,15 @@ fn check(spec: &LabSpec) -> LabResult<()> {
             )));
         }
     }
+    if spec.etcd_members != 1 && spec.store != LabStore::Etcd {
+        return Err(LabError::Usage("--etcd-members is for --store etcd".into()));
+    }
+    if !(1..=7).contains(&spec.etcd_members) || spec.etcd_members.is_multiple_of(2) {
+        return Err(LabError::Usage(format!(
+            "--etcd-members {}: give an odd number from 1 to 7 (a majority must survive a member's loss)",
+            spec.etcd_members
+        )));
+    }
     if spec.ip_family == "6" {
         return Err(LabError::Usage(
             "--ip-family 6: an IPv6-only cluster network is not supported yet (Weft's needs IPv4 beside IPv6); use --ip-family dual".into(),
@@ -749,6 +809,7 @@ fn build(spec: LabSpec) -> LabResult<i32> {
         hosts,
         backend,
         store,
+        etcd_members,
         network,
         agent_args,
         node_labels,
@@ -778,6 +839,8 @@ fn build(spec: LabSpec) -> LabResult<i32> {
         network: network.clone(),
         hosts: vec![],
         etcd_pid: None,
+        etcd_members: if etcd_members > 1 { etcd_members } else { 0 },
+        etcd_member_pids: Default::default(),
         agent_args,
         node_labels,
         subnets,
@@ -888,8 +951,18 @@ fn make_underlay(name: &str, subnets: u32, dual: bool) -> LabResult<String> {
 }
 
 /// Starts the lab's etcd in its underlay namespace (its data kept in the lab's folder,
-/// so a restart finds the store as it was) and records its pid.
+/// so a restart finds the store as it was) and records its pid; with `--etcd-members`,
+/// every member in a namespace of its own.
 fn start_etcd(state: &mut LabState) -> LabResult<()> {
+    if state.etcd_members > 1 {
+        for n in 1..=state.etcd_members {
+            attach_member(state, n)?;
+        }
+        for n in 1..=state.etcd_members {
+            start_member(state, n)?;
+        }
+        return Ok(());
+    }
     let dir = state::dir(&state.name);
     let ul = topology::underlay_ns(&state.name);
     let log = dir.join("etcd.log");
@@ -899,6 +972,7 @@ fn start_etcd(state: &mut LabState) -> LabResult<()> {
         log: Some(&log),
         detached: true,
         tls: None,
+        member: None,
     };
     let server = EtcdServer::start(topology::UNDERLAY_GW.into(), &dir.join("etcd"), opts).map_err(
         |source| LabError::Io {
@@ -909,6 +983,92 @@ fn start_etcd(state: &mut LabState) -> LabResult<()> {
     println!("etcd on {} (in {ul})", server.endpoint);
     state.etcd_pid = Some(server.detach());
     state.save()
+}
+
+/// Etcd member `n`'s namespace, on the first underlay bridge with its own address (a
+/// machine of its own, as a real cluster's members are).
+fn attach_member(state: &LabState, n: u32) -> LabResult<()> {
+    let ns = topology::etcd_member_ns(&state.name, n);
+    let ul = topology::underlay_ns(&state.name);
+    let port = format!("etcd{n}");
+    sh::run(&["ip", "netns", "add", &ns])?;
+    sh::ip_in(&ns, &["link", "set", "lo", "up"])?;
+    sh::ip_in(
+        &ul,
+        &[
+            "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+        ],
+    )?;
+    let br = topology::underlay_bridge(0);
+    sh::ip_in(&ul, &["link", "set", &port, "master", &br, "up"])?;
+    let addr = format!(
+        "{}/{}",
+        topology::etcd_member_ip(n),
+        topology::UNDERLAY_PREFIX
+    );
+    sh::ip_in(&ns, &["addr", "add", &addr, "dev", "eth0"])?;
+    sh::ip_in(&ns, &["link", "set", "eth0", "up"])?;
+    Ok(())
+}
+
+/// Starts etcd member `n` in its namespace (its data in the lab's folder, so a member
+/// started again rejoins with what it had) and records its pid.
+fn start_member(state: &mut LabState, n: u32) -> LabResult<()> {
+    let dir = state::dir(&state.name);
+    let ns = topology::etcd_member_ns(&state.name, n);
+    let log = dir.join(format!("etcd-e{n}.log"));
+    let peer = |m: u32| {
+        format!(
+            "e{m}=http://{}:{}",
+            topology::etcd_member_ip(m),
+            topology::ETCD_PORT + 1
+        )
+    };
+    let opts = EtcdOptions {
+        netns: Some(&ns),
+        client_port: Some(topology::ETCD_PORT),
+        log: Some(&log),
+        detached: true,
+        tls: None,
+        member: Some(crate::etcd::Member {
+            name: format!("e{n}"),
+            initial_cluster: (1..=state.etcd_members)
+                .map(peer)
+                .collect::<Vec<_>>()
+                .join(","),
+        }),
+    };
+    let ip = topology::etcd_member_ip(n);
+    let server =
+        EtcdServer::start(ip.into(), &dir.join(format!("etcd-e{n}")), opts).map_err(|source| {
+            LabError::Io {
+                path: format!("etcd member {n}"),
+                source,
+            }
+        })?;
+    println!("etcd member {n} on {} (in {ns})", server.endpoint);
+    state.etcd_member_pids.insert(n, server.detach());
+    state.save()
+}
+
+/// Kills etcd member `n` at once, as a crash would.
+fn stop_member(state: &mut LabState, n: u32) -> LabResult<bool> {
+    let Some(pid) = state.etcd_member_pids.remove(&n) else {
+        return Ok(false);
+    };
+    kill_and_reap(pid);
+    state.save()?;
+    Ok(true)
+}
+
+/// SIGKILL, then waits (up to 5 s) until the process is gone.
+fn kill_and_reap(pid: u32) {
+    weft_kernel::sys::signal(pid, libc::SIGKILL);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+        weft_kernel::sys::reap(pid);
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Kills the lab's etcd at once (no graceful stop: an outage as a crash causes it).
@@ -1180,7 +1340,7 @@ fn belongs(name: &str, ns: &str) -> bool {
     rest == "ul"
         || (rest.len() > 1
             && rest[1..].chars().all(|c| c.is_ascii_digit())
-            && matches!(&rest[..1], "h" | "c" | "p"))
+            && matches!(&rest[..1], "h" | "c" | "p" | "e"))
 }
 
 fn down(name: &str) -> LabResult<()> {
@@ -1200,6 +1360,10 @@ fn down(name: &str) -> LabResult<()> {
     if let Some(pid) = state.as_ref().and_then(|s| s.etcd_pid) {
         // The lab's own etcd, started detached by `lab up`.
         weft_kernel::sys::signal(pid, libc::SIGKILL);
+    }
+    for pid in state.iter().flat_map(|s| s.etcd_member_pids.values()) {
+        // Its members, in namespaces of their own (deleted above).
+        weft_kernel::sys::signal(*pid, libc::SIGKILL);
     }
     let dir = state::dir(name);
     let had_dir = dir.exists();
@@ -1229,6 +1393,7 @@ mod tests {
             belongs("weft", "weft-p3"),
             "containers added with `lab container add`"
         );
+        assert!(belongs("weft", "weft-e2"), "etcd members");
         assert!(
             !belongs("weft", "weft-2-h1")
                 && !belongs("weft", "weftx-h1")

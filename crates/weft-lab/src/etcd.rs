@@ -24,6 +24,16 @@ pub struct EtcdOptions<'a> {
     pub detached: bool,
     /// Serve clients over TLS, requiring client certificates signed by `ca`.
     pub tls: Option<ServerTls>,
+    /// A member of a cluster, not a cluster of one.
+    pub member: Option<Member>,
+}
+
+/// One member of an etcd cluster: its name and the whole cluster's peer URLs
+/// (`e1=http://192.168.77.241:2380,e2=…`, etcd's `--initial-cluster`).
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub name: String,
+    pub initial_cluster: String,
 }
 
 /// The server side of etcd's client TLS.
@@ -77,6 +87,7 @@ impl EtcdServer {
             log,
             detached,
             tls,
+            member,
         } = opts;
         let (client, peer) = match client_port {
             Some(p) => (p, p + 1),
@@ -94,13 +105,17 @@ impl EtcdServer {
             }
             None => Command::new("etcd"),
         };
-        cmd.arg("--name=weft")
+        let (name, initial) = match &member {
+            Some(m) => (m.name.clone(), m.initial_cluster.clone()),
+            None => ("weft".to_owned(), format!("weft={peer_url}")),
+        };
+        cmd.arg(format!("--name={name}"))
             .arg(format!("--data-dir={}", data_dir.display()))
             .arg(format!("--listen-client-urls={client_url}"))
             .arg(format!("--advertise-client-urls={client_url}"))
             .arg(format!("--listen-peer-urls={peer_url}"))
             .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-            .arg(format!("--initial-cluster=weft={peer_url}"))
+            .arg(format!("--initial-cluster={initial}"))
             .arg("--logger=zap")
             .arg("--log-level=warn")
             .stdin(Stdio::null());

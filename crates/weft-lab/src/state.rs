@@ -17,8 +17,14 @@ pub struct LabState {
     pub store: String,
     pub network: String,
     pub hosts: Vec<u32>,
-    /// The lab's etcd, when `store` is `etcd`.
+    /// The lab's etcd, when `store` is `etcd` (one member).
     pub etcd_pid: Option<u32>,
+    /// With `--etcd-members N` (N > 1): how many members, each in a namespace of its own.
+    #[serde(default)]
+    pub etcd_members: u32,
+    /// Their pids, by member number, while they run.
+    #[serde(default)]
+    pub etcd_member_pids: std::collections::BTreeMap<u32, u32>,
     /// Extra options passed to every agent.
     #[serde(default)]
     pub agent_args: Vec<String>,
@@ -120,7 +126,20 @@ impl LabState {
         self.dir().join("store.db")
     }
 
+    /// Every etcd client URL, comma-separated (flannel's `--etcd-endpoints` form).
     pub fn etcd_endpoint(&self) -> String {
+        if self.etcd_members > 1 {
+            let urls: Vec<String> = (1..=self.etcd_members)
+                .map(|n| {
+                    format!(
+                        "http://{}:{}",
+                        topology::etcd_member_ip(n),
+                        topology::ETCD_PORT
+                    )
+                })
+                .collect();
+            return urls.join(",");
+        }
         format!("http://{}:{}", topology::UNDERLAY_GW, topology::ETCD_PORT)
     }
 

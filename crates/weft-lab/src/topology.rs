@@ -14,6 +14,17 @@ pub const HEALTHZ_PORT: u16 = 9462;
 /// Hosts are numbered 1..=MAX_HOSTS.
 pub const MAX_HOSTS: u32 = 200;
 
+/// The namespace of etcd member `n` (1-based) of a lab run with `--etcd-members`.
+pub fn etcd_member_ns(lab: &str, n: u32) -> String {
+    format!("{lab}-e{n}")
+}
+
+/// Etcd member `n`'s address on the first underlay subnet: `192.168.77.24<n>`, above
+/// every host's.
+pub fn etcd_member_ip(n: u32) -> Ipv4Addr {
+    Ipv4Addr::new(192, 168, 77, 240 + n as u8)
+}
+
 pub fn underlay_ns(lab: &str) -> String {
     format!("{lab}-ul")
 }

@@ -37,6 +37,16 @@ pub struct EtcdConfig {
 #[derive(Clone)]
 pub struct EtcdStore {
     client: Client,
+    /// How many endpoints it was given: how often a request refused at connection is
+    /// sent again ([`EtcdStore::on_a_live_member`]).
+    endpoints: usize,
+}
+
+/// Whether the request never reached a member: its connection was refused (a member
+/// that is down while the others are up). Such a request can be sent again whatever
+/// it was; one that may have been applied (a timeout) cannot.
+fn never_sent(e: &etcd_client::Error) -> bool {
+    cause(e).contains("connection refused")
 }
 
 fn unavailable(op: &'static str) -> impl Fn(etcd_client::Error) -> StoreError {
@@ -148,12 +158,43 @@ impl EtcdStore {
             }
             opts = opts.with_tls(tls);
         }
-        let mut client = Client::connect(&cfg.endpoints, Some(opts))
+        let client = Client::connect(&cfg.endpoints, Some(opts))
             .await
             .map_err(unavailable("connect"))?;
-        // Connecting is lazy; a status call proves an endpoint really answers.
-        client.status().await.map_err(unavailable("connect"))?;
-        Ok(EtcdStore { client })
+        let store = EtcdStore {
+            client,
+            endpoints: cfg.endpoints.len(),
+        };
+        // Connecting is lazy; a status call proves an endpoint really answers (any
+        // one: a member that is down is passed over).
+        store
+            .on_a_live_member(|mut c| async move { c.status().await })
+            .await
+            .map_err(unavailable("connect"))?;
+        Ok(store)
+    }
+
+    /// Runs `request` again while its connection is refused, up to once per endpoint:
+    /// the client balances over every endpoint and, once a connection to a member that
+    /// is down has failed, takes another. With one member down of three, a request
+    /// goes through instead of failing because it was sent to the dead one first.
+    async fn on_a_live_member<T, Fut>(
+        &self,
+        request: impl Fn(Client) -> Fut,
+    ) -> Result<T, etcd_client::Error>
+    where
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let mut tries = self.endpoints.max(1);
+        loop {
+            match request(self.client.clone()).await {
+                Err(e) if tries > 1 && never_sent(&e) => {
+                    tries -= 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                done => return done,
+            }
+        }
     }
 
     /// Drops history up to `revision` (etcd compaction).
@@ -178,9 +219,10 @@ impl EtcdStore {
             .when([compare])
             .and_then([TxnOp::put(key, value, put_options(lease))]);
         let resp = self
-            .client
-            .kv_client()
-            .txn(txn)
+            .on_a_live_member(|c| {
+                let txn = txn.clone();
+                async move { c.kv_client().txn(txn).await }
+            })
             .await
             .map_err(unavailable(op))?;
         if !resp.succeeded() {
@@ -262,9 +304,7 @@ impl EtcdStore {
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> StoreResult<Option<KeyValue>> {
         let resp = self
-            .client
-            .kv_client()
-            .get(key, None)
+            .on_a_live_member(|c| async move { c.kv_client().get(key, None).await })
             .await
             .map_err(unavailable("get"))?;
         Ok(resp.kvs().first().map(to_kv))
@@ -272,9 +312,10 @@ impl Store for EtcdStore {
 
     async fn list(&self, prefix: &str) -> StoreResult<Listing> {
         let resp = self
-            .client
-            .kv_client()
-            .get(prefix, Some(GetOptions::new().with_prefix()))
+            .on_a_live_member(|c| async move {
+                let opts = GetOptions::new().with_prefix();
+                c.kv_client().get(prefix, Some(opts)).await
+            })
             .await
             .map_err(unavailable("list"))?;
         Ok(Listing {
@@ -285,9 +326,9 @@ impl Store for EtcdStore {
 
     async fn put(&self, key: &str, value: &[u8], lease: Option<LeaseId>) -> StoreResult<Revision> {
         let resp = self
-            .client
-            .kv_client()
-            .put(key, value, put_options(lease))
+            .on_a_live_member(
+                |c| async move { c.kv_client().put(key, value, put_options(lease)).await },
+            )
             .await
             .map_err(|e| match unavailable("put")(e) {
                 StoreError::LeaseNotFound(_) => StoreError::LeaseNotFound(lease.unwrap_or(0)),
@@ -321,9 +362,7 @@ impl Store for EtcdStore {
 
     async fn delete(&self, key: &str) -> StoreResult<bool> {
         let resp = self
-            .client
-            .kv_client()
-            .delete(key, None)
+            .on_a_live_member(|c| async move { c.kv_client().delete(key, None).await })
             .await
             .map_err(unavailable("delete"))?;
         Ok(resp.deleted() > 0)
@@ -332,9 +371,7 @@ impl Store for EtcdStore {
     async fn grant(&self, ttl: Duration) -> StoreResult<LeaseId> {
         let secs = ttl.as_secs().max(1) as i64;
         let resp = self
-            .client
-            .lease_client()
-            .grant(secs, None)
+            .on_a_live_member(|c| async move { c.lease_client().grant(secs, None).await })
             .await
             .map_err(unavailable("grant lease"))?;
         Ok(resp.id())
@@ -357,9 +394,7 @@ impl Store for EtcdStore {
 
     async fn time_to_live(&self, lease: LeaseId) -> StoreResult<Option<Duration>> {
         let resp = self
-            .client
-            .lease_client()
-            .time_to_live(lease, None)
+            .on_a_live_member(|c| async move { c.lease_client().time_to_live(lease, None).await })
             .await
             .map_err(unavailable("read lease"))?;
         Ok((resp.ttl() > 0).then(|| Duration::from_secs(resp.ttl() as u64)))

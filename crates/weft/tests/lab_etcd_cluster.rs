@@ -1,0 +1,178 @@
+//! End to end, in network namespaces: a lab on a real three-member etcd cluster
+//! (`lab up --etcd-members 3`, each member in a namespace of its own on the underlay),
+//! the agents given every member's endpoint. Judged by etcd itself (which member
+//! leads, from each member's own status) and by the kernel: with the leader killed
+//! while the agents run, no route is removed on any host (`ip monitor`), a lease
+//! written afterwards reaches every host's routes (the agents' watches go on through
+//! the other members), `weftctl` and a restarted agent work through the survivors,
+//! and the killed member, started again, follows the new leader.
+//!
+//! Needs root (namespaces) and etcd; the lab is torn down by a guard.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use weft_testkit::require_root;
+
+/// Member `n`'s own status (`/v3/maintenance/status` through etcd's gRPC gateway), read
+/// inside its namespace: its id and the leader it follows.
+fn status(lab: &Lab, n: u32) -> Option<(String, String)> {
+    let url = format!("http://192.168.77.24{n}:2379/v3/maintenance/status");
+    let out = Command::new("ip")
+        .args(["netns", "exec", &lab.ns(&format!("e{n}"))])
+        .args(["curl", "-s", "-m", "2", "-X", "POST", &url, "-d", "{}"])
+        .output()
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    Some((
+        v["header"]["member_id"].as_str()?.to_owned(),
+        v["leader"].as_str()?.to_owned(),
+    ))
+}
+
+/// The member every live member names as leader, once they agree.
+fn leader(lab: &Lab, members: &[u32]) -> Option<u32> {
+    let seen: Vec<(u32, String, String)> = members
+        .iter()
+        .filter_map(|&n| status(lab, n).map(|(id, leader)| (n, id, leader)))
+        .collect();
+    let (_, _, lead) = seen.first()?;
+    if seen.len() != members.len() || seen.iter().any(|(_, _, l)| l != lead) {
+        return None;
+    }
+    seen.iter()
+        .find(|(_, id, _)| id == lead)
+        .map(|(n, _, _)| *n)
+}
+
+fn monitor(lab: &Lab, host: &str) -> Child {
+    Command::new("ip")
+        .args(["-n", &lab.ns(host), "monitor", "route"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn the_etcd_leader_killed_removes_no_route_and_the_cluster_goes_on() {
+    require_root!(
+        "lab_etcd_cluster::the_etcd_leader_killed_removes_no_route_and_the_cluster_goes_on"
+    );
+    let lab = Lab::up_with(
+        "ec",
+        "etcd",
+        3,
+        &["--backend", "host-gw", "--etcd-members", "3"],
+    );
+    lab.ping_all(5);
+    let mut lead = None;
+    lab.wait_until(
+        "the members to agree on a leader",
+        Duration::from_secs(10),
+        || {
+            lead = leader(&lab, &[1, 2, 3]);
+            lead.is_some()
+        },
+    );
+    let lead = lead.unwrap();
+    let monitors: Vec<(&str, Child)> = ["h1", "h2", "h3"]
+        .into_iter()
+        .map(|h| (h, monitor(&lab, h)))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+
+    lab.ok(
+        lab.lab(&["etcd"], &["stop", "--member", &lead.to_string()]),
+        "etcd stop --member",
+    );
+    let rest: Vec<u32> = [1, 2, 3].into_iter().filter(|&n| n != lead).collect();
+    lab.wait_until(
+        "a new leader among the others",
+        Duration::from_secs(15),
+        || leader(&lab, &rest).is_some_and(|l| l != lead),
+    );
+    // A lease written through the survivors reaches every host: the watches go on.
+    lab.ok(
+        lab.store_cmd(&[
+            "store",
+            "put",
+            "/coreos.com/network/subnets/10.244.250.0-24",
+            r#"{"PublicIP":"192.168.77.199","BackendType":"host-gw"}"#,
+        ]),
+        "store put after the leader's loss",
+    );
+    lab.wait_until(
+        "every host to route to the lease written after the loss",
+        Duration::from_secs(10),
+        || {
+            ["h1", "h2", "h3"].iter().all(|h| {
+                text(
+                    &lab.exec(h, &["ip", "route", "show", "10.244.250.0/24"])
+                        .stdout,
+                )
+                .contains("via 192.168.77.199")
+            })
+        },
+    );
+    // weftctl and a restarting agent work through the survivors.
+    let leases = lab.ok(lab.store_cmd(&["leases"]), "leases");
+    assert!(leases.contains("10.244.250.0/24"), "{leases}");
+    lab.ok(lab.lab(&["agent"], &["h2", "restart"]), "agent restart");
+    lab.ping_all(5);
+
+    for (h, mut m) in monitors {
+        let _ = m.kill();
+        let seen = text(&m.wait_with_output().unwrap().stdout);
+        assert!(
+            !seen
+                .lines()
+                .any(|l| l.starts_with("Deleted") && l.contains("proto 77")),
+            "{h} lost a Weft route while etcd's leader was down:\n{seen}"
+        );
+    }
+
+    // The member started again rejoins and follows the new leader.
+    lab.ok(
+        lab.lab(&["etcd"], &["start", "--member", &lead.to_string()]),
+        "etcd start --member",
+    );
+    lab.wait_until(
+        "the three members to agree again",
+        Duration::from_secs(15),
+        || leader(&lab, &[1, 2, 3]).is_some(),
+    );
+}
+
+/// The option is checked before anything is made.
+#[test]
+fn etcd_members_need_etcd_and_an_odd_count() {
+    require_root!("lab_etcd_cluster::etcd_members_need_etcd_and_an_odd_count");
+    let ctl = |args: &[&str]| Command::new(WEFTCTL).args(args).output().unwrap();
+    let out = ctl(&["lab", "up", "--name", "ecbad", "--etcd-members", "3"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--etcd-members is for --store etcd"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = ctl(&[
+        "lab",
+        "up",
+        "--name",
+        "ecbad",
+        "--store",
+        "etcd",
+        "--etcd-members",
+        "2",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("give an odd number"),
+        "{}",
+        text(&out.stderr)
+    );
+}
