@@ -53,6 +53,10 @@ pub enum ProbeOutput {
 pub enum EtcdAction {
     Start,
     Stop,
+    /// SIGSTOP: it keeps its connections and answers nothing (a partitioned member).
+    Pause,
+    /// SIGCONT: a paused one answers again.
+    Resume,
 }
 
 /// `weftctl lab up`'s options.
@@ -572,6 +576,21 @@ fn etcd(lab: &str, action: EtcdAction, member: Option<u32>) -> LabResult<i32> {
         };
         for n in members {
             match action {
+                EtcdAction::Pause | EtcdAction::Resume => {
+                    let Some(&pid) = state.etcd_member_pids.get(&n) else {
+                        println!("etcd member {n} is not running");
+                        continue;
+                    };
+                    pause_or_resume(pid, action);
+                    println!(
+                        "etcd member {n} {}",
+                        if action == EtcdAction::Pause {
+                            "paused"
+                        } else {
+                            "resumed"
+                        }
+                    );
+                }
                 EtcdAction::Stop => {
                     let was = stop_member(&mut state, n)?;
                     println!(
@@ -593,6 +612,20 @@ fn etcd(lab: &str, action: EtcdAction, member: Option<u32>) -> LabResult<i32> {
         )));
     }
     match action {
+        EtcdAction::Pause | EtcdAction::Resume => match state.etcd_pid {
+            Some(pid) => {
+                pause_or_resume(pid, action);
+                println!(
+                    "etcd {}",
+                    if action == EtcdAction::Pause {
+                        "paused"
+                    } else {
+                        "resumed"
+                    }
+                );
+            }
+            None => println!("etcd is not running"),
+        },
         EtcdAction::Stop => {
             let was = stop_etcd(&mut state)?;
             println!("etcd {}", if was { "killed" } else { "was not running" });
@@ -1059,6 +1092,16 @@ fn stop_member(state: &mut LabState, n: u32) -> LabResult<bool> {
     kill_and_reap(pid);
     state.save()?;
     Ok(true)
+}
+
+/// SIGSTOP or SIGCONT to an etcd.
+fn pause_or_resume(pid: u32, action: EtcdAction) {
+    let sig = if action == EtcdAction::Pause {
+        libc::SIGSTOP
+    } else {
+        libc::SIGCONT
+    };
+    weft_kernel::sys::signal(pid, sig);
 }
 
 /// SIGKILL, then waits (up to 5 s) until the process is gone.

@@ -42,11 +42,29 @@ pub struct EtcdStore {
     endpoints: usize,
 }
 
-/// Whether the request never reached a member: its connection was refused (a member
-/// that is down while the others are up). Such a request can be sent again whatever
-/// it was; one that may have been applied (a timeout) cannot.
-fn never_sent(e: &etcd_client::Error) -> bool {
-    cause(e).contains("connection refused")
+/// Which failures of a request are worth sending it again, to another member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resend {
+    /// Only a refused connection: the request never reached a member (one that is down
+    /// while the others are up), so it can be sent again whatever it was. For requests
+    /// that must not be applied twice (a conditional write, a lease grant, a delete
+    /// whose answer says whether it deleted).
+    Refused,
+    /// Also a timeout (a member that is partitioned or paused holds the connection and
+    /// answers nothing): for reads, and plain puts, which applied twice have the same
+    /// effect.
+    RefusedOrTimedOut,
+}
+
+impl Resend {
+    fn applies(self, e: &etcd_client::Error) -> bool {
+        let why = cause(e);
+        why.contains("connection refused")
+            || (self == Resend::RefusedOrTimedOut
+                && ["timed out", "timeout expired", "deadline has elapsed"]
+                    .iter()
+                    .any(|t| why.contains(t)))
+    }
 }
 
 fn unavailable(op: &'static str) -> impl Fn(etcd_client::Error) -> StoreError {
@@ -168,18 +186,22 @@ impl EtcdStore {
         // Connecting is lazy; a status call proves an endpoint really answers (any
         // one: a member that is down is passed over).
         store
-            .on_a_live_member(|mut c| async move { c.status().await })
+            .on_a_live_member(Resend::RefusedOrTimedOut, |mut c| async move {
+                c.status().await
+            })
             .await
             .map_err(unavailable("connect"))?;
         Ok(store)
     }
 
-    /// Runs `request` again while its connection is refused, up to once per endpoint:
+    /// Runs `request` again while it fails as `resend` allows, up to once per endpoint:
     /// the client balances over every endpoint and, once a connection to a member that
-    /// is down has failed, takes another. With one member down of three, a request
-    /// goes through instead of failing because it was sent to the dead one first.
+    /// is down or silent has failed, takes another. With one member of three down (or
+    /// paused), a request goes through instead of failing because it was sent to that
+    /// one first.
     async fn on_a_live_member<T, Fut>(
         &self,
+        resend: Resend,
         request: impl Fn(Client) -> Fut,
     ) -> Result<T, etcd_client::Error>
     where
@@ -188,7 +210,7 @@ impl EtcdStore {
         let mut tries = self.endpoints.max(1);
         loop {
             match request(self.client.clone()).await {
-                Err(e) if tries > 1 && never_sent(&e) => {
+                Err(e) if tries > 1 && resend.applies(&e) => {
                     tries -= 1;
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
@@ -219,7 +241,7 @@ impl EtcdStore {
             .when([compare])
             .and_then([TxnOp::put(key, value, put_options(lease))]);
         let resp = self
-            .on_a_live_member(|c| {
+            .on_a_live_member(Resend::Refused, |c| {
                 let txn = txn.clone();
                 async move { c.kv_client().txn(txn).await }
             })
@@ -304,7 +326,9 @@ impl EtcdStore {
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> StoreResult<Option<KeyValue>> {
         let resp = self
-            .on_a_live_member(|c| async move { c.kv_client().get(key, None).await })
+            .on_a_live_member(Resend::RefusedOrTimedOut, |c| async move {
+                c.kv_client().get(key, None).await
+            })
             .await
             .map_err(unavailable("get"))?;
         Ok(resp.kvs().first().map(to_kv))
@@ -312,7 +336,7 @@ impl Store for EtcdStore {
 
     async fn list(&self, prefix: &str) -> StoreResult<Listing> {
         let resp = self
-            .on_a_live_member(|c| async move {
+            .on_a_live_member(Resend::RefusedOrTimedOut, |c| async move {
                 let opts = GetOptions::new().with_prefix();
                 c.kv_client().get(prefix, Some(opts)).await
             })
@@ -326,9 +350,9 @@ impl Store for EtcdStore {
 
     async fn put(&self, key: &str, value: &[u8], lease: Option<LeaseId>) -> StoreResult<Revision> {
         let resp = self
-            .on_a_live_member(
-                |c| async move { c.kv_client().put(key, value, put_options(lease)).await },
-            )
+            .on_a_live_member(Resend::RefusedOrTimedOut, |c| async move {
+                c.kv_client().put(key, value, put_options(lease)).await
+            })
             .await
             .map_err(|e| match unavailable("put")(e) {
                 StoreError::LeaseNotFound(_) => StoreError::LeaseNotFound(lease.unwrap_or(0)),
@@ -362,7 +386,9 @@ impl Store for EtcdStore {
 
     async fn delete(&self, key: &str) -> StoreResult<bool> {
         let resp = self
-            .on_a_live_member(|c| async move { c.kv_client().delete(key, None).await })
+            .on_a_live_member(Resend::Refused, |c| async move {
+                c.kv_client().delete(key, None).await
+            })
             .await
             .map_err(unavailable("delete"))?;
         Ok(resp.deleted() > 0)
@@ -371,7 +397,9 @@ impl Store for EtcdStore {
     async fn grant(&self, ttl: Duration) -> StoreResult<LeaseId> {
         let secs = ttl.as_secs().max(1) as i64;
         let resp = self
-            .on_a_live_member(|c| async move { c.lease_client().grant(secs, None).await })
+            .on_a_live_member(Resend::Refused, |c| async move {
+                c.lease_client().grant(secs, None).await
+            })
             .await
             .map_err(unavailable("grant lease"))?;
         Ok(resp.id())
@@ -394,7 +422,9 @@ impl Store for EtcdStore {
 
     async fn time_to_live(&self, lease: LeaseId) -> StoreResult<Option<Duration>> {
         let resp = self
-            .on_a_live_member(|c| async move { c.lease_client().time_to_live(lease, None).await })
+            .on_a_live_member(Resend::RefusedOrTimedOut, |c| async move {
+                c.lease_client().time_to_live(lease, None).await
+            })
             .await
             .map_err(unavailable("read lease"))?;
         Ok((resp.ttl() > 0).then(|| Duration::from_secs(resp.ttl() as u64)))

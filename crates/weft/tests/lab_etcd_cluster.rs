@@ -5,7 +5,8 @@
 //! while the agents run, no route is removed on any host (`ip monitor`), a lease
 //! written afterwards reaches every host's routes (the agents' watches go on through
 //! the other members), `weftctl` and a restarted agent work through the survivors,
-//! and the killed member, started again, follows the new leader. With all three killed
+//! and the killed member, started again, follows the new leader. A member paused
+//! (partitioned) holds up no change for long. With all three killed
 //! for 30 s the routes stay, and an agent started during the outage is ready within 5 s
 //! of their return.
 //!
@@ -147,6 +148,61 @@ fn the_etcd_leader_killed_removes_no_route_and_the_cluster_goes_on() {
         Duration::from_secs(15),
         || leader(&lab, &[1, 2, 3]).is_some(),
     );
+
+    // A paused member (SIGSTOP: it holds its connections and answers nothing, as a
+    // partitioned one): a lease written meanwhile still reaches every host (an agent
+    // whose watch was on it reconnects to another member when its keep-alive fails),
+    // and no route is removed.
+    let mut lead = None;
+    lab.wait_until("a leader to pause", Duration::from_secs(10), || {
+        lead = leader(&lab, &[1, 2, 3]);
+        lead.is_some()
+    });
+    let lead = lead.unwrap().to_string();
+    let monitors: Vec<(&str, Child)> = ["h1", "h2", "h3"]
+        .into_iter()
+        .map(|h| (h, monitor(&lab, h)))
+        .collect();
+    lab.ok(
+        lab.lab(&["etcd"], &["pause", "--member", &lead]),
+        "etcd pause",
+    );
+    lab.ok(
+        lab.store_cmd(&[
+            "store",
+            "put",
+            "/coreos.com/network/subnets/10.244.251.0-24",
+            r#"{"PublicIP":"192.168.77.198","BackendType":"host-gw"}"#,
+        ]),
+        "store put with a member paused",
+    );
+    lab.wait_until(
+        "every host to route to the lease written with a member paused",
+        Duration::from_secs(40),
+        || {
+            ["h1", "h2", "h3"].iter().all(|h| {
+                text(
+                    &lab.exec(h, &["ip", "route", "show", "10.244.251.0/24"])
+                        .stdout,
+                )
+                .contains("via 192.168.77.198")
+            })
+        },
+    );
+    lab.ok(
+        lab.lab(&["etcd"], &["resume", "--member", &lead]),
+        "etcd resume",
+    );
+    for (h, mut m) in monitors {
+        let _ = m.kill();
+        let seen = text(&m.wait_with_output().unwrap().stdout);
+        assert!(
+            !seen
+                .lines()
+                .any(|l| l.starts_with("Deleted") && l.contains("proto 77")),
+            "{h} lost a Weft route while a member was paused:\n{seen}"
+        );
+    }
 
     // Every member down for 30 s: the routes stay, and an agent started during the
     // outage is ready within 5 s of the members' return.
