@@ -60,6 +60,41 @@ fn monitor(lab: &Lab, host: &str) -> Child {
         .unwrap()
 }
 
+/// Writes a lease for `subnet` (a peer at `via`) through `weftctl`, and waits until
+/// every host routes to it: the agents' watches delivered it.
+fn lease_reaches_every_host(lab: &Lab, subnet: &str, via: &str, when: &str, within: u64) {
+    let key = format!("/coreos.com/network/subnets/{}", subnet.replace('/', "-"));
+    let value = format!(r#"{{"PublicIP":"{via}","BackendType":"host-gw"}}"#);
+    lab.ok(
+        lab.store_cmd(&["store", "put", &key, &value]),
+        &format!("store put {when}"),
+    );
+    lab.wait_until(
+        &format!("every host to route to the lease written {when}"),
+        Duration::from_secs(within),
+        || {
+            ["h1", "h2", "h3"].iter().all(|h| {
+                text(&lab.exec(h, &["ip", "route", "show", subnet]).stdout)
+                    .contains(&format!("via {via}"))
+            })
+        },
+    );
+}
+
+/// Stops the route monitors and fails if any saw a Weft route removed.
+fn no_route_removed(monitors: Vec<(&str, Child)>, when: &str) {
+    for (h, mut m) in monitors {
+        let _ = m.kill();
+        let seen = text(&m.wait_with_output().unwrap().stdout);
+        assert!(
+            !seen
+                .lines()
+                .any(|l| l.starts_with("Deleted") && l.contains("proto 77")),
+            "{h} lost a Weft route {when}:\n{seen}"
+        );
+    }
+}
+
 #[test]
 fn the_etcd_leader_killed_removes_no_route_and_the_cluster_goes_on() {
     require_root!(
@@ -99,27 +134,12 @@ fn the_etcd_leader_killed_removes_no_route_and_the_cluster_goes_on() {
         || leader(&lab, &rest).is_some_and(|l| l != lead),
     );
     // A lease written through the survivors reaches every host: the watches go on.
-    lab.ok(
-        lab.store_cmd(&[
-            "store",
-            "put",
-            "/coreos.com/network/subnets/10.244.250.0-24",
-            r#"{"PublicIP":"192.168.77.199","BackendType":"host-gw"}"#,
-        ]),
-        "store put after the leader's loss",
-    );
-    lab.wait_until(
-        "every host to route to the lease written after the loss",
-        Duration::from_secs(10),
-        || {
-            ["h1", "h2", "h3"].iter().all(|h| {
-                text(
-                    &lab.exec(h, &["ip", "route", "show", "10.244.250.0/24"])
-                        .stdout,
-                )
-                .contains("via 192.168.77.199")
-            })
-        },
+    lease_reaches_every_host(
+        &lab,
+        "10.244.250.0/24",
+        "192.168.77.199",
+        "after the leader's loss",
+        10,
     );
     // weftctl and a restarting agent work through the survivors.
     let leases = lab.ok(lab.store_cmd(&["leases"]), "leases");
@@ -127,16 +147,7 @@ fn the_etcd_leader_killed_removes_no_route_and_the_cluster_goes_on() {
     lab.ok(lab.lab(&["agent"], &["h2", "restart"]), "agent restart");
     lab.ping_all(5);
 
-    for (h, mut m) in monitors {
-        let _ = m.kill();
-        let seen = text(&m.wait_with_output().unwrap().stdout);
-        assert!(
-            !seen
-                .lines()
-                .any(|l| l.starts_with("Deleted") && l.contains("proto 77")),
-            "{h} lost a Weft route while etcd's leader was down:\n{seen}"
-        );
-    }
+    no_route_removed(monitors, "while etcd's leader was down");
 
     // The member started again rejoins and follows the new leader.
     lab.ok(
@@ -167,42 +178,18 @@ fn the_etcd_leader_killed_removes_no_route_and_the_cluster_goes_on() {
         lab.lab(&["etcd"], &["pause", "--member", &lead]),
         "etcd pause",
     );
-    lab.ok(
-        lab.store_cmd(&[
-            "store",
-            "put",
-            "/coreos.com/network/subnets/10.244.251.0-24",
-            r#"{"PublicIP":"192.168.77.198","BackendType":"host-gw"}"#,
-        ]),
-        "store put with a member paused",
-    );
-    lab.wait_until(
-        "every host to route to the lease written with a member paused",
-        Duration::from_secs(40),
-        || {
-            ["h1", "h2", "h3"].iter().all(|h| {
-                text(
-                    &lab.exec(h, &["ip", "route", "show", "10.244.251.0/24"])
-                        .stdout,
-                )
-                .contains("via 192.168.77.198")
-            })
-        },
+    lease_reaches_every_host(
+        &lab,
+        "10.244.251.0/24",
+        "192.168.77.198",
+        "with a member paused",
+        40,
     );
     lab.ok(
         lab.lab(&["etcd"], &["resume", "--member", &lead]),
         "etcd resume",
     );
-    for (h, mut m) in monitors {
-        let _ = m.kill();
-        let seen = text(&m.wait_with_output().unwrap().stdout);
-        assert!(
-            !seen
-                .lines()
-                .any(|l| l.starts_with("Deleted") && l.contains("proto 77")),
-            "{h} lost a Weft route while a member was paused:\n{seen}"
-        );
-    }
+    no_route_removed(monitors, "while a member was paused");
 
     // Every member down for 30 s: the routes stay, and an agent started during the
     // outage is ready within 5 s of the members' return.
