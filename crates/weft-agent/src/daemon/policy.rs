@@ -220,10 +220,20 @@ impl PolicyManager {
         }
     }
 
-    /// The fingerprint of the rules the kernel's IPv4 table holds, once one is loaded
-    /// (the IPv6 twin is brought up to date in the same pass).
+    /// The fingerprint of the rules the kernel's IPv4 table holds, once one is loaded,
+    /// and only while the IPv6 twin (in a dual-stack network) holds the same policies'
+    /// rules too: a node whose IPv6 table the kernel refused does not say it enforces
+    /// them (`policy apply` names it).
     pub(super) fn loaded_fingerprint(&self) -> Option<&str> {
-        self.v4.table.as_ref().map(|t| t.fingerprint.as_str())
+        let v6_current = self.v6.as_ref().is_none_or(|t| {
+            let loaded = t.table.as_ref().map(|l| l.fingerprint.as_str());
+            loaded.is_some() && loaded == t.compiled.as_ref().map(Compiled::fingerprint)
+        });
+        self.v4
+            .table
+            .as_ref()
+            .filter(|_| v6_current)
+            .map(|t| t.fingerprint.as_str())
     }
 
     /// Whether the policy state must be read whole from the store (never read yet,

@@ -996,6 +996,26 @@ async fn the_ipv6_policy_table_follows_dual_stack() {
 
     rig.assert_restart_changes_nothing().await;
 
+    // A policy the kernel refuses in the IPv6 table: the node does not say it enforces
+    // the policies (its status has no fingerprint), though its IPv4 table has them.
+    assert!(rig.agent.policy.loaded_fingerprint().is_some());
+    rig.faults
+        .fail(weft_kernel::faults::FaultOp::Firewall, libc::EPERM);
+    let np2 = r#"{"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"name":"b","namespace":"x"},"spec":{"podSelector":{}}}"#;
+    put_key(&mut rig, &format!("{pol}networkpolicies/x/b"), np2).await;
+    rig.agent.reconcile(Why::Store).await;
+    assert_eq!(
+        rig.agent.policy.loaded_fingerprint(),
+        None,
+        "nothing loaded: nothing claimed"
+    );
+    rig.faults.heal(weft_kernel::faults::FaultOp::Firewall);
+    rig.agent.reconcile(Why::Store).await;
+    assert!(
+        rig.agent.policy.loaded_fingerprint().is_some(),
+        "both loaded again"
+    );
+
     // The same node on an IPv4-only network: the twin goes at start.
     let v4 = r#"{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}"#;
     rig.registry
