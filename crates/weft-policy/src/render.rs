@@ -840,9 +840,9 @@ impl Compiled {
     }
 
     /// Where a local endpoint is dispatched: the sets (held, or its namespace's
-    /// chains') and its key in them, its interface (routed) or address (bridged); a
-    /// bridged endpoint without an address of the table's family is in none.
-    fn dispatch_of(&self, l: &LocalEndpoint) -> (Vec<String>, Element) {
+    /// chains') and its key in them, its interface (routed) or address (bridged); `None`
+    /// for a bridged endpoint without an address of the table's family (in no set).
+    fn dispatch_of(&self, l: &LocalEndpoint) -> Option<(Vec<String>, Element)> {
         let ns = self
             .namespaces
             .contains(&l.endpoint.namespace)
@@ -850,19 +850,16 @@ impl Compiled {
         let (key, kind) = match l.attachment {
             // An interface name is at most 15 bytes, or there is no such interface.
             Attachment::Routed => (Element::Iface(l.interface.clone()), "if"),
-            Attachment::Bridged => match addr_in(&l.endpoint, self.family) {
-                Some(a) => (Element::Addr(a), "ip"),
-                None => return (Vec::new(), Element::Iface(l.interface.clone())),
-            },
+            Attachment::Bridged => (Element::Addr(addr_in(&l.endpoint, self.family)?), "ip"),
         };
         if l.pending && (self.has_cluster || ns.is_some()) {
-            return (vec![format!("held_{kind}")], key);
+            return Some((vec![format!("held_{kind}")], key));
         }
         let sets = [Direction::Ingress, Direction::Egress]
             .into_iter()
             .map(|dir| format!("{}_{kind}", chain_name(dir, ns)))
             .collect();
-        (sets, key)
+        Some((sets, key))
     }
 
     /// The dispatch sets for this node's `locals`: each endpoint's interface (routed)
@@ -879,8 +876,7 @@ impl Compiled {
         }
         out.insert("held_if".into(), BTreeSet::new());
         out.insert("held_ip".into(), BTreeSet::new());
-        for l in locals {
-            let (sets, key) = self.dispatch_of(l);
+        for (sets, key) in locals.into_iter().filter_map(|l| self.dispatch_of(l)) {
             for set in sets {
                 out.entry(set).or_default().insert(key.clone());
             }
@@ -979,8 +975,7 @@ impl Compiled {
         };
         for (was, now) in local_changes {
             for (l, present) in [(was, false), (now, true)] {
-                if let Some(l) = l {
-                    let (sets, key) = self.dispatch_of(l);
+                if let Some((sets, key)) = l.as_ref().and_then(|l| self.dispatch_of(l)) {
                     for set in sets {
                         edit(set, key.clone(), present);
                     }

@@ -2,6 +2,7 @@
 //! node, to send what a node must refuse (encapsulated traffic from a non-member).
 
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use super::{text, Lab};
 
@@ -77,4 +78,24 @@ pub fn encap_drops(lab: &Lab, host: &str, family: &str) -> u64 {
         .unwrap()
         .parse::<u64>()
         .unwrap()
+}
+
+/// The member filter of h1's VXLAN port on the underlay of `family` (`ip`, `ip6`): a
+/// stranger at `stranger` (with its prefix) sending to `h1_addr` is dropped and
+/// counted; a member's (h3's) datagram is not.
+pub fn assert_member_filter(lab: &Lab, family: &str, stranger: &str, h1_addr: &str) {
+    let intruder = Intruder::attach(lab, stranger);
+    let drops = || encap_drops(lab, "h1", family);
+    let d0 = drops();
+    intruder.send_udp(h1_addr, 8472, 3);
+    lab.wait_until(
+        &format!("the non-member's datagrams ({family}) to be dropped"),
+        Duration::from_secs(2),
+        || drops() >= d0 + 3,
+    );
+    let d1 = drops();
+    let to = format!("echo -n hello > /dev/udp/{h1_addr}/8472");
+    assert!(lab.exec("h3", &["bash", "-c", &to]).status.success());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(drops(), d1, "a member's datagram is not dropped");
 }
