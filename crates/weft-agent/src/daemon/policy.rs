@@ -338,7 +338,7 @@ impl PolicyManager {
                 self.v6 = Some(FamilyTable::new(Family::Ip6));
                 self.dirty = true;
             }
-            (false, true) | (false, false) if check_kernel || self.v6.is_some() => {
+            (false, had) if had || check_kernel => {
                 self.v6 = None;
                 let id = table_id(Family::Ip6);
                 match dp.set_table_fingerprint(&id) {
